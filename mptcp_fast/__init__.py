@@ -1,0 +1,19 @@
+"""mptcp_fast: a Multipath TCP (RFC 8684 / RFC 6824) engine with compiled hot paths.
+
+``mptcp_fast.BACKEND`` is ``"cython"`` or ``"python"``: which implementation of
+the hot paths is active. ``MPTCP_FAST_PURE=1`` in the environment forces the
+pure-Python one.
+"""
+
+from . import _backend
+from .errors import CaptureError, MptcpError, OptionError, ProtocolError
+from . import options
+
+__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "ProtocolError", "options"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "BACKEND":
+        return _backend.active()
+    raise AttributeError(f"module 'mptcp_fast' has no attribute {name!r}")

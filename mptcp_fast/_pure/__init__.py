@@ -1,0 +1,1 @@
+"""Pure-Python twins of the compiled hot-path modules (DESIGN.md, "Two backends, one API")."""

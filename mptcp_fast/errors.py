@@ -1,0 +1,47 @@
+"""The project's one error hierarchy (DESIGN.md, "Errors and bad input").
+
+Bytes from the network only ever raise subclasses of :class:`MptcpError`.
+Errors caused by a bad value also subclass :class:`ValueError`, so callers
+that already catch ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MptcpError", "OptionError", "CaptureError", "ProtocolError", "option_error"]
+
+
+class MptcpError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class OptionError(MptcpError, ValueError):
+    """A TCP or MPTCP option could not be decoded or encoded.
+
+    Attributes name where the problem is: ``option`` (e.g. ``"DSS"``),
+    ``field`` (e.g. ``"length"``), ``offset`` (byte offset of the field in
+    the buffer given to the parser, or ``None`` when encoding) and
+    ``expected`` (what would have been valid).
+    """
+
+    def __init__(self, message: str, *, option: str | None = None, field: str | None = None,
+                 offset: int | None = None, expected: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+        self.field = field
+        self.offset = offset
+        self.expected = expected
+
+
+class CaptureError(MptcpError, ValueError):
+    """A capture file is truncated or corrupt."""
+
+
+class ProtocolError(MptcpError):
+    """The peer broke a rule of the protocol (e.g. a conflicting mapping)."""
+
+
+def option_error(option: str, field: str, offset: int | None, expected: str, got: object) -> OptionError:
+    """Build the OptionError both backends raise, so their messages are identical."""
+    where = f" at offset {offset}" if offset is not None else ""
+    return OptionError(f"{option}: {field}{where}: expected {expected}, got {got}",
+                       option=option, field=field, offset=offset, expected=expected)

@@ -1,0 +1,72 @@
+"""Build the compiled hot paths: every pyx/*.pyx becomes mptcp_fast.<name>.
+
+MPTCP_FAST_NO_EXT=1, a missing Cython, or a failing C compiler all give a
+pure-Python install (mptcp_fast warns once at import and runs the pure twins).
+MPTCP_FAST_REQUIRE_EXT=1 turns those fallbacks into build errors (CI uses it).
+"""
+
+import glob
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
+SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
+
+
+def extensions():
+    if SKIP:
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if REQUIRE:
+            raise
+        print("mptcp_fast: Cython not found, installing the pure-Python backend only", file=sys.stderr)
+        return []
+    import numpy
+
+    modules = [
+        Extension(
+            f"mptcp_fast.{os.path.splitext(os.path.basename(path))[0]}",
+            [path],
+            include_dirs=[numpy.get_include()],
+            extra_compile_args=["-O3"],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        )
+        for path in sorted(glob.glob("pyx/*.pyx"))
+    ]
+    try:
+        return cythonize(modules, compiler_directives={"language_level": "3"}, quiet=True)
+    except Exception as exc:  # Cython rejected a module: install pure unless asked not to
+        if REQUIRE:
+            raise
+        print(f"mptcp_fast: cythonize failed ({exc}); pure-Python backend only", file=sys.stderr)
+        return []
+
+
+class OptionalBuildExt(build_ext):
+    """Keep installing (pure) when the C toolchain fails, unless REQUIRE is set."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # a compiler missing or failing is reported, then skipped
+            if REQUIRE:
+                raise
+            print(f"mptcp_fast: building the extensions failed ({exc}); pure-Python backend only",
+                  file=sys.stderr)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            if REQUIRE:
+                raise
+            print(f"mptcp_fast: {ext.name} did not build ({exc}); pure-Python backend only",
+                  file=sys.stderr)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
