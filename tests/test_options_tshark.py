@@ -86,7 +86,7 @@ def expected_fields(opt) -> dict:
             e["recvkey"] = str(opt.receiver_key)
         if opt.data_len is not None:
             e["datalvllen"] = str(opt.data_len)
-        e["checksum"] = "" if opt.checksum is None else str(opt.checksum)
+        e["checksum"] = "" if opt.checksum is None else f"0x{opt.checksum:04x}"
     elif isinstance(opt, o.MpJoinSyn):
         e.update(addrid=str(opt.address_id), recvtok=str(opt.token), sendrand=str(opt.nonce))
         e["backup.flag"] = str(int(opt.backup))
