@@ -1,0 +1,54 @@
+"""The mptcp-fast command line: decode tables, JSON, examples, malformed input."""
+
+import json
+import subprocess
+import sys
+
+from mptcp_fast import cli
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mptcp_fast", *args], capture_output=True, text=True)
+
+
+def test_decode_json_of_a_kernel_dss(capsys):
+    code = cli.main(["decode", "--json", "1e1c200f 43143b25bce216b2 9a915667704f8201 00000001 07d0 c3c8"])
+    assert code == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    (dss,) = result["options"]
+    assert dss == {"offset": 0, "length": 28, "option": "DSS", "data_ack": 0x43143B25BCE216B2,
+                   "ack64": True, "dsn": 0x9A915667704F8201, "dsn64": True, "subflow_seq": 1,
+                   "data_len": 2000, "checksum": 0xC3C8, "data_fin": False}
+
+
+def test_decode_table_with_colons_and_segment(capsys):
+    assert cli.main(["decode", "--segment", "syn", "1e:04:01:81"]) == 0
+    out = capsys.readouterr().out
+    assert "MP_CAPABLE" in out and "flags=0x81" in out
+
+
+def test_strict_segment_marks_what_linux_ignores(capsys):
+    assert cli.main(["decode", "--segment", "ack", "--json", "1e0451000101"]) == 1  # v0 MP_PRIO
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["options"][0]["option"] == "MALFORMED"
+    assert "MP_PRIO" in result["options"][0]["reason"]
+
+
+def test_builtin_examples_are_the_main_job():
+    proc = run_cli("decode")
+    assert proc.returncode == 0, proc.stderr
+    for title, _, _ in cli.EXAMPLES:
+        assert title in proc.stdout
+    assert "token=0x081d2af6" in proc.stdout and "hmac=118607e7815b7f4d" in proc.stdout
+
+
+def test_malformed_and_non_hex_input():
+    proc = run_cli("decode", "1e0b3001")
+    assert proc.returncode == 1 and "MALFORMED" in proc.stdout and "offset 1" in proc.stdout
+    proc = run_cli("decode", "zz")
+    assert proc.returncode != 0 and "not hex" in proc.stderr
+
+
+def test_version_names_the_backend():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and "backend:" in proc.stdout
