@@ -194,9 +194,8 @@ class _Option(tuple):
             out[field] = _hexify(getattr(self, field))
         return out
 
-    def encode(self) -> bytes:
-        """The option's bytes on the wire, Kind and Length included."""
-        return _impl.encode_option(self)
+    # encode(self) -> bytes: the option's bytes on the wire, Kind and Length included.
+    # It is the active backend's encode_option itself, set by _bind() (no extra frame).
 
 
 def _make(cls, *values):
@@ -313,9 +312,6 @@ class MalformedOption(_Option):
 
     def __new__(cls, kind: int, data: bytes, reason: str):
         return _make(cls, kind, bytes(data), str(reason))
-
-    def encode(self) -> bytes:
-        return self.data
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,6 +693,7 @@ def _bind(impl) -> None:
     impl.bind_types(sys.modules[__name__])
     _impl = impl
     # The hot entry points are the backend's own functions: no extra Python frame.
+    _Option.encode = impl.encode_option
     parse_option = impl.parse_option
     parse_tcp_options = impl.parse_tcp_options
     encode_tcp_options = impl.encode_tcp_options

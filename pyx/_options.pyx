@@ -18,25 +18,33 @@ from mptcp_fast.errors import OptionError, option_error
 
 cdef extern from *:
     """
-    /* Build an instance of a tuple subclass from a tuple of its items.
-       Before 3.14 a tuple's memory is just its items, so the generic allocator
-       plus item copies is exact and skips tuple.__new__'s argument parsing.
-       3.14 added a cached hash field to tuples: use the official route there. */
-    static PyObject* mf_tuple_subtype_new(PyObject* cls, PyObject* items) {
+    /* An instance of a tuple subclass holding the first n of a..h (n <= 8).
+       Before 3.14 a tuple's memory is just its items, so the type's allocator
+       plus direct item stores is exact and skips tuple.__new__'s argument
+       tuple. 3.14 added a cached hash to tuples: take the official route there. */
+    static PyObject* mf_new(PyObject* cls, Py_ssize_t n, PyObject* a, PyObject* b, PyObject* c,
+                            PyObject* d, PyObject* e, PyObject* f, PyObject* g, PyObject* h) {
+        PyObject* items[8] = {a, b, c, d, e, f, g, h};
+        Py_ssize_t i;
     #if PY_VERSION_HEX < 0x030E0000
-        Py_ssize_t i, n = PyTuple_GET_SIZE(items);
         PyTypeObject* type = (PyTypeObject*)cls;
         PyObject* obj = type->tp_alloc(type, n);
         if (obj == NULL) return NULL;
         for (i = 0; i < n; i++) {
-            PyObject* v = PyTuple_GET_ITEM(items, i);
-            Py_INCREF(v);
-            PyTuple_SET_ITEM(obj, i, v);
+            Py_INCREF(items[i]);
+            PyTuple_SET_ITEM(obj, i, items[i]);
         }
         return obj;
     #else
-        PyObject* args = PyTuple_Pack(1, items);
-        PyObject* obj;
+        PyObject *values, *args, *obj;
+        values = PyTuple_New(n);
+        if (values == NULL) return NULL;
+        for (i = 0; i < n; i++) {
+            Py_INCREF(items[i]);
+            PyTuple_SET_ITEM(values, i, items[i]);
+        }
+        args = PyTuple_Pack(1, values);
+        Py_DECREF(values);
         if (args == NULL) return NULL;
         obj = PyTuple_Type.tp_new((PyTypeObject*)cls, args, NULL);
         Py_DECREF(args);
@@ -44,7 +52,32 @@ cdef extern from *:
     #endif
     }
     """
-    object mf_tuple_subtype_new(object cls, tuple items)
+    object mf_new(object cls, Py_ssize_t n, object a, object b, object c, object d, object e,
+                  object f, object g, object h)
+
+
+# Build an option object of 0..8 fields (the classes' own constructors validate; these do not).
+cdef inline object new0(object cls):
+    return mf_new(cls, 0, None, None, None, None, None, None, None, None)
+
+cdef inline object new1(object cls, object a):
+    return mf_new(cls, 1, a, None, None, None, None, None, None, None)
+
+cdef inline object new2(object cls, object a, object b):
+    return mf_new(cls, 2, a, b, None, None, None, None, None, None)
+
+cdef inline object new3(object cls, object a, object b, object c):
+    return mf_new(cls, 3, a, b, c, None, None, None, None, None)
+
+cdef inline object new4(object cls, object a, object b, object c, object d):
+    return mf_new(cls, 4, a, b, c, d, None, None, None, None)
+
+cdef inline object new6(object cls, object a, object b, object c, object d, object e, object f):
+    return mf_new(cls, 6, a, b, c, d, e, f, None, None)
+
+cdef inline object new8(object cls, object a, object b, object c, object d, object e, object f,
+                        object g, object h):
+    return mf_new(cls, 8, a, b, c, d, e, f, g, h)
 
 
 # The option classes, received from mptcp_fast.options by bind_types().
@@ -160,8 +193,8 @@ cdef object decode_mptcp(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
             dll = be16(p + o + 4)
             if has_csum:
                 csum = be16(p + o + 6)
-        return mf_tuple_subtype_new(Dss_, (data_ack, (flags & 0x02) != 0, dsn, (flags & 0x08) != 0,
-                                           ssn, dll, csum, (flags & 0x10) != 0))
+        return new8(Dss_, data_ack, (flags & 0x02) != 0, dsn, (flags & 0x08) != 0, ssn, dll, csum,
+                    (flags & 0x10) != 0)
 
     if subtype == 0x0:  # MP_CAPABLE, RFC 8684 §3.1 / RFC 6824 §3.1
         if nibble == 0:
@@ -173,16 +206,15 @@ cdef object decode_mptcp(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
         receiver = be64(p + 12) if length >= 20 else None
         data_len = be16(p + 20) if length >= 22 else None
         csum = be16(p + 22) if length == 24 else None
-        return mf_tuple_subtype_new(MpCapable_, (nibble, p[3], sender, receiver, data_len, csum))
+        return new6(MpCapable_, nibble, p[3], sender, receiver, data_len, csum)
 
     if subtype == 0x1:  # MP_JOIN, RFC 8684 §3.2
         if length == 12:
-            return mf_tuple_subtype_new(MpJoinSyn_, (p[3], be32(p + 4), be32(p + 8), (nibble & 1) != 0))
+            return new4(MpJoinSyn_, p[3], be32(p + 4), be32(p + 8), (nibble & 1) != 0)
         if length == 16:
-            return mf_tuple_subtype_new(MpJoinSynAck_, (p[3], take(p + 4, 8), be32(p + 12),
-                                                        (nibble & 1) != 0))
+            return new4(MpJoinSynAck_, p[3], take(p + 4, 8), be32(p + 12), (nibble & 1) != 0)
         if length == 24:
-            return mf_tuple_subtype_new(MpJoinAck_, (take(p + 4, 20),))
+            return new1(MpJoinAck_, take(p + 4, 20))
         raise option_error("MP_JOIN", "length", pos + 1, "12, 16 or 24", length)
 
     if subtype == 0x3:
@@ -191,30 +223,30 @@ cdef object decode_mptcp(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
     if subtype == 0x4:  # REMOVE_ADDR, RFC 8684 §3.4.2
         if length < 4:
             raise option_error("REMOVE_ADDR", "length", pos + 1, ">= 4 (at least one id)", length)
-        return mf_tuple_subtype_new(RemoveAddr_, (tuple(take(p + 3, length - 3)),))
+        return new1(RemoveAddr_, tuple(take(p + 3, length - 3)))
 
     if subtype == 0x5:  # MP_PRIO, RFC 8684 §3.3.8; length 4 is RFC 6824's form with an address id
         if length == 3:
-            return mf_tuple_subtype_new(MpPrio_, ((nibble & 1) != 0, None))
+            return new2(MpPrio_, (nibble & 1) != 0, None)
         if length == 4:
-            return mf_tuple_subtype_new(MpPrio_, ((nibble & 1) != 0, p[3]))
+            return new2(MpPrio_, (nibble & 1) != 0, p[3])
         raise option_error("MP_PRIO", "length", pos + 1, "3 or 4", length)
 
     if subtype == 0x6 or subtype == 0x7:  # MP_FAIL §3.7, MP_FASTCLOSE §3.5
         if length != 12:
             raise option_error("MP_FAIL" if subtype == 0x6 else "MP_FASTCLOSE", "length", pos + 1,
                                "12", length)
-        return mf_tuple_subtype_new(MpFail_ if subtype == 0x6 else MpFastclose_, (be64(p + 4),))
+        return new1(MpFail_ if subtype == 0x6 else MpFastclose_, be64(p + 4))
 
     if subtype == 0x8:  # MP_TCPRST, RFC 8684 §3.6
         if length != 4:
             raise option_error("MP_TCPRST", "length", pos + 1, "4", length)
         reason = _RESET_REASONS[p[3]] if p[3] < len(_RESET_REASONS) else p[3]
-        return mf_tuple_subtype_new(MpTcpRst_, (reason, (nibble & 1) != 0))
+        return new2(MpTcpRst_, reason, (nibble & 1) != 0)
 
     if subtype == 0xF:
-        return mf_tuple_subtype_new(MpExperimental_, (nibble, take(p + 3, length - 3)))
-    return mf_tuple_subtype_new(UnknownMptcpOption_, (subtype, nibble, take(p + 3, length - 3)))
+        return new2(MpExperimental_, nibble, take(p + 3, length - 3))
+    return new3(UnknownMptcpOption_, subtype, nibble, take(p + 3, length - 3))
 
 
 cdef object decode_add_addr(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length, int nibble):
@@ -231,11 +263,10 @@ cdef object decode_add_addr(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length,
         rest = body - alen
         if rest == 0 or rest == 2:
             port = be16(p + 4 + alen) if rest == 2 else None
-            return mf_tuple_subtype_new(AddAddrV0_, (p[3], take(p + 4, alen), port))
+            return new3(AddAddrV0_, p[3], take(p + 4, alen), port)
         if rest == 8 or rest == 10:
             port = be16(p + 4 + alen) if rest == 10 else None
-            return mf_tuple_subtype_new(AddAddr2_, (p[3], take(p + 4, alen), port,
-                                                    take(p + length - 8, 8)))
+            return new4(AddAddr2_, p[3], take(p + 4, alen), port, take(p + length - 8, 8))
         want = "8/10 or 16/18" if nibble == 4 else "20/22 or 28/30"
         raise option_error("ADD_ADDR", "length", pos + 1, f"{want} for IPVer {nibble}", length)
     echo = nibble & 1
@@ -248,8 +279,8 @@ cdef object decode_add_addr(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length,
         want = "8, 10, 20 or 22 with E=1" if echo else "16, 18, 28 or 30 with E=0"
         raise option_error("ADD_ADDR", "length", pos + 1, want, length)
     port = be16(p + 4 + alen) if rest - alen == 2 else None
-    return mf_tuple_subtype_new(AddAddr_, (p[3], take(p + 4, alen), port,
-                                           None if echo else take(p + length - 8, 8)))
+    return new4(AddAddr_, p[3], take(p + 4, alen), port,
+                None if echo else take(p + length - 8, 8))
 
 
 cdef object decode_tlv(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
@@ -262,27 +293,27 @@ cdef object decode_tlv(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
     if kind == 8:
         if length != 10:
             raise option_error("TS", "length", pos + 1, "10", length)
-        return mf_tuple_subtype_new(Timestamps_, (be32(p + 2), be32(p + 6)))
+        return new2(Timestamps_, be32(p + 2), be32(p + 6))
     if kind == 2:
         if length != 4:
             raise option_error("MSS", "length", pos + 1, "4", length)
-        return mf_tuple_subtype_new(Mss_, (be16(p + 2),))
+        return new1(Mss_, be16(p + 2))
     if kind == 3:
         if length != 3:
             raise option_error("WS", "length", pos + 1, "3", length)
-        return mf_tuple_subtype_new(WindowScale_, (p[2],))
+        return new1(WindowScale_, p[2])
     if kind == 4:
         if length != 2:
             raise option_error("SACK_PERM", "length", pos + 1, "2", length)
-        return mf_tuple_subtype_new(SackPermitted_, ())
+        return new0(SackPermitted_)
     if kind == 5:
         if length != 10 and length != 18 and length != 26 and length != 34:
             raise option_error("SACK", "length", pos + 1, "10, 18, 26 or 34", length)
         blocks = []
         for o in range(2, length, 8):
             blocks.append((be32(p + o), be32(p + o + 4)))
-        return mf_tuple_subtype_new(Sack_, (tuple(blocks),))
-    return mf_tuple_subtype_new(UnknownTcpOption_, (kind, take(p + 2, length - 2)))
+        return new1(Sack_, tuple(blocks))
+    return new2(UnknownTcpOption_, kind, take(p + 2, length - 2))
 
 
 def parse_option(data, segment=None):
@@ -292,7 +323,7 @@ def parse_option(data, segment=None):
     With ``segment`` (an options.Segment), also applies the Linux acceptance
     rules for that segment (KERNEL.md §1.3).
     """
-    cdef bytes buf = as_bytes(data)
+    cdef bytes buf = <bytes>data if type(data) is bytes else as_bytes(data)
     cdef const uint8_t* d = <const uint8_t*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
     cdef int kind
@@ -322,7 +353,7 @@ def parse_tcp_options(data, segment=None, keep_malformed=False):
     MalformedOption and decoding goes on, the way Linux ignores one bad option.
     A broken TLV structure (length < 2, or past the end) ends decoding.
     """
-    cdef bytes buf = as_bytes(data)
+    cdef bytes buf = <bytes>data if type(data) is bytes else as_bytes(data)
     cdef const uint8_t* d = <const uint8_t*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
     cdef Py_ssize_t pos = 0, length
@@ -353,13 +384,13 @@ def parse_tcp_options(data, segment=None, keep_malformed=False):
                 except OptionError as exc:
                     if not keep_malformed:
                         raise
-                    opt = mf_tuple_subtype_new(MalformedOption_, (kind, take(d + pos, length), str(exc)))
+                    opt = new3(MalformedOption_, kind, take(d + pos, length), str(exc))
                 out.append(opt)
                 pos += length
                 continue
         if not keep_malformed:
             raise err
-        out.append(mf_tuple_subtype_new(MalformedOption_, (kind, take(d + pos, n - pos), str(err))))
+        out.append(new3(MalformedOption_, kind, take(d + pos, n - pos), str(err)))
         break
     return out
 
