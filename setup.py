@@ -32,7 +32,7 @@ def extensions():
         Extension(
             f"mptcp_fast.{os.path.splitext(os.path.basename(path))[0]}",
             [path],
-            include_dirs=[numpy.get_include()],
+            include_dirs=[numpy.get_include(), "pyx"],
             extra_compile_args=["-O3"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )

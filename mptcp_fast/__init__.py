@@ -7,9 +7,9 @@ pure-Python one.
 
 from . import _backend
 from .errors import CaptureError, MptcpError, OptionError, ProtocolError
-from . import options
+from . import crypto, options
 
-__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "ProtocolError", "options"]
+__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "ProtocolError", "crypto", "options"]
 __version__ = "0.1.0"
 
 

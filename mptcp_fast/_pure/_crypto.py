@@ -1,0 +1,160 @@
+"""Pure-Python twin of pyx/_crypto.pyx: MPTCP keys, tokens, IDSNs and HMACs.
+
+The reference implementation: hashlib and hmac (RFC 2104) from the standard
+library. Same functions, results and errors as the compiled module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import numpy as np
+
+_HASHES = {1: "sha256", 0: "sha1"}   # RFC 8684 (v1) SHA-256; RFC 6824 (v0) SHA-1
+
+
+def acceleration():
+    """The pure backend always hashes through hashlib."""
+    return "hashlib"
+
+
+def _hash_name(version: int) -> str:
+    try:
+        return _HASHES[version]
+    except KeyError:
+        raise ValueError(f"version must be 0 or 1, not {version}") from None
+
+
+def _be(value: int, size: int) -> bytes:
+    return value.to_bytes(size, "big")   # OverflowError when out of range, like the C twin
+
+
+def hmac_short(digest_size: int, key: bytes, msg: bytes) -> bytes:
+    """The primitive: HMAC-SHA256 (32) or HMAC-SHA1 (20), key <= 64 bytes, message <= 55."""
+    if digest_size not in (32, 20):
+        raise ValueError(f"digest_size must be 32 or 20, not {digest_size}")
+    if len(key) > 64 or len(msg) > 55:
+        raise ValueError("hmac_short takes a key of at most 64 bytes and a message of at most 55")
+    return hmac.digest(key, msg, "sha256" if digest_size == 32 else "sha1")
+
+
+def key_token_idsn(key: int, version: int):
+    """(token, IDSN) of a key: first 32 / last 64 bits of its hash (RFC 8684 §3.1)."""
+    digest = hashlib.new(_hash_name(version), _be(key, 8)).digest()
+    return int.from_bytes(digest[:4], "big"), int.from_bytes(digest[-8:], "big")
+
+
+def join_hmac(key1: int, key2: int, nonce1: int, nonce2: int, version: int, length: int) -> bytes:
+    """Leftmost ``length`` bytes of HMAC(key1 || key2, nonce1 || nonce2) (RFC 8684 §3.2)."""
+    name = _hash_name(version)
+    size = hashlib.new(name).digest_size
+    if not 0 <= length <= size:
+        raise ValueError(f"length must be 0..{size}, not {length}")
+    msg = _be(nonce1, 4) + _be(nonce2, 4)
+    return hmac.digest(_be(key1, 8) + _be(key2, 8), msg, name)[:length]
+
+
+def _add_addr_message(address_id: int, address: bytes, port: int) -> bytes:
+    return _be(address_id, 1) + address + (b"" if port < 0 else _be(port, 2))
+
+
+def add_addr_hmac(key1: int, key2: int, address_id: int, address: bytes, port: int) -> bytes:
+    """RFC 8684 §3.4.1: rightmost 64 bits of HMAC-SHA256(key1 || key2, id || address || port)."""
+    msg = _add_addr_message(address_id, address, port)
+    return hmac.digest(_be(key1, 8) + _be(key2, 8), msg, "sha256")[-8:]
+
+
+def add_addr2_hmac(key: int, address_id: int, address: bytes, port: int) -> bytes:
+    """ADD_ADDR2 (SPEC.md §4): leftmost 64 bits of HMAC-SHA1(key, id || address [|| port])."""
+    return hmac.digest(_be(key, 8), _add_addr_message(address_id, address, port), "sha1")[:8]
+
+
+# ------------------------------------------------------------------------------------------------
+# per-connection key context: pre-keyed hmac objects, copied for each message
+
+class ContextState:
+    """Prepared HMAC keys of one connection: both key orders, and each key alone (ADD_ADDR2)."""
+    __slots__ = ("local_remote", "remote_local", "local_only", "remote_only",
+                 "add_addr_local", "add_addr_remote")
+
+    def __init__(self, local_key: int, remote_key: int, version: int):
+        name = _hash_name(version)
+        local, remote = _be(local_key, 8), _be(remote_key, 8)
+        self.local_remote = hmac.new(local + remote, digestmod=name)
+        self.remote_local = hmac.new(remote + local, digestmod=name)
+        self.local_only = hmac.new(local, digestmod="sha1")
+        self.remote_only = hmac.new(remote, digestmod="sha1")
+        self.add_addr_local = hmac.new(local + remote, digestmod="sha256")
+        self.add_addr_remote = hmac.new(remote + local, digestmod="sha256")
+
+
+def new_context(local_key: int, remote_key: int, version: int) -> ContextState:
+    return ContextState(local_key, remote_key, version)
+
+
+def _mac(prepared, msg: bytes) -> bytes:
+    h = prepared.copy()
+    h.update(msg)
+    return h.digest()
+
+
+def context_join(state, local_first, nonce1, nonce2, length) -> bytes:
+    """Leftmost ``length`` bytes of the MP_JOIN HMAC keyed local||remote (or remote||local)."""
+    prepared = state.local_remote if local_first else state.remote_local
+    if not 0 <= length <= prepared.digest_size:
+        raise ValueError(f"length must be 0..{prepared.digest_size}, not {length}")
+    return _mac(prepared, _be(nonce1, 4) + _be(nonce2, 4))[:length]
+
+
+def context_verify_join(state, local_first, nonce1, nonce2, received: bytes) -> bool:
+    """Constant-time check of a received (truncated) MP_JOIN HMAC."""
+    prepared = state.local_remote if local_first else state.remote_local
+    if not 0 < len(received) <= prepared.digest_size:
+        return False
+    expected = _mac(prepared, _be(nonce1, 4) + _be(nonce2, 4))[:len(received)]
+    return hmac.compare_digest(expected, received)
+
+
+def context_add_addr(state, local_sender, address_id, address, port, addaddr2) -> bytes:
+    """ADD_ADDR HMAC sent by us (local_sender) or by the peer: v1 or ADD_ADDR2 profile."""
+    if addaddr2:
+        prepared = state.local_only if local_sender else state.remote_only
+        return _mac(prepared, _add_addr_message(address_id, address, port))[:8]
+    prepared = state.add_addr_local if local_sender else state.add_addr_remote
+    return _mac(prepared, _add_addr_message(address_id, address, max(port, 0)))[-8:]
+
+
+# ------------------------------------------------------------------------------------------------
+# batches: a plain loop over the one-at-a-time functions (the reference for the compiled loops)
+
+def token_idsn_batch(keys, version):
+    pairs = [key_token_idsn(int(k), version) for k in keys]
+    return (np.array([t for t, _ in pairs], dtype=np.uint32),
+            np.array([i for _, i in pairs], dtype=np.uint64))
+
+
+def join_hmac_batch(keys1, keys2, nonces1, nonces2, version, length):
+    out = np.empty((len(keys1), length), dtype=np.uint8)
+    for i in range(len(keys1)):
+        out[i] = np.frombuffer(join_hmac(int(keys1[i]), int(keys2[i]), int(nonces1[i]),
+                                         int(nonces2[i]), version, length), dtype=np.uint8)
+    return out
+
+
+def verify_join_batch(received, keys1, keys2, nonces1, nonces2, version):
+    width = received.shape[1]
+    result = np.empty(len(keys1), dtype=np.bool_)
+    for i in range(len(keys1)):
+        expected = join_hmac(int(keys1[i]), int(keys2[i]), int(nonces1[i]), int(nonces2[i]),
+                             version, width)
+        result[i] = hmac.compare_digest(expected, received[i].tobytes())
+    return result
+
+
+def add_addr_hmac_batch(keys1, keys2, address_ids, addresses, ports):
+    out = np.empty((len(keys1), 8), dtype=np.uint8)
+    for i in range(len(keys1)):
+        out[i] = np.frombuffer(add_addr_hmac(int(keys1[i]), int(keys2[i]), int(address_ids[i]),
+                                             addresses[i].tobytes(), int(ports[i])), dtype=np.uint8)
+    return out

@@ -1,0 +1,319 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled twin of mptcp_fast/_pure/_crypto.py: MPTCP keys, tokens, IDSNs and HMACs.
+
+SHA-256/SHA-1 and HMAC come from pyx/mf_sha.h (FIPS 180-4, RFC 2104), with
+SHA-NI on CPUs that have it. Arguments were validated by mptcp_fast.crypto;
+integers out of range raise OverflowError here, as in the pure twin.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "mf_sha.h" nogil:
+    ctypedef struct mf_hmac_key:
+        int digest_size
+    int MF_HAVE_SHANI_CODE
+    int mf_use_shani
+    int mf_cpu_has_shani()
+    void mf_hash_short(int digest_size, const uint8_t* msg, size_t length, uint8_t* out)
+    void mf_hmac_init(mf_hmac_key* k, int digest_size, const uint8_t* key, size_t keylen)
+    void mf_hmac(const mf_hmac_key* k, const uint8_t* msg, size_t length, uint8_t* out)
+    int mf_equal_ct(const uint8_t* a, const uint8_t* b, size_t n)
+
+cdef int _HAS_SHANI = mf_cpu_has_shani()
+mf_use_shani = _HAS_SHANI
+
+
+def acceleration():
+    """``"sha-ni"`` when SHA-256 runs on the CPU's SHA extensions, else ``"portable"``."""
+    return "sha-ni" if mf_use_shani else "portable"
+
+
+def set_acceleration(bint enabled):
+    """Use SHA-NI if ``enabled`` and the CPU has it (tests run both paths). Returns the mode."""
+    global mf_use_shani
+    mf_use_shani = 1 if (enabled and _HAS_SHANI) else 0
+    return acceleration()
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
+    p[0] = v >> 24
+    p[1] = (v >> 16) & 0xFF
+    p[2] = (v >> 8) & 0xFF
+    p[3] = v & 0xFF
+
+cdef inline void put64(uint8_t* p, uint64_t v) noexcept nogil:
+    put32(p, <uint32_t>(v >> 32))
+    put32(p + 4, <uint32_t>v)
+
+cdef inline uint64_t get64(const uint8_t* p) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(8):
+        v = (v << 8) | p[i]
+    return v
+
+cdef inline int digest_size_of(int version) except -1:
+    # RFC 8684 (v1) uses SHA-256; RFC 6824 (v0) SHA-1.
+    if version == 1:
+        return 32
+    if version == 0:
+        return 20
+    raise ValueError(f"version must be 0 or 1, not {version}")
+
+cdef inline void key_pair(uint8_t* out, uint64_t key1, uint64_t key2) noexcept nogil:
+    put64(out, key1)
+    put64(out + 8, key2)
+
+cdef inline size_t add_addr_message(uint8_t* msg, uint8_t address_id, const uint8_t* address,
+                                    Py_ssize_t alen, int port) noexcept nogil:
+    """id || address || port; port < 0 means absent (no bytes)."""
+    msg[0] = address_id
+    memcpy(msg + 1, address, alen)
+    if port < 0:
+        return 1 + alen
+    msg[1 + alen] = port >> 8
+    msg[2 + alen] = port & 0xFF
+    return 3 + alen
+
+
+# ------------------------------------------------------------------------------------------------
+# one at a time
+
+def hmac_short(int digest_size, bytes key, bytes msg):
+    """The primitive: HMAC-SHA256 (32) or HMAC-SHA1 (20), key <= 64 bytes, message <= 55."""
+    cdef mf_hmac_key k
+    cdef uint8_t digest[32]
+    if digest_size != 32 and digest_size != 20:
+        raise ValueError(f"digest_size must be 32 or 20, not {digest_size}")
+    if PyBytes_GET_SIZE(key) > 64 or PyBytes_GET_SIZE(msg) > 55:
+        raise ValueError("hmac_short takes a key of at most 64 bytes and a message of at most 55")
+    mf_hmac_init(&k, digest_size, <const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+    mf_hmac(&k, <const uint8_t*>PyBytes_AS_STRING(msg), PyBytes_GET_SIZE(msg), digest)
+    return PyBytes_FromStringAndSize(<char*>digest, digest_size)
+
+
+def key_token_idsn(uint64_t key, int version):
+    """(token, IDSN) of a key: first 32 / last 64 bits of its hash (RFC 8684 §3.1)."""
+    cdef uint8_t msg[8]
+    cdef uint8_t digest[32]
+    cdef int n = digest_size_of(version)
+    put64(msg, key)
+    mf_hash_short(n, msg, 8, digest)
+    return get64(digest) >> 32, get64(digest + n - 8)
+
+
+def join_hmac(uint64_t key1, uint64_t key2, uint32_t nonce1, uint32_t nonce2, int version,
+              Py_ssize_t length):
+    """Leftmost ``length`` bytes of HMAC(key1 || key2, nonce1 || nonce2) (RFC 8684 §3.2)."""
+    cdef mf_hmac_key k
+    cdef uint8_t key[16]
+    cdef uint8_t msg[8]
+    cdef uint8_t digest[32]
+    cdef int n = digest_size_of(version)
+    if not 0 <= length <= n:
+        raise ValueError(f"length must be 0..{n}, not {length}")
+    key_pair(key, key1, key2)
+    put32(msg, nonce1)
+    put32(msg + 4, nonce2)
+    mf_hmac_init(&k, n, key, 16)
+    mf_hmac(&k, msg, 8, digest)
+    return PyBytes_FromStringAndSize(<char*>digest, length)
+
+
+def add_addr_hmac(uint64_t key1, uint64_t key2, uint8_t address_id, bytes address, uint16_t port):
+    """RFC 8684 §3.4.1: rightmost 64 bits of HMAC-SHA256(key1 || key2, id || address || port)."""
+    cdef mf_hmac_key k
+    cdef uint8_t key[16]
+    cdef uint8_t msg[19]
+    cdef uint8_t digest[32]
+    cdef size_t mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
+                                        PyBytes_GET_SIZE(address), port)
+    key_pair(key, key1, key2)
+    mf_hmac_init(&k, 32, key, 16)
+    mf_hmac(&k, msg, mlen, digest)
+    return PyBytes_FromStringAndSize(<char*>digest + 24, 8)
+
+
+def add_addr2_hmac(uint64_t key, uint8_t address_id, bytes address, int port):
+    """ADD_ADDR2 (SPEC.md §4): leftmost 64 bits of HMAC-SHA1(key, id || address [|| port])."""
+    cdef mf_hmac_key k
+    cdef uint8_t keybytes[8]
+    cdef uint8_t msg[19]
+    cdef uint8_t digest[32]
+    cdef size_t mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
+                                        PyBytes_GET_SIZE(address), port)
+    put64(keybytes, key)
+    mf_hmac_init(&k, 20, keybytes, 8)
+    mf_hmac(&k, msg, mlen, digest)
+    return PyBytes_FromStringAndSize(<char*>digest, 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# per-connection key context: the key pads are hashed once
+
+cdef class ContextState:
+    """Prepared HMAC keys of one connection: both key orders, and each key alone (ADD_ADDR2)."""
+    cdef mf_hmac_key local_remote
+    cdef mf_hmac_key remote_local
+    cdef mf_hmac_key local_only
+    cdef mf_hmac_key remote_only
+    cdef mf_hmac_key add_addr_local      # SHA-256 pair keys for ADD_ADDR (v1 only)
+    cdef mf_hmac_key add_addr_remote
+
+
+def new_context(uint64_t local_key, uint64_t remote_key, int version):
+    cdef ContextState s = ContextState.__new__(ContextState)
+    cdef int n = digest_size_of(version)
+    cdef uint8_t key[16]
+    key_pair(key, local_key, remote_key)
+    mf_hmac_init(&s.local_remote, n, key, 16)
+    mf_hmac_init(&s.add_addr_local, 32, key, 16)
+    key_pair(key, remote_key, local_key)
+    mf_hmac_init(&s.remote_local, n, key, 16)
+    mf_hmac_init(&s.add_addr_remote, 32, key, 16)
+    mf_hmac_init(&s.local_only, 20, key + 8, 8)
+    mf_hmac_init(&s.remote_only, 20, key, 8)
+    return s
+
+
+def context_join(ContextState state, bint local_first, uint32_t nonce1, uint32_t nonce2,
+                 Py_ssize_t length):
+    """Leftmost ``length`` bytes of the MP_JOIN HMAC keyed local||remote (or remote||local)."""
+    cdef uint8_t msg[8]
+    cdef uint8_t digest[32]
+    cdef const mf_hmac_key* k = &state.local_remote if local_first else &state.remote_local
+    if not 0 <= length <= k.digest_size:
+        raise ValueError(f"length must be 0..{k.digest_size}, not {length}")
+    put32(msg, nonce1)
+    put32(msg + 4, nonce2)
+    mf_hmac(k, msg, 8, digest)
+    return PyBytes_FromStringAndSize(<char*>digest, length)
+
+
+def context_verify_join(ContextState state, bint local_first, uint32_t nonce1, uint32_t nonce2,
+                        bytes received):
+    """Constant-time check of a received (truncated) MP_JOIN HMAC."""
+    cdef uint8_t msg[8]
+    cdef uint8_t digest[32]
+    cdef const mf_hmac_key* k = &state.local_remote if local_first else &state.remote_local
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(received)
+    if n == 0 or n > k.digest_size:
+        return False
+    put32(msg, nonce1)
+    put32(msg + 4, nonce2)
+    mf_hmac(k, msg, 8, digest)
+    return mf_equal_ct(digest, <const uint8_t*>PyBytes_AS_STRING(received), n) != 0
+
+
+def context_add_addr(ContextState state, bint local_sender, uint8_t address_id, bytes address,
+                     int port, bint addaddr2):
+    """ADD_ADDR HMAC sent by us (local_sender) or by the peer: v1 or ADD_ADDR2 profile."""
+    cdef uint8_t msg[19]
+    cdef uint8_t digest[32]
+    cdef size_t mlen
+    if addaddr2:
+        mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
+                                PyBytes_GET_SIZE(address), port)
+        mf_hmac(&state.local_only if local_sender else &state.remote_only, msg, mlen, digest)
+        return PyBytes_FromStringAndSize(<char*>digest, 8)
+    mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
+                            PyBytes_GET_SIZE(address), port if port >= 0 else 0)
+    mf_hmac(&state.add_addr_local if local_sender else &state.add_addr_remote, msg, mlen, digest)
+    return PyBytes_FromStringAndSize(<char*>digest + 24, 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# batches over numpy arrays (validated and made contiguous by mptcp_fast.crypto)
+
+def token_idsn_batch(const uint64_t[::1] keys, int version):
+    cdef Py_ssize_t i, count = keys.shape[0]
+    cdef int n = digest_size_of(version)
+    tokens = np.empty(count, dtype=np.uint32)
+    idsns = np.empty(count, dtype=np.uint64)
+    cdef uint32_t[::1] tok = tokens
+    cdef uint64_t[::1] ids = idsns
+    cdef uint8_t msg[8]
+    cdef uint8_t digest[32]
+    with nogil:
+        for i in range(count):
+            put64(msg, keys[i])
+            mf_hash_short(n, msg, 8, digest)
+            tok[i] = <uint32_t>(get64(digest) >> 32)
+            ids[i] = get64(digest + n - 8)
+    return tokens, idsns
+
+
+cdef void join_one(int n, uint64_t key1, uint64_t key2, uint32_t nonce1, uint32_t nonce2,
+                   uint8_t* digest) noexcept nogil:
+    cdef mf_hmac_key k
+    cdef uint8_t key[16]
+    cdef uint8_t msg[8]
+    key_pair(key, key1, key2)
+    put32(msg, nonce1)
+    put32(msg + 4, nonce2)
+    mf_hmac_init(&k, n, key, 16)
+    mf_hmac(&k, msg, 8, digest)
+
+
+def join_hmac_batch(const uint64_t[::1] keys1, const uint64_t[::1] keys2,
+                    const uint32_t[::1] nonces1, const uint32_t[::1] nonces2, int version,
+                    Py_ssize_t length):
+    """(n, length) array of the leftmost bytes of each MP_JOIN HMAC."""
+    cdef Py_ssize_t i, count = keys1.shape[0]
+    cdef int n = digest_size_of(version)
+    cdef uint8_t digest[32]
+    out = np.empty((count, length), dtype=np.uint8)
+    cdef uint8_t[:, ::1] o = out
+    with nogil:
+        for i in range(count):
+            join_one(n, keys1[i], keys2[i], nonces1[i], nonces2[i], digest)
+            memcpy(&o[i, 0], digest, length)
+    return out
+
+
+def verify_join_batch(const uint8_t[:, ::1] received, const uint64_t[::1] keys1,
+                      const uint64_t[::1] keys2, const uint32_t[::1] nonces1,
+                      const uint32_t[::1] nonces2, int version):
+    """Boolean array: each received truncated HMAC equals the leftmost bytes of its HMAC."""
+    cdef Py_ssize_t i, count = keys1.shape[0], width = received.shape[1]
+    cdef int n = digest_size_of(version)
+    cdef uint8_t digest[32]
+    result = np.empty(count, dtype=np.bool_)
+    cdef cnp.npy_bool[::1] r = result
+    with nogil:
+        for i in range(count):
+            join_one(n, keys1[i], keys2[i], nonces1[i], nonces2[i], digest)
+            r[i] = mf_equal_ct(digest, &received[i, 0], width)
+    return result
+
+
+def add_addr_hmac_batch(const uint64_t[::1] keys1, const uint64_t[::1] keys2,
+                        const uint8_t[::1] address_ids, const uint8_t[:, ::1] addresses,
+                        const uint16_t[::1] ports):
+    """(n, 8) array of RFC 8684 ADD_ADDR HMACs (rightmost 64 bits); port 0 = no port."""
+    cdef Py_ssize_t i, count = keys1.shape[0], alen = addresses.shape[1]
+    cdef mf_hmac_key k
+    cdef uint8_t key[16]
+    cdef uint8_t msg[19]
+    cdef uint8_t digest[32]
+    cdef size_t mlen
+    out = np.empty((count, 8), dtype=np.uint8)
+    cdef uint8_t[:, ::1] o = out
+    with nogil:
+        for i in range(count):
+            key_pair(key, keys1[i], keys2[i])
+            mlen = add_addr_message(msg, address_ids[i], &addresses[i, 0], alen, ports[i])
+            mf_hmac_init(&k, 32, key, 16)
+            mf_hmac(&k, msg, mlen, digest)
+            memcpy(&o[i, 0], digest + 24, 8)
+    return out
