@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import hmac as _hmac
 import ipaddress
+import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Hashable
 
 import numpy as np
 
 from .errors import MptcpError
+from .options import AddAddr, AddAddr2
 
 __all__ = [
     "generate_key", "key_token", "key_idsn", "key_token_idsn", "join_hmac",
@@ -167,7 +170,6 @@ def verify_add_addr(option, sender_key: int, receiver_key: int) -> bool:
 
     An echo (E=1) and a v0 ADD_ADDR carry no HMAC: ValueError, since there is nothing to check.
     """
-    from .options import AddAddr, AddAddr2
     if isinstance(option, AddAddr2):
         expected = add_addr2_hmac(sender_key, option.address_id, option.address_packed, option.port)
     elif isinstance(option, AddAddr) and option.hmac is not None:
@@ -235,13 +237,14 @@ class KeyContext:
 
     def verify_add_addr(self, option) -> bool:
         """Check an AddAddr / AddAddr2 option received from the peer (constant time)."""
-        from .options import AddAddr, AddAddr2
-        addaddr2 = isinstance(option, AddAddr2)
-        if not addaddr2 and not (isinstance(option, AddAddr) and option.hmac is not None):
-            raise ValueError(f"{option!r} carries no HMAC to verify")
-        expected = self._impl.context_add_addr(self._state, False, option.address_id,
-                                               option.address_packed, _port(option.port), addaddr2)
-        return _hmac.compare_digest(expected, option.hmac)
+        cls = type(option)
+        # fields: address_id, packed address, port, hmac (validated when the option was built)
+        if cls is AddAddr2 or (cls is AddAddr and option[3] is not None):
+            port = option[2]
+            expected = self._impl.context_add_addr(self._state, False, option[0], option[1],
+                                                   -1 if port is None else port, cls is AddAddr2)
+            return _hmac.compare_digest(expected, option[3])
+        raise ValueError(f"{option!r} carries no HMAC to verify")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,14 +331,44 @@ def _bytes_matrix(name: str, values, width: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+_PARALLEL_MIN_ITEMS = 8192
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:        # not on Linux
+        return os.cpu_count() or 1
+
+
+def _run_batch(function, arrays: tuple, scalars: tuple, threads: int | None):
+    """Call a backend batch ``function(*arrays, *scalars)``, split across threads when the
+    backend releases the GIL and the batch is large; results are joined in order."""
+    count = len(arrays[0])
+    threads = _default_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    if threads == 1 or count < _PARALLEL_MIN_ITEMS or not getattr(_impl, "RELEASES_GIL", False):
+        return function(*arrays, *scalars)
+    bounds = np.linspace(0, count, threads + 1, dtype=np.int64)
+    parts = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(lambda part: function(*part, *scalars), parts))
+    if isinstance(results[0], tuple):
+        return tuple(np.concatenate(column) for column in zip(*results))
+    return np.concatenate(results)
+
+
 def token_idsn_batch(keys, version: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Tokens (uint32) and IDSNs (uint64) of many keys at once."""
-    return _impl.token_idsn_batch(_array("keys", keys, 64), _version(version))
+    return _run_batch(_impl.token_idsn_batch, (_array("keys", keys, 64),), (_version(version),), None)
 
 
 def join_hmac_batch(keys1, keys2, nonces1, nonces2, version: int = 1,
-                    length: int | None = None) -> np.ndarray:
-    """(n, length) uint8: the leftmost ``length`` bytes (default all) of each MP_JOIN HMAC."""
+                    length: int | None = None, *, threads: int | None = None) -> np.ndarray:
+    """(n, length) uint8: the leftmost ``length`` bytes (default all) of each MP_JOIN HMAC.
+
+    Large batches are split across ``threads`` (default: every core this process may use)."""
     version = _version(version)
     size = 32 if version == 1 else 20
     length = size if length is None else length
@@ -344,29 +377,31 @@ def join_hmac_batch(keys1, keys2, nonces1, nonces2, version: int = 1,
     k1, k2 = _array("keys1", keys1, 64), _array("keys2", keys2, 64)
     n1, n2 = _array("nonces1", nonces1, 32), _array("nonces2", nonces2, 32)
     _same_length(keys1=k1, keys2=k2, nonces1=n1, nonces2=n2)
-    return _impl.join_hmac_batch(k1, k2, n1, n2, version, length)
+    return _run_batch(_impl.join_hmac_batch, (k1, k2, n1, n2), (version, length), threads)
 
 
-def _verify_join_batch(received, width, keys1, keys2, nonces1, nonces2, version):
+def _verify_join_batch(received, width, keys1, keys2, nonces1, nonces2, version, threads):
     got = _bytes_matrix("received HMACs", received, width)
     k1, k2 = _array("keys1", keys1, 64), _array("keys2", keys2, 64)
     n1, n2 = _array("nonces1", nonces1, 32), _array("nonces2", nonces2, 32)
     _same_length(received=got, keys1=k1, keys2=k2, nonces1=n1, nonces2=n2)
-    return _impl.verify_join_batch(got, k1, k2, n1, n2, _version(version))
+    return _run_batch(_impl.verify_join_batch, (got, k1, k2, n1, n2), (_version(version),), threads)
 
 
 def verify_join_synack_batch(thmacs, responder_keys, initiator_keys, responder_nonces,
-                             initiator_nonces, version: int = 1) -> np.ndarray:
+                             initiator_nonces, version: int = 1, *,
+                             threads: int | None = None) -> np.ndarray:
     """Boolean array: each SYN/ACK truncated HMAC ((n, 8) uint8, or uint64 values) is valid."""
     return _verify_join_batch(thmacs, SYNACK_HMAC_LEN, responder_keys, initiator_keys,
-                              responder_nonces, initiator_nonces, version)
+                              responder_nonces, initiator_nonces, version, threads)
 
 
 def verify_join_ack_batch(hmacs, initiator_keys, responder_keys, initiator_nonces,
-                          responder_nonces, version: int = 1) -> np.ndarray:
+                          responder_nonces, version: int = 1, *,
+                          threads: int | None = None) -> np.ndarray:
     """Boolean array: each third-ACK HMAC ((n, 20) uint8) is valid."""
     return _verify_join_batch(hmacs, ACK_HMAC_LEN, initiator_keys, responder_keys,
-                              initiator_nonces, responder_nonces, version)
+                              initiator_nonces, responder_nonces, version, threads)
 
 
 def add_addr_hmac_batch(sender_keys, receiver_keys, address_ids, addresses, ports=None) -> np.ndarray:
@@ -381,7 +416,7 @@ def add_addr_hmac_batch(sender_keys, receiver_keys, address_ids, addresses, port
     addrs = np.ascontiguousarray(addrs)
     p = np.zeros(len(k1), dtype=np.uint16) if ports is None else _array("ports", ports, 16)
     _same_length(sender_keys=k1, receiver_keys=k2, address_ids=ids, addresses=addrs, ports=p)
-    return _impl.add_addr_hmac_batch(k1, k2, ids, addrs, p)
+    return _run_batch(_impl.add_addr_hmac_batch, (k1, k2, ids, addrs, p), (), None)
 
 
 def acceleration() -> str:

@@ -24,10 +24,16 @@ cdef extern from "mf_sha.h" nogil:
     void mf_hash_short(int digest_size, const uint8_t* msg, size_t length, uint8_t* out)
     void mf_hmac_init(mf_hmac_key* k, int digest_size, const uint8_t* key, size_t keylen)
     void mf_hmac(const mf_hmac_key* k, const uint8_t* msg, size_t length, uint8_t* out)
+    void mf_hmac2(const mf_hmac_key* k1, const uint8_t* msg1, size_t len1, uint8_t* out1,
+                  const mf_hmac_key* k2, const uint8_t* msg2, size_t len2, uint8_t* out2)
     int mf_equal_ct(const uint8_t* a, const uint8_t* b, size_t n)
 
 cdef int _HAS_SHANI = mf_cpu_has_shani()
 mf_use_shani = _HAS_SHANI
+
+# The batch loops below run without the GIL, so mptcp_fast.crypto may split a
+# batch across threads.
+RELEASES_GIL = True
 
 
 def acceleration():
@@ -253,31 +259,53 @@ def token_idsn_batch(const uint64_t[::1] keys, int version):
     return tokens, idsns
 
 
-cdef void join_one(int n, uint64_t key1, uint64_t key2, uint32_t nonce1, uint32_t nonce2,
-                   uint8_t* digest) noexcept nogil:
-    cdef mf_hmac_key k
+cdef inline void join_key_and_message(int n, uint64_t key1, uint64_t key2, uint32_t nonce1,
+                                      uint32_t nonce2, mf_hmac_key* k, uint8_t* msg) noexcept nogil:
     cdef uint8_t key[16]
-    cdef uint8_t msg[8]
     key_pair(key, key1, key2)
     put32(msg, nonce1)
     put32(msg + 4, nonce2)
-    mf_hmac_init(&k, n, key, 16)
-    mf_hmac(&k, msg, 8, digest)
+    mf_hmac_init(k, n, key, 16)
 
+
+cdef void join_hmacs(int n, const uint64_t* keys1, const uint64_t* keys2, const uint32_t* nonces1,
+                     const uint32_t* nonces2, Py_ssize_t count, uint8_t* digests) noexcept nogil:
+    """The whole MP_JOIN HMAC of every item into digests[32 * i]; items go in pairs so that
+    the two hashes interleave on the SHA unit (pyx/mf_sha.h)."""
+    cdef mf_hmac_key ka, kb
+    cdef uint8_t ma[8]
+    cdef uint8_t mb[8]
+    cdef Py_ssize_t i = 0
+    while i + 1 < count:
+        join_key_and_message(n, keys1[i], keys2[i], nonces1[i], nonces2[i], &ka, ma)
+        join_key_and_message(n, keys1[i + 1], keys2[i + 1], nonces1[i + 1], nonces2[i + 1], &kb, mb)
+        mf_hmac2(&ka, ma, 8, digests + 32 * i, &kb, mb, 8, digests + 32 * (i + 1))
+        i += 2
+    if i < count:
+        join_key_and_message(n, keys1[i], keys2[i], nonces1[i], nonces2[i], &ka, ma)
+        mf_hmac(&ka, ma, 8, digests + 32 * i)
+
+
+cdef enum:
+    CHUNK = 256   # items hashed per step into a stack buffer
 
 def join_hmac_batch(const uint64_t[::1] keys1, const uint64_t[::1] keys2,
                     const uint32_t[::1] nonces1, const uint32_t[::1] nonces2, int version,
                     Py_ssize_t length):
     """(n, length) array of the leftmost bytes of each MP_JOIN HMAC."""
-    cdef Py_ssize_t i, count = keys1.shape[0]
+    cdef Py_ssize_t i, j, step, count = keys1.shape[0]
     cdef int n = digest_size_of(version)
-    cdef uint8_t digest[32]
+    cdef uint8_t digests[32 * CHUNK]
     out = np.empty((count, length), dtype=np.uint8)
     cdef uint8_t[:, ::1] o = out
     with nogil:
-        for i in range(count):
-            join_one(n, keys1[i], keys2[i], nonces1[i], nonces2[i], digest)
-            memcpy(&o[i, 0], digest, length)
+        i = 0
+        while i < count:
+            step = min(<Py_ssize_t>CHUNK, count - i)
+            join_hmacs(n, &keys1[i], &keys2[i], &nonces1[i], &nonces2[i], step, digests)
+            for j in range(step):
+                memcpy(&o[i + j, 0], digests + 32 * j, length)
+            i += step
     return out
 
 
@@ -285,15 +313,19 @@ def verify_join_batch(const uint8_t[:, ::1] received, const uint64_t[::1] keys1,
                       const uint64_t[::1] keys2, const uint32_t[::1] nonces1,
                       const uint32_t[::1] nonces2, int version):
     """Boolean array: each received truncated HMAC equals the leftmost bytes of its HMAC."""
-    cdef Py_ssize_t i, count = keys1.shape[0], width = received.shape[1]
+    cdef Py_ssize_t i, j, step, count = keys1.shape[0], width = received.shape[1]
     cdef int n = digest_size_of(version)
-    cdef uint8_t digest[32]
+    cdef uint8_t digests[32 * CHUNK]
     result = np.empty(count, dtype=np.bool_)
     cdef cnp.npy_bool[::1] r = result
     with nogil:
-        for i in range(count):
-            join_one(n, keys1[i], keys2[i], nonces1[i], nonces2[i], digest)
-            r[i] = mf_equal_ct(digest, &received[i, 0], width)
+        i = 0
+        while i < count:
+            step = min(<Py_ssize_t>CHUNK, count - i)
+            join_hmacs(n, &keys1[i], &keys2[i], &nonces1[i], &nonces2[i], step, digests)
+            for j in range(step):
+                r[i + j] = mf_equal_ct(digests + 32 * j, &received[i + j, 0], width)
+            i += step
     return result
 
 

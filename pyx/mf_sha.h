@@ -42,7 +42,12 @@ static inline uint32_t mf_load_be32(const uint8_t *p) {
 }
 
 static inline void mf_store_be32(uint8_t *p, uint32_t v) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);       /* one instruction instead of four shifts */
+    memcpy(p, &v, 4);
+#else
     p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+#endif
 }
 
 static void mf_sha256_block_portable(uint32_t st[8], const uint8_t block[64]) {
@@ -73,39 +78,79 @@ static void mf_sha256_block_portable(uint32_t st[8], const uint8_t block[64]) {
 #define MF_HAVE_SHANI_CODE 1
 
 /* The SHA-NI unit keeps the state as two vectors, ABEF and CDGH; each
-   sha256rnds2 performs two rounds, and msg1/msg2 extend the message schedule. */
-__attribute__((target("sha,sse4.1,ssse3")))
-static void mf_sha256_block_shani(uint32_t st[8], const uint8_t block[64]) {
+   sha256rnds2 performs two rounds, and msg1/msg2 extend the message schedule.
+   The rounds are latency-bound, so two independent blocks are interleaved: while
+   one waits for its previous round, the other's round runs. */
+#define MF_SHANI __attribute__((target("sha,sse4.1,ssse3")))
+
+MF_SHANI static inline void mf_shani_load(const uint32_t st[8], __m128i *abef, __m128i *cdgh) {
+    __m128i cdab = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[0]), 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[4]), 0x1B);
+    *abef = _mm_alignr_epi8(cdab, efgh, 8);
+    *cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+}
+
+MF_SHANI static inline void mf_shani_store(uint32_t st[8], __m128i abef, __m128i cdgh) {
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)&st[0], _mm_blend_epi16(feba, dchg, 0xF0));  /* DCBA */
+    _mm_storeu_si128((__m128i *)&st[4], _mm_alignr_epi8(dchg, feba, 8));     /* HGFE */
+}
+
+MF_SHANI static inline void mf_shani_message(const uint8_t block[64], __m128i w[4]) {
     const __m128i byteswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-    __m128i dcba = _mm_loadu_si128((const __m128i *)&st[0]);
-    __m128i hgfe = _mm_loadu_si128((const __m128i *)&st[4]);
-    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
-    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
-    __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
-    __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
-    const __m128i abef_start = abef, cdgh_start = cdgh;
-    __m128i w[4];
     int i;
     for (i = 0; i < 4; i++)
         w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * i)), byteswap);
+}
+
+/* Words 4(i+4)..4(i+4)+3 of the schedule replace words 4i..4i+3 (FIPS 180-4 §6.2.2 step 1). */
+MF_SHANI static inline void mf_shani_schedule(__m128i w[4], int i) {
+    __m128i w7 = _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4);
+    __m128i x = _mm_add_epi32(_mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]), w7);
+    w[i & 3] = _mm_sha256msg2_epu32(x, w[(i + 3) & 3]);
+}
+
+MF_SHANI static void mf_sha256_block_shani(uint32_t st[8], const uint8_t block[64]) {
+    __m128i abef, cdgh, abef0, cdgh0, w[4];
+    int i;
+    mf_shani_load(st, &abef, &cdgh);
+    abef0 = abef; cdgh0 = cdgh;
+    mf_shani_message(block, w);
+#pragma GCC unroll 16
     for (i = 0; i < 16; i++) {   /* four rounds per step */
         __m128i wk = _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)&MF_K256[4 * i]));
         cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
         abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
-        if (i < 12) {            /* words 4(i+4)..4(i+4)+3 replace words 4i..4i+3 */
-            __m128i w7 = _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4);
-            __m128i x = _mm_add_epi32(_mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]), w7);
-            w[i & 3] = _mm_sha256msg2_epu32(x, w[(i + 3) & 3]);
+        if (i < 12) mf_shani_schedule(w, i);
+    }
+    mf_shani_store(st, _mm_add_epi32(abef, abef0), _mm_add_epi32(cdgh, cdgh0));
+}
+
+MF_SHANI static void mf_sha256_block2_shani(uint32_t st1[8], const uint8_t b1[64],
+                                            uint32_t st2[8], const uint8_t b2[64]) {
+    __m128i abef1, cdgh1, abef2, cdgh2, s1a, s1c, s2a, s2c, w1[4], w2[4];
+    int i;
+    mf_shani_load(st1, &abef1, &cdgh1);
+    mf_shani_load(st2, &abef2, &cdgh2);
+    s1a = abef1; s1c = cdgh1; s2a = abef2; s2c = cdgh2;
+    mf_shani_message(b1, w1);
+    mf_shani_message(b2, w2);
+#pragma GCC unroll 16
+    for (i = 0; i < 16; i++) {
+        __m128i k = _mm_loadu_si128((const __m128i *)&MF_K256[4 * i]);
+        __m128i wk1 = _mm_add_epi32(w1[i & 3], k), wk2 = _mm_add_epi32(w2[i & 3], k);
+        cdgh1 = _mm_sha256rnds2_epu32(cdgh1, abef1, wk1);
+        cdgh2 = _mm_sha256rnds2_epu32(cdgh2, abef2, wk2);
+        abef1 = _mm_sha256rnds2_epu32(abef1, cdgh1, _mm_shuffle_epi32(wk1, 0x0E));
+        abef2 = _mm_sha256rnds2_epu32(abef2, cdgh2, _mm_shuffle_epi32(wk2, 0x0E));
+        if (i < 12) {
+            mf_shani_schedule(w1, i);
+            mf_shani_schedule(w2, i);
         }
     }
-    abef = _mm_add_epi32(abef, abef_start);
-    cdgh = _mm_add_epi32(cdgh, cdgh_start);
-    {
-        __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
-        __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
-        _mm_storeu_si128((__m128i *)&st[0], _mm_blend_epi16(feba, dchg, 0xF0));  /* DCBA */
-        _mm_storeu_si128((__m128i *)&st[4], _mm_alignr_epi8(dchg, feba, 8));     /* HGFE */
-    }
+    mf_shani_store(st1, _mm_add_epi32(abef1, s1a), _mm_add_epi32(cdgh1, s1c));
+    mf_shani_store(st2, _mm_add_epi32(abef2, s2a), _mm_add_epi32(cdgh2, s2c));
 }
 
 static int mf_cpu_has_shani(void) {
@@ -119,6 +164,11 @@ static int mf_cpu_has_shani(void) {
 #define MF_HAVE_SHANI_CODE 0
 static void mf_sha256_block_shani(uint32_t st[8], const uint8_t block[64]) {
     mf_sha256_block_portable(st, block);
+}
+static void mf_sha256_block2_shani(uint32_t st1[8], const uint8_t b1[64],
+                                   uint32_t st2[8], const uint8_t b2[64]) {
+    mf_sha256_block_portable(st1, b1);
+    mf_sha256_block_portable(st2, b2);
 }
 static int mf_cpu_has_shani(void) { return 0; }
 #endif
@@ -165,19 +215,30 @@ static inline void mf_block(int digest_size, uint32_t *st, const uint8_t block[6
     else mf_sha1_block(st, block);
 }
 
+/* Two independent blocks (interleaved on SHA-NI). */
+static inline void mf_block2(int digest_size, uint32_t *st1, const uint8_t b1[64],
+                             uint32_t *st2, const uint8_t b2[64]) {
+    if (digest_size == 32 && mf_use_shani) {
+        mf_sha256_block2_shani(st1, b1, st2, b2);
+    } else {
+        mf_block(digest_size, st1, b1);
+        mf_block(digest_size, st2, b2);
+    }
+}
+
 /* Pad ``len`` bytes already at block[0..len) (len <= 55) as the last block of a message
    whose total length is ``prefix + len`` bytes (FIPS 180-4 §5.1.1). */
 static inline void mf_pad_block(uint8_t block[64], size_t len, size_t prefix) {
     uint64_t bits = (uint64_t)(prefix + len) * 8;
-    int i;
     block[len] = 0x80;
     memset(block + len + 1, 0, 55 - len);
-    for (i = 0; i < 8; i++) block[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    mf_store_be32(block + 56, (uint32_t)(bits >> 32));
+    mf_store_be32(block + 60, (uint32_t)bits);
 }
 
 static inline void mf_digest_out(int digest_size, const uint32_t *st, uint8_t *out) {
-    int i;
-    for (i = 0; i < digest_size / 4; i++) mf_store_be32(out + 4 * i, st[i]);
+    int i, words = digest_size == 32 ? 8 : 5;
+    for (i = 0; i < words; i++) mf_store_be32(out + 4 * i, st[i]);
 }
 
 /* Hash a message of at most 55 bytes. */
@@ -191,17 +252,27 @@ static void mf_hash_short(int digest_size, const uint8_t *msg, size_t len, uint8
     mf_digest_out(digest_size, st, out);
 }
 
-/* RFC 2104 with a key of at most 64 bytes (MPTCP keys are 8 or 16). */
+/* RFC 2104 with a key of at most 64 bytes (MPTCP keys are 8 or 16): hash the
+   (key XOR ipad) and (key XOR opad) blocks once; they are independent, so together. */
 static void mf_hmac_init(mf_hmac_key *k, int digest_size, const uint8_t *key, size_t keylen) {
-    uint8_t block[64];
+    uint8_t ipad[64], opad[64];
     size_t i;
     k->digest_size = digest_size;
+    memset(ipad, 0x36, 64);
+    memset(opad, 0x5c, 64);
+    for (i = 0; i < keylen; i++) {
+        ipad[i] ^= key[i];
+        opad[i] ^= key[i];
+    }
     memcpy(k->inner, digest_size == 32 ? MF_SHA256_IV : MF_SHA1_IV, (size_t)digest_size);
     memcpy(k->outer, k->inner, (size_t)digest_size);
-    for (i = 0; i < 64; i++) block[i] = (uint8_t)((i < keylen ? key[i] : 0) ^ 0x36);
-    mf_block(digest_size, k->inner, block);
-    for (i = 0; i < 64; i++) block[i] = (uint8_t)((i < keylen ? key[i] : 0) ^ 0x5c);
-    mf_block(digest_size, k->outer, block);
+    mf_block2(digest_size, k->inner, ipad, k->outer, opad);
+}
+
+/* The inner block of an HMAC: message (<= 55 bytes) after the 64-byte key block. */
+static inline void mf_hmac_inner_block(uint8_t block[64], const uint8_t *msg, size_t len) {
+    memcpy(block, msg, len);
+    mf_pad_block(block, len, 64);
 }
 
 /* HMAC of a message of at most 55 bytes under a prepared key: two compressions. */
@@ -210,14 +281,35 @@ static void mf_hmac(const mf_hmac_key *k, const uint8_t *msg, size_t len, uint8_
     uint8_t block[64];
     int n = k->digest_size;
     memcpy(st, k->inner, (size_t)n);
-    memcpy(block, msg, len);
-    mf_pad_block(block, len, 64);
+    mf_hmac_inner_block(block, msg, len);
     mf_block(n, st, block);
     mf_digest_out(n, st, block);          /* the inner digest starts the outer block */
     mf_pad_block(block, (size_t)n, 64);
     memcpy(st, k->outer, (size_t)n);
     mf_block(n, st, block);
     mf_digest_out(n, st, out);
+}
+
+/* Two HMACs under two prepared keys of the same hash, interleaved (batches). */
+static void mf_hmac2(const mf_hmac_key *k1, const uint8_t *msg1, size_t len1, uint8_t *out1,
+                     const mf_hmac_key *k2, const uint8_t *msg2, size_t len2, uint8_t *out2) {
+    uint32_t st1[8], st2[8];
+    uint8_t b1[64], b2[64];
+    int n = k1->digest_size;
+    memcpy(st1, k1->inner, (size_t)n);
+    memcpy(st2, k2->inner, (size_t)n);
+    mf_hmac_inner_block(b1, msg1, len1);
+    mf_hmac_inner_block(b2, msg2, len2);
+    mf_block2(n, st1, b1, st2, b2);
+    mf_digest_out(n, st1, b1);
+    mf_digest_out(n, st2, b2);
+    mf_pad_block(b1, (size_t)n, 64);
+    mf_pad_block(b2, (size_t)n, 64);
+    memcpy(st1, k1->outer, (size_t)n);
+    memcpy(st2, k2->outer, (size_t)n);
+    mf_block2(n, st1, b1, st2, b2);
+    mf_digest_out(n, st1, out1);
+    mf_digest_out(n, st2, out2);
 }
 
 /* Constant-time comparison (no early exit on the first differing byte). */

@@ -51,3 +51,23 @@ def on_both():
         return tuple(results)
 
     return run
+
+
+@pytest.fixture(params=["cython", "cython-portable", "python"])
+def crypto_backend(request):
+    """Like ``backend``, and the compiled SHA-256 runs both with SHA-NI (where the CPU has it)
+    and with the portable C compression."""
+    name = request.param.split("-")[0]
+    if name not in _backend.available():
+        pytest.skip("compiled backend not built (pure-only install)")
+    with _backend.use(name):
+        if request.param == "cython-portable":
+            compiled = _backend.implementation("_crypto", "cython")
+            previous = compiled.acceleration() == "sha-ni"
+            compiled.set_acceleration(False)
+            try:
+                yield request.param
+            finally:
+                compiled.set_acceleration(previous)
+        else:
+            yield request.param
