@@ -7,9 +7,9 @@ pure-Python one.
 
 from . import _backend
 from .errors import CaptureError, MptcpError, OptionError, ProtocolError
-from . import crypto, options
+from . import crypto, dss, options
 
-__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "ProtocolError", "crypto", "options"]
+__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "ProtocolError", "crypto", "dss", "options"]
 __version__ = "0.1.0"
 
 

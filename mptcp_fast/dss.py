@@ -1,0 +1,334 @@
+"""The data sequence: 32/64-bit DSNs, DSS checksums, mappings and reassembly.
+
+Facts: RFC 8684 §3.3.1 (64-bit DSNs, 32-bit ones promoted; the DSS checksum over a
+pseudo-header of DSN(64) | relative subflow sequence(32) | data-level length(16) |
+zero(16) and the mapped payload; the infinite mapping has length 0 and checksum 0),
+§3.3.3 (a DATA_FIN occupies one DSN and is counted in the data-level length),
+§3.3.4 and §3.3.6 (one data-level receive queue fed by every subflow; reinjected
+copies are duplicates), and KERNEL.md §3 (how Linux expands 32-bit values).
+
+Hot paths have two twins (pyx/_dss.pyx, _pure/_dss.py): ``expand_seq``,
+``DssChecksum`` / ``dss_checksum`` and ``ReassemblyQueue`` below are the active
+backend's. ``expand_seq_array`` is numpy (one vectorised implementation), and the
+mapping bookkeeping (``SubflowMappings``, ``DsnAllocator``) is plain Python.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ProtocolError
+
+__all__ = [
+    "seq32_before", "seq32_after", "seq32_diff", "expand_seq", "expand_seq_array",
+    "dss_checksum", "verify_dss_checksum", "DssChecksum", "ReassemblyQueue",
+    "Mapping", "MappingConflict", "UnmappedData", "SubflowMappings", "DsnAllocator",
+]
+
+_MASK32 = 0xFFFFFFFF
+_MASK64 = (1 << 64) - 1
+
+
+# ------------------------------------------------------------------------------------------------
+# 32-bit sequence arithmetic (RFC 9293 §3.4, "before"/"after" as Linux defines them)
+
+def seq32_diff(a: int, b: int) -> int:
+    """Signed distance a - b on the 32-bit circle, in [-2**31, 2**31)."""
+    return ((a - b + 0x80000000) & _MASK32) - 0x80000000
+
+
+def seq32_before(a: int, b: int) -> bool:
+    return seq32_diff(a, b) < 0
+
+
+def seq32_after(a: int, b: int) -> bool:
+    return seq32_diff(a, b) > 0
+
+
+def _check_u(name: str, value, bits: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value < (1 << bits):
+        raise ValueError(f"{name} must fit in {bits} unsigned bits, got {value}")
+    return int(value)
+
+
+def expand_seq(reference: int, value32: int) -> int:
+    """Promote a 32-bit DSN or data ACK to 64 bits next to ``reference`` (KERNEL.md §3.2).
+
+    The result has the low 32 bits ``value32`` and the upper bits of ``reference``,
+    moved one step up or down when the low half wrapped (the candidate nearest the
+    reference on the 32-bit circle, exactly as Linux's __mptcp_expand_seq).
+    """
+    return _impl.expand_seq(_check_u("reference", reference, 64), _check_u("value32", value32, 32))
+
+
+def expand_seq_array(reference, values) -> np.ndarray:
+    """``expand_seq`` over numpy arrays: ``reference`` a scalar or an array like ``values``."""
+    ref = np.asarray(reference, dtype=np.uint64)
+    cur = np.asarray(values, dtype=np.uint64) & np.uint64(_MASK32)
+    old32 = ref & np.uint64(_MASK32)
+    candidate = (ref & np.uint64(_MASK64 ^ _MASK32)) + cur
+    forward = (cur < old32) & (((old32 - cur) & np.uint64(_MASK32)) >= np.uint64(0x80000000))
+    backward = (cur > old32) & (((cur - old32) & np.uint64(_MASK32)) >= np.uint64(0x80000000))
+    step = np.uint64(1 << 32)
+    with np.errstate(over="ignore"):
+        return np.where(forward, candidate + step, np.where(backward, candidate - step, candidate))
+
+
+# ------------------------------------------------------------------------------------------------
+# DSS checksum
+
+def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload) -> int:
+    """The DSS checksum of a mapping (RFC 8684 §3.3.1).
+
+    ``dsn`` is always the 64-bit value; ``data_len`` is the option's Data-Level
+    Length (a DATA_FIN counts one); ``payload`` the mapped bytes. The infinite
+    mapping (``data_len`` 0) has checksum 0.
+    """
+    if data_len == 0:
+        return 0
+    return _impl.dss_checksum(dsn, subflow_seq, data_len, payload)
+
+
+def verify_dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload, checksum: int) -> bool:
+    return dss_checksum(dsn, subflow_seq, data_len, payload) == checksum
+
+
+# ------------------------------------------------------------------------------------------------
+# mappings (RFC 8684 §3.3.1): subflow sequence space -> data sequence space
+
+class MappingConflict(ProtocolError):
+    """A mapping contradicts one declared before (RFC 8684 §3.3.1: "MUST NOT change");
+    the engine answers with MP_FAIL or a reset."""
+
+
+class UnmappedData(ProtocolError):
+    """Subflow bytes that no mapping covers."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One data sequence mapping: ``length`` is the Data-Level Length of the option
+    (the DATA_FIN, if any, counts one and has no subflow byte); 0 is the infinite mapping."""
+    dsn: int
+    subflow_seq: int
+    length: int
+    data_fin: bool = False
+    checksum: int | None = None
+
+    @property
+    def infinite(self) -> bool:
+        return self.length == 0
+
+    @property
+    def payload_length(self) -> int:
+        """Subflow bytes covered (the DATA_FIN takes a DSN but no subflow byte)."""
+        return self.length - 1 if self.data_fin else self.length
+
+    @property
+    def subflow_end(self) -> int:
+        return self.subflow_seq + self.payload_length
+
+    @property
+    def data_fin_dsn(self) -> int | None:
+        return (self.dsn + self.length - 1) & _MASK64 if self.data_fin else None
+
+    def covers(self, subflow_seq: int) -> bool:
+        return self.subflow_seq <= subflow_seq and (self.infinite or subflow_seq < self.subflow_end)
+
+    def dsn_of(self, subflow_seq: int) -> int:
+        return (self.dsn + subflow_seq - self.subflow_seq) & _MASK64
+
+
+class SubflowMappings:
+    """The mappings received on one subflow, to turn subflow bytes into data-level bytes.
+
+    Subflow sequence numbers are relative (the first payload byte is 1) and already
+    expanded beyond 32 bits by the caller. Identical re-declarations (retransmissions,
+    TSO splits) and consistent overlaps are accepted; a contradicting one raises
+    MappingConflict. ``release(upto)`` forgets mappings wholly below ``upto`` so the
+    memory held follows the receive window, not the connection's age.
+    """
+
+    def __init__(self):
+        self._starts: list[int] = []
+        self._maps: list[Mapping] = []
+        self.infinite: Mapping | None = None
+
+    def __len__(self) -> int:
+        return len(self._maps) + (self.infinite is not None)
+
+    def declare(self, mapping: Mapping) -> bool:
+        """Record ``mapping``; False if it only repeated what was known."""
+        if self.infinite is not None:
+            if mapping.subflow_seq >= self.infinite.subflow_seq and (
+                    mapping.dsn_of(mapping.subflow_seq)
+                    != self.infinite.dsn_of(mapping.subflow_seq)):
+                raise MappingConflict(f"{mapping} contradicts the infinite mapping {self.infinite}")
+            return False
+        if mapping.infinite:
+            for old in self._overlapping(mapping.subflow_seq, None):
+                self._check_consistent(old, mapping)
+            self.infinite = mapping
+            return True
+        if mapping.payload_length == 0 and mapping.data_fin:
+            return True            # a standalone DATA_FIN maps no subflow byte
+        new = True
+        for old in self._overlapping(mapping.subflow_seq, mapping.subflow_end):
+            self._check_consistent(old, mapping)
+            if old == mapping:
+                new = False
+        if new:
+            i = bisect.bisect_left(self._starts, mapping.subflow_seq)
+            self._starts.insert(i, mapping.subflow_seq)
+            self._maps.insert(i, mapping)
+        return new
+
+    def _overlapping(self, start: int, end: int | None):
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        while i < len(self._maps):
+            old = self._maps[i]
+            if end is not None and old.subflow_seq >= end:
+                break
+            if old.subflow_end > start:
+                yield old
+            i += 1
+
+    @staticmethod
+    def _check_consistent(old: Mapping, new: Mapping) -> None:
+        lo = max(old.subflow_seq, new.subflow_seq)
+        if old.dsn_of(lo) != new.dsn_of(lo) or (
+                old.subflow_seq == new.subflow_seq and old.payload_length == new.payload_length
+                and (old.data_fin != new.data_fin or old.length != new.length)):
+            raise MappingConflict(f"{new} contradicts {old}")
+
+    def resolve(self, subflow_seq: int, length: int) -> list[tuple[int, int]]:
+        """The data-level ranges [(dsn, length), ...] of subflow bytes [subflow_seq, +length)."""
+        out = []
+        pos, end = subflow_seq, subflow_seq + length
+        while pos < end:
+            mapping = self._covering(pos)
+            if mapping is None:
+                raise UnmappedData(f"subflow bytes from {pos} have no mapping")
+            stop = end if mapping.infinite else min(end, mapping.subflow_end)
+            dsn = mapping.dsn_of(pos)
+            if out and (out[-1][0] + out[-1][1]) & _MASK64 == dsn:
+                out[-1] = (out[-1][0], out[-1][1] + stop - pos)
+            else:
+                out.append((dsn, stop - pos))
+            pos = stop
+        return out
+
+    def _covering(self, subflow_seq: int) -> Mapping | None:
+        i = bisect.bisect_right(self._starts, subflow_seq) - 1
+        while i >= 0:                       # overlapping mappings: any covering one agrees
+            if self._maps[i].covers(subflow_seq):
+                return self._maps[i]
+            if self._maps[i].subflow_seq < subflow_seq - 65535:
+                break                       # a mapping spans at most 65535 bytes
+            i -= 1
+        if self.infinite is not None and self.infinite.covers(subflow_seq):
+            return self.infinite
+        return None
+
+    def release(self, upto: int) -> None:
+        """Forget mappings that end at or before subflow sequence ``upto``."""
+        keep = [i for i, m in enumerate(self._maps) if m.subflow_end > upto]
+        self._maps = [self._maps[i] for i in keep]
+        self._starts = [self._starts[i] for i in keep]
+
+
+@dataclass(frozen=True)
+class SentRange:
+    """Data-level bytes [dsn, dsn + length) sent on ``subflow`` at subflow sequence ``subflow_seq``."""
+    dsn: int
+    length: int
+    subflow: object
+    subflow_seq: int
+
+
+class DsnAllocator:
+    """The sending side: hands out DSN ranges for new data and remembers where each went,
+    so that data not yet DATA_ACKed can be reinjected on another subflow (RFC 8684 §3.3.6)."""
+
+    def __init__(self, initial_dsn: int):
+        self.next_dsn = initial_dsn & _MASK64       # IDSN + 1 for the first data
+        self.data_ack = self.next_dsn
+        self._sent: list[SentRange] = []
+
+    def allocate(self, subflow, subflow_seq: int, length: int) -> Mapping:
+        """Assign the next ``length`` data-level bytes to a segment on ``subflow``."""
+        if not 0 < length <= 0xFFFF:
+            raise ValueError(f"a mapping carries 1..65535 bytes, not {length}")
+        mapping = Mapping(self.next_dsn, subflow_seq, length)
+        self._sent.append(SentRange(self.next_dsn, length, subflow, subflow_seq))
+        self.next_dsn = (self.next_dsn + length) & _MASK64
+        return mapping
+
+    def resend(self, dsn: int, length: int, subflow, subflow_seq: int) -> Mapping:
+        """Record that already-allocated bytes were sent again (reinjection) on ``subflow``."""
+        self._sent.append(SentRange(dsn, length, subflow, subflow_seq))
+        return Mapping(dsn, subflow_seq, length)
+
+    def acknowledge(self, data_ack: int) -> None:
+        """A DATA_ACK arrived: forget every range wholly below it."""
+        if ((data_ack - self.data_ack) & _MASK64) > ((self.next_dsn - self.data_ack) & _MASK64):
+            return                                   # beyond what was sent: ignore, as Linux
+        self.data_ack = data_ack
+        self._sent = [r for r in self._sent
+                      if ((r.dsn + r.length - data_ack) & _MASK64) < (1 << 63)
+                      and (r.dsn + r.length) & _MASK64 != data_ack]
+
+    def outstanding(self, subflow=None) -> list[SentRange]:
+        """Ranges sent (on ``subflow``, or anywhere) and not yet DATA_ACKed."""
+        return [r for r in self._sent if subflow is None or r.subflow is subflow]
+
+    def to_reinject(self, failed_subflow) -> list[tuple[int, int]]:
+        """Data-level ranges sent on ``failed_subflow`` and still unacknowledged, trimmed to
+        the current DATA_ACK: what another subflow must carry again."""
+        out = []
+        for r in self.outstanding(failed_subflow):
+            skip = (self.data_ack - r.dsn) & _MASK64
+            if skip < r.length:
+                out.append(((r.dsn + skip) & _MASK64, r.length - skip))
+            elif skip >= (1 << 63):          # the range starts above the DATA_ACK
+                out.append((r.dsn, r.length))
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# backend binding
+
+_impl = None
+DssChecksum = None
+ReassemblyQueue = None
+
+
+def _bind(impl) -> None:
+    """DssChecksum and ReassemblyQueue are the active backend's classes (same API):
+
+    ``DssChecksum()``: ``update(piece)`` with payload pieces of any length (odd ones
+    included), ``finish(dsn, subflow_seq, data_len) -> int``, ``length``.
+
+    ``ReassemblyQueue(initial_dsn, window=1 MiB)``: ``push(dsn, data) -> new bytes
+    accepted`` in any order; duplicate and overlapping pieces are trimmed, bytes that
+    differ where they overlap are counted in ``conflict_bytes`` and listed in
+    ``conflicts`` (the first copy wins); data beyond the window (counted from the
+    first unread byte) or beyond the DATA_FIN is refused and counted in
+    ``refused_bytes``. ``data_fin(dsn)``; ``read(max_bytes=-1) -> bytes`` (in-order
+    data, joined once); ``data_ack``, ``eof``, ``queued_bytes``, ``window_left``;
+    counters ``out_of_order_bytes``, ``duplicate_bytes``, ``peak_queued_bytes``.
+    """
+    global _impl, DssChecksum, ReassemblyQueue
+    _impl = impl
+    DssChecksum = impl.DssChecksum
+    ReassemblyQueue = impl.ReassemblyQueue
+
+
+from . import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_dss", _bind)

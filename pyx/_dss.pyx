@@ -1,0 +1,376 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled twin of mptcp_fast/_pure/_dss.py: sequence expansion, DSS checksum, reassembly.
+
+Same functions, classes, results and errors as the pure module.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.string cimport memcmp, memcpy, memmove
+from libc.stdlib cimport malloc, realloc, free
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+
+from mptcp_fast.errors import ProtocolError
+
+RELEASES_GIL = True
+
+
+# ------------------------------------------------------------------------------------------------
+# sequence numbers (KERNEL.md §3.2)
+
+def expand_seq(uint64_t reference, uint32_t value32):
+    """The 64-bit DSN nearest ``reference`` whose low 32 bits are ``value32`` (Linux's rule)."""
+    cdef uint32_t old32 = <uint32_t>reference
+    cdef uint64_t candidate = (reference & 0xFFFFFFFF00000000ULL) + value32
+    if value32 < old32 and <int32_t>(old32 - value32) < 0:        # forward wrap
+        return candidate + (1ULL << 32)
+    if value32 > old32 and <int32_t>(value32 - old32) < 0:        # reverse wrap
+        return candidate - (1ULL << 32)
+    return candidate
+
+
+# ------------------------------------------------------------------------------------------------
+# the DSS checksum (RFC 8684 §3.3.1)
+
+cdef uint64_t sum_words(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """Sum of big-endian 16-bit words (n even) into a 64-bit accumulator, 8 bytes a step.
+
+    Adding 64-bit little-endian loads and folding at the end gives the ones'-complement
+    sum of the byte-swapped words; the caller swaps the folded result back (RFC 1071 §2)."""
+    cdef uint64_t total = 0, word, prev
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&word, p + i, 8)
+        prev = total
+        total += word
+        total += total < prev          # end-around carry
+        i += 8
+    while i + 2 <= n:
+        if MF_LITTLE_ENDIAN:
+            total += <uint64_t>p[i] | (<uint64_t>p[i + 1] << 8)
+        else:
+            total += (<uint64_t>p[i] << 8) | p[i + 1]
+        i += 2
+    return total
+
+
+cdef inline uint32_t fold64(uint64_t total) noexcept nogil:
+    total = (total & 0xFFFFFFFFULL) + (total >> 32)
+    total = (total & 0xFFFFFFFFULL) + (total >> 32)
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return <uint32_t>total
+
+
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define MF_LITTLE_ENDIAN 0
+    #else
+    #define MF_LITTLE_ENDIAN 1
+    #endif
+    """
+    int MF_LITTLE_ENDIAN
+
+
+cdef inline uint32_t swap16(uint32_t v) noexcept nogil:
+    """Native-order sums are byte-swapped sums on little-endian machines (RFC 1071 §2(B))."""
+    if not MF_LITTLE_ENDIAN:
+        return v
+    return ((v & 0xFF) << 8) | (v >> 8)
+
+
+cdef uint32_t sum16(const uint8_t* p, Py_ssize_t n, bint odd_start) noexcept nogil:
+    """Folded ones'-complement sum of ``p`` as big-endian words; ``odd_start`` when it
+    continues a stream at an odd offset (its first byte is then a low byte)."""
+    cdef uint32_t s = 0
+    cdef uint64_t total = 0
+    if n == 0:
+        return 0
+    if odd_start:
+        total = p[0]                      # completes the previous word as its low byte
+        p += 1
+        n -= 1
+    total += swap16(fold64(sum_words(p, n & ~1)))
+    if n & 1:
+        total += <uint32_t>p[n - 1] << 8  # a last odd byte is a high byte padded with zero
+    s = fold64(total)
+    return s
+
+
+cdef inline uint32_t add16(uint32_t a, uint32_t b) noexcept nogil:
+    cdef uint32_t total = a + b
+    return (total & 0xFFFF) + (total >> 16)
+
+
+cdef class DssChecksum:
+    """Incremental DSS checksum: update() with payload pieces of any length, then finish()."""
+    cdef uint32_t _sum
+    cdef Py_ssize_t _length
+
+    @property
+    def length(self):
+        return self._length
+
+    def update(self, data):
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            if view.len:
+                with nogil:
+                    self._sum = add16(self._sum, sum16(<const uint8_t*>view.buf, view.len,
+                                                       self._length & 1))
+                self._length += view.len
+        finally:
+            PyBuffer_Release(&view)
+
+    def finish(self, uint64_t dsn, uint32_t subflow_seq, uint16_t data_len):
+        """The checksum with the pseudo-header (DSN 64, SSN 32, length 16, zero 16)."""
+        cdef uint8_t header[16]
+        cdef int i
+        for i in range(8):
+            header[i] = (dsn >> (56 - 8 * i)) & 0xFF
+        for i in range(4):
+            header[8 + i] = (subflow_seq >> (24 - 8 * i)) & 0xFF
+        header[12] = data_len >> 8
+        header[13] = data_len & 0xFF
+        header[14] = 0
+        header[15] = 0
+        return ~add16(self._sum, sum16(header, 16, False)) & 0xFFFF
+
+
+def dss_checksum(uint64_t dsn, uint32_t subflow_seq, uint16_t data_len, payload):
+    cdef DssChecksum acc = DssChecksum()
+    acc.update(payload)
+    return acc.finish(dsn, subflow_seq, data_len)
+
+
+# ------------------------------------------------------------------------------------------------
+# connection-level reassembly (RFC 8684 §3.3.4, §3.3.6)
+
+cdef object _stable(object data):
+    """``data`` itself when it cannot change under us (bytes, read-only views), else a copy."""
+    if type(data) is bytes:
+        return data
+    view = memoryview(data).cast("B")
+    return view if view.readonly else bytes(view)
+
+
+cdef class ReassemblyQueue:
+    """Data-level receive queue; see mptcp_fast.dss.ReassemblyQueue for the contract."""
+    cdef uint64_t _base
+    cdef int64_t _window, _ack, _read, _queued_ooo, _fin
+    cdef bint _eof
+    cdef list _ready
+    cdef list _pieces                 # out-of-order pieces (bytes), sorted by offset
+    cdef int64_t* _starts             # their offsets
+    cdef Py_ssize_t _count, _capacity
+    cdef public int64_t out_of_order_bytes, duplicate_bytes, refused_bytes, conflict_bytes
+    cdef public int64_t peak_queued_bytes
+    cdef public list conflicts
+
+    def __cinit__(self, initial_dsn, window=1 << 20):
+        self._starts = NULL
+
+    def __init__(self, initial_dsn, window=1 << 20):
+        if window < 1:
+            raise ValueError(f"window must be at least 1 byte, not {window}")
+        self._base = <uint64_t>(initial_dsn & 0xFFFFFFFFFFFFFFFF)
+        self._window = window
+        self._ack = 0
+        self._read = 0
+        self._ready = []
+        self._pieces = []
+        self._capacity = 16
+        self._starts = <int64_t*>malloc(self._capacity * sizeof(int64_t))
+        if self._starts == NULL:
+            raise MemoryError()
+        self._count = 0
+        self._queued_ooo = 0
+        self._fin = -1
+        self._eof = False
+        self.out_of_order_bytes = self.duplicate_bytes = self.refused_bytes = 0
+        self.conflict_bytes = self.peak_queued_bytes = 0
+        self.conflicts = []
+
+    def __dealloc__(self):
+        free(self._starts)
+
+    # -- positions
+    cdef inline int64_t _offset(self, uint64_t dsn):
+        return self._ack + <int64_t>(dsn - self._base - <uint64_t>self._ack)
+
+    @property
+    def data_ack(self):
+        """The DATA_ACK to send: the next DSN expected (past the DATA_FIN once it is in order)."""
+        return self._base + <uint64_t>self._ack + (1 if self._eof else 0)
+
+    @property
+    def eof(self):
+        return self._eof
+
+    @property
+    def queued_bytes(self):
+        return (self._ack - self._read) + self._queued_ooo
+
+    @property
+    def window_left(self):
+        return self._read + self._window - self._ack
+
+    # -- input
+    def push(self, dsn, data):
+        """Queue payload ``data`` at ``dsn``; return how many new bytes were accepted."""
+        cdef int64_t start = self._offset(<uint64_t>(dsn & 0xFFFFFFFFFFFFFFFF))
+        view = _stable(data)
+        cdef int64_t n = len(view)
+        cdef int64_t end = start + n, limit, accepted
+        if n == 0 or self._eof:
+            if n and self._eof:
+                self.refused_bytes += n
+            return 0
+        if end <= self._ack:
+            self.duplicate_bytes += n
+            return 0
+        if start < self._ack:
+            self.duplicate_bytes += self._ack - start
+            view = memoryview(view)[self._ack - start:]
+            start = self._ack
+        limit = self._read + self._window
+        if self._fin >= 0 and limit > self._fin:
+            limit = self._fin
+        if end > limit:
+            self.refused_bytes += end - max(limit, start)
+            end = max(limit, start)
+            if end == start:
+                return 0
+            view = memoryview(view)[:end - start]
+        if start == self._ack and (self._count == 0 or self._starts[0] >= end):
+            self._ready.append(view)            # in order, nothing queued in the way: no copy
+            self._ack = end
+            accepted = end - start
+        else:
+            accepted = self._insert(start, end, view)
+        if self._count and self._starts[0] <= self._ack:
+            self._drain()
+        self._note_peak()
+        if self._fin >= 0 and self._ack == self._fin:
+            self._eof = True
+        return accepted
+
+    cdef Py_ssize_t _find(self, int64_t offset):
+        """Index of the first queued piece ending after ``offset``."""
+        cdef Py_ssize_t lo = 0, hi = self._count, mid
+        while lo < hi:                         # last piece starting at or before offset
+            mid = (lo + hi) >> 1
+            if self._starts[mid] <= offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo > 0 and self._starts[lo - 1] + PyBytes_GET_SIZE(self._pieces[lo - 1]) > offset:
+            return lo - 1
+        return lo
+
+    cdef int _insert_at(self, Py_ssize_t i, int64_t offset, bytes piece) except -1:
+        cdef int64_t* grown
+        if self._count == self._capacity:
+            grown = <int64_t*>realloc(self._starts, 2 * self._capacity * sizeof(int64_t))
+            if grown == NULL:
+                raise MemoryError()
+            self._starts = grown
+            self._capacity *= 2
+        memmove(self._starts + i + 1, self._starts + i, (self._count - i) * sizeof(int64_t))
+        self._starts[i] = offset
+        self._pieces.insert(i, piece)
+        self._count += 1
+        return 0
+
+    cdef int64_t _insert(self, int64_t start, int64_t end, object view) except -1:
+        """Queue an out-of-order (or overlapping) piece around the queued ones."""
+        cdef Py_buffer buf
+        cdef const uint8_t* p
+        cdef Py_ssize_t i
+        cdef int64_t pos = start, accepted = 0, piece_start, piece_end, overlap_end, gap_end
+        cdef bytes piece
+        PyObject_GetBuffer(view, &buf, PyBUF_SIMPLE)
+        try:
+            p = <const uint8_t*>buf.buf
+            i = self._find(start)
+            while pos < end:
+                if i < self._count and self._starts[i] <= pos:
+                    piece_start = self._starts[i]
+                    piece = <bytes>self._pieces[i]
+                    piece_end = piece_start + PyBytes_GET_SIZE(piece)
+                    overlap_end = min(end, piece_end)
+                    self.duplicate_bytes += overlap_end - pos
+                    if memcmp(p + (pos - start), PyBytes_AS_STRING(piece) + (pos - piece_start),
+                              overlap_end - pos) != 0:
+                        self._conflict(pos, overlap_end - pos)
+                    pos = overlap_end
+                    i += 1
+                    continue
+                gap_end = min(end, self._starts[i]) if i < self._count else end
+                self._insert_at(i, pos, PyBytes_FromStringAndSize(<const char*>p + (pos - start),
+                                                                  gap_end - pos))
+                i += 1
+                accepted += gap_end - pos
+                if pos > self._ack:
+                    self.out_of_order_bytes += gap_end - pos
+                self._queued_ooo += gap_end - pos
+                pos = gap_end
+        finally:
+            PyBuffer_Release(&buf)
+        return accepted
+
+    cdef void _conflict(self, int64_t offset, int64_t length):
+        self.conflict_bytes += length
+        if len(self.conflicts) < 64:
+            self.conflicts.append((self._base + <uint64_t>offset, length))
+
+    cdef void _drain(self):
+        cdef Py_ssize_t taken = 0
+        cdef bytes piece
+        while taken < self._count and self._starts[taken] <= self._ack:
+            piece = <bytes>self._pieces[taken]
+            self._queued_ooo -= PyBytes_GET_SIZE(piece)
+            self._ready.append(piece)
+            self._ack = self._starts[taken] + PyBytes_GET_SIZE(piece)
+            taken += 1
+        if taken:
+            del self._pieces[:taken]
+            memmove(self._starts, self._starts + taken, (self._count - taken) * sizeof(int64_t))
+            self._count -= taken
+
+    cdef inline void _note_peak(self):
+        cdef int64_t queued = (self._ack - self._read) + self._queued_ooo
+        if queued > self.peak_queued_bytes:
+            self.peak_queued_bytes = queued
+
+    def data_fin(self, dsn):
+        """The DATA_FIN occupies ``dsn`` (RFC 8684 §3.3.3); end of stream once data reaches it."""
+        cdef int64_t offset = self._offset(<uint64_t>(dsn & 0xFFFFFFFFFFFFFFFF))
+        if self._fin >= 0 and offset != self._fin:
+            raise ProtocolError(f"DATA_FIN moved from DSN {self._base + <uint64_t>self._fin} "
+                                f"to {dsn}")
+        if offset < self._ack or (self._count and self._starts[self._count - 1]
+                                  + PyBytes_GET_SIZE(self._pieces[self._count - 1]) > offset):
+            raise ProtocolError(f"DATA_FIN at DSN {dsn} is below data already received")
+        self._fin = offset
+        if self._ack == self._fin:
+            self._eof = True
+
+    # -- output
+    def read(self, Py_ssize_t max_bytes=-1):
+        """In-order bytes not read yet (all of them, or at most ``max_bytes``)."""
+        cdef list ready = self._ready
+        if not ready:
+            return b""
+        if max_bytes < 0 or max_bytes >= self._ack - self._read:
+            out = ready[0] if len(ready) == 1 and type(ready[0]) is bytes else b"".join(ready)
+            ready.clear()
+        else:
+            joined = b"".join(ready)
+            out = joined[:max_bytes]
+            ready.clear()
+            ready.append(joined[max_bytes:])
+        self._read += len(out)
+        return out
