@@ -1,0 +1,179 @@
+"""Data sequence: expansion, DSS checksum (live kernel vectors), mappings, DATA_FIN, allocator."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mptcp_fast import dss
+from mptcp_fast.dss import DsnAllocator, Mapping, MappingConflict, SubflowMappings, UnmappedData
+
+relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+
+# KERNEL.md §3.1: checksums captured live (Linux 6.18, checksum_enabled=1)
+LIVE_CSUM = [
+    (0x9A915667704F8201, 1, 2000, bytes((i * 13 + 1) & 0xFF for i in range(2000)), 0xC3C8),
+    (0x43143B25BCE216B2, 1, 3000, bytes((i * 7 + 3) & 0xFF for i in range(3000)), 0xB783),
+    (0x43143B25BCE2226A, 3001, 3000, bytes((i * 5 + 2) & 0xFF for i in range(3000)), 0xE118),
+    # SPEC.md §7 example: DSN = IDSN-A + 1, SSN 1, "hello, mptcp"
+    (0x570762CD38BE9819, 1, 12, b"hello, mptcp", 0x3CF6),
+]
+
+
+def reference_checksum(dsn, ssn, dll, payload):
+    """RFC 1071 written the slow, obvious way."""
+    data = dsn.to_bytes(8, "big") + ssn.to_bytes(4, "big") + dll.to_bytes(2, "big") + b"\0\0"
+    data += payload + (b"\0" if len(payload) % 2 else b"")
+    total = 0
+    for i in range(0, len(data), 2):
+        total += (data[i] << 8) | data[i + 1]
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+@pytest.mark.parametrize("dsn,ssn,dll,payload,csum", LIVE_CSUM)
+def test_live_checksums(backend, dsn, ssn, dll, payload, csum):
+    assert dss.dss_checksum(dsn, ssn, dll, payload) == csum
+    assert dss.verify_dss_checksum(dsn, ssn, dll, payload, csum)
+    assert not dss.verify_dss_checksum(dsn, ssn, dll, payload[:-1] + bytes([payload[-1] ^ 1]), csum)
+    assert not dss.verify_dss_checksum(dsn + 1, ssn, dll, payload, csum)
+
+
+def test_infinite_mapping_has_checksum_zero(backend):
+    assert dss.dss_checksum(5, 1, 0, b"anything") == 0
+
+
+def test_standalone_data_fin_covers_the_pseudo_header_only(backend):
+    assert dss.dss_checksum(0x9A915667704F8A00, 0, 1, b"") == reference_checksum(0x9A915667704F8A00, 0, 1, b"")
+
+
+@relaxed
+@given(dsn=st.integers(0, 2**64 - 1), ssn=st.integers(0, 2**32 - 1), payload=st.binary(max_size=300),
+       fin=st.booleans(), cuts=st.lists(st.integers(0, 300), max_size=8))
+def test_checksum_matches_reference_in_any_pieces(backend, dsn, ssn, payload, fin, cuts):
+    dll = len(payload) + fin
+    if dll == 0 or dll > 0xFFFF:
+        return
+    expected = reference_checksum(dsn, ssn, dll, payload)
+    assert dss.dss_checksum(dsn, ssn, dll, payload) == expected
+    acc = dss.DssChecksum()
+    bounds = sorted({0, len(payload), *[c for c in cuts if c <= len(payload)]})
+    for lo, hi in zip(bounds, bounds[1:]):
+        acc.update(memoryview(payload)[lo:hi])          # odd-length pieces included
+    assert acc.length == len(payload)
+    assert acc.finish(dsn, ssn, dll) == expected
+
+
+def test_expansion_examples_from_the_kernel_notes(backend):
+    assert dss.expand_seq(0x1FFFFFFF0, 0x10) == 0x200000010            # forward wrap
+    assert dss.expand_seq(0x200000010, 0xFFFFFFF0) == 0x1FFFFFFF0      # reverse wrap
+    assert dss.expand_seq(0x500000000, 0x12345678) == 0x512345678
+    assert dss.expand_seq(0x0, 0xFFFFFFFF) == 0xFFFFFFFFFFFFFFFF       # wraps below zero
+    assert dss.expand_seq(0xFFFFFFFFFFFFFFF0, 0x5) == 0x5              # and above 2**64
+
+
+def kernel_expand(old, cur32):
+    """__mptcp_expand_seq, transcribed (KERNEL.md §3.2)."""
+    def s32(x):
+        x &= 0xFFFFFFFF
+        return x - (1 << 32) if x >= (1 << 31) else x
+    old32 = old & 0xFFFFFFFF
+    cur = (old & ~0xFFFFFFFF) + cur32
+    if cur32 < old32 and s32(old32 - cur32) < 0:
+        return (cur + (1 << 32)) & (2**64 - 1)
+    if cur32 > old32 and s32(cur32 - old32) < 0:
+        return (cur - (1 << 32)) & (2**64 - 1)
+    return cur & (2**64 - 1)
+
+
+@relaxed
+@given(old=st.integers(0, 2**64 - 1), cur=st.integers(0, 2**32 - 1))
+def test_expansion_is_the_kernel_rule(backend, old, cur):
+    assert dss.expand_seq(old, cur) == kernel_expand(old, cur)
+
+
+def test_expansion_array_equals_scalar(backend):
+    rng = np.random.default_rng(3)
+    refs = rng.integers(0, 2**64 - 1, 2000, dtype=np.uint64, endpoint=True)
+    vals = rng.integers(0, 2**32 - 1, 2000, dtype=np.uint64, endpoint=True)
+    refs[:4] = [0x1FFFFFFF0, 0x200000010, 0, 2**64 - 16]
+    vals[:4] = [0x10, 0xFFFFFFF0, 0xFFFFFFFF, 5]
+    out = dss.expand_seq_array(refs, vals)
+    assert [int(x) for x in out] == [dss.expand_seq(int(r), int(v)) for r, v in zip(refs, vals)]
+    assert int(dss.expand_seq_array(0x1FFFFFFF0, [0x10])[0]) == 0x200000010
+
+
+def test_seq32_comparisons():
+    assert dss.seq32_before(0xFFFFFFF0, 0x10) and dss.seq32_after(0x10, 0xFFFFFFF0)
+    assert dss.seq32_diff(0x10, 0xFFFFFFF0) == 0x20 and dss.seq32_diff(5, 5) == 0
+
+
+def test_rfc_data_fin_example(backend):
+    # RFC 8684 §3.3.3: DSN 80, Data-Level Length 11 with DATA_FIN: 10 bytes at 80-89,
+    # DATA_FIN is DSN 90, acknowledged with DATA_ACK 91.
+    mapping = Mapping(80, 1, 11, data_fin=True)
+    assert mapping.payload_length == 10 and mapping.data_fin_dsn == 90
+    queue = dss.ReassemblyQueue(80)
+    assert queue.push(80, b"0123456789") == 10
+    queue.data_fin(mapping.data_fin_dsn)
+    assert queue.data_ack == 91 and queue.eof and queue.read() == b"0123456789"
+
+
+class TestSubflowMappings:
+    def test_resolve_across_mappings_and_retransmissions(self):
+        maps = SubflowMappings()
+        assert maps.declare(Mapping(1000, 1, 100))
+        assert not maps.declare(Mapping(1000, 1, 100))       # retransmission / TSO split
+        assert maps.declare(Mapping(5000, 101, 50))
+        assert maps.resolve(1, 100) == [(1000, 100)]
+        assert maps.resolve(90, 20) == [(1089, 11), (5000, 9)]
+        assert maps.declare(Mapping(1010, 11, 20))           # consistent sub-range
+        with pytest.raises(UnmappedData):
+            maps.resolve(140, 20)
+
+    def test_conflicting_redeclaration(self):
+        maps = SubflowMappings()
+        maps.declare(Mapping(1000, 1, 100))
+        with pytest.raises(MappingConflict):
+            maps.declare(Mapping(2000, 50, 10))              # same bytes, other DSNs
+        with pytest.raises(MappingConflict):
+            maps.declare(Mapping(1000, 1, 101, data_fin=True))  # the same bytes, now a DATA_FIN
+
+    def test_infinite_mapping(self):
+        maps = SubflowMappings()
+        maps.declare(Mapping(1000, 1, 100))
+        maps.declare(Mapping(1100, 101, 0))                  # infinite from SSN 101
+        assert maps.resolve(90, 1000) == [(1089, 1000)]
+        with pytest.raises(MappingConflict):
+            maps.declare(Mapping(9999, 200, 10))
+
+    def test_release_bounds_memory(self):
+        maps = SubflowMappings()
+        for i in range(100):
+            maps.declare(Mapping(10_000 + 100 * i, 1 + 100 * i, 100))
+        maps.release(5001)
+        assert len(maps) == 50
+        assert maps.resolve(5001, 10) == [(15_000, 10)]
+
+    def test_data_fin_mapping_and_wrap(self):
+        maps = SubflowMappings()
+        maps.declare(Mapping(2**64 - 5, 1, 11, data_fin=True))   # DSNs wrap past 2**64
+        assert maps.resolve(1, 10) == [(2**64 - 5, 10)]
+        assert Mapping(2**64 - 5, 1, 11, data_fin=True).data_fin_dsn == 5
+
+
+def test_allocator_and_reinjection():
+    alloc = DsnAllocator(initial_dsn=1001)
+    a, b = object(), object()
+    assert alloc.allocate(a, 1, 100) == Mapping(1001, 1, 100)
+    assert alloc.allocate(b, 1, 100) == Mapping(1101, 1, 100)
+    assert alloc.allocate(a, 101, 100) == Mapping(1201, 101, 100)
+    alloc.acknowledge(1051)                                  # half of the first range
+    assert alloc.to_reinject(a) == [(1051, 50), (1201, 100)]
+    assert alloc.resend(1051, 50, b, 101) == Mapping(1051, 101, 50)
+    alloc.acknowledge(1301)
+    assert alloc.outstanding() == [] and alloc.to_reinject(a) == []
+    alloc.acknowledge(99_999)                                # beyond what was sent: ignored
+    assert alloc.data_ack == 1301
+    with pytest.raises(ValueError):
+        alloc.allocate(a, 1, 70_000)

@@ -1,0 +1,202 @@
+"""Connection-level reassembly on both backends: model-based (hypothesis stateful), shuffled
+and overlapping pieces, the window bound, conflicting overlaps, DATA_FIN, backend agreement."""
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from mptcp_fast import ProtocolError, _backend, dss
+
+relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+COUNTERS = ("out_of_order_bytes", "duplicate_bytes", "refused_bytes", "conflict_bytes",
+            "peak_queued_bytes")
+
+
+def queue_classes():
+    return [_backend.implementation("_dss", name).ReassemblyQueue for name in _backend.available()]
+
+
+def counters(queue):
+    return tuple(getattr(queue, name) for name in COUNTERS) + (queue.data_ack, queue.eof,
+                                                                 queue.queued_bytes)
+
+
+@relaxed
+@given(stream=st.binary(min_size=1, max_size=3000), base=st.integers(0, 2**64 - 1),
+       seed=st.integers(0, 2**32), dup_rate=st.floats(0, 0.5))
+def test_shuffled_duplicated_overlapping_pieces_come_out_exact(backend, stream, base, seed, dup_rate):
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 40))))
+    bounds = [0, *cuts, len(stream)]
+    pieces = [(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    extra = []
+    for _ in range(int(len(pieces) * dup_rate) + 1):   # duplicates and overlaps (reinjections)
+        lo = rng.randrange(len(stream))
+        extra.append((lo, min(len(stream), lo + rng.randint(1, 200))))
+    order = pieces + extra
+    rng.shuffle(order)
+    queue = dss.ReassemblyQueue(base, window=len(stream) + 1)
+    out = []
+    for lo, hi in order:
+        queue.push((base + lo) % 2**64, stream[lo:hi])
+        if rng.random() < 0.3:
+            out.append(queue.read())
+    queue.data_fin((base + len(stream)) % 2**64)
+    out.append(queue.read())
+    assert b"".join(out) == stream
+    assert queue.eof and queue.data_ack == (base + len(stream) + 1) % 2**64
+    assert queue.conflict_bytes == 0 and queue.refused_bytes == 0
+    assert queue.duplicate_bytes == sum(hi - lo for lo, hi in order) - len(stream)
+
+
+class ByteModel:
+    """The reference: the queue's contract, one byte at a time (slow and obviously right)."""
+
+    def __init__(self, window):
+        self.window, self.ack, self.read_pos, self.fin, self.eof = window, 0, 0, None, False
+        self.present, self.ready = {}, bytearray()
+        self.duplicate = self.refused = self.conflict = 0
+
+    def push(self, offset, data):
+        for i, byte in enumerate(data):
+            o = offset + i
+            limit = self.read_pos + self.window
+            if self.fin is not None:
+                limit = min(limit, self.fin)
+            if self.eof or (o >= self.ack and o >= limit):
+                self.refused += 1
+            elif o < self.ack or o in self.present:
+                self.duplicate += 1
+                self.conflict += o in self.present and self.present[o] != byte
+            else:
+                self.present[o] = byte
+        while self.ack in self.present:
+            self.ready.append(self.present.pop(self.ack))
+            self.ack += 1
+        self.eof = self.eof or self.ack == self.fin
+
+    def read(self, max_bytes):
+        n = len(self.ready) if max_bytes < 0 else min(max_bytes, len(self.ready))
+        out, self.ready = bytes(self.ready[:n]), self.ready[n:]
+        self.read_pos += n
+        return out
+
+
+class ReassemblyModel(RuleBasedStateMachine):
+    """Every backend's queue and the byte model get the same random pushes (right bytes,
+    overlapping, duplicated, and some wrong copies) and reads: what comes out, the
+    duplicate/refused/conflict counters and DATA_ACK must match the model exactly, the
+    queue never holds more than its window, and the backends agree on every counter."""
+
+    @initialize(stream=st.binary(min_size=1, max_size=4000), base=st.integers(0, 2**64 - 1),
+                window=st.integers(1, 5000))
+    def setup(self, stream, base, window):
+        self.stream, self.base, self.window = stream, base, window
+        self.queues = [cls(base, window=window) for cls in queue_classes()]
+        self.model = ByteModel(window)
+
+    def _push(self, lo, data):
+        accepted = {q.push((self.base + lo) % 2**64, data) for q in self.queues}
+        assert len(accepted) == 1
+        self.model.push(lo, data)
+
+    @rule(data=st.data())
+    def push_piece(self, data):
+        lo = data.draw(st.integers(0, len(self.stream) - 1))
+        hi = data.draw(st.integers(lo + 1, min(len(self.stream), lo + 1500)))
+        self._push(lo, self.stream[lo:hi])
+
+    @rule(data=st.data())
+    def push_wrong_copy(self, data):
+        lo = data.draw(st.integers(0, len(self.stream) - 1))
+        hi = min(len(self.stream), lo + data.draw(st.integers(1, 50)))
+        self._push(lo, bytes(b ^ 0xFF for b in self.stream[lo:hi]))
+
+    @rule(max_bytes=st.integers(-1, 3000))
+    def read(self, max_bytes):
+        expected = self.model.read(max_bytes)
+        for q in self.queues:
+            assert q.read(max_bytes) == expected
+
+    @precondition(lambda self: self.model.fin is None and self.model.ack == len(self.stream))
+    @rule()
+    def data_fin(self):
+        for q in self.queues:
+            q.data_fin((self.base + len(self.stream)) % 2**64)
+        self.model.fin = len(self.stream)
+        self.model.push(0, b"")
+
+    @invariant()
+    def matches_the_model(self):
+        m = self.model
+        for q in self.queues:
+            assert (q.duplicate_bytes, q.refused_bytes, q.conflict_bytes) == (
+                m.duplicate, m.refused, m.conflict)
+            assert q.data_ack == (self.base + m.ack + m.eof) % 2**64 and q.eof == m.eof
+            assert q.queued_bytes == len(m.ready) + len(m.present) <= self.window
+            assert q.peak_queued_bytes <= self.window
+
+    @invariant()
+    def backends_agree(self):
+        assert len({counters(q) for q in self.queues}) == 1
+
+
+TestReassemblyModel = ReassemblyModel.TestCase
+TestReassemblyModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_window_refuses_and_counts(backend):
+    queue = dss.ReassemblyQueue(0, window=10)
+    assert queue.push(5, b"x" * 20) == 5          # bytes 5..9 fit, 10..24 refused
+    assert queue.refused_bytes == 15 and queue.out_of_order_bytes == 5
+    assert queue.push(0, b"abcde") == 5 and queue.read() == b"abcdexxxxx"
+    assert queue.window_left == 10 and queue.push(10, b"y" * 3) == 3
+    assert queue.push(100, b"z") == 0 and queue.refused_bytes == 16
+
+
+def test_conflicting_overlap_is_reported_and_first_copy_kept(backend):
+    queue = dss.ReassemblyQueue(1000)
+    queue.push(1004, b"EFGH")
+    queue.push(1002, b"cdXfgh")                     # overlaps EFGH with different bytes
+    queue.push(1000, b"ab")
+    assert queue.read() == b"abcdEFGH"
+    assert queue.conflict_bytes == 4 and queue.conflicts == [(1004, 4)]
+    assert queue.duplicate_bytes == 4
+
+
+def test_data_fin_rules(backend):
+    queue = dss.ReassemblyQueue(0)
+    queue.push(5, b"later")
+    with pytest.raises(ProtocolError):
+        queue.data_fin(7)                           # below data already received
+    queue.data_fin(10)
+    assert not queue.eof
+    assert queue.push(10, b"beyond") == 0 and queue.refused_bytes == 6
+    with pytest.raises(ProtocolError):
+        queue.data_fin(11)                          # the DATA_FIN cannot move
+    queue.push(0, b"early")
+    assert queue.eof and queue.data_ack == 11 and queue.read() == b"earlylater"
+    queue.data_fin(10)                              # a retransmitted DATA_FIN is fine
+
+
+def test_in_order_bytes_are_not_copied(backend):
+    queue = dss.ReassemblyQueue(0)
+    piece = b"q" * 1000
+    queue.push(0, piece)
+    assert queue.read() is piece                    # handed back as is, joined never
+    mutable = bytearray(b"abc")
+    queue.push(1000, mutable)
+    mutable[0] = ord("Z")                           # a caller's buffer may change: copied
+    assert queue.read() == b"abc"
+
+
+def test_counters_and_peak(backend):
+    queue = dss.ReassemblyQueue(0, window=100)
+    queue.push(50, b"b" * 10)
+    queue.push(50, b"b" * 10)
+    queue.push(0, b"a" * 50)
+    assert (queue.out_of_order_bytes, queue.duplicate_bytes, queue.peak_queued_bytes) == (10, 10, 60)
+    assert queue.read() == b"a" * 50 + b"b" * 10 and queue.queued_bytes == 0
