@@ -218,11 +218,30 @@ cdef class ReassemblyQueue:
         return self._read + self._window - self._ack
 
     # -- input
-    def push(self, dsn, data):
+    def push(self, uint64_t dsn, data):
         """Queue payload ``data`` at ``dsn``; return how many new bytes were accepted."""
-        cdef int64_t start = self._offset(<uint64_t>(dsn & 0xFFFFFFFFFFFFFFFF))
-        view = _stable(data)
-        cdef int64_t n = len(view)
+        return self._push(dsn, data)
+
+    def push_many(self, dsns, pieces):
+        """push() each piece at its DSN, in order, in one call; return the bytes accepted."""
+        cdef Py_ssize_t i, count = len(pieces)
+        cdef int64_t accepted = 0
+        if len(dsns) != count:
+            raise ValueError(f"{len(dsns)} DSNs for {count} pieces")
+        for i in range(count):
+            accepted += self._push(dsns[i], pieces[i])
+        return accepted
+
+    cdef int64_t _push(self, uint64_t dsn, object data) except -1:
+        cdef int64_t start = self._offset(dsn)
+        cdef object view
+        cdef int64_t n
+        if type(data) is bytes:                  # the common case, without a call
+            view = data
+            n = PyBytes_GET_SIZE(data)
+        else:
+            view = _stable(data)
+            n = len(view)
         cdef int64_t end = start + n, limit, accepted
         if n == 0 or self._eof:
             if n and self._eof:
@@ -291,6 +310,7 @@ cdef class ReassemblyQueue:
         cdef Py_ssize_t i
         cdef int64_t pos = start, accepted = 0, piece_start, piece_end, overlap_end, gap_end
         cdef bytes piece
+        cdef bint whole_bytes = type(view) is bytes
         PyObject_GetBuffer(view, &buf, PyBUF_SIMPLE)
         try:
             p = <const uint8_t*>buf.buf
@@ -309,8 +329,11 @@ cdef class ReassemblyQueue:
                     i += 1
                     continue
                 gap_end = min(end, self._starts[i]) if i < self._count else end
-                self._insert_at(i, pos, PyBytes_FromStringAndSize(<const char*>p + (pos - start),
-                                                                  gap_end - pos))
+                if whole_bytes and pos == start and gap_end == end:
+                    self._insert_at(i, pos, <bytes>view)     # fits a gap whole: keep, no copy
+                else:
+                    self._insert_at(i, pos, PyBytes_FromStringAndSize(
+                        <const char*>p + (pos - start), gap_end - pos))
                 i += 1
                 accepted += gap_end - pos
                 if pos > self._ack:
@@ -345,9 +368,9 @@ cdef class ReassemblyQueue:
         if queued > self.peak_queued_bytes:
             self.peak_queued_bytes = queued
 
-    def data_fin(self, dsn):
+    def data_fin(self, uint64_t dsn):
         """The DATA_FIN occupies ``dsn`` (RFC 8684 §3.3.3); end of stream once data reaches it."""
-        cdef int64_t offset = self._offset(<uint64_t>(dsn & 0xFFFFFFFFFFFFFFFF))
+        cdef int64_t offset = self._offset(dsn)
         if self._fin >= 0 and offset != self._fin:
             raise ProtocolError(f"DATA_FIN moved from DSN {self._base + <uint64_t>self._fin} "
                                 f"to {dsn}")
@@ -359,6 +382,15 @@ cdef class ReassemblyQueue:
             self._eof = True
 
     # -- output
+    def read_pieces(self):
+        """The in-order data not read yet as a list of bytes-like pieces, without copying
+        (for os.writev, socket.sendmsg or a join of your own)."""
+        pieces = self._ready
+        self._ready = []
+        for piece in pieces:
+            self._read += len(piece)
+        return pieces
+
     def read(self, Py_ssize_t max_bytes=-1):
         """In-order bytes not read yet (all of them, or at most ``max_bytes``)."""
         cdef list ready = self._ready

@@ -200,3 +200,21 @@ def test_counters_and_peak(backend):
     queue.push(0, b"a" * 50)
     assert (queue.out_of_order_bytes, queue.duplicate_bytes, queue.peak_queued_bytes) == (10, 10, 60)
     assert queue.read() == b"a" * 50 + b"b" * 10 and queue.queued_bytes == 0
+
+
+def test_push_many_and_read_pieces(backend):
+    stream = bytes(range(256)) * 40
+    pieces = [(off, stream[off:off + 700]) for off in range(0, len(stream), 700)]
+    order = pieces[1::2] + pieces[0::2]                 # every odd piece first, then the rest
+    one, many = dss.ReassemblyQueue(2**64 - 1000), dss.ReassemblyQueue(2**64 - 1000)
+    for off, piece in order:
+        one.push((2**64 - 1000 + off) % 2**64, piece)
+    dsns = [(2**64 - 1000 + off) % 2**64 for off, _ in order]
+    assert many.push_many(dsns, [p for _, p in order]) == len(stream)
+    assert counters(one) == counters(many)
+    got = many.read_pieces()
+    assert b"".join(got) == stream and many.read_pieces() == [] and many.queued_bytes == 0
+    with pytest.raises(ValueError):
+        many.push_many([1, 2], [b"x"])
+    with pytest.raises(OverflowError):
+        many.push(2**64, b"x")

@@ -120,6 +120,8 @@ class ReassemblyQueue:
 
     # -- positions
     def _offset(self, dsn: int) -> int:
+        if not 0 <= dsn <= _MASK64:
+            raise OverflowError(f"a DSN is 64 bits unsigned, not {dsn}")
         delta = ((dsn - self._base - self._ack) + (1 << 63)) & _MASK64
         return self._ack + delta - (1 << 63)
 
@@ -178,6 +180,13 @@ class ReassemblyQueue:
         self._note_peak()
         self._check_fin()
         return accepted
+
+    def push_many(self, dsns, pieces) -> int:
+        """push() each piece at its DSN, in order, in one call; return the bytes accepted."""
+        if len(dsns) != len(pieces):
+            raise ValueError(f"{len(dsns)} DSNs for {len(pieces)} pieces")
+        push = self.push
+        return sum(push(int(dsn), piece) for dsn, piece in zip(dsns, pieces))
 
     def _insert(self, start: int, view) -> int:
         """Queue an out-of-order (or overlapping) piece around the queued ones."""
@@ -245,6 +254,13 @@ class ReassemblyQueue:
             self._eof = True
 
     # -- output
+    def read_pieces(self) -> list:
+        """The in-order data not read yet as a list of bytes-like pieces, without copying
+        (for os.writev, socket.sendmsg or a join of your own)."""
+        pieces, self._ready = self._ready, []
+        self._read += sum(len(piece) for piece in pieces)
+        return pieces
+
     def read(self, max_bytes: int = -1) -> bytes:
         """In-order bytes not read yet (all of them, or at most ``max_bytes``)."""
         ready = self._ready
