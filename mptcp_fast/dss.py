@@ -9,8 +9,9 @@ copies are duplicates), and KERNEL.md §3 (how Linux expands 32-bit values).
 
 Hot paths have two twins (pyx/_dss.pyx, _pure/_dss.py): ``expand_seq``,
 ``DssChecksum`` / ``dss_checksum`` and ``ReassemblyQueue`` below are the active
-backend's. ``expand_seq_array`` is numpy (one vectorised implementation), and the
-mapping bookkeeping (``SubflowMappings``, ``DsnAllocator``) is plain Python.
+backend's, and so is ``SubflowMappings``. ``expand_seq_array`` is numpy (one vectorised
+implementation); the sender's ``DsnAllocator`` is plain Python (per sent segment, not per
+byte, and not on a measured hot path).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ProtocolError
+from .errors import MappingConflict, ProtocolError, UnmappedData
 
 __all__ = [
     "seq32_before", "seq32_after", "seq32_diff", "expand_seq", "expand_seq_array",
@@ -101,15 +102,6 @@ def verify_dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload, chec
 # ------------------------------------------------------------------------------------------------
 # mappings (RFC 8684 §3.3.1): subflow sequence space -> data sequence space
 
-class MappingConflict(ProtocolError):
-    """A mapping contradicts one declared before (RFC 8684 §3.3.1: "MUST NOT change");
-    the engine answers with MP_FAIL or a reset."""
-
-
-class UnmappedData(ProtocolError):
-    """Subflow bytes that no mapping covers."""
-
-
 @dataclass(frozen=True)
 class Mapping:
     """One data sequence mapping: ``length`` is the Data-Level Length of the option
@@ -142,104 +134,6 @@ class Mapping:
 
     def dsn_of(self, subflow_seq: int) -> int:
         return (self.dsn + subflow_seq - self.subflow_seq) & _MASK64
-
-
-class SubflowMappings:
-    """The mappings received on one subflow, to turn subflow bytes into data-level bytes.
-
-    Subflow sequence numbers are relative (the first payload byte is 1) and already
-    expanded beyond 32 bits by the caller. Identical re-declarations (retransmissions,
-    TSO splits) and consistent overlaps are accepted; a contradicting one raises
-    MappingConflict. ``release(upto)`` forgets mappings wholly below ``upto`` so the
-    memory held follows the receive window, not the connection's age.
-    """
-
-    def __init__(self):
-        self._starts: list[int] = []
-        self._maps: list[Mapping] = []
-        self.infinite: Mapping | None = None
-
-    def __len__(self) -> int:
-        return len(self._maps) + (self.infinite is not None)
-
-    def declare(self, mapping: Mapping) -> bool:
-        """Record ``mapping``; False if it only repeated what was known."""
-        if self.infinite is not None:
-            if mapping.subflow_seq >= self.infinite.subflow_seq and (
-                    mapping.dsn_of(mapping.subflow_seq)
-                    != self.infinite.dsn_of(mapping.subflow_seq)):
-                raise MappingConflict(f"{mapping} contradicts the infinite mapping {self.infinite}")
-            return False
-        if mapping.infinite:
-            for old in self._overlapping(mapping.subflow_seq, None):
-                self._check_consistent(old, mapping)
-            self.infinite = mapping
-            return True
-        if mapping.payload_length == 0 and mapping.data_fin:
-            return True            # a standalone DATA_FIN maps no subflow byte
-        new = True
-        for old in self._overlapping(mapping.subflow_seq, mapping.subflow_end):
-            self._check_consistent(old, mapping)
-            if old == mapping:
-                new = False
-        if new:
-            i = bisect.bisect_left(self._starts, mapping.subflow_seq)
-            self._starts.insert(i, mapping.subflow_seq)
-            self._maps.insert(i, mapping)
-        return new
-
-    def _overlapping(self, start: int, end: int | None):
-        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
-        while i < len(self._maps):
-            old = self._maps[i]
-            if end is not None and old.subflow_seq >= end:
-                break
-            if old.subflow_end > start:
-                yield old
-            i += 1
-
-    @staticmethod
-    def _check_consistent(old: Mapping, new: Mapping) -> None:
-        lo = max(old.subflow_seq, new.subflow_seq)
-        if old.dsn_of(lo) != new.dsn_of(lo) or (
-                old.subflow_seq == new.subflow_seq and old.payload_length == new.payload_length
-                and (old.data_fin != new.data_fin or old.length != new.length)):
-            raise MappingConflict(f"{new} contradicts {old}")
-
-    def resolve(self, subflow_seq: int, length: int) -> list[tuple[int, int]]:
-        """The data-level ranges [(dsn, length), ...] of subflow bytes [subflow_seq, +length)."""
-        out = []
-        pos, end = subflow_seq, subflow_seq + length
-        while pos < end:
-            mapping = self._covering(pos)
-            if mapping is None:
-                raise UnmappedData(f"subflow bytes from {pos} have no mapping")
-            stop = end if mapping.infinite else min(end, mapping.subflow_end)
-            dsn = mapping.dsn_of(pos)
-            if out and (out[-1][0] + out[-1][1]) & _MASK64 == dsn:
-                out[-1] = (out[-1][0], out[-1][1] + stop - pos)
-            else:
-                out.append((dsn, stop - pos))
-            pos = stop
-        return out
-
-    def _covering(self, subflow_seq: int) -> Mapping | None:
-        i = bisect.bisect_right(self._starts, subflow_seq) - 1
-        while i >= 0:                       # overlapping mappings: any covering one agrees
-            if self._maps[i].covers(subflow_seq):
-                return self._maps[i]
-            if self._maps[i].subflow_seq < subflow_seq - 65535:
-                break                       # a mapping spans at most 65535 bytes
-            i -= 1
-        if self.infinite is not None and self.infinite.covers(subflow_seq):
-            return self.infinite
-        return None
-
-    def release(self, upto: int) -> None:
-        """Forget mappings that end at or before subflow sequence ``upto``."""
-        keep = [i for i, m in enumerate(self._maps) if m.subflow_end > upto]
-        self._maps = [self._maps[i] for i in keep]
-        self._starts = [self._starts[i] for i in keep]
 
 
 @dataclass(frozen=True)
@@ -306,6 +200,7 @@ class DsnAllocator:
 _impl = None
 DssChecksum = None
 ReassemblyQueue = None
+SubflowMappings = None
 
 
 def _bind(impl) -> None:
@@ -322,11 +217,24 @@ def _bind(impl) -> None:
     ``refused_bytes``. ``data_fin(dsn)``; ``read(max_bytes=-1) -> bytes`` (in-order
     data, joined once); ``data_ack``, ``eof``, ``queued_bytes``, ``window_left``;
     counters ``out_of_order_bytes``, ``duplicate_bytes``, ``peak_queued_bytes``.
+    ``push_many(dsns, pieces)`` pushes many in one call; ``read_pieces()`` hands the
+    in-order data back as a list of pieces without copying.
+
+    ``SubflowMappings()``: the mappings received on one subflow. ``declare(Mapping)``
+    records one (False if it only repeated what was known: retransmissions, TSO
+    splits); a mapping that contradicts an earlier one raises MappingConflict.
+    ``resolve(subflow_seq, length) -> [(dsn, length), ...]`` (UnmappedData where no
+    mapping covers a byte); ``release(upto)`` forgets mappings that end at or before
+    ``upto``, so memory follows the receive window; ``infinite`` is the infinite
+    mapping once declared. Subflow sequence numbers are relative (first payload byte
+    1) and already expanded beyond 32 bits by the caller.
     """
-    global _impl, DssChecksum, ReassemblyQueue
+    global _impl, DssChecksum, ReassemblyQueue, SubflowMappings
+    impl.bind_types(Mapping)
     _impl = impl
     DssChecksum = impl.DssChecksum
     ReassemblyQueue = impl.ReassemblyQueue
+    SubflowMappings = impl.SubflowMappings
 
 
 from . import _backend as _backend_module  # noqa: E402

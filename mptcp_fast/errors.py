@@ -7,7 +7,8 @@ that already catch ``ValueError`` keep working.
 
 from __future__ import annotations
 
-__all__ = ["MptcpError", "OptionError", "CaptureError", "ProtocolError", "option_error"]
+__all__ = ["MptcpError", "OptionError", "CaptureError", "ProtocolError", "MappingConflict",
+           "UnmappedData", "option_error"]
 
 
 class MptcpError(Exception):
@@ -38,6 +39,15 @@ class CaptureError(MptcpError, ValueError):
 
 class ProtocolError(MptcpError):
     """The peer broke a rule of the protocol (e.g. a conflicting mapping)."""
+
+
+class MappingConflict(ProtocolError):
+    """A mapping contradicts one declared before (RFC 8684 §3.3.1: "MUST NOT change");
+    the engine answers with MP_FAIL or a reset."""
+
+
+class UnmappedData(ProtocolError):
+    """Subflow bytes that no mapping covers."""
 
 
 def option_error(option: str, field: str, offset: int | None, expected: str, got: object) -> OptionError:

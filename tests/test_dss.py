@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mptcp_fast import dss
-from mptcp_fast.dss import DsnAllocator, Mapping, MappingConflict, SubflowMappings, UnmappedData
+from mptcp_fast.dss import DsnAllocator, Mapping, MappingConflict, UnmappedData
 
 relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 
@@ -120,8 +120,8 @@ def test_rfc_data_fin_example(backend):
 
 
 class TestSubflowMappings:
-    def test_resolve_across_mappings_and_retransmissions(self):
-        maps = SubflowMappings()
+    def test_resolve_across_mappings_and_retransmissions(self, backend):
+        maps = dss.SubflowMappings()
         assert maps.declare(Mapping(1000, 1, 100))
         assert not maps.declare(Mapping(1000, 1, 100))       # retransmission / TSO split
         assert maps.declare(Mapping(5000, 101, 50))
@@ -131,32 +131,41 @@ class TestSubflowMappings:
         with pytest.raises(UnmappedData):
             maps.resolve(140, 20)
 
-    def test_conflicting_redeclaration(self):
-        maps = SubflowMappings()
+    def test_conflicting_redeclaration(self, backend):
+        maps = dss.SubflowMappings()
         maps.declare(Mapping(1000, 1, 100))
         with pytest.raises(MappingConflict):
             maps.declare(Mapping(2000, 50, 10))              # same bytes, other DSNs
         with pytest.raises(MappingConflict):
             maps.declare(Mapping(1000, 1, 101, data_fin=True))  # the same bytes, now a DATA_FIN
 
-    def test_infinite_mapping(self):
-        maps = SubflowMappings()
+    def test_infinite_mapping(self, backend):
+        maps = dss.SubflowMappings()
         maps.declare(Mapping(1000, 1, 100))
         maps.declare(Mapping(1100, 101, 0))                  # infinite from SSN 101
         assert maps.resolve(90, 1000) == [(1089, 1000)]
         with pytest.raises(MappingConflict):
             maps.declare(Mapping(9999, 200, 10))
 
-    def test_release_bounds_memory(self):
-        maps = SubflowMappings()
+    def test_release_bounds_memory(self, backend):
+        maps = dss.SubflowMappings()
         for i in range(100):
             maps.declare(Mapping(10_000 + 100 * i, 1 + 100 * i, 100))
         maps.release(5001)
         assert len(maps) == 50
         assert maps.resolve(5001, 10) == [(15_000, 10)]
 
-    def test_data_fin_mapping_and_wrap(self):
-        maps = SubflowMappings()
+    def test_a_long_mapping_behind_a_short_one_is_still_checked(self, backend):
+        maps = dss.SubflowMappings()
+        maps.declare(Mapping(1000, 1, 1000))
+        maps.declare(Mapping(1499, 500, 100))                # consistent sub-range
+        with pytest.raises(MappingConflict):
+            maps.declare(Mapping(7000, 700, 10))             # only the long one covers 700
+        assert maps.resolve(650, 300) == [(1649, 300)]
+        assert maps.declare(Mapping(1000, 1, 1000, checksum=7))   # same range, a checksum now
+
+    def test_data_fin_mapping_and_wrap(self, backend):
+        maps = dss.SubflowMappings()
         maps.declare(Mapping(2**64 - 5, 1, 11, data_fin=True))   # DSNs wrap past 2**64
         assert maps.resolve(1, 10) == [(2**64 - 5, 10)]
         assert Mapping(2**64 - 5, 1, 11, data_fin=True).data_fin_dsn == 5
@@ -177,3 +186,30 @@ def test_allocator_and_reinjection():
     assert alloc.data_ack == 1301
     with pytest.raises(ValueError):
         alloc.allocate(a, 1, 70_000)
+
+
+@relaxed
+@given(ops=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 400), st.integers(0, 2),
+                              st.booleans()), max_size=30),
+       queries=st.lists(st.tuples(st.integers(0, 3500), st.integers(1, 600)), max_size=10))
+def test_mapping_backends_agree(on_both, ops, queries):
+    """Random declarations (consistent, shifted, DATA_FIN, infinite) and lookups give the same
+    results and the same errors on both backends."""
+    def run():
+        maps, results = dss.SubflowMappings(), []
+        for ssn, length, shift, fin in ops:
+            mapping = Mapping(10_000 + ssn + 7 * shift, ssn, 0 if shift == 2 and fin else length, fin)
+            try:
+                results.append(maps.declare(mapping))
+            except MappingConflict as exc:
+                results.append(str(exc))
+        for ssn, length in queries:
+            try:
+                results.append(maps.resolve(ssn, length))
+            except UnmappedData as exc:
+                results.append(str(exc))
+        maps.release(1500)
+        results.append(len(maps))
+        return results
+    compiled, pure = on_both(run)
+    assert compiled == pure

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from ..errors import ProtocolError
+from ..errors import MappingConflict, ProtocolError, UnmappedData
 
 _MASK64 = (1 << 64) - 1
 _MASK32 = 0xFFFFFFFF
+_MAX_PAYLOAD = 0xFFFF        # Data-Level Length is 16 bits: no mapping covers more bytes
 RELEASES_GIL = False
+_Mapping = None              # mptcp_fast.dss.Mapping, set by bind_types()
+
+
+def bind_types(mapping_class) -> None:
+    global _Mapping
+    _Mapping = mapping_class
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,3 +283,104 @@ class ReassemblyQueue:
             ready.append(joined[max_bytes:])
         self._read += len(out)
         return out
+
+
+# ------------------------------------------------------------------------------------------------
+# mappings of one subflow (RFC 8684 §3.3.1)
+
+def _payload(m) -> int:
+    return m.length - 1 if m.data_fin else m.length
+
+
+def _dsn_at(m, subflow_seq: int) -> int:
+    return (m.dsn + subflow_seq - m.subflow_seq) & _MASK64
+
+
+def _check_consistent(old, new) -> None:
+    """Overlapping mappings must put the same bytes at the same DSNs, and a repeat of the
+    same range must agree on the DATA_FIN."""
+    lo = max(old.subflow_seq, new.subflow_seq)
+    if _dsn_at(old, lo) != _dsn_at(new, lo) or (
+            old.subflow_seq == new.subflow_seq and _payload(old) == _payload(new)
+            and old.length != new.length):
+        raise MappingConflict(f"{new} contradicts {old}")
+
+
+class SubflowMappings:
+    """The mappings received on one subflow; see mptcp_fast.dss for the contract."""
+
+    def __init__(self):
+        self._starts = []
+        self._maps = []
+        self.infinite = None
+
+    def __len__(self) -> int:
+        return len(self._maps) + (self.infinite is not None)
+
+    def declare(self, mapping) -> bool:
+        start = mapping.subflow_seq
+        if self.infinite is not None:
+            if start >= self.infinite.subflow_seq and _dsn_at(mapping, start) != _dsn_at(self.infinite, start):
+                raise MappingConflict(f"{mapping} contradicts the infinite mapping {self.infinite}")
+            return False
+        if mapping.length == 0:                     # the infinite mapping (RFC 8684 §3.7)
+            for old in self._overlapping(start, None):
+                _check_consistent(old, mapping)
+            self.infinite = mapping
+            return True
+        if _payload(mapping) == 0:
+            return True                             # a standalone DATA_FIN maps no subflow byte
+        new = True
+        for old in self._overlapping(start, start + _payload(mapping)):
+            _check_consistent(old, mapping)
+            if old == mapping:
+                new = False
+        if new:
+            i = bisect_left(self._starts, start)
+            self._starts.insert(i, start)
+            self._maps.insert(i, mapping)
+        return new
+
+    def _overlapping(self, start: int, end):
+        """Mappings that share a subflow byte with [start, end) (end None: to infinity)."""
+        i = bisect_left(self._starts, start - _MAX_PAYLOAD)
+        maps = self._maps
+        while i < len(maps):
+            old = maps[i]
+            if end is not None and old.subflow_seq >= end:
+                break
+            if old.subflow_seq + _payload(old) > start:
+                yield old
+            i += 1
+
+    def _covering(self, subflow_seq: int):
+        i = bisect_right(self._starts, subflow_seq) - 1
+        while i >= 0 and self._starts[i] > subflow_seq - _MAX_PAYLOAD:
+            m = self._maps[i]
+            if subflow_seq < m.subflow_seq + _payload(m):
+                return m
+            i -= 1
+        if self.infinite is not None and subflow_seq >= self.infinite.subflow_seq:
+            return self.infinite
+        return None
+
+    def resolve(self, subflow_seq: int, length: int) -> list:
+        out = []
+        pos, end = subflow_seq, subflow_seq + length
+        while pos < end:
+            m = self._covering(pos)
+            if m is None:
+                raise UnmappedData(f"subflow bytes from {pos} have no mapping")
+            stop = end if m.length == 0 else min(end, m.subflow_seq + _payload(m))
+            dsn = _dsn_at(m, pos)
+            if out and (out[-1][0] + out[-1][1]) & _MASK64 == dsn:
+                out[-1] = (out[-1][0], out[-1][1] + stop - pos)
+            else:
+                out.append((dsn, stop - pos))
+            pos = stop
+        return out
+
+    def release(self, upto: int) -> None:
+        keep = [i for i, m in enumerate(self._maps) if m.subflow_seq + _payload(m) > upto]
+        self._maps = [self._maps[i] for i in keep]
+        self._starts = [self._starts[i] for i in keep]
