@@ -39,7 +39,8 @@ def extensions():
         for path in sorted(glob.glob("pyx/*.pyx"))
     ]
     try:
-        return cythonize(modules, compiler_directives={"language_level": "3"}, quiet=True)
+        return cythonize(modules, compiler_directives={"language_level": "3"}, quiet=True,
+                         include_path=["pyx"])
     except Exception as exc:  # Cython rejected a module: install pure unless asked not to
         if REQUIRE:
             raise

@@ -7,6 +7,7 @@ integers out of range raise OverflowError here, as in the pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from mf_bytes cimport be64, put32, put64
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
@@ -51,22 +52,6 @@ def set_acceleration(bint enabled):
 # ------------------------------------------------------------------------------------------------
 # helpers
 
-cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = v >> 24
-    p[1] = (v >> 16) & 0xFF
-    p[2] = (v >> 8) & 0xFF
-    p[3] = v & 0xFF
-
-cdef inline void put64(uint8_t* p, uint64_t v) noexcept nogil:
-    put32(p, <uint32_t>(v >> 32))
-    put32(p + 4, <uint32_t>v)
-
-cdef inline uint64_t get64(const uint8_t* p) noexcept nogil:
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(8):
-        v = (v << 8) | p[i]
-    return v
 
 cdef inline int digest_size_of(int version) except -1:
     # RFC 8684 (v1) uses SHA-256; RFC 6824 (v0) SHA-1.
@@ -115,7 +100,7 @@ def key_token_idsn(uint64_t key, int version):
     cdef int n = digest_size_of(version)
     put64(msg, key)
     mf_hash_short(n, msg, 8, digest)
-    return get64(digest) >> 32, get64(digest + n - 8)
+    return be64(digest) >> 32, be64(digest + n - 8)
 
 
 def join_hmac(uint64_t key1, uint64_t key2, uint32_t nonce1, uint32_t nonce2, int version,
@@ -254,8 +239,8 @@ def token_idsn_batch(const uint64_t[::1] keys, int version):
         for i in range(count):
             put64(msg, keys[i])
             mf_hash_short(n, msg, 8, digest)
-            tok[i] = <uint32_t>(get64(digest) >> 32)
-            ids[i] = get64(digest + n - 8)
+            tok[i] = <uint32_t>(be64(digest) >> 32)
+            ids[i] = be64(digest + n - 8)
     return tokens, idsns
 
 

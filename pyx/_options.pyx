@@ -9,6 +9,7 @@ constructors: parsed values are in range by construction.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
@@ -113,30 +114,7 @@ def bind_types(api_module):
 
 
 # ------------------------------------------------------------------------------------------------
-# big-endian reads and writes (callers have checked the length)
-
-cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
-    return (<uint16_t>p[0] << 8) | p[1]
-
-cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-cdef inline uint64_t be64(const uint8_t* p) noexcept nogil:
-    return (<uint64_t>be32(p) << 32) | be32(p + 4)
-
-cdef inline void put16(uint8_t* p, uint16_t v) noexcept nogil:
-    p[0] = v >> 8
-    p[1] = v & 0xFF
-
-cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = v >> 24
-    p[1] = (v >> 16) & 0xFF
-    p[2] = (v >> 8) & 0xFF
-    p[3] = v & 0xFF
-
-cdef inline void put64(uint8_t* p, uint64_t v) noexcept nogil:
-    put32(p, <uint32_t>(v >> 32))
-    put32(p + 4, <uint32_t>v)
+# helpers (big-endian reads and writes come from mf_bytes.pxd)
 
 cdef inline bytes take(const uint8_t* p, Py_ssize_t n):
     return PyBytes_FromStringAndSize(<const char*>p, n)
