@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -156,7 +157,7 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  f"mfb3x{tag}"[:15], "subflow")
 
         dump = subprocess.Popen(["ip", "netns", "exec", client_ns, "tcpdump", "-i", "any", "-n",
-                                 "-U", "-s", str(snaplen), "-w", path, f"tcp port {PORT}"],
+                                 "-U", "--immediate-mode", "-B", "32768", "-Z", "root", "-s", str(snaplen), "-w", path, f"tcp port {PORT}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(dump)
         _wait_for_line(dump.stderr, "listening on", timeout=10)
@@ -176,7 +177,10 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
             raise RuntimeError(f"MPTCP server failed: {server_err.strip()}")
         time.sleep(0.3)                         # the last FIN/ACKs
         dump.send_signal(signal.SIGINT)
-        dump.wait(timeout=10)
+        _, dump_err = dump.communicate(timeout=10)
+        dropped = re.search(r"(\d+) packets? dropped by kernel", dump_err)
+        if dropped and int(dropped.group(1)):
+            raise RuntimeError(f"tcpdump lost packets: {dropped.group(0)}")
         up_n, up_hash = server_out.split()[-2:]
         down_n, down_hash = client.stdout.split()[-2:]
         return CaptureResult(path, up_hash, down_hash, int(up_n), int(down_n), checksum)

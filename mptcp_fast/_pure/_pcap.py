@@ -1,0 +1,274 @@
+"""Pure-Python capture reader: pcap and pcapng files to TCP segments (issue #5, first part).
+
+Streaming: one record at a time, so memory does not grow with the file. Formats:
+pcap (microsecond and nanosecond, both byte orders) and pcapng (SHB, IDB, EPB,
+SPB, obsolete PB; several sections and interfaces; if_tsresol per interface).
+Link types: Ethernet (VLAN and QinQ tags), Linux SLL and SLL2, raw IP, IPv4,
+IPv6, BSD loopback (host- and network-order AF). IPv4 options and IPv6 extension
+headers are skipped; fragments and non-TCP packets are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..errors import CaptureError
+
+# link-layer header types (tcpdump.org/linktypes.html)
+LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
+LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 113, 228, 229, 276
+_RAW_ALIASES = {12, 14}               # DLT_RAW on some BSDs
+_MAX_RECORD = 1 << 24                 # no capture record is larger: a bigger length is corruption
+
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+_PCAPNG_SHB = 0x0A0D0D0A
+
+
+class Stats:
+    """What the reader skipped or could use only in part."""
+    __slots__ = ("records", "tcp", "non_tcp", "fragments", "truncated_headers",
+                 "truncated_payloads", "unknown_link")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _read_exact(f, n: int, offset: int, what: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise CaptureError(f"capture truncated at byte {offset}: {what} needs {n} bytes, "
+                           f"{len(data)} left")
+    return data
+
+
+def records(f, stats: Stats):
+    """Yield (number, time, interface, linktype, data, orig_len, offset) for each packet."""
+    start = f.read(4)
+    if len(start) < 4:
+        raise CaptureError("capture truncated at byte 0: no file header")
+    if start in _PCAP_MAGICS:
+        yield from _pcap_records(f, start, stats)
+    elif struct.unpack("<I", start)[0] == _PCAPNG_SHB:
+        yield from _pcapng_records(f, start, stats)
+    else:
+        raise CaptureError(f"not a pcap or pcapng file at byte 0 (magic {start.hex()})")
+
+
+def _pcap_records(f, magic: bytes, stats: Stats):
+    order, unit = _PCAP_MAGICS[magic]
+    header = _read_exact(f, 20, 4, "the pcap file header")
+    _major, _minor, _zone, _sigfigs, _snaplen, linktype = struct.unpack(order + "HHiIII", header)
+    linktype &= 0xFFFF                  # the upper bits carry FCS information
+    record = struct.Struct(order + "IIII")
+    offset, number = 24, 0
+    while True:
+        head = f.read(16)
+        if not head:
+            return
+        if len(head) < 16:
+            raise CaptureError(f"capture truncated at byte {offset}: record header needs 16 bytes, "
+                               f"{len(head)} left")
+        sec, frac, incl, orig = record.unpack(head)
+        if incl > _MAX_RECORD:
+            raise CaptureError(f"corrupt record at byte {offset}: captured length {incl}")
+        data = _read_exact(f, incl, offset + 16, "the record data")
+        number += 1
+        stats.records += 1
+        yield number, sec + frac * unit, 0, linktype, data, orig, offset
+        offset += 16 + incl
+
+
+def _pcapng_records(f, first: bytes, stats: Stats):
+    offset, number = 0, 0
+    order = "<"
+    interfaces: list[tuple[int, float]] = []      # (linktype, seconds per tick)
+    pending = first
+    while True:
+        head = pending + f.read(8 - len(pending)) if pending else f.read(8)
+        pending = b""
+        if not head:
+            return
+        if len(head) < 8:
+            raise CaptureError(f"capture truncated at byte {offset}: block header")
+        block_type_le = struct.unpack("<I", head[:4])[0]
+        if block_type_le == _PCAPNG_SHB:
+            magic = _read_exact(f, 4, offset + 8, "the section byte-order magic")
+            order = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">" if magic == b"\x1a\x2b\x3c\x4d" else None
+            if order is None:
+                raise CaptureError(f"corrupt section header at byte {offset}: magic {magic.hex()}")
+            length = struct.unpack(order + "I", head[4:8])[0]
+            if length < 28 or length % 4 or length > _MAX_RECORD:
+                raise CaptureError(f"corrupt section header at byte {offset}: length {length}")
+            _read_exact(f, length - 12, offset + 12, "the section header")
+            interfaces = []
+            offset += length
+            continue
+        block_type, length = struct.unpack(order + "II", head)
+        if length < 12 or length % 4 or length > _MAX_RECORD:
+            raise CaptureError(f"corrupt pcapng block at byte {offset}: length {length}")
+        body = _read_exact(f, length - 8, offset + 8, "the block")[:-4]
+        if block_type == 1:                                   # Interface Description Block
+            if len(body) < 8:
+                raise CaptureError(f"corrupt interface block at byte {offset}")
+            linktype = struct.unpack(order + "H", body[:2])[0]
+            interfaces.append((linktype, _tsresol(body[8:], order)))
+        elif block_type in (6, 2):                            # Enhanced / obsolete Packet Block
+            if len(body) < 20:
+                raise CaptureError(f"corrupt packet block at byte {offset}")
+            if block_type == 6:
+                iface, hi, lo, caplen, orig = struct.unpack(order + "IIIII", body[:20])
+            else:
+                iface, _drops, hi, lo, caplen, orig = struct.unpack(order + "HHIIII", body[:20])
+            if iface >= len(interfaces) or caplen > len(body) - 20:
+                raise CaptureError(f"corrupt packet block at byte {offset}: interface {iface}, "
+                                   f"captured length {caplen}")
+            linktype, tick = interfaces[iface]
+            number += 1
+            stats.records += 1
+            yield number, ((hi << 32) | lo) * tick, iface, linktype, body[20:20 + caplen], orig, offset
+        elif block_type == 3:                                 # Simple Packet Block
+            if len(body) < 4 or not interfaces:
+                raise CaptureError(f"corrupt simple packet block at byte {offset}")
+            orig = struct.unpack(order + "I", body[:4])[0]
+            number += 1
+            stats.records += 1
+            yield number, 0.0, 0, interfaces[0][0], body[4:4 + orig], orig, offset
+        offset += length
+
+
+def _tsresol(options: bytes, order: str) -> float:
+    """Seconds per timestamp tick from the if_tsresol option (code 9); default microseconds."""
+    pos = 0
+    while pos + 4 <= len(options):
+        code, size = struct.unpack(order + "HH", options[pos:pos + 4])
+        if code == 0:
+            break
+        if code == 9 and size >= 1:
+            value = options[pos + 4]
+            return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
+        pos += 4 + size + (-size % 4)
+    return 1e-6
+
+
+def network_offset(linktype: int, data: bytes) -> tuple[int, int] | None:
+    """(offset of the IP header, IP version) for a link-layer frame, or None if not IP."""
+    if linktype == LINKTYPE_ETHERNET:
+        pos, ethertype = 12, None
+        while pos + 2 <= len(data):
+            ethertype = (data[pos] << 8) | data[pos + 1]
+            if ethertype in (0x8100, 0x88A8, 0x9100):        # VLAN / QinQ tags
+                pos += 4
+                continue
+            break
+        return _by_ethertype(ethertype, pos + 2)
+    if linktype == LINKTYPE_LINUX_SLL:
+        return _by_ethertype((data[14] << 8) | data[15], 16) if len(data) >= 16 else None
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return _by_ethertype((data[0] << 8) | data[1], 20) if len(data) >= 20 else None
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6) or linktype in _RAW_ALIASES:
+        return (0, data[0] >> 4) if data else None
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(data) < 4:
+            return None
+        family = struct.unpack(">I" if linktype == LINKTYPE_LOOP else "<I", data[:4])[0]
+        if linktype == LINKTYPE_NULL and family > 0xFFFF:   # written on a big-endian machine
+            family = struct.unpack(">I", data[:4])[0]
+        if family == 2:
+            return 4, 4
+        if family in (10, 24, 28, 30):                       # AF_INET6 on Linux, BSDs, macOS
+            return 4, 6
+        return None
+    return -1, 0
+
+
+def _by_ethertype(ethertype, offset):
+    if ethertype == 0x0800:
+        return offset, 4
+    if ethertype == 0x86DD:
+        return offset, 6
+    return None
+
+
+_IPV6_EXTENSIONS = {0, 43, 60}        # hop-by-hop, routing, destination options
+
+
+def decode_tcp(data: bytes, ip: int, version: int, stats: Stats):
+    """The TCP segment in an IP packet at ``ip``: a tuple of its fields, or None (counted)."""
+    n = len(data)
+    if version == 4:
+        if n < ip + 20:
+            stats.truncated_headers += 1
+            return None
+        ihl = (data[ip] & 0x0F) * 4
+        total = (data[ip + 2] << 8) | data[ip + 3]
+        frag = ((data[ip + 6] << 8) | data[ip + 7]) & 0x3FFF   # MF flag and fragment offset
+        if data[ip] >> 4 != 4 or ihl < 20 or total < ihl:
+            stats.non_tcp += 1
+            return None
+        if frag:
+            stats.fragments += 1
+            return None
+        if data[ip + 9] != 6:
+            stats.non_tcp += 1
+            return None
+        src, dst = data[ip + 12:ip + 16], data[ip + 16:ip + 20]
+        tcp, ip_end = ip + ihl, ip + total
+    elif version == 6:
+        if n < ip + 40:
+            stats.truncated_headers += 1
+            return None
+        next_header = data[ip + 6]
+        ip_end = ip + 40 + ((data[ip + 4] << 8) | data[ip + 5])
+        src, dst = data[ip + 8:ip + 24], data[ip + 24:ip + 40]
+        tcp = ip + 40
+        while next_header != 6:
+            if next_header in _IPV6_EXTENSIONS or next_header == 51:
+                if n < tcp + 2:
+                    stats.truncated_headers += 1
+                    return None
+                size = (data[tcp + 1] + 2) * 4 if next_header == 51 else (data[tcp + 1] + 1) * 8
+                next_header = data[tcp]
+                tcp += size
+            elif next_header == 44:                            # fragment header
+                if n < tcp + 8:
+                    stats.truncated_headers += 1
+                    return None
+                if ((data[tcp + 2] << 8) | data[tcp + 3]) & 0xFFF9:   # offset or M flag
+                    stats.fragments += 1
+                    return None
+                next_header = data[tcp]
+                tcp += 8
+            else:
+                stats.non_tcp += 1
+                return None
+    else:
+        stats.non_tcp += 1
+        return None
+    if n < tcp + 20:
+        stats.truncated_headers += 1
+        return None
+    doff = (data[tcp + 12] >> 4) * 4
+    if doff < 20 or tcp + doff > ip_end:
+        stats.non_tcp += 1
+        return None
+    if n < tcp + doff:
+        stats.truncated_headers += 1
+        return None
+    sport, dport, seq, ack = struct.unpack_from(">HHII", data, tcp)
+    flags = data[tcp + 13]
+    window = (data[tcp + 14] << 8) | data[tcp + 15]
+    payload_len = ip_end - tcp - doff
+    captured = data[tcp + doff:min(n, ip_end)]
+    truncated = len(captured) < payload_len
+    if truncated:
+        stats.truncated_payloads += 1
+    stats.tcp += 1
+    return (src, dst, sport, dport, seq, ack, flags, window, data[tcp + 20:tcp + doff],
+            captured, payload_len, truncated)
