@@ -1,0 +1,175 @@
+"""The capture reader on synthetic files: every link type, both pcap byte orders and time
+units, pcapng sections/interfaces/tsresol, IPv4 options, IPv6 extension headers, fragments,
+non-TCP, snap-length truncation, and corrupt or cut files (CaptureError with the offset)."""
+
+import io
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mptcp_fast import CaptureError, capture
+from pcapwriter import tcp_packet
+
+OPTS = bytes.fromhex("1e08200156788365")                 # a DSS data ACK, 8 bytes
+
+
+def ipv4_tcp(**kw):
+    return tcp_packet(OPTS, **kw)
+
+
+def ipv6_tcp(payload=b"", ext=b"", next_header=6):
+    tcp = struct.pack(">HHIIBBHHH", 40000, 10000, 7, 9, ((20 + len(OPTS)) // 4) << 4, 0x18, 100, 0, 0)
+    body = ext + tcp + OPTS + payload
+    src = bytes.fromhex("20010db8" + "00" * 11 + "01")
+    dst = bytes.fromhex("20010db8" + "00" * 11 + "02")
+    return struct.pack(">IHBB", 6 << 28, len(body), next_header, 64) + src + dst + body
+
+
+def pcap_file(frames, linktype, order="<", nano=False):
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)
+    for i, frame in enumerate(frames):
+        frac = 123456789 if nano else 123456
+        data, orig = frame if isinstance(frame, tuple) else (frame, len(frame))
+        out += struct.pack(order + "IIII", 1_700_000_000 + i, frac, len(data), orig) + data
+    return out
+
+
+def read(raw):
+    reader = capture.CaptureReader(io.BytesIO(raw))
+    return list(reader), reader.stats
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("nano", [False, True])
+def test_pcap_byte_orders_and_time_units(order, nano):
+    segs, stats = read(pcap_file([ipv4_tcp(payload=b"hello")], 101, order, nano))
+    (s,) = segs
+    assert str(s.src_ip) == "198.18.0.1" and (s.sport, s.dport, s.seq, s.ack) == (40000, 10000, 1, 1)
+    assert s.options == OPTS and s.payload == b"hello" and s.payload_len == 5 and not s.truncated
+    assert s.time == pytest.approx(1_700_000_000 + (0.123456789 if nano else 0.123456), abs=1e-9)
+
+
+def ether(payload, ethertype=0x0800, vlans=0):
+    return bytes(12) + b"\x81\x00\x00\x05" * vlans + struct.pack(">H", ethertype) + payload
+
+
+@pytest.mark.parametrize("linktype,frame", [
+    (1, ether(ipv4_tcp())),
+    (1, ether(ipv4_tcp(), vlans=2)),                                 # QinQ
+    (113, bytes(14) + b"\x08\x00" + ipv4_tcp()),                      # Linux SLL
+    (276, b"\x08\x00" + bytes(18) + ipv4_tcp()),                      # Linux SLL2
+    (101, ipv4_tcp()), (228, ipv4_tcp()),
+    (0, struct.pack("<I", 2) + ipv4_tcp()),                           # BSD loopback
+    (108, struct.pack(">I", 2) + ipv4_tcp()),                         # OpenBSD loop
+])
+def test_link_types_ipv4(linktype, frame):
+    (s,), _ = read(pcap_file([frame], linktype))
+    assert str(s.dst_ip) == "198.18.0.2" and s.options == OPTS
+
+
+def test_ipv6_with_extension_headers():
+    hop_by_hop = bytes([43, 0]) + bytes(6)                           # -> routing
+    routing = bytes([60, 0]) + bytes(6)                              # -> destination options
+    dest = bytes([44, 0]) + bytes(6)                                 # -> fragment (offset 0, M 0)
+    fragment = bytes([6, 0, 0, 0]) + bytes(4)                        # -> TCP
+    frame = ipv6_tcp(b"data", hop_by_hop + routing + dest + fragment, next_header=0)
+    for linktype, raw in ((229, frame), (1, ether(frame, 0x86DD)), (0, struct.pack("<I", 30) + frame)):
+        (s,), _ = read(pcap_file([raw], linktype))
+        assert str(s.src_ip) == "2001:db8::1" and s.payload == b"data" and (s.seq, s.ack) == (7, 9)
+
+
+def test_skipped_and_truncated_are_counted():
+    fragment = bytearray(ipv4_tcp())
+    fragment[6] |= 0x20                                              # MF set
+    udp = bytearray(ipv4_tcp())
+    udp[9] = 17
+    v6_fragment = ipv6_tcp(ext=bytes([6, 0, 0, 8]) + bytes(4), next_header=44)   # offset 1
+    full = ipv4_tcp(payload=b"x" * 100)
+    cut = (full[:len(full) - 60], len(full))                         # snap length cut the payload
+    headless = (full[:30], len(full))                                # not even the TCP header
+    frames = [bytes(fragment), bytes(udp), v6_fragment, cut, headless]
+    segs, stats = read(pcap_file(frames, 101))
+    assert [s.truncated for s in segs] == [True] and segs[0].payload_len == 100
+    assert len(segs[0].payload) == 40
+    assert (stats.fragments, stats.non_tcp, stats.truncated_headers, stats.truncated_payloads) == (2, 1, 1, 1)
+    _, stats = read(pcap_file([ether(b"\x00" * 28, 0x0806)], 1))     # ARP
+    assert stats.non_tcp == 1 and stats.tcp == 0
+
+
+def pcapng(blocks_order="<", tsresol=None):
+    o = blocks_order
+
+    def block(kind, body):
+        body += bytes(-len(body) % 4)
+        return struct.pack(o + "II", kind, len(body) + 12) + body + struct.pack(o + "I", len(body) + 12)
+
+    shb = block(0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    opts = b""
+    if tsresol is not None:
+        opts = struct.pack(o + "HH", 9, 1) + bytes([tsresol]) + bytes(3) + struct.pack(o + "HH", 0, 0)
+    idb0 = block(1, struct.pack(o + "HHI", 101, 0, 65535) + opts)
+    idb1 = block(1, struct.pack(o + "HHI", 1, 0, 65535))
+    pkt_a = ipv4_tcp(payload=b"A")
+    epb0 = block(6, struct.pack(o + "IIIII", 0, 0, 1_000_000, len(pkt_a), len(pkt_a)) + pkt_a)
+    pkt_b = ether(ipv4_tcp(payload=b"B"))
+    epb1 = block(6, struct.pack(o + "IIIII", 1, 0, 2_000_000, len(pkt_b), len(pkt_b)) + pkt_b)
+    spb = block(3, struct.pack(o + "I", len(pkt_a)) + pkt_a)
+    nrb = block(4, b"\x00\x00\x00\x00")                              # name resolution: skipped
+    return shb + idb0 + idb1 + nrb + epb0 + epb1 + spb
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_interfaces_and_tsresol(order):
+    segs, stats = read(pcapng(order, tsresol=9))                      # interface 0 in ns
+    assert [s.payload for s in segs] == [b"A", b"B", b"A"]
+    assert [s.interface for s in segs] == [0, 1, 0]
+    assert segs[0].time == pytest.approx(0.001) and segs[1].time == pytest.approx(2.0)
+    two_sections = pcapng(order) + pcapng(">" if order == "<" else "<")
+    segs, _ = read(two_sections)
+    assert [s.number for s in segs] == [1, 2, 3, 4, 5, 6] and segs[3].payload == b"A"
+
+
+def test_cut_and_corrupt_files_name_the_offset():
+    good = pcap_file([ipv4_tcp(), ipv4_tcp()], 101)
+    cut = good[:-10]
+    reader = capture.CaptureReader(io.BytesIO(cut))
+    got = []
+    with pytest.raises(CaptureError, match=r"byte \d+") as info:
+        for s in reader:
+            got.append(s)
+    assert len(got) == 1                                             # everything before it
+    assert str(24 + 16 + len(ipv4_tcp()) + 16) in str(info.value)    # the second record's data
+    corrupt = bytearray(good)
+    struct.pack_into("<I", corrupt, 24 + 8, 1 << 30)                 # absurd captured length
+    with pytest.raises(CaptureError, match="byte 24"):
+        read(bytes(corrupt))
+    with pytest.raises(CaptureError, match="not a pcap"):
+        read(b"GIF89a" + bytes(30))
+    with pytest.raises(CaptureError):
+        read(pcapng()[:-7])
+
+
+@settings(deadline=None, max_examples=300)
+@given(frames=st.lists(st.binary(max_size=120), max_size=5),
+       linktype=st.sampled_from([0, 1, 101, 108, 113, 228, 229, 276, 9999]),
+       tail=st.binary(max_size=40))
+def test_any_bytes_give_segments_or_capture_error(frames, linktype, tail):
+    raw = pcap_file(frames, linktype) + tail
+    try:
+        segs, stats = read(raw)
+    except CaptureError:
+        return
+    assert stats.records >= len(frames) and len(segs) <= stats.records
+
+
+@settings(deadline=None, max_examples=300)
+@given(raw=st.binary(max_size=300))
+def test_random_files_only_raise_capture_error(raw):
+    for prefix in (b"", pcapng()[:28], pcap_file([], 1)):
+        try:
+            read(prefix + raw)
+        except CaptureError:
+            pass
