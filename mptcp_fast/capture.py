@@ -7,9 +7,8 @@
         reader.stats.as_dict()      # records, tcp, non_tcp, fragments, truncated_* ...
 
 A truncated or corrupt file raises CaptureError naming the byte offset, after
-every packet before it has been yielded. Only the pure-Python reader exists so
-far (mptcp_fast/_pure/_pcap.py); its compiled twin and the columnar batch
-decoder are the next step of issue #5.
+every packet before it has been yielded. The reading and decoding is a hot path
+with two twins (pyx/_pcap.pyx, _pure/_pcap.py).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ._pure import _pcap
 from .errors import CaptureError
 
 __all__ = ["TcpSegment", "CaptureReader", "open_capture", "CaptureError"]
@@ -58,22 +56,11 @@ class CaptureReader:
 
     def __init__(self, file):
         self._file = file
-        self.stats = _pcap.Stats()
+        self._impl = _impl
+        self.stats = _impl.Stats()
 
     def __iter__(self):
-        stats = self.stats
-        for number, time, iface, linktype, data, _orig, offset in _pcap.records(self._file, stats):
-            where = _pcap.network_offset(linktype, data)
-            if where is None:
-                stats.non_tcp += 1
-                continue
-            ip, version = where
-            if ip < 0:
-                stats.unknown_link += 1
-                continue
-            fields = _pcap.decode_tcp(data, ip, version, stats)
-            if fields is not None:
-                yield TcpSegment(number, time, iface, *fields, offset)
+        return self._impl.iter_segments(self._file, self.stats, TcpSegment)
 
     def close(self) -> None:
         self._file.close()
@@ -87,3 +74,16 @@ class CaptureReader:
 
 def open_capture(path) -> CaptureReader:
     return CaptureReader(open(path, "rb"))
+
+
+_impl = None
+
+
+def _bind(impl) -> None:
+    global _impl
+    _impl = impl
+
+
+from . import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_pcap", _bind)

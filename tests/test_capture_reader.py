@@ -6,7 +6,7 @@ import io
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mptcp_fast import CaptureError, capture
@@ -44,7 +44,7 @@ def read(raw):
 
 @pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("nano", [False, True])
-def test_pcap_byte_orders_and_time_units(order, nano):
+def test_pcap_byte_orders_and_time_units(backend, order, nano):
     segs, stats = read(pcap_file([ipv4_tcp(payload=b"hello")], 101, order, nano))
     (s,) = segs
     assert str(s.src_ip) == "198.18.0.1" and (s.sport, s.dport, s.seq, s.ack) == (40000, 10000, 1, 1)
@@ -65,12 +65,12 @@ def ether(payload, ethertype=0x0800, vlans=0):
     (0, struct.pack("<I", 2) + ipv4_tcp()),                           # BSD loopback
     (108, struct.pack(">I", 2) + ipv4_tcp()),                         # OpenBSD loop
 ])
-def test_link_types_ipv4(linktype, frame):
+def test_link_types_ipv4(backend, linktype, frame):
     (s,), _ = read(pcap_file([frame], linktype))
     assert str(s.dst_ip) == "198.18.0.2" and s.options == OPTS
 
 
-def test_ipv6_with_extension_headers():
+def test_ipv6_with_extension_headers(backend):
     hop_by_hop = bytes([43, 0]) + bytes(6)                           # -> routing
     routing = bytes([60, 0]) + bytes(6)                              # -> destination options
     dest = bytes([44, 0]) + bytes(6)                                 # -> fragment (offset 0, M 0)
@@ -81,7 +81,7 @@ def test_ipv6_with_extension_headers():
         assert str(s.src_ip) == "2001:db8::1" and s.payload == b"data" and (s.seq, s.ack) == (7, 9)
 
 
-def test_skipped_and_truncated_are_counted():
+def test_skipped_and_truncated_are_counted(backend):
     fragment = bytearray(ipv4_tcp())
     fragment[6] |= 0x20                                              # MF set
     udp = bytearray(ipv4_tcp())
@@ -122,7 +122,7 @@ def pcapng(blocks_order="<", tsresol=None):
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
-def test_pcapng_interfaces_and_tsresol(order):
+def test_pcapng_interfaces_and_tsresol(backend, order):
     segs, stats = read(pcapng(order, tsresol=9))                      # interface 0 in ns
     assert [s.payload for s in segs] == [b"A", b"B", b"A"]
     assert [s.interface for s in segs] == [0, 1, 0]
@@ -132,7 +132,7 @@ def test_pcapng_interfaces_and_tsresol(order):
     assert [s.number for s in segs] == [1, 2, 3, 4, 5, 6] and segs[3].payload == b"A"
 
 
-def test_cut_and_corrupt_files_name_the_offset():
+def test_cut_and_corrupt_files_name_the_offset(backend):
     good = pcap_file([ipv4_tcp(), ipv4_tcp()], 101)
     cut = good[:-10]
     reader = capture.CaptureReader(io.BytesIO(cut))
@@ -152,11 +152,11 @@ def test_cut_and_corrupt_files_name_the_offset():
         read(pcapng()[:-7])
 
 
-@settings(deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frames=st.lists(st.binary(max_size=120), max_size=5),
        linktype=st.sampled_from([0, 1, 101, 108, 113, 228, 229, 276, 9999]),
        tail=st.binary(max_size=40))
-def test_any_bytes_give_segments_or_capture_error(frames, linktype, tail):
+def test_any_bytes_give_segments_or_capture_error(backend, frames, linktype, tail):
     raw = pcap_file(frames, linktype) + tail
     try:
         segs, stats = read(raw)
@@ -165,11 +165,32 @@ def test_any_bytes_give_segments_or_capture_error(frames, linktype, tail):
     assert stats.records >= len(frames) and len(segs) <= stats.records
 
 
-@settings(deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=300))
-def test_random_files_only_raise_capture_error(raw):
+def test_random_files_only_raise_capture_error(backend, raw):
     for prefix in (b"", pcapng()[:28], pcap_file([], 1)):
         try:
             read(prefix + raw)
         except CaptureError:
             pass
+
+
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=st.lists(st.binary(max_size=120), max_size=4),
+       linktype=st.sampled_from([0, 1, 101, 113, 229, 276]), cut=st.integers(0, 400),
+       ng=st.booleans())
+def test_backends_agree_on_any_file(on_both, frames, linktype, cut, ng):
+    raw = pcapng() + pcap_file(frames, linktype)[24:] if ng else pcap_file(frames, linktype)
+    raw = raw[:len(raw) - cut % (len(raw) + 1)]
+
+    def run():
+        reader = capture.CaptureReader(io.BytesIO(raw))
+        got = []
+        try:
+            for seg in reader:
+                got.append(seg)
+        except CaptureError as exc:
+            got.append(str(exc))
+        return got, reader.stats.as_dict()
+    compiled, pure = on_both(run)
+    assert compiled == pure

@@ -28,7 +28,7 @@ def segments(path):
         return list(reader), reader.stats
 
 
-def test_reader_agrees_with_tshark(kernel_pcap):
+def test_reader_agrees_with_tshark(backend, kernel_pcap):
     segs, stats = segments(kernel_pcap.path)
     assert stats.records == len(segs) > 50 and stats.non_tcp == 0
     out = subprocess.run(["tshark", "-r", kernel_pcap.path, "-T", "fields", "-e", "frame.number",
@@ -40,7 +40,7 @@ def test_reader_agrees_with_tshark(kernel_pcap):
     assert ours == out
 
 
-def test_pcapng_copy_reads_the_same(kernel_pcap, tmp_path):
+def test_pcapng_copy_reads_the_same(backend, kernel_pcap, tmp_path):
     ng = tmp_path / "copy.pcapng"
     subprocess.run(["editcap", "-F", "pcapng", kernel_pcap.path, str(ng)], check=True)
     a, _ = segments(kernel_pcap.path)
@@ -50,7 +50,7 @@ def test_pcapng_copy_reads_the_same(kernel_pcap, tmp_path):
     assert abs(a[-1].time - b[-1].time) < 1e-6
 
 
-def test_handshake_crypto_matches_the_kernel(kernel_pcap):
+def test_handshake_crypto_matches_the_kernel(backend, kernel_pcap):
     """Tokens from the MP_CAPABLE keys name the joins; every join and ADD_ADDR HMAC verifies."""
     segs, _ = segments(kernel_pcap.path)
     keys, joins, add_addrs = {}, {}, []
@@ -78,7 +78,7 @@ def test_handshake_crypto_matches_the_kernel(kernel_pcap):
         assert str(opt.address) == "198.18.2.1"
 
 
-def test_both_directions_reassemble_byte_exact(kernel_pcap):
+def test_both_directions_reassemble_byte_exact(backend, kernel_pcap):
     """DSS mappings -> SubflowMappings -> ReassemblyQueue per direction; SHA-256 as the kernel
     endpoints computed it, and every DSS checksum that covers one segment verifies."""
     segs, _ = segments(kernel_pcap.path)

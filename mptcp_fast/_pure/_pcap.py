@@ -48,6 +48,23 @@ def _read_exact(f, n: int, offset: int, what: str) -> bytes:
     return data
 
 
+def iter_segments(f, stats: Stats, make):
+    """Yield ``make(number, time, interface, src, dst, sport, dport, seq, ack, flags, window,
+    options, payload, payload_len, truncated, offset)`` for every TCP segment of the file."""
+    for number, time, iface, linktype, data, _orig, offset in records(f, stats):
+        where = network_offset(linktype, data)
+        if where is None:
+            stats.non_tcp += 1
+            continue
+        ip, version = where
+        if ip < 0:
+            stats.unknown_link += 1
+            continue
+        fields = decode_tcp(data, ip, version, stats)
+        if fields is not None:
+            yield make(number, time, iface, *fields, offset)
+
+
 def records(f, stats: Stats):
     """Yield (number, time, interface, linktype, data, orig_len, offset) for each packet."""
     start = f.read(4)
@@ -150,7 +167,7 @@ def _tsresol(options: bytes, order: str) -> float:
         code, size = struct.unpack(order + "HH", options[pos:pos + 4])
         if code == 0:
             break
-        if code == 9 and size >= 1:
+        if code == 9 and size >= 1 and pos + 4 < len(options):
             value = options[pos + 4]
             return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
         pos += 4 + size + (-size % 4)
