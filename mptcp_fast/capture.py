@@ -62,6 +62,22 @@ class CaptureReader:
     def __iter__(self):
         return self._impl.iter_segments(self._file, self.stats, TcpSegment)
 
+    def columns(self, batch: int = 65536, payloads: bool = True):
+        """Decode the file into batches of numpy columns, in one compiled pass per batch.
+
+        Each batch is a dict: ``number`` (int64), ``time`` (float64), ``interface``,
+        ``family`` (4 or 6), ``src`` / ``dst`` ((n, 16) uint8; IPv4 in the first 4 bytes),
+        ``sport``, ``dport``, ``seq``, ``ack``, ``flags``, ``window``, ``payload_len`` (as the
+        IP header says), ``captured_len``, ``truncated``, ``record_offset``; the TCP options
+        as ``options_blob[options_start:options_start + options_len]`` and the payload as
+        ``payload_blob[payload_start:payload_start + captured_len]`` (``payloads=False``
+        keeps no payload: payload_start is -1); and the MPTCP fields: ``mptcp_subtypes``
+        (bit i set when subtype i is present) and the first valid DSS: ``dss_flags``
+        (0xFF when none), ``data_ack``, ``dsn``, ``dss_ssn``, ``dss_len``, ``dss_checksum``
+        (-1 when none). A cut or corrupt file yields the batch before the bad record, then
+        raises CaptureError."""
+        return self._impl.iter_columns(self._file, self.stats, batch, payloads)
+
     def close(self) -> None:
         self._file.close()
 

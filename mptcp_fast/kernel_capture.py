@@ -111,13 +111,31 @@ def available() -> str | None:
     return None
 
 
+class PacketsLost(RuntimeError):
+    """tcpdump reported packets dropped by the kernel: the capture is incomplete."""
+
+
 def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  checksum: bool = False, paths: int = 3, snaplen: int = 0, offload: bool = True,
-                 seed: int = 8684, timeout: float = 120.0) -> CaptureResult:
+                 seed: int = 8684, timeout: float = 120.0, attempts: int = 3) -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
 
     With ``offload=False`` TSO/GSO/GRO are switched off on the veths (ethtool), so the
-    capture holds MSS-sized segments as on a real wire instead of 64 KB super-packets."""
+    capture holds MSS-sized segments as on a real wire instead of 64 KB super-packets.
+    A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
+    for attempt in range(attempts):
+        try:
+            return _make_capture_once(path, upload=upload, download=download, checksum=checksum,
+                                      paths=paths, snaplen=snaplen, offload=offload, seed=seed,
+                                      timeout=timeout)
+        except PacketsLost:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool, paths: int,
+                       snaplen: int, offload: bool, seed: int, timeout: float) -> CaptureResult:
     reason = available()
     if reason:
         raise RuntimeError(f"cannot make a kernel capture: {reason}")
@@ -157,7 +175,7 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  f"mfb3x{tag}"[:15], "subflow")
 
         dump = subprocess.Popen(["ip", "netns", "exec", client_ns, "tcpdump", "-i", "any", "-n",
-                                 "-U", "--immediate-mode", "-B", "32768", "-Z", "root", "-s", str(snaplen), "-w", path, f"tcp port {PORT}"],
+                                 "-U", "-B", "32768", "-Z", "root", "-s", str(snaplen), "-w", path, f"tcp port {PORT}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(dump)
         _wait_for_line(dump.stderr, "listening on", timeout=10)
@@ -175,12 +193,14 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
         server_out, server_err = server.communicate(timeout=timeout)
         if server.returncode:
             raise RuntimeError(f"MPTCP server failed: {server_err.strip()}")
-        time.sleep(0.3)                         # the last FIN/ACKs
+        # libpcap hands packets over a ring block at a time, when a block fills or after its
+        # 1 s timeout: wait for the last one before stopping tcpdump (SIGINT drops the rest).
+        time.sleep(1.5)
         dump.send_signal(signal.SIGINT)
         _, dump_err = dump.communicate(timeout=10)
         dropped = re.search(r"(\d+) packets? dropped by kernel", dump_err)
         if dropped and int(dropped.group(1)):
-            raise RuntimeError(f"tcpdump lost packets: {dropped.group(0)}")
+            raise PacketsLost(f"tcpdump lost packets: {dropped.group(0)}")
         up_n, up_hash = server_out.split()[-2:]
         down_n, down_hash = client.stdout.split()[-2:]
         return CaptureResult(path, up_hash, down_hash, int(up_n), int(down_n), checksum)

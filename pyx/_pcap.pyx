@@ -8,6 +8,11 @@ counters and errors as the pure twin (whose Stats class both use).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.math cimport pow
+from libc.stdint cimport int32_t as int32_t_
+cimport numpy as cnp
+from numpy cimport npy_bool as cnp_bool
+
+cnp.import_array()
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
 from mptcp_fast._pure._pcap import Stats                      # one definition of the counters
@@ -84,20 +89,38 @@ cdef class _Reader:
 def iter_segments(f, stats, make):
     """Yield ``make(number, time, interface, src, dst, sport, dport, seq, ack, flags, window,
     options, payload, payload_len, truncated, offset)`` for every TCP segment of the file."""
+    return _records(f, stats, _MakeSink(make))
+
+
+def iter_columns(f, stats, Py_ssize_t batch, bint payloads):
+    """Yield dicts of numpy columns, ``batch`` segments at most each (see mptcp_fast.capture)."""
+    cdef _ColumnSink sink = _ColumnSink(batch, payloads)
+    try:
+        for _ in _records(f, stats, sink):
+            yield sink.flush()
+    except CaptureError:
+        if sink.count:
+            yield sink.flush()              # everything before the bad record, then the error
+        raise
+    if sink.count:
+        yield sink.flush()
+
+
+def _records(f, stats, _Sink sink):
     cdef _Reader r = _Reader(f)
     cdef Py_ssize_t have = r.need(4)
     if have < 4:
         raise CaptureError("capture truncated at byte 0: no file header")
     magic = PyBytes_FromStringAndSize(<const char*>r.at(), 4)
     if magic in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"):
-        yield from _pcap(r, stats, make, magic)
+        yield from _pcap(r, stats, sink, magic)
     elif rd32(r.at(), False) == PCAPNG_SHB:
-        yield from _pcapng(r, stats, make)
+        yield from _pcapng(r, stats, sink)
     else:
         raise CaptureError(f"not a pcap or pcapng file at byte 0 (magic {magic.hex()})")
 
 
-def _pcap(_Reader r, stats, make, bytes magic):
+def _pcap(_Reader r, stats, _Sink sink, bytes magic):
     cdef bint big = magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
     cdef double unit = 1e-9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
     cdef const uint8_t* p
@@ -122,12 +145,12 @@ def _pcap(_Reader r, stats, make, bytes magic):
         data = r.take(incl, "the record data")
         number += 1
         stats.records += 1
-        seg = _decode(number, sec + frac * unit, 0, linktype, data, offset, stats, make)
+        seg = _decode(number, sec + frac * unit, 0, linktype, data, offset, stats, sink)
         if seg is not None:
             yield seg
 
 
-def _pcapng(_Reader r, stats, make):
+def _pcapng(_Reader r, stats, _Sink sink):
     cdef bint big = False
     cdef const uint8_t* p
     cdef uint32_t block_type, length, iface, caplen
@@ -188,7 +211,7 @@ def _pcapng(_Reader r, stats, make):
             number += 1
             stats.records += 1
             seg = _decode(number, stamp * <double>ticks[iface], iface, linktypes[iface],
-                          block[20:20 + caplen], offset, stats, make)
+                          block[20:20 + caplen], offset, stats, sink)
             if seg is not None:
                 yield seg
         elif block_type == 3:                                  # Simple Packet Block
@@ -198,7 +221,7 @@ def _pcapng(_Reader r, stats, make):
             number += 1
             stats.records += 1
             seg = _decode(number, 0.0, 0, linktypes[0], block[4:4 + min(orig, n - 4)], offset,
-                          stats, make)
+                          stats, sink)
             if seg is not None:
                 yield seg
 
@@ -228,7 +251,7 @@ cdef inline int ip_version_of_ethertype(uint16_t ethertype) noexcept:
 
 
 cdef object _decode(int64_t number, double time, uint32_t iface, uint32_t linktype, bytes data,
-                    int64_t offset, stats, make):
+                    int64_t offset, stats, _Sink sink):
     """Find the IP header behind the link layer, then the TCP segment (pure: network_offset
     and decode_tcp)."""
     cdef const uint8_t* d = <const uint8_t*>PyBytes_AS_STRING(data)
@@ -270,12 +293,12 @@ cdef object _decode(int64_t number, double time, uint32_t iface, uint32_t linkty
     if version == 0:
         stats.non_tcp += 1
         return None
-    return _tcp(number, time, iface, d, n, ip, version, offset, stats, make)
+    return _tcp(number, time, iface, d, n, ip, version, offset, stats, sink)
 
 
 cdef object _tcp(int64_t number, double time, uint32_t iface, const uint8_t* d, Py_ssize_t n,
-                 Py_ssize_t ip, int version, int64_t offset, stats, make):
-    cdef Py_ssize_t ihl, total, tcp, ip_end, doff, size, cap_end
+                 Py_ssize_t ip, int version, int64_t offset, stats, _Sink sink):
+    cdef Py_ssize_t ihl, total, tcp, ip_end, doff, size, cap_end, src_at = 0, addr_len = 0
     cdef int next_header
     cdef bint truncated
     if version == 4:
@@ -293,8 +316,7 @@ cdef object _tcp(int64_t number, double time, uint32_t iface, const uint8_t* d, 
         if d[ip + 9] != 6:
             stats.non_tcp += 1
             return None
-        src = PyBytes_FromStringAndSize(<const char*>d + ip + 12, 4)
-        dst = PyBytes_FromStringAndSize(<const char*>d + ip + 16, 4)
+        src_at, addr_len = ip + 12, 4
         tcp, ip_end = ip + ihl, ip + total
     elif version == 6:
         if n < ip + 40:
@@ -302,8 +324,7 @@ cdef object _tcp(int64_t number, double time, uint32_t iface, const uint8_t* d, 
             return None
         next_header = d[ip + 6]
         ip_end = ip + 40 + be16(d + ip + 4)
-        src = PyBytes_FromStringAndSize(<const char*>d + ip + 8, 16)
-        dst = PyBytes_FromStringAndSize(<const char*>d + ip + 24, 16)
+        src_at, addr_len = ip + 8, 16
         tcp = ip + 40
         while next_header != 6:
             if next_header == 0 or next_header == 43 or next_header == 60 or next_header == 51:
@@ -343,8 +364,174 @@ cdef object _tcp(int64_t number, double time, uint32_t iface, const uint8_t* d, 
     if truncated:
         stats.truncated_payloads += 1
     stats.tcp += 1
-    return make(number, time, iface, src, dst, be16(d + tcp), be16(d + tcp + 2), be32(d + tcp + 4),
-                be32(d + tcp + 8), d[tcp + 13], be16(d + tcp + 14),
-                PyBytes_FromStringAndSize(<const char*>d + tcp + 20, doff - 20),
-                PyBytes_FromStringAndSize(<const char*>d + tcp + doff, cap_end - tcp - doff),
-                ip_end - tcp - doff, truncated, offset)
+    return sink.emit(number, time, iface, d + src_at, d + src_at + addr_len, addr_len, d + tcp,
+                     d + tcp + 20, doff - 20, d + tcp + doff, cap_end - tcp - doff,
+                     ip_end - tcp - doff, truncated, offset)
+
+
+# ------------------------------------------------------------------------------------------------
+# sinks: segment objects one by one, or numpy columns in batches
+
+cdef class _Sink:
+    cdef object emit(self, int64_t number, double time, uint32_t iface, const uint8_t* src,
+                     const uint8_t* dst, Py_ssize_t addr_len, const uint8_t* tcp,
+                     const uint8_t* options, Py_ssize_t options_len, const uint8_t* payload,
+                     Py_ssize_t captured, int64_t payload_len, bint truncated, int64_t offset):
+        return None
+
+
+cdef class _MakeSink(_Sink):
+    cdef object make
+
+    def __cinit__(self, make):
+        self.make = make
+
+    cdef object emit(self, int64_t number, double time, uint32_t iface, const uint8_t* src,
+                     const uint8_t* dst, Py_ssize_t addr_len, const uint8_t* tcp,
+                     const uint8_t* options, Py_ssize_t options_len, const uint8_t* payload,
+                     Py_ssize_t captured, int64_t payload_len, bint truncated, int64_t offset):
+        return self.make(number, time, iface,
+                         PyBytes_FromStringAndSize(<const char*>src, addr_len),
+                         PyBytes_FromStringAndSize(<const char*>dst, addr_len),
+                         be16(tcp), be16(tcp + 2), be32(tcp + 4), be32(tcp + 8), tcp[13],
+                         be16(tcp + 14),
+                         PyBytes_FromStringAndSize(<const char*>options, options_len),
+                         PyBytes_FromStringAndSize(<const char*>payload, captured),
+                         payload_len, truncated, offset)
+
+
+cdef class _ColumnSink(_Sink):
+    cdef public Py_ssize_t count
+    cdef Py_ssize_t capacity
+    cdef bint payloads
+    cdef dict cols
+    cdef bytearray options_blob, payload_blob
+    cdef int64_t[::1] number, offset, payload_start
+    cdef double[::1] time
+    cdef uint32_t[::1] iface, seq, ack, payload_len, captured_len, options_start, dss_ssn
+    cdef uint8_t[::1] family, flags, options_len, dss_flags
+    cdef uint8_t[:, ::1] src, dst
+    cdef uint16_t[::1] sport, dport, window, mptcp_subtypes, dss_len
+    cdef uint64_t[::1] data_ack, dsn
+    cdef int32_t_[::1] dss_checksum
+    cdef cnp_bool[::1] truncated
+
+    def __cinit__(self, Py_ssize_t capacity, bint payloads):
+        self.capacity = max(capacity, 1)
+        self.payloads = payloads
+        self._fresh()
+
+    cdef void _fresh(self):
+        import numpy as np
+        n = self.capacity
+        c = self.cols = {
+            "number": np.empty(n, np.int64), "time": np.empty(n, np.float64),
+            "interface": np.empty(n, np.uint32), "family": np.empty(n, np.uint8),
+            "src": np.zeros((n, 16), np.uint8), "dst": np.zeros((n, 16), np.uint8),
+            "sport": np.empty(n, np.uint16), "dport": np.empty(n, np.uint16),
+            "seq": np.empty(n, np.uint32), "ack": np.empty(n, np.uint32),
+            "flags": np.empty(n, np.uint8), "window": np.empty(n, np.uint16),
+            "payload_len": np.empty(n, np.uint32), "captured_len": np.empty(n, np.uint32),
+            "truncated": np.empty(n, np.bool_), "record_offset": np.empty(n, np.int64),
+            "options_start": np.empty(n, np.uint32), "options_len": np.empty(n, np.uint8),
+            "payload_start": np.empty(n, np.int64), "mptcp_subtypes": np.empty(n, np.uint16),
+            "dss_flags": np.empty(n, np.uint8), "data_ack": np.empty(n, np.uint64),
+            "dsn": np.empty(n, np.uint64), "dss_ssn": np.empty(n, np.uint32),
+            "dss_len": np.empty(n, np.uint16), "dss_checksum": np.empty(n, np.int32),
+        }
+        self.number, self.time, self.iface = c["number"], c["time"], c["interface"]
+        self.family, self.src, self.dst = c["family"], c["src"], c["dst"]
+        self.sport, self.dport, self.seq, self.ack = c["sport"], c["dport"], c["seq"], c["ack"]
+        self.flags, self.window = c["flags"], c["window"]
+        self.payload_len, self.captured_len = c["payload_len"], c["captured_len"]
+        self.truncated, self.offset = c["truncated"], c["record_offset"]
+        self.options_start, self.options_len = c["options_start"], c["options_len"]
+        self.payload_start, self.mptcp_subtypes = c["payload_start"], c["mptcp_subtypes"]
+        self.dss_flags, self.data_ack, self.dsn = c["dss_flags"], c["data_ack"], c["dsn"]
+        self.dss_ssn, self.dss_len, self.dss_checksum = c["dss_ssn"], c["dss_len"], c["dss_checksum"]
+        self.options_blob = bytearray()
+        self.payload_blob = bytearray()
+        self.count = 0
+
+    cdef object emit(self, int64_t number, double time, uint32_t iface, const uint8_t* src,
+                     const uint8_t* dst, Py_ssize_t addr_len, const uint8_t* tcp,
+                     const uint8_t* options, Py_ssize_t options_len, const uint8_t* payload,
+                     Py_ssize_t captured, int64_t payload_len, bint truncated, int64_t offset):
+        cdef Py_ssize_t i = self.count, k
+        self.number[i], self.time[i], self.iface[i], self.offset[i] = number, time, iface, offset
+        self.family[i] = 4 if addr_len == 4 else 6
+        for k in range(addr_len):
+            self.src[i, k] = src[k]
+            self.dst[i, k] = dst[k]
+        for k in range(addr_len, 16):
+            self.src[i, k] = 0
+            self.dst[i, k] = 0
+        self.sport[i], self.dport[i] = be16(tcp), be16(tcp + 2)
+        self.seq[i], self.ack[i] = be32(tcp + 4), be32(tcp + 8)
+        self.flags[i], self.window[i] = tcp[13], be16(tcp + 14)
+        self.payload_len[i], self.captured_len[i], self.truncated[i] = payload_len, captured, truncated
+        self.options_start[i] = len(self.options_blob)
+        self.options_len[i] = options_len
+        self.options_blob += (<const char*>options)[:options_len]
+        self.payload_start[i] = len(self.payload_blob) if self.payloads else -1
+        if self.payloads:
+            self.payload_blob += (<const char*>payload)[:captured]
+        _mptcp_columns(options, options_len, &self.mptcp_subtypes[i], &self.dss_flags[i],
+                       &self.data_ack[i], &self.dsn[i], &self.dss_ssn[i], &self.dss_len[i],
+                       &self.dss_checksum[i])
+        self.count += 1
+        return True if self.count == self.capacity else None
+
+    cdef object flush(self):
+        out = {name: column[:self.count] for name, column in self.cols.items()}
+        out["options_blob"] = bytes(self.options_blob)
+        out["payload_blob"] = bytes(self.payload_blob)
+        self._fresh()
+        return out
+
+
+cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, uint8_t* dss_flags,
+                         uint64_t* data_ack, uint64_t* dsn, uint32_t* ssn, uint16_t* dll,
+                         int32_t_* csum) noexcept:
+    """Which MPTCP subtypes the options area holds (bit per subtype), and the first valid DSS
+    (dss_flags 0xFF when there is none; RFC 8684 §3.3 field order and lengths)."""
+    cdef Py_ssize_t pos = 0, length, o
+    cdef int kind, subtype, f, expected
+    subtypes[0] = 0
+    dss_flags[0] = 0xFF
+    data_ack[0] = dsn[0] = 0
+    ssn[0] = 0
+    dll[0] = 0
+    csum[0] = -1
+    while pos < n:
+        kind = p[pos]
+        if kind == 0:
+            return
+        if kind == 1:
+            pos += 1
+            continue
+        if pos + 1 >= n:
+            return
+        length = p[pos + 1]
+        if length < 2 or pos + length > n:
+            return
+        if kind == 30 and length >= 3:
+            subtype = p[pos + 2] >> 4
+            subtypes[0] |= 1 << subtype
+            if subtype == 2 and length >= 4 and dss_flags[0] == 0xFF:
+                f = p[pos + 3] & 0x1F
+                expected = 4 + ((8 if f & 2 else 4) if f & 1 else 0) + ((14 if f & 8 else 10) if f & 4 else 0)
+                if length == expected or (f & 4 and length == expected + 2):
+                    dss_flags[0] = f
+                    o = pos + 4
+                    if f & 1:
+                        data_ack[0] = (<uint64_t>be32(p + o) << 32 | be32(p + o + 4)) if f & 2 else be32(p + o)
+                        o += 8 if f & 2 else 4
+                    if f & 4:
+                        dsn[0] = (<uint64_t>be32(p + o) << 32 | be32(p + o + 4)) if f & 8 else be32(p + o)
+                        o += 8 if f & 8 else 4
+                        ssn[0] = be32(p + o)
+                        dll[0] = be16(p + o + 4)
+                        if length == expected + 2:
+                            csum[0] = be16(p + o + 6)
+        pos += length

@@ -194,3 +194,41 @@ def test_backends_agree_on_any_file(on_both, frames, linktype, cut, ng):
         return got, reader.stats.as_dict()
     compiled, pure = on_both(run)
     assert compiled == pure
+
+
+def test_columns_equal_the_segments(backend):
+    from mptcp_fast import options
+    dss_area = bytes.fromhex("0101080a00000001000000021e1c200f43143b25bce216b29a915667704f8201"
+                             "0000000107d0c3c8")
+    frames = [tcp_packet(dss_area, payload=b"p" * 9, seq=5), ipv4_tcp(payload=b"q"),
+              ether(ipv6_tcp(b"six"), 0x86DD)]
+    raw = pcap_file([ether(f) if f[0] >> 4 == 4 else f for f in frames], 1)
+    segs, _ = read(raw)
+    reader = capture.CaptureReader(io.BytesIO(raw))
+    (cols,) = list(reader.columns(batch=10))
+    assert reader.stats.tcp == 3 and list(cols["number"]) == [s.number for s in segs]
+    for i, s in enumerate(segs):
+        width = 4 if cols["family"][i] == 4 else 16
+        assert bytes(cols["src"][i][:width]) == s.src and bytes(cols["dst"][i][:width]) == s.dst
+        assert (cols["sport"][i], cols["dport"][i], cols["seq"][i], cols["ack"][i]) == (
+            s.sport, s.dport, s.seq, s.ack)
+        start, n = cols["options_start"][i], cols["options_len"][i]
+        assert cols["options_blob"][start:start + n] == s.options
+        start, n = cols["payload_start"][i], cols["captured_len"][i]
+        assert cols["payload_blob"][start:start + n] == s.payload
+    dss = options.parse_tcp_options(segs[0].options)[-1]
+    assert cols["mptcp_subtypes"][0] == 1 << 2 and cols["dss_flags"][0] == dss.flags
+    assert (cols["data_ack"][0], cols["dsn"][0], cols["dss_ssn"][0], cols["dss_len"][0],
+            cols["dss_checksum"][0]) == (dss.data_ack, dss.dsn, 1, 2000, 0xC3C8)
+    assert cols["dss_flags"][1] == 1 and cols["data_ack"][1] == 0x56788365   # the 8-byte DSS
+    batches = list(capture.CaptureReader(io.BytesIO(raw)).columns(batch=2, payloads=False))
+    assert [len(b["seq"]) for b in batches] == [2, 1] and batches[0]["payload_start"][0] == -1
+
+
+def test_columns_of_a_cut_file_come_before_the_error(backend):
+    raw = pcap_file([ipv4_tcp(), ipv4_tcp(), ipv4_tcp()], 101)[:-5]
+    got = []
+    with pytest.raises(CaptureError):
+        for batch in capture.CaptureReader(io.BytesIO(raw)).columns(batch=100):
+            got.append(len(batch["seq"]))
+    assert got == [2]

@@ -132,3 +132,29 @@ def test_both_directions_reassemble_byte_exact(backend, kernel_pcap):
         corrupted = data[:-1] + bytes([data[-1] ^ 0x01]) if data else b"\x01"
         assert not dss.verify_dss_checksum(m.dsn, m.subflow_seq, m.length, corrupted, m.checksum)
     assert (len(with_checksum) > 20) == kernel_pcap.checksum
+
+
+def test_columns_match_the_codec_on_kernel_traffic(backend, kernel_pcap):
+    segs, _ = segments(kernel_pcap.path)
+    with capture.open_capture(kernel_pcap.path) as reader:
+        (cols,) = list(reader.columns(batch=1 << 20))
+    assert len(cols["seq"]) == len(segs)
+    dss_rows = 0
+    for i, s in enumerate(segs):
+        opts = options.parse_tcp_options(s.options)
+        bits = 0
+        for opt in opts:
+            if isinstance(opt, options._MptcpOption):
+                bits |= 1 << int(getattr(opt, "subtype", 0))
+        assert cols["mptcp_subtypes"][i] == bits
+        first_dss = next((o for o in opts if isinstance(o, options.Dss)), None)
+        if first_dss is None:
+            assert cols["dss_flags"][i] == 0xFF
+            continue
+        dss_rows += 1
+        assert cols["dss_flags"][i] == first_dss.flags
+        if first_dss.dsn is not None:
+            assert (cols["dsn"][i], cols["dss_ssn"][i], cols["dss_len"][i]) == (
+                first_dss.dsn, first_dss.subflow_seq, first_dss.data_len)
+            assert cols["dss_checksum"][i] == (-1 if first_dss.checksum is None else first_dss.checksum)
+    assert dss_rows > len(segs) // 2

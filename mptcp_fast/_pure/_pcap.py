@@ -289,3 +289,101 @@ def decode_tcp(data: bytes, ip: int, version: int, stats: Stats):
     stats.tcp += 1
     return (src, dst, sport, dport, seq, ack, flags, window, data[tcp + 20:tcp + doff],
             captured, payload_len, truncated)
+
+
+# ------------------------------------------------------------------------------------------------
+# columns in batches (the layout of pyx/_pcap.pyx _ColumnSink)
+
+_COLUMN_TYPES = {
+    "number": "int64", "time": "float64", "interface": "uint32", "family": "uint8",
+    "sport": "uint16", "dport": "uint16", "seq": "uint32", "ack": "uint32", "flags": "uint8",
+    "window": "uint16", "payload_len": "uint32", "captured_len": "uint32", "truncated": "bool",
+    "record_offset": "int64", "options_start": "uint32", "options_len": "uint8",
+    "payload_start": "int64", "mptcp_subtypes": "uint16", "dss_flags": "uint8",
+    "data_ack": "uint64", "dsn": "uint64", "dss_ssn": "uint32", "dss_len": "uint16",
+    "dss_checksum": "int32",
+}
+
+
+def mptcp_columns(options: bytes):
+    """(subtype bits, dss_flags or 0xFF, data_ack, dsn, ssn, dll, checksum or -1): which MPTCP
+    subtypes the area holds and the first valid DSS (RFC 8684 §3.3)."""
+    subtypes, dss = 0, (0xFF, 0, 0, 0, 0, -1)
+    pos, n = 0, len(options)
+    while pos < n:
+        kind = options[pos]
+        if kind == 0:
+            break
+        if kind == 1:
+            pos += 1
+            continue
+        if pos + 1 >= n:
+            break
+        length = options[pos + 1]
+        if length < 2 or pos + length > n:
+            break
+        if kind == 30 and length >= 3:
+            subtype = options[pos + 2] >> 4
+            subtypes |= 1 << subtype
+            if subtype == 2 and length >= 4 and dss[0] == 0xFF:
+                f = options[pos + 3] & 0x1F
+                expected = 4 + ((8 if f & 2 else 4) if f & 1 else 0) + ((14 if f & 8 else 10) if f & 4 else 0)
+                if length == expected or (f & 4 and length == expected + 2):
+                    o, ack, dsn, ssn, dll, csum = pos + 4, 0, 0, 0, 0, -1
+                    if f & 1:
+                        size = 8 if f & 2 else 4
+                        ack = int.from_bytes(options[o:o + size], "big")
+                        o += size
+                    if f & 4:
+                        size = 8 if f & 8 else 4
+                        dsn = int.from_bytes(options[o:o + size], "big")
+                        o += size
+                        ssn, dll = struct.unpack_from(">IH", options, o)
+                        if length == expected + 2:
+                            csum = struct.unpack_from(">H", options, o + 6)[0]
+                    dss = (f, ack, dsn, ssn, dll, csum)
+        pos += length
+    return (subtypes, *dss)
+
+
+def iter_columns(f, stats: Stats, batch: int, payloads: bool):
+    """Yield dicts of numpy columns, ``batch`` segments at most each (see mptcp_fast.capture)."""
+    import numpy as np
+
+    batch = max(batch, 1)
+    rows, options_blob, payload_blob = [], bytearray(), bytearray()
+
+    def flush():
+        out = {name: np.array([row[i] for row in rows], dtype=kind)
+               for i, (name, kind) in enumerate(_COLUMN_TYPES.items())}
+        for name, i in (("src", -2), ("dst", -1)):
+            out[name] = np.array([list(row[i].ljust(16, b"\0")) for row in rows],
+                                 dtype=np.uint8).reshape(-1, 16)
+        out["options_blob"], out["payload_blob"] = bytes(options_blob), bytes(payload_blob)
+        rows.clear()
+        options_blob.clear()
+        payload_blob.clear()
+        return out
+
+    def make(number, time, iface, src, dst, sport, dport, seq, ack, flags, window, options,
+             payload, payload_len, truncated, offset):
+        row = (number, time, iface, 4 if len(src) == 4 else 6, sport, dport, seq, ack, flags,
+               window, payload_len, len(payload), truncated, offset, len(options_blob),
+               len(options), len(payload_blob) if payloads else -1, *mptcp_columns(options),
+               src, dst)
+        options_blob.extend(options)
+        if payloads:
+            payload_blob.extend(payload)
+        rows.append(row)
+        return row
+
+    try:
+        for _ in iter_segments(f, stats, make):
+            if len(rows) == batch:
+                yield flush()
+    except CaptureError:
+        if rows:
+            yield flush()                  # everything before the bad record, then the error
+        raise
+    if rows:
+        yield flush()
