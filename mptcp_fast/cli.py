@@ -1,6 +1,7 @@
 """The ``mptcp-fast`` command line (also ``python -m mptcp_fast``).
 
     mptcp-fast decode [HEX ...] [--segment KIND] [--json]
+    mptcp-fast analyze [CAPTURE] [--json] [--dump-stream DIR]
 
 ``decode`` takes the hex of one option or of a whole TCP options area (spaces
 and colons allowed) and prints every option's fields. With no HEX it decodes
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__, _backend, options
@@ -110,6 +112,72 @@ def cmd_decode(args, out=None) -> int:
     return 1 if any_malformed else 0
 
 
+SHIPPED_CAPTURE = os.path.join(os.path.dirname(__file__), "data", "kernel-mptcp.pcap")
+
+
+def _print_report(report: dict, out) -> None:
+    print(f"{report['packets']} TCP packets, {report['mptcp_packets']} with MPTCP options, "
+          f"{len(report['connections'])} MPTCP connection(s)", file=out)
+    for c in report["connections"]:
+        print(f"\nconnection {c['connection']}: MPTCP v{c['version']}, checksums "
+              f"{'on' if c['checksums'] else 'off'}", file=out)
+        print(f"  client key {c['client_key']} (token {c['client_token']}), server key "
+              f"{c['server_key']} (token {c['server_token']})", file=out)
+        for i, s in enumerate(c["subflows"], 1):
+            join = "initial subflow" if s["initial"] else (
+                f"MP_JOIN HMACs: SYN/ACK {s['join_synack_hmac']}, third ACK {s['join_ack_hmac']}")
+            print(f"  subflow {i}: {s['client']} -> {s['server']}  address ids "
+                  f"{s['client_address_id']}/{s['server_address_id']}{'  backup' if s['backup'] else ''}"
+                  f"  ({join})", file=out)
+            print(f"      bytes up {s['bytes']['up']:,} ({s['share']['up']:.1%}), down "
+                  f"{s['bytes']['down']:,} ({s['share']['down']:.1%})", file=out)
+        for a in c["add_addr"]:
+            port = f":{a['port']}" if a["port"] is not None else ""
+            print(f"  ADD_ADDR packet {a['packet']} from the {a['from']}: id {a['address_id']} "
+                  f"{a['address']}{port}, HMAC {a['hmac']}", file=out)
+        for name, label in (("up", "client -> server"), ("down", "server -> client")):
+            st = c["streams"][name]
+            print(f"  stream {label}: {st['bytes']:,} bytes, sha256 {st['sha256']}, "
+                  f"{'complete' if st['complete'] else 'INCOMPLETE'}"
+                  + (f"; out of order {st['out_of_order_bytes']:,}, duplicate/reinjected "
+                     f"{st['duplicate_bytes']:,}, conflicting {st['conflict_bytes']:,}"
+                     if st["sha256"] else ""), file=out)
+        for e in c["events"]:
+            print(f"  event packet {e['packet']}: {e['event']}", file=out)
+        print("  anomalies: " + ("none" if not c["anomalies"] else ""), file=out)
+        for a in c["anomalies"]:
+            print(f"    {a}", file=out)
+
+
+def cmd_analyze(args, out=None) -> int:
+    from .analyze import analyze
+    from .errors import CaptureError
+    out = out or sys.stdout
+    path = args.capture or SHIPPED_CAPTURE
+    if args.dump_stream:
+        os.makedirs(args.dump_stream, exist_ok=True)
+    status = 0
+    try:
+        report = analyze(path, dump_dir=args.dump_stream)
+    except CaptureError as exc:
+        report = getattr(exc, "report", None)
+        print(f"mptcp-fast analyze: {path}: {exc}", file=sys.stderr)
+        status = 2
+        if report is None:
+            return status
+    except OSError as exc:
+        print(f"mptcp-fast analyze: {exc}", file=sys.stderr)
+        return 2
+    report = {"capture": os.fspath(path), **report}
+    if args.json:
+        json.dump(report, out, indent=2)
+        print(file=out)
+    else:
+        print(f"{report['capture']}:", file=out)
+        _print_report(report, out)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mptcp-fast", description="Fast Multipath TCP tools.")
     parser.add_argument("--version", action="version",
@@ -124,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="apply the Linux acceptance rules for this kind of segment")
     dec.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dec.set_defaults(func=cmd_decode)
+    ana = sub.add_parser("analyze", help="analyse the MPTCP connections of a capture",
+                         description="Connections, subflows, HMAC verdicts, DSS checksums and the "
+                                     "rebuilt data stream of each direction. With no CAPTURE, a "
+                                     "small capture of Linux kernel MPTCP shipped with the package. "
+                                     "Exit status 2 when the file is cut or corrupt (the report "
+                                     "covers what came before).")
+    ana.add_argument("capture", nargs="?", help="pcap or pcapng file")
+    ana.add_argument("--json", action="store_true", help="print the report as JSON")
+    ana.add_argument("--dump-stream", metavar="DIR",
+                     help="write each connection's rebuilt bytes per direction to DIR")
+    ana.set_defaults(func=cmd_analyze)
     return parser
 
 

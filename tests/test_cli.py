@@ -52,3 +52,27 @@ def test_malformed_and_non_hex_input():
 def test_version_names_the_backend():
     proc = run_cli("--version")
     assert proc.returncode == 0 and "backend:" in proc.stdout
+
+
+SHIPPED = {  # what the kernel endpoints hashed when the shipped capture was made
+    "up": (60000, "8df5a724c2b33f1c9bde2b66668d796126499a191f800c3d410613d7f79e9804"),
+    "down": (40000, "e14a229e9e1be03a23420ad58b94381f8baacf01d77a062779a2c86cde215816"),
+}
+
+
+def test_analyze_the_shipped_capture(backend, capsys):
+    assert cli.main(["analyze", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (conn,) = report["connections"]
+    for direction, (size, digest) in SHIPPED.items():
+        stream = conn["streams"][direction]
+        assert (stream["bytes"], stream["sha256"], stream["complete"]) == (size, digest, True)
+    assert conn["checksums"] and conn["anomalies"] == [] and len(conn["subflows"]) == 3
+    assert [a["hmac"] for a in conn["add_addr"]] == ["valid"]
+
+
+def test_analyze_table_and_missing_file(capsys):
+    proc = run_cli("analyze")
+    assert proc.returncode == 0 and "HMAC valid" in proc.stdout and "anomalies: none" in proc.stdout
+    proc = run_cli("analyze", "/nonexistent.pcap")
+    assert proc.returncode == 2 and "No such file" in proc.stderr

@@ -158,3 +158,74 @@ def test_columns_match_the_codec_on_kernel_traffic(backend, kernel_pcap):
                 first_dss.dsn, first_dss.subflow_seq, first_dss.data_len)
             assert cols["dss_checksum"][i] == (-1 if first_dss.checksum is None else first_dss.checksum)
     assert dss_rows > len(segs) // 2
+
+
+# ---------------------------------------------------------------- the analyzer on kernel traffic
+
+from mptcp_fast import analyze as analyze_module  # noqa: E402
+from mptcp_fast import cli  # noqa: E402
+
+
+def test_analyzer_rebuilds_both_directions(backend, kernel_pcap):
+    report = analyze_module.analyze(kernel_pcap.path)
+    (conn,) = report["connections"]
+    assert conn["checksums"] == kernel_pcap.checksum
+    up, down = conn["streams"]["up"], conn["streams"]["down"]
+    assert (up["bytes"], up["sha256"], up["complete"]) == (
+        kernel_pcap.upload_bytes, kernel_pcap.upload_sha256, True)
+    assert (down["bytes"], down["sha256"], down["complete"]) == (
+        kernel_pcap.download_bytes, kernel_pcap.download_sha256, True)
+    assert len(conn["subflows"]) == 3 and conn["anomalies"] == []
+    assert all(s["join_synack_hmac"] == s["join_ack_hmac"] == "valid"
+               for s in conn["subflows"] if not s["initial"])
+    assert [(a["address"], a["hmac"]) for a in conn["add_addr"]] == [("198.18.2.1", "valid")]
+    assert conn["server_token"] == f"{crypto.key_token(int(conn['server_key'], 16)):08x}"
+
+
+def _flip(path, needle: bytes, out, index=0):
+    raw = bytearray(open(path, "rb").read())
+    at = raw.find(needle)
+    assert at > 0 and raw.find(needle, at + 1) < 0
+    raw[at + index] ^= 0x01
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def test_a_flipped_hmac_byte_is_reported_at_its_packet(backend, kernel_pcap, tmp_path):
+    segs, _ = segments(kernel_pcap.path)
+    join_ack = next(s for s in segs for o in options.parse_tcp_options(s.options)
+                    if isinstance(o, options.MpJoinAck))
+    hmac = next(o.hmac for o in options.parse_tcp_options(join_ack.options)
+                if isinstance(o, options.MpJoinAck))
+    bad = _flip(kernel_pcap.path, hmac, tmp_path / "bad-hmac.pcap", index=7)
+    (conn,) = analyze_module.analyze(str(bad))["connections"]
+    assert f"packet {join_ack.number}: MP_JOIN third-ACK HMAC invalid" in conn["anomalies"]
+    assert sorted(s["join_ack_hmac"] for s in conn["subflows"] if not s["initial"]) == [
+        "invalid", "valid"]
+
+
+def test_a_flipped_payload_byte_is_a_checksum_failure(backend, kernel_pcap, tmp_path):
+    if not kernel_pcap.checksum:
+        pytest.skip("DSS checksums are off in this capture")
+    segs, _ = segments(kernel_pcap.path)
+    victim = [s for s in segs if len(s.payload) > 1000][5]
+    bad = _flip(kernel_pcap.path, victim.payload[:64], tmp_path / "bad-payload.pcap", index=10)
+    (conn,) = analyze_module.analyze(str(bad))["connections"]
+    assert len(conn["checksum_failures"]) == 1 and victim.number in conn["checksum_failures"][0]
+    direction = "up" if victim.dport == kernel_capture.PORT else "down"
+    assert conn["streams"][direction]["sha256"] != getattr(kernel_pcap, f"{direction}load_sha256")
+
+
+def test_cli_analyze_cut_file_exit_2_and_dump_stream(backend, kernel_pcap, tmp_path, capsys):
+    cut = tmp_path / "cut.pcap"
+    raw = open(kernel_pcap.path, "rb").read()
+    cut.write_bytes(raw[:len(raw) * 2 // 3])
+    assert cli.main(["analyze", str(cut)]) == 2
+    captured = capsys.readouterr()
+    assert "capture truncated at byte" in captured.err and "connection 1" in captured.out
+    dump = tmp_path / "streams"
+    assert cli.main(["analyze", "--json", "--dump-stream", str(dump), kernel_pcap.path]) == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    up = (dump / "connection1-up.bin").read_bytes()
+    assert hashlib.sha256(up).hexdigest() == report["connections"][0]["streams"]["up"]["sha256"]
+    assert len(up) == kernel_pcap.upload_bytes
