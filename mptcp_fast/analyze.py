@@ -354,14 +354,17 @@ def _hex(value, width=16):
     return None if value is None else f"{value:0{width}x}"
 
 
-def analyze(path, dump_dir: str | None = None) -> dict:
+def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
     """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
-    before the damage were analysed (the partial report is on the exception as ``report``)."""
+    before the damage were analysed (the partial report is on the exception as ``report``).
+    ``progress(byte_offset)`` is called every 4096 packets when given."""
     analyzer = Analyzer(dump_dir)
     with capture.open_capture(path) as reader:
         try:
             for seg in reader:
                 analyzer.feed(seg)
+                if progress is not None and not seg.number & 4095:
+                    progress(seg.offset)
         except capture.CaptureError as exc:
             exc.report = analyzer.report()
             raise

@@ -157,8 +157,15 @@ def cmd_analyze(args, out=None) -> int:
     if args.dump_stream:
         os.makedirs(args.dump_stream, exist_ok=True)
     status = 0
+    # tqdm: a maintained progress bar that handles terminal widths and rates, shown only
+    # when stderr is a terminal (silent in pipes, CI and tests).
+    from tqdm import tqdm
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc="analyze", leave=False,
+               disable=not sys.stderr.isatty() or size < (16 << 20))
     try:
-        report = analyze(path, dump_dir=args.dump_stream)
+        report = analyze(path, dump_dir=args.dump_stream,
+                         progress=lambda offset: bar.update(offset - bar.n))
     except CaptureError as exc:
         report = getattr(exc, "report", None)
         print(f"mptcp-fast analyze: {path}: {exc}", file=sys.stderr)
@@ -168,6 +175,8 @@ def cmd_analyze(args, out=None) -> int:
     except OSError as exc:
         print(f"mptcp-fast analyze: {exc}", file=sys.stderr)
         return 2
+    finally:
+        bar.close()
     report = {"capture": os.fspath(path), **report}
     if args.json:
         json.dump(report, out, indent=2)

@@ -76,3 +76,16 @@ def test_analyze_table_and_missing_file(capsys):
     assert proc.returncode == 0 and "HMAC valid" in proc.stdout and "anomalies: none" in proc.stdout
     proc = run_cli("analyze", "/nonexistent.pcap")
     assert proc.returncode == 2 and "No such file" in proc.stderr
+
+
+def test_progress_callback_and_silence_off_a_terminal(tmp_path):
+    from mptcp_fast.analyze import analyze
+    from pcapwriter import tcp_packet, write_pcap
+    path = tmp_path / "many.pcap"
+    write_pcap(path, [tcp_packet(b"", sport=1000 + i % 50) for i in range(9000)])
+    seen = []
+    report = analyze(path, progress=seen.append)
+    assert report["packets"] == 9000 and report["connections"] == []   # plain TCP only
+    assert len(seen) == 2 and 0 < seen[0] < seen[1] < path.stat().st_size
+    proc = run_cli("analyze")             # stderr is a pipe here: no progress bar at all
+    assert proc.returncode == 0 and proc.stderr == ""

@@ -229,3 +229,63 @@ def test_cli_analyze_cut_file_exit_2_and_dump_stream(backend, kernel_pcap, tmp_p
     up = (dump / "connection1-up.bin").read_bytes()
     assert hashlib.sha256(up).hexdigest() == report["connections"][0]["streams"]["up"]["sha256"]
     assert len(up) == kernel_pcap.upload_bytes
+
+
+def test_tshark_agrees_on_tokens_grouping_and_dss_fields(backend, kernel_pcap):
+    """tshark's mptcp.expected_token, mptcp.stream and the raw DSN / subflow sequence / data
+    ACK of every packet, against our decode and the analyzer's grouping."""
+    fields = ["frame.number", "mptcp.stream", "mptcp.expected_token",
+              "tcp.options.mptcp.rawdataseqno", "tcp.options.mptcp.subflowseqno",
+              "tcp.options.mptcp.rawdataack"]
+    cmd = ["tshark", "-r", kernel_pcap.path, "-o", "mptcp.analyze_mptcp:TRUE", "-T", "fields",
+           "-E", "occurrence=f"]
+    for f in fields:
+        cmd += ["-e", f]
+    rows = [line.split("\t") for line in
+            subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()]
+    segs, _ = segments(kernel_pcap.path)
+    analyzer = analyze_module.Analyzer()
+    stream_to_connection, compared = {}, 0
+    for seg, row in zip(segs, rows, strict=True):
+        analyzer.feed(seg)
+        number, stream, token, dsn, ssn, dack = row
+        assert int(number) == seg.number
+        opts = options.parse_tcp_options(seg.options)
+        if token:
+            mpc = next(o for o in opts if isinstance(o, options.MpCapable))
+            assert crypto.key_token(mpc.sender_key) == int(token)
+            compared += 1
+        if stream:
+            conn, _ = analyzer._subflows[analyzer._flow_key(seg)]
+            assert stream_to_connection.setdefault(stream, conn.number) == conn.number
+        dss_opt = next((o for o in opts if isinstance(o, options.Dss)), None)
+        ours = ("", "", "") if dss_opt is None else (
+            "" if dss_opt.dsn is None else str(dss_opt.dsn),
+            "" if dss_opt.subflow_seq is None else str(dss_opt.subflow_seq),
+            "" if dss_opt.data_ack is None else str(dss_opt.data_ack))
+        assert (dsn, ssn, dack) == ours, seg.number
+        compared += dss_opt is not None
+    assert len(set(stream_to_connection.values())) == len(stream_to_connection) == 1
+    assert compared > len(segs) // 2
+
+
+def test_joins_are_grouped_by_token_without_the_handshake(backend, kernel_pcap, tmp_path):
+    """Drop the initial subflow's packets: the joins still form one connection by token, and
+    their HMACs are reported as impossible to verify instead of failing."""
+    segs, _ = segments(kernel_pcap.path)
+    initial = analyze_module.Analyzer._flow_key(segs[0])
+    raw = open(kernel_pcap.path, "rb").read()
+    kept = [s for s in segs if analyze_module.Analyzer._flow_key(s) != initial]
+    out = bytearray(raw[:24])
+    offsets = [s.offset for s in segs] + [len(raw)]
+    keep_offsets = {s.offset for s in kept}
+    for start, end in zip(offsets, offsets[1:]):
+        if start in keep_offsets:
+            out += raw[start:end]
+    path = tmp_path / "no-handshake.pcap"
+    path.write_bytes(bytes(out))
+    report = analyze_module.analyze(str(path))
+    (conn,) = report["connections"]
+    assert len(conn["subflows"]) == 2 and conn["client_key"] is None
+    assert {s["join_ack_hmac"] for s in conn["subflows"]} == {"cannot verify"}
+    assert any("not in the capture" in a for a in conn["anomalies"])
