@@ -25,6 +25,8 @@ from .dss import Mapping
 from .errors import MappingConflict, MptcpError, UnmappedData
 
 VALID, INVALID, UNVERIFIABLE = "valid", "invalid", "cannot verify"
+PENDING_CHECKSUMS_MAX = 256         # mappings per subflow whose bytes are still being collected
+MAPPINGS_KEPT_BEHIND = 1 << 24      # subflow bytes of mappings kept behind the newest segment
 
 
 def _endpoint(addr: bytes, port: int) -> str:
@@ -68,7 +70,8 @@ class Subflow:
     payload: dict = field(default_factory=lambda: {"up": 0, "down": 0})
     mappings: dict = field(default_factory=lambda: {"up": dss.SubflowMappings(),
                                                     "down": dss.SubflowMappings()})
-    pending_checksums: dict = field(default_factory=dict)   # (direction, mapping) -> bytearray
+    pending_checksums: dict = field(default_factory=dict)   # (direction, mapping) -> collected
+    unverified_checksums: int = 0
 
 
 @dataclass
@@ -260,9 +263,15 @@ class Analyzer:
                 conn.streams[direction].queue.data_fin(mapping.data_fin_dsn)
             except MptcpError as exc:
                 conn.anomalies.append(f"packet {seg.number}: {exc}")
-        if conn.checksum and mapping.checksum is not None and mapping.payload_length:
-            sub.pending_checksums.setdefault((direction, mapping), (
-                set(), bytearray(mapping.payload_length), bytearray(mapping.payload_length)))
+        if (conn.checksum and mapping.checksum is not None and mapping.payload_length
+                and not seg.truncated):              # headers-only captures cannot be checked
+            pending = sub.pending_checksums
+            if (direction, mapping) not in pending:
+                if len(pending) >= PENDING_CHECKSUMS_MAX:    # bytes that never all arrived
+                    del pending[next(iter(pending))]
+                    sub.unverified_checksums += 1
+                pending[(direction, mapping)] = (set(), bytearray(mapping.payload_length),
+                                                 bytearray(mapping.payload_length))
 
     # -- payload
     def _payload(self, seg, conn, sub, direction):
@@ -282,7 +291,10 @@ class Analyzer:
             stream.queue.push(dsn, seg.payload[pos:pos + length])
             pos += length
         stream.drain()
-        self._checksums(seg, conn, sub, direction, rel)
+        if sub.pending_checksums:
+            self._checksums(seg, conn, sub, direction, rel)
+        if not seg.number & 1023:                    # memory follows the window, not the file
+            sub.mappings[direction].release(rel - MAPPINGS_KEPT_BEHIND)
 
     def _checksums(self, seg, conn, sub, direction, rel):
         """Collect each checksummed mapping's bytes; verify once it is complete (RFC 8684 §3.3.1)."""
@@ -331,6 +343,7 @@ class Analyzer:
                     "bytes": dict(s.payload),
                     "share": {d: round(s.payload[d] / total[d], 4) for d in ("up", "down")},
                     "join_synack_hmac": s.synack_verdict, "join_ack_hmac": s.ack_verdict,
+                    "unverified_checksums": s.unverified_checksums + len(s.pending_checksums),
                 } for s in conn.subflows],
                 "add_addr": conn.add_addrs,
                 "streams": {d: self._stream_dict(conn.streams[d]) for d in ("up", "down")},
