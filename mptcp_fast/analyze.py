@@ -40,6 +40,7 @@ class Direction:
     queue: dss.ReassemblyQueue | None = None
     sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     delivered: int = 0
+    not_captured: int = 0                    # payload bytes cut by the snap length
     dump: object = None                      # an open file when dumping streams
 
     def drain(self) -> None:
@@ -277,8 +278,11 @@ class Analyzer:
     def _payload(self, seg, conn, sub, direction):
         sub.payload[direction] += seg.payload_len
         stream = conn.streams[direction]
-        if seg.truncated or stream.queue is None:
-            return                                   # headers only, or keys unknown
+        if seg.truncated:
+            stream.not_captured += seg.payload_len   # headers only: accounted, not rebuilt
+            return
+        if stream.queue is None:
+            return                                   # keys unknown
         # relative subflow sequence: the SYN takes ISN, the first payload byte is 1 (RFC 8684 §3.3.1)
         rel = (seg.seq - sub.isn[direction] + (1 if seg.flags & 0x02 else 0)) & 0xFFFFFFFF
         try:
@@ -357,8 +361,10 @@ class Analyzer:
     def _stream_dict(stream: Direction) -> dict:
         q = stream.queue
         if q is None:
-            return {"bytes": 0, "sha256": None, "complete": False}
+            return {"bytes": 0, "sha256": None, "complete": False,
+                    "not_captured_bytes": stream.not_captured}
         return {"bytes": stream.delivered, "sha256": stream.sha256.hexdigest(), "complete": q.eof,
+                "not_captured_bytes": stream.not_captured,
                 "out_of_order_bytes": q.out_of_order_bytes, "duplicate_bytes": q.duplicate_bytes,
                 "conflict_bytes": q.conflict_bytes}
 

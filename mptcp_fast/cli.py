@@ -137,6 +137,10 @@ def _print_report(report: dict, out) -> None:
                   f"{a['address']}{port}, HMAC {a['hmac']}", file=out)
         for name, label in (("up", "client -> server"), ("down", "server -> client")):
             st = c["streams"][name]
+            if st["not_captured_bytes"] and not st["bytes"]:
+                print(f"  stream {label}: payload not captured (snap length), "
+                      f"{st['not_captured_bytes']:,} bytes seen in headers", file=out)
+                continue
             print(f"  stream {label}: {st['bytes']:,} bytes, sha256 {st['sha256']}, "
                   f"{'complete' if st['complete'] else 'INCOMPLETE'}"
                   + (f"; out of order {st['out_of_order_bytes']:,}, duplicate/reinjected "

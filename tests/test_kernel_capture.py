@@ -289,3 +289,22 @@ def test_joins_are_grouped_by_token_without_the_handshake(backend, kernel_pcap, 
     assert len(conn["subflows"]) == 2 and conn["client_key"] is None
     assert {s["join_ack_hmac"] for s in conn["subflows"]} == {"cannot verify"}
     assert any("not in the capture" in a for a in conn["anomalies"])
+
+
+def test_headers_only_capture_is_accounted_not_rebuilt(backend, kernel_pcap, tmp_path):
+    """A snap length of 128: HMACs still verify, payload is counted as not captured."""
+    import struct
+    raw = open(kernel_pcap.path, "rb").read()
+    out, pos = bytearray(raw[:24]), 24
+    while pos < len(raw):
+        sec, frac, incl, orig = struct.unpack_from("<IIII", raw, pos)
+        keep = min(incl, 128)
+        out += struct.pack("<IIII", sec, frac, keep, orig) + raw[pos + 16:pos + 16 + keep]
+        pos += 16 + incl
+    path = tmp_path / "headers.pcap"
+    path.write_bytes(bytes(out))
+    (conn,) = analyze_module.analyze(str(path))["connections"]
+    assert all(s["join_ack_hmac"] == "valid" for s in conn["subflows"] if not s["initial"])
+    up = conn["streams"]["up"]
+    assert up["bytes"] == 0 and up["not_captured_bytes"] >= kernel_pcap.upload_bytes - 2000
+    assert sum(s["bytes"]["up"] for s in conn["subflows"]) >= kernel_pcap.upload_bytes
