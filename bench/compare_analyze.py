@@ -1,0 +1,58 @@
+"""Issue #5's headline comparison: `mptcp-fast analyze` (compiled, pure) vs tshark's MPTCP
+analysis over the same capture, one after the other in one run, nothing else running.
+
+    python bench/compare_analyze.py CAPTURE [--skip-tshark]
+
+Wall time and peak RSS of each as a separate process (GNU time -v).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+
+def measure(cmd: list[str], env=None) -> tuple[float, int]:
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=env)
+    if proc.returncode not in (0,):
+        raise RuntimeError(f"{cmd[0]} failed: {proc.stderr[-500:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)",
+                     proc.stderr)
+    hours, minutes, seconds = (float(x) if x else 0.0 for x in wall.groups())
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    return hours * 3600 + minutes * 60 + seconds, rss // 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("capture")
+    parser.add_argument("--skip-tshark", action="store_true")
+    args = parser.parse_args()
+    packets = subprocess.run([sys.executable, "-c", "import sys; from mptcp_fast import capture\n"
+                              "r = capture.open_capture(sys.argv[1]); print(sum(1 for _ in r))",
+                              args.capture], capture_output=True, text=True, check=True).stdout
+    n = int(packets)
+    rows = []
+    analyze = [sys.executable, "-m", "mptcp_fast", "analyze", args.capture]
+    rows.append(("mptcp-fast analyze (compiled)", *measure(analyze)))
+    rows.append(("mptcp-fast analyze (pure, MPTCP_FAST_PURE=1)",
+                 *measure(analyze, env=dict(os.environ, MPTCP_FAST_PURE="1"))))
+    if not args.skip_tshark:
+        rows.append(("tshark -2 -o mptcp.analyze_mptcp:TRUE -o mptcp.analyze_mappings:TRUE",
+                     *measure(["tshark", "-2", "-o", "mptcp.analyze_mptcp:TRUE", "-o",
+                               "mptcp.analyze_mappings:TRUE", "-r", args.capture])))
+    base = rows[0][1]
+    print(f"# {args.capture}: {n:,} packets\n")
+    print("| run | seconds | packets/s | vs compiled | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name, seconds, rss in rows:
+        print(f"| {name} | {seconds:.1f} | {n / seconds:,.0f} | {seconds / base:.1f}x | {rss} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
