@@ -112,7 +112,7 @@ def main() -> int:
     loop_s = time.perf_counter() - start
     assert valid == loop_n
     per_batch, per_loop = batch_s / batch_n * 1e9, loop_s / loop_n * 1e9
-    print(f"\n| batch verification of MP_JOIN third-ACK HMACs | ns per item | items/s |")
+    print("\n| batch verification of MP_JOIN third-ACK HMACs | ns per item | items/s |")
     print("|---|---:|---:|")
     print(f"| compiled verify_join_ack_batch, {batch_n:,} items | {per_batch:.0f} | {1e9 / per_batch:,.0f} |")
     print(f"| Python loop of hmac.new + compare_digest, {loop_n:,} items | {per_loop:.0f} | {1e9 / per_loop:,.0f} |")

@@ -139,10 +139,7 @@ class Analyzer:
             if isinstance(opt, options.MpCapable):
                 conn = Connection(len(self.connections) + 1, version=1 if opt.version else 0)
                 self.connections.append(conn)
-                sub = Subflow(client, server, True, seg.number)
-                conn.subflows.append(sub)
-                self._subflows[key] = (conn, sub)
-                return conn, sub
+                return self._attach(conn, key, Subflow(client, server, True, seg.number))
             if isinstance(opt, options.MpJoinSyn):
                 conn = self._by_token.get(opt.token)
                 if conn is None:                    # handshake not captured: group by token
@@ -151,11 +148,13 @@ class Analyzer:
                                           f"0x{opt.token:08x} whose MP_CAPABLE is not in the capture")
                     self.connections.append(conn)
                     self._by_token[opt.token] = conn
-                sub = Subflow(client, server, False, seg.number)
-                conn.subflows.append(sub)
-                self._subflows[key] = (conn, sub)
-                return conn, sub
+                return self._attach(conn, key, Subflow(client, server, False, seg.number))
         return None                                  # plain TCP: not ours to analyse
+
+    def _attach(self, conn, key, sub):
+        conn.subflows.append(sub)
+        self._subflows[key] = (conn, sub)
+        return conn, sub
 
     # -- options
     def _option(self, seg, conn, sub, direction, opt):

@@ -16,12 +16,11 @@ byte, and not on a measured hot path).
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import MappingConflict, ProtocolError, UnmappedData
+from .errors import MappingConflict, UnmappedData
 
 __all__ = [
     "seq32_before", "seq32_after", "seq32_diff", "expand_seq", "expand_seq_array",

@@ -19,7 +19,6 @@ Needs root, iproute2 and tcpdump. Everything it creates is deleted afterwards.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import random
 import re
@@ -123,15 +122,14 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     With ``offload=False`` TSO/GSO/GRO are switched off on the veths (ethtool), so the
     capture holds MSS-sized segments as on a real wire instead of 64 KB super-packets.
     A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
-    for attempt in range(attempts):
+    settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
+                    snaplen=snaplen, offload=offload, seed=seed, timeout=timeout)
+    for _ in range(attempts - 1):
         try:
-            return _make_capture_once(path, upload=upload, download=download, checksum=checksum,
-                                      paths=paths, snaplen=snaplen, offload=offload, seed=seed,
-                                      timeout=timeout)
+            return _make_capture_once(path, **settings)
         except PacketsLost:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _make_capture_once(path, **settings)      # the last try lets PacketsLost through
 
 
 def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool, paths: int,

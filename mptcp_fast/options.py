@@ -26,7 +26,7 @@ import sys
 from operator import itemgetter
 from typing import Iterable
 
-from .errors import OptionError, option_error
+from .errors import option_error
 
 __all__ = [
     "TCPOPT_MPTCP", "Subtype", "Segment", "ResetReason",

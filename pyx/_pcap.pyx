@@ -197,14 +197,10 @@ def _pcapng(_Reader r, stats, _Sink sink):
         elif block_type == 6 or block_type == 2:               # Enhanced / obsolete Packet Block
             if n < 20:
                 raise CaptureError(f"corrupt packet block at byte {offset}")
-            if block_type == 6:
-                iface = rd32(p, big)
-                stamp = (<uint64_t>rd32(p + 4, big) << 32) | rd32(p + 8, big)
-                caplen = rd32(p + 12, big)
-            else:
-                iface = rd16(p, big)
-                stamp = (<uint64_t>rd32(p + 4, big) << 32) | rd32(p + 8, big)
-                caplen = rd32(p + 12, big)
+            # the obsolete block has a 16-bit interface id (and a drop count) in the same 4 bytes
+            iface = rd32(p, big) if block_type == 6 else rd16(p, big)
+            stamp = (<uint64_t>rd32(p + 4, big) << 32) | rd32(p + 8, big)
+            caplen = rd32(p + 12, big)
             if iface >= len(linktypes) or caplen > n - 20:
                 raise CaptureError(f"corrupt packet block at byte {offset}: interface {iface}, "
                                    f"captured length {caplen}")

@@ -115,9 +115,10 @@ def test_both_directions_reassemble_byte_exact(backend, kernel_pcap):
             if len(stream) < rel - 1 + len(s.payload):
                 stream.extend(bytes(rel - 1 + len(s.payload) - len(stream)))
             stream[rel - 1:rel - 1 + len(s.payload)] = s.payload
+            start = 0                                   # ranges follow the payload in order
             for dsn, length in maps.resolve(rel, len(s.payload)):
-                start = (dsn - maps.resolve(rel, 1)[0][0]) & (2**64 - 1)
                 queues[direction].push(dsn, s.payload[start:start + length])
+                start += length
     up, down = queues["up"].read(), queues["down"].read()
     assert (len(up), hashlib.sha256(up).hexdigest()) == (kernel_pcap.upload_bytes,
                                                          kernel_pcap.upload_sha256)
