@@ -10,6 +10,7 @@ constructors: parsed values are in range by construction.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
+from mf_mptcp cimport dss_length
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
@@ -139,11 +140,7 @@ cdef object decode_mptcp(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
         if length < 4:
             raise option_error("DSS", "length", pos + 1, ">= 4 (a flags octet)", length)
         flags = p[3] & 0x1F
-        expected = 4
-        if flags & 0x01:
-            expected += 8 if flags & 0x02 else 4
-        if flags & 0x04:
-            expected += 14 if flags & 0x08 else 10
+        expected = dss_length(flags)
         if length == expected:
             has_csum = False
         elif flags & 0x04 and length == expected + 2:

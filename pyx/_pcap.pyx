@@ -15,6 +15,7 @@ from numpy cimport npy_bool as cnp_bool
 cnp.import_array()
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
+from mf_mptcp cimport dss_length
 from mptcp_fast._pure._pcap import Stats                      # one definition of the counters
 from mptcp_fast.errors import CaptureError
 
@@ -516,7 +517,7 @@ cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, uin
             subtypes[0] |= 1 << subtype
             if subtype == 2 and length >= 4 and dss_flags[0] == 0xFF:
                 f = p[pos + 3] & 0x1F
-                expected = 4 + ((8 if f & 2 else 4) if f & 1 else 0) + ((14 if f & 8 else 10) if f & 4 else 0)
+                expected = dss_length(f)
                 if length == expected or (f & 4 and length == expected + 2):
                     dss_flags[0] = f
                     o = pos + 4

@@ -65,6 +65,16 @@ def bind_types(api_module) -> None:
 # ------------------------------------------------------------------------------------------------
 # decoding
 
+def dss_length(flags: int) -> int:
+    """DSS option length without checksum for flags A a M m (RFC 8684 §3.3, Figure 9)."""
+    length = 4
+    if flags & 0x01:
+        length += 8 if flags & 0x02 else 4
+    if flags & 0x04:
+        length += 14 if flags & 0x08 else 10      # DSN, subflow seq 4, data-level length 2
+    return length
+
+
 def _decode_mptcp(d: bytes, pos: int, length: int):
     """One MPTCP option (kind 30) of ``length`` bytes at ``pos``; the TLV is already checked."""
     T = _T
@@ -77,11 +87,7 @@ def _decode_mptcp(d: bytes, pos: int, length: int):
         if length < 4:
             raise option_error("DSS", "length", pos + 1, ">= 4 (a flags octet)", length)
         flags = d[pos + 3] & 0x1F
-        expected = 4
-        if flags & 0x01:
-            expected += 8 if flags & 0x02 else 4
-        if flags & 0x04:
-            expected += 14 if flags & 0x08 else 10
+        expected = dss_length(flags)
         if length == expected:
             has_csum = False
         elif flags & 0x04 and length == expected + 2:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import CaptureError
+from ._options import dss_length
 
 # link-layer header types (tcpdump.org/linktypes.html)
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
@@ -327,7 +328,7 @@ def mptcp_columns(options: bytes):
             subtypes |= 1 << subtype
             if subtype == 2 and length >= 4 and dss[0] == 0xFF:
                 f = options[pos + 3] & 0x1F
-                expected = 4 + ((8 if f & 2 else 4) if f & 1 else 0) + ((14 if f & 8 else 10) if f & 4 else 0)
+                expected = dss_length(f)
                 if length == expected or (f & 4 and length == expected + 2):
                     o, ack, dsn, ssn, dll, csum = pos + 4, 0, 0, 0, 0, -1
                     if f & 1:
