@@ -10,6 +10,8 @@ from libc.stdlib cimport malloc, realloc, free
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
+from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
+                          ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData
 
 RELEASES_GIL = True
@@ -411,9 +413,6 @@ cdef class ReassemblyQueue:
 # ------------------------------------------------------------------------------------------------
 # mappings of one subflow (RFC 8684 §3.3.1)
 
-cdef enum:
-    MAX_PAYLOAD = 0xFFFF      # Data-Level Length is 16 bits: no mapping covers more bytes
-
 cdef object _Mapping = None   # mptcp_fast.dss.Mapping, set by bind_types()
 
 
@@ -422,129 +421,46 @@ def bind_types(mapping_class):
     _Mapping = mapping_class
 
 
-cdef struct MapEntry:
-    int64_t start             # first subflow byte (relative, expanded)
-    int64_t end               # one past the last subflow byte (the DATA_FIN has none)
-    uint64_t dsn
-    int64_t length            # the Data-Level Length
-    int64_t checksum          # -1 when the option had none
-    bint data_fin
-
-
 cdef int fill_entry(MapEntry* e, object mapping) except -1:
-    e.start = mapping.subflow_seq
-    e.length = mapping.length
-    e.dsn = mapping.dsn
-    e.data_fin = mapping.data_fin
-    e.checksum = -1 if mapping.checksum is None else mapping.checksum
-    e.end = e.start + (e.length - 1 if e.data_fin else e.length)
+    ms_entry(e, mapping.subflow_seq, mapping.dsn, mapping.length, mapping.data_fin,
+             -1 if mapping.checksum is None else mapping.checksum)
     return 0
-
-
-cdef inline uint64_t dsn_at(const MapEntry* e, int64_t subflow_seq) noexcept nogil:
-    return e.dsn + <uint64_t>(subflow_seq - e.start)
 
 
 cdef object as_mapping(const MapEntry* e):
     return _Mapping(e.dsn, e.start, e.length, e.data_fin, None if e.checksum < 0 else e.checksum)
 
 
-cdef int check_consistent(const MapEntry* old, const MapEntry* new, object new_obj) except -1:
-    """Overlapping mappings must put the same bytes at the same DSNs, and a repeat of the
-    same range must agree on the DATA_FIN."""
-    cdef int64_t lo = old.start if old.start > new.start else new.start
-    if dsn_at(old, lo) != dsn_at(new, lo) or (
-            old.start == new.start and old.end == new.end and old.length != new.length):
-        raise MappingConflict(f"{new_obj} contradicts {as_mapping(old)}")
-    return 0
-
-
 cdef class SubflowMappings:
-    """The mappings received on one subflow; see mptcp_fast.dss for the contract."""
-    cdef MapEntry* _maps
-    cdef Py_ssize_t _count, _capacity
-    cdef MapEntry _infinite_entry
+    """The mappings received on one subflow; see mptcp_fast.dss for the contract.
+    The rules live in mf_mapstore.pxd, shared with the capture analyzer."""
+    cdef MapStore _store
     cdef public object infinite
 
     def __cinit__(self):
-        self._capacity = 8
-        self._maps = <MapEntry*>malloc(self._capacity * sizeof(MapEntry))
-        if self._maps == NULL:
+        if ms_init(&self._store) < 0:
             raise MemoryError()
-        self._count = 0
         self.infinite = None
 
     def __dealloc__(self):
-        free(self._maps)
+        ms_free(&self._store)
 
     def __len__(self):
-        return self._count + (self.infinite is not None)
-
-    cdef Py_ssize_t _lower_bound(self, int64_t value):
-        """First index whose start is >= value."""
-        cdef Py_ssize_t lo = 0, hi = self._count, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if self._maps[mid].start < value:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return self._store.count + self._store.has_infinite
 
     def declare(self, mapping):
-        cdef MapEntry e
-        cdef Py_ssize_t i
-        cdef bint new = True
-        cdef MapEntry* grown
+        cdef MapEntry e, old
         fill_entry(&e, mapping)
-        if self.infinite is not None:
-            if e.start >= self._infinite_entry.start and (
-                    dsn_at(&e, e.start) != dsn_at(&self._infinite_entry, e.start)):
+        cdef int result = ms_declare(&self._store, &e, &old)
+        if result == MS_NO_MEMORY:
+            raise MemoryError()
+        if result == MS_CONFLICT:
+            if old.length == 0:
                 raise MappingConflict(f"{mapping} contradicts the infinite mapping {self.infinite}")
-            return False
-        if e.length == 0:                           # the infinite mapping (RFC 8684 §3.7)
-            i = self._lower_bound(e.start - MAX_PAYLOAD)
-            while i < self._count:
-                if self._maps[i].end > e.start:
-                    check_consistent(&self._maps[i], &e, mapping)
-                i += 1
-            self._infinite_entry = e
+            raise MappingConflict(f"{mapping} contradicts {as_mapping(&old)}")
+        if result == MS_NEW and e.length == 0:
             self.infinite = mapping
-            return True
-        if e.end == e.start:
-            return True                             # a standalone DATA_FIN maps no subflow byte
-        i = self._lower_bound(e.start - MAX_PAYLOAD)
-        while i < self._count and self._maps[i].start < e.end:
-            if self._maps[i].end > e.start:
-                check_consistent(&self._maps[i], &e, mapping)
-                if (self._maps[i].start == e.start and self._maps[i].dsn == e.dsn
-                        and self._maps[i].length == e.length
-                        and self._maps[i].data_fin == e.data_fin
-                        and self._maps[i].checksum == e.checksum):
-                    new = False
-            i += 1
-        if new:
-            if self._count == self._capacity:
-                grown = <MapEntry*>realloc(self._maps, 2 * self._capacity * sizeof(MapEntry))
-                if grown == NULL:
-                    raise MemoryError()
-                self._maps = grown
-                self._capacity *= 2
-            i = self._lower_bound(e.start)
-            memmove(self._maps + i + 1, self._maps + i, (self._count - i) * sizeof(MapEntry))
-            self._maps[i] = e
-            self._count += 1
-        return new
-
-    cdef const MapEntry* _covering(self, int64_t subflow_seq):
-        cdef Py_ssize_t i = self._lower_bound(subflow_seq + 1) - 1
-        while i >= 0 and self._maps[i].start > subflow_seq - MAX_PAYLOAD:
-            if subflow_seq < self._maps[i].end:
-                return &self._maps[i]
-            i -= 1
-        if self.infinite is not None and subflow_seq >= self._infinite_entry.start:
-            return &self._infinite_entry
-        return NULL
+        return result == MS_NEW
 
     def resolve(self, int64_t subflow_seq, int64_t length):
         cdef list out = []
@@ -552,11 +468,11 @@ cdef class SubflowMappings:
         cdef uint64_t dsn, last_dsn = 0, last_len = 0
         cdef const MapEntry* m
         while pos < end:
-            m = self._covering(pos)
+            m = ms_covering(&self._store, pos)
             if m == NULL:
                 raise UnmappedData(f"subflow bytes from {pos} have no mapping")
             stop = end if m.length == 0 else min(end, m.end)
-            dsn = dsn_at(m, pos)
+            dsn = ms_dsn_at(m, pos)
             if out and last_dsn + last_len == dsn:
                 last_len += <uint64_t>(stop - pos)
                 out[len(out) - 1] = (last_dsn, last_len)     # wraparound is off: no out[-1]
@@ -567,9 +483,4 @@ cdef class SubflowMappings:
         return out
 
     def release(self, int64_t upto):
-        cdef Py_ssize_t i, kept = 0
-        for i in range(self._count):
-            if self._maps[i].end > upto:
-                self._maps[kept] = self._maps[i]
-                kept += 1
-        self._count = kept
+        ms_release(&self._store, upto)
