@@ -62,7 +62,7 @@ class CaptureReader:
     def __iter__(self):
         return self._impl.iter_segments(self._file, self.stats, TcpSegment)
 
-    def columns(self, batch: int = 65536, payloads: bool = True):
+    def columns(self, batch: int = 65536, payloads: bool = True, payload_bytes: int = 1 << 24):
         """Decode the file into batches of numpy columns, in one compiled pass per batch.
 
         Each batch is a dict: ``number`` (int64), ``time`` (float64), ``interface``,
@@ -71,12 +71,16 @@ class CaptureReader:
         IP header says), ``captured_len``, ``truncated``, ``record_offset``; the TCP options
         as ``options_blob[options_start:options_start + options_len]`` and the payload as
         ``payload_blob[payload_start:payload_start + captured_len]`` (``payloads=False``
-        keeps no payload: payload_start is -1); and the MPTCP fields: ``mptcp_subtypes``
-        (bit i set when subtype i is present) and the first valid DSS: ``dss_flags``
+        keeps no payload: payload_start is -1; a batch ends early once it holds
+        ``payload_bytes`` of payload); and the MPTCP fields: ``mptcp_subtypes`` (bit i set
+        when subtype i is present), ``options_malformed`` (a broken TLV structure, a known TCP
+        option or a DSS with a length the codec rejects, an MPTCP option without its subtype
+        octet; other MPTCP subtypes are checked by the full parse only) and the first valid
+        DSS: ``dss_flags``
         (0xFF when none), ``data_ack``, ``dsn``, ``dss_ssn``, ``dss_len``, ``dss_checksum``
         (-1 when none). A cut or corrupt file yields the batch before the bad record, then
         raises CaptureError."""
-        return self._impl.iter_columns(self._file, self.stats, batch, payloads)
+        return self._impl.iter_columns(self._file, self.stats, batch, payloads, payload_bytes)
 
     def close(self) -> None:
         self._file.close()

@@ -93,9 +93,9 @@ def iter_segments(f, stats, make):
     return _records(f, stats, _MakeSink(make))
 
 
-def iter_columns(f, stats, Py_ssize_t batch, bint payloads):
+def iter_columns(f, stats, Py_ssize_t batch, bint payloads, Py_ssize_t payload_bytes=1 << 24):
     """Yield dicts of numpy columns, ``batch`` segments at most each (see mptcp_fast.capture)."""
-    cdef _ColumnSink sink = _ColumnSink(batch, payloads)
+    cdef _ColumnSink sink = _ColumnSink(batch, payloads, payload_bytes)
     try:
         for _ in _records(f, stats, sink):
             yield sink.flush()
@@ -411,11 +411,13 @@ cdef class _ColumnSink(_Sink):
     cdef uint16_t[::1] sport, dport, window, mptcp_subtypes, dss_len
     cdef uint64_t[::1] data_ack, dsn
     cdef int32_t_[::1] dss_checksum
-    cdef cnp_bool[::1] truncated
+    cdef cnp_bool[::1] truncated, options_malformed
+    cdef Py_ssize_t payload_bytes
 
-    def __cinit__(self, Py_ssize_t capacity, bint payloads):
+    def __cinit__(self, Py_ssize_t capacity, bint payloads, Py_ssize_t payload_bytes):
         self.capacity = max(capacity, 1)
         self.payloads = payloads
+        self.payload_bytes = payload_bytes
         self._fresh()
 
     cdef void _fresh(self):
@@ -432,6 +434,7 @@ cdef class _ColumnSink(_Sink):
             "truncated": np.empty(n, np.bool_), "record_offset": np.empty(n, np.int64),
             "options_start": np.empty(n, np.uint32), "options_len": np.empty(n, np.uint8),
             "payload_start": np.empty(n, np.int64), "mptcp_subtypes": np.empty(n, np.uint16),
+            "options_malformed": np.empty(n, np.bool_),
             "dss_flags": np.empty(n, np.uint8), "data_ack": np.empty(n, np.uint64),
             "dsn": np.empty(n, np.uint64), "dss_ssn": np.empty(n, np.uint32),
             "dss_len": np.empty(n, np.uint16), "dss_checksum": np.empty(n, np.int32),
@@ -444,6 +447,7 @@ cdef class _ColumnSink(_Sink):
         self.truncated, self.offset = c["truncated"], c["record_offset"]
         self.options_start, self.options_len = c["options_start"], c["options_len"]
         self.payload_start, self.mptcp_subtypes = c["payload_start"], c["mptcp_subtypes"]
+        self.options_malformed = c["options_malformed"]
         self.dss_flags, self.data_ack, self.dsn = c["dss_flags"], c["data_ack"], c["dsn"]
         self.dss_ssn, self.dss_len, self.dss_checksum = c["dss_ssn"], c["dss_len"], c["dss_checksum"]
         self.options_blob = bytearray()
@@ -473,11 +477,14 @@ cdef class _ColumnSink(_Sink):
         self.payload_start[i] = len(self.payload_blob) if self.payloads else -1
         if self.payloads:
             self.payload_blob += (<const char*>payload)[:captured]
-        _mptcp_columns(options, options_len, &self.mptcp_subtypes[i], &self.dss_flags[i],
+        _mptcp_columns(options, options_len, &self.mptcp_subtypes[i], &self.options_malformed[i],
+                       &self.dss_flags[i],
                        &self.data_ack[i], &self.dsn[i], &self.dss_ssn[i], &self.dss_len[i],
                        &self.dss_checksum[i])
         self.count += 1
-        return True if self.count == self.capacity else None
+        if self.count == self.capacity or len(self.payload_blob) >= self.payload_bytes:
+            return True
+        return None
 
     cdef object flush(self):
         out = {name: column[:self.count] for name, column in self.cols.items()}
@@ -487,14 +494,33 @@ cdef class _ColumnSink(_Sink):
         return out
 
 
-cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, uint8_t* dss_flags,
-                         uint64_t* data_ack, uint64_t* dsn, uint32_t* ssn, uint16_t* dll,
-                         int32_t_* csum) noexcept:
-    """Which MPTCP subtypes the options area holds (bit per subtype), and the first valid DSS
-    (dss_flags 0xFF when there is none; RFC 8684 §3.3 field order and lengths)."""
+cdef inline bint _bad_tcp_length(int kind, Py_ssize_t length) noexcept:
+    """A plain TCP option the codec knows, with a length it rejects (RFC 9293 §3.2, RFC 7323,
+    RFC 2018); the twin's _TCP_OPTION_LENGTHS."""
+    if kind == 2:
+        return length != 4
+    if kind == 3:
+        return length != 3
+    if kind == 4:
+        return length != 2
+    if kind == 5:
+        return not (length == 10 or length == 18 or length == 26 or length == 34)
+    if kind == 8:
+        return length != 10
+    return False
+
+
+cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, cnp_bool* malformed,
+                         uint8_t* dss_flags, uint64_t* data_ack, uint64_t* dsn, uint32_t* ssn,
+                         uint16_t* dll, int32_t_* csum) noexcept:
+    """Which MPTCP subtypes the options area holds (bit per subtype); whether its TLV structure,
+    a plain TCP option's length, an MPTCP subtype octet or a DSS length is malformed (other
+    MPTCP subtypes are left to the full parse); and the first valid DSS (dss_flags 0xFF when
+    there is none; RFC 8684 §3.3 field order and lengths)."""
     cdef Py_ssize_t pos = 0, length, o
     cdef int kind, subtype, f, expected
     subtypes[0] = 0
+    malformed[0] = False
     dss_flags[0] = 0xFF
     data_ack[0] = dsn[0] = 0
     ssn[0] = 0
@@ -508,17 +534,25 @@ cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, uin
             pos += 1
             continue
         if pos + 1 >= n:
+            malformed[0] = True
             return
         length = p[pos + 1]
         if length < 2 or pos + length > n:
+            malformed[0] = True
             return
-        if kind == 30 and length >= 3:
+        if _bad_tcp_length(kind, length):
+            malformed[0] = True
+        if kind == 30 and length < 3:
+            malformed[0] = True
+        elif kind == 30:
             subtype = p[pos + 2] >> 4
             subtypes[0] |= 1 << subtype
-            if subtype == 2 and length >= 4 and dss_flags[0] == 0xFF:
-                f = p[pos + 3] & 0x1F
+            if subtype == 2:
+                f = p[pos + 3] & 0x1F if length >= 4 else 0
                 expected = dss_length(f)
-                if length == expected or (f & 4 and length == expected + 2):
+                if length < 4 or not (length == expected or (f & 4 and length == expected + 2)):
+                    malformed[0] = True
+                elif dss_flags[0] == 0xFF:
                     dss_flags[0] = f
                     o = pos + 4
                     if f & 1:

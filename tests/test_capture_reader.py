@@ -223,6 +223,8 @@ def test_columns_equal_the_segments(backend):
     assert cols["dss_flags"][1] == 1 and cols["data_ack"][1] == 0x56788365   # the 8-byte DSS
     batches = list(capture.CaptureReader(io.BytesIO(raw)).columns(batch=2, payloads=False))
     assert [len(b["seq"]) for b in batches] == [2, 1] and batches[0]["payload_start"][0] == -1
+    batches = list(capture.CaptureReader(io.BytesIO(raw)).columns(batch=10, payload_bytes=5))
+    assert [len(b["seq"]) for b in batches] == [1, 2]          # 9 payload bytes fill the budget
 
 
 def test_columns_of_a_cut_file_come_before_the_error(backend):
@@ -232,3 +234,33 @@ def test_columns_of_a_cut_file_come_before_the_error(backend):
         for batch in capture.CaptureReader(io.BytesIO(raw)).columns(batch=100):
             got.append(len(batch["seq"]))
     assert got == [2]
+
+
+def _option_areas():
+    from strategies import any_option, mptcp_like_bytes
+    encoded = st.lists(any_option, max_size=4).map(lambda opts: b"".join(o.encode() for o in opts))
+    pieces = st.lists(st.one_of(encoded, mptcp_like_bytes, st.binary(max_size=12)), max_size=3)
+    return pieces.map(lambda p: b"".join(p)[:40]).map(lambda a: a + bytes(-len(a) % 4))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(area=_option_areas())
+def test_columns_flag_what_the_codec_calls_malformed(backend, area):
+    """The fast path of the analyzer trusts the columns for packets whose options are plain TCP
+    options and one DSS: there, the flag and the DSS fields must agree with the full parse."""
+    from mptcp_fast import options
+    (cols,) = list(capture.CaptureReader(io.BytesIO(pcap_file([tcp_packet(area)], 101))).columns())
+    parsed = options.parse_tcp_options(area, keep_malformed=True)
+    bad = [o for o in parsed if isinstance(o, options.MalformedOption)
+           and not (o.kind == 30 and len(o.data) >= 3 and o.data[1] == len(o.data)
+                    and o.data[2] >> 4 != 2)]        # other subtypes: the full parse decides
+    assert bool(cols["options_malformed"][0]) == bool(bad)
+    dss = [o for o in parsed if isinstance(o, options.Dss)]
+    if dss:
+        d = dss[0]
+        assert cols["dss_flags"][0] == d.flags and cols["data_ack"][0] == (d.data_ack or 0)
+        assert (cols["dsn"][0], cols["dss_ssn"][0], cols["dss_len"][0]) == (
+            (d.dsn or 0), (d.subflow_seq or 0), (d.data_len or 0))
+        assert cols["dss_checksum"][0] == (-1 if d.checksum is None else d.checksum)
+    else:
+        assert cols["dss_flags"][0] == 0xFF

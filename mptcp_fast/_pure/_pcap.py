@@ -300,16 +300,24 @@ _COLUMN_TYPES = {
     "sport": "uint16", "dport": "uint16", "seq": "uint32", "ack": "uint32", "flags": "uint8",
     "window": "uint16", "payload_len": "uint32", "captured_len": "uint32", "truncated": "bool",
     "record_offset": "int64", "options_start": "uint32", "options_len": "uint8",
-    "payload_start": "int64", "mptcp_subtypes": "uint16", "dss_flags": "uint8",
+    "payload_start": "int64", "mptcp_subtypes": "uint16", "options_malformed": "bool",
+    "dss_flags": "uint8",
     "data_ack": "uint64", "dsn": "uint64", "dss_ssn": "uint32", "dss_len": "uint16",
     "dss_checksum": "int32",
 }
 
 
+# Lengths the option codec accepts for the plain TCP options it knows (RFC 9293 §3.2, RFC 7323,
+# RFC 2018); anything else there is a MalformedOption to parse_tcp_options.
+_TCP_OPTION_LENGTHS = {2: (4,), 3: (3,), 4: (2,), 5: (10, 18, 26, 34), 8: (10,)}
+
+
 def mptcp_columns(options: bytes):
-    """(subtype bits, dss_flags or 0xFF, data_ack, dsn, ssn, dll, checksum or -1): which MPTCP
-    subtypes the area holds and the first valid DSS (RFC 8684 §3.3)."""
-    subtypes, dss = 0, (0xFF, 0, 0, 0, 0, -1)
+    """(subtype bits, malformed, dss_flags or 0xFF, data_ack, dsn, ssn, dll, checksum or -1):
+    which MPTCP subtypes the area holds, whether its TLV structure, a plain TCP option's length,
+    an MPTCP option's subtype octet or a DSS length is malformed (other MPTCP subtypes are left
+    to the full parse), and the first valid DSS (RFC 8684 §3.3)."""
+    subtypes, malformed, dss = 0, False, (0xFF, 0, 0, 0, 0, -1)
     pos, n = 0, len(options)
     while pos < n:
         kind = options[pos]
@@ -319,17 +327,25 @@ def mptcp_columns(options: bytes):
             pos += 1
             continue
         if pos + 1 >= n:
+            malformed = True
             break
         length = options[pos + 1]
         if length < 2 or pos + length > n:
+            malformed = True
             break
-        if kind == 30 and length >= 3:
+        if kind in _TCP_OPTION_LENGTHS and length not in _TCP_OPTION_LENGTHS[kind]:
+            malformed = True
+        if kind == 30 and length < 3:
+            malformed = True
+        elif kind == 30:
             subtype = options[pos + 2] >> 4
             subtypes |= 1 << subtype
-            if subtype == 2 and length >= 4 and dss[0] == 0xFF:
-                f = options[pos + 3] & 0x1F
+            if subtype == 2:
+                f = options[pos + 3] & 0x1F if length >= 4 else 0
                 expected = dss_length(f)
-                if length == expected or (f & 4 and length == expected + 2):
+                if length < 4 or not (length == expected or (f & 4 and length == expected + 2)):
+                    malformed = True
+                elif dss[0] == 0xFF:
                     o, ack, dsn, ssn, dll, csum = pos + 4, 0, 0, 0, 0, -1
                     if f & 1:
                         size = 8 if f & 2 else 4
@@ -344,10 +360,10 @@ def mptcp_columns(options: bytes):
                             csum = struct.unpack_from(">H", options, o + 6)[0]
                     dss = (f, ack, dsn, ssn, dll, csum)
         pos += length
-    return (subtypes, *dss)
+    return (subtypes, malformed, *dss)
 
 
-def iter_columns(f, stats: Stats, batch: int, payloads: bool):
+def iter_columns(f, stats: Stats, batch: int, payloads: bool, payload_bytes: int = 1 << 24):
     """Yield dicts of numpy columns, ``batch`` segments at most each (see mptcp_fast.capture)."""
     import numpy as np
 
@@ -380,7 +396,7 @@ def iter_columns(f, stats: Stats, batch: int, payloads: bool):
 
     try:
         for _ in iter_segments(f, stats, make):
-            if len(rows) == batch:
+            if len(rows) == batch or len(payload_blob) >= payload_bytes:
                 yield flush()
     except CaptureError:
         if rows:
