@@ -1,14 +1,20 @@
-"""MPTCP capture analysis (issue #5, first version): connections, subflows, HMAC verdicts,
-DSS checksums, and each direction's data-level byte stream rebuilt with the project's own
-mapping and reassembly modules.
+"""MPTCP capture analysis (issue #5): connections, subflows, HMAC verdicts, DSS checksums,
+fallback, events, and each direction's data-level byte stream rebuilt with the project's own
+mapping and reassembly rules.
 
     from mptcp_fast.analyze import analyze
-    report = analyze("trace.pcap")            # -> Report; report.to_dict() is JSON-ready
+    report = analyze("trace.pcap")            # a JSON-ready dict (schema in the README)
+
+The capture is decoded into numpy columns (mptcp_fast.capture); the per-packet work of data
+packets (subflow lookup, DSS mappings, coverage, reassembly, checksums) is the hot module
+_tracking (pyx/_tracking.pyx, _pure/_tracking.py). It hands back the packets that need more
+than that — handshakes, resets, MPTCP options other than the DSS, malformed options, infinite
+mappings, unknown MPTCP flows — and this module handles their options.
 
 Facts used: RFC 8684 §3.1 (keys -> tokens, IDSNs; first DSN = IDSN + 1; the MP_CAPABLE with
 data maps DSN IDSN+1 to subflow sequence 1), §3.2 (MP_JOIN: the SYN carries the receiver's
 token; SYN/ACK and third-ACK HMACs), §3.3 (DSS mappings, checksums, DATA_FIN), §3.4 (ADD_ADDR
-HMAC, REMOVE_ADDR), §3.3.8 (MP_PRIO), §3.5-3.7 (MP_FASTCLOSE, MP_TCPRST, MP_FAIL).
+HMAC, REMOVE_ADDR), §3.3.8 (MP_PRIO), §3.5-3.7 (MP_FASTCLOSE, MP_TCPRST, MP_FAIL, fallback).
 Memory follows the live connections: streams are hashed (or written with ``dump_dir``) as
 they are rebuilt, never kept whole.
 """
@@ -20,13 +26,16 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import capture, crypto, dss, options
-from .dss import Mapping
-from .errors import MappingConflict, MptcpError, UnmappedData
 
 VALID, INVALID, UNVERIFIABLE = "valid", "invalid", "cannot verify"
-PENDING_CHECKSUMS_MAX = 256         # mappings per subflow whose bytes are still being collected
-MAPPINGS_KEPT_BEHIND = 1 << 24      # subflow bytes of mappings kept behind the newest segment
+SYN, ACK = 0x02, 0x10
+BATCH_PACKETS = 16384               # packets decoded per column batch
+BATCH_PAYLOAD = 1 << 24             # ... or payload bytes, whichever fills first
+WINDOW = 1 << 26                    # reassembly window per stream (RFC 8684 §3.3.4 scale)
+DIRECTIONS = ("up", "down")         # up: from the client (who sent the SYN)
 
 
 def _endpoint(addr: bytes, port: int) -> str:
@@ -36,11 +45,10 @@ def _endpoint(addr: bytes, port: int) -> str:
 
 @dataclass
 class Direction:
-    """One direction of a connection's data-level stream."""
+    """One direction of a connection's data-level stream, as far as it was rebuilt."""
     queue: dss.ReassemblyQueue | None = None
     sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     delivered: int = 0
-    not_captured: int = 0                    # payload bytes cut by the snap length
     dump: object = None                      # an open file when dumping streams
 
     def drain(self) -> None:
@@ -55,6 +63,7 @@ class Direction:
 
 @dataclass
 class Subflow:
+    sid: int                                 # the tracker's subflow number
     client: tuple[bytes, int]                # who sent the SYN
     server: tuple[bytes, int]
     initial: bool                            # the MP_CAPABLE subflow
@@ -68,107 +77,180 @@ class Subflow:
     synack_hmac: bytes | None = None
     synack_verdict: str | None = None
     ack_verdict: str | None = None
-    payload: dict = field(default_factory=lambda: {"up": 0, "down": 0})
-    mappings: dict = field(default_factory=lambda: {"up": dss.SubflowMappings(),
-                                                    "down": dss.SubflowMappings()})
-    pending_checksums: dict = field(default_factory=dict)   # (direction, mapping) -> collected
-    unverified_checksums: int = 0
 
 
 @dataclass
 class Connection:
     number: int
+    streams_id: int                          # the tracker's up stream; down is streams_id + 1
     client_key: int | None = None
     server_key: int | None = None
     server_token: int | None = None          # what MP_JOINs name
     version: int = 1
     checksum: bool = False
+    fallback: str | None = None
     subflows: list = field(default_factory=list)
     add_addrs: list = field(default_factory=list)
     events: list = field(default_factory=list)
-    anomalies: list = field(default_factory=list)
-    checksum_failures: list = field(default_factory=list)   # packet numbers of each failed mapping
+    anomalies: list = field(default_factory=list)            # (packet, text)
+    checksum_failures: list = field(default_factory=list)    # packet numbers of each failed mapping
     streams: dict = field(default_factory=lambda: {"up": Direction(), "down": Direction()})
 
 
 class Analyzer:
-    """Feed TcpSegments in capture order; ``report()`` summarises what was seen."""
+    """Feed column batches (``CaptureReader.columns``) in capture order; ``report()``
+    summarises what was seen."""
 
     def __init__(self, dump_dir: str | None = None):
         self.dump_dir = dump_dir
+        self.tracker = _impl.Tracker(dss.verify_dss_checksum)
         self.connections: list[Connection] = []
-        self._subflows: dict[tuple, tuple[Connection, Subflow]] = {}
+        self._subflows: list = []            # tracker sid -> (Connection, Subflow) or None
         self._by_token: dict[int, Connection] = {}
         self.packets = 0
         self.mptcp_packets = 0
         self.malformed_options = 0
 
-    # -- segments
-    def feed(self, seg: capture.TcpSegment) -> None:
-        self.packets += 1
+    # -- batches
+    def feed_columns(self, cols: dict) -> None:
+        tracker = self.tracker
+        tracker.load(cols)
+        n = len(cols["number"])
+        self.packets += n
+        self.mptcp_packets += int(np.count_nonzero(cols["mptcp_subtypes"]))
+        i = tracker.run(0)
+        while i < n:
+            self._packet(cols, i)
+            i = tracker.run(i + 1)
+        self._take_tracker_events()
+
+    def connection_of(self, src: bytes, sport: int, dst: bytes, dport: int) -> int | None:
+        """The number of the connection a 4-tuple belongs to (its latest use), if any."""
+        found = self.tracker.lookup(src, sport, dst, dport)
+        entry = None if found is None else self._subflows[found[0]]
+        return None if entry is None else entry[0].number
+
+    def _take_tracker_events(self) -> None:
+        for number, sid, text, packets in self.tracker.events:
+            conn = self._subflows[sid][0]
+            conn.anomalies.append((number, text))
+            if packets is not None:
+                conn.checksum_failures.append(list(packets))
+        del self.tracker.events[:]
+
+    # -- packets the tracker hands back
+    @staticmethod
+    def _segment(cols, i) -> capture.TcpSegment:
+        width = 4 if cols["family"][i] == 4 else 16
+        o, ol = int(cols["options_start"][i]), int(cols["options_len"][i])
+        p, pl = int(cols["payload_start"][i]), int(cols["captured_len"][i])
+        return capture.TcpSegment(
+            int(cols["number"][i]), float(cols["time"][i]), int(cols["interface"][i]),
+            bytes(cols["src"][i][:width]), bytes(cols["dst"][i][:width]),
+            int(cols["sport"][i]), int(cols["dport"][i]), int(cols["seq"][i]), int(cols["ack"][i]),
+            int(cols["flags"][i]), int(cols["window"][i]), cols["options_blob"][o:o + ol],
+            cols["payload_blob"][p:p + pl] if p >= 0 else b"", int(cols["payload_len"][i]),
+            bool(cols["truncated"][i]), int(cols["record_offset"][i]))
+
+    def _packet(self, cols, i) -> None:
+        seg = self._segment(cols, i)
         opts = options.parse_tcp_options(seg.options, keep_malformed=True)
-        mptcp = [o for o in opts if o.kind == options.TCPOPT_MPTCP]
         self.malformed_options += sum(isinstance(o, options.MalformedOption) for o in opts)
-        if mptcp:
-            self.mptcp_packets += 1
-        key = self._flow_key(seg)
-        known = self._subflows.get(key)
-        if known is None:
-            known = self._new_subflow(seg, key, mptcp)
-            if known is None:
+        mptcp = [o for o in opts if o.kind == options.TCPOPT_MPTCP
+                 and not isinstance(o, options.MalformedOption)]
+        found = self.tracker.lookup(seg.src, seg.sport, seg.dst, seg.dport)
+        if found is not None and seg.flags & (SYN | ACK) == SYN:
+            entry = self._subflows[found[0]]        # a new SYN on a known 4-tuple: reuse?
+            if entry is None or entry[1].isn.get("up", seg.seq) != seg.seq:
+                found = None
+        if found is None:
+            found = self._new_subflow(seg, mptcp)
+            if found is None:
                 return
-        conn, sub = known
-        direction = "up" if (seg.src, seg.sport) == sub.client else "down"
-        if seg.flags & 0x02:
-            sub.isn[direction] = seg.seq
+        entry = self._subflows[found[0]]
+        if entry is None:
+            return                                  # plain TCP, or MPTCP we cannot place
+        conn, sub = entry
+        sid, direction = found
+        name = DIRECTIONS[direction]
+        if seg.flags & SYN:
+            sub.isn[name] = seg.seq
+            self.tracker.set_isn(sid, direction, seg.seq)
+            if seg.flags & ACK and sub.initial and name == "down" and not any(
+                    isinstance(o, options.MpCapable) for o in mptcp):
+                self._fall_back(seg, conn, sub, "the SYN/ACK carries no MP_CAPABLE", plain=True)
         for opt in mptcp:
             self._option(seg, conn, sub, direction, opt)
-        if seg.payload_len and direction in sub.isn:
-            self._payload(seg, conn, sub, direction)
+        if (seg.payload_len and sub.initial and not seg.flags & SYN and conn.fallback is None
+                and not any(isinstance(o, (options.Dss, options.MpCapable)) for o in mptcp)
+                and not self.tracker.probed(sid, direction)):
+            self._fall_back(seg, conn, sub, "data without a DSS mapping")
+        self.tracker.packet(i, sid, direction)
 
-    @staticmethod
-    def _flow_key(seg):
-        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
-        return (a, b) if a <= b else (b, a)
-
-    def _new_subflow(self, seg, key, mptcp):
-        syn = seg.flags & 0x12 == 0x02
-        client, server = ((seg.src, seg.sport), (seg.dst, seg.dport)) if syn or not seg.flags & 0x02 \
+    def _new_subflow(self, seg, mptcp):
+        syn = seg.flags & (SYN | ACK) == SYN
+        client, server = ((seg.src, seg.sport), (seg.dst, seg.dport)) if syn or not seg.flags & SYN \
             else ((seg.dst, seg.dport), (seg.src, seg.sport))
         for opt in mptcp:
             if isinstance(opt, options.MpCapable):
-                conn = Connection(len(self.connections) + 1, version=1 if opt.version else 0)
+                conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
+                                  version=1 if opt.version else 0)
                 self.connections.append(conn)
-                return self._attach(conn, key, Subflow(client, server, True, seg.number))
+                return self._attach(conn, seg, client, server, True)
             if isinstance(opt, options.MpJoinSyn):
                 conn = self._by_token.get(opt.token)
                 if conn is None:                    # handshake not captured: group by token
-                    conn = Connection(len(self.connections) + 1, server_token=opt.token)
-                    conn.anomalies.append(f"packet {seg.number}: MP_JOIN for token "
-                                          f"0x{opt.token:08x} whose MP_CAPABLE is not in the capture")
+                    conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
+                                      server_token=opt.token)
+                    conn.anomalies.append((seg.number, f"MP_JOIN for token 0x{opt.token:08x} "
+                                                       "whose MP_CAPABLE is not in the capture"))
                     self.connections.append(conn)
                     self._by_token[opt.token] = conn
-                return self._attach(conn, key, Subflow(client, server, False, seg.number))
-        return None                                  # plain TCP: not ours to analyse
+                return self._attach(conn, seg, client, server, False)
+        if not mptcp:
+            return None                              # plain TCP: the tracker skips it anyway
+        # MPTCP options on a flow whose handshake is not in the capture: known, not analysed
+        sid = self.tracker.add_subflow(*client, *server, -1, -1)
+        self._subflows.append(None)
+        return sid, 0 if (seg.src, seg.sport) == client else 1
 
-    def _attach(self, conn, key, sub):
+    def _attach(self, conn, seg, client, server, initial):
+        sid = self.tracker.add_subflow(*client, *server, conn.streams_id, conn.streams_id + 1)
+        sub = Subflow(sid, client, server, initial, seg.number)
         conn.subflows.append(sub)
-        self._subflows[key] = (conn, sub)
-        return conn, sub
+        self._subflows.append((conn, sub))
+        return sid, 0 if (seg.src, seg.sport) == client else 1
+
+    def _fall_back(self, seg, conn, sub, why, plain=False):
+        """RFC 8684 §3.7: the connection goes on as plain TCP on this subflow. Its bytes are
+        rebuilt through an infinite mapping from subflow byte 1: at IDSN + 1 when the keys are
+        known, else (``plain``: no MPTCP at all) as TCP streams starting at 1."""
+        conn.fallback = f"packet {seg.number}: {why}"
+        conn.events.append((seg.number, f"fallback to TCP: {why}"))
+        for direction, name in enumerate(DIRECTIONS):
+            if self.tracker.probed(sub.sid, direction):
+                continue                             # this direction already had its mappings
+            key = conn.client_key if name == "up" else conn.server_key
+            if plain and conn.streams[name].queue is None:
+                self._start_stream(conn, name, 1)
+            start = 1 if key is None else (crypto.key_idsn(key, conn.version) + 1)
+            self.tracker.declare(seg.number, sub.sid, direction, start, 1, 0, False, None, True)
 
     # -- options
     def _option(self, seg, conn, sub, direction, opt):
-        n = seg.number
+        n, name = seg.number, DIRECTIONS[direction]
         if isinstance(opt, options.MpCapable):
-            conn.checksum = conn.checksum or opt.checksum_required
+            if opt.checksum_required and not conn.checksum:
+                conn.checksum = True
+                self.tracker.set_checksums(conn.streams_id, True)
+                self.tracker.set_checksums(conn.streams_id + 1, True)
             if opt.receiver_key is not None:         # third ACK (v1) or v0: both keys
                 self._keys(conn, opt.sender_key, opt.receiver_key)
                 if opt.data_len is not None:         # MP_CAPABLE with data: DSN IDSN+1 at SSN 1
                     idsn = crypto.key_idsn(opt.sender_key, conn.version)
-                    self._declare(seg, conn, sub, direction,
-                                  Mapping((idsn + 1) & (2**64 - 1), 1, opt.data_len,
-                                          checksum=opt.checksum))
-            elif opt.sender_key is not None and direction == "down":
+                    self.tracker.declare(n, sub.sid, direction, idsn + 1, 1, opt.data_len, False,
+                                         opt.checksum, seg.truncated)
+            elif opt.sender_key is not None and name == "down":
                 conn.server_key = opt.sender_key
         elif isinstance(opt, options.MpJoinSyn):
             sub.token, sub.backup = opt.token, opt.backup
@@ -178,29 +260,26 @@ class Analyzer:
             sub.synack_hmac = opt.hmac
             sub.synack_verdict = self._verify_synack(conn, sub)
             if sub.synack_verdict == INVALID:
-                conn.anomalies.append(f"packet {n}: MP_JOIN SYN/ACK HMAC invalid")
+                conn.anomalies.append((n, "MP_JOIN SYN/ACK HMAC invalid"))
         elif isinstance(opt, options.MpJoinAck):
             sub.ack_verdict = self._verify_ack(conn, sub, opt.hmac)
             if sub.ack_verdict == INVALID:
-                conn.anomalies.append(f"packet {n}: MP_JOIN third-ACK HMAC invalid")
+                conn.anomalies.append((n, "MP_JOIN third-ACK HMAC invalid"))
         elif isinstance(opt, options.Dss):
-            if opt.dsn is not None and opt.data_len == 0:
+            if opt.is_infinite_mapping:              # the tracker declares it (RFC 8684 §3.7)
                 conn.events.append((n, "infinite mapping (fallback)"))
-            elif opt.dsn is not None:
-                dsn = opt.dsn if opt.dsn64 else self._expand(conn, direction, opt.dsn)
-                self._declare(seg, conn, sub, direction,
-                              Mapping(dsn, opt.subflow_seq, opt.data_len, opt.data_fin, opt.checksum))
+                conn.fallback = conn.fallback or f"packet {n}: infinite mapping"
         elif isinstance(opt, (options.AddAddr, options.AddAddr2)) and opt.hmac is not None:
             verdict = UNVERIFIABLE
             if conn.client_key is not None and conn.server_key is not None:
-                sender = conn.client_key if direction == "up" else conn.server_key
-                receiver = conn.server_key if direction == "up" else conn.client_key
+                sender = conn.client_key if name == "up" else conn.server_key
+                receiver = conn.server_key if name == "up" else conn.client_key
                 verdict = VALID if crypto.verify_add_addr(opt, sender, receiver) else INVALID
-            conn.add_addrs.append({"packet": n, "from": "client" if direction == "up" else "server",
+            conn.add_addrs.append({"packet": n, "from": "client" if name == "up" else "server",
                                    "address_id": opt.address_id, "address": str(opt.address),
                                    "port": opt.port, "hmac": verdict})
             if verdict == INVALID:
-                conn.anomalies.append(f"packet {n}: ADD_ADDR HMAC invalid")
+                conn.anomalies.append((n, "ADD_ADDR HMAC invalid"))
         elif isinstance(opt, options.RemoveAddr):
             conn.events.append((n, f"REMOVE_ADDR ids {list(opt.address_ids)}"))
         elif isinstance(opt, options.MpPrio):
@@ -220,11 +299,16 @@ class Analyzer:
         conn.server_token = crypto.key_token(server_key, conn.version)
         self._by_token[conn.server_token] = conn
         for name, key in (("up", client_key), ("down", server_key)):
-            idsn = crypto.key_idsn(key, conn.version)
-            conn.streams[name].queue = dss.ReassemblyQueue((idsn + 1) & (2**64 - 1), window=1 << 26)
-            if self.dump_dir is not None:
-                path = os.path.join(self.dump_dir, f"connection{conn.number}-{name}.bin")
-                conn.streams[name].dump = open(path, "wb")
+            self._start_stream(conn, name, crypto.key_idsn(key, conn.version) + 1)
+
+    def _start_stream(self, conn, name, first_dsn):
+        stream = conn.streams[name]
+        stream.queue = dss.ReassemblyQueue(first_dsn & (2**64 - 1), window=WINDOW)
+        if self.dump_dir is not None:
+            path = os.path.join(self.dump_dir, f"connection{conn.number}-{name}.bin")
+            stream.dump = open(path, "wb")
+        self.tracker.start_stream(conn.streams_id + DIRECTIONS.index(name), first_dsn,
+                                  stream.queue, stream.drain)
 
     def _context(self, conn, local_is_server: bool):
         if conn.client_key is None or conn.server_key is None:
@@ -246,126 +330,66 @@ class Analyzer:
             return UNVERIFIABLE
         return VALID if ctx.verify_ack(hmac160, sub.nonces["server"], sub.nonces["client"]) else INVALID
 
-    @staticmethod
-    def _expand(conn, direction, dsn32):
-        queue = conn.streams[direction].queue
-        reference = queue.data_ack if queue is not None else dsn32
-        return dss.expand_seq(reference, dsn32)
-
-    def _declare(self, seg, conn, sub, direction, mapping):
-        try:
-            sub.mappings[direction].declare(mapping)
-        except MappingConflict as exc:
-            conn.anomalies.append(f"packet {seg.number}: {exc}")
-            return
-        if mapping.data_fin and conn.streams[direction].queue is not None:
-            try:
-                conn.streams[direction].queue.data_fin(mapping.data_fin_dsn)
-            except MptcpError as exc:
-                conn.anomalies.append(f"packet {seg.number}: {exc}")
-        if (conn.checksum and mapping.checksum is not None and mapping.payload_length
-                and not seg.truncated):              # headers-only captures cannot be checked
-            pending = sub.pending_checksums
-            if (direction, mapping) not in pending:
-                if len(pending) >= PENDING_CHECKSUMS_MAX:    # bytes that never all arrived
-                    del pending[next(iter(pending))]
-                    sub.unverified_checksums += 1
-                pending[(direction, mapping)] = (set(), bytearray(mapping.payload_length),
-                                                 bytearray(mapping.payload_length))
-
-    # -- payload
-    def _payload(self, seg, conn, sub, direction):
-        sub.payload[direction] += seg.payload_len
-        stream = conn.streams[direction]
-        if seg.truncated:
-            stream.not_captured += seg.payload_len   # headers only: accounted, not rebuilt
-            return
-        if stream.queue is None:
-            return                                   # keys unknown
-        # relative subflow sequence: the SYN takes ISN, the first payload byte is 1 (RFC 8684 §3.3.1)
-        rel = (seg.seq - sub.isn[direction] + (1 if seg.flags & 0x02 else 0)) & 0xFFFFFFFF
-        try:
-            ranges = sub.mappings[direction].resolve(rel, len(seg.payload))
-        except UnmappedData as exc:
-            conn.anomalies.append(f"packet {seg.number}: {exc}")
-            return
-        pos = 0
-        for dsn, length in ranges:
-            stream.queue.push(dsn, seg.payload[pos:pos + length])
-            pos += length
-        stream.drain()
-        if sub.pending_checksums:
-            self._checksums(seg, conn, sub, direction, rel)
-        if not seg.number & 1023:                    # memory follows the window, not the file
-            sub.mappings[direction].release(rel - MAPPINGS_KEPT_BEHIND)
-
-    def _checksums(self, seg, conn, sub, direction, rel):
-        """Collect each checksummed mapping's bytes; verify once it is complete (RFC 8684 §3.3.1)."""
-        for (d, mapping), (packets, data, seen) in list(sub.pending_checksums.items()):
-            if d != direction:
-                continue
-            lo = max(rel, mapping.subflow_seq)
-            hi = min(rel + len(seg.payload), mapping.subflow_seq + mapping.payload_length)
-            if lo >= hi:
-                continue
-            start = lo - mapping.subflow_seq
-            data[start:start + hi - lo] = seg.payload[lo - rel:hi - rel]
-            seen[start:start + hi - lo] = b"\x01" * (hi - lo)
-            packets.add(seg.number)
-            if seen.find(0) < 0:                     # every byte of the mapping was captured
-                if not dss.verify_dss_checksum(mapping.dsn, mapping.subflow_seq, mapping.length,
-                                               bytes(data), mapping.checksum):
-                    conn.checksum_failures.append(sorted(packets))
-                    conn.anomalies.append(f"packet {seg.number}: DSS checksum failure for the "
-                                          f"mapping at DSN {mapping.dsn} carried by packets "
-                                          f"{', '.join(map(str, sorted(packets)))}")
-                del sub.pending_checksums[(d, mapping)]
-
     # -- output
     def report(self) -> dict:
+        self._take_tracker_events()
         out = {"packets": self.packets, "mptcp_packets": self.mptcp_packets,
                "malformed_options": self.malformed_options, "connections": []}
         for conn in self.connections:
-            for stream in conn.streams.values():
-                stream.drain()
-                if stream.dump is not None:
-                    stream.dump.close()
-                    stream.dump = None
-            total = {d: sum(s.payload[d] for s in conn.subflows) or 1 for d in ("up", "down")}
-            out["connections"].append({
-                "connection": conn.number, "version": conn.version, "checksums": conn.checksum,
-                "client_key": _hex(conn.client_key), "server_key": _hex(conn.server_key),
-                "client_token": _hex(crypto.key_token(conn.client_key, conn.version), 8)
-                if conn.client_key is not None else None,
-                "server_token": _hex(conn.server_token, 8),
-                "subflows": [{
-                    "client": _endpoint(*s.client), "server": _endpoint(*s.server),
-                    "initial": s.initial, "first_packet": s.first_packet, "backup": s.backup,
-                    "client_address_id": 0 if s.initial else s.client_address_id,
-                    "server_address_id": 0 if s.initial else s.server_address_id,
-                    "bytes": dict(s.payload),
-                    "share": {d: round(s.payload[d] / total[d], 4) for d in ("up", "down")},
-                    "join_synack_hmac": s.synack_verdict, "join_ack_hmac": s.ack_verdict,
-                    "unverified_checksums": s.unverified_checksums + len(s.pending_checksums),
-                } for s in conn.subflows],
-                "add_addr": conn.add_addrs,
-                "streams": {d: self._stream_dict(conn.streams[d]) for d in ("up", "down")},
-                "events": [{"packet": n, "event": text} for n, text in conn.events],
-                "checksum_failures": conn.checksum_failures,
-                "anomalies": conn.anomalies,
-            })
+            out["connections"].append(self._connection_dict(conn))
         return out
 
-    @staticmethod
-    def _stream_dict(stream: Direction) -> dict:
+    def _connection_dict(self, conn) -> dict:
+        for stream in conn.streams.values():
+            stream.drain()
+            if stream.dump is not None:
+                stream.dump.close()
+                stream.dump = None
+        counters = {s.sid: self.tracker.subflow_counters(s.sid) for s in conn.subflows}
+        total = {d: sum(counters[s.sid][k][0] for s in conn.subflows) or 1
+                 for k, d in enumerate(DIRECTIONS)}
+        return {
+            "connection": conn.number, "version": conn.version, "checksums": conn.checksum,
+            "client_key": _hex(conn.client_key), "server_key": _hex(conn.server_key),
+            "client_token": _hex(crypto.key_token(conn.client_key, conn.version), 8)
+            if conn.client_key is not None else None,
+            "server_token": _hex(conn.server_token, 8),
+            "fallback": conn.fallback,
+            "subflows": [{
+                "client": _endpoint(*s.client), "server": _endpoint(*s.server),
+                "initial": s.initial, "first_packet": s.first_packet, "backup": s.backup,
+                "client_address_id": 0 if s.initial else s.client_address_id,
+                "server_address_id": 0 if s.initial else s.server_address_id,
+                "bytes": {d: counters[s.sid][k][0] for k, d in enumerate(DIRECTIONS)},
+                "share": {d: round(counters[s.sid][k][0] / total[d], 4)
+                          for k, d in enumerate(DIRECTIONS)},
+                "reinjected_bytes": {d: counters[s.sid][k][1] for k, d in enumerate(DIRECTIONS)},
+                "join_synack_hmac": s.synack_verdict, "join_ack_hmac": s.ack_verdict,
+                "unverified_checksums": sum(counters[s.sid][k][2] for k in range(2)),
+            } for s in conn.subflows],
+            "add_addr": conn.add_addrs,
+            "streams": {d: self._stream_dict(conn, k, d) for k, d in enumerate(DIRECTIONS)},
+            "events": [{"packet": n, "event": text} for n, text in sorted(conn.events)],
+            "checksum_failures": conn.checksum_failures,
+            "anomalies": [f"packet {n}: {text}" for n, text in sorted(conn.anomalies)],
+        }
+
+    def _stream_dict(self, conn, k, name) -> dict:
+        """``bytes``/``sha256``: what was rebuilt from captured payload (keys known);
+        ``data_bytes``: distinct data-level bytes seen, payload captured or not."""
+        stream = conn.streams[name]
+        c = self.tracker.stream_counters(conn.streams_id + k)
         q = stream.queue
-        if q is None:
-            return {"bytes": 0, "sha256": None, "complete": False,
-                    "not_captured_bytes": stream.not_captured}
-        return {"bytes": stream.delivered, "sha256": stream.sha256.hexdigest(), "complete": q.eof,
-                "not_captured_bytes": stream.not_captured,
-                "out_of_order_bytes": q.out_of_order_bytes, "duplicate_bytes": q.duplicate_bytes,
-                "conflict_bytes": q.conflict_bytes}
+        rebuilt = q is not None and not c["not_captured_bytes"]
+        return {
+            "bytes": stream.delivered, "sha256": stream.sha256.hexdigest() if q is not None else None,
+            "complete": q.eof if rebuilt else c["all_seen"],
+            "data_bytes": c["data_bytes"], "not_captured_bytes": c["not_captured_bytes"],
+            "out_of_order_bytes": c["out_of_order_bytes"], "duplicate_bytes": c["duplicate_bytes"],
+            "reinjected_bytes": c["reinjected_bytes"],
+            "conflict_bytes": q.conflict_bytes if q is not None else 0,
+            "data_fin": c["data_fin"], "data_acked": c["data_acked"],
+        }
 
 
 def _hex(value, width=16):
@@ -375,15 +399,28 @@ def _hex(value, width=16):
 def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
     """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
     before the damage were analysed (the partial report is on the exception as ``report``).
-    ``progress(byte_offset)`` is called every 4096 packets when given."""
+    ``progress(byte_offset)`` is called after every batch when given."""
     analyzer = Analyzer(dump_dir)
     with capture.open_capture(path) as reader:
         try:
-            for seg in reader:
-                analyzer.feed(seg)
-                if progress is not None and not seg.number & 4095:
-                    progress(seg.offset)
+            for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):
+                analyzer.feed_columns(cols)
+                if progress is not None:
+                    progress(int(cols["record_offset"][-1]))
         except capture.CaptureError as exc:
             exc.report = analyzer.report()
             raise
     return analyzer.report()
+
+
+_impl = None
+
+
+def _bind(impl) -> None:
+    global _impl
+    _impl = impl
+
+
+from . import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_tracking", _bind)

@@ -79,13 +79,14 @@ def test_analyze_table_and_missing_file(capsys):
 
 
 def test_progress_callback_and_silence_off_a_terminal(tmp_path):
-    from mptcp_fast.analyze import analyze
+    from mptcp_fast.analyze import BATCH_PACKETS, analyze
     from pcapwriter import tcp_packet, write_pcap
     path = tmp_path / "many.pcap"
-    write_pcap(path, [tcp_packet(b"", sport=1000 + i % 50) for i in range(9000)])
+    count = 2 * BATCH_PACKETS + 7
+    write_pcap(path, [tcp_packet(b"", sport=1000 + i % 50) for i in range(count)])
     seen = []
     report = analyze(path, progress=seen.append)
-    assert report["packets"] == 9000 and report["connections"] == []   # plain TCP only
-    assert len(seen) == 2 and 0 < seen[0] < seen[1] < path.stat().st_size
+    assert report["packets"] == count and report["connections"] == []   # plain TCP only
+    assert len(seen) == 3 and 0 < seen[0] < seen[1] < seen[2] < path.stat().st_size
     proc = run_cli("analyze")             # stderr is a pipe here: no progress bar at all
     assert proc.returncode == 0 and proc.stderr == ""
