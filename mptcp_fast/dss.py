@@ -221,7 +221,8 @@ def _bind(impl) -> None:
 
     ``SubflowMappings()``: the mappings received on one subflow. ``declare(Mapping)``
     records one (False if it only repeated what was known: retransmissions, TSO
-    splits); a mapping that contradicts an earlier one raises MappingConflict.
+    splits); a mapping that puts the same bytes at other DSNs raises MappingConflict
+    (sending a mapping again with a DATA_FIN added, as Linux does, is not a contradiction).
     ``resolve(subflow_seq, length) -> [(dsn, length), ...]`` (UnmappedData where no
     mapping covers a byte); ``release(upto)`` forgets mappings that end at or before
     ``upto``, so memory follows the receive window; ``infinite`` is the infinite

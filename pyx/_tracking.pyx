@@ -429,6 +429,7 @@ cdef class Tracker:
         cdef MapEntry e, old
         cdef int result
         cdef int64_t payload_length = length - 1 if data_fin else length
+        cdef uint64_t fin
         ms_entry(&e, start, dsn, length, data_fin, checksum)
         result = ms_declare(&side.maps, &e, &old)
         if result == MS_NO_MEMORY:
@@ -440,7 +441,12 @@ cdef class Tracker:
         if not st.ref_known or <int64_t>(dsn - st.dsn_ref) >= 0:
             st.dsn_ref, st.ref_known = dsn, True
         if data_fin:
-            st.data_fin, st.fin_known = dsn + <uint64_t>(length - 1), True
+            fin = dsn + <uint64_t>(length - 1)
+            if st.fin_known and fin != st.data_fin:
+                self.events.append((number, sid, f"DATA_FIN moved from DSN {st.data_fin} to {fin}",
+                                    None))
+                return 0
+            st.data_fin, st.fin_known = fin, True
             if st.queue is not None:
                 try:
                     st.queue.data_fin(st.data_fin)

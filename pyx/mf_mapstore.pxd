@@ -2,7 +2,7 @@
 # _dss.pyx (SubflowMappings) and _tracking.pyx (the capture analyzer's fast path).
 # Entries are sorted by start; subflow sequence numbers are relative and already expanded
 # to 64 bits by the caller. One rule for both users: overlapping mappings must put the same
-# bytes at the same DSNs, a repeat of the same range must agree on the DATA_FIN, and once an
+# bytes at the same DSNs (with or without a DATA_FIN riding on them), and once an
 # infinite mapping (Data-Level Length 0, RFC 8684 §3.7) is in force it decides everything after.
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
@@ -75,9 +75,10 @@ cdef inline Py_ssize_t ms_lower_bound(const MapStore* s, int64_t value) noexcept
 
 
 cdef inline bint ms_consistent(const MapEntry* old, const MapEntry* new) noexcept nogil:
+    """Same DSNs for the bytes both cover. A repeat that adds or drops a DATA_FIN is
+    consistent: Linux compares mappings without the DATA_FIN's +1 (KERNEL.md §2)."""
     cdef int64_t lo = old.start if old.start > new.start else new.start
-    return ms_dsn_at(old, lo) == ms_dsn_at(new, lo) and not (
-        old.start == new.start and old.end == new.end and old.length != new.length)
+    return ms_dsn_at(old, lo) == ms_dsn_at(new, lo)
 
 
 cdef inline int ms_declare(MapStore* s, const MapEntry* e, MapEntry* conflict) noexcept nogil:

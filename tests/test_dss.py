@@ -136,8 +136,12 @@ class TestSubflowMappings:
         maps.declare(Mapping(1000, 1, 100))
         with pytest.raises(MappingConflict):
             maps.declare(Mapping(2000, 50, 10))              # same bytes, other DSNs
+        # the same bytes, now carrying the DATA_FIN (Linux sends the last mapping again with
+        # data_len + 1 when the application closes): consistent, and the DATA_FIN is at 1100
+        assert maps.declare(Mapping(1000, 1, 101, data_fin=True))
+        assert maps.resolve(1, 100) == [(1000, 100)]
         with pytest.raises(MappingConflict):
-            maps.declare(Mapping(1000, 1, 101, data_fin=True))  # the same bytes, now a DATA_FIN
+            maps.declare(Mapping(1001, 1, 101, data_fin=True))  # a DATA_FIN with other DSNs
 
     def test_infinite_mapping(self, backend):
         maps = dss.SubflowMappings()

@@ -313,3 +313,14 @@ def test_headers_only_capture_is_accounted_not_rebuilt(backend, kernel_pcap, tmp
     up = conn["streams"]["up"]
     assert up["bytes"] == 0 and up["not_captured_bytes"] >= kernel_pcap.upload_bytes - 2000
     assert sum(s["bytes"]["up"] for s in conn["subflows"]) >= kernel_pcap.upload_bytes
+    # every data-level byte was still seen in the headers, up to the DATA_FIN
+    assert up["data_bytes"] == kernel_pcap.upload_bytes and up["complete"]
+    assert conn["streams"]["down"]["data_bytes"] == kernel_pcap.download_bytes
+
+
+def test_backends_give_the_same_report(on_both, kernel_pcap):
+    compiled, pure = on_both(lambda: analyze_module.analyze(kernel_pcap.path))
+    assert compiled == pure
+    (conn,) = compiled["connections"]
+    assert conn["anomalies"] == [] and conn["fallback"] is None
+    assert conn["streams"]["up"]["data_bytes"] == kernel_pcap.upload_bytes

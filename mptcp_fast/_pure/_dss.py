@@ -297,12 +297,11 @@ def _dsn_at(m, subflow_seq: int) -> int:
 
 
 def _check_consistent(old, new) -> None:
-    """Overlapping mappings must put the same bytes at the same DSNs, and a repeat of the
-    same range must agree on the DATA_FIN."""
+    """Overlapping mappings must put the same bytes at the same DSNs. A repeat that adds or
+    drops a DATA_FIN is consistent: Linux compares mappings without the DATA_FIN's +1
+    (KERNEL.md §2: "If DATA_FIN rides on the last data mapping, data_len++")."""
     lo = max(old.subflow_seq, new.subflow_seq)
-    if _dsn_at(old, lo) != _dsn_at(new, lo) or (
-            old.subflow_seq == new.subflow_seq and _payload(old) == _payload(new)
-            and old.length != new.length):
+    if _dsn_at(old, lo) != _dsn_at(new, lo):
         raise MappingConflict(f"{new} contradicts {old}")
 
 

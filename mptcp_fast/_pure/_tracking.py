@@ -295,6 +295,10 @@ class Tracker:
             st.dsn_ref = dsn
         if data_fin:
             fin = (dsn + length - 1) & _MASK64
+            if st.data_fin is not None and fin != st.data_fin:
+                self.events.append((number, sid, f"DATA_FIN moved from DSN {st.data_fin} to {fin}",
+                                    None))
+                return
             st.data_fin = fin
             if st.queue is not None:
                 try:

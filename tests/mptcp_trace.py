@@ -1,0 +1,109 @@
+"""Build synthetic MPTCP v1 conversations as pcap bytes, with the project's own option
+encoder and crypto, for analyzer scenarios the kernel will not produce on demand
+(reinjection, fallback, 4-tuple reuse, subflows past 4 GiB, contradictions).
+
+    t = Trace(client_key=..., server_key=...)
+    a = t.connect(("198.18.0.1", 40000), ("198.18.0.2", 10000))
+    t.send(a, "up", b"hello")              # DSS mapping + payload at the next DSN
+    path.write_bytes(t.pcap())
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from mptcp_fast import crypto, dss, options
+from mptcp_fast.options import Dss, MpCapable, MpJoinAck, MpJoinSyn, MpJoinSynAck
+
+SYN, ACK, FIN = 0x02, 0x10, 0x01
+
+
+@dataclass
+class Flow:
+    client: tuple[str, int]
+    server: tuple[str, int]
+    isn: dict                                   # "up"/"down" -> ISN
+    sent: dict = field(default_factory=lambda: {"up": 0, "down": 0})   # payload bytes so far
+
+
+class Trace:
+    def __init__(self, client_key=0x0123456789ABCDEF, server_key=0xFEDCBA9876543210,
+                 checksum=False):
+        self.keys = {"up": client_key, "down": server_key}
+        self.checksum = checksum
+        self.next_dsn = {d: crypto.key_idsn(k) + 1 for d, k in self.keys.items()}
+        self.packets: list[bytes] = []
+
+    # -- packets
+    def packet(self, flow: Flow, direction: str, opts=(), payload=b"", flags=ACK, seq=None,
+               ip_len=None) -> int:
+        """Append one packet; returns its 1-based number. ``ip_len`` claims a longer IP
+        packet than the bytes written (a snap-length cut)."""
+        src, dst = (flow.client, flow.server) if direction == "up" else (flow.server, flow.client)
+        area = options.encode_tcp_options(list(opts)) if opts else b""
+        if seq is None:
+            seq = (flow.isn[direction] + 1 + flow.sent[direction]) & 0xFFFFFFFF
+        tcp_len = 20 + len(area)
+        tcp = struct.pack(">HHIIBBHHH", src[1], dst[1], seq, 0, (tcp_len // 4) << 4, flags,
+                          65535, 0, 0)
+        total = ip_len if ip_len is not None else 20 + tcp_len + len(payload)
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0,
+                         bytes(map(int, src[0].split("."))), bytes(map(int, dst[0].split("."))))
+        self.packets.append(ip + tcp + area + payload)
+        return len(self.packets)
+
+    def pcap(self) -> bytes:
+        out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 101)]
+        for i, pkt in enumerate(self.packets):
+            ip_total = struct.unpack_from(">H", pkt, 2)[0]
+            out.append(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000, len(pkt),
+                                   max(ip_total, len(pkt))))
+            out.append(pkt)
+        return b"".join(out)
+
+    # -- conversations
+    def connect(self, client, server, isn_up=1000, isn_down=5000, mp_capable_reply=True) -> Flow:
+        flow = Flow(client, server, {"up": isn_up, "down": isn_down})
+        flags = 0x81 if self.checksum else 0x01
+        self.packet(flow, "up", [MpCapable(1, flags)], flags=SYN, seq=isn_up)
+        synack = [MpCapable(1, flags, self.keys["down"])] if mp_capable_reply else []
+        self.packet(flow, "down", synack, flags=SYN | ACK, seq=isn_down)
+        if mp_capable_reply:
+            self.packet(flow, "up", [MpCapable(1, flags, self.keys["up"], self.keys["down"])])
+        return flow
+
+    def join(self, client, server, isn_up=70000, isn_down=90000, address_id=2) -> Flow:
+        flow = Flow(client, server, {"up": isn_up, "down": isn_down})
+        nonce_c, nonce_s = 0x11111111, 0x22222222
+        token = crypto.key_token(self.keys["down"])
+        self.packet(flow, "up", [MpJoinSyn(address_id, token, nonce_c)], flags=SYN, seq=isn_up)
+        thmac = crypto.join_synack_hmac(self.keys["down"], self.keys["up"], nonce_s, nonce_c)
+        self.packet(flow, "down", [MpJoinSynAck(0, thmac, nonce_s)], flags=SYN | ACK, seq=isn_down)
+        hmac = crypto.join_ack_hmac(self.keys["up"], self.keys["down"], nonce_c, nonce_s)
+        self.packet(flow, "up", [MpJoinAck(hmac)])
+        return flow
+
+    def send(self, flow: Flow, direction: str, data: bytes, dsn=None, data_fin=False,
+             dsn64=True, mapping=True, captured=None, bad_checksum=False) -> int:
+        """Data with its DSS mapping at the next subflow byte; ``dsn`` defaults to the next
+        DSN of that direction (pass an older one to reinject). ``captured`` keeps only that
+        many payload bytes in the file."""
+        if dsn is None:
+            dsn = self.next_dsn[direction]
+            self.next_dsn[direction] += len(data) + data_fin
+        ssn = flow.sent[direction] + 1
+        length = len(data) + data_fin
+        opts = []
+        if mapping:
+            csum = None
+            if self.checksum:
+                csum = dss.dss_checksum(dsn, ssn & 0xFFFFFFFF, length, data) ^ bad_checksum
+            opts = [Dss(dsn=dsn & (2**64 - 1) if dsn64 else dsn & 0xFFFFFFFF, dsn64=dsn64,
+                        subflow_seq=ssn & 0xFFFFFFFF, data_len=length, checksum=csum,
+                        data_fin=data_fin)]
+        kept = data if captured is None else data[:captured]
+        ip_len = None if captured is None else 20 + 20 + len(options.encode_tcp_options(opts)) + len(data)
+        number = self.packet(flow, direction, opts, kept, ip_len=ip_len)
+        flow.sent[direction] += len(data)
+        return number

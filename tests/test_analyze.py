@@ -1,0 +1,237 @@
+"""The analyzer on synthetic MPTCP conversations (tests/mptcp_trace.py), on both backends:
+reinjection, out-of-order and duplicate data-level bytes, fallback to TCP, infinite mappings,
+4-tuple reuse, subflows and DSNs past 4 GiB, contradictions, and backend parity on random
+traffic. Real kernel traffic is in test_kernel_capture.py."""
+
+import hashlib
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mptcp_fast import analyze as analyze_module
+from mptcp_fast import crypto
+from mptcp_fast.options import Dss
+from mptcp_trace import Trace
+
+C1, S1 = ("198.18.0.1", 40000), ("198.18.0.2", 10000)
+C2, S2 = ("198.18.1.1", 40001), ("198.18.1.2", 10000)
+
+
+def run(trace, tmp_path, name="t.pcap"):
+    path = tmp_path / name
+    path.write_bytes(trace.pcap())
+    return analyze_module.analyze(str(path))
+
+
+def blob(n, seed=0):
+    return bytes((i * 7 + seed) & 0xFF for i in range(n))
+
+
+def test_reinjection_out_of_order_and_duplicates(backend, tmp_path):
+    t = Trace()
+    a = t.connect(C1, S1)
+    b = t.join(C2, S2)
+    data = blob(6000)
+    base = t.next_dsn["up"]
+    t.send(a, "up", data[:1000])
+    t.send(a, "up", data[1000:2000])
+    t.next_dsn["up"] += 4000
+    t.send(b, "up", data[4000:5000], dsn=base + 4000)          # ahead of 2000-4000: out of order
+    t.send(b, "up", data[2000:4000], dsn=base + 2000)
+    t.send(b, "up", data[1000:2000], dsn=base + 1000)          # a's bytes again on b: reinjected
+    t.send(a, "up", data[1000:2000], dsn=base + 1000)          # retransmitted on a: duplicate
+    t.send(b, "up", data[5000:], dsn=base + 5000)
+    t.send(a, "up", b"", dsn=base + 6000, data_fin=True)
+    (conn,) = run(t, tmp_path)["connections"]
+    up = conn["streams"]["up"]
+    assert up["bytes"] == up["data_bytes"] == 6000 and up["complete"]
+    assert up["sha256"] == hashlib.sha256(data).hexdigest()
+    assert up["out_of_order_bytes"] == 1000
+    assert up["duplicate_bytes"] == 2000 and up["reinjected_bytes"] == 1000
+    first, joined = conn["subflows"]
+    assert first["bytes"]["up"] == 3000 and joined["bytes"]["up"] == 5000
+    assert first["reinjected_bytes"]["up"] == 0 and joined["reinjected_bytes"]["up"] == 1000
+    assert joined["join_synack_hmac"] == joined["join_ack_hmac"] == "valid"
+    assert up["data_fin"] == base + 6000
+    assert conn["anomalies"] == [] and conn["fallback"] is None
+
+
+def test_headers_only_still_counts_data_level_bytes(backend, tmp_path):
+    t = Trace()
+    a = t.connect(C1, S1)
+    b = t.join(C2, S2)
+    base = t.next_dsn["up"]
+    t.send(a, "up", blob(1400), captured=0)
+    t.send(b, "up", blob(1400), captured=0, dsn=base)          # the same DSNs on b
+    t.send(a, "up", blob(600), captured=0)
+    (conn,) = run(t, tmp_path)["connections"]
+    up = conn["streams"]["up"]
+    assert (up["bytes"], up["data_bytes"], up["not_captured_bytes"]) == (0, 2000, 3400)
+    assert up["reinjected_bytes"] == up["duplicate_bytes"] == 1400 and not up["complete"]
+
+
+def test_fallback_when_the_syn_ack_has_no_mp_capable(backend, tmp_path):
+    t = Trace()
+    a = t.connect(C1, S1, mp_capable_reply=False)
+    t.packet(a, "up")                                          # the third ACK, plain
+    t.packet(a, "up", payload=b"GET / HTTP/1.0\r\n\r\n")
+    a.sent["up"] += 18
+    t.packet(a, "down", payload=b"HTTP/1.0 200 OK\r\n")
+    a.sent["down"] += 17
+    (conn,) = run(t, tmp_path)["connections"]
+    assert conn["fallback"].startswith("packet 2: the SYN/ACK carries no MP_CAPABLE")
+    assert conn["streams"]["up"]["sha256"] == hashlib.sha256(b"GET / HTTP/1.0\r\n\r\n").hexdigest()
+    assert conn["streams"]["down"]["bytes"] == 17
+    assert any(e["event"].startswith("fallback to TCP") for e in conn["events"])
+
+
+def test_fallback_when_data_comes_without_a_mapping(backend, tmp_path):
+    t = Trace()
+    a = t.connect(C1, S1)
+    t.send(a, "up", b"mapped")
+    t.send(a, "down", b"plain tcp from here", mapping=False)
+    t.send(a, "down", b" and on", mapping=False)
+    (conn,) = run(t, tmp_path)["connections"]
+    assert "data without a DSS mapping" in conn["fallback"]
+    down = conn["streams"]["down"]
+    assert down["sha256"] == hashlib.sha256(b"plain tcp from here and on").hexdigest()
+    assert conn["streams"]["up"]["bytes"] == 6 and conn["anomalies"] == []
+
+
+def test_infinite_mapping_is_an_event_and_maps_what_follows(backend, tmp_path):
+    t = Trace()
+    a = t.connect(C1, S1)
+    t.send(a, "up", b"0123456789")
+    dsn = t.next_dsn["up"]
+    number = t.packet(a, "up", [Dss(dsn=dsn, dsn64=True, subflow_seq=11, data_len=0)], b"abc")
+    a.sent["up"] += 3
+    t.packet(a, "up", payload=b"defg")                       # no DSS any more
+    (conn,) = run(t, tmp_path)["connections"]
+    assert {"packet": number, "event": "infinite mapping (fallback)"} in conn["events"]
+    assert conn["streams"]["up"]["sha256"] == hashlib.sha256(b"0123456789abcdefg").hexdigest()
+    assert conn["anomalies"] == []
+
+
+def test_a_later_connection_on_the_same_four_tuple(backend, tmp_path):
+    t = Trace()
+    a = t.connect(C1, S1)
+    t.send(a, "up", b"first connection")
+    t.packet(a, "up", flags=0x11)                              # FIN
+    t2 = Trace(client_key=0x1111, server_key=0x2222)
+    t2.packets = t.packets                                     # one file, same 4-tuple
+    b = t2.connect(C1, S1, isn_up=777777, isn_down=888888)
+    t2.send(b, "up", b"second connection")
+    report = run(t2, tmp_path)
+    first, second = report["connections"]
+    assert first["streams"]["up"]["sha256"] == hashlib.sha256(b"first connection").hexdigest()
+    assert second["streams"]["up"]["sha256"] == hashlib.sha256(b"second connection").hexdigest()
+    assert second["client_key"] == "0000000000001111" and second["anomalies"] == []
+
+
+def test_contradicting_mappings_and_unmapped_bytes_are_anomalies(backend, tmp_path):
+    t = Trace()
+    a = t.connect(C1, S1)
+    base = t.next_dsn["up"]
+    t.send(a, "up", b"x" * 10)
+    a.sent["up"] = 0
+    n1 = t.send(a, "up", b"x" * 10, dsn=base + 5)              # same subflow bytes, other DSNs
+    n2 = t.send(a, "up", b"y" * 10, mapping=False)             # past every mapping
+    (conn,) = run(t, tmp_path)["connections"]
+    assert any(a.startswith(f"packet {n1}: Mapping(") and "contradicts" in a
+               for a in conn["anomalies"])
+    assert f"packet {n2}: subflow bytes from 11 have no mapping" in conn["anomalies"]
+
+
+def test_checksum_failure_names_the_packets_of_the_mapping(backend, tmp_path):
+    t = Trace(checksum=True)
+    a = t.connect(C1, S1)
+    t.send(a, "up", blob(500))
+    bad = t.send(a, "up", blob(300, 1), bad_checksum=True)
+    (conn,) = run(t, tmp_path)["connections"]
+    assert conn["checksums"] and conn["checksum_failures"] == [[bad]]
+    assert conn["subflows"][0]["unverified_checksums"] == 0
+
+
+def test_subflow_and_dsn_past_four_gib(backend, tmp_path):
+    """Headers-only segments of 32 500 bytes, one 32-bit DSS mapping per two: relative subflow
+    sequence numbers and DSNs expand past 2**32 (KERNEL.md §3.2), so the segment after the wrap
+    still finds the mapping declared before it, and nothing is unmapped or counted twice."""
+    t = Trace()
+    a = t.connect(C1, S1, isn_up=0xFFFF0000)
+    half, count = 32500, (1 << 32) // 65000 + 20
+    for _ in range(count):
+        dsn = t.next_dsn["up"]
+        t.next_dsn["up"] += 2 * half
+        ssn = a.sent["up"] + 1
+        opts = [Dss(data_ack=0, ack64=False, dsn=dsn & 0xFFFFFFFF, dsn64=False,
+                    subflow_seq=ssn & 0xFFFFFFFF, data_len=2 * half)]
+        t.packet(a, "up", opts, ip_len=20 + 20 + 20 + half)
+        a.sent["up"] += half
+        t.packet(a, "up", [], ip_len=20 + 20 + half)
+        a.sent["up"] += half
+    (conn,) = run(t, tmp_path)["connections"]
+    up = conn["streams"]["up"]
+    assert conn["anomalies"] == []
+    assert up["data_bytes"] == up["not_captured_bytes"] == count * 2 * half > 1 << 32
+    assert up["out_of_order_bytes"] == up["duplicate_bytes"] == 0
+
+
+def test_connection_of_finds_a_four_tuple(backend, tmp_path):
+    t = Trace()
+    t.connect(C1, S1)
+    path = tmp_path / "c.pcap"
+    path.write_bytes(t.pcap())
+    analyzer = analyze_module.Analyzer()
+    from mptcp_fast import capture
+    with capture.open_capture(str(path)) as reader:
+        for cols in reader.columns():
+            analyzer.feed_columns(cols)
+    ip = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    assert analyzer.connection_of(ip[1], 10000, ip[0], 40000) == 1
+    assert analyzer.connection_of(ip[1], 10001, ip[0], 40000) is None
+
+
+# -- backend parity on random traffic ------------------------------------------------------------
+
+def _random_trace(draw_ops):
+    t = Trace(checksum=draw_ops["checksum"])
+    flows = [t.connect(C1, S1)]
+    if draw_ops["join"]:
+        flows.append(t.join(C2, S2))
+    for flow_i, direction, kind, n, back, fin in draw_ops["ops"]:
+        flow = flows[flow_i % len(flows)]
+        data = blob(n, flow_i)
+        if kind == "send":
+            t.send(flow, direction, data, data_fin=fin)
+        elif kind == "reinject":
+            t.send(flow, direction, data, dsn=t.next_dsn[direction] - back, data_fin=fin)
+        elif kind == "cut":
+            t.send(flow, direction, data, captured=n // 2)
+        elif kind == "plain":
+            t.send(flow, direction, data, mapping=False)
+        elif kind == "rewind":
+            flow.sent[direction] = max(0, flow.sent[direction] - back)
+        else:
+            t.send(flow, direction, data, bad_checksum=True)
+    return t
+
+
+ops = st.fixed_dictionaries({
+    "checksum": st.booleans(), "join": st.booleans(),
+    "ops": st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["up", "down"]),
+                              st.sampled_from(["send", "send", "reinject", "cut", "plain",
+                                               "rewind", "bad"]),
+                              st.integers(0, 300), st.integers(0, 400), st.booleans()),
+                    max_size=25)})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(drawn=ops)
+def test_backends_give_the_same_report_on_random_traffic(on_both, tmp_path_factory, drawn):
+    path = tmp_path_factory.mktemp("parity") / "r.pcap"
+    path.write_bytes(_random_trace(drawn).pcap())
+    compiled, pure = on_both(lambda: analyze_module.analyze(str(path)))
+    assert compiled == pure
+    assert not (isinstance(compiled, tuple) and compiled[0] == "error"), compiled
