@@ -123,29 +123,36 @@ def _print_report(report: dict, out) -> None:
               f"{'on' if c['checksums'] else 'off'}", file=out)
         print(f"  client key {c['client_key']} (token {c['client_token']}), server key "
               f"{c['server_key']} (token {c['server_token']})", file=out)
+        if c["fallback"]:
+            print(f"  FALLBACK to TCP at {c['fallback']}", file=out)
         for i, s in enumerate(c["subflows"], 1):
             join = "initial subflow" if s["initial"] else (
                 f"MP_JOIN HMACs: SYN/ACK {s['join_synack_hmac']}, third ACK {s['join_ack_hmac']}")
             print(f"  subflow {i}: {s['client']} -> {s['server']}  address ids "
                   f"{s['client_address_id']}/{s['server_address_id']}{'  backup' if s['backup'] else ''}"
                   f"  ({join})", file=out)
+            reinjected = s["reinjected_bytes"]
             print(f"      bytes up {s['bytes']['up']:,} ({s['share']['up']:.1%}), down "
-                  f"{s['bytes']['down']:,} ({s['share']['down']:.1%})", file=out)
+                  f"{s['bytes']['down']:,} ({s['share']['down']:.1%})"
+                  + (f"; reinjected up {reinjected['up']:,}, down {reinjected['down']:,}"
+                     if reinjected["up"] or reinjected["down"] else ""), file=out)
         for a in c["add_addr"]:
             port = f":{a['port']}" if a["port"] is not None else ""
             print(f"  ADD_ADDR packet {a['packet']} from the {a['from']}: id {a['address_id']} "
                   f"{a['address']}{port}, HMAC {a['hmac']}", file=out)
         for name, label in (("up", "client -> server"), ("down", "server -> client")):
             st = c["streams"][name]
-            if st["not_captured_bytes"] and not st["bytes"]:
-                print(f"  stream {label}: payload not captured (snap length), "
-                      f"{st['not_captured_bytes']:,} bytes seen in headers", file=out)
-                continue
-            print(f"  stream {label}: {st['bytes']:,} bytes, sha256 {st['sha256']}, "
-                  f"{'complete' if st['complete'] else 'INCOMPLETE'}"
-                  + (f"; out of order {st['out_of_order_bytes']:,}, duplicate/reinjected "
-                     f"{st['duplicate_bytes']:,}, conflicting {st['conflict_bytes']:,}"
-                     if st["sha256"] else ""), file=out)
+            line = (f"  stream {label}: {st['data_bytes']:,} data-level bytes seen, "
+                    f"{'complete' if st['complete'] else 'INCOMPLETE'}")
+            if st["not_captured_bytes"]:
+                line += f"; payload of {st['not_captured_bytes']:,} bytes not captured (snap length)"
+            elif st["sha256"] is not None:
+                line += f"; rebuilt {st['bytes']:,} bytes, sha256 {st['sha256']}"
+            line += (f"; out of order {st['out_of_order_bytes']:,}, duplicate "
+                     f"{st['duplicate_bytes']:,}, reinjected {st['reinjected_bytes']:,}")
+            if st["conflict_bytes"]:
+                line += f", CONFLICTING {st['conflict_bytes']:,}"
+            print(line, file=out)
         for e in c["events"]:
             print(f"  event packet {e['packet']}: {e['event']}", file=out)
         print("  anomalies: " + ("none" if not c["anomalies"] else ""), file=out)

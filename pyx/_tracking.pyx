@@ -361,7 +361,8 @@ cdef class Tracker:
         cdef bint truncated = self._truncated[i] or self._payload_start[i] < 0
         cdef _Stream st = side.stream
         cdef uint64_t dsn
-        cdef int64_t length, rel, pos, stop, offset
+        cdef int64_t length, rel, pos, stop, offset, run_start
+        cdef uint64_t run_dsn = 0
         cdef const MapEntry* m
         if f != 0xFF:
             if f & 1:
@@ -391,18 +392,18 @@ cdef class Tracker:
                 self.events.append((number, sid, f"subflow bytes from {pos} have no mapping", None))
                 return 0
             pos = rel + length if m.length == 0 else min(rel + length, m.end)
-        pos = rel
+        pos = run_start = rel                 # runs of contiguous DSNs, as resolve() merges them
         while pos < rel + length:
             m = ms_covering(&side.maps, pos)
             stop = rel + length if m.length == 0 else min(rel + length, m.end)
             dsn = ms_dsn_at(m, pos)
-            self._cover(st, side, sid, dsn, stop - pos)
-            if not truncated and st.queue is not None:
-                offset = self._payload_start[i] + (pos - rel)
-                st.queue.push(dsn, PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._blob) + offset,
-                                                            stop - pos))
-                st.pushed += stop - pos
+            if pos > run_start and dsn != run_dsn + <uint64_t>(pos - run_start):
+                self._use(i, sid, side, rel, run_start, pos, run_dsn, truncated)
+                run_start = pos
+            if pos == run_start:
+                run_dsn = dsn
             pos = stop
+        self._use(i, sid, side, rel, run_start, pos, run_dsn, truncated)
         if st.pushed >= DRAIN_EVERY:
             st.pushed = 0
             st.drain()
@@ -411,6 +412,20 @@ cdef class Tracker:
             self._collect(number, sid, side, rel, self._blob[offset:offset + length])
         if not number & 1023:                 # memory follows the window, not the file
             ms_release(&side.maps, rel - MAPPINGS_KEPT_BEHIND)
+        return 0
+
+    cdef int _use(self, Py_ssize_t i, Py_ssize_t sid, _Side side, int64_t rel, int64_t start,
+                  int64_t stop, uint64_t dsn, bint truncated) except -1:
+        """Subflow bytes [start, stop) of packet i, at DSN ``dsn`` onwards: coverage, then the
+        stream's queue when the payload was captured."""
+        cdef _Stream st = side.stream
+        cdef int64_t offset
+        self._cover(st, side, sid, dsn, stop - start)
+        if not truncated and st.queue is not None:
+            offset = self._payload_start[i] + (start - rel)
+            st.queue.push(dsn, PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._blob) + offset,
+                                                        stop - start))
+            st.pushed += stop - start
         return 0
 
     cdef int _ack(self, _Side side, uint64_t ack, bint is64) except -1:

@@ -37,11 +37,14 @@ class Trace:
 
     # -- packets
     def packet(self, flow: Flow, direction: str, opts=(), payload=b"", flags=ACK, seq=None,
-               ip_len=None) -> int:
+               ip_len=None, raw_options=None) -> int:
         """Append one packet; returns its 1-based number. ``ip_len`` claims a longer IP
-        packet than the bytes written (a snap-length cut)."""
+        packet than the bytes written (a snap-length cut); ``raw_options`` is an options
+        area as is (padded with EOL to 32 bits)."""
         src, dst = (flow.client, flow.server) if direction == "up" else (flow.server, flow.client)
         area = options.encode_tcp_options(list(opts)) if opts else b""
+        if raw_options is not None:
+            area = raw_options[:40] + bytes(-len(raw_options[:40]) % 4)
         if seq is None:
             seq = (flow.isn[direction] + 1 + flow.sent[direction]) & 0xFFFFFFFF
         tcp_len = 20 + len(area)

@@ -4,16 +4,14 @@ reinjection, out-of-order and duplicate data-level bytes, fallback to TCP, infin
 traffic. Real kernel traffic is in test_kernel_capture.py."""
 
 import hashlib
-import os
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mptcp_fast import analyze as analyze_module
-from mptcp_fast import crypto
 from mptcp_fast.options import Dss
 from mptcp_trace import Trace
+from strategies import mptcp_like_bytes
 
 C1, S1 = ("198.18.0.1", 40000), ("198.18.0.2", 10000)
 C2, S2 = ("198.18.1.1", 40001), ("198.18.1.2", 10000)
@@ -213,6 +211,9 @@ def _random_trace(draw_ops):
             t.send(flow, direction, data, mapping=False)
         elif kind == "rewind":
             flow.sent[direction] = max(0, flow.sent[direction] - back)
+        elif kind == "garbage":                               # any option bytes, any flags
+            area = draw_ops["garbage"][n % len(draw_ops["garbage"])]
+            t.packet(flow, direction, raw_options=area, payload=data[:back % 64], flags=back & 0x3F)
         else:
             t.send(flow, direction, data, bad_checksum=True)
     return t
@@ -220,14 +221,15 @@ def _random_trace(draw_ops):
 
 ops = st.fixed_dictionaries({
     "checksum": st.booleans(), "join": st.booleans(),
+    "garbage": st.lists(st.one_of(mptcp_like_bytes, st.binary(max_size=40)), min_size=1, max_size=4),
     "ops": st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["up", "down"]),
                               st.sampled_from(["send", "send", "reinject", "cut", "plain",
-                                               "rewind", "bad"]),
+                                               "rewind", "bad", "garbage"]),
                               st.integers(0, 300), st.integers(0, 400), st.booleans()),
                     max_size=25)})
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=ops)
 def test_backends_give_the_same_report_on_random_traffic(on_both, tmp_path_factory, drawn):
     path = tmp_path_factory.mktemp("parity") / "r.pcap"
