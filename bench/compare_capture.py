@@ -1,12 +1,11 @@
-"""Issue #5's decode pass so far: capture columns, compiled vs pure, and tshark reading the
-same file, side by side in one run.
+"""Issue #5's decode pass: capture columns, compiled vs pure, and tshark reading the same
+file, side by side in one run.
 
     python bench/compare_capture.py [CAPTURE] [--make N_MB]
 
 Without CAPTURE, a kernel MPTCP capture is made first (root; mptcp_fast.kernel_capture,
 headers only: snaplen 128, offloads off) with N_MB of upload (default 1200, ~1M packets).
-The analyzer comparison that issue #5 asks for (`mptcp-fast analyze` vs tshark's MPTCP
-analysis) comes with the analyzer.
+The whole analysis (`mptcp-fast analyze` vs tshark's MPTCP analysis) is bench/compare_analyze.py.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ cdef class Tracker:
     # the loaded batch
     cdef Py_ssize_t _n
     cdef int64_t[::1] _number, _payload_start
-    cdef uint8_t[::1] _family, _flags, _dss_flags
+    cdef uint8_t[::1] _flags, _dss_flags
     cdef uint8_t[:, ::1] _src, _dst
     cdef uint16_t[::1] _sport, _dport, _subtypes, _dll
     cdef uint32_t[::1] _seq, _payload_len, _ssn
@@ -307,7 +307,7 @@ cdef class Tracker:
     # -- the walk
     def load(self, cols):
         self._n = len(cols["number"])
-        self._number, self._family = cols["number"], cols["family"]
+        self._number = cols["number"]
         self._src, self._dst = cols["src"], cols["dst"]
         self._sport, self._dport, self._seq = cols["sport"], cols["dport"], cols["seq"]
         self._flags, self._payload_len = cols["flags"], cols["payload_len"]

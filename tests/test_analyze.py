@@ -237,3 +237,24 @@ def test_backends_give_the_same_report_on_random_traffic(on_both, tmp_path_facto
     compiled, pure = on_both(lambda: analyze_module.analyze(str(path)))
     assert compiled == pure
     assert not (isinstance(compiled, tuple) and compiled[0] == "error"), compiled
+
+
+def test_the_terminal_report_shows_fallback_reinjection_and_counts(backend, tmp_path, capsys):
+    from mptcp_fast import cli
+    t = Trace()
+    a = t.connect(C1, S1)
+    b = t.join(C2, S2)
+    base = t.next_dsn["up"]
+    t.send(a, "up", blob(800))
+    t.send(b, "up", blob(800), dsn=base)                      # reinjected on the join
+    t.send(a, "down", b"no mapping", mapping=False)           # the server falls back
+    path = tmp_path / "r.pcap"
+    path.write_bytes(t.pcap())
+    assert cli.main(["analyze", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "FALLBACK to TCP at packet 9: data without a DSS mapping" in out
+    assert "reinjected up 800, down 0" in out
+    assert ("stream client -> server: 800 data-level bytes seen, INCOMPLETE; rebuilt 800 bytes, "
+            f"sha256 {hashlib.sha256(blob(800)).hexdigest()}; out of order 0, duplicate 800, "
+            "reinjected 800") in out
+    assert "event packet 9: fallback to TCP: data without a DSS mapping" in out
