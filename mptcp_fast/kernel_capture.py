@@ -13,7 +13,12 @@ returned so that an analyzer's reconstruction can be checked byte for byte.
 Needs root, iproute2 and tcpdump. Everything it creates is deleted afterwards.
 
     python -m mptcp_fast.kernel_capture OUT.pcap [--upload N] [--download N]
-        [--checksum] [--paths 2|3] [--snaplen N] [--no-offload]
+        [--checksum] [--paths 2|3] [--snaplen N] [--no-offload] [--fail-path]
+
+With ``fail_path`` (3 paths), once the three subflows are up and before any data
+flows, the server loses the client's path-3 address (a blackhole route, and strict
+reverse-path filtering for what comes from it): the data sent on that subflow is lost,
+and the kernel sends it again on the other subflows (reinjection, RFC 8684 §3.3.6).
 """
 
 from __future__ import annotations
@@ -62,7 +67,11 @@ import hashlib, random, socket, sys, time
 host, port, upload, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
 s.connect((host, port))
-time.sleep(0.3)                 # let the path manager add the extra subflow before data flows
+if sys.argv[5] == "wait":       # the parent changes the network, then says go
+    print("connected", flush=True)
+    sys.stdin.readline()
+else:
+    time.sleep(0.3)             # let the path manager add the extra subflow before data flows
 rng = random.Random(seed)
 left = upload
 while left:
@@ -116,14 +125,16 @@ class PacketsLost(RuntimeError):
 
 def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  checksum: bool = False, paths: int = 3, snaplen: int = 0, offload: bool = True,
-                 seed: int = 8684, timeout: float = 120.0, attempts: int = 3) -> CaptureResult:
+                 fail_path: bool = False, seed: int = 8684, timeout: float = 120.0,
+                 attempts: int = 3) -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
 
     With ``offload=False`` TSO/GSO/GRO are switched off on the veths (ethtool), so the
     capture holds MSS-sized segments as on a real wire instead of 64 KB super-packets.
     A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
     settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
-                    snaplen=snaplen, offload=offload, seed=seed, timeout=timeout)
+                    snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
+                    timeout=timeout)
     for _ in range(attempts - 1):
         try:
             return _make_capture_once(path, **settings)
@@ -133,12 +144,15 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
 
 
 def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool, paths: int,
-                       snaplen: int, offload: bool, seed: int, timeout: float) -> CaptureResult:
+                       snaplen: int, offload: bool, fail_path: bool, seed: int,
+                       timeout: float) -> CaptureResult:
     reason = available()
     if reason:
         raise RuntimeError(f"cannot make a kernel capture: {reason}")
     if paths not in (2, 3):
         raise ValueError("paths must be 2 or 3")
+    if fail_path and paths != 3:
+        raise ValueError("fail_path needs 3 paths")
     tag = f"{os.getpid() % 100000}{random.randrange(100)}"
     server_ns, client_ns = f"mfA{tag}", f"mfB{tag}"
     procs: list[subprocess.Popen] = []
@@ -183,11 +197,25 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(server)
         _wait_for_line(server.stdout, "listening", timeout=10)
-        client = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", _CLIENT,
-                                 "198.18.1.1", str(PORT), str(upload), str(seed)],
-                                capture_output=True, text=True, timeout=timeout)
+        client = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c", _CLIENT,
+                                   "198.18.1.1", str(PORT), str(upload), str(seed),
+                                   "wait" if fail_path else "sleep"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        procs.append(client)
+        if fail_path:
+            _wait_for_line(client.stdout, "connected", timeout=10)
+            _wait_for_subflows(client_ns, 3, timeout=10)
+            time.sleep(0.2)         # the joins' fourth ACKs: subflow 3 may carry data
+            # the server stops reaching 198.18.3.2, and strict reverse-path filtering makes it
+            # drop what comes from there too: data on subflow 3 is lost both ways
+            _run("ip", "-n", server_ns, "route", "add", "blackhole", "198.18.1.2/32")
+            _run("ip", "netns", "exec", server_ns, "sysctl", "-q", "net.ipv4.conf.all.rp_filter=1")
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        client_out, client_err = client.communicate(timeout=timeout)
         if client.returncode:
-            raise RuntimeError(f"MPTCP client failed: {client.stderr.strip()}")
+            raise RuntimeError(f"MPTCP client failed: {client_err.strip()}")
         server_out, server_err = server.communicate(timeout=timeout)
         if server.returncode:
             raise RuntimeError(f"MPTCP server failed: {server_err.strip()}")
@@ -200,7 +228,7 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
         if dropped and int(dropped.group(1)):
             raise PacketsLost(f"tcpdump lost packets: {dropped.group(0)}")
         up_n, up_hash = server_out.split()[-2:]
-        down_n, down_hash = client.stdout.split()[-2:]
+        down_n, down_hash = client_out.split()[-2:]
         return CaptureResult(path, up_hash, down_hash, int(up_n), int(down_n), checksum)
     finally:
         for proc in procs:
@@ -209,6 +237,19 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                 proc.wait()
         for ns in (server_ns, client_ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _wait_for_subflows(namespace: str, count: int, timeout: float) -> None:
+    """Wait until ``count`` TCP subflows to the server port are established in ``namespace``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ip", "netns", "exec", namespace, "ss", "-Htn", "state",
+                              "established", f"( dport = :{PORT} )"],
+                             capture_output=True, text=True).stdout
+        if len(out.splitlines()) >= count:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"fewer than {count} subflows came up in {timeout} s")
 
 
 def _wait_for_line(stream, text: str, timeout: float) -> None:
@@ -233,10 +274,12 @@ def main(argv=None) -> int:
     parser.add_argument("--snaplen", type=int, default=0, help="tcpdump -s (0: whole packets)")
     parser.add_argument("--no-offload", action="store_true",
                         help="switch TSO/GSO/GRO off (MSS-sized segments; needs ethtool)")
+    parser.add_argument("--fail-path", action="store_true",
+                        help="path 3 stops acknowledging once the subflows are up: reinjection")
     args = parser.parse_args(argv)
     result = make_capture(args.out, upload=args.upload, download=args.download,
                           checksum=args.checksum, paths=args.paths, snaplen=args.snaplen,
-                          offload=not args.no_offload)
+                          offload=not args.no_offload, fail_path=args.fail_path)
     print(f"{result.path}: upload {result.upload_bytes} bytes sha256 {result.upload_sha256}; "
           f"download {result.download_bytes} bytes sha256 {result.download_sha256}")
     return 0

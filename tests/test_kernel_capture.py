@@ -324,3 +324,72 @@ def test_backends_give_the_same_report(on_both, kernel_pcap):
     (conn,) = compiled["connections"]
     assert conn["anomalies"] == [] and conn["fallback"] is None
     assert conn["streams"]["up"]["data_bytes"] == kernel_pcap.upload_bytes
+
+
+@pytest.fixture(scope="module")
+def reinjection_pcap(tmp_path_factory):
+    """Path 1 fails once the subflows are up: what the client sent on it is lost, and the
+    kernel sends it again on another subflow."""
+    path = tmp_path_factory.mktemp("kernel") / "reinjection.pcap"
+    return kernel_capture.make_capture(str(path), upload=2_000_000, download=100_000,
+                                       offload=shutil.which("ethtool") is None, fail_path=True)
+
+
+def test_reinjection_after_a_path_fails(backend, reinjection_pcap):
+    """Both streams still byte-exact; the lost subflow's data is counted as reinjected on the
+    subflows that carried it again; every subflow byte is new or duplicate at the data level;
+    and tshark (intersubflows_retransmission) marks the same reinjected upload bytes."""
+    (conn,) = analyze_module.analyze(reinjection_pcap.path)["connections"]
+    up, down = conn["streams"]["up"], conn["streams"]["down"]
+    assert (up["bytes"], up["sha256"]) == (reinjection_pcap.upload_bytes,
+                                           reinjection_pcap.upload_sha256)
+    assert (down["bytes"], down["sha256"]) == (reinjection_pcap.download_bytes,
+                                               reinjection_pcap.download_sha256)
+    failed = next(s for s in conn["subflows"] if s["client"].startswith("198.18.1.2:"))
+    assert failed["bytes"]["up"] > 0 and failed["reinjected_bytes"]["up"] == 0
+    for name, stream in (("up", up), ("down", down)):
+        assert sum(s["bytes"][name] for s in conn["subflows"]) == (
+            stream["data_bytes"] + stream["duplicate_bytes"])
+        assert sum(s["reinjected_bytes"][name] for s in conn["subflows"]) == (
+            stream["reinjected_bytes"]) <= stream["duplicate_bytes"]
+    assert up["reinjected_bytes"] > 0 and conn["anomalies"] == []
+    # an independent model: the first subflow to carry each upload byte, byte by byte
+    import numpy as np
+    segs, _ = segments(reinjection_pcap.path)
+    first = np.zeros(reinjection_pcap.upload_bytes, np.uint8)
+    isn, maps, subflow_ids, base, reinjected = {}, {}, {}, None, 0
+    for s in segs:
+        if s.dport != kernel_capture.PORT:
+            continue
+        flow = (s.src, s.sport)
+        opts = options.parse_tcp_options(s.options)
+        if s.flags & 0x02:
+            isn[flow] = s.seq
+        for opt in opts:
+            if isinstance(opt, options.MpCapable) and opt.receiver_key is not None:
+                base = crypto.key_idsn(opt.sender_key) + 1
+                if opt.data_len:
+                    maps.setdefault(flow, dss.SubflowMappings()).declare(Mapping(base, 1, opt.data_len))
+            elif isinstance(opt, options.Dss) and opt.dsn is not None and opt.data_len:
+                maps.setdefault(flow, dss.SubflowMappings()).declare(
+                    Mapping(opt.dsn, opt.subflow_seq, opt.data_len, opt.data_fin))
+        if s.payload_len and flow in isn:
+            sid = subflow_ids.setdefault(flow, len(subflow_ids) + 1)
+            for dsn, n in maps[flow].resolve((s.seq - isn[flow]) & 0xFFFFFFFF, s.payload_len):
+                carriers = first[dsn - base:dsn - base + n]
+                reinjected += int(np.count_nonzero((carriers != 0) & (carriers != sid)))
+                carriers[carriers == 0] = sid
+    assert np.all(first) and reinjected == up["reinjected_bytes"]
+    # tshark marks whole packets whose data went out on another subflow before: at least our
+    # bytes (a reinjected packet may also carry new data). It also marks the failed subflow's
+    # own late retransmissions (its data had meanwhile been reinjected), which are duplicates of
+    # that subflow's first copy to us, not reinjections.
+    rows = subprocess.run(
+        ["tshark", "-r", reinjection_pcap.path, "-o", "mptcp.analyze_mptcp:TRUE", "-o",
+         "mptcp.analyze_mappings:TRUE", "-o", "mptcp.intersubflows_retransmission:TRUE",
+         "-Y", f"mptcp.reinjection_of and tcp.dstport == {kernel_capture.PORT}",
+         "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.len"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    failed_port = int(failed["client"].rsplit(":", 1)[1])
+    marked = [tuple(map(int, row.split("\t"))) for row in rows]
+    assert 0 < up["reinjected_bytes"] <= sum(n for port, n in marked if port != failed_port)
