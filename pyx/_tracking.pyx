@@ -188,6 +188,8 @@ cdef class _Side:
 
 
 cdef class Tracker:
+    """Subflows, mappings and data-level streams of one capture; ``verify_checksum(dsn,
+    subflow_seq, data_len, payload, checksum) -> bool`` checks a whole mapping."""
     cdef object _verify
     cdef dict _flows                  # flow key -> sid
     cdef list _clients                # sid -> 18-byte client address + port
@@ -306,6 +308,7 @@ cdef class Tracker:
 
     # -- the walk
     def load(self, cols):
+        """Take a batch of columns (CaptureReader.columns) for the next run() calls."""
         self._n = len(cols["number"])
         self._number = cols["number"]
         self._src, self._dst = cols["src"], cols["dst"]

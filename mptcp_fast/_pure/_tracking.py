@@ -87,6 +87,9 @@ class _Side:
 
 
 class Tracker:
+    """Subflows, mappings and data-level streams of one capture; ``verify_checksum(dsn,
+    subflow_seq, data_len, payload, checksum) -> bool`` checks a whole mapping."""
+
     def __init__(self, verify_checksum):
         self._verify = verify_checksum
         self._flows = {}              # flow_key -> sid
@@ -94,7 +97,6 @@ class Tracker:
         self._sides = []              # sid -> (_Side up, _Side down) or None when not analysed
         self._streams = []
         self.events = []              # (packet number, sid, text, packets or None)
-        self._cols = None
 
     # -- set-up, from the analyzer
     def add_streams(self) -> int:
@@ -161,15 +163,14 @@ class Tracker:
 
     # -- the walk
     def load(self, cols) -> None:
-        self._cols = cols
+        """Take a batch of columns (CaptureReader.columns) for the next run() calls."""
         c = cols
         self._n = len(c["number"])
         self._number, self._family, self._src, self._dst = (
             c["number"].tolist(), c["family"].tolist(), c["src"], c["dst"])
         self._sport, self._dport, self._seq, self._flags = (
             c["sport"].tolist(), c["dport"].tolist(), c["seq"].tolist(), c["flags"].tolist())
-        self._payload_len, self._captured, self._truncated = (
-            c["payload_len"].tolist(), c["captured_len"].tolist(), c["truncated"].tolist())
+        self._payload_len, self._truncated = c["payload_len"].tolist(), c["truncated"].tolist()
         self._payload_start, self._blob = c["payload_start"].tolist(), c["payload_blob"]
         self._subtypes, self._malformed = c["mptcp_subtypes"].tolist(), c["options_malformed"].tolist()
         self._dss_flags, self._data_ack, self._dsn = (
