@@ -10,6 +10,7 @@ encoder and crypto, for analyzer scenarios the kernel will not produce on demand
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass, field
 
@@ -50,16 +51,22 @@ class Trace:
         tcp_len = 20 + len(area)
         tcp = struct.pack(">HHIIBBHHH", src[1], dst[1], seq, 0, (tcp_len // 4) << 4, flags,
                           65535, 0, 0)
-        total = ip_len if ip_len is not None else 20 + tcp_len + len(payload)
-        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0,
-                         bytes(map(int, src[0].split("."))), bytes(map(int, dst[0].split("."))))
+        if ":" in src[0]:                        # IPv6: the payload length excludes the header
+            body = (ip_len - 40) if ip_len is not None else tcp_len + len(payload)
+            ip = struct.pack(">IHBB16s16s", 6 << 28, body, 6, 64,
+                             ipaddress.IPv6Address(src[0]).packed, ipaddress.IPv6Address(dst[0]).packed)
+        else:
+            total = ip_len if ip_len is not None else 20 + tcp_len + len(payload)
+            ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0,
+                             ipaddress.IPv4Address(src[0]).packed, ipaddress.IPv4Address(dst[0]).packed)
         self.packets.append(ip + tcp + area + payload)
         return len(self.packets)
 
     def pcap(self) -> bytes:
         out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 101)]
         for i, pkt in enumerate(self.packets):
-            ip_total = struct.unpack_from(">H", pkt, 2)[0]
+            ip_total = struct.unpack_from(">H", pkt, 2)[0] if pkt[0] >> 4 == 4 else \
+                40 + struct.unpack_from(">H", pkt, 4)[0]
             out.append(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000, len(pkt),
                                    max(ip_total, len(pkt))))
             out.append(pkt)
@@ -106,7 +113,8 @@ class Trace:
                         subflow_seq=ssn & 0xFFFFFFFF, data_len=length, checksum=csum,
                         data_fin=data_fin)]
         kept = data if captured is None else data[:captured]
-        ip_len = None if captured is None else 20 + 20 + len(options.encode_tcp_options(opts)) + len(data)
+        header = 40 if ":" in flow.client[0] else 20
+        ip_len = None if captured is None else header + 20 + len(options.encode_tcp_options(opts)) + len(data)
         number = self.packet(flow, direction, opts, kept, ip_len=ip_len)
         flow.sent[direction] += len(data)
         return number

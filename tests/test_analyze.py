@@ -5,6 +5,7 @@ traffic. Real kernel traffic is in test_kernel_capture.py."""
 
 import hashlib
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,10 +28,16 @@ def blob(n, seed=0):
     return bytes((i * 7 + seed) & 0xFF for i in range(n))
 
 
-def test_reinjection_out_of_order_and_duplicates(backend, tmp_path):
+V6 = [("2001:db8::1", 40000), ("2001:db8::2", 10000), ("2001:db8:1::1", 40001),
+      ("2001:db8:1::2", 10000)]
+
+
+@pytest.mark.parametrize("addresses", [(C1, S1, C2, S2), V6], ids=["ipv4", "ipv6"])
+def test_reinjection_out_of_order_and_duplicates(backend, tmp_path, addresses):
+    c1, s1, c2, s2 = addresses
     t = Trace()
-    a = t.connect(C1, S1)
-    b = t.join(C2, S2)
+    a = t.connect(c1, s1)
+    b = t.join(c2, s2)
     data = blob(6000)
     base = t.next_dsn["up"]
     t.send(a, "up", data[:1000])
@@ -54,12 +61,15 @@ def test_reinjection_out_of_order_and_duplicates(backend, tmp_path):
     assert joined["join_synack_hmac"] == joined["join_ack_hmac"] == "valid"
     assert up["data_fin"] == base + 6000
     assert conn["anomalies"] == [] and conn["fallback"] is None
+    assert first["client"] == (f"[{c1[0]}]:{c1[1]}" if ":" in c1[0] else f"{c1[0]}:{c1[1]}")
 
 
-def test_headers_only_still_counts_data_level_bytes(backend, tmp_path):
+@pytest.mark.parametrize("addresses", [(C1, S1, C2, S2), V6], ids=["ipv4", "ipv6"])
+def test_headers_only_still_counts_data_level_bytes(backend, tmp_path, addresses):
+    c1, s1, c2, s2 = addresses
     t = Trace()
-    a = t.connect(C1, S1)
-    b = t.join(C2, S2)
+    a = t.connect(c1, s1)
+    b = t.join(c2, s2)
     base = t.next_dsn["up"]
     t.send(a, "up", blob(1400), captured=0)
     t.send(b, "up", blob(1400), captured=0, dsn=base)          # the same DSNs on b
