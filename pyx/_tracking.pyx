@@ -49,9 +49,11 @@ def checksum_failure(dsn, packets):
             f"{', '.join(map(str, sorted(packets)))}")
 
 
-cdef bytes flow_key(const uint8_t* a, uint16_t aport, const uint8_t* b, uint16_t bport):
-    """The same 36-byte key for both directions of a 4-tuple (the twin's flow_key)."""
-    cdef uint8_t key[36]
+cdef bytes flow_key(uint8_t family, const uint8_t* a, uint16_t aport, const uint8_t* b,
+                    uint16_t bport):
+    """The same 37-byte key for both directions of a 4-tuple (the twin's flow_key): the
+    family, then the lower (address, port) side, then the other."""
+    cdef uint8_t key[37]
     cdef uint8_t side_a[18]
     cdef uint8_t side_b[18]
     memcpy(side_a, a, 16)
@@ -60,13 +62,14 @@ cdef bytes flow_key(const uint8_t* a, uint16_t aport, const uint8_t* b, uint16_t
     memcpy(side_b, b, 16)
     side_b[16] = bport >> 8
     side_b[17] = bport & 0xFF
+    key[0] = family
     if memcmp(side_a, side_b, 18) <= 0:
-        memcpy(key, side_a, 18)
-        memcpy(key + 18, side_b, 18)
+        memcpy(key + 1, side_a, 18)
+        memcpy(key + 19, side_b, 18)
     else:
-        memcpy(key, side_b, 18)
-        memcpy(key + 18, side_a, 18)
-    return PyBytes_FromStringAndSize(<char*>key, 36)
+        memcpy(key + 1, side_b, 18)
+        memcpy(key + 19, side_a, 18)
+    return PyBytes_FromStringAndSize(<char*>key, 37)
 
 
 cdef bytes padded(bytes address):
@@ -199,7 +202,7 @@ cdef class Tracker:
     # the loaded batch
     cdef Py_ssize_t _n
     cdef int64_t[::1] _number, _payload_start
-    cdef uint8_t[::1] _flags, _dss_flags
+    cdef uint8_t[::1] _family, _flags, _dss_flags
     cdef uint8_t[:, ::1] _src, _dst
     cdef uint16_t[::1] _sport, _dport, _subtypes, _dll
     cdef uint32_t[::1] _seq, _payload_len, _ssn
@@ -239,7 +242,8 @@ cdef class Tracker:
         cdef Py_ssize_t sid = len(self._clients)
         cdef bytes c = padded(client), s = padded(server)
         cdef _Side up, down
-        self._flows[flow_key(<const uint8_t*>PyBytes_AS_STRING(c), client_port,
+        self._flows[flow_key(4 if len(client) == 4 else 6,
+                             <const uint8_t*>PyBytes_AS_STRING(c), client_port,
                              <const uint8_t*>PyBytes_AS_STRING(s), server_port)] = sid
         self._clients.append(c + bytes([client_port >> 8, client_port & 0xFF]))
         if up_stream < 0:
@@ -254,7 +258,8 @@ cdef class Tracker:
     def lookup(self, bytes src, int sport, bytes dst, int dport):
         cdef bytes a = padded(src), b = padded(dst)
         cdef int direction
-        sid = self._flows.get(flow_key(<const uint8_t*>PyBytes_AS_STRING(a), sport,
+        sid = self._flows.get(flow_key(4 if len(src) == 4 else 6,
+                                       <const uint8_t*>PyBytes_AS_STRING(a), sport,
                                        <const uint8_t*>PyBytes_AS_STRING(b), dport))
         if sid is None:
             return None
@@ -310,7 +315,7 @@ cdef class Tracker:
     def load(self, cols):
         """Take a batch of columns (CaptureReader.columns) for the next run() calls."""
         self._n = len(cols["number"])
-        self._number = cols["number"]
+        self._number, self._family = cols["number"], cols["family"]
         self._src, self._dst = cols["src"], cols["dst"]
         self._sport, self._dport, self._seq = cols["sport"], cols["dport"], cols["seq"]
         self._flags, self._payload_len = cols["flags"], cols["payload_len"]
@@ -333,7 +338,7 @@ cdef class Tracker:
             subtypes = self._subtypes[i]
             if self._flags[i] & (SYN | RST) or self._malformed[i] or subtypes & ~DSS_BIT:
                 return i
-            sid = self._flows.get(flow_key(&self._src[i, 0], self._sport[i],
+            sid = self._flows.get(flow_key(self._family[i], &self._src[i, 0], self._sport[i],
                                            &self._dst[i, 0], self._dport[i]))
             if sid is None:
                 if subtypes:

@@ -268,3 +268,17 @@ def test_the_terminal_report_shows_fallback_reinjection_and_counts(backend, tmp_
             f"sha256 {hashlib.sha256(blob(800)).hexdigest()}; out of order 0, duplicate 800, "
             "reinjected 800") in out
     assert "event packet 9: fallback to TCP: data without a DSS mapping" in out
+
+
+def test_ipv4_and_ipv6_flows_with_the_same_bytes_stay_apart(backend, tmp_path):
+    """198.18.0.1 is c6 12 00 01; the IPv6 address c612:1:: starts with the same bytes."""
+    t = Trace()
+    four = t.connect(C1, S1)
+    t6 = Trace(client_key=0x77, server_key=0x88)
+    t6.packets = t.packets
+    six = t6.connect(("c612:1::", C1[1]), ("c612:2::", S1[1]), isn_up=4242, isn_down=2424)
+    t.send(four, "up", b"over IPv4")
+    t6.send(six, "up", b"over IPv6")
+    first, second = run(t, tmp_path)["connections"]
+    assert first["streams"]["up"]["sha256"] == hashlib.sha256(b"over IPv4").hexdigest()
+    assert second["streams"]["up"]["sha256"] == hashlib.sha256(b"over IPv6").hexdigest()

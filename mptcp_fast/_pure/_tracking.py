@@ -47,10 +47,11 @@ def checksum_failure(dsn: int, packets) -> str:
 
 
 def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
-    """The same key for both directions of a 4-tuple (addresses zero-padded to 16 bytes)."""
+    """The same key for both directions of a 4-tuple: the family (4 or 6), then the lower
+    (address zero-padded to 16 bytes, port) side, then the other."""
     a = src.ljust(16, b"\0") + sport.to_bytes(2, "big")
     b = dst.ljust(16, b"\0") + dport.to_bytes(2, "big")
-    return a + b if a <= b else b + a
+    return bytes([4 if len(src) == 4 else 6]) + (a + b if a <= b else b + a)
 
 
 class _Stream:
