@@ -9,8 +9,8 @@ texts as the pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memmove, memcmp
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy, memmove, memcmp, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 cimport numpy as cnp
 from numpy cimport npy_bool as cnp_bool
@@ -169,6 +169,54 @@ cdef class _Stream:
                 j += 1
 
 
+cdef class _Pending:
+    """A checksummed mapping whose bytes are still being collected (the twin's list entry).
+    Bytes usually come in order: ``prefix`` counts those seen from the start, and the
+    byte map ``seen`` is only kept once a piece lands beyond it."""
+    cdef int64_t start, end, length, checksum, missing, prefix
+    cdef uint64_t dsn
+    cdef uint8_t* data
+    cdef uint8_t* seen                # NULL while every byte seen is in the prefix
+    cdef int64_t packets[PACKETS_NAMED_MAX]
+    cdef int count
+
+    def __cinit__(self, int64_t start, int64_t payload_length, uint64_t dsn, int64_t length,
+                  int64_t checksum):
+        self.start, self.end, self.dsn = start, start + payload_length, dsn
+        self.length, self.checksum, self.missing = length, checksum, payload_length
+        self.data = <uint8_t*>malloc(payload_length)
+        if self.data == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.data)
+        free(self.seen)
+
+    cdef int add(self, const uint8_t* payload, int64_t rel, int64_t lo, int64_t hi,
+                 int64_t number) except -1:
+        """Subflow bytes [lo, hi) of a payload that starts at ``rel``."""
+        cdef int64_t k, a = lo - self.start, b = hi - self.start
+        memcpy(self.data + a, payload + (lo - rel), b - a)
+        if self.seen == NULL and a <= self.prefix:          # in order, or a repeat
+            if b > self.prefix:
+                self.missing -= b - self.prefix
+                self.prefix = b
+        else:
+            if self.seen == NULL:
+                self.seen = <uint8_t*>calloc(self.end - self.start, 1)
+                if self.seen == NULL:
+                    raise MemoryError()
+                memset(self.seen, 1, self.prefix)
+            for k in range(a, b):
+                if not self.seen[k]:
+                    self.seen[k] = 1
+                    self.missing -= 1
+        if self.count < PACKETS_NAMED_MAX and (self.count == 0 or self.packets[self.count - 1] != number):
+            self.packets[self.count] = number
+            self.count += 1
+        return 0
+
+
 cdef class _Side:
     """One direction of one subflow."""
     cdef _Stream stream
@@ -178,7 +226,7 @@ cdef class _Side:
     cdef int64_t rel_ref
     cdef MapStore maps
     cdef int64_t bytes, reinjected, unverified
-    cdef list pending          # [start, end, dsn, length, checksum, data, seen, missing, packets]
+    cdef list pending          # _Pending, oldest first
 
     def __cinit__(self):
         if ms_init(&self.maps) < 0:
@@ -416,8 +464,8 @@ cdef class Tracker:
             st.pushed = 0
             st.drain()
         if side.pending and not truncated:
-            offset = self._payload_start[i]
-            self._collect(number, sid, side, rel, self._blob[offset:offset + length])
+            self._collect(number, sid, side, rel, <const uint8_t*>PyBytes_AS_STRING(self._blob)
+                          + self._payload_start[i], length)
         if not number & 1023:                 # memory follows the window, not the file
             ms_release(&side.maps, rel - MAPPINGS_KEPT_BEHIND)
         return 0
@@ -480,9 +528,7 @@ cdef class Tracker:
             if len(side.pending) >= PENDING_CHECKSUMS_MAX:    # bytes that never all arrived
                 del side.pending[0]
                 side.unverified += 1
-            side.pending.append([start, start + payload_length, dsn, length, checksum,
-                                 bytearray(payload_length), bytearray(payload_length),
-                                 payload_length, []])
+            side.pending.append(_Pending(start, payload_length, dsn, length, checksum))
         return 0
 
     # -- data-level coverage
@@ -526,26 +572,27 @@ cdef class Tracker:
 
     # -- DSS checksums over whole mappings (RFC 8684 §3.3.1)
     cdef int _collect(self, int64_t number, Py_ssize_t sid, _Side side, int64_t rel,
-                      bytes payload) except -1:
-        cdef int64_t end = rel + len(payload), lo, hi, fresh, start, stop
-        cdef list entry
-        for entry in list(side.pending):
-            start, stop = entry[0], entry[1]
-            lo, hi = max(rel, start), min(end, stop)
+                      const uint8_t* payload, int64_t length) except -1:
+        cdef int64_t end = rel + length, lo, hi
+        cdef _Pending entry
+        cdef Py_ssize_t k = 0
+        while k < len(side.pending):
+            entry = side.pending[k]
+            lo, hi = max(rel, entry.start), min(end, entry.end)
             if lo >= hi:
+                k += 1
                 continue
-            data, seen, packets = entry[5], entry[6], entry[8]
-            data[lo - start:hi - start] = payload[lo - rel:hi - rel]
-            fresh = hi - lo - seen.count(1, lo - start, hi - start)
-            seen[lo - start:hi - start] = b"\x01" * (hi - lo)
-            if len(packets) < PACKETS_NAMED_MAX and (not packets or packets[len(packets) - 1] != number):
-                packets.append(number)
-            entry[7] = entry[7] - fresh
-            if entry[7] == 0:
-                side.pending.remove(entry)
-                if not self._verify(entry[2], start & 0xFFFFFFFF, entry[3], bytes(data), entry[4]):
-                    self.events.append((number, sid, checksum_failure(entry[2], packets),
-                                        tuple(sorted(packets))))
+            entry.add(payload, rel, lo, hi, number)
+            if entry.missing:
+                k += 1
+                continue
+            del side.pending[k]
+            data = PyBytes_FromStringAndSize(<const char*>entry.data, entry.end - entry.start)
+            if not self._verify(entry.dsn, entry.start & 0xFFFFFFFF, entry.length, data,
+                                entry.checksum):
+                packets = [entry.packets[j] for j in range(entry.count)]
+                self.events.append((number, sid, checksum_failure(entry.dsn, packets),
+                                    tuple(sorted(packets))))
         return 0
 
 

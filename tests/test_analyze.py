@@ -282,3 +282,24 @@ def test_ipv4_and_ipv6_flows_with_the_same_bytes_stay_apart(backend, tmp_path):
     first, second = run(t, tmp_path)["connections"]
     assert first["streams"]["up"]["sha256"] == hashlib.sha256(b"over IPv4").hexdigest()
     assert second["streams"]["up"]["sha256"] == hashlib.sha256(b"over IPv6").hexdigest()
+
+
+@pytest.mark.parametrize("bad", [False, True], ids=["good", "bad"])
+def test_a_checksummed_mapping_over_segments_out_of_order(backend, tmp_path, bad):
+    """One 3000-byte mapping carried by four segments out of order, one overlapping two
+    others: its checksum is checked once every byte is in (RFC 8684 §3.3.1), and a failure
+    names all four packets."""
+    from mptcp_fast import dss
+    t = Trace(checksum=True)
+    a = t.connect(C1, S1)
+    data = blob(3000)
+    dsn = t.next_dsn["up"]
+    mapping = Dss(dsn=dsn, dsn64=True, subflow_seq=1, data_len=3000,
+                  checksum=dss.dss_checksum(dsn, 1, 3000, data) ^ bad)
+    numbers = [t.packet(a, "up", [mapping], data[lo:hi], seq=a.isn["up"] + 1 + lo)
+               for lo, hi in ((0, 1000), (2000, 3000), (500, 1500), (1000, 2000))]
+    (conn,) = run(t, tmp_path)["connections"]
+    up = conn["streams"]["up"]
+    assert up["sha256"] == hashlib.sha256(data).hexdigest() and up["duplicate_bytes"] == 1000
+    assert conn["checksum_failures"] == ([sorted(numbers)] if bad else [])
+    assert conn["subflows"][0]["unverified_checksums"] == 0
