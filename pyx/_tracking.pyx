@@ -417,7 +417,7 @@ cdef class Tracker:
         cdef bint truncated = self._truncated[i] or self._payload_start[i] < 0
         cdef _Stream st = side.stream
         cdef uint64_t dsn
-        cdef int64_t length, rel, pos, stop, offset, run_start
+        cdef int64_t length, rel, pos, stop, run_start
         cdef uint64_t run_dsn = 0
         cdef const MapEntry* m
         if f != 0xFF:

@@ -28,16 +28,20 @@ def blob(n, seed=0):
     return bytes((i * 7 + seed) & 0xFF for i in range(n))
 
 
+def two_subflows(addresses=(C1, S1, C2, S2)):
+    """A connection on the first address pair and a join on the second: (trace, initial, join)."""
+    c1, s1, c2, s2 = addresses
+    t = Trace()
+    return t, t.connect(c1, s1), t.join(c2, s2)
+
+
 V6 = [("2001:db8::1", 40000), ("2001:db8::2", 10000), ("2001:db8:1::1", 40001),
       ("2001:db8:1::2", 10000)]
 
 
 @pytest.mark.parametrize("addresses", [(C1, S1, C2, S2), V6], ids=["ipv4", "ipv6"])
 def test_reinjection_out_of_order_and_duplicates(backend, tmp_path, addresses):
-    c1, s1, c2, s2 = addresses
-    t = Trace()
-    a = t.connect(c1, s1)
-    b = t.join(c2, s2)
+    t, a, b = two_subflows(addresses)
     data = blob(6000)
     base = t.next_dsn["up"]
     t.send(a, "up", data[:1000])
@@ -61,15 +65,13 @@ def test_reinjection_out_of_order_and_duplicates(backend, tmp_path, addresses):
     assert joined["join_synack_hmac"] == joined["join_ack_hmac"] == "valid"
     assert up["data_fin"] == base + 6000
     assert conn["anomalies"] == [] and conn["fallback"] is None
-    assert first["client"] == (f"[{c1[0]}]:{c1[1]}" if ":" in c1[0] else f"{c1[0]}:{c1[1]}")
+    host, port = addresses[0]
+    assert first["client"] == (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
 @pytest.mark.parametrize("addresses", [(C1, S1, C2, S2), V6], ids=["ipv4", "ipv6"])
 def test_headers_only_still_counts_data_level_bytes(backend, tmp_path, addresses):
-    c1, s1, c2, s2 = addresses
-    t = Trace()
-    a = t.connect(c1, s1)
-    b = t.join(c2, s2)
+    t, a, b = two_subflows(addresses)
     base = t.next_dsn["up"]
     t.send(a, "up", blob(1400), captured=0)
     t.send(b, "up", blob(1400), captured=0, dsn=base)          # the same DSNs on b
@@ -251,9 +253,7 @@ def test_backends_give_the_same_report_on_random_traffic(on_both, tmp_path_facto
 
 def test_the_terminal_report_shows_fallback_reinjection_and_counts(backend, tmp_path, capsys):
     from mptcp_fast import cli
-    t = Trace()
-    a = t.connect(C1, S1)
-    b = t.join(C2, S2)
+    t, a, b = two_subflows()
     base = t.next_dsn["up"]
     t.send(a, "up", blob(800))
     t.send(b, "up", blob(800), dsn=base)                      # reinjected on the join

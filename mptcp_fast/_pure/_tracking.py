@@ -219,11 +219,11 @@ class Tracker:
         number = self._number[i]
         f = self._dss_flags[i]
         truncated = self._truncated[i] or self._payload_start[i] < 0
+        st = self._streams[side.stream]
         if f != 0xFF:
             if f & 1:
                 self._ack(side, self._data_ack[i], f & 2)
             if f & 4:
-                st = self._streams[side.stream]
                 dsn = self._dsn[i]
                 if not f & 8:
                     dsn = expand_seq(st.dsn_ref if st.dsn_ref is not None else dsn, dsn)
@@ -235,7 +235,6 @@ class Tracker:
             return
         side.bytes += length
         side.probed = True
-        st = self._streams[side.stream]
         if truncated:
             st.not_captured += length
         if side.isn is None:
@@ -272,17 +271,13 @@ class Tracker:
         return value if value < (1 << 63) else rel32     # never below zero
 
     def _ack(self, side, ack, is64):
-        peer = self._streams[self._other_stream(side)]
+        peer = self._streams[side.stream ^ 1]    # streams come in (up, down) pairs
         if not is64:
             if peer.dsn_ref is None:
                 return
             ack = expand_seq(peer.dsn_ref, ack)
         if peer.data_acked is None or ((ack - peer.data_acked) & _MASK64) < (1 << 63):
             peer.data_acked = ack
-
-    def _other_stream(self, side) -> int:
-        # the two streams of a connection are allocated as a pair (up, down)
-        return side.stream ^ 1
 
     def _declare(self, number, sid, side, dsn, start, length, data_fin, checksum, truncated):
         st = self._streams[side.stream]
