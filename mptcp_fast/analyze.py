@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import capture, crypto, dss, options
+from . import _check, capture, crypto, dss, options
 
 VALID, INVALID, UNVERIFIABLE = "valid", "invalid", "cannot verify"
 SYN, ACK = 0x02, 0x10
@@ -97,13 +97,27 @@ class Connection:
     streams: dict = field(default_factory=lambda: {"up": Direction(), "down": Direction()})
 
 
+CHECKSUM_BUDGET = 1 << 28             # bytes of pending checksummed mappings, all connections
+CONNECTION_CHECKSUM_BUDGET = 1 << 26  # ... and per connection
+
+
 class Analyzer:
     """Feed column batches (``CaptureReader.columns``) in capture order; ``report()``
-    summarises what was seen."""
+    summarises what was seen.
 
-    def __init__(self, dump_dir: str | None = None):
+    DSS checksums are verified over whole mappings, so the bytes of a checksummed mapping
+    are held until all of them were seen. ``checksum_budget`` (all connections) and
+    ``connection_checksum_budget`` bound the payload bytes such mappings may claim at once;
+    a mapping that would exceed either is counted as unverified instead of held, so a
+    capture full of mappings whose data never comes cannot exhaust memory."""
+
+    def __init__(self, dump_dir: str | None = None, *, checksum_budget: int = CHECKSUM_BUDGET,
+                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET):
         self.dump_dir = dump_dir
-        self.tracker = _impl.Tracker(dss.verify_dss_checksum)
+        self.tracker = _impl.Tracker(
+            dss.verify_dss_checksum,
+            _check.in_range("checksum_budget", checksum_budget, 0, 1 << 48),
+            _check.in_range("connection_checksum_budget", connection_checksum_budget, 0, 1 << 48))
         self.connections: list[Connection] = []
         self._subflows: list = []            # tracker sid -> (Connection, Subflow) or None
         self._by_token: dict[int, Connection] = {}
@@ -113,9 +127,12 @@ class Analyzer:
 
     # -- batches
     def feed_columns(self, cols: dict) -> None:
+        """Analyse one batch of columns; a batch that does not have the layout of
+        ``CaptureReader.columns`` (missing or mistyped columns, ranges outside the blobs)
+        raises CaptureError before anything is read (``capture.check_columns``)."""
+        n = capture.check_columns(cols)
         tracker = self.tracker
         tracker.load(cols)
-        n = len(cols["number"])
         self.packets += n
         self.mptcp_packets += int(np.count_nonzero(cols["mptcp_subtypes"]))
         i = tracker.run(0)
@@ -387,6 +404,7 @@ class Analyzer:
             "data_bytes": c["data_bytes"], "not_captured_bytes": c["not_captured_bytes"],
             "out_of_order_bytes": c["out_of_order_bytes"], "duplicate_bytes": c["duplicate_bytes"],
             "reinjected_bytes": c["reinjected_bytes"],
+            "outside_window_bytes": c["outside_window_bytes"],
             "conflict_bytes": q.conflict_bytes if q is not None else 0,
             "data_fin": c["data_fin"], "data_acked": c["data_acked"],
         }

@@ -16,9 +16,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+import numpy as np
+
+from . import _check
 from .errors import CaptureError
 
-__all__ = ["TcpSegment", "CaptureReader", "open_capture", "CaptureError"]
+__all__ = ["TcpSegment", "CaptureReader", "open_capture", "CaptureError", "check_columns",
+           "MAX_BATCH"]
+
+MAX_BATCH = 1 << 20          # rows per column batch: the arrays are reserved up front
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +85,13 @@ class CaptureReader:
         DSS: ``dss_flags``
         (0xFF when none), ``data_ack``, ``dsn``, ``dss_ssn``, ``dss_len``, ``dss_checksum``
         (-1 when none). A cut or corrupt file yields the batch before the bad record, then
-        raises CaptureError."""
-        return self._impl.iter_columns(self._file, self.stats, batch, payloads, payload_bytes)
+        raises CaptureError.
+
+        ``batch`` is 1..MAX_BATCH rows, ``payload_bytes`` at least 1 (ValueError otherwise)."""
+        batch = _check.in_range("batch", batch, 1, MAX_BATCH)
+        payload_bytes = _check.in_range("payload_bytes", payload_bytes, 1, 1 << 40)
+        return self._impl.iter_columns(self._file, self.stats, batch, bool(payloads),
+                                       payload_bytes)
 
     def close(self) -> None:
         self._file.close()
@@ -94,6 +105,51 @@ class CaptureReader:
 
 def open_capture(path) -> CaptureReader:
     return CaptureReader(open(path, "rb"))
+
+
+def check_columns(cols) -> int:
+    """Check a batch of columns (the layout ``CaptureReader.columns`` yields) before compiled
+    code reads it, and return its row count: every column present with its dtype, one
+    dimension (``src``/``dst``: (n, 16)), C-contiguous, n rows; the blobs are bytes; every
+    options and captured payload range lies inside its blob. Anything else is a
+    CaptureError naming the column, so no reader reads outside a buffer whatever it is given."""
+    from ._pure._pcap import _COLUMN_TYPES      # the layout both backends write
+    if not hasattr(cols, "get"):
+        raise CaptureError(f"columns must be a dict of arrays, not {type(cols).__name__}")
+    number = cols.get("number")
+    if not isinstance(number, np.ndarray) or number.ndim != 1:
+        raise CaptureError("column 'number' must be a one-dimensional numpy array")
+    n = len(number)
+    shapes = {name: (n,) for name in _COLUMN_TYPES}
+    shapes.update(src=(n, 16), dst=(n, 16))
+    types = dict(_COLUMN_TYPES, src="uint8", dst="uint8")
+    for name, shape in shapes.items():
+        arr = cols.get(name)
+        if not isinstance(arr, np.ndarray):
+            raise CaptureError(f"column {name!r} is missing or not a numpy array")
+        if arr.dtype != np.dtype(types[name]) or arr.shape != shape or not arr.flags.c_contiguous:
+            raise CaptureError(f"column {name!r} must be a C-contiguous {types[name]} array of "
+                               f"shape {shape}, got {arr.dtype} {arr.shape}")
+    for blob in ("payload_blob", "options_blob"):
+        if type(cols.get(blob)) is not bytes:
+            raise CaptureError(f"column {blob!r} must be bytes")
+    _check_ranges("options", cols["options_start"].astype(np.int64), cols["options_len"],
+                  len(cols["options_blob"]), np.ones(n, dtype=bool))
+    _check_ranges("payload", cols["payload_start"], cols["captured_len"],
+                  len(cols["payload_blob"]), cols["payload_start"] >= 0)
+    whole = (cols["payload_start"] >= 0) & ~cols["truncated"]
+    if np.any(cols["captured_len"][whole] != cols["payload_len"][whole]):
+        raise CaptureError("column 'captured_len' differs from 'payload_len' on a packet not "
+                           "marked truncated")
+    if np.any(cols["payload_start"] < -1):
+        raise CaptureError("column 'payload_start' holds a value below -1")
+    return n
+
+
+def _check_ranges(what: str, starts, lengths, blob_length: int, used) -> None:
+    ends = starts[used] + lengths[used].astype(np.int64)
+    if np.any(starts[used] < 0) or np.any(ends > blob_length):
+        raise CaptureError(f"an {what} range lies outside '{what}_blob' ({blob_length} bytes)")
 
 
 _impl = None

@@ -29,6 +29,7 @@ from typing import Callable, Hashable
 
 import numpy as np
 
+from . import _check
 from .errors import MptcpError
 from .options import AddAddr, AddAddr2
 
@@ -51,13 +52,15 @@ class TokenTableError(MptcpError):
 # ------------------------------------------------------------------------------------------------
 # argument checks (shared by both backends)
 
-def _u(name: str, value, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    value = int(value)
-    if not 0 <= value < (1 << bits):
-        raise ValueError(f"{name} must fit in {bits} unsigned bits, got {value}")
-    return value
+_u = _check.uint
+MAX_THREADS = 256           # batch helpers split work over at most this many threads
+
+
+def _nonce(name: str, value) -> int:
+    """A 32-bit nonce; the common case (a Python int in range) without a call."""
+    if type(value) is int and 0 <= value <= 0xFFFFFFFF:
+        return value
+    return _check.uint(name, value, 32)
 
 
 def _version(version) -> int:
@@ -211,20 +214,26 @@ class KeyContext:
 
     def synack_hmac(self, local_nonce: int, remote_nonce: int) -> bytes:
         """We respond to a join: HMAC(local||remote, local_nonce||remote_nonce)[:8]."""
-        return self._impl.context_join(self._state, True, local_nonce, remote_nonce, SYNACK_HMAC_LEN)
+        return self._impl.context_join(self._state, True, _nonce("local_nonce", local_nonce),
+                                       _nonce("remote_nonce", remote_nonce), SYNACK_HMAC_LEN)
 
     def verify_synack(self, thmac: bytes, local_nonce: int, remote_nonce: int) -> bool:
         """We joined: check the peer's HMAC(remote||local, remote_nonce||local_nonce)[:8]."""
+        local_nonce = _nonce("local_nonce", local_nonce)
+        remote_nonce = _nonce("remote_nonce", remote_nonce)
         return (len(thmac) == SYNACK_HMAC_LEN and
                 self._impl.context_verify_join(self._state, False, remote_nonce, local_nonce,
                                                bytes(thmac)))
 
     def ack_hmac(self, local_nonce: int, remote_nonce: int) -> bytes:
         """We joined: HMAC(local||remote, local_nonce||remote_nonce)[:20] for the third ACK."""
-        return self._impl.context_join(self._state, True, local_nonce, remote_nonce, ACK_HMAC_LEN)
+        return self._impl.context_join(self._state, True, _nonce("local_nonce", local_nonce),
+                                       _nonce("remote_nonce", remote_nonce), ACK_HMAC_LEN)
 
     def verify_ack(self, hmac160: bytes, local_nonce: int, remote_nonce: int) -> bool:
         """We responded: check the initiator's HMAC(remote||local, remote_nonce||local_nonce)."""
+        local_nonce = _nonce("local_nonce", local_nonce)
+        remote_nonce = _nonce("remote_nonce", remote_nonce)
         return (len(hmac160) == ACK_HMAC_LEN and
                 self._impl.context_verify_join(self._state, False, remote_nonce, local_nonce,
                                                bytes(hmac160)))
@@ -345,9 +354,8 @@ def _run_batch(function, arrays: tuple, scalars: tuple, threads: int | None):
     """Call a backend batch ``function(*arrays, *scalars)``, split across threads when the
     backend releases the GIL and the batch is large; results are joined in order."""
     count = len(arrays[0])
-    threads = _default_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, not {threads}")
+    threads = (_default_threads() if threads is None
+               else _check.in_range("threads", threads, 1, MAX_THREADS))
     if threads == 1 or count < _PARALLEL_MIN_ITEMS or not getattr(_impl, "RELEASES_GIL", False):
         return function(*arrays, *scalars)
     bounds = np.linspace(0, count, threads + 1, dtype=np.int64)
@@ -371,9 +379,7 @@ def join_hmac_batch(keys1, keys2, nonces1, nonces2, version: int = 1,
     Large batches are split across ``threads`` (default: every core this process may use)."""
     version = _version(version)
     size = 32 if version == 1 else 20
-    length = size if length is None else length
-    if not 0 <= length <= size:
-        raise ValueError(f"length must be 0..{size}, not {length}")
+    length = size if length is None else _check.in_range("length", length, 0, size)
     k1, k2 = _array("keys1", keys1, 64), _array("keys2", keys2, 64)
     n1, n2 = _array("nonces1", nonces1, 32), _array("nonces2", nonces2, 32)
     _same_length(keys1=k1, keys2=k2, nonces1=n1, nonces2=n2)

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _check
+from ._serial import seq32_diff, seq64_diff
 from .errors import MappingConflict, UnmappedData
 
 __all__ = [
-    "seq32_before", "seq32_after", "seq32_diff", "expand_seq", "expand_seq_array",
+    "seq32_before", "seq32_after", "seq32_diff", "seq64_diff", "expand_seq", "expand_seq_array",
     "dss_checksum", "verify_dss_checksum", "DssChecksum", "ReassemblyQueue",
     "Mapping", "MappingConflict", "UnmappedData", "SubflowMappings", "DsnAllocator",
 ]
@@ -33,12 +35,8 @@ _MASK64 = (1 << 64) - 1
 
 
 # ------------------------------------------------------------------------------------------------
-# 32-bit sequence arithmetic (RFC 9293 §3.4, "before"/"after" as Linux defines them)
-
-def seq32_diff(a: int, b: int) -> int:
-    """Signed distance a - b on the 32-bit circle, in [-2**31, 2**31)."""
-    return ((a - b + 0x80000000) & _MASK32) - 0x80000000
-
+# sequence arithmetic (RFC 1982; RFC 9293 §3.4, "before"/"after" as Linux defines them).
+# seq32_diff and seq64_diff come from mptcp_fast._serial, which states the rule at 2**63.
 
 def seq32_before(a: int, b: int) -> bool:
     return seq32_diff(a, b) < 0
@@ -48,14 +46,6 @@ def seq32_after(a: int, b: int) -> bool:
     return seq32_diff(a, b) > 0
 
 
-def _check_u(name: str, value, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= value < (1 << bits):
-        raise ValueError(f"{name} must fit in {bits} unsigned bits, got {value}")
-    return int(value)
-
-
 def expand_seq(reference: int, value32: int) -> int:
     """Promote a 32-bit DSN or data ACK to 64 bits next to ``reference`` (KERNEL.md §3.2).
 
@@ -63,13 +53,31 @@ def expand_seq(reference: int, value32: int) -> int:
     moved one step up or down when the low half wrapped (the candidate nearest the
     reference on the 32-bit circle, exactly as Linux's __mptcp_expand_seq).
     """
-    return _impl.expand_seq(_check_u("reference", reference, 64), _check_u("value32", value32, 32))
+    return _impl.expand_seq(_check.uint("reference", reference, 64),
+                            _check.uint("value32", value32, 32))
+
+
+def _u64_array(name: str, values) -> np.ndarray:
+    """Unsigned 64-bit values as an array: TypeError for non-integers, ValueError for a value
+    below 0 or at or above 2**64 (never numpy's OverflowError or a silent wrap)."""
+    arr = np.asarray(values)
+    if arr.dtype == object:              # Python ints too large for any numpy integer type
+        flat = [_check.uint(name, v, 64) for v in arr.ravel()]
+        return np.array(flat, dtype=np.uint64).reshape(arr.shape)
+    if arr.dtype.kind not in "ui":
+        if arr.size == 0:
+            return arr.astype(np.uint64)
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be in 0..{_MASK64}, got {int(arr.min())}")
+    return arr.astype(np.uint64, copy=False)
 
 
 def expand_seq_array(reference, values) -> np.ndarray:
-    """``expand_seq`` over numpy arrays: ``reference`` a scalar or an array like ``values``."""
-    ref = np.asarray(reference, dtype=np.uint64)
-    cur = np.asarray(values, dtype=np.uint64) & np.uint64(_MASK32)
+    """``expand_seq`` over numpy arrays: ``reference`` a scalar or an array like ``values``
+    (only the low 32 bits of ``values`` are read)."""
+    ref = _u64_array("reference", reference)
+    cur = _u64_array("values", values) & np.uint64(_MASK32)
     old32 = ref & np.uint64(_MASK32)
     candidate = (ref & np.uint64(_MASK64 ^ _MASK32)) + cur
     forward = (cur < old32) & (((old32 - cur) & np.uint64(_MASK32)) >= np.uint64(0x80000000))
@@ -110,6 +118,19 @@ class Mapping:
     length: int
     data_fin: bool = False
     checksum: int | None = None
+
+    def __post_init__(self):
+        """Every field checked once, here (TypeError / ValueError): a 64-bit DSN, a 16-bit
+        Data-Level Length and checksum, and relative subflow sequence numbers below 2**63
+        (the data sequence layer's range, mptcp_fast._serial)."""
+        fix = object.__setattr__                 # numpy integers are stored as ints
+        fix(self, "dsn", _check.uint("dsn", self.dsn, 64))
+        fix(self, "length", _check.uint("length", self.length, 16))
+        fix(self, "data_fin", _check.flag("data_fin", self.data_fin))
+        if self.checksum is not None:
+            fix(self, "checksum", _check.uint("checksum", self.checksum, 16))
+        fix(self, "subflow_seq", _check.in_range("subflow_seq", self.subflow_seq, 0,
+                                                 _check.I64_MAX - max(self.payload_length, 0)))
 
     @property
     def infinite(self) -> bool:

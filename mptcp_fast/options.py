@@ -311,7 +311,11 @@ class MalformedOption(_Option):
     name = "MALFORMED"
 
     def __new__(cls, kind: int, data: bytes, reason: str):
-        return _make(cls, kind, bytes(data), str(reason))
+        data = bytes(data)
+        if len(data) > MAX_TCP_OPTIONS_LEN:        # it came from an options area
+            raise option_error("MALFORMED", "data", None,
+                               f"at most {MAX_TCP_OPTIONS_LEN} bytes", len(data))
+        return _make(cls, kind, data, str(reason))
 
 
 # --------------------------------------------------------------------------------------------

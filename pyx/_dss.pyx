@@ -1,7 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled twin of mptcp_fast/_pure/_dss.py: sequence expansion, DSS checksum, reassembly.
 
-Same functions, classes, results and errors as the pure module.
+Same functions, classes, results and errors as the pure module. Arguments go through
+mf_check.pxd (the pure twin's checks on the slow path); 64-bit sequence arithmetic follows
+the one rule of mf_serial.pxd.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
@@ -12,23 +14,25 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
+from mf_serial cimport seq64_diff, beyond_reach
+cimport mf_serial
+from mf_check cimport u64_arg, int_arg
+from mptcp_fast import _check
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData
 
+__all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
+           "MAX_WINDOW", "bind_types"]
+
+MAX_WINDOW = 1 << 62         # the largest reassembly window (far above any real one)
 RELEASES_GIL = True
 
 
 # ------------------------------------------------------------------------------------------------
-# sequence numbers (KERNEL.md §3.2)
+# sequence numbers (Linux's __mptcp_expand_seq; the rule is in mf_serial.pxd)
 
 def expand_seq(uint64_t reference, uint32_t value32):
     """The 64-bit DSN nearest ``reference`` whose low 32 bits are ``value32`` (Linux's rule)."""
-    cdef uint32_t old32 = <uint32_t>reference
-    cdef uint64_t candidate = (reference & 0xFFFFFFFF00000000ULL) + value32
-    if value32 < old32 and <int32_t>(old32 - value32) < 0:        # forward wrap
-        return candidate + (1ULL << 32)
-    if value32 > old32 and <int32_t>(value32 - old32) < 0:        # reverse wrap
-        return candidate - (1ULL << 32)
-    return candidate
+    return mf_serial.expand_seq(reference, value32)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -115,8 +119,14 @@ cdef class DssChecksum:
         return self._length
 
     def update(self, data):
+        """Add payload bytes: any C-contiguous buffer, counted in bytes whatever its item
+        size or shape."""
         cdef Py_buffer view
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        except (TypeError, BufferError):
+            _check.byte_length("data", data)     # raises the pure twin's TypeError/ValueError
+            raise
         try:
             if view.len:
                 with nogil:
@@ -126,10 +136,13 @@ cdef class DssChecksum:
         finally:
             PyBuffer_Release(&view)
 
-    def finish(self, uint64_t dsn, uint32_t subflow_seq, uint16_t data_len):
+    def finish(self, dsn_, subflow_seq_, data_len_):
         """The checksum with the pseudo-header (DSN 64, SSN 32, length 16, zero 16)."""
         cdef uint8_t header[16]
         cdef int i
+        cdef uint64_t dsn = u64_arg(dsn_, "dsn")
+        cdef uint32_t subflow_seq = <uint32_t>int_arg(subflow_seq_, "subflow_seq", 0, 0xFFFFFFFF)
+        cdef uint16_t data_len = <uint16_t>int_arg(data_len_, "data_len", 0, 0xFFFF)
         for i in range(8):
             header[i] = (dsn >> (56 - 8 * i)) & 0xFF
         for i in range(4):
@@ -141,7 +154,7 @@ cdef class DssChecksum:
         return ~add16(self._sum, sum16(header, 16, False)) & 0xFFFF
 
 
-def dss_checksum(uint64_t dsn, uint32_t subflow_seq, uint16_t data_len, payload):
+def dss_checksum(dsn, subflow_seq, data_len, payload):
     cdef DssChecksum acc = DssChecksum()
     acc.update(payload)
     return acc.finish(dsn, subflow_seq, data_len)
@@ -175,10 +188,8 @@ cdef class ReassemblyQueue:
         self._starts = NULL
 
     def __init__(self, initial_dsn, window=1 << 20):
-        if window < 1:
-            raise ValueError(f"window must be at least 1 byte, not {window}")
-        self._base = <uint64_t>(initial_dsn & 0xFFFFFFFFFFFFFFFF)
-        self._window = window
+        self._base = u64_arg(initial_dsn, "initial_dsn")
+        self._window = int_arg(window, "window", 1, MAX_WINDOW)
         self._ack = 0
         self._read = 0
         self._ready = []
@@ -199,8 +210,9 @@ cdef class ReassemblyQueue:
         free(self._starts)
 
     # -- positions
-    cdef inline int64_t _offset(self, uint64_t dsn):
-        return self._ack + <int64_t>(dsn - self._base - <uint64_t>self._ack)
+    cdef inline int64_t _distance(self, uint64_t dsn) noexcept:
+        """How far ``dsn`` is ahead of the next expected byte (negative: behind)."""
+        return seq64_diff(dsn, self._base + <uint64_t>self._ack)
 
     @property
     def data_ack(self):
@@ -220,9 +232,9 @@ cdef class ReassemblyQueue:
         return self._read + self._window - self._ack
 
     # -- input
-    def push(self, uint64_t dsn, data):
+    def push(self, dsn, data):
         """Queue payload ``data`` at ``dsn``; return how many new bytes were accepted."""
-        return self._push(dsn, data)
+        return self._push(u64_arg(dsn, "dsn"), data)
 
     def push_many(self, dsns, pieces):
         """push() each piece at its DSN, in order, in one call; return the bytes accepted."""
@@ -231,11 +243,11 @@ cdef class ReassemblyQueue:
         if len(dsns) != count:
             raise ValueError(f"{len(dsns)} DSNs for {count} pieces")
         for i in range(count):
-            accepted += self._push(dsns[i], pieces[i])
+            accepted += self._push(u64_arg(dsns[i], "dsn"), pieces[i])
         return accepted
 
     cdef int64_t _push(self, uint64_t dsn, object data) except -1:
-        cdef int64_t start = self._offset(dsn)
+        cdef int64_t distance = self._distance(dsn)
         cdef object view
         cdef int64_t n
         if type(data) is bytes:                  # the common case, without a call
@@ -244,6 +256,10 @@ cdef class ReassemblyQueue:
         else:
             view = _stable(data)
             n = len(view)
+        if n and not self._eof and beyond_reach(distance, self._ack + n):
+            self.refused_bytes += n              # would end 2**63 or more past the origin:
+            return 0                             # outside any window (mf_serial.pxd)
+        cdef int64_t start = self._ack + distance
         cdef int64_t end = start + n, limit, accepted
         if n == 0 or self._eof:
             if n and self._eof:
@@ -370,9 +386,13 @@ cdef class ReassemblyQueue:
         if queued > self.peak_queued_bytes:
             self.peak_queued_bytes = queued
 
-    def data_fin(self, uint64_t dsn):
+    def data_fin(self, dsn_):
         """The DATA_FIN occupies ``dsn`` (RFC 8684 §3.3.3); end of stream once data reaches it."""
-        cdef int64_t offset = self._offset(dsn)
+        cdef uint64_t dsn = u64_arg(dsn_, "dsn")
+        cdef int64_t distance = self._distance(dsn)
+        if beyond_reach(distance, self._ack + 1):
+            raise ProtocolError(f"DATA_FIN at DSN {dsn} is outside any window")
+        cdef int64_t offset = self._ack + distance
         if self._fin >= 0 and offset != self._fin:
             raise ProtocolError(f"DATA_FIN moved from DSN {self._base + <uint64_t>self._fin} "
                                 f"to {dsn}")
@@ -393,8 +413,11 @@ cdef class ReassemblyQueue:
             self._read += len(piece)
         return pieces
 
-    def read(self, Py_ssize_t max_bytes=-1):
-        """In-order bytes not read yet (all of them, or at most ``max_bytes``)."""
+    def read(self, max_bytes=-1):
+        """In-order bytes not read yet (all of them, or at most ``max_bytes``; -1: all)."""
+        max_bytes = _check.integer("max_bytes", max_bytes)
+        if max_bytes < -1:
+            raise ValueError(f"max_bytes must be -1 (all) or at least 0, got {max_bytes}")
         cdef list ready = self._ready
         if not ready:
             return b""
@@ -422,9 +445,15 @@ def bind_types(mapping_class):
 
 
 cdef int fill_entry(MapEntry* e, object mapping) except -1:
+    """A Mapping's fields (it checked them when it was built) into an entry."""
+    if not isinstance(mapping, _Mapping):
+        raise TypeError(f"declare() takes a Mapping, not {type(mapping).__name__}")
     ms_entry(e, mapping.subflow_seq, mapping.dsn, mapping.length, mapping.data_fin,
              -1 if mapping.checksum is None else mapping.checksum)
     return 0
+
+
+cdef int64_t MAX_SUBFLOW_SEQ = 0x7FFFFFFFFFFFFFFF   # relative subflow sequence numbers < 2**63
 
 
 cdef object as_mapping(const MapEntry* e):
@@ -448,6 +477,11 @@ cdef class SubflowMappings:
     def __len__(self):
         return self._store.count + self._store.has_infinite
 
+    def declare_fields(self, dsn, subflow_seq, length, data_fin=False, checksum=None):
+        """``declare(Mapping(dsn, subflow_seq, length, data_fin, checksum))`` without building
+        the Mapping (the same checks and errors)."""
+        return self.declare(_Mapping(dsn, subflow_seq, length, data_fin, checksum))
+
     def declare(self, mapping):
         cdef MapEntry e, old
         fill_entry(&e, mapping)
@@ -462,7 +496,9 @@ cdef class SubflowMappings:
             self.infinite = mapping
         return result == MS_NEW
 
-    def resolve(self, int64_t subflow_seq, int64_t length):
+    def resolve(self, subflow_seq_, length_):
+        cdef int64_t subflow_seq = int_arg(subflow_seq_, "subflow_seq", 0, MAX_SUBFLOW_SEQ)
+        cdef int64_t length = int_arg(length_, "length", 0, MAX_SUBFLOW_SEQ - subflow_seq)
         cdef list out = []
         cdef int64_t pos = subflow_seq, end = subflow_seq + length, stop
         cdef uint64_t dsn, last_dsn = 0, last_len = 0
@@ -482,5 +518,5 @@ cdef class SubflowMappings:
             pos = stop
         return out
 
-    def release(self, int64_t upto):
-        ms_release(&self._store, upto)
+    def release(self, upto):
+        ms_release(&self._store, int_arg(upto, "upto", -MAX_SUBFLOW_SEQ - 1, MAX_SUBFLOW_SEQ))

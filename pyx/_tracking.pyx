@@ -17,6 +17,7 @@ from numpy cimport npy_bool as cnp_bool
 
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
+from mf_serial cimport expand_seq, seq64_diff, beyond_reach
 from mptcp_fast.errors import MptcpError
 
 cnp.import_array()
@@ -31,17 +32,6 @@ cdef enum:
     PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
     PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
     DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
-
-
-cdef inline uint64_t expand_seq(uint64_t reference, uint32_t value32) noexcept nogil:
-    """The 64-bit value nearest ``reference`` whose low 32 bits are ``value32`` (KERNEL.md §3.2)."""
-    cdef uint32_t old32 = <uint32_t>reference
-    cdef uint64_t candidate = (reference & 0xFFFFFFFF00000000ULL) + value32
-    if value32 < old32 and <int32_t>(old32 - value32) < 0:
-        return candidate + (1ULL << 32)
-    if value32 > old32 and <int32_t>(value32 - old32) < 0:
-        return candidate - (1ULL << 32)
-    return candidate
 
 
 def checksum_failure(dsn, packets):
@@ -88,7 +78,7 @@ cdef class _Stream:
     cdef int32_t* carriers
     cdef Py_ssize_t count, capacity
     cdef int64_t floor, edge
-    cdef int64_t new_bytes, out_of_order, duplicate, reinjected, not_captured
+    cdef int64_t new_bytes, out_of_order, duplicate, reinjected, not_captured, outside_window
 
     def __cinit__(self):
         self.capacity = 16
@@ -172,7 +162,8 @@ cdef class _Stream:
 cdef class _Pending:
     """A checksummed mapping whose bytes are still being collected (the twin's list entry).
     Bytes usually come in order: ``prefix`` counts those seen from the start, and the
-    byte map ``seen`` is only kept once a piece lands beyond it."""
+    byte map ``seen`` is only kept once a piece lands beyond it. The buffer is made when
+    the first byte arrives: a mapping whose data never comes costs no payload memory."""
     cdef int64_t start, end, length, checksum, missing, prefix
     cdef uint64_t dsn
     cdef uint8_t* data
@@ -184,9 +175,6 @@ cdef class _Pending:
                   int64_t checksum):
         self.start, self.end, self.dsn = start, start + payload_length, dsn
         self.length, self.checksum, self.missing = length, checksum, payload_length
-        self.data = <uint8_t*>malloc(payload_length)
-        if self.data == NULL:
-            raise MemoryError()
 
     def __dealloc__(self):
         free(self.data)
@@ -196,6 +184,10 @@ cdef class _Pending:
                  int64_t number) except -1:
         """Subflow bytes [lo, hi) of a payload that starts at ``rel``."""
         cdef int64_t k, a = lo - self.start, b = hi - self.start
+        if self.data == NULL:
+            self.data = <uint8_t*>malloc(self.end - self.start)
+            if self.data == NULL:
+                raise MemoryError()
         memcpy(self.data + a, payload + (lo - rel), b - a)
         if self.seen == NULL and a <= self.prefix:          # in order, or a repeat
             if b > self.prefix:
@@ -247,6 +239,8 @@ cdef class Tracker:
     cdef list _sides                  # 2 * sid + direction -> _Side, or None when not analysed
     cdef list _streams
     cdef public list events           # (packet number, sid, text, packets or None)
+    cdef int64_t _budget, _connection_budget, _claimed
+    cdef dict _claimed_by_connection  # up stream // 2 -> payload bytes claimed
     # the loaded batch
     cdef Py_ssize_t _n
     cdef int64_t[::1] _number, _payload_start
@@ -259,8 +253,11 @@ cdef class Tracker:
     cdef int32_t[::1] _csum
     cdef bytes _blob
 
-    def __init__(self, verify_checksum):
+    def __init__(self, verify_checksum, int64_t checksum_budget, int64_t connection_checksum_budget):
         self._verify = verify_checksum
+        self._budget, self._connection_budget = checksum_budget, connection_checksum_budget
+        self._claimed = 0
+        self._claimed_by_connection = {}
         self._flows = {}
         self._clients = []
         self._sides = []
@@ -349,13 +346,18 @@ cdef class Tracker:
             out.append((s.bytes, s.reinjected, s.unverified + len(s.pending)))
         return tuple(out)
 
+    def checksum_claims(self):
+        """Payload bytes that pending checksummed mappings hold a claim on now."""
+        return self._claimed
+
     def stream_counters(self, int stream):
         cdef _Stream st = self._streams[stream]
         fin_reached = st.fin_known and st.origin_known and \
-            st.edge >= <int64_t>(st.data_fin - st.origin)
+            st.edge >= seq64_diff(st.data_fin, st.origin)
         return {"data_bytes": st.new_bytes, "not_captured_bytes": st.not_captured,
                 "out_of_order_bytes": st.out_of_order,
                 "duplicate_bytes": st.duplicate, "reinjected_bytes": st.reinjected,
+                "outside_window_bytes": st.outside_window,
                 "data_acked": st.data_acked if st.acked_known else None,
                 "data_fin": st.data_fin if st.fin_known else None, "all_seen": fin_reached}
 
@@ -490,7 +492,7 @@ cdef class Tracker:
             if not peer.ref_known:
                 return 0
             ack = expand_seq(peer.dsn_ref, <uint32_t>ack)
-        if not peer.acked_known or <int64_t>(ack - peer.data_acked) >= 0:
+        if not peer.acked_known or seq64_diff(ack, peer.data_acked) >= 0:
             peer.data_acked, peer.acked_known = ack, True
         return 0
 
@@ -500,6 +502,8 @@ cdef class Tracker:
         cdef MapEntry e, old
         cdef int result
         cdef int64_t payload_length = length - 1 if data_fin else length
+        cdef int64_t claimed
+        cdef Py_ssize_t connection
         cdef uint64_t fin
         ms_entry(&e, start, dsn, length, data_fin, checksum)
         result = ms_declare(&side.maps, &e, &old)
@@ -509,7 +513,7 @@ cdef class Tracker:
             self.events.append((number, sid, conflict_text(&e, &old), None))
             return 0
         side.probed = True
-        if not st.ref_known or <int64_t>(dsn - st.dsn_ref) >= 0:
+        if not st.ref_known or seq64_diff(dsn, st.dsn_ref) >= 0:
             st.dsn_ref, st.ref_known = dsn, True
         if data_fin:
             fin = dsn + <uint64_t>(length - 1)
@@ -526,9 +530,23 @@ cdef class Tracker:
         if (result == MS_NEW and st.checksums and checksum >= 0 and payload_length > 0
                 and not truncated):           # headers-only captures cannot be checked
             if len(side.pending) >= PENDING_CHECKSUMS_MAX:    # bytes that never all arrived
-                del side.pending[0]
+                self._unclaim(side, side.pending.pop(0))
                 side.unverified += 1
+            connection = side.stream_id >> 1
+            claimed = self._claimed_by_connection.get(connection, 0)
+            if (self._claimed + payload_length > self._budget
+                    or claimed + payload_length > self._connection_budget):
+                side.unverified += 1          # over the memory budget: counted, not held
+                return 0
+            self._claimed += payload_length
+            self._claimed_by_connection[connection] = claimed + payload_length
             side.pending.append(_Pending(start, payload_length, dsn, length, checksum))
+        return 0
+
+    cdef int _unclaim(self, _Side side, _Pending entry) except -1:
+        cdef int64_t size = entry.end - entry.start
+        self._claimed -= size
+        self._claimed_by_connection[side.stream_id >> 1] -= size
         return 0
 
     # -- data-level coverage
@@ -537,7 +555,10 @@ cdef class Tracker:
         cdef Py_ssize_t i, j
         if not st.origin_known:
             st.origin, st.origin_known = dsn, True  # keys unknown: offsets from the first DSN
-        s = <int64_t>(dsn - st.origin)
+        s = seq64_diff(dsn, st.origin)
+        if beyond_reach(s, length):          # would end 2**63 past the origin: outside any
+            st.outside_window += length      # window (mf_serial.pxd), counted, not placed
+            return 0
         e = s + length
         if s < st.floor:                     # long delivered: no carrier kept
             below = min(e, st.floor) - s
@@ -587,6 +608,7 @@ cdef class Tracker:
                 k += 1
                 continue
             del side.pending[k]
+            self._unclaim(side, entry)
             data = PyBytes_FromStringAndSize(<const char*>entry.data, entry.end - entry.start)
             if not self._verify(entry.dsn, entry.start & 0xFFFFFFFF, entry.length, data,
                                 entry.checksum):

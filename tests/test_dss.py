@@ -127,9 +127,14 @@ class TestSubflowMappings:
         assert maps.declare(Mapping(5000, 101, 50))
         assert maps.resolve(1, 100) == [(1000, 100)]
         assert maps.resolve(90, 20) == [(1089, 11), (5000, 9)]
-        assert maps.declare(Mapping(1010, 11, 20))           # consistent sub-range
+        assert not maps.declare(Mapping(1010, 11, 20))       # consistent sub-range: known bytes
+        assert maps.declare(Mapping(7000, 161, 20))          # a gap, then more bytes: new
         with pytest.raises(UnmappedData):
-            maps.resolve(140, 20)
+            maps.resolve(150, 2)                             # 151 is in the gap
+        assert maps.declare(Mapping(5050, 151, 10))          # fills the gap on 5000's line
+        assert maps.resolve(101, 80) == [(5000, 60), (7000, 20)] and len(maps) == 3
+        with pytest.raises(UnmappedData):
+            maps.resolve(170, 20)
 
     def test_conflicting_redeclaration(self, backend):
         maps = dss.SubflowMappings()
@@ -137,8 +142,9 @@ class TestSubflowMappings:
         with pytest.raises(MappingConflict):
             maps.declare(Mapping(2000, 50, 10))              # same bytes, other DSNs
         # the same bytes, now carrying the DATA_FIN (Linux sends the last mapping again with
-        # data_len + 1 when the application closes): consistent, and the DATA_FIN is at 1100
-        assert maps.declare(Mapping(1000, 1, 101, data_fin=True))
+        # data_len + 1 when the application closes): consistent, and no byte is new (the
+        # DATA_FIN at 1100 is the data-level stream's business: ReassemblyQueue.data_fin)
+        assert not maps.declare(Mapping(1000, 1, 101, data_fin=True))
         assert maps.resolve(1, 100) == [(1000, 100)]
         with pytest.raises(MappingConflict):
             maps.declare(Mapping(1001, 1, 101, data_fin=True))  # a DATA_FIN with other DSNs
@@ -153,11 +159,21 @@ class TestSubflowMappings:
 
     def test_release_bounds_memory(self, backend):
         maps = dss.SubflowMappings()
-        for i in range(100):
-            maps.declare(Mapping(10_000 + 100 * i, 1 + 100 * i, 100))
+        for i in range(100):                                 # DSNs apart: 100 pieces
+            maps.declare(Mapping(10_000 + 200 * i, 1 + 100 * i, 100))
+        assert len(maps) == 100
         maps.release(5001)
         assert len(maps) == 50
-        assert maps.resolve(5001, 10) == [(15_000, 10)]
+        assert maps.resolve(5001, 10) == [(20_000, 10)]
+
+    def test_contiguous_mappings_are_stored_as_one_piece(self, backend):
+        maps = dss.SubflowMappings()
+        for i in range(1000):                                # one byte each, one DSN line
+            assert maps.declare(Mapping(10_000 + i, 1 + i, 1))
+        assert len(maps) == 1 and maps.resolve(1, 1000) == [(10_000, 1000)]
+        assert maps.declare(Mapping(50_000, 2001, 10))       # another line after a gap
+        assert maps.declare(Mapping(11_000, 1001, 1000))     # fills the gap on the first line
+        assert len(maps) == 2 and maps.resolve(1, 2010) == [(10_000, 2000), (50_000, 10)]
 
     def test_a_long_mapping_behind_a_short_one_is_still_checked(self, backend):
         maps = dss.SubflowMappings()
@@ -166,7 +182,7 @@ class TestSubflowMappings:
         with pytest.raises(MappingConflict):
             maps.declare(Mapping(7000, 700, 10))             # only the long one covers 700
         assert maps.resolve(650, 300) == [(1649, 300)]
-        assert maps.declare(Mapping(1000, 1, 1000, checksum=7))   # same range, a checksum now
+        assert not maps.declare(Mapping(1000, 1, 1000, checksum=7))   # same bytes, same DSNs
 
     def test_data_fin_mapping_and_wrap(self, backend):
         maps = dss.SubflowMappings()

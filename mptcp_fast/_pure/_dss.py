@@ -1,17 +1,22 @@
 """Pure-Python twin of pyx/_dss.pyx: sequence expansion, the DSS checksum, reassembly.
 
-Same functions, classes, results and errors as the compiled module.
+Same functions, classes, results and errors as the compiled module. Arguments are checked
+with mptcp_fast._check (the compiled twin uses the same functions on its slow path), and
+64-bit sequence arithmetic follows the one rule of mptcp_fast._serial.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 
+from .. import _check
+from .._serial import HALF64, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData
 
-_MASK64 = (1 << 64) - 1
-_MASK32 = 0xFFFFFFFF
-_MAX_PAYLOAD = 0xFFFF        # Data-Level Length is 16 bits: no mapping covers more bytes
+__all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
+           "MAX_WINDOW", "bind_types"]
+
+MAX_WINDOW = 1 << 62         # the largest reassembly window (far above any real one)
 RELEASES_GIL = False
 _Mapping = None              # mptcp_fast.dss.Mapping, set by bind_types()
 
@@ -22,26 +27,12 @@ def bind_types(mapping_class) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# sequence numbers (KERNEL.md §3.2)
-
-def expand_seq(reference: int, value32: int) -> int:
-    """The 64-bit DSN nearest ``reference`` whose low 32 bits are ``value32`` (Linux's rule)."""
-    old32 = reference & _MASK32
-    candidate = (reference & ~_MASK32 & _MASK64) + value32
-    if value32 < old32 and ((old32 - value32) & _MASK32) >= 0x80000000:   # forward wrap
-        return (candidate + (1 << 32)) & _MASK64
-    if value32 > old32 and ((value32 - old32) & _MASK32) >= 0x80000000:   # reverse wrap
-        return (candidate - (1 << 32)) & _MASK64
-    return candidate
-
-
-# ------------------------------------------------------------------------------------------------
 # the DSS checksum (RFC 8684 §3.3.1): the internet checksum of a pseudo-header and the payload
 
 def _sum16(data, odd_start: bool) -> int:
     """Ones'-complement sum (folded to 16 bits, 0 only for all-zero data) of ``data`` read as
     big-endian 16-bit words; ``odd_start`` when it continues a stream at an odd offset."""
-    raw = bytes(data)
+    raw = data
     if odd_start:
         raw = b"\x00" + raw
     if len(raw) & 1:
@@ -52,6 +43,12 @@ def _sum16(data, odd_start: bool) -> int:
     if folded == 0 and value:
         folded = 0xFFFF
     return folded
+
+
+def _contiguous_bytes(data) -> bytes:
+    _check.byte_length("data", data)            # TypeError / ValueError as the compiled twin
+    with memoryview(data) as view:
+        return view.tobytes()
 
 
 def _add16(a: int, b: int) -> int:
@@ -72,13 +69,18 @@ class DssChecksum:
         return self._length
 
     def update(self, data) -> None:
-        n = len(data)
-        if n:
-            self._sum = _add16(self._sum, _sum16(data, bool(self._length & 1)))
-            self._length += n
+        """Add payload bytes: any C-contiguous buffer, counted in bytes whatever its item
+        size or shape."""
+        raw = data if type(data) is bytes else _contiguous_bytes(data)
+        if raw:
+            self._sum = _add16(self._sum, _sum16(raw, bool(self._length & 1)))
+            self._length += len(raw)
 
     def finish(self, dsn: int, subflow_seq: int, data_len: int) -> int:
         """The checksum with the pseudo-header (DSN 64, SSN 32, length 16, zero 16)."""
+        dsn = _check.uint("dsn", dsn, 64)
+        subflow_seq = _check.uint("subflow_seq", subflow_seq, 32)
+        data_len = _check.uint("data_len", data_len, 16)
         header = (dsn.to_bytes(8, "big") + subflow_seq.to_bytes(4, "big")
                   + data_len.to_bytes(2, "big") + b"\x00\x00")
         total = _add16(self._sum, _sum16(header, False))
@@ -106,10 +108,8 @@ class ReassemblyQueue:
     """Data-level receive queue; see mptcp_fast.dss.ReassemblyQueue for the contract."""
 
     def __init__(self, initial_dsn: int, window: int = 1 << 20):
-        if window < 1:
-            raise ValueError(f"window must be at least 1 byte, not {window}")
-        self._base = initial_dsn & _MASK64     # DSN of relative offset 0
-        self._window = window
+        self._base = _check.uint("initial_dsn", initial_dsn, 64)   # DSN of relative offset 0
+        self._window = _check.in_range("window", window, 1, MAX_WINDOW)
         self._ack = 0                          # next expected offset
         self._read = 0                         # offset of the first unread byte
         self._ready = []                       # in-order pieces not yet read
@@ -126,11 +126,9 @@ class ReassemblyQueue:
         self.conflicts = []                    # (dsn, length) of the first 64 conflicts
 
     # -- positions
-    def _offset(self, dsn: int) -> int:
-        if not 0 <= dsn <= _MASK64:
-            raise OverflowError(f"a DSN is 64 bits unsigned, not {dsn}")
-        delta = ((dsn - self._base - self._ack) + (1 << 63)) & _MASK64
-        return self._ack + delta - (1 << 63)
+    def _distance(self, dsn: int) -> int:
+        """How far ``dsn`` is ahead of the next expected byte (negative: behind)."""
+        return seq64_diff(dsn, (self._base + self._ack) & _MASK64)
 
     @property
     def data_ack(self) -> int:
@@ -152,9 +150,13 @@ class ReassemblyQueue:
     # -- input
     def push(self, dsn: int, data) -> int:
         """Queue payload ``data`` at ``dsn``; return how many new bytes were accepted."""
-        start = self._offset(dsn)
+        distance = self._distance(_check.uint("dsn", dsn, 64))
         view = _stable(data)
         n = len(view)
+        if n and not self._eof and beyond_reach(distance, self._ack + n):
+            self.refused_bytes += n            # would end 2**63 or more past the origin:
+            return 0                           # outside any window (mptcp_fast._serial)
+        start = self._ack + distance
         end = start + n
         if n == 0 or self._eof:
             if n and self._eof:
@@ -193,7 +195,7 @@ class ReassemblyQueue:
         if len(dsns) != len(pieces):
             raise ValueError(f"{len(dsns)} DSNs for {len(pieces)} pieces")
         push = self.push
-        return sum(push(int(dsn), piece) for dsn, piece in zip(dsns, pieces))
+        return sum(push(dsn, piece) for dsn, piece in zip(dsns, pieces))
 
     def _insert(self, start: int, view) -> int:
         """Queue an out-of-order (or overlapping) piece around the queued ones."""
@@ -234,11 +236,14 @@ class ReassemblyQueue:
 
     def _drain(self) -> None:
         starts, pieces = self._starts, self._pieces
-        while starts and starts[0] <= self._ack:
-            piece_start, piece = starts.pop(0), pieces.pop(0)
+        taken = 0
+        while taken < len(starts) and starts[taken] <= self._ack:
+            piece = pieces[taken]
             self._queued_ooo -= len(piece)
             self._ready.append(piece)
-            self._ack = piece_start + len(piece)
+            self._ack = starts[taken] + len(piece)
+            taken += 1
+        del starts[:taken], pieces[:taken]      # once: popping the front one by one is O(n) each
 
     def _note_peak(self) -> None:
         queued = (self._ack - self._read) + self._queued_ooo
@@ -247,7 +252,10 @@ class ReassemblyQueue:
 
     def data_fin(self, dsn: int) -> None:
         """The DATA_FIN occupies ``dsn`` (RFC 8684 §3.3.3); end of stream once data reaches it."""
-        offset = self._offset(dsn)
+        distance = self._distance(_check.uint("dsn", dsn, 64))
+        if beyond_reach(distance, self._ack + 1):
+            raise ProtocolError(f"DATA_FIN at DSN {dsn} is outside any window")
+        offset = self._ack + distance
         if self._fin >= 0 and offset != self._fin:
             raise ProtocolError(f"DATA_FIN moved from DSN {self._fin + self._base & _MASK64} "
                                 f"to {dsn}")
@@ -269,7 +277,10 @@ class ReassemblyQueue:
         return pieces
 
     def read(self, max_bytes: int = -1) -> bytes:
-        """In-order bytes not read yet (all of them, or at most ``max_bytes``)."""
+        """In-order bytes not read yet (all of them, or at most ``max_bytes``; -1: all)."""
+        max_bytes = _check.integer("max_bytes", max_bytes)
+        if max_bytes < -1:
+            raise ValueError(f"max_bytes must be -1 (all) or at least 0, got {max_bytes}")
         ready = self._ready
         if not ready:
             return b""
@@ -285,93 +296,120 @@ class ReassemblyQueue:
         return out
 
 
+
 # ------------------------------------------------------------------------------------------------
-# mappings of one subflow (RFC 8684 §3.3.1)
+# mappings of one subflow (RFC 8684 §3.3.1), the rules of pyx/mf_mapstore.pxd
 
-def _payload(m) -> int:
-    return m.length - 1 if m.data_fin else m.length
-
-
-def _dsn_at(m, subflow_seq: int) -> int:
-    return (m.dsn + subflow_seq - m.subflow_seq) & _MASK64
+MAX_SUBFLOW_SEQ = (1 << 63) - 1      # relative subflow sequence numbers stay below 2**63
 
 
-def _check_consistent(old, new) -> None:
-    """Overlapping mappings must put the same bytes at the same DSNs. A repeat that adds or
-    drops a DATA_FIN is consistent: Linux compares mappings without the DATA_FIN's +1
-    (KERNEL.md §2: "If DATA_FIN rides on the last data mapping, data_len++")."""
-    lo = max(old.subflow_seq, new.subflow_seq)
-    if _dsn_at(old, lo) != _dsn_at(new, lo):
-        raise MappingConflict(f"{new} contradicts {old}")
+def _check_span(subflow_seq, length) -> tuple[int, int]:
+    subflow_seq = _check.in_range("subflow_seq", subflow_seq, 0, MAX_SUBFLOW_SEQ)
+    length = _check.in_range("length", length, 0, MAX_SUBFLOW_SEQ - subflow_seq)
+    return subflow_seq, length
 
 
 class SubflowMappings:
-    """The mappings received on one subflow; see mptcp_fast.dss for the contract."""
+    """The mappings received on one subflow; see mptcp_fast.dss for the contract.
+
+    Stored as disjoint pieces [start, end) of subflow bytes, each on one line of the data
+    sequence space (``dsn`` of its first byte): a declaration is checked against the pieces
+    it overlaps and merged with them and with touching pieces on its line, so lookups are
+    one bisection (pyx/mf_mapstore.pxd explains the choice)."""
 
     def __init__(self):
         self._starts = []
-        self._maps = []
+        self._ends = []
+        self._dsns = []
         self.infinite = None
 
     def __len__(self) -> int:
-        return len(self._maps) + (self.infinite is not None)
+        return len(self._starts) + (self.infinite is not None)
 
     def declare(self, mapping) -> bool:
-        start = mapping.subflow_seq
-        if self.infinite is not None:
-            if start >= self.infinite.subflow_seq and _dsn_at(mapping, start) != _dsn_at(self.infinite, start):
-                raise MappingConflict(f"{mapping} contradicts the infinite mapping {self.infinite}")
-            return False
-        if mapping.length == 0:                     # the infinite mapping (RFC 8684 §3.7)
-            for old in self._overlapping(start, None):
-                _check_consistent(old, mapping)
-            self.infinite = mapping
-            return True
-        if _payload(mapping) == 0:
-            return True                             # a standalone DATA_FIN maps no subflow byte
-        new = True
-        for old in self._overlapping(start, start + _payload(mapping)):
-            _check_consistent(old, mapping)
-            if old == mapping:
-                new = False
-        if new:
-            i = bisect_left(self._starts, start)
-            self._starts.insert(i, start)
-            self._maps.insert(i, mapping)
-        return new
+        if not isinstance(mapping, _Mapping):
+            raise TypeError(f"declare() takes a Mapping, not {type(mapping).__name__}")
+        return self._declare(mapping.dsn, mapping.subflow_seq, mapping.length, mapping.data_fin,
+                             mapping.checksum)
 
-    def _overlapping(self, start: int, end):
-        """Mappings that share a subflow byte with [start, end) (end None: to infinity)."""
-        i = bisect_left(self._starts, start - _MAX_PAYLOAD)
-        maps = self._maps
-        while i < len(maps):
-            old = maps[i]
-            if end is not None and old.subflow_seq >= end:
-                break
-            if old.subflow_seq + _payload(old) > start:
-                yield old
-            i += 1
+    def declare_fields(self, dsn: int, subflow_seq: int, length: int, data_fin: bool = False,
+                       checksum: int | None = None) -> bool:
+        """``declare(Mapping(dsn, subflow_seq, length, data_fin, checksum))`` without building
+        the Mapping (the same checks and errors)."""
+        return self.declare(_Mapping(dsn, subflow_seq, length, data_fin, checksum))
+
+    def _piece(self, i: int):
+        return _Mapping(self._dsns[i], self._starts[i], self._ends[i] - self._starts[i])
+
+    def _declare(self, dsn: int, start: int, length: int, data_fin: bool, checksum) -> bool:
+        """The rules, on checked fields (the analyzer's tracker calls this directly)."""
+        end = start + (length - 1 if data_fin else length)
+        starts, ends, dsns = self._starts, self._ends, self._dsns
+        if self.infinite is not None:
+            inf = self.infinite
+            if start >= inf.subflow_seq and dsn != (inf.dsn + start - inf.subflow_seq) & _MASK64:
+                raise MappingConflict(f"{_Mapping(dsn, start, length, data_fin, checksum)} "
+                                      f"contradicts the infinite mapping {inf}")
+            return False
+        i = bisect_right(ends, start)                  # first piece ending after start
+        if length == 0:                                # the infinite mapping (RFC 8684 §3.7)
+            for j in range(i, len(starts)):
+                self._check_line(j, dsn, start, length, data_fin, checksum)
+            self.infinite = _Mapping(dsn, start, length, data_fin, checksum)
+            return True
+        if end == start:
+            return True                                # a standalone DATA_FIN maps no byte
+        j = i
+        covered = 0
+        while j < len(starts) and starts[j] < end:     # the pieces it overlaps
+            self._check_line(j, dsn, start, length, data_fin, checksum)
+            covered += min(end, ends[j]) - max(start, starts[j])
+            j += 1
+        if covered == end - start:
+            return False
+        lo, hi = start, end                            # one piece for the union
+        if i < j:
+            lo, hi = min(lo, starts[i]), max(hi, ends[j - 1])
+        if i > 0 and ends[i - 1] == lo and \
+                (dsns[i - 1] + lo - starts[i - 1]) & _MASK64 == (dsn + lo - start) & _MASK64:
+            i -= 1
+            lo = starts[i]
+        if j < len(starts) and starts[j] == hi and dsns[j] == (dsn + hi - start) & _MASK64:
+            hi = ends[j]
+            j += 1
+        starts[i:j] = [lo]
+        ends[i:j] = [hi]
+        dsns[i:j] = [(dsn + lo - start) & _MASK64]
+        return True
+
+    def _check_line(self, j, dsn, start, length, data_fin, checksum) -> None:
+        """Piece j and the declaration must put their common bytes at the same DSNs."""
+        lo = max(self._starts[j], start)
+        if (self._dsns[j] + lo - self._starts[j]) & _MASK64 != (dsn + lo - start) & _MASK64:
+            raise MappingConflict(f"{_Mapping(dsn, start, length, data_fin, checksum)} "
+                                  f"contradicts {self._piece(j)}")
 
     def _covering(self, subflow_seq: int):
-        i = bisect_right(self._starts, subflow_seq) - 1
-        while i >= 0 and self._starts[i] > subflow_seq - _MAX_PAYLOAD:
-            m = self._maps[i]
-            if subflow_seq < m.subflow_seq + _payload(m):
-                return m
-            i -= 1
-        if self.infinite is not None and subflow_seq >= self.infinite.subflow_seq:
-            return self.infinite
+        """(first byte, end or None, DSN of the first byte) of what holds this byte, or None."""
+        i = bisect_right(self._ends, subflow_seq)
+        if i < len(self._starts) and self._starts[i] <= subflow_seq:
+            return self._starts[i], self._ends[i], self._dsns[i]
+        inf = self.infinite
+        if inf is not None and subflow_seq >= inf.subflow_seq:
+            return inf.subflow_seq, None, inf.dsn
         return None
 
     def resolve(self, subflow_seq: int, length: int) -> list:
+        subflow_seq, length = _check_span(subflow_seq, length)
         out = []
         pos, end = subflow_seq, subflow_seq + length
         while pos < end:
-            m = self._covering(pos)
-            if m is None:
+            found = self._covering(pos)
+            if found is None:
                 raise UnmappedData(f"subflow bytes from {pos} have no mapping")
-            stop = end if m.length == 0 else min(end, m.subflow_seq + _payload(m))
-            dsn = _dsn_at(m, pos)
+            first, stop, line = found
+            stop = end if stop is None else min(end, stop)
+            dsn = (line + pos - first) & _MASK64
             if out and (out[-1][0] + out[-1][1]) & _MASK64 == dsn:
                 out[-1] = (out[-1][0], out[-1][1] + stop - pos)
             else:
@@ -380,6 +418,6 @@ class SubflowMappings:
         return out
 
     def release(self, upto: int) -> None:
-        keep = [i for i, m in enumerate(self._maps) if m.subflow_seq + _payload(m) > upto]
-        self._maps = [self._maps[i] for i in keep]
-        self._starts = [self._starts[i] for i in keep]
+        upto = _check.in_range("upto", upto, -MAX_SUBFLOW_SEQ - 1, MAX_SUBFLOW_SEQ)
+        k = bisect_right(self._ends, upto)
+        del self._starts[:k], self._ends[:k], self._dsns[:k]

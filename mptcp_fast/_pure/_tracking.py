@@ -19,12 +19,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from ..dss import Mapping
+from .._serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, MptcpError, UnmappedData
-from ._dss import SubflowMappings, expand_seq
-
-_MASK32 = 0xFFFFFFFF
-_MASK64 = (1 << 64) - 1
+from ._dss import SubflowMappings
 SYN, RST = 0x02, 0x04
 DSS_BIT = 1 << 2
 HISTORY = 1 << 24               # DSN bytes behind the contiguous edge whose carrier is kept
@@ -33,12 +30,6 @@ MAPPINGS_KEPT_BEHIND = 1 << 24  # subflow bytes of mappings kept behind the newe
 PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
 PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
 DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
-
-
-def _signed(value: int) -> int:
-    """A 64-bit difference as the signed number C code sees."""
-    value &= _MASK64
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def checksum_failure(dsn: int, packets) -> str:
@@ -69,7 +60,7 @@ class _Stream:
         self.starts, self.ends, self.carriers = [], [], []
         self.floor = self.edge = 0
         self.new_bytes = self.out_of_order = self.duplicate = self.reinjected = 0
-        self.not_captured = 0
+        self.not_captured = self.outside_window = 0
 
 
 class _Side:
@@ -83,16 +74,45 @@ class _Side:
         self.probed = False           # a mapping was declared or a payload was looked at
         self.bytes = 0
         self.reinjected = 0
-        self.pending = []             # [start, end, dsn, length, checksum, data, seen, missing, packets]
+        self.pending = []             # _Pending, oldest first
         self.unverified = 0
+
+
+class _Pending:
+    """A checksummed mapping whose bytes are still being collected. The buffers are made
+    when the first byte arrives: a mapping whose data never comes costs no payload memory."""
+    __slots__ = ("start", "end", "dsn", "length", "checksum", "data", "seen", "missing",
+                 "packets")
+
+    def __init__(self, start, payload_length, dsn, length, checksum):
+        self.start, self.end, self.dsn = start, start + payload_length, dsn
+        self.length, self.checksum, self.missing = length, checksum, payload_length
+        self.data = self.seen = None
+        self.packets = []
+
+    def add(self, payload, rel, lo, hi, number) -> None:
+        """Subflow bytes [lo, hi) of a payload that starts at ``rel``."""
+        if self.data is None:
+            self.data = bytearray(self.end - self.start)
+            self.seen = bytearray(self.end - self.start)
+        a, b = lo - self.start, hi - self.start
+        self.data[a:b] = payload[lo - rel:hi - rel]
+        self.missing -= (b - a) - self.seen.count(1, a, b)
+        self.seen[a:b] = b"\x01" * (b - a)
+        if len(self.packets) < PACKETS_NAMED_MAX and (not self.packets or self.packets[-1] != number):
+            self.packets.append(number)
 
 
 class Tracker:
     """Subflows, mappings and data-level streams of one capture; ``verify_checksum(dsn,
     subflow_seq, data_len, payload, checksum) -> bool`` checks a whole mapping."""
 
-    def __init__(self, verify_checksum):
+    def __init__(self, verify_checksum, checksum_budget: int, connection_checksum_budget: int):
         self._verify = verify_checksum
+        self._budget = checksum_budget          # payload bytes pending checksums may claim
+        self._connection_budget = connection_checksum_budget
+        self._claimed = 0
+        self._claimed_by_connection = {}       # up stream // 2 -> bytes
         self._flows = {}              # flow_key -> sid
         self._clients = []            # sid -> (client address padded, client port)
         self._sides = []              # sid -> (_Side up, _Side down) or None when not analysed
@@ -153,13 +173,18 @@ class Tracker:
             return (0, 0, 0), (0, 0, 0)
         return tuple((s.bytes, s.reinjected, s.unverified + len(s.pending)) for s in sides)
 
+    def checksum_claims(self) -> int:
+        """Payload bytes that pending checksummed mappings hold a claim on now."""
+        return self._claimed
+
     def stream_counters(self, stream: int) -> dict:
         st = self._streams[stream]
         fin_reached = st.data_fin is not None and st.origin is not None and \
-            st.edge >= _signed(st.data_fin - st.origin)
+            st.edge >= seq64_diff(st.data_fin, st.origin)
         return {"data_bytes": st.new_bytes, "not_captured_bytes": st.not_captured,
                 "out_of_order_bytes": st.out_of_order,
                 "duplicate_bytes": st.duplicate, "reinjected_bytes": st.reinjected,
+                "outside_window_bytes": st.outside_window,
                 "data_acked": st.data_acked, "data_fin": st.data_fin, "all_seen": fin_reached}
 
     # -- the walk
@@ -281,9 +306,8 @@ class Tracker:
 
     def _declare(self, number, sid, side, dsn, start, length, data_fin, checksum, truncated):
         st = self._streams[side.stream]
-        mapping = Mapping(dsn, start, length, data_fin, checksum)
         try:
-            new = side.maps.declare(mapping)
+            new = side.maps._declare(dsn, start, length, data_fin, checksum)
         except MappingConflict as exc:
             self.events.append((number, sid, str(exc), None))
             return
@@ -306,17 +330,31 @@ class Tracker:
         if (new and st.checksums and checksum is not None and payload_length > 0
                 and not truncated):            # headers-only captures cannot be checked
             if len(side.pending) >= PENDING_CHECKSUMS_MAX:   # bytes that never all arrived
-                del side.pending[0]
+                self._unclaim(side, side.pending.pop(0))
                 side.unverified += 1
-            side.pending.append([start, start + payload_length, dsn, length, checksum,
-                                 bytearray(payload_length), bytearray(payload_length),
-                                 payload_length, []])
+            connection = side.stream >> 1
+            claimed = self._claimed_by_connection.get(connection, 0)
+            if (self._claimed + payload_length > self._budget
+                    or claimed + payload_length > self._connection_budget):
+                side.unverified += 1           # over the memory budget: counted, not held
+                return
+            self._claimed += payload_length
+            self._claimed_by_connection[connection] = claimed + payload_length
+            side.pending.append(_Pending(start, payload_length, dsn, length, checksum))
+
+    def _unclaim(self, side, entry) -> None:
+        size = entry.end - entry.start
+        self._claimed -= size
+        self._claimed_by_connection[side.stream >> 1] -= size
 
     # -- data-level coverage
     def _cover(self, st, side, sid, dsn, length):
         if st.origin is None:
             st.origin = dsn                  # keys unknown: offsets from the first DSN seen
-        s = _signed(dsn - st.origin)
+        s = seq64_diff(dsn, st.origin)
+        if beyond_reach(s, length):          # would end 2**63 past the origin: outside any
+            st.outside_window += length      # window (mptcp_fast._serial), counted, not placed
+            return
         e = s + length
         if s < st.floor:                     # long delivered: no carrier kept
             below = min(e, st.floor) - s
@@ -385,18 +423,14 @@ class Tracker:
     def _collect(self, number, sid, side, rel, payload):
         end = rel + len(payload)
         for entry in list(side.pending):
-            start, stop, dsn, length, checksum, data, seen, missing, packets = entry
-            lo, hi = max(rel, start), min(end, stop)
+            lo, hi = max(rel, entry.start), min(end, entry.end)
             if lo >= hi:
                 continue
-            data[lo - start:hi - start] = payload[lo - rel:hi - rel]
-            fresh = hi - lo - seen.count(1, lo - start, hi - start)
-            seen[lo - start:hi - start] = b"\x01" * (hi - lo)
-            if len(packets) < PACKETS_NAMED_MAX and (not packets or packets[-1] != number):
-                packets.append(number)
-            entry[7] = missing = missing - fresh
-            if missing == 0:
+            entry.add(payload, rel, lo, hi, number)
+            if entry.missing == 0:
                 side.pending.remove(entry)
-                if not self._verify(dsn, start & _MASK32, length, bytes(data), checksum):
-                    self.events.append((number, sid, checksum_failure(dsn, packets),
-                                        tuple(sorted(packets))))
+                self._unclaim(side, entry)
+                if not self._verify(entry.dsn, entry.start & _MASK32, entry.length,
+                                    bytes(entry.data), entry.checksum):
+                    self.events.append((number, sid, checksum_failure(entry.dsn, entry.packets),
+                                        tuple(sorted(entry.packets))))

@@ -1,0 +1,60 @@
+"""Argument checks at the public API, one rule and one message for both backends.
+
+The rule (issue #10): a wrong type is a ``TypeError`` and a wrong value a ``ValueError``.
+Integers may be Python ints or numpy integers; ``bool`` and floats are refused, so that
+``push(1.0, ...)`` or ``data_fin(1.5)`` fail the same way everywhere instead of being
+truncated by one backend. The compiled twins call these functions on their slow path (when
+the fast C conversion does not apply), so the messages are the same text on both.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+U64_MAX = (1 << 64) - 1
+I64_MAX = (1 << 63) - 1
+
+
+def integer(name: str, value) -> int:
+    """``value`` as a Python int; TypeError for anything that is not an integer."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return operator.index(value)
+
+
+def in_range(name: str, value, low: int, high: int) -> int:
+    """An integer with ``low <= value <= high``, else ValueError naming the range."""
+    value = integer(name, value)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, got {value}")
+    return value
+
+
+def uint(name: str, value, bits: int) -> int:
+    """An unsigned integer of ``bits`` bits."""
+    return in_range(name, value, 0, (1 << bits) - 1)
+
+
+def flag(name: str, value) -> bool:
+    """A bool (numpy bools included); TypeError for anything else, None included."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+
+
+def byte_length(name: str, data) -> int:
+    """The length in bytes of a C-contiguous one-dimensional buffer (any item size)."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"{name} must be a bytes-like object, not {type(data).__name__}") from None
+    with view:
+        if not view.c_contiguous:
+            raise ValueError(f"{name} must be a contiguous buffer")
+        return view.nbytes
