@@ -143,13 +143,17 @@ def check_columns(cols) -> int:
                            "marked truncated")
     if np.any(cols["payload_start"] < -1):
         raise CaptureError("column 'payload_start' holds a value below -1")
+    checksums = cols["dss_checksum"]
+    if np.any((checksums < -1) | (checksums > 0xFFFF)):
+        raise CaptureError("column 'dss_checksum' holds a value outside -1..65535")
     return n
 
 
 def _check_ranges(what: str, starts, lengths, blob_length: int, used) -> None:
     ends = starts[used] + lengths[used].astype(np.int64)
     if np.any(starts[used] < 0) or np.any(ends > blob_length):
-        raise CaptureError(f"an {what} range lies outside '{what}_blob' ({blob_length} bytes)")
+        raise CaptureError(f"column '{what}_start' points outside '{what}_blob' "
+                           f"({blob_length} bytes)")
 
 
 _impl = None

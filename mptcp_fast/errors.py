@@ -8,7 +8,7 @@ that already catch ``ValueError`` keep working.
 from __future__ import annotations
 
 __all__ = ["MptcpError", "OptionError", "CaptureError", "ProtocolError", "MappingConflict",
-           "UnmappedData", "option_error"]
+           "UnmappedData", "option_error", "conflict_text"]
 
 
 class MptcpError(Exception):
@@ -48,6 +48,12 @@ class MappingConflict(ProtocolError):
 
 class UnmappedData(ProtocolError):
     """Subflow bytes that no mapping covers."""
+
+
+def conflict_text(new, start: int, end: int, dsn: int) -> str:
+    """The text of a MappingConflict: mapping ``new`` against the mapped subflow bytes
+    [start, end) at DSN ``dsn`` onwards (one text for both backends)."""
+    return f"{new} contradicts subflow bytes {start}..{end - 1} mapped at DSN {dsn}"
 
 
 def option_error(option: str, field: str, offset: int | None, expected: str, got: object) -> OptionError:

@@ -18,7 +18,7 @@ from mf_serial cimport seq64_diff, beyond_reach
 cimport mf_serial
 from mf_check cimport u64_arg, int_arg
 from mptcp_fast import _check
-from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData
+from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
            "MAX_WINDOW", "bind_types"]
@@ -124,7 +124,7 @@ cdef class DssChecksum:
         cdef Py_buffer view
         try:
             PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        except (TypeError, BufferError):
+        except Exception:                        # not a buffer, or not a contiguous one
             _check.byte_length("data", data)     # raises the pure twin's TypeError/ValueError
             raise
         try:
@@ -456,10 +456,6 @@ cdef int fill_entry(MapEntry* e, object mapping) except -1:
 cdef int64_t MAX_SUBFLOW_SEQ = 0x7FFFFFFFFFFFFFFF   # relative subflow sequence numbers < 2**63
 
 
-cdef object as_mapping(const MapEntry* e):
-    return _Mapping(e.dsn, e.start, e.length, e.data_fin, None if e.checksum < 0 else e.checksum)
-
-
 cdef class SubflowMappings:
     """The mappings received on one subflow; see mptcp_fast.dss for the contract.
     The rules live in mf_mapstore.pxd, shared with the capture analyzer."""
@@ -491,7 +487,7 @@ cdef class SubflowMappings:
         if result == MS_CONFLICT:
             if old.length == 0:
                 raise MappingConflict(f"{mapping} contradicts the infinite mapping {self.infinite}")
-            raise MappingConflict(f"{mapping} contradicts {as_mapping(&old)}")
+            raise MappingConflict(conflict_text(mapping, old.start, old.end, old.dsn))
         if result == MS_NEW and e.length == 0:
             self.infinite = mapping
         return result == MS_NEW

@@ -18,7 +18,7 @@ from numpy cimport npy_bool as cnp_bool
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
 from mf_serial cimport expand_seq, seq64_diff, beyond_reach
-from mptcp_fast.errors import MptcpError
+from mptcp_fast.errors import MptcpError, conflict_text
 
 cnp.import_array()
 
@@ -510,7 +510,7 @@ cdef class Tracker:
         if result == MS_NO_MEMORY:
             raise MemoryError()
         if result == MS_CONFLICT:
-            self.events.append((number, sid, conflict_text(&e, &old), None))
+            self.events.append((number, sid, mapping_conflict(&e, &old), None))
             return 0
         side.probed = True
         if not st.ref_known or seq64_diff(dsn, st.dsn_ref) >= 0:
@@ -624,12 +624,13 @@ cdef inline int64_t expand_rel(_Side side, uint32_t rel32) noexcept:
     return <int64_t>value if value < (1ULL << 63) else rel32     # never below zero
 
 
-cdef str conflict_text(const MapEntry* new, const MapEntry* old):
+cdef str mapping_conflict(const MapEntry* new, const MapEntry* old):
+    """The pure twin's MappingConflict text: ``old`` is a stored piece or the infinite mapping."""
     from mptcp_fast.dss import Mapping          # imported late: dss imports the backends
     new_m = Mapping(new.dsn, new.start, new.length, new.data_fin,
                     None if new.checksum < 0 else new.checksum)
-    old_m = Mapping(old.dsn, old.start, old.length, old.data_fin,
-                    None if old.checksum < 0 else old.checksum)
     if old.length == 0:
+        old_m = Mapping(old.dsn, old.start, old.length, old.data_fin,
+                        None if old.checksum < 0 else old.checksum)
         return f"{new_m} contradicts the infinite mapping {old_m}"
-    return f"{new_m} contradicts {old_m}"
+    return conflict_text(new_m, old.start, old.end, old.dsn)

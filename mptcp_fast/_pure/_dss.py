@@ -11,7 +11,7 @@ from bisect import bisect_right
 
 from .. import _check
 from .._serial import HALF64, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
-from ..errors import MappingConflict, ProtocolError, UnmappedData
+from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
            "MAX_WINDOW", "bind_types"]
@@ -338,9 +338,6 @@ class SubflowMappings:
         the Mapping (the same checks and errors)."""
         return self.declare(_Mapping(dsn, subflow_seq, length, data_fin, checksum))
 
-    def _piece(self, i: int):
-        return _Mapping(self._dsns[i], self._starts[i], self._ends[i] - self._starts[i])
-
     def _declare(self, dsn: int, start: int, length: int, data_fin: bool, checksum) -> bool:
         """The rules, on checked fields (the analyzer's tracker calls this directly)."""
         end = start + (length - 1 if data_fin else length)
@@ -386,8 +383,8 @@ class SubflowMappings:
         """Piece j and the declaration must put their common bytes at the same DSNs."""
         lo = max(self._starts[j], start)
         if (self._dsns[j] + lo - self._starts[j]) & _MASK64 != (dsn + lo - start) & _MASK64:
-            raise MappingConflict(f"{_Mapping(dsn, start, length, data_fin, checksum)} "
-                                  f"contradicts {self._piece(j)}")
+            raise MappingConflict(conflict_text(_Mapping(dsn, start, length, data_fin, checksum),
+                                                self._starts[j], self._ends[j], self._dsns[j]))
 
     def _covering(self, subflow_seq: int):
         """(first byte, end or None, DSN of the first byte) of what holds this byte, or None."""

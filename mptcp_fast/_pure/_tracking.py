@@ -251,7 +251,7 @@ class Tracker:
             if f & 4:
                 dsn = self._dsn[i]
                 if not f & 8:
-                    dsn = expand_seq(st.dsn_ref if st.dsn_ref is not None else dsn, dsn)
+                    dsn = expand_seq(st.dsn_ref if st.dsn_ref is not None else dsn, dsn & _MASK32)
                 csum = self._csum[i]
                 self._declare(number, sid, side, dsn, self._expand_rel(side, self._ssn[i]),
                               self._dll[i], bool(f & 16), None if csum < 0 else csum, truncated)
@@ -300,7 +300,7 @@ class Tracker:
         if not is64:
             if peer.dsn_ref is None:
                 return
-            ack = expand_seq(peer.dsn_ref, ack)
+            ack = expand_seq(peer.dsn_ref, ack & _MASK32)
         if peer.data_acked is None or ((ack - peer.data_acked) & _MASK64) < (1 << 63):
             peer.data_acked = ack
 
