@@ -150,8 +150,9 @@ def check_columns(cols) -> int:
 
 
 def _check_ranges(what: str, starts, lengths, blob_length: int, used) -> None:
-    ends = starts[used] + lengths[used].astype(np.int64)
-    if np.any(starts[used] < 0) or np.any(ends > blob_length):
+    # start + length may overflow int64: compare the start with what the blob leaves instead
+    room = blob_length - lengths[used].astype(np.int64)
+    if np.any(starts[used] < 0) or np.any(starts[used] > room):
         raise CaptureError(f"column '{what}_start' points outside '{what}_blob' "
                            f"({blob_length} bytes)")
 

@@ -5,7 +5,9 @@ pseudo-header of DSN(64) | relative subflow sequence(32) | data-level length(16)
 zero(16) and the mapped payload; the infinite mapping has length 0 and checksum 0),
 §3.3.3 (a DATA_FIN occupies one DSN and is counted in the data-level length),
 §3.3.4 and §3.3.6 (one data-level receive queue fed by every subflow; reinjected
-copies are duplicates), and KERNEL.md §3 (how Linux expands 32-bit values).
+copies are duplicates), Linux's __mptcp_expand_seq (how 32-bit values are promoted:
+the candidate nearest the last 64-bit value), and RFC 1982 serial arithmetic with the
+boundary at 2**63 decided once in mptcp_fast._serial.
 
 Hot paths have two twins (pyx/_dss.pyx, _pure/_dss.py): ``expand_seq``,
 ``DssChecksum`` / ``dss_checksum`` and ``ReassemblyQueue`` below are the active
@@ -47,7 +49,8 @@ def seq32_after(a: int, b: int) -> bool:
 
 
 def expand_seq(reference: int, value32: int) -> int:
-    """Promote a 32-bit DSN or data ACK to 64 bits next to ``reference`` (KERNEL.md §3.2).
+    """Promote a 32-bit DSN or data ACK to 64 bits next to ``reference`` (Linux's
+    __mptcp_expand_seq).
 
     The result has the low 32 bits ``value32`` and the upper bits of ``reference``,
     moved one step up or down when the low half wrapped (the candidate nearest the
@@ -224,31 +227,43 @@ SubflowMappings = None
 
 
 def _bind(impl) -> None:
-    """DssChecksum and ReassemblyQueue are the active backend's classes (same API):
+    """DssChecksum, ReassemblyQueue and SubflowMappings are the active backend's classes
+    (same API, results and errors on both):
 
     ``DssChecksum()``: ``update(piece)`` with payload pieces of any length (odd ones
-    included), ``finish(dsn, subflow_seq, data_len) -> int``, ``length``.
+    included; any C-contiguous buffer, counted in bytes), ``finish(dsn, subflow_seq,
+    data_len) -> int``, ``length``.
 
     ``ReassemblyQueue(initial_dsn, window=1 MiB)``: ``push(dsn, data) -> new bytes
     accepted`` in any order; duplicate and overlapping pieces are trimmed, bytes that
     differ where they overlap are counted in ``conflict_bytes`` and listed in
     ``conflicts`` (the first copy wins); data beyond the window (counted from the
     first unread byte) or beyond the DATA_FIN is refused and counted in
-    ``refused_bytes``. ``data_fin(dsn)``; ``read(max_bytes=-1) -> bytes`` (in-order
-    data, joined once); ``data_ack``, ``eof``, ``queued_bytes``, ``window_left``;
-    counters ``out_of_order_bytes``, ``duplicate_bytes``, ``peak_queued_bytes``.
-    ``push_many(dsns, pieces)`` pushes many in one call; ``read_pieces()`` hands the
-    in-order data back as a list of pieces without copying.
+    ``refused_bytes``, and so is a piece that would end 2**63 or more past the initial
+    DSN (mptcp_fast._serial: outside every window). ``data_fin(dsn)`` (ProtocolError
+    when it moves, lies below data received, or is 2**63 away); ``read(max_bytes=-1) ->
+    bytes`` (in-order data, joined once); ``data_ack``, ``eof``, ``queued_bytes``,
+    ``window_left``; counters ``out_of_order_bytes``, ``duplicate_bytes``,
+    ``peak_queued_bytes``. ``push_many(dsns, pieces)`` pushes many in one call;
+    ``read_pieces()`` hands the in-order data back as a list of pieces without copying.
+    ``window`` is 1..2**62.
 
-    ``SubflowMappings()``: the mappings received on one subflow. ``declare(Mapping)``
-    records one (False if it only repeated what was known: retransmissions, TSO
-    splits); a mapping that puts the same bytes at other DSNs raises MappingConflict
-    (sending a mapping again with a DATA_FIN added, as Linux does, is not a contradiction).
-    ``resolve(subflow_seq, length) -> [(dsn, length), ...]`` (UnmappedData where no
-    mapping covers a byte); ``release(upto)`` forgets mappings that end at or before
-    ``upto``, so memory follows the receive window; ``infinite`` is the infinite
-    mapping once declared. Subflow sequence numbers are relative (first payload byte
-    1) and already expanded beyond 32 bits by the caller.
+    ``SubflowMappings()``: the mappings received on one subflow. ``declare(Mapping)`` (or
+    ``declare_fields(dsn, subflow_seq, length, data_fin=False, checksum=None)``) records
+    one and returns whether it mapped a subflow byte that no mapping had mapped before
+    (False for retransmissions, TSO splits and sub-ranges of what is known); a mapping
+    that puts known bytes at other DSNs raises MappingConflict (sending a mapping again
+    with a DATA_FIN added, as Linux does, is not a contradiction). ``resolve(subflow_seq,
+    length) -> [(dsn, length), ...]`` (contiguous DSN runs merged; UnmappedData where no
+    mapping covers a byte); ``release(upto)`` forgets the bytes mapped at or before
+    ``upto``, so memory follows the receive window; ``infinite`` is the infinite mapping
+    once declared; ``len()`` counts the stored pieces (consistent mappings that touch on
+    one DSN line are stored as one). Subflow sequence numbers are relative (first payload
+    byte 1), already expanded beyond 32 bits by the caller, and below 2**63.
+
+    Arguments: integers are Python ints or numpy integers; a wrong type raises TypeError
+    (floats and bools included) and a value out of range ValueError, with the same message
+    on both backends (mptcp_fast._check).
     """
     global _impl, DssChecksum, ReassemblyQueue, SubflowMappings
     impl.bind_types(Mapping)

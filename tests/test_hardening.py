@@ -33,6 +33,7 @@ def first_batch():
 
 @pytest.mark.parametrize("damage, message", [
     (lambda c: c["payload_start"].__setitem__(slice(None), 1 << 40), "'payload_start' points outside"),
+    (lambda c: c["payload_start"].__setitem__(5, 2**63 - 1), "'payload_start' points outside"),
     (lambda c: c.__setitem__("payload_blob", b""), "'payload_start' points outside"),
     (lambda c: c.__setitem__("options_blob", b""), "'options_start' points outside"),
     (lambda c: c.__setitem__("seq", c["seq"][:-1]), "column 'seq' must be"),
