@@ -89,10 +89,11 @@ def _port(port) -> int:
 # ------------------------------------------------------------------------------------------------
 # keys, tokens, IDSNs
 
-def generate_key() -> int:
-    """A fresh 64-bit key from the OS CSPRNG; never zero (RFC 8684 §3.1; Linux loops the same)."""
+def generate_key(random_bits: Callable[[int], int] = secrets.randbits) -> int:
+    """A fresh 64-bit key from the OS CSPRNG; never zero (RFC 8684 §3.1; Linux loops the
+    same). ``random_bits(64)`` is the source (tests give their own)."""
     while True:
-        key = secrets.randbits(64)
+        key = random_bits(64)
         if key:
             return key
 

@@ -1,14 +1,16 @@
 """The mptcp-fast command line: decode tables, JSON, examples, malformed input."""
 
 import json
+import os
 import subprocess
 import sys
 
-from mptcp_fast import cli
+from mptcp_fast import _backend, cli
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "mptcp_fast", *args], capture_output=True, text=True)
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "mptcp_fast", *args], capture_output=True, text=True,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_decode_json_of_a_kernel_dss(capsys):
@@ -50,8 +52,14 @@ def test_malformed_and_non_hex_input():
 
 
 def test_version_names_the_backend():
+    from mptcp_fast import __version__
+    forced_pure = os.environ.get("MPTCP_FAST_PURE", "") not in ("", "0")
+    expected = "cython" if _backend.COMPILED_AVAILABLE and not forced_pure else "python"
     proc = run_cli("--version")
-    assert proc.returncode == 0 and "backend:" in proc.stdout
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"mptcp-fast {__version__} (backend: {expected})"
+    forced = run_cli("--version", env={"MPTCP_FAST_PURE": "1"})
+    assert forced.stdout.strip() == f"mptcp-fast {__version__} (backend: python)"
 
 
 SHIPPED = {  # what the kernel endpoints hashed when the shipped capture was made

@@ -150,6 +150,17 @@ def test_generate_key_is_random_and_never_zero():
     keys = {crypto.generate_key() for _ in range(1000)}
     assert len(keys) == 1000 and 0 not in keys
     assert max(keys) >= 2**60                                        # uses all 64 bits
+    drawn = iter([0, 0, 0x5A5A])                                     # a source that gives 0 first
+    asked = []
+    assert crypto.generate_key(lambda bits: asked.append(bits) or next(drawn)) == 0x5A5A
+    assert asked == [64, 64, 64]
+
+
+def sha_token(key: int, version: int = 1) -> int:
+    """The token computed here from hashlib: the most significant 32 bits of SHA-256 (v1,
+    RFC 8684 §3.1) or SHA-1 (v0, RFC 6824 §3.1) of the key in network order."""
+    digest = (hashlib.sha256 if version else hashlib.sha1)(key.to_bytes(8, "big")).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
 class TestTokenTable:
@@ -157,11 +168,11 @@ class TestTokenTable:
         # the key source repeats keys: each repeat collides and a new key must be drawn
         keys = iter([11, 11, 11, 12, 12, 13])
         table = crypto.TokenTable(key_source=lambda: next(keys))
-        assert table.new_key("a") == (11, crypto.key_token(11))
-        assert table.new_key("b") == (12, crypto.key_token(12))   # 11 collided twice
-        assert table.new_key("c") == (13, crypto.key_token(13))
+        assert table.new_key("a") == (11, sha_token(11))
+        assert table.new_key("b") == (12, sha_token(12))          # 11 collided twice
+        assert table.new_key("c") == (13, sha_token(13))
         assert len(table) == 3
-        assert table.lookup(crypto.key_token(12)) == "b"
+        assert table.lookup(sha_token(12)) == "b"
 
     def test_retry_bound(self):
         table = crypto.TokenTable(max_retries=4, key_source=lambda: 7)
@@ -179,9 +190,9 @@ class TestTokenTable:
         table.remove(0xDEADBEEF)                                    # unknown: ignored
         assert table.lookup(tokens[1]) is None and tokens[1] not in table
         key, token = table.new_key("w")
-        assert table.lookup(token) == "w" and crypto.key_token(key) == token
+        assert table.lookup(token) == "w" and sha_token(key) == token
 
     def test_v0_tokens(self):
         table = crypto.TokenTable(version=0)
         key, token = table.new_key("c")
-        assert token == crypto.key_token(key, version=0)
+        assert token == sha_token(key, version=0)

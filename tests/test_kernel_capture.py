@@ -67,7 +67,7 @@ def test_handshake_crypto_matches_the_kernel(backend, kernel_pcap):
             elif isinstance(opt, options.AddAddr) and not opt.echo:
                 add_addrs.append(opt)
     assert keys and len(joins) >= 2 and add_addrs
-    client, server = crypto.KeyContext(keys["client"], keys["server"]), None
+    client = crypto.KeyContext(keys["client"], keys["server"])
     server = crypto.KeyContext(keys["server"], keys["client"])
     for join in joins.values():
         assert join["token"] == crypto.key_token(keys["server"]) == server.local_token

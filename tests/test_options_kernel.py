@@ -119,8 +119,8 @@ def test_strict_syn_rules_match_the_kernel(backend, wire, accepted):
 def test_strict_third_ack_rules(backend):
     ack20 = bytes.fromhex(f"1e140101{K_A:016x}{K_B:016x}")
     ack22 = bytes.fromhex(f"1e160101{K_A:016x}{K_B:016x}000c")
-    assert options.parse_option(ack20, Segment.ACK)
-    assert options.parse_option(ack22, Segment.DATA)
+    assert options.parse_option(ack20, Segment.ACK) == MpCapable(1, 0x01, K_A, K_B)
+    assert options.parse_option(ack22, Segment.DATA) == MpCapable(1, 0x01, K_A, K_B, data_len=12)
     with pytest.raises(OptionError, match="length"):
         options.parse_option(ack20, Segment.DATA)   # rawclient mpc20_with_data: fallback
     with pytest.raises(OptionError):
@@ -130,10 +130,11 @@ def test_strict_third_ack_rules(backend):
 def test_strict_rules_for_other_subtypes(backend):
     with pytest.raises(OptionError):
         options.parse_option(bytes.fromhex("1e045100"), Segment.ACK)      # MP_PRIO(4) ignored
-    assert options.parse_option(bytes.fromhex("1e0351"), Segment.ACK)
+    assert options.parse_option(bytes.fromhex("1e0351"), Segment.ACK) == MpPrio(backup=True)
     with pytest.raises(OptionError):
         options.parse_option(bytes.fromhex("1e048001"), Segment.ACK)      # MP_TCPRST needs RST
-    assert options.parse_option(bytes.fromhex("1e048001"), Segment.RST)
+    assert options.parse_option(bytes.fromhex("1e048001"), Segment.RST) == \
+        MpTcpRst(ResetReason.MPTCP_ERROR, transient=False)
     with pytest.raises(OptionError):
         options.parse_option(bytes.fromhex("1e0c1002081d2af62b5da663"), Segment.SYN_ACK)
     with pytest.raises(OptionError):                                     # v0 8-byte ADD_ADDR

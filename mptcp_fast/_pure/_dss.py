@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from .. import _check
-from .._serial import HALF64, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
+from .._serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
