@@ -21,7 +21,7 @@ import numpy as np
 
 from mptcp_fast import _backend, crypto
 
-KA, KB = 0x8EB52E2FFE8CC175, 0x1C5A07C724183A63        # live kernel keys (KERNEL.md §2.5)
+KA, KB = 0x8EB52E2FFE8CC175, 0x1C5A07C724183A63        # live kernel keys (docs/kernel-behaviour.md §5)
 RA, RB = 0x2B5DA663, 0x2BC41846
 KEY_AB = KA.to_bytes(8, "big") + KB.to_bytes(8, "big")
 NONCES = RA.to_bytes(4, "big") + RB.to_bytes(4, "big")

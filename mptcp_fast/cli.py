@@ -5,7 +5,7 @@
 
 ``decode`` takes the hex of one option or of a whole TCP options area (spaces
 and colons allowed) and prints every option's fields. With no HEX it decodes
-built-in examples captured from Linux 6.18 (KERNEL.md).
+built-in examples captured from Linux 6.18.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 
 from . import __version__, _backend, options
 
-# Option areas seen on the wire from Linux 6.18 (KERNEL.md §1.4, §2.5, §3.1, §6).
+# Option areas seen on the wire from Linux 6.18 (docs/kernel-behaviour.md).
 EXAMPLES = [
     ("SYN of a kernel client (MSS, SACK_PERM, TS, WS, MP_CAPABLE)",
      "020405b40402080a0001e24000000000010303071e040101", options.Segment.SYN),

@@ -9,7 +9,7 @@ sender||receiver over id||address||port, with two zero octets when no port).
 RFC 6824 (v0) uses SHA-1 throughout and sends the whole 160-bit HMAC.
 
 ADD_ADDR2 (draft-ietf-mptcp-rfc6824bis-00, IETF-87 slides) follows the only
-deployed implementation, the out-of-tree Linux MPTCP (SPEC.md §4): the
+deployed implementation, the out-of-tree Linux MPTCP (docs/add-addr2.md): the
 leftmost 64 bits of HMAC-SHA1 keyed with the sender's key alone, over
 id||address, with the port appended only when present. No draft text was
 available to confirm it; treat this profile as implementation-derived.

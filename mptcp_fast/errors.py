@@ -1,4 +1,4 @@
-"""The project's one error hierarchy (DESIGN.md, "Errors and bad input").
+"""The project's one error hierarchy (docs/design.md, "Errors and bad input").
 
 Bytes from the network only ever raise subclasses of :class:`MptcpError`.
 Errors caused by a bad value also subclass :class:`ValueError`, so callers

@@ -1,4 +1,4 @@
-"""Real MPTCP traffic from the Linux kernel, captured with tcpdump (KERNEL.md §5).
+"""Real MPTCP traffic from the Linux kernel, captured with tcpdump (docs/kernel-behaviour.md §6).
 
 Two network namespaces, a server ("A") and a client ("B"), joined by 2-3 veth
 paths in the RFC 2544 benchmarking range 198.18.0.0/15 (path i: 198.18.i.1 and
@@ -179,7 +179,7 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                 for ns, dev in ((server_ns, a), (client_ns, b)):
                     _run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off",
                          "gro", "off")
-        # ADD_ADDR from the server, MP_JOIN from the client (KERNEL.md §5 recipe)
+        # ADD_ADDR from the server, MP_JOIN from the client (the selftests' recipe)
         _run("ip", "-n", server_ns, "mptcp", "endpoint", "add", "198.18.2.1", "dev",
              f"mfa2x{tag}"[:15], "signal")
         if paths == 3:

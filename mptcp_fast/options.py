@@ -1,11 +1,11 @@
 """TCP and MPTCP options: one immutable class per option form, and the codec.
 
 Byte layouts follow RFC 8684 §3 (MPTCP v1), RFC 6824 §3 (v0), the
-ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00 (IETF-87 slides, SPEC.md §4) and
+ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00 (IETF-87 slides, docs/add-addr2.md) and
 RFC 9293/7323/2018 for the plain TCP options.
 
 The classes are defined here, once, in Python. Parsing and encoding are hot
-paths with two implementations that share this API (DESIGN.md):
+paths with two implementations that share this API (docs/design.md):
 ``pyx/_options.pyx`` (compiled) and ``mptcp_fast/_pure/_options.py``.
 ``mptcp_fast.BACKEND`` tells which one the functions below are bound to.
 
@@ -15,7 +15,7 @@ immutable, hashable, picklable. Equality also compares the class, so a
 
 Decoding is context-free where the bytes allow it: the subtype, the version
 or IPVer nibble and the length decide the form. Pass ``segment=`` to apply
-the stricter acceptance rules of Linux (KERNEL.md §1.3) on top.
+the stricter acceptance rules of Linux (docs/kernel-behaviour.md §1) on top.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Segment(enum.Enum):
     """Which TCP segment carries the options, for the kernel's strict rules.
 
     ``DATA`` is an ACK that carries payload (MP_CAPABLE must then be 22/24
-    bytes, KERNEL.md §1.3). ``RST`` is any segment with RST set.
+    bytes, docs/kernel-behaviour.md §1). ``RST`` is any segment with RST set.
     """
     SYN = "syn"
     SYN_ACK = "syn-ack"
@@ -424,7 +424,7 @@ class Dss(_MptcpOption):
     ``data_ack is None`` means flag A is clear; ``dsn is None`` means flag M is
     clear (then subflow_seq, data_len and checksum are None too). ``ack64`` and
     ``dsn64`` are the a and m flags; left as None they default to 64-bit when
-    the field is present, as Linux sends (KERNEL.md §1.4). ``checksum`` is
+    the field is present, as Linux sends (docs/kernel-behaviour.md §2). ``checksum`` is
     present only when checksums were negotiated. ``data_len`` counts a DATA_FIN
     (RFC 8684 §3.3.3); 0 is the infinite mapping.
     """
@@ -518,7 +518,7 @@ class AddAddrV0(_AddressOption):
 
 
 class AddAddr2(_AddressOption):
-    """ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00 (IETF-87 slides; SPEC.md §4).
+    """ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00 (IETF-87 slides; docs/add-addr2.md).
 
     IPVer nibble kept, an 8-octet truncated HMAC after the optional port. The
     layout and its HMAC come from the deployed out-of-tree implementation,
@@ -630,7 +630,7 @@ class UnknownMptcpOption(_MptcpOption):
 
 
 # --------------------------------------------------------------------------------------------
-# strict (kernel) acceptance, KERNEL.md §1.3. Called by both backends when segment is given.
+# strict (kernel) acceptance, docs/kernel-behaviour.md §1. Called by both backends when segment is given.
 
 _MPC_LENGTHS = {Segment.SYN: (4,), Segment.SYN_ACK: (12,), Segment.ACK: (20,), Segment.DATA: (22, 24)}
 _JOIN_FORMS = {Segment.SYN: MpJoinSyn, Segment.SYN_ACK: MpJoinSynAck,

@@ -136,7 +136,7 @@ def add_addr_hmac(uint64_t key1, uint64_t key2, uint8_t address_id, bytes addres
 
 
 def add_addr2_hmac(uint64_t key, uint8_t address_id, bytes address, int port):
-    """ADD_ADDR2 (SPEC.md §4): leftmost 64 bits of HMAC-SHA1(key, id || address [|| port])."""
+    """ADD_ADDR2 (docs/add-addr2.md): leftmost 64 bits of HMAC-SHA1(key, id || address [|| port])."""
     cdef mf_hmac_key k
     cdef uint8_t keybytes[8]
     cdef uint8_t msg[19]

@@ -296,7 +296,7 @@ def parse_option(data, segment=None):
 
     Raises OptionError naming the option, field and offset for bad input.
     With ``segment`` (an options.Segment), also applies the Linux acceptance
-    rules for that segment (KERNEL.md §1.3).
+    rules for that segment (docs/kernel-behaviour.md §1).
     """
     cdef bytes buf = <bytes>data if type(data) is bytes else as_bytes(data)
     cdef const uint8_t* d = <const uint8_t*>PyBytes_AS_STRING(buf)

@@ -1,4 +1,4 @@
-"""Shared fixtures: every hot-path test runs once per backend (DESIGN.md).
+"""Shared fixtures: every hot-path test runs once per backend (docs/design.md).
 
 Tests must call through the API module (``options.parse_option``), because the
 ``backend`` fixture rebinds the module's functions for the duration of a test.

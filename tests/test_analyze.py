@@ -166,7 +166,7 @@ def test_checksum_failure_names_the_packets_of_the_mapping(backend, tmp_path):
 
 def test_subflow_and_dsn_past_four_gib(backend, tmp_path):
     """Headers-only segments of 32 500 bytes, one 32-bit DSS mapping per two: relative subflow
-    sequence numbers and DSNs expand past 2**32 (KERNEL.md §3.2), so the segment after the wrap
+    sequence numbers and DSNs expand past 2**32 (Linux's __mptcp_expand_seq), so the segment after the wrap
     still finds the mapping declared before it, and nothing is unmapped or counted twice."""
     t = Trace()
     a = t.connect(C1, S1, isn_up=0xFFFF0000)

@@ -10,12 +10,13 @@ from mptcp_fast.dss import DsnAllocator, Mapping, MappingConflict, UnmappedData
 
 relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 
-# KERNEL.md §3.1: checksums captured live (Linux 6.18, checksum_enabled=1)
+# checksums captured live (Linux 6.18, net.mptcp.checksum_enabled=1)
 LIVE_CSUM = [
     (0x9A915667704F8201, 1, 2000, bytes((i * 13 + 1) & 0xFF for i in range(2000)), 0xC3C8),
     (0x43143B25BCE216B2, 1, 3000, bytes((i * 7 + 3) & 0xFF for i in range(3000)), 0xB783),
     (0x43143B25BCE2226A, 3001, 3000, bytes((i * 5 + 2) & 0xFF for i in range(3000)), 0xE118),
-    # SPEC.md §7 example: DSN = IDSN-A + 1, SSN 1, "hello, mptcp"
+    # an example worked by hand from RFC 8684 §3.3.1: DSN = IDSN(0x0123456789abcdef) + 1,
+    # SSN 1, "hello, mptcp"
     (0x570762CD38BE9819, 1, 12, b"hello, mptcp", 0x3CF6),
 ]
 
@@ -73,7 +74,7 @@ def test_expansion_examples_from_the_kernel_notes(backend):
 
 
 def kernel_expand(old, cur32):
-    """__mptcp_expand_seq, transcribed (KERNEL.md §3.2)."""
+    """Linux's __mptcp_expand_seq, written out (docs/kernel-behaviour.md §3)."""
     def s32(x):
         x &= 0xFFFFFFFF
         return x - (1 << 32) if x >= (1 << 31) else x

@@ -45,7 +45,7 @@ def test_encoding_more_than_40_bytes_is_refused(backend):
 def test_alignment_follows_the_kernel_layout(backend):
     area = options.encode_tcp_options([options.Timestamps(7, 8),
                                        Dss(data_ack=1, dsn=2, subflow_seq=3, data_len=4)])
-    # NOP NOP TS, then the 26-byte DSS followed by two NOPs (KERNEL.md §1.4)
+    # NOP NOP TS, then the 26-byte DSS followed by two NOPs (docs/kernel-behaviour.md §2)
     assert area[:2] == b"\x01\x01" and area[2] == 8 and area[-2:] == b"\x01\x01" and len(area) == 40
 
 

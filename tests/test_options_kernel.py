@@ -1,4 +1,4 @@
-"""Every option seen live from Linux 6.18 (KERNEL.md §1.4, §2.5, §6) and the RFC/SPEC examples
+"""Every option seen live from Linux 6.18 (docs/kernel-behaviour.md §2, §4, §5) and the RFC/SPEC examples
 decode to the stated values, re-encode byte-exact, and obey the kernel's acceptance rules."""
 
 import ipaddress
@@ -10,7 +10,7 @@ from mptcp_fast.options import (AddAddr, AddAddr2, AddAddrV0, Dss, MpCapable, Mp
                                 MpJoinAck, MpJoinSyn, MpJoinSynAck, MpPrio, MpTcpRst, RemoveAddr,
                                 ResetReason, Segment)
 
-# Run x1 / x2 keys and nonces captured from the kernel (KERNEL.md §2.5).
+# Run x1 / x2 keys and nonces captured from the kernel (docs/kernel-behaviour.md §5).
 K_A, K_B = 0x8EB52E2FFE8CC175, 0x1C5A07C724183A63
 
 LIVE = [
@@ -26,7 +26,7 @@ LIVE = [
      MpJoinAck(bytes.fromhex("22abd0d9996ce8c26e72e75dd7a0143c4e6221d1"))),
     ("1e08200156788365", Dss(data_ack=0x56788365, ack64=False)),
     ("1e0c200343143b25bce216b2", Dss(data_ack=0x43143B25BCE216B2)),
-    # checksum-on data segment, server -> client, csum c3c8 over 2000 bytes (KERNEL.md §3.1)
+    # checksum-on data segment, server -> client, csum c3c8 over 2000 bytes (captured with net.mptcp.checksum_enabled=1)
     ("1e1c200f43143b25bce216b29a915667704f82010000000107d0c3c8",
      Dss(data_ack=0x43143B25BCE216B2, dsn=0x9A915667704F8201, subflow_seq=1, data_len=2000,
          checksum=0xC3C8)),
@@ -51,11 +51,11 @@ LIVE = [
     ("1e0c600043143b25bce216b2", MpFail(0x43143B25BCE216B2)),
     ("1e048000", MpTcpRst(ResetReason.UNSPECIFIED)),
     ("1e048001", MpTcpRst(ResetReason.MPTCP_ERROR)),
-    ("1e048105", MpTcpRst(ResetReason.UNACCEPTABLE_PERFORMANCE, transient=True)),  # SPEC.md §1.9
-    # SPEC.md §4: ADD_ADDR2 from Key-A, ID 5, 192.0.2.1, no port
+    ("1e048105", MpTcpRst(ResetReason.UNACCEPTABLE_PERFORMANCE, transient=True)),  # RFC 8684 §3.6
+    # docs/add-addr2.md: ADD_ADDR2 from Key-A, ID 5, 192.0.2.1, no port
     ("1e103405c00002011bacfddc1024aa2a",
      AddAddr2(5, "192.0.2.1", hmac=bytes.fromhex("1bacfddc1024aa2a"))),
-    # SPEC.md §1.1: ACK with 12 bytes of first data, no checksum
+    # RFC 8684 §3.1: ACK with 12 bytes of first data, no checksum
     ("1e1601010123456789abcdeffedcba9876543210000c",
      MpCapable(1, 0x01, 0x0123456789ABCDEF, 0xFEDCBA9876543210, data_len=12)),
     # RFC 6824 ADD_ADDR (IPVer 4) with port, and IPv6 echo
@@ -98,7 +98,7 @@ def test_mp_capable_flag_accessors(backend):
     assert v0.version == 0 and v0.algorithm == "hmac-sha1" and not v0.deny_join_to_source
 
 
-# KERNEL.md §6.1: how a 6.18 listener answered crafted SYNs (accepted = it replied with MPTCP).
+# docs/kernel-behaviour.md §4: how a 6.18 listener answered crafted SYNs (accepted = it replied with MPTCP).
 SYN_PROBES = [
     ("1e040101", True), ("1e040181", True), ("1e0c0081" + "0123456789abcdef", False),
     ("1e0c0181" + "0123456789abcdef", False), ("1e040201", True), ("1e040001", False),
@@ -144,7 +144,7 @@ def test_strict_rules_for_other_subtypes(backend):
 
 
 def test_dss_claiming_dsn64_with_length_16_is_rejected(backend):
-    # KERNEL.md §1.3: "a DSS claiming M|m with length 16 was ignored"
+    # docs/kernel-behaviour.md §1: "a DSS claiming M|m with length 16 was ignored"
     with pytest.raises(OptionError) as info:
         options.parse_option(bytes.fromhex("1e10200c" + "00" * 12))
     err = info.value
@@ -162,7 +162,7 @@ def test_typical_data_segment_options_area(backend):
 
 
 def test_kernel_syn_options_area(backend):
-    # MSS, SACK_PERM, TS, NOP, WS, MP_CAPABLE as Linux sends a SYN (KERNEL.md §6)
+    # MSS, SACK_PERM, TS, NOP, WS, MP_CAPABLE as Linux sends a SYN (docs/kernel-behaviour.md §2)
     area = bytes.fromhex("020405b40402080a0001e24000000000010303071e040101")
     parsed = options.parse_tcp_options(area, Segment.SYN)
     assert parsed == [options.Mss(1460), options.SackPermitted(), options.Timestamps(0x1E240, 0),

@@ -1,5 +1,5 @@
 """Wireshark as a second opinion: a pcap with every option form, decoded by tshark and by us,
-compared field by field (tcp.options.mptcp.* raw fields, which DESIGN.md says are reliable)."""
+compared field by field (tcp.options.mptcp.* raw fields: reliable, unlike some of its analysis fields on MP_JOIN subflows)."""
 
 import random
 import shutil

@@ -1,1 +1,1 @@
-"""Pure-Python twins of the compiled hot-path modules (DESIGN.md, "Two backends, one API")."""
+"""Pure-Python twins of the compiled hot-path modules (docs/design.md, "Two backends, one API")."""

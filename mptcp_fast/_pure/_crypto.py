@@ -66,7 +66,7 @@ def add_addr_hmac(key1: int, key2: int, address_id: int, address: bytes, port: i
 
 
 def add_addr2_hmac(key: int, address_id: int, address: bytes, port: int) -> bytes:
-    """ADD_ADDR2 (SPEC.md §4): leftmost 64 bits of HMAC-SHA1(key, id || address [|| port])."""
+    """ADD_ADDR2 (docs/add-addr2.md): leftmost 64 bits of HMAC-SHA1(key, id || address [|| port])."""
     return hmac.digest(_be(key, 8), _add_addr_message(address_id, address, port), "sha1")[:8]
 
 

@@ -242,7 +242,7 @@ def parse_option(data, segment=None):
 
     Raises OptionError naming the option, field and offset for bad input.
     With ``segment`` (an options.Segment), also applies the Linux acceptance
-    rules for that segment (KERNEL.md §1.3).
+    rules for that segment (docs/kernel-behaviour.md §1).
     """
     d = as_bytes(data)
     n = len(d)
