@@ -12,6 +12,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+SINGLE_SOURCE = ("_sender",)          # mptcp_fast/_pure/<name>.py + mptcp_fast/<name>.pxd
 REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
 SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
 
@@ -28,15 +29,21 @@ def extensions():
         return []
     import numpy
 
+    sources = {f"mptcp_fast.{os.path.splitext(os.path.basename(path))[0]}": path
+               for path in sorted(glob.glob("pyx/*.pyx"))}
+    # Single-source modules: the pure twin itself, compiled in Cython's pure-Python mode. The
+    # augmenting .pxd is named after the compiled module (mptcp_fast/<name>.pxd): Cython looks
+    # it up by the extension's name, not by the source's path.
+    sources.update({f"mptcp_fast.{name}": f"mptcp_fast/_pure/{name}.py" for name in SINGLE_SOURCE})
     modules = [
         Extension(
-            f"mptcp_fast.{os.path.splitext(os.path.basename(path))[0]}",
+            name,
             [path],
             include_dirs=[numpy.get_include(), "pyx"],
             extra_compile_args=["-O3"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
-        for path in sorted(glob.glob("pyx/*.pyx"))
+        for name, path in sources.items()
     ]
     try:
         return cythonize(modules, compiler_directives={"language_level": "3"}, quiet=True,

@@ -12,8 +12,8 @@ boundary at 2**63 decided once in mptcp_fast._serial.
 Hot paths have two twins (pyx/_dss.pyx, _pure/_dss.py): ``expand_seq``,
 ``DssChecksum`` / ``dss_checksum`` and ``ReassemblyQueue`` below are the active
 backend's, and so is ``SubflowMappings``. ``expand_seq_array`` is numpy (one vectorised
-implementation); the sender's ``DsnAllocator`` is plain Python (per sent segment, not per
-byte, and not on a measured hot path).
+implementation); the sender's ``DsnAllocator`` has one source compiled for the compiled
+backend (mptcp_fast/_pure/_sender.py).
 """
 
 from __future__ import annotations
@@ -168,55 +168,6 @@ class SentRange:
     subflow_seq: int
 
 
-class DsnAllocator:
-    """The sending side: hands out DSN ranges for new data and remembers where each went,
-    so that data not yet DATA_ACKed can be reinjected on another subflow (RFC 8684 §3.3.6)."""
-
-    def __init__(self, initial_dsn: int):
-        self.next_dsn = initial_dsn & _MASK64       # IDSN + 1 for the first data
-        self.data_ack = self.next_dsn
-        self._sent: list[SentRange] = []
-
-    def allocate(self, subflow, subflow_seq: int, length: int) -> Mapping:
-        """Assign the next ``length`` data-level bytes to a segment on ``subflow``."""
-        if not 0 < length <= 0xFFFF:
-            raise ValueError(f"a mapping carries 1..65535 bytes, not {length}")
-        mapping = Mapping(self.next_dsn, subflow_seq, length)
-        self._sent.append(SentRange(self.next_dsn, length, subflow, subflow_seq))
-        self.next_dsn = (self.next_dsn + length) & _MASK64
-        return mapping
-
-    def resend(self, dsn: int, length: int, subflow, subflow_seq: int) -> Mapping:
-        """Record that already-allocated bytes were sent again (reinjection) on ``subflow``."""
-        self._sent.append(SentRange(dsn, length, subflow, subflow_seq))
-        return Mapping(dsn, subflow_seq, length)
-
-    def acknowledge(self, data_ack: int) -> None:
-        """A DATA_ACK arrived: forget every range wholly below it."""
-        if ((data_ack - self.data_ack) & _MASK64) > ((self.next_dsn - self.data_ack) & _MASK64):
-            return                                   # beyond what was sent: ignore, as Linux
-        self.data_ack = data_ack
-        self._sent = [r for r in self._sent
-                      if ((r.dsn + r.length - data_ack) & _MASK64) < (1 << 63)
-                      and (r.dsn + r.length) & _MASK64 != data_ack]
-
-    def outstanding(self, subflow=None) -> list[SentRange]:
-        """Ranges sent (on ``subflow``, or anywhere) and not yet DATA_ACKed."""
-        return [r for r in self._sent if subflow is None or r.subflow is subflow]
-
-    def to_reinject(self, failed_subflow) -> list[tuple[int, int]]:
-        """Data-level ranges sent on ``failed_subflow`` and still unacknowledged, trimmed to
-        the current DATA_ACK: what another subflow must carry again."""
-        out = []
-        for r in self.outstanding(failed_subflow):
-            skip = (self.data_ack - r.dsn) & _MASK64
-            if skip < r.length:
-                out.append(((r.dsn + skip) & _MASK64, r.length - skip))
-            elif skip >= (1 << 63):          # the range starts above the DATA_ACK
-                out.append((r.dsn, r.length))
-        return out
-
-
 # ------------------------------------------------------------------------------------------------
 # backend binding
 
@@ -224,6 +175,7 @@ _impl = None
 DssChecksum = None
 ReassemblyQueue = None
 SubflowMappings = None
+DsnAllocator = None
 
 
 def _bind(impl) -> None:
@@ -273,6 +225,21 @@ def _bind(impl) -> None:
     SubflowMappings = impl.SubflowMappings
 
 
+def _bind_sender(impl) -> None:
+    """``DsnAllocator(initial_dsn)`` is the active backend's (one source, mptcp_fast/_pure/
+    _sender.py, compiled by Cython for the compiled backend): ``allocate(subflow,
+    subflow_seq, length) -> Mapping`` (``allocate_dsn`` -> the first DSN) hands out the next
+    DSNs; ``resend(dsn, length, subflow, subflow_seq)`` records a reinjection;
+    ``acknowledge(data_ack)`` takes a DATA_ACK (one behind or beyond what was sent is
+    ignored, as Linux does) in O(1) plus the records it retires; ``outstanding(subflow=None)``
+    lists the unacknowledged SentRanges; ``to_reinject(subflow)`` what a failed subflow leaves
+    to send again; ``next_dsn``, ``data_ack``, ``outstanding_bytes()``."""
+    global DsnAllocator
+    impl.bind_types(Mapping, SentRange)
+    DsnAllocator = impl.DsnAllocator
+
+
 from . import _backend as _backend_module  # noqa: E402
 
 _backend_module.register(__name__, "_dss", _bind)
+_backend_module.register(__name__ + ".sender", "_sender", _bind_sender)

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mptcp_fast import dss
-from mptcp_fast.dss import DsnAllocator, Mapping, MappingConflict, UnmappedData
+from mptcp_fast.dss import Mapping, MappingConflict, UnmappedData
 
 relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 
@@ -190,23 +190,6 @@ class TestSubflowMappings:
         maps.declare(Mapping(2**64 - 5, 1, 11, data_fin=True))   # DSNs wrap past 2**64
         assert maps.resolve(1, 10) == [(2**64 - 5, 10)]
         assert Mapping(2**64 - 5, 1, 11, data_fin=True).data_fin_dsn == 5
-
-
-def test_allocator_and_reinjection():
-    alloc = DsnAllocator(initial_dsn=1001)
-    a, b = object(), object()
-    assert alloc.allocate(a, 1, 100) == Mapping(1001, 1, 100)
-    assert alloc.allocate(b, 1, 100) == Mapping(1101, 1, 100)
-    assert alloc.allocate(a, 101, 100) == Mapping(1201, 101, 100)
-    alloc.acknowledge(1051)                                  # half of the first range
-    assert alloc.to_reinject(a) == [(1051, 50), (1201, 100)]
-    assert alloc.resend(1051, 50, b, 101) == Mapping(1051, 101, 50)
-    alloc.acknowledge(1301)
-    assert alloc.outstanding() == [] and alloc.to_reinject(a) == []
-    alloc.acknowledge(99_999)                                # beyond what was sent: ignored
-    assert alloc.data_ack == 1301
-    with pytest.raises(ValueError):
-        alloc.allocate(a, 1, 70_000)
 
 
 @relaxed

@@ -1,0 +1,175 @@
+"""The sending side of the data sequence (RFC 8684 §3.3.6): which DSNs went out on which
+subflow, what the peer's DATA_ACK has covered, and what a failed subflow leaves to reinject.
+
+One source for both backends: this module runs as it is as the pure backend, and setup.py
+compiles it with Cython (pure-Python mode, typed by ``mptcp_fast/_sender.pxd``) into
+``mptcp_fast._sender`` for the compiled one.
+
+The structure follows the shape of a QUIC stream sender (aioquic's): positions are offsets
+from the initial DSN, so they only grow; the DATA_ACK is cumulative (RFC 8684 §3.3.2), so
+"acknowledged" is one offset and acknowledging costs O(1) plus, amortised, the records it
+retires; every subflow keeps its sent ranges in the order they went out, trimmed from the
+front as the DATA_ACK passes them. A reinjection query reads only the failed subflow's
+records.
+"""
+
+from __future__ import annotations
+
+import cython
+
+from mptcp_fast import _check        # absolute: the compiled build is mptcp_fast._sender
+
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_MAX_MAPPING = 0xFFFF            # a mapping's Data-Level Length is 16 bits (RFC 8684 §3.3)
+
+_Mapping = None                  # mptcp_fast.dss.Mapping and SentRange, set by bind_types()
+_SentRange = None
+
+
+def bind_types(mapping_class, sent_range_class) -> None:
+    global _Mapping, _SentRange
+    _Mapping = mapping_class
+    _SentRange = sent_range_class
+
+
+class _SubflowSent:
+    """One subflow's sent ranges [start, end) (offsets) with their subflow sequence numbers,
+    in the order they were sent; entries before ``head`` are retired."""
+
+    def __init__(self, subflow):
+        self.subflow = subflow
+        self.starts = []
+        self.ends = []
+        self.seqs = []
+        self.head = 0
+
+    def add(self, start: cython.longlong, end: cython.longlong, seq) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+        self.seqs.append(seq)
+
+    def retire(self, acked: cython.longlong) -> None:
+        """Drop the leading ranges wholly below ``acked``; compact once half is dead."""
+        head: cython.Py_ssize_t = self.head
+        n: cython.Py_ssize_t = len(self.ends)
+        while head < n and self.ends[head] <= acked:
+            head += 1
+        if head > 64 and head * 2 > n:
+            del self.starts[:head], self.ends[:head], self.seqs[:head]
+            head = 0
+        self.head = head
+
+    def live(self) -> cython.Py_ssize_t:
+        return len(self.ends) - self.head
+
+
+class DsnAllocator:
+    """Hands out DSN ranges for new data and remembers where each went, so that data not yet
+    DATA_ACKed can be reinjected on another subflow (RFC 8684 §3.3.6)."""
+
+    def __init__(self, initial_dsn):
+        self._base = _check.uint("initial_dsn", initial_dsn, 64)   # IDSN + 1 for the first data
+        self._next = 0                    # offset of the next new byte
+        self._acked = 0                   # offset the peer's DATA_ACK has reached
+        self._subflows = {}               # subflow -> _SubflowSent
+        self._order = []                  # the _SubflowSent in first-use order
+
+    @property
+    def next_dsn(self) -> int:
+        return (self._base + self._next) & _MASK64
+
+    @property
+    def data_ack(self) -> int:
+        return (self._base + self._acked) & _MASK64
+
+    def _sent_on(self, subflow):
+        sent = self._subflows.get(subflow)
+        if sent is None:
+            sent = _SubflowSent(subflow)
+            self._subflows[subflow] = sent
+            self._order.append(sent)
+        return sent
+
+    def allocate_dsn(self, subflow, subflow_seq, length) -> int:
+        """Assign the next ``length`` data-level bytes to a segment on ``subflow`` starting at
+        ``subflow_seq``; return their first DSN (``allocate`` without building a Mapping)."""
+        n: cython.longlong = _check.in_range("length", length, 1, _MAX_MAPPING)
+        start: cython.longlong = self._next
+        self._sent_on(subflow).add(start, start + n, subflow_seq)
+        self._next = start + n
+        return (self._base + start) & _MASK64
+
+    def allocate(self, subflow, subflow_seq, length):
+        """``allocate_dsn`` as a Mapping(dsn, subflow_seq, length)."""
+        return _Mapping(self.allocate_dsn(subflow, subflow_seq, length), subflow_seq, length)
+
+    def resend(self, dsn, length, subflow, subflow_seq):
+        """Record that already-allocated bytes [dsn, dsn + length) were sent again
+        (reinjection) on ``subflow``; return their Mapping there."""
+        n: cython.longlong = _check.in_range("length", length, 1, _MAX_MAPPING)
+        start: cython.longlong = self._offset(_check.uint("dsn", dsn, 64))
+        if start < 0 or start + n > self._next:
+            raise ValueError(f"resend of DSN {dsn} + {n}: only allocated bytes (DSN "
+                             f"{self._base} up to {self.next_dsn}) can be sent again")
+        self._sent_on(subflow).add(start, start + n, subflow_seq)
+        return _Mapping(dsn, subflow_seq, n)
+
+    def _offset(self, dsn) -> cython.longlong:
+        """The offset of a checked 64-bit ``dsn`` from the initial DSN, as the signed distance
+        on the 2**64 circle (negative when it lies before it; mptcp_fast._serial)."""
+        if cython.compiled:
+            return cython.cast(cython.longlong, cython.cast(cython.ulonglong, dsn) - self._base)
+        distance = (dsn - self._base) & _MASK64
+        return distance - (1 << 64) if distance >> 63 else distance
+
+    def acknowledge(self, data_ack) -> bool:
+        """A DATA_ACK arrived: everything below it is delivered. Returns False (and changes
+        nothing) for one behind the current DATA_ACK or beyond what was sent, which Linux
+        ignores too (ack_update_msk)."""
+        if type(data_ack) is not int or data_ack < 0 or data_ack > _MASK64:
+            data_ack = _check.uint("data_ack", data_ack, 64)     # the per-ack path skips the call
+        offset: cython.longlong = self._offset(data_ack)
+        if offset <= self._acked or offset > self._next:
+            return offset == self._acked
+        self._acked = offset
+        sent: _SubflowSent
+        for sent in self._order:
+            sent.retire(offset)
+        return True
+
+    def outstanding(self, subflow=None) -> list:
+        """SentRange(dsn, length, subflow, subflow_seq) for every range sent (on ``subflow``,
+        or anywhere) that the DATA_ACK has not wholly covered, in the order they were sent."""
+        out = []
+        acked: cython.longlong = self._acked
+        sent: _SubflowSent
+        i: cython.Py_ssize_t
+        for sent in self._order:
+            if subflow is not None and sent.subflow is not subflow:
+                continue
+            for i in range(sent.head, len(sent.ends)):
+                if sent.ends[i] > acked:
+                    start: cython.longlong = sent.starts[i]
+                    out.append(_SentRange((self._base + start) & _MASK64, sent.ends[i] - start,
+                                          sent.subflow, sent.seqs[i]))
+        return out
+
+    def to_reinject(self, failed_subflow) -> list:
+        """Data-level ranges sent on ``failed_subflow`` and still unacknowledged, trimmed to
+        the DATA_ACK: what another subflow must carry again, as [(dsn, length)]."""
+        sent = self._subflows.get(failed_subflow)
+        if sent is None:
+            return []
+        out = []
+        acked: cython.longlong = self._acked
+        i: cython.Py_ssize_t
+        for i in range(sent.head, len(sent.ends)):
+            end: cython.longlong = sent.ends[i]
+            if end > acked:
+                start: cython.longlong = max(sent.starts[i], acked)
+                out.append(((self._base + start) & _MASK64, end - start))
+        return out
+
+    def outstanding_bytes(self) -> int:
+        """Bytes allocated and not yet DATA_ACKed."""
+        return self._next - self._acked

@@ -1,0 +1,20 @@
+# Types for the compiled build of mptcp_fast/_pure/_sender.py (Cython pure-Python mode): the
+# same source runs as the pure backend; setup.py compiles it with these declarations as
+# mptcp_fast._sender (Cython finds this file by the extension's name).
+
+cdef class _SubflowSent:
+    cdef public object subflow
+    cdef public list starts, ends, seqs
+    cdef public Py_ssize_t head
+    cpdef add(self, long long start, long long end, object seq)
+    cpdef retire(self, long long acked)
+    cpdef Py_ssize_t live(self)
+
+
+cdef class DsnAllocator:
+    cdef unsigned long long _base
+    cdef long long _next, _acked
+    cdef dict _subflows
+    cdef list _order
+    cdef _SubflowSent _sent_on(self, object subflow)
+    cdef long long _offset(self, object dsn) except? -1
