@@ -129,8 +129,9 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  attempts: int = 3) -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
 
-    With ``offload=False`` TSO/GSO/GRO are switched off on the veths (ethtool), so the
-    capture holds MSS-sized segments as on a real wire instead of 64 KB super-packets.
+    With ``offload=False`` TSO/GSO/GRO and checksum offload are switched off on the veths
+    (ethtool), so the capture holds MSS-sized segments with their final TCP checksums, as on a
+    real wire, instead of 64 KB super-packets with partial checksums.
     A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
     settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
                     snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
@@ -177,8 +178,10 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             _run("ip", "-n", client_ns, "link", "set", b, "up")
             if not offload:
                 for ns, dev in ((server_ns, a), (client_ns, b)):
+                    # tx off too: checksums computed before tcpdump sees the packet, not
+                    # left partial for an offload that a veth never does
                     _run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off",
-                         "gro", "off")
+                         "gro", "off", "tx", "off")
         # ADD_ADDR from the server, MP_JOIN from the client (the selftests' recipe)
         _run("ip", "-n", server_ns, "mptcp", "endpoint", "add", "198.18.2.1", "dev",
              f"mfa2x{tag}"[:15], "signal")
@@ -273,7 +276,8 @@ def main(argv=None) -> int:
     parser.add_argument("--paths", type=int, default=3, choices=(2, 3), help="veth paths")
     parser.add_argument("--snaplen", type=int, default=0, help="tcpdump -s (0: whole packets)")
     parser.add_argument("--no-offload", action="store_true",
-                        help="switch TSO/GSO/GRO off (MSS-sized segments; needs ethtool)")
+                        help="switch TSO/GSO/GRO and checksum offload off (MSS-sized segments with "
+                             "final checksums; needs ethtool)")
     parser.add_argument("--fail-path", action="store_true",
                         help="path 3 stops acknowledging once the subflows are up: reinjection")
     args = parser.parse_args(argv)

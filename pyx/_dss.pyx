@@ -15,6 +15,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
 from mf_serial cimport seq64_diff, beyond_reach
+from mf_csum cimport sum16, add16
 cimport mf_serial
 from mf_check cimport u64_arg, int_arg
 from mptcp_fast import _check
@@ -37,77 +38,6 @@ def expand_seq(uint64_t reference, uint32_t value32):
 
 # ------------------------------------------------------------------------------------------------
 # the DSS checksum (RFC 8684 §3.3.1)
-
-cdef uint64_t sum_words(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    """Sum of big-endian 16-bit words (n even) into a 64-bit accumulator, 8 bytes a step.
-
-    Adding 64-bit little-endian loads and folding at the end gives the ones'-complement
-    sum of the byte-swapped words; the caller swaps the folded result back (RFC 1071 §2)."""
-    cdef uint64_t total = 0, word, prev
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        memcpy(&word, p + i, 8)
-        prev = total
-        total += word
-        total += total < prev          # end-around carry
-        i += 8
-    while i + 2 <= n:
-        if MF_LITTLE_ENDIAN:
-            total += <uint64_t>p[i] | (<uint64_t>p[i + 1] << 8)
-        else:
-            total += (<uint64_t>p[i] << 8) | p[i + 1]
-        i += 2
-    return total
-
-
-cdef inline uint32_t fold64(uint64_t total) noexcept nogil:
-    total = (total & 0xFFFFFFFFULL) + (total >> 32)
-    total = (total & 0xFFFFFFFFULL) + (total >> 32)
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return <uint32_t>total
-
-
-cdef extern from *:
-    """
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    #define MF_LITTLE_ENDIAN 0
-    #else
-    #define MF_LITTLE_ENDIAN 1
-    #endif
-    """
-    int MF_LITTLE_ENDIAN
-
-
-cdef inline uint32_t swap16(uint32_t v) noexcept nogil:
-    """Native-order sums are byte-swapped sums on little-endian machines (RFC 1071 §2(B))."""
-    if not MF_LITTLE_ENDIAN:
-        return v
-    return ((v & 0xFF) << 8) | (v >> 8)
-
-
-cdef uint32_t sum16(const uint8_t* p, Py_ssize_t n, bint odd_start) noexcept nogil:
-    """Folded ones'-complement sum of ``p`` as big-endian words; ``odd_start`` when it
-    continues a stream at an odd offset (its first byte is then a low byte)."""
-    cdef uint32_t s = 0
-    cdef uint64_t total = 0
-    if n == 0:
-        return 0
-    if odd_start:
-        total = p[0]                      # completes the previous word as its low byte
-        p += 1
-        n -= 1
-    total += swap16(fold64(sum_words(p, n & ~1)))
-    if n & 1:
-        total += <uint32_t>p[n - 1] << 8  # a last odd byte is a high byte padded with zero
-    s = fold64(total)
-    return s
-
-
-cdef inline uint32_t add16(uint32_t a, uint32_t b) noexcept nogil:
-    cdef uint32_t total = a + b
-    return (total & 0xFFFF) + (total >> 16)
-
 
 cdef class DssChecksum:
     """Incremental DSS checksum: update() with payload pieces of any length, then finish()."""

@@ -16,6 +16,7 @@ cnp.import_array()
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
 from mf_mptcp cimport dss_length
+from mf_packet cimport PacketLayout, pk_locate, PK_OK, PK_TRUNCATED, PK_FRAGMENT
 from mptcp_fast._pure._pcap import Stats                      # one definition of the counters
 from mptcp_fast.errors import CaptureError
 
@@ -295,75 +296,27 @@ cdef object _decode(int64_t number, double time, uint32_t iface, uint32_t linkty
 
 cdef object _tcp(int64_t number, double time, uint32_t iface, const uint8_t* d, Py_ssize_t n,
                  Py_ssize_t ip, int version, int64_t offset, stats, _Sink sink):
-    cdef Py_ssize_t ihl, total, tcp, ip_end, doff, size, cap_end, src_at = 0, addr_len = 0
-    cdef int next_header
+    """The TCP segment of the IP packet at ``ip`` (the packet layer's pk_locate), counted in
+    ``stats`` whatever it is."""
+    cdef PacketLayout f
+    cdef int status = pk_locate(d, n, ip, version, &f)
     cdef bint truncated
-    if version == 4:
-        if n < ip + 20:
-            stats.truncated_headers += 1
-            return None
-        ihl = (d[ip] & 0x0F) * 4
-        total = be16(d + ip + 2)
-        if d[ip] >> 4 != 4 or ihl < 20 or total < ihl:
-            stats.non_tcp += 1
-            return None
-        if be16(d + ip + 6) & 0x3FFF:                          # MF flag or fragment offset
-            stats.fragments += 1
-            return None
-        if d[ip + 9] != 6:
-            stats.non_tcp += 1
-            return None
-        src_at, addr_len = ip + 12, 4
-        tcp, ip_end = ip + ihl, ip + total
-    elif version == 6:
-        if n < ip + 40:
-            stats.truncated_headers += 1
-            return None
-        next_header = d[ip + 6]
-        ip_end = ip + 40 + be16(d + ip + 4)
-        src_at, addr_len = ip + 8, 16
-        tcp = ip + 40
-        while next_header != 6:
-            if next_header == 0 or next_header == 43 or next_header == 60 or next_header == 51:
-                if n < tcp + 2:
-                    stats.truncated_headers += 1
-                    return None
-                size = (d[tcp + 1] + 2) * 4 if next_header == 51 else (d[tcp + 1] + 1) * 8
-                next_header = d[tcp]
-                tcp += size
-            elif next_header == 44:                            # fragment header
-                if n < tcp + 8:
-                    stats.truncated_headers += 1
-                    return None
-                if be16(d + tcp + 2) & 0xFFF9:                 # offset or M flag
-                    stats.fragments += 1
-                    return None
-                next_header = d[tcp]
-                tcp += 8
-            else:
-                stats.non_tcp += 1
-                return None
-    else:
-        stats.non_tcp += 1
-        return None
-    if n < tcp + 20:
+    if status == PK_TRUNCATED:
         stats.truncated_headers += 1
         return None
-    doff = (d[tcp + 12] >> 4) * 4
-    if doff < 20 or tcp + doff > ip_end:
+    if status == PK_FRAGMENT:
+        stats.fragments += 1
+        return None
+    if status != PK_OK:
         stats.non_tcp += 1
         return None
-    if n < tcp + doff:
-        stats.truncated_headers += 1
-        return None
-    cap_end = n if n < ip_end else ip_end
-    truncated = cap_end < ip_end
+    truncated = f.cap_end < f.ip_end
     if truncated:
         stats.truncated_payloads += 1
     stats.tcp += 1
-    return sink.emit(number, time, iface, d + src_at, d + src_at + addr_len, addr_len, d + tcp,
-                     d + tcp + 20, doff - 20, d + tcp + doff, cap_end - tcp - doff,
-                     ip_end - tcp - doff, truncated, offset)
+    return sink.emit(number, time, iface, d + f.src, d + f.src + f.addr_len, f.addr_len,
+                     d + f.tcp, d + f.tcp + 20, f.doff - 20, d + f.tcp + f.doff,
+                     f.cap_end - f.tcp - f.doff, f.ip_end - f.tcp - f.doff, truncated, offset)
 
 
 # ------------------------------------------------------------------------------------------------

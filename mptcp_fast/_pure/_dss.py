@@ -12,6 +12,7 @@ from bisect import bisect_right
 from .. import _check
 from .._serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
+from ._csum import add16 as _add16, sum16 as _sum16
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
            "MAX_WINDOW", "bind_types"]
@@ -29,31 +30,10 @@ def bind_types(mapping_class) -> None:
 # ------------------------------------------------------------------------------------------------
 # the DSS checksum (RFC 8684 §3.3.1): the internet checksum of a pseudo-header and the payload
 
-def _sum16(data, odd_start: bool) -> int:
-    """Ones'-complement sum (folded to 16 bits, 0 only for all-zero data) of ``data`` read as
-    big-endian 16-bit words; ``odd_start`` when it continues a stream at an odd offset."""
-    raw = data
-    if odd_start:
-        raw = b"\x00" + raw
-    if len(raw) & 1:
-        raw += b"\x00"
-    value = int.from_bytes(raw, "big")
-    # 2**16 = 1 (mod 0xffff): the big number modulo 0xffff is the sum of its 16-bit words.
-    folded = value % 0xFFFF
-    if folded == 0 and value:
-        folded = 0xFFFF
-    return folded
-
-
 def _contiguous_bytes(data) -> bytes:
     _check.byte_length("data", data)            # TypeError / ValueError as the compiled twin
     with memoryview(data) as view:
         return view.tobytes()
-
-
-def _add16(a: int, b: int) -> int:
-    total = a + b
-    return (total & 0xFFFF) + (total >> 16)
 
 
 class DssChecksum:

@@ -14,6 +14,7 @@ import struct
 
 from ..errors import CaptureError
 from ._options import dss_length
+from ._packet import PK_FRAGMENT, PK_OK, PK_TRUNCATED, locate
 
 # link-layer header types (tcpdump.org/linktypes.html)
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
@@ -214,82 +215,31 @@ def _by_ethertype(ethertype, offset):
     return None
 
 
-_IPV6_EXTENSIONS = {0, 43, 60}        # hop-by-hop, routing, destination options
-
-
 def decode_tcp(data: bytes, ip: int, version: int, stats: Stats):
-    """The TCP segment in an IP packet at ``ip``: a tuple of its fields, or None (counted)."""
-    n = len(data)
-    if version == 4:
-        if n < ip + 20:
-            stats.truncated_headers += 1
-            return None
-        ihl = (data[ip] & 0x0F) * 4
-        total = (data[ip + 2] << 8) | data[ip + 3]
-        frag = ((data[ip + 6] << 8) | data[ip + 7]) & 0x3FFF   # MF flag and fragment offset
-        if data[ip] >> 4 != 4 or ihl < 20 or total < ihl:
-            stats.non_tcp += 1
-            return None
-        if frag:
-            stats.fragments += 1
-            return None
-        if data[ip + 9] != 6:
-            stats.non_tcp += 1
-            return None
-        src, dst = data[ip + 12:ip + 16], data[ip + 16:ip + 20]
-        tcp, ip_end = ip + ihl, ip + total
-    elif version == 6:
-        if n < ip + 40:
-            stats.truncated_headers += 1
-            return None
-        next_header = data[ip + 6]
-        ip_end = ip + 40 + ((data[ip + 4] << 8) | data[ip + 5])
-        src, dst = data[ip + 8:ip + 24], data[ip + 24:ip + 40]
-        tcp = ip + 40
-        while next_header != 6:
-            if next_header in _IPV6_EXTENSIONS or next_header == 51:
-                if n < tcp + 2:
-                    stats.truncated_headers += 1
-                    return None
-                size = (data[tcp + 1] + 2) * 4 if next_header == 51 else (data[tcp + 1] + 1) * 8
-                next_header = data[tcp]
-                tcp += size
-            elif next_header == 44:                            # fragment header
-                if n < tcp + 8:
-                    stats.truncated_headers += 1
-                    return None
-                if ((data[tcp + 2] << 8) | data[tcp + 3]) & 0xFFF9:   # offset or M flag
-                    stats.fragments += 1
-                    return None
-                next_header = data[tcp]
-                tcp += 8
-            else:
-                stats.non_tcp += 1
-                return None
-    else:
-        stats.non_tcp += 1
-        return None
-    if n < tcp + 20:
+    """The TCP segment in an IP packet at ``ip`` (the packet layer's ``locate``): a tuple of
+    its fields, or None (counted in ``stats``)."""
+    status, layout = locate(data, len(data), ip, version)
+    if status == PK_TRUNCATED:
         stats.truncated_headers += 1
         return None
-    doff = (data[tcp + 12] >> 4) * 4
-    if doff < 20 or tcp + doff > ip_end:
+    if status == PK_FRAGMENT:
+        stats.fragments += 1
+        return None
+    if status != PK_OK:
         stats.non_tcp += 1
         return None
-    if n < tcp + doff:
-        stats.truncated_headers += 1
-        return None
+    _, src, addr_len, tcp, doff, ip_end, cap_end = layout
     sport, dport, seq, ack = struct.unpack_from(">HHII", data, tcp)
     flags = data[tcp + 13]
     window = (data[tcp + 14] << 8) | data[tcp + 15]
     payload_len = ip_end - tcp - doff
-    captured = data[tcp + doff:min(n, ip_end)]
+    captured = data[tcp + doff:cap_end]
     truncated = len(captured) < payload_len
     if truncated:
         stats.truncated_payloads += 1
     stats.tcp += 1
-    return (src, dst, sport, dport, seq, ack, flags, window, data[tcp + 20:tcp + doff],
-            captured, payload_len, truncated)
+    return (data[src:src + addr_len], data[src + addr_len:src + 2 * addr_len], sport, dport,
+            seq, ack, flags, window, data[tcp + 20:tcp + doff], captured, payload_len, truncated)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,204 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled twin of mptcp_fast/_pure/_packet.py: where the IP and TCP parts of a packet are,
+building a packet into a buffer, and its TCP and IPv4 header checksums (the C is in
+mf_packet.pxd, shared with the capture reader). Same functions, results and errors.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.string cimport memcpy
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
+                             PyBUF_WRITABLE)
+
+from mf_bytes cimport be16, be32, put16, put32
+from mf_csum cimport sum16, add16
+from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum,
+                        PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
+
+PK_OK_, PK_TRUNCATED_, PK_NOT_TCP_, PK_FRAGMENT_ = PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT
+
+cdef object _Packet = None          # mptcp_fast.packet.Packet, set by bind_types()
+cdef object _tuple_new = tuple.__new__
+
+
+def bind_types(packet_class):
+    global _Packet
+    _Packet = packet_class
+
+
+def locate(data, Py_ssize_t n, Py_ssize_t ip, int version):
+    """(status, (version, src, addr_len, tcp, doff, ip_end, cap_end)) like the pure twin's."""
+    cdef Py_buffer view
+    cdef PacketLayout f
+    cdef int status
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if n > view.len:
+            n = view.len
+        status = pk_locate(<const uint8_t*>view.buf, n, ip, version, &f)
+    finally:
+        PyBuffer_Release(&view)
+    if status:
+        return status, None
+    return PK_OK, (f.version, f.src, f.addr_len, f.tcp, f.doff, f.ip_end, f.cap_end)
+
+
+cdef int take(object data, Py_ssize_t offset, Py_ssize_t* length, Py_buffer* view,
+              int flags) except -1:
+    """Get the buffer and check [offset, offset + length) in it (length -1: to its end)."""
+    PyObject_GetBuffer(data, view, flags)
+    if not 0 <= offset <= view.len:
+        PyBuffer_Release(view)
+        raise ValueError(f"offset {offset} is outside the buffer ({view.len} bytes)")
+    if length[0] < 0:
+        length[0] = view.len - offset
+    if offset + length[0] > view.len:
+        PyBuffer_Release(view)
+        raise ValueError(f"offset {offset} + length {length[0]} runs past the buffer "
+                         f"({view.len} bytes)")
+    return 0
+
+
+def parse(data, Py_ssize_t offset, Py_ssize_t length):
+    """A Packet of offsets into ``data``, or the PK_ status when it is not a TCP packet."""
+    cdef Py_buffer view
+    cdef PacketLayout f
+    cdef const uint8_t* d
+    cdef const uint8_t* t
+    cdef int status
+    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    try:
+        d = <const uint8_t*>view.buf
+        status = pk_locate(d, offset + length, offset, 0, &f)
+        if status:
+            return status
+        t = d + f.tcp
+        return _tuple_new(_Packet, (
+            f.version, offset, f.src, f.src + f.addr_len, f.addr_len, f.tcp, be16(t), be16(t + 2),
+            be32(t + 4), be32(t + 8), t[13], be16(t + 14), be16(t + 16), be16(t + 18),
+            f.tcp + 20, f.doff - 20, f.tcp + f.doff, f.ip_end - f.tcp - f.doff,
+            f.cap_end - f.tcp - f.doff, f.cap_end < f.ip_end,
+            d[offset + 8] if f.version == 4 else d[offset + 7]))
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef int whole(const uint8_t* d, Py_ssize_t offset, Py_ssize_t length, PacketLayout* f) noexcept:
+    """PK_OK when a TCP packet is present in full at ``offset``, else its status."""
+    cdef int status = pk_locate(d, offset + length, offset, 0, f)
+    if status:
+        return status
+    if f.cap_end < f.ip_end:
+        return PK_TRUNCATED
+    return PK_OK
+
+
+def tcp_checksum(data, Py_ssize_t offset, Py_ssize_t length):
+    """The TCP checksum the packet should carry (its field read as zero), or -status."""
+    cdef Py_buffer view
+    cdef PacketLayout f
+    cdef int status
+    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    try:
+        status = whole(<const uint8_t*>view.buf, offset, length, &f)
+        if status:
+            return -status
+        return pk_tcp_checksum(<const uint8_t*>view.buf, &f)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def ipv4_header_checksum(data, Py_ssize_t offset, Py_ssize_t length):
+    """The IPv4 header checksum the packet should carry, or -status (-PK_NOT_TCP for IPv6)."""
+    cdef Py_buffer view
+    cdef PacketLayout f
+    cdef int status
+    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    try:
+        status = whole(<const uint8_t*>view.buf, offset, length, &f)
+        if status:
+            return -status
+        if f.version != 4:
+            return -PK_NOT_TCP
+        return pk_ipv4_header_checksum(<const uint8_t*>view.buf, offset)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def verify(data, Py_ssize_t offset, Py_ssize_t length):
+    """(IPv4 header checksum good, or None for IPv6; TCP checksum good), or -status."""
+    cdef Py_buffer view
+    cdef PacketLayout f
+    cdef const uint8_t* d
+    cdef int status
+    cdef bint tcp_ok
+    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    try:
+        d = <const uint8_t*>view.buf
+        status = whole(d, offset, length, &f)
+        if status:
+            return -status
+        # the sum over everything, field included, is 0xFFFF: ~computed + field
+        tcp_ok = add16(~pk_tcp_checksum(d, &f) & 0xFFFF, be16(d + f.tcp + 16)) == 0xFFFF
+        if f.version != 4:
+            return None, tcp_ok
+        return sum16(d + offset, (d[offset] & 0x0F) * 4, False) == 0xFFFF, tcp_ok
+    finally:
+        PyBuffer_Release(&view)
+
+
+def build_into(buffer, Py_ssize_t offset, bytes src, bytes dst, uint16_t sport, uint16_t dport,
+               uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window, bytes options,
+               payload, uint8_t ttl, uint8_t tos, uint16_t ip_id, bint dont_fragment,
+               uint16_t urgent):
+    """Write an IPv4 (4-byte addresses) or IPv6 packet with one TCP segment at ``offset``,
+    both checksums computed; return its length. Arguments are checked by the API."""
+    cdef Py_buffer out, body
+    cdef uint8_t* d
+    cdef uint8_t* t
+    cdef Py_ssize_t ip_len = 20 if len(src) == 4 else 40, opt_len = len(options), total
+    cdef Py_ssize_t length = -1
+    cdef PacketLayout f
+    PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
+    try:
+        total = ip_len + 20 + opt_len + body.len
+        take(buffer, offset, &length, &out, PyBUF_WRITABLE)
+        try:
+            if total > length:
+                raise ValueError(f"the packet ({total} bytes) does not fit the buffer at offset "
+                                 f"{offset} ({out.len} bytes)")
+            d = <uint8_t*>out.buf + offset
+            if ip_len == 20:
+                d[0], d[1] = 0x45, tos
+                put16(d + 2, <uint16_t>total)
+                put16(d + 4, ip_id)
+                put16(d + 6, 0x4000 if dont_fragment else 0)
+                d[8], d[9] = ttl, 6
+                put16(d + 10, 0)
+                memcpy(d + 12, <const char*>src, 4)
+                memcpy(d + 16, <const char*>dst, 4)
+            else:
+                put32(d, (6u << 28) | (<uint32_t>tos << 20))
+                put16(d + 4, <uint16_t>(total - 40))
+                d[6], d[7] = 6, ttl
+                memcpy(d + 8, <const char*>src, 16)
+                memcpy(d + 24, <const char*>dst, 16)
+            t = d + ip_len
+            put16(t, sport)
+            put16(t + 2, dport)
+            put32(t + 4, seq)
+            put32(t + 8, ack)
+            t[12], t[13] = <uint8_t>(((20 + opt_len) // 4) << 4), flags
+            put16(t + 14, window)
+            put16(t + 16, 0)
+            put16(t + 18, urgent)
+            memcpy(t + 20, <const char*>options, opt_len)
+            memcpy(t + 20 + opt_len, body.buf, body.len)
+            pk_locate(<const uint8_t*>out.buf, offset + total, offset, 0, &f)
+            put16(t + 16, pk_tcp_checksum(<const uint8_t*>out.buf, &f))
+            if ip_len == 20:
+                put16(d + 10, pk_ipv4_header_checksum(<const uint8_t*>out.buf, offset))
+        finally:
+            PyBuffer_Release(&out)
+    finally:
+        PyBuffer_Release(&body)
+    return total

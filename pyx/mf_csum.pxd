@@ -1,0 +1,76 @@
+# The internet checksum (RFC 1071): ones'-complement sums of big-endian 16-bit words, shared
+# by the DSS checksum (_dss.pyx, RFC 8684 §3.3.1) and the TCP and IPv4 header checksums
+# (_packet.pyx, _pcap.pyx; RFC 9293 §3.1, RFC 791).
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define MF_LITTLE_ENDIAN 0
+    #else
+    #define MF_LITTLE_ENDIAN 1
+    #endif
+    """
+    int MF_LITTLE_ENDIAN
+
+
+cdef inline uint64_t sum_words(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """Sum of big-endian 16-bit words (n even) into a 64-bit accumulator, 8 bytes a step.
+
+    Adding 64-bit little-endian loads and folding at the end gives the ones'-complement
+    sum of the byte-swapped words; the caller swaps the folded result back (RFC 1071 §2)."""
+    cdef uint64_t total = 0, word, prev
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&word, p + i, 8)
+        prev = total
+        total += word
+        total += total < prev          # end-around carry
+        i += 8
+    while i + 2 <= n:
+        if MF_LITTLE_ENDIAN:
+            total += <uint64_t>p[i] | (<uint64_t>p[i + 1] << 8)
+        else:
+            total += (<uint64_t>p[i] << 8) | p[i + 1]
+        i += 2
+    return total
+
+
+cdef inline uint32_t fold64(uint64_t total) noexcept nogil:
+    total = (total & 0xFFFFFFFFULL) + (total >> 32)
+    total = (total & 0xFFFFFFFFULL) + (total >> 32)
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return <uint32_t>total
+
+
+cdef inline uint32_t swap16(uint32_t v) noexcept nogil:
+    """Native-order sums are byte-swapped sums on little-endian machines (RFC 1071 §2(B))."""
+    if not MF_LITTLE_ENDIAN:
+        return v
+    return ((v & 0xFF) << 8) | (v >> 8)
+
+
+cdef inline uint32_t sum16(const uint8_t* p, Py_ssize_t n, bint odd_start) noexcept nogil:
+    """Folded ones'-complement sum of ``p`` as big-endian words; ``odd_start`` when it
+    continues a stream at an odd offset (its first byte is then a low byte)."""
+    cdef uint32_t s = 0
+    cdef uint64_t total = 0
+    if n == 0:
+        return 0
+    if odd_start:
+        total = p[0]                      # completes the previous word as its low byte
+        p += 1
+        n -= 1
+    total += swap16(fold64(sum_words(p, n & ~1)))
+    if n & 1:
+        total += <uint32_t>p[n - 1] << 8  # a last odd byte is a high byte padded with zero
+    s = fold64(total)
+    return s
+
+
+cdef inline uint32_t add16(uint32_t a, uint32_t b) noexcept nogil:
+    cdef uint32_t total = a + b
+    return (total & 0xFFFF) + (total >> 16)

@@ -1,0 +1,115 @@
+# IPv4 / IPv6 + TCP headers as plain C: where the parts of a packet are, its TCP checksum
+# (RFC 9293 §3.1, pseudo-headers of RFC 791 and RFC 8200 §8.1) and the IPv4 header checksum
+# (RFC 791). Shared by _packet.pyx (the packet API) and _pcap.pyx (the capture reader); the
+# pure twin is mptcp_fast/_pure/_packet.py. Nothing here allocates or reads outside [0, n).
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+from mf_bytes cimport be16
+from mf_csum cimport sum16, add16
+
+cdef enum:
+    PK_OK = 0
+    PK_TRUNCATED = 1           # the bytes end inside the IP, extension or TCP header
+    PK_NOT_TCP = 2             # not IPv4/IPv6, not TCP, or headers that contradict themselves
+    PK_FRAGMENT = 3            # an IP fragment (not reassembled)
+    PK_IPPROTO_TCP = 6
+
+
+cdef struct PacketLayout:
+    int version                # 4 or 6
+    Py_ssize_t ip              # offset of the IP header
+    Py_ssize_t src             # offset of the source address; the destination follows it
+    Py_ssize_t addr_len        # 4 or 16
+    Py_ssize_t tcp             # offset of the TCP header
+    Py_ssize_t doff            # TCP header length, options included
+    Py_ssize_t ip_end          # offset one past the IP packet, as its header says
+    Py_ssize_t cap_end         # offset one past the bytes present (<= ip_end)
+
+
+cdef inline int pk_locate(const uint8_t* d, Py_ssize_t n, Py_ssize_t ip, int version,
+                          PacketLayout* f) noexcept nogil:
+    """Find the TCP segment of the IP packet at ``ip`` in ``d[:n]`` (``version`` 0: from
+    the header's version nibble). IPv4 options and IPv6 extension headers (hop-by-hop,
+    routing, destination options, AH, an atomic fragment header) are skipped."""
+    cdef Py_ssize_t ihl, total, tcp, size
+    cdef int next_header
+    if version == 0:
+        if n <= ip:
+            return PK_TRUNCATED
+        version = d[ip] >> 4
+    f.version, f.ip = version, ip
+    if version == 4:
+        if n < ip + 20:
+            return PK_TRUNCATED
+        ihl = (d[ip] & 0x0F) * 4
+        total = be16(d + ip + 2)
+        if d[ip] >> 4 != 4 or ihl < 20 or total < ihl:
+            return PK_NOT_TCP
+        if be16(d + ip + 6) & 0x3FFF:                          # MF flag or fragment offset
+            return PK_FRAGMENT
+        if d[ip + 9] != PK_IPPROTO_TCP:
+            return PK_NOT_TCP
+        f.src, f.addr_len = ip + 12, 4
+        tcp, f.ip_end = ip + ihl, ip + total
+    elif version == 6:
+        if n < ip + 40:
+            return PK_TRUNCATED
+        next_header = d[ip + 6]
+        f.ip_end = ip + 40 + be16(d + ip + 4)
+        f.src, f.addr_len = ip + 8, 16
+        tcp = ip + 40
+        while next_header != PK_IPPROTO_TCP:
+            if next_header == 0 or next_header == 43 or next_header == 60 or next_header == 51:
+                if n < tcp + 2:
+                    return PK_TRUNCATED
+                size = (d[tcp + 1] + 2) * 4 if next_header == 51 else (d[tcp + 1] + 1) * 8
+                next_header = d[tcp]
+                tcp += size
+            elif next_header == 44:                            # fragment header
+                if n < tcp + 8:
+                    return PK_TRUNCATED
+                if be16(d + tcp + 2) & 0xFFF9:                 # offset or M flag
+                    return PK_FRAGMENT
+                next_header = d[tcp]
+                tcp += 8
+            else:
+                return PK_NOT_TCP
+    else:
+        return PK_NOT_TCP
+    if n < tcp + 20:
+        return PK_TRUNCATED
+    f.tcp = tcp
+    f.doff = (d[tcp + 12] >> 4) * 4
+    if f.doff < 20 or tcp + f.doff > f.ip_end:
+        return PK_NOT_TCP
+    if n < tcp + f.doff:
+        return PK_TRUNCATED
+    f.cap_end = n if n < f.ip_end else f.ip_end
+    return PK_OK
+
+
+cdef inline uint32_t pk_pseudo_sum(const uint8_t* src, const uint8_t* dst, Py_ssize_t addr_len,
+                                   Py_ssize_t tcp_length) noexcept nogil:
+    """The folded sum of the TCP pseudo-header: addresses, protocol 6 and the TCP length
+    (the IPv6 form's 32-bit length and next header sum the same way)."""
+    cdef uint32_t total = add16(sum16(src, addr_len, False), sum16(dst, addr_len, False))
+    total = add16(total, PK_IPPROTO_TCP)
+    total = add16(total, <uint32_t>((tcp_length >> 16) & 0xFFFF))
+    return add16(total, <uint32_t>(tcp_length & 0xFFFF))
+
+
+cdef inline uint16_t pk_tcp_checksum(const uint8_t* d, const PacketLayout* f) noexcept nogil:
+    """The TCP checksum of the whole segment [tcp, ip_end) (present in full: cap_end ==
+    ip_end), computed as if the checksum field were zero."""
+    cdef Py_ssize_t length = f.ip_end - f.tcp
+    cdef uint32_t total = pk_pseudo_sum(d + f.src, d + f.src + f.addr_len, f.addr_len, length)
+    total = add16(total, sum16(d + f.tcp, 16, False))          # up to the checksum field
+    total = add16(total, sum16(d + f.tcp + 18, length - 18, False))
+    return <uint16_t>(~total & 0xFFFF)
+
+
+cdef inline uint16_t pk_ipv4_header_checksum(const uint8_t* d, Py_ssize_t ip) noexcept nogil:
+    """The IPv4 header checksum (RFC 791), computed as if its field were zero."""
+    cdef Py_ssize_t ihl = (d[ip] & 0x0F) * 4
+    cdef uint32_t total = add16(sum16(d + ip, 10, False), sum16(d + ip + 12, ihl - 12, False))
+    return <uint16_t>(~total & 0xFFFF)
