@@ -95,17 +95,10 @@ class Packet(NamedTuple):
         return memoryview(buffer)[self.payload_offset:self.payload_offset + self.captured_len]
 
 
-def _span(offset, length) -> tuple[int, int]:
-    offset = _check.in_range("offset", offset, 0, _check.I64_MAX)
-    length = -1 if length is None else _check.in_range("length", length, 0, _check.I64_MAX)
-    return offset, length
-
-
 def parse_packet(buffer, offset: int = 0, length: int | None = None) -> Packet:
     """The packet at ``buffer[offset:offset + length]`` (to the end by default), parsed in
     place. A truncated payload is allowed (``truncated``); headers must be whole."""
-    offset, length = _span(offset, length)
-    found = _impl.parse(buffer, offset, length)
+    found = _impl.parse(buffer, offset, length)         # offset and length checked there
     if type(found) is int:
         raise _error(found, offset)
     return found
@@ -113,7 +106,6 @@ def parse_packet(buffer, offset: int = 0, length: int | None = None) -> Packet:
 
 def tcp_checksum(buffer, offset: int = 0, length: int | None = None) -> int:
     """The TCP checksum the packet at ``offset`` should carry (its own field read as zero)."""
-    offset, length = _span(offset, length)
     value = _impl.tcp_checksum(buffer, offset, length)
     if value < 0:
         raise _error(-value, offset, whole=True)
@@ -122,7 +114,6 @@ def tcp_checksum(buffer, offset: int = 0, length: int | None = None) -> int:
 
 def ipv4_header_checksum(buffer, offset: int = 0, length: int | None = None) -> int:
     """The IPv4 header checksum the packet at ``offset`` should carry."""
-    offset, length = _span(offset, length)
     value = _impl.ipv4_header_checksum(buffer, offset, length)
     if value < 0:
         if value == -2 and type(_impl.parse(buffer, offset, length)) is not int:
@@ -134,7 +125,6 @@ def ipv4_header_checksum(buffer, offset: int = 0, length: int | None = None) -> 
 
 def verify_checksums(buffer, offset: int = 0, length: int | None = None):
     """(IPv4 header checksum correct, or None for IPv6; TCP checksum correct)."""
-    offset, length = _span(offset, length)
     found = _impl.verify(buffer, offset, length)
     if type(found) is int:
         raise _error(-found, offset, whole=True)
@@ -142,6 +132,8 @@ def verify_checksums(buffer, offset: int = 0, length: int | None = None):
 
 
 def _address(name: str, value) -> bytes:
+    if type(value) is bytes and len(value) in (4, 16):
+        return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value)
         if len(value) not in (4, 16):
@@ -161,29 +153,19 @@ def build_packet_into(buffer, offset: int, src, dst, sport: int, dport: int, seq
     the writable ``buffer`` at ``offset``, with its TCP checksum and IPv4 header checksum;
     return its length. ``options`` is a TCP options area (a multiple of 4 bytes, at most
     40: ``options.encode_tcp_options``); ``tos`` is the IPv4 TOS or the IPv6 traffic class."""
-    try:
-        writable = not memoryview(buffer).readonly
-    except TypeError:
-        writable = False
-    if not writable:
-        raise TypeError(f"buffer must be a writable buffer, not {type(buffer).__name__}")
     src, dst = _address("src", src), _address("dst", dst)
     if len(src) != len(dst):
         raise ValueError("src and dst must be of one family")
-    options = bytes(options)
+    if type(options) is not bytes:
+        options = bytes(options)
     if len(options) % 4 or len(options) > 40:
         raise ValueError(f"options must be a multiple of 4 bytes, at most 40, got {len(options)}")
-    body = _check.byte_length("payload", payload)
+    body = len(payload) if type(payload) is bytes else _check.byte_length("payload", payload)
     limit = 0xFFFF - (20 if len(src) == 4 else 0) - 20 - len(options)
     if body > limit:
         raise ValueError(f"payload of {body} bytes does not fit one packet (at most {limit})")
-    return _impl.build_into(
-        buffer, _check.in_range("offset", offset, 0, _check.I64_MAX), src, dst,
-        _check.uint("sport", sport, 16), _check.uint("dport", dport, 16),
-        _check.uint("seq", seq, 32), _check.uint("ack", ack, 32), _check.uint("flags", flags, 8),
-        _check.uint("window", window, 16), options, payload, _check.uint("ttl", ttl, 8),
-        _check.uint("tos", tos, 8), _check.uint("ip_id", ip_id, 16),
-        _check.flag("dont_fragment", dont_fragment), _check.uint("urgent", urgent, 16))
+    return _impl.build_into(buffer, offset, src, dst, sport, dport, seq, ack, flags, window,
+                            options, payload, ttl, tos, ip_id, dont_fragment, urgent)
 
 
 def build_packet(src, dst, sport: int, dport: int, seq: int, ack: int, flags: int,

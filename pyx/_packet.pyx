@@ -10,6 +10,8 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
                              PyBUF_WRITABLE)
 
 from mf_bytes cimport be16, be32, put16, put32
+from mf_check cimport int_arg
+from mptcp_fast import _check
 from mf_csum cimport sum16, add16
 from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum,
                         PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
@@ -42,10 +44,19 @@ def locate(data, Py_ssize_t n, Py_ssize_t ip, int version):
     return PK_OK, (f.version, f.src, f.addr_len, f.tcp, f.doff, f.ip_end, f.cap_end)
 
 
+cdef Py_ssize_t MAX_OFFSET = 0x7FFFFFFFFFFFFFFF
+
+
 cdef int take(object data, Py_ssize_t offset, Py_ssize_t* length, Py_buffer* view,
               int flags) except -1:
     """Get the buffer and check [offset, offset + length) in it (length -1: to its end)."""
-    PyObject_GetBuffer(data, view, flags)
+    if flags & PyBUF_WRITABLE:
+        try:
+            PyObject_GetBuffer(data, view, flags)
+        except (TypeError, BufferError):
+            raise TypeError(f"buffer must be a writable buffer, not {type(data).__name__}") from None
+    else:
+        PyObject_GetBuffer(data, view, flags)
     if not 0 <= offset <= view.len:
         PyBuffer_Release(view)
         raise ValueError(f"offset {offset} is outside the buffer ({view.len} bytes)")
@@ -58,13 +69,15 @@ cdef int take(object data, Py_ssize_t offset, Py_ssize_t* length, Py_buffer* vie
     return 0
 
 
-def parse(data, Py_ssize_t offset, Py_ssize_t length):
+def parse(data, offset_, length_):
     """A Packet of offsets into ``data``, or the PK_ status when it is not a TCP packet."""
     cdef Py_buffer view
     cdef PacketLayout f
     cdef const uint8_t* d
     cdef const uint8_t* t
     cdef int status
+    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
+    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
     take(data, offset, &length, &view, PyBUF_SIMPLE)
     try:
         d = <const uint8_t*>view.buf
@@ -92,11 +105,13 @@ cdef int whole(const uint8_t* d, Py_ssize_t offset, Py_ssize_t length, PacketLay
     return PK_OK
 
 
-def tcp_checksum(data, Py_ssize_t offset, Py_ssize_t length):
+def tcp_checksum(data, offset_, length_):
     """The TCP checksum the packet should carry (its field read as zero), or -status."""
     cdef Py_buffer view
     cdef PacketLayout f
     cdef int status
+    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
+    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
     take(data, offset, &length, &view, PyBUF_SIMPLE)
     try:
         status = whole(<const uint8_t*>view.buf, offset, length, &f)
@@ -107,11 +122,13 @@ def tcp_checksum(data, Py_ssize_t offset, Py_ssize_t length):
         PyBuffer_Release(&view)
 
 
-def ipv4_header_checksum(data, Py_ssize_t offset, Py_ssize_t length):
+def ipv4_header_checksum(data, offset_, length_):
     """The IPv4 header checksum the packet should carry, or -status (-PK_NOT_TCP for IPv6)."""
     cdef Py_buffer view
     cdef PacketLayout f
     cdef int status
+    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
+    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
     take(data, offset, &length, &view, PyBUF_SIMPLE)
     try:
         status = whole(<const uint8_t*>view.buf, offset, length, &f)
@@ -124,13 +141,15 @@ def ipv4_header_checksum(data, Py_ssize_t offset, Py_ssize_t length):
         PyBuffer_Release(&view)
 
 
-def verify(data, Py_ssize_t offset, Py_ssize_t length):
+def verify(data, offset_, length_):
     """(IPv4 header checksum good, or None for IPv6; TCP checksum good), or -status."""
     cdef Py_buffer view
     cdef PacketLayout f
     cdef const uint8_t* d
     cdef int status
     cdef bint tcp_ok
+    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
+    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
     take(data, offset, &length, &view, PyBUF_SIMPLE)
     try:
         d = <const uint8_t*>view.buf
@@ -146,12 +165,24 @@ def verify(data, Py_ssize_t offset, Py_ssize_t length):
         PyBuffer_Release(&view)
 
 
-def build_into(buffer, Py_ssize_t offset, bytes src, bytes dst, uint16_t sport, uint16_t dport,
-               uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window, bytes options,
-               payload, uint8_t ttl, uint8_t tos, uint16_t ip_id, bint dont_fragment,
-               uint16_t urgent):
+def build_into(buffer, offset_, bytes src, bytes dst, sport_, dport_, seq_, ack_, flags_,
+               window_, bytes options, payload, ttl_, tos_, ip_id_, dont_fragment, urgent_):
     """Write an IPv4 (4-byte addresses) or IPv6 packet with one TCP segment at ``offset``,
-    both checksums computed; return its length. Arguments are checked by the API."""
+    both checksums computed; return its length. The addresses, options and payload size are
+    checked by the API; the integers here (mf_check: the pure twin's messages)."""
+    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
+    cdef uint16_t sport = int_arg(sport_, "sport", 0, 0xFFFF)
+    cdef uint16_t dport = int_arg(dport_, "dport", 0, 0xFFFF)
+    cdef uint32_t seq = int_arg(seq_, "seq", 0, 0xFFFFFFFF)
+    cdef uint32_t ack = int_arg(ack_, "ack", 0, 0xFFFFFFFF)
+    cdef uint8_t flags = int_arg(flags_, "flags", 0, 0xFF)
+    cdef uint16_t window = int_arg(window_, "window", 0, 0xFFFF)
+    cdef uint8_t ttl = int_arg(ttl_, "ttl", 0, 0xFF)
+    cdef uint8_t tos = int_arg(tos_, "tos", 0, 0xFF)
+    cdef uint16_t ip_id = int_arg(ip_id_, "ip_id", 0, 0xFFFF)
+    cdef uint16_t urgent = int_arg(urgent_, "urgent", 0, 0xFFFF)
+    if type(dont_fragment) is not bool:
+        dont_fragment = _check.flag("dont_fragment", dont_fragment)
     cdef Py_buffer out, body
     cdef uint8_t* d
     cdef uint8_t* t

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+from .. import _check
 from ._csum import add16, sum16
 
 PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT = 0, 1, 2, 3
@@ -75,9 +76,21 @@ def locate(d, n: int, ip: int, version: int):
     return PK_OK, (version, src, addr_len, tcp, doff, ip_end, min(n, ip_end))
 
 
-def _view(data, offset: int, length: int):
-    """The bytes [offset, offset + length) of a buffer (length -1: to its end), checked."""
-    view = memoryview(data).cast("B")
+_MAX_OFFSET = (1 << 63) - 1
+
+
+def _view(data, offset, length, writable: bool = False):
+    """The bytes [offset, offset + length) of a buffer (length None: to its end), checked."""
+    offset = _check.in_range("offset", offset, 0, _MAX_OFFSET)
+    length = -1 if length is None else _check.in_range("length", length, 0, _MAX_OFFSET)
+    try:
+        view = memoryview(data).cast("B")
+    except TypeError:
+        if writable:
+            raise TypeError(f"buffer must be a writable buffer, not {type(data).__name__}") from None
+        raise
+    if writable and view.readonly:
+        raise TypeError(f"buffer must be a writable buffer, not {type(data).__name__}")
     if not 0 <= offset <= len(view):
         raise ValueError(f"offset {offset} is outside the buffer ({len(view)} bytes)")
     if length < 0:
@@ -85,12 +98,12 @@ def _view(data, offset: int, length: int):
     if offset + length > len(view):
         raise ValueError(f"offset {offset} + length {length} runs past the buffer "
                          f"({len(view)} bytes)")
-    return view, offset + length
+    return view, offset, offset + length
 
 
-def parse(data, offset: int, length: int):
+def parse(data, offset, length):
     """A Packet of offsets into ``data``, or the PK_ status when it is not a TCP packet."""
-    view, n = _view(data, offset, length)
+    view, offset, n = _view(data, offset, length)
     status, layout = locate(view, n, offset, 0)
     if status:
         return status
@@ -114,31 +127,32 @@ def _tcp_sum(view, layout) -> int:
     return add16(total, sum16(bytes(view[tcp + 18:ip_end])))
 
 
-def _whole(data, offset: int, length: int):
-    """(view, layout) of a TCP packet present in full, or the negative PK_ status."""
-    view, n = _view(data, offset, length)
+def _whole(data, offset, length):
+    """(view, offset, layout) of a TCP packet present in full, or the negative PK_ status."""
+    view, offset, n = _view(data, offset, length)
     status, layout = locate(view, n, offset, 0)
     if status:
         return -status
     if layout[6] < layout[5]:
         return -PK_TRUNCATED
-    return view, layout
+    return view, offset, layout
 
 
-def tcp_checksum(data, offset: int, length: int) -> int:
+def tcp_checksum(data, offset, length) -> int:
     """The TCP checksum the packet should carry (its field read as zero), or -status."""
     found = _whole(data, offset, length)
     if isinstance(found, int):
         return found
-    return ~_tcp_sum(*found) & 0xFFFF
+    view, _, layout = found
+    return ~_tcp_sum(view, layout) & 0xFFFF
 
 
-def ipv4_header_checksum(data, offset: int, length: int) -> int:
+def ipv4_header_checksum(data, offset, length) -> int:
     """The IPv4 header checksum the packet should carry, or -status (-PK_NOT_TCP for IPv6)."""
     found = _whole(data, offset, length)
     if isinstance(found, int):
         return found
-    view, layout = found
+    view, offset, layout = found
     if layout[0] != 4:
         return -PK_NOT_TCP
     ihl = (view[offset] & 0x0F) * 4
@@ -147,13 +161,13 @@ def ipv4_header_checksum(data, offset: int, length: int) -> int:
     return ~total & 0xFFFF
 
 
-def verify(data, offset: int, length: int):
+def verify(data, offset, length):
     """(IPv4 header checksum good, or None for IPv6; TCP checksum good), or -status. A
     checksum verifies when the sum over everything, its field included, is 0xFFFF."""
     found = _whole(data, offset, length)
     if isinstance(found, int):
         return found
-    view, layout = found
+    view, offset, layout = found
     tcp = layout[3]
     field = (view[tcp + 16] << 8) | view[tcp + 17]
     tcp_ok = add16(_tcp_sum(view, layout), field) == 0xFFFF
@@ -163,13 +177,20 @@ def verify(data, offset: int, length: int):
     return sum16(bytes(view[offset:offset + ihl])) == 0xFFFF, tcp_ok
 
 
-def build_into(buffer, offset: int, src: bytes, dst: bytes, sport: int, dport: int, seq: int,
-               ack: int, flags: int, window: int, options: bytes, payload, ttl: int, tos: int,
-               ip_id: int, dont_fragment: bool, urgent: int) -> int:
+def build_into(buffer, offset, src: bytes, dst: bytes, sport, dport, seq, ack, flags, window,
+               options: bytes, payload, ttl, tos, ip_id, dont_fragment, urgent) -> int:
     """Write an IPv4 (4-byte addresses) or IPv6 packet with one TCP segment at ``offset``,
-    both checksums computed; return its length. Arguments are checked by the API."""
-    view = memoryview(buffer).cast("B")
+    both checksums computed; return its length. The addresses, options and payload size are
+    checked by the API; the integers here (as the compiled twin does)."""
+    u = _check.uint
+    sport, dport, seq, ack = u("sport", sport, 16), u("dport", dport, 16), u("seq", seq, 32), \
+        u("ack", ack, 32)
+    flags, window, ttl, tos = u("flags", flags, 8), u("window", window, 16), u("ttl", ttl, 8), \
+        u("tos", tos, 8)
+    ip_id, urgent = u("ip_id", ip_id, 16), u("urgent", urgent, 16)
+    dont_fragment = _check.flag("dont_fragment", dont_fragment)
     body = memoryview(payload).cast("B")
+    view, offset, _ = _view(buffer, offset, None, writable=True)
     ip_len = 20 if len(src) == 4 else 40
     tcp_len = 20 + len(options)
     total = ip_len + tcp_len + len(body)
@@ -187,7 +208,7 @@ def build_into(buffer, offset: int, src: bytes, dst: bytes, sport: int, dport: i
                      flags, window, 0, urgent)
     view[tcp + 20:tcp + tcp_len] = options
     view[tcp + tcp_len:offset + total] = body
-    status, layout = locate(view, offset + total, offset, 0)
+    _, layout = locate(view, offset + total, offset, 0)
     struct.pack_into(">H", view, tcp + 16, ~_tcp_sum(view, layout) & 0xFFFF)
     if ip_len == 20:
         struct.pack_into(">H", view, offset + 10, ~sum16(bytes(view[offset:offset + 20])) & 0xFFFF)
