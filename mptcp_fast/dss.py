@@ -56,8 +56,11 @@ def expand_seq(reference: int, value32: int) -> int:
     moved one step up or down when the low half wrapped (the candidate nearest the
     reference on the 32-bit circle, exactly as Linux's __mptcp_expand_seq).
     """
-    return _impl.expand_seq(_check.uint("reference", reference, 64),
-                            _check.uint("value32", value32, 32))
+    if type(reference) is not int or not 0 <= reference <= _MASK64:
+        reference = _check.uint("reference", reference, 64)
+    if type(value32) is not int or not 0 <= value32 <= _MASK32:
+        value32 = _check.uint("value32", value32, 32)
+    return _impl.expand_seq(reference, value32)
 
 
 def _u64_array(name: str, values) -> np.ndarray:

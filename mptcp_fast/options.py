@@ -35,7 +35,8 @@ __all__ = [
     "MpCapable", "MpJoinSyn", "MpJoinSynAck", "MpJoinAck", "Dss", "AddAddr", "AddAddrV0", "AddAddr2",
     "RemoveAddr", "MpPrio", "MpFail", "MpFastclose", "MpTcpRst", "MpExperimental",
     "UnknownMptcpOption", "MalformedOption", "EOL", "NOP",
-    "parse_option", "parse_tcp_options", "encode_tcp_options", "MAX_TCP_OPTIONS_LEN",
+    "parse_option", "parse_tcp_options", "encode_tcp_options", "encode_tcp_options_into",
+    "MAX_TCP_OPTIONS_LEN",
 ]
 
 TCPOPT_MPTCP = 30          # IANA TCP option kind for MPTCP (RFC 8684 §7.1)
@@ -195,7 +196,9 @@ class _Option(tuple):
         return out
 
     # encode(self) -> bytes: the option's bytes on the wire, Kind and Length included.
-    # It is the active backend's encode_option itself, set by _bind() (no extra frame).
+    # encode_into(self, buffer, offset=0) -> int: the same bytes written into a writable
+    # buffer in place, returning their length. Both are the active backend's own functions,
+    # set by _bind() (no extra frame).
 
 
 def _make(cls, *values):
@@ -683,24 +686,29 @@ def check_segment(opt, segment: Segment, offset: int = 0):
 # --------------------------------------------------------------------------------------------
 # the codec entry points. They are the active backend's own functions (no extra Python frame
 # on the hot path), put here by _bind(); their docstrings live in the backends.
-#   parse_option(data, segment=None) -> option
-#   parse_tcp_options(data, segment=None, keep_malformed=False) -> list of options
+#   parse_option(data, segment=None, offset=None, length=None) -> option
+#   parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, length=None)
+#       -> list of options; ``data`` is any buffer, read in place by the compiled backend,
+#       and offset/length select a slice of it (error offsets count from ``offset``)
 #   encode_tcp_options(options, align=True) -> bytes
+#   encode_tcp_options_into(options, buffer, offset=0, align=True) -> int (bytes written)
 
 _impl = None
-parse_option = parse_tcp_options = encode_tcp_options = None
+parse_option = parse_tcp_options = encode_tcp_options = encode_tcp_options_into = None
 
 
 def _bind(impl) -> None:
     """Point this module at a backend implementation (mptcp_fast._backend)."""
-    global _impl, parse_option, parse_tcp_options, encode_tcp_options
+    global _impl, parse_option, parse_tcp_options, encode_tcp_options, encode_tcp_options_into
     impl.bind_types(sys.modules[__name__])
     _impl = impl
     # The hot entry points are the backend's own functions: no extra Python frame.
     _Option.encode = impl.encode_option
+    _Option.encode_into = impl.encode_option_into
     parse_option = impl.parse_option
     parse_tcp_options = impl.parse_tcp_options
     encode_tcp_options = impl.encode_tcp_options
+    encode_tcp_options_into = impl.encode_tcp_options_into
 
 
 from . import _backend as _backend_module  # noqa: E402  (classes above must exist first)

@@ -18,7 +18,7 @@ from mf_serial cimport seq64_diff, beyond_reach
 from mf_csum cimport sum16, add16
 cimport mf_serial
 from mf_check cimport u64_arg, int_arg
-from mptcp_fast import _check
+from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
@@ -405,21 +405,41 @@ cdef class SubflowMappings:
 
     def declare_fields(self, dsn, subflow_seq, length, data_fin=False, checksum=None):
         """``declare(Mapping(dsn, subflow_seq, length, data_fin, checksum))`` without building
-        the Mapping (the same checks and errors)."""
-        return self.declare(_Mapping(dsn, subflow_seq, length, data_fin, checksum))
+        the Mapping: the same checks, in the same order, and the same errors."""
+        cdef MapEntry e
+        cdef uint64_t d = u64_arg(dsn, "dsn")
+        cdef int64_t n = int_arg(length, "length", 0, 0xFFFF)
+        if type(data_fin) is not bool:
+            data_fin = _check.flag("data_fin", data_fin)
+        cdef int64_t c = -1 if checksum is None else int_arg(checksum, "checksum", 0, 0xFFFF)
+        cdef int64_t payload = n - 1 if data_fin else n
+        cdef int64_t s = int_arg(subflow_seq, "subflow_seq", 0,
+                                 MAX_SUBFLOW_SEQ - (payload if payload > 0 else 0))
+        ms_entry(&e, s, d, n, data_fin, c)
+        return self._declare(&e, None)
 
     def declare(self, mapping):
-        cdef MapEntry e, old
+        cdef MapEntry e
         fill_entry(&e, mapping)
-        cdef int result = ms_declare(&self._store, &e, &old)
+        return self._declare(&e, mapping)
+
+    cdef bint _declare(self, const MapEntry* e, object mapping) except -1:
+        """The store's rules; ``mapping`` (built here when None) only names it in an error
+        or becomes ``infinite``."""
+        cdef MapEntry old
+        cdef int result = ms_declare(&self._store, e, &old)
         if result == MS_NO_MEMORY:
             raise MemoryError()
-        if result == MS_CONFLICT:
-            if old.length == 0:
+        if result == MS_CONFLICT or (result == MS_NEW and e.length == 0):
+            if mapping is None:
+                mapping = _Mapping(e.dsn, e.start, e.length, e.data_fin,
+                                   None if e.checksum < 0 else e.checksum)
+            if result == MS_NEW:
+                self.infinite = mapping
+            elif old.length == 0:
                 raise MappingConflict(f"{mapping} contradicts the infinite mapping {self.infinite}")
-            raise MappingConflict(conflict_text(mapping, old.start, old.end, old.dsn))
-        if result == MS_NEW and e.length == 0:
-            self.infinite = mapping
+            else:
+                raise MappingConflict(conflict_text(mapping, old.start, old.end, old.dsn))
         return result == MS_NEW
 
     def resolve(self, subflow_seq_, length_):

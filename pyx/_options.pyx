@@ -10,8 +10,13 @@ constructors: parsed values are in range by construction.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
-from mf_mptcp cimport dss_length
+from mf_tcpopt cimport (DssFields, dss_decode, dss_encode, dss_length, ts_decode, ts_encode,
+                       sack_decode, sack_encode, opt_step, OPT_EOL, OPT_NOP, OPT_TLV,
+                       OPT_NO_LENGTH, SACK_MAX_BLOCKS)
 from libc.string cimport memcpy
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from mf_check cimport int_arg
+from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 
@@ -112,6 +117,7 @@ def bind_types(api_module):
     MpExperimental_, UnknownMptcpOption_ = api_module.MpExperimental, api_module.UnknownMptcpOption
     check_segment_ = api_module.check_segment
     _RESET_REASONS = tuple(api_module._RESET_REASONS)
+    bind_field_positions(api_module)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -128,48 +134,27 @@ cdef object decode_mptcp(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
     """One MPTCP option (kind 30) of ``length`` bytes at ``pos``; the TLV is already checked."""
     cdef const uint8_t* p = d + pos
     cdef int subtype, nibble, flags, expected
-    cdef bint has_csum
-    cdef Py_ssize_t o
-    cdef object data_ack, dsn, ssn, dll, csum, sender, receiver, data_len
+    cdef DssFields dss
+    cdef object sender, receiver, data_len
     if length < 3:
         raise option_error("MPTCP", "length", pos + 1, ">= 3 (a subtype octet)", length)
     subtype = p[2] >> 4
     nibble = p[2] & 0x0F
 
-    if subtype == 0x2:  # DSS, RFC 8684 §3.3 — most frequent first
+    if subtype == 0x2:  # DSS, RFC 8684 §3.3 — most frequent first (mf_tcpopt.dss_decode)
         if length < 4:
             raise option_error("DSS", "length", pos + 1, ">= 4 (a flags octet)", length)
-        flags = p[3] & 0x1F
-        expected = dss_length(flags)
-        if length == expected:
-            has_csum = False
-        elif flags & 0x04 and length == expected + 2:
-            has_csum = True
-        else:
+        if dss_decode(p, length, &dss) < 0:
+            flags = p[3] & 0x1F
+            expected = dss_length(flags)
             want = f"{expected} or {expected + 2}" if flags & 0x04 else str(expected)
             raise option_error("DSS", "length", pos + 1, f"{want} for flags 0x{flags:02x}", length)
-        o = 4
-        data_ack = dsn = ssn = dll = csum = None
-        if flags & 0x01:
-            if flags & 0x02:
-                data_ack = be64(p + o)
-                o += 8
-            else:
-                data_ack = be32(p + o)
-                o += 4
-        if flags & 0x04:
-            if flags & 0x08:
-                dsn = be64(p + o)
-                o += 8
-            else:
-                dsn = be32(p + o)
-                o += 4
-            ssn = be32(p + o)
-            dll = be16(p + o + 4)
-            if has_csum:
-                csum = be16(p + o + 6)
-        return new8(Dss_, data_ack, (flags & 0x02) != 0, dsn, (flags & 0x08) != 0, ssn, dll, csum,
-                    (flags & 0x10) != 0)
+        flags = dss.flags
+        return new8(Dss_, dss.data_ack if flags & 0x01 else None, (flags & 0x02) != 0,
+                    dss.dsn if flags & 0x04 else None, (flags & 0x08) != 0,
+                    dss.subflow_seq if flags & 0x04 else None,
+                    dss.data_len if flags & 0x04 else None,
+                    dss.checksum if dss.has_checksum else None, (flags & 0x10) != 0)
 
     if subtype == 0x0:  # MP_CAPABLE, RFC 8684 §3.1 / RFC 6824 §3.1
         if nibble == 0:
@@ -262,13 +247,15 @@ cdef object decode_tlv(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
     """One option of ``length`` (>= 2, inside d) at ``pos`` whose kind is not EOL or NOP."""
     cdef const uint8_t* p = d + pos
     cdef int kind = p[0]
-    cdef Py_ssize_t o
+    cdef uint32_t tsval, tsecr
+    cdef uint32_t edges[2 * SACK_MAX_BLOCKS]
+    cdef int blocks, i
     if kind == 30:
         return decode_mptcp(d, pos, length)
     if kind == 8:
-        if length != 10:
+        if ts_decode(p, length, &tsval, &tsecr) < 0:
             raise option_error("TS", "length", pos + 1, "10", length)
-        return new2(Timestamps_, be32(p + 2), be32(p + 6))
+        return new2(Timestamps_, tsval, tsecr)
     if kind == 2:
         if length != 4:
             raise option_error("MSS", "length", pos + 1, "4", length)
@@ -282,91 +269,122 @@ cdef object decode_tlv(const uint8_t* d, Py_ssize_t pos, Py_ssize_t length):
             raise option_error("SACK_PERM", "length", pos + 1, "2", length)
         return new0(SackPermitted_)
     if kind == 5:
-        if length != 10 and length != 18 and length != 26 and length != 34:
+        blocks = sack_decode(p, length, edges)
+        if blocks < 0:
             raise option_error("SACK", "length", pos + 1, "10, 18, 26 or 34", length)
-        blocks = []
-        for o in range(2, length, 8):
-            blocks.append((be32(p + o), be32(p + o + 4)))
-        return new1(Sack_, tuple(blocks))
+        return new1(Sack_, tuple([(edges[2 * i], edges[2 * i + 1]) for i in range(blocks)]))
     return new2(UnknownTcpOption_, kind, take(p + 2, length - 2))
 
 
-def parse_option(data, segment=None):
-    """Decode exactly one TCP option (MPTCP or not) from ``data``.
+cdef Py_ssize_t MAX_OFFSET = 0x7FFFFFFFFFFFFFFF
 
-    Raises OptionError naming the option, field and offset for bad input.
-    With ``segment`` (an options.Segment), also applies the Linux acceptance
+
+cdef int area_of(object data, object offset, object length, Py_buffer* view,
+                 const uint8_t** d, Py_ssize_t* n) except -1:
+    """The bytes [offset, offset + length) of any buffer, in place (bytes, bytearray,
+    memoryview, numpy arrays: no copy); length None is to the end."""
+    cdef Py_ssize_t start = 0 if offset is None else int_arg(offset, "offset", 0, MAX_OFFSET)
+    try:
+        PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    except Exception:
+        as_bytes(data)                       # the pure twin's TypeError for what is no buffer
+        raise
+    if start > view.len:
+        PyBuffer_Release(view)
+        raise ValueError(f"offset {start} is outside the buffer ({view.len} bytes)")
+    n[0] = view.len - start if length is None else int_arg(length, "length", 0, MAX_OFFSET)
+    if start + n[0] > view.len:
+        PyBuffer_Release(view)
+        raise ValueError(f"offset {start} + length {n[0]} runs past the buffer ({view.len} bytes)")
+    d[0] = <const uint8_t*>view.buf + start
+    return 0
+
+
+def parse_option(data, segment=None, offset=None, length=None):
+    """Decode exactly one TCP option (MPTCP or not) from ``data`` (or from
+    ``data[offset:offset + length]``, read in place).
+
+    Raises OptionError naming the option, field and offset (counted from ``offset``) for
+    bad input. With ``segment`` (an options.Segment), also applies the Linux acceptance
     rules for that segment (docs/kernel-behaviour.md §1).
     """
-    cdef bytes buf = <bytes>data if type(data) is bytes else as_bytes(data)
-    cdef const uint8_t* d = <const uint8_t*>PyBytes_AS_STRING(buf)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+    cdef Py_buffer view
+    cdef const uint8_t* d
+    cdef Py_ssize_t n
     cdef int kind
-    if n == 0:
-        raise option_error("TCP_OPTION", "kind", 0, "one option", "no bytes")
-    kind = d[0]
-    if kind <= 1:
-        if n != 1:
-            raise option_error("EOL" if kind == 0 else "NOP", "length", 1, "1 byte", f"{n} bytes")
-        return EOL_ if kind == 0 else NOP_
-    if n < 2:
-        raise option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", 1, "a length octet",
-                           "end of data")
-    if d[1] != n:
-        raise option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", 1, f"the {n} bytes given", d[1])
-    opt = decode_tlv(d, 0, n)
+    area_of(data, offset, length, &view, &d, &n)
+    try:
+        if n == 0:
+            raise option_error("TCP_OPTION", "kind", 0, "one option", "no bytes")
+        kind = d[0]
+        if kind <= 1:
+            if n != 1:
+                raise option_error("EOL" if kind == 0 else "NOP", "length", 1, "1 byte", f"{n} bytes")
+            return EOL_ if kind == 0 else NOP_
+        if n < 2:
+            raise option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", 1, "a length octet",
+                               "end of data")
+        if d[1] != n:
+            raise option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", 1,
+                               f"the {n} bytes given", d[1])
+        opt = decode_tlv(d, 0, n)
+    finally:
+        PyBuffer_Release(&view)
     if segment is not None:
         check_segment_(opt, segment, 0)
     return opt
 
 
-def parse_tcp_options(data, segment=None, keep_malformed=False):
-    """Decode a whole TCP options area (the bytes after the 20-byte TCP header).
+def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, length=None):
+    """Decode a whole TCP options area (the bytes after the 20-byte TCP header), or the
+    area ``data[offset:offset + length]`` read in place (a packet's, say).
 
     EOL ends the area (it is included in the result). A malformed option
     raises OptionError; with ``keep_malformed`` it comes back as a
     MalformedOption and decoding goes on, the way Linux ignores one bad option.
     A broken TLV structure (length < 2, or past the end) ends decoding.
     """
-    cdef bytes buf = <bytes>data if type(data) is bytes else as_bytes(data)
-    cdef const uint8_t* d = <const uint8_t*>PyBytes_AS_STRING(buf)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
-    cdef Py_ssize_t pos = 0, length
-    cdef int kind
+    cdef Py_buffer view
+    cdef const uint8_t* d
+    cdef Py_ssize_t n, pos = 0, size
+    cdef int kind, step
     cdef list out = []
-    while pos < n:
-        kind = d[pos]
-        if kind == 0:
-            out.append(EOL_)
-            break
-        if kind == 1:
-            out.append(NOP_)
-            pos += 1
-            continue
-        if pos + 1 >= n:
-            err = option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", pos + 1,
-                               "a length octet", "end of data")
-        else:
-            length = d[pos + 1]
-            if length < 2 or pos + length > n:
-                err = option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", pos + 1,
-                                   f"2..{n - pos} (inside the options area)", length)
-            else:
+    area_of(data, offset, length, &view, &d, &n)
+    try:
+        while pos < n:
+            step = opt_step(d, n, pos, &size)
+            if step == OPT_EOL:
+                out.append(EOL_)
+                break
+            if step == OPT_NOP:
+                out.append(NOP_)
+                pos += 1
+                continue
+            kind = d[pos]
+            if step == OPT_TLV:
                 try:
-                    opt = decode_tlv(d, pos, length)
+                    opt = decode_tlv(d, pos, size)
                     if segment is not None:
                         check_segment_(opt, segment, pos)
                 except OptionError as exc:
                     if not keep_malformed:
                         raise
-                    opt = new3(MalformedOption_, kind, take(d + pos, length), str(exc))
+                    opt = new3(MalformedOption_, kind, take(d + pos, size), str(exc))
                 out.append(opt)
-                pos += length
+                pos += size
                 continue
-        if not keep_malformed:
-            raise err
-        out.append(new3(MalformedOption_, kind, take(d + pos, n - pos), str(err)))
-        break
+            if step == OPT_NO_LENGTH:
+                err = option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", pos + 1,
+                                   "a length octet", "end of data")
+            else:
+                err = option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", pos + 1,
+                                   f"2..{n - pos} (inside the options area)", size)
+            if not keep_malformed:
+                raise err
+            out.append(new3(MalformedOption_, kind, take(d + pos, n - pos), str(err)))
+            break
+    finally:
+        PyBuffer_Release(&view)
     return out
 
 
@@ -384,47 +402,236 @@ cdef inline Py_ssize_t put_bytes(uint8_t* out, Py_ssize_t at, bytes b) except -1
     return at + n
 
 
-cdef Py_ssize_t encode_into(object opt, uint8_t* out) except -1:
-    """Write one option at ``out`` (room for SCRATCH bytes); return its length."""
-    cdef type cls = type(opt)
-    cdef Py_ssize_t n, i
-    cdef tuple t = <tuple>opt
-    cdef int flags
-    if cls is Dss_:
-        flags = ((t[0] is not None) | ((1 if t[1] else 0) << 1) | ((t[2] is not None) << 2)
-                 | ((1 if t[3] else 0) << 3) | ((1 if t[7] else 0) << 4))
-        out[0] = 30
-        out[2] = 0x20
-        out[3] = flags
-        n = 4
-        if t[0] is not None:
-            if t[1]:
-                put64(out + n, t[0])
-                n += 8
-            else:
-                put32(out + n, t[0])
-                n += 4
-        if t[2] is not None:
-            if t[3]:
-                put64(out + n, t[2])
-                n += 8
-            else:
-                put32(out + n, t[2])
-                n += 4
-            put32(out + n, t[4])
-            put16(out + n + 4, t[5])
-            n += 6
-            if t[6] is not None:
-                put16(out + n, t[6])
-                n += 2
+# Field positions inside the option tuples, taken from each class's ``_fields`` when the API
+# module binds its classes (bind_types): the encoders below read fields by these names, so a
+# class that reorders or renames a field cannot be misread.
+cdef Py_ssize_t F_MSS, F_WS_SHIFT, F_SACK_BLOCKS, F_TSVAL, F_TSECR, F_UNKNOWN_KIND, F_UNKNOWN_DATA
+cdef Py_ssize_t F_MALFORMED_DATA, F_MPC_VERSION, F_MPC_FLAGS, F_MPC_SENDER, F_MPC_RECEIVER
+cdef Py_ssize_t F_MPC_DATA_LEN, F_MPC_CHECKSUM, F_JOIN_ID, F_JOIN_TOKEN, F_JOIN_NONCE
+cdef Py_ssize_t F_JOIN_BACKUP, F_JSA_ID, F_JSA_HMAC, F_JSA_NONCE, F_JSA_BACKUP, F_JACK_HMAC
+cdef Py_ssize_t F_DSS_ACK, F_DSS_ACK64, F_DSS_DSN, F_DSS_DSN64, F_DSS_SSN, F_DSS_LEN
+cdef Py_ssize_t F_DSS_CSUM, F_DSS_FIN, F_ADDR_ID, F_ADDR_ADDRESS, F_ADDR_PORT, F_ADDR_HMAC
+cdef Py_ssize_t F_RM_IDS, F_PRIO_BACKUP, F_PRIO_ID, F_FAIL_DSN, F_FC_KEY, F_RST_REASON
+cdef Py_ssize_t F_RST_TRANSIENT, F_EXP_NIBBLE, F_EXP_DATA, F_UMP_SUBTYPE, F_UMP_NIBBLE, F_UMP_DATA
+
+
+cdef void bind_field_positions(api) except *:
+    global F_MSS, F_WS_SHIFT, F_SACK_BLOCKS, F_TSVAL, F_TSECR, F_UNKNOWN_KIND, F_UNKNOWN_DATA
+    global F_MALFORMED_DATA, F_MPC_VERSION, F_MPC_FLAGS, F_MPC_SENDER, F_MPC_RECEIVER
+    global F_MPC_DATA_LEN, F_MPC_CHECKSUM, F_JOIN_ID, F_JOIN_TOKEN, F_JOIN_NONCE
+    global F_JOIN_BACKUP, F_JSA_ID, F_JSA_HMAC, F_JSA_NONCE, F_JSA_BACKUP, F_JACK_HMAC
+    global F_DSS_ACK, F_DSS_ACK64, F_DSS_DSN, F_DSS_DSN64, F_DSS_SSN, F_DSS_LEN
+    global F_DSS_CSUM, F_DSS_FIN, F_ADDR_ID, F_ADDR_ADDRESS, F_ADDR_PORT, F_ADDR_HMAC
+    global F_RM_IDS, F_PRIO_BACKUP, F_PRIO_ID, F_FAIL_DSN, F_FC_KEY, F_RST_REASON
+    global F_RST_TRANSIENT, F_EXP_NIBBLE, F_EXP_DATA, F_UMP_SUBTYPE, F_UMP_NIBBLE, F_UMP_DATA
+    F_MSS = api.Mss._fields.index("mss")
+    F_WS_SHIFT = api.WindowScale._fields.index("shift")
+    F_SACK_BLOCKS = api.Sack._fields.index("blocks")
+    F_TSVAL, F_TSECR = api.Timestamps._fields.index("tsval"), api.Timestamps._fields.index("tsecr")
+    F_UNKNOWN_KIND = api.UnknownTcpOption._fields.index("kind")
+    F_UNKNOWN_DATA = api.UnknownTcpOption._fields.index("data")
+    F_MALFORMED_DATA = api.MalformedOption._fields.index("data")
+    mpc = api.MpCapable._fields
+    F_MPC_VERSION, F_MPC_FLAGS = mpc.index("version"), mpc.index("flags")
+    F_MPC_SENDER, F_MPC_RECEIVER = mpc.index("sender_key"), mpc.index("receiver_key")
+    F_MPC_DATA_LEN, F_MPC_CHECKSUM = mpc.index("data_len"), mpc.index("checksum")
+    join = api.MpJoinSyn._fields
+    F_JOIN_ID, F_JOIN_TOKEN = join.index("address_id"), join.index("token")
+    F_JOIN_NONCE, F_JOIN_BACKUP = join.index("nonce"), join.index("backup")
+    jsa = api.MpJoinSynAck._fields
+    F_JSA_ID, F_JSA_HMAC = jsa.index("address_id"), jsa.index("hmac")
+    F_JSA_NONCE, F_JSA_BACKUP = jsa.index("nonce"), jsa.index("backup")
+    F_JACK_HMAC = api.MpJoinAck._fields.index("hmac")
+    dss = api.Dss._fields
+    F_DSS_ACK, F_DSS_ACK64 = dss.index("data_ack"), dss.index("ack64")
+    F_DSS_DSN, F_DSS_DSN64 = dss.index("dsn"), dss.index("dsn64")
+    F_DSS_SSN, F_DSS_LEN = dss.index("subflow_seq"), dss.index("data_len")
+    F_DSS_CSUM, F_DSS_FIN = dss.index("checksum"), dss.index("data_fin")
+    for cls in (api.AddAddr, api.AddAddrV0, api.AddAddr2):   # one layout for the three
+        if cls._fields[:3] != ("address_id", "address", "port"):
+            raise TypeError(f"{cls.__name__} fields are {cls._fields}")
+    F_ADDR_ID, F_ADDR_ADDRESS, F_ADDR_PORT = 0, 1, 2
+    F_ADDR_HMAC = api.AddAddr._fields.index("hmac")
+    if api.AddAddr2._fields.index("hmac") != F_ADDR_HMAC:
+        raise TypeError("AddAddr and AddAddr2 must keep the HMAC in the same field")
+    F_RM_IDS = api.RemoveAddr._fields.index("address_ids")
+    F_PRIO_BACKUP = api.MpPrio._fields.index("backup")
+    F_PRIO_ID = api.MpPrio._fields.index("address_id")
+    F_FAIL_DSN = api.MpFail._fields.index("dsn")
+    F_FC_KEY = api.MpFastclose._fields.index("receiver_key")
+    F_RST_REASON = api.MpTcpRst._fields.index("reason")
+    F_RST_TRANSIENT = api.MpTcpRst._fields.index("transient")
+    F_EXP_NIBBLE = api.MpExperimental._fields.index("nibble")
+    F_EXP_DATA = api.MpExperimental._fields.index("data")
+    F_UMP_SUBTYPE = api.UnknownMptcpOption._fields.index("subtype")
+    F_UMP_NIBBLE = api.UnknownMptcpOption._fields.index("nibble")
+    F_UMP_DATA = api.UnknownMptcpOption._fields.index("data")
+
+
+cdef Py_ssize_t enc_dss(tuple t, uint8_t* out) except -1:
+    cdef DssFields f
+    f.flags = (((t[F_DSS_ACK] is not None) | ((1 if t[F_DSS_ACK64] else 0) << 1))
+               | ((t[F_DSS_DSN] is not None) << 2) | ((1 if t[F_DSS_DSN64] else 0) << 3)
+               | ((1 if t[F_DSS_FIN] else 0) << 4))
+    f.data_ack = t[F_DSS_ACK] if f.flags & 0x01 else 0
+    f.dsn = t[F_DSS_DSN] if f.flags & 0x04 else 0
+    f.subflow_seq = t[F_DSS_SSN] if f.flags & 0x04 else 0
+    f.data_len = t[F_DSS_LEN] if f.flags & 0x04 else 0
+    f.has_checksum = f.flags & 0x04 and t[F_DSS_CSUM] is not None
+    f.checksum = t[F_DSS_CSUM] if f.has_checksum else 0
+    return dss_encode(out, &f)
+
+
+cdef Py_ssize_t enc_mp_capable(tuple t, uint8_t* out) except -1:
+    cdef Py_ssize_t n = 4
+    out[0] = 30
+    out[2] = <uint8_t>t[F_MPC_VERSION]
+    out[3] = <uint8_t>t[F_MPC_FLAGS]
+    if t[F_MPC_SENDER] is not None:                # each field needs the ones before it
+        put64(out + 4, t[F_MPC_SENDER])
+        n = 12
+        if t[F_MPC_RECEIVER] is not None:
+            put64(out + 12, t[F_MPC_RECEIVER])
+            n = 20
+            if t[F_MPC_DATA_LEN] is not None:
+                put16(out + 20, t[F_MPC_DATA_LEN])
+                n = 22
+                if t[F_MPC_CHECKSUM] is not None:
+                    put16(out + 22, t[F_MPC_CHECKSUM])
+                    n = 24
+    out[1] = n
+    return n
+
+
+cdef Py_ssize_t enc_mp_join(type cls, tuple t, uint8_t* out) except -1:
+    out[0] = 30
+    if cls is MpJoinSyn_:
+        out[1] = 12
+        out[2] = 0x10 | (1 if t[F_JOIN_BACKUP] else 0)
+        out[3] = <uint8_t>t[F_JOIN_ID]
+        put32(out + 4, t[F_JOIN_TOKEN])
+        put32(out + 8, t[F_JOIN_NONCE])
+        return 12
+    if cls is MpJoinSynAck_:
+        out[1] = 16
+        out[2] = 0x10 | (1 if t[F_JSA_BACKUP] else 0)
+        out[3] = <uint8_t>t[F_JSA_ID]
+        put_bytes(out, 4, t[F_JSA_HMAC])
+        put32(out + 12, t[F_JSA_NONCE])
+        return 16
+    out[1] = 24                                    # MpJoinAck
+    out[2] = 0x10
+    out[3] = 0
+    return put_bytes(out, 4, t[F_JACK_HMAC])
+
+
+cdef Py_ssize_t enc_add_addr(type cls, tuple t, uint8_t* out) except -1:
+    """ADD_ADDR (v1: E flag), or v0 / ADD_ADDR2 (IPVer nibble); address, port, HMAC."""
+    cdef Py_ssize_t n
+    out[0] = 30
+    if cls is AddAddr_:
+        out[2] = 0x30 | (t[F_ADDR_HMAC] is None)
+    else:
+        out[2] = 0x30 | (4 if len(<bytes>t[F_ADDR_ADDRESS]) == 4 else 6)
+    out[3] = <uint8_t>t[F_ADDR_ID]
+    n = put_bytes(out, 4, t[F_ADDR_ADDRESS])
+    if t[F_ADDR_PORT] is not None:
+        put16(out + n, t[F_ADDR_PORT])
+        n += 2
+    if cls is not AddAddrV0_ and t[F_ADDR_HMAC] is not None:
+        n = put_bytes(out, n, t[F_ADDR_HMAC])
+    out[1] = n
+    return n
+
+
+cdef Py_ssize_t enc_remove_addr(tuple t, uint8_t* out) except -1:
+    cdef Py_ssize_t n = 3
+    out[0] = 30
+    out[2] = 0x40
+    for i in t[F_RM_IDS]:
+        if n >= 255:
+            raise option_error("REMOVE_ADDR", "address_ids", None, "at most 252 ids",
+                               len(t[F_RM_IDS]))
+        out[n] = <uint8_t>i
+        n += 1
+    out[1] = n
+    return n
+
+
+cdef Py_ssize_t enc_mptcp_other(type cls, tuple t, uint8_t* out) except -1:
+    """MP_PRIO, MP_FAIL, MP_FASTCLOSE, MP_TCPRST, MP_EXPERIMENTAL and unknown subtypes."""
+    cdef Py_ssize_t n
+    out[0] = 30
+    if cls is MpPrio_:
+        out[2] = 0x50 | (1 if t[F_PRIO_BACKUP] else 0)
+        if t[F_PRIO_ID] is None:
+            out[1] = 3
+            return 3
+        out[1] = 4
+        out[3] = <uint8_t>t[F_PRIO_ID]
+        return 4
+    if cls is MpFail_ or cls is MpFastclose_:
+        out[1] = 12
+        out[2] = 0x60 if cls is MpFail_ else 0x70
+        out[3] = 0
+        put64(out + 4, t[F_FAIL_DSN] if cls is MpFail_ else t[F_FC_KEY])
+        return 12
+    if cls is MpTcpRst_:
+        out[1] = 4
+        out[2] = 0x80 | (1 if t[F_RST_TRANSIENT] else 0)
+        out[3] = <uint8_t>int(t[F_RST_REASON])
+        return 4
+    if cls is MpExperimental_:
+        out[2] = 0xF0 | <uint8_t>t[F_EXP_NIBBLE]
+        n = put_bytes(out, 3, t[F_EXP_DATA])
+    else:                                          # UnknownMptcpOption
+        out[2] = (<uint8_t>t[F_UMP_SUBTYPE] << 4) | <uint8_t>t[F_UMP_NIBBLE]
+        n = put_bytes(out, 3, t[F_UMP_DATA])
+    out[1] = n
+    return n
+
+
+cdef Py_ssize_t enc_tcp(type cls, tuple t, uint8_t* out) except -1:
+    """The plain TCP options (RFC 9293 §3.2, RFC 7323, RFC 2018) and raw ones."""
+    cdef uint32_t edges[2 * SACK_MAX_BLOCKS]
+    cdef int blocks = 0
+    cdef Py_ssize_t n
+    if cls is Mss_:
+        out[0], out[1] = 2, 4
+        put16(out + 2, t[F_MSS])
+        return 4
+    if cls is WindowScale_:
+        out[0], out[1], out[2] = 3, 3, <uint8_t>t[F_WS_SHIFT]
+        return 3
+    if cls is SackPermitted_:
+        out[0], out[1] = 4, 2
+        return 2
+    if cls is Sack_:                               # the class allows 1 to 4 blocks
+        if not 1 <= len(t[F_SACK_BLOCKS]) <= SACK_MAX_BLOCKS:     # a tuple forged past it
+            raise option_error("SACK", "blocks", None, "1 to 4 blocks", len(t[F_SACK_BLOCKS]))
+        for left, right in t[F_SACK_BLOCKS]:
+            edges[2 * blocks], edges[2 * blocks + 1] = left, right
+            blocks += 1
+        return sack_encode(out, edges, blocks)
+    if cls is UnknownTcpOption_:
+        out[0] = <uint8_t>t[F_UNKNOWN_KIND]
+        n = put_bytes(out, 2, t[F_UNKNOWN_DATA])
         out[1] = n
         return n
+    if cls is MalformedOption_:
+        return put_bytes(out, 0, t[F_MALFORMED_DATA])
+    raise TypeError(f"not an option object: {cls.__name__}")
+
+
+cdef Py_ssize_t encode_into(object opt, uint8_t* out) except -1:
+    """Write one option at ``out`` (room for SCRATCH bytes); return its length. The most
+    frequent options come first."""
+    cdef type cls = type(opt)
+    cdef tuple t = <tuple>opt
+    if cls is Dss_:
+        return enc_dss(t, out)
     if cls is Timestamps_:
-        out[0] = 8
-        out[1] = 10
-        put32(out + 2, t[0])
-        put32(out + 6, t[1])
-        return 10
+        return ts_encode(out, t[F_TSVAL], t[F_TSECR])
     if cls is Nop_:
         out[0] = 1
         return 1
@@ -432,139 +639,17 @@ cdef Py_ssize_t encode_into(object opt, uint8_t* out) except -1:
         out[0] = 0
         return 1
     if cls is MpCapable_:
-        out[0] = 30
-        out[2] = <uint8_t>t[0]
-        out[3] = <uint8_t>t[1]
-        n = 4
-        if t[2] is not None:
-            put64(out + 4, t[2])
-            n = 12
-            if t[3] is not None:
-                put64(out + 12, t[3])
-                n = 20
-                if t[4] is not None:
-                    put16(out + 20, t[4])
-                    n = 22
-                    if t[5] is not None:
-                        put16(out + 22, t[5])
-                        n = 24
-        out[1] = n
-        return n
-    if cls is MpJoinSyn_:
-        out[0] = 30
-        out[1] = 12
-        out[2] = 0x10 | (1 if t[3] else 0)
-        out[3] = <uint8_t>t[0]
-        put32(out + 4, t[1])
-        put32(out + 8, t[2])
-        return 12
-    if cls is MpJoinSynAck_:
-        out[0] = 30
-        out[1] = 16
-        out[2] = 0x10 | (1 if t[3] else 0)
-        out[3] = <uint8_t>t[0]
-        put_bytes(out, 4, t[1])
-        put32(out + 12, t[2])
-        return 16
-    if cls is MpJoinAck_:
-        out[0] = 30
-        out[1] = 24
-        out[2] = 0x10
-        out[3] = 0
-        return put_bytes(out, 4, t[0])
+        return enc_mp_capable(t, out)
+    if cls is MpJoinSyn_ or cls is MpJoinSynAck_ or cls is MpJoinAck_:
+        return enc_mp_join(cls, t, out)
     if cls is AddAddr_ or cls is AddAddrV0_ or cls is AddAddr2_:
-        out[0] = 30
-        if cls is AddAddr_:
-            out[2] = 0x30 | (t[3] is None)
-        else:
-            out[2] = 0x30 | (4 if len(<bytes>t[1]) == 4 else 6)
-        out[3] = <uint8_t>t[0]
-        n = put_bytes(out, 4, t[1])
-        if t[2] is not None:
-            put16(out + n, t[2])
-            n += 2
-        if cls is not AddAddrV0_ and t[3] is not None:
-            n = put_bytes(out, n, t[3])
-        out[1] = n
-        return n
+        return enc_add_addr(cls, t, out)
     if cls is RemoveAddr_:
-        out[0] = 30
-        out[2] = 0x40
-        n = 3
-        for i in t[0]:
-            if n >= 255:
-                raise option_error("REMOVE_ADDR", "address_ids", None, "at most 252 ids", len(t[0]))
-            out[n] = <uint8_t>i
-            n += 1
-        out[1] = n
-        return n
-    if cls is MpPrio_:
-        out[0] = 30
-        out[2] = 0x50 | (1 if t[0] else 0)
-        if t[1] is None:
-            out[1] = 3
-            return 3
-        out[1] = 4
-        out[3] = <uint8_t>t[1]
-        return 4
-    if cls is MpFail_ or cls is MpFastclose_:
-        out[0] = 30
-        out[1] = 12
-        out[2] = 0x60 if cls is MpFail_ else 0x70
-        out[3] = 0
-        put64(out + 4, t[0])
-        return 12
-    if cls is MpTcpRst_:
-        out[0] = 30
-        out[1] = 4
-        out[2] = 0x80 | (1 if t[1] else 0)
-        out[3] = <uint8_t>int(t[0])
-        return 4
-    if cls is MpExperimental_:
-        out[0] = 30
-        out[2] = 0xF0 | <uint8_t>t[0]
-        n = put_bytes(out, 3, t[1])
-        out[1] = n
-        return n
-    if cls is UnknownMptcpOption_:
-        out[0] = 30
-        out[2] = (<uint8_t>t[0] << 4) | <uint8_t>t[1]
-        n = put_bytes(out, 3, t[2])
-        out[1] = n
-        return n
-    if cls is Mss_:
-        out[0] = 2
-        out[1] = 4
-        put16(out + 2, t[0])
-        return 4
-    if cls is WindowScale_:
-        out[0] = 3
-        out[1] = 3
-        out[2] = <uint8_t>t[0]
-        return 3
-    if cls is SackPermitted_:
-        out[0] = 4
-        out[1] = 2
-        return 2
-    if cls is Sack_:
-        out[0] = 5
-        n = 2
-        for left, right in t[0]:
-            if n + 8 > 255:
-                raise option_error("SACK", "blocks", None, "at most 31 blocks", len(t[0]))
-            put32(out + n, left)
-            put32(out + n + 4, right)
-            n += 8
-        out[1] = n
-        return n
-    if cls is UnknownTcpOption_:
-        out[0] = <uint8_t>t[0]
-        n = put_bytes(out, 2, t[1])
-        out[1] = n
-        return n
-    if cls is MalformedOption_:
-        return put_bytes(out, 0, t[1])
-    raise TypeError(f"not an option object: {cls.__name__}")
+        return enc_remove_addr(t, out)
+    if (cls is MpPrio_ or cls is MpFail_ or cls is MpFastclose_ or cls is MpTcpRst_
+            or cls is MpExperimental_ or cls is UnknownMptcpOption_):
+        return enc_mptcp_other(cls, t, out)
+    return enc_tcp(cls, t, out)
 
 
 def encode_option(opt):
@@ -574,24 +659,43 @@ def encode_option(opt):
     return PyBytes_FromStringAndSize(<char*>out, n)
 
 
-def encode_tcp_options(options, align=True):
-    """Encode a TCP options area from option objects, in the order given.
+cdef int room_in(object buffer, object offset, Py_ssize_t size, Py_buffer* view,
+                 uint8_t** out) except -1:
+    """A writable ``buffer`` with ``size`` bytes of room at ``offset``."""
+    cdef Py_ssize_t start = int_arg(offset, "offset", 0, MAX_OFFSET)
+    try:
+        PyObject_GetBuffer(buffer, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+    except (TypeError, BufferError):
+        raise TypeError(f"buffer must be a writable buffer, not {type(buffer).__name__}") from None
+    if start + size > view.len:
+        PyBuffer_Release(view)
+        raise ValueError(f"{size} bytes do not fit the buffer at offset {start} ({view.len} bytes)")
+    out[0] = <uint8_t*>view.buf + start
+    return 0
 
-    With ``align`` (the default) each option is padded with NOPs to a 32-bit
-    boundary the way Linux lays them out: before TS, SACK, SACK_PERM and WS,
-    after the others. The whole area is padded to a multiple of 4 bytes (with
-    NOPs, or zeros after an EOL). More than 40 bytes raises OptionError.
-    """
-    cdef uint8_t area[40]
+
+def encode_option_into(opt, buffer, offset=0):
+    """Write one option into the writable ``buffer`` at ``offset``; return its length."""
+    cdef uint8_t one[SCRATCH]
+    cdef Py_ssize_t n = encode_into(opt, one)
+    cdef Py_buffer view
+    cdef uint8_t* out
+    room_in(buffer, offset, n, &view, &out)
+    memcpy(out, one, n)
+    PyBuffer_Release(&view)
+    return n
+
+
+cdef Py_ssize_t build_area(object options, bint align, uint8_t* area) except -1:
+    """Lay the options out in ``area`` (40 bytes); return the area's length."""
     cdef uint8_t one[SCRATCH]
     cdef Py_ssize_t total = 0, n, pad, i
     cdef bint ended = False, before
-    cdef bint do_align = bool(align)
     cdef type cls
     for opt in options:
         n = encode_into(opt, one)
         cls = type(opt)
-        pad = (-n) & 3 if (do_align and n > 1) else 0
+        pad = (-n) & 3 if (align and n > 1) else 0
         before = cls is Timestamps_ or cls is Sack_ or cls is SackPermitted_ or cls is WindowScale_
         if total + n + pad <= 40:
             if pad and before:
@@ -609,4 +713,30 @@ def encode_tcp_options(options, align=True):
         raise option_error("TCP options", "length", None, "at most 40 bytes", total + pad)
     for i in range(pad):
         area[total + i] = 0 if ended else 1
-    return PyBytes_FromStringAndSize(<char*>area, total + pad)
+    return total + pad
+
+
+def encode_tcp_options(options, align=True):
+    """Encode a TCP options area from option objects, in the order given.
+
+    With ``align`` (the default) each option is padded with NOPs to a 32-bit
+    boundary the way Linux lays them out: before TS, SACK, SACK_PERM and WS,
+    after the others. The whole area is padded to a multiple of 4 bytes (with
+    NOPs, or zeros after an EOL). More than 40 bytes raises OptionError.
+    """
+    cdef uint8_t area[40]
+    cdef Py_ssize_t n = build_area(options, bool(align), area)
+    return PyBytes_FromStringAndSize(<char*>area, n)
+
+
+def encode_tcp_options_into(options, buffer, offset=0, align=True):
+    """``encode_tcp_options`` written into the writable ``buffer`` at ``offset``; returns
+    the area's length (a multiple of 4, at most 40)."""
+    cdef uint8_t area[40]
+    cdef Py_ssize_t n = build_area(options, bool(align), area)
+    cdef Py_buffer view
+    cdef uint8_t* out
+    room_in(buffer, offset, n, &view, &out)
+    memcpy(out, area, n)
+    PyBuffer_Release(&view)
+    return n

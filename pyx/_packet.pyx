@@ -11,7 +11,7 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
 
 from mf_bytes cimport be16, be32, put16, put32
 from mf_check cimport int_arg
-from mptcp_fast import _check
+from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mf_csum cimport sum16, add16
 from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum,
                         PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)

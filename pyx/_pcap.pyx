@@ -15,7 +15,7 @@ from numpy cimport npy_bool as cnp_bool
 cnp.import_array()
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
-from mf_mptcp cimport dss_length
+from mf_tcpopt cimport DssFields, dss_decode, opt_step, OPT_EOL, OPT_NOP, OPT_TLV
 from mf_packet cimport PacketLayout, pk_locate, PK_OK, PK_TRUNCATED, PK_FRAGMENT
 from mptcp_fast._pure._pcap import Stats                      # one definition of the counters
 from mptcp_fast.errors import CaptureError
@@ -469,9 +469,10 @@ cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, cnp
     """Which MPTCP subtypes the options area holds (bit per subtype); whether its TLV structure,
     a plain TCP option's length, an MPTCP subtype octet or a DSS length is malformed (other
     MPTCP subtypes are left to the full parse); and the first valid DSS (dss_flags 0xFF when
-    there is none; RFC 8684 §3.3 field order and lengths)."""
-    cdef Py_ssize_t pos = 0, length, o
-    cdef int kind, subtype, f, expected
+    there is none). The walk and the DSS decoder are the codec's (mf_tcpopt.pxd)."""
+    cdef Py_ssize_t pos = 0, length
+    cdef int kind, subtype, step
+    cdef DssFields f
     subtypes[0] = 0
     malformed[0] = False
     dss_flags[0] = 0xFF
@@ -480,19 +481,16 @@ cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, cnp
     dll[0] = 0
     csum[0] = -1
     while pos < n:
-        kind = p[pos]
-        if kind == 0:
+        step = opt_step(p, n, pos, &length)
+        if step == OPT_EOL:
             return
-        if kind == 1:
+        if step == OPT_NOP:
             pos += 1
             continue
-        if pos + 1 >= n:
+        if step != OPT_TLV:
             malformed[0] = True
             return
-        length = p[pos + 1]
-        if length < 2 or pos + length > n:
-            malformed[0] = True
-            return
+        kind = p[pos]
         if _bad_tcp_length(kind, length):
             malformed[0] = True
         if kind == 30 and length < 3:
@@ -501,21 +499,11 @@ cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, cnp
             subtype = p[pos + 2] >> 4
             subtypes[0] |= 1 << subtype
             if subtype == 2:
-                f = p[pos + 3] & 0x1F if length >= 4 else 0
-                expected = dss_length(f)
-                if length < 4 or not (length == expected or (f & 4 and length == expected + 2)):
+                if dss_decode(p + pos, length, &f) < 0:
                     malformed[0] = True
                 elif dss_flags[0] == 0xFF:
-                    dss_flags[0] = f
-                    o = pos + 4
-                    if f & 1:
-                        data_ack[0] = (<uint64_t>be32(p + o) << 32 | be32(p + o + 4)) if f & 2 else be32(p + o)
-                        o += 8 if f & 2 else 4
-                    if f & 4:
-                        dsn[0] = (<uint64_t>be32(p + o) << 32 | be32(p + o + 4)) if f & 8 else be32(p + o)
-                        o += 8 if f & 8 else 4
-                        ssn[0] = be32(p + o)
-                        dll[0] = be16(p + o + 4)
-                        if length == expected + 2:
-                            csum[0] = be16(p + o + 6)
+                    dss_flags[0] = f.flags
+                    data_ack[0], dsn[0], ssn[0], dll[0] = f.data_ack, f.dsn, f.subflow_seq, f.data_len
+                    if f.has_checksum:
+                        csum[0] = f.checksum
         pos += length

@@ -1,7 +1,9 @@
 # Argument conversion at the public API of the compiled modules. The fast path takes a
 # Python int that fits; everything else goes through mptcp_fast._check, the pure twin's
 # checks, so both backends raise the same class with the same message (TypeError for a
-# wrong type, floats and bools included; ValueError for a value out of range).
+# wrong type, floats and bools included; ValueError for a value out of range). A module that
+# cimports these must itself `from mptcp_fast import _check` too: the import below names
+# the module for Cython, but a .pxd's imports do not run in the module that cimports it.
 from libc.stdint cimport uint64_t, int64_t
 
 from mptcp_fast import _check

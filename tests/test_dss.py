@@ -217,3 +217,23 @@ def test_mapping_backends_agree(on_both, ops, queries):
         return results
     compiled, pure = on_both(run)
     assert compiled == pure
+
+
+@relaxed
+@given(ops=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 400), st.integers(0, 2),
+                              st.booleans(), st.none() | st.integers(0, 0xFFFF)), max_size=25))
+def test_declare_fields_is_declare_without_a_mapping(backend, ops):
+    """The same results, the same stored pieces and the same errors as declare(Mapping)."""
+    by_mapping, by_fields = dss.SubflowMappings(), dss.SubflowMappings()
+    for ssn, length, shift, fin, checksum in ops:
+        args = (10_000 + ssn + 7 * shift, ssn, length, fin, checksum)
+        results = []
+        for maps, call in ((by_mapping, lambda m: m.declare(Mapping(*args))),
+                           (by_fields, lambda m: m.declare_fields(*args))):
+            try:
+                results.append(call(maps))
+            except (MappingConflict, ValueError) as exc:
+                results.append((type(exc), str(exc)))
+        assert results[0] == results[1]
+    assert len(by_mapping) == len(by_fields) and by_mapping.infinite == by_fields.infinite
+    assert by_mapping.resolve(0, 0) == by_fields.resolve(0, 0)

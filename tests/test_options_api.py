@@ -103,3 +103,86 @@ def test_missing_extensions_fall_back_with_one_warning():
     out = _run(code)
     assert out.stdout.strip() == "python MpPrio(backup=True, address_id=None)"
     assert out.stderr.count("compiled extensions are not built") == 1
+
+
+# ------------------------------------------------------------------ buffers, slices, in-place encoding
+
+import numpy as np  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from strategies import any_option, mptcp_like_bytes  # noqa: E402
+
+relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+
+
+@relaxed
+@given(opts=st.lists(any_option, max_size=4), lead=st.binary(max_size=9), tail=st.binary(max_size=9))
+def test_an_area_inside_a_larger_buffer_parses_in_place(backend, opts, lead, tail):
+    try:
+        area = options.encode_tcp_options(opts)
+    except OptionError:
+        return
+    whole = lead + area + tail
+    expected = options.parse_tcp_options(area, keep_malformed=True)
+    for buf in (whole, bytearray(whole), memoryview(whole), np.frombuffer(whole, np.uint8)):
+        assert options.parse_tcp_options(buf, keep_malformed=True, offset=len(lead),
+                                         length=len(area)) == expected
+    if len(opts) == 1 and len(area) == len(opts[0].encode()):
+        assert options.parse_option(whole, offset=len(lead), length=len(area)) == opts[0]
+
+
+@relaxed
+@given(data=st.binary(max_size=48) | mptcp_like_bytes, lead=st.integers(0, 5))
+def test_error_offsets_count_from_the_slice(on_both, data, lead):
+    """The same OptionError, offsets included, for the bytes alone and for them as a slice."""
+    def run():
+        out = []
+        for call in (lambda: options.parse_tcp_options(data),
+                     lambda: options.parse_tcp_options(bytes(lead) + data, offset=lead),
+                     lambda: options.parse_option(b"\x01" * lead + data + b"\x00", offset=lead,
+                                                  length=len(data))):
+            try:
+                out.append(call())
+            except OptionError as exc:
+                out.append((str(exc), exc.offset))
+        return out
+    compiled, pure = on_both(run)
+    assert compiled == pure
+    assert compiled[0] == compiled[1]
+
+
+@relaxed
+@given(opt=any_option, at=st.integers(0, 12))
+def test_encode_into_writes_the_encoded_bytes_in_place(backend, opt, at):
+    raw = opt.encode()
+    buf = bytearray(b"\xee" * (at + len(raw) + 3))
+    assert opt.encode_into(buf, at) == len(raw)
+    assert buf[at:at + len(raw)] == raw and buf[:at] == b"\xee" * at and buf[-3:] == b"\xee" * 3
+
+
+def test_encode_tcp_options_into(backend):
+    opts = [options.Timestamps(5, 6), options.Dss(data_ack=1, dsn=2, dsn64=True, subflow_seq=3,
+                                                  data_len=4, checksum=5)]
+    area = options.encode_tcp_options(opts)
+    buf = np.zeros(60, np.uint8)                              # any writable buffer
+    assert options.encode_tcp_options_into(opts, buf, 20) == len(area) == 40
+    assert buf[20:60].tobytes() == area
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: options.Mss(1460).encode_into(bytearray(3)), ValueError, "do not fit"),
+    (lambda: options.Mss(1460).encode_into(bytearray(8), 5), ValueError, "do not fit"),
+    (lambda: options.Mss(1460).encode_into(b"12345678"), TypeError, "writable"),
+    (lambda: options.Mss(1460).encode_into(bytearray(8), -1), ValueError, "offset"),
+    (lambda: options.Mss(1460).encode_into(bytearray(8), 1.0), TypeError, "offset"),
+    (lambda: options.encode_tcp_options_into([options.NOP], bytearray(3)), ValueError, "do not fit"),
+    (lambda: options.parse_tcp_options(b"\x01\x01", offset=3), ValueError, "outside"),
+    (lambda: options.parse_tcp_options(b"\x01\x01", offset=1, length=2), ValueError, "past"),
+    (lambda: options.parse_tcp_options(b"\x01\x01", offset=0.5), TypeError, "offset"),
+    (lambda: options.parse_option(3), TypeError, ""),
+])
+def test_buffer_arguments_are_checked_alike(on_both, call, error, match):
+    compiled, pure = on_both(call)
+    assert compiled == pure and compiled[0] == "error" and compiled[1] is error
+    assert match in compiled[2]

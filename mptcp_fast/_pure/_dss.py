@@ -315,8 +315,16 @@ class SubflowMappings:
     def declare_fields(self, dsn: int, subflow_seq: int, length: int, data_fin: bool = False,
                        checksum: int | None = None) -> bool:
         """``declare(Mapping(dsn, subflow_seq, length, data_fin, checksum))`` without building
-        the Mapping (the same checks and errors)."""
-        return self.declare(_Mapping(dsn, subflow_seq, length, data_fin, checksum))
+        the Mapping: the same checks, in the same order, and the same errors."""
+        dsn = _check.uint("dsn", dsn, 64)
+        length = _check.uint("length", length, 16)
+        data_fin = _check.flag("data_fin", data_fin)
+        if checksum is not None:
+            checksum = _check.uint("checksum", checksum, 16)
+        payload = length - 1 if data_fin else length
+        subflow_seq = _check.in_range("subflow_seq", subflow_seq, 0,
+                                      MAX_SUBFLOW_SEQ - max(payload, 0))
+        return self._declare(dsn, subflow_seq, length, data_fin, checksum)
 
     def _declare(self, dsn: int, start: int, length: int, data_fin: bool, checksum) -> bool:
         """The rules, on checked fields (the analyzer's tracker calls this directly)."""

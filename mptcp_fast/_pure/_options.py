@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from .. import _check
 from .._bytes import as_bytes
 from ..errors import OptionError, option_error
 
@@ -75,6 +76,56 @@ def dss_length(flags: int) -> int:
     return length
 
 
+OPT_EOL, OPT_NOP, OPT_TLV, OPT_NO_LENGTH, OPT_BAD_LENGTH = 0, 1, 2, 3, 4
+
+
+def opt_step(d, n: int, pos: int):
+    """(status, length) of what starts at ``pos`` (< n) in an options area: OPT_EOL, OPT_NOP,
+    OPT_TLV, or a broken TLV structure that ends the walk (length: the octet read, or -1).
+    The one walk of the pure twins (the codec and the capture columns); pyx/mf_tcpopt.pxd."""
+    kind = d[pos]
+    if kind == 0:
+        return OPT_EOL, -1
+    if kind == 1:
+        return OPT_NOP, -1
+    if pos + 1 >= n:
+        return OPT_NO_LENGTH, -1
+    length = d[pos + 1]
+    if length < 2 or pos + length > n:
+        return OPT_BAD_LENGTH, length
+    return OPT_TLV, length
+
+
+def dss_fields(d, pos: int, length: int):
+    """(flags, data_ack, dsn, subflow_seq, data_len, checksum) of the DSS at ``pos`` (fields
+    absent by its flags are None), or None when its length does not fit its flags. The one
+    DSS decoder of the pure twins; pyx/mf_tcpopt.pxd dss_decode."""
+    if length < 4:
+        return None
+    flags = d[pos + 3] & 0x1F
+    expected = dss_length(flags)
+    if length == expected:
+        has_csum = False
+    elif flags & 0x04 and length == expected + 2:
+        has_csum = True
+    else:
+        return None
+    o = pos + 4
+    data_ack = dsn = ssn = dll = csum = None
+    if flags & 0x01:
+        size = 8 if flags & 0x02 else 4
+        data_ack = int.from_bytes(d[o:o + size], "big")
+        o += size
+    if flags & 0x04:
+        size = 8 if flags & 0x08 else 4
+        dsn = int.from_bytes(d[o:o + size], "big")
+        o += size
+        ssn, dll = _U32(d, o)[0], _U16(d, o + 4)[0]
+        if has_csum:
+            csum = _U16(d, o + 6)[0]
+    return flags, data_ack, dsn, ssn, dll, csum
+
+
 def _decode_mptcp(d: bytes, pos: int, length: int):
     """One MPTCP option (kind 30) of ``length`` bytes at ``pos``; the TLV is already checked."""
     T = _T
@@ -83,38 +134,16 @@ def _decode_mptcp(d: bytes, pos: int, length: int):
     subtype = d[pos + 2] >> 4
     nibble = d[pos + 2] & 0x0F
 
-    if subtype == 0x2:  # DSS, RFC 8684 §3.3 — most frequent first
+    if subtype == 0x2:  # DSS, RFC 8684 §3.3 — most frequent first (dss_fields)
         if length < 4:
             raise option_error("DSS", "length", pos + 1, ">= 4 (a flags octet)", length)
-        flags = d[pos + 3] & 0x1F
-        expected = dss_length(flags)
-        if length == expected:
-            has_csum = False
-        elif flags & 0x04 and length == expected + 2:
-            has_csum = True
-        else:
+        fields = dss_fields(d, pos, length)
+        if fields is None:
+            flags = d[pos + 3] & 0x1F
+            expected = dss_length(flags)
             want = f"{expected} or {expected + 2}" if flags & 0x04 else str(expected)
             raise option_error("DSS", "length", pos + 1, f"{want} for flags 0x{flags:02x}", length)
-        o = pos + 4
-        data_ack = dsn = ssn = dll = csum = None
-        if flags & 0x01:
-            if flags & 0x02:
-                data_ack = _U64(d, o)[0]
-                o += 8
-            else:
-                data_ack = _U32(d, o)[0]
-                o += 4
-        if flags & 0x04:
-            if flags & 0x08:
-                dsn = _U64(d, o)[0]
-                o += 8
-            else:
-                dsn = _U32(d, o)[0]
-                o += 4
-            ssn = _U32(d, o)[0]
-            dll = _U16(d, o + 4)[0]
-            if has_csum:
-                csum = _U16(d, o + 6)[0]
+        flags, data_ack, dsn, ssn, dll, csum = fields
         return _new(T.Dss, (data_ack, bool(flags & 0x02), dsn, bool(flags & 0x08), ssn, dll, csum,
                             bool(flags & 0x10)))
 
@@ -237,14 +266,32 @@ def _decode_tlv(d: bytes, pos: int, length: int):
     return _new(T.UnknownTcpOption, (kind, d[pos + 2:pos + length]))
 
 
-def parse_option(data, segment=None):
-    """Decode exactly one TCP option (MPTCP or not) from ``data``.
+_MAX_OFFSET = (1 << 63) - 1
 
-    Raises OptionError naming the option, field and offset for bad input.
-    With ``segment`` (an options.Segment), also applies the Linux acceptance
+
+def _area(data, offset, length) -> bytes:
+    """The bytes [offset, offset + length) of any buffer (length None: to the end)."""
+    d = as_bytes(data)
+    if offset is None and length is None:
+        return d
+    start = 0 if offset is None else _check.in_range("offset", offset, 0, _MAX_OFFSET)
+    if start > len(d):
+        raise ValueError(f"offset {start} is outside the buffer ({len(d)} bytes)")
+    n = len(d) - start if length is None else _check.in_range("length", length, 0, _MAX_OFFSET)
+    if start + n > len(d):
+        raise ValueError(f"offset {start} + length {n} runs past the buffer ({len(d)} bytes)")
+    return d[start:start + n]
+
+
+def parse_option(data, segment=None, offset=None, length=None):
+    """Decode exactly one TCP option (MPTCP or not) from ``data`` (or from
+    ``data[offset:offset + length]``).
+
+    Raises OptionError naming the option, field and offset (counted from ``offset``) for
+    bad input. With ``segment`` (an options.Segment), also applies the Linux acceptance
     rules for that segment (docs/kernel-behaviour.md §1).
     """
-    d = as_bytes(data)
+    d = _area(data, offset, length)
     n = len(d)
     if n == 0:
         raise option_error("TCP_OPTION", "kind", 0, "one option", "no bytes")
@@ -264,47 +311,47 @@ def parse_option(data, segment=None):
     return opt
 
 
-def parse_tcp_options(data, segment=None, keep_malformed=False):
-    """Decode a whole TCP options area (the bytes after the 20-byte TCP header).
+def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, length=None):
+    """Decode a whole TCP options area (the bytes after the 20-byte TCP header), or the
+    area ``data[offset:offset + length]``.
 
     EOL ends the area (it is included in the result). A malformed option
     raises OptionError; with ``keep_malformed`` it comes back as a
     MalformedOption and decoding goes on, the way Linux ignores one bad option.
     A broken TLV structure (length < 2, or past the end) ends decoding.
     """
-    d = as_bytes(data)
+    d = _area(data, offset, length)
     n = len(d)
     out = []
     pos = 0
     while pos < n:
-        kind = d[pos]
-        if kind == 0:
+        step, size = opt_step(d, n, pos)
+        if step == OPT_EOL:
             out.append(_T.EOL)
             break
-        if kind == 1:
+        if step == OPT_NOP:
             out.append(_T.NOP)
             pos += 1
             continue
-        if pos + 1 >= n:
+        kind = d[pos]
+        if step == OPT_TLV:
+            try:
+                opt = _decode_tlv(d, pos, size)
+                if segment is not None:
+                    _T.check_segment(opt, segment, pos)
+            except OptionError as exc:
+                if not keep_malformed:
+                    raise
+                opt = _new(_T.MalformedOption, (kind, d[pos:pos + size], str(exc)))
+            out.append(opt)
+            pos += size
+            continue
+        if step == OPT_NO_LENGTH:
             err = option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", pos + 1,
                                "a length octet", "end of data")
         else:
-            length = d[pos + 1]
-            if length < 2 or pos + length > n:
-                err = option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", pos + 1,
-                                   f"2..{n - pos} (inside the options area)", length)
-            else:
-                try:
-                    opt = _decode_tlv(d, pos, length)
-                    if segment is not None:
-                        _T.check_segment(opt, segment, pos)
-                except OptionError as exc:
-                    if not keep_malformed:
-                        raise
-                    opt = _new(_T.MalformedOption, (kind, d[pos:pos + length], str(exc)))
-                out.append(opt)
-                pos += length
-                continue
+            err = option_error(_TCP_NAMES.get(kind, "TCP_OPTION"), "length", pos + 1,
+                               f"2..{n - pos} (inside the options area)", size)
         if not keep_malformed:
             raise err
         out.append(_new(_T.MalformedOption, (kind, d[pos:], str(err))))
@@ -391,3 +438,29 @@ def encode_tcp_options(options, align=True) -> bytes:
     if len(out) > 40:
         raise option_error("TCP options", "length", None, "at most 40 bytes", len(out))
     return bytes(out)
+
+
+def _write(raw: bytes, buffer, offset) -> int:
+    start = _check.in_range("offset", offset, 0, _MAX_OFFSET)
+    try:
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError
+    except TypeError:
+        raise TypeError(f"buffer must be a writable buffer, not {type(buffer).__name__}") from None
+    if start + len(raw) > len(view):
+        raise ValueError(f"{len(raw)} bytes do not fit the buffer at offset {start} "
+                         f"({len(view)} bytes)")
+    view[start:start + len(raw)] = raw
+    return len(raw)
+
+
+def encode_option_into(opt, buffer, offset=0) -> int:
+    """Write one option into the writable ``buffer`` at ``offset``; return its length."""
+    return _write(encode_option(opt), buffer, offset)
+
+
+def encode_tcp_options_into(options, buffer, offset=0, align=True) -> int:
+    """``encode_tcp_options`` written into the writable ``buffer`` at ``offset``; returns
+    the area's length (a multiple of 4, at most 40)."""
+    return _write(encode_tcp_options(options, align), buffer, offset)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import CaptureError
-from ._options import dss_length
+from ._options import OPT_EOL, OPT_NOP, OPT_TLV, dss_fields, opt_step
 from ._packet import PK_FRAGMENT, PK_OK, PK_TRUNCATED, locate
 
 # link-layer header types (tcpdump.org/linktypes.html)
@@ -266,23 +266,21 @@ def mptcp_columns(options: bytes):
     """(subtype bits, malformed, dss_flags or 0xFF, data_ack, dsn, ssn, dll, checksum or -1):
     which MPTCP subtypes the area holds, whether its TLV structure, a plain TCP option's length,
     an MPTCP option's subtype octet or a DSS length is malformed (other MPTCP subtypes are left
-    to the full parse), and the first valid DSS (RFC 8684 §3.3)."""
+    to the full parse), and the first valid DSS (RFC 8684 §3.3). The walk and the DSS decoder
+    are the codec's (``opt_step``, ``dss_fields``)."""
     subtypes, malformed, dss = 0, False, (0xFF, 0, 0, 0, 0, -1)
     pos, n = 0, len(options)
     while pos < n:
-        kind = options[pos]
-        if kind == 0:
+        step, length = opt_step(options, n, pos)
+        if step == OPT_EOL:
             break
-        if kind == 1:
+        if step == OPT_NOP:
             pos += 1
             continue
-        if pos + 1 >= n:
+        if step != OPT_TLV:
             malformed = True
             break
-        length = options[pos + 1]
-        if length < 2 or pos + length > n:
-            malformed = True
-            break
+        kind = options[pos]
         if kind in _TCP_OPTION_LENGTHS and length not in _TCP_OPTION_LENGTHS[kind]:
             malformed = True
         if kind == 30 and length < 3:
@@ -291,24 +289,12 @@ def mptcp_columns(options: bytes):
             subtype = options[pos + 2] >> 4
             subtypes |= 1 << subtype
             if subtype == 2:
-                f = options[pos + 3] & 0x1F if length >= 4 else 0
-                expected = dss_length(f)
-                if length < 4 or not (length == expected or (f & 4 and length == expected + 2)):
+                fields = dss_fields(options, pos, length)
+                if fields is None:
                     malformed = True
                 elif dss[0] == 0xFF:
-                    o, ack, dsn, ssn, dll, csum = pos + 4, 0, 0, 0, 0, -1
-                    if f & 1:
-                        size = 8 if f & 2 else 4
-                        ack = int.from_bytes(options[o:o + size], "big")
-                        o += size
-                    if f & 4:
-                        size = 8 if f & 8 else 4
-                        dsn = int.from_bytes(options[o:o + size], "big")
-                        o += size
-                        ssn, dll = struct.unpack_from(">IH", options, o)
-                        if length == expected + 2:
-                            csum = struct.unpack_from(">H", options, o + 6)[0]
-                    dss = (f, ack, dsn, ssn, dll, csum)
+                    f, ack, dsn, ssn, dll, csum = fields
+                    dss = (f, ack or 0, dsn or 0, ssn or 0, dll or 0, -1 if csum is None else csum)
         pos += length
     return (subtypes, malformed, *dss)
 
