@@ -34,32 +34,36 @@ def bind_types(api_module) -> None:
     _RESET_REASONS = api_module._RESET_REASONS
     _PAD_BEFORE = (api_module.Timestamps, api_module.Sack, api_module.SackPermitted,
                    api_module.WindowScale)
+    # Split by option; every field is read by its name, so the encoders follow the classes.
     _ENCODERS = {
         api_module.Eol: lambda o: b"\x00",
         api_module.Nop: lambda o: b"\x01",
-        api_module.Mss: lambda o: bytes((2, 4)) + o[0].to_bytes(2, "big"),
-        api_module.WindowScale: lambda o: bytes((3, 3, o[0])),
+        api_module.Mss: lambda o: bytes((2, 4)) + o.mss.to_bytes(2, "big"),
+        api_module.WindowScale: lambda o: bytes((3, 3, o.shift)),
         api_module.SackPermitted: lambda o: b"\x04\x02",
         api_module.Sack: _encode_sack,
-        api_module.Timestamps: lambda o: struct.pack(">BBII", 8, 10, o[0], o[1]),
-        api_module.UnknownTcpOption: lambda o: bytes((o[0], len(o[1]) + 2)) + o[1],
-        api_module.MalformedOption: lambda o: o[1],
+        api_module.Timestamps: lambda o: struct.pack(">BBII", 8, 10, o.tsval, o.tsecr),
+        api_module.UnknownTcpOption: lambda o: bytes((o.kind, len(o.data) + 2)) + o.data,
+        api_module.MalformedOption: lambda o: o.data,
         api_module.MpCapable: _encode_mp_capable,
-        api_module.MpJoinSyn: lambda o: struct.pack(">BBBBII", 30, 12, 0x10 | o[3], o[0], o[1], o[2]),
-        api_module.MpJoinSynAck: lambda o: bytes((30, 16, 0x10 | o[3], o[0])) + o[1] + o[2].to_bytes(4, "big"),
-        api_module.MpJoinAck: lambda o: bytes((30, 24, 0x10, 0)) + o[0],
+        api_module.MpJoinSyn: lambda o: struct.pack(">BBBBII", 30, 12, 0x10 | o.backup, o.address_id,
+                                                    o.token, o.nonce),
+        api_module.MpJoinSynAck: lambda o: (bytes((30, 16, 0x10 | o.backup, o.address_id)) + o.hmac
+                                            + o.nonce.to_bytes(4, "big")),
+        api_module.MpJoinAck: lambda o: bytes((30, 24, 0x10, 0)) + o.hmac,
         api_module.Dss: _encode_dss,
-        api_module.AddAddr: lambda o: _encode_address(o, 1 if o[3] is None else 0, o[3]),
-        api_module.AddAddrV0: lambda o: _encode_address(o, 4 if len(o[1]) == 4 else 6, None),
-        api_module.AddAddr2: lambda o: _encode_address(o, 4 if len(o[1]) == 4 else 6, o[3]),
-        api_module.RemoveAddr: lambda o: bytes((30, 3 + len(o[0]), 0x40)) + bytes(o[0]),
-        api_module.MpPrio: lambda o: (bytes((30, 3, 0x50 | o[0])) if o[1] is None
-                                      else bytes((30, 4, 0x50 | o[0], o[1]))),
-        api_module.MpFail: lambda o: bytes((30, 12, 0x60, 0)) + o[0].to_bytes(8, "big"),
-        api_module.MpFastclose: lambda o: bytes((30, 12, 0x70, 0)) + o[0].to_bytes(8, "big"),
-        api_module.MpTcpRst: lambda o: bytes((30, 4, 0x80 | o[1], int(o[0]))),
-        api_module.MpExperimental: lambda o: bytes((30, 3 + len(o[1]), 0xF0 | o[0])) + o[1],
-        api_module.UnknownMptcpOption: lambda o: bytes((30, 3 + len(o[2]), (o[0] << 4) | o[1])) + o[2],
+        api_module.AddAddr: lambda o: _encode_address(o, 1 if o.hmac is None else 0, o.hmac),
+        api_module.AddAddrV0: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6, None),
+        api_module.AddAddr2: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6, o.hmac),
+        api_module.RemoveAddr: lambda o: bytes((30, 3 + len(o.address_ids), 0x40)) + bytes(o.address_ids),
+        api_module.MpPrio: lambda o: (bytes((30, 3, 0x50 | o.backup)) if o.address_id is None
+                                      else bytes((30, 4, 0x50 | o.backup, o.address_id))),
+        api_module.MpFail: lambda o: bytes((30, 12, 0x60, 0)) + o.dsn.to_bytes(8, "big"),
+        api_module.MpFastclose: lambda o: bytes((30, 12, 0x70, 0)) + o.receiver_key.to_bytes(8, "big"),
+        api_module.MpTcpRst: lambda o: bytes((30, 4, 0x80 | o.transient, int(o.reason))),
+        api_module.MpExperimental: lambda o: bytes((30, 3 + len(o.data), 0xF0 | o.nibble)) + o.data,
+        api_module.UnknownMptcpOption: lambda o: (bytes((30, 3 + len(o.data), (o.subtype << 4) | o.nibble))
+                                                  + o.data),
     }
 
 
@@ -363,12 +367,14 @@ def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, len
 # encoding (the classes validated every field when they were built)
 
 def _encode_sack(o) -> bytes:
-    return bytes((5, 2 + 8 * len(o[0]))) + b"".join(struct.pack(">II", l, r) for l, r in o[0])
+    if not 1 <= len(o.blocks) <= 4:                   # a tuple forged past the class's check
+        raise option_error("SACK", "blocks", None, "1 to 4 blocks", len(o.blocks))
+    return bytes((5, 2 + 8 * len(o.blocks))) + b"".join(struct.pack(">II", l, r) for l, r in o.blocks)
 
 
 def _encode_mp_capable(o) -> bytes:
-    version, flags, sender, receiver, data_len, csum = o
-    out = bytearray((30, 4, version, flags))
+    sender, receiver, data_len, csum = o.sender_key, o.receiver_key, o.data_len, o.checksum
+    out = bytearray((30, 4, o.version, o.flags))
     if sender is not None:
         out += sender.to_bytes(8, "big")
         if receiver is not None:
@@ -382,7 +388,8 @@ def _encode_mp_capable(o) -> bytes:
 
 
 def _encode_dss(o) -> bytes:
-    data_ack, ack64, dsn, dsn64, ssn, dll, csum, data_fin = o
+    data_ack, ack64, dsn, dsn64 = o.data_ack, o.ack64, o.dsn, o.dsn64
+    ssn, dll, csum, data_fin = o.subflow_seq, o.data_len, o.checksum, o.data_fin
     flags = (data_ack is not None) | (ack64 << 1) | ((dsn is not None) << 2) | (dsn64 << 3) | (data_fin << 4)
     out = bytearray((30, 4, 0x20, flags))
     if data_ack is not None:
@@ -396,8 +403,13 @@ def _encode_dss(o) -> bytes:
     return bytes(out)
 
 
+def _packed(o) -> bytes:
+    """The packed address of an ADD_ADDR form (its ``address`` property gives an ip_address)."""
+    return o[o._fields.index("address")]
+
+
 def _encode_address(o, nibble: int, hmac) -> bytes:
-    address_id, address, port = o[0], o[1], o[2]
+    address_id, address, port = o.address_id, _packed(o), o.port
     out = bytearray((30, 0, 0x30 | nibble, address_id))
     out += address
     if port is not None:
