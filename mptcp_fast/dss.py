@@ -128,14 +128,22 @@ class Mapping:
     def __post_init__(self):
         """Every field checked once, here (TypeError / ValueError): a 64-bit DSN, a 16-bit
         Data-Level Length and checksum, and relative subflow sequence numbers below 2**63
-        (the data sequence layer's range, mptcp_fast._serial)."""
-        fix = object.__setattr__                 # numpy integers are stored as ints
-        fix(self, "dsn", _check.uint("dsn", self.dsn, 64))
-        fix(self, "length", _check.uint("length", self.length, 16))
-        fix(self, "data_fin", _check.flag("data_fin", self.data_fin))
-        if self.checksum is not None:
-            fix(self, "checksum", _check.uint("checksum", self.checksum, 16))
-        fix(self, "subflow_seq", _check.in_range("subflow_seq", self.subflow_seq, 0,
+        (the data sequence layer's range, mptcp_fast._serial). Plain ints in range take the
+        fast path; anything else goes through mptcp_fast._check (numpy ints become ints)."""
+        dsn, ssn, length, fin, csum = (self.dsn, self.subflow_seq, self.length, self.data_fin,
+                                       self.checksum)
+        if (type(dsn) is int and type(ssn) is int and type(length) is int and type(fin) is bool
+                and 0 <= dsn <= _MASK64 and 0 <= length <= 0xFFFF and 0 <= ssn
+                and ssn + length <= _check.I64_MAX
+                and (csum is None or (type(csum) is int and 0 <= csum <= 0xFFFF))):
+            return
+        fix = object.__setattr__
+        fix(self, "dsn", _check.uint("dsn", dsn, 64))
+        fix(self, "length", _check.uint("length", length, 16))
+        fix(self, "data_fin", _check.flag("data_fin", fin))
+        if csum is not None:
+            fix(self, "checksum", _check.uint("checksum", csum, 16))
+        fix(self, "subflow_seq", _check.in_range("subflow_seq", ssn, 0,
                                                  _check.I64_MAX - max(self.payload_length, 0)))
 
     @property
