@@ -19,6 +19,7 @@ _U16 = struct.Struct(">H").unpack_from
 _U32 = struct.Struct(">I").unpack_from
 _U64 = struct.Struct(">Q").unpack_from
 _U32U32 = struct.Struct(">II").unpack_from
+_U32H = struct.Struct(">IH").unpack_from
 
 _TCP_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 30: "MPTCP"}
 _SUBTYPE_NAMES = ("MP_CAPABLE", "MP_JOIN", "DSS", "ADD_ADDR", "REMOVE_ADDR", "MP_PRIO", "MP_FAIL",
@@ -117,14 +118,20 @@ def dss_fields(d, pos: int, length: int):
     o = pos + 4
     data_ack = dsn = ssn = dll = csum = None
     if flags & 0x01:
-        size = 8 if flags & 0x02 else 4
-        data_ack = int.from_bytes(d[o:o + size], "big")
-        o += size
+        if flags & 0x02:
+            data_ack = _U64(d, o)[0]
+            o += 8
+        else:
+            data_ack = _U32(d, o)[0]
+            o += 4
     if flags & 0x04:
-        size = 8 if flags & 0x08 else 4
-        dsn = int.from_bytes(d[o:o + size], "big")
-        o += size
-        ssn, dll = _U32(d, o)[0], _U16(d, o + 4)[0]
+        if flags & 0x08:
+            dsn = _U64(d, o)[0]
+            o += 8
+        else:
+            dsn = _U32(d, o)[0]
+            o += 4
+        ssn, dll = _U32H(d, o)
         if has_csum:
             csum = _U16(d, o + 6)[0]
     return flags, data_ack, dsn, ssn, dll, csum
@@ -329,15 +336,15 @@ def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, len
     out = []
     pos = 0
     while pos < n:
-        step, size = opt_step(d, n, pos)
-        if step == OPT_EOL:
-            out.append(_T.EOL)
-            break
-        if step == OPT_NOP:
+        kind = d[pos]
+        if kind == 1:                              # the walk's two one-byte cases, inline
             out.append(_T.NOP)
             pos += 1
             continue
-        kind = d[pos]
+        if kind == 0:
+            out.append(_T.EOL)
+            break
+        step, size = opt_step(d, n, pos)
         if step == OPT_TLV:
             try:
                 opt = _decode_tlv(d, pos, size)
