@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import mptcp_fast
-from mptcp_fast import _backend, capture, packet
+from mptcp_fast import _backend, packet
 
 SHIPPED = Path(mptcp_fast.__file__).parent / "data" / "kernel-mptcp.pcap"
 

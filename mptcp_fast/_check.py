@@ -9,6 +9,7 @@ the fast C conversion does not apply), so the messages are the same text on both
 
 from __future__ import annotations
 
+import ipaddress
 import operator
 
 import numpy as np
@@ -58,3 +59,19 @@ def byte_length(name: str, data) -> int:
         if not view.c_contiguous:
             raise ValueError(f"{name} must be a contiguous buffer")
         return view.nbytes
+
+
+def address(name: str, value, sizes=(4, 16)) -> bytes:
+    """An IP address as packed bytes: "198.18.0.1", "2001:2::1", an ipaddress object, or
+    already packed bytes of an allowed size."""
+    if type(value) is bytes and len(value) in sizes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+        if len(value) not in sizes:
+            raise ValueError(f"{name} must be {' or '.join(map(str, sizes))} bytes, got {len(value)}")
+        return value
+    try:
+        return ipaddress.ip_address(value).packed
+    except ValueError:
+        raise ValueError(f"{name} must be an IPv4 or IPv6 address, got {value!r}") from None

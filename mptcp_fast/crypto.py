@@ -21,7 +21,6 @@ this module validates arguments and holds the public types.
 from __future__ import annotations
 
 import hmac as _hmac
-import ipaddress
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -70,15 +69,7 @@ def _version(version) -> int:
 
 
 def _packed(address) -> bytes:
-    if isinstance(address, (bytes, bytearray, memoryview)):
-        address = bytes(address)
-        if len(address) not in (4, 16):
-            raise ValueError(f"address must be 4 or 16 bytes, got {len(address)}")
-        return address
-    try:
-        return ipaddress.ip_address(address).packed
-    except ValueError:
-        raise ValueError(f"address must be an IPv4 or IPv6 address, got {address!r}") from None
+    return _check.address("address", address)
 
 
 def _port(port) -> int:

@@ -26,6 +26,7 @@ import sys
 from operator import itemgetter
 from typing import Iterable
 
+from . import _check
 from .errors import option_error
 
 __all__ = [
@@ -100,11 +101,16 @@ class Segment(enum.Enum):
 # validation helpers (used by constructors, never by the parsers)
 
 def _uint(option: str, field: str, value, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise option_error(option, field, None, f"an int of {bits} bits", repr(value))
-    if not 0 <= value < (1 << bits):
-        raise option_error(option, field, None, f"0 <= {field} < 2**{bits}", value)
-    return value
+    """mptcp_fast._check's rule (ints and numpy ints; not bools or floats), reported as the
+    codec's OptionError naming the option and the field."""
+    if type(value) is int and 0 <= value < (1 << bits):
+        return value
+    try:
+        return _check.uint(field, value, bits)
+    except TypeError:
+        raise option_error(option, field, None, f"an int of {bits} bits", repr(value)) from None
+    except ValueError:
+        raise option_error(option, field, None, f"0 <= {field} < 2**{bits}", value) from None
 
 
 def _opt_uint(option: str, field: str, value, bits: int):
@@ -122,15 +128,13 @@ def _fixed_bytes(option: str, field: str, value, size: int) -> bytes:
 
 
 def _packed_address(option: str, value, allowed=(4, 16)) -> bytes:
-    """Accept "192.0.2.1", an ipaddress object, or 4/16 packed bytes."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value)
-        if len(value) not in allowed:
-            raise option_error(option, "address", None, "4 or 16 bytes", f"{len(value)} bytes")
-        return value
+    """Accept "192.0.2.1", an ipaddress object, or 4/16 packed bytes (mptcp_fast._check)."""
     try:
-        return ipaddress.ip_address(value).packed
+        return _check.address("address", value, allowed)
     except ValueError:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raise option_error(option, "address", None, "4 or 16 bytes",
+                               f"{len(bytes(value))} bytes") from None
         raise option_error(option, "address", None, "an IPv4 or IPv6 address", repr(value)) from None
 
 

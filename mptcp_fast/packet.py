@@ -18,7 +18,6 @@ with the C in pyx/mf_packet.pxd shared with the capture reader) with a pure twin
 
 from __future__ import annotations
 
-import ipaddress
 from typing import NamedTuple
 
 from . import _check
@@ -131,20 +130,6 @@ def verify_checksums(buffer, offset: int = 0, length: int | None = None):
     return found
 
 
-def _address(name: str, value) -> bytes:
-    if type(value) is bytes and len(value) in (4, 16):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value)
-        if len(value) not in (4, 16):
-            raise ValueError(f"{name} must be 4 or 16 bytes, got {len(value)}")
-        return value
-    try:
-        return ipaddress.ip_address(value).packed
-    except ValueError:
-        raise ValueError(f"{name} must be an IPv4 or IPv6 address, got {value!r}") from None
-
-
 def build_packet_into(buffer, offset: int, src, dst, sport: int, dport: int, seq: int,
                       ack: int, flags: int, window: int, *, options: bytes = b"",
                       payload=b"", ttl: int = 64, tos: int = 0, ip_id: int = 0,
@@ -153,7 +138,7 @@ def build_packet_into(buffer, offset: int, src, dst, sport: int, dport: int, seq
     the writable ``buffer`` at ``offset``, with its TCP checksum and IPv4 header checksum;
     return its length. ``options`` is a TCP options area (a multiple of 4 bytes, at most
     40: ``options.encode_tcp_options``); ``tos`` is the IPv4 TOS or the IPv6 traffic class."""
-    src, dst = _address("src", src), _address("dst", dst)
+    src, dst = _check.address("src", src), _check.address("dst", dst)
     if len(src) != len(dst):
         raise ValueError("src and dst must be of one family")
     if type(options) is not bytes:
@@ -171,7 +156,7 @@ def build_packet_into(buffer, offset: int, src, dst, sport: int, dport: int, seq
 def build_packet(src, dst, sport: int, dport: int, seq: int, ack: int, flags: int,
                  window: int, **kwargs) -> bytes:
     """``build_packet_into`` a new buffer of the right size; the packet as bytes."""
-    size = (20 if len(_address("src", src)) == 4 else 40) + 20 + len(kwargs.get("options", b"")) \
+    size = (20 if len(_check.address("src", src)) == 4 else 40) + 20 + len(kwargs.get("options", b"")) \
         + _check.byte_length("payload", kwargs.get("payload", b""))
     out = bytearray(size)
     build_packet_into(out, 0, src, dst, sport, dport, seq, ack, flags, window, **kwargs)
