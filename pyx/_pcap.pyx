@@ -15,6 +15,7 @@ from numpy cimport npy_bool as cnp_bool
 cnp.import_array()
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
+from mf_bytes cimport be16, be32
 from mf_tcpopt cimport DssFields, dss_decode, opt_step, OPT_EOL, OPT_NOP, OPT_TLV
 from mf_packet cimport PacketLayout, pk_locate, PK_OK, PK_TRUNCATED, PK_FRAGMENT
 from mptcp_fast._pure._pcap import Stats                      # one definition of the counters
@@ -27,20 +28,15 @@ cdef enum:
 
 
 cdef inline uint32_t rd32(const uint8_t* p, bint big) noexcept nogil:
+    """A capture file's own byte order: big or little endian (pcap and pcapng headers)."""
     if big:
-        return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+        return be32(p)
     return (<uint32_t>p[3] << 24) | (<uint32_t>p[2] << 16) | (<uint32_t>p[1] << 8) | p[0]
 
 cdef inline uint16_t rd16(const uint8_t* p, bint big) noexcept nogil:
     if big:
-        return (<uint16_t>p[0] << 8) | p[1]
+        return be16(p)
     return (<uint16_t>p[1] << 8) | p[0]
-
-cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
-    return (<uint16_t>p[0] << 8) | p[1]
-
-cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
 
 cdef class _Reader:
