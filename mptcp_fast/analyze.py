@@ -97,6 +97,38 @@ class Connection:
     streams: dict = field(default_factory=lambda: {"up": Direction(), "down": Direction()})
 
 
+@dataclass(frozen=True, slots=True)
+class TrackerEvent:
+    """An anomaly the per-packet tracker found: at ``packet``, on tracker subflow ``subflow``;
+    ``packets`` lists the packets of a mapping whose DSS checksum failed (else None)."""
+    packet: int
+    subflow: int
+    text: str
+    packets: tuple | None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionCounters:
+    """One direction of one subflow."""
+    bytes: int
+    reinjected_bytes: int
+    unverified_checksums: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCounters:
+    """One direction of a connection's data-level stream, as the tracker counted it."""
+    data_bytes: int
+    not_captured_bytes: int
+    out_of_order_bytes: int
+    duplicate_bytes: int
+    reinjected_bytes: int
+    outside_window_bytes: int
+    data_acked: int | None
+    data_fin: int | None
+    all_seen: bool
+
+
 CHECKSUM_BUDGET = 1 << 28             # bytes of pending checksummed mappings, all connections
 CONNECTION_CHECKSUM_BUDGET = 1 << 26  # ... and per connection
 
@@ -148,11 +180,11 @@ class Analyzer:
         return None if entry is None else entry[0].number
 
     def _take_tracker_events(self) -> None:
-        for number, sid, text, packets in self.tracker.events:
-            conn = self._subflows[sid][0]
-            conn.anomalies.append((number, text))
-            if packets is not None:
-                conn.checksum_failures.append(list(packets))
+        for event in self.tracker.events:
+            conn = self._subflows[event.subflow][0]
+            conn.anomalies.append((event.packet, event.text))
+            if event.packets is not None:
+                conn.checksum_failures.append(list(event.packets))
         del self.tracker.events[:]
 
     # -- packets the tracker hands back
@@ -363,7 +395,7 @@ class Analyzer:
                 stream.dump.close()
                 stream.dump = None
         counters = {s.sid: self.tracker.subflow_counters(s.sid) for s in conn.subflows}
-        total = {d: sum(counters[s.sid][k][0] for s in conn.subflows) or 1
+        total = {d: sum(counters[s.sid][k].bytes for s in conn.subflows) or 1
                  for k, d in enumerate(DIRECTIONS)}
         return {
             "connection": conn.number, "version": conn.version, "checksums": conn.checksum,
@@ -377,12 +409,13 @@ class Analyzer:
                 "initial": s.initial, "first_packet": s.first_packet, "backup": s.backup,
                 "client_address_id": 0 if s.initial else s.client_address_id,
                 "server_address_id": 0 if s.initial else s.server_address_id,
-                "bytes": {d: counters[s.sid][k][0] for k, d in enumerate(DIRECTIONS)},
-                "share": {d: round(counters[s.sid][k][0] / total[d], 4)
+                "bytes": {d: counters[s.sid][k].bytes for k, d in enumerate(DIRECTIONS)},
+                "share": {d: round(counters[s.sid][k].bytes / total[d], 4)
                           for k, d in enumerate(DIRECTIONS)},
-                "reinjected_bytes": {d: counters[s.sid][k][1] for k, d in enumerate(DIRECTIONS)},
+                "reinjected_bytes": {d: counters[s.sid][k].reinjected_bytes
+                                     for k, d in enumerate(DIRECTIONS)},
                 "join_synack_hmac": s.synack_verdict, "join_ack_hmac": s.ack_verdict,
-                "unverified_checksums": sum(counters[s.sid][k][2] for k in range(2)),
+                "unverified_checksums": sum(c.unverified_checksums for c in counters[s.sid]),
             } for s in conn.subflows],
             "add_addr": conn.add_addrs,
             "streams": {d: self._stream_dict(conn, k, d) for k, d in enumerate(DIRECTIONS)},
@@ -397,16 +430,16 @@ class Analyzer:
         stream = conn.streams[name]
         c = self.tracker.stream_counters(conn.streams_id + k)
         q = stream.queue
-        rebuilt = q is not None and not c["not_captured_bytes"]
+        rebuilt = q is not None and not c.not_captured_bytes
         return {
             "bytes": stream.delivered, "sha256": stream.sha256.hexdigest() if q is not None else None,
-            "complete": q.eof if rebuilt else c["all_seen"],
-            "data_bytes": c["data_bytes"], "not_captured_bytes": c["not_captured_bytes"],
-            "out_of_order_bytes": c["out_of_order_bytes"], "duplicate_bytes": c["duplicate_bytes"],
-            "reinjected_bytes": c["reinjected_bytes"],
-            "outside_window_bytes": c["outside_window_bytes"],
+            "complete": q.eof if rebuilt else c.all_seen,
+            "data_bytes": c.data_bytes, "not_captured_bytes": c.not_captured_bytes,
+            "out_of_order_bytes": c.out_of_order_bytes, "duplicate_bytes": c.duplicate_bytes,
+            "reinjected_bytes": c.reinjected_bytes,
+            "outside_window_bytes": c.outside_window_bytes,
             "conflict_bytes": q.conflict_bytes if q is not None else 0,
-            "data_fin": c["data_fin"], "data_acked": c["data_acked"],
+            "data_fin": c.data_fin, "data_acked": c.data_acked,
         }
 
 
@@ -436,6 +469,7 @@ _impl = None
 
 def _bind(impl) -> None:
     global _impl
+    impl.bind_types(TrackerEvent, DirectionCounters, StreamCounters)
     _impl = impl
 
 

@@ -34,6 +34,16 @@ cdef enum:
     DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
 
+cdef object _Event = None             # mptcp_fast.analyze's types, set by bind_types()
+cdef object _DirectionCounters = None
+cdef object _StreamCounters = None
+
+
+def bind_types(event, direction_counters, stream_counters):
+    global _Event, _DirectionCounters, _StreamCounters
+    _Event, _DirectionCounters, _StreamCounters = event, direction_counters, stream_counters
+
+
 def checksum_failure(dsn, packets):
     return (f"DSS checksum failure for the mapping at DSN {dsn} carried by packets "
             f"{', '.join(map(str, sorted(packets)))}")
@@ -336,14 +346,14 @@ cdef class Tracker:
 
     # -- counters
     def subflow_counters(self, Py_ssize_t sid):
-        """((bytes up, reinjected up, unverified checksums up), (... down))."""
+        """(DirectionCounters up, DirectionCounters down) of a subflow."""
         cdef _Side s
         if self._sides[2 * sid] is None:
-            return (0, 0, 0), (0, 0, 0)
+            return _DirectionCounters(0, 0, 0), _DirectionCounters(0, 0, 0)
         out = []
         for k in range(2):
             s = self._sides[2 * sid + k]
-            out.append((s.bytes, s.reinjected, s.unverified + len(s.pending)))
+            out.append(_DirectionCounters(s.bytes, s.reinjected, s.unverified + len(s.pending)))
         return tuple(out)
 
     def checksum_claims(self):
@@ -351,15 +361,14 @@ cdef class Tracker:
         return self._claimed
 
     def stream_counters(self, int stream):
+        """StreamCounters of one direction of a connection's data-level stream."""
         cdef _Stream st = self._streams[stream]
         fin_reached = st.fin_known and st.origin_known and \
             st.edge >= seq64_diff(st.data_fin, st.origin)
-        return {"data_bytes": st.new_bytes, "not_captured_bytes": st.not_captured,
-                "out_of_order_bytes": st.out_of_order,
-                "duplicate_bytes": st.duplicate, "reinjected_bytes": st.reinjected,
-                "outside_window_bytes": st.outside_window,
-                "data_acked": st.data_acked if st.acked_known else None,
-                "data_fin": st.data_fin if st.fin_known else None, "all_seen": fin_reached}
+        return _StreamCounters(st.new_bytes, st.not_captured, st.out_of_order, st.duplicate,
+                               st.reinjected, st.outside_window,
+                               st.data_acked if st.acked_known else None,
+                               st.data_fin if st.fin_known else None, fin_reached)
 
     # -- the walk
     def load(self, cols):
@@ -447,7 +456,8 @@ cdef class Tracker:
         while pos < rel + length:
             m = ms_covering(&side.maps, pos)
             if m == NULL:
-                self.events.append((number, sid, f"subflow bytes from {pos} have no mapping", None))
+                self.events.append(_Event(number, sid, f"subflow bytes from {pos} have no mapping",
+                                          None))
                 return 0
             pos = rel + length if m.length == 0 else min(rel + length, m.end)
         pos = run_start = rel                 # runs of contiguous DSNs, as resolve() merges them
@@ -510,7 +520,7 @@ cdef class Tracker:
         if result == MS_NO_MEMORY:
             raise MemoryError()
         if result == MS_CONFLICT:
-            self.events.append((number, sid, mapping_conflict(&e, &old), None))
+            self.events.append(_Event(number, sid, mapping_conflict(&e, &old), None))
             return 0
         side.probed = True
         if not st.ref_known or seq64_diff(dsn, st.dsn_ref) >= 0:
@@ -518,15 +528,15 @@ cdef class Tracker:
         if data_fin:
             fin = dsn + <uint64_t>(length - 1)
             if st.fin_known and fin != st.data_fin:
-                self.events.append((number, sid, f"DATA_FIN moved from DSN {st.data_fin} to {fin}",
-                                    None))
+                self.events.append(_Event(number, sid,
+                                          f"DATA_FIN moved from DSN {st.data_fin} to {fin}", None))
                 return 0
             st.data_fin, st.fin_known = fin, True
             if st.queue is not None:
                 try:
                     st.queue.data_fin(st.data_fin)
                 except MptcpError as exc:
-                    self.events.append((number, sid, str(exc), None))
+                    self.events.append(_Event(number, sid, str(exc), None))
         if (result == MS_NEW and st.checksums and checksum >= 0 and payload_length > 0
                 and not truncated):           # headers-only captures cannot be checked
             if len(side.pending) >= PENDING_CHECKSUMS_MAX:    # bytes that never all arrived
@@ -613,8 +623,8 @@ cdef class Tracker:
             if not self._verify(entry.dsn, entry.start & 0xFFFFFFFF, entry.length, data,
                                 entry.checksum):
                 packets = [entry.packets[j] for j in range(entry.count)]
-                self.events.append((number, sid, checksum_failure(entry.dsn, packets),
-                                    tuple(sorted(packets))))
+                self.events.append(_Event(number, sid, checksum_failure(entry.dsn, packets),
+                                          tuple(sorted(packets))))
         return 0
 
 

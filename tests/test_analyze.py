@@ -303,3 +303,36 @@ def test_a_checksummed_mapping_over_segments_out_of_order(backend, tmp_path, bad
     assert up["sha256"] == hashlib.sha256(data).hexdigest() and up["duplicate_bytes"] == 1000
     assert conn["checksum_failures"] == ([sorted(numbers)] if bad else [])
     assert conn["subflows"][0]["unverified_checksums"] == 0
+
+
+def test_tracker_counters_and_events_are_named(backend, tmp_path):
+    """The tracker hands back dataclasses, not tuples: per-direction subflow counters, stream
+    counters, and anomalies as TrackerEvent (here a checksum failure naming its packet)."""
+    t = Trace(checksum=True)
+    flow = t.connect(C1, S1)
+    t.send(flow, "up", blob(300))
+    bad = t.send(flow, "up", blob(200, 3), bad_checksum=True)
+    path = tmp_path / "named.pcap"
+    path.write_bytes(t.pcap())
+    analyzer = analyze_module.Analyzer()
+    events = []
+    real_take = analyzer._take_tracker_events
+
+    def take():
+        events.extend(analyzer.tracker.events)
+        real_take()
+    analyzer._take_tracker_events = take
+    from mptcp_fast import capture
+    with capture.open_capture(str(path)) as reader:
+        for cols in reader.columns():
+            analyzer.feed_columns(cols)
+    up, down = analyzer.tracker.subflow_counters(0)
+    assert isinstance(up, analyze_module.DirectionCounters)
+    assert (up.bytes, up.reinjected_bytes, up.unverified_checksums, down.bytes) == (500, 0, 0, 0)
+    stream = analyzer.tracker.stream_counters(0)
+    assert isinstance(stream, analyze_module.StreamCounters)
+    assert (stream.data_bytes, stream.out_of_order_bytes, stream.all_seen) == (500, 0, False)
+    (event,) = events
+    assert isinstance(event, analyze_module.TrackerEvent)
+    assert (event.packet, event.subflow, event.packets) == (bad, 0, (bad,))
+    assert event.text.startswith("DSS checksum failure for the mapping at DSN")

@@ -32,6 +32,14 @@ PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
 DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
 
+_Event = _DirectionCounters = _StreamCounters = None   # mptcp_fast.analyze's, by bind_types()
+
+
+def bind_types(event, direction_counters, stream_counters) -> None:
+    global _Event, _DirectionCounters, _StreamCounters
+    _Event, _DirectionCounters, _StreamCounters = event, direction_counters, stream_counters
+
+
 def checksum_failure(dsn: int, packets) -> str:
     return (f"DSS checksum failure for the mapping at DSN {dsn} carried by packets "
             f"{', '.join(map(str, sorted(packets)))}")
@@ -167,25 +175,25 @@ class Tracker:
 
     # -- counters
     def subflow_counters(self, sid: int):
-        """((bytes up, reinjected up, unverified checksums up), (... down))."""
+        """(DirectionCounters up, DirectionCounters down) of a subflow."""
         sides = self._sides[sid]
         if sides is None:
-            return (0, 0, 0), (0, 0, 0)
-        return tuple((s.bytes, s.reinjected, s.unverified + len(s.pending)) for s in sides)
+            return _DirectionCounters(0, 0, 0), _DirectionCounters(0, 0, 0)
+        return tuple(_DirectionCounters(s.bytes, s.reinjected, s.unverified + len(s.pending))
+                     for s in sides)
 
     def checksum_claims(self) -> int:
         """Payload bytes that pending checksummed mappings hold a claim on now."""
         return self._claimed
 
-    def stream_counters(self, stream: int) -> dict:
+    def stream_counters(self, stream: int):
+        """StreamCounters of one direction of a connection's data-level stream."""
         st = self._streams[stream]
         fin_reached = st.data_fin is not None and st.origin is not None and \
             st.edge >= seq64_diff(st.data_fin, st.origin)
-        return {"data_bytes": st.new_bytes, "not_captured_bytes": st.not_captured,
-                "out_of_order_bytes": st.out_of_order,
-                "duplicate_bytes": st.duplicate, "reinjected_bytes": st.reinjected,
-                "outside_window_bytes": st.outside_window,
-                "data_acked": st.data_acked, "data_fin": st.data_fin, "all_seen": fin_reached}
+        return _StreamCounters(st.new_bytes, st.not_captured, st.out_of_order, st.duplicate,
+                               st.reinjected, st.outside_window, st.data_acked, st.data_fin,
+                               fin_reached)
 
     # -- the walk
     def load(self, cols) -> None:
@@ -271,7 +279,7 @@ class Tracker:
         try:
             ranges = side.maps.resolve(rel, length)
         except UnmappedData as exc:
-            self.events.append((number, sid, str(exc), None))
+            self.events.append(_Event(number, sid, str(exc), None))
             return
         payload = None if truncated else self._blob[self._payload_start[i]:self._payload_start[i] + length]
         pos = 0
@@ -309,7 +317,7 @@ class Tracker:
         try:
             new = side.maps._declare(dsn, start, length, data_fin, checksum)
         except MappingConflict as exc:
-            self.events.append((number, sid, str(exc), None))
+            self.events.append(_Event(number, sid, str(exc), None))
             return
         side.probed = True
         if st.dsn_ref is None or ((dsn - st.dsn_ref) & _MASK64) < (1 << 63):
@@ -317,15 +325,15 @@ class Tracker:
         if data_fin:
             fin = (dsn + length - 1) & _MASK64
             if st.data_fin is not None and fin != st.data_fin:
-                self.events.append((number, sid, f"DATA_FIN moved from DSN {st.data_fin} to {fin}",
-                                    None))
+                self.events.append(_Event(number, sid,
+                                          f"DATA_FIN moved from DSN {st.data_fin} to {fin}", None))
                 return
             st.data_fin = fin
             if st.queue is not None:
                 try:
                     st.queue.data_fin(fin)
                 except MptcpError as exc:
-                    self.events.append((number, sid, str(exc), None))
+                    self.events.append(_Event(number, sid, str(exc), None))
         payload_length = length - 1 if data_fin else length
         if (new and st.checksums and checksum is not None and payload_length > 0
                 and not truncated):            # headers-only captures cannot be checked
@@ -432,5 +440,6 @@ class Tracker:
                 self._unclaim(side, entry)
                 if not self._verify(entry.dsn, entry.start & _MASK32, entry.length,
                                     bytes(entry.data), entry.checksum):
-                    self.events.append((number, sid, checksum_failure(entry.dsn, entry.packets),
-                                        tuple(sorted(entry.packets))))
+                    self.events.append(_Event(number, sid,
+                                              checksum_failure(entry.dsn, entry.packets),
+                                              tuple(sorted(entry.packets))))
