@@ -69,21 +69,34 @@ cdef int take(object data, Py_ssize_t offset, Py_ssize_t* length, Py_buffer* vie
     return 0
 
 
+cdef int open_packet(object data, object offset_, object length_, Py_buffer* view,
+                     PacketLayout* f, Py_ssize_t* offset, bint need_whole) except -1:
+    """Check offset and length, get the buffer and locate the packet in it: its PK_ status
+    (PK_TRUNCATED too when ``need_whole`` and the bytes end before the packet does). The
+    buffer is held whatever the status; the caller releases it."""
+    cdef Py_ssize_t length
+    cdef int status
+    offset[0] = int_arg(offset_, "offset", 0, MAX_OFFSET)     # offset first, as the pure twin
+    length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
+    take(data, offset[0], &length, view, PyBUF_SIMPLE)
+    status = pk_locate(<const uint8_t*>view.buf, offset[0] + length, offset[0], 0, f)
+    if status == PK_OK and need_whole and f.cap_end < f.ip_end:
+        return PK_TRUNCATED
+    return status
+
+
 def parse(data, offset_, length_):
     """A Packet of offsets into ``data``, or the PK_ status when it is not a TCP packet."""
     cdef Py_buffer view
     cdef PacketLayout f
+    cdef Py_ssize_t offset
     cdef const uint8_t* d
     cdef const uint8_t* t
-    cdef int status
-    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
-    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
-    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    cdef int status = open_packet(data, offset_, length_, &view, &f, &offset, False)
     try:
-        d = <const uint8_t*>view.buf
-        status = pk_locate(d, offset + length, offset, 0, &f)
         if status:
             return status
+        d = <const uint8_t*>view.buf
         t = d + f.tcp
         return _tuple_new(_Packet, (
             f.version, offset, f.src, f.src + f.addr_len, f.addr_len, f.tcp, be16(t), be16(t + 2),
@@ -95,29 +108,14 @@ def parse(data, offset_, length_):
         PyBuffer_Release(&view)
 
 
-cdef int whole(const uint8_t* d, Py_ssize_t offset, Py_ssize_t length, PacketLayout* f) noexcept:
-    """PK_OK when a TCP packet is present in full at ``offset``, else its status."""
-    cdef int status = pk_locate(d, offset + length, offset, 0, f)
-    if status:
-        return status
-    if f.cap_end < f.ip_end:
-        return PK_TRUNCATED
-    return PK_OK
-
-
 def tcp_checksum(data, offset_, length_):
     """The TCP checksum the packet should carry (its field read as zero), or -status."""
     cdef Py_buffer view
     cdef PacketLayout f
-    cdef int status
-    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
-    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
-    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    cdef Py_ssize_t offset
+    cdef int status = open_packet(data, offset_, length_, &view, &f, &offset, True)
     try:
-        status = whole(<const uint8_t*>view.buf, offset, length, &f)
-        if status:
-            return -status
-        return pk_tcp_checksum(<const uint8_t*>view.buf, &f)
+        return -status if status else pk_tcp_checksum(<const uint8_t*>view.buf, &f)
     finally:
         PyBuffer_Release(&view)
 
@@ -126,12 +124,9 @@ def ipv4_header_checksum(data, offset_, length_):
     """The IPv4 header checksum the packet should carry, or -status (-PK_NOT_TCP for IPv6)."""
     cdef Py_buffer view
     cdef PacketLayout f
-    cdef int status
-    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
-    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
-    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    cdef Py_ssize_t offset
+    cdef int status = open_packet(data, offset_, length_, &view, &f, &offset, True)
     try:
-        status = whole(<const uint8_t*>view.buf, offset, length, &f)
         if status:
             return -status
         if f.version != 4:
@@ -145,17 +140,14 @@ def verify(data, offset_, length_):
     """(IPv4 header checksum good, or None for IPv6; TCP checksum good), or -status."""
     cdef Py_buffer view
     cdef PacketLayout f
+    cdef Py_ssize_t offset
     cdef const uint8_t* d
-    cdef int status
     cdef bint tcp_ok
-    cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
-    cdef Py_ssize_t length = -1 if length_ is None else int_arg(length_, "length", 0, MAX_OFFSET)
-    take(data, offset, &length, &view, PyBUF_SIMPLE)
+    cdef int status = open_packet(data, offset_, length_, &view, &f, &offset, True)
     try:
-        d = <const uint8_t*>view.buf
-        status = whole(d, offset, length, &f)
         if status:
             return -status
+        d = <const uint8_t*>view.buf
         # the sum over everything, field included, is 0xFFFF: ~computed + field
         tcp_ok = add16(~pk_tcp_checksum(d, &f) & 0xFFFF, be16(d + f.tcp + 16)) == 0xFFFF
         if f.version != 4:
