@@ -6,10 +6,11 @@ pure-Python one.
 """
 
 from . import _backend
-from .errors import CaptureError, MptcpError, OptionError, ProtocolError
-from . import crypto, dss, options
+from .errors import CaptureError, MptcpError, OptionError, PacketError, ProtocolError
+from . import crypto, dss, options, packet
 
-__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "ProtocolError", "crypto", "dss", "options"]
+__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "PacketError", "ProtocolError",
+           "crypto", "dss", "options", "packet"]
 __version__ = "0.1.0"
 
 

@@ -7,8 +7,8 @@ that already catch ``ValueError`` keep working.
 
 from __future__ import annotations
 
-__all__ = ["MptcpError", "OptionError", "CaptureError", "ProtocolError", "MappingConflict",
-           "UnmappedData", "option_error", "conflict_text"]
+__all__ = ["MptcpError", "OptionError", "CaptureError", "PacketError", "ProtocolError",
+           "MappingConflict", "UnmappedData", "option_error", "conflict_text"]
 
 
 class MptcpError(Exception):
@@ -35,6 +35,16 @@ class OptionError(MptcpError, ValueError):
 
 class CaptureError(MptcpError, ValueError):
     """A capture file is truncated or corrupt."""
+
+
+class PacketError(MptcpError, ValueError):
+    """Bytes that are not a whole IPv4/IPv6 TCP packet; ``reason`` is ``"truncated"``,
+    ``"not tcp"`` or ``"fragment"`` (``"not ipv4"`` when an IPv4 header checksum is asked of
+    an IPv6 packet)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class ProtocolError(MptcpError):

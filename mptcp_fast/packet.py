@@ -21,23 +21,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import _check
-from .errors import MptcpError
+from .errors import PacketError
 
 __all__ = ["Packet", "PacketError", "parse_packet", "build_packet", "build_packet_into",
            "tcp_checksum", "ipv4_header_checksum", "verify_checksums", "FIN", "SYN", "RST",
            "PSH", "ACK", "URG", "ECE", "CWR"]
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
-
-
-class PacketError(MptcpError, ValueError):
-    """Bytes that are not a whole IPv4/IPv6 TCP packet; ``reason`` is ``"truncated"``,
-    ``"not tcp"`` or ``"fragment"`` (``"not ipv4"`` when an IPv4 header checksum is asked of
-    an IPv6 packet)."""
-
-    def __init__(self, message: str, reason: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 _REASONS = {1: "truncated", 2: "not tcp", 3: "fragment"}
