@@ -152,6 +152,8 @@ def _print_report(report: dict, out) -> None:
                      f"{st['duplicate_bytes']:,}, reinjected {st['reinjected_bytes']:,}")
             if st["conflict_bytes"]:
                 line += f", CONFLICTING {st['conflict_bytes']:,}"
+            if st["outside_window_bytes"]:
+                line += f", outside any window {st['outside_window_bytes']:,} (2**63 or more ahead)"
             print(line, file=out)
         for e in c["events"]:
             print(f"  event packet {e['packet']}: {e['event']}", file=out)

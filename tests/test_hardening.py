@@ -6,12 +6,14 @@ checksums stay within a memory budget; and every public argument is checked the 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import CaptureError, OptionError, _backend, capture, crypto, dss, options
+from mptcp_fast import CaptureError, OptionError, _backend, capture, cli, crypto, dss, options
 from mptcp_fast import analyze as analyze_module
 from mptcp_fast.dss import Mapping
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData
@@ -125,6 +127,9 @@ def test_the_issue_capture_at_idsn_plus_2_63_agrees(on_both, tmp_path):
     assert compiled == pure
     up = compiled["connections"][0]["streams"]["up"]
     assert (up["data_bytes"], up["outside_window_bytes"], up["bytes"]) == (0, 100, 0)
+    text = io.StringIO()
+    cli._print_report(compiled, text)                     # the terminal report says so too
+    assert "outside any window 100 (2**63 or more ahead)" in text.getvalue()
 
 
 BOUNDARIES = [0, 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1]
