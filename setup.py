@@ -12,7 +12,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SINGLE_SOURCE = ("_sender",)          # mptcp_fast/_pure/<name>.py + mptcp_fast/<name>.pxd
+SINGLE_SOURCE = ("_sender",)          # mptcp_fast/_pure/<name>.py + pyx/mptcp_fast/<name>.pxd
 REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
 SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
 
@@ -32,8 +32,9 @@ def extensions():
     sources = {f"mptcp_fast.{os.path.splitext(os.path.basename(path))[0]}": path
                for path in sorted(glob.glob("pyx/*.pyx"))}
     # Single-source modules: the pure twin itself, compiled in Cython's pure-Python mode. The
-    # augmenting .pxd is named after the compiled module (mptcp_fast/<name>.pxd): Cython looks
-    # it up by the extension's name, not by the source's path.
+    # augmenting .pxd is named after the compiled module, pyx/mptcp_fast/<name>.pxd (Cython
+    # looks it up by the extension's name on the include path); so are the .pxd files that
+    # let other compiled modules cimport a module's classes (pyx/mptcp_fast/_receiver.pxd).
     sources.update({f"mptcp_fast.{name}": f"mptcp_fast/_pure/{name}.py" for name in SINGLE_SOURCE})
     modules = [
         Extension(

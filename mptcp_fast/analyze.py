@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _check, capture, crypto, dss, options
+from . import _check, capture, crypto, dss, options, receiver
 
 VALID, INVALID, UNVERIFIABLE = "valid", "invalid", "cannot verify"
 SYN, ACK = 0x02, 0x10
@@ -97,36 +97,9 @@ class Connection:
     streams: dict = field(default_factory=lambda: {"up": Direction(), "down": Direction()})
 
 
-@dataclass(frozen=True, slots=True)
-class TrackerEvent:
-    """An anomaly the per-packet tracker found: at ``packet``, on tracker subflow ``subflow``;
-    ``packets`` lists the packets of a mapping whose DSS checksum failed (else None)."""
-    packet: int
-    subflow: int
-    text: str
-    packets: tuple | None
-
-
-@dataclass(frozen=True, slots=True)
-class DirectionCounters:
-    """One direction of one subflow."""
-    bytes: int
-    reinjected_bytes: int
-    unverified_checksums: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCounters:
-    """One direction of a connection's data-level stream, as the tracker counted it."""
-    data_bytes: int
-    not_captured_bytes: int
-    out_of_order_bytes: int
-    duplicate_bytes: int
-    reinjected_bytes: int
-    outside_window_bytes: int
-    data_acked: int | None
-    data_fin: int | None
-    all_seen: bool
+# The tracker's results are the receive pipeline's types (mptcp_fast.receiver).
+TrackerEvent = receiver.Event
+DirectionCounters, StreamCounters = receiver.DirectionCounters, receiver.StreamCounters
 
 
 CHECKSUM_BUDGET = 1 << 28             # bytes of pending checksummed mappings, all connections
@@ -469,7 +442,6 @@ _impl = None
 
 def _bind(impl) -> None:
     global _impl
-    impl.bind_types(TrackerEvent, DirectionCounters, StreamCounters)
     _impl = impl
 
 

@@ -2,7 +2,7 @@
 subflow, what the peer's DATA_ACK has covered, and what a failed subflow leaves to reinject.
 
 One source for both backends: this module runs as it is as the pure backend, and setup.py
-compiles it with Cython (pure-Python mode, typed by ``mptcp_fast/_sender.pxd``) into
+compiles it with Cython (pure-Python mode, typed by ``pyx/mptcp_fast/_sender.pxd``) into
 ``mptcp_fast._sender`` for the compiled one.
 
 The structure follows the shape of a QUIC stream sender (aioquic's): positions are offsets

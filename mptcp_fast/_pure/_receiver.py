@@ -1,0 +1,317 @@
+"""Pure-Python twin of pyx/_receiver.pyx: the data-level receive pipeline.
+
+A ``DataReceiver`` is one direction of one connection's data (RFC 8684 §3.3): the
+``SubflowReceiver`` of each subflow holds that subflow's mappings (the mapping store) and
+its DSS checksums still collecting; segments (relative subflow sequence number, payload)
+are resolved through the mappings into DSN ranges, counted as new, out-of-order,
+duplicate or reinjected data (data carried again on another subflow than its first
+carrier), pushed into the stream's ReassemblyQueue, and checked against the DSS checksum
+of their mapping once every byte of it was seen. The capture analyzer's tracker feeds it
+from packet columns; the engine will feed it segments. Same results, counters and event
+texts as the compiled twin.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from .._serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
+from ..errors import MappingConflict, MptcpError, UnmappedData
+from ._dss import SubflowMappings
+
+HISTORY = 1 << 24               # DSN bytes behind the contiguous edge whose carrier is kept
+MAX_INTERVALS = 1 << 16         # coverage intervals per stream (memory bound on hostile input)
+MAPPINGS_KEPT_BEHIND = 1 << 24  # subflow bytes of mappings kept behind the newest segment
+PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
+PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
+DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
+
+_Event = _DirectionCounters = _StreamCounters = None   # mptcp_fast.receiver's, by bind_types()
+
+
+def bind_types(event, direction_counters, stream_counters) -> None:
+    global _Event, _DirectionCounters, _StreamCounters
+    _Event, _DirectionCounters, _StreamCounters = event, direction_counters, stream_counters
+
+
+def no_counters():
+    """The DirectionCounters of a subflow direction that is not analysed."""
+    return _DirectionCounters(0, 0, 0)
+
+
+def checksum_failure(dsn: int, packets) -> str:
+    return (f"DSS checksum failure for the mapping at DSN {dsn} carried by packets "
+            f"{', '.join(map(str, sorted(packets)))}")
+
+
+class ChecksumBudget:
+    """Payload bytes that DSS-checksummed mappings still collecting may claim, in all and per
+    connection; a mapping beyond either is counted as unverified instead of held."""
+
+    def __init__(self, total: int, per_connection: int):
+        self.total, self.per_connection = total, per_connection
+        self.claimed = 0
+        self._by_connection = {}
+
+    def claim(self, connection: int, size: int) -> bool:
+        mine = self._by_connection.get(connection, 0)
+        if self.claimed + size > self.total or mine + size > self.per_connection:
+            return False
+        self.claimed += size
+        self._by_connection[connection] = mine + size
+        return True
+
+    def release(self, connection: int, size: int) -> None:
+        self.claimed -= size
+        self._by_connection[connection] -= size
+
+
+class _Pending:
+    """A checksummed mapping whose bytes are still being collected. The buffers are made
+    when the first byte arrives: a mapping whose data never comes costs no payload memory."""
+    __slots__ = ("start", "end", "dsn", "length", "checksum", "data", "seen", "missing",
+                 "packets")
+
+    def __init__(self, start, payload_length, dsn, length, checksum):
+        self.start, self.end, self.dsn = start, start + payload_length, dsn
+        self.length, self.checksum, self.missing = length, checksum, payload_length
+        self.data = self.seen = None
+        self.packets = []
+
+    def add(self, payload, rel, lo, hi, number) -> None:
+        """Subflow bytes [lo, hi) of a payload that starts at ``rel``."""
+        if self.data is None:
+            self.data = bytearray(self.end - self.start)
+            self.seen = bytearray(self.end - self.start)
+        a, b = lo - self.start, hi - self.start
+        self.data[a:b] = payload[lo - rel:hi - rel]
+        self.missing -= (b - a) - self.seen.count(1, a, b)
+        self.seen[a:b] = b"\x01" * (b - a)
+        if len(self.packets) < PACKETS_NAMED_MAX and (not self.packets or self.packets[-1] != number):
+            self.packets.append(number)
+
+
+class SubflowReceiver:
+    """One subflow's part of a DataReceiver: its mappings, checksums still collecting and
+    counters. ``isn`` / ``rel_ref`` and ``probed`` are kept for the feeder (the capture
+    tracker places sequence numbers and spots fallback with them)."""
+
+    def __init__(self, stream: DataReceiver, sid: int):
+        self.stream = stream
+        self.sid = sid
+        self.isn = None
+        self.rel_ref = 1
+        self.maps = SubflowMappings()
+        self.probed = False           # a mapping was declared or a payload was looked at
+        self.bytes = 0
+        self.reinjected = 0
+        self.pending = []             # _Pending, oldest first
+        self.unverified = 0
+
+    def counters(self):
+        return _DirectionCounters(self.bytes, self.reinjected, self.unverified + len(self.pending))
+
+
+class DataReceiver:
+    """One direction of a connection's data-level stream; ``events`` is the list anomalies
+    are appended to, ``connection`` the key of its checksum budget, ``verify_checksum(dsn,
+    subflow_seq, data_len, payload, checksum) -> bool`` checks a whole mapping."""
+
+    def __init__(self, events: list, budget: ChecksumBudget, connection: int, verify_checksum):
+        self.events, self.budget, self.connection = events, budget, connection
+        self._verify = verify_checksum
+        self.peer = None              # the other direction, when the feeder pairs them
+        self.origin = None            # DSN of coverage offset 0 (IDSN + 1 once keys are known)
+        self.dsn_ref = None           # reference for expanding 32-bit DSNs and data ACKs
+        self.queue = None
+        self.drain = None
+        self.pushed = 0
+        self.checksums = False
+        self.data_acked = None        # highest data ACK the peer sent for this stream
+        self.data_fin = None
+        self.starts, self.ends, self.carriers = [], [], []
+        self.floor = self.edge = 0
+        self.new_bytes = self.out_of_order = self.duplicate = self.reinjected = 0
+        self.not_captured = self.outside_window = 0
+
+    def start(self, initial_dsn: int, queue, drain) -> None:
+        """Keys are known: coverage counts from ``initial_dsn`` and payload goes to ``queue``
+        (``drain()`` is called every few MiB pushed)."""
+        self.origin = self.dsn_ref = initial_dsn & _MASK64
+        self.queue, self.drain = queue, drain
+
+    def subflow(self, sid: int) -> SubflowReceiver:
+        return SubflowReceiver(self, sid)
+
+    def counters(self):
+        fin_reached = self.data_fin is not None and self.origin is not None and \
+            self.edge >= seq64_diff(self.data_fin, self.origin)
+        return _StreamCounters(self.new_bytes, self.not_captured, self.out_of_order,
+                               self.duplicate, self.reinjected, self.outside_window,
+                               self.data_acked, self.data_fin, fin_reached)
+
+    # -- DSNs and data ACKs (RFC 8684 §3.3.1-3.3.2; Linux's __mptcp_expand_seq)
+    def expand_dsn(self, dsn32: int) -> int:
+        """A 32-bit DSN promoted next to the newest mapping seen (itself when none was)."""
+        return expand_seq(self.dsn_ref if self.dsn_ref is not None else dsn32, dsn32 & _MASK32)
+
+    def acknowledged(self, ack: int, is64: bool) -> None:
+        """A DATA_ACK for this stream's data (it arrives on the other direction)."""
+        if not is64:
+            if self.dsn_ref is None:
+                return
+            ack = expand_seq(self.dsn_ref, ack & _MASK32)
+        if self.data_acked is None or ((ack - self.data_acked) & _MASK64) < (1 << 63):
+            self.data_acked = ack
+
+    # -- mappings
+    def declare(self, number, side, dsn, start, length, data_fin, checksum, truncated) -> None:
+        """A mapping seen in packet ``number`` on ``side``: stored, or an event when it
+        contradicts one before; a checksummed one starts collecting its bytes."""
+        try:
+            new = side.maps._declare(dsn, start, length, data_fin, checksum)
+        except MappingConflict as exc:
+            self.events.append(_Event(number, side.sid, str(exc), None))
+            return
+        side.probed = True
+        if self.dsn_ref is None or ((dsn - self.dsn_ref) & _MASK64) < (1 << 63):
+            self.dsn_ref = dsn
+        if data_fin:
+            fin = (dsn + length - 1) & _MASK64
+            if self.data_fin is not None and fin != self.data_fin:
+                self.events.append(_Event(number, side.sid,
+                                          f"DATA_FIN moved from DSN {self.data_fin} to {fin}", None))
+                return
+            self.data_fin = fin
+            if self.queue is not None:
+                try:
+                    self.queue.data_fin(fin)
+                except MptcpError as exc:
+                    self.events.append(_Event(number, side.sid, str(exc), None))
+        payload_length = length - 1 if data_fin else length
+        if (new and self.checksums and checksum is not None and payload_length > 0
+                and not truncated):            # headers-only captures cannot be checked
+            if len(side.pending) >= PENDING_CHECKSUMS_MAX:   # bytes that never all arrived
+                self._release(side.pending.pop(0))
+                side.unverified += 1
+            if not self.budget.claim(self.connection, payload_length):
+                side.unverified += 1           # over the memory budget: counted, not held
+                return
+            side.pending.append(_Pending(start, payload_length, dsn, length, checksum))
+
+    def _release(self, entry) -> None:
+        self.budget.release(self.connection, entry.end - entry.start)
+
+    # -- segments
+    def deliver(self, number, side, rel, length, payload) -> None:
+        """Subflow bytes [rel, rel + length) of packet ``number`` on ``side``; ``payload`` is
+        their bytes, or None when they were not captured (counted all the same)."""
+        if payload is not None and len(payload) != length:
+            raise ValueError(f"payload holds {len(payload)} bytes, not {length}")
+        try:
+            ranges = side.maps.resolve(rel, length)
+        except UnmappedData as exc:
+            self.events.append(_Event(number, side.sid, str(exc), None))
+            return
+        pos = 0
+        for dsn, n in ranges:
+            self._cover(side, dsn, n)
+            if payload is not None and self.queue is not None:
+                self.queue.push(dsn, payload[pos:pos + n])
+                self.pushed += n
+            pos += n
+        if self.pushed >= DRAIN_EVERY:
+            self.pushed = 0
+            self.drain()
+        if side.pending and payload is not None:
+            self._collect(number, side, rel, payload)
+        if not number & 1023:                        # memory follows the window, not the file
+            side.maps.release(rel - MAPPINGS_KEPT_BEHIND)
+
+    # -- data-level coverage
+    def _cover(self, side, dsn, length):
+        if self.origin is None:
+            self.origin = dsn                # keys unknown: offsets from the first DSN seen
+        s = seq64_diff(dsn, self.origin)
+        if beyond_reach(s, length):          # would end 2**63 past the origin: outside any
+            self.outside_window += length    # window (mptcp_fast._serial), counted, not placed
+            return
+        e = s + length
+        if s < self.floor:                   # long delivered: no carrier kept
+            below = min(e, self.floor) - s
+            self.duplicate += below
+            s += below
+        sid = side.sid
+        starts, ends, carriers = self.starts, self.ends, self.carriers
+        i = bisect_right(ends, s)            # first interval ending after s
+        pos = s
+        while pos < e:
+            if i < len(starts) and starts[i] <= pos:
+                stop = min(e, ends[i])
+                self.duplicate += stop - pos
+                if carriers[i] != sid:
+                    self.reinjected += stop - pos
+                    side.reinjected += stop - pos
+                pos = stop
+                i += 1
+                continue
+            stop = min(e, starts[i]) if i < len(starts) else e
+            self.new_bytes += stop - pos
+            if pos != self.edge:
+                self.out_of_order += stop - pos
+            i = self._insert(i, pos, stop, sid) + 1
+            if pos == self.edge:
+                self.edge = stop
+                j = i
+                while j < len(starts) and starts[j] == self.edge:
+                    self.edge = ends[j]
+                    j += 1
+            pos = stop
+        self._prune()
+
+    def _insert(self, i, start, end, sid) -> int:
+        """Put [start, end) before interval i, merged into the one before when that one ends at
+        ``start`` on the same subflow (the usual in-order case); return its index."""
+        if i > 0 and self.ends[i - 1] == start and self.carriers[i - 1] == sid:
+            self.ends[i - 1] = end
+            return i - 1
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+        self.carriers.insert(i, sid)
+        return i
+
+    def _prune(self):
+        """Forget carriers HISTORY bytes behind the edge, and bound the list on hostile input."""
+        ends = self.ends
+        n = len(ends)
+        if n > 64 and ends[63] <= self.edge - HISTORY:
+            k = bisect_right(ends, self.edge - HISTORY)
+        elif n > MAX_INTERVALS:
+            k = n - MAX_INTERVALS
+        else:
+            return
+        self.floor = ends[k - 1]
+        del self.starts[:k], self.ends[:k], self.carriers[:k]
+        if self.edge < self.floor:
+            self.edge = self.floor
+            j = 0
+            while j < len(self.starts) and self.starts[j] == self.edge:
+                self.edge = self.ends[j]
+                j += 1
+
+    # -- DSS checksums over whole mappings (RFC 8684 §3.3.1)
+    def _collect(self, number, side, rel, payload):
+        end = rel + len(payload)
+        for entry in list(side.pending):
+            lo, hi = max(rel, entry.start), min(end, entry.end)
+            if lo >= hi:
+                continue
+            entry.add(payload, rel, lo, hi, number)
+            if entry.missing == 0:
+                side.pending.remove(entry)
+                self._release(entry)
+                if not self._verify(entry.dsn, entry.start & _MASK32, entry.length,
+                                    bytes(entry.data), entry.checksum):
+                    self.events.append(_Event(number, side.sid,
+                                              checksum_failure(entry.dsn, entry.packets),
+                                              tuple(sorted(entry.packets))))
