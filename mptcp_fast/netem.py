@@ -1,0 +1,280 @@
+"""An emulated multipath network on a virtual clock: a discrete-event loop that moves whole IP
+packets between sans-IO hosts over paths with rate, delay, jitter, loss (random or bursty),
+reordering, duplication, an MTU and a drop-tail queue. Deterministic from its seed.
+
+    net = Network(seed=1, pcap="run.pcap")
+    net.add_host(client, ["198.18.0.1", "198.18.1.1"])
+    net.add_host(server, ["198.18.0.2", "198.18.1.2"])
+    net.add_path("198.18.0.1", "198.18.0.2", rate=100e6, delay=0.010)
+    net.add_path("198.18.1.1", "198.18.1.2", rate=50e6, delay=0.040, loss=0.005)
+    net.run(until=30.0)                  # or run(stop=lambda: done(), until=...)
+
+A host is anything with the engine's sans-IO face: ``receive_packet(data, now)``,
+``packets_to_send(now)`` (an iterable of packets), ``get_timer()`` (a time or None) and
+``handle_timer(now)``. The network calls them, and sends what they return along the path that
+joins the packet's source and destination addresses; a packet with no path is dropped and
+counted. Each path has one queue per direction: a packet waits for the link (``rate`` bits
+per second) behind those before it, or is dropped when ``queue`` bytes are already waiting;
+it then travels ``delay`` seconds (+ up to ``jitter``), unless lost. ``reorder`` is the
+chance that a packet takes ``reorder_delay`` longer (so later ones overtake it),
+``duplicate`` the chance that it arrives twice, and packets longer than ``mtu`` are dropped.
+Loss is ``loss`` at random, or bursty with ``burst=(p_good_to_bad, p_bad_to_good,
+loss_in_bad)`` (a Gilbert-Elliott channel). ``down(at)`` / ``up(at)`` cut a path and bring
+it back: while down, everything sent on it is lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import random
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import _check
+
+__all__ = ["Network", "Path", "PathStats"]
+
+_LINKTYPE_RAW = 101
+
+
+def _address(value) -> bytes:
+    return _check.address("address", value)
+
+
+def _endpoints(packet: bytes):
+    """(source, destination) addresses of an IPv4 or IPv6 packet, or None."""
+    if len(packet) >= 20 and packet[0] >> 4 == 4:
+        return bytes(packet[12:16]), bytes(packet[16:20])
+    if len(packet) >= 40 and packet[0] >> 4 == 6:
+        return bytes(packet[8:24]), bytes(packet[24:40])
+    return None
+
+
+@dataclass
+class PathStats:
+    """What happened on one direction of a path."""
+    sent: int = 0                 # packets handed to the path
+    delivered: int = 0            # arrivals (duplicates included)
+    bytes_delivered: int = 0
+    lost: int = 0                 # random or bursty loss, or the path was down
+    queue_drops: int = 0          # the drop-tail queue was full
+    mtu_drops: int = 0
+    reordered: int = 0
+    duplicated: int = 0
+
+
+@dataclass
+class _Direction:
+    stats: PathStats = field(default_factory=PathStats)
+    link_free_at: float = 0.0     # when the link finishes sending what is queued
+    queued: deque = field(default_factory=deque)  # (time the packet is on the wire, size)
+    queued_bytes: int = 0
+    bad_state: bool = False       # the Gilbert-Elliott channel's state
+
+
+class Path:
+    """Two addresses joined by a link, one queue per direction; see the module text."""
+
+    def __init__(self, network: Network, a: bytes, b: bytes, rate: float, delay: float,
+                 jitter: float, loss: float, burst, reorder: float, reorder_delay: float,
+                 duplicate: float, mtu: int, queue: int):
+        self.network, self.a, self.b = network, a, b
+        self.rate, self.delay, self.jitter = rate, delay, jitter
+        self.loss, self.burst = loss, burst
+        self.reorder, self.reorder_delay, self.duplicate = reorder, reorder_delay, duplicate
+        self.mtu, self.queue = mtu, queue
+        self.is_up = True
+        self._directions = {a: _Direction(), b: _Direction()}   # keyed by the sender
+
+    def __repr__(self):
+        return (f"Path({ipaddress.ip_address(self.a)} <-> {ipaddress.ip_address(self.b)}, "
+                f"{self.rate / 1e6:g} Mbit/s, {self.delay * 1e3:g} ms)")
+
+    def stats(self, sender) -> PathStats:
+        """The statistics of the direction whose packets ``sender`` sends."""
+        return self._directions[_address(sender)].stats
+
+    def down(self, at: float | None = None) -> None:
+        """Cut the path (now, or at virtual time ``at``): everything sent on it is lost."""
+        self.network.schedule(self.network.now if at is None else at, self._set, False)
+
+    def up(self, at: float | None = None) -> None:
+        self.network.schedule(self.network.now if at is None else at, self._set, True)
+
+    def _set(self, state: bool) -> None:
+        self.is_up = state
+
+    def _lost(self, direction: _Direction) -> bool:
+        rng = self.network.random
+        if self.burst is not None:
+            to_bad, to_good, loss_in_bad = self.burst
+            direction.bad_state = (rng.random() >= to_good) if direction.bad_state \
+                else (rng.random() < to_bad)
+            return direction.bad_state and rng.random() < loss_in_bad
+        return self.loss > 0 and rng.random() < self.loss
+
+    def send(self, sender: bytes, packet: bytes, now: float) -> None:
+        direction = self._directions[sender]
+        stats = direction.stats
+        stats.sent += 1
+        size = len(packet)
+        if size > self.mtu:
+            stats.mtu_drops += 1
+            return
+        queued = direction.queued
+        while queued and queued[0][0] <= now:                # what the link has sent since
+            direction.queued_bytes -= queued.popleft()[1]
+        if direction.queued_bytes + size > self.queue:
+            stats.queue_drops += 1
+            return
+        start = max(now, direction.link_free_at)
+        done = start + size * 8 / self.rate
+        direction.link_free_at = done
+        queued.append((done, size))
+        direction.queued_bytes += size
+        if not self.is_up or self._lost(direction):
+            stats.lost += 1
+            return
+        rng = self.network.random
+        arrival = done + self.delay + (rng.random() * self.jitter if self.jitter else 0.0)
+        if self.reorder and rng.random() < self.reorder:
+            arrival += self.reorder_delay
+            stats.reordered += 1
+        receiver = self.b if sender == self.a else self.a
+        self.network.schedule(arrival, self._arrive, direction, receiver, packet)
+        if self.duplicate and rng.random() < self.duplicate:
+            stats.duplicated += 1
+            self.network.schedule(arrival + size * 8 / self.rate, self._arrive, direction,
+                                  receiver, packet)
+
+    def _arrive(self, direction: _Direction, receiver: bytes, packet: bytes) -> None:
+        if not self.is_up:                 # cut while the packet was in flight
+            direction.stats.lost += 1
+            return
+        direction.stats.delivered += 1
+        direction.stats.bytes_delivered += len(packet)
+        self.network._deliver(receiver, packet)
+
+
+class Network:
+    """The event loop and its hosts and paths; ``now`` is the virtual time in seconds."""
+
+    def __init__(self, seed: int = 0, pcap=None):
+        self.now = 0.0
+        self.random = random.Random(seed)
+        self._events = []                  # (time, order, callback, args)
+        self._order = 0
+        self._hosts = {}                   # address -> host
+        self._timers = {}                  # id(host) -> scheduled time
+        self._paths = {}                   # (sender address, receiver address) -> Path
+        self.unroutable = 0                # packets with no path between their addresses
+        self._pcap = None
+        if pcap is not None:
+            self._pcap = open(pcap, "wb") if isinstance(pcap, (str, bytes)) or hasattr(
+                pcap, "__fspath__") else pcap
+            self._pcap.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535,
+                                         _LINKTYPE_RAW))   # nanosecond timestamps
+
+    # -- set-up
+    def add_host(self, host, addresses) -> None:
+        """Attach a sans-IO host that owns ``addresses``."""
+        for address in addresses:
+            self._hosts[_address(address)] = host
+        self.schedule(self.now, self._poll, host)
+
+    def add_path(self, a, b, *, rate: float = 100e6, delay: float = 0.010, jitter: float = 0.0,
+                 loss: float = 0.0, burst=None, reorder: float = 0.0,
+                 reorder_delay: float = 0.005, duplicate: float = 0.0, mtu: int = 1500,
+                 queue: int = 256 * 1024) -> Path:
+        """Join addresses ``a`` and ``b`` (IPv4 or IPv6, one family) with a path."""
+        a, b = _address(a), _address(b)
+        if len(a) != len(b):
+            raise ValueError("a path joins two addresses of one family")
+        for name, value in (("rate", rate), ("delay", delay), ("jitter", jitter),
+                            ("reorder_delay", reorder_delay)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if rate <= 0:
+            raise ValueError(f"rate must be above 0, got {rate!r}")
+        for name, value in (("loss", loss), ("reorder", reorder), ("duplicate", duplicate)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in 0..1, got {value!r}")
+        if burst is not None and (len(burst) != 3 or not all(0 <= p <= 1 for p in burst)):
+            raise ValueError("burst must be (p_good_to_bad, p_bad_to_good, loss_in_bad), "
+                             "each in 0..1")
+        path = Path(self, a, b, float(rate), float(delay), float(jitter), float(loss), burst,
+                    float(reorder), float(reorder_delay), float(duplicate),
+                    _check.in_range("mtu", mtu, 68, 65535), _check.in_range("queue", queue, 0, 1 << 40))
+        self._paths[(a, b)] = self._paths[(b, a)] = path
+        return path
+
+    # -- the loop
+    def schedule(self, when: float, callback, *args) -> None:
+        self._order += 1
+        heapq.heappush(self._events, (when, self._order, callback, args))
+
+    def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
+        """Process events in time order until none are left, virtual time passes ``until``,
+        ``stop()`` returns true, or ``max_events`` were processed; returns the time reached."""
+        processed = 0
+        while self._events:
+            when = self._events[0][0]
+            if until is not None and when > until:
+                self.now = until
+                break
+            _, _, callback, args = heapq.heappop(self._events)
+            self.now = max(self.now, when)
+            callback(*args)
+            processed += 1
+            if stop is not None and stop():
+                break
+            if max_events is not None and processed >= max_events:
+                break
+        if self._pcap is not None:
+            self._pcap.flush()
+        return self.now
+
+    def close(self) -> None:
+        if self._pcap is not None:
+            self._pcap.close()
+            self._pcap = None
+
+    # -- hosts
+    def _deliver(self, address: bytes, packet: bytes) -> None:
+        host = self._hosts.get(address)
+        if host is None:
+            self.unroutable += 1
+            return
+        host.receive_packet(packet, self.now)
+        self._poll(host)
+
+    def _poll(self, host) -> None:
+        """Send what the host has to send, and (re)arm its timer."""
+        for packet in host.packets_to_send(self.now):
+            self._transmit(packet)
+        when = host.get_timer()
+        if when is not None and self._timers.get(id(host)) != when:
+            self._timers[id(host)] = when
+            self.schedule(max(when, self.now), self._timer, host, when)
+
+    def _timer(self, host, when: float) -> None:
+        if self._timers.get(id(host)) != when:
+            return                         # re-armed since: this one is stale
+        del self._timers[id(host)]
+        host.handle_timer(self.now)
+        self._poll(host)
+
+    def _transmit(self, packet) -> None:
+        packet = bytes(packet)
+        ends = _endpoints(packet)
+        path = self._paths.get(ends) if ends is not None else None
+        if self._pcap is not None:
+            ns = int(round(self.now * 1e9))
+            self._pcap.write(struct.pack("<IIII", ns // 10**9, ns % 10**9, len(packet),
+                                         len(packet)) + packet)
+        if path is None:
+            self.unroutable += 1
+            return
+        path.send(ends[0], packet, self.now)

@@ -1,0 +1,165 @@
+"""The emulated network (mptcp_fast.netem): exact timing on the virtual clock (serialization,
+propagation, queueing), drop-tail queues, random and bursty loss at their rates, reordering,
+duplication, the MTU, paths going down and up, determinism from the seed, and its pcap, read
+back by the project's reader and by tshark."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from mptcp_fast import capture, packet
+from mptcp_fast.netem import Network
+
+A, B = "198.18.0.1", "198.18.0.2"
+
+
+class Sender:
+    """Sends ``count`` packets of ``size`` bytes to ``dst``, ``gap`` seconds apart (0: all at
+    once), with the packet number in the TCP sequence number; records what it receives."""
+
+    def __init__(self, src=A, dst=B, count=0, size=100, gap=0.0):
+        self.src, self.dst, self.count, self.size, self.gap = src, dst, count, size, gap
+        self.sent = 0
+        self.next_time = 0.0
+        self.received = []                 # (time, seq)
+
+    def packet(self, seq):
+        return packet.build_packet(self.src, self.dst, 1000, 2000, seq, 0, packet.ACK, 100,
+                                   payload=bytes(self.size - 40))
+
+    def receive_packet(self, data, now):
+        self.received.append((now, packet.parse_packet(data).seq))
+
+    def packets_to_send(self, now):
+        out = []
+        while self.sent < self.count and now >= self.next_time:
+            out.append(self.packet(self.sent))
+            self.sent += 1
+            self.next_time = now + self.gap
+            if self.gap:
+                break
+        return out
+
+    def get_timer(self):
+        return self.next_time if self.sent < self.count and self.gap else None
+
+    def handle_timer(self, now):
+        pass
+
+
+def pair(**path):
+    net = Network(seed=path.pop("seed", 1), pcap=path.pop("pcap", None))
+    a, b = Sender(**path.pop("a", {})), Sender(src=B, dst=A)
+    net.add_host(a, [A])
+    net.add_host(b, [B])
+    link = net.add_path(A, B, **path)
+    return net, a, b, link
+
+
+def test_timing_is_exact_on_the_virtual_clock():
+    """1,500-byte packets on 12 Mbit/s take 1 ms each on the wire, then 10 ms to arrive: the
+    k-th of a burst arrives at (k + 1) ms + 10 ms."""
+    net, a, b, link = pair(rate=12e6, delay=0.010, a={"count": 5, "size": 1500})
+    net.run()
+    assert [seq for _, seq in b.received] == [0, 1, 2, 3, 4]
+    assert [round(t, 9) for t, _ in b.received] == [0.011, 0.012, 0.013, 0.014, 0.015]
+    assert link.stats(A).delivered == 5 and link.stats(A).bytes_delivered == 7500
+
+
+def test_the_drop_tail_queue_drops_what_does_not_fit():
+    net, a, b, link = pair(rate=1e6, delay=0.001, queue=10 * 1500, a={"count": 50, "size": 1500})
+    net.run()
+    stats = link.stats(A)
+    assert (stats.delivered, stats.queue_drops) == (10, 40)
+    assert [seq for _, seq in b.received] == list(range(10))
+
+
+def test_random_loss_at_its_rate_and_deterministic_from_the_seed():
+    def lost(seed):
+        net, a, b, link = pair(seed=seed, loss=0.02, rate=1e9, a={"count": 20000, "size": 100,
+                                                                  "gap": 0.0001})
+        net.run()
+        return sorted(set(range(20000)) - {seq for _, seq in b.received})
+    first, again, other = lost(1), lost(1), lost(2)
+    assert first == again and first != other
+    assert 300 < len(first) < 500                     # 2 % of 20,000 = 400
+
+
+def test_bursty_loss_comes_in_bursts():
+    """Gilbert-Elliott: to bad 1 %, back to good 20 %, everything lost when bad: about 4.8 %
+    lost, in bursts of about 5 packets (1 / 0.2), where random loss gives bursts of ~1."""
+    net, a, b, link = pair(burst=(0.01, 0.2, 1.0), rate=1e9, a={"count": 40000, "size": 100,
+                                                                 "gap": 0.0001})
+    net.run()
+    got = {seq for _, seq in b.received}
+    lost = [seq for seq in range(40000) if seq not in got]
+    bursts = sum(1 for seq in lost if seq - 1 not in lost)
+    assert 0.03 < len(lost) / 40000 < 0.07
+    assert 3.5 < len(lost) / bursts < 7
+
+
+def test_reordering_and_duplication():
+    net, a, b, link = pair(reorder=0.1, reorder_delay=0.005, duplicate=0.05, rate=1e9,
+                           a={"count": 2000, "size": 100, "gap": 0.001})
+    net.run()
+    seqs = [seq for _, seq in b.received]
+    stats = link.stats(A)
+    assert len(seqs) == 2000 + stats.duplicated and 50 < stats.duplicated < 150
+    assert sorted(set(seqs)) == list(range(2000))
+    overtaken = sum(1 for x, y in zip(seqs, seqs[1:]) if y < x)
+    assert 100 < stats.reordered < 300 and overtaken >= stats.reordered // 2
+
+
+def test_the_mtu_drops_big_packets():
+    net, a, b, link = pair(mtu=1280, a={"count": 3, "size": 1500})
+    net.run()
+    assert b.received == [] and link.stats(A).mtu_drops == 3
+
+
+def test_a_path_goes_down_and_comes_back():
+    net, a, b, link = pair(rate=1e9, delay=0.002, a={"count": 100, "size": 100, "gap": 0.001})
+    link.down(at=0.030)
+    link.up(at=0.060)
+    net.run()
+    seqs = [seq for _, seq in b.received]
+    times = [t for t, _ in b.received]
+    assert not any(0.030 <= t < 0.060 for t in times)            # nothing arrives while down
+    assert seqs[0] == 0 and seqs[-1] == 99 and link.stats(A).lost == 100 - len(seqs)
+    assert 25 < 100 - len(seqs) < 35
+
+
+def test_packets_without_a_path_are_counted():
+    net = Network()
+    lone = Sender(src=A, dst="198.18.9.9", count=3)
+    net.add_host(lone, [A])
+    net.run()
+    assert net.unroutable == 3
+
+
+def test_the_pcap_holds_every_packet_sent(tmp_path):
+    path = tmp_path / "run.pcap"
+    net, a, b, link = pair(pcap=str(path), rate=12e6, delay=0.010, a={"count": 4, "size": 1500})
+    net.run()
+    net.close()
+    with capture.open_capture(str(path)) as reader:
+        segs = list(reader)
+    assert [s.seq for s in segs] == [0, 1, 2, 3]
+    assert [round(s.time, 6) for s in segs] == [0.0, 0.0, 0.0, 0.0]
+    if shutil.which("tshark"):
+        out = subprocess.run(["tshark", "-r", str(path), "-o", "tcp.check_checksum:TRUE",
+                              "-T", "fields", "-e", "tcp.seq_raw", "-e", "tcp.checksum.status"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out == ["0", "1", "1", "1", "2", "1", "3", "1"]
+
+
+def test_path_arguments_are_checked():
+    net = Network()
+    for bad in ({"rate": 0}, {"delay": -1}, {"loss": 1.5}, {"burst": (0.1, 0.2)},
+                {"mtu": 10}, {"duplicate": -0.1}):
+        with pytest.raises(ValueError):
+            net.add_path(A, B, **bad)
+    with pytest.raises(ValueError, match="one family"):
+        net.add_path(A, "2001:2::1")
