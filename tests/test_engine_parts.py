@@ -1,0 +1,178 @@
+"""The engine's first parts (issue #11): the retransmission timer (RFC 6298), congestion control
+(RFC 5681 Reno, RFC 6356 LIA, RFC 9438 CUBIC) and the events, checked against the RFCs'
+formulas computed here independently."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mptcp_fast.engine import cc, events
+from mptcp_fast.engine.rtt import RttEstimator
+
+MSS = 1000
+
+
+# ------------------------------------------------------------------------------------ RFC 6298
+
+def test_rto_follows_rfc_6298():
+    est = RttEstimator(min_rto=0.001)
+    assert est.rto == 1.0                                    # §2.1, before any sample
+    est.sample(0.100)                                        # §2.2
+    assert (est.srtt, est.rttvar) == (0.100, 0.050)
+    assert est.rto == pytest.approx(0.100 + 4 * 0.050)
+    est.sample(0.200)                                        # §2.3
+    rttvar = 0.75 * 0.050 + 0.25 * abs(0.100 - 0.200)
+    srtt = 0.875 * 0.100 + 0.125 * 0.200
+    assert (est.srtt, est.rttvar) == (pytest.approx(srtt), pytest.approx(rttvar))
+    assert est.rto == pytest.approx(srtt + 4 * rttvar)
+
+
+def test_rto_bounds_and_backoff():
+    est = RttEstimator(min_rto=0.2, max_rto=60.0)
+    est.sample(0.010)
+    assert est.rto == 0.2                                    # the minimum (Linux's 200 ms)
+    for _ in range(3):
+        est.back_off()
+    assert est.rto == pytest.approx(1.6) and est.backoffs == 3
+    for _ in range(10):
+        est.back_off()
+    assert est.rto == 60.0                                   # §5.5: capped
+    est.sample(0.010)
+    assert est.rto == 0.2 and est.backoffs == 0
+    with pytest.raises(ValueError):
+        est.sample(-1)
+    with pytest.raises(ValueError):
+        RttEstimator(min_rto=2.0, initial_rto=1.0)
+
+
+# --------------------------------------------------------------------------------- RFC 5681
+
+def test_reno_slow_start_avoidance_loss_and_timeout():
+    reno = cc.Reno()
+    w = reno.add_subflow(MSS)
+    assert w.cwnd == 10 * MSS and w.in_slow_start               # RFC 6928 initial window
+    for _ in range(10):                                          # one RTT of full-sized ACKs
+        reno.on_ack(w, MSS, 0.0)
+    assert w.cwnd == 20 * MSS                                    # slow start doubles per RTT
+    reno.on_ack(w, 5 * MSS, 0.0)                                 # a stretch ACK: at most 1 MSS
+    assert w.cwnd == 21 * MSS
+    reno.on_loss(w, 20 * MSS, 0.0)
+    assert (w.ssthresh, w.cwnd) == (10 * MSS, 10 * MSS) and not w.in_slow_start
+    before = w.cwnd
+    for _ in range(10):                                          # one RTT in avoidance
+        reno.on_ack(w, MSS, 0.0)
+    assert before + 0.9 * MSS < w.cwnd < before + MSS            # about one MSS per RTT
+    reno.on_timeout(w, 4 * MSS, 0.0)
+    assert (w.cwnd, w.ssthresh) == (MSS, 2 * MSS)                # loss window; ssthresh >= 2 MSS
+    assert w.can_send(0, MSS) and not w.can_send(1, MSS)
+
+
+# --------------------------------------------------------------------------------- RFC 6356
+
+def rfc6356_alpha(cwnds, rtts):
+    total = sum(cwnds)
+    return total * max(c / r ** 2 for c, r in zip(cwnds, rtts)) / \
+        sum(c / r for c, r in zip(cwnds, rtts)) ** 2
+
+
+def lia_with(cwnds, rtts):
+    lia = cc.Lia()
+    windows = []
+    for c, r in zip(cwnds, rtts):
+        w = lia.add_subflow(MSS)
+        w.cwnd, w.ssthresh, w.srtt = float(c), 1.0, r          # in congestion avoidance
+        windows.append(w)
+    return lia, windows
+
+
+def test_lia_alpha_is_rfc_6356_equation_2():
+    cwnds, rtts = [20 * MSS, 50 * MSS, 8 * MSS], [0.010, 0.040, 0.100]
+    lia, windows = lia_with(cwnds, rtts)
+    assert lia.alpha() == pytest.approx(rfc6356_alpha(cwnds, rtts))
+
+
+def test_lia_increase_is_rfc_6356_equation_1():
+    cwnds, rtts = [20 * MSS, 50 * MSS], [0.010, 0.040]
+    lia, (a, b) = lia_with(cwnds, rtts)
+    alpha, total = rfc6356_alpha(cwnds, rtts), sum(cwnds)
+    lia.on_ack(b, MSS, 0.0)
+    expected = min(alpha * MSS * MSS / total, MSS * MSS / (50 * MSS))
+    assert b.cwnd == pytest.approx(50 * MSS + expected)
+
+
+def test_lia_on_one_subflow_is_reno_and_two_equal_ones_share_its_increase():
+    lia, (w,) = lia_with([20 * MSS], [0.02])
+    reno = cc.Reno()
+    r = reno.add_subflow(MSS)
+    r.cwnd, r.ssthresh = 20.0 * MSS, 1.0
+    lia.on_ack(w, MSS, 0.0)
+    reno.on_ack(r, MSS, 0.0)
+    assert w.cwnd == pytest.approx(r.cwnd)                      # alpha = 1 with one subflow
+    lia, (a, b) = lia_with([20 * MSS, 20 * MSS], [0.02, 0.02])
+    assert lia.alpha() == pytest.approx(0.5)
+    lia.on_ack(a, MSS, 0.0)                                     # 0.5 * MSS^2 / (40 MSS)
+    assert a.cwnd == pytest.approx(20 * MSS + MSS / 80)
+
+
+def test_lia_increase_is_at_least_one_byte():
+    lia, (w,) = lia_with([10 ** 9], [0.05])
+    lia.on_ack(w, 1, 0.0)
+    assert w.cwnd == 10 ** 9 + 1
+
+
+# --------------------------------------------------------------------------------- RFC 9438
+
+def test_cubic_returns_to_w_max_after_k_seconds():
+    """After a loss at 100 segments: cwnd 70 segments, K = cbrt((100 - 70) / 0.4) s; fed one
+    ACK per segment each RTT, the window is concave below W_max before K and about W_max at K."""
+    cubic = cc.Cubic()
+    w = cubic.add_subflow(MSS)
+    w.cwnd, w.ssthresh, w.srtt = 100.0 * MSS, 1.0, 0.1
+    cubic.on_loss(w, 100 * MSS, 0.0)
+    assert w.cwnd == 70 * MSS and w.w_max == 100
+    k = (30 / 0.4) ** (1 / 3)
+    now, trace = 0.0, []
+    while now < 2 * k:
+        for _ in range(int(w.cwnd // MSS)):
+            cubic.on_ack(w, MSS, now)
+        now += 0.1
+        trace.append((now, w.cwnd / MSS))
+    at_k = min(trace, key=lambda p: abs(p[0] - k))[1]
+    half = min(trace, key=lambda p: abs(p[0] - k / 2))[1]
+    assert w.k == pytest.approx(k)
+    assert 97 < at_k < 104                                      # W_cubic(K) = W_max
+    assert 85 < half < 100                                      # concave: most of the way back
+    assert trace[-1][1] > 110                                   # convex beyond W_max
+
+
+def test_cubic_fast_convergence_and_timeout():
+    cubic = cc.Cubic()
+    w = cubic.add_subflow(MSS)
+    w.cwnd, w.ssthresh = 100.0 * MSS, 1.0
+    cubic.on_loss(w, 0, 0.0)
+    assert w.w_max == 100 and w.cwnd == 70 * MSS
+    cubic.on_loss(w, 0, 1.0)                                    # below the last W_max
+    assert w.w_max == pytest.approx(70 * (1 + 0.7) / 2)         # §4.7 fast convergence
+    cubic.on_timeout(w, 0, 2.0)
+    assert w.cwnd == MSS and w.ssthresh == pytest.approx(max(49 * MSS * 0.7, 2 * MSS))
+
+
+def test_controllers_by_name():
+    assert set(cc.CONTROLLERS) == {"lia", "reno", "cubic"}
+    assert all(cls.name == name for name, cls in cc.CONTROLLERS.items())
+    with pytest.raises(ValueError):
+        cc.Reno().add_subflow(10)
+
+
+# ------------------------------------------------------------------------------------ events
+
+def test_events_are_frozen_and_compare_by_value():
+    e = events.SubflowClosed(1, subflow_id=2, reason="reset", reset_reason=4)
+    assert e == events.SubflowClosed(1, 2, "reset", 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.reason = "fin"
+    assert isinstance(events.DataReceived(1, b"x"), events.Event)
+    assert [f.name for f in dataclasses.fields(events.ConnectionEstablished)] == [
+        "connection", "local", "remote", "checksums"]
