@@ -176,3 +176,63 @@ def test_events_are_frozen_and_compare_by_value():
     assert isinstance(events.DataReceived(1, b"x"), events.Event)
     assert [f.name for f in dataclasses.fields(events.ConnectionEstablished)] == [
         "connection", "local", "remote", "checksums"]
+
+
+# ------------------------------------------------------------------------- RFC 6528 ISNs
+
+def test_isn_is_a_keyed_hash_plus_a_4_microsecond_clock():
+    import hashlib
+    import hmac as hmac_module
+    from mptcp_fast.engine.isn import IsnGenerator
+    secret = bytes(range(32))
+    gen = IsnGenerator(secret)
+    tuple_ = ("198.18.0.1", 40000, "198.18.0.2", 80)
+    f = int.from_bytes(hmac_module.new(secret, bytes([198, 18, 0, 1]) + (40000).to_bytes(2, "big")
+                                       + bytes([198, 18, 0, 2]) + (80).to_bytes(2, "big"),
+                                       hashlib.sha256).digest()[:4], "big")
+    assert gen.isn(*tuple_, now=0.0) == f
+    assert gen.isn(*tuple_, now=1.0) == (f + 250_000) & 0xFFFFFFFF       # M ticks every 4 µs
+    assert gen.isn("198.18.0.1", 40001, "198.18.0.2", 80, 0.0) != f      # per 4-tuple
+    assert IsnGenerator().isn(*tuple_, now=0.0) != IsnGenerator().isn(*tuple_, now=0.0)
+    with pytest.raises(ValueError):
+        IsnGenerator(b"short")
+
+
+# ------------------------------------------------------------------------- schedulers
+
+class FakeSubflow:
+    def __init__(self, name, srtt, room=True, backup=False, usable=True):
+        self.name, self.srtt, self.room, self.backup, self.usable = name, srtt, room, backup, usable
+
+    def has_room(self, size):
+        return self.room
+
+
+def names(picked):
+    return [s.name for s in picked]
+
+
+def test_lowest_rtt_prefers_the_fastest_with_room_and_backups_last():
+    from mptcp_fast.engine.scheduler import LowestRtt
+    s = LowestRtt()
+    fast, slow = FakeSubflow("fast", 0.01), FakeSubflow("slow", 0.05)
+    backup = FakeSubflow("backup", 0.001, backup=True)
+    assert names(s.pick([slow, fast, backup], 1000)) == ["fast"]
+    fast.room = False
+    assert names(s.pick([slow, fast, backup], 1000)) == ["slow"]     # backup not while others live
+    slow.room = False
+    assert s.pick([slow, fast, backup], 1000) == []                  # wait for room
+    fast.usable = slow.usable = False
+    assert names(s.pick([slow, fast, backup], 1000)) == ["backup"]   # only backups are left
+    fresh = FakeSubflow("fresh", None)
+    assert names(s.pick([fresh, FakeSubflow("measured", 0.2)], 1)) == ["measured"]
+    assert names(s.pick([fresh], 1)) == ["fresh"]
+
+
+def test_round_robin_and_redundant():
+    from mptcp_fast.engine.scheduler import SCHEDULERS, Redundant, RoundRobin
+    a, b, c = FakeSubflow("a", 0.01), FakeSubflow("b", 0.02), FakeSubflow("c", 0.03, room=False)
+    rr = RoundRobin()
+    assert [names(rr.pick([a, b, c], 1))[0] for _ in range(4)] == ["a", "b", "a", "b"]
+    assert names(Redundant().pick([a, b, c], 1)) == ["a", "b"]
+    assert set(SCHEDULERS) == {"lowest-rtt", "round-robin", "redundant"}
