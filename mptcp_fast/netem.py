@@ -171,9 +171,9 @@ class Network:
         self._paths = {}                   # (sender address, receiver address) -> Path
         self.unroutable = 0                # packets with no path between their addresses
         self._pcap = None
-        if pcap is not None:
-            self._pcap = open(pcap, "wb") if isinstance(pcap, (str, bytes)) or hasattr(
-                pcap, "__fspath__") else pcap
+        self._owns_pcap = isinstance(pcap, (str, bytes)) or hasattr(pcap, "__fspath__")
+        if pcap is not None:                 # a path (opened here) or a binary file object
+            self._pcap = open(pcap, "wb") if self._owns_pcap else pcap
             self._pcap.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535,
                                          _LINKTYPE_RAW))   # nanosecond timestamps
 
@@ -237,8 +237,12 @@ class Network:
         return self.now
 
     def close(self) -> None:
+        """Close the pcap file when the network opened it (a file object given stays open)."""
         if self._pcap is not None:
-            self._pcap.close()
+            if self._owns_pcap:
+                self._pcap.close()
+            else:
+                self._pcap.flush()
             self._pcap = None
 
     # -- hosts

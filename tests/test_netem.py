@@ -163,3 +163,12 @@ def test_path_arguments_are_checked():
             net.add_path(A, B, **bad)
     with pytest.raises(ValueError, match="one family"):
         net.add_path(A, "2001:2::1")
+
+
+def test_a_pcap_file_object_given_stays_open():
+    import io
+    out = io.BytesIO()
+    net, a, b, link = pair(pcap=out, a={"count": 2, "size": 100})
+    net.run()
+    net.close()
+    assert not out.closed and len(out.getvalue()) == 24 + 2 * (16 + 100)
