@@ -39,10 +39,6 @@ __all__ = ["Network", "Path", "PathStats"]
 _LINKTYPE_RAW = 101
 
 
-def _address(value) -> bytes:
-    return _check.address("address", value)
-
-
 def _endpoints(packet: bytes):
     """(source, destination) addresses of an IPv4 or IPv6 packet, or None."""
     if len(packet) >= 20 and packet[0] >> 4 == 4:
@@ -94,7 +90,7 @@ class Path:
 
     def stats(self, sender) -> PathStats:
         """The statistics of the direction whose packets ``sender`` sends."""
-        return self._directions[_address(sender)].stats
+        return self._directions[_check.address("sender", sender)].stats
 
     def down(self, at: float | None = None) -> None:
         """Cut the path (now, or at virtual time ``at``): everything sent on it is lost."""
@@ -181,7 +177,7 @@ class Network:
     def add_host(self, host, addresses) -> None:
         """Attach a sans-IO host that owns ``addresses``."""
         for address in addresses:
-            self._hosts[_address(address)] = host
+            self._hosts[_check.address("address", address)] = host
         self.schedule(self.now, self._poll, host)
 
     def add_path(self, a, b, *, rate: float = 100e6, delay: float = 0.010, jitter: float = 0.0,
@@ -189,7 +185,7 @@ class Network:
                  reorder_delay: float = 0.005, duplicate: float = 0.0, mtu: int = 1500,
                  queue: int = 256 * 1024) -> Path:
         """Join addresses ``a`` and ``b`` (IPv4 or IPv6, one family) with a path."""
-        a, b = _address(a), _address(b)
+        a, b = _check.address("a", a), _check.address("b", b)
         if len(a) != len(b):
             raise ValueError("a path joins two addresses of one family")
         for name, value in (("rate", rate), ("delay", delay), ("jitter", jitter),

@@ -16,8 +16,6 @@ from mf_csum cimport sum16, add16
 from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum,
                         PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
 
-PK_OK_, PK_TRUNCATED_, PK_NOT_TCP_, PK_FRAGMENT_ = PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT
-
 cdef object _Packet = None          # mptcp_fast.packet.Packet, set by bind_types()
 cdef object _tuple_new = tuple.__new__
 
@@ -25,23 +23,6 @@ cdef object _tuple_new = tuple.__new__
 def bind_types(packet_class):
     global _Packet
     _Packet = packet_class
-
-
-def locate(data, Py_ssize_t n, Py_ssize_t ip, int version):
-    """(status, (version, src, addr_len, tcp, doff, ip_end, cap_end)) like the pure twin's."""
-    cdef Py_buffer view
-    cdef PacketLayout f
-    cdef int status
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    try:
-        if n > view.len:
-            n = view.len
-        status = pk_locate(<const uint8_t*>view.buf, n, ip, version, &f)
-    finally:
-        PyBuffer_Release(&view)
-    if status:
-        return status, None
-    return PK_OK, (f.version, f.src, f.addr_len, f.tcp, f.doff, f.ip_end, f.cap_end)
 
 
 cdef Py_ssize_t MAX_OFFSET = 0x7FFFFFFFFFFFFFFF

@@ -1,8 +1,8 @@
 """Pure-Python twin of pyx/_packet.pyx (with pyx/mf_packet.pxd): where the IP and TCP parts
 of a packet are, building a packet into a buffer, and its TCP and IPv4 header checksums.
 
-Same functions, results and errors as the compiled module; the capture reader's pure twin
-(_pcap.py) uses ``locate`` as the compiled reader uses ``pk_locate``.
+Same functions, results and errors as the compiled module; ``locate`` is the pure form of
+mf_packet.pxd's ``pk_locate``, which the capture readers of both backends use.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Same results, counters and event texts as the compiled twin.
 
 from __future__ import annotations
 
-from .._serial import MASK32 as _MASK32, expand_seq
+from .._serial import MASK32 as _MASK32, MASK64 as _MASK64, expand_seq
 from . import _receiver
 from ._receiver import ChecksumBudget, DataReceiver
 
@@ -90,7 +90,7 @@ class Tracker:
                 length: int, data_fin: bool, checksum, truncated: bool) -> None:
         """A mapping the analyzer found outside a DSS (MP_CAPABLE with data; fallback)."""
         side = self._sides[sid][direction]
-        side.stream.declare(number, side, dsn & ((1 << 64) - 1),
+        side.stream.declare(number, side, dsn & _MASK64,
                             self._expand_rel(side, subflow_seq), length, data_fin, checksum,
                             truncated)
 
