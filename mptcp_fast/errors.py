@@ -60,6 +60,11 @@ class UnmappedData(ProtocolError):
     """Subflow bytes that no mapping covers."""
 
 
+class StateError(MptcpError):
+    """An engine call that the connection's state does not allow (``send()`` after
+    ``close()``, ``join()`` before the connection is established, ...)."""
+
+
 def conflict_text(new, start: int, end: int, dsn: int) -> str:
     """The text of a MappingConflict: mapping ``new`` against the mapped subflow bytes
     [start, end) at DSN ``dsn`` onwards (one text for both backends)."""

@@ -241,6 +241,11 @@ class Network:
                 self._pcap.flush()
             self._pcap = None
 
+    def wake(self, host) -> None:
+        """Collect what ``host`` has to send now: call it after acting on a host outside the
+        network's own calls (an application opening a connection from a scheduled callback)."""
+        self._poll(host)
+
     # -- hosts
     def _deliver(self, address: bytes, packet: bytes) -> None:
         host = self._hosts.get(address)

@@ -1,0 +1,134 @@
+"""Small applications that drive Endpoints in the emulated network: the demo, the tests and the
+benchmarks use them. ``BulkApp`` wraps an Endpoint in the sans-IO host face ``netem`` calls,
+and after every input runs a bulk-transfer application: send ``send_bytes`` of a seeded
+pseudo-random stream on each connection, read (and SHA-256) everything received, and close
+when done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from . import events as ev
+
+__all__ = ["BulkApp", "pattern"]
+
+_BLOCK = 1_048_573                       # a prime length, so the stream does not repeat on 2**k
+
+
+def pattern(seed: int) -> bytes:
+    """The block the stream of ``seed`` repeats (twice, so any window of it is one slice)."""
+    block = random.Random(seed).randbytes(_BLOCK)
+    return block + block
+
+
+class Transfer:
+    """What one connection of a BulkApp sent and received."""
+
+    def __init__(self, conn, send_bytes: int, source: bytes):
+        self.conn = conn
+        self.to_send = send_bytes
+        self.sent = 0
+        self.source = source
+        self.sent_hash = hashlib.sha256()
+        self.received = 0
+        self.received_hash = hashlib.sha256()
+        self.eof = False
+        self.terminated = None
+        self.established_at = None
+        self.eof_at = None
+        self.subflow_events = []
+        self.timeline = []                 # (time, total bytes received), every ~1 %
+
+    @property
+    def done(self) -> bool:
+        return self.eof and self.sent == self.to_send
+
+
+class BulkApp:
+    """See the module text. ``hash_data=False`` skips the SHA-256 (for benchmarks)."""
+
+    def __init__(self, endpoint, send_bytes: int = 0, seed: int = 1, hash_data: bool = True,
+                 close_when_done: bool = True):
+        self.endpoint = endpoint
+        self.send_bytes = send_bytes
+        self.source = pattern(seed)
+        self.hash_data = hash_data
+        self.close_when_done = close_when_done
+        self.transfers: dict[int, Transfer] = {}
+        self.events = []                   # every non-data event, in order
+
+    # -- the host face netem calls
+    def receive_packet(self, data, now: float) -> None:
+        self.endpoint.receive_packet(data, now)
+        self.run(now)
+
+    def packets_to_send(self, now: float):
+        return self.endpoint.packets_to_send(now)
+
+    def get_timer(self):
+        return self.endpoint.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
+        self.run(now)
+
+    # -- the application
+    def open(self, remote, now: float, **kwargs):
+        conn = self.endpoint.connect(remote, now, **kwargs)
+        self.transfers[conn.id] = Transfer(conn, self.send_bytes, self.source)
+        return conn
+
+    def run(self, now: float) -> None:
+        ep = self.endpoint
+        while True:
+            event = ep.next_event()
+            if event is None:
+                break
+            t = self.transfers.get(event.connection)
+            if t is None:
+                t = self.transfers[event.connection] = Transfer(
+                    ep.connection(event.connection), self.send_bytes, self.source)
+            if type(event) is ev.DataReceived:
+                data = event.data
+                if self.hash_data:
+                    t.received_hash.update(data)
+                t.received += len(data)
+                if not t.timeline or t.received - t.timeline[-1][1] >= 1 << 16:
+                    t.timeline.append((now, t.received))
+                continue
+            self.events.append(event)
+            kind = type(event)
+            if kind is ev.ConnectionEstablished:
+                t.established_at = now
+            elif kind is ev.EndOfStream:
+                t.eof, t.eof_at = True, now
+                t.timeline.append((now, t.received))
+            elif kind is ev.ConnectionTerminated:
+                t.terminated = event.reason
+            elif kind in (ev.SubflowEstablished, ev.SubflowClosed):
+                t.subflow_events.append((now, event))
+        for t in self.transfers.values():
+            self._feed(t)
+
+    def _feed(self, t: Transfer) -> None:
+        conn = t.conn
+        if conn.terminated or conn.local_closed or t.established_at is None:
+            return
+        source, n = t.source, len(t.source) // 2
+        while t.sent < t.to_send:
+            space = conn.send_space
+            if space <= 0:
+                return
+            start = t.sent % n
+            size = min(space, t.to_send - t.sent, n, 1 << 18)
+            piece = memoryview(source)[start:start + size]
+            taken = conn.send(piece)
+            if self.hash_data:
+                t.sent_hash.update(piece[:taken])
+            t.sent += taken
+            if taken < size:
+                return
+        if self.close_when_done:
+            conn.close()

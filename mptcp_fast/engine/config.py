@@ -1,0 +1,61 @@
+"""What an Endpoint can be told: one frozen dataclass, checked when it is made.
+
+Defaults follow Linux where Linux has one (noted per field); tests shorten the timers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cc import CONTROLLERS
+from .scheduler import SCHEDULERS
+
+__all__ = ["Config"]
+
+
+@dataclass(frozen=True)
+class Config:
+    # -- MPTCP (RFC 8684)
+    checksums: bool = False            # ask for DSS checksums (Linux: net.mptcp.checksum_enabled=0)
+    congestion_control: str = "lia"    # "lia" (RFC 6356, coupled), "reno", "cubic"
+    scheduler: str = "lowest-rtt"      # "lowest-rtt", "round-robin", "redundant"
+    max_subflows: int = 8              # subflows per connection, the initial one included
+    join_announced: bool = True        # open subflows to addresses the peer announced (ADD_ADDR)
+    backup_addresses: frozenset = field(default_factory=frozenset)  # local addresses joined as backup
+    # -- buffers (bytes); memory per connection is bounded by these
+    receive_window: int = 4 << 20      # data-level receive window (RFC 8684 §3.3.4)
+    send_buffer: int = 4 << 20         # bytes send() accepts beyond what the peer acknowledged
+    # -- TCP (RFC 9293)
+    mss: int = 1460                    # offered MSS (RFC 9293 §3.7.1): the MTU less 40 bytes
+    delayed_ack: float = 0.040         # Linux's TCP_DELACK_MIN
+    min_rto: float = 0.2               # Linux's TCP_RTO_MIN (RFC 6298 §2.4)
+    max_rto: float = 120.0             # Linux's TCP_RTO_MAX
+    syn_retries: int = 6               # Linux's tcp_syn_retries
+    stale_after: int = 2               # RTOs in a row before a subflow's data is reinjected
+    max_retransmits: int = 15          # RTOs in a row before a subflow is given up (tcp_retries2)
+    time_wait: float = 60.0            # Linux's TCP_TIMEWAIT_LEN (2 MSL)
+    # -- endpoint
+    max_connections: int = 65536       # the token table's size
+    isn_secret: bytes | None = None    # RFC 6528 key; random by default
+
+    def __post_init__(self):
+        if self.congestion_control not in CONTROLLERS:
+            raise ValueError(f"congestion_control must be one of {sorted(CONTROLLERS)}, "
+                             f"got {self.congestion_control!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}")
+        checks = (("max_subflows", 1, 256), ("receive_window", 1024, 1 << 30),
+                  ("send_buffer", 1024, 1 << 34), ("mss", 536, 65495), ("syn_retries", 0, 20),
+                  ("stale_after", 1, 100), ("max_retransmits", 1, 100),
+                  ("max_connections", 1, 1 << 24))
+        for name, low, high in checks:
+            value = getattr(self, name)
+            if type(value) is not int or not low <= value <= high:
+                raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
+        for name in ("delayed_ack", "min_rto", "max_rto", "time_wait"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if not 0 < self.min_rto <= self.max_rto:
+            raise ValueError("need 0 < min_rto <= max_rto")
+        object.__setattr__(self, "backup_addresses", frozenset(self.backup_addresses))

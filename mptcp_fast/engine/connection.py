@@ -1,0 +1,808 @@
+"""One MPTCP connection (RFC 8684): the MP_CAPABLE and MP_JOIN handshakes, DSS mappings out and
+data ACKs in, the data-level receive window shared by every subflow, DATA_FIN, and the
+reinjection of what a failed subflow held.
+
+The user's side of it:
+
+    conn = endpoint.connect(("198.18.0.2", 5000), now)      # or from a ConnectionEstablished
+    accepted = conn.send(data, end_stream=False)             # bytes taken (the send buffer is bounded)
+    conn.close()                                             # DATA_FIN after what was sent
+    conn.abort()                                             # MP_FASTCLOSE on every subflow
+    conn.join(local_address)                                 # one more subflow, from there
+
+Received data is handed out by ``Endpoint.next_event()`` as ``DataReceived`` events, read from
+the data-level ReassemblyQueue only when the user asks: the receive window opens as the user
+reads, so memory stays bounded by ``Config.receive_window`` however slow the reader.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections import deque
+
+from .. import crypto, dss, receiver
+from .. import options as opt
+from .._serial import MASK64, seq64_diff
+from ..errors import StateError
+from . import events as ev
+from .cc import CONTROLLERS
+from .scheduler import SCHEDULERS
+from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk, Subflow
+
+__all__ = ["Connection"]
+
+MASK32 = 0xFFFFFFFF
+MAX_READ = 1 << 20                      # bytes in one DataReceived event
+_DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
+_NO_BUDGET_LIMIT = 1 << 62
+
+
+def _text(address: bytes) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+class _Join:
+    """MP_JOIN state of an additional subflow (RFC 8684 §3.2)."""
+    __slots__ = ("local_nonce", "remote_nonce", "established", "peer_backup")
+
+    def __init__(self, local_nonce: int, remote_nonce=None):
+        self.local_nonce, self.remote_nonce = local_nonce, remote_nonce
+        self.established = False
+        self.peer_backup = False
+
+
+class Connection:
+    """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN)."""
+
+    def __init__(self, endpoint, cid: int, is_client: bool):
+        self.endpoint, self.id, self.is_client = endpoint, cid, is_client
+        config = self.config = endpoint.config
+        self.cc = CONTROLLERS[config.congestion_control]()
+        self.scheduler = SCHEDULERS[config.scheduler]()
+        self.subflows: list[Subflow] = []           # live ones (CLOSED ones leave the list)
+        self.all_subflows: list[Subflow] = []
+        self.local_key, self.local_token = endpoint.tokens.new_key(self)
+        self.remote_key = None
+        self.keys = None                            # crypto.KeyContext once both keys are known
+        self.checksums = False
+        self.established = False                    # the MP_CAPABLE handshake completed
+        self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
+        self.terminated = None                      # the reason, once the connection is gone
+        self.local = self.remote = None             # the initial subflow's (address, port)
+        self.remote_addresses = {}                  # peer address id -> (address, port) announced
+        # -- sending (RFC 8684 §3.3)
+        self.allocator = None                       # dss.DsnAllocator
+        self.unsent = bytearray()
+        self.retained = bytearray()                 # sent, not yet DATA_ACKed: for reinjection
+        self.retained_dsn = 0                       # DSN of retained[0]
+        self.reinject = deque()                     # (dsn, length) to send again elsewhere
+        self.peer_edge = None                       # right edge of the peer's window (a DSN)
+        self.local_closed = False                   # close() was called
+        self.fin_dsn = None                         # our DATA_FIN's DSN once it is sent
+        self.fin_acked = False
+        self.fin_at = None
+        self.fin_backoff = 0
+        self.persist_at = None
+        self.persist_backoff = 0
+        self.pending_echo = []                      # ADD_ADDR echoes owed
+        self.announcing = {}                        # address id -> [ADD_ADDR, resend at, tries]
+        # -- receiving
+        self.queue = None
+        self.receiver = None
+        self.receiver_side = {}                     # subflow id -> receiver.SubflowReceiver
+        self.anomalies = []                         # receiver.Event: conflicts, unmapped data...
+        self.events = deque()
+        self.eof_reported = False
+        self.advertised = config.receive_window
+        self.segments = 0
+        self._queued = False                        # in the endpoint's queue of event sources
+        # -- counters
+        self.ignored_options = 0
+        self.anomalies_dropped = 0
+        self.bad_add_addr = 0
+        self.bad_join = 0
+        self.reinjected_bytes = 0
+
+    def __repr__(self):
+        return (f"<Connection {self.id} {'client' if self.is_client else 'server'} "
+                f"subflows={len(self.subflows)} terminated={self.terminated}>")
+
+    # ================================================================ the user's calls
+    def send(self, data, end_stream: bool = False) -> int:
+        """Queue ``data`` for sending; return how many bytes were taken (the rest does not fit
+        ``Config.send_buffer`` now: offer it again after the peer acknowledged some). With
+        ``end_stream`` the DATA_FIN follows once every byte was taken."""
+        if self.local_closed or self.terminated:
+            raise StateError("send() after close(), abort() or the end of the connection")
+        view = memoryview(data).cast("B")
+        room = max(0, self.config.send_buffer - len(self.unsent) - len(self.retained))
+        taken = min(room, len(view))
+        self.unsent += view[:taken]
+        if end_stream and taken == len(view):
+            self.local_closed = True
+        self.endpoint.touch(self)
+        return taken
+
+    @property
+    def send_space(self) -> int:
+        """Bytes ``send()`` would take now."""
+        return max(0, self.config.send_buffer - len(self.unsent) - len(self.retained))
+
+    def close(self) -> None:
+        """Send a DATA_FIN after the data queued (RFC 8684 §3.3.3)."""
+        if not self.terminated:
+            self.local_closed = True
+            self.endpoint.touch(self)
+
+    def abort(self, now: float | None = None) -> None:
+        """End the connection at once: MP_FASTCLOSE with the peer's key and MP_TCPRST on a RST on
+        every subflow (RFC 8684 §3.5, as Linux sends it)."""
+        if self.terminated:
+            return
+        now = self.endpoint.now if now is None else now
+        extra = []
+        if self.remote_key is not None:
+            extra.append(opt.MpFastclose(self.remote_key))
+        extra.append(opt.MpTcpRst(opt.ResetReason.UNSPECIFIED))
+        self._terminate(now, "aborted")
+        for sf in list(self.subflows):
+            sf.close(now, "aborted", reset=True, mptcp=extra)
+        self.endpoint.touch(self)
+
+    def join(self, local_address, remote=None, *, backup: bool | None = None,
+             now: float | None = None) -> int:
+        """Open one more subflow from ``local_address`` (an address of the endpoint) to ``remote``
+        ((address, port); the initial subflow's by default); returns its subflow id."""
+        if not self.established or self.keys is None or self.terminated:
+            raise StateError("join() needs an established connection")
+        local = self.endpoint.own_address(local_address)
+        if remote is None:
+            remote_address, port = self.remote[0], self.remote[1]
+        else:
+            remote_address = crypto._packed(remote[0])
+            port = remote[1]
+        now = self.endpoint.now if now is None else now
+        sf = self._open_join(local, remote_address, port, now, backup)
+        if sf is None:
+            raise StateError(f"no room for another subflow (max_subflows={self.config.max_subflows})")
+        return sf.sid
+
+    def announce(self, address, port: int | None = None, now: float | None = None) -> int:
+        """Announce one of our addresses to the peer with ADD_ADDR (RFC 8684 §3.4.1, HMAC'd
+        with our key), resent until the peer echoes it; returns its address id."""
+        if self.keys is None or self.terminated:
+            raise StateError("announce() needs an established connection")
+        packed = self.endpoint.own_address(address)
+        address_id = self.endpoint.address_id(self, packed)
+        option = opt.AddAddr(address_id, packed, port,
+                             self.keys.add_addr_hmac(address_id, packed, port))
+        now = self.endpoint.now if now is None else now
+        self.announcing[address_id] = [option, now, 0]
+        self.endpoint.touch(self)
+        return address_id
+
+    def stats(self) -> dict:
+        """Counters of the connection and each subflow (bytes, retransmissions, RTT, cwnd)."""
+        return {
+            "id": self.id, "subflows": [
+                {"id": sf.sid, "state": sf.state_name, "local": (_text(sf.local), sf.lport),
+                 "remote": (_text(sf.remote), sf.rport), "backup": sf.backup,
+                 "bytes_sent": sf.bytes_sent, "bytes_received": sf.bytes_received,
+                 "retransmits": sf.stats_retransmits, "srtt": sf.srtt, "cwnd": sf.window.cwnd}
+                for sf in self.all_subflows],
+            "reinjected_bytes": self.reinjected_bytes,
+            "anomalies": [a.text for a in self.anomalies[:16]],
+            "ignored_options": self.ignored_options, "bad_add_addr": self.bad_add_addr,
+            "bad_join": self.bad_join,
+        }
+
+    # ================================================================ events
+    def next_event(self):
+        """The next event of this connection, or None. Data is read from the queue here."""
+        events = self.events
+        while events:
+            head = events[0]
+            if head is _DATA or head is _EOF:
+                data = self.queue.read(MAX_READ) if self.queue is not None else b""
+                if data:
+                    self._window_opened()
+                    return ev.DataReceived(self.id, data)
+                events.popleft()
+                if head is _EOF and not self.eof_reported:
+                    self.eof_reported = True
+                    return ev.EndOfStream(self.id)
+                continue
+            return events.popleft()
+        return None
+
+    def _event(self, event) -> None:
+        self.events.append(event)
+        self.endpoint.has_events(self)
+
+    def _mark_data(self) -> None:
+        if not self.events or self.events[-1] is not _DATA:
+            self._event(_DATA)
+
+    def _window_opened(self) -> None:
+        """Reading freed window: tell the peer when it grew by a quarter of the maximum
+        (Linux's receive-window update, tcp_cleanup_rbuf, in spirit)."""
+        left = self.queue.window_left
+        if left - self.advertised >= self.config.receive_window // 4:
+            for sf in self.subflows:
+                if sf.usable:
+                    sf.ack_pending = True
+                    break
+            self.endpoint.touch(self)
+
+    def receive_window_left(self) -> int:
+        """The window every subflow advertises (RFC 8684 §3.3.4: one window, relative to the
+        DATA_ACK)."""
+        left = self.queue.window_left if self.queue is not None else self.config.receive_window
+        self.advertised = left
+        return left
+
+    # ================================================================ opening
+    def open(self, local: bytes, remote: bytes, rport: int, now: float) -> None:
+        lport = self.endpoint.new_port(local, remote, rport)
+        self.local, self.remote = (local, lport), (remote, rport)
+        sf = self._new_subflow(local, lport, remote, rport, now)
+        sf.send_syn(now)
+
+    def accept(self, seg, now: float) -> None:
+        """Server side: the MP_CAPABLE SYN ``seg`` opens this connection (RFC 8684 §3.1)."""
+        mpc = seg.first(opt.MpCapable)
+        self.checksums = self.config.checksums or mpc.checksum_required
+        self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
+        sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now)
+        sf.accept_syn(seg, now)
+
+    def _new_subflow(self, local, lport, remote, rport, now, join=None, backup=False) -> Subflow:
+        iss = self.endpoint.isn.isn(local, lport, remote, rport, now)
+        sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss, join=join,
+                     backup=backup)
+        sf.local_address_id = self.endpoint.address_id(self, local)
+        self.subflows.append(sf)
+        self.all_subflows.append(sf)
+        self.endpoint.register(sf)
+        return sf
+
+    def _mpc_flags(self) -> int:
+        flags = opt.MPC_HMAC
+        if self.checksums or (self.is_client and self.config.checksums):
+            flags |= opt.MPC_CHECKSUM_REQUIRED
+        return flags
+
+    def syn_options(self, sf) -> list:
+        if sf.join is None:
+            if self.is_client:
+                return [opt.MpCapable(1, self._mpc_flags())]
+            return [opt.MpCapable(1, self._mpc_flags(), self.local_key)]
+        if self.is_client or sf.state == SYN_SENT:
+            return [opt.MpJoinSyn(sf.local_address_id, self.keys.remote_token, sf.join.local_nonce,
+                                  sf.backup)]
+        return [opt.MpJoinSynAck(sf.local_address_id,
+                                 self.keys.synack_hmac(sf.join.local_nonce, sf.join.remote_nonce),
+                                 sf.join.local_nonce, sf.backup)]
+
+    def mpc_ack_options(self) -> list:
+        return [opt.MpCapable(1, self._mpc_flags(), self.local_key, self.remote_key)]
+
+    def join_ack_options(self, sf) -> list:
+        return [opt.MpJoinAck(self.keys.ack_hmac(sf.join.local_nonce, sf.join.remote_nonce))]
+
+    def on_handshake(self, sf, seg, now: float) -> bool:
+        """The SYN/ACK (client) or third ACK (server) arrived: check its MPTCP part."""
+        if sf.join is not None:
+            return self._join_handshake(sf, seg, now)
+        mpc = seg.first(opt.MpCapable)
+        if self.is_client:
+            if mpc is None or mpc.sender_key is None or mpc.receiver_key is not None \
+                    or mpc.version != 1:
+                # RFC 8684 §3.1 would fall back to TCP here; that is the engine's part 2
+                self.endpoint.stats["refused_mp_capable"] += 1
+                sf.close(now, "reset", reset=True)
+                return False
+            self.checksums = self.config.checksums or mpc.checksum_required
+            self._keys_known(mpc.sender_key)
+            return True
+        if mpc is None or mpc.sender_key is None or mpc.receiver_key != self.local_key:
+            self.endpoint.stats["refused_mp_capable"] += 1
+            sf.close(now, "reset", reset=True)
+            return False
+        self._keys_known(mpc.sender_key)
+        self.fully_established = True
+        return True
+
+    def _keys_known(self, remote_key: int) -> None:
+        """Both keys are known: tokens, IDSNs and the data-level state (RFC 8684 §3.1; the
+        first DSN is IDSN + 1, as Linux sends it)."""
+        self.remote_key = remote_key
+        self.keys = crypto.KeyContext(self.local_key, remote_key)
+        self.allocator = dss.DsnAllocator((self.keys.local_idsn + 1) & MASK64)
+        self.retained_dsn = self.allocator.next_dsn
+        self.peer_edge = (self.allocator.next_dsn + 0xFFFF) & MASK64   # until a window arrives
+        start = (self.keys.remote_idsn + 1) & MASK64
+        self.queue = dss.ReassemblyQueue(start, window=self.config.receive_window)
+        self.receiver = receiver.DataReceiver(self.anomalies,
+                                              receiver.ChecksumBudget(_NO_BUDGET_LIMIT,
+                                                                      _NO_BUDGET_LIMIT),
+                                              self.id, dss.verify_dss_checksum)
+        self.receiver.start(start, self.queue, lambda: None)
+        self.receiver.checksums = self.checksums
+        self.established = True
+
+    def _join_handshake(self, sf, seg, now: float) -> bool:
+        join = sf.join
+        if self.is_client or sf.state == SYN_SENT:
+            synack = seg.first(opt.MpJoinSynAck)
+            if synack is None or not self.keys.verify_synack(synack.hmac, join.local_nonce,
+                                                             synack.nonce):
+                self.bad_join += 1          # RFC 8684 §3.2: a bad HMAC closes with a RST
+                sf.close(now, "reset", reset=True,
+                         mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+                return False
+            join.remote_nonce = synack.nonce
+            join.peer_backup = synack.backup
+            sf.remote_address_id = synack.address_id
+            return True
+        ack = seg.first(opt.MpJoinAck)
+        if ack is None or not self.keys.verify_ack(ack.hmac, join.local_nonce, join.remote_nonce):
+            self.bad_join += 1
+            sf.close(now, "reset", reset=True, mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+            return False
+        return True
+
+    def subflow_established(self, sf, now: float) -> None:
+        """The subflow's TCP handshake completed (and its MPTCP part was valid)."""
+        if sf.join is None:
+            if self.is_client:
+                sf.send_ack(now, self.mpc_ack_options())
+            self._event(ev.ConnectionEstablished(self.id, (_text(self.local[0]), self.local[1]),
+                                                 (_text(self.remote[0]), self.remote[1]),
+                                                 self.checksums))
+            self._subflow_event(sf)
+            return
+        if self.is_client:                          # third ACK; data waits for the fourth
+            sf.send_ack(now, self.join_ack_options(sf))
+            sf.rto_at = now + sf.rtt.rto
+            return
+        sf.join.established = True                  # server: the fourth ACK (RFC 8684 §3.2)
+        sf.send_ack(now)
+        self._subflow_event(sf)
+
+    def _subflow_event(self, sf) -> None:
+        self._event(ev.SubflowEstablished(self.id, sf.sid, (_text(sf.local), sf.lport),
+                                          (_text(sf.remote), sf.rport), sf.local_address_id,
+                                          sf.remote_address_id, sf.backup))
+
+    def on_duplicate_syn(self, sf, now: float) -> None:
+        """A SYN or SYN/ACK again on an established subflow: our last handshake ACK was lost."""
+        if sf.join is None and self.is_client and not self.fully_established:
+            sf.send_ack(now, self.mpc_ack_options())
+        elif sf.join is not None and self.is_client and not sf.join.established:
+            sf.send_ack(now, self.join_ack_options(sf))
+
+    # ================================================================ joins
+    def _open_join(self, local: bytes, remote: bytes, port: int, now: float, backup=None):
+        live = [s for s in self.subflows if s.state != CLOSED]
+        if len(live) >= self.config.max_subflows:
+            return None
+        if backup is None:
+            backup = local in self.config.backup_addresses
+        join = _Join(secrets.randbits(32))
+        lport = self.endpoint.new_port(local, remote, port)
+        sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
+        sf.send_syn(now)
+        return sf
+
+    def _start_joins(self, now: float) -> None:
+        """Fully established client: a subflow from each other local address of the family
+        (Linux's "subflow" endpoints) to the server's address."""
+        family = len(self.remote[0])
+        used = {s.local for s in self.all_subflows}
+        for address in self.endpoint.addresses:
+            if len(address) == family and address not in used:
+                if self._open_join(address, self.remote[0], self.remote[1], now) is None:
+                    break
+
+    def accept_join(self, seg, join_syn, now: float) -> bool:
+        """Server side: an MP_JOIN SYN for this connection (token already matched)."""
+        live = [s for s in self.subflows if s.state != CLOSED]
+        if not self.established or self.terminated or len(live) >= self.config.max_subflows:
+            return False
+        join = _Join(secrets.randbits(32), join_syn.nonce)
+        join.peer_backup = join_syn.backup
+        sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now, join=join,
+                               backup=join_syn.backup)
+        sf.remote_address_id = join_syn.address_id
+        sf.accept_syn(seg, now)
+        return True
+
+    # ================================================================ established segments
+    def on_options(self, sf, seg, now: float) -> None:
+        """The MPTCP options of a segment on an established subflow (RFC 8684 §3.3-3.4)."""
+        self.segments += 1
+        if sf.join is not None and not sf.join.established and self.is_client \
+                and not seg.flags & 0x02:
+            sf.join.established = True              # the fourth ACK
+            if not sf.outstanding:
+                sf.rto_at = None
+            sf.timeouts = 0
+            self._subflow_event(sf)
+        data_ack = None
+        for o in seg.mptcp:
+            kind = type(o)
+            if kind is opt.Dss:
+                if o[0] is not None:
+                    data_ack = self._on_data_ack(o, now)
+                if o[2] is not None:
+                    self._on_mapping(sf, o, seg)
+            elif kind is opt.MpCapable:
+                self._on_mpc(sf, o, seg)
+            elif kind is opt.AddAddr:
+                self._on_add_addr(sf, o, now)
+            elif kind is opt.MpJoinAck or kind is opt.MpJoinSynAck:
+                pass                                  # handshake retransmissions
+            else:
+                self.ignored_options += 1             # part 2: REMOVE_ADDR, MP_PRIO, ...
+        if self.allocator is not None:
+            self._update_window(seg.window << sf.peer_wscale, data_ack)
+
+    def _on_data_ack(self, dss_option, now: float):
+        if self.allocator is None:
+            return None
+        ack = dss_option[0]
+        if not dss_option[1]:
+            ack = dss.expand_seq(self.allocator.next_dsn, ack)
+        if self.is_client and not self.fully_established:
+            self.fully_established = True           # RFC 8684 §3.1: the server has our key
+            self._start_joins(now)
+        if self.fin_dsn is not None and ack == (self.fin_dsn + 1) & MASK64:
+            self.allocator.acknowledge(self.fin_dsn)
+            if not self.fin_acked:
+                self.fin_acked = True
+                self.fin_at = None
+                self._check_closed(now)
+        elif not self.allocator.acknowledge(ack):
+            return ack
+        drop = seq64_diff(self.allocator.data_ack, self.retained_dsn)
+        if drop > 0:
+            del self.retained[:drop]
+            self.retained_dsn = self.allocator.data_ack
+        return ack
+
+    def _update_window(self, window: int, data_ack) -> None:
+        """RFC 8684 §3.3.4: the window is relative to the DATA_ACK; the right edge never moves
+        back."""
+        base = data_ack if data_ack is not None else self.allocator.data_ack
+        edge = (base + window) & MASK64
+        if seq64_diff(edge, self.peer_edge) > 0:
+            self.peer_edge = edge
+            self.persist_backoff = 0
+            self.persist_at = None
+
+    def _on_mapping(self, sf, o, seg) -> None:
+        if self.receiver is None:
+            return
+        _, _, dsn, dsn64, ssn, length, checksum, data_fin = o
+        if length == 0:
+            self.ignored_options += 1                 # the infinite mapping: part 2 (fallback)
+            return
+        if not dsn64:
+            dsn = self.receiver.expand_dsn(dsn)
+        if data_fin and length == 1 and ssn == 0:
+            start = 0                                 # a DATA_FIN on its own (§3.3.3)
+        else:
+            start = dss.expand_seq(sf.rcv_nxt, ssn)
+        side = self._side(sf)
+        self.receiver.declare(seg.number, side, dsn, start, length, data_fin, checksum, False)
+        if data_fin:
+            sf.ack_pending = True
+            self._check_eof()
+
+    def _on_mpc(self, sf, mpc, seg) -> None:
+        """Server: MP_CAPABLE with data maps the first data bytes (RFC 8684 §3.1)."""
+        if self.is_client or sf.join is not None or mpc.data_len is None or self.receiver is None:
+            return
+        self.receiver.declare(seg.number, self._side(sf), (self.keys.remote_idsn + 1) & MASK64, 1,
+                              mpc.data_len, False, mpc.checksum, False)
+
+    def _side(self, sf):
+        side = self.receiver_side.get(sf.sid)
+        if side is None:
+            side = self.receiver_side[sf.sid] = self.receiver.subflow(sf.sid)
+        return side
+
+    def receive_data(self, sf, seq: int, payload, seg, now: float) -> bool:
+        """In-window subflow bytes [seq, seq + len): place them at the data level. False when
+        none could be taken (no mapping yet, or beyond the window): the subflow then does not
+        acknowledge them and the peer sends them again."""
+        if self.receiver is None:
+            return False
+        queue = self.queue
+        refused, before = queue.refused_bytes, len(self.anomalies)
+        self.receiver.deliver(seg.number, self._side(sf), seq, len(payload), payload)
+        if queue.refused_bytes != refused:
+            return False
+        if len(self.anomalies) != before:
+            unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
+            self._bound_anomalies()
+            if unmapped:
+                return False
+        self._mark_data()
+        self._check_eof()
+        return True
+
+    def _bound_anomalies(self) -> None:
+        """Keep the first anomalies for the user; count the rest."""
+        if len(self.anomalies) > 256:
+            self.anomalies_dropped += len(self.anomalies) - 256
+            del self.anomalies[256:]
+
+    def _check_eof(self) -> None:
+        if self.queue is not None and self.queue.eof and not self.eof_reported:
+            if not self.events or self.events[-1] is not _EOF:
+                if _EOF not in self.events:
+                    self._event(_EOF)
+            self._check_closed(self.endpoint.now)
+
+    def _on_add_addr(self, sf, o, now: float) -> None:
+        """RFC 8684 §3.4.1: an ADD_ADDR whose HMAC fails is dropped silently; a valid one is
+        echoed and, if allowed, joined."""
+        if self.keys is None:
+            return
+        if o.echo:                                    # the peer has our announcement
+            mine = self.announcing.get(o.address_id)
+            if mine is not None and mine[0].address_packed == o.address_packed:
+                del self.announcing[o.address_id]
+            return
+        if not self.keys.verify_add_addr(o):
+            self.bad_add_addr += 1
+            return
+        self.pending_echo.append(opt.AddAddr(o.address_id, o.address_packed, o.port))
+        sf.ack_pending = True
+        port = o.port if o.port is not None else self.remote[1]
+        target = (o.address_packed, port)
+        if self.remote_addresses.get(o.address_id) == target:
+            return
+        self.remote_addresses[o.address_id] = target
+        if self.is_client and self.config.join_announced:
+            if not any(s.remote == target[0] and s.rport == port for s in self.subflows):
+                self._open_join(self.local[0], target[0], port, now)
+
+    # ================================================================ writing
+    def data_options(self, sf, chunk) -> list:
+        if chunk.mpc:
+            return [opt.MpCapable(1, self._mpc_flags(), self.local_key, self.remote_key,
+                                  len(chunk.data), chunk.checksum)]
+        return [opt.Dss(self.queue.data_ack, True, chunk.dsn, True, chunk.seq & MASK32,
+                        len(chunk.data), chunk.checksum)]
+
+    def ack_options(self, sf) -> list:
+        if self.pending_echo:                         # Linux: ADD_ADDR alone on a pure ACK
+            return [self.pending_echo.pop(0)]
+        now = self.endpoint.now
+        for entry in self.announcing.values():
+            if entry[1] <= now and sf.usable:         # due: send it, and again after an RTO
+                entry[2] += 1
+                entry[1] = now + min(sf.rtt.rto * (2 ** entry[2]), 60.0)
+                if entry[2] > 8:
+                    continue                          # never echoed: give up quietly
+                return [entry[0]]
+        if self.queue is None or self.terminated == "aborted":
+            return []
+        if self.fin_dsn is not None and not self.fin_acked:
+            return [opt.Dss(self.queue.data_ack, True, self.fin_dsn, True, 0, 1,
+                            0 if self.checksums else None, True)]
+        return [opt.Dss(self.queue.data_ack, True)]
+
+    def flush(self, now: float) -> None:
+        """Send what can be sent now: lost segments, reinjections, new data, DATA_FIN, ACKs."""
+        for sf in self.subflows:
+            if sf.loss_scan > sf.snd_una and sf.has_lost():
+                sf.retransmit_lost(now)
+        if self.allocator is not None and not self.terminated:
+            self._push(now)
+        if self.announcing and any(e[1] <= now and e[2] <= 8 for e in self.announcing.values()):
+            usable = self._usable()
+            if usable:
+                usable[0].ack_pending = True
+        for sf in self.subflows:
+            if sf.ack_pending and sf.state != CLOSED:
+                if sf.join is not None and not sf.join.established and self.is_client:
+                    continue
+                sf.send_ack(now)
+
+    def _usable(self):
+        return [sf for sf in self.subflows if sf.usable]
+
+    def _push(self, now: float) -> None:
+        allocator = self.allocator
+        if self.is_client and not self.fully_established:
+            ready = [sf for sf in self.subflows if sf.join is None and sf.usable]
+        else:
+            ready = self.subflows
+        while self.reinject:
+            if not self._send_reinjection(ready, now):
+                break
+        while self.unsent:
+            room = seq64_diff(self.peer_edge, allocator.next_dsn)
+            if room <= 0:
+                self._arm_persist(now)
+                break
+            chosen = self.scheduler.pick(ready, 0)
+            if not chosen:
+                break
+            sf = chosen[0]
+            size = sf.payload_size
+            n = min(len(self.unsent), room, max(sf.room(), size), 0xFFFF // size * size)
+            first = self.is_client and not self.fully_established and sf.join is None
+            if first:
+                if allocator.next_dsn != (self.keys.local_idsn + 1) & MASK64:
+                    break                             # one MP_CAPABLE data segment at a time
+                n = min(n, size)
+            data = bytes(self.unsent[:n])
+            del self.unsent[:n]
+            dsn = allocator.allocate_dsn(sf, sf.snd_nxt, n)
+            self.retained += data
+            sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data),
+                                mpc=first), now)
+            for other in chosen[1:]:                  # the redundant scheduler
+                allocator.resend(dsn, n, other, other.snd_nxt)
+                other.send_chunk(Chunk(other.snd_nxt, data, dsn,
+                                       self._checksum(dsn, other.snd_nxt, data)), now)
+        if not self.unsent and not self.reinject and self.local_closed and self.fin_dsn is None:
+            self.fin_dsn = allocator.next_dsn         # RFC 8684 §3.3.3: one DSN of its own
+            self._send_data_fin(now)
+
+    def _checksum(self, dsn: int, seq: int, data: bytes):
+        if not self.checksums:
+            return None
+        return dss.dss_checksum(dsn, seq & MASK32, len(data), data)
+
+    def _send_reinjection(self, ready, now: float) -> bool:
+        """Send the first reinjection range (or what the window allows of it) on another
+        subflow; False when none can take it now."""
+        dsn, length = self.reinject[0]
+        behind = seq64_diff(self.allocator.data_ack, dsn)
+        if behind > 0:                                # acknowledged meanwhile
+            if behind >= length:
+                self.reinject.popleft()
+                return True
+            dsn, length = (dsn + behind) & MASK64, length - behind
+        chosen = self.scheduler.pick(ready, 0)
+        if not chosen:
+            return False
+        sf = chosen[0]
+        size = sf.payload_size
+        n = min(length, max(sf.room(), size), 0xFFFF // size * size)
+        offset = seq64_diff(dsn, self.retained_dsn)
+        data = bytes(self.retained[offset:offset + n])
+        self.allocator.resend(dsn, n, sf, sf.snd_nxt)
+        sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data)), now)
+        self.reinjected_bytes += n
+        if n == length:
+            self.reinject.popleft()
+        else:
+            self.reinject[0] = ((dsn + n) & MASK64, length - n)
+        return True
+
+    def _send_data_fin(self, now: float) -> None:
+        """The DATA_FIN on a pure ACK on every usable subflow, as Linux sends it; resent until
+        it is acknowledged."""
+        for sf in self._usable():
+            sf.send_ack(now)
+        rto = max((sf.rtt.rto for sf in self.subflows), default=1.0)
+        self.fin_at = now + rto * (2 ** self.fin_backoff)
+
+    def _arm_persist(self, now: float) -> None:
+        """The peer's window is closed: probe it when nothing is in flight (RFC 9293 §3.8.6.1)."""
+        if self.persist_at is None and not any(sf.outstanding for sf in self.subflows):
+            rto = min((sf.rtt.rto for sf in self.subflows), default=1.0)
+            self.persist_at = now + min(rto * (2 ** self.persist_backoff), 60.0)
+
+    # ================================================================ timers
+    def next_timer(self):
+        best = None
+        for sf in self.subflows:
+            t = sf.next_timer()
+            if t is not None and (best is None or t < best):
+                best = t
+        for t in (self.fin_at, self.persist_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        for entry in self.announcing.values():
+            if entry[2] <= 8 and (best is None or entry[1] < best):
+                best = entry[1]
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        for sf in list(self.subflows):
+            t = sf.next_timer()
+            if t is not None and t <= now:
+                sf.handle_timer(now)
+        if self.fin_at is not None and now >= self.fin_at and not self.fin_acked:
+            self.fin_backoff += 1
+            self._send_data_fin(now)
+        if self.announcing and not self._usable():
+            for entry in self.announcing.values():  # nothing to carry them: try again later
+                entry[1] = max(entry[1], now + 1.0)
+        if self.persist_at is not None and now >= self.persist_at:
+            self.persist_at = None
+            self.persist_backoff += 1
+            usable = self._usable()
+            if usable:                                # Linux's tcp_xmit_probe_skb: an old
+                probe = usable[0]                     # sequence number draws an ACK
+                probe._emit(now, 0x10, probe.snd_una - 1, mptcp=self.ack_options(probe))
+            if self.unsent:
+                self._arm_persist(now)
+
+    # ================================================================ subflows ending
+    def subflow_reset(self, sf, now: float, reason_code, refused: bool = False) -> None:
+        sf.closed_reason = "reset"
+        sf.reset_reason = reason_code
+        sf.close(now, "reset")
+
+    def subflow_stale(self, sf, now: float) -> None:
+        """Its RTO fired ``stale_after`` times in a row: reinject what it holds elsewhere
+        (Linux marks such a subflow stale and reinjects, RFC 8684 §3.3.6)."""
+        self._queue_reinjection(sf)
+
+    def subflow_recovered(self, sf, now: float) -> None:
+        pass
+
+    def _queue_reinjection(self, sf) -> None:
+        if self.allocator is None:
+            return
+        for dsn, length in self.allocator.to_reinject(sf):
+            self.reinject.append((dsn, length))
+        self.endpoint.touch(self)
+
+    def subflow_fin(self, sf, now: float) -> None:
+        """The peer closed this subflow: its data goes elsewhere and we close our half."""
+        if not self.terminated:
+            self._queue_reinjection(sf)
+        sf.send_fin(now)
+
+    def subflow_closing(self, sf, now: float, reason: str) -> None:
+        self._subflow_gone_event(sf, reason)
+
+    def subflow_closed(self, sf, now: float, reason: str) -> None:
+        if sf in self.subflows:
+            self.subflows.remove(sf)
+        self.cc.remove_subflow(sf.window) if sf.window in self.cc.windows else None
+        self.endpoint.unregister(sf)
+        self._subflow_gone_event(sf, reason)
+        if not self.terminated:
+            self._queue_reinjection(sf)
+            alive = [s for s in self.subflows if s.state not in (CLOSED, TIME_WAIT)]
+            if not alive:
+                self._terminate(now, "reset" if reason in ("reset", "aborted") else reason)
+        if not self.subflows:
+            self.endpoint.forget(self)
+
+    def _subflow_gone_event(self, sf, reason: str) -> None:
+        if getattr(sf, "reported", False):
+            return
+        sf.reported = True
+        self._event(ev.SubflowClosed(self.id, sf.sid, reason, getattr(sf, "reset_reason", None)))
+
+    def _check_closed(self, now: float) -> None:
+        """Both DATA_FINs acknowledged: the connection is closed; the subflows end with FINs."""
+        if self.terminated or not self.fin_acked or self.queue is None or not self.queue.eof:
+            return
+        self._terminate(now, "closed")
+        for sf in list(self.subflows):
+            if sf.state in (ESTABLISHED, SYN_RCVD, CLOSE_WAIT):
+                sf.send_fin(now)
+
+    def _terminate(self, now: float, reason: str) -> None:
+        if self.terminated:
+            return
+        self.terminated = reason
+        self.fin_at = self.persist_at = None
+        self.endpoint.tokens.remove(self.local_token)
+        if reason != "closed":
+            self._check_eof()
+        self._event(ev.ConnectionTerminated(self.id, reason))

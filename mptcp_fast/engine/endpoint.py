@@ -1,0 +1,282 @@
+"""The Endpoint: one host's MPTCP engine, sans-IO (after aioquic's QuicConnection).
+
+    ep = Endpoint(["198.18.0.1", "198.18.1.1"], Config())
+    ep.listen(5000)                                   # server side
+    conn = ep.connect(("198.18.0.2", 5000), now)      # client side
+    ep.receive_packet(packet_bytes, now)              # every IP packet for our addresses
+    for packet in ep.packets_to_send(now): ...        # whole IPv4/IPv6 packets to put on the wire
+    ep.get_timer(); ep.handle_timer(now)              # when to call back, and the call
+    event = ep.next_event()                           # ConnectionEstablished, DataReceived, ...
+
+It owns its addresses, the listening ports, the token table and every connection, and places
+each incoming packet: by its 4-tuple, else a SYN with MP_CAPABLE on a listening port opens a
+connection and a SYN with MP_JOIN finds its connection by token (RFC 8684 §3.2); anything else
+is answered with a RST as TCP does (RFC 9293 §3.10.7.1), an unknown token with MP_TCPRST.
+Nothing from the network raises: bad packets are counted in ``stats`` and dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, deque
+
+from .. import _check, crypto
+from .. import options as opt
+from .. import packet as pk
+from ..errors import PacketError, StateError
+from .config import Config
+from .connection import Connection
+from .isn import IsnGenerator
+from .segment import read_segment
+
+__all__ = ["Endpoint"]
+
+EPHEMERAL_PORTS = (32768, 60999)           # Linux's ip_local_port_range
+
+
+class Endpoint:
+    """See the module text."""
+
+    def __init__(self, addresses, config: Config | None = None):
+        self.config = config if config is not None else Config()
+        if not isinstance(self.config, Config):
+            raise TypeError("config must be a mptcp_fast.engine.Config")
+        self.addresses = [_check.address("address", a) for a in addresses]
+        if not self.addresses:
+            raise ValueError("an endpoint needs at least one address")
+        self._own = set(self.addresses)
+        self.listening: set[int] = set()
+        self.connections: dict[int, Connection] = {}
+        self.tokens = crypto.TokenTable(self.config.max_connections)
+        self.isn = IsnGenerator(self.config.isn_secret)
+        self.stats = Counter()
+        self.now = 0.0
+        self._subflows = {}                 # (local, lport, remote, rport) -> Subflow
+        self._next_id = 0
+        self._out = []
+        self._dirty = {}                    # connections to flush (insertion-ordered)
+        self._with_events = deque()
+        self._timers = []                   # (time, order, connection) heap, stale entries skipped
+        self._timer_of = {}                 # connection id -> time in the heap
+        self._order = 0
+        self._ports = random.Random()
+        self._number = 0
+
+    # ================================================================ set-up and the user's calls
+    def listen(self, port: int) -> None:
+        self.listening.add(_check.in_range("port", port, 1, 65535))
+
+    def add_address(self, address) -> None:
+        """One more local address (the user's path manager brings an interface up)."""
+        packed = _check.address("address", address)
+        if packed not in self._own:
+            self.addresses.append(packed)
+            self._own.add(packed)
+
+    def own_address(self, address) -> bytes:
+        packed = _check.address("address", address)
+        if packed not in self._own:
+            raise ValueError(f"{address} is not an address of this endpoint")
+        return packed
+
+    def connect(self, remote, now: float, local_address=None) -> Connection:
+        """Open an MPTCP connection to ``remote`` = (address, port) from ``local_address``
+        (the first address of the remote's family by default)."""
+        address, port = remote
+        remote_address = _check.address("remote address", address)
+        port = _check.in_range("port", port, 1, 65535)
+        if local_address is None:
+            local = next((a for a in self.addresses if len(a) == len(remote_address)), None)
+            if local is None:
+                raise ValueError("no local address of the remote address's family")
+        else:
+            local = self.own_address(local_address)
+        self.now = now
+        conn = self._new_connection(is_client=True)
+        conn.open(local, remote_address, port, now)
+        self.touch(conn)
+        return conn
+
+    def connection(self, cid: int) -> Connection:
+        return self.connections[cid]
+
+    def next_event(self):
+        """The next event of any connection, or None."""
+        queue = self._with_events
+        while queue:
+            conn = queue[0]
+            event = conn.next_event()
+            if event is not None:
+                return event
+            queue.popleft()
+            conn._queued = False
+        return None
+
+    # ================================================================ sans-IO face
+    def receive_packet(self, data, now: float) -> None:
+        """One whole IP packet from the network."""
+        self.now = now
+        self._number += 1
+        try:
+            seg = read_segment(data, self._number)
+        except PacketError as exc:
+            self.stats["dropped_" + exc.reason.replace(" ", "_")] += 1
+            return
+        self.stats["packets_received"] += 1
+        if seg.malformed_options:
+            self.stats["malformed_options"] += seg.malformed_options
+        if seg.dst not in self._own:
+            self.stats["dropped_not_ours"] += 1
+            return
+        sf = self._subflows.get((seg.dst, seg.dport, seg.src, seg.sport))
+        if sf is not None:
+            sf.receive(seg, now)
+            self.touch(sf.conn)
+            return
+        self._unplaced(seg, now)
+
+    def receive_packets(self, packets, now: float) -> None:
+        """A batch of packets that arrived together."""
+        for data in packets:
+            self.receive_packet(data, now)
+
+    def packets_to_send(self, now: float) -> list:
+        """Every packet the engine has to send now."""
+        self.now = now
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for conn in dirty:
+                conn.flush(now)
+                self._rearm(conn)
+        out, self._out = self._out, []
+        self.stats["packets_sent"] += len(out)
+        return out
+
+    def get_timer(self):
+        """The earliest time ``handle_timer`` must be called, or None."""
+        timers = self._timers
+        while timers:
+            when, _, conn = timers[0]
+            if self._timer_of.get(conn.id) == when:
+                return when
+            heapq.heappop(timers)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            when, _, conn = heapq.heappop(timers)
+            if self._timer_of.get(conn.id) != when:
+                continue
+            del self._timer_of[conn.id]
+            conn.handle_timer(now)
+            self.touch(conn)
+
+    # ================================================================ for the connections
+    def output(self, packet: bytes) -> None:
+        self._out.append(packet)
+
+    def touch(self, conn) -> None:
+        """``conn`` has something to send or a timer to re-arm."""
+        self._dirty[conn] = None
+
+    def has_events(self, conn) -> None:
+        if not getattr(conn, "_queued", False):
+            conn._queued = True
+            self._with_events.append(conn)
+
+    def register(self, sf) -> None:
+        self._subflows[(sf.local, sf.lport, sf.remote, sf.rport)] = sf
+
+    def unregister(self, sf) -> None:
+        key = (sf.local, sf.lport, sf.remote, sf.rport)
+        if self._subflows.get(key) is sf:
+            del self._subflows[key]
+
+    def forget(self, conn) -> None:
+        """A connection whose subflows have all ended."""
+        self.connections.pop(conn.id, None)
+        self._timer_of.pop(conn.id, None)
+        self.tokens.remove(conn.local_token)
+
+    def address_id(self, conn, address: bytes) -> int:
+        """RFC 8684 §3.2: the initial subflow's address is id 0; the others are numbered by
+        their place in the endpoint's list."""
+        if conn.local is None or conn.local[0] == address:
+            return 0
+        return self.addresses.index(address) + 1 if address in self._own else 255
+
+    def new_port(self, local: bytes, remote: bytes, rport: int) -> int:
+        low, high = EPHEMERAL_PORTS
+        for _ in range(64):
+            port = self._ports.randint(low, high)
+            if (local, port, remote, rport) not in self._subflows:
+                return port
+        raise StateError("no free local port")
+
+    def _rearm(self, conn) -> None:
+        when = conn.next_timer()
+        if when is None:
+            self._timer_of.pop(conn.id, None)
+            return
+        if self._timer_of.get(conn.id) != when:
+            self._timer_of[conn.id] = when
+            self._order += 1
+            heapq.heappush(self._timers, (when, self._order, conn))
+
+    def _new_connection(self, is_client: bool) -> Connection:
+        if len(self.connections) >= self.config.max_connections:
+            raise StateError(f"{self.config.max_connections} connections already open")
+        cid = self._next_id
+        self._next_id += 1
+        conn = Connection(self, cid, is_client)
+        self.connections[cid] = conn
+        return conn
+
+    # ================================================================ packets no subflow owns
+    def _unplaced(self, seg, now: float) -> None:
+        flags = seg.flags
+        if flags & pk.RST:
+            self.stats["dropped_stray_rst"] += 1
+            return
+        if flags & pk.SYN and not flags & pk.ACK and seg.dport in self.listening:
+            mpc = seg.first(opt.MpCapable)
+            join = seg.first(opt.MpJoinSyn)
+            if join is not None:
+                conn = self.tokens.lookup(join.token)
+                if conn is not None and conn.accept_join(seg, join, now):
+                    self.touch(conn)
+                    return
+                self.stats["refused_join"] += 1          # RFC 8684 §3.2: unknown token
+                self._reset(seg, [opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+                return
+            if mpc is not None and mpc.sender_key is None and mpc.version >= 1 \
+                    and mpc.flags & opt.MPC_HMAC and not mpc.flags & opt.MPC_EXTENSIBILITY:
+                try:
+                    conn = self._new_connection(is_client=False)
+                except (StateError, crypto.TokenTableError):
+                    self.stats["refused_no_room"] += 1
+                    self._reset(seg)
+                    return
+                conn.accept(seg, now)
+                self.touch(conn)
+                return
+            self.stats["refused_plain_tcp"] += 1        # fallback to TCP: the engine's part 2
+        else:
+            self.stats["dropped_no_subflow"] += 1
+        self._reset(seg)
+
+    def _reset(self, seg, mptcp=()) -> None:
+        """RFC 9293 §3.10.7.1: a RST that the sender of ``seg`` will accept."""
+        area = opt.encode_tcp_options(list(mptcp)) if mptcp else b""
+        if seg.flags & pk.ACK:
+            packet = pk.build_packet(seg.dst, seg.src, seg.dport, seg.sport, seg.ack, 0, pk.RST, 0,
+                                     options=area)
+        else:
+            ack = (seg.seq + seg.length) & 0xFFFFFFFF
+            packet = pk.build_packet(seg.dst, seg.src, seg.dport, seg.sport, 0, ack,
+                                     pk.RST | pk.ACK, 0, options=area)
+        self.stats["resets_sent"] += 1
+        self._out.append(packet)

@@ -1,0 +1,762 @@
+"""One subflow: a whole TCP connection (RFC 9293) that carries part of an MPTCP connection.
+
+The subflow owns what TCP owns: the three-way handshake with MSS, window scaling, timestamps
+and SACK-permitted (RFC 7323, RFC 2018), sequence numbers, the retransmission queue with its
+SACK scoreboard and loss recovery (RFC 6675, NewReno-style without SACK), the retransmission
+timer (RFC 6298), delayed ACKs (RFC 9293 §3.8.6.3), FIN, RST and TIME-WAIT. What MPTCP adds
+— the options on the handshake, DSS mappings, data ACKs, the shared receive window — is asked
+of its ``Connection`` through a handful of calls (``syn_options``, ``on_handshake``,
+``on_options``, ``receive_data``, ``data_options``, ``ack_options``, ``subflow_*``).
+
+Sequence numbers are kept relative to the initial ones (the SYN is 0, the first data byte 1,
+as RFC 8684 §3.3.1 numbers subflow bytes in a mapping) and grow without wrapping; they are
+turned into 32-bit wire values only when a segment is written or read.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from operator import attrgetter
+
+from .. import options as opt
+from .. import packet as pk
+from .._serial import seq32_diff
+from .rtt import RttEstimator
+
+__all__ = ["Subflow", "Chunk", "STATE_NAMES"]
+
+MASK32 = 0xFFFFFFFF
+(CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT,
+ CLOSE_WAIT, LAST_ACK) = range(11)
+STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
+               "FIN-WAIT-2", "CLOSING", "TIME-WAIT", "CLOSE-WAIT", "LAST-ACK")
+SYNCHRONIZED_SENDING = (ESTABLISHED, CLOSE_WAIT)
+DUP_THRESH = 3                           # RFC 5681 §3.2, RFC 6675 §2
+DATA_OPTIONS_SPACE = 28                  # a DSS with 64-bit ack and mapping and checksum (or NOPs)
+MAX_OOO_BLOCKS = 256                     # out-of-order holes remembered per subflow
+TIMESTAMP_SPACE = 12                     # NOP NOP + the 10-byte option (RFC 7323 Appendix A)
+_seq_of = attrgetter("seq")
+
+
+class Chunk:
+    """Data-level bytes handed to one subflow as one DSS mapping (RFC 8684 §3.3.1): subflow
+    bytes [seq, end) carry DSNs [dsn, dsn + end - seq). Every segment cut from it carries the
+    whole mapping, as Linux does; ``mpc`` marks the first data of a connection that is not yet
+    fully established, which carries MP_CAPABLE instead of a DSS (§3.1)."""
+    __slots__ = ("seq", "end", "data", "dsn", "checksum", "mpc")
+
+    def __init__(self, seq: int, data: bytes, dsn: int, checksum, mpc: bool = False):
+        self.seq, self.end, self.data, self.dsn = seq, seq + len(data), data, dsn
+        self.checksum, self.mpc = checksum, mpc
+
+
+class _Sent:
+    """One segment in the retransmission queue, and what the scoreboard knows of it."""
+    __slots__ = ("seq", "end", "chunk", "sacked", "lost", "retransmitted", "fin")
+
+    def __init__(self, seq: int, end: int, chunk, fin: bool = False):
+        self.seq, self.end, self.chunk, self.fin = seq, end, chunk, fin
+        self.sacked = self.lost = self.retransmitted = False
+
+    @property
+    def in_pipe(self) -> bool:
+        """RFC 6675 §4 "pipe": not SACKed, and not lost unless retransmitted."""
+        return not self.sacked and (not self.lost or self.retransmitted)
+
+
+def _window_shift(window: int) -> int:
+    """The smallest window scale that can advertise ``window`` (RFC 7323 §2.3, at most 14)."""
+    shift = 0
+    while shift < 14 and window >> shift > 0xFFFF:
+        shift += 1
+    return shift
+
+
+class Subflow:
+    """See the module text. ``sid`` is the connection's number for it; ``join`` holds the
+    MP_JOIN state of an additional subflow (None for the initial one)."""
+
+    def __init__(self, conn, sid: int, local: bytes, lport: int, remote: bytes, rport: int,
+                 iss: int, *, join=None, backup: bool = False):
+        config = conn.endpoint.config
+        self.conn, self.sid, self.join = conn, sid, join
+        self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
+        self.config = config
+        self.state = CLOSED
+        self.backup = backup                 # the scheduler's "use only when nothing else"
+        self.local_address_id = self.remote_address_id = 0
+        self.closed_reason = None
+        # -- send side (RFC 9293 §3.3.1)
+        self.iss = iss
+        self.snd_una = self.snd_nxt = 0      # relative: the SYN is 0
+        self.sent = []                       # _Sent, from index sent_head on
+        self.sent_head = 0
+        self.pipe = 0                        # RFC 6675 §4, bytes
+        self.fin_sent = False
+        self.peer_wscale = 0
+        self.peer_mss = 536                  # RFC 9293 §3.7.1 default
+        self.sack_ok = self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_offset = iss                 # per-subflow random TSval offset (RFC 7323 §7.1)
+        # -- receive side
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.ooo = []                        # [start, end] received above rcv_nxt, merged
+        self.recent_block = None             # the block holding the latest out-of-order data
+        self.rcv_wscale = _window_shift(config.receive_window)
+        self.fin_received = False
+        # -- ACK policy
+        self.ack_pending = False             # an ACK is owed: the next segment or a pure ACK
+        self.unacked_segments = 0            # full segments received since the last ACK sent
+        self.delack_at = None
+        # -- timers and recovery
+        self.rtt = RttEstimator(config.min_rto, config.max_rto)
+        self.rto_at = None
+        self.timeouts = 0                    # RTOs in a row without progress
+        self.stale = False
+        self.timed = None                    # (end, sent at): the one segment being timed
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recovery_point = 0              # snd_nxt when the last loss episode began
+        self.high_sacked = 0                 # highest SACKed sequence end seen
+        self.loss_scan = 0                   # below this, unSACKed segments were examined
+        self.syn_sent_count = 0
+        self.syn_time = None
+        self.timewait_at = None
+        self.window = conn.cc.add_subflow(self._payload_size_for(config.mss))
+        self.stats_retransmits = 0
+        self.bytes_sent = self.bytes_received = 0
+
+    # ---------------------------------------------------------------- small facts
+    def __repr__(self):
+        return (f"<Subflow {self.sid} {STATE_NAMES[self.state]} snd {self.snd_una}..{self.snd_nxt}"
+                f" rcv {self.rcv_nxt} cwnd {self.window.cwnd:.0f} pipe {self.pipe}>")
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state]
+
+    @property
+    def srtt(self):
+        return self.rtt.srtt
+
+    @property
+    def usable(self) -> bool:
+        """Can carry new data now (the scheduler's question)."""
+        return (self.state in SYNCHRONIZED_SENDING and not self.stale and not self.fin_sent
+                and (self.join is None or self.join.established))
+
+    def has_room(self, size: int) -> bool:
+        return self.pipe + size <= self.window.cwnd
+
+    def _payload_size_for(self, mss: int) -> int:
+        return max(64, mss - DATA_OPTIONS_SPACE - TIMESTAMP_SPACE)
+
+    @property
+    def payload_size(self) -> int:
+        """Payload bytes of one data segment: the MSS less the options every data segment
+        carries (RFC 6691: the MSS does not include options)."""
+        return self.window.mss
+
+    @property
+    def outstanding(self) -> bool:
+        return self.snd_nxt > self.snd_una
+
+    def _wire_seq(self, rel: int) -> int:
+        return (self.iss + rel) & MASK32
+
+    def _rel_seq(self, wire: int) -> int:
+        return self.rcv_nxt + seq32_diff(wire, (self.irs + self.rcv_nxt) & MASK32)
+
+    def _rel_ack(self, wire: int) -> int:
+        return self.snd_una + seq32_diff(wire, (self.iss + self.snd_una) & MASK32)
+
+    def _tsval(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & MASK32     # a 1 ms clock (RFC 7323 §5.4)
+
+    # ---------------------------------------------------------------- writing segments
+    def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,
+              sack=True) -> None:
+        area = []
+        if syn:                                   # Linux's order: MSS, SACK-permitted + TS, WS
+            area += [opt.Mss(self.config.mss), opt.SackPermitted(),
+                     opt.Timestamps(self._tsval(now), self.ts_recent if flags & pk.ACK else 0),
+                     opt.WindowScale(self.rcv_wscale)]
+        elif self.ts_ok:
+            area.append(opt.Timestamps(self._tsval(now), self.ts_recent))
+        area.extend(mptcp)
+        if sack and self.sack_ok and self.ooo and not flags & (pk.SYN | pk.RST):
+            used = len(opt.encode_tcp_options(area))
+            room = (opt.MAX_TCP_OPTIONS_LEN - used - 2) // 8
+            if room > 0:
+                area.append(opt.Sack(self._sack_blocks(room)))
+        window = self.conn.receive_window_left()
+        if flags & pk.SYN:
+            window = min(window, 0xFFFF)
+        else:
+            window = min(window >> self.rcv_wscale, 0xFFFF)
+        ack = (self.irs + self.rcv_nxt) & MASK32 if flags & pk.ACK else 0
+        data = pk.build_packet(self.local, self.remote, self.lport, self.rport,
+                               self._wire_seq(seq), ack, flags, window,
+                               options=opt.encode_tcp_options(area), payload=payload)
+        if flags & pk.ACK:
+            self.ack_pending = False
+            self.unacked_segments = 0
+            self.delack_at = None
+        self.conn.endpoint.output(data)
+
+    def _sack_blocks(self, room: int) -> list:
+        """At most ``room`` blocks, the one holding the latest arrival first (RFC 2018 §4)."""
+        blocks = []
+        if self.recent_block is not None:
+            blocks.append(self.recent_block)
+        for block in reversed(self.ooo):
+            if len(blocks) >= room:
+                break
+            if tuple(block) != self.recent_block:
+                blocks.append(tuple(block))
+        return [((self.irs + a) & MASK32, (self.irs + b) & MASK32) for a, b in blocks[:room]]
+
+    def send_syn(self, now: float) -> None:
+        """Open (client side): SYN with our options and the connection's MPTCP option."""
+        self.state = SYN_SENT
+        self.snd_nxt = 1
+        self.syn_sent_count += 1
+        self.syn_time = now
+        self._emit(now, pk.SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
+        self.rto_at = now + self.rtt.rto
+
+    def send_syn_ack(self, now: float) -> None:
+        self.syn_sent_count += 1
+        self.syn_time = now
+        self._emit(now, pk.SYN | pk.ACK, 0, mptcp=self.conn.syn_options(self), syn=True)
+        self.rto_at = now + self.rtt.rto
+
+    def send_ack(self, now: float, mptcp=None) -> None:
+        """A pure ACK, with the connection's data ACK (or ``mptcp`` given)."""
+        if mptcp is None:
+            mptcp = self.conn.ack_options(self)
+        self._emit(now, pk.ACK, self.snd_nxt, mptcp=mptcp)
+
+    def send_rst(self, now: float, mptcp=()) -> None:
+        self._emit(now, pk.RST | pk.ACK, self.snd_nxt, mptcp=mptcp, sack=False)
+
+    def _transmit(self, entry: _Sent, now: float) -> None:
+        chunk = entry.chunk
+        if entry.fin:
+            self._emit(now, pk.FIN | pk.ACK, entry.seq, mptcp=self.conn.ack_options(self))
+            return
+        payload = chunk.data[entry.seq - chunk.seq:entry.end - chunk.seq]
+        self._emit(now, pk.ACK | (pk.PSH if entry.end == chunk.end else 0), entry.seq, payload,
+                   self.conn.data_options(self, chunk))
+        self.bytes_sent += entry.end - entry.seq
+
+    # ---------------------------------------------------------------- sending data
+    def send_chunk(self, chunk: Chunk, now: float) -> None:
+        """Send a chunk's bytes now, cut into segments (the caller checked the window)."""
+        size = self.payload_size
+        pos = chunk.seq
+        while pos < chunk.end:
+            end = min(pos + size, chunk.end)
+            entry = _Sent(pos, end, chunk)
+            self.sent.append(entry)
+            self.pipe += end - pos
+            self._transmit(entry, now)
+            if self.timed is None:
+                self.timed = (end, now)
+            pos = end
+        self.snd_nxt = chunk.end
+        if self.rto_at is None:
+            self.rto_at = now + self.rtt.rto
+
+    def room(self) -> int:
+        """Bytes the congestion window lets out now, in whole segments."""
+        free = int(self.window.cwnd) - self.pipe
+        size = self.payload_size
+        return max(0, free // size * size)
+
+    def retransmit_lost(self, now: float, force: bool = False) -> None:
+        """RFC 6675 §5 NextSeg rule 1: resend segments deemed lost while the window allows
+        (``force``: one even when it does not, the fast retransmit of §5 step 4.2)."""
+        sent = self.sent
+        for i in range(self.sent_head, len(sent)):
+            entry = sent[i]
+            if entry.seq >= self.loss_scan and not entry.lost:
+                break
+            if not entry.lost or entry.retransmitted or entry.sacked:
+                continue
+            size = entry.end - entry.seq
+            if not force and self.pipe + size > self.window.cwnd:
+                break
+            force = False
+            entry.retransmitted = True
+            self.pipe += size
+            self.stats_retransmits += 1
+            self.timed = None                     # Karn: no sample across a retransmission
+            self._transmit(entry, now)
+        if self.rto_at is None and self.outstanding:
+            self.rto_at = now + self.rtt.rto
+
+    def has_lost(self) -> bool:
+        sent = self.sent
+        for i in range(self.sent_head, len(sent)):
+            entry = sent[i]
+            if entry.seq >= self.loss_scan and not entry.lost:
+                return False
+            if entry.lost and not entry.retransmitted and not entry.sacked:
+                return True
+        return False
+
+    def send_fin(self, now: float) -> None:
+        """Close our half (RFC 9293 §3.6): the FIN takes one sequence number."""
+        if self.fin_sent or self.state not in (ESTABLISHED, CLOSE_WAIT, SYN_RCVD):
+            return
+        self.fin_sent = True
+        entry = _Sent(self.snd_nxt, self.snd_nxt + 1, None, fin=True)
+        self.sent.append(entry)
+        self.pipe += 1
+        self.snd_nxt += 1
+        self.state = FIN_WAIT_1 if self.state in (ESTABLISHED, SYN_RCVD) else LAST_ACK
+        self._transmit(entry, now)
+        if self.rto_at is None:
+            self.rto_at = now + self.rtt.rto
+
+    # ---------------------------------------------------------------- receiving
+    def receive(self, seg, now: float) -> None:
+        state = self.state
+        if state == SYN_SENT:
+            self._receive_in_syn_sent(seg, now)
+            return
+        flags = seg.flags
+        if state == SYN_RCVD and flags & pk.SYN and not flags & pk.ACK:
+            if seg.seq == self.irs:
+                self.send_syn_ack(now)            # our SYN/ACK was lost: the SYN came again
+            return
+        if state in (CLOSED, LISTEN):
+            return
+        seq = self._rel_seq(seg.seq)
+        payload = seg.payload
+        length = len(payload) + (1 if flags & pk.FIN else 0)
+        if not self._acceptable(seq, length):     # RFC 9293 §3.10.7.4, first check
+            if not flags & pk.RST:
+                if state == TIME_WAIT and flags & pk.FIN:
+                    self.timewait_at = now + self.config.time_wait
+                self.ack_pending = True
+            return
+        if flags & pk.RST:                        # RFC 5961 §3.2: only the exact RST is taken
+            if seq == self.rcv_nxt:
+                reason = seg.first(opt.MpTcpRst)
+                self.conn.subflow_reset(self, now, None if reason is None else int(reason.reason))
+            else:
+                self.ack_pending = True           # the challenge ACK
+            return
+        if flags & pk.SYN:
+            self.ack_pending = True               # RFC 5961 §4: challenge ACK, and resend
+            self.conn.on_duplicate_syn(self, now)  # the handshake's last ACK (MPC / MPJ)
+            return
+        if not flags & pk.ACK:
+            return
+        if state == SYN_RCVD:
+            if self._rel_ack(seg.ack) != 1:
+                self._reset_reply(now)
+                return
+            if not self.conn.on_handshake(self, seg, now):
+                return
+            self.snd_una = 1
+            self._handshake_rtt(now)
+            self.state = ESTABLISHED
+            self.conn.subflow_established(self, now)
+            state = ESTABLISHED
+        self.conn.on_options(self, seg, now)
+        if self.state == CLOSED:                  # the options closed it (e.g. a bad HMAC)
+            return
+        self._process_ack(seg, now)
+        if payload:
+            self._receive_payload(seq, payload, seg, now)
+        if flags & pk.FIN:
+            self._receive_fin(seq + len(payload), now)
+        self._ack_policy(now)
+
+    def _acceptable(self, seq: int, length: int) -> bool:
+        window = self.config.receive_window
+        nxt = self.rcv_nxt
+        if length == 0:
+            return nxt <= seq < nxt + window or (seq == nxt)
+        return nxt <= seq < nxt + window or nxt <= seq + length - 1 < nxt + window or \
+            (seq < nxt < seq + length)
+
+    def _receive_in_syn_sent(self, seg, now: float) -> None:
+        flags = seg.flags
+        if flags & pk.ACK and seg.ack != self._wire_seq(1):
+            if not flags & pk.RST:                 # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
+                self.conn.endpoint.output(pk.build_packet(
+                    self.local, self.remote, self.lport, self.rport, seg.ack, 0, pk.RST, 0))
+            return
+        if flags & pk.RST:
+            if flags & pk.ACK:
+                reason = seg.first(opt.MpTcpRst)
+                self.conn.subflow_reset(self, now, None if reason is None else int(reason.reason),
+                                        refused=True)
+            return
+        if not flags & pk.SYN or not flags & pk.ACK:
+            return                                 # simultaneous open is not supported
+        self.irs = seg.seq
+        self.rcv_nxt = 1
+        self._take_syn_options(seg)
+        self.snd_una = 1
+        self._handshake_rtt(now)
+        if not self.conn.on_handshake(self, seg, now):
+            return
+        self.state = ESTABLISHED
+        self.conn.subflow_established(self, now)
+
+    def _handshake_rtt(self, now: float) -> None:
+        """The handshake's round trip is the first RTT sample when the SYN (or SYN/ACK) went
+        out once (Karn's rule, RFC 6298 §3)."""
+        self.rto_at = None
+        if self.syn_sent_count == 1 and self.syn_time is not None:
+            self.rtt.sample(max(0.0, now - self.syn_time))
+            self.window.srtt = self.rtt.srtt
+        self.timeouts = 0
+
+    def accept_syn(self, seg, now: float) -> None:
+        """Server side: a SYN for us; remember its options and answer with a SYN/ACK."""
+        self.irs = seg.seq
+        self.rcv_nxt = 1
+        self._take_syn_options(seg)
+        self.state = SYN_RCVD
+        self.snd_nxt = 1
+        self.send_syn_ack(now)
+
+    def _take_syn_options(self, seg) -> None:
+        """RFC 7323 §2.2 and §3.2, RFC 2018 §2: an option is used only when both sides sent
+        it; the MSS we send at is the peer's (RFC 9293 §3.7.1)."""
+        if seg.mss is not None:
+            self.peer_mss = max(seg.mss, 64)
+        if seg.wscale is not None:
+            self.peer_wscale = min(seg.wscale, 14)
+        else:
+            self.rcv_wscale = 0
+        self.sack_ok = seg.sack_permitted
+        if seg.tsval is not None:
+            self.ts_ok = True
+            self.ts_recent = seg.tsval
+        mss = min(self.peer_mss, self.config.mss)
+        self.window.mss = self._payload_size_for(mss)
+        self.window.cwnd = float(min(10 * self.window.mss, max(2 * self.window.mss, 14600)))
+
+    def _reset_reply(self, now: float) -> None:
+        self.conn.endpoint.output(pk.build_packet(self.local, self.remote, self.lport, self.rport,
+                                                  self._wire_seq(self.snd_nxt), 0, pk.RST, 0))
+
+    # -- acknowledgments (RFC 9293 §3.10.7.4 fifth check; RFC 5681; RFC 6675)
+    def _process_ack(self, seg, now: float) -> None:
+        ack = self._rel_ack(seg.ack)
+        if ack > self.snd_nxt:
+            self.ack_pending = True               # acknowledges what we never sent
+            return
+        if seg.tsval is not None and self.ts_ok:
+            self.ts_recent = seg.tsval
+        if ack > self.snd_una:
+            self._cumulative_ack(ack, now)
+        elif (ack == self.snd_una and self.outstanding and not seg.payload
+              and not seg.flags & (pk.SYN | pk.FIN)):
+            self.dupacks += 1
+        if seg.sack and self.sack_ok and self.outstanding:
+            self._take_sack(seg.sack)
+        if self.outstanding and not self.in_recovery and self.snd_una >= self.recovery_point:
+            if self.dupacks >= DUP_THRESH and not self._any_lost():
+                self._mark_lost_first()
+            if self._any_lost():
+                self._enter_recovery(now)
+
+    def _cumulative_ack(self, ack: int, now: float) -> None:
+        acked = ack - self.snd_una
+        sent = self.sent
+        head = self.sent_head
+        while head < len(sent) and sent[head].end <= ack:
+            entry = sent[head]
+            if entry.in_pipe:
+                self.pipe -= entry.end - entry.seq
+            head += 1
+        if head < len(sent) and sent[head].seq < ack:     # a segment acked in part
+            entry = sent[head]
+            if entry.in_pipe:
+                self.pipe -= ack - entry.seq
+            entry.seq = ack
+        if head > 256 and head * 2 > len(sent):
+            del sent[:head]
+            head = 0
+        self.sent_head = head
+        self.snd_una = ack
+        if self.loss_scan < ack:
+            self.loss_scan = ack
+        self.dupacks = 0
+        self.timeouts = 0
+        if self.stale:
+            self.stale = False
+            self.conn.subflow_recovered(self, now)
+        if self.timed is not None and ack >= self.timed[0]:
+            self.rtt.sample(max(0.0, now - self.timed[1]))
+            self.window.srtt = self.rtt.srtt
+            self.timed = None
+        if self.fin_sent and ack == self.snd_nxt:
+            self._our_fin_acked(now)
+        if self.in_recovery:
+            if ack >= self.recovery_point:
+                self.in_recovery = False          # RFC 6675 §5 step (A): recovery ends
+            elif not self.sack_ok:
+                self._mark_lost_first()           # a partial ACK (RFC 6582 §3.2 step 3)
+        else:
+            data_acked = acked - (1 if self.fin_sent and ack == self.snd_nxt else 0)
+            if data_acked > 0:
+                self.conn.cc.on_ack(self.window, data_acked, now)
+        self.rto_at = now + self.rtt.rto if self.outstanding else None
+
+    def _take_sack(self, blocks) -> None:
+        """Mark SACKed segments (RFC 2018 §5) and, per RFC 6675 IsLost, every unSACKed one
+        with DupThresh SACKed segments above it."""
+        sent = self.sent
+        lo = self.sent_head
+        changed = False
+        for left, right in blocks:
+            start = self._rel_ack(left)
+            end = start + ((right - left) & MASK32)
+            if end <= self.snd_una or end > self.snd_nxt:
+                continue                          # D-SACK or nonsense: ignored
+            i = bisect_left(sent, start, lo, len(sent), key=_seq_of)
+            while i < len(sent) and sent[i].end <= end:
+                entry = sent[i]
+                if not entry.sacked:
+                    if entry.in_pipe:
+                        self.pipe -= entry.end - entry.seq
+                    entry.sacked = True
+                    changed = True
+                i += 1
+            if end > self.high_sacked:
+                self.high_sacked = end
+        if not changed:
+            return
+        # walk down from the highest SACKed segment until DupThresh SACKed ones are passed
+        i = bisect_right(sent, self.high_sacked - 1, lo, len(sent), key=_seq_of) - 1
+        count = 0
+        while i >= lo:
+            if sent[i].sacked:
+                count += 1
+                if count >= DUP_THRESH:
+                    break
+            i -= 1
+        if count < DUP_THRESH or i < lo:
+            return
+        limit = sent[i].seq
+        j = bisect_left(sent, self.loss_scan, lo, len(sent), key=_seq_of)
+        while j < len(sent) and sent[j].seq < limit:
+            entry = sent[j]
+            if not entry.sacked and not entry.lost:
+                if entry.in_pipe:
+                    self.pipe -= entry.end - entry.seq
+                entry.lost = True
+            j += 1
+        if limit > self.loss_scan:
+            self.loss_scan = limit
+
+    def _any_lost(self) -> bool:
+        return self.has_lost()
+
+    def _mark_lost_first(self) -> None:
+        """The first unacknowledged, unSACKed segment is lost (three duplicate ACKs, or a
+        partial ACK: RFC 6582)."""
+        sent = self.sent
+        for i in range(self.sent_head, len(sent)):
+            entry = sent[i]
+            if entry.sacked:
+                continue
+            if entry.lost and entry.retransmitted and not self.sack_ok:
+                entry.retransmitted = False       # NewReno: the retransmission was lost too
+                self.pipe -= entry.end - entry.seq
+            elif not entry.lost:
+                if entry.in_pipe:
+                    self.pipe -= entry.end - entry.seq
+                entry.lost = True
+            if entry.end > self.loss_scan:
+                self.loss_scan = entry.end
+            return
+
+    def _enter_recovery(self, now: float) -> None:
+        """RFC 6675 §5 steps 4.1-4.3: ssthresh and cwnd from the controller, then the first
+        lost segment goes out at once."""
+        self.in_recovery = True
+        self.recovery_point = self.snd_nxt
+        self.conn.cc.on_loss(self.window, self.snd_nxt - self.snd_una, now)
+        self.retransmit_lost(now, force=True)
+
+    # -- data (the connection places it at the data level)
+    def _receive_payload(self, seq: int, payload, seg, now: float) -> None:
+        nxt = self.rcv_nxt
+        end = seq + len(payload)
+        if end <= nxt:
+            self.ack_pending = True                # all duplicate: tell the sender at once
+            return
+        if seq < nxt:
+            payload = payload[nxt - seq:]
+            seq = nxt
+        if self.state not in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
+            return                                 # after the peer's FIN: no more data
+        if seq > nxt and len(self.ooo) >= MAX_OOO_BLOCKS and not self._touches_ooo(seq, end):
+            self.ack_pending = True                # no room to remember one more hole: the
+            return                                 # segment is dropped, never SACKed
+        if not self.conn.receive_data(self, seq, payload, seg, now):
+            self.ack_pending = True                # not taken (window, no mapping): re-ACK
+            return
+        self.bytes_received += end - seq
+        if seq == nxt:
+            self.rcv_nxt = end
+            filled = False
+            while self.ooo and self.ooo[0][0] <= self.rcv_nxt:
+                block = self.ooo.pop(0)
+                self.rcv_nxt = max(self.rcv_nxt, block[1])
+                filled = True
+            if filled:
+                self.recent_block = None
+                self.ack_pending = True            # a hole was filled: ACK at once (§3.8.6.3)
+            else:
+                self.unacked_segments += 1
+        else:
+            self._add_ooo(seq, end)
+            self.ack_pending = True                # out of order: an immediate duplicate ACK
+
+    def _add_ooo(self, start: int, end: int) -> None:
+        blocks = self.ooo
+        i = 0
+        while i < len(blocks) and blocks[i][1] < start:
+            i += 1
+        j = i
+        while j < len(blocks) and blocks[j][0] <= end:
+            start, end = min(start, blocks[j][0]), max(end, blocks[j][1])
+            j += 1
+        blocks[i:j] = [[start, end]]
+        self.recent_block = (start, end)
+
+    def _touches_ooo(self, start: int, end: int) -> bool:
+        """Whether [start, end) overlaps or extends a block already held."""
+        blocks = self.ooo
+        i = bisect_left(blocks, [start, start])
+        return any(a <= end and start <= b for a, b in blocks[max(0, i - 1):i + 1])
+
+    def _receive_fin(self, fin_seq: int, now: float) -> None:
+        if fin_seq != self.rcv_nxt or self.fin_received:
+            return                                 # out of order: wait for it again
+        self.fin_received = True
+        self.rcv_nxt += 1
+        self.ack_pending = True
+        if self.state == ESTABLISHED:
+            self.state = CLOSE_WAIT
+            self.conn.subflow_fin(self, now)
+        elif self.state == FIN_WAIT_1:
+            self.state = CLOSING
+        elif self.state == FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _our_fin_acked(self, now: float) -> None:
+        if self.state == FIN_WAIT_1:
+            self.state = FIN_WAIT_2
+        elif self.state == CLOSING:
+            self._enter_time_wait(now)
+        elif self.state == LAST_ACK:
+            self.close(now, "fin")
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = TIME_WAIT
+        self.rto_at = None
+        self.timewait_at = now + self.config.time_wait
+        self.conn.subflow_closing(self, now, "fin")
+
+    def _ack_policy(self, now: float) -> None:
+        """RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full segment, and
+        within the delayed-ACK time otherwise."""
+        if self.unacked_segments >= 2:
+            self.ack_pending = True
+        elif self.unacked_segments and self.delack_at is None:
+            self.delack_at = now + self.config.delayed_ack
+
+    # ---------------------------------------------------------------- timers
+    def next_timer(self):
+        best = self.rto_at
+        for t in (self.delack_at, self.timewait_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        if self.timewait_at is not None and now >= self.timewait_at:
+            self.timewait_at = None
+            self.close(now, "fin")
+            return
+        if self.delack_at is not None and now >= self.delack_at:
+            self.delack_at = None
+            if self.unacked_segments:
+                self.ack_pending = True
+        if self.rto_at is not None and now >= self.rto_at:
+            self.rto_at = None
+            self._retransmission_timeout(now)
+
+    def _retransmission_timeout(self, now: float) -> None:
+        self.rtt.back_off()
+        self.timeouts += 1
+        if self.state in (SYN_SENT, SYN_RCVD):
+            if self.syn_sent_count > self.config.syn_retries:
+                self.close(now, "timeout")
+                return
+            if self.state == SYN_SENT:
+                self.syn_sent_count += 1
+                self._emit(now, pk.SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
+            else:
+                self.send_syn_ack(now)
+            self.rto_at = now + self.rtt.rto
+            return
+        if self.join is not None and not self.join.established and self.state == ESTABLISHED:
+            if self.timeouts > self.config.syn_retries:  # the fourth ACK never came
+                self.close(now, "timeout", reset=True)
+                return
+            self.send_ack(now, self.conn.join_ack_options(self))
+            self.rto_at = now + self.rtt.rto
+            return
+        if not self.outstanding:
+            return
+        if self.timeouts > self.config.max_retransmits:
+            self.close(now, "timeout", reset=True)
+            return
+        # RFC 6298 §5.4-5.6: start over from the first unacknowledged segment; RFC 2018 §8:
+        # SACK information is ignored after a timeout (the receiver may have reneged)
+        self.conn.cc.on_timeout(self.window, self.snd_nxt - self.snd_una, now)
+        self.in_recovery = False
+        self.dupacks = 0
+        self.recovery_point = self.snd_nxt
+        sent = self.sent
+        for i in range(self.sent_head, len(sent)):
+            entry = sent[i]
+            entry.sacked = False
+            entry.lost = True
+            entry.retransmitted = False
+        self.pipe = 0
+        self.high_sacked = self.snd_una
+        self.loss_scan = self.snd_nxt
+        self.timed = None
+        if self.timeouts >= self.config.stale_after and not self.stale:
+            self.stale = True
+            self.conn.subflow_stale(self, now)
+        self.retransmit_lost(now, force=True)
+        self.rto_at = now + self.rtt.rto
+
+    # ---------------------------------------------------------------- ending
+    def close(self, now: float, reason: str, reset: bool = False, mptcp=()) -> None:
+        """The subflow is gone (RST sent when ``reset``); the connection hears of it once."""
+        if self.state == CLOSED:
+            return
+        if reset and self.state not in (SYN_SENT, TIME_WAIT):
+            self.send_rst(now, mptcp)
+        self.state = CLOSED
+        self.rto_at = self.delack_at = self.timewait_at = None
+        self.ack_pending = False
+        self.closed_reason = self.closed_reason or reason
+        self.conn.subflow_closed(self, now, reason)
