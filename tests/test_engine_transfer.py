@@ -27,7 +27,7 @@ def test_clean_transfer_both_ways_on_two_subflows(backend):
     c, s = run.up
     assert c.terminated == s.terminated == "closed"
     sent = run.subflow_bytes()
-    assert set(sent) == {0, 1} and min(sent.values()) > 200_000       # both paths carried data
+    assert set(sent) == {0, 1} and min(sent.values()) > 50_000        # both paths carried data
     assert sum(sent.values()) == 3 * MB                              # nothing sent twice
     assert sum(sf.stats_retransmits for sf in run.conn.all_subflows) == 0
     for app in (run.client, run.server):

@@ -636,7 +636,7 @@ class Connection:
                 break
             sf = chosen[0]
             size = sf.payload_size
-            n = min(len(self.unsent), room, max(sf.room(), size), 0xFFFF // size * size)
+            n = min(len(self.unsent), room, sf.room(), 0xFFFF // size * size)
             first = self.is_client and not self.fully_established and sf.join is None
             if first:
                 if allocator.next_dsn != (self.keys.local_idsn + 1) & MASK64:
@@ -676,7 +676,7 @@ class Connection:
             return False
         sf = chosen[0]
         size = sf.payload_size
-        n = min(length, max(sf.room(), size), 0xFFFF // size * size)
+        n = min(length, sf.room(), 0xFFFF // size * size)
         offset = seq64_diff(dsn, self.retained_dsn)
         data = bytes(self.retained[offset:offset + n])
         self.allocator.resend(dsn, n, sf, sf.snd_nxt)

@@ -146,8 +146,9 @@ class Subflow:
         return (self.state in SYNCHRONIZED_SENDING and not self.stale and not self.fin_sent
                 and (self.join is None or self.join.established))
 
-    def has_room(self, size: int) -> bool:
-        return self.pipe + size <= self.window.cwnd
+    def has_room(self, size: int = 0) -> bool:
+        """Whether the congestion window takes ``size`` more bytes (one full segment at least)."""
+        return self.pipe + max(size, self.window.mss) <= self.window.cwnd
 
     def _payload_size_for(self, mss: int) -> int:
         return max(64, mss - DATA_OPTIONS_SPACE - TIMESTAMP_SPACE)
