@@ -179,10 +179,10 @@ class Subflow:
     def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,
               sack=True) -> None:
         area = []
-        if syn:                                   # Linux's order: MSS, SACK-permitted + TS, WS
-            area += [opt.Mss(self.config.mss), opt.SackPermitted(),
+        if syn:                                   # Linux's layout, byte for byte: MSS,
+            area += [opt.Mss(self.config.mss), opt.SackPermitted(),   # SACK-permitted + TS,
                      opt.Timestamps(self._tsval(now), self.ts_recent if flags & pk.ACK else 0),
-                     opt.WindowScale(self.rcv_wscale)]
+                     opt.NOP, opt.WindowScale(self.rcv_wscale)]     # NOP + WS, then MPTCP
         elif self.ts_ok:
             area.append(opt.Timestamps(self._tsval(now), self.ts_recent))
         area.extend(mptcp)
@@ -199,7 +199,8 @@ class Subflow:
         ack = (self.irs + self.rcv_nxt) & MASK32 if flags & pk.ACK else 0
         data = pk.build_packet(self.local, self.remote, self.lport, self.rport,
                                self._wire_seq(seq), ack, flags, window,
-                               options=opt.encode_tcp_options(area), payload=payload)
+                               options=opt.encode_tcp_options(area, align=not syn),
+                               payload=payload)
         if flags & pk.ACK:
             self.ack_pending = False
             self.unacked_segments = 0
@@ -754,7 +755,7 @@ class Subflow:
         """The subflow is gone (RST sent when ``reset``); the connection hears of it once."""
         if self.state == CLOSED:
             return
-        if reset and self.state not in (SYN_SENT, TIME_WAIT):
+        if reset and self.state != TIME_WAIT and (self.state != SYN_SENT or self.rcv_nxt):
             self.send_rst(now, mptcp)
         self.state = CLOSED
         self.rto_at = self.delack_at = self.timewait_at = None

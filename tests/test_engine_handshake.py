@@ -1,0 +1,267 @@
+"""Handshakes, refusals and the user's calls (issue #11), driving two endpoints packet by packet:
+the SYN laid out as Linux lays it out, MP_CAPABLE's keys and third ACK, MP_JOIN HMACs
+checked both ways (a forged one gets a RST with MP_TCPRST, as the kernel sends), RSTs for
+what no subflow owns (RFC 9293 §3.10.7.1), damaged packets counted and dropped, abort()."""
+
+from __future__ import annotations
+
+import pytest
+
+from mptcp_fast import crypto, options as opt, packet as pk
+from mptcp_fast.engine import Config, Endpoint, events as ev
+from mptcp_fast.errors import StateError
+
+C0, C1, S0 = "198.18.0.1", "198.18.1.1", "198.18.0.2"
+PORT = 5000
+
+
+def pump(a, b, now=0.0, until=None, mutate=None, step=0.001):
+    """Move packets between two endpoints (``step`` seconds apart), and fire their timers when
+    they are quiet, up to ``until`` (half a second on by default); ``mutate(packet, sender)``
+    may return a replacement (or None to drop it). Returns every packet, as (sender, bytes)."""
+    until = now + 0.5 if until is None else until
+    seen = []
+    while now <= until:
+        moved = False
+        for src, dst in ((a, b), (b, a)):
+            for packet in src.packets_to_send(now):
+                seen.append((src, packet))
+                if mutate is not None:
+                    packet = mutate(packet, src)
+                    if packet is None:
+                        continue
+                dst.receive_packet(packet, now)
+                moved = True
+        if moved:
+            now += step
+            continue
+        timers = [t for t in (a.get_timer(), b.get_timer()) if t is not None]
+        if not timers or min(timers) > until:
+            break
+        now = max(now, min(timers))
+        for ep in (a, b):
+            if ep.get_timer() is not None and ep.get_timer() <= now:
+                ep.handle_timer(now)
+    return seen
+
+
+def options_of(packet):
+    p = pk.parse_packet(packet)
+    return opt.parse_tcp_options(bytes(p.options(packet)))
+
+
+def drain(ep):
+    out = []
+    while (e := ep.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+@pytest.fixture
+def pair(backend):
+    client = Endpoint([C0, C1], Config(time_wait=0.1))
+    server = Endpoint([S0], Config(time_wait=0.1))
+    server.listen(PORT)
+    return client, server
+
+
+def test_mp_capable_handshake_on_the_wire(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    syn = client.packets_to_send(0.0)
+    assert len(syn) == 1
+    p = pk.parse_packet(syn[0])
+    assert p.flags == pk.SYN and p.window == 65535
+    area = bytes(p.options(syn[0])).hex()
+    # Linux's SYN: MSS 1460, SACK-permitted + timestamps, NOP + window scale, MP_CAPABLE v1 H
+    assert area[:12] == "020405b40402" and area[12:16] == "080a" and area[-16:] == "010303071e040101"
+    server.receive_packet(syn[0], 0.0)
+    synack = server.packets_to_send(0.0)[0]
+    mpc = [o for o in options_of(synack) if type(o) is opt.MpCapable][0]
+    assert mpc.version == 1 and mpc.flags == opt.MPC_HMAC and mpc.receiver_key is None
+    server_conn = next(iter(server.connections.values()))
+    assert mpc.sender_key == server_conn.local_key
+    assert crypto.key_token(server_conn.local_key) == server_conn.local_token
+    client.receive_packet(synack, 0.01)
+    third = client.packets_to_send(0.01)[0]
+    mpc3 = [o for o in options_of(third) if type(o) is opt.MpCapable][0]
+    assert (mpc3.sender_key, mpc3.receiver_key) == (conn.local_key, server_conn.local_key)
+    assert pk.parse_packet(third).flags == pk.ACK
+    server.receive_packet(third, 0.01)
+    assert server_conn.established and server_conn.remote_key == conn.local_key
+    got = drain(server)
+    assert [type(e) for e in got] == [ev.ConnectionEstablished, ev.SubflowEstablished]
+    assert got[0].remote == (C0, pk.parse_packet(syn[0]).sport) and got[0].checksums is False
+    # the first data segment carries MP_CAPABLE with the data length (RFC 8684 §3.1)
+    conn.send(b"hello")
+    first = client.packets_to_send(0.02)
+    data = [o for o in options_of(first[0]) if type(o) is opt.MpCapable]
+    assert data and data[0].data_len == 5 and not any(type(o) is opt.Dss for o in options_of(first[0]))
+    server.receive_packet(first[0], 0.02)
+    assert [e.data for e in drain(server) if type(e) is ev.DataReceived] == [b"hello"]
+    # the server's DATA_ACK makes the client fully established; then it joins from C1
+    pump(client, server, 0.03)
+    assert conn.fully_established
+    assert len(conn.all_subflows) == 2 and conn.all_subflows[1].local == bytes([198, 18, 1, 1])
+
+
+def test_the_idsns_and_data_acks_follow_the_keys(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    pump(client, server)
+    conn.send(b"x" * 3000)
+    seen = pump(client, server, 0.1)
+    keys = crypto.KeyContext(conn.local_key, conn.remote_key)
+    dss = [o for s, p in seen if s is client for o in options_of(p) if type(o) is opt.Dss and o.dsn]
+    mpc = [o for s, p in seen if s is client for o in options_of(p)
+           if type(o) is opt.MpCapable and o.data_len]
+    # the first segment's MP_CAPABLE maps DSN IDSN + 1 implicitly (RFC 8684 §3.1), the next
+    # segments carry DSS mappings from there on
+    assert mpc[0].data_len == 1420
+    assert (dss[0].dsn, dss[0].subflow_seq, dss[0].data_len) == (keys.local_idsn + 1 + 1420,
+                                                                 1421, 3000 - 1420)
+    acks = [o.data_ack for s, p in seen if s is server for o in options_of(p)
+            if type(o) is opt.Dss and o.data_ack is not None]
+    assert acks[-1] == keys.local_idsn + 1 + 3000
+
+
+def test_join_with_a_forged_third_ack_hmac_is_reset(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x")
+
+    def forge(packet, sender):
+        found = options_of(packet)
+        if sender is client and any(type(o) is opt.MpJoinAck for o in found):
+            p = pk.parse_packet(packet)
+            area = opt.encode_tcp_options([opt.MpJoinAck(bytes(20))])
+            return pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport,
+                                   p.dport, p.seq, p.ack, p.flags, p.window, options=area)
+        return packet
+    seen = pump(client, server, mutate=forge)
+    resets = [p for s, p in seen if s is server and pk.parse_packet(p).flags & pk.RST]
+    assert resets
+    assert [o for o in options_of(resets[0]) if type(o) is opt.MpTcpRst] == \
+        [opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)]
+    server_conn = next(iter(server.connections.values()))
+    assert server_conn.bad_join == 1 and len(server_conn.subflows) == 1
+    # the connection itself is unharmed
+    conn.send(b"still here")
+    pump(client, server, 1.0)
+    assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived) == b"xstill here"
+
+
+def test_join_with_a_forged_synack_hmac_is_reset_by_the_client(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x")
+
+    def forge(packet, sender):
+        found = options_of(packet)
+        join = [o for o in found if type(o) is opt.MpJoinSynAck]
+        if sender is server and join:
+            p = pk.parse_packet(packet)
+            area = bytes(p.options(packet)).replace(join[0].hmac, bytes(8))
+            return pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport,
+                                   p.dport, p.seq, p.ack, p.flags, p.window, options=area)
+        return packet
+    seen = pump(client, server, mutate=forge)
+    resets = [p for s, p in seen if s is client and pk.parse_packet(p).flags & pk.RST]
+    assert resets and opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR) in options_of(resets[0])
+    assert conn.bad_join == 1
+    closed = [e for e in drain(client) if type(e) is ev.SubflowClosed]
+    assert [(e.subflow_id, e.reason) for e in closed] == [(1, "reset")]
+
+
+def test_unknown_token_gets_rst_with_mp_tcprst(pair):
+    _, server = pair
+    syn = pk.build_packet(C0, S0, 40000, PORT, 1000, 0, pk.SYN, 65535,
+                          options=opt.encode_tcp_options([opt.MpJoinSyn(1, 0xDEADBEEF, 0x01020304)]))
+    server.receive_packet(syn, 0.0)
+    (rst,) = server.packets_to_send(0.0)
+    p = pk.parse_packet(rst)
+    assert p.flags == pk.RST | pk.ACK and p.ack == 1001
+    assert bytes(p.options(rst)).hex() == "1e048001"            # what the kernel sends
+    assert server.stats["refused_join"] == 1
+
+
+@pytest.mark.parametrize("case", ["closed port", "ack to nobody", "plain tcp syn", "v0 syn"])
+def test_what_no_subflow_owns_is_reset(pair, case):
+    _, server = pair
+    if case == "closed port":
+        packet = pk.build_packet(C0, S0, 40000, 6000, 7, 0, pk.SYN, 100,
+                                 options=opt.encode_tcp_options([opt.MpCapable(1)]))
+        expect = (0, 8, pk.RST | pk.ACK)
+    elif case == "ack to nobody":
+        packet = pk.build_packet(C0, S0, 40000, PORT, 7, 12345, pk.ACK, 100, payload=b"abc")
+        expect = (12345, 0, pk.RST)
+    elif case == "plain tcp syn":                       # fallback to TCP: the engine's part 2
+        packet = pk.build_packet(C0, S0, 40000, PORT, 7, 0, pk.SYN, 100)
+        expect = (0, 8, pk.RST | pk.ACK)
+    else:
+        packet = pk.build_packet(C0, S0, 40000, PORT, 7, 0, pk.SYN, 100, options=opt.encode_tcp_options(
+            [opt.MpCapable(0, 0x81, sender_key=5)]))
+        expect = (0, 8, pk.RST | pk.ACK)
+    server.receive_packet(packet, 0.0)
+    (rst,) = server.packets_to_send(0.0)
+    p = pk.parse_packet(rst)
+    assert (p.seq, p.ack, p.flags) == expect
+    assert (p.src_address(rst), p.dst_address(rst), p.sport, p.dport) == \
+        (bytes([198, 18, 0, 2]), bytes([198, 18, 0, 1]), 6000 if case == "closed port" else PORT, 40000)
+    assert server.connections == {}
+    # and a RST is never answered
+    server.receive_packet(pk.build_packet(C0, S0, 40000, PORT, 7, 0, pk.RST, 0), 0.0)
+    assert server.packets_to_send(0.0) == []
+
+
+def test_damaged_packets_are_counted_and_dropped(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    pump(client, server)
+    conn.send(b"payload")
+    (data,) = client.packets_to_send(0.1)
+    flipped = bytearray(data)
+    flipped[-1] ^= 0x01                                   # a payload bit: the TCP checksum fails
+    server.receive_packet(bytes(flipped), 0.1)
+    server.receive_packet(data[:30], 0.1)                 # cut inside the TCP header
+    server.receive_packet(b"\x45" + bytes(50), 0.1)       # not a consistent packet
+    assert server.stats["dropped_checksum"] == 1
+    assert server.stats["dropped_truncated"] + server.stats["dropped_not_tcp"] == 2
+    assert [e for e in drain(server) if type(e) is ev.DataReceived] == []
+    server.receive_packet(data, 0.1)
+    assert [e.data for e in drain(server) if type(e) is ev.DataReceived] == [b"payload"]
+
+
+def test_send_is_bounded_and_refused_after_close(backend):
+    client = Endpoint([C0], Config(send_buffer=4096))
+    server = Endpoint([S0])
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    assert conn.send(b"a" * 10_000) == 4096                    # the rest does not fit
+    assert conn.send_space == 0 and conn.send(b"b") == 0
+    conn.close()
+    with pytest.raises(StateError):
+        conn.send(b"late")
+    with pytest.raises(TypeError):
+        Endpoint([C0], config="fast")
+    with pytest.raises(ValueError):
+        Config(congestion_control="bbr")
+    with pytest.raises(ValueError):
+        Config(receive_window=10)
+
+
+def test_abort_sends_fastclose_and_ends_both_sides(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x")
+    pump(client, server)
+    server_conn = next(iter(server.connections.values()))
+    drain(client), drain(server)
+    conn.abort(now=1.0)
+    seen = pump(client, server, 1.0)
+    resets = [p for s, p in seen if s is client]
+    assert len(resets) == 2 and all(pk.parse_packet(p).flags & pk.RST for p in resets)
+    assert all(opt.MpFastclose(server_conn.local_key) in options_of(p) for p in resets)
+    assert [e.reason for e in drain(client) if type(e) is ev.ConnectionTerminated] == ["aborted"]
+    assert [e.reason for e in drain(server) if type(e) is ev.ConnectionTerminated] == ["reset"]
+    assert client.connections == {} and server.connections == {}
