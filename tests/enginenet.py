@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from mptcp_fast import options as opt
+from mptcp_fast import packet as pk
 from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.engine.apps import BulkApp
 from mptcp_fast.netem import Network
@@ -79,3 +81,79 @@ def transfer(paths, *, up=0, down=0, until=120.0, settle=True, before_run=None, 
         end = net.run(until=end + 30.0)
     net.close()
     return Run(net, client, server, conn, end)
+
+
+# -- two endpoints joined directly, packet by packet (no emulated network)
+
+def pump(a, b, now=0.0, until=None, mutate=None, step=0.001):
+    """Move packets between two endpoints (``step`` seconds apart), and fire their timers when
+    they are quiet, up to ``until`` (half a second on by default); ``mutate(packet, sender)``
+    may return a replacement (or None to drop it). Returns every packet, as (sender, bytes)."""
+    until = now + 0.5 if until is None else until
+    seen = []
+    while now <= until:
+        moved = False
+        for src, dst in ((a, b), (b, a)):
+            for packet in src.packets_to_send(now):
+                seen.append((src, packet))
+                if mutate is not None:
+                    packet = mutate(packet, src)
+                    if packet is None:
+                        continue
+                dst.receive_packet(packet, now)
+                moved = True
+        if moved:
+            now += step
+            continue
+        timers = [t for t in (a.get_timer(), b.get_timer()) if t is not None]
+        if not timers or min(timers) > until:
+            break
+        now = max(now, min(timers))
+        for ep in (a, b):
+            if ep.get_timer() is not None and ep.get_timer() <= now:
+                ep.handle_timer(now)
+    return seen
+
+
+def options_of(packet):
+    p = pk.parse_packet(packet)
+    return opt.parse_tcp_options(bytes(p.options(packet)))
+
+
+def drain(ep):
+    out = []
+    while (e := ep.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+class SharedAddress:
+    """Several apps behind one address (as if on one host): packets go to the app whose
+    endpoint has a subflow on the destination port. Lets flows of different endpoints share
+    one emulated path (one bottleneck)."""
+
+    def __init__(self, *apps):
+        self.apps = apps
+
+    def _owner(self, data):
+        dport = pk.parse_packet(data).dport
+        for app in self.apps:
+            if any(key[1] == dport for key in app.endpoint._subflows):
+                return app
+        return self.apps[0]
+
+    def receive_packet(self, data, now):
+        self._owner(data).receive_packet(data, now)
+
+    def packets_to_send(self, now):
+        return [p for app in self.apps for p in app.packets_to_send(now)]
+
+    def get_timer(self):
+        timers = [t for t in (app.get_timer() for app in self.apps) if t is not None]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now):
+        for app in self.apps:
+            when = app.get_timer()
+            if when is not None and when <= now:
+                app.handle_timer(now)

@@ -11,50 +11,10 @@ from mptcp_fast import crypto, options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
 from mptcp_fast.errors import StateError
 
+from enginenet import drain, options_of, pump
+
 C0, C1, S0 = "198.18.0.1", "198.18.1.1", "198.18.0.2"
 PORT = 5000
-
-
-def pump(a, b, now=0.0, until=None, mutate=None, step=0.001):
-    """Move packets between two endpoints (``step`` seconds apart), and fire their timers when
-    they are quiet, up to ``until`` (half a second on by default); ``mutate(packet, sender)``
-    may return a replacement (or None to drop it). Returns every packet, as (sender, bytes)."""
-    until = now + 0.5 if until is None else until
-    seen = []
-    while now <= until:
-        moved = False
-        for src, dst in ((a, b), (b, a)):
-            for packet in src.packets_to_send(now):
-                seen.append((src, packet))
-                if mutate is not None:
-                    packet = mutate(packet, src)
-                    if packet is None:
-                        continue
-                dst.receive_packet(packet, now)
-                moved = True
-        if moved:
-            now += step
-            continue
-        timers = [t for t in (a.get_timer(), b.get_timer()) if t is not None]
-        if not timers or min(timers) > until:
-            break
-        now = max(now, min(timers))
-        for ep in (a, b):
-            if ep.get_timer() is not None and ep.get_timer() <= now:
-                ep.handle_timer(now)
-    return seen
-
-
-def options_of(packet):
-    p = pk.parse_packet(packet)
-    return opt.parse_tcp_options(bytes(p.options(packet)))
-
-
-def drain(ep):
-    out = []
-    while (e := ep.next_event()) is not None:
-        out.append(e)
-    return out
 
 
 @pytest.fixture
