@@ -260,14 +260,25 @@ class Network:
         for packet in host.packets_to_send(self.now):
             self._transmit(packet)
         when = host.get_timer()
-        if when is not None and self._timers.get(id(host)) != when:
+        if when is None:
+            return
+        scheduled = self._timers.get(id(host))
+        if scheduled is None or when < scheduled:
+            # only an earlier time needs a new event; a later one is found when the earlier
+            # event fires (timers that keep moving later, like a retransmission timer pushed
+            # on by every ACK, then cost no heap traffic)
             self._timers[id(host)] = when
             self.schedule(max(when, self.now), self._timer, host, when)
 
     def _timer(self, host, when: float) -> None:
         if self._timers.get(id(host)) != when:
-            return                         # re-armed since: this one is stale
+            return                         # an earlier event replaced this one
         del self._timers[id(host)]
+        due = host.get_timer()
+        if due is not None and due > self.now:
+            self._timers[id(host)] = due   # moved later since: wait for it
+            self.schedule(due, self._timer, host, due)
+            return
         host.handle_timer(self.now)
         self._poll(host)
 

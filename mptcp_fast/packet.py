@@ -24,6 +24,7 @@ from . import _check
 from .errors import PacketError
 
 __all__ = ["Packet", "PacketError", "parse_packet", "build_packet", "build_packet_into",
+           "build_segment",
            "tcp_checksum", "ipv4_header_checksum", "verify_checksums", "FIN", "SYN", "RST",
            "PSH", "ACK", "URG", "ECE", "CWR"]
 
@@ -150,6 +151,17 @@ def build_packet(src, dst, sport: int, dport: int, seq: int, ack: int, flags: in
         + _check.byte_length("payload", kwargs.get("payload", b""))
     out = bytearray(size)
     build_packet_into(out, 0, src, dst, sport, dport, seq, ack, flags, window, **kwargs)
+    return bytes(out)
+
+
+def build_segment(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
+                  flags: int, window: int, options: bytes, payload: bytes) -> bytes:
+    """``build_packet`` for callers whose arguments are already right (the engine): packed
+    addresses of one family, an options area of a multiple of 4 bytes up to 40, a payload
+    that fits. The integers are still range-checked by the backend."""
+    out = bytearray((20 if len(src) == 4 else 40) + 20 + len(options) + len(payload))
+    _impl.build_into(out, 0, src, dst, sport, dport, seq, ack, flags, window, options,
+                     payload, 64, 0, 0, True, 0)
     return bytes(out)
 
 

@@ -579,6 +579,14 @@ class Connection:
         return [opt.Dss(self.queue.data_ack, True, chunk.dsn, True, chunk.seq & MASK32,
                         len(chunk.data), chunk.checksum)]
 
+    def plain_data_ack(self):
+        """The DATA_ACK when a pure ACK carries nothing else (no echo, announcement or
+        DATA_FIN due), else None."""
+        if self.pending_echo or self.announcing or self.queue is None or self.terminated \
+                or (self.fin_dsn is not None and not self.fin_acked):
+            return None
+        return self.queue.data_ack
+
     def ack_options(self, sf) -> list:
         if self.pending_echo:                         # Linux: ADD_ADDR alone on a pure ACK
             return [self.pending_echo.pop(0)]
@@ -618,6 +626,9 @@ class Connection:
         return [sf for sf in self.subflows if sf.usable]
 
     def _push(self, now: float) -> None:
+        if not self.unsent and not self.reinject and (not self.local_closed
+                                                      or self.fin_dsn is not None):
+            return                                    # nothing to send: the common ACK case
         allocator = self.allocator
         if self.is_client and not self.fully_established:
             ready = [sf for sf in self.subflows if sf.join is None and sf.usable]

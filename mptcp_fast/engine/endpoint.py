@@ -154,7 +154,8 @@ class Endpoint:
         return out
 
     def get_timer(self):
-        """The earliest time ``handle_timer`` must be called, or None."""
+        """The earliest time ``handle_timer`` must be called, or None (it may be a little
+        early: a connection whose timer moved later is then simply re-armed)."""
         timers = self._timers
         while timers:
             when, _, conn = timers[0]
@@ -171,6 +172,10 @@ class Endpoint:
             if self._timer_of.get(conn.id) != when:
                 continue
             del self._timer_of[conn.id]
+            due = conn.next_timer()
+            if due is not None and due > now:
+                self._arm(conn, due)               # moved later since it was armed
+                continue
             conn.handle_timer(now)
             self.touch(conn)
 
@@ -217,14 +222,19 @@ class Endpoint:
         raise StateError("no free local port")
 
     def _rearm(self, conn) -> None:
+        """Keep the heap entry of ``conn`` no later than its timer. A timer that moved later
+        keeps its entry (it is re-armed when that fires): per-ACK timer moves cost nothing."""
         when = conn.next_timer()
         if when is None:
-            self._timer_of.pop(conn.id, None)
-            return
-        if self._timer_of.get(conn.id) != when:
-            self._timer_of[conn.id] = when
-            self._order += 1
-            heapq.heappush(self._timers, (when, self._order, conn))
+            return                                 # a stale entry is dropped when it fires
+        armed = self._timer_of.get(conn.id)
+        if armed is None or when < armed:
+            self._arm(conn, when)
+
+    def _arm(self, conn, when: float) -> None:
+        self._timer_of[conn.id] = when
+        self._order += 1
+        heapq.heappush(self._timers, (when, self._order, conn))
 
     def _new_connection(self, is_client: bool) -> Connection:
         if len(self.connections) >= self.config.max_connections:

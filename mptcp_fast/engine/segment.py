@@ -8,8 +8,17 @@ from __future__ import annotations
 from .. import options as opt
 from .. import packet as pk
 from ..errors import OptionError, PacketError
+from .wire import read_common
 
 __all__ = ["Incoming", "read_segment"]
+
+
+def _DSS_ACK(cls, data_ack):                # the Dss the codec would return, unvalidated
+    return tuple.__new__(cls, (data_ack, True, None, False, None, None, None, False))
+
+
+def _DSS_MAP(cls, data_ack, dsn, ssn, length, checksum):
+    return tuple.__new__(cls, (data_ack, True, dsn, True, ssn, length, checksum, False))
 
 
 class Incoming:
@@ -53,7 +62,14 @@ def read_segment(data, number: int = 0) -> Incoming:
     seg.sport, seg.dport, seg.seq, seg.ack = p.sport, p.dport, p.seq, p.ack
     seg.flags, seg.window = p.flags, p.window
     seg.payload = bytes(p.payload(data))
-    if p.options_len:
+    common = read_common(data, p.options_offset, p.options_len) if p.options_len else None
+    if common is not None:                # the usual established segment: TS + DSS
+        seg.tsval, seg.tsecr, data_ack, mapping = common
+        if mapping is None:
+            seg.mptcp.append(_DSS_ACK(opt.Dss, data_ack))
+        else:
+            seg.mptcp.append(_DSS_MAP(opt.Dss, data_ack, *mapping))
+    elif p.options_len:
         try:
             found = opt.parse_tcp_options(data, keep_malformed=True, offset=p.options_offset,
                                           length=p.options_len)

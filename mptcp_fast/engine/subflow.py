@@ -21,6 +21,7 @@ from operator import attrgetter
 from .. import options as opt
 from .. import packet as pk
 from .._serial import seq32_diff
+from . import wire
 from .rtt import RttEstimator
 
 __all__ = ["Subflow", "Chunk", "STATE_NAMES"]
@@ -177,7 +178,11 @@ class Subflow:
 
     # ---------------------------------------------------------------- writing segments
     def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,
-              sack=True) -> None:
+              sack=True, area_bytes=None) -> None:
+        """Write one segment. ``area_bytes``: an options area already written (wire.py)."""
+        if area_bytes is not None:
+            self._write(flags, seq, area_bytes, payload)
+            return
         area = []
         if syn:                                   # Linux's layout, byte for byte: MSS,
             area += [opt.Mss(self.config.mss), opt.SackPermitted(),   # SACK-permitted + TS,
@@ -191,16 +196,17 @@ class Subflow:
             room = (opt.MAX_TCP_OPTIONS_LEN - used - 2) // 8
             if room > 0:
                 area.append(opt.Sack(self._sack_blocks(room)))
+        self._write(flags, seq, opt.encode_tcp_options(area, align=not syn), payload)
+
+    def _write(self, flags: int, seq: int, area: bytes, payload) -> None:
         window = self.conn.receive_window_left()
         if flags & pk.SYN:
             window = min(window, 0xFFFF)
         else:
             window = min(window >> self.rcv_wscale, 0xFFFF)
         ack = (self.irs + self.rcv_nxt) & MASK32 if flags & pk.ACK else 0
-        data = pk.build_packet(self.local, self.remote, self.lport, self.rport,
-                               self._wire_seq(seq), ack, flags, window,
-                               options=opt.encode_tcp_options(area, align=not syn),
-                               payload=payload)
+        data = pk.build_segment(self.local, self.remote, self.lport, self.rport,
+                                (self.iss + seq) & MASK32, ack, flags, window, area, payload)
         if flags & pk.ACK:
             self.ack_pending = False
             self.unacked_segments = 0
@@ -237,6 +243,11 @@ class Subflow:
     def send_ack(self, now: float, mptcp=None) -> None:
         """A pure ACK, with the connection's data ACK (or ``mptcp`` given)."""
         if mptcp is None:
+            plain = self.conn.plain_data_ack()
+            if plain is not None and self.ts_ok and not (self.sack_ok and self.ooo):
+                self._write(pk.ACK, self.snd_nxt,
+                            wire.ack_area(self._tsval(now), self.ts_recent, plain), b"")
+                return
             mptcp = self.conn.ack_options(self)
         self._emit(now, pk.ACK, self.snd_nxt, mptcp=mptcp)
 
@@ -249,8 +260,14 @@ class Subflow:
             self._emit(now, pk.FIN | pk.ACK, entry.seq, mptcp=self.conn.ack_options(self))
             return
         payload = chunk.data[entry.seq - chunk.seq:entry.end - chunk.seq]
-        self._emit(now, pk.ACK | (pk.PSH if entry.end == chunk.end else 0), entry.seq, payload,
-                   self.conn.data_options(self, chunk))
+        flags = pk.ACK | (pk.PSH if entry.end == chunk.end else 0)
+        if self.ts_ok and not chunk.mpc:               # the usual case: TS + DSS, 40 bytes
+            area = wire.data_area(self._tsval(now), self.ts_recent, self.conn.queue.data_ack,
+                                  chunk.dsn, chunk.seq & MASK32, chunk.end - chunk.seq,
+                                  chunk.checksum)
+            self._write(flags, entry.seq, area, payload)
+        else:
+            self._emit(now, flags, entry.seq, payload, self.conn.data_options(self, chunk))
         self.bytes_sent += entry.end - entry.seq
 
     # ---------------------------------------------------------------- sending data
