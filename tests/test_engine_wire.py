@@ -122,3 +122,44 @@ def test_parse_path():
     assert demo.parse_path("100M,10ms") == demo.PathSpec(100e6, 0.010)
     assert demo.parse_path("50Mbit/s, 40ms, 0.05%") == demo.PathSpec(50e6, 0.040, 0.0005)
     assert demo.parse_path("2e7,0.02,0.001") == demo.PathSpec(2e7, 0.02, 0.001)
+
+
+# -- the precompiled option areas of established subflows (mptcp_fast.engine.wire)
+
+from hypothesis import HealthCheck, given, settings, strategies as st   # noqa: E402
+
+from mptcp_fast import options as opt, packet as pk     # noqa: E402
+from mptcp_fast.engine import wire                      # noqa: E402
+from mptcp_fast.engine.segment import read_segment      # noqa: E402
+
+u32, u64 = st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1)
+with_fixture = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@with_fixture
+@given(tsval=u32, tsecr=u32, ack=u64, dsn=u64, ssn=u32, length=st.integers(0, 0xFFFF),
+       checksum=st.none() | st.integers(0, 0xFFFF))
+def test_wire_areas_are_the_codecs_bytes(backend, tsval, tsecr, ack, dsn, ssn, length, checksum):
+    data = opt.encode_tcp_options([opt.Timestamps(tsval, tsecr),
+                                   opt.Dss(ack, True, dsn, True, ssn, length, checksum)])
+    assert wire.data_area(tsval, tsecr, ack, dsn, ssn, length, checksum) == data
+    assert wire.read_common(data, 0, len(data)) == (tsval, tsecr, ack, (dsn, ssn, length, checksum))
+    pure_ack = opt.encode_tcp_options([opt.Timestamps(tsval, tsecr), opt.Dss(ack, True)])
+    assert wire.ack_area(tsval, tsecr, ack) == pure_ack
+    assert wire.read_common(pure_ack, 0, len(pure_ack)) == (tsval, tsecr, ack, None)
+
+
+@with_fixture
+@given(area=st.binary(min_size=24, max_size=40).map(lambda b: b[:len(b) // 4 * 4]))
+def test_read_segment_fast_path_agrees_with_the_codec(backend, area):
+    """Whatever the area, the segment read with the fast path holds what the codec reads."""
+    packet = pk.build_packet("198.18.0.1", "198.18.0.2", 1, 2, 3, 4, pk.ACK, 5, options=area)
+    seg = read_segment(packet)
+    try:
+        found = opt.parse_tcp_options(area, keep_malformed=True)
+    except Exception:   # noqa: BLE001 — a broken area: the segment carries no options then
+        found = []
+    mptcp = [o for o in found if isinstance(o, opt._MptcpOption)]
+    ts = [o for o in found if type(o) is opt.Timestamps]
+    assert seg.mptcp == mptcp
+    assert (seg.tsval, seg.tsecr) == ((ts[0].tsval, ts[0].tsecr) if ts else (None, None))
