@@ -206,3 +206,28 @@ def test_announced_address_is_verified_echoed_and_joined(backend):
     server_conn = next(iter(run.server.transfers.values())).conn
     assert server_conn.announcing == {}                             # the echo arrived
     assert run.conn.bad_add_addr == 0
+
+
+def test_a_subflow_is_given_up_after_its_retransmissions_and_the_data_moves(backend):
+    def cut(net, client, server, made, conn):
+        made[(C1, S0)].down(at=0.3)
+    paths = {(C0, S0): dict(rate=20e6, delay=0.010), (C1, S0): dict(rate=20e6, delay=0.010)}
+    run = transfer(paths, up=3 * MB, before_run=cut, max_retransmits=3)
+    run.check_exact(3 * MB, 0)
+    closed = {e.subflow_id: e for e in run.client.events if type(e) is ev.SubflowClosed}
+    assert (closed[1].reason, closed[1].local[0]) == ("timeout", C1)
+    assert closed[0].reason == "fin"
+    assert run.conn.reinjected_bytes > 0
+
+
+def test_an_address_removed_mid_transfer_takes_its_subflow_and_nothing_else(backend):
+    def remove(net, client, server, made, conn):
+        net.schedule(0.3, lambda: (client.endpoint.remove_address(C1), net.wake(client)))
+    paths = {(C0, S0): dict(rate=20e6, delay=0.010), (C1, S0): dict(rate=20e6, delay=0.010)}
+    run = transfer(paths, up=3 * MB, down=MB, before_run=remove)
+    run.check_exact(3 * MB, MB)
+    closed = [e for e in run.client.events if type(e) is ev.SubflowClosed]
+    assert (closed[0].subflow_id, closed[0].reason) == (1, "address removed")
+    server_closed = [e for e in run.server.events if type(e) is ev.SubflowClosed]
+    assert server_closed[0].reason == "reset" and server_closed[0].remote[0] == C1
+    assert run.conn.all_subflows[1].bytes_sent > 0 and len(run.conn.all_subflows) == 2

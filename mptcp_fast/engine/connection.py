@@ -794,10 +794,11 @@ class Connection:
             self.endpoint.forget(self)
 
     def _subflow_gone_event(self, sf, reason: str) -> None:
-        if getattr(sf, "reported", False):
+        if sf.reported:
             return
         sf.reported = True
-        self._event(ev.SubflowClosed(self.id, sf.sid, reason, getattr(sf, "reset_reason", None)))
+        self._event(ev.SubflowClosed(self.id, sf.sid, reason, sf.reset_reason,
+                                     (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
 
     def _check_closed(self, now: float) -> None:
         """Both DATA_FINs acknowledged: the connection is closed; the subflows end with FINs."""

@@ -46,6 +46,7 @@ class Endpoint:
         if not self.addresses:
             raise ValueError("an endpoint needs at least one address")
         self._own = set(self.addresses)
+        self._address_ids = {a: i + 1 for i, a in enumerate(self.addresses)}   # stable ids
         self.listening: set[int] = set()
         self.connections: dict[int, Connection] = {}
         self.tokens = crypto.TokenTable(self.config.max_connections)
@@ -73,6 +74,20 @@ class Endpoint:
         if packed not in self._own:
             self.addresses.append(packed)
             self._own.add(packed)
+            self._address_ids.setdefault(packed, len(self._address_ids) + 1)
+
+    def remove_address(self, address, now: float | None = None) -> None:
+        """An address went away: its subflows are reset (SubflowClosed "address removed") and
+        the data they held is reinjected on the others; no new subflow will use it."""
+        packed = self.own_address(address)
+        now = self.now if now is None else now
+        self.addresses.remove(packed)
+        self._own.discard(packed)
+        for conn in list(self.connections.values()):
+            for sf in list(conn.subflows):
+                if sf.local == packed:
+                    sf.close(now, "address removed", reset=True)
+            self.touch(conn)
 
     def own_address(self, address) -> bytes:
         packed = _check.address("address", address)
@@ -207,11 +222,11 @@ class Endpoint:
         self.tokens.remove(conn.local_token)
 
     def address_id(self, conn, address: bytes) -> int:
-        """RFC 8684 §3.2: the initial subflow's address is id 0; the others are numbered by
-        their place in the endpoint's list."""
+        """RFC 8684 §3.2: the initial subflow's address is id 0; the others keep the number
+        they got when the endpoint learned them (1, 2, ... in order)."""
         if conn.local is None or conn.local[0] == address:
             return 0
-        return self.addresses.index(address) + 1 if address in self._own else 255
+        return self._address_ids.get(address, 255)
 
     def new_port(self, local: bytes, remote: bytes, rport: int) -> int:
         low, high = EPHEMERAL_PORTS

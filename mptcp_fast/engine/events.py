@@ -41,10 +41,13 @@ class SubflowEstablished(Event):
 @dataclass(frozen=True, slots=True)
 class SubflowClosed(Event):
     """A subflow ended: ``reason`` is "fin", "reset" (with the MP_TCPRST ``reset_reason`` when
-    one came), "timeout" or "address removed"."""
+    one came), "timeout", "aborted" or "address removed"; ``local`` and ``remote`` are its
+    (address, port) pairs."""
     subflow_id: int
     reason: str
     reset_reason: int | None = None
+    local: tuple[str, int] | None = None
+    remote: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,8 @@ class Subflow:
         self.backup = backup                 # the scheduler's "use only when nothing else"
         self.local_address_id = self.remote_address_id = 0
         self.closed_reason = None
+        self.reset_reason = None             # the MP_TCPRST reason of a RST received
+        self.reported = False                # SubflowClosed was queued
         # -- send side (RFC 9293 §3.3.1)
         self.iss = iss
         self.snd_una = self.snd_nxt = 0      # relative: the SYN is 0
