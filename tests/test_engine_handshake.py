@@ -225,3 +225,79 @@ def test_abort_sends_fastclose_and_ends_both_sides(pair):
     assert [e.reason for e in drain(client) if type(e) is ev.ConnectionTerminated] == ["aborted"]
     assert [e.reason for e in drain(server) if type(e) is ev.ConnectionTerminated] == ["reset"]
     assert client.connections == {} and server.connections == {}
+
+
+def _has(packet, cls):
+    return any(type(o) is cls for o in options_of(packet))
+
+
+def _dropper(predicate, times=1):
+    """mutate() for pump: drop the first ``times`` packets for which predicate(packet, sender)."""
+    left = [times]
+
+    def mutate(packet, sender):
+        if left[0] and predicate(packet, sender):
+            left[0] -= 1
+            return None
+        return packet
+    return mutate
+
+
+def test_a_lost_syn_is_sent_again_after_the_initial_rto(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    seen = pump(client, server, until=2.0,
+                mutate=_dropper(lambda p, s: pk.parse_packet(p).flags == pk.SYN))
+    syns = [p for s, p in seen if s is client and pk.parse_packet(p).flags == pk.SYN]
+    assert len(syns) == 2 and conn.established                       # RFC 6298 §2.1: 1 s
+    assert conn.subflows[0].rtt.srtt is None or conn.subflows[0].syn_sent_count == 2
+
+
+def test_a_lost_third_ack_is_covered_by_the_mp_capable_data_segment(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"first data")
+    pump(client, server, mutate=_dropper(
+        lambda p, s: s is client and _has(p, opt.MpCapable) and pk.parse_packet(p).flags == pk.ACK
+        and not pk.parse_packet(p).payload_len))
+    server_conn = next(iter(server.connections.values()))
+    assert server_conn.established and server_conn.remote_key == conn.local_key
+    assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived) == b"first data"
+
+
+def test_a_lost_fourth_ack_is_asked_for_again(pair):
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x")
+
+    def fourth(packet, sender):
+        p = pk.parse_packet(packet)
+        return sender is server and p.sport == PORT and p.flags == pk.ACK and \
+            p.dport == conn.all_subflows[-1].lport and len(conn.all_subflows) == 2
+    pump(client, server, until=3.0, mutate=_dropper(fourth))
+    joined = conn.all_subflows[1]
+    assert joined.join.established and joined.state_name == "ESTABLISHED"
+
+
+def test_a_closed_window_is_probed_when_the_update_is_lost(backend):
+    client = Endpoint([C0], Config(time_wait=0.1))
+    server = Endpoint([S0], Config(receive_window=4096, time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"z" * 20_000)
+    pump(client, server, until=1.0)                  # nobody reads: the window fills and closes
+    server_conn = next(iter(server.connections.values()))
+    assert server_conn.queue.queued_bytes == 4096
+    got = b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
+    # the window update that reading sends is lost; only a probe can reopen the flow
+    pump(client, server, 1.0, until=1.1, mutate=_dropper(lambda p, s: s is server, times=10))
+    total = got
+    now = 1.1
+    for _ in range(40):
+        pump(client, server, now, until=now + 1.0)
+        total += b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
+        now += 1.0
+        if len(total) == 20_000:
+            break
+    assert total == b"z" * 20_000
+    assert conn.window_probes >= 1

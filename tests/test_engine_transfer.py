@@ -231,3 +231,11 @@ def test_an_address_removed_mid_transfer_takes_its_subflow_and_nothing_else(back
     server_closed = [e for e in run.server.events if type(e) is ev.SubflowClosed]
     assert server_closed[0].reason == "reset" and server_closed[0].remote[0] == C1
     assert run.conn.all_subflows[1].bytes_sent > 0 and len(run.conn.all_subflows) == 2
+
+
+def test_fifty_megabytes_with_loss_both_ways(backend):
+    paths = {(C0, S0): dict(rate=1e9, delay=0.002, loss=0.001, queue=MB),
+             (C1, S0): dict(rate=500e6, delay=0.005, loss=0.001, queue=MB)}
+    run = transfer(paths, up=40 * MB, down=10 * MB, settle=False)
+    run.check_exact(40 * MB, 10 * MB)
+    assert all(v > MB for v in run.subflow_bytes().values())

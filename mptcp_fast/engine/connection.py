@@ -103,6 +103,7 @@ class Connection:
         self.bad_add_addr = 0
         self.bad_join = 0
         self.reinjected_bytes = 0
+        self.window_probes = 0
 
     def __repr__(self):
         return (f"<Connection {self.id} {'client' if self.is_client else 'server'} "
@@ -304,24 +305,24 @@ class Connection:
                 sf.close(now, "reset", reset=True)
                 return False
             self.checksums = self.config.checksums or mpc.checksum_required
-            self._keys_known(mpc.sender_key)
+            self._keys_known(mpc.sender_key, seg.window)   # a SYN's window is never scaled
             return True
         if mpc is None or mpc.sender_key is None or mpc.receiver_key != self.local_key:
             self.endpoint.stats["refused_mp_capable"] += 1
             sf.close(now, "reset", reset=True)
             return False
-        self._keys_known(mpc.sender_key)
+        self._keys_known(mpc.sender_key, seg.window << sf.peer_wscale)
         self.fully_established = True
         return True
 
-    def _keys_known(self, remote_key: int) -> None:
+    def _keys_known(self, remote_key: int, window: int) -> None:
         """Both keys are known: tokens, IDSNs and the data-level state (RFC 8684 §3.1; the
-        first DSN is IDSN + 1, as Linux sends it)."""
+        first DSN is IDSN + 1, as Linux sends it); ``window`` is the peer's first window."""
         self.remote_key = remote_key
         self.keys = crypto.KeyContext(self.local_key, remote_key)
         self.allocator = dss.DsnAllocator((self.keys.local_idsn + 1) & MASK64)
         self.retained_dsn = self.allocator.next_dsn
-        self.peer_edge = (self.allocator.next_dsn + 0xFFFF) & MASK64   # until a window arrives
+        self.peer_edge = (self.allocator.next_dsn + window) & MASK64
         start = (self.keys.remote_idsn + 1) & MASK64
         self.queue = dss.ReassemblyQueue(start, window=self.config.receive_window)
         self.receiver = receiver.DataReceiver(self.anomalies,
@@ -442,8 +443,10 @@ class Connection:
                 self._on_mpc(sf, o, seg)
             elif kind is opt.AddAddr:
                 self._on_add_addr(sf, o, now)
-            elif kind is opt.MpJoinAck or kind is opt.MpJoinSynAck:
-                pass                                  # handshake retransmissions
+            elif kind is opt.MpJoinAck:
+                sf.ack_pending = True                 # our fourth ACK was lost: send it again
+            elif kind is opt.MpJoinSynAck:
+                pass                                  # a retransmitted SYN/ACK (handled by TCP)
             else:
                 self.ignored_options += 1             # part 2: REMOVE_ADDR, MP_PRIO, ...
         if self.allocator is not None:
@@ -746,6 +749,7 @@ class Connection:
             if usable:                                # Linux's tcp_xmit_probe_skb: an old
                 probe = usable[0]                     # sequence number draws an ACK
                 probe._emit(now, 0x10, probe.snd_una - 1, mptcp=self.ack_options(probe))
+                self.window_probes += 1
             if self.unsent:
                 self._arm_persist(now)
 
