@@ -15,7 +15,8 @@ import os
 import warnings
 
 # Every compiled module the package expects; the compiled backend is all or nothing.
-EXTENSIONS = ("_options", "_crypto", "_dss", "_pcap", "_receiver", "_tracking", "_sender", "_packet")
+EXTENSIONS = ("_options", "_crypto", "_dss", "_pcap", "_receiver", "_tracking", "_sender", "_packet",
+              "_segment")
 
 _registry: dict[str, tuple[str, object]] = {}
 

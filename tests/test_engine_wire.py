@@ -163,3 +163,30 @@ def test_read_segment_fast_path_agrees_with_the_codec(backend, area):
     ts = [o for o in found if type(o) is opt.Timestamps]
     assert seg.mptcp == mptcp
     assert (seg.tsval, seg.tsecr) == ((ts[0].tsval, ts[0].tsecr) if ts else (None, None))
+
+
+def _fields(seg):
+    return {name: getattr(seg, name) for name in seg.__slots__}
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(area=st.binary(max_size=40), payload=st.binary(max_size=64), cut=st.integers(0, 200),
+       flip=st.none() | st.integers(0, 8 * 140 - 1), v6=st.booleans())
+def test_read_segment_twins_agree(on_both, area, payload, cut, flip, v6):
+    """Both twins give the same Incoming, or the same PacketError, on valid packets, cut ones
+    and ones with a flipped bit."""
+    area = area[:len(area) // 4 * 4]
+    src, dst = ("2001:2::1", "2001:2::2") if v6 else ("198.18.0.1", "198.18.0.2")
+    packet = bytearray(pk.build_packet(src, dst, 1, 2, 3, 4, pk.ACK, 5, options=area,
+                                       payload=payload))
+    if flip is not None and flip // 8 < len(packet):
+        packet[flip // 8] ^= 1 << (flip % 8)
+    if cut < len(packet) and cut % 3 == 0:
+        del packet[cut:]
+    data = bytes(packet)
+    compiled, pure = on_both(lambda: read_segment(data, 7))
+    if isinstance(compiled, tuple) and compiled[0] == "error":
+        assert compiled == pure
+        assert compiled[1].__name__ == "PacketError"
+    else:
+        assert _fields(compiled) == _fields(pure)

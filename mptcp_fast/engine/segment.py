@@ -1,24 +1,31 @@
 """One received TCP segment, read from a whole IP packet: the header fields the engine uses and
-its options sorted by what they are for. ``read_segment`` raises only PacketError; malformed
-options are counted in ``malformed_options`` and otherwise ignored, as Linux ignores them
-(RFC 9293 §3.1 lets a receiver skip what it does not understand)."""
+its options sorted by what they are for. ``read_segment`` raises only PacketError (a packet cut
+short, not TCP, a fragment, or a bad IPv4 header or TCP checksum); malformed options are
+counted in ``malformed_options`` and otherwise ignored, as Linux ignores them (RFC 9293 §3.1
+lets a receiver skip what it does not understand).
+
+The reading is a byte-level hot path with two twins (pyx/_segment.pyx, compiled, and
+mptcp_fast/_pure/_segment.py): the usual established layout (timestamps + DSS) is decoded
+directly, anything else through the option codec.
+"""
 
 from __future__ import annotations
 
-from .. import options as opt
 from .. import packet as pk
-from ..errors import OptionError, PacketError
+from ..errors import PacketError
 from .wire import read_common
 
-__all__ = ["Incoming", "read_segment"]
+__all__ = ["Incoming", "read_segment", "STATUS"]
 
-
-def _DSS_ACK(cls, data_ack):                # the Dss the codec would return, unvalidated
-    return tuple.__new__(cls, (data_ack, True, None, False, None, None, None, False))
-
-
-def _DSS_MAP(cls, data_ack, dsn, ssn, length, checksum):
-    return tuple.__new__(cls, (data_ack, True, dsn, True, ssn, length, checksum, False))
+# read()'s status codes -> (PacketError reason, message)
+STATUS = {
+    1: ("truncated", "the bytes end inside the IP or TCP header"),
+    2: ("not tcp", "not an IPv4 or IPv6 packet carrying a consistent TCP header"),
+    3: ("fragment", "an IP fragment"),
+    4: ("truncated", "the packet is shorter than its IP header says"),
+    5: ("checksum", "bad IPv4 header checksum"),
+    6: ("checksum", "bad TCP checksum"),
+}
 
 
 class Incoming:
@@ -49,47 +56,22 @@ class Incoming:
 
 def read_segment(data, number: int = 0) -> Incoming:
     """Parse ``data`` (one whole IPv4 or IPv6 packet) and check its checksums."""
-    p = pk.parse_packet(data)
-    if p.truncated or p.captured_len != p.payload_len:
-        raise PacketError("the packet is shorter than its IP header says", "truncated")
-    ip_ok, tcp_ok = pk.verify_checksums(data)
-    if ip_ok is False or not tcp_ok:
-        raise PacketError("bad " + ("IPv4 header" if ip_ok is False else "TCP") + " checksum",
-                          "checksum")
-    seg = Incoming()
-    seg.number = number
-    seg.src, seg.dst = p.src_address(data), p.dst_address(data)
-    seg.sport, seg.dport, seg.seq, seg.ack = p.sport, p.dport, p.seq, p.ack
-    seg.flags, seg.window = p.flags, p.window
-    seg.payload = bytes(p.payload(data))
-    common = read_common(data, p.options_offset, p.options_len) if p.options_len else None
-    if common is not None:                # the usual established segment: TS + DSS
-        seg.tsval, seg.tsecr, data_ack, mapping = common
-        if mapping is None:
-            seg.mptcp.append(_DSS_ACK(opt.Dss, data_ack))
-        else:
-            seg.mptcp.append(_DSS_MAP(opt.Dss, data_ack, *mapping))
-    elif p.options_len:
-        try:
-            found = opt.parse_tcp_options(data, keep_malformed=True, offset=p.options_offset,
-                                          length=p.options_len)
-        except OptionError:               # the options area itself is broken: ignore it all
-            seg.malformed_options += 1
-            found = ()
-        for o in found:
-            kind = type(o)
-            if kind is opt.Timestamps:
-                seg.tsval, seg.tsecr = o.tsval, o.tsecr
-            elif kind is opt.Sack:
-                seg.sack = o.blocks
-            elif kind is opt.Mss:
-                seg.mss = o.mss
-            elif kind is opt.WindowScale:
-                seg.wscale = o.shift
-            elif kind is opt.SackPermitted:
-                seg.sack_permitted = True
-            elif kind is opt.MalformedOption:
-                seg.malformed_options += 1
-            elif isinstance(o, opt._MptcpOption):
-                seg.mptcp.append(o)
-    return seg
+    found = _impl.read(data, number)
+    if type(found) is int:
+        reason, message = STATUS[found]
+        raise PacketError(message, reason)
+    return found
+
+
+_impl = None
+
+
+def _bind(impl) -> None:
+    global _impl
+    impl.bind_types(Incoming, read_common)
+    _impl = impl
+
+
+from .. import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_segment", _bind)

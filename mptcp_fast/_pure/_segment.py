@@ -1,0 +1,87 @@
+"""Pure-Python twin of pyx/_segment.pyx: read one received packet for the engine.
+
+``read(data, number)`` returns an ``Incoming`` (mptcp_fast.engine.segment's) or a status code
+(``STATUS`` there names them): the packet is parsed, must be whole, and both its checksums
+must be good; the usual established layout (timestamps + a DSS with a 64-bit data ACK and
+maybe a mapping, mptcp_fast.engine.wire) is read directly, any other options area with the
+option codec (malformed options counted, not raised).
+"""
+
+from __future__ import annotations
+
+from .. import options as opt
+from .. import packet as pk
+from ..errors import OptionError, PacketError
+
+_Incoming = None                          # set by bind_types()
+_read_common = None
+
+
+def bind_types(incoming_class, read_common) -> None:
+    global _Incoming, _read_common
+    _Incoming, _read_common = incoming_class, read_common
+
+
+_PARSE_STATUS = {"truncated": 1, "not tcp": 2, "fragment": 3}
+
+
+def dss_ack(data_ack):
+    """The Dss the codec returns for a data ACK alone, built without validation."""
+    return tuple.__new__(opt.Dss, (data_ack, True, None, False, None, None, None, False))
+
+
+def dss_map(data_ack, dsn, ssn, length, checksum):
+    return tuple.__new__(opt.Dss, (data_ack, True, dsn, True, ssn, length, checksum, False))
+
+
+def general_options(seg, data, offset: int, length: int) -> None:
+    """Sort the options of any area into ``seg`` (the codec's reading)."""
+    try:
+        found = opt.parse_tcp_options(data, keep_malformed=True, offset=offset, length=length)
+    except OptionError:                   # the options area itself is broken: ignore it all
+        seg.malformed_options += 1
+        return
+    for o in found:
+        kind = type(o)
+        if kind is opt.Timestamps:
+            seg.tsval, seg.tsecr = o.tsval, o.tsecr
+        elif kind is opt.Sack:
+            seg.sack = o.blocks
+        elif kind is opt.Mss:
+            seg.mss = o.mss
+        elif kind is opt.WindowScale:
+            seg.wscale = o.shift
+        elif kind is opt.SackPermitted:
+            seg.sack_permitted = True
+        elif kind is opt.MalformedOption:
+            seg.malformed_options += 1
+        elif isinstance(o, opt._MptcpOption):
+            seg.mptcp.append(o)
+
+
+def read(data, number: int):
+    try:
+        p = pk.parse_packet(data)
+    except PacketError as exc:
+        return _PARSE_STATUS[exc.reason]
+    if p.truncated or p.captured_len != p.payload_len:
+        return 4
+    ip_ok, tcp_ok = pk.verify_checksums(data)
+    if ip_ok is False:
+        return 5
+    if not tcp_ok:
+        return 6
+    seg = _Incoming()
+    seg.number = number
+    seg.src, seg.dst = p.src_address(data), p.dst_address(data)
+    seg.sport, seg.dport, seg.seq, seg.ack = p.sport, p.dport, p.seq, p.ack
+    seg.flags, seg.window = p.flags, p.window
+    seg.payload = bytes(p.payload(data))
+    if p.options_len:
+        common = _read_common(data, p.options_offset, p.options_len)
+        if common is not None:            # the usual established segment: TS + DSS
+            seg.tsval, seg.tsecr, data_ack, mapping = common
+            seg.mptcp.append(dss_ack(data_ack) if mapping is None else dss_map(data_ack, *mapping))
+        else:
+            general_options(seg, data, p.options_offset, p.options_len)
+    return seg

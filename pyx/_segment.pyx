@@ -1,0 +1,84 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled twin of mptcp_fast/_pure/_segment.py: read one received packet for the engine.
+Same results and status codes; the packet layout and checksums are the C of mf_packet.pxd,
+the usual established options area (timestamps + DSS, mptcp_fast.engine.wire) is decoded
+here, any other area by the pure twin's ``general_options`` (the option codec).
+"""
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from mf_bytes cimport be16, be32, be64
+from mf_csum cimport sum16, add16
+from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum
+
+cdef object _Incoming = None          # mptcp_fast.engine.segment.Incoming, set by bind_types()
+cdef object dss_ack = None, dss_map = None, general_options = None   # the pure twin's
+
+
+def bind_types(incoming_class, read_common):
+    """Called when the engine binds this twin (the package is importable by then)."""
+    global _Incoming, dss_ack, dss_map, general_options
+    from mptcp_fast._pure import _segment as pure
+    _Incoming = incoming_class
+    dss_ack, dss_map, general_options = pure.dss_ack, pure.dss_map, pure.general_options
+
+
+cdef inline bint _is_ts(const uint8_t* p) noexcept nogil:
+    return p[0] == 1 and p[1] == 1 and p[2] == 8 and p[3] == 10
+
+
+def read(data, number):
+    cdef Py_buffer view
+    cdef PacketLayout f
+    cdef const uint8_t* d
+    cdef const uint8_t* t
+    cdef const uint8_t* o
+    cdef Py_ssize_t olen, ihl
+    cdef int status
+    cdef object checksum
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        d = <const uint8_t*>view.buf
+        status = pk_locate(d, view.len, 0, 0, &f)
+        if status:
+            return status
+        if f.cap_end != f.ip_end:
+            return 4
+        if f.version == 4:
+            ihl = (d[0] & 0x0F) * 4
+            if sum16(d, ihl, False) != 0xFFFF:
+                return 5
+        t = d + f.tcp
+        if add16(~pk_tcp_checksum(d, &f) & 0xFFFF, be16(t + 16)) != 0xFFFF:
+            return 6
+        seg = _Incoming()
+        seg.number = number
+        seg.src = PyBytes_FromStringAndSize(<const char*>(d + f.src), f.addr_len)
+        seg.dst = PyBytes_FromStringAndSize(<const char*>(d + f.src + f.addr_len), f.addr_len)
+        seg.sport = be16(t)
+        seg.dport = be16(t + 2)
+        seg.seq = be32(t + 4)
+        seg.ack = be32(t + 8)
+        seg.flags = t[13]
+        seg.window = be16(t + 14)
+        seg.payload = PyBytes_FromStringAndSize(<const char*>(t + f.doff), f.ip_end - f.tcp - f.doff)
+        olen = f.doff - 20
+        if olen:
+            o = t + 20
+            if olen == 24 and _is_ts(o) and o[12] == 30 and o[13] == 12 and o[14] == 0x20 \
+                    and o[15] == 0x03:
+                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
+                seg.mptcp.append(dss_ack(be64(o + 16)))
+            elif olen == 40 and _is_ts(o) and o[12] == 30 and o[14] == 0x20 and o[15] == 0x0F \
+                    and ((o[13] == 26 and o[38] == 1 and o[39] == 1) or o[13] == 28):
+                checksum = be16(o + 38) if o[13] == 28 else None
+                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
+                seg.mptcp.append(dss_map(be64(o + 16), be64(o + 24), be32(o + 32), be16(o + 36),
+                                         checksum))
+            else:
+                general_options(seg, data, f.tcp + 20, olen)
+        return seg
+    finally:
+        PyBuffer_Release(&view)
