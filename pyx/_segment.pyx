@@ -5,13 +5,14 @@ the usual established options area (timestamps + DSS, mptcp_fast.engine.wire) is
 here, any other area by the pure twin's ``general_options`` (the option codec).
 """
 
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
-from mf_bytes cimport be16, be32, be64
+from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
-from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum
+from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum
 
 cdef object _Incoming = None          # mptcp_fast.engine.segment.Incoming, set by bind_types()
 cdef object dss_ack = None, dss_map = None, general_options = None   # the pure twin's
@@ -82,3 +83,93 @@ def read(data, number):
         return seg
     finally:
         PyBuffer_Release(&view)
+
+
+# ------------------------------------------------------------------------------------------
+# writing: the two segments an established subflow sends most, each one call from fields to a
+# checksummed packet (the pure twin composes wire.data_area / ack_area and build_segment)
+
+cdef object _packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                    uint32_t ack, uint8_t flags, uint16_t window, const uint8_t* area,
+                    Py_ssize_t area_len, const uint8_t* body, Py_ssize_t body_len):
+    cdef Py_ssize_t ip_len = 20 if len(src) == 4 else 40
+    cdef Py_ssize_t total = ip_len + 20 + area_len + body_len
+    cdef object out = PyBytes_FromStringAndSize(NULL, total)
+    cdef uint8_t* d = <uint8_t*>PyBytes_AS_STRING(out)
+    cdef uint8_t* t = d + ip_len
+    cdef PacketLayout f
+    if ip_len == 20:
+        d[0], d[1] = 0x45, 0
+        put16(d + 2, <uint16_t>total)
+        put16(d + 4, 0)
+        put16(d + 6, 0x4000)                      # don't fragment, as build_packet's default
+        d[8], d[9] = 64, 6
+        put16(d + 10, 0)
+        memcpy(d + 12, <const char*>src, 4)
+        memcpy(d + 16, <const char*>dst, 4)
+    else:
+        put32(d, 6u << 28)
+        put16(d + 4, <uint16_t>(total - 40))
+        d[6], d[7] = 6, 64
+        memcpy(d + 8, <const char*>src, 16)
+        memcpy(d + 24, <const char*>dst, 16)
+    put16(t, sport)
+    put16(t + 2, dport)
+    put32(t + 4, seq)
+    put32(t + 8, ack)
+    t[12], t[13] = <uint8_t>(((20 + area_len) // 4) << 4), flags
+    put16(t + 14, window)
+    put16(t + 16, 0)
+    put16(t + 18, 0)
+    memcpy(t + 20, area, area_len)
+    if body_len:
+        memcpy(t + 20 + area_len, body, body_len)
+    pk_locate(d, total, 0, 0, &f)
+    put16(t + 16, pk_tcp_checksum(d, &f))
+    if ip_len == 20:
+        put16(d + 10, pk_ipv4_header_checksum(d, 0))
+    return out
+
+
+cdef inline void _timestamps(uint8_t* a, uint32_t tsval, uint32_t tsecr) noexcept nogil:
+    a[0], a[1], a[2], a[3] = 1, 1, 8, 10
+    put32(a + 4, tsval)
+    put32(a + 8, tsecr)
+
+
+def data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval, uint32_t tsecr,
+                uint64_t data_ack, uint64_t dsn, uint32_t ssn, uint16_t length, checksum,
+                payload, Py_ssize_t start, Py_ssize_t end):
+    """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
+    cdef uint8_t area[40]
+    cdef Py_buffer body
+    _timestamps(area, tsval, tsecr)
+    area[12], area[14], area[15] = 30, 0x20, 0x0F
+    put64(area + 16, data_ack)
+    put64(area + 24, dsn)
+    put32(area + 32, ssn)
+    put16(area + 36, length)
+    if checksum is None:
+        area[13], area[38], area[39] = 26, 1, 1
+    else:
+        area[13] = 28
+        put16(area + 38, <uint16_t>checksum)
+    PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
+    try:
+        if not 0 <= start <= end <= body.len:
+            raise ValueError(f"payload range {start}..{end} is outside {body.len} bytes")
+        return _packet(src, dst, sport, dport, seq, ack, flags, window, area, 40,
+                       <const uint8_t*>body.buf + start, end - start)
+    finally:
+        PyBuffer_Release(&body)
+
+
+def ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+               uint32_t ack, uint16_t window, uint32_t tsval, uint32_t tsecr, uint64_t data_ack):
+    """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
+    cdef uint8_t area[24]
+    _timestamps(area, tsval, tsecr)
+    area[12], area[13], area[14], area[15] = 30, 12, 0x20, 0x03
+    put64(area + 16, data_ack)
+    return _packet(src, dst, sport, dport, seq, ack, 0x10, window, area, 24, NULL, 0)

@@ -6,6 +6,7 @@ against what the engines sent. Also the ``demo`` command itself."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -190,3 +191,35 @@ def test_read_segment_twins_agree(on_both, area, payload, cut, flip, v6):
         assert compiled[1].__name__ == "PacketError"
     else:
         assert _fields(compiled) == _fields(pure)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seq=u32, ack=u32, window=st.integers(0, 0xFFFF), tsval=u32, tsecr=u32, data_ack=u64,
+       dsn=u64, ssn=u32, checksum=st.none() | st.integers(0, 0xFFFF),
+       payload=st.binary(max_size=300), cut=st.tuples(st.integers(0, 300), st.integers(0, 300)),
+       v6=st.booleans(), psh=st.booleans())
+def test_segment_writers_are_build_packet_with_the_codecs_options(on_both, seq, ack, window,
+                                                                  tsval, tsecr, data_ack, dsn,
+                                                                  ssn, checksum, payload, cut,
+                                                                  v6, psh):
+    from mptcp_fast.engine import segment
+    src, dst = ("2001:2::1", "2001:2::2") if v6 else ("198.18.0.1", "198.18.0.2")
+    src_b, dst_b = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    start, end = sorted(min(c, len(payload)) for c in cut)
+    flags = pk.ACK | (pk.PSH if psh else 0)
+    length = len(payload)
+    expect = pk.build_packet(src, dst, 1000, 2000, seq, ack, flags, window, options=
+                             opt.encode_tcp_options([opt.Timestamps(tsval, tsecr),
+                                                     opt.Dss(data_ack, True, dsn, True, ssn,
+                                                             length, checksum)]),
+                             payload=payload[start:end])
+    got = on_both(lambda: segment.data_packet(src_b, dst_b, 1000, 2000, seq, ack, flags, window,
+                                              tsval, tsecr, data_ack, dsn, ssn, length, checksum,
+                                              payload, start, end))
+    assert got == (expect, expect)
+    expect_ack = pk.build_packet(src, dst, 1000, 2000, seq, ack, pk.ACK, window, options=
+                                 opt.encode_tcp_options([opt.Timestamps(tsval, tsecr),
+                                                         opt.Dss(data_ack, True)]))
+    got = on_both(lambda: segment.ack_packet(src_b, dst_b, 1000, 2000, seq, ack, window, tsval,
+                                             tsecr, data_ack))
+    assert got == (expect_ack, expect_ack)

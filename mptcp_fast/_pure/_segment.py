@@ -22,6 +22,24 @@ def bind_types(incoming_class, read_common) -> None:
     _Incoming, _read_common = incoming_class, read_common
 
 
+def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
+                ssn, length, checksum, payload, start, end) -> bytes:
+    """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
+    from ..engine import wire
+    if not 0 <= start <= end <= len(payload):
+        raise ValueError(f"payload range {start}..{end} is outside {len(payload)} bytes")
+    return pk.build_segment(src, dst, sport, dport, seq, ack, flags, window,
+                            wire.data_area(tsval, tsecr, data_ack, dsn, ssn, length, checksum),
+                            payload[start:end])
+
+
+def ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
+    """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
+    from ..engine import wire
+    return pk.build_segment(src, dst, sport, dport, seq, ack, pk.ACK, window,
+                            wire.ack_area(tsval, tsecr, data_ack), b"")
+
+
 _PARSE_STATUS = {"truncated": 1, "not tcp": 2, "fragment": 3}
 
 

@@ -6,7 +6,8 @@ lets a receiver skip what it does not understand).
 
 The reading is a byte-level hot path with two twins (pyx/_segment.pyx, compiled, and
 mptcp_fast/_pure/_segment.py): the usual established layout (timestamps + DSS) is decoded
-directly, anything else through the option codec.
+directly, anything else through the option codec. So is writing the two segments an
+established subflow sends most (``data_packet``, ``ack_packet``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .. import packet as pk
 from ..errors import PacketError
 from .wire import read_common
 
-__all__ = ["Incoming", "read_segment", "STATUS"]
+__all__ = ["Incoming", "read_segment", "STATUS", "data_packet", "ack_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
 STATUS = {
@@ -64,12 +65,19 @@ def read_segment(data, number: int = 0) -> Incoming:
 
 
 _impl = None
+# data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
+#             ssn, length, checksum, payload, start, end) -> bytes: a data segment with
+#             TS + DSS (ack and mapping) carrying payload[start:end], checksums written;
+# ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
+#             a pure ACK with TS + a DSS data ACK. The active twin's, set by _bind().
+data_packet = ack_packet = None
 
 
 def _bind(impl) -> None:
-    global _impl
+    global _impl, data_packet, ack_packet
     impl.bind_types(Incoming, read_common)
     _impl = impl
+    data_packet, ack_packet = impl.data_packet, impl.ack_packet
 
 
 from .. import _backend as _backend_module  # noqa: E402

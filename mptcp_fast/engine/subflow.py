@@ -21,7 +21,7 @@ from operator import attrgetter
 from .. import options as opt
 from .. import packet as pk
 from .._serial import seq32_diff
-from . import wire
+from . import segment
 from .rtt import RttEstimator
 
 __all__ = ["Subflow", "Chunk", "STATE_NAMES"]
@@ -200,19 +200,26 @@ class Subflow:
                 area.append(opt.Sack(self._sack_blocks(room)))
         self._write(flags, seq, opt.encode_tcp_options(area, align=not syn), payload)
 
+    def _window_field(self) -> int:
+        """The window to advertise, scaled (RFC 7323 §2.3)."""
+        return min(self.conn.receive_window_left() >> self.rcv_wscale, 0xFFFF)
+
+    def _acked(self) -> None:
+        """An ACK went out: nothing is owed any more."""
+        self.ack_pending = False
+        self.unacked_segments = 0
+        self.delack_at = None
+
     def _write(self, flags: int, seq: int, area: bytes, payload) -> None:
-        window = self.conn.receive_window_left()
         if flags & pk.SYN:
-            window = min(window, 0xFFFF)
+            window = min(self.conn.receive_window_left(), 0xFFFF)   # never scaled on a SYN
         else:
-            window = min(window >> self.rcv_wscale, 0xFFFF)
+            window = self._window_field()
         ack = (self.irs + self.rcv_nxt) & MASK32 if flags & pk.ACK else 0
         data = pk.build_segment(self.local, self.remote, self.lport, self.rport,
                                 (self.iss + seq) & MASK32, ack, flags, window, area, payload)
         if flags & pk.ACK:
-            self.ack_pending = False
-            self.unacked_segments = 0
-            self.delack_at = None
+            self._acked()
         self.conn.endpoint.output(data)
 
     def _sack_blocks(self, room: int) -> list:
@@ -247,8 +254,11 @@ class Subflow:
         if mptcp is None:
             plain = self.conn.plain_data_ack()
             if plain is not None and self.ts_ok and not (self.sack_ok and self.ooo):
-                self._write(pk.ACK, self.snd_nxt,
-                            wire.ack_area(self._tsval(now), self.ts_recent, plain), b"")
+                self.conn.endpoint.output(segment.ack_packet(
+                    self.local, self.remote, self.lport, self.rport,
+                    (self.iss + self.snd_nxt) & MASK32, (self.irs + self.rcv_nxt) & MASK32,
+                    self._window_field(), self._tsval(now), self.ts_recent, plain))
+                self._acked()
                 return
             mptcp = self.conn.ack_options(self)
         self._emit(now, pk.ACK, self.snd_nxt, mptcp=mptcp)
@@ -261,14 +271,17 @@ class Subflow:
         if entry.fin:
             self._emit(now, pk.FIN | pk.ACK, entry.seq, mptcp=self.conn.ack_options(self))
             return
-        payload = chunk.data[entry.seq - chunk.seq:entry.end - chunk.seq]
         flags = pk.ACK | (pk.PSH if entry.end == chunk.end else 0)
         if self.ts_ok and not chunk.mpc:               # the usual case: TS + DSS, 40 bytes
-            area = wire.data_area(self._tsval(now), self.ts_recent, self.conn.queue.data_ack,
-                                  chunk.dsn, chunk.seq & MASK32, chunk.end - chunk.seq,
-                                  chunk.checksum)
-            self._write(flags, entry.seq, area, payload)
+            self.conn.endpoint.output(segment.data_packet(
+                self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
+                (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),
+                self._tsval(now), self.ts_recent, self.conn.queue.data_ack, chunk.dsn,
+                chunk.seq & MASK32, chunk.end - chunk.seq, chunk.checksum, chunk.data,
+                entry.seq - chunk.seq, entry.end - chunk.seq))
+            self._acked()
         else:
+            payload = chunk.data[entry.seq - chunk.seq:entry.end - chunk.seq]
             self._emit(now, flags, entry.seq, payload, self.conn.data_options(self, chunk))
         self.bytes_sent += entry.end - entry.seq
 
