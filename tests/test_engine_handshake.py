@@ -301,3 +301,32 @@ def test_a_closed_window_is_probed_when_the_update_is_lost(backend):
             break
     assert total == b"z" * 20_000
     assert conn.window_probes >= 1
+
+
+def test_a_data_ack_beyond_what_was_sent_is_ignored_with_its_window(pair):
+    """RFC 8684 §3.3.2 / Linux's ack_update_msk: a DATA_ACK for data never sent changes
+    nothing, and the window it carries is not believed either."""
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x" * 100)
+    pump(client, server)
+    sf = conn.subflows[0]
+    acked, edge = conn.allocator.data_ack, conn.peer_edge
+    server_sf = next(iter(server.connections.values())).subflows[0]
+    forged = pk.build_packet(S0, C0, PORT, sf.lport, (server_sf.iss + server_sf.snd_nxt) & 0xFFFFFFFF,
+                             (sf.iss + sf.snd_nxt) & 0xFFFFFFFF, pk.ACK, 0xFFFF,
+                             options=opt.encode_tcp_options([opt.Dss((acked + 10**9) % 2**64)]))
+    client.receive_packet(forged, 1.0)
+    assert (conn.allocator.data_ack, conn.peer_edge) == (acked, edge)
+
+
+def test_a_syn_ack_offers_only_what_the_syn_did(pair):
+    _, server = pair
+    syn = pk.build_packet(C0, S0, 40000, PORT, 1000, 0, pk.SYN, 65535,
+                          options=opt.encode_tcp_options([opt.Mss(1400), opt.MpCapable(1)]))
+    server.receive_packet(syn, 0.0)
+    (synack,) = server.packets_to_send(0.0)
+    kinds = [type(o) for o in options_of(synack)]
+    assert opt.Mss in kinds and opt.MpCapable in kinds
+    assert not {opt.Timestamps, opt.WindowScale, opt.SackPermitted} & set(kinds)
+    assert len(bytes(pk.parse_packet(synack).options(synack))) % 4 == 0

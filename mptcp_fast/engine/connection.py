@@ -432,11 +432,13 @@ class Connection:
             sf.timeouts = 0
             self._subflow_event(sf)
         data_ack = None
+        window_usable = True
         for o in seg.mptcp:
             kind = type(o)
             if kind is opt.Dss:
                 if o[0] is not None:
                     data_ack = self._on_data_ack(o, now)
+                    window_usable = data_ack is not None
                 if o[2] is not None:
                     self._on_mapping(sf, o, seg)
             elif kind is opt.MpCapable:
@@ -449,10 +451,13 @@ class Connection:
                 pass                                  # a retransmitted SYN/ACK (handled by TCP)
             else:
                 self.ignored_options += 1             # part 2: REMOVE_ADDR, MP_PRIO, ...
-        if self.allocator is not None:
+        if self.allocator is not None and window_usable:
             self._update_window(seg.window << sf.peer_wscale, data_ack)
 
     def _on_data_ack(self, dss_option, now: float):
+        """A DATA_ACK (RFC 8684 §3.3.2): what it acknowledges is released. Returns it, or None
+        when it lies behind the current one or beyond what was sent (ignored, as Linux does;
+        the window of that segment is then ignored too)."""
         if self.allocator is None:
             return None
         ack = dss_option[0]
@@ -468,7 +473,7 @@ class Connection:
                 self.fin_at = None
                 self._check_closed(now)
         elif not self.allocator.acknowledge(ack):
-            return ack
+            return None
         drop = seq64_diff(self.allocator.data_ack, self.retained_dsn)
         if drop > 0:
             del self.retained[:drop]

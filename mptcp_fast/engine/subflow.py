@@ -97,6 +97,7 @@ class Subflow:
         self.pipe = 0                        # RFC 6675 §4, bytes
         self.fin_sent = False
         self.peer_wscale = 0
+        self.peer_wscale_offered = False
         self.peer_mss = 536                  # RFC 9293 §3.7.1 default
         self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
@@ -186,10 +187,22 @@ class Subflow:
             self._write(flags, seq, area_bytes, payload)
             return
         area = []
-        if syn:                                   # Linux's layout, byte for byte: MSS,
+        if syn and not flags & pk.ACK:            # Linux's layout, byte for byte: MSS,
             area += [opt.Mss(self.config.mss), opt.SackPermitted(),   # SACK-permitted + TS,
-                     opt.Timestamps(self._tsval(now), self.ts_recent if flags & pk.ACK else 0),
+                     opt.Timestamps(self._tsval(now), 0),
                      opt.NOP, opt.WindowScale(self.rcv_wscale)]     # NOP + WS, then MPTCP
+        elif syn:                                 # a SYN/ACK offers only what the SYN did
+            area.append(opt.Mss(self.config.mss))  # (RFC 7323 §1.3, §2.2; RFC 2018 §2)
+            if self.sack_ok:
+                area.append(opt.SackPermitted())
+            if self.ts_ok:
+                area.append(opt.Timestamps(self._tsval(now), self.ts_recent))
+            if self.peer_wscale_offered:
+                area += [opt.NOP, opt.WindowScale(self.rcv_wscale)]
+            if len(opt.encode_tcp_options(area + list(mptcp), align=False)) % 4:
+                area.insert(1, opt.NOP)           # keep the area a multiple of 4 bytes
+                if len(opt.encode_tcp_options(area + list(mptcp), align=False)) % 4:
+                    area.insert(1, opt.NOP)
         elif self.ts_ok:
             area.append(opt.Timestamps(self._tsval(now), self.ts_recent))
         area.extend(mptcp)
@@ -391,8 +404,9 @@ class Subflow:
         if not flags & pk.ACK:
             return
         if state == SYN_RCVD:
-            if self._rel_ack(seg.ack) != 1:
-                self._reset_reply(now)
+            if self._rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
+                self.conn.endpoint.output(pk.build_packet(
+                    self.local, self.remote, self.lport, self.rport, seg.ack, 0, pk.RST, 0))
                 return
             if not self.conn.on_handshake(self, seg, now):
                 return
@@ -469,8 +483,9 @@ class Subflow:
             self.peer_mss = max(seg.mss, 64)
         if seg.wscale is not None:
             self.peer_wscale = min(seg.wscale, 14)
+            self.peer_wscale_offered = True
         else:
-            self.rcv_wscale = 0
+            self.rcv_wscale = 0                   # scaling only when both sides offer it
         self.sack_ok = seg.sack_permitted
         if seg.tsval is not None:
             self.ts_ok = True
@@ -478,10 +493,6 @@ class Subflow:
         mss = min(self.peer_mss, self.config.mss)
         self.window.mss = self._payload_size_for(mss)
         self.window.cwnd = float(min(10 * self.window.mss, max(2 * self.window.mss, 14600)))
-
-    def _reset_reply(self, now: float) -> None:
-        self.conn.endpoint.output(pk.build_packet(self.local, self.remote, self.lport, self.rport,
-                                                  self._wire_seq(self.snd_nxt), 0, pk.RST, 0))
 
     # -- acknowledgments (RFC 9293 §3.10.7.4 fifth check; RFC 5681; RFC 6675)
     def _process_ack(self, seg, now: float) -> None:
@@ -694,6 +705,9 @@ class Subflow:
     def _our_fin_acked(self, now: float) -> None:
         if self.state == FIN_WAIT_1:
             self.state = FIN_WAIT_2
+            # Linux's tcp_fin_timeout: a peer that never closes its half does not hold the
+            # subflow for ever
+            self.timewait_at = now + self.config.time_wait
         elif self.state == CLOSING:
             self._enter_time_wait(now)
         elif self.state == LAST_ACK:
@@ -723,7 +737,7 @@ class Subflow:
 
     def handle_timer(self, now: float) -> None:
         if self.timewait_at is not None and now >= self.timewait_at:
-            self.timewait_at = None
+            self.timewait_at = None          # TIME-WAIT over, or FIN-WAIT-2 given up
             self.close(now, "fin")
             return
         if self.delack_at is not None and now >= self.delack_at:
