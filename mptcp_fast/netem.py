@@ -21,6 +21,12 @@ chance that a packet takes ``reorder_delay`` longer (so later ones overtake it),
 Loss is ``loss`` at random, or bursty with ``burst=(p_good_to_bad, p_bad_to_good,
 loss_in_bad)`` (a Gilbert-Elliott channel). ``down(at)`` / ``up(at)`` cut a path and bring
 it back: while down, everything sent on it is lost.
+
+A path can carry a middlebox: ``path.middlebox = f`` where ``f(packet, from_a)`` returns the
+packet to carry (changed or not) or None to drop it; ``from_a`` tells the direction.
+``strip_mptcp(kinds)`` makes one that removes the MPTCP options (and fixes the checksums) of
+the segments it names — "syn", "syn-ack", "ack" (the handshake's third ACK and other pure
+ACKs), "data" — as middleboxes on the Internet do (RFC 8684 §3.7).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from dataclasses import dataclass, field
 
 from . import _check
 
-__all__ = ["Network", "Path", "PathStats"]
+__all__ = ["Network", "Path", "PathStats", "strip_mptcp"]
 
 _LINKTYPE_RAW = 101
 
@@ -48,6 +54,47 @@ def _endpoints(packet: bytes):
     return None
 
 
+def strip_mptcp(kinds, limit: int | None = None):
+    """A middlebox that removes every MPTCP option (kind 30) from the segments named in
+    ``kinds`` ("syn", "syn-ack", "ack", "data"), the first ``limit`` of them (all by default),
+    and recomputes the checksums; other options and the payload are kept."""
+    from . import options as opt
+    from . import packet as pk
+    kinds = set(kinds)
+    unknown = kinds - {"syn", "syn-ack", "ack", "data"}
+    if unknown:
+        raise ValueError(f"unknown segment kinds {sorted(unknown)}")
+    left = [limit]
+
+    def middlebox(packet, from_a):
+        try:
+            p = pk.parse_packet(packet)
+        except ValueError:
+            return packet
+        if p.flags & pk.SYN:
+            kind = "syn-ack" if p.flags & pk.ACK else "syn"
+        else:
+            kind = "data" if p.payload_len else "ack"
+        if kind not in kinds or left[0] == 0:
+            return packet
+        area = bytes(p.options(packet))
+        try:
+            found = opt.parse_tcp_options(area)
+        except ValueError:
+            return packet
+        kept = [o for o in found if not isinstance(o, opt._MptcpOption)]
+        if len(kept) == len(found):
+            return packet
+        if left[0] is not None:
+            left[0] -= 1
+        area = opt.encode_tcp_options(kept, align=False)
+        area += b"\x00" * (-len(area) % 4)               # end-of-list padding
+        return pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport, p.dport,
+                               p.seq, p.ack, p.flags, p.window, options=area,
+                               payload=bytes(p.payload(packet)))
+    return middlebox
+
+
 @dataclass
 class PathStats:
     """What happened on one direction of a path."""
@@ -56,6 +103,7 @@ class PathStats:
     bytes_delivered: int = 0
     lost: int = 0                 # random or bursty loss, or the path was down
     queue_drops: int = 0          # the drop-tail queue was full
+    middlebox_drops: int = 0      # the path's middlebox dropped it
     mtu_drops: int = 0
     reordered: int = 0
     duplicated: int = 0
@@ -82,6 +130,7 @@ class Path:
         self.reorder, self.reorder_delay, self.duplicate = reorder, reorder_delay, duplicate
         self.mtu, self.queue = mtu, queue
         self.is_up = True
+        self.middlebox = None      # middlebox(packet, from_a) -> packet or None, see the module
         self._directions = {a: _Direction(), b: _Direction()}   # keyed by the sender
 
     def __repr__(self):
@@ -115,6 +164,11 @@ class Path:
         direction = self._directions[sender]
         stats = direction.stats
         stats.sent += 1
+        if self.middlebox is not None:                       # it sees what enters the path
+            packet = self.middlebox(packet, sender == self.a)
+            if packet is None:
+                stats.middlebox_drops += 1
+                return
         size = len(packet)
         if size > self.mtu:
             stats.mtu_drops += 1

@@ -145,7 +145,7 @@ def test_unknown_token_gets_rst_with_mp_tcprst(pair):
     assert server.stats["refused_join"] == 1
 
 
-@pytest.mark.parametrize("case", ["closed port", "ack to nobody", "plain tcp syn", "v0 syn"])
+@pytest.mark.parametrize("case", ["closed port", "ack to nobody", "join to nobody"])
 def test_what_no_subflow_owns_is_reset(pair, case):
     _, server = pair
     if case == "closed port":
@@ -155,12 +155,9 @@ def test_what_no_subflow_owns_is_reset(pair, case):
     elif case == "ack to nobody":
         packet = pk.build_packet(C0, S0, 40000, PORT, 7, 12345, pk.ACK, 100, payload=b"abc")
         expect = (12345, 0, pk.RST)
-    elif case == "plain tcp syn":                       # fallback to TCP: the engine's part 2
-        packet = pk.build_packet(C0, S0, 40000, PORT, 7, 0, pk.SYN, 100)
-        expect = (0, 8, pk.RST | pk.ACK)
-    else:
+    else:                                               # an unknown token on a listening port
         packet = pk.build_packet(C0, S0, 40000, PORT, 7, 0, pk.SYN, 100, options=opt.encode_tcp_options(
-            [opt.MpCapable(0, 0x81, sender_key=5)]))
+            [opt.MpJoinSyn(1, 1234, 5)]))
         expect = (0, 8, pk.RST | pk.ACK)
     server.receive_packet(packet, 0.0)
     (rst,) = server.packets_to_send(0.0)
@@ -172,6 +169,21 @@ def test_what_no_subflow_owns_is_reset(pair, case):
     # and a RST is never answered
     server.receive_packet(pk.build_packet(C0, S0, 40000, PORT, 7, 0, pk.RST, 0), 0.0)
     assert server.packets_to_send(0.0) == []
+
+
+@pytest.mark.parametrize("area", [[], [opt.MpCapable(0, 0x81, sender_key=5)],
+                                  [opt.MpCapable(1, 0x00)], [opt.MpCapable(1, 0x41)]],
+                         ids=["plain", "v0", "no H flag", "B flag"])
+def test_a_syn_without_a_usable_mp_capable_is_served_as_tcp(pair, area):
+    """As Linux answers such SYNs (docs/kernel-behaviour.md): plain TCP, no MPTCP option."""
+    _, server = pair
+    server.receive_packet(pk.build_packet(C0, S0, 40000, PORT, 7, 0, pk.SYN, 100,
+                                          options=opt.encode_tcp_options(area)), 0.0)
+    (synack,) = server.packets_to_send(0.0)
+    assert pk.parse_packet(synack).flags == pk.SYN | pk.ACK
+    assert not any(isinstance(o, opt._MptcpOption) for o in options_of(synack))
+    (conn,) = server.connections.values()
+    assert conn.fallback == "the SYN had no usable MP_CAPABLE"
 
 
 def test_damaged_packets_are_counted_and_dropped(pair):

@@ -24,7 +24,7 @@ from collections import deque
 from .. import crypto, dss, receiver
 from .. import options as opt
 from .._serial import MASK64, seq64_diff
-from ..errors import StateError
+from ..errors import MptcpError, StateError
 from . import events as ev
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
@@ -69,6 +69,10 @@ class Connection:
         self.established = False                    # the MP_CAPABLE handshake completed
         self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
         self.terminated = None                      # the reason, once the connection is gone
+        self.fallback = None                        # why it fell back to TCP (RFC 8684 §3.7)
+        self.fallback_reported = False
+        self.event_established = False              # ConnectionEstablished was queued
+        self.local_first_dsn = self.remote_first_dsn = None
         self.local = self.remote = None             # the initial subflow's (address, port)
         self.remote_addresses = {}                  # peer address id -> (address, port) announced
         # -- sending (RFC 8684 §3.3)
@@ -143,9 +147,12 @@ class Connection:
             return
         now = self.endpoint.now if now is None else now
         extra = []
-        if self.remote_key is not None:
+        if self.fallback:
+            pass                                      # plain TCP: a bare RST
+        elif self.remote_key is not None:
             extra.append(opt.MpFastclose(self.remote_key))
-        extra.append(opt.MpTcpRst(opt.ResetReason.UNSPECIFIED))
+        if not self.fallback:
+            extra.append(opt.MpTcpRst(opt.ResetReason.UNSPECIFIED))
         self._terminate(now, "aborted")
         for sf in list(self.subflows):
             sf.close(now, "aborted", reset=True, mptcp=extra)
@@ -250,10 +257,14 @@ class Connection:
         sf = self._new_subflow(local, lport, remote, rport, now)
         sf.send_syn(now)
 
-    def accept(self, seg, now: float) -> None:
-        """Server side: the MP_CAPABLE SYN ``seg`` opens this connection (RFC 8684 §3.1)."""
+    def accept(self, seg, now: float, mptcp: bool = True) -> None:
+        """Server side: the SYN ``seg`` opens this connection: MPTCP with its MP_CAPABLE (RFC
+        8684 §3.1), plain TCP without a usable one (§3.7: the connection falls back)."""
         mpc = seg.first(opt.MpCapable)
-        self.checksums = self.config.checksums or mpc.checksum_required
+        if not mptcp:
+            self.fallback = "the SYN had no usable MP_CAPABLE"
+        else:
+            self.checksums = self.config.checksums or mpc.checksum_required
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now)
         sf.accept_syn(seg, now)
@@ -275,6 +286,8 @@ class Connection:
         return flags
 
     def syn_options(self, sf) -> list:
+        if self.fallback:
+            return []
         if sf.join is None:
             if self.is_client:
                 return [opt.MpCapable(1, self._mpc_flags())]
@@ -300,18 +313,24 @@ class Connection:
         if self.is_client:
             if mpc is None or mpc.sender_key is None or mpc.receiver_key is not None \
                     or mpc.version != 1:
-                # RFC 8684 §3.1 would fall back to TCP here; that is the engine's part 2
-                self.endpoint.stats["refused_mp_capable"] += 1
-                sf.close(now, "reset", reset=True)
-                return False
+                # RFC 8684 §3.7 (Linux's MPCapableActiveFallback): plain TCP from here on
+                self._start_fallback(now, "the SYN/ACK had no MP_CAPABLE", sf, seg.window)
+                return True
             self.checksums = self.config.checksums or mpc.checksum_required
             self._keys_known(mpc.sender_key, seg.window)   # a SYN's window is never scaled
             return True
-        if mpc is None or mpc.sender_key is None or mpc.receiver_key != self.local_key:
+        window = seg.window << sf.peer_wscale
+        if self.fallback:                           # a plain TCP SYN: nothing to check
+            self._start_fallback(now, self.fallback, sf, window)
+            return True
+        if mpc is None:                             # Linux's MPCapableFallbackACK
+            self._start_fallback(now, "the third ACK had no MP_CAPABLE", sf, window)
+            return True
+        if mpc.sender_key is None or mpc.receiver_key != self.local_key:
             self.endpoint.stats["refused_mp_capable"] += 1
             sf.close(now, "reset", reset=True)
             return False
-        self._keys_known(mpc.sender_key, seg.window << sf.peer_wscale)
+        self._keys_known(mpc.sender_key, window)
         self.fully_established = True
         return True
 
@@ -320,10 +339,16 @@ class Connection:
         first DSN is IDSN + 1, as Linux sends it); ``window`` is the peer's first window."""
         self.remote_key = remote_key
         self.keys = crypto.KeyContext(self.local_key, remote_key)
-        self.allocator = dss.DsnAllocator((self.keys.local_idsn + 1) & MASK64)
+        self._data_level((self.keys.local_idsn + 1) & MASK64, (self.keys.remote_idsn + 1) & MASK64,
+                         window)
+
+    def _data_level(self, local_first: int, remote_first: int, window: int) -> None:
+        """The sending and receiving state of the data sequence, from the first DSN each way."""
+        self.local_first_dsn, self.remote_first_dsn = local_first, remote_first
+        self.allocator = dss.DsnAllocator(local_first)
         self.retained_dsn = self.allocator.next_dsn
         self.peer_edge = (self.allocator.next_dsn + window) & MASK64
-        start = (self.keys.remote_idsn + 1) & MASK64
+        start = remote_first
         self.queue = dss.ReassemblyQueue(start, window=self.config.receive_window)
         self.receiver = receiver.DataReceiver(self.anomalies,
                                               receiver.ChecksumBudget(_NO_BUDGET_LIMIT,
@@ -332,6 +357,33 @@ class Connection:
         self.receiver.start(start, self.queue, lambda: None)
         self.receiver.checksums = self.checksums
         self.established = True
+
+    def _start_fallback(self, now: float, why: str, sf, window: int | None = None) -> None:
+        """Continue as plain TCP on the initial subflow (RFC 8684 §3.7): no MPTCP option is
+        sent or read from now on; the subflow's bytes map one to one onto the data sequence
+        (an infinite mapping from its first byte), its ACKs are the DATA_ACKs and its FIN the
+        DATA_FIN. Only while the initial subflow is the only one that ever carried data."""
+        if self.fallback and self.allocator is not None:
+            return
+        self.fallback = why
+        self.endpoint.stats["fallbacks"] += 1
+        if self.allocator is None:                  # no keys: number the data from 1 each way
+            self._data_level(1, 1, 0xFFFF if window is None else window)
+            self.established = True
+        self.fully_established = True
+        self.checksums = self.receiver.checksums = False
+        side = self._side(sf)
+        self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
+        for other in list(self.subflows):
+            if other is not sf:
+                other.close(now, "reset", reset=True)
+        if self.event_established:
+            self._report_fallback()
+
+    def _report_fallback(self) -> None:
+        if not self.fallback_reported:
+            self.fallback_reported = True
+            self._event(ev.FellBackToTcp(self.id, self.fallback))
 
     def _join_handshake(self, sf, seg, now: float) -> bool:
         join = sf.join
@@ -358,11 +410,14 @@ class Connection:
         """The subflow's TCP handshake completed (and its MPTCP part was valid)."""
         if sf.join is None:
             if self.is_client:
-                sf.send_ack(now, self.mpc_ack_options())
+                sf.send_ack(now, [] if self.fallback else self.mpc_ack_options())
             self._event(ev.ConnectionEstablished(self.id, (_text(self.local[0]), self.local[1]),
                                                  (_text(self.remote[0]), self.remote[1]),
                                                  self.checksums))
+            self.event_established = True
             self._subflow_event(sf)
+            if self.fallback:
+                self._report_fallback()
             return
         if self.is_client:                          # third ACK; data waits for the fourth
             sf.send_ack(now, self.join_ack_options(sf))
@@ -424,6 +479,17 @@ class Connection:
     def on_options(self, sf, seg, now: float) -> None:
         """The MPTCP options of a segment on an established subflow (RFC 8684 §3.3-3.4)."""
         self.segments += 1
+        if self.fallback:
+            self._fallback_ack(sf, seg, now)
+            return
+        if self.is_client and not self.fully_established and sf.join is None \
+                and sf._rel_ack(seg.ack) > 1 and not any(
+                    type(o) is opt.Dss and o[0] is not None for o in seg.mptcp):
+            # RFC 8684 §3.7: our data was acknowledged without a DATA_ACK: the server (or a
+            # middlebox) does not speak MPTCP any more
+            self._start_fallback(now, "data acknowledged without a DATA_ACK", sf)
+            self._fallback_ack(sf, seg, now)
+            return
         if sf.join is not None and not sf.join.established and self.is_client \
                 and not seg.flags & 0x02:
             sf.join.established = True              # the fourth ACK
@@ -453,6 +519,29 @@ class Connection:
                 self.ignored_options += 1             # part 2: REMOVE_ADDR, MP_PRIO, ...
         if self.allocator is not None and window_usable:
             self._update_window(seg.window << sf.peer_wscale, data_ack)
+
+    def _fallback_ack(self, sf, seg, now: float) -> None:
+        """After fallback the subflow's ACK is the DATA_ACK (our FIN is the DATA_FIN)."""
+        if sf.join is not None:
+            return
+        ack = sf._rel_ack(seg.ack)
+        if not 1 <= ack <= sf.snd_nxt:
+            return
+        data = ack - 1
+        if sf.fin_sent and ack == sf.snd_nxt:
+            data -= 1
+            if not self.fin_acked:
+                self.fin_acked = True
+                self.fin_at = None
+        data_ack = (self.local_first_dsn + data) & MASK64
+        if self.allocator.acknowledge(data_ack):
+            drop = seq64_diff(self.allocator.data_ack, self.retained_dsn)
+            if drop > 0:
+                del self.retained[:drop]
+                self.retained_dsn = self.allocator.data_ack
+            self._update_window(seg.window << sf.peer_wscale, data_ack)
+        if self.fin_acked:
+            self._check_closed(now)
 
     def _on_data_ack(self, dss_option, now: float):
         """A DATA_ACK (RFC 8684 §3.3.2): what it acknowledges is released. Returns it, or None
@@ -535,6 +624,11 @@ class Connection:
             return False
         if len(self.anomalies) != before:
             unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
+            if unmapped and not self.fallback and len(self.all_subflows) == 1 and sf.join is None:
+                # Linux's DssFallback: data without a mapping on the only subflow
+                del self.anomalies[before:]
+                self._start_fallback(now, "data without a DSS mapping", sf)
+                return self.receive_data(sf, seq, payload, seg, now)
             self._bound_anomalies()
             if unmapped:
                 return False
@@ -581,6 +675,8 @@ class Connection:
 
     # ================================================================ writing
     def data_options(self, sf, chunk) -> list:
+        if self.fallback:
+            return []
         if chunk.mpc:
             return [opt.MpCapable(1, self._mpc_flags(), self.local_key, self.remote_key,
                                   len(chunk.data), chunk.checksum)]
@@ -591,6 +687,7 @@ class Connection:
         """The DATA_ACK when a pure ACK carries nothing else (no echo, announcement or
         DATA_FIN due), else None."""
         if self.pending_echo or self.announcing or self.queue is None or self.terminated \
+                or self.fallback \
                 or (self.fin_dsn is not None and not self.fin_acked):
             return None
         return self.queue.data_ack
@@ -606,7 +703,7 @@ class Connection:
                 if entry[2] > 8:
                     continue                          # never echoed: give up quietly
                 return [entry[0]]
-        if self.queue is None or self.terminated == "aborted":
+        if self.queue is None or self.terminated == "aborted" or self.fallback:
             return []
         if self.fin_dsn is not None and not self.fin_acked:
             return [opt.Dss(self.queue.data_ack, True, self.fin_dsn, True, 0, 1,
@@ -656,7 +753,8 @@ class Connection:
             sf = chosen[0]
             size = sf.payload_size
             n = min(len(self.unsent), room, sf.room(), 0xFFFF // size * size)
-            first = self.is_client and not self.fully_established and sf.join is None
+            first = self.is_client and not self.fully_established and sf.join is None \
+                and not self.fallback
             if first:
                 if allocator.next_dsn != (self.keys.local_idsn + 1) & MASK64:
                     break                             # one MP_CAPABLE data segment at a time
@@ -673,7 +771,11 @@ class Connection:
                                        self._checksum(dsn, other.snd_nxt, data)), now)
         if not self.unsent and not self.reinject and self.local_closed and self.fin_dsn is None:
             self.fin_dsn = allocator.next_dsn         # RFC 8684 §3.3.3: one DSN of its own
-            self._send_data_fin(now)
+            if self.fallback:
+                for sf in self.subflows:              # plain TCP: the FIN is the DATA_FIN
+                    sf.send_fin(now)
+            else:
+                self._send_data_fin(now)
 
     def _checksum(self, dsn: int, seq: int, data: bytes):
         if not self.checksums:
@@ -780,7 +882,16 @@ class Connection:
         self.endpoint.touch(self)
 
     def subflow_fin(self, sf, now: float) -> None:
-        """The peer closed this subflow: its data goes elsewhere and we close our half."""
+        """The peer closed this subflow: its data goes elsewhere and we close our half. After
+        fallback the FIN is the peer's DATA_FIN, and our half stays open for our data."""
+        if self.fallback and sf.join is None:
+            fin_dsn = (self.remote_first_dsn + sf.rcv_nxt - 2) & MASK64
+            try:
+                self.queue.data_fin(fin_dsn)
+            except MptcpError as exc:
+                self.anomalies.append(receiver.Event(0, sf.sid, str(exc), None))
+            self._check_eof()
+            return
         if not self.terminated:
             self._queue_reinjection(sf)
         sf.send_fin(now)

@@ -277,20 +277,20 @@ class Endpoint:
                 self.stats["refused_join"] += 1          # RFC 8684 §3.2: unknown token
                 self._reset(seg, [opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
                 return
-            if mpc is not None and mpc.sender_key is None and mpc.version >= 1 \
-                    and mpc.flags & opt.MPC_HMAC and not mpc.flags & opt.MPC_EXTENSIBILITY:
-                try:
-                    conn = self._new_connection(is_client=False)
-                except (StateError, crypto.TokenTableError):
-                    self.stats["refused_no_room"] += 1
-                    self._reset(seg)
-                    return
-                conn.accept(seg, now)
-                self.touch(conn)
+            usable = mpc is not None and mpc.sender_key is None and mpc.version >= 1 \
+                and mpc.flags & opt.MPC_HMAC and not mpc.flags & opt.MPC_EXTENSIBILITY
+            try:
+                conn = self._new_connection(is_client=False)
+            except (StateError, crypto.TokenTableError):
+                self.stats["refused_no_room"] += 1
+                self._reset(seg)
                 return
-            self.stats["refused_plain_tcp"] += 1        # fallback to TCP: the engine's part 2
-        else:
-            self.stats["dropped_no_subflow"] += 1
+            # a SYN without a usable MP_CAPABLE is plain TCP (RFC 8684 §3.7; Linux answers a
+            # v0 or malformed one the same way): that connection falls back at once
+            conn.accept(seg, now, mptcp=bool(usable))
+            self.touch(conn)
+            return
+        self.stats["dropped_no_subflow"] += 1
         self._reset(seg)
 
     def _reset(self, seg, mptcp=()) -> None:

@@ -285,7 +285,7 @@ class Subflow:
             self._emit(now, pk.FIN | pk.ACK, entry.seq, mptcp=self.conn.ack_options(self))
             return
         flags = pk.ACK | (pk.PSH if entry.end == chunk.end else 0)
-        if self.ts_ok and not chunk.mpc:               # the usual case: TS + DSS, 40 bytes
+        if self.ts_ok and not chunk.mpc and not self.conn.fallback:   # the usual: TS + DSS
             self.conn.endpoint.output(segment.data_packet(
                 self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
                 (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),
@@ -545,18 +545,19 @@ class Subflow:
             self.rtt.sample(max(0.0, now - self.timed[1]))
             self.window.srtt = self.rtt.srtt
             self.timed = None
-        if self.fin_sent and ack == self.snd_nxt:
-            self._our_fin_acked(now)
+        fin_acked = self.fin_sent and ack == self.snd_nxt
         if self.in_recovery:
             if ack >= self.recovery_point:
                 self.in_recovery = False          # RFC 6675 §5 step (A): recovery ends
             elif not self.sack_ok:
                 self._mark_lost_first()           # a partial ACK (RFC 6582 §3.2 step 3)
         else:
-            data_acked = acked - (1 if self.fin_sent and ack == self.snd_nxt else 0)
+            data_acked = acked - (1 if fin_acked else 0)
             if data_acked > 0:
                 self.conn.cc.on_ack(self.window, data_acked, now)
         self.rto_at = now + self.rtt.rto if self.outstanding else None
+        if fin_acked:
+            self._our_fin_acked(now)              # last: it may close the subflow
 
     def _take_sack(self, blocks) -> None:
         """Mark SACKed segments (RFC 2018 §5) and, per RFC 6675 IsLost, every unSACKed one
@@ -696,11 +697,11 @@ class Subflow:
         self.ack_pending = True
         if self.state == ESTABLISHED:
             self.state = CLOSE_WAIT
-            self.conn.subflow_fin(self, now)
         elif self.state == FIN_WAIT_1:
             self.state = CLOSING
         elif self.state == FIN_WAIT_2:
             self._enter_time_wait(now)
+        self.conn.subflow_fin(self, now)
 
     def _our_fin_acked(self, now: float) -> None:
         if self.state == FIN_WAIT_1:
