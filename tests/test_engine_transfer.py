@@ -229,7 +229,9 @@ def test_an_address_removed_mid_transfer_takes_its_subflow_and_nothing_else(back
     closed = [e for e in run.client.events if type(e) is ev.SubflowClosed]
     assert (closed[0].subflow_id, closed[0].reason) == (1, "address removed")
     server_closed = [e for e in run.server.events if type(e) is ev.SubflowClosed]
-    assert server_closed[0].reason == "reset" and server_closed[0].remote[0] == C1
+    # REMOVE_ADDR (RFC 8684 §3.4.2) or the subflow's own RST, whichever arrives first
+    assert server_closed[0].reason in ("address removed", "reset")
+    assert server_closed[0].remote[0] == C1
     assert run.conn.all_subflows[1].bytes_sent > 0 and len(run.conn.all_subflows) == 2
 
 

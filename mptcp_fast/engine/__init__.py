@@ -20,8 +20,8 @@ from .config import Config
 from .connection import Connection
 from .endpoint import Endpoint
 from .events import (ConnectionEstablished, ConnectionTerminated, DataReceived, EndOfStream,
-                     Event, FellBackToTcp, SubflowClosed, SubflowEstablished)
+                     Event, FellBackToTcp, SubflowClosed, SubflowEstablished, SubflowPriority)
 
 __all__ = ["Config", "Connection", "ConnectionEstablished", "ConnectionTerminated",
            "DataReceived", "EndOfStream", "Endpoint", "Event", "FellBackToTcp", "SubflowClosed",
-           "SubflowEstablished"]
+           "SubflowEstablished", "SubflowPriority"]

@@ -34,6 +34,9 @@ class Config:
     stale_after: int = 2               # RTOs in a row before a subflow's data is reinjected
     max_retransmits: int = 15          # RTOs in a row before a subflow is given up (tcp_retries2)
     time_wait: float = 60.0            # Linux's TCP_TIMEWAIT_LEN (2 MSL)
+    keepalive: float | None = None     # idle seconds before probing a subflow (off, as Linux
+    keepalive_interval: float = 75.0   # without SO_KEEPALIVE; tcp_keepalive_time is 7200),
+    keepalive_probes: int = 9          # then every interval, given up after this many
     # -- endpoint
     max_connections: int = 65536       # the token table's size
     isn_secret: bytes | None = None    # RFC 6528 key; random by default
@@ -47,12 +50,16 @@ class Config:
         checks = (("max_subflows", 1, 256), ("receive_window", 1024, 1 << 30),
                   ("send_buffer", 1024, 1 << 34), ("mss", 536, 65495), ("syn_retries", 0, 20),
                   ("stale_after", 1, 100), ("max_retransmits", 1, 100),
-                  ("max_connections", 1, 1 << 24))
+                  ("max_connections", 1, 1 << 24), ("keepalive_probes", 1, 100))
         for name, low, high in checks:
             value = getattr(self, name)
             if type(value) is not int or not low <= value <= high:
                 raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
-        for name in ("delayed_ack", "min_rto", "max_rto", "time_wait"):
+        if self.keepalive is not None and (not isinstance(self.keepalive, (int, float))
+                                           or isinstance(self.keepalive, bool)
+                                           or self.keepalive <= 0):
+            raise ValueError(f"keepalive must be None or seconds > 0, got {self.keepalive!r}")
+        for name in ("delayed_ack", "min_rto", "max_rto", "time_wait", "keepalive_interval"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")

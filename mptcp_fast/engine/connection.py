@@ -90,6 +90,7 @@ class Connection:
         self.persist_at = None
         self.persist_backoff = 0
         self.pending_echo = []                      # ADD_ADDR echoes owed
+        self.pending_remove = []                    # our address ids to REMOVE_ADDR
         self.announcing = {}                        # address id -> [ADD_ADDR, resend at, tries]
         # -- receiving
         self.queue = None
@@ -106,6 +107,8 @@ class Connection:
         self.anomalies_dropped = 0
         self.bad_add_addr = 0
         self.bad_join = 0
+        self.bad_fastclose = 0
+        self.bad_remove_addr = 0
         self.reinjected_bytes = 0
         self.window_probes = 0
 
@@ -408,6 +411,8 @@ class Connection:
 
     def subflow_established(self, sf, now: float) -> None:
         """The subflow's TCP handshake completed (and its MPTCP part was valid)."""
+        if self.config.keepalive is not None:
+            sf.keepalive_at = now + self.config.keepalive
         if sf.join is None:
             if self.is_client:
                 sf.send_ack(now, [] if self.fallback else self.mpc_ack_options())
@@ -511,6 +516,13 @@ class Connection:
                 self._on_mpc(sf, o, seg)
             elif kind is opt.AddAddr:
                 self._on_add_addr(sf, o, now)
+            elif kind is opt.MpFastclose:
+                if self._fastclosed(o, sf, now):      # Linux honours it on a plain ACK too
+                    return
+            elif kind is opt.MpPrio:
+                self._on_prio(sf, o, now)
+            elif kind is opt.RemoveAddr:
+                self._on_remove_addr(sf, o, now)
             elif kind is opt.MpJoinAck:
                 sf.ack_pending = True                 # our fourth ACK was lost: send it again
             elif kind is opt.MpJoinSynAck:
@@ -649,6 +661,51 @@ class Connection:
                     self._event(_EOF)
             self._check_closed(self.endpoint.now)
 
+    def _on_prio(self, sf, o, now: float) -> None:
+        """MP_PRIO (RFC 8684 §3.3.8): the peer asks us to treat the subflow it came on as a
+        backup (or no longer); the v0 form with an address id is ignored as Linux does."""
+        if o.address_id is not None:
+            self.ignored_options += 1
+            return
+        if sf.backup != o.backup:
+            sf.backup = o.backup
+            self._event(ev.SubflowPriority(self.id, sf.sid, o.backup, True))
+
+    def _on_remove_addr(self, sf, o, now: float) -> None:
+        """REMOVE_ADDR (RFC 8684 §3.4.2): the subflows to those peer addresses are closed and
+        what they held is sent again on the others; the address is forgotten. The option has
+        passed TCP's sequence checks, so an off-path sender cannot use it blindly."""
+        removed = set(o.address_ids)
+        for other in list(self.subflows):
+            if other.remote_address_id in removed:
+                other.close(now, "address removed", reset=True)
+        for address_id in removed:
+            self.remote_addresses.pop(address_id, None)
+
+    def set_backup(self, subflow_id: int, backup: bool, now: float | None = None) -> None:
+        """Ask the peer to use subflow ``subflow_id`` as a backup (or not) with MP_PRIO, and use
+        it so ourselves (RFC 8684 §3.3.8)."""
+        sf = next((s for s in self.subflows if s.sid == subflow_id), None)
+        if sf is None or self.fallback or self.terminated:
+            raise StateError(f"no live MPTCP subflow {subflow_id}")
+        sf.backup = bool(backup)
+        sf.prio_pending = True
+        sf.ack_pending = True
+        self.endpoint.touch(self)
+
+    def address_removed(self, address: bytes, address_id: int, now: float) -> None:
+        """Our ``address`` is gone: its subflows are reset and REMOVE_ADDR tells the peer on the
+        others (RFC 8684 §3.4.2)."""
+        for sf in list(self.subflows):
+            if sf.local == address:
+                sf.close(now, "address removed", reset=True)
+        if not self.fallback and not self.terminated:
+            self.pending_remove.append(address_id)
+            for sf in self.subflows:
+                if sf.usable:
+                    sf.ack_pending = True
+                    break
+
     def _on_add_addr(self, sf, o, now: float) -> None:
         """RFC 8684 §3.4.1: an ADD_ADDR whose HMAC fails is dropped silently; a valid one is
         echoed and, if allowed, joined."""
@@ -687,7 +744,7 @@ class Connection:
         """The DATA_ACK when a pure ACK carries nothing else (no echo, announcement or
         DATA_FIN due), else None."""
         if self.pending_echo or self.announcing or self.queue is None or self.terminated \
-                or self.fallback \
+                or self.fallback or self.pending_remove \
                 or (self.fin_dsn is not None and not self.fin_acked):
             return None
         return self.queue.data_ack
@@ -695,6 +752,15 @@ class Connection:
     def ack_options(self, sf) -> list:
         if self.pending_echo:                         # Linux: ADD_ADDR alone on a pure ACK
             return [self.pending_echo.pop(0)]
+        extra = []
+        if self.pending_remove and sf.usable:         # REMOVE_ADDR, once, on a live subflow
+            extra.append(opt.RemoveAddr(self.pending_remove[:8]))
+            del self.pending_remove[:8]
+        if sf.prio_pending:                           # MP_PRIO on the subflow it is about
+            sf.prio_pending = False
+            extra.append(opt.MpPrio(sf.backup))
+        if extra and self.queue is not None:
+            return extra + [opt.Dss(self.queue.data_ack, True)]
         now = self.endpoint.now
         for entry in self.announcing.values():
             if entry[1] <= now and sf.usable:         # due: send it, and again after an RTO
@@ -861,10 +927,30 @@ class Connection:
                 self._arm_persist(now)
 
     # ================================================================ subflows ending
-    def subflow_reset(self, sf, now: float, reason_code, refused: bool = False) -> None:
+    def subflow_reset(self, sf, now: float, seg) -> None:
+        """An acceptable RST ended ``sf`` (with MP_TCPRST's reason when it carried one); one
+        with MP_FASTCLOSE and our key ends the whole connection (RFC 8684 §3.5)."""
+        reason = seg.first(opt.MpTcpRst)
         sf.closed_reason = "reset"
-        sf.reset_reason = reason_code
+        sf.reset_reason = None if reason is None else int(reason.reason)
+        fastclose = seg.first(opt.MpFastclose)
+        if fastclose is not None and not self.fallback:
+            if self._fastclosed(fastclose, sf, now):
+                return
         sf.close(now, "reset")
+
+    def _fastclosed(self, option, sf, now: float) -> bool:
+        """MP_FASTCLOSE: with our key the peer ends everything now; otherwise it is a forgery,
+        counted and ignored (RFC 8684 §3.5)."""
+        if option.receiver_key != self.local_key:
+            self.bad_fastclose += 1
+            return False
+        self._terminate(now, "fastclose")
+        for other in list(self.subflows):
+            # Linux answers a fast close by resetting every subflow (MP_TCPRST, no reason)
+            other.close(now, "fastclose", reset=other is not sf,
+                        mptcp=[opt.MpTcpRst(opt.ResetReason.UNSPECIFIED)])
+        return True
 
     def subflow_stale(self, sf, now: float) -> None:
         """Its RTO fired ``stale_after`` times in a row: reinject what it holds elsewhere

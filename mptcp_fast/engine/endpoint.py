@@ -77,17 +77,16 @@ class Endpoint:
             self._address_ids.setdefault(packed, len(self._address_ids) + 1)
 
     def remove_address(self, address, now: float | None = None) -> None:
-        """An address went away: its subflows are reset (SubflowClosed "address removed") and
-        the data they held is reinjected on the others; no new subflow will use it."""
+        """An address went away: its subflows are reset (SubflowClosed "address removed"), the
+        data they held is reinjected on the others, the peer hears REMOVE_ADDR on a remaining
+        subflow (RFC 8684 §3.4.2), and no new subflow will use it."""
         packed = self.own_address(address)
         now = self.now if now is None else now
+        for conn in list(self.connections.values()):
+            conn.address_removed(packed, self.address_id(conn, packed), now)
+            self.touch(conn)
         self.addresses.remove(packed)
         self._own.discard(packed)
-        for conn in list(self.connections.values()):
-            for sf in list(conn.subflows):
-                if sf.local == packed:
-                    sf.close(now, "address removed", reset=True)
-            self.touch(conn)
 
     def own_address(self, address) -> bytes:
         packed = _check.address("address", address)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["Event", "ConnectionEstablished", "SubflowEstablished", "SubflowClosed",
+           "SubflowPriority",
            "DataReceived", "EndOfStream", "ConnectionTerminated", "FellBackToTcp"]
 
 
@@ -48,6 +49,15 @@ class SubflowClosed(Event):
     reset_reason: int | None = None
     local: tuple[str, int] | None = None
     remote: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubflowPriority(Event):
+    """The peer's MP_PRIO (RFC 8684 §3.3.8) made subflow ``subflow_id`` a backup (or a regular
+    subflow again); ``by_peer`` is True (our own ``set_backup`` reports nothing)."""
+    subflow_id: int
+    backup: bool
+    by_peer: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,7 @@ class Subflow:
         self.config = config
         self.state = CLOSED
         self.backup = backup                 # the scheduler's "use only when nothing else"
+        self.prio_pending = False            # an MP_PRIO to send on this subflow
         self.local_address_id = self.remote_address_id = 0
         self.closed_reason = None
         self.reset_reason = None             # the MP_TCPRST reason of a RST received
@@ -127,6 +128,8 @@ class Subflow:
         self.syn_sent_count = 0
         self.syn_time = None
         self.timewait_at = None
+        self.keepalive_at = None             # when to probe an idle subflow (Config.keepalive)
+        self.keepalive_probes = 0
         self.window = conn.cc.add_subflow(self._payload_size_for(config.mss))
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
@@ -266,7 +269,8 @@ class Subflow:
         """A pure ACK, with the connection's data ACK (or ``mptcp`` given)."""
         if mptcp is None:
             plain = self.conn.plain_data_ack()
-            if plain is not None and self.ts_ok and not (self.sack_ok and self.ooo):
+            if plain is not None and self.ts_ok and not (self.sack_ok and self.ooo) \
+                    and not self.prio_pending:
                 self.conn.endpoint.output(segment.ack_packet(
                     self.local, self.remote, self.lport, self.rport,
                     (self.iss + self.snd_nxt) & MASK32, (self.irs + self.rcv_nxt) & MASK32,
@@ -381,6 +385,9 @@ class Subflow:
             return
         if state in (CLOSED, LISTEN):
             return
+        if self.config.keepalive is not None:     # anything from the peer: it is alive
+            self.keepalive_probes = 0
+            self.keepalive_at = now + self.config.keepalive
         seq = self._rel_seq(seg.seq)
         payload = seg.payload
         length = len(payload) + (1 if flags & pk.FIN else 0)
@@ -392,8 +399,7 @@ class Subflow:
             return
         if flags & pk.RST:                        # RFC 5961 §3.2: only the exact RST is taken
             if seq == self.rcv_nxt:
-                reason = seg.first(opt.MpTcpRst)
-                self.conn.subflow_reset(self, now, None if reason is None else int(reason.reason))
+                self.conn.subflow_reset(self, now, seg)
             else:
                 self.ack_pending = True           # the challenge ACK
             return
@@ -442,9 +448,7 @@ class Subflow:
             return
         if flags & pk.RST:
             if flags & pk.ACK:
-                reason = seg.first(opt.MpTcpRst)
-                self.conn.subflow_reset(self, now, None if reason is None else int(reason.reason),
-                                        refused=True)
+                self.conn.subflow_reset(self, now, seg)
             return
         if not flags & pk.SYN or not flags & pk.ACK:
             return                                 # simultaneous open is not supported
@@ -731,7 +735,7 @@ class Subflow:
     # ---------------------------------------------------------------- timers
     def next_timer(self):
         best = self.rto_at
-        for t in (self.delack_at, self.timewait_at):
+        for t in (self.delack_at, self.timewait_at, self.keepalive_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -748,6 +752,23 @@ class Subflow:
         if self.rto_at is not None and now >= self.rto_at:
             self.rto_at = None
             self._retransmission_timeout(now)
+        if self.keepalive_at is not None and now >= self.keepalive_at and self.state != CLOSED:
+            self._keepalive(now)
+
+    def _keepalive(self, now: float) -> None:
+        """RFC 9293 §3.8.4 / Linux's keepalive: an idle subflow is probed with an old sequence
+        number (which draws an ACK); ``keepalive_probes`` unanswered probes give it up."""
+        config = self.config
+        if self.outstanding or self.state not in (ESTABLISHED, CLOSE_WAIT):
+            self.keepalive_at = now + config.keepalive   # the RTO watches a busy subflow
+            return
+        if self.keepalive_probes >= config.keepalive_probes:
+            self.keepalive_at = None
+            self.close(now, "timeout", reset=True)
+            return
+        self.keepalive_probes += 1
+        self._emit(now, pk.ACK, self.snd_una - 1, mptcp=self.conn.ack_options(self))
+        self.keepalive_at = now + config.keepalive_interval
 
     def _retransmission_timeout(self, now: float) -> None:
         self.rtt.back_off()
@@ -805,7 +826,7 @@ class Subflow:
         if reset and self.state != TIME_WAIT and (self.state != SYN_SENT or self.rcv_nxt):
             self.send_rst(now, mptcp)
         self.state = CLOSED
-        self.rto_at = self.delack_at = self.timewait_at = None
+        self.rto_at = self.delack_at = self.timewait_at = self.keepalive_at = None
         self.ack_pending = False
         self.closed_reason = self.closed_reason or reason
         self.conn.subflow_closed(self, now, reason)
