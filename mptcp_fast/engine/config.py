@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import _check
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 
@@ -20,8 +21,16 @@ class Config:
     congestion_control: str = "lia"    # "lia" (RFC 6356, coupled), "reno", "cubic"
     scheduler: str = "lowest-rtt"      # "lowest-rtt", "round-robin", "redundant"
     max_subflows: int = 8              # subflows per connection, the initial one included
+    # -- the path manager (RFC 8684 §3.4; the model of Linux's in-kernel PM and `ip mptcp`).
+    # Addresses are text or packed bytes of the endpoint's own addresses.
     join_announced: bool = True        # open subflows to addresses the peer announced (ADD_ADDR)
-    backup_addresses: frozenset = field(default_factory=frozenset)  # local addresses joined as backup
+    max_add_addr_accepted: int = 8     # announced addresses joined per connection (Linux: 0..8)
+    subflow_addresses: frozenset | None = None   # client: open subflows from these ("subflow"
+                                                 # endpoints); None: from every other address
+    signal_addresses: frozenset = field(default_factory=frozenset)  # announce these with
+                                                 # ADD_ADDR once established ("signal")
+    backup_addresses: frozenset = field(default_factory=frozenset)  # subflows from these are
+                                                 # backups (MP_JOIN B flag; "backup")
     # -- buffers (bytes); memory per connection is bounded by these
     receive_window: int = 4 << 20      # data-level receive window (RFC 8684 §3.3.4)
     send_buffer: int = 4 << 20         # bytes send() accepts beyond what the peer acknowledged
@@ -65,4 +74,11 @@ class Config:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
         if not 0 < self.min_rto <= self.max_rto:
             raise ValueError("need 0 < min_rto <= max_rto")
-        object.__setattr__(self, "backup_addresses", frozenset(self.backup_addresses))
+        if type(self.max_add_addr_accepted) is not int or not 0 <= self.max_add_addr_accepted <= 255:
+            raise ValueError("max_add_addr_accepted must be an int in 0..255")
+        for name in ("subflow_addresses", "signal_addresses", "backup_addresses"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, (str, bytes)):
+                    raise TypeError(f"{name} must be a set of addresses, not one address")
+                object.__setattr__(self, name, frozenset(_check.address(name, a) for a in value))

@@ -92,6 +92,8 @@ class Connection:
         self.pending_echo = []                      # ADD_ADDR echoes owed
         self.pending_remove = []                    # our address ids to REMOVE_ADDR
         self.announcing = {}                        # address id -> [ADD_ADDR, resend at, tries]
+        self.announced = set()                      # address ids the peer has (echoed)
+        self.add_addr_accepted = 0
         # -- receiving
         self.queue = None
         self.receiver = None
@@ -335,6 +337,7 @@ class Connection:
             return False
         self._keys_known(mpc.sender_key, window)
         self.fully_established = True
+        self.signal(now)
         return True
 
     def _keys_known(self, remote_key: int, window: int) -> None:
@@ -458,14 +461,32 @@ class Connection:
         return sf
 
     def _start_joins(self, now: float) -> None:
-        """Fully established client: a subflow from each other local address of the family
-        (Linux's "subflow" endpoints) to the server's address."""
-        family = len(self.remote[0])
-        used = {s.local for s in self.all_subflows}
+        """Fully established client: a subflow from each of its "subflow" addresses (every
+        other local address of the family by default) to the server's address."""
         for address in self.endpoint.addresses:
-            if len(address) == family and address not in used:
-                if self._open_join(address, self.remote[0], self.remote[1], now) is None:
-                    break
+            if not self.join_from(address, now):
+                break
+
+    def join_from(self, address: bytes, now: float) -> bool:
+        """The path manager's rule for one local address of a client (False: no room left)."""
+        wanted = self.config.subflow_addresses
+        if not self.is_client or self.fallback or self.terminated or not self.fully_established \
+                or len(address) != len(self.remote[0]) or address == self.local[0] \
+                or (wanted is not None and address not in wanted) \
+                or any(s.local == address for s in self.subflows):
+            return True
+        return self._open_join(address, self.remote[0], self.remote[1], now) is not None
+
+    def signal(self, now: float) -> None:
+        """Announce the "signal" addresses (Config.signal_addresses) that the endpoint has."""
+        if self.fallback or self.terminated or self.keys is None:
+            return
+        for address in self.endpoint.addresses:
+            if address in self.config.signal_addresses and address != self.local[0]:
+                address_id = self.endpoint.address_id(self, address)
+                if address_id not in self.announcing and address_id not in self.announced:
+                    self.announce(address, now=now)
+                    self.announced.add(address_id)
 
     def accept_join(self, seg, join_syn, now: float) -> bool:
         """Server side: an MP_JOIN SYN for this connection (token already matched)."""
@@ -567,6 +588,7 @@ class Connection:
         if self.is_client and not self.fully_established:
             self.fully_established = True           # RFC 8684 §3.1: the server has our key
             self._start_joins(now)
+            self.signal(now)
         if self.fin_dsn is not None and ack == (self.fin_dsn + 1) & MASK64:
             self.allocator.acknowledge(self.fin_dsn)
             if not self.fin_acked:
@@ -699,6 +721,8 @@ class Connection:
         for sf in list(self.subflows):
             if sf.local == address:
                 sf.close(now, "address removed", reset=True)
+        self.announcing.pop(address_id, None)
+        self.announced.discard(address_id)
         if not self.fallback and not self.terminated:
             self.pending_remove.append(address_id)
             for sf in self.subflows:
@@ -715,6 +739,7 @@ class Connection:
             mine = self.announcing.get(o.address_id)
             if mine is not None and mine[0].address_packed == o.address_packed:
                 del self.announcing[o.address_id]
+                self.announced.add(o.address_id)
             return
         if not self.keys.verify_add_addr(o):
             self.bad_add_addr += 1
@@ -726,8 +751,10 @@ class Connection:
         if self.remote_addresses.get(o.address_id) == target:
             return
         self.remote_addresses[o.address_id] = target
-        if self.is_client and self.config.join_announced:
+        if self.is_client and self.config.join_announced \
+                and self.add_addr_accepted < self.config.max_add_addr_accepted:
             if not any(s.remote == target[0] and s.rport == port for s in self.subflows):
+                self.add_addr_accepted += 1
                 self._open_join(self.local[0], target[0], port, now)
 
     # ================================================================ writing

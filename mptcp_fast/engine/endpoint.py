@@ -69,12 +69,17 @@ class Endpoint:
         self.listening.add(_check.in_range("port", port, 1, 65535))
 
     def add_address(self, address) -> None:
-        """One more local address (the user's path manager brings an interface up)."""
+        """One more local address (an interface comes up, or comes back): connections join
+        from it or announce it as ``Config.subflow_addresses`` / ``signal_addresses`` say."""
         packed = _check.address("address", address)
         if packed not in self._own:
             self.addresses.append(packed)
             self._own.add(packed)
             self._address_ids.setdefault(packed, len(self._address_ids) + 1)
+            for conn in list(self.connections.values()):   # the path manager's turn:
+                conn.join_from(packed, self.now)           # a new "subflow" address joins,
+                conn.signal(self.now)                      # a "signal" one is announced
+                self.touch(conn)
 
     def remove_address(self, address, now: float | None = None) -> None:
         """An address went away: its subflows are reset (SubflowClosed "address removed"), the
