@@ -1,6 +1,7 @@
-"""Coupled congestion control in the engine (issue #11, RFC 6356 §1-3): two LIA subflows that
-share one bottleneck with a single Reno flow take about what the Reno flow takes (the goal of
-"do no harm"), and on two disjoint paths LIA uses both. Congestion control is engine logic,
+"""Coupled congestion control in the engine (issue #11, RFC 6356 §1-3; OLIA and BALIA from
+issue #12): two coupled subflows that share one bottleneck with a single Reno flow take about
+what the Reno flow takes (the goal of "do no harm"), and on two disjoint paths each controller
+uses both. Congestion control is engine logic,
 the same code on both backends: these run on the active one."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ RATE = 10e6
 SECONDS = 40.0
 
 
-@pytest.mark.parametrize("coupled", ["lia", "reno"])
+@pytest.mark.parametrize("coupled", ["lia", "olia", "balia", "reno"])
 def test_two_lia_subflows_on_one_bottleneck_are_fair_to_one_reno_flow(coupled):
     """With LIA the two subflows together take about the Reno flow's share; the same with
     uncoupled Reno on each subflow (the control) takes about twice it."""
@@ -43,16 +44,17 @@ def test_two_lia_subflows_on_one_bottleneck_are_fair_to_one_reno_flow(coupled):
     assert len(multipath.subflows) == 2 and all(sf.bytes_sent > 1_000_000 for sf in multipath.subflows)
     print(f"MPTCP ({coupled}, 2 subflows) {mptcp * 8 / SECONDS / 1e6:.2f} Mbit/s, "
           f"Reno {tcp * 8 / SECONDS / 1e6:.2f} Mbit/s")
-    if coupled == "lia":
+    if coupled != "reno":
         assert abs(mptcp - tcp) <= 0.3 * tcp, (mptcp, tcp)
     else:
         assert mptcp > 1.5 * tcp, (mptcp, tcp)
     assert (mptcp + tcp) * 8 / SECONDS > 0.8 * RATE              # and the link stays busy
 
 
-def test_lia_uses_both_disjoint_paths():
+@pytest.mark.parametrize("coupled", ["lia", "olia", "balia"])
+def test_coupled_control_uses_both_disjoint_paths(coupled):
     net = Network(seed=3)
-    client = BulkApp(Endpoint([C0, C1], Config(congestion_control="lia")), send_bytes=1 << 30)
+    client = BulkApp(Endpoint([C0, C1], Config(congestion_control=coupled)), send_bytes=1 << 30)
     server = BulkApp(Endpoint([S0]))
     server.endpoint.listen(PORT)
     net.add_host(client, [C0, C1])
@@ -64,4 +66,6 @@ def test_lia_uses_both_disjoint_paths():
     before = [sf.bytes_sent for sf in conn.subflows]
     net.run(until=5.0 + SECONDS / 2)
     rates = [(sf.bytes_sent - b) * 8 / (SECONDS / 2) for sf, b in zip(conn.subflows, before)]
+    print(f"{coupled} on two disjoint paths: " + ", ".join(f"{r / 1e6:.2f}" for r in rates)
+          + " Mbit/s")
     assert len(rates) == 2 and all(r > 0.6 * RATE for r in rates), rates

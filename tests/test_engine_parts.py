@@ -160,7 +160,7 @@ def test_cubic_fast_convergence_and_timeout():
 
 
 def test_controllers_by_name():
-    assert set(cc.CONTROLLERS) == {"lia", "reno", "cubic"}
+    assert set(cc.CONTROLLERS) == {"lia", "olia", "balia", "reno", "cubic"}
     assert all(cls.name == name for name, cls in cc.CONTROLLERS.items())
     with pytest.raises(ValueError):
         cc.Reno().add_subflow(10)
@@ -236,3 +236,52 @@ def test_round_robin_and_redundant():
     assert [names(rr.pick([a, b, c], 1))[0] for _ in range(4)] == ["a", "b", "a", "b"]
     assert names(Redundant().pick([a, b, c], 1)) == ["a", "b"]
     assert set(SCHEDULERS) == {"lowest-rtt", "round-robin", "redundant"}
+
+
+# ------------------------------------------------------------------------ OLIA and BALIA
+
+def coupled_with(cls, cwnds, rtts):
+    controller = cls()
+    windows = []
+    for c, r in zip(cwnds, rtts):
+        w = controller.add_subflow(MSS)
+        w.cwnd, w.ssthresh, w.srtt = float(c), 1.0, r          # in congestion avoidance
+        windows.append(w)
+    return controller, windows
+
+
+def test_olia_increase_follows_its_formula():
+    """Path a has the largest window; path b the best l_r / rtt_r^2: b is in B minus M and
+    gets alpha = 1 / (|P| |B-M|) = 1/2, a gets -1 / (|P| |M|) = -1/2 (in packets)."""
+    olia, (a, b) = coupled_with(cc.Olia, [40 * MSS, 10 * MSS], [0.040, 0.010])
+    a.acked_since_loss, b.acked_since_loss = 100 * MSS, 100 * MSS      # equal l_r
+    assert (olia.alpha(a), olia.alpha(b)) == (-0.5, 0.5)
+    total = 40 / 0.040 + 10 / 0.010                                      # sum w_p / rtt_p
+    expected_b = (10 / 0.010 ** 2) / total ** 2 + 0.5 / 10               # packets per packet
+    olia.on_ack(b, MSS, 0.0)
+    assert b.cwnd == pytest.approx(10 * MSS + expected_b * MSS)
+    expected_a = (40 / 0.040 ** 2) / ((40 / 0.040 + b.cwnd / MSS / 0.010) ** 2) - 0.5 / 40
+    olia.on_ack(a, MSS, 0.0)
+    assert a.cwnd == pytest.approx(40 * MSS + expected_a * MSS)
+    olia.on_loss(b, 10 * MSS, 0.0)                                       # halved, l1 = l2
+    assert b.cwnd == 5 * MSS and b.acked_before_loss == 100 * MSS + MSS
+
+
+def test_olia_alpha_is_zero_when_the_best_path_has_the_largest_window():
+    olia, (a, b) = coupled_with(cc.Olia, [40 * MSS, 10 * MSS], [0.010, 0.040])
+    a.acked_since_loss = b.acked_since_loss = 50 * MSS
+    assert (olia.alpha(a), olia.alpha(b)) == (0.0, 0.0)
+
+
+def test_balia_increase_and_decrease_follow_their_formulas():
+    balia, (a, b) = coupled_with(cc.Balia, [20 * MSS, 20 * MSS], [0.010, 0.040])
+    xa, xb = 20 / 0.010, 20 / 0.040
+    alpha_b = xa / xb                                                      # 4
+    expected = xb / (0.040 * (xa + xb) ** 2) * (1 + alpha_b) / 2 * (4 + alpha_b) / 5
+    balia.on_ack(b, MSS, 0.0)
+    assert b.cwnd == pytest.approx(20 * MSS + expected * MSS)
+    before = b.cwnd
+    balia.on_loss(b, int(before), 0.0)                                     # min(alpha, 1.5)
+    assert b.cwnd == pytest.approx(before - before / 2 * 1.5)
+    balia.on_loss(a, 20 * MSS, 0.0)                                        # alpha 1: halved
+    assert a.cwnd == pytest.approx(10 * MSS)

@@ -16,6 +16,8 @@
   avoidance, which is coupled across the connection's subflows:
   min(alpha * acked * MSS_i / cwnd_total, acked * MSS_i / cwnd_i), at least one byte, with
   alpha = cwnd_total * max_i(cwnd_i / rtt_i^2) / (sum_i cwnd_i / rtt_i)^2 (§3, eq. 1 and 2).
+* OLIA and BALIA: the two coupled alternatives of the out-of-tree Linux MPTCP (their classes
+  say the formulas).
 * CUBIC: RFC 9438, what Linux runs on each subflow, uncoupled: W_cubic(t) = C (t - K)^3 +
   W_max with C = 0.4 and beta = 0.7, the Reno-friendly estimate, and fast convergence.
 
@@ -26,13 +28,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["Window", "Controller", "Reno", "Lia", "Cubic", "CONTROLLERS"]
+__all__ = ["Window", "Controller", "Reno", "Lia", "Olia", "Balia", "Cubic", "CONTROLLERS"]
 
 
 class Window:
     """One subflow's congestion state, in bytes."""
     __slots__ = ("mss", "cwnd", "ssthresh", "srtt", "w_max", "k", "epoch_start", "w_est",
-                 "origin")
+                 "origin", "acked_before_loss", "acked_since_loss")
 
     def __init__(self, mss: int):
         if not 64 <= mss <= 65535:
@@ -47,6 +49,9 @@ class Window:
         self.epoch_start: float | None = None
         self.w_est = 0.0
         self.origin = 0.0
+        # OLIA's l1 and l2: bytes acknowledged between the last two losses, and since the last
+        self.acked_before_loss = 0
+        self.acked_since_loss = 0
 
     @property
     def in_slow_start(self) -> bool:
@@ -175,4 +180,103 @@ class Cubic(Controller):
         w.cwnd = float(w.mss)
 
 
-CONTROLLERS = {"lia": Lia, "reno": Reno, "cubic": Cubic}
+class Olia(Controller):
+    """OLIA (Khalili et al., "MPTCP is not Pareto-optimal", CoNEXT 2012; the formula of
+    draft-khalili-mptcp-congestion-control as the out-of-tree Linux mptcp_olia.c runs it).
+
+    In packets: on each ACK in congestion avoidance on path r,
+    w_r += (w_r / rtt_r^2) / (sum_p w_p / rtt_p)^2 + alpha_r / w_r, where with
+    l_r = max(bytes acked between the last two losses, bytes since the last), M the paths with
+    the largest window and B the paths with the largest l_r / rtt_r^2, alpha_r is
+    1 / (|P| |B-M|) on the paths of B-M (the best paths without the largest window),
+    -1 / (|P| |M|) on the paths of M when B-M is not empty, and 0 otherwise. Losses halve
+    the window as Reno does; slow start is Reno's.
+    """
+    name = "olia"
+
+    def on_ack(self, w: Window, acked: int, now: float) -> None:
+        if acked > 0:
+            w.acked_since_loss += acked
+        super().on_ack(w, acked, now)
+
+    def _loss_seen(self, w: Window) -> None:
+        w.acked_before_loss, w.acked_since_loss = w.acked_since_loss, 0
+
+    def on_loss(self, w: Window, flight_size: int, now: float) -> None:
+        self._loss_seen(w)
+        super().on_loss(w, flight_size, now)
+
+    def on_timeout(self, w: Window, flight_size: int, now: float) -> None:
+        self._loss_seen(w)
+        super().on_timeout(w, flight_size, now)
+
+    def alpha(self, w: Window) -> float:
+        paths = [x for x in self.windows if x.srtt]
+        if w not in paths:
+            return 0.0
+        largest = max(x.cwnd for x in paths)
+        best_quality = max(max(x.acked_before_loss, x.acked_since_loss) / (x.srtt * x.srtt)
+                           for x in paths)
+        in_m = [x for x in paths if x.cwnd == largest]
+        in_b = [x for x in paths
+                if max(x.acked_before_loss, x.acked_since_loss) / (x.srtt * x.srtt) == best_quality]
+        b_not_m = [x for x in in_b if x not in in_m]
+        if not b_not_m:
+            return 0.0
+        if w in b_not_m:
+            return 1.0 / (len(paths) * len(b_not_m))
+        if w in in_m:
+            return -1.0 / (len(paths) * len(in_m))
+        return 0.0
+
+    def _avoid(self, w: Window, acked: int, now: float) -> None:
+        if not w.srtt:
+            w.cwnd += acked * w.mss / w.cwnd                  # no RTT yet: Reno
+            return
+        mss = w.mss
+        packets = w.cwnd / mss
+        total = sum((x.cwnd / mss) / x.srtt for x in self.windows if x.srtt)
+        increase = (packets / (w.srtt * w.srtt)) / (total * total) + self.alpha(w) / packets
+        w.cwnd = max(w.cwnd + increase * acked, float(mss))  # acked/mss packets, in bytes
+
+
+class Balia(Controller):
+    """BALIA (Peng, Walid, Hwang, Low, IEEE/ACM ToN 24(1), 2016; as the out-of-tree Linux
+    mptcp_balia.c runs it). With x_r = w_r / rtt_r and alpha_r = max_k x_k / x_r, in packets:
+    per ACK in congestion avoidance w_r += x_r / (rtt_r (sum_k x_k)^2) * (1 + alpha_r) / 2 *
+    (4 + alpha_r) / 5, and per loss w_r -= w_r / 2 * min(alpha_r, 1.5)."""
+    name = "balia"
+
+    def _rates(self, w: Window):
+        paths = [x for x in self.windows if x.srtt]
+        rates = {id(x): (x.cwnd / x.mss) / x.srtt for x in paths}
+        return rates, max(rates.values()) if rates else 0.0
+
+    def _avoid(self, w: Window, acked: int, now: float) -> None:
+        rates, best = self._rates(w)
+        if not w.srtt or id(w) not in rates:
+            w.cwnd += acked * w.mss / w.cwnd
+            return
+        x = rates[id(w)]
+        total = sum(rates.values())
+        alpha = best / x
+        increase = x / (w.srtt * total * total) * (1 + alpha) / 2 * (4 + alpha) / 5
+        w.cwnd += increase * acked                              # acked/mss packets, in bytes
+
+    def _decrease(self, w: Window) -> float:
+        rates, best = self._rates(w)
+        if id(w) not in rates:
+            return w.cwnd / 2
+        alpha = best / rates[id(w)]
+        return max(w.cwnd - w.cwnd / 2 * min(alpha, 1.5), 2.0 * w.mss)
+
+    def on_loss(self, w: Window, flight_size: int, now: float) -> None:
+        w.ssthresh = max(self._decrease(w), 2 * w.mss)
+        w.cwnd = w.ssthresh
+
+    def on_timeout(self, w: Window, flight_size: int, now: float) -> None:
+        w.ssthresh = max(self._decrease(w), 2 * w.mss)
+        w.cwnd = float(w.mss)
+
+
+CONTROLLERS = {"lia": Lia, "olia": Olia, "balia": Balia, "reno": Reno, "cubic": Cubic}
