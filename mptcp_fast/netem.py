@@ -26,7 +26,8 @@ A path can carry a middlebox: ``path.middlebox = f`` where ``f(packet, from_a)``
 packet to carry (changed or not) or None to drop it; ``from_a`` tells the direction.
 ``strip_mptcp(kinds)`` makes one that removes the MPTCP options (and fixes the checksums) of
 the segments it names — "syn", "syn-ack", "ack" (the handshake's third ACK and other pure
-ACKs), "data" — as middleboxes on the Internet do (RFC 8684 §3.7).
+ACKs), "data" — as middleboxes on the Internet do (RFC 8684 §3.7); ``rewrite_payload``
+changes payload bytes (and fixes the TCP checksum) as a content-rewriting proxy does.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 
 from . import _check
 
-__all__ = ["Network", "Path", "PathStats", "strip_mptcp"]
+__all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload"]
 
 _LINKTYPE_RAW = 101
 
@@ -92,6 +93,36 @@ def strip_mptcp(kinds, limit: int | None = None):
         return pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport, p.dport,
                                p.seq, p.ack, p.flags, p.window, options=area,
                                payload=bytes(p.payload(packet)))
+    return middlebox
+
+
+def rewrite_payload(nth: int = 1, count: int = 1, offset: int = 0, from_a: bool | None = None):
+    """A middlebox that changes payload bytes, as a proxy rewriting content does: in the
+    ``nth`` data segment it carries (and ``count - 1`` after it) the payload byte at
+    ``offset`` is inverted and the checksums are made right again (what `tc ... pedit munge
+    ... invert pipe csum tcp` does in Linux's MP_FAIL tests). ``from_a`` True or False limits
+    it to one direction of the path (the first address given to add_path is "a")."""
+    from . import packet as pk
+    seen = [0]
+    direction = from_a
+
+    def middlebox(packet, from_a):
+        if direction is not None and from_a != direction:
+            return packet
+        try:
+            p = pk.parse_packet(packet)
+        except ValueError:
+            return packet
+        if not p.payload_len or p.payload_len <= offset:
+            return packet
+        seen[0] += 1
+        if not nth <= seen[0] < nth + count:
+            return packet
+        payload = bytearray(p.payload(packet))
+        payload[offset] ^= 0xFF
+        return pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport, p.dport,
+                               p.seq, p.ack, p.flags, p.window, options=bytes(p.options(packet)),
+                               payload=bytes(payload))
     return middlebox
 
 

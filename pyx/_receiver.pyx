@@ -19,7 +19,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
 from mf_serial cimport expand_seq, seq64_diff, beyond_reach
-from mptcp_fast.errors import MptcpError, conflict_text
+from mptcp_fast.errors import MptcpError, UnmappedData, conflict_text
 
 cdef enum:
     HISTORY = 1 << 24               # DSN bytes behind the contiguous edge whose carrier is kept
@@ -152,6 +152,28 @@ cdef class SubflowReceiver:
 
     def __dealloc__(self):
         ms_free(&self.maps)
+
+    def resolve(self, int64_t rel, int64_t length):
+        """[(dsn, length), ...] of subflow bytes [rel, rel + length) through this subflow's
+        mappings, contiguous DSN runs merged; UnmappedData where no mapping covers a byte."""
+        cdef int64_t pos = rel, stop
+        cdef uint64_t dsn
+        cdef const MapEntry* m
+        cdef Py_ssize_t last
+        out = []
+        while pos < rel + length:
+            m = ms_covering(&self.maps, pos)
+            if m == NULL:
+                raise UnmappedData(f"subflow bytes from {pos} have no mapping")
+            stop = rel + length if m.length == 0 else min(rel + length, m.end)
+            dsn = ms_dsn_at(m, pos)
+            last = len(out) - 1               # no negative indexing: wraparound is off here
+            if last >= 0 and (<uint64_t>out[last][0] + <uint64_t>out[last][1]) == dsn:
+                out[last] = (out[last][0], out[last][1] + stop - pos)
+            else:
+                out.append((dsn, stop - pos))
+            pos = stop
+        return out
 
     def counters(self):
         return _DirectionCounters(self.bytes, self.reinjected, self.unverified + len(self.pending))

@@ -136,3 +136,26 @@ def test_deliver_checks_the_payload_length(backend):
     rx.declare(1, sub, IDSN + 1, 1, 10, False, None, False)
     with pytest.raises(ValueError):
         rx.deliver(1, sub, 1, 10, b"short")
+
+
+def test_subflow_resolve_is_the_mapping_stores(on_both):
+    """SubflowReceiver.resolve (the engine reads DSNs with it) gives the same runs, or the same
+    UnmappedData, on both twins."""
+    from mptcp_fast import dss, receiver
+
+    def run():
+        rx = receiver.DataReceiver([], receiver.ChecksumBudget(1 << 20, 1 << 20), 0,
+                                   dss.verify_dss_checksum)
+        side = rx.subflow(0)
+        rx.declare(1, side, 1000, 1, 100, False, None, False)
+        rx.declare(2, side, 1100, 101, 50, False, None, False)      # contiguous: merged
+        rx.declare(3, side, 5000, 151, 10, False, None, False)      # a jump
+        out = [side.resolve(1, 160), side.resolve(120, 40)]
+        try:
+            side.resolve(150, 20)
+        except dss.UnmappedData as exc:
+            out.append(str(exc))
+        return out
+    compiled, pure = on_both(run)
+    assert compiled == pure == [[(1000, 150), (5000, 10)], [(1119, 31), (5000, 9)],
+                                "subflow bytes from 161 have no mapping"]

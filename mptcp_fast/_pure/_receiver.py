@@ -108,6 +108,11 @@ class SubflowReceiver:
         self.pending = []             # _Pending, oldest first
         self.unverified = 0
 
+    def resolve(self, rel: int, length: int) -> list:
+        """[(dsn, length), ...] of subflow bytes [rel, rel + length) through this subflow's
+        mappings, contiguous DSN runs merged; UnmappedData where no mapping covers a byte."""
+        return self.maps.resolve(rel, length)
+
     def counters(self):
         return _DirectionCounters(self.bytes, self.reinjected, self.unverified + len(self.pending))
 

@@ -28,6 +28,7 @@ from ..errors import MptcpError, StateError
 from . import events as ev
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
+from .integrity import ChecksumHold
 from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk, Subflow
 
 __all__ = ["Connection"]
@@ -110,6 +111,11 @@ class Connection:
         self.bad_add_addr = 0
         self.bad_join = 0
         self.bad_fastclose = 0
+        self.checksum_failures = 0
+        self.mp_fail_received = 0
+        self.pending_fail = None                    # an MP_FAIL to send (its DSN)
+        self.send_infinite_mapping = False          # the one DSS of length 0 after MP_FAIL
+        self.hold = ChecksumHold()
         self.bad_remove_addr = 0
         self.reinjected_bytes = 0
         self.window_probes = 0
@@ -506,6 +512,9 @@ class Connection:
         """The MPTCP options of a segment on an established subflow (RFC 8684 §3.3-3.4)."""
         self.segments += 1
         if self.fallback:
+            for o in seg.mptcp:                       # only the answer to our MP_FAIL counts
+                if type(o) is opt.MpFail:
+                    self.mp_fail_received += 1
             self._fallback_ack(sf, seg, now)
             return
         if self.is_client and not self.fully_established and sf.join is None \
@@ -539,6 +548,11 @@ class Connection:
                 self._on_add_addr(sf, o, now)
             elif kind is opt.MpFastclose:
                 if self._fastclosed(o, sf, now):      # Linux honours it on a plain ACK too
+                    return
+            elif kind is opt.MpFail:
+                self._on_fail(sf, o, now)
+                if self.fallback:
+                    self._fallback_ack(sf, seg, now)
                     return
             elif kind is opt.MpPrio:
                 self._on_prio(sf, o, now)
@@ -617,8 +631,11 @@ class Connection:
         if self.receiver is None:
             return
         _, _, dsn, dsn64, ssn, length, checksum, data_fin = o
-        if length == 0:
-            self.ignored_options += 1                 # the infinite mapping: part 2 (fallback)
+        if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
+            if len(self.all_subflows) == 1 and sf.join is None:
+                self._start_fallback(self.endpoint.now, "an infinite mapping from the peer", sf)
+            else:
+                self.ignored_options += 1
             return
         if not dsn64:
             dsn = self.receiver.expand_dsn(dsn)
@@ -628,6 +645,9 @@ class Connection:
             start = dss.expand_seq(sf.rcv_nxt, ssn)
         side = self._side(sf)
         self.receiver.declare(seg.number, side, dsn, start, length, data_fin, checksum, False)
+        payload_length = length - 1 if data_fin else length
+        if self.checksums and checksum is not None and payload_length > 0:
+            self.hold.expect(sf.sid, dsn, start, payload_length, length, checksum)
         if data_fin:
             sf.ack_pending = True
             self._check_eof()
@@ -636,8 +656,11 @@ class Connection:
         """Server: MP_CAPABLE with data maps the first data bytes (RFC 8684 §3.1)."""
         if self.is_client or sf.join is not None or mpc.data_len is None or self.receiver is None:
             return
-        self.receiver.declare(seg.number, self._side(sf), (self.keys.remote_idsn + 1) & MASK64, 1,
-                              mpc.data_len, False, mpc.checksum, False)
+        dsn = (self.keys.remote_idsn + 1) & MASK64
+        self.receiver.declare(seg.number, self._side(sf), dsn, 1, mpc.data_len, False,
+                              mpc.checksum, False)
+        if self.checksums and mpc.checksum is not None and mpc.data_len:
+            self.hold.expect(sf.sid, dsn, 1, mpc.data_len, mpc.data_len, mpc.checksum)
 
     def _side(self, sf):
         side = self.receiver_side.get(sf.sid)
@@ -651,6 +674,8 @@ class Connection:
         acknowledge them and the peer sends them again."""
         if self.receiver is None:
             return False
+        if self.checksums and not self.fallback:
+            return self._receive_checksummed(sf, seq, payload, now)
         queue = self.queue
         refused, before = queue.refused_bytes, len(self.anomalies)
         self.receiver.deliver(seg.number, self._side(sf), seq, len(payload), payload)
@@ -669,6 +694,65 @@ class Connection:
         self._mark_data()
         self._check_eof()
         return True
+
+    def _receive_checksummed(self, sf, seq: int, payload, now: float) -> bool:
+        """With DSS checksums: the bytes wait in the hold until their mapping is whole and
+        verified (mptcp_fast.engine.integrity); a failure is RFC 8684 §3.7's MP_FAIL."""
+        if not self.hold.covers(sf.sid, seq, len(payload)):
+            return False                              # no checksummed mapping (yet): not ACKed
+        try:
+            ranges = self._side(sf).resolve(seq, len(payload))
+        except MptcpError:
+            return False
+        queue = self.queue
+        limit = (queue.data_ack + queue.window_left) & MASK64
+        if any(seq64_diff((dsn + n) & MASK64, limit) > 0 for dsn, n in ranges):
+            return False                              # beyond the window: not taken
+        for held in self.hold.take(sf.sid, seq, payload):
+            if held.ok:
+                queue.push(held.dsn, bytes(held.data))
+                self._mark_data()
+            else:
+                self._checksum_failed(sf, held, now)
+                return sf.state != CLOSED
+        self._check_eof()
+        return True
+
+    def _checksum_failed(self, sf, held, now: float) -> None:
+        """RFC 8684 §3.7. On the only subflow there has ever been: MP_FAIL on an ACK and plain
+        TCP from the failed mapping on (its bytes are what the path delivered). Otherwise the
+        subflow is reset with MP_FAIL and MP_TCPRST "middlebox interference"; the data was
+        never DATA_ACKed, so the peer sends it again on another subflow."""
+        self.checksum_failures += 1
+        self.anomalies.append(receiver.Event(0, sf.sid, f"DSS checksum failure for the mapping "
+                                             f"at DSN {held.dsn}", None))
+        self._bound_anomalies()
+        if len(self.all_subflows) == 1 and sf.join is None:
+            self.pending_fail = held.dsn
+            sf.ack_pending = True
+            later = self.hold.drop(sf.sid)
+            self._start_fallback(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
+            for h in [held] + later:                  # now plain TCP: deliver what arrived
+                for start, data in h.runs():
+                    self.receiver.deliver(0, self._side(sf), start, len(data), data)
+            self._mark_data()
+            self._check_eof()
+            return
+        self.hold.drop(sf.sid)
+        sf.close(now, "checksum failure", reset=True,
+                 mptcp=[opt.MpFail(held.dsn),
+                        opt.MpTcpRst(opt.ResetReason.MIDDLEBOX_INTERFERENCE)])
+
+    def _on_fail(self, sf, o, now: float) -> None:
+        """MP_FAIL on an ACK (RFC 8684 §3.7): the peer's checksum failed on our only subflow;
+        answer with MP_FAIL and continue as plain TCP (an infinite mapping first)."""
+        self.mp_fail_received += 1
+        if self.fallback or len(self.all_subflows) != 1 or sf.join is not None:
+            return
+        self.pending_fail = o.dsn
+        self.send_infinite_mapping = True
+        sf.ack_pending = True
+        self._start_fallback(now, f"MP_FAIL from the peer at DSN {o.dsn}", sf)
 
     def _bound_anomalies(self) -> None:
         """Keep the first anomalies for the user; count the rest."""
@@ -759,6 +843,13 @@ class Connection:
 
     # ================================================================ writing
     def data_options(self, sf, chunk) -> list:
+        if self.pending_fail is not None:             # the answer to the peer's MP_FAIL
+            dsn, self.pending_fail = self.pending_fail, None
+            return [opt.MpFail(dsn)]
+        if self.send_infinite_mapping:                # RFC 8684 §3.7: one DSS of length 0
+            self.send_infinite_mapping = False
+            return [opt.Dss(None, None, chunk.dsn, True, chunk.seq & MASK32, 0,
+                            0 if self.checksums or self.fallback else None)]
         if self.fallback:
             return []
         if chunk.mpc:
@@ -771,12 +862,15 @@ class Connection:
         """The DATA_ACK when a pure ACK carries nothing else (no echo, announcement or
         DATA_FIN due), else None."""
         if self.pending_echo or self.announcing or self.queue is None or self.terminated \
-                or self.fallback or self.pending_remove \
+                or self.fallback or self.pending_remove or self.pending_fail is not None \
                 or (self.fin_dsn is not None and not self.fin_acked):
             return None
         return self.queue.data_ack
 
     def ack_options(self, sf) -> list:
+        if self.pending_fail is not None and self.queue is not None:   # RFC 8684 §3.7
+            dsn, self.pending_fail = self.pending_fail, None
+            return [opt.Dss(self.queue.data_ack, True), opt.MpFail(dsn)]
         if self.pending_echo:                         # Linux: ADD_ADDR alone on a pure ACK
             return [self.pending_echo.pop(0)]
         extra = []
@@ -958,6 +1052,8 @@ class Connection:
         """An acceptable RST ended ``sf`` (with MP_TCPRST's reason when it carried one); one
         with MP_FASTCLOSE and our key ends the whole connection (RFC 8684 §3.5)."""
         reason = seg.first(opt.MpTcpRst)
+        if seg.first(opt.MpFail) is not None:
+            self.mp_fail_received += 1
         sf.closed_reason = "reset"
         sf.reset_reason = None if reason is None else int(reason.reason)
         fastclose = seg.first(opt.MpFastclose)
@@ -1013,6 +1109,7 @@ class Connection:
         self._subflow_gone_event(sf, reason)
 
     def subflow_closed(self, sf, now: float, reason: str) -> None:
+        self.hold.drop(sf.sid)
         if sf in self.subflows:
             self.subflows.remove(sf)
         self.cc.remove_subflow(sf.window) if sf.window in self.cc.windows else None

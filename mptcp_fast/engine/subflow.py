@@ -289,7 +289,8 @@ class Subflow:
             self._emit(now, pk.FIN | pk.ACK, entry.seq, mptcp=self.conn.ack_options(self))
             return
         flags = pk.ACK | (pk.PSH if entry.end == chunk.end else 0)
-        if self.ts_ok and not chunk.mpc and not self.conn.fallback:   # the usual: TS + DSS
+        conn = self.conn
+        if self.ts_ok and not chunk.mpc and not conn.fallback and conn.pending_fail is None:
             self.conn.endpoint.output(segment.data_packet(
                 self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
                 (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),

@@ -1,0 +1,79 @@
+"""DSS checksums against a middlebox that rewrites payload (issue #12, RFC 8684 §3.7): the
+mapping whose checksum fails is never delivered or DATA_ACKed. With another subflow, the
+failing one is reset with MP_FAIL and MP_TCPRST "middlebox interference" and the data comes
+again on the other, byte-exact; on the only subflow, MP_FAIL goes both ways and the connection
+continues as plain TCP, carrying what the middlebox made of the stream."""
+
+from __future__ import annotations
+
+import hashlib
+
+from enginenet import C0, C1, PORT, S0, drain, options_of, pump, transfer
+from mptcp_fast import options as opt, packet as pk
+from mptcp_fast.engine import Config, Endpoint, events as ev
+from mptcp_fast.engine.apps import pattern
+from mptcp_fast.netem import rewrite_payload
+
+MB = 1 << 20
+
+
+def test_a_rewritten_segment_on_one_of_two_subflows_resets_it_and_loses_nothing(backend):
+    def corrupt(net, client, server, made, conn):
+        made[(C1, S0)].middlebox = rewrite_payload(nth=5, from_a=True)
+    paths = {(C0, S0): dict(rate=20e6, delay=0.010), (C1, S0): dict(rate=20e6, delay=0.010)}
+    run = transfer(paths, up=2 * MB, down=MB // 2, checksums=True, before_run=corrupt)
+    run.check_exact(2 * MB, MB // 2)                              # nothing corrupt got through
+    c, s = run.up
+    assert s.conn.checksum_failures == 1 and run.conn.mp_fail_received == 1
+    closed = [e for e in run.client.events if type(e) is ev.SubflowClosed and e.subflow_id == 1]
+    assert closed[0].reason == "reset"
+    assert closed[0].reset_reason == opt.ResetReason.MIDDLEBOX_INTERFERENCE
+    assert run.conn.reinjected_bytes > 0 and run.conn.fallback is None
+
+
+def test_a_rewritten_segment_on_the_only_subflow_falls_back_with_mp_fail(backend):
+    def corrupt(net, client, server, made, conn):
+        made[(C0, S0)].middlebox = rewrite_payload(nth=20, from_a=True)
+    size = MB
+    run = transfer({(C0, S0): dict(rate=20e6, delay=0.010)}, up=size, client_addresses=(C0,),
+                   checksums=True, before_run=corrupt)
+    c, s = run.up
+    assert s.received == size and s.eof and c.terminated == s.terminated == "closed"
+    # what arrived is the stream as the middlebox rewrote it: one byte differs
+    stream = (pattern(1) * 2)[:size]
+    assert s.received_hash.hexdigest() != hashlib.sha256(stream).hexdigest()
+    assert s.conn.checksum_failures == 1 and run.conn.mp_fail_received == 1
+    assert s.conn.mp_fail_received == 1                           # the answer came back
+    fell = {type(e) for app in (run.client, run.server) for e in app.events}
+    assert ev.FellBackToTcp in fell
+    assert run.conn.fallback.startswith("MP_FAIL from the peer")
+    assert s.conn.fallback.startswith("DSS checksum failure at DSN")
+
+
+def test_the_rewritten_byte_is_exactly_what_arrives_after_fallback(backend):
+    """Driven packet by packet: the receiver gets the sent stream with that one byte inverted."""
+    client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
+    server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    data = bytes(range(256)) * 64
+    conn.send(data, end_stream=True)
+    box = rewrite_payload(nth=3, offset=7)
+    changed = []
+
+    def mutate(packet, sender):
+        if sender is client:
+            out = box(packet, True)
+            if out != packet:
+                changed.append(pk.parse_packet(packet).seq)
+            return out
+        return packet
+    seen = pump(client, server, until=5.0, mutate=mutate)
+    got = b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
+    assert len(got) == len(data) and changed
+    diff = [i for i in range(len(data)) if got[i] != data[i]]
+    assert len(diff) == 1 and got[diff[0]] == data[diff[0]] ^ 0xFF
+    fails = [o for s, p in seen for o in options_of(p) if type(o) is opt.MpFail]
+    assert {id(s) for s, p in seen for o in options_of(p) if type(o) is opt.MpFail} == \
+        {id(client), id(server)}                                  # MP_FAIL both ways
+    assert len({o.dsn for o in fails}) == 1
