@@ -11,12 +11,16 @@ from .. import _check
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 
-__all__ = ["Config"]
+__all__ = ["Config", "PROFILES"]
+
+PROFILES = ("v1", "v0", "v0+add_addr2")
 
 
 @dataclass(frozen=True)
 class Config:
     # -- MPTCP (RFC 8684)
+    profile: str = "v1"                # "v1" (RFC 8684), "v0" (RFC 6824), "v0+add_addr2" (v0 with
+                                       # the HMAC'd ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00)
     checksums: bool = False            # ask for DSS checksums (Linux: net.mptcp.checksum_enabled=0)
     congestion_control: str = "lia"    # "lia" (RFC 6356, coupled), "reno", "cubic"
     scheduler: str = "lowest-rtt"      # "lowest-rtt", "round-robin", "redundant"
@@ -50,7 +54,18 @@ class Config:
     max_connections: int = 65536       # the token table's size
     isn_secret: bytes | None = None    # RFC 6528 key; random by default
 
+    @property
+    def version(self) -> int:
+        """The MPTCP version the profile speaks: 1, or 0 for RFC 6824."""
+        return 1 if self.profile == "v1" else 0
+
+    @property
+    def add_addr2(self) -> bool:
+        return self.profile == "v0+add_addr2"
+
     def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.congestion_control not in CONTROLLERS:
             raise ValueError(f"congestion_control must be one of {sorted(CONTROLLERS)}, "
                              f"got {self.congestion_control!r}")

@@ -59,6 +59,7 @@ class Connection:
     def __init__(self, endpoint, cid: int, is_client: bool):
         self.endpoint, self.id, self.is_client = endpoint, cid, is_client
         config = self.config = endpoint.config
+        self.version = config.version               # 1: RFC 8684; 0: RFC 6824
         self.cc = CONTROLLERS[config.congestion_control]()
         self.scheduler = SCHEDULERS[config.scheduler]()
         self.subflows: list[Subflow] = []           # live ones (CLOSED ones leave the list)
@@ -74,6 +75,7 @@ class Connection:
         self.fallback_reported = False
         self.event_established = False              # ConnectionEstablished was queued
         self.local_first_dsn = self.remote_first_dsn = None
+        self.syn_key = None
         self.local = self.remote = None             # the initial subflow's (address, port)
         self.remote_addresses = {}                  # peer address id -> (address, port) announced
         # -- sending (RFC 8684 §3.3)
@@ -194,8 +196,14 @@ class Connection:
             raise StateError("announce() needs an established connection")
         packed = self.endpoint.own_address(address)
         address_id = self.endpoint.address_id(self, packed)
-        option = opt.AddAddr(address_id, packed, port,
-                             self.keys.add_addr_hmac(address_id, packed, port))
+        if self.version == 1:                        # RFC 8684 §3.4.1: HMAC'd, echoed
+            option = opt.AddAddr(address_id, packed, port,
+                                 self.keys.add_addr_hmac(address_id, packed, port))
+        elif self.config.add_addr2:                  # the rfc6824bis-00 ADD_ADDR2: HMAC'd
+            option = opt.AddAddr2(address_id, packed, port,
+                                  self.keys.add_addr_hmac(address_id, packed, port, addaddr2=True))
+        else:                                        # RFC 6824 §3.4.1: no HMAC at all
+            option = opt.AddAddrV0(address_id, packed, port)
         now = self.endpoint.now if now is None else now
         self.announcing[address_id] = [option, now, 0]
         self.endpoint.touch(self)
@@ -276,6 +284,7 @@ class Connection:
             self.fallback = "the SYN had no usable MP_CAPABLE"
         else:
             self.checksums = self.config.checksums or mpc.checksum_required
+            self.syn_key = mpc.sender_key             # v0: the client's key is in its SYN
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now)
         sf.accept_syn(seg, now)
@@ -300,9 +309,10 @@ class Connection:
         if self.fallback:
             return []
         if sf.join is None:
-            if self.is_client:
+            if self.is_client and self.version == 1:
                 return [opt.MpCapable(1, self._mpc_flags())]
-            return [opt.MpCapable(1, self._mpc_flags(), self.local_key)]
+            # the v1 SYN/ACK, and both v0 forms: the sender's key (RFC 6824 §3.1)
+            return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key)]
         if self.is_client or sf.state == SYN_SENT:
             return [opt.MpJoinSyn(sf.local_address_id, self.keys.remote_token, sf.join.local_nonce,
                                   sf.backup)]
@@ -311,7 +321,7 @@ class Connection:
                                  sf.join.local_nonce, sf.backup)]
 
     def mpc_ack_options(self) -> list:
-        return [opt.MpCapable(1, self._mpc_flags(), self.local_key, self.remote_key)]
+        return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key, self.remote_key)]
 
     def join_ack_options(self, sf) -> list:
         return [opt.MpJoinAck(self.keys.ack_hmac(sf.join.local_nonce, sf.join.remote_nonce))]
@@ -323,7 +333,7 @@ class Connection:
         mpc = seg.first(opt.MpCapable)
         if self.is_client:
             if mpc is None or mpc.sender_key is None or mpc.receiver_key is not None \
-                    or mpc.version != 1:
+                    or mpc.version != self.version:
                 # RFC 8684 §3.7 (Linux's MPCapableActiveFallback): plain TCP from here on
                 self._start_fallback(now, "the SYN/ACK had no MP_CAPABLE", sf, seg.window)
                 return True
@@ -333,6 +343,14 @@ class Connection:
         window = seg.window << sf.peer_wscale
         if self.fallback:                           # a plain TCP SYN: nothing to check
             self._start_fallback(now, self.fallback, sf, window)
+            return True
+        if mpc is None and self.version == 0 and self.syn_key is not None \
+                and seg.first(opt.Dss) is not None:
+            # RFC 6824: the client's key came in its SYN; a lost third ACK is covered by the
+            # first data segment's DSS
+            self._keys_known(self.syn_key, window)
+            self.fully_established = True
+            self.signal(now)
             return True
         if mpc is None:                             # Linux's MPCapableFallbackACK
             self._start_fallback(now, "the third ACK had no MP_CAPABLE", sf, window)
@@ -350,7 +368,7 @@ class Connection:
         """Both keys are known: tokens, IDSNs and the data-level state (RFC 8684 §3.1; the
         first DSN is IDSN + 1, as Linux sends it); ``window`` is the peer's first window."""
         self.remote_key = remote_key
-        self.keys = crypto.KeyContext(self.local_key, remote_key)
+        self.keys = crypto.KeyContext(self.local_key, remote_key, self.version)
         self._data_level((self.keys.local_idsn + 1) & MASK64, (self.keys.remote_idsn + 1) & MASK64,
                          window)
 
@@ -544,7 +562,7 @@ class Connection:
                     self._on_mapping(sf, o, seg)
             elif kind is opt.MpCapable:
                 self._on_mpc(sf, o, seg)
-            elif kind is opt.AddAddr:
+            elif kind is opt.AddAddr or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
                 self._on_add_addr(sf, o, now)
             elif kind is opt.MpFastclose:
                 if self._fastclosed(o, sf, now):      # Linux honours it on a plain ACK too
@@ -770,12 +788,15 @@ class Connection:
     def _on_prio(self, sf, o, now: float) -> None:
         """MP_PRIO (RFC 8684 §3.3.8): the peer asks us to treat the subflow it came on as a
         backup (or no longer); the v0 form with an address id is ignored as Linux does."""
-        if o.address_id is not None:
-            self.ignored_options += 1
+        if o.address_id is not None and self.version == 1:
+            self.ignored_options += 1                 # Linux ignores the v0 form
             return
-        if sf.backup != o.backup:
-            sf.backup = o.backup
-            self._event(ev.SubflowPriority(self.id, sf.sid, o.backup, True))
+        targets = [sf] if o.address_id is None else \
+            [s for s in self.subflows if s.remote_address_id == o.address_id]
+        for target in targets:
+            if target.backup != o.backup:
+                target.backup = o.backup
+                self._event(ev.SubflowPriority(self.id, target.sid, o.backup, True))
 
     def _on_remove_addr(self, sf, o, now: float) -> None:
         """REMOVE_ADDR (RFC 8684 §3.4.2): the subflows to those peer addresses are closed and
@@ -819,6 +840,20 @@ class Connection:
         echoed and, if allowed, joined."""
         if self.keys is None:
             return
+        kind = type(o)
+        if (kind is opt.AddAddr) != (self.version == 1) or \
+                (kind is opt.AddAddr2) != (self.version == 0 and self.config.add_addr2):
+            self.ignored_options += 1                 # a form our profile does not speak
+            return
+        if kind is opt.AddAddrV0:                     # RFC 6824: nothing to verify; this is
+            self._accept_address(sf, o, now)          # the hijack the IETF-87 slides show
+            return
+        if kind is opt.AddAddr2:
+            if not self.keys.verify_add_addr(o):
+                self.bad_add_addr += 1
+                return
+            self._accept_address(sf, o, now)
+            return
         if o.echo:                                    # the peer has our announcement
             mine = self.announcing.get(o.address_id)
             if mine is not None and mine[0].address_packed == o.address_packed:
@@ -828,8 +863,13 @@ class Connection:
         if not self.keys.verify_add_addr(o):
             self.bad_add_addr += 1
             return
-        self.pending_echo.append(opt.AddAddr(o.address_id, o.address_packed, o.port))
+        if len(self.pending_echo) < 16:              # bounded: an ADD_ADDR storm costs nothing
+            self.pending_echo.append(opt.AddAddr(o.address_id, o.address_packed, o.port))
         sf.ack_pending = True
+        self._accept_address(sf, o, now)
+
+    def _accept_address(self, sf, o, now: float) -> None:
+        """An announced address we believe: remember it and, within the limits, join it."""
         port = o.port if o.port is not None else self.remote[1]
         target = (o.address_packed, port)
         if self.remote_addresses.get(o.address_id) == target:
@@ -853,7 +893,7 @@ class Connection:
         if self.fallback:
             return []
         if chunk.mpc:
-            return [opt.MpCapable(1, self._mpc_flags(), self.local_key, self.remote_key,
+            return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key, self.remote_key,
                                   len(chunk.data), chunk.checksum)]
         return [opt.Dss(self.queue.data_ack, True, chunk.dsn, True, chunk.seq & MASK32,
                         len(chunk.data), chunk.checksum)]
@@ -879,7 +919,8 @@ class Connection:
             del self.pending_remove[:8]
         if sf.prio_pending:                           # MP_PRIO on the subflow it is about
             sf.prio_pending = False
-            extra.append(opt.MpPrio(sf.backup))
+            extra.append(opt.MpPrio(sf.backup) if self.version == 1
+                         else opt.MpPrio(sf.backup, sf.local_address_id))   # RFC 6824 §3.3.8
         if extra and self.queue is not None:
             return extra + [opt.Dss(self.queue.data_ack, True)]
         now = self.endpoint.now
@@ -887,8 +928,8 @@ class Connection:
             if entry[1] <= now and sf.usable:         # due: send it, and again after an RTO
                 entry[2] += 1
                 entry[1] = now + min(sf.rtt.rto * (2 ** entry[2]), 60.0)
-                if entry[2] > 8:
-                    continue                          # never echoed: give up quietly
+                if entry[2] > (8 if self.version == 1 else 2):
+                    continue                          # never echoed (v0 has no echo): done
                 return [entry[0]]
         if self.queue is None or self.terminated == "aborted" or self.fallback:
             return []
@@ -941,7 +982,7 @@ class Connection:
             size = sf.payload_size
             n = min(len(self.unsent), room, sf.room(), 0xFFFF // size * size)
             first = self.is_client and not self.fully_established and sf.join is None \
-                and not self.fallback
+                and not self.fallback and self.version == 1     # v0 has no such form
             if first:
                 if allocator.next_dsn != (self.keys.local_idsn + 1) & MASK64:
                     break                             # one MP_CAPABLE data segment at a time

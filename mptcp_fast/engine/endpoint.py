@@ -49,7 +49,8 @@ class Endpoint:
         self._address_ids = {a: i + 1 for i, a in enumerate(self.addresses)}   # stable ids
         self.listening: set[int] = set()
         self.connections: dict[int, Connection] = {}
-        self.tokens = crypto.TokenTable(self.config.max_connections)
+        self.tokens = crypto.TokenTable(self.config.max_connections,
+                                        version=self.config.version)
         self.isn = IsnGenerator(self.config.isn_secret)
         self.stats = Counter()
         self.now = 0.0
@@ -281,8 +282,12 @@ class Endpoint:
                 self.stats["refused_join"] += 1          # RFC 8684 §3.2: unknown token
                 self._reset(seg, [opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
                 return
-            usable = mpc is not None and mpc.sender_key is None and mpc.version >= 1 \
-                and mpc.flags & opt.MPC_HMAC and not mpc.flags & opt.MPC_EXTENSIBILITY
+            if self.config.version == 1:              # RFC 8684 §3.1: a 4-byte SYN form
+                usable = mpc is not None and mpc.sender_key is None and mpc.version >= 1 \
+                    and mpc.flags & opt.MPC_HMAC and not mpc.flags & opt.MPC_EXTENSIBILITY
+            else:                                     # RFC 6824 §3.1: the key in the SYN
+                usable = mpc is not None and mpc.version == 0 and mpc.sender_key is not None \
+                    and mpc.receiver_key is None and mpc.flags & opt.MPC_HMAC
             try:
                 conn = self._new_connection(is_client=False)
             except (StateError, crypto.TokenTableError):
