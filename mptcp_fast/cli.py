@@ -4,6 +4,7 @@
     mptcp-fast analyze [CAPTURE] [--json] [--dump-stream DIR]
     mptcp-fast demo [--size N] [--path RATE,DELAY[,LOSS] ...] [--scheduler S] [--cc CC]
                     [--seed N] [--checksums] [--pcap FILE] [--plot FILE.png] [--json] [--no-alone]
+                    [--profile P] [--attack add-addr-hijack]
 
 ``decode`` takes the hex of one option or of a whole TCP options area (spaces
 and colons allowed) and prints every option's fields. With no HEX it decodes
@@ -227,14 +228,42 @@ def _mbit(bps: float) -> str:
     return f"{bps / 1e6:,.1f} Mbit/s"
 
 
+def _attack(args, out) -> int:
+    """``demo --attack add-addr-hijack``: the forged ADD_ADDR against each profile."""
+    from . import attacks
+    profiles = [args.profile] if args.profile else ["v0", "v1", "v0+add_addr2"]
+    size = max(1 << 20, min(args.size, 4 << 20))        # long enough to see the subflow work
+    results = [attacks.add_addr_hijack(p, size=size, seed=args.seed)
+               for p in profiles]
+    if args.json:
+        json.dump(results, out, indent=2)
+        print(file=out)
+        return 0
+    print("ADD_ADDR hijack (IETF-87 slides; RFC 7430 §3): an off-path attacker who knows the "
+          "4-tuple and sequence numbers\ninjects an ADD_ADDR for its own address "
+          f"({attacks.ATTACKER}) and relays whatever subflow the client opens to it.", file=out)
+    for r in results:
+        if r["hijacked"]:
+            verdict = (f"HIJACKED: the client joined the attacker, {r['client_bytes_via_attacker']:,}"
+                       f" bytes of its data went through it")
+        else:
+            verdict = (f"refused: the forged ADD_ADDR failed its HMAC and was dropped "
+                       f"({r['forged_add_addr_dropped']}), no subflow to the attacker")
+        print(f"  {r['profile']:13} {verdict}; transfer byte-exact: "
+              f"{'yes' if r['transfer_exact'] else 'NO'}", file=out)
+    return 0
+
+
 def cmd_demo(args, out=None) -> int:
     from . import demo
     out = out or sys.stdout
+    if args.attack:
+        return _attack(args, out)
     paths = args.path or list(demo.DEFAULT_PATHS)
     try:
         result = demo.run_demo(args.size, paths, scheduler=args.scheduler, cc=args.cc,
                                seed=args.seed, checksums=args.checksums, pcap=args.pcap,
-                               alone=not args.no_alone)
+                               alone=not args.no_alone, profile=args.profile or "v1")
         if args.plot:
             demo.plot(result, args.plot)
     except (RuntimeError, OSError) as exc:
@@ -324,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     dem.add_argument("--json", action="store_true", help="print the results as JSON")
     dem.add_argument("--no-alone", action="store_true",
                      help="skip the runs over each path alone")
+    from .engine.config import PROFILES
+    dem.add_argument("--profile", choices=PROFILES,
+                     help="MPTCP version: v1 (RFC 8684, default), v0 (RFC 6824), v0+add_addr2")
+    dem.add_argument("--attack", choices=["add-addr-hijack"],
+                     help="play an attack instead: the forged ADD_ADDR of the IETF-87 slides, "
+                          "against v0, v1 and v0+add_addr2 (or --profile)")
     dem.set_defaults(func=cmd_demo)
     return parser
 

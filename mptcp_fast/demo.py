@@ -70,12 +70,12 @@ def _client_address(i: int) -> str:
 
 def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
                  checksums=False, pcap=None, hash_data=True, until=3600.0,
-                 queue: int = 256 * 1024) -> dict:
+                 queue: int = 256 * 1024, profile: str = "v1") -> dict:
     """One connection moves ``size`` bytes from the client to the server over ``paths`` (one
     client address per path, one server address; ``queue`` bytes of drop-tail queue per path
     direction); returns what happened."""
     config = Config(scheduler=scheduler, congestion_control=cc, checksums=checksums,
-                    time_wait=1.0)
+                    time_wait=1.0, profile=profile)
     addresses = [_client_address(i) for i in range(len(paths))]
     net = Network(seed=seed, pcap=pcap)
     client = BulkApp(Endpoint(addresses, config), send_bytes=size, seed=seed,
@@ -140,16 +140,16 @@ def _text(address: bytes) -> str:
 
 
 def run_demo(size: int = 16 << 20, paths=DEFAULT_PATHS, *, scheduler="lowest-rtt", cc="lia",
-             seed=1, checksums=False, pcap=None, alone=True) -> dict:
+             seed=1, checksums=False, pcap=None, alone=True, profile="v1") -> dict:
     """The multipath transfer, and (``alone``) the same transfer over each path by itself."""
     multipath = run_transfer(size, paths, scheduler=scheduler, cc=cc, seed=seed,
-                             checksums=checksums, pcap=pcap)
+                             checksums=checksums, pcap=pcap, profile=profile)
     result = {"paths": [str(p) for p in paths], "scheduler": scheduler, "cc": cc, "seed": seed,
               "multipath": multipath, "alone": []}
     if alone:
         for spec in paths:
             result["alone"].append(run_transfer(size, [spec], scheduler=scheduler, cc=cc,
-                                                seed=seed, checksums=checksums))
+                                                seed=seed, checksums=checksums, profile=profile))
     return result
 
 

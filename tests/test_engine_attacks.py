@@ -1,0 +1,89 @@
+"""Attacks (issue #12; RFC 7430 and the IETF-87 slides): the ADD_ADDR hijack succeeds against
+v0 (RFC 6824's ADD_ADDR has no HMAC) and fails against v1 and the ADD_ADDR2 profile; bounded
+memory under an ADD_ADDR storm and against a peer that sends far beyond the window."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from enginenet import C0, PORT, S0, drain, pump
+from mptcp_fast import attacks, cli, options as opt, packet as pk
+from mptcp_fast.engine import Config, Endpoint, events as ev
+
+
+@pytest.mark.parametrize("profile, hijacked", [("v0", True), ("v1", False),
+                                               ("v0+add_addr2", False)])
+def test_add_addr_hijack(backend, profile, hijacked):
+    r = attacks.add_addr_hijack(profile, size=1 << 20)
+    assert r["transfer_exact"]
+    assert r["hijacked"] is hijacked
+    if hijacked:               # the client joined the attacker, which carried its data
+        assert r["subflows_to_attacker"] == 1 and r["join_syns_at_attacker"] == 1
+        assert r["client_bytes_via_attacker"] > 100_000 and r["forged_add_addr_dropped"] == 0
+    else:                      # dropped silently: no SYN ever reached the attacker
+        assert r["subflows_to_attacker"] == r["join_syns_at_attacker"] == 0
+        assert r["bytes_through_attacker"] == 0 and r["forged_add_addr_dropped"] == 1
+
+
+def test_demo_attack_command(backend, capsys):
+    assert cli.main(["demo", "--attack", "add-addr-hijack", "--size", "512k", "--json"]) == 0
+    results = {r["profile"]: r["hijacked"] for r in json.loads(capsys.readouterr().out)}
+    assert results == {"v0": True, "v1": False, "v0+add_addr2": False}
+    assert cli.main(["demo", "--attack", "add-addr-hijack", "--size", "512k",
+                     "--profile", "v1"]) == 0
+    assert "refused" in capsys.readouterr().out
+
+
+def _pair():
+    client = Endpoint([C0], Config(time_wait=0.1, receive_window=65536))
+    server = Endpoint([S0], Config(time_wait=0.1, receive_window=65536))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x")
+    pump(client, server)
+    drain(client), drain(server)
+    return client, server, conn, next(iter(server.connections.values()))
+
+
+def test_data_far_beyond_the_window_is_refused_and_costs_nothing(backend):
+    """A peer that ignores the window: its bytes beyond it are neither kept nor acknowledged."""
+    client, server, conn, server_conn = _pair()
+    sf = conn.subflows[0]
+    ssf = server_conn.subflows[0]
+    ack0 = server_conn.queue.data_ack
+    for i in range(50):                                 # 50 segments 1 MB .. 1.07 MB ahead
+        dsn = (conn.allocator.next_dsn + (1 << 20) + i * 1400) & ((1 << 64) - 1)
+        area = opt.encode_tcp_options([opt.Dss(server_conn.queue.data_ack, True, dsn, True,
+                                               (sf.snd_nxt + i * 1400) & 0xFFFFFFFF, 1400)])
+        server.receive_packet(pk.build_packet(C0, S0, sf.lport, PORT,
+                                              (sf.iss + sf.snd_nxt + i * 1400) & 0xFFFFFFFF,
+                                              (ssf.iss + ssf.snd_nxt) & 0xFFFFFFFF, pk.ACK, 1000,
+                                              options=area, payload=bytes(1400)), 1.0)
+    assert server_conn.queue.queued_bytes == 0 and server_conn.queue.data_ack == ack0
+    assert ssf.rcv_nxt == sf.snd_nxt                    # none of it acknowledged
+    assert server_conn.queue.refused_bytes > 0          # looked at, refused by the window
+
+
+def test_an_add_addr_storm_is_bounded(backend):
+    """Valid ADD_ADDRs by the thousand (only the peer can make them): the echoes owed and the
+    addresses kept stay bounded, and the connection still works."""
+    client, server, conn, server_conn = _pair()
+    sf = conn.subflows[0]
+    ssf = server_conn.subflows[0]
+    for i in range(2000):
+        address = f"198.18.{100 + i % 100}.{1 + i // 100}"
+        option = opt.AddAddr(i % 256, address, None,
+                             server_conn.keys.add_addr_hmac(i % 256, address))
+        server_conn.announcing.clear()
+        client.receive_packet(pk.build_packet(S0, C0, PORT, sf.lport,
+                                              (ssf.iss + ssf.snd_nxt) & 0xFFFFFFFF,
+                                              (sf.iss + sf.snd_nxt) & 0xFFFFFFFF, pk.ACK, 1000,
+                                              options=opt.encode_tcp_options([option])), 1.0)
+    assert len(conn.pending_echo) <= 16 and len(conn.remote_addresses) <= 256
+    assert len(conn.subflows) <= Config().max_subflows
+    client.packets_to_send(1.0)
+    conn.send(b"still fine")
+    pump(client, server, 2.0, until=4.0)
+    assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived).endswith(b"still fine")
