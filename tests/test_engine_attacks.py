@@ -87,3 +87,59 @@ def test_an_add_addr_storm_is_bounded(backend):
     conn.send(b"still fine")
     pump(client, server, 2.0, until=4.0)
     assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived).endswith(b"still fine")
+
+
+def test_a_join_flood_against_one_token_is_bounded(backend):
+    """Thousands of MP_JOIN SYNs with the right token (it travels in clear on every join):
+    at most max_subflows subflows exist at any time, the rest are reset, nobody completes a
+    join without the keys, and the connection keeps working."""
+    client, server, conn, server_conn = _pair()
+    token = server_conn.local_token
+    resets = 0
+    for i in range(3000):
+        syn = pk.build_packet(C0, S0, 20000 + i, PORT, i * 7919, 0, pk.SYN, 65535,
+                              options=opt.encode_tcp_options([opt.MpJoinSyn(1, token, i)]))
+        server.receive_packet(syn, 1.0)
+        for p in server.packets_to_send(1.0):
+            resets += bool(pk.parse_packet(p).flags & pk.RST)
+    live = len(server_conn.subflows)
+    assert live <= Config().max_subflows and resets >= 3000 - Config().max_subflows
+    assert server_conn.bad_join == 0 and not server_conn.terminated
+    conn.send(b"through the flood")
+    pump(client, server, 2.0, until=4.0)
+    assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived) == \
+        b"through the flood"
+
+
+def test_a_replayed_join_cannot_complete(backend):
+    """An attacker replays a recorded MP_JOIN SYN and third ACK from another port: the server
+    answers with a fresh nonce, so the replayed HMAC is wrong and the subflow is reset."""
+    client = Endpoint([C0, "198.18.1.1"], Config(time_wait=0.1))
+    server = Endpoint([S0], Config(time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x")
+    seen = pump(client, server)
+    server_conn = next(iter(server.connections.values()))
+    join_syn = next(p for s, p in seen if s is client and pk.parse_packet(p).flags == pk.SYN
+                    and any(type(o) is opt.MpJoinSyn for o in opt.parse_tcp_options(
+                        bytes(pk.parse_packet(p).options(p)))))
+    join_ack = next(p for s, p in seen if s is client and any(
+        type(o) is opt.MpJoinAck for o in opt.parse_tcp_options(bytes(pk.parse_packet(p).options(p)))))
+
+    def moved(packet, sport, seq=None, ack=None):
+        p = pk.parse_packet(packet)
+        return pk.build_packet(p.src_address(packet), p.dst_address(packet), sport, p.dport,
+                               p.seq if seq is None else seq, p.ack if ack is None else ack,
+                               p.flags, p.window, options=bytes(p.options(packet)))
+    server.receive_packet(moved(join_syn, 45000), 1.0)
+    (synack,) = server.packets_to_send(1.0)
+    s = pk.parse_packet(synack)
+    replay = moved(join_ack, 45000, seq=(pk.parse_packet(join_syn).seq + 1) & 0xFFFFFFFF,
+                   ack=(s.seq + 1) & 0xFFFFFFFF)
+    server.receive_packet(replay, 1.01)
+    (rst,) = server.packets_to_send(1.01)
+    assert pk.parse_packet(rst).flags & pk.RST
+    assert opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR) in opt.parse_tcp_options(
+        bytes(pk.parse_packet(rst).options(rst)))
+    assert server_conn.bad_join == 1 and len(server_conn.subflows) == 2
