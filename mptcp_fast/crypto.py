@@ -288,6 +288,19 @@ class TokenTable:
         raise TokenTableError(f"no unique token after {self.max_retries} keys "
                               f"({len(self._by_token)} live connections)")
 
+    def adopt(self, key: int, connection) -> int:
+        """Register ``connection`` under the token of a key chosen elsewhere (a SYN cookie's
+        key, returned by the peer in its third ACK); TokenTableError when the token is 0 or
+        already in use, or the table is full. Returns the token."""
+        key = _u("key", key, 64)
+        if len(self._by_token) >= self.max_size:
+            raise TokenTableError(f"token table full: {self.max_size} live connections")
+        token = key_token(key, self.version)
+        if token == 0 or token in self._by_token:
+            raise TokenTableError(f"token {token:08x} is in use or zero")
+        self._by_token[token] = connection
+        return token
+
     def lookup(self, token: int):
         """The connection registered under ``token``, or None (then: RST, RFC 8684 §3.2)."""
         return self._by_token.get(token)

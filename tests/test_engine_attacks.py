@@ -143,3 +143,48 @@ def test_a_replayed_join_cannot_complete(backend):
     assert opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR) in opt.parse_tcp_options(
         bytes(pk.parse_packet(rst).options(rst)))
     assert server_conn.bad_join == 1 and len(server_conn.subflows) == 2
+
+
+def test_a_syn_flood_meets_syn_cookies_and_the_honest_client_gets_through(backend):
+    """RFC 4987 §3.6 as Linux does it with v1: beyond the backlog no state is kept per SYN;
+    the cookie's third ACK rebuilds the connection, the server's key coming back in the
+    client's MP_CAPABLE. Memory stays flat however many SYNs come."""
+    import tracemalloc
+    server = Endpoint([S0], Config(syn_backlog=16, time_wait=0.1))
+    server.listen(PORT)
+    tracemalloc.start()
+    for i in range(5_000):                       # spoofed sources: their SYN/ACKs go nowhere
+        syn = pk.build_packet(f"198.18.{64 + i % 64}.{1 + i // 64 % 250}", S0, 1024 + i % 60000,
+                              PORT, i * 2654435761 % (1 << 32), 0, pk.SYN, 65535,
+                              options=opt.encode_tcp_options([opt.Mss(1460), opt.MpCapable(1)]))
+        server.receive_packet(syn, 0.001 * (i % 1000))
+        server.packets_to_send(0.0)
+        if i == 999:
+            tracemalloc.reset_peak()
+            early = tracemalloc.get_traced_memory()[0]
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"SYN flood: {peak - early:,} bytes of peak growth over 4,000 SYNs")
+    assert len(server.connections) == 16 and server.half_open == 16
+    assert server.stats["syn_cookies_sent"] == 5_000 - 16
+    assert peak - early < 2_000_000                               # no per-SYN state
+    client = Endpoint([C0], Config(time_wait=0.1))
+    conn = client.connect((S0, PORT), 1.0)
+    conn.send(b"honest", end_stream=True)
+    pump(client, server, 1.0, until=2.0)
+    assert server.stats["syn_cookies_accepted"] == 1
+    cookie_conn = [c for c in server.connections.values() if c.remote and
+                   c.remote[0] == bytes([198, 18, 0, 1])][0]
+    assert cookie_conn.local_key == conn.remote_key and cookie_conn.fallback is None
+    assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived) == b"honest"
+
+
+def test_a_forged_cookie_ack_is_reset(backend):
+    server = Endpoint([S0], Config(syn_backlog=0))
+    server.listen(PORT)
+    forged = pk.build_packet(C0, S0, 40000, PORT, 1000, 123456, pk.ACK, 1000,
+                             options=opt.encode_tcp_options([opt.MpCapable(1, 1, 5, 6)]))
+    server.receive_packet(forged, 0.0)
+    (rst,) = server.packets_to_send(0.0)
+    assert pk.parse_packet(rst).flags == pk.RST and server.connections == {}
+    assert server.cookies.refused == 1

@@ -52,6 +52,8 @@ class Config:
     keepalive_probes: int = 9          # then every interval, given up after this many
     # -- endpoint
     max_connections: int = 65536       # the token table's size
+    syn_backlog: int = 256             # half-open handshakes kept; beyond, SYN cookies
+                                       # (Linux: tcp_max_syn_backlog, tcp_syncookies=1)
     isn_secret: bytes | None = None    # RFC 6528 key; random by default
 
     @property
@@ -74,7 +76,8 @@ class Config:
         checks = (("max_subflows", 1, 256), ("receive_window", 1024, 1 << 30),
                   ("send_buffer", 1024, 1 << 34), ("mss", 536, 65495), ("syn_retries", 0, 20),
                   ("stale_after", 1, 100), ("max_retransmits", 1, 100),
-                  ("max_connections", 1, 1 << 24), ("keepalive_probes", 1, 100))
+                  ("max_connections", 1, 1 << 24), ("keepalive_probes", 1, 100),
+                  ("syn_backlog", 0, 1 << 20))
         for name, low, high in checks:
             value = getattr(self, name)
             if type(value) is not int or not low <= value <= high:

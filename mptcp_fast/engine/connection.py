@@ -76,6 +76,7 @@ class Connection:
         self.event_established = False              # ConnectionEstablished was queued
         self.local_first_dsn = self.remote_first_dsn = None
         self.syn_key = None
+        self.half_open = False
         self.local = self.remote = None             # the initial subflow's (address, port)
         self.remote_addresses = {}                  # peer address id -> (address, port) announced
         # -- sending (RFC 8684 §3.3)
@@ -287,10 +288,62 @@ class Connection:
             self.syn_key = mpc.sender_key             # v0: the client's key is in its SYN
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now)
+        self._count_half_open(+1)
         sf.accept_syn(seg, now)
 
-    def _new_subflow(self, local, lport, remote, rport, now, join=None, backup=False) -> Subflow:
-        iss = self.endpoint.isn.isn(local, lport, remote, rport, now)
+    def accept_cookie(self, seg, now: float, mss: int) -> bool:
+        """Server side, under SYN cookies: the third ACK ``seg`` carried a valid cookie; the
+        subflow is rebuilt from it (engine/cookies.py) and takes the ACK as usual. Our MPTCP
+        key comes back in its MP_CAPABLE (Linux: mptcp_subflow_init_cookie_req)."""
+        from .cookies import SynCookies
+        mpc = seg.first(opt.MpCapable)
+        if mpc is None or mpc.receiver_key is None or mpc.sender_key is None \
+                or mpc.version != self.version:
+            self.fallback = "the third ACK had no MP_CAPABLE"
+        else:
+            tokens = self.endpoint.tokens
+            tokens.remove(self.local_token)
+            try:
+                self.local_token = tokens.adopt(mpc.receiver_key, self)
+            except crypto.TokenTableError:
+                return False
+            self.local_key = mpc.receiver_key
+            self.syn_key = mpc.sender_key
+            self.checksums = self.config.checksums or mpc.checksum_required
+        self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
+        sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now,
+                               iss=(seg.ack - 1) & MASK32)
+        sf.irs, sf.rcv_nxt, sf.snd_nxt = (seg.seq - 1) & MASK32, 1, 1
+        sf.state, sf.syn_sent_count = SYN_RCVD, 1
+        if seg.tsval is not None and seg.tsecr is not None:
+            wscale, sack = SynCookies.options_from(seg.tsecr)
+            sf.ts_ok, sf.ts_recent, sf.sack_ok = True, seg.tsval, sack
+            if wscale is not None:
+                sf.peer_wscale, sf.peer_wscale_offered = wscale, True
+            else:
+                sf.rcv_wscale = 0
+        else:
+            sf.rcv_wscale = 0
+        sf.peer_mss = mss
+        sf.window.mss = sf._payload_size_for(min(mss, self.config.mss))
+        sf.window.cwnd = float(min(10 * sf.window.mss, max(2 * sf.window.mss, 14600)))
+        self._count_half_open(+1)
+        sf.receive(seg, now)
+        return True
+
+    def _count_half_open(self, step: int) -> None:
+        """The endpoint's count of server handshakes waiting for the third ACK."""
+        if step > 0 and not self.half_open:
+            self.half_open = True
+            self.endpoint.half_open += 1
+        elif step < 0 and self.half_open:
+            self.half_open = False
+            self.endpoint.half_open -= 1
+
+    def _new_subflow(self, local, lport, remote, rport, now, join=None, backup=False,
+                     iss=None) -> Subflow:
+        if iss is None:
+            iss = self.endpoint.isn.isn(local, lport, remote, rport, now)
         sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss, join=join,
                      backup=backup)
         sf.local_address_id = self.endpoint.address_id(self, local)
@@ -441,6 +494,7 @@ class Connection:
         if self.config.keepalive is not None:
             sf.keepalive_at = now + self.config.keepalive
         if sf.join is None:
+            self._count_half_open(-1)
             if self.is_client:
                 sf.send_ack(now, [] if self.fallback else self.mpc_ack_options())
             self._event(ev.ConnectionEstablished(self.id, (_text(self.local[0]), self.local[1]),
@@ -1184,6 +1238,7 @@ class Connection:
         if self.terminated:
             return
         self.terminated = reason
+        self._count_half_open(-1)
         self.fin_at = self.persist_at = None
         self.endpoint.tokens.remove(self.local_token)
         if reason != "closed":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import secrets
 from collections import Counter, deque
 
 from .. import _check, crypto
@@ -27,8 +28,10 @@ from .. import packet as pk
 from ..errors import PacketError, StateError
 from .config import Config
 from .connection import Connection
+from .cookies import SynCookies
 from .isn import IsnGenerator
 from .segment import read_segment
+from .subflow import Subflow
 
 __all__ = ["Endpoint"]
 
@@ -52,6 +55,8 @@ class Endpoint:
         self.tokens = crypto.TokenTable(self.config.max_connections,
                                         version=self.config.version)
         self.isn = IsnGenerator(self.config.isn_secret)
+        self.cookies = SynCookies()
+        self.half_open = 0                  # server handshakes waiting for their third ACK
         self.stats = Counter()
         self.now = 0.0
         self._subflows = {}                 # (local, lport, remote, rport) -> Subflow
@@ -288,6 +293,9 @@ class Endpoint:
             else:                                     # RFC 6824 §3.1: the key in the SYN
                 usable = mpc is not None and mpc.version == 0 and mpc.sender_key is not None \
                     and mpc.receiver_key is None and mpc.flags & opt.MPC_HMAC
+            if self.half_open >= self.config.syn_backlog:
+                self._cookie_syn_ack(seg, mpc if usable else None, now)   # no state kept
+                return
             try:
                 conn = self._new_connection(is_client=False)
             except (StateError, crypto.TokenTableError):
@@ -299,8 +307,57 @@ class Endpoint:
             conn.accept(seg, now, mptcp=bool(usable))
             self.touch(conn)
             return
+        if flags & pk.ACK and not flags & pk.SYN and seg.dport in self.listening \
+                and self._cookie_ack(seg, now):
+            return
         self.stats["dropped_no_subflow"] += 1
         self._reset(seg)
+
+    # ================================================================ SYN cookies
+    def _cookie_syn_ack(self, seg, mpc, now: float) -> None:
+        """A SYN/ACK that keeps no state (RFC 4987 §3.6; engine/cookies.py says how)."""
+        config = self.config
+        with_ts = seg.tsval is not None
+        isn, _ = self.cookies.make(seg.dst, seg.dport, seg.src, seg.sport, seg.seq,
+                                   seg.mss or 536, now)
+        area = [opt.Mss(config.mss)]
+        if with_ts:
+            if seg.sack_permitted:
+                area.append(opt.SackPermitted())
+            area.append(opt.Timestamps(SynCookies.timestamp(now, seg.wscale, seg.sack_permitted),
+                                       seg.tsval))
+            if seg.wscale is not None:
+                area += [opt.NOP, opt.WindowScale(Subflow.window_shift(config.receive_window))]
+        if mpc is not None:
+            flags = opt.MPC_HMAC | (opt.MPC_CHECKSUM_REQUIRED
+                                    if config.checksums or mpc.checksum_required else 0)
+            area.append(opt.MpCapable(config.version, flags, secrets.randbits(64) or 1))
+        data = opt.encode_tcp_options(area, align=False)
+        data += b"\x01" * (-len(data) % 4)
+        self.stats["syn_cookies_sent"] += 1
+        self._out.append(pk.build_packet(seg.dst, seg.src, seg.dport, seg.sport, isn,
+                                         (seg.seq + 1) & 0xFFFFFFFF, pk.SYN | pk.ACK,
+                                         min(config.receive_window, 0xFFFF), options=data))
+
+    def _cookie_ack(self, seg, now: float) -> bool:
+        """A third ACK that may carry a valid cookie: the connection is made from it."""
+        peer_isn = (seg.seq - 1) & 0xFFFFFFFF
+        mss = self.cookies.check(seg.dst, seg.dport, seg.src, seg.sport, peer_isn,
+                                 (seg.ack - 1) & 0xFFFFFFFF, now)
+        if mss is None:
+            return False
+        try:
+            conn = self._new_connection(is_client=False)
+        except (StateError, crypto.TokenTableError):
+            self.stats["refused_no_room"] += 1
+            return False
+        if not conn.accept_cookie(seg, now, mss):
+            self.connections.pop(conn.id, None)
+            self.tokens.remove(conn.local_token)
+            return False
+        self.stats["syn_cookies_accepted"] += 1
+        self.touch(conn)
+        return True
 
     def _reset(self, seg, mptcp=()) -> None:
         """RFC 9293 §3.10.7.1: a RST that the sender of ``seg`` will accept."""

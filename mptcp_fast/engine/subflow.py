@@ -134,6 +134,8 @@ class Subflow:
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
 
+    window_shift = staticmethod(_window_shift)
+
     # ---------------------------------------------------------------- small facts
     def __repr__(self):
         return (f"<Subflow {self.sid} {STATE_NAMES[self.state]} snd {self.snd_una}..{self.snd_nxt}"
