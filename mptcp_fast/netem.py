@@ -23,11 +23,15 @@ loss_in_bad)`` (a Gilbert-Elliott channel). ``down(at)`` / ``up(at)`` cut a path
 it back: while down, everything sent on it is lost.
 
 A path can carry a middlebox: ``path.middlebox = f`` where ``f(packet, from_a)`` returns the
-packet to carry (changed or not) or None to drop it; ``from_a`` tells the direction.
+packet to carry (changed or not), None to drop it, or a list of packets (split, held back,
+merged); ``from_a`` tells the direction.
 ``strip_mptcp(kinds)`` makes one that removes the MPTCP options (and fixes the checksums) of
 the segments it names — "syn", "syn-ack", "ack" (the handshake's third ACK and other pure
 ACKs), "data" — as middleboxes on the Internet do (RFC 8684 §3.7); ``rewrite_payload``
-changes payload bytes (and fixes the TCP checksum) as a content-rewriting proxy does.
+changes payload bytes (and fixes the TCP checksum) as a content-rewriting proxy does;
+``shift_sequence`` offsets one side's sequence numbers (and the other side's ACKs and SACK
+blocks) as ISN-randomising firewalls do; ``nat`` rewrites an address; ``split_segments`` and
+``coalesce_segments`` move segment boundaries (RFC 8684 §3.3.1: mappings must survive it).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from dataclasses import dataclass, field
 
 from . import _check
 
-__all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload"]
+__all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload", "shift_sequence",
+           "nat", "split_segments", "coalesce_segments"]
 
 _LINKTYPE_RAW = 101
 
@@ -126,6 +131,111 @@ def rewrite_payload(nth: int = 1, count: int = 1, offset: int = 0, from_a: bool 
     return middlebox
 
 
+def _rebuild(p, packet, *, src=None, dst=None, seq=None, ack=None, flags=None, options=None,
+             payload=None) -> bytes:
+    from . import packet as pk
+    return pk.build_packet(p.src_address(packet) if src is None else src,
+                           p.dst_address(packet) if dst is None else dst, p.sport, p.dport,
+                           p.seq if seq is None else seq, p.ack if ack is None else ack,
+                           p.flags if flags is None else flags, p.window,
+                           options=bytes(p.options(packet)) if options is None else options,
+                           payload=bytes(p.payload(packet)) if payload is None else payload)
+
+
+def shift_sequence(offset: int):
+    """A middlebox that adds ``offset`` to the sequence numbers of the segments going from a
+    to b and takes it off the ACK numbers (and SACK blocks) going back, as firewalls that
+    randomise ISNs do."""
+    from . import options as opt
+    from . import packet as pk
+    mask = 0xFFFFFFFF
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        if from_a:
+            return _rebuild(p, packet, seq=(p.seq + offset) & mask)
+        area = bytes(p.options(packet))
+        found = opt.parse_tcp_options(area)
+        if any(type(o) is opt.Sack for o in found):
+            fixed = [opt.Sack([((a - offset) & mask, (b - offset) & mask) for a, b in o.blocks])
+                     if type(o) is opt.Sack else o for o in found]
+            area = opt.encode_tcp_options(fixed, align=False)
+            area += b"\x00" * (-len(area) % 4)
+        ack = (p.ack - offset) & mask if p.flags & pk.ACK else p.ack
+        return _rebuild(p, packet, ack=ack, options=area)
+    return middlebox
+
+
+def nat(inside, outside):
+    """A middlebox that rewrites the address ``inside`` to ``outside`` on the way from a to b
+    and back on the way from b to a (a NAT at a's side); ``Network.route(outside, b, path)``
+    sends the replies to ``outside`` along the same path."""
+    from . import _check
+    from . import packet as pk
+    inside, outside = _check.address("inside", inside), _check.address("outside", outside)
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        if from_a and p.src_address(packet) == inside:
+            return _rebuild(p, packet, src=outside)
+        if not from_a and p.dst_address(packet) == outside:
+            return _rebuild(p, packet, dst=inside)
+        return packet
+    return middlebox
+
+
+def split_segments(every: int = 3):
+    """A middlebox that cuts every ``every``-th data segment in two, each half with the
+    segment's options (as TSO and some proxies do)."""
+    from . import packet as pk
+    seen = [0]
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        if p.payload_len < 2:
+            return packet
+        seen[0] += 1
+        if seen[0] % every:
+            return packet
+        data = bytes(p.payload(packet))
+        half = len(data) // 2
+        last = p.flags & (pk.FIN | pk.PSH)
+        first = _rebuild(p, packet, flags=p.flags & ~(pk.FIN | pk.PSH), payload=data[:half])
+        second = _rebuild(p, packet, seq=(p.seq + half) & 0xFFFFFFFF,
+                          flags=(p.flags & ~(pk.FIN | pk.PSH)) | last, payload=data[half:])
+        return [first, second]
+    return middlebox
+
+
+def coalesce_segments(max_payload: int = 1400):
+    """A middlebox that merges two back-to-back data segments of one flow into one (keeping
+    the first one's options) when they are contiguous and fit ``max_payload``; it holds at
+    most one segment and lets it go with the next packet that passes."""
+    from . import packet as pk
+    held = {}                                        # direction -> (parsed, packet)
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        previous = held.pop(from_a, None)
+        plain = p.payload_len and not p.flags & (pk.SYN | pk.FIN | pk.RST)
+        if previous is not None:
+            q, first = previous
+            if plain and (q.sport, q.dport) == (p.sport, p.dport) and \
+                    (q.seq + q.payload_len) & 0xFFFFFFFF == p.seq and \
+                    q.payload_len + p.payload_len <= max_payload:
+                return [_rebuild(q, first, ack=p.ack, flags=q.flags | p.flags,
+                                 payload=bytes(q.payload(first)) + bytes(p.payload(packet)))]
+            if plain:
+                held[from_a] = (p, packet)
+                return [first]
+            return [first, packet]
+        if plain:
+            held[from_a] = (p, packet)
+            return []
+        return packet
+    return middlebox
+
+
 @dataclass
 class PathStats:
     """What happened on one direction of a path."""
@@ -196,10 +306,18 @@ class Path:
         stats = direction.stats
         stats.sent += 1
         if self.middlebox is not None:                       # it sees what enters the path
-            packet = self.middlebox(packet, sender == self.a)
-            if packet is None:
+            out = self.middlebox(packet, sender == self.a)
+            if out is None:
                 stats.middlebox_drops += 1
                 return
+            if type(out) is list:                            # split, held, or released
+                for piece in out:
+                    self._enter(direction, stats, sender, piece, now)
+                return
+            packet = out
+        self._enter(direction, stats, sender, packet, now)
+
+    def _enter(self, direction, stats, sender: bytes, packet: bytes, now: float) -> None:
         size = len(packet)
         if size > self.mtu:
             stats.mtu_drops += 1
@@ -290,6 +408,12 @@ class Network:
                     _check.in_range("mtu", mtu, 68, 65535), _check.in_range("queue", queue, 0, 1 << 40))
         self._paths[(a, b)] = self._paths[(b, a)] = path
         return path
+
+    def route(self, a, b, path: Path) -> None:
+        """Packets between addresses ``a`` and ``b`` take ``path`` too (an address a NAT on the
+        path puts in front of one of its ends)."""
+        a, b = _check.address("a", a), _check.address("b", b)
+        self._paths[(a, b)] = self._paths[(b, a)] = path
 
     # -- the loop
     def schedule(self, when: float, callback, *args) -> None:

@@ -88,8 +88,12 @@ class BulkApp:
                 break
             t = self.transfers.get(event.connection)
             if t is None:
-                t = self.transfers[event.connection] = Transfer(
-                    ep.connection(event.connection), self.send_bytes, self.source)
+                conn = ep.connections.get(event.connection)
+                if conn is None:                   # born and gone between two calls
+                    self.events.append(event)
+                    continue
+                t = self.transfers[event.connection] = Transfer(conn, self.send_bytes,
+                                                                self.source)
             if type(event) is ev.DataReceived:
                 data = event.data
                 if self.hash_data:
