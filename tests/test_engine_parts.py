@@ -234,8 +234,9 @@ def test_round_robin_and_redundant():
     a, b, c = FakeSubflow("a", 0.01), FakeSubflow("b", 0.02), FakeSubflow("c", 0.03, room=False)
     rr = RoundRobin()
     assert [names(rr.pick([a, b, c], 1))[0] for _ in range(4)] == ["a", "b", "a", "b"]
-    assert names(Redundant().pick([a, b, c], 1)) == ["a", "b"]
-    assert set(SCHEDULERS) == {"lowest-rtt", "round-robin", "redundant"}
+    # redundant: new data where lowest-RTT says; the connection copies it to the others
+    assert names(Redundant().pick([a, b, c], 1)) == ["a"]
+    assert set(SCHEDULERS) == {"lowest-rtt", "round-robin", "redundant", "ecf"}
 
 
 # ------------------------------------------------------------------------ OLIA and BALIA
@@ -285,3 +286,33 @@ def test_balia_increase_and_decrease_follow_their_formulas():
     assert b.cwnd == pytest.approx(before - before / 2 * 1.5)
     balia.on_loss(a, 20 * MSS, 0.0)                                        # alpha 1: halved
     assert a.cwnd == pytest.approx(10 * MSS)
+
+
+# ------------------------------------------------------------------------------ ECF
+
+class _FakeSubflow:
+    def __init__(self, srtt, rttvar, cwnd_segments, room, backup=False):
+        self.srtt, self.rttvar, self.backup, self.usable = srtt, rttvar, backup, True
+        self.window = cc.Window(MSS)
+        self.window.cwnd = cwnd_segments * MSS
+        self._room = room
+
+    def has_room(self, size):
+        return self._room
+
+
+def test_ecf_waits_for_the_fast_subflow_when_that_finishes_first():
+    from mptcp_fast.engine.scheduler import Ecf
+    fast = _FakeSubflow(0.010, 0.001, cwnd_segments=10, room=False)
+    slow = _FakeSubflow(0.100, 0.005, cwnd_segments=10, room=True)
+    ecf = Ecf()
+    # 20 segments waiting: n = 1 + 20/10 = 3 fast RTTs (30 ms) < the slow RTT (105 ms), and
+    # on the slow subflow they would take 2 slow RTTs >= 2 fast RTTs: wait
+    assert ecf.pick([fast, slow], 0, backlog=20 * MSS) == [] and ecf.waiting
+    # 2000 segments: n = 201 fast RTTs (2 s) is not below 105 ms * 1.25: use the slow one too
+    assert ecf.pick([fast, slow], 0, backlog=2000 * MSS) == [slow] and not ecf.waiting
+    fast._room = True                                      # room on the fast one: take it
+    assert ecf.pick([fast, slow], 0, backlog=20 * MSS) == [fast]
+    # 2 segments waiting: the slow subflow needs only 0.2 of its RTT = 20 ms < 2 * 10 ms + 1 ms
+    fast._room = False
+    assert Ecf().pick([fast, slow], 0, backlog=2 * MSS) == [slow]

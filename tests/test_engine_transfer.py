@@ -240,3 +240,17 @@ def test_fifty_megabytes_with_loss_both_ways(backend):
     run = transfer(paths, up=40 * MB, down=10 * MB, settle=False)
     run.check_exact(40 * MB, 10 * MB)
     assert all(v > MB for v in run.subflow_bytes().values())
+
+
+@pytest.mark.parametrize("scheduler", ["round-robin", "redundant", "ecf"])
+def test_every_scheduler_moves_the_data_exactly(backend, scheduler):
+    paths = {(C0, S0): dict(rate=10e6, delay=0.005, queue=20_000, loss=0.002),
+             (C1, S0): dict(rate=10e6, delay=0.050, queue=100_000)}
+    run = transfer(paths, up=MB, down=MB // 2, scheduler=scheduler)
+    run.check_exact(MB, MB // 2)
+    sent = run.subflow_bytes()
+    if scheduler == "redundant":        # data sent again on the other subflow whenever that
+        assert sum(sent.values()) > MB * 1.2             # one has room: duplicates
+        assert run.up[1].conn.receiver.counters().duplicate_bytes > MB // 8
+    else:
+        assert sum(sent.values()) >= MB

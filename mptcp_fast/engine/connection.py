@@ -85,6 +85,7 @@ class Connection:
         self.retained = bytearray()                 # sent, not yet DATA_ACKed: for reinjection
         self.retained_dsn = 0                       # DSN of retained[0]
         self.reinject = deque()                     # (dsn, length) to send again elsewhere
+        self.redundant_sent = {}                    # subflow id -> DSN sent up to (redundant)
         self.peer_edge = None                       # right edge of the peer's window (a DSN)
         self.local_closed = False                   # close() was called
         self.fin_dsn = None                         # our DATA_FIN's DSN once it is sent
@@ -1013,8 +1014,10 @@ class Connection:
         return [sf for sf in self.subflows if sf.usable]
 
     def _push(self, now: float) -> None:
+        redundant = self.scheduler.name == "redundant" and not self.fallback
         if not self.unsent and not self.reinject and (not self.local_closed
-                                                      or self.fin_dsn is not None):
+                                                      or self.fin_dsn is not None) \
+                and not redundant:
             return                                    # nothing to send: the common ACK case
         allocator = self.allocator
         if self.is_client and not self.fully_established:
@@ -1024,12 +1027,14 @@ class Connection:
         while self.reinject:
             if not self._send_reinjection(ready, now):
                 break
+        if redundant:
+            self._catch_up(ready, now)
         while self.unsent:
             room = seq64_diff(self.peer_edge, allocator.next_dsn)
             if room <= 0:
                 self._arm_persist(now)
                 break
-            chosen = self.scheduler.pick(ready, 0)
+            chosen = self.scheduler.pick(ready, 0, len(self.unsent))
             if not chosen:
                 break
             sf = chosen[0]
@@ -1047,10 +1052,9 @@ class Connection:
             self.retained += data
             sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data),
                                 mpc=first), now)
-            for other in chosen[1:]:                  # the redundant scheduler
-                allocator.resend(dsn, n, other, other.snd_nxt)
-                other.send_chunk(Chunk(other.snd_nxt, data, dsn,
-                                       self._checksum(dsn, other.snd_nxt, data)), now)
+            if redundant:                             # and on every other subflow with room
+                self.redundant_sent[sf.sid] = allocator.next_dsn
+                self._catch_up(ready, now)
         if not self.unsent and not self.reinject and self.local_closed and self.fin_dsn is None:
             self.fin_dsn = allocator.next_dsn         # RFC 8684 §3.3.3: one DSN of its own
             if self.fallback:
@@ -1058,6 +1062,30 @@ class Connection:
                     sf.send_fin(now)
             else:
                 self._send_data_fin(now)
+
+    def _catch_up(self, ready, now: float) -> None:
+        """The redundant scheduler: every subflow sends every byte. Each has a cursor (the
+        data-level byte it has sent up to); with room, it sends what it has not yet carried
+        and the peer has not yet acknowledged, before any new data."""
+        allocator = self.allocator
+        for sf in ready:
+            if not sf.usable or not sf.has_room(0):
+                continue
+            cursor = self.redundant_sent.get(sf.sid, allocator.data_ack)
+            if seq64_diff(allocator.data_ack, cursor) > 0:
+                cursor = allocator.data_ack           # acknowledged meanwhile: skip it
+            size = sf.payload_size
+            while seq64_diff(allocator.next_dsn, cursor) > 0 and sf.has_room(0):
+                n = min(seq64_diff(allocator.next_dsn, cursor), sf.room(), 0xFFFF // size * size)
+                if n <= 0:
+                    break
+                offset = seq64_diff(cursor, self.retained_dsn)
+                data = bytes(self.retained[offset:offset + n])
+                allocator.resend(cursor, n, sf, sf.snd_nxt)
+                sf.send_chunk(Chunk(sf.snd_nxt, data, cursor,
+                                    self._checksum(cursor, sf.snd_nxt, data)), now)
+                cursor = (cursor + n) & MASK64
+            self.redundant_sent[sf.sid] = cursor
 
     def _checksum(self, dsn: int, seq: int, data: bytes):
         if not self.checksums:
@@ -1074,7 +1102,7 @@ class Connection:
                 self.reinject.popleft()
                 return True
             dsn, length = (dsn + behind) & MASK64, length - behind
-        chosen = self.scheduler.pick(ready, 0)
+        chosen = self.scheduler.pick(ready, 0, length)
         if not chosen:
             return False
         sf = chosen[0]

@@ -150,6 +150,10 @@ class Subflow:
         return self.rtt.srtt
 
     @property
+    def rttvar(self):
+        return self.rtt.rttvar
+
+    @property
     def usable(self) -> bool:
         """Can carry new data now (the scheduler's question)."""
         return (self.state in SYNCHRONIZED_SENDING and not self.stale and not self.fin_sent
