@@ -188,3 +188,56 @@ def test_a_forged_cookie_ack_is_reset(backend):
     (rst,) = server.packets_to_send(0.0)
     assert pk.parse_packet(rst).flags == pk.RST and server.connections == {}
     assert server.cookies.refused == 1
+
+
+def test_a_peer_that_never_opens_its_window_costs_a_bounded_buffer(backend):
+    """The server advertises a zero window for ever (it never reads): the client keeps at most
+    its send buffer, probes with backoff, and nothing breaks."""
+    client = Endpoint([C0], Config(time_wait=0.1, send_buffer=64 * 1024))
+    server = Endpoint([S0], Config(time_wait=0.1, receive_window=4096))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    taken = sum(conn.send(b"z" * 10_000) for _ in range(50))
+    assert taken <= 64 * 1024
+    seen = pump(client, server, 0.0, until=120.0)          # the server never reads
+    server_conn = next(iter(server.connections.values()))
+    assert server_conn.queue.queued_bytes == 4096 and not conn.terminated
+    assert 3 <= conn.window_probes <= 12                    # backed off, not a flood
+    assert len(conn.unsent) + len(conn.retained) <= 64 * 1024
+    probes = [p for s, p in seen if s is client and not pk.parse_packet(p).payload_len]
+    assert len(seen) < 400
+
+
+def test_a_lying_mapping_is_counted_and_changes_nothing(backend):
+    """RFC 8684 §3.3.1: a mapping must not change once declared. A DSS that maps bytes already
+    mapped to other DSNs is refused and counted; the data stays as first mapped."""
+    client, server, conn, server_conn = _pair()
+    sf, ssf = conn.subflows[0], server_conn.subflows[0]
+    conn.send(b"A" * 1000)
+    pump(client, server, 1.0)
+    before = bytes(server_conn.queue.read() or b"")
+    # half old bytes, half new, mapped 5000 DSNs away from where the old half already is
+    area = opt.encode_tcp_options([opt.Dss(server_conn.queue.data_ack, True,
+                                           (conn.allocator.next_dsn + 5000) % (1 << 64), True,
+                                           (sf.snd_nxt - 500) & 0xFFFFFFFF, 1000)])
+    server.receive_packet(pk.build_packet(C0, S0, sf.lport, PORT,
+                                          (sf.iss + sf.snd_nxt - 500) & 0xFFFFFFFF,
+                                          (ssf.iss + ssf.snd_nxt) & 0xFFFFFFFF, pk.ACK, 1000,
+                                          options=area, payload=b"B" * 1000), 2.0)
+    assert ssf.rcv_nxt == sf.snd_nxt                        # the new half was not taken
+    assert any("contradicts" in a.text for a in server_conn.anomalies)
+    conn.send(b"C" * 10)
+    pump(client, server, 3.0)
+    data = b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
+    assert b"B" not in before + data and (before + data).endswith(b"C" * 10)
+
+
+def test_an_off_path_mp_prio_cannot_demote_a_subflow(backend):
+    client, server, conn, server_conn = _pair()
+    sf, ssf = conn.subflows[0], server_conn.subflows[0]
+    forged = pk.build_packet(C0, S0, sf.lport, PORT, (sf.iss + sf.snd_nxt + (1 << 30)) & 0xFFFFFFFF,
+                             (ssf.iss + ssf.snd_nxt) & 0xFFFFFFFF, pk.ACK, 1000,
+                             options=opt.encode_tcp_options([opt.MpPrio(True)]))
+    server.receive_packet(forged, 1.0)
+    assert not ssf.backup
+    assert [e for e in drain(server) if type(e) is ev.SubflowPriority] == []

@@ -756,8 +756,12 @@ class Connection:
             return False
         if len(self.anomalies) != before:
             unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
-            if unmapped and not self.fallback and len(self.all_subflows) == 1 and sf.join is None:
-                # Linux's DssFallback: data without a mapping on the only subflow
+            if unmapped and not self.fallback and len(self.all_subflows) == 1 \
+                    and sf.join is None and not any(type(o) is opt.Dss and o[2] is not None
+                                                    or type(o) is opt.MpCapable
+                                                    for o in seg.mptcp):
+                # Linux's DssFallback: data that came without any mapping on the only subflow
+                # (a segment whose mapping was refused, e.g. one that lies, is only refused)
                 del self.anomalies[before:]
                 self._start_fallback(now, "data without a DSS mapping", sf)
                 return self.receive_data(sf, seq, payload, seg, now)
