@@ -5,6 +5,7 @@ memory under an ADD_ADDR storm and against a peer that sends far beyond the wind
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -72,6 +73,7 @@ def test_an_add_addr_storm_is_bounded(backend):
     client, server, conn, server_conn = _pair()
     sf = conn.subflows[0]
     ssf = server_conn.subflows[0]
+    tracemalloc.start()
     for i in range(2000):
         address = f"198.18.{100 + i % 100}.{1 + i // 100}"
         option = opt.AddAddr(i % 256, address, None,
@@ -81,6 +83,10 @@ def test_an_add_addr_storm_is_bounded(backend):
                                               (ssf.iss + ssf.snd_nxt) & 0xFFFFFFFF,
                                               (sf.iss + sf.snd_nxt) & 0xFFFFFFFF, pk.ACK, 1000,
                                               options=opt.encode_tcp_options([option])), 1.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"ADD_ADDR storm: peak {peak:,} bytes traced over 2,000 announcements")
+    assert peak < 1_000_000
     assert len(conn.pending_echo) <= 16 and len(conn.remote_addresses) <= 256
     assert len(conn.subflows) <= Config().max_subflows
     client.packets_to_send(1.0)
@@ -96,12 +102,17 @@ def test_a_join_flood_against_one_token_is_bounded(backend):
     client, server, conn, server_conn = _pair()
     token = server_conn.local_token
     resets = 0
+    tracemalloc.start()
     for i in range(3000):
         syn = pk.build_packet(C0, S0, 20000 + i, PORT, i * 7919, 0, pk.SYN, 65535,
                               options=opt.encode_tcp_options([opt.MpJoinSyn(1, token, i)]))
         server.receive_packet(syn, 1.0)
         for p in server.packets_to_send(1.0):
             resets += bool(pk.parse_packet(p).flags & pk.RST)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"MP_JOIN flood: peak {peak:,} bytes traced over 3,000 SYNs")
+    assert peak < 1_000_000                                 # a few subflows, not 3,000
     live = len(server_conn.subflows)
     assert live <= Config().max_subflows and resets >= 3000 - Config().max_subflows
     assert server_conn.bad_join == 0 and not server_conn.terminated
@@ -149,7 +160,6 @@ def test_a_syn_flood_meets_syn_cookies_and_the_honest_client_gets_through(backen
     """RFC 4987 §3.6 as Linux does it with v1: beyond the backlog no state is kept per SYN;
     the cookie's third ACK rebuilds the connection, the server's key coming back in the
     client's MP_CAPABLE. Memory stays flat however many SYNs come."""
-    import tracemalloc
     server = Endpoint([S0], Config(syn_backlog=16, time_wait=0.1))
     server.listen(PORT)
     tracemalloc.start()

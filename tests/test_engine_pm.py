@@ -58,3 +58,20 @@ def test_an_address_that_goes_and_comes_back_is_removed_then_announced_again(bac
               and e.remote[0] == "198.18.1.2"]
     assert closed[0].reason in ("address removed", "reset")
     assert to_s1[1].bytes_sent > 0
+
+
+def test_an_announced_port_is_joined(backend):
+    """ADD_ADDR with a port (RFC 8684 §3.4.1): the client joins that address and port."""
+    def announce(net, client, server, made, conn):
+        def go():
+            server.endpoint.listen(6000)
+            next(iter(server.endpoint.connections.values())).announce(S1, port=6000)
+            net.wake(server)
+        net.schedule(0.2, go)
+    paths = {(C0, S0): dict(rate=20e6, delay=0.010), (C0, S1): dict(rate=20e6, delay=0.010)}
+    run = transfer(paths, up=2 * MB, client_addresses=(C0,), server_addresses=(S0, S1),
+                   before_run=announce)
+    run.check_exact(2 * MB, 0)
+    joined = [sf for sf in run.conn.all_subflows if sf.remote == S1_PACKED]
+    assert [(sf.rport, sf.bytes_sent > 0) for sf in joined] == [(6000, True)]
+    assert run.conn.remote_addresses[2] == (S1_PACKED, 6000)
