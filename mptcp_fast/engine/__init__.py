@@ -7,13 +7,16 @@ threads inside; whole IP packets in and out; time passed in by the caller.
     ep.receive_packet(data, now); ep.packets_to_send(now); ep.get_timer(); ep.handle_timer(now)
     ep.next_event()          # ConnectionEstablished, SubflowEstablished, DataReceived, ...
 
-The layers, one module each: ``endpoint`` (addresses, listeners, demultiplexing, RSTs),
-``connection`` (MPTCP: MP_CAPABLE, MP_JOIN, DSS, data ACKs, DATA_FIN, reinjection),
+The layers, one module each: ``endpoint`` (addresses, listeners, demultiplexing, RSTs, SYN
+cookies from ``cookies``), ``connection`` (MPTCP: MP_CAPABLE, MP_JOIN, DSS, data ACKs,
+DATA_FIN, reinjection, the path manager, fallback, MP_FAIL, MP_PRIO, MP_FASTCLOSE),
 ``subflow`` (one TCP connection: handshake, SACK, loss recovery, RTO, delayed ACKs, FIN,
-TIME-WAIT), ``segment`` (reading a received packet), ``cc`` (Reno, CUBIC, the coupled LIA of
-RFC 6356), ``scheduler`` (lowest RTT, round-robin, redundant), ``rtt`` (RFC 6298), ``isn``
-(RFC 6528), ``events`` (what the user reads), ``config`` and ``apps`` (a bulk-transfer
-application for the emulated network, ``mptcp_fast.netem``).
+TIME-WAIT, keepalives), ``segment`` and ``wire`` (reading and writing packets: compiled
+twins for the common established segments), ``integrity`` (DSS checksums held until
+verified), ``cc`` (Reno, CUBIC, and the coupled LIA, OLIA and BALIA), ``scheduler`` (lowest
+RTT, round-robin, redundant, ECF), ``rtt`` (RFC 6298), ``isn`` (RFC 6528), ``events`` (what
+the user reads), ``config`` (including the protocol profiles v1, v0, v0+add_addr2) and
+``apps`` (a bulk-transfer application for the emulated network, ``mptcp_fast.netem``).
 """
 
 from .config import Config
