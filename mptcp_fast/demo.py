@@ -70,12 +70,12 @@ def _client_address(i: int) -> str:
 
 def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
                  checksums=False, pcap=None, hash_data=True, until=3600.0,
-                 queue: int = 256 * 1024, profile: str = "v1") -> dict:
+                 queue: int = 256 * 1024, profile: str = "v1", offload: bool = False) -> dict:
     """One connection moves ``size`` bytes from the client to the server over ``paths`` (one
     client address per path, one server address; ``queue`` bytes of drop-tail queue per path
     direction); returns what happened."""
     config = Config(scheduler=scheduler, congestion_control=cc, checksums=checksums,
-                    time_wait=1.0, profile=profile)
+                    time_wait=1.0, profile=profile, offload=offload)
     addresses = [_client_address(i) for i in range(len(paths))]
     net = Network(seed=seed, pcap=pcap)
     client = BulkApp(Endpoint(addresses, config), send_bytes=size, seed=seed,
@@ -86,7 +86,7 @@ def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
     net.add_host(server, [SERVER])
     for address, spec in zip(addresses, paths):
         net.add_path(address, SERVER, rate=spec.rate, delay=spec.delay, loss=spec.loss,
-                     queue=queue)
+                     queue=queue, offload=offload)
     conn = client.open((SERVER, PORT), 0.0)
     samples = []                          # (time, {client address: bytes the server got})
 

@@ -32,6 +32,12 @@ changes payload bytes (and fixes the TCP checksum) as a content-rewriting proxy 
 ``shift_sequence`` offsets one side's sequence numbers (and the other side's ACKs and SACK
 blocks) as ISN-randomising firewalls do; ``nat`` rewrites an address; ``split_segments`` and
 ``coalesce_segments`` move segment boundaries (RFC 8684 §3.3.1: mappings must survive it).
+
+With ``offload=True`` the hosts of a path may hand over TCP segments longer than the MTU, as a
+NIC with segmentation offload (TSO) takes them (without it they are MTU drops): a path that
+changes nothing (no loss, jitter, reordering, duplication or
+middlebox) carries such a segment whole, timed, queued and counted as the MTU-sized packets it
+stands for; any other path cuts it into those packets first.
 """
 
 from __future__ import annotations
@@ -236,6 +242,40 @@ def coalesce_segments(max_payload: int = 1400):
     return middlebox
 
 
+def _segmentation(packet: bytes, mtu: int):
+    """(wire packets, wire bytes, payload per packet) that a TCP segment longer than ``mtu``
+    stands for when a NIC cuts it (TSO), or None when it is not a TCP segment with payload."""
+    from . import packet as pk
+    try:
+        p = pk.parse_packet(packet)
+    except ValueError:
+        return None
+    header = p.payload_offset - p.ip_offset
+    per = mtu - header
+    if per <= 0 or not p.payload_len:
+        return None
+    count = -(-p.payload_len // per)
+    return count, count * header + p.payload_len, per
+
+
+def _cut(packet: bytes, pieces) -> list:
+    """The wire packets of an offloaded segment: its payload in MTU-sized pieces, each with
+    the segment's headers and options, PSH and FIN on the last one only."""
+    from . import packet as pk
+    p = pk.parse_packet(packet)
+    per = pieces[2]
+    payload = bytes(p.payload(packet))
+    options = bytes(p.options(packet))
+    out = []
+    for start in range(0, len(payload), per):
+        last = start + per >= len(payload)
+        flags = p.flags if last else p.flags & ~(pk.PSH | pk.FIN)
+        out.append(pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport,
+                                   p.dport, (p.seq + start) & 0xFFFFFFFF, p.ack, flags,
+                                   p.window, options=options, payload=payload[start:start + per]))
+    return out
+
+
 @dataclass
 class PathStats:
     """What happened on one direction of a path."""
@@ -271,6 +311,7 @@ class Path:
         self.reorder, self.reorder_delay, self.duplicate = reorder, reorder_delay, duplicate
         self.mtu, self.queue = mtu, queue
         self.is_up = True
+        self.offload = False       # the ends segment oversize TCP segments (TSO), see above
         self.middlebox = None      # middlebox(packet, from_a) -> packet or None, see the module
         self._directions = {a: _Direction(), b: _Direction()}   # keyed by the sender
 
@@ -315,11 +356,32 @@ class Path:
                     self._enter(direction, stats, sender, piece, now)
                 return
             packet = out
+        if len(packet) > self.mtu and self.offload:
+            pieces = _segmentation(packet, self.mtu)
+            if pieces is None:                               # not a TCP segment to cut
+                stats.mtu_drops += 1
+                return
+            if self._clean():
+                # an offloaded (TSO) segment on a path that changes nothing: carried whole,
+                # timed and queued as the wire packets it stands for (RFC 7323's MTU kept)
+                self._enter(direction, stats, sender, packet, now, pieces)
+                return
+            stats.sent += pieces[0] - 1                      # counted as its wire packets
+            for piece in _cut(packet, pieces):               # what the NIC puts on the wire
+                self._enter(direction, stats, sender, piece, now)
+            return
         self._enter(direction, stats, sender, packet, now)
 
-    def _enter(self, direction, stats, sender: bytes, packet: bytes, now: float) -> None:
-        size = len(packet)
-        if size > self.mtu:
+    def _clean(self) -> bool:
+        return not (self.loss or self.burst or self.reorder or self.duplicate or self.jitter
+                    or self.middlebox is not None)
+
+    def _enter(self, direction, stats, sender: bytes, packet: bytes, now: float,
+               pieces=None) -> None:
+        size = len(packet) if pieces is None else pieces[1]
+        if pieces is not None:
+            stats.sent += pieces[0] - 1                      # counted as its wire packets
+        if pieces is None and size > self.mtu:
             stats.mtu_drops += 1
             return
         queued = direction.queued
@@ -352,6 +414,8 @@ class Path:
         if not self.is_up:                 # cut while the packet was in flight
             direction.stats.lost += 1
             return
+        if len(packet) > self.mtu:         # an offloaded segment: its wire packets arrived
+            direction.stats.delivered += _segmentation(packet, self.mtu)[0] - 1
         direction.stats.delivered += 1
         direction.stats.bytes_delivered += len(packet)
         self.network._deliver(receiver, packet)
@@ -386,7 +450,7 @@ class Network:
     def add_path(self, a, b, *, rate: float = 100e6, delay: float = 0.010, jitter: float = 0.0,
                  loss: float = 0.0, burst=None, reorder: float = 0.0,
                  reorder_delay: float = 0.005, duplicate: float = 0.0, mtu: int = 1500,
-                 queue: int = 256 * 1024) -> Path:
+                 queue: int = 256 * 1024, offload: bool = False) -> Path:
         """Join addresses ``a`` and ``b`` (IPv4 or IPv6, one family) with a path."""
         a, b = _check.address("a", a), _check.address("b", b)
         if len(a) != len(b):
@@ -406,6 +470,7 @@ class Network:
         path = Path(self, a, b, float(rate), float(delay), float(jitter), float(loss), burst,
                     float(reorder), float(reorder_delay), float(duplicate),
                     _check.in_range("mtu", mtu, 68, 65535), _check.in_range("queue", queue, 0, 1 << 40))
+        path.offload = bool(offload)
         self._paths[(a, b)] = self._paths[(b, a)] = path
         return path
 

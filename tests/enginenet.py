@@ -56,7 +56,7 @@ def make(paths, *, up=0, down=0, client_addresses=(C0, C1), server_addresses=(S0
     net.add_host(server, server_addresses)
     made = {}
     for (a, b), kwargs in paths.items():
-        made[(a, b)] = net.add_path(a, b, **kwargs)
+        made[(a, b)] = net.add_path(a, b, **{"offload": cfg.offload, **kwargs})
     return net, client, server, made
 
 

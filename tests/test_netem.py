@@ -172,3 +172,52 @@ def test_a_pcap_file_object_given_stays_open():
     net.run()
     net.close()
     assert not out.closed and len(out.getvalue()) == 24 + 2 * (16 + 100)
+
+
+def test_offloaded_segments_are_carried_whole_on_a_clean_path_and_cut_on_another():
+    """TSO: a 10-MSS segment on a clean path arrives whole, when its 10 wire packets would
+    have; on a lossy path it is cut into those packets (headers and options on each)."""
+    from mptcp_fast import options as opt
+    big = packet.build_packet(A, B, 1000, 2000, 7, 0, packet.ACK | packet.PSH, 100,
+                              options=opt.encode_tcp_options([opt.Timestamps(1, 2)]),
+                              payload=bytes(range(256)) * 55)              # 14,080 bytes
+    per = 1500 - 20 - 20 - 12
+    count = -(-len(big[52:]) // per)
+    for loss, whole in ((0.0, True), (0.0001, False)):
+        net = Network(seed=1)
+        sink = Sender(src=B, dst=A)
+        got = []
+        sink.receive_packet = lambda data, now: got.append((now, data))
+
+        class Once:
+            sent = False
+
+            def receive_packet(self, data, now):
+                pass
+
+            def packets_to_send(self, now):
+                if self.sent:
+                    return []
+                self.sent = True
+                return [big]
+
+            def get_timer(self):
+                return None
+
+            def handle_timer(self, now):
+                pass
+        net.add_host(Once(), [A])
+        net.add_host(sink, [B])
+        link = net.add_path(A, B, rate=1e8, delay=0.001, loss=loss, offload=True)
+        net.run()
+        wire = count * 52 + len(big) - 52
+        if whole:
+            assert [d for _, d in got] == [big]
+            assert got[0][0] == pytest.approx(wire * 8 / 1e8 + 0.001)
+        else:
+            pieces = [packet.parse_packet(d) for _, d in got]
+            assert len(pieces) == count and all(len(d) <= 1500 for _, d in got)
+            assert b"".join(bytes(p.payload(d)) for p, (_, d) in zip(pieces, got)) == big[52:]
+            assert [p.seq for p in pieces] == [7 + i * per for i in range(count)]
+            assert [bool(p.flags & packet.PSH) for p in pieces] == [False] * (count - 1) + [True]
+        assert link.stats(A).sent == count and link.stats(A).delivered == count

@@ -78,11 +78,14 @@ class Controller:
     def remove_subflow(self, window: Window) -> None:
         self.windows.remove(window)
 
-    def on_ack(self, w: Window, acked: int, now: float) -> None:
+    def on_ack(self, w: Window, acked: int, now: float, segments: int = 1) -> None:
+        """``acked`` new bytes acknowledged by one ACK that covered ``segments`` full-sized
+        segments' worth (RFC 3465: slow start grows by the bytes acknowledged, at most L =
+        one MSS per segment covered; with segmentation offload one ACK covers many)."""
         if acked <= 0:
             return
-        if w.in_slow_start:                                  # RFC 5681 §3.1, RFC 3465 (L = 1)
-            w.cwnd += min(acked, w.mss)
+        if w.in_slow_start:                                  # RFC 5681 §3.1, RFC 3465
+            w.cwnd += min(acked, max(1, segments) * w.mss)
             return
         self._avoid(w, acked, now)
 
@@ -194,10 +197,10 @@ class Olia(Controller):
     """
     name = "olia"
 
-    def on_ack(self, w: Window, acked: int, now: float) -> None:
+    def on_ack(self, w: Window, acked: int, now: float, segments: int = 1) -> None:
         if acked > 0:
             w.acked_since_loss += acked
-        super().on_ack(w, acked, now)
+        super().on_ack(w, acked, now, segments)
 
     def _loss_seen(self, w: Window) -> None:
         w.acked_before_loss, w.acked_since_loss = w.acked_since_loss, 0

@@ -40,6 +40,8 @@ class Config:
     send_buffer: int = 4 << 20         # bytes send() accepts beyond what the peer acknowledged
     # -- TCP (RFC 9293)
     mss: int = 1460                    # offered MSS (RFC 9293 §3.7.1): the MTU less 40 bytes
+    offload: bool = False              # send one segment per mapping chunk (up to 64 KiB), as
+                                       # to a NIC with TSO; segments of any size are received
     delayed_ack: float = 0.040         # Linux's TCP_DELACK_MIN
     min_rto: float = 0.2               # Linux's TCP_RTO_MIN (RFC 6298 §2.4)
     max_rto: float = 120.0             # Linux's TCP_RTO_MAX

@@ -28,6 +28,7 @@ from ..errors import MptcpError, StateError
 from . import events as ev
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
+from .buffers import Retained, Unsent
 from .integrity import ChecksumHold
 from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk, Subflow
 
@@ -81,9 +82,8 @@ class Connection:
         self.remote_addresses = {}                  # peer address id -> (address, port) announced
         # -- sending (RFC 8684 §3.3)
         self.allocator = None                       # dss.DsnAllocator
-        self.unsent = bytearray()
-        self.retained = bytearray()                 # sent, not yet DATA_ACKed: for reinjection
-        self.retained_dsn = 0                       # DSN of retained[0]
+        self.unsent = Unsent()                      # taken by send(), not yet given DSNs
+        self.retained = None                        # Retained: sent, not yet DATA_ACKed
         self.reinject = deque()                     # (dsn, length) to send again elsewhere
         self.redundant_sent = {}                    # subflow id -> DSN sent up to (redundant)
         self.peer_edge = None                       # right edge of the peer's window (a DSN)
@@ -136,9 +136,9 @@ class Connection:
         if self.local_closed or self.terminated:
             raise StateError("send() after close(), abort() or the end of the connection")
         view = memoryview(data).cast("B")
-        room = max(0, self.config.send_buffer - len(self.unsent) - len(self.retained))
+        room = max(0, self.config.send_buffer - self._buffered())
         taken = min(room, len(view))
-        self.unsent += view[:taken]
+        self.unsent.push(bytes(view[:taken]))
         if end_stream and taken == len(view):
             self.local_closed = True
         self.endpoint.touch(self)
@@ -147,7 +147,10 @@ class Connection:
     @property
     def send_space(self) -> int:
         """Bytes ``send()`` would take now."""
-        return max(0, self.config.send_buffer - len(self.unsent) - len(self.retained))
+        return max(0, self.config.send_buffer - self._buffered())
+
+    def _buffered(self) -> int:
+        return len(self.unsent) + (len(self.retained) if self.retained is not None else 0)
 
     def close(self) -> None:
         """Send a DATA_FIN after the data queued (RFC 8684 §3.3.3)."""
@@ -430,7 +433,7 @@ class Connection:
         """The sending and receiving state of the data sequence, from the first DSN each way."""
         self.local_first_dsn, self.remote_first_dsn = local_first, remote_first
         self.allocator = dss.DsnAllocator(local_first)
-        self.retained_dsn = self.allocator.next_dsn
+        self.retained = Retained(self.allocator.next_dsn)
         self.peer_edge = (self.allocator.next_dsn + window) & MASK64
         start = remote_first
         self.queue = dss.ReassemblyQueue(start, window=self.config.receive_window)
@@ -655,10 +658,7 @@ class Connection:
                 self.fin_at = None
         data_ack = (self.local_first_dsn + data) & MASK64
         if self.allocator.acknowledge(data_ack):
-            drop = seq64_diff(self.allocator.data_ack, self.retained_dsn)
-            if drop > 0:
-                del self.retained[:drop]
-                self.retained_dsn = self.allocator.data_ack
+            self.retained.release(self.allocator.data_ack)
             self._update_window(seg.window << sf.peer_wscale, data_ack)
         if self.fin_acked:
             self._check_closed(now)
@@ -684,10 +684,7 @@ class Connection:
                 self._check_closed(now)
         elif not self.allocator.acknowledge(ack):
             return None
-        drop = seq64_diff(self.allocator.data_ack, self.retained_dsn)
-        if drop > 0:
-            del self.retained[:drop]
-            self.retained_dsn = self.allocator.data_ack
+        self.retained.release(self.allocator.data_ack)
         return ack
 
     def _update_window(self, window: int, data_ack) -> None:
@@ -1050,10 +1047,9 @@ class Connection:
                 if allocator.next_dsn != (self.keys.local_idsn + 1) & MASK64:
                     break                             # one MP_CAPABLE data segment at a time
                 n = min(n, size)
-            data = bytes(self.unsent[:n])
-            del self.unsent[:n]
+            data = self.unsent.take(n)
             dsn = allocator.allocate_dsn(sf, sf.snd_nxt, n)
-            self.retained += data
+            self.retained.append(dsn, data)
             sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data),
                                 mpc=first), now)
             if redundant:                             # and on every other subflow with room
@@ -1083,8 +1079,7 @@ class Connection:
                 n = min(seq64_diff(allocator.next_dsn, cursor), sf.room(), 0xFFFF // size * size)
                 if n <= 0:
                     break
-                offset = seq64_diff(cursor, self.retained_dsn)
-                data = bytes(self.retained[offset:offset + n])
+                data = self.retained.slice(cursor, n)
                 allocator.resend(cursor, n, sf, sf.snd_nxt)
                 sf.send_chunk(Chunk(sf.snd_nxt, data, cursor,
                                     self._checksum(cursor, sf.snd_nxt, data)), now)
@@ -1112,8 +1107,7 @@ class Connection:
         sf = chosen[0]
         size = sf.payload_size
         n = min(length, sf.room(), 0xFFFF // size * size)
-        offset = seq64_diff(dsn, self.retained_dsn)
-        data = bytes(self.retained[offset:offset + n])
+        data = self.retained.slice(dsn, n)
         self.allocator.resend(dsn, n, sf, sf.snd_nxt)
         sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data)), now)
         self.reinjected_bytes += n

@@ -311,8 +311,10 @@ class Subflow:
 
     # ---------------------------------------------------------------- sending data
     def send_chunk(self, chunk: Chunk, now: float) -> None:
-        """Send a chunk's bytes now, cut into segments (the caller checked the window)."""
-        size = self.payload_size
+        """Send a chunk's bytes now, cut into segments (the caller checked the window); with
+        ``Config.offload`` as one segment, as a stack hands a TSO-capable NIC 64 KiB."""
+        size = self.payload_size if not self.config.offload or chunk.mpc \
+            else max(self.payload_size, chunk.end - chunk.seq)
         pos = chunk.seq
         while pos < chunk.end:
             end = min(pos + size, chunk.end)
@@ -565,7 +567,11 @@ class Subflow:
         else:
             data_acked = acked - (1 if fin_acked else 0)
             if data_acked > 0:
-                self.conn.cc.on_ack(self.window, data_acked, now)
+                # RFC 3465's limit is one MSS per ACK; with offload one ACK covers a whole
+                # offloaded segment, so the limit counts the MSS-sized segments it stands for
+                self.conn.cc.on_ack(self.window, data_acked, now,
+                                    data_acked // self.window.mss or 1
+                                    if self.config.offload else 1)
         self.rto_at = now + self.rtt.rto if self.outstanding else None
         if fin_acked:
             self._our_fin_acked(now)              # last: it may close the subflow
