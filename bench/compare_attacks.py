@@ -72,7 +72,7 @@ def cookie_handshakes(n: int, backlog: int) -> float:
     server.listen(PORT)
     client = Endpoint([C0], Config())
     started = time.perf_counter()
-    for i in range(n):
+    for _ in range(n):
         client.connect((S0, PORT), 0.0)
         for packet in client.packets_to_send(0.0):
             server.receive_packet(packet, 0.0)

@@ -45,7 +45,7 @@ class Relay:
 
     def receive_packet(self, data, now):
         p = pk.parse_packet(data)
-        src, dst = p.src_address(data), p.dst_address(data)
+        src = p.src_address(data)
         if src == self.server:              # from the server: back to the client
             client = self.clients.get(p.dport)
             if client is None:

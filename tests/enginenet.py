@@ -39,7 +39,6 @@ class Run:
         assert c.eof and s.eof
 
     def subflow_bytes(self, side="client"):
-        app = self.client if side == "client" else self.server
         conn = self.conn if side == "client" else next(iter(self.server.transfers.values())).conn
         return {sf.sid: sf.bytes_sent for sf in conn.all_subflows}
 

@@ -214,8 +214,7 @@ def test_a_peer_that_never_opens_its_window_costs_a_bounded_buffer(backend):
     assert server_conn.queue.queued_bytes == 4096 and not conn.terminated
     assert 3 <= conn.window_probes <= 12                    # backed off, not a flood
     assert len(conn.unsent) + len(conn.retained) <= 64 * 1024
-    probes = [p for s, p in seen if s is client and not pk.parse_packet(p).payload_len]
-    assert len(seen) < 400
+    assert len(seen) < 400                                  # a trickle of probes and ACKs
 
 
 def test_a_lying_mapping_is_counted_and_changes_nothing(backend):
