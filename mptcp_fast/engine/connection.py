@@ -13,12 +13,14 @@ The user's side of it:
 Received data is handed out by ``Endpoint.next_event()`` as ``DataReceived`` events, read from
 the data-level ReassemblyQueue only when the user asks: the receive window opens as the user
 reads, so memory stays bounded by ``Config.receive_window`` however slow the reader.
+
+Two mixins hold the rest of a connection's behaviour: ``pathmanager.PathManagement`` (extra
+subflows, ADD_ADDR, REMOVE_ADDR, MP_PRIO) and ``fallback.Fallback`` (plain TCP, MP_FAIL).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections import deque
 
 from .. import crypto, dss, receiver
@@ -29,7 +31,9 @@ from . import events as ev
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 from .buffers import Retained, Unsent
+from .fallback import Fallback
 from .integrity import ChecksumHold
+from .pathmanager import PathManagement
 from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk, Subflow
 
 __all__ = ["Connection"]
@@ -44,17 +48,7 @@ def _text(address: bytes) -> str:
     return str(ipaddress.ip_address(address))
 
 
-class _Join:
-    """MP_JOIN state of an additional subflow (RFC 8684 §3.2)."""
-    __slots__ = ("local_nonce", "remote_nonce", "established", "peer_backup")
-
-    def __init__(self, local_nonce: int, remote_nonce=None):
-        self.local_nonce, self.remote_nonce = local_nonce, remote_nonce
-        self.established = False
-        self.peer_backup = False
-
-
-class Connection:
+class Connection(PathManagement, Fallback):
     """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN)."""
 
     def __init__(self, endpoint, cid: int, is_client: bool):
@@ -175,44 +169,6 @@ class Connection:
         for sf in list(self.subflows):
             sf.close(now, "aborted", reset=True, mptcp=extra)
         self.endpoint.touch(self)
-
-    def join(self, local_address, remote=None, *, backup: bool | None = None,
-             now: float | None = None) -> int:
-        """Open one more subflow from ``local_address`` (an address of the endpoint) to ``remote``
-        ((address, port); the initial subflow's by default); returns its subflow id."""
-        if not self.established or self.keys is None or self.terminated:
-            raise StateError("join() needs an established connection")
-        local = self.endpoint.own_address(local_address)
-        if remote is None:
-            remote_address, port = self.remote[0], self.remote[1]
-        else:
-            remote_address = crypto._packed(remote[0])
-            port = remote[1]
-        now = self.endpoint.now if now is None else now
-        sf = self._open_join(local, remote_address, port, now, backup)
-        if sf is None:
-            raise StateError(f"no room for another subflow (max_subflows={self.config.max_subflows})")
-        return sf.sid
-
-    def announce(self, address, port: int | None = None, now: float | None = None) -> int:
-        """Announce one of our addresses to the peer with ADD_ADDR (RFC 8684 §3.4.1, HMAC'd
-        with our key), resent until the peer echoes it; returns its address id."""
-        if self.keys is None or self.terminated:
-            raise StateError("announce() needs an established connection")
-        packed = self.endpoint.own_address(address)
-        address_id = self.endpoint.address_id(self, packed)
-        if self.version == 1:                        # RFC 8684 §3.4.1: HMAC'd, echoed
-            option = opt.AddAddr(address_id, packed, port,
-                                 self.keys.add_addr_hmac(address_id, packed, port))
-        elif self.config.add_addr2:                  # the rfc6824bis-00 ADD_ADDR2: HMAC'd
-            option = opt.AddAddr2(address_id, packed, port,
-                                  self.keys.add_addr_hmac(address_id, packed, port, addaddr2=True))
-        else:                                        # RFC 6824 §3.4.1: no HMAC at all
-            option = opt.AddAddrV0(address_id, packed, port)
-        now = self.endpoint.now if now is None else now
-        self.announcing[address_id] = [option, now, 0]
-        self.endpoint.touch(self)
-        return address_id
 
     def stats(self) -> dict:
         """Counters of the connection and each subflow (bytes, retransmissions, RTT, cwnd)."""
@@ -445,33 +401,6 @@ class Connection:
         self.receiver.checksums = self.checksums
         self.established = True
 
-    def _start_fallback(self, now: float, why: str, sf, window: int | None = None) -> None:
-        """Continue as plain TCP on the initial subflow (RFC 8684 §3.7): no MPTCP option is
-        sent or read from now on; the subflow's bytes map one to one onto the data sequence
-        (an infinite mapping from its first byte), its ACKs are the DATA_ACKs and its FIN the
-        DATA_FIN. Only while the initial subflow is the only one that ever carried data."""
-        if self.fallback and self.allocator is not None:
-            return
-        self.fallback = why
-        self.endpoint.stats["fallbacks"] += 1
-        if self.allocator is None:                  # no keys: number the data from 1 each way
-            self._data_level(1, 1, 0xFFFF if window is None else window)
-            self.established = True
-        self.fully_established = True
-        self.checksums = self.receiver.checksums = False
-        side = self._side(sf)
-        self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
-        for other in list(self.subflows):
-            if other is not sf:
-                other.close(now, "reset", reset=True)
-        if self.event_established:
-            self._report_fallback()
-
-    def _report_fallback(self) -> None:
-        if not self.fallback_reported:
-            self.fallback_reported = True
-            self._event(ev.FellBackToTcp(self.id, self.fallback))
-
     def _join_handshake(self, sf, seg, now: float) -> bool:
         join = sf.join
         if self.is_client or sf.state == SYN_SENT:
@@ -530,58 +459,6 @@ class Connection:
             sf.send_ack(now, self.join_ack_options(sf))
 
     # ================================================================ joins
-    def _open_join(self, local: bytes, remote: bytes, port: int, now: float, backup=None):
-        live = [s for s in self.subflows if s.state != CLOSED]
-        if len(live) >= self.config.max_subflows:
-            return None
-        if backup is None:
-            backup = local in self.config.backup_addresses
-        join = _Join(secrets.randbits(32))
-        lport = self.endpoint.new_port(local, remote, port)
-        sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
-        sf.send_syn(now)
-        return sf
-
-    def _start_joins(self, now: float) -> None:
-        """Fully established client: a subflow from each of its "subflow" addresses (every
-        other local address of the family by default) to the server's address."""
-        for address in self.endpoint.addresses:
-            if not self.join_from(address, now):
-                break
-
-    def join_from(self, address: bytes, now: float) -> bool:
-        """The path manager's rule for one local address of a client (False: no room left)."""
-        wanted = self.config.subflow_addresses
-        if not self.is_client or self.fallback or self.terminated or not self.fully_established \
-                or len(address) != len(self.remote[0]) or address == self.local[0] \
-                or (wanted is not None and address not in wanted) \
-                or any(s.local == address for s in self.subflows):
-            return True
-        return self._open_join(address, self.remote[0], self.remote[1], now) is not None
-
-    def signal(self, now: float) -> None:
-        """Announce the "signal" addresses (Config.signal_addresses) that the endpoint has."""
-        if self.fallback or self.terminated or self.keys is None:
-            return
-        for address in self.endpoint.addresses:
-            if address in self.config.signal_addresses and address != self.local[0]:
-                address_id = self.endpoint.address_id(self, address)
-                if address_id not in self.announcing and address_id not in self.announced:
-                    self.announce(address, now=now)
-                    self.announced.add(address_id)
-
-    def accept_join(self, seg, join_syn, now: float) -> bool:
-        """Server side: an MP_JOIN SYN for this connection (token already matched)."""
-        live = [s for s in self.subflows if s.state != CLOSED]
-        if not self.established or self.terminated or len(live) >= self.config.max_subflows:
-            return False
-        join = _Join(secrets.randbits(32), join_syn.nonce)
-        join.peer_backup = join_syn.backup
-        sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now, join=join,
-                               backup=join_syn.backup)
-        sf.remote_address_id = join_syn.address_id
-        sf.accept_syn(seg, now)
-        return True
 
     # ================================================================ established segments
     def on_options(self, sf, seg, now: float) -> None:
@@ -642,26 +519,6 @@ class Connection:
                 self.ignored_options += 1             # part 2: REMOVE_ADDR, MP_PRIO, ...
         if self.allocator is not None and window_usable:
             self._update_window(seg.window << sf.peer_wscale, data_ack)
-
-    def _fallback_ack(self, sf, seg, now: float) -> None:
-        """After fallback the subflow's ACK is the DATA_ACK (our FIN is the DATA_FIN)."""
-        if sf.join is not None:
-            return
-        ack = sf._rel_ack(seg.ack)
-        if not 1 <= ack <= sf.snd_nxt:
-            return
-        data = ack - 1
-        if sf.fin_sent and ack == sf.snd_nxt:
-            data -= 1
-            if not self.fin_acked:
-                self.fin_acked = True
-                self.fin_at = None
-        data_ack = (self.local_first_dsn + data) & MASK64
-        if self.allocator.acknowledge(data_ack):
-            self.retained.release(self.allocator.data_ack)
-            self._update_window(seg.window << sf.peer_wscale, data_ack)
-        if self.fin_acked:
-            self._check_closed(now)
 
     def _on_data_ack(self, dss_option, now: float):
         """A DATA_ACK (RFC 8684 §3.3.2): what it acknowledges is released. Returns it, or None
@@ -769,65 +626,6 @@ class Connection:
         self._check_eof()
         return True
 
-    def _receive_checksummed(self, sf, seq: int, payload, now: float) -> bool:
-        """With DSS checksums: the bytes wait in the hold until their mapping is whole and
-        verified (mptcp_fast.engine.integrity); a failure is RFC 8684 §3.7's MP_FAIL."""
-        if not self.hold.covers(sf.sid, seq, len(payload)):
-            return False                              # no checksummed mapping (yet): not ACKed
-        try:
-            ranges = self._side(sf).resolve(seq, len(payload))
-        except MptcpError:
-            return False
-        queue = self.queue
-        limit = (queue.data_ack + queue.window_left) & MASK64
-        if any(seq64_diff((dsn + n) & MASK64, limit) > 0 for dsn, n in ranges):
-            return False                              # beyond the window: not taken
-        for held in self.hold.take(sf.sid, seq, payload):
-            if held.ok:
-                queue.push(held.dsn, bytes(held.data))
-                self._mark_data()
-            else:
-                self._checksum_failed(sf, held, now)
-                return sf.state != CLOSED
-        self._check_eof()
-        return True
-
-    def _checksum_failed(self, sf, held, now: float) -> None:
-        """RFC 8684 §3.7. On the only subflow there has ever been: MP_FAIL on an ACK and plain
-        TCP from the failed mapping on (its bytes are what the path delivered). Otherwise the
-        subflow is reset with MP_FAIL and MP_TCPRST "middlebox interference"; the data was
-        never DATA_ACKed, so the peer sends it again on another subflow."""
-        self.checksum_failures += 1
-        self.anomalies.append(receiver.Event(0, sf.sid, f"DSS checksum failure for the mapping "
-                                             f"at DSN {held.dsn}", None))
-        self._bound_anomalies()
-        if len(self.all_subflows) == 1 and sf.join is None:
-            self.pending_fail = held.dsn
-            sf.ack_pending = True
-            later = self.hold.drop(sf.sid)
-            self._start_fallback(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
-            for h in [held] + later:                  # now plain TCP: deliver what arrived
-                for start, data in h.runs():
-                    self.receiver.deliver(0, self._side(sf), start, len(data), data)
-            self._mark_data()
-            self._check_eof()
-            return
-        self.hold.drop(sf.sid)
-        sf.close(now, "checksum failure", reset=True,
-                 mptcp=[opt.MpFail(held.dsn),
-                        opt.MpTcpRst(opt.ResetReason.MIDDLEBOX_INTERFERENCE)])
-
-    def _on_fail(self, sf, o, now: float) -> None:
-        """MP_FAIL on an ACK (RFC 8684 §3.7): the peer's checksum failed on our only subflow;
-        answer with MP_FAIL and continue as plain TCP (an infinite mapping first)."""
-        self.mp_fail_received += 1
-        if self.fallback or len(self.all_subflows) != 1 or sf.join is not None:
-            return
-        self.pending_fail = o.dsn
-        self.send_infinite_mapping = True
-        sf.ack_pending = True
-        self._start_fallback(now, f"MP_FAIL from the peer at DSN {o.dsn}", sf)
-
     def _bound_anomalies(self) -> None:
         """Keep the first anomalies for the user; count the rest."""
         if len(self.anomalies) > 256:
@@ -840,102 +638,6 @@ class Connection:
                 if _EOF not in self.events:
                     self._event(_EOF)
             self._check_closed(self.endpoint.now)
-
-    def _on_prio(self, sf, o, now: float) -> None:
-        """MP_PRIO (RFC 8684 §3.3.8): the peer asks us to treat the subflow it came on as a
-        backup (or no longer); the v0 form with an address id is ignored as Linux does."""
-        if o.address_id is not None and self.version == 1:
-            self.ignored_options += 1                 # Linux ignores the v0 form
-            return
-        targets = [sf] if o.address_id is None else \
-            [s for s in self.subflows if s.remote_address_id == o.address_id]
-        for target in targets:
-            if target.backup != o.backup:
-                target.backup = o.backup
-                self._event(ev.SubflowPriority(self.id, target.sid, o.backup, True))
-
-    def _on_remove_addr(self, sf, o, now: float) -> None:
-        """REMOVE_ADDR (RFC 8684 §3.4.2): the subflows to those peer addresses are closed and
-        what they held is sent again on the others; the address is forgotten. The option has
-        passed TCP's sequence checks, so an off-path sender cannot use it blindly."""
-        removed = set(o.address_ids)
-        for other in list(self.subflows):
-            if other.remote_address_id in removed:
-                other.close(now, "address removed", reset=True)
-        for address_id in removed:
-            self.remote_addresses.pop(address_id, None)
-
-    def set_backup(self, subflow_id: int, backup: bool, now: float | None = None) -> None:
-        """Ask the peer to use subflow ``subflow_id`` as a backup (or not) with MP_PRIO, and use
-        it so ourselves (RFC 8684 §3.3.8)."""
-        sf = next((s for s in self.subflows if s.sid == subflow_id), None)
-        if sf is None or self.fallback or self.terminated:
-            raise StateError(f"no live MPTCP subflow {subflow_id}")
-        sf.backup = bool(backup)
-        sf.prio_pending = True
-        sf.ack_pending = True
-        self.endpoint.touch(self)
-
-    def address_removed(self, address: bytes, address_id: int, now: float) -> None:
-        """Our ``address`` is gone: its subflows are reset and REMOVE_ADDR tells the peer on the
-        others (RFC 8684 §3.4.2)."""
-        for sf in list(self.subflows):
-            if sf.local == address:
-                sf.close(now, "address removed", reset=True)
-        self.announcing.pop(address_id, None)
-        self.announced.discard(address_id)
-        if not self.fallback and not self.terminated:
-            self.pending_remove.append(address_id)
-            for sf in self.subflows:
-                if sf.usable:
-                    sf.ack_pending = True
-                    break
-
-    def _on_add_addr(self, sf, o, now: float) -> None:
-        """RFC 8684 §3.4.1: an ADD_ADDR whose HMAC fails is dropped silently; a valid one is
-        echoed and, if allowed, joined."""
-        if self.keys is None:
-            return
-        kind = type(o)
-        if (kind is opt.AddAddr) != (self.version == 1) or \
-                (kind is opt.AddAddr2) != (self.version == 0 and self.config.add_addr2):
-            self.ignored_options += 1                 # a form our profile does not speak
-            return
-        if kind is opt.AddAddrV0:                     # RFC 6824: nothing to verify; this is
-            self._accept_address(sf, o, now)          # the hijack the IETF-87 slides show
-            return
-        if kind is opt.AddAddr2:
-            if not self.keys.verify_add_addr(o):
-                self.bad_add_addr += 1
-                return
-            self._accept_address(sf, o, now)
-            return
-        if o.echo:                                    # the peer has our announcement
-            mine = self.announcing.get(o.address_id)
-            if mine is not None and mine[0].address_packed == o.address_packed:
-                del self.announcing[o.address_id]
-                self.announced.add(o.address_id)
-            return
-        if not self.keys.verify_add_addr(o):
-            self.bad_add_addr += 1
-            return
-        if len(self.pending_echo) < 16:              # bounded: an ADD_ADDR storm costs nothing
-            self.pending_echo.append(opt.AddAddr(o.address_id, o.address_packed, o.port))
-        sf.ack_pending = True
-        self._accept_address(sf, o, now)
-
-    def _accept_address(self, sf, o, now: float) -> None:
-        """An announced address we believe: remember it and, within the limits, join it."""
-        port = o.port if o.port is not None else self.remote[1]
-        target = (o.address_packed, port)
-        if self.remote_addresses.get(o.address_id) == target:
-            return
-        self.remote_addresses[o.address_id] = target
-        if self.is_client and self.config.join_announced \
-                and self.add_addr_accepted < self.config.max_add_addr_accepted:
-            if not any(s.remote == target[0] and s.rport == port for s in self.subflows):
-                self.add_addr_accepted += 1
-                self._open_join(self.local[0], target[0], port, now)
 
     # ================================================================ writing
     def data_options(self, sf, chunk) -> list:
@@ -1200,9 +902,6 @@ class Connection:
         """Its RTO fired ``stale_after`` times in a row: reinject what it holds elsewhere
         (Linux marks such a subflow stale and reinjects, RFC 8684 §3.3.6)."""
         self._queue_reinjection(sf)
-
-    def subflow_recovered(self, sf, now: float) -> None:
-        pass
 
     def _queue_reinjection(self, sf) -> None:
         if self.allocator is None:

@@ -213,7 +213,7 @@ class Endpoint:
         self._dirty[conn] = None
 
     def has_events(self, conn) -> None:
-        if not getattr(conn, "_queued", False):
+        if not conn._queued:
             conn._queued = True
             self._with_events.append(conn)
 

@@ -551,9 +551,7 @@ class Subflow:
             self.loss_scan = ack
         self.dupacks = 0
         self.timeouts = 0
-        if self.stale:
-            self.stale = False
-            self.conn.subflow_recovered(self, now)
+        self.stale = False                        # it delivers again: usable again
         if self.timed is not None and ack >= self.timed[0]:
             self.rtt.sample(max(0.0, now - self.timed[1]))
             self.window.srtt = self.rtt.srtt

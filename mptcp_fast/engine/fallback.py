@@ -1,0 +1,125 @@
+"""When MPTCP cannot go on as MPTCP (RFC 8684 §3.7): fallback to TCP on the initial subflow,
+and DSS checksum failures (the held mapping, MP_FAIL both ways, the reset of a failing subflow).
+A mixin of ``Connection``: it reads and writes the connection's state.
+"""
+
+from __future__ import annotations
+
+from .. import options as opt
+from .. import receiver
+from .._serial import MASK64, seq64_diff
+from ..errors import MptcpError
+from . import events as ev
+from .subflow import CLOSED
+
+__all__ = ["Fallback"]
+
+
+class Fallback:
+    """The fallback and MP_FAIL methods of Connection (see the module text)."""
+
+    def _start_fallback(self, now: float, why: str, sf, window: int | None = None) -> None:
+        """Continue as plain TCP on the initial subflow (RFC 8684 §3.7): no MPTCP option is
+        sent or read from now on; the subflow's bytes map one to one onto the data sequence
+        (an infinite mapping from its first byte), its ACKs are the DATA_ACKs and its FIN the
+        DATA_FIN. Only while the initial subflow is the only one that ever carried data."""
+        if self.fallback and self.allocator is not None:
+            return
+        self.fallback = why
+        self.endpoint.stats["fallbacks"] += 1
+        if self.allocator is None:                  # no keys: number the data from 1 each way
+            self._data_level(1, 1, 0xFFFF if window is None else window)
+            self.established = True
+        self.fully_established = True
+        self.checksums = self.receiver.checksums = False
+        side = self._side(sf)
+        self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
+        for other in list(self.subflows):
+            if other is not sf:
+                other.close(now, "reset", reset=True)
+        if self.event_established:
+            self._report_fallback()
+
+    def _report_fallback(self) -> None:
+        if not self.fallback_reported:
+            self.fallback_reported = True
+            self._event(ev.FellBackToTcp(self.id, self.fallback))
+
+    def _fallback_ack(self, sf, seg, now: float) -> None:
+        """After fallback the subflow's ACK is the DATA_ACK (our FIN is the DATA_FIN)."""
+        if sf.join is not None:
+            return
+        ack = sf._rel_ack(seg.ack)
+        if not 1 <= ack <= sf.snd_nxt:
+            return
+        data = ack - 1
+        if sf.fin_sent and ack == sf.snd_nxt:
+            data -= 1
+            if not self.fin_acked:
+                self.fin_acked = True
+                self.fin_at = None
+        data_ack = (self.local_first_dsn + data) & MASK64
+        if self.allocator.acknowledge(data_ack):
+            self.retained.release(self.allocator.data_ack)
+            self._update_window(seg.window << sf.peer_wscale, data_ack)
+        if self.fin_acked:
+            self._check_closed(now)
+
+    def _receive_checksummed(self, sf, seq: int, payload, now: float) -> bool:
+        """With DSS checksums: the bytes wait in the hold until their mapping is whole and
+        verified (mptcp_fast.engine.integrity); a failure is RFC 8684 §3.7's MP_FAIL."""
+        if not self.hold.covers(sf.sid, seq, len(payload)):
+            return False                              # no checksummed mapping (yet): not ACKed
+        try:
+            ranges = self._side(sf).resolve(seq, len(payload))
+        except MptcpError:
+            return False
+        queue = self.queue
+        limit = (queue.data_ack + queue.window_left) & MASK64
+        if any(seq64_diff((dsn + n) & MASK64, limit) > 0 for dsn, n in ranges):
+            return False                              # beyond the window: not taken
+        for held in self.hold.take(sf.sid, seq, payload):
+            if held.ok:
+                queue.push(held.dsn, bytes(held.data))
+                self._mark_data()
+            else:
+                self._checksum_failed(sf, held, now)
+                return sf.state != CLOSED
+        self._check_eof()
+        return True
+
+    def _checksum_failed(self, sf, held, now: float) -> None:
+        """RFC 8684 §3.7. On the only subflow there has ever been: MP_FAIL on an ACK and plain
+        TCP from the failed mapping on (its bytes are what the path delivered). Otherwise the
+        subflow is reset with MP_FAIL and MP_TCPRST "middlebox interference"; the data was
+        never DATA_ACKed, so the peer sends it again on another subflow."""
+        self.checksum_failures += 1
+        self.anomalies.append(receiver.Event(0, sf.sid, f"DSS checksum failure for the mapping "
+                                             f"at DSN {held.dsn}", None))
+        self._bound_anomalies()
+        if len(self.all_subflows) == 1 and sf.join is None:
+            self.pending_fail = held.dsn
+            sf.ack_pending = True
+            later = self.hold.drop(sf.sid)
+            self._start_fallback(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
+            for h in [held] + later:                  # now plain TCP: deliver what arrived
+                for start, data in h.runs():
+                    self.receiver.deliver(0, self._side(sf), start, len(data), data)
+            self._mark_data()
+            self._check_eof()
+            return
+        self.hold.drop(sf.sid)
+        sf.close(now, "checksum failure", reset=True,
+                 mptcp=[opt.MpFail(held.dsn),
+                        opt.MpTcpRst(opt.ResetReason.MIDDLEBOX_INTERFERENCE)])
+
+    def _on_fail(self, sf, o, now: float) -> None:
+        """MP_FAIL on an ACK (RFC 8684 §3.7): the peer's checksum failed on our only subflow;
+        answer with MP_FAIL and continue as plain TCP (an infinite mapping first)."""
+        self.mp_fail_received += 1
+        if self.fallback or len(self.all_subflows) != 1 or sf.join is not None:
+            return
+        self.pending_fail = o.dsn
+        self.send_infinite_mapping = True
+        sf.ack_pending = True
+        self._start_fallback(now, f"MP_FAIL from the peer at DSN {o.dsn}", sf)

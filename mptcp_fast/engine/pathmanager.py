@@ -1,0 +1,220 @@
+"""The path manager's half of a connection (RFC 8684 §3.4; Linux's in-kernel PM as the model):
+extra subflows (MP_JOIN from "subflow" addresses and to announced ones, within the limits),
+ADD_ADDR sent (HMAC'd in v1, ADD_ADDR2 or plain in v0, resent until echoed) and received
+(verified, echoed, joined), REMOVE_ADDR both ways, MP_PRIO both ways, and the calls a user's
+own path manager makes at run time (``join``, ``announce``, ``set_backup``). A mixin of
+``Connection``: it reads and writes the connection's state.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from .. import crypto
+from .. import options as opt
+from ..errors import StateError
+from . import events as ev
+from .subflow import CLOSED
+
+__all__ = ["PathManagement"]
+
+
+class _Join:
+    """MP_JOIN state of an additional subflow (RFC 8684 §3.2)."""
+    __slots__ = ("local_nonce", "remote_nonce", "established", "peer_backup")
+
+    def __init__(self, local_nonce: int, remote_nonce=None):
+        self.local_nonce, self.remote_nonce = local_nonce, remote_nonce
+        self.established = False
+        self.peer_backup = False
+
+
+class PathManagement:
+    """The path-management methods of Connection (see the module text)."""
+
+    def join(self, local_address, remote=None, *, backup: bool | None = None,
+             now: float | None = None) -> int:
+        """Open one more subflow from ``local_address`` (an address of the endpoint) to ``remote``
+        ((address, port); the initial subflow's by default); returns its subflow id."""
+        if not self.established or self.keys is None or self.terminated:
+            raise StateError("join() needs an established connection")
+        local = self.endpoint.own_address(local_address)
+        if remote is None:
+            remote_address, port = self.remote[0], self.remote[1]
+        else:
+            remote_address = crypto._packed(remote[0])
+            port = remote[1]
+        now = self.endpoint.now if now is None else now
+        sf = self._open_join(local, remote_address, port, now, backup)
+        if sf is None:
+            raise StateError(f"no room for another subflow (max_subflows={self.config.max_subflows})")
+        return sf.sid
+
+    def announce(self, address, port: int | None = None, now: float | None = None) -> int:
+        """Announce one of our addresses to the peer with ADD_ADDR (RFC 8684 §3.4.1, HMAC'd
+        with our key), resent until the peer echoes it; returns its address id."""
+        if self.keys is None or self.terminated:
+            raise StateError("announce() needs an established connection")
+        packed = self.endpoint.own_address(address)
+        address_id = self.endpoint.address_id(self, packed)
+        if self.version == 1:                        # RFC 8684 §3.4.1: HMAC'd, echoed
+            option = opt.AddAddr(address_id, packed, port,
+                                 self.keys.add_addr_hmac(address_id, packed, port))
+        elif self.config.add_addr2:                  # the rfc6824bis-00 ADD_ADDR2: HMAC'd
+            option = opt.AddAddr2(address_id, packed, port,
+                                  self.keys.add_addr_hmac(address_id, packed, port, addaddr2=True))
+        else:                                        # RFC 6824 §3.4.1: no HMAC at all
+            option = opt.AddAddrV0(address_id, packed, port)
+        now = self.endpoint.now if now is None else now
+        self.announcing[address_id] = [option, now, 0]
+        self.endpoint.touch(self)
+        return address_id
+
+    def _open_join(self, local: bytes, remote: bytes, port: int, now: float, backup=None):
+        live = [s for s in self.subflows if s.state != CLOSED]
+        if len(live) >= self.config.max_subflows:
+            return None
+        if backup is None:
+            backup = local in self.config.backup_addresses
+        join = _Join(secrets.randbits(32))
+        lport = self.endpoint.new_port(local, remote, port)
+        sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
+        sf.send_syn(now)
+        return sf
+
+    def _start_joins(self, now: float) -> None:
+        """Fully established client: a subflow from each of its "subflow" addresses (every
+        other local address of the family by default) to the server's address."""
+        for address in self.endpoint.addresses:
+            if not self.join_from(address, now):
+                break
+
+    def join_from(self, address: bytes, now: float) -> bool:
+        """The path manager's rule for one local address of a client (False: no room left)."""
+        wanted = self.config.subflow_addresses
+        if not self.is_client or self.fallback or self.terminated or not self.fully_established \
+                or len(address) != len(self.remote[0]) or address == self.local[0] \
+                or (wanted is not None and address not in wanted) \
+                or any(s.local == address for s in self.subflows):
+            return True
+        return self._open_join(address, self.remote[0], self.remote[1], now) is not None
+
+    def signal(self, now: float) -> None:
+        """Announce the "signal" addresses (Config.signal_addresses) that the endpoint has."""
+        if self.fallback or self.terminated or self.keys is None:
+            return
+        for address in self.endpoint.addresses:
+            if address in self.config.signal_addresses and address != self.local[0]:
+                address_id = self.endpoint.address_id(self, address)
+                if address_id not in self.announcing and address_id not in self.announced:
+                    self.announce(address, now=now)
+                    self.announced.add(address_id)
+
+    def accept_join(self, seg, join_syn, now: float) -> bool:
+        """Server side: an MP_JOIN SYN for this connection (token already matched)."""
+        live = [s for s in self.subflows if s.state != CLOSED]
+        if not self.established or self.terminated or len(live) >= self.config.max_subflows:
+            return False
+        join = _Join(secrets.randbits(32), join_syn.nonce)
+        join.peer_backup = join_syn.backup
+        sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now, join=join,
+                               backup=join_syn.backup)
+        sf.remote_address_id = join_syn.address_id
+        sf.accept_syn(seg, now)
+        return True
+
+    def _on_prio(self, sf, o, now: float) -> None:
+        """MP_PRIO (RFC 8684 §3.3.8): the peer asks us to treat the subflow it came on as a
+        backup (or no longer); the v0 form with an address id is ignored as Linux does."""
+        if o.address_id is not None and self.version == 1:
+            self.ignored_options += 1                 # Linux ignores the v0 form
+            return
+        targets = [sf] if o.address_id is None else \
+            [s for s in self.subflows if s.remote_address_id == o.address_id]
+        for target in targets:
+            if target.backup != o.backup:
+                target.backup = o.backup
+                self._event(ev.SubflowPriority(self.id, target.sid, o.backup, True))
+
+    def _on_remove_addr(self, sf, o, now: float) -> None:
+        """REMOVE_ADDR (RFC 8684 §3.4.2): the subflows to those peer addresses are closed and
+        what they held is sent again on the others; the address is forgotten. The option has
+        passed TCP's sequence checks, so an off-path sender cannot use it blindly."""
+        removed = set(o.address_ids)
+        for other in list(self.subflows):
+            if other.remote_address_id in removed:
+                other.close(now, "address removed", reset=True)
+        for address_id in removed:
+            self.remote_addresses.pop(address_id, None)
+
+    def set_backup(self, subflow_id: int, backup: bool, now: float | None = None) -> None:
+        """Ask the peer to use subflow ``subflow_id`` as a backup (or not) with MP_PRIO, and use
+        it so ourselves (RFC 8684 §3.3.8)."""
+        sf = next((s for s in self.subflows if s.sid == subflow_id), None)
+        if sf is None or self.fallback or self.terminated:
+            raise StateError(f"no live MPTCP subflow {subflow_id}")
+        sf.backup = bool(backup)
+        sf.prio_pending = True
+        sf.ack_pending = True
+        self.endpoint.touch(self)
+
+    def address_removed(self, address: bytes, address_id: int, now: float) -> None:
+        """Our ``address`` is gone: its subflows are reset and REMOVE_ADDR tells the peer on the
+        others (RFC 8684 §3.4.2)."""
+        for sf in list(self.subflows):
+            if sf.local == address:
+                sf.close(now, "address removed", reset=True)
+        self.announcing.pop(address_id, None)
+        self.announced.discard(address_id)
+        if not self.fallback and not self.terminated:
+            self.pending_remove.append(address_id)
+            for sf in self.subflows:
+                if sf.usable:
+                    sf.ack_pending = True
+                    break
+
+    def _on_add_addr(self, sf, o, now: float) -> None:
+        """RFC 8684 §3.4.1: an ADD_ADDR whose HMAC fails is dropped silently; a valid one is
+        echoed and, if allowed, joined."""
+        if self.keys is None:
+            return
+        kind = type(o)
+        if (kind is opt.AddAddr) != (self.version == 1) or \
+                (kind is opt.AddAddr2) != (self.version == 0 and self.config.add_addr2):
+            self.ignored_options += 1                 # a form our profile does not speak
+            return
+        if kind is opt.AddAddrV0:                     # RFC 6824: nothing to verify; this is
+            self._accept_address(sf, o, now)          # the hijack the IETF-87 slides show
+            return
+        if kind is opt.AddAddr2:
+            if not self.keys.verify_add_addr(o):
+                self.bad_add_addr += 1
+                return
+            self._accept_address(sf, o, now)
+            return
+        if o.echo:                                    # the peer has our announcement
+            mine = self.announcing.get(o.address_id)
+            if mine is not None and mine[0].address_packed == o.address_packed:
+                del self.announcing[o.address_id]
+                self.announced.add(o.address_id)
+            return
+        if not self.keys.verify_add_addr(o):
+            self.bad_add_addr += 1
+            return
+        if len(self.pending_echo) < 16:              # bounded: an ADD_ADDR storm costs nothing
+            self.pending_echo.append(opt.AddAddr(o.address_id, o.address_packed, o.port))
+        sf.ack_pending = True
+        self._accept_address(sf, o, now)
+
+    def _accept_address(self, sf, o, now: float) -> None:
+        """An announced address we believe: remember it and, within the limits, join it."""
+        port = o.port if o.port is not None else self.remote[1]
+        target = (o.address_packed, port)
+        if self.remote_addresses.get(o.address_id) == target:
+            return
+        self.remote_addresses[o.address_id] = target
+        if self.is_client and self.config.join_announced \
+                and self.add_addr_accepted < self.config.max_add_addr_accepted:
+            if not any(s.remote == target[0] and s.rport == port for s in self.subflows):
+                self.add_addr_accepted += 1
+                self._open_join(self.local[0], target[0], port, now)
