@@ -5,15 +5,15 @@ mf_packet.pxd, shared with the capture reader). Same functions, results and erro
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
-from libc.string cimport memcpy
+
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
                              PyBUF_WRITABLE)
 
-from mf_bytes cimport be16, be32, put16, put32
+from mf_bytes cimport be16, be32
 from mf_check cimport int_arg
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mf_csum cimport sum16, add16
-from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum,
+from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum, pk_write,
                         PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
 
 cdef object _Packet = None          # mptcp_fast.packet.Packet, set by bind_types()
@@ -157,11 +157,8 @@ def build_into(buffer, offset_, bytes src, bytes dst, sport_, dport_, seq_, ack_
     if type(dont_fragment) is not bool:
         dont_fragment = _check.flag("dont_fragment", dont_fragment)
     cdef Py_buffer out, body
-    cdef uint8_t* d
-    cdef uint8_t* t
     cdef Py_ssize_t ip_len = 20 if len(src) == 4 else 40, opt_len = len(options), total
     cdef Py_ssize_t length = -1
-    cdef PacketLayout f
     PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
     try:
         total = ip_len + 20 + opt_len + body.len
@@ -170,37 +167,10 @@ def build_into(buffer, offset_, bytes src, bytes dst, sport_, dport_, seq_, ack_
             if total > length:
                 raise ValueError(f"the packet ({total} bytes) does not fit the buffer at offset "
                                  f"{offset} ({out.len} bytes)")
-            d = <uint8_t*>out.buf + offset
-            if ip_len == 20:
-                d[0], d[1] = 0x45, tos
-                put16(d + 2, <uint16_t>total)
-                put16(d + 4, ip_id)
-                put16(d + 6, 0x4000 if dont_fragment else 0)
-                d[8], d[9] = ttl, 6
-                put16(d + 10, 0)
-                memcpy(d + 12, <const char*>src, 4)
-                memcpy(d + 16, <const char*>dst, 4)
-            else:
-                put32(d, (6u << 28) | (<uint32_t>tos << 20))
-                put16(d + 4, <uint16_t>(total - 40))
-                d[6], d[7] = 6, ttl
-                memcpy(d + 8, <const char*>src, 16)
-                memcpy(d + 24, <const char*>dst, 16)
-            t = d + ip_len
-            put16(t, sport)
-            put16(t + 2, dport)
-            put32(t + 4, seq)
-            put32(t + 8, ack)
-            t[12], t[13] = <uint8_t>(((20 + opt_len) // 4) << 4), flags
-            put16(t + 14, window)
-            put16(t + 16, 0)
-            put16(t + 18, urgent)
-            memcpy(t + 20, <const char*>options, opt_len)
-            memcpy(t + 20 + opt_len, body.buf, body.len)
-            pk_locate(<const uint8_t*>out.buf, offset + total, offset, 0, &f)
-            put16(t + 16, pk_tcp_checksum(<const uint8_t*>out.buf, &f))
-            if ip_len == 20:
-                put16(d + 10, pk_ipv4_header_checksum(<const uint8_t*>out.buf, offset))
+            pk_write(<uint8_t*>out.buf + offset, <const uint8_t*><const char*>src,
+                     <const uint8_t*><const char*>dst, len(src), sport, dport, seq, ack, flags,
+                     window, <const uint8_t*><const char*>options, opt_len,
+                     <const uint8_t*>body.buf, body.len, ttl, tos, ip_id, dont_fragment, urgent)
         finally:
             PyBuffer_Release(&out)
     finally:

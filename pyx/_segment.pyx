@@ -6,13 +6,12 @@ here, any other area by the pure twin's ``general_options`` (the option codec).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
-from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum
+from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write
 
 cdef object _Incoming = None          # mptcp_fast.engine.segment.Incoming, set by bind_types()
 cdef object dss_ack = None, dss_map = None, general_options = None   # the pure twin's
@@ -92,42 +91,13 @@ def read(data, number):
 cdef object _packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
                     uint32_t ack, uint8_t flags, uint16_t window, const uint8_t* area,
                     Py_ssize_t area_len, const uint8_t* body, Py_ssize_t body_len):
+    """A new bytes object holding the packet (mf_packet's pk_write: the packet layer's own
+    writer), with build_packet's defaults: TTL 64, TOS 0, IP id 0, don't fragment."""
     cdef Py_ssize_t ip_len = 20 if len(src) == 4 else 40
-    cdef Py_ssize_t total = ip_len + 20 + area_len + body_len
-    cdef object out = PyBytes_FromStringAndSize(NULL, total)
-    cdef uint8_t* d = <uint8_t*>PyBytes_AS_STRING(out)
-    cdef uint8_t* t = d + ip_len
-    cdef PacketLayout f
-    if ip_len == 20:
-        d[0], d[1] = 0x45, 0
-        put16(d + 2, <uint16_t>total)
-        put16(d + 4, 0)
-        put16(d + 6, 0x4000)                      # don't fragment, as build_packet's default
-        d[8], d[9] = 64, 6
-        put16(d + 10, 0)
-        memcpy(d + 12, <const char*>src, 4)
-        memcpy(d + 16, <const char*>dst, 4)
-    else:
-        put32(d, 6u << 28)
-        put16(d + 4, <uint16_t>(total - 40))
-        d[6], d[7] = 6, 64
-        memcpy(d + 8, <const char*>src, 16)
-        memcpy(d + 24, <const char*>dst, 16)
-    put16(t, sport)
-    put16(t + 2, dport)
-    put32(t + 4, seq)
-    put32(t + 8, ack)
-    t[12], t[13] = <uint8_t>(((20 + area_len) // 4) << 4), flags
-    put16(t + 14, window)
-    put16(t + 16, 0)
-    put16(t + 18, 0)
-    memcpy(t + 20, area, area_len)
-    if body_len:
-        memcpy(t + 20 + area_len, body, body_len)
-    pk_locate(d, total, 0, 0, &f)
-    put16(t + 16, pk_tcp_checksum(d, &f))
-    if ip_len == 20:
-        put16(d + 10, pk_ipv4_header_checksum(d, 0))
+    cdef object out = PyBytes_FromStringAndSize(NULL, ip_len + 20 + area_len + body_len)
+    pk_write(<uint8_t*>PyBytes_AS_STRING(out), <const uint8_t*><const char*>src,
+             <const uint8_t*><const char*>dst, len(src), sport, dport, seq, ack, flags, window,
+             area, area_len, body, body_len, 64, 0, 0, True, 0)
     return out
 
 

@@ -1,10 +1,12 @@
 # IPv4 / IPv6 + TCP headers as plain C: where the parts of a packet are, its TCP checksum
 # (RFC 9293 §3.1, pseudo-headers of RFC 791 and RFC 8200 §8.1) and the IPv4 header checksum
-# (RFC 791). Shared by _packet.pyx (the packet API) and _pcap.pyx (the capture reader); the
-# pure twin is mptcp_fast/_pure/_packet.py. Nothing here allocates or reads outside [0, n).
+# (RFC 791), and writing a whole packet. Shared by _packet.pyx (the packet API), _pcap.pyx (the
+# capture reader) and _segment.pyx (the engine's segments); the pure twin is
+# mptcp_fast/_pure/_packet.py. Nothing here allocates or reads outside [0, n).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
-from mf_bytes cimport be16
+from mf_bytes cimport be16, put16, put32
 from mf_csum cimport sum16, add16
 
 cdef enum:
@@ -113,3 +115,50 @@ cdef inline uint16_t pk_ipv4_header_checksum(const uint8_t* d, Py_ssize_t ip) no
     cdef Py_ssize_t ihl = (d[ip] & 0x0F) * 4
     cdef uint32_t total = add16(sum16(d + ip, 10, False), sum16(d + ip + 12, ihl - 12, False))
     return <uint16_t>(~total & 0xFFFF)
+
+
+cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, const uint8_t* dst,
+                                Py_ssize_t addr_len, uint16_t sport, uint16_t dport,
+                                uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                                const uint8_t* options, Py_ssize_t opt_len,
+                                const uint8_t* body, Py_ssize_t body_len, uint8_t ttl,
+                                uint8_t tos, uint16_t ip_id, bint dont_fragment,
+                                uint16_t urgent) noexcept nogil:
+    """Write an IPv4 (addr_len 4) or IPv6 packet carrying one TCP segment at ``d`` (room for
+    all of it is the caller's), both checksums included; return its length."""
+    cdef Py_ssize_t ip_len = 20 if addr_len == 4 else 40
+    cdef Py_ssize_t total = ip_len + 20 + opt_len + body_len
+    cdef uint8_t* t = d + ip_len
+    cdef PacketLayout f
+    if ip_len == 20:
+        d[0], d[1] = 0x45, tos
+        put16(d + 2, <uint16_t>total)
+        put16(d + 4, ip_id)
+        put16(d + 6, 0x4000 if dont_fragment else 0)
+        d[8], d[9] = ttl, 6
+        put16(d + 10, 0)
+        memcpy(d + 12, src, 4)
+        memcpy(d + 16, dst, 4)
+    else:
+        put32(d, (6u << 28) | (<uint32_t>tos << 20))
+        put16(d + 4, <uint16_t>(total - 40))
+        d[6], d[7] = 6, ttl
+        memcpy(d + 8, src, 16)
+        memcpy(d + 24, dst, 16)
+    put16(t, sport)
+    put16(t + 2, dport)
+    put32(t + 4, seq)
+    put32(t + 8, ack)
+    t[12], t[13] = <uint8_t>(((20 + opt_len) // 4) << 4), flags
+    put16(t + 14, window)
+    put16(t + 16, 0)
+    put16(t + 18, urgent)
+    if opt_len:
+        memcpy(t + 20, options, opt_len)
+    if body_len:
+        memcpy(t + 20 + opt_len, body, body_len)
+    pk_locate(d, total, 0, 0, &f)
+    put16(t + 16, pk_tcp_checksum(d, &f))
+    if ip_len == 20:
+        put16(d + 10, pk_ipv4_header_checksum(d, 0))
+    return total

@@ -78,13 +78,7 @@ def rfc6356_alpha(cwnds, rtts):
 
 
 def lia_with(cwnds, rtts):
-    lia = cc.Lia()
-    windows = []
-    for c, r in zip(cwnds, rtts):
-        w = lia.add_subflow(MSS)
-        w.cwnd, w.ssthresh, w.srtt = float(c), 1.0, r          # in congestion avoidance
-        windows.append(w)
-    return lia, windows
+    return coupled_with(cc.Lia, cwnds, rtts)
 
 
 def test_lia_alpha_is_rfc_6356_equation_2():
