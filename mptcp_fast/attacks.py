@@ -38,7 +38,6 @@ class Relay:
         self.server = bytes(int(x) for x in server.split("."))
         self.port = port
         self.out = []
-        self.flows = {}                     # client (address, port) seen -> True
         self.clients = {}                   # our port -> client (address, port)
         self.syns_seen = 0
         self.bytes_relayed = 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 
-from .._serial import MASK64, seq64_diff
+from .._serial import seq64_diff
 
 __all__ = ["Unsent", "Retained"]
 
@@ -73,7 +73,6 @@ class Retained:
         self._pieces = []
         self._head = 0
         self._end = 0                             # offset one past the last byte
-        self._released = 0                        # bytes below the first piece kept
         self.size = 0
 
     def __len__(self) -> int:
@@ -112,10 +111,3 @@ class Retained:
             pos = start + b
             i += 1
         return out[0] if len(out) == 1 else b"".join(out)
-
-    @property
-    def first_dsn(self) -> int:
-        """The DSN of the first byte held."""
-        if self._head < len(self._starts):
-            return (self.base + self._starts[self._head]) & MASK64
-        return (self.base + self._end) & MASK64

@@ -114,7 +114,6 @@ class Connection(PathManagement, Fallback):
         self.pending_fail = None                    # an MP_FAIL to send (its DSN)
         self.send_infinite_mapping = False          # the one DSS of length 0 after MP_FAIL
         self.hold = ChecksumHold()
-        self.bad_remove_addr = 0
         self.reinjected_bytes = 0
         self.window_probes = 0
 
@@ -182,7 +181,10 @@ class Connection(PathManagement, Fallback):
             "reinjected_bytes": self.reinjected_bytes,
             "anomalies": [a.text for a in self.anomalies[:16]],
             "ignored_options": self.ignored_options, "bad_add_addr": self.bad_add_addr,
-            "bad_join": self.bad_join,
+            "bad_join": self.bad_join, "bad_fastclose": self.bad_fastclose,
+            "checksum_failures": self.checksum_failures,
+            "mp_fail_received": self.mp_fail_received, "window_probes": self.window_probes,
+            "fallback": self.fallback, "version": self.version,
         }
 
     # ================================================================ events

@@ -9,7 +9,6 @@ subflow, or the connection falls back to TCP: the connection decides, with MP_FA
     hold.expect(sid, dsn, start, payload_length, data_len, checksum)   # a mapping arrived
     for done in hold.take(sid, seq, payload): ...                       # bytes arrived
         done.dsn, done.data, done.ok                                    # a whole mapping
-    hold.pending(sid)                                                   # what is still held
 """
 
 from __future__ import annotations
@@ -100,12 +99,6 @@ class ChecksumHold:
             held.remove(h)
         return done
 
-    def pending(self, sid: int) -> list:
-        return list(self._held.get(sid, ()))
-
     def drop(self, sid: int) -> list:
         """Forget a subflow's held mappings (it failed or closed); returns them."""
         return self._held.pop(sid, [])
-
-    def held_bytes(self) -> int:
-        return sum(h.end - h.start for held in self._held.values() for h in held)

@@ -161,7 +161,7 @@ class Subflow:
 
     def has_room(self, size: int = 0) -> bool:
         """Whether the congestion window takes ``size`` more bytes (one full segment at least)."""
-        return self.pipe + max(size, self.window.mss) <= self.window.cwnd
+        return self.window.can_send(self.pipe, max(size, self.window.mss))
 
     def _payload_size_for(self, mss: int) -> int:
         return max(64, mss - DATA_OPTIONS_SPACE - TIMESTAMP_SPACE)
