@@ -1,0 +1,90 @@
+"""Kernel MPTCP sockets (issue #13, first part): made with a clear error where MPTCP is off,
+and what MPTCP_INFO, MPTCP_TCPINFO and MPTCP_SUBFLOW_ADDRS say about a real kernel connection
+on loopback (one subflow: the in-kernel PM has nothing more to add there)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from mptcp_fast import kernel
+
+
+def _kernel_mptcp():
+    try:
+        kernel.mptcp_socket().close()
+        return True
+    except kernel.KernelMptcpError:
+        return False
+
+
+needs_mptcp = pytest.mark.skipif(not _kernel_mptcp(), reason="no kernel MPTCP here")
+
+
+@needs_mptcp
+def test_info_of_a_loopback_connection():
+    server = kernel.mptcp_socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(server.accept()[0]))
+    thread.start()
+    client = kernel.mptcp_socket()
+    client.connect(("127.0.0.1", port))
+    thread.join(5)
+    peer = accepted[0]
+    client.sendall(b"x" * 100_000)
+    got = b""
+    while len(got) < 100_000:
+        got += peer.recv(65536)
+    peer.sendall(b"y" * 1000)
+    assert client.recv(4096)
+    info = kernel.mptcp_info(client)
+    server_info = kernel.mptcp_info(peer)
+    assert not info.fallback and info.remote_key_received
+    assert info.token != 0 and server_info.token != 0 and info.token != server_info.token
+    # the DSNs: what the client sent is what the server acknowledged and received
+    assert info.snd_una == info.write_seq == server_info.rcv_nxt
+    if info.bytes_sent is not None:                              # Linux 6.5 and later
+        assert info.bytes_sent >= 100_000 and server_info.bytes_received >= 100_000
+    addrs = kernel.subflow_addresses(client)
+    assert addrs == [(client.getsockname()[:2], ("127.0.0.1", port))]
+    (tcp,) = kernel.subflow_tcp_info(client)
+    assert tcp.state == 1 and tcp.snd_mss > 0 and tcp.bytes_acked >= 100_000   # ESTABLISHED
+    for s in (client, peer, server):
+        s.close()
+
+
+@needs_mptcp
+def test_plain_tcp_sockets_have_no_mptcp_info():
+    plain = socket.socket()
+    with pytest.raises(kernel.KernelMptcpError) as exc:
+        kernel.mptcp_info(plain)
+    assert isinstance(exc.value, OSError)
+    plain.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or not _kernel_mptcp(),
+                    reason="needs root, iproute2 and kernel MPTCP")
+def test_a_clear_error_where_mptcp_is_disabled():
+    """In a namespace with net.mptcp.enabled=0 the socket call says so (not a bare errno)."""
+    name = f"mf-off-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.mptcp.enabled=0"],
+                       check=True)
+        out = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-c",
+                              "from mptcp_fast import kernel\n"
+                              "try:\n    kernel.mptcp_socket()\n"
+                              "except kernel.KernelMptcpError as e:\n    print(e)"],
+                             capture_output=True, text=True, check=True).stdout
+        assert "net.mptcp.enabled=0" in out
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
