@@ -7,6 +7,8 @@ where MPTCP is off, and read what the kernel knows about a connection.
     info = kernel.mptcp_info(sock)                  # MptcpInfo: subflows, token, sequence numbers...
     kernel.subflow_addresses(sock)                  # [(local (address, port), remote (address, port))]
     kernel.subflow_tcp_info(sock)                   # [TcpInfo] of each subflow
+    kernel.add_endpoint("198.18.0.1", flags={"subflow", "signal"})   # the in-kernel PM
+    kernel.endpoints(); kernel.set_limits(subflows=4, add_addr_accepted=2); kernel.limits()
 
 Layouts from include/uapi/linux/mptcp.h and linux/tcp.h: ``struct mptcp_info`` grew in 5.12,
 5.14, 6.5, 6.8 and 6.10, and the kernel writes only the part it knows, so fields it does not
@@ -29,7 +31,9 @@ from dataclasses import dataclass
 from .errors import MptcpError
 
 __all__ = ["IPPROTO_MPTCP", "SOL_MPTCP", "KernelMptcpError", "MptcpInfo", "TcpInfo",
-           "mptcp_socket", "mptcp_info", "subflow_tcp_info", "subflow_addresses"]
+           "mptcp_socket", "mptcp_info", "subflow_tcp_info", "subflow_addresses",
+           "KernelEndpoint", "endpoints", "add_endpoint", "remove_endpoint", "flush_endpoints",
+           "limits", "set_limits"]
 
 IPPROTO_MPTCP = 262
 SOL_MPTCP = 284
@@ -220,3 +224,102 @@ def subflow_addresses(sock: socket.socket) -> list[tuple]:
     return [(_sockaddr(raw[i * size_user:i * size_user + _SOCKADDR_STORAGE]),
              _sockaddr(raw[i * size_user + _SOCKADDR_STORAGE:(i + 1) * size_user]))
             for i in range(count)]
+
+
+# ------------------------------------------------------------------------------------------
+# the in-kernel path manager over generic netlink ("mptcp_pm"; what `ip mptcp` drives).
+# pyroute2 (an optional extra: pip install 'mptcp_fast[kernel]') speaks the netlink: a
+# maintained library, and its MPTCP family matches the kernel's attributes one to one.
+
+ENDPOINT_FLAGS = {"signal": 1 << 0, "subflow": 1 << 1, "backup": 1 << 2, "fullmesh": 1 << 3,
+                  "implicit": 1 << 4}
+
+
+@dataclass(frozen=True)
+class KernelEndpoint:
+    """One endpoint of the in-kernel PM (``ip mptcp endpoint``)."""
+    id: int
+    address: str
+    port: int | None
+    flags: frozenset
+    ifindex: int | None
+
+
+def _pm():
+    try:
+        from pyroute2 import MPTCP
+    except ImportError:
+        raise KernelMptcpError(errno.ENOPKG, "managing kernel MPTCP endpoints needs pyroute2: "
+                               "pip install 'mptcp_fast[kernel]'") from None
+    try:
+        return MPTCP()
+    except Exception as exc:  # noqa: BLE001 — the netlink family is missing: say why
+        raise KernelMptcpError(errno.ENOPROTOOPT, f"no MPTCP path manager on netlink: {exc}") \
+            from None
+
+
+def _call(method, *args, **kwargs):
+    from pyroute2.netlink.exceptions import NetlinkError
+    pm = _pm()
+    try:
+        return method(pm)(*args, **kwargs)
+    except (OSError, NetlinkError) as exc:
+        code = exc.errno if isinstance(exc, OSError) else exc.code
+        raise KernelMptcpError(code, f"mptcp_pm {args[0]} {kwargs or ''}: "
+                               f"{os.strerror(code)}") from None
+    finally:
+        pm.close()
+
+
+def endpoints() -> list[KernelEndpoint]:
+    """The endpoints of this network namespace's in-kernel PM."""
+    out = []
+    for msg in _call(lambda pm: pm.endpoint, "show"):
+        a = msg.get("MPTCP_PM_ATTR_ADDR")
+        flags = a.get("MPTCP_PM_ADDR_ATTR_FLAGS") or 0
+        address = a.get("MPTCP_PM_ADDR_ATTR_ADDR4") or a.get("MPTCP_PM_ADDR_ATTR_ADDR6")
+        ifindex = a.get("MPTCP_PM_ADDR_ATTR_IF_IDX")
+        out.append(KernelEndpoint(a.get("MPTCP_PM_ADDR_ATTR_ID"), address,
+                                  a.get("MPTCP_PM_ADDR_ATTR_PORT") or None,
+                                  frozenset(n for n, bit in ENDPOINT_FLAGS.items() if flags & bit),
+                                  int(ifindex, 16) if isinstance(ifindex, str) else ifindex))
+    return out
+
+
+def add_endpoint(address: str, *, flags=("subflow",), id: int | None = None,
+                 port: int | None = None) -> None:
+    """``ip mptcp endpoint add ADDRESS [id ID] [port PORT] FLAGS``; flags among signal,
+    subflow, backup, fullmesh (the kernel takes a port only on a signal endpoint: EINVAL,
+    as a KernelMptcpError, otherwise)."""
+    unknown = set(flags) - set(ENDPOINT_FLAGS)
+    if unknown:
+        raise ValueError(f"unknown endpoint flags {sorted(unknown)}; known: {sorted(ENDPOINT_FLAGS)}")
+    packed = ipaddress.ip_address(address)
+    kwargs = {"addr4" if packed.version == 4 else "addr6": str(packed),
+              "flags": sum(ENDPOINT_FLAGS[f] for f in flags)}
+    if id is not None:
+        kwargs["id"] = id
+    if port is not None:
+        kwargs["port"] = port
+    _call(lambda pm: pm.endpoint, "add", **kwargs)
+
+
+def remove_endpoint(id: int) -> None:
+    _call(lambda pm: pm.endpoint, "del", id=id)
+
+
+def flush_endpoints() -> None:
+    _call(lambda pm: pm.endpoint, "flush")
+
+
+def limits() -> tuple[int, int]:
+    """(subflows, add_addr_accepted): ``ip mptcp limits show``."""
+    (msg,) = _call(lambda pm: pm.limits, "show")
+    return msg.get("MPTCP_PM_ATTR_SUBFLOWS"), msg.get("MPTCP_PM_ATTR_RCV_ADD_ADDRS")
+
+
+def set_limits(subflows: int | None = None, add_addr_accepted: int | None = None) -> None:
+    kwargs = {k: v for k, v in (("subflows", subflows), ("add_addr_accepted", add_addr_accepted))
+              if v is not None}
+    if kwargs:
+        _call(lambda pm: pm.limits, "set", **kwargs)

@@ -88,3 +88,45 @@ def test_a_clear_error_where_mptcp_is_disabled():
         assert "net.mptcp.enabled=0" in out
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or not _kernel_mptcp(),
+                    reason="needs root, iproute2 and kernel MPTCP")
+def test_the_in_kernel_path_manager_over_netlink():
+    """Endpoints and limits set through mptcp_fast.kernel are what `ip mptcp` shows, in a
+    namespace made for the test."""
+    pytest.importorskip("pyroute2")
+    name = f"mf-pm-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        # an endpoint with a port listens on it: its address must be the namespace's own
+        for command in (["ip", "link", "set", "lo", "up"],
+                        ["ip", "addr", "add", "198.18.7.3/32", "dev", "lo"]):
+            subprocess.run(["ip", "netns", "exec", name, *command], check=True)
+        script = (
+            "from mptcp_fast import kernel\n"
+            "kernel.add_endpoint('198.18.7.1', flags={'signal', 'subflow'}, id=5)\n"
+            "kernel.add_endpoint('198.18.7.3', flags={'signal', 'backup'}, port=6000)\n"
+            "kernel.add_endpoint('2001:2::7', flags={'subflow'})\n"
+            "try:\n    kernel.add_endpoint('198.18.7.2', flags={'subflow'}, port=6000)\n"
+            "except kernel.KernelMptcpError as e:\n    print('EINVAL' if e.errno == 22 else e)\n"
+            "kernel.set_limits(subflows=4, add_addr_accepted=3)\n"
+            "eps = sorted(kernel.endpoints(), key=lambda e: e.id)\n"
+            "print([(e.id, e.address, e.port, sorted(e.flags)) for e in eps])\n"
+            "print(kernel.limits())\n"
+            "kernel.remove_endpoint(5)\n"
+            "print(len(kernel.endpoints()))\n"
+            "try:\n    kernel.add_endpoint('198.18.7.9', flags={'nonsense'})\n"
+            "except ValueError as e:\n    print('refused')\n")
+        out = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-c", script],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        assert out[0] == "EINVAL"                  # a port only on a signal endpoint
+        assert out[1] == "[(5, '198.18.7.1', None, ['signal', 'subflow']), " \
+                         "(6, '198.18.7.3', 6000, ['backup', 'signal']), " \
+                         "(7, '2001:2::7', None, ['subflow'])]"
+        assert out[2] == "(4, 3)" and out[3] == "2" and out[4] == "refused"
+        shown = subprocess.run(["ip", "netns", "exec", name, "ip", "mptcp", "limits", "show"],
+                               capture_output=True, text=True, check=True).stdout
+        assert "subflows 4" in shown and "add_addr_accepted 3" in shown
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
