@@ -101,9 +101,7 @@ def strip_mptcp(kinds, limit: int | None = None):
             left[0] -= 1
         area = opt.encode_tcp_options(kept, align=False)
         area += b"\x00" * (-len(area) % 4)               # end-of-list padding
-        return pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport, p.dport,
-                               p.seq, p.ack, p.flags, p.window, options=area,
-                               payload=bytes(p.payload(packet)))
+        return _rebuild(p, packet, options=area)
     return middlebox
 
 
@@ -131,9 +129,7 @@ def rewrite_payload(nth: int = 1, count: int = 1, offset: int = 0, from_a: bool 
             return packet
         payload = bytearray(p.payload(packet))
         payload[offset] ^= 0xFF
-        return pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport, p.dport,
-                               p.seq, p.ack, p.flags, p.window, options=bytes(p.options(packet)),
-                               payload=bytes(payload))
+        return _rebuild(p, packet, payload=bytes(payload))
     return middlebox
 
 
@@ -265,14 +261,12 @@ def _cut(packet: bytes, pieces) -> list:
     p = pk.parse_packet(packet)
     per = pieces[2]
     payload = bytes(p.payload(packet))
-    options = bytes(p.options(packet))
     out = []
     for start in range(0, len(payload), per):
         last = start + per >= len(payload)
-        flags = p.flags if last else p.flags & ~(pk.PSH | pk.FIN)
-        out.append(pk.build_packet(p.src_address(packet), p.dst_address(packet), p.sport,
-                                   p.dport, (p.seq + start) & 0xFFFFFFFF, p.ack, flags,
-                                   p.window, options=options, payload=payload[start:start + per]))
+        out.append(_rebuild(p, packet, seq=(p.seq + start) & 0xFFFFFFFF,
+                            flags=p.flags if last else p.flags & ~(pk.PSH | pk.FIN),
+                            payload=payload[start:start + per]))
     return out
 
 

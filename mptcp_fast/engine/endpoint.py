@@ -285,7 +285,7 @@ class Endpoint:
                     self.touch(conn)
                     return
                 self.stats["refused_join"] += 1          # RFC 8684 §3.2: unknown token
-                self._reset(seg, [opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+                self.reset_reply(seg, [opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
                 return
             if self.config.version == 1:              # RFC 8684 §3.1: a 4-byte SYN form
                 usable = mpc is not None and mpc.sender_key is None and mpc.version >= 1 \
@@ -300,7 +300,7 @@ class Endpoint:
                 conn = self._new_connection(is_client=False)
             except (StateError, crypto.TokenTableError):
                 self.stats["refused_no_room"] += 1
-                self._reset(seg)
+                self.reset_reply(seg)
                 return
             # a SYN without a usable MP_CAPABLE is plain TCP (RFC 8684 §3.7; Linux answers a
             # v0 or malformed one the same way): that connection falls back at once
@@ -311,7 +311,7 @@ class Endpoint:
                 and self._cookie_ack(seg, now):
             return
         self.stats["dropped_no_subflow"] += 1
-        self._reset(seg)
+        self.reset_reply(seg)
 
     # ================================================================ SYN cookies
     def _cookie_syn_ack(self, seg, mpc, now: float) -> None:
@@ -359,8 +359,9 @@ class Endpoint:
         self.touch(conn)
         return True
 
-    def _reset(self, seg, mptcp=()) -> None:
-        """RFC 9293 §3.10.7.1: a RST that the sender of ``seg`` will accept."""
+    def reset_reply(self, seg, mptcp=()) -> None:
+        """RFC 9293 §3.10.7.1 (and §3.10.7.3-4 for a bad ACK in a handshake): a RST that the
+        sender of ``seg`` will accept: <SEQ=SEG.ACK><RST> when it carried an ACK."""
         area = opt.encode_tcp_options(list(mptcp)) if mptcp else b""
         if seg.flags & pk.ACK:
             packet = pk.build_packet(seg.dst, seg.src, seg.dport, seg.sport, seg.ack, 0, pk.RST, 0,

@@ -190,11 +190,8 @@ class Subflow:
 
     # ---------------------------------------------------------------- writing segments
     def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,
-              sack=True, area_bytes=None) -> None:
-        """Write one segment. ``area_bytes``: an options area already written (wire.py)."""
-        if area_bytes is not None:
-            self._write(flags, seq, area_bytes, payload)
-            return
+              sack=True) -> None:
+        """Write one segment with the TCP options it needs and the MPTCP options ``mptcp``."""
         area = []
         if syn and not flags & pk.ACK:            # Linux's layout, byte for byte: MSS,
             area += [opt.Mss(self.config.mss), opt.SackPermitted(),   # SACK-permitted + TS,
@@ -420,8 +417,7 @@ class Subflow:
             return
         if state == SYN_RCVD:
             if self._rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
-                self.conn.endpoint.output(pk.build_packet(
-                    self.local, self.remote, self.lport, self.rport, seg.ack, 0, pk.RST, 0))
+                self.conn.endpoint.reset_reply(seg)
                 return
             if not self.conn.on_handshake(self, seg, now):
                 return
@@ -452,8 +448,7 @@ class Subflow:
         flags = seg.flags
         if flags & pk.ACK and seg.ack != self._wire_seq(1):
             if not flags & pk.RST:                 # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
-                self.conn.endpoint.output(pk.build_packet(
-                    self.local, self.remote, self.lport, self.rport, seg.ack, 0, pk.RST, 0))
+                self.conn.endpoint.reset_reply(seg)
             return
         if flags & pk.RST:
             if flags & pk.ACK:
@@ -523,9 +518,9 @@ class Subflow:
         if seg.sack and self.sack_ok and self.outstanding:
             self._take_sack(seg.sack)
         if self.outstanding and not self.in_recovery and self.snd_una >= self.recovery_point:
-            if self.dupacks >= DUP_THRESH and not self._any_lost():
+            if self.dupacks >= DUP_THRESH and not self.has_lost():
                 self._mark_lost_first()
-            if self._any_lost():
+            if self.has_lost():
                 self._enter_recovery(now)
 
     def _cumulative_ack(self, ack: int, now: float) -> None:
@@ -620,9 +615,6 @@ class Subflow:
             j += 1
         if limit > self.loss_scan:
             self.loss_scan = limit
-
-    def _any_lost(self) -> bool:
-        return self.has_lost()
 
     def _mark_lost_first(self) -> None:
         """The first unacknowledged, unSACKed segment is lost (three duplicate ACKs, or a
