@@ -64,6 +64,11 @@ class BulkApp:
         self.endpoint.receive_packet(data, now)
         self.run(now)
 
+    def receive_packets(self, packets, now: float) -> None:
+        """A batch that arrived together (a TUN read): the application runs once after it."""
+        self.endpoint.receive_packets(packets, now)
+        self.run(now)
+
     def packets_to_send(self, now: float):
         return self.endpoint.packets_to_send(now)
 

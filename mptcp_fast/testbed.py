@@ -1,0 +1,241 @@
+"""Testbeds with the Linux kernel as the MPTCP peer (issue #13): what the interop tests, the
+benchmarks and anyone checking the engine against the kernel build on. Root only.
+
+``TunBed``: the kernel in a namespace of its own, and this process's engine behind a TUN
+device in that namespace::
+
+    namespace "<name>-k" (the kernel)                      this process (the engine)
+      device <name>0: 198.18.0.1/24, 198.18.2.1/24, ...  <->  fd: 198.18.0.2, 198.18.2.2, ...
+
+Path ``i`` is the pair (198.18.{2i}.1 kernel, 198.18.{2i}.2 engine); the /24 on the device
+routes the engine's addresses to the descriptor. ``VethBed``: the same addresses between two
+kernel namespaces over one veth pair per path, the kernel<->kernel reference.
+
+``KernelPeer``: a kernel MPTCP socket in the namespace, run in a thread, that sends a seeded
+stream (the engine's ``apps.pattern``) and hashes what it receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+
+from . import kernel
+from . import packet as pk
+from .engine.apps import pattern
+from .netns import Namespace, veth_pair
+from .tun import TunDevice
+
+__all__ = ["TunBed", "VethBed", "KernelPeer", "path_addresses", "fix_tcp_checksum"]
+
+
+def path_addresses(i: int) -> tuple[str, str]:
+    """(kernel side, engine or second-kernel side) of path ``i``: 198.18.{2i}.1 / .2."""
+    return f"198.18.{2 * i}.1", f"198.18.{2 * i}.2"
+
+
+def fix_tcp_checksum(packet: bytearray) -> bytearray:
+    """Recompute the TCP checksum of a packet a test has edited (what a middlebox does)."""
+    ip_len = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else 40
+    checksum = pk.tcp_checksum(packet)
+    packet[ip_len + 16:ip_len + 18] = checksum.to_bytes(2, "big")
+    return packet
+
+
+def _prepare(ns: Namespace, checksums: bool) -> None:
+    ns.sysctl("net.mptcp.enabled", 1)
+    ns.sysctl("net.mptcp.checksum_enabled", int(checksums))
+    ns.sysctl("net.ipv4.conf.all.rp_filter", 0)
+    ns.sysctl("net.ipv4.conf.default.rp_filter", 0)
+    ns.ip("mptcp", "limits", "set", "subflows", 8, "add_addr_accepted", 8)
+
+
+class TunBed:
+    """See the module text. ``paths`` paths; ``offload``: the TUN device with GSO/checksum
+    offload (TunDevice); ``checksums``: the kernel's net.mptcp.checksum_enabled."""
+
+    def __init__(self, name: str = "mft", paths: int = 2, offload: bool = True,
+                 checksums: bool = False, mtu: int = 1500):
+        self.ns = Namespace.create(f"{name}-k")
+        self.device = None
+        try:
+            _prepare(self.ns, checksums)
+            self.device = TunDevice(f"{name}0", offload=offload, mtu=mtu)
+            self.kernel_addresses = [path_addresses(i)[0] for i in range(paths)]
+            self.engine_addresses = [path_addresses(i)[1] for i in range(paths)]
+            self.device.configure([a + "/24" for a in self.kernel_addresses], netns=self.ns.name)
+        except BaseException:
+            self.close()
+            raise
+
+    def endpoint(self, address: str, *flags: str) -> None:
+        """An endpoint of the kernel's path manager (``ip mptcp endpoint add``)."""
+        self.ns.ip("mptcp", "endpoint", "add", address, "dev", self.device.name, *flags)
+
+    def counters(self) -> dict:
+        return self.ns.counters()
+
+    def close(self) -> None:
+        if self.device is not None:
+            self.device.close()
+        self.ns.delete()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class VethBed:
+    """Two kernel namespaces, ``<name>-a`` (198.18.{2i}.1) and ``<name>-b`` (198.18.{2i}.2),
+    joined by one veth pair per path."""
+
+    def __init__(self, name: str = "mfv", paths: int = 2, checksums: bool = False):
+        self.a = Namespace.create(f"{name}-a")
+        self.b = Namespace.create(f"{name}-b")
+        try:
+            for ns in (self.a, self.b):
+                _prepare(ns, checksums)
+            self.a_addresses, self.b_addresses = [], []
+            for i in range(paths):
+                left, right = path_addresses(i)
+                veth_pair(self.a, f"{name}a{i}", self.b, f"{name}b{i}")
+                self.a.ip("addr", "add", left + "/24", "dev", f"{name}a{i}")
+                self.b.ip("addr", "add", right + "/24", "dev", f"{name}b{i}")
+                self.a_addresses.append(left)
+                self.b_addresses.append(right)
+            self.name = name
+        except BaseException:
+            self.close()
+            raise
+
+    def endpoint(self, side: str, i: int, *flags: str) -> None:
+        ns = self.a if side == "a" else self.b
+        address = (self.a_addresses if side == "a" else self.b_addresses)[i]
+        ns.ip("mptcp", "endpoint", "add", address, "dev", f"{self.name}{side}{i}", *flags)
+
+    def close(self) -> None:
+        self.a.delete()
+        self.b.delete()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class KernelPeer:
+    """A kernel MPTCP socket inside ``ns``, in a thread: ``listen(address, port)`` or
+    ``connect(address, port)``, then it sends ``send_bytes`` of the stream ``seed`` (and shuts
+    its side down) while it reads to the end. ``mptcp=False`` makes a plain TCP socket.
+
+    After ``join()``: ``received``, ``received_sha256``, ``sent_sha256``, ``info`` (MptcpInfo
+    or None), ``subflows`` (their addresses), ``error`` (an exception, or None)."""
+
+    def __init__(self, ns: Namespace, send_bytes: int = 0, seed: int = 1, mptcp: bool = True,
+                 close_after_read: bool = True):
+        self.ns = ns
+        self.send_bytes = send_bytes
+        self.seed = seed
+        self.mptcp = mptcp
+        self.close_after_read = close_after_read
+        self.received = 0
+        self.received_sha256 = None
+        self.sent_sha256 = None
+        self.info = None
+        self.subflows = []
+        self.error = None
+        self.sock = None
+        self.connected = threading.Event()
+        self._listener = None
+        self._thread = None
+
+    def _socket(self) -> socket.socket:
+        with self.ns.entered():
+            if self.mptcp:
+                return kernel.mptcp_socket()
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    def listen(self, address: str, port: int) -> "KernelPeer":
+        self._listener = self._socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((address, port))
+        self._listener.listen(8)
+        self._start(lambda: self._listener.accept()[0])
+        return self
+
+    def connect(self, address: str, port: int, timeout: float = 10.0) -> "KernelPeer":
+        sock = self._socket()
+
+        def dial():
+            sock.settimeout(timeout)
+            sock.connect((address, port))
+            sock.settimeout(None)
+            return sock
+        self._start(dial)
+        return self
+
+    def _start(self, make) -> None:
+        self._thread = threading.Thread(target=self._run, args=(make,), daemon=True)
+        self._thread.start()
+
+    def _run(self, make) -> None:
+        try:
+            self.sock = sock = make()
+            self.connected.set()
+            sender = threading.Thread(target=self._send, args=(sock,), daemon=True)
+            sender.start()
+            digest = hashlib.sha256()
+            buffer = bytearray(1 << 20)
+            view = memoryview(buffer)
+            while True:
+                n = sock.recv_into(buffer)
+                if not n:
+                    break
+                digest.update(view[:n])
+                self.received += n
+            sender.join()
+            self.received_sha256 = digest.hexdigest()
+            self._record(sock)
+            if self.close_after_read:
+                sock.close()
+        except BaseException as exc:                         # reported to the test
+            self.error = exc
+            self.connected.set()
+
+    def _send(self, sock) -> None:
+        source = pattern(self.seed)
+        block = len(source) // 2
+        view = memoryview(source)
+        digest = hashlib.sha256()
+        sent = 0
+        try:
+            while sent < self.send_bytes:
+                start = sent % block
+                piece = view[start:start + min(block, self.send_bytes - sent, 1 << 20)]
+                sock.sendall(piece)
+                digest.update(piece)
+                sent += len(piece)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.error = exc
+        self.sent_sha256 = digest.hexdigest()
+
+    def _record(self, sock) -> None:
+        if self.mptcp:
+            try:
+                self.info = kernel.mptcp_info(sock)
+                self.subflows = kernel.subflow_addresses(sock)
+            except (OSError, kernel.KernelMptcpError):
+                pass
+
+    def done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    def join(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
+        if self._listener is not None:
+            self._listener.close()

@@ -1,0 +1,147 @@
+"""Run an engine over a TUN device in this thread (issue #13): the loop the CLI, the tests and
+the benchmarks share. The asyncio layer (``mptcp_fast.aio``) is the same loop on an event loop.
+
+    host = TunHost(app, device)                    # app: an Endpoint or an engine.apps.BulkApp
+    host.run(until=lambda: transfer.done, timeout=30)
+
+Each turn waits for the device or the engine's timer, reads every packet waiting (one batch
+into the engine), runs the timers that are due, and writes what the engine has to send. Time
+is the monotonic clock.
+
+Impairments live here, in the packet path this process owns (the kernel here has no netem):
+``host.impair(address, loss=0.01, delay=0.02, down=False)`` applies to every packet to or from
+one of the engine's addresses, both directions, from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import select
+import time
+from dataclasses import dataclass
+
+from . import _check
+
+__all__ = ["TunHost", "Impairment"]
+
+
+@dataclass
+class Impairment:
+    """What happens to the packets of one of the engine's addresses."""
+    loss: float = 0.0            # the chance each packet is dropped
+    delay: float = 0.0           # seconds each packet is held (one way)
+    down: bool = False           # every packet dropped
+    dropped: int = 0
+    delayed: int = 0
+
+
+class TunHost:
+    """See the module text."""
+
+    def __init__(self, app, device, seed: int = 0, clock=time.monotonic):
+        self.app = app
+        self.device = device
+        self.clock = clock
+        self._rng = random.Random(seed)
+        self._impairments: dict[bytes, Impairment] = {}
+        self._held = []                     # (release time, order, direction, packet)
+        self._order = 0
+        self._batch = getattr(app, "receive_packets", None)
+        self._poll = select.poll()
+        self._poll.register(device.fileno(), select.POLLIN)
+
+    # ------------------------------------------------------------------ impairments
+    def impair(self, address, loss: float = 0.0, delay: float = 0.0,
+               down: bool = False) -> Impairment:
+        """Impair every packet to or from ``address`` (one of the engine's); replaces what was
+        set for it before. Returns the record, whose counters say what was done."""
+        packed = _check.address("address", address)
+        if not 0.0 <= loss <= 1.0 or delay < 0:
+            raise ValueError("need 0 <= loss <= 1 and delay >= 0")
+        record = self._impairments[packed] = Impairment(loss, delay, down)
+        return record
+
+    def _judge(self, packet, address: bytes, inbound: bool, now: float) -> bool:
+        """Apply the impairment of ``address``: True when the packet goes on now."""
+        rule = self._impairments.get(address)
+        if rule is None:
+            return True
+        if rule.down or (rule.loss and self._rng.random() < rule.loss):
+            rule.dropped += 1
+            return False
+        if rule.delay:
+            rule.delayed += 1
+            self._order += 1
+            heapq.heappush(self._held, (now + rule.delay, self._order, inbound, packet))
+            return False
+        return True
+
+    @staticmethod
+    def _addresses(packet):
+        """(source, destination) of an IP packet, or None when it is too short to say."""
+        if len(packet) >= 20 and packet[0] >> 4 == 4:
+            return bytes(packet[12:16]), bytes(packet[16:20])
+        if len(packet) >= 40 and packet[0] >> 4 == 6:
+            return bytes(packet[8:24]), bytes(packet[24:40])
+        return None
+
+    def _filter(self, packets, inbound: bool, now: float) -> list:
+        if not self._impairments:
+            return packets
+        kept = []
+        for packet in packets:
+            ends = self._addresses(packet)
+            if ends is None or self._judge(packet, ends[1] if inbound else ends[0],
+                                           inbound, now):
+                kept.append(packet)
+        return kept
+
+    # ------------------------------------------------------------------ the loop
+    def step(self, timeout: float = 0.05) -> None:
+        """One turn: wait at most ``timeout`` seconds for a packet or a timer, then serve."""
+        app, now = self.app, self.clock()
+        deadline = now + timeout
+        timer = app.get_timer()
+        if timer is not None:
+            deadline = min(deadline, timer)
+        if self._held:
+            deadline = min(deadline, self._held[0][0])
+        wait_ms = max(0, int((deadline - now) * 1000 + 0.999))
+        if wait_ms:
+            self._poll.poll(wait_ms)
+        self.serve(self.clock())
+
+    def serve(self, now: float) -> None:
+        """Everything due at ``now``: packets waiting on the device (and those whose delay is
+        over), timers, and the engine's output."""
+        app = self.app
+        inbound = self._filter(self.device.read_batch(), True, now)
+        outbound_late = []
+        held = self._held
+        while held and held[0][0] <= now:
+            _, _, is_inbound, packet = heapq.heappop(held)
+            (inbound if is_inbound else outbound_late).append(packet)
+        if inbound:
+            if self._batch is not None:
+                self._batch(inbound, now)
+            else:
+                for packet in inbound:
+                    app.receive_packet(packet, now)
+        timer = app.get_timer()
+        if timer is not None and timer <= now:
+            app.handle_timer(now)
+        write = self.device.write
+        for packet in outbound_late:
+            write(packet)
+        for packet in self._filter(app.packets_to_send(now), False, now):
+            write(packet)
+
+    def run(self, until=None, timeout: float | None = None) -> bool:
+        """Turn until ``until()`` is true (True) or ``timeout`` seconds pass (False)."""
+        end = None if timeout is None else self.clock() + timeout
+        while until is None or not until():
+            if end is not None and self.clock() >= end:
+                return False
+            self.step()
+        return True
