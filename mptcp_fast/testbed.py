@@ -27,7 +27,8 @@ from .engine.apps import pattern
 from .netns import Namespace, veth_pair
 from .tun import TunDevice
 
-__all__ = ["TunBed", "VethBed", "KernelPeer", "path_addresses", "fix_tcp_checksum"]
+__all__ = ["TunBed", "VethBed", "KernelPeer", "path_addresses", "fix_tcp_checksum",
+           "find_mptcp_option"]
 
 
 def path_addresses(i: int) -> tuple[str, str]:
@@ -41,6 +42,33 @@ def fix_tcp_checksum(packet: bytearray) -> bytearray:
     checksum = pk.tcp_checksum(packet)
     packet[ip_len + 16:ip_len + 18] = checksum.to_bytes(2, "big")
     return packet
+
+
+def find_mptcp_option(packet, subtype: int, length: int | None = None):
+    """Where the MPTCP option of ``subtype`` (and ``length``) starts in an IP packet, or None:
+    for tests that edit what crosses the wire."""
+    if len(packet) < 20:
+        return None
+    ip_len = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else 40
+    if len(packet) < ip_len + 20 or (packet[0] >> 4 == 4 and packet[9] != 6):
+        return None
+    end = ip_len + (packet[ip_len + 12] >> 4) * 4
+    i = ip_len + 20
+    while i < min(end, len(packet)):
+        kind = packet[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= end or packet[i + 1] < 2:
+            break
+        size = packet[i + 1]
+        if kind == 30 and i + 2 < end and packet[i + 2] >> 4 == subtype and \
+                (length is None or size == length):
+            return i
+        i += size
+    return None
 
 
 def _prepare(ns: Namespace, checksums: bool) -> None:

@@ -10,7 +10,9 @@ is the monotonic clock.
 
 Impairments live here, in the packet path this process owns (the kernel here has no netem):
 ``host.impair(address, loss=0.01, delay=0.02, down=False)`` applies to every packet to or from
-one of the engine's addresses, both directions, from a seeded generator.
+one of the engine's addresses, both directions, from a seeded generator. A test that plays
+middlebox or attacker sets ``host.rewrite_inbound`` / ``host.rewrite_outbound`` to a function
+of a packet that returns the packet to deliver instead (edited) or None (dropped).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class TunHost:
         self._held = []                     # (release time, order, direction, packet)
         self._order = 0
         self._batch = getattr(app, "receive_packets", None)
+        self.rewrite_inbound = None         # packet -> packet or None (see the module text)
+        self.rewrite_outbound = None
         self._poll = select.poll()
         self._poll.register(device.fileno(), select.POLLIN)
 
@@ -87,6 +91,9 @@ class TunHost:
         return None
 
     def _filter(self, packets, inbound: bool, now: float) -> list:
+        rewrite = self.rewrite_inbound if inbound else self.rewrite_outbound
+        if rewrite is not None:
+            packets = [p for p in map(rewrite, packets) if p is not None]
         if not self._impairments:
             return packets
         kept = []

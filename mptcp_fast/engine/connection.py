@@ -643,9 +643,10 @@ class Connection(PathManagement, Fallback):
 
     # ================================================================ writing
     def data_options(self, sf, chunk) -> list:
-        if self.pending_fail is not None:             # the answer to the peer's MP_FAIL
-            dsn, self.pending_fail = self.pending_fail, None
-            return [opt.MpFail(dsn)]
+        if self.pending_fail is not None:             # the answer to the peer's MP_FAIL goes
+            sf.send_ack(self.endpoint.now)            # first, on a pure ACK as Linux sends it:
+                                                      # data without a mapping would be read
+                                                      # as a fallback of its own (DssFallback)
         if self.send_infinite_mapping:                # RFC 8684 §3.7: one DSS of length 0
             self.send_infinite_mapping = False
             return [opt.Dss(None, None, chunk.dsn, True, chunk.seq & MASK32, 0,
