@@ -138,6 +138,17 @@ class Endpoint:
             conn._queued = False
         return None
 
+    def connections_with_events(self) -> list:
+        """The connections with events waiting, each once, for a caller that reads events per
+        connection (``conn.next_event()``) so that it can stop reading one whose application
+        does not keep up (its receive window then closes). Such a connection comes back here
+        when it gets a new event; the caller remembers the ones it left unread."""
+        queued = list(self._with_events)
+        self._with_events.clear()
+        for conn in queued:
+            conn._queued = False
+        return queued
+
     # ================================================================ sans-IO face
     def receive_packet(self, data, now: float) -> None:
         """One whole IP packet from the network."""

@@ -1,0 +1,156 @@
+"""asyncio streams over the engine and a TUN device (issue #13), against the kernel: an echo
+server in the engine for a kernel client, a client of a kernel server; flow control both
+ways; uvloop where it is installed. Root only."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from mptcp_fast import aio
+from mptcp_fast.engine import Config
+from mptcp_fast.netns import have_root
+from mptcp_fast.testbed import KernelPeer, TunBed
+
+from test_kernel_interop import _kernel_mptcp, _stream
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(not have_root() or not _kernel_mptcp(),
+                                 reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")]
+
+MB = 1_000_000
+
+
+@pytest.fixture
+def bed():
+    with TunBed(name="mfa", paths=2) as made:
+        yield made
+
+
+def _loops():
+    loops = ["asyncio"]
+    try:
+        import uvloop  # noqa: F401
+        loops.append("uvloop")
+    except ImportError:
+        pass
+    return loops
+
+
+def _run(kind: str, coroutine):
+    if kind == "uvloop":
+        import uvloop
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
+
+
+@pytest.mark.parametrize("loop_kind", _loops())
+def test_engine_echo_server_for_a_kernel_client(bed, loop_kind):
+    """start_server: every byte the kernel client sends comes back (8 MB, two subflows: the
+    kernel joins from its second address), and the end of the stream closes the echo."""
+    bed.endpoint(bed.kernel_addresses[1], "subflow")
+    size = 8 * MB
+
+    async def main():
+        subflows = []
+
+        async def echo(reader, writer):
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+            subflows.append(len(writer.get_extra_info("subflows")))
+            writer.close()
+            await writer.wait_closed()
+
+        server = await aio.start_server(echo, 5000, local_addresses=bed.engine_addresses[:1],
+                                        device=bed.device, config=Config(offload=True))
+        peer = KernelPeer(bed.ns, send_bytes=size, seed=4).connect(bed.engine_addresses[0], 5000)
+        while not peer.done():
+            await asyncio.sleep(0.01)
+        server.close()
+        server.stack.close()
+        return peer, subflows
+
+    peer, subflows = _run(loop_kind, main())
+    assert peer.error is None
+    assert peer.received == size and peer.received_sha256 == peer.sent_sha256
+    assert subflows == [2]
+
+
+@pytest.mark.parametrize("loop_kind", _loops())
+def test_engine_client_of_a_kernel_server(bed, loop_kind):
+    """open_connection from two local addresses: 6 MB each way, byte-exact; the reader is a
+    StreamReader (readexactly) and wait_closed returns once our DATA_FIN is acknowledged."""
+    size = 6 * MB
+    peer = KernelPeer(bed.ns, send_bytes=size, seed=5).listen("0.0.0.0", 5000)
+
+    async def main():
+        reader, writer = await aio.open_connection(
+            bed.kernel_addresses[0], 5000, local_addresses=bed.engine_addresses,
+            device=bed.device, config=Config(offload=True))
+        assert writer.get_extra_info("peername") == (bed.kernel_addresses[0], 5000)
+        source = _stream(8, size)
+
+        async def send():
+            for i in range(0, size, 100_000):
+                writer.write(source[i:i + 100_000])
+                await writer.drain()
+            writer.write_eof()
+
+        sending = asyncio.ensure_future(send())
+        received = await reader.readexactly(size)
+        assert await reader.read() == b""
+        await sending
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 10)
+        joined = len(writer.get_extra_info("subflows"))
+        writer.stack.close()
+        return source, received, joined
+
+    source, received, joined = _run(loop_kind, main())
+    peer.join()
+    assert peer.received_sha256 == hashlib.sha256(source).hexdigest()
+    assert received == _stream(5, size)
+    assert joined == 2
+
+
+def test_a_reader_that_does_not_read_closes_the_window(bed):
+    """Flow control: the application reads nothing for a while, so the engine stops taking
+    the connection's data out (the reader's buffer stays near its limit and the kernel is
+    stopped by our closed window); then it reads everything, byte-exact."""
+    size = 30 * MB
+    peer = KernelPeer(bed.ns, send_bytes=size, seed=6).listen("0.0.0.0", 5000)
+
+    async def main():
+        config = Config(offload=True, receive_window=1 << 20)
+        reader, writer = await aio.open_connection(
+            bed.kernel_addresses[0], 5000, local_addresses=bed.engine_addresses[:1],
+            device=bed.device, config=config)
+        await asyncio.sleep(0.5)                     # not reading
+        buffered = len(reader._buffer)               # what the stream holds unread
+        digest, total = hashlib.sha256(), 0
+        while data := await reader.read(1 << 20):
+            digest.update(data)
+            total += len(data)
+        writer.close()
+        await writer.wait_closed()
+        writer.stack.close()
+        return buffered, total, digest.hexdigest()
+
+    buffered, total, digest = _run("asyncio", main())
+    peer.join()
+    assert buffered <= 2 * aio.READ_LIMIT + (1 << 20)    # the limit, plus one event's data
+    assert total == size and digest == peer.sent_sha256
+
+
+def test_refused_connection_raises(bed):
+    """Nothing listens on the port: the kernel answers RST and open_connection raises
+    ConnectionRefusedError."""
+    async def main():
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(aio.open_connection(
+                bed.kernel_addresses[0], 5999, local_addresses=bed.engine_addresses[:1],
+                device=bed.device), 10)
+    _run("asyncio", main())
