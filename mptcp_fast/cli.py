@@ -360,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="play an attack instead: the forged ADD_ADDR of the IETF-87 slides, "
                           "against v0, v1 and v0+add_addr2 (or --profile)")
     dem.set_defaults(func=cmd_demo)
+    from . import netcli
+    netcli.add_parsers(sub, _size)
     return parser
 
 

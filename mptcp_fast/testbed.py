@@ -17,6 +17,7 @@ stream (the engine's ``apps.pattern``) and hashes what it receives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -27,7 +28,7 @@ from .engine.apps import pattern
 from .netns import Namespace, veth_pair
 from .tun import TunDevice
 
-__all__ = ["TunBed", "VethBed", "KernelPeer", "path_addresses", "fix_tcp_checksum",
+__all__ = ["TunBed", "VethBed", "KernelPeer", "kernel_namespace", "path_addresses", "fix_tcp_checksum",
            "find_mptcp_option"]
 
 
@@ -79,16 +80,27 @@ def _prepare(ns: Namespace, checksums: bool) -> None:
     ns.ip("mptcp", "limits", "set", "subflows", 8, "add_addr_accepted", 8)
 
 
+def kernel_namespace(name: str, checksums: bool = False) -> Namespace:
+    """A fresh namespace ready to be an MPTCP peer: MPTCP on (checksums as asked), no reverse
+    path filter, the path manager's limits raised to 8 subflows and 8 accepted ADD_ADDRs."""
+    ns = Namespace.create(name)
+    try:
+        _prepare(ns, checksums)
+    except BaseException:
+        ns.delete()
+        raise
+    return ns
+
+
 class TunBed:
     """See the module text. ``paths`` paths; ``offload``: the TUN device with GSO/checksum
     offload (TunDevice); ``checksums``: the kernel's net.mptcp.checksum_enabled."""
 
     def __init__(self, name: str = "mft", paths: int = 2, offload: bool = True,
                  checksums: bool = False, mtu: int = 1500):
-        self.ns = Namespace.create(f"{name}-k")
+        self.ns = kernel_namespace(f"{name}-k", checksums)
         self.device = None
         try:
-            _prepare(self.ns, checksums)
             self.device = TunDevice(f"{name}0", offload=offload, mtu=mtu)
             self.kernel_addresses = [path_addresses(i)[0] for i in range(paths)]
             self.engine_addresses = [path_addresses(i)[1] for i in range(paths)]
@@ -156,7 +168,7 @@ class VethBed:
 
 
 class KernelPeer:
-    """A kernel MPTCP socket inside ``ns``, in a thread: ``listen(address, port)`` or
+    """A kernel MPTCP socket inside ``ns`` (None: this process's namespace), in a thread: ``listen(address, port)`` or
     ``connect(address, port)``, then it sends ``send_bytes`` of the stream ``seed`` (and shuts
     its side down) while it reads to the end. ``mptcp=False`` makes a plain TCP socket.
 
@@ -182,7 +194,7 @@ class KernelPeer:
         self._thread = None
 
     def _socket(self) -> socket.socket:
-        with self.ns.entered():
+        with self.ns.entered() if self.ns is not None else contextlib.nullcontext():
             if self.mptcp:
                 return kernel.mptcp_socket()
             return socket.socket(socket.AF_INET, socket.SOCK_STREAM)

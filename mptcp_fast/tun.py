@@ -89,7 +89,8 @@ class TunDevice:
             if exc.errno == errno.EPERM:
                 raise TunError(exc.errno, "making a TUN device needs root (CAP_NET_ADMIN)") \
                     from None
-            if exc.errno == errno.EBUSY:
+            if exc.errno == errno.EBUSY or (exc.errno == errno.EINVAL and "%" not in name
+                                            and os.path.exists(f"/sys/class/net/{name}")):
                 raise TunError(exc.errno, f"the device name {name!r} is in use by another "
                                "device or process") from None
             raise TunError(exc.errno, f"TUNSETIFF {name!r}: {exc.strerror}") from None
@@ -113,8 +114,22 @@ class TunDevice:
         for route in routes:
             self._ip(prefix + ["route", "add", str(route), "dev", self.name])
 
+    def check_routed(self, addresses, netns: str | None = None) -> None:
+        """Each of the engine's ``addresses`` must be routed into this device, or the kernel
+        would keep its packets: a TunError names the first that is the kernel's own address
+        (in use) or leaves through another device."""
+        prefix = ["-n", netns] if netns is not None else []
+        for address in addresses:
+            route = self._ip(prefix + ["route", "get", str(address)])
+            if route.startswith("local"):
+                raise TunError(errno.EADDRINUSE, f"the address {address} is in use by the "
+                               "kernel (one of its own): the engine needs addresses of its own")
+            if f" dev {self.name} " not in f" {route} ":
+                raise TunError(errno.EADDRNOTAVAIL, f"the address {address} is not routed into "
+                               f"{self.name} (the kernel sends it elsewhere: {route.strip()})")
+
     @staticmethod
-    def _ip(arguments) -> None:
+    def _ip(arguments) -> str:
         try:
             done = subprocess.run(["ip", *arguments], capture_output=True, text=True)
         except FileNotFoundError:
@@ -124,6 +139,7 @@ class TunDevice:
             message = done.stderr.strip() or f"exit status {done.returncode}"
             code = errno.EADDRINUSE if "exists" in message else errno.EINVAL
             raise TunError(code, f"ip {' '.join(arguments)}: {message}")
+        return done.stdout
 
     # ------------------------------------------------------------------ packets
     def fileno(self) -> int:

@@ -1,0 +1,173 @@
+"""``mptcp-fast serve``, ``connect`` and ``proxy`` (issue #13), run as a user runs them: the
+userspace engine on a TUN device and the kernel's MPTCP sockets, each against the other, and
+the proxy on both engines carrying a plain TCP client to a kernel MPTCP server. Root only,
+except the error messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mptcp_fast.netns import have_root
+from mptcp_fast.testbed import KernelPeer, kernel_namespace
+
+from test_kernel_interop import _kernel_mptcp
+
+root_only = pytest.mark.skipif(not have_root() or not _kernel_mptcp(),
+                               reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")
+CLI = [sys.executable, "-m", "mptcp_fast"]
+TUN = ["--tun-address", "198.18.0.1/24", "--tun-address", "198.18.2.1/24"]
+
+
+@pytest.fixture
+def ns():
+    made = kernel_namespace("mfn-k")
+    yield made
+    made.delete()
+
+
+def _start(arguments, **kwargs):
+    return subprocess.Popen(CLI + arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+def _wait_listening(ns, port: int, timeout: float = 10.0) -> None:
+    """Until something listens on ``port`` in ``ns`` (ss), so the client does not race it."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if f":{port} " in ns.run("ss", "-Hltn"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def _json_lines(text: str) -> list:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@root_only
+def test_userspace_echo_server_and_kernel_client(ns):
+    """serve --mode echo on the engine (its TUN device moved into the namespace); connect
+    --engine kernel from the namespace, which also joins from its second address."""
+    server = _start(["serve", "--mode", "echo", "--count", "1", "--json", "--tun", "mfn0",
+                     *TUN, "--netns", ns.name, "--address", "198.18.0.2"])
+    try:
+        end = time.monotonic() + 10
+        while "mfn0" not in ns.ip("link") and time.monotonic() < end:
+            time.sleep(0.05)
+        ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "mfn0", "subflow")
+        client = subprocess.run(CLI + ["connect", "198.18.0.2", "5000", "--engine", "kernel",
+                                       "--netns", ns.name, "--bytes", "20M", "--json"],
+                                capture_output=True, text=True, timeout=60)
+        out, err = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert client.returncode == 0, client.stderr
+    (c,) = _json_lines(client.stdout)
+    (s,) = _json_lines(out)
+    assert c["sent"] == c["received"] == 20 << 20
+    assert c["received_sha256"] == c["sent_sha256"] == s["received_sha256"] == s["sent_sha256"]
+    assert s["engine"] == "userspace" and c["engine"] == "kernel"
+    assert len(s["subflows"]) == 2 and len(c["subflows"]) == 2
+    assert server.returncode == 0, err
+
+
+@root_only
+def test_userspace_client_and_kernel_server(ns):
+    """connect on the engine from two addresses to serve --engine kernel --mode send: 30 MB
+    each way; the SHA-256 of what the server sent is what the client received."""
+    server = _start(["serve", "--engine", "kernel", "--netns", ns.name, "--mode", "send",
+                     "--bytes", "30M", "--count", "1", "--json"])
+    try:
+        _wait_listening(ns, 5000)
+        client = subprocess.run(CLI + ["connect", "198.18.0.1", "5000", "--tun", "mfn1", *TUN,
+                                       "--netns", ns.name, "--address", "198.18.0.2",
+                                       "--address", "198.18.2.2", "--bytes", "30M", "--json"],
+                                capture_output=True, text=True, timeout=60)
+        out, err = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert client.returncode == 0, client.stderr
+    (c,) = _json_lines(client.stdout)
+    (s,) = _json_lines(out)
+    assert c["received"] == s["sent"] == 30 << 20 and c["sent"] == s["received"] == 30 << 20
+    assert c["received_sha256"] == s["sent_sha256"] and s["received_sha256"] == c["sent_sha256"]
+    assert len(c["subflows"]) == 2
+
+
+@root_only
+@pytest.mark.parametrize("engine", ["userspace", "kernel"])
+def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
+    """A plain TCP client -> proxy (tcp-to-mptcp) -> a kernel MPTCP server, 20 MB each way
+    byte-exact, and the kernel's counters show the MPTCP connection and the second subflow."""
+    if engine == "kernel":                     # the proxy's MPTCP socket lives in the namespace
+        ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+        ns.ip("addr", "add", "198.18.2.1/24", "dev", "lo")
+        ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "lo", "subflow")
+        extra = ["--netns", ns.name]
+    else:
+        extra = ["--tun", "mfn2", *TUN, "--netns", ns.name, "--address", "198.18.0.2",
+                 "--address", "198.18.2.2"]
+    server = KernelPeer(ns, send_bytes=20 << 20, seed=11).listen("0.0.0.0", 5000)
+    before = ns.counters()
+    proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7100",
+                    "--to", "198.18.0.1:5000", "--count", "1", "--json", *extra])
+    try:
+        end = time.monotonic() + 10
+        while b":7100 " not in subprocess.run(["ss", "-Hltn"], capture_output=True).stdout:
+            assert time.monotonic() < end and proxy.poll() is None, proxy.stderr.read()
+            time.sleep(0.05)
+        client = KernelPeer(None, send_bytes=20 << 20, seed=12, mptcp=False)
+        client.connect("127.0.0.1", 7100)
+        client.join(60)
+        server.join(30)
+        out, err = proxy.communicate(timeout=30)
+    finally:
+        proxy.kill()
+    assert client.error is None and server.error is None
+    assert client.received == server.received == 20 << 20
+    assert client.received_sha256 == server.sent_sha256
+    assert server.received_sha256 == client.sent_sha256
+    (report,) = _json_lines(out)
+    assert report["upstream"] == report["downstream"] == 20 << 20
+    assert len(report["subflows"]) == 2
+    moved = ns.counters_since(before)
+    assert moved.get("MPTcpExtMPCapableSYNRX") == 1 and moved.get("MPTcpExtMPJoinSynRx") == 1
+    assert moved.get("MPTcpExtMPJoinAckRx") == 1
+
+
+def test_clear_errors_without_root(tmp_path):
+    """Without CAP_NET_ADMIN (root's capability dropped with setpriv) the userspace engine says
+    why in one line, no traceback, exit status 2."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("drops root's CAP_NET_ADMIN with setpriv: needs root and util-linux")
+    done = subprocess.run(["setpriv", "--bounding-set=-net_admin", *CLI, "serve",
+                           "--address", "198.18.0.2"], capture_output=True, text=True,
+                          timeout=30, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("mptcp-fast serve: making a TUN device needs root "
+                                   "(CAP_NET_ADMIN)")
+
+
+@root_only
+def test_clear_errors_for_a_name_or_address_in_use(ns):
+    """A device name taken by another device, and an engine address the kernel owns (its
+    packets would never reach the device): one line each, exit status 2."""
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    done = subprocess.run(CLI + ["serve", "--tun", "lo", "--address", "198.18.0.2"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("mptcp-fast serve: the device name 'lo' is in use by another "
+                                   "device or process")
+    done = subprocess.run(CLI + ["serve", "--tun", "mfn3", "--tun-address", "198.18.4.1/24",
+                                 "--netns", ns.name, "--address", "198.18.0.1"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("mptcp-fast serve: the address 198.18.0.1 is in use by the "
+                                   "kernel (one of its own): the engine needs addresses of its own")
