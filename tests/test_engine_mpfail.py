@@ -77,3 +77,53 @@ def test_the_rewritten_byte_is_exactly_what_arrives_after_fallback(backend):
     assert {id(s) for s, p in seen for o in options_of(p) if type(o) is opt.MpFail} == \
         {id(client), id(server)}                                  # MP_FAIL both ways
     assert len({o.dsn for o in fails}) == 1
+
+
+def test_mp_fail_while_receiving_checksummed_data_loses_none_of_it(backend):
+    """Both directions at once on the only subflow, the client's data rewritten; the server's
+    data segments after its second are held back until its MP_FAIL has reached the client, so
+    the client falls back with the server's first mapping half received: those bytes sit in
+    the checksum hold, already acknowledged by TCP and never to be sent again. Falling back
+    delivers them, and the server -> client stream arrives whole (found against the Linux
+    kernel, where it stalled). The client's answering MP_FAIL rides a pure ACK, as Linux sends
+    it; the infinite mapping is on its next data segment."""
+    client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
+    server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    up, down = bytes(range(256)) * 1024, bytes(range(255, -1, -1)) * 1024
+    conn.send(up, end_stream=True)
+    box = rewrite_payload(nth=4, offset=7)
+    held, state = [], {"data": 0, "failed": False}
+
+    def mutate(packet, sender):
+        if sender is client:
+            if state["failed"]:                    # the MP_FAIL went through: release
+                for late in held:
+                    client.receive_packet(late, 0.6)
+                held.clear()
+            return box(packet, True)
+        if any(type(o) is opt.MpFail for o in options_of(packet)):
+            state["failed"] = True
+            return packet
+        if pk.parse_packet(packet).payload(packet) and not state["failed"]:
+            state["data"] += 1
+            if state["data"] > 1:
+                held.append(packet)
+                return None
+        return packet
+
+    seen = pump(client, server, until=0.02, mutate=mutate)       # the handshake
+    (established,) = [e for e in drain(server) if type(e) is ev.ConnectionEstablished]
+    server.connection(established.connection).send(down, end_stream=True)
+    seen += pump(client, server, now=0.5, until=5.0, mutate=mutate)
+    got = b"".join(e.data for e in drain(client) if type(e) is ev.DataReceived)
+    assert state["failed"] and state["data"] > 2
+    assert conn.fallback.startswith("MP_FAIL from the peer")
+    assert got == down
+    answers = [p for sender, p in seen if sender is client
+               and any(type(o) is opt.MpFail for o in options_of(p))]
+    assert answers and all(not pk.parse_packet(p).payload(p) for p in answers)
+    infinite = [o for sender, p in seen if sender is client for o in options_of(p)
+                if type(o) is opt.Dss and o.dsn is not None and o.data_len == 0]
+    assert len(infinite) == 1

@@ -34,6 +34,12 @@ class Fallback:
         self.checksums = self.receiver.checksums = False
         side = self._side(sf)
         self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
+        waiting = self.hold.drop(sf.sid)              # bytes TCP took that waited for their
+        for held in waiting:                          # checksum: now plain TCP, deliver them
+            for start, data in held.runs():
+                self.receiver.deliver(0, side, start, len(data), data)
+        if waiting:
+            self._mark_data()
         for other in list(self.subflows):
             if other is not sf:
                 other.close(now, "reset", reset=True)
@@ -100,11 +106,9 @@ class Fallback:
         if len(self.all_subflows) == 1 and sf.join is None:
             self.pending_fail = held.dsn
             sf.ack_pending = True
-            later = self.hold.drop(sf.sid)
             self._start_fallback(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
-            for h in [held] + later:                  # now plain TCP: deliver what arrived
-                for start, data in h.runs():
-                    self.receiver.deliver(0, self._side(sf), start, len(data), data)
+            for start, data in held.runs():           # now plain TCP: what the path delivered
+                self.receiver.deliver(0, self._side(sf), start, len(data), data)
             self._mark_data()
             self._check_eof()
             return
