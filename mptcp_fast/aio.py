@@ -51,9 +51,11 @@ class _ReadTransport:
         self.paused = True
 
     def resume_reading(self) -> None:
+        # Soon, not now: StreamReader._wait_for_data resumes its transport and only then makes
+        # the future that data wakes; data fed from inside this call would wake nobody.
         if self.paused:
             self.paused = False
-            self._stack._resume(self._cid)
+            self._stack._loop.call_soon(self._stack._resume, self._cid)
 
 
 class MptcpStreamWriter:
@@ -198,6 +200,7 @@ class Stack:
         self._transports: dict[int, _ReadTransport] = {}
         self._writers: dict[int, MptcpStreamWriter] = {}
         self._opening: dict[int, asyncio.Future] = {}
+        self._wanting = set()                            # writers _turn must feed
         self._handlers: dict[int, object] = {}          # port -> handler
         self._tasks = set()
         self._timer = None
@@ -260,9 +263,11 @@ class Stack:
         if self._closed:
             return
         self._dispatch()
-        for writer in list(self._writers.values()):
-            if writer._pending or writer._eof_requested:
-                writer._feed()
+        for writer in list(self._wanting):               # writers with bytes or a close left
+            writer._feed()
+            if not writer._pending and (not writer._eof_requested or writer._conn.local_closed
+                                        or writer._conn.terminated):
+                self._wanting.discard(writer)
         now = self._loop.time()
         self._flush(now)
         self._dispatch()                 # flushing can end connections: their last events
@@ -279,7 +284,7 @@ class Stack:
             write(packet)
 
     def _push(self, writer: MptcpStreamWriter) -> None:
-        writer._feed()
+        self._wanting.add(writer)
         self._turn()
 
     def _resume(self, cid: int) -> None:

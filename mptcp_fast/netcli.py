@@ -141,6 +141,24 @@ def _subflows(writer) -> list:
     return [[f"{l[0]}:{l[1]}", f"{r[0]}:{r[1]}"] for l, r in found]
 
 
+class _SubflowWatch:
+    """The most subflows a connection had, sampled while data moves (at most every 50 ms):
+    by the end the kernel may have closed them already."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.best = []
+        self._next = 0.0
+
+    def sample(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next:
+            self._next = now + 0.05
+            found = _subflows(self.writer)
+            if len(found) > len(self.best):
+                self.best = found
+
+
 # ====================================================================== reporting
 class _Report:
     def __init__(self, args, label: str, total: int | None):
@@ -212,9 +230,11 @@ async def _send_stream(writer, report: _Report, size: int, source_file=None) -> 
         writer.write_eof()
 
 
-async def _receive_all(reader, report: _Report, echo_to=None) -> None:
+async def _receive_all(reader, report: _Report, echo_to=None, watch=None) -> None:
     while data := await reader.read(1 << 20):
         report.moved(received=data)
+        if watch is not None:
+            watch.sample()
         if echo_to is not None:
             echo_to.write(data)
             report.moved(sent=data)
@@ -231,17 +251,19 @@ async def _serve(args) -> int:
     async def handle(reader, writer):
         peer = writer.get_extra_info("peername")
         report = _Report(args, f"{peer[0]}:{peer[1]}" if peer else "connection", None)
+        watch = _SubflowWatch(writer)
         error = None
         try:
             if args.mode == "echo":
-                await _receive_all(reader, report, echo_to=writer)
+                await _receive_all(reader, report, echo_to=writer, watch=watch)
                 writer.write_eof()
             elif args.mode == "send":
                 await asyncio.gather(_send_stream(writer, report, args.bytes),
-                                     _receive_all(reader, report))
+                                     _receive_all(reader, report, watch=watch))
             else:
-                await _receive_all(reader, report)
-            subflows = _subflows(writer)
+                await _receive_all(reader, report, watch=watch)
+            watch.sample(force=True)
+            subflows = watch.best
             writer.close()
             await writer.wait_closed()
         except (ConnectionError, OSError) as exc:
@@ -275,9 +297,11 @@ async def _connect(args) -> int:
             return 1
         size = os.path.getsize(args.send_file) if args.send_file else args.bytes
         report = _Report(args, f"{args.host}:{args.port}", size)
+        watch = _SubflowWatch(writer)
         await asyncio.gather(_send_stream(writer, report, size, args.send_file),
-                             _receive_all(reader, report))
-        subflows = _subflows(writer)
+                             _receive_all(reader, report, watch=watch))
+        watch.sample(force=True)
+        subflows = watch.best
         writer.close()
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 10)
@@ -287,12 +311,13 @@ async def _connect(args) -> int:
     return 0
 
 
-async def _pipe(reader, writer) -> int:
+async def _pipe(reader, writer, watch: _SubflowWatch) -> int:
     moved = 0
     try:
         while data := await reader.read(1 << 18):
             writer.write(data)
             moved += len(data)
+            watch.sample()
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
@@ -321,10 +346,12 @@ async def _proxy(args) -> int:
             print(f"mptcp-fast proxy: {to_host}:{to_port}: {exc}", file=sys.stderr)
             client_writer.close()
             return
-        up, down = await asyncio.gather(_pipe(client_reader, out_writer),
-                                        _pipe(out_reader, client_writer))
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
-        subflows = _subflows(mptcp_writer)
+        watch = _SubflowWatch(mptcp_writer)
+        up, down = await asyncio.gather(_pipe(client_reader, out_writer, watch),
+                                        _pipe(out_reader, client_writer, watch))
+        watch.sample(force=True)
+        subflows = watch.best
         for w in (out_writer, client_writer):
             w.close()
         for w in (out_writer, client_writer):          # both ends told before the next one

@@ -39,11 +39,13 @@ def _loops():
     return loops
 
 
-def _run(kind: str, coroutine):
+def _run(kind: str, coroutine, timeout: float = 60.0):
+    """Run on the chosen loop; a stall fails the test instead of hanging it."""
+    guarded = asyncio.wait_for(coroutine, timeout)
     if kind == "uvloop":
         import uvloop
-        return uvloop.run(coroutine)
-    return asyncio.run(coroutine)
+        return uvloop.run(guarded)
+    return asyncio.run(guarded)
 
 
 @pytest.mark.parametrize("loop_kind", _loops())
@@ -82,7 +84,9 @@ def test_engine_echo_server_for_a_kernel_client(bed, loop_kind):
 @pytest.mark.parametrize("loop_kind", _loops())
 def test_engine_client_of_a_kernel_server(bed, loop_kind):
     """open_connection from two local addresses: 6 MB each way, byte-exact; the reader is a
-    StreamReader (readexactly) and wait_closed returns once our DATA_FIN is acknowledged."""
+    StreamReader: readexactly of more than its limit (it pauses the engine's reading and
+    resumes it while waiting, as with a socket) and wait_closed returns once our DATA_FIN is
+    acknowledged."""
     size = 6 * MB
     peer = KernelPeer(bed.ns, send_bytes=size, seed=5).listen("0.0.0.0", 5000)
 
