@@ -190,14 +190,15 @@ class TunDevice:
 
     def write(self, packet) -> None:
         """One packet to the kernel (a GSO segment when larger than the MTU, with offload)."""
-        if self._header:
-            if len(packet) > self.mtu:
-                packet = self._gso_header(packet) + bytes(packet)
-                self.stats["gso_written"] += 1
-            else:
-                packet = _PLAIN + bytes(packet)
         try:
-            os.write(self.fd, packet)
+            if self._header:                       # header and packet in one writev: no copy
+                if len(packet) > self.mtu:
+                    os.writev(self.fd, (self._gso_header(packet), packet))
+                    self.stats["gso_written"] += 1
+                else:
+                    os.writev(self.fd, (_PLAIN, packet))
+            else:
+                os.write(self.fd, packet)
         except BlockingIOError:
             self.stats["dropped_write"] += 1       # as a full NIC queue drops: TCP recovers
             return
