@@ -410,3 +410,8 @@ def test_kernel_fastclose_is_seen_by_us(bed):
     assert moved.get("MPTcpExtMPRstTx") == 2
     assert _only(app).terminated == "fastclose"
     assert conn.bad_fastclose == 0
+    closed = [e for e in app.events if type(e) is ev.SubflowClosed]
+    assert len(closed) == 2 and {e.reason for e in closed} == {"fastclose"}
+    # the RST that carried MP_FASTCLOSE carried MP_TCPRST too: reason 0, "unspecified" (the
+    # other subflow's RST finds it already closed)
+    assert [e.reset_reason for e in closed].count(0) == 1

@@ -171,3 +171,25 @@ def test_clear_errors_for_a_name_or_address_in_use(ns):
     assert done.returncode == 2
     assert done.stderr.strip() == ("mptcp-fast serve: the address 198.18.0.1 is in use by the "
                                    "kernel (one of its own): the engine needs addresses of its own")
+
+
+def test_clear_error_without_dev_net_tun(monkeypatch):
+    """No /dev/net/tun (a kernel without TUN, a container without the device): a TunError
+    that says so, not a FileNotFoundError traceback."""
+    from mptcp_fast import tun
+
+    def missing(path, *args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    monkeypatch.setattr(tun.os, "open", missing)
+    with pytest.raises(tun.TunError) as caught:
+        tun.TunDevice("mfz0")
+    assert "/dev/net/tun does not exist" in str(caught.value)
+    assert caught.value.errno == 2
+
+
+def test_bad_device_arguments_are_refused_before_any_system_call():
+    from mptcp_fast import tun
+    with pytest.raises(ValueError, match="1..15 bytes"):
+        tun.TunDevice("a-name-far-too-long")
+    with pytest.raises(ValueError, match="mtu"):
+        tun.TunDevice("mfz0", mtu=100)
