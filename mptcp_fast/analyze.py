@@ -77,6 +77,7 @@ class Subflow:
     synack_hmac: bytes | None = None
     synack_verdict: str | None = None
     ack_verdict: str | None = None
+    placed: bool = False                     # found without its SYN (midstream module)
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Connection:
     anomalies: list = field(default_factory=list)            # (packet, text)
     checksum_failures: list = field(default_factory=list)    # packet numbers of each failed mapping
     streams: dict = field(default_factory=lambda: {"up": Direction(), "down": Direction()})
+    placed: str = "handshake"                # how its subflows were found (midstream module)
+    start_dsn: dict = field(default_factory=dict)   # streams rebuilt from a later first byte
 
 
 # The tracker's results are the receive pipeline's types (mptcp_fast.receiver).
@@ -117,8 +120,11 @@ class Analyzer:
     capture full of mappings whose data never comes cannot exhaust memory."""
 
     def __init__(self, dump_dir: str | None = None, *, checksum_budget: int = CHECKSUM_BUDGET,
-                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET):
+                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET, survey=None):
         self.dump_dir = dump_dir
+        self.survey = survey                 # midstream.Survey: flows without handshakes
+        self.unplaced: list = []             # MPTCP flows seen without a handshake (4-tuples)
+        self._placed: dict[int, Connection] = {}   # survey connection index -> Connection
         self.tracker = _impl.Tracker(
             dss.verify_dss_checksum,
             _check.in_range("checksum_budget", checksum_budget, 0, 1 << 48),
@@ -221,6 +227,11 @@ class Analyzer:
                 return self._attach(conn, seg, client, server, True)
             if isinstance(opt, options.MpJoinSyn):
                 conn = self._by_token.get(opt.token)
+                placed = self._surveyed(seg)
+                if conn is None and placed is not None:     # the survey knows its connection
+                    conn = self._surveyed_connection(placed)
+                    conn.server_token = opt.token
+                    self._by_token[opt.token] = conn
                 if conn is None:                    # handshake not captured: group by token
                     conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
                                       server_token=opt.token)
@@ -231,10 +242,49 @@ class Analyzer:
                 return self._attach(conn, seg, client, server, False)
         if not mptcp:
             return None                              # plain TCP: the tracker skips it anyway
+        placed = self._surveyed(seg)
+        if placed is not None:                       # placed by its DSS options (midstream)
+            conn = self._surveyed_connection(placed)
+            found = self._attach(conn, seg, placed.client, placed.server, False)
+            sub = conn.subflows[-1]
+            sub.placed = True
+            for direction, name in enumerate(DIRECTIONS):
+                if name in placed.isn:
+                    sub.isn[name] = placed.isn[name]
+                    self.tracker.set_isn(found[0], direction, placed.isn[name])
+            return found
         # MPTCP options on a flow whose handshake is not in the capture: known, not analysed
+        self.unplaced.append((seg.src, seg.sport, seg.dst, seg.dport))
         sid = self.tracker.add_subflow(*client, *server, -1, -1)
         self._subflows.append(None)
         return sid, 0 if (seg.src, seg.sport) == client else 1
+
+    def _surveyed(self, seg):
+        if self.survey is None:
+            return None
+        return self.survey.placement(seg.src, seg.sport, seg.dst, seg.dport)
+
+    def _surveyed_connection(self, placed) -> Connection:
+        """The Connection of a surveyed group (made at its first packet): its streams start at
+        the first data-level byte seen in each direction (midstream module)."""
+        conn = self._placed.get(placed.connection)
+        if conn is not None:
+            return conn
+        conn = Connection(len(self.connections) + 1, self.tracker.add_streams())
+        conn.placed = ("without handshakes: subflows grouped by their shared data sequence "
+                       "space, ISNs placed from the DSS mappings, roles guessed from the ports")
+        self.connections.append(conn)
+        self._placed[placed.connection] = conn
+        first = self.survey.connections[placed.connection]["first_dsn"]
+        if placed.checksums:
+            conn.checksum = True
+            self.tracker.set_checksums(conn.streams_id, True)
+            self.tracker.set_checksums(conn.streams_id + 1, True)
+        for name in DIRECTIONS:
+            if name in first:
+                conn.start_dsn[name] = first[name]
+                self._start_stream(conn, name, first[name])
+        return conn
 
     def _attach(self, conn, seg, client, server, initial):
         sid = self.tracker.add_subflow(*client, *server, conn.streams_id, conn.streams_id + 1)
@@ -377,6 +427,7 @@ class Analyzer:
             if conn.client_key is not None else None,
             "server_token": _hex(conn.server_token, 8),
             "fallback": conn.fallback,
+            "placed": conn.placed,
             "subflows": [{
                 "client": _endpoint(*s.client), "server": _endpoint(*s.server),
                 "initial": s.initial, "first_packet": s.first_packet, "backup": s.backup,
@@ -387,7 +438,9 @@ class Analyzer:
                           for k, d in enumerate(DIRECTIONS)},
                 "reinjected_bytes": {d: counters[s.sid][k].reinjected_bytes
                                      for k, d in enumerate(DIRECTIONS)},
-                "join_synack_hmac": s.synack_verdict, "join_ack_hmac": s.ack_verdict,
+                "join_synack_hmac": s.synack_verdict if not s.placed else UNVERIFIABLE,
+                "join_ack_hmac": s.ack_verdict if not s.placed else UNVERIFIABLE,
+                "handshake_seen": not s.placed,
                 "unverified_checksums": sum(c.unverified_checksums for c in counters[s.sid]),
             } for s in conn.subflows],
             "add_addr": conn.add_addrs,
@@ -413,6 +466,8 @@ class Analyzer:
             "outside_window_bytes": c.outside_window_bytes,
             "conflict_bytes": q.conflict_bytes if q is not None else 0,
             "data_fin": c.data_fin, "data_acked": c.data_acked,
+            "start_dsn": conn.start_dsn.get(name),          # set when the start is missing
+            "start_missing": name in conn.start_dsn,
         }
 
 
@@ -424,7 +479,22 @@ def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
     """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
     before the damage were analysed (the partial report is on the exception as ``report``).
     ``progress(byte_offset)`` is called after every batch when given."""
-    analyzer = Analyzer(dump_dir)
+    analyzer = _analyze_pass(path, dump_dir, progress, None)
+    if analyzer.unplaced:            # MPTCP flows without handshakes: survey them, then again
+        from . import midstream
+        wanted = set(analyzer.unplaced)
+        with capture.open_capture(path) as reader:
+            try:
+                found = midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
+            except capture.CaptureError:
+                found = None                 # the first pass reports the damage
+        if found is not None and found.flows:
+            analyzer = _analyze_pass(path, dump_dir, progress, found)
+    return analyzer.report()
+
+
+def _analyze_pass(path, dump_dir, progress, survey) -> Analyzer:
+    analyzer = Analyzer(dump_dir, survey=survey)
     with capture.open_capture(path) as reader:
         try:
             for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):
@@ -434,7 +504,7 @@ def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
         except capture.CaptureError as exc:
             exc.report = analyzer.report()
             raise
-    return analyzer.report()
+    return analyzer
 
 
 _impl = None

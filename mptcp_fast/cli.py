@@ -126,11 +126,15 @@ def _print_report(report: dict, out) -> None:
               f"{'on' if c['checksums'] else 'off'}", file=out)
         print(f"  client key {c['client_key']} (token {c['client_token']}), server key "
               f"{c['server_key']} (token {c['server_token']})", file=out)
+        if c["placed"] != "handshake":
+            print(f"  placed {c['placed']}", file=out)
         if c["fallback"]:
             print(f"  FALLBACK to TCP at {c['fallback']}", file=out)
         for i, s in enumerate(c["subflows"], 1):
             join = "initial subflow" if s["initial"] else (
                 f"MP_JOIN HMACs: SYN/ACK {s['join_synack_hmac']}, third ACK {s['join_ack_hmac']}")
+            if not s["handshake_seen"]:
+                join = "handshake not in the capture"
             print(f"  subflow {i}: {s['client']} -> {s['server']}  address ids "
                   f"{s['client_address_id']}/{s['server_address_id']}{'  backup' if s['backup'] else ''}"
                   f"  ({join})", file=out)
@@ -147,6 +151,9 @@ def _print_report(report: dict, out) -> None:
             st = c["streams"][name]
             line = (f"  stream {label}: {st['data_bytes']:,} data-level bytes seen, "
                     f"{'complete' if st['complete'] else 'INCOMPLETE'}")
+            if st["start_missing"]:
+                line += (f" from DSN {st['start_dsn']} (the first byte seen: the connection's "
+                         f"start is not in the capture)")
             if st["not_captured_bytes"]:
                 line += f"; payload of {st['not_captured_bytes']:,} bytes not captured (snap length)"
             elif st["sha256"] is not None:

@@ -67,13 +67,21 @@ import hashlib, random, socket, sys, time
 host, port, upload, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
 s.connect((host, port))
+rng = random.Random(seed)
+left = upload
 if sys.argv[5] == "wait":       # the parent changes the network, then says go
     print("connected", flush=True)
     sys.stdin.readline()
 else:
     time.sleep(0.3)             # let the path manager add the extra subflow before data flows
-rng = random.Random(seed)
-left = upload
+if sys.argv[5].startswith("split:"):    # some data first, then the parent starts tcpdump
+    first = int(sys.argv[5][6:])
+    while upload - left < first:        # whole blocks: the stream stays what upload_stream makes
+        block = rng.randbytes(min(left, 1 << 16)); s.sendall(block)
+        left -= len(block)
+    time.sleep(0.3)             # acknowledged, so the capture starts between transmissions
+    print("sent", flush=True)
+    sys.stdin.readline()
 while left:
     block = rng.randbytes(min(left, 1 << 16)); s.sendall(block); left -= len(block)
 s.shutdown(socket.SHUT_WR)
@@ -97,6 +105,17 @@ class CaptureResult:
     download_bytes: int
     checksum: bool
     server: str = f"198.18.1.1:{PORT}"
+    seed: int = 8684
+
+
+def upload_stream(seed: int, upload: int) -> bytes:
+    """The bytes the capture's client sent (its generator, replayed)."""
+    rng, out, left = random.Random(seed), bytearray(), upload
+    while left:
+        block = rng.randbytes(min(left, 1 << 16))
+        out += block
+        left -= len(block)
+    return bytes(out)
 
 
 def _run(*cmd: str) -> None:
@@ -126,8 +145,13 @@ class PacketsLost(RuntimeError):
 def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  checksum: bool = False, paths: int = 3, snaplen: int = 0, offload: bool = True,
                  fail_path: bool = False, seed: int = 8684, timeout: float = 120.0,
-                 attempts: int = 3) -> CaptureResult:
+                 attempts: int = 3, start_after: int = 0) -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
+
+    ``start_after`` > 0: tcpdump starts only once the connection and its subflows are up and
+    that many bytes of the upload were sent and acknowledged: a capture that begins
+    mid-connection, without any handshake (the upload's first ``start_after`` bytes are not
+    in it; ``upload_stream(seed, upload)`` regenerates what was sent).
 
     With ``offload=False`` TSO/GSO/GRO and checksum offload are switched off on the veths
     (ethtool), so the capture holds MSS-sized segments with their final TCP checksums, as on a
@@ -135,7 +159,7 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
     settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
                     snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
-                    timeout=timeout)
+                    timeout=timeout, start_after=start_after)
     for _ in range(attempts - 1):
         try:
             return _make_capture_once(path, **settings)
@@ -146,7 +170,7 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
 
 def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool, paths: int,
                        snaplen: int, offload: bool, fail_path: bool, seed: int,
-                       timeout: float) -> CaptureResult:
+                       timeout: float, start_after: int = 0) -> CaptureResult:
     reason = available()
     if reason:
         raise RuntimeError(f"cannot make a kernel capture: {reason}")
@@ -154,6 +178,8 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
         raise ValueError("paths must be 2 or 3")
     if fail_path and paths != 3:
         raise ValueError("fail_path needs 3 paths")
+    if start_after and (fail_path or not 0 < start_after < upload):
+        raise ValueError("start_after must be in 1..upload-1, without fail_path")
     tag = f"{os.getpid() % 100000}{random.randrange(100)}"
     server_ns, client_ns = f"mfA{tag}", f"mfB{tag}"
     procs: list[subprocess.Popen] = []
@@ -189,12 +215,16 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             _run("ip", "-n", client_ns, "mptcp", "endpoint", "add", "198.18.3.2", "dev",
                  f"mfb3x{tag}"[:15], "subflow")
 
-        dump = subprocess.Popen(["ip", "netns", "exec", client_ns, "tcpdump", "-i", "any", "-n",
-                                 "-U", "-B", "32768", "-Z", "root", "-s", str(snaplen), "-w", path, f"tcp port {PORT}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        procs.append(dump)
-        _wait_for_line(dump.stderr, "listening on", timeout=10)
+        def start_tcpdump():
+            dump = subprocess.Popen(["ip", "netns", "exec", client_ns, "tcpdump", "-i", "any",
+                                     "-n", "-U", "-B", "32768", "-Z", "root", "-s", str(snaplen),
+                                     "-w", path, f"tcp port {PORT}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            procs.append(dump)
+            _wait_for_line(dump.stderr, "listening on", timeout=10)
+            return dump
 
+        dump = None if start_after else start_tcpdump()
         server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", _SERVER,
                                    "198.18.1.1", str(PORT), str(download), str(seed + 1)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -202,7 +232,8 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
         _wait_for_line(server.stdout, "listening", timeout=10)
         client = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c", _CLIENT,
                                    "198.18.1.1", str(PORT), str(upload), str(seed),
-                                   "wait" if fail_path else "sleep"],
+                                   "wait" if fail_path else
+                                   f"split:{start_after}" if start_after else "sleep"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         procs.append(client)
@@ -214,6 +245,11 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             # drop what comes from there too: data on subflow 3 is lost both ways
             _run("ip", "-n", server_ns, "route", "add", "blackhole", "198.18.1.2/32")
             _run("ip", "netns", "exec", server_ns, "sysctl", "-q", "net.ipv4.conf.all.rp_filter=1")
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        if start_after:
+            _wait_for_line(client.stdout, "sent", timeout=timeout)
+            dump = start_tcpdump()
             client.stdin.write("go\n")
             client.stdin.flush()
         client_out, client_err = client.communicate(timeout=timeout)
@@ -232,7 +268,7 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             raise PacketsLost(f"tcpdump lost packets: {dropped.group(0)}")
         up_n, up_hash = server_out.split()[-2:]
         down_n, down_hash = client_out.split()[-2:]
-        return CaptureResult(path, up_hash, down_hash, int(up_n), int(down_n), checksum)
+        return CaptureResult(path, up_hash, down_hash, int(up_n), int(down_n), checksum, seed=seed)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -280,10 +316,13 @@ def main(argv=None) -> int:
                              "final checksums; needs ethtool)")
     parser.add_argument("--fail-path", action="store_true",
                         help="path 3 stops acknowledging once the subflows are up: reinjection")
+    parser.add_argument("--start-after", type=int, default=0, metavar="BYTES",
+                        help="start tcpdump mid-connection, after this much of the upload")
     args = parser.parse_args(argv)
     result = make_capture(args.out, upload=args.upload, download=args.download,
                           checksum=args.checksum, paths=args.paths, snaplen=args.snaplen,
-                          offload=not args.no_offload, fail_path=args.fail_path)
+                          offload=not args.no_offload, fail_path=args.fail_path,
+                          start_after=args.start_after)
     print(f"{result.path}: upload {result.upload_bytes} bytes sha256 {result.upload_sha256}; "
           f"download {result.download_bytes} bytes sha256 {result.download_sha256}")
     return 0

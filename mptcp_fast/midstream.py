@@ -1,0 +1,211 @@
+"""Connections whose handshakes are not in the capture (issue #14): a capture taken on a router
+or a server usually starts long after its connections did. Without MP_CAPABLE or MP_JOIN there
+are no keys and no ISNs, but the DSS options still say a lot:
+
+* The subflows of one connection share its two 64-bit data sequence spaces (RFC 8684 §3.3.1):
+  their mappings, and the DATA_ACKs flowing the other way, fall in the same narrow ranges,
+  while the spaces of different connections start at random IDSNs (§3.1), so ranges that
+  overlap (or nearly: within ``GAP`` bytes) are one space, and a flow whose two directions
+  land in spaces X and Y belongs to the connection {X, Y}.
+* Every segment lies inside its mapping: ISN + SSN <= seq < ISN + SSN + data_len, where SSN
+  is the mapping's relative subflow sequence number (§3.3.1). So ``seq - SSN`` bounds the ISN
+  from above, and the first segment of any mapping meets the bound: the ISN is the smallest
+  ``seq - SSN`` seen (in 32-bit serial arithmetic, RFC 1982).
+* The stream of each space is rebuilt from the first data-level byte seen: the lowest
+  mapping DSN plus the offset of its first captured segment in it.
+
+``survey(batches)`` reads the DSS columns of a capture (vectorised, per batch) for the flows
+the analyzer could not place and returns a ``Survey``: per flow its connection, which side is
+the client (guessed: the lower port is the server's), the ISN per direction, whether its
+mappings carry checksums; per connection the first DSN of each direction. Only 64-bit DSNs
+place a flow (Linux always sends them); a flow that only ever shows 32-bit DSNs is left
+unplaced, as is a flow whose two directions could not both be placed (one data ACK from the
+other side is enough for that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["survey", "Survey", "FlowPlacement", "GAP"]
+
+GAP = 1 << 32                  # DSN ranges closer than this are one data sequence space
+_M_DSN, _M_ACK, _M_ACK64, _M_DSN64 = 4, 1, 2, 8      # dss_flags bits (capture columns)
+MASK32, MASK64 = (1 << 32) - 1, (1 << 64) - 1
+
+
+@dataclass
+class _Side:
+    """What one direction of one flow showed: flow (src, sport) -> (dst, dport)."""
+    isn_candidate: int | None = None        # the smallest seq - SSN (serial), if any mapping
+    first_dsn: int | None = None            # the lowest mapping DSN...
+    first_u: int | None = None              # ... and the smallest seq - SSN within it
+    lo: int | None = None                   # DSNs this direction's data spans (its mappings)
+    hi: int | None = None
+    acked_lo: int | None = None             # DATA_ACKs this direction sent (the other's DSNs)
+    acked_hi: int | None = None
+    checksums: bool = False
+
+    def widen(self, lo: int, hi: int, acked: bool) -> None:
+        if acked:
+            self.acked_lo = lo if self.acked_lo is None else min(self.acked_lo, lo)
+            self.acked_hi = hi if self.acked_hi is None else max(self.acked_hi, hi)
+        else:
+            self.lo = lo if self.lo is None else min(self.lo, lo)
+            self.hi = hi if self.hi is None else max(self.hi, hi)
+
+    def candidate(self, u: int) -> None:
+        if self.isn_candidate is None or _serial_less(u, self.isn_candidate):
+            self.isn_candidate = u
+
+
+def _serial_less(a: int, b: int) -> bool:
+    return a != b and ((b - a) & MASK32) < (1 << 31)
+
+
+@dataclass
+class FlowPlacement:
+    connection: int                          # index into Survey.connections
+    client: tuple                            # (address bytes, port)
+    server: tuple
+    isn: dict                                # "up" / "down" -> ISN (absent when unknown)
+    checksums: bool
+
+
+@dataclass
+class Survey:
+    flows: dict = field(default_factory=dict)          # (src, sport, dst, dport) -> placement
+    connections: list = field(default_factory=list)    # {"up": first DSN, "down": ...}
+
+    def placement(self, src: bytes, sport: int, dst: bytes, dport: int):
+        return self.flows.get((src, sport, dst, dport)) or self.flows.get((dst, dport, src, sport))
+
+
+def survey(batches, wanted=None) -> Survey:
+    """Survey the DSS columns of ``batches`` (CaptureReader.columns dicts) for the flows in
+    ``wanted`` (a set of (src, sport, dst, dport) in either order; None: every flow)."""
+    sides: dict[tuple, _Side] = {}
+    for cols in batches:
+        _feed(cols, sides, wanted)
+    return _place(sides)
+
+
+def _feed(cols, sides, wanted) -> None:
+    flags = cols["dss_flags"]
+    rows = np.nonzero((flags != 0xFF) & ((cols["flags"] & 0x02) == 0))[0]
+    if not len(rows):
+        return
+    width = np.where(cols["family"][rows] == 4, 4, 16)
+    src, dst = cols["src"][rows], cols["dst"][rows]
+    sport, dport = cols["sport"][rows], cols["dport"][rows]
+    keys = np.concatenate([src, dst, sport.astype(">u2").view(np.uint8).reshape(-1, 2),
+                           dport.astype(">u2").view(np.uint8).reshape(-1, 2)], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    f = flags[rows]
+    seq = cols["seq"][rows].astype(np.int64)
+    ssn = cols["dss_ssn"][rows].astype(np.int64)
+    dsn = cols["dsn"][rows]
+    data_ack = cols["data_ack"][rows]
+    checksum = cols["dss_checksum"][rows]
+    dlen = cols["dss_len"][rows]
+    payload = cols["payload_len"][rows]
+    for g, row in enumerate(first):
+        w = int(width[row])
+        key = (bytes(src[row, :w]), int(sport[row]), bytes(dst[row, :w]), int(dport[row]))
+        if wanted is not None and key not in wanted and (key[2], key[3], key[0], key[1]) \
+                not in wanted:
+            continue
+        side = sides.setdefault(key, _Side())
+        mine = inverse == g
+        fg = f[mine]
+        acks = mine & ((f & (_M_ACK | _M_ACK64)) == (_M_ACK | _M_ACK64))
+        if acks.any():
+            side.widen(int(data_ack[acks].min()), int(data_ack[acks].max()), acked=True)
+        maps = mine & ((f & (_M_DSN | _M_DSN64)) == (_M_DSN | _M_DSN64)) & (dlen > 0)
+        if not maps.any():
+            continue
+        side.widen(int(dsn[maps].min()), int(dsn[maps].max()), acked=False)
+        side.checksums |= bool((checksum[maps] >= 0).any())
+        u = (seq[maps] - ssn[maps]) & MASK32
+        with_data = payload[maps] > 0
+        for value in np.unique(u):
+            side.candidate(int(value))
+        if with_data.any():
+            d, uu = dsn[maps][with_data], u[with_data]
+            low = int(d.min())
+            candidates = [int(x) for x in uu[d == low]]
+            best = candidates[0]
+            for x in candidates[1:]:
+                if _serial_less(x, best):
+                    best = x
+            if side.first_dsn is None or low < side.first_dsn or (
+                    low == side.first_dsn and _serial_less(best, side.first_u)):
+                side.first_dsn, side.first_u = low, best
+        del fg
+
+
+def _place(sides) -> Survey:
+    """Cluster the directions into data sequence spaces, pair the spaces into connections."""
+    # each direction's data falls in its own space; its DATA_ACKs in the other direction's
+    intervals = []                           # (lo, hi, (key, "data" | "acked"))
+    for key, side in sides.items():
+        if side.lo is not None:
+            intervals.append((side.lo, side.hi, (key, "data")))
+        if side.acked_lo is not None:
+            intervals.append((side.acked_lo, side.acked_hi, (key, "acked")))
+    intervals.sort(key=lambda item: item[0])
+    space_of = {}
+    spaces = []                              # [lo, hi]
+    for lo, hi, tag in intervals:
+        if spaces and lo - spaces[-1][1] <= GAP:
+            spaces[-1][1] = max(spaces[-1][1], hi)
+        else:
+            spaces.append([lo, hi])
+        space_of[tag] = len(spaces) - 1
+    out = Survey()
+    pair_to_connection = {}
+    done = set()
+    for key, side in sides.items():
+        flow = frozenset([(key[0], key[1]), (key[2], key[3])])
+        if flow in done:
+            continue
+        back_key = (key[2], key[3], key[0], key[1])
+        back = sides.get(back_key, _Side())
+        # the space of this direction's data: its own mappings, else the peer's DATA_ACKs
+        here = space_of.get((key, "data"), space_of.get((back_key, "acked")))
+        there = space_of.get((back_key, "data"), space_of.get((key, "acked")))
+        if here is None or there is None or here == there:
+            continue
+        done.add(flow)
+        pair = frozenset([here, there])
+        if pair not in pair_to_connection:
+            pair_to_connection[pair] = len(out.connections)
+            out.connections.append({"spaces": (here, there), "first_dsn": {}})
+        number = pair_to_connection[pair]
+        conn = out.connections[number]
+        # roles: the side with the lower port listens (ephemeral ports are high)
+        a, b = (key[0], key[1]), (key[2], key[3])
+        client, server = (a, b) if a[1] > b[1] else (b, a)
+        if conn["first_dsn"] == {}:
+            conn["server_space"] = there if client == a else here
+        up_space = here if client == a else there
+        if conn.get("server_space") == up_space:       # the other flows' roles decide
+            client, server = server, client
+        isn, checksums = {}, side.checksums or back.checksums
+        for name, (src, dst) in (("up", (client, server)), ("down", (server, client))):
+            s = sides.get((src[0], src[1], dst[0], dst[1]))
+            if s is None:
+                continue
+            if s.isn_candidate is not None:
+                isn[name] = s.isn_candidate
+                if s.first_dsn is not None:
+                    first = (s.first_dsn + ((s.first_u - s.isn_candidate) & MASK32)) & MASK64
+                    known = conn["first_dsn"].get(name)
+                    if known is None or first < known:
+                        conn["first_dsn"][name] = first
+        out.flows[(key[0], key[1], key[2], key[3])] = FlowPlacement(number, client, server, isn,
+                                                                   checksums)
+    return out
