@@ -493,6 +493,21 @@ def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
     return analyzer.report()
 
 
+def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
+    """``analyze`` for one file among many (a process pool, or a cluster scheduler such as
+    Dask: ``dask.bag.from_sequence(paths).map(analyze_file)``): never raises for the file's
+    own faults. A cut or corrupt file gives the report of what came before with ``"error"``
+    set; a file that cannot be read at all gives ``{"capture": path, "error": ...}``."""
+    try:
+        report = analyze(path, dump_dir, progress)
+    except capture.CaptureError as exc:
+        report = dict(getattr(exc, "report", None) or {})
+        report["error"] = str(exc)
+    except OSError as exc:
+        return {"capture": os.fspath(path), "error": str(exc)}
+    return {"capture": os.fspath(path), **report}
+
+
 def _analyze_pass(path, dump_dir, progress, survey) -> Analyzer:
     analyzer = Analyzer(dump_dir, survey=survey)
     with capture.open_capture(path) as reader:

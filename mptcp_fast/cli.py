@@ -172,42 +172,97 @@ def _print_report(report: dict, out) -> None:
             print(f"    {a}", file=out)
 
 
+def _spool_stdin() -> tuple[str, bool]:
+    """Standard input into a temporary file (a pipe cannot seek, and a capture without its
+    handshakes is read twice); Ctrl-C ends the input, keeping what came. Returns the path and
+    whether it was interrupted."""
+    import shutil
+    import tempfile
+    spool = tempfile.NamedTemporaryFile(prefix="mptcp-fast-stdin-", suffix=".pcap",
+                                        delete=False)
+    interrupted = False
+    with spool:
+        try:
+            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        except KeyboardInterrupt:
+            interrupted = True
+    return spool.name, interrupted
+
+
+def _dump_dir(base: str | None, path: str, several: bool) -> str | None:
+    if base is None:
+        return None
+    where = os.path.join(base, os.path.basename(path) or "stdin") if several else base
+    os.makedirs(where, exist_ok=True)
+    return where
+
+
 def cmd_analyze(args, out=None) -> int:
-    from .analyze import analyze
-    from .errors import CaptureError
+    from .analyze import analyze_file
     out = out or sys.stdout
-    path = args.capture or SHIPPED_CAPTURE
-    if args.dump_stream:
-        os.makedirs(args.dump_stream, exist_ok=True)
+    paths = list(args.capture) or [SHIPPED_CAPTURE]
+    if paths.count("-") > 1:
+        print("mptcp-fast analyze: standard input ('-') can be read once", file=sys.stderr)
+        return 2
+    several = len(paths) > 1
+    spooled, interrupted = None, False
+    if "-" in paths:
+        spooled, interrupted = _spool_stdin()
+    names = [p if p != "-" else "-" for p in paths]
+    files = [spooled if p == "-" else p for p in paths]
+    dumps = [_dump_dir(args.dump_stream, n if n != "-" else "stdin", several) for n in names]
+    try:
+        if args.jobs > 1 and several:
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(args.jobs) as pool:
+                reports = list(pool.map(analyze_file, files, dumps))
+        else:
+            reports = [_analyze_one(f, d, several) for f, d in zip(files, dumps)]
+    finally:
+        if spooled is not None:
+            os.unlink(spooled)
     status = 0
+    for name, report in zip(names, reports):
+        report["capture"] = name
+        error = report.pop("error", None)
+        if error is not None and not (name == "-" and interrupted and "cut" in error):
+            print(f"mptcp-fast analyze: {name}: {error}", file=sys.stderr)
+            status = 2
+        if name == "-" and interrupted:
+            report["interrupted"] = True
+    if args.parquet:
+        from . import tables
+        try:
+            for name, report, path in zip(names, reports, files):
+                if "connections" in report and name != "-":
+                    tables.write_parquet(report, path, _dump_dir(args.parquet, name, several))
+        except ImportError as exc:
+            print(f"mptcp-fast analyze: --parquet needs pyarrow ({exc}): pip install "
+                  "'mptcp_fast[parquet]'", file=sys.stderr)
+            return 2
+    if args.json:
+        json.dump({"captures": reports} if several else reports[0], out, indent=2)
+        print(file=out)
+    else:
+        for report in reports:
+            if "connections" not in report:
+                continue
+            print(f"{report['capture']}:" + (" (interrupted)" if report.get("interrupted")
+                                              else ""), file=out)
+            _print_report(report, out)
+    return status
+
+
+def _analyze_one(path, dump_dir, several: bool) -> dict:
+    """One capture with a progress bar on a terminal (big single files only)."""
+    from .analyze import analyze_file
     # tqdm: a maintained progress bar that handles terminal widths and rates, shown only
     # when stderr is a terminal (silent in pipes, CI and tests).
     from tqdm import tqdm
     size = os.path.getsize(path) if os.path.exists(path) else 0
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc="analyze", leave=False,
-               disable=not sys.stderr.isatty() or size < (16 << 20))
-    try:
-        report = analyze(path, dump_dir=args.dump_stream,
-                         progress=lambda offset: bar.update(offset - bar.n))
-    except CaptureError as exc:
-        report = getattr(exc, "report", None)
-        print(f"mptcp-fast analyze: {path}: {exc}", file=sys.stderr)
-        status = 2
-        if report is None:
-            return status
-    except OSError as exc:
-        print(f"mptcp-fast analyze: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        bar.close()
-    report = {"capture": os.fspath(path), **report}
-    if args.json:
-        json.dump(report, out, indent=2)
-        print(file=out)
-    else:
-        print(f"{report['capture']}:", file=out)
-        _print_report(report, out)
-    return status
+    with tqdm(total=size, unit="B", unit_scale=True, desc="analyze", leave=False,
+              disable=several or not sys.stderr.isatty() or size < (16 << 20)) as bar:
+        return analyze_file(path, dump_dir, progress=lambda offset: bar.update(offset - bar.n))
 
 
 def _size(text: str) -> int:
@@ -330,10 +385,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "small capture of Linux kernel MPTCP shipped with the package. "
                                      "Exit status 2 when the file is cut or corrupt (the report "
                                      "covers what came before).")
-    ana.add_argument("capture", nargs="?", help="pcap or pcapng file")
-    ana.add_argument("--json", action="store_true", help="print the report as JSON")
+    ana.add_argument("capture", nargs="*",
+                     help="pcap or pcapng files; '-' reads one from standard input "
+                          "(e.g. tcpdump -w - | mptcp-fast analyze -)")
+    ana.add_argument("--json", action="store_true",
+                     help="print the report as JSON (several files: {\"captures\": [...]})")
     ana.add_argument("--dump-stream", metavar="DIR",
-                     help="write each connection's rebuilt bytes per direction to DIR")
+                     help="write each connection's rebuilt bytes per direction to DIR "
+                          "(several files: DIR/<file name>/)")
+    ana.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="analyse several files on N processes")
+    ana.add_argument("--parquet", metavar="DIR",
+                     help="write per-packet, per-subflow and per-connection tables (Parquet, "
+                          "needs pyarrow: pip install 'mptcp_fast[parquet]')")
     ana.set_defaults(func=cmd_analyze)
     from .engine.cc import CONTROLLERS
     from .engine.scheduler import SCHEDULERS
@@ -374,4 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:                   # `mptcp-fast analyze | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
