@@ -145,13 +145,16 @@ class PacketsLost(RuntimeError):
 def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  checksum: bool = False, paths: int = 3, snaplen: int = 0, offload: bool = True,
                  fail_path: bool = False, seed: int = 8684, timeout: float = 120.0,
-                 attempts: int = 3, start_after: int = 0) -> CaptureResult:
+                 attempts: int = 3, start_after: int = 0,
+                 first_path_rate: str | None = None) -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
 
     ``start_after`` > 0: tcpdump starts only once the connection and its subflows are up and
     that many bytes of the upload were sent and acknowledged: a capture that begins
     mid-connection, without any handshake (the upload's first ``start_after`` bytes are not
     in it; ``upload_stream(seed, upload)`` regenerates what was sent).
+    ``first_path_rate`` ("8mbit"): a token bucket (tc tbf) on path 1 both ways, so that even a
+    small transfer spreads over the subflows (on equal veths the kernel keeps to the first).
 
     With ``offload=False`` TSO/GSO/GRO and checksum offload are switched off on the veths
     (ethtool), so the capture holds MSS-sized segments with their final TCP checksums, as on a
@@ -159,7 +162,7 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
     settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
                     snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
-                    timeout=timeout, start_after=start_after)
+                    timeout=timeout, start_after=start_after, first_path_rate=first_path_rate)
     for _ in range(attempts - 1):
         try:
             return _make_capture_once(path, **settings)
@@ -170,7 +173,8 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
 
 def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool, paths: int,
                        snaplen: int, offload: bool, fail_path: bool, seed: int,
-                       timeout: float, start_after: int = 0) -> CaptureResult:
+                       timeout: float, start_after: int = 0,
+                       first_path_rate: str | None = None) -> CaptureResult:
     reason = available()
     if reason:
         raise RuntimeError(f"cannot make a kernel capture: {reason}")
@@ -202,6 +206,10 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             _run("ip", "-n", client_ns, "addr", "add", f"198.18.{i}.2/24", "dev", b)
             _run("ip", "-n", server_ns, "link", "set", a, "up")
             _run("ip", "-n", client_ns, "link", "set", b, "up")
+            if i == 1 and first_path_rate:     # a slower initial path: the scheduler
+                for ns, dev in ((server_ns, a), (client_ns, b)):   # then uses the others too
+                    _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root",
+                         "tbf", "rate", first_path_rate, "burst", "16kb", "latency", "100ms")
             if not offload:
                 for ns, dev in ((server_ns, a), (client_ns, b)):
                     # tx off too: checksums computed before tcpdump sees the packet, not
@@ -318,11 +326,13 @@ def main(argv=None) -> int:
                         help="path 3 stops acknowledging once the subflows are up: reinjection")
     parser.add_argument("--start-after", type=int, default=0, metavar="BYTES",
                         help="start tcpdump mid-connection, after this much of the upload")
+    parser.add_argument("--first-path-rate", metavar="RATE",
+                        help="limit path 1 (tc tbf, e.g. 8mbit) so data spreads over subflows")
     args = parser.parse_args(argv)
     result = make_capture(args.out, upload=args.upload, download=args.download,
                           checksum=args.checksum, paths=args.paths, snaplen=args.snaplen,
                           offload=not args.no_offload, fail_path=args.fail_path,
-                          start_after=args.start_after)
+                          start_after=args.start_after, first_path_rate=args.first_path_rate)
     print(f"{result.path}: upload {result.upload_bytes} bytes sha256 {result.upload_sha256}; "
           f"download {result.download_bytes} bytes sha256 {result.download_sha256}")
     return 0

@@ -63,8 +63,8 @@ def test_version_names_the_backend():
 
 
 SHIPPED = {  # what the kernel endpoints hashed when the shipped capture was made
-    "up": (60000, "8df5a724c2b33f1c9bde2b66668d796126499a191f800c3d410613d7f79e9804"),
-    "down": (40000, "e14a229e9e1be03a23420ad58b94381f8baacf01d77a062779a2c86cde215816"),
+    "up": (40000, "76b6c153275b84a547a2f654c6887fcad34fdc3d463ecc816be085d16b7669ad"),
+    "down": (45000, "c04d7f000e9acfdc3f3af1a0a07ac73d949cadc41fdaf75a199c589ccd529933"),
 }
 
 
@@ -77,6 +77,9 @@ def test_analyze_the_shipped_capture(backend, capsys):
         assert (stream["bytes"], stream["sha256"], stream["complete"]) == (size, digest, True)
     assert conn["checksums"] and conn["anomalies"] == [] and len(conn["subflows"]) == 3
     assert [a["hmac"] for a in conn["add_addr"]] == ["valid"]
+    # multipath both ways: data on at least two subflows in each direction
+    for direction in ("up", "down"):
+        assert sum(1 for s in conn["subflows"] if s["bytes"][direction]) >= 2
 
 
 def test_analyze_table_and_missing_file(capsys):
