@@ -360,6 +360,13 @@ class Analyzer:
             conn.events.append((n, f"MP_FAIL at DSN {opt.dsn}"))
         elif isinstance(opt, options.MpFastclose):
             conn.events.append((n, "MP_FASTCLOSE"))
+            # RFC 8684 §3.5: it carries the receiver's key: a capture without the handshake
+            # learns it here (and the token the peer's MP_JOINs name)
+            if name == "up" and conn.server_key is None:
+                conn.server_key = opt.receiver_key
+                conn.server_token = crypto.key_token(opt.receiver_key, conn.version)
+            elif name == "down" and conn.client_key is None:
+                conn.client_key = opt.receiver_key
         elif isinstance(opt, options.MpTcpRst):
             reason = getattr(opt.reason, "name", str(opt.reason))
             conn.events.append((n, f"MP_TCPRST {reason}{' (transient)' if opt.transient else ''}"))
@@ -441,6 +448,7 @@ class Analyzer:
                 "join_synack_hmac": s.synack_verdict if not s.placed else UNVERIFIABLE,
                 "join_ack_hmac": s.ack_verdict if not s.placed else UNVERIFIABLE,
                 "handshake_seen": not s.placed,
+                "isn": {d: s.isn.get(d) for d in DIRECTIONS},
                 "unverified_checksums": sum(c.unverified_checksums for c in counters[s.sid]),
             } for s in conn.subflows],
             "add_addr": conn.add_addrs,

@@ -167,6 +167,18 @@ def _print_report(report: dict, out) -> None:
             print(line, file=out)
         for e in c["events"]:
             print(f"  event packet {e['packet']}: {e['event']}", file=out)
+        timing = c.get("timing")
+        if timing:
+            for sub in timing["subflows"]:
+                rtt = sub["rtt_ms"]
+                print(f"  subflow {sub['subflow']} RTT (seq/ack, ms p50/p90): up "
+                      f"{_pair(rtt['up'])}, down {_pair(rtt['down'])}; retransmitted segments "
+                      f"up {sub['retransmitted_segments']['up']}, down "
+                      f"{sub['retransmitted_segments']['down']}", file=out)
+            for name in ("up", "down"):
+                d, r = timing["delivery_delay_ms"][name], timing["reinjection_delay_ms"][name]
+                print(f"  {name}: delivery delay (ms p50/p90/p99) {_triple(d)}; reinjection "
+                      f"delay {_triple(r)}", file=out)
         print("  anomalies: " + ("none" if not c["anomalies"] else ""), file=out)
         for a in c["anomalies"]:
             print(f"    {a}", file=out)
@@ -197,6 +209,14 @@ def _dump_dir(base: str | None, path: str, several: bool) -> str | None:
     return where
 
 
+def _pair(stats) -> str:
+    return "-" if stats is None else f"{stats['p50']:.2f}/{stats['p90']:.2f}"
+
+
+def _triple(stats) -> str:
+    return "-" if stats is None else f"{stats['p50']:.2f}/{stats['p90']:.2f}/{stats['p99']:.2f}"
+
+
 def cmd_analyze(args, out=None) -> int:
     from .analyze import analyze_file
     out = out or sys.stdout
@@ -218,9 +238,12 @@ def cmd_analyze(args, out=None) -> int:
                 reports = list(pool.map(analyze_file, files, dumps))
         else:
             reports = [_analyze_one(f, d, several) for f, d in zip(files, dumps)]
+        extras = _timing_tables_plots(args, names, reports, files, several)
     finally:
         if spooled is not None:
             os.unlink(spooled)
+    if extras:
+        return extras
     status = 0
     for name, report in zip(names, reports):
         report["capture"] = name
@@ -230,16 +253,6 @@ def cmd_analyze(args, out=None) -> int:
             status = 2
         if name == "-" and interrupted:
             report["interrupted"] = True
-    if args.parquet:
-        from . import tables
-        try:
-            for name, report, path in zip(names, reports, files):
-                if "connections" in report and name != "-":
-                    tables.write_parquet(report, path, _dump_dir(args.parquet, name, several))
-        except ImportError as exc:
-            print(f"mptcp-fast analyze: --parquet needs pyarrow ({exc}): pip install "
-                  "'mptcp_fast[parquet]'", file=sys.stderr)
-            return 2
     if args.json:
         json.dump({"captures": reports} if several else reports[0], out, indent=2)
         print(file=out)
@@ -251,6 +264,35 @@ def cmd_analyze(args, out=None) -> int:
                                               else ""), file=out)
             _print_report(report, out)
     return status
+
+
+def _timing_tables_plots(args, names, reports, files, several) -> int:
+    """--timing / --plot (the numbers go into each report) and --parquet; 0, or 2 when a
+    needed library is missing."""
+    for name, report, path in zip(names, reports, files):
+        if "connections" not in report:
+            continue
+        if args.timing or args.plot:
+            from . import timeseries
+            series = timeseries.all_series(report, path)
+            for conn, one in zip(report["connections"], series):
+                conn["timing"] = timeseries.summary(one)
+            if args.plot:
+                try:
+                    for one in series:
+                        timeseries.plot_connection(one, _dump_dir(args.plot, name, several))
+                except timeseries.PlotError as exc:
+                    print(f"mptcp-fast analyze: {exc}", file=sys.stderr)
+                    return 2
+        if args.parquet:
+            from . import tables
+            try:
+                tables.write_parquet(report, path, _dump_dir(args.parquet, name, several))
+            except ImportError as exc:
+                print(f"mptcp-fast analyze: --parquet needs pyarrow ({exc}): pip install "
+                      "'mptcp_fast[parquet]'", file=sys.stderr)
+                return 2
+    return 0
 
 
 def _analyze_one(path, dump_dir, several: bool) -> dict:
@@ -395,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "(several files: DIR/<file name>/)")
     ana.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="analyse several files on N processes")
+    ana.add_argument("--timing", action="store_true",
+                     help="add per-subflow RTTs and retransmissions, and per-direction "
+                          "delivery and reinjection delays (percentiles) to the report")
+    ana.add_argument("--plot", metavar="DIR",
+                     help="PNG figures per connection (sequence graph, throughput per subflow, "
+                          "delivery): needs matplotlib, pip install 'mptcp_fast[plot]'; implies "
+                          "--timing")
     ana.add_argument("--parquet", metavar="DIR",
                      help="write per-packet, per-subflow and per-connection tables (Parquet, "
                           "needs pyarrow: pip install 'mptcp_fast[parquet]')")

@@ -49,6 +49,18 @@ def _flows(report) -> dict:
 def packet_table(report, capture_path):
     """The per-packet table (a pyarrow.Table) of the connections in ``report``."""
     import pyarrow as pa
+    arrays = packet_arrays(report, capture_path)
+    columns = {name: arrays[name] for name in ("connection", "subflow")}
+    for name in ("direction", "src", "dst"):
+        columns[name] = pa.array(list(arrays[name]), pa.string())
+    for name in PACKET_COLUMNS:
+        columns[name] = arrays[name]
+    return pa.table(columns)
+
+
+def packet_arrays(report, capture_path) -> dict:
+    """The per-packet columns as numpy arrays (``direction``, ``src``, ``dst``: object
+    arrays of text), for the time series (mptcp_fast.timeseries) and the tables."""
     flows = _flows(report)
     parts = {name: [] for name in PACKET_COLUMNS}
     extra = {"src": [], "dst": [], "connection": [], "subflow": [], "direction": []}
@@ -92,12 +104,12 @@ def packet_table(report, capture_path):
             extra["direction"] += list(direction[keep])
     columns = {"connection": np.concatenate(extra["connection"] or [np.zeros(0, np.int32)]),
                "subflow": np.concatenate(extra["subflow"] or [np.zeros(0, np.int32)]),
-               "direction": pa.array(extra["direction"], pa.string()),
-               "src": pa.array(extra["src"], pa.string()),
-               "dst": pa.array(extra["dst"], pa.string())}
+               "direction": np.array(extra["direction"], dtype=object),
+               "src": np.array(extra["src"], dtype=object),
+               "dst": np.array(extra["dst"], dtype=object)}
     for name in PACKET_COLUMNS:
         columns[name] = np.concatenate(parts[name]) if parts[name] else np.zeros(0)
-    return pa.table(columns)
+    return columns
 
 
 def subflow_table(report):

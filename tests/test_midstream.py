@@ -115,3 +115,33 @@ def test_kernel_capture_started_mid_transfer(tmp_path):
     assert c["streams"]["up"]["complete"] and c["streams"]["down"]["complete"]
     assert not c["checksum_failures"] and not c["anomalies"]
     assert all(s["unverified_checksums"] == 0 for s in c["subflows"])
+
+
+def test_mp_fastclose_reveals_the_key_in_a_capture_without_handshakes(tmp_path, backend):
+    """RFC 8684 §3.5: MP_FASTCLOSE carries the receiver's key. The client aborts mid-transfer;
+    in the capture cut after the handshakes the server's key and token are learnt from it."""
+    full, cut = tmp_path / "full.pcap", tmp_path / "cut.pcap"
+    net = Network(seed=4, pcap=str(full))
+    config = Config(time_wait=0.5)
+    client = BulkApp(Endpoint([C0, C1], config), send_bytes=8 * MB, seed=1)
+    server = BulkApp(Endpoint([S0], config), send_bytes=0, seed=2)
+    server.endpoint.listen(PORT)
+    net.add_host(client, [C0, C1])
+    net.add_host(server, [S0])
+    for a in (C0, C1):
+        net.add_path(a, S0, rate=100e6, delay=0.005)
+    conn = client.open((S0, PORT), 0.0)
+    net.run(until=5.0, stop=lambda: server.transfers and
+            next(iter(server.transfers.values())).received > MB)
+    server_conn = next(iter(server.transfers.values())).conn
+    conn.abort(net.now)
+    client.endpoint.touch(conn)
+    net.wake(client)
+    net.run(until=net.now + 2.0)
+    net.close()
+    _cut(full, cut, 300)
+    (c,) = analyze.analyze(str(cut))["connections"]
+    assert c["placed"].startswith("without handshakes")
+    assert c["server_key"] == f"{server_conn.local_key:016x}"
+    assert c["server_token"] == f"{server_conn.local_token:08x}"
+    assert any("MP_FASTCLOSE" in e["event"] for e in c["events"])
