@@ -1,7 +1,10 @@
 """Issue #5's headline comparison: `mptcp-fast analyze` (compiled, pure) vs tshark's MPTCP
 analysis over the same capture, one after the other in one run, nothing else running.
 
-    python bench/compare_analyze.py CAPTURE [--skip-tshark]
+    python bench/compare_analyze.py CAPTURE [--skip-tshark] [--skip-pure] [--plot]
+
+``--plot`` adds a run of the compiled backend with ``--plot DIR`` (the time series and the
+figures of issue #14).
 
 Wall time and peak RSS of each as a separate process (GNU time -v).
 """
@@ -31,6 +34,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("capture")
     parser.add_argument("--skip-tshark", action="store_true")
+    parser.add_argument("--skip-pure", action="store_true")
+    parser.add_argument("--plot", action="store_true")
     args = parser.parse_args()
     packets = subprocess.run([sys.executable, "-c", "import sys; from mptcp_fast import capture\n"
                               "r = capture.open_capture(sys.argv[1]); print(sum(1 for _ in r))",
@@ -39,8 +44,14 @@ def main() -> int:
     rows = []
     analyze = [sys.executable, "-m", "mptcp_fast", "analyze", args.capture]
     rows.append(("mptcp-fast analyze (compiled)", *measure(analyze)))
-    rows.append(("mptcp-fast analyze (pure, MPTCP_FAST_PURE=1)",
-                 *measure(analyze, env=dict(os.environ, MPTCP_FAST_PURE="1"))))
+    if args.plot:
+        import tempfile
+        with tempfile.TemporaryDirectory() as plots:
+            rows.append(("mptcp-fast analyze --plot DIR (compiled)",
+                         *measure(analyze + ["--plot", plots])))
+    if not args.skip_pure:
+        rows.append(("mptcp-fast analyze (pure, MPTCP_FAST_PURE=1)",
+                     *measure(analyze, env=dict(os.environ, MPTCP_FAST_PURE="1"))))
     if not args.skip_tshark:
         rows.append(("tshark -2 -o mptcp.analyze_mptcp:TRUE -o mptcp.analyze_mappings:TRUE",
                      *measure(["tshark", "-2", "-o", "mptcp.analyze_mptcp:TRUE", "-o",

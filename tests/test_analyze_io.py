@@ -5,7 +5,6 @@ agree with the JSON report."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
