@@ -14,10 +14,12 @@ import subprocess
 import pytest
 
 from mptcp_fast import cli, demo
+from mptcp_fast import options as opt
 from mptcp_fast.analyze import analyze
+from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.engine.apps import pattern
 
-from enginenet import C0, C1, S0, transfer
+from enginenet import C0, C1, S0, options_of, pump, transfer
 
 MB = 1 << 20
 TSHARK = ["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
@@ -223,3 +225,22 @@ def test_segment_writers_are_build_packet_with_the_codecs_options(on_both, seq, 
     got = on_both(lambda: segment.ack_packet(src_b, dst_b, 1000, 2000, seq, ack, window, tsval,
                                              tsecr, data_ack))
     assert got == (expect_ack, expect_ack)
+
+
+def test_ipv6_subflows_offer_an_mss_that_fits_the_mtu(backend):
+    """An IPv6 header is 20 bytes longer than IPv4's: the SYN offers 1440 and no packet of
+    an IPv6 transfer is longer than 1500 bytes (with 1460 the emulator's 1500-byte paths
+    dropped every full segment)."""
+    client = Endpoint(["2001:2::1"], Config())
+    server = Endpoint(["2001:2::2"], Config())
+    server.listen(5000)
+    conn = client.connect(("2001:2::2", 5000), 0.0)
+    conn.send(bytes(100_000), end_stream=True)
+    seen = pump(client, server, until=2.0)
+    syn = next(p for s, p in seen if s is client)
+    assert [o.mss for o in options_of(syn) if type(o) is opt.Mss] == [1440]
+    assert max(len(p) for _, p in seen) <= 1500
+    got = 0
+    while (e := server.next_event()) is not None:
+        got += len(getattr(e, "data", b""))
+    assert got == 100_000

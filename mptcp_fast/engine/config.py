@@ -40,6 +40,7 @@ class Config:
     send_buffer: int = 4 << 20         # bytes send() accepts beyond what the peer acknowledged
     # -- TCP (RFC 9293)
     mss: int = 1460                    # offered MSS (RFC 9293 §3.7.1): the MTU less 40 bytes
+                                       # (IPv4; IPv6 subflows offer 20 less)
     offload: bool = False              # send one segment per mapping chunk (up to 64 KiB), as
                                        # to a NIC with TSO; segments of any size are received
     delayed_ack: float = 0.040         # Linux's TCP_DELACK_MIN

@@ -130,7 +130,7 @@ class Subflow:
         self.timewait_at = None
         self.keepalive_at = None             # when to probe an idle subflow (Config.keepalive)
         self.keepalive_probes = 0
-        self.window = conn.cc.add_subflow(self._payload_size_for(config.mss))
+        self.window = conn.cc.add_subflow(self._payload_size_for(self.own_mss))
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
 
@@ -163,6 +163,12 @@ class Subflow:
         """Whether the congestion window takes ``size`` more bytes (one full segment at least)."""
         return self.window.can_send(self.pipe, max(size, self.window.mss))
 
+    @property
+    def own_mss(self) -> int:
+        """The MSS this subflow offers: ``Config.mss`` is the MTU less 40 bytes (IPv4 and TCP
+        headers); an IPv6 header is 20 bytes longer (RFC 8200 §5: the MTU less 60)."""
+        return self.config.mss - 20 if len(self.local) == 16 else self.config.mss
+
     def _payload_size_for(self, mss: int) -> int:
         return max(64, mss - DATA_OPTIONS_SPACE - TIMESTAMP_SPACE)
 
@@ -194,11 +200,11 @@ class Subflow:
         """Write one segment with the TCP options it needs and the MPTCP options ``mptcp``."""
         area = []
         if syn and not flags & pk.ACK:            # Linux's layout, byte for byte: MSS,
-            area += [opt.Mss(self.config.mss), opt.SackPermitted(),   # SACK-permitted + TS,
+            area += [opt.Mss(self.own_mss), opt.SackPermitted(),      # SACK-permitted + TS,
                      opt.Timestamps(self._tsval(now), 0),
                      opt.NOP, opt.WindowScale(self.rcv_wscale)]     # NOP + WS, then MPTCP
         elif syn:                                 # a SYN/ACK offers only what the SYN did
-            area.append(opt.Mss(self.config.mss))  # (RFC 7323 §1.3, §2.2; RFC 2018 §2)
+            area.append(opt.Mss(self.own_mss))     # (RFC 7323 §1.3, §2.2; RFC 2018 §2)
             if self.sack_ok:
                 area.append(opt.SackPermitted())
             if self.ts_ok:
@@ -498,7 +504,7 @@ class Subflow:
         if seg.tsval is not None:
             self.ts_ok = True
             self.ts_recent = seg.tsval
-        mss = min(self.peer_mss, self.config.mss)
+        mss = min(self.peer_mss, self.own_mss)
         self.window.mss = self._payload_size_for(mss)
         self.window.cwnd = float(min(10 * self.window.mss, max(2 * self.window.mss, 14600)))
 
