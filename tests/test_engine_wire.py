@@ -131,7 +131,7 @@ def test_parse_path():
 
 from hypothesis import HealthCheck, given, settings, strategies as st   # noqa: E402
 
-from mptcp_fast import options as opt, packet as pk     # noqa: E402
+from mptcp_fast import packet as pk                     # noqa: E402
 from mptcp_fast.engine import wire                      # noqa: E402
 from mptcp_fast.engine.segment import read_segment      # noqa: E402
 
