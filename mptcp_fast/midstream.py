@@ -17,10 +17,10 @@ are no keys and no ISNs, but the DSS options still say a lot:
 ``survey(batches)`` reads the DSS columns of a capture (vectorised, per batch) for the flows
 the analyzer could not place and returns a ``Survey``: per flow its connection, which side is
 the client (guessed: the lower port is the server's), the ISN per direction, whether its
-mappings carry checksums; per connection the first DSN of each direction. Only 64-bit DSNs
-place a flow (Linux always sends them); a flow that only ever shows 32-bit DSNs is left
-unplaced, as is a flow whose two directions could not both be placed (one data ACK from the
-other side is enough for that).
+mappings carry checksums; per connection the first DSN of each direction. 32-bit mapping
+DSNs are expanded to 64 bits against the 64-bit DATA_ACKs the other side sent for them; a
+direction with neither stays unplaced, as does a flow whose two directions could not both be
+placed (one data ACK from the other side is enough for that).
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class _Side:
     acked_lo: int | None = None             # DATA_ACKs this direction sent (the other's DSNs)
     acked_hi: int | None = None
     checksums: bool = False
+    lo32: int | None = None                 # 32-bit mapping DSNs (RFC 8684 §3.3.1 allows
+    hi32: int | None = None                 # them), expanded once a 64-bit DATA_ACK of the
+    first_dsn32: int | None = None          # same space is known
+    first_u32: int | None = None
 
     def widen(self, lo: int, hi: int, acked: bool) -> None:
         if acked:
@@ -124,6 +128,22 @@ def _feed(cols, sides, wanted) -> None:
         acks = mine & ((f & (_M_ACK | _M_ACK64)) == (_M_ACK | _M_ACK64))
         if acks.any():
             side.widen(int(data_ack[acks].min()), int(data_ack[acks].max()), acked=True)
+        maps32 = mine & ((f & (_M_DSN | _M_DSN64)) == _M_DSN) & (dlen > 0)
+        if maps32.any():
+            d32 = dsn[maps32] & MASK32
+            side.lo32 = int(d32.min()) if side.lo32 is None else min(side.lo32, int(d32.min()))
+            side.hi32 = int(d32.max()) if side.hi32 is None else max(side.hi32, int(d32.max()))
+            side.checksums |= bool((checksum[maps32] >= 0).any())
+            u32 = (seq[maps32] - ssn[maps32]) & MASK32
+            for value in np.unique(u32):
+                side.candidate(int(value))
+            with_data = payload[maps32] > 0
+            if with_data.any():
+                low = int(d32[with_data].min())
+                best = min((int(x) for x in u32[with_data][d32[with_data] == low]),
+                           key=lambda x: (x - int(u32[0])) & MASK32)
+                if side.first_dsn32 is None or low < side.first_dsn32:
+                    side.first_dsn32, side.first_u32 = low, best
         maps = mine & ((f & (_M_DSN | _M_DSN64)) == (_M_DSN | _M_DSN64)) & (dlen > 0)
         if not maps.any():
             continue
@@ -147,8 +167,35 @@ def _feed(cols, sides, wanted) -> None:
         del fg
 
 
+def _expand(value32: int, reference: int) -> int:
+    """The 64-bit DSN nearest ``reference`` whose low 32 bits are ``value32`` (RFC 8684
+    §3.3.1's expansion, as Linux's expand_seq does against its known position)."""
+    candidate = (reference & ~MASK32) | value32
+    if candidate - reference > (1 << 31):
+        candidate -= 1 << 32
+    elif reference - candidate > (1 << 31):
+        candidate += 1 << 32
+    return candidate & ((1 << 64) - 1)
+
+
+def _expand_32bit_mappings(sides) -> None:
+    """Directions that only showed 32-bit DSNs take their high bits from the 64-bit DATA_ACKs
+    the other direction sent for their data (Linux always sends 64-bit DATA_ACKs)."""
+    for key, side in sides.items():
+        if side.lo is not None or side.lo32 is None:
+            continue
+        back = sides.get((key[2], key[3], key[0], key[1]))
+        if back is None or back.acked_lo is None:
+            continue                             # nothing 64-bit to expand against
+        reference = back.acked_lo
+        side.lo, side.hi = _expand(side.lo32, reference), _expand(side.hi32, reference)
+        if side.first_dsn32 is not None:
+            side.first_dsn, side.first_u = _expand(side.first_dsn32, reference), side.first_u32
+
+
 def _place(sides) -> Survey:
     """Cluster the directions into data sequence spaces, pair the spaces into connections."""
+    _expand_32bit_mappings(sides)
     # each direction's data falls in its own space; its DATA_ACKs in the other direction's
     intervals = []                           # (lo, hi, (key, "data" | "acked"))
     for key, side in sides.items():

@@ -6,8 +6,11 @@ on a real kernel capture started mid-transfer (root)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -93,6 +96,48 @@ def test_engine_capture_cut_after_the_handshakes(tmp_path, backend, family):
     assert {c.id for c in conns} == {0, 1}
 
 
+def _dsn_to_32_bits(record: bytes) -> bytes:
+    """A pcap record whose DSS mapping, if it has a 64-bit DSN, carries only the low 32 bits
+    (RFC 8684 §3.3: the 'm' flag clear), the 4 bytes saved as NOPs at the end of the options
+    and the TCP checksum fixed."""
+    from mptcp_fast.testbed import find_mptcp_option, fix_tcp_checksum
+    packet = bytearray(record[16:])
+    at = find_mptcp_option(packet, 2)
+    if at is None or not packet[at + 3] & 0x04 or not packet[at + 3] & 0x08:
+        return record
+    ip_len = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else 40
+    options_end = ip_len + (packet[ip_len + 12] >> 4) * 4
+    size = packet[at + 1]
+    dsn_at = at + 4 + ((8 if packet[at + 3] & 0x02 else 4) if packet[at + 3] & 0x01 else 0)
+    option = packet[at:dsn_at] + packet[dsn_at + 4:at + size]
+    option[1] = size - 4
+    option[3] &= ~0x08 & 0xFF
+    packet[at:options_end] = option + packet[at + size:options_end] + b"\x01" * 4
+    return record[:16] + bytes(fix_tcp_checksum(packet))
+
+
+def test_32_bit_dsns_are_expanded_against_the_data_acks(tmp_path):
+    """Every mapping rewritten to a 32-bit DSN (the DATA_ACKs stay 64-bit, as Linux sends
+    them): the connections are still found, and the streams rebuilt exactly as before."""
+    full, cut, short = tmp_path / "full.pcap", tmp_path / "cut.pcap", tmp_path / "short.pcap"
+    _two_connections(full, [C0, C1], S0)
+    _cut(full, cut, 2000)
+    header, records = _records(cut)
+    with open(short, "wb") as f:
+        f.write(header)
+        f.writelines(_dsn_to_32_bits(r) for r in records)
+    before = analyze.analyze(str(cut))
+    after = analyze.analyze(str(short))
+    assert len(after["connections"]) == 2
+    for a, b in zip(before["connections"], after["connections"]):
+        for name in ("up", "down"):
+            assert (a["streams"][name]["sha256"], a["streams"][name]["bytes"],
+                    a["streams"][name]["start_dsn"]) == \
+                (b["streams"][name]["sha256"], b["streams"][name]["bytes"],
+                 b["streams"][name]["start_dsn"])
+            assert b["streams"][name]["complete"]
+
+
 def test_packets_lost_by_the_capturing_host_leave_holes_not_inventions(tmp_path):
     """Cut after the handshakes and every 40th packet after that missing (as when tcpdump
     drops): each stream is reported incomplete, and what is rebuilt is exactly the stream's
@@ -148,6 +193,14 @@ def test_kernel_capture_started_mid_transfer(tmp_path):
     assert c["streams"]["up"]["complete"] and c["streams"]["down"]["complete"]
     assert not c["checksum_failures"] and not c["anomalies"]
     assert all(s["unverified_checksums"] == 0 for s in c["subflows"])
+    # the same file through a pipe (tcpdump -w - | mptcp-fast analyze -): the same report
+    with open(path, "rb") as f:
+        piped = subprocess.run([sys.executable, "-m", "mptcp_fast", "analyze", "-", "--json"],
+                               stdin=f, capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    direct = analyze.analyze(path)
+    assert json.loads(piped.stdout)["connections"] == json.loads(json.dumps(
+        direct["connections"]))
 
 
 def test_mp_fastclose_reveals_the_key_in_a_capture_without_handshakes(tmp_path, backend):
