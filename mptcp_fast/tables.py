@@ -77,10 +77,14 @@ def packet_arrays(report, capture_path) -> dict:
                                   axis=1)
             _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
             inverse = inverse.reshape(-1)
+            group_src = np.empty(len(first), dtype=object)
+            group_dst = np.empty(len(first), dtype=object)
             for g, row in enumerate(first):
                 w = int(width[row])
                 a = (bytes(cols["src"][row, :w]), int(cols["sport"][row]))
                 b = (bytes(cols["dst"][row, :w]), int(cols["dport"][row]))
+                group_src[g] = str(ipaddress.ip_address(a[0]))
+                group_dst[g] = str(ipaddress.ip_address(b[0]))
                 for key, name in (((a, b), "up"), ((b, a), "down")):
                     entries = flows.get(key)
                     if not entries:
@@ -93,20 +97,15 @@ def packet_arrays(report, capture_path) -> dict:
             keep = connection > 0
             for name in PACKET_COLUMNS:
                 parts[name].append(cols[name][keep])
-            src = [str(ipaddress.ip_address(bytes(r[:w]))) for r, w in
-                   zip(cols["src"][keep], width[keep])]
-            dst = [str(ipaddress.ip_address(bytes(r[:w]))) for r, w in
-                   zip(cols["dst"][keep], width[keep])]
-            extra["src"] += src
-            extra["dst"] += dst
+            extra["src"].append(group_src[inverse][keep])
+            extra["dst"].append(group_dst[inverse][keep])
             extra["connection"].append(connection[keep])
             extra["subflow"].append(subflow[keep])
-            extra["direction"] += list(direction[keep])
-    columns = {"connection": np.concatenate(extra["connection"] or [np.zeros(0, np.int32)]),
-               "subflow": np.concatenate(extra["subflow"] or [np.zeros(0, np.int32)]),
-               "direction": np.array(extra["direction"], dtype=object),
-               "src": np.array(extra["src"], dtype=object),
-               "dst": np.array(extra["dst"], dtype=object)}
+            extra["direction"].append(direction[keep])
+    columns = {"connection": np.concatenate(extra["connection"] or [np.zeros(0, np.int32)])}
+    columns["subflow"] = np.concatenate(extra["subflow"] or [np.zeros(0, np.int32)])
+    for name in ("direction", "src", "dst"):
+        columns[name] = np.concatenate(extra[name]) if extra[name] else np.zeros(0, object)
     for name in PACKET_COLUMNS:
         columns[name] = np.concatenate(parts[name]) if parts[name] else np.zeros(0)
     return columns

@@ -53,132 +53,153 @@ def _percentiles(values, weights=None) -> dict | None:
             "max": float(v[-1])}
 
 
-def _data_packets(report_conn, packets, number):
-    """Per data packet of connection ``number``: (time, subflow, direction, seq rel, length,
-    dsn of its first byte or None)."""
-    isn = {(i, d): s["isn"][d] for i, s in enumerate(report_conn["subflows"], 1)
-           for d in ("up", "down")}
-    mine = (packets["connection"] == number) & (packets["payload_len"] > 0)
-    rows = np.nonzero(mine)[0]
+DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment
+
+
+def _data_packets(report_conn, packets, number) -> dict:
+    """The data packets of connection ``number`` in capture order, as arrays: time, subflow,
+    up (bool), rel (subflow byte of the first payload byte), length, dsn and has_dsn."""
+    rows = np.nonzero((packets["connection"] == number) & (packets["payload_len"] > 0))[0]
+    sub = packets["subflow"][rows].astype(np.int64)
+    up = packets["direction"][rows] == "up"
+    isn = np.full(len(rows), -1, np.int64)
     first_dsn = {}                       # RFC 8684 §3.1: the MP_CAPABLE data is at IDSN + 1
-    for direction, key in (("up", report_conn["client_key"]), ("down", report_conn["server_key"])):
+    for name, key in (("up", report_conn["client_key"]), ("down", report_conn["server_key"])):
         if key is not None:
-            first_dsn[direction] = (crypto.key_idsn(int(key, 16), report_conn["version"]) + 1) \
+            first_dsn[name] = (crypto.key_idsn(int(key, 16), report_conn["version"]) + 1) \
                 & ((1 << 64) - 1)
-    last_mapping = {}
-    out = []
-    for r in rows:
-        sub, direction = int(packets["subflow"][r]), packets["direction"][r]
-        base = isn.get((sub, direction))
-        if base is None:
-            continue
-        rel = (int(packets["seq"][r]) - base) & MASK32
-        length = int(packets["payload_len"][r])
-        flags = int(packets["dss_flags"][r])
-        dsn = None
-        if flags != 0xFF and flags & 4 and flags & 8 and packets["dss_len"][r]:
-            mapping = (int(packets["dsn"][r]), int(packets["dss_ssn"][r]),
-                       int(packets["dss_len"][r]))
-            last_mapping[(sub, direction)] = mapping
-        mapping = last_mapping.get((sub, direction))
-        if mapping is not None and mapping[1] <= rel < mapping[1] + mapping[2]:
-            dsn = mapping[0] + rel - mapping[1]
-        elif rel == 1 and int(packets["mptcp_subtypes"][r]) & 1 and direction in first_dsn:
-            dsn = first_dsn[direction]             # MP_CAPABLE with data, no DSS
-        out.append((float(packets["time"][r]), sub, direction, rel, length, dsn))
-    return out
+    for i, s in enumerate(report_conn["subflows"], 1):
+        for name, mask in (("up", up), ("down", ~up)):
+            if s["isn"][name] is not None:
+                isn[(sub == i) & mask] = s["isn"][name]
+    keep = isn >= 0
+    rows, sub, up, isn = rows[keep], sub[keep], up[keep], isn[keep]
+    rel = (packets["seq"][rows].astype(np.int64) - isn) & MASK32
+    length = packets["payload_len"][rows].astype(np.int64)
+    flags = packets["dss_flags"][rows]
+    mapped = (flags != 0xFF) & ((flags & 12) == 12) & (packets["dss_len"][rows] > 0)
+    m_dsn = packets["dsn"][rows]
+    m_ssn = packets["dss_ssn"][rows].astype(np.int64)
+    m_len = packets["dss_len"][rows].astype(np.int64)
+    dsn = np.zeros(len(rows), np.uint64)
+    has = np.zeros(len(rows), bool)
+    group = sub * 2 + up                               # one subflow direction
+    for g in np.unique(group):
+        at = np.nonzero(group == g)[0]
+        # the last mapping seen on this subflow direction, carried forward (forward fill)
+        last = np.where(mapped[at], np.arange(len(at)), -1)
+        last = np.maximum.accumulate(last)
+        ok = last >= 0
+        src = at[np.where(ok, last, 0)]
+        inside = ok & (m_ssn[src] <= rel[at]) & (rel[at] < m_ssn[src] + m_len[src])
+        dsn[at[inside]] = m_dsn[src[inside]] + (rel[at[inside]] - m_ssn[src[inside]]).astype(
+            np.uint64)
+        has[at[inside]] = True
+    subtypes = packets["mptcp_subtypes"][rows]
+    for name, mask in (("up", up), ("down", ~up)):     # MP_CAPABLE with data: no DSS
+        if name in first_dsn:
+            mpc = mask & ~has & (rel == 1) & ((subtypes & 1) != 0)
+            dsn[mpc], has[mpc] = first_dsn[name], True
+    return {"time": packets["time"][rows], "sub": sub, "up": up, "rel": rel, "length": length,
+            "dsn": dsn, "has_dsn": has}
 
 
 def connection_series(report, packets, number: int) -> dict:
     """The time series and figures of connection ``number`` (see the module text)."""
     conn = next(c for c in report["connections"] if c["connection"] == number)
-    data = _data_packets(conn, packets, number)
-    t0 = float(packets["time"][packets["connection"] == number].min()) if len(data) else 0.0
-    subflows = {}
+    d = _data_packets(conn, packets, number)
+    t0 = float(packets["time"][packets["connection"] == number].min()) if len(d["time"]) \
+        else 0.0
+    n = len(d["time"])
+    end = d["rel"] + d["length"]
+    retransmitted = np.zeros(n, bool)
+    group = d["sub"] * 2 + d["up"]
+    for g in np.unique(group):                         # a segment no byte of which is new
+        at = np.nonzero(group == g)[0]
+        before = np.concatenate([[-1], np.maximum.accumulate(end[at])[:-1]])
+        retransmitted[at] = end[at] <= before
+    kind = np.where(retransmitted, RETRANSMISSION, DATA).astype(np.int8)
+    reinjection_delays, delivery = {}, {}
+    for name, mask in (("up", d["up"]), ("down", ~d["up"])):
+        at = np.nonzero(mask & d["has_dsn"])[0]
+        values, first = np.unique(d["dsn"][at], return_index=True)
+        first_row = at[first]
+        # a DSN carried again on another subflow, not a TCP retransmission: a reinjection
+        index = np.searchsorted(values, d["dsn"][at])
+        origin = first_row[index]
+        again = (origin != at) & (d["sub"][origin] != d["sub"][at]) & ~retransmitted[at]
+        kind[at[again]] = REINJECTION
+        reinjection_delays[name] = _percentiles((d["time"][at[again]] - d["time"][origin[again]])
+                                                * 1000)
+        delivery[name] = _delivery(values, d["time"][first_row], d["length"][first_row])
+    subflows = []
     for i, s in enumerate(conn["subflows"], 1):
-        subflows[i] = {"subflow": i, "client": s["client"], "server": s["server"],
-                       "retransmitted_segments": {"up": 0, "down": 0},
-                       "rtt_ms": {"up": None, "down": None},
-                       "samples": {"up": [], "down": []}}     # (time, dsn, length, kind)
-    seen = {}                           # (subflow, direction) -> highest subflow byte seen
-    first_at = {"up": {}, "down": {}}   # dsn -> (time, subflow) of its first arrival
-    reinjection_delays = {"up": [], "down": []}
-    sent_at = {}                        # (subflow, direction) -> [(end rel, time, retransmitted)]
-    for time, sub, direction, rel, length, dsn in data:
-        key = (sub, direction)
-        end = rel + length
-        retransmitted = key in seen and end <= seen[key]
-        if retransmitted:
-            subflows[sub]["retransmitted_segments"][direction] += 1
-        seen[key] = max(seen.get(key, 0), end)
-        sent_at.setdefault(key, []).append((end, time, retransmitted))
-        kind = "retransmission" if retransmitted else "data"
-        if dsn is not None:
-            first = first_at[direction].get(dsn)
-            if first is None:
-                first_at[direction][dsn] = (time, sub, length)
-            elif first[1] != sub and not retransmitted:
-                kind = "reinjection"
-                reinjection_delays[direction].append(time - first[0])
-        subflows[sub]["samples"][direction].append((time - t0, dsn, length, kind))
-    _rtts(conn, packets, number, sent_at, subflows)
-    delays = {d: _delivery_delays(first_at[d]) for d in ("up", "down")}
+        entry = {"subflow": i, "client": s["client"], "server": s["server"],
+                 "retransmitted_segments": {}, "rtt_ms": {}, "samples": {}}
+        for name, mask in (("up", d["up"]), ("down", ~d["up"])):
+            at = np.nonzero(mask & (d["sub"] == i))[0]
+            entry["retransmitted_segments"][name] = int(retransmitted[at].sum())
+            entry["samples"][name] = {"time": d["time"][at] - t0, "dsn": d["dsn"][at],
+                                      "has_dsn": d["has_dsn"][at], "length": d["length"][at],
+                                      "kind": kind[at]}
+            entry["rtt_ms"][name] = _rtt(packets, number, i, name, s["isn"][name],
+                                         d["time"][at], end[at], retransmitted[at])
+        subflows.append(entry)
     return {
-        "connection": number, "start_time": t0,
-        "subflows": list(subflows.values()),
-        "delivery_delay_ms": {d: _percentiles(delays[d][0], delays[d][1]) for d in ("up", "down")},
-        "reinjection_delay_ms": {d: _percentiles(np.array(v) * 1000)
-                                 for d, v in reinjection_delays.items()},
-        "delivery": {d: delays[d][2] for d in ("up", "down")},
+        "connection": number, "start_time": t0, "subflows": subflows,
+        "delivery_delay_ms": {k: _percentiles(v[0], v[1]) for k, v in delivery.items()},
+        "reinjection_delay_ms": reinjection_delays,
+        "delivery": {k: v[2] for k, v in delivery.items()},
     }
 
 
-def _rtts(conn, packets, number, sent_at, subflows) -> None:
-    """Seq/ack RTT samples per subflow direction (Karn: retransmitted segments skipped)."""
-    for i, s in enumerate(conn["subflows"], 1):
-        for direction, other in (("up", "down"), ("down", "up")):
-            sent = sent_at.get((i, direction))
-            base = s["isn"].get(direction)
-            if not sent or base is None:
-                continue
-            acks = (packets["connection"] == number) & (packets["subflow"] == i) & \
-                (packets["direction"] == other) & ((packets["flags"] & 0x10) != 0)
-            ack_time = packets["time"][acks]
-            ack_rel = (packets["ack"][acks].astype(np.int64) - base - 1) & MASK32
-            samples = []
-            j = 0
-            highest = np.maximum.accumulate(ack_rel) if len(ack_rel) else ack_rel
-            for end, time, retransmitted in sent:
-                while j < len(ack_time) and ack_time[j] < time:
-                    j += 1
-                if retransmitted or j >= len(ack_time):
-                    continue
-                k = j + int(np.searchsorted(highest[j:], end - 1, side="left"))
-                if k < len(ack_time):
-                    samples.append((ack_time[k] - time) * 1000)
-            subflows[i]["rtt_ms"][direction] = _percentiles(samples)
+def _rtt(packets, number, subflow, name, isn, sent_time, sent_end, retransmitted):
+    """Seq/ack RTT samples of one subflow direction: from each data segment to the first ACK
+    from the other side at or after it that covers it (Karn: retransmitted ones skipped)."""
+    if isn is None or not len(sent_time):
+        return None
+    other = "down" if name == "up" else "up"
+    acks = (packets["connection"] == number) & (packets["subflow"] == subflow) & \
+        (packets["direction"] == other) & ((packets["flags"] & 0x10) != 0)
+    ack_time = packets["time"][acks]
+    if not len(ack_time):
+        return None
+    ack_rel = (packets["ack"][acks].astype(np.int64) - isn - 1) & MASK32
+    highest = np.maximum.accumulate(ack_rel)            # an ACK covers everything below it
+    after = np.searchsorted(ack_time, sent_time, side="left")
+    covering = np.searchsorted(highest, sent_end - 1, side="left")
+    k = np.maximum(after, covering)
+    ok = ~retransmitted & (k < len(ack_time))
+    return _percentiles((ack_time[k[ok]] - sent_time[ok]) * 1000)
+
+
+def _delivery(dsn, time, length) -> tuple:
+    """(delays in ms, bytes, [(time, bytes delivered so far)]) of one direction, from each
+    data-level piece's first arrival: in DSN order, a piece is delivered once every piece
+    before it arrived (the running maximum of the arrival times)."""
+    if not len(dsn):
+        return [], [], []
+    order = np.argsort(dsn, kind="stable")
+    # relative to the first: 64-bit DSNs do not fit a float, their differences fit an int64
+    dsn = (dsn[order] - dsn[order][0]).astype(np.int64)
+    time, length = time[order], length[order]
+    end = dsn + length
+    before = np.concatenate([[dsn[0]], np.maximum.accumulate(end)[:-1]])
+    new = end > before                                  # pieces not covered by earlier ones
+    dsn, time, end, before = dsn[new], time[new], end[new], before[new]
+    fresh = end - np.maximum(dsn, before)
+    frontier = np.maximum.accumulate(time)
+    delays = (frontier - time) * 1000
+    delivered = sorted(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
+    return delays, fresh, delivered
 
 
 def _delivery_delays(first_at) -> tuple:
-    """(delays in ms, bytes, [(time, delivered bytes)]) of one direction: walk the arrivals
-    in DSN order; a byte is delivered when every byte before it has arrived."""
-    if not first_at:
-        return [], [], []
-    items = sorted(first_at.items())               # (dsn, (time, subflow, length))
-    delays, weights, delivered = [], [], []
-    frontier_time = items[0][1][0]
-    position, total = items[0][0], 0
-    for dsn, (time, _, length) in items:
-        if dsn + length <= position:
-            continue
-        frontier_time = max(frontier_time, time)   # in order once everything before came
-        delays.append((frontier_time - time) * 1000)
-        weights.append(length)
-        position = max(position, dsn + length)
-        total += length
-        delivered.append((frontier_time, total))
-    delivered.sort()
-    return delays, weights, delivered
+    """``_delivery`` of a {dsn: (time, subflow, length)} mapping."""
+    items = sorted(first_at.items())
+    return _delivery(np.array([k for k, _ in items], np.uint64),
+                     np.array([v[0] for _, v in items], float),
+                     np.array([v[2] for _, v in items], np.int64))
 
 
 def all_series(report, capture_path) -> list:
@@ -213,26 +234,25 @@ def plot_connection(series, directory) -> list:
     number = series["connection"]
     paths = []
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    # 1. the sequence graph
+    # 1. the sequence graph (at most ~20k points per series: a figure, not a table)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
     for ax, direction, label in ((axes[0][0], "up", "client -> server"),
                                  (axes[0][1], "down", "server -> client")):
-        base = None
-        for s in series["subflows"]:
-            pts = [p for p in s["samples"][direction] if p[1] is not None]
-            if pts and (base is None or min(p[1] for p in pts) < base):
-                base = min(p[1] for p in pts)
-        for k, s in enumerate(series["subflows"]):
+        placed = [s["samples"][direction] for s in series["subflows"]]
+        starts = [x["dsn"][x["has_dsn"]].min() for x in placed if x["has_dsn"].any()]
+        base = min(starts) if starts else np.uint64(0)    # offsets: 64-bit DSNs are no floats
+        for k, (s, x) in enumerate(zip(series["subflows"], placed)):
             color = colors[k % len(colors)]
-            pts = [p for p in s["samples"][direction] if p[1] is not None]
-            for kind, marker, size in (("data", ".", 4), ("retransmission", "x", 30),
-                                       ("reinjection", "^", 30)):
-                chosen = [p for p in pts if p[3] == kind]
-                if chosen:
-                    ax.scatter([p[0] for p in chosen], [(p[1] - base) / 1e3 for p in chosen],
-                               s=size, marker=marker, color=color,
-                               label=f"subflow {s['subflow']}" + ("" if kind == "data"
-                                                                  else f" {kind}"))
+            for kind, marker, size, what in ((DATA, ".", 4, ""), (RETRANSMISSION, "x", 30,
+                                             " retransmission"), (REINJECTION, "^", 30,
+                                                                  " reinjection")):
+                chosen = np.nonzero(x["has_dsn"] & (x["kind"] == kind))[0]
+                if not len(chosen):
+                    continue
+                chosen = chosen[::max(1, len(chosen) // 20000)]
+                ax.scatter(x["time"][chosen], (x["dsn"][chosen] - base).astype(float) / 1e3,
+                           s=size, marker=marker, color=color,
+                           label=f"subflow {s['subflow']}{what}")
         ax.set_title(f"connection {number}, {label}")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("data sequence (kB from the first byte seen)")
@@ -246,14 +266,12 @@ def plot_connection(series, directory) -> list:
     fig, ax = plt.subplots(figsize=(9, 4))
     for k, s in enumerate(series["subflows"]):
         for direction, style in (("up", "-"), ("down", "--")):
-            pts = s["samples"][direction]
-            if not pts:
+            x = s["samples"][direction]
+            if not len(x["time"]):
                 continue
-            times = np.array([p[0] for p in pts])
-            sizes = np.array([p[2] for p in pts], dtype=float)
-            span = max(times.max(), 1e-3)
-            edges = np.linspace(0, span, min(50, max(2, len(pts) // 4)) + 1)
-            sums, _ = np.histogram(times, bins=edges, weights=sizes)
+            span = max(float(x["time"].max()), 1e-3)
+            edges = np.linspace(0, span, min(50, max(2, len(x["time"]) // 4)) + 1)
+            sums, _ = np.histogram(x["time"], bins=edges, weights=x["length"].astype(float))
             width = edges[1] - edges[0]
             ax.plot(edges[:-1], sums * 8 / width / 1e6, style, color=colors[k % len(colors)],
                     label=f"subflow {s['subflow']} {direction}")
@@ -270,6 +288,7 @@ def plot_connection(series, directory) -> list:
     fig, ax = plt.subplots(figsize=(9, 4))
     for direction, style in (("up", "-"), ("down", "--")):
         points = series["delivery"][direction]
+        points = points[::max(1, len(points) // 20000)] + points[-1:]
         if points:
             ax.step([p[0] - series["start_time"] for p in points],
                     [p[1] / 1e3 for p in points], style, where="post",
