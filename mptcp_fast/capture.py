@@ -107,6 +107,15 @@ def open_capture(path) -> CaptureReader:
     return CaptureReader(open(path, "rb"))
 
 
+def flow_keys(cols, rows=None) -> np.ndarray:
+    """One row of 36 bytes per packet (source and destination address, 16 bytes each, and
+    the two ports big-endian), for grouping the packets of a batch by flow with np.unique."""
+    pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+    ports = [pick(cols[name]).astype(">u2").view(np.uint8).reshape(-1, 2)
+             for name in ("sport", "dport")]
+    return np.concatenate([pick(cols["src"]), pick(cols["dst"]), *ports], axis=1)
+
+
 def check_columns(cols) -> int:
     """Check a batch of columns (the layout ``CaptureReader.columns`` yields) before compiled
     code reads it, and return its row count: every column present with its dtype, one

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import capture
+
 __all__ = ["survey", "Survey", "FlowPlacement", "GAP"]
 
 GAP = 1 << 32                  # DSN ranges closer than this are one data sequence space
@@ -104,9 +106,8 @@ def _feed(cols, sides, wanted) -> None:
     width = np.where(cols["family"][rows] == 4, 4, 16)
     src, dst = cols["src"][rows], cols["dst"][rows]
     sport, dport = cols["sport"][rows], cols["dport"][rows]
-    keys = np.concatenate([src, dst, sport.astype(">u2").view(np.uint8).reshape(-1, 2),
-                           dport.astype(">u2").view(np.uint8).reshape(-1, 2)], axis=1)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(capture.flow_keys(cols, rows), axis=0, return_index=True,
+                                  return_inverse=True)
     inverse = inverse.reshape(-1)
     f = flags[rows]
     seq = cols["seq"][rows].astype(np.int64)

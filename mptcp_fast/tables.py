@@ -71,11 +71,8 @@ def packet_arrays(report, capture_path) -> dict:
             subflow = np.zeros(n, np.int32)
             direction = np.full(n, "", dtype=object)
             width = np.where(cols["family"] == 4, 4, 16)
-            keys = np.concatenate([cols["src"], cols["dst"],
-                                   cols["sport"].astype(">u2").view(np.uint8).reshape(-1, 2),
-                                   cols["dport"].astype(">u2").view(np.uint8).reshape(-1, 2)],
-                                  axis=1)
-            _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            _, first, inverse = np.unique(capture.flow_keys(cols), axis=0, return_index=True,
+                                          return_inverse=True)
             inverse = inverse.reshape(-1)
             group_src = np.empty(len(first), dtype=object)
             group_dst = np.empty(len(first), dtype=object)
