@@ -150,6 +150,8 @@ def connection_series(report, packets, number: int) -> dict:
         "delivery_delay_ms": {k: _percentiles(v[0], v[1]) for k, v in delivery.items()},
         "reinjection_delay_ms": reinjection_delays,
         "delivery": {k: v[2] for k, v in delivery.items()},
+        "delay_points": {k: (np.asarray(v[3]) - t0, np.asarray(v[0]))
+                         for k, v in delivery.items()},      # (arrival time, delay ms)
     }
 
 
@@ -174,11 +176,11 @@ def _rtt(packets, number, subflow, name, isn, sent_time, sent_end, retransmitted
 
 
 def _delivery(dsn, time, length) -> tuple:
-    """(delays in ms, bytes, [(time, bytes delivered so far)]) of one direction, from each
-    data-level piece's first arrival: in DSN order, a piece is delivered once every piece
-    before it arrived (the running maximum of the arrival times)."""
+    """(delays in ms, bytes, [(time, bytes delivered so far)], arrival times) of one
+    direction, from each data-level piece's first arrival: in DSN order, a piece is delivered
+    once every piece before it arrived (the running maximum of the arrival times)."""
     if not len(dsn):
-        return [], [], []
+        return [], [], [], []
     order = np.argsort(dsn, kind="stable")
     # relative to the first: 64-bit DSNs do not fit a float, their differences fit an int64
     dsn = (dsn[order] - dsn[order][0]).astype(np.int64)
@@ -191,15 +193,15 @@ def _delivery(dsn, time, length) -> tuple:
     frontier = np.maximum.accumulate(time)
     delays = (frontier - time) * 1000
     delivered = sorted(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
-    return delays, fresh, delivered
+    return delays, fresh, delivered, time
 
 
 def _delivery_delays(first_at) -> tuple:
-    """``_delivery`` of a {dsn: (time, subflow, length)} mapping."""
+    """(delays, bytes, delivered) of ``_delivery`` for a {dsn: (time, subflow, length)}."""
     items = sorted(first_at.items())
     return _delivery(np.array([k for k, _ in items], np.uint64),
                      np.array([v[0] for _, v in items], float),
-                     np.array([v[2] for _, v in items], np.int64))
+                     np.array([v[2] for _, v in items], np.int64))[:3]
 
 
 def all_series(report, capture_path) -> list:
@@ -284,8 +286,19 @@ def plot_connection(series, directory) -> list:
     paths.append(os.path.join(directory, f"connection{number}-throughput.png"))
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
-    # 3. delivery (in-order bytes over time) and its delay
-    fig, ax = plt.subplots(figsize=(9, 4))
+    # 3. delivery (in-order bytes over time) and its delay per piece
+    fig, (ax, delay_ax) = plt.subplots(1, 2, figsize=(12, 4))
+    for k, direction in enumerate(("up", "down")):
+        arrival, delays = series["delay_points"][direction]
+        if len(arrival):
+            step = max(1, len(arrival) // 20000)
+            delay_ax.scatter(arrival[::step], delays[::step], s=4, color=colors[k],
+                             label=f"{direction}")
+    delay_ax.set_xlabel("first arrival (s)")
+    delay_ax.set_ylabel("wait for in-order delivery (ms)")
+    delay_ax.set_title("head-of-line blocking per data-level piece")
+    if delay_ax.has_data():
+        delay_ax.legend(fontsize="small")
     for direction, style in (("up", "-"), ("down", "--")):
         points = series["delivery"][direction]
         points = points[::max(1, len(points) // 20000)] + points[-1:]
@@ -296,7 +309,7 @@ def plot_connection(series, directory) -> list:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("kB delivered in order")
     delay = series["delivery_delay_ms"]
-    ax.set_title(f"connection {number}: data-level delivery (delay p99 up "
+    ax.set_title(f"connection {number}: delivered in order (delay p99 up "
                  f"{_ms(delay['up'])}, down {_ms(delay['down'])})")
     if ax.has_data():
         ax.legend(fontsize="small")
