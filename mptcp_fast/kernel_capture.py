@@ -41,9 +41,11 @@ PORT = 10000
 _SERVER = r"""
 import hashlib, random, socket, sys
 host, port, download, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM, 262)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", port)); s.listen(1)      # every address: joins come to the announced one
+s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port)); s.listen(1)
+# (every address: joins come to the announced one)
 print("listening", flush=True)
 c, _ = s.accept()
 h, n = hashlib.sha256(), 0
@@ -65,7 +67,7 @@ print(n, h.hexdigest(), flush=True)
 _CLIENT = r"""
 import hashlib, random, socket, sys, time
 host, port, upload, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, 262)
 s.connect((host, port))
 rng = random.Random(seed)
 left = upload
@@ -97,15 +99,27 @@ print(n, h.hexdigest(), flush=True)
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """One connection of a capture: port k serves connection k."""
+    port: int
+    upload_seed: int            # upload_stream(upload_seed, upload_bytes) is what was sent
+    upload_bytes: int
+    upload_sha256: str
+    download_bytes: int
+    download_sha256: str
+
+
+@dataclass(frozen=True)
 class CaptureResult:
     path: str
-    upload_sha256: str          # client -> server, as the server received it
+    upload_sha256: str          # client -> server, as the server received it (connection 0)
     download_sha256: str        # server -> client, as the client received it
     upload_bytes: int
     download_bytes: int
     checksum: bool
     server: str = f"198.18.1.1:{PORT}"
     seed: int = 8684
+    transfers: tuple = ()       # every connection (Transfer), the first one included
 
 
 def upload_stream(seed: int, upload: int) -> bytes:
@@ -146,7 +160,8 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  checksum: bool = False, paths: int = 3, snaplen: int = 0, offload: bool = True,
                  fail_path: bool = False, seed: int = 8684, timeout: float = 120.0,
                  attempts: int = 3, start_after: int = 0,
-                 first_path_rate: str | None = None) -> CaptureResult:
+                 first_path_rate: str | None = None, connections: int = 1,
+                 ipv6: bool = False) -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
 
     ``start_after`` > 0: tcpdump starts only once the connection and its subflows are up and
@@ -155,6 +170,9 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     in it; ``upload_stream(seed, upload)`` regenerates what was sent).
     ``first_path_rate`` ("8mbit"): a token bucket (tc tbf) on path 1 both ways, so that even a
     small transfer spreads over the subflows (on equal veths the kernel keeps to the first).
+    ``connections``: that many connections at once (connection k on port 10000 + k, its upload
+    from seed + 2k, its download from seed + 2k + 1). ``ipv6``: the paths in 2001:2::/48
+    (path i: 2001:2:0:i::1 server, ::2 client) instead of 198.18.i.0/24.
 
     With ``offload=False`` TSO/GSO/GRO and checksum offload are switched off on the veths
     (ethtool), so the capture holds MSS-sized segments with their final TCP checksums, as on a
@@ -162,7 +180,8 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
     settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
                     snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
-                    timeout=timeout, start_after=start_after, first_path_rate=first_path_rate)
+                    timeout=timeout, start_after=start_after, first_path_rate=first_path_rate,
+                    connections=connections, ipv6=ipv6)
     for _ in range(attempts - 1):
         try:
             return _make_capture_once(path, **settings)
@@ -174,7 +193,8 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
 def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool, paths: int,
                        snaplen: int, offload: bool, fail_path: bool, seed: int,
                        timeout: float, start_after: int = 0,
-                       first_path_rate: str | None = None) -> CaptureResult:
+                       first_path_rate: str | None = None, connections: int = 1,
+                       ipv6: bool = False) -> CaptureResult:
     reason = available()
     if reason:
         raise RuntimeError(f"cannot make a kernel capture: {reason}")
@@ -184,6 +204,13 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
         raise ValueError("fail_path needs 3 paths")
     if start_after and (fail_path or not 0 < start_after < upload):
         raise ValueError("start_after must be in 1..upload-1, without fail_path")
+    if not 1 <= connections <= 16 or (fail_path and (connections > 1 or ipv6)):
+        raise ValueError("connections must be 1..16; fail_path takes one IPv4 connection")
+
+    def address(i: int, side: int) -> str:
+        return f"2001:2:0:{i}::{side}" if ipv6 else f"198.18.{i}.{side}"
+    prefix = "/64" if ipv6 else "/24"
+    dad = ["nodad"] if ipv6 else []
     tag = f"{os.getpid() % 100000}{random.randrange(100)}"
     server_ns, client_ns = f"mfA{tag}", f"mfB{tag}"
     procs: list[subprocess.Popen] = []
@@ -202,8 +229,8 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             a, b = f"mfa{i}x{tag}"[:15], f"mfb{i}x{tag}"[:15]
             _run("ip", "link", "add", a, "netns", server_ns, "type", "veth", "peer", "name", b,
                  "netns", client_ns)
-            _run("ip", "-n", server_ns, "addr", "add", f"198.18.{i}.1/24", "dev", a)
-            _run("ip", "-n", client_ns, "addr", "add", f"198.18.{i}.2/24", "dev", b)
+            _run("ip", "-n", server_ns, "addr", "add", address(i, 1) + prefix, "dev", a, *dad)
+            _run("ip", "-n", client_ns, "addr", "add", address(i, 2) + prefix, "dev", b, *dad)
             _run("ip", "-n", server_ns, "link", "set", a, "up")
             _run("ip", "-n", client_ns, "link", "set", b, "up")
             if i == 1 and first_path_rate:     # a slower initial path: the scheduler
@@ -217,34 +244,41 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                     _run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off",
                          "gro", "off", "tx", "off")
         # ADD_ADDR from the server, MP_JOIN from the client (the selftests' recipe)
-        _run("ip", "-n", server_ns, "mptcp", "endpoint", "add", "198.18.2.1", "dev",
+        _run("ip", "-n", server_ns, "mptcp", "endpoint", "add", address(2, 1), "dev",
              f"mfa2x{tag}"[:15], "signal")
         if paths == 3:
-            _run("ip", "-n", client_ns, "mptcp", "endpoint", "add", "198.18.3.2", "dev",
+            _run("ip", "-n", client_ns, "mptcp", "endpoint", "add", address(3, 2), "dev",
                  f"mfb3x{tag}"[:15], "subflow")
 
         def start_tcpdump():
             dump = subprocess.Popen(["ip", "netns", "exec", client_ns, "tcpdump", "-i", "any",
                                      "-n", "-U", "-B", "32768", "-Z", "root", "-s", str(snaplen),
-                                     "-w", path, f"tcp port {PORT}"],
+                                     "-w", path, f"tcp portrange {PORT}-{PORT + connections - 1}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             procs.append(dump)
             _wait_for_line(dump.stderr, "listening on", timeout=10)
             return dump
 
         dump = None if start_after else start_tcpdump()
-        server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", _SERVER,
-                                   "198.18.1.1", str(PORT), str(download), str(seed + 1)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(server)
-        _wait_for_line(server.stdout, "listening", timeout=10)
-        client = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c", _CLIENT,
-                                   "198.18.1.1", str(PORT), str(upload), str(seed),
-                                   "wait" if fail_path else
-                                   f"split:{start_after}" if start_after else "sleep"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        procs.append(client)
+        servers, clients = [], []
+        for k in range(connections):
+            server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c",
+                                       _SERVER, address(1, 1), str(PORT + k), str(download),
+                                       str(seed + 2 * k + 1)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            procs.append(server)
+            servers.append(server)
+            _wait_for_line(server.stdout, "listening", timeout=10)
+        for k in range(connections):
+            client = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c",
+                                       _CLIENT, address(1, 1), str(PORT + k), str(upload),
+                                       str(seed + 2 * k), "wait" if fail_path else
+                                       f"split:{start_after}" if start_after else "sleep"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+            procs.append(client)
+            clients.append(client)
+        server, client = servers[0], clients[0]
         if fail_path:
             _wait_for_line(client.stdout, "connected", timeout=10)
             _wait_for_subflows(client_ns, 3, timeout=10)
@@ -256,16 +290,24 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             client.stdin.write("go\n")
             client.stdin.flush()
         if start_after:
-            _wait_for_line(client.stdout, "sent", timeout=timeout)
+            for each in clients:
+                _wait_for_line(each.stdout, "sent", timeout=timeout)
             dump = start_tcpdump()
-            client.stdin.write("go\n")
-            client.stdin.flush()
-        client_out, client_err = client.communicate(timeout=timeout)
-        if client.returncode:
-            raise RuntimeError(f"MPTCP client failed: {client_err.strip()}")
-        server_out, server_err = server.communicate(timeout=timeout)
-        if server.returncode:
-            raise RuntimeError(f"MPTCP server failed: {server_err.strip()}")
+            for each in clients:
+                each.stdin.write("go\n")
+                each.stdin.flush()
+        outputs = []
+        for k, (each_client, each_server) in enumerate(zip(clients, servers)):
+            client_out, client_err = each_client.communicate(timeout=timeout)
+            if each_client.returncode:
+                raise RuntimeError(f"MPTCP client failed: {client_err.strip()}")
+            server_out, server_err = each_server.communicate(timeout=timeout)
+            if each_server.returncode:
+                raise RuntimeError(f"MPTCP server failed: {server_err.strip()}")
+            up_n, up_hash = server_out.split()[-2:]
+            down_n, down_hash = client_out.split()[-2:]
+            outputs.append(Transfer(PORT + k, seed + 2 * k, int(up_n), up_hash, int(down_n),
+                                    down_hash))
         # libpcap hands packets over a ring block at a time, when a block fills or after its
         # 1 s timeout: wait for the last one before stopping tcpdump (SIGINT drops the rest).
         time.sleep(1.5)
@@ -274,9 +316,11 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
         dropped = re.search(r"(\d+) packets? dropped by kernel", dump_err)
         if dropped and int(dropped.group(1)):
             raise PacketsLost(f"tcpdump lost packets: {dropped.group(0)}")
-        up_n, up_hash = server_out.split()[-2:]
-        down_n, down_hash = client_out.split()[-2:]
-        return CaptureResult(path, up_hash, down_hash, int(up_n), int(down_n), checksum, seed=seed)
+        first = outputs[0]
+        server_text = f"[{address(1, 1)}]:{PORT}" if ipv6 else f"{address(1, 1)}:{PORT}"
+        return CaptureResult(path, first.upload_sha256, first.download_sha256,
+                             first.upload_bytes, first.download_bytes, checksum,
+                             server=server_text, seed=seed, transfers=tuple(outputs))
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -326,13 +370,16 @@ def main(argv=None) -> int:
                         help="path 3 stops acknowledging once the subflows are up: reinjection")
     parser.add_argument("--start-after", type=int, default=0, metavar="BYTES",
                         help="start tcpdump mid-connection, after this much of the upload")
+    parser.add_argument("--connections", type=int, default=1, help="connections at once")
+    parser.add_argument("--ipv6", action="store_true", help="paths in 2001:2::/48")
     parser.add_argument("--first-path-rate", metavar="RATE",
                         help="limit path 1 (tc tbf, e.g. 8mbit) so data spreads over subflows")
     args = parser.parse_args(argv)
     result = make_capture(args.out, upload=args.upload, download=args.download,
                           checksum=args.checksum, paths=args.paths, snaplen=args.snaplen,
                           offload=not args.no_offload, fail_path=args.fail_path,
-                          start_after=args.start_after, first_path_rate=args.first_path_rate)
+                          start_after=args.start_after, first_path_rate=args.first_path_rate,
+                          connections=args.connections, ipv6=args.ipv6)
     print(f"{result.path}: upload {result.upload_bytes} bytes sha256 {result.upload_sha256}; "
           f"download {result.download_bytes} bytes sha256 {result.download_sha256}")
     return 0

@@ -231,3 +231,35 @@ def test_mp_fastclose_reveals_the_key_in_a_capture_without_handshakes(tmp_path, 
     assert c["server_key"] == f"{server_conn.local_key:016x}"
     assert c["server_token"] == f"{server_conn.local_token:08x}"
     assert any("MP_FASTCLOSE" in e["event"] for e in c["events"])
+
+
+@pytest.mark.skipif(kernel_capture.available() is not None,
+                    reason=str(kernel_capture.available()))
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
+def test_kernel_capture_of_two_connections_started_mid_transfer(tmp_path, ipv6):
+    """Two kernel connections at once (ports 10000 and 10001), tcpdump started after 400 kB of
+    each upload, IPv4 and IPv6: each connection found with its subflows (none shared), each
+    upload a byte-exact suffix of what its client sent, each download whole."""
+    path = str(tmp_path / "two.pcap")
+    result = kernel_capture.make_capture(path, upload=1_500_000, download=400_000,
+                                         checksum=True, offload=False, start_after=400_000,
+                                         connections=2, ipv6=ipv6)
+    report = analyze.analyze(path, dump_dir=str(tmp_path))
+    assert len(report["connections"]) == 2
+    by_port = {t.port: t for t in result.transfers}
+    seen_ports = set()
+    for c in report["connections"]:
+        ports = {int(s["server"].rpartition(":")[2]) for s in c["subflows"]}
+        assert len(ports) == 1 and len(c["subflows"]) >= 2       # one connection's subflows
+        (port,) = ports
+        seen_ports.add(port)
+        transfer = by_port[port]
+        with open(tmp_path / f"connection{c['connection']}-up.bin", "rb") as f:
+            up = f.read()
+        sent = kernel_capture.upload_stream(transfer.upload_seed, transfer.upload_bytes)
+        assert len(up) >= 1_500_000 - 400_000 - (1 << 16) and up == sent[-len(up):]
+        assert c["streams"]["down"]["sha256"] == transfer.download_sha256
+        assert c["streams"]["up"]["complete"] and not c["checksum_failures"]
+        if ipv6:
+            assert all(s["client"].startswith("[2001:2:") for s in c["subflows"])
+    assert seen_ports == {10000, 10001}
