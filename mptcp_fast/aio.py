@@ -61,10 +61,9 @@ class _ReadTransport:
 class MptcpStreamWriter:
     """The writing half of an MPTCP connection (the methods of asyncio.StreamWriter)."""
 
-    def __init__(self, stack: "Stack", conn, reader: asyncio.StreamReader):
+    def __init__(self, stack: "Stack", conn):
         self._stack = stack
         self._conn = conn
-        self._reader = reader
         self._pending = collections.deque()          # bytes the connection did not take yet
         self._pending_bytes = 0
         self._closing = False
@@ -314,7 +313,7 @@ class Stack:
         reader.set_transport(transport)
         self._readers[conn.id] = reader
         self._transports[conn.id] = transport
-        self._writers[conn.id] = writer = MptcpStreamWriter(self, conn, reader)
+        self._writers[conn.id] = writer = MptcpStreamWriter(self, conn)
         return reader, writer
 
     def _on_event(self, conn, event) -> None:

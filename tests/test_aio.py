@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 
 import pytest
 
@@ -30,13 +31,7 @@ def bed():
 
 
 def _loops():
-    loops = ["asyncio"]
-    try:
-        import uvloop  # noqa: F401
-        loops.append("uvloop")
-    except ImportError:
-        pass
-    return loops
+    return ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 
 
 def _run(kind: str, coroutine, timeout: float = 60.0):
