@@ -188,14 +188,14 @@ def _spool_stdin() -> tuple[str, bool]:
     """Standard input into a temporary file (a pipe cannot seek, and a capture without its
     handshakes is read twice); Ctrl-C ends the input, keeping what came. Returns the path and
     whether it was interrupted."""
-    import shutil
     import tempfile
     spool = tempfile.NamedTemporaryFile(prefix="mptcp-fast-stdin-", suffix=".pcap",
                                         delete=False)
     interrupted = False
     with spool:
-        try:
-            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        try:                              # read1: what the pipe has now, so that Ctrl-C
+            while chunk := sys.stdin.buffer.read1(1 << 20):      # loses nothing read
+                spool.write(chunk)
         except KeyboardInterrupt:
             interrupted = True
     return spool.name, interrupted
@@ -248,7 +248,9 @@ def cmd_analyze(args, out=None) -> int:
     for name, report in zip(names, reports):
         report["capture"] = name
         error = report.pop("error", None)
-        if error is not None and not (name == "-" and interrupted and "cut" in error):
+        cut_by_ctrl_c = name == "-" and interrupted and error is not None and \
+            ("truncated" in error or "cut" in error)
+        if error is not None and not cut_by_ctrl_c:
             print(f"mptcp-fast analyze: {name}: {error}", file=sys.stderr)
             status = 2
         if name == "-" and interrupted:

@@ -81,3 +81,25 @@ def test_parquet_tables_agree_with_the_json(tmp_path):
     assert row["subflows"] == len(c["subflows"]) and row["placed"] == c["placed"]
     first = packets[0]
     assert first["number"] == 1 and first["connection"] == 1 and first["direction"] == "up"
+
+
+def test_ctrl_c_on_standard_input_reports_what_came():
+    """tcpdump -w - | mptcp-fast analyze -, stopped with Ctrl-C: the report of the packets
+    that arrived, marked interrupted, exit status 0 (a cut last record is expected then)."""
+    import signal
+    import time
+    with open(SHIPPED_CAPTURE, "rb") as f:
+        data = f.read()
+    proc = subprocess.Popen(CLI + ["-", "--json"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(data[:len(data) // 2])
+    proc.stdin.flush()
+    time.sleep(1.5)                                  # read, then waiting for more
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["capture"] == "-" and report["interrupted"] is True
+    whole = _json([SHIPPED_CAPTURE])
+    assert 0 < report["packets"] < whole["packets"]
+    assert len(report["connections"]) == 1
