@@ -66,20 +66,26 @@ print(json.dumps({"backend": BACKEND, "ok": ok, "wall": wall, "bytes": size,
 """
 
 
-KERNEL_CHILD = r"""
-import socket, sys, time
-size, upload, host = int(sys.argv[1]), sys.argv[2] == "up", sys.argv[3]
-buffer = bytearray(1 << 20)
-sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
-start = time.monotonic()
-sock.connect((host, 5000))
-if upload:
+SEND_ALL = r"""
+def send_all(sock, buffer, size):
     view, sent = memoryview(buffer), 0
     while sent < size:
         n = min(len(buffer), size - sent)
         sock.sendall(view[:n])
         sent += n
     sock.shutdown(socket.SHUT_WR)
+"""
+
+KERNEL_CHILD = r"""
+import socket, sys, time
+""" + SEND_ALL + r"""
+size, upload, host = int(sys.argv[1]), sys.argv[2] == "up", sys.argv[3]
+buffer = bytearray(1 << 20)
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+start = time.monotonic()
+sock.connect((host, 5000))
+if upload:
+    send_all(sock, buffer, size)
 else:
     sock.sendall(b"x")
     sock.shutdown(socket.SHUT_WR)
@@ -98,6 +104,7 @@ def _size(text: str) -> int:
 
 SERVER_CHILD = r"""
 import socket, sys
+""" + SEND_ALL + r"""
 mode, size = sys.argv[1], int(sys.argv[2])
 listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -106,12 +113,7 @@ listener.listen()
 sock, _ = listener.accept()
 buffer = bytearray(1 << 20)
 if mode == "send":
-    view, sent = memoryview(buffer), 0
-    while sent < size:
-        n = min(len(buffer), size - sent)
-        sock.sendall(view[:n])
-        sent += n
-    sock.shutdown(socket.SHUT_WR)
+    send_all(sock, buffer, size)
 while sock.recv_into(buffer):
     pass
 sock.close()

@@ -258,12 +258,7 @@ def plot_connection(series, directory) -> list:
         ax.set_title(f"connection {number}, {label}")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("data sequence (kB from the first byte seen)")
-        if ax.has_data():
-            ax.legend(fontsize="small")
-    fig.tight_layout()
-    paths.append(os.path.join(directory, f"connection{number}-sequence.png"))
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    _save(fig, axes[0], os.path.join(directory, f"connection{number}-sequence.png"), paths)
     # 2. throughput per subflow
     fig, ax = plt.subplots(figsize=(9, 4))
     for k, s in enumerate(series["subflows"]):
@@ -280,12 +275,7 @@ def plot_connection(series, directory) -> list:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("Mbit/s")
     ax.set_title(f"connection {number}: throughput per subflow")
-    if ax.has_data():
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    paths.append(os.path.join(directory, f"connection{number}-throughput.png"))
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    _save(fig, [ax], os.path.join(directory, f"connection{number}-throughput.png"), paths)
     # 3. delivery (in-order bytes over time) and its delay per piece
     fig, (ax, delay_ax) = plt.subplots(1, 2, figsize=(12, 4))
     for k, direction in enumerate(("up", "down")):
@@ -297,8 +287,6 @@ def plot_connection(series, directory) -> list:
     delay_ax.set_xlabel("first arrival (s)")
     delay_ax.set_ylabel("wait for in-order delivery (ms)")
     delay_ax.set_title("head-of-line blocking per data-level piece")
-    if delay_ax.has_data():
-        delay_ax.legend(fontsize="small")
     for direction, style in (("up", "-"), ("down", "--")):
         points = series["delivery"][direction]
         points = points[::max(1, len(points) // 20000)] + points[-1:]
@@ -311,13 +299,21 @@ def plot_connection(series, directory) -> list:
     delay = series["delivery_delay_ms"]
     ax.set_title(f"connection {number}: delivered in order (delay p99 up "
                  f"{_ms(delay['up'])}, down {_ms(delay['down'])})")
-    if ax.has_data():
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    paths.append(os.path.join(directory, f"connection{number}-delivery.png"))
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    _save(fig, [ax, delay_ax], os.path.join(directory, f"connection{number}-delivery.png"),
+          paths)
     return paths
+
+
+def _save(fig, axes, path: str, paths: list) -> None:
+    """Legends where there is something to name, then the PNG."""
+    for ax in axes:
+        if ax.has_data():
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    paths.append(path)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
 
 
 def _ms(stats) -> str:
