@@ -367,6 +367,23 @@ def test_a_path_going_down_mid_transfer(bed, backend):
     assert moved.get("MPTcpExtMPJoinAckRx") == 1
 
 
+def test_loss_and_delay_in_our_packet_path(bed, backend):
+    """The harness impairs both paths both ways (1 % loss, 5 ms each way): both ends resend
+    what was dropped and 10 MB each way arrive whole over the two subflows."""
+    app, host = _app(bed, bed.engine_addresses[:2], 10 * MB)
+    impaired = [host.impair(address, loss=0.01, delay=0.005)
+                for address in bed.engine_addresses[:2]]
+    peer = KernelPeer(bed.ns, send_bytes=10 * MB).listen("0.0.0.0", PORT)
+    transfer = _to_kernel_server(bed, app, host, peer, timeout=120)
+    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    dropped = sum(i.dropped for i in impaired)
+    assert dropped > 0 and sum(i.delayed for i in impaired) > dropped
+    assert len(_established(transfer)) == 2
+    assert sum(s["retransmits"] for s in transfer.conn.stats()["subflows"]) > 0   # we resent
+    assert bed.ns.counters("TcpRetransSegs")["TcpRetransSegs"] > 0        # and so did Linux
+
+
 def test_our_fastclose_is_seen_by_the_kernel(bed):
     """We abort mid-transfer: MP_FASTCLOSE with MP_TCPRST on our RSTs; the kernel counts
     MPFastcloseRx and MPRstRx and its socket reports ECONNRESET."""
