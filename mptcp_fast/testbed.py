@@ -92,7 +92,17 @@ def kernel_namespace(name: str, checksums: bool = False) -> Namespace:
     return ns
 
 
-class TunBed:
+class _Bed:
+    """A testbed is a context manager: leaving it deletes what it made (``close``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class TunBed(_Bed):
     """See the module text. ``paths`` paths; ``offload``: the TUN device with GSO/checksum
     offload (TunDevice); ``checksums``: the kernel's net.mptcp.checksum_enabled."""
 
@@ -121,14 +131,8 @@ class TunBed:
             self.device.close()
         self.ns.delete()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class VethBed:
+class VethBed(_Bed):
     """Two kernel namespaces, ``<name>-a`` (198.18.{2i}.1) and ``<name>-b`` (198.18.{2i}.2),
     joined by one veth pair per path."""
 
@@ -160,16 +164,10 @@ class VethBed:
         self.a.delete()
         self.b.delete()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class KernelPeer:
-    """A kernel MPTCP socket inside ``ns`` (None: this process's namespace), in a thread: ``listen(address, port)`` or
-    ``connect(address, port)``, then it sends ``send_bytes`` of the stream ``seed`` (and shuts
+    """A kernel MPTCP socket inside ``ns`` (None: this process's namespace), in a thread:
+    ``listen(address, port)`` or ``connect(address, port)``, then it sends ``send_bytes`` of the stream ``seed`` (and shuts
     its side down) while it reads to the end. ``mptcp=False`` makes a plain TCP socket.
 
     After ``join()``: ``received``, ``received_sha256``, ``sent_sha256``, ``info`` (MptcpInfo

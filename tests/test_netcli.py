@@ -51,51 +51,54 @@ def _json_lines(text: str) -> list:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-@root_only
-def test_userspace_echo_server_and_kernel_client(ns):
-    """serve --mode echo on the engine (its TUN device moved into the namespace); connect
-    --engine kernel from the namespace, which also joins from its second address."""
-    server = _start(["serve", "--mode", "echo", "--count", "1", "--json", "--tun", "mfn0",
-                     *TUN, "--netns", ns.name, "--address", "198.18.0.2"])
+def _serve_and_connect(server_arguments, client_arguments, when_ready):
+    """Start ``serve`` (one connection), call ``when_ready()``, run ``connect``; return the
+    (client report, server report) of that connection."""
+    server = _start(server_arguments)
     try:
-        end = time.monotonic() + 10
-        while "mfn0" not in ns.ip("link") and time.monotonic() < end:
-            time.sleep(0.05)
-        ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "mfn0", "subflow")
-        client = subprocess.run(CLI + ["connect", "198.18.0.2", "5000", "--engine", "kernel",
-                                       "--netns", ns.name, "--bytes", "20M", "--json"],
-                                capture_output=True, text=True, timeout=60)
+        when_ready()
+        client = subprocess.run(CLI + client_arguments, capture_output=True, text=True,
+                                timeout=60)
         out, err = server.communicate(timeout=30)
     finally:
         server.kill()
     assert client.returncode == 0, client.stderr
+    assert server.returncode == 0, err
     (c,) = _json_lines(client.stdout)
     (s,) = _json_lines(out)
+    return c, s
+
+
+@root_only
+def test_userspace_echo_server_and_kernel_client(ns):
+    """serve --mode echo on the engine (its TUN device moved into the namespace); connect
+    --engine kernel from the namespace, which also joins from its second address."""
+    def device_up():
+        end = time.monotonic() + 10
+        while "mfn0" not in ns.ip("link") and time.monotonic() < end:
+            time.sleep(0.05)
+        ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "mfn0", "subflow")
+    c, s = _serve_and_connect(
+        ["serve", "--mode", "echo", "--count", "1", "--json", "--tun", "mfn0", *TUN,
+         "--netns", ns.name, "--address", "198.18.0.2"],
+        ["connect", "198.18.0.2", "5000", "--engine", "kernel", "--netns", ns.name,
+         "--bytes", "20M", "--json"], device_up)
     assert c["sent"] == c["received"] == 20 << 20
     assert c["received_sha256"] == c["sent_sha256"] == s["received_sha256"] == s["sent_sha256"]
     assert s["engine"] == "userspace" and c["engine"] == "kernel"
     assert len(s["subflows"]) == 2 and len(c["subflows"]) == 2
-    assert server.returncode == 0, err
 
 
 @root_only
 def test_userspace_client_and_kernel_server(ns):
     """connect on the engine from two addresses to serve --engine kernel --mode send: 30 MB
     each way; the SHA-256 of what the server sent is what the client received."""
-    server = _start(["serve", "--engine", "kernel", "--netns", ns.name, "--mode", "send",
-                     "--bytes", "30M", "--count", "1", "--json"])
-    try:
-        _wait_listening(ns, 5000)
-        client = subprocess.run(CLI + ["connect", "198.18.0.1", "5000", "--tun", "mfn1", *TUN,
-                                       "--netns", ns.name, "--address", "198.18.0.2",
-                                       "--address", "198.18.2.2", "--bytes", "30M", "--json"],
-                                capture_output=True, text=True, timeout=60)
-        out, err = server.communicate(timeout=30)
-    finally:
-        server.kill()
-    assert client.returncode == 0, client.stderr
-    (c,) = _json_lines(client.stdout)
-    (s,) = _json_lines(out)
+    c, s = _serve_and_connect(
+        ["serve", "--engine", "kernel", "--netns", ns.name, "--mode", "send", "--bytes", "30M",
+         "--count", "1", "--json"],
+        ["connect", "198.18.0.1", "5000", "--tun", "mfn1", *TUN, "--netns", ns.name,
+         "--address", "198.18.0.2", "--address", "198.18.2.2", "--bytes", "30M", "--json"],
+        lambda: _wait_listening(ns, 5000))
     assert c["received"] == s["sent"] == 30 << 20 and c["sent"] == s["received"] == 30 << 20
     assert c["received_sha256"] == s["sent_sha256"] and s["received_sha256"] == c["sent_sha256"]
     assert len(c["subflows"]) == 2
