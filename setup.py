@@ -5,6 +5,7 @@ pure-Python install (mptcp_fast warns once at import and runs the pure twins).
 MPTCP_FAST_REQUIRE_EXT=1 turns those fallbacks into build errors (CI uses it).
 """
 
+import ast
 import glob
 import os
 import sys
@@ -15,6 +16,22 @@ from setuptools.command.build_ext import build_ext
 SINGLE_SOURCE = ("_sender",)          # mptcp_fast/_pure/<name>.py + pyx/mptcp_fast/<name>.pxd
 REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
 SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
+
+
+def _engine_modules() -> tuple:
+    """mptcp_fast/_cengine/__init__.py's MODULES, read without importing the package."""
+    with open(os.path.join("mptcp_fast", "_cengine", "__init__.py")) as f:
+        for node in ast.parse(f.read()).body:
+            if isinstance(node, ast.Assign) and node.targets[0].id == "MODULES":
+                return ast.literal_eval(node.value)
+    raise RuntimeError("mptcp_fast/_cengine/__init__.py has no MODULES")
+
+
+ENGINE = _engine_modules()
+
+
+def _engine_source(name: str) -> str:
+    return "mptcp_fast/netem.py" if name == "netem" else f"mptcp_fast/engine/{name}.py"
 
 
 def extensions():
@@ -36,6 +53,9 @@ def extensions():
     # looks it up by the extension's name on the include path); so are the .pxd files that
     # let other compiled modules cimport a module's classes (pyx/mptcp_fast/_receiver.pxd).
     sources.update({f"mptcp_fast.{name}": f"mptcp_fast/_pure/{name}.py" for name in SINGLE_SOURCE})
+    # The engine's per-packet modules, the same way: mptcp_fast/engine/<name>.py (and netem.py)
+    # compiled as mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd.
+    sources.update({f"mptcp_fast._cengine.{name}": _engine_source(name) for name in ENGINE})
     modules = [
         Extension(
             name,
@@ -47,8 +67,14 @@ def extensions():
         for name, path in sources.items()
     ]
     try:
-        return cythonize(modules, compiler_directives={"language_level": "3"}, quiet=True,
-                         include_path=["pyx"])
+        engine = [m for m in modules if m.name.startswith("mptcp_fast._cengine.")]
+        rest = [m for m in modules if m not in engine]
+        # the engine's annotations document (``now: float`` may be an int); its .pxd files type
+        return (cythonize(rest, compiler_directives={"language_level": "3"}, quiet=True,
+                          include_path=["pyx"])
+                + cythonize(engine, compiler_directives={"language_level": "3",
+                                                         "annotation_typing": False},
+                            quiet=True, include_path=["pyx"]))
     except Exception as exc:  # Cython rejected a module: install pure unless asked not to
         if REQUIRE:
             raise

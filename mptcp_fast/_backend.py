@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import warnings
+
+from ._cengine import MODULES as _ENGINE_MODULES
 
 # Every compiled module the package expects; the compiled backend is all or nothing.
 EXTENSIONS = ("_options", "_crypto", "_dss", "_pcap", "_receiver", "_tracking", "_sender", "_packet",
               "_segment")
+# The compiled engine (mptcp_fast/_cengine): found, not imported, here (it imports the API
+# modules, which register with this one).
+ENGINE_EXTENSIONS = tuple(f"_cengine.{name}" for name in _ENGINE_MODULES)
 
 _registry: dict[str, tuple[str, object]] = {}
 
@@ -27,6 +34,10 @@ def _compiled_available() -> bool:
             importlib.import_module(f"mptcp_fast.{name}")
     except ImportError:
         return False
+    for name in ENGINE_EXTENSIONS:
+        spec = importlib.util.find_spec(f"mptcp_fast.{name}")
+        if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+            return False
     return True
 
 
@@ -90,3 +101,20 @@ def use(backend: str):
         yield
     finally:
         _switch(previous)
+
+
+def construct_on_backend(cls, module: str) -> None:
+    """Make the pure class ``cls`` of ``mptcp_fast.<module>`` build its compiled twin
+    (``mptcp_fast._cengine.<name>``'s class of the same name) while the compiled backend is
+    active: ``Endpoint(...)``, ``Network(...)`` and ``BulkApp(...)`` then give the compiled
+    engine, and every object it makes is compiled too. Called by the pure modules only (a
+    compiled class cannot have ``__new__``)."""
+    twin_module = "mptcp_fast._cengine." + module.rsplit(".", 1)[-1]
+
+    def __new__(kind, *args, **kwargs):
+        if kind is cls and _active == "cython":
+            # not an instance of ``cls``: Python skips ``cls.__init__``; the twin's ran
+            return getattr(importlib.import_module(twin_module), cls.__name__)(*args, **kwargs)
+        return object.__new__(kind)
+
+    cls.__new__ = staticmethod(__new__)

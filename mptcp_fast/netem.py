@@ -47,9 +47,9 @@ import ipaddress
 import random
 import struct
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from . import _check
+from mptcp_fast import _check
 
 __all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload", "shift_sequence",
            "nat", "split_segments", "coalesce_segments"]
@@ -70,8 +70,8 @@ def strip_mptcp(kinds, limit: int | None = None):
     """A middlebox that removes every MPTCP option (kind 30) from the segments named in
     ``kinds`` ("syn", "syn-ack", "ack", "data"), the first ``limit`` of them (all by default),
     and recomputes the checksums; other options and the payload are kept."""
-    from . import options as opt
-    from . import packet as pk
+    from mptcp_fast import options as opt
+    from mptcp_fast import packet as pk
     kinds = set(kinds)
     unknown = kinds - {"syn", "syn-ack", "ack", "data"}
     if unknown:
@@ -111,7 +111,7 @@ def rewrite_payload(nth: int = 1, count: int = 1, offset: int = 0, from_a: bool 
     ``offset`` is inverted and the checksums are made right again (what `tc ... pedit munge
     ... invert pipe csum tcp` does in Linux's MP_FAIL tests). ``from_a`` True or False limits
     it to one direction of the path (the first address given to add_path is "a")."""
-    from . import packet as pk
+    from mptcp_fast import packet as pk
     seen = [0]
     direction = from_a
 
@@ -135,7 +135,7 @@ def rewrite_payload(nth: int = 1, count: int = 1, offset: int = 0, from_a: bool 
 
 def _rebuild(p, packet, *, src=None, dst=None, seq=None, ack=None, flags=None, options=None,
              payload=None) -> bytes:
-    from . import packet as pk
+    from mptcp_fast import packet as pk
     return pk.build_packet(p.src_address(packet) if src is None else src,
                            p.dst_address(packet) if dst is None else dst, p.sport, p.dport,
                            p.seq if seq is None else seq, p.ack if ack is None else ack,
@@ -148,8 +148,8 @@ def shift_sequence(offset: int):
     """A middlebox that adds ``offset`` to the sequence numbers of the segments going from a
     to b and takes it off the ACK numbers (and SACK blocks) going back, as firewalls that
     randomise ISNs do."""
-    from . import options as opt
-    from . import packet as pk
+    from mptcp_fast import options as opt
+    from mptcp_fast import packet as pk
     mask = 0xFFFFFFFF
 
     def middlebox(packet, from_a):
@@ -172,8 +172,8 @@ def nat(inside, outside):
     """A middlebox that rewrites the address ``inside`` to ``outside`` on the way from a to b
     and back on the way from b to a (a NAT at a's side); ``Network.route(outside, b, path)``
     sends the replies to ``outside`` along the same path."""
-    from . import _check
-    from . import packet as pk
+    from mptcp_fast import _check
+    from mptcp_fast import packet as pk
     inside, outside = _check.address("inside", inside), _check.address("outside", outside)
 
     def middlebox(packet, from_a):
@@ -189,7 +189,7 @@ def nat(inside, outside):
 def split_segments(every: int = 3):
     """A middlebox that cuts every ``every``-th data segment in two, each half with the
     segment's options (as TSO and some proxies do)."""
-    from . import packet as pk
+    from mptcp_fast import packet as pk
     seen = [0]
 
     def middlebox(packet, from_a):
@@ -213,7 +213,7 @@ def coalesce_segments(max_payload: int = 1400):
     """A middlebox that merges two back-to-back data segments of one flow into one (keeping
     the first one's options) when they are contiguous and fit ``max_payload``; it holds at
     most one segment and lets it go with the next packet that passes."""
-    from . import packet as pk
+    from mptcp_fast import packet as pk
     held = {}                                        # direction -> (parsed, packet)
 
     def middlebox(packet, from_a):
@@ -241,7 +241,7 @@ def coalesce_segments(max_payload: int = 1400):
 def _segmentation(packet: bytes, mtu: int):
     """(wire packets, wire bytes, payload per packet) that a TCP segment longer than ``mtu``
     stands for when a NIC cuts it (TSO), or None when it is not a TCP segment with payload."""
-    from . import packet as pk
+    from mptcp_fast import packet as pk
     try:
         p = pk.parse_packet(packet)
     except ValueError:
@@ -257,7 +257,7 @@ def _segmentation(packet: bytes, mtu: int):
 def _cut(packet: bytes, pieces) -> list:
     """The wire packets of an offloaded segment: its payload in MTU-sized pieces, each with
     the segment's headers and options, PSH and FIN on the last one only."""
-    from . import packet as pk
+    from mptcp_fast import packet as pk
     p = pk.parse_packet(packet)
     per = pieces[2]
     payload = bytes(p.payload(packet))
@@ -284,13 +284,15 @@ class PathStats:
     duplicated: int = 0
 
 
-@dataclass
 class _Direction:
-    stats: PathStats = field(default_factory=PathStats)
-    link_free_at: float = 0.0     # when the link finishes sending what is queued
-    queued: deque = field(default_factory=deque)  # (time the packet is on the wire, size)
-    queued_bytes: int = 0
-    bad_state: bool = False       # the Gilbert-Elliott channel's state
+    """One direction of a path: its statistics, its link and its queue."""
+
+    def __init__(self):
+        self.stats = PathStats()
+        self.link_free_at = 0.0       # when the link finishes sending what is queued
+        self.queued = deque()         # (time the packet is on the wire, size)
+        self.queued_bytes = 0
+        self.bad_state = False        # the Gilbert-Elliott channel's state
 
 
 class Path:
@@ -319,10 +321,10 @@ class Path:
 
     def down(self, at: float | None = None) -> None:
         """Cut the path (now, or at virtual time ``at``): everything sent on it is lost."""
-        self.network.schedule(self.network.now if at is None else at, self._set, False)
+        self.network._schedule(self.network.now if at is None else at, self._set, (False,))
 
     def up(self, at: float | None = None) -> None:
-        self.network.schedule(self.network.now if at is None else at, self._set, True)
+        self.network._schedule(self.network.now if at is None else at, self._set, (True,))
 
     def _set(self, state: bool) -> None:
         self.is_up = state
@@ -398,11 +400,11 @@ class Path:
             arrival += self.reorder_delay
             stats.reordered += 1
         receiver = self.b if sender == self.a else self.a
-        self.network.schedule(arrival, self._arrive, direction, receiver, packet)
+        self.network._schedule(arrival, self._arrive, (direction, receiver, packet))
         if self.duplicate and rng.random() < self.duplicate:
             stats.duplicated += 1
-            self.network.schedule(arrival + size * 8 / self.rate, self._arrive, direction,
-                                  receiver, packet)
+            self.network._schedule(arrival + size * 8 / self.rate, self._arrive,
+                                   (direction, receiver, packet))
 
     def _arrive(self, direction: _Direction, receiver: bytes, packet: bytes) -> None:
         if not self.is_up:                 # cut while the packet was in flight
@@ -439,7 +441,7 @@ class Network:
         """Attach a sans-IO host that owns ``addresses``."""
         for address in addresses:
             self._hosts[_check.address("address", address)] = host
-        self.schedule(self.now, self._poll, host)
+        self._schedule(self.now, self._poll, (host,))
 
     def add_path(self, a, b, *, rate: float = 100e6, delay: float = 0.010, jitter: float = 0.0,
                  loss: float = 0.0, burst=None, reorder: float = 0.0,
@@ -476,6 +478,9 @@ class Network:
 
     # -- the loop
     def schedule(self, when: float, callback, *args) -> None:
+        self._schedule(when, callback, args)
+
+    def _schedule(self, when: float, callback, args: tuple) -> None:
         self._order += 1
         heapq.heappush(self._events, (when, self._order, callback, args))
 
@@ -536,7 +541,7 @@ class Network:
             # event fires (timers that keep moving later, like a retransmission timer pushed
             # on by every ACK, then cost no heap traffic)
             self._timers[id(host)] = when
-            self.schedule(max(when, self.now), self._timer, host, when)
+            self._schedule(max(when, self.now), self._timer, (host, when))
 
     def _timer(self, host, when: float) -> None:
         if self._timers.get(id(host)) != when:
@@ -545,7 +550,7 @@ class Network:
         due = host.get_timer()
         if due is not None and due > self.now:
             self._timers[id(host)] = due   # moved later since: wait for it
-            self.schedule(due, self._timer, host, due)
+            self._schedule(due, self._timer, (host, due))
             return
         host.handle_timer(self.now)
         self._poll(host)
@@ -562,3 +567,8 @@ class Network:
             self.unroutable += 1
             return
         path.send(ends[0], packet, self.now)
+
+
+if __name__ == "mptcp_fast.netem":      # the pure source (not its compiled copy, mptcp_fast._cengine)
+    from mptcp_fast import _backend
+    _backend.construct_on_backend(Network, __name__)

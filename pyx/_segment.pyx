@@ -13,15 +13,38 @@ from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
 from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write
 
-cdef object _Incoming = None          # mptcp_fast.engine.segment.Incoming, set by bind_types()
 cdef object dss_ack = None, dss_map = None, general_options = None   # the pure twin's
 
 
+cdef class Incoming:
+    """mptcp_fast.engine.segment.Incoming's compiled twin: the same fields and calls, typed
+    (pyx/mptcp_fast/_segment.pxd), so that the compiled engine reads them as C fields."""
+
+    def __init__(self):
+        self.mss = self.wscale = self.tsval = self.tsecr = None
+        self.sack_permitted = False
+        self.sack = ()
+        self.mptcp = []
+        self.malformed_options = 0
+
+    @property
+    def length(self):
+        """Sequence space the segment occupies: payload, plus one each for SYN and FIN."""
+        return len(self.payload) + (1 if self.flags & 0x02 else 0) + (1 if self.flags & 0x01 else 0)
+
+    def first(self, cls):
+        """The first MPTCP option of class ``cls``, or None."""
+        for option in self.mptcp:
+            if type(option) is cls:
+                return option
+        return None
+
+
 def bind_types(incoming_class, read_common):
-    """Called when the engine binds this twin (the package is importable by then)."""
-    global _Incoming, dss_ack, dss_map, general_options
+    """Called when the engine binds this twin (the package is importable by then); the
+    segments read are this module's own Incoming, the compiled twin of ``incoming_class``."""
+    global dss_ack, dss_map, general_options
     from mptcp_fast._pure import _segment as pure
-    _Incoming = incoming_class
     dss_ack, dss_map, general_options = pure.dss_ack, pure.dss_map, pure.general_options
 
 
@@ -38,6 +61,7 @@ def read(data, number):
     cdef Py_ssize_t olen, ihl
     cdef int status
     cdef object checksum
+    cdef Incoming seg
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         d = <const uint8_t*>view.buf
@@ -53,7 +77,7 @@ def read(data, number):
         t = d + f.tcp
         if add16(~pk_tcp_checksum(d, &f) & 0xFFFF, be16(t + 16)) != 0xFFFF:
             return 6
-        seg = _Incoming()
+        seg = Incoming()
         seg.number = number
         seg.src = PyBytes_FromStringAndSize(<const char*>(d + f.src), f.addr_len)
         seg.dst = PyBytes_FromStringAndSize(<const char*>(d + f.src + f.addr_len), f.addr_len)

@@ -127,18 +127,12 @@ def test_tiny_receive_window(backend):
 def test_a_reader_that_stops_reading_closes_the_window_and_probing_resumes(backend):
     net, client, server, _ = make(TWO_PATHS, up=2 * MB, receive_window=65536, time_wait=0.5)
     conn = client.open((S0, PORT), 0.0)
-    stalled = {"until": 2.0}
-    original = server.run
-
-    def lazy_run(now):
-        if now < stalled["until"]:
-            return                                   # the application does not read yet
-        original(now)
-    server.run = lazy_run
+    server.paused = True                             # the application does not read yet
     net.run(until=1.9)
     server_conn = next(iter(server.endpoint.connections.values()))
     assert server_conn.queue.queued_bytes == 65536                   # the window is full
     assert conn.allocator.outstanding_bytes() <= 65536 + 1420
+    server.paused = False
     net.run(until=60, stop=lambda: server.transfers and all(t.done or t.eof for t in server.transfers.values()))
     s = next(iter(server.transfers.values()))
     assert s.received == 2 * MB and s.received_hash.hexdigest() == client.transfers[conn.id].sent_hash.hexdigest()

@@ -2,7 +2,7 @@
 benchmarks use them. ``BulkApp`` wraps an Endpoint in the sans-IO host face ``netem`` calls,
 and after every input runs a bulk-transfer application: send ``send_bytes`` of a seeded
 pseudo-random stream on each connection, read (and SHA-256) everything received, and close
-when done.
+when done. ``paused = True`` stops it reading and writing (a stalled application).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from . import events as ev
+from mptcp_fast.engine import events as ev
 
 __all__ = ["BulkApp", "pattern"]
 
@@ -58,6 +58,7 @@ class BulkApp:
         self.close_when_done = close_when_done
         self.transfers: dict[int, Transfer] = {}
         self.events = []                   # every non-data event, in order
+        self.paused = False                # an application that neither reads nor writes
 
     # -- the host face netem calls
     def receive_packet(self, data, now: float) -> None:
@@ -86,6 +87,8 @@ class BulkApp:
         return conn
 
     def run(self, now: float) -> None:
+        if self.paused:
+            return
         ep = self.endpoint
         while True:
             event = ep.next_event()
@@ -141,3 +144,8 @@ class BulkApp:
                 return
         if self.close_when_done:
             conn.close()
+
+
+if __name__ == "mptcp_fast.engine.apps":      # the pure source (not its compiled copy, mptcp_fast._cengine)
+    from mptcp_fast import _backend
+    _backend.construct_on_backend(BulkApp, __name__)

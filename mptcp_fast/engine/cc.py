@@ -118,16 +118,23 @@ class Lia(Controller):
 
     def alpha(self) -> float:
         """Eq. 2 over the subflows that have an RTT estimate (1 when none has: Reno)."""
-        measured = [w for w in self.windows if w.srtt]
+        total = best = rate_sum = 0.0
+        measured = False
+        for x in self.windows:                  # one pass: this runs on every ACK
+            total += x.cwnd
+            if x.srtt:
+                measured = True
+                rtt = x.srtt
+                best = max(best, x.cwnd / (rtt * rtt))
+                rate_sum += x.cwnd / rtt
         if not measured:
             return 1.0
-        total = sum(w.cwnd for w in self.windows)
-        best = max(w.cwnd / (w.srtt * w.srtt) for w in measured)
-        denominator = sum(w.cwnd / w.srtt for w in measured) ** 2
-        return total * best / denominator
+        return total * best / (rate_sum * rate_sum)
 
     def _avoid(self, w: Window, acked: int, now: float) -> None:
-        total = sum(x.cwnd for x in self.windows)
+        total = 0.0
+        for x in self.windows:
+            total += x.cwnd
         coupled = self.alpha() * acked * w.mss / total
         increase = min(coupled, acked * w.mss / w.cwnd)
         w.cwnd += max(increase, 1.0)            # "the increase MUST be set to 1" (§3)

@@ -27,14 +27,15 @@ from .. import crypto, dss, receiver
 from .. import options as opt
 from .._serial import MASK64, seq64_diff
 from ..errors import MptcpError, StateError
-from . import events as ev
+from mptcp_fast.engine import events as ev
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 from .buffers import Retained, Unsent
-from .fallback import Fallback
-from .integrity import ChecksumHold
-from .pathmanager import PathManagement
-from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk, Subflow
+from mptcp_fast.engine.fallback import Fallback
+from mptcp_fast.engine.integrity import ChecksumHold
+from mptcp_fast.engine.pathmanager import PathManagement
+from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk,
+                      Subflow, _ConnectionState)
 
 __all__ = ["Connection"]
 
@@ -48,7 +49,16 @@ def _text(address: bytes) -> str:
     return str(ipaddress.ip_address(address))
 
 
-class Connection(PathManagement, Fallback):
+def _has_data_ack(mptcp) -> bool:
+    return any(type(o) is opt.Dss and o[0] is not None for o in mptcp)
+
+
+def _announcement_due(announcing: dict, now: float) -> bool:
+    """An ADD_ADDR is due to be sent (again) and has tries left."""
+    return any(e[1] <= now and e[2] <= 8 for e in announcing.values())
+
+
+class Connection(_ConnectionState, PathManagement, Fallback):
     """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN)."""
 
     def __init__(self, endpoint, cid: int, is_client: bool):
@@ -257,7 +267,7 @@ class Connection(PathManagement, Fallback):
         """Server side, under SYN cookies: the third ACK ``seg`` carried a valid cookie; the
         subflow is rebuilt from it (engine/cookies.py) and takes the ACK as usual. Our MPTCP
         key comes back in its MP_CAPABLE (Linux: mptcp_subflow_init_cookie_req)."""
-        from .cookies import SynCookies
+        from mptcp_fast.engine.cookies import SynCookies
         mpc = seg.first(opt.MpCapable)
         if mpc is None or mpc.receiver_key is None or mpc.sender_key is None \
                 or mpc.version != self.version:
@@ -473,8 +483,7 @@ class Connection(PathManagement, Fallback):
             self._fallback_ack(sf, seg, now)
             return
         if self.is_client and not self.fully_established and sf.join is None \
-                and sf._rel_ack(seg.ack) > 1 and not any(
-                    type(o) is opt.Dss and o[0] is not None for o in seg.mptcp):
+                and sf._rel_ack(seg.ack) > 1 and not _has_data_ack(seg.mptcp):
             # RFC 8684 §3.7: our data was acknowledged without a DATA_ACK: the server (or a
             # middlebox) does not speak MPTCP any more
             self._start_fallback(now, "data acknowledged without a DATA_ACK", sf)
@@ -611,19 +620,26 @@ class Connection(PathManagement, Fallback):
         if queue.refused_bytes != refused:
             return False
         if len(self.anomalies) != before:
-            unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
-            if unmapped and not self.fallback and len(self.all_subflows) == 1 \
-                    and sf.join is None and not any(type(o) is opt.Dss and o[2] is not None
-                                                    or type(o) is opt.MpCapable
-                                                    for o in seg.mptcp):
-                # Linux's DssFallback: data that came without any mapping on the only subflow
-                # (a segment whose mapping was refused, e.g. one that lies, is only refused)
-                del self.anomalies[before:]
-                self._start_fallback(now, "data without a DSS mapping", sf)
-                return self.receive_data(sf, seq, payload, seg, now)
-            self._bound_anomalies()
-            if unmapped:
-                return False
+            return self._after_anomalies(sf, seq, payload, seg, now, before)
+        self._mark_data()
+        self._check_eof()
+        return True
+
+    def _after_anomalies(self, sf, seq: int, payload, seg, now: float, before: int) -> bool:
+        """receive_data's answer when delivering raised anomalies (from index ``before``)."""
+        unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
+        if unmapped and not self.fallback and len(self.all_subflows) == 1 \
+                and sf.join is None and not any(type(o) is opt.Dss and o[2] is not None
+                                                or type(o) is opt.MpCapable
+                                                for o in seg.mptcp):
+            # Linux's DssFallback: data that came without any mapping on the only subflow
+            # (a segment whose mapping was refused, e.g. one that lies, is only refused)
+            del self.anomalies[before:]
+            self._start_fallback(now, "data without a DSS mapping", sf)
+            return self.receive_data(sf, seq, payload, seg, now)
+        self._bound_anomalies()
+        if unmapped:
+            return False
         self._mark_data()
         self._check_eof()
         return True
@@ -706,7 +722,7 @@ class Connection(PathManagement, Fallback):
                 sf.retransmit_lost(now)
         if self.allocator is not None and not self.terminated:
             self._push(now)
-        if self.announcing and any(e[1] <= now and e[2] <= 8 for e in self.announcing.values()):
+        if self.announcing and _announcement_due(self.announcing, now):
             usable = self._usable()
             if usable:
                 usable[0].ack_pending = True

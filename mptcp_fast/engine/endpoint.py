@@ -25,12 +25,12 @@ from collections import Counter, deque
 from .. import _check, crypto
 from .. import options as opt
 from .. import packet as pk
-from ..errors import PacketError, StateError
-from .config import Config
+from ..errors import StateError
+from mptcp_fast.engine.config import Config
 from .connection import Connection
-from .cookies import SynCookies
-from .isn import IsnGenerator
-from .segment import read_segment
+from mptcp_fast.engine.cookies import SynCookies
+from mptcp_fast.engine.isn import IsnGenerator
+from mptcp_fast.engine import segment
 from .subflow import Subflow
 
 __all__ = ["Endpoint"]
@@ -69,6 +69,7 @@ class Endpoint:
         self._order = 0
         self._ports = random.Random()
         self._number = 0
+        self._read = segment.reader()       # the twin bound now: an engine keeps its reader
 
     # ================================================================ set-up and the user's calls
     def listen(self, port: int) -> None:
@@ -154,10 +155,9 @@ class Endpoint:
         """One whole IP packet from the network."""
         self.now = now
         self._number += 1
-        try:
-            seg = read_segment(data, self._number)
-        except PacketError as exc:
-            self.stats["dropped_" + exc.reason.replace(" ", "_")] += 1
+        seg = self._read(data, self._number)
+        if type(seg) is int:                    # a status: the packet is dropped
+            self.stats["dropped_" + segment.STATUS[seg][0].replace(" ", "_")] += 1
             return
         self.stats["packets_received"] += 1
         if seg.malformed_options:
@@ -185,7 +185,8 @@ class Endpoint:
             for conn in dirty:
                 conn.flush(now)
                 self._rearm(conn)
-        out, self._out = self._out, []
+        out = self._out[:]                  # the list itself stays: subflows append to it
+        del self._out[:]
         self.stats["packets_sent"] += len(out)
         return out
 
@@ -383,3 +384,8 @@ class Endpoint:
                                      pk.RST | pk.ACK, 0, options=area)
         self.stats["resets_sent"] += 1
         self._out.append(packet)
+
+
+if __name__ == "mptcp_fast.engine.endpoint":      # the pure source (not its compiled copy, mptcp_fast._cengine)
+    from mptcp_fast import _backend
+    _backend.construct_on_backend(Endpoint, __name__)

@@ -16,7 +16,7 @@ from .. import packet as pk
 from ..errors import PacketError
 from .wire import read_common
 
-__all__ = ["Incoming", "read_segment", "STATUS", "data_packet", "ack_packet"]
+__all__ = ["Incoming", "read_segment", "reader", "STATUS", "data_packet", "ack_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
 STATUS = {
@@ -62,6 +62,11 @@ def read_segment(data, number: int = 0) -> Incoming:
         reason, message = STATUS[found]
         raise PacketError(message, reason)
     return found
+
+
+def reader():
+    """The active twin's ``read(data, number)``: an Incoming, or a STATUS code (an int)."""
+    return _impl.read
 
 
 _impl = None

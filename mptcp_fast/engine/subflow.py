@@ -21,7 +21,7 @@ from operator import attrgetter
 from .. import options as opt
 from .. import packet as pk
 from .._serial import seq32_diff
-from . import segment
+from mptcp_fast.engine import segment
 from .rtt import RttEstimator
 
 __all__ = ["Subflow", "Chunk", "STATE_NAMES"]
@@ -65,6 +65,26 @@ class _Sent:
         return not self.sacked and (not self.lost or self.retransmitted)
 
 
+class _ConnectionState:
+    """What a subflow calls on its connection for every segment; ``Connection`` (connection.py)
+    is built on it. It is a class of its own so that the compiled build can declare the
+    connection's state and these calls next to the subflow (pyx/mptcp_fast/_cengine/subflow.pxd)
+    and make them C calls; a compiled class's first base must be compiled, and Connection's
+    path-manager and fallback mixins follow it."""
+
+    def on_options(self, sf, seg, now: float) -> None:
+        raise NotImplementedError
+
+    def receive_data(self, sf, seq: int, payload, seg, now: float) -> bool:
+        raise NotImplementedError
+
+    def plain_data_ack(self):
+        raise NotImplementedError
+
+    def receive_window_left(self) -> int:
+        raise NotImplementedError
+
+
 def _window_shift(window: int) -> int:
     """The smallest window scale that can advertise ``window`` (RFC 7323 §2.3, at most 14)."""
     shift = 0
@@ -83,6 +103,7 @@ class Subflow:
         self.conn, self.sid, self.join = conn, sid, join
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.config = config
+        self._out = conn.endpoint._out       # the endpoint's list of packets to send
         self.state = CLOSED
         self.backup = backup                 # the scheduler's "use only when nothing else"
         self.prio_pending = False            # an MP_PRIO to send on this subflow
@@ -245,7 +266,7 @@ class Subflow:
                                 (self.iss + seq) & MASK32, ack, flags, window, area, payload)
         if flags & pk.ACK:
             self._acked()
-        self.conn.endpoint.output(data)
+        self._out.append(data)
 
     def _sack_blocks(self, room: int) -> list:
         """At most ``room`` blocks, the one holding the latest arrival first (RFC 2018 §4)."""
@@ -280,7 +301,7 @@ class Subflow:
             plain = self.conn.plain_data_ack()
             if plain is not None and self.ts_ok and not (self.sack_ok and self.ooo) \
                     and not self.prio_pending:
-                self.conn.endpoint.output(segment.ack_packet(
+                self._out.append(segment.ack_packet(
                     self.local, self.remote, self.lport, self.rport,
                     (self.iss + self.snd_nxt) & MASK32, (self.irs + self.rcv_nxt) & MASK32,
                     self._window_field(), self._tsval(now), self.ts_recent, plain))
@@ -300,7 +321,7 @@ class Subflow:
         flags = pk.ACK | (pk.PSH if entry.end == chunk.end else 0)
         conn = self.conn
         if self.ts_ok and not chunk.mpc and not conn.fallback and conn.pending_fail is None:
-            self.conn.endpoint.output(segment.data_packet(
+            self._out.append(segment.data_packet(
                 self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
                 (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),
                 self._tsval(now), self.ts_recent, self.conn.queue.data_ack, chunk.dsn,

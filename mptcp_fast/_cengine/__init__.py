@@ -1,0 +1,12 @@
+"""The compiled engine: setup.py builds the engine's per-packet modules from their one source
+(``mptcp_fast/engine/<name>.py`` and ``mptcp_fast/netem.py``, Cython's pure-Python mode, typed
+by ``pyx/mptcp_fast/_cengine/<name>.pxd``) into ``mptcp_fast._cengine.<name>``.
+
+Nothing here is imported by name: ``Endpoint``, ``Network`` and ``BulkApp`` build their
+compiled twin when the compiled backend is active (``mptcp_fast._backend.construct_on_backend``),
+and every object they make comes from the same twin. A pure install leaves this package empty.
+"""
+
+# The modules compiled from the engine's sources, in import order (setup.py and _backend read it).
+MODULES = ("rtt", "cc", "buffers", "scheduler", "subflow", "connection", "endpoint", "apps",
+           "netem")

@@ -1,0 +1,32 @@
+# Types for the compiled build of mptcp_fast/engine/apps.py (mptcp_fast._cengine.apps).
+cimport cython
+
+from mptcp_fast._cengine.endpoint cimport Endpoint
+
+
+@cython.final
+cdef class Transfer:
+    cdef dict __dict__
+    cdef public object conn, source, sent_hash, received_hash, terminated
+    cdef public object established_at, eof_at
+    cdef public long long to_send, sent, received
+    cdef public bint eof
+    cdef public list subflow_events, timeline
+
+
+@cython.final
+cdef class BulkApp:
+    cdef dict __dict__
+    cdef public Endpoint endpoint
+    cdef public long long send_bytes
+    cdef public object source
+    cdef public bint hash_data, close_when_done, paused
+    cdef public dict transfers
+    cdef public list events
+
+    cpdef receive_packet(self, object data, double now)
+    cpdef packets_to_send(self, double now)
+    cpdef get_timer(self)
+    cpdef handle_timer(self, double now)
+    cpdef run(self, double now)
+    cpdef _feed(self, Transfer t)

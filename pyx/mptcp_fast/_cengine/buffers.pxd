@@ -1,0 +1,21 @@
+# Types for the compiled build of mptcp_fast/engine/buffers.py (mptcp_fast._cengine.buffers).
+cimport cython
+
+
+@cython.final
+cdef class Unsent:
+    cdef public object _pieces
+    cdef public long long size
+    cpdef push(self, object data)
+    cpdef take(self, long long n)
+
+
+@cython.final
+cdef class Retained:
+    cdef public object base
+    cdef public list _starts, _pieces
+    cdef public Py_ssize_t _head
+    cdef public long long _end, size
+    cpdef append(self, object dsn, object data)
+    cpdef release(self, object data_ack)
+    cpdef slice(self, object dsn, long long n)

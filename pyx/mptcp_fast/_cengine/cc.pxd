@@ -1,0 +1,24 @@
+# Types for the compiled build of mptcp_fast/engine/cc.py (mptcp_fast._cengine.cc).
+cimport cython
+
+@cython.final
+cdef class Window:
+    cdef public long mss
+    cdef public double cwnd, ssthresh, w_max, k, w_est, origin
+    cdef public object srtt, epoch_start
+    cdef public long long acked_before_loss, acked_since_loss
+    cpdef bint can_send(self, long long in_flight, long long size)
+
+
+cdef class Controller:
+    cdef public list windows
+    cpdef on_ack(self, Window w, long long acked, double now, long segments=*)
+    cpdef _avoid(self, Window w, long long acked, double now)
+
+
+cdef class Reno(Controller):
+    pass
+
+
+cdef class Lia(Controller):
+    cpdef double alpha(self)

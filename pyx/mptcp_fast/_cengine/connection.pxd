@@ -1,0 +1,28 @@
+# Types for the compiled build of mptcp_fast/engine/connection.py (mptcp_fast._cengine.connection):
+# the connection's state is declared on its base, subflow.pxd's _ConnectionState.
+cimport cython
+
+from mptcp_fast._cengine.subflow cimport Chunk, Subflow, _ConnectionState
+from mptcp_fast._segment cimport Incoming
+
+
+# not final: Cython refuses a final class that overrides its base's methods
+cdef class Connection(_ConnectionState):
+    cpdef next_event(self)
+    cpdef _event(self, object event)
+    cpdef _mark_data(self)
+    cpdef _window_opened(self)
+    cpdef long long receive_window_left(self)
+    cpdef on_options(self, Subflow sf, Incoming seg, double now)
+    cpdef _on_data_ack(self, object dss_option, double now)
+    cpdef _update_window(self, long long window, object data_ack)
+    cpdef _on_mapping(self, Subflow sf, object o, Incoming seg)
+    cpdef _side(self, Subflow sf)
+    cpdef bint receive_data(self, Subflow sf, long long seq, object payload, Incoming seg,
+                            double now)
+    cpdef _check_eof(self)
+    cpdef plain_data_ack(self)
+    cpdef flush(self, double now)
+    cpdef _push(self, double now)
+    cpdef _checksum(self, object dsn, long long seq, object data)
+    cpdef next_timer(self)

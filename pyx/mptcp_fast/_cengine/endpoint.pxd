@@ -1,0 +1,29 @@
+# Types for the compiled build of mptcp_fast/engine/endpoint.py (mptcp_fast._cengine.endpoint).
+cimport cython
+
+from mptcp_fast._cengine.connection cimport Connection
+from mptcp_fast._cengine.subflow cimport Subflow
+
+
+@cython.final
+cdef class Endpoint:
+    cdef dict __dict__
+    cdef public object config, tokens, isn, cookies, stats, _ports, _read
+    cdef public list addresses, _out, _timers
+    cdef public set _own, listening
+    cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of
+    cdef public long half_open
+    cdef public double now
+    cdef public long long _next_id, _order, _number
+    cdef public object _with_events
+
+    cpdef receive_packet(self, object data, double now)
+    cpdef list packets_to_send(self, double now)
+    cpdef get_timer(self)
+    cpdef handle_timer(self, double now)
+    cpdef next_event(self)
+    cpdef output(self, object packet)
+    cpdef touch(self, Connection conn)
+    cpdef has_events(self, Connection conn)
+    cpdef _rearm(self, Connection conn)
+    cpdef _arm(self, Connection conn, double when)

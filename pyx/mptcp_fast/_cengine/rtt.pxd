@@ -1,0 +1,11 @@
+# Types for the compiled build of mptcp_fast/engine/rtt.py (mptcp_fast._cengine.rtt).
+cimport cython
+
+@cython.final
+cdef class RttEstimator:
+    cdef public double min_rto, max_rto, _rto
+    cdef public object srtt, rttvar, latest, min_rtt
+    cdef public long backoffs
+    cdef dict __dict__
+    cpdef sample(self, double rtt)
+    cpdef back_off(self)

@@ -1,0 +1,120 @@
+# Types for the compiled build of mptcp_fast/engine/subflow.py (mptcp_fast._cengine.subflow):
+# the subflow's TCP state as C fields, and its per-segment methods as C calls.
+cimport cython
+
+from mptcp_fast._cengine.cc cimport Controller, Window
+from mptcp_fast._cengine.rtt cimport RttEstimator
+from mptcp_fast._segment cimport Incoming
+
+
+@cython.final
+cdef class Chunk:
+    cdef public long long seq, end
+    cdef public object data, dsn, checksum
+    cdef public bint mpc
+
+
+@cython.final
+cdef class _Sent:
+    cdef public long long seq, end
+    cdef public Chunk chunk
+    cdef public bint sacked, lost, retransmitted, fin
+
+
+cdef class Subflow
+
+
+cdef class _ConnectionState:
+    # the whole state of a Connection (connection.py), declared here so that its subflows
+    # read it as C fields
+    cdef dict __dict__
+    cdef public object endpoint, config, scheduler
+    cdef public Controller cc
+    cdef public long id, version
+    cdef public bint is_client
+    cdef public list subflows, all_subflows
+    cdef public object local_key, local_token, remote_key, keys
+    cdef public bint checksums, established, fully_established, fallback_reported
+    cdef public bint event_established, half_open
+    cdef public object terminated, fallback
+    cdef public object local_first_dsn, remote_first_dsn, syn_key, local, remote
+    cdef public dict remote_addresses
+    # sending
+    cdef public object allocator, unsent, retained, reinject, peer_edge
+    cdef public dict redundant_sent
+    cdef public bint local_closed, fin_acked
+    cdef public object fin_dsn, fin_at, persist_at
+    cdef public long fin_backoff, persist_backoff
+    cdef public list pending_echo, pending_remove
+    cdef public dict announcing
+    cdef public set announced
+    cdef public long add_addr_accepted
+    # receiving
+    cdef public object queue, receiver, events, hold, pending_fail
+    cdef public dict receiver_side
+    cdef public list anomalies
+    cdef public bint eof_reported, _queued, send_infinite_mapping
+    cdef public long long advertised, segments, reinjected_bytes
+    cdef public long ignored_options, anomalies_dropped, bad_add_addr, bad_join, bad_fastclose
+    cdef public long checksum_failures, mp_fail_received, window_probes
+
+
+    cpdef on_options(self, Subflow sf, Incoming seg, double now)
+    cpdef bint receive_data(self, Subflow sf, long long seq, object payload, Incoming seg,
+                            double now)
+    cpdef plain_data_ack(self)
+    cpdef long long receive_window_left(self)
+
+
+@cython.final
+cdef class Subflow:
+    cdef dict __dict__
+    cdef public _ConnectionState conn
+    cdef public object join, config, closed_reason, reset_reason
+    cdef public list _out                # the endpoint's packets to send
+    cdef public long sid
+    cdef public bytes local, remote
+    cdef public long lport, rport
+    cdef public int state
+    cdef public bint backup, prio_pending, reported
+    cdef public long local_address_id, remote_address_id
+    # send side
+    cdef public long long iss, snd_una, snd_nxt, pipe
+    cdef public list sent
+    cdef public Py_ssize_t sent_head
+    cdef public bint fin_sent, peer_wscale_offered, sack_ok, ts_ok
+    cdef public long peer_wscale, peer_mss
+    cdef public long long ts_recent, ts_offset
+    # receive side
+    cdef public long long irs, rcv_nxt
+    cdef public list ooo
+    cdef public object recent_block
+    cdef public long rcv_wscale
+    cdef public bint fin_received
+    # ACK policy, timers, recovery
+    cdef public bint ack_pending, stale, in_recovery
+    cdef public long unacked_segments, timeouts, dupacks, syn_sent_count, keepalive_probes
+    cdef public object delack_at, rto_at, timed, syn_time, timewait_at, keepalive_at
+    cdef public RttEstimator rtt
+    cdef public long long recovery_point, high_sacked, loss_scan
+    cdef public Window window
+    cdef public long long stats_retransmits, bytes_sent, bytes_received
+
+    cpdef bint has_room(self, long long size=*)
+    cpdef long long _rel_seq(self, long long wire)
+    cpdef long long _rel_ack(self, long long wire)
+    cpdef long long _tsval(self, double now)
+    cpdef long _window_field(self)
+    cpdef _acked(self)
+    cpdef send_ack(self, double now, object mptcp=*)
+    cpdef _transmit(self, _Sent entry, double now)
+    cpdef send_chunk(self, Chunk chunk, double now)
+    cpdef long long room(self)
+    cpdef bint has_lost(self)
+    cpdef receive(self, Incoming seg, double now)
+    cpdef bint _acceptable(self, long long seq, long long length)
+    cpdef _process_ack(self, Incoming seg, double now)
+    cpdef _cumulative_ack(self, long long ack, double now)
+    cpdef _receive_payload(self, long long seq, object payload, Incoming seg, double now)
+    cpdef _ack_policy(self, double now)
+    cpdef object next_timer(self)
