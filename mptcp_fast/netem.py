@@ -57,12 +57,14 @@ __all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload", "sh
 _LINKTYPE_RAW = 101
 
 
-def _endpoints(packet: bytes):
-    """(source, destination) addresses of an IPv4 or IPv6 packet, or None."""
-    if len(packet) >= 20 and packet[0] >> 4 == 4:
-        return bytes(packet[12:16]), bytes(packet[16:20])
-    if len(packet) >= 40 and packet[0] >> 4 == 6:
-        return bytes(packet[8:24]), bytes(packet[24:40])
+def _route_key(packet: bytes):
+    """The source and destination addresses of an IPv4 or IPv6 packet as one bytes object (the
+    network's routing key: one slice, one hash), or None."""
+    size = len(packet)
+    if size >= 20 and packet[0] >> 4 == 4:
+        return packet[12:20]
+    if size >= 40 and packet[0] >> 4 == 6:
+        return packet[8:40]
     return None
 
 
@@ -285,14 +287,36 @@ class PathStats:
 
 
 class _Direction:
-    """One direction of a path: its statistics, its link and its queue."""
+    """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
+    where its packets arrive. A packet in flight is the event (arrival time, order, this
+    direction, the packet): no callback object is made per packet."""
 
-    def __init__(self):
-        self.stats = PathStats()
+    def __init__(self, path, receiver: bytes):
+        self.path, self.receiver = path, receiver
         self.link_free_at = 0.0       # when the link finishes sending what is queued
         self.queued = deque()         # (time the packet is on the wire, size)
         self.queued_bytes = 0
         self.bad_state = False        # the Gilbert-Elliott channel's state
+        self.sent = self.delivered = self.bytes_delivered = self.lost = 0
+        self.queue_drops = self.middlebox_drops = self.mtu_drops = 0
+        self.reordered = self.duplicated = 0
+
+    def stats(self) -> PathStats:
+        return PathStats(self.sent, self.delivered, self.bytes_delivered, self.lost,
+                         self.queue_drops, self.middlebox_drops, self.mtu_drops,
+                         self.reordered, self.duplicated)
+
+    def arrive(self, packet: bytes) -> None:
+        """The packet reached the end of the path (unless it was cut meanwhile)."""
+        path = self.path
+        if not path.is_up:                 # cut while the packet was in flight
+            self.lost += 1
+            return
+        if len(packet) > path.mtu:         # an offloaded segment: its wire packets arrived
+            self.delivered += _segmentation(packet, path.mtu)[0] - 1
+        self.delivered += 1
+        self.bytes_delivered += len(packet)
+        path.network._deliver(self.receiver, packet)
 
 
 class Path:
@@ -309,15 +333,15 @@ class Path:
         self.is_up = True
         self.offload = False       # the ends segment oversize TCP segments (TSO), see above
         self.middlebox = None      # middlebox(packet, from_a) -> packet or None, see the module
-        self._directions = {a: _Direction(), b: _Direction()}   # keyed by the sender
+        self._directions = {a: _Direction(self, b), b: _Direction(self, a)}   # by the sender
 
     def __repr__(self):
         return (f"Path({ipaddress.ip_address(self.a)} <-> {ipaddress.ip_address(self.b)}, "
                 f"{self.rate / 1e6:g} Mbit/s, {self.delay * 1e3:g} ms)")
 
     def stats(self, sender) -> PathStats:
-        """The statistics of the direction whose packets ``sender`` sends."""
-        return self._directions[_check.address("sender", sender)].stats
+        """The statistics (as they are now) of the direction whose packets ``sender`` sends."""
+        return self._directions[_check.address("sender", sender)].stats()
 
     def down(self, at: float | None = None) -> None:
         """Cut the path (now, or at virtual time ``at``): everything sent on it is lost."""
@@ -339,52 +363,53 @@ class Path:
         return self.loss > 0 and rng.random() < self.loss
 
     def send(self, sender: bytes, packet: bytes, now: float) -> None:
-        direction = self._directions[sender]
-        stats = direction.stats
-        stats.sent += 1
+        """``sender`` (an end of the path) puts ``packet`` on it at ``now``."""
+        self._send_on(self._directions[sender], packet, now)
+
+    def _send_on(self, direction, packet: bytes, now: float) -> None:
+        direction.sent += 1
         if self.middlebox is not None:                       # it sees what enters the path
-            out = self.middlebox(packet, sender == self.a)
+            out = self.middlebox(packet, direction.receiver == self.b)
             if out is None:
-                stats.middlebox_drops += 1
+                direction.middlebox_drops += 1
                 return
             if type(out) is list:                            # split, held, or released
                 for piece in out:
-                    self._enter(direction, stats, sender, piece, now)
+                    self._enter(direction, piece, now)
                 return
             packet = out
         if len(packet) > self.mtu and self.offload:
             pieces = _segmentation(packet, self.mtu)
             if pieces is None:                               # not a TCP segment to cut
-                stats.mtu_drops += 1
+                direction.mtu_drops += 1
                 return
             if self._clean():
                 # an offloaded (TSO) segment on a path that changes nothing: carried whole,
                 # timed and queued as the wire packets it stands for (RFC 7323's MTU kept)
-                self._enter(direction, stats, sender, packet, now, pieces)
+                self._enter(direction, packet, now, pieces)
                 return
-            stats.sent += pieces[0] - 1                      # counted as its wire packets
+            direction.sent += pieces[0] - 1                  # counted as its wire packets
             for piece in _cut(packet, pieces):               # what the NIC puts on the wire
-                self._enter(direction, stats, sender, piece, now)
+                self._enter(direction, piece, now)
             return
-        self._enter(direction, stats, sender, packet, now)
+        self._enter(direction, packet, now)
 
     def _clean(self) -> bool:
         return not (self.loss or self.burst or self.reorder or self.duplicate or self.jitter
                     or self.middlebox is not None)
 
-    def _enter(self, direction, stats, sender: bytes, packet: bytes, now: float,
-               pieces=None) -> None:
+    def _enter(self, direction, packet: bytes, now: float, pieces=None) -> None:
         size = len(packet) if pieces is None else pieces[1]
         if pieces is not None:
-            stats.sent += pieces[0] - 1                      # counted as its wire packets
+            direction.sent += pieces[0] - 1                  # counted as its wire packets
         if pieces is None and size > self.mtu:
-            stats.mtu_drops += 1
+            direction.mtu_drops += 1
             return
         queued = direction.queued
         while queued and queued[0][0] <= now:                # what the link has sent since
             direction.queued_bytes -= queued.popleft()[1]
         if direction.queued_bytes + size > self.queue:
-            stats.queue_drops += 1
+            direction.queue_drops += 1
             return
         start = max(now, direction.link_free_at)
         done = start + size * 8 / self.rate
@@ -392,29 +417,17 @@ class Path:
         queued.append((done, size))
         direction.queued_bytes += size
         if not self.is_up or self._lost(direction):
-            stats.lost += 1
+            direction.lost += 1
             return
         rng = self.network.random
         arrival = done + self.delay + (rng.random() * self.jitter if self.jitter else 0.0)
         if self.reorder and rng.random() < self.reorder:
             arrival += self.reorder_delay
-            stats.reordered += 1
-        receiver = self.b if sender == self.a else self.a
-        self.network._schedule(arrival, self._arrive, (direction, receiver, packet))
+            direction.reordered += 1
+        self.network._schedule(arrival, direction, packet)
         if self.duplicate and rng.random() < self.duplicate:
-            stats.duplicated += 1
-            self.network._schedule(arrival + size * 8 / self.rate, self._arrive,
-                                   (direction, receiver, packet))
-
-    def _arrive(self, direction: _Direction, receiver: bytes, packet: bytes) -> None:
-        if not self.is_up:                 # cut while the packet was in flight
-            direction.stats.lost += 1
-            return
-        if len(packet) > self.mtu:         # an offloaded segment: its wire packets arrived
-            direction.stats.delivered += _segmentation(packet, self.mtu)[0] - 1
-        direction.stats.delivered += 1
-        direction.stats.bytes_delivered += len(packet)
-        self.network._deliver(receiver, packet)
+            direction.duplicated += 1
+            self.network._schedule(arrival + size * 8 / self.rate, direction, packet)
 
 
 class Network:
@@ -428,6 +441,7 @@ class Network:
         self._hosts = {}                   # address -> host
         self._timers = {}                  # id(host) -> scheduled time
         self._paths = {}                   # (sender address, receiver address) -> Path
+        self._routes = {}                  # sender + receiver address -> its path's _Direction
         self.unroutable = 0                # packets with no path between their addresses
         self._pcap = None
         self._owns_pcap = isinstance(pcap, (str, bytes)) or hasattr(pcap, "__fspath__")
@@ -467,20 +481,29 @@ class Network:
                     float(reorder), float(reorder_delay), float(duplicate),
                     _check.in_range("mtu", mtu, 68, 65535), _check.in_range("queue", queue, 0, 1 << 40))
         path.offload = bool(offload)
-        self._paths[(a, b)] = self._paths[(b, a)] = path
+        self._join(a, b, path)
         return path
+
+    def _join(self, a: bytes, b: bytes, path: Path) -> None:
+        self._paths[(a, b)] = self._paths[(b, a)] = path
+        for sender, receiver in ((a, b), (b, a)):
+            direction = path._directions.get(sender)    # route(): one end may be a NAT's
+            if direction is not None:                   # address, which never sends itself
+                self._routes[sender + receiver] = direction
 
     def route(self, a, b, path: Path) -> None:
         """Packets between addresses ``a`` and ``b`` take ``path`` too (an address a NAT on the
         path puts in front of one of its ends)."""
         a, b = _check.address("a", a), _check.address("b", b)
-        self._paths[(a, b)] = self._paths[(b, a)] = path
+        self._join(a, b, path)
 
     # -- the loop
     def schedule(self, when: float, callback, *args) -> None:
         self._schedule(when, callback, args)
 
-    def _schedule(self, when: float, callback, args: tuple) -> None:
+    def _schedule(self, when: float, callback, args) -> None:
+        """An event: ``callback(*args)`` at ``when``, or a packet (``args``) arriving on a
+        path's direction (``callback`` a _Direction)."""
         self._order += 1
         heapq.heappush(self._events, (when, self._order, callback, args))
 
@@ -495,7 +518,10 @@ class Network:
                 break
             _, _, callback, args = heapq.heappop(self._events)
             self.now = max(self.now, when)
-            callback(*args)
+            if type(callback) is _Direction:
+                callback.arrive(args)
+            else:
+                callback(*args)
             processed += 1
             if stop is not None and stop():
                 break
@@ -556,17 +582,18 @@ class Network:
         self._poll(host)
 
     def _transmit(self, packet) -> None:
-        packet = bytes(packet)
-        ends = _endpoints(packet)
-        path = self._paths.get(ends) if ends is not None else None
+        if type(packet) is not bytes:
+            packet = bytes(packet)
+        key = _route_key(packet)
+        direction = self._routes.get(key) if key is not None else None
         if self._pcap is not None:
             ns = int(round(self.now * 1e9))
             self._pcap.write(struct.pack("<IIII", ns // 10**9, ns % 10**9, len(packet),
                                          len(packet)) + packet)
-        if path is None:
+        if direction is None:
             self.unroutable += 1
             return
-        path.send(ends[0], packet, self.now)
+        direction.path._send_on(direction, packet, self.now)
 
 
 if __name__ == "mptcp_fast.netem":      # the pure source (not its compiled copy, mptcp_fast._cengine)

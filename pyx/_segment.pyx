@@ -6,6 +6,7 @@ here, any other area by the pure twin's ``general_options`` (the option codec).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
@@ -21,6 +22,7 @@ cdef class Incoming:
     (pyx/mptcp_fast/_segment.pxd), so that the compiled engine reads them as C fields."""
 
     def __init__(self):
+        self.flow = None
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False
         self.sack = ()
@@ -46,6 +48,19 @@ def bind_types(incoming_class, read_common):
     global dss_ack, dss_map, general_options
     from mptcp_fast._pure import _segment as pure
     dss_ack, dss_map, general_options = pure.dss_ack, pure.dss_map, pure.general_options
+
+
+cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remote,
+                 const uint8_t* rport, Py_ssize_t alen):
+    """The subflow key the pure twin's flow_key builds: local address, port, remote address,
+    port (the ports as they are on the wire, big-endian)."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 2 * alen + 4)
+    cdef char* o = PyBytes_AS_STRING(out)
+    memcpy(o, local, alen)
+    memcpy(o + alen, lport, 2)
+    memcpy(o + alen + 2, remote, alen)
+    memcpy(o + 2 * alen + 2, rport, 2)
+    return out
 
 
 cdef inline bint _is_ts(const uint8_t* p) noexcept nogil:
@@ -87,6 +102,7 @@ def read(data, number):
         seg.ack = be32(t + 8)
         seg.flags = t[13]
         seg.window = be16(t + 14)
+        seg.flow = _flow(d + f.src + f.addr_len, t + 2, d + f.src, t, f.addr_len)
         seg.payload = PyBytes_FromStringAndSize(<const char*>(t + f.doff), f.ip_end - f.tcp - f.doff)
         olen = f.doff - 20
         if olen:

@@ -137,7 +137,7 @@ class SharedAddress:
     def _owner(self, data):
         dport = pk.parse_packet(data).dport
         for app in self.apps:
-            if any(key[1] == dport for key in app.endpoint._subflows):
+            if any(sf.lport == dport for sf in app.endpoint._subflows.values()):
                 return app
         return self.apps[0]
 

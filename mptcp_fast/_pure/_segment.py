@@ -43,6 +43,12 @@ def ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack)
 _PARSE_STATUS = {"truncated": 1, "not tcp": 2, "fragment": 3}
 
 
+def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
+    """A subflow's key in its endpoint's table: local address and port, remote address and
+    port, as one bytes object (one hash per lookup)."""
+    return local + lport.to_bytes(2, "big") + remote + rport.to_bytes(2, "big")
+
+
 def dss_ack(data_ack):
     """The Dss the codec returns for a data ACK alone, built without validation."""
     return tuple.__new__(opt.Dss, (data_ack, True, None, False, None, None, None, False))
@@ -94,6 +100,7 @@ def read(data, number: int):
     seg.src, seg.dst = p.src_address(data), p.dst_address(data)
     seg.sport, seg.dport, seg.seq, seg.ack = p.sport, p.dport, p.seq, p.ack
     seg.flags, seg.window = p.flags, p.window
+    seg.flow = flow_key(seg.dst, seg.dport, seg.src, seg.sport)
     seg.payload = bytes(p.payload(data))
     if p.options_len:
         common = _read_common(data, p.options_offset, p.options_len)

@@ -59,6 +59,7 @@ class BulkApp:
         self.transfers: dict[int, Transfer] = {}
         self.events = []                   # every non-data event, in order
         self.paused = False                # an application that neither reads nor writes
+        self.ended = 0                     # connections whose peer ended its stream
 
     # -- the host face netem calls
     def receive_packet(self, data, now: float) -> None:
@@ -116,6 +117,7 @@ class BulkApp:
                 t.established_at = now
             elif kind is ev.EndOfStream:
                 t.eof, t.eof_at = True, now
+                self.ended += 1
                 t.timeline.append((now, t.received))
             elif kind is ev.ConnectionTerminated:
                 t.terminated = event.reason

@@ -59,7 +59,7 @@ class Endpoint:
         self.half_open = 0                  # server handshakes waiting for their third ACK
         self.stats = Counter()
         self.now = 0.0
-        self._subflows = {}                 # (local, lport, remote, rport) -> Subflow
+        self._subflows = {}                 # segment.flow_key(local, lport, remote, rport) -> Subflow
         self._next_id = 0
         self._out = []
         self._dirty = {}                    # connections to flush (insertion-ordered)
@@ -162,13 +162,13 @@ class Endpoint:
         self.stats["packets_received"] += 1
         if seg.malformed_options:
             self.stats["malformed_options"] += seg.malformed_options
-        if seg.dst not in self._own:
-            self.stats["dropped_not_ours"] += 1
-            return
-        sf = self._subflows.get((seg.dst, seg.dport, seg.src, seg.sport))
+        sf = self._subflows.get(seg.flow)       # a subflow's destination is one of ours
         if sf is not None:
             sf.receive(seg, now)
             self.touch(sf.conn)
+            return
+        if seg.dst not in self._own:
+            self.stats["dropped_not_ours"] += 1
             return
         self._unplaced(seg, now)
 
@@ -230,10 +230,10 @@ class Endpoint:
             self._with_events.append(conn)
 
     def register(self, sf) -> None:
-        self._subflows[(sf.local, sf.lport, sf.remote, sf.rport)] = sf
+        self._subflows[segment.flow_key(sf.local, sf.lport, sf.remote, sf.rport)] = sf
 
     def unregister(self, sf) -> None:
-        key = (sf.local, sf.lport, sf.remote, sf.rport)
+        key = segment.flow_key(sf.local, sf.lport, sf.remote, sf.rport)
         if self._subflows.get(key) is sf:
             del self._subflows[key]
 
@@ -254,7 +254,7 @@ class Endpoint:
         low, high = EPHEMERAL_PORTS
         for _ in range(64):
             port = self._ports.randint(low, high)
-            if (local, port, remote, rport) not in self._subflows:
+            if segment.flow_key(local, port, remote, rport) not in self._subflows:
                 return port
         raise StateError("no free local port")
 

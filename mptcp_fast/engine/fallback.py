@@ -17,6 +17,7 @@ __all__ = ["Fallback"]
 
 class Fallback:
     """The fallback and MP_FAIL methods of Connection (see the module text)."""
+    __slots__ = ()        # methods only: the state is the Connection's (a compiled class)
 
     def _start_fallback(self, now: float, why: str, sf, window: int | None = None) -> None:
         """Continue as plain TCP on the initial subflow (RFC 8684 §3.7): no MPTCP option is

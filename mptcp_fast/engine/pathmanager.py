@@ -31,6 +31,7 @@ class _Join:
 
 class PathManagement:
     """The path-management methods of Connection (see the module text)."""
+    __slots__ = ()        # methods only: the state is the Connection's (a compiled class)
 
     def join(self, local_address, remote=None, *, backup: bool | None = None,
              now: float | None = None) -> int:

@@ -13,10 +13,11 @@ established subflow sends most (``data_packet``, ``ack_packet``).
 from __future__ import annotations
 
 from .. import packet as pk
+from .._pure import _segment as _pure_segment
 from ..errors import PacketError
 from .wire import read_common
 
-__all__ = ["Incoming", "read_segment", "reader", "STATUS", "data_packet", "ack_packet"]
+__all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
 STATUS = {
@@ -30,12 +31,14 @@ STATUS = {
 
 
 class Incoming:
-    """The parts of a received segment that the subflow and the connection read."""
+    """The parts of a received segment that the subflow and the connection read; ``flow`` is
+    the key of the subflow it belongs to (``flow_key(dst, dport, src, sport)``)."""
     __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
                  "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
-                 "malformed_options", "number")
+                 "malformed_options", "number", "flow")
 
     def __init__(self):
+        self.flow = None
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False
         self.sack = ()
@@ -62,6 +65,12 @@ def read_segment(data, number: int = 0) -> Incoming:
         reason, message = STATUS[found]
         raise PacketError(message, reason)
     return found
+
+
+def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
+    """A subflow's key in its endpoint's table (local address and port, remote address and
+    port, as one bytes object): what ``Incoming.flow`` holds for a segment it receives."""
+    return _pure_segment.flow_key(local, lport, remote, rport)
 
 
 def reader():

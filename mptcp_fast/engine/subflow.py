@@ -20,13 +20,13 @@ from operator import attrgetter
 
 from .. import options as opt
 from .. import packet as pk
-from .._serial import seq32_diff
 from mptcp_fast.engine import segment
 from .rtt import RttEstimator
 
 __all__ = ["Subflow", "Chunk", "STATE_NAMES"]
 
 MASK32 = 0xFFFFFFFF
+_FIN, _SYN, _RST, _PSH, _ACK = pk.FIN, pk.SYN, pk.RST, pk.PSH, pk.ACK   # C constants when compiled
 (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT,
  CLOSE_WAIT, LAST_ACK) = range(11)
 STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
@@ -83,6 +83,12 @@ class _ConnectionState:
 
     def receive_window_left(self) -> int:
         raise NotImplementedError
+
+
+def _diff32(a: int, b: int) -> int:
+    """Signed distance a - b on the 32-bit circle (mptcp_fast._serial.seq32_diff, here so that
+    the compiled build makes it C arithmetic)."""
+    return ((a - b + 0x80000000) & MASK32) - 0x80000000
 
 
 def _window_shift(window: int) -> int:
@@ -207,10 +213,10 @@ class Subflow:
         return (self.iss + rel) & MASK32
 
     def _rel_seq(self, wire: int) -> int:
-        return self.rcv_nxt + seq32_diff(wire, (self.irs + self.rcv_nxt) & MASK32)
+        return self.rcv_nxt + _diff32(wire, (self.irs + self.rcv_nxt) & MASK32)
 
     def _rel_ack(self, wire: int) -> int:
-        return self.snd_una + seq32_diff(wire, (self.iss + self.snd_una) & MASK32)
+        return self.snd_una + _diff32(wire, (self.iss + self.snd_una) & MASK32)
 
     def _tsval(self, now: float) -> int:
         return (int(now * 1000) + self.ts_offset) & MASK32     # a 1 ms clock (RFC 7323 §5.4)
@@ -220,7 +226,7 @@ class Subflow:
               sack=True) -> None:
         """Write one segment with the TCP options it needs and the MPTCP options ``mptcp``."""
         area = []
-        if syn and not flags & pk.ACK:            # Linux's layout, byte for byte: MSS,
+        if syn and not flags & _ACK:            # Linux's layout, byte for byte: MSS,
             area += [opt.Mss(self.own_mss), opt.SackPermitted(),      # SACK-permitted + TS,
                      opt.Timestamps(self._tsval(now), 0),
                      opt.NOP, opt.WindowScale(self.rcv_wscale)]     # NOP + WS, then MPTCP
@@ -239,7 +245,7 @@ class Subflow:
         elif self.ts_ok:
             area.append(opt.Timestamps(self._tsval(now), self.ts_recent))
         area.extend(mptcp)
-        if sack and self.sack_ok and self.ooo and not flags & (pk.SYN | pk.RST):
+        if sack and self.sack_ok and self.ooo and not flags & (_SYN | _RST):
             used = len(opt.encode_tcp_options(area))
             room = (opt.MAX_TCP_OPTIONS_LEN - used - 2) // 8
             if room > 0:
@@ -257,14 +263,14 @@ class Subflow:
         self.delack_at = None
 
     def _write(self, flags: int, seq: int, area: bytes, payload) -> None:
-        if flags & pk.SYN:
+        if flags & _SYN:
             window = min(self.conn.receive_window_left(), 0xFFFF)   # never scaled on a SYN
         else:
             window = self._window_field()
-        ack = (self.irs + self.rcv_nxt) & MASK32 if flags & pk.ACK else 0
+        ack = (self.irs + self.rcv_nxt) & MASK32 if flags & _ACK else 0
         data = pk.build_segment(self.local, self.remote, self.lport, self.rport,
                                 (self.iss + seq) & MASK32, ack, flags, window, area, payload)
-        if flags & pk.ACK:
+        if flags & _ACK:
             self._acked()
         self._out.append(data)
 
@@ -286,13 +292,13 @@ class Subflow:
         self.snd_nxt = 1
         self.syn_sent_count += 1
         self.syn_time = now
-        self._emit(now, pk.SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
+        self._emit(now, _SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
         self.rto_at = now + self.rtt.rto
 
     def send_syn_ack(self, now: float) -> None:
         self.syn_sent_count += 1
         self.syn_time = now
-        self._emit(now, pk.SYN | pk.ACK, 0, mptcp=self.conn.syn_options(self), syn=True)
+        self._emit(now, _SYN | _ACK, 0, mptcp=self.conn.syn_options(self), syn=True)
         self.rto_at = now + self.rtt.rto
 
     def send_ack(self, now: float, mptcp=None) -> None:
@@ -308,17 +314,17 @@ class Subflow:
                 self._acked()
                 return
             mptcp = self.conn.ack_options(self)
-        self._emit(now, pk.ACK, self.snd_nxt, mptcp=mptcp)
+        self._emit(now, _ACK, self.snd_nxt, mptcp=mptcp)
 
     def send_rst(self, now: float, mptcp=()) -> None:
-        self._emit(now, pk.RST | pk.ACK, self.snd_nxt, mptcp=mptcp, sack=False)
+        self._emit(now, _RST | _ACK, self.snd_nxt, mptcp=mptcp, sack=False)
 
     def _transmit(self, entry: _Sent, now: float) -> None:
         chunk = entry.chunk
         if entry.fin:
-            self._emit(now, pk.FIN | pk.ACK, entry.seq, mptcp=self.conn.ack_options(self))
+            self._emit(now, _FIN | _ACK, entry.seq, mptcp=self.conn.ack_options(self))
             return
-        flags = pk.ACK | (pk.PSH if entry.end == chunk.end else 0)
+        flags = _ACK | (_PSH if entry.end == chunk.end else 0)
         conn = self.conn
         if self.ts_ok and not chunk.mpc and not conn.fallback and conn.pending_fail is None:
             self._out.append(segment.data_packet(
@@ -412,7 +418,7 @@ class Subflow:
             self._receive_in_syn_sent(seg, now)
             return
         flags = seg.flags
-        if state == SYN_RCVD and flags & pk.SYN and not flags & pk.ACK:
+        if state == SYN_RCVD and flags & _SYN and not flags & _ACK:
             if seg.seq == self.irs:
                 self.send_syn_ack(now)            # our SYN/ACK was lost: the SYN came again
             return
@@ -423,24 +429,24 @@ class Subflow:
             self.keepalive_at = now + self.config.keepalive
         seq = self._rel_seq(seg.seq)
         payload = seg.payload
-        length = len(payload) + (1 if flags & pk.FIN else 0)
+        length = len(payload) + (1 if flags & _FIN else 0)
         if not self._acceptable(seq, length):     # RFC 9293 §3.10.7.4, first check
-            if not flags & pk.RST:
-                if state == TIME_WAIT and flags & pk.FIN:
+            if not flags & _RST:
+                if state == TIME_WAIT and flags & _FIN:
                     self.timewait_at = now + self.config.time_wait
                 self.ack_pending = True
             return
-        if flags & pk.RST:                        # RFC 5961 §3.2: only the exact RST is taken
+        if flags & _RST:                        # RFC 5961 §3.2: only the exact RST is taken
             if seq == self.rcv_nxt:
                 self.conn.subflow_reset(self, now, seg)
             else:
                 self.ack_pending = True           # the challenge ACK
             return
-        if flags & pk.SYN:
+        if flags & _SYN:
             self.ack_pending = True               # RFC 5961 §4: challenge ACK, and resend
             self.conn.on_duplicate_syn(self, now)  # the handshake's last ACK (MPC / MPJ)
             return
-        if not flags & pk.ACK:
+        if not flags & _ACK:
             return
         if state == SYN_RCVD:
             if self._rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
@@ -459,7 +465,7 @@ class Subflow:
         self._process_ack(seg, now)
         if payload:
             self._receive_payload(seq, payload, seg, now)
-        if flags & pk.FIN:
+        if flags & _FIN:
             self._receive_fin(seq + len(payload), now)
         self._ack_policy(now)
 
@@ -473,15 +479,15 @@ class Subflow:
 
     def _receive_in_syn_sent(self, seg, now: float) -> None:
         flags = seg.flags
-        if flags & pk.ACK and seg.ack != self._wire_seq(1):
-            if not flags & pk.RST:                 # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
+        if flags & _ACK and seg.ack != self._wire_seq(1):
+            if not flags & _RST:                 # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
                 self.conn.endpoint.reset_reply(seg)
             return
-        if flags & pk.RST:
-            if flags & pk.ACK:
+        if flags & _RST:
+            if flags & _ACK:
                 self.conn.subflow_reset(self, now, seg)
             return
-        if not flags & pk.SYN or not flags & pk.ACK:
+        if not flags & _SYN or not flags & _ACK:
             return                                 # simultaneous open is not supported
         self.irs = seg.seq
         self.rcv_nxt = 1
@@ -540,7 +546,7 @@ class Subflow:
         if ack > self.snd_una:
             self._cumulative_ack(ack, now)
         elif (ack == self.snd_una and self.outstanding and not seg.payload
-              and not seg.flags & (pk.SYN | pk.FIN)):
+              and not seg.flags & (_SYN | _FIN)):
             self.dupacks += 1
         if seg.sack and self.sack_ok and self.outstanding:
             self._take_sack(seg.sack)
@@ -797,7 +803,7 @@ class Subflow:
             self.close(now, "timeout", reset=True)
             return
         self.keepalive_probes += 1
-        self._emit(now, pk.ACK, self.snd_una - 1, mptcp=self.conn.ack_options(self))
+        self._emit(now, _ACK, self.snd_una - 1, mptcp=self.conn.ack_options(self))
         self.keepalive_at = now + config.keepalive_interval
 
     def _retransmission_timeout(self, now: float) -> None:
@@ -809,7 +815,7 @@ class Subflow:
                 return
             if self.state == SYN_SENT:
                 self.syn_sent_count += 1
-                self._emit(now, pk.SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
+                self._emit(now, _SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
             else:
                 self.send_syn_ack(now)
             self.rto_at = now + self.rtt.rto

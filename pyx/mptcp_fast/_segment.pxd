@@ -3,7 +3,7 @@
 # fields. The pure twin is mptcp_fast/_pure/_segment.py (with engine.segment.Incoming).
 
 cdef class Incoming:
-    cdef public bytes src, dst
+    cdef public bytes src, dst, flow
     cdef public long sport, dport, flags, window
     cdef public long long seq, ack, number
     cdef public object payload, mss, wscale, tsval, tsecr, sack

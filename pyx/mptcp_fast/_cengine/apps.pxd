@@ -6,7 +6,6 @@ from mptcp_fast._cengine.endpoint cimport Endpoint
 
 @cython.final
 cdef class Transfer:
-    cdef dict __dict__
     cdef public object conn, source, sent_hash, received_hash, terminated
     cdef public object established_at, eof_at
     cdef public long long to_send, sent, received
@@ -16,9 +15,9 @@ cdef class Transfer:
 
 @cython.final
 cdef class BulkApp:
-    cdef dict __dict__
+    cdef dict __dict__                 # a test may wrap the host face netem calls on it
     cdef public Endpoint endpoint
-    cdef public long long send_bytes
+    cdef public long long send_bytes, ended
     cdef public object source
     cdef public bint hash_data, close_when_done, paused
     cdef public dict transfers

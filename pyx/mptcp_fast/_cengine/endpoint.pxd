@@ -7,7 +7,6 @@ from mptcp_fast._cengine.subflow cimport Subflow
 
 @cython.final
 cdef class Endpoint:
-    cdef dict __dict__
     cdef public object config, tokens, isn, cookies, stats, _ports, _read
     cdef public list addresses, _out, _timers
     cdef public set _own, listening

@@ -3,34 +3,44 @@
 cimport cython
 
 
+cdef object _route_key(bytes packet)
+
+
+cdef class Path
+
+
 @cython.final
 cdef class _Direction:
-    cdef public object stats, queued
+    cdef public Path path
+    cdef public bytes receiver
+    cdef public object queued
     cdef public double link_free_at
     cdef public long long queued_bytes
     cdef public bint bad_state
+    cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
+    cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
+    cpdef arrive(self, object packet)
 
 
 @cython.final
 cdef class Network:
-    cdef dict __dict__
     cdef public double now
     cdef public object random, _pcap
     cdef public list _events
     cdef public long long _order, unroutable
-    cdef public dict _hosts, _timers, _paths
+    cdef public dict _hosts, _timers, _paths, _routes
     cdef public bint _owns_pcap
 
-    cpdef _schedule(self, double when, object callback, tuple args)
+    cpdef _schedule(self, double when, object callback, object args)
     cpdef _deliver(self, bytes address, object packet)
     cpdef _poll(self, object host)
     cpdef _timer(self, object host, double when)
     cpdef _transmit(self, object packet)
+    cpdef _join(self, bytes a, bytes b, Path path)
 
 
 @cython.final
 cdef class Path:
-    cdef dict __dict__
     cdef public Network network
     cdef public bytes a, b
     cdef public double rate, delay, jitter, loss, reorder, reorder_delay, duplicate
@@ -40,9 +50,7 @@ cdef class Path:
     cdef public bint is_up, offload
     cdef public dict _directions
 
-    cpdef send(self, bytes sender, object packet, double now)
+    cpdef _send_on(self, _Direction direction, object packet, double now)
     cpdef bint _clean(self)
     cpdef bint _lost(self, _Direction direction)
-    cpdef _enter(self, _Direction direction, object stats, bytes sender, object packet,
-                 double now, object pieces=*)
-    cpdef _arrive(self, _Direction direction, bytes receiver, object packet)
+    cpdef _enter(self, _Direction direction, object packet, double now, object pieces=*)

@@ -6,6 +6,5 @@ cdef class RttEstimator:
     cdef public double min_rto, max_rto, _rto
     cdef public object srtt, rttvar, latest, min_rtt
     cdef public long backoffs
-    cdef dict __dict__
     cpdef sample(self, double rtt)
     cpdef back_off(self)

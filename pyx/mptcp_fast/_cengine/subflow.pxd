@@ -7,6 +7,11 @@ from mptcp_fast._cengine.rtt cimport RttEstimator
 from mptcp_fast._segment cimport Incoming
 
 
+cdef long long MASK32
+cdef long _FIN, _SYN, _RST, _PSH, _ACK
+cdef long long _diff32(long long a, long long b)
+
+
 @cython.final
 cdef class Chunk:
     cdef public long long seq, end
@@ -27,7 +32,6 @@ cdef class Subflow
 cdef class _ConnectionState:
     # the whole state of a Connection (connection.py), declared here so that its subflows
     # read it as C fields
-    cdef dict __dict__
     cdef public object endpoint, config, scheduler
     cdef public Controller cc
     cdef public long id, version
@@ -68,7 +72,6 @@ cdef class _ConnectionState:
 
 @cython.final
 cdef class Subflow:
-    cdef dict __dict__
     cdef public _ConnectionState conn
     cdef public object join, config, closed_reason, reset_reason
     cdef public list _out                # the endpoint's packets to send
