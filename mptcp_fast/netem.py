@@ -42,11 +42,12 @@ stands for; any other path cuts it into those packets first.
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
+import math
 import random
 import struct
 from collections import deque
+from heapq import heappop, heappush
 from dataclasses import dataclass
 
 from mptcp_fast import _check
@@ -505,23 +506,27 @@ class Network:
         """An event: ``callback(*args)`` at ``when``, or a packet (``args``) arriving on a
         path's direction (``callback`` a _Direction)."""
         self._order += 1
-        heapq.heappush(self._events, (when, self._order, callback, args))
+        heappush(self._events, (when, self._order, callback, args))
 
     def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
         """Process events in time order until none are left, virtual time passes ``until``,
         ``stop()`` returns true, or ``max_events`` were processed; returns the time reached."""
         processed = 0
-        while self._events:
-            when = self._events[0][0]
-            if until is not None and when > until:
+        events = self._events
+        horizon = math.inf if until is None else until
+        while events:
+            when = events[0][0]
+            if when > horizon:
                 self.now = until
                 break
-            _, _, callback, args = heapq.heappop(self._events)
-            self.now = max(self.now, when)
+            event = heappop(events)
+            if when > self.now:
+                self.now = when
+            callback = event[2]
             if type(callback) is _Direction:
-                callback.arrive(args)
+                callback.arrive(event[3])
             else:
-                callback(*args)
+                callback(*event[3])
             processed += 1
             if stop is not None and stop():
                 break

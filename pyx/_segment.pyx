@@ -42,12 +42,23 @@ cdef class Incoming:
         return None
 
 
+cdef object _Dss = None               # mptcp_fast.options.Dss (a tuple subclass)
+
+
 def bind_types(incoming_class, read_common):
     """Called when the engine binds this twin (the package is importable by then); the
     segments read are this module's own Incoming, the compiled twin of ``incoming_class``."""
-    global dss_ack, dss_map, general_options
+    global dss_ack, dss_map, general_options, _Dss
     from mptcp_fast._pure import _segment as pure
+    from mptcp_fast import options
     dss_ack, dss_map, general_options = pure.dss_ack, pure.dss_map, pure.general_options
+    _Dss = options.Dss
+
+
+cdef inline object _dss(tuple fields):
+    """The Dss the codec returns for these eight fields, built without validation (as the pure
+    twin's dss_ack / dss_map build it: tuple.__new__)."""
+    return tuple.__new__(_Dss, fields)
 
 
 cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remote,
@@ -110,13 +121,13 @@ def read(data, number):
             if olen == 24 and _is_ts(o) and o[12] == 30 and o[13] == 12 and o[14] == 0x20 \
                     and o[15] == 0x03:
                 seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(dss_ack(be64(o + 16)))
+                seg.mptcp.append(_dss((be64(o + 16), True, None, False, None, None, None, False)))
             elif olen == 40 and _is_ts(o) and o[12] == 30 and o[14] == 0x20 and o[15] == 0x0F \
                     and ((o[13] == 26 and o[38] == 1 and o[39] == 1) or o[13] == 28):
                 checksum = be16(o + 38) if o[13] == 28 else None
                 seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(dss_map(be64(o + 16), be64(o + 24), be32(o + 32), be16(o + 36),
-                                         checksum))
+                seg.mptcp.append(_dss((be64(o + 16), True, be64(o + 24), True, be32(o + 32),
+                                       be16(o + 36), checksum, False)))
             else:
                 general_options(seg, data, f.tcp + 20, olen)
         return seg

@@ -14,9 +14,19 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 
+import cython
+
 from .._serial import seq64_diff
 
 __all__ = ["Unsent", "Retained"]
+
+
+def _diff64(a: int, b: int) -> int:
+    """seq64_diff (mptcp_fast._serial), as C arithmetic when compiled (two's complement of the
+    unsigned difference: the same rule at 2**63)."""
+    if cython.compiled:
+        return cython.cast(cython.longlong, a - b)
+    return seq64_diff(a, b)
 
 
 class Unsent:
@@ -80,14 +90,14 @@ class Retained:
 
     def append(self, dsn: int, data: bytes) -> None:
         """``data`` sent for the first time at ``dsn`` (the next new DSN)."""
-        offset = seq64_diff(dsn, self.base)
+        offset = _diff64(dsn, self.base)
         self._starts.append(offset)
         self._pieces.append(data)
         self._end = offset + len(data)
         self.size += len(data)
 
     def release(self, data_ack: int) -> None:
-        acked = seq64_diff(data_ack, self.base)
+        acked = _diff64(data_ack, self.base)
         head, starts, pieces = self._head, self._starts, self._pieces
         while head < len(starts) and starts[head] + len(pieces[head]) <= acked:
             self.size -= len(pieces[head])
@@ -99,7 +109,7 @@ class Retained:
 
     def slice(self, dsn: int, n: int) -> bytes:
         """The bytes [dsn, dsn + n) (they must still be held)."""
-        offset = seq64_diff(dsn, self.base)
+        offset = _diff64(dsn, self.base)
         starts, pieces = self._starts, self._pieces
         i = max(self._head, bisect_right(starts, offset, self._head) - 1)
         out = []

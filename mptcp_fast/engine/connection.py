@@ -23,6 +23,8 @@ from __future__ import annotations
 import ipaddress
 from collections import deque
 
+import cython
+
 from .. import crypto, dss, receiver
 from .. import options as opt
 from .._serial import MASK64, seq64_diff
@@ -47,6 +49,25 @@ _NO_BUDGET_LIMIT = 1 << 62
 
 def _text(address: bytes) -> str:
     return str(ipaddress.ip_address(address))
+
+
+def _diff64(a: int, b: int) -> int:
+    """seq64_diff (mptcp_fast._serial): a - b on the 64-bit circle, as C arithmetic when
+    compiled (two's complement of the unsigned difference: the same rule at 2**63)."""
+    if cython.compiled:
+        return cython.cast(cython.longlong, a - b)
+    return seq64_diff(a, b)
+
+
+def _expand_ssn(reference: int, value32: int):
+    """dss.expand_seq for a subflow's relative sequence number: C arithmetic when the 32-bit
+    value lies within 2**31 of the reference (always, for a sane peer), else the general
+    rule."""
+    old32 = reference & 0xFFFFFFFF
+    if (value32 >= old32 and value32 - old32 < 0x80000000) or \
+            (value32 < old32 and old32 - value32 < 0x80000000):
+        return reference - old32 + value32
+    return dss.expand_seq(reference, value32)
 
 
 def _has_data_ack(mptcp) -> bool:
@@ -560,7 +581,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         back."""
         base = data_ack if data_ack is not None else self.allocator.data_ack
         edge = (base + window) & MASK64
-        if seq64_diff(edge, self.peer_edge) > 0:
+        if _diff64(edge, self.peer_edge) > 0:
             self.peer_edge = edge
             self.persist_backoff = 0
             self.persist_at = None
@@ -568,7 +589,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
     def _on_mapping(self, sf, o, seg) -> None:
         if self.receiver is None:
             return
-        _, _, dsn, dsn64, ssn, length, checksum, data_fin = o
+        dsn, dsn64, ssn, length, checksum, data_fin = o[2], o[3], o[4], o[5], o[6], o[7]
         if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
             if len(self.all_subflows) == 1 and sf.join is None:
                 self._start_fallback(self.endpoint.now, "an infinite mapping from the peer", sf)
@@ -580,7 +601,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if data_fin and length == 1 and ssn == 0:
             start = 0                                 # a DATA_FIN on its own (§3.3.3)
         else:
-            start = dss.expand_seq(sf.rcv_nxt, ssn)
+            start = _expand_ssn(sf.rcv_nxt, ssn)
         side = self._side(sf)
         self.receiver.declare(seg.number, side, dsn, start, length, data_fin, checksum, False)
         payload_length = length - 1 if data_fin else length
@@ -752,7 +773,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if redundant:
             self._catch_up(ready, now)
         while self.unsent:
-            room = seq64_diff(self.peer_edge, allocator.next_dsn)
+            room = _diff64(self.peer_edge, allocator.next_dsn)
             if room <= 0:
                 self._arm_persist(now)
                 break

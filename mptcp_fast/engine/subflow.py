@@ -59,7 +59,6 @@ class _Sent:
         self.seq, self.end, self.chunk, self.fin = seq, end, chunk, fin
         self.sacked = self.lost = self.retransmitted = False
 
-    @property
     def in_pipe(self) -> bool:
         """RFC 6675 §4 "pipe": not SACKed, and not lost unless retransmitted."""
         return not self.sacked and (not self.lost or self.retransmitted)
@@ -562,12 +561,12 @@ class Subflow:
         head = self.sent_head
         while head < len(sent) and sent[head].end <= ack:
             entry = sent[head]
-            if entry.in_pipe:
+            if entry.in_pipe():
                 self.pipe -= entry.end - entry.seq
             head += 1
         if head < len(sent) and sent[head].seq < ack:     # a segment acked in part
             entry = sent[head]
-            if entry.in_pipe:
+            if entry.in_pipe():
                 self.pipe -= ack - entry.seq
             entry.seq = ack
         if head > 256 and head * 2 > len(sent):
@@ -617,7 +616,7 @@ class Subflow:
             while i < len(sent) and sent[i].end <= end:
                 entry = sent[i]
                 if not entry.sacked:
-                    if entry.in_pipe:
+                    if entry.in_pipe():
                         self.pipe -= entry.end - entry.seq
                     entry.sacked = True
                     changed = True
@@ -642,7 +641,7 @@ class Subflow:
         while j < len(sent) and sent[j].seq < limit:
             entry = sent[j]
             if not entry.sacked and not entry.lost:
-                if entry.in_pipe:
+                if entry.in_pipe():
                     self.pipe -= entry.end - entry.seq
                 entry.lost = True
             j += 1
@@ -661,7 +660,7 @@ class Subflow:
                 entry.retransmitted = False       # NewReno: the retransmission was lost too
                 self.pipe -= entry.end - entry.seq
             elif not entry.lost:
-                if entry.in_pipe:
+                if entry.in_pipe():
                     self.pipe -= entry.end - entry.seq
                 entry.lost = True
             if entry.end > self.loss_scan:

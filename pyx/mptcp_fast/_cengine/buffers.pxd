@@ -1,6 +1,8 @@
 # Types for the compiled build of mptcp_fast/engine/buffers.py (mptcp_fast._cengine.buffers).
 cimport cython
 
+cdef long long _diff64(unsigned long long a, unsigned long long b)
+
 
 @cython.final
 cdef class Unsent:
@@ -17,5 +19,6 @@ cdef class Retained:
     cdef public Py_ssize_t _head
     cdef public long long _end, size
     cpdef append(self, object dsn, object data)
+    @cython.locals(acked=cython.longlong, head=Py_ssize_t, n=Py_ssize_t)
     cpdef release(self, object data_ack)
     cpdef slice(self, object dsn, long long n)

@@ -6,6 +6,10 @@ from mptcp_fast._cengine.subflow cimport Chunk, Subflow, _ConnectionState
 from mptcp_fast._segment cimport Incoming
 
 
+cdef long long _diff64(unsigned long long a, unsigned long long b)
+cdef object _expand_ssn(long long reference, long long value32)
+
+
 # not final: Cython refuses a final class that overrides its base's methods
 cdef class Connection(_ConnectionState):
     cpdef next_event(self)

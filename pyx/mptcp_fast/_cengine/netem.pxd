@@ -32,6 +32,8 @@ cdef class Network:
     cdef public bint _owns_pcap
 
     cpdef _schedule(self, double when, object callback, object args)
+    @cython.locals(events=list, event=tuple, when=double, horizon=double, processed=cython.longlong)
+    cpdef double run(self, object until=*, object stop=*, object max_events=*)
     cpdef _deliver(self, bytes address, object packet)
     cpdef _poll(self, object host)
     cpdef _timer(self, object host, double when)

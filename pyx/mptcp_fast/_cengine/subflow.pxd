@@ -24,6 +24,7 @@ cdef class _Sent:
     cdef public long long seq, end
     cdef public Chunk chunk
     cdef public bint sacked, lost, retransmitted, fin
+    cpdef bint in_pipe(self)
 
 
 cdef class Subflow
@@ -117,6 +118,7 @@ cdef class Subflow:
     cpdef receive(self, Incoming seg, double now)
     cpdef bint _acceptable(self, long long seq, long long length)
     cpdef _process_ack(self, Incoming seg, double now)
+    @cython.locals(entry=_Sent, head=Py_ssize_t, n=Py_ssize_t)
     cpdef _cumulative_ack(self, long long ack, double now)
     cpdef _receive_payload(self, long long seq, object payload, Incoming seg, double now)
     cpdef _ack_policy(self, double now)
