@@ -289,11 +289,15 @@ class PathStats:
 
 class _Direction:
     """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
-    where its packets arrive. A packet in flight is the event (arrival time, order, this
-    direction, the packet): no callback object is made per packet."""
+    where its packets arrive. Packets in flight mostly arrive in the order they were sent:
+    they wait in ``in_flight`` (arrival time, event order, packet), and only the first is an
+    event in the network's heap (so the heap stays as small as the number of paths and
+    timers); a packet that would overtake the last one (jitter, reordering) is an event of
+    its own. Either way each packet arrives at its (time, order) place among all events."""
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
+        self.in_flight = deque()
         self.link_free_at = 0.0       # when the link finishes sending what is queued
         self.queued = deque()         # (time the packet is on the wire, size)
         self.queued_bytes = 0
@@ -306,6 +310,15 @@ class _Direction:
         return PathStats(self.sent, self.delivered, self.bytes_delivered, self.lost,
                          self.queue_drops, self.middlebox_drops, self.mtu_drops,
                          self.reordered, self.duplicated)
+
+    def arrive_first(self) -> None:
+        """The first packet in flight arrives; the next one becomes the heap's event."""
+        flight = self.in_flight
+        packet = flight.popleft()[2]
+        if flight:
+            when, order, _ = flight[0]
+            heappush(self.path.network._events, (when, order, self, None))
+        self.arrive(packet)
 
     def arrive(self, packet: bytes) -> None:
         """The packet reached the end of the path (unless it was cut meanwhile)."""
@@ -425,10 +438,10 @@ class Path:
         if self.reorder and rng.random() < self.reorder:
             arrival += self.reorder_delay
             direction.reordered += 1
-        self.network._schedule(arrival, direction, packet)
+        self.network._in_flight(direction, arrival, packet)
         if self.duplicate and rng.random() < self.duplicate:
             direction.duplicated += 1
-            self.network._schedule(arrival + size * 8 / self.rate, direction, packet)
+            self.network._in_flight(direction, arrival + size * 8 / self.rate, packet)
 
 
 class Network:
@@ -503,10 +516,20 @@ class Network:
         self._schedule(when, callback, args)
 
     def _schedule(self, when: float, callback, args) -> None:
-        """An event: ``callback(*args)`` at ``when``, or a packet (``args``) arriving on a
-        path's direction (``callback`` a _Direction)."""
+        """An event: ``callback(*args)`` at ``when``."""
         self._order += 1
         heappush(self._events, (when, self._order, callback, args))
+
+    def _in_flight(self, direction: _Direction, when: float, packet: bytes) -> None:
+        """``packet`` arrives at the end of ``direction`` at ``when`` (see _Direction)."""
+        self._order += 1
+        flight = direction.in_flight
+        if flight and when < flight[-1][0]:       # it overtakes: an event of its own
+            heappush(self._events, (when, self._order, direction, packet))
+            return
+        flight.append((when, self._order, packet))
+        if len(flight) == 1:
+            heappush(self._events, (when, self._order, direction, None))
 
     def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
         """Process events in time order until none are left, virtual time passes ``until``,
@@ -523,8 +546,11 @@ class Network:
             if when > self.now:
                 self.now = when
             callback = event[2]
-            if type(callback) is _Direction:
-                callback.arrive(event[3])
+            if type(callback) is _Direction:       # a packet arrives (see _Direction)
+                if event[3] is None:
+                    callback.arrive_first()
+                else:
+                    callback.arrive(event[3])
             else:
                 callback(*event[3])
             processed += 1

@@ -45,6 +45,8 @@ MASK32 = 0xFFFFFFFF
 MAX_READ = 1 << 20                      # bytes in one DataReceived event
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62
+_Dss, _MpCapable = opt.Dss, opt.MpCapable          # module globals: one cached lookup each
+_DataReceived = ev.DataReceived
 
 
 def _text(address: bytes) -> str:
@@ -228,7 +230,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 data = self.queue.read(MAX_READ) if self.queue is not None else b""
                 if data:
                     self._window_opened()
-                    return ev.DataReceived(self.id, data)
+                    return _DataReceived(self.id, data)
                 events.popleft()
                 if head is _EOF and not self.eof_reported:
                     self.eof_reported = True
@@ -521,13 +523,13 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         window_usable = True
         for o in seg.mptcp:
             kind = type(o)
-            if kind is opt.Dss:
+            if kind is _Dss:
                 if o[0] is not None:
                     data_ack = self._on_data_ack(o, now)
                     window_usable = data_ack is not None
                 if o[2] is not None:
                     self._on_mapping(sf, o, seg)
-            elif kind is opt.MpCapable:
+            elif kind is _MpCapable:
                 self._on_mpc(sf, o, seg)
             elif kind is opt.AddAddr or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
                 self._on_add_addr(sf, o, now)

@@ -155,10 +155,11 @@ class Endpoint:
         """One whole IP packet from the network."""
         self.now = now
         self._number += 1
-        seg = self._read(data, self._number)
-        if type(seg) is int:                    # a status: the packet is dropped
-            self.stats["dropped_" + segment.STATUS[seg][0].replace(" ", "_")] += 1
+        found = self._read(data, self._number)
+        if type(found) is int:                  # a status: the packet is dropped
+            self.stats["dropped_" + segment.STATUS[found][0].replace(" ", "_")] += 1
             return
+        seg = found
         self.stats["packets_received"] += 1
         if seg.malformed_options:
             self.stats["malformed_options"] += seg.malformed_options

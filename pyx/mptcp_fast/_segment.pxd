@@ -2,6 +2,11 @@
 # so that the compiled engine (mptcp_fast._cengine) reads a received segment's fields as C
 # fields. The pure twin is mptcp_fast/_pure/_segment.py (with engine.segment.Incoming).
 
+cimport cython
+
+
+# never part of a reference cycle (bytes, a list of option tuples): not tracked by the GC
+@cython.no_gc
 cdef class Incoming:
     cdef public bytes src, dst, flow
     cdef public long sport, dport, flags, window

@@ -27,5 +27,6 @@ cdef class BulkApp:
     cpdef packets_to_send(self, double now)
     cpdef get_timer(self)
     cpdef handle_timer(self, double now)
+    @cython.locals(t=Transfer)
     cpdef run(self, double now)
     cpdef _feed(self, Transfer t)

@@ -3,6 +3,7 @@ cimport cython
 
 from mptcp_fast._cengine.connection cimport Connection
 from mptcp_fast._cengine.subflow cimport Subflow
+from mptcp_fast._segment cimport Incoming
 
 
 @cython.final
@@ -16,10 +17,14 @@ cdef class Endpoint:
     cdef public long long _next_id, _order, _number
     cdef public object _with_events
 
+    @cython.locals(sf=Subflow, seg=Incoming)
     cpdef receive_packet(self, object data, double now)
+    @cython.locals(conn=Connection, out=list)
     cpdef list packets_to_send(self, double now)
+    @cython.locals(timers=list)
     cpdef get_timer(self)
     cpdef handle_timer(self, double now)
+    @cython.locals(conn=Connection)
     cpdef next_event(self)
     cpdef output(self, object packet)
     cpdef touch(self, Connection conn)

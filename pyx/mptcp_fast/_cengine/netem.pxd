@@ -13,13 +13,14 @@ cdef class Path
 cdef class _Direction:
     cdef public Path path
     cdef public bytes receiver
-    cdef public object queued
+    cdef public object queued, in_flight
     cdef public double link_free_at
     cdef public long long queued_bytes
     cdef public bint bad_state
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
     cpdef arrive(self, object packet)
+    cpdef arrive_first(self)
 
 
 @cython.final
@@ -32,6 +33,7 @@ cdef class Network:
     cdef public bint _owns_pcap
 
     cpdef _schedule(self, double when, object callback, object args)
+    cpdef _in_flight(self, _Direction direction, double when, object packet)
     @cython.locals(events=list, event=tuple, when=double, horizon=double, processed=cython.longlong)
     cpdef double run(self, object until=*, object stop=*, object max_events=*)
     cpdef _deliver(self, bytes address, object packet)

@@ -13,6 +13,7 @@ cdef long long _diff32(long long a, long long b)
 
 
 @cython.final
+@cython.no_gc                         # leaves: bytes and numbers, never in a cycle
 cdef class Chunk:
     cdef public long long seq, end
     cdef public object data, dsn, checksum
@@ -20,6 +21,7 @@ cdef class Chunk:
 
 
 @cython.final
+@cython.no_gc
 cdef class _Sent:
     cdef public long long seq, end
     cdef public Chunk chunk
@@ -114,6 +116,7 @@ cdef class Subflow:
     cpdef _transmit(self, _Sent entry, double now)
     cpdef send_chunk(self, Chunk chunk, double now)
     cpdef long long room(self)
+    @cython.locals(entry=_Sent, i=Py_ssize_t)
     cpdef bint has_lost(self)
     cpdef receive(self, Incoming seg, double now)
     cpdef bint _acceptable(self, long long seq, long long length)
