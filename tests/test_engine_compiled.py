@@ -1,0 +1,79 @@
+"""The compiled engine (mptcp_fast._cengine, built from the engine's own sources) is the same
+engine as the pure one: ``Endpoint``, ``Network`` and ``BulkApp`` build the active backend's
+twin, everything they make comes from that twin, and a transfer over the emulated network
+takes exactly the same course on both (virtual time, bytes per subflow, retransmissions,
+packets): only the wall-clock time differs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from mptcp_fast import _backend, demo
+from mptcp_fast.engine import Config, Endpoint
+from mptcp_fast.engine.apps import BulkApp
+from mptcp_fast.netem import Network
+
+pytestmark = pytest.mark.skipif("cython" not in _backend.available(),
+                                reason="compiled backend not built (pure-only install)")
+
+
+def test_constructors_build_the_active_backends_twin():
+    with _backend.use("cython"):
+        ep = Endpoint(["198.18.0.1"], Config())
+        net, app = Network(), BulkApp(ep)
+        conn = ep.connect(("198.18.0.2", 80), 0.0)
+        made = [ep, net, app, conn, conn.subflows[0], conn.subflows[0].window]
+        assert {type(o).__module__ for o in made} == {
+            "mptcp_fast._cengine.endpoint", "mptcp_fast._cengine.netem",
+            "mptcp_fast._cengine.apps", "mptcp_fast._cengine.connection",
+            "mptcp_fast._cengine.subflow", "mptcp_fast._cengine.cc"}
+    with _backend.use("python"):
+        ep = Endpoint(["198.18.0.1"], Config())
+        conn = ep.connect(("198.18.0.2", 80), 0.0)
+        made = [ep, Network(), BulkApp(ep), conn, conn.subflows[0]]
+        assert all(type(o).__module__.startswith(("mptcp_fast.engine.", "mptcp_fast.netem"))
+                   for o in made)
+
+
+def test_the_pure_class_still_checks_its_arguments_when_it_builds_the_twin():
+    with _backend.use("cython"):
+        with pytest.raises(ValueError, match="at least one address"):
+            Endpoint([], Config())
+        with pytest.raises(TypeError, match="config must be"):
+            Endpoint(["198.18.0.1"], object())
+
+
+def _course(backend: str, **kwargs) -> tuple:
+    with _backend.use(backend):
+        r = demo.run_transfer(kwargs.pop("size", 1 << 20), kwargs.pop("paths"), **kwargs)
+    return (r["completion_seconds"], r["packets"], r["sha256"], r["reinjected_bytes"],
+            [(s["bytes"], s["retransmits"], s["srtt"]) for s in r["subflows"]])
+
+
+LOSSY = [demo.PathSpec(100e6, 0.010, loss=0.01), demo.PathSpec(50e6, 0.040, loss=0.005)]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"paths": LOSSY},
+    {"paths": LOSSY, "checksums": True, "cc": "cubic"},
+    {"paths": LOSSY, "scheduler": "redundant", "size": 256 << 10},
+    {"paths": LOSSY, "profile": "v0"},
+    {"paths": [demo.PathSpec(1e9, 0.001), demo.PathSpec(1e9, 0.002)], "offload": True,
+     "size": 4 << 20},
+], ids=["loss", "checksums-cubic", "redundant", "v0", "offload"])
+def test_a_transfer_takes_the_same_course_on_both_engines(kwargs):
+    compiled = _course("cython", **dict(kwargs))
+    assert compiled == _course("python", **dict(kwargs))
+    assert compiled[2] is not None                       # and the data arrived whole
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 1000), loss=st.sampled_from([0.0, 0.002, 0.02]),
+       scheduler=st.sampled_from(["lowest-rtt", "round-robin", "ecf"]),
+       cc=st.sampled_from(["lia", "olia", "balia", "reno"]))
+def test_same_course_for_any_seed_loss_scheduler_and_controller(seed, loss, scheduler, cc):
+    paths = [demo.PathSpec(20e6, 0.005, loss=loss), demo.PathSpec(10e6, 0.020, loss=loss)]
+    kwargs = dict(paths=paths, size=256 << 10, seed=seed, scheduler=scheduler, cc=cc)
+    assert _course("cython", **dict(kwargs)) == _course("python", **dict(kwargs))
