@@ -345,7 +345,8 @@ cdef class ReassemblyQueue:
 
     def read(self, max_bytes=-1):
         """In-order bytes not read yet (all of them, or at most ``max_bytes``; -1: all)."""
-        max_bytes = _check.integer("max_bytes", max_bytes)
+        if type(max_bytes) is not int:                   # the per-read path skips the call
+            max_bytes = _check.integer("max_bytes", max_bytes)
         if max_bytes < -1:
             raise ValueError(f"max_bytes must be -1 (all) or at least 0, got {max_bytes}")
         cdef list ready = self._ready

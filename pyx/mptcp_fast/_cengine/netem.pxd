@@ -57,4 +57,6 @@ cdef class Path:
     cpdef _send_on(self, _Direction direction, object packet, double now)
     cpdef bint _clean(self)
     cpdef bint _lost(self, _Direction direction)
+    @cython.locals(size=cython.longlong, start=cython.double, done=cython.double,
+                   arrival=cython.double)
     cpdef _enter(self, _Direction direction, object packet, double now, object pieces=*)
