@@ -47,6 +47,17 @@ _DATA, _EOF = object(), object()        # markers in the event queue: read data 
 _NO_BUDGET_LIMIT = 1 << 62
 _Dss, _MpCapable = opt.Dss, opt.MpCapable          # module globals: one cached lookup each
 _DataReceived = ev.DataReceived
+_new_object, _set_field = object.__new__, object.__setattr__
+
+
+def _data_received(connection: int, data) -> ev.DataReceived:
+    """``ev.DataReceived(connection, data)``, one per segment read: made as its frozen
+    dataclass __init__ makes it (object.__setattr__ on each field) without running that
+    Python-level __init__."""
+    event = _new_object(_DataReceived)
+    _set_field(event, "connection", connection)
+    _set_field(event, "data", data)
+    return event
 
 
 def _text(address: bytes) -> str:
@@ -230,7 +241,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 data = self.queue.read(MAX_READ) if self.queue is not None else b""
                 if data:
                     self._window_opened()
-                    return _DataReceived(self.id, data)
+                    return _data_received(self.id, data)
                 events.popleft()
                 if head is _EOF and not self.eof_reported:
                     self.eof_reported = True
