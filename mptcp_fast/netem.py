@@ -627,6 +627,6 @@ class Network:
         direction.path._send_on(direction, packet, self.now)
 
 
-if __name__ == "mptcp_fast.netem":      # the pure source (not its compiled copy, mptcp_fast._cengine)
+if __name__ == "mptcp_fast.netem":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
     _backend.construct_on_backend(Network, __name__)

@@ -148,6 +148,6 @@ class BulkApp:
             conn.close()
 
 
-if __name__ == "mptcp_fast.engine.apps":      # the pure source (not its compiled copy, mptcp_fast._cengine)
+if __name__ == "mptcp_fast.engine.apps":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
     _backend.construct_on_backend(BulkApp, __name__)

@@ -30,12 +30,15 @@ from .. import options as opt
 from .._serial import MASK64, seq64_diff
 from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
-from .cc import CONTROLLERS
-from .scheduler import SCHEDULERS
-from .buffers import Retained, Unsent
 from mptcp_fast.engine.fallback import Fallback
 from mptcp_fast.engine.integrity import ChecksumHold
 from mptcp_fast.engine.pathmanager import PathManagement
+
+# Shared modules absolutely, the compiled siblings relatively: this source also builds
+# mptcp_fast._cengine.connection (docs/design.md, "Two backends, one API").
+from .cc import CONTROLLERS
+from .scheduler import SCHEDULERS
+from .buffers import Retained, Unsent
 from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk,
                       Subflow, _ConnectionState)
 

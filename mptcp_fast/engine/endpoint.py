@@ -27,10 +27,13 @@ from .. import options as opt
 from .. import packet as pk
 from ..errors import StateError
 from mptcp_fast.engine.config import Config
-from .connection import Connection
 from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.isn import IsnGenerator
 from mptcp_fast.engine import segment
+
+# Shared modules absolutely, the compiled siblings relatively: this source also builds
+# mptcp_fast._cengine.endpoint (docs/design.md, "Two backends, one API").
+from .connection import Connection
 from .subflow import Subflow
 
 __all__ = ["Endpoint"]
@@ -59,7 +62,7 @@ class Endpoint:
         self.half_open = 0                  # server handshakes waiting for their third ACK
         self.stats = Counter()
         self.now = 0.0
-        self._subflows = {}                 # segment.flow_key(local, lport, remote, rport) -> Subflow
+        self._subflows = {}                 # flow_key(local, lport, remote, rport) -> Subflow
         self._next_id = 0
         self._out = []
         self._dirty = {}                    # connections to flush (insertion-ordered)
@@ -387,6 +390,6 @@ class Endpoint:
         self._out.append(packet)
 
 
-if __name__ == "mptcp_fast.engine.endpoint":      # the pure source (not its compiled copy, mptcp_fast._cengine)
+if __name__ == "mptcp_fast.engine.endpoint":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
     _backend.construct_on_backend(Endpoint, __name__)

@@ -21,6 +21,9 @@ from operator import attrgetter
 from .. import options as opt
 from .. import packet as pk
 from mptcp_fast.engine import segment
+
+# Shared modules absolutely, the compiled siblings relatively: this source also builds
+# mptcp_fast._cengine.subflow (docs/design.md, "Two backends, one API").
 from .rtt import RttEstimator
 
 __all__ = ["Subflow", "Chunk", "STATE_NAMES"]
