@@ -47,8 +47,8 @@ import math
 import random
 import struct
 from collections import deque
-from heapq import heappop, heappush
 from dataclasses import dataclass
+from heapq import heappop, heappush
 
 from mptcp_fast import _check
 

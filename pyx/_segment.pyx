@@ -14,7 +14,7 @@ from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
 from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write
 
-cdef object dss_ack = None, dss_map = None, general_options = None   # the pure twin's
+cdef object general_options = None   # the pure twin's (any options area but the usual one)
 
 
 cdef class Incoming:
@@ -48,10 +48,10 @@ cdef object _Dss = None               # mptcp_fast.options.Dss (a tuple subclass
 def bind_types(incoming_class, read_common):
     """Called when the engine binds this twin (the package is importable by then); the
     segments read are this module's own Incoming, the compiled twin of ``incoming_class``."""
-    global dss_ack, dss_map, general_options, _Dss
+    global general_options, _Dss
     from mptcp_fast._pure import _segment as pure
     from mptcp_fast import options
-    dss_ack, dss_map, general_options = pure.dss_ack, pure.dss_map, pure.general_options
+    general_options = pure.general_options
     _Dss = options.Dss
 
 

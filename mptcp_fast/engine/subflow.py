@@ -228,7 +228,7 @@ class Subflow:
               sack=True) -> None:
         """Write one segment with the TCP options it needs and the MPTCP options ``mptcp``."""
         area = []
-        if syn and not flags & _ACK:            # Linux's layout, byte for byte: MSS,
+        if syn and not flags & _ACK:              # Linux's layout, byte for byte: MSS,
             area += [opt.Mss(self.own_mss), opt.SackPermitted(),      # SACK-permitted + TS,
                      opt.Timestamps(self._tsval(now), 0),
                      opt.NOP, opt.WindowScale(self.rcv_wscale)]     # NOP + WS, then MPTCP
@@ -438,7 +438,7 @@ class Subflow:
                     self.timewait_at = now + self.config.time_wait
                 self.ack_pending = True
             return
-        if flags & _RST:                        # RFC 5961 §3.2: only the exact RST is taken
+        if flags & _RST:                          # RFC 5961 §3.2: only the exact RST is taken
             if seq == self.rcv_nxt:
                 self.conn.subflow_reset(self, now, seg)
             else:
@@ -482,7 +482,7 @@ class Subflow:
     def _receive_in_syn_sent(self, seg, now: float) -> None:
         flags = seg.flags
         if flags & _ACK and seg.ack != self._wire_seq(1):
-            if not flags & _RST:                 # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
+            if not flags & _RST:                   # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
                 self.conn.endpoint.reset_reply(seg)
             return
         if flags & _RST:
