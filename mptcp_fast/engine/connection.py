@@ -69,7 +69,8 @@ def _text(address: bytes) -> str:
 
 def _diff64(a: int, b: int) -> int:
     """seq64_diff (mptcp_fast._serial): a - b on the 64-bit circle, as C arithmetic when
-    compiled (two's complement of the unsigned difference: the same rule at 2**63)."""
+    compiled (two's complement of the unsigned difference: the same rule at 2**63). buffers.py
+    has the same five lines: a compiled module's C function cannot also be imported by name."""
     if cython.compiled:
         return cython.cast(cython.longlong, a - b)
     return seq64_diff(a, b)

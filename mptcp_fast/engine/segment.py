@@ -6,9 +6,9 @@ lets a receiver skip what it does not understand).
 
 The reading is a byte-level hot path with two twins (pyx/_segment.pyx, compiled, and
 mptcp_fast/_pure/_segment.py): the usual established layout (timestamps + DSS) is decoded
-directly, anything else through the option codec. The compiled twin returns its own typed
-``Incoming`` (the same fields), which the compiled engine reads as C fields. So is writing the two segments an
-established subflow sends most (``data_packet``, ``ack_packet``).
+directly, anything else through the option codec. So is writing the two segments an
+established subflow sends most (``data_packet``, ``ack_packet``). The compiled twin reads into
+its own typed ``Incoming`` (the same fields), which the compiled engine reads as C fields.
 """
 
 from __future__ import annotations
