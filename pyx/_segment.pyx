@@ -9,6 +9,9 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
+from cpython.type cimport PyType_GenericAlloc
 
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
@@ -55,10 +58,26 @@ def bind_types(incoming_class, read_common):
     _Dss = options.Dss
 
 
-cdef inline object _dss(tuple fields):
-    """The Dss the codec returns for these eight fields, built without validation (as the pure
-    twin's dss_ack / dss_map build it: tuple.__new__)."""
-    return tuple.__new__(_Dss, fields)
+cdef inline void _put(object fields, Py_ssize_t i, object value):
+    Py_INCREF(value)                  # PyTuple_SET_ITEM takes over a reference
+    PyTuple_SET_ITEM(fields, i, value)
+
+
+cdef object _dss(object data_ack, object dsn, object ssn, object length, object checksum):
+    """The Dss the codec returns for these fields (64-bit ack and DSN, no DATA_FIN), built
+    without validation, as the pure twin's dss_ack / dss_map build it with tuple.__new__; here
+    the tuple subclass's own allocator and the items set in place (tuple.__new__ called from C
+    costs an argument tuple and a slice)."""
+    cdef object d = PyType_GenericAlloc(_Dss, 8)
+    _put(d, 0, data_ack)
+    _put(d, 1, True)
+    _put(d, 2, dsn)
+    _put(d, 3, dsn is not None)
+    _put(d, 4, ssn)
+    _put(d, 5, length)
+    _put(d, 6, checksum)
+    _put(d, 7, False)
+    return d
 
 
 cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remote,
@@ -121,13 +140,13 @@ def read(data, number):
             if olen == 24 and _is_ts(o) and o[12] == 30 and o[13] == 12 and o[14] == 0x20 \
                     and o[15] == 0x03:
                 seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(_dss((be64(o + 16), True, None, False, None, None, None, False)))
+                seg.mptcp.append(_dss(be64(o + 16), None, None, None, None))
             elif olen == 40 and _is_ts(o) and o[12] == 30 and o[14] == 0x20 and o[15] == 0x0F \
                     and ((o[13] == 26 and o[38] == 1 and o[39] == 1) or o[13] == 28):
                 checksum = be16(o + 38) if o[13] == 28 else None
                 seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(_dss((be64(o + 16), True, be64(o + 24), True, be32(o + 32),
-                                       be16(o + 36), checksum, False)))
+                seg.mptcp.append(_dss(be64(o + 16), be64(o + 24), be32(o + 32), be16(o + 36),
+                                      checksum))
             else:
                 general_options(seg, data, f.tcp + 20, olen)
         return seg

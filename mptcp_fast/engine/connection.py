@@ -45,6 +45,7 @@ from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_
 __all__ = ["Connection"]
 
 MASK32 = 0xFFFFFFFF
+_HALF32 = 0x80000000                    # a typed constant when compiled (a literal this large is not)
 MAX_READ = 1 << 20                      # bytes in one DataReceived event
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62
@@ -80,9 +81,9 @@ def _expand_ssn(reference: int, value32: int):
     """dss.expand_seq for a subflow's relative sequence number: C arithmetic when the 32-bit
     value lies within 2**31 of the reference (always, for a sane peer), else the general
     rule."""
-    old32 = reference & 0xFFFFFFFF
-    if (value32 >= old32 and value32 - old32 < 0x80000000) or \
-            (value32 < old32 and old32 - value32 < 0x80000000):
+    old32 = reference & MASK32
+    if (value32 >= old32 and value32 - old32 < _HALF32) or \
+            (value32 < old32 and old32 - value32 < _HALF32):
         return reference - old32 + value32
     return dss.expand_seq(reference, value32)
 
@@ -419,7 +420,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._start_fallback(now, "the third ACK had no MP_CAPABLE", sf, window)
             return True
         if mpc.sender_key is None or mpc.receiver_key != self.local_key:
-            self.endpoint.stats["refused_mp_capable"] += 1
+            self.endpoint.counts["refused_mp_capable"] += 1
             sf.close(now, "reset", reset=True)
             return False
         self._keys_known(mpc.sender_key, window)
@@ -539,11 +540,14 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         for o in seg.mptcp:
             kind = type(o)
             if kind is _Dss:
-                if o[0] is not None:
-                    data_ack = self._on_data_ack(o, now)
+                # its fields as a plain tuple: compiled, a cast (indexing a subclass of tuple
+                # from C goes through its type's __getitem__, a tuple's items are read directly)
+                fields = cython.cast(tuple, o)
+                if fields[0] is not None:
+                    data_ack = self._on_data_ack(fields, now)
                     window_usable = data_ack is not None
-                if o[2] is not None:
-                    self._on_mapping(sf, o, seg)
+                if fields[2] is not None:
+                    self._on_mapping(sf, fields, seg)
             elif kind is _MpCapable:
                 self._on_mpc(sf, o, seg)
             elif kind is opt.AddAddr or kind is opt.AddAddrV0 or kind is opt.AddAddr2:

@@ -60,7 +60,8 @@ class Endpoint:
         self.isn = IsnGenerator(self.config.isn_secret)
         self.cookies = SynCookies()
         self.half_open = 0                  # server handshakes waiting for their third ACK
-        self.stats = Counter()
+        self.counts = Counter()             # drops and refusals by reason (see ``stats``)
+        self.packets_received = self.packets_sent = 0
         self.now = 0.0
         self._subflows = {}                 # flow_key(local, lport, remote, rport) -> Subflow
         self._next_id = 0
@@ -154,25 +155,34 @@ class Endpoint:
         return queued
 
     # ================================================================ sans-IO face
+    @property
+    def stats(self) -> Counter:
+        """What the endpoint counted, by name (a snapshot): ``packets_received``,
+        ``packets_sent``, and every packet dropped or refused, by reason."""
+        stats = Counter(self.counts)
+        stats["packets_received"] = self.packets_received
+        stats["packets_sent"] = self.packets_sent
+        return stats
+
     def receive_packet(self, data, now: float) -> None:
         """One whole IP packet from the network."""
         self.now = now
         self._number += 1
         found = self._read(data, self._number)
         if type(found) is int:                  # a status: the packet is dropped
-            self.stats["dropped_" + segment.STATUS[found][0].replace(" ", "_")] += 1
+            self.counts["dropped_" + segment.STATUS[found][0].replace(" ", "_")] += 1
             return
         seg = found
-        self.stats["packets_received"] += 1
+        self.packets_received += 1
         if seg.malformed_options:
-            self.stats["malformed_options"] += seg.malformed_options
+            self.counts["malformed_options"] += seg.malformed_options
         sf = self._subflows.get(seg.flow)       # a subflow's destination is one of ours
         if sf is not None:
             sf.receive(seg, now)
             self.touch(sf.conn)
             return
         if seg.dst not in self._own:
-            self.stats["dropped_not_ours"] += 1
+            self.counts["dropped_not_ours"] += 1
             return
         self._unplaced(seg, now)
 
@@ -191,7 +201,7 @@ class Endpoint:
                 self._rearm(conn)
         out = self._out[:]                  # the list itself stays: subflows append to it
         del self._out[:]
-        self.stats["packets_sent"] += len(out)
+        self.packets_sent += len(out)
         return out
 
     def get_timer(self):
@@ -290,7 +300,7 @@ class Endpoint:
     def _unplaced(self, seg, now: float) -> None:
         flags = seg.flags
         if flags & pk.RST:
-            self.stats["dropped_stray_rst"] += 1
+            self.counts["dropped_stray_rst"] += 1
             return
         if flags & pk.SYN and not flags & pk.ACK and seg.dport in self.listening:
             mpc = seg.first(opt.MpCapable)
@@ -300,7 +310,7 @@ class Endpoint:
                 if conn is not None and conn.accept_join(seg, join, now):
                     self.touch(conn)
                     return
-                self.stats["refused_join"] += 1          # RFC 8684 §3.2: unknown token
+                self.counts["refused_join"] += 1          # RFC 8684 §3.2: unknown token
                 self.reset_reply(seg, [opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
                 return
             if self.config.version == 1:              # RFC 8684 §3.1: a 4-byte SYN form
@@ -315,7 +325,7 @@ class Endpoint:
             try:
                 conn = self._new_connection(is_client=False)
             except (StateError, crypto.TokenTableError):
-                self.stats["refused_no_room"] += 1
+                self.counts["refused_no_room"] += 1
                 self.reset_reply(seg)
                 return
             # a SYN without a usable MP_CAPABLE is plain TCP (RFC 8684 §3.7; Linux answers a
@@ -326,7 +336,7 @@ class Endpoint:
         if flags & pk.ACK and not flags & pk.SYN and seg.dport in self.listening \
                 and self._cookie_ack(seg, now):
             return
-        self.stats["dropped_no_subflow"] += 1
+        self.counts["dropped_no_subflow"] += 1
         self.reset_reply(seg)
 
     # ================================================================ SYN cookies
@@ -350,7 +360,7 @@ class Endpoint:
             area.append(opt.MpCapable(config.version, flags, secrets.randbits(64) or 1))
         data = opt.encode_tcp_options(area, align=False)
         data += b"\x01" * (-len(data) % 4)
-        self.stats["syn_cookies_sent"] += 1
+        self.counts["syn_cookies_sent"] += 1
         self._out.append(pk.build_packet(seg.dst, seg.src, seg.dport, seg.sport, isn,
                                          (seg.seq + 1) & 0xFFFFFFFF, pk.SYN | pk.ACK,
                                          min(config.receive_window, 0xFFFF), options=data))
@@ -365,13 +375,13 @@ class Endpoint:
         try:
             conn = self._new_connection(is_client=False)
         except (StateError, crypto.TokenTableError):
-            self.stats["refused_no_room"] += 1
+            self.counts["refused_no_room"] += 1
             return False
         if not conn.accept_cookie(seg, now, mss):
             self.connections.pop(conn.id, None)
             self.tokens.remove(conn.local_token)
             return False
-        self.stats["syn_cookies_accepted"] += 1
+        self.counts["syn_cookies_accepted"] += 1
         self.touch(conn)
         return True
 
@@ -386,7 +396,7 @@ class Endpoint:
             ack = (seg.seq + seg.length) & 0xFFFFFFFF
             packet = pk.build_packet(seg.dst, seg.src, seg.dport, seg.sport, 0, ack,
                                      pk.RST | pk.ACK, 0, options=area)
-        self.stats["resets_sent"] += 1
+        self.counts["resets_sent"] += 1
         self._out.append(packet)
 
 

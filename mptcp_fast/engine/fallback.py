@@ -27,7 +27,7 @@ class Fallback:
         if self.fallback and self.allocator is not None:
             return
         self.fallback = why
-        self.endpoint.stats["fallbacks"] += 1
+        self.endpoint.counts["fallbacks"] += 1
         if self.allocator is None:                  # no keys: number the data from 1 each way
             self._data_level(1, 1, 0xFFFF if window is None else window)
             self.established = True

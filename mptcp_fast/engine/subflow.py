@@ -18,6 +18,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from operator import attrgetter
 
+import cython
+
 from .. import options as opt
 from .. import packet as pk
 from mptcp_fast.engine import segment
@@ -29,6 +31,7 @@ from .rtt import RttEstimator
 __all__ = ["Subflow", "Chunk", "STATE_NAMES"]
 
 MASK32 = 0xFFFFFFFF
+_HALF32 = 0x80000000                     # a typed constant when compiled (a literal this large is not)
 _FIN, _SYN, _RST, _PSH, _ACK = pk.FIN, pk.SYN, pk.RST, pk.PSH, pk.ACK   # C constants when compiled
 (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT,
  CLOSE_WAIT, LAST_ACK) = range(11)
@@ -90,7 +93,7 @@ class _ConnectionState:
 def _diff32(a: int, b: int) -> int:
     """Signed distance a - b on the 32-bit circle (mptcp_fast._serial.seq32_diff, here so that
     the compiled build makes it C arithmetic)."""
-    return ((a - b + 0x80000000) & MASK32) - 0x80000000
+    return ((a - b + _HALF32) & MASK32) - _HALF32
 
 
 def _window_shift(window: int) -> int:
@@ -221,7 +224,8 @@ class Subflow:
         return self.snd_una + _diff32(wire, (self.iss + self.snd_una) & MASK32)
 
     def _tsval(self, now: float) -> int:
-        return (int(now * 1000) + self.ts_offset) & MASK32     # a 1 ms clock (RFC 7323 §5.4)
+        # a 1 ms clock (RFC 7323 §5.4); the cast truncates as int() does, in C when compiled
+        return (cython.cast(cython.longlong, now * 1000) + self.ts_offset) & MASK32
 
     # ---------------------------------------------------------------- writing segments
     def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,

@@ -6,6 +6,7 @@ from mptcp_fast._cengine.subflow cimport Chunk, Subflow, _ConnectionState
 from mptcp_fast._segment cimport Incoming
 
 
+cdef long long MASK32, _HALF32
 cdef long long _diff64(unsigned long long a, unsigned long long b)
 cdef object _expand_ssn(long long reference, long long value32)
 
@@ -18,10 +19,11 @@ cdef class Connection(_ConnectionState):
     @cython.locals(sf=Subflow)
     cpdef _window_opened(self)
     cpdef long long receive_window_left(self)
+    @cython.locals(fields=tuple)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
-    cpdef _on_data_ack(self, object dss_option, double now)
+    cpdef _on_data_ack(self, tuple dss_option, double now)
     cpdef _update_window(self, long long window, object data_ack)
-    cpdef _on_mapping(self, Subflow sf, object o, Incoming seg)
+    cpdef _on_mapping(self, Subflow sf, tuple o, Incoming seg)
     cpdef _side(self, Subflow sf)
     cpdef bint receive_data(self, Subflow sf, long long seq, object payload, Incoming seg,
                             double now)

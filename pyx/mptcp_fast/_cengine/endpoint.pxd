@@ -8,13 +8,13 @@ from mptcp_fast._segment cimport Incoming
 
 @cython.final
 cdef class Endpoint:
-    cdef public object config, tokens, isn, cookies, stats, _ports, _read
+    cdef public object config, tokens, isn, cookies, counts, _ports, _read
     cdef public list addresses, _out, _timers
     cdef public set _own, listening
     cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of
     cdef public long half_open
     cdef public double now
-    cdef public long long _next_id, _order, _number
+    cdef public long long _next_id, _order, _number, packets_received, packets_sent
     cdef public object _with_events
 
     @cython.locals(sf=Subflow, seg=Incoming)

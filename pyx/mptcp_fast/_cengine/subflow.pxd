@@ -7,7 +7,7 @@ from mptcp_fast._cengine.rtt cimport RttEstimator
 from mptcp_fast._segment cimport Incoming
 
 
-cdef long long MASK32
+cdef long long MASK32, _HALF32
 cdef long _FIN, _SYN, _RST, _PSH, _ACK
 cdef long long _diff32(long long a, long long b)
 
