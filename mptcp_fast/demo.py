@@ -101,7 +101,7 @@ def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
             net.schedule(net.now + SAMPLE_EVERY, sample)
     net.schedule(0.0, sample)
     started = time.perf_counter()
-    net.run(until=until, stop=lambda: server.ended)     # checked after every event: cheap
+    net.run(until=until, stop=server.peer_ended)        # checked after every event: cheap
     finished = net.now
     wall = time.perf_counter() - started
     sample()

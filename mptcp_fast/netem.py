@@ -333,6 +333,15 @@ class _Direction:
         path.network._deliver(self.receiver, packet)
 
 
+class _Host:
+    """A sans-IO host attached to the network, and the time its timer event is scheduled for
+    (infinity: none is)."""
+
+    def __init__(self, host):
+        self.host = host
+        self.timer = math.inf
+
+
 class Path:
     """Two addresses joined by a link, one queue per direction; see the module text."""
 
@@ -452,8 +461,8 @@ class Network:
         self.random = random.Random(seed)
         self._events = []                  # (time, order, callback, args)
         self._order = 0
-        self._hosts = {}                   # address -> host
-        self._timers = {}                  # id(host) -> scheduled time
+        self._hosts = {}                   # address -> _Host
+        self._entries = []                 # the _Host of every host attached or woken
         self._paths = {}                   # (sender address, receiver address) -> Path
         self._routes = {}                  # sender + receiver address -> its path's _Direction
         self.unroutable = 0                # packets with no path between their addresses
@@ -467,9 +476,20 @@ class Network:
     # -- set-up
     def add_host(self, host, addresses) -> None:
         """Attach a sans-IO host that owns ``addresses``."""
+        entry = self._entry(host)
         for address in addresses:
-            self._hosts[_check.address("address", address)] = host
-        self._schedule(self.now, self._poll, (host,))
+            self._hosts[_check.address("address", address)] = entry
+        self._schedule(self.now, self._poll, (entry,))
+
+    def _entry(self, host) -> _Host:
+        """The _Host of ``host`` (made on its first use: add_host, or wake() of a host that
+        sends through another one)."""
+        for entry in self._entries:
+            if entry.host is host:
+                return entry
+        entry = _Host(host)
+        self._entries.append(entry)
+        return entry
 
     def add_path(self, a, b, *, rate: float = 100e6, delay: float = 0.010, jitter: float = 0.0,
                  loss: float = 0.0, burst=None, reorder: float = 0.0,
@@ -574,43 +594,44 @@ class Network:
     def wake(self, host) -> None:
         """Collect what ``host`` has to send now: call it after acting on a host outside the
         network's own calls (an application opening a connection from a scheduled callback)."""
-        self._poll(host)
+        self._poll(self._entry(host))
 
     # -- hosts
     def _deliver(self, address: bytes, packet: bytes) -> None:
-        host = self._hosts.get(address)
-        if host is None:
+        entry = self._hosts.get(address)
+        if entry is None:
             self.unroutable += 1
             return
-        host.receive_packet(packet, self.now)
-        self._poll(host)
+        entry.host.receive_packet(packet, self.now)
+        self._poll(entry)
 
-    def _poll(self, host) -> None:
+    def _poll(self, entry: _Host) -> None:
         """Send what the host has to send, and (re)arm its timer."""
+        host = entry.host
         for packet in host.packets_to_send(self.now):
             self._transmit(packet)
         when = host.get_timer()
         if when is None:
             return
-        scheduled = self._timers.get(id(host))
-        if scheduled is None or when < scheduled:
+        if when < entry.timer:
             # only an earlier time needs a new event; a later one is found when the earlier
             # event fires (timers that keep moving later, like a retransmission timer pushed
             # on by every ACK, then cost no heap traffic)
-            self._timers[id(host)] = when
-            self._schedule(max(when, self.now), self._timer, (host, when))
+            entry.timer = when
+            self._schedule(max(when, self.now), self._timer, (entry, when))
 
-    def _timer(self, host, when: float) -> None:
-        if self._timers.get(id(host)) != when:
+    def _timer(self, entry: _Host, when: float) -> None:
+        if entry.timer != when:
             return                         # an earlier event replaced this one
-        del self._timers[id(host)]
+        entry.timer = math.inf
+        host = entry.host
         due = host.get_timer()
         if due is not None and due > self.now:
-            self._timers[id(host)] = due   # moved later since: wait for it
-            self._schedule(due, self._timer, (host, due))
+            entry.timer = due              # moved later since: wait for it
+            self._schedule(due, self._timer, (entry, due))
             return
         host.handle_timer(self.now)
-        self._poll(host)
+        self._poll(entry)
 
     def _transmit(self, packet) -> None:
         if type(packet) is not bytes:

@@ -97,7 +97,7 @@ cdef inline bint _is_ts(const uint8_t* p) noexcept nogil:
     return p[0] == 1 and p[1] == 1 and p[2] == 8 and p[3] == 10
 
 
-def read(data, number):
+cpdef object read(object data, long long number):
     cdef Py_buffer view
     cdef PacketLayout f
     cdef const uint8_t* d
@@ -177,10 +177,11 @@ cdef inline void _timestamps(uint8_t* a, uint32_t tsval, uint32_t tsecr) noexcep
     put32(a + 8, tsecr)
 
 
-def data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
-                uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval, uint32_t tsecr,
-                uint64_t data_ack, uint64_t dsn, uint32_t ssn, uint16_t length, checksum,
-                payload, Py_ssize_t start, Py_ssize_t end):
+cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                        uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval,
+                        uint32_t tsecr, uint64_t data_ack, uint64_t dsn, uint32_t ssn,
+                        uint16_t length, object checksum, object payload, Py_ssize_t start,
+                        Py_ssize_t end):
     """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
     cdef uint8_t area[40]
     cdef Py_buffer body
@@ -205,8 +206,9 @@ def data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t s
         PyBuffer_Release(&body)
 
 
-def ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
-               uint32_t ack, uint16_t window, uint32_t tsval, uint32_t tsecr, uint64_t data_ack):
+cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                       uint32_t ack, uint16_t window, uint32_t tsval, uint32_t tsecr,
+                       uint64_t data_ack):
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
     cdef uint8_t area[24]
     _timestamps(area, tsval, tsecr)

@@ -76,11 +76,17 @@ class DsnAllocator:
 
     @property
     def next_dsn(self) -> int:
-        return (self._base + self._next) & _MASK64
+        return self._dsn_at(self._next)
 
     @property
     def data_ack(self) -> int:
-        return (self._base + self._acked) & _MASK64
+        return self._dsn_at(self._acked)
+
+    def _dsn_at(self, offset) -> int:
+        """The DSN ``offset`` bytes after the initial one (mod 2**64: C arithmetic compiled)."""
+        if cython.compiled:
+            return self._base + cython.cast(cython.ulonglong, offset)
+        return (self._base + offset) & _MASK64
 
     def _sent_on(self, subflow):
         sent = self._subflows.get(subflow)
@@ -93,11 +99,14 @@ class DsnAllocator:
     def allocate_dsn(self, subflow, subflow_seq, length) -> int:
         """Assign the next ``length`` data-level bytes to a segment on ``subflow`` starting at
         ``subflow_seq``; return their first DSN (``allocate`` without building a Mapping)."""
-        n: cython.longlong = _check.in_range("length", length, 1, _MAX_MAPPING)
+        if type(length) is int and 1 <= length <= _MAX_MAPPING:
+            n: cython.longlong = length               # the per-chunk path skips the call
+        else:
+            n = _check.in_range("length", length, 1, _MAX_MAPPING)
         start: cython.longlong = self._next
         self._sent_on(subflow).add(start, start + n, subflow_seq)
         self._next = start + n
-        return (self._base + start) & _MASK64
+        return self._dsn_at(start)
 
     def allocate(self, subflow, subflow_seq, length):
         """``allocate_dsn`` as a Mapping(dsn, subflow_seq, length)."""

@@ -126,6 +126,11 @@ class BulkApp:
         for t in self.transfers.values():
             self._feed(t)
 
+    def peer_ended(self) -> bool:
+        """Whether a peer ended its stream on one of the connections: ``Network.run``'s
+        ``stop`` for a transfer to one server (a C call per event where compiled)."""
+        return self.ended > 0
+
     def _feed(self, t: Transfer) -> None:
         conn = t.conn
         if conn.terminated or conn.local_closed or t.established_at is None:

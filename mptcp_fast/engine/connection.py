@@ -77,6 +77,13 @@ def _diff64(a: int, b: int) -> int:
     return seq64_diff(a, b)
 
 
+def _add64(a: int, b: int) -> int:
+    """(a + b) mod 2**64 of two 64-bit values, as C arithmetic when compiled."""
+    if cython.compiled:
+        return a + b                     # unsigned long long (connection.pxd): wraps in C
+    return (a + b) & MASK64
+
+
 def _expand_ssn(reference: int, value32: int):
     """dss.expand_seq for a subflow's relative sequence number: C arithmetic when the 32-bit
     value lies within 2**31 of the reference (always, for a sane peer), else the general
@@ -269,7 +276,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         left = self.queue.window_left
         if left - self.advertised >= self.config.receive_window // 4:
             for sf in self.subflows:
-                if sf.usable:
+                if sf.can_carry():
                     sf.ack_pending = True
                     break
             self.endpoint.touch(self)
@@ -592,16 +599,18 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self.fin_acked = True
                 self.fin_at = None
                 self._check_closed(now)
-        elif not self.allocator.acknowledge(ack):
+            self.retained.release(self.allocator.data_ack)
+        elif self.allocator.acknowledge(ack):
+            self.retained.release(ack)              # the allocator's DATA_ACK is now ``ack``
+        else:
             return None
-        self.retained.release(self.allocator.data_ack)
         return ack
 
     def _update_window(self, window: int, data_ack) -> None:
         """RFC 8684 §3.3.4: the window is relative to the DATA_ACK; the right edge never moves
         back."""
         base = data_ack if data_ack is not None else self.allocator.data_ack
-        edge = (base + window) & MASK64
+        edge = _add64(base, window)
         if _diff64(edge, self.peer_edge) > 0:
             self.peer_edge = edge
             self.persist_backoff = 0
@@ -802,7 +811,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             if not chosen:
                 break
             sf = chosen[0]
-            size = sf.payload_size
+            size = sf.window.mss                   # its payload_size, read as a C field
             n = min(len(self.unsent), room, sf.room(), 0xFFFF // size * size)
             first = self.is_client and not self.fully_established and sf.join is None \
                 and not self.fallback and self.version == 1     # v0 has no such form

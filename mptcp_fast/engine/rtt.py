@@ -28,12 +28,8 @@ class RttEstimator:
         self.rttvar: float | None = None
         self.latest: float | None = None
         self.min_rtt: float | None = None
-        self._rto = initial_rto
+        self.rto = initial_rto              # the timeout to arm (read it; set by the calls)
         self.backoffs = 0
-
-    @property
-    def rto(self) -> float:
-        return self._rto
 
     def sample(self, rtt: float) -> None:
         """A round-trip measurement (§2.2-2.3); it also ends any backoff (§5.7 leaves keeping
@@ -47,10 +43,10 @@ class RttEstimator:
         else:                                                  # §2.3
             self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
             self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
-        self._rto = min(self.max_rto, max(self.min_rto, self.srtt + max(G, K * self.rttvar)))
+        self.rto = min(self.max_rto, max(self.min_rto, self.srtt + max(G, K * self.rttvar)))
         self.backoffs = 0
 
     def back_off(self) -> None:
         """The retransmission timer expired: double the RTO, up to the maximum (§5.5)."""
-        self._rto = min(self.max_rto, self._rto * 2)
+        self.rto = min(self.max_rto, self.rto * 2)
         self.backoffs += 1

@@ -27,6 +27,8 @@ __all__ = ["Scheduler", "LowestRtt", "RoundRobin", "Redundant", "Ecf", "SCHEDULE
 def _candidates(subflows):
     """Non-backup usable subflows, or the backup ones when no other is usable."""
     usable = [s for s in subflows if s.usable]
+    if len(usable) < 2:
+        return usable
     regular = [s for s in usable if not s.backup]
     return regular if regular else usable
 
@@ -42,11 +44,16 @@ class LowestRtt(Scheduler):
     name = "lowest-rtt"
 
     def pick(self, subflows, size: int, backlog: int = 0) -> list:
-        ready = [s for s in _candidates(subflows) if s.has_room(size)]
-        if not ready:
-            return []
-        # a subflow without an RTT sample yet goes after the measured ones, first come first
-        return [min(ready, key=lambda s: (s.srtt is None, s.srtt or 0.0))]
+        best = best_rtt = None
+        for s in _candidates(subflows):
+            if not s.has_room(size):
+                continue
+            # the lowest RTT, the first of equals; a subflow without an RTT sample yet goes
+            # after the measured ones, first come first
+            rtt = s.srtt
+            if best is None or (rtt is not None and (best_rtt is None or rtt < best_rtt)):
+                best, best_rtt = s, rtt
+        return [] if best is None else [best]
 
 
 class RoundRobin(Scheduler):

@@ -22,7 +22,9 @@ import cython
 
 from .. import options as opt
 from .. import packet as pk
-from mptcp_fast.engine import segment
+
+if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
+    from mptcp_fast._pure._segment import ack_packet, data_packet
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.subflow (docs/design.md, "Two backends, one API").
@@ -141,6 +143,11 @@ class Subflow:
         self.ooo = []                        # [start, end] received above rcv_nxt, merged
         self.recent_block = None             # the block holding the latest out-of-order data
         self.rcv_wscale = _window_shift(config.receive_window)
+        # the per-segment Config values, read once (Config is frozen): C fields when compiled
+        self.receive_window = config.receive_window
+        self.delayed_ack = config.delayed_ack
+        self.offload = config.offload
+        self.keepalive = config.keepalive
         self.fin_received = False
         # -- ACK policy
         self.ack_pending = False             # an ACK is owed: the next segment or a pure ACK
@@ -188,8 +195,12 @@ class Subflow:
     @property
     def usable(self) -> bool:
         """Can carry new data now (the scheduler's question)."""
-        return (self.state in SYNCHRONIZED_SENDING and not self.stale and not self.fin_sent
-                and (self.join is None or self.join.established))
+        return self.can_carry()
+
+    def can_carry(self) -> bool:
+        """``usable`` as a method: a C call from the compiled connection."""
+        return ((self.state == ESTABLISHED or self.state == CLOSE_WAIT) and not self.stale
+                and not self.fin_sent and (self.join is None or self.join.established))
 
     def has_room(self, size: int = 0) -> bool:
         """Whether the congestion window takes ``size`` more bytes (one full segment at least)."""
@@ -212,6 +223,10 @@ class Subflow:
 
     @property
     def outstanding(self) -> bool:
+        return self.has_outstanding()
+
+    def has_outstanding(self) -> bool:
+        """``outstanding`` as a method: a C call from compiled code."""
         return self.snd_nxt > self.snd_una
 
     def _wire_seq(self, rel: int) -> int:
@@ -313,7 +328,7 @@ class Subflow:
             plain = self.conn.plain_data_ack()
             if plain is not None and self.ts_ok and not (self.sack_ok and self.ooo) \
                     and not self.prio_pending:
-                self._out.append(segment.ack_packet(
+                self._out.append(ack_packet(
                     self.local, self.remote, self.lport, self.rport,
                     (self.iss + self.snd_nxt) & MASK32, (self.irs + self.rcv_nxt) & MASK32,
                     self._window_field(), self._tsval(now), self.ts_recent, plain))
@@ -333,7 +348,7 @@ class Subflow:
         flags = _ACK | (_PSH if entry.end == chunk.end else 0)
         conn = self.conn
         if self.ts_ok and not chunk.mpc and not conn.fallback and conn.pending_fail is None:
-            self._out.append(segment.data_packet(
+            self._out.append(data_packet(
                 self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
                 (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),
                 self._tsval(now), self.ts_recent, self.conn.queue.data_ack, chunk.dsn,
@@ -349,8 +364,8 @@ class Subflow:
     def send_chunk(self, chunk: Chunk, now: float) -> None:
         """Send a chunk's bytes now, cut into segments (the caller checked the window); with
         ``Config.offload`` as one segment, as a stack hands a TSO-capable NIC 64 KiB."""
-        size = self.payload_size if not self.config.offload or chunk.mpc \
-            else max(self.payload_size, chunk.end - chunk.seq)
+        size = self.window.mss if not self.offload or chunk.mpc \
+            else max(self.window.mss, chunk.end - chunk.seq)
         pos = chunk.seq
         while pos < chunk.end:
             end = min(pos + size, chunk.end)
@@ -367,8 +382,8 @@ class Subflow:
 
     def room(self) -> int:
         """Bytes the congestion window lets out now, in whole segments."""
-        free = int(self.window.cwnd) - self.pipe
-        size = self.payload_size
+        free = cython.cast(cython.longlong, self.window.cwnd) - self.pipe    # int(): truncated
+        size = self.window.mss                    # payload_size
         return max(0, free // size * size)
 
     def retransmit_lost(self, now: float, force: bool = False) -> None:
@@ -430,9 +445,9 @@ class Subflow:
             return
         if state in (CLOSED, LISTEN):
             return
-        if self.config.keepalive is not None:     # anything from the peer: it is alive
+        if self.keepalive is not None:            # anything from the peer: it is alive
             self.keepalive_probes = 0
-            self.keepalive_at = now + self.config.keepalive
+            self.keepalive_at = now + self.keepalive
         seq = self._rel_seq(seg.seq)
         payload = seg.payload
         length = len(payload) + (1 if flags & _FIN else 0)
@@ -476,7 +491,7 @@ class Subflow:
         self._ack_policy(now)
 
     def _acceptable(self, seq: int, length: int) -> bool:
-        window = self.config.receive_window
+        window = self.receive_window
         nxt = self.rcv_nxt
         if length == 0:
             return nxt <= seq < nxt + window or (seq == nxt)
@@ -551,12 +566,12 @@ class Subflow:
             self.ts_recent = seg.tsval
         if ack > self.snd_una:
             self._cumulative_ack(ack, now)
-        elif (ack == self.snd_una and self.outstanding and not seg.payload
+        elif (ack == self.snd_una and self.has_outstanding() and not seg.payload
               and not seg.flags & (_SYN | _FIN)):
             self.dupacks += 1
-        if seg.sack and self.sack_ok and self.outstanding:
+        if seg.sack and self.sack_ok and self.has_outstanding():
             self._take_sack(seg.sack)
-        if self.outstanding and not self.in_recovery and self.snd_una >= self.recovery_point:
+        if self.has_outstanding() and not self.in_recovery and self.snd_una >= self.recovery_point:
             if self.dupacks >= DUP_THRESH and not self.has_lost():
                 self._mark_lost_first()
             if self.has_lost():
@@ -603,8 +618,8 @@ class Subflow:
                 # offloaded segment, so the limit counts the MSS-sized segments it stands for
                 self.conn.cc.on_ack(self.window, data_acked, now,
                                     data_acked // self.window.mss or 1
-                                    if self.config.offload else 1)
-        self.rto_at = now + self.rtt.rto if self.outstanding else None
+                                    if self.offload else 1)
+        self.rto_at = now + self.rtt.rto if self.has_outstanding() else None
         if fin_acked:
             self._our_fin_acked(now)              # last: it may close the subflow
 
@@ -772,7 +787,7 @@ class Subflow:
         if self.unacked_segments >= 2:
             self.ack_pending = True
         elif self.unacked_segments and self.delack_at is None:
-            self.delack_at = now + self.config.delayed_ack
+            self.delack_at = now + self.delayed_ack
 
     # ---------------------------------------------------------------- timers
     def next_timer(self):

@@ -3,6 +3,7 @@
 # fields. The pure twin is mptcp_fast/_pure/_segment.py (with engine.segment.Incoming).
 
 cimport cython
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 
 # never part of a reference cycle (bytes, a list of option tuples): not tracked by the GC
@@ -15,3 +16,15 @@ cdef class Incoming:
     cdef public bint sack_permitted
     cdef public list mptcp
     cdef public long malformed_options
+
+
+# the reader and the two writers, C calls from the compiled engine
+cpdef object read(object data, long long number)
+cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                        uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval,
+                        uint32_t tsecr, uint64_t data_ack, uint64_t dsn, uint32_t ssn,
+                        uint16_t length, object checksum, object payload, Py_ssize_t start,
+                        Py_ssize_t end)
+cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                       uint32_t ack, uint16_t window, uint32_t tsval, uint32_t tsecr,
+                       uint64_t data_ack)

@@ -18,3 +18,6 @@ cdef class DsnAllocator:
     cdef list _order
     cdef _SubflowSent _sent_on(self, object subflow)
     cdef long long _offset(self, object dsn) except? -1
+    cdef unsigned long long _dsn_at(self, long long offset)
+    cpdef object allocate_dsn(self, object subflow, object subflow_seq, object length)
+    cpdef bint acknowledge(self, object data_ack) except -1

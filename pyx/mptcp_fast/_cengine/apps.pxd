@@ -1,12 +1,14 @@
 # Types for the compiled build of mptcp_fast/engine/apps.py (mptcp_fast._cengine.apps).
 cimport cython
 
+from mptcp_fast._cengine.connection cimport Connection
 from mptcp_fast._cengine.endpoint cimport Endpoint
 
 
 @cython.final
 cdef class Transfer:
-    cdef public object conn, source, sent_hash, received_hash, terminated
+    cdef public Connection conn
+    cdef public object source, sent_hash, received_hash, terminated
     cdef public object established_at, eof_at
     cdef public long long to_send, sent, received
     cdef public bint eof
@@ -29,4 +31,6 @@ cdef class BulkApp:
     cpdef handle_timer(self, double now)
     @cython.locals(t=Transfer)
     cpdef run(self, double now)
+    cpdef bint peer_ended(self)
+    @cython.locals(conn=Connection)
     cpdef _feed(self, Transfer t)

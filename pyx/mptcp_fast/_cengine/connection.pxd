@@ -8,6 +8,7 @@ from mptcp_fast._segment cimport Incoming
 
 cdef long long MASK32, _HALF32
 cdef long long _diff64(unsigned long long a, unsigned long long b)
+cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
 cdef object _expand_ssn(long long reference, long long value32)
 
 

@@ -3,7 +3,7 @@ cimport cython
 
 from mptcp_fast._cengine.connection cimport Connection
 from mptcp_fast._cengine.subflow cimport Subflow
-from mptcp_fast._segment cimport Incoming
+from mptcp_fast._segment cimport Incoming, read as read_packet
 
 
 @cython.final
@@ -21,7 +21,7 @@ cdef class Endpoint:
     cpdef receive_packet(self, object data, double now)
     @cython.locals(conn=Connection, out=list)
     cpdef list packets_to_send(self, double now)
-    @cython.locals(timers=list)
+    @cython.locals(timers=list, conn=Connection)
     cpdef get_timer(self)
     cpdef handle_timer(self, double now)
     @cython.locals(conn=Connection)

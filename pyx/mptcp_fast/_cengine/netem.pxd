@@ -10,6 +10,12 @@ cdef class Path
 
 
 @cython.final
+cdef class _Host:
+    cdef public object host
+    cdef public double timer
+
+
+@cython.final
 cdef class _Direction:
     cdef public Path path
     cdef public bytes receiver
@@ -27,18 +33,19 @@ cdef class _Direction:
 cdef class Network:
     cdef public double now
     cdef public object random, _pcap
-    cdef public list _events
+    cdef public list _events, _entries
     cdef public long long _order, unroutable
-    cdef public dict _hosts, _timers, _paths, _routes
+    cdef public dict _hosts, _paths, _routes
     cdef public bint _owns_pcap
 
     cpdef _schedule(self, double when, object callback, object args)
     cpdef _in_flight(self, _Direction direction, double when, object packet)
     @cython.locals(events=list, event=tuple, when=double, horizon=double, processed=cython.longlong)
     cpdef double run(self, object until=*, object stop=*, object max_events=*)
+    @cython.locals(entry=_Host)
     cpdef _deliver(self, bytes address, object packet)
-    cpdef _poll(self, object host)
-    cpdef _timer(self, object host, double when)
+    cpdef _poll(self, _Host entry)
+    cpdef _timer(self, _Host entry, double when)
     cpdef _transmit(self, object packet)
     cpdef _join(self, bytes a, bytes b, Path path)
 

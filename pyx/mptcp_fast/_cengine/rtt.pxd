@@ -3,7 +3,7 @@ cimport cython
 
 @cython.final
 cdef class RttEstimator:
-    cdef public double min_rto, max_rto, _rto
+    cdef public double min_rto, max_rto, rto
     cdef public object srtt, rttvar, latest, min_rtt
     cdef public long backoffs
     cpdef sample(self, double rtt)

@@ -2,9 +2,11 @@
 # the subflow's TCP state as C fields, and its per-segment methods as C calls.
 cimport cython
 
+from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller, Window
 from mptcp_fast._cengine.rtt cimport RttEstimator
-from mptcp_fast._segment cimport Incoming
+from mptcp_fast._segment cimport Incoming, ack_packet, data_packet
+from mptcp_fast._sender cimport DsnAllocator
 
 
 cdef long long MASK32, _HALF32
@@ -47,7 +49,10 @@ cdef class _ConnectionState:
     cdef public object local_first_dsn, remote_first_dsn, syn_key, local, remote
     cdef public dict remote_addresses
     # sending
-    cdef public object allocator, unsent, retained, reinject, peer_edge
+    cdef public DsnAllocator allocator
+    cdef public Unsent unsent
+    cdef public Retained retained
+    cdef public object reinject, peer_edge
     cdef public dict redundant_sent
     cdef public bint local_closed, fin_acked
     cdef public object fin_dsn, fin_at, persist_at
@@ -81,6 +86,10 @@ cdef class Subflow:
     cdef public long sid
     cdef public bytes local, remote
     cdef public long lport, rport
+    cdef public long long receive_window     # Config values read per segment
+    cdef public double delayed_ack
+    cdef public bint offload
+    cdef public object keepalive
     cdef public int state
     cdef public bint backup, prio_pending, reported
     cdef public long local_address_id, remote_address_id
@@ -106,6 +115,8 @@ cdef class Subflow:
     cdef public Window window
     cdef public long long stats_retransmits, bytes_sent, bytes_received
 
+    cpdef bint can_carry(self)
+    cpdef bint has_outstanding(self)
     cpdef bint has_room(self, long long size=*)
     cpdef long long _rel_seq(self, long long wire)
     cpdef long long _rel_ack(self, long long wire)
@@ -114,15 +125,21 @@ cdef class Subflow:
     cpdef _acked(self)
     cpdef send_ack(self, double now, object mptcp=*)
     cpdef _transmit(self, _Sent entry, double now)
+    @cython.locals(size=cython.longlong, pos=cython.longlong, end=cython.longlong, entry=_Sent)
     cpdef send_chunk(self, Chunk chunk, double now)
+    @cython.locals(free=cython.longlong, size=cython.longlong)
     cpdef long long room(self)
     @cython.locals(entry=_Sent, i=Py_ssize_t)
     cpdef bint has_lost(self)
+    @cython.locals(state=int, flags=long, seq=cython.longlong, length=cython.longlong)
     cpdef receive(self, Incoming seg, double now)
+    @cython.locals(window=cython.longlong, nxt=cython.longlong)
     cpdef bint _acceptable(self, long long seq, long long length)
     cpdef _process_ack(self, Incoming seg, double now)
-    @cython.locals(entry=_Sent, head=Py_ssize_t, n=Py_ssize_t)
+    @cython.locals(entry=_Sent, head=Py_ssize_t, n=Py_ssize_t, acked=cython.longlong,
+                   data_acked=cython.longlong, fin_acked=bint)
     cpdef _cumulative_ack(self, long long ack, double now)
+    @cython.locals(nxt=cython.longlong, end=cython.longlong, filled=bint)
     cpdef _receive_payload(self, long long seq, object payload, Incoming seg, double now)
     cpdef _ack_policy(self, double now)
     cpdef object next_timer(self)
