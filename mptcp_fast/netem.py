@@ -290,10 +290,11 @@ class PathStats:
 class _Direction:
     """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
     where its packets arrive. Packets in flight mostly arrive in the order they were sent:
-    they wait in ``in_flight`` (arrival time, event order, packet), and only the first is an
-    event in the network's heap (so the heap stays as small as the number of paths and
-    timers); a packet that would overtake the last one (jitter, reordering) is an event of
-    its own. Either way each packet arrives at its (time, order) place among all events."""
+    their events (arrival time, event order, this direction, packet) wait in ``in_flight``,
+    and only the first is in the network's heap (so the heap stays as small as the number of
+    paths and timers); a packet that would overtake the last one (jitter, reordering) is an
+    event in the heap of its own. Either way each packet arrives at its (time, order) place
+    among all events."""
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
@@ -311,14 +312,15 @@ class _Direction:
                          self.queue_drops, self.middlebox_drops, self.mtu_drops,
                          self.reordered, self.duplicated)
 
-    def arrive_first(self) -> None:
-        """The first packet in flight arrives; the next one becomes the heap's event."""
+    def arrive_event(self, event: tuple) -> None:
+        """The event of a packet arriving: when it was the first in flight, the next one
+        becomes the heap's event."""
         flight = self.in_flight
-        packet = flight.popleft()[2]
-        if flight:
-            when, order, _ = flight[0]
-            heappush(self.path.network._events, (when, order, self, None))
-        self.arrive(packet)
+        if flight and flight[0] is event:
+            flight.popleft()
+            if flight:
+                heappush(self.path.network._events, flight[0])
+        self.arrive(event[3])
 
     def arrive(self, packet: bytes) -> None:
         """The packet reached the end of the path (unless it was cut meanwhile)."""
@@ -429,8 +431,17 @@ class Path:
             direction.mtu_drops += 1
             return
         queued = direction.queued
-        while queued and queued[0][0] <= now:                # what the link has sent since
-            direction.queued_bytes -= queued.popleft()[1]
+        if direction.link_free_at <= now:                    # the link sent it all: idle
+            if direction.queued_bytes:
+                queued.clear()
+                direction.queued_bytes = 0
+        else:
+            while queued:                                    # what the link has sent since
+                head = queued[0]
+                if head[0] > now:
+                    break
+                queued.popleft()
+                direction.queued_bytes -= head[1]
         if direction.queued_bytes + size > self.queue:
             direction.queue_drops += 1
             return
@@ -543,13 +554,14 @@ class Network:
     def _in_flight(self, direction: _Direction, when: float, packet: bytes) -> None:
         """``packet`` arrives at the end of ``direction`` at ``when`` (see _Direction)."""
         self._order += 1
+        event = (when, self._order, direction, packet)
         flight = direction.in_flight
         if flight and when < flight[-1][0]:       # it overtakes: an event of its own
-            heappush(self._events, (when, self._order, direction, packet))
+            heappush(self._events, event)
             return
-        flight.append((when, self._order, packet))
+        flight.append(event)
         if len(flight) == 1:
-            heappush(self._events, (when, self._order, direction, None))
+            heappush(self._events, event)
 
     def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
         """Process events in time order until none are left, virtual time passes ``until``,
@@ -558,19 +570,17 @@ class Network:
         events = self._events
         horizon = math.inf if until is None else until
         while events:
-            when = events[0][0]
+            event = events[0]
+            when = event[0]
             if when > horizon:
                 self.now = until
                 break
-            event = heappop(events)
+            heappop(events)
             if when > self.now:
                 self.now = when
             callback = event[2]
             if type(callback) is _Direction:       # a packet arrives (see _Direction)
-                if event[3] is None:
-                    callback.arrive_first()
-                else:
-                    callback.arrive(event[3])
+                callback.arrive_event(event)
             else:
                 callback(*event[3])
             processed += 1

@@ -51,13 +51,15 @@ _DATA, _EOF = object(), object()        # markers in the event queue: read data 
 _NO_BUDGET_LIMIT = 1 << 62
 _Dss, _MpCapable = opt.Dss, opt.MpCapable          # module globals: one cached lookup each
 _DataReceived = ev.DataReceived
-_new_object, _set_field = object.__new__, object.__setattr__
+if not cython.compiled:     # compiled: the same two calls of the C API (connection.pxd)
+    _new_object, _set_field = object.__new__, object.__setattr__
 
 
 def _data_received(connection: int, data) -> ev.DataReceived:
     """``ev.DataReceived(connection, data)``, one per segment read: made as its frozen
     dataclass __init__ makes it (object.__setattr__ on each field) without running that
-    Python-level __init__."""
+    Python-level __init__ (compiled, PyType_GenericAlloc and PyObject_GenericSetAttr, what
+    object.__new__ and object.__setattr__ call)."""
     event = _new_object(_DataReceived)
     _set_field(event, "connection", connection)
     _set_field(event, "data", data)
@@ -111,6 +113,8 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.endpoint, self.id, self.is_client = endpoint, cid, is_client
         config = self.config = endpoint.config
         self.version = config.version               # 1: RFC 8684; 0: RFC 6824
+        self.send_buffer = config.send_buffer       # read per send() and ACK (Config is frozen)
+        self.receive_window = config.receive_window
         self.cc = CONTROLLERS[config.congestion_control]()
         self.scheduler = SCHEDULERS[config.scheduler]()
         self.subflows: list[Subflow] = []           # live ones (CLOSED ones leave the list)
@@ -185,7 +189,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.local_closed or self.terminated:
             raise StateError("send() after close(), abort() or the end of the connection")
         view = memoryview(data).cast("B")
-        room = max(0, self.config.send_buffer - self._buffered())
+        room = max(0, self.send_buffer - self._buffered())
         taken = min(room, len(view))
         self.unsent.push(bytes(view[:taken]))
         if end_stream and taken == len(view):
@@ -196,10 +200,10 @@ class Connection(_ConnectionState, PathManagement, Fallback):
     @property
     def send_space(self) -> int:
         """Bytes ``send()`` would take now."""
-        return max(0, self.config.send_buffer - self._buffered())
+        return max(0, self.send_buffer - self._buffered())
 
     def _buffered(self) -> int:
-        return len(self.unsent) + (len(self.retained) if self.retained is not None else 0)
+        return self.unsent.size + (self.retained.size if self.retained is not None else 0)
 
     def close(self) -> None:
         """Send a DATA_FIN after the data queued (RFC 8684 §3.3.3)."""
@@ -274,7 +278,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         """Reading freed window: tell the peer when it grew by a quarter of the maximum
         (Linux's receive-window update, tcp_cleanup_rbuf, in spirit)."""
         left = self.queue.window_left
-        if left - self.advertised >= self.config.receive_window // 4:
+        if left - self.advertised >= self.receive_window // 4:
             for sf in self.subflows:
                 if sf.can_carry():
                     sf.ack_pending = True
@@ -284,7 +288,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
     def receive_window_left(self) -> int:
         """The window every subflow advertises (RFC 8684 §3.3.4: one window, relative to the
         DATA_ACK)."""
-        left = self.queue.window_left if self.queue is not None else self.config.receive_window
+        left = self.queue.window_left if self.queue is not None else self.receive_window
         self.advertised = left
         return left
 

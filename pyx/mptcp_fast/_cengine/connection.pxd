@@ -1,15 +1,26 @@
 # Types for the compiled build of mptcp_fast/engine/connection.py (mptcp_fast._cengine.connection):
 # the connection's state is declared on its base, subflow.pxd's _ConnectionState.
 cimport cython
+from cpython.object cimport PyObject_GenericSetAttr as _set_field
+from cpython.type cimport PyType_GenericAlloc
 
 from mptcp_fast._cengine.subflow cimport Chunk, Subflow, _ConnectionState
 from mptcp_fast._segment cimport Incoming
 
 
 cdef long long MASK32, _HALF32
+
+
+cdef inline object _new_object(object cls):
+    # object.__new__(cls), as the C API does it: with _set_field, _data_received's two calls
+    return PyType_GenericAlloc(cls, 0)
+
+
+cdef object _data_received(long long connection, object data)
 cdef long long _diff64(unsigned long long a, unsigned long long b)
 cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
-cdef object _expand_ssn(long long reference, long long value32)
+@cython.locals(old32=cython.longlong)
+cdef long long _expand_ssn(long long reference, long long value32) except? -1
 
 
 # not final: Cython refuses a final class that overrides its base's methods
@@ -20,6 +31,7 @@ cdef class Connection(_ConnectionState):
     @cython.locals(sf=Subflow)
     cpdef _window_opened(self)
     cpdef long long receive_window_left(self)
+    cpdef long long _buffered(self)
     @cython.locals(fields=tuple)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
     cpdef _on_data_ack(self, tuple dss_option, double now)

@@ -26,7 +26,7 @@ cdef class _Direction:
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
     cpdef arrive(self, object packet)
-    cpdef arrive_first(self)
+    cpdef arrive_event(self, tuple event)
 
 
 @cython.final
@@ -39,6 +39,7 @@ cdef class Network:
     cdef public bint _owns_pcap
 
     cpdef _schedule(self, double when, object callback, object args)
+    @cython.locals(event=tuple)
     cpdef _in_flight(self, _Direction direction, double when, object packet)
     @cython.locals(events=list, event=tuple, when=double, horizon=double, processed=cython.longlong)
     cpdef double run(self, object until=*, object stop=*, object max_events=*)
@@ -46,6 +47,7 @@ cdef class Network:
     cpdef _deliver(self, bytes address, object packet)
     cpdef _poll(self, _Host entry)
     cpdef _timer(self, _Host entry, double when)
+    @cython.locals(direction=_Direction)
     cpdef _transmit(self, object packet)
     cpdef _join(self, bytes a, bytes b, Path path)
 
@@ -65,5 +67,5 @@ cdef class Path:
     cpdef bint _clean(self)
     cpdef bint _lost(self, _Direction direction)
     @cython.locals(size=cython.longlong, start=cython.double, done=cython.double,
-                   arrival=cython.double)
+                   arrival=cython.double, head=tuple)
     cpdef _enter(self, _Direction direction, object packet, double now, object pieces=*)

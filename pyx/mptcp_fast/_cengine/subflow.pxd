@@ -40,6 +40,7 @@ cdef class _ConnectionState:
     cdef public object endpoint, config, scheduler
     cdef public Controller cc
     cdef public long id, version
+    cdef public long long send_buffer, receive_window   # Config values read per segment
     cdef public bint is_client
     cdef public list subflows, all_subflows
     cdef public object local_key, local_token, remote_key, keys
