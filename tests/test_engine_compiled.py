@@ -77,3 +77,14 @@ def test_same_course_for_any_seed_loss_scheduler_and_controller(seed, loss, sche
     paths = [demo.PathSpec(20e6, 0.005, loss=loss), demo.PathSpec(10e6, 0.020, loss=loss)]
     kwargs = dict(paths=paths, size=256 << 10, seed=seed, scheduler=scheduler, cc=cc)
     assert _course("cython", **dict(kwargs)) == _course("python", **dict(kwargs))
+
+
+def test_the_compiled_subflow_states_are_the_pure_ones():
+    """The compiled build's TCP states are a C enum declared in subflow.pxd (the pure source
+    assigns them only when it runs as Python): the same names with the same numbers."""
+    import importlib
+    from mptcp_fast.engine import subflow as pure
+    compiled = importlib.import_module("mptcp_fast._cengine.subflow")
+    for number, text in enumerate(pure.STATE_NAMES):
+        name = text.replace("-", "_").replace("RECEIVED", "RCVD")
+        assert getattr(pure, name) == getattr(compiled, name) == number

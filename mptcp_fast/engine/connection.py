@@ -39,8 +39,10 @@ from mptcp_fast.engine.pathmanager import PathManagement
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 from .buffers import Retained, Unsent
-from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, Chunk,
-                      Subflow, _ConnectionState)
+from .subflow import Chunk, Subflow, _ConnectionState
+
+if not cython.compiled:     # compiled: the C enum, cimported by connection.pxd
+    from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT
 
 __all__ = ["Connection"]
 
@@ -117,6 +119,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.receive_window = config.receive_window
         self.cc = CONTROLLERS[config.congestion_control]()
         self.scheduler = SCHEDULERS[config.scheduler]()
+        self.redundant = config.scheduler == "redundant"   # every byte on every subflow
         self.subflows: list[Subflow] = []           # live ones (CLOSED ones leave the list)
         self.all_subflows: list[Subflow] = []
         self.local_key, self.local_token = endpoint.tokens.new_key(self)
@@ -158,7 +161,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.receiver = None
         self.receiver_side = {}                     # subflow id -> receiver.SubflowReceiver
         self.anomalies = []                         # receiver.Event: conflicts, unmapped data...
-        self.events = deque()
+        self.events = []                            # a few at a time: a list (C calls compiled)
         self.eof_reported = False
         self.advertised = config.receive_window
         self.segments = 0
@@ -258,12 +261,12 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 if data:
                     self._window_opened()
                     return _data_received(self.id, data)
-                events.popleft()
+                events.pop(0)
                 if head is _EOF and not self.eof_reported:
                     self.eof_reported = True
                     return ev.EndOfStream(self.id)
                 continue
-            return events.popleft()
+            return events.pop(0)
         return None
 
     def _event(self, event) -> None:
@@ -791,7 +794,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         return [sf for sf in self.subflows if sf.usable]
 
     def _push(self, now: float) -> None:
-        redundant = self.scheduler.name == "redundant" and not self.fallback
+        redundant = self.redundant and not self.fallback
         if not self.unsent and not self.reinject and (not self.local_closed
                                                       or self.fin_dsn is not None) \
                 and not redundant:

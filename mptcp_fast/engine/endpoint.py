@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import random
 import secrets
-from collections import Counter, deque
+from collections import Counter
 
 import cython
 
@@ -69,7 +69,7 @@ class Endpoint:
         self._next_id = 0
         self._out = []
         self._dirty = {}                    # connections to flush (insertion-ordered)
-        self._with_events = deque()
+        self._with_events = []              # connections with events, in order (a short list)
         self._timers = []                   # (time, order, connection) heap, stale entries skipped
         self._timer_of = {}                 # connection id -> time in the heap
         self._order = 0
@@ -141,7 +141,7 @@ class Endpoint:
             event = conn.next_event()
             if event is not None:
                 return event
-            queue.popleft()
+            queue.pop(0)
             conn._queued = False
         return None
 

@@ -4,7 +4,8 @@ cimport cython
 from cpython.object cimport PyObject_GenericSetAttr as _set_field
 from cpython.type cimport PyType_GenericAlloc
 
-from mptcp_fast._cengine.subflow cimport Chunk, Subflow, _ConnectionState
+from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
+                                          TIME_WAIT, Chunk, Subflow, _ConnectionState)
 from mptcp_fast._segment cimport Incoming
 
 
@@ -25,6 +26,7 @@ cdef long long _expand_ssn(long long reference, long long value32) except? -1
 
 # not final: Cython refuses a final class that overrides its base's methods
 cdef class Connection(_ConnectionState):
+    @cython.locals(events=list)
     cpdef next_event(self)
     cpdef _event(self, object event)
     cpdef _mark_data(self)

@@ -15,7 +15,7 @@ cdef class Endpoint:
     cdef public long half_open
     cdef public double now
     cdef public long long _next_id, _order, _number, packets_received, packets_sent
-    cdef public object _with_events
+    cdef public list _with_events
 
     @cython.locals(sf=Subflow, seg=Incoming)
     cpdef receive_packet(self, object data, double now)
@@ -24,7 +24,7 @@ cdef class Endpoint:
     @cython.locals(timers=list, conn=Connection)
     cpdef get_timer(self)
     cpdef handle_timer(self, double now)
-    @cython.locals(conn=Connection)
+    @cython.locals(conn=Connection, queue=list)
     cpdef next_event(self)
     cpdef output(self, object packet)
     cpdef touch(self, Connection conn)

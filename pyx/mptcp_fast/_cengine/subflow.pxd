@@ -10,6 +10,19 @@ from mptcp_fast._sender cimport DsnAllocator
 
 
 cdef long long MASK32, _HALF32
+
+cpdef enum:                           # the TCP states: subflow.py's names, its values
+    CLOSED = 0
+    LISTEN = 1
+    SYN_SENT = 2
+    SYN_RCVD = 3
+    ESTABLISHED = 4
+    FIN_WAIT_1 = 5
+    FIN_WAIT_2 = 6
+    CLOSING = 7
+    TIME_WAIT = 8
+    CLOSE_WAIT = 9
+    LAST_ACK = 10
 cdef long _FIN, _SYN, _RST, _PSH, _ACK
 cdef long long _diff32(long long a, long long b)
 
@@ -41,7 +54,7 @@ cdef class _ConnectionState:
     cdef public Controller cc
     cdef public long id, version
     cdef public long long send_buffer, receive_window   # Config values read per segment
-    cdef public bint is_client
+    cdef public bint is_client, redundant
     cdef public list subflows, all_subflows
     cdef public object local_key, local_token, remote_key, keys
     cdef public bint checksums, established, fully_established, fallback_reported
@@ -63,7 +76,8 @@ cdef class _ConnectionState:
     cdef public set announced
     cdef public long add_addr_accepted
     # receiving
-    cdef public object queue, receiver, events, hold, pending_fail
+    cdef public object queue, receiver, hold, pending_fail
+    cdef public list events
     cdef public dict receiver_side
     cdef public list anomalies
     cdef public bint eof_reported, _queued, send_infinite_mapping
