@@ -470,7 +470,8 @@ class Network:
     def __init__(self, seed: int = 0, pcap=None):
         self.now = 0.0
         self.random = random.Random(seed)
-        self._events = []                  # (time, order, callback, args)
+        self._events = []                  # (time, order, callback, args), a heap; an arrival
+                                           # is (time, order, _Direction, packet)
         self._order = 0
         self._hosts = {}                   # address -> _Host
         self._entries = []                 # the _Host of every host attached or woken

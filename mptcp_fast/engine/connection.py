@@ -47,7 +47,7 @@ if not cython.compiled:     # compiled: the C enum, cimported by connection.pxd
 __all__ = ["Connection"]
 
 MASK32 = 0xFFFFFFFF
-_HALF32 = 0x80000000                    # a typed constant when compiled (a literal this large is not)
+_HALF32 = 0x80000000                    # typed in the .pxd (a literal this large is an object)
 MAX_READ = 1 << 20                      # bytes in one DataReceived event
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62

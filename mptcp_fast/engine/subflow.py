@@ -33,14 +33,13 @@ from .rtt import RttEstimator
 __all__ = ["Subflow", "Chunk", "STATE_NAMES"]
 
 MASK32 = 0xFFFFFFFF
-_HALF32 = 0x80000000                     # a typed constant when compiled (a literal this large is not)
+_HALF32 = 0x80000000                     # typed in the .pxd (a literal this large is an object)
 _FIN, _SYN, _RST, _PSH, _ACK = pk.FIN, pk.SYN, pk.RST, pk.PSH, pk.ACK   # C constants when compiled
 if not cython.compiled:     # compiled: subflow.pxd's C enum of the same names and values
     (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT,
      CLOSE_WAIT, LAST_ACK) = range(11)
 STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
                "FIN-WAIT-2", "CLOSING", "TIME-WAIT", "CLOSE-WAIT", "LAST-ACK")
-SYNCHRONIZED_SENDING = (ESTABLISHED, CLOSE_WAIT)
 DUP_THRESH = 3                           # RFC 5681 §3.2, RFC 6675 §2
 DATA_OPTIONS_SPACE = 28                  # a DSS with 64-bit ack and mapping and checksum (or NOPs)
 MAX_OOO_BLOCKS = 256                     # out-of-order holes remembered per subflow
