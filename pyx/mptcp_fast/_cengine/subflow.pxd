@@ -23,6 +23,7 @@ cpdef enum:                           # the TCP states: subflow.py's names, its 
     TIME_WAIT = 8
     CLOSE_WAIT = 9
     LAST_ACK = 10
+
 cdef long _FIN, _SYN, _RST, _PSH, _ACK
 cdef long long _diff32(long long a, long long b)
 
