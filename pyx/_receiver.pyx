@@ -19,6 +19,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
 from mf_serial cimport expand_seq, seq64_diff, beyond_reach
+from mf_check cimport int_arg
 from mptcp_fast.errors import MptcpError, UnmappedData, conflict_text
 
 cdef enum:
@@ -177,6 +178,14 @@ cdef class SubflowReceiver:
 
     def counters(self):
         return _DirectionCounters(self.bytes, self.reinjected, self.unverified + len(self.pending))
+
+    def __len__(self):
+        """Mapping pieces stored (the infinite mapping counts as one)."""
+        return self.maps.count + (1 if self.maps.has_infinite else 0)
+
+    def release(self, upto):
+        """Forget the mapping pieces that end at or before subflow byte ``upto``."""
+        ms_release(&self.maps, int_arg(upto, "upto", -0x7FFFFFFFFFFFFFFF - 1, 0x7FFFFFFFFFFFFFFF))
 
 
 cdef class DataReceiver:

@@ -116,6 +116,14 @@ class SubflowReceiver:
     def counters(self):
         return _DirectionCounters(self.bytes, self.reinjected, self.unverified + len(self.pending))
 
+    def __len__(self) -> int:
+        """Mapping pieces stored (the infinite mapping counts as one)."""
+        return len(self.maps)
+
+    def release(self, upto: int) -> None:
+        """Forget the mapping pieces that end at or before subflow byte ``upto``."""
+        self.maps.release(upto)
+
 
 class DataReceiver:
     """One direction of a connection's data-level stream; ``events`` is the list anomalies

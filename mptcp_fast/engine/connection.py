@@ -39,16 +39,18 @@ from mptcp_fast.engine.pathmanager import PathManagement
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 from .buffers import Retained, Unsent
-from .subflow import Chunk, Subflow, _ConnectionState
+from .subflow import MAX_CHUNK, Chunk, Subflow, _ConnectionState
 
-if not cython.compiled:     # compiled: the C enum, cimported by connection.pxd
-    from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT
+if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
+    from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, _diff32
 
 __all__ = ["Connection"]
 
 MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000                    # typed in the .pxd (a literal this large is an object)
 MAX_READ = 1 << 20                      # bytes in one DataReceived event
+MAX_MAPPINGS_AHEAD = 1024               # mapping pieces a subflow stores (bounded memory)
+ANOMALIES_KEPT = 256                    # anomaly records kept for the user; the rest counted
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62
 _Dss, _MpCapable = opt.Dss, opt.MpCapable          # module globals: one cached lookup each
@@ -86,17 +88,6 @@ def _add64(a: int, b: int) -> int:
     if cython.compiled:
         return a + b                     # unsigned long long (connection.pxd): wraps in C
     return (a + b) & MASK64
-
-
-def _expand_ssn(reference: int, value32: int):
-    """dss.expand_seq for a subflow's relative sequence number: C arithmetic when the 32-bit
-    value lies within 2**31 of the reference (always, for a sane peer), else the general
-    rule."""
-    old32 = reference & MASK32
-    if (value32 >= old32 and value32 - old32 < _HALF32) or \
-            (value32 < old32 and old32 - value32 < _HALF32):
-        return reference - old32 + value32
-    return dss.expand_seq(reference, value32)
 
 
 def _has_data_ack(mptcp) -> bool:
@@ -173,6 +164,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.bad_join = 0
         self.bad_fastclose = 0
         self.checksum_failures = 0
+        self.refused_mappings = 0                   # inconsistent with what we know: ignored
+        self.refused_data_fins = 0
+        self.removal_refuted = 0                    # REMOVE_ADDRs whose path answered its probe
         self.mp_fail_received = 0
         self.pending_fail = None                    # an MP_FAIL to send (its DSN)
         self.send_infinite_mapping = False          # the one DSS of length 0 after MP_FAIL
@@ -246,6 +240,10 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             "ignored_options": self.ignored_options, "bad_add_addr": self.bad_add_addr,
             "bad_join": self.bad_join, "bad_fastclose": self.bad_fastclose,
             "checksum_failures": self.checksum_failures,
+            "refused_mappings": self.refused_mappings,
+            "refused_data_fins": self.refused_data_fins,
+            "anomalies_dropped": self.anomalies_dropped,
+            "removal_refuted": self.removal_refuted,
             "mp_fail_received": self.mp_fail_received, "window_probes": self.window_probes,
             "fallback": self.fallback, "version": self.version,
         }
@@ -350,6 +348,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         else:
             sf.rcv_wscale = 0
         sf.peer_mss = mss
+        sf.max_snd_wnd = seg.window << sf.peer_wscale
         sf.window.mss = sf._payload_size_for(min(mss, self.config.mss))
         sf.window.cwnd = float(min(10 * sf.window.mss, max(2 * sf.window.mss, 14600)))
         self._count_half_open(+1)
@@ -463,7 +462,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                                                                       _NO_BUDGET_LIMIT),
                                               self.id, dss.verify_dss_checksum)
         self.receiver.start(start, self.queue, lambda: None)
-        self.receiver.checksums = self.checksums
+        self.receiver.checksums = False             # the engine's ChecksumHold verifies them
         self.established = True
 
     def _join_handshake(self, sf, seg, now: float) -> bool:
@@ -624,39 +623,109 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self.persist_at = None
 
     def _on_mapping(self, sf, o, seg) -> None:
+        """A DSS mapping (RFC 8684 §3.3.1), acted upon only when it is consistent with what the
+        connection knows (docs/hardening.md, "Mappings and DATA_FINs"); anything else is
+        ignored, not stored, and counted in ``refused_mappings``."""
         if self.receiver is None:
             return
-        dsn, dsn64, ssn, length, checksum, data_fin = o[2], o[3], o[4], o[5], o[6], o[7]
+        dsn, length, checksum, data_fin = o[2], o[5], o[6], o[7]
         if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
             if len(self.all_subflows) == 1 and sf.join is None:
                 self._start_fallback(self.endpoint.now, "an infinite mapping from the peer", sf)
             else:
                 self.ignored_options += 1
             return
-        if not dsn64:
-            dsn = self.receiver.expand_dsn(dsn)
-        if data_fin and length == 1 and ssn == 0:
-            start = 0                                 # a DATA_FIN on its own (§3.3.3)
-        else:
-            start = _expand_ssn(sf.rcv_nxt, ssn)
-        side = self._side(sf)
-        self.receiver.declare(seg.number, side, dsn, start, length, data_fin, checksum, False)
+        if not o[3]:                                  # a 32-bit DSN: the 64-bit value next
+            dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
         payload_length = length - 1 if data_fin else length
-        if self.checksums and checksum is not None and payload_length > 0:
-            self.hold.expect(sf.sid, dsn, start, payload_length, length, checksum)
+        if payload_length > 0:
+            start = self._mapped_start(sf, o[4], seg, payload_length)
+            if start < 0 or not self._dsn_acceptable(dsn):
+                self.refused_mappings += 1
+                return
+            if start + payload_length > sf.rcv_nxt and \
+                    not self._store_mapping(sf, seg, dsn, start, payload_length, length, checksum):
+                return                                # (all received before: nothing to store)
         if data_fin:
-            sf.ack_pending = True
-            self._check_eof()
+            self._on_data_fin(sf, (dsn + payload_length) & MASK64)
+
+    def _mapped_start(self, sf, ssn32: int, seg, payload_length: int) -> int:
+        """The relative subflow sequence number a mapping's first byte stands for (its 32-bit
+        value taken nearest ``rcv_nxt``, as the subflow reads sequence numbers), or -1 when the
+        mapping cannot be the segment's: it came without data (Linux ignores such a mapping
+        too; only a DATA_FIN is taken from a pure ACK), does not cover the segment's first
+        byte, or starts before the subflow's first byte."""
+        if not seg.payload:
+            return -1
+        rcv_nxt = sf.rcv_nxt
+        start = rcv_nxt + _diff32(ssn32, rcv_nxt & MASK32)
+        first = sf._rel_seq(seg.seq)
+        if start < 1 or first < start or first >= start + payload_length:
+            return -1
+        return start
+
+    def _dsn_acceptable(self, dsn: int) -> bool:
+        """A mapping's first DSN lies within the data-level receive window, or behind it back to
+        the peer's first DSN (a retransmission of bytes that came on another subflow: they are
+        acknowledged and dropped as duplicates, as Linux does)."""
+        return _diff64(dsn, self.remote_first_dsn) >= 0 and \
+            _diff64(dsn, self.queue.data_ack) < self.receive_window
+
+    def _store_mapping(self, sf, seg, dsn: int, start: int, payload_length: int,
+                       data_len: int, checksum) -> bool:
+        """Store an acceptable mapping in the subflow's mapping store (and, with checksums, in
+        the hold that verifies it). False when it is not stored: it contradicts one stored
+        before (an anomaly), or the store or hold has no room for one more mapping ahead."""
+        side = self._side(sf)
+        side.release(sf.rcv_nxt - 0x10000)            # no acceptable mapping reaches back there
+        if len(side) >= MAX_MAPPINGS_AHEAD and start > sf.rcv_nxt:
+            self.refused_mappings += 1                # the next in-order one always has room
+            return False
+        if self.checksums and checksum is None:       # RFC 8684 §3.3: every mapping carries
+            self.refused_mappings += 1                # the checksum once it was negotiated
+            return False
+        before = len(self.anomalies)
+        self.receiver.declare(seg.number, side, dsn, start, payload_length, False, None, False)
+        if len(self.anomalies) != before:             # it contradicts a stored mapping: the
+            self._bound_anomalies()                   # first declaration stands
+            return False
+        if self.checksums and not self.hold.expect(sf.sid, dsn, start, payload_length,
+                                                   data_len, checksum, sf.rcv_nxt):
+            self.refused_mappings += 1                # the hold is full: its bytes are refused
+            return False                              # until they come again
+        return True
+
+    def _on_data_fin(self, sf, fin: int) -> None:
+        """A DATA_FIN at DSN ``fin`` (RFC 8684 §3.3.3), taken only within the receive window
+        and where it agrees with the stream (the same DSN as one taken before, not below data
+        received); a refused one leaves no trace, so the genuine one is still taken later."""
+        queue = self.queue
+        ahead = _diff64(fin, queue.data_ack)
+        if queue.eof:
+            acceptable = ahead == -1                  # the same DATA_FIN again
+        else:
+            acceptable = 0 <= ahead <= self.receive_window
+        if acceptable:
+            try:
+                queue.data_fin(fin)
+            except MptcpError:
+                acceptable = False
+        if not acceptable:
+            self.refused_data_fins += 1
+            return
+        sf.ack_pending = True
+        self._check_eof()
 
     def _on_mpc(self, sf, mpc, seg) -> None:
-        """Server: MP_CAPABLE with data maps the first data bytes (RFC 8684 §3.1)."""
+        """Server: MP_CAPABLE with data maps the first data bytes (RFC 8684 §3.1): subflow
+        bytes from 1 at the peer's first DSN, when the segment carries them."""
         if self.is_client or sf.join is not None or mpc.data_len is None or self.receiver is None:
             return
-        dsn = (self.keys.remote_idsn + 1) & MASK64
-        self.receiver.declare(seg.number, self._side(sf), dsn, 1, mpc.data_len, False,
-                              mpc.checksum, False)
-        if self.checksums and mpc.checksum is not None and mpc.data_len:
-            self.hold.expect(sf.sid, dsn, 1, mpc.data_len, mpc.data_len, mpc.checksum)
+        if not mpc.data_len or not seg.payload or sf._rel_seq(seg.seq) != 1:
+            self.refused_mappings += 1
+            return
+        self._store_mapping(sf, seg, (self.keys.remote_idsn + 1) & MASK64, 1, mpc.data_len,
+                            mpc.data_len, mpc.checksum)
 
     def _side(self, sf):
         side = self.receiver_side.get(sf.sid)
@@ -687,11 +756,13 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         """receive_data's answer when delivering raised anomalies (from index ``before``)."""
         unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
         if unmapped and not self.fallback and len(self.all_subflows) == 1 \
-                and sf.join is None and not any(type(o) is opt.Dss and o[2] is not None
-                                                or type(o) is opt.MpCapable
-                                                for o in seg.mptcp):
-            # Linux's DssFallback: data that came without any mapping on the only subflow
-            # (a segment whose mapping was refused, e.g. one that lies, is only refused)
+                and sf.join is None and seq == sf.rcv_nxt \
+                and not any(type(o) is opt.Dss and o[2] is not None or type(o) is opt.MpCapable
+                            for o in seg.mptcp):
+            # Linux's DssFallback: in-order data that came without any mapping on the only
+            # subflow, in a segment whose sequence and ACK were acceptable (RFC 5961; Linux
+            # reads mappings in order too). A segment whose mapping was refused, e.g. one
+            # that lies, is only refused.
             del self.anomalies[before:]
             self._start_fallback(now, "data without a DSS mapping", sf)
             return self.receive_data(sf, seq, payload, seg, now)
@@ -704,9 +775,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def _bound_anomalies(self) -> None:
         """Keep the first anomalies for the user; count the rest."""
-        if len(self.anomalies) > 256:
-            self.anomalies_dropped += len(self.anomalies) - 256
-            del self.anomalies[256:]
+        if len(self.anomalies) > ANOMALIES_KEPT:
+            self.anomalies_dropped += len(self.anomalies) - ANOMALIES_KEPT
+            del self.anomalies[ANOMALIES_KEPT:]
 
     def _check_eof(self) -> None:
         if self.queue is not None and self.queue.eof and not self.eof_reported:
@@ -819,7 +890,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 break
             sf = chosen[0]
             size = sf.window.mss                   # its payload_size, read as a C field
-            n = min(len(self.unsent), room, sf.room(), 0xFFFF // size * size)
+            n = min(len(self.unsent), room, sf.room(), MAX_CHUNK // size * size)
             first = self.is_client and not self.fully_established and sf.join is None \
                 and not self.fallback and self.version == 1     # v0 has no such form
             if first:
@@ -855,7 +926,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 cursor = allocator.data_ack           # acknowledged meanwhile: skip it
             size = sf.payload_size
             while seq64_diff(allocator.next_dsn, cursor) > 0 and sf.has_room(0):
-                n = min(seq64_diff(allocator.next_dsn, cursor), sf.room(), 0xFFFF // size * size)
+                n = min(seq64_diff(allocator.next_dsn, cursor), sf.room(), MAX_CHUNK // size * size)
                 if n <= 0:
                     break
                 data = self.retained.slice(cursor, n)
@@ -885,7 +956,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             return False
         sf = chosen[0]
         size = sf.payload_size
-        n = min(length, sf.room(), 0xFFFF // size * size)
+        n = min(length, sf.room(), MAX_CHUNK // size * size)
         data = self.retained.slice(dsn, n)
         self.allocator.resend(dsn, n, sf, sf.snd_nxt)
         sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data)), now)
@@ -996,6 +1067,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self.queue.data_fin(fin_dsn)
             except MptcpError as exc:
                 self.anomalies.append(receiver.Event(0, sf.sid, str(exc), None))
+                self._bound_anomalies()
             self._check_eof()
             return
         if not self.terminated:

@@ -120,9 +120,12 @@ class Fallback:
 
     def _on_fail(self, sf, o, now: float) -> None:
         """MP_FAIL on an ACK (RFC 8684 §3.7): the peer's checksum failed on our only subflow;
-        answer with MP_FAIL and continue as plain TCP (an infinite mapping first)."""
+        answer with MP_FAIL and continue as plain TCP (an infinite mapping first). Without
+        negotiated checksums no checksum can have failed: ignored (stricter than Linux,
+        docs/hardening.md)."""
         self.mp_fail_received += 1
-        if self.fallback or len(self.all_subflows) != 1 or sf.join is not None:
+        if not self.checksums or self.fallback or len(self.all_subflows) != 1 \
+                or sf.join is not None:
             return
         self.pending_fail = o.dsn
         self.send_infinite_mapping = True

@@ -22,28 +22,55 @@ MAX_HELD_PER_SUBFLOW = 256          # mappings collecting per subflow (bounded m
 
 
 class Held:
-    """One checksummed mapping collecting its bytes: subflow bytes [start, end) at DSN dsn."""
-    __slots__ = ("dsn", "start", "end", "data_len", "checksum", "data", "seen", "missing", "ok")
+    """One checksummed mapping collecting its bytes: subflow bytes [start, end) at DSN dsn.
+    Its memory follows the bytes that arrived (``pieces``: disjoint (first byte, bytes) runs in
+    order), never the length the mapping declares: a mapping whose data never comes costs a
+    few dozen bytes."""
+    __slots__ = ("dsn", "start", "end", "data_len", "checksum", "pieces", "missing", "ok")
 
     def __init__(self, dsn: int, start: int, payload_length: int, data_len: int, checksum: int):
         self.dsn, self.start, self.end = dsn, start, start + payload_length
         self.data_len, self.checksum = data_len, checksum
-        self.data = bytearray(payload_length)
-        self.seen = bytearray(payload_length)
+        self.pieces = []
         self.missing = payload_length
         self.ok = None
 
+    def add(self, seq: int, payload, lo: int, hi: int) -> None:
+        """Keep subflow bytes [lo, hi) of ``payload`` (which starts at ``seq``) that are not
+        held yet; bytes held first stand (as TCP keeps the first copy)."""
+        pieces = self.pieces
+        if not pieces or pieces[-1][0] + len(pieces[-1][1]) <= lo:    # the usual: in order
+            pieces.append((lo, bytes(payload[lo - seq:hi - seq])))
+            self.missing -= hi - lo
+            return
+        merged, pos = [], lo
+        for first, data in pieces:
+            last = first + len(data)
+            if pos < hi and pos < first:              # a gap before this piece: fill it
+                stop = min(hi, first)
+                merged.append((pos, bytes(payload[pos - seq:stop - seq])))
+                self.missing -= stop - pos
+            merged.append((first, data))
+            if last > pos:
+                pos = last
+        if pos < hi:
+            merged.append((pos, bytes(payload[pos - seq:hi - seq])))
+            self.missing -= hi - pos
+        self.pieces = merged
+
+    @property
+    def data(self) -> bytes:
+        """The mapping's bytes (whole once ``missing`` is 0)."""
+        return b"".join(data for _, data in self.pieces)
+
     def runs(self):
         """The (subflow seq, bytes) runs received so far, in order."""
-        out, i, n = [], 0, len(self.seen)
-        while i < n:
-            if not self.seen[i]:
-                i += 1
-                continue
-            j = self.seen.find(0, i)
-            j = n if j < 0 else j
-            out.append((self.start + i, bytes(self.data[i:j])))
-            i = j
+        out = []
+        for first, data in self.pieces:
+            if out and out[-1][0] + len(out[-1][1]) == first:
+                out[-1] = (out[-1][0], out[-1][1] + data)
+            else:
+                out.append((first, data))
         return out
 
 
@@ -52,17 +79,20 @@ class ChecksumHold:
         self._held: dict[int, list[Held]] = {}
 
     def expect(self, sid: int, dsn: int, start: int, payload_length: int, data_len: int,
-               checksum: int) -> bool:
+               checksum: int, rcv_nxt: int = 0) -> bool:
         """A checksummed mapping of ``payload_length`` bytes from subflow byte ``start``;
-        False when the subflow already holds too many (the caller refuses it)."""
+        False when the subflow already holds too many (the caller refuses it). Mappings that
+        lie wholly behind ``rcv_nxt`` can get no more bytes and are forgotten."""
         held = self._held.setdefault(sid, [])
         for h in held:
             if h.start == start and h.end == start + payload_length:
                 return True                      # the same mapping again
+        if held and held[0].end <= rcv_nxt:
+            held[:] = [h for h in held if h.end > rcv_nxt]
         if len(held) >= MAX_HELD_PER_SUBFLOW:
             return False
         held.append(Held(dsn, start, payload_length, data_len, checksum))
-        held.sort(key=lambda h: h.start)
+        held.sort(key=_start_of)
         return True
 
     def covers(self, sid: int, seq: int, length: int) -> bool:
@@ -87,13 +117,10 @@ class ChecksumHold:
             lo, hi = max(seq, h.start), min(end, h.end)
             if lo >= hi:
                 continue
-            a, b = lo - h.start, hi - h.start
-            h.data[a:b] = payload[lo - seq:hi - seq]
-            h.missing -= (b - a) - h.seen.count(1, a, b)
-            h.seen[a:b] = b"\x01" * (b - a)
+            h.add(seq, payload, lo, hi)
             if h.missing == 0:
                 h.ok = dss.verify_dss_checksum(h.dsn, h.start & MASK32, h.data_len,
-                                               bytes(h.data), h.checksum)
+                                               h.data, h.checksum)
                 done.append(h)
         for h in done:
             held.remove(h)
@@ -102,3 +129,12 @@ class ChecksumHold:
     def drop(self, sid: int) -> list:
         """Forget a subflow's held mappings (it failed or closed); returns them."""
         return self._held.pop(sid, [])
+
+    def held_bytes(self) -> int:
+        """Bytes held in all (memory that follows the receive window)."""
+        return sum(len(data) for held in self._held.values() for h in held
+                   for _, data in h.pieces)
+
+
+def _start_of(held: Held) -> int:
+    return held.start

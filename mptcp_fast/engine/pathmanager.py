@@ -8,6 +8,7 @@ own path manager makes at run time (``join``, ``announce``, ``set_backup``). A m
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 
 from .. import crypto
@@ -29,6 +30,31 @@ class _Join:
         self.peer_backup = False
 
 
+def _text(address: bytes) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+def _local_for(initial: bytes, addresses, remote: bytes):
+    """The local address a join to ``remote`` starts from: the initial subflow's, else the
+    first of the endpoint's ``addresses`` of the same family (a subflow never mixes IPv4 and
+    IPv6); None when there is none."""
+    if len(initial) == len(remote):
+        return initial
+    for address in addresses:
+        if len(address) == len(remote):
+            return address
+    return None
+
+
+def _subflows_to(subflows, address_id: int) -> int:
+    """How many of ``subflows`` go to the peer's address ``address_id``."""
+    count = 0
+    for sf in subflows:
+        if sf.remote_address_id == address_id:
+            count += 1
+    return count
+
+
 class PathManagement:
     """The path-management methods of Connection (see the module text)."""
     __slots__ = ()        # methods only: the state is the Connection's (a compiled class)
@@ -45,6 +71,9 @@ class PathManagement:
         else:
             remote_address = crypto._packed(remote[0])
             port = remote[1]
+        if len(local) != len(remote_address):
+            raise ValueError(f"join() from {_text(local)} to {_text(remote_address)}: a subflow "
+                             f"joins addresses of one family")
         now = self.endpoint.now if now is None else now
         sf = self._open_join(local, remote_address, port, now, backup)
         if sf is None:
@@ -73,8 +102,8 @@ class PathManagement:
 
     def _open_join(self, local: bytes, remote: bytes, port: int, now: float, backup=None):
         live = [s for s in self.subflows if s.state != CLOSED]
-        if len(live) >= self.config.max_subflows:
-            return None
+        if len(live) >= self.config.max_subflows or len(local) != len(remote):
+            return None                               # full, or across address families
         if backup is None:
             backup = local in self.config.backup_addresses
         join = _Join(secrets.randbits(32))
@@ -138,15 +167,18 @@ class PathManagement:
                 self._event(ev.SubflowPriority(self.id, target.sid, o.backup, True))
 
     def _on_remove_addr(self, sf, o, now: float) -> None:
-        """REMOVE_ADDR (RFC 8684 §3.4.2): the subflows to those peer addresses are closed and
-        what they held is sent again on the others; the address is forgotten. The option has
-        passed TCP's sequence checks, so an off-path sender cannot use it blindly."""
-        removed = set(o.address_ids)
+        """REMOVE_ADDR (RFC 8684 §3.4.2): each subflow to those peer addresses is probed with a
+        keepalive first and reset only when the path does not answer (what it held is then
+        sent again on the others); a path that answers is kept. Passing TCP's checks (RFC 5961)
+        makes a blind forgery costly, not impossible: the probe makes it harmless. Linux
+        tears the subflows down at once; we are stricter (docs/hardening.md)."""
+        removed = o.address_ids
         for other in list(self.subflows):
             if other.remote_address_id in removed:
-                other.close(now, "address removed", reset=True)
-        for address_id in removed:
-            self.remote_addresses.pop(address_id, None)
+                other.probe_removal(now)
+        for address_id in removed:                    # forgotten with its last subflow
+            if _subflows_to(self.subflows, address_id) == 0:
+                self.remote_addresses.pop(address_id, None)
 
     def set_backup(self, subflow_id: int, backup: bool, now: float | None = None) -> None:
         """Ask the peer to use subflow ``subflow_id`` as a backup (or not) with MP_PRIO, and use
@@ -216,6 +248,10 @@ class PathManagement:
         self.remote_addresses[o.address_id] = target
         if self.is_client and self.config.join_announced \
                 and self.add_addr_accepted < self.config.max_add_addr_accepted:
+            local = _local_for(self.local[0], self.endpoint.addresses, target[0])
+            if local is None:                         # no address of that family to join from
+                self.ignored_options += 1
+                return
             if not any(s.remote == target[0] and s.rport == port for s in self.subflows):
                 self.add_addr_accepted += 1
-                self._open_join(self.local[0], target[0], port, now)
+                self._open_join(local, target[0], port, now)

@@ -44,6 +44,12 @@ DUP_THRESH = 3                           # RFC 5681 §3.2, RFC 6675 §2
 DATA_OPTIONS_SPACE = 28                  # a DSS with 64-bit ack and mapping and checksum (or NOPs)
 MAX_OOO_BLOCKS = 256                     # out-of-order holes remembered per subflow
 TIMESTAMP_SPACE = 12                     # NOP NOP + the 10-byte option (RFC 7323 Appendix A)
+REMOVAL_PROBES = 3                       # keepalives a path gets to answer a REMOVE_ADDR
+MIN_PEER_MSS = 88                        # Linux's TCP_MIN_MSS: the smallest MSS we send at
+# The most payload one segment (or one DSS mapping) may carry: the 16-bit data-level length,
+# and with offload one IP packet: 65,535 bytes less 20 of IPv4 header and 60 of TCP header
+# (an IPv6 header lies outside its 16-bit payload length). connection.pxd types it.
+MAX_CHUNK = 0xFFFF - 80
 _seq_of = attrgetter("seq")
 
 
@@ -134,6 +140,7 @@ class Subflow:
         self.peer_wscale = 0
         self.peer_wscale_offered = False
         self.peer_mss = 536                  # RFC 9293 §3.7.1 default
+        self.max_snd_wnd = 0                 # the largest window the peer offered (RFC 5961 §5)
         self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
         self.ts_offset = iss                 # per-subflow random TSval offset (RFC 7323 §7.1)
@@ -169,6 +176,8 @@ class Subflow:
         self.timewait_at = None
         self.keepalive_at = None             # when to probe an idle subflow (Config.keepalive)
         self.keepalive_probes = 0
+        self.removal_at = None               # a REMOVE_ADDR's probe awaits an answer until then
+        self.removal_probes = 0
         self.window = conn.cc.add_subflow(self._payload_size_for(self.own_mss))
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
@@ -469,6 +478,12 @@ class Subflow:
             return
         if not flags & _ACK:
             return
+        if state != SYN_RCVD and not self._ack_acceptable(seg):
+            self.ack_pending = True               # RFC 5961 §5.2: dropped, a challenge ACK;
+            return                                # none of its options is read
+        if self.removal_at is not None:           # the path answered after a REMOVE_ADDR
+            self.removal_at = None                # (RFC 8684 §3.4.2): it is kept
+            self.conn.removal_refuted += 1
         if state == SYN_RCVD:
             if self._rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
                 self.conn.endpoint.reset_reply(seg)
@@ -480,6 +495,7 @@ class Subflow:
             self.state = ESTABLISHED
             self.conn.subflow_established(self, now)
             state = ESTABLISHED
+        self._note_peer_window(seg)
         self.conn.on_options(self, seg, now)
         if self.state == CLOSED:                  # the options closed it (e.g. a bad HMAC)
             return
@@ -489,6 +505,19 @@ class Subflow:
         if flags & _FIN:
             self._receive_fin(seq + len(payload), now)
         self._ack_policy(now)
+
+    def _ack_acceptable(self, seg) -> bool:
+        """RFC 5961 §5.2: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT. A blind sender who
+        knows the 4-tuple must also guess the ACK within that range (about MAX.SND.WND in 2**32
+        values); Linux drops such a segment the same way (tcp_ack: old or invalid ACK)."""
+        ack = self._rel_ack(seg.ack)
+        return self.snd_una - self.max_snd_wnd <= ack <= self.snd_nxt
+
+    def _note_peer_window(self, seg) -> None:
+        """MAX.SND.WND (RFC 5961 §5): the largest window the peer ever offered."""
+        window = seg.window << self.peer_wscale
+        if window > self.max_snd_wnd:
+            self.max_snd_wnd = window
 
     def _acceptable(self, seq: int, length: int) -> bool:
         window = self.receive_window
@@ -541,14 +570,15 @@ class Subflow:
     def _take_syn_options(self, seg) -> None:
         """RFC 7323 §2.2 and §3.2, RFC 2018 §2: an option is used only when both sides sent
         it; the MSS we send at is the peer's (RFC 9293 §3.7.1)."""
-        if seg.mss is not None:
-            self.peer_mss = max(seg.mss, 64)
+        if seg.mss is not None:                   # a peer's tiny MSS is raised to Linux's
+            self.peer_mss = max(seg.mss, MIN_PEER_MSS)    # floor (TCP_MIN_MSS)
         if seg.wscale is not None:
             self.peer_wscale = min(seg.wscale, 14)
             self.peer_wscale_offered = True
         else:
             self.rcv_wscale = 0                   # scaling only when both sides offer it
         self.sack_ok = seg.sack_permitted
+        self.max_snd_wnd = seg.window             # a SYN's window is never scaled
         if seg.tsval is not None:
             self.ts_ok = True
             self.ts_recent = seg.tsval
@@ -792,7 +822,7 @@ class Subflow:
     # ---------------------------------------------------------------- timers
     def next_timer(self):
         best = self.rto_at
-        for t in (self.delack_at, self.timewait_at, self.keepalive_at):
+        for t in (self.delack_at, self.timewait_at, self.keepalive_at, self.removal_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -811,6 +841,28 @@ class Subflow:
             self._retransmission_timeout(now)
         if self.keepalive_at is not None and now >= self.keepalive_at and self.state != CLOSED:
             self._keepalive(now)
+        if self.removal_at is not None and now >= self.removal_at and self.state != CLOSED:
+            self._probe_removal(now)
+
+    def probe_removal(self, now: float) -> None:
+        """The peer removed the address this subflow goes to (REMOVE_ADDR). RFC 8684 §3.4.2:
+        probe the path with a keepalive first; a path that answers is kept (the option may be
+        forged or stale), one that stays silent for REMOVAL_PROBES RTOs is reset."""
+        if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2):
+            self.close(now, "address removed", reset=True)     # not carrying data: at once
+        elif self.removal_at is None:
+            self.removal_probes = 0
+            self._probe_removal(now)
+
+    def _probe_removal(self, now: float) -> None:
+        if self.removal_probes >= REMOVAL_PROBES:
+            self.removal_at = None
+            self.conn.remote_addresses.pop(self.remote_address_id, None)
+            self.close(now, "address removed", reset=True)
+            return
+        self.removal_probes += 1
+        self._emit(now, _ACK, self.snd_una - 1)    # an old sequence number draws an ACK
+        self.removal_at = now + self.rtt.rto
 
     def _keepalive(self, now: float) -> None:
         """RFC 9293 §3.8.4 / Linux's keepalive: an idle subflow is probed with an old sequence
@@ -884,6 +936,7 @@ class Subflow:
             self.send_rst(now, mptcp)
         self.state = CLOSED
         self.rto_at = self.delack_at = self.timewait_at = self.keepalive_at = None
+        self.removal_at = None
         self.ack_pending = False
         self.closed_reason = self.closed_reason or reason
         self.conn.subflow_closed(self, now, reason)

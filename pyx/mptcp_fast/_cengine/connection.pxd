@@ -5,7 +5,7 @@ from cpython.object cimport PyObject_GenericSetAttr as _set_field
 from cpython.type cimport PyType_GenericAlloc
 
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
-                                          TIME_WAIT, Chunk, Subflow, _ConnectionState)
+                                          TIME_WAIT, Chunk, Subflow, _ConnectionState, _diff32)
 from mptcp_fast._segment cimport Incoming
 
 
@@ -20,8 +20,6 @@ cdef inline object _new_object(object cls):
 cdef object _data_received(long long connection, object data)
 cdef long long _diff64(unsigned long long a, unsigned long long b)
 cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
-@cython.locals(old32=cython.longlong)
-cdef long long _expand_ssn(long long reference, long long value32) except? -1
 
 
 # not final: Cython refuses a final class that overrides its base's methods
@@ -39,6 +37,9 @@ cdef class Connection(_ConnectionState):
     cpdef _on_data_ack(self, tuple dss_option, double now)
     cpdef _update_window(self, long long window, object data_ack)
     cpdef _on_mapping(self, Subflow sf, tuple o, Incoming seg)
+    @cython.locals(rcv_nxt=cython.longlong, start=cython.longlong, first=cython.longlong)
+    cpdef long long _mapped_start(self, Subflow sf, long long ssn32, Incoming seg,
+                                  long long payload_length)
     cpdef _side(self, Subflow sf)
     cpdef bint receive_data(self, Subflow sf, long long seq, object payload, Incoming seg,
                             double now)

@@ -85,6 +85,7 @@ cdef class _ConnectionState:
     cdef public long long advertised, segments, reinjected_bytes
     cdef public long ignored_options, anomalies_dropped, bad_add_addr, bad_join, bad_fastclose
     cdef public long checksum_failures, mp_fail_received, window_probes
+    cdef public long long refused_mappings, refused_data_fins, removal_refuted
 
 
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
@@ -115,6 +116,7 @@ cdef class Subflow:
     cdef public Py_ssize_t sent_head
     cdef public bint fin_sent, peer_wscale_offered, sack_ok, ts_ok
     cdef public long peer_wscale, peer_mss
+    cdef public long long max_snd_wnd
     cdef public long long ts_recent, ts_offset
     # receive side
     cdef public long long irs, rcv_nxt
@@ -126,6 +128,8 @@ cdef class Subflow:
     cdef public bint ack_pending, stale, in_recovery
     cdef public long unacked_segments, timeouts, dupacks, syn_sent_count, keepalive_probes
     cdef public object delack_at, rto_at, timed, syn_time, timewait_at, keepalive_at
+    cdef public object removal_at
+    cdef public long removal_probes
     cdef public RttEstimator rtt
     cdef public long long recovery_point, high_sacked, loss_scan
     cdef public Window window
