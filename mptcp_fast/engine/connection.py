@@ -681,18 +681,19 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if len(side) >= MAX_MAPPINGS_AHEAD and start > sf.rcv_nxt:
             self.refused_mappings += 1                # the next in-order one always has room
             return False
-        if self.checksums and checksum is None:       # RFC 8684 §3.3: every mapping carries
-            self.refused_mappings += 1                # the checksum once it was negotiated
+        if self.checksums and (checksum is None or not self.hold.can_hold(
+                sf.sid, start, payload_length, sf.rcv_nxt)):
+            # RFC 8684 §3.3: every mapping carries the checksum once it was negotiated; the
+            # hold is full or holds another mapping of these bytes: refused until they come again
+            self.refused_mappings += 1
             return False
         before = len(self.anomalies)
         self.receiver.declare(seg.number, side, dsn, start, payload_length, False, None, False)
         if len(self.anomalies) != before:             # it contradicts a stored mapping: the
             self._bound_anomalies()                   # first declaration stands
             return False
-        if self.checksums and not self.hold.expect(sf.sid, dsn, start, payload_length,
-                                                   data_len, checksum, sf.rcv_nxt):
-            self.refused_mappings += 1                # the hold is full: its bytes are refused
-            return False                              # until they come again
+        if self.checksums:
+            self.hold.expect(sf.sid, dsn, start, payload_length, data_len, checksum)
         return True
 
     def _on_data_fin(self, sf, fin: int) -> None:

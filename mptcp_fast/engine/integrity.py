@@ -6,7 +6,8 @@ mapping is never DATA_ACKed and never reaches the application (it is sent again 
 subflow, or the connection falls back to TCP: the connection decides, with MP_FAIL).
 
     hold = ChecksumHold()
-    hold.expect(sid, dsn, start, payload_length, data_len, checksum)   # a mapping arrived
+    if hold.can_hold(sid, start, payload_length, rcv_nxt):              # a mapping arrived
+        hold.expect(sid, dsn, start, payload_length, data_len, checksum)
     for done in hold.take(sid, seq, payload): ...                       # bytes arrived
         done.dsn, done.data, done.ok                                    # a whole mapping
 """
@@ -78,22 +79,35 @@ class ChecksumHold:
     def __init__(self):
         self._held: dict[int, list[Held]] = {}
 
+    def can_hold(self, sid: int, start: int, payload_length: int, rcv_nxt: int) -> bool:
+        """Whether a checksummed mapping of subflow bytes [start, start + payload_length) may
+        be held: the same mapping again, or one that overlaps none held (a mapping never
+        changes, RFC 8684 §3.3.1; Linux refuses a different map over one in progress too) while
+        the subflow holds fewer than MAX_HELD_PER_SUBFLOW. Mappings wholly behind ``rcv_nxt``
+        can get no more bytes and are forgotten first. Each byte is then held once: memory
+        follows the receive window."""
+        held = self._held.get(sid)
+        if not held:
+            return True
+        if held[0].end <= rcv_nxt:
+            held[:] = [h for h in held if h.end > rcv_nxt]
+        end = start + payload_length
+        for h in held:
+            if h.start == start and h.end == end:
+                return True
+            if h.start < end and start < h.end:
+                return False
+        return len(held) < MAX_HELD_PER_SUBFLOW
+
     def expect(self, sid: int, dsn: int, start: int, payload_length: int, data_len: int,
-               checksum: int, rcv_nxt: int = 0) -> bool:
-        """A checksummed mapping of ``payload_length`` bytes from subflow byte ``start``;
-        False when the subflow already holds too many (the caller refuses it). Mappings that
-        lie wholly behind ``rcv_nxt`` can get no more bytes and are forgotten."""
+               checksum: int) -> None:
+        """Hold a checksummed mapping ``can_hold`` allowed (nothing new when it is held)."""
         held = self._held.setdefault(sid, [])
         for h in held:
             if h.start == start and h.end == start + payload_length:
-                return True                      # the same mapping again
-        if held and held[0].end <= rcv_nxt:
-            held[:] = [h for h in held if h.end > rcv_nxt]
-        if len(held) >= MAX_HELD_PER_SUBFLOW:
-            return False
+                return
         held.append(Held(dsn, start, payload_length, data_len, checksum))
         held.sort(key=_start_of)
-        return True
 
     def covers(self, sid: int, seq: int, length: int) -> bool:
         """Whether every byte of [seq, seq + length) belongs to a held mapping."""
