@@ -638,14 +638,19 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if not o[3]:                                  # a 32-bit DSN: the 64-bit value next
             dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
         payload_length = length - 1 if data_fin else length
-        if payload_length > 0:
+        if payload_length > 0 and sf.map_length == payload_length and sf.map_ssn == o[4] \
+                and sf.map_dsn == dsn:
+            pass                                      # the one stored last, on every segment
+                                                      # cut from its chunk: checked already
+        elif payload_length > 0:
             start = self._mapped_start(sf, o[4], seg, payload_length)
             if start < 0 or not self._dsn_acceptable(dsn):
                 self.refused_mappings += 1
                 return
-            if start + payload_length > sf.rcv_nxt and \
-                    not self._store_mapping(sf, seg, dsn, start, payload_length, length, checksum):
-                return                                # (all received before: nothing to store)
+            if start + payload_length > sf.rcv_nxt:  # (all received before: nothing to store)
+                if not self._store_mapping(sf, seg, dsn, start, payload_length, length, checksum):
+                    return
+                sf.map_ssn, sf.map_dsn, sf.map_length = o[4], dsn, payload_length
         if data_fin:
             self._on_data_fin(sf, (dsn + payload_length) & MASK64)
 

@@ -150,6 +150,7 @@ class Subflow:
         self.ooo = []                        # [start, end] received above rcv_nxt, merged
         self.recent_block = None             # the block holding the latest out-of-order data
         self.rcv_wscale = _window_shift(config.receive_window)
+        self.map_ssn = self.map_dsn = self.map_length = -1    # the mapping stored last
         # the per-segment Config values, read once (Config is frozen): C fields when compiled
         self.receive_window = config.receive_window
         self.delayed_ack = config.delayed_ack

@@ -36,7 +36,12 @@ cdef class Connection(_ConnectionState):
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
     cpdef _on_data_ack(self, tuple dss_option, double now)
     cpdef _update_window(self, long long window, object data_ack)
+    @cython.locals(length=cython.longlong, payload_length=cython.longlong,
+                   start=cython.longlong)
     cpdef _on_mapping(self, Subflow sf, tuple o, Incoming seg)
+    cpdef bint _dsn_acceptable(self, object dsn)
+    cpdef bint _store_mapping(self, Subflow sf, Incoming seg, object dsn, long long start,
+                              long long payload_length, long long data_len, object checksum)
     @cython.locals(rcv_nxt=cython.longlong, start=cython.longlong, first=cython.longlong)
     cpdef long long _mapped_start(self, Subflow sf, long long ssn32, Incoming seg,
                                   long long payload_length)

@@ -120,6 +120,8 @@ cdef class Subflow:
     cdef public long long ts_recent, ts_offset
     # receive side
     cdef public long long irs, rcv_nxt
+    cdef public long long map_ssn, map_length     # the mapping the connection stored last
+    cdef public object map_dsn
     cdef public list ooo
     cdef public object recent_block
     cdef public long rcv_wscale
@@ -155,6 +157,10 @@ cdef class Subflow:
     cpdef receive(self, Incoming seg, double now)
     @cython.locals(window=cython.longlong, nxt=cython.longlong)
     cpdef bint _acceptable(self, long long seq, long long length)
+    @cython.locals(ack=cython.longlong)
+    cpdef bint _ack_acceptable(self, Incoming seg)
+    @cython.locals(window=cython.longlong)
+    cpdef _note_peer_window(self, Incoming seg)
     cpdef _process_ack(self, Incoming seg, double now)
     @cython.locals(entry=_Sent, head=Py_ssize_t, n=Py_ssize_t, acked=cython.longlong,
                    data_acked=cython.longlong, fin_acked=bint)
