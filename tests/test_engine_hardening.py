@@ -343,3 +343,23 @@ def test_15_a_tiny_mss_with_offload_sends_whole_packets(backend, mss):
         parsed = pk.parse_packet(p)
         assert not parsed.truncated and parsed.payload_offset + parsed.payload_len == len(p)
     assert _received(drain(server)) == data
+
+
+def test_13_close_reasons_are_one_documented_enum(backend):
+    """Finding 13: ConnectionTerminated.reason took values ("address removed", "fin") that
+    events.py did not list. Every reason is an ev.CloseReason member (a str: it compares
+    equal to its value and prints as it), each documented in events.py."""
+    client, server, conn, server_conn = _pair()
+    conn.close()
+    server_conn.close()
+    pump(client, server, 1.0, until=5.0)
+    for events, reason in ((drain(client), "closed"), (drain(server), "closed")):
+        ends = [e for e in events if type(e) in (ev.ConnectionTerminated, ev.SubflowClosed)]
+        assert ends and all(type(e.reason) is ev.CloseReason for e in ends)
+        assert [str(e.reason) for e in ends if type(e) is ev.ConnectionTerminated] == [reason]
+    client, server, conn, server_conn = _pair()
+    conn.abort(1.0)
+    pump(client, server, 1.0, until=3.0)
+    assert [e.reason for e in drain(client) if type(e) is ev.ConnectionTerminated] == ["aborted"]
+    assert [e.reason for e in drain(server) if type(e) is ev.ConnectionTerminated] == \
+        [ev.CloseReason.FASTCLOSE]

@@ -22,9 +22,10 @@ the user reads), ``config`` (including the protocol profiles v1, v0, v0+add_addr
 from .config import Config
 from .connection import Connection
 from .endpoint import Endpoint
-from .events import (ConnectionEstablished, ConnectionTerminated, DataReceived, EndOfStream,
-                     Event, FellBackToTcp, SubflowClosed, SubflowEstablished, SubflowPriority)
+from .events import (CloseReason, ConnectionEstablished, ConnectionTerminated, DataReceived,
+                     EndOfStream, Event, FellBackToTcp, SubflowClosed, SubflowEstablished,
+                     SubflowPriority)
 
-__all__ = ["Config", "Connection", "ConnectionEstablished", "ConnectionTerminated",
+__all__ = ["CloseReason", "Config", "Connection", "ConnectionEstablished", "ConnectionTerminated",
            "DataReceived", "EndOfStream", "Endpoint", "Event", "FellBackToTcp", "SubflowClosed",
            "SubflowEstablished", "SubflowPriority"]

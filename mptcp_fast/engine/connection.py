@@ -1102,7 +1102,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if sf.reported:
             return
         sf.reported = True
-        self._event(ev.SubflowClosed(self.id, sf.sid, reason, sf.reset_reason,
+        self._event(ev.SubflowClosed(self.id, sf.sid, ev.CloseReason(reason), sf.reset_reason,
                                      (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
 
     def _check_closed(self, now: float) -> None:
@@ -1123,4 +1123,4 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.endpoint.tokens.remove(self.local_token)
         if reason != "closed":
             self._check_eof()
-        self._event(ev.ConnectionTerminated(self.id, reason))
+        self._event(ev.ConnectionTerminated(self.id, ev.CloseReason(reason)))

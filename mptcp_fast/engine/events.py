@@ -8,10 +8,43 @@ subflow's addresses).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
-__all__ = ["Event", "ConnectionEstablished", "SubflowEstablished", "SubflowClosed",
+__all__ = ["CloseReason", "Event", "ConnectionEstablished", "SubflowEstablished", "SubflowClosed",
            "SubflowPriority",
            "DataReceived", "EndOfStream", "ConnectionTerminated", "FellBackToTcp"]
+
+
+class CloseReason(str, Enum):
+    """Why a subflow (``SubflowClosed.reason``) or a connection (``ConnectionTerminated.reason``)
+    ended. A ``str``: each compares equal to its value ("fin", "reset", ...)."""
+
+    CLOSED = "closed"
+    """Connection: both DATA_FINs were sent and acknowledged (RFC 8684 §3.3.3)."""
+    FIN = "fin"
+    """Subflow: closed with FINs both ways (TIME-WAIT over, or FIN-WAIT-2 given up).
+    Connection: its last subflow ended so before the DATA_FINs completed (after fallback to
+    TCP the FINs are the DATA_FINs)."""
+    RESET = "reset"
+    """A RST from the peer (``SubflowClosed.reset_reason`` carries its MP_TCPRST reason), or
+    one we sent on a protocol error (a bad MP_JOIN HMAC, a subflow over the limits)."""
+    TIMEOUT = "timeout"
+    """The handshake or a retransmission got no answer (``Config.syn_retries``,
+    ``max_retransmits``, unanswered keepalives)."""
+    ABORTED = "aborted"
+    """By our user: ``Connection.abort()`` (MP_FASTCLOSE)."""
+    FASTCLOSE = "fastclose"
+    """MP_FASTCLOSE from the peer, with our key (RFC 8684 §3.5)."""
+    ADDRESS_REMOVED = "address removed"
+    """Subflow: its address is gone, ours (``Endpoint.remove_address``) or the peer's
+    (REMOVE_ADDR, after the path failed to answer a probe: RFC 8684 §3.4.2). Connection: its
+    last subflow went so."""
+    CHECKSUM_FAILURE = "checksum failure"
+    """Subflow: a DSS checksum failed on it while others remain (reset with MP_FAIL,
+    RFC 8684 §3.7). Connection: its last subflow went so."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +74,10 @@ class SubflowEstablished(Event):
 
 @dataclass(frozen=True, slots=True)
 class SubflowClosed(Event):
-    """A subflow ended: ``reason`` is "fin", "reset" (with the MP_TCPRST ``reset_reason`` when
-    one came), "timeout", "aborted" or "address removed"; ``local`` and ``remote`` are its
-    (address, port) pairs."""
+    """A subflow ended, for a ``CloseReason`` (with the MP_TCPRST ``reset_reason`` when a RST
+    carried one); ``local`` and ``remote`` are its (address, port) pairs."""
     subflow_id: int
-    reason: str
+    reason: CloseReason
     reset_reason: int | None = None
     local: tuple[str, int] | None = None
     remote: tuple[str, int] | None = None
@@ -79,6 +111,7 @@ class FellBackToTcp(Event):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionTerminated(Event):
-    """The connection is gone: ``reason`` is "closed" (both DATA_FINs acknowledged),
-    "aborted" (by us), "fastclose" (MP_FASTCLOSE from the peer), "reset" or "timeout"."""
-    reason: str
+    """The connection is gone, for a ``CloseReason``: "closed" (both DATA_FINs acknowledged),
+    "aborted" (by us), "fastclose" (MP_FASTCLOSE from the peer), or the reason its last
+    subflow ended ("reset", "timeout", "fin", "address removed", "checksum failure")."""
+    reason: CloseReason
