@@ -77,3 +77,23 @@ def test_a_plain_tcp_client_gets_a_plain_tcp_server(backend):
     assert payloads == b"HTTP/1.0 200 OK\r\n\r\nhello"
     assert any(pk.parse_packet(x).flags & pk.FIN for x in out)
     assert not any(isinstance(o, opt._MptcpOption) for x in out for o in options_of(x))
+
+
+def test_a_path_that_comes_back_after_fallback_gets_no_reinjected_copy(backend):
+    """Issue 21, finding 11: both sides fall back (MP_CAPABLE stripped from the SYN), the path
+    is down from 0.105 s to 1.5 s while the client sends 100,000 bytes. The subflow goes stale,
+    but after fallback nothing may be reinjected: a copy sent at the subflow's current position
+    is, without a DSS mapping, new stream data to the peer (it got sent[0:14200] +
+    sent[9940:]). Only TCP's retransmission at the original positions resends."""
+    def cut(net, client, server, made, conn):
+        made[(C0, S0)].middlebox = strip_mptcp(["syn"])
+        made[(C0, S0)].down(at=0.105)
+        made[(C0, S0)].up(at=1.5)
+    run = transfer({(C0, S0): dict(rate=20e6, delay=0.020)}, up=100_000, client_addresses=(C0,),
+                   time_wait=60.0, before_run=cut, settle=False)
+    c, s = run.up
+    assert run.conn.fallback and s.conn.fallback
+    assert run.conn.all_subflows[0].stats_retransmits > 0          # the outage was felt
+    run.check_exact(100_000, 0)                                    # exactly the bytes sent
+    assert run.conn.reinjected_bytes == 0 and not run.conn.reinject
+

@@ -872,7 +872,12 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def _send_reinjection(self, ready, now: float) -> bool:
         """Send the first reinjection range (or what the window allows of it) on another
-        subflow; False when none can take it now."""
+        subflow; False when none can take it now. Never after fallback (RFC 8684 §3.7): with
+        no DSS mapping a subflow byte is the next stream byte, so a copy sent at the current
+        position would be delivered as new data; TCP resends at the original positions."""
+        if self.fallback:
+            self.reinject.clear()
+            return False
         dsn, length = self.reinject[0]
         behind = seq64_diff(self.allocator.data_ack, dsn)
         if behind > 0:                                # acknowledged meanwhile
@@ -977,12 +982,14 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def subflow_stale(self, sf, now: float) -> None:
         """Its RTO fired ``stale_after`` times in a row: reinject what it holds elsewhere
-        (Linux marks such a subflow stale and reinjects, RFC 8684 §3.3.6)."""
+        (Linux marks such a subflow stale and reinjects, RFC 8684 §3.3.6). After fallback
+        there is nowhere else: TCP's own retransmission goes on (_queue_reinjection)."""
         self._queue_reinjection(sf)
 
     def _queue_reinjection(self, sf) -> None:
-        if self.allocator is None:
-            return
+        if self.allocator is None or self.fallback:
+            return                                    # RFC 8684 §3.7: plain TCP reinjects
+                                                      # nothing (no mapping to place a copy)
         for dsn, length in self.allocator.to_reinject(sf):
             self.reinject.append((dsn, length))
         self.endpoint.touch(self)

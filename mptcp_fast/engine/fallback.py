@@ -33,6 +33,9 @@ class Fallback:
             self.established = True
         self.fully_established = True
         self.checksums = self.receiver.checksums = False
+        # RFC 8684 §3.7: from now on only TCP resends, at the original subflow positions;
+        # nothing queued for reinjection before the fallback may go out after it
+        self.reinject.clear()
         side = self._side(sf)
         self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
         waiting = self.hold.drop(sf.sid)              # bytes TCP took that waited for their
