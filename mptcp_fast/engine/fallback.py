@@ -47,6 +47,15 @@ class Fallback:
         for other in list(self.subflows):
             if other is not sf:
                 other.close(now, "reset", reset=True)
+        if self.fin_dsn is not None and not self.fin_acked:
+            # our DATA_FIN went out as a DSS but was not acknowledged: the peer reads no DSS
+            # any more, so it goes again as what a DATA_FIN is after fallback, the TCP FIN
+            # (RFC 8684 §3.7; §3.3.3: it takes the stream's next sequence number); TCP
+            # resends it, and its ACK is the DATA_ACK (_fallback_ack)
+            self.fin_at = None
+            if self.pending_fail is not None:
+                sf.send_ack(now)                      # the MP_FAIL answer first, on a pure
+            sf.send_fin(now)                          # ACK (as data_options sends it)
         if self.event_established:
             self._report_fallback()
 
