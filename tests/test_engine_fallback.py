@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from enginenet import C0, C1, PORT, S0, drain, options_of, transfer
-from mptcp_fast import options as opt, packet as pk
+from enginenet import C0, C1, PORT, S0, drain, options_of, pump, transfer
+from mptcp_fast import crypto, options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
 from mptcp_fast.netem import strip_mptcp
 
@@ -96,4 +96,72 @@ def test_a_path_that_comes_back_after_fallback_gets_no_reinjected_copy(backend):
     assert run.conn.all_subflows[0].stats_retransmits > 0          # the outage was felt
     run.check_exact(100_000, 0)                                    # exactly the bytes sent
     assert run.conn.reinjected_bytes == 0 and not run.conn.reinject
+
+
+def _join_syn(token, sport=40001, seq=5000):
+    return pk.build_packet(C1, S0, sport, PORT, seq, 0, pk.SYN, 65535,
+                           options=opt.encode_tcp_options([opt.Mss(1460),
+                                                           opt.MpJoinSyn(1, token, 1234, False)]))
+
+
+def test_a_plain_tcp_connection_has_no_token_and_refuses_mp_join(backend):
+    """Issue 21, finding 10: a connection served as plain TCP (SYN without MP_CAPABLE)
+    registers no token, and an MP_JOIN SYN naming the token of its key is refused as an
+    unknown token (RST with MP_TCPRST, RFC 8684 §3.2/§3.7). Before, the join was accepted and
+    its third ACK raised AttributeError out of receive_packet."""
+    server = Endpoint([S0], Config(time_wait=0.1))
+    server.listen(PORT)
+    syn = pk.build_packet(C0, S0, 40000, PORT, 1000, 0, pk.SYN, 65535,
+                          options=opt.encode_tcp_options([opt.Mss(1460)]))
+    server.receive_packet(syn, 0.0)
+    (synack,) = server.packets_to_send(0.0)
+    p = pk.parse_packet(synack)
+    server.receive_packet(pk.build_packet(C0, S0, 40000, PORT, 1001, (p.seq + 1) & 0xFFFFFFFF,
+                                          pk.ACK, 65535), 0.01)
+    conn = next(iter(server.connections.values()))
+    assert conn.fallback and len(server.tokens) == 0
+    token = crypto.key_token(conn.local_key)
+    server.receive_packet(_join_syn(token), 0.02)
+    (reply,) = server.packets_to_send(0.02)
+    q = pk.parse_packet(reply)
+    assert q.flags & pk.RST and not q.flags & pk.SYN
+    assert opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR) in options_of(reply)
+    assert server.stats["refused_join"] == 1 and len(conn.all_subflows) == 1
+    # even were its token in the table, the join would be refused (accept_join's own rule)
+    server.tokens.adopt(conn.local_key, conn)
+    server.receive_packet(_join_syn(token, sport=40002), 0.025)
+    (reply,) = server.packets_to_send(0.025)
+    assert pk.parse_packet(reply).flags & pk.RST and server.stats["refused_join"] == 2
+    server.tokens.remove(token)
+    # the third ACK a joiner would send next finds no subflow: a RST, nothing raised
+    server.receive_packet(pk.build_packet(C1, S0, 40001, PORT, 5001, 1, pk.ACK, 65535,
+                                          options=opt.encode_tcp_options(
+                                              [opt.MpJoinAck(bytes(20))])), 0.03)
+    assert len(conn.all_subflows) == 1 and conn.bad_join == 0
+    # the connection itself goes on as TCP
+    server.receive_packet(pk.build_packet(C0, S0, 40000, PORT, 1001, (p.seq + 1) & 0xFFFFFFFF,
+                                          pk.ACK | pk.PSH, 65535, payload=b"still TCP"), 0.04)
+    assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived) == b"still TCP"
+
+
+def test_a_connection_that_fell_back_refuses_mp_join(backend):
+    """Issue 21, finding 10: the third ACK loses its MP_CAPABLE, so the server falls back
+    while the client knows both keys; the client's MP_JOIN (a valid token and HMACs) is
+    refused with MP_TCPRST and no subflow joins (RFC 8684 §3.7)."""
+    client = Endpoint([C0, C1], Config(time_wait=0.1))
+    server = Endpoint([S0], Config(time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    box = strip_mptcp(["ack"], 1)
+    pump(client, server, until=0.05,
+         mutate=lambda packet, sender: box(packet, True) if sender is client else packet)
+    server_conn = next(iter(server.connections.values()))
+    assert server_conn.fallback == "the third ACK had no MP_CAPABLE" and conn.keys is not None
+    assert crypto.key_token(server_conn.local_key) not in server.tokens
+    sid = conn.join(C1, now=0.05)
+    seen = pump(client, server, 0.05, until=0.5)
+    resets = [p for s, p in seen if s is server and pk.parse_packet(p).flags & pk.RST]
+    assert resets and opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR) in options_of(resets[0])
+    assert server.stats["refused_join"] == 1 and len(server_conn.all_subflows) == 1
+    assert conn.all_subflows[sid].state_name == "CLOSED"
 

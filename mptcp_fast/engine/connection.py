@@ -308,6 +308,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         mpc = seg.first(opt.MpCapable)
         if not mptcp:
             self.fallback = "the SYN had no usable MP_CAPABLE"
+            self._forget_token()                      # plain TCP: nothing may join it (§3.7)
         else:
             self.checksums = self.config.checksums or mpc.checksum_required
             self.syn_key = mpc.sender_key             # v0: the client's key is in its SYN
@@ -468,6 +469,11 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def _join_handshake(self, sf, seg, now: float) -> bool:
         join = sf.join
+        if self.keys is None or self.fallback:      # RFC 8684 §3.7: no subflow joins a
+            self.bad_join += 1                      # connection that fell back (or has no
+            sf.close(now, "reset", reset=True,      # keys); accept_join refuses it first
+                     mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+            return False
         if self.is_client or sf.state == SYN_SENT:
             synack = seg.first(opt.MpJoinSynAck)
             if synack is None or not self.keys.verify_synack(synack.hmac, join.local_nonce,

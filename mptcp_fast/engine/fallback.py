@@ -28,6 +28,7 @@ class Fallback:
             return
         self.fallback = why
         self.endpoint.counts["fallbacks"] += 1
+        self._forget_token()
         if self.allocator is None:                  # no keys: number the data from 1 each way
             self._data_level(1, 1, 0xFFFF if window is None else window)
             self.established = True
@@ -58,6 +59,14 @@ class Fallback:
             sf.send_fin(now)                          # ACK (as data_options sends it)
         if self.event_established:
             self._report_fallback()
+
+    def _forget_token(self) -> None:
+        """RFC 8684 §3.7: no subflow may join a connection that fell back (or never spoke
+        MPTCP), so its token leaves the endpoint's table: an MP_JOIN SYN naming it is then an
+        unknown token (RST with MP_TCPRST, §3.2). The token is forgotten here too, so that the
+        connection's end cannot remove another connection that drew the same token since."""
+        self.endpoint.tokens.remove(self.local_token)
+        self.local_token = None
 
     def _report_fallback(self) -> None:
         if not self.fallback_reported:
