@@ -165,3 +165,35 @@ def test_a_connection_that_fell_back_refuses_mp_join(backend):
     assert server.stats["refused_join"] == 1 and len(server_conn.all_subflows) == 1
     assert conn.all_subflows[sid].state_name == "CLOSED"
 
+
+def test_one_lost_third_ack_does_not_force_a_fallback(backend):
+    """Issue 21, finding 12, in the emulator: the client's application is silent for its first
+    1.5 s (no data whose MP_CAPABLE would cover the loss, no DATA_FIN), the client's third ACK
+    is lost once; the server's SYN/ACK comes again and draws the MP_CAPABLE ACK again, so the
+    connection stays MPTCP (and joins its second path) and the transfer is exact."""
+    lost = []
+
+    def drop_third_ack(net, client, server, made, conn):
+        def middlebox(packet, from_a):
+            p = pk.parse_packet(packet)
+            if from_a and not lost and p.flags == pk.ACK and not p.payload_len and \
+                    any(type(o) is opt.MpCapable for o in options_of(packet)):
+                lost.append(packet)
+                return None
+            return packet
+        made[(C0, S0)].middlebox = middlebox
+        client.paused = True
+
+        def resume():
+            client.paused = False
+            client.run(1.5)                          # it reads and closes its half now
+            net.wake(client)
+        net.schedule(1.5, resume)
+    run = transfer(PATHS, up=0, down=MB, before_run=drop_third_ack)
+    run.check_exact(0, MB)
+    c, s = run.up
+    assert len(lost) == 1
+    assert run.conn.fallback is None and s.conn.fallback is None
+    assert not [e for app in (run.client, run.server) for e in app.events
+                if type(e) is ev.FellBackToTcp]
+    assert len(run.conn.all_subflows) == 2 and c.terminated == s.terminated == "closed"
