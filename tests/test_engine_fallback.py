@@ -197,3 +197,39 @@ def test_one_lost_third_ack_does_not_force_a_fallback(backend):
     assert not [e for app in (run.client, run.server) for e in app.events
                 if type(e) is ev.FellBackToTcp]
     assert len(run.conn.all_subflows) == 2 and c.terminated == s.terminated == "closed"
+
+
+def test_a_reinjection_queued_before_the_fallback_never_goes_out(backend):
+    """Issue 21, finding 11, the other half: the only subflow goes stale while the path is
+    down (its data queued for reinjection), then the peer's MP_FAIL turns the connection into
+    plain TCP. What was queued must not go out after the fallback: when the path answers
+    again only TCP resends, at the original positions, and the server's application gets
+    exactly what was sent (before, 860 bytes went out again at new positions)."""
+    client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
+    server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"hello")
+    pump(client, server, until=0.3)
+    server_conn = next(iter(server.connections.values()))
+    assert conn.fully_established
+    data = bytes(range(256)) * 20                   # four segments, all sent at once
+    conn.send(data)
+    sf = conn.subflows[0]
+    pump(client, server, 0.3, until=1.5, mutate=lambda packet, sender: None)   # path down
+    assert sf.stale and conn.reinject                 # queued while MPTCP
+    end = sf.snd_nxt
+    peer = server_conn.subflows[0]
+    mp_fail = pk.build_packet(S0, C0, PORT, sf.lport, (peer.iss + peer.snd_nxt) & 0xFFFFFFFF,
+                              (sf.iss + sf.snd_una) & 0xFFFFFFFF, pk.ACK, 0xFFFF,
+                              options=opt.encode_tcp_options(
+                                  [opt.Dss(server_conn.queue.data_ack, True),
+                                   opt.MpFail(conn.allocator.data_ack)]))
+    client.receive_packet(mp_fail, 1.5)               # the peer's MP_FAIL (checksums are on)
+    assert conn.fallback and not conn.reinject
+    seen = pump(client, server, 1.5, until=10.0)
+    assert not [p for s, p in seen if s is client and pk.parse_packet(p).payload_len
+                and (pk.parse_packet(p).seq - sf.iss) & 0xFFFFFFFF >= end]
+    assert conn.reinjected_bytes == 0
+    got = b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
+    assert got == b"hello" + data
