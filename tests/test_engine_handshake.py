@@ -431,3 +431,27 @@ def test_keepalives_find_a_dead_peer_and_keep_a_live_one(backend):
     assert conn.terminated == "timeout"
     closed = [e for e in drain(client) if type(e) is ev.SubflowClosed]
     assert [(e.subflow_id, e.reason) for e in closed] == [(0, "timeout")]
+
+
+def test_a_lost_third_ack_is_sent_again_when_the_synack_comes_again(pair):
+    """Issue 21, finding 12: the client has nothing to send, its third ACK is lost, and the
+    server resends its SYN/ACK. The client (established) must answer with the MP_CAPABLE ACK
+    again (RFC 8684 §3.1; Linux repeats it) rather than a plain duplicate ACK, which the server
+    would read as "the third ACK had no MP_CAPABLE" and fall back."""
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    seen = pump(client, server, until=3.0, mutate=_dropper(
+        lambda p, s: s is client and pk.parse_packet(p).flags == pk.ACK and _has(p, opt.MpCapable)))
+    synacks = [p for s, p in seen if s is server and pk.parse_packet(p).flags == pk.SYN | pk.ACK]
+    assert len(synacks) == 2                                  # the server's RTO resent it
+    mpc_acks = [p for s, p in seen if s is client and pk.parse_packet(p).flags == pk.ACK
+                and _has(p, opt.MpCapable)]
+    assert len(mpc_acks) == 2                                 # the lost third ACK, and again
+    server_conn = next(iter(server.connections.values()))
+    assert server_conn.fallback is None and conn.fallback is None
+    assert server_conn.established and server_conn.remote_key == conn.local_key
+    server_conn.send(b"server first", end_stream=True)
+    pump(client, server, 3.0, until=4.0)
+    got = drain(client)
+    assert b"".join(e.data for e in got if type(e) is ev.DataReceived) == b"server first"
+    assert ev.EndOfStream in {type(e) for e in got} and conn.fallback is None

@@ -127,3 +127,31 @@ def test_mp_fail_while_receiving_checksummed_data_loses_none_of_it(backend):
     infinite = [o for sender, p in seen if sender is client for o in options_of(p)
                 if type(o) is opt.Dss and o.dsn is not None and o.data_len == 0]
     assert len(infinite) == 1
+
+
+def test_a_data_fin_sent_before_the_fallback_goes_again_as_the_tcp_fin(backend):
+    """Issue 21, finding 5: the client sends its data and DATA_FIN at once; the middlebox
+    rewrites the data, the server's checksum fails and it falls back with MP_FAIL, so it never
+    reads the DATA_FIN (a DSS on a pure ACK). The client falls back on that MP_FAIL with its
+    DATA_FIN sent and not acknowledged: after fallback the TCP FIN is the DATA_FIN, so it must
+    go out as one, and the server's application gets EndOfStream."""
+    client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
+    server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    data = bytes(range(256)) * 4
+    conn.send(data, end_stream=True)
+    box = rewrite_payload(nth=1, offset=7)
+    seen = pump(client, server, until=10.0,
+                mutate=lambda packet, sender: box(packet, True) if sender is client else packet)
+    first_fail = next(i for i, (s, p) in enumerate(seen)
+                      if s is server and any(type(o) is opt.MpFail for o in options_of(p)))
+    assert any(type(o) is opt.Dss and o.data_fin for s, p in seen[:first_fail] if s is client
+               for o in options_of(p))                          # the DATA_FIN went out first
+    events = drain(server)
+    got = b"".join(e.data for e in events if type(e) is ev.DataReceived)
+    assert len(got) == len(data)
+    assert [type(e) for e in events if type(e) is ev.EndOfStream] == [ev.EndOfStream]
+    assert conn.fallback.startswith("MP_FAIL from the peer") and conn.fin_acked
+    fins = [p for s, p in seen[first_fail:] if s is client and pk.parse_packet(p).flags & pk.FIN]
+    assert fins and not any(isinstance(o, opt._MptcpOption) for p in fins for o in options_of(p))

@@ -306,6 +306,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         mpc = seg.first(opt.MpCapable)
         if not mptcp:
             self.fallback = "the SYN had no usable MP_CAPABLE"
+            self._forget_token()                      # plain TCP: nothing may join it (§3.7)
         else:
             self.checksums = self.config.checksums or mpc.checksum_required
             self.syn_key = mpc.sender_key             # v0: the client's key is in its SYN
@@ -467,6 +468,11 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def _join_handshake(self, sf, seg, now: float) -> bool:
         join = sf.join
+        if self.keys is None or self.fallback:      # RFC 8684 §3.7: no subflow joins a
+            self.bad_join += 1                      # connection that fell back (or has no
+            sf.close(now, "reset", reset=True,      # keys); accept_join refuses it first
+                     mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+            return False
         if self.is_client or sf.state == SYN_SENT:
             synack = seg.first(opt.MpJoinSynAck)
             if synack is None or not self.keys.verify_synack(synack.hmac, join.local_nonce,
@@ -949,7 +955,12 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def _send_reinjection(self, ready, now: float) -> bool:
         """Send the first reinjection range (or what the window allows of it) on another
-        subflow; False when none can take it now."""
+        subflow; False when none can take it now. Never after fallback (RFC 8684 §3.7): with
+        no DSS mapping a subflow byte is the next stream byte, so a copy sent at the current
+        position would be delivered as new data; TCP resends at the original positions."""
+        if self.fallback:
+            self.reinject.clear()
+            return False
         dsn, length = self.reinject[0]
         behind = seq64_diff(self.allocator.data_ack, dsn)
         if behind > 0:                                # acknowledged meanwhile
@@ -1054,12 +1065,14 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def subflow_stale(self, sf, now: float) -> None:
         """Its RTO fired ``stale_after`` times in a row: reinject what it holds elsewhere
-        (Linux marks such a subflow stale and reinjects, RFC 8684 §3.3.6)."""
+        (Linux marks such a subflow stale and reinjects, RFC 8684 §3.3.6). After fallback
+        there is nowhere else: TCP's own retransmission goes on (_queue_reinjection)."""
         self._queue_reinjection(sf)
 
     def _queue_reinjection(self, sf) -> None:
-        if self.allocator is None:
-            return
+        if self.allocator is None or self.fallback:
+            return                                    # RFC 8684 §3.7: plain TCP reinjects
+                                                      # nothing (no mapping to place a copy)
         for dsn, length in self.allocator.to_reinject(sf):
             self.reinject.append((dsn, length))
         self.endpoint.touch(self)

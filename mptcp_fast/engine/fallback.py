@@ -28,11 +28,15 @@ class Fallback:
             return
         self.fallback = why
         self.endpoint.counts["fallbacks"] += 1
+        self._forget_token()
         if self.allocator is None:                  # no keys: number the data from 1 each way
             self._data_level(1, 1, 0xFFFF if window is None else window)
             self.established = True
         self.fully_established = True
         self.checksums = self.receiver.checksums = False
+        # RFC 8684 §3.7: from now on only TCP resends, at the original subflow positions;
+        # nothing queued for reinjection before the fallback may go out after it
+        self.reinject.clear()
         side = self._side(sf)
         self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
         waiting = self.hold.drop(sf.sid)              # bytes TCP took that waited for their
@@ -44,8 +48,25 @@ class Fallback:
         for other in list(self.subflows):
             if other is not sf:
                 other.close(now, "reset", reset=True)
+        if self.fin_dsn is not None and not self.fin_acked:
+            # our DATA_FIN went out as a DSS but was not acknowledged: the peer reads no DSS
+            # any more, so it goes again as what a DATA_FIN is after fallback, the TCP FIN
+            # (RFC 8684 §3.7; §3.3.3: it takes the stream's next sequence number); TCP
+            # resends it, and its ACK is the DATA_ACK (_fallback_ack)
+            self.fin_at = None
+            if self.pending_fail is not None:
+                sf.send_ack(now)                      # the MP_FAIL answer first, on a pure
+            sf.send_fin(now)                          # ACK (as data_options sends it)
         if self.event_established:
             self._report_fallback()
+
+    def _forget_token(self) -> None:
+        """RFC 8684 §3.7: no subflow may join a connection that fell back (or never spoke
+        MPTCP), so its token leaves the endpoint's table: an MP_JOIN SYN naming it is then an
+        unknown token (RST with MP_TCPRST, §3.2). The token is forgotten here too, so that the
+        connection's end cannot remove another connection that drew the same token since."""
+        self.endpoint.tokens.remove(self.local_token)
+        self.local_token = None
 
     def _report_fallback(self) -> None:
         if not self.fallback_reported:

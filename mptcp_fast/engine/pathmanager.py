@@ -141,9 +141,12 @@ class PathManagement:
                     self.announced.add(address_id)
 
     def accept_join(self, seg, join_syn, now: float) -> bool:
-        """Server side: an MP_JOIN SYN for this connection (token already matched)."""
+        """Server side: an MP_JOIN SYN for this connection (token already matched). Refused
+        when the connection fell back or has no keys (RFC 8684 §3.7: no subflow may join a
+        connection that fell back; without keys no HMAC can be checked)."""
         live = [s for s in self.subflows if s.state != CLOSED]
-        if not self.established or self.terminated or len(live) >= self.config.max_subflows:
+        if not self.established or self.terminated or len(live) >= self.config.max_subflows \
+                or self.fallback or self.keys is None:
             return False
         join = _Join(secrets.randbits(32), join_syn.nonce)
         join.peer_backup = join_syn.backup

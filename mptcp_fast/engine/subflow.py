@@ -466,6 +466,11 @@ class Subflow:
                 if state == TIME_WAIT and flags & _FIN:
                     self.timewait_at = now + self.config.time_wait
                 self.ack_pending = True
+                if flags & _SYN and seq == 0 and flags & _ACK and self._rel_ack(seg.ack) == 1:
+                    # the peer's SYN/ACK again, exactly (it lies wholly below rcv_nxt): our
+                    # third ACK was lost, so it goes again with its MP_CAPABLE / MP_JOIN
+                    # (RFC 8684 §3.1, §3.2; Linux repeats the MP_CAPABLE ACK)
+                    self.conn.on_duplicate_syn(self, now)
             return
         if flags & _RST:                          # RFC 5961 §3.2: only the exact RST is taken
             if seq == self.rcv_nxt:
