@@ -233,3 +233,15 @@ def test_a_reinjection_queued_before_the_fallback_never_goes_out(backend):
     assert conn.reinjected_bytes == 0
     got = b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
     assert got == b"hello" + data
+
+
+def test_a_half_closed_fallen_back_connection_still_receives_everything(backend):
+    """After fallback our FIN is the DATA_FIN, a half-close: the peer may go on sending for
+    longer than the FIN-WAIT-2 timeout (``time_wait``). The subflow used to close at that
+    timeout and reset the peer mid-stream (1,043,700 of 1,048,576 bytes, no EndOfStream)."""
+    def strip(net, client, server, made, conn):
+        made[(C0, S0)].middlebox = strip_mptcp(["syn"])
+    run = transfer({(C0, S0): dict(rate=20e6, delay=0.010)}, up=1000, down=MB,
+                   client_addresses=(C0,), time_wait=0.1, before_run=strip, settle=False)
+    assert run.conn.fallback
+    run.check_exact(1000, MB)

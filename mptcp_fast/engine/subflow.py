@@ -804,8 +804,10 @@ class Subflow:
         if self.state == FIN_WAIT_1:
             self.state = FIN_WAIT_2
             # Linux's tcp_fin_timeout: a peer that never closes its half does not hold the
-            # subflow for ever
-            self.timewait_at = now + self.config.time_wait
+            # subflow for ever. Not after fallback: this FIN is our DATA_FIN, a half-close, and
+            # the peer's data still comes here (Linux times out only orphaned sockets)
+            if not self.conn.fallback:
+                self.timewait_at = now + self.config.time_wait
         elif self.state == CLOSING:
             self._enter_time_wait(now)
         elif self.state == LAST_ACK:
