@@ -363,3 +363,17 @@ def test_13_close_reasons_are_one_documented_enum(backend):
     assert [e.reason for e in drain(client) if type(e) is ev.ConnectionTerminated] == ["aborted"]
     assert [e.reason for e in drain(server) if type(e) is ev.ConnectionTerminated] == \
         [ev.CloseReason.FASTCLOSE]
+
+
+def test_an_infinite_mapping_far_from_the_stream_is_ignored(backend):
+    """An infinite mapping (RFC 8684 §3.7) turns a one-subflow connection into plain TCP: only
+    when its DSN lies where the stream is (the window, or behind it to the first DSN)."""
+    client, server, conn, server_conn = _pair()
+    sf, ssf = conn.subflows[0], server_conn.subflows[0]
+    far = opt.Dss(None, None, (server_conn.queue.data_ack + (1 << 40)) & MASK64, True,
+                  sf.snd_nxt & MASK32, 0)
+    server.receive_packet(_forge(sf, ssf, [far], payload=b"?"), 1.0)
+    assert server_conn.fallback is None and server_conn.ignored_options == 1
+    near = opt.Dss(None, None, server_conn.queue.data_ack, True, sf.snd_nxt & MASK32, 0)
+    server.receive_packet(_forge(sf, ssf, [near]), 1.0)
+    assert server_conn.fallback == "an infinite mapping from the peer"

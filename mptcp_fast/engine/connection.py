@@ -635,14 +635,14 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.receiver is None:
             return
         dsn, length, checksum, data_fin = o[2], o[5], o[6], o[7]
+        if not o[3]:                                  # a 32-bit DSN: the 64-bit value next
+            dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
         if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
-            if len(self.all_subflows) == 1 and sf.join is None:
+            if len(self.all_subflows) == 1 and sf.join is None and self._dsn_acceptable(dsn):
                 self._start_fallback(self.endpoint.now, "an infinite mapping from the peer", sf)
             else:
                 self.ignored_options += 1
             return
-        if not o[3]:                                  # a 32-bit DSN: the 64-bit value next
-            dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
         payload_length = length - 1 if data_fin else length
         if payload_length > 0 and sf.map_length == payload_length and sf.map_ssn == o[4] \
                 and sf.map_dsn == dsn:
