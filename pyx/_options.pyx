@@ -19,9 +19,11 @@ from mf_check cimport int_arg
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_SIZE
 
 from mptcp_fast._bytes import as_bytes
 from mptcp_fast.errors import OptionError, option_error
+from mptcp_fast._pure._options import field_counts, field_count_error   # one rule, one text
 
 cdef extern from *:
     """
@@ -94,6 +96,7 @@ cdef object UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinS
 cdef object Dss_, AddAddr_, AddAddrV0_, AddAddr2_, RemoveAddr_, MpPrio_, MpFail_, MpFastclose_
 cdef object MpTcpRst_, MpExperimental_, UnknownMptcpOption_, check_segment_
 cdef tuple _RESET_REASONS = ()
+cdef dict _FIELD_COUNTS = {}          # option class -> len(_fields), set by bind_types()
 cdef dict _TCP_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 30: "MPTCP"}
 
 
@@ -103,6 +106,7 @@ def bind_types(api_module):
     global UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinSynAck_, MpJoinAck_
     global Dss_, AddAddr_, AddAddrV0_, AddAddr2_, RemoveAddr_, MpPrio_, MpFail_, MpFastclose_
     global MpTcpRst_, MpExperimental_, UnknownMptcpOption_, check_segment_, _RESET_REASONS
+    global _FIELD_COUNTS
     _T = api_module
     Eol_, Nop_, EOL_, NOP_ = api_module.Eol, api_module.Nop, api_module.EOL, api_module.NOP
     Mss_, WindowScale_ = api_module.Mss, api_module.WindowScale
@@ -118,6 +122,7 @@ def bind_types(api_module):
     check_segment_ = api_module.check_segment
     _RESET_REASONS = tuple(api_module._RESET_REASONS)
     bind_field_positions(api_module)
+    _FIELD_COUNTS = field_counts(api_module)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,7 +298,7 @@ cdef int area_of(object data, object offset, object length, Py_buffer* view,
         PyBuffer_Release(view)
         raise ValueError(f"offset {start} is outside the buffer ({view.len} bytes)")
     n[0] = view.len - start if length is None else int_arg(length, "length", 0, MAX_OFFSET)
-    if start + n[0] > view.len:
+    if n[0] > view.len - start:               # overflow-safe: length may be near 2**63
         PyBuffer_Release(view)
         raise ValueError(f"offset {start} + length {n[0]} runs past the buffer ({view.len} bytes)")
     d[0] = <const uint8_t*>view.buf + start
@@ -532,7 +537,7 @@ cdef Py_ssize_t enc_add_addr(type cls, tuple t, uint8_t* out) except -1:
     if cls is AddAddr_:
         out[2] = 0x30 | (t[F_ADDR_HMAC] is None)
     else:
-        out[2] = 0x30 | (4 if len(<bytes>t[F_ADDR_ADDRESS]) == 4 else 6)
+        out[2] = 0x30 | (4 if len(t[F_ADDR_ADDRESS]) == 4 else 6)
     out[3] = <uint8_t>t[F_ADDR_ID]
     n = put_bytes(out, 4, t[F_ADDR_ADDRESS])
     if t[F_ADDR_PORT] is not None:
@@ -628,6 +633,11 @@ cdef Py_ssize_t encode_into(object opt, uint8_t* out) except -1:
     frequent options come first."""
     cdef type cls = type(opt)
     cdef tuple t = <tuple>opt
+    cdef object fields = _FIELD_COUNTS.get(cls)
+    # The encoders index the tuple without bounds checks: one built with tuple.__new__ and
+    # too few items (``tuple.__new__(Dss, (1,))``) would be read past its end.
+    if fields is not None and PyTuple_GET_SIZE(t) != <Py_ssize_t>fields:
+        raise field_count_error(opt)
     if cls is Dss_:
         return enc_dss(t, out)
     if cls is Timestamps_:
@@ -667,7 +677,7 @@ cdef int room_in(object buffer, object offset, Py_ssize_t size, Py_buffer* view,
         PyObject_GetBuffer(buffer, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     except (TypeError, BufferError):
         raise TypeError(f"buffer must be a writable buffer, not {type(buffer).__name__}") from None
-    if start + size > view.len:
+    if start > view.len - size:               # overflow-safe: offset may be near 2**63
         PyBuffer_Release(view)
         raise ValueError(f"{size} bytes do not fit the buffer at offset {start} ({view.len} bytes)")
     out[0] = <uint8_t*>view.buf + start

@@ -30,7 +30,7 @@ _T = None  # the API module, set by bind_types()
 
 def bind_types(api_module) -> None:
     """Receive the option classes (defined once, in mptcp_fast.options)."""
-    global _T, _ENCODERS, _PAD_BEFORE, _RESET_REASONS
+    global _T, _ENCODERS, _PAD_BEFORE, _RESET_REASONS, _FIELD_COUNTS
     _T = api_module
     _RESET_REASONS = api_module._RESET_REASONS
     _PAD_BEFORE = (api_module.Timestamps, api_module.Sack, api_module.SackPermitted,
@@ -66,6 +66,27 @@ def bind_types(api_module) -> None:
         api_module.UnknownMptcpOption: lambda o: (bytes((30, 3 + len(o.data), (o.subtype << 4) | o.nibble))
                                                   + o.data),
     }
+    _FIELD_COUNTS = field_counts(api_module)
+
+
+def field_counts(api_module) -> dict:
+    """{option class: number of fields} of every class the encoders know (both backends)."""
+    return {cls: len(cls._fields) for cls in (
+        api_module.Eol, api_module.Nop, api_module.Mss, api_module.WindowScale,
+        api_module.SackPermitted, api_module.Sack, api_module.Timestamps,
+        api_module.UnknownTcpOption, api_module.MalformedOption, api_module.MpCapable,
+        api_module.MpJoinSyn, api_module.MpJoinSynAck, api_module.MpJoinAck, api_module.Dss,
+        api_module.AddAddr, api_module.AddAddrV0, api_module.AddAddr2, api_module.RemoveAddr,
+        api_module.MpPrio, api_module.MpFail, api_module.MpFastclose, api_module.MpTcpRst,
+        api_module.MpExperimental, api_module.UnknownMptcpOption)}
+
+
+def field_count_error(opt) -> OptionError:
+    """An option tuple built without its constructor (``tuple.__new__``) with the wrong
+    number of items: refused before any field is read (the compiled encoders index it
+    without bounds checks)."""
+    cls = type(opt)
+    return option_error(cls.name, "fields", None, f"{len(cls._fields)} items", len(opt))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -433,6 +454,8 @@ def encode_option(opt) -> bytes:
         encoder = _ENCODERS[type(opt)]
     except KeyError:
         raise TypeError(f"not an option object: {type(opt).__name__}") from None
+    if len(opt) != _FIELD_COUNTS[type(opt)]:
+        raise field_count_error(opt)
     return encoder(opt)
 
 
