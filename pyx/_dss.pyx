@@ -379,8 +379,10 @@ cdef int fill_entry(MapEntry* e, object mapping) except -1:
     """A Mapping's fields (it checked them when it was built) into an entry."""
     if not isinstance(mapping, _Mapping):
         raise TypeError(f"declare() takes a Mapping, not {type(mapping).__name__}")
-    ms_entry(e, mapping.subflow_seq, mapping.dsn, mapping.length, mapping.data_fin,
-             -1 if mapping.checksum is None else mapping.checksum)
+    if ms_entry(e, mapping.subflow_seq, mapping.dsn, mapping.length, mapping.data_fin,
+                -1 if mapping.checksum is None else mapping.checksum) < 0:
+        # only a Mapping altered after its checks gets here (object.__setattr__)
+        raise ValueError(f"{mapping} is outside the mapping store's ranges")
     return 0
 
 
@@ -416,7 +418,7 @@ cdef class SubflowMappings:
         cdef int64_t payload = n - 1 if data_fin else n
         cdef int64_t s = int_arg(subflow_seq, "subflow_seq", 0,
                                  MAX_SUBFLOW_SEQ - (payload if payload > 0 else 0))
-        ms_entry(&e, s, d, n, data_fin, c)
+        ms_entry(&e, s, d, n, data_fin, c)           # in range: checked just above
         return self._declare(&e, None)
 
     def declare(self, mapping):
