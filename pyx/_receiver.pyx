@@ -242,8 +242,8 @@ cdef class DataReceiver:
         self.origin_known = self.ref_known = True
         self.queue, self.drain = queue, drain
 
-    def subflow(self, int32_t sid):
-        return SubflowReceiver(self, sid)
+    def subflow(self, sid):
+        return SubflowReceiver(self, sid)    # it checks sid (int32)
 
     def counters(self):
         fin_reached = self.fin_known and self.origin_known and \
