@@ -115,7 +115,17 @@ cdef class ReassemblyQueue:
     cdef public list conflicts
 
     def __cinit__(self, initial_dsn, window=1 << 20):
-        self._starts = NULL
+        # the offsets array exists from allocation on: a queue made with __new__ alone (no
+        # __init__) must not insert into a NULL array of capacity 0
+        self._capacity = 16
+        self._starts = <int64_t*>malloc(self._capacity * sizeof(int64_t))
+        if self._starts == NULL:
+            raise MemoryError()
+        self._ready = []
+        self._pieces = []
+        self.conflicts = []
+        self._window = 1
+        self._fin = -1
 
     def __init__(self, initial_dsn, window=1 << 20):
         self._base = u64_arg(initial_dsn, "initial_dsn")
@@ -124,10 +134,6 @@ cdef class ReassemblyQueue:
         self._read = 0
         self._ready = []
         self._pieces = []
-        self._capacity = 16
-        self._starts = <int64_t*>malloc(self._capacity * sizeof(int64_t))
-        if self._starts == NULL:
-            raise MemoryError()
         self._count = 0
         self._queued_ooo = 0
         self._fin = -1

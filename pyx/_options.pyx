@@ -401,7 +401,7 @@ cdef enum:
 
 cdef inline Py_ssize_t put_bytes(uint8_t* out, Py_ssize_t at, bytes b) except -1:
     cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
-    if at + n > 255:                 # an option's length is one octet (RFC 9293 §3.2)
+    if n > 255 - at:                 # an option's length is one octet (RFC 9293 §3.2)
         raise option_error("TCP option", "length", None, "at most 255 bytes", at + n)
     memcpy(out + at, PyBytes_AS_STRING(b), n)
     return at + n

@@ -353,6 +353,8 @@ cdef class DataReceiver:
                 entry = side.pending.pop(0)
                 self.release_pending(entry.end - entry.start)
                 side.unverified += 1
+            if self.budget is None:       # made with __new__ alone: a C call on None crashes
+                raise TypeError("budget must be a ChecksumBudget, not NoneType")
             if not self.budget.claim_(self.connection, payload_length):
                 side.unverified += 1          # over the memory budget: counted, not held
                 return 0

@@ -407,3 +407,24 @@ def test_checksum_budget_at_any_int64(on_both, total, per, sizes):
         return out, budget.claimed
 
     both(on_both, run)
+
+
+# ------------------------------------------------------------------------------------------------
+# objects made with __new__ alone (no __init__): an error at most, never a C call on NULL
+
+def test_a_reassembly_queue_without_init_does_not_write_a_null_array(backend):
+    queue = dss.ReassemblyQueue.__new__(dss.ReassemblyQueue, 1000)
+    try:
+        queue.push(5, b"x")
+        queue.push(2, b"y")
+    except (AttributeError, TypeError, ValueError):
+        pass
+
+
+def test_a_data_receiver_without_init_does_not_call_into_none(backend):
+    up = receiver.DataReceiver.__new__(receiver.DataReceiver)
+    up.checksums = True
+    try:
+        up.declare(1, up.subflow(0), 1000, 1, 5, False, 0x1234, False)
+    except (AttributeError, TypeError):
+        pass
