@@ -23,7 +23,8 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 
 from mptcp_fast._bytes import as_bytes
 from mptcp_fast.errors import OptionError, option_error
-from mptcp_fast._pure._options import field_counts, field_count_error   # one rule, one text
+from mptcp_fast._pure._options import (field_counts, field_count_error,   # one rule, one text
+                                       field_type_error)
 
 cdef extern from *:
     """
@@ -399,7 +400,12 @@ def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, len
 cdef enum:
     SCRATCH = 320   # > the longest option (255) plus alignment
 
-cdef inline Py_ssize_t put_bytes(uint8_t* out, Py_ssize_t at, bytes b) except -1:
+cdef inline Py_ssize_t put_bytes(uint8_t* out, Py_ssize_t at, object b, type cls,
+                                 str field) except -1:
+    """Copy a bytes field at ``at``. Only bytes: a tuple forged with None (or anything else)
+    there would be read through a pointer of the wrong object (the pure twin's error)."""
+    if type(b) is not bytes:
+        raise field_type_error(cls, field, b)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
     if n > 255 - at:                 # an option's length is one octet (RFC 9293 §3.2)
         raise option_error("TCP option", "length", None, "at most 255 bytes", at + n)
@@ -521,13 +527,13 @@ cdef Py_ssize_t enc_mp_join(type cls, tuple t, uint8_t* out) except -1:
         out[1] = 16
         out[2] = 0x10 | (1 if t[F_JSA_BACKUP] else 0)
         out[3] = <uint8_t>t[F_JSA_ID]
-        put_bytes(out, 4, t[F_JSA_HMAC])
+        put_bytes(out, 4, t[F_JSA_HMAC], cls, "hmac")
         put32(out + 12, t[F_JSA_NONCE])
         return 16
     out[1] = 24                                    # MpJoinAck
     out[2] = 0x10
     out[3] = 0
-    return put_bytes(out, 4, t[F_JACK_HMAC])
+    return put_bytes(out, 4, t[F_JACK_HMAC], cls, "hmac")
 
 
 cdef Py_ssize_t enc_add_addr(type cls, tuple t, uint8_t* out) except -1:
@@ -537,14 +543,16 @@ cdef Py_ssize_t enc_add_addr(type cls, tuple t, uint8_t* out) except -1:
     if cls is AddAddr_:
         out[2] = 0x30 | (t[F_ADDR_HMAC] is None)
     else:
+        if type(t[F_ADDR_ADDRESS]) is not bytes:     # its length is read first here
+            raise field_type_error(cls, "address", t[F_ADDR_ADDRESS])
         out[2] = 0x30 | (4 if len(t[F_ADDR_ADDRESS]) == 4 else 6)
     out[3] = <uint8_t>t[F_ADDR_ID]
-    n = put_bytes(out, 4, t[F_ADDR_ADDRESS])
+    n = put_bytes(out, 4, t[F_ADDR_ADDRESS], cls, "address")
     if t[F_ADDR_PORT] is not None:
         put16(out + n, t[F_ADDR_PORT])
         n += 2
     if cls is not AddAddrV0_ and t[F_ADDR_HMAC] is not None:
-        n = put_bytes(out, n, t[F_ADDR_HMAC])
+        n = put_bytes(out, n, t[F_ADDR_HMAC], cls, "hmac")
     out[1] = n
     return n
 
@@ -588,10 +596,10 @@ cdef Py_ssize_t enc_mptcp_other(type cls, tuple t, uint8_t* out) except -1:
         return 4
     if cls is MpExperimental_:
         out[2] = 0xF0 | <uint8_t>t[F_EXP_NIBBLE]
-        n = put_bytes(out, 3, t[F_EXP_DATA])
+        n = put_bytes(out, 3, t[F_EXP_DATA], cls, "data")
     else:                                          # UnknownMptcpOption
         out[2] = (<uint8_t>t[F_UMP_SUBTYPE] << 4) | <uint8_t>t[F_UMP_NIBBLE]
-        n = put_bytes(out, 3, t[F_UMP_DATA])
+        n = put_bytes(out, 3, t[F_UMP_DATA], cls, "data")
     out[1] = n
     return n
 
@@ -620,11 +628,11 @@ cdef Py_ssize_t enc_tcp(type cls, tuple t, uint8_t* out) except -1:
         return sack_encode(out, edges, blocks)
     if cls is UnknownTcpOption_:
         out[0] = <uint8_t>t[F_UNKNOWN_KIND]
-        n = put_bytes(out, 2, t[F_UNKNOWN_DATA])
+        n = put_bytes(out, 2, t[F_UNKNOWN_DATA], cls, "data")
         out[1] = n
         return n
     if cls is MalformedOption_:
-        return put_bytes(out, 0, t[F_MALFORMED_DATA])
+        return put_bytes(out, 0, t[F_MALFORMED_DATA], cls, "data")
     raise TypeError(f"not an option object: {cls.__name__}")
 
 

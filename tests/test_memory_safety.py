@@ -210,6 +210,30 @@ def test_16_every_option_tuple_with_the_wrong_item_count_is_refused(backend, cls
             forged.encode()
 
 
+FORGED_BYTES_FIELDS = [
+    ("MpJoinSynAck", (1, None, 5, False), "MP_JOIN hmac must be bytes, not NoneType"),
+    ("MpJoinAck", (None,), "MP_JOIN hmac must be bytes, not NoneType"),
+    ("AddAddr", (1, None, None, None), "ADD_ADDR address must be bytes, not NoneType"),
+    ("AddAddr", (1, V4_A, None, 5), "ADD_ADDR hmac must be bytes, not int"),
+    ("AddAddrV0", (1, None, None), "address must be bytes, not NoneType"),
+    ("AddAddr2", (1, None, None, b"12345678"), "address must be bytes, not NoneType"),
+    ("UnknownTcpOption", (99, None), "data must be bytes, not NoneType"),
+    ("MalformedOption", (99, None, "x"), "data must be bytes, not NoneType"),
+    ("MpExperimental", (1, None), "data must be bytes, not NoneType"),
+    ("UnknownMptcpOption", (9, 0, None), "data must be bytes, not NoneType"),
+]
+
+
+@pytest.mark.parametrize("name, items, message", FORGED_BYTES_FIELDS,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(FORGED_BYTES_FIELDS)])
+def test_16_a_bytes_field_forged_as_none_is_refused(backend, name, items, message):
+    """The compiled encoder copied None's 'bytes' (the MP_JOIN SYN/ACK sent 8 bytes of
+    uninitialised stack where its HMAC goes)."""
+    forged = tuple.__new__(getattr(options, name), items)
+    with pytest.raises(TypeError, match=message):
+        forged.encode()
+
+
 # ------------------------------------------------------------------------------------------------
 # 17. int64 arguments of the receive pipeline are range-checked (no signed overflow in C)
 
@@ -305,6 +329,7 @@ PARITY_CALLS = {
     "address 200": lambda: crypto.KeyContext(1, 2).verify_add_addr(
         tuple.__new__(AddAddr, (1, b"\x01" * 200, None, b"\x00" * 8))),
     "short Dss": lambda: tuple.__new__(Dss, (1,)).encode(),
+    "None hmac": lambda: tuple.__new__(options.MpJoinSynAck, (1, None, 5, False)).encode(),
     "declare 2**63": lambda: (lambda up: up.declare(1, up.subflow(0), 1, I64_MAX, 5, False, None,
                                                     False))(new_receiver()[0]),
     "resolve 2**63": lambda: new_receiver()[0].subflow(0).resolve(I64_MAX - 1, 5),

@@ -44,27 +44,30 @@ def bind_types(api_module) -> None:
         api_module.SackPermitted: lambda o: b"\x04\x02",
         api_module.Sack: _encode_sack,
         api_module.Timestamps: lambda o: struct.pack(">BBII", 8, 10, o.tsval, o.tsecr),
-        api_module.UnknownTcpOption: lambda o: bytes((o.kind, len(o.data) + 2)) + o.data,
-        api_module.MalformedOption: lambda o: o.data,
+        api_module.UnknownTcpOption: lambda o: (bytes((o.kind, len(_b(o, "data", o.data)) + 2))
+                                                + o.data),
+        api_module.MalformedOption: lambda o: _b(o, "data", o.data),
         api_module.MpCapable: _encode_mp_capable,
         api_module.MpJoinSyn: lambda o: struct.pack(">BBBBII", 30, 12, 0x10 | o.backup, o.address_id,
                                                     o.token, o.nonce),
-        api_module.MpJoinSynAck: lambda o: (bytes((30, 16, 0x10 | o.backup, o.address_id)) + o.hmac
-                                            + o.nonce.to_bytes(4, "big")),
-        api_module.MpJoinAck: lambda o: bytes((30, 24, 0x10, 0)) + o.hmac,
+        api_module.MpJoinSynAck: lambda o: (bytes((30, 16, 0x10 | o.backup, o.address_id))
+                                            + _b(o, "hmac", o.hmac) + o.nonce.to_bytes(4, "big")),
+        api_module.MpJoinAck: lambda o: bytes((30, 24, 0x10, 0)) + _b(o, "hmac", o.hmac),
         api_module.Dss: _encode_dss,
         api_module.AddAddr: lambda o: _encode_address(o, 1 if o.hmac is None else 0, o.hmac),
         api_module.AddAddrV0: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6, None),
-        api_module.AddAddr2: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6, o.hmac),
+        api_module.AddAddr2: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6,
+                                                       o.hmac),
         api_module.RemoveAddr: lambda o: bytes((30, 3 + len(o.address_ids), 0x40)) + bytes(o.address_ids),
         api_module.MpPrio: lambda o: (bytes((30, 3, 0x50 | o.backup)) if o.address_id is None
                                       else bytes((30, 4, 0x50 | o.backup, o.address_id))),
         api_module.MpFail: lambda o: bytes((30, 12, 0x60, 0)) + o.dsn.to_bytes(8, "big"),
         api_module.MpFastclose: lambda o: bytes((30, 12, 0x70, 0)) + o.receiver_key.to_bytes(8, "big"),
         api_module.MpTcpRst: lambda o: bytes((30, 4, 0x80 | o.transient, int(o.reason))),
-        api_module.MpExperimental: lambda o: bytes((30, 3 + len(o.data), 0xF0 | o.nibble)) + o.data,
-        api_module.UnknownMptcpOption: lambda o: (bytes((30, 3 + len(o.data), (o.subtype << 4) | o.nibble))
-                                                  + o.data),
+        api_module.MpExperimental: lambda o: (bytes((30, 3 + len(_b(o, "data", o.data)),
+                                                     0xF0 | o.nibble)) + o.data),
+        api_module.UnknownMptcpOption: lambda o: (bytes((30, 3 + len(_b(o, "data", o.data)),
+                                                         (o.subtype << 4) | o.nibble)) + o.data),
     }
     _FIELD_COUNTS = field_counts(api_module)
 
@@ -431,9 +434,21 @@ def _encode_dss(o) -> bytes:
     return bytes(out)
 
 
+def _b(o, field: str, value) -> bytes:
+    """A bytes field of an option (the compiled encoders copy it by pointer and length: a
+    tuple forged with None there must not reach them)."""
+    if type(value) is not bytes:
+        raise field_type_error(type(o), field, value)
+    return value
+
+
+def field_type_error(cls, field: str, value) -> TypeError:
+    return TypeError(f"{cls.name} {field} must be bytes, not {type(value).__name__}")
+
+
 def _packed(o) -> bytes:
     """The packed address of an ADD_ADDR form (its ``address`` property gives an ip_address)."""
-    return o[o._fields.index("address")]
+    return _b(o, "address", o[o._fields.index("address")])
 
 
 def _encode_address(o, nibble: int, hmac) -> bytes:
@@ -443,7 +458,7 @@ def _encode_address(o, nibble: int, hmac) -> bytes:
     if port is not None:
         out += port.to_bytes(2, "big")
     if hmac is not None:
-        out += hmac
+        out += _b(o, "hmac", hmac)
     out[1] = len(out)
     return bytes(out)
 
