@@ -3,11 +3,14 @@
 MPTCP_FAST_NO_EXT=1, a missing Cython, or a failing C compiler all give a
 pure-Python install (mptcp_fast warns once at import and runs the pure twins).
 MPTCP_FAST_REQUIRE_EXT=1 turns those fallbacks into build errors (CI uses it).
+MPTCP_FAST_CFLAGS / MPTCP_FAST_LDFLAGS are appended to every extension's compile and link
+flags, after the -O3 (bench/sanitize.sh builds with AddressSanitizer and UBSan this way).
 """
 
 import ast
 import glob
 import os
+import shlex
 import sys
 
 from setuptools import Extension, setup
@@ -16,6 +19,8 @@ from setuptools.command.build_ext import build_ext
 SINGLE_SOURCE = ("_sender",)          # mptcp_fast/_pure/<name>.py + pyx/mptcp_fast/<name>.pxd
 REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
 SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
+EXTRA_CFLAGS = shlex.split(os.environ.get("MPTCP_FAST_CFLAGS", ""))
+EXTRA_LDFLAGS = shlex.split(os.environ.get("MPTCP_FAST_LDFLAGS", ""))
 
 
 def _engine_modules() -> tuple:
@@ -61,7 +66,8 @@ def extensions():
             name,
             [path],
             include_dirs=[numpy.get_include(), "pyx"],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", *EXTRA_CFLAGS],
+            extra_link_args=EXTRA_LDFLAGS,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for name, path in sources.items()

@@ -40,6 +40,14 @@ def uint(name: str, value, bits: int) -> int:
     return in_range(name, value, 0, (1 << bits) - 1)
 
 
+def instance(name: str, value, cls):
+    """``value`` if it is a ``cls`` (subclasses included), else TypeError naming both; None
+    is refused like any other wrong type (a compiled class's C fields are read through it)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__name__}, not {type(value).__name__}")
+    return value
+
+
 def flag(name: str, value) -> bool:
     """A bool (numpy bools included); TypeError for anything else, None included."""
     if type(value) is bool:

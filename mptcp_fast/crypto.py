@@ -239,11 +239,13 @@ class KeyContext:
     def verify_add_addr(self, option) -> bool:
         """Check an AddAddr / AddAddr2 option received from the peer (constant time)."""
         cls = type(option)
-        # fields: address_id, packed address, port, hmac (validated when the option was built)
+        # fields: address_id, packed address, port, hmac. Validated when the option was built
+        # or parsed, but a tuple made with tuple.__new__ skips that: checked again here (the
+        # address goes into a fixed-size buffer in the compiled twin).
         if cls is AddAddr2 or (cls is AddAddr and option[3] is not None):
-            port = option[2]
-            expected = self._impl.context_add_addr(self._state, False, option[0], option[1],
-                                                   -1 if port is None else port, cls is AddAddr2)
+            expected = self._impl.context_add_addr(
+                self._state, False, _u("address_id", option[0], 8), _packed(option[1]),
+                _port(option[2]), cls is AddAddr2)
             return _hmac.compare_digest(expected, option[3])
         raise ValueError(f"{option!r} carries no HMAC to verify")
 

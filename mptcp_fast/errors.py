@@ -40,7 +40,9 @@ class CaptureError(MptcpError, ValueError):
 class PacketError(MptcpError, ValueError):
     """Bytes that are not a whole IPv4/IPv6 TCP packet; ``reason`` is ``"truncated"``,
     ``"not tcp"`` or ``"fragment"`` (``"not ipv4"`` when an IPv4 header checksum is asked of
-    an IPv6 packet)."""
+    an IPv6 packet). Writing one: ``"family"`` (source and destination not of one family),
+    ``"options"`` (an area not a multiple of 4 bytes up to 40), ``"too long"`` (more payload
+    than the IP length field can say)."""
 
     def __init__(self, message: str, reason: str):
         super().__init__(message)

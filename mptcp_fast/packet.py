@@ -158,7 +158,8 @@ def build_segment(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack:
                   flags: int, window: int, options: bytes, payload: bytes) -> bytes:
     """``build_packet`` for callers whose arguments are already right (the engine): packed
     addresses of one family, an options area of a multiple of 4 bytes up to 40, a payload
-    that fits. The integers are still range-checked by the backend."""
+    that fits. The backend still checks them all (a PacketError: ``"family"``, ``"options"``,
+    ``"too long"``), so a mistake never writes past a buffer; the integers are range-checked."""
     out = bytearray((20 if len(src) == 4 else 40) + 20 + len(options) + len(payload))
     _impl.build_into(out, 0, src, dst, sport, dport, seq, ack, flags, window, options,
                      payload, 64, 0, 0, True, 0)

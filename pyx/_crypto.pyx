@@ -14,6 +14,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 import numpy as np
 cimport numpy as cnp
 
+from mptcp_fast import _check
+from mptcp_fast._pure._crypto import need_bytes, address_bytes   # the checks' one text
+
 cnp.import_array()
 
 cdef extern from "mf_sha.h" nogil:
@@ -65,6 +68,22 @@ cdef inline void key_pair(uint8_t* out, uint64_t key1, uint64_t key2) noexcept n
     put64(out, key1)
     put64(out + 8, key2)
 
+cdef inline int check_address(bytes address) except -1:
+    """The address is copied into a 19-byte message (id || address || port): 4 or 16 bytes
+    only, never None (its pointer is read). The pure twin's address_bytes raises."""
+    if address is None or (PyBytes_GET_SIZE(address) != 4 and PyBytes_GET_SIZE(address) != 16):
+        address_bytes(address)
+    return 0
+
+
+cdef inline int check_batch(Py_ssize_t count, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c,
+                            Py_ssize_t d) except -1:
+    """Every array of a batch is indexed by one i below 'count': all of one length."""
+    if a != count or b != count or c != count or d != count:
+        raise ValueError("the batch's arrays differ in length")
+    return 0
+
+
 cdef inline size_t add_addr_message(uint8_t* msg, uint8_t address_id, const uint8_t* address,
                                     Py_ssize_t alen, int port) noexcept nogil:
     """id || address || port; port < 0 means absent (no bytes)."""
@@ -84,6 +103,9 @@ def hmac_short(int digest_size, bytes key, bytes msg):
     """The primitive: HMAC-SHA256 (32) or HMAC-SHA1 (20), key <= 64 bytes, message <= 55."""
     cdef mf_hmac_key k
     cdef uint8_t digest[32]
+    if key is None or msg is None:
+        need_bytes("key", key)
+        need_bytes("msg", msg)
     if digest_size != 32 and digest_size != 20:
         raise ValueError(f"digest_size must be 32 or 20, not {digest_size}")
     if PyBytes_GET_SIZE(key) > 64 or PyBytes_GET_SIZE(msg) > 55:
@@ -127,6 +149,7 @@ def add_addr_hmac(uint64_t key1, uint64_t key2, uint8_t address_id, bytes addres
     cdef uint8_t key[16]
     cdef uint8_t msg[19]
     cdef uint8_t digest[32]
+    check_address(address)                 # before it is copied into msg
     cdef size_t mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
                                         PyBytes_GET_SIZE(address), port)
     key_pair(key, key1, key2)
@@ -141,6 +164,7 @@ def add_addr2_hmac(uint64_t key, uint8_t address_id, bytes address, int port):
     cdef uint8_t keybytes[8]
     cdef uint8_t msg[19]
     cdef uint8_t digest[32]
+    check_address(address)                 # before it is copied into msg
     cdef size_t mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
                                         PyBytes_GET_SIZE(address), port)
     put64(keybytes, key)
@@ -182,6 +206,8 @@ def context_join(ContextState state, bint local_first, uint32_t nonce1, uint32_t
     """Leftmost ``length`` bytes of the MP_JOIN HMAC keyed local||remote (or remote||local)."""
     cdef uint8_t msg[8]
     cdef uint8_t digest[32]
+    if state is None:                      # its key pads are read through the pointer
+        _check.instance("state", state, ContextState)
     cdef const mf_hmac_key* k = &state.local_remote if local_first else &state.remote_local
     if not 0 <= length <= k.digest_size:
         raise ValueError(f"length must be 0..{k.digest_size}, not {length}")
@@ -196,6 +222,9 @@ def context_verify_join(ContextState state, bint local_first, uint32_t nonce1, u
     """Constant-time check of a received (truncated) MP_JOIN HMAC."""
     cdef uint8_t msg[8]
     cdef uint8_t digest[32]
+    if state is None or received is None:  # both are read through their pointers
+        _check.instance("state", state, ContextState)
+        need_bytes("received", received)
     cdef const mf_hmac_key* k = &state.local_remote if local_first else &state.remote_local
     cdef Py_ssize_t n = PyBytes_GET_SIZE(received)
     if n == 0 or n > k.digest_size:
@@ -212,6 +241,9 @@ def context_add_addr(ContextState state, bint local_sender, uint8_t address_id, 
     cdef uint8_t msg[19]
     cdef uint8_t digest[32]
     cdef size_t mlen
+    if state is None:
+        _check.instance("state", state, ContextState)
+    check_address(address)                 # a forged 200-byte address must not reach msg[19]
     if addaddr2:
         mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
                                 PyBytes_GET_SIZE(address), port)
@@ -274,13 +306,16 @@ cdef void join_hmacs(int n, const uint64_t* keys1, const uint64_t* keys2, const 
 cdef enum:
     CHUNK = 256   # items hashed per step into a stack buffer
 
-def join_hmac_batch(const uint64_t[::1] keys1, const uint64_t[::1] keys2,
-                    const uint32_t[::1] nonces1, const uint32_t[::1] nonces2, int version,
-                    Py_ssize_t length):
+def join_hmac_batch(const uint64_t[::1] keys1 not None, const uint64_t[::1] keys2 not None,
+                    const uint32_t[::1] nonces1 not None, const uint32_t[::1] nonces2 not None,
+                    int version, Py_ssize_t length):
     """(n, length) array of the leftmost bytes of each MP_JOIN HMAC."""
     cdef Py_ssize_t i, j, step, count = keys1.shape[0]
     cdef int n = digest_size_of(version)
     cdef uint8_t digests[32 * CHUNK]
+    check_batch(count, keys1.shape[0], keys2.shape[0], nonces1.shape[0], nonces2.shape[0])
+    if not 0 <= length <= n:               # copied out of a digest of n bytes
+        raise ValueError(f"length must be 0..{n}, not {length}")
     out = np.empty((count, length), dtype=np.uint8)
     cdef uint8_t[:, ::1] o = out
     with nogil:
@@ -294,13 +329,16 @@ def join_hmac_batch(const uint64_t[::1] keys1, const uint64_t[::1] keys2,
     return out
 
 
-def verify_join_batch(const uint8_t[:, ::1] received, const uint64_t[::1] keys1,
-                      const uint64_t[::1] keys2, const uint32_t[::1] nonces1,
-                      const uint32_t[::1] nonces2, int version):
+def verify_join_batch(const uint8_t[:, ::1] received not None, const uint64_t[::1] keys1 not None,
+                      const uint64_t[::1] keys2 not None, const uint32_t[::1] nonces1 not None,
+                      const uint32_t[::1] nonces2 not None, int version):
     """Boolean array: each received truncated HMAC equals the leftmost bytes of its HMAC."""
     cdef Py_ssize_t i, j, step, count = keys1.shape[0], width = received.shape[1]
     cdef int n = digest_size_of(version)
     cdef uint8_t digests[32 * CHUNK]
+    check_batch(received.shape[0], count, keys2.shape[0], nonces1.shape[0], nonces2.shape[0])
+    if not 0 <= width <= n:                # compared with a digest of n bytes
+        raise ValueError(f"received HMACs must be 0..{n} bytes wide, not {width}")
     result = np.empty(count, dtype=np.bool_)
     cdef cnp.npy_bool[::1] r = result
     with nogil:
@@ -314,9 +352,9 @@ def verify_join_batch(const uint8_t[:, ::1] received, const uint64_t[::1] keys1,
     return result
 
 
-def add_addr_hmac_batch(const uint64_t[::1] keys1, const uint64_t[::1] keys2,
-                        const uint8_t[::1] address_ids, const uint8_t[:, ::1] addresses,
-                        const uint16_t[::1] ports):
+def add_addr_hmac_batch(const uint64_t[::1] keys1 not None, const uint64_t[::1] keys2 not None,
+                        const uint8_t[::1] address_ids not None,
+                        const uint8_t[:, ::1] addresses not None, const uint16_t[::1] ports not None):
     """(n, 8) array of RFC 8684 ADD_ADDR HMACs (rightmost 64 bits); port 0 = no port."""
     cdef Py_ssize_t i, count = keys1.shape[0], alen = addresses.shape[1]
     cdef mf_hmac_key k
@@ -324,6 +362,9 @@ def add_addr_hmac_batch(const uint64_t[::1] keys1, const uint64_t[::1] keys2,
     cdef uint8_t msg[19]
     cdef uint8_t digest[32]
     cdef size_t mlen
+    check_batch(count, keys2.shape[0], address_ids.shape[0], addresses.shape[0], ports.shape[0])
+    if alen != 4 and alen != 16:           # each row is copied into msg[19]
+        raise ValueError(f"address must be 4 or 16 bytes, got {alen}")
     out = np.empty((count, 8), dtype=np.uint8)
     cdef uint8_t[:, ::1] o = out
     with nogil:

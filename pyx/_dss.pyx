@@ -115,7 +115,17 @@ cdef class ReassemblyQueue:
     cdef public list conflicts
 
     def __cinit__(self, initial_dsn, window=1 << 20):
-        self._starts = NULL
+        # the offsets array exists from allocation on: a queue made with __new__ alone (no
+        # __init__) must not insert into a NULL array of capacity 0
+        self._capacity = 16
+        self._starts = <int64_t*>malloc(self._capacity * sizeof(int64_t))
+        if self._starts == NULL:
+            raise MemoryError()
+        self._ready = []
+        self._pieces = []
+        self.conflicts = []
+        self._window = 1
+        self._fin = -1
 
     def __init__(self, initial_dsn, window=1 << 20):
         self._base = u64_arg(initial_dsn, "initial_dsn")
@@ -124,10 +134,6 @@ cdef class ReassemblyQueue:
         self._read = 0
         self._ready = []
         self._pieces = []
-        self._capacity = 16
-        self._starts = <int64_t*>malloc(self._capacity * sizeof(int64_t))
-        if self._starts == NULL:
-            raise MemoryError()
         self._count = 0
         self._queued_ooo = 0
         self._fin = -1
@@ -379,8 +385,10 @@ cdef int fill_entry(MapEntry* e, object mapping) except -1:
     """A Mapping's fields (it checked them when it was built) into an entry."""
     if not isinstance(mapping, _Mapping):
         raise TypeError(f"declare() takes a Mapping, not {type(mapping).__name__}")
-    ms_entry(e, mapping.subflow_seq, mapping.dsn, mapping.length, mapping.data_fin,
-             -1 if mapping.checksum is None else mapping.checksum)
+    if ms_entry(e, mapping.subflow_seq, mapping.dsn, mapping.length, mapping.data_fin,
+                -1 if mapping.checksum is None else mapping.checksum) < 0:
+        # only a Mapping altered after its checks gets here (object.__setattr__)
+        raise ValueError(f"{mapping} is outside the mapping store's ranges")
     return 0
 
 
@@ -416,7 +424,7 @@ cdef class SubflowMappings:
         cdef int64_t payload = n - 1 if data_fin else n
         cdef int64_t s = int_arg(subflow_seq, "subflow_seq", 0,
                                  MAX_SUBFLOW_SEQ - (payload if payload > 0 else 0))
-        ms_entry(&e, s, d, n, data_fin, c)
+        ms_entry(&e, s, d, n, data_fin, c)           # in range: checked just above
         return self._declare(&e, None)
 
     def declare(self, mapping):

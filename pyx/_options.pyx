@@ -19,9 +19,12 @@ from mf_check cimport int_arg
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_SIZE
 
 from mptcp_fast._bytes import as_bytes
 from mptcp_fast.errors import OptionError, option_error
+from mptcp_fast._pure._options import (field_counts, field_count_error,   # one rule, one text
+                                       field_type_error)
 
 cdef extern from *:
     """
@@ -94,6 +97,7 @@ cdef object UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinS
 cdef object Dss_, AddAddr_, AddAddrV0_, AddAddr2_, RemoveAddr_, MpPrio_, MpFail_, MpFastclose_
 cdef object MpTcpRst_, MpExperimental_, UnknownMptcpOption_, check_segment_
 cdef tuple _RESET_REASONS = ()
+cdef dict _FIELD_COUNTS = {}          # option class -> len(_fields), set by bind_types()
 cdef dict _TCP_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 30: "MPTCP"}
 
 
@@ -103,6 +107,7 @@ def bind_types(api_module):
     global UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinSynAck_, MpJoinAck_
     global Dss_, AddAddr_, AddAddrV0_, AddAddr2_, RemoveAddr_, MpPrio_, MpFail_, MpFastclose_
     global MpTcpRst_, MpExperimental_, UnknownMptcpOption_, check_segment_, _RESET_REASONS
+    global _FIELD_COUNTS
     _T = api_module
     Eol_, Nop_, EOL_, NOP_ = api_module.Eol, api_module.Nop, api_module.EOL, api_module.NOP
     Mss_, WindowScale_ = api_module.Mss, api_module.WindowScale
@@ -118,6 +123,7 @@ def bind_types(api_module):
     check_segment_ = api_module.check_segment
     _RESET_REASONS = tuple(api_module._RESET_REASONS)
     bind_field_positions(api_module)
+    _FIELD_COUNTS = field_counts(api_module)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,7 +299,7 @@ cdef int area_of(object data, object offset, object length, Py_buffer* view,
         PyBuffer_Release(view)
         raise ValueError(f"offset {start} is outside the buffer ({view.len} bytes)")
     n[0] = view.len - start if length is None else int_arg(length, "length", 0, MAX_OFFSET)
-    if start + n[0] > view.len:
+    if n[0] > view.len - start:               # overflow-safe: length may be near 2**63
         PyBuffer_Release(view)
         raise ValueError(f"offset {start} + length {n[0]} runs past the buffer ({view.len} bytes)")
     d[0] = <const uint8_t*>view.buf + start
@@ -394,9 +400,14 @@ def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, len
 cdef enum:
     SCRATCH = 320   # > the longest option (255) plus alignment
 
-cdef inline Py_ssize_t put_bytes(uint8_t* out, Py_ssize_t at, bytes b) except -1:
+cdef inline Py_ssize_t put_bytes(uint8_t* out, Py_ssize_t at, object b, type cls,
+                                 str field) except -1:
+    """Copy a bytes field at ``at``. Only bytes: a tuple forged with None (or anything else)
+    there would be read through a pointer of the wrong object (the pure twin's error)."""
+    if type(b) is not bytes:
+        raise field_type_error(cls, field, b)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
-    if at + n > 255:                 # an option's length is one octet (RFC 9293 §3.2)
+    if n > 255 - at:                 # an option's length is one octet (RFC 9293 §3.2)
         raise option_error("TCP option", "length", None, "at most 255 bytes", at + n)
     memcpy(out + at, PyBytes_AS_STRING(b), n)
     return at + n
@@ -516,13 +527,13 @@ cdef Py_ssize_t enc_mp_join(type cls, tuple t, uint8_t* out) except -1:
         out[1] = 16
         out[2] = 0x10 | (1 if t[F_JSA_BACKUP] else 0)
         out[3] = <uint8_t>t[F_JSA_ID]
-        put_bytes(out, 4, t[F_JSA_HMAC])
+        put_bytes(out, 4, t[F_JSA_HMAC], cls, "hmac")
         put32(out + 12, t[F_JSA_NONCE])
         return 16
     out[1] = 24                                    # MpJoinAck
     out[2] = 0x10
     out[3] = 0
-    return put_bytes(out, 4, t[F_JACK_HMAC])
+    return put_bytes(out, 4, t[F_JACK_HMAC], cls, "hmac")
 
 
 cdef Py_ssize_t enc_add_addr(type cls, tuple t, uint8_t* out) except -1:
@@ -532,14 +543,16 @@ cdef Py_ssize_t enc_add_addr(type cls, tuple t, uint8_t* out) except -1:
     if cls is AddAddr_:
         out[2] = 0x30 | (t[F_ADDR_HMAC] is None)
     else:
-        out[2] = 0x30 | (4 if len(<bytes>t[F_ADDR_ADDRESS]) == 4 else 6)
+        if type(t[F_ADDR_ADDRESS]) is not bytes:     # its length is read first here
+            raise field_type_error(cls, "address", t[F_ADDR_ADDRESS])
+        out[2] = 0x30 | (4 if len(t[F_ADDR_ADDRESS]) == 4 else 6)
     out[3] = <uint8_t>t[F_ADDR_ID]
-    n = put_bytes(out, 4, t[F_ADDR_ADDRESS])
+    n = put_bytes(out, 4, t[F_ADDR_ADDRESS], cls, "address")
     if t[F_ADDR_PORT] is not None:
         put16(out + n, t[F_ADDR_PORT])
         n += 2
     if cls is not AddAddrV0_ and t[F_ADDR_HMAC] is not None:
-        n = put_bytes(out, n, t[F_ADDR_HMAC])
+        n = put_bytes(out, n, t[F_ADDR_HMAC], cls, "hmac")
     out[1] = n
     return n
 
@@ -583,10 +596,10 @@ cdef Py_ssize_t enc_mptcp_other(type cls, tuple t, uint8_t* out) except -1:
         return 4
     if cls is MpExperimental_:
         out[2] = 0xF0 | <uint8_t>t[F_EXP_NIBBLE]
-        n = put_bytes(out, 3, t[F_EXP_DATA])
+        n = put_bytes(out, 3, t[F_EXP_DATA], cls, "data")
     else:                                          # UnknownMptcpOption
         out[2] = (<uint8_t>t[F_UMP_SUBTYPE] << 4) | <uint8_t>t[F_UMP_NIBBLE]
-        n = put_bytes(out, 3, t[F_UMP_DATA])
+        n = put_bytes(out, 3, t[F_UMP_DATA], cls, "data")
     out[1] = n
     return n
 
@@ -615,11 +628,11 @@ cdef Py_ssize_t enc_tcp(type cls, tuple t, uint8_t* out) except -1:
         return sack_encode(out, edges, blocks)
     if cls is UnknownTcpOption_:
         out[0] = <uint8_t>t[F_UNKNOWN_KIND]
-        n = put_bytes(out, 2, t[F_UNKNOWN_DATA])
+        n = put_bytes(out, 2, t[F_UNKNOWN_DATA], cls, "data")
         out[1] = n
         return n
     if cls is MalformedOption_:
-        return put_bytes(out, 0, t[F_MALFORMED_DATA])
+        return put_bytes(out, 0, t[F_MALFORMED_DATA], cls, "data")
     raise TypeError(f"not an option object: {cls.__name__}")
 
 
@@ -628,6 +641,11 @@ cdef Py_ssize_t encode_into(object opt, uint8_t* out) except -1:
     frequent options come first."""
     cdef type cls = type(opt)
     cdef tuple t = <tuple>opt
+    cdef object fields = _FIELD_COUNTS.get(cls)
+    # The encoders index the tuple without bounds checks: one built with tuple.__new__ and
+    # too few items (``tuple.__new__(Dss, (1,))``) would be read past its end.
+    if fields is not None and PyTuple_GET_SIZE(t) != <Py_ssize_t>fields:
+        raise field_count_error(opt)
     if cls is Dss_:
         return enc_dss(t, out)
     if cls is Timestamps_:
@@ -667,7 +685,7 @@ cdef int room_in(object buffer, object offset, Py_ssize_t size, Py_buffer* view,
         PyObject_GetBuffer(buffer, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     except (TypeError, BufferError):
         raise TypeError(f"buffer must be a writable buffer, not {type(buffer).__name__}") from None
-    if start + size > view.len:
+    if start > view.len - size:               # overflow-safe: offset may be near 2**63
         PyBuffer_Release(view)
         raise ValueError(f"{size} bytes do not fit the buffer at offset {start} ({view.len} bytes)")
     out[0] = <uint8_t*>view.buf + start

@@ -14,7 +14,8 @@ from mf_check cimport int_arg
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mf_csum cimport sum16, add16
 from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum, pk_write,
-                        PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
+                        pk_write_check, PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
+from mptcp_fast._pure._packet import write_error, _check_bytes   # one text for both backends
 
 cdef object _Packet = None          # mptcp_fast.packet.Packet, set by bind_types()
 cdef object _tuple_new = tuple.__new__
@@ -43,7 +44,7 @@ cdef int take(object data, Py_ssize_t offset, Py_ssize_t* length, Py_buffer* vie
         raise ValueError(f"offset {offset} is outside the buffer ({view.len} bytes)")
     if length[0] < 0:
         length[0] = view.len - offset
-    if offset + length[0] > view.len:
+    if length[0] > view.len - offset:          # overflow-safe: length may be near 2**63
         PyBuffer_Release(view)
         raise ValueError(f"offset {offset} + length {length[0]} runs past the buffer "
                          f"({view.len} bytes)")
@@ -138,11 +139,13 @@ def verify(data, offset_, length_):
         PyBuffer_Release(&view)
 
 
-def build_into(buffer, offset_, bytes src, bytes dst, sport_, dport_, seq_, ack_, flags_,
-               window_, bytes options, payload, ttl_, tos_, ip_id_, dont_fragment, urgent_):
+def build_into(buffer, offset_, src, dst, sport_, dport_, seq_, ack_, flags_,
+               window_, options, payload, ttl_, tos_, ip_id_, dont_fragment, urgent_):
     """Write an IPv4 (4-byte addresses) or IPv6 packet with one TCP segment at ``offset``,
-    both checksums computed; return its length. The addresses, options and payload size are
-    checked by the API; the integers here (mf_check: the pure twin's messages)."""
+    both checksums computed; return its length. The integers are checked here (mf_check: the
+    pure twin's messages); so are the family, the options area and the payload size, with
+    the pure twin's PacketError (pk_write copies the destination with the source's length,
+    and the payload must fit the 16-bit IP length)."""
     cdef Py_ssize_t offset = int_arg(offset_, "offset", 0, MAX_OFFSET)
     cdef uint16_t sport = int_arg(sport_, "sport", 0, 0xFFFF)
     cdef uint16_t dport = int_arg(dport_, "dport", 0, 0xFFFF)
@@ -156,21 +159,34 @@ def build_into(buffer, offset_, bytes src, bytes dst, sport_, dport_, seq_, ack_
     cdef uint16_t urgent = int_arg(urgent_, "urgent", 0, 0xFFFF)
     if type(dont_fragment) is not bool:
         dont_fragment = _check.flag("dont_fragment", dont_fragment)
+    # bytes, never None: their pointers are read below (the pure twin's messages)
+    cdef bytes src_b = src if type(src) is bytes else _check_bytes("src", src)
+    cdef bytes dst_b = dst if type(dst) is bytes else _check_bytes("dst", dst)
+    cdef bytes opt_b = options if type(options) is bytes else _check_bytes("options", options)
+    if type(payload) is not bytes:
+        _check.byte_length("payload", payload)
     cdef Py_buffer out, body
-    cdef Py_ssize_t ip_len = 20 if len(src) == 4 else 40, opt_len = len(options), total
+    cdef Py_ssize_t opt_len = len(opt_b), total, written, refused
     cdef Py_ssize_t length = -1
     PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
     try:
-        total = ip_len + 20 + opt_len + body.len
+        refused = pk_write_check(len(src_b), len(dst_b), opt_len, body.len)
+        if refused:
+            raise write_error(refused, len(src_b), len(dst_b), opt_len, body.len)
+        total = (20 if len(src_b) == 4 else 40) + 20 + opt_len + body.len
         take(buffer, offset, &length, &out, PyBUF_WRITABLE)
         try:
             if total > length:
                 raise ValueError(f"the packet ({total} bytes) does not fit the buffer at offset "
                                  f"{offset} ({out.len} bytes)")
-            pk_write(<uint8_t*>out.buf + offset, <const uint8_t*><const char*>src,
-                     <const uint8_t*><const char*>dst, len(src), sport, dport, seq, ack, flags,
-                     window, <const uint8_t*><const char*>options, opt_len,
-                     <const uint8_t*>body.buf, body.len, ttl, tos, ip_id, dont_fragment, urgent)
+            written = pk_write(<uint8_t*>out.buf + offset, <const uint8_t*><const char*>src_b,
+                               len(src_b), <const uint8_t*><const char*>dst_b, len(dst_b),
+                               sport, dport, seq, ack, flags, window,
+                               <const uint8_t*><const char*>opt_b, opt_len,
+                               <const uint8_t*>body.buf, body.len, ttl, tos, ip_id,
+                               dont_fragment, urgent)
+            if written < 0:                   # a failed write is never ignored
+                raise write_error(written, len(src_b), len(dst_b), opt_len, body.len)
         finally:
             PyBuffer_Release(&out)
     finally:

@@ -10,7 +10,7 @@ pyx/mptcp_fast/_receiver.pxd, so the capture tracker (and the engine) cimport it
 ``*_`` methods directly. Same results, counters and event texts as the pure twin.
 """
 
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t, INT64_MIN, INT64_MAX
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -19,8 +19,15 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
 from mf_serial cimport expand_seq, seq64_diff, beyond_reach
-from mf_check cimport int_arg
+from mf_check cimport int_arg, u64_arg
+from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mptcp_fast.errors import MptcpError, UnmappedData, conflict_text
+
+# Argument ranges at the Python face (the pure twin checks the same, with the same messages):
+# with them no C arithmetic below can overflow int64 (signed overflow is undefined in C).
+cdef int64_t I64_MAX = INT64_MAX
+cdef int64_t I64_MIN = INT64_MIN
+cdef int64_t MAX_SUBFLOW_SEQ = 0x7FFFFFFFFFFFFFFF   # relative subflow sequence numbers < 2**63
 
 cdef enum:
     HISTORY = 1 << 24               # DSN bytes behind the contiguous edge whose carrier is kept
@@ -66,28 +73,37 @@ cdef class ChecksumBudget:
     """Payload bytes that DSS-checksummed mappings still collecting may claim, in all and per
     connection; a mapping beyond either is counted as unverified instead of held."""
 
-    def __init__(self, int64_t total, int64_t per_connection):
-        self.total, self.per_connection, self.claimed = total, per_connection, 0
+    def __init__(self, total, per_connection):
+        self.total = int_arg(total, "total", 0, I64_MAX)
+        self.per_connection = int_arg(per_connection, "per_connection", 0, I64_MAX)
+        self.claimed = 0
         self._by_connection = {}
 
     cdef bint claim_(self, int64_t connection, int64_t size) except -1:
+        """``size`` >= 0; 0 <= claimed <= total and 0 <= mine always hold, so the
+        differences below cannot overflow (a sum could: size may be near 2**63)."""
         cdef int64_t mine = self._by_connection.get(connection, 0)
-        if self.claimed + size > self.total or mine + size > self.per_connection:
+        if size > self.total - self.claimed or size > self.per_connection - mine:
             return False
         self.claimed += size
         self._by_connection[connection] = mine + size
         return True
 
     cdef int release_(self, int64_t connection, int64_t size) except -1:
+        cdef int64_t mine = self._by_connection.get(connection, 0)
+        if size > mine:                   # more than was claimed: claimed would go negative
+            raise ValueError(f"connection {connection} releases {size} bytes but holds {mine}")
         self.claimed -= size
-        self._by_connection[connection] -= size
+        self._by_connection[connection] = mine - size
         return 0
 
-    def claim(self, int64_t connection, int64_t size):
-        return self.claim_(connection, size)
+    def claim(self, connection, size):
+        return self.claim_(int_arg(connection, "connection", I64_MIN, I64_MAX),
+                           int_arg(size, "size", 0, I64_MAX))
 
-    def release(self, int64_t connection, int64_t size):
-        self.release_(connection, size)
+    def release(self, connection, size):
+        self.release_(int_arg(connection, "connection", I64_MIN, I64_MAX),
+                      int_arg(size, "size", 0, I64_MAX))
 
 
 cdef class _Pending:
@@ -144,19 +160,25 @@ cdef class SubflowReceiver:
     """One subflow's part of a DataReceiver: its mappings, checksums still collecting and
     counters. ``isn`` / ``rel_ref`` and ``probed`` are kept for the feeder."""
 
-    def __cinit__(self, DataReceiver stream, int32_t sid):
+    def __cinit__(self, stream, sid):
+        # never None: the compiled feeders reach the stream through it
+        self.stream = stream if type(stream) is DataReceiver else \
+            _check.instance("stream", stream, DataReceiver)
+        self.sid = int_arg(sid, "sid", -0x80000000, 0x7FFFFFFF)
         if ms_init(&self.maps) < 0:
             raise MemoryError()
-        self.stream, self.sid = stream, sid
         self.rel_ref = 1
         self.pending = []
 
     def __dealloc__(self):
         ms_free(&self.maps)
 
-    def resolve(self, int64_t rel, int64_t length):
+    def resolve(self, rel_, length_):
         """[(dsn, length), ...] of subflow bytes [rel, rel + length) through this subflow's
         mappings, contiguous DSN runs merged; UnmappedData where no mapping covers a byte."""
+        # rel + length stays below 2**63 (dss.SubflowMappings.resolve's checks and names)
+        cdef int64_t rel = int_arg(rel_, "subflow_seq", 0, MAX_SUBFLOW_SEQ)
+        cdef int64_t length = int_arg(length_, "length", 0, MAX_SUBFLOW_SEQ - rel)
         cdef int64_t pos = rel, stop
         cdef uint64_t dsn
         cdef const MapEntry* m
@@ -185,7 +207,7 @@ cdef class SubflowReceiver:
 
     def release(self, upto):
         """Forget the mapping pieces that end at or before subflow byte ``upto``."""
-        ms_release(&self.maps, int_arg(upto, "upto", -0x7FFFFFFFFFFFFFFF - 1, 0x7FFFFFFFFFFFFFFF))
+        ms_release(&self.maps, int_arg(upto, "upto", I64_MIN, I64_MAX))
 
 
 cdef class DataReceiver:
@@ -199,8 +221,12 @@ cdef class DataReceiver:
         if self.starts == NULL or self.ends == NULL or self.carriers == NULL:
             raise MemoryError()
 
-    def __init__(self, list events, ChecksumBudget budget, int64_t connection, verify_checksum):
-        self.events, self.budget, self.connection = events, budget, connection
+    def __init__(self, events, budget, connection, verify_checksum):
+        # never None: declare_ and deliver_ use both without a check
+        self.events = events if type(events) is list else _check.instance("events", events, list)
+        self.budget = budget if type(budget) is ChecksumBudget else \
+            _check.instance("budget", budget, ChecksumBudget)
+        self.connection = int_arg(connection, "connection", I64_MIN, I64_MAX)
         self._verify = verify_checksum
 
     def __dealloc__(self):
@@ -216,8 +242,8 @@ cdef class DataReceiver:
         self.origin_known = self.ref_known = True
         self.queue, self.drain = queue, drain
 
-    def subflow(self, int32_t sid):
-        return SubflowReceiver(self, sid)
+    def subflow(self, sid):
+        return SubflowReceiver(self, sid)    # it checks sid (int32)
 
     def counters(self):
         fin_reached = self.fin_known and self.origin_known and \
@@ -227,29 +253,48 @@ cdef class DataReceiver:
                                self.data_acked if self.acked_known else None,
                                self.data_fin if self.fin_known else None, fin_reached)
 
-    def expand_dsn(self, uint64_t dsn32):
-        return self.expand_dsn_(dsn32)
+    def expand_dsn(self, dsn32):
+        return self.expand_dsn_(u64_arg(dsn32, "dsn32"))
 
-    def acknowledged(self, uint64_t ack, bint is64):
-        self.acknowledged_(ack, is64)
+    def acknowledged(self, ack, bint is64):
+        self.acknowledged_(u64_arg(ack, "ack"), is64)
 
-    def declare(self, int64_t number, SubflowReceiver side, uint64_t dsn, int64_t start,
-                int64_t length, bint data_fin, checksum, bint truncated):
-        self.declare_(number, side, dsn, start, length, data_fin,
-                      -1 if checksum is None else checksum, truncated)
+    def declare(self, number_, side, dsn_, start_, length_, data_fin_, checksum_, truncated_):
+        """The ranges of SubflowMappings.declare_fields (a 16-bit Data-Level Length, subflow
+        bytes below 2**63): no sum of them below can overflow int64."""
+        cdef int64_t number = int_arg(number_, "number", I64_MIN, I64_MAX)
+        cdef SubflowReceiver sub = side if type(side) is SubflowReceiver else \
+            _check.instance("side", side, SubflowReceiver)
+        cdef uint64_t dsn = u64_arg(dsn_, "dsn")
+        cdef int64_t length = int_arg(length_, "length", 0, 0xFFFF)
+        cdef bint data_fin = data_fin_ if type(data_fin_) is bool else \
+            _check.flag("data_fin", data_fin_)
+        cdef int64_t payload = length - 1 if data_fin else length
+        cdef int64_t start = int_arg(start_, "start", 0,
+                                     MAX_SUBFLOW_SEQ - (payload if payload > 0 else 0))
+        cdef int64_t checksum = -1 if checksum_ is None else int_arg(checksum_, "checksum", 0, 0xFFFF)
+        cdef bint truncated = truncated_ if type(truncated_) is bool else \
+            _check.flag("truncated", truncated_)
+        self.declare_(number, sub, dsn, start, length, data_fin, checksum, truncated)
 
-    def deliver(self, int64_t number, SubflowReceiver side, int64_t rel, int64_t length, payload):
+    def deliver(self, number_, side, rel_, length_, payload):
         """Subflow bytes [rel, rel + length) of packet ``number`` on ``side``; ``payload`` is
         their bytes (a buffer of ``length`` bytes), or None when they were not captured."""
+        cdef int64_t number = int_arg(number_, "number", I64_MIN, I64_MAX)
+        cdef SubflowReceiver sub = side if type(side) is SubflowReceiver else \
+            _check.instance("side", side, SubflowReceiver)
+        # rel + length stays below 2**63: the walks below add them
+        cdef int64_t rel = int_arg(rel_, "rel", 0, MAX_SUBFLOW_SEQ)
+        cdef int64_t length = int_arg(length_, "length", 0, MAX_SUBFLOW_SEQ - rel)
         cdef Py_buffer view
         if payload is None:
-            self.deliver_(number, side, rel, length, NULL)
+            self.deliver_(number, sub, rel, length, NULL)
             return
         PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
         try:
             if view.len != length:
                 raise ValueError(f"payload holds {view.len} bytes, not {length}")
-            self.deliver_(number, side, rel, length, <const uint8_t*>view.buf)
+            self.deliver_(number, sub, rel, length, <const uint8_t*>view.buf)
         finally:
             PyBuffer_Release(&view)
 
@@ -276,7 +321,11 @@ cdef class DataReceiver:
         cdef int64_t payload_length = length - 1 if data_fin else length
         cdef uint64_t fin
         cdef _Pending entry
-        ms_entry(&e, start, dsn, length, data_fin, checksum)
+        if ms_entry(&e, start, dsn, length, data_fin, checksum) < 0:
+            # the Python face checked these; the compiled tracker calls here directly: the
+            # pure twin's declare() error, and no int64 overflow below
+            _check.in_range("length", length, 0, 0xFFFF)
+            _check.in_range("start", start, 0, MAX_SUBFLOW_SEQ - max(payload_length, 0))
         result = ms_declare(&side.maps, &e, &old)
         if result == MS_NO_MEMORY:
             raise MemoryError()
@@ -304,6 +353,8 @@ cdef class DataReceiver:
                 entry = side.pending.pop(0)
                 self.release_pending(entry.end - entry.start)
                 side.unverified += 1
+            if self.budget is None:       # made with __new__ alone: a C call on None crashes
+                raise TypeError("budget must be a ChecksumBudget, not NoneType")
             if not self.budget.claim_(self.connection, payload_length):
                 side.unverified += 1          # over the memory budget: counted, not held
                 return 0
@@ -320,6 +371,11 @@ cdef class DataReceiver:
         cdef int64_t pos, stop, run_start
         cdef uint64_t dsn, run_dsn = 0
         cdef const MapEntry* m
+        if rel < 0 or length < 0 or length > MAX_SUBFLOW_SEQ - rel:
+            # rel + length is summed below: the pure twin's deliver() error (the compiled
+            # tracker calls here directly)
+            _check.in_range("rel", rel, 0, MAX_SUBFLOW_SEQ)
+            _check.in_range("length", length, 0, MAX_SUBFLOW_SEQ - rel)
         pos = rel                             # every byte must be mapped before any is used
         while pos < rel + length:
             m = ms_covering(&side.maps, pos)

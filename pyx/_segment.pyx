@@ -15,7 +15,8 @@ from cpython.type cimport PyType_GenericAlloc
 
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
-from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write
+from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write, pk_write_check
+from mptcp_fast._pure._packet import write_error, _check_bytes   # the packet layer's errors
 
 cdef object general_options = None   # the pure twin's (any options area but the usual one)
 
@@ -162,12 +163,21 @@ cdef object _packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32
                     uint32_t ack, uint8_t flags, uint16_t window, const uint8_t* area,
                     Py_ssize_t area_len, const uint8_t* body, Py_ssize_t body_len):
     """A new bytes object holding the packet (mf_packet's pk_write: the packet layer's own
-    writer), with build_packet's defaults: TTL 64, TOS 0, IP id 0, don't fragment."""
+    writer), with build_packet's defaults: TTL 64, TOS 0, IP id 0, don't fragment. A packet
+    the writer refuses (families that differ, a payload over one IP packet: a peer's tiny
+    MSS must not make the engine build one) raises the packet layer's PacketError, as the
+    pure twin's build_segment does; nothing is allocated for it."""
+    cdef Py_ssize_t written
+    cdef Py_ssize_t refused = pk_write_check(len(src), len(dst), area_len, body_len)
+    if refused:
+        raise write_error(refused, len(src), len(dst), area_len, body_len)
     cdef Py_ssize_t ip_len = 20 if len(src) == 4 else 40
     cdef object out = PyBytes_FromStringAndSize(NULL, ip_len + 20 + area_len + body_len)
-    pk_write(<uint8_t*>PyBytes_AS_STRING(out), <const uint8_t*><const char*>src,
-             <const uint8_t*><const char*>dst, len(src), sport, dport, seq, ack, flags, window,
-             area, area_len, body, body_len, 64, 0, 0, True, 0)
+    written = pk_write(<uint8_t*>PyBytes_AS_STRING(out), <const uint8_t*><const char*>src,
+                       len(src), <const uint8_t*><const char*>dst, len(dst), sport, dport, seq,
+                       ack, flags, window, area, area_len, body, body_len, 64, 0, 0, True, 0)
+    if written < 0:                       # a failed write is never ignored
+        raise write_error(written, len(src), len(dst), area_len, body_len)
     return out
 
 
@@ -185,6 +195,9 @@ cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, ui
     """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
     cdef uint8_t area[40]
     cdef Py_buffer body
+    if src is None or dst is None:        # their pointers are read (the pure twin's message)
+        _check_bytes("src", src)
+        _check_bytes("dst", dst)
     _timestamps(area, tsval, tsecr)
     area[12], area[14], area[15] = 30, 0x20, 0x0F
     put64(area + 16, data_ack)
@@ -198,7 +211,7 @@ cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, ui
         put16(area + 38, <uint16_t>checksum)
     PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
     try:
-        if not 0 <= start <= end <= body.len:
+        if not 0 <= start <= end <= body.len:    # then end - start cannot overflow
             raise ValueError(f"payload range {start}..{end} is outside {body.len} bytes")
         return _packet(src, dst, sport, dport, seq, ack, flags, window, area, 40,
                        <const uint8_t*>body.buf + start, end - start)
@@ -211,6 +224,9 @@ cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uin
                        uint64_t data_ack):
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
     cdef uint8_t area[24]
+    if src is None or dst is None:        # their pointers are read (the pure twin's message)
+        _check_bytes("src", src)
+        _check_bytes("dst", dst)
     _timestamps(area, tsval, tsecr)
     area[12], area[13], area[14], area[15] = 30, 12, 0x20, 0x03
     put64(area + 16, data_ack)

@@ -15,7 +15,7 @@
 # Subflow sequence numbers are relative, already expanded to 64 bits by the caller, and
 # below 2**63 (the callers check that at their API edge). Once an infinite mapping
 # (Data-Level Length 0, RFC 8684 §3.7) is in force it decides everything after it.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, INT64_MAX
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memmove
 
@@ -43,19 +43,31 @@ cdef struct MapStore:
     MapEntry infinite
 
 
-cdef inline void ms_entry(MapEntry* e, int64_t start, uint64_t dsn, int64_t length,
-                          bint data_fin, int64_t checksum) noexcept nogil:
+cdef inline int ms_entry(MapEntry* e, int64_t start, uint64_t dsn, int64_t length,
+                         bint data_fin, int64_t checksum) noexcept nogil:
+    """Fill ``e``: 0, or -1 (``e`` untouched) when the fields are outside the store's ranges
+    (a 16-bit Data-Level Length; subflow bytes from 0 to below 2**63). The callers check
+    these at their API; this is the last guard, so that no sum here or in ms_declare can
+    overflow int64 (undefined behaviour in C)."""
+    cdef int64_t payload = length - 1 if data_fin else length
+    if length < 0 or length > 0xFFFF or start < 0:
+        return -1
+    if payload > 0 and start > INT64_MAX - payload:     # overflow-safe form of start + payload
+        return -1
     e.start = start
     e.dsn = dsn
     e.length = length
     e.data_fin = data_fin
     e.checksum = checksum
-    e.end = start + (length - 1 if data_fin else length)
+    e.end = start + payload
+    return 0
 
 
 cdef inline void ms_piece(MapEntry* e, int64_t start, int64_t end, uint64_t dsn) noexcept nogil:
-    """A stored piece: reported as a plain mapping of its bytes."""
-    ms_entry(e, start, dsn, end - start, False, -1)
+    """A stored piece: reported as a plain mapping of its bytes (merged pieces may be longer
+    than one Data-Level Length: set directly, not through ms_entry's checks)."""
+    e.start, e.end, e.dsn = start, end, dsn
+    e.length, e.checksum, e.data_fin = end - start, -1, False
 
 
 cdef inline int ms_init(MapStore* s) noexcept nogil:

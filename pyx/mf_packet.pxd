@@ -15,6 +15,12 @@ cdef enum:
     PK_NOT_TCP = 2             # not IPv4/IPv6, not TCP, or headers that contradict themselves
     PK_FRAGMENT = 3            # an IP fragment (not reassembled)
     PK_IPPROTO_TCP = 6
+    # pk_write_check / pk_write refusals (negative: a length is never negative). The pure
+    # twin's write_error (mptcp_fast/_pure/_packet.py) turns them into the PacketError text.
+    PK_W_FAMILY = -1           # source and destination not both 4 or both 16 bytes
+    PK_W_OPTIONS = -2          # an options area that is not a multiple of 4 bytes up to 40
+    PK_W_TOO_LONG = -3         # more than one IP packet's 16-bit length field can say
+    PK_W_LAYOUT = -4           # the packet written does not locate (a bug, never ignored)
 
 
 cdef struct PacketLayout:
@@ -35,13 +41,17 @@ cdef inline int pk_locate(const uint8_t* d, Py_ssize_t n, Py_ssize_t ip, int ver
     routing, destination options, AH, an atomic fragment header) are skipped."""
     cdef Py_ssize_t ihl, total, tcp, size
     cdef int next_header
+    # Every comparison below is written ``x > n - k``, never ``x + k > n``: ``ip`` comes from
+    # the caller and may be anywhere up to n, and a sum near 2**63 would wrap (UB in C).
+    if ip < 0 or ip > n:
+        return PK_TRUNCATED
     if version == 0:
         if n <= ip:
             return PK_TRUNCATED
         version = d[ip] >> 4
     f.version, f.ip = version, ip
     if version == 4:
-        if n < ip + 20:
+        if n - ip < 20:
             return PK_TRUNCATED
         ihl = (d[ip] & 0x0F) * 4
         total = be16(d + ip + 2)
@@ -54,7 +64,7 @@ cdef inline int pk_locate(const uint8_t* d, Py_ssize_t n, Py_ssize_t ip, int ver
         f.src, f.addr_len = ip + 12, 4
         tcp, f.ip_end = ip + ihl, ip + total
     elif version == 6:
-        if n < ip + 40:
+        if n - ip < 40:
             return PK_TRUNCATED
         next_header = d[ip + 6]
         f.ip_end = ip + 40 + be16(d + ip + 4)
@@ -62,13 +72,13 @@ cdef inline int pk_locate(const uint8_t* d, Py_ssize_t n, Py_ssize_t ip, int ver
         tcp = ip + 40
         while next_header != PK_IPPROTO_TCP:
             if next_header == 0 or next_header == 43 or next_header == 60 or next_header == 51:
-                if n < tcp + 2:
+                if tcp > n - 2:
                     return PK_TRUNCATED
                 size = (d[tcp + 1] + 2) * 4 if next_header == 51 else (d[tcp + 1] + 1) * 8
                 next_header = d[tcp]
                 tcp += size
             elif next_header == 44:                            # fragment header
-                if n < tcp + 8:
+                if tcp > n - 8:
                     return PK_TRUNCATED
                 if be16(d + tcp + 2) & 0xFFF9:                 # offset or M flag
                     return PK_FRAGMENT
@@ -78,13 +88,13 @@ cdef inline int pk_locate(const uint8_t* d, Py_ssize_t n, Py_ssize_t ip, int ver
                 return PK_NOT_TCP
     else:
         return PK_NOT_TCP
-    if n < tcp + 20:
+    if tcp > n - 20:
         return PK_TRUNCATED
     f.tcp = tcp
     f.doff = (d[tcp + 12] >> 4) * 4
-    if f.doff < 20 or tcp + f.doff > f.ip_end:
+    if f.doff < 20 or f.doff > f.ip_end - tcp:
         return PK_NOT_TCP
-    if n < tcp + f.doff:
+    if f.doff > n - tcp:
         return PK_TRUNCATED
     f.cap_end = n if n < f.ip_end else f.ip_end
     return PK_OK
@@ -117,15 +127,42 @@ cdef inline uint16_t pk_ipv4_header_checksum(const uint8_t* d, Py_ssize_t ip) no
     return <uint16_t>(~total & 0xFFFF)
 
 
-cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, const uint8_t* dst,
-                                Py_ssize_t addr_len, uint16_t sport, uint16_t dport,
+cdef inline Py_ssize_t pk_max_payload(Py_ssize_t addr_len, Py_ssize_t opt_len) noexcept nogil:
+    """The largest TCP payload one packet can carry: IPv4's total length and IPv6's payload
+    length are 16-bit fields (RFC 791, RFC 8200 §3; no jumbograms)."""
+    return 0xFFFF - (20 if addr_len == 4 else 0) - 20 - opt_len
+
+
+cdef inline Py_ssize_t pk_write_check(Py_ssize_t src_len, Py_ssize_t dst_len, Py_ssize_t opt_len,
+                                      Py_ssize_t body_len) noexcept nogil:
+    """0 when pk_write can write this packet, else the PK_W_ code of the first reason not:
+    one family (the destination is copied with the source's length), a well-formed options
+    area (its length sets the data offset) and a payload the IP length field can hold."""
+    if src_len != dst_len or (src_len != 4 and src_len != 16):
+        return PK_W_FAMILY
+    if opt_len < 0 or opt_len > 40 or opt_len & 3:
+        return PK_W_OPTIONS
+    if body_len < 0 or body_len > pk_max_payload(src_len, opt_len):
+        return PK_W_TOO_LONG
+    return 0
+
+
+cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, Py_ssize_t src_len,
+                                const uint8_t* dst, Py_ssize_t dst_len,
+                                uint16_t sport, uint16_t dport,
                                 uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                                 const uint8_t* options, Py_ssize_t opt_len,
                                 const uint8_t* body, Py_ssize_t body_len, uint8_t ttl,
                                 uint8_t tos, uint16_t ip_id, bint dont_fragment,
                                 uint16_t urgent) noexcept nogil:
-    """Write an IPv4 (addr_len 4) or IPv6 packet carrying one TCP segment at ``d`` (room for
-    all of it is the caller's), both checksums included; return its length."""
+    """Write an IPv4 (4-byte addresses) or IPv6 packet carrying one TCP segment at ``d`` (room
+    for all of it is the caller's), both checksums included; return its length, or a
+    negative PK_W_ code with nothing written (pk_write_check's), or PK_W_LAYOUT when the
+    packet written does not parse back (the checksums are then not computed)."""
+    cdef Py_ssize_t refused = pk_write_check(src_len, dst_len, opt_len, body_len)
+    if refused:
+        return refused
+    cdef Py_ssize_t addr_len = src_len
     cdef Py_ssize_t ip_len = 20 if addr_len == 4 else 40
     cdef Py_ssize_t total = ip_len + 20 + opt_len + body_len
     cdef uint8_t* t = d + ip_len
@@ -157,7 +194,8 @@ cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, const uint8_t* d
         memcpy(t + 20, options, opt_len)
     if body_len:
         memcpy(t + 20 + opt_len, body, body_len)
-    pk_locate(d, total, 0, 0, &f)
+    if pk_locate(d, total, 0, 0, &f) != PK_OK or f.ip_end != total:
+        return PK_W_LAYOUT                 # never checksum over a layout that is not there
     put16(t + 16, pk_tcp_checksum(d, &f))
     if ip_len == 20:
         put16(d + 10, pk_ipv4_header_checksum(d, 0))

@@ -26,10 +26,10 @@ cdef inline int opt_step(const uint8_t* d, Py_ssize_t n, Py_ssize_t pos,
         return OPT_EOL
     if kind == 1:
         return OPT_NOP
-    if pos + 1 >= n:
+    if pos >= n - 1:                       # overflow-safe forms (pos < n holds)
         return OPT_NO_LENGTH
     length[0] = d[pos + 1]
-    if length[0] < 2 or pos + length[0] > n:
+    if length[0] < 2 or length[0] > n - pos:
         return OPT_BAD_LENGTH
     return OPT_TLV
 

@@ -11,6 +11,8 @@ import hmac
 
 import numpy as np
 
+from .. import _check
+
 _HASHES = {1: "sha256", 0: "sha1"}   # RFC 8684 (v1) SHA-256; RFC 6824 (v0) SHA-1
 
 
@@ -30,8 +32,26 @@ def _be(value: int, size: int) -> bytes:
     return value.to_bytes(size, "big")   # OverflowError when out of range, like the C twin
 
 
+def need_bytes(name: str, value) -> bytes:
+    """A bytes argument (the compiled twin reads its pointer: None is refused there too)."""
+    if type(value) is not bytes:
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+    return value
+
+
+def address_bytes(address) -> bytes:
+    """A packed IPv4 or IPv6 address: the compiled twin copies it into a 19-byte message
+    buffer (id || address || port), so any other length is refused before that."""
+    need_bytes("address", address)
+    if len(address) not in (4, 16):
+        raise ValueError(f"address must be 4 or 16 bytes, got {len(address)}")
+    return address
+
+
 def hmac_short(digest_size: int, key: bytes, msg: bytes) -> bytes:
     """The primitive: HMAC-SHA256 (32) or HMAC-SHA1 (20), key <= 64 bytes, message <= 55."""
+    need_bytes("key", key)
+    need_bytes("msg", msg)
     if digest_size not in (32, 20):
         raise ValueError(f"digest_size must be 32 or 20, not {digest_size}")
     if len(key) > 64 or len(msg) > 55:
@@ -56,6 +76,7 @@ def join_hmac(key1: int, key2: int, nonce1: int, nonce2: int, version: int, leng
 
 
 def _add_addr_message(address_id: int, address: bytes, port: int) -> bytes:
+    address_bytes(address)
     return _be(address_id, 1) + address + (b"" if port < 0 else _be(port, 2))
 
 
@@ -101,6 +122,7 @@ def _mac(prepared, msg: bytes) -> bytes:
 
 def context_join(state, local_first, nonce1, nonce2, length) -> bytes:
     """Leftmost ``length`` bytes of the MP_JOIN HMAC keyed local||remote (or remote||local)."""
+    _check.instance("state", state, ContextState)
     prepared = state.local_remote if local_first else state.remote_local
     if not 0 <= length <= prepared.digest_size:
         raise ValueError(f"length must be 0..{prepared.digest_size}, not {length}")
@@ -109,6 +131,8 @@ def context_join(state, local_first, nonce1, nonce2, length) -> bytes:
 
 def context_verify_join(state, local_first, nonce1, nonce2, received: bytes) -> bool:
     """Constant-time check of a received (truncated) MP_JOIN HMAC."""
+    _check.instance("state", state, ContextState)
+    need_bytes("received", received)
     prepared = state.local_remote if local_first else state.remote_local
     if not 0 < len(received) <= prepared.digest_size:
         return False
@@ -118,6 +142,7 @@ def context_verify_join(state, local_first, nonce1, nonce2, received: bytes) -> 
 
 def context_add_addr(state, local_sender, address_id, address, port, addaddr2) -> bytes:
     """ADD_ADDR HMAC sent by us (local_sender) or by the peer: v1 or ADD_ADDR2 profile."""
+    _check.instance("state", state, ContextState)
     if addaddr2:
         prepared = state.local_only if local_sender else state.remote_only
         return _mac(prepared, _add_addr_message(address_id, address, port))[:8]
@@ -134,7 +159,19 @@ def token_idsn_batch(keys, version):
             np.array([i for _, i in pairs], dtype=np.uint64))
 
 
+def _batch_lengths(*arrays) -> int:
+    """The common length of a batch's arrays (the compiled loops index them all by one i)."""
+    count = len(arrays[0])
+    if any(len(a) != count for a in arrays):
+        raise ValueError("the batch's arrays differ in length")
+    return count
+
+
 def join_hmac_batch(keys1, keys2, nonces1, nonces2, version, length):
+    _batch_lengths(keys1, keys2, nonces1, nonces2)
+    size = hashlib.new(_hash_name(version)).digest_size
+    if not 0 <= length <= size:
+        raise ValueError(f"length must be 0..{size}, not {length}")
     out = np.empty((len(keys1), length), dtype=np.uint8)
     for i in range(len(keys1)):
         out[i] = np.frombuffer(join_hmac(int(keys1[i]), int(keys2[i]), int(nonces1[i]),
@@ -143,7 +180,11 @@ def join_hmac_batch(keys1, keys2, nonces1, nonces2, version, length):
 
 
 def verify_join_batch(received, keys1, keys2, nonces1, nonces2, version):
+    _batch_lengths(received, keys1, keys2, nonces1, nonces2)
     width = received.shape[1]
+    size = hashlib.new(_hash_name(version)).digest_size
+    if not 0 <= width <= size:
+        raise ValueError(f"received HMACs must be 0..{size} bytes wide, not {width}")
     result = np.empty(len(keys1), dtype=np.bool_)
     for i in range(len(keys1)):
         expected = join_hmac(int(keys1[i]), int(keys2[i]), int(nonces1[i]), int(nonces2[i]),
@@ -153,6 +194,9 @@ def verify_join_batch(received, keys1, keys2, nonces1, nonces2, version):
 
 
 def add_addr_hmac_batch(keys1, keys2, address_ids, addresses, ports):
+    _batch_lengths(keys1, keys2, address_ids, addresses, ports)
+    if addresses.shape[1] not in (4, 16):
+        raise ValueError(f"address must be 4 or 16 bytes, got {addresses.shape[1]}")
     out = np.empty((len(keys1), 8), dtype=np.uint8)
     for i in range(len(keys1)):
         out[i] = np.frombuffer(add_addr_hmac(int(keys1[i]), int(keys2[i]), int(address_ids[i]),

@@ -30,7 +30,7 @@ _T = None  # the API module, set by bind_types()
 
 def bind_types(api_module) -> None:
     """Receive the option classes (defined once, in mptcp_fast.options)."""
-    global _T, _ENCODERS, _PAD_BEFORE, _RESET_REASONS
+    global _T, _ENCODERS, _PAD_BEFORE, _RESET_REASONS, _FIELD_COUNTS
     _T = api_module
     _RESET_REASONS = api_module._RESET_REASONS
     _PAD_BEFORE = (api_module.Timestamps, api_module.Sack, api_module.SackPermitted,
@@ -44,28 +44,52 @@ def bind_types(api_module) -> None:
         api_module.SackPermitted: lambda o: b"\x04\x02",
         api_module.Sack: _encode_sack,
         api_module.Timestamps: lambda o: struct.pack(">BBII", 8, 10, o.tsval, o.tsecr),
-        api_module.UnknownTcpOption: lambda o: bytes((o.kind, len(o.data) + 2)) + o.data,
-        api_module.MalformedOption: lambda o: o.data,
+        api_module.UnknownTcpOption: lambda o: (bytes((o.kind, len(_b(o, "data", o.data)) + 2))
+                                                + o.data),
+        api_module.MalformedOption: lambda o: _b(o, "data", o.data),
         api_module.MpCapable: _encode_mp_capable,
         api_module.MpJoinSyn: lambda o: struct.pack(">BBBBII", 30, 12, 0x10 | o.backup, o.address_id,
                                                     o.token, o.nonce),
-        api_module.MpJoinSynAck: lambda o: (bytes((30, 16, 0x10 | o.backup, o.address_id)) + o.hmac
-                                            + o.nonce.to_bytes(4, "big")),
-        api_module.MpJoinAck: lambda o: bytes((30, 24, 0x10, 0)) + o.hmac,
+        api_module.MpJoinSynAck: lambda o: (bytes((30, 16, 0x10 | o.backup, o.address_id))
+                                            + _b(o, "hmac", o.hmac) + o.nonce.to_bytes(4, "big")),
+        api_module.MpJoinAck: lambda o: bytes((30, 24, 0x10, 0)) + _b(o, "hmac", o.hmac),
         api_module.Dss: _encode_dss,
         api_module.AddAddr: lambda o: _encode_address(o, 1 if o.hmac is None else 0, o.hmac),
         api_module.AddAddrV0: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6, None),
-        api_module.AddAddr2: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6, o.hmac),
+        api_module.AddAddr2: lambda o: _encode_address(o, 4 if len(_packed(o)) == 4 else 6,
+                                                       o.hmac),
         api_module.RemoveAddr: lambda o: bytes((30, 3 + len(o.address_ids), 0x40)) + bytes(o.address_ids),
         api_module.MpPrio: lambda o: (bytes((30, 3, 0x50 | o.backup)) if o.address_id is None
                                       else bytes((30, 4, 0x50 | o.backup, o.address_id))),
         api_module.MpFail: lambda o: bytes((30, 12, 0x60, 0)) + o.dsn.to_bytes(8, "big"),
         api_module.MpFastclose: lambda o: bytes((30, 12, 0x70, 0)) + o.receiver_key.to_bytes(8, "big"),
         api_module.MpTcpRst: lambda o: bytes((30, 4, 0x80 | o.transient, int(o.reason))),
-        api_module.MpExperimental: lambda o: bytes((30, 3 + len(o.data), 0xF0 | o.nibble)) + o.data,
-        api_module.UnknownMptcpOption: lambda o: (bytes((30, 3 + len(o.data), (o.subtype << 4) | o.nibble))
-                                                  + o.data),
+        api_module.MpExperimental: lambda o: (bytes((30, 3 + len(_b(o, "data", o.data)),
+                                                     0xF0 | o.nibble)) + o.data),
+        api_module.UnknownMptcpOption: lambda o: (bytes((30, 3 + len(_b(o, "data", o.data)),
+                                                         (o.subtype << 4) | o.nibble)) + o.data),
     }
+    _FIELD_COUNTS = field_counts(api_module)
+
+
+def field_counts(api_module) -> dict:
+    """{option class: number of fields} of every class the encoders know (both backends)."""
+    return {cls: len(cls._fields) for cls in (
+        api_module.Eol, api_module.Nop, api_module.Mss, api_module.WindowScale,
+        api_module.SackPermitted, api_module.Sack, api_module.Timestamps,
+        api_module.UnknownTcpOption, api_module.MalformedOption, api_module.MpCapable,
+        api_module.MpJoinSyn, api_module.MpJoinSynAck, api_module.MpJoinAck, api_module.Dss,
+        api_module.AddAddr, api_module.AddAddrV0, api_module.AddAddr2, api_module.RemoveAddr,
+        api_module.MpPrio, api_module.MpFail, api_module.MpFastclose, api_module.MpTcpRst,
+        api_module.MpExperimental, api_module.UnknownMptcpOption)}
+
+
+def field_count_error(opt) -> OptionError:
+    """An option tuple built without its constructor (``tuple.__new__``) with the wrong
+    number of items: refused before any field is read (the compiled encoders index it
+    without bounds checks)."""
+    cls = type(opt)
+    return option_error(cls.name, "fields", None, f"{len(cls._fields)} items", len(opt))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,9 +434,21 @@ def _encode_dss(o) -> bytes:
     return bytes(out)
 
 
+def _b(o, field: str, value) -> bytes:
+    """A bytes field of an option (the compiled encoders copy it by pointer and length: a
+    tuple forged with None there must not reach them)."""
+    if type(value) is not bytes:
+        raise field_type_error(type(o), field, value)
+    return value
+
+
+def field_type_error(cls, field: str, value) -> TypeError:
+    return TypeError(f"{cls.name} {field} must be bytes, not {type(value).__name__}")
+
+
 def _packed(o) -> bytes:
     """The packed address of an ADD_ADDR form (its ``address`` property gives an ip_address)."""
-    return o[o._fields.index("address")]
+    return _b(o, "address", o[o._fields.index("address")])
 
 
 def _encode_address(o, nibble: int, hmac) -> bytes:
@@ -422,7 +458,7 @@ def _encode_address(o, nibble: int, hmac) -> bytes:
     if port is not None:
         out += port.to_bytes(2, "big")
     if hmac is not None:
-        out += hmac
+        out += _b(o, "hmac", hmac)
     out[1] = len(out)
     return bytes(out)
 
@@ -433,6 +469,8 @@ def encode_option(opt) -> bytes:
         encoder = _ENCODERS[type(opt)]
     except KeyError:
         raise TypeError(f"not an option object: {type(opt).__name__}") from None
+    if len(opt) != _FIELD_COUNTS[type(opt)]:
+        raise field_count_error(opt)
     return encoder(opt)
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import struct
 
 from .. import _check
+from ..errors import PacketError
 from ._csum import add16, sum16
 
 PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT = 0, 1, 2, 3
+# why a packet cannot be written (mf_packet.pxd's pk_write_check codes)
+PK_W_FAMILY, PK_W_OPTIONS, PK_W_TOO_LONG, PK_W_LAYOUT = -1, -2, -3, -4
 _IPV6_SKIPPED = (0, 43, 60, 51)      # hop-by-hop, routing, destination options, AH
 _Packet = None                       # mptcp_fast.packet.Packet, set by bind_types()
 
@@ -26,6 +29,8 @@ def locate(d, n: int, ip: int, version: int):
     """(status, (version, src, addr_len, tcp, doff, ip_end, cap_end)) for the IP packet at
     ``ip`` in ``d[:n]`` (``version`` 0: from the header's version nibble); the layout is
     None unless the status is PK_OK."""
+    if ip < 0 or ip > n:
+        return PK_TRUNCATED, None
     if version == 0:
         if n <= ip:
             return PK_TRUNCATED, None
@@ -77,6 +82,39 @@ def locate(d, n: int, ip: int, version: int):
 
 
 _MAX_OFFSET = (1 << 63) - 1
+
+
+def max_payload(addr_len: int, opt_len: int) -> int:
+    """The largest TCP payload one packet can carry: IPv4's total length and IPv6's payload
+    length are 16-bit fields (RFC 791, RFC 8200 §3; no jumbograms)."""
+    return 0xFFFF - (20 if addr_len == 4 else 0) - 20 - opt_len
+
+
+def write_check(src_len: int, dst_len: int, opt_len: int, body_len: int) -> int:
+    """0 when the packet can be written, else the PK_W_ code of the first reason not (the
+    order of mf_packet.pxd's pk_write_check)."""
+    if src_len != dst_len or src_len not in (4, 16):
+        return PK_W_FAMILY
+    if not 0 <= opt_len <= 40 or opt_len & 3:
+        return PK_W_OPTIONS
+    if not 0 <= body_len <= max_payload(src_len, opt_len):
+        return PK_W_TOO_LONG
+    return 0
+
+
+def write_error(code: int, src_len: int, dst_len: int, opt_len: int, body_len: int) -> PacketError:
+    """The PacketError both backends raise for a packet they refuse to write (the compiled
+    writers call this on their error path, so the text is one)."""
+    if code == PK_W_FAMILY:
+        return PacketError(f"src and dst must be of one family (4 or 16 bytes each), got "
+                           f"{src_len} and {dst_len} bytes", "family")
+    if code == PK_W_OPTIONS:
+        return PacketError(f"options must be a multiple of 4 bytes, at most 40, got {opt_len}",
+                           "options")
+    if code == PK_W_TOO_LONG:
+        return PacketError(f"payload of {body_len} bytes does not fit one packet (at most "
+                           f"{max_payload(src_len, opt_len)})", "too long")
+    return PacketError("the packet written does not parse back", "layout")
 
 
 def _view(data, offset, length, writable: bool = False):
@@ -177,11 +215,21 @@ def verify(data, offset, length):
     return sum16(bytes(view[offset:offset + ihl])) == 0xFFFF, tcp_ok
 
 
+def _check_bytes(name: str, value) -> bytes:
+    """The compiled twin's ``bytes name not None`` argument, with the pure message."""
+    if type(value) is not bytes:
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+    return value
+
+
 def build_into(buffer, offset, src: bytes, dst: bytes, sport, dport, seq, ack, flags, window,
                options: bytes, payload, ttl, tos, ip_id, dont_fragment, urgent) -> int:
     """Write an IPv4 (4-byte addresses) or IPv6 packet with one TCP segment at ``offset``,
-    both checksums computed; return its length. The addresses, options and payload size are
-    checked by the API; the integers here (as the compiled twin does)."""
+    both checksums computed; return its length. The integers are checked here (as the
+    compiled twin does); so are the family, the options area and the payload size, with
+    a PacketError (the writer copies the destination with the source's length, and the
+    payload must fit the 16-bit IP length)."""
+    offset = _check.in_range("offset", offset, 0, _MAX_OFFSET)     # first, as the compiled twin
     u = _check.uint
     sport, dport, seq, ack = u("sport", sport, 16), u("dport", dport, 16), u("seq", seq, 32), \
         u("ack", ack, 32)
@@ -189,7 +237,14 @@ def build_into(buffer, offset, src: bytes, dst: bytes, sport, dport, seq, ack, f
         u("tos", tos, 8)
     ip_id, urgent = u("ip_id", ip_id, 16), u("urgent", urgent, 16)
     dont_fragment = _check.flag("dont_fragment", dont_fragment)
+    src, dst = _check_bytes("src", src), _check_bytes("dst", dst)
+    options = _check_bytes("options", options)
+    if type(payload) is not bytes:
+        _check.byte_length("payload", payload)
     body = memoryview(payload).cast("B")
+    refused = write_check(len(src), len(dst), len(options), len(body))
+    if refused:
+        raise write_error(refused, len(src), len(dst), len(options), len(body))
     view, offset, _ = _view(buffer, offset, None, writable=True)
     ip_len = 20 if len(src) == 4 else 40
     tcp_len = 20 + len(options)
@@ -208,7 +263,9 @@ def build_into(buffer, offset, src: bytes, dst: bytes, sport, dport, seq, ack, f
                      flags, window, 0, urgent)
     view[tcp + 20:tcp + tcp_len] = options
     view[tcp + tcp_len:offset + total] = body
-    _, layout = locate(view, offset + total, offset, 0)
+    status, layout = locate(view, offset + total, offset, 0)
+    if status != PK_OK or layout[5] != offset + total:
+        raise write_error(PK_W_LAYOUT, len(src), len(dst), len(options), len(body))
     struct.pack_into(">H", view, tcp + 16, ~_tcp_sum(view, layout) & 0xFFFF)
     if ip_len == 20:
         struct.pack_into(">H", view, offset + 10, ~sum16(bytes(view[offset:offset + 20])) & 0xFFFF)

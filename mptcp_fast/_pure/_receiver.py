@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from .. import _check
 from .._serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, MptcpError, UnmappedData
 from ._dss import SubflowMappings
@@ -25,6 +26,18 @@ MAPPINGS_KEPT_BEHIND = 1 << 24  # subflow bytes of mappings kept behind the newe
 PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
 PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
 DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
+
+# Argument ranges at the API, the compiled twin's (where they keep its int64 arithmetic from
+# overflowing), with the same messages.
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+MAX_SUBFLOW_SEQ = _I64_MAX      # relative subflow sequence numbers stay below 2**63
+
+
+def _int(name: str, value, low: int, high: int) -> int:
+    """_check.in_range with the common case (a Python int in range) inline."""
+    if type(value) is int and low <= value <= high:
+        return value
+    return _check.in_range(name, value, low, high)
 
 _Event = _DirectionCounters = _StreamCounters = None   # mptcp_fast.receiver's, by bind_types()
 
@@ -49,21 +62,29 @@ class ChecksumBudget:
     connection; a mapping beyond either is counted as unverified instead of held."""
 
     def __init__(self, total: int, per_connection: int):
-        self.total, self.per_connection = total, per_connection
+        self.total = _int("total", total, 0, _I64_MAX)
+        self.per_connection = _int("per_connection", per_connection, 0, _I64_MAX)
         self.claimed = 0
         self._by_connection = {}
 
     def claim(self, connection: int, size: int) -> bool:
+        connection = _int("connection", connection, _I64_MIN, _I64_MAX)
+        size = _int("size", size, 0, _I64_MAX)
         mine = self._by_connection.get(connection, 0)
-        if self.claimed + size > self.total or mine + size > self.per_connection:
+        if size > self.total - self.claimed or size > self.per_connection - mine:
             return False
         self.claimed += size
         self._by_connection[connection] = mine + size
         return True
 
     def release(self, connection: int, size: int) -> None:
+        connection = _int("connection", connection, _I64_MIN, _I64_MAX)
+        size = _int("size", size, 0, _I64_MAX)
+        mine = self._by_connection.get(connection, 0)
+        if size > mine:                   # more than was claimed: claimed would go negative
+            raise ValueError(f"connection {connection} releases {size} bytes but holds {mine}")
         self.claimed -= size
-        self._by_connection[connection] -= size
+        self._by_connection[connection] = mine - size
 
 
 class _Pending:
@@ -97,8 +118,8 @@ class SubflowReceiver:
     tracker places sequence numbers and spots fallback with them)."""
 
     def __init__(self, stream: DataReceiver, sid: int):
-        self.stream = stream
-        self.sid = sid
+        self.stream = _check.instance("stream", stream, DataReceiver)
+        self.sid = _int("sid", sid, -0x80000000, 0x7FFFFFFF)
         self.isn = None
         self.rel_ref = 1
         self.maps = SubflowMappings()
@@ -131,7 +152,9 @@ class DataReceiver:
     subflow_seq, data_len, payload, checksum) -> bool`` checks a whole mapping."""
 
     def __init__(self, events: list, budget: ChecksumBudget, connection: int, verify_checksum):
-        self.events, self.budget, self.connection = events, budget, connection
+        self.events = _check.instance("events", events, list)
+        self.budget = _check.instance("budget", budget, ChecksumBudget)
+        self.connection = _int("connection", connection, _I64_MIN, _I64_MAX)
         self._verify = verify_checksum
         self.peer = None              # the other direction, when the feeder pairs them
         self.origin = None            # DSN of coverage offset 0 (IDSN + 1 once keys are known)
@@ -166,10 +189,12 @@ class DataReceiver:
     # -- DSNs and data ACKs (RFC 8684 §3.3.1-3.3.2; Linux's __mptcp_expand_seq)
     def expand_dsn(self, dsn32: int) -> int:
         """A 32-bit DSN promoted next to the newest mapping seen (itself when none was)."""
+        dsn32 = _int("dsn32", dsn32, 0, _MASK64)
         return expand_seq(self.dsn_ref if self.dsn_ref is not None else dsn32, dsn32 & _MASK32)
 
     def acknowledged(self, ack: int, is64: bool) -> None:
         """A DATA_ACK for this stream's data (it arrives on the other direction)."""
+        ack = _int("ack", ack, 0, _MASK64)
         if not is64:
             if self.dsn_ref is None:
                 return
@@ -180,7 +205,18 @@ class DataReceiver:
     # -- mappings
     def declare(self, number, side, dsn, start, length, data_fin, checksum, truncated) -> None:
         """A mapping seen in packet ``number`` on ``side``: stored, or an event when it
-        contradicts one before; a checksummed one starts collecting its bytes."""
+        contradicts one before; a checksummed one starts collecting its bytes. The ranges are
+        SubflowMappings.declare_fields' (a 16-bit Data-Level Length, subflow bytes below 2**63),
+        checked in the compiled twin's order."""
+        number = _int("number", number, _I64_MIN, _I64_MAX)
+        _check.instance("side", side, SubflowReceiver)
+        dsn = _int("dsn", dsn, 0, _MASK64)
+        length = _int("length", length, 0, 0xFFFF)
+        data_fin = data_fin if type(data_fin) is bool else _check.flag("data_fin", data_fin)
+        start = _int("start", start, 0, MAX_SUBFLOW_SEQ - max(length - 1 if data_fin else length, 0))
+        if checksum is not None:
+            checksum = _int("checksum", checksum, 0, 0xFFFF)
+        truncated = truncated if type(truncated) is bool else _check.flag("truncated", truncated)
         try:
             new = side.maps._declare(dsn, start, length, data_fin, checksum)
         except MappingConflict as exc:
@@ -219,6 +255,10 @@ class DataReceiver:
     def deliver(self, number, side, rel, length, payload) -> None:
         """Subflow bytes [rel, rel + length) of packet ``number`` on ``side``; ``payload`` is
         their bytes, or None when they were not captured (counted all the same)."""
+        number = _int("number", number, _I64_MIN, _I64_MAX)
+        _check.instance("side", side, SubflowReceiver)
+        rel = _int("rel", rel, 0, MAX_SUBFLOW_SEQ)
+        length = _int("length", length, 0, MAX_SUBFLOW_SEQ - rel)
         if payload is not None and len(payload) != length:
             raise ValueError(f"payload holds {len(payload)} bytes, not {length}")
         try:

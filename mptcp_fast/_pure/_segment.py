@@ -12,6 +12,7 @@ from __future__ import annotations
 from .. import options as opt
 from .. import packet as pk
 from ..errors import OptionError, PacketError
+from ._packet import _check_bytes
 
 _Incoming = None                          # set by bind_types()
 _read_common = None
@@ -26,6 +27,8 @@ def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, d
                 ssn, length, checksum, payload, start, end) -> bytes:
     """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
     from ..engine import wire
+    _check_bytes("src", src)              # as the compiled twin, before anything else
+    _check_bytes("dst", dst)
     if not 0 <= start <= end <= len(payload):
         raise ValueError(f"payload range {start}..{end} is outside {len(payload)} bytes")
     return pk.build_segment(src, dst, sport, dport, seq, ack, flags, window,
@@ -36,6 +39,8 @@ def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, d
 def ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
     from ..engine import wire
+    _check_bytes("src", src)
+    _check_bytes("dst", dst)
     return pk.build_segment(src, dst, sport, dport, seq, ack, pk.ACK, window,
                             wire.ack_area(tsval, tsecr, data_ack), b"")
 
