@@ -16,12 +16,13 @@ bigger transfers.
 from __future__ import annotations
 
 import os
+import random
 import tracemalloc
 
 import pytest
 
-from enginenet import C0, C1, S0, check_prefix, transfer
-from mptcp_fast import blind
+from enginenet import C0, C1, PORT, S0, check_prefix, transfer
+from mptcp_fast import blind, options as opt, packet as pk
 from mptcp_fast.engine import events as ev
 
 UP, DOWN = 300_000, 200_000
@@ -116,3 +117,60 @@ def test_fuzz_blind_attack(backend, seed, subflows, checksums):
                                             rounds=4, up=up, down=down, every=0.01,
                                             window=blind.DEFAULT_STEP)
     assert_unharmed(run, attacker, peak, f"seed {seed}", checksums, up, down)
+
+
+# -- the one packet of a sweep that lands: each forgery placed at the receiver's rcv_nxt (where
+# a sweep's in-window packet may fall), with a random ACK, during a transfer. Deterministic
+# counterparts of the sweeps above, one per way a single blind packet harmed a transfer.
+
+LANDING = {
+    # a DSS mapping of bytes ahead in the window with a random DSN (issue 21, finding 1)
+    "dss-mapping-ahead": (1, lambda ssn: [opt.Dss(None, False, 0x1234567890ABCDEF, True,
+                                                  (ssn + 3000) & 0xFFFFFFFF, 1400, None,
+                                                  False)]),
+    # a DATA_FIN at a random DSN (finding 2)
+    "data-fin": (2, lambda ssn: [opt.Dss(None, False, 0x1234567890ABCDEF, True, 0, 1, None,
+                                         True)]),
+    # REMOVE_ADDR of every id in use (finding 3; RFC 8684 §3.4.2: probe the path first)
+    "remove-addr": (2, lambda ssn: [opt.RemoveAddr((0, 1, 2, 3))]),
+    # data without any DSS on the only subflow (finding 4; RFC 5961 §5, RFC 8684 §3.7)
+    "data-without-dss": (1, None),
+    # MP_FAIL on a connection without checksums (RFC 8684 §3.7: never acted upon)
+    "mp-fail-without-checksums": (1, lambda ssn: [opt.MpFail(0x1234567890ABCDEF)]),
+    # MP_CAPABLE with data_len after the handshake, keys random: its implicit mapping (DSN
+    # IDSN + 1 for subflow byte 1) is stored, and the bytes of the initial subflow land at the
+    # DSNs of the other subflow's (RFC 8684 §3.1: only the third ACK or first data carry it,
+    # with the connection's keys)
+    "mp-capable-with-data": (2, lambda ssn: [opt.MpCapable(1, 0x01, 0x1111, 0x2222, 60_000,
+                                                           None)]),
+}
+
+
+def land_one(net, server, conn, name: str) -> None:
+    """The forgery ``name`` from the client's initial subflow's 4-tuple to the server, with
+    sequence number rcv_nxt and a random ACK number."""
+    sconn = next(iter(server.endpoint.connections.values()))
+    csf, ssf = conn.subflows[0], sconn.subflows[0]
+    _, options = LANDING[name]
+    payload = b"" if options is not None else b"FORGED" * 100
+    area = opt.encode_tcp_options(options(ssf.rcv_nxt)) if options is not None else b""
+    forged = pk.build_packet(C0, S0, csf.lport, PORT, (ssf.irs + ssf.rcv_nxt) & 0xFFFFFFFF,
+                             random.Random(name).getrandbits(32), pk.ACK, 1000, options=area,
+                             payload=payload)
+    server.receive_packet(forged, net.now)
+    net.wake(server)
+
+
+@pytest.mark.parametrize("name", sorted(LANDING))
+def test_the_one_forged_packet_that_lands_changes_nothing(backend, name):
+    subflows = LANDING[name][0]
+
+    def arm(net, client, server, made, conn):
+        net.schedule(FIRST, land_one, net, server, conn, name)
+    run = transfer(paths_for(subflows), up=UP, down=DOWN,
+                   client_addresses=(C0, C1) if subflows == 2 else (C0,),
+                   isn_secret=bytes(16), before_run=arm, until=3.0, settle=False)
+    check_prefix(run)
+    run.check_exact(UP, DOWN)
+    for app in (run.client, run.server):
+        assert not [e for e in app.events if type(e) is ev.FellBackToTcp]
