@@ -43,7 +43,8 @@ ECHOES_OWED = 16
 WINDOW = 1 << 20
 MASK32, MASK64 = 0xFFFFFFFF, (1 << 64) - 1
 LONG = int(os.environ.get("MPTCP_FAST_FUZZ_EXAMPLES", "0"))
-quick = settings(max_examples=100, deadline=None, database=None,
+quick = settings(max_examples=100, deadline=None, database=None, derandomize=True,
+                 report_multiple_bugs=False,
                  suppress_health_check=list(HealthCheck))
 long_run = settings(max_examples=LONG or 5000, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
