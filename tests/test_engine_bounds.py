@@ -34,7 +34,7 @@ from enginenet import C0, C1, PORT, S0, drain, pump
 from mptcp_fast import _backend, dss, options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.errors import UnmappedData
-from strategies import mptcp_option, u16, u32, u64
+from strategies import mptcp_option, u16
 
 ANOMALIES_KEPT = 256
 HELD_PER_SUBFLOW = 256
