@@ -31,6 +31,7 @@ FIRST = 0.06                       # the first sweep: both subflows established,
 # peak traced memory of a transfer under attack: the transfer's own buffers (two 4 MiB windows
 # at most) and a little per forged packet in flight, never a multiple of what was forged
 MEMORY_BOUND = 24 << 20
+ANOMALIES_KEPT = 256
 # a 16 MiB receive window: a sweep is 2**32 / 16 MiB = 256 packets per subflow (the default
 # 4 MiB window, 1,024 packets, runs behind -m fuzz)
 WINDOW = 16 << 20
@@ -80,6 +81,8 @@ def assert_unharmed(run, attacker, peak, label: str, checksums: bool, up: int = 
     check_prefix(run)
     run.check_exact(up, down)
     assert peak < MEMORY_BOUND, f"peak traced memory {peak:,} bytes"
+    for t in run.up:                    # a counter plus at most ANOMALIES_KEPT, on every path
+        assert len(t.conn.anomalies) <= ANOMALIES_KEPT, f"{len(t.conn.anomalies)} anomalies kept"
     if not checksums:                   # RFC 8684 §3.7: MP_FAIL only means something with
         for app in (run.client, run.server):        # checksums; without, it is ignored
             why = [e.why for e in app.events if type(e) is ev.FellBackToTcp]
