@@ -21,7 +21,7 @@ import tracemalloc
 
 import pytest
 
-from enginenet import C0, C1, PORT, S0, check_prefix, transfer
+from enginenet import C0, C1, PORT, S0, Run, check_prefix, finished, make, transfer
 from mptcp_fast import blind, options as opt, packet as pk
 from mptcp_fast.engine import events as ev
 
@@ -45,29 +45,36 @@ def paths_for(subflows: int) -> dict:
     return paths
 
 
+def same_ports(client, server, seed: int) -> None:
+    """Seed the endpoints' ephemeral-port choice (a private Random; the engine has no option
+    for it): with the fixed ISN secret, every run of a seed sees the same sequence numbers."""
+    client.endpoint._ports.seed(seed)
+    server.endpoint._ports.seed(seed + 1)
+
+
 def attacked_transfer(*, subflows: int, checksums: bool, seed: int, kinds=blind.KINDS,
                       rounds: int = 1, up: int = UP, down: int = DOWN, every: float = 0.01,
                       window: int = WINDOW):
     """A transfer with the attacker sweeping ``kinds`` (``rounds`` times) against both ends;
     returns (Run, attacker, peak traced bytes)."""
-    attacker = []
-
-    def arm(net, client, server, made, conn):
-        a = blind.BlindAttacker(net, [client, server], seed=seed, kinds=kinds, rounds=rounds,
-                                step=window)
-        a.start(at=FIRST, every=every)
-        attacker.append(a)
-
     addresses = (C0, C1) if subflows == 2 else (C0,)
+    net, client, server, _ = make(paths_for(subflows), up=up, down=down,
+                                  client_addresses=addresses, checksums=checksums,
+                                  receive_window=window, seed=seed,
+                                  isn_secret=seed.to_bytes(16, "big"))
+    same_ports(client, server, seed)
+    conn = client.open((S0, PORT), 0.0)
+    attacker = blind.BlindAttacker(net, [client, server], seed=seed, kinds=kinds,
+                                   rounds=rounds, step=window)
+    attacker.start(at=FIRST, every=every)
     tracemalloc.start()
     try:
-        run = transfer(paths_for(subflows), up=up, down=down, client_addresses=addresses,
-                       checksums=checksums, receive_window=window, seed=seed, before_run=arm,
-                       isn_secret=seed.to_bytes(16, "big"), until=3.0, settle=False)
+        end = net.run(until=3.0, stop=finished(client, server))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return run, attacker[0], peak
+        net.close()
+    return Run(net, client, server, conn, end), attacker, peak
 
 
 def assert_unharmed(run, attacker, peak, label: str, checksums: bool, up: int = UP,
