@@ -234,3 +234,28 @@ def test_random_sequences_keep_the_stream_invariant(backend, seed):
 @pytest.mark.parametrize("seed", range(2000, 2000 + FUZZ_SEEDS))
 def test_fuzz_random_sequences(backend, seed):
     play(seed)
+
+
+@pytest.mark.parametrize("checksums", [False, True], ids=["plain", "checksums"])
+def test_an_announcement_during_the_first_data_keeps_both_ends_agreed(backend, checksums):
+    """Found by the sequences (seed 2479): the server announces an address while the client's
+    first data is in flight; its ACK carries ADD_ADDR and no DATA_ACK, and the client, not yet
+    fully established, takes that for a peer that stopped speaking MPTCP (RFC 8684 §3.7) and
+    falls back alone. With checksums the server never falls back; its data goes stale on a
+    path that is down for half a second and is sent again at a new subflow position, which the
+    client, now plain TCP, delivers as new stream data. Whatever the ends decide, they decide
+    it together (RFC 8684 §3.7), and the stream invariant holds."""
+    w = World(1, checksums)
+    w.paths[0].delay = 0.002
+    server_conn = lambda: w.conn_of("server")          # noqa: E731 — made at the handshake
+    script = ((0.243, lambda: w.client.write(w.conn, b"c" * 60_000)),
+              (0.259, lambda: server_conn().announce(S1, now=w.net.now)),
+              (5.0, lambda: w.server.write(server_conn(), b"s" * 1460)),
+              (5.5, lambda: w.server.write(server_conn(), b"t" * 1460)))
+    for when, act in script:
+        w.net.schedule(when, _play_step, w, lambda w, rng, act=act: act() or "scripted", None)
+    w.paths[0].down(at=5.001)                           # the only path, for half a second
+    w.paths[0].up(at=5.5)
+    w.net.run(until=60.0)                               # the ledger checks every chunk
+    assert bool(w.conn.fallback) == bool(server_conn().fallback), \
+        (w.conn.fallback, server_conn().fallback)
