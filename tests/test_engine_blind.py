@@ -54,9 +54,9 @@ def same_ports(client, server, seed: int) -> None:
 
 def attacked_transfer(*, subflows: int, checksums: bool, seed: int, kinds=blind.KINDS,
                       rounds: int = 1, up: int = UP, down: int = DOWN, every: float = 0.01,
-                      window: int = WINDOW):
-    """A transfer with the attacker sweeping ``kinds`` (``rounds`` times) against both ends;
-    returns (Run, attacker, peak traced bytes)."""
+                      window: int = WINDOW, until: float = 3.0):
+    """A transfer with the attacker sweeping ``kinds`` (``rounds`` times) against both ends,
+    given ``until`` seconds to finish; returns (Run, attacker, peak traced bytes)."""
     addresses = (C0, C1) if subflows == 2 else (C0,)
     net, client, server, _ = make(paths_for(subflows), up=up, down=down,
                                   client_addresses=addresses, checksums=checksums,
@@ -69,7 +69,7 @@ def attacked_transfer(*, subflows: int, checksums: bool, seed: int, kinds=blind.
     attacker.start(at=FIRST, every=every)
     tracemalloc.start()
     try:
-        end = net.run(until=3.0, stop=finished(client, server))
+        end = net.run(until=until, stop=finished(client, server))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -125,7 +125,7 @@ def test_fuzz_blind_attack(backend, seed, subflows, checksums):
     up, down = 2_000_000, 1_000_000
     run, attacker, peak = attacked_transfer(subflows=subflows, checksums=checksums, seed=seed,
                                             rounds=4, up=up, down=down, every=0.01,
-                                            window=blind.DEFAULT_STEP)
+                                            window=blind.DEFAULT_STEP, until=30.0)
     assert_unharmed(run, attacker, peak, f"seed {seed}", checksums, up, down)
 
 
