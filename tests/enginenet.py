@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 from mptcp_fast import options as opt
 from mptcp_fast import packet as pk
-from mptcp_fast.engine import Config, Endpoint
+from mptcp_fast.engine import Config, Endpoint, events as ev
 from mptcp_fast.engine.apps import BulkApp
 from mptcp_fast.netem import Network
 
@@ -156,3 +157,162 @@ class SharedAddress:
             when = app.get_timer()
             if when is not None and when <= now:
                 app.handle_timer(now)
+
+
+# -- the stream invariant (issue 21, "Proof"): each side's application only ever receives a
+# prefix of what the other side's application sent, exactly once, in order (RFC 8684 §3.3:
+# the data-level stream is a byte stream whatever happens to the subflows; §3.7: fallback
+# keeps it so)
+
+class InvariantViolation(AssertionError):
+    """An application received bytes that are not the next bytes its peer sent."""
+
+
+def _stream_prefix_hash(source: bytes, length: int) -> str:
+    """SHA-256 of the first ``length`` bytes of a BulkApp stream (``source`` repeats its
+    first half: apps.pattern)."""
+    block = len(source) // 2
+    digest = hashlib.sha256()
+    done = 0
+    while done < length:
+        start = done % block
+        size = min(block - start, length - done)
+        digest.update(memoryview(source)[start:start + size])
+        done += size
+    return digest.hexdigest()
+
+
+def check_prefix(run: Run) -> None:
+    """The invariant for a BulkApp transfer, finished or not: each side received a prefix of
+    what the other sent (its length and SHA-256), and EndOfStream only with all of it."""
+    c, s = run.up
+    for sender, receiver, name in ((c, s, "client -> server"), (s, c, "server -> client")):
+        if receiver.received > sender.sent:
+            raise InvariantViolation(f"{name}: {receiver.received} bytes received, "
+                                     f"{sender.sent} sent")
+        if receiver.received_hash.hexdigest() != _stream_prefix_hash(sender.source,
+                                                                     receiver.received):
+            raise InvariantViolation(f"{name}: the {receiver.received} bytes received are "
+                                     f"not the first {receiver.received} bytes sent")
+        if receiver.eof and receiver.received != sender.to_send:
+            raise InvariantViolation(f"{name}: EndOfStream after {receiver.received} of "
+                                     f"{sender.to_send} bytes")
+
+
+class StreamLedger:
+    """What each application sent on each connection, and how much of it its peer received;
+    ``received`` checks every chunk as it arrives. A connection is known by its initial
+    subflow's (client, server) pair of (address, port), so both ends find the same entry."""
+
+    def __init__(self):
+        self.sent = {}                     # (pair, sender is client) -> bytearray
+        self.received = {}                 # (pair, sender is client) -> bytes received
+        self.closed = set()                # (pair, sender is client): the sender closed
+        self.eof = set()                   # (pair, sender is client): its EndOfStream came
+
+    @staticmethod
+    def _pair(conn):
+        local, remote = tuple(conn.local), tuple(conn.remote)
+        return (local, remote) if conn.is_client else (remote, local)
+
+    def record_sent(self, conn, data) -> None:
+        self.sent.setdefault((self._pair(conn), conn.is_client), bytearray()).extend(data)
+
+    def record_close(self, conn) -> None:
+        self.closed.add((self._pair(conn), conn.is_client))
+
+    def record_received(self, conn, chunk) -> None:
+        """``chunk`` arrived at ``conn``: it must be the next bytes the peer sent."""
+        key = (self._pair(conn), not conn.is_client)
+        if key in self.eof:
+            raise InvariantViolation(f"{len(chunk)} bytes after EndOfStream on {key}")
+        at = self.received.get(key, 0)
+        sent = self.sent.get(key, b"")
+        expected = bytes(sent[at:at + len(chunk)])
+        if bytes(chunk) != expected:
+            where = next((i for i, (a, b) in enumerate(zip(chunk, expected)) if a != b),
+                         len(expected))
+            raise InvariantViolation(
+                f"{key}: {len(chunk)} bytes received at offset {at} differ from what was sent "
+                f"from byte {at + where} ({len(sent)} bytes sent in all)")
+        self.received[key] = at + len(chunk)
+
+    def record_eof(self, conn) -> None:
+        """EndOfStream at ``conn``: the peer closed and every byte it sent arrived."""
+        key = (self._pair(conn), not conn.is_client)
+        got, sent = self.received.get(key, 0), len(self.sent.get(key, b""))
+        if key not in self.closed or got != sent:
+            raise InvariantViolation(f"{key}: EndOfStream after {got} of {sent} bytes "
+                                     f"(peer closed: {key in self.closed})")
+        self.eof.add(key)
+
+
+class StreamApp:
+    """A host for the emulated network whose application writes what it is told to
+    (``write``), reads everything, and checks every chunk against the peer's writes in a
+    shared StreamLedger as it arrives. ``events`` keeps every non-data event."""
+
+    def __init__(self, endpoint, ledger: StreamLedger):
+        self.endpoint, self.ledger = endpoint, ledger
+        self.backlog = {}                  # connection id -> bytearray not yet taken by send()
+        self.closing = set()               # connection ids to close once the backlog is sent
+        self.conns = {}                    # connection id -> Connection (kept after it ends)
+        self.events = []
+
+    # -- the host face netem calls
+    def receive_packet(self, data, now: float) -> None:
+        self.endpoint.receive_packet(data, now)
+        self.run(now)
+
+    def packets_to_send(self, now: float):
+        return self.endpoint.packets_to_send(now)
+
+    def get_timer(self):
+        return self.endpoint.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
+        self.run(now)
+
+    # -- the application
+    def open(self, remote, now: float):
+        conn = self.endpoint.connect(remote, now)
+        self.conns[conn.id] = conn
+        return conn
+
+    def write(self, conn, data: bytes) -> None:
+        self.backlog.setdefault(conn.id, bytearray()).extend(data)
+        self._feed(conn)
+
+    def close(self, conn) -> None:
+        self.closing.add(conn.id)
+        self._feed(conn)
+
+    def run(self, now: float) -> None:
+        ep, ledger = self.endpoint, self.ledger
+        while (event := ep.next_event()) is not None:
+            conn = ep.connections.get(event.connection) or self.conns.get(event.connection)
+            if conn is not None:
+                self.conns[conn.id] = conn
+            if type(event) is ev.DataReceived:
+                ledger.record_received(conn, event.data)
+                continue
+            self.events.append((now, event))
+            if type(event) is ev.EndOfStream:
+                ledger.record_eof(conn)
+        for conn in list(self.conns.values()):
+            self._feed(conn)
+
+    def _feed(self, conn) -> None:
+        if conn.terminated or conn.local_closed or not conn.established:
+            return
+        backlog = self.backlog.get(conn.id)
+        while backlog:
+            taken = conn.send(bytes(backlog[:1 << 16]))
+            if not taken:
+                break
+            self.ledger.record_sent(conn, backlog[:taken])
+            del backlog[:taken]
+        if conn.id in self.closing and not backlog:
+            conn.close()
+            self.ledger.record_close(conn)
