@@ -245,3 +245,18 @@ def test_a_half_closed_fallen_back_connection_still_receives_everything(backend)
                    client_addresses=(C0,), time_wait=0.1, before_run=strip, settle=False)
     assert run.conn.fallback
     run.check_exact(1000, MB)
+
+
+def test_data_without_mappings_makes_a_checksummed_connection_fall_back_on_both_ends(backend):
+    """A middlebox strips MPTCP options from every data segment of a connection that
+    negotiated DSS checksums. Before any checksum was verified, in-order data without a
+    mapping on the only subflow is a fallback on the receiving end too (Linux's
+    valid_csum_seen rule, RFC 8684 §3.7), so both ends go on as TCP and agree; it used to be
+    refused for ever on that end."""
+    def strip(net, client, server, made, conn):
+        made[(C0, S0)].middlebox = strip_mptcp(["data"])
+    run = transfer({(C0, S0): dict(rate=20e6, delay=0.010)}, up=200_000, down=100_000,
+                   client_addresses=(C0,), checksums=True, before_run=strip, settle=False)
+    c, s = run.up
+    assert run.conn.fallback and s.conn.fallback
+    run.check_exact(200_000, 100_000)

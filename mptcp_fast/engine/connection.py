@@ -90,8 +90,15 @@ def _add64(a: int, b: int) -> int:
     return (a + b) & MASK64
 
 
-def _has_data_ack(mptcp) -> bool:
-    return any(type(o) is opt.Dss and o[0] is not None for o in mptcp)
+def _shows_full_establishment(mptcp) -> bool:
+    """A DATA_ACK, or an ADD_ADDR that is not an echo: the server has our key (Linux's
+    check_fully_established takes either as the sign, RFC 8684 §3.1)."""
+    for o in mptcp:
+        kind = type(o)
+        if kind is opt.Dss and o[0] is not None or kind is opt.AddAddr and not o.echo \
+                or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
+            return True
+    return False
 
 
 def _announcement_due(announcing: dict, now: float) -> bool:
@@ -164,6 +171,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.bad_join = 0
         self.bad_fastclose = 0
         self.checksum_failures = 0
+        self.checksums_verified = 0                 # mappings whose DSS checksum was right
         self.refused_mappings = 0                   # inconsistent with what we know: ignored
         self.refused_data_fins = 0
         self.removal_refuted = 0                    # REMOVE_ADDRs whose path answered its probe
@@ -541,12 +549,14 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._fallback_ack(sf, seg, now)
             return
         if self.is_client and not self.fully_established and sf.join is None \
-                and sf._rel_ack(seg.ack) > 1 and not _has_data_ack(seg.mptcp):
-            # RFC 8684 §3.7: our data was acknowledged without a DATA_ACK: the server (or a
-            # middlebox) does not speak MPTCP any more
-            self._start_fallback(now, "data acknowledged without a DATA_ACK", sf)
-            self._fallback_ack(sf, seg, now)
-            return
+                and sf._rel_ack(seg.ack) > 1:
+            if not _shows_full_establishment(seg.mptcp):
+                # RFC 8684 §3.7: our data was acknowledged without a DATA_ACK: the server (or
+                # a middlebox) does not speak MPTCP any more
+                self._start_fallback(now, "data acknowledged without a DATA_ACK", sf)
+                self._fallback_ack(sf, seg, now)
+                return
+            self._fully_established(now)            # (an ADD_ADDR without a DATA_ACK)
         if sf.join is not None and not sf.join.established and self.is_client \
                 and not seg.flags & 0x02:
             sf.join.established = True              # the fourth ACK
@@ -602,9 +612,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if not dss_option[1]:
             ack = dss.expand_seq(self.allocator.next_dsn, ack)
         if self.is_client and not self.fully_established:
-            self.fully_established = True           # RFC 8684 §3.1: the server has our key
-            self._start_joins(now)
-            self.signal(now)
+            self._fully_established(now)
         if self.fin_dsn is not None and ack == (self.fin_dsn + 1) & MASK64:
             self.allocator.acknowledge(self.fin_dsn)
             if not self.fin_acked:
@@ -617,6 +625,12 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         else:
             return None
         return ack
+
+    def _fully_established(self, now: float) -> None:
+        """Client: the server has our key (RFC 8684 §3.1): joins and announcements may start."""
+        self.fully_established = True
+        self._start_joins(now)
+        self.signal(now)
 
     def _update_window(self, window: int, data_ack) -> None:
         """RFC 8684 §3.3.4: the window is relative to the DATA_ACK; the right edge never moves
@@ -752,7 +766,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.receiver is None:
             return False
         if self.checksums and not self.fallback:
-            return self._receive_checksummed(sf, seq, payload, now)
+            return self._receive_checksummed(sf, seq, payload, seg, now)
         queue = self.queue
         refused, before = queue.refused_bytes, len(self.anomalies)
         self.receiver.deliver(seg.number, self._side(sf), seq, len(payload), payload)
@@ -767,14 +781,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
     def _after_anomalies(self, sf, seq: int, payload, seg, now: float, before: int) -> bool:
         """receive_data's answer when delivering raised anomalies (from index ``before``)."""
         unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
-        if unmapped and not self.fallback and len(self.all_subflows) == 1 \
-                and sf.join is None and seq == sf.rcv_nxt \
-                and not any(type(o) is opt.Dss and o[2] is not None or type(o) is opt.MpCapable
-                            for o in seg.mptcp):
-            # Linux's DssFallback: in-order data that came without any mapping on the only
-            # subflow, in a segment whose sequence and ACK were acceptable (RFC 5961; Linux
-            # reads mappings in order too). A segment whose mapping was refused, e.g. one
-            # that lies, is only refused.
+        if unmapped and self._unmapped_means_fallback(sf, seq, seg):
             del self.anomalies[before:]
             self._start_fallback(now, "data without a DSS mapping", sf)
             return self.receive_data(sf, seq, payload, seg, now)
@@ -783,6 +790,21 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             return False
         self._mark_data()
         self._check_eof()
+        return True
+
+    def _unmapped_means_fallback(self, sf, seq: int, seg) -> bool:
+        """Linux's DssFallback (RFC 8684 §3.7): in-order data that came without any mapping on
+        the only subflow there has ever been, in a segment whose sequence and ACK were
+        acceptable (RFC 5961; Linux reads mappings in order too), turns the connection into
+        plain TCP; with checksums, only before any mapping's checksum was verified (Linux's
+        valid_csum_seen), so that both ends decide it together. A segment whose mapping was
+        refused, e.g. one that lies, is only refused."""
+        if self.fallback or len(self.all_subflows) != 1 or sf.join is not None \
+                or seq != sf.rcv_nxt or (self.checksums and self.checksums_verified):
+            return False
+        for o in seg.mptcp:
+            if type(o) is opt.Dss and o[2] is not None or type(o) is opt.MpCapable:
+                return False
         return True
 
     def _bound_anomalies(self) -> None:

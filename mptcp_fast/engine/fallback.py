@@ -93,10 +93,13 @@ class Fallback:
         if self.fin_acked:
             self._check_closed(now)
 
-    def _receive_checksummed(self, sf, seq: int, payload, now: float) -> bool:
+    def _receive_checksummed(self, sf, seq: int, payload, seg, now: float) -> bool:
         """With DSS checksums: the bytes wait in the hold until their mapping is whole and
         verified (mptcp_fast.engine.integrity); a failure is RFC 8684 §3.7's MP_FAIL."""
         if not self.hold.covers(sf.sid, seq, len(payload)):
+            if self._unmapped_means_fallback(sf, seq, seg):     # the peer fell back
+                self._start_fallback(now, "data without a DSS mapping", sf)
+                return self.receive_data(sf, seq, payload, seg, now)
             return False                              # no checksummed mapping (yet): not ACKed
         try:
             ranges = self._side(sf).resolve(seq, len(payload))
@@ -108,6 +111,7 @@ class Fallback:
             return False                              # beyond the window: not taken
         for held in self.hold.take(sf.sid, seq, payload):
             if held.ok:
+                self.checksums_verified += 1
                 queue.push(held.dsn, bytes(held.data))
                 self._mark_data()
             else:

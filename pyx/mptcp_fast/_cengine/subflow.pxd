@@ -86,6 +86,7 @@ cdef class _ConnectionState:
     cdef public long ignored_options, anomalies_dropped, bad_add_addr, bad_join, bad_fastclose
     cdef public long checksum_failures, mp_fail_received, window_probes
     cdef public long long refused_mappings, refused_data_fins, removal_refuted
+    cdef public long long checksums_verified
 
 
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
