@@ -69,9 +69,12 @@ def finished(client, server):
     return stop
 
 
-def transfer(paths, *, up=0, down=0, until=120.0, settle=True, before_run=None, **kwargs) -> Run:
+def transfer(paths, *, up=0, down=0, until=120.0, settle=True, before_run=None,
+             invariant=True, **kwargs) -> Run:
     """Open one connection, move ``up`` bytes to the server and ``down`` back, run until both
-    streams ended (and, with ``settle``, until everything closed)."""
+    streams ended (and, with ``settle``, until everything closed). Every such run checks the
+    stream invariant (``check_prefix``) unless ``invariant=False`` (a test that corrupts the
+    stream on purpose, e.g. a rewriting middlebox after an MP_FAIL fallback)."""
     net, client, server, made = make(paths, up=up, down=down, **kwargs)
     conn = client.open((S0, PORT), 0.0)
     if before_run is not None:
@@ -80,7 +83,10 @@ def transfer(paths, *, up=0, down=0, until=120.0, settle=True, before_run=None, 
     if settle:
         end = net.run(until=end + 30.0)
     net.close()
-    return Run(net, client, server, conn, end)
+    run = Run(net, client, server, conn, end)
+    if invariant and server.transfers:
+        check_prefix(run)
+    return run
 
 
 # -- two endpoints joined directly, packet by packet (no emulated network)
