@@ -39,6 +39,20 @@ def _engine_source(name: str) -> str:
     return "mptcp_fast/netem.py" if name == "netem" else f"mptcp_fast/engine/{name}.py"
 
 
+def _drop_stale_c(sources: dict) -> None:
+    """Delete a generated .c file older than any declaration file (.pxd, .h) under pyx/:
+    Cython does not see every cimport of the engine's pure-mode sources, and a module compiled
+    against an old class layout crashes at run time (a struct size or method table that no
+    longer matches)."""
+    declarations = [os.path.getmtime(p) for pattern in ("pyx/**/*.pxd", "pyx/**/*.h")
+                    for p in glob.glob(pattern, recursive=True)]
+    newest = max(declarations, default=0.0)
+    for source in sources.values():
+        generated = os.path.splitext(source)[0] + ".c"
+        if os.path.exists(generated) and os.path.getmtime(generated) < newest:
+            os.remove(generated)
+
+
 def extensions():
     if SKIP:
         return []
@@ -61,6 +75,7 @@ def extensions():
     # The engine's per-packet modules, the same way: mptcp_fast/engine/<name>.py (and netem.py)
     # compiled as mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd.
     sources.update({f"mptcp_fast._cengine.{name}": _engine_source(name) for name in ENGINE})
+    _drop_stale_c(sources)
     modules = [
         Extension(
             name,
