@@ -52,6 +52,11 @@ MPTCP_FAST_FUZZ_EXAMPLES="${MPTCP_FAST_FUZZ_EXAMPLES:-2000}" \
     python -m pytest -q -p no:cacheprovider -m '' \
         tests/test_memory_safety.py tests/test_hardening.py tests/test_fuzz.py \
         tests/test_engine_fuzz.py 2>&1 | tee "$log" || status=$?
+# the engine under attack (issue #21): regressions, the bounds property, the blind attacker
+# and the random sequences, at their default sizes
+python -m pytest -q -p no:cacheprovider tests/test_engine_hardening.py \
+    tests/test_engine_bounds.py tests/test_engine_blind.py tests/test_engine_sequences.py \
+    2>&1 | tee -a "$log" || status=$?
 
 end=$(date +%s)
 # a report that did not stop the run (e.g. from a thread) still fails it
