@@ -377,3 +377,23 @@ def test_an_infinite_mapping_far_from_the_stream_is_ignored(backend):
     near = opt.Dss(None, None, server_conn.queue.data_ack, True, sf.snd_nxt & MASK32, 0)
     server.receive_packet(_forge(sf, ssf, [near]), 1.0)
     assert server_conn.fallback == "an infinite mapping from the peer"
+
+
+def test_challenge_acks_are_throttled(backend):
+    """RFC 5961 §7: a flood of forged RSTs, SYNs and pure ACKs with a bad ACK draws at most one
+    ACK per half second per subflow (Linux's tcp_oow_rate_limited), not one each; a segment
+    with data that was not taken is still answered at once."""
+    client, server, conn, server_conn = _pair()
+    sf, ssf = conn.subflows[0], server_conn.subflows[0]
+    bad_ack = (ssf.iss + ssf.snd_nxt + (1 << 31)) & MASK32
+    answers = 0
+    for i in range(300):
+        now = 1.0 + i * 0.001                                  # 0.3 s of flood
+        for forged in (_forge(sf, ssf, flags=pk.RST, seq_offset=100 + i),
+                       _forge(sf, ssf, flags=pk.SYN, seq_offset=7),
+                       _forge(sf, ssf, ack=bad_ack)):
+            server.receive_packet(forged, now)
+        answers += len(server.packets_to_send(now))
+    assert answers == 1 and server_conn.subflows == [ssf]
+    server.receive_packet(_forge(sf, ssf, payload=b"late", seq_offset=-4), 1.31)
+    assert len(server.packets_to_send(1.31)) == 1             # data: answered at once

@@ -44,11 +44,12 @@ DUP_THRESH = 3                           # RFC 5681 §3.2, RFC 6675 §2
 DATA_OPTIONS_SPACE = 28                  # a DSS with 64-bit ack and mapping and checksum (or NOPs)
 MAX_OOO_BLOCKS = 256                     # out-of-order holes remembered per subflow
 TIMESTAMP_SPACE = 12                     # NOP NOP + the 10-byte option (RFC 7323 Appendix A)
+INVALID_ACK_INTERVAL = 0.5               # s between ACKs to invalid pure segments (RFC 5961 §7)
 REMOVAL_PROBES = 3                       # keepalives a path gets to answer a REMOVE_ADDR
 MIN_PEER_MSS = 88                        # Linux's TCP_MIN_MSS: the smallest MSS we send at
 # The most payload one segment (or one DSS mapping) may carry: the 16-bit data-level length,
 # and with offload one IP packet: 65,535 bytes less 20 of IPv4 header and 60 of TCP header
-# (an IPv6 header lies outside its 16-bit payload length). connection.pxd types it.
+# (an IPv6 header lies outside its 16-bit payload length).
 MAX_CHUNK = 0xFFFF - 80
 _seq_of = attrgetter("seq")
 
@@ -179,6 +180,7 @@ class Subflow:
         self.keepalive_probes = 0
         self.removal_at = None               # a REMOVE_ADDR's probe awaits an answer until then
         self.removal_probes = 0
+        self.last_invalid_ack = -INVALID_ACK_INTERVAL   # when a throttled ACK last went out
         self.window = conn.cc.add_subflow(self._payload_size_for(self.own_mss))
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
@@ -455,9 +457,6 @@ class Subflow:
             return
         if state in (CLOSED, LISTEN):
             return
-        if self.keepalive is not None:            # anything from the peer: it is alive
-            self.keepalive_probes = 0
-            self.keepalive_at = now + self.keepalive
         seq = self._rel_seq(seg.seq)
         payload = seg.payload
         length = len(payload) + (1 if flags & _FIN else 0)
@@ -465,7 +464,7 @@ class Subflow:
             if not flags & _RST:
                 if state == TIME_WAIT and flags & _FIN:
                     self.timewait_at = now + self.config.time_wait
-                self.ack_pending = True
+                self._answer_invalid(length, flags, now)
                 if flags & _SYN and seq == 0 and flags & _ACK and self._rel_ack(seg.ack) == 1:
                     # the peer's SYN/ACK again, exactly (it lies wholly below rcv_nxt): our
                     # third ACK was lost, so it goes again with its MP_CAPABLE / MP_JOIN
@@ -476,17 +475,20 @@ class Subflow:
             if seq == self.rcv_nxt:
                 self.conn.subflow_reset(self, now, seg)
             else:
-                self.ack_pending = True           # the challenge ACK
+                self._answer_invalid(0, flags, now)    # the challenge ACK
             return
         if flags & _SYN:
-            self.ack_pending = True               # RFC 5961 §4: challenge ACK, and resend
+            self._answer_invalid(0, flags, now)   # RFC 5961 §4: challenge ACK, and resend
             self.conn.on_duplicate_syn(self, now)  # the handshake's last ACK (MPC / MPJ)
             return
         if not flags & _ACK:
             return
         if state != SYN_RCVD and not self._ack_acceptable(seg):
-            self.ack_pending = True               # RFC 5961 §5.2: dropped, a challenge ACK;
+            self._answer_invalid(0, flags, now)   # RFC 5961 §5.2: dropped, a challenge ACK;
             return                                # none of its options is read
+        if self.keepalive is not None:            # the peer answers: it is alive
+            self.keepalive_probes = 0
+            self.keepalive_at = now + self.keepalive
         if self.removal_at is not None:           # the path answered after a REMOVE_ADDR
             self.removal_at = None                # (RFC 8684 §3.4.2): it is kept
             self.conn.removal_refuted += 1
@@ -511,6 +513,17 @@ class Subflow:
         if flags & _FIN:
             self._receive_fin(seq + len(payload), now)
         self._ack_policy(now)
+
+    def _answer_invalid(self, length: int, flags: int, now: float) -> None:
+        """An ACK for a segment that was not taken: at once when it carried data or a FIN (the
+        sender needs it), else at most one per INVALID_ACK_INTERVAL (RFC 5961 §7's throttle of
+        challenge ACKs; Linux's tcp_oow_rate_limited, 500 ms by default): a flood of forged or
+        looping pure ACKs, RSTs and SYNs draws a few ACKs, not one each."""
+        if length > 0 and not flags & _SYN:
+            self.ack_pending = True
+        elif now - self.last_invalid_ack >= INVALID_ACK_INTERVAL:
+            self.last_invalid_ack = now
+            self.ack_pending = True
 
     def _ack_acceptable(self, seg) -> bool:
         """RFC 5961 §5.2: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT. A blind sender who

@@ -133,6 +133,7 @@ cdef class Subflow:
     cdef public object delack_at, rto_at, timed, syn_time, timewait_at, keepalive_at
     cdef public object removal_at
     cdef public long removal_probes
+    cdef public double last_invalid_ack
     cdef public RttEstimator rtt
     cdef public long long recovery_point, high_sacked, loss_scan
     cdef public Window window
@@ -158,6 +159,7 @@ cdef class Subflow:
     cpdef receive(self, Incoming seg, double now)
     @cython.locals(window=cython.longlong, nxt=cython.longlong)
     cpdef bint _acceptable(self, long long seq, long long length)
+    cpdef _answer_invalid(self, long long length, long flags, double now)
     @cython.locals(ack=cython.longlong)
     cpdef bint _ack_acceptable(self, Incoming seg)
     @cython.locals(window=cython.longlong)
