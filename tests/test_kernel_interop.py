@@ -281,14 +281,15 @@ def test_corrupted_byte_to_the_kernel_is_met_with_mp_fail(checksum_bed):
     checksum catches it (DataCsumErr), it sends MP_FAIL (MPFailTx), we answer with MP_FAIL on
     a pure ACK (MPFailRx) and an infinite mapping on the next data (InfiniteMapRx), and both
     continue as TCP. The kernel keeps what the path delivered: everything arrives, exactly one
-    byte differing from what we sent; its own 3 MB reach us whole. (The kernel sends too: a
-    Linux 6.18 whose side was already shut down before the fallback never reports the end of
-    the stream to its application.)"""
+    byte differing from what we sent; its own 16 MB reach us whole. (The kernel sends too,
+    and more than we do: a Linux 6.18 whose side was already shut down before the fallback
+    never reports the end of the stream to its application. With 3 MB, on an idle machine
+    the kernel sometimes finished before our 10th segment was met with MP_FAIL.)"""
     bed = checksum_bed
     size = 3 * MB
     app, host = _app(bed, bed.engine_addresses[:1], size, checksums=True)
     host.rewrite_outbound = flip = _flip_payload_byte(10)
-    peer = KernelPeer(bed.ns, send_bytes=size, seed=9).listen("0.0.0.0", PORT)
+    peer = KernelPeer(bed.ns, send_bytes=16 * MB, seed=9).listen("0.0.0.0", PORT)
     before = bed.counters()
     app.open((bed.kernel_addresses[0], PORT), host.clock())
     assert host.run(until=lambda: peer.done() and _only(app).eof, timeout=60)
