@@ -75,3 +75,20 @@ def test_an_announced_port_is_joined(backend):
     joined = [sf for sf in run.conn.all_subflows if sf.remote == S1_PACKED]
     assert [(sf.rport, sf.bytes_sent > 0) for sf in joined] == [(6000, True)]
     assert run.conn.remote_addresses[2] == (S1_PACKED, 6000)
+
+
+def test_a_join_to_a_backup_address_is_a_backup_on_both_ends(backend):
+    """Issue #22, part 1: the server holds S1 as a backup address (Linux's "backup" endpoint
+    flag, for subflows both ways). Its MP_JOIN SYN/ACK from S1 carries B (RFC 8684 §3.2), so
+    the client uses that subflow as a backup, and so does the server; the data goes on the
+    regular one."""
+    paths = {(C0, S0): dict(rate=20e6, delay=0.010), (C0, S1): dict(rate=20e6, delay=0.010)}
+    run = transfer(paths, up=2 * MB, client_addresses=(C0,), server_addresses=(S0, S1),
+                   server_config=Config(signal_addresses={S1}, backup_addresses={S1},
+                                        time_wait=0.5))
+    run.check_exact(2 * MB, 0)
+    (to_s1,) = [sf for sf in run.conn.all_subflows if sf.remote == S1_PACKED]
+    (at_s1,) = [sf for sf in run.up[1].conn.all_subflows if sf.local == S1_PACKED]
+    assert to_s1.join.peer_backup and to_s1.backup and at_s1.backup
+    assert at_s1.join.local_backup and not at_s1.join.peer_backup
+    assert to_s1.bytes_sent < 100_000                     # a backup: the regular path carries it

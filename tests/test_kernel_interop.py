@@ -228,6 +228,29 @@ def test_our_add_addr_is_accepted_and_joined_by_the_kernel(bed, backend):
     assert not moved.get("MPTcpExtAddAddrDrop")
 
 
+def test_a_kernel_join_to_our_backup_address_is_answered_with_b(bed, backend):
+    """Issue #22, part 1: the kernel joins an address our server holds as a backup address
+    (Config.backup_addresses, as Linux's "backup" endpoint flag): our MP_JOIN SYN/ACK carries
+    B (RFC 8684 §3.2) and the kernel counts MPJoinSynAckBackupRx; the subflow is a backup to
+    our scheduler too."""
+    app, host = _app(bed, bed.engine_addresses[:2], 2 * MB,
+                     signal_addresses={bed.engine_addresses[1]},
+                     backup_addresses={bed.engine_addresses[1]})
+    app.endpoint.listen(PORT)
+    before = bed.counters()
+    peer = KernelPeer(bed.ns, send_bytes=2 * MB).connect(bed.engine_addresses[0], PORT)
+    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
+    peer.join()
+    transfer = _only(app)
+    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    joined = [e for e in _established(transfer) if e.local[0] == bed.engine_addresses[1]]
+    assert len(joined) == 1 and joined[0].backup
+    moved = bed.ns.counters_since(before)
+    assert moved.get("MPTcpExtMPJoinSynAckRx") == 1
+    assert moved.get("MPTcpExtMPJoinSynAckBackupRx") == 1
+
+
 @pytest.fixture
 def checksum_bed():
     with TunBed(paths=2, checksums=True) as made:

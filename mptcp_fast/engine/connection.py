@@ -404,7 +404,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                                   sf.backup)]
         return [opt.MpJoinSynAck(sf.local_address_id,
                                  self.keys.synack_hmac(sf.join.local_nonce, sf.join.remote_nonce),
-                                 sf.join.local_nonce, sf.backup)]
+                                 sf.join.local_nonce, sf.join.local_backup)]
 
     def mpc_ack_options(self) -> list:
         return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key, self.remote_key)]
@@ -491,6 +491,8 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 return False
             join.remote_nonce = synack.nonce
             join.peer_backup = synack.backup
+            if synack.backup:                       # the server wants it as a backup (§3.2)
+                sf.backup = True
             sf.remote_address_id = synack.address_id
             return True
         ack = seg.first(opt.MpJoinAck)

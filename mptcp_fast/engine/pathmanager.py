@@ -22,12 +22,13 @@ __all__ = ["PathManagement"]
 
 class _Join:
     """MP_JOIN state of an additional subflow (RFC 8684 §3.2)."""
-    __slots__ = ("local_nonce", "remote_nonce", "established", "peer_backup")
+    __slots__ = ("local_nonce", "remote_nonce", "established", "peer_backup", "local_backup")
 
-    def __init__(self, local_nonce: int, remote_nonce=None):
+    def __init__(self, local_nonce: int, remote_nonce=None, local_backup: bool = False):
         self.local_nonce, self.remote_nonce = local_nonce, remote_nonce
         self.established = False
-        self.peer_backup = False
+        self.peer_backup = False          # the peer's B flag (its SYN or SYN/ACK)
+        self.local_backup = local_backup  # ours: the local address is a backup address
 
 
 def _text(address: bytes) -> str:
@@ -106,7 +107,7 @@ class PathManagement:
             return None                               # full, or across address families
         if backup is None:
             backup = local in self.config.backup_addresses
-        join = _Join(secrets.randbits(32))
+        join = _Join(secrets.randbits(32), local_backup=bool(backup))
         lport = self.endpoint.new_port(local, remote, port)
         sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
         sf.send_syn(now)
@@ -148,10 +149,14 @@ class PathManagement:
         if not self.established or self.terminated or len(live) >= self.config.max_subflows \
                 or self.fallback or self.keys is None:
             return False
-        join = _Join(secrets.randbits(32), join_syn.nonce)
+        # RFC 8684 §3.2: our SYN/ACK's B flag is our own wish (the local address is one of
+        # Config.backup_addresses, as Linux's backup endpoint flag applies to subflows both
+        # ways); the subflow is a backup to our scheduler when either side asked for it
+        local_backup = seg.dst in self.config.backup_addresses
+        join = _Join(secrets.randbits(32), join_syn.nonce, local_backup)
         join.peer_backup = join_syn.backup
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now, join=join,
-                               backup=join_syn.backup)
+                               backup=join_syn.backup or local_backup)
         sf.remote_address_id = join_syn.address_id
         sf.accept_syn(seg, now)
         return True
