@@ -120,6 +120,32 @@ def test_engine_client_to_kernel_server_three_subflows_both_ways(bed, backend):
     assert peer.info is not None and not peer.info.fallback
 
 
+@pytest.mark.parametrize("announce", [False, True], ids=["alone", "with-signal"])
+def test_deny_join_to_the_initial_address_is_honoured(bed, announce):
+    """Issue #22, part 3: with net.mptcp.allow_join_initial_addr_port=0 the kernel server's
+    MP_CAPABLE SYN/ACK carries flag C (RFC 8684 §3.1). Our client, which would join the server's
+    address from each of its other addresses, sends no MP_JOIN to it (MPJoinSynRx stays 0);
+    when the server also announces an address, that one is joined."""
+    bed.ns.sysctl("net.mptcp.allow_join_initial_addr_port", 0)
+    if announce:
+        bed.endpoint(bed.kernel_addresses[1], "signal")
+    app, host = _app(bed, bed.engine_addresses, 4 * MB)
+    peer = KernelPeer(bed.ns, send_bytes=4 * MB).listen("0.0.0.0", PORT)
+    before = bed.counters()
+    app.open((bed.kernel_addresses[0], PORT), host.clock())
+    assert host.run(until=lambda: peer.done() and _only(app).eof, timeout=60)
+    peer.join()
+    transfer = _only(app)
+    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    assert transfer.conn.peer_denies_initial
+    moved = bed.ns.counters_since(before)
+    assert moved.get("MPTcpExtMPJoinSynRx", 0) == (1 if announce else 0)
+    remotes = {e.remote[0] for e in _established(transfer)}
+    assert remotes == ({bed.kernel_addresses[0], bed.kernel_addresses[1]} if announce
+                       else {bed.kernel_addresses[0]})
+
+
 def _corrupt_once(subtype, length, at):
     """A rewrite that flips one byte (``at`` bytes into the option) of the first MPTCP option
     of ``subtype``/``length`` it sees, and fixes the TCP checksum: a forgery, not noise."""

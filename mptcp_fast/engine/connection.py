@@ -133,6 +133,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.local_first_dsn = self.remote_first_dsn = None
         self.syn_key = None
         self.half_open = False
+        self.peer_denies_initial = False            # the SYN/ACK's C flag (RFC 8684 §3.1)
         self.local = self.remote = None             # the initial subflow's (address, port)
         self.remote_addresses = {}                  # peer address id -> (address, port) announced
         # -- sending (RFC 8684 §3.3)
@@ -424,6 +425,10 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self._start_fallback(now, "the SYN/ACK had no MP_CAPABLE", sf, seg.window)
                 return True
             self.checksums = self.config.checksums or mpc.checksum_required
+            # RFC 8684 §3.1, flag C: the server takes no new subflow to the address and port
+            # of this one (Linux: net.mptcp.allow_join_initial_addr_port=0)
+            self.peer_denies_initial = self.version == 1 and \
+                bool(mpc.flags & opt.MPC_DENY_JOIN_TO_SOURCE)
             self._keys_known(mpc.sender_key, seg.window)   # a SYN's window is never scaled
             return True
         window = seg.window << sf.peer_wscale

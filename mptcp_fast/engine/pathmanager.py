@@ -72,6 +72,9 @@ class PathManagement:
         else:
             remote_address = crypto._packed(remote[0])
             port = remote[1]
+        if self.peer_denies_initial and (remote_address, port) == (self.remote[0], self.remote[1]):
+            raise StateError("join(): the server takes no subflow to its initial address and port "
+                             "(flag C of its MP_CAPABLE, RFC 8684 §3.1)")
         if len(local) != len(remote_address):
             raise ValueError(f"join() from {_text(local)} to {_text(remote_address)}: a subflow "
                              f"joins addresses of one family")
@@ -124,6 +127,7 @@ class PathManagement:
         """The path manager's rule for one local address of a client (False: no room left)."""
         wanted = self.config.subflow_addresses
         if not self.is_client or self.fallback or self.terminated or not self.fully_established \
+                or self.peer_denies_initial \
                 or len(address) != len(self.remote[0]) or address == self.local[0] \
                 or (wanted is not None and address not in wanted) \
                 or any(s.local == address for s in self.subflows):
@@ -251,6 +255,9 @@ class PathManagement:
         """An announced address we believe: remember it and, within the limits, join it."""
         port = o.port if o.port is not None else self.remote[1]
         target = (o.address_packed, port)
+        if self.peer_denies_initial and target == (self.remote[0], self.remote[1]):
+            self.ignored_options += 1                 # C flag: never the initial address/port
+            return
         if self.remote_addresses.get(o.address_id) == target:
             return
         self.remote_addresses[o.address_id] = target
