@@ -233,6 +233,37 @@ def test_kernel_add_addr_is_verified_and_joined(bed):
     assert moved.get("MPTcpExtMPJoinSynRx") == 1 and moved.get("MPTcpExtMPJoinAckRx") == 1
 
 
+def test_an_address_removed_and_announced_again_is_joined_again(bed):
+    """Issue #22, part 4: the kernel server deletes its "signal" endpoint (its subflow to us
+    ends, REMOVE_ADDR) and adds it again with the same id: its ADD_ADDR comes again, and we
+    join it again (a second MPJoinSynRx), as Linux skips a join only while a subflow to that
+    address exists."""
+    address = bed.kernel_addresses[1]
+    bed.ns.ip("mptcp", "endpoint", "add", address, "dev", bed.device.name, "id", "7", "signal")
+    app, host = _app(bed, bed.engine_addresses[:1], 60 * MB)
+    peer = KernelPeer(bed.ns, send_bytes=60 * MB).listen("0.0.0.0", PORT)
+    before = bed.counters()
+    app.open((bed.kernel_addresses[0], PORT), host.clock())
+
+    def joined(n):
+        return lambda: sum(e.remote[0] == address for e in _established(_only(app))) >= n
+
+    assert host.run(until=joined(1), timeout=20)
+    bed.ns.ip("mptcp", "endpoint", "delete", "id", "7")
+    gone = lambda: any(type(e) is ev.SubflowClosed and e.remote[0] == address  # noqa: E731
+                       for _, e in _only(app).subflow_events)
+    assert host.run(until=gone, timeout=20)
+    bed.ns.ip("mptcp", "endpoint", "add", address, "dev", bed.device.name, "id", "7", "signal")
+    assert host.run(until=joined(2), timeout=20)
+    assert host.run(until=lambda: peer.done() and _only(app).eof, timeout=60)
+    peer.join()
+    transfer = _only(app)
+    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    moved = bed.ns.counters_since(before)
+    assert moved.get("MPTcpExtMPJoinSynRx") == 2 and moved.get("MPTcpExtAddAddrTx", 0) >= 2
+
+
 # ---------------------------------------------------------------- with part 2 of the engine
 def test_our_add_addr_is_accepted_and_joined_by_the_kernel(bed, backend):
     """Our server announces 198.18.2.2 ("signal"): the kernel client checks the HMAC (AddAddr

@@ -15,9 +15,11 @@ from .. import crypto
 from .. import options as opt
 from ..errors import StateError
 from . import events as ev
-from .subflow import CLOSED
+from .subflow import CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT
 
 __all__ = ["PathManagement"]
+
+_LIVE = (SYN_SENT, SYN_RCVD, ESTABLISHED)
 
 
 class _Join:
@@ -45,6 +47,17 @@ def _local_for(initial: bytes, addresses, remote: bytes):
         if len(address) == len(remote):
             return address
     return None
+
+
+def _live_subflows_to(subflows, address: bytes, port: int) -> int:
+    """How many of ``subflows`` to (address, port) are opening or carrying data (not closing
+    with FINs, not closed)."""
+    count = 0
+    for sf in subflows:
+        if sf.remote == address and sf.rport == port and sf.state in _LIVE \
+                and not sf.fin_sent and not sf.fin_received:
+            count += 1
+    return count
 
 
 def _subflows_to(subflows, address_id: int) -> int:
@@ -258,15 +271,20 @@ class PathManagement:
         if self.peer_denies_initial and target == (self.remote[0], self.remote[1]):
             self.ignored_options += 1                 # C flag: never the initial address/port
             return
-        if self.remote_addresses.get(o.address_id) == target:
+        # announced again (Linux resends until echoed, and announces again an endpoint it
+        # deleted and re-added): joined again unless a live subflow goes there, as Linux skips
+        # a join only while one exists; a subflow closing with FINs does not count
+        known = self.remote_addresses.get(o.address_id) == target
+        if _live_subflows_to(self.subflows, target[0], port):
+            self.remote_addresses[o.address_id] = target
             return
         self.remote_addresses[o.address_id] = target
         if self.is_client and self.config.join_announced \
-                and self.add_addr_accepted < self.config.max_add_addr_accepted:
+                and (known or self.add_addr_accepted < self.config.max_add_addr_accepted):
             local = _local_for(self.local[0], self.endpoint.addresses, target[0])
             if local is None:                         # no address of that family to join from
                 self.ignored_options += 1
                 return
-            if not any(s.remote == target[0] and s.rport == port for s in self.subflows):
+            if not known:                             # counted once per announced address
                 self.add_addr_accepted += 1
-                self._open_join(local, target[0], port, now)
+            self._open_join(local, target[0], port, now)
