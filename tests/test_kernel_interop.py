@@ -264,6 +264,31 @@ def test_an_address_removed_and_announced_again_is_joined_again(bed):
     assert moved.get("MPTcpExtMPJoinSynRx") == 2 and moved.get("MPTcpExtAddAddrTx", 0) >= 2
 
 
+def test_a_kernel_client_through_our_syn_cookies(bed, backend):
+    """Issue #22, part 2: our server answers every SYN with a cookie (syn_backlog=0). The
+    kernel client's transfer and its MP_JOIN complete, and no segment of ours fails the
+    kernel's PAWS check (TcpExtPAWSEstab unchanged): the timestamps of the subflow rebuilt
+    from the cookie continue the clock of the cookie's SYN/ACK (they jumped by 2**31 when
+    their offset came from the cookie ISN)."""
+    bed.endpoint(bed.kernel_addresses[1], "subflow")
+    app, host = _app(bed, bed.engine_addresses[:1], 8 * MB, syn_backlog=0)
+    app.endpoint.listen(PORT)
+    before = bed.counters()
+    paws = bed.ns.counters("TcpExt").get("TcpExtPAWSEstab", 0)
+    peer = KernelPeer(bed.ns, send_bytes=8 * MB).connect(bed.engine_addresses[0], PORT)
+    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
+    peer.join()
+    assert peer.error is None
+    transfer = _only(app)
+    assert peer.received == 8 * MB and peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    assert app.endpoint.stats["syn_cookies_accepted"] >= 1
+    assert len(_established(transfer)) == 2                     # the join went through
+    assert bed.ns.counters("TcpExt").get("TcpExtPAWSEstab", 0) == paws
+    moved = bed.ns.counters_since(before)
+    assert moved.get("MPTcpExtMPJoinSynAckRx") == 1
+
+
 # ---------------------------------------------------------------- with part 2 of the engine
 def test_our_add_addr_is_accepted_and_joined_by_the_kernel(bed, backend):
     """Our server announces 198.18.2.2 ("signal"): the kernel client checks the HMAC (AddAddr

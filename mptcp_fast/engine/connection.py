@@ -347,6 +347,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now,
                                iss=(seg.ack - 1) & MASK32)
         sf.irs, sf.rcv_nxt, sf.snd_nxt = (seg.seq - 1) & MASK32, 1, 1
+        # the clock the cookie's timestamp came from, not one offset by the cookie ISN (whose
+        # top bits carry the MSS index): a TSval jump of 2**31 fails the peer's PAWS check
+        sf.ts_offset = self.endpoint.cookies.ts_offset(seg.dst, seg.dport, seg.src, seg.sport)
         sf.state, sf.syn_sent_count = SYN_RCVD, 1
         if seg.tsval is not None and seg.tsecr is not None:
             wscale, sack = SynCookies.options_from(seg.tsecr)

@@ -355,8 +355,9 @@ class Endpoint:
         if with_ts:
             if seg.sack_permitted:
                 area.append(opt.SackPermitted())
-            area.append(opt.Timestamps(SynCookies.timestamp(now, seg.wscale, seg.sack_permitted),
-                                       seg.tsval))
+            offset = self.cookies.ts_offset(seg.dst, seg.dport, seg.src, seg.sport)
+            area.append(opt.Timestamps(SynCookies.timestamp(now, offset, seg.wscale,
+                                                            seg.sack_permitted), seg.tsval))
             if seg.wscale is not None:
                 area += [opt.NOP, opt.WindowScale(Subflow.window_shift(config.receive_window))]
         if mpc is not None:
