@@ -92,3 +92,41 @@ def test_a_join_to_a_backup_address_is_a_backup_on_both_ends(backend):
     assert to_s1.join.peer_backup and to_s1.backup and at_s1.backup
     assert at_s1.join.local_backup and not at_s1.join.peer_backup
     assert to_s1.bytes_sent < 100_000                     # a backup: the regular path carries it
+
+
+def test_flag_c_both_ways_between_engines(backend):
+    """Config.deny_join_initial (RFC 8684 §3.1, flag C): the server says so in its MP_CAPABLE
+    SYN/ACK; the client joins only the announced address, never the server's initial one."""
+    paths = {(C0, S0): dict(rate=20e6, delay=0.010), (C1, S0): dict(rate=20e6, delay=0.010),
+             (C0, S1): dict(rate=20e6, delay=0.010), (C1, S1): dict(rate=20e6, delay=0.010)}
+    run = transfer(paths, up=MB, client_addresses=(C0, C1), server_addresses=(S0, S1),
+                   server_config=Config(deny_join_initial=True, signal_addresses={S1},
+                                        time_wait=0.5))
+    run.check_exact(MB, 0)
+    assert run.conn.peer_denies_initial
+    remotes = [sf.remote for sf in run.conn.all_subflows[1:]]
+    assert remotes and all(r == S1_PACKED for r in remotes)
+
+
+def test_a_server_that_said_c_refuses_a_join_to_its_initial_address(backend):
+    """A client that ignores flag C: its MP_JOIN SYN to the server's initial address and port
+    is answered with a RST (the server said it would not accept it), one to another address
+    of the server is taken."""
+    from enginenet import drain, pump
+    from mptcp_fast import options as opt, packet as pk
+    from mptcp_fast.engine import Endpoint
+    client = Endpoint([C0], Config(time_wait=0.1))
+    server = Endpoint([S0, S1], Config(time_wait=0.1, deny_join_initial=True))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    conn.send(b"x")
+    pump(client, server)
+    drain(client), drain(server)
+    token = next(iter(server.connections.values())).local_token
+    for dst, refused in ((S0, True), (S1, False)):
+        syn = pk.build_packet(C1, dst, 40000, PORT, 1000, 0, pk.SYN, 65535,
+                              options=opt.encode_tcp_options([opt.Mss(1460),
+                                                              opt.MpJoinSyn(1, token, 7)]))
+        server.receive_packet(syn, 1.0)
+        (answer,) = server.packets_to_send(1.0)
+        assert bool(pk.parse_packet(answer).flags & pk.RST) is refused

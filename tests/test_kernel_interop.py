@@ -233,6 +233,28 @@ def test_kernel_add_addr_is_verified_and_joined(bed):
     assert moved.get("MPTcpExtMPJoinSynRx") == 1 and moved.get("MPTcpExtMPJoinAckRx") == 1
 
 
+@pytest.mark.parametrize("announce", [False, True], ids=["alone", "with-signal"])
+def test_the_kernel_honours_our_flag_c(bed, announce):
+    """The other way of part 3 (deny_join_id0): our server sets C in its MP_CAPABLE SYN/ACK
+    (Config.deny_join_initial). The kernel client, which would join our initial address from
+    its "subflow" endpoint, sends no MP_JOIN there (MPJoinSynTx 0); an address we announce is
+    joined (MPJoinSynTx 1)."""
+    bed.endpoint(bed.kernel_addresses[1], "subflow")
+    extra = {"signal_addresses": {bed.engine_addresses[1]}} if announce else {}
+    app, host = _app(bed, bed.engine_addresses[:2], 4 * MB, deny_join_initial=True, **extra)
+    app.endpoint.listen(PORT)
+    before = bed.counters()
+    peer = KernelPeer(bed.ns, send_bytes=4 * MB).connect(bed.engine_addresses[0], PORT)
+    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
+    peer.join()
+    transfer = _only(app)
+    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    moved = bed.ns.counters_since(before)
+    assert moved.get("MPTcpExtMPJoinSynTx", 0) == (1 if announce else 0)
+    assert app.endpoint.stats.get("refused_join", 0) == 0         # it never tried
+
+
 def test_an_address_removed_and_announced_again_is_joined_again(bed):
     """Issue #22, part 4: the kernel server deletes its "signal" endpoint (its subflow to us
     ends, REMOVE_ADDR) and adds it again with the same id: its ADD_ADDR comes again, and we

@@ -28,6 +28,9 @@ class Config:
     # -- the path manager (RFC 8684 §3.4; the model of Linux's in-kernel PM and `ip mptcp`).
     # Addresses are text or packed bytes of the endpoint's own addresses.
     join_announced: bool = True        # open subflows to addresses the peer announced (ADD_ADDR)
+    deny_join_initial: bool = False    # server: flag C in the MP_CAPABLE SYN/ACK, and no MP_JOIN
+                                       # to the initial address and port is accepted (RFC 8684
+                                       # §3.1; Linux: allow_join_initial_addr_port=0)
     max_add_addr_accepted: int = 8     # announced addresses joined per connection (Linux: 0..8)
     subflow_addresses: frozenset | None = None   # client: open subflows from these ("subflow"
                                                  # endpoints); None: from every other address

@@ -402,7 +402,10 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             if self.is_client and self.version == 1:
                 return [opt.MpCapable(1, self._mpc_flags())]
             # the v1 SYN/ACK, and both v0 forms: the sender's key (RFC 6824 §3.1)
-            return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key)]
+            flags = self._mpc_flags()
+            if self.version == 1 and self.config.deny_join_initial:
+                flags |= opt.MPC_DENY_JOIN_TO_SOURCE  # C: no subflow to this address/port
+            return [opt.MpCapable(self.version, flags, self.local_key)]
         if self.is_client or sf.state == SYN_SENT:
             return [opt.MpJoinSyn(sf.local_address_id, self.keys.remote_token, sf.join.local_nonce,
                                   sf.backup)]

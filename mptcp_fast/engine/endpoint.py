@@ -363,6 +363,9 @@ class Endpoint:
         if mpc is not None:
             flags = opt.MPC_HMAC | (opt.MPC_CHECKSUM_REQUIRED
                                     if config.checksums or mpc.checksum_required else 0)
+            if config.version == 1 and config.deny_join_initial:
+                flags |= opt.MPC_DENY_JOIN_TO_SOURCE  # C (RFC 8684 §3.1), as the SYN/ACK
+                                                      # with state would carry it
             area.append(opt.MpCapable(config.version, flags, secrets.randbits(64) or 1))
         data = opt.encode_tcp_options(area, align=False)
         data += b"\x01" * (-len(data) % 4)

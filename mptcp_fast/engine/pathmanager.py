@@ -166,6 +166,8 @@ class PathManagement:
         if not self.established or self.terminated or len(live) >= self.config.max_subflows \
                 or self.fallback or self.keys is None:
             return False
+        if self.config.deny_join_initial and (seg.dst, seg.dport) == tuple(self.local):
+            return False                              # our SYN/ACK said C (RFC 8684 §3.1)
         # RFC 8684 §3.2: our SYN/ACK's B flag is our own wish (the local address is one of
         # Config.backup_addresses, as Linux's backup endpoint flag applies to subflows both
         # ways); the subflow is a backup to our scheduler when either side asked for it
