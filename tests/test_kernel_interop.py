@@ -255,6 +255,27 @@ def test_the_kernel_honours_our_flag_c(bed, announce):
     assert app.endpoint.stats.get("refused_join", 0) == 0         # it never tried
 
 
+def test_the_kernels_syn_cookies_to_our_client(bed, backend):
+    """SYN cookies the other way: the kernel server answers every SYN with a cookie
+    (net.ipv4.tcp_syncookies=2), the MP_CAPABLE handshake and our MP_JOIN from our second
+    address included (Linux keeps MPTCP state in its cookies); the transfer is exact both
+    ways over two subflows."""
+    bed.ns.sysctl("net.ipv4.tcp_syncookies", 2)
+    app, host = _app(bed, bed.engine_addresses[:2], 4 * MB)
+    peer = KernelPeer(bed.ns, send_bytes=4 * MB).listen("0.0.0.0", PORT)
+    before = bed.counters()
+    paws = bed.ns.counters("TcpExt").get("TcpExtPAWSEstab", 0)
+    transfer = _to_kernel_server(bed, app, host, peer, timeout=60)
+    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    assert len(_established(transfer)) == 2
+    tcp = bed.ns.counters("TcpExt")
+    assert tcp.get("TcpExtSyncookiesSent", 0) >= 2 and tcp.get("TcpExtSyncookiesRecv", 0) >= 2
+    assert tcp.get("TcpExtPAWSEstab", 0) == paws
+    moved = bed.ns.counters_since(before)
+    assert moved.get("MPTcpExtMPCapableSYNRX") == 1 and moved.get("MPTcpExtMPJoinAckRx") == 1
+
+
 def test_an_address_removed_and_announced_again_is_joined_again(bed):
     """Issue #22, part 4: the kernel server deletes its "signal" endpoint (its subflow to us
     ends, REMOVE_ADDR) and adds it again with the same id: its ADD_ADDR comes again, and we
