@@ -34,8 +34,11 @@ class Impairment:
     loss: float = 0.0            # the chance each packet is dropped
     delay: float = 0.0           # seconds each packet is held (one way)
     down: bool = False           # every packet dropped
+    rate: float = 0.0            # bits per second each way (0: unlimited), a FIFO in front
+    queue: int = 1_500_000       # bytes that FIFO holds (tail drop beyond, as netem's limit)
     dropped: int = 0
     delayed: int = 0
+    busy_until: tuple = (0.0, 0.0)   # when the link is free again: (outbound, inbound)
 
 
 class TunHost:
@@ -57,13 +60,15 @@ class TunHost:
 
     # ------------------------------------------------------------------ impairments
     def impair(self, address, loss: float = 0.0, delay: float = 0.0,
-               down: bool = False) -> Impairment:
+               down: bool = False, rate: float = 0.0, queue: int = 1_500_000) -> Impairment:
         """Impair every packet to or from ``address`` (one of the engine's); replaces what was
-        set for it before. Returns the record, whose counters say what was done."""
+        set for it before. ``rate`` (bits per second, each way) serialises the packets
+        through a FIFO of ``queue`` bytes, as netem's rate and limit do. Returns the record,
+        whose counters say what was done."""
         packed = _check.address("address", address)
-        if not 0.0 <= loss <= 1.0 or delay < 0:
-            raise ValueError("need 0 <= loss <= 1 and delay >= 0")
-        record = self._impairments[packed] = Impairment(loss, delay, down)
+        if not 0.0 <= loss <= 1.0 or delay < 0 or rate < 0 or queue <= 0:
+            raise ValueError("need 0 <= loss <= 1, delay >= 0, rate >= 0 and queue > 0")
+        record = self._impairments[packed] = Impairment(loss, delay, down, rate, queue)
         return record
 
     def _judge(self, packet, address: bytes, inbound: bool, now: float) -> bool:
@@ -74,10 +79,20 @@ class TunHost:
         if rule.down or (rule.loss and self._rng.random() < rule.loss):
             rule.dropped += 1
             return False
-        if rule.delay:
+        release = now
+        if rule.rate:                             # the link serialises: a FIFO, tail drop
+            free = max(now, rule.busy_until[inbound])
+            if (free - now) * rule.rate / 8 + len(packet) > rule.queue:
+                rule.dropped += 1
+                return False
+            release = free + len(packet) * 8 / rule.rate
+            rule.busy_until = (release, rule.busy_until[1]) if not inbound \
+                else (rule.busy_until[0], release)
+        release += rule.delay
+        if release > now:
             rule.delayed += 1
             self._order += 1
-            heapq.heappush(self._held, (now + rule.delay, self._order, inbound, packet))
+            heapq.heappush(self._held, (release, self._order, inbound, packet))
             return False
         return True
 
