@@ -219,8 +219,8 @@ def test_kernel_add_addr_is_verified_and_joined(bed):
     port, so the join goes to port 5000 at the new address: the listener takes any address,
     as a server's does."""
     bed.endpoint(bed.kernel_addresses[1], "signal")
-    app, host = _app(bed, bed.engine_addresses[:1], 2 * MB)
-    peer = KernelPeer(bed.ns, send_bytes=2 * MB).listen("0.0.0.0", PORT)
+    app, host = _app(bed, bed.engine_addresses[:1], 16 * MB)
+    peer = KernelPeer(bed.ns, send_bytes=16 * MB).listen("0.0.0.0", PORT)
     before = bed.counters()
     transfer = _to_kernel_server(bed, app, host, peer, timeout=60)
     assert peer.received_sha256 == transfer.sent_hash.hexdigest()
@@ -338,11 +338,11 @@ def test_a_kernel_client_through_our_syn_cookies(bed, backend):
 def test_our_add_addr_is_accepted_and_joined_by_the_kernel(bed, backend):
     """Our server announces 198.18.2.2 ("signal"): the kernel client checks the HMAC (AddAddr
     rises, no drop), echoes it (EchoAddTx) and joins it (MPJoinSynTx)."""
-    app, host = _app(bed, bed.engine_addresses[:2], 2 * MB,
+    app, host = _app(bed, bed.engine_addresses[:2], 16 * MB,
                      signal_addresses={bed.engine_addresses[1]})
     app.endpoint.listen(PORT)
     before = bed.counters()
-    peer = KernelPeer(bed.ns, send_bytes=2 * MB).connect(bed.engine_addresses[0], PORT)
+    peer = KernelPeer(bed.ns, send_bytes=16 * MB).connect(bed.engine_addresses[0], PORT)
     assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
     peer.join()
     transfer = _only(app)
@@ -360,12 +360,12 @@ def test_a_kernel_join_to_our_backup_address_is_answered_with_b(bed, backend):
     (Config.backup_addresses, as Linux's "backup" endpoint flag): our MP_JOIN SYN/ACK carries
     B (RFC 8684 §3.2) and the kernel counts MPJoinSynAckBackupRx; the subflow is a backup to
     our scheduler too."""
-    app, host = _app(bed, bed.engine_addresses[:2], 2 * MB,
+    app, host = _app(bed, bed.engine_addresses[:2], 16 * MB,
                      signal_addresses={bed.engine_addresses[1]},
                      backup_addresses={bed.engine_addresses[1]})
     app.endpoint.listen(PORT)
     before = bed.counters()
-    peer = KernelPeer(bed.ns, send_bytes=2 * MB).connect(bed.engine_addresses[0], PORT)
+    peer = KernelPeer(bed.ns, send_bytes=16 * MB).connect(bed.engine_addresses[0], PORT)
     assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
     peer.join()
     transfer = _only(app)
