@@ -8,12 +8,13 @@ tested is the MPTCP rule behind it (docs/hardening.md)."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import tracemalloc
 
 import pytest
 
-from enginenet import C0, C1, PORT, S0, S1, drain, pump
+from enginenet import C0, C1, PORT, S0, drain, pump
 from mptcp_fast import options as opt
 from mptcp_fast import packet as pk
 from mptcp_fast.engine import Config, Endpoint
@@ -43,6 +44,14 @@ def _forge(sf, ssf, options=(), payload=b"", seq_offset=0, ack=None, flags=pk.AC
     return pk.build_packet(sf.local, sf.remote, sf.lport, sf.rport,
                            (sf.iss + sf.snd_nxt + seq_offset) & MASK32, wire_ack, flags, 1000,
                            options=opt.encode_tcp_options(list(options)), payload=payload)
+
+
+def pk_address(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+def p_address(packed: bytes) -> str:
+    return str(ipaddress.ip_address(bytes(packed)))
 
 
 def _received(events) -> bytes:
@@ -144,16 +153,6 @@ def test_3_a_removed_address_that_stays_silent_is_torn_down(backend):
     conn.send(b"on the other path", end_stream=True)
     pump(client, server, 3.0, until=10.0, mutate=blackhole)
     assert _received(drain(server)) == b"on the other path"
-
-
-def pk_address(text: str) -> bytes:
-    import ipaddress
-    return ipaddress.ip_address(text).packed
-
-
-def p_address(packed: bytes) -> str:
-    import ipaddress
-    return str(ipaddress.ip_address(bytes(packed)))
 
 
 def test_4_forged_data_without_dss_and_a_bad_ack_is_dropped(backend):
