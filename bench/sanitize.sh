@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The extensions built with AddressSanitizer and UBSan, then the memory-safety regression
-# tests and the fuzz targets run against them (issue #21, "Proof"). Exits non-zero on any
+# tests and the fuzz targets run against them. Exits non-zero on any
 # sanitizer report or failing test.
 #
 #   bench/sanitize.sh                 # about 6 minutes on 2 cores (bench/RESULTS.md)
@@ -52,7 +52,7 @@ MPTCP_FAST_FUZZ_EXAMPLES="${MPTCP_FAST_FUZZ_EXAMPLES:-2000}" \
     python -m pytest -q -p no:cacheprovider -m '' \
         tests/test_memory_safety.py tests/test_hardening.py tests/test_fuzz.py \
         tests/test_engine_fuzz.py 2>&1 | tee "$log" || status=$?
-# the engine under attack (issue #21): regressions, the bounds property, the blind attacker
+# the engine under attack: regressions, the bounds property, the blind attacker
 # and the random sequences, at their default sizes
 python -m pytest -q -p no:cacheprovider tests/test_engine_hardening.py \
     tests/test_engine_bounds.py tests/test_engine_blind.py tests/test_engine_sequences.py \

@@ -1,4 +1,4 @@
-"""A blind, off-path attacker for the emulated network (issue 21).
+"""A blind, off-path attacker for the emulated network.
 
 The attacker knows the 4-tuples of a connection's subflows (RFC 7430 §3 lists how they leak)
 and nothing else: not the sequence numbers, not the keys. It sweeps the 32-bit sequence space

@@ -165,7 +165,7 @@ class SharedAddress:
                 app.handle_timer(now)
 
 
-# -- the stream invariant (issue 21, "Proof"): each side's application only ever receives a
+# -- the stream invariant: each side's application only ever receives a
 # prefix of what the other side's application sent, exactly once, in order (RFC 8684 §3.3:
 # the data-level stream is a byte stream whatever happens to the subflows; §3.7: fallback
 # keeps it so)

@@ -1,4 +1,4 @@
-"""A blind, off-path attacker against transfers in the emulated network (issue 21, "Proof").
+"""A blind, off-path attacker against transfers in the emulated network .
 
 The attacker (mptcp_fast.blind) knows each subflow's 4-tuple and nothing else. While a
 transfer runs it sweeps the 32-bit sequence space in window-sized steps with forgeries of every
@@ -134,16 +134,16 @@ def test_fuzz_blind_attack(backend, seed, subflows, checksums):
 # counterparts of the sweeps above, one per way a single blind packet harmed a transfer.
 
 LANDING = {
-    # a DSS mapping of bytes ahead in the window with a random DSN (issue 21, finding 1)
+    # a DSS mapping of bytes ahead in the window with a random DSN (it was stored and stalled the transfer)
     "dss-mapping-ahead": (1, lambda ssn: [opt.Dss(None, False, 0x1234567890ABCDEF, True,
                                                   (ssn + 3000) & 0xFFFFFFFF, 1400, None,
                                                   False)]),
-    # a DATA_FIN at a random DSN (finding 2)
+    # a DATA_FIN at a random DSN (it was recorded and the genuine one refused)
     "data-fin": (2, lambda ssn: [opt.Dss(None, False, 0x1234567890ABCDEF, True, 0, 1, None,
                                          True)]),
-    # REMOVE_ADDR of every id in use (finding 3; RFC 8684 §3.4.2: probe the path first)
+    # REMOVE_ADDR of every id in use (RFC 8684 §3.4.2: probe the path first)
     "remove-addr": (2, lambda ssn: [opt.RemoveAddr((0, 1, 2, 3))]),
-    # data without any DSS on the only subflow (finding 4; RFC 5961 §5, RFC 8684 §3.7)
+    # data without any DSS on the only subflow (RFC 5961 §5, RFC 8684 §3.7)
     "data-without-dss": (1, None),
     # MP_FAIL on a connection without checksums (RFC 8684 §3.7: never acted upon)
     "mp-fail-without-checksums": (1, lambda ssn: [opt.MpFail(0x1234567890ABCDEF)]),

@@ -1,4 +1,4 @@
-"""Properties of ``Endpoint.receive_packet`` (issue 21, "Proof"): on any bytes, and on any
+"""Properties of ``Endpoint.receive_packet`` : on any bytes, and on any
 MPTCP option list in an otherwise acceptable segment of an established connection (its 4-tuple,
 a sequence number in the receive window, an acceptable ACK: RFC 5961 §5), it never raises, and
 every per-connection structure stays within its stated bound:
@@ -192,7 +192,7 @@ def check_mapping_ignored_outside_windows(conn, sf, mapping, rcv_nxt: int, data_
     except UnmappedData:
         return
     except (OverflowError, ValueError):               # the probe cannot even ask: stored
-        ranges = [(dsn, 1)]                           # as an out-of-range value (finding 9)
+        ranges = [(dsn, 1)]                           # as an out-of-range value (it once raised)
     assert not any(d == dsn for d, _ in ranges), \
         f"mapping {mapping} stored outside the window (rcv_nxt {rcv_nxt}, data_ack {data_ack})"
 

@@ -49,15 +49,22 @@ def test_data_stripped_of_its_dss_before_the_connection_is_fully_established(bac
     assert run.conn.fallback and s.conn.fallback
 
 
-def test_a_plain_tcp_client_gets_a_plain_tcp_server(backend):
-    """No MPTCP on the client side at all: the server answers without MP_CAPABLE and serves
-    the connection as TCP."""
+def _plain_tcp_syn():
+    """A server that got a SYN without MP_CAPABLE from C0:40000 (ISN 1000): (the server, its
+    SYN/ACK)."""
     server = Endpoint([S0], Config(time_wait=0.1))
     server.listen(PORT)
     syn = pk.build_packet(C0, S0, 40000, PORT, 1000, 0, pk.SYN, 65535,
                           options=opt.encode_tcp_options([opt.Mss(1460)]))
     server.receive_packet(syn, 0.0)
     (synack,) = server.packets_to_send(0.0)
+    return server, synack
+
+
+def test_a_plain_tcp_client_gets_a_plain_tcp_server(backend):
+    """No MPTCP on the client side at all: the server answers without MP_CAPABLE and serves
+    the connection as TCP."""
+    server, synack = _plain_tcp_syn()
     p = pk.parse_packet(synack)
     assert p.flags == pk.SYN | pk.ACK and p.ack == 1001
     assert [type(o) for o in options_of(synack)] == [opt.Mss]   # nothing it was not offered
@@ -80,7 +87,7 @@ def test_a_plain_tcp_client_gets_a_plain_tcp_server(backend):
 
 
 def test_a_path_that_comes_back_after_fallback_gets_no_reinjected_copy(backend):
-    """Issue 21, finding 11: both sides fall back (MP_CAPABLE stripped from the SYN), the path
+    """Both sides fall back (MP_CAPABLE stripped from the SYN), the path
     is down from 0.105 s to 1.5 s while the client sends 100,000 bytes. The subflow goes stale,
     but after fallback nothing may be reinjected: a copy sent at the subflow's current position
     is, without a DSS mapping, new stream data to the peer (it got sent[0:14200] +
@@ -105,16 +112,11 @@ def _join_syn(token, sport=40001, seq=5000):
 
 
 def test_a_plain_tcp_connection_has_no_token_and_refuses_mp_join(backend):
-    """Issue 21, finding 10: a connection served as plain TCP (SYN without MP_CAPABLE)
+    """A connection served as plain TCP (SYN without MP_CAPABLE)
     registers no token, and an MP_JOIN SYN naming the token of its key is refused as an
     unknown token (RST with MP_TCPRST, RFC 8684 §3.2/§3.7). Before, the join was accepted and
     its third ACK raised AttributeError out of receive_packet."""
-    server = Endpoint([S0], Config(time_wait=0.1))
-    server.listen(PORT)
-    syn = pk.build_packet(C0, S0, 40000, PORT, 1000, 0, pk.SYN, 65535,
-                          options=opt.encode_tcp_options([opt.Mss(1460)]))
-    server.receive_packet(syn, 0.0)
-    (synack,) = server.packets_to_send(0.0)
+    server, synack = _plain_tcp_syn()
     p = pk.parse_packet(synack)
     server.receive_packet(pk.build_packet(C0, S0, 40000, PORT, 1001, (p.seq + 1) & 0xFFFFFFFF,
                                           pk.ACK, 65535), 0.01)
@@ -145,7 +147,7 @@ def test_a_plain_tcp_connection_has_no_token_and_refuses_mp_join(backend):
 
 
 def test_a_connection_that_fell_back_refuses_mp_join(backend):
-    """Issue 21, finding 10: the third ACK loses its MP_CAPABLE, so the server falls back
+    """The third ACK loses its MP_CAPABLE, so the server falls back
     while the client knows both keys; the client's MP_JOIN (a valid token and HMACs) is
     refused with MP_TCPRST and no subflow joins (RFC 8684 §3.7)."""
     client = Endpoint([C0, C1], Config(time_wait=0.1))
@@ -167,7 +169,7 @@ def test_a_connection_that_fell_back_refuses_mp_join(backend):
 
 
 def test_one_lost_third_ack_does_not_force_a_fallback(backend):
-    """Issue 21, finding 12, in the emulator: the client's application is silent for its first
+    """In the emulator: the client's application is silent for its first
     1.5 s (no data whose MP_CAPABLE would cover the loss, no DATA_FIN), the client's third ACK
     is lost once; the server's SYN/ACK comes again and draws the MP_CAPABLE ACK again, so the
     connection stays MPTCP (and joins its second path) and the transfer is exact."""
@@ -200,7 +202,7 @@ def test_one_lost_third_ack_does_not_force_a_fallback(backend):
 
 
 def test_a_reinjection_queued_before_the_fallback_never_goes_out(backend):
-    """Issue 21, finding 11, the other half: the only subflow goes stale while the path is
+    """The other half of reinjection after fallback: the only subflow goes stale while the path is
     down (its data queued for reinjection), then the peer's MP_FAIL turns the connection into
     plain TCP. What was queued must not go out after the fallback: when the path answers
     again only TCP resends, at the original positions, and the server's application gets

@@ -434,7 +434,7 @@ def test_keepalives_find_a_dead_peer_and_keep_a_live_one(backend):
 
 
 def test_a_lost_third_ack_is_sent_again_when_the_synack_comes_again(pair):
-    """Issue 21, finding 12: the client has nothing to send, its third ACK is lost, and the
+    """The client has nothing to send, its third ACK is lost, and the
     server resends its SYN/ACK. The client (established) must answer with the MP_CAPABLE ACK
     again (RFC 8684 §3.1; Linux repeats it) rather than a plain duplicate ACK, which the server
     would read as "the third ACK had no MP_CAPABLE" and fall back."""

@@ -1,7 +1,7 @@
-"""Engine hardening (issue #21): one packet from an attacker who knows only a subflow's 4-tuple,
+"""Engine hardening: one packet from an attacker who knows only a subflow's 4-tuple,
 or from a peer that lies, must not stall, kill or corrupt a connection, nor grow its state.
 
-Each test reproduces one finding of the issue on both backends. The forgeries are given the
+Each test reproduces one defect that was found, on both backends. The forgeries are given the
 best odds: unless the test is about the ACK check itself, the forged segment carries an
 acceptable sequence number *and* ACK (RFC 5961), as if the attacker had guessed both; what is
 tested is the MPTCP rule behind it (docs/hardening.md)."""
@@ -65,8 +65,8 @@ def _transfer_after(client, server, conn, data: bytes, now=1.0):
     return drain(server)
 
 
-def test_1_a_forged_mapping_on_a_pure_ack_is_not_stored(backend):
-    """Finding 1: a pure ACK whose DSS maps subflow bytes ahead of rcv_nxt to a random DSN
+def test_a_forged_mapping_on_a_pure_ack_is_not_stored(backend):
+    """A pure ACK whose DSS maps subflow bytes ahead of rcv_nxt to a random DSN
     was stored, and the genuine mapping of those bytes then "contradicted" it: the transfer
     stalled. A mapping without data is ignored (as Linux does)."""
     client, server, conn, server_conn = _pair()
@@ -82,8 +82,8 @@ def test_1_a_forged_mapping_on_a_pure_ack_is_not_stored(backend):
     assert _received(events) == data and any(type(e) is ev.EndOfStream for e in events)
 
 
-def test_2_a_forged_data_fin_leaves_no_trace(backend):
-    """Finding 2: a DATA_FIN at a random 64-bit DSN was recorded before the queue refused it;
+def test_a_forged_data_fin_leaves_no_trace(backend):
+    """A DATA_FIN at a random 64-bit DSN was recorded before the queue refused it;
     the genuine DATA_FIN was then refused as "moved" and the stream never ended."""
     client, server, conn, server_conn = _pair()
     sf, ssf = conn.subflows[0], server_conn.subflows[0]
@@ -117,8 +117,8 @@ def _two_subflows():
     return client, server, conn, server_conn
 
 
-def test_3_a_forged_remove_addr_is_refuted_by_the_probe(backend):
-    """Finding 3: one REMOVE_ADDR listing ids 0-3 reset every subflow of a working connection.
+def test_a_forged_remove_addr_is_refuted_by_the_probe(backend):
+    """One REMOVE_ADDR listing ids 0-3 reset every subflow of a working connection.
     RFC 8684 §3.4.2: the path is probed first; a path that answers is kept."""
     client, server, conn, server_conn = _two_subflows()
     sf, ssf = conn.subflows[0], server_conn.subflows[0]
@@ -132,7 +132,7 @@ def test_3_a_forged_remove_addr_is_refuted_by_the_probe(backend):
     assert all(s.removal_at is None for s in server_conn.all_subflows)
 
 
-def test_3_a_removed_address_that_stays_silent_is_torn_down(backend):
+def test_a_removed_address_that_stays_silent_is_torn_down(backend):
     """The genuine case: after REMOVE_ADDR the path to that address answers nothing (here its
     packets are dropped); its subflow is reset after the probes, the data goes on the other."""
     client, server, conn, server_conn = _two_subflows()
@@ -155,8 +155,8 @@ def test_3_a_removed_address_that_stays_silent_is_torn_down(backend):
     assert _received(drain(server)) == b"on the other path"
 
 
-def test_4_forged_data_without_dss_and_a_bad_ack_is_dropped(backend):
-    """Finding 4: one data segment without any DSS (random ACK) turned a one-subflow
+def test_forged_data_without_dss_and_a_bad_ack_is_dropped(backend):
+    """One data segment without any DSS (random ACK) turned a one-subflow
     connection into plain TCP and its bytes into stream data. RFC 5961 §5: its ACK is not
     acceptable, so it is dropped (with a challenge ACK) and nothing of it is read."""
     client, server, conn, server_conn = _pair()
@@ -173,7 +173,7 @@ def test_4_forged_data_without_dss_and_a_bad_ack_is_dropped(backend):
     assert _received(events) == data and server_conn.fallback is None
 
 
-def test_4_a_pure_ack_with_an_old_ack_is_still_read(backend):
+def test_a_pure_ack_with_an_old_ack_is_still_read(backend):
     """RFC 5961 §5.2's range reaches MAX.SND.WND behind SND.UNA: a reordered old ACK (here
     one byte behind) is acceptable and its DATA_ACK is read."""
     client, server, conn, server_conn = _pair()
@@ -185,8 +185,8 @@ def test_4_a_pure_ack_with_an_old_ack_is_still_read(backend):
     assert ssf.max_snd_wnd > 0
 
 
-def test_6_checksummed_mappings_cost_nothing_until_their_bytes_arrive(backend):
-    """Finding 6: every checksummed mapping allocated two buffers of its declared length at
+def test_checksummed_mappings_cost_nothing_until_their_bytes_arrive(backend):
+    """Every checksummed mapping allocated two buffers of its declared length at
     once; 256 pure ACKs pinned ~32 MiB per subflow, and then genuine bytes were refused."""
     client, server, conn, server_conn = _pair(checksums=True)
     sf, ssf = conn.subflows[0], server_conn.subflows[0]
@@ -204,7 +204,7 @@ def test_6_checksummed_mappings_cost_nothing_until_their_bytes_arrive(backend):
     assert _received(events) == data
 
 
-def test_6_each_held_byte_is_held_once(backend):
+def test_each_held_byte_is_held_once(backend):
     """With data, the hold's memory follows the bytes that arrived, each byte once: a mapping
     that overlaps one held is refused (a mapping never changes, RFC 8684 §3.3.1), so 300
     overlapping 65,000-byte mappings with a byte each hold at most those 300 bytes (the first
@@ -218,8 +218,8 @@ def test_6_each_held_byte_is_held_once(backend):
     assert server_conn.hold.held_bytes() == 256 and server_conn.refused_mappings == 299
 
 
-def test_7_the_anomaly_list_is_bounded_on_every_path(backend):
-    """Finding 7: conflicting mappings and moved DATA_FINs each added a record without bound.
+def test_the_anomaly_list_is_bounded_on_every_path(backend):
+    """Conflicting mappings and moved DATA_FINs each added a record without bound.
     At most ANOMALIES_KEPT are kept; the rest are counted."""
     client, server, conn, server_conn = _pair()
     sf, ssf = conn.subflows[0], server_conn.subflows[0]
@@ -237,8 +237,8 @@ def test_7_the_anomaly_list_is_bounded_on_every_path(backend):
     assert ssf.rcv_nxt == sf.snd_nxt                           # none of "B" was taken
 
 
-def test_8_mappings_far_beyond_the_window_are_not_stored(backend):
-    """Finding 8: mappings ~2**30 ahead were stored, each on its own DSN line, and each
+def test_mappings_far_beyond_the_window_are_not_stored(backend):
+    """Mappings ~2**30 ahead were stored, each on its own DSN line, and each
     insertion moved the whole store."""
     client, server, conn, server_conn = _pair()
     sf, ssf = conn.subflows[0], server_conn.subflows[0]
@@ -249,7 +249,7 @@ def test_8_mappings_far_beyond_the_window_are_not_stored(backend):
     assert len(server_conn._side(ssf)) <= 1 and server_conn.refused_mappings == 3000
 
 
-def test_8_the_store_holds_at_most_max_mappings_ahead(backend):
+def test_the_store_holds_at_most_max_mappings_ahead(backend):
     """A peer (it knows everything) declares many one-byte mappings ahead on distinct DSN
     lines: the store stops at MAX_MAPPINGS_AHEAD, and the in-order mapping still gets in."""
     client, server, conn, server_conn = _pair(receive_window=1 << 22)
@@ -265,8 +265,8 @@ def test_8_the_store_holds_at_most_max_mappings_ahead(backend):
 
 
 @pytest.mark.parametrize("ssn", [0xFFFFFFF0, "half-ahead", "half-behind"])
-def test_9_18_a_mapping_outside_the_subflow_never_raises(backend, ssn):
-    """Findings 9 and 18: a relative subflow sequence number "behind" the subflow's start
+def test_a_mapping_outside_the_subflow_never_raises(backend, ssn):
+    """A relative subflow sequence number "behind" the subflow's start
     (0xFFFFFFF0 with rcv_nxt a few thousand) expanded to 2**64-16: the compiled engine raised
     OverflowError out of receive_packet, the pure one stored it and raised ValueError later;
     one ~2**31 away raised OverflowError when compiled. Now refused and counted, the same on
@@ -286,8 +286,8 @@ def test_9_18_a_mapping_outside_the_subflow_never_raises(backend, ssn):
     assert _received(events) == b"next"
 
 
-def test_14_an_announced_address_of_the_other_family_is_joined_from_one_of_its_family(backend):
-    """Finding 14: on an IPv6 connection the peer announced an IPv4 address and the client
+def test_an_announced_address_of_the_other_family_is_joined_from_one_of_its_family(backend):
+    """On an IPv6 connection the peer announced an IPv4 address and the client
     joined it from its IPv6 address (the packet writer then read 16 bytes from a 4-byte
     address). A join starts from an address of the announced family, or not at all."""
     only_v6 = Endpoint([V6_CLIENT], Config(time_wait=0.1))
@@ -325,8 +325,8 @@ def _rewrite_mss(mss):
 
 
 @pytest.mark.parametrize("mss", [1, 64, 104])     # 104: the largest that crashed
-def test_15_a_tiny_mss_with_offload_sends_whole_packets(backend, mss):
-    """Finding 15: a SYN/ACK with MSS <= 104 made the offloading engine build a 65,552-byte
+def test_a_tiny_mss_with_offload_sends_whole_packets(backend, mss):
+    """A SYN/ACK with MSS <= 104 made the offloading engine build a 65,552-byte
     packet (its IPv4 length wrapped) and crash. The peer's MSS is floored at 88 (Linux's
     TCP_MIN_MSS) and an offloaded segment fits one IP packet."""
     cfg = Config(time_wait=0.1, offload=True)
@@ -344,8 +344,8 @@ def test_15_a_tiny_mss_with_offload_sends_whole_packets(backend, mss):
     assert _received(drain(server)) == data
 
 
-def test_13_close_reasons_are_one_documented_enum(backend):
-    """Finding 13: ConnectionTerminated.reason took values ("address removed", "fin") that
+def test_close_reasons_are_one_documented_enum(backend):
+    """ConnectionTerminated.reason took values ("address removed", "fin") that
     events.py did not list. Every reason is an ev.CloseReason member (a str: it compares
     equal to its value and prints as it), each documented in events.py."""
     client, server, conn, server_conn = _pair()

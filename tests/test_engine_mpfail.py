@@ -52,12 +52,18 @@ def test_a_rewritten_segment_on_the_only_subflow_falls_back_with_mp_fail(backend
     assert s.conn.fallback.startswith("DSS checksum failure at DSN")
 
 
-def test_the_rewritten_byte_is_exactly_what_arrives_after_fallback(backend):
-    """Driven packet by packet: the receiver gets the sent stream with that one byte inverted."""
+def _checksummed_pair():
+    """Two endpoints with DSS checksums, driven packet by packet, and the client's connection
+    opened at time 0: (client, server, connection)."""
     client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
     server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
     server.listen(PORT)
-    conn = client.connect((S0, PORT), 0.0)
+    return client, server, client.connect((S0, PORT), 0.0)
+
+
+def test_the_rewritten_byte_is_exactly_what_arrives_after_fallback(backend):
+    """Driven packet by packet: the receiver gets the sent stream with that one byte inverted."""
+    client, server, conn = _checksummed_pair()
     data = bytes(range(256)) * 64
     conn.send(data, end_stream=True)
     box = rewrite_payload(nth=3, offset=7)
@@ -89,10 +95,7 @@ def test_mp_fail_while_receiving_checksummed_data_loses_none_of_it(backend):
     delivers them, and the server -> client stream arrives whole (found against the Linux
     kernel, where it stalled). The client's answering MP_FAIL rides a pure ACK, as Linux sends
     it; the infinite mapping is on its next data segment."""
-    client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
-    server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
-    server.listen(PORT)
-    conn = client.connect((S0, PORT), 0.0)
+    client, server, conn = _checksummed_pair()
     up, down = bytes(range(256)) * 1024, bytes(range(255, -1, -1)) * 1024
     conn.send(up, end_stream=True)
     box = rewrite_payload(nth=4, offset=7)
@@ -132,15 +135,12 @@ def test_mp_fail_while_receiving_checksummed_data_loses_none_of_it(backend):
 
 
 def test_a_data_fin_sent_before_the_fallback_goes_again_as_the_tcp_fin(backend):
-    """Issue 21, finding 5: the client sends its data and DATA_FIN at once; the middlebox
+    """The client sends its data and DATA_FIN at once; the middlebox
     rewrites the data, the server's checksum fails and it falls back with MP_FAIL, so it never
     reads the DATA_FIN (a DSS on a pure ACK). The client falls back on that MP_FAIL with its
     DATA_FIN sent and not acknowledged: after fallback the TCP FIN is the DATA_FIN, so it must
     go out as one, and the server's application gets EndOfStream."""
-    client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
-    server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
-    server.listen(PORT)
-    conn = client.connect((S0, PORT), 0.0)
+    client, server, conn = _checksummed_pair()
     data = bytes(range(256)) * 4
     conn.send(data, end_stream=True)
     box = rewrite_payload(nth=1, offset=7)

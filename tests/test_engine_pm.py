@@ -78,7 +78,7 @@ def test_an_announced_port_is_joined(backend):
 
 
 def test_a_join_to_a_backup_address_is_a_backup_on_both_ends(backend):
-    """Issue #22, part 1: the server holds S1 as a backup address (Linux's "backup" endpoint
+    """The server holds S1 as a backup address (Linux's "backup" endpoint
     flag, for subflows both ways). Its MP_JOIN SYN/ACK from S1 carries B (RFC 8684 §3.2), so
     the client uses that subflow as a backup, and so does the server; the data goes on the
     regular one."""

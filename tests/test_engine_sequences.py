@@ -1,4 +1,4 @@
-"""Random sequences of user actions and network events on both endpoints (issue 21, "Proof").
+"""Random sequences of user actions and network events on both endpoints.
 
 Each seed plays ~30 steps at random times on a client with three addresses and a server with
 two: send, close, abort, join, announce, set_backup, an endpoint's remove_address and

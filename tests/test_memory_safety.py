@@ -1,6 +1,5 @@
-"""Regression tests for the memory-safety findings of issue #21 (14-17: found with
-AddressSanitizer and UBSan builds of the extensions), on both backends. Each test makes the
-issue's call; the compiled twin used to read or write outside a buffer, dereference NULL or
+"""Regression tests for memory errors found with AddressSanitizer and UBSan builds of the
+extensions, on both backends. Each test makes the call that found one; the compiled twin used to read or write outside a buffer, dereference NULL or
 overflow int64 there, and now raises the same error class, with the same message, as the
 pure twin. bench/sanitize.sh runs this file against a sanitizer build."""
 
@@ -73,7 +72,7 @@ def test_14_none_addresses_are_a_type_error(backend):
 
 def test_15_an_offloaded_chunk_over_64_kib_is_refused_by_the_engine_writer(backend):
     with pytest.raises(PacketError, match="does not fit one packet") as info:
-        data_packet(V4_A, V4_B, bytes(65472))          # the 65,552-byte packet of the issue
+        data_packet(V4_A, V4_B, bytes(65472))          # once a 65,552-byte packet
     assert info.value.reason == "too long"
 
 

@@ -20,7 +20,6 @@ subflows, ADD_ADDR, REMOVE_ADDR, MP_PRIO) and ``fallback.Fallback`` (plain TCP, 
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 
 import cython
@@ -32,7 +31,7 @@ from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
 from mptcp_fast.engine.fallback import Fallback
 from mptcp_fast.engine.integrity import ChecksumHold
-from mptcp_fast.engine.pathmanager import PathManagement
+from mptcp_fast.engine.pathmanager import PathManagement, _text
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.connection (docs/design.md, "Two backends, one API").
@@ -68,10 +67,6 @@ def _data_received(connection: int, data) -> ev.DataReceived:
     _set_field(event, "connection", connection)
     _set_field(event, "data", data)
     return event
-
-
-def _text(address: bytes) -> str:
-    return str(ipaddress.ip_address(address))
 
 
 def _diff64(a: int, b: int) -> int:

@@ -33,7 +33,7 @@ class Fallback:
             self._data_level(1, 1, 0xFFFF if window is None else window)
             self.established = True
         self.fully_established = True
-        self.checksums = self.receiver.checksums = False
+        self.checksums = False
         # RFC 8684 §3.7: from now on only TCP resends, at the original subflow positions;
         # nothing queued for reinjection before the fallback may go out after it
         self.reinject.clear()

@@ -34,6 +34,7 @@ class _Join:
 
 
 def _text(address: bytes) -> str:
+    """A packed address as text (events, stats, messages)."""
     return str(ipaddress.ip_address(address))
 
 
