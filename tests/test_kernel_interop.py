@@ -71,6 +71,20 @@ def _to_kernel_server(bed, app, host, peer, timeout=60):
     return _only(app)
 
 
+def _from_kernel_client(bed, app, host, send_bytes, timeout=60):
+    """The kernel's client connects to our server at our first address, sending
+    ``send_bytes``; both ends run until they finished and the streams are exact both ways.
+    Returns (the kernel's peer, our side's transfer)."""
+    peer = KernelPeer(bed.ns, send_bytes=send_bytes).connect(bed.engine_addresses[0], PORT)
+    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof,
+                    timeout=timeout)
+    peer.join()
+    transfer = _only(app)
+    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
+    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    return peer, transfer
+
+
 def _established(transfer):
     return [e for _, e in transfer.subflow_events if type(e) is ev.SubflowEstablished]
 
@@ -122,7 +136,7 @@ def test_engine_client_to_kernel_server_three_subflows_both_ways(bed, backend):
 
 @pytest.mark.parametrize("announce", [False, True], ids=["alone", "with-signal"])
 def test_deny_join_to_the_initial_address_is_honoured(bed, announce):
-    """Issue #22, part 3: with net.mptcp.allow_join_initial_addr_port=0 the kernel server's
+    """With net.mptcp.allow_join_initial_addr_port=0 the kernel server's
     MP_CAPABLE SYN/ACK carries flag C (RFC 8684 §3.1). Our client, which would join the server's
     address from each of its other addresses, sends no MP_JOIN to it (MPJoinSynRx stays 0);
     when the server also announces an address, that one is joined."""
@@ -235,7 +249,7 @@ def test_kernel_add_addr_is_verified_and_joined(bed):
 
 @pytest.mark.parametrize("announce", [False, True], ids=["alone", "with-signal"])
 def test_the_kernel_honours_our_flag_c(bed, announce):
-    """The other way of part 3 (deny_join_id0): our server sets C in its MP_CAPABLE SYN/ACK
+    """Flag C the other way (the selftests' deny_join_id0): our server sets C in its MP_CAPABLE SYN/ACK
     (Config.deny_join_initial). The kernel client, which would join our initial address from
     its "subflow" endpoint, sends no MP_JOIN there (MPJoinSynTx 0); an address we announce is
     joined (MPJoinSynTx 1)."""
@@ -244,12 +258,7 @@ def test_the_kernel_honours_our_flag_c(bed, announce):
     app, host = _app(bed, bed.engine_addresses[:2], 4 * MB, deny_join_initial=True, **extra)
     app.endpoint.listen(PORT)
     before = bed.counters()
-    peer = KernelPeer(bed.ns, send_bytes=4 * MB).connect(bed.engine_addresses[0], PORT)
-    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
-    peer.join()
-    transfer = _only(app)
-    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
-    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    peer, transfer = _from_kernel_client(bed, app, host, 4 * MB)
     moved = bed.ns.counters_since(before)
     assert moved.get("MPTcpExtMPJoinSynTx", 0) == (1 if announce else 0)
     assert app.endpoint.stats.get("refused_join", 0) == 0         # it never tried
@@ -277,7 +286,7 @@ def test_the_kernels_syn_cookies_to_our_client(bed, backend):
 
 
 def test_an_address_removed_and_announced_again_is_joined_again(bed):
-    """Issue #22, part 4: the kernel server deletes its "signal" endpoint (its subflow to us
+    """The kernel server deletes its "signal" endpoint (its subflow to us
     ends, REMOVE_ADDR) and adds it again with the same id: its ADD_ADDR comes again, and we
     join it again (a second MPJoinSynRx), as Linux skips a join only while a subflow to that
     address exists."""
@@ -310,7 +319,7 @@ def test_an_address_removed_and_announced_again_is_joined_again(bed):
 
 
 def test_a_kernel_client_through_our_syn_cookies(bed, backend):
-    """Issue #22, part 2: our server answers every SYN with a cookie (syn_backlog=0). The
+    """Our server answers every SYN with a cookie (syn_backlog=0). The
     kernel client's transfer and its MP_JOIN complete, and no segment of ours fails the
     kernel's PAWS check (TcpExtPAWSEstab unchanged): the timestamps of the subflow rebuilt
     from the cookie continue the clock of the cookie's SYN/ACK (they jumped by 2**31 when
@@ -320,13 +329,8 @@ def test_a_kernel_client_through_our_syn_cookies(bed, backend):
     app.endpoint.listen(PORT)
     before = bed.counters()
     paws = bed.ns.counters("TcpExt").get("TcpExtPAWSEstab", 0)
-    peer = KernelPeer(bed.ns, send_bytes=8 * MB).connect(bed.engine_addresses[0], PORT)
-    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
-    peer.join()
-    assert peer.error is None
-    transfer = _only(app)
-    assert peer.received == 8 * MB and peer.received_sha256 == transfer.sent_hash.hexdigest()
-    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    peer, transfer = _from_kernel_client(bed, app, host, 8 * MB)
+    assert peer.error is None and peer.received == 8 * MB
     assert app.endpoint.stats["syn_cookies_accepted"] >= 1
     assert len(_established(transfer)) == 2                     # the join went through
     assert bed.ns.counters("TcpExt").get("TcpExtPAWSEstab", 0) == paws
@@ -342,12 +346,7 @@ def test_our_add_addr_is_accepted_and_joined_by_the_kernel(bed, backend):
                      signal_addresses={bed.engine_addresses[1]})
     app.endpoint.listen(PORT)
     before = bed.counters()
-    peer = KernelPeer(bed.ns, send_bytes=16 * MB).connect(bed.engine_addresses[0], PORT)
-    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
-    peer.join()
-    transfer = _only(app)
-    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
-    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    peer, transfer = _from_kernel_client(bed, app, host, 16 * MB)
     assert {e.local[0] for e in _established(transfer)} == set(bed.engine_addresses[:2])
     moved = bed.ns.counters_since(before)
     assert moved.get("MPTcpExtAddAddr") == 1 and moved.get("MPTcpExtEchoAddTx") == 1
@@ -356,7 +355,7 @@ def test_our_add_addr_is_accepted_and_joined_by_the_kernel(bed, backend):
 
 
 def test_a_kernel_join_to_our_backup_address_is_answered_with_b(bed, backend):
-    """Issue #22, part 1: the kernel joins an address our server holds as a backup address
+    """The kernel joins an address our server holds as a backup address
     (Config.backup_addresses, as Linux's "backup" endpoint flag): our MP_JOIN SYN/ACK carries
     B (RFC 8684 §3.2) and the kernel counts MPJoinSynAckBackupRx; the subflow is a backup to
     our scheduler too."""
@@ -365,12 +364,7 @@ def test_a_kernel_join_to_our_backup_address_is_answered_with_b(bed, backend):
                      backup_addresses={bed.engine_addresses[1]})
     app.endpoint.listen(PORT)
     before = bed.counters()
-    peer = KernelPeer(bed.ns, send_bytes=16 * MB).connect(bed.engine_addresses[0], PORT)
-    assert host.run(until=lambda: peer.done() and app.transfers and _only(app).eof, timeout=60)
-    peer.join()
-    transfer = _only(app)
-    assert peer.received_sha256 == transfer.sent_hash.hexdigest()
-    assert transfer.received_hash.hexdigest() == peer.sent_sha256
+    peer, transfer = _from_kernel_client(bed, app, host, 16 * MB)
     joined = [e for e in _established(transfer) if e.local[0] == bed.engine_addresses[1]]
     assert len(joined) == 1 and joined[0].backup
     moved = bed.ns.counters_since(before)
@@ -433,12 +427,13 @@ def test_corrupted_byte_to_the_kernel_is_met_with_mp_fail(checksum_bed):
     continue as TCP. The kernel keeps what the path delivered: everything arrives, exactly one
     byte differing from what we sent; its own 16 MB reach us whole. (The kernel sends too,
     and more than we do: a Linux 6.18 whose side was already shut down before the fallback
-    never reports the end of the stream to its application. With 3 MB, on an idle machine
-    the kernel sometimes finished before our 10th segment was met with MP_FAIL.)"""
+    never reports the end of the stream to its application. So our 2nd large segment is the
+    one changed, and the kernel sends 16 MB: with 3 MB and the 10th segment, the kernel
+    sometimes finished before the MP_FAIL.)"""
     bed = checksum_bed
     size = 3 * MB
     app, host = _app(bed, bed.engine_addresses[:1], size, checksums=True)
-    host.rewrite_outbound = flip = _flip_payload_byte(10)
+    host.rewrite_outbound = flip = _flip_payload_byte(2)
     peer = KernelPeer(bed.ns, send_bytes=16 * MB, seed=9).listen("0.0.0.0", PORT)
     before = bed.counters()
     app.open((bed.kernel_addresses[0], PORT), host.clock())
