@@ -130,3 +130,29 @@ def test_a_server_that_said_c_refuses_a_join_to_its_initial_address(backend):
         server.receive_packet(syn, 1.0)
         (answer,) = server.packets_to_send(1.0)
         assert bool(pk.parse_packet(answer).flags & pk.RST) is refused
+
+
+def test_announcements_go_one_at_a_time(backend):
+    """Two "signal" addresses: the second ADD_ADDR goes only once the first was echoed, as
+    Linux's path manager sends them (Linux drops, unechoed, an ADD_ADDR that arrives while it
+    still handles the last). Both are echoed and joined."""
+    s2 = "198.18.3.2"
+    paths = {(C0, S0): dict(rate=20e6, delay=0.010), (C0, S1): dict(rate=20e6, delay=0.010),
+             (C0, s2): dict(rate=20e6, delay=0.010)}
+    in_flight = []
+
+    def watch(net, client, server, made, conn):
+        def sample():
+            for t in server.transfers.values():
+                waiting = [e for e in t.conn.announcing.values() if e[2] <= 8]
+                in_flight.append(len(waiting))
+        for i in range(400):
+            net.schedule(i * 0.005, sample)
+    run = transfer(paths, up=2 * MB, client_addresses=(C0,), server_addresses=(S0, S1, s2),
+                   server_config=Config(signal_addresses={S1, s2}, time_wait=0.5),
+                   before_run=watch)
+    run.check_exact(2 * MB, 0)
+    assert max(in_flight) == 1 and in_flight.count(1) >= 2
+    assert run.up[1].conn.announced == {2, 3} and run.up[1].conn.announcing == {}
+    assert {sf.remote for sf in run.conn.all_subflows} == \
+        {bytes([198, 18, 0, 2]), S1_PACKED, bytes([198, 18, 3, 2])}

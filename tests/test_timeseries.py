@@ -22,8 +22,8 @@ MB = 1 << 20
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
-    """2 MB up and 1 MB down over a 5 ms path and a 30 ms path with 2 % loss (one way),
-    captured as the emulator sends each packet."""
+    """2 MB up and 1 MB down over a 5 ms path with 1 % loss and a 30 ms path with 2 % (one
+    way), captured as the emulator sends each packet."""
     path = str(tmp_path_factory.mktemp("ts") / "run.pcap")
     net = Network(seed=5, pcap=path)
     config = Config(time_wait=0.5)
@@ -32,7 +32,7 @@ def capture(tmp_path_factory):
     server.endpoint.listen(PORT)
     net.add_host(client, [C0, C1])
     net.add_host(server, [S0])
-    net.add_path(C0, S0, rate=50e6, delay=0.005)
+    net.add_path(C0, S0, rate=50e6, delay=0.005, loss=0.01)
     net.add_path(C1, S0, rate=50e6, delay=0.030, loss=0.02)
     conn = client.open((S0, PORT), 0.0)
     net.run(until=60.0, stop=lambda: server.transfers and all(
@@ -54,9 +54,9 @@ def test_rtts_retransmissions_and_delays_follow_the_paths(capture):
     assert 5 <= fast["rtt_ms"]["up"]["min"] < 8 and 30 <= slow["rtt_ms"]["up"]["min"] < 34
     assert fast["rtt_ms"]["up"]["p50"] < slow["rtt_ms"]["up"]["p50"]
     # the client's retransmitted segments, counted from the capture, are what its engine
-    # counted (queue overflow in slow start on the fast path, random loss on the slow one)
+    # counted (random loss on both paths)
     assert fast["retransmitted_segments"]["up"] == engine_retransmits[C0] > 0
-    assert slow["retransmitted_segments"]["up"] == engine_retransmits[C1]
+    assert slow["retransmitted_segments"]["up"] == engine_retransmits[C1] > 0
     # the emulator captures each packet as it is sent: in DSN order, no head-of-line wait
     assert numbers["delivery_delay_ms"]["up"]["max"] == 0
     assert series["delivery"]["up"][-1][1] == 2 * MB          # every byte delivered in order

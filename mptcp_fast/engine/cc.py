@@ -22,6 +22,14 @@
   W_max with C = 0.4 and beta = 0.7, the Reno-friendly estimate, and fast convergence.
 
 The initial window is RFC 6928's: min(10 MSS, max(2 MSS, 14,600 bytes)).
+
+Slow start ends early when the path's queue starts to grow (HyStart's delay test, as Linux's
+CUBIC runs it and RFC 9406 §4.2 states it): the subflow hands every RTT sample of an ACK in
+slow start to ``cc.rtt_sample(w, rtt, ack, snd_nxt)``; when the smallest of the first 8
+samples of a round lies at least clamp(last round's smallest / 8, 4 ms, 16 ms) above the
+last round's smallest, ssthresh becomes cwnd. Without it, slow start doubles the window until
+a deep buffer overflows and drops up to half a window at once. (On detection Linux goes to
+congestion avoidance directly, as done here; RFC 9406 would first run Conservative Slow Start.)
 """
 
 from __future__ import annotations
@@ -30,11 +38,17 @@ import math
 
 __all__ = ["Window", "Controller", "Reno", "Lia", "Olia", "Balia", "Cubic", "CONTROLLERS"]
 
+HYSTART_SAMPLES = 8              # RTT samples a round's smallest is taken from (N_RTT_SAMPLE)
+HYSTART_LOW_WINDOW = 16          # segments below which slow start always goes on (Linux)
+HYSTART_MIN_DELAY = 0.004        # the delay increase that counts, clamped (MIN_RTT_THRESH)
+HYSTART_MAX_DELAY = 0.016        # (MAX_RTT_THRESH)
+
 
 class Window:
     """One subflow's congestion state, in bytes."""
     __slots__ = ("mss", "cwnd", "ssthresh", "srtt", "w_max", "k", "epoch_start", "w_est",
-                 "origin", "acked_before_loss", "acked_since_loss")
+                 "origin", "acked_before_loss", "acked_since_loss", "round_end", "round_min",
+                 "last_round_min", "round_samples", "hystart_exit")
 
     def __init__(self, mss: int):
         if not 64 <= mss <= 65535:
@@ -52,6 +66,12 @@ class Window:
         # OLIA's l1 and l2: bytes acknowledged between the last two losses, and since the last
         self.acked_before_loss = 0
         self.acked_since_loss = 0
+        # HyStart (see the module text): the round ends when ``round_end`` is acknowledged
+        self.round_end = 0
+        self.round_min = math.inf                # the smallest RTT sample of this round
+        self.last_round_min = math.inf           # ... and of the last one
+        self.round_samples = 0
+        self.hystart_exit = False                # slow start was left on a delay increase
 
     @property
     def in_slow_start(self) -> bool:
@@ -67,8 +87,9 @@ class Controller:
     a loss. One controller per connection, so a coupled one sees every subflow."""
     name = "base"
 
-    def __init__(self):
+    def __init__(self, hystart: bool = True):
         self.windows: list[Window] = []
+        self.hystart = hystart                   # the delay test of the module text
 
     def add_subflow(self, mss: int) -> Window:
         window = Window(mss)
@@ -77,6 +98,28 @@ class Controller:
 
     def remove_subflow(self, window: Window) -> None:
         self.windows.remove(window)
+
+    def rtt_sample(self, w: Window, rtt: float, ack: int, snd_nxt: int) -> None:
+        """HyStart's delay test (see the module text) on one RTT sample (seconds) of an ACK
+        for ``ack``, ``snd_nxt`` being the next sequence number to send, both relative."""
+        if not self.hystart or not w.in_slow_start:
+            return
+        if ack >= w.round_end:                   # a new round: what was sent is the next
+            w.round_end = snd_nxt
+            w.last_round_min = w.round_min
+            w.round_min = math.inf
+            w.round_samples = 0
+        w.round_samples += 1
+        if w.round_samples > HYSTART_SAMPLES:
+            return
+        if rtt < w.round_min:
+            w.round_min = rtt
+        if w.round_samples == HYSTART_SAMPLES and w.last_round_min != math.inf \
+                and w.cwnd >= HYSTART_LOW_WINDOW * w.mss:
+            threshold = min(max(w.last_round_min / 8, HYSTART_MIN_DELAY), HYSTART_MAX_DELAY)
+            if w.round_min >= w.last_round_min + threshold:
+                w.ssthresh = w.cwnd
+                w.hystart_exit = True
 
     def on_ack(self, w: Window, acked: int, now: float, segments: int = 1) -> None:
         """``acked`` new bytes acknowledged by one ACK that covered ``segments`` full-sized
@@ -203,6 +246,28 @@ class Olia(Controller):
     the window as Reno does; slow start is Reno's.
     """
     name = "olia"
+
+    def rtt_sample(self, w: Window, rtt: float, ack: int, snd_nxt: int) -> None:
+        """HyStart's delay test (see the module text) on one RTT sample (seconds) of an ACK
+        for ``ack``, ``snd_nxt`` being the next sequence number to send, both relative."""
+        if not self.hystart or not w.in_slow_start:
+            return
+        if ack >= w.round_end:                   # a new round: what was sent is the next
+            w.round_end = snd_nxt
+            w.last_round_min = w.round_min
+            w.round_min = math.inf
+            w.round_samples = 0
+        w.round_samples += 1
+        if w.round_samples > HYSTART_SAMPLES:
+            return
+        if rtt < w.round_min:
+            w.round_min = rtt
+        if w.round_samples == HYSTART_SAMPLES and w.last_round_min != math.inf \
+                and w.cwnd >= HYSTART_LOW_WINDOW * w.mss:
+            threshold = min(max(w.last_round_min / 8, HYSTART_MIN_DELAY), HYSTART_MAX_DELAY)
+            if w.round_min >= w.last_round_min + threshold:
+                w.ssthresh = w.cwnd
+                w.hystart_exit = True
 
     def on_ack(self, w: Window, acked: int, now: float, segments: int = 1) -> None:
         if acked > 0:

@@ -23,6 +23,8 @@ class Config:
                                        # the HMAC'd ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00)
     checksums: bool = False            # ask for DSS checksums (Linux: net.mptcp.checksum_enabled=0)
     congestion_control: str = "lia"    # "lia" (RFC 6356, coupled), "reno", "cubic"
+    hystart: bool = True               # leave slow start when the queue grows (RFC 9406 §4.2,
+                                       # as Linux's CUBIC; mptcp_fast.engine.cc)
     scheduler: str = "lowest-rtt"      # "lowest-rtt", "round-robin", "redundant"
     max_subflows: int = 8              # subflows per connection, the initial one included
     # -- the path manager (RFC 8684 §3.4; the model of Linux's in-kernel PM and `ip mptcp`).

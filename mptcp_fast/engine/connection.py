@@ -31,7 +31,7 @@ from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
 from mptcp_fast.engine.fallback import Fallback
 from mptcp_fast.engine.integrity import ChecksumHold
-from mptcp_fast.engine.pathmanager import PathManagement, _text
+from mptcp_fast.engine.pathmanager import ANNOUNCE_TRIES, PathManagement, _text
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.connection (docs/design.md, "Two backends, one API").
@@ -98,7 +98,7 @@ def _shows_full_establishment(mptcp) -> bool:
 
 def _announcement_due(announcing: dict, now: float) -> bool:
     """An ADD_ADDR is due to be sent (again) and has tries left."""
-    return any(e[1] <= now and e[2] <= 8 for e in announcing.values())
+    return any(e[1] <= now and e[2] <= ANNOUNCE_TRIES for e in announcing.values())
 
 
 class Connection(_ConnectionState, PathManagement, Fallback):
@@ -110,7 +110,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.version = config.version               # 1: RFC 8684; 0: RFC 6824
         self.send_buffer = config.send_buffer       # read per send() and ACK (Config is frozen)
         self.receive_window = config.receive_window
-        self.cc = CONTROLLERS[config.congestion_control]()
+        self.cc = CONTROLLERS[config.congestion_control](config.hystart)
         self.scheduler = SCHEDULERS[config.scheduler]()
         self.redundant = config.scheduler == "redundant"   # every byte on every subflow
         self.subflows: list[Subflow] = []           # live ones (CLOSED ones leave the list)
@@ -872,13 +872,17 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if extra and self.queue is not None:
             return extra + [opt.Dss(self.queue.data_ack, True)]
         now = self.endpoint.now
+        given_up = False
         for entry in self.announcing.values():
             if entry[1] <= now and sf.usable:         # due: send it, and again after an RTO
                 entry[2] += 1
                 entry[1] = now + min(sf.rtt.rto * (2 ** entry[2]), 60.0)
-                if entry[2] > (8 if self.version == 1 else 2):
-                    continue                          # never echoed (v0 has no echo): done
+                if entry[2] > (ANNOUNCE_TRIES if self.version == 1 else 2):
+                    given_up = True                   # never echoed (v0 has no echo): done
+                    continue
                 return [entry[0]]
+        if given_up and self.version == 1:
+            self.signal(now)                          # the next address may go
         if self.queue is None or self.terminated == "aborted" or self.fallback:
             return []
         if self.fin_dsn is not None and not self.fin_acked:
@@ -1039,7 +1043,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             if t is not None and (best is None or t < best):
                 best = t
         for entry in self.announcing.values():
-            if entry[2] <= 8 and (best is None or entry[1] < best):
+            if entry[2] <= ANNOUNCE_TRIES and (best is None or entry[1] < best):
                 best = entry[1]
         return best
 

@@ -61,6 +61,17 @@ def _live_subflows_to(subflows, address: bytes, port: int) -> int:
     return count
 
 
+ANNOUNCE_TRIES = 8      # ADD_ADDR sent at most this often (v1) before it is given up
+
+
+def _in_flight(announcing: dict) -> bool:
+    """Whether one of our ADD_ADDRs still waits for its echo (tries left)."""
+    for entry in announcing.values():
+        if entry[2] <= ANNOUNCE_TRIES:
+            return True
+    return False
+
+
 def _subflows_to(subflows, address_id: int) -> int:
     """How many of ``subflows`` go to the peer's address ``address_id``."""
     count = 0
@@ -149,8 +160,13 @@ class PathManagement:
         return self._open_join(address, self.remote[0], self.remote[1], now) is not None
 
     def signal(self, now: float) -> None:
-        """Announce the "signal" addresses (Config.signal_addresses) that the endpoint has."""
+        """Announce the "signal" addresses (Config.signal_addresses) that the endpoint has. In
+        v1 one at a time, the next once the last was echoed or given up, as Linux's path
+        manager does: Linux takes one received ADD_ADDR at a time and drops, unechoed, one
+        that arrives while it still handles the last (its AddAddrDrop counter)."""
         if self.fallback or self.terminated or self.keys is None:
+            return
+        if self.version == 1 and _in_flight(self.announcing):
             return
         for address in self.endpoint.addresses:
             if address in self.config.signal_addresses and address != self.local[0]:
@@ -158,6 +174,8 @@ class PathManagement:
                 if address_id not in self.announcing and address_id not in self.announced:
                     self.announce(address, now=now)
                     self.announced.add(address_id)
+                    if self.version == 1:
+                        return
 
     def accept_join(self, seg, join_syn, now: float) -> bool:
         """Server side: an MP_JOIN SYN for this connection (token already matched). Refused
@@ -258,6 +276,7 @@ class PathManagement:
             if mine is not None and mine[0].address_packed == o.address_packed:
                 del self.announcing[o.address_id]
                 self.announced.add(o.address_id)
+                self.signal(now)                      # the next address, if any
             return
         if not self.keys.verify_add_addr(o):
             self.bad_add_addr += 1

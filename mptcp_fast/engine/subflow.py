@@ -614,6 +614,8 @@ class Subflow:
         if seg.tsval is not None and self.ts_ok:
             self.ts_recent = seg.tsval
         if ack > self.snd_una:
+            if self.window.cwnd < self.window.ssthresh and self.ts_ok:
+                self._slow_start_delay(seg, ack, now)
             self._cumulative_ack(ack, now)
         elif (ack == self.snd_una and self.has_outstanding() and not seg.payload
               and not seg.flags & (_SYN | _FIN)):
@@ -625,6 +627,16 @@ class Subflow:
                 self._mark_lost_first()
             if self.has_lost():
                 self._enter_recovery(now)
+
+    def _slow_start_delay(self, seg, ack: int, now: float) -> None:
+        """In slow start, the RTT the ACK's timestamp echo measures (RFC 7323 §4.1; 1 ms
+        resolution) goes to the congestion controller's HyStart test (engine.cc)."""
+        tsecr = seg.tsecr
+        if tsecr is None or tsecr == 0:
+            return
+        elapsed = (self._tsval(now) - tsecr) & MASK32
+        if elapsed < 60000:                       # not a stale or forged echo
+            self.conn.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
 
     def _cumulative_ack(self, ack: int, now: float) -> None:
         acked = ack - self.snd_una

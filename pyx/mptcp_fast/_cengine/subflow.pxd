@@ -167,6 +167,7 @@ cdef class Subflow:
     cpdef _process_ack(self, Incoming seg, double now)
     @cython.locals(entry=_Sent, head=Py_ssize_t, n=Py_ssize_t, acked=cython.longlong,
                    data_acked=cython.longlong, fin_acked=bint)
+    cpdef _slow_start_delay(self, Incoming seg, long long ack, double now)
     cpdef _cumulative_ack(self, long long ack, double now)
     @cython.locals(nxt=cython.longlong, end=cython.longlong, filled=bint)
     cpdef _receive_payload(self, long long seq, object payload, Incoming seg, double now)
