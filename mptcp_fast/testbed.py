@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import socket
 import threading
+import time
 
 from . import kernel
 from . import packet as pk
@@ -28,13 +29,23 @@ from .engine.apps import pattern
 from .netns import Namespace, veth_pair
 from .tun import TunDevice
 
-__all__ = ["TunBed", "VethBed", "KernelPeer", "kernel_namespace", "path_addresses", "fix_tcp_checksum",
+__all__ = ["TunBed", "TunPairBed", "VethBed", "KernelPeer", "kernel_namespace", "path_addresses",
+           "stream", "fix_tcp_checksum",
            "find_mptcp_option"]
 
 
-def path_addresses(i: int) -> tuple[str, str]:
-    """(kernel side, engine or second-kernel side) of path ``i``: 198.18.{2i}.1 / .2."""
+def path_addresses(i: int, ipv6: bool = False) -> tuple[str, str]:
+    """(kernel side, engine or second-kernel side) of path ``i``: 198.18.{2i}.1 / .2, or with
+    ``ipv6`` 2001:2:0:{i}::1 / ::2 (the IPv6 benchmarking range)."""
+    if ipv6:
+        return f"2001:2:0:{i}::1", f"2001:2:0:{i}::2"
     return f"198.18.{2 * i}.1", f"198.18.{2 * i}.2"
+
+
+def stream(seed: int, size: int) -> bytes:
+    """The first ``size`` bytes of the seeded stream that BulkApp and KernelPeer send."""
+    block = pattern(seed)[:len(pattern(seed)) // 2]
+    return (block * (size // len(block) + 1))[:size]
 
 
 def fix_tcp_checksum(packet: bytearray) -> bytearray:
@@ -104,17 +115,21 @@ class _Bed:
 
 class TunBed(_Bed):
     """See the module text. ``paths`` paths; ``offload``: the TUN device with GSO/checksum
-    offload (TunDevice); ``checksums``: the kernel's net.mptcp.checksum_enabled."""
+    offload (TunDevice); ``checksums``: the kernel's net.mptcp.checksum_enabled; ``ipv6``: the
+    paths are IPv6 (``path_addresses``), with duplicate address detection off."""
 
     def __init__(self, name: str = "mft", paths: int = 2, offload: bool = True,
-                 checksums: bool = False, mtu: int = 1500):
+                 checksums: bool = False, mtu: int = 1500, ipv6: bool = False):
         self.ns = kernel_namespace(f"{name}-k", checksums)
         self.device = None
         try:
             self.device = TunDevice(f"{name}0", offload=offload, mtu=mtu)
-            self.kernel_addresses = [path_addresses(i)[0] for i in range(paths)]
-            self.engine_addresses = [path_addresses(i)[1] for i in range(paths)]
-            self.device.configure([a + "/24" for a in self.kernel_addresses], netns=self.ns.name)
+            self.kernel_addresses = [path_addresses(i, ipv6)[0] for i in range(paths)]
+            self.engine_addresses = [path_addresses(i, ipv6)[1] for i in range(paths)]
+            self.device.configure([], netns=self.ns.name)
+            for address in self.kernel_addresses:
+                self.ns.ip("addr", "add", address + ("/64" if ipv6 else "/24"),
+                           "dev", self.device.name, *(["nodad"] if ipv6 else []))
         except BaseException:
             self.close()
             raise
@@ -130,6 +145,42 @@ class TunBed(_Bed):
         if self.device is not None:
             self.device.close()
         self.ns.delete()
+
+
+class TunPairBed(_Bed):
+    """Two kernels, ``<name>-a`` (198.18.{2i}.1) and ``<name>-b`` (198.18.{2i}.2), each behind
+    a TUN device whose /24s route the other's addresses into this process, joined by a
+    ``TunBridge`` (``bed.bridge``): the kernel<->kernel reference over the impairments the
+    engine's TunBed runs on."""
+
+    def __init__(self, name: str = "mfp", paths: int = 2, checksums: bool = False):
+        from .tunhost import TunBridge
+        self.a = kernel_namespace(f"{name}-a", checksums)
+        self.b = kernel_namespace(f"{name}-b", checksums)
+        self.devices = []
+        try:
+            self.a_addresses = [path_addresses(i)[0] for i in range(paths)]
+            self.b_addresses = [path_addresses(i)[1] for i in range(paths)]
+            for ns, addresses, tag in ((self.a, self.a_addresses, "a"),
+                                       (self.b, self.b_addresses, "b")):
+                device = TunDevice(f"{name}{tag}0", offload=False)
+                self.devices.append(device)
+                device.configure([a + "/24" for a in addresses], netns=ns.name)
+            self.bridge = TunBridge(*self.devices)
+        except BaseException:
+            self.close()
+            raise
+
+    def endpoint(self, side: str, i: int, *flags: str) -> None:
+        ns, addresses = (self.a, self.a_addresses) if side == "a" else (self.b, self.b_addresses)
+        device = self.devices[0 if side == "a" else 1]
+        ns.ip("mptcp", "endpoint", "add", addresses[i], "dev", device.name, *flags)
+
+    def close(self) -> None:
+        for device in self.devices:
+            device.close()
+        self.a.delete()
+        self.b.delete()
 
 
 class VethBed(_Bed):
@@ -167,15 +218,26 @@ class VethBed(_Bed):
 
 class KernelPeer:
     """A kernel MPTCP socket inside ``ns`` (None: this process's namespace), in a thread:
-    ``listen(address, port)`` or ``connect(address, port)``, then it sends ``send_bytes`` of the stream ``seed`` (and shuts
-    its side down) while it reads to the end. ``mptcp=False`` makes a plain TCP socket.
+    ``listen(address, port)`` or ``connect(address, port)``, then it sends ``send_bytes`` of
+    the stream ``seed`` (and shuts its side down) while it reads to the end. ``mptcp=False``
+    makes a plain TCP socket.
+    ``hold``: seconds after the connection opens before its side is shut down at the earliest.
+    Linux accepts and opens MP_JOINs only while the MPTCP socket is ESTABLISHED (not once it
+    sent its DATA_FIN), so a peer that sends little would end before any join; the kernel's
+    own selftests (mptcp_connect -j) wait in the same way. ``family``: AF_INET6 for an IPv6
+    socket (IPv4 peers are then reached as v4-mapped addresses).
 
     After ``join()``: ``received``, ``received_sha256``, ``sent_sha256``, ``info`` (MptcpInfo
     or None), ``subflows`` (their addresses), ``error`` (an exception, or None)."""
 
     def __init__(self, ns: Namespace, send_bytes: int = 0, seed: int = 1, mptcp: bool = True,
-                 close_after_read: bool = True):
+                 close_after_read: bool = True, hold: float = 0.0,
+                 family: int = socket.AF_INET, congestion: str | None = None):
         self.ns = ns
+        self.congestion = congestion
+        self.hold = hold
+        self.family = family
+        self.opened_at = None
         self.send_bytes = send_bytes
         self.seed = seed
         self.mptcp = mptcp
@@ -194,8 +256,12 @@ class KernelPeer:
     def _socket(self) -> socket.socket:
         with self.ns.entered() if self.ns is not None else contextlib.nullcontext():
             if self.mptcp:
-                return kernel.mptcp_socket()
-            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock = kernel.mptcp_socket(self.family)
+            else:
+                sock = socket.socket(self.family, socket.SOCK_STREAM)
+        if self.congestion is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, self.congestion.encode())
+        return sock
 
     def listen(self, address: str, port: int) -> "KernelPeer":
         self._listener = self._socket()
@@ -223,6 +289,7 @@ class KernelPeer:
     def _run(self, make) -> None:
         try:
             self.sock = sock = make()
+            self.opened_at = time.monotonic()
             self.connected.set()
             sender = threading.Thread(target=self._send, args=(sock,), daemon=True)
             sender.start()
@@ -257,6 +324,9 @@ class KernelPeer:
                 sock.sendall(piece)
                 digest.update(piece)
                 sent += len(piece)
+            wait = self.opened_at + self.hold - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
             sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
             self.error = exc

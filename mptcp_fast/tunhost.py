@@ -10,7 +10,10 @@ is the monotonic clock.
 
 Impairments live here, in the packet path this process owns (the kernel here has no netem):
 ``host.impair(address, loss=0.01, delay=0.02, down=False)`` applies to every packet to or from
-one of the engine's addresses, both directions, from a seeded generator. A test that plays
+``address``, both directions, from a seeded generator: one of the engine's addresses, or one
+of the peer's (a path the peer opens to a single engine address is told apart by its own).
+``rate=`` and ``queue=`` add a FIFO with tail drop and ``reorder=`` lets packets overtake the
+delayed ones, as netem's rate, limit and reorder do. A test that plays
 middlebox or attacker sets ``host.rewrite_inbound`` / ``host.rewrite_outbound`` to a function
 of a packet that returns the packet to deliver instead (edited) or None (dropped).
 """
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 
 from . import _check
 
-__all__ = ["TunHost", "Impairment"]
+__all__ = ["TunHost", "TunBridge", "Impairment"]
 
 
 @dataclass
@@ -36,8 +39,11 @@ class Impairment:
     down: bool = False           # every packet dropped
     rate: float = 0.0            # bits per second each way (0: unlimited), a FIFO in front
     queue: int = 1_500_000       # bytes that FIFO holds (tail drop beyond, as netem's limit)
+    reorder: float = 0.0         # the chance a packet skips the delay and overtakes the
+                                 # packets held (netem's "delay D reorder P")
     dropped: int = 0
     delayed: int = 0
+    reordered: int = 0
     busy_until: tuple = (0.0, 0.0)   # when the link is free again: (outbound, inbound)
 
 
@@ -60,22 +66,31 @@ class TunHost:
 
     # ------------------------------------------------------------------ impairments
     def impair(self, address, loss: float = 0.0, delay: float = 0.0,
-               down: bool = False, rate: float = 0.0, queue: int = 1_500_000) -> Impairment:
-        """Impair every packet to or from ``address`` (one of the engine's); replaces what was
-        set for it before. ``rate`` (bits per second, each way) serialises the packets
-        through a FIFO of ``queue`` bytes, as netem's rate and limit do. Returns the record,
-        whose counters say what was done."""
+               down: bool = False, rate: float = 0.0, queue: int = 1_500_000,
+               reorder: float = 0.0) -> Impairment:
+        """Impair every packet to or from ``address`` (one of the engine's, or of the peer's:
+        a rule for the engine's address is applied first); replaces what was set for it
+        before. ``rate`` (bits per second, each way) serialises the packets through a FIFO
+        of ``queue`` bytes, as netem's rate and limit do; ``reorder`` is the chance a packet
+        is not delayed (netem's reorder: it overtakes those held). Returns the record, whose
+        counters say what was done."""
         packed = _check.address("address", address)
-        if not 0.0 <= loss <= 1.0 or delay < 0 or rate < 0 or queue <= 0:
-            raise ValueError("need 0 <= loss <= 1, delay >= 0, rate >= 0 and queue > 0")
-        record = self._impairments[packed] = Impairment(loss, delay, down, rate, queue)
+        if not 0.0 <= loss <= 1.0 or delay < 0 or rate < 0 or queue <= 0 \
+                or not 0.0 <= reorder <= 1.0 or (reorder and not delay):
+            raise ValueError("need 0 <= loss <= 1, delay >= 0, rate >= 0, queue > 0 and "
+                             "0 <= reorder <= 1 (with a delay to overtake)")
+        record = self._impairments[packed] = Impairment(loss, delay, down, rate, queue, reorder)
         return record
 
-    def _judge(self, packet, address: bytes, inbound: bool, now: float) -> bool:
-        """Apply the impairment of ``address``: True when the packet goes on now."""
-        rule = self._impairments.get(address)
+    def _judge(self, packet, ends: tuple, inbound: bool, now: float) -> bool:
+        """Apply the impairment of the packet's engine-side address, else of its peer-side
+        one (``ends``: source, destination): True when the packet goes on now."""
+        ours, theirs = (ends[1], ends[0]) if inbound else ends
+        rule = self._impairments.get(ours)
         if rule is None:
-            return True
+            rule = self._impairments.get(theirs)
+            if rule is None:
+                return True
         if rule.down or (rule.loss and self._rng.random() < rule.loss):
             rule.dropped += 1
             return False
@@ -88,7 +103,10 @@ class TunHost:
             release = free + len(packet) * 8 / rule.rate
             rule.busy_until = (release, rule.busy_until[1]) if not inbound \
                 else (rule.busy_until[0], release)
-        release += rule.delay
+        if rule.reorder and self._rng.random() < rule.reorder:
+            rule.reordered += 1                   # sent at once: it overtakes the held ones
+        else:
+            release += rule.delay
         if release > now:
             rule.delayed += 1
             self._order += 1
@@ -114,8 +132,7 @@ class TunHost:
         kept = []
         for packet in packets:
             ends = self._addresses(packet)
-            if ends is None or self._judge(packet, ends[1] if inbound else ends[0],
-                                           inbound, now):
+            if ends is None or self._judge(packet, ends, inbound, now):
                 kept.append(packet)
         return kept
 
@@ -161,6 +178,50 @@ class TunHost:
 
     def run(self, until=None, timeout: float | None = None) -> bool:
         """Turn until ``until()`` is true (True) or ``timeout`` seconds pass (False)."""
+        end = None if timeout is None else self.clock() + timeout
+        while until is None or not until():
+            if end is not None and self.clock() >= end:
+                return False
+            self.step()
+        return True
+
+
+class TunBridge:
+    """Two TUN devices joined through this process: every packet read from one is written to
+    the other, through the impairments of a TunHost (``bridge.impair(...)``, the same rules;
+    packets from ``a`` to ``b`` count as inbound, ``b`` playing the engine's side). The
+    kernel<->kernel reference over the very paths the engine is tested on (this kernel has
+    no netem)."""
+
+    def __init__(self, a, b, seed: int = 0, clock=time.monotonic):
+        self.a, self.b = a, b
+        self._host = TunHost(None, a, seed, clock)
+        self._host._poll.register(b.fileno(), select.POLLIN)
+        self.impair = self._host.impair
+        self.clock = clock
+
+    def step(self, timeout: float = 0.05) -> None:
+        host, now = self._host, self.clock()
+        deadline = now + timeout
+        if host._held:
+            deadline = min(deadline, host._held[0][0])
+        wait_ms = max(0, int((deadline - now) * 1000 + 0.999))
+        if wait_ms:
+            host._poll.poll(wait_ms)
+        now = self.clock()
+        to_b = host._filter(self.a.read_batch(), True, now)
+        to_a = host._filter(self.b.read_batch(), False, now)
+        held = host._held
+        while held and held[0][0] <= now:
+            _, _, inbound, packet = heapq.heappop(held)
+            (to_b if inbound else to_a).append(packet)
+        for packet in to_b:
+            self.b.write(packet)
+        for packet in to_a:
+            self.a.write(packet)
+
+    def run(self, until=None, timeout: float | None = None) -> bool:
+        """Forward until ``until()`` is true (True) or ``timeout`` seconds pass (False)."""
         end = None if timeout is None else self.clock() + timeout
         while until is None or not until():
             if end is not None and self.clock() >= end:

@@ -12,13 +12,13 @@ import pytest
 
 from mptcp_fast import aio
 from mptcp_fast.engine import Config
-from mptcp_fast.netns import have_root
 from mptcp_fast.testbed import KernelPeer, TunBed
 
-from test_kernel_interop import _kernel_mptcp, _stream
+from mptcp_fast.conformance import why_unavailable
+from mptcp_fast.testbed import stream as _stream
 
 pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(not have_root() or not _kernel_mptcp(),
+              pytest.mark.skipif(why_unavailable() is not None,
                                  reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")]
 
 MB = 1_000_000

@@ -14,12 +14,11 @@ import time
 
 import pytest
 
-from mptcp_fast.netns import have_root
 from mptcp_fast.testbed import KernelPeer, kernel_namespace
 
-from test_kernel_interop import _kernel_mptcp
+from mptcp_fast.conformance import why_unavailable
 
-root_only = pytest.mark.skipif(not have_root() or not _kernel_mptcp(),
+root_only = pytest.mark.skipif(why_unavailable() is not None,
                                reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")
 CLI = [sys.executable, "-m", "mptcp_fast"]
 TUN = ["--tun-address", "198.18.0.1/24", "--tun-address", "198.18.2.1/24"]

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from mptcp_fast import packet as pk
-from mptcp_fast.tunhost import TunHost
+from mptcp_fast.tunhost import TunBridge, TunHost
 
 ENGINE, KERNEL = "198.18.0.2", "198.18.0.1"
 
@@ -56,6 +56,61 @@ def test_rate_and_delay_add_up(host):
 
 
 def test_bad_impairments_are_refused(host):
-    for kwargs in (dict(rate=-1), dict(queue=0), dict(loss=2), dict(delay=-1)):
+    for kwargs in (dict(rate=-1), dict(queue=0), dict(loss=2), dict(delay=-1),
+                   dict(reorder=0.5), dict(delay=0.01, reorder=1.5)):
         with pytest.raises(ValueError):
             host.impair(ENGINE, **kwargs)
+
+
+def test_reordered_packets_skip_the_delay_and_overtake(host):
+    """netem's "delay D reorder P": a packet goes at once with chance P, the others wait D; of
+    2,000 packets about P go first, from the seeded generator (the same each run)."""
+    rule = host.impair(ENGINE, delay=0.05, reorder=0.25)
+    sent = [_packet(100 + i % 50) for i in range(2000)]
+    at_once = host._filter(sent, False, 1.0)
+    assert len(at_once) == rule.reordered and 400 < rule.reordered < 600
+    assert rule.delayed == 2000 - rule.reordered == len(host._held)
+    assert all(t == 1.05 for t, *_ in host._held)
+
+
+def test_a_rule_for_the_peers_address_applies_when_ours_has_none(host):
+    """A path the peer opens from its second address to our single one is told apart by the
+    peer's address; a rule for our address comes first."""
+    peer_rule = host.impair(KERNEL, down=True)
+    assert host._filter([_packet(200)], False, 1.0) == []
+    assert host._filter([_packet(200, inbound=True)], True, 1.0) == []
+    assert peer_rule.dropped == 2
+    ours = host.impair(ENGINE, delay=0.01)
+    assert host._filter([_packet(200)], False, 1.0) == [] and ours.delayed == 1
+    assert peer_rule.dropped == 2
+
+
+class _Queue(_Device):
+    """A device whose reads are what a test put in ``inbox`` and whose writes are kept."""
+    def __init__(self):
+        super().__init__()
+        self.inbox, self.written = [], []
+
+    def read_batch(self):
+        batch, self.inbox = self.inbox, []
+        return batch
+
+    def write(self, packet):
+        self.written.append(packet)
+
+
+def test_a_bridge_forwards_both_ways_through_the_impairments():
+    """TunBridge (the kernel<->kernel reference): what one device gives goes to the other,
+    held by the rule's delay; packets from ``a`` to ``b`` count as inbound."""
+    a, b = _Queue(), _Queue()
+    now = [5.0]
+    bridge = TunBridge(a, b, clock=lambda: now[0])
+    bridge.impair(ENGINE, delay=0.010)                       # b's side of the path
+    a.inbox.append(_packet(300, inbound=True))               # kernel a -> engine address
+    b.inbox.append(_packet(200))                             # and back
+    bridge.step(timeout=0)
+    assert a.written == b.written == []                      # both held 10 ms
+    now[0] = 5.011
+    bridge.step(timeout=0)
+    assert [len(p) for p in b.written] == [300] and [len(p) for p in a.written] == [200]
+    a.close(), b.close()
