@@ -10,6 +10,7 @@ impairments. ``--cc`` picks the kernel sockets' congestion control (default: the
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from mptcp_fast import _backend
@@ -41,6 +42,8 @@ def engine(rates, delays, role, sends, cc) -> float:
     sf.simult_flows(judge, rates, delays, role, sends)
     assert all(held for text, held in judge.checks if not text.startswith("took")), judge.checks
     (took,) = [text for text, _ in judge.checks if text.startswith("took")]
+    print(f"  {rates} {delays} engine {role} {'sends' if sends else 'receives'}: {took}",
+          file=sys.stderr, flush=True)
     return float(took.split()[1])
 
 

@@ -238,6 +238,7 @@ class KernelPeer:
         self.hold = hold
         self.family = family
         self.opened_at = None
+        self.finished_at = None           # when reading met the end of the stream
         self.send_bytes = send_bytes
         self.seed = seed
         self.mptcp = mptcp
@@ -302,6 +303,7 @@ class KernelPeer:
                     break
                 digest.update(view[:n])
                 self.received += n
+            self.finished_at = time.monotonic()
             sender.join()
             self.received_sha256 = digest.hexdigest()
             self._record(sock)

@@ -228,7 +228,7 @@ def announced_again(judge):
         moved = bed.ns.counters_since(before)
         # every announcement echoed: two, or three when the kernel announced the re-added
         # endpoint both for the endpoint and from its worker (seen under load)
-        judge.at_least("AddAddrTx", moved.get("MPTcpExtAddAddrTx", 0), 2)
+        judge.counter_at_least(moved, "AddAddrTx", 2)
         judge.equal("EchoAdd = AddAddrTx", moved.get("MPTcpExtEchoAdd", 0),
                     moved.get("MPTcpExtAddAddrTx", 0))
         _count(judge, bed, before, MPJoinSynRx=2, RmAddrTx=1)

@@ -76,11 +76,16 @@ class Engine:
         peer.join()
         return done
 
-    def elapsed(self) -> float:
-        """Seconds from open/listen to the end of our transfer's stream."""
+    def elapsed(self, peer) -> float:
+        """Seconds from open/listen until both sides read the other's whole stream (our
+        transfer's end of stream, the kernel's peer's; the host's clock is the monotonic
+        one, as the peer's)."""
         transfer = self.transfer
-        end = transfer.eof_at if transfer is not None and transfer.eof_at else self.host.clock()
-        return end - self.started
+        ours = transfer.eof_at if transfer is not None and transfer.eof_at else None
+        theirs = peer.finished_at
+        if ours is None or theirs is None:
+            return self.host.clock() - self.started
+        return max(ours, theirs) - self.started
 
 
 def established(transfer) -> list:

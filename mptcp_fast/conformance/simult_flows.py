@@ -49,7 +49,7 @@ def simult_flows(judge, rates, delays, engine_role, engine_sends_large):
             engine.listen()
             peer.connect(bed.engine_addresses[0], PORT)
         finished = engine.exchange(peer, timeout=bound(rates) * 3)
-        elapsed = engine.elapsed()
+        elapsed = engine.elapsed(peer)
         judge_exact(judge, engine, peer, finished)
         judge.check(f"took {elapsed:.2f} s, at most {bound(rates):.2f} s",
                     elapsed <= bound(rates))
