@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import selectors
 import socket
 import subprocess
@@ -47,7 +46,7 @@ def echo_server(host: str, port: int) -> None:
                 except BlockingIOError:
                     continue
                 conn.setblocking(False)
-                pending[conn] = [bytearray(), False]
+                pending[conn] = [bytearray(), False, bytearray(), 0]
                 sel.register(conn, selectors.EVENT_READ, None)
                 continue
             state = pending[sock]
@@ -62,6 +61,7 @@ def echo_server(host: str, port: int) -> None:
                     state[1] = True                  # the client ended its stream
                 elif data:
                     state[0] += data
+                    _check_arrival(state, data)
             if state[0]:
                 try:
                     sent = sock.send(state[0])
@@ -85,14 +85,37 @@ def echo_server(host: str, port: int) -> None:
             sel.modify(sock, want or selectors.EVENT_WRITE, None)
 
 
+def _check_arrival(state, data: bytes) -> None:
+    """The echo server's check of the words that arrived (see _stream): the first that is
+    not where it belongs is reported once per connection."""
+    state[2] += data
+    whole = len(state[2]) // 8 * 8
+    for i in range(0, whole, 8):
+        word = int.from_bytes(state[2][i:i + 8], "big")
+        index = state[3] + i // 8
+        if state[3] >= 0 and (word & ((1 << 40) - 1)) != index:
+            print(f"server: stream {word >> 40} word {index} (offset {index * 8}) holds "
+                  f"word {word & ((1 << 40) - 1)}", flush=True)
+            state[3] = -(1 << 60)
+            break
+    if state[3] >= 0:
+        state[3] += whole // 8
+    del state[2][:whole]
+
+
 def _stream(seed: int, size: int) -> bytes:
-    return random.Random(seed).randbytes(size)
+    """Each 8-byte word says whose stream it is and where it belongs: (seed << 40) | index,
+    so the echo server can check what arrives as well as the client what comes back."""
+    return b"".join(((seed << 40) | i).to_bytes(8, "big") for i in range(size // 8))
 
 
-async def _client(port: int, seed: int, size: int, results: dict) -> None:
+async def _client(port, seed: int, size: int, results: dict) -> None:
     data = _stream(seed, size)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if callable(port):                           # a kernel MPTCP socket, no proxy
+            reader, writer = await port()
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError as exc:
         results["failed"] += 1
         results.setdefault("errors", {}).setdefault(str(exc), 0)
@@ -127,13 +150,48 @@ async def _client(port: int, seed: int, size: int, results: dict) -> None:
         results["corrupt"] += 1
         first = next(i for i in range(min(len(got), size)) if got[i] != data[i]) \
             if len(got) and got[:size] != data[:len(got)] else len(got)
-        results.setdefault("corrupt_at", []).append((first, len(got)))
+        got_bytes = bytes(got)
+        results.setdefault("corrupt_at", []).append(
+            (first, len(got), data.find(got_bytes[first:first + 64]),
+             got_bytes.find(data[first:first + 64]), _mismatch_end(got_bytes, data, first)))
+
+
+def _mismatch_end(got: bytes, data: bytes, first: int) -> int:
+    """Where the received stream agrees with the sent one again after ``first``."""
+    i = first
+    while i < min(len(got), len(data)) and got[i] != data[i]:
+        i += 1
+    while i < min(len(got), len(data)) and got[i:i + 1024] != data[i:i + 1024]:
+        i += 1024
+    return i
 
 
 async def _clients(port: int, n: int, size: int, seed: int) -> dict:
     results = {"exact": 0, "short": 0, "corrupt": 0, "failed": 0}
     await asyncio.gather(*(_client(port, seed + i, size, results) for i in range(n)))
     return results
+
+
+def _direct(bed, host: str, port: int):
+    """An opener of kernel MPTCP connections from the proxy's namespace to the server."""
+    async def open_():
+        with bed.b.entered():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        sock.connect_ex((host, port))               # EINPROGRESS: wait until writable
+        ready = loop.create_future()
+        loop.add_writer(sock.fileno(), ready.set_result, None)
+        try:
+            await ready
+        finally:
+            loop.remove_writer(sock.fileno())
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            sock.close()
+            raise OSError(error, os.strerror(error))
+        return await asyncio.open_connection(sock=sock, limit=1 << 20)
+    return open_
 
 
 def _rss_kib(pid: int) -> int:
@@ -153,6 +211,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--port", type=int, default=7000)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--direct", action="store_true",
+                        help="no proxy: the clients' own kernel MPTCP sockets to the server")
     args = parser.parse_args()
     if args.echo_server:
         echo_server(args.echo_server[0], int(args.echo_server[1]))
@@ -180,7 +240,10 @@ def main() -> None:
         try:
             for round_ in range(args.rounds):
                 start = time.monotonic()
-                results = asyncio.run(_clients(args.port, args.clients, size, 1000 * round_))
+                target = args.port
+                if args.direct:
+                    target = _direct(bed, bed.a_addresses[0], 5000)
+                results = asyncio.run(_clients(target, args.clients, size, 1000 * round_))
                 took = time.monotonic() - start
                 print(f"round {round_}: {args.clients} clients x {size} bytes, {args.engine}: "
                       f"{results} in {took:.1f} s, proxy peak RSS "
@@ -189,7 +252,9 @@ def main() -> None:
             proxy.terminate()
             server.terminate()
             _, err = proxy.communicate(timeout=10)
-            server.wait(timeout=10)
+            seen, _ = server.communicate(timeout=10)
+            for line in seen.strip().splitlines()[:10]:
+                print(line)
             lines = err.strip().splitlines()
             if lines:
                 print(f"proxy stderr: {len(lines)} lines, e.g. {lines[:3]}")
