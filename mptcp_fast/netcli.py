@@ -91,9 +91,10 @@ class _Engine:
         except OSError as exc:
             sock.close()
             raise MptcpError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        sock.listen(128)
         sock.setblocking(False)
-        return await asyncio.start_server(handler, sock=sock, limit=1 << 20)
+        # asyncio listens again on a given socket, with its own default of 100 unless told
+        return await asyncio.start_server(handler, sock=sock, limit=1 << 20,
+                                          backlog=_backlog(self.args))
 
     def _kernel_socket(self, family: int) -> socket.socket:
         netns = self.args.netns
@@ -108,6 +109,22 @@ class _Engine:
             self.stack.close()
         if self.device is not None:
             self.device.close()
+
+
+def system_backlog() -> int:
+    """The kernel's limit on a listener's accept queue (net.core.somaxconn), which listen()
+    silently caps any larger backlog to; socket.SOMAXCONN when it cannot be read."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(1, int(f.read()))
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def _backlog(args) -> int:
+    """--backlog, else the system's limit: asyncio's default of 100 overflows at a few
+    hundred clients at once (the kernel then answers with SYN cookies and resets some)."""
+    return args.backlog or system_backlog()
 
 
 def _kernel_side(address: str) -> str:
@@ -366,7 +383,8 @@ async def _proxy(args) -> int:
 
     try:
         if args.direction == "tcp-to-mptcp":
-            server = await asyncio.start_server(handle, listen_host, listen_port)
+            server = await asyncio.start_server(handle, listen_host, listen_port,
+                                                backlog=_backlog(args))
         else:
             server = await engine.serve(handle, listen_host, listen_port)
         if not args.json:
@@ -437,6 +455,10 @@ def _engine_options(p, size_type) -> None:
     p.add_argument("--checksums", action="store_true", help="userspace: ask for DSS checksums")
     p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt")
     p.add_argument("--cc", choices=sorted(CONTROLLERS), default="lia")
+    p.add_argument("--backlog", type=int, default=0, metavar="N",
+                   help="the accept queue of a kernel listener (plain TCP or MPTCP; default: "
+                        "net.core.somaxconn); the userspace engine takes every completed "
+                        "handshake, half-open ones up to its syn_backlog, SYN cookies beyond")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop")
     p.add_argument("--json", action="store_true", help="one JSON object per connection")
 

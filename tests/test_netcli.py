@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from mptcp_fast.testbed import KernelPeer, kernel_namespace
-
 from mptcp_fast.conformance import why_unavailable
+from mptcp_fast.netcli import system_backlog
+from mptcp_fast.testbed import KernelPeer, kernel_namespace
 
 root_only = pytest.mark.skipif(why_unavailable() is not None,
                                reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")
@@ -195,3 +195,34 @@ def test_bad_device_arguments_are_refused_before_any_system_call():
         tun.TunDevice("a-name-far-too-long")
     with pytest.raises(ValueError, match="mtu"):
         tun.TunDevice("mfz0", mtu=100)
+
+
+def _listen_backlog(port: int, timeout: float = 10.0) -> int:
+    """The accept-queue limit of the listener on ``port`` here (ss: Send-Q of a LISTEN)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                             text=True).stdout.split()
+        if out:
+            return int(out[2])
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@root_only
+@pytest.mark.parametrize("command, extra, expected", [
+    (["proxy", "--listen", "127.0.0.1:7311", "--to", "198.18.0.1:5000"], [], None),
+    (["proxy", "--listen", "127.0.0.1:7311", "--to", "198.18.0.1:5000"], ["--backlog", "300"],
+     300),
+    (["serve", "--port", "7311"], [], None),
+], ids=["proxy", "proxy-backlog-300", "serve"])
+def test_listeners_take_the_systems_backlog(command, extra, expected):
+    """asyncio's default backlog of 100 overflowed with a few hundred clients at once (SYN
+    cookies, resets): the proxy's TCP listener and a kernel server take net.core.somaxconn,
+    or --backlog."""
+    started = _start(command + ["--engine", "kernel"] + extra)
+    try:
+        assert _listen_backlog(7311) == (expected or system_backlog()) > 100
+    finally:
+        started.terminate()
+        started.communicate(timeout=10)

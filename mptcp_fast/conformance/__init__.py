@@ -61,6 +61,12 @@ class Judge:
     def counter_at_least(self, moved: dict, name: str, low: int) -> bool:
         return self.at_least(name, _moved(moved, name), low)
 
+    def echoed(self, moved: dict, sent: str, echoes: str, at_least: int) -> None:
+        """ADD_ADDRs counted by ``sent`` (at least ``at_least``: Linux may write one twice,
+        or we may send one again when its echo is late) and every one echoed (``echoes``)."""
+        self.counter_at_least(moved, sent, at_least)
+        self.equal(f"{echoes} = {sent}", _moved(moved, echoes), _moved(moved, sent))
+
     def record(self, moved: dict) -> None:
         """Keep the counters that moved for the report (without the MPTcpExt prefix)."""
         for name, value in moved.items():

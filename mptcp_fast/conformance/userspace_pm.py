@@ -2,7 +2,8 @@
 userspace_pm.sh), driven over generic netlink (``mptcp_fast.kernel_pm``) toward our server:
 
 1. the kernel client connects; its connection's token comes from MPTCP_INFO;
-2. it announces its second address as id 5 (AddAddrTx 1; our echo: EchoAdd 1);
+2. it announces its second address as id 5 (AddAddrTx 1; our echo: EchoAdd 1; each ADD_ADDR
+   it writes is echoed);
 3. it removes address 5 (RmAddrTx 1);
 4. it opens a subflow from that address (now id 6) to our second address (MPJoinSynTx 1,
    MPJoinSynAckRx 1: our SYN/ACK's HMAC holds), and we see it established;
@@ -74,8 +75,10 @@ def _steps(judge, bed, pm):
     judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
     counted = bed.ns.counters_since(before)
     judge.record(counted)
-    for name, value in (("AddAddrTx", 1), ("EchoAdd", 1), ("MPJoinSynTx", 1),
-                        ("MPJoinSynAckRx", 1), ("RmAddrTx", 1)):
+    # every ADD_ADDR the kernel wrote echoed: one, or two when it wrote the announcement on
+    # two ACKs (seen once in a full-suite run, on the slower backend)
+    judge.echoed(counted, "AddAddrTx", "EchoAdd", 1)
+    for name, value in (("MPJoinSynTx", 1), ("MPJoinSynAckRx", 1), ("RmAddrTx", 1)):
         judge.counter(counted, name, value)
     judge.counter(counted, "MPJoinSynAckHMacFailure", 0)
 
