@@ -259,6 +259,44 @@ async def _receive_all(reader, report: _Report, echo_to=None, watch=None) -> Non
 
 
 # ====================================================================== the commands
+class _Handlers:
+    """The connection handlers of a server: each one is referenced here (asyncio's stream
+    protocol lets go of it when the client's side is lost, and a handler still waiting was
+    then collected: "Task was destroyed but it is pending!"), and on shutdown (Ctrl-C) each
+    is cancelled and awaited, its client aborted, and ends quietly (asyncio reports a handler
+    task that ends cancelled as an exception, once per connection)."""
+
+    def __init__(self):
+        self.tasks = set()
+
+    def wrap(self, handler):
+        async def run(reader, writer):
+            task = asyncio.current_task()
+            self.tasks.add(task)
+            try:
+                await handler(reader, writer)
+            except asyncio.CancelledError:
+                _abort(writer)
+            finally:
+                self.tasks.discard(task)
+        return run
+
+    async def cancel(self) -> None:
+        pending = list(self.tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _abort(writer) -> None:
+    """End a stream at once: MP_FASTCLOSE on the userspace engine, a RST on a kernel one."""
+    abort = getattr(writer, "abort", None)
+    if abort is None:
+        abort = writer.transport.abort
+    with contextlib.suppress(Exception):
+        abort()
+
+
 async def _serve(args) -> int:
     engine = _Engine(args)
     await engine.start()
@@ -289,13 +327,17 @@ async def _serve(args) -> int:
         if args.count and len(served) >= args.count:
             done.set()
 
+    handlers = _Handlers()
     try:
         host = args.address[0] if args.address else "0.0.0.0"
-        server = await engine.serve(handle, host, args.port)
+        server = await engine.serve(handlers.wrap(handle), host, args.port)
         if not args.json:
             print(f"serving ({args.engine}, {args.mode}) on port {args.port}", flush=True)
-        await done.wait()
-        server.close()
+        try:
+            await done.wait()
+        finally:
+            server.close()
+            await handlers.cancel()
     finally:
         engine.close()
     return 0 if all("error" not in s for s in served) else 1
@@ -381,17 +423,21 @@ async def _proxy(args) -> int:
         if args.count and count >= args.count:
             done.set()
 
+    handlers = _Handlers()
     try:
         if args.direction == "tcp-to-mptcp":
-            server = await asyncio.start_server(handle, listen_host, listen_port,
+            server = await asyncio.start_server(handlers.wrap(handle), listen_host, listen_port,
                                                 backlog=_backlog(args))
         else:
-            server = await engine.serve(handle, listen_host, listen_port)
+            server = await engine.serve(handlers.wrap(handle), listen_host, listen_port)
         if not args.json:
             print(f"proxy ({args.direction}, {args.engine}): {args.listen} -> {args.to}",
                   flush=True)
-        await done.wait()
-        server.close()
+        try:
+            await done.wait()
+        finally:
+            server.close()
+            await handlers.cancel()
     finally:
         engine.close()
     return 0
