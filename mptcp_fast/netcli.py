@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import socket
+import struct
 import sys
 import time
 
@@ -288,13 +289,24 @@ class _Handlers:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def _endpoint(address) -> str:
+    """host:port, with brackets around an IPv6 host."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _abort(writer) -> None:
-    """End a stream at once: MP_FASTCLOSE on the userspace engine, a RST on a kernel one."""
-    abort = getattr(writer, "abort", None)
-    if abort is None:
-        abort = writer.transport.abort
+    """End a stream at once: MP_FASTCLOSE on the userspace engine, a RST on a kernel socket
+    (SO_LINGER with a zero timeout: closing then resets instead of sending a FIN)."""
     with contextlib.suppress(Exception):
-        abort()
+        abort = getattr(writer, "abort", None)
+        if abort is not None:
+            abort()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
 
 
 async def _serve(args) -> int:
@@ -401,9 +413,14 @@ async def _proxy(args) -> int:
                 out_reader, out_writer = await engine.open(to_host, to_port)
             else:
                 out_reader, out_writer = await asyncio.open_connection(to_host, to_port)
-        except OSError as exc:
-            print(f"mptcp-fast proxy: {to_host}:{to_port}: {exc}", file=sys.stderr)
-            client_writer.close()
+        except (OSError, MptcpError) as exc:
+            # one line per refused client, and a reset: an empty stream that ends cleanly
+            # would look like an answer (no free local port, refused, unreachable, ...)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            client = client_writer.get_extra_info("peername") or ("?", 0)
+            print(f"mptcp-fast proxy: {_endpoint(client)}: refused, {to_host}:{to_port}: "
+                  f"{reason}", file=sys.stderr, flush=True)
+            _abort(client_writer)
             return
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
         watch = _SubflowWatch(mptcp_writer)

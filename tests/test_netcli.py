@@ -259,3 +259,27 @@ def test_ctrl_c_ends_the_proxy_quietly_with_connections_open(ns):
         holder.kill()
         if proxy is not None:
             proxy.kill()
+
+
+@root_only
+def test_a_refused_upstream_resets_the_client_with_one_line(ns):
+    """Nothing listens at --to: each client is reset (an empty stream ending cleanly would look
+    like an answer) and the proxy says so in one line per client."""
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    proxy = _start(["proxy", "--engine", "kernel", "--netns", ns.name,
+                    "--listen", "127.0.0.1:7121", "--to", "198.18.0.1:5999"])
+    try:
+        proxy.stdout.readline()
+        ports = []
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", 7121))
+            ports.append(client.getsockname()[1])
+            with pytest.raises(ConnectionResetError):
+                client.recv(100)
+            client.close()
+        proxy.send_signal(signal.SIGINT)
+        _, err = proxy.communicate(timeout=30)
+    finally:
+        proxy.kill()
+    assert err.splitlines() == [f"mptcp-fast proxy: 127.0.0.1:{port}: refused, "
+                                f"198.18.0.1:5999: Connection refused" for port in ports]
