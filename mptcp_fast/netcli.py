@@ -393,7 +393,7 @@ async def _pipe(reader, writer, watch: _SubflowWatch) -> int:
         if writer.can_write_eof():
             writer.write_eof()
     except (ConnectionError, OSError):
-        writer.close()
+        _abort(writer)              # a reset on one side is a reset on the other (MP_FASTCLOSE)
     return moved
 
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -283,3 +284,39 @@ def test_a_refused_upstream_resets_the_client_with_one_line(ns):
         proxy.kill()
     assert err.splitlines() == [f"mptcp-fast proxy: 127.0.0.1:{port}: refused, "
                                 f"198.18.0.1:5999: Connection refused" for port in ports]
+
+
+@root_only
+@pytest.mark.parametrize("engine", ["userspace", "kernel"])
+def test_a_client_reset_aborts_the_upstream(ns, engine):
+    """The client resets mid-transfer: the proxy aborts its MPTCP side too, so the kernel
+    server counts MP_FASTCLOSE and its socket reports the reset. (The userspace engine's side
+    used to end with a DATA_FIN only, leaving the server sending into a half-closed
+    connection; Linux resets a socket closed with unread data by itself.)"""
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    if engine == "kernel":
+        extra = ["--netns", ns.name]
+    else:
+        ns.ip("addr", "del", "198.18.0.1/24", "dev", "lo")
+        extra = ["--tun", "mfn3", "--tun-address", "198.18.0.1/24", "--netns", ns.name,
+                 "--address", "198.18.0.2"]
+    server = KernelPeer(ns, send_bytes=1 << 30).listen("198.18.0.1" if engine == "kernel"
+                                                       else "0.0.0.0", 5000)
+    before = ns.counters()
+    proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7122",
+                    "--to", "198.18.0.1:5000", *extra])
+    try:
+        proxy.stdout.readline()
+        client = socket.create_connection(("127.0.0.1", 7122))
+        got = 0
+        while got < 1 << 20:
+            got += len(client.recv(1 << 16))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()                                        # a RST to the proxy
+        server.join(10)
+        # the reset reaches whichever of the server's reads and writes comes first
+        assert server.done() and isinstance(server.error, (ConnectionResetError,
+                                                           BrokenPipeError))
+        assert ns.counters_since(before).get("MPTcpExtMPFastcloseRx") == 1
+    finally:
+        proxy.kill()
