@@ -139,9 +139,9 @@ class TunHost:
     # ------------------------------------------------------------------ the loop
     def step(self, timeout: float = 0.05) -> None:
         """One turn: wait at most ``timeout`` seconds for a packet or a timer, then serve."""
-        app, now = self.app, self.clock()
+        now = self.clock()
         deadline = now + timeout
-        timer = app.get_timer()
+        timer = self._timer()
         if timer is not None:
             deadline = min(deadline, timer)
         if self._held:
@@ -151,16 +151,26 @@ class TunHost:
             self._poll.poll(wait_ms)
         self.serve(self.clock())
 
+    def _timer(self):
+        """When the application wants its timer (None: no timer)."""
+        return self.app.get_timer()
+
+    def _release(self, now: float) -> tuple:
+        """The held packets whose time has come: (inbound, outbound)."""
+        inbound, outbound = [], []
+        held = self._held
+        while held and held[0][0] <= now:
+            _, _, is_inbound, packet = heapq.heappop(held)
+            (inbound if is_inbound else outbound).append(packet)
+        return inbound, outbound
+
     def serve(self, now: float) -> None:
         """Everything due at ``now``: packets waiting on the device (and those whose delay is
         over), timers, and the engine's output."""
         app = self.app
         inbound = self._filter(self.device.read_batch(), True, now)
-        outbound_late = []
-        held = self._held
-        while held and held[0][0] <= now:
-            _, _, is_inbound, packet = heapq.heappop(held)
-            (inbound if is_inbound else outbound_late).append(packet)
+        inbound_late, outbound_late = self._release(now)
+        inbound += inbound_late
         if inbound:
             if self._batch is not None:
                 self._batch(inbound, now)
@@ -186,45 +196,26 @@ class TunHost:
         return True
 
 
-class TunBridge:
+class TunBridge(TunHost):
     """Two TUN devices joined through this process: every packet read from one is written to
-    the other, through the impairments of a TunHost (``bridge.impair(...)``, the same rules;
+    the other, through a TunHost's impairments (``bridge.impair(...)``, the same rules;
     packets from ``a`` to ``b`` count as inbound, ``b`` playing the engine's side). The
     kernel<->kernel reference over the very paths the engine is tested on (this kernel has
-    no netem)."""
+    no netem). ``run`` and ``step`` are TunHost's."""
 
     def __init__(self, a, b, seed: int = 0, clock=time.monotonic):
+        super().__init__(None, a, seed, clock)
         self.a, self.b = a, b
-        self._host = TunHost(None, a, seed, clock)
-        self._host._poll.register(b.fileno(), select.POLLIN)
-        self.impair = self._host.impair
-        self.clock = clock
+        self._poll.register(b.fileno(), select.POLLIN)
 
-    def step(self, timeout: float = 0.05) -> None:
-        host, now = self._host, self.clock()
-        deadline = now + timeout
-        if host._held:
-            deadline = min(deadline, host._held[0][0])
-        wait_ms = max(0, int((deadline - now) * 1000 + 0.999))
-        if wait_ms:
-            host._poll.poll(wait_ms)
-        now = self.clock()
-        to_b = host._filter(self.a.read_batch(), True, now)
-        to_a = host._filter(self.b.read_batch(), False, now)
-        held = host._held
-        while held and held[0][0] <= now:
-            _, _, inbound, packet = heapq.heappop(held)
-            (to_b if inbound else to_a).append(packet)
-        for packet in to_b:
+    def _timer(self):
+        return None                               # no application here
+
+    def serve(self, now: float) -> None:
+        to_b = self._filter(self.a.read_batch(), True, now)
+        to_a = self._filter(self.b.read_batch(), False, now)
+        late_b, late_a = self._release(now)
+        for packet in to_b + late_b:
             self.b.write(packet)
-        for packet in to_a:
+        for packet in to_a + late_a:
             self.a.write(packet)
-
-    def run(self, until=None, timeout: float | None = None) -> bool:
-        """Forward until ``until()`` is true (True) or ``timeout`` seconds pass (False)."""
-        end = None if timeout is None else self.clock() + timeout
-        while until is None or not until():
-            if end is not None and self.clock() >= end:
-                return False
-            self.step()
-        return True

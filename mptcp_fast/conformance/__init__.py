@@ -67,6 +67,18 @@ class Judge:
         self.counter_at_least(moved, sent, at_least)
         self.equal(f"{echoes} = {sent}", _moved(moved, echoes), _moved(moved, sent))
 
+    def kernel(self, ns, before: dict, expected: dict = (), absent=()) -> dict:
+        """The kernel's MPTcpExt counters in ``ns`` that moved since ``before``: recorded for
+        the report, each of ``expected`` checked to have moved by its value and each of
+        ``absent`` not to have moved. Returns them."""
+        moved = ns.counters_since(before)
+        self.record(moved)
+        for name, value in dict(expected).items():
+            self.counter(moved, name, value)
+        for name in absent:
+            self.counter(moved, name, 0)
+        return moved
+
     def record(self, moved: dict) -> None:
         """Keep the counters that moved for the report (without the MPTcpExt prefix)."""
         for name, value in moved.items():

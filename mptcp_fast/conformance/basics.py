@@ -23,16 +23,6 @@ FALLBACK_COUNTERS = ("InfiniteMapTx", "DSSCorruptionFallback", "MPCapableFallbac
                      "MPCapableFallbackSYNACK", "MPCapableDataFallback", "DssFallback")
 
 
-def _counted(judge, bed, before, expected: dict, absent=()) -> dict:
-    moved = bed.ns.counters_since(before)
-    judge.record(moved)
-    for name, value in expected.items():
-        judge.counter(moved, name, value)
-    for name in absent:
-        judge.counter(moved, name, 0)
-    return moved
-
-
 # ---------------------------------------------------------------- handshakes, three subflows
 @case("handshake", "handshake/kernel-client-three-subflows",
       "the kernel's client joins us twice (two subflow endpoints); 32 MiB each way, exact")
@@ -48,7 +38,7 @@ def kernel_client_three_subflows(judge):
         judge.equal("subflows", len(established(engine.transfer)), 3)
         judge.equal("the kernel's subflow addresses",
                     {local for (local, _), _ in peer.subflows}, set(bed.kernel_addresses))
-        _counted(judge, bed, before, {"MPCapableSYNTX": 1, "MPCapableSYNACKRX": 1,
+        judge.kernel(bed.ns, before, {"MPCapableSYNTX": 1, "MPCapableSYNACKRX": 1,
                                       "MPJoinSynTx": 2, "MPJoinSynAckRx": 2},
                  HMAC_FAILURES + FALLBACK_COUNTERS)
 
@@ -65,7 +55,7 @@ def engine_client_three_subflows(judge):
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=120))
         judge.equal("subflows", len(established(engine.transfer)), 3)
         judge.check("MPTCP_INFO: no fallback", peer.info is not None and not peer.info.fallback)
-        _counted(judge, bed, before, {"MPCapableSYNRX": 1, "MPCapableACKRX": 1,
+        judge.kernel(bed.ns, before, {"MPCapableSYNRX": 1, "MPCapableACKRX": 1,
                                       "MPJoinSynRx": 2, "MPJoinAckRx": 2},
                  HMAC_FAILURES + FALLBACK_COUNTERS)
 
@@ -112,7 +102,7 @@ def forged_third_ack(judge):
         engine.open(bed.kernel_addresses[0])
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
         judge.equal("third ACKs forged", forge.done, 1)
-        _counted(judge, bed, before, {"MPJoinAckHMacFailure": 1, "MPJoinAckRx": 1})
+        judge.kernel(bed.ns, before, {"MPJoinAckHMacFailure": 1, "MPJoinAckRx": 1})
         judge.check("our subflow was closed", any(
             type(e) is ev.SubflowClosed for _, e in engine.transfer.subflow_events))
 
@@ -141,7 +131,7 @@ def forged_synack(judge):
         judge.equal("subflows", len(established(engine.transfer)), 1)
         judge.equal("our RST's MP_TCPRST (reason 1: MPTCP error)", resets,
                     [bytes([30, 4, 0x80, 0x01])])
-        _counted(judge, bed, before, {"MPJoinSynRx": 1, "MPJoinAckRx": 0})
+        judge.kernel(bed.ns, before, {"MPJoinSynRx": 1, "MPJoinAckRx": 0})
 
 
 # ---------------------------------------------------------------- checksums and MP_FAIL
@@ -184,7 +174,7 @@ def checksums_both_ways(judge):
                     peer.info is not None and peer.info.csum_enabled == 1
                     and engine.transfer.conn.checksums)
         judge.equal("subflows", len(established(engine.transfer)), 2)
-        _counted(judge, bed, before, {}, ("DataCsumErr", "MPFailTx"))
+        judge.kernel(bed.ns, before, {}, ("DataCsumErr", "MPFailTx"))
 
 
 @case("mp_fail", "mp_fail/a-byte-we-send-is-changed",
@@ -215,7 +205,7 @@ def mp_fail_to_the_kernel(judge):
         judge.check("we received exactly what the kernel sent",
                     engine.transfer.received_hash.hexdigest() == peer.sent_sha256)
         judge.check("we fell back to TCP", fell_back(engine))
-        _counted(judge, bed, before, {"DataCsumErr": 1, "InfiniteMapRx": 1, "MPFailTx": 1,
+        judge.kernel(bed.ns, before, {"DataCsumErr": 1, "InfiniteMapRx": 1, "MPFailTx": 1,
                                       "MPFailRx": 1})
 
 
@@ -236,7 +226,7 @@ def mp_fail_from_the_kernel(judge):
         judge.check("a byte was changed", flip.state["flipped_seq"] is not None)
         judge.equal("checksum failures we found", conn.checksum_failures, 1)
         judge.check("we fell back for MP_FAIL", conn.fallback.endswith("(MP_FAIL)"))
-        _counted(judge, bed, before, {"MPFailRx": 1, "MPFailTx": 1})
+        judge.kernel(bed.ns, before, {"MPFailRx": 1, "MPFailTx": 1})
 
 
 # ---------------------------------------------------------------- a path lost
@@ -254,7 +244,7 @@ def path_down(judge):
         down = engine.host.impair(bed.engine_addresses[1], down=True)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=90))
         judge.check("packets were dropped", down.dropped > 0)
-        _counted(judge, bed, before, {"MPJoinAckRx": 1})
+        judge.kernel(bed.ns, before, {"MPJoinAckRx": 1})
 
 
 # ---------------------------------------------------------------- MP_FASTCLOSE
@@ -273,7 +263,7 @@ def our_fastclose(judge):
         judge.check("the kernel's socket reported ECONNRESET",
                     isinstance(peer.error, ConnectionResetError))
         judge.equal("our end", engine.transfer.terminated, "aborted")
-        moved = _counted(judge, bed, before, {"MPFastcloseRx": 1})
+        moved = judge.kernel(bed.ns, before, {"MPFastcloseRx": 1})
         judge.counter_at_least(moved, "MPRstRx", 1)
 
 
@@ -308,4 +298,4 @@ def kernel_fastclose(judge):
                     ["fastclose", "fastclose"])
         # the RST that carried MP_FASTCLOSE carried MP_TCPRST too: reason 0, "unspecified"
         judge.equal("MP_TCPRST reason 0 seen", [e.reset_reason for e in closed].count(0), 1)
-        _counted(judge, bed, before, {"MPFastcloseTx": 2, "MPRstTx": 2})
+        judge.kernel(bed.ns, before, {"MPFastcloseTx": 2, "MPRstTx": 2})

@@ -56,8 +56,7 @@ def transfer(judge, ipv6, impairment, size, engine_opens, checksums=False):
                         sum(rule.dropped for rule in rules) > 0)
         if impairment.get("reorder"):
             judge.check("packets were reordered", sum(rule.reordered for rule in rules) > 0)
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
+        moved = judge.kernel(bed.ns, before)
         subflows = len(established(engine.transfer))
         if impairment.get("reorder") and subflows == 1 and moved.get("MPTcpExtMPRstTx") == 1:
             # Linux resets a joined subflow whose first segment after the third ACK is not
@@ -94,8 +93,7 @@ def with_plain_tcp(judge, ipv6, engine_opens):
             peer.connect(bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
         judge.check("we fell back to TCP", fell_back(engine))
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
+        moved = judge.kernel(bed.ns, before)
         judge.equal("MPTCP counters that moved on the kernel", sorted(moved), [])
 
 

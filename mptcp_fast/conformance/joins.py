@@ -53,12 +53,8 @@ def kernel_announces_again(judge):
         engine.open(bed.kernel_addresses[0])
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
         judge.equal("echoes stripped", strip.stripped, 1)
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
-        judge.counter(moved, "AddAddrTx", 2)
-        judge.counter(moved, "EchoAdd", 1)
-        judge.counter(moved, "MPJoinSynRx", 1)
-        judge.counter(moved, "MPJoinAckRx", 1)
+        judge.kernel(bed.ns, before, {"AddAddrTx": 2, "EchoAdd": 1, "MPJoinSynRx": 1,
+                                      "MPJoinAckRx": 1})
 
 
 @case("add_addr_timeout", "add_addr_timeout/we-announce-again",
@@ -74,12 +70,8 @@ def we_announce_again(judge):
         peer.connect(bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
         judge.equal("echoes stripped", strip.stripped, 1)
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
-        judge.counter(moved, "AddAddr", 2)
-        judge.counter(moved, "EchoAddTx", 2)
-        judge.counter(moved, "MPJoinSynTx", 1)
-        judge.counter(moved, "MPJoinSynAckRx", 1)
+        judge.kernel(bed.ns, before, {"AddAddr": 2, "EchoAddTx": 2, "MPJoinSynTx": 1,
+                                      "MPJoinSynAckRx": 1})
 
 
 @case("fullmesh", "fullmesh/two-endpoints-to-three-addresses",
@@ -98,8 +90,7 @@ def fullmesh(judge):
         expected = {(k, e) for k in bed.kernel_addresses[1:] for e in bed.engine_addresses}
         judge.equal("joined (kernel address, our address) pairs", pairs - {
             (bed.kernel_addresses[0], bed.engine_addresses[0])}, expected)
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
+        moved = judge.kernel(bed.ns, before)
         judge.echoed(moved, "AddAddr", "EchoAddTx", 2)
         judge.counter(moved, "MPJoinSynTx", 6)
         judge.counter(moved, "MPJoinSynAckRx", 6)
@@ -118,8 +109,7 @@ def signal_and_subflow(judge):
         peer.connect(bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
         judge.equal("subflows", len(established(engine.transfer)), 4)
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
+        moved = judge.kernel(bed.ns, before)
         judge.echoed(moved, "AddAddrTx", "EchoAdd", 1)
         judge.echoed(moved, "AddAddr", "EchoAddTx", 2)
         judge.counter(moved, "MPJoinSynTx", 3)
@@ -139,11 +129,7 @@ def v4_mapped_server(judge):
         judge.check("the kernel's socket saw v4-mapped addresses",
                     all(local.startswith("::ffff:") for (local, _), _ in peer.subflows)
                     and len(peer.subflows) == 2)
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
-        judge.counter(moved, "MPCapableSYNRX", 1)
-        judge.counter(moved, "MPJoinSynRx", 1)
-        judge.counter(moved, "MPJoinAckRx", 1)
+        judge.kernel(bed.ns, before, {"MPCapableSYNRX": 1, "MPJoinSynRx": 1, "MPJoinAckRx": 1})
 
 
 @case("v4-mapped", "v4-mapped/kernel-client",
@@ -157,11 +143,7 @@ def v4_mapped_client(judge):
         peer.connect("::ffff:" + bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
         judge.equal("subflows", len(established(engine.transfer)), 2)
-        moved = bed.ns.counters_since(before)
-        judge.record(moved)
-        judge.counter(moved, "MPCapableSYNTX", 1)
-        judge.counter(moved, "MPJoinSynTx", 1)
-        judge.counter(moved, "MPJoinSynAckRx", 1)
+        judge.kernel(bed.ns, before, {"MPCapableSYNTX": 1, "MPJoinSynTx": 1, "MPJoinSynAckRx": 1})
 
 
 # ---------------------------------------------------------------- ADD_ADDR both ways
@@ -178,7 +160,7 @@ def kernel_add_addr(judge):
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
         judge.equal("addresses we reached", {e.remote[0] for e in established(engine.transfer)},
                     set(bed.kernel_addresses))
-        moved = _count(judge, bed, before, MPJoinSynRx=1, MPJoinAckRx=1)
+        moved = judge.kernel(bed.ns, before, {"MPJoinSynRx": 1, "MPJoinAckRx": 1})
         judge.echoed(moved, "AddAddrTx", "EchoAdd", 1)
 
 
@@ -194,7 +176,8 @@ def our_add_addr(judge):
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
         judge.equal("our addresses joined", {e.local[0] for e in established(engine.transfer)},
                     set(bed.engine_addresses))
-        moved = _count(judge, bed, before, MPJoinSynTx=1, MPJoinSynAckRx=1, AddAddrDrop=0)
+        moved = judge.kernel(bed.ns, before, {"MPJoinSynTx": 1, "MPJoinSynAckRx": 1},
+                             absent=("AddAddrDrop",))
         judge.echoed(moved, "AddAddr", "EchoAddTx", 1)
 
 
@@ -224,11 +207,10 @@ def announced_again(judge):
         bed.ns.ip(*add)
         judge.check("joined again", engine.run(joined(2), 20))
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
-        moved = bed.ns.counters_since(before)
+        moved = judge.kernel(bed.ns, before, {"MPJoinSynRx": 2, "RmAddrTx": 1})
         # every announcement echoed: two, or three when the kernel announced the re-added
         # endpoint both for the endpoint and from its worker (seen under load)
         judge.echoed(moved, "AddAddrTx", "EchoAdd", 2)
-        _count(judge, bed, before, MPJoinSynRx=2, RmAddrTx=1)
 
 
 @case("backup", "backup/a-join-to-our-backup-address-is-answered-with-b",
@@ -245,7 +227,7 @@ def backup_join(judge):
         joined = [e for e in established(engine.transfer) if e.local[0] == bed.engine_addresses[1]]
         judge.check("one backup subflow to our backup address",
                     len(joined) == 1 and joined[0].backup)
-        _count(judge, bed, before, MPJoinSynAckRx=1, MPJoinSynAckBackupRx=1)
+        judge.kernel(bed.ns, before, {"MPJoinSynAckRx": 1, "MPJoinSynAckBackupRx": 1})
 
 
 # ---------------------------------------------------------------- flag C (deny_join_id0)
@@ -264,7 +246,7 @@ def deny_join_initial_kernel(judge, announce):
         judge.check("we saw flag C", engine.transfer.conn.peer_denies_initial)
         judge.equal("addresses we reached", {e.remote[0] for e in established(engine.transfer)},
                     set(bed.kernel_addresses[:2] if announce else bed.kernel_addresses[:1]))
-        _count(judge, bed, before, MPJoinSynRx=1 if announce else 0)
+        judge.kernel(bed.ns, before, {"MPJoinSynRx": 1 if announce else 0})
 
 
 def deny_join_initial_ours(judge, announce):
@@ -280,7 +262,7 @@ def deny_join_initial_ours(judge, announce):
         peer = KernelPeer(bed.ns, send_bytes=4 * MIB).connect(bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
         judge.equal("joins we refused", engine.endpoint.stats.get("refused_join", 0), 0)
-        _count(judge, bed, before, MPJoinSynTx=1 if announce else 0)
+        judge.kernel(bed.ns, before, {"MPJoinSynTx": 1 if announce else 0})
 
 
 for _announce in (False, True):
@@ -313,7 +295,7 @@ def kernel_cookies(judge):
         judge.at_least("TcpExtSyncookiesSent", tcp.get("TcpExtSyncookiesSent", 0), 2)
         judge.at_least("TcpExtSyncookiesRecv", tcp.get("TcpExtSyncookiesRecv", 0), 2)
         judge.equal("TcpExtPAWSEstab", tcp.get("TcpExtPAWSEstab", 0), 0)
-        _count(judge, bed, before, MPCapableSYNRX=1, MPJoinAckRx=1)
+        judge.kernel(bed.ns, before, {"MPCapableSYNRX": 1, "MPJoinAckRx": 1})
 
 
 @case("syncookies", "syncookies/ours-to-the-kernels-client",
@@ -331,12 +313,4 @@ def our_cookies(judge):
         judge.equal("subflows", len(established(engine.transfer)), 2)
         tcp = bed.ns.counters_since(tcp_before, "TcpExt")
         judge.equal("TcpExtPAWSEstab", tcp.get("TcpExtPAWSEstab", 0), 0)
-        _count(judge, bed, before, MPJoinSynAckRx=1)
-
-
-def _count(judge, bed, before, **expected) -> dict:
-    moved = bed.ns.counters_since(before)
-    judge.record(moved)
-    for name, value in expected.items():
-        judge.counter(moved, name, value)
-    return moved
+        judge.kernel(bed.ns, before, {"MPJoinSynAckRx": 1})

@@ -247,28 +247,6 @@ class Olia(Controller):
     """
     name = "olia"
 
-    def rtt_sample(self, w: Window, rtt: float, ack: int, snd_nxt: int) -> None:
-        """HyStart's delay test (see the module text) on one RTT sample (seconds) of an ACK
-        for ``ack``, ``snd_nxt`` being the next sequence number to send, both relative."""
-        if not self.hystart or not w.in_slow_start:
-            return
-        if ack >= w.round_end:                   # a new round: what was sent is the next
-            w.round_end = snd_nxt
-            w.last_round_min = w.round_min
-            w.round_min = math.inf
-            w.round_samples = 0
-        w.round_samples += 1
-        if w.round_samples > HYSTART_SAMPLES:
-            return
-        if rtt < w.round_min:
-            w.round_min = rtt
-        if w.round_samples == HYSTART_SAMPLES and w.last_round_min != math.inf \
-                and w.cwnd >= HYSTART_LOW_WINDOW * w.mss:
-            threshold = min(max(w.last_round_min / 8, HYSTART_MIN_DELAY), HYSTART_MAX_DELAY)
-            if w.round_min >= w.last_round_min + threshold:
-                w.ssthresh = w.cwnd
-                w.hystart_exit = True
-
     def on_ack(self, w: Window, acked: int, now: float, segments: int = 1) -> None:
         if acked > 0:
             w.acked_since_loss += acked
