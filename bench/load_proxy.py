@@ -167,7 +167,8 @@ async def _client(port, seed: int, size: int, results: dict) -> None:
         got_bytes = bytes(got)
         logged = getattr(writer, "logged", None)
         if logged is not None:
-            print(f"  corrupt at {first}: sends {logged.log[:12]}", flush=True)
+            print(f"  corrupt at {first}: {logged.getsockname()} sends {logged.log[:12]}",
+                  flush=True)
         results.setdefault("corrupt_at", []).append(
             (first, len(got), data.find(got_bytes[first:first + 64]),
              got_bytes.find(data[first:first + 64]), _mismatch_end(got_bytes, data, first)))
@@ -329,6 +330,39 @@ def _selector_clients(bed, host, port, n, size, seed) -> dict:
     return results
 
 
+def _userspace_paths(bed) -> list:
+    """The userspace engine's TUN device in the proxy's namespace, one engine address per
+    path (198.18.8.2, 198.18.10.2, ...), forwarded by that namespace to the server's, which
+    routes each back over its own veth: the proxy's options for them."""
+    options = []
+    bed.b.sysctl("net.ipv4.ip_forward", 1)
+    for i, via in enumerate(bed.b_addresses):
+        network = f"198.18.{8 + 2 * i}"
+        bed.a.ip("route", "add", f"{network}.0/24", "via", via)
+        options += ["--address", f"{network}.2", "--tun-address", f"{network}.1/24"]
+    return options
+
+
+def _tun_counters(bed) -> str:
+    """The TUN device's packet counters in the proxy's namespace (RX: from the engine)."""
+    import json
+    out = []
+    for link in json.loads(bed.b.ip("-s", "-j", "link", "show")):
+        if link["ifname"].startswith("mft"):
+            rx, tx = link["stats64"]["rx"], link["stats64"]["tx"]
+            out.append(f"{link['ifname']} to engine {tx['packets']} pkts, {tx['dropped']} dropped"
+                       f"; from engine {rx['packets']} pkts, {rx['dropped']} dropped")
+    return "; ".join(out)
+
+
+def _server_counters(bed) -> str:
+    """The server namespace's retransmissions and timeouts so far."""
+    text = bed.a.run("nstat", "-az", "TcpRetransSegs", "TcpExtTCPTimeouts",
+                     "TcpExtListenOverflows")
+    return ", ".join(" ".join(line.split()[:2]) for line in text.splitlines()
+                     if line and not line.startswith("#"))
+
+
 def _rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -353,6 +387,10 @@ def main() -> None:
                              "send() logged")
     parser.add_argument("--delay", type=float, default=0.0,
                         help="seconds each asyncio client waits after connecting")
+    parser.add_argument("--checksum", action="store_true",
+                        help="DSS checksums on both namespaces (net.mptcp.checksum_enabled)")
+    parser.add_argument("--capture", metavar="FILE",
+                        help="write a pcap of the proxy's namespace's MPTCP side (tcpdump -s 0)")
     parser.add_argument("--direct", action="store_true",
                         help="no proxy: the clients' own kernel MPTCP sockets to the server")
     args = parser.parse_args()
@@ -369,6 +407,8 @@ def main() -> None:
         for ns in (bed.a, bed.b):
             ns.sysctl("net.core.somaxconn", 8192)
             ns.sysctl("net.ipv4.tcp_max_syn_backlog", 8192)
+            if args.checksum:
+                ns.sysctl("net.mptcp.checksum_enabled", 1)
         server = bed.a.popen([sys.executable, os.path.abspath(__file__), "--echo-server",
                               bed.a_addresses[0], "5000"], stdout=subprocess.PIPE, text=True)
         server.stdout.readline()
@@ -376,11 +416,18 @@ def main() -> None:
                    "--listen", f"127.0.0.1:{args.port}", "--to", f"{bed.a_addresses[0]}:5000"]
         if args.engine == "kernel":
             command += ["--netns", bed.b.name, "--address", bed.b_addresses[0]]
+        else:
+            command += ["--netns", bed.b.name] + _userspace_paths(bed)
         if args.uvloop:
             command.append("--uvloop")
         proxy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         proxy.stdout.readline()
+        capture = None
+        if args.capture:
+            capture = bed.b.popen(["tcpdump", "-i", "any", "-s", "200", "-B", "1048576", "-U",
+                                   "-w", args.capture, "tcp"], stderr=subprocess.PIPE)
+            time.sleep(1.0)
         try:
             for round_ in range(args.rounds):
                 start = time.monotonic()
@@ -396,10 +443,17 @@ def main() -> None:
                         target = _direct(bed, bed.a_addresses[0], 5000)
                     results = asyncio.run(_clients(target, args.clients, size, 1000 * round_))
                 took = time.monotonic() - start
+                if args.engine == "userspace" and not args.direct:
+                    print("  " + _tun_counters(bed) + "; server " + _server_counters(bed),
+                          flush=True)
                 print(f"round {round_}: {args.clients} clients x {size} bytes, {args.engine}: "
                       f"{results} in {took:.1f} s, proxy peak RSS "
                       f"{_rss_kib(proxy.pid) // 1024} MiB", flush=True)
         finally:
+            if capture is not None:
+                time.sleep(0.5)
+                capture.terminate()
+                print(capture.communicate(timeout=30)[1].decode().strip())
             proxy.terminate()
             server.terminate()
             _, err = proxy.communicate(timeout=10)

@@ -198,6 +198,21 @@ def test_bad_device_arguments_are_refused_before_any_system_call():
         tun.TunDevice("a-name-far-too-long")
     with pytest.raises(ValueError, match="mtu"):
         tun.TunDevice("mfz0", mtu=100)
+    with pytest.raises(ValueError, match="queue_length"):
+        tun.TunDevice("mfz0", queue_length=0)
+
+
+@root_only
+def test_the_device_queue_holds_a_burst_of_thousands_of_subflows(ns):
+    """Linux gives a TUN device a queue of 500 packets and drops the rest: the configured
+    device holds tun.QUEUE_LENGTH (what 2,000 proxied connections need), or what was asked."""
+    from mptcp_fast import tun
+    for asked, expected in ((None, tun.QUEUE_LENGTH), (4096, 4096)):
+        options = {} if asked is None else {"queue_length": asked}
+        with tun.TunDevice("mfq%d", **options) as device:
+            device.configure(["198.18.6.1/24"], netns=ns.name)
+            shown = ns.ip("-j", "link", "show", "dev", device.name)
+            assert json.loads(shown)[0]["txqlen"] == expected
 
 
 def _listen_backlog(port: int, timeout: float = 10.0) -> int:
