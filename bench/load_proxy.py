@@ -34,8 +34,10 @@ IPPROTO_MPTCP = 262
 DELAY = 0.0                 # seconds a client waits after connecting before it sends (--delay)
 
 
-def echo_server(host: str, port: int) -> None:
-    """A kernel MPTCP echo server: what arrives goes back, half-closes follow."""
+def echo_server(host: str, port: int, close_after: int = 0) -> None:
+    """A kernel MPTCP echo server: what arrives goes back, half-closes follow. With
+    ``close_after``, a connection is closed once that many bytes arrived, whatever is still
+    unread (as a server that has seen enough of a request)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
@@ -70,6 +72,12 @@ def echo_server(host: str, port: int) -> None:
                 elif data:
                     state[0] += data
                     _check_arrival(state, data)
+                    state.append(len(data))
+                    if close_after and sum(state[4:]) >= close_after:
+                        sel.unregister(sock)
+                        del pending[sock]
+                        sock.close()
+                        continue
             if state[0]:
                 try:
                     sent = sock.send(state[0])
@@ -363,10 +371,10 @@ def _server_counters(bed) -> str:
                      if line and not line.startswith("#"))
 
 
-def _rss_kib(pid: int) -> int:
+def _rss_kib(pid: int, field: str = "VmHWM:") -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     return 0
 
@@ -387,6 +395,10 @@ def main() -> None:
                              "send() logged")
     parser.add_argument("--delay", type=float, default=0.0,
                         help="seconds each asyncio client waits after connecting")
+    parser.add_argument("--close-after", type=int, default=0, metavar="BYTES",
+                        help="the server closes each connection once BYTES arrived")
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="wait after each round, then report the proxy's RSS")
     parser.add_argument("--checksum", action="store_true",
                         help="DSS checksums on both namespaces (net.mptcp.checksum_enabled)")
     parser.add_argument("--capture", metavar="FILE",
@@ -397,7 +409,7 @@ def main() -> None:
     global DELAY
     DELAY = args.delay
     if args.echo_server:
-        echo_server(args.echo_server[0], int(args.echo_server[1]))
+        echo_server(args.echo_server[0], int(args.echo_server[1]), args.close_after)
         return
     size = int(args.size.rstrip("KkMm")) * (1024 if args.size[-1] in "Kk" else
                                              1 << 20 if args.size[-1] in "Mm" else 1)
@@ -410,7 +422,8 @@ def main() -> None:
             if args.checksum:
                 ns.sysctl("net.mptcp.checksum_enabled", 1)
         server = bed.a.popen([sys.executable, os.path.abspath(__file__), "--echo-server",
-                              bed.a_addresses[0], "5000"], stdout=subprocess.PIPE, text=True)
+                              bed.a_addresses[0], "5000", "--close-after",
+                              str(args.close_after)], stdout=subprocess.PIPE, text=True)
         server.stdout.readline()
         command = [sys.executable, "-m", "mptcp_fast", "proxy", "--engine", args.engine,
                    "--listen", f"127.0.0.1:{args.port}", "--to", f"{bed.a_addresses[0]}:5000"]
@@ -449,6 +462,10 @@ def main() -> None:
                 print(f"round {round_}: {args.clients} clients x {size} bytes, {args.engine}: "
                       f"{results} in {took:.1f} s, proxy peak RSS "
                       f"{_rss_kib(proxy.pid) // 1024} MiB", flush=True)
+                if args.settle:
+                    time.sleep(args.settle)
+                    print(f"  after {args.settle:g} s: proxy RSS "
+                          f"{_rss_kib(proxy.pid, 'VmRSS:') // 1024} MiB", flush=True)
         finally:
             if capture is not None:
                 time.sleep(0.5)

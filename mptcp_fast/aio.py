@@ -148,7 +148,10 @@ class MptcpStreamWriter:
     def _feed(self) -> None:
         """Hand the connection what it takes now; the DATA_FIN once all went."""
         conn = self._conn
-        if conn.terminated:
+        if conn.terminated:                          # nobody will take them: let them go
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._wake_drain()
             return
         pending = self._pending
         while pending:
@@ -165,7 +168,11 @@ class MptcpStreamWriter:
                 break
         if not pending and self._eof_requested and not conn.local_closed:
             conn.close()
-        if self._drained is not None and self._pending_bytes <= WRITE_LIMIT:
+        if self._pending_bytes <= WRITE_LIMIT:
+            self._wake_drain()
+
+    def _wake_drain(self) -> None:
+        if self._drained is not None:
             if not self._drained.done():
                 self._drained.set_result(None)
             self._drained = None
@@ -177,8 +184,10 @@ class MptcpStreamWriter:
 
     def _fail(self, error: Exception) -> None:
         self._error = error
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._pending.clear()                        # the connection is gone: so are they
+        self._pending_bytes = 0
+        self._stack._wanting.discard(self)
+        self._wake_drain()
         if not self._closed.done():
             self._closed.set_result(None)
 

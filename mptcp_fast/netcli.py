@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import gc
 import hashlib
 import ipaddress
 import json
@@ -260,6 +262,24 @@ async def _receive_all(reader, report: _Report, echo_to=None, watch=None) -> Non
 
 
 # ====================================================================== the commands
+TRIM_EVERY = 10.0           # seconds between two hand-backs of free heap memory
+
+
+def _trim_heap() -> bool:
+    """glibc's malloc_trim(0): give the system back the free pages of the heap. A proxy's
+    buffers are many blocks of 1-64 KiB; freed, they stay in glibc's heap (only its top can
+    shrink, and the mmap threshold grows past 64 KiB once a big block was freed), so after a
+    burst of connections the process would keep its peak size for ever (measured: 283 MiB
+    after 200 connections of 1 MiB had ended, 256 MiB of it free). False where there is no
+    glibc (musl, macOS): nothing to do there."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 class _Handlers:
     """The connection handlers of a server: each one is referenced here (asyncio's stream
     protocol lets go of it when the client's side is lost, and a handler still waiting was
@@ -269,6 +289,7 @@ class _Handlers:
 
     def __init__(self):
         self.tasks = set()
+        self._trimmer = asyncio.get_running_loop().create_task(self.give_back_memory())
 
     def wrap(self, handler):
         async def run(reader, writer):
@@ -282,7 +303,22 @@ class _Handlers:
                 self.tasks.discard(task)
         return run
 
+    async def give_back_memory(self, every: float = TRIM_EVERY) -> None:
+        """While serving: every ``every`` seconds, collect what ended and hand the heap's
+        free pages back to the system. A connection that ended is a cycle of objects (the
+        connection, its subflows, their controllers), which only the collector's oldest
+        generation frees, and it runs rarely: measured, 200 ended connections of 1 MiB kept
+        ~90 MiB for minutes. Connections end by themselves too (TIME_WAIT, timeouts), so this
+        does not wait for a handler to end. A full collection of a busy proxy takes a few
+        milliseconds, trimming a heap of hundreds of MiB up to ~50 ms."""
+        while True:
+            await asyncio.sleep(every)
+            gc.collect()
+            if not _trim_heap():
+                return
+
     async def cancel(self) -> None:
+        self._trimmer.cancel()
         pending = list(self.tasks)
         for task in pending:
             task.cancel()
@@ -397,6 +433,28 @@ async def _pipe(reader, writer, watch: _SubflowWatch) -> int:
     return moved
 
 
+CLOSE_TIMEOUT = 10.0        # seconds a proxied connection may take to deliver its last bytes
+
+
+async def _close_both(*writers) -> None:
+    """Close both ends of a proxied connection; if either has not delivered what it was
+    given within CLOSE_TIMEOUT (a server that closed its socket and stopped reading keeps
+    its window shut for ever), reset both: the client learns its bytes did not all arrive,
+    and neither end keeps the connection and its buffers (as Linux gives up an orphaned
+    socket that makes no progress, tcp_orphan_retries)."""
+    async def closed():
+        for writer in writers:                      # both ends told before the next one
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+    for writer in writers:
+        writer.close()
+    try:
+        await asyncio.wait_for(closed(), CLOSE_TIMEOUT)
+    except asyncio.TimeoutError:
+        for writer in writers:
+            _abort(writer)
+
+
 async def _proxy(args) -> int:
     """TCP in, MPTCP out (tcp-to-mptcp), or MPTCP in, TCP out (mptcp-to-tcp)."""
     engine = _Engine(args)
@@ -428,11 +486,7 @@ async def _proxy(args) -> int:
                                         _pipe(out_reader, client_writer, watch))
         watch.sample(force=True)
         subflows = watch.best
-        for w in (out_writer, client_writer):
-            w.close()
-        for w in (out_writer, client_writer):          # both ends told before the next one
-            with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
-                await asyncio.wait_for(w.wait_closed(), 10)
+        await _close_both(out_writer, client_writer)
         if args.json:
             print(json.dumps({"upstream": up, "downstream": down, "subflows": subflows,
                               "engine": args.engine}), flush=True)

@@ -154,3 +154,43 @@ def test_refused_connection_raises(bed):
                 bed.kernel_addresses[0], 5999, local_addresses=bed.engine_addresses[:1],
                 device=bed.device), 10)
     _run("asyncio", main())
+
+
+def test_a_connection_reset_mid_write_lets_go_of_the_unsent_bytes(bed):
+    """The server never reads and then closes its socket with our bytes unread (Linux sends
+    MP_FASTCLOSE): the writer's bytes that the connection had not taken are let go at once,
+    the writer leaves the stack's work list, and drain() raises, instead of the stack
+    feeding a connection that is gone for ever (a proxy kept ~1 MB per such connection)."""
+    import socket
+    import threading
+    with bed.ns.entered():
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    listener.bind(("0.0.0.0", 5000))
+    listener.listen(1)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+
+    async def main():
+        config = Config(offload=True, send_buffer=1 << 20)
+        reader, writer = await aio.open_connection(
+            bed.kernel_addresses[0], 5000, local_addresses=bed.engine_addresses[:1],
+            device=bed.device, config=config)
+        stack = writer.stack
+        writer.write(bytes(8 << 20))                 # more than window and send buffer take
+        await asyncio.sleep(0.5)
+        held = writer._pending_bytes
+        accepted[0].close()                          # unread bytes: a fastclose
+        with pytest.raises(ConnectionResetError):
+            await reader.read()
+        with pytest.raises(ConnectionResetError):
+            await writer.drain()
+        left = writer._pending_bytes, writer in stack._wanting
+        stack.close()
+        return held, left
+
+    try:
+        held, left = _run("asyncio", main())
+    finally:
+        listener.close()
+    assert held > 4 << 20                            # the writer did hold bytes back
+    assert left == (0, False)

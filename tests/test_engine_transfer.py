@@ -133,9 +133,11 @@ def test_a_reader_that_stops_reading_closes_the_window_and_probing_resumes(backe
     assert server_conn.queue.queued_bytes == 65536                   # the window is full
     assert conn.allocator.outstanding_bytes() <= 65536 + 1420
     server.paused = False
-    net.run(until=60, stop=lambda: server.transfers and all(t.done or t.eof for t in server.transfers.values()))
+    net.run(until=60, stop=lambda: server.transfers and all(
+        t.done or t.eof for t in server.transfers.values()))
     s = next(iter(server.transfers.values()))
-    assert s.received == 2 * MB and s.received_hash.hexdigest() == client.transfers[conn.id].sent_hash.hexdigest()
+    assert s.received == 2 * MB
+    assert s.received_hash.hexdigest() == client.transfers[conn.id].sent_hash.hexdigest()
 
 
 @pytest.mark.parametrize("first", ["client", "server"])
@@ -276,3 +278,36 @@ def test_segmentation_offload_both_ways(backend, loss):
     assert stats.mtu_drops == 0
     if loss:
         assert stats.lost > 0                               # cut, and pieces were lost
+
+
+def test_acknowledged_bytes_are_let_go(backend):
+    """Bytes the peer acknowledged are not kept: not by the data-level store (what the
+    DATA_ACK covers), not by a subflow's retransmission queue (what its ACK covers), and an
+    ended subflow keeps no segments at all. (Both stores used to cut their lists only every
+    64 or 256 entries, so a connection kept up to 256 acknowledged segments per subflow, and
+    one in TIME_WAIT kept them for its 60 s.)"""
+    run = transfer(TWO_PATHS, up=2 * MB, down=MB)
+    run.check_exact(2 * MB, MB)
+    for conn in (run.conn, run.up[1].conn):
+        assert conn.retained.size == 0
+        assert [p for p in conn.retained._pieces if p is not None] == []
+        for sf in conn.all_subflows:
+            assert sf.sent == [] and sf.ooo == []
+
+
+def test_a_subflow_keeps_no_acknowledged_segment(backend):
+    """Mid-transfer, at every step, no acknowledged segment of a subflow nor acknowledged
+    piece of the data-level store still holds its bytes."""
+    net, client, server, _ = make(TWO_PATHS, up=2 * MB, down=0)
+    conn = client.open((S0, PORT), 0.0)
+    done, now, checked = finished(client, server), 0.0, 0
+    while not done() and now < 60:
+        now = net.run(until=now + 0.01)
+        for sf in conn.all_subflows:
+            assert all(entry.chunk is None for entry in sf.sent[:sf.sent_head])
+            checked += sf.sent_head
+        store = conn.retained                      # (made once the keys are known)
+        if store is not None:
+            assert all(piece is None for piece in store._pieces[:store._head])
+    net.close()
+    assert done() and checked > 1000              # acknowledged segments were looked at

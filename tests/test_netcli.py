@@ -335,3 +335,89 @@ def test_a_client_reset_aborts_the_upstream(ns, engine):
         assert ns.counters_since(before).get("MPTcpExtMPFastcloseRx") == 1
     finally:
         proxy.kill()
+
+
+def _connect_when_listening(address, timeout: float = 10.0) -> socket.socket:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection(address)
+        except ConnectionRefusedError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+def _stderr_of(process) -> str:
+    process.kill()
+    return process.communicate()[1]
+
+
+def _line_within(stream, seconds: float):
+    """The next line of a subprocess's pipe, or None if none comes within ``seconds``."""
+    import select
+    if select.select([stream], [], [], seconds)[0]:
+        return stream.readline()
+    return None
+
+
+def _early_closing_server(ns, address: str, port: int, read: int, connections: int):
+    """A kernel MPTCP server in ``ns`` that reads ``read`` bytes of each connection and then
+    closes it, unread bytes and all (as a server that has seen enough of a request does)."""
+    import threading
+    with ns.entered():
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, port))
+    listener.listen(64)
+
+    def serve():
+        with listener:
+            for _ in range(connections):
+                sock, _ = listener.accept()
+                with sock:
+                    got = 0
+                    while got < read and (chunk := sock.recv(min(1 << 16, read - got))):
+                        got += len(chunk)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@root_only
+@pytest.mark.parametrize("engine", ["userspace", "kernel"])
+def test_a_server_that_closes_early_resets_the_client_and_ends_the_connection(ns, engine):
+    """The server reads 64 KiB of the client's 4 MiB and closes: the client is reset (not
+    handed a clean end of stream while its bytes vanish), and the proxy ends its handler (the
+    --json line), keeping nothing of the connection: the bytes the client still sends are
+    refused, not buffered for a connection that is gone."""
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    if engine == "kernel":
+        extra = ["--netns", ns.name]
+    else:
+        ns.ip("addr", "del", "198.18.0.1/24", "dev", "lo")
+        extra = ["--tun", "mfn3", "--tun-address", "198.18.0.1/24", "--netns", ns.name,
+                 "--address", "198.18.0.2"]
+    server = _early_closing_server(ns, "198.18.0.1" if engine == "kernel" else "0.0.0.0",
+                                   5000, 1 << 16, connections=1)
+    proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7123",
+                    "--to", "198.18.0.1:5000", "--json", *extra])
+    try:
+        client = _connect_when_listening(("127.0.0.1", 7123))   # --json prints no banner
+        client.settimeout(20)
+        outcome = None
+        try:
+            client.sendall(bytes(4 << 20))
+            client.shutdown(socket.SHUT_WR)
+            outcome = client.recv(1 << 16)               # b"": a clean end of stream
+        except (ConnectionResetError, BrokenPipeError, TimeoutError) as exc:
+            outcome = exc
+        client.close()
+        server.join(10)
+        assert isinstance(outcome, (ConnectionResetError, BrokenPipeError)), outcome
+        line = _line_within(proxy.stdout, 15)            # the handler ended
+        assert line, f"the proxy's handler never ended: {_stderr_of(proxy)}"
+        assert json.loads(line)["upstream"] < 4 << 20
+    finally:
+        proxy.kill()
+        proxy.communicate()

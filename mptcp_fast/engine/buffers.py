@@ -101,6 +101,7 @@ class Retained:
         head, starts, pieces = self._head, self._starts, self._pieces
         while head < len(starts) and starts[head] + len(pieces[head]) <= acked:
             self.size -= len(pieces[head])
+            pieces[head] = None          # its bytes go now, not when the list is cut
             head += 1
         if head > 64 and head * 2 > len(starts):
             del starts[:head], pieces[:head]

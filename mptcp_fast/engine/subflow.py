@@ -646,6 +646,7 @@ class Subflow:
             entry = sent[head]
             if entry.in_pipe():
                 self.pipe -= entry.end - entry.seq
+            entry.chunk = None           # acked: its bytes go now, not when the list is cut
             head += 1
         if head < len(sent) and sent[head].seq < ack:     # a segment acked in part
             entry = sent[head]
@@ -840,6 +841,7 @@ class Subflow:
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = TIME_WAIT
+        self._release_queues()                    # all we sent was acknowledged, FIN and all
         self.rto_at = None
         self.timewait_at = now + self.config.time_wait
         self.conn.subflow_closing(self, now, "fin")
@@ -972,4 +974,12 @@ class Subflow:
         self.removal_at = None
         self.ack_pending = False
         self.closed_reason = self.closed_reason or reason
-        self.conn.subflow_closed(self, now, reason)
+        self.conn.subflow_closed(self, now, reason)   # reinjects what was unacknowledged
+        self._release_queues()
+
+    def _release_queues(self) -> None:
+        """A subflow that sends no more keeps no segments: in TIME_WAIT (RFC 9293 §3.6) it
+        only answers a retransmitted FIN, for Config.time_wait seconds."""
+        self.sent = []
+        self.sent_head = 0
+        self.ooo = []
