@@ -136,7 +136,7 @@ class PathManagement:
         if backup is None:
             backup = local in self.config.backup_addresses
         join = _Join(secrets.randbits(32), local_backup=bool(backup))
-        lport = self.endpoint.new_port(local, remote, port)
+        lport = self.endpoint.new_port(local, remote, port, now)
         sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
         sf.send_syn(now)
         return sf

@@ -119,6 +119,7 @@ cdef class Subflow:
     cdef public long peer_wscale, peer_mss
     cdef public long long max_snd_wnd
     cdef public long long ts_recent, ts_offset
+    cdef public double ts_recent_at
     # receive side
     cdef public long long irs, rcv_nxt
     cdef public long long map_ssn, map_length     # the mapping the connection stored last
