@@ -121,6 +121,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.checksums = False
         self.established = False                    # the MP_CAPABLE handshake completed
         self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
+        self.joins_due = False                      # the client's joins open at the next flush
         self.terminated = None                      # the reason, once the connection is gone
         self.fallback = None                        # why it fell back to TCP (RFC 8684 §3.7)
         self.fallback_reported = False
@@ -638,9 +639,11 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         return ack
 
     def _fully_established(self, now: float) -> None:
-        """Client: the server has our key (RFC 8684 §3.1): joins and announcements may start."""
+        """Client: the server has our key (RFC 8684 §3.1): joins and announcements may start,
+        the joins once this segment was taken whole (``flush``)."""
         self.fully_established = True
-        self._start_joins(now)
+        self.joins_due = True
+        self.endpoint.touch(self)
         self.signal(now)
 
     def _update_window(self, window: int, data_ack) -> None:
@@ -900,6 +903,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 sf.retransmit_lost(now)
         if self.allocator is not None and not self.terminated:
             self._push(now)
+        if self.joins_due:                            # the path manager's turn, once what can
+            self.joins_due = False                    # be sent was (a DATA_FIN among it)
+            self._start_joins(now)
         if self.announcing and _announcement_due(self.announcing, now):
             usable = self._usable()
             if usable:
