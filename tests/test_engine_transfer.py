@@ -143,7 +143,10 @@ def test_a_reader_that_stops_reading_closes_the_window_and_probing_resumes(backe
 @pytest.mark.parametrize("first", ["client", "server"])
 def test_data_fin_from_either_side_first(backend, first):
     up, down = (0, 2 * MB) if first == "client" else (2 * MB, 0)
-    run = transfer(TWO_PATHS, up=up, down=down)
+
+    def at_once(net, client, server, made, conn):
+        client.wait_for_peer = server.wait_for_peer = False
+    run = transfer(TWO_PATHS, up=up, down=down, before_run=at_once)
     run.check_exact(up, down)
     c, s = run.up
     early, late = (c, s) if first == "client" else (s, c)

@@ -34,7 +34,7 @@ class Engine:
         config.setdefault("offload", True)
         self.endpoint = Endpoint(list(addresses), Config(**config))
         self.app = BulkApp(self.endpoint, send_bytes=send_bytes, seed=seed,
-                           close_when_done=hold <= 0)
+                           close_when_done=hold <= 0, wait_for_peer=False)
         self.host = TunHost(self.app, bed.device)
         self.hold = hold
         self.started = None

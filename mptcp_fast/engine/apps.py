@@ -2,7 +2,8 @@
 benchmarks use them. ``BulkApp`` wraps an Endpoint in the sans-IO host face ``netem`` calls,
 and after every input runs a bulk-transfer application: send ``send_bytes`` of a seeded
 pseudo-random stream on each connection, read (and SHA-256) everything received, and close
-when done. ``paused = True`` stops it reading and writing (a stalled application).
+when done (with nothing to send, once the peer's stream ended, unless ``wait_for_peer`` is
+False). ``paused = True`` stops it reading and writing (a stalled application).
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ class BulkApp:
     """See the module text. ``hash_data=False`` skips the SHA-256 (for benchmarks)."""
 
     def __init__(self, endpoint, send_bytes: int = 0, seed: int = 1, hash_data: bool = True,
-                 close_when_done: bool = True):
+                 close_when_done: bool = True, wait_for_peer: bool = True):
         self.endpoint = endpoint
         self.send_bytes = send_bytes
         self.source = pattern(seed)
         self.hash_data = hash_data
         self.close_when_done = close_when_done
+        self.wait_for_peer = wait_for_peer  # nothing to send: close once the peer's stream ends
         self.transfers: dict[int, Transfer] = {}
         self.events = []                   # every non-data event, in order
         self.paused = False                # an application that neither reads nor writes
@@ -150,7 +152,10 @@ class BulkApp:
             t.sent += taken
             if taken < size:
                 return
-        if self.close_when_done:
+        # with nothing to send, the stream ends once the peer's did (a reader with nothing to
+        # say): ended at once, it would leave no joins, which follow only while neither side
+        # has closed (engine/pathmanager.py, _no_join)
+        if self.close_when_done and (t.to_send or t.eof or not self.wait_for_peer):
             conn.close()
 
 

@@ -121,6 +121,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.checksums = False
         self.established = False                    # the MP_CAPABLE handshake completed
         self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
+        self.joins_due = False                      # the client's joins open at the next flush
         self.terminated = None                      # the reason, once the connection is gone
         self.fallback = None                        # why it fell back to TCP (RFC 8684 §3.7)
         self.fallback_reported = False
@@ -299,7 +300,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     # ================================================================ opening
     def open(self, local: bytes, remote: bytes, rport: int, now: float) -> None:
-        lport = self.endpoint.new_port(local, remote, rport)
+        lport = self.endpoint.new_port(local, remote, rport, now)
         self.local, self.remote = (local, lport), (remote, rport)
         sf = self._new_subflow(local, lport, remote, rport, now)
         sf.send_syn(now)
@@ -342,13 +343,11 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now,
                                iss=(seg.ack - 1) & MASK32)
         sf.irs, sf.rcv_nxt, sf.snd_nxt = (seg.seq - 1) & MASK32, 1, 1
-        # the clock the cookie's timestamp came from, not one offset by the cookie ISN (whose
-        # top bits carry the MSS index): a TSval jump of 2**31 fails the peer's PAWS check
-        sf.ts_offset = self.endpoint.cookies.ts_offset(seg.dst, seg.dport, seg.src, seg.sport)
         sf.state, sf.syn_sent_count = SYN_RCVD, 1
         if seg.tsval is not None and seg.tsecr is not None:
             wscale, sack = SynCookies.options_from(seg.tsecr)
             sf.ts_ok, sf.ts_recent, sf.sack_ok = True, seg.tsval, sack
+            sf.ts_recent_at = now
             if wscale is not None:
                 sf.peer_wscale, sf.peer_wscale_offered = wscale, True
             else:
@@ -378,6 +377,11 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             iss = self.endpoint.isn.isn(local, lport, remote, rport, now)
         sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss, join=join,
                      backup=backup)
+        # the 4-tuple's TSval clock (RFC 7323 §7.1, Linux's secure_tcp_ts_off): one per 4-tuple,
+        # never offset by the ISN, whose clock runs 250 times faster (a cookie ISN's top bits
+        # even carry the MSS index): the TSvals of a later incarnation, and the subflow rebuilt
+        # from a cookie, never go back on the peer's PAWS check (RFC 7323 §5)
+        sf.ts_offset = self.endpoint.isn.ts_offset(local, lport, remote, rport)
         sf.local_address_id = self.endpoint.address_id(self, local)
         self.subflows.append(sf)
         self.all_subflows.append(sf)
@@ -635,9 +639,11 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         return ack
 
     def _fully_established(self, now: float) -> None:
-        """Client: the server has our key (RFC 8684 §3.1): joins and announcements may start."""
+        """Client: the server has our key (RFC 8684 §3.1): joins and announcements may start,
+        the joins once this segment was taken whole (``flush``)."""
         self.fully_established = True
-        self._start_joins(now)
+        self.joins_due = True
+        self.endpoint.touch(self)
         self.signal(now)
 
     def _update_window(self, window: int, data_ack) -> None:
@@ -897,6 +903,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 sf.retransmit_lost(now)
         if self.allocator is not None and not self.terminated:
             self._push(now)
+        if self.joins_due:                            # the path manager's turn, once what can
+            self.joins_due = False                    # be sent was (a DATA_FIN among it)
+            self._start_joins(now)
         if self.announcing and _announcement_due(self.announcing, now):
             usable = self._usable()
             if usable:

@@ -58,16 +58,12 @@ class SynCookies:
         self.refused += 1
         return None
 
-    def ts_offset(self, local: bytes, lport: int, remote: bytes, rport: int) -> int:
-        """The TSval offset of a connection made from a cookie: keyed by the 4-tuple (RFC 7323
-        §7.1; Linux's secure_tcp_ts_off), so the cookie's SYN/ACK and the subflow rebuilt from
-        the third ACK keep one clock: a peer's PAWS check (RFC 7323 §5) drops a segment whose
-        TSval went back."""
-        return self._hash(local, lport, remote, rport, 0, -1)      # slot -1: never a time slot
-
     @staticmethod
     def timestamp(now: float, offset: int, wscale, sack: bool) -> int:
-        """Our TSval (the clock ``offset`` ahead, as Subflow._tsval counts it) with the peer's
+        """Our TSval (the clock ``offset`` ahead, as Subflow._tsval counts it: the 4-tuple's
+        clock, IsnGenerator.ts_offset, so the cookie's SYN/ACK and the subflow rebuilt from the
+        third ACK keep one clock and a peer's PAWS check, RFC 7323 §5, drops nothing) with the
+        peer's
         SYN options in its low 5 bits (Linux's cookie_init_timestamp): window scale 0..14 (15:
         none) and SACK-permitted. Never ahead of the clock (32 ms earlier when the bits would
         be), so the subflow's next TSval is not below it."""

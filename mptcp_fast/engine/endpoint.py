@@ -31,6 +31,7 @@ from ..errors import StateError
 from mptcp_fast.engine.config import Config
 from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.isn import IsnGenerator
+from mptcp_fast.engine.pathmanager import _text
 from mptcp_fast.engine import segment
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
@@ -38,9 +39,14 @@ from mptcp_fast.engine import segment
 from .connection import Connection
 from .subflow import Subflow
 
+if not cython.compiled:     # compiled: the C enum, cimported by endpoint.pxd
+    from .subflow import TIME_WAIT
+
 __all__ = ["Endpoint"]
 
 EPHEMERAL_PORTS = (32768, 60999)           # Linux's ip_local_port_range
+RANDOM_PORT_TRIES = 8                      # random picks before the range is walked
+TW_REUSE_DELAY = 1.0                       # Linux's tcp_tw_reuse_delay (1,000 ms)
 
 
 class Endpoint:
@@ -66,6 +72,8 @@ class Endpoint:
         self.packets_received = self.packets_sent = 0
         self.now = 0.0
         self._subflows = {}                 # flow_key(local, lport, remote, rport) -> Subflow
+        self._port_range = EPHEMERAL_PORTS  # read once: the counts below stay consistent
+        self._ports_taken = {}              # (local, remote, rport) -> subflows in the range
         self._next_id = 0
         self._out = []
         self._dirty = {}                    # connections to flush (insertion-ordered)
@@ -249,12 +257,28 @@ class Endpoint:
             self._with_events.append(conn)
 
     def register(self, sf) -> None:
-        self._subflows[segment.flow_key(sf.local, sf.lport, sf.remote, sf.rport)] = sf
+        key = segment.flow_key(sf.local, sf.lport, sf.remote, sf.rport)
+        if key not in self._subflows:
+            self._count_port(sf, 1)
+        self._subflows[key] = sf
 
     def unregister(self, sf) -> None:
         key = segment.flow_key(sf.local, sf.lport, sf.remote, sf.rport)
         if self._subflows.get(key) is sf:
             del self._subflows[key]
+            self._count_port(sf, -1)
+
+    def _count_port(self, sf, step: int) -> None:
+        """How many ports of the range toward one destination are taken, so that ``new_port``
+        knows without a walk whether one is free."""
+        low, high = self._port_range
+        if low <= sf.lport <= high:
+            dest = (sf.local, sf.remote, sf.rport)
+            taken = self._ports_taken.get(dest, 0) + step
+            if taken:
+                self._ports_taken[dest] = taken
+            else:
+                del self._ports_taken[dest]
 
     def forget(self, conn) -> None:
         """A connection whose subflows have all ended."""
@@ -269,13 +293,49 @@ class Endpoint:
             return 0
         return self._address_ids.get(address, 255)
 
-    def new_port(self, local: bytes, remote: bytes, rport: int) -> int:
-        low, high = EPHEMERAL_PORTS
-        for _ in range(64):
+    def new_port(self, local: bytes, remote: bytes, rport: int, now: float) -> int:
+        """A local port for a new subflow from ``local`` to (``remote``, ``rport``), its
+        4-tuple unique. A free port whenever there is one; else one whose old subflow waits in
+        TIME_WAIT and may hand its 4-tuple on (``_reusable``), that subflow then dropped; else
+        StateError naming the destination."""
+        low, high = self._port_range
+        size = high - low + 1
+        if self._ports_taken.get((local, remote, rport), 0) < size:
+            return self._free_port(local, remote, rport)
+        old = self._reusable_port(local, remote, rport, now)
+        if old is None:
+            raise StateError(f"no free local port to {_where(remote, rport)}")
+        old.close(now, "fin")               # its TIME_WAIT cut short, as Linux's tw_reuse does
+        return old.lport
+
+    def _free_port(self, local: bytes, remote: bytes, rport: int) -> int:
+        """A port whose 4-tuple is free (one is): a few random picks, then a walk of the range
+        from a random start, as Linux's __inet_hash_connect walks it."""
+        low, high = self._port_range
+        for _ in range(RANDOM_PORT_TRIES):
             port = self._ports.randint(low, high)
             if segment.flow_key(local, port, remote, rport) not in self._subflows:
                 return port
-        raise StateError("no free local port")
+        size = high - low + 1
+        start = self._ports.randrange(size)
+        for i in range(size):
+            port = low + (start + i) % size
+            if segment.flow_key(local, port, remote, rport) not in self._subflows:
+                return port
+        raise AssertionError("the count of taken ports is wrong")
+
+    def _reusable_port(self, local: bytes, remote: bytes, rport: int, now: float):
+        """The first subflow from a random start of the range whose 4-tuple may be reused,
+        or None."""
+        low, high = self._port_range
+        size = high - low + 1
+        start = self._ports.randrange(size)
+        for i in range(size):
+            sf = self._subflows.get(segment.flow_key(local, low + (start + i) % size,
+                                                     remote, rport))
+            if sf is not None and _reusable(sf, now):
+                return sf
+        return None
 
     def _rearm(self, conn) -> None:
         """Keep the heap entry of ``conn`` no later than its timer. A timer that moved later
@@ -355,7 +415,7 @@ class Endpoint:
         if with_ts:
             if seg.sack_permitted:
                 area.append(opt.SackPermitted())
-            offset = self.cookies.ts_offset(seg.dst, seg.dport, seg.src, seg.sport)
+            offset = self.isn.ts_offset(seg.dst, seg.dport, seg.src, seg.sport)
             area.append(opt.Timestamps(SynCookies.timestamp(now, offset, seg.wscale,
                                                             seg.sack_permitted), seg.tsval))
             if seg.wscale is not None:
@@ -409,6 +469,25 @@ class Endpoint:
         self._out.append(packet)
 
 
+def _reusable(sf, now: float) -> bool:
+    """An outgoing connection may take the 4-tuple of a subflow in TIME_WAIT (Linux's
+    tcp_twsk_unique with net.ipv4.tcp_tw_reuse; RFC 6191 for the SYN a TIME_WAIT peer takes)
+    when that subflow used timestamps and the last one it received is at least a second old.
+    The new subflow's TSvals are then not below any the old one sent: both count on the
+    4-tuple's one clock (IsnGenerator.ts_offset, a keyed hash with no time in it, as Linux's
+    secure_tcp_ts_off), whose milliseconds only move on. So the peer's PAWS check (RFC 7323
+    §5) drops an old duplicate of ours that would land in the new subflow, and a peer still in
+    TIME_WAIT takes the new SYN (RFC 6191 §2). The peer's clock ticked too in that second (RFC
+    7323 §5.4: at least once a second), so its new segments are told from its old ones."""
+    return sf.state == TIME_WAIT and sf.ts_ok and now - sf.ts_recent_at >= TW_REUSE_DELAY
+
+
+def _where(address: bytes, port: int) -> str:
+    """An address and port as text: 198.18.0.2:80, [2001:db8::2]:80."""
+    return f"[{_text(address)}]:{port}" if len(address) == 16 else f"{_text(address)}:{port}"
+
+
 if __name__ == "mptcp_fast.engine.endpoint":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
     _backend.construct_on_backend(Endpoint, __name__)
+

@@ -91,6 +91,9 @@ class PathManagement:
         ((address, port); the initial subflow's by default); returns its subflow id."""
         if not self.established or self.keys is None or self.terminated:
             raise StateError("join() needs an established connection")
+        ending = self._no_join()
+        if ending is not None:
+            raise StateError(f"join(): {ending}; the peer would refuse the subflow")
         local = self.endpoint.own_address(local_address)
         if remote is None:
             remote_address, port = self.remote[0], self.remote[1]
@@ -136,14 +139,36 @@ class PathManagement:
         if backup is None:
             backup = local in self.config.backup_addresses
         join = _Join(secrets.randbits(32), local_backup=bool(backup))
-        lport = self.endpoint.new_port(local, remote, port)
+        lport = self.endpoint.new_port(local, remote, port, now)
         sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
         sf.send_syn(now)
         return sf
 
+    def _no_join(self):
+        """Why no subflow may join now, or None. Linux accepts a join only while its MPTCP
+        socket is ESTABLISHED and fully established (mptcp_can_accept_new_subflow), else a RST
+        with MP_TCPRST "administratively prohibited": not once it has our DATA_FIN in order
+        (CLOSE_WAIT) or has closed its own side. So none once our DATA_FIN is sent or next to
+        go (close() with nothing left before it), or the peer's has arrived in order. Data still
+        waiting behind a close() may yet be carried by a join, which the peer, not having our
+        DATA_FIN, accepts; Linux's client opens none from FIN_WAIT_1 (mptcp_is_fully_established
+        in __mptcp_subflow_connect)."""
+        if self.terminated:
+            return f"the connection has ended ({self.terminated})"
+        if self.fallback:
+            return "the connection fell back to TCP (RFC 8684 §3.7)"
+        if self.local_closed and not self.unsent:
+            return "our DATA_FIN is sent or next to go (close() or end_stream)"
+        if self.queue is not None and self.queue.eof:
+            return "the peer's DATA_FIN has arrived"
+        return None
+
     def _start_joins(self, now: float) -> None:
         """Fully established client: a subflow from each of its "subflow" addresses (every
-        other local address of the family by default) to the server's address."""
+        other local address of the family by default) to the server's address. Called when
+        the segment that made it fully established has been taken whole (``joins_due``, at
+        the next flush), as Linux's path manager works after it: a DATA_FIN in that segment
+        leaves no join to open."""
         for address in self.endpoint.addresses:
             if not self.join_from(address, now):
                 break
@@ -151,7 +176,7 @@ class PathManagement:
     def join_from(self, address: bytes, now: float) -> bool:
         """The path manager's rule for one local address of a client (False: no room left)."""
         wanted = self.config.subflow_addresses
-        if not self.is_client or self.fallback or self.terminated or not self.fully_established \
+        if not self.is_client or not self.fully_established or self._no_join() is not None \
                 or self.peer_denies_initial \
                 or len(address) != len(self.remote[0]) or address == self.local[0] \
                 or (wanted is not None and address not in wanted) \
@@ -301,7 +326,7 @@ class PathManagement:
             self.remote_addresses[o.address_id] = target
             return
         self.remote_addresses[o.address_id] = target
-        if self.is_client and self.config.join_announced \
+        if self.is_client and self.config.join_announced and self._no_join() is None \
                 and (known or self.add_addr_accepted < self.config.max_add_addr_accepted):
             local = _local_for(self.local[0], self.endpoint.addresses, target[0])
             if local is None:                         # no address of that family to join from

@@ -144,7 +144,8 @@ class Subflow:
         self.max_snd_wnd = 0                 # the largest window the peer offered (RFC 5961 §5)
         self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
-        self.ts_offset = iss                 # per-subflow random TSval offset (RFC 7323 §7.1)
+        self.ts_recent_at = 0.0              # when ts_recent was taken (Linux's ts_recent_stamp)
+        self.ts_offset = iss                 # the connection sets the 4-tuple's (RFC 7323 §7.1)
         # -- receive side
         self.irs = 0
         self.rcv_nxt = 0
@@ -560,7 +561,7 @@ class Subflow:
             return                                 # simultaneous open is not supported
         self.irs = seg.seq
         self.rcv_nxt = 1
-        self._take_syn_options(seg)
+        self._take_syn_options(seg, now)
         self.snd_una = 1
         self._handshake_rtt(now)
         if not self.conn.on_handshake(self, seg, now):
@@ -581,12 +582,12 @@ class Subflow:
         """Server side: a SYN for us; remember its options and answer with a SYN/ACK."""
         self.irs = seg.seq
         self.rcv_nxt = 1
-        self._take_syn_options(seg)
+        self._take_syn_options(seg, now)
         self.state = SYN_RCVD
         self.snd_nxt = 1
         self.send_syn_ack(now)
 
-    def _take_syn_options(self, seg) -> None:
+    def _take_syn_options(self, seg, now: float) -> None:
         """RFC 7323 §2.2 and §3.2, RFC 2018 §2: an option is used only when both sides sent
         it; the MSS we send at is the peer's (RFC 9293 §3.7.1)."""
         if seg.mss is not None:                   # a peer's tiny MSS is raised to Linux's
@@ -601,6 +602,7 @@ class Subflow:
         if seg.tsval is not None:
             self.ts_ok = True
             self.ts_recent = seg.tsval
+            self.ts_recent_at = now
         mss = min(self.peer_mss, self.own_mss)
         self.window.mss = self._payload_size_for(mss)
         self.window.cwnd = float(min(10 * self.window.mss, max(2 * self.window.mss, 14600)))
@@ -613,6 +615,7 @@ class Subflow:
             return
         if seg.tsval is not None and self.ts_ok:
             self.ts_recent = seg.tsval
+            self.ts_recent_at = now
         if ack > self.snd_una:
             if self.window.cwnd < self.window.ssthresh and self.ts_ok:
                 self._slow_start_delay(seg, ack, now)

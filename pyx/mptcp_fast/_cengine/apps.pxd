@@ -21,7 +21,7 @@ cdef class BulkApp:
     cdef public Endpoint endpoint
     cdef public long long send_bytes, ended
     cdef public object source
-    cdef public bint hash_data, close_when_done, paused
+    cdef public bint hash_data, close_when_done, wait_for_peer, paused
     cdef public dict transfers
     cdef public list events
 

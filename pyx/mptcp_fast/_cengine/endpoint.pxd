@@ -2,7 +2,7 @@
 cimport cython
 
 from mptcp_fast._cengine.connection cimport Connection
-from mptcp_fast._cengine.subflow cimport Subflow
+from mptcp_fast._cengine.subflow cimport Subflow, TIME_WAIT
 from mptcp_fast._segment cimport Incoming, read as read_packet
 
 
@@ -11,7 +11,8 @@ cdef class Endpoint:
     cdef public object config, tokens, isn, cookies, counts, _ports, _read
     cdef public list addresses, _out, _timers
     cdef public set _own, listening
-    cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of
+    cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of, _ports_taken
+    cdef public tuple _port_range
     cdef public long half_open
     cdef public double now
     cdef public long long _next_id, _order, _number, packets_received, packets_sent

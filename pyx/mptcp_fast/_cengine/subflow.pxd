@@ -58,7 +58,7 @@ cdef class _ConnectionState:
     cdef public bint is_client, redundant
     cdef public list subflows, all_subflows
     cdef public object local_key, local_token, remote_key, keys
-    cdef public bint checksums, established, fully_established, fallback_reported
+    cdef public bint checksums, established, fully_established, fallback_reported, joins_due
     cdef public bint event_established, half_open, peer_denies_initial
     cdef public object terminated, fallback
     cdef public object local_first_dsn, remote_first_dsn, syn_key, local, remote
@@ -119,6 +119,7 @@ cdef class Subflow:
     cdef public long peer_wscale, peer_mss
     cdef public long long max_snd_wnd
     cdef public long long ts_recent, ts_offset
+    cdef public double ts_recent_at
     # receive side
     cdef public long long irs, rcv_nxt
     cdef public long long map_ssn, map_length     # the mapping the connection stored last
