@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import selectors
 import socket
@@ -126,7 +127,8 @@ def _stream(seed: int, size: int) -> bytes:
     """Each 8-byte word says whose stream it is and where it belongs: (seed << 40) | index,
     so the echo server can check what arrives as well as the client what comes back."""
     import numpy
-    return (numpy.arange(size // 8, dtype=">u8") | numpy.uint64(seed << 40)).tobytes()
+    words = numpy.arange(size // 8, dtype=numpy.uint64) | numpy.uint64(seed << 40)
+    return words.astype(">u8").tobytes()          # big-endian, as the server reads them
 
 
 async def _client(port, seed: int, size: int, results: dict) -> None:
@@ -397,6 +399,11 @@ def main() -> None:
                         help="seconds each asyncio client waits after connecting")
     parser.add_argument("--close-after", type=int, default=0, metavar="BYTES",
                         help="the server closes each connection once BYTES arrived")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per round (counts, seconds, RSS in MiB)")
+    parser.add_argument("--paths", type=int, default=2, choices=(1, 2),
+                        help="subflows per connection (kernel engine: 1 leaves out the "
+                             "'subflow' endpoint)")
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                         help="wait after each round, then report the proxy's RSS")
     parser.add_argument("--checksum", action="store_true",
@@ -415,7 +422,8 @@ def main() -> None:
                                              1 << 20 if args.size[-1] in "Mm" else 1)
     from mptcp_fast.testbed import VethBed
     with VethBed("mfl", paths=2) as bed:
-        bed.endpoint("b", 1, "subflow")
+        if args.paths == 2:
+            bed.endpoint("b", 1, "subflow")
         for ns in (bed.a, bed.b):
             ns.sysctl("net.core.somaxconn", 8192)
             ns.sysctl("net.ipv4.tcp_max_syn_backlog", 8192)
@@ -436,6 +444,7 @@ def main() -> None:
         proxy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         proxy.stdout.readline()
+        rss_start = _rss_kib(proxy.pid, "VmRSS:") // 1024
         capture = None
         if args.capture:
             capture = bed.b.popen(["tcpdump", "-i", "any", "-s", "200", "-B", "1048576", "-U",
@@ -462,10 +471,15 @@ def main() -> None:
                 print(f"round {round_}: {args.clients} clients x {size} bytes, {args.engine}: "
                       f"{results} in {took:.1f} s, proxy peak RSS "
                       f"{_rss_kib(proxy.pid) // 1024} MiB", flush=True)
+                rss_after = None
                 if args.settle:
                     time.sleep(args.settle)
-                    print(f"  after {args.settle:g} s: proxy RSS "
-                          f"{_rss_kib(proxy.pid, 'VmRSS:') // 1024} MiB", flush=True)
+                    rss_after = _rss_kib(proxy.pid, "VmRSS:") // 1024
+                    print(f"  after {args.settle:g} s: proxy RSS {rss_after} MiB", flush=True)
+                if args.json:
+                    print(json.dumps({"round": round_, **results, "seconds": round(took, 2),
+                                      "rss_start_mib": rss_start, "rss_after_mib": rss_after,
+                                      "peak_rss_mib": _rss_kib(proxy.pid) // 1024}), flush=True)
         finally:
             if capture is not None:
                 time.sleep(0.5)
@@ -480,6 +494,8 @@ def main() -> None:
             lines = err.strip().splitlines()
             if lines:
                 print(f"proxy stderr: {len(lines)} lines, e.g. {lines[:3]}")
+                if any("Traceback" in line or "Unhandled" in line for line in lines):
+                    print("proxy stderr has a traceback")
 
 
 if __name__ == "__main__":
