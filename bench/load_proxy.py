@@ -57,7 +57,8 @@ def echo_server(host: str, port: int, close_after: int = 0) -> None:
                 except BlockingIOError:
                     continue
                 conn.setblocking(False)
-                pending[conn] = [bytearray(), False, bytearray(), 0]
+                # echo queue, client ended, arrived not yet checked, next word, bytes in
+                pending[conn] = [bytearray(), False, bytearray(), 0, 0]
                 sel.register(conn, selectors.EVENT_READ, None)
                 continue
             state = pending[sock]
@@ -73,8 +74,8 @@ def echo_server(host: str, port: int, close_after: int = 0) -> None:
                 elif data:
                     state[0] += data
                     _check_arrival(state, data)
-                    state.append(len(data))
-                    if close_after and sum(state[4:]) >= close_after:
+                    state[4] += len(data)
+                    if close_after and state[4] >= close_after:
                         sel.unregister(sock)
                         del pending[sock]
                         sock.close()

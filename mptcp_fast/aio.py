@@ -148,10 +148,8 @@ class MptcpStreamWriter:
     def _feed(self) -> None:
         """Hand the connection what it takes now; the DATA_FIN once all went."""
         conn = self._conn
-        if conn.terminated:                          # nobody will take them: let them go
-            self._pending.clear()
-            self._pending_bytes = 0
-            self._wake_drain()
+        if conn.terminated:                          # nobody will take them
+            self._let_go()
             return
         pending = self._pending
         while pending:
@@ -171,6 +169,12 @@ class MptcpStreamWriter:
         if self._pending_bytes <= WRITE_LIMIT:
             self._wake_drain()
 
+    def _let_go(self) -> None:
+        """Drop the bytes the connection never took, and wake a drain() waiting on them."""
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._wake_drain()
+
     def _wake_drain(self) -> None:
         if self._drained is not None:
             if not self._drained.done():
@@ -184,10 +188,8 @@ class MptcpStreamWriter:
 
     def _fail(self, error: Exception) -> None:
         self._error = error
-        self._pending.clear()                        # the connection is gone: so are they
-        self._pending_bytes = 0
+        self._let_go()                               # the connection is gone: so are they
         self._stack._wanting.discard(self)
-        self._wake_drain()
         if not self._closed.done():
             self._closed.set_result(None)
 

@@ -301,6 +301,17 @@ def test_a_refused_upstream_resets_the_client_with_one_line(ns):
                                 f"198.18.0.1:5999: Connection refused" for port in ports]
 
 
+def _proxy_to_namespace(ns, engine: str) -> tuple[list, str]:
+    """The proxy's options to reach a server in ``ns`` at 198.18.0.1, and the address that
+    server binds: the kernel engine's socket in ``ns`` (the server on its loopback), or the
+    userspace engine's TUN device moved into ``ns`` (the kernel's side 198.18.0.1)."""
+    if engine == "kernel":
+        ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+        return ["--netns", ns.name], "198.18.0.1"
+    return ["--tun", "mfn3", "--tun-address", "198.18.0.1/24", "--netns", ns.name,
+            "--address", "198.18.0.2"], "0.0.0.0"
+
+
 @root_only
 @pytest.mark.parametrize("engine", ["userspace", "kernel"])
 def test_a_client_reset_aborts_the_upstream(ns, engine):
@@ -308,15 +319,8 @@ def test_a_client_reset_aborts_the_upstream(ns, engine):
     server counts MP_FASTCLOSE and its socket reports the reset. (The userspace engine's side
     used to end with a DATA_FIN only, leaving the server sending into a half-closed
     connection; Linux resets a socket closed with unread data by itself.)"""
-    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
-    if engine == "kernel":
-        extra = ["--netns", ns.name]
-    else:
-        ns.ip("addr", "del", "198.18.0.1/24", "dev", "lo")
-        extra = ["--tun", "mfn3", "--tun-address", "198.18.0.1/24", "--netns", ns.name,
-                 "--address", "198.18.0.2"]
-    server = KernelPeer(ns, send_bytes=1 << 30).listen("198.18.0.1" if engine == "kernel"
-                                                       else "0.0.0.0", 5000)
+    extra, server_host = _proxy_to_namespace(ns, engine)
+    server = KernelPeer(ns, send_bytes=1 << 30).listen(server_host, 5000)
     before = ns.counters()
     proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7122",
                     "--to", "198.18.0.1:5000", *extra])
@@ -391,15 +395,8 @@ def test_a_server_that_closes_early_resets_the_client_and_ends_the_connection(ns
     handed a clean end of stream while its bytes vanish), and the proxy ends its handler (the
     --json line), keeping nothing of the connection: the bytes the client still sends are
     refused, not buffered for a connection that is gone."""
-    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
-    if engine == "kernel":
-        extra = ["--netns", ns.name]
-    else:
-        ns.ip("addr", "del", "198.18.0.1/24", "dev", "lo")
-        extra = ["--tun", "mfn3", "--tun-address", "198.18.0.1/24", "--netns", ns.name,
-                 "--address", "198.18.0.2"]
-    server = _early_closing_server(ns, "198.18.0.1" if engine == "kernel" else "0.0.0.0",
-                                   5000, 1 << 16, connections=1)
+    extra, server_host = _proxy_to_namespace(ns, engine)
+    server = _early_closing_server(ns, server_host, 5000, 1 << 16, connections=1)
     proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7123",
                     "--to", "198.18.0.1:5000", "--json", *extra])
     try:
