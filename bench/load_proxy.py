@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import selectors
@@ -32,6 +33,7 @@ import sys
 import time
 
 IPPROTO_MPTCP = 262
+ECHO_QUEUE = 1 << 20        # bytes the echo server holds for a connection before it stops reading
 DELAY = 0.0                 # seconds a client waits after connecting before it sends (--delay)
 
 
@@ -62,7 +64,7 @@ def echo_server(host: str, port: int, close_after: int = 0) -> None:
                 sel.register(conn, selectors.EVENT_READ, None)
                 continue
             state = pending[sock]
-            if events & selectors.EVENT_READ:
+            if events & selectors.EVENT_READ and len(state[0]) < ECHO_QUEUE:
                 try:
                     data = sock.recv(1 << 16)
                 except (BlockingIOError, InterruptedError):
@@ -97,7 +99,9 @@ def echo_server(host: str, port: int, close_after: int = 0) -> None:
                     pass
                 sock.close()
                 continue
-            want = selectors.EVENT_READ if not state[1] else 0
+            # read on while little waits to go back: a client that reads slowly holds up
+            # its own stream only (its bytes wait in the kernel's buffers, not here)
+            want = selectors.EVENT_READ if not state[1] and len(state[0]) < ECHO_QUEUE else 0
             if state[0]:
                 want |= selectors.EVENT_WRITE
             sel.modify(sock, want or selectors.EVENT_WRITE, None)
@@ -198,6 +202,111 @@ def _mismatch_end(got: bytes, data: bytes, first: int) -> int:
 async def _clients(port: int, n: int, size: int, seed: int) -> dict:
     results = {"exact": 0, "short": 0, "corrupt": 0, "failed": 0}
     await asyncio.gather(*(_client(port, seed + i, size, results) for i in range(n)))
+    return results
+
+
+async def _churn(port: int, total: int, parallel: int, size: int, seed: int) -> dict:
+    """``total`` short echoes of ``size`` bytes, ``parallel`` at a time: each a new
+    connection through the proxy, which opens a new MPTCP connection for it."""
+    results = {"exact": 0, "short": 0, "corrupt": 0, "failed": 0}
+    numbers = iter(range(total))
+
+    async def worker():
+        for i in numbers:
+            await _client(port, seed + i, size, results)
+
+    await asyncio.gather(*(worker() for _ in range(parallel)))
+    return results
+
+
+async def _slow_client(port: int, seed: int, size: int, rate: int, stop: asyncio.Event,
+                       results: dict) -> None:
+    """A client that sends ``size`` bytes at once and reads the echo at ``rate`` bytes/s
+    until ``stop``; then it checks what it read is the start of what it sent and resets.
+    Its stream is made and checked a piece at a time (a hundred of them would otherwise
+    hold gigabytes on the machine that measures the proxy)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        results["slow_failed"] += 1
+        return
+
+    async def send():
+        with contextlib.suppress(ConnectionError):
+            for i in range(0, size, 1 << 16):
+                writer.write(_piece(seed, i, min(1 << 16, size - i)))
+                await writer.drain()
+
+    loop = asyncio.get_running_loop()
+    sender = asyncio.create_task(send())
+    got = 0
+    exact = True
+    start = loop.time()
+    try:
+        while not stop.is_set() and got < size:
+            allowed = int((loop.time() - start) * rate) - got
+            if allowed > 0:
+                chunk = await reader.readexactly(min(allowed, 4096) // 8 * 8 or 8)
+                exact = exact and chunk == _piece(seed, got, len(chunk))
+                got += len(chunk)
+            else:
+                await asyncio.sleep(0.05)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        results["slow_failed"] += 1
+        return
+    finally:
+        sender.cancel()
+        writer.transport.abort()                     # a reset, as a client that gives up
+    results["slow_read"] += got
+    results["slow_prefix" if exact else "slow_corrupt"] += 1
+
+
+def _piece(seed: int, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``_stream(seed, ...)`` from ``offset`` (both multiples of 8)."""
+    import numpy
+    words = numpy.arange(offset // 8, (offset + length) // 8, dtype=numpy.uint64)
+    return (words | numpy.uint64(seed << 40)).astype(">u8").tobytes()
+
+
+async def _slow_readers(port: int, fast: int, size: int, slow: int, slow_size: int,
+                        rate: int, fill: float, proxy_pid: int, packets=None,
+                        socket_memory=None) -> dict:
+    """``slow`` readers at ``rate`` bytes/s fill the proxy for ``fill`` seconds, then
+    ``fast`` clients echo ``size`` bytes each beside them; the proxy's RSS is sampled, and
+    ``packets()`` (the TUN device's counts, for the userspace engine) read at each step;
+    ``socket_memory()`` (the kernel engine's socket buffers, which its RSS does not show)
+    is sampled with the RSS."""
+    results = {"slow_prefix": 0, "slow_corrupt": 0, "slow_failed": 0, "slow_read": 0}
+    stop = asyncio.Event()
+    slow_tasks = [asyncio.create_task(_slow_client(port, 9000 + i, slow_size, rate, stop,
+                                                   results)) for i in range(slow)]
+    peak = sockets_peak = 0
+
+    async def sample():
+        nonlocal peak, sockets_peak
+        while True:
+            peak = max(peak, _rss_kib(proxy_pid, "VmRSS:") // 1024)
+            if socket_memory is not None:
+                sockets_peak = max(sockets_peak, await asyncio.to_thread(socket_memory))
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.create_task(sample())
+    before = packets() if packets else None
+    await asyncio.sleep(fill)
+    filled = packets() if packets else None
+    start = time.monotonic()
+    results.update(await _clients(port, fast, size, 0))
+    results["fast_seconds"] = round(time.monotonic() - start, 2)
+    if packets:
+        after = packets()
+        results["packets_fill"] = [b - a for a, b in zip(before, filled)]
+        results["packets_beside"] = [b - a for a, b in zip(filled, after)]
+    stop.set()
+    await asyncio.gather(*slow_tasks)
+    sampler.cancel()
+    results["rss_during_mib"] = peak
+    if socket_memory is not None:
+        results["kernel_sockets_mib"] = sockets_peak
     return results
 
 
@@ -366,6 +475,30 @@ def _tun_counters(bed) -> str:
     return "; ".join(out)
 
 
+def _tun_packets(bed) -> tuple[int, int]:
+    """Packets the TUN devices carried so far: (to the engine, from the engine)."""
+    to = frm = 0
+    for link in json.loads(bed.b.ip("-s", "-j", "link", "show")):
+        if link["ifname"].startswith("mft"):
+            to += link["stats64"]["tx"]["packets"]
+            frm += link["stats64"]["rx"]["packets"]
+    return to, frm
+
+
+def _socket_mib(bed) -> int:
+    """MiB the kernel holds in the buffers of the sockets in the proxy's namespace (the
+    kernel engine's MPTCP sockets and their subflows: ss's skmem r + w)."""
+    total = 0
+    for line in bed.b.run("ss", "-tMmH").splitlines():
+        start = line.find("skmem:(")
+        if start < 0:
+            continue
+        for field in line[start + 7:line.index(")", start)].split(","):
+            if field[:1] in ("r", "w") and field[1:].isdigit():
+                total += int(field[1:])
+    return total >> 20
+
+
 def _server_counters(bed) -> str:
     """The server namespace's retransmissions and timeouts so far."""
     text = bed.a.run("nstat", "-az", "TcpRetransSegs", "TcpExtTCPTimeouts",
@@ -380,6 +513,12 @@ def _rss_kib(pid: int, field: str = "VmHWM:") -> int:
             if line.startswith(field):
                 return int(line.split()[1])
     return 0
+
+
+def _size(text: str) -> int:
+    """256K, 16M or a number of bytes."""
+    scale = {"k": 1024, "m": 1 << 20}.get(text[-1].lower(), 1)
+    return int(text.rstrip("KkMm")) * scale
 
 
 def main() -> None:
@@ -411,6 +550,17 @@ def main() -> None:
                         help="DSS checksums on both namespaces (net.mptcp.checksum_enabled)")
     parser.add_argument("--capture", metavar="FILE",
                         help="write a pcap of the proxy's namespace's MPTCP side (tcpdump -s 0)")
+    parser.add_argument("--churn", type=int, default=0, metavar="N",
+                        help="N short echoes (--size each), --parallel at a time, each on a "
+                             "new connection")
+    parser.add_argument("--parallel", type=int, default=50)
+    parser.add_argument("--slow", type=int, default=0, metavar="N",
+                        help="N slow readers beside the clients: the clients run alone, then "
+                             "again while the slow readers hold their connections")
+    parser.add_argument("--slow-rate", type=int, default=10_000, metavar="BYTES_PER_S")
+    parser.add_argument("--slow-size", default="16M", help="bytes each slow reader sends")
+    parser.add_argument("--slow-fill", type=float, default=5.0, metavar="SECONDS",
+                        help="how long the slow readers run before the clients start")
     parser.add_argument("--direct", action="store_true",
                         help="no proxy: the clients' own kernel MPTCP sockets to the server")
     args = parser.parse_args()
@@ -419,8 +569,7 @@ def main() -> None:
     if args.echo_server:
         echo_server(args.echo_server[0], int(args.echo_server[1]), args.close_after)
         return
-    size = int(args.size.rstrip("KkMm")) * (1024 if args.size[-1] in "Kk" else
-                                             1 << 20 if args.size[-1] in "Mm" else 1)
+    size = _size(args.size)
     from mptcp_fast.testbed import VethBed
     with VethBed("mfl", paths=2) as bed:
         if args.paths == 2:
@@ -461,6 +610,22 @@ def main() -> None:
                 elif args.direct and args.blocking:
                     results = _blocking_clients(bed, bed.a_addresses[0], 5000, args.clients,
                                                 size, 1000 * round_)
+                elif args.churn:
+                    results = asyncio.run(_churn(target, args.churn, args.parallel, size,
+                                                 1000 * round_))
+                    results["per_second"] = round(args.churn / (time.monotonic() - start))
+                elif args.slow:
+                    counted = _tun_packets(bed) if args.engine == "userspace" else (0, 0)
+                    alone = asyncio.run(_clients(target, args.clients, size, 1000 * round_))
+                    alone["seconds"] = round(time.monotonic() - start, 2)
+                    if args.engine == "userspace":
+                        alone["packets"] = [b - a for a, b in zip(counted, _tun_packets(bed))]
+                    results = asyncio.run(_slow_readers(
+                        target, args.clients, size, args.slow, _size(args.slow_size),
+                        args.slow_rate, args.slow_fill, proxy.pid,
+                        (lambda: _tun_packets(bed)) if args.engine == "userspace" else None,
+                        (lambda: _socket_mib(bed)) if args.engine == "kernel" else None))
+                    results["alone"] = alone
                 else:
                     if args.direct:
                         target = _direct(bed, bed.a_addresses[0], 5000)

@@ -35,8 +35,11 @@ from .engine import events as ev
 
 __all__ = ["Stack", "MptcpStreamWriter", "open_connection", "start_server"]
 
-READ_LIMIT = 1 << 20              # bytes a reader buffers before the engine stops feeding it
-WRITE_LIMIT = 1 << 20             # bytes waiting beyond the send buffer before drain() waits
+# asyncio's own defaults (StreamReader's limit, a transport's high-water mark): what waits here
+# beyond the engine's buffers stays small, and the engine's receive window follows how fast
+# the application really reads (a reader is fed until it holds twice its limit)
+READ_LIMIT = 1 << 16              # bytes a reader buffers before the engine stops feeding it
+WRITE_LIMIT = 1 << 16             # bytes waiting beyond the send buffer before drain() waits
 
 
 class _ReadTransport:
@@ -204,6 +207,7 @@ class Stack:
 
     def __init__(self, addresses, device, config: Config | None = None, loop=None):
         self.endpoint = Endpoint(addresses, config)
+        self.endpoint.watch_send_space = True           # (connections_with_send_space)
         self.device = device
         self._loop = loop or asyncio.get_running_loop()
         self._readers: dict[int, asyncio.StreamReader] = {}
@@ -211,6 +215,9 @@ class Stack:
         self._writers: dict[int, MptcpStreamWriter] = {}
         self._opening: dict[int, asyncio.Future] = {}
         self._wanting = set()                            # writers _turn must feed
+        self._blocked = {}                               # connection id -> writer waiting
+                                                         # for send space (not fed until
+                                                         # the engine says it has some)
         self._handlers: dict[int, object] = {}          # port -> handler
         self._tasks = set()
         self._timer = None
@@ -273,11 +280,24 @@ class Stack:
         if self._closed:
             return
         self._dispatch()
+        blocked = self._blocked
+        if blocked:
+            for conn in self.endpoint.connections_with_send_space():
+                writer = blocked.pop(conn.id, None)
+                if writer is not None:
+                    self._wanting.add(writer)
+        else:
+            self.endpoint.connections_with_send_space()   # (nobody waits: forget them)
         for writer in list(self._wanting):               # writers with bytes or a close left
             writer._feed()
-            if not writer._pending and (not writer._eof_requested or writer._conn.local_closed
-                                        or writer._conn.terminated):
+            conn = writer._conn
+            if not writer._pending and (not writer._eof_requested or conn.local_closed
+                                        or conn.terminated):
                 self._wanting.discard(writer)
+            elif writer._pending and not conn.terminated and conn.send_space <= 0:
+                self._wanting.discard(writer)             # fed again once acknowledgments
+                blocked[conn.id] = writer                 # make room: a turn with many such
+                                                          # writers costs nothing for them
         now = self._loop.time()
         self._flush(now)
         self._dispatch()                 # flushing can end connections: their last events
@@ -360,10 +380,13 @@ class Stack:
         reader = self._readers.pop(cid, None)
         writer = self._writers.pop(cid, None)
         self._transports.pop(cid, None)
+        self._blocked.pop(cid, None)
         if reason == "closed":
             if reader is not None and not reader.at_eof():
                 reader.feed_eof()
             if writer is not None:
+                writer._let_go()                         # (nothing is left to take them)
+                self._wanting.discard(writer)
                 writer._check_closed()
             return
         error = ConnectionResetError(f"MPTCP connection {reason}")

@@ -82,7 +82,8 @@ class _Engine:
             sock.close()
             raise
         sock.setblocking(False)
-        return await asyncio.open_connection(sock=sock, limit=1 << 20)
+        # asyncio's default reader limit: the kernel's socket buffers hold the rest
+        return await asyncio.open_connection(sock=sock)
 
     async def serve(self, handler, host: str, port: int):
         if self.stack is not None:
@@ -96,7 +97,7 @@ class _Engine:
             raise MptcpError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         sock.setblocking(False)
         # asyncio listens again on a given socket, with its own default of 100 unless told
-        return await asyncio.start_server(handler, sock=sock, limit=1 << 20,
+        return await asyncio.start_server(handler, sock=sock,
                                           backlog=_backlog(self.args))
 
     def _kernel_socket(self, family: int) -> socket.socket:

@@ -167,6 +167,17 @@ cdef class ReassemblyQueue:
     def window_left(self):
         return self._read + self._window - self._ack
 
+    @property
+    def window(self):
+        return self._window
+
+    def grow_window(self, window):
+        """A larger window (receive-buffer autotuning); the right edge never moves back."""
+        cdef int64_t value = int_arg(window, "window", 1, MAX_WINDOW)
+        if value < self._window:
+            raise ValueError(f"window {value} is smaller than the current {self._window}")
+        self._window = value
+
     # -- input
     def push(self, dsn, data):
         """Queue payload ``data`` at ``dsn``; return how many new bytes were accepted."""

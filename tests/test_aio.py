@@ -184,7 +184,8 @@ def test_a_connection_reset_mid_write_lets_go_of_the_unsent_bytes(bed):
             await reader.read()
         with pytest.raises(ConnectionResetError):
             await writer.drain()
-        left = writer._pending_bytes, writer in stack._wanting
+        left = writer._pending_bytes, writer in stack._wanting or writer in \
+            stack._blocked.values()
         stack.close()
         return held, left
 
@@ -194,3 +195,60 @@ def test_a_connection_reset_mid_write_lets_go_of_the_unsent_bytes(bed):
         listener.close()
     assert held > 4 << 20                            # the writer did hold bytes back
     assert left == (0, False)
+
+
+def test_a_writer_whose_peer_does_not_read_waits_outside_the_work_list(bed):
+    """The kernel server reads nothing for a second: the connection holds twice the
+    server's largest window at most (its send_space, as Linux sizes a send buffer), the rest
+    stays with the writer, and the writer leaves the stack's work list (a turn does not
+    visit it) until the engine reports acknowledgments for it (connections_with_send_space);
+    then the server reads everything, byte-exact."""
+    import socket
+    import threading
+    size = 16 << 20
+    with bed.ns.entered():
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    listener.bind(("0.0.0.0", 5000))
+    listener.listen(1)
+    received = {}
+
+    def serve():
+        conn = listener.accept()[0]
+        threading.Event().wait(1.0)                  # not reading
+        digest, total = hashlib.sha256(), 0
+        while data := conn.recv(1 << 20):
+            digest.update(data)
+            total += len(data)
+        received.update(total=total, sha=digest.hexdigest())
+        conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    data = _stream(11, size)
+
+    async def main():
+        reader, writer = await aio.open_connection(
+            bed.kernel_addresses[0], 5000, local_addresses=bed.engine_addresses[:1],
+            device=bed.device, config=Config(offload=True))
+        stack, conn = writer.stack, writer.get_extra_info("connection")
+        writer.write(data)
+        await asyncio.sleep(0.5)
+        seen = dict(blocked=writer in stack._blocked.values(), wanting=writer in stack._wanting,
+                    held=conn._buffered(), window=conn.peer_window_max,
+                    pending=writer._pending_bytes)
+        writer.write_eof()
+        await writer.drain()
+        await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        stack.close()
+        return seen
+
+    try:
+        seen = _run("asyncio", main())
+    finally:
+        server.join(30)
+        listener.close()
+    assert seen["blocked"] and not seen["wanting"]
+    assert 0 < seen["held"] <= 2 * seen["window"] and seen["pending"] > 0
+    assert received == dict(total=size, sha=hashlib.sha256(data).hexdigest())

@@ -103,8 +103,13 @@ def test_a_forged_data_fin_leaves_no_trace(backend):
     assert server_conn.queue.eof and server_conn.refused_data_fins == 21
 
 
+# a receiver that reads only once the transfer is over needs a window that holds all of it
+# (the window grows only as the application reads)
+WHOLE = 1 << 20
+
+
 def _two_subflows():
-    cfg = Config(time_wait=0.1)
+    cfg = Config(time_wait=0.1, initial_receive_window=WHOLE)
     client = Endpoint([C0, C1], cfg)
     server = Endpoint([S0], cfg)
     server.listen(PORT)
@@ -329,7 +334,7 @@ def test_a_tiny_mss_with_offload_sends_whole_packets(backend, mss):
     """A SYN/ACK with MSS <= 104 made the offloading engine build a 65,552-byte
     packet (its IPv4 length wrapped) and crash. The peer's MSS is floored at 88 (Linux's
     TCP_MIN_MSS) and an offloaded segment fits one IP packet."""
-    cfg = Config(time_wait=0.1, offload=True)
+    cfg = Config(time_wait=0.1, offload=True, initial_receive_window=WHOLE)
     client, server = Endpoint([C0], cfg), Endpoint([S0], cfg)
     server.listen(PORT)
     conn = client.connect((S0, PORT), 0.0)

@@ -54,9 +54,11 @@ def test_a_rewritten_segment_on_the_only_subflow_falls_back_with_mp_fail(backend
 
 def _checksummed_pair():
     """Two endpoints with DSS checksums, driven packet by packet, and the client's connection
-    opened at time 0: (client, server, connection)."""
-    client = Endpoint([C0], Config(checksums=True, time_wait=0.1))
-    server = Endpoint([S0], Config(checksums=True, time_wait=0.1))
+    opened at time 0: (client, server, connection). Their windows hold a whole transfer
+    (the tests read only at the end; a window grows only as the application reads)."""
+    config = Config(checksums=True, time_wait=0.1, initial_receive_window=1 << 20)
+    client = Endpoint([C0], config)
+    server = Endpoint([S0], config)
     server.listen(PORT)
     return client, server, client.connect((S0, PORT), 0.0)
 

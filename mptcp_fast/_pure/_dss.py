@@ -127,6 +127,17 @@ class ReassemblyQueue:
     def window_left(self) -> int:
         return self._read + self._window - self._ack
 
+    @property
+    def window(self) -> int:
+        return self._window
+
+    def grow_window(self, window: int) -> None:
+        """A larger window (receive-buffer autotuning); the right edge never moves back."""
+        window = _check.in_range("window", window, 1, MAX_WINDOW)
+        if window < self._window:
+            raise ValueError(f"window {window} is smaller than the current {self._window}")
+        self._window = window
+
     # -- input
     def push(self, dsn: int, data) -> int:
         """Queue payload ``data`` at ``dsn``; return how many new bytes were accepted."""

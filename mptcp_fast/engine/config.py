@@ -41,8 +41,13 @@ class Config:
     backup_addresses: frozenset = field(default_factory=frozenset)  # subflows from these are
                                                  # backups (MP_JOIN B flag; "backup")
     # -- buffers (bytes); memory per connection is bounded by these
-    receive_window: int = 4 << 20      # data-level receive window (RFC 8684 §3.3.4)
-    send_buffer: int = 4 << 20         # bytes send() accepts beyond what the peer acknowledged
+    receive_window: int = 4 << 20      # the largest data-level receive window (RFC 8684 §3.3.4)
+    initial_receive_window: int = 128 << 10   # a connection's first window, grown towards
+                                       # receive_window as its application reads (Linux:
+                                       # tcp_rmem[1], then dynamic right-sizing)
+    send_buffer: int = 4 << 20         # the most send() holds beyond what the peer acknowledged
+                                       # (twice the peer's largest window, at least 64 KiB, up to
+                                       # this: Linux sizes sndbuf from the path the same way)
     # -- TCP (RFC 9293)
     mss: int = 1460                    # offered MSS (RFC 9293 §3.7.1): the MTU less 40 bytes
                                        # (IPv4; IPv6 subflows offer 20 less)
@@ -82,6 +87,7 @@ class Config:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}")
         checks = (("max_subflows", 1, 256), ("receive_window", 1024, 1 << 30),
+                  ("initial_receive_window", 1024, 1 << 30),
                   ("send_buffer", 1024, 1 << 34), ("mss", 536, 65495), ("syn_retries", 0, 20),
                   ("stale_after", 1, 100), ("max_retransmits", 1, 100),
                   ("max_connections", 1, 1 << 24), ("keepalive_probes", 1, 100),

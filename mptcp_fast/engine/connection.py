@@ -48,6 +48,8 @@ __all__ = ["Connection"]
 MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000                    # typed in the .pxd (a literal this large is an object)
 MAX_READ = 1 << 20                      # bytes in one DataReceived event
+SEND_BUFFER_FLOOR = 64 << 10            # the smallest send buffer (before the peer's window)
+DEFAULT_ROUND_TRIP = 0.1                # autotuning's round trip while no subflow measured one
 MAX_MAPPINGS_AHEAD = 1024               # mapping pieces a subflow stores (bounded memory)
 ANOMALIES_KEPT = 256                    # anomaly records kept for the user; the rest counted
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
@@ -109,7 +111,8 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         config = self.config = endpoint.config
         self.version = config.version               # 1: RFC 8684; 0: RFC 6824
         self.send_buffer = config.send_buffer       # read per send() and ACK (Config is frozen)
-        self.receive_window = config.receive_window
+        # the receive window grows from its initial size as the application reads (autotuning)
+        self.receive_window = min(config.initial_receive_window, config.receive_window)
         self.cc = CONTROLLERS[config.congestion_control](config.hystart)
         self.scheduler = SCHEDULERS[config.scheduler]()
         self.redundant = config.scheduler == "redundant"   # every byte on every subflow
@@ -139,6 +142,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.reinject = deque()                     # (dsn, length) to send again elsewhere
         self.redundant_sent = {}                    # subflow id -> DSN sent up to (redundant)
         self.peer_edge = None                       # right edge of the peer's window (a DSN)
+        self.peer_window_max = 0                    # the largest window the peer offered
         self.local_closed = False                   # close() was called
         self.fin_dsn = None                         # our DATA_FIN's DSN once it is sent
         self.fin_acked = False
@@ -158,9 +162,12 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.anomalies = []                         # receiver.Event: conflicts, unmapped data...
         self.events = []                            # a few at a time: a list (C calls compiled)
         self.eof_reported = False
-        self.advertised = config.receive_window
+        self.advertised = self.receive_window
+        self.read_in_round = 0                      # bytes read since round_started (autotuning)
+        self.round_started = -1.0
         self.segments = 0
         self._queued = False                        # in the endpoint's queue of event sources
+        self._space_queued = False                  # in its list of connections with more space
         # -- counters
         self.ignored_options = 0
         self.anomalies_dropped = 0
@@ -201,8 +208,17 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     @property
     def send_space(self) -> int:
-        """Bytes ``send()`` would take now."""
-        return max(0, self.send_buffer - self._buffered())
+        """Bytes worth giving ``send()`` now: the send buffer is twice the largest window the
+        peer offered (what can be in flight, and as much again queued behind it), at least
+        SEND_BUFFER_FLOOR, at most ``Config.send_buffer`` (``Config.send_buffer`` before the
+        peer's first window). As Linux sizes a socket's send buffer from what the path
+        carries (tcp_sndbuf_expand), an application that gives what this says holds little
+        for a peer that stops reading. ``send()`` itself takes up to ``Config.send_buffer``
+        (a message handed over at once)."""
+        limit = self.send_buffer
+        if self.peer_window_max:
+            limit = min(limit, max(SEND_BUFFER_FLOOR, 2 * self.peer_window_max))
+        return max(0, limit - self._buffered())
 
     def _buffered(self) -> int:
         return self.unsent.size + (self.retained.size if self.retained is not None else 0)
@@ -262,6 +278,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             if head is _DATA or head is _EOF:
                 data = self.queue.read(MAX_READ) if self.queue is not None else b""
                 if data:
+                    self._autotune(len(data))
                     self._window_opened()
                     return _data_received(self.id, data)
                 events.pop(0)
@@ -279,6 +296,45 @@ class Connection(_ConnectionState, PathManagement, Fallback):
     def _mark_data(self) -> None:
         if not self.events or self.events[-1] is not _DATA:
             self._event(_DATA)
+
+    def _autotune(self, taken: int) -> None:
+        """Receive-buffer autotuning (after Linux's dynamic right-sizing, tcp_rcv_space_adjust):
+        at most once per round trip, the window grows to twice what the application reads per
+        round trip (its reading rate over the time since the last look, times the round
+        trip), up to ``Config.receive_window``. A reader that keeps up with a fast path gets
+        the window the path needs (doubling each round trip, as slow start does); a slow one,
+        even one that takes all that is queued whenever it reads, keeps a small window, so
+        the connection holds little for it. (Linux counts the bytes read since its last look
+        whatever the time between, so a reader that empties the queue every few seconds
+        grows its buffer; this is stricter.)"""
+        self.read_in_round += taken
+        now = self.endpoint.now
+        if self.round_started < 0:
+            self.round_started = now
+        round_trip = self._round_trip()
+        elapsed = now - self.round_started
+        if elapsed < round_trip:
+            return
+        per_round_trip = self.read_in_round * round_trip / elapsed
+        target = min(int(2 * per_round_trip), self.config.receive_window)
+        if target > self.receive_window:
+            self.receive_window = target
+            self.queue.grow_window(target)
+        self.read_in_round = 0
+        self.round_started = now
+
+    def _round_trip(self) -> float:
+        """The longest round trip of the live subflows as their receivers see it (else their
+        handshake's): the one window must cover the slowest path that carries data (Linux's
+        mptcp_rcv_space_adjust takes the subflows' largest too)."""
+        longest = 0.0
+        for sf in self.subflows:
+            rtt = sf.rcv_rtt
+            if rtt == 0.0 and sf.rtt.srtt is not None:
+                rtt = sf.rtt.srtt
+            if rtt > longest:
+                longest = rtt
+        return longest if longest > 0.0 else DEFAULT_ROUND_TRIP
 
     def _window_opened(self) -> None:
         """Reading freed window: tell the peer when it grew by a quarter of the maximum
@@ -474,8 +530,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.allocator = dss.DsnAllocator(local_first)
         self.retained = Retained(self.allocator.next_dsn)
         self.peer_edge = (self.allocator.next_dsn + window) & MASK64
+        self.peer_window_max = window
         start = remote_first
-        self.queue = dss.ReassemblyQueue(start, window=self.config.receive_window)
+        self.queue = dss.ReassemblyQueue(start, window=self.receive_window)
         self.receiver = receiver.DataReceiver(self.anomalies,
                                               receiver.ChecksumBudget(_NO_BUDGET_LIMIT,
                                                                       _NO_BUDGET_LIMIT),
@@ -636,7 +693,16 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self.retained.release(ack)              # the allocator's DATA_ACK is now ``ack``
         else:
             return None
+        self._space_opened()
         return ack
+
+    def _space_opened(self) -> None:
+        """Acknowledged bytes left the send buffer or the peer offered a larger window: an
+        endpoint that watches send space lists this connection (connections_with_send_space)."""
+        endpoint = self.endpoint
+        if endpoint.watch_send_space and not self._space_queued:
+            self._space_queued = True
+            endpoint._with_space.append(self)
 
     def _fully_established(self, now: float) -> None:
         """Client: the server has our key (RFC 8684 §3.1): joins and announcements may start,
@@ -651,6 +717,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         back."""
         base = data_ack if data_ack is not None else self.allocator.data_ack
         edge = _add64(base, window)
+        if window > self.peer_window_max:
+            self.peer_window_max = window
+            self._space_opened()
         if _diff64(edge, self.peer_edge) > 0:
             self.peer_edge = edge
             self.persist_backoff = 0

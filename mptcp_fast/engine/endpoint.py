@@ -78,6 +78,8 @@ class Endpoint:
         self._out = []
         self._dirty = {}                    # connections to flush (insertion-ordered)
         self._with_events = []              # connections with events, in order (a short list)
+        self.watch_send_space = False       # list connections whose send space grew
+        self._with_space = []               # (connections_with_send_space)
         self._timers = []                   # (time, order, connection) heap, stale entries skipped
         self._timer_of = {}                 # connection id -> time in the heap
         self._order = 0
@@ -162,6 +164,17 @@ class Endpoint:
         self._with_events.clear()
         for conn in queued:
             conn._queued = False
+        return queued
+
+    def connections_with_send_space(self) -> list:
+        """With ``watch_send_space`` set: the connections whose send space may have grown
+        since the last call (the peer acknowledged data or offered a larger window), each
+        once. An application that stops feeding a connection whose ``send_space`` is 0 feeds
+        it again when it comes back here, and need not look at the others."""
+        queued = self._with_space
+        self._with_space = []
+        for conn in queued:
+            conn._space_queued = False
         return queued
 
     # ================================================================ sans-IO face

@@ -89,6 +89,7 @@ class Fallback:
         data_ack = (self.local_first_dsn + data) & MASK64
         if self.allocator.acknowledge(data_ack):
             self.retained.release(self.allocator.data_ack)
+            self._space_opened()
             self._update_window(seg.window << sf.peer_wscale, data_ack)
         if self.fin_acked:
             self._check_closed(now)

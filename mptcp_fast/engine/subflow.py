@@ -146,6 +146,7 @@ class Subflow:
         self.ts_recent = 0
         self.ts_recent_at = 0.0              # when ts_recent was taken (Linux's ts_recent_stamp)
         self.ts_offset = iss                 # the connection sets the 4-tuple's (RFC 7323 §7.1)
+        self.rcv_rtt = 0.0                   # the round trip the receiver sees (0: not yet)
         # -- receive side
         self.irs = 0
         self.rcv_nxt = 0
@@ -641,6 +642,23 @@ class Subflow:
         if elapsed < 60000:                       # not a stale or forged echo
             self.conn.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
 
+    def _receiver_rtt(self, seg, now: float) -> None:
+        """The round trip a receiver sees (as Linux's tcp_rcv_rtt_measure_ts): an in-order
+        data segment echoes the TSval of the ACK that let the peer send it (RFC 7323 §4.1),
+        so the time since then is a round trip, the peer's sending included (1 ms resolution,
+        smoothed by 1/8). Receive-window autotuning runs once per it (Connection._autotune)."""
+        tsecr = seg.tsecr
+        if not self.ts_ok or tsecr is None or tsecr == 0:
+            return
+        elapsed = (self._tsval(now) - tsecr) & MASK32
+        if elapsed >= 60000:                      # a stale or forged echo
+            return
+        sample = max(elapsed, 1) / 1000.0
+        if self.rcv_rtt == 0.0:
+            self.rcv_rtt = sample
+        else:
+            self.rcv_rtt += (sample - self.rcv_rtt) / 8
+
     def _cumulative_ack(self, ack: int, now: float) -> None:
         acked = ack - self.snd_una
         sent = self.sent
@@ -782,6 +800,7 @@ class Subflow:
             return
         self.bytes_received += end - seq
         if seq == nxt:
+            self._receiver_rtt(seg, now)
             self.rcv_nxt = end
             filled = False
             while self.ooo and self.ooo[0][0] <= self.rcv_nxt:

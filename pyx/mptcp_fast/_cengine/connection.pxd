@@ -30,12 +30,18 @@ cdef class Connection(_ConnectionState):
     cpdef _mark_data(self)
     @cython.locals(sf=Subflow)
     cpdef _window_opened(self)
+    @cython.locals(now=double, target=cython.longlong, round_trip=double, elapsed=double,
+                   per_round_trip=double)
+    cpdef _autotune(self, long long taken)
+    @cython.locals(sf=Subflow, rtt=double, longest=double)
+    cpdef double _round_trip(self)
     cpdef long long receive_window_left(self)
     cpdef long long _buffered(self)
     @cython.locals(fields=tuple)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
     cpdef _on_data_ack(self, tuple dss_option, double now)
     cpdef _update_window(self, long long window, object data_ack)
+    cpdef _space_opened(self)
     @cython.locals(length=cython.longlong, payload_length=cython.longlong,
                    start=cython.longlong)
     cpdef _on_mapping(self, Subflow sf, tuple o, Incoming seg)

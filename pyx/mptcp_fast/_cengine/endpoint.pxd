@@ -16,7 +16,8 @@ cdef class Endpoint:
     cdef public long half_open
     cdef public double now
     cdef public long long _next_id, _order, _number, packets_received, packets_sent
-    cdef public list _with_events
+    cdef public list _with_events, _with_space
+    cdef public bint watch_send_space
 
     @cython.locals(sf=Subflow, seg=Incoming)
     cpdef receive_packet(self, object data, double now)

@@ -68,6 +68,7 @@ cdef class _ConnectionState:
     cdef public Unsent unsent
     cdef public Retained retained
     cdef public object reinject, peer_edge
+    cdef public long long peer_window_max
     cdef public dict redundant_sent
     cdef public bint local_closed, fin_acked
     cdef public object fin_dsn, fin_at, persist_at
@@ -81,8 +82,10 @@ cdef class _ConnectionState:
     cdef public list events
     cdef public dict receiver_side
     cdef public list anomalies
-    cdef public bint eof_reported, _queued, send_infinite_mapping
+    cdef public bint eof_reported, _queued, send_infinite_mapping, _space_queued
     cdef public long long advertised, segments, reinjected_bytes
+    cdef public long long read_in_round
+    cdef public double round_started
     cdef public long ignored_options, anomalies_dropped, bad_add_addr, bad_join, bad_fastclose
     cdef public long checksum_failures, mp_fail_received, window_probes
     cdef public long long refused_mappings, refused_data_fins, removal_refuted
@@ -136,6 +139,7 @@ cdef class Subflow:
     cdef public long removal_probes
     cdef public double last_invalid_ack
     cdef public RttEstimator rtt
+    cdef public double rcv_rtt
     cdef public long long recovery_point, high_sacked, loss_scan
     cdef public Window window
     cdef public long long stats_retransmits, bytes_sent, bytes_received
@@ -170,6 +174,7 @@ cdef class Subflow:
                    data_acked=cython.longlong, fin_acked=bint)
     cpdef _slow_start_delay(self, Incoming seg, long long ack, double now)
     cpdef _cumulative_ack(self, long long ack, double now)
+    cpdef _receiver_rtt(self, Incoming seg, double now)
     @cython.locals(nxt=cython.longlong, end=cython.longlong, filled=bint)
     cpdef _receive_payload(self, long long seq, object payload, Incoming seg, double now)
     cpdef _ack_policy(self, double now)
