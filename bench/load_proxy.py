@@ -499,10 +499,21 @@ def _socket_mib(bed) -> int:
     return total >> 20
 
 
+def _server_states(bed) -> dict:
+    """The server namespace's TCP sockets (subflows included) by state, listeners left out."""
+    import collections
+    states = collections.Counter(line.split()[0] for line in
+                                 bed.a.run("ss", "-tanH").splitlines() if line.strip())
+    states.pop("LISTEN", None)
+    return dict(states)
+
+
 def _server_counters(bed) -> str:
-    """The server namespace's retransmissions and timeouts so far."""
+    """The server namespace's retransmissions, timeouts and MP_JOINs (received, completed,
+    refused for want of a connection) so far."""
     text = bed.a.run("nstat", "-az", "TcpRetransSegs", "TcpExtTCPTimeouts",
-                     "TcpExtListenOverflows")
+                     "TcpExtListenOverflows", "MPTcpExtMPJoinSynRx", "MPTcpExtMPJoinAckRx",
+                     "MPTcpExtMPJoinNoTokenFound")
     return ", ".join(" ".join(line.split()[:2]) for line in text.splitlines()
                      if line and not line.startswith("#"))
 
@@ -637,14 +648,17 @@ def main() -> None:
                 print(f"round {round_}: {args.clients} clients x {size} bytes, {args.engine}: "
                       f"{results} in {took:.1f} s, proxy peak RSS "
                       f"{_rss_kib(proxy.pid) // 1024} MiB", flush=True)
-                rss_after = None
+                rss_after = states = None
                 if args.settle:
                     time.sleep(args.settle)
                     rss_after = _rss_kib(proxy.pid, "VmRSS:") // 1024
-                    print(f"  after {args.settle:g} s: proxy RSS {rss_after} MiB", flush=True)
+                    states = _server_states(bed)
+                    print(f"  after {args.settle:g} s: proxy RSS {rss_after} MiB, server "
+                          f"sockets {states or 'none'}", flush=True)
                 if args.json:
                     print(json.dumps({"round": round_, **results, "seconds": round(took, 2),
                                       "rss_start_mib": rss_start, "rss_after_mib": rss_after,
+                                      "server_sockets_after": states,
                                       "peak_rss_mib": _rss_kib(proxy.pid) // 1024}), flush=True)
         finally:
             if capture is not None:

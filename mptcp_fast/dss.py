@@ -201,7 +201,8 @@ def _bind(impl) -> None:
     accepted`` in any order; duplicate and overlapping pieces are trimmed, bytes that
     differ where they overlap are counted in ``conflict_bytes`` and listed in
     ``conflicts`` (the first copy wins); data beyond the window (counted from the
-    first unread byte) or beyond the DATA_FIN is refused and counted in
+    first unread byte) or beyond the DATA_FIN is refused (once the stream is whole up to
+    its DATA_FIN, bytes below it are duplicates, not refused) and counted in
     ``refused_bytes``, and so is a piece that would end 2**63 or more past the initial
     DSN (mptcp_fast._serial: outside every window). ``data_fin(dsn)`` (ProtocolError
     when it moves, lies below data received, or is 2**63 away); ``read(max_bytes=-1) ->

@@ -203,14 +203,20 @@ cdef class ReassemblyQueue:
         else:
             view = _stable(data)
             n = len(view)
-        if n and not self._eof and beyond_reach(distance, self._ack + n):
+        if n == 0:
+            return 0
+        if beyond_reach(distance, self._ack + n):
             self.refused_bytes += n              # would end 2**63 or more past the origin:
             return 0                             # outside any window (mf_serial.pxd)
         cdef int64_t start = self._ack + distance
         cdef int64_t end = start + n, limit, accepted
-        if n == 0 or self._eof:
-            if n and self._eof:
-                self.refused_bytes += n
+        if self._eof:                            # (the stream is whole up to its DATA_FIN)
+            # below the DATA_FIN: duplicates (a retransmission on another subflow, which
+            # that subflow must still acknowledge); beyond it: refused (RFC 8684 §3.3.3)
+            if start < self._ack:
+                self.duplicate_bytes += min(end, self._ack) - start
+            if end > self._ack:
+                self.refused_bytes += end - max(start, self._ack)
             return 0
         if end <= self._ack:
             self.duplicate_bytes += n

@@ -137,6 +137,29 @@ def test_a_forged_remove_addr_is_refuted_by_the_probe(backend):
     assert all(s.removal_at is None for s in server_conn.all_subflows)
 
 
+def test_bytes_below_the_data_fin_are_acknowledged_once_the_stream_is_whole(backend):
+    """Once the client's DATA_FIN is in order, a subflow that carries again bytes the
+    connection already has (what another subflow delivered, retransmitted) gets them
+    acknowledged at the subflow level and dropped as duplicates. They used to be refused, so
+    the peer retransmitted them for ever: Linux servers behind the proxy kept hundreds of
+    subflows in LAST-ACK and CLOSING after a run of 2,000 connections."""
+    client, server, conn, server_conn = _two_subflows()
+    data = bytes(range(256)) * 40
+    assert _received(_transfer_after(client, server, conn, data)) == data
+    queue = server_conn.queue
+    assert queue.eof
+    for sf in conn.subflows:
+        (ssf,) = [s for s in server_conn.subflows if s.rport == sf.lport]
+        before = ssf.rcv_nxt, queue.duplicate_bytes, queue.refused_bytes
+        last = (queue.data_ack - 1 - 1000) & MASK64        # the last 1,000 bytes, again
+        mapping = opt.Dss(None, None, last, True, sf.snd_nxt, 1000, None, False)
+        server.receive_packet(_forge(sf, ssf, [mapping], payload=data[-1000:]), 22.0)
+        assert (ssf.rcv_nxt, queue.duplicate_bytes, queue.refused_bytes) == \
+            (before[0] + 1000, before[1] + 1000, before[2])
+        sf.snd_nxt += 1000                                 # (what the forged segment took)
+    assert _received(drain(server)) == b""
+
+
 def test_a_removed_address_that_stays_silent_is_torn_down(backend):
     """The genuine case: after REMOVE_ADDR the path to that address answers nothing (here its
     packets are dropped); its subflow is reset after the probes, the data goes on the other."""

@@ -66,7 +66,7 @@ class ByteModel:
             limit = self.read_pos + self.window
             if self.fin is not None:
                 limit = min(limit, self.fin)
-            if self.eof or (o >= self.ack and o >= limit):
+            if o >= self.ack and o >= limit:       # (after the DATA_FIN, all beyond it)
                 self.refused += 1
             elif o < self.ack or o in self.present:
                 self.duplicate += 1
@@ -179,6 +179,13 @@ def test_data_fin_rules(backend):
         queue.data_fin(11)                          # the DATA_FIN cannot move
     queue.push(0, b"early")
     assert queue.eof and queue.data_ack == 11 and queue.read() == b"earlylater"
+    # a retransmission of bytes below the DATA_FIN, once the stream is whole, is a duplicate
+    # (its subflow acknowledges it), not refused; bytes beyond the DATA_FIN are refused
+    refused, duplicates = queue.refused_bytes, queue.duplicate_bytes
+    assert queue.push(3, b"ly") == 0
+    assert (queue.duplicate_bytes, queue.refused_bytes) == (duplicates + 2, refused)
+    assert queue.push(8, b"terXY") == 0
+    assert (queue.duplicate_bytes, queue.refused_bytes) == (duplicates + 4, refused + 3)
     queue.data_fin(10)                              # a retransmitted DATA_FIN is fine
 
 

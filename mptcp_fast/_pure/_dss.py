@@ -144,14 +144,15 @@ class ReassemblyQueue:
         distance = self._distance(_check.uint("dsn", dsn, 64))
         view = _stable(data)
         n = len(view)
-        if n and not self._eof and beyond_reach(distance, self._ack + n):
+        if n == 0:
+            return 0
+        if beyond_reach(distance, self._ack + n):
             self.refused_bytes += n            # would end 2**63 or more past the origin:
             return 0                           # outside any window (mptcp_fast._serial)
         start = self._ack + distance
         end = start + n
-        if n == 0 or self._eof:
-            if n and self._eof:
-                self.refused_bytes += n
+        if self._eof:                          # (the stream is whole up to its DATA_FIN)
+            self._after_eof(start, end)
             return 0
         if end <= self._ack:
             self.duplicate_bytes += n
@@ -180,6 +181,17 @@ class ReassemblyQueue:
         self._note_peak()
         self._check_fin()
         return accepted
+
+    def _after_eof(self, start: int, end: int) -> None:
+        """Bytes that arrive once the stream is whole: those below the DATA_FIN are
+        duplicates (a retransmission, on another subflow, of bytes already here: the subflow
+        must still acknowledge them, or its peer sends them for ever), those beyond it are
+        refused (RFC 8684 §3.3.3: nothing follows a DATA_FIN)."""
+        ack = self._ack
+        if start < ack:
+            self.duplicate_bytes += min(end, ack) - start
+        if end > ack:
+            self.refused_bytes += end - max(start, ack)
 
     def push_many(self, dsns, pieces) -> int:
         """push() each piece at its DSN, in order, in one call; return the bytes accepted."""

@@ -42,7 +42,7 @@ class Config:
                                                  # backups (MP_JOIN B flag; "backup")
     # -- buffers (bytes); memory per connection is bounded by these
     receive_window: int = 4 << 20      # the largest data-level receive window (RFC 8684 §3.3.4)
-    initial_receive_window: int = 128 << 10   # a connection's first window, grown towards
+    initial_receive_window: int = 512 << 10   # a connection's first window, grown towards
                                        # receive_window as its application reads (Linux:
                                        # tcp_rmem[1], then dynamic right-sizing)
     send_buffer: int = 4 << 20         # the most send() holds beyond what the peer acknowledged
