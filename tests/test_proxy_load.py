@@ -57,3 +57,32 @@ def test_connections_that_end_early_leave_no_memory_behind():
     assert result["peak_rss_mib"] > result["rss_start_mib"] + 40     # it did hold the bytes
     assert result["rss_after_mib"] <= result["rss_start_mib"] + 12, printed
     assert "traceback" not in printed
+
+
+def test_slow_readers_hold_little_of_the_proxy():
+    """20 clients send 6 MiB each and read the echo at 10 KB/s, beside 2 that echo 8 MiB at
+    full speed: every slow reader reads a byte-exact start of its stream, the fast echoes are
+    exact, and the proxy holds under 2.5 MiB per slow reader (its receive window stays at its
+    first 512 KiB, its readers at 64 KiB: 1.8 MiB each measured; with a fixed 4 MiB window and
+    1 MiB readers it held 2.9-3.1 MiB each in runs of 4-8 s)."""
+    rounds, printed = _load("--engine", "userspace", "--clients", "2", "--size", "8M",
+                            "--slow", "20", "--slow-size", "6M", "--slow-fill", "4")
+    result = rounds[0]
+    assert (result["slow_prefix"], result["slow_corrupt"], result["slow_failed"]) == \
+        (20, 0, 0), printed
+    assert result["slow_read"] > 20 * 30_000                # they did read, slowly
+    assert (result["exact"], result["alone"]["exact"]) == (2, 2)
+    assert result["rss_during_mib"] - result["rss_start_mib"] <= 20 * 2.5, printed
+    assert "traceback" not in printed
+
+
+def test_short_connections_churned_through_the_proxy():
+    """3,000 short echoes, 50 at a time, each a new MPTCP connection: all byte-exact, none
+    refused, no traceback (the userspace proxy used to log StateErrors once its ports ran
+    out, and opened joins for connections about to close)."""
+    rounds, printed = _load("--engine", "userspace", "--churn", "3000", "--parallel", "50",
+                            "--size", "1K")
+    result = rounds[0]
+    assert (result["exact"], result["short"], result["corrupt"], result["failed"]) == \
+        (3000, 0, 0, 0), printed
+    assert "traceback" not in printed and "proxy stderr" not in printed
