@@ -518,6 +518,13 @@ def _server_counters(bed) -> str:
                      if line and not line.startswith("#"))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kib(pid: int, field: str = "VmHWM:") -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -614,6 +621,7 @@ def main() -> None:
         try:
             for round_ in range(args.rounds):
                 start = time.monotonic()
+                cpu_start = _cpu_seconds(proxy.pid)
                 target = args.port
                 if args.direct and args.selectors:
                     results = _selector_clients(bed, bed.a_addresses[0], 5000, args.clients,
@@ -624,7 +632,6 @@ def main() -> None:
                 elif args.churn:
                     results = asyncio.run(_churn(target, args.churn, args.parallel, size,
                                                  1000 * round_))
-                    results["per_second"] = round(args.churn / (time.monotonic() - start))
                 elif args.slow:
                     counted = _tun_packets(bed) if args.engine == "userspace" else (0, 0)
                     alone = asyncio.run(_clients(target, args.clients, size, 1000 * round_))
@@ -642,6 +649,12 @@ def main() -> None:
                         target = _direct(bed, bed.a_addresses[0], 5000)
                     results = asyncio.run(_clients(target, args.clients, size, 1000 * round_))
                 took = time.monotonic() - start
+                cpu = _cpu_seconds(proxy.pid) - cpu_start
+                if not args.slow:
+                    echoed = (args.churn or args.clients) * size
+                    results["goodput_mbit"] = round(2 * echoed * 8 / took / 1e6)
+                    results["connections_per_s"] = round((args.churn or args.clients) / took)
+                results["proxy_cpu_s"] = round(cpu, 1)
                 if args.engine == "userspace" and not args.direct:
                     print("  " + _tun_counters(bed) + "; server " + _server_counters(bed),
                           flush=True)
