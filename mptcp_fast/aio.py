@@ -153,6 +153,10 @@ class MptcpStreamWriter:
         """Hand the connection what it takes now; the DATA_FIN once all went."""
         conn = self._conn
         if conn.terminated:                          # nobody will take them
+            if conn.terminated != "closed" and self._error is None:
+                # (its reader may be paused, holding back the event that says so: a writer
+                # waiting in drain() learns it here)
+                self._error = ConnectionResetError(f"MPTCP connection {conn.terminated}")
             self._let_go()
             return
         pending = self._pending

@@ -41,10 +41,17 @@ class Impairment:
     queue: int = 1_500_000       # bytes that FIFO holds (tail drop beyond, as netem's limit)
     reorder: float = 0.0         # the chance a packet skips the delay and overtakes the
                                  # packets held (netem's "delay D reorder P")
+    spare_syns: bool = False     # ``loss`` spares SYNs (a lost MP_JOIN SYN waits a 1 s RTO)
     dropped: int = 0
     delayed: int = 0
     reordered: int = 0
     busy_until: tuple = (0.0, 0.0)   # when the link is free again: (outbound, inbound)
+
+
+def _is_syn(packet) -> bool:
+    """Whether an IPv4 or IPv6 TCP packet (no extension headers) has SYN set."""
+    offset = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else 40
+    return len(packet) > offset + 13 and bool(packet[offset + 13] & 0x02)
 
 
 class TunHost:
@@ -67,19 +74,20 @@ class TunHost:
     # ------------------------------------------------------------------ impairments
     def impair(self, address, loss: float = 0.0, delay: float = 0.0,
                down: bool = False, rate: float = 0.0, queue: int = 1_500_000,
-               reorder: float = 0.0) -> Impairment:
+               reorder: float = 0.0, spare_syns: bool = False) -> Impairment:
         """Impair every packet to or from ``address`` (one of the engine's, or of the peer's:
         a rule for the engine's address is applied first); replaces what was set for it
         before. ``rate`` (bits per second, each way) serialises the packets through a FIFO
         of ``queue`` bytes, as netem's rate and limit do; ``reorder`` is the chance a packet
-        is not delayed (netem's reorder: it overtakes those held). Returns the record, whose
-        counters say what was done."""
+        is not delayed (netem's reorder: it overtakes those held); ``spare_syns``: ``loss``
+        drops no SYN. Returns the record, whose counters say what was done."""
         packed = _check.address("address", address)
         if not 0.0 <= loss <= 1.0 or delay < 0 or rate < 0 or queue <= 0 \
                 or not 0.0 <= reorder <= 1.0 or (reorder and not delay):
             raise ValueError("need 0 <= loss <= 1, delay >= 0, rate >= 0, queue > 0 and "
                              "0 <= reorder <= 1 (with a delay to overtake)")
-        record = self._impairments[packed] = Impairment(loss, delay, down, rate, queue, reorder)
+        record = self._impairments[packed] = Impairment(loss, delay, down, rate, queue, reorder,
+                                                        spare_syns)
         return record
 
     def _judge(self, packet, ends: tuple, inbound: bool, now: float) -> bool:
@@ -91,7 +99,8 @@ class TunHost:
             rule = self._impairments.get(theirs)
             if rule is None:
                 return True
-        if rule.down or (rule.loss and self._rng.random() < rule.loss):
+        if rule.down or (rule.loss and self._rng.random() < rule.loss
+                         and not (rule.spare_syns and _is_syn(packet))):
             rule.dropped += 1
             return False
         release = now

@@ -154,3 +154,18 @@ def test_connections_with_send_space_lists_those_whose_peer_acknowledged(backend
     server_conn.send(bytes(50_000))
     pump(client, server, 0.6, until=0.8)
     assert server._with_space == []
+
+
+def test_a_syn_cookie_syn_ack_offers_the_first_window(backend):
+    """Answering with a SYN cookie, the server offers the window its connection will start
+    with, not Config.receive_window: a peer that took the larger offer would send bytes the
+    connection refuses."""
+    server = Endpoint([S0], Config(syn_backlog=0, initial_receive_window=4096))
+    server.listen(PORT)
+    client = Endpoint([C0], Config())
+    client.connect((S0, PORT), 0.0)
+    (syn,) = client.packets_to_send(0.0)
+    server.receive_packet(syn, 0.0)
+    (syn_ack,) = server.packets_to_send(0.0)
+    assert server.counts["syn_cookies_sent"] == 1
+    assert pk.parse_packet(syn_ack).window == 4096

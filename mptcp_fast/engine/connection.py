@@ -682,6 +682,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             ack = dss.expand_seq(self.allocator.next_dsn, ack)
         if self.is_client and not self.fully_established:
             self._fully_established(now)
+        before = self.allocator.data_ack
         if self.fin_dsn is not None and ack == (self.fin_dsn + 1) & MASK64:
             self.allocator.acknowledge(self.fin_dsn)
             if not self.fin_acked:
@@ -693,12 +694,14 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self.retained.release(ack)              # the allocator's DATA_ACK is now ``ack``
         else:
             return None
-        self._space_opened()
+        if self.allocator.data_ack != before:
+            self._space_opened()
         return ack
 
     def _space_opened(self) -> None:
-        """Acknowledged bytes left the send buffer or the peer offered a larger window: an
-        endpoint that watches send space lists this connection (connections_with_send_space)."""
+        """Acknowledged bytes left the send buffer, the peer offered a larger window, or the
+        connection ended: an endpoint that watches send space lists this connection
+        (connections_with_send_space), so a writer waiting on it learns either way."""
         endpoint = self.endpoint
         if endpoint.watch_send_space and not self._space_queued:
             self._space_queued = True
@@ -1243,6 +1246,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.terminated:
             return
         self.terminated = reason
+        self._space_opened()                        # a writer waiting for space: it is over
         self._count_half_open(-1)
         self.fin_at = self.persist_at = None
         self.endpoint.tokens.remove(self.local_token)

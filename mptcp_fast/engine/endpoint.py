@@ -445,7 +445,8 @@ class Endpoint:
         self.counts["syn_cookies_sent"] += 1
         self._out.append(pk.build_packet(seg.dst, seg.src, seg.dport, seg.sport, isn,
                                          (seg.seq + 1) & 0xFFFFFFFF, pk.SYN | pk.ACK,
-                                         min(config.receive_window, 0xFFFF), options=data))
+                                         min(config.initial_receive_window,
+                                             config.receive_window, 0xFFFF), options=data))
 
     def _cookie_ack(self, seg, now: float) -> bool:
         """A third ACK that may carry a valid cookie: the connection is made from it."""

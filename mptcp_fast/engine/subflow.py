@@ -147,6 +147,7 @@ class Subflow:
         self.ts_recent_at = 0.0              # when ts_recent was taken (Linux's ts_recent_stamp)
         self.ts_offset = iss                 # the connection sets the 4-tuple's (RFC 7323 §7.1)
         self.rcv_rtt = 0.0                   # the round trip the receiver sees (0: not yet)
+        self.rcv_rtt_echo = 0                # the timestamp echo it was last measured from
         # -- receive side
         self.irs = 0
         self.rcv_nxt = 0
@@ -646,10 +647,14 @@ class Subflow:
         """The round trip a receiver sees (as Linux's tcp_rcv_rtt_measure_ts): an in-order
         data segment echoes the TSval of the ACK that let the peer send it (RFC 7323 §4.1),
         so the time since then is a round trip, the peer's sending included (1 ms resolution,
-        smoothed by 1/8). Receive-window autotuning runs once per it (Connection._autotune)."""
+        smoothed by 1/8). As Linux, once per echo and from full-sized segments only (the
+        segments behind the first of a burst echo the same, older TSval). Receive-window
+        autotuning runs once per it (Connection._autotune)."""
         tsecr = seg.tsecr
-        if not self.ts_ok or tsecr is None or tsecr == 0:
+        if not self.ts_ok or tsecr is None or tsecr == 0 or tsecr == self.rcv_rtt_echo \
+                or len(seg.payload) < self.window.mss:
             return
+        self.rcv_rtt_echo = tsecr
         elapsed = (self._tsval(now) - tsecr) & MASK32
         if elapsed >= 60000:                      # a stale or forged echo
             return

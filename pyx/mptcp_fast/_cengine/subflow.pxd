@@ -140,6 +140,7 @@ cdef class Subflow:
     cdef public double last_invalid_ack
     cdef public RttEstimator rtt
     cdef public double rcv_rtt
+    cdef public long long rcv_rtt_echo
     cdef public long long recovery_point, high_sacked, loss_scan
     cdef public Window window
     cdef public long long stats_retransmits, bytes_sent, bytes_received
