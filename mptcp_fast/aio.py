@@ -156,7 +156,7 @@ class MptcpStreamWriter:
             if conn.terminated != "closed" and self._error is None:
                 # (its reader may be paused, holding back the event that says so: a writer
                 # waiting in drain() learns it here)
-                self._error = ConnectionResetError(f"MPTCP connection {conn.terminated}")
+                self._error = _reset(conn.terminated)
             self._let_go()
             return
         pending = self._pending
@@ -200,6 +200,11 @@ class MptcpStreamWriter:
         self._stack._wanting.discard(self)
         if not self._closed.done():
             self._closed.set_result(None)
+
+
+def _reset(reason: str) -> ConnectionResetError:
+    """What a stream raises once its connection ended otherwise than closed."""
+    return ConnectionResetError(f"MPTCP connection {reason}")
 
 
 def _address(packed: bytes, port: int):
@@ -286,13 +291,10 @@ class Stack:
             return
         self._dispatch()
         blocked = self._blocked
-        if blocked:
-            for conn in self.endpoint.connections_with_send_space():
-                writer = blocked.pop(conn.id, None)
-                if writer is not None:
-                    self._wanting.add(writer)
-        else:
-            self.endpoint.connections_with_send_space()   # (nobody waits: forget them)
+        for conn in self.endpoint.connections_with_send_space():
+            writer = blocked.pop(conn.id, None)
+            if writer is not None:
+                self._wanting.add(writer)
         for writer in list(self._wanting):               # writers with bytes or a close left
             writer._feed()
             conn = writer._conn
@@ -394,7 +396,7 @@ class Stack:
                 self._wanting.discard(writer)
                 writer._check_closed()
             return
-        error = ConnectionResetError(f"MPTCP connection {reason}")
+        error = _reset(reason)
         if reader is not None:
             reader.set_exception(error)
         if writer is not None:

@@ -208,8 +208,9 @@ def _bind(impl) -> None:
     when it moves, lies below data received, or is 2**63 away); ``read(max_bytes=-1) ->
     bytes`` (in-order data, joined once); ``data_ack``, ``eof``, ``queued_bytes``,
     ``window_left``, ``window``; ``grow_window(window)`` makes the window larger (never
-    smaller: ValueError; the right edge never moves back); counters ``out_of_order_bytes``, ``duplicate_bytes``,
-    ``peak_queued_bytes``. ``push_many(dsns, pieces)`` pushes many in one call;
+    smaller: ValueError; the right edge never moves back); counters
+    ``out_of_order_bytes``, ``duplicate_bytes``, ``peak_queued_bytes``.
+    ``push_many(dsns, pieces)`` pushes many in one call;
     ``read_pieces()`` hands the in-order data back as a list of pieces without copying.
     ``window`` is 1..2**62.
 

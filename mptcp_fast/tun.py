@@ -119,8 +119,7 @@ class TunDevice:
         """Give the device the kernel side's ``addresses`` ("198.18.0.1/24": the prefix routes
         the rest of the subnet to this process), extra ``routes`` ("198.18.5.0/24") through
         it, the MTU and the queue length, and bring it up. ``netns``: move it into that
-        namespace first (the
-        descriptor keeps working there). Uses iproute2's ``ip``."""
+        namespace first (the descriptor keeps working there). Uses iproute2's ``ip``."""
         if netns is not None:
             self._ip(["link", "set", "dev", self.name, "netns", netns])
         prefix = ["-n", netns] if netns is not None else []

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from . import _check
+from . import packet as pk
 
 __all__ = ["TunHost", "TunBridge", "Impairment"]
 
@@ -46,12 +47,6 @@ class Impairment:
     delayed: int = 0
     reordered: int = 0
     busy_until: tuple = (0.0, 0.0)   # when the link is free again: (outbound, inbound)
-
-
-def _is_syn(packet) -> bool:
-    """Whether an IPv4 or IPv6 TCP packet (no extension headers) has SYN set."""
-    offset = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else 40
-    return len(packet) > offset + 13 and bool(packet[offset + 13] & 0x02)
 
 
 class TunHost:
@@ -100,7 +95,7 @@ class TunHost:
             if rule is None:
                 return True
         if rule.down or (rule.loss and self._rng.random() < rule.loss
-                         and not (rule.spare_syns and _is_syn(packet))):
+                         and not (rule.spare_syns and pk.parse_packet(packet).flags & pk.SYN)):
             rule.dropped += 1
             return False
         release = now

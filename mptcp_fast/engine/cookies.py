@@ -63,10 +63,9 @@ class SynCookies:
         """Our TSval (the clock ``offset`` ahead, as Subflow._tsval counts it: the 4-tuple's
         clock, IsnGenerator.ts_offset, so the cookie's SYN/ACK and the subflow rebuilt from the
         third ACK keep one clock and a peer's PAWS check, RFC 7323 §5, drops nothing) with the
-        peer's
-        SYN options in its low 5 bits (Linux's cookie_init_timestamp): window scale 0..14 (15:
-        none) and SACK-permitted. Never ahead of the clock (32 ms earlier when the bits would
-        be), so the subflow's next TSval is not below it."""
+        peer's SYN options in its low 5 bits (Linux's cookie_init_timestamp): window scale
+        0..14 (15: none) and SACK-permitted. Never ahead of the clock (32 ms earlier when the
+        bits would be), so the subflow's next TSval is not below it."""
         clock = int(now * 1000) + offset
         options = (15 if wscale is None else min(wscale, 14)) | (0x10 if sack else 0)
         ts = clock - (clock & 0x1F) + options

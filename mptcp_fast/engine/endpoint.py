@@ -329,10 +329,7 @@ class Endpoint:
             port = self._ports.randint(low, high)
             if segment.flow_key(local, port, remote, rport) not in self._subflows:
                 return port
-        size = high - low + 1
-        start = self._ports.randrange(size)
-        for i in range(size):
-            port = low + (start + i) % size
+        for port in self._walk_ports():
             if segment.flow_key(local, port, remote, rport) not in self._subflows:
                 return port
         raise AssertionError("the count of taken ports is wrong")
@@ -340,15 +337,19 @@ class Endpoint:
     def _reusable_port(self, local: bytes, remote: bytes, rport: int, now: float):
         """The first subflow from a random start of the range whose 4-tuple may be reused,
         or None."""
+        for port in self._walk_ports():
+            sf = self._subflows.get(segment.flow_key(local, port, remote, rport))
+            if sf is not None and _reusable(sf, now):
+                return sf
+        return None
+
+    def _walk_ports(self):
+        """Every port of the range once, from a random start."""
         low, high = self._port_range
         size = high - low + 1
         start = self._ports.randrange(size)
         for i in range(size):
-            sf = self._subflows.get(segment.flow_key(local, low + (start + i) % size,
-                                                     remote, rport))
-            if sf is not None and _reusable(sf, now):
-                return sf
-        return None
+            yield low + (start + i) % size
 
     def _rearm(self, conn) -> None:
         """Keep the heap entry of ``conn`` no later than its timer. A timer that moved later
@@ -504,4 +505,3 @@ def _where(address: bytes, port: int) -> str:
 if __name__ == "mptcp_fast.engine.endpoint":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
     _backend.construct_on_backend(Endpoint, __name__)
-

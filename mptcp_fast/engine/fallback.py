@@ -87,9 +87,11 @@ class Fallback:
                 self.fin_acked = True
                 self.fin_at = None
         data_ack = (self.local_first_dsn + data) & MASK64
+        before = self.allocator.data_ack
         if self.allocator.acknowledge(data_ack):
             self.retained.release(self.allocator.data_ack)
-            self._space_opened()
+            if self.allocator.data_ack != before:
+                self._space_opened()
             self._update_window(seg.window << sf.peer_wscale, data_ack)
         if self.fin_acked:
             self._check_closed(now)
