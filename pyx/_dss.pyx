@@ -379,12 +379,29 @@ cdef class ReassemblyQueue:
             out = ready[0] if len(ready) == 1 and type(ready[0]) is bytes else b"".join(ready)
             ready.clear()
         else:
-            joined = b"".join(ready)
-            out = joined[:max_bytes]
-            ready.clear()
-            ready.append(joined[max_bytes:])
+            out = self._take(max_bytes)
         self._read += len(out)
         return out
+
+    cdef bytes _take(self, Py_ssize_t count):
+        """The first ``count`` bytes of the ready pieces (fewer than they hold): whole pieces
+        from the front and a cut of the next; the rest stays, uncopied."""
+        cdef list ready = self._ready
+        cdef list taken = []
+        cdef Py_ssize_t whole = 0
+        while count > 0:
+            piece = ready[whole]
+            if len(piece) <= count:
+                taken.append(piece)
+                count -= len(piece)
+                whole += 1
+            else:
+                view = memoryview(piece)
+                taken.append(view[:count])
+                ready[whole] = view[count:]
+                count = 0
+        del ready[:whole]
+        return b"".join(taken)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -200,6 +200,19 @@ def test_in_order_bytes_are_not_copied(backend):
     assert queue.read() == b"abc"
 
 
+def test_a_short_read_leaves_the_other_pieces_as_they_were(backend):
+    """read(n) takes from the front: the pieces behind stay the same objects (a read of
+    64 KiB out of a queue of megabytes copies 64 KiB, not the queue)."""
+    queue = dss.ReassemblyQueue(0, window=1 << 20)
+    pieces = [bytes([i]) * 1000 for i in range(10)]
+    for i, piece in enumerate(pieces):
+        queue.push(1000 * i, piece)
+    assert queue.read(1500) == pieces[0] + pieces[1][:500]
+    assert queue.read(500) == pieces[1][500:]
+    rest = queue.read_pieces()
+    assert len(rest) == 8 and all(a is b for a, b in zip(rest, pieces[2:]))
+
+
 def test_counters_and_peak(backend):
     queue = dss.ReassemblyQueue(0, window=100)
     queue.push(50, b"b" * 10)
