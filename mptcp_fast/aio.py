@@ -43,12 +43,17 @@ READ_LIMIT = 1 << 16              # bytes a reader buffers before the engine sto
 WRITE_LIMIT = 1 << 20             # bytes waiting beyond the send space before drain() waits
 
 
+DEVICE_POLL = 0.001               # seconds: the device is read at least this often while
+                                  # the stack works (see Stack._poll)
+
+
 class _ReadTransport:
     """What an asyncio.StreamReader calls to pause and resume its producer: here, whether
     the stack reads this connection's data out of the engine."""
 
-    def __init__(self, stack: "Stack", cid: int):
+    def __init__(self, stack: "Stack", cid: int, limit: int):
         self._stack, self._cid = stack, cid
+        self.limit = limit          # the reader's limit: what one DataReceived event carries
         self.paused = False
 
     def pause_reading(self) -> None:
@@ -232,6 +237,7 @@ class Stack:
         self._tasks = set()
         self._timer = None
         self._timer_at = None
+        self._received_at = 0.0                          # when the device was last read
         self._closed = False
         self._loop.add_reader(device.fileno(), self._on_readable)
 
@@ -275,9 +281,7 @@ class Stack:
 
     # ------------------------------------------------------------------ the engine's turns
     def _on_readable(self) -> None:
-        packets = self.device.read_batch()
-        if packets:
-            self.endpoint.receive_packets(packets, self._loop.time())
+        self._receive(self._loop.time())
         self._turn()
 
     def _on_timer(self) -> None:
@@ -285,10 +289,32 @@ class Stack:
         self.endpoint.handle_timer(self._loop.time())
         self._turn()
 
+    def _receive(self, now: float) -> None:
+        self._received_at = now
+        packets = self.device.read_batch()
+        if packets:
+            self.endpoint.receive_packets(packets, now)
+
+    def _poll(self) -> None:
+        """The device and the timer, from inside any turn a millisecond after the last read.
+
+        asyncio calls the device's reader once per pass of its loop, and a pass runs every
+        callback that was ready: with thousands of connections that is thousands of client
+        reads and writes, a pass took up to 0.8 s, and the kernel's packets waited that long
+        in the device (its senders then saw round trips of a second, timed out and sent one
+        segment per packet). Polled here, a packet waits about a millisecond however long the
+        pass, and a timer fires on time."""
+        now = self._loop.time()
+        if now - self._received_at >= DEVICE_POLL:
+            self._receive(now)
+        if self._timer_at is not None and now >= self._timer_at:
+            self.endpoint.handle_timer(now)
+
     def _turn(self) -> None:
         """Events to the streams, the writers' bytes to the engine, packets out, the timer."""
         if self._closed:
             return
+        self._poll()
         self._dispatch()
         blocked = self._blocked
         for conn in self.endpoint.connections_with_send_space():
@@ -338,16 +364,19 @@ class Stack:
         """Read this connection's events while its reader wants data."""
         while True:
             transport = self._transports.get(conn.id)
-            if transport is not None and transport.paused:
+            if transport is None:
+                event = conn.next_event(READ_LIMIT)
+            elif transport.paused:
                 return
-            event = conn.next_event()
+            else:
+                event = conn.next_event(transport.limit)
             if event is None:
                 return
             self._on_event(conn, event)
 
     def _streams(self, conn, limit: int = READ_LIMIT):
         reader = asyncio.StreamReader(limit=limit, loop=self._loop)
-        transport = _ReadTransport(self, conn.id)
+        transport = _ReadTransport(self, conn.id, limit)
         reader.set_transport(transport)
         self._readers[conn.id] = reader
         self._transports[conn.id] = transport

@@ -81,3 +81,88 @@ def test_a_writer_waiting_for_space_learns_that_its_connection_was_reset(backend
         return result, outcome.parked
 
     assert asyncio.run(main()) == ("reset", False)
+
+
+def test_a_stack_busy_in_a_long_pass_of_the_loop_still_reads_its_device(backend):
+    """asyncio runs the device's reader once per pass of its loop; a pass that runs many
+    slow callbacks (thousands of client sockets in a proxy) held the packets in the device
+    for its whole length. Any turn of the stack reads the device once a millisecond has
+    passed since the last read, so the server takes the client's bytes during the pass."""
+    import time
+
+    async def main():
+        a, b = _pair()
+        client, server = aio.Stack([A], a), aio.Stack([B], b)
+        served = asyncio.get_running_loop().create_future()
+
+        async def handler(reader, writer):
+            served.set_result(writer)
+            await reader.read()
+
+        await server.start_server(handler, 5000)
+        reader, writer = await client.open_connection(B, 5000)
+        server_writer = await asyncio.wait_for(served, 5)
+        await asyncio.sleep(0.1)                        # the handshake settled
+        received = server.endpoint.packets_received
+        seen_during_the_pass = []
+        loop = asyncio.get_running_loop()
+
+        def client_sends():
+            writer.write(b"x" * 1000)                   # a packet into the server's device
+
+        def slow_callback():                            # e.g. another socket's read, 2 ms
+            time.sleep(0.002)
+            server_writer.write(b"y")                   # a turn of the server's stack
+
+        def look():
+            seen_during_the_pass.append(server.endpoint.packets_received - received)
+
+        loop.call_soon(client_sends)                    # one pass: all these are ready now
+        for _ in range(20):
+            loop.call_soon(slow_callback)
+        loop.call_soon(look)
+        await asyncio.sleep(0.2)
+        assert seen_during_the_pass and seen_during_the_pass[0] >= 1
+        client.close()
+        server.close()
+        a.close()
+        b.close()
+
+    asyncio.run(main())
+
+
+def test_a_reader_that_does_not_read_buffers_at_most_three_times_its_limit(backend):
+    """The stack feeds a reader events of at most its limit, until it holds twice that:
+    before, one event carried up to 1 MiB, which sat in the reader's buffer (and was copied
+    again whenever the buffer grew)."""
+    async def main():
+        a, b = _pair()
+        client, server = aio.Stack([A], a), aio.Stack([B], b)
+        served = asyncio.get_running_loop().create_future()
+
+        async def handler(reader, writer):
+            served.set_result(reader)
+            await asyncio.sleep(3600)
+
+        await server.start_server(handler, 5000)
+        reader, writer = await client.open_connection(B, 5000)
+        writer.write(os.urandom(4 << 20))
+        server_reader = await asyncio.wait_for(served, 5)
+        await asyncio.sleep(0.5)                        # the engine's window fills
+        conn = next(iter(server.endpoint.connections.values()))
+        assert conn.queue.queued_bytes > 2 * aio.READ_LIMIT   # more waits in the engine
+        got = bytearray()
+        while len(server_reader._buffer) > aio.READ_LIMIT:    # read: the reader resumes
+            got += await server_reader.read(aio.READ_LIMIT // 2)
+        await asyncio.sleep(0.1)                        # ...and is fed again
+        held = len(server_reader._buffer)
+        assert 2 * aio.READ_LIMIT <= held <= 3 * aio.READ_LIMIT
+        while len(got) < 4 << 20:
+            got += await server_reader.read(1 << 18)
+        assert len(got) == 4 << 20
+        client.close()
+        server.close()
+        a.close()
+        b.close()
+
+    asyncio.run(main())

@@ -270,13 +270,15 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         }
 
     # ================================================================ events
-    def next_event(self):
-        """The next event of this connection, or None. Data is read from the queue here."""
+    def next_event(self, max_data: int = MAX_READ):
+        """The next event of this connection, or None. Data is read from the queue here, at
+        most ``max_data`` bytes per event (a reader that buffers little asks for little: a
+        larger piece would sit in its buffer, copied again each time the buffer grows)."""
         events = self.events
         while events:
             head = events[0]
             if head is _DATA or head is _EOF:
-                data = self.queue.read(MAX_READ) if self.queue is not None else b""
+                data = self.queue.read(max_data) if self.queue is not None else b""
                 if data:
                     self._autotune(len(data))
                     self._window_opened()

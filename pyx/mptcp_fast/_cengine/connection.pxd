@@ -25,7 +25,7 @@ cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
 # not final: Cython refuses a final class that overrides its base's methods
 cdef class Connection(_ConnectionState):
     @cython.locals(events=list)
-    cpdef next_event(self)
+    cpdef next_event(self, long long max_data=*)
     cpdef _event(self, object event)
     cpdef _mark_data(self)
     @cython.locals(sf=Subflow)
