@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import selectors
 import socket
 import subprocess
@@ -37,12 +38,14 @@ ECHO_QUEUE = 1 << 20        # bytes the echo server holds for a connection befor
 DELAY = 0.0                 # seconds a client waits after connecting before it sends (--delay)
 
 
-def echo_server(host: str, port: int, close_after: int = 0) -> None:
+def echo_server(host: str, port: int, close_after: int = 0, congestion: str = "") -> None:
     """A kernel MPTCP echo server: what arrives goes back, half-closes follow. With
     ``close_after``, a connection is closed once that many bytes arrived, whatever is still
     unread (as a server that has seen enough of a request)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if congestion:                  # inherited by every connection and its subflows
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
     listener.bind((host, port))
     listener.listen(4096)
     listener.setblocking(False)
@@ -200,8 +203,19 @@ def _mismatch_end(got: bytes, data: bytes, first: int) -> int:
 
 
 async def _clients(port: int, n: int, size: int, seed: int) -> dict:
+    """``n`` echoes at once; with the seconds by which half, 99 % and all of them ended."""
     results = {"exact": 0, "short": 0, "corrupt": 0, "failed": 0}
-    await asyncio.gather(*(_client(port, seed + i, size, results) for i in range(n)))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    ended = []
+
+    async def timed(i):
+        await _client(port, seed + i, size, results)
+        ended.append(loop.time() - start)
+
+    await asyncio.gather(*(timed(i) for i in range(n)))
+    ended.sort()
+    results["ended_s"] = [round(ended[int(q * (n - 1))], 2) for q in (0.5, 0.99, 1.0)]
     return results
 
 
@@ -525,6 +539,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (the clients) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _idle_seconds() -> float:
+    """Seconds the machine's CPUs have been idle so far (all of them together)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kib(pid: int, field: str = "VmHWM:") -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -564,6 +591,9 @@ def main() -> None:
                              "'subflow' endpoint)")
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                         help="wait after each round, then report the proxy's RSS")
+    parser.add_argument("--server-cc", metavar="NAME",
+                        help="the echo server's TCP congestion control (TCP_CONGESTION; "
+                             "default: the machine's, net.ipv4.tcp_congestion_control)")
     parser.add_argument("--checksum", action="store_true",
                         help="DSS checksums on both namespaces (net.mptcp.checksum_enabled)")
     parser.add_argument("--capture", metavar="FILE",
@@ -585,7 +615,8 @@ def main() -> None:
     global DELAY
     DELAY = args.delay
     if args.echo_server:
-        echo_server(args.echo_server[0], int(args.echo_server[1]), args.close_after)
+        echo_server(args.echo_server[0], int(args.echo_server[1]), args.close_after,
+                    args.server_cc or "")
         return
     size = _size(args.size)
     from mptcp_fast.testbed import VethBed
@@ -599,7 +630,8 @@ def main() -> None:
                 ns.sysctl("net.mptcp.checksum_enabled", 1)
         server = bed.a.popen([sys.executable, os.path.abspath(__file__), "--echo-server",
                               bed.a_addresses[0], "5000", "--close-after",
-                              str(args.close_after)], stdout=subprocess.PIPE, text=True)
+                              str(args.close_after), "--server-cc", args.server_cc or ""],
+                             stdout=subprocess.PIPE, text=True)
         server.stdout.readline()
         command = [sys.executable, "-m", "mptcp_fast", "proxy", "--engine", args.engine,
                    "--listen", f"127.0.0.1:{args.port}", "--to", f"{bed.a_addresses[0]}:5000"]
@@ -622,6 +654,8 @@ def main() -> None:
             for round_ in range(args.rounds):
                 start = time.monotonic()
                 cpu_start = _cpu_seconds(proxy.pid)
+                server_cpu_start, own_cpu_start = _cpu_seconds(server.pid), _own_cpu_seconds()
+                idle_start = _idle_seconds()
                 target = args.port
                 if args.direct and args.selectors:
                     results = _selector_clients(bed, bed.a_addresses[0], 5000, args.clients,
@@ -655,6 +689,9 @@ def main() -> None:
                     results["goodput_mbit"] = round(2 * echoed * 8 / took / 1e6)
                     results["connections_per_s"] = round((args.churn or args.clients) / took)
                 results["proxy_cpu_s"] = round(cpu, 1)
+                results["server_cpu_s"] = round(_cpu_seconds(server.pid) - server_cpu_start, 1)
+                results["clients_cpu_s"] = round(_own_cpu_seconds() - own_cpu_start, 1)
+                results["idle_cpu_s"] = round(_idle_seconds() - idle_start, 1)
                 if args.engine == "userspace" and not args.direct:
                     print("  " + _tun_counters(bed) + "; server " + _server_counters(bed),
                           flush=True)
