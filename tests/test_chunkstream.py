@@ -178,3 +178,106 @@ def test_open_connection_gives_one_stream_for_both_halves():
         assert writer.is_closing()
         server.close()
     run(main())
+
+
+# ---------------------------------------------------------------------- ChunkReader
+from hypothesis import given, settings, strategies as st   # noqa: E402
+
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("read"), st.integers(-1, 40)),
+    st.tuples(st.just("readexactly"), st.integers(0, 40)),
+    st.tuples(st.just("readline"), st.just(None)),
+    st.tuples(st.just("readuntil"), st.sampled_from([b"\n", b"ab", b"\n\n"])),
+    st.tuples(st.just("at_eof"), st.just(None)),
+), max_size=12)
+
+
+async def _apply(reader, op, arg):
+    """One operation's outcome, comparable across readers: a value or the error's type
+    and what it carries."""
+    try:
+        if op == "at_eof":
+            return reader.at_eof()
+        value = await getattr(reader, op)(*(() if arg is None else (arg,)))
+        return bytes(value)
+    except asyncio.IncompleteReadError as exc:
+        return ("incomplete", exc.partial, exc.expected)
+    except asyncio.LimitOverrunError as exc:
+        return ("overrun", exc.consumed, str(exc))
+    except ValueError as exc:
+        return ("value", str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\x00", b"\n")),
+                       max_size=8),
+       limit=st.integers(1, 64), ops=_OPS)
+def test_chunk_reader_answers_as_asyncio_stream_reader(chunks, limit, ops):
+    """Fed the same chunks and the end, a ChunkReader and asyncio's StreamReader give the
+    same bytes and the same errors for every sequence of read, readexactly, readline and
+    readuntil (limits, separators split across chunks, lines longer than the limit)."""
+    async def main():
+        ours = chunkstream.ChunkReader(limit)
+        theirs = asyncio.StreamReader(limit=limit)
+        for reader in (ours, theirs):
+            for chunk in chunks:
+                reader.feed_data(chunk)
+            reader.feed_eof()
+        for op, arg in ops:
+            assert await _apply(ours, op, arg) == await _apply(theirs, op, arg), (op, arg)
+        assert ours.at_eof() == theirs.at_eof()
+    asyncio.run(main())
+
+
+def test_chunk_reader_hands_back_the_chunk_it_was_fed():
+    async def main():
+        reader = chunkstream.ChunkReader()
+        chunk = os.urandom(1000)
+        reader.feed_data(chunk)
+        assert await reader.read(1 << 16) is chunk            # no copy
+        reader.feed_data(b"ab")
+        reader.feed_data(b"cd")
+        assert await reader.read(3) == b"abc"                # small ones joined up to n
+        assert await reader.read(3) == b"d"
+    asyncio.run(main())
+
+
+def test_chunk_reader_waits_raises_and_pauses_its_producer():
+    class Producer:
+        def __init__(self):
+            self.paused = False
+
+        def pause_reading(self):
+            self.paused = True
+
+        def resume_reading(self):
+            self.paused = False
+
+    async def main():
+        reader = chunkstream.ChunkReader(limit=10)
+        producer = Producer()
+        reader.set_transport(producer)
+        waiting = asyncio.ensure_future(reader.readexactly(25))
+        await asyncio.sleep(0)
+        for piece in (b"x" * 8, b"y" * 8, b"z" * 8):          # 24 > twice the limit: paused
+            reader.feed_data(piece)
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        assert not producer.paused       # a readexactly beyond twice the limit resumes it
+        reader.feed_data(b"!")
+        assert await waiting == b"x" * 8 + b"y" * 8 + b"z" * 8 + b"!"
+        reader.feed_data(b"q" * 30)
+        assert producer.paused and reader.buffered == 30
+        assert await reader.read(25) == b"q" * 25
+        assert not producer.paused       # back under the limit
+        assert await reader.read(25) == b"q" * 5
+        with pytest.raises(RuntimeError):                     # one waiter at a time
+            first = asyncio.ensure_future(reader.readexactly(100))
+            await asyncio.sleep(0)
+            await reader.read(100)
+        reader.set_exception(ConnectionResetError("reset"))
+        with pytest.raises(ConnectionResetError):
+            await first
+        with pytest.raises(ConnectionResetError):
+            await reader.read(1)
+    asyncio.run(main())
