@@ -19,11 +19,9 @@ what the connection's send buffer took; a reader whose buffer is over its limit 
 fed, so the engine stops reading that connection's data and its receive window closes (RFC
 8684 §3.3.4) until the application reads again.
 
-The readers have the methods of ``asyncio.StreamReader`` (read, readline, readexactly,
-readuntil, at_eof, async for...) and keep the engine's data in the pieces it came in
-(``chunkstream.ChunkReader``: asyncio's copies every piece into one bytearray and out
-again); the writers have the methods of ``asyncio.StreamWriter``, and ``get_extra_info``
-answers "peername", "sockname", "connection" (the engine's Connection) and "subflows".
+The readers are ``asyncio.StreamReader`` (read, readline, readexactly, at_eof, async for...);
+the writers have the methods of ``asyncio.StreamWriter``, and ``get_extra_info`` answers
+"peername", "sockname", "connection" (the engine's Connection) and "subflows".
 """
 
 from __future__ import annotations
@@ -32,13 +30,12 @@ import asyncio
 import collections
 import ipaddress
 
-from .chunkstream import ChunkReader
 from .engine import Config, Endpoint
 from .engine import events as ev
 
 __all__ = ["Stack", "MptcpStreamWriter", "open_connection", "start_server"]
 
-# A reader is fed until it holds twice its limit (asyncio's StreamReader's rule): asyncio's 64 KiB
+# A reader is fed until it holds twice its limit (asyncio's StreamReader): asyncio's own 64 KiB
 # keeps what waits here small, so the engine's receive window follows how fast the application
 # really reads. A writer's bytes beyond the engine's send space wait here up to 1 MiB before
 # drain() waits (with 64 KiB, 2,000 proxied echoes took a fifth longer).
@@ -51,8 +48,8 @@ DEVICE_POLL = 0.001               # seconds: the device is read at least this of
 
 
 class _ReadTransport:
-    """What a reader calls to pause and resume its producer: here, whether the stack reads
-    this connection's data out of the engine."""
+    """What an asyncio.StreamReader calls to pause and resume its producer: here, whether
+    the stack reads this connection's data out of the engine."""
 
     def __init__(self, stack: "Stack", cid: int, limit: int):
         self._stack, self._cid = stack, cid
@@ -63,8 +60,8 @@ class _ReadTransport:
         self.paused = True
 
     def resume_reading(self) -> None:
-        # Soon, not now: the reader calls this from inside its own bookkeeping (a read, or a
-        # wait that made its future first); it is fed once that is done.
+        # Soon, not now: StreamReader._wait_for_data resumes its transport and only then makes
+        # the future that data wakes; data fed from inside this call would wake nobody.
         if self.paused:
             self.paused = False
             self._stack._loop.call_soon(self._stack._resume, self._cid)
@@ -178,7 +175,7 @@ class MptcpStreamWriter:
             if taken == len(head):
                 pending.popleft()
             else:
-                pending[0] = memoryview(head)[taken:]      # the rest, not a copy of it
+                pending[0] = head[taken:]
                 break
         if not pending and self._eof_requested and not conn.local_closed:
             conn.close()
@@ -228,7 +225,7 @@ class Stack:
         self.endpoint.watch_send_space = True           # (connections_with_send_space)
         self.device = device
         self._loop = loop or asyncio.get_running_loop()
-        self._readers: dict[int, ChunkReader] = {}
+        self._readers: dict[int, asyncio.StreamReader] = {}
         self._transports: dict[int, _ReadTransport] = {}
         self._writers: dict[int, MptcpStreamWriter] = {}
         self._opening: dict[int, asyncio.Future] = {}
@@ -378,7 +375,7 @@ class Stack:
             self._on_event(conn, event)
 
     def _streams(self, conn, limit: int = READ_LIMIT):
-        reader = ChunkReader(limit, self._loop)
+        reader = asyncio.StreamReader(limit=limit, loop=self._loop)
         transport = _ReadTransport(self, conn.id, limit)
         reader.set_transport(transport)
         self._readers[conn.id] = reader

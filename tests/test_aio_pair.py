@@ -152,10 +152,10 @@ def test_a_reader_that_does_not_read_buffers_at_most_three_times_its_limit(backe
         conn = next(iter(server.endpoint.connections.values()))
         assert conn.queue.queued_bytes > 2 * aio.READ_LIMIT   # more waits in the engine
         got = bytearray()
-        while server_reader.buffered > aio.READ_LIMIT:    # read: the reader resumes
+        while len(server_reader._buffer) > aio.READ_LIMIT:    # read: the reader resumes
             got += await server_reader.read(aio.READ_LIMIT // 2)
         await asyncio.sleep(0.1)                        # ...and is fed again
-        held = server_reader.buffered
+        held = len(server_reader._buffer)
         assert 2 * aio.READ_LIMIT <= held <= 3 * aio.READ_LIMIT
         while len(got) < 4 << 20:
             got += await server_reader.read(1 << 18)

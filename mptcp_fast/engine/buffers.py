@@ -41,7 +41,7 @@ class Unsent:
         return self.size > 0
 
     def push(self, data: bytes) -> None:
-        """Queue ``data`` (immutable: bytes, or a view of bytes; it is referenced, not copied)."""
+        """Queue ``data`` (immutable bytes: it is referenced, not copied)."""
         if data:
             self._pieces.append(memoryview(data))
             self.size += len(data)

@@ -200,10 +200,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         view = memoryview(data).cast("B")
         room = max(0, self.send_buffer - self._buffered())
         taken = min(room, len(view))
-        piece = view[:taken]
-        if type(view.obj) is not bytes:   # bytes cannot change: referenced; a bytearray or
-            piece = bytes(piece)          # another buffer the caller may reuse: copied
-        self.unsent.push(piece)
+        self.unsent.push(bytes(view[:taken]))
         if end_stream and taken == len(view):
             self.local_closed = True
         self.endpoint.touch(self)
