@@ -33,7 +33,7 @@ import struct
 import sys
 import time
 
-from . import chunkstream, kernel
+from . import kernel
 from .engine import Config
 from .engine.apps import pattern
 from .errors import MptcpError
@@ -82,8 +82,8 @@ class _Engine:
             sock.close()
             raise
         sock.setblocking(False)
-        # a 64 KiB reader limit, as asyncio's: the kernel's socket buffers hold the rest
-        return await chunkstream.open_connection(sock=sock)
+        # asyncio's default reader limit: the kernel's socket buffers hold the rest
+        return await asyncio.open_connection(sock=sock)
 
     async def serve(self, handler, host: str, port: int):
         if self.stack is not None:
@@ -97,8 +97,8 @@ class _Engine:
             raise MptcpError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         sock.setblocking(False)
         # asyncio listens again on a given socket, with its own default of 100 unless told
-        return await chunkstream.start_server(handler, sock=sock,
-                                              backlog=_backlog(self.args))
+        return await asyncio.start_server(handler, sock=sock,
+                                          backlog=_backlog(self.args))
 
     def _kernel_socket(self, family: int) -> socket.socket:
         netns = self.args.netns
@@ -419,14 +419,13 @@ async def _connect(args) -> int:
     return 0
 
 
-async def _pipe(reader, writer, watch: _SubflowWatch | None) -> int:
+async def _pipe(reader, writer, watch: _SubflowWatch) -> int:
     moved = 0
     try:
         while data := await reader.read(1 << 18):
             writer.write(data)
             moved += len(data)
-            if watch is not None:
-                watch.sample()
+            watch.sample()
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
@@ -472,7 +471,7 @@ async def _proxy(args) -> int:
             if args.direction == "tcp-to-mptcp":
                 out_reader, out_writer = await engine.open(to_host, to_port)
             else:
-                out_reader, out_writer = await chunkstream.open_connection(to_host, to_port)
+                out_reader, out_writer = await asyncio.open_connection(to_host, to_port)
         except (OSError, MptcpError) as exc:
             # one line per refused client, and a reset: an empty stream that ends cleanly
             # would look like an answer (no free local port, refused, unreachable, ...)
@@ -483,16 +482,14 @@ async def _proxy(args) -> int:
             _abort(client_writer)
             return
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
-        # the subflows are sampled only for the JSON report (at thousands of connections
-        # the sampling took a fortieth of the proxy's time)
-        watch = _SubflowWatch(mptcp_writer) if args.json else None
+        watch = _SubflowWatch(mptcp_writer)
         up, down = await asyncio.gather(_pipe(client_reader, out_writer, watch),
                                         _pipe(out_reader, client_writer, watch))
-        if watch is not None:
-            watch.sample(force=True)
+        watch.sample(force=True)
+        subflows = watch.best
         await _close_both(out_writer, client_writer)
-        if watch is not None:
-            print(json.dumps({"upstream": up, "downstream": down, "subflows": watch.best,
+        if args.json:
+            print(json.dumps({"upstream": up, "downstream": down, "subflows": subflows,
                               "engine": args.engine}), flush=True)
         count += 1
         if args.count and count >= args.count:
@@ -501,8 +498,8 @@ async def _proxy(args) -> int:
     handlers = _Handlers()
     try:
         if args.direction == "tcp-to-mptcp":
-            server = await chunkstream.start_server(handlers.wrap(handle), listen_host,
-                                                    listen_port, backlog=_backlog(args))
+            server = await asyncio.start_server(handlers.wrap(handle), listen_host, listen_port,
+                                                backlog=_backlog(args))
         else:
             server = await engine.serve(handlers.wrap(handle), listen_host, listen_port)
         if not args.json:
