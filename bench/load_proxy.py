@@ -591,7 +591,7 @@ def main() -> None:
                              "'subflow' endpoint)")
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                         help="wait after each round, then report the proxy's RSS")
-    parser.add_argument("--server-cc", metavar="NAME",
+    parser.add_argument("--server-cc", metavar="NAME", default="",
                         help="the echo server's TCP congestion control (TCP_CONGESTION; "
                              "default: the machine's, net.ipv4.tcp_congestion_control)")
     parser.add_argument("--checksum", action="store_true",
@@ -616,7 +616,7 @@ def main() -> None:
     DELAY = args.delay
     if args.echo_server:
         echo_server(args.echo_server[0], int(args.echo_server[1]), args.close_after,
-                    args.server_cc or "")
+                    args.server_cc)
         return
     size = _size(args.size)
     from mptcp_fast.testbed import VethBed
@@ -630,7 +630,7 @@ def main() -> None:
                 ns.sysctl("net.mptcp.checksum_enabled", 1)
         server = bed.a.popen([sys.executable, os.path.abspath(__file__), "--echo-server",
                               bed.a_addresses[0], "5000", "--close-after",
-                              str(args.close_after), "--server-cc", args.server_cc or ""],
+                              str(args.close_after), "--server-cc", args.server_cc],
                              stdout=subprocess.PIPE, text=True)
         server.stdout.readline()
         command = [sys.executable, "-m", "mptcp_fast", "proxy", "--engine", args.engine,

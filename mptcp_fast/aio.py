@@ -364,12 +364,9 @@ class Stack:
         """Read this connection's events while its reader wants data."""
         while True:
             transport = self._transports.get(conn.id)
-            if transport is None:
-                event = conn.next_event(READ_LIMIT)
-            elif transport.paused:
+            if transport is not None and transport.paused:
                 return
-            else:
-                event = conn.next_event(transport.limit)
+            event = conn.next_event(transport.limit if transport is not None else READ_LIMIT)
             if event is None:
                 return
             self._on_event(conn, event)

@@ -5,6 +5,7 @@ and ends are tested as an application meets them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 from mptcp_fast import aio
@@ -83,6 +84,31 @@ def test_a_writer_waiting_for_space_learns_that_its_connection_was_reset(backend
     assert asyncio.run(main()) == ("reset", False)
 
 
+@contextlib.asynccontextmanager
+async def _connection():
+    """Two stacks joined in process and one connection between them, held open by the
+    server's handler: (client stack, server stack, client (reader, writer), server (reader,
+    writer)); everything is closed at the end."""
+    a, b = _pair()
+    client, server = aio.Stack([A], a), aio.Stack([B], b)
+    served = asyncio.get_running_loop().create_future()
+
+    async def handler(reader, writer):
+        served.set_result((reader, writer))
+        await asyncio.sleep(3600)
+
+    try:
+        await server.start_server(handler, 5000)
+        client_streams = await client.open_connection(B, 5000)
+        server_streams = await asyncio.wait_for(served, 5)
+        yield client, server, client_streams, server_streams
+    finally:
+        client.close()
+        server.close()
+        a.close()
+        b.close()
+
+
 def test_a_stack_busy_in_a_long_pass_of_the_loop_still_reads_its_device(backend):
     """asyncio runs the device's reader once per pass of its loop; a pass that runs many
     slow callbacks (thousands of client sockets in a proxy) held the packets in the device
@@ -91,42 +117,28 @@ def test_a_stack_busy_in_a_long_pass_of_the_loop_still_reads_its_device(backend)
     import time
 
     async def main():
-        a, b = _pair()
-        client, server = aio.Stack([A], a), aio.Stack([B], b)
-        served = asyncio.get_running_loop().create_future()
+        async with _connection() as (_, server, (_, writer), (_, server_writer)):
+            await asyncio.sleep(0.1)                    # the handshake settled
+            received = server.endpoint.packets_received
+            seen_during_the_pass = []
+            loop = asyncio.get_running_loop()
 
-        async def handler(reader, writer):
-            served.set_result(writer)
-            await reader.read()
+            def client_sends():
+                writer.write(b"x" * 1000)               # a packet into the server's device
 
-        await server.start_server(handler, 5000)
-        reader, writer = await client.open_connection(B, 5000)
-        server_writer = await asyncio.wait_for(served, 5)
-        await asyncio.sleep(0.1)                        # the handshake settled
-        received = server.endpoint.packets_received
-        seen_during_the_pass = []
-        loop = asyncio.get_running_loop()
+            def slow_callback():                        # e.g. another socket's read, 2 ms
+                time.sleep(0.002)
+                server_writer.write(b"y")               # a turn of the server's stack
 
-        def client_sends():
-            writer.write(b"x" * 1000)                   # a packet into the server's device
+            def look():
+                seen_during_the_pass.append(server.endpoint.packets_received - received)
 
-        def slow_callback():                            # e.g. another socket's read, 2 ms
-            time.sleep(0.002)
-            server_writer.write(b"y")                   # a turn of the server's stack
-
-        def look():
-            seen_during_the_pass.append(server.endpoint.packets_received - received)
-
-        loop.call_soon(client_sends)                    # one pass: all these are ready now
-        for _ in range(20):
-            loop.call_soon(slow_callback)
-        loop.call_soon(look)
-        await asyncio.sleep(0.2)
+            loop.call_soon(client_sends)                # one pass: all these are ready now
+            for _ in range(20):
+                loop.call_soon(slow_callback)
+            loop.call_soon(look)
+            await asyncio.sleep(0.2)
         assert seen_during_the_pass and seen_during_the_pass[0] >= 1
-        client.close()
-        server.close()
-        a.close()
-        b.close()
 
     asyncio.run(main())
 
@@ -136,33 +148,19 @@ def test_a_reader_that_does_not_read_buffers_at_most_three_times_its_limit(backe
     before, one event carried up to 1 MiB, which sat in the reader's buffer (and was copied
     again whenever the buffer grew)."""
     async def main():
-        a, b = _pair()
-        client, server = aio.Stack([A], a), aio.Stack([B], b)
-        served = asyncio.get_running_loop().create_future()
-
-        async def handler(reader, writer):
-            served.set_result(reader)
-            await asyncio.sleep(3600)
-
-        await server.start_server(handler, 5000)
-        reader, writer = await client.open_connection(B, 5000)
-        writer.write(os.urandom(4 << 20))
-        server_reader = await asyncio.wait_for(served, 5)
-        await asyncio.sleep(0.5)                        # the engine's window fills
-        conn = next(iter(server.endpoint.connections.values()))
-        assert conn.queue.queued_bytes > 2 * aio.READ_LIMIT   # more waits in the engine
-        got = bytearray()
-        while len(server_reader._buffer) > aio.READ_LIMIT:    # read: the reader resumes
-            got += await server_reader.read(aio.READ_LIMIT // 2)
-        await asyncio.sleep(0.1)                        # ...and is fed again
-        held = len(server_reader._buffer)
-        assert 2 * aio.READ_LIMIT <= held <= 3 * aio.READ_LIMIT
-        while len(got) < 4 << 20:
-            got += await server_reader.read(1 << 18)
-        assert len(got) == 4 << 20
-        client.close()
-        server.close()
-        a.close()
-        b.close()
+        async with _connection() as (_, server, (_, writer), (server_reader, _)):
+            writer.write(os.urandom(4 << 20))
+            await asyncio.sleep(0.5)                    # the engine's window fills
+            conn = next(iter(server.endpoint.connections.values()))
+            assert conn.queue.queued_bytes > 2 * aio.READ_LIMIT   # more waits in the engine
+            got = bytearray()
+            while len(server_reader._buffer) > aio.READ_LIMIT:    # read: the reader resumes
+                got += await server_reader.read(aio.READ_LIMIT // 2)
+            await asyncio.sleep(0.1)                    # ...and is fed again
+            held = len(server_reader._buffer)
+            assert 2 * aio.READ_LIMIT <= held <= 3 * aio.READ_LIMIT
+            while len(got) < 4 << 20:
+                got += await server_reader.read(1 << 18)
+            assert len(got) == 4 << 20
 
     asyncio.run(main())
