@@ -33,6 +33,9 @@ __all__ = ["TunBed", "TunPairBed", "VethBed", "KernelPeer", "kernel_namespace", 
            "stream", "fix_tcp_checksum",
            "find_mptcp_option"]
 
+JOIN_WAIT = 3.0        # seconds a side may wait for the joins a test expects before it ends
+TCP_ESTABLISHED = 1    # tcpi_state of an established subflow (include/net/tcp_states.h)
+
 
 def path_addresses(i: int, ipv6: bool = False) -> tuple[str, str]:
     """(kernel side, engine or second-kernel side) of path ``i``: 198.18.{2i}.1 / .2, or with
@@ -224,16 +227,20 @@ class KernelPeer:
     ``hold``: seconds after the connection opens before its side is shut down at the earliest.
     Linux accepts and opens MP_JOINs only while the MPTCP socket is ESTABLISHED (not once it
     sent its DATA_FIN), so a peer that sends little would end before any join; the kernel's
-    own selftests (mptcp_connect -j) wait in the same way. ``family``: AF_INET6 for an IPv6
-    socket (IPv4 peers are then reached as v4-mapped addresses).
+    own selftests (mptcp_connect -j) wait in the same way. ``subflows``: the hold also lasts
+    until that many subflows are established, for at most ``JOIN_WAIT`` seconds (a join still
+    in SYN-SENT when the socket shuts down is abandoned, never sent again). ``family``:
+    AF_INET6 for an IPv6 socket (IPv4 peers are then reached as v4-mapped addresses).
 
     After ``join()``: ``received``, ``received_sha256``, ``sent_sha256``, ``info`` (MptcpInfo
     or None), ``subflows`` (their addresses), ``error`` (an exception, or None)."""
 
     def __init__(self, ns: Namespace, send_bytes: int = 0, seed: int = 1, mptcp: bool = True,
                  close_after_read: bool = True, hold: float = 0.0,
-                 family: int = socket.AF_INET, congestion: str | None = None):
+                 family: int = socket.AF_INET, congestion: str | None = None,
+                 subflows: int = 1):
         self.ns = ns
+        self.subflows_wanted = subflows
         self.congestion = congestion
         self.hold = hold
         self.family = family
@@ -329,10 +336,26 @@ class KernelPeer:
             wait = self.opened_at + self.hold - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+            self._wait_for_subflows(sock)
             sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
             self.error = exc
         self.sent_sha256 = digest.hexdigest()
+
+    def _wait_for_subflows(self, sock) -> None:
+        """Until ``subflows_wanted`` subflows are ESTABLISHED, or JOIN_WAIT seconds."""
+        if not self.mptcp or self.subflows_wanted <= 1:
+            return
+        deadline = time.monotonic() + JOIN_WAIT
+        while time.monotonic() < deadline:
+            try:
+                up = sum(1 for info in kernel.subflow_tcp_info(sock)
+                         if info.state == TCP_ESTABLISHED)
+            except (OSError, kernel.KernelMptcpError):
+                return
+            if up >= self.subflows_wanted:
+                return
+            time.sleep(0.01)
 
     def _record(self, sock) -> None:
         if self.mptcp:

@@ -30,10 +30,10 @@ def kernel_client_three_subflows(judge):
     with TunBed("mfb", paths=3) as bed:
         for address in bed.kernel_addresses[1:]:
             bed.endpoint(address, "subflow")
-        engine = Engine(bed, bed.engine_addresses[:1], 32 * MIB).listen()
+        engine = Engine(bed, bed.engine_addresses[:1], 32 * MIB, subflows=3).listen()
         before = bed.counters()
-        peer = KernelPeer(bed.ns, send_bytes=32 * MIB, seed=9).connect(bed.engine_addresses[0],
-                                                                         PORT)
+        peer = KernelPeer(bed.ns, send_bytes=32 * MIB, seed=9, subflows=3)
+        peer.connect(bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=120))
         judge.equal("subflows", len(established(engine.transfer)), 3)
         judge.equal("the kernel's subflow addresses",
@@ -47,9 +47,9 @@ def kernel_client_three_subflows(judge):
       "we join the kernel's server from our two other addresses; 32 MiB each way, exact")
 def engine_client_three_subflows(judge):
     with TunBed("mfb", paths=3) as bed:
-        engine = Engine(bed, bed.engine_addresses, 32 * MIB)
-        peer = KernelPeer(bed.ns, send_bytes=32 * MIB, seed=9).listen(bed.kernel_addresses[0],
-                                                                        PORT)
+        engine = Engine(bed, bed.engine_addresses, 32 * MIB, subflows=3)
+        peer = KernelPeer(bed.ns, send_bytes=32 * MIB, seed=9, subflows=3)
+        peer.listen(bed.kernel_addresses[0], PORT)
         before = bed.counters()
         engine.open(bed.kernel_addresses[0])
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=120))
@@ -165,8 +165,8 @@ def flip_payload_byte(after: int):
       "subflows, DataCsumErr 0, MPFailTx 0")
 def checksums_both_ways(judge):
     with TunBed("mfb", paths=2, checksums=True) as bed:
-        engine = Engine(bed, bed.engine_addresses, 16 * MIB, checksums=True)
-        peer = KernelPeer(bed.ns, send_bytes=16 * MIB).listen("0.0.0.0", PORT)
+        engine = Engine(bed, bed.engine_addresses, 16 * MIB, checksums=True, subflows=2)
+        peer = KernelPeer(bed.ns, send_bytes=16 * MIB, subflows=2).listen("0.0.0.0", PORT)
         before = bed.counters()
         engine.open(bed.kernel_addresses[0])
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))

@@ -36,12 +36,13 @@ def transfer(judge, ipv6, impairment, size, engine_opens, checksums=False):
     with TunBed("mfc", paths=2, ipv6=ipv6, checksums=checksums) as bed:
         family = socket.AF_INET6 if ipv6 else socket.AF_INET
         if engine_opens:
-            engine = Engine(bed, bed.engine_addresses, size, checksums=checksums)
-            peer = KernelPeer(bed.ns, send_bytes=size, family=family)
+            engine = Engine(bed, bed.engine_addresses, size, checksums=checksums, subflows=2)
+            peer = KernelPeer(bed.ns, send_bytes=size, family=family, subflows=2)
             peer.listen(bed.kernel_addresses[0], PORT)
         else:
             bed.endpoint(bed.kernel_addresses[1], "subflow")
-            engine = Engine(bed, bed.engine_addresses[:1], size, checksums=checksums).listen()
+            engine = Engine(bed, bed.engine_addresses[:1], size, checksums=checksums,
+                            subflows=2).listen()
         # (a lost MP_JOIN SYN is sent again after a 1 s RTO, when the transfer may be over and
         # the join refused: the SYNs are spared, so the loss falls on the data and ACKs)
         rules = [engine.host.impair(address, spare_syns=True, **impairment) for address in
@@ -51,7 +52,7 @@ def transfer(judge, ipv6, impairment, size, engine_opens, checksums=False):
         if engine_opens:
             engine.open(bed.kernel_addresses[0])
         else:
-            peer = KernelPeer(bed.ns, send_bytes=size, family=family)
+            peer = KernelPeer(bed.ns, send_bytes=size, family=family, subflows=2)
             peer.connect(bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=90))
         judge.check("no fallback on our side", not fell_back(engine))
@@ -68,7 +69,10 @@ def transfer(judge, ipv6, impairment, size, engine_opens, checksums=False):
             # on an MP_JOIN subflow), so reordering may cost the join; the data must not suffer
             judge.check("the kernel reset the reordered join (Linux's rule), data exact", True)
         else:
-            judge.equal("subflows", subflows, 2)
+            refused = {name: n for name, n in engine.endpoint.stats.items()
+                       if name.startswith(("refused", "dropped"))}
+            judge.check(f"subflows = {subflows}, expected 2 (what our endpoint refused or "
+                        f"dropped: {refused or 'nothing'})", subflows == 2)
         if engine_opens:
             judge.counter(moved, "MPCapableSYNRX", 1)
             judge.counter(moved, "MPCapableACKRX", 1)

@@ -120,8 +120,9 @@ def signal_and_subflow(judge):
       "an IPv6 kernel socket on :: takes our IPv4 connection and join (v4-mapped)")
 def v4_mapped_server(judge):
     with TunBed("mfj", paths=2) as bed:
-        engine = Engine(bed, bed.engine_addresses, 4 * MIB)
-        peer = KernelPeer(bed.ns, send_bytes=4 * MIB, family=socket.AF_INET6).listen("::", PORT)
+        engine = Engine(bed, bed.engine_addresses, 4 * MIB, subflows=2)
+        peer = KernelPeer(bed.ns, send_bytes=4 * MIB, family=socket.AF_INET6, subflows=2)
+        peer.listen("::", PORT)
         before = bed.counters()
         engine.open(bed.kernel_addresses[0])
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
@@ -137,13 +138,32 @@ def v4_mapped_server(judge):
 def v4_mapped_client(judge):
     with TunBed("mfj", paths=2) as bed:
         bed.endpoint(bed.kernel_addresses[1], "subflow")
-        engine = Engine(bed, bed.engine_addresses[:1], 4 * MIB).listen()
+        engine = Engine(bed, bed.engine_addresses[:1], 4 * MIB, subflows=2).listen()
         before = bed.counters()
-        peer = KernelPeer(bed.ns, send_bytes=4 * MIB, family=socket.AF_INET6)
+        peer = KernelPeer(bed.ns, send_bytes=4 * MIB, family=socket.AF_INET6, subflows=2)
         peer.connect("::ffff:" + bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
         judge.equal("subflows", len(established(engine.transfer)), 2)
         judge.kernel(bed.ns, before, {"MPCapableSYNTX": 1, "MPJoinSynTx": 1, "MPJoinSynAckRx": 1})
+
+
+@case("join-retry", "join-retry/a-lost-join-syn-is-sent-again",
+      "the kernel's MP_JOIN SYN is lost; its retransmission, 1 s later, is accepted "
+      "(MPJoinSynAckRx 1), 1 MiB each way exact")
+def lost_join_syn(judge):
+    with TunBed("mfj", paths=2, ipv6=True) as bed:
+        bed.endpoint(bed.kernel_addresses[1], "subflow")
+        engine = Engine(bed, bed.engine_addresses[:1], MIB, subflows=2).listen()
+        second_path = engine.host.impair(bed.kernel_addresses[1], down=True)
+        before = bed.counters()
+        peer = KernelPeer(bed.ns, send_bytes=MIB, family=socket.AF_INET6, subflows=2)
+        peer.connect(bed.engine_addresses[0], PORT)
+        judge.check("the first MP_JOIN SYN was lost",
+                    engine.run(lambda: second_path.dropped > 0, timeout=10))
+        second_path.down = False
+        judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
+        judge.equal("subflows", len(established(engine.transfer)), 2)
+        judge.kernel(bed.ns, before, {"MPCapableSYNTX": 1, "MPJoinSynAckRx": 1})
 
 
 # ---------------------------------------------------------------- ADD_ADDR both ways
@@ -284,8 +304,8 @@ for _announce in (False, True):
 def kernel_cookies(judge):
     with TunBed("mfj", paths=2) as bed:
         bed.ns.sysctl("net.ipv4.tcp_syncookies", 2)
-        engine = Engine(bed, bed.engine_addresses, 4 * MIB)
-        peer = KernelPeer(bed.ns, send_bytes=4 * MIB).listen("0.0.0.0", PORT)
+        engine = Engine(bed, bed.engine_addresses, 4 * MIB, subflows=2)
+        peer = KernelPeer(bed.ns, send_bytes=4 * MIB, subflows=2).listen("0.0.0.0", PORT)
         before = bed.counters()
         tcp_before = bed.ns.counters("TcpExt")
         engine.open(bed.kernel_addresses[0])
@@ -304,10 +324,12 @@ def kernel_cookies(judge):
 def our_cookies(judge):
     with TunBed("mfj", paths=2) as bed:
         bed.endpoint(bed.kernel_addresses[1], "subflow")
-        engine = Engine(bed, bed.engine_addresses[:1], 8 * MIB, syn_backlog=0).listen()
+        engine = Engine(bed, bed.engine_addresses[:1], 8 * MIB, syn_backlog=0,
+                        subflows=2).listen()
         before = bed.counters()
         tcp_before = bed.ns.counters("TcpExt")
-        peer = KernelPeer(bed.ns, send_bytes=8 * MIB).connect(bed.engine_addresses[0], PORT)
+        peer = KernelPeer(bed.ns, send_bytes=8 * MIB, subflows=2)
+        peer.connect(bed.engine_addresses[0], PORT)
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
         judge.at_least("cookies we accepted", engine.endpoint.stats["syn_cookies_accepted"], 1)
         judge.equal("subflows", len(established(engine.transfer)), 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..engine import Config, Endpoint
 from ..engine import events as ev
 from ..engine.apps import BulkApp
+from ..testbed import JOIN_WAIT
 from ..tunhost import TunHost
 
 __all__ = ["PORT", "MIB", "Engine", "judge_exact", "established", "fell_back"]
@@ -27,16 +28,20 @@ class Engine:
     go on every connection; ``hold``: the stream is ended no earlier than this many seconds
     after the connection is established, as the kernel's selftests wait before they close
     (Linux opens and accepts MP_JOINs only while its MPTCP socket is ESTABLISHED, not once a
-    DATA_FIN arrived). ``config``: Config fields (offload on unless said)."""
+    DATA_FIN arrived). ``subflows``: the hold also lasts until that many subflows are
+    established, for at most JOIN_WAIT seconds: an MP_JOIN SYN (or its SYN/ACK) dropped in a
+    full device queue is sent again only after the kernel's 1 s SYN timeout, by when a short
+    transfer is over. ``config``: Config fields (offload on unless said)."""
 
     def __init__(self, bed, addresses, send_bytes: int = 0, seed: int = 3, hold: float = HOLD,
-                 **config):
+                 subflows: int = 1, **config):
         config.setdefault("offload", True)
         self.endpoint = Endpoint(list(addresses), Config(**config))
         self.app = BulkApp(self.endpoint, send_bytes=send_bytes, seed=seed,
                            close_when_done=hold <= 0, wait_for_peer=False)
         self.host = TunHost(self.app, bed.device)
         self.hold = hold
+        self.subflows = subflows
         self.started = None
 
     @property
@@ -59,14 +64,19 @@ class Engine:
         """Turn the host until ``until()`` (True) or ``timeout`` seconds (False), ending our
         stream once the hold is over."""
         def check():
-            transfer = self.transfer
-            if not self.app.close_when_done and transfer is not None \
-                    and transfer.established_at is not None \
-                    and self.host.clock() >= transfer.established_at + self.hold:
+            if not self.app.close_when_done and self._hold_over():
                 self.app.close_when_done = True
                 self.app.run(self.host.clock())
             return until()
         return self.host.run(until=check, timeout=timeout)
+
+    def _hold_over(self) -> bool:
+        transfer = self.transfer
+        if transfer is None or transfer.established_at is None:
+            return False
+        held = self.host.clock() - transfer.established_at
+        return held >= self.hold and (len(established(transfer)) >= self.subflows
+                                      or held >= JOIN_WAIT)
 
     def exchange(self, peer, timeout: float) -> bool:
         """Run until the kernel's peer and our side both read the other's whole stream; join
