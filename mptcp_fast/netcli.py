@@ -435,6 +435,24 @@ async def _pipe(reader, writer, watch: _SubflowWatch) -> int:
 
 
 CLOSE_TIMEOUT = 10.0        # seconds a proxied connection may take to deliver its last bytes
+UNSENT_LIMIT = 128 << 10    # bytes a proxied TCP socket may hold not yet sent (TCP_NOTSENT_LOWAT)
+
+
+def _bound_unsent(writer) -> None:
+    """Let the kernel hold at most UNSENT_LIMIT bytes not yet sent on this side's socket
+    (TCP_NOTSENT_LOWAT): past that the socket is not writable, asyncio keeps at most its
+    write limit, and the pipe stops reading the other side (whose window then closes).
+    Without it Linux takes up to tcp_wmem's maximum (4 MiB) per socket for a client that
+    reads slowly, and a hundred such clients pushed the machine's TCP memory past tcp_mem's
+    pressure mark: Linux then cut a *fast* socket's send buffer to its floor (4,608 bytes,
+    sk_stream_moderate_sndbuf) and did not grow it back while the pressure lasted, so one
+    fast echo moved 64 KiB per delayed ACK (~1.5 MB/s) for 50 s. Sockets without the option
+    (an MPTCP socket on an older kernel) are left as they are."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_LIMIT)
 
 
 async def _close_both(*writers) -> None:
@@ -481,6 +499,8 @@ async def _proxy(args) -> int:
                   f"{reason}", file=sys.stderr, flush=True)
             _abort(client_writer)
             return
+        for writer in (client_writer, out_writer):
+            _bound_unsent(writer)
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
         watch = _SubflowWatch(mptcp_writer)
         up, down = await asyncio.gather(_pipe(client_reader, out_writer, watch),

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import shutil
+import re
 import signal
 import socket
 import struct
@@ -425,3 +426,51 @@ def test_a_server_that_closes_early_resets_the_client_and_ends_the_connection(ns
     finally:
         proxy.kill()
         proxy.communicate()
+
+
+def _unsent_on(port: int) -> list[int]:
+    """The bytes not yet sent (ss's notsent, absent when 0) of each connected socket on
+    local ``port`` here."""
+    out = subprocess.run(["ss", "-Htni", "state", "connected", f"sport = :{port}"],
+                         capture_output=True, text=True).stdout
+    sockets = re.split(r"\n(?=\S)", out.strip()) if out.strip() else []
+    return [int(m.group(1)) if (m := re.search(r"notsent:(\d+)", text)) else 0
+            for text in sockets]
+
+
+@root_only
+@pytest.mark.parametrize("engine", ["userspace", "kernel"])
+def test_the_proxy_holds_little_unsent_for_a_client_that_does_not_read(ns, engine):
+    """A client that stops reading: the proxy's socket to it keeps at most UNSENT_LIMIT
+    bytes not yet sent (TCP_NOTSENT_LOWAT), not Linux's default of up to 4 MiB, so a hundred
+    slow clients do not push the machine's TCP memory into pressure."""
+    from mptcp_fast.netcli import UNSENT_LIMIT
+    if engine == "kernel":
+        ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+        extra = ["--netns", ns.name]
+    else:
+        extra = ["--tun", "mfn2", *TUN, "--netns", ns.name, "--address", "198.18.0.2"]
+    KernelPeer(ns, send_bytes=20 << 20, seed=11).listen("0.0.0.0", 5000)   # sends 20 MB
+    proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7100",
+                    "--to", "198.18.0.1:5000", "--count", "1", *extra])
+    client = socket.socket()
+    try:
+        end = time.monotonic() + 10
+        while b":7100 " not in subprocess.run(["ss", "-Hltn"], capture_output=True).stdout:
+            assert time.monotonic() < end and proxy.poll() is None, proxy.stderr.read()
+            time.sleep(0.05)
+        client.connect(("127.0.0.1", 7100))
+        client.shutdown(socket.SHUT_WR)              # it sends nothing, and reads nothing
+        unsent, end = [], time.monotonic() + 10
+        while time.monotonic() < end:                # the proxy fills what the kernel takes
+            time.sleep(0.5)
+            now = _unsent_on(7100)
+            if now and unsent and now == unsent:
+                break
+            unsent = now
+        assert unsent, "the proxy's socket to the client was not found"
+        assert 0 < max(unsent) <= UNSENT_LIMIT + (64 << 10), unsent
+    finally:
+        client.close()
+        proxy.kill()
+        proxy.wait()
