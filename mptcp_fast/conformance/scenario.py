@@ -29,9 +29,10 @@ class Engine:
     after the connection is established, as the kernel's selftests wait before they close
     (Linux opens and accepts MP_JOINs only while its MPTCP socket is ESTABLISHED, not once a
     DATA_FIN arrived). ``subflows``: the hold also lasts until that many subflows are
-    established, for at most JOIN_WAIT seconds: an MP_JOIN SYN (or its SYN/ACK) dropped in a
-    full device queue is sent again only after the kernel's 1 s SYN timeout, by when a short
-    transfer is over. ``config``: Config fields (offload on unless said)."""
+    established, for at most JOIN_WAIT seconds: a lost MP_JOIN SYN or SYN/ACK is sent again
+    only after a 1 s SYN timeout, by when a short transfer is over (and Linux abandons a join
+    still in SYN-SENT once its socket shuts down). ``config``: Config fields (offload on unless
+    said)."""
 
     def __init__(self, bed, addresses, send_bytes: int = 0, seed: int = 3, hold: float = HOLD,
                  subflows: int = 1, **config):
