@@ -8,8 +8,8 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -49,6 +49,16 @@ def _wait_listening(ns, port: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
+
+
+def _wait_proxy_listening(proxy, port: int, timeout: float = 10.0) -> None:
+    """Until the proxy (a subprocess, in this namespace) listens on ``port``; fails at once
+    with its error output if it ended."""
+    end = time.monotonic() + timeout
+    while f":{port} ".encode() not in subprocess.run(["ss", "-Hltn"],
+                                                       capture_output=True).stdout:
+        assert time.monotonic() < end and proxy.poll() is None, proxy.stderr.read()
+        time.sleep(0.05)
 
 
 def _json_lines(text: str) -> list:
@@ -126,10 +136,7 @@ def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
     proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7100",
                     "--to", "198.18.0.1:5000", "--count", "1", "--json", *extra])
     try:
-        end = time.monotonic() + 10
-        while b":7100 " not in subprocess.run(["ss", "-Hltn"], capture_output=True).stdout:
-            assert time.monotonic() < end and proxy.poll() is None, proxy.stderr.read()
-            time.sleep(0.05)
+        _wait_proxy_listening(proxy, 7100)
         client = KernelPeer(None, send_bytes=20 << 20, seed=12, mptcp=False)
         client.connect("127.0.0.1", 7100)
         client.join(60)
@@ -409,9 +416,7 @@ def test_a_server_that_closes_early_resets_the_client_and_ends_the_connection(ns
             client.sendall(bytes(4 << 20))
             client.shutdown(socket.SHUT_WR)
             outcome = client.recv(1 << 16)               # b"": a clean end of stream
-        except (ConnectionResetError, BrokenPipeError, TimeoutError) as exc:
-            outcome = exc
-        except OSError as exc:
+        except OSError as exc:                           # a reset, a timeout, ENOTCONN
             outcome = exc
         client.close()
         server.join(10)
@@ -455,10 +460,7 @@ def test_the_proxy_holds_little_unsent_for_a_client_that_does_not_read(ns, engin
                     "--to", "198.18.0.1:5000", "--count", "1", *extra])
     client = socket.socket()
     try:
-        end = time.monotonic() + 10
-        while b":7100 " not in subprocess.run(["ss", "-Hltn"], capture_output=True).stdout:
-            assert time.monotonic() < end and proxy.poll() is None, proxy.stderr.read()
-            time.sleep(0.05)
+        _wait_proxy_listening(proxy, 7100)
         client.connect(("127.0.0.1", 7100))
         client.shutdown(socket.SHUT_WR)              # it sends nothing, and reads nothing
         unsent, end = [], time.monotonic() + 10
