@@ -33,10 +33,11 @@ def _engine_modules() -> tuple:
 
 
 ENGINE = _engine_modules()
+SIMULATION = ("netem", "apps")        # compiled with the engine, but from mptcp_fast/sim/
 
 
 def _engine_source(name: str) -> str:
-    return "mptcp_fast/netem.py" if name == "netem" else f"mptcp_fast/engine/{name}.py"
+    return f"mptcp_fast/sim/{name}.py" if name in SIMULATION else f"mptcp_fast/engine/{name}.py"
 
 
 def _drop_stale_c(sources: dict) -> None:
@@ -72,8 +73,8 @@ def extensions():
     # looks it up by the extension's name on the include path); so are the .pxd files that
     # let other compiled modules cimport a module's classes (pyx/mptcp_fast/_receiver.pxd).
     sources.update({f"mptcp_fast.{name}": f"mptcp_fast/_pure/{name}.py" for name in SINGLE_SOURCE})
-    # The engine's per-packet modules, the same way: mptcp_fast/engine/<name>.py (and netem.py)
-    # compiled as mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd.
+    # The engine's per-packet modules, the same way: mptcp_fast/engine/<name>.py (and the
+    # emulator's, mptcp_fast/sim/netem.py and apps.py) compiled as mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd.
     sources.update({f"mptcp_fast._cengine.{name}": _engine_source(name) for name in ENGINE})
     _drop_stale_c(sources)
     modules = [

@@ -18,8 +18,8 @@ sys.path.insert(0, "tests")
 
 from enginenet import C0, PORT, S0, drain, pump  # noqa: E402
 from mptcp_fast import BACKEND  # noqa: E402
-from mptcp_fast import options as opt  # noqa: E402
-from mptcp_fast import packet as pk  # noqa: E402
+from mptcp_fast.wire import options as opt  # noqa: E402
+from mptcp_fast.wire import packet as pk  # noqa: E402
 from mptcp_fast.engine import Config, Endpoint  # noqa: E402
 
 

@@ -21,8 +21,8 @@ import tempfile
 WORKER = r"""
 import json, sys, timeit
 from mptcp_fast import _backend, dss, options
-from mptcp_fast.dss import Mapping
-from mptcp_fast.options import Dss, Timestamps
+from mptcp_fast.wire.dss import Mapping
+from mptcp_fast.wire.options import Dss, Timestamps
 backend = sys.argv[1]
 area = options.encode_tcp_options([Timestamps(1, 2), Dss(data_ack=5, ack64=True, dsn=2**40,
                                    dsn64=True, subflow_seq=9, data_len=1448)])

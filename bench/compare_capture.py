@@ -3,7 +3,7 @@ file, side by side in one run.
 
     python bench/compare_capture.py [CAPTURE] [--make N_MB]
 
-Without CAPTURE, a kernel MPTCP capture is made first (root; mptcp_fast.kernel_capture,
+Without CAPTURE, a kernel MPTCP capture is made first (root; mptcp_fast.testing.kernel_capture,
 headers only: snaplen 128, offloads off) with N_MB of upload (default 1200, ~1M packets).
 The whole analysis (`mptcp-fast analyze` vs tshark's MPTCP analysis) is bench/compare_analyze.py.
 """
@@ -19,7 +19,9 @@ import subprocess
 import tempfile
 import time
 
-from mptcp_fast import _backend, capture, kernel_capture
+from mptcp_fast import _backend
+from mptcp_fast.analysis import capture
+from mptcp_fast.testing import kernel_capture
 
 
 def decode(path: str, backend: str) -> tuple[float, int]:

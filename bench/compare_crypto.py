@@ -19,7 +19,8 @@ import timeit
 
 import numpy as np
 
-from mptcp_fast import _backend, crypto
+from mptcp_fast import _backend
+from mptcp_fast.wire import crypto
 
 KA, KB = 0x8EB52E2FFE8CC175, 0x1C5A07C724183A63        # live kernel keys (docs/kernel-behaviour.md §5)
 RA, RB = 0x2B5DA663, 0x2BC41846
@@ -58,7 +59,7 @@ def main() -> int:
     for backend in ("cython", "python"):
         with _backend.use(backend):
             contexts[backend] = crypto.KeyContext(KB, KA)
-    from mptcp_fast.options import AddAddr
+    from mptcp_fast.wire.options import AddAddr
     opt = AddAddr(1, "10.0.3.1", 10001, crypto.add_addr_hmac(KB, KA, 1, "10.0.3.1", 10001))
 
     cases = {

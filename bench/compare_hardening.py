@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from mptcp_fast.options import Dss  # noqa: E402
+from mptcp_fast.wire.options import Dss  # noqa: E402
 from mptcp_trace import Trace  # noqa: E402
 
 

@@ -18,7 +18,8 @@ import sys
 import tempfile
 import timeit
 
-from mptcp_fast import _backend, options
+from mptcp_fast import _backend
+from mptcp_fast.wire import options
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import mptcp_fast
-from mptcp_fast import _backend, packet
+from mptcp_fast import _backend
+from mptcp_fast.wire import packet
 
 SHIPPED = Path(mptcp_fast.__file__).parent / "data" / "kernel-mptcp.pcap"
 

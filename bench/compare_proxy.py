@@ -27,7 +27,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mptcp_fast.testbed import kernel_namespace  # noqa: E402
+from mptcp_fast.testing.testbed import kernel_namespace  # noqa: E402
 
 CLI = [sys.executable, "-m", "mptcp_fast"]
 PROXY_PORT = 7200

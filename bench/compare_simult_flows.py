@@ -14,9 +14,9 @@ import sys
 import time
 
 from mptcp_fast import _backend
-from mptcp_fast.conformance import Judge
-from mptcp_fast.conformance import simult_flows as sf
-from mptcp_fast.testbed import KernelPeer, TunPairBed
+from mptcp_fast.testing.conformance import Judge
+from mptcp_fast.testing.conformance import simult_flows as sf
+from mptcp_fast.testing.testbed import KernelPeer, TunPairBed
 
 
 def kernel_pair(rates, delays, cc) -> float:

@@ -29,16 +29,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mptcp_fast.testbed import TunBed, VethBed  # noqa: E402
+from mptcp_fast.testing.testbed import TunBed, VethBed  # noqa: E402
 
 
 ENGINE_CHILD = r"""
 import json, sys, time
 from mptcp_fast import BACKEND
 from mptcp_fast.engine import Config, Endpoint
-from mptcp_fast.engine.apps import BulkApp
-from mptcp_fast.tun import TunDevice
-from mptcp_fast.tunhost import TunHost
+from mptcp_fast.sim.apps import BulkApp
+from mptcp_fast.net.tun import TunDevice
+from mptcp_fast.net.tunhost import TunHost
 size, subflows, upload, offload = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "up", sys.argv[4] == "1"
 netns = sys.argv[5]
 device = TunDevice("mfb0", offload=offload)

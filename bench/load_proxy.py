@@ -619,7 +619,7 @@ def main() -> None:
                     args.server_cc)
         return
     size = _size(args.size)
-    from mptcp_fast.testbed import VethBed
+    from mptcp_fast.testing.testbed import VethBed
     with VethBed("mfl", paths=2) as bed:
         if args.paths == 2:
             bed.endpoint("b", 1, "subflow")

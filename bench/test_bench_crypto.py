@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from compare_crypto import ADDR_MSG, KA, KB, KEY_AB, NONCES, RA, RB
-from mptcp_fast import crypto
-from mptcp_fast.options import AddAddr
+from mptcp_fast.wire import crypto
+from mptcp_fast.wire.options import AddAddr
 
 
 def test_join_synack_hmac_with_context(benchmark, backend):

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from compare_dss import make_pieces, numpy_checksum
-from mptcp_fast import dss
+from mptcp_fast.wire import dss
 
 
 @pytest.mark.parametrize("size", [1448, 65536])

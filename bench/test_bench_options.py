@@ -4,7 +4,7 @@ options areas of a typical data segment and of a SYN, on both backends."""
 import pytest
 
 from compare_options import DATA_AREA, SUBTYPE_SAMPLES, SYN_AREA
-from mptcp_fast import options
+from mptcp_fast.wire import options
 
 
 @pytest.mark.parametrize("name", sorted(SUBTYPE_SAMPLES))

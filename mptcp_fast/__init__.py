@@ -7,7 +7,7 @@ pure-Python one.
 
 from . import _backend
 from .errors import CaptureError, MptcpError, OptionError, PacketError, ProtocolError
-from . import crypto, dss, options, packet
+from .wire import crypto, dss, options, packet
 
 __all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "PacketError", "ProtocolError",
            "crypto", "dss", "options", "packet"]

@@ -2,7 +2,7 @@
 """Compiled twin of mptcp_fast/_pure/_crypto.py: MPTCP keys, tokens, IDSNs and HMACs.
 
 SHA-256/SHA-1 and HMAC come from pyx/mf_sha.h (FIPS 180-4, RFC 2104), with
-SHA-NI on CPUs that have it. Arguments were validated by mptcp_fast.crypto;
+SHA-NI on CPUs that have it. Arguments were validated by mptcp_fast.wire.crypto;
 integers out of range raise OverflowError here, as in the pure twin.
 """
 
@@ -35,7 +35,7 @@ cdef extern from "mf_sha.h" nogil:
 cdef int _HAS_SHANI = mf_cpu_has_shani()
 mf_use_shani = _HAS_SHANI
 
-# The batch loops below run without the GIL, so mptcp_fast.crypto may split a
+# The batch loops below run without the GIL, so mptcp_fast.wire.crypto may split a
 # batch across threads.
 RELEASES_GIL = True
 
@@ -256,7 +256,7 @@ def context_add_addr(ContextState state, bint local_sender, uint8_t address_id, 
 
 
 # ------------------------------------------------------------------------------------------------
-# batches over numpy arrays (validated and made contiguous by mptcp_fast.crypto)
+# batches over numpy arrays (validated and made contiguous by mptcp_fast.wire.crypto)
 
 def token_idsn_batch(const uint64_t[::1] keys, int version):
     cdef Py_ssize_t i, count = keys.shape[0]

@@ -102,7 +102,7 @@ cdef object _stable(object data):
 
 
 cdef class ReassemblyQueue:
-    """Data-level receive queue; see mptcp_fast.dss.ReassemblyQueue for the contract."""
+    """Data-level receive queue; see mptcp_fast.wire.dss.ReassemblyQueue for the contract."""
     cdef uint64_t _base
     cdef int64_t _window, _ack, _read, _queued_ooo, _fin
     cdef bint _eof
@@ -407,7 +407,7 @@ cdef class ReassemblyQueue:
 # ------------------------------------------------------------------------------------------------
 # mappings of one subflow (RFC 8684 §3.3.1)
 
-cdef object _Mapping = None   # mptcp_fast.dss.Mapping, set by bind_types()
+cdef object _Mapping = None   # mptcp_fast.wire.dss.Mapping, set by bind_types()
 
 
 def bind_types(mapping_class):
@@ -430,7 +430,7 @@ cdef int64_t MAX_SUBFLOW_SEQ = 0x7FFFFFFFFFFFFFFF   # relative subflow sequence 
 
 
 cdef class SubflowMappings:
-    """The mappings received on one subflow; see mptcp_fast.dss for the contract.
+    """The mappings received on one subflow; see mptcp_fast.wire.dss for the contract.
     The rules live in mf_mapstore.pxd, shared with the capture analyzer."""
     cdef MapStore _store
     cdef public object infinite

@@ -4,7 +4,7 @@
 Same functions, results and errors as the pure module. Input is read through a
 raw pointer; every read is preceded by an explicit length check (the checks
 below are the bounds checks, so Cython's own are switched off). Option objects
-are tuple subclasses from mptcp_fast.options, built without their validating
+are tuple subclasses from mptcp_fast.wire.options, built without their validating
 constructors: parsed values are in range by construction.
 """
 
@@ -90,7 +90,7 @@ cdef inline object new8(object cls, object a, object b, object c, object d, obje
     return mf_new(cls, 8, a, b, c, d, e, f, g, h)
 
 
-# The option classes, received from mptcp_fast.options by bind_types().
+# The option classes, received from mptcp_fast.wire.options by bind_types().
 cdef object _T = None
 cdef object Eol_, Nop_, EOL_, NOP_, Mss_, WindowScale_, SackPermitted_, Sack_, Timestamps_
 cdef object UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinSynAck_, MpJoinAck_
@@ -102,7 +102,7 @@ cdef dict _TCP_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 3
 
 
 def bind_types(api_module):
-    """Receive the option classes (defined once, in mptcp_fast.options)."""
+    """Receive the option classes (defined once, in mptcp_fast.wire.options)."""
     global _T, Eol_, Nop_, EOL_, NOP_, Mss_, WindowScale_, SackPermitted_, Sack_, Timestamps_
     global UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinSynAck_, MpJoinAck_
     global Dss_, AddAddr_, AddAddrV0_, AddAddr2_, RemoveAddr_, MpPrio_, MpFail_, MpFastclose_

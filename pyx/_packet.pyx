@@ -17,7 +17,7 @@ from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header
                         pk_write_check, PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
 from mptcp_fast._pure._packet import write_error, _check_bytes   # one text for both backends
 
-cdef object _Packet = None          # mptcp_fast.packet.Packet, set by bind_types()
+cdef object _Packet = None          # mptcp_fast.wire.packet.Packet, set by bind_types()
 cdef object _tuple_new = tuple.__new__
 
 

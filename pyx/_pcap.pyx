@@ -91,7 +91,7 @@ def iter_segments(f, stats, make):
 
 
 def iter_columns(f, stats, Py_ssize_t batch, bint payloads, Py_ssize_t payload_bytes=1 << 24):
-    """Yield dicts of numpy columns, ``batch`` segments at most each (see mptcp_fast.capture)."""
+    """Yield dicts of numpy columns, ``batch`` segments at most each (mptcp_fast.analysis.capture)."""
     cdef _ColumnSink sink = _ColumnSink(batch, payloads, payload_bytes)
     try:
         for _ in _records(f, stats, sink):

@@ -37,7 +37,7 @@ cdef enum:
     PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
     DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
-cdef object _Event = None             # mptcp_fast.receiver's types, set by bind_types()
+cdef object _Event = None             # mptcp_fast.wire.receiver's types, set by bind_types()
 cdef object _DirectionCounters = None
 cdef object _StreamCounters = None
 
@@ -59,7 +59,7 @@ def checksum_failure(dsn, packets):
 
 cdef str mapping_conflict(const MapEntry* new, const MapEntry* old):
     """The pure twin's MappingConflict text: ``old`` is a stored piece or the infinite mapping."""
-    from mptcp_fast.dss import Mapping          # imported late: dss imports the backends
+    from mptcp_fast.wire.dss import Mapping          # imported late: dss imports the backends
     new_m = Mapping(new.dsn, new.start, new.length, new.data_fin,
                     None if new.checksum < 0 else new.checksum)
     if old.length == 0:

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled twin of mptcp_fast/_pure/_segment.py: read one received packet for the engine.
 Same results and status codes; the packet layout and checksums are the C of mf_packet.pxd,
-the usual established options area (timestamps + DSS, mptcp_fast.engine.wire) is decoded
+the usual established options area (timestamps + DSS, mptcp_fast.wire.established) is decoded
 here, any other area by the pure twin's ``general_options`` (the option codec).
 """
 
@@ -22,7 +22,7 @@ cdef object general_options = None   # the pure twin's (any options area but the
 
 
 cdef class Incoming:
-    """mptcp_fast.engine.segment.Incoming's compiled twin: the same fields and calls, typed
+    """mptcp_fast.wire.segment.Incoming's compiled twin: the same fields and calls, typed
     (pyx/mptcp_fast/_segment.pxd), so that the compiled engine reads them as C fields."""
 
     def __init__(self):
@@ -46,7 +46,7 @@ cdef class Incoming:
         return None
 
 
-cdef object _Dss = None               # mptcp_fast.options.Dss (a tuple subclass)
+cdef object _Dss = None               # mptcp_fast.wire.options.Dss (a tuple subclass)
 
 
 def bind_types(incoming_class, read_common):
@@ -54,7 +54,7 @@ def bind_types(incoming_class, read_common):
     segments read are this module's own Incoming, the compiled twin of ``incoming_class``."""
     global general_options, _Dss
     from mptcp_fast._pure import _segment as pure
-    from mptcp_fast import options
+    from mptcp_fast.wire import options
     general_options = pure.general_options
     _Dss = options.Dss
 

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled twin of mptcp_fast/_pure/_tracking.py: the capture analyzer's per-packet fast path.
 
-Reads the numpy columns of mptcp_fast.capture through typed memoryviews: which subflow a
+Reads the numpy columns of mptcp_fast.analysis.capture through typed memoryviews: which subflow a
 4-tuple is, relative subflow sequence numbers, the DSS fields; and hands mappings, data ACKs
 and payload to the receive pipeline (mptcp_fast._receiver, cimported: no Python calls on
 the way). Python objects are touched only for reassembly (queue.push of captured payload),

@@ -1,5 +1,5 @@
 # Serial-number arithmetic (RFC 1982) on 32 and 64 bits: the one rule for the compiled
-# modules. The pure twin, mptcp_fast/_serial.py, states the rule in full; in short:
+# modules. The pure twin, mptcp_fast/wire/serial.py, states the rule in full; in short:
 # a - b on the 2**64 circle read as int64, [-2**63, 2**63) (exactly 2**63 apart is behind);
 # a range is placed by its first byte, and one that would end 2**63 or more ahead of its
 # reference is outside every window (refused and counted), so offsets fit an int64.

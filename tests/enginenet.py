@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from mptcp_fast import options as opt
-from mptcp_fast import packet as pk
+from mptcp_fast.wire import options as opt
+from mptcp_fast.wire import packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
-from mptcp_fast.engine.apps import BulkApp
-from mptcp_fast.netem import Network
+from mptcp_fast.sim.apps import BulkApp
+from mptcp_fast.sim.netem import Network
 
 C0, C1, C2 = "198.18.0.1", "198.18.1.1", "198.18.2.1"
 S0, S1 = "198.18.0.2", "198.18.1.2"

@@ -14,8 +14,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from mptcp_fast import crypto, dss, options
-from mptcp_fast.options import Dss, MpCapable, MpJoinAck, MpJoinSyn, MpJoinSynAck
+from mptcp_fast.wire import crypto, dss, options
+from mptcp_fast.wire.options import Dss, MpCapable, MpJoinAck, MpJoinSyn, MpJoinSynAck
 
 SYN, ACK, FIN = 0x02, 0x10, 0x01
 

@@ -2,7 +2,7 @@
 
 from hypothesis import strategies as st
 
-from mptcp_fast import options as o
+from mptcp_fast.wire import options as o
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)

@@ -10,12 +10,12 @@ import importlib.util
 
 import pytest
 
-from mptcp_fast import aio
+from mptcp_fast.net import aio
 from mptcp_fast.engine import Config
-from mptcp_fast.testbed import KernelPeer, TunBed
+from mptcp_fast.testing.testbed import KernelPeer, TunBed
 
-from mptcp_fast.conformance import why_unavailable
-from mptcp_fast.testbed import stream as _stream
+from mptcp_fast.testing.conformance import why_unavailable
+from mptcp_fast.testing.testbed import stream as _stream
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(why_unavailable() is not None,

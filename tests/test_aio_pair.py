@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 
-from mptcp_fast import aio
+from mptcp_fast.net import aio
 
 A, B = "198.18.0.1", "198.18.0.2"
 

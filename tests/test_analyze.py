@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import analyze as analyze_module
-from mptcp_fast.options import Dss
+from mptcp_fast.analysis import analyzer as analyze_module
+from mptcp_fast.wire.options import Dss
 from mptcp_trace import Trace
 from strategies import mptcp_like_bytes
 
@@ -194,7 +194,7 @@ def test_connection_of_finds_a_four_tuple(backend, tmp_path):
     path = tmp_path / "c.pcap"
     path.write_bytes(t.pcap())
     analyzer = analyze_module.Analyzer()
-    from mptcp_fast import capture
+    from mptcp_fast.analysis import capture
     with capture.open_capture(str(path)) as reader:
         for cols in reader.columns():
             analyzer.feed_columns(cols)
@@ -252,7 +252,7 @@ def test_backends_give_the_same_report_on_random_traffic(on_both, tmp_path_facto
 
 
 def test_the_terminal_report_shows_fallback_reinjection_and_counts(backend, tmp_path, capsys):
-    from mptcp_fast import cli
+    from mptcp_fast.cli import main as cli
     t, a, b = two_subflows()
     base = t.next_dsn["up"]
     t.send(a, "up", blob(800))
@@ -289,7 +289,7 @@ def test_a_checksummed_mapping_over_segments_out_of_order(backend, tmp_path, bad
     """One 3000-byte mapping carried by four segments out of order, one overlapping two
     others: its checksum is checked once every byte is in (RFC 8684 §3.3.1), and a failure
     names all four packets."""
-    from mptcp_fast import dss
+    from mptcp_fast.wire import dss
     t = Trace(checksum=True)
     a = t.connect(C1, S1)
     data = blob(3000)
@@ -322,7 +322,7 @@ def test_tracker_counters_and_events_are_named(backend, tmp_path):
         events.extend(analyzer.tracker.events)
         real_take()
     analyzer._take_tracker_events = take
-    from mptcp_fast import capture
+    from mptcp_fast.analysis import capture
     with capture.open_capture(str(path)) as reader:
         for cols in reader.columns():
             analyzer.feed_columns(cols)

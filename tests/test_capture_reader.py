@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import CaptureError, capture
+from mptcp_fast import CaptureError
+from mptcp_fast.analysis import capture
 from pcapwriter import tcp_packet
 
 OPTS = bytes.fromhex("1e08200156788365")                 # a DSS data ACK, 8 bytes
@@ -202,7 +203,7 @@ def test_backends_agree_on_any_file(on_both, frames, linktype, cut, ng):
 
 
 def test_columns_equal_the_segments(backend):
-    from mptcp_fast import options
+    from mptcp_fast.wire import options
     dss_area = bytes.fromhex("0101080a00000001000000021e1c200f43143b25bce216b29a915667704f8201"
                              "0000000107d0c3c8")
     frames = [tcp_packet(dss_area, payload=b"p" * 9, seq=5), ipv4_tcp(payload=b"q"),
@@ -253,7 +254,7 @@ def _option_areas():
 def test_columns_flag_what_the_codec_calls_malformed(backend, area):
     """The fast path of the analyzer trusts the columns for packets whose options are plain TCP
     options and one DSS: there, the flag and the DSS fields must agree with the full parse."""
-    from mptcp_fast import options
+    from mptcp_fast.wire import options
     (cols,) = list(capture.CaptureReader(io.BytesIO(pcap_file([tcp_packet(area)], 101))).columns())
     parsed = options.parse_tcp_options(area, keep_malformed=True)
     bad = [o for o in parsed if isinstance(o, options.MalformedOption)

@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-from mptcp_fast import _backend, cli
+from mptcp_fast import _backend
+from mptcp_fast.cli import decode as cli_decode, main as cli
 
 
 def run_cli(*args, env=None):
@@ -39,7 +40,7 @@ def test_strict_segment_marks_what_linux_ignores(capsys):
 def test_builtin_examples_are_the_main_job():
     proc = run_cli("decode")
     assert proc.returncode == 0, proc.stderr
-    for title, _, _ in cli.EXAMPLES:
+    for title, _, _ in cli_decode.EXAMPLES:
         assert title in proc.stdout
     assert "token=0x081d2af6" in proc.stdout and "hmac=118607e7815b7f4d" in proc.stdout
 
@@ -90,7 +91,7 @@ def test_analyze_table_and_missing_file(capsys):
 
 
 def test_progress_callback_and_silence_off_a_terminal(tmp_path):
-    from mptcp_fast.analyze import BATCH_PACKETS, analyze
+    from mptcp_fast.analysis.analyzer import BATCH_PACKETS, analyze
     from pcapwriter import tcp_packet, write_pcap
     path = tmp_path / "many.pcap"
     count = 2 * BATCH_PACKETS + 7

@@ -1,4 +1,4 @@
-"""The conformance suite (mptcp_fast.conformance) as tests: every case on both backends, judged
+"""The conformance suite (mptcp_fast.testing.conformance) as tests: every case on both backends, judged
 by the kernel's counters and the bytes. Root only (network namespaces, /dev/net/tun); skipped
 cleanly elsewhere, run in CI (root)."""
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mptcp_fast import conformance
+from mptcp_fast.testing import conformance
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(conformance.why_unavailable() is not None,
@@ -24,7 +24,7 @@ def test_case(case, backend):
 
 def test_the_command_prints_a_table_and_its_verdict():
     """What a user runs: one case by name, a row with its verdict and counters, exit 0."""
-    done = subprocess.run([sys.executable, "-m", "mptcp_fast.conformance",
+    done = subprocess.run([sys.executable, "-m", "mptcp_fast.testing.conformance",
                            "v4-mapped/kernel-server"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -35,11 +35,11 @@ def test_the_command_prints_a_table_and_its_verdict():
 
 
 def test_the_command_lists_cases_and_refuses_an_unknown_one():
-    listed = subprocess.run([sys.executable, "-m", "mptcp_fast.conformance", "--list"],
+    listed = subprocess.run([sys.executable, "-m", "mptcp_fast.testing.conformance", "--list"],
                             capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
     assert names == [c.name for c in conformance.cases()] and len(names) == len(set(names))
-    unknown = subprocess.run([sys.executable, "-m", "mptcp_fast.conformance", "no-such-case"],
+    unknown = subprocess.run([sys.executable, "-m", "mptcp_fast.testing.conformance", "no-such-case"],
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "no case matches" in unknown.stderr

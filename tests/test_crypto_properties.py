@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.hmac import HMAC
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import crypto
-from mptcp_fast.options import AddAddr
+from mptcp_fast.wire import crypto
+from mptcp_fast.wire.options import AddAddr
 
 relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 u64 = st.integers(0, 2**64 - 1)

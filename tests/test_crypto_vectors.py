@@ -4,7 +4,8 @@ RFC 2202 for the HMAC primitives, and example values worked from RFC 8684 §3.1-
 
 import pytest
 
-from mptcp_fast import _backend, crypto
+from mptcp_fast import _backend
+from mptcp_fast.wire import crypto
 
 # ---------------------------------------------------------------- live kernel values (x1, x2)
 X1_KA, X1_KB = 0x8EB52E2FFE8CC175, 0x1C5A07C724183A63
@@ -61,7 +62,7 @@ def test_live_join_hmacs(crypto_backend, ka, kb, ra, rb, thmac, hmac160):
 def test_live_add_addr_hmacs(crypto_backend, sender, receiver, address_id, address, port, expected):
     assert crypto.add_addr_hmac(sender, receiver, address_id, address, port).hex() == expected
     assert crypto.KeyContext(sender, receiver).add_addr_hmac(address_id, address, port).hex() == expected
-    from mptcp_fast.options import AddAddr
+    from mptcp_fast.wire.options import AddAddr
     opt = AddAddr(address_id, address, port, bytes.fromhex(expected))
     assert crypto.verify_add_addr(opt, sender, receiver)
     assert crypto.KeyContext(receiver, sender).verify_add_addr(opt)
@@ -142,7 +143,7 @@ def test_spec_v0_examples(crypto_backend):
 
 
 def test_spec_add_addr2_example(crypto_backend):
-    from mptcp_fast import options
+    from mptcp_fast.wire import options
     opt = options.parse_option(bytes.fromhex("1e103405c00002011bacfddc1024aa2a"))
     assert crypto.add_addr2_hmac(KA, 5, "192.0.2.1") == opt.hmac
     assert crypto.verify_add_addr(opt, KA, KB)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import dss
-from mptcp_fast.dss import Mapping, MappingConflict, UnmappedData
+from mptcp_fast.wire import dss
+from mptcp_fast.wire.dss import Mapping, MappingConflict, UnmappedData
 
 relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 

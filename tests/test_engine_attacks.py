@@ -10,7 +10,9 @@ import tracemalloc
 import pytest
 
 from enginenet import C0, PORT, S0, drain, pump
-from mptcp_fast import attacks, cli, options as opt, packet as pk
+from mptcp_fast.sim import attacks
+from mptcp_fast.cli import main as cli
+from mptcp_fast.wire import options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
 
 

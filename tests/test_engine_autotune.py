@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from enginenet import C0, PORT, S0, drain, make, options_of, pump
-from mptcp_fast import dss
-from mptcp_fast import options as opt
-from mptcp_fast import packet as pk
+from mptcp_fast.wire import dss
+from mptcp_fast.wire import options as opt
+from mptcp_fast.wire import packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
 
 MB = 1 << 20

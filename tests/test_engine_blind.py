@@ -1,6 +1,6 @@
 """A blind, off-path attacker against transfers in the emulated network .
 
-The attacker (mptcp_fast.blind) knows each subflow's 4-tuple and nothing else. While a
+The attacker (mptcp_fast.sim.blind) knows each subflow's 4-tuple and nothing else. While a
 transfer runs it sweeps the 32-bit sequence space in window-sized steps with forgeries of every
 kind — RST, SYN, data with and without DSS, and pure ACKs carrying each MPTCP option with
 random fields and random ACK numbers. RFC 5961 (§3-§5) and RFC 8684 (§3.3 mappings and
@@ -22,7 +22,8 @@ import tracemalloc
 import pytest
 
 from enginenet import C0, C1, PORT, S0, Run, check_prefix, finished, make, transfer
-from mptcp_fast import blind, options as opt, packet as pk
+from mptcp_fast.sim import blind
+from mptcp_fast.wire import options as opt, packet as pk
 from mptcp_fast.engine import events as ev
 
 UP, DOWN = 300_000, 200_000

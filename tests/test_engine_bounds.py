@@ -31,7 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enginenet import C0, C1, PORT, S0, drain, pump
-from mptcp_fast import _backend, dss, options as opt, packet as pk
+from mptcp_fast import _backend
+from mptcp_fast.wire import dss, options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.errors import UnmappedData
 from strategies import mptcp_option, u16

@@ -10,8 +10,8 @@ import pytest
 
 from enginenet import C0, C1, PORT, S0, SharedAddress
 from mptcp_fast.engine import Config, Endpoint
-from mptcp_fast.engine.apps import BulkApp
-from mptcp_fast.netem import Network
+from mptcp_fast.sim.apps import BulkApp
+from mptcp_fast.sim.netem import Network
 
 RATE = 10e6
 SECONDS = 40.0

@@ -10,10 +10,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mptcp_fast import _backend, demo
+from mptcp_fast import _backend
+from mptcp_fast.sim import demo
 from mptcp_fast.engine import Config, Endpoint
-from mptcp_fast.engine.apps import BulkApp
-from mptcp_fast.netem import Network
+from mptcp_fast.sim.apps import BulkApp
+from mptcp_fast.sim.netem import Network
 
 pytestmark = pytest.mark.skipif("cython" not in _backend.available(),
                                 reason="compiled backend not built (pure-only install)")
@@ -33,7 +34,7 @@ def test_constructors_build_the_active_backends_twin():
         ep = Endpoint(["198.18.0.1"], Config())
         conn = ep.connect(("198.18.0.2", 80), 0.0)
         made = [ep, Network(), BulkApp(ep), conn, conn.subflows[0]]
-        assert all(type(o).__module__.startswith(("mptcp_fast.engine.", "mptcp_fast.netem"))
+        assert all(type(o).__module__.startswith(("mptcp_fast.engine.", "mptcp_fast.sim.netem"))
                    for o in made)
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from enginenet import C0, C1, PORT, S0, drain, options_of, pump, transfer
-from mptcp_fast import crypto, options as opt, packet as pk
+from mptcp_fast.wire import crypto, options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
-from mptcp_fast.netem import strip_mptcp
+from mptcp_fast.sim.netem import strip_mptcp
 
 MB = 1 << 20
 PATHS = {(C0, S0): dict(rate=20e6, delay=0.010), (C1, S0): dict(rate=20e6, delay=0.010)}

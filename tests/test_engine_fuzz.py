@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import options as opt, packet as pk
+from mptcp_fast.wire import options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
 
 from enginenet import drain, pump

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mptcp_fast import crypto, options as opt, packet as pk
+from mptcp_fast.wire import crypto, options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
 from mptcp_fast.errors import StateError
 

@@ -15,8 +15,8 @@ import tracemalloc
 import pytest
 
 from enginenet import C0, C1, PORT, S0, drain, pump
-from mptcp_fast import options as opt
-from mptcp_fast import packet as pk
+from mptcp_fast.wire import options as opt
+from mptcp_fast.wire import packet as pk
 from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.engine import events as ev
 from mptcp_fast.engine.connection import ANOMALIES_KEPT, MAX_MAPPINGS_AHEAD

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from enginenet import C0, C1, S0, transfer
-from mptcp_fast import netem
+from mptcp_fast.sim import netem
 
 MB = 1 << 20
 PATHS = {(C0, S0): dict(rate=20e6, delay=0.010), (C1, S0): dict(rate=20e6, delay=0.010)}

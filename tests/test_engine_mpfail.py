@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 
 from enginenet import C0, C1, PORT, S0, drain, options_of, pump, transfer
-from mptcp_fast import options as opt, packet as pk
+from mptcp_fast.wire import options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
-from mptcp_fast.engine.apps import pattern
-from mptcp_fast.netem import rewrite_payload
+from mptcp_fast.sim.apps import pattern
+from mptcp_fast.sim.netem import rewrite_payload
 
 MB = 1 << 20
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from enginenet import C0, C1, C2, PORT, S0, S1, drain, options_of, pump, transfer
-from mptcp_fast import options as opt
+from mptcp_fast.wire import options as opt
 from mptcp_fast.engine import Config, Endpoint, events as ev
 from mptcp_fast.errors import StateError
 
@@ -117,7 +117,7 @@ def test_a_server_that_said_c_refuses_a_join_to_its_initial_address(backend):
     is answered with a RST (the server said it would not accept it), one to another address
     of the server is taken."""
     from enginenet import drain, pump
-    from mptcp_fast import options as opt, packet as pk
+    from mptcp_fast.wire import options as opt, packet as pk
     from mptcp_fast.engine import Endpoint
     client = Endpoint([C0], Config(time_wait=0.1))
     server = Endpoint([S0, S1], Config(time_wait=0.1, deny_join_initial=True))

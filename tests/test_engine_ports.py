@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from mptcp_fast import options as opt, packet as pk
+from mptcp_fast.wire import options as opt, packet as pk
 from mptcp_fast.engine import Config, Endpoint, events as ev
 from mptcp_fast.engine.subflow import TIME_WAIT
 from mptcp_fast.errors import StateError

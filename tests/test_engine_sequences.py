@@ -23,7 +23,7 @@ import random
 import pytest
 
 from enginenet import C0, C1, C2, PORT, S0, S1, StreamApp, StreamLedger
-from mptcp_fast import netem
+from mptcp_fast.sim import netem
 from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.errors import MptcpError
 

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from enginenet import C0, C1, PORT, S0
 from mptcp_fast.engine import Config, Endpoint, events as ev
-from mptcp_fast.netem import Network
+from mptcp_fast.sim.netem import Network
 
 
 class RecordingApp:

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from enginenet import C0, C1, PORT, S0, S1, drain, options_of, pump, transfer
-from mptcp_fast import crypto, options as opt
+from mptcp_fast.wire import crypto, options as opt
 from mptcp_fast.engine import Config, Endpoint, events as ev
 
 MB = 1 << 20

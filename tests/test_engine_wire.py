@@ -13,11 +13,12 @@ import subprocess
 
 import pytest
 
-from mptcp_fast import cli, demo
-from mptcp_fast import options as opt
-from mptcp_fast.analyze import analyze
+from mptcp_fast.cli import main as cli
+from mptcp_fast.sim import demo
+from mptcp_fast.wire import options as opt
+from mptcp_fast.analysis.analyzer import analyze
 from mptcp_fast.engine import Config, Endpoint
-from mptcp_fast.engine.apps import pattern
+from mptcp_fast.sim.apps import pattern
 
 from enginenet import C0, C1, S0, options_of, pump, transfer
 
@@ -130,13 +131,13 @@ def test_parse_path():
     assert demo.parse_path("2e7,0.02,0.001") == demo.PathSpec(2e7, 0.02, 0.001)
 
 
-# -- the precompiled option areas of established subflows (mptcp_fast.engine.wire)
+# -- the precompiled option areas of established subflows (mptcp_fast.wire.established)
 
 from hypothesis import HealthCheck, given, settings, strategies as st   # noqa: E402
 
-from mptcp_fast import packet as pk                     # noqa: E402
-from mptcp_fast.engine import wire                      # noqa: E402
-from mptcp_fast.engine.segment import Incoming, read_segment   # noqa: E402
+from mptcp_fast.wire import packet as pk                     # noqa: E402
+from mptcp_fast.wire import established                      # noqa: E402
+from mptcp_fast.wire.segment import Incoming, read_segment   # noqa: E402
 
 u32, u64 = st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1)
 with_fixture = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -148,11 +149,11 @@ with_fixture = settings(suppress_health_check=[HealthCheck.function_scoped_fixtu
 def test_wire_areas_are_the_codecs_bytes(backend, tsval, tsecr, ack, dsn, ssn, length, checksum):
     data = opt.encode_tcp_options([opt.Timestamps(tsval, tsecr),
                                    opt.Dss(ack, True, dsn, True, ssn, length, checksum)])
-    assert wire.data_area(tsval, tsecr, ack, dsn, ssn, length, checksum) == data
-    assert wire.read_common(data, 0, len(data)) == (tsval, tsecr, ack, (dsn, ssn, length, checksum))
+    assert established.data_area(tsval, tsecr, ack, dsn, ssn, length, checksum) == data
+    assert established.read_common(data, 0, len(data)) == (tsval, tsecr, ack, (dsn, ssn, length, checksum))
     pure_ack = opt.encode_tcp_options([opt.Timestamps(tsval, tsecr), opt.Dss(ack, True)])
-    assert wire.ack_area(tsval, tsecr, ack) == pure_ack
-    assert wire.read_common(pure_ack, 0, len(pure_ack)) == (tsval, tsecr, ack, None)
+    assert established.ack_area(tsval, tsecr, ack) == pure_ack
+    assert established.read_common(pure_ack, 0, len(pure_ack)) == (tsval, tsecr, ack, None)
 
 
 @with_fixture
@@ -207,7 +208,7 @@ def test_segment_writers_are_build_packet_with_the_codecs_options(on_both, seq, 
                                                                   tsval, tsecr, data_ack, dsn,
                                                                   ssn, checksum, payload, cut,
                                                                   v6, psh):
-    from mptcp_fast.engine import segment
+    from mptcp_fast.wire import segment
     src, dst = ("2001:2::1", "2001:2::2") if v6 else ("198.18.0.1", "198.18.0.2")
     src_b, dst_b = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
     start, end = sorted(min(c, len(payload)) for c in cut)

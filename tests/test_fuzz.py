@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import CaptureError, MptcpError, OptionError, _backend, crypto, dss, options
-from mptcp_fast import analyze as analyze_module
-from mptcp_fast.dss import Mapping
+from mptcp_fast import CaptureError, MptcpError, OptionError, _backend
+from mptcp_fast.wire import crypto, dss, options
+from mptcp_fast.analysis import analyzer as analyze_module
+from mptcp_fast.wire.dss import Mapping
 from strategies import mptcp_like_bytes
 from test_analyze import _random_trace, ops
 from test_hardening import first_batch

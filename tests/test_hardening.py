@@ -13,15 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import CaptureError, OptionError, _backend, capture, cli, crypto, dss, options
-from mptcp_fast import analyze as analyze_module
-from mptcp_fast.dss import Mapping
+from mptcp_fast import CaptureError, OptionError, _backend
+from mptcp_fast.analysis import capture
+from mptcp_fast.cli import analyze as cli_analyze
+from mptcp_fast.wire import crypto, dss, options
+from mptcp_fast.analysis import analyzer as analyze_module
+from mptcp_fast.wire.dss import Mapping
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData
-from mptcp_fast.options import Dss
+from mptcp_fast.wire.options import Dss
 from mptcp_trace import Trace
 
 C1, S1 = ("198.18.0.1", 40000), ("198.18.0.2", 10000)
-SHIPPED = analyze_module.__file__.replace("analyze.py", "data/kernel-mptcp.pcap")
+SHIPPED = cli_analyze.SHIPPED_CAPTURE
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -73,7 +76,7 @@ def test_an_undamaged_batch_is_analysed_the_same_on_both(on_both):
 
 
 # ------------------------------------------------------------------------------------------------
-# 2. one rule for 64-bit serial arithmetic (mptcp_fast/_serial.py, pyx/mf_serial.pxd)
+# 2. one rule for 64-bit serial arithmetic (mptcp_fast/wire/serial.py, pyx/mf_serial.pxd)
 
 def test_a_range_that_would_end_2_63_past_the_origin_is_refused(backend):
     q = dss.ReassemblyQueue(100)
@@ -128,7 +131,7 @@ def test_the_issue_capture_at_idsn_plus_2_63_agrees(on_both, tmp_path):
     up = compiled["connections"][0]["streams"]["up"]
     assert (up["data_bytes"], up["outside_window_bytes"], up["bytes"]) == (0, 100, 0)
     text = io.StringIO()
-    cli._print_report(compiled, text)                     # the terminal report says so too
+    cli_analyze._print_report(compiled, text)                     # the terminal report says so too
     assert "outside any window 100 (2**63 or more ahead)" in text.getvalue()
 
 

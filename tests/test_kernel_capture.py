@@ -7,8 +7,10 @@ import subprocess
 
 import pytest
 
-from mptcp_fast import capture, crypto, dss, kernel_capture, options
-from mptcp_fast.dss import Mapping
+from mptcp_fast.analysis import capture
+from mptcp_fast.wire import crypto, dss, options
+from mptcp_fast.testing import kernel_capture
+from mptcp_fast.wire.dss import Mapping
 
 pytestmark = pytest.mark.skipif(kernel_capture.available() is not None,
                                 reason=f"{kernel_capture.available()}")
@@ -164,8 +166,8 @@ def test_columns_match_the_codec_on_kernel_traffic(backend, kernel_pcap):
 
 # ---------------------------------------------------------------- the analyzer on kernel traffic
 
-from mptcp_fast import analyze as analyze_module  # noqa: E402
-from mptcp_fast import cli  # noqa: E402
+from mptcp_fast.analysis import analyzer as analyze_module  # noqa: E402
+from mptcp_fast.cli import main as cli  # noqa: E402
 
 
 def test_analyzer_rebuilds_both_directions(backend, kernel_pcap):
@@ -402,7 +404,7 @@ def test_the_packet_layer_agrees_with_the_kernels_checksums(backend, reinjection
     if shutil.which("ethtool") is None:
         pytest.skip("ethtool is needed to switch checksum offload off")
     import struct
-    from mptcp_fast import packet
+    from mptcp_fast.wire import packet
     raw = open(reinjection_pcap.path, "rb").read()
     ip_offset = {1: 14, 101: 0, 113: 16, 276: 20}[struct.unpack_from("<I", raw, 20)[0]]
     pos, checked, wrong = 24, 0, []

@@ -1,4 +1,4 @@
-"""The userspace path manager's netlink client (mptcp_fast.kernel_pm): the attributes it writes,
+"""The userspace path manager's netlink client (mptcp_fast.net.kernel_pm): the attributes it writes,
 byte for byte, and the kernel's refusal as one KernelPmError. The kernel's acceptance of each
 command is tested in the conformance suite (userspace_pm)."""
 
@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from mptcp_fast import kernel_pm
-from mptcp_fast.netns import Namespace, have_root
+from mptcp_fast.net import kernel_pm
+from mptcp_fast.net.netns import Namespace, have_root
 
 
 def test_an_address_is_a_nested_set_of_padded_attributes():

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from mptcp_fast import kernel
+from mptcp_fast.net import kernel
 
 
 def _kernel_mptcp():
@@ -93,7 +93,7 @@ def test_a_clear_error_where_mptcp_is_disabled():
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or not _kernel_mptcp(),
                     reason="needs root, iproute2 and kernel MPTCP")
 def test_the_in_kernel_path_manager_over_netlink():
-    """Endpoints and limits set through mptcp_fast.kernel are what `ip mptcp` shows, in a
+    """Endpoints and limits set through mptcp_fast.net.kernel are what `ip mptcp` shows, in a
     namespace made for the test."""
     pytest.importorskip("pyroute2")
     name = f"mf-pm-{os.getpid()}"

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import crypto, dss, options, packet, receiver
-from mptcp_fast.engine import segment
+from mptcp_fast.wire import crypto, dss, options, packet, receiver
+from mptcp_fast.wire import segment
 from mptcp_fast.errors import MptcpError, OptionError, PacketError
-from mptcp_fast.options import AddAddr, AddAddr2, Dss
+from mptcp_fast.wire.options import AddAddr, AddAddr2, Dss
 
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

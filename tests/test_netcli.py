@@ -19,9 +19,9 @@ import time
 
 import pytest
 
-from mptcp_fast.conformance import why_unavailable
-from mptcp_fast.netcli import system_backlog
-from mptcp_fast.testbed import KernelPeer, kernel_namespace
+from mptcp_fast.testing.conformance import why_unavailable
+from mptcp_fast.cli.net import system_backlog
+from mptcp_fast.testing.testbed import KernelPeer, kernel_namespace
 
 root_only = pytest.mark.skipif(why_unavailable() is not None,
                                reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")
@@ -190,7 +190,7 @@ def test_clear_errors_for_a_name_or_address_in_use(ns):
 def test_clear_error_without_dev_net_tun(monkeypatch):
     """No /dev/net/tun (a kernel without TUN, a container without the device): a TunError
     that says so, not a FileNotFoundError traceback."""
-    from mptcp_fast import tun
+    from mptcp_fast.net import tun
 
     def missing(path, *args, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", path)
@@ -202,7 +202,7 @@ def test_clear_error_without_dev_net_tun(monkeypatch):
 
 
 def test_bad_device_arguments_are_refused_before_any_system_call():
-    from mptcp_fast import tun
+    from mptcp_fast.net import tun
     with pytest.raises(ValueError, match="1..15 bytes"):
         tun.TunDevice("a-name-far-too-long")
     with pytest.raises(ValueError, match="mtu"):
@@ -215,7 +215,7 @@ def test_bad_device_arguments_are_refused_before_any_system_call():
 def test_the_device_queue_holds_a_burst_of_thousands_of_subflows(ns):
     """Linux gives a TUN device a queue of 500 packets and drops the rest: the configured
     device holds tun.QUEUE_LENGTH (what 2,000 proxied connections need), or what was asked."""
-    from mptcp_fast import tun
+    from mptcp_fast.net import tun
     for asked, expected in ((None, tun.QUEUE_LENGTH), (4096, 4096)):
         options = {} if asked is None else {"queue_length": asked}
         with tun.TunDevice("mfq%d", **options) as device:
@@ -449,7 +449,7 @@ def test_the_proxy_holds_little_unsent_for_a_client_that_does_not_read(ns, engin
     """A client that stops reading: the proxy's socket to it keeps at most UNSENT_LIMIT
     bytes not yet sent (TCP_NOTSENT_LOWAT), not Linux's default of up to 4 MiB, so a hundred
     slow clients do not push the machine's TCP memory into pressure."""
-    from mptcp_fast.netcli import UNSENT_LIMIT
+    from mptcp_fast.cli.net import UNSENT_LIMIT
     if engine == "kernel":
         ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
         extra = ["--netns", ns.name]

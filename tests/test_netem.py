@@ -1,4 +1,4 @@
-"""The emulated network (mptcp_fast.netem): exact timing on the virtual clock (serialization,
+"""The emulated network (mptcp_fast.sim.netem): exact timing on the virtual clock (serialization,
 propagation, queueing), drop-tail queues, random and bursty loss at their rates, reordering,
 duplication, the MTU, paths going down and up, determinism from the seed, and its pcap, read
 back by the project's reader and by tshark."""
@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
-from mptcp_fast import capture, packet
-from mptcp_fast.netem import Network
+from mptcp_fast.analysis import capture
+from mptcp_fast.wire import packet
+from mptcp_fast.sim.netem import Network
 
 A, B = "198.18.0.1", "198.18.0.2"
 
@@ -177,7 +178,7 @@ def test_a_pcap_file_object_given_stays_open():
 def test_offloaded_segments_are_carried_whole_on_a_clean_path_and_cut_on_another():
     """TSO: a 10-MSS segment on a clean path arrives whole, when its 10 wire packets would
     have; on a lossy path it is cut into those packets (headers and options on each)."""
-    from mptcp_fast import options as opt
+    from mptcp_fast.wire import options as opt
     big = packet.build_packet(A, B, 1000, 2000, 7, 0, packet.ACK | packet.PSH, 100,
                               options=opt.encode_tcp_options([opt.Timestamps(1, 2)]),
                               payload=bytes(range(256)) * 55)              # 14,080 bytes

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 import mptcp_fast
-from mptcp_fast import OptionError, _backend, options
-from mptcp_fast.options import AddAddr, Dss, MpCapable, MpJoinSynAck, RemoveAddr, Sack
+from mptcp_fast import OptionError, _backend
+from mptcp_fast.wire import options
+from mptcp_fast.wire.options import AddAddr, Dss, MpCapable, MpJoinSynAck, RemoveAddr, Sack
 
 
 @pytest.mark.parametrize("build,field", [

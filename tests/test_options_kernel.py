@@ -5,10 +5,11 @@ import ipaddress
 
 import pytest
 
-from mptcp_fast import OptionError, options
-from mptcp_fast.options import (AddAddr, AddAddr2, AddAddrV0, Dss, MpCapable, MpFail, MpFastclose,
-                                MpJoinAck, MpJoinSyn, MpJoinSynAck, MpPrio, MpTcpRst, RemoveAddr,
-                                ResetReason, Segment)
+from mptcp_fast import OptionError
+from mptcp_fast.wire import options
+from mptcp_fast.wire.options import (AddAddr, AddAddr2, AddAddrV0, Dss, MpCapable, MpFail,
+                                     MpFastclose, MpJoinAck, MpJoinSyn, MpJoinSynAck, MpPrio,
+                                     MpTcpRst, RemoveAddr, ResetReason, Segment)
 
 # Run x1 / x2 keys and nonces captured from the kernel (docs/kernel-behaviour.md §5).
 K_A, K_B = 0x8EB52E2FFE8CC175, 0x1C5A07C724183A63

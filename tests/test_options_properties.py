@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import OptionError, options
+from mptcp_fast import OptionError
+from mptcp_fast.wire import options
 from strategies import any_option, mptcp_like_bytes, mptcp_option
 
 # The fixtures are stateless context switches, safe to share across examples.

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from mptcp_fast import options as o
+from mptcp_fast.wire import options as o
 from pcapwriter import tcp_packet, write_pcap
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

@@ -1,4 +1,4 @@
-"""The packet layer (mptcp_fast.packet) on both backends: building and parsing IPv4/IPv6 + TCP
+"""The packet layer (mptcp_fast.wire.packet) on both backends: building and parsing IPv4/IPv6 + TCP
 packets in place, the TCP and IPv4 header checksums checked against scapy's (an independent
 implementation), errors for what is not a whole TCP packet, and backend parity on any bytes.
 Kernel packets are checked in test_kernel_capture.py."""
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import options, packet
-from mptcp_fast.packet import PacketError
+from mptcp_fast.wire import options, packet
+from mptcp_fast.wire.packet import PacketError
 
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mptcp_fast.conformance import why_unavailable
+from mptcp_fast.testing.conformance import why_unavailable
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(why_unavailable() is not None,

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from mptcp_fast import ProtocolError, _backend, dss
+from mptcp_fast import ProtocolError, _backend
+from mptcp_fast.wire import dss
 
 relaxed = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 COUNTERS = ("out_of_order_bytes", "duplicate_bytes", "refused_bytes", "conflict_bytes",

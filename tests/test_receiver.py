@@ -1,4 +1,4 @@
-"""The data-level receive pipeline (mptcp_fast.receiver) used directly, as the engine will:
+"""The data-level receive pipeline (mptcp_fast.wire.receiver) used directly, as the engine will:
 mappings and segments of two subflows in, the byte stream, checksum verdicts and counters
 out, on both backends; and the two backends agree on random traffic."""
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import dss, receiver
+from mptcp_fast.wire import dss, receiver
 
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 IDSN = 0x570762CD38BE9818
@@ -141,7 +141,7 @@ def test_deliver_checks_the_payload_length(backend):
 def test_subflow_resolve_is_the_mapping_stores(on_both):
     """SubflowReceiver.resolve (the engine reads DSNs with it) gives the same runs, or the same
     UnmappedData, on both twins."""
-    from mptcp_fast import dss, receiver
+    from mptcp_fast.wire import dss, receiver
 
     def run():
         rx = receiver.DataReceiver([], receiver.ChecksumBudget(1 << 20, 1 << 20), 0,

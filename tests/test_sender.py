@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mptcp_fast import dss
-from mptcp_fast.dss import Mapping, SentRange
+from mptcp_fast.wire import dss
+from mptcp_fast.wire.dss import Mapping, SentRange
 
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 M64 = 2**64

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from mptcp_fast import packet as pk
-from mptcp_fast.tunhost import TunBridge, TunHost
+from mptcp_fast.wire import packet as pk
+from mptcp_fast.net.tunhost import TunBridge, TunHost
 
 ENGINE, KERNEL = "198.18.0.2", "198.18.0.1"
 

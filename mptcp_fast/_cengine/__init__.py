@@ -1,6 +1,7 @@
 """The compiled engine: setup.py builds the engine's per-packet modules from their one source
-(``mptcp_fast/engine/<name>.py`` and ``mptcp_fast/netem.py``, Cython's pure-Python mode, typed
-by ``pyx/mptcp_fast/_cengine/<name>.pxd``) into ``mptcp_fast._cengine.<name>``.
+(``mptcp_fast/engine/<name>.py``, and ``netem.py`` and ``apps.py`` of ``mptcp_fast/sim/``, in
+Cython's pure-Python mode, typed by ``pyx/mptcp_fast/_cengine/<name>.pxd``) into
+``mptcp_fast._cengine.<name>``.
 
 Nothing here is imported by name: ``Endpoint``, ``Network`` and ``BulkApp`` build their
 compiled twin when the compiled backend is active (``mptcp_fast._backend.construct_on_backend``),

@@ -2,7 +2,7 @@
 
 Same functions, classes, results and errors as the compiled module. Arguments are checked
 with mptcp_fast._check (the compiled twin uses the same functions on its slow path), and
-64-bit sequence arithmetic follows the one rule of mptcp_fast._serial.
+64-bit sequence arithmetic follows the one rule of mptcp_fast.wire.serial.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from .. import _check
-from .._serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
+from ..wire.serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 from ._csum import add16 as _add16, sum16 as _sum16
 
@@ -19,7 +19,7 @@ __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "Subf
 
 MAX_WINDOW = 1 << 62         # the largest reassembly window (far above any real one)
 RELEASES_GIL = False
-_Mapping = None              # mptcp_fast.dss.Mapping, set by bind_types()
+_Mapping = None              # mptcp_fast.wire.dss.Mapping, set by bind_types()
 
 
 def bind_types(mapping_class) -> None:
@@ -85,7 +85,7 @@ def _stable(data):
 
 
 class ReassemblyQueue:
-    """Data-level receive queue; see mptcp_fast.dss.ReassemblyQueue for the contract."""
+    """Data-level receive queue; see mptcp_fast.wire.dss.ReassemblyQueue for the contract."""
 
     def __init__(self, initial_dsn: int, window: int = 1 << 20):
         self._base = _check.uint("initial_dsn", initial_dsn, 64)   # DSN of relative offset 0
@@ -148,7 +148,7 @@ class ReassemblyQueue:
             return 0
         if beyond_reach(distance, self._ack + n):
             self.refused_bytes += n            # would end 2**63 or more past the origin:
-            return 0                           # outside any window (mptcp_fast._serial)
+            return 0                           # outside any window (mptcp_fast.wire.serial)
         start = self._ack + distance
         end = start + n
         if self._eof:                          # (the stream is whole up to its DATA_FIN)
@@ -330,7 +330,7 @@ def _check_span(subflow_seq, length) -> tuple[int, int]:
 
 
 class SubflowMappings:
-    """The mappings received on one subflow; see mptcp_fast.dss for the contract.
+    """The mappings received on one subflow; see mptcp_fast.wire.dss for the contract.
 
     Stored as disjoint pieces [start, end) of subflow bytes, each on one line of the data
     sequence space (``dsn`` of its first byte): a declaration is checked against the pieces

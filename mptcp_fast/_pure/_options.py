@@ -1,7 +1,7 @@
 """Pure-Python twin of pyx/_options.pyx: the TCP/MPTCP option codec.
 
 Same functions, same results and same errors as the compiled module. The
-option classes come from mptcp_fast.options through bind_types(); objects are
+option classes come from mptcp_fast.wire.options through bind_types(); objects are
 built with tuple.__new__ (no constructor validation: parsed values are in
 range by construction).
 """
@@ -29,7 +29,7 @@ _T = None  # the API module, set by bind_types()
 
 
 def bind_types(api_module) -> None:
-    """Receive the option classes (defined once, in mptcp_fast.options)."""
+    """Receive the option classes (defined once, in mptcp_fast.wire.options)."""
     global _T, _ENCODERS, _PAD_BEFORE, _RESET_REASONS, _FIELD_COUNTS
     _T = api_module
     _RESET_REASONS = api_module._RESET_REASONS

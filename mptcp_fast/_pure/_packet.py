@@ -17,7 +17,7 @@ PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT = 0, 1, 2, 3
 # why a packet cannot be written (mf_packet.pxd's pk_write_check codes)
 PK_W_FAMILY, PK_W_OPTIONS, PK_W_TOO_LONG, PK_W_LAYOUT = -1, -2, -3, -4
 _IPV6_SKIPPED = (0, 43, 60, 51)      # hop-by-hop, routing, destination options, AH
-_Packet = None                       # mptcp_fast.packet.Packet, set by bind_types()
+_Packet = None                       # mptcp_fast.wire.packet.Packet, set by bind_types()
 
 
 def bind_types(packet_class) -> None:

@@ -300,7 +300,7 @@ def mptcp_columns(options: bytes):
 
 
 def iter_columns(f, stats: Stats, batch: int, payloads: bool, payload_bytes: int = 1 << 24):
-    """Yield dicts of numpy columns, ``batch`` segments at most each (see mptcp_fast.capture)."""
+    """Yield dicts of numpy columns, ``batch`` segments at most each (see mptcp_fast.analysis.capture)."""
     import numpy as np
 
     batch = max(batch, 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from .. import _check
-from .._serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
+from ..wire.serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, MptcpError, UnmappedData
 from ._dss import SubflowMappings
 
@@ -39,7 +39,7 @@ def _int(name: str, value, low: int, high: int) -> int:
         return value
     return _check.in_range(name, value, low, high)
 
-_Event = _DirectionCounters = _StreamCounters = None   # mptcp_fast.receiver's, by bind_types()
+_Event = _DirectionCounters = _StreamCounters = None   # mptcp_fast.wire.receiver's, by bind_types()
 
 
 def bind_types(event, direction_counters, stream_counters) -> None:
@@ -287,7 +287,7 @@ class DataReceiver:
             self.origin = dsn                # keys unknown: offsets from the first DSN seen
         s = seq64_diff(dsn, self.origin)
         if beyond_reach(s, length):          # would end 2**63 past the origin: outside any
-            self.outside_window += length    # window (mptcp_fast._serial), counted, not placed
+            self.outside_window += length    # window (mptcp_fast.wire.serial), counted, not placed
             return
         e = s + length
         if s < self.floor:                   # long delivered: no carrier kept

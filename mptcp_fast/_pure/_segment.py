@@ -1,16 +1,16 @@
 """Pure-Python twin of pyx/_segment.pyx: read one received packet for the engine.
 
-``read(data, number)`` returns an ``Incoming`` (mptcp_fast.engine.segment's) or a status code
+``read(data, number)`` returns an ``Incoming`` (mptcp_fast.wire.segment's) or a status code
 (``STATUS`` there names them): the packet is parsed, must be whole, and both its checksums
 must be good; the usual established layout (timestamps + a DSS with a 64-bit data ACK and
-maybe a mapping, mptcp_fast.engine.wire) is read directly, any other options area with the
+maybe a mapping, mptcp_fast.wire.established) is read directly, any other options area with the
 option codec (malformed options counted, not raised).
 """
 
 from __future__ import annotations
 
-from .. import options as opt
-from .. import packet as pk
+from ..wire import options as opt
+from ..wire import packet as pk
 from ..errors import OptionError, PacketError
 from ._packet import _check_bytes
 
@@ -26,23 +26,23 @@ def bind_types(incoming_class, read_common) -> None:
 def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
                 ssn, length, checksum, payload, start, end) -> bytes:
     """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
-    from ..engine import wire
+    from ..wire import established
     _check_bytes("src", src)              # as the compiled twin, before anything else
     _check_bytes("dst", dst)
     if not 0 <= start <= end <= len(payload):
         raise ValueError(f"payload range {start}..{end} is outside {len(payload)} bytes")
     return pk.build_segment(src, dst, sport, dport, seq, ack, flags, window,
-                            wire.data_area(tsval, tsecr, data_ack, dsn, ssn, length, checksum),
+                            established.data_area(tsval, tsecr, data_ack, dsn, ssn, length, checksum),
                             payload[start:end])
 
 
 def ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
-    from ..engine import wire
+    from ..wire import established
     _check_bytes("src", src)
     _check_bytes("dst", dst)
     return pk.build_segment(src, dst, sport, dport, seq, ack, pk.ACK, window,
-                            wire.ack_area(tsval, tsecr, data_ack), b"")
+                            established.ack_area(tsval, tsecr, data_ack), b"")
 
 
 _PARSE_STATUS = {"truncated": 1, "not tcp": 2, "fragment": 3}

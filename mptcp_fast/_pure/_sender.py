@@ -22,7 +22,7 @@ from mptcp_fast import _check        # absolute: the compiled build is mptcp_fas
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _MAX_MAPPING = 0xFFFF            # a mapping's Data-Level Length is 16 bits (RFC 8684 §3.3)
 
-_Mapping = None                  # mptcp_fast.dss.Mapping and SentRange, set by bind_types()
+_Mapping = None                  # mptcp_fast.wire.dss.Mapping and SentRange, set by bind_types()
 _SentRange = None
 
 
@@ -125,7 +125,7 @@ class DsnAllocator:
 
     def _offset(self, dsn) -> cython.longlong:
         """The offset of a checked 64-bit ``dsn`` from the initial DSN, as the signed distance
-        on the 2**64 circle (negative when it lies before it; mptcp_fast._serial)."""
+        on the 2**64 circle (negative when it lies before it; mptcp_fast.wire.serial)."""
         if cython.compiled:
             return cython.cast(cython.longlong, cython.cast(cython.ulonglong, dsn) - self._base)
         distance = (dsn - self._base) & _MASK64

@@ -1,7 +1,7 @@
 """Pure-Python twin of pyx/_tracking.pyx: the capture analyzer's per-packet fast path.
 
-The analyzer (mptcp_fast.analyze) keeps connections, handshakes, HMACs and events; this
-module walks the columns of mptcp_fast.capture for what every data packet touches: which
+The analyzer (mptcp_fast.analysis.analyzer) keeps connections, handshakes, HMACs and events; this
+module walks the columns of mptcp_fast.analysis.capture for what every data packet touches: which
 subflow a 4-tuple is, relative subflow sequence numbers (expanded past 32 bits), and the
 DSS fields, which it hands with the payload to the data-level receive pipeline
 (_receiver.py: mappings, data ACKs, coverage, reassembly and DSS checksums).
@@ -15,7 +15,7 @@ Same results, counters and event texts as the compiled twin.
 
 from __future__ import annotations
 
-from .._serial import MASK32 as _MASK32, MASK64 as _MASK64, expand_seq
+from ..wire.serial import MASK32 as _MASK32, MASK64 as _MASK64, expand_seq
 from . import _receiver
 from ._receiver import ChecksumBudget, DataReceiver
 

@@ -16,7 +16,7 @@ twins for the common established segments), ``integrity`` (DSS checksums held un
 verified), ``cc`` (Reno, CUBIC, and the coupled LIA, OLIA and BALIA), ``scheduler`` (lowest
 RTT, round-robin, redundant, ECF), ``rtt`` (RFC 6298), ``isn`` (RFC 6528), ``events`` (what
 the user reads), ``config`` (including the protocol profiles v1, v0, v0+add_addr2) and
-``apps`` (a bulk-transfer application for the emulated network, ``mptcp_fast.netem``).
+``apps`` (a bulk-transfer application for the emulated network, ``mptcp_fast.sim.netem``).
 """
 
 from .config import Config

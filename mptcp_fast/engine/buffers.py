@@ -16,13 +16,13 @@ from collections import deque
 
 import cython
 
-from .._serial import seq64_diff
+from ..wire.serial import seq64_diff
 
 __all__ = ["Unsent", "Retained"]
 
 
 def _diff64(a: int, b: int) -> int:
-    """seq64_diff (mptcp_fast._serial), as C arithmetic when compiled (two's complement of the
+    """seq64_diff (mptcp_fast.wire.serial), as C arithmetic when compiled (two's complement of the
     unsigned difference: the same rule at 2**63)."""
     if cython.compiled:
         return cython.cast(cython.longlong, a - b)

@@ -24,9 +24,9 @@ from collections import deque
 
 import cython
 
-from .. import crypto, dss, receiver
-from .. import options as opt
-from .._serial import MASK64, seq64_diff
+from ..wire import crypto, dss, receiver
+from ..wire import options as opt
+from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
 from mptcp_fast.engine.fallback import Fallback
@@ -72,7 +72,7 @@ def _data_received(connection: int, data) -> ev.DataReceived:
 
 
 def _diff64(a: int, b: int) -> int:
-    """seq64_diff (mptcp_fast._serial): a - b on the 64-bit circle, as C arithmetic when
+    """seq64_diff (mptcp_fast.wire.serial): a - b on the 64-bit circle, as C arithmetic when
     compiled (two's complement of the unsigned difference: the same rule at 2**63). buffers.py
     has the same five lines: a compiled module's C function cannot also be imported by name."""
     if cython.compiled:

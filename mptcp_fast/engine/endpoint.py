@@ -24,15 +24,16 @@ from collections import Counter
 
 import cython
 
-from .. import _check, crypto
-from .. import options as opt
-from .. import packet as pk
+from .. import _check
+from ..wire import crypto
+from ..wire import options as opt
+from ..wire import packet as pk
 from ..errors import StateError
 from mptcp_fast.engine.config import Config
 from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.isn import IsnGenerator
 from mptcp_fast.engine.pathmanager import _text
-from mptcp_fast.engine import segment
+from mptcp_fast.wire import segment
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.endpoint (docs/design.md, "Two backends, one API").

@@ -5,9 +5,9 @@ A mixin of ``Connection``: it reads and writes the connection's state.
 
 from __future__ import annotations
 
-from .. import options as opt
-from .. import receiver
-from .._serial import MASK64, seq64_diff
+from ..wire import options as opt
+from ..wire import receiver
+from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError
 from . import events as ev
 from .subflow import CLOSED

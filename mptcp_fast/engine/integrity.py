@@ -14,7 +14,7 @@ subflow, or the connection falls back to TCP: the connection decides, with MP_FA
 
 from __future__ import annotations
 
-from .. import dss
+from ..wire import dss
 
 __all__ = ["ChecksumHold", "Held"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipaddress
 import secrets
 
-from .. import crypto
-from .. import options as opt
+from ..wire import crypto
+from ..wire import options as opt
 from ..errors import StateError
 from . import events as ev
 from .subflow import CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT

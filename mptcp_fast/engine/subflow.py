@@ -20,8 +20,8 @@ from operator import attrgetter
 
 import cython
 
-from .. import options as opt
-from .. import packet as pk
+from ..wire import options as opt
+from ..wire import packet as pk
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
     from mptcp_fast._pure._segment import ack_packet, data_packet
@@ -100,7 +100,7 @@ class _ConnectionState:
 
 
 def _diff32(a: int, b: int) -> int:
-    """Signed distance a - b on the 32-bit circle (mptcp_fast._serial.seq32_diff, here so that
+    """Signed distance a - b on the 32-bit circle (mptcp_fast.wire.serial.seq32_diff, here so that
     the compiled build makes it C arithmetic)."""
     return ((a - b + _HALF32) & MASK32) - _HALF32
 

@@ -1,4 +1,4 @@
-# Types for the compiled build of mptcp_fast/engine/apps.py (mptcp_fast._cengine.apps).
+# Types for the compiled build of mptcp_fast/sim/apps.py (mptcp_fast._cengine.apps).
 cimport cython
 
 from mptcp_fast._cengine.connection cimport Connection

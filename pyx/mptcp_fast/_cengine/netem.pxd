@@ -1,4 +1,4 @@
-# Types for the compiled build of mptcp_fast/netem.py (mptcp_fast._cengine.netem): the event
+# Types for the compiled build of mptcp_fast/sim/netem.py (mptcp_fast._cengine.netem): the event
 # loop, the paths and their queues as C fields and calls.
 cimport cython
 

@@ -1,0 +1,545 @@
+"""MPTCP capture analysis (issue #5): connections, subflows, HMAC verdicts, DSS checksums,
+fallback, events, and each direction's data-level byte stream rebuilt with the project's own
+mapping and reassembly rules.
+
+    from mptcp_fast.analysis.analyzer import analyze
+    report = analyze("trace.pcap")            # a JSON-ready dict (schema in the README)
+
+The capture is decoded into numpy columns (mptcp_fast.analysis.capture); the per-packet work of data
+packets (subflow lookup, DSS mappings, coverage, reassembly, checksums) is the hot module
+_tracking (pyx/_tracking.pyx, _pure/_tracking.py). It hands back the packets that need more
+than that — handshakes, resets, MPTCP options other than the DSS, malformed options, infinite
+mappings, unknown MPTCP flows — and this module handles their options.
+
+Facts used: RFC 8684 §3.1 (keys -> tokens, IDSNs; first DSN = IDSN + 1; the MP_CAPABLE with
+data maps DSN IDSN+1 to subflow sequence 1), §3.2 (MP_JOIN: the SYN carries the receiver's
+token; SYN/ACK and third-ACK HMACs), §3.3 (DSS mappings, checksums, DATA_FIN), §3.4 (ADD_ADDR
+HMAC, REMOVE_ADDR), §3.3.8 (MP_PRIO), §3.5-3.7 (MP_FASTCLOSE, MP_TCPRST, MP_FAIL, fallback).
+Memory follows the live connections: streams are hashed (or written with ``dump_dir``) as
+they are rebuilt, never kept whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _check
+from . import capture
+from ..wire import crypto, dss, options, receiver
+
+VALID, INVALID, UNVERIFIABLE = "valid", "invalid", "cannot verify"
+SYN, ACK = 0x02, 0x10
+BATCH_PACKETS = 16384               # packets decoded per column batch
+BATCH_PAYLOAD = 1 << 24             # ... or payload bytes, whichever fills first
+WINDOW = 1 << 26                    # reassembly window per stream (RFC 8684 §3.3.4 scale)
+DIRECTIONS = ("up", "down")         # up: from the client (who sent the SYN)
+
+
+def _endpoint(addr: bytes, port: int) -> str:
+    ip = ipaddress.ip_address(addr)
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+@dataclass
+class Direction:
+    """One direction of a connection's data-level stream, as far as it was rebuilt."""
+    queue: dss.ReassemblyQueue | None = None
+    sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    delivered: int = 0
+    dump: object = None                      # an open file when dumping streams
+
+    def drain(self) -> None:
+        if self.queue is None:
+            return
+        for piece in self.queue.read_pieces():
+            self.sha256.update(piece)
+            self.delivered += len(piece)
+            if self.dump is not None:
+                self.dump.write(piece)
+
+
+@dataclass
+class Subflow:
+    sid: int                                 # the tracker's subflow number
+    client: tuple[bytes, int]                # who sent the SYN
+    server: tuple[bytes, int]
+    initial: bool                            # the MP_CAPABLE subflow
+    first_packet: int
+    isn: dict = field(default_factory=dict)  # "up" / "down" -> ISN
+    client_address_id: int | None = None
+    server_address_id: int | None = None
+    backup: bool = False
+    nonces: dict = field(default_factory=dict)
+    token: int | None = None
+    synack_hmac: bytes | None = None
+    synack_verdict: str | None = None
+    ack_verdict: str | None = None
+    placed: bool = False                     # found without its SYN (midstream module)
+
+
+@dataclass
+class Connection:
+    number: int
+    streams_id: int                          # the tracker's up stream; down is streams_id + 1
+    client_key: int | None = None
+    server_key: int | None = None
+    server_token: int | None = None          # what MP_JOINs name
+    version: int = 1
+    checksum: bool = False
+    fallback: str | None = None
+    subflows: list = field(default_factory=list)
+    add_addrs: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    anomalies: list = field(default_factory=list)            # (packet, text)
+    checksum_failures: list = field(default_factory=list)    # packet numbers of each failed mapping
+    streams: dict = field(default_factory=lambda: {"up": Direction(), "down": Direction()})
+    placed: str = "handshake"                # how its subflows were found (midstream module)
+    start_dsn: dict = field(default_factory=dict)   # streams rebuilt from a later first byte
+
+
+# The tracker's results are the receive pipeline's types (mptcp_fast.wire.receiver).
+TrackerEvent = receiver.Event
+DirectionCounters, StreamCounters = receiver.DirectionCounters, receiver.StreamCounters
+
+
+CHECKSUM_BUDGET = 1 << 28             # bytes of pending checksummed mappings, all connections
+CONNECTION_CHECKSUM_BUDGET = 1 << 26  # ... and per connection
+
+
+class Analyzer:
+    """Feed column batches (``CaptureReader.columns``) in capture order; ``report()``
+    summarises what was seen.
+
+    DSS checksums are verified over whole mappings, so the bytes of a checksummed mapping
+    are held until all of them were seen. ``checksum_budget`` (all connections) and
+    ``connection_checksum_budget`` bound the payload bytes such mappings may claim at once;
+    a mapping that would exceed either is counted as unverified instead of held, so a
+    capture full of mappings whose data never comes cannot exhaust memory."""
+
+    def __init__(self, dump_dir: str | None = None, *, checksum_budget: int = CHECKSUM_BUDGET,
+                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET, survey=None):
+        self.dump_dir = dump_dir
+        self.survey = survey                 # midstream.Survey: flows without handshakes
+        self.unplaced: list = []             # MPTCP flows seen without a handshake (4-tuples)
+        self._placed: dict[int, Connection] = {}   # survey connection index -> Connection
+        self.tracker = _impl.Tracker(
+            dss.verify_dss_checksum,
+            _check.in_range("checksum_budget", checksum_budget, 0, 1 << 48),
+            _check.in_range("connection_checksum_budget", connection_checksum_budget, 0, 1 << 48))
+        self.connections: list[Connection] = []
+        self._subflows: list = []            # tracker sid -> (Connection, Subflow) or None
+        self._by_token: dict[int, Connection] = {}
+        self.packets = 0
+        self.mptcp_packets = 0
+        self.malformed_options = 0
+
+    # -- batches
+    def feed_columns(self, cols: dict) -> None:
+        """Analyse one batch of columns; a batch that does not have the layout of
+        ``CaptureReader.columns`` (missing or mistyped columns, ranges outside the blobs)
+        raises CaptureError before anything is read (``capture.check_columns``)."""
+        n = capture.check_columns(cols)
+        tracker = self.tracker
+        tracker.load(cols)
+        self.packets += n
+        self.mptcp_packets += int(np.count_nonzero(cols["mptcp_subtypes"]))
+        i = tracker.run(0)
+        while i < n:
+            self._packet(cols, i)
+            i = tracker.run(i + 1)
+        self._take_tracker_events()
+
+    def connection_of(self, src: bytes, sport: int, dst: bytes, dport: int) -> int | None:
+        """The number of the connection a 4-tuple belongs to (its latest use), if any."""
+        found = self.tracker.lookup(src, sport, dst, dport)
+        entry = None if found is None else self._subflows[found[0]]
+        return None if entry is None else entry[0].number
+
+    def _take_tracker_events(self) -> None:
+        for event in self.tracker.events:
+            conn = self._subflows[event.subflow][0]
+            conn.anomalies.append((event.packet, event.text))
+            if event.packets is not None:
+                conn.checksum_failures.append(list(event.packets))
+        del self.tracker.events[:]
+
+    # -- packets the tracker hands back
+    @staticmethod
+    def _segment(cols, i) -> capture.TcpSegment:
+        width = 4 if cols["family"][i] == 4 else 16
+        o, ol = int(cols["options_start"][i]), int(cols["options_len"][i])
+        p, pl = int(cols["payload_start"][i]), int(cols["captured_len"][i])
+        return capture.TcpSegment(
+            int(cols["number"][i]), float(cols["time"][i]), int(cols["interface"][i]),
+            bytes(cols["src"][i][:width]), bytes(cols["dst"][i][:width]),
+            int(cols["sport"][i]), int(cols["dport"][i]), int(cols["seq"][i]), int(cols["ack"][i]),
+            int(cols["flags"][i]), int(cols["window"][i]), cols["options_blob"][o:o + ol],
+            cols["payload_blob"][p:p + pl] if p >= 0 else b"", int(cols["payload_len"][i]),
+            bool(cols["truncated"][i]), int(cols["record_offset"][i]))
+
+    def _packet(self, cols, i) -> None:
+        seg = self._segment(cols, i)
+        opts = options.parse_tcp_options(seg.options, keep_malformed=True)
+        self.malformed_options += sum(isinstance(o, options.MalformedOption) for o in opts)
+        mptcp = [o for o in opts if o.kind == options.TCPOPT_MPTCP
+                 and not isinstance(o, options.MalformedOption)]
+        found = self.tracker.lookup(seg.src, seg.sport, seg.dst, seg.dport)
+        if found is not None and seg.flags & (SYN | ACK) == SYN:
+            entry = self._subflows[found[0]]        # a new SYN on a known 4-tuple: reuse?
+            if entry is None or entry[1].isn.get("up", seg.seq) != seg.seq:
+                found = None
+        if found is None:
+            found = self._new_subflow(seg, mptcp)
+            if found is None:
+                return
+        entry = self._subflows[found[0]]
+        if entry is None:
+            return                                  # plain TCP, or MPTCP we cannot place
+        conn, sub = entry
+        sid, direction = found
+        name = DIRECTIONS[direction]
+        if seg.flags & SYN:
+            sub.isn[name] = seg.seq
+            self.tracker.set_isn(sid, direction, seg.seq)
+            if seg.flags & ACK and sub.initial and name == "down" and not any(
+                    isinstance(o, options.MpCapable) for o in mptcp):
+                self._fall_back(seg, conn, sub, "the SYN/ACK carries no MP_CAPABLE", plain=True)
+        for opt in mptcp:
+            self._option(seg, conn, sub, direction, opt)
+        if (seg.payload_len and sub.initial and not seg.flags & SYN and conn.fallback is None
+                and not any(isinstance(o, (options.Dss, options.MpCapable)) for o in mptcp)
+                and not self.tracker.probed(sid, direction)):
+            self._fall_back(seg, conn, sub, "data without a DSS mapping")
+        self.tracker.packet(i, sid, direction)
+
+    def _new_subflow(self, seg, mptcp):
+        syn = seg.flags & (SYN | ACK) == SYN
+        client, server = ((seg.src, seg.sport), (seg.dst, seg.dport)) if syn or not seg.flags & SYN \
+            else ((seg.dst, seg.dport), (seg.src, seg.sport))
+        for opt in mptcp:
+            if isinstance(opt, options.MpCapable):
+                conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
+                                  version=1 if opt.version else 0)
+                self.connections.append(conn)
+                return self._attach(conn, seg, client, server, True)
+            if isinstance(opt, options.MpJoinSyn):
+                conn = self._by_token.get(opt.token)
+                placed = self._surveyed(seg)
+                if conn is None and placed is not None:     # the survey knows its connection
+                    conn = self._surveyed_connection(placed)
+                    conn.server_token = opt.token
+                    self._by_token[opt.token] = conn
+                if conn is None:                    # handshake not captured: group by token
+                    conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
+                                      server_token=opt.token)
+                    conn.anomalies.append((seg.number, f"MP_JOIN for token 0x{opt.token:08x} "
+                                                       "whose MP_CAPABLE is not in the capture"))
+                    self.connections.append(conn)
+                    self._by_token[opt.token] = conn
+                return self._attach(conn, seg, client, server, False)
+        if not mptcp:
+            return None                              # plain TCP: the tracker skips it anyway
+        placed = self._surveyed(seg)
+        if placed is not None:                       # placed by its DSS options (midstream)
+            conn = self._surveyed_connection(placed)
+            found = self._attach(conn, seg, placed.client, placed.server, False)
+            sub = conn.subflows[-1]
+            sub.placed = True
+            for direction, name in enumerate(DIRECTIONS):
+                if name in placed.isn:
+                    sub.isn[name] = placed.isn[name]
+                    self.tracker.set_isn(found[0], direction, placed.isn[name])
+            return found
+        # MPTCP options on a flow whose handshake is not in the capture: known, not analysed
+        self.unplaced.append((seg.src, seg.sport, seg.dst, seg.dport))
+        sid = self.tracker.add_subflow(*client, *server, -1, -1)
+        self._subflows.append(None)
+        return sid, 0 if (seg.src, seg.sport) == client else 1
+
+    def _surveyed(self, seg):
+        if self.survey is None:
+            return None
+        return self.survey.placement(seg.src, seg.sport, seg.dst, seg.dport)
+
+    def _surveyed_connection(self, placed) -> Connection:
+        """The Connection of a surveyed group (made at its first packet): its streams start at
+        the first data-level byte seen in each direction (midstream module)."""
+        conn = self._placed.get(placed.connection)
+        if conn is not None:
+            return conn
+        conn = Connection(len(self.connections) + 1, self.tracker.add_streams())
+        conn.placed = ("without handshakes: subflows grouped by their shared data sequence "
+                       "space, ISNs placed from the DSS mappings, roles guessed from the ports")
+        self.connections.append(conn)
+        self._placed[placed.connection] = conn
+        first = self.survey.connections[placed.connection]["first_dsn"]
+        if placed.checksums:
+            conn.checksum = True
+            self.tracker.set_checksums(conn.streams_id, True)
+            self.tracker.set_checksums(conn.streams_id + 1, True)
+        for name in DIRECTIONS:
+            if name in first:
+                conn.start_dsn[name] = first[name]
+                self._start_stream(conn, name, first[name])
+        return conn
+
+    def _attach(self, conn, seg, client, server, initial):
+        sid = self.tracker.add_subflow(*client, *server, conn.streams_id, conn.streams_id + 1)
+        sub = Subflow(sid, client, server, initial, seg.number)
+        conn.subflows.append(sub)
+        self._subflows.append((conn, sub))
+        return sid, 0 if (seg.src, seg.sport) == client else 1
+
+    def _fall_back(self, seg, conn, sub, why, plain=False):
+        """RFC 8684 §3.7: the connection goes on as plain TCP on this subflow. Its bytes are
+        rebuilt through an infinite mapping from subflow byte 1: at IDSN + 1 when the keys are
+        known, else (``plain``: no MPTCP at all) as TCP streams starting at 1."""
+        conn.fallback = f"packet {seg.number}: {why}"
+        conn.events.append((seg.number, f"fallback to TCP: {why}"))
+        for direction, name in enumerate(DIRECTIONS):
+            if self.tracker.probed(sub.sid, direction):
+                continue                             # this direction already had its mappings
+            key = conn.client_key if name == "up" else conn.server_key
+            if plain and conn.streams[name].queue is None:
+                self._start_stream(conn, name, 1)
+            start = 1 if key is None else (crypto.key_idsn(key, conn.version) + 1)
+            self.tracker.declare(seg.number, sub.sid, direction, start, 1, 0, False, None, True)
+
+    # -- options
+    def _option(self, seg, conn, sub, direction, opt):
+        n, name = seg.number, DIRECTIONS[direction]
+        if isinstance(opt, options.MpCapable):
+            if opt.checksum_required and not conn.checksum:
+                conn.checksum = True
+                self.tracker.set_checksums(conn.streams_id, True)
+                self.tracker.set_checksums(conn.streams_id + 1, True)
+            if opt.receiver_key is not None:         # third ACK (v1) or v0: both keys
+                self._keys(conn, opt.sender_key, opt.receiver_key)
+                if opt.data_len is not None:         # MP_CAPABLE with data: DSN IDSN+1 at SSN 1
+                    idsn = crypto.key_idsn(opt.sender_key, conn.version)
+                    self.tracker.declare(n, sub.sid, direction, idsn + 1, 1, opt.data_len, False,
+                                         opt.checksum, seg.truncated)
+            elif opt.sender_key is not None and name == "down":
+                conn.server_key = opt.sender_key
+        elif isinstance(opt, options.MpJoinSyn):
+            sub.token, sub.backup = opt.token, opt.backup
+            sub.client_address_id, sub.nonces["client"] = opt.address_id, opt.nonce
+        elif isinstance(opt, options.MpJoinSynAck):
+            sub.server_address_id, sub.nonces["server"] = opt.address_id, opt.nonce
+            sub.synack_hmac = opt.hmac
+            sub.synack_verdict = self._verify_synack(conn, sub)
+            if sub.synack_verdict == INVALID:
+                conn.anomalies.append((n, "MP_JOIN SYN/ACK HMAC invalid"))
+        elif isinstance(opt, options.MpJoinAck):
+            sub.ack_verdict = self._verify_ack(conn, sub, opt.hmac)
+            if sub.ack_verdict == INVALID:
+                conn.anomalies.append((n, "MP_JOIN third-ACK HMAC invalid"))
+        elif isinstance(opt, options.Dss):
+            if opt.is_infinite_mapping:              # the tracker declares it (RFC 8684 §3.7)
+                conn.events.append((n, "infinite mapping (fallback)"))
+                conn.fallback = conn.fallback or f"packet {n}: infinite mapping"
+        elif isinstance(opt, (options.AddAddr, options.AddAddr2)) and opt.hmac is not None:
+            verdict = UNVERIFIABLE
+            if conn.client_key is not None and conn.server_key is not None:
+                sender = conn.client_key if name == "up" else conn.server_key
+                receiver = conn.server_key if name == "up" else conn.client_key
+                verdict = VALID if crypto.verify_add_addr(opt, sender, receiver) else INVALID
+            conn.add_addrs.append({"packet": n, "from": "client" if name == "up" else "server",
+                                   "address_id": opt.address_id, "address": str(opt.address),
+                                   "port": opt.port, "hmac": verdict})
+            if verdict == INVALID:
+                conn.anomalies.append((n, "ADD_ADDR HMAC invalid"))
+        elif isinstance(opt, options.RemoveAddr):
+            conn.events.append((n, f"REMOVE_ADDR ids {list(opt.address_ids)}"))
+        elif isinstance(opt, options.MpPrio):
+            conn.events.append((n, f"MP_PRIO backup={opt.backup}"))
+        elif isinstance(opt, options.MpFail):
+            conn.events.append((n, f"MP_FAIL at DSN {opt.dsn}"))
+        elif isinstance(opt, options.MpFastclose):
+            conn.events.append((n, "MP_FASTCLOSE"))
+            # RFC 8684 §3.5: it carries the receiver's key: a capture without the handshake
+            # learns it here (and the token the peer's MP_JOINs name)
+            if name == "up" and conn.server_key is None:
+                conn.server_key = opt.receiver_key
+                conn.server_token = crypto.key_token(opt.receiver_key, conn.version)
+            elif name == "down" and conn.client_key is None:
+                conn.client_key = opt.receiver_key
+        elif isinstance(opt, options.MpTcpRst):
+            reason = getattr(opt.reason, "name", str(opt.reason))
+            conn.events.append((n, f"MP_TCPRST {reason}{' (transient)' if opt.transient else ''}"))
+
+    def _keys(self, conn, client_key, server_key):
+        if conn.client_key is not None:
+            return
+        conn.client_key, conn.server_key = client_key, server_key
+        conn.server_token = crypto.key_token(server_key, conn.version)
+        self._by_token[conn.server_token] = conn
+        for name, key in (("up", client_key), ("down", server_key)):
+            self._start_stream(conn, name, crypto.key_idsn(key, conn.version) + 1)
+
+    def _start_stream(self, conn, name, first_dsn):
+        stream = conn.streams[name]
+        stream.queue = dss.ReassemblyQueue(first_dsn & (2**64 - 1), window=WINDOW)
+        if self.dump_dir is not None:
+            path = os.path.join(self.dump_dir, f"connection{conn.number}-{name}.bin")
+            stream.dump = open(path, "wb")
+        self.tracker.start_stream(conn.streams_id + DIRECTIONS.index(name), first_dsn,
+                                  stream.queue, stream.drain)
+
+    def _context(self, conn, local_is_server: bool):
+        if conn.client_key is None or conn.server_key is None:
+            return None
+        if local_is_server:
+            return crypto.KeyContext(conn.server_key, conn.client_key, conn.version)
+        return crypto.KeyContext(conn.client_key, conn.server_key, conn.version)
+
+    def _verify_synack(self, conn, sub):
+        ctx = self._context(conn, local_is_server=False)
+        if ctx is None or "client" not in sub.nonces:
+            return UNVERIFIABLE
+        ok = ctx.verify_synack(sub.synack_hmac, sub.nonces["client"], sub.nonces["server"])
+        return VALID if ok else INVALID
+
+    def _verify_ack(self, conn, sub, hmac160):
+        ctx = self._context(conn, local_is_server=True)
+        if ctx is None or "client" not in sub.nonces or "server" not in sub.nonces:
+            return UNVERIFIABLE
+        return VALID if ctx.verify_ack(hmac160, sub.nonces["server"], sub.nonces["client"]) else INVALID
+
+    # -- output
+    def report(self) -> dict:
+        self._take_tracker_events()
+        out = {"packets": self.packets, "mptcp_packets": self.mptcp_packets,
+               "malformed_options": self.malformed_options, "connections": []}
+        for conn in self.connections:
+            out["connections"].append(self._connection_dict(conn))
+        return out
+
+    def _connection_dict(self, conn) -> dict:
+        for stream in conn.streams.values():
+            stream.drain()
+            if stream.dump is not None:
+                stream.dump.close()
+                stream.dump = None
+        counters = {s.sid: self.tracker.subflow_counters(s.sid) for s in conn.subflows}
+        total = {d: sum(counters[s.sid][k].bytes for s in conn.subflows) or 1
+                 for k, d in enumerate(DIRECTIONS)}
+        return {
+            "connection": conn.number, "version": conn.version, "checksums": conn.checksum,
+            "client_key": _hex(conn.client_key), "server_key": _hex(conn.server_key),
+            "client_token": _hex(crypto.key_token(conn.client_key, conn.version), 8)
+            if conn.client_key is not None else None,
+            "server_token": _hex(conn.server_token, 8),
+            "fallback": conn.fallback,
+            "placed": conn.placed,
+            "subflows": [{
+                "client": _endpoint(*s.client), "server": _endpoint(*s.server),
+                "initial": s.initial, "first_packet": s.first_packet, "backup": s.backup,
+                "client_address_id": 0 if s.initial else s.client_address_id,
+                "server_address_id": 0 if s.initial else s.server_address_id,
+                "bytes": {d: counters[s.sid][k].bytes for k, d in enumerate(DIRECTIONS)},
+                "share": {d: round(counters[s.sid][k].bytes / total[d], 4)
+                          for k, d in enumerate(DIRECTIONS)},
+                "reinjected_bytes": {d: counters[s.sid][k].reinjected_bytes
+                                     for k, d in enumerate(DIRECTIONS)},
+                "join_synack_hmac": s.synack_verdict if not s.placed else UNVERIFIABLE,
+                "join_ack_hmac": s.ack_verdict if not s.placed else UNVERIFIABLE,
+                "handshake_seen": not s.placed,
+                "isn": {d: s.isn.get(d) for d in DIRECTIONS},
+                "unverified_checksums": sum(c.unverified_checksums for c in counters[s.sid]),
+            } for s in conn.subflows],
+            "add_addr": conn.add_addrs,
+            "streams": {d: self._stream_dict(conn, k, d) for k, d in enumerate(DIRECTIONS)},
+            "events": [{"packet": n, "event": text} for n, text in sorted(conn.events)],
+            "checksum_failures": conn.checksum_failures,
+            "anomalies": [f"packet {n}: {text}" for n, text in sorted(conn.anomalies)],
+        }
+
+    def _stream_dict(self, conn, k, name) -> dict:
+        """``bytes``/``sha256``: what was rebuilt from captured payload (keys known);
+        ``data_bytes``: distinct data-level bytes seen, payload captured or not."""
+        stream = conn.streams[name]
+        c = self.tracker.stream_counters(conn.streams_id + k)
+        q = stream.queue
+        rebuilt = q is not None and not c.not_captured_bytes
+        return {
+            "bytes": stream.delivered, "sha256": stream.sha256.hexdigest() if q is not None else None,
+            "complete": q.eof if rebuilt else c.all_seen,
+            "data_bytes": c.data_bytes, "not_captured_bytes": c.not_captured_bytes,
+            "out_of_order_bytes": c.out_of_order_bytes, "duplicate_bytes": c.duplicate_bytes,
+            "reinjected_bytes": c.reinjected_bytes,
+            "outside_window_bytes": c.outside_window_bytes,
+            "conflict_bytes": q.conflict_bytes if q is not None else 0,
+            "data_fin": c.data_fin, "data_acked": c.data_acked,
+            "start_dsn": conn.start_dsn.get(name),          # set when the start is missing
+            "start_missing": name in conn.start_dsn,
+        }
+
+
+def _hex(value, width=16):
+    return None if value is None else f"{value:0{width}x}"
+
+
+def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
+    """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
+    before the damage were analysed (the partial report is on the exception as ``report``).
+    ``progress(byte_offset)`` is called after every batch when given."""
+    analyzer = _analyze_pass(path, dump_dir, progress, None)
+    if analyzer.unplaced:            # MPTCP flows without handshakes: survey them, then again
+        from . import midstream
+        wanted = set(analyzer.unplaced)
+        with capture.open_capture(path) as reader:
+            try:
+                found = midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
+            except capture.CaptureError:
+                found = None                 # the first pass reports the damage
+        if found is not None and found.flows:
+            analyzer = _analyze_pass(path, dump_dir, progress, found)
+    return analyzer.report()
+
+
+def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
+    """``analyze`` for one file among many (a process pool, or a cluster scheduler such as
+    Dask: ``dask.bag.from_sequence(paths).map(analyze_file)``): never raises for the file's
+    own faults. A cut or corrupt file gives the report of what came before with ``"error"``
+    set; a file that cannot be read at all gives ``{"capture": path, "error": ...}``."""
+    try:
+        report = analyze(path, dump_dir, progress)
+    except capture.CaptureError as exc:
+        report = dict(getattr(exc, "report", None) or {})
+        report["error"] = str(exc)
+    except OSError as exc:
+        return {"capture": os.fspath(path), "error": str(exc)}
+    return {"capture": os.fspath(path), **report}
+
+
+def _analyze_pass(path, dump_dir, progress, survey) -> Analyzer:
+    analyzer = Analyzer(dump_dir, survey=survey)
+    with capture.open_capture(path) as reader:
+        try:
+            for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):
+                analyzer.feed_columns(cols)
+                if progress is not None:
+                    progress(int(cols["record_offset"][-1]))
+        except capture.CaptureError as exc:
+            exc.report = analyzer.report()
+            raise
+    return analyzer
+
+
+_impl = None
+
+
+def _bind(impl) -> None:
+    global _impl
+    _impl = impl
+
+
+from .. import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_tracking", _bind)

@@ -1,0 +1,179 @@
+"""Reading capture files: pcap / pcapng to TCP segments (first part of issue #5).
+
+    from mptcp_fast import capture
+    with capture.open_capture("x.pcap") as reader:
+        for seg in reader:
+            seg.src, seg.sport, seg.seq, seg.options, seg.payload ...
+        reader.stats.as_dict()      # records, tcp, non_tcp, fragments, truncated_* ...
+
+A truncated or corrupt file raises CaptureError naming the byte offset, after
+every packet before it has been yielded. The reading and decoding is a hot path
+with two twins (pyx/_pcap.pyx, _pure/_pcap.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _check
+from ..errors import CaptureError
+
+__all__ = ["TcpSegment", "CaptureReader", "open_capture", "CaptureError", "check_columns",
+           "MAX_BATCH"]
+
+MAX_BATCH = 1 << 20          # rows per column batch: the arrays are reserved up front
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSegment:
+    """One TCP segment of a capture. ``payload`` holds the captured payload bytes;
+    ``payload_len`` is the length the IP header announces (larger when ``truncated``)."""
+    number: int                 # 1-based packet number in the file
+    time: float                 # seconds since the epoch
+    interface: int
+    src: bytes                  # packed address, 4 or 16 bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    options: bytes              # the TCP options area
+    payload: bytes
+    payload_len: int
+    truncated: bool
+    offset: int                 # byte offset of the record in the file
+
+    @property
+    def src_ip(self):
+        return ipaddress.ip_address(self.src)
+
+    @property
+    def dst_ip(self):
+        return ipaddress.ip_address(self.dst)
+
+
+class CaptureReader:
+    """Iterate a capture's TCP segments; ``stats`` counts what was skipped."""
+
+    def __init__(self, file):
+        self._file = file
+        self._impl = _impl
+        self.stats = _impl.Stats()
+
+    def __iter__(self):
+        return self._impl.iter_segments(self._file, self.stats, TcpSegment)
+
+    def columns(self, batch: int = 65536, payloads: bool = True, payload_bytes: int = 1 << 24):
+        """Decode the file into batches of numpy columns, in one compiled pass per batch.
+
+        Each batch is a dict: ``number`` (int64), ``time`` (float64), ``interface``,
+        ``family`` (4 or 6), ``src`` / ``dst`` ((n, 16) uint8; IPv4 in the first 4 bytes),
+        ``sport``, ``dport``, ``seq``, ``ack``, ``flags``, ``window``, ``payload_len`` (as the
+        IP header says), ``captured_len``, ``truncated``, ``record_offset``; the TCP options
+        as ``options_blob[options_start:options_start + options_len]`` and the payload as
+        ``payload_blob[payload_start:payload_start + captured_len]`` (``payloads=False``
+        keeps no payload: payload_start is -1; a batch ends early once it holds
+        ``payload_bytes`` of payload); and the MPTCP fields: ``mptcp_subtypes`` (bit i set
+        when subtype i is present), ``options_malformed`` (a broken TLV structure, a known TCP
+        option or a DSS with a length the codec rejects, an MPTCP option without its subtype
+        octet; other MPTCP subtypes are checked by the full parse only) and the first valid
+        DSS: ``dss_flags``
+        (0xFF when none), ``data_ack``, ``dsn``, ``dss_ssn``, ``dss_len``, ``dss_checksum``
+        (-1 when none). A cut or corrupt file yields the batch before the bad record, then
+        raises CaptureError.
+
+        ``batch`` is 1..MAX_BATCH rows, ``payload_bytes`` at least 1 (ValueError otherwise)."""
+        batch = _check.in_range("batch", batch, 1, MAX_BATCH)
+        payload_bytes = _check.in_range("payload_bytes", payload_bytes, 1, 1 << 40)
+        return self._impl.iter_columns(self._file, self.stats, batch, bool(payloads),
+                                       payload_bytes)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_capture(path) -> CaptureReader:
+    return CaptureReader(open(path, "rb"))
+
+
+def flow_keys(cols, rows=None) -> np.ndarray:
+    """One row of 36 bytes per packet (source and destination address, 16 bytes each, and
+    the two ports big-endian), for grouping the packets of a batch by flow with np.unique."""
+    pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+    ports = [pick(cols[name]).astype(">u2").view(np.uint8).reshape(-1, 2)
+             for name in ("sport", "dport")]
+    return np.concatenate([pick(cols["src"]), pick(cols["dst"]), *ports], axis=1)
+
+
+def check_columns(cols) -> int:
+    """Check a batch of columns (the layout ``CaptureReader.columns`` yields) before compiled
+    code reads it, and return its row count: every column present with its dtype, one
+    dimension (``src``/``dst``: (n, 16)), C-contiguous, n rows; the blobs are bytes; every
+    options and captured payload range lies inside its blob. Anything else is a
+    CaptureError naming the column, so no reader reads outside a buffer whatever it is given."""
+    from .._pure._pcap import _COLUMN_TYPES      # the layout both backends write
+    if not hasattr(cols, "get"):
+        raise CaptureError(f"columns must be a dict of arrays, not {type(cols).__name__}")
+    number = cols.get("number")
+    if not isinstance(number, np.ndarray) or number.ndim != 1:
+        raise CaptureError("column 'number' must be a one-dimensional numpy array")
+    n = len(number)
+    shapes = {name: (n,) for name in _COLUMN_TYPES}
+    shapes.update(src=(n, 16), dst=(n, 16))
+    types = dict(_COLUMN_TYPES, src="uint8", dst="uint8")
+    for name, shape in shapes.items():
+        arr = cols.get(name)
+        if not isinstance(arr, np.ndarray):
+            raise CaptureError(f"column {name!r} is missing or not a numpy array")
+        if arr.dtype != np.dtype(types[name]) or arr.shape != shape or not arr.flags.c_contiguous:
+            raise CaptureError(f"column {name!r} must be a C-contiguous {types[name]} array of "
+                               f"shape {shape}, got {arr.dtype} {arr.shape}")
+    for blob in ("payload_blob", "options_blob"):
+        if type(cols.get(blob)) is not bytes:
+            raise CaptureError(f"column {blob!r} must be bytes")
+    _check_ranges("options", cols["options_start"].astype(np.int64), cols["options_len"],
+                  len(cols["options_blob"]), np.ones(n, dtype=bool))
+    _check_ranges("payload", cols["payload_start"], cols["captured_len"],
+                  len(cols["payload_blob"]), cols["payload_start"] >= 0)
+    whole = (cols["payload_start"] >= 0) & ~cols["truncated"]
+    if np.any(cols["captured_len"][whole] != cols["payload_len"][whole]):
+        raise CaptureError("column 'captured_len' differs from 'payload_len' on a packet not "
+                           "marked truncated")
+    if np.any(cols["payload_start"] < -1):
+        raise CaptureError("column 'payload_start' holds a value below -1")
+    checksums = cols["dss_checksum"]
+    if np.any((checksums < -1) | (checksums > 0xFFFF)):
+        raise CaptureError("column 'dss_checksum' holds a value outside -1..65535")
+    return n
+
+
+def _check_ranges(what: str, starts, lengths, blob_length: int, used) -> None:
+    # start + length may overflow int64: compare the start with what the blob leaves instead
+    room = blob_length - lengths[used].astype(np.int64)
+    if np.any(starts[used] < 0) or np.any(starts[used] > room):
+        raise CaptureError(f"column '{what}_start' points outside '{what}_blob' "
+                           f"({blob_length} bytes)")
+
+
+_impl = None
+
+
+def _bind(impl) -> None:
+    global _impl
+    _impl = impl
+
+
+from .. import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_pcap", _bind)

@@ -1,0 +1,320 @@
+"""What happened over time in each connection of an analysed capture (issue #14): the numbers
+behind the pictures, and the pictures.
+
+    series = connection_series(report, packets, number)     # packets: tables.packet_arrays
+    series["subflows"][i]["rtt_ms"], ["retransmitted_segments"], ...
+    series["delivery_delay_ms"]["up"]      # {"p50", "p90", "p99", "max"}: head-of-line blocking
+    plot_connection(series, directory)     # PNGs (matplotlib)
+
+Per data packet the data-level position of its first byte is its mapping's DSN plus its
+offset in the mapping (seq - ISN - SSN; RFC 8684 §3.3.1); packets whose DSS carries no
+mapping are placed with the last mapping of their subflow direction when they fall inside it.
+
+* Retransmissions (TCP level): a data segment whose subflow bytes were all seen before on
+  that subflow direction. Reinjections (data level): a DSN range first seen on another
+  subflow; the reinjection delay is the time between the two.
+* RTT per subflow direction, from sequence and acknowledgement numbers: the time from a data
+  segment to the first ACK from the other side that covers it, retransmitted segments left
+  out (Karn). Measured where the capture was taken: on a client's capture the client's data
+  gives path RTTs, the server's data the client's ACK delay.
+* Delivery delay: from a byte's first arrival on any subflow to its in-order delivery at the
+  data level, i.e. when every byte before it has arrived (the head-of-line blocking that
+  multipath adds), per direction, weighted by bytes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..wire import crypto
+
+__all__ = ["connection_series", "all_series", "plot_connection", "PlotError"]
+
+MASK32 = (1 << 32) - 1
+
+
+class PlotError(RuntimeError):
+    """Plots were asked for without matplotlib."""
+
+
+def _percentiles(values, weights=None) -> dict | None:
+    if not len(values):
+        return None
+    values = np.asarray(values, dtype=float)
+    if weights is None:
+        weights = np.ones(len(values))
+    order = np.argsort(values)
+    v, w = values[order], np.asarray(weights, dtype=float)[order]
+    cum = np.cumsum(w) / w.sum()
+    pick = lambda q: float(v[min(np.searchsorted(cum, q), len(v) - 1)])     # noqa: E731
+    return {"min": float(v[0]), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99),
+            "max": float(v[-1])}
+
+
+DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment
+
+
+def _data_packets(report_conn, packets, number) -> dict:
+    """The data packets of connection ``number`` in capture order, as arrays: time, subflow,
+    up (bool), rel (subflow byte of the first payload byte), length, dsn and has_dsn."""
+    rows = np.nonzero((packets["connection"] == number) & (packets["payload_len"] > 0))[0]
+    sub = packets["subflow"][rows].astype(np.int64)
+    up = packets["direction"][rows] == "up"
+    isn = np.full(len(rows), -1, np.int64)
+    first_dsn = {}                       # RFC 8684 §3.1: the MP_CAPABLE data is at IDSN + 1
+    for name, key in (("up", report_conn["client_key"]), ("down", report_conn["server_key"])):
+        if key is not None:
+            first_dsn[name] = (crypto.key_idsn(int(key, 16), report_conn["version"]) + 1) \
+                & ((1 << 64) - 1)
+    for i, s in enumerate(report_conn["subflows"], 1):
+        for name, mask in (("up", up), ("down", ~up)):
+            if s["isn"][name] is not None:
+                isn[(sub == i) & mask] = s["isn"][name]
+    keep = isn >= 0
+    rows, sub, up, isn = rows[keep], sub[keep], up[keep], isn[keep]
+    rel = (packets["seq"][rows].astype(np.int64) - isn) & MASK32
+    length = packets["payload_len"][rows].astype(np.int64)
+    flags = packets["dss_flags"][rows]
+    mapped = (flags != 0xFF) & ((flags & 12) == 12) & (packets["dss_len"][rows] > 0)
+    m_dsn = packets["dsn"][rows]
+    m_ssn = packets["dss_ssn"][rows].astype(np.int64)
+    m_len = packets["dss_len"][rows].astype(np.int64)
+    dsn = np.zeros(len(rows), np.uint64)
+    has = np.zeros(len(rows), bool)
+    group = sub * 2 + up                               # one subflow direction
+    for g in np.unique(group):
+        at = np.nonzero(group == g)[0]
+        # the last mapping seen on this subflow direction, carried forward (forward fill)
+        last = np.where(mapped[at], np.arange(len(at)), -1)
+        last = np.maximum.accumulate(last)
+        ok = last >= 0
+        src = at[np.where(ok, last, 0)]
+        inside = ok & (m_ssn[src] <= rel[at]) & (rel[at] < m_ssn[src] + m_len[src])
+        dsn[at[inside]] = m_dsn[src[inside]] + (rel[at[inside]] - m_ssn[src[inside]]).astype(
+            np.uint64)
+        has[at[inside]] = True
+    subtypes = packets["mptcp_subtypes"][rows]
+    for name, mask in (("up", up), ("down", ~up)):     # MP_CAPABLE with data: no DSS
+        if name in first_dsn:
+            mpc = mask & ~has & (rel == 1) & ((subtypes & 1) != 0)
+            dsn[mpc], has[mpc] = first_dsn[name], True
+    return {"time": packets["time"][rows], "sub": sub, "up": up, "rel": rel, "length": length,
+            "dsn": dsn, "has_dsn": has}
+
+
+def connection_series(report, packets, number: int) -> dict:
+    """The time series and figures of connection ``number`` (see the module text)."""
+    conn = next(c for c in report["connections"] if c["connection"] == number)
+    d = _data_packets(conn, packets, number)
+    t0 = float(packets["time"][packets["connection"] == number].min()) if len(d["time"]) \
+        else 0.0
+    n = len(d["time"])
+    end = d["rel"] + d["length"]
+    retransmitted = np.zeros(n, bool)
+    group = d["sub"] * 2 + d["up"]
+    for g in np.unique(group):                         # a segment no byte of which is new
+        at = np.nonzero(group == g)[0]
+        before = np.concatenate([[-1], np.maximum.accumulate(end[at])[:-1]])
+        retransmitted[at] = end[at] <= before
+    kind = np.where(retransmitted, RETRANSMISSION, DATA).astype(np.int8)
+    reinjection_delays, delivery = {}, {}
+    for name, mask in (("up", d["up"]), ("down", ~d["up"])):
+        at = np.nonzero(mask & d["has_dsn"])[0]
+        values, first = np.unique(d["dsn"][at], return_index=True)
+        first_row = at[first]
+        # a DSN carried again on another subflow, not a TCP retransmission: a reinjection
+        index = np.searchsorted(values, d["dsn"][at])
+        origin = first_row[index]
+        again = (origin != at) & (d["sub"][origin] != d["sub"][at]) & ~retransmitted[at]
+        kind[at[again]] = REINJECTION
+        reinjection_delays[name] = _percentiles((d["time"][at[again]] - d["time"][origin[again]])
+                                                * 1000)
+        delivery[name] = _delivery(values, d["time"][first_row], d["length"][first_row])
+    subflows = []
+    for i, s in enumerate(conn["subflows"], 1):
+        entry = {"subflow": i, "client": s["client"], "server": s["server"],
+                 "retransmitted_segments": {}, "rtt_ms": {}, "samples": {}}
+        for name, mask in (("up", d["up"]), ("down", ~d["up"])):
+            at = np.nonzero(mask & (d["sub"] == i))[0]
+            entry["retransmitted_segments"][name] = int(retransmitted[at].sum())
+            entry["samples"][name] = {"time": d["time"][at] - t0, "dsn": d["dsn"][at],
+                                      "has_dsn": d["has_dsn"][at], "length": d["length"][at],
+                                      "kind": kind[at]}
+            entry["rtt_ms"][name] = _rtt(packets, number, i, name, s["isn"][name],
+                                         d["time"][at], end[at], retransmitted[at])
+        subflows.append(entry)
+    return {
+        "connection": number, "start_time": t0, "subflows": subflows,
+        "delivery_delay_ms": {k: _percentiles(v[0], v[1]) for k, v in delivery.items()},
+        "reinjection_delay_ms": reinjection_delays,
+        "delivery": {k: v[2] for k, v in delivery.items()},
+        "delay_points": {k: (np.asarray(v[3]) - t0, np.asarray(v[0]))
+                         for k, v in delivery.items()},      # (arrival time, delay ms)
+    }
+
+
+def _rtt(packets, number, subflow, name, isn, sent_time, sent_end, retransmitted):
+    """Seq/ack RTT samples of one subflow direction: from each data segment to the first ACK
+    from the other side at or after it that covers it (Karn: retransmitted ones skipped)."""
+    if isn is None or not len(sent_time):
+        return None
+    other = "down" if name == "up" else "up"
+    acks = (packets["connection"] == number) & (packets["subflow"] == subflow) & \
+        (packets["direction"] == other) & ((packets["flags"] & 0x10) != 0)
+    ack_time = packets["time"][acks]
+    if not len(ack_time):
+        return None
+    ack_rel = (packets["ack"][acks].astype(np.int64) - isn - 1) & MASK32
+    highest = np.maximum.accumulate(ack_rel)            # an ACK covers everything below it
+    after = np.searchsorted(ack_time, sent_time, side="left")
+    covering = np.searchsorted(highest, sent_end - 1, side="left")
+    k = np.maximum(after, covering)
+    ok = ~retransmitted & (k < len(ack_time))
+    return _percentiles((ack_time[k[ok]] - sent_time[ok]) * 1000)
+
+
+def _delivery(dsn, time, length) -> tuple:
+    """(delays in ms, bytes, [(time, bytes delivered so far)], arrival times) of one
+    direction, from each data-level piece's first arrival: in DSN order, a piece is delivered
+    once every piece before it arrived (the running maximum of the arrival times)."""
+    if not len(dsn):
+        return [], [], [], []
+    order = np.argsort(dsn, kind="stable")
+    # relative to the first: 64-bit DSNs do not fit a float, their differences fit an int64
+    dsn = (dsn[order] - dsn[order][0]).astype(np.int64)
+    time, length = time[order], length[order]
+    end = dsn + length
+    before = np.concatenate([[dsn[0]], np.maximum.accumulate(end)[:-1]])
+    new = end > before                                  # pieces not covered by earlier ones
+    dsn, time, end, before = dsn[new], time[new], end[new], before[new]
+    fresh = end - np.maximum(dsn, before)
+    frontier = np.maximum.accumulate(time)
+    delays = (frontier - time) * 1000
+    delivered = sorted(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
+    return delays, fresh, delivered, time
+
+
+def _delivery_delays(first_at) -> tuple:
+    """(delays, bytes, delivered) of ``_delivery`` for a {dsn: (time, subflow, length)}."""
+    items = sorted(first_at.items())
+    return _delivery(np.array([k for k, _ in items], np.uint64),
+                     np.array([v[0] for _, v in items], float),
+                     np.array([v[2] for _, v in items], np.int64))[:3]
+
+
+def all_series(report, capture_path) -> list:
+    """``connection_series`` of every connection of ``report`` (the analysis of the file)."""
+    from .tables import packet_arrays
+    packets = packet_arrays(report, capture_path)
+    return [connection_series(report, packets, c["connection"]) for c in report["connections"]]
+
+
+def summary(series) -> dict:
+    """The numbers for the report (no samples)."""
+    return {"connection": series["connection"],
+            "subflows": [{"subflow": s["subflow"], "client": s["client"], "server": s["server"],
+                          "rtt_ms": s["rtt_ms"],
+                          "retransmitted_segments": s["retransmitted_segments"]}
+                         for s in series["subflows"]],
+            "delivery_delay_ms": series["delivery_delay_ms"],
+            "reinjection_delay_ms": series["reinjection_delay_ms"]}
+
+
+def plot_connection(series, directory) -> list:
+    """Three PNGs for one connection into ``directory``: the sequence graph (data-level
+    position against time per subflow, retransmissions and reinjections marked), throughput
+    per subflow over time, and the delivery delay over time. Returns their paths."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotError("plots need matplotlib: pip install 'mptcp_fast[plot]'") from None
+    os.makedirs(directory, exist_ok=True)
+    number = series["connection"]
+    paths = []
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # 1. the sequence graph (at most ~20k points per series: a figure, not a table)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
+    for ax, direction, label in ((axes[0][0], "up", "client -> server"),
+                                 (axes[0][1], "down", "server -> client")):
+        placed = [s["samples"][direction] for s in series["subflows"]]
+        starts = [x["dsn"][x["has_dsn"]].min() for x in placed if x["has_dsn"].any()]
+        base = min(starts) if starts else np.uint64(0)    # offsets: 64-bit DSNs are no floats
+        for k, (s, x) in enumerate(zip(series["subflows"], placed)):
+            color = colors[k % len(colors)]
+            for kind, marker, size, what in ((DATA, ".", 4, ""), (RETRANSMISSION, "x", 30,
+                                             " retransmission"), (REINJECTION, "^", 30,
+                                                                  " reinjection")):
+                chosen = np.nonzero(x["has_dsn"] & (x["kind"] == kind))[0]
+                if not len(chosen):
+                    continue
+                chosen = chosen[::max(1, len(chosen) // 20000)]
+                ax.scatter(x["time"][chosen], (x["dsn"][chosen] - base).astype(float) / 1e3,
+                           s=size, marker=marker, color=color,
+                           label=f"subflow {s['subflow']}{what}")
+        ax.set_title(f"connection {number}, {label}")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("data sequence (kB from the first byte seen)")
+    _save(fig, axes[0], os.path.join(directory, f"connection{number}-sequence.png"), paths)
+    # 2. throughput per subflow
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for k, s in enumerate(series["subflows"]):
+        for direction, style in (("up", "-"), ("down", "--")):
+            x = s["samples"][direction]
+            if not len(x["time"]):
+                continue
+            span = max(float(x["time"].max()), 1e-3)
+            edges = np.linspace(0, span, min(50, max(2, len(x["time"]) // 4)) + 1)
+            sums, _ = np.histogram(x["time"], bins=edges, weights=x["length"].astype(float))
+            width = edges[1] - edges[0]
+            ax.plot(edges[:-1], sums * 8 / width / 1e6, style, color=colors[k % len(colors)],
+                    label=f"subflow {s['subflow']} {direction}")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("Mbit/s")
+    ax.set_title(f"connection {number}: throughput per subflow")
+    _save(fig, [ax], os.path.join(directory, f"connection{number}-throughput.png"), paths)
+    # 3. delivery (in-order bytes over time) and its delay per piece
+    fig, (ax, delay_ax) = plt.subplots(1, 2, figsize=(12, 4))
+    for k, direction in enumerate(("up", "down")):
+        arrival, delays = series["delay_points"][direction]
+        if len(arrival):
+            step = max(1, len(arrival) // 20000)
+            delay_ax.scatter(arrival[::step], delays[::step], s=4, color=colors[k],
+                             label=f"{direction}")
+    delay_ax.set_xlabel("first arrival (s)")
+    delay_ax.set_ylabel("wait for in-order delivery (ms)")
+    delay_ax.set_title("head-of-line blocking per data-level piece")
+    for direction, style in (("up", "-"), ("down", "--")):
+        points = series["delivery"][direction]
+        points = points[::max(1, len(points) // 20000)] + points[-1:]
+        if points:
+            ax.step([p[0] - series["start_time"] for p in points],
+                    [p[1] / 1e3 for p in points], style, where="post",
+                    label=f"{direction}: delivered in order")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("kB delivered in order")
+    delay = series["delivery_delay_ms"]
+    ax.set_title(f"connection {number}: delivered in order (delay p99 up "
+                 f"{_ms(delay['up'])}, down {_ms(delay['down'])})")
+    _save(fig, [ax, delay_ax], os.path.join(directory, f"connection{number}-delivery.png"),
+          paths)
+    return paths
+
+
+def _save(fig, axes, path: str, paths: list) -> None:
+    """Legends where there is something to name, then the PNG."""
+    for ax in axes:
+        if ax.has_data():
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    paths.append(path)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def _ms(stats) -> str:
+    return "-" if stats is None else f"{stats['p99']:.1f} ms"

@@ -1,0 +1,234 @@
+"""``mptcp-fast analyze``: the MPTCP connections of pcap/pcapng captures (the report of
+``mptcp_fast.analysis``), with timing, plots and Parquet tables on request."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# A small capture of Linux kernel MPTCP, shipped as package data (mptcp_fast/data/).
+SHIPPED_CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                               "kernel-mptcp.pcap")
+
+
+def _print_report(report: dict, out) -> None:
+    print(f"{report['packets']} TCP packets, {report['mptcp_packets']} with MPTCP options, "
+          f"{len(report['connections'])} MPTCP connection(s)", file=out)
+    for c in report["connections"]:
+        print(f"\nconnection {c['connection']}: MPTCP v{c['version']}, checksums "
+              f"{'on' if c['checksums'] else 'off'}", file=out)
+        print(f"  client key {c['client_key']} (token {c['client_token']}), server key "
+              f"{c['server_key']} (token {c['server_token']})", file=out)
+        if c["placed"] != "handshake":
+            print(f"  placed {c['placed']}", file=out)
+        if c["fallback"]:
+            print(f"  FALLBACK to TCP at {c['fallback']}", file=out)
+        for i, s in enumerate(c["subflows"], 1):
+            join = "initial subflow" if s["initial"] else (
+                f"MP_JOIN HMACs: SYN/ACK {s['join_synack_hmac']}, third ACK {s['join_ack_hmac']}")
+            if not s["handshake_seen"]:
+                join = "handshake not in the capture"
+            print(f"  subflow {i}: {s['client']} -> {s['server']}  address ids "
+                  f"{s['client_address_id']}/{s['server_address_id']}{'  backup' if s['backup'] else ''}"
+                  f"  ({join})", file=out)
+            reinjected = s["reinjected_bytes"]
+            print(f"      bytes up {s['bytes']['up']:,} ({s['share']['up']:.1%}), down "
+                  f"{s['bytes']['down']:,} ({s['share']['down']:.1%})"
+                  + (f"; reinjected up {reinjected['up']:,}, down {reinjected['down']:,}"
+                     if reinjected["up"] or reinjected["down"] else ""), file=out)
+        for a in c["add_addr"]:
+            port = f":{a['port']}" if a["port"] is not None else ""
+            print(f"  ADD_ADDR packet {a['packet']} from the {a['from']}: id {a['address_id']} "
+                  f"{a['address']}{port}, HMAC {a['hmac']}", file=out)
+        for name, label in (("up", "client -> server"), ("down", "server -> client")):
+            st = c["streams"][name]
+            line = (f"  stream {label}: {st['data_bytes']:,} data-level bytes seen, "
+                    f"{'complete' if st['complete'] else 'INCOMPLETE'}")
+            if st["start_missing"]:
+                line += (f" from DSN {st['start_dsn']} (the first byte seen: the connection's "
+                         f"start is not in the capture)")
+            if st["not_captured_bytes"]:
+                line += f"; payload of {st['not_captured_bytes']:,} bytes not captured (snap length)"
+            elif st["sha256"] is not None:
+                line += f"; rebuilt {st['bytes']:,} bytes, sha256 {st['sha256']}"
+            line += (f"; out of order {st['out_of_order_bytes']:,}, duplicate "
+                     f"{st['duplicate_bytes']:,}, reinjected {st['reinjected_bytes']:,}")
+            if st["conflict_bytes"]:
+                line += f", CONFLICTING {st['conflict_bytes']:,}"
+            if st["outside_window_bytes"]:
+                line += f", outside any window {st['outside_window_bytes']:,} (2**63 or more ahead)"
+            print(line, file=out)
+        for e in c["events"]:
+            print(f"  event packet {e['packet']}: {e['event']}", file=out)
+        timing = c.get("timing")
+        if timing:
+            for sub in timing["subflows"]:
+                rtt = sub["rtt_ms"]
+                print(f"  subflow {sub['subflow']} RTT (seq/ack, ms p50/p90): up "
+                      f"{_pair(rtt['up'])}, down {_pair(rtt['down'])}; retransmitted segments "
+                      f"up {sub['retransmitted_segments']['up']}, down "
+                      f"{sub['retransmitted_segments']['down']}", file=out)
+            for name in ("up", "down"):
+                d, r = timing["delivery_delay_ms"][name], timing["reinjection_delay_ms"][name]
+                print(f"  {name}: delivery delay (ms p50/p90/p99) {_triple(d)}; reinjection "
+                      f"delay {_triple(r)}", file=out)
+        print("  anomalies: " + ("none" if not c["anomalies"] else ""), file=out)
+        for a in c["anomalies"]:
+            print(f"    {a}", file=out)
+
+
+def _spool_stdin() -> tuple[str, bool]:
+    """Standard input into a temporary file (a pipe cannot seek, and a capture without its
+    handshakes is read twice); Ctrl-C ends the input, keeping what came. Returns the path and
+    whether it was interrupted."""
+    import tempfile
+    spool = tempfile.NamedTemporaryFile(prefix="mptcp-fast-stdin-", suffix=".pcap",
+                                        delete=False)
+    interrupted = False
+    with spool:
+        try:                              # read1: what the pipe has now, so that Ctrl-C
+            while chunk := sys.stdin.buffer.read1(1 << 20):      # loses nothing read
+                spool.write(chunk)
+        except KeyboardInterrupt:
+            interrupted = True
+    return spool.name, interrupted
+
+
+def _dump_dir(base: str | None, path: str, several: bool) -> str | None:
+    if base is None:
+        return None
+    where = os.path.join(base, os.path.basename(path) or "stdin") if several else base
+    os.makedirs(where, exist_ok=True)
+    return where
+
+
+def _pair(stats) -> str:
+    return "-" if stats is None else f"{stats['p50']:.2f}/{stats['p90']:.2f}"
+
+
+def _triple(stats) -> str:
+    return "-" if stats is None else f"{stats['p50']:.2f}/{stats['p90']:.2f}/{stats['p99']:.2f}"
+
+
+def cmd_analyze(args, out=None) -> int:
+    from ..analysis.analyzer import analyze_file
+    out = out or sys.stdout
+    paths = list(args.capture) or [SHIPPED_CAPTURE]
+    if paths.count("-") > 1:
+        print("mptcp-fast analyze: standard input ('-') can be read once", file=sys.stderr)
+        return 2
+    several = len(paths) > 1
+    spooled, interrupted = None, False
+    if "-" in paths:
+        spooled, interrupted = _spool_stdin()
+    names = [p if p != "-" else "-" for p in paths]
+    files = [spooled if p == "-" else p for p in paths]
+    dumps = [_dump_dir(args.dump_stream, n if n != "-" else "stdin", several) for n in names]
+    try:
+        if args.jobs > 1 and several:
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(args.jobs) as pool:
+                reports = list(pool.map(analyze_file, files, dumps))
+        else:
+            reports = [_analyze_one(f, d, several) for f, d in zip(files, dumps)]
+        extras = _timing_tables_plots(args, names, reports, files, several)
+    finally:
+        if spooled is not None:
+            os.unlink(spooled)
+    if extras:
+        return extras
+    status = 0
+    for name, report in zip(names, reports):
+        report["capture"] = name
+        error = report.pop("error", None)
+        cut_by_ctrl_c = name == "-" and interrupted and error is not None and \
+            ("truncated" in error or "cut" in error)
+        if error is not None and not cut_by_ctrl_c:
+            print(f"mptcp-fast analyze: {name}: {error}", file=sys.stderr)
+            status = 2
+        if name == "-" and interrupted:
+            report["interrupted"] = True
+    if args.json:
+        json.dump({"captures": reports} if several else reports[0], out, indent=2)
+        print(file=out)
+    else:
+        for report in reports:
+            if "connections" not in report:
+                continue
+            print(f"{report['capture']}:" + (" (interrupted)" if report.get("interrupted")
+                                              else ""), file=out)
+            _print_report(report, out)
+    return status
+
+
+def _timing_tables_plots(args, names, reports, files, several) -> int:
+    """--timing / --plot (the numbers go into each report) and --parquet; 0, or 2 when a
+    needed library is missing."""
+    for name, report, path in zip(names, reports, files):
+        if "connections" not in report:
+            continue
+        if args.timing or args.plot:
+            from ..analysis import timeseries
+            series = timeseries.all_series(report, path)
+            for conn, one in zip(report["connections"], series):
+                conn["timing"] = timeseries.summary(one)
+            if args.plot:
+                try:
+                    for one in series:
+                        timeseries.plot_connection(one, _dump_dir(args.plot, name, several))
+                except timeseries.PlotError as exc:
+                    print(f"mptcp-fast analyze: {exc}", file=sys.stderr)
+                    return 2
+        if args.parquet:
+            from ..analysis import tables
+            try:
+                tables.write_parquet(report, path, _dump_dir(args.parquet, name, several))
+            except ImportError as exc:
+                print(f"mptcp-fast analyze: --parquet needs pyarrow ({exc}): pip install "
+                      "'mptcp_fast[parquet]'", file=sys.stderr)
+                return 2
+    return 0
+
+
+def _analyze_one(path, dump_dir, several: bool) -> dict:
+    """One capture with a progress bar on a terminal (big single files only)."""
+    from ..analysis.analyzer import analyze_file
+    # tqdm: a maintained progress bar that handles terminal widths and rates, shown only
+    # when stderr is a terminal (silent in pipes, CI and tests).
+    from tqdm import tqdm
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    with tqdm(total=size, unit="B", unit_scale=True, desc="analyze", leave=False,
+              disable=several or not sys.stderr.isatty() or size < (16 << 20)) as bar:
+        return analyze_file(path, dump_dir, progress=lambda offset: bar.update(offset - bar.n))
+
+
+def add_parser(sub) -> None:
+    """The ``analyze`` subcommand."""
+    ana = sub.add_parser("analyze", help="analyse the MPTCP connections of a capture",
+                         description="Connections, subflows, HMAC verdicts, DSS checksums and the "
+                                     "rebuilt data stream of each direction. With no CAPTURE, a "
+                                     "small capture of Linux kernel MPTCP shipped with the package. "
+                                     "Exit status 2 when the file is cut or corrupt (the report "
+                                     "covers what came before).")
+    ana.add_argument("capture", nargs="*",
+                     help="pcap or pcapng files; '-' reads one from standard input "
+                          "(e.g. tcpdump -w - | mptcp-fast analyze -)")
+    ana.add_argument("--json", action="store_true",
+                     help="print the report as JSON (several files: {\"captures\": [...]})")
+    ana.add_argument("--dump-stream", metavar="DIR",
+                     help="write each connection's rebuilt bytes per direction to DIR "
+                          "(several files: DIR/<file name>/)")
+    ana.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="analyse several files on N processes")
+    ana.add_argument("--timing", action="store_true",
+                     help="add per-subflow RTTs and retransmissions, and per-direction "
+                          "delivery and reinjection delays (percentiles) to the report")
+    ana.add_argument("--plot", metavar="DIR",
+                     help="PNG figures per connection (sequence graph, throughput per subflow, "
+                          "delivery): needs matplotlib, pip install 'mptcp_fast[plot]'; implies "
+                          "--timing")
+    ana.add_argument("--parquet", metavar="DIR",
+                     help="write per-packet, per-subflow and per-connection tables (Parquet, "
+                          "needs pyarrow: pip install 'mptcp_fast[parquet]')")
+    ana.set_defaults(func=cmd_analyze)

@@ -1,0 +1,132 @@
+"""``mptcp-fast demo``: two userspace engines over emulated paths (``mptcp_fast.sim``), or an
+attack played against them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import _backend
+
+def _path(text: str):
+    from ..sim.demo import parse_path
+    try:
+        return parse_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _mbit(bps: float) -> str:
+    return f"{bps / 1e6:,.1f} Mbit/s"
+
+
+def _attack(args, out) -> int:
+    """``demo --attack add-addr-hijack``: the forged ADD_ADDR against each profile."""
+    from ..sim import attacks
+    profiles = [args.profile] if args.profile else ["v0", "v1", "v0+add_addr2"]
+    size = max(1 << 20, min(args.size, 4 << 20))        # long enough to see the subflow work
+    results = [attacks.add_addr_hijack(p, size=size, seed=args.seed)
+               for p in profiles]
+    if args.json:
+        json.dump(results, out, indent=2)
+        print(file=out)
+        return 0
+    print("ADD_ADDR hijack (IETF-87 slides; RFC 7430 §3): an off-path attacker who knows the "
+          "4-tuple and sequence numbers\ninjects an ADD_ADDR for its own address "
+          f"({attacks.ATTACKER}) and relays whatever subflow the client opens to it.", file=out)
+    for r in results:
+        if r["hijacked"]:
+            verdict = (f"HIJACKED: the client joined the attacker, {r['client_bytes_via_attacker']:,}"
+                       f" bytes of its data went through it")
+        else:
+            verdict = (f"refused: the forged ADD_ADDR failed its HMAC and was dropped "
+                       f"({r['forged_add_addr_dropped']}), no subflow to the attacker")
+        print(f"  {r['profile']:13} {verdict}; transfer byte-exact: "
+              f"{'yes' if r['transfer_exact'] else 'NO'}", file=out)
+    return 0
+
+
+def cmd_demo(args, out=None) -> int:
+    from ..sim import demo
+    out = out or sys.stdout
+    if args.attack:
+        return _attack(args, out)
+    paths = args.path or list(demo.DEFAULT_PATHS)
+    try:
+        result = demo.run_demo(args.size, paths, scheduler=args.scheduler, cc=args.cc,
+                               seed=args.seed, checksums=args.checksums, pcap=args.pcap,
+                               alone=not args.no_alone, profile=args.profile or "v1")
+        if args.plot:
+            demo.plot(result, args.plot)
+    except (RuntimeError, OSError) as exc:
+        print(f"mptcp-fast demo: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        slim = {**result, "multipath": {k: v for k, v in result["multipath"].items()
+                                         if k != "samples"},
+                "alone": [{k: v for k, v in a.items() if k != "samples"} for a in result["alone"]]}
+        json.dump(slim, out, indent=2)
+        print(file=out)
+        return 0
+    m = result["multipath"]
+    print(f"MPTCP demo: {args.size:,} bytes client -> server, scheduler {args.scheduler}, "
+          f"congestion control {args.cc}, seed {args.seed} (backend {_backend.active()})", file=out)
+    for i, spec in enumerate(paths):
+        print(f"  path {i}: {spec}", file=out)
+    print(f"\nmultipath: {m['completion_seconds']:.3f} s of virtual time, goodput "
+          f"{_mbit(m['goodput_bps'])}, byte-exact {'yes' if m['exact'] else 'NO'} "
+          f"(sha256 {m['sha256'][:16]}...)", file=out)
+    for sub in m["subflows"]:
+        print(f"  subflow {sub['id']} {sub['local']} -> {sub['remote']}: {sub['bytes']:,} bytes "
+              f"({sub['share']:.1%}), {_mbit(sub['goodput_bps'])}, {sub['retransmits']} "
+              f"retransmitted segments", file=out)
+    if m["reinjected_bytes"]:
+        print(f"  reinjected {m['reinjected_bytes']:,} bytes", file=out)
+    for i, alone in enumerate(result["alone"]):
+        gain = m["goodput_bps"] / alone["goodput_bps"] if alone["goodput_bps"] else float("inf")
+        print(f"path {i} alone: {alone['completion_seconds']:.3f} s, {_mbit(alone['goodput_bps'])}"
+              f" (multipath is {gain:.2f}x)", file=out)
+    print(f"\nprocessing: {m['packets']:,} packets in {m['wall_seconds']:.2f} s of wall time "
+          f"({_mbit(m['processing_bps'])} of goodput simulated per wall-clock second)", file=out)
+    if args.pcap:
+        print(f"capture: {args.pcap} (try: mptcp-fast analyze {args.pcap})", file=out)
+    if args.plot:
+        print(f"plot: {args.plot}", file=out)
+    return 0 if m["exact"] else 1
+
+
+def add_parser(sub, size_type) -> None:
+    """The ``demo`` subcommand; ``size_type`` parses ``--size``."""
+    from ..engine.cc import CONTROLLERS
+    from ..engine.scheduler import SCHEDULERS
+    dem = sub.add_parser("demo", help="two userspace MPTCP engines over emulated paths",
+                         description="A client and a server engine transfer data over emulated "
+                                     "paths (virtual time, deterministic from the seed), then the "
+                                     "same transfer over each path alone. Prints per-subflow "
+                                     "bytes and throughput, the goodput against each path alone, "
+                                     "and how fast this machine ran it.")
+    dem.add_argument("--size", type=size_type, default=16 << 20,
+                     help="bytes to send (16M by default; k, M, G suffixes)")
+    dem.add_argument("--path", type=_path, action="append", metavar="RATE,DELAY[,LOSS]",
+                     help="a path: rate, one-way delay and random loss, e.g. 100M,10ms or "
+                          "50M,40ms,0.05%% (repeat for more; default: 100M,10ms and "
+                          "50M,40ms,0.05%%)")
+    dem.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt")
+    dem.add_argument("--cc", choices=sorted(CONTROLLERS), default="lia",
+                     help="congestion control per subflow (lia is coupled, RFC 6356)")
+    dem.add_argument("--seed", type=int, default=1, help="the emulated network's random seed")
+    dem.add_argument("--checksums", action="store_true", help="negotiate DSS checksums")
+    dem.add_argument("--pcap", metavar="FILE", help="write the multipath run's packets here")
+    dem.add_argument("--plot", metavar="FILE.png",
+                     help="plot throughput per subflow over time (needs matplotlib)")
+    dem.add_argument("--json", action="store_true", help="print the results as JSON")
+    dem.add_argument("--no-alone", action="store_true",
+                     help="skip the runs over each path alone")
+    from ..engine.config import PROFILES
+    dem.add_argument("--profile", choices=PROFILES,
+                     help="MPTCP version: v1 (RFC 8684, default), v0 (RFC 6824), v0+add_addr2")
+    dem.add_argument("--attack", choices=["add-addr-hijack"],
+                     help="play an attack instead: the forged ADD_ADDR of the IETF-87 slides, "
+                          "against v0, v1 and v0+add_addr2 (or --profile)")
+    dem.set_defaults(func=cmd_demo)

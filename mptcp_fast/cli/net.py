@@ -1,0 +1,641 @@
+"""``mptcp-fast serve``, ``connect`` and ``proxy`` (issue #13): the engine on a TUN device, or
+the kernel's MPTCP sockets, behind one command line each.
+
+    # the userspace engine: a TUN device, the kernel's side of it, the engine's addresses
+    mptcp-fast serve --tun mft0 --tun-address 198.18.0.1/24 --address 198.18.0.2 --mode echo
+    mptcp-fast connect 198.18.0.1 5000 --tun mft0 --tun-address 198.18.0.1/24 \\
+        --address 198.18.0.2 --bytes 100M
+    # the same with Linux MPTCP sockets (IPPROTO_MPTCP)
+    mptcp-fast serve --engine kernel --address 0.0.0.0 --mode sink
+    # plain TCP on a local port carried over MPTCP, and back
+    mptcp-fast proxy --listen 127.0.0.1:8080 --to 198.18.0.1:5000 --engine userspace ...
+    mptcp-fast proxy --direction mptcp-to-tcp --listen 0.0.0.0:5000 --to 127.0.0.1:80 \\
+        --engine kernel
+
+Every command reports what it moved (bytes, SHA-256, subflows, throughput); ``--json`` makes
+that one JSON object per connection. ``--netns NAME`` puts the kernel's side in a network
+namespace: the TUN device is moved there, kernel sockets are made there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import gc
+import hashlib
+import ipaddress
+import json
+import os
+import socket
+import struct
+import sys
+import time
+
+from ..net import kernel
+from ..engine import Config
+from ..sim.apps import pattern
+from ..errors import MptcpError
+
+__all__ = ["add_parsers"]
+
+CHUNK = 1 << 18
+
+
+# ====================================================================== the two engines
+class _Engine:
+    """What serve/connect/proxy need of an engine: open and accept streams."""
+
+    def __init__(self, args):
+        self.args = args
+        self.stack = None
+        self.device = None
+
+    async def start(self) -> None:
+        args = self.args
+        if args.engine != "userspace":
+            return
+        from ..net import aio
+        from ..net.tun import TunDevice
+        if not args.address:
+            raise SystemExit("mptcp-fast: the userspace engine needs --address (its own "
+                             "addresses behind the TUN device)")
+        self.device = TunDevice(args.tun, offload=not args.no_offload, mtu=args.mtu)
+        kernel_side = args.tun_address or [_kernel_side(a) for a in args.address]
+        self.device.configure(kernel_side, args.route or (), netns=args.netns)
+        self.device.check_routed(args.address, netns=args.netns)
+        config = Config(offload=not args.no_offload, checksums=args.checksums,
+                        scheduler=args.scheduler, congestion_control=args.cc)
+        self.stack = aio.Stack(args.address, self.device, config)
+
+    async def open(self, host: str, port: int):
+        if self.stack is not None:
+            return await self.stack.open_connection(host, port)
+        sock = self._kernel_socket(_family(host))
+        if self.args.address:
+            sock.bind((self.args.address[0], 0))
+        try:      # in a thread: asyncio's sock_connect resolves with the socket's protocol,
+            await asyncio.get_running_loop().run_in_executor(   # which getaddrinfo refuses
+                None, sock.connect, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        # asyncio's default reader limit: the kernel's socket buffers hold the rest
+        return await asyncio.open_connection(sock=sock)
+
+    async def serve(self, handler, host: str, port: int):
+        if self.stack is not None:
+            return await self.stack.start_server(handler, port)
+        sock = self._kernel_socket(_family(host))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise MptcpError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock.setblocking(False)
+        # asyncio listens again on a given socket, with its own default of 100 unless told
+        return await asyncio.start_server(handler, sock=sock,
+                                          backlog=_backlog(self.args))
+
+    def _kernel_socket(self, family: int) -> socket.socket:
+        netns = self.args.netns
+        if netns is None:
+            return kernel.mptcp_socket(family)
+        from ..net.netns import Namespace
+        with Namespace(netns).entered():
+            return kernel.mptcp_socket(family)
+
+    def close(self) -> None:
+        if self.stack is not None:
+            self.stack.close()
+        if self.device is not None:
+            self.device.close()
+
+
+def system_backlog() -> int:
+    """The kernel's limit on a listener's accept queue (net.core.somaxconn), which listen()
+    silently caps any larger backlog to; socket.SOMAXCONN when it cannot be read."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(1, int(f.read()))
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def _backlog(args) -> int:
+    """--backlog, else the system's limit: asyncio's default of 100 overflows at a few
+    hundred clients at once (the kernel then answers with SYN cookies and resets some)."""
+    return args.backlog or system_backlog()
+
+
+def _kernel_side(address: str) -> str:
+    """The kernel's address on the TUN device for one of the engine's: .1 of its /24 (or
+    ::1 of its /64), unless the engine's is that one, then .254 / ::fffe."""
+    ip = ipaddress.ip_address(address)
+    prefix = 24 if ip.version == 4 else 64
+    net = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    first = net.network_address + 1
+    other = first if first != ip else net.broadcast_address - 1
+    return f"{other}/{prefix}"
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _subflows(writer) -> list:
+    """The subflows of a connection as [[local, remote], ...] (text addresses and ports)."""
+    found = writer.get_extra_info("subflows")
+    if found is None:                                 # a kernel socket
+        sock = writer.get_extra_info("socket")
+        try:
+            raw = socket.socket(fileno=os.dup(sock.fileno()))
+            try:
+                found = kernel.subflow_addresses(raw)
+            finally:
+                raw.close()
+        except (OSError, kernel.KernelMptcpError, AttributeError):
+            found = []
+    return [[f"{l[0]}:{l[1]}", f"{r[0]}:{r[1]}"] for l, r in found]
+
+
+class _SubflowWatch:
+    """The most subflows a connection had, sampled while data moves (at most every 50 ms):
+    by the end the kernel may have closed them already."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.best = []
+        self._next = 0.0
+
+    def sample(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next:
+            self._next = now + 0.05
+            found = _subflows(self.writer)
+            if len(found) > len(self.best):
+                self.best = found
+
+
+# ====================================================================== reporting
+class _Report:
+    def __init__(self, args, label: str, total: int | None):
+        self.args = args
+        self.label = label
+        self.start = time.monotonic()
+        self.sent = self.received = 0
+        self.sent_hash = hashlib.sha256()
+        self.received_hash = hashlib.sha256()
+        self.bar = None
+        if not args.json and sys.stderr.isatty() and total:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False)
+
+    def moved(self, sent: bytes = b"", received: bytes = b"") -> None:
+        if sent:
+            self.sent += len(sent)
+            self.sent_hash.update(sent)
+        if received:
+            self.received += len(received)
+            self.received_hash.update(received)
+        if self.bar is not None:
+            self.bar.update(len(sent) + len(received))
+
+    def finish(self, subflows, error: str | None = None) -> dict:
+        if self.bar is not None:
+            self.bar.close()
+        seconds = max(time.monotonic() - self.start, 1e-9)
+        result = {"connection": self.label, "sent": self.sent,
+                  "sent_sha256": self.sent_hash.hexdigest(), "received": self.received,
+                  "received_sha256": self.received_hash.hexdigest(), "seconds": seconds,
+                  "goodput_bps": (self.sent + self.received) * 8 / seconds,
+                  "subflows": subflows, "engine": self.args.engine}
+        if error:
+            result["error"] = error
+        if self.args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            print(f"{self.label}: sent {self.sent:,} B (sha256 {result['sent_sha256'][:16]}...), "
+                  f"received {self.received:,} B (sha256 {result['received_sha256'][:16]}...) "
+                  f"in {seconds:.2f} s, {result['goodput_bps'] / 1e6:,.1f} Mbit/s, "
+                  f"{len(subflows)} subflow(s)" + (f", error: {error}" if error else ""),
+                  flush=True)
+            for local, remote in subflows:
+                print(f"  subflow {local} -> {remote}", flush=True)
+        return result
+
+
+async def _send_stream(writer, report: _Report, size: int, source_file=None) -> None:
+    if source_file is not None:
+        with open(source_file, "rb") as f:
+            while chunk := f.read(CHUNK):
+                writer.write(chunk)
+                report.moved(sent=chunk)
+                await writer.drain()
+    else:
+        block = pattern(0)
+        n = len(block) // 2
+        view = memoryview(block)
+        sent = 0
+        while sent < size:
+            start = sent % n
+            piece = bytes(view[start:start + min(CHUNK, size - sent)])
+            writer.write(piece)
+            report.moved(sent=piece)
+            sent += len(piece)
+            await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+async def _receive_all(reader, report: _Report, echo_to=None, watch=None) -> None:
+    while data := await reader.read(1 << 20):
+        report.moved(received=data)
+        if watch is not None:
+            watch.sample()
+        if echo_to is not None:
+            echo_to.write(data)
+            report.moved(sent=data)
+            await echo_to.drain()
+
+
+# ====================================================================== the commands
+TRIM_EVERY = 10.0           # seconds between two hand-backs of free heap memory
+
+
+def _trim_heap() -> bool:
+    """glibc's malloc_trim(0): give the system back the free pages of the heap. A proxy's
+    buffers are many blocks of 1-64 KiB; freed, they stay in glibc's heap (only its top can
+    shrink, and the mmap threshold grows past 64 KiB once a big block was freed), so after a
+    burst of connections the process would keep its peak size for ever (measured: 283 MiB
+    after 200 connections of 1 MiB had ended, 256 MiB of it free). False where there is no
+    glibc (musl, macOS): nothing to do there."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
+class _Handlers:
+    """The connection handlers of a server: each one is referenced here (asyncio's stream
+    protocol lets go of it when the client's side is lost, and a handler still waiting was
+    then collected: "Task was destroyed but it is pending!"), and on shutdown (Ctrl-C) each
+    is cancelled and awaited, its client aborted, and ends quietly (asyncio reports a handler
+    task that ends cancelled as an exception, once per connection)."""
+
+    def __init__(self):
+        self.tasks = set()
+        self._trimmer = asyncio.get_running_loop().create_task(self.give_back_memory())
+
+    def wrap(self, handler):
+        async def run(reader, writer):
+            task = asyncio.current_task()
+            self.tasks.add(task)
+            try:
+                await handler(reader, writer)
+            except asyncio.CancelledError:
+                _abort(writer)
+            finally:
+                self.tasks.discard(task)
+        return run
+
+    async def give_back_memory(self, every: float = TRIM_EVERY) -> None:
+        """While serving: every ``every`` seconds, collect what ended and hand the heap's
+        free pages back to the system. A connection that ended is a cycle of objects (the
+        connection, its subflows, their controllers), which only the collector's oldest
+        generation frees, and it runs rarely: measured, 200 ended connections of 1 MiB kept
+        ~90 MiB for minutes. Connections end by themselves too (TIME_WAIT, timeouts), so this
+        does not wait for a handler to end. A full collection of a busy proxy takes a few
+        milliseconds, trimming a heap of hundreds of MiB up to ~50 ms."""
+        while True:
+            await asyncio.sleep(every)
+            gc.collect()
+            if not _trim_heap():
+                return
+
+    async def cancel(self) -> None:
+        self._trimmer.cancel()
+        pending = list(self.tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _endpoint(address) -> str:
+    """host:port, with brackets around an IPv6 host."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _abort(writer) -> None:
+    """End a stream at once: MP_FASTCLOSE on the userspace engine, a RST on a kernel socket
+    (SO_LINGER with a zero timeout: closing then resets instead of sending a FIN)."""
+    with contextlib.suppress(Exception):
+        abort = getattr(writer, "abort", None)
+        if abort is not None:
+            abort()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+
+async def _serve(args) -> int:
+    engine = _Engine(args)
+    await engine.start()
+    done = asyncio.Event()
+    served = []
+
+    async def handle(reader, writer):
+        peer = writer.get_extra_info("peername")
+        report = _Report(args, f"{peer[0]}:{peer[1]}" if peer else "connection", None)
+        watch = _SubflowWatch(writer)
+        error = None
+        try:
+            if args.mode == "echo":
+                await _receive_all(reader, report, echo_to=writer, watch=watch)
+                writer.write_eof()
+            elif args.mode == "send":
+                await asyncio.gather(_send_stream(writer, report, args.bytes),
+                                     _receive_all(reader, report, watch=watch))
+            else:
+                await _receive_all(reader, report, watch=watch)
+            watch.sample(force=True)
+            subflows = watch.best
+            writer.close()
+            await writer.wait_closed()
+        except (ConnectionError, OSError) as exc:
+            error, subflows = str(exc), []
+        served.append(report.finish(subflows, error))
+        if args.count and len(served) >= args.count:
+            done.set()
+
+    handlers = _Handlers()
+    try:
+        host = args.address[0] if args.address else "0.0.0.0"
+        server = await engine.serve(handlers.wrap(handle), host, args.port)
+        if not args.json:
+            print(f"serving ({args.engine}, {args.mode}) on port {args.port}", flush=True)
+        try:
+            await done.wait()
+        finally:
+            server.close()
+            await handlers.cancel()
+    finally:
+        engine.close()
+    return 0 if all("error" not in s for s in served) else 1
+
+
+async def _connect(args) -> int:
+    engine = _Engine(args)
+    await engine.start()
+    try:
+        try:
+            reader, writer = await asyncio.wait_for(engine.open(args.host, args.port),
+                                                    args.timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            print(f"mptcp-fast connect: {args.host}:{args.port}: "
+                  f"{exc or 'timed out'}", file=sys.stderr)
+            return 1
+        size = os.path.getsize(args.send_file) if args.send_file else args.bytes
+        report = _Report(args, f"{args.host}:{args.port}", size)
+        watch = _SubflowWatch(writer)
+        await asyncio.gather(_send_stream(writer, report, size, args.send_file),
+                             _receive_all(reader, report, watch=watch))
+        watch.sample(force=True)
+        subflows = watch.best
+        writer.close()
+        with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 10)
+        report.finish(subflows)
+    finally:
+        engine.close()
+    return 0
+
+
+async def _pipe(reader, writer, watch: _SubflowWatch) -> int:
+    moved = 0
+    try:
+        while data := await reader.read(1 << 18):
+            writer.write(data)
+            moved += len(data)
+            watch.sample()
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        _abort(writer)              # a reset on one side is a reset on the other (MP_FASTCLOSE)
+    return moved
+
+
+CLOSE_TIMEOUT = 10.0        # seconds a proxied connection may take to deliver its last bytes
+UNSENT_LIMIT = 128 << 10    # bytes a proxied TCP socket may hold not yet sent (TCP_NOTSENT_LOWAT)
+
+
+def _bound_unsent(writer) -> None:
+    """Let the kernel hold at most UNSENT_LIMIT bytes not yet sent on this side's socket
+    (TCP_NOTSENT_LOWAT): past that the socket is not writable, asyncio keeps at most its
+    write limit, and the pipe stops reading the other side (whose window then closes).
+    Without it Linux takes up to tcp_wmem's maximum (4 MiB) per socket for a client that
+    reads slowly, and a hundred such clients pushed the machine's TCP memory past tcp_mem's
+    pressure mark: Linux then cut a *fast* socket's send buffer to its floor (4,608 bytes,
+    sk_stream_moderate_sndbuf) and did not grow it back while the pressure lasted, so one
+    fast echo moved 64 KiB per delayed ACK (~1.5 MB/s) for 50 s. Sockets without the option
+    (an MPTCP socket on an older kernel) are left as they are."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_LIMIT)
+
+
+async def _close_both(*writers) -> None:
+    """Close both ends of a proxied connection; if either has not delivered what it was
+    given within CLOSE_TIMEOUT (a server that closed its socket and stopped reading keeps
+    its window shut for ever), reset both: the client learns its bytes did not all arrive,
+    and neither end keeps the connection and its buffers (as Linux gives up an orphaned
+    socket that makes no progress, tcp_orphan_retries)."""
+    async def closed():
+        for writer in writers:                      # both ends told before the next one
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+    for writer in writers:
+        writer.close()
+    try:
+        await asyncio.wait_for(closed(), CLOSE_TIMEOUT)
+    except asyncio.TimeoutError:
+        for writer in writers:
+            _abort(writer)
+
+
+async def _proxy(args) -> int:
+    """TCP in, MPTCP out (tcp-to-mptcp), or MPTCP in, TCP out (mptcp-to-tcp)."""
+    engine = _Engine(args)
+    await engine.start()
+    listen_host, listen_port = _host_port(args.listen)
+    to_host, to_port = _host_port(args.to)
+    done = asyncio.Event()
+    count = 0
+
+    async def handle(client_reader, client_writer):
+        nonlocal count
+        try:
+            if args.direction == "tcp-to-mptcp":
+                out_reader, out_writer = await engine.open(to_host, to_port)
+            else:
+                out_reader, out_writer = await asyncio.open_connection(to_host, to_port)
+        except (OSError, MptcpError) as exc:
+            # one line per refused client, and a reset: an empty stream that ends cleanly
+            # would look like an answer (no free local port, refused, unreachable, ...)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            client = client_writer.get_extra_info("peername") or ("?", 0)
+            print(f"mptcp-fast proxy: {_endpoint(client)}: refused, {to_host}:{to_port}: "
+                  f"{reason}", file=sys.stderr, flush=True)
+            _abort(client_writer)
+            return
+        for writer in (client_writer, out_writer):
+            _bound_unsent(writer)
+        mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
+        watch = _SubflowWatch(mptcp_writer)
+        up, down = await asyncio.gather(_pipe(client_reader, out_writer, watch),
+                                        _pipe(out_reader, client_writer, watch))
+        watch.sample(force=True)
+        subflows = watch.best
+        await _close_both(out_writer, client_writer)
+        if args.json:
+            print(json.dumps({"upstream": up, "downstream": down, "subflows": subflows,
+                              "engine": args.engine}), flush=True)
+        count += 1
+        if args.count and count >= args.count:
+            done.set()
+
+    handlers = _Handlers()
+    try:
+        if args.direction == "tcp-to-mptcp":
+            server = await asyncio.start_server(handlers.wrap(handle), listen_host, listen_port,
+                                                backlog=_backlog(args))
+        else:
+            server = await engine.serve(handlers.wrap(handle), listen_host, listen_port)
+        if not args.json:
+            print(f"proxy ({args.direction}, {args.engine}): {args.listen} -> {args.to}",
+                  flush=True)
+        try:
+            await done.wait()
+        finally:
+            server.close()
+            await handlers.cancel()
+    finally:
+        engine.close()
+    return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+# ====================================================================== the parsers
+def _run(coroutine_function):
+    def command(args) -> int:
+        try:
+            if args.uvloop:
+                import uvloop
+                return uvloop.run(coroutine_function(args))
+            return asyncio.run(coroutine_function(args))
+        except ImportError as exc:
+            print(f"mptcp-fast {args.command}: {exc} (pip install 'mptcp_fast[uvloop]')",
+                  file=sys.stderr)
+        except (MptcpError, OSError) as exc:
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"mptcp-fast {args.command}: {message}", file=sys.stderr)
+        except KeyboardInterrupt:
+            return 130
+        return 2
+    return command
+
+
+def _host_port_arg(text: str) -> str:
+    try:
+        _host_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}") from None
+    return text
+
+
+def _engine_options(p, size_type) -> None:
+    from ..engine.cc import CONTROLLERS
+    from ..engine.scheduler import SCHEDULERS
+    p.add_argument("--engine", choices=["userspace", "kernel"], default="userspace",
+                   help="userspace: this project's engine over a TUN device (default); kernel: "
+                        "Linux MPTCP sockets (IPPROTO_MPTCP)")
+    p.add_argument("--address", action="append", metavar="ADDR",
+                   help="userspace: the engine's own address (repeat for more subflows); "
+                        "kernel: the address to bind")
+    p.add_argument("--tun", default="mft%d", metavar="NAME",
+                   help="userspace: the TUN device's name (default mft%%d: the next free)")
+    p.add_argument("--tun-address", action="append", metavar="CIDR",
+                   help="userspace: the kernel's address on the device (repeatable; default "
+                        "x.x.x.1/24 beside each --address)")
+    p.add_argument("--route", action="append", metavar="CIDR",
+                   help="userspace: another network routed into the device")
+    p.add_argument("--netns", metavar="NAME",
+                   help="the kernel's side in this network namespace (the TUN device, or the "
+                        "kernel socket)")
+    p.add_argument("--mtu", type=int, default=1500, help="userspace: the device's MTU")
+    p.add_argument("--no-offload", action="store_true",
+                   help="userspace: no GSO/checksum offload on the device (1500-byte packets)")
+    p.add_argument("--checksums", action="store_true", help="userspace: ask for DSS checksums")
+    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt")
+    p.add_argument("--cc", choices=sorted(CONTROLLERS), default="lia")
+    p.add_argument("--backlog", type=int, default=0, metavar="N",
+                   help="the accept queue of a kernel listener (plain TCP or MPTCP; default: "
+                        "net.core.somaxconn); the userspace engine takes every completed "
+                        "handshake, half-open ones up to its syn_backlog, SYN cookies beyond")
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    p.add_argument("--json", action="store_true", help="one JSON object per connection")
+
+
+def add_parsers(sub, size_type) -> None:
+    srv = sub.add_parser("serve", help="an MPTCP server: sink, echo, or send N bytes",
+                         description="An MPTCP server on the userspace engine (TUN) or the "
+                                     "kernel; one report per connection.")
+    srv.add_argument("--port", type=int, default=5000)
+    srv.add_argument("--mode", choices=["sink", "echo", "send"], default="sink")
+    srv.add_argument("--bytes", type=size_type, default=100 << 20,
+                     help="--mode send: how much (e.g. 100M)")
+    srv.add_argument("--count", type=int, default=0,
+                     help="exit after this many connections (default: serve until Ctrl-C)")
+    _engine_options(srv, size_type)
+    srv.set_defaults(func=_run(_serve))
+
+    con = sub.add_parser("connect", help="an MPTCP client: send a file or N bytes, receive",
+                         description="Connect, send (a file or N pseudo-random bytes), read "
+                                     "until the server closes, report SHA-256s, subflows and "
+                                     "throughput.")
+    con.add_argument("host")
+    con.add_argument("port", type=int)
+    what = con.add_mutually_exclusive_group()
+    what.add_argument("--bytes", type=size_type, default=10 << 20, help="send this many bytes")
+    what.add_argument("--send-file", metavar="FILE", help="send this file")
+    con.add_argument("--timeout", type=float, default=15.0, help="seconds to connect")
+    _engine_options(con, size_type)
+    con.set_defaults(func=_run(_connect))
+
+    pro = sub.add_parser("proxy", help="a TCP-to-MPTCP proxy (or MPTCP-to-TCP)",
+                         description="Accept connections on --listen and carry each to --to: "
+                                     "plain TCP in and MPTCP out (tcp-to-mptcp, the client "
+                                     "side), or MPTCP in and plain TCP out (mptcp-to-tcp).")
+    pro.add_argument("--listen", type=_host_port_arg, required=True, metavar="[HOST:]PORT")
+    pro.add_argument("--to", type=_host_port_arg, required=True, metavar="HOST:PORT")
+    pro.add_argument("--direction", choices=["tcp-to-mptcp", "mptcp-to-tcp"],
+                     default="tcp-to-mptcp")
+    pro.add_argument("--count", type=int, default=0,
+                     help="exit after this many connections (default: until Ctrl-C)")
+    _engine_options(pro, size_type)
+    pro.set_defaults(func=_run(_proxy))

@@ -1,0 +1,7 @@
+"""The real network: the engine on a TUN device and the kernel's own MPTCP.
+
+``tun`` (a Linux TUN device), ``tunhost`` (an engine served over one), ``aio`` (asyncio streams
+over the userspace engine), ``kernel`` (kernel MPTCP sockets and their subflow counters),
+``kernel_pm`` (the kernel's path manager over netlink) and ``netns`` (network namespaces and
+veth pairs).
+"""

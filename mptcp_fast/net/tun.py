@@ -1,0 +1,253 @@
+"""A Linux TUN device: whole IP packets between the kernel and this process (issue #13).
+
+    dev = TunDevice("mft0", offload=True)      # needs CAP_NET_ADMIN and /dev/net/tun
+    dev.configure(["198.18.0.1/24"])           # the kernel's side: an address, up, a route
+    packets = dev.read_batch()                 # every packet the kernel routed to the device
+    dev.write(packet)                          # a packet for the kernel, as if it arrived
+
+The device is opened with IFF_TUN | IFF_NO_PI (Documentation/networking/tuntap.rst): a read
+returns one IP packet, a write injects one. The descriptor is non-blocking; ``read_batch``
+reads until the queue is empty or the batch is full.
+
+With ``offload=True`` the device also has IFF_VNET_HDR and TUNSETOFFLOAD (checksum, TSO4,
+TSO6): every packet then carries a ``struct virtio_net_hdr`` (include/uapi/linux/virtio_net.h)
+and the kernel hands the device whole TSO segments of up to 64 KiB with the TCP checksum left
+to be completed (VIRTIO_NET_HDR_F_NEEDS_CSUM: the field holds the pseudo-header sum only).
+The driver completes those checksums, so the engine reads ordinary packets. Written packets
+larger than the device's MTU go out as GSO (gso_type TCPV4/TCPV6, gso_size cut from the MTU):
+the kernel takes them as one segment, as from a NIC with GRO, and cuts them only if it
+forwards them. One TSO segment costs one read or write where 44 packets would cost 44.
+
+A TUN device disappears when its descriptor closes. Errors are :class:`TunError` with the
+reason in words (no root, no /dev/net/tun, the name in use).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import subprocess
+
+from ..wire import packet as pk
+from ..errors import MptcpError, PacketError
+
+__all__ = ["TunDevice", "TunError", "VNET_HDR_LEN"]
+
+TUNSETIFF = 0x400454CA                   # _IOW('T', 202, int)
+TUNSETOFFLOAD = 0x400454D0               # _IOW('T', 208, unsigned int)
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+
+# struct virtio_net_hdr (little-endian on every host TUN serves: TUNSETVNETLE is the default)
+# flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+_VNET = struct.Struct("<BBHHHH")
+VNET_HDR_LEN = _VNET.size                 # 10
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+GSO_NONE, GSO_TCPV4, GSO_TCPV6 = 0, 1, 4
+_PLAIN = _VNET.pack(0, GSO_NONE, 0, 0, 0, 0)
+
+MAX_PACKET = 65535 + 40                  # the largest IPv4 packet, or an IPv6 payload + header
+
+# How many packets the kernel may queue on the device for this process to read (the device's
+# txqueuelen). Linux gives a TUN device 500 and drops what comes beyond, counted as the
+# device's TX drops, and each drop is a retransmission for the kernel's sender. Measured with
+# 2,000 concurrent 256 KiB echoes through the proxy (bench/load_proxy.py): at 500 the device
+# dropped ~45 % of what the kernel sent it (the run took 65 s), at 16,384 ~7 %, at 65,536
+# none (10 s). The queued packets are charged to the kernel's sending sockets, so their
+# send buffers, not this length, bound the memory.
+QUEUE_LENGTH = 65536
+
+
+class TunError(MptcpError, OSError):
+    """The TUN device could not be made or configured; ``errno`` is the system's."""
+
+
+class TunDevice:
+    """See the module text. ``name`` may be a template such as ``"mft%d"``; ``self.name`` is
+    the name the kernel gave."""
+
+    def __init__(self, name: str = "mft%d", offload: bool = False, mtu: int = 1500,
+                 queue_length: int = QUEUE_LENGTH):
+        if not isinstance(name, str) or not 0 < len(name.encode()) < 16:
+            raise ValueError(f"a device name is 1..15 bytes, got {name!r}")
+        if not isinstance(mtu, int) or not 576 <= mtu <= 65535:
+            raise ValueError(f"mtu must be an int in 576..65535, got {mtu!r}")
+        if not isinstance(queue_length, int) or not 1 <= queue_length <= 1 << 20:
+            raise ValueError(f"queue_length must be an int in 1..{1 << 20}, got "
+                             f"{queue_length!r}")
+        self.offload = bool(offload)
+        self.mtu = mtu
+        self.queue_length = queue_length
+        self.stats = {"read": 0, "written": 0, "gso_read": 0, "gso_written": 0,
+                      "checksums_completed": 0, "dropped_write": 0}
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise TunError(errno.ENOENT, "/dev/net/tun does not exist: this kernel has no TUN "
+                           "support (modprobe tun) or the container does not pass the device "
+                           "through") from None
+        except PermissionError:
+            raise TunError(errno.EACCES, "opening /dev/net/tun was refused: a TUN device "
+                           "needs root (CAP_NET_ADMIN)") from None
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+        request = struct.pack("16sH22x", name.encode(), flags)      # struct ifreq
+        try:
+            answer = fcntl.ioctl(fd, TUNSETIFF, request)
+            if offload:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno == errno.EPERM:
+                raise TunError(exc.errno, "making a TUN device needs root (CAP_NET_ADMIN)") \
+                    from None
+            if exc.errno == errno.EBUSY or (exc.errno == errno.EINVAL and "%" not in name
+                                            and os.path.exists(f"/sys/class/net/{name}")):
+                raise TunError(exc.errno, f"the device name {name!r} is in use by another "
+                               "device or process") from None
+            raise TunError(exc.errno, f"TUNSETIFF {name!r}: {exc.strerror}") from None
+        self.fd = fd
+        self.name = answer[:16].rstrip(b"\0").decode()
+        self._header = VNET_HDR_LEN if offload else 0
+        self._read_size = MAX_PACKET + self._header
+
+    # ------------------------------------------------------------------ set-up
+    def configure(self, addresses=(), routes=(), netns: str | None = None) -> None:
+        """Give the device the kernel side's ``addresses`` ("198.18.0.1/24": the prefix routes
+        the rest of the subnet to this process), extra ``routes`` ("198.18.5.0/24") through
+        it, the MTU and the queue length, and bring it up. ``netns``: move it into that
+        namespace first (the descriptor keeps working there). Uses iproute2's ``ip``."""
+        if netns is not None:
+            self._ip(["link", "set", "dev", self.name, "netns", netns])
+        prefix = ["-n", netns] if netns is not None else []
+        self._ip(prefix + ["link", "set", "dev", self.name, "mtu", str(self.mtu),
+                           "txqueuelen", str(self.queue_length), "up"])
+        for address in addresses:
+            self._ip(prefix + ["addr", "add", str(address), "dev", self.name])
+        for route in routes:
+            self._ip(prefix + ["route", "add", str(route), "dev", self.name])
+
+    def check_routed(self, addresses, netns: str | None = None) -> None:
+        """Each of the engine's ``addresses`` must be routed into this device, or the kernel
+        would keep its packets: a TunError names the first that is the kernel's own address
+        (in use) or leaves through another device."""
+        prefix = ["-n", netns] if netns is not None else []
+        for address in addresses:
+            route = self._ip(prefix + ["route", "get", str(address)])
+            if route.startswith("local"):
+                raise TunError(errno.EADDRINUSE, f"the address {address} is in use by the "
+                               "kernel (one of its own): the engine needs addresses of its own")
+            if f" dev {self.name} " not in f" {route} ":
+                raise TunError(errno.EADDRNOTAVAIL, f"the address {address} is not routed into "
+                               f"{self.name} (the kernel sends it elsewhere: {route.strip()})")
+
+    @staticmethod
+    def _ip(arguments) -> str:
+        try:
+            done = subprocess.run(["ip", *arguments], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise TunError(errno.ENOENT, "configuring the device needs iproute2's 'ip' "
+                           "command") from None
+        if done.returncode:
+            message = done.stderr.strip() or f"exit status {done.returncode}"
+            code = errno.EADDRINUSE if "exists" in message else errno.EINVAL
+            raise TunError(code, f"ip {' '.join(arguments)}: {message}")
+        return done.stdout
+
+    # ------------------------------------------------------------------ packets
+    def fileno(self) -> int:
+        return self.fd
+
+    def read_batch(self, limit: int = 256) -> list:
+        """Up to ``limit`` packets waiting on the device (an empty list when none are)."""
+        out = []
+        fd, size, header = self.fd, self._read_size, self._header
+        read = os.read
+        while len(out) < limit:
+            try:
+                data = read(fd, size)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            if header:
+                data = self._from_vnet(data)
+                if data is None:
+                    continue
+            out.append(data)
+        self.stats["read"] += len(out)
+        return out
+
+    def _from_vnet(self, data: bytes):
+        """The packet behind a virtio_net_hdr, its TCP checksum completed when the kernel left
+        it partial (a CHECKSUM_PARTIAL skb: the stack trusts its own packets)."""
+        if len(data) <= VNET_HDR_LEN:
+            return None
+        flags, gso_type = data[0], data[1]
+        if gso_type != GSO_NONE:
+            self.stats["gso_read"] += 1
+        if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+            return memoryview(data)[VNET_HDR_LEN:]
+        _, _, _, _, start, offset = _VNET.unpack_from(data)
+        packet = bytearray(memoryview(data)[VNET_HDR_LEN:])
+        where = start + offset
+        if where + 2 > len(packet):
+            return None
+        try:
+            checksum = pk.tcp_checksum(packet)
+        except PacketError:                      # not TCP, or cut: the engine drops it
+            return packet
+        packet[where:where + 2] = checksum.to_bytes(2, "big")
+        self.stats["checksums_completed"] += 1
+        return packet
+
+    def write(self, packet) -> None:
+        """One packet to the kernel (a GSO segment when larger than the MTU, with offload)."""
+        try:
+            if self._header:                       # header and packet in one writev: no copy
+                if len(packet) > self.mtu:
+                    os.writev(self.fd, (self._gso_header(packet), packet))
+                    self.stats["gso_written"] += 1
+                else:
+                    os.writev(self.fd, (_PLAIN, packet))
+            else:
+                os.write(self.fd, packet)
+        except BlockingIOError:
+            self.stats["dropped_write"] += 1       # as a full NIC queue drops: TCP recovers
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.EIO, errno.EMSGSIZE):
+                self.stats["dropped_write"] += 1   # the kernel refused this one packet
+                return
+            raise
+        self.stats["written"] += 1
+
+    def write_batch(self, packets) -> None:
+        for packet in packets:
+            self.write(packet)
+
+    def _gso_header(self, packet) -> bytes:
+        """virtio_net_hdr for a TCP segment the kernel may cut at ``gso_size`` bytes of
+        payload (the checksum is complete, so no NEEDS_CSUM: the kernel verifies it, or
+        recomputes it per piece when it segments)."""
+        if packet[0] >> 4 == 4:
+            ip_len, gso_type = (packet[0] & 0x0F) * 4, GSO_TCPV4
+        else:
+            ip_len, gso_type = 40, GSO_TCPV6
+        tcp_len = (packet[ip_len + 12] >> 4) * 4
+        headers = ip_len + tcp_len
+        return _VNET.pack(0, gso_type, headers, self.mtu - headers, 0, 0)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

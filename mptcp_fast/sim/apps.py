@@ -1,0 +1,164 @@
+"""Small applications that drive Endpoints in the emulated network: the demo, the tests and the
+benchmarks use them. ``BulkApp`` wraps an Endpoint in the sans-IO host face ``netem`` calls,
+and after every input runs a bulk-transfer application: send ``send_bytes`` of a seeded
+pseudo-random stream on each connection, read (and SHA-256) everything received, and close
+when done (with nothing to send, once the peer's stream ended, unless ``wait_for_peer`` is
+False). ``paused = True`` stops it reading and writing (a stalled application).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from mptcp_fast.engine import events as ev
+
+__all__ = ["BulkApp", "pattern"]
+
+_BLOCK = 1_048_573                       # a prime length, so the stream does not repeat on 2**k
+_DataReceived = ev.DataReceived          # a module global: one cached lookup per event
+
+
+def pattern(seed: int) -> bytes:
+    """The block the stream of ``seed`` repeats (twice, so any window of it is one slice)."""
+    block = random.Random(seed).randbytes(_BLOCK)
+    return block + block
+
+
+class Transfer:
+    """What one connection of a BulkApp sent and received."""
+
+    def __init__(self, conn, send_bytes: int, source: bytes):
+        self.conn = conn
+        self.to_send = send_bytes
+        self.sent = 0
+        self.source = source
+        self.sent_hash = hashlib.sha256()
+        self.received = 0
+        self.received_hash = hashlib.sha256()
+        self.eof = False
+        self.terminated = None
+        self.established_at = None
+        self.eof_at = None
+        self.subflow_events = []
+        self.timeline = []                 # (time, total bytes received), every ~1 %
+
+    @property
+    def done(self) -> bool:
+        return self.eof and self.sent == self.to_send
+
+
+class BulkApp:
+    """See the module text. ``hash_data=False`` skips the SHA-256 (for benchmarks)."""
+
+    def __init__(self, endpoint, send_bytes: int = 0, seed: int = 1, hash_data: bool = True,
+                 close_when_done: bool = True, wait_for_peer: bool = True):
+        self.endpoint = endpoint
+        self.send_bytes = send_bytes
+        self.source = pattern(seed)
+        self.hash_data = hash_data
+        self.close_when_done = close_when_done
+        self.wait_for_peer = wait_for_peer  # nothing to send: close once the peer's stream ends
+        self.transfers: dict[int, Transfer] = {}
+        self.events = []                   # every non-data event, in order
+        self.paused = False                # an application that neither reads nor writes
+        self.ended = 0                     # connections whose peer ended its stream
+
+    # -- the host face netem calls
+    def receive_packet(self, data, now: float) -> None:
+        self.endpoint.receive_packet(data, now)
+        self.run(now)
+
+    def receive_packets(self, packets, now: float) -> None:
+        """A batch that arrived together (a TUN read): the application runs once after it."""
+        self.endpoint.receive_packets(packets, now)
+        self.run(now)
+
+    def packets_to_send(self, now: float):
+        return self.endpoint.packets_to_send(now)
+
+    def get_timer(self):
+        return self.endpoint.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
+        self.run(now)
+
+    # -- the application
+    def open(self, remote, now: float, **kwargs):
+        conn = self.endpoint.connect(remote, now, **kwargs)
+        self.transfers[conn.id] = Transfer(conn, self.send_bytes, self.source)
+        return conn
+
+    def run(self, now: float) -> None:
+        if self.paused:
+            return
+        ep = self.endpoint
+        while True:
+            event = ep.next_event()
+            if event is None:
+                break
+            t = self.transfers.get(event.connection)
+            if t is None:
+                conn = ep.connections.get(event.connection)
+                if conn is None:                   # born and gone between two calls
+                    self.events.append(event)
+                    continue
+                t = self.transfers[event.connection] = Transfer(conn, self.send_bytes,
+                                                                self.source)
+            if type(event) is _DataReceived:
+                data = event.data
+                if self.hash_data:
+                    t.received_hash.update(data)
+                t.received += len(data)
+                if not t.timeline or t.received - t.timeline[-1][1] >= 1 << 16:
+                    t.timeline.append((now, t.received))
+                continue
+            self.events.append(event)
+            kind = type(event)
+            if kind is ev.ConnectionEstablished:
+                t.established_at = now
+            elif kind is ev.EndOfStream:
+                t.eof, t.eof_at = True, now
+                self.ended += 1
+                t.timeline.append((now, t.received))
+            elif kind is ev.ConnectionTerminated:
+                t.terminated = event.reason
+            elif kind in (ev.SubflowEstablished, ev.SubflowClosed):
+                t.subflow_events.append((now, event))
+        for t in self.transfers.values():
+            self._feed(t)
+
+    def peer_ended(self) -> bool:
+        """Whether a peer ended its stream on one of the connections: ``Network.run``'s
+        ``stop`` for a transfer to one server (a C call per event where compiled)."""
+        return self.ended > 0
+
+    def _feed(self, t: Transfer) -> None:
+        conn = t.conn
+        if conn.terminated or conn.local_closed or t.established_at is None:
+            return
+        source, n = t.source, len(t.source) // 2
+        while t.sent < t.to_send:
+            space = conn.send_space
+            if space <= 0:
+                return
+            start = t.sent % n
+            size = min(space, t.to_send - t.sent, n, 1 << 18)
+            piece = memoryview(source)[start:start + size]
+            taken = conn.send(piece)
+            if self.hash_data:
+                t.sent_hash.update(piece[:taken])
+            t.sent += taken
+            if taken < size:
+                return
+        # with nothing to send, the stream ends once the peer's did (a reader with nothing to
+        # say): ended at once, it would leave no joins, which follow only while neither side
+        # has closed (engine/pathmanager.py, _no_join)
+        if self.close_when_done and (t.to_send or t.eof or not self.wait_for_peer):
+            conn.close()
+
+
+if __name__ == "mptcp_fast.sim.apps":  # the pure source, not its compiled copy
+    from mptcp_fast import _backend
+    _backend.construct_on_backend(BulkApp, __name__)

@@ -1,0 +1,664 @@
+"""An emulated multipath network on a virtual clock: a discrete-event loop that moves whole IP
+packets between sans-IO hosts over paths with rate, delay, jitter, loss (random or bursty),
+reordering, duplication, an MTU and a drop-tail queue. Deterministic from its seed.
+
+    net = Network(seed=1, pcap="run.pcap")
+    net.add_host(client, ["198.18.0.1", "198.18.1.1"])
+    net.add_host(server, ["198.18.0.2", "198.18.1.2"])
+    net.add_path("198.18.0.1", "198.18.0.2", rate=100e6, delay=0.010)
+    net.add_path("198.18.1.1", "198.18.1.2", rate=50e6, delay=0.040, loss=0.005)
+    net.run(until=30.0)                  # or run(stop=lambda: done(), until=...)
+
+A host is anything with the engine's sans-IO face: ``receive_packet(data, now)``,
+``packets_to_send(now)`` (an iterable of packets), ``get_timer()`` (a time or None) and
+``handle_timer(now)``. The network calls them, and sends what they return along the path that
+joins the packet's source and destination addresses; a packet with no path is dropped and
+counted. Each path has one queue per direction: a packet waits for the link (``rate`` bits
+per second) behind those before it, or is dropped when ``queue`` bytes are already waiting;
+it then travels ``delay`` seconds (+ up to ``jitter``), unless lost. ``reorder`` is the
+chance that a packet takes ``reorder_delay`` longer (so later ones overtake it),
+``duplicate`` the chance that it arrives twice, and packets longer than ``mtu`` are dropped.
+Loss is ``loss`` at random, or bursty with ``burst=(p_good_to_bad, p_bad_to_good,
+loss_in_bad)`` (a Gilbert-Elliott channel). ``down(at)`` / ``up(at)`` cut a path and bring
+it back: while down, everything sent on it is lost.
+
+A path can carry a middlebox: ``path.middlebox = f`` where ``f(packet, from_a)`` returns the
+packet to carry (changed or not), None to drop it, or a list of packets (split, held back,
+merged); ``from_a`` tells the direction.
+``strip_mptcp(kinds)`` makes one that removes the MPTCP options (and fixes the checksums) of
+the segments it names — "syn", "syn-ack", "ack" (the handshake's third ACK and other pure
+ACKs), "data" — as middleboxes on the Internet do (RFC 8684 §3.7); ``rewrite_payload``
+changes payload bytes (and fixes the TCP checksum) as a content-rewriting proxy does;
+``shift_sequence`` offsets one side's sequence numbers (and the other side's ACKs and SACK
+blocks) as ISN-randomising firewalls do; ``nat`` rewrites an address; ``split_segments`` and
+``coalesce_segments`` move segment boundaries (RFC 8684 §3.3.1: mappings must survive it).
+
+With ``offload=True`` the hosts of a path may hand over TCP segments longer than the MTU, as a
+NIC with segmentation offload (TSO) takes them (without it they are MTU drops): a path that
+changes nothing (no loss, jitter, reordering, duplication or
+middlebox) carries such a segment whole, timed, queued and counted as the MTU-sized packets it
+stands for; any other path cuts it into those packets first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+import struct
+from collections import deque
+from dataclasses import dataclass
+from heapq import heappop, heappush
+
+from mptcp_fast import _check
+
+__all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload", "shift_sequence",
+           "nat", "split_segments", "coalesce_segments"]
+
+_LINKTYPE_RAW = 101
+
+
+def _route_key(packet: bytes):
+    """The source and destination addresses of an IPv4 or IPv6 packet as one bytes object (the
+    network's routing key: one slice, one hash), or None."""
+    size = len(packet)
+    if size >= 20 and packet[0] >> 4 == 4:
+        return packet[12:20]
+    if size >= 40 and packet[0] >> 4 == 6:
+        return packet[8:40]
+    return None
+
+
+def strip_mptcp(kinds, limit: int | None = None):
+    """A middlebox that removes every MPTCP option (kind 30) from the segments named in
+    ``kinds`` ("syn", "syn-ack", "ack", "data"), the first ``limit`` of them (all by default),
+    and recomputes the checksums; other options and the payload are kept."""
+    from mptcp_fast.wire import options as opt
+    from mptcp_fast.wire import packet as pk
+    kinds = set(kinds)
+    unknown = kinds - {"syn", "syn-ack", "ack", "data"}
+    if unknown:
+        raise ValueError(f"unknown segment kinds {sorted(unknown)}")
+    left = [limit]
+
+    def middlebox(packet, from_a):
+        try:
+            p = pk.parse_packet(packet)
+        except ValueError:
+            return packet
+        if p.flags & pk.SYN:
+            kind = "syn-ack" if p.flags & pk.ACK else "syn"
+        else:
+            kind = "data" if p.payload_len else "ack"
+        if kind not in kinds or left[0] == 0:
+            return packet
+        area = bytes(p.options(packet))
+        try:
+            found = opt.parse_tcp_options(area)
+        except ValueError:
+            return packet
+        kept = [o for o in found if not isinstance(o, opt._MptcpOption)]
+        if len(kept) == len(found):
+            return packet
+        if left[0] is not None:
+            left[0] -= 1
+        area = opt.encode_tcp_options(kept, align=False)
+        area += b"\x00" * (-len(area) % 4)               # end-of-list padding
+        return _rebuild(p, packet, options=area)
+    return middlebox
+
+
+def rewrite_payload(nth: int = 1, count: int = 1, offset: int = 0, from_a: bool | None = None):
+    """A middlebox that changes payload bytes, as a proxy rewriting content does: in the
+    ``nth`` data segment it carries (and ``count - 1`` after it) the payload byte at
+    ``offset`` is inverted and the checksums are made right again (what `tc ... pedit munge
+    ... invert pipe csum tcp` does in Linux's MP_FAIL tests). ``from_a`` True or False limits
+    it to one direction of the path (the first address given to add_path is "a")."""
+    from mptcp_fast.wire import packet as pk
+    seen = [0]
+    direction = from_a
+
+    def middlebox(packet, from_a):
+        if direction is not None and from_a != direction:
+            return packet
+        try:
+            p = pk.parse_packet(packet)
+        except ValueError:
+            return packet
+        if not p.payload_len or p.payload_len <= offset:
+            return packet
+        seen[0] += 1
+        if not nth <= seen[0] < nth + count:
+            return packet
+        payload = bytearray(p.payload(packet))
+        payload[offset] ^= 0xFF
+        return _rebuild(p, packet, payload=bytes(payload))
+    return middlebox
+
+
+def _rebuild(p, packet, *, src=None, dst=None, seq=None, ack=None, flags=None, options=None,
+             payload=None) -> bytes:
+    from mptcp_fast.wire import packet as pk
+    return pk.build_packet(p.src_address(packet) if src is None else src,
+                           p.dst_address(packet) if dst is None else dst, p.sport, p.dport,
+                           p.seq if seq is None else seq, p.ack if ack is None else ack,
+                           p.flags if flags is None else flags, p.window,
+                           options=bytes(p.options(packet)) if options is None else options,
+                           payload=bytes(p.payload(packet)) if payload is None else payload)
+
+
+def shift_sequence(offset: int):
+    """A middlebox that adds ``offset`` to the sequence numbers of the segments going from a
+    to b and takes it off the ACK numbers (and SACK blocks) going back, as firewalls that
+    randomise ISNs do."""
+    from mptcp_fast.wire import options as opt
+    from mptcp_fast.wire import packet as pk
+    mask = 0xFFFFFFFF
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        if from_a:
+            return _rebuild(p, packet, seq=(p.seq + offset) & mask)
+        area = bytes(p.options(packet))
+        found = opt.parse_tcp_options(area)
+        if any(type(o) is opt.Sack for o in found):
+            fixed = [opt.Sack([((a - offset) & mask, (b - offset) & mask) for a, b in o.blocks])
+                     if type(o) is opt.Sack else o for o in found]
+            area = opt.encode_tcp_options(fixed, align=False)
+            area += b"\x00" * (-len(area) % 4)
+        ack = (p.ack - offset) & mask if p.flags & pk.ACK else p.ack
+        return _rebuild(p, packet, ack=ack, options=area)
+    return middlebox
+
+
+def nat(inside, outside):
+    """A middlebox that rewrites the address ``inside`` to ``outside`` on the way from a to b
+    and back on the way from b to a (a NAT at a's side); ``Network.route(outside, b, path)``
+    sends the replies to ``outside`` along the same path."""
+    from mptcp_fast import _check
+    from mptcp_fast.wire import packet as pk
+    inside, outside = _check.address("inside", inside), _check.address("outside", outside)
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        if from_a and p.src_address(packet) == inside:
+            return _rebuild(p, packet, src=outside)
+        if not from_a and p.dst_address(packet) == outside:
+            return _rebuild(p, packet, dst=inside)
+        return packet
+    return middlebox
+
+
+def split_segments(every: int = 3):
+    """A middlebox that cuts every ``every``-th data segment in two, each half with the
+    segment's options (as TSO and some proxies do)."""
+    from mptcp_fast.wire import packet as pk
+    seen = [0]
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        if p.payload_len < 2:
+            return packet
+        seen[0] += 1
+        if seen[0] % every:
+            return packet
+        data = bytes(p.payload(packet))
+        half = len(data) // 2
+        last = p.flags & (pk.FIN | pk.PSH)
+        first = _rebuild(p, packet, flags=p.flags & ~(pk.FIN | pk.PSH), payload=data[:half])
+        second = _rebuild(p, packet, seq=(p.seq + half) & 0xFFFFFFFF,
+                          flags=(p.flags & ~(pk.FIN | pk.PSH)) | last, payload=data[half:])
+        return [first, second]
+    return middlebox
+
+
+def coalesce_segments(max_payload: int = 1400):
+    """A middlebox that merges two back-to-back data segments of one flow into one (keeping
+    the first one's options) when they are contiguous and fit ``max_payload``; it holds at
+    most one segment and lets it go with the next packet that passes."""
+    from mptcp_fast.wire import packet as pk
+    held = {}                                        # direction -> (parsed, packet)
+
+    def middlebox(packet, from_a):
+        p = pk.parse_packet(packet)
+        previous = held.pop(from_a, None)
+        plain = p.payload_len and not p.flags & (pk.SYN | pk.FIN | pk.RST)
+        if previous is not None:
+            q, first = previous
+            if plain and (q.sport, q.dport) == (p.sport, p.dport) and \
+                    (q.seq + q.payload_len) & 0xFFFFFFFF == p.seq and \
+                    q.payload_len + p.payload_len <= max_payload:
+                return [_rebuild(q, first, ack=p.ack, flags=q.flags | p.flags,
+                                 payload=bytes(q.payload(first)) + bytes(p.payload(packet)))]
+            if plain:
+                held[from_a] = (p, packet)
+                return [first]
+            return [first, packet]
+        if plain:
+            held[from_a] = (p, packet)
+            return []
+        return packet
+    return middlebox
+
+
+def _segmentation(packet: bytes, mtu: int):
+    """(wire packets, wire bytes, payload per packet) that a TCP segment longer than ``mtu``
+    stands for when a NIC cuts it (TSO), or None when it is not a TCP segment with payload."""
+    from mptcp_fast.wire import packet as pk
+    try:
+        p = pk.parse_packet(packet)
+    except ValueError:
+        return None
+    header = p.payload_offset - p.ip_offset
+    per = mtu - header
+    if per <= 0 or not p.payload_len:
+        return None
+    count = -(-p.payload_len // per)
+    return count, count * header + p.payload_len, per
+
+
+def _cut(packet: bytes, pieces) -> list:
+    """The wire packets of an offloaded segment: its payload in MTU-sized pieces, each with
+    the segment's headers and options, PSH and FIN on the last one only."""
+    from mptcp_fast.wire import packet as pk
+    p = pk.parse_packet(packet)
+    per = pieces[2]
+    payload = bytes(p.payload(packet))
+    out = []
+    for start in range(0, len(payload), per):
+        last = start + per >= len(payload)
+        out.append(_rebuild(p, packet, seq=(p.seq + start) & 0xFFFFFFFF,
+                            flags=p.flags if last else p.flags & ~(pk.PSH | pk.FIN),
+                            payload=payload[start:start + per]))
+    return out
+
+
+@dataclass
+class PathStats:
+    """What happened on one direction of a path."""
+    sent: int = 0                 # packets handed to the path
+    delivered: int = 0            # arrivals (duplicates included)
+    bytes_delivered: int = 0
+    lost: int = 0                 # random or bursty loss, or the path was down
+    queue_drops: int = 0          # the drop-tail queue was full
+    middlebox_drops: int = 0      # the path's middlebox dropped it
+    mtu_drops: int = 0
+    reordered: int = 0
+    duplicated: int = 0
+
+
+class _Direction:
+    """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
+    where its packets arrive. Packets in flight mostly arrive in the order they were sent:
+    their events (arrival time, event order, this direction, packet) wait in ``in_flight``,
+    and only the first is in the network's heap (so the heap stays as small as the number of
+    paths and timers); a packet that would overtake the last one (jitter, reordering) is an
+    event in the heap of its own. Either way each packet arrives at its (time, order) place
+    among all events."""
+
+    def __init__(self, path, receiver: bytes):
+        self.path, self.receiver = path, receiver
+        self.in_flight = deque()
+        self.link_free_at = 0.0       # when the link finishes sending what is queued
+        self.queued = deque()         # (time the packet is on the wire, size)
+        self.queued_bytes = 0
+        self.bad_state = False        # the Gilbert-Elliott channel's state
+        self.sent = self.delivered = self.bytes_delivered = self.lost = 0
+        self.queue_drops = self.middlebox_drops = self.mtu_drops = 0
+        self.reordered = self.duplicated = 0
+
+    def stats(self) -> PathStats:
+        return PathStats(self.sent, self.delivered, self.bytes_delivered, self.lost,
+                         self.queue_drops, self.middlebox_drops, self.mtu_drops,
+                         self.reordered, self.duplicated)
+
+    def arrive_event(self, event: tuple) -> None:
+        """The event of a packet arriving: when it was the first in flight, the next one
+        becomes the heap's event."""
+        flight = self.in_flight
+        if flight and flight[0] is event:
+            flight.popleft()
+            if flight:
+                heappush(self.path.network._events, flight[0])
+        self.arrive(event[3])
+
+    def arrive(self, packet: bytes) -> None:
+        """The packet reached the end of the path (unless it was cut meanwhile)."""
+        path = self.path
+        if not path.is_up:                 # cut while the packet was in flight
+            self.lost += 1
+            return
+        if len(packet) > path.mtu:         # an offloaded segment: its wire packets arrived
+            self.delivered += _segmentation(packet, path.mtu)[0] - 1
+        self.delivered += 1
+        self.bytes_delivered += len(packet)
+        path.network._deliver(self.receiver, packet)
+
+
+class _Host:
+    """A sans-IO host attached to the network, and the time its timer event is scheduled for
+    (infinity: none is)."""
+
+    def __init__(self, host):
+        self.host = host
+        self.timer = math.inf
+
+
+class Path:
+    """Two addresses joined by a link, one queue per direction; see the module text."""
+
+    def __init__(self, network: Network, a: bytes, b: bytes, rate: float, delay: float,
+                 jitter: float, loss: float, burst, reorder: float, reorder_delay: float,
+                 duplicate: float, mtu: int, queue: int):
+        self.network, self.a, self.b = network, a, b
+        self.rate, self.delay, self.jitter = rate, delay, jitter
+        self.loss, self.burst = loss, burst
+        self.reorder, self.reorder_delay, self.duplicate = reorder, reorder_delay, duplicate
+        self.mtu, self.queue = mtu, queue
+        self.is_up = True
+        self.offload = False       # the ends segment oversize TCP segments (TSO), see above
+        self.middlebox = None      # middlebox(packet, from_a) -> packet or None, see the module
+        self._directions = {a: _Direction(self, b), b: _Direction(self, a)}   # by the sender
+
+    def __repr__(self):
+        return (f"Path({ipaddress.ip_address(self.a)} <-> {ipaddress.ip_address(self.b)}, "
+                f"{self.rate / 1e6:g} Mbit/s, {self.delay * 1e3:g} ms)")
+
+    def stats(self, sender) -> PathStats:
+        """The statistics (as they are now) of the direction whose packets ``sender`` sends."""
+        return self._directions[_check.address("sender", sender)].stats()
+
+    def down(self, at: float | None = None) -> None:
+        """Cut the path (now, or at virtual time ``at``): everything sent on it is lost."""
+        self.network._schedule(self.network.now if at is None else at, self._set, (False,))
+
+    def up(self, at: float | None = None) -> None:
+        self.network._schedule(self.network.now if at is None else at, self._set, (True,))
+
+    def _set(self, state: bool) -> None:
+        self.is_up = state
+
+    def _lost(self, direction: _Direction) -> bool:
+        rng = self.network.random
+        if self.burst is not None:
+            to_bad, to_good, loss_in_bad = self.burst
+            direction.bad_state = (rng.random() >= to_good) if direction.bad_state \
+                else (rng.random() < to_bad)
+            return direction.bad_state and rng.random() < loss_in_bad
+        return self.loss > 0 and rng.random() < self.loss
+
+    def send(self, sender: bytes, packet: bytes, now: float) -> None:
+        """``sender`` (an end of the path) puts ``packet`` on it at ``now``."""
+        self._send_on(self._directions[sender], packet, now)
+
+    def _send_on(self, direction, packet: bytes, now: float) -> None:
+        direction.sent += 1
+        if self.middlebox is not None:                       # it sees what enters the path
+            out = self.middlebox(packet, direction.receiver == self.b)
+            if out is None:
+                direction.middlebox_drops += 1
+                return
+            if type(out) is list:                            # split, held, or released
+                for piece in out:
+                    self._enter(direction, piece, now)
+                return
+            packet = out
+        if len(packet) > self.mtu and self.offload:
+            pieces = _segmentation(packet, self.mtu)
+            if pieces is None:                               # not a TCP segment to cut
+                direction.mtu_drops += 1
+                return
+            if self._clean():
+                # an offloaded (TSO) segment on a path that changes nothing: carried whole,
+                # timed and queued as the wire packets it stands for (RFC 7323's MTU kept)
+                self._enter(direction, packet, now, pieces)
+                return
+            direction.sent += pieces[0] - 1                  # counted as its wire packets
+            for piece in _cut(packet, pieces):               # what the NIC puts on the wire
+                self._enter(direction, piece, now)
+            return
+        self._enter(direction, packet, now)
+
+    def _clean(self) -> bool:
+        return not (self.loss or self.burst or self.reorder or self.duplicate or self.jitter
+                    or self.middlebox is not None)
+
+    def _enter(self, direction, packet: bytes, now: float, pieces=None) -> None:
+        size = len(packet) if pieces is None else pieces[1]
+        if pieces is not None:
+            direction.sent += pieces[0] - 1                  # counted as its wire packets
+        if pieces is None and size > self.mtu:
+            direction.mtu_drops += 1
+            return
+        queued = direction.queued
+        if direction.link_free_at <= now:                    # the link sent it all: idle
+            if direction.queued_bytes:
+                queued.clear()
+                direction.queued_bytes = 0
+        else:
+            while queued:                                    # what the link has sent since
+                head = queued[0]
+                if head[0] > now:
+                    break
+                queued.popleft()
+                direction.queued_bytes -= head[1]
+        if direction.queued_bytes + size > self.queue:
+            direction.queue_drops += 1
+            return
+        start = max(now, direction.link_free_at)
+        done = start + size * 8 / self.rate
+        direction.link_free_at = done
+        queued.append((done, size))
+        direction.queued_bytes += size
+        if not self.is_up or self._lost(direction):
+            direction.lost += 1
+            return
+        rng = self.network.random
+        arrival = done + self.delay + (rng.random() * self.jitter if self.jitter else 0.0)
+        if self.reorder and rng.random() < self.reorder:
+            arrival += self.reorder_delay
+            direction.reordered += 1
+        self.network._in_flight(direction, arrival, packet)
+        if self.duplicate and rng.random() < self.duplicate:
+            direction.duplicated += 1
+            self.network._in_flight(direction, arrival + size * 8 / self.rate, packet)
+
+
+class Network:
+    """The event loop and its hosts and paths; ``now`` is the virtual time in seconds."""
+
+    def __init__(self, seed: int = 0, pcap=None):
+        self.now = 0.0
+        self.random = random.Random(seed)
+        self._events = []                  # (time, order, callback, args), a heap; an arrival
+                                           # is (time, order, _Direction, packet)
+        self._order = 0
+        self._hosts = {}                   # address -> _Host
+        self._entries = []                 # the _Host of every host attached or woken
+        self._paths = {}                   # (sender address, receiver address) -> Path
+        self._routes = {}                  # sender + receiver address -> its path's _Direction
+        self.unroutable = 0                # packets with no path between their addresses
+        self._pcap = None
+        self._owns_pcap = isinstance(pcap, (str, bytes)) or hasattr(pcap, "__fspath__")
+        if pcap is not None:                 # a path (opened here) or a binary file object
+            self._pcap = open(pcap, "wb") if self._owns_pcap else pcap
+            self._pcap.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535,
+                                         _LINKTYPE_RAW))   # nanosecond timestamps
+
+    # -- set-up
+    def add_host(self, host, addresses) -> None:
+        """Attach a sans-IO host that owns ``addresses``."""
+        entry = self._entry(host)
+        for address in addresses:
+            self._hosts[_check.address("address", address)] = entry
+        self._schedule(self.now, self._poll, (entry,))
+
+    def _entry(self, host) -> _Host:
+        """The _Host of ``host`` (made on its first use: add_host, or wake() of a host that
+        sends through another one)."""
+        for entry in self._entries:
+            if entry.host is host:
+                return entry
+        entry = _Host(host)
+        self._entries.append(entry)
+        return entry
+
+    def add_path(self, a, b, *, rate: float = 100e6, delay: float = 0.010, jitter: float = 0.0,
+                 loss: float = 0.0, burst=None, reorder: float = 0.0,
+                 reorder_delay: float = 0.005, duplicate: float = 0.0, mtu: int = 1500,
+                 queue: int = 256 * 1024, offload: bool = False) -> Path:
+        """Join addresses ``a`` and ``b`` (IPv4 or IPv6, one family) with a path."""
+        a, b = _check.address("a", a), _check.address("b", b)
+        if len(a) != len(b):
+            raise ValueError("a path joins two addresses of one family")
+        for name, value in (("rate", rate), ("delay", delay), ("jitter", jitter),
+                            ("reorder_delay", reorder_delay)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if rate <= 0:
+            raise ValueError(f"rate must be above 0, got {rate!r}")
+        for name, value in (("loss", loss), ("reorder", reorder), ("duplicate", duplicate)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in 0..1, got {value!r}")
+        if burst is not None and (len(burst) != 3 or not all(0 <= p <= 1 for p in burst)):
+            raise ValueError("burst must be (p_good_to_bad, p_bad_to_good, loss_in_bad), "
+                             "each in 0..1")
+        path = Path(self, a, b, float(rate), float(delay), float(jitter), float(loss), burst,
+                    float(reorder), float(reorder_delay), float(duplicate),
+                    _check.in_range("mtu", mtu, 68, 65535), _check.in_range("queue", queue, 0, 1 << 40))
+        path.offload = bool(offload)
+        self._join(a, b, path)
+        return path
+
+    def _join(self, a: bytes, b: bytes, path: Path) -> None:
+        self._paths[(a, b)] = self._paths[(b, a)] = path
+        for sender, receiver in ((a, b), (b, a)):
+            direction = path._directions.get(sender)    # route(): one end may be a NAT's
+            if direction is not None:                   # address, which never sends itself
+                self._routes[sender + receiver] = direction
+
+    def route(self, a, b, path: Path) -> None:
+        """Packets between addresses ``a`` and ``b`` take ``path`` too (an address a NAT on the
+        path puts in front of one of its ends)."""
+        a, b = _check.address("a", a), _check.address("b", b)
+        self._join(a, b, path)
+
+    # -- the loop
+    def schedule(self, when: float, callback, *args) -> None:
+        self._schedule(when, callback, args)
+
+    def _schedule(self, when: float, callback, args) -> None:
+        """An event: ``callback(*args)`` at ``when``."""
+        self._order += 1
+        heappush(self._events, (when, self._order, callback, args))
+
+    def _in_flight(self, direction: _Direction, when: float, packet: bytes) -> None:
+        """``packet`` arrives at the end of ``direction`` at ``when`` (see _Direction)."""
+        self._order += 1
+        event = (when, self._order, direction, packet)
+        flight = direction.in_flight
+        if flight and when < flight[-1][0]:       # it overtakes: an event of its own
+            heappush(self._events, event)
+            return
+        flight.append(event)
+        if len(flight) == 1:
+            heappush(self._events, event)
+
+    def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
+        """Process events in time order until none are left, virtual time passes ``until``,
+        ``stop()`` returns true, or ``max_events`` were processed; returns the time reached."""
+        processed = 0
+        events = self._events
+        horizon = math.inf if until is None else until
+        while events:
+            event = events[0]
+            when = event[0]
+            if when > horizon:
+                self.now = until
+                break
+            heappop(events)
+            if when > self.now:
+                self.now = when
+            callback = event[2]
+            if type(callback) is _Direction:       # a packet arrives (see _Direction)
+                callback.arrive_event(event)
+            else:
+                callback(*event[3])
+            processed += 1
+            if stop is not None and stop():
+                break
+            if max_events is not None and processed >= max_events:
+                break
+        if self._pcap is not None:
+            self._pcap.flush()
+        return self.now
+
+    def close(self) -> None:
+        """Close the pcap file when the network opened it (a file object given stays open)."""
+        if self._pcap is not None:
+            if self._owns_pcap:
+                self._pcap.close()
+            else:
+                self._pcap.flush()
+            self._pcap = None
+
+    def wake(self, host) -> None:
+        """Collect what ``host`` has to send now: call it after acting on a host outside the
+        network's own calls (an application opening a connection from a scheduled callback)."""
+        self._poll(self._entry(host))
+
+    # -- hosts
+    def _deliver(self, address: bytes, packet: bytes) -> None:
+        entry = self._hosts.get(address)
+        if entry is None:
+            self.unroutable += 1
+            return
+        entry.host.receive_packet(packet, self.now)
+        self._poll(entry)
+
+    def _poll(self, entry: _Host) -> None:
+        """Send what the host has to send, and (re)arm its timer."""
+        host = entry.host
+        for packet in host.packets_to_send(self.now):
+            self._transmit(packet)
+        when = host.get_timer()
+        if when is None:
+            return
+        if when < entry.timer:
+            # only an earlier time needs a new event; a later one is found when the earlier
+            # event fires (timers that keep moving later, like a retransmission timer pushed
+            # on by every ACK, then cost no heap traffic)
+            entry.timer = when
+            self._schedule(max(when, self.now), self._timer, (entry, when))
+
+    def _timer(self, entry: _Host, when: float) -> None:
+        if entry.timer != when:
+            return                         # an earlier event replaced this one
+        entry.timer = math.inf
+        host = entry.host
+        due = host.get_timer()
+        if due is not None and due > self.now:
+            entry.timer = due              # moved later since: wait for it
+            self._schedule(due, self._timer, (entry, due))
+            return
+        host.handle_timer(self.now)
+        self._poll(entry)
+
+    def _transmit(self, packet) -> None:
+        if type(packet) is not bytes:
+            packet = bytes(packet)
+        key = _route_key(packet)
+        direction = self._routes.get(key) if key is not None else None
+        if self._pcap is not None:
+            ns = int(round(self.now * 1e9))
+            self._pcap.write(struct.pack("<IIII", ns // 10**9, ns % 10**9, len(packet),
+                                         len(packet)) + packet)
+        if direction is None:
+            self.unroutable += 1
+            return
+        direction.path._send_on(direction, packet, self.now)
+
+
+if __name__ == "mptcp_fast.sim.netem":  # the pure source, not its compiled copy
+    from mptcp_fast import _backend
+    _backend.construct_on_backend(Network, __name__)

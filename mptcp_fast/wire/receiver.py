@@ -1,0 +1,79 @@
+"""The data-level receive pipeline (RFC 8684 §3.3): subflow segments and mappings in, the
+connection's byte stream, DSS checksum verdicts and counters out.
+
+    from mptcp_fast import dss, receiver
+    events = []
+    budget = receiver.ChecksumBudget(total=1 << 28, per_connection=1 << 26)
+    up = receiver.DataReceiver(events, budget, connection=0,
+                               verify_checksum=dss.verify_dss_checksum)
+    up.start(idsn + 1, dss.ReassemblyQueue(idsn + 1), drain=lambda: None)
+    up.checksums = True                       # when the handshake negotiated them
+    sub = up.subflow(0)                       # one per subflow carrying this direction
+    up.declare(number, sub, dsn, subflow_seq, data_len, data_fin, checksum, truncated=False)
+    up.deliver(number, sub, subflow_seq, len(payload), payload)   # or payload None: not captured
+    up.acknowledged(data_ack, is64)           # a DATA_ACK for this direction's data
+    up.counters(), sub.counters(), events     # StreamCounters, DirectionCounters, Events
+
+A ``DataReceiver`` is one direction of one connection; each subflow's ``SubflowReceiver``
+holds that subflow's mappings (``dss.SubflowMappings``' rules) and the DSS checksums still
+collecting. Delivered segments are resolved through the mappings into DSN ranges, counted
+(new, out of order, duplicate, reinjected = carried again on another subflow than the first),
+pushed into the stream's ReassemblyQueue, and checked against their mapping's checksum once
+every byte of it was seen; a mapping that contradicts an earlier one, unmapped bytes, a
+DATA_FIN that moves and a failed checksum become ``Event``s. ``ChecksumBudget`` bounds the
+payload bytes that checksummed mappings may hold while they collect. The capture analyzer
+feeds it from packet columns; the engine will feed it segments. Compiled (pyx/_receiver.pyx,
+cimportable through pyx/mptcp_fast/_receiver.pxd) with a pure twin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Event", "DirectionCounters", "StreamCounters", "ChecksumBudget", "DataReceiver"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An anomaly at packet (or segment) ``packet`` on subflow ``subflow``; ``packets`` lists
+    the packets of a mapping whose DSS checksum failed (else None)."""
+    packet: int
+    subflow: int
+    text: str
+    packets: tuple | None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionCounters:
+    """One direction of one subflow."""
+    bytes: int
+    reinjected_bytes: int
+    unverified_checksums: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCounters:
+    """One direction of a connection's data-level stream."""
+    data_bytes: int
+    not_captured_bytes: int
+    out_of_order_bytes: int
+    duplicate_bytes: int
+    reinjected_bytes: int
+    outside_window_bytes: int
+    data_acked: int | None
+    data_fin: int | None
+    all_seen: bool
+
+
+ChecksumBudget = DataReceiver = None
+
+
+def _bind(impl) -> None:
+    global ChecksumBudget, DataReceiver
+    impl.bind_types(Event, DirectionCounters, StreamCounters)
+    ChecksumBudget, DataReceiver = impl.ChecksumBudget, impl.DataReceiver
+
+
+from .. import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_receiver", _bind)

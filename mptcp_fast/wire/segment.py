@@ -1,0 +1,100 @@
+"""One received TCP segment, read from a whole IP packet: the header fields the engine uses and
+its options sorted by what they are for. ``read_segment`` raises only PacketError (a packet cut
+short, not TCP, a fragment, or a bad IPv4 header or TCP checksum); malformed options are
+counted in ``malformed_options`` and otherwise ignored, as Linux ignores them (RFC 9293 §3.1
+lets a receiver skip what it does not understand).
+
+The reading is a byte-level hot path with two twins (pyx/_segment.pyx, compiled, and
+mptcp_fast/_pure/_segment.py): the usual established layout (timestamps + DSS) is decoded
+directly, anything else through the option codec. So is writing the two segments an
+established subflow sends most (``data_packet``, ``ack_packet``). The compiled twin reads into
+its own typed ``Incoming`` (the same fields), which the compiled engine reads as C fields.
+"""
+
+from __future__ import annotations
+
+from . import packet as pk
+from .._pure import _segment as _pure_segment
+from ..errors import PacketError
+from .established import read_common
+
+__all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet"]
+
+# read()'s status codes -> (PacketError reason, message)
+STATUS = {
+    1: ("truncated", "the bytes end inside the IP or TCP header"),
+    2: ("not tcp", "not an IPv4 or IPv6 packet carrying a consistent TCP header"),
+    3: ("fragment", "an IP fragment"),
+    4: ("truncated", "the packet is shorter than its IP header says"),
+    5: ("checksum", "bad IPv4 header checksum"),
+    6: ("checksum", "bad TCP checksum"),
+}
+
+
+class Incoming:
+    """The parts of a received segment that the subflow and the connection read; ``flow`` is
+    the key of the subflow it belongs to (``flow_key(dst, dport, src, sport)``)."""
+    __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
+                 "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
+                 "malformed_options", "number", "flow")
+
+    def __init__(self):
+        self.flow = None
+        self.mss = self.wscale = self.tsval = self.tsecr = None
+        self.sack_permitted = False
+        self.sack = ()
+        self.mptcp = []
+        self.malformed_options = 0
+
+    @property
+    def length(self) -> int:
+        """Sequence space the segment occupies: payload, plus one each for SYN and FIN."""
+        return len(self.payload) + (self.flags & pk.SYN and 1) + (self.flags & pk.FIN and 1)
+
+    def first(self, cls):
+        """The first MPTCP option of class ``cls``, or None."""
+        for option in self.mptcp:
+            if type(option) is cls:
+                return option
+        return None
+
+
+def read_segment(data, number: int = 0) -> Incoming:
+    """Parse ``data`` (one whole IPv4 or IPv6 packet) and check its checksums."""
+    found = _impl.read(data, number)
+    if type(found) is int:
+        reason, message = STATUS[found]
+        raise PacketError(message, reason)
+    return found
+
+
+def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
+    """A subflow's key in its endpoint's table (local address and port, remote address and
+    port, as one bytes object): what ``Incoming.flow`` holds for a segment it receives."""
+    return _pure_segment.flow_key(local, lport, remote, rport)
+
+
+def reader():
+    """The active twin's ``read(data, number)``: an Incoming, or a STATUS code (an int)."""
+    return _impl.read
+
+
+_impl = None
+# data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
+#             ssn, length, checksum, payload, start, end) -> bytes: a data segment with
+#             TS + DSS (ack and mapping) carrying payload[start:end], checksums written;
+# ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
+#             a pure ACK with TS + a DSS data ACK. The active twin's, set by _bind().
+data_packet = ack_packet = None
+
+
+def _bind(impl) -> None:
+    global _impl, data_packet, ack_packet
+    impl.bind_types(Incoming, read_common)
+    _impl = impl
+    data_packet, ack_packet = impl.data_packet, impl.ack_packet
+
+
+from .. import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_segment", _bind)
