@@ -9,6 +9,8 @@ flags, after the -O3 (bench/sanitize.sh builds with AddressSanitizer and UBSan t
 
 import ast
 import glob
+import hashlib
+import json
 import os
 import shlex
 import sys
@@ -54,6 +56,28 @@ def _drop_stale_c(sources: dict) -> None:
             os.remove(generated)
 
 
+# What each compiled module was built from: {module name: source path}, filled by extensions().
+SOURCES: dict = {}
+# Written beside the compiled modules; mptcp_fast._backend compares it with the sources it finds
+# and refuses a compiled module whose source changed after the build (a stale build).
+MANIFEST = "_compiled_sources.json"
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def build_manifest() -> dict:
+    """The SHA-256 of every file the compiled modules were built from: each module's source, its
+    own .pxd, and every shared declaration under pyx/ (any of them can change a module's
+    layout); and which module came from which source."""
+    files = set(SOURCES.values())
+    files.update(p for pattern in ("pyx/**/*.pxd", "pyx/**/*.h")
+                 for p in glob.glob(pattern, recursive=True))
+    return {"modules": dict(SOURCES), "sha256": {path: _sha256(path) for path in sorted(files)}}
+
+
 def extensions():
     if SKIP:
         return []
@@ -77,6 +101,7 @@ def extensions():
     # emulator's, mptcp_fast/sim/netem.py and apps.py) compiled as mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd.
     sources.update({f"mptcp_fast._cengine.{name}": _engine_source(name) for name in ENGINE})
     _drop_stale_c(sources)
+    SOURCES.update(sources)
     modules = [
         Extension(
             name,
@@ -115,6 +140,12 @@ class OptionalBuildExt(build_ext):
                 raise
             print(f"mptcp_fast: building the extensions failed ({exc}); pure-Python backend only",
                   file=sys.stderr)
+            return
+        if SOURCES:
+            # beside the compiled modules: the source tree (in place, editable) or build_lib
+            package_dir = os.path.dirname(self.get_ext_fullpath("mptcp_fast._options"))
+            with open(os.path.join(package_dir, MANIFEST), "w") as f:
+                json.dump(build_manifest(), f, indent=1, sort_keys=True)
 
     def build_extension(self, ext):
         try:

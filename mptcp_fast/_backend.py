@@ -10,9 +10,11 @@ bind callback. ``MPTCP_FAST_PURE=1`` forces the pure twins (like aiohttp's
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 import warnings
 
@@ -41,7 +43,52 @@ def _compiled_available() -> bool:
     return True
 
 
-COMPILED_AVAILABLE = _compiled_available()
+# setup.py writes this beside the compiled modules: each one's source files and their SHA-256.
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_compiled_sources.json")
+# Paths in the manifest are relative to the project root (the package's parent folder).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REBUILD = "pip install -e . (or python setup.py build_ext --inplace)"
+
+
+def stale_sources(manifest_path: str = MANIFEST, root: str = _ROOT) -> list[str] | None:
+    """The source files that changed since the compiled modules were built from them, [] if none
+    did, None if the build left no manifest. Files absent here (an installed wheel carries no
+    pyx/) are not compared: only a source that is present can disagree with its build."""
+    try:
+        with open(manifest_path) as f:
+            recorded = json.load(f)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    changed = []
+    for path, digest in recorded.items():
+        try:
+            with open(os.path.join(root, path), "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() != digest:
+                    changed.append(path)
+        except FileNotFoundError:
+            continue
+    return changed
+
+
+def _compiled_usable() -> tuple[bool, str | None]:
+    """Whether the compiled backend can run, and if not while it is built, why (a warning)."""
+    if not _compiled_available():
+        return False, ("compiled extensions are not built; using the pure-Python backend "
+                       "(slower). Reinstall with a C compiler and Cython to get them.")
+    stale = stale_sources()
+    if stale is None:
+        return False, (f"the compiled extensions carry no record of their sources "
+                       f"({os.path.basename(MANIFEST)}): they may be stale; using the pure-Python "
+                       f"backend. Rebuild them: {REBUILD}")
+    if stale:
+        shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        return False, (f"{shown} changed after the compiled extensions were built: using the "
+                       f"pure-Python backend, which runs the sources as they are. Rebuild: "
+                       f"{REBUILD}")
+    return True, None
+
+
+COMPILED_AVAILABLE, UNUSABLE_REASON = _compiled_usable()
 
 if os.environ.get("MPTCP_FAST_PURE", "") not in ("", "0"):
     _active = "python"
@@ -49,9 +96,7 @@ elif COMPILED_AVAILABLE:
     _active = "cython"
 else:
     _active = "python"
-    warnings.warn("mptcp_fast: compiled extensions are not built; using the pure-Python backend "
-                  "(slower). Reinstall with a C compiler and Cython to get them.",
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(f"mptcp_fast: {UNUSABLE_REASON}", RuntimeWarning, stacklevel=2)
 
 
 def active() -> str:

@@ -49,6 +49,19 @@ class PacketError(MptcpError, ValueError):
         self.reason = reason
 
 
+# What reading a received packet can find wrong, by the status code both packet readers return
+# (pyx/mf_packet.pxd's PK_* and the engine's segment reader): (PacketError.reason, message).
+# Codes 1-3 come from parsing the headers; 4-6 from the engine's checks of a whole packet.
+PARSE_STATUS = {
+    1: ("truncated", "the bytes end inside the IP or TCP header"),
+    2: ("not tcp", "not an IPv4 or IPv6 packet carrying a consistent TCP header"),
+    3: ("fragment", "an IP fragment"),
+    4: ("truncated", "the packet is shorter than its IP header says"),
+    5: ("checksum", "bad IPv4 header checksum"),
+    6: ("checksum", "bad TCP checksum"),
+}
+
+
 class ProtocolError(MptcpError):
     """The peer broke a rule of the protocol (e.g. a conflicting mapping)."""
 

@@ -16,8 +16,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def pytest_sessionstart(session):
     if IN_CI and not _backend.COMPILED_AVAILABLE:
-        raise pytest.UsageError("CI=true but the compiled extensions did not build or import: "
-                                "the cython backend is required in CI")
+        raise pytest.UsageError(f"CI=true but the compiled backend cannot run "
+                                f"({_backend.UNUSABLE_REASON}): it is required in CI")
 
 
 @pytest.fixture(params=["cython", "python"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..wire import options as opt
 from ..wire import packet as pk
-from ..errors import OptionError, PacketError
+from ..errors import PARSE_STATUS, OptionError, PacketError
 from ._packet import _check_bytes
 
 _Incoming = None                          # set by bind_types()
@@ -45,7 +45,8 @@ def ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack)
                             established.ack_area(tsval, tsecr, data_ack), b"")
 
 
-_PARSE_STATUS = {"truncated": 1, "not tcp": 2, "fragment": 3}
+# a header parse's PacketError reason -> its status code (codes 1-3 of errors.PARSE_STATUS)
+_PARSE_STATUS = {PARSE_STATUS[code][0]: code for code in (1, 2, 3)}
 
 
 def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:

@@ -34,10 +34,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-IPPROTO_MPTCP = 262
 PORT = 10000
 
-# Run inside a namespace with `ip netns exec NS python -c ...`.
+# Run inside a namespace with `ip netns exec NS python -c ...`: plain Python with no package
+# (262 is IPPROTO_MPTCP, mptcp_fast.net.kernel's).
 _SERVER = r"""
 import hashlib, random, socket, sys
 host, port, download, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import _check
-from ..errors import PacketError
+from ..errors import PARSE_STATUS, PacketError
 
 __all__ = ["Packet", "PacketError", "parse_packet", "build_packet", "build_packet_into",
            "build_segment",
@@ -31,17 +31,11 @@ __all__ = ["Packet", "PacketError", "parse_packet", "build_packet", "build_packe
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 
-_REASONS = {1: "truncated", 2: "not tcp", 3: "fragment"}
-_MESSAGES = {1: "the bytes end inside the IP or TCP header",
-             2: "not an IPv4 or IPv6 packet carrying a consistent TCP header",
-             3: "an IP fragment"}
-
-
 def _error(status: int, offset: int, whole: bool = False) -> PacketError:
-    message = _MESSAGES[status]
+    reason, message = PARSE_STATUS[status]
     if status == 1 and whole:
         message = "the bytes end before the packet does"
-    return PacketError(f"packet at offset {offset}: {message}", _REASONS[status])
+    return PacketError(f"packet at offset {offset}: {message}", reason)
 
 
 class Packet(NamedTuple):

@@ -15,20 +15,13 @@ from __future__ import annotations
 
 from . import packet as pk
 from .._pure import _segment as _pure_segment
-from ..errors import PacketError
+from ..errors import PARSE_STATUS, PacketError
 from .established import read_common
 
 __all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
-STATUS = {
-    1: ("truncated", "the bytes end inside the IP or TCP header"),
-    2: ("not tcp", "not an IPv4 or IPv6 packet carrying a consistent TCP header"),
-    3: ("fragment", "an IP fragment"),
-    4: ("truncated", "the packet is shorter than its IP header says"),
-    5: ("checksum", "bad IPv4 header checksum"),
-    6: ("checksum", "bad TCP checksum"),
-}
+STATUS = PARSE_STATUS
 
 
 class Incoming:

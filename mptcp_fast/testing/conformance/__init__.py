@@ -61,6 +61,10 @@ class Judge:
     def counter_at_least(self, moved: dict, name: str, low: int) -> bool:
         return self.at_least(name, _moved(moved, name), low)
 
+    def counter_between(self, moved: dict, name: str, low: int, high: int) -> bool:
+        got = _moved(moved, name)
+        return self.check(f"{name} = {got!r}, expected {low}..{high}", low <= got <= high)
+
     def echoed(self, moved: dict, sent: str, echoes: str, at_least: int) -> None:
         """ADD_ADDRs counted by ``sent`` (at least ``at_least``: Linux may write one twice,
         or we may send one again when its echo is late) and every one echoed (``echoes``)."""

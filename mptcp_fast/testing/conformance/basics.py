@@ -263,7 +263,11 @@ def our_fastclose(judge):
         judge.check("the kernel's socket reported ECONNRESET",
                     isinstance(peer.error, ConnectionResetError))
         judge.equal("our end", engine.transfer.terminated, "aborted")
-        moved = judge.kernel(bed.ns, before, {"MPFastcloseRx": 1})
+        # Every one of our RSTs carries MP_FASTCLOSE (RFC 8684 §3.5). Linux counts each whose
+        # key matches until its worker has torn the connection down, so a busy machine counts
+        # the second subflow's too: one or two, never more than the subflows.
+        moved = judge.kernel(bed.ns, before)
+        judge.counter_between(moved, "MPFastcloseRx", 1, 2)
         judge.counter_at_least(moved, "MPRstRx", 1)
 
 
