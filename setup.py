@@ -26,12 +26,13 @@ EXTRA_LDFLAGS = shlex.split(os.environ.get("MPTCP_FAST_LDFLAGS", ""))
 
 
 def _engine_modules() -> tuple:
-    """mptcp_fast/_cengine/__init__.py's MODULES, read without importing the package."""
-    with open(os.path.join("mptcp_fast", "_cengine", "__init__.py")) as f:
+    """mptcp_fast/_backend.py's ENGINE_MODULES, read without importing the package."""
+    with open(os.path.join("mptcp_fast", "_backend.py")) as f:
         for node in ast.parse(f.read()).body:
-            if isinstance(node, ast.Assign) and node.targets[0].id == "MODULES":
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == \
+                    "ENGINE_MODULES":
                 return ast.literal_eval(node.value)
-    raise RuntimeError("mptcp_fast/_cengine/__init__.py has no MODULES")
+    raise RuntimeError("mptcp_fast/_backend.py has no ENGINE_MODULES")
 
 
 ENGINE = _engine_modules()
@@ -98,10 +99,10 @@ def extensions():
     # let other compiled modules cimport a module's classes (pyx/mptcp_fast/_receiver.pxd).
     sources.update({f"mptcp_fast.{name}": f"mptcp_fast/_pure/{name}.py" for name in SINGLE_SOURCE})
     # The engine's per-packet modules, the same way: mptcp_fast/engine/<name>.py (and the
-    # emulator's, mptcp_fast/sim/netem.py and apps.py) compiled as mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd.
+    # emulator's, mptcp_fast/sim/netem.py and apps.py) compiled as mptcp_fast._cengine.<name>,
+    # typed by pyx/mptcp_fast/_cengine/<name>.pxd.
     sources.update({f"mptcp_fast._cengine.{name}": _engine_source(name) for name in ENGINE})
     _drop_stale_c(sources)
-    SOURCES.update(sources)
     modules = [
         Extension(
             name,
@@ -117,11 +118,13 @@ def extensions():
         engine = [m for m in modules if m.name.startswith("mptcp_fast._cengine.")]
         rest = [m for m in modules if m not in engine]
         # the engine's annotations document (``now: float`` may be an int); its .pxd files type
-        return (cythonize(rest, compiler_directives={"language_level": "3"}, quiet=True,
-                          include_path=["pyx"])
-                + cythonize(engine, compiler_directives={"language_level": "3",
-                                                         "annotation_typing": False},
-                            quiet=True, include_path=["pyx"]))
+        built = (cythonize(rest, compiler_directives={"language_level": "3"}, quiet=True,
+                           include_path=["pyx"])
+                 + cythonize(engine, compiler_directives={"language_level": "3",
+                                                          "annotation_typing": False},
+                             quiet=True, include_path=["pyx"]))
+        SOURCES.update(sources)           # what the manifest records, once Cython took them all
+        return built
     except Exception as exc:  # Cython rejected a module: install pure unless asked not to
         if REQUIRE:
             raise
@@ -141,11 +144,13 @@ class OptionalBuildExt(build_ext):
             print(f"mptcp_fast: building the extensions failed ({exc}); pure-Python backend only",
                   file=sys.stderr)
             return
-        if SOURCES:
+        if SOURCES and not self.failed:
             # beside the compiled modules: the source tree (in place, editable) or build_lib
             package_dir = os.path.dirname(self.get_ext_fullpath("mptcp_fast._options"))
             with open(os.path.join(package_dir, MANIFEST), "w") as f:
                 json.dump(build_manifest(), f, indent=1, sort_keys=True)
+
+    failed = False                        # an extension did not build: record no manifest
 
     def build_extension(self, ext):
         try:
@@ -153,6 +158,7 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:
             if REQUIRE:
                 raise
+            self.failed = True
             print(f"mptcp_fast: {ext.name} did not build ({exc}); pure-Python backend only",
                   file=sys.stderr)
 

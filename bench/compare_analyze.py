@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--skip-pure", action="store_true")
     parser.add_argument("--plot", action="store_true")
     args = parser.parse_args()
-    packets = subprocess.run([sys.executable, "-c", "import sys; from mptcp_fast import capture\n"
+    packets = subprocess.run([sys.executable, "-c", "import sys; from mptcp_fast.analysis import capture\n"
                               "r = capture.open_capture(sys.argv[1]); print(sum(1 for _ in r))",
                               args.capture], capture_output=True, text=True, check=True).stdout
     n = int(packets)

@@ -69,7 +69,7 @@ def build_all(items):
 
 READER = r"""
 import io, json, struct, sys, time
-from mptcp_fast import capture
+from mptcp_fast.analysis import capture
 raw = open(sys.argv[1], "rb").read()
 best = None
 for _ in range(5):

@@ -6,12 +6,12 @@ pure-Python one.
 """
 
 from . import _backend
+from ._version import __version__
 from .errors import CaptureError, MptcpError, OptionError, PacketError, ProtocolError
 from .wire import crypto, dss, options, packet
 
 __all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "PacketError", "ProtocolError",
            "crypto", "dss", "options", "packet"]
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

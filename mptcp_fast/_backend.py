@@ -1,10 +1,20 @@
 """Choose between the compiled and the pure-Python implementation of the hot paths.
 
-Each hot module has two twins with the same functions: ``mptcp_fast.<name>``
-compiled from ``pyx/<name>.pyx`` and ``mptcp_fast._pure.<name>``. An API module
-registers itself with :func:`register` and receives the active twin through its
-bind callback. ``MPTCP_FAST_PURE=1`` forces the pure twins (like aiohttp's
-``AIOHTTP_NO_EXTENSIONS``); a build without a compiler runs pure with one warning.
+The backend is chosen once, at import: the compiled one when it is built and was built from the
+sources present (``stale_sources``), unless ``MPTCP_FAST_PURE=1`` (like aiohttp's
+``AIOHTTP_NO_EXTENSIONS``); otherwise the pure one, with one warning saying why.
+
+What a user sees follows from that choice:
+- an API module's functions (``options.parse_option``, ...) are the active twin's, bound when
+  the module is imported: ``mptcp_fast.wire.options`` with ``mptcp_fast._options`` (compiled
+  from ``pyx/_options.pyx``) or ``mptcp_fast._pure._options``. The API module registers with
+  :func:`register`; its bind callback hands the twin the API's classes;
+- the engine's public classes (``Endpoint``, ``Network``, ``BulkApp``) are :class:`PublicClass`
+  faces: calling one builds the active backend's object, and ``isinstance`` holds for either's.
+
+:func:`use` switches a running process to the other backend inside a ``with`` block; it is for
+this project's tests and benchmarks, which run both backends in one process, and rebinds the API
+modules' functions: code that follows it calls through the module (``options.parse_option``).
 """
 
 from __future__ import annotations
@@ -18,14 +28,15 @@ import json
 import os
 import warnings
 
-from ._cengine import MODULES as _ENGINE_MODULES
-
 # Every compiled module the package expects; the compiled backend is all or nothing.
 EXTENSIONS = ("_options", "_crypto", "_dss", "_pcap", "_receiver", "_tracking", "_sender", "_packet",
               "_segment")
-# The compiled engine (mptcp_fast/_cengine): found, not imported, here (it imports the API
-# modules, which register with this one).
-ENGINE_EXTENSIONS = tuple(f"_cengine.{name}" for name in _ENGINE_MODULES)
+# The compiled engine, mptcp_fast._cengine.<name>: the modules compiled from the engine's
+# sources (and the emulator's), in import order (setup.py reads this list). Found, not
+# imported, here (they import the API modules, which register with this one).
+ENGINE_MODULES = ("rtt", "cc", "buffers", "scheduler", "subflow", "connection", "endpoint", "apps",
+                  "netem")
+ENGINE_EXTENSIONS = tuple(f"_cengine.{name}" for name in ENGINE_MODULES)
 
 _registry: dict[str, tuple[str, object]] = {}
 
@@ -148,18 +159,53 @@ def use(backend: str):
         _switch(previous)
 
 
-def construct_on_backend(cls, module: str) -> None:
-    """Make the pure class ``cls`` of ``mptcp_fast.<module>`` build its compiled twin
-    (``mptcp_fast._cengine.<name>``'s class of the same name) while the compiled backend is
-    active: ``Endpoint(...)``, ``Network(...)`` and ``BulkApp(...)`` then give the compiled
-    engine, and every object it makes is compiled too. Called by the pure modules only (a
-    compiled class cannot have ``__new__``)."""
-    twin_module = "mptcp_fast._cengine." + module.rsplit(".", 1)[-1]
+class PublicClass(type):
+    """The type of a public engine class (``Endpoint``, ``Network``, ``BulkApp``) whose objects
+    come from the active backend. Calling it builds the active backend's object (the compiled
+    twin, ``mptcp_fast._cengine.<module>``'s class of the same name, or the pure class), and
+    every object that one makes comes from the same backend. ``isinstance(obj, Endpoint)``
+    holds for the objects of either backend; class attributes and docs are the pure class's.
+    It cannot be subclassed: the backends' classes are final (wrap an object instead)."""
 
-    def __new__(kind, *args, **kwargs):
-        if kind is cls and _active == "cython":
-            # not an instance of ``cls``: Python skips ``cls.__init__``; the twin's ran
-            return getattr(importlib.import_module(twin_module), cls.__name__)(*args, **kwargs)
-        return object.__new__(kind)
+    def __new__(meta, name, bases, namespace):
+        if any(isinstance(base, PublicClass) for base in bases):
+            raise TypeError(f"{name}: {bases[0].__name__} builds the active backend's object and "
+                            f"cannot be subclassed; wrap one instead")
+        return super().__new__(meta, name, bases, namespace)
 
-    cls.__new__ = staticmethod(__new__)
+    def __call__(face, *args, **kwargs):
+        return face.backend_class(_active)(*args, **kwargs)
+
+    def __instancecheck__(face, obj) -> bool:
+        return any(isinstance(obj, cls) for cls in face._loaded.values())
+
+    def __subclasscheck__(face, cls) -> bool:
+        return any(issubclass(cls, loaded) for loaded in face._loaded.values())
+
+    def __getattr__(face, name):
+        if name.startswith("__") or name in ("_loaded", "_compiled_module"):
+            raise AttributeError(name)
+        return getattr(face._loaded["python"], name)
+
+    def backend_class(face, backend: str) -> type:
+        """The class that builds ``backend``'s objects (the compiled one is imported on first
+        use: the compiled engine imports the API modules, which may still be loading)."""
+        cls = face._loaded.get(backend)
+        if cls is None:
+            if backend != "cython" or not COMPILED_AVAILABLE:
+                raise RuntimeError(f"backend {backend!r} is not available")
+            module = importlib.import_module(face._compiled_module)
+            cls = face._loaded[backend] = getattr(module, face.__name__)
+        return cls
+
+
+def public_class(pure: type, module: str) -> PublicClass:
+    """The public face of the pure engine class ``pure`` of ``mptcp_fast.<...>.<module>``: what
+    its module exports under the class's name (called by the pure modules only)."""
+    import inspect
+    face = PublicClass(pure.__name__, (), {
+        "__doc__": pure.__doc__, "__module__": pure.__module__, "__qualname__": pure.__qualname__,
+        "__signature__": inspect.signature(pure)})
+    face._loaded = {"python": pure}
+    face._compiled_module = "mptcp_fast._cengine." + module.rsplit(".", 1)[-1]
+    return face

@@ -34,8 +34,33 @@ def test_constructors_build_the_active_backends_twin():
         ep = Endpoint(["198.18.0.1"], Config())
         conn = ep.connect(("198.18.0.2", 80), 0.0)
         made = [ep, Network(), BulkApp(ep), conn, conn.subflows[0]]
-        assert all(type(o).__module__.startswith(("mptcp_fast.engine.", "mptcp_fast.sim.netem"))
-                   for o in made)
+        assert [type(o).__module__ for o in made] == [
+            "mptcp_fast.engine.endpoint", "mptcp_fast.sim.netem", "mptcp_fast.sim.apps",
+            "mptcp_fast.engine.connection", "mptcp_fast.engine.subflow"]
+
+
+def test_the_public_classes_recognise_the_objects_of_either_backend():
+    """``isinstance(Endpoint(...), Endpoint)`` on both backends, and through any import of the
+    name: the public class is one object, whichever backend builds."""
+    from mptcp_fast import engine
+    from mptcp_fast.sim import apps, netem
+    assert engine.Endpoint is Endpoint and apps.BulkApp is BulkApp and netem.Network is Network
+    for backend in _backend.available():
+        with _backend.use(backend):
+            ep = Endpoint(["198.18.0.1"], Config())
+            net, app = Network(), BulkApp(ep)
+            assert isinstance(ep, Endpoint) and isinstance(net, Network) \
+                and isinstance(app, BulkApp)
+            assert not isinstance(ep, Network) and not isinstance(net, BulkApp)
+            assert issubclass(type(ep), Endpoint)
+    assert Endpoint.__doc__ == Endpoint.backend_class("python").__doc__ != None  # noqa: E711
+    assert "addresses" in str(__import__("inspect").signature(Endpoint))
+
+
+def test_the_public_classes_cannot_be_subclassed():
+    with pytest.raises(TypeError, match="cannot be subclassed; wrap one instead"):
+        class Mine(Endpoint):           # noqa: F841 (never made)
+            pass
 
 
 def test_the_pure_class_still_checks_its_arguments_when_it_builds_the_twin():

@@ -81,7 +81,7 @@ def test_a_clear_error_where_mptcp_is_disabled():
         subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.mptcp.enabled=0"],
                        check=True)
         out = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-c",
-                              "from mptcp_fast import kernel\n"
+                              "from mptcp_fast.net import kernel\n"
                               "try:\n    kernel.mptcp_socket()\n"
                               "except kernel.KernelMptcpError as e:\n    print(e)"],
                              capture_output=True, text=True, check=True).stdout
@@ -104,7 +104,7 @@ def test_the_in_kernel_path_manager_over_netlink():
                         ["ip", "addr", "add", "198.18.7.3/32", "dev", "lo"]):
             subprocess.run(["ip", "netns", "exec", name, *command], check=True)
         script = (
-            "from mptcp_fast import kernel\n"
+            "from mptcp_fast.net import kernel\n"
             "kernel.add_endpoint('198.18.7.1', flags={'signal', 'subflow'}, id=5)\n"
             "kernel.add_endpoint('198.18.7.3', flags={'signal', 'backup'}, port=6000)\n"
             "kernel.add_endpoint('2001:2::7', flags={'subflow'})\n"

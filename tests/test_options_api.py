@@ -99,7 +99,7 @@ def test_missing_extensions_fall_back_with_one_warning():
             "            raise ImportError(name)\n"
             "sys.meta_path.insert(0, Hide())\n"
             "import mptcp_fast\n"
-            "from mptcp_fast import options\n"
+            "from mptcp_fast.wire import options\n"
             "print(mptcp_fast.BACKEND, options.parse_option(bytes.fromhex('1e0351')))\n")
     out = _run(code)
     assert out.stdout.strip() == "python MpPrio(backup=True, address_id=None)"

@@ -3,11 +3,8 @@
 Cython's pure-Python mode, typed by ``pyx/mptcp_fast/_cengine/<name>.pxd``) into
 ``mptcp_fast._cengine.<name>``.
 
-Nothing here is imported by name: ``Endpoint``, ``Network`` and ``BulkApp`` build their
-compiled twin when the compiled backend is active (``mptcp_fast._backend.construct_on_backend``),
-and every object they make comes from the same twin. A pure install leaves this package empty.
+Nothing here is imported by name: the public ``Endpoint``, ``Network`` and ``BulkApp`` build
+their compiled twin when the compiled backend is active (``mptcp_fast._backend.PublicClass``),
+and every object they make comes from the same twin. A pure install leaves this package
+empty; the list of its modules is ``mptcp_fast._backend.ENGINE_MODULES``.
 """
-
-# The modules compiled from the engine's sources, in import order (setup.py and _backend read it).
-MODULES = ("rtt", "cc", "buffers", "scheduler", "subflow", "connection", "endpoint", "apps",
-           "netem")

@@ -1,6 +1,6 @@
 """Reading capture files: pcap / pcapng to TCP segments (first part of issue #5).
 
-    from mptcp_fast import capture
+    from mptcp_fast.analysis import capture
     with capture.open_capture("x.pcap") as reader:
         for seg in reader:
             seg.src, seg.sport, seg.seq, seg.options, seg.payload ...

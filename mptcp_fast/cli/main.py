@@ -13,7 +13,8 @@ import argparse
 import os
 import sys
 
-from .. import __version__, _backend
+from .. import _backend
+from .._version import __version__
 from . import analyze, decode, demo, net
 
 

@@ -505,4 +505,6 @@ def _where(address: bytes, port: int) -> str:
 
 if __name__ == "mptcp_fast.engine.endpoint":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
-    _backend.construct_on_backend(Endpoint, __name__)
+    # the public Endpoint builds the active backend's object (through globals(): Cython
+    # refuses an assignment to a class name it compiles, even in a branch it never runs)
+    globals()["Endpoint"] = _backend.public_class(Endpoint, __name__)

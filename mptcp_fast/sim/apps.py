@@ -161,4 +161,6 @@ class BulkApp:
 
 if __name__ == "mptcp_fast.sim.apps":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
-    _backend.construct_on_backend(BulkApp, __name__)
+    # the public BulkApp builds the active backend's object (through globals(): Cython
+    # refuses an assignment to a class name it compiles, even in a branch it never runs)
+    globals()["BulkApp"] = _backend.public_class(BulkApp, __name__)

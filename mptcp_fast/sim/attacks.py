@@ -8,7 +8,7 @@ cover addresses) and from then on sees, and could change, the traffic of that su
 (v1) and the rfc6824bis-00 ADD_ADDR2 carry an HMAC keyed with the connection's keys, which
 the attacker does not have: the client drops the forgery silently and no subflow appears.
 
-    from mptcp_fast import attacks
+    from mptcp_fast.sim import attacks
     result = attacks.add_addr_hijack("v0")       # or "v1", "v0+add_addr2"
     result["hijacked"], result["bytes_through_attacker"], result["forged_add_addr_dropped"]
 """

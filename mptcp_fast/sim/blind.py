@@ -8,7 +8,7 @@ ACK check on data) and RFC 8684 (§3.3 mappings within the window, §3.4.2 REMOV
 first, §3.7 fallback only for acceptable segments) say what such a packet may change:
 nothing a transfer would notice.
 
-    from mptcp_fast import blind
+    from mptcp_fast.sim import blind
     attacker = blind.BlindAttacker(net, [client, server], seed=1)
     attacker.start(at=0.02, every=0.01)          # one sweep of the next kind every 10 ms
     net.run(...)

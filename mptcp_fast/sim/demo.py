@@ -1,7 +1,7 @@
 """``mptcp-fast demo``: a client and a server engine move data over emulated paths, and the same
 transfer is repeated over each path alone, so the gain of multipath is a measured number.
 
-    from mptcp_fast import demo
+    from mptcp_fast.sim import demo
     result = demo.run_demo(size=16 << 20, paths=demo.DEFAULT_PATHS, seed=1)
     result["multipath"]["goodput_bps"], result["alone"][0]["goodput_bps"]
 

@@ -661,4 +661,6 @@ class Network:
 
 if __name__ == "mptcp_fast.sim.netem":  # the pure source, not its compiled copy
     from mptcp_fast import _backend
-    _backend.construct_on_backend(Network, __name__)
+    # the public Network builds the active backend's object (through globals(): Cython
+    # refuses an assignment to a class name it compiles, even in a branch it never runs)
+    globals()["Network"] = _backend.public_class(Network, __name__)

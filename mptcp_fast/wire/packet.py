@@ -2,7 +2,7 @@
 IPv4 header checksums (RFC 9293 §3.1 with the pseudo-headers of RFC 791 and RFC 8200 §8.1;
 RFC 791 for the IPv4 header). The layer under the engine and the capture reader.
 
-    from mptcp_fast import packet
+    from mptcp_fast.wire import packet
     p = packet.parse_packet(buf, offset)           # a Packet of offsets: nothing is copied
     p.sport, p.seq, p.flags, p.payload_offset, p.payload_len
     bytes(p.options(buf)); p.src_address(buf)

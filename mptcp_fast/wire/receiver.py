@@ -1,7 +1,7 @@
 """The data-level receive pipeline (RFC 8684 §3.3): subflow segments and mappings in, the
 connection's byte stream, DSS checksum verdicts and counters out.
 
-    from mptcp_fast import dss, receiver
+    from mptcp_fast.wire import dss, receiver
     events = []
     budget = receiver.ChecksumBudget(total=1 << 28, per_connection=1 << 26)
     up = receiver.DataReceiver(events, budget, connection=0,
