@@ -14,12 +14,9 @@ from mptcp_fast.net import aio
 from mptcp_fast.engine import Config
 from mptcp_fast.testing.testbed import KernelPeer, TunBed
 
-from mptcp_fast.testing.conformance import why_unavailable
 from mptcp_fast.testing.testbed import stream as _stream
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(why_unavailable() is not None,
-                                 reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")]
+pytestmark = pytest.mark.requires("testbed")
 
 MB = 1_000_000
 

@@ -56,8 +56,9 @@ def test_analyze_file_reports_damage_instead_of_raising(tmp_path):
     assert set(missing) == {"capture", "error"}
 
 
+@pytest.mark.requires("pyarrow")
 def test_parquet_tables_agree_with_the_json(tmp_path):
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq
     report = _json([SHIPPED_CAPTURE, "--parquet", str(tmp_path)])
     packets = pq.read_table(tmp_path / "packets.parquet").to_pylist()
     subflows = pq.read_table(tmp_path / "subflows.parquet").to_pylist()

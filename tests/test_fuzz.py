@@ -25,15 +25,9 @@ EXAMPLES = int(os.environ.get("MPTCP_FAST_FUZZ_EXAMPLES", "200000"))
 fuzz_settings = settings(max_examples=EXAMPLES, deadline=None, database=None,
                          suppress_health_check=list(HealthCheck))
 
-pytestmark = pytest.mark.fuzz
-
-
-@pytest.fixture(autouse=True)
-def both_backends():
-    """Every fuzz test compares the two backends: on a pure-only install there is nothing to
-    compare (the pure backend against itself cannot fail), so they skip."""
-    if _backend.available() != ("cython", "python"):
-        pytest.skip("needs both backends")
+# Every fuzz test compares the two backends: on a pure-only install there is nothing to
+# compare (the pure backend against itself cannot fail).
+pytestmark = [pytest.mark.fuzz, pytest.mark.requires("compiled")]
 
 
 def outcome_on(backend_name, call):

@@ -5,7 +5,6 @@ on loopback (one subflow: the in-kernel PM has nothing more to add there)."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,18 +15,7 @@ import pytest
 from mptcp_fast.net import kernel
 
 
-def _kernel_mptcp():
-    try:
-        kernel.mptcp_socket().close()
-        return True
-    except kernel.KernelMptcpError:
-        return False
-
-
-needs_mptcp = pytest.mark.skipif(not _kernel_mptcp(), reason="no kernel MPTCP here")
-
-
-@needs_mptcp
+@pytest.mark.requires("kernel_mptcp")
 def test_info_of_a_loopback_connection():
     server = kernel.mptcp_socket()
     server.bind(("127.0.0.1", 0))
@@ -62,7 +50,7 @@ def test_info_of_a_loopback_connection():
         s.close()
 
 
-@needs_mptcp
+@pytest.mark.requires("kernel_mptcp")
 def test_plain_tcp_sockets_have_no_mptcp_info():
     plain = socket.socket()
     with pytest.raises(kernel.KernelMptcpError) as exc:
@@ -71,8 +59,7 @@ def test_plain_tcp_sockets_have_no_mptcp_info():
     plain.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or not _kernel_mptcp(),
-                    reason="needs root, iproute2 and kernel MPTCP")
+@pytest.mark.requires("root", "iproute2", "kernel_mptcp")
 def test_a_clear_error_where_mptcp_is_disabled():
     """In a namespace with net.mptcp.enabled=0 the socket call says so (not a bare errno)."""
     name = f"mf-off-{os.getpid()}"
@@ -81,7 +68,7 @@ def test_a_clear_error_where_mptcp_is_disabled():
         subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.mptcp.enabled=0"],
                        check=True)
         out = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-c",
-                              "from mptcp_fast import kernel\n"
+                              "from mptcp_fast.net import kernel\n"
                               "try:\n    kernel.mptcp_socket()\n"
                               "except kernel.KernelMptcpError as e:\n    print(e)"],
                              capture_output=True, text=True, check=True).stdout
@@ -90,12 +77,10 @@ def test_a_clear_error_where_mptcp_is_disabled():
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or not _kernel_mptcp(),
-                    reason="needs root, iproute2 and kernel MPTCP")
+@pytest.mark.requires("root", "iproute2", "kernel_mptcp", "pyroute2")
 def test_the_in_kernel_path_manager_over_netlink():
     """Endpoints and limits set through mptcp_fast.net.kernel are what `ip mptcp` shows, in a
     namespace made for the test."""
-    pytest.importorskip("pyroute2")
     name = f"mf-pm-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
@@ -104,7 +89,7 @@ def test_the_in_kernel_path_manager_over_netlink():
                         ["ip", "addr", "add", "198.18.7.3/32", "dev", "lo"]):
             subprocess.run(["ip", "netns", "exec", name, *command], check=True)
         script = (
-            "from mptcp_fast import kernel\n"
+            "from mptcp_fast.net import kernel\n"
             "kernel.add_endpoint('198.18.7.1', flags={'signal', 'subflow'}, id=5)\n"
             "kernel.add_endpoint('198.18.7.3', flags={'signal', 'backup'}, port=6000)\n"
             "kernel.add_endpoint('2001:2::7', flags={'subflow'})\n"

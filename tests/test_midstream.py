@@ -170,8 +170,7 @@ def test_a_capture_with_handshakes_is_placed_as_before(tmp_path):
                for d in ("up", "down"))
 
 
-@pytest.mark.skipif(kernel_capture.available() is not None,
-                    reason=str(kernel_capture.available()))
+@pytest.mark.requires("root", "iproute2", "tcpdump", "kernel_mptcp")
 def test_kernel_capture_started_mid_transfer(tmp_path):
     """Linux 6.18, three subflows, checksums on, tcpdump started after 600 kB of the upload:
     one connection with its three subflows; the upload rebuilt byte-exact from its first byte
@@ -233,8 +232,7 @@ def test_mp_fastclose_reveals_the_key_in_a_capture_without_handshakes(tmp_path, 
     assert any("MP_FASTCLOSE" in e["event"] for e in c["events"])
 
 
-@pytest.mark.skipif(kernel_capture.available() is not None,
-                    reason=str(kernel_capture.available()))
+@pytest.mark.requires("root", "iproute2", "tcpdump", "kernel_mptcp")
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
 def test_kernel_capture_of_two_connections_started_mid_transfer(tmp_path, ipv6):
     """Two kernel connections at once (ports 10000 and 10001), tcpdump started after 400 kB of

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -19,12 +17,10 @@ import time
 
 import pytest
 
-from mptcp_fast.testing.conformance import why_unavailable
 from mptcp_fast.cli.net import system_backlog
 from mptcp_fast.testing.testbed import KernelPeer, kernel_namespace
 
-root_only = pytest.mark.skipif(why_unavailable() is not None,
-                               reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")
+root_only = pytest.mark.requires("testbed")
 CLI = [sys.executable, "-m", "mptcp_fast"]
 TUN = ["--tun-address", "198.18.0.1/24", "--tun-address", "198.18.2.1/24"]
 
@@ -156,11 +152,10 @@ def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
     assert moved.get("MPTcpExtMPJoinAckRx") == 1
 
 
+@pytest.mark.requires("root", "setpriv")
 def test_clear_errors_without_root(tmp_path):
     """Without CAP_NET_ADMIN (root's capability dropped with setpriv) the userspace engine says
     why in one line, no traceback, exit status 2."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("drops root's CAP_NET_ADMIN with setpriv: needs root and util-linux")
     done = subprocess.run(["setpriv", "--bounding-set=-net_admin", *CLI, "serve",
                            "--address", "198.18.0.2"], capture_output=True, text=True,
                           timeout=30, cwd=tmp_path)
