@@ -22,15 +22,11 @@ from mptcp_fast.wire.dss import Mapping
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData
 from mptcp_fast.wire.options import Dss
 from mptcp_trace import Trace
+from shipped_capture import first_batch
 
 C1, S1 = ("198.18.0.1", 40000), ("198.18.0.2", 10000)
 SHIPPED = cli_analyze.SHIPPED_CAPTURE
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def first_batch():
-    with capture.open_capture(SHIPPED) as reader:
-        return next(iter(reader.columns()))
 
 
 # ------------------------------------------------------------------------------------------------
