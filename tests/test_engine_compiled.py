@@ -16,8 +16,7 @@ from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.sim.apps import BulkApp
 from mptcp_fast.sim.netem import Network
 
-pytestmark = pytest.mark.skipif("cython" not in _backend.available(),
-                                reason="compiled backend not built (pure-only install)")
+pytestmark = pytest.mark.requires("compiled")
 
 
 def test_constructors_build_the_active_backends_twin():
@@ -34,7 +33,8 @@ def test_constructors_build_the_active_backends_twin():
         ep = Endpoint(["198.18.0.1"], Config())
         conn = ep.connect(("198.18.0.2", 80), 0.0)
         made = [ep, Network(), BulkApp(ep), conn, conn.subflows[0]]
-        assert all(type(o).__module__.startswith(("mptcp_fast.engine.", "mptcp_fast.sim.netem"))
+        assert all(type(o).__module__.startswith(("mptcp_fast.engine.", "mptcp_fast.sim.netem",
+                                                  "mptcp_fast.sim.apps"))
                    for o in made)
 
 
