@@ -29,7 +29,7 @@ def test_standard_input_gives_the_same_report_as_the_file():
         piped = _json(["-"], stdin=f.read())
     direct = _json([SHIPPED_CAPTURE])
     assert piped.pop("capture") == "-" and direct.pop("capture") == SHIPPED_CAPTURE
-    assert piped == direct and piped["connections"]
+    assert piped == direct and len(piped["connections"]) == 1
 
 
 def test_several_files_on_two_processes(tmp_path):

@@ -238,6 +238,7 @@ def test_fifty_megabytes_with_loss_both_ways(backend):
              (C1, S0): dict(rate=500e6, delay=0.005, loss=0.001, queue=MB)}
     run = transfer(paths, up=40 * MB, down=10 * MB, settle=False)
     run.check_exact(40 * MB, 10 * MB)
+    assert len(run.subflow_bytes()) == 2            # both paths
     assert all(v > MB for v in run.subflow_bytes().values())
 
 
