@@ -1,4 +1,4 @@
-"""asyncio streams over the engine and a TUN device (issue #13), against the kernel: an echo
+"""asyncio streams over the engine and a TUN device, against the kernel: an echo
 server in the engine for a kernel client, a client of a kernel server; flow control both
 ways; uvloop where it is installed. Root only."""
 

@@ -1,4 +1,4 @@
-"""What people chain the analyzer with (issue #14): a capture on standard input, several
+"""What people chain the analyzer with: a capture on standard input, several
 files on a process pool in one JSON document, the per-file function, Parquet tables that
 agree with the JSON report."""
 

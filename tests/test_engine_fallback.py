@@ -1,4 +1,4 @@
-"""Fallback to TCP (issue #12, RFC 8684 §3.7): middleboxes in the emulated network strip MPTCP
+"""Fallback to TCP (RFC 8684 §3.7): middleboxes in the emulated network strip MPTCP
 options from the SYN, the SYN/ACK, the third ACK or the data; a plain TCP client talks to an
 MPTCP server. The connection continues as plain TCP on the initial subflow, byte-exact both
 ways, and says so with a FellBackToTcp event; once fallen back no MPTCP option is sent."""

@@ -1,4 +1,4 @@
-"""Handshakes, refusals and the user's calls (issue #11), driving two endpoints packet by packet:
+"""Handshakes, refusals and the user's calls, driving two endpoints packet by packet:
 the SYN laid out as Linux lays it out, MP_CAPABLE's keys and third ACK, MP_JOIN HMACs
 checked both ways (a forged one gets a RST with MP_TCPRST, as the kernel sends), RSTs for
 what no subflow owns (RFC 9293 §3.10.7.1), damaged packets counted and dropped, abort()."""

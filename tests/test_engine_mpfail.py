@@ -1,4 +1,4 @@
-"""DSS checksums against a middlebox that rewrites payload (issue #12, RFC 8684 §3.7): the
+"""DSS checksums against a middlebox that rewrites payload (RFC 8684 §3.7): the
 mapping whose checksum fails is never delivered or DATA_ACKed. With another subflow, the
 failing one is reset with MP_FAIL and MP_TCPRST "middlebox interference" and the data comes
 again on the other, byte-exact; on the only subflow, MP_FAIL goes both ways and the connection

@@ -1,4 +1,4 @@
-"""The engine moves data (issue #11): byte-exact transfers (SHA-256 of both streams) between a
+"""The engine moves data: byte-exact transfers (SHA-256 of both streams) between a
 client and a server engine over the emulated network, both backends, under loss, bursty loss,
 reordering and duplication, a path failing or appearing mid-transfer, a backup path, a tiny
 receive window, a slow reader, DATA_FIN from either side first, DSS checksums, and 100

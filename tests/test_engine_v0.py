@@ -1,7 +1,8 @@
-"""The protocol versions of the seed's systems (issue #12): RFC 6824's v0 (SHA-1 tokens and
-IDSNs, the key in the SYN, HMAC-SHA1 joins, ADD_ADDR without an HMAC, MP_PRIO with an address
-id) and v0 with the HMAC-protected ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00; engine to
-engine in each profile, versions that cannot meet fall back to TCP, tshark decodes v0 cleanly.
+"""The protocol versions that deployed implementations older than RFC 8684 speak: RFC 6824's v0
+(SHA-1 tokens and IDSNs, the key in the SYN, HMAC-SHA1 joins, ADD_ADDR without an HMAC, MP_PRIO
+with an address id) and v0 with the HMAC-protected ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00;
+engine to engine in each profile, versions that cannot meet fall back to TCP, tshark decodes v0
+cleanly.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine's wire output checked by things it did not write (issue #11): every packet of a
+"""The engine's wire output checked by things it did not write: every packet of a
 demo capture decodes cleanly in tshark (checksums good, no warning or error expert info), and
 ``mptcp-fast analyze`` finds valid HMACs, verified DSS checksums and both streams byte-exact
 against what the engines sent. Also the ``demo`` command itself."""

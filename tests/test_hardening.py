@@ -1,4 +1,4 @@
-"""Regression tests for the defects of issue #10 (a fuzz campaign's findings), on both
+"""Regression tests for the defects a fuzz campaign found, on both
 backends: columns handed to the analyzer are checked before compiled code reads them; 64-bit
 serial arithmetic follows one rule at 2**63; one-byte mappings cost O(log n); pending DSS
 checksums stay within a memory budget; and every public argument is checked the same way

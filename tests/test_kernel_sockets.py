@@ -1,4 +1,4 @@
-"""Kernel MPTCP sockets (issue #13, first part): made with a clear error where MPTCP is off,
+"""Kernel MPTCP sockets: made with a clear error where MPTCP is off,
 and what MPTCP_INFO, MPTCP_TCPINFO and MPTCP_SUBFLOW_ADDRS say about a real kernel connection
 on loopback (one subflow: the in-kernel PM has nothing more to add there)."""
 

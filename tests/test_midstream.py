@@ -1,4 +1,4 @@
-"""Captures that start after the handshakes (issue #14): subflows grouped into connections by
+"""Captures that start after the handshakes: subflows grouped into connections by
 their shared data sequence space, ISNs placed from DSS mappings, streams rebuilt from the
 first data-level byte seen. First on the engine's own traffic cut short (any machine), then
 on a real kernel capture started mid-transfer (root)."""

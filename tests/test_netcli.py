@@ -1,4 +1,4 @@
-"""``mptcp-fast serve``, ``connect`` and ``proxy`` (issue #13), run as a user runs them: the
+"""``mptcp-fast serve``, ``connect`` and ``proxy``, run as a user runs them: the
 userspace engine on a TUN device and the kernel's MPTCP sockets, each against the other, and
 the proxy on both engines carrying a plain TCP client to a kernel MPTCP server. Root only,
 except the error messages."""

@@ -1,7 +1,7 @@
-"""Kernel MPTCP sockets for a Python user (issue #13, first part): make them with a clear error
+"""Kernel MPTCP sockets for a Python user: make them with a clear error
 where MPTCP is off, and read what the kernel knows about a connection.
 
-    from mptcp_fast import kernel
+    from mptcp_fast.net import kernel
     sock = kernel.mptcp_socket()                    # socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)
     sock.connect(("127.0.0.1", 5000)); ...
     info = kernel.mptcp_info(sock)                  # MptcpInfo: subflows, token, sequence numbers...
