@@ -59,6 +59,7 @@ CAPABILITIES = {
     "setpriv": _program("setpriv", package="util-linux"),
     "pyroute2": _module("pyroute2"),
     "pyarrow": _module("pyarrow"),
+    "uvloop": _module("uvloop"),
     "compiled": lambda: None if _backend.COMPILED_AVAILABLE else
     "compiled backend not built (pure-only install)",
 }
