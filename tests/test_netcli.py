@@ -47,6 +47,19 @@ def _wait_listening(ns, port: int, timeout: float = 10.0) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
+def _wait_established(ns, port: int, count: int, timeout: float = 30.0) -> None:
+    """Until ``ns`` holds ``count`` established TCP sockets on local ``port`` (ss; an MPTCP
+    connection's subflows are TCP sockets there), however loaded the machine is."""
+    end = time.monotonic() + timeout
+    while True:
+        held = len(ns.run("ss", "-Htn", "state", "established", f"( sport = :{port} )")
+                   .splitlines())
+        if held >= count:
+            return
+        assert time.monotonic() < end, f"{held} of {count} connections up after {timeout} s"
+        time.sleep(0.05)
+
+
 def _wait_proxy_listening(proxy, port: int, timeout: float = 10.0) -> None:
     """Until the proxy (a subprocess, in this namespace) listens on ``port``; fails at once
     with its error output if it ended."""
@@ -271,7 +284,7 @@ def test_ctrl_c_ends_the_proxy_quietly_with_connections_open(ns):
         clients = [socket.create_connection(("127.0.0.1", 7120)) for _ in range(200)]
         for client in clients:
             client.sendall(b"x" * 1000)
-        time.sleep(1)
+        _wait_established(ns, 5000, 200)                 # each carried on to the server
         proxy.send_signal(signal.SIGINT)
         _, err = proxy.communicate(timeout=30)
         assert proxy.returncode == 130 and err == ""
