@@ -69,27 +69,25 @@ TESTBED = ("root", "tun", "iproute2", "kernel_mptcp")
 
 
 @functools.cache
-def missing(capability: str) -> str | None:
-    """Why this machine lacks ``capability`` (a CAPABILITIES name, or "testbed"), or None."""
-    names = TESTBED if capability == "testbed" else (capability,)
-    for name in names:
-        if name not in CAPABILITIES:
-            raise pytest.UsageError(f"unknown capability {name!r}: one of {sorted(CAPABILITIES)}")
-        reason = CAPABILITIES[name]()
-        if reason:
-            return reason
-    return None
+def missing(name: str) -> str | None:
+    """Why this machine lacks the capability ``name`` (a CAPABILITIES key), or None."""
+    if name not in CAPABILITIES:
+        raise pytest.UsageError(f"unknown capability {name!r}: one of {sorted(CAPABILITIES)}"
+                                " or 'testbed'")
+    return CAPABILITIES[name]()
 
 
 def require(*capabilities: str) -> None:
-    """Skip the running test where the machine lacks one of ``capabilities``; fail it in CI,
-    where .ci/run installed everything and a skip would hide a broken machine."""
+    """Skip the running test where the machine lacks one of ``capabilities`` (names of
+    CAPABILITIES, or "testbed" for all of TESTBED); fail it in CI, where .ci/run installed
+    everything and a skip would hide a broken machine."""
     for capability in capabilities:
-        reason = missing(capability)
-        if reason:
-            if IN_CI:
-                pytest.fail(f"CI must have {capability!r}: {reason}", pytrace=False)
-            pytest.skip(reason)
+        for name in TESTBED if capability == "testbed" else (capability,):
+            reason = missing(name)
+            if reason:
+                if IN_CI:
+                    pytest.fail(f"CI must have {name!r}: {reason}", pytrace=False)
+                pytest.skip(reason)
 
 
 def pytest_sessionstart(session):
