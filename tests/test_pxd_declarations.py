@@ -7,7 +7,8 @@ only, while the pure backend takes it. This reads both with the ast module and a
 (no compiler): for each class that a .pxd makes a ``cdef class``, every ``self.X`` the .py
 stores (plain, augmented, annotated and unpacking assignments, for and with targets), in its
 own methods and in the plain Python mixins it inherits, must be a field of the class or of a
-``cdef class`` base, or a property.
+``cdef class`` base (a ``public`` one where a mixin sets it: mixins stay Python code), or a
+property.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ class PxdClass:
     name: str
     bases: tuple = ()
     fields: set = field(default_factory=set)
+    public: set = field(default_factory=set)    # ``public`` fields: Python code may set them
     has_dict: bool = False          # ``cdef dict __dict__``: any attribute may be set
 
 
 # ``cdef class Name(Base, ...):`` opens a block; without the colon it is a forward declaration.
 _CLASS = re.compile(r"^cdef\s+class\s+(\w+)\s*(?:\(([^)]*)\))?\s*:")
 # a field line inside a block: ``cdef [public|readonly] TYPE name[, name...]``
-_FIELD = re.compile(r"^cdef\s+(?:(?:public|readonly)\s+)?(.*)$")
+_FIELD = re.compile(r"^cdef\s+(?:(public|readonly)\s+)?(.*)$")
 
 
 def _strip_groups(text: str, opening: str, closing: str) -> str:
@@ -89,13 +91,15 @@ def parse_pxd(text: str) -> dict[str, PxdClass]:
         declared = _FIELD.match(line.strip())
         if declared is None or line.strip().startswith(("cdef class", "cdef inline")):
             continue
-        rest = _strip_groups(declared.group(1), "[", "]")
-        if re.search(r"\w\s*\(", rest):                # a C method: ``cdef int f(self)``
-            continue
-        names = field_names(declared.group(1))
+        visibility, declaration = declared.groups()
+        if re.search(r"\w\s*\(", _strip_groups(declaration, "[", "]")):
+            continue                                   # a C method: ``cdef int f(self)``
+        names = field_names(declaration)
         if "__dict__" in names:
             current.has_dict = True
         current.fields.update(names)
+        if visibility == "public":
+            current.public.update(names)
     return classes
 
 
@@ -127,10 +131,12 @@ def properties(cls: ast.ClassDef) -> set[str]:
 
 
 def undeclared(sources: dict[str, str], pxds: dict[str, str]) -> list[str]:
-    """``module.Class.attr (line N)`` for each attribute a compiled class stores that its
-    .pxd does not declare. ``sources``: module name -> .py text (mixins are looked up in all
-    of them by class name); ``pxds``: module name -> .pxd text (bases are looked up in all
-    of them: ``cdef class Connection(_ConnectionState)`` names a class of subflow.pxd)."""
+    """``module.Class.attr (file line N)`` for each attribute a compiled class stores that its
+    .pxd does not declare. The class's own methods are compiled with it and may set any
+    declared field; a mixin's methods stay Python code, which reaches only ``public`` fields.
+    ``sources``: module name -> .py text (mixins are looked up in all of them by class name);
+    ``pxds``: module name -> .pxd text (bases are looked up in all of them:
+    ``cdef class Connection(_ConnectionState)`` names a class of subflow.pxd)."""
     py_classes: dict[str, tuple[str, ast.ClassDef]] = {}
     for module, text in sources.items():
         for node in ast.parse(text).body:
@@ -169,15 +175,19 @@ def undeclared(sources: dict[str, str], pxds: dict[str, str]) -> list[str]:
         ancestry = chain(name)
         if any(c.has_dict for c in ancestry):
             continue
-        allowed = set().union(*(c.fields for c in ancestry))
+        declared = set().union(*(c.fields for c in ancestry))
+        public = set().union(*(c.public for c in ancestry))
+        settable = set()
         for bearer in [cls] + mixins(cls) + [py_classes[c.name][1] for c in ancestry[1:]
                                              if c.name in py_classes]:
-            allowed |= properties(bearer)
+            settable |= properties(bearer)
         for bearer in [cls] + mixins(cls):
+            allowed = settable | (declared if bearer is cls else public)
             for attr, line in stored_attributes(bearer).items():
                 if attr not in allowed:
                     owner = py_classes[bearer.name][0]
-                    problems.append(f"{module}.{name}.{attr} ({owner}.py line {line})")
+                    why = "" if attr not in declared else ", not public"
+                    problems.append(f"{module}.{name}.{attr} ({owner}.py line {line}{why})")
     return sorted(problems)
 
 
@@ -230,6 +240,7 @@ def test_the_pxd_parser_reads_fields_bases_and_skips_methods():
     classes = parse_pxd(pxd)
     assert set(classes) == {"Base", "Child"}                    # a forward declaration is none
     assert classes["Base"].fields == {"seq", "end", "data", "rates", "weights", "pair", "grid"}
+    assert classes["Base"].public == {"seq", "end"}
     assert classes["Base"].bases == () and not classes["Base"].has_dict
     assert classes["Child"].bases == ("Base",) and classes["Child"].has_dict
 
@@ -238,6 +249,7 @@ def test_the_checker_finds_what_a_compiled_build_would_refuse():
     pxd = textwrap.dedent("""\
         cdef class State:
             cdef public long x, y
+            cdef long hidden
         cdef class Conn(State):
             cdef public object z
         cdef class Open:
@@ -248,10 +260,12 @@ def test_the_checker_finds_what_a_compiled_build_would_refuse():
             def mix(self):
                 self.z = 1              # declared on Conn
                 self.from_mixin = 2     # not declared
+                self.hidden = 3         # declared, but not public: Python code cannot set it
 
         class State:
             def __init__(self):
                 self.x = 0
+                self.hidden = 0         # compiled with State: a private field is fine
 
         class Conn(State, Mixin):
             def __init__(self):
@@ -284,8 +298,9 @@ def test_the_checker_finds_what_a_compiled_build_would_refuse():
                 self.anything = 1
         """)
     assert undeclared({"conn": source}, {"conn": pxd}) == [
-        "conn.Conn.count (conn.py line 15)",
+        "conn.Conn.count (conn.py line 17)",
         "conn.Conn.from_mixin (conn.py line 4)",
-        "conn.Conn.pair (conn.py line 12)",
-        "conn.Conn.total (conn.py line 14)",
+        "conn.Conn.hidden (conn.py line 5, not public)",
+        "conn.Conn.pair (conn.py line 14)",
+        "conn.Conn.total (conn.py line 16)",
     ]
