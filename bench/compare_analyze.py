@@ -1,10 +1,10 @@
-"""Issue #5's headline comparison: `mptcp-fast analyze` (compiled, pure) vs tshark's MPTCP
+"""The headline comparison: `mptcp-fast analyze` (compiled, pure) vs tshark's MPTCP
 analysis over the same capture, one after the other in one run, nothing else running.
 
     python bench/compare_analyze.py CAPTURE [--skip-tshark] [--skip-pure] [--plot]
 
 ``--plot`` adds a run of the compiled backend with ``--plot DIR`` (the time series and the
-figures of issue #14).
+figures of each connection).
 
 Wall time and peak RSS of each as a separate process (GNU time -v).
 """

@@ -1,4 +1,4 @@
-"""Memory per connection and per attack, and SYN-cookie handshakes per second (issue #12).
+"""Memory per connection and per attack, and SYN-cookie handshakes per second.
 
     python bench/compare_attacks.py              # the active backend
     MPTCP_FAST_PURE=1 python bench/compare_attacks.py

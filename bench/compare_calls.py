@@ -1,4 +1,4 @@
-"""Issue #9's per-call figures for the calls the engine makes on every segment: parsing an
+"""Per-call figures for the calls the engine makes on every segment: parsing an
 options area from bytes, from a memoryview and from a slice of a packet; encoding into a
 buffer; declaring a mapping; expanding a 32-bit DSN. Compiled and pure, on this tree and,
 with --before, on an earlier checkout, each in its own process.

@@ -1,4 +1,4 @@
-"""Issue #5's decode pass: capture columns, compiled vs pure, and tshark reading the same
+"""The capture reader's decode pass: capture columns, compiled vs pure, and tshark reading the same
 file, side by side in one run.
 
     python bench/compare_capture.py [CAPTURE] [--make N_MB]

@@ -1,4 +1,4 @@
-"""Issue #3's side-by-side benchmark: MPTCP HMACs and tokens, compiled vs pure vs hashlib/hmac.
+"""Side-by-side benchmark: MPTCP HMACs and tokens, compiled vs pure vs hashlib/hmac.
 
     python bench/compare_crypto.py [--quick]
 

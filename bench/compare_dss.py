@@ -1,4 +1,4 @@
-"""Issue #4's side-by-side benchmark: DSS checksum and reassembly, compiled vs pure vs numpy.
+"""Side-by-side benchmark: DSS checksum and reassembly, compiled vs pure vs numpy.
 
     python bench/compare_dss.py [--quick]
 

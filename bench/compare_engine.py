@@ -1,4 +1,4 @@
-"""Engine goodput in wall-clock time (issue #11): one MPTCP connection moves SIZE bytes from a
+"""Engine goodput in wall-clock time: one MPTCP connection moves SIZE bytes from a
 client engine to a server engine, both in this process, over an unimpaired emulated network of
 two paths (10 Gbit/s, 1 ms each way, 1500-byte MTU, queues deeper than the window: no loss),
 so the machine, not the network, sets the pace. The compiled and the pure backends run side

@@ -1,5 +1,5 @@
-"""Issue #10's figures: analysis time on captures of one-byte mappings, and peak memory on a
-flood of checksummed mappings that never get their data.
+"""What the analyzer's hardening bounds: analysis time on captures of one-byte mappings, and
+peak memory on a flood of checksummed mappings that never get their data.
 
     python bench/compare_hardening.py [--sizes 5000 20000 200000] [--timeout 300]
                                       [--flood-connections 100] [--backends cython python]

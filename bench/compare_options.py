@@ -1,4 +1,4 @@
-"""Issue #2's side-by-side benchmark: option parsing, compiled vs pure vs scapy vs a C loop.
+"""Side-by-side benchmark: option parsing, compiled vs pure vs scapy vs a C loop.
 
     python bench/compare_options.py [--quick]
 

@@ -1,4 +1,4 @@
-"""Issue #9's packet-layer figures: parse and checksum work per packet, compiled vs pure, with
+"""Packet-layer figures: parse and checksum work per packet, compiled vs pure, with
 scapy (the peer users know) and the capture reader's per-packet path, in one run.
 
     python bench/compare_packet.py [CAPTURE] [--packets 20000] [--before /path/to/earlier/checkout]

@@ -1,4 +1,4 @@
-"""The proxy on both engines (issue #13): ``mptcp-fast proxy --engine userspace`` (our engine on
+"""The proxy on both engines: ``mptcp-fast proxy --engine userspace`` (our engine on
 a TUN device) against ``--engine kernel`` (Linux MPTCP sockets), in one run, carrying plain
 TCP clients to a kernel MPTCP server in a namespace. Root only.
 

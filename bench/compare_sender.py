@@ -1,4 +1,4 @@
-"""Issue #9's sender figures: DsnAllocator.acknowledge and to_reinject with 1k/10k/100k
+"""Sender figures: DsnAllocator.acknowledge and to_reinject with 1k/10k/100k
 segments outstanding, compiled vs pure, and against an earlier tree of the project (the
 list-rebuilding allocator) measured in the same run.
 

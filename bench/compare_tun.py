@@ -1,4 +1,4 @@
-"""Throughput against the Linux kernel (issue #13): the userspace engine over a TUN device
+"""Throughput against the Linux kernel: the userspace engine over a TUN device
 talking to a kernel MPTCP peer, against kernel<->kernel over veth, in one run, both data
 directions, with 1 and 2 subflows; the engine on the compiled and on the pure backend.
 

@@ -1,4 +1,4 @@
-"""Crypto benchmarks (issue #3), both backends: one MP_JOIN / ADD_ADDR HMAC with a key
+"""Crypto benchmarks, both backends: one MP_JOIN / ADD_ADDR HMAC with a key
 context, token+IDSN, and a 100k batch verification; `hmac.new` as the reference."""
 
 import hmac

@@ -1,4 +1,4 @@
-"""DSS benchmarks (issue #4), both backends: checksum of 1448 B and 64 KiB, and reassembly of
+"""DSS benchmarks, both backends: checksum of 1448 B and 64 KiB, and reassembly of
 8 MiB in 1448-byte pieces, in order and interleaved (the full 256 MiB run: compare_dss.py)."""
 
 import random

@@ -1,4 +1,4 @@
-"""Option codec benchmarks (issue #2): parse_option and encode per subtype, and whole
+"""Option codec benchmarks: parse_option and encode per subtype, and whole
 options areas of a typical data segment and of a SYN, on both backends."""
 
 import pytest

@@ -1,6 +1,6 @@
 """Argument checks at the public API, one rule and one message for both backends.
 
-The rule (issue #10): a wrong type is a ``TypeError`` and a wrong value a ``ValueError``.
+The rule: a wrong type is a ``TypeError`` and a wrong value a ``ValueError``.
 Integers may be Python ints or numpy integers; ``bool`` and floats are refused, so that
 ``push(1.0, ...)`` or ``data_fin(1.5)`` fail the same way everywhere instead of being
 truncated by one backend. The compiled twins call these functions on their slow path (when

@@ -118,3 +118,43 @@ class Trace:
         number = self.packet(flow, direction, opts, kept, ip_len=ip_len)
         flow.sent[direction] += len(data)
         return number
+
+
+# -- random conversations (analyzer parity and fuzz tests)
+
+CLIENT_1, SERVER_1 = ("198.18.0.1", 40000), ("198.18.0.2", 10000)
+CLIENT_2, SERVER_2 = ("198.18.1.1", 40001), ("198.18.1.2", 10000)
+
+
+def blob(n, seed=0) -> bytes:
+    """``n`` bytes of a simple pattern (``seed`` shifts it)."""
+    return bytes((i * 7 + seed) & 0xFF for i in range(n))
+
+
+def random_trace(draw_ops: dict) -> Trace:
+    """A conversation made of a drawn ``strategies.trace_ops`` example: one connection (and a
+    join when drawn), then sends, reinjections, cut and unmapped packets, rewinds, bad
+    checksums and packets of arbitrary option bytes."""
+    t = Trace(checksum=draw_ops["checksum"])
+    flows = [t.connect(CLIENT_1, SERVER_1)]
+    if draw_ops["join"]:
+        flows.append(t.join(CLIENT_2, SERVER_2))
+    for flow_i, direction, kind, n, back, fin in draw_ops["ops"]:
+        flow = flows[flow_i % len(flows)]
+        data = blob(n, flow_i)
+        if kind == "send":
+            t.send(flow, direction, data, data_fin=fin)
+        elif kind == "reinject":
+            t.send(flow, direction, data, dsn=t.next_dsn[direction] - back, data_fin=fin)
+        elif kind == "cut":
+            t.send(flow, direction, data, captured=n // 2)
+        elif kind == "plain":
+            t.send(flow, direction, data, mapping=False)
+        elif kind == "rewind":
+            flow.sent[direction] = max(0, flow.sent[direction] - back)
+        elif kind == "garbage":                               # any option bytes, any flags
+            area = draw_ops["garbage"][n % len(draw_ops["garbage"])]
+            t.packet(flow, direction, raw_options=area, payload=data[:back % 64], flags=back & 0x3F)
+        else:
+            t.send(flow, direction, data, bad_checksum=True)
+    return t

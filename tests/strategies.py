@@ -78,3 +78,14 @@ def framed_mptcp(subtype_byte: int, body: bytes) -> bytes:
 
 # Bytes that look like an MPTCP option: reach deep into every subtype's length rules.
 mptcp_like_bytes = st.builds(framed_mptcp, u8, st.binary(max_size=40))
+
+# What mptcp_trace.random_trace builds a conversation from.
+trace_ops = st.fixed_dictionaries({
+    "checksum": st.booleans(), "join": st.booleans(),
+    "garbage": st.lists(st.one_of(mptcp_like_bytes, st.binary(max_size=40)),
+                        min_size=1, max_size=4),
+    "ops": st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["up", "down"]),
+                              st.sampled_from(["send", "send", "reinject", "cut", "plain",
+                                               "rewind", "bad", "garbage"]),
+                              st.integers(0, 300), st.integers(0, 400), st.booleans()),
+                    max_size=25)})

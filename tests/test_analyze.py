@@ -7,12 +7,11 @@ import hashlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from mptcp_fast.analysis import analyzer as analyze_module
 from mptcp_fast.wire.options import Dss
-from mptcp_trace import Trace
-from strategies import mptcp_like_bytes
+from mptcp_trace import Trace, blob, random_trace
+from strategies import trace_ops
 
 C1, S1 = ("198.18.0.1", 40000), ("198.18.0.2", 10000)
 C2, S2 = ("198.18.1.1", 40001), ("198.18.1.2", 10000)
@@ -22,10 +21,6 @@ def run(trace, tmp_path, name="t.pcap"):
     path = tmp_path / name
     path.write_bytes(trace.pcap())
     return analyze_module.analyze(str(path))
-
-
-def blob(n, seed=0):
-    return bytes((i * 7 + seed) & 0xFF for i in range(n))
 
 
 def two_subflows(addresses=(C1, S1, C2, S2)):
@@ -205,47 +200,11 @@ def test_connection_of_finds_a_four_tuple(backend, tmp_path):
 
 # -- backend parity on random traffic ------------------------------------------------------------
 
-def _random_trace(draw_ops):
-    t = Trace(checksum=draw_ops["checksum"])
-    flows = [t.connect(C1, S1)]
-    if draw_ops["join"]:
-        flows.append(t.join(C2, S2))
-    for flow_i, direction, kind, n, back, fin in draw_ops["ops"]:
-        flow = flows[flow_i % len(flows)]
-        data = blob(n, flow_i)
-        if kind == "send":
-            t.send(flow, direction, data, data_fin=fin)
-        elif kind == "reinject":
-            t.send(flow, direction, data, dsn=t.next_dsn[direction] - back, data_fin=fin)
-        elif kind == "cut":
-            t.send(flow, direction, data, captured=n // 2)
-        elif kind == "plain":
-            t.send(flow, direction, data, mapping=False)
-        elif kind == "rewind":
-            flow.sent[direction] = max(0, flow.sent[direction] - back)
-        elif kind == "garbage":                               # any option bytes, any flags
-            area = draw_ops["garbage"][n % len(draw_ops["garbage"])]
-            t.packet(flow, direction, raw_options=area, payload=data[:back % 64], flags=back & 0x3F)
-        else:
-            t.send(flow, direction, data, bad_checksum=True)
-    return t
-
-
-ops = st.fixed_dictionaries({
-    "checksum": st.booleans(), "join": st.booleans(),
-    "garbage": st.lists(st.one_of(mptcp_like_bytes, st.binary(max_size=40)), min_size=1, max_size=4),
-    "ops": st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["up", "down"]),
-                              st.sampled_from(["send", "send", "reinject", "cut", "plain",
-                                               "rewind", "bad", "garbage"]),
-                              st.integers(0, 300), st.integers(0, 400), st.booleans()),
-                    max_size=25)})
-
-
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(drawn=ops)
+@given(drawn=trace_ops)
 def test_backends_give_the_same_report_on_random_traffic(on_both, tmp_path_factory, drawn):
     path = tmp_path_factory.mktemp("parity") / "r.pcap"
-    path.write_bytes(_random_trace(drawn).pcap())
+    path.write_bytes(random_trace(drawn).pcap())
     compiled, pure = on_both(lambda: analyze_module.analyze(str(path)))
     assert compiled == pure
     assert not (isinstance(compiled, tuple) and compiled[0] == "error"), compiled

@@ -11,9 +11,7 @@ import pytest
 
 from mptcp_fast.testing import conformance
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(conformance.why_unavailable() is not None,
-                                 reason=str(conformance.why_unavailable()))]
+pytestmark = pytest.mark.requires("testbed")
 
 
 @pytest.mark.parametrize("case", conformance.cases(), ids=lambda c: c.name)

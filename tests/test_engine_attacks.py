@@ -1,4 +1,4 @@
-"""Attacks (issue #12; RFC 7430 and the IETF-87 slides): the ADD_ADDR hijack succeeds against
+"""Attacks (RFC 7430 and the IETF-87 slides): the ADD_ADDR hijack succeeds against
 v0 (RFC 6824's ADD_ADDR has no HMAC) and fails against v1 and the ADD_ADDR2 profile; bounded
 memory under an ADD_ADDR storm and against a peer that sends far beyond the window."""
 

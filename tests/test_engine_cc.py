@@ -1,8 +1,8 @@
-"""Coupled congestion control in the engine (issue #11, RFC 6356 §1-3; OLIA and BALIA from
-issue #12): two coupled subflows that share one bottleneck with a single Reno flow take about
-what the Reno flow takes (the goal of "do no harm"), and on two disjoint paths each controller
-uses both. Congestion control is engine logic,
-the same code on both backends: these run on the active one."""
+"""Coupled congestion control in the engine (RFC 6356 §1-3; OLIA and BALIA as the out-of-tree
+Linux MPTCP has them): two coupled subflows that share one bottleneck with a single Reno flow
+take about what the Reno flow takes (the goal of "do no harm"), and on two disjoint paths each
+controller uses both. Congestion control is engine logic, the same code on both backends: these
+run on the active one."""
 
 from __future__ import annotations
 

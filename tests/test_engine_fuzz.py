@@ -1,5 +1,5 @@
 """Bytes from the network never raise out of the engine and never break a connection they could
-not belong to (issue #11). A live connection between two endpoints is fed random bytes,
+not belong to. A live connection between two endpoints is fed random bytes,
 packets with random options, every single-bit flip of its own valid packets (all caught by
 the checksums) and bit flips with the checksums recomputed (a forger's packets); afterwards
 it still carries data byte-exact, unless the forged packet carried its own 4-tuple.

@@ -1,4 +1,4 @@
-"""Middleboxes that rewrite what they carry (issue #12, RFC 8684 §3.7 and §3.3.1): sequence
+"""Middleboxes that rewrite what they carry (RFC 8684 §3.7 and §3.3.1): sequence
 numbers shifted (ISN-randomising firewalls, SACK blocks included), an address translated,
 segments split in two and merged in pairs. MPTCP's relative sequence numbers and mappings
 survive them all: the transfers stay byte-exact and MPTCP stays on."""

@@ -1,4 +1,4 @@
-"""The engine's first parts (issue #11): the retransmission timer (RFC 6298), congestion control
+"""The engine's first parts: the retransmission timer (RFC 6298), congestion control
 (RFC 5681 Reno, RFC 6356 LIA, RFC 9438 CUBIC) and the events, checked against the RFCs'
 formulas computed here independently."""
 

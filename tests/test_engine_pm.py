@@ -1,4 +1,4 @@
-"""The path manager (issue #12, RFC 8684 §3.4, modelled on Linux's in-kernel PM): "signal"
+"""The path manager (RFC 8684 §3.4, modelled on Linux's in-kernel PM): "signal"
 addresses announced with ADD_ADDR once a connection is established and joined by the peer,
 "subflow" addresses joined from, the limit on accepted announcements, an address that goes
 away (REMOVE_ADDR) and comes back (announced and joined again)."""

@@ -1,4 +1,4 @@
-"""A hypothesis state machine (issue #12) drives a client and a server engine through random
+"""A hypothesis state machine drives a client and a server engine through random
 sequences of sends, closes, path failures and recoveries, loss, an address that goes and comes
 back, and time passing. At every step each side has received a prefix of what the other sent,
 in order and once; at the end, with the network healed, every byte has arrived, or the

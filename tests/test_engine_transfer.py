@@ -1,4 +1,4 @@
-"""The engine moves data (issue #11): byte-exact transfers (SHA-256 of both streams) between a
+"""The engine moves data: byte-exact transfers (SHA-256 of both streams) between a
 client and a server engine over the emulated network, both backends, under loss, bursty loss,
 reordering and duplication, a path failing or appearing mid-transfer, a backup path, a tiny
 receive window, a slow reader, DATA_FIN from either side first, DSS checksums, and 100
@@ -238,6 +238,7 @@ def test_fifty_megabytes_with_loss_both_ways(backend):
              (C1, S0): dict(rate=500e6, delay=0.005, loss=0.001, queue=MB)}
     run = transfer(paths, up=40 * MB, down=10 * MB, settle=False)
     run.check_exact(40 * MB, 10 * MB)
+    assert len(run.subflow_bytes()) == 2            # both paths
     assert all(v > MB for v in run.subflow_bytes().values())
 
 

@@ -1,4 +1,4 @@
-"""The engine's wire output checked by things it did not write (issue #11): every packet of a
+"""The engine's wire output checked by things it did not write: every packet of a
 demo capture decodes cleanly in tshark (checksums good, no warning or error expert info), and
 ``mptcp-fast analyze`` finds valid HMACs, verified DSS checksums and both streams byte-exact
 against what the engines sent. Also the ``demo`` command itself."""
@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -70,7 +69,7 @@ def test_analyze_agrees_with_the_engines(capture):
                for s in c["subflows"]) == 0                         # every checksum was checked
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.requires("tshark")
 def test_tshark_decodes_every_packet_cleanly(capture):
     path, _ = capture
     frames = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.number"],

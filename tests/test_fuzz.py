@@ -17,23 +17,17 @@ from mptcp_fast import CaptureError, MptcpError, OptionError, _backend
 from mptcp_fast.wire import crypto, dss, options
 from mptcp_fast.analysis import analyzer as analyze_module
 from mptcp_fast.wire.dss import Mapping
-from strategies import mptcp_like_bytes
-from test_analyze import _random_trace, ops
-from test_hardening import first_batch
+from mptcp_trace import random_trace
+from shipped_capture import first_batch
+from strategies import mptcp_like_bytes, trace_ops
 
 EXAMPLES = int(os.environ.get("MPTCP_FAST_FUZZ_EXAMPLES", "200000"))
 fuzz_settings = settings(max_examples=EXAMPLES, deadline=None, database=None,
                          suppress_health_check=list(HealthCheck))
 
-pytestmark = pytest.mark.fuzz
-
-
-@pytest.fixture(autouse=True)
-def both_backends():
-    """Every fuzz test compares the two backends: on a pure-only install there is nothing to
-    compare (the pure backend against itself cannot fail), so they skip."""
-    if _backend.available() != ("cython", "python"):
-        pytest.skip("needs both backends")
+# Every fuzz test compares the two backends: on a pure-only install there is nothing to
+# compare (the pure backend against itself cannot fail).
+pytestmark = [pytest.mark.fuzz, pytest.mark.requires("compiled")]
 
 
 def outcome_on(backend_name, call):
@@ -60,10 +54,10 @@ analyzer_settings = settings(max_examples=max(EXAMPLES // 100, 10), deadline=Non
 
 
 @analyzer_settings
-@given(drawn=ops, cut=st.none() | st.integers(24, 4000), flips=st.lists(st.integers(0, 1 << 20),
-                                                                        max_size=4))
+@given(drawn=trace_ops, cut=st.none() | st.integers(24, 4000),
+       flips=st.lists(st.integers(0, 1 << 20), max_size=4))
 def test_fuzz_analyzer_on_random_and_damaged_traffic(tmp_path_factory, drawn, cut, flips):
-    raw = bytearray(_random_trace(drawn).pcap())
+    raw = bytearray(random_trace(drawn).pcap())
     for position in flips:                     # damage anywhere after the file header
         raw[24 + position % max(len(raw) - 24, 1)] ^= 0x5A
     path = tmp_path_factory.mktemp("fuzz") / "f.pcap"

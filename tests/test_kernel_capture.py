@@ -12,8 +12,8 @@ from mptcp_fast.wire import crypto, dss, options
 from mptcp_fast.testing import kernel_capture
 from mptcp_fast.wire.dss import Mapping
 
-pytestmark = pytest.mark.skipif(kernel_capture.available() is not None,
-                                reason=f"{kernel_capture.available()}")
+# kernel_capture.make_capture: namespaces, veths, tcpdump and kernel MPTCP; tshark judges.
+pytestmark = pytest.mark.requires("root", "iproute2", "tcpdump", "kernel_mptcp", "tshark")
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["csum-off", "csum-on"])
@@ -68,7 +68,8 @@ def test_handshake_crypto_matches_the_kernel(backend, kernel_pcap):
                 joins[(s.src, s.sport)]["hmac"] = opt.hmac
             elif isinstance(opt, options.AddAddr) and not opt.echo:
                 add_addrs.append(opt)
-    assert keys and len(joins) >= 2 and add_addrs
+    assert set(keys) == {"client", "server"}, "no third ACK (an MP_CAPABLE with both keys)"
+    assert len(joins) >= 2 and len(add_addrs) >= 1             # ADD_ADDR is resent until echoed
     client = crypto.KeyContext(keys["client"], keys["server"])
     server = crypto.KeyContext(keys["server"], keys["client"])
     for join in joins.values():
@@ -208,9 +209,9 @@ def test_a_flipped_hmac_byte_is_reported_at_its_packet(backend, kernel_pcap, tmp
         "invalid", "valid"]
 
 
+@pytest.mark.parametrize("kernel_pcap", [True], ids=["csum-on"], indirect=True)
 def test_a_flipped_payload_byte_is_a_checksum_failure(backend, kernel_pcap, tmp_path):
-    if not kernel_pcap.checksum:
-        pytest.skip("DSS checksums are off in this capture")
+    assert kernel_pcap.checksum                                 # only a checksum can catch it
     segs, _ = segments(kernel_pcap.path)
     victim = [s for s in segs if len(s.payload) > 1000][5]
     bad = _flip(kernel_pcap.path, victim.payload[:64], tmp_path / "bad-payload.pcap", index=10)
@@ -311,7 +312,7 @@ def test_headers_only_capture_is_accounted_not_rebuilt(backend, kernel_pcap, tmp
     path = tmp_path / "headers.pcap"
     path.write_bytes(bytes(out))
     (conn,) = analyze_module.analyze(str(path))["connections"]
-    assert all(s["join_ack_hmac"] == "valid" for s in conn["subflows"] if not s["initial"])
+    assert [s["join_ack_hmac"] for s in conn["subflows"] if not s["initial"]] == ["valid"] * 2
     up = conn["streams"]["up"]
     assert up["bytes"] == 0 and up["not_captured_bytes"] >= kernel_pcap.upload_bytes - 2000
     assert sum(s["bytes"]["up"] for s in conn["subflows"]) >= kernel_pcap.upload_bytes
@@ -397,12 +398,11 @@ def test_reinjection_after_a_path_fails(backend, reinjection_pcap):
     assert 0 < up["reinjected_bytes"] <= sum(n for port, n in marked if port != failed_port)
 
 
+@pytest.mark.requires("ethtool")                 # to switch checksum offload off
 def test_the_packet_layer_agrees_with_the_kernels_checksums(backend, reinjection_pcap):
     """Every packet the kernel sent (checksum offload off: the capture holds final checksums)
     parses with the packet layer, and its IPv4 header and TCP checksums verify; the checksum
     we compute equals the one the kernel wrote."""
-    if shutil.which("ethtool") is None:
-        pytest.skip("ethtool is needed to switch checksum offload off")
     import struct
     from mptcp_fast.wire import packet
     raw = open(reinjection_pcap.path, "rb").read()

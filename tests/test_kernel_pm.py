@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from mptcp_fast.net import kernel_pm
-from mptcp_fast.net.netns import Namespace, have_root
+from mptcp_fast.net.netns import Namespace
 
 
 def test_an_address_is_a_nested_set_of_padded_attributes():
@@ -27,8 +27,7 @@ def test_an_address_is_a_nested_set_of_padded_attributes():
     assert v6[1] == struct.pack("=H", 10) and len(v6[4]) == 16 and 2 not in v6
 
 
-@pytest.mark.root
-@pytest.mark.skipif(not have_root(), reason="needs root (a network namespace)")
+@pytest.mark.requires("testbed")
 def test_the_kernels_refusal_is_one_error_with_its_reason():
     with Namespace.create("mfpm") as ns:
         ns.sysctl("net.mptcp.pm_type", 1)

@@ -1,4 +1,4 @@
-"""Captures that start after the handshakes (issue #14): subflows grouped into connections by
+"""Captures that start after the handshakes: subflows grouped into connections by
 their shared data sequence space, ISNs placed from DSS mappings, streams rebuilt from the
 first data-level byte seen. First on the engine's own traffic cut short (any machine), then
 on a real kernel capture started mid-transfer (root)."""
@@ -165,13 +165,13 @@ def test_packets_lost_by_the_capturing_host_leave_holes_not_inventions(tmp_path)
 def test_a_capture_with_handshakes_is_placed_as_before(tmp_path):
     """The survey pass runs only for flows the first pass could not place."""
     report = analyzer.analyze(SHIPPED_CAPTURE)
+    assert len(report["connections"]) == 1
     assert all(c["placed"] == "handshake" for c in report["connections"])
     assert all(not c["streams"][d]["start_missing"] for c in report["connections"]
                for d in ("up", "down"))
 
 
-@pytest.mark.skipif(kernel_capture.available() is not None,
-                    reason=str(kernel_capture.available()))
+@pytest.mark.requires("root", "iproute2", "tcpdump", "kernel_mptcp")
 def test_kernel_capture_started_mid_transfer(tmp_path):
     """Linux 6.18, three subflows, checksums on, tcpdump started after 600 kB of the upload:
     one connection with its three subflows; the upload rebuilt byte-exact from its first byte
@@ -233,8 +233,7 @@ def test_mp_fastclose_reveals_the_key_in_a_capture_without_handshakes(tmp_path, 
     assert any("MP_FASTCLOSE" in e["event"] for e in c["events"])
 
 
-@pytest.mark.skipif(kernel_capture.available() is not None,
-                    reason=str(kernel_capture.available()))
+@pytest.mark.requires("root", "iproute2", "tcpdump", "kernel_mptcp")
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
 def test_kernel_capture_of_two_connections_started_mid_transfer(tmp_path, ipv6):
     """Two kernel connections at once (ports 10000 and 10001), tcpdump started after 400 kB of

@@ -1,4 +1,4 @@
-"""``mptcp-fast serve``, ``connect`` and ``proxy`` (issue #13), run as a user runs them: the
+"""``mptcp-fast serve``, ``connect`` and ``proxy``, run as a user runs them: the
 userspace engine on a TUN device and the kernel's MPTCP sockets, each against the other, and
 the proxy on both engines carrying a plain TCP client to a kernel MPTCP server. Root only,
 except the error messages."""
@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -19,12 +17,10 @@ import time
 
 import pytest
 
-from mptcp_fast.testing.conformance import why_unavailable
 from mptcp_fast.cli.net import system_backlog
 from mptcp_fast.testing.testbed import KernelPeer, kernel_namespace
 
-root_only = pytest.mark.skipif(why_unavailable() is not None,
-                               reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")
+root_only = pytest.mark.requires("testbed")
 CLI = [sys.executable, "-m", "mptcp_fast"]
 TUN = ["--tun-address", "198.18.0.1/24", "--tun-address", "198.18.2.1/24"]
 
@@ -49,6 +45,19 @@ def _wait_listening(ns, port: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
+
+
+def _wait_established(ns, port: int, count: int, timeout: float = 30.0) -> None:
+    """Until ``ns`` holds ``count`` established TCP sockets on local ``port`` (ss; an MPTCP
+    connection's subflows are TCP sockets there), however loaded the machine is."""
+    end = time.monotonic() + timeout
+    while True:
+        held = len(ns.run("ss", "-Htn", "state", "established", f"( sport = :{port} )")
+                   .splitlines())
+        if held >= count:
+            return
+        assert time.monotonic() < end, f"{held} of {count} connections up after {timeout} s"
+        time.sleep(0.05)
 
 
 def _wait_proxy_listening(proxy, port: int, timeout: float = 10.0) -> None:
@@ -156,11 +165,10 @@ def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
     assert moved.get("MPTcpExtMPJoinAckRx") == 1
 
 
+@pytest.mark.requires("root", "setpriv")
 def test_clear_errors_without_root(tmp_path):
     """Without CAP_NET_ADMIN (root's capability dropped with setpriv) the userspace engine says
     why in one line, no traceback, exit status 2."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("drops root's CAP_NET_ADMIN with setpriv: needs root and util-linux")
     done = subprocess.run(["setpriv", "--bounding-set=-net_admin", *CLI, "serve",
                            "--address", "198.18.0.2"], capture_output=True, text=True,
                           timeout=30, cwd=tmp_path)
@@ -276,7 +284,7 @@ def test_ctrl_c_ends_the_proxy_quietly_with_connections_open(ns):
         clients = [socket.create_connection(("127.0.0.1", 7120)) for _ in range(200)]
         for client in clients:
             client.sendall(b"x" * 1000)
-        time.sleep(1)
+        _wait_established(ns, 5000, 200)                 # each carried on to the server
         proxy.send_signal(signal.SIGINT)
         _, err = proxy.communicate(timeout=30)
         assert proxy.returncode == 130 and err == ""

@@ -5,7 +5,6 @@ back by the project's reader and by tshark."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -149,11 +148,18 @@ def test_the_pcap_holds_every_packet_sent(tmp_path):
         segs = list(reader)
     assert [s.seq for s in segs] == [0, 1, 2, 3]
     assert [round(s.time, 6) for s in segs] == [0.0, 0.0, 0.0, 0.0]
-    if shutil.which("tshark"):
-        out = subprocess.run(["tshark", "-r", str(path), "-o", "tcp.check_checksum:TRUE",
-                              "-T", "fields", "-e", "tcp.seq_raw", "-e", "tcp.checksum.status"],
-                             capture_output=True, text=True, check=True).stdout.split()
-        assert out == ["0", "1", "1", "1", "2", "1", "3", "1"]
+
+
+@pytest.mark.requires("tshark")
+def test_tshark_reads_the_pcap_with_good_checksums(tmp_path):
+    path = tmp_path / "run.pcap"
+    net, a, b, link = pair(pcap=str(path), rate=12e6, delay=0.010, a={"count": 4, "size": 1500})
+    net.run()
+    net.close()
+    out = subprocess.run(["tshark", "-r", str(path), "-o", "tcp.check_checksum:TRUE",
+                          "-T", "fields", "-e", "tcp.seq_raw", "-e", "tcp.checksum.status"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "1", "1", "1", "2", "1", "3", "1"]      # seq, then 1 = checksum good
 
 
 def test_path_arguments_are_checked():

@@ -2,7 +2,6 @@
 compared field by field (tcp.options.mptcp.* raw fields: reliable, unlike some of its analysis fields on MP_JOIN subflows)."""
 
 import random
-import shutil
 import subprocess
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from mptcp_fast.wire import options as o
 from pcapwriter import tcp_packet, write_pcap
 
-pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+pytestmark = pytest.mark.requires("tshark")
 
 FIELDS = [
     "subtype", "version", "flags", "sendkey", "recvkey", "datalvllen", "checksum", "addrid",

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mptcp_fast.testing.conformance import why_unavailable
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(why_unavailable() is not None,
-                                 reason="needs root, /dev/net/tun, iproute2 and kernel MPTCP")]
+pytestmark = pytest.mark.requires("testbed")
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "load_proxy.py"
 

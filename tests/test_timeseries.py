@@ -1,4 +1,4 @@
-"""The numbers and pictures over time (issue #14): RTTs, retransmissions, delivery and
+"""The numbers and pictures over time: RTTs, retransmissions, delivery and
 reinjection delays from an emulated transfer whose paths we chose, and the PNGs of
 ``analyze --plot``."""
 

@@ -1,4 +1,4 @@
-"""Pure-Python capture reader: pcap and pcapng files to TCP segments (issue #5, first part).
+"""Pure-Python capture reader: pcap and pcapng files to TCP segments.
 
 Streaming: one record at a time, so memory does not grow with the file. Formats:
 pcap (microsecond and nanosecond, both byte orders) and pcapng (SHB, IDB, EPB,

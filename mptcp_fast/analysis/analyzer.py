@@ -1,4 +1,4 @@
-"""MPTCP capture analysis (issue #5): connections, subflows, HMAC verdicts, DSS checksums,
+"""MPTCP capture analysis: connections, subflows, HMAC verdicts, DSS checksums,
 fallback, events, and each direction's data-level byte stream rebuilt with the project's own
 mapping and reassembly rules.
 

@@ -1,4 +1,4 @@
-"""Reading capture files: pcap / pcapng to TCP segments (first part of issue #5).
+"""Reading capture files: pcap / pcapng to TCP segments.
 
     from mptcp_fast.analysis import capture
     with capture.open_capture("x.pcap") as reader:

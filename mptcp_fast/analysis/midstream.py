@@ -1,4 +1,4 @@
-"""Connections whose handshakes are not in the capture (issue #14): a capture taken on a router
+"""Connections whose handshakes are not in the capture: a capture taken on a router
 or a server usually starts long after its connections did. Without MP_CAPABLE or MP_JOIN there
 are no keys and no ISNs, but the DSS options still say a lot:
 

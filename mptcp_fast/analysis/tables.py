@@ -1,4 +1,4 @@
-"""The analyzer's results as tables for pandas, DuckDB or Spark (issue #14): Parquet files
+"""The analyzer's results as tables for pandas, DuckDB or Spark: Parquet files
 written with pyarrow (the optional extra ``pip install 'mptcp_fast[parquet]'``).
 
     write_parquet(report, capture_path, out_dir)

@@ -1,4 +1,4 @@
-"""What happened over time in each connection of an analysed capture (issue #14): the numbers
+"""What happened over time in each connection of an analysed capture: the numbers
 behind the pictures, and the pictures.
 
     series = connection_series(report, packets, number)     # packets: tables.packet_arrays

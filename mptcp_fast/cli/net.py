@@ -1,4 +1,4 @@
-"""``mptcp-fast serve``, ``connect`` and ``proxy`` (issue #13): the engine on a TUN device, or
+"""``mptcp-fast serve``, ``connect`` and ``proxy``: the engine on a TUN device, or
 the kernel's MPTCP sockets, behind one command line each.
 
     # the userspace engine: a TUN device, the kernel's side of it, the engine's addresses

@@ -1,4 +1,4 @@
-"""The sans-IO MPTCP engine (issue #11), after aioquic's QuicConnection: no sockets, clocks or
+"""The sans-IO MPTCP engine, after aioquic's QuicConnection: no sockets, clocks or
 threads inside; whole IP packets in and out; time passed in by the caller.
 
     from mptcp_fast.engine import Endpoint, Config

@@ -1,4 +1,4 @@
-"""Congestion control per subflow, behind one small interface (issue #11).
+"""Congestion control per subflow, behind one small interface.
 
     cc = Lia()                              # or Reno(), Cubic(); one controller per connection
     w = cc.add_subflow(mss=1448)            # a Window: cwnd and ssthresh in bytes

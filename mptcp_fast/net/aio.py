@@ -1,4 +1,4 @@
-"""asyncio streams over the userspace engine (issue #13), in the shape of ``asyncio.open_connection``
+"""asyncio streams over the userspace engine, in the shape of ``asyncio.open_connection``
 and ``asyncio.start_server``::
 
     device = TunDevice("mft0", offload=True); device.configure(["198.18.0.1/24"])

@@ -1,4 +1,4 @@
-"""Kernel MPTCP sockets for a Python user (issue #13, first part): make them with a clear error
+"""Kernel MPTCP sockets for a Python user: make them with a clear error
 where MPTCP is off, and read what the kernel knows about a connection.
 
     from mptcp_fast.net import kernel

@@ -1,4 +1,4 @@
-"""Network namespaces for interop tests and benchmarks (issue #13): a kernel MPTCP peer in a
+"""Network namespaces for interop tests and benchmarks: a kernel MPTCP peer in a
 namespace of its own, reached through veth pairs or a TUN device, with its ``MPTcpExt``
 counters read before and after. Root only; iproute2's ``ip`` and ``nstat`` do the work.
 

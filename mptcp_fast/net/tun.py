@@ -1,4 +1,4 @@
-"""A Linux TUN device: whole IP packets between the kernel and this process (issue #13).
+"""A Linux TUN device: whole IP packets between the kernel and this process.
 
     dev = TunDevice("mft0", offload=True)      # needs CAP_NET_ADMIN and /dev/net/tun
     dev.configure(["198.18.0.1/24"])           # the kernel's side: an address, up, a route

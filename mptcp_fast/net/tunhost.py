@@ -1,4 +1,4 @@
-"""Run an engine over a TUN device in this thread (issue #13): the loop the CLI, the tests and
+"""Run an engine over a TUN device in this thread: the loop the CLI, the tests and
 the benchmarks share. The asyncio layer (``mptcp_fast.net.aio``) is the same loop on an event loop.
 
     host = TunHost(app, device)                    # app: an Endpoint or an engine.apps.BulkApp

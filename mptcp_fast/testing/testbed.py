@@ -1,4 +1,4 @@
-"""Testbeds with the Linux kernel as the MPTCP peer (issue #13): what the interop tests, the
+"""Testbeds with the Linux kernel as the MPTCP peer: what the interop tests, the
 benchmarks and anyone checking the engine against the kernel build on. Root only.
 
 ``TunBed``: the kernel in a namespace of its own, and this process's engine behind a TUN
