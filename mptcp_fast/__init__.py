@@ -10,8 +10,8 @@ from ._version import __version__
 from .errors import CaptureError, MptcpError, OptionError, PacketError, ProtocolError
 from .wire import crypto, dss, options, packet
 
-__all__ = ["BACKEND", "MptcpError", "OptionError", "CaptureError", "PacketError", "ProtocolError",
-           "crypto", "dss", "options", "packet"]
+__all__ = ["BACKEND", "__version__", "MptcpError", "OptionError", "CaptureError", "PacketError",
+           "ProtocolError", "crypto", "dss", "options", "packet"]
 
 
 def __getattr__(name):
