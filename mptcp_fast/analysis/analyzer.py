@@ -184,11 +184,14 @@ class Analyzer:
 
     def _packet(self, cols, i) -> None:
         seg = self._segment(cols, i)
-        opts = options.parse_tcp_options(seg.options, keep_malformed=True)
-        self.malformed_options += sum(isinstance(o, options.MalformedOption) for o in opts)
-        mptcp = [o for o in opts if o.kind == options.TCPOPT_MPTCP
-                 and not isinstance(o, options.MalformedOption)]
-        found = self.tracker.lookup(seg.src, seg.sport, seg.dst, seg.dport)
+        if cols["mptcp_subtypes"][i] or cols["options_malformed"][i]:
+            opts = options.parse_tcp_options(seg.options, keep_malformed=True)
+            self.malformed_options += sum(isinstance(o, options.MalformedOption) for o in opts)
+            mptcp = [o for o in opts if o.kind == options.TCPOPT_MPTCP
+                     and not isinstance(o, options.MalformedOption)]
+        else:                    # the decoder saw no MPTCP option and nothing malformed
+            mptcp = []
+        found = self.tracker.stopped                # the tracker's lookup of this 4-tuple
         if found is not None and seg.flags & (SYN | ACK) == SYN:
             entry = self._subflows[found[0]]        # a new SYN on a known 4-tuple: reuse?
             if entry is None or entry[1].isn.get("up", seg.seq) != seg.seq:
@@ -197,6 +200,7 @@ class Analyzer:
             found = self._new_subflow(seg, mptcp)
             if found is None:
                 return
+            self.tracker.set_row(i, *found)
         entry = self._subflows[found[0]]
         if entry is None:
             return                                  # plain TCP, or MPTCP we cannot place
@@ -219,8 +223,8 @@ class Analyzer:
 
     def _new_subflow(self, seg, mptcp):
         syn = seg.flags & (SYN | ACK) == SYN
-        client, server = ((seg.src, seg.sport), (seg.dst, seg.dport)) if syn or not seg.flags & SYN \
-            else ((seg.dst, seg.dport), (seg.src, seg.sport))
+        client, server = ((seg.src, seg.sport), (seg.dst, seg.dport)) \
+            if syn or not seg.flags & SYN else ((seg.dst, seg.dport), (seg.src, seg.sport))
         for opt in mptcp:
             if isinstance(opt, options.MpCapable):
                 conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
@@ -409,7 +413,8 @@ class Analyzer:
         ctx = self._context(conn, local_is_server=True)
         if ctx is None or "client" not in sub.nonces or "server" not in sub.nonces:
             return UNVERIFIABLE
-        return VALID if ctx.verify_ack(hmac160, sub.nonces["server"], sub.nonces["client"]) else INVALID
+        ok = ctx.verify_ack(hmac160, sub.nonces["server"], sub.nonces["client"])
+        return VALID if ok else INVALID
 
     # -- output
     def report(self) -> dict:
@@ -468,7 +473,8 @@ class Analyzer:
         q = stream.queue
         rebuilt = q is not None and not c.not_captured_bytes
         return {
-            "bytes": stream.delivered, "sha256": stream.sha256.hexdigest() if q is not None else None,
+            "bytes": stream.delivered,
+            "sha256": stream.sha256.hexdigest() if q is not None else None,
             "complete": q.eof if rebuilt else c.all_seen,
             "data_bytes": c.data_bytes, "not_captured_bytes": c.not_captured_bytes,
             "out_of_order_bytes": c.out_of_order_bytes, "duplicate_bytes": c.duplicate_bytes,
