@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import _check
 from . import capture
+from .packets import PacketTableBuilder
 from ..wire import crypto, dss, options, receiver
 
 VALID, INVALID, UNVERIFIABLE = "valid", "invalid", "cannot verify"
@@ -122,7 +123,8 @@ class Analyzer:
     capture full of mappings whose data never comes cannot exhaust memory."""
 
     def __init__(self, dump_dir: str | None = None, *, checksum_budget: int = CHECKSUM_BUDGET,
-                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET, survey=None):
+                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET, survey=None,
+                 packets: bool = False):
         self.dump_dir = dump_dir
         self.survey = survey                 # midstream.Survey: flows without handshakes
         self.unplaced: list = []             # MPTCP flows seen without a handshake (4-tuples)
@@ -137,6 +139,8 @@ class Analyzer:
         self.packets = 0
         self.mptcp_packets = 0
         self.malformed_options = 0
+        # the per-packet table, gathered as the batches go by (``packets=True``)
+        self.packet_table = PacketTableBuilder() if packets else None
 
     # -- batches
     def feed_columns(self, cols: dict) -> None:
@@ -153,6 +157,8 @@ class Analyzer:
             self._packet(cols, i)
             i = tracker.run(i + 1)
         self._take_tracker_events()
+        if self.packet_table is not None:
+            self.packet_table.add(cols, tracker.row_sides)
 
     def connection_of(self, src: bytes, sport: int, dst: bytes, dport: int) -> int | None:
         """The number of the connection a 4-tuple belongs to (its latest use), if any."""
@@ -297,6 +303,8 @@ class Analyzer:
         sub = Subflow(sid, client, server, initial, seg.number)
         conn.subflows.append(sub)
         self._subflows.append((conn, sub))
+        if self.packet_table is not None:
+            self.packet_table.subflow(sid, conn.number, len(conn.subflows), client[0], server[0])
         return sid, 0 if (seg.src, seg.sport) == client else 1
 
     def _fall_back(self, seg, conn, sub, why, plain=False):
@@ -494,19 +502,10 @@ def _hex(value, width=16):
 def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
     """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
     before the damage were analysed (the partial report is on the exception as ``report``).
-    ``progress(byte_offset)`` is called after every batch when given."""
-    analyzer = _analyze_pass(path, dump_dir, progress, None)
-    if analyzer.unplaced:            # MPTCP flows without handshakes: survey them, then again
-        from . import midstream
-        wanted = set(analyzer.unplaced)
-        with capture.open_capture(path) as reader:
-            try:
-                found = midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
-            except capture.CaptureError:
-                found = None                 # the first pass reports the damage
-        if found is not None and found.flows:
-            analyzer = _analyze_pass(path, dump_dir, progress, found)
-    return analyzer.report()
+    ``progress(byte_offset)`` is called after every batch when given. The report of
+    ``model.build_model``, which also keeps the per-packet table on request."""
+    from .model import build_model
+    return build_model(path, dump_dir, progress).report
 
 
 def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
@@ -514,28 +513,8 @@ def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
     Dask: ``dask.bag.from_sequence(paths).map(analyze_file)``): never raises for the file's
     own faults. A cut or corrupt file gives the report of what came before with ``"error"``
     set; a file that cannot be read at all gives ``{"capture": path, "error": ...}``."""
-    try:
-        report = analyze(path, dump_dir, progress)
-    except capture.CaptureError as exc:
-        report = dict(getattr(exc, "report", None) or {})
-        report["error"] = str(exc)
-    except OSError as exc:
-        return {"capture": os.fspath(path), "error": str(exc)}
-    return {"capture": os.fspath(path), **report}
-
-
-def _analyze_pass(path, dump_dir, progress, survey) -> Analyzer:
-    analyzer = Analyzer(dump_dir, survey=survey)
-    with capture.open_capture(path) as reader:
-        try:
-            for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):
-                analyzer.feed_columns(cols)
-                if progress is not None:
-                    progress(int(cols["record_offset"][-1]))
-        except capture.CaptureError as exc:
-            exc.report = analyzer.report()
-            raise
-    return analyzer
+    from .model import model_of_file
+    return model_of_file(path, dump_dir, progress).report
 
 
 _impl = None
