@@ -43,8 +43,16 @@ def _percentiles(values, weights=None) -> dict | None:
     if not len(values):
         return None
     values = np.asarray(values, dtype=float)
+    quantiles = (0.5, 0.9, 0.99)
     if weights is None:
-        weights = np.ones(len(values))
+        # equal weights: the cumulative shares do not depend on the order, so each
+        # percentile is one order statistic (np.partition: no full sort)
+        cum = np.cumsum(np.ones(len(values))) / len(values)
+        ks = [min(int(np.searchsorted(cum, q)), len(values) - 1) for q in quantiles]
+        chosen = np.partition(values, ks)[ks]
+        p50, p90, p99 = (float(x) for x in chosen)
+        return {"min": float(values.min()), "p50": p50, "p90": p90, "p99": p99,
+                "max": float(values.max())}
     order = np.argsort(values)
     v, w = values[order], np.asarray(weights, dtype=float)[order]
     cum = np.cumsum(w) / w.sum()
@@ -187,11 +195,11 @@ def _series(facts, p, number: int) -> dict:
     reinjection_delays, delivery = {}, {}
     for name, mask in (("up", d["up"]), ("down", ~d["up"])):
         at = np.nonzero(mask & d["has_dsn"])[0]
-        values, first = np.unique(d["dsn"][at], return_index=True)
+        values, first, index = np.unique(d["dsn"][at], return_index=True,
+                                         return_inverse=True)
         first_row = at[first]
         # a DSN carried again on another subflow, not a TCP retransmission: a reinjection
-        index = np.searchsorted(values, d["dsn"][at])
-        origin = first_row[index]
+        origin = first_row[index.reshape(-1)]
         again = (origin != at) & (d["sub"][origin] != d["sub"][at]) & ~retransmitted[at]
         kind[at[again]] = REINJECTION
         reinjection_delays[name] = _percentiles((d["time"][at[again]] - d["time"][origin[again]])
@@ -245,7 +253,10 @@ def _delivery(dsn, time, length) -> tuple:
     once every piece before it arrived (the running maximum of the arrival times)."""
     if not len(dsn):
         return [], [], [], []
-    order = np.argsort(dsn, kind="stable")
+    if len(dsn) > 1 and np.all(dsn[1:] >= dsn[:-1]):
+        order = np.arange(len(dsn))      # already in order (np.unique's values): no sort
+    else:
+        order = np.argsort(dsn, kind="stable")
     # relative to the first: 64-bit DSNs do not fit a float, their differences fit an int64
     dsn = (dsn[order] - dsn[order][0]).astype(np.int64)
     time, length = time[order], length[order]
@@ -256,7 +267,9 @@ def _delivery(dsn, time, length) -> tuple:
     fresh = end - np.maximum(dsn, before)
     frontier = np.maximum.accumulate(time)
     delays = (frontier - time) * 1000
-    delivered = sorted(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
+    # (time, bytes) pairs in order as they are: the frontier never decreases and every
+    # piece adds bytes (fresh > 0), so sorting them would leave them where they are
+    delivered = list(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
     return delays, fresh, delivered, time
 
 
@@ -324,7 +337,10 @@ def plot_connection(series, directory) -> list:
         ax.set_title(f"connection {number}, {label}")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("data sequence (kB from the first byte seen)")
-    _save(fig, axes[0], os.path.join(directory, f"connection{number}-sequence.png"), paths)
+    # the data-level position only grows with time: the upper left corner is empty (a fixed
+    # place: matplotlib's "best" tests every point of every series against each candidate)
+    _save(fig, axes[0], os.path.join(directory, f"connection{number}-sequence.png"), paths,
+          "upper left")
     # 2. throughput per subflow
     fig, ax = plt.subplots(figsize=(9, 4))
     for k, s in enumerate(series["subflows"]):
@@ -366,15 +382,17 @@ def plot_connection(series, directory) -> list:
     ax.set_title(f"connection {number}: delivered in order (delay p99 up "
                  f"{_ms(delay['up'])}, down {_ms(delay['down'])})")
     _save(fig, [ax, delay_ax], os.path.join(directory, f"connection{number}-delivery.png"),
-          paths)
+          paths, ("upper left", "upper right"))    # bytes in order only grow, like the sequence
     return paths
 
 
-def _save(fig, axes, path: str, paths: list) -> None:
-    """Legends where there is something to name, then the PNG."""
-    for ax in axes:
+def _save(fig, axes, path: str, paths: list, where="best") -> None:
+    """Legends where there is something to name (``where``: one place, or one per axes),
+    then the PNG."""
+    places = [where] * len(axes) if isinstance(where, str) else where
+    for ax, place in zip(axes, places):
         if ax.has_data():
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="small", loc=place)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     paths.append(path)
