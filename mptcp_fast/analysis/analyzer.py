@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _check
-from . import capture
+from . import capture, midstream
 from .packets import PacketTableBuilder
 from ..wire import crypto, dss, options, receiver
 
@@ -141,6 +141,9 @@ class Analyzer:
         self.malformed_options = 0
         # the per-packet table, gathered as the batches go by (``packets=True``)
         self.packet_table = PacketTableBuilder() if packets else None
+        # the facts of flows without handshakes, gathered as the batches go by: the survey
+        # (midstream) needs no read of its own (a pass that has its survey needs none)
+        self.survey_collector = midstream.Collector() if survey is None else None
 
     # -- batches
     def feed_columns(self, cols: dict) -> None:
@@ -159,6 +162,8 @@ class Analyzer:
         self._take_tracker_events()
         if self.packet_table is not None:
             self.packet_table.add(cols, tracker.row_sides)
+        if self.survey_collector is not None:
+            self.survey_collector.add(cols, tracker.row_sides)
 
     def connection_of(self, src: bytes, sport: int, dst: bytes, dport: int) -> int | None:
         """The number of the connection a 4-tuple belongs to (its latest use), if any."""
@@ -205,6 +210,10 @@ class Analyzer:
         if found is None:
             found = self._new_subflow(seg, mptcp)
             if found is None:
+                if (self.survey_collector is not None and cols["dss_flags"][i] != 0xFF
+                        and not seg.flags & SYN):
+                    self.survey_collector.unregistered_dss((seg.src, seg.sport, seg.dst,
+                                                            seg.dport))
                 return
             self.tracker.set_row(i, *found)
         entry = self._subflows[found[0]]
@@ -266,10 +275,20 @@ class Analyzer:
                     self.tracker.set_isn(found[0], direction, placed.isn[name])
             return found
         # MPTCP options on a flow whose handshake is not in the capture: known, not analysed
-        self.unplaced.append((seg.src, seg.sport, seg.dst, seg.dport))
+        flow = (seg.src, seg.sport, seg.dst, seg.dport)
+        self.unplaced.append(flow)
+        if self.survey_collector is not None:
+            self.survey_collector.unplaced(flow, self.tracker.lookup(*flow) is not None)
         sid = self.tracker.add_subflow(*client, *server, -1, -1)
         self._subflows.append(None)
+        self._follow(sid, flow)
         return sid, 0 if (seg.src, seg.sport) == client else 1
+
+    def _follow(self, sid, flow) -> None:
+        """The survey sees the rows of every later use of an unplaced 4-tuple too (as a
+        survey of the whole file would)."""
+        if self.survey_collector is not None and self.survey_collector.is_unplaced(flow):
+            self.survey_collector.follow(sid)
 
     def _surveyed(self, seg):
         if self.survey is None:
@@ -305,6 +324,7 @@ class Analyzer:
         self._subflows.append((conn, sub))
         if self.packet_table is not None:
             self.packet_table.subflow(sid, conn.number, len(conn.subflows), client[0], server[0])
+        self._follow(sid, (seg.src, seg.sport, seg.dst, seg.dport))
         return sid, 0 if (seg.src, seg.sport) == client else 1
 
     def _fall_back(self, seg, conn, sub, why, plain=False):

@@ -35,18 +35,18 @@ def build_model(path, dump_dir: str | None = None, progress=None, *,
     ``packets``. A cut or corrupt file raises CaptureError after the packets before the
     damage were analysed: the partial report is on the exception as ``report``, the partial
     model as ``model``. ``progress(byte_offset)`` is called after every batch when given."""
-    from .analyzer import BATCH_PACKETS
     analyzer = _analyze_pass(path, dump_dir, progress, None, packets)
     reads = 1
-    if analyzer.unplaced:            # MPTCP flows without handshakes: survey them, then again
-        from . import midstream
-        wanted = set(analyzer.unplaced)
-        with capture.open_capture(path) as reader:
-            try:
-                found = midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
-            except capture.CaptureError:
-                found = None                 # the first pass reports the damage
-        reads += 1
+    if analyzer.unplaced:
+        # MPTCP flows without handshakes, surveyed while the first pass read them. They are
+        # analysed in a second read: their ISNs and the first data-level byte of each stream
+        # are minima over the whole capture, needed before the first byte can be placed, and
+        # holding their packets (payload included) until the end would make memory follow the
+        # capture's size instead of its live connections.
+        found = analyzer.survey_collector.survey()
+        if found is None:            # rows of those 4-tuples came before they were unplaced
+            found = _survey_file(path, set(analyzer.unplaced))
+            reads += 1
         if found is not None and found.flows:
             analyzer = _analyze_pass(path, dump_dir, progress, found, packets)
             reads += 1
@@ -69,6 +69,18 @@ def model_of_file(path, dump_dir: str | None = None, progress=None, *,
         return CaptureModel({"capture": os.fspath(path), "error": str(exc)}, [])
     model.report = {"capture": os.fspath(path), **model.report}
     return model
+
+
+def _survey_file(path, wanted):
+    """The survey in a read of its own (the first pass could not gather it: a 4-tuple was in
+    use before its flow turned out to be unplaced)."""
+    from . import midstream
+    from .analyzer import BATCH_PACKETS
+    with capture.open_capture(path) as reader:
+        try:
+            return midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
+        except capture.CaptureError:
+            return None                  # the first pass reports the damage
 
 
 def _model(analyzer, reads: int) -> CaptureModel:
