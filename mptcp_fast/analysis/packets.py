@@ -73,7 +73,14 @@ class PacketTableBuilder:
         side = columns.pop("side")
         columns["up"] = (side & 1) == 0
         # src / dst addresses as text, one entry per subflow direction seen
-        sides, code = np.unique(side, return_inverse=True)
+        # the subflow directions present, and each row's index among them: small integers,
+        # so a lookup table instead of a sort
+        present = np.zeros(int(side.max()) + 1 if len(side) else 0, bool)
+        present[side] = True
+        sides = np.nonzero(present)[0]
+        lookup = np.zeros(len(present), np.int64)
+        lookup[sides] = np.arange(len(sides))
+        code = lookup[side]
         texts, src_code, dst_code = [], [], []
         index = {}
         for s in sides.tolist():

@@ -94,7 +94,26 @@ def _table(rows):
 def write_tables(model, out_dir) -> list:
     """Write the three tables of ``model`` (built with ``packets=True``) into ``out_dir``;
     return their paths."""
-    return _write(model.packets.arrow(), model.report, out_dir)
+    return write_arrow(arrow_tables(model), out_dir)
+
+
+def arrow_tables(model) -> list:
+    """[(name, pyarrow.Table)] of ``model``: packets, subflows, connections."""
+    return [("packets", model.packets.arrow()), ("subflows", subflow_table(model.report)),
+            ("connections", connection_table(model.report))]
+
+
+def write_arrow(named_tables, out_dir) -> list:
+    """Write [(name, table)] as ``out_dir/name.parquet``; return the paths. Arrow encodes and
+    compresses without holding Python's lock, so this may run on a thread of its own."""
+    import pyarrow.parquet as pq
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for name, table in named_tables:
+        path = os.path.join(out_dir, f"{name}.parquet")
+        pq.write_table(table, path)
+        written.append(path)
+    return written
 
 
 def write_parquet(report, capture_path, out_dir) -> list:
@@ -104,12 +123,5 @@ def write_parquet(report, capture_path, out_dir) -> list:
 
 
 def _write(packets, report, out_dir) -> list:
-    import pyarrow.parquet as pq
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
-    for name, table in (("packets", packets), ("subflows", subflow_table(report)),
-                        ("connections", connection_table(report))):
-        path = os.path.join(out_dir, f"{name}.parquet")
-        pq.write_table(table, path)
-        written.append(path)
-    return written
+    return write_arrow([("packets", packets), ("subflows", subflow_table(report)),
+                        ("connections", connection_table(report))], out_dir)

@@ -196,6 +196,16 @@ def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
     report = model.report
     if "connections" not in report or model.packets is None:
         return report, None
+    writer = None
+    if parquet_dir is not None:
+        # the tables are written on a thread (Arrow works without Python's lock) while the
+        # time series and the figures are made from the same model
+        from ..analysis import tables
+        try:
+            writer = _Background(tables.write_arrow, tables.arrow_tables(model), parquet_dir)
+        except ImportError as exc:
+            return report, _no_pyarrow(exc)
+    problem = None
     if timing:
         from ..analysis import timeseries
         series = timeseries.model_series(model)
@@ -206,15 +216,40 @@ def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
                 for one in series:
                     timeseries.plot_connection(one, plot_dir)
             except timeseries.PlotError as exc:
-                return report, str(exc)
-    if parquet_dir is not None:
-        from ..analysis import tables
+                problem = str(exc)
+    if writer is not None:
         try:
-            tables.write_tables(model, parquet_dir)
+            writer.result()
         except ImportError as exc:
-            return report, (f"--parquet needs pyarrow ({exc}): pip install "
-                            "'mptcp_fast[parquet]'")
-    return report, None
+            problem = problem or _no_pyarrow(exc)
+    return report, problem
+
+
+def _no_pyarrow(exc) -> str:
+    return f"--parquet needs pyarrow ({exc}): pip install 'mptcp_fast[parquet]'"
+
+
+class _Background:
+    """``function(*args)`` on a thread; ``result()`` waits and raises what it raised."""
+
+    def __init__(self, function, *args):
+        import threading
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args):
+        try:
+            self._outcome = (True, function(*args))
+        except BaseException as exc:      # handed to the caller by result()
+            self._outcome = (False, exc)
+
+    def result(self):
+        self._thread.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
 
 
 def _with_progress_bar(path, run):
