@@ -10,7 +10,7 @@ as the pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from libc.string cimport memcpy, memcmp
+from libc.string cimport memcpy, memcmp, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 cimport numpy as cnp
 from numpy cimport npy_bool as cnp_bool
@@ -205,12 +205,21 @@ cdef class Tracker:
         cdef object sid
         cdef int direction
         cdef SubflowReceiver side
+        cdef uint8_t src[16]
+        cdef uint8_t dst[16]
         for i in range(start, self._n):
             subtypes = self._subtypes[i]
-            sid = self._flows.get(flow_key(self._family[i], &self._src[i, 0], self._sport[i],
-                                           &self._dst[i, 0], self._dport[i]))
+            # the addresses as the analyzer sees them: an IPv4 row's last 12 bytes are zero
+            # (whatever a damaged batch holds there), so both twins find the same flow
+            memcpy(src, &self._src[i, 0], 16)
+            memcpy(dst, &self._dst[i, 0], 16)
+            if self._family[i] == 4:
+                memset(src + 4, 0, 12)
+                memset(dst + 4, 0, 12)
+            sid = self._flows.get(flow_key(self._family[i], src, self._sport[i], dst,
+                                           self._dport[i]))
             if sid is not None:
-                direction = self._direction(sid, &self._src[i, 0], self._sport[i])
+                direction = self._direction(sid, src, self._sport[i])
                 self._sides_of_rows[i] = 2 * <Py_ssize_t>sid + direction
             if self._flags[i] & (SYN | RST) or self._malformed[i] or subtypes & ~DSS_BIT:
                 self.stopped = None if sid is None else (sid, direction)
