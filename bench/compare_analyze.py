@@ -2,9 +2,12 @@
 analysis over the same capture, one after the other in one run, nothing else running.
 
     python bench/compare_analyze.py CAPTURE [--skip-tshark] [--skip-pure] [--plot]
+    python bench/compare_analyze.py CAPTURE --outputs [--runs 3]
 
 ``--plot`` adds a run of the compiled backend with ``--plot DIR`` (the time series and the
-figures of each connection).
+figures of each connection). ``--outputs`` measures, on the compiled backend, plain ``analyze`` and
+``analyze --plot DIR --parquet DIR`` of the same file in alternation (best of ``--runs``) and
+prints the ratio: what the outputs cost on top of the analysis (the file is read once for all).
 
 Wall time and peak RSS of each as a separate process (GNU time -v).
 """
@@ -36,7 +39,11 @@ def main() -> int:
     parser.add_argument("--skip-tshark", action="store_true")
     parser.add_argument("--skip-pure", action="store_true")
     parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--outputs", action="store_true")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if args.outputs:
+        return outputs_ratio(args.capture, args.runs)
     packets = subprocess.run([sys.executable, "-c", "import sys; from mptcp_fast.analysis import capture\n"
                               "r = capture.open_capture(sys.argv[1]); print(sum(1 for _ in r))",
                               args.capture], capture_output=True, text=True, check=True).stdout
@@ -62,6 +69,30 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|")
     for name, seconds, rss in rows:
         print(f"| {name} | {seconds:.1f} | {n / seconds:,.0f} | {seconds / base:.1f}x | {rss} |")
+    return 0
+
+
+def outputs_ratio(capture: str, runs: int) -> int:
+    """Plain analyze against analyze --plot DIR --parquet DIR, alternating, best of ``runs``."""
+    import tempfile
+    analyze = [sys.executable, "-m", "mptcp_fast", "analyze", capture]
+    plain, everything = [], []
+    with tempfile.TemporaryDirectory() as where:
+        outputs = ["--plot", os.path.join(where, "plots"), "--parquet",
+                   os.path.join(where, "tables")]
+        for _ in range(runs):
+            plain.append(measure(analyze))
+            everything.append(measure(analyze + outputs))
+    print(f"# {capture}, compiled backend, best of {runs} alternating runs\n")
+    print("| run | seconds (each run) | best | peak RSS MiB (best run) |")
+    print("|---|---|---:|---:|")
+    for name, results in (("mptcp-fast analyze", plain),
+                          ("mptcp-fast analyze --plot DIR --parquet DIR", everything)):
+        best = min(results)
+        print(f"| {name} | {', '.join(f'{s:.2f}' for s, _ in results)} | {best[0]:.2f} | "
+              f"{best[1]} |")
+    print(f"\nratio (best --plot --parquet / best plain): "
+          f"{min(everything)[0] / min(plain)[0]:.2f}x")
     return 0
 
 

@@ -10,7 +10,7 @@ as the pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from libc.string cimport memcpy, memcmp
+from libc.string cimport memcpy, memcmp, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 cimport numpy as cnp
 from numpy cimport npy_bool as cnp_bool
@@ -18,6 +18,7 @@ from numpy cimport npy_bool as cnp_bool
 from mf_serial cimport expand_seq
 from mptcp_fast._receiver cimport ChecksumBudget, DataReceiver, SubflowReceiver
 from mptcp_fast import _receiver as _receiver_module
+import numpy as _np
 
 cnp.import_array()
 
@@ -75,6 +76,9 @@ cdef class Tracker:
     cdef uint64_t[::1] _data_ack, _dsn
     cdef int32_t[::1] _csum
     cdef bytes _blob
+    cdef int64_t[::1] _sides_of_rows      # 2 * sid + direction per row of the batch, or -1
+    cdef public object row_sides          # the same, as the numpy array the analyzer reads
+    cdef public object stopped            # (sid, direction) of the row run() stopped at, or None
 
     def __init__(self, verify_checksum, int64_t checksum_budget, int64_t connection_checksum_budget):
         self._verify = verify_checksum
@@ -85,6 +89,8 @@ cdef class Tracker:
         self._streams = []
         self.events = []
         self._n = 0
+        self.row_sides = None
+        self.stopped = None
 
     # -- set-up, from the analyzer
     def add_streams(self):
@@ -181,36 +187,59 @@ cdef class Tracker:
         self._subtypes, self._malformed = cols["mptcp_subtypes"], cols["options_malformed"]
         self._dss_flags, self._data_ack, self._dsn = cols["dss_flags"], cols["data_ack"], cols["dsn"]
         self._ssn, self._dll, self._csum = cols["dss_ssn"], cols["dss_len"], cols["dss_checksum"]
+        self.row_sides = _np.full(self._n, -1, _np.int64)
+        self._sides_of_rows = self.row_sides
+
+    def set_row(self, Py_ssize_t i, Py_ssize_t sid, int direction):
+        """Name the subflow direction of row i (the analyzer's verdict on a row it handled)."""
+        self._sides_of_rows[i] = -1 if sid < 0 else 2 * sid + direction
 
     def run(self, Py_ssize_t start):
         """Handle packets from ``start``; return the index of the first the analyzer must see
-        (or the batch length)."""
+        (or the batch length). ``row_sides[i]`` is 2 * sid + direction of every row whose
+        4-tuple is registered (-1 otherwise), ``stopped`` the (sid, direction) of the row
+        returned (None when its 4-tuple is unknown): the analyzer looks nothing up again."""
         cdef Py_ssize_t i
         cdef uint16_t subtypes
         cdef bint has_mapping
         cdef object sid
         cdef int direction
         cdef SubflowReceiver side
+        cdef uint8_t src[16]
+        cdef uint8_t dst[16]
         for i in range(start, self._n):
             subtypes = self._subtypes[i]
+            # the addresses as the analyzer sees them: an IPv4 row's last 12 bytes are zero
+            # (whatever a damaged batch holds there), so both twins find the same flow
+            memcpy(src, &self._src[i, 0], 16)
+            memcpy(dst, &self._dst[i, 0], 16)
+            if self._family[i] == 4:
+                memset(src + 4, 0, 12)
+                memset(dst + 4, 0, 12)
+            sid = self._flows.get(flow_key(self._family[i], src, self._sport[i], dst,
+                                           self._dport[i]))
+            if sid is not None:
+                direction = self._direction(sid, src, self._sport[i])
+                self._sides_of_rows[i] = 2 * <Py_ssize_t>sid + direction
             if self._flags[i] & (SYN | RST) or self._malformed[i] or subtypes & ~DSS_BIT:
+                self.stopped = None if sid is None else (sid, direction)
                 return i
-            sid = self._flows.get(flow_key(self._family[i], &self._src[i, 0], self._sport[i],
-                                           &self._dst[i, 0], self._dport[i]))
             if sid is None:
                 if subtypes:
+                    self.stopped = None
                     return i                  # MPTCP on a flow the analyzer has not seen
                 continue                      # plain TCP: not ours
-            direction = self._direction(sid, &self._src[i, 0], self._sport[i])
             found = self._sides[2 * <Py_ssize_t>sid + direction]
             if found is None:
                 continue
             side = <SubflowReceiver>found
             has_mapping = self._dss_flags[i] != 0xFF and self._dss_flags[i] & 4
-            if has_mapping and self._dll[i] == 0:
-                return i                      # infinite mapping: an event for the analyzer
-            if self._payload_len[i] and not side.probed and not has_mapping:
-                return i                      # first data without a mapping: fallback?
+            if (has_mapping and self._dll[i] == 0) or (
+                    self._payload_len[i] and not side.probed and not has_mapping):
+                # an infinite mapping (an event for the analyzer), or a subflow direction's
+                # first data without a mapping (fallback?)
+                self.stopped = (sid, direction)
+                return i
             self._packet(i, sid, side)
         return self._n
 

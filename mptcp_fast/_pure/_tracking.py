@@ -15,6 +15,8 @@ Same results, counters and event texts as the compiled twin.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..wire.serial import MASK32 as _MASK32, MASK64 as _MASK64, expand_seq
 from . import _receiver
 from ._receiver import ChecksumBudget, DataReceiver
@@ -43,6 +45,8 @@ class Tracker:
         self._sides = []              # sid -> (SubflowReceiver up, down) or None when not analysed
         self._streams = []            # DataReceiver, in (up, down) pairs per connection
         self.events = []              # TrackerEvent
+        self.row_sides = None         # 2 * sid + direction per row of the batch, or -1
+        self.stopped = None           # (sid, direction) of the row run() stopped at, or None
 
     # -- set-up, from the analyzer
     def add_streams(self) -> int:
@@ -121,11 +125,18 @@ class Tracker:
             c["sport"].tolist(), c["dport"].tolist(), c["seq"].tolist(), c["flags"].tolist())
         self._payload_len, self._truncated = c["payload_len"].tolist(), c["truncated"].tolist()
         self._payload_start, self._blob = c["payload_start"].tolist(), c["payload_blob"]
-        self._subtypes, self._malformed = c["mptcp_subtypes"].tolist(), c["options_malformed"].tolist()
+        self._subtypes = c["mptcp_subtypes"].tolist()
+        self._malformed = c["options_malformed"].tolist()
         self._dss_flags, self._data_ack, self._dsn = (
             c["dss_flags"].tolist(), c["data_ack"].tolist(), c["dsn"].tolist())
         self._ssn, self._dll, self._csum = (
             c["dss_ssn"].tolist(), c["dss_len"].tolist(), c["dss_checksum"].tolist())
+        self.row_sides = np.full(self._n, -1, np.int64)
+        self._row_sides = self.row_sides
+
+    def set_row(self, i: int, sid: int, direction: int) -> None:
+        """Name the subflow direction of row i (the analyzer's verdict on a row it handled)."""
+        self._row_sides[i] = -1 if sid < 0 else 2 * sid + direction
 
     def _addresses(self, i: int):
         width = 4 if self._family[i] == 4 else 16
@@ -133,15 +144,22 @@ class Tracker:
 
     def run(self, start: int) -> int:
         """Handle packets from ``start``; return the index of the first the analyzer must see
-        (or the batch length)."""
+        (or the batch length). ``row_sides[i]`` is 2 * sid + direction of every row whose
+        4-tuple is registered (-1 otherwise), ``stopped`` the (sid, direction) of the row
+        returned (None when its 4-tuple is unknown): the analyzer looks nothing up again."""
+        rows = self._row_sides
         for i in range(start, self._n):
             subtypes = self._subtypes[i]
-            if self._flags[i] & (SYN | RST) or self._malformed[i] or subtypes & ~DSS_BIT:
-                return i
             src, dst = self._addresses(i)
             found = self.lookup(src, self._sport[i], dst, self._dport[i])
+            if found is not None:
+                rows[i] = 2 * found[0] + found[1]
+            if self._flags[i] & (SYN | RST) or self._malformed[i] or subtypes & ~DSS_BIT:
+                self.stopped = found
+                return i
             if found is None:
                 if subtypes:
+                    self.stopped = None
                     return i                  # MPTCP on a flow the analyzer has not seen
                 continue                      # plain TCP: not ours
             sid, direction = found
@@ -150,10 +168,12 @@ class Tracker:
                 continue
             side = sides[direction]
             has_mapping = self._dss_flags[i] != 0xFF and self._dss_flags[i] & 4
-            if has_mapping and self._dll[i] == 0:
-                return i                      # infinite mapping: an event for the analyzer
-            if self._payload_len[i] and not side.probed and not has_mapping:
-                return i                      # first data without a mapping: fallback?
+            if (has_mapping and self._dll[i] == 0) or (
+                    self._payload_len[i] and not side.probed and not has_mapping):
+                # an infinite mapping (an event for the analyzer), or a subflow direction's
+                # first data without a mapping (fallback?)
+                self.stopped = found
+                return i
             self._packet(i, sid, side)
         return self._n
 
@@ -191,7 +211,8 @@ class Tracker:
         if rel + length > side.rel_ref:
             side.rel_ref = rel + length
         start = self._payload_start[i]
-        st.deliver(number, side, rel, length, None if truncated else self._blob[start:start + length])
+        st.deliver(number, side, rel, length,
+                   None if truncated else self._blob[start:start + length])
 
     @staticmethod
     def _expand_rel(side, rel32: int) -> int:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _check
-from . import capture
+from . import capture, midstream
+from .packets import PacketTableBuilder
 from ..wire import crypto, dss, options, receiver
 
 VALID, INVALID, UNVERIFIABLE = "valid", "invalid", "cannot verify"
@@ -122,7 +123,8 @@ class Analyzer:
     capture full of mappings whose data never comes cannot exhaust memory."""
 
     def __init__(self, dump_dir: str | None = None, *, checksum_budget: int = CHECKSUM_BUDGET,
-                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET, survey=None):
+                 connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET, survey=None,
+                 packets: bool = False):
         self.dump_dir = dump_dir
         self.survey = survey                 # midstream.Survey: flows without handshakes
         self.unplaced: list = []             # MPTCP flows seen without a handshake (4-tuples)
@@ -137,6 +139,11 @@ class Analyzer:
         self.packets = 0
         self.mptcp_packets = 0
         self.malformed_options = 0
+        # the per-packet table, gathered as the batches go by (``packets=True``)
+        self.packet_table = PacketTableBuilder() if packets else None
+        # the facts of flows without handshakes, gathered as the batches go by: the survey
+        # (midstream) needs no read of its own (a pass that has its survey needs none)
+        self.survey_collector = midstream.Collector() if survey is None else None
 
     # -- batches
     def feed_columns(self, cols: dict) -> None:
@@ -153,6 +160,10 @@ class Analyzer:
             self._packet(cols, i)
             i = tracker.run(i + 1)
         self._take_tracker_events()
+        if self.packet_table is not None:
+            self.packet_table.add(cols, tracker.row_sides)
+        if self.survey_collector is not None:
+            self.survey_collector.add(cols, tracker.row_sides)
 
     def connection_of(self, src: bytes, sport: int, dst: bytes, dport: int) -> int | None:
         """The number of the connection a 4-tuple belongs to (its latest use), if any."""
@@ -184,11 +195,14 @@ class Analyzer:
 
     def _packet(self, cols, i) -> None:
         seg = self._segment(cols, i)
-        opts = options.parse_tcp_options(seg.options, keep_malformed=True)
-        self.malformed_options += sum(isinstance(o, options.MalformedOption) for o in opts)
-        mptcp = [o for o in opts if o.kind == options.TCPOPT_MPTCP
-                 and not isinstance(o, options.MalformedOption)]
-        found = self.tracker.lookup(seg.src, seg.sport, seg.dst, seg.dport)
+        if cols["mptcp_subtypes"][i] or cols["options_malformed"][i]:
+            opts = options.parse_tcp_options(seg.options, keep_malformed=True)
+            self.malformed_options += sum(isinstance(o, options.MalformedOption) for o in opts)
+            mptcp = [o for o in opts if o.kind == options.TCPOPT_MPTCP
+                     and not isinstance(o, options.MalformedOption)]
+        else:                    # the decoder saw no MPTCP option and nothing malformed
+            mptcp = []
+        found = self.tracker.stopped                # the tracker's lookup of this 4-tuple
         if found is not None and seg.flags & (SYN | ACK) == SYN:
             entry = self._subflows[found[0]]        # a new SYN on a known 4-tuple: reuse?
             if entry is None or entry[1].isn.get("up", seg.seq) != seg.seq:
@@ -196,7 +210,12 @@ class Analyzer:
         if found is None:
             found = self._new_subflow(seg, mptcp)
             if found is None:
+                if (self.survey_collector is not None and cols["dss_flags"][i] != 0xFF
+                        and not seg.flags & SYN):
+                    self.survey_collector.unregistered_dss((seg.src, seg.sport, seg.dst,
+                                                            seg.dport))
                 return
+            self.tracker.set_row(i, *found)
         entry = self._subflows[found[0]]
         if entry is None:
             return                                  # plain TCP, or MPTCP we cannot place
@@ -219,8 +238,8 @@ class Analyzer:
 
     def _new_subflow(self, seg, mptcp):
         syn = seg.flags & (SYN | ACK) == SYN
-        client, server = ((seg.src, seg.sport), (seg.dst, seg.dport)) if syn or not seg.flags & SYN \
-            else ((seg.dst, seg.dport), (seg.src, seg.sport))
+        client, server = ((seg.src, seg.sport), (seg.dst, seg.dport)) \
+            if syn or not seg.flags & SYN else ((seg.dst, seg.dport), (seg.src, seg.sport))
         for opt in mptcp:
             if isinstance(opt, options.MpCapable):
                 conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
@@ -256,10 +275,20 @@ class Analyzer:
                     self.tracker.set_isn(found[0], direction, placed.isn[name])
             return found
         # MPTCP options on a flow whose handshake is not in the capture: known, not analysed
-        self.unplaced.append((seg.src, seg.sport, seg.dst, seg.dport))
+        flow = (seg.src, seg.sport, seg.dst, seg.dport)
+        self.unplaced.append(flow)
+        if self.survey_collector is not None:
+            self.survey_collector.unplaced(flow, self.tracker.lookup(*flow) is not None)
         sid = self.tracker.add_subflow(*client, *server, -1, -1)
         self._subflows.append(None)
+        self._follow(sid, flow)
         return sid, 0 if (seg.src, seg.sport) == client else 1
+
+    def _follow(self, sid, flow) -> None:
+        """The survey sees the rows of every later use of an unplaced 4-tuple too (as a
+        survey of the whole file would)."""
+        if self.survey_collector is not None and self.survey_collector.is_unplaced(flow):
+            self.survey_collector.follow(sid)
 
     def _surveyed(self, seg):
         if self.survey is None:
@@ -293,6 +322,9 @@ class Analyzer:
         sub = Subflow(sid, client, server, initial, seg.number)
         conn.subflows.append(sub)
         self._subflows.append((conn, sub))
+        if self.packet_table is not None:
+            self.packet_table.subflow(sid, conn.number, len(conn.subflows), client[0], server[0])
+        self._follow(sid, (seg.src, seg.sport, seg.dst, seg.dport))
         return sid, 0 if (seg.src, seg.sport) == client else 1
 
     def _fall_back(self, seg, conn, sub, why, plain=False):
@@ -409,7 +441,8 @@ class Analyzer:
         ctx = self._context(conn, local_is_server=True)
         if ctx is None or "client" not in sub.nonces or "server" not in sub.nonces:
             return UNVERIFIABLE
-        return VALID if ctx.verify_ack(hmac160, sub.nonces["server"], sub.nonces["client"]) else INVALID
+        ok = ctx.verify_ack(hmac160, sub.nonces["server"], sub.nonces["client"])
+        return VALID if ok else INVALID
 
     # -- output
     def report(self) -> dict:
@@ -468,7 +501,8 @@ class Analyzer:
         q = stream.queue
         rebuilt = q is not None and not c.not_captured_bytes
         return {
-            "bytes": stream.delivered, "sha256": stream.sha256.hexdigest() if q is not None else None,
+            "bytes": stream.delivered,
+            "sha256": stream.sha256.hexdigest() if q is not None else None,
             "complete": q.eof if rebuilt else c.all_seen,
             "data_bytes": c.data_bytes, "not_captured_bytes": c.not_captured_bytes,
             "out_of_order_bytes": c.out_of_order_bytes, "duplicate_bytes": c.duplicate_bytes,
@@ -488,19 +522,10 @@ def _hex(value, width=16):
 def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
     """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
     before the damage were analysed (the partial report is on the exception as ``report``).
-    ``progress(byte_offset)`` is called after every batch when given."""
-    analyzer = _analyze_pass(path, dump_dir, progress, None)
-    if analyzer.unplaced:            # MPTCP flows without handshakes: survey them, then again
-        from . import midstream
-        wanted = set(analyzer.unplaced)
-        with capture.open_capture(path) as reader:
-            try:
-                found = midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
-            except capture.CaptureError:
-                found = None                 # the first pass reports the damage
-        if found is not None and found.flows:
-            analyzer = _analyze_pass(path, dump_dir, progress, found)
-    return analyzer.report()
+    ``progress(byte_offset)`` is called after every batch when given. The report of
+    ``model.build_model``, which also keeps the per-packet table on request."""
+    from .model import build_model
+    return build_model(path, dump_dir, progress).report
 
 
 def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
@@ -508,28 +533,8 @@ def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
     Dask: ``dask.bag.from_sequence(paths).map(analyze_file)``): never raises for the file's
     own faults. A cut or corrupt file gives the report of what came before with ``"error"``
     set; a file that cannot be read at all gives ``{"capture": path, "error": ...}``."""
-    try:
-        report = analyze(path, dump_dir, progress)
-    except capture.CaptureError as exc:
-        report = dict(getattr(exc, "report", None) or {})
-        report["error"] = str(exc)
-    except OSError as exc:
-        return {"capture": os.fspath(path), "error": str(exc)}
-    return {"capture": os.fspath(path), **report}
-
-
-def _analyze_pass(path, dump_dir, progress, survey) -> Analyzer:
-    analyzer = Analyzer(dump_dir, survey=survey)
-    with capture.open_capture(path) as reader:
-        try:
-            for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):
-                analyzer.feed_columns(cols)
-                if progress is not None:
-                    progress(int(cols["record_offset"][-1]))
-        except capture.CaptureError as exc:
-            exc.report = analyzer.report()
-            raise
-    return analyzer
+    from .model import model_of_file
+    return model_of_file(path, dump_dir, progress).report
 
 
 _impl = None

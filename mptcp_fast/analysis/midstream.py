@@ -14,13 +14,15 @@ are no keys and no ISNs, but the DSS options still say a lot:
 * The stream of each space is rebuilt from the first data-level byte seen: the lowest
   mapping DSN plus the offset of its first captured segment in it.
 
-``survey(batches)`` reads the DSS columns of a capture (vectorised, per batch) for the flows
-the analyzer could not place and returns a ``Survey``: per flow its connection, which side is
-the client (guessed: the lower port is the server's), the ISN per direction, whether its
-mappings carry checksums; per connection the first DSN of each direction. 32-bit mapping
-DSNs are expanded to 64 bits against the 64-bit DATA_ACKs the other side sent for them; a
-direction with neither stays unplaced, as does a flow whose two directions could not both be
-placed (one data ACK from the other side is enough for that).
+The analyzer's first pass gathers these facts as it reads (``Collector``: the rows of the
+flows it could not place, told apart by the tracker's per-row subflow numbers, so the capture
+is not read again for them); ``survey(batches)`` reads the DSS columns of a capture
+(vectorised, per batch) for the flows the analyzer could not place. Both give a ``Survey``:
+per flow its connection, which side is the client (guessed: the lower port is the server's),
+the ISN per direction, whether its mappings carry checksums; per connection the first DSN of
+each direction. 32-bit mapping DSNs are expanded to 64 bits against the 64-bit DATA_ACKs the
+other side sent for them; a direction with neither stays unplaced, as does a flow whose two
+directions could not both be placed (one data ACK from the other side is enough for that).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 from . import capture
 
-__all__ = ["survey", "Survey", "FlowPlacement", "GAP"]
+__all__ = ["survey", "Survey", "FlowPlacement", "Collector", "GAP"]
 
 GAP = 1 << 32                  # DSN ranges closer than this are one data sequence space
 _M_DSN, _M_ACK, _M_ACK64, _M_DSN64 = 4, 1, 2, 8      # dss_flags bits (capture columns)
@@ -98,9 +100,63 @@ def survey(batches, wanted=None) -> Survey:
     return _place(sides)
 
 
-def _feed(cols, sides, wanted) -> None:
+class Collector:
+    """The survey's facts gathered during the analyzer's first pass, from the rows of the flows
+    it could not place (``follow``: the tracker's subflow numbers of those 4-tuples). The
+    result equals ``survey`` over the whole file for those flows unless a 4-tuple had rows
+    before it was known to be unplaced (``complete`` is then False: survey the file)."""
+
+    def __init__(self):
+        self.sides: dict = {}
+        self.complete = True
+        self._followed = np.zeros(0, bool)        # sid -> its rows feed the survey
+        self._unplaced: set = set()               # 4-tuples, both orientations
+        self._unfollowed: set = set()             # 4-tuples of DSS rows nobody registered
+
+    def follow(self, sid: int) -> None:
+        if sid >= len(self._followed):
+            grown = np.zeros(max(64, 2 * len(self._followed), sid + 1), bool)
+            grown[:len(self._followed)] = self._followed
+            self._followed = grown
+        self._followed[sid] = True
+
+    def unplaced(self, flow: tuple, earlier: bool) -> None:
+        """``flow`` (src, sport, dst, dport) could not be placed; ``earlier``: its 4-tuple
+        was registered before (rows the survey did not see)."""
+        self._unplaced.add(flow)
+        self._unplaced.add((flow[2], flow[3], flow[0], flow[1]))
+        self.complete &= not earlier
+
+    def is_unplaced(self, flow: tuple) -> bool:
+        return flow in self._unplaced
+
+    def unregistered_dss(self, flow: tuple) -> None:
+        """A DSS row of a flow the analyzer did not register (no MPTCP option it accepts)."""
+        self._unfollowed.add(flow)
+        self._unfollowed.add((flow[2], flow[3], flow[0], flow[1]))
+
+    def add(self, cols, row_sides) -> None:
+        """One batch; ``row_sides``: the tracker's 2 * sid + direction per row."""
+        if not self._unplaced:
+            return
+        sid = np.where(row_sides >= 0, row_sides >> 1, 0)
+        among = (row_sides >= 0) & self._followed[np.minimum(sid, len(self._followed) - 1)]
+        if among.any():
+            _feed(cols, self.sides, None, among)
+
+    def survey(self):
+        """The Survey, or None when the file must be surveyed again (``complete`` False)."""
+        if not self.complete or self._unfollowed & self._unplaced:
+            return None
+        return _place(self.sides)
+
+
+def _feed(cols, sides, wanted, among=None) -> None:
     flags = cols["dss_flags"]
-    rows = np.nonzero((flags != 0xFF) & ((cols["flags"] & 0x02) == 0))[0]
+    chosen = (flags != 0xFF) & ((cols["flags"] & 0x02) == 0)
+    if among is not None:
+        chosen &= among
+    rows = np.nonzero(chosen)[0]
     if not len(rows):
         return
     width = np.where(cols["family"][rows] == 4, 4, 16)

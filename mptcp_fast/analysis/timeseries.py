@@ -1,8 +1,8 @@
 """What happened over time in each connection of an analysed capture: the numbers
 behind the pictures, and the pictures.
 
-    series = connection_series(report, packets, number)     # packets: tables.packet_arrays
-    series["subflows"][i]["rtt_ms"], ["retransmitted_segments"], ...
+    series = model_series(model)     # model: model.build_model(path, packets=True)
+    series[k]["subflows"][i]["rtt_ms"], ["retransmitted_segments"], ...
     series["delivery_delay_ms"]["up"]      # {"p50", "p90", "p99", "max"}: head-of-line blocking
     plot_connection(series, directory)     # PNGs (matplotlib)
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from ..wire import crypto
 
-__all__ = ["connection_series", "all_series", "plot_connection", "PlotError"]
+__all__ = ["model_series", "connection_series", "all_series", "plot_connection", "PlotError"]
 
 MASK32 = (1 << 32) - 1
 
@@ -43,8 +43,16 @@ def _percentiles(values, weights=None) -> dict | None:
     if not len(values):
         return None
     values = np.asarray(values, dtype=float)
+    quantiles = (0.5, 0.9, 0.99)
     if weights is None:
-        weights = np.ones(len(values))
+        # equal weights: the cumulative shares do not depend on the order, so each
+        # percentile is one order statistic (np.partition: no full sort)
+        cum = np.cumsum(np.ones(len(values))) / len(values)
+        ks = [min(int(np.searchsorted(cum, q)), len(values) - 1) for q in quantiles]
+        chosen = np.partition(values, ks)[ks]
+        p50, p90, p99 = (float(x) for x in chosen)
+        return {"min": float(values.min()), "p50": p50, "p90": p90, "p99": p99,
+                "max": float(values.max())}
     order = np.argsort(values)
     v, w = values[order], np.asarray(weights, dtype=float)[order]
     cum = np.cumsum(w) / w.sum()
@@ -56,31 +64,74 @@ def _percentiles(values, weights=None) -> dict | None:
 DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment
 
 
-def _data_packets(report_conn, packets, number) -> dict:
-    """The data packets of connection ``number`` in capture order, as arrays: time, subflow,
-    up (bool), rel (subflow byte of the first payload byte), length, dsn and has_dsn."""
-    rows = np.nonzero((packets["connection"] == number) & (packets["payload_len"] > 0))[0]
-    sub = packets["subflow"][rows].astype(np.int64)
-    up = packets["direction"][rows] == "up"
-    isn = np.full(len(rows), -1, np.int64)
+def _facts_of_report(conn) -> dict:
+    """What the series need of a connection, from the report's text (hex keys)."""
     first_dsn = {}                       # RFC 8684 §3.1: the MP_CAPABLE data is at IDSN + 1
-    for name, key in (("up", report_conn["client_key"]), ("down", report_conn["server_key"])):
+    for name, key in (("up", conn["client_key"]), ("down", conn["server_key"])):
         if key is not None:
-            first_dsn[name] = (crypto.key_idsn(int(key, 16), report_conn["version"]) + 1) \
+            first_dsn[name] = (crypto.key_idsn(int(key, 16), conn["version"]) + 1) \
                 & ((1 << 64) - 1)
-    for i, s in enumerate(report_conn["subflows"], 1):
+    return {"first_dsn": first_dsn, "isn": [s["isn"] for s in conn["subflows"]],
+            "endpoints": [(s["client"], s["server"]) for s in conn["subflows"]]}
+
+
+def _facts_of_model(conn) -> dict:
+    """The same from the analyzer's Connection (keys as integers, no text to parse)."""
+    from .analyzer import DIRECTIONS, _endpoint
+    first_dsn = {}
+    for name, key in zip(DIRECTIONS, (conn.client_key, conn.server_key)):
+        if key is not None:
+            first_dsn[name] = (crypto.key_idsn(key, conn.version) + 1) & ((1 << 64) - 1)
+    return {"first_dsn": first_dsn,
+            "isn": [{d: s.isn.get(d) for d in DIRECTIONS} for s in conn.subflows],
+            "endpoints": [(_endpoint(*s.client), _endpoint(*s.server)) for s in conn.subflows]}
+
+
+def _up(packets):
+    """The per-packet direction as booleans (True: from the client)."""
+    if "up" in packets:
+        return packets["up"]
+    return packets["direction"] == "up"
+
+
+def _rows_of(packets, number) -> dict:
+    """The columns the series use, for connection ``number``'s rows only (capture order)."""
+    rows = np.nonzero(packets["connection"] == number)[0]
+    return _take(packets, rows)
+
+
+_SERIES_COLUMNS = ("time", "subflow", "seq", "ack", "flags", "payload_len", "dss_flags", "dsn",
+                   "dss_ssn", "dss_len", "mptcp_subtypes")
+
+
+def _take(packets, rows) -> dict:
+    out = {name: packets[name][rows] for name in _SERIES_COLUMNS}
+    out["up"] = _up(packets)[rows]
+    return out
+
+
+def _data_packets(facts, p) -> dict:
+    """The data packets of one connection (``p``: its rows) in capture order, as arrays: time,
+    subflow, up (bool), rel (subflow byte of the first payload byte), length, dsn and
+    has_dsn."""
+    rows = np.nonzero(p["payload_len"] > 0)[0]
+    sub = p["subflow"][rows].astype(np.int64)
+    up = p["up"][rows]
+    isn = np.full(len(rows), -1, np.int64)
+    first_dsn = facts["first_dsn"]
+    for i, s in enumerate(facts["isn"], 1):
         for name, mask in (("up", up), ("down", ~up)):
-            if s["isn"][name] is not None:
-                isn[(sub == i) & mask] = s["isn"][name]
+            if s[name] is not None:
+                isn[(sub == i) & mask] = s[name]
     keep = isn >= 0
     rows, sub, up, isn = rows[keep], sub[keep], up[keep], isn[keep]
-    rel = (packets["seq"][rows].astype(np.int64) - isn) & MASK32
-    length = packets["payload_len"][rows].astype(np.int64)
-    flags = packets["dss_flags"][rows]
-    mapped = (flags != 0xFF) & ((flags & 12) == 12) & (packets["dss_len"][rows] > 0)
-    m_dsn = packets["dsn"][rows]
-    m_ssn = packets["dss_ssn"][rows].astype(np.int64)
-    m_len = packets["dss_len"][rows].astype(np.int64)
+    rel = (p["seq"][rows].astype(np.int64) - isn) & MASK32
+    length = p["payload_len"][rows].astype(np.int64)
+    flags = p["dss_flags"][rows]
+    mapped = (flags != 0xFF) & ((flags & 12) == 12) & (p["dss_len"][rows] > 0)
+    m_dsn = p["dsn"][rows]
+    m_ssn = p["dss_ssn"][rows].astype(np.int64)
+    m_len = p["dss_len"][rows].astype(np.int64)
     dsn = np.zeros(len(rows), np.uint64)
     has = np.zeros(len(rows), bool)
     group = sub * 2 + up                               # one subflow direction
@@ -95,21 +146,43 @@ def _data_packets(report_conn, packets, number) -> dict:
         dsn[at[inside]] = m_dsn[src[inside]] + (rel[at[inside]] - m_ssn[src[inside]]).astype(
             np.uint64)
         has[at[inside]] = True
-    subtypes = packets["mptcp_subtypes"][rows]
+    subtypes = p["mptcp_subtypes"][rows]
     for name, mask in (("up", up), ("down", ~up)):     # MP_CAPABLE with data: no DSS
         if name in first_dsn:
             mpc = mask & ~has & (rel == 1) & ((subtypes & 1) != 0)
             dsn[mpc], has[mpc] = first_dsn[name], True
-    return {"time": packets["time"][rows], "sub": sub, "up": up, "rel": rel, "length": length,
+    return {"time": p["time"][rows], "sub": sub, "up": up, "rel": rel, "length": length,
             "dsn": dsn, "has_dsn": has}
 
 
 def connection_series(report, packets, number: int) -> dict:
-    """The time series and figures of connection ``number`` (see the module text)."""
+    """The time series and figures of connection ``number`` (see the module text), from the
+    report and the per-packet columns (``tables.packet_arrays``, or a ``PacketTable``)."""
     conn = next(c for c in report["connections"] if c["connection"] == number)
-    d = _data_packets(conn, packets, number)
-    t0 = float(packets["time"][packets["connection"] == number].min()) if len(d["time"]) \
-        else 0.0
+    return _series(_facts_of_report(conn), _rows_of(packets, number), number)
+
+
+def model_series(model) -> list:
+    """``connection_series`` of every connection of a model built with ``packets=True``
+    (``model.build_model``): from its typed connections and its per-packet table."""
+    packets = model.packets
+    connection = packets["connection"]
+    order = np.argsort(connection, kind="stable")      # each connection's rows, in order
+    numbers = [c.number for c in model.connections]
+    bounds = np.searchsorted(connection[order], numbers + [max(numbers, default=0) + 1])
+    out = []
+    for k, conn in enumerate(model.connections):
+        if bounds[k + 1] - bounds[k] == len(order):
+            rows = slice(None)                         # one connection: every row
+        else:
+            rows = order[bounds[k]:bounds[k + 1]]
+        out.append(_series(_facts_of_model(conn), _take(packets, rows), conn.number))
+    return out
+
+
+def _series(facts, p, number: int) -> dict:
+    d = _data_packets(facts, p)
+    t0 = float(p["time"].min()) if len(d["time"]) else 0.0
     n = len(d["time"])
     end = d["rel"] + d["length"]
     retransmitted = np.zeros(n, bool)
@@ -122,19 +195,19 @@ def connection_series(report, packets, number: int) -> dict:
     reinjection_delays, delivery = {}, {}
     for name, mask in (("up", d["up"]), ("down", ~d["up"])):
         at = np.nonzero(mask & d["has_dsn"])[0]
-        values, first = np.unique(d["dsn"][at], return_index=True)
+        values, first, index = np.unique(d["dsn"][at], return_index=True,
+                                         return_inverse=True)
         first_row = at[first]
         # a DSN carried again on another subflow, not a TCP retransmission: a reinjection
-        index = np.searchsorted(values, d["dsn"][at])
-        origin = first_row[index]
+        origin = first_row[index.reshape(-1)]
         again = (origin != at) & (d["sub"][origin] != d["sub"][at]) & ~retransmitted[at]
         kind[at[again]] = REINJECTION
         reinjection_delays[name] = _percentiles((d["time"][at[again]] - d["time"][origin[again]])
                                                 * 1000)
         delivery[name] = _delivery(values, d["time"][first_row], d["length"][first_row])
     subflows = []
-    for i, s in enumerate(conn["subflows"], 1):
-        entry = {"subflow": i, "client": s["client"], "server": s["server"],
+    for i, (isn, (client, server)) in enumerate(zip(facts["isn"], facts["endpoints"]), 1):
+        entry = {"subflow": i, "client": client, "server": server,
                  "retransmitted_segments": {}, "rtt_ms": {}, "samples": {}}
         for name, mask in (("up", d["up"]), ("down", ~d["up"])):
             at = np.nonzero(mask & (d["sub"] == i))[0]
@@ -142,7 +215,7 @@ def connection_series(report, packets, number: int) -> dict:
             entry["samples"][name] = {"time": d["time"][at] - t0, "dsn": d["dsn"][at],
                                       "has_dsn": d["has_dsn"][at], "length": d["length"][at],
                                       "kind": kind[at]}
-            entry["rtt_ms"][name] = _rtt(packets, number, i, name, s["isn"][name],
+            entry["rtt_ms"][name] = _rtt(p, i, name, isn[name],
                                          d["time"][at], end[at], retransmitted[at])
         subflows.append(entry)
     return {
@@ -155,18 +228,17 @@ def connection_series(report, packets, number: int) -> dict:
     }
 
 
-def _rtt(packets, number, subflow, name, isn, sent_time, sent_end, retransmitted):
+def _rtt(p, subflow, name, isn, sent_time, sent_end, retransmitted):
     """Seq/ack RTT samples of one subflow direction: from each data segment to the first ACK
     from the other side at or after it that covers it (Karn: retransmitted ones skipped)."""
     if isn is None or not len(sent_time):
         return None
-    other = "down" if name == "up" else "up"
-    acks = (packets["connection"] == number) & (packets["subflow"] == subflow) & \
-        (packets["direction"] == other) & ((packets["flags"] & 0x10) != 0)
-    ack_time = packets["time"][acks]
+    from_other = ~p["up"] if name == "up" else p["up"]
+    acks = (p["subflow"] == subflow) & from_other & ((p["flags"] & 0x10) != 0)
+    ack_time = p["time"][acks]
     if not len(ack_time):
         return None
-    ack_rel = (packets["ack"][acks].astype(np.int64) - isn - 1) & MASK32
+    ack_rel = (p["ack"][acks].astype(np.int64) - isn - 1) & MASK32
     highest = np.maximum.accumulate(ack_rel)            # an ACK covers everything below it
     after = np.searchsorted(ack_time, sent_time, side="left")
     covering = np.searchsorted(highest, sent_end - 1, side="left")
@@ -181,7 +253,10 @@ def _delivery(dsn, time, length) -> tuple:
     once every piece before it arrived (the running maximum of the arrival times)."""
     if not len(dsn):
         return [], [], [], []
-    order = np.argsort(dsn, kind="stable")
+    if len(dsn) > 1 and np.all(dsn[1:] >= dsn[:-1]):
+        order = np.arange(len(dsn))      # already in order (np.unique's values): no sort
+    else:
+        order = np.argsort(dsn, kind="stable")
     # relative to the first: 64-bit DSNs do not fit a float, their differences fit an int64
     dsn = (dsn[order] - dsn[order][0]).astype(np.int64)
     time, length = time[order], length[order]
@@ -192,7 +267,9 @@ def _delivery(dsn, time, length) -> tuple:
     fresh = end - np.maximum(dsn, before)
     frontier = np.maximum.accumulate(time)
     delays = (frontier - time) * 1000
-    delivered = sorted(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
+    # (time, bytes) pairs in order as they are: the frontier never decreases and every
+    # piece adds bytes (fresh > 0), so sorting them would leave them where they are
+    delivered = list(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
     return delays, fresh, delivered, time
 
 
@@ -205,7 +282,9 @@ def _delivery_delays(first_at) -> tuple:
 
 
 def all_series(report, capture_path) -> list:
-    """``connection_series`` of every connection of ``report`` (the analysis of the file)."""
+    """``connection_series`` of every connection of ``report`` (the analysis of the file at
+    ``capture_path``, analysed again here with its per-packet table: with a model at hand,
+    ``model_series`` reads nothing)."""
     from .tables import packet_arrays
     packets = packet_arrays(report, capture_path)
     return [connection_series(report, packets, c["connection"]) for c in report["connections"]]
@@ -258,7 +337,10 @@ def plot_connection(series, directory) -> list:
         ax.set_title(f"connection {number}, {label}")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("data sequence (kB from the first byte seen)")
-    _save(fig, axes[0], os.path.join(directory, f"connection{number}-sequence.png"), paths)
+    # the data-level position only grows with time: the upper left corner is empty (a fixed
+    # place: matplotlib's "best" tests every point of every series against each candidate)
+    _save(fig, axes[0], os.path.join(directory, f"connection{number}-sequence.png"), paths,
+          "upper left")
     # 2. throughput per subflow
     fig, ax = plt.subplots(figsize=(9, 4))
     for k, s in enumerate(series["subflows"]):
@@ -300,15 +382,17 @@ def plot_connection(series, directory) -> list:
     ax.set_title(f"connection {number}: delivered in order (delay p99 up "
                  f"{_ms(delay['up'])}, down {_ms(delay['down'])})")
     _save(fig, [ax, delay_ax], os.path.join(directory, f"connection{number}-delivery.png"),
-          paths)
+          paths, ("upper left", "upper right"))    # bytes in order only grow, like the sequence
     return paths
 
 
-def _save(fig, axes, path: str, paths: list) -> None:
-    """Legends where there is something to name, then the PNG."""
-    for ax in axes:
+def _save(fig, axes, path: str, paths: list, where="best") -> None:
+    """Legends where there is something to name (``where``: one place, or one per axes),
+    then the PNG."""
+    places = [where] * len(axes) if isinstance(where, str) else where
+    for ax, place in zip(axes, places):
         if ax.has_data():
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="small", loc=place)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     paths.append(path)

@@ -29,8 +29,9 @@ def _print_report(report: dict, out) -> None:
                 f"MP_JOIN HMACs: SYN/ACK {s['join_synack_hmac']}, third ACK {s['join_ack_hmac']}")
             if not s["handshake_seen"]:
                 join = "handshake not in the capture"
+            backup = "  backup" if s["backup"] else ""
             print(f"  subflow {i}: {s['client']} -> {s['server']}  address ids "
-                  f"{s['client_address_id']}/{s['server_address_id']}{'  backup' if s['backup'] else ''}"
+                  f"{s['client_address_id']}/{s['server_address_id']}{backup}"
                   f"  ({join})", file=out)
             reinjected = s["reinjected_bytes"]
             print(f"      bytes up {s['bytes']['up']:,} ({s['share']['up']:.1%}), down "
@@ -49,7 +50,8 @@ def _print_report(report: dict, out) -> None:
                 line += (f" from DSN {st['start_dsn']} (the first byte seen: the connection's "
                          f"start is not in the capture)")
             if st["not_captured_bytes"]:
-                line += f"; payload of {st['not_captured_bytes']:,} bytes not captured (snap length)"
+                line += (f"; payload of {st['not_captured_bytes']:,} bytes not captured "
+                         "(snap length)")
             elif st["sha256"] is not None:
                 line += f"; rebuilt {st['bytes']:,} bytes, sha256 {st['sha256']}"
             line += (f"; out of order {st['out_of_order_bytes']:,}, duplicate "
@@ -112,7 +114,6 @@ def _triple(stats) -> str:
 
 
 def cmd_analyze(args, out=None) -> int:
-    from ..analysis.analyzer import analyze_file
     out = out or sys.stdout
     paths = list(args.capture) or [SHIPPED_CAPTURE]
     if paths.count("-") > 1:
@@ -125,19 +126,26 @@ def cmd_analyze(args, out=None) -> int:
     names = [p if p != "-" else "-" for p in paths]
     files = [spooled if p == "-" else p for p in paths]
     dumps = [_dump_dir(args.dump_stream, n if n != "-" else "stdin", several) for n in names]
+    outputs = Outputs(timing=bool(args.timing or args.plot),
+                      plot=[_dump_dir(args.plot, n, several) for n in names],
+                      parquet=[_dump_dir(args.parquet, n, several) for n in names])
     try:
         if args.jobs > 1 and several:
             from concurrent.futures import ProcessPoolExecutor
             with ProcessPoolExecutor(args.jobs) as pool:
-                reports = list(pool.map(analyze_file, files, dumps))
+                done = list(pool.map(_analyze_with_outputs, files, dumps, outputs.per_file(),
+                                     [False] * len(files)))
         else:
-            reports = [_analyze_one(f, d, several) for f, d in zip(files, dumps)]
-        extras = _timing_tables_plots(args, names, reports, files, several)
+            done = [_analyze_with_outputs(f, d, o, not several)
+                    for f, d, o in zip(files, dumps, outputs.per_file())]
     finally:
         if spooled is not None:
             os.unlink(spooled)
-    if extras:
-        return extras
+    reports = [report for report, _ in done]
+    problems = [problem for _, problem in done if problem is not None]
+    if problems:                          # a library --plot or --parquet needs is missing
+        print(f"mptcp-fast analyze: {problems[0]}", file=sys.stderr)
+        return 2
     status = 0
     for name, report in zip(names, reports):
         report["capture"] = name
@@ -162,45 +170,97 @@ def cmd_analyze(args, out=None) -> int:
     return status
 
 
-def _timing_tables_plots(args, names, reports, files, several) -> int:
-    """--timing / --plot (the numbers go into each report) and --parquet; 0, or 2 when a
-    needed library is missing."""
-    for name, report, path in zip(names, reports, files):
-        if "connections" not in report:
-            continue
-        if args.timing or args.plot:
-            from ..analysis import timeseries
-            series = timeseries.all_series(report, path)
-            for conn, one in zip(report["connections"], series):
-                conn["timing"] = timeseries.summary(one)
-            if args.plot:
-                try:
-                    for one in series:
-                        timeseries.plot_connection(one, _dump_dir(args.plot, name, several))
-                except timeseries.PlotError as exc:
-                    print(f"mptcp-fast analyze: {exc}", file=sys.stderr)
-                    return 2
-        if args.parquet:
-            from ..analysis import tables
+class Outputs:
+    """What is made of each file besides the report: ``timing`` (also for plots), the plot
+    and Parquet directories per file (None: not wanted)."""
+
+    def __init__(self, timing: bool, plot: list, parquet: list):
+        self.timing, self.plot, self.parquet = timing, plot, parquet
+
+    def per_file(self) -> list:
+        return [(self.timing, plot, parquet) for plot, parquet in zip(self.plot, self.parquet)]
+
+
+def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
+    """One capture, read once (twice when flows must be placed without handshakes): its
+    report with ``"timing"`` when asked, its figures and tables written from the same model.
+    Returns (report, None), or (report, why) when a library an output needs is missing."""
+    from ..analysis.model import model_of_file
+    timing, plot_dir, parquet_dir = outputs
+    packets = timing or parquet_dir is not None
+    if progress_bar:
+        model = _with_progress_bar(path, lambda progress: model_of_file(
+            path, dump_dir, progress, packets=packets))
+    else:
+        model = model_of_file(path, dump_dir, packets=packets)
+    report = model.report
+    if "connections" not in report or model.packets is None:
+        return report, None
+    writer = None
+    if parquet_dir is not None:
+        # the tables are written on a thread (Arrow works without Python's lock) while the
+        # time series and the figures are made from the same model
+        from ..analysis import tables
+        try:
+            writer = _Background(tables.write_arrow, tables.arrow_tables(model), parquet_dir)
+        except ImportError as exc:
+            return report, _no_pyarrow(exc)
+    problem = None
+    if timing:
+        from ..analysis import timeseries
+        series = timeseries.model_series(model)
+        for conn, one in zip(report["connections"], series):
+            conn["timing"] = timeseries.summary(one)
+        if plot_dir is not None:
             try:
-                tables.write_parquet(report, path, _dump_dir(args.parquet, name, several))
-            except ImportError as exc:
-                print(f"mptcp-fast analyze: --parquet needs pyarrow ({exc}): pip install "
-                      "'mptcp_fast[parquet]'", file=sys.stderr)
-                return 2
-    return 0
+                for one in series:
+                    timeseries.plot_connection(one, plot_dir)
+            except timeseries.PlotError as exc:
+                problem = str(exc)
+    if writer is not None:
+        try:
+            writer.result()
+        except ImportError as exc:
+            problem = problem or _no_pyarrow(exc)
+    return report, problem
 
 
-def _analyze_one(path, dump_dir, several: bool) -> dict:
-    """One capture with a progress bar on a terminal (big single files only)."""
-    from ..analysis.analyzer import analyze_file
+def _no_pyarrow(exc) -> str:
+    return f"--parquet needs pyarrow ({exc}): pip install 'mptcp_fast[parquet]'"
+
+
+class _Background:
+    """``function(*args)`` on a thread; ``result()`` waits and raises what it raised."""
+
+    def __init__(self, function, *args):
+        import threading
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args):
+        try:
+            self._outcome = (True, function(*args))
+        except BaseException as exc:      # handed to the caller by result()
+            self._outcome = (False, exc)
+
+    def result(self):
+        self._thread.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
+
+
+def _with_progress_bar(path, run):
+    """``run(progress)`` with a progress bar on a terminal (big files only)."""
     # tqdm: a maintained progress bar that handles terminal widths and rates, shown only
     # when stderr is a terminal (silent in pipes, CI and tests).
     from tqdm import tqdm
     size = os.path.getsize(path) if os.path.exists(path) else 0
     with tqdm(total=size, unit="B", unit_scale=True, desc="analyze", leave=False,
-              disable=several or not sys.stderr.isatty() or size < (16 << 20)) as bar:
-        return analyze_file(path, dump_dir, progress=lambda offset: bar.update(offset - bar.n))
+              disable=not sys.stderr.isatty() or size < (16 << 20)) as bar:
+        return run(lambda offset: bar.update(offset - bar.n))
 
 
 def add_parser(sub) -> None:
@@ -208,9 +268,9 @@ def add_parser(sub) -> None:
     ana = sub.add_parser("analyze", help="analyse the MPTCP connections of a capture",
                          description="Connections, subflows, HMAC verdicts, DSS checksums and the "
                                      "rebuilt data stream of each direction. With no CAPTURE, a "
-                                     "small capture of Linux kernel MPTCP shipped with the package. "
-                                     "Exit status 2 when the file is cut or corrupt (the report "
-                                     "covers what came before).")
+                                     "small capture of Linux kernel MPTCP shipped with the "
+                                     "package. Exit status 2 when the file is cut or corrupt "
+                                     "(the report covers what came before).")
     ana.add_argument("capture", nargs="*",
                      help="pcap or pcapng files; '-' reads one from standard input "
                           "(e.g. tcpdump -w - | mptcp-fast analyze -)")

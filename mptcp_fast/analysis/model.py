@@ -1,0 +1,105 @@
+"""What an analysed capture holds, built in one read of the file: the analyzer's connections
+and subflows (typed: keys as integers, addresses as bytes), the report made from them, and,
+when asked for, the per-packet table. Every output is a view of this model: the text and
+JSON reports (the report dict), the time series and figures (``timeseries.model_series``),
+the Parquet tables (``tables.write_tables``).
+
+    from mptcp_fast.analysis.model import build_model
+    model = build_model("trace.pcap", packets=True)
+    model.report              # the dict of analyzer.analyze
+    model.connections         # analyzer.Connection objects
+    model.packets             # packets.PacketTable (None unless packets=True)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import capture
+
+__all__ = ["CaptureModel", "build_model", "model_of_file"]
+
+
+@dataclass
+class CaptureModel:
+    report: dict
+    connections: list           # analyzer.Connection, in report order
+    packets: object = None      # packets.PacketTable, or None
+    reads: int = 1              # times the file was read (2: flows placed without handshakes)
+
+
+def build_model(path, dump_dir: str | None = None, progress=None, *,
+                packets: bool = False) -> CaptureModel:
+    """Analyse a capture file (``analyzer.analyze``), keeping the per-packet table when
+    ``packets``. A cut or corrupt file raises CaptureError after the packets before the
+    damage were analysed: the partial report is on the exception as ``report``, the partial
+    model as ``model``. ``progress(byte_offset)`` is called after every batch when given."""
+    analyzer = _analyze_pass(path, dump_dir, progress, None, packets)
+    reads = 1
+    if analyzer.unplaced:
+        # MPTCP flows without handshakes, surveyed while the first pass read them. They are
+        # analysed in a second read: their ISNs and the first data-level byte of each stream
+        # are minima over the whole capture, needed before the first byte can be placed, and
+        # holding their packets (payload included) until the end would make memory follow the
+        # capture's size instead of its live connections.
+        found = analyzer.survey_collector.survey()
+        if found is None:            # rows of those 4-tuples came before they were unplaced
+            found = _survey_file(path, set(analyzer.unplaced))
+            reads += 1
+        if found is not None and found.flows:
+            analyzer = _analyze_pass(path, dump_dir, progress, found, packets)
+            reads += 1
+    return _model(analyzer, reads)
+
+
+def model_of_file(path, dump_dir: str | None = None, progress=None, *,
+                  packets: bool = False) -> CaptureModel:
+    """``build_model`` for one file among many: never raises for the file's own faults. A cut
+    or corrupt file gives the model of what came before with ``"error"`` in its report; a
+    file that cannot be read at all gives an empty model whose report is
+    ``{"capture": path, "error": ...}``."""
+    try:
+        model = build_model(path, dump_dir, progress, packets=packets)
+    except capture.CaptureError as exc:
+        model = getattr(exc, "model", None) or CaptureModel(
+            dict(getattr(exc, "report", None) or {}), [])
+        model.report["error"] = str(exc)
+    except OSError as exc:
+        return CaptureModel({"capture": os.fspath(path), "error": str(exc)}, [])
+    model.report = {"capture": os.fspath(path), **model.report}
+    return model
+
+
+def _survey_file(path, wanted):
+    """The survey in a read of its own (the first pass could not gather it: a 4-tuple was in
+    use before its flow turned out to be unplaced)."""
+    from . import midstream
+    from .analyzer import BATCH_PACKETS
+    with capture.open_capture(path) as reader:
+        try:
+            return midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
+        except capture.CaptureError:
+            return None                  # the first pass reports the damage
+
+
+def _model(analyzer, reads: int) -> CaptureModel:
+    table = analyzer.packet_table
+    return CaptureModel(analyzer.report(), list(analyzer.connections),
+                        None if table is None else table.finish(), reads)
+
+
+def _analyze_pass(path, dump_dir, progress, survey, packets):
+    from .analyzer import BATCH_PACKETS, BATCH_PAYLOAD, Analyzer
+    analyzer = Analyzer(dump_dir, survey=survey, packets=packets)
+    with capture.open_capture(path) as reader:
+        try:
+            for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):
+                analyzer.feed_columns(cols)
+                if progress is not None:
+                    progress(int(cols["record_offset"][-1]))
+        except capture.CaptureError as exc:
+            exc.model = _model(analyzer, 1)
+            exc.report = exc.model.report
+            raise
+    return analyzer

@@ -1,0 +1,144 @@
+"""The per-packet table of an analysed capture, gathered while the analyzer reads the file: the
+rows of every packet of its MPTCP connections, with the decoder's columns and the subflow
+direction the tracker placed each one on. The time series (``timeseries``) and the Parquet
+tables (``tables``) are views of this one table: nothing reads the capture again.
+
+``PACKET_COLUMNS`` are the decoder's columns kept per packet; ``connection`` and ``subflow``
+are the report's numbers and ``up`` is True for packets from the client (who sent the SYN).
+A packet belongs to the subflow its 4-tuple was registered to when it was read (a new SYN on a
+4-tuple starts a new subflow from that packet on; the tracker's rule).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PACKET_COLUMNS", "PacketTable", "PacketTableBuilder"]
+
+PACKET_COLUMNS = ("number", "time", "sport", "dport", "seq", "ack", "flags", "window",
+                  "payload_len", "mptcp_subtypes", "dss_flags", "data_ack", "dsn", "dss_ssn",
+                  "dss_len", "dss_checksum")
+DIRECTION_NAMES = ("up", "down")
+
+
+class PacketTableBuilder:
+    """Collects, batch by batch, the rows the analyzer placed on a subflow of a connection."""
+
+    def __init__(self):
+        self._parts: list[dict] = []
+        self._connection = np.zeros(0, np.int32)     # sid -> connection number (0: none)
+        self._subflow = np.zeros(0, np.int32)        # sid -> subflow number in it
+        self._labels: list = []                      # sid -> (client address, server address)
+
+    def subflow(self, sid: int, connection: int, subflow: int, client: bytes,
+                server: bytes) -> None:
+        """Register the tracker's subflow ``sid`` (connection 0: a flow not analysed)."""
+        if sid >= len(self._connection):
+            grow = max(64, 2 * len(self._connection), sid + 1)
+            self._connection = np.concatenate(
+                [self._connection, np.zeros(grow - len(self._connection), np.int32)])
+            self._subflow = np.concatenate(
+                [self._subflow, np.zeros(grow - len(self._subflow), np.int32)])
+            self._labels += [None] * (grow - len(self._labels))
+        self._connection[sid], self._subflow[sid] = connection, subflow
+        self._labels[sid] = (client, server)
+
+    def add(self, cols, sides) -> None:
+        """The rows of one batch: ``sides`` is the tracker's 2 * sid + direction per row (-1:
+        no subflow)."""
+        sid = np.where(sides >= 0, sides >> 1, 0)
+        if len(self._connection):
+            connection = np.where(sides >= 0, self._connection[sid], 0)
+        else:
+            connection = np.zeros(len(sides), np.int32)
+        keep = connection > 0
+        rows = slice(None) if keep.all() else np.nonzero(keep)[0]   # views when all are kept
+        part = {name: cols[name][rows] for name in PACKET_COLUMNS}
+        part["connection"] = connection[rows].astype(np.int32, copy=False)
+        part["subflow"] = self._subflow[sid[rows]] if len(self._subflow) else \
+            np.zeros(0, np.int32)
+        part["side"] = sides[rows]
+        self._parts.append(part)
+
+    def finish(self) -> "PacketTable":
+        import ipaddress
+        if not self._parts:              # no packet at all: the layout of an empty read
+            columns = {"connection": np.zeros(0, np.int32), "subflow": np.zeros(0, np.int32),
+                       "side": np.zeros(0, np.int64)}
+            columns.update({name: np.zeros(0) for name in PACKET_COLUMNS})
+        else:
+            columns = {name: np.concatenate([p[name] for p in self._parts])
+                       for name in ("connection", "subflow", "side", *PACKET_COLUMNS)}
+        self._parts = []
+        side = columns.pop("side")
+        columns["up"] = (side & 1) == 0
+        # src / dst addresses as text, one entry per subflow direction seen
+        # the subflow directions present, and each row's index among them: small integers,
+        # so a lookup table instead of a sort
+        present = np.zeros(int(side.max()) + 1 if len(side) else 0, bool)
+        present[side] = True
+        sides = np.nonzero(present)[0]
+        lookup = np.zeros(len(present), np.int64)
+        lookup[sides] = np.arange(len(sides))
+        code = lookup[side]
+        texts, src_code, dst_code = [], [], []
+        index = {}
+        for s in sides.tolist():
+            client, server = self._labels[s >> 1]
+            src, dst = (client, server) if s & 1 == 0 else (server, client)
+            for address, codes in ((src, src_code), (dst, dst_code)):
+                if address not in index:
+                    index[address] = len(texts)
+                    texts.append(str(ipaddress.ip_address(address)))
+                codes.append(index[address])
+        code = code.reshape(-1)
+        return PacketTable(columns, texts,
+                           np.asarray(src_code, np.int32)[code] if len(code) else
+                           np.zeros(0, np.int32),
+                           np.asarray(dst_code, np.int32)[code] if len(code) else
+                           np.zeros(0, np.int32))
+
+
+class PacketTable:
+    """The per-packet columns (numpy arrays by name: ``connection``, ``subflow``, ``up`` and
+    ``PACKET_COLUMNS``); the addresses as codes into ``addresses`` (text)."""
+
+    def __init__(self, columns: dict, addresses: list, src_code, dst_code):
+        self.columns = columns
+        self.addresses = addresses
+        self.src_code, self.dst_code = src_code, dst_code
+
+    def __len__(self) -> int:
+        return len(self.columns["connection"])
+
+    def __getitem__(self, name):
+        return self.columns[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self.columns
+
+    def arrays(self) -> dict:
+        """The layout of ``tables.packet_arrays``: ``direction``, ``src``, ``dst`` as object
+        arrays of text."""
+        out = {"connection": self.columns["connection"], "subflow": self.columns["subflow"]}
+        out["direction"] = np.array(DIRECTION_NAMES, dtype=object)[
+            (~self.columns["up"]).astype(np.intp)]
+        texts = np.array(self.addresses + [""], dtype=object)
+        out["src"], out["dst"] = texts[self.src_code], texts[self.dst_code]
+        for name in PACKET_COLUMNS:
+            out[name] = self.columns[name]
+        return out
+
+    def arrow(self):
+        """The table for Parquet (pyarrow): connection, subflow, direction, src, dst, then
+        ``PACKET_COLUMNS``; the text columns are built in Arrow from the codes."""
+        import pyarrow as pa
+        out = {"connection": self.columns["connection"], "subflow": self.columns["subflow"]}
+        out["direction"] = pa.array(list(DIRECTION_NAMES), pa.string()).take(
+            pa.array((~self.columns["up"]).astype(np.int8)))
+        texts = pa.array(self.addresses, pa.string())
+        out["src"] = texts.take(pa.array(self.src_code))
+        out["dst"] = texts.take(pa.array(self.dst_code))
+        for name in PACKET_COLUMNS:
+            out[name] = self.columns[name]
+        return pa.table(out)
