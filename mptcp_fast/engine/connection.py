@@ -345,7 +345,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if left - self.advertised >= self.receive_window // 4:
             for sf in self.subflows:
                 if sf.can_carry():
-                    sf.ack_pending = True
+                    sf.request_ack()
                     break
             self.endpoint.touch(self)
 
@@ -382,7 +382,6 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         """Server side, under SYN cookies: the third ACK ``seg`` carried a valid cookie; the
         subflow is rebuilt from it (engine/cookies.py) and takes the ACK as usual. Our MPTCP
         key comes back in its MP_CAPABLE (Linux: mptcp_subflow_init_cookie_req)."""
-        from mptcp_fast.engine.cookies import SynCookies
         mpc = seg.first(opt.MpCapable)
         if mpc is None or mpc.receiver_key is None or mpc.sender_key is None \
                 or mpc.version != self.version:
@@ -400,22 +399,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now,
                                iss=(seg.ack - 1) & MASK32)
-        sf.irs, sf.rcv_nxt, sf.snd_nxt = (seg.seq - 1) & MASK32, 1, 1
-        sf.state, sf.syn_sent_count = SYN_RCVD, 1
-        if seg.tsval is not None and seg.tsecr is not None:
-            wscale, sack = SynCookies.options_from(seg.tsecr)
-            sf.ts_ok, sf.ts_recent, sf.sack_ok = True, seg.tsval, sack
-            sf.ts_recent_at = now
-            if wscale is not None:
-                sf.peer_wscale, sf.peer_wscale_offered = wscale, True
-            else:
-                sf.rcv_wscale = 0
-        else:
-            sf.rcv_wscale = 0
-        sf.peer_mss = mss
-        sf.max_snd_wnd = seg.window << sf.peer_wscale
-        sf.window.mss = sf._payload_size_for(min(mss, self.config.mss))
-        sf.window.cwnd = float(min(10 * sf.window.mss, max(2 * sf.window.mss, 14600)))
+        sf.restore_from_cookie(seg, mss, now)
         self._count_half_open(+1)
         sf.receive(seg, now)
         return True
@@ -430,17 +414,18 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self.endpoint.half_open -= 1
 
     def _new_subflow(self, local, lport, remote, rport, now, join=None, backup=False,
-                     iss=None) -> Subflow:
+                     iss=None, remote_address_id=0) -> Subflow:
+        isn = self.endpoint.isn
         if iss is None:
-            iss = self.endpoint.isn.isn(local, lport, remote, rport, now)
-        sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss, join=join,
-                     backup=backup)
+            iss = isn.isn(local, lport, remote, rport, now)
         # the 4-tuple's TSval clock (RFC 7323 §7.1, Linux's secure_tcp_ts_off): one per 4-tuple,
         # never offset by the ISN, whose clock runs 250 times faster (a cookie ISN's top bits
         # even carry the MSS index): the TSvals of a later incarnation, and the subflow rebuilt
         # from a cookie, never go back on the peer's PAWS check (RFC 7323 §5)
-        sf.ts_offset = self.endpoint.isn.ts_offset(local, lport, remote, rport)
-        sf.local_address_id = self.endpoint.address_id(self, local)
+        sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss,
+                     ts_offset=isn.ts_offset(local, lport, remote, rport),
+                     local_address_id=self.endpoint.address_id(self, local),
+                     remote_address_id=remote_address_id, join=join, backup=backup)
         self.subflows.append(sf)
         self.all_subflows.append(sf)
         self.endpoint.register(sf)
@@ -558,11 +543,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 sf.close(now, "reset", reset=True,
                          mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
                 return False
-            join.remote_nonce = synack.nonce
-            join.peer_backup = synack.backup
-            if synack.backup:                       # the server wants it as a backup (§3.2)
-                sf.backup = True
-            sf.remote_address_id = synack.address_id
+            sf.take_join_synack(synack)
             return True
         ack = seg.first(opt.MpJoinAck)
         if ack is None or not self.keys.verify_ack(ack.hmac, join.local_nonce, join.remote_nonce):
@@ -573,8 +554,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
 
     def subflow_established(self, sf, now: float) -> None:
         """The subflow's TCP handshake completed (and its MPTCP part was valid)."""
-        if self.config.keepalive is not None:
-            sf.keepalive_at = now + self.config.keepalive
+        sf.start_keepalive(now)
         if sf.join is None:
             self._count_half_open(-1)
             if self.is_client:
@@ -588,11 +568,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self._report_fallback()
             return
         if self.is_client:                          # third ACK; data waits for the fourth
-            sf.send_ack(now, self.join_ack_options(sf))
-            sf.rto_at = now + sf.rtt.rto
+            sf.send_join_ack(now, self.join_ack_options(sf))
             return
-        sf.join.established = True                  # server: the fourth ACK (RFC 8684 §3.2)
-        sf.send_ack(now)
+        sf.complete_join(now)                       # server: the fourth ACK (RFC 8684 §3.2)
         self._subflow_event(sf)
 
     def _subflow_event(self, sf) -> None:
@@ -630,10 +608,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._fully_established(now)            # (an ADD_ADDR without a DATA_ACK)
         if sf.join is not None and not sf.join.established and self.is_client \
                 and not seg.flags & 0x02:
-            sf.join.established = True              # the fourth ACK
-            if not sf.outstanding:
-                sf.rto_at = None
-            sf.timeouts = 0
+            sf.join_acknowledged()                  # the fourth ACK
             self._subflow_event(sf)
         data_ack = None
         window_usable = True
@@ -665,7 +640,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             elif kind is opt.RemoveAddr:
                 self._on_remove_addr(sf, o, now)
             elif kind is opt.MpJoinAck:
-                sf.ack_pending = True                 # our fourth ACK was lost: send it again
+                sf.request_ack()                      # our fourth ACK was lost: send it again
             elif kind is opt.MpJoinSynAck:
                 pass                                  # a retransmitted SYN/ACK (handled by TCP)
             else:
@@ -746,8 +721,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self.ignored_options += 1
             return
         payload_length = length - 1 if data_fin else length
-        if payload_length > 0 and sf.map_length == payload_length and sf.map_ssn == o[4] \
-                and sf.map_dsn == dsn:
+        if payload_length > 0 and sf.last_mapping_is(o[4], dsn, payload_length):
             pass                                      # the one stored last, on every segment
                                                       # cut from its chunk: checked already
         elif payload_length > 0:
@@ -758,7 +732,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             if start + payload_length > sf.rcv_nxt:  # (all received before: nothing to store)
                 if not self._store_mapping(sf, seg, dsn, start, payload_length, length, checksum):
                     return
-                sf.map_ssn, sf.map_dsn, sf.map_length = o[4], dsn, payload_length
+                sf.remember_mapping(o[4], dsn, payload_length)
         if data_fin:
             self._on_data_fin(sf, (dsn + payload_length) & MASK64)
 
@@ -827,7 +801,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if not acceptable:
             self.refused_data_fins += 1
             return
-        sf.ack_pending = True
+        sf.request_ack()
         self._check_eof()
 
     def _on_mpc(self, sf, mpc, seg) -> None:
@@ -945,8 +919,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.pending_remove and sf.usable:         # REMOVE_ADDR, once, on a live subflow
             extra.append(opt.RemoveAddr(self.pending_remove[:8]))
             del self.pending_remove[:8]
-        if sf.prio_pending:                           # MP_PRIO on the subflow it is about
-            sf.prio_pending = False
+        if sf.take_pending_prio():                    # MP_PRIO on the subflow it is about
             extra.append(opt.MpPrio(sf.backup) if self.version == 1
                          else opt.MpPrio(sf.backup, sf.local_address_id))   # RFC 6824 §3.3.8
         if extra and self.queue is not None:
@@ -983,7 +956,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.announcing and _announcement_due(self.announcing, now):
             usable = self._usable()
             if usable:
-                usable[0].ack_pending = True
+                usable[0].request_ack()
         for sf in self.subflows:
             if sf.ack_pending and sf.state != CLOSED:
                 if sf.join is not None and not sf.join.established and self.is_client:
@@ -1147,7 +1120,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             usable = self._usable()
             if usable:                                # Linux's tcp_xmit_probe_skb: an old
                 probe = usable[0]                     # sequence number draws an ACK
-                probe._emit(now, 0x10, probe.snd_una - 1, mptcp=self.ack_options(probe))
+                probe.send_probe(now, self.ack_options(probe))
                 self.window_probes += 1
             if self.unsent:
                 self._arm_persist(now)
@@ -1159,8 +1132,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         reason = seg.first(opt.MpTcpRst)
         if seg.first(opt.MpFail) is not None:
             self.mp_fail_received += 1
-        sf.closed_reason = "reset"
-        sf.reset_reason = None if reason is None else int(reason.reason)
+        sf.record_peer_reset(None if reason is None else int(reason.reason))
         fastclose = seg.first(opt.MpFastclose)
         if fastclose is not None and not self.fallback:
             if self._fastclosed(fastclose, sf, now):
@@ -1229,9 +1201,8 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self.endpoint.forget(self)
 
     def _subflow_gone_event(self, sf, reason: str) -> None:
-        if sf.reported:
+        if not sf.report_once():
             return
-        sf.reported = True
         self._event(ev.SubflowClosed(self.id, sf.sid, ev.CloseReason(reason), sf.reset_reason,
                                      (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
 

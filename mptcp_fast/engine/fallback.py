@@ -134,7 +134,7 @@ class Fallback:
         self._bound_anomalies()
         if len(self.all_subflows) == 1 and sf.join is None:
             self.pending_fail = held.dsn
-            sf.ack_pending = True
+            sf.request_ack()
             self._start_fallback(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
             for start, data in held.runs():           # now plain TCP: what the path delivered
                 self.receiver.deliver(0, self._side(sf), start, len(data), data)
@@ -157,5 +157,5 @@ class Fallback:
             return
         self.pending_fail = o.dsn
         self.send_infinite_mapping = True
-        sf.ack_pending = True
+        sf.request_ack()
         self._start_fallback(now, f"MP_FAIL from the peer at DSN {o.dsn}", sf)

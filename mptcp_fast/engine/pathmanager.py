@@ -219,8 +219,8 @@ class PathManagement:
         join = _Join(secrets.randbits(32), join_syn.nonce, local_backup)
         join.peer_backup = join_syn.backup
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now, join=join,
-                               backup=join_syn.backup or local_backup)
-        sf.remote_address_id = join_syn.address_id
+                               backup=join_syn.backup or local_backup,
+                               remote_address_id=join_syn.address_id)
         sf.accept_syn(seg, now)
         return True
 
@@ -234,7 +234,7 @@ class PathManagement:
             [s for s in self.subflows if s.remote_address_id == o.address_id]
         for target in targets:
             if target.backup != o.backup:
-                target.backup = o.backup
+                target.set_backup_by_peer(o.backup)
                 self._event(ev.SubflowPriority(self.id, target.sid, o.backup, True))
 
     def _on_remove_addr(self, sf, o, now: float) -> None:
@@ -257,9 +257,7 @@ class PathManagement:
         sf = next((s for s in self.subflows if s.sid == subflow_id), None)
         if sf is None or self.fallback or self.terminated:
             raise StateError(f"no live MPTCP subflow {subflow_id}")
-        sf.backup = bool(backup)
-        sf.prio_pending = True
-        sf.ack_pending = True
+        sf.announce_backup(bool(backup))
         self.endpoint.touch(self)
 
     def address_removed(self, address: bytes, address_id: int, now: float) -> None:
@@ -274,7 +272,7 @@ class PathManagement:
             self.pending_remove.append(address_id)
             for sf in self.subflows:
                 if sf.usable:
-                    sf.ack_pending = True
+                    sf.request_ack()
                     break
 
     def _on_add_addr(self, sf, o, now: float) -> None:
@@ -308,7 +306,7 @@ class PathManagement:
             return
         if len(self.pending_echo) < 16:              # bounded: an ADD_ADDR storm costs nothing
             self.pending_echo.append(opt.AddAddr(o.address_id, o.address_packed, o.port))
-        sf.ack_pending = True
+        sf.request_ack()
         self._accept_address(sf, o, now)
 
     def _accept_address(self, sf, o, now: float) -> None:

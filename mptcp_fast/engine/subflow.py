@@ -22,6 +22,7 @@ import cython
 
 from ..wire import options as opt
 from ..wire import packet as pk
+from mptcp_fast.engine.cookies import SynCookies
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
     from mptcp_fast._pure._segment import ack_packet, data_packet
@@ -118,7 +119,8 @@ class Subflow:
     MP_JOIN state of an additional subflow (None for the initial one)."""
 
     def __init__(self, conn, sid: int, local: bytes, lport: int, remote: bytes, rport: int,
-                 iss: int, *, join=None, backup: bool = False):
+                 iss: int, *, ts_offset: int, local_address_id: int = 0,
+                 remote_address_id: int = 0, join=None, backup: bool = False):
         config = conn.endpoint.config
         self.conn, self.sid, self.join = conn, sid, join
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
@@ -127,7 +129,8 @@ class Subflow:
         self.state = CLOSED
         self.backup = backup                 # the scheduler's "use only when nothing else"
         self.prio_pending = False            # an MP_PRIO to send on this subflow
-        self.local_address_id = self.remote_address_id = 0
+        self.local_address_id = local_address_id
+        self.remote_address_id = remote_address_id
         self.closed_reason = None
         self.reset_reason = None             # the MP_TCPRST reason of a RST received
         self.reported = False                # SubflowClosed was queued
@@ -145,7 +148,7 @@ class Subflow:
         self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
         self.ts_recent_at = 0.0              # when ts_recent was taken (Linux's ts_recent_stamp)
-        self.ts_offset = iss                 # the connection sets the 4-tuple's (RFC 7323 §7.1)
+        self.ts_offset = ts_offset           # the 4-tuple's TSval clock (RFC 7323 §7.1)
         self.rcv_rtt = 0.0                   # the round trip the receiver sees (0: not yet)
         self.rcv_rtt_echo = 0                # the timestamp echo it was last measured from
         # -- receive side
@@ -257,6 +260,111 @@ class Subflow:
         # a 1 ms clock (RFC 7323 §5.4); the cast truncates as int() does, in C when compiled
         return (cython.cast(cython.longlong, now * 1000) + self.ts_offset) & MASK32
 
+    # ---------------------------------------------------------------- what its connection decides
+    # The connection never writes a subflow's fields: it tells the subflow what happened.
+    def restore_from_cookie(self, seg, mss: int, now: float) -> None:
+        """Server side, under SYN cookies (engine/cookies.py): the third ACK ``seg`` carried a
+        valid cookie, so the state our SYN/ACK would have left is rebuilt from it: SYN-RECEIVED
+        with the SYN/ACK sent once, the peer's ISN from its sequence number, the peer's window
+        scale and SACK-permitted from its timestamp echo (Linux's cookie_timestamp_decode),
+        the MSS the cookie promised. The subflow then takes ``seg`` as any third ACK."""
+        self.irs, self.rcv_nxt, self.snd_nxt = (seg.seq - 1) & MASK32, 1, 1
+        self.state, self.syn_sent_count = SYN_RCVD, 1
+        if seg.tsval is not None and seg.tsecr is not None:
+            wscale, sack = SynCookies.options_from(seg.tsecr)
+            self.ts_ok, self.ts_recent, self.sack_ok = True, seg.tsval, sack
+            self.ts_recent_at = now
+            if wscale is not None:
+                self.peer_wscale, self.peer_wscale_offered = wscale, True
+            else:
+                self.rcv_wscale = 0               # scaling only when both sides offer it
+        else:
+            self.rcv_wscale = 0
+        self.peer_mss = mss
+        self.max_snd_wnd = seg.window << self.peer_wscale
+        self.window.mss = self._payload_size_for(min(mss, self.config.mss))
+        self.window.cwnd = float(min(10 * self.window.mss, max(2 * self.window.mss, 14600)))
+
+    def take_join_synack(self, synack) -> None:
+        """Client side of MP_JOIN (RFC 8684 §3.2): the SYN/ACK's MP_JOIN, its HMAC verified,
+        gives the server's nonce, its address id and its B flag (the server wants the subflow
+        as a backup: it is one to our scheduler too)."""
+        join = self.join
+        join.remote_nonce = synack.nonce
+        join.peer_backup = synack.backup
+        if synack.backup:
+            self.backup = True
+        self.remote_address_id = synack.address_id
+
+    def send_join_ack(self, now: float, mptcp) -> None:
+        """Client side of MP_JOIN: the third ACK, with the HMAC in ``mptcp``; the RTO sends it
+        again until the server's fourth ACK (RFC 8684 §3.2) says it arrived."""
+        self.send_ack(now, mptcp)
+        self.rto_at = now + self.rtt.rto
+
+    def join_acknowledged(self) -> None:
+        """Client: the server's fourth ACK came (RFC 8684 §3.2): the subflow may carry data,
+        and the timer that resent the third ACK stops."""
+        self.join.established = True
+        if not self.has_outstanding():
+            self.rto_at = None
+        self.timeouts = 0
+
+    def complete_join(self, now: float) -> None:
+        """Server: the third ACK's HMAC was right: the subflow is established, and the fourth
+        ACK tells the client so (RFC 8684 §3.2)."""
+        self.join.established = True
+        self.send_ack(now)
+
+    def start_keepalive(self, now: float) -> None:
+        """The handshake completed: probe the subflow once it is idle (Config.keepalive)."""
+        if self.keepalive is not None:
+            self.keepalive_at = now + self.keepalive
+
+    def request_ack(self) -> None:
+        """An ACK is owed: it goes with the next segment, else as a pure ACK at the next
+        flush (the connection has a DATA_ACK, an echo or a window update to tell)."""
+        self.ack_pending = True
+
+    def last_mapping_is(self, ssn: int, dsn, length: int) -> bool:
+        """Whether the connection stored this mapping last (every segment cut from one chunk
+        carries the whole mapping: it is checked once)."""
+        return self.map_length == length and self.map_ssn == ssn and self.map_dsn == dsn
+
+    def remember_mapping(self, ssn: int, dsn, length: int) -> None:
+        """The mapping the connection stored last (``last_mapping_is``)."""
+        self.map_ssn, self.map_dsn, self.map_length = ssn, dsn, length
+
+    def announce_backup(self, backup: bool) -> None:
+        """Our user made this subflow a backup (or a regular one again): the scheduler uses it
+        so at once, and the peer hears MP_PRIO on it with the next ACK (RFC 8684 §3.3.8)."""
+        self.backup = backup
+        self.prio_pending = True
+        self.ack_pending = True
+
+    def take_pending_prio(self) -> bool:
+        """Whether an MP_PRIO is owed on this subflow; the caller sends it now."""
+        if not self.prio_pending:
+            return False
+        self.prio_pending = False
+        return True
+
+    def set_backup_by_peer(self, backup: bool) -> None:
+        """The peer's MP_PRIO (RFC 8684 §3.3.8): a backup (or not) to our scheduler too."""
+        self.backup = backup
+
+    def record_peer_reset(self, reset_reason) -> None:
+        """The peer reset this subflow, with MP_TCPRST's reason (RFC 8684 §3.6) or None."""
+        self.closed_reason = "reset"
+        self.reset_reason = reset_reason
+
+    def report_once(self) -> bool:
+        """True the first time only: the connection queues one SubflowClosed per subflow."""
+        if self.reported:
+            return False
+        self.reported = True
+        return True
+
     # ---------------------------------------------------------------- writing segments
     def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,
               sack=True) -> None:
@@ -351,6 +459,12 @@ class Subflow:
                 return
             mptcp = self.conn.ack_options(self)
         self._emit(now, _ACK, self.snd_nxt, mptcp=mptcp)
+
+    def send_probe(self, now: float, mptcp=()) -> None:
+        """A segment with an old sequence number, which draws an ACK (RFC 9293 §3.8.4's
+        keepalive; Linux's tcp_xmit_probe_skb): keepalives, REMOVE_ADDR's path probes and
+        zero-window probes."""
+        self._emit(now, _ACK, self.snd_una - 1, mptcp=mptcp)
 
     def send_rst(self, now: float, mptcp=()) -> None:
         self._emit(now, _RST | _ACK, self.snd_nxt, mptcp=mptcp, sack=False)
@@ -923,7 +1037,7 @@ class Subflow:
             self.close(now, "address removed", reset=True)
             return
         self.removal_probes += 1
-        self._emit(now, _ACK, self.snd_una - 1)    # an old sequence number draws an ACK
+        self.send_probe(now)
         self.removal_at = now + self.rtt.rto
 
     def _keepalive(self, now: float) -> None:
@@ -938,7 +1052,7 @@ class Subflow:
             self.close(now, "timeout", reset=True)
             return
         self.keepalive_probes += 1
-        self._emit(now, _ACK, self.snd_una - 1, mptcp=self.conn.ack_options(self))
+        self.send_probe(now, self.conn.ack_options(self))
         self.keepalive_at = now + config.keepalive_interval
 
     def _retransmission_timeout(self, now: float) -> None:

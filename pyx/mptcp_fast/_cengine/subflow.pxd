@@ -146,6 +146,9 @@ cdef class Subflow:
     cdef public long long stats_retransmits, bytes_sent, bytes_received
 
     cpdef bint can_carry(self)
+    cpdef request_ack(self)
+    cpdef bint last_mapping_is(self, long long ssn, object dsn, long long length)
+    cpdef remember_mapping(self, long long ssn, object dsn, long long length)
     cpdef bint has_outstanding(self)
     cpdef bint has_room(self, long long size=*)
     cpdef long long _rel_seq(self, long long wire)
