@@ -38,7 +38,7 @@ from mptcp_fast.engine.pathmanager import ANNOUNCE_TRIES, PathManagement, _text
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 from .buffers import Retained, Unsent
-from .subflow import MAX_CHUNK, Chunk, Subflow, _ConnectionState
+from .subflow import MAX_CHUNK, Chunk, Subflow, SubflowOwner
 
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
     from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, _diff32
@@ -103,8 +103,9 @@ def _announcement_due(announcing: dict, now: float) -> bool:
     return any(e[1] <= now and e[2] <= ANNOUNCE_TRIES for e in announcing.values())
 
 
-class Connection(_ConnectionState, PathManagement, Fallback):
-    """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN)."""
+class Connection(SubflowOwner, PathManagement, Fallback):
+    """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN).
+    Its subflows reach it only through ``SubflowOwner`` (subflow.py), which it implements."""
 
     def __init__(self, endpoint, cid: int, is_client: bool):
         self.endpoint, self.id, self.is_client = endpoint, cid, is_client
@@ -423,6 +424,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         # even carry the MSS index): the TSvals of a later incarnation, and the subflow rebuilt
         # from a cookie, never go back on the peer's PAWS check (RFC 7323 §5)
         sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss,
+                     config=self.config, cc=self.cc, out=self.endpoint.outbox(),
                      ts_offset=isn.ts_offset(local, lport, remote, rport),
                      local_address_id=self.endpoint.address_id(self, local),
                      remote_address_id=remote_address_id, join=join, backup=backup)
@@ -900,6 +902,16 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         return [opt.Dss(self.queue.data_ack, True, chunk.dsn, True, chunk.seq & MASK32,
                         len(chunk.data), chunk.checksum)]
 
+    def dss_data_ack(self):
+        """The DATA_ACK of the usual data segment, or None: after fallback (no MPTCP option)
+        and while the answer to an MP_FAIL is owed (data_options sends it first)."""
+        if self.fallback or self.pending_fail is not None:
+            return None
+        return self.queue.data_ack
+
+    def fell_back(self) -> bool:
+        return bool(self.fallback)
+
     def plain_data_ack(self):
         """The DATA_ACK when a pure ACK carries nothing else (no echo, announcement or
         DATA_FIN due), else None."""
@@ -1199,6 +1211,15 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self._terminate(now, "reset" if reason in ("reset", "aborted") else reason)
         if not self.subflows:
             self.endpoint.forget(self)
+
+    def path_answered(self, sf) -> None:
+        self.removal_refuted += 1                     # the REMOVE_ADDR was stale or forged
+
+    def path_silent(self, sf) -> None:
+        self.remote_addresses.pop(sf.remote_address_id, None)
+
+    def reset_reply(self, seg) -> None:
+        self.endpoint.reset_reply(seg)
 
     def _subflow_gone_event(self, sf, reason: str) -> None:
         if not sf.report_once():

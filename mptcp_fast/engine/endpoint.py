@@ -206,7 +206,7 @@ class Endpoint:
         sf = self._subflows.get(seg.flow)       # a subflow's destination is one of ours
         if sf is not None:
             sf.receive(seg, now)
-            self.touch(sf.conn)
+            self.touch(cython.cast(Connection, sf.conn))    # its owner is a Connection
             return
         if seg.dst not in self._own:
             self.counts["dropped_not_ours"] += 1
@@ -260,6 +260,11 @@ class Endpoint:
     # ================================================================ for the connections
     def output(self, packet: bytes) -> None:
         self._out.append(packet)
+
+    def outbox(self) -> list:
+        """The list every packet to send goes to: a subflow is handed it when it is made and
+        appends its segments to it (packets_to_send empties it, the list stays)."""
+        return self._out
 
     def touch(self, conn) -> None:
         """``conn`` has something to send or a timer to re-arm."""

@@ -31,7 +31,7 @@ if not cython.compiled:     # compiled: the C writers, cimported from _segment b
 # mptcp_fast._cengine.subflow (docs/design.md, "Two backends, one API").
 from .rtt import RttEstimator
 
-__all__ = ["Subflow", "Chunk", "STATE_NAMES"]
+__all__ = ["Subflow", "SubflowOwner", "Chunk", "STATE_NAMES"]
 
 MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000                     # typed in the .pxd (a literal this large is an object)
@@ -80,23 +80,104 @@ class _Sent:
         return not self.sacked and (not self.lost or self.retransmitted)
 
 
-class _ConnectionState:
-    """What a subflow calls on its connection for every segment; ``Connection`` (connection.py)
-    is built on it. It is a class of its own so that the compiled build can declare the
-    connection's state and these calls next to the subflow (pyx/mptcp_fast/_cengine/subflow.pxd)
-    and make them C calls; a compiled class's first base must be compiled, and Connection's
-    path-manager and fallback mixins follow it."""
+class SubflowOwner:
+    """Everything a subflow asks of its connection: the MPTCP half of each TCP event. A
+    subflow knows nothing else of the connection (``Connection``, connection.py, implements
+    this); what it needs besides comes in through its constructor: the Config, its congestion
+    controller, and the endpoint's list of packets to send. A class of its own so that the
+    compiled build declares these calls next to the subflow (pyx/mptcp_fast/_cengine/
+    subflow.pxd) and makes the per-segment ones C calls."""
 
+    # -- the handshake (RFC 8684 §3.1 MP_CAPABLE, §3.2 MP_JOIN)
+    def syn_options(self, sf) -> list:
+        """The MPTCP options of our SYN or SYN/ACK on ``sf``."""
+        raise NotImplementedError
+
+    def on_handshake(self, sf, seg, now: float) -> bool:
+        """The SYN/ACK (client) or third ACK (server) arrived: check its MPTCP part; False
+        when that closed the subflow."""
+        raise NotImplementedError
+
+    def subflow_established(self, sf, now: float) -> None:
+        """The TCP handshake completed (and its MPTCP part was valid)."""
+        raise NotImplementedError
+
+    def on_duplicate_syn(self, sf, now: float) -> None:
+        """The peer's SYN or SYN/ACK came again: our last handshake ACK may have been lost."""
+        raise NotImplementedError
+
+    def join_ack_options(self, sf) -> list:
+        """The MP_JOIN third ACK's option (its HMAC), sent again until the fourth ACK."""
+        raise NotImplementedError
+
+    # -- every segment (RFC 8684 §3.3)
     def on_options(self, sf, seg, now: float) -> None:
+        """The MPTCP options of an acceptable segment on an established subflow."""
         raise NotImplementedError
 
     def receive_data(self, sf, seq: int, payload, seg, now: float) -> bool:
-        raise NotImplementedError
-
-    def plain_data_ack(self):
+        """In-window subflow bytes [seq, seq + len(payload)): False when none were taken
+        (the subflow then does not acknowledge them)."""
         raise NotImplementedError
 
     def receive_window_left(self) -> int:
+        """The window every subflow advertises (RFC 8684 §3.3.4: one, relative to the
+        DATA_ACK)."""
+        raise NotImplementedError
+
+    def plain_data_ack(self):
+        """The DATA_ACK of a pure ACK that carries nothing else, else None (see ack_options)."""
+        raise NotImplementedError
+
+    def ack_options(self, sf) -> list:
+        """The MPTCP options of a pure ACK (or FIN, or probe) on ``sf``."""
+        raise NotImplementedError
+
+    def dss_data_ack(self):
+        """The DATA_ACK a data segment carries in the usual DSS (the segment writer's fast
+        layout), or None when its options must come from ``data_options``."""
+        raise NotImplementedError
+
+    def data_options(self, sf, chunk) -> list:
+        """The MPTCP options of a data segment cut from ``chunk``."""
+        raise NotImplementedError
+
+    def fell_back(self) -> bool:
+        """The connection is plain TCP now (RFC 8684 §3.7): a FIN is its DATA_FIN."""
+        raise NotImplementedError
+
+    # -- the subflow's life
+    def subflow_reset(self, sf, now: float, seg) -> None:
+        """An acceptable RST (RFC 5961 §3.2) arrived on ``sf``."""
+        raise NotImplementedError
+
+    def subflow_fin(self, sf, now: float) -> None:
+        """The peer's FIN arrived in order on ``sf``."""
+        raise NotImplementedError
+
+    def subflow_stale(self, sf, now: float) -> None:
+        """``sf``'s RTO fired ``Config.stale_after`` times in a row."""
+        raise NotImplementedError
+
+    def subflow_closing(self, sf, now: float, reason: str) -> None:
+        """``sf`` entered TIME-WAIT: it carries nothing more."""
+        raise NotImplementedError
+
+    def subflow_closed(self, sf, now: float, reason: str) -> None:
+        """``sf`` is CLOSED (once)."""
+        raise NotImplementedError
+
+    def path_answered(self, sf) -> None:
+        """The path of ``sf`` answered the probe after the peer's REMOVE_ADDR: it is kept."""
+        raise NotImplementedError
+
+    def path_silent(self, sf) -> None:
+        """The path of ``sf`` never answered the REMOVE_ADDR probe: its address is gone."""
+        raise NotImplementedError
+
+    def reset_reply(self, seg) -> None:
+        """Answer ``seg`` with the RST of RFC 9293 §3.10.7 (an unacceptable ACK in a
+        handshake); no subflow state is involved."""
         raise NotImplementedError
 
 
@@ -118,14 +199,15 @@ class Subflow:
     """See the module text. ``sid`` is the connection's number for it; ``join`` holds the
     MP_JOIN state of an additional subflow (None for the initial one)."""
 
-    def __init__(self, conn, sid: int, local: bytes, lport: int, remote: bytes, rport: int,
-                 iss: int, *, ts_offset: int, local_address_id: int = 0,
-                 remote_address_id: int = 0, join=None, backup: bool = False):
-        config = conn.endpoint.config
+    def __init__(self, conn: SubflowOwner, sid: int, local: bytes, lport: int, remote: bytes,
+                 rport: int, iss: int, *, config, cc, out: list, ts_offset: int,
+                 local_address_id: int = 0, remote_address_id: int = 0, join=None,
+                 backup: bool = False):
         self.conn, self.sid, self.join = conn, sid, join
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.config = config
-        self._out = conn.endpoint._out       # the endpoint's list of packets to send
+        self.cc = cc                         # the connection's controller (coupled: RFC 6356)
+        self._out = out                      # where every segment goes: the endpoint's list
         self.state = CLOSED
         self.backup = backup                 # the scheduler's "use only when nothing else"
         self.prio_pending = False            # an MP_PRIO to send on this subflow
@@ -187,7 +269,7 @@ class Subflow:
         self.removal_at = None               # a REMOVE_ADDR's probe awaits an answer until then
         self.removal_probes = 0
         self.last_invalid_ack = -INVALID_ACK_INTERVAL   # when a throttled ACK last went out
-        self.window = conn.cc.add_subflow(self._payload_size_for(self.own_mss))
+        self.window = cc.add_subflow(self._payload_size_for(self.own_mss))
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
 
@@ -475,12 +557,14 @@ class Subflow:
             self._emit(now, _FIN | _ACK, entry.seq, mptcp=self.conn.ack_options(self))
             return
         flags = _ACK | (_PSH if entry.end == chunk.end else 0)
-        conn = self.conn
-        if self.ts_ok and not chunk.mpc and not conn.fallback and conn.pending_fail is None:
+        # the usual layout (timestamps + DSS) is written directly, anything else through
+        # the option codec (wire/segment.py)
+        data_ack = self.conn.dss_data_ack() if self.ts_ok and not chunk.mpc else None
+        if data_ack is not None:
             self._out.append(data_packet(
                 self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
                 (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),
-                self._tsval(now), self.ts_recent, self.conn.queue.data_ack, chunk.dsn,
+                self._tsval(now), self.ts_recent, data_ack, chunk.dsn,
                 chunk.seq & MASK32, chunk.end - chunk.seq, chunk.checksum, chunk.data,
                 entry.seq - chunk.seq, entry.end - chunk.seq))
             self._acked()
@@ -608,10 +692,10 @@ class Subflow:
             self.keepalive_at = now + self.keepalive
         if self.removal_at is not None:           # the path answered after a REMOVE_ADDR
             self.removal_at = None                # (RFC 8684 §3.4.2): it is kept
-            self.conn.removal_refuted += 1
+            self.conn.path_answered(self)
         if state == SYN_RCVD:
             if self._rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
-                self.conn.endpoint.reset_reply(seg)
+                self.conn.reset_reply(seg)
                 return
             if not self.conn.on_handshake(self, seg, now):
                 return
@@ -667,7 +751,7 @@ class Subflow:
         flags = seg.flags
         if flags & _ACK and seg.ack != self._wire_seq(1):
             if not flags & _RST:                   # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
-                self.conn.endpoint.reset_reply(seg)
+                self.conn.reset_reply(seg)
             return
         if flags & _RST:
             if flags & _ACK:
@@ -755,7 +839,7 @@ class Subflow:
             return
         elapsed = (self._tsval(now) - tsecr) & MASK32
         if elapsed < 60000:                       # not a stale or forged echo
-            self.conn.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
+            self.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
 
     def _receiver_rtt(self, seg, now: float) -> None:
         """The round trip a receiver sees (as Linux's tcp_rcv_rtt_measure_ts): an in-order
@@ -818,7 +902,7 @@ class Subflow:
             if data_acked > 0:
                 # RFC 3465's limit is one MSS per ACK; with offload one ACK covers a whole
                 # offloaded segment, so the limit counts the MSS-sized segments it stands for
-                self.conn.cc.on_ack(self.window, data_acked, now,
+                self.cc.on_ack(self.window, data_acked, now,
                                     data_acked // self.window.mss or 1
                                     if self.offload else 1)
         self.rto_at = now + self.rtt.rto if self.has_outstanding() else None
@@ -896,7 +980,7 @@ class Subflow:
         lost segment goes out at once."""
         self.in_recovery = True
         self.recovery_point = self.snd_nxt
-        self.conn.cc.on_loss(self.window, self.snd_nxt - self.snd_una, now)
+        self.cc.on_loss(self.window, self.snd_nxt - self.snd_una, now)
         self.retransmit_lost(now, force=True)
 
     # -- data (the connection places it at the data level)
@@ -973,7 +1057,7 @@ class Subflow:
             # Linux's tcp_fin_timeout: a peer that never closes its half does not hold the
             # subflow for ever. Not after fallback: this FIN is our DATA_FIN, a half-close, and
             # the peer's data still comes here (Linux times out only orphaned sockets)
-            if not self.conn.fallback:
+            if not self.conn.fell_back():
                 self.timewait_at = now + self.config.time_wait
         elif self.state == CLOSING:
             self._enter_time_wait(now)
@@ -1033,7 +1117,7 @@ class Subflow:
     def _probe_removal(self, now: float) -> None:
         if self.removal_probes >= REMOVAL_PROBES:
             self.removal_at = None
-            self.conn.remote_addresses.pop(self.remote_address_id, None)
+            self.conn.path_silent(self)
             self.close(now, "address removed", reset=True)
             return
         self.removal_probes += 1
@@ -1083,7 +1167,7 @@ class Subflow:
             return
         # RFC 6298 §5.4-5.6: start over from the first unacknowledged segment; RFC 2018 §8:
         # SACK information is ignored after a timeout (the receiver may have reneged)
-        self.conn.cc.on_timeout(self.window, self.snd_nxt - self.snd_una, now)
+        self.cc.on_timeout(self.window, self.snd_nxt - self.snd_una, now)
         self.in_recovery = False
         self.dupacks = 0
         self.recovery_point = self.snd_nxt
