@@ -92,7 +92,7 @@ def _shows_full_establishment(mptcp) -> bool:
     check_fully_established takes either as the sign, RFC 8684 §3.1)."""
     for o in mptcp:
         kind = type(o)
-        if kind is opt.Dss and o[0] is not None or kind is opt.AddAddr and not o.echo \
+        if kind is opt.Dss and o.data_ack is not None or kind is opt.AddAddr and not o.echo \
                 or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
             return True
     return False
@@ -100,7 +100,7 @@ def _shows_full_establishment(mptcp) -> bool:
 
 def _announcement_due(announcing: dict, now: float) -> bool:
     """An ADD_ADDR is due to be sent (again) and has tries left."""
-    return any(e[1] <= now and e[2] <= ANNOUNCE_TRIES for e in announcing.values())
+    return any(a.resend_at <= now and a.tries <= ANNOUNCE_TRIES for a in announcing.values())
 
 
 class Connection(SubflowOwner, PathManagement, Fallback):
@@ -153,7 +153,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         self.persist_backoff = 0
         self.pending_echo = []                      # ADD_ADDR echoes owed
         self.pending_remove = []                    # our address ids to REMOVE_ADDR
-        self.announcing = {}                        # address id -> [ADD_ADDR, resend at, tries]
+        self.announcing = {}                        # address id -> pathmanager.Announcement
         self.announced = set()                      # address ids the peer has (echoed)
         self.add_addr_accepted = 0
         # -- receiving
@@ -617,14 +617,15 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         for o in seg.mptcp:
             kind = type(o)
             if kind is _Dss:
-                # its fields as a plain tuple: compiled, a cast (indexing a subclass of tuple
-                # from C goes through its type's __getitem__, a tuple's items are read directly)
-                fields = cython.cast(tuple, o)
-                if fields[0] is not None:
-                    data_ack = self._on_data_ack(fields, now)
+                # its fields by name, unpacked from a plain tuple: compiled, a cast (indexing a
+                # subclass of tuple from C goes through its type's __getitem__, a tuple's items
+                # are read directly; nothing is allocated)
+                ack, ack64, dsn, dsn64, ssn, length, checksum, data_fin = cython.cast(tuple, o)
+                if ack is not None:
+                    data_ack = self._on_data_ack(ack, ack64, now)
                     window_usable = data_ack is not None
-                if fields[2] is not None:
-                    self._on_mapping(sf, fields, seg)
+                if dsn is not None:
+                    self._on_mapping(sf, dsn, dsn64, ssn, length, checksum, data_fin, seg)
             elif kind is _MpCapable:
                 self._on_mpc(sf, o, seg)
             elif kind is opt.AddAddr or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
@@ -650,14 +651,13 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if self.allocator is not None and window_usable:
             self._update_window(seg.window << sf.peer_wscale, data_ack)
 
-    def _on_data_ack(self, dss_option, now: float):
-        """A DATA_ACK (RFC 8684 §3.3.2): what it acknowledges is released. Returns it, or None
-        when it lies behind the current one or beyond what was sent (ignored, as Linux does;
-        the window of that segment is then ignored too)."""
+    def _on_data_ack(self, ack, ack64, now: float):
+        """A DATA_ACK (RFC 8684 §3.3.2; 32 bits unless ``ack64``): what it acknowledges is
+        released. Returns it, or None when it lies behind the current one or beyond what was
+        sent (ignored, as Linux does; the window of that segment is then ignored too)."""
         if self.allocator is None:
             return None
-        ack = dss_option[0]
-        if not dss_option[1]:
+        if not ack64:
             ack = dss.expand_seq(self.allocator.next_dsn, ack)
         if self.is_client and not self.fully_established:
             self._fully_established(now)
@@ -707,14 +707,16 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             self.persist_backoff = 0
             self.persist_at = None
 
-    def _on_mapping(self, sf, o, seg) -> None:
-        """A DSS mapping (RFC 8684 §3.3.1), acted upon only when it is consistent with what the
-        connection knows (docs/hardening.md, "Mappings and DATA_FINs"); anything else is
-        ignored, not stored, and counted in ``refused_mappings``."""
+    def _on_mapping(self, sf, dsn, dsn64, ssn: int, length: int, checksum, data_fin,
+                    seg) -> None:
+        """A DSS mapping (RFC 8684 §3.3.1): ``length`` data-level bytes (a DATA_FIN counted)
+        from DSN ``dsn`` (32 bits unless ``dsn64``) at relative subflow sequence ``ssn``. Acted
+        upon only when it is consistent with what the connection knows (docs/hardening.md,
+        "Mappings and DATA_FINs"); anything else is ignored, not stored, and counted in
+        ``refused_mappings``."""
         if self.receiver is None:
             return
-        dsn, length, checksum, data_fin = o[2], o[5], o[6], o[7]
-        if not o[3]:                                  # a 32-bit DSN: the 64-bit value next
+        if not dsn64:                                 # a 32-bit DSN: the 64-bit value next
             dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
         if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
             if len(self.all_subflows) == 1 and sf.join is None and self._dsn_acceptable(dsn):
@@ -723,18 +725,18 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 self.ignored_options += 1
             return
         payload_length = length - 1 if data_fin else length
-        if payload_length > 0 and sf.last_mapping_is(o[4], dsn, payload_length):
+        if payload_length > 0 and sf.last_mapping_is(ssn, dsn, payload_length):
             pass                                      # the one stored last, on every segment
                                                       # cut from its chunk: checked already
         elif payload_length > 0:
-            start = self._mapped_start(sf, o[4], seg, payload_length)
+            start = self._mapped_start(sf, ssn, seg, payload_length)
             if start < 0 or not self._dsn_acceptable(dsn):
                 self.refused_mappings += 1
                 return
             if start + payload_length > sf.rcv_nxt:  # (all received before: nothing to store)
                 if not self._store_mapping(sf, seg, dsn, start, payload_length, length, checksum):
                     return
-                sf.remember_mapping(o[4], dsn, payload_length)
+                sf.remember_mapping(ssn, dsn, payload_length)
         if data_fin:
             self._on_data_fin(sf, (dsn + payload_length) & MASK64)
 
@@ -867,7 +869,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 or seq != sf.rcv_nxt or (self.checksums and self.checksums_verified):
             return False
         for o in seg.mptcp:
-            if type(o) is opt.Dss and o[2] is not None or type(o) is opt.MpCapable:
+            if type(o) is opt.Dss and o.dsn is not None or type(o) is opt.MpCapable:
                 return False
         return True
 
@@ -939,13 +941,13 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         now = self.endpoint.now
         given_up = False
         for entry in self.announcing.values():
-            if entry[1] <= now and sf.usable:         # due: send it, and again after an RTO
-                entry[2] += 1
-                entry[1] = now + min(sf.rtt.rto * (2 ** entry[2]), 60.0)
-                if entry[2] > (ANNOUNCE_TRIES if self.version == 1 else 2):
+            if entry.resend_at <= now and sf.usable:  # due: send it, and again after an RTO
+                entry.tries += 1
+                entry.resend_at = now + min(sf.rtt.rto * (2 ** entry.tries), 60.0)
+                if entry.tries > (ANNOUNCE_TRIES if self.version == 1 else 2):
                     given_up = True                   # never echoed (v0 has no echo): done
                     continue
-                return [entry[0]]
+                return [entry.option]
         if given_up and self.version == 1:
             self.signal(now)                          # the next address may go
         if self.queue is None or self.terminated == "aborted" or self.fallback:
@@ -1111,8 +1113,8 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             if t is not None and (best is None or t < best):
                 best = t
         for entry in self.announcing.values():
-            if entry[2] <= ANNOUNCE_TRIES and (best is None or entry[1] < best):
-                best = entry[1]
+            if entry.tries <= ANNOUNCE_TRIES and (best is None or entry.resend_at < best):
+                best = entry.resend_at
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -1125,7 +1127,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             self._send_data_fin(now)
         if self.announcing and not self._usable():
             for entry in self.announcing.values():  # nothing to carry them: try again later
-                entry[1] = max(entry[1], now + 1.0)
+                entry.resend_at = max(entry.resend_at, now + 1.0)
         if self.persist_at is not None and now >= self.persist_at:
             self.persist_at = None
             self.persist_backoff += 1

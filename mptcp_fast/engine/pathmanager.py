@@ -17,7 +17,7 @@ from ..errors import StateError
 from . import events as ev
 from .subflow import CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT
 
-__all__ = ["PathManagement"]
+__all__ = ["PathManagement", "Announcement"]
 
 _LIVE = (SYN_SENT, SYN_RCVD, ESTABLISHED)
 
@@ -31,6 +31,15 @@ class _Join:
         self.established = False
         self.peer_backup = False          # the peer's B flag (its SYN or SYN/ACK)
         self.local_backup = local_backup  # ours: the local address is a backup address
+
+
+class Announcement:
+    """One of our ADD_ADDRs on its way (RFC 8684 §3.4.1): sent (again) once ``resend_at`` is
+    reached, ``tries`` times so far, until the peer echoes it (v1) or the tries run out."""
+    __slots__ = ("option", "resend_at", "tries")
+
+    def __init__(self, option, resend_at: float):
+        self.option, self.resend_at, self.tries = option, resend_at, 0
 
 
 def _text(address: bytes) -> str:
@@ -67,7 +76,7 @@ ANNOUNCE_TRIES = 8      # ADD_ADDR sent at most this often (v1) before it is giv
 def _in_flight(announcing: dict) -> bool:
     """Whether one of our ADD_ADDRs still waits for its echo (tries left)."""
     for entry in announcing.values():
-        if entry[2] <= ANNOUNCE_TRIES:
+        if entry.tries <= ANNOUNCE_TRIES:
             return True
     return False
 
@@ -128,7 +137,7 @@ class PathManagement:
         else:                                        # RFC 6824 §3.4.1: no HMAC at all
             option = opt.AddAddrV0(address_id, packed, port)
         now = self.endpoint.now if now is None else now
-        self.announcing[address_id] = [option, now, 0]
+        self.announcing[address_id] = Announcement(option, now)
         self.endpoint.touch(self)
         return address_id
 
@@ -296,7 +305,7 @@ class PathManagement:
             return
         if o.echo:                                    # the peer has our announcement
             mine = self.announcing.get(o.address_id)
-            if mine is not None and mine[0].address_packed == o.address_packed:
+            if mine is not None and mine.option.address_packed == o.address_packed:
                 del self.announcing[o.address_id]
                 self.announced.add(o.address_id)
                 self.signal(now)                      # the next address, if any

@@ -255,7 +255,8 @@ class Subflow:
         self.rto_at = None
         self.timeouts = 0                    # RTOs in a row without progress
         self.stale = False
-        self.timed = None                    # (end, sent at): the one segment being timed
+        self.timed_end = 0                   # the one segment being timed: its end (0: none)
+        self.timed_at = 0.0                  # and when it was sent
         self.dupacks = 0
         self.in_recovery = False
         self.recovery_point = 0              # snd_nxt when the last loss episode began
@@ -586,8 +587,8 @@ class Subflow:
             self.sent.append(entry)
             self.pipe += end - pos
             self._transmit(entry, now)
-            if self.timed is None:
-                self.timed = (end, now)
+            if not self.timed_end:
+                self.timed_end, self.timed_at = end, now
             pos = end
         self.snd_nxt = chunk.end
         if self.rto_at is None:
@@ -616,7 +617,7 @@ class Subflow:
             entry.retransmitted = True
             self.pipe += size
             self.stats_retransmits += 1
-            self.timed = None                     # Karn: no sample across a retransmission
+            self.timed_end = 0                    # Karn: no sample across a retransmission
             self._transmit(entry, now)
         if self.rto_at is None and self.outstanding:
             self.rto_at = now + self.rtt.rto
@@ -887,10 +888,10 @@ class Subflow:
         self.dupacks = 0
         self.timeouts = 0
         self.stale = False                        # it delivers again: usable again
-        if self.timed is not None and ack >= self.timed[0]:
-            self.rtt.sample(max(0.0, now - self.timed[1]))
+        if self.timed_end and ack >= self.timed_end:
+            self.rtt.sample(max(0.0, now - self.timed_at))
             self.window.srtt = self.rtt.srtt
-            self.timed = None
+            self.timed_end = 0
         fin_acked = self.fin_sent and ack == self.snd_nxt
         if self.in_recovery:
             if ack >= self.recovery_point:
@@ -1180,7 +1181,7 @@ class Subflow:
         self.pipe = 0
         self.high_sacked = self.snd_una
         self.loss_scan = self.snd_nxt
-        self.timed = None
+        self.timed_end = 0
         if self.timeouts >= self.config.stale_after and not self.stale:
             self.stale = True
             self.conn.subflow_stale(self, now)

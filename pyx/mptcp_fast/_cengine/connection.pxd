@@ -80,14 +80,13 @@ cdef class Connection(SubflowOwner):
     cpdef double _round_trip(self)
     cpdef long long receive_window_left(self)
     cpdef long long _buffered(self)
-    @cython.locals(fields=tuple)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
-    cpdef _on_data_ack(self, tuple dss_option, double now)
+    cpdef _on_data_ack(self, object ack, bint ack64, double now)
     cpdef _update_window(self, long long window, object data_ack)
     cpdef _space_opened(self)
-    @cython.locals(length=cython.longlong, payload_length=cython.longlong,
-                   start=cython.longlong)
-    cpdef _on_mapping(self, Subflow sf, tuple o, Incoming seg)
+    @cython.locals(payload_length=cython.longlong, start=cython.longlong)
+    cpdef _on_mapping(self, Subflow sf, object dsn, bint dsn64, long long ssn, long long length,
+                      object checksum, bint data_fin, Incoming seg)
     cpdef bint _dsn_acceptable(self, object dsn)
     cpdef bint _store_mapping(self, Subflow sf, Incoming seg, object dsn, long long start,
                               long long payload_length, long long data_len, object checksum)

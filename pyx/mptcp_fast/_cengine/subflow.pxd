@@ -96,7 +96,9 @@ cdef class Subflow:
     # ACK policy, timers, recovery
     cdef public bint ack_pending, stale, in_recovery
     cdef public long unacked_segments, timeouts, dupacks, syn_sent_count, keepalive_probes
-    cdef public object delack_at, rto_at, timed, syn_time, timewait_at, keepalive_at
+    cdef public object delack_at, rto_at, syn_time, timewait_at, keepalive_at
+    cdef public long long timed_end
+    cdef public double timed_at
     cdef public object removal_at
     cdef public long removal_probes
     cdef public double last_invalid_ack
