@@ -29,6 +29,7 @@ from ..wire import options as opt
 from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
+from mptcp_fast.engine.events import CloseReason
 from mptcp_fast.engine.fallback import Fallback
 from mptcp_fast.engine.integrity import ChecksumHold
 from mptcp_fast.engine.pathmanager import ANNOUNCE_TRIES, PathManagement, _text
@@ -126,7 +127,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         self.established = False                    # the MP_CAPABLE handshake completed
         self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
         self.joins_due = False                      # the client's joins open at the next flush
-        self.terminated = None                      # the reason, once the connection is gone
+        self.terminated = None                      # its CloseReason, once it is gone
         self.fallback = None                        # why it fell back to TCP (RFC 8684 §3.7)
         self.fallback_reported = False
         self.event_established = False              # ConnectionEstablished was queued
@@ -243,9 +244,9 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             extra.append(opt.MpFastclose(self.remote_key))
         if not self.fallback:
             extra.append(opt.MpTcpRst(opt.ResetReason.UNSPECIFIED))
-        self._terminate(now, "aborted")
+        self._terminate(now, CloseReason.ABORTED)
         for sf in list(self.subflows):
-            sf.close(now, "aborted", reset=True, mptcp=extra)
+            sf.close(now, CloseReason.ABORTED, reset=True, mptcp=extra)
         self.endpoint.touch(self)
 
     def stats(self) -> dict:
@@ -498,7 +499,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             return True
         if mpc.sender_key is None or mpc.receiver_key != self.local_key:
             self.endpoint.counts["refused_mp_capable"] += 1
-            sf.close(now, "reset", reset=True)
+            sf.close(now, CloseReason.RESET, reset=True)
             return False
         self._keys_known(mpc.sender_key, window)
         self.fully_established = True
@@ -534,7 +535,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         join = sf.join
         if self.keys is None or self.fallback:      # RFC 8684 §3.7: no subflow joins a
             self.bad_join += 1                      # connection that fell back (or has no
-            sf.close(now, "reset", reset=True,      # keys); accept_join refuses it first
+            sf.close(now, CloseReason.RESET, reset=True,      # keys); accept_join refuses it first
                      mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
             return False
         if self.is_client or sf.state == SYN_SENT:
@@ -542,7 +543,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             if synack is None or not self.keys.verify_synack(synack.hmac, join.local_nonce,
                                                              synack.nonce):
                 self.bad_join += 1          # RFC 8684 §3.2: a bad HMAC closes with a RST
-                sf.close(now, "reset", reset=True,
+                sf.close(now, CloseReason.RESET, reset=True,
                          mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
                 return False
             sf.take_join_synack(synack)
@@ -550,7 +551,8 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         ack = seg.first(opt.MpJoinAck)
         if ack is None or not self.keys.verify_ack(ack.hmac, join.local_nonce, join.remote_nonce):
             self.bad_join += 1
-            sf.close(now, "reset", reset=True, mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+            sf.close(now, CloseReason.RESET, reset=True,
+                     mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
             return False
         return True
 
@@ -950,7 +952,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 return [entry.option]
         if given_up and self.version == 1:
             self.signal(now)                          # the next address may go
-        if self.queue is None or self.terminated == "aborted" or self.fallback:
+        if self.queue is None or self.terminated is CloseReason.ABORTED or self.fallback:
             return []
         if self.fin_dsn is not None and not self.fin_acked:
             return [opt.Dss(self.queue.data_ack, True, self.fin_dsn, True, 0, 1,
@@ -1151,7 +1153,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if fastclose is not None and not self.fallback:
             if self._fastclosed(fastclose, sf, now):
                 return
-        sf.close(now, "reset")
+        sf.close(now, CloseReason.RESET)
 
     def _fastclosed(self, option, sf, now: float) -> bool:
         """MP_FASTCLOSE: with our key the peer ends everything now; otherwise it is a forgery,
@@ -1159,10 +1161,10 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if option.receiver_key != self.local_key:
             self.bad_fastclose += 1
             return False
-        self._terminate(now, "fastclose")
+        self._terminate(now, CloseReason.FASTCLOSE)
         for other in list(self.subflows):
             # Linux answers a fast close by resetting every subflow (MP_TCPRST, no reason)
-            other.close(now, "fastclose", reset=other is not sf,
+            other.close(now, CloseReason.FASTCLOSE, reset=other is not sf,
                         mptcp=[opt.MpTcpRst(opt.ResetReason.UNSPECIFIED)])
         return True
 
@@ -1196,10 +1198,10 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             self._queue_reinjection(sf)
         sf.send_fin(now)
 
-    def subflow_closing(self, sf, now: float, reason: str) -> None:
+    def subflow_closing(self, sf, now: float, reason: CloseReason) -> None:
         self._subflow_gone_event(sf, reason)
 
-    def subflow_closed(self, sf, now: float, reason: str) -> None:
+    def subflow_closed(self, sf, now: float, reason: CloseReason) -> None:
         self.hold.drop(sf.sid)
         if sf in self.subflows:
             self.subflows.remove(sf)
@@ -1210,7 +1212,8 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             self._queue_reinjection(sf)
             alive = [s for s in self.subflows if s.state not in (CLOSED, TIME_WAIT)]
             if not alive:
-                self._terminate(now, "reset" if reason in ("reset", "aborted") else reason)
+                self._terminate(now, CloseReason.RESET
+                                if reason in (CloseReason.RESET, CloseReason.ABORTED) else reason)
         if not self.subflows:
             self.endpoint.forget(self)
 
@@ -1223,29 +1226,29 @@ class Connection(SubflowOwner, PathManagement, Fallback):
     def reset_reply(self, seg) -> None:
         self.endpoint.reset_reply(seg)
 
-    def _subflow_gone_event(self, sf, reason: str) -> None:
+    def _subflow_gone_event(self, sf, reason: CloseReason) -> None:
         if not sf.report_once():
             return
-        self._event(ev.SubflowClosed(self.id, sf.sid, ev.CloseReason(reason), sf.reset_reason,
+        self._event(ev.SubflowClosed(self.id, sf.sid, reason, sf.reset_reason,
                                      (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
 
     def _check_closed(self, now: float) -> None:
         """Both DATA_FINs acknowledged: the connection is closed; the subflows end with FINs."""
         if self.terminated or not self.fin_acked or self.queue is None or not self.queue.eof:
             return
-        self._terminate(now, "closed")
+        self._terminate(now, CloseReason.CLOSED)
         for sf in list(self.subflows):
             if sf.state in (ESTABLISHED, SYN_RCVD, CLOSE_WAIT):
                 sf.send_fin(now)
 
-    def _terminate(self, now: float, reason: str) -> None:
+    def _terminate(self, now: float, reason: CloseReason) -> None:
         if self.terminated:
             return
-        self.terminated = reason
+        self.terminated = reason = CloseReason(reason)
         self._space_opened()                        # a writer waiting for space: it is over
         self._count_half_open(-1)
         self.fin_at = self.persist_at = None
         self.endpoint.tokens.remove(self.local_token)
-        if reason != "closed":
+        if reason is not CloseReason.CLOSED:
             self._check_eof()
-        self._event(ev.ConnectionTerminated(self.id, ev.CloseReason(reason)))
+        self._event(ev.ConnectionTerminated(self.id, reason))

@@ -31,6 +31,7 @@ from ..wire import packet as pk
 from ..errors import StateError
 from mptcp_fast.engine.config import Config
 from mptcp_fast.engine.cookies import SynCookies
+from mptcp_fast.engine.events import CloseReason
 from mptcp_fast.engine.isn import IsnGenerator
 from mptcp_fast.engine.pathmanager import _text
 from mptcp_fast.wire import segment
@@ -324,7 +325,7 @@ class Endpoint:
         old = self._reusable_port(local, remote, rport, now)
         if old is None:
             raise StateError(f"no free local port to {_where(remote, rport)}")
-        old.close(now, "fin")               # its TIME_WAIT cut short, as Linux's tw_reuse does
+        old.close(now, CloseReason.FIN)     # its TIME_WAIT cut short, as Linux's tw_reuse does
         return old.lport
 
     def _free_port(self, local: bytes, remote: bytes, rport: int) -> int:

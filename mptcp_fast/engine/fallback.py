@@ -10,6 +10,7 @@ from ..wire import receiver
 from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError
 from . import events as ev
+from .events import CloseReason
 from .subflow import CLOSED
 
 __all__ = ["Fallback"]
@@ -47,7 +48,7 @@ class Fallback:
             self._mark_data()
         for other in list(self.subflows):
             if other is not sf:
-                other.close(now, "reset", reset=True)
+                other.close(now, CloseReason.RESET, reset=True)
         if self.fin_dsn is not None and not self.fin_acked:
             # our DATA_FIN went out as a DSS but was not acknowledged: the peer reads no DSS
             # any more, so it goes again as what a DATA_FIN is after fallback, the TCP FIN
@@ -142,7 +143,7 @@ class Fallback:
             self._check_eof()
             return
         self.hold.drop(sf.sid)
-        sf.close(now, "checksum failure", reset=True,
+        sf.close(now, CloseReason.CHECKSUM_FAILURE, reset=True,
                  mptcp=[opt.MpFail(held.dsn),
                         opt.MpTcpRst(opt.ResetReason.MIDDLEBOX_INTERFERENCE)])
 

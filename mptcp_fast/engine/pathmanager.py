@@ -15,6 +15,7 @@ from ..wire import crypto
 from ..wire import options as opt
 from ..errors import StateError
 from . import events as ev
+from .events import CloseReason
 from .subflow import CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT
 
 __all__ = ["PathManagement", "Announcement"]
@@ -274,7 +275,7 @@ class PathManagement:
         others (RFC 8684 §3.4.2)."""
         for sf in list(self.subflows):
             if sf.local == address:
-                sf.close(now, "address removed", reset=True)
+                sf.close(now, CloseReason.ADDRESS_REMOVED, reset=True)
         self.announcing.pop(address_id, None)
         self.announced.discard(address_id)
         if not self.fallback and not self.terminated:

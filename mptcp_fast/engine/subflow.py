@@ -23,6 +23,7 @@ import cython
 from ..wire import options as opt
 from ..wire import packet as pk
 from mptcp_fast.engine.cookies import SynCookies
+from mptcp_fast.engine.events import CloseReason
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
     from mptcp_fast._pure._segment import ack_packet, data_packet
@@ -159,11 +160,11 @@ class SubflowOwner:
         """``sf``'s RTO fired ``Config.stale_after`` times in a row."""
         raise NotImplementedError
 
-    def subflow_closing(self, sf, now: float, reason: str) -> None:
+    def subflow_closing(self, sf, now: float, reason: CloseReason) -> None:
         """``sf`` entered TIME-WAIT: it carries nothing more."""
         raise NotImplementedError
 
-    def subflow_closed(self, sf, now: float, reason: str) -> None:
+    def subflow_closed(self, sf, now: float, reason: CloseReason) -> None:
         """``sf`` is CLOSED (once)."""
         raise NotImplementedError
 
@@ -213,7 +214,7 @@ class Subflow:
         self.prio_pending = False            # an MP_PRIO to send on this subflow
         self.local_address_id = local_address_id
         self.remote_address_id = remote_address_id
-        self.closed_reason = None
+        self.closed_reason = None            # a CloseReason once it is CLOSED
         self.reset_reason = None             # the MP_TCPRST reason of a RST received
         self.reported = False                # SubflowClosed was queued
         # -- send side (RFC 9293 §3.3.1)
@@ -438,7 +439,7 @@ class Subflow:
 
     def record_peer_reset(self, reset_reason) -> None:
         """The peer reset this subflow, with MP_TCPRST's reason (RFC 8684 §3.6) or None."""
-        self.closed_reason = "reset"
+        self.closed_reason = CloseReason.RESET
         self.reset_reason = reset_reason
 
     def report_once(self) -> bool:
@@ -1063,14 +1064,14 @@ class Subflow:
         elif self.state == CLOSING:
             self._enter_time_wait(now)
         elif self.state == LAST_ACK:
-            self.close(now, "fin")
+            self.close(now, CloseReason.FIN)
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = TIME_WAIT
         self._release_queues()                    # all we sent was acknowledged, FIN and all
         self.rto_at = None
         self.timewait_at = now + self.config.time_wait
-        self.conn.subflow_closing(self, now, "fin")
+        self.conn.subflow_closing(self, now, CloseReason.FIN)
 
     def _ack_policy(self, now: float) -> None:
         """RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full segment, and
@@ -1091,7 +1092,7 @@ class Subflow:
     def handle_timer(self, now: float) -> None:
         if self.timewait_at is not None and now >= self.timewait_at:
             self.timewait_at = None          # TIME-WAIT over, or FIN-WAIT-2 given up
-            self.close(now, "fin")
+            self.close(now, CloseReason.FIN)
             return
         if self.delack_at is not None and now >= self.delack_at:
             self.delack_at = None
@@ -1110,7 +1111,7 @@ class Subflow:
         probe the path with a keepalive first; a path that answers is kept (the option may be
         forged or stale), one that stays silent for REMOVAL_PROBES RTOs is reset."""
         if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2):
-            self.close(now, "address removed", reset=True)     # not carrying data: at once
+            self.close(now, CloseReason.ADDRESS_REMOVED, reset=True)   # carries no data: at once
         elif self.removal_at is None:
             self.removal_probes = 0
             self._probe_removal(now)
@@ -1119,7 +1120,7 @@ class Subflow:
         if self.removal_probes >= REMOVAL_PROBES:
             self.removal_at = None
             self.conn.path_silent(self)
-            self.close(now, "address removed", reset=True)
+            self.close(now, CloseReason.ADDRESS_REMOVED, reset=True)
             return
         self.removal_probes += 1
         self.send_probe(now)
@@ -1134,7 +1135,7 @@ class Subflow:
             return
         if self.keepalive_probes >= config.keepalive_probes:
             self.keepalive_at = None
-            self.close(now, "timeout", reset=True)
+            self.close(now, CloseReason.TIMEOUT, reset=True)
             return
         self.keepalive_probes += 1
         self.send_probe(now, self.conn.ack_options(self))
@@ -1145,7 +1146,7 @@ class Subflow:
         self.timeouts += 1
         if self.state in (SYN_SENT, SYN_RCVD):
             if self.syn_sent_count > self.config.syn_retries:
-                self.close(now, "timeout")
+                self.close(now, CloseReason.TIMEOUT)
                 return
             if self.state == SYN_SENT:
                 self.syn_sent_count += 1
@@ -1156,7 +1157,7 @@ class Subflow:
             return
         if self.join is not None and not self.join.established and self.state == ESTABLISHED:
             if self.timeouts > self.config.syn_retries:  # the fourth ACK never came
-                self.close(now, "timeout", reset=True)
+                self.close(now, CloseReason.TIMEOUT, reset=True)
                 return
             self.send_ack(now, self.conn.join_ack_options(self))
             self.rto_at = now + self.rtt.rto
@@ -1164,7 +1165,7 @@ class Subflow:
         if not self.outstanding:
             return
         if self.timeouts > self.config.max_retransmits:
-            self.close(now, "timeout", reset=True)
+            self.close(now, CloseReason.TIMEOUT, reset=True)
             return
         # RFC 6298 §5.4-5.6: start over from the first unacknowledged segment; RFC 2018 §8:
         # SACK information is ignored after a timeout (the receiver may have reneged)
@@ -1189,10 +1190,12 @@ class Subflow:
         self.rto_at = now + self.rtt.rto
 
     # ---------------------------------------------------------------- ending
-    def close(self, now: float, reason: str, reset: bool = False, mptcp=()) -> None:
-        """The subflow is gone (RST sent when ``reset``); the connection hears of it once."""
+    def close(self, now: float, reason: CloseReason, reset: bool = False, mptcp=()) -> None:
+        """The subflow is gone (RST sent when ``reset``) for ``reason`` (a CloseReason, or its
+        value); the connection hears of it once."""
         if self.state == CLOSED:
             return
+        reason = CloseReason(reason)
         if reset and self.state != TIME_WAIT and (self.state != SYN_SENT or self.rcv_nxt):
             self.send_rst(now, mptcp)
         self.state = CLOSED
