@@ -9,7 +9,6 @@ own path manager makes at run time (``join``, ``announce``, ``set_backup``). A m
 from __future__ import annotations
 
 import ipaddress
-import secrets
 
 from ..wire import crypto
 from ..wire import options as opt
@@ -148,7 +147,7 @@ class PathManagement:
             return None                               # full, or across address families
         if backup is None:
             backup = local in self.config.backup_addresses
-        join = _Join(secrets.randbits(32), local_backup=bool(backup))
+        join = _Join(self.endpoint.random.nonce(), local_backup=bool(backup))
         lport = self.endpoint.new_port(local, remote, port, now)
         sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
         sf.send_syn(now)
@@ -226,7 +225,7 @@ class PathManagement:
         # Config.backup_addresses, as Linux's backup endpoint flag applies to subflows both
         # ways); the subflow is a backup to our scheduler when either side asked for it
         local_backup = seg.dst in self.config.backup_addresses
-        join = _Join(secrets.randbits(32), join_syn.nonce, local_backup)
+        join = _Join(self.endpoint.random.nonce(), join_syn.nonce, local_backup)
         join.peer_backup = join_syn.backup
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now, join=join,
                                backup=join_syn.backup or local_backup,
