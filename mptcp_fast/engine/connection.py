@@ -55,7 +55,7 @@ MAX_MAPPINGS_AHEAD = 1024               # mapping pieces a subflow stores (bound
 ANOMALIES_KEPT = 256                    # anomaly records kept for the user; the rest counted
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62
-_Dss, _MpCapable = opt.Dss, opt.MpCapable          # module globals: one cached lookup each
+_Dss = opt.Dss                                      # a module global: one cached lookup
 _DataReceived = ev.DataReceived
 if not cython.compiled:     # compiled: the same two calls of the C API (connection.pxd)
     _new_object, _set_field = object.__new__, object.__setattr__
@@ -617,8 +617,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         data_ack = None
         window_usable = True
         for o in seg.mptcp:
-            kind = type(o)
-            if kind is _Dss:
+            if type(o) is _Dss:                       # the fast path: every data segment's
                 # its fields by name, unpacked from a plain tuple: compiled, a cast (indexing a
                 # subclass of tuple from C goes through its type's __getitem__, a tuple's items
                 # are read directly; nothing is allocated)
@@ -628,28 +627,12 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                     window_usable = data_ack is not None
                 if dsn is not None:
                     self._on_mapping(sf, dsn, dsn64, ssn, length, checksum, data_fin, seg)
-            elif kind is _MpCapable:
-                self._on_mpc(sf, o, seg)
-            elif kind is opt.AddAddr or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
-                self._on_add_addr(sf, o, now)
-            elif kind is opt.MpFastclose:
-                if self._fastclosed(o, sf, now):      # Linux honours it on a plain ACK too
-                    return
-            elif kind is opt.MpFail:
-                self._on_fail(sf, o, now)
-                if self.fallback:
-                    self._fallback_ack(sf, seg, now)
-                    return
-            elif kind is opt.MpPrio:
-                self._on_prio(sf, o, now)
-            elif kind is opt.RemoveAddr:
-                self._on_remove_addr(sf, o, now)
-            elif kind is opt.MpJoinAck:
-                sf.request_ack()                      # our fourth ACK was lost: send it again
-            elif kind is opt.MpJoinSynAck:
-                pass                                  # a retransmitted SYN/ACK (handled by TCP)
-            else:
-                self.ignored_options += 1             # part 2: REMOVE_ADDR, MP_PRIO, ...
+                continue
+            handler = _OPTION_HANDLERS.get(type(o))   # the others, by type (below the class)
+            if handler is None:
+                self.ignored_options += 1             # one the engine does not act upon here
+            elif handler(self, sf, o, seg, now):
+                return                                # the segment's processing ends there
         if self.allocator is not None and window_usable:
             self._update_window(seg.window << sf.peer_wscale, data_ack)
 
@@ -810,7 +793,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         sf.request_ack()
         self._check_eof()
 
-    def _on_mpc(self, sf, mpc, seg) -> None:
+    def _on_mpc(self, sf, mpc, seg, now: float) -> None:
         """Server: MP_CAPABLE with data maps the first data bytes (RFC 8684 §3.1): subflow
         bytes from 1 at the peer's first DSN, when the segment carries them."""
         if self.is_client or sf.join is not None or mpc.data_len is None or self.receiver is None:
@@ -1155,6 +1138,25 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 return
         sf.close(now, CloseReason.RESET)
 
+    def _on_fastclose(self, sf, option, seg, now: float) -> bool:
+        return self._fastclosed(option, sf, now)    # Linux honours it on a plain ACK too
+
+    def _on_mp_fail(self, sf, option, seg, now: float) -> bool:
+        """MP_FAIL (RFC 8684 §3.7); after the fallback it may start, the segment's ACK is read
+        as plain TCP's."""
+        self._on_fail(sf, option, now)
+        if not self.fallback:
+            return False
+        self._fallback_ack(sf, seg, now)
+        return True
+
+    def _on_join_ack(self, sf, option, seg, now: float) -> bool:
+        sf.request_ack()                            # our fourth ACK was lost: send it again
+        return False
+
+    def _on_join_synack(self, sf, option, seg, now: float) -> bool:
+        return False                                # a retransmitted SYN/ACK (TCP answers it)
+
     def _fastclosed(self, option, sf, now: float) -> bool:
         """MP_FASTCLOSE: with our key the peer ends everything now; otherwise it is a forgery,
         counted and ignored (RFC 8684 §3.5)."""
@@ -1252,3 +1254,21 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if reason is not CloseReason.CLOSED:
             self._check_eof()
         self._event(ev.ConnectionTerminated(self.id, reason))
+
+
+# The MPTCP options of an established segment other than the DSS, by type, as aioquic
+# dispatches QUIC frames: handler(connection, subflow, option, segment, now), true when the
+# segment's processing ends there (the connection ended or fell back). A type not listed is
+# counted in ``ignored_options``.
+_OPTION_HANDLERS = {
+    opt.MpCapable: Connection._on_mpc,              # the server's first data (RFC 8684 §3.1)
+    opt.AddAddr: Connection._on_add_addr,           # RFC 8684 §3.4.1 (pathmanager.py)
+    opt.AddAddrV0: Connection._on_add_addr,         # RFC 6824 §3.4.1
+    opt.AddAddr2: Connection._on_add_addr,          # draft-ietf-mptcp-rfc6824bis-00
+    opt.RemoveAddr: Connection._on_remove_addr,     # RFC 8684 §3.4.2
+    opt.MpPrio: Connection._on_prio,                # RFC 8684 §3.3.8
+    opt.MpFastclose: Connection._on_fastclose,      # RFC 8684 §3.5
+    opt.MpFail: Connection._on_mp_fail,             # RFC 8684 §3.7 (fallback.py)
+    opt.MpJoinAck: Connection._on_join_ack,         # RFC 8684 §3.2
+    opt.MpJoinSynAck: Connection._on_join_synack,
+}

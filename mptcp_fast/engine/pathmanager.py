@@ -233,7 +233,7 @@ class PathManagement:
         sf.accept_syn(seg, now)
         return True
 
-    def _on_prio(self, sf, o, now: float) -> None:
+    def _on_prio(self, sf, o, seg, now: float) -> None:
         """MP_PRIO (RFC 8684 §3.3.8): the peer asks us to treat the subflow it came on as a
         backup (or no longer); the v0 form with an address id is ignored as Linux does."""
         if o.address_id is not None and self.version == 1:
@@ -246,7 +246,7 @@ class PathManagement:
                 target.set_backup_by_peer(o.backup)
                 self._event(ev.SubflowPriority(self.id, target.sid, o.backup, True))
 
-    def _on_remove_addr(self, sf, o, now: float) -> None:
+    def _on_remove_addr(self, sf, o, seg, now: float) -> None:
         """REMOVE_ADDR (RFC 8684 §3.4.2): each subflow to those peer addresses is probed with a
         keepalive first and reset only when the path does not answer (what it held is then
         sent again on the others); a path that answers is kept. Passing TCP's checks (RFC 5961)
@@ -284,7 +284,7 @@ class PathManagement:
                     sf.request_ack()
                     break
 
-    def _on_add_addr(self, sf, o, now: float) -> None:
+    def _on_add_addr(self, sf, o, seg, now: float) -> None:
         """RFC 8684 §3.4.1: an ADD_ADDR whose HMAC fails is dropped silently; a valid one is
         echoed and, if allowed, joined."""
         if self.keys is None:

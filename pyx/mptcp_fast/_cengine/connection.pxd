@@ -13,6 +13,7 @@ from mptcp_fast._sender cimport DsnAllocator
 
 
 cdef long long MASK32, _HALF32
+cdef dict _OPTION_HANDLERS
 
 
 cdef inline object _new_object(object cls):
