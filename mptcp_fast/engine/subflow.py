@@ -5,8 +5,11 @@ and SACK-permitted (RFC 7323, RFC 2018), sequence numbers, the retransmission qu
 SACK scoreboard and loss recovery (RFC 6675, NewReno-style without SACK), the retransmission
 timer (RFC 6298), delayed ACKs (RFC 9293 §3.8.6.3), FIN, RST and TIME-WAIT. What MPTCP adds
 — the options on the handshake, DSS mappings, data ACKs, the shared receive window — is asked
-of its ``Connection`` through a handful of calls (``syn_options``, ``on_handshake``,
-``on_options``, ``receive_data``, ``data_options``, ``ack_options``, ``subflow_*``).
+of its connection through ``SubflowOwner``, one documented interface (``syn_options``,
+``on_handshake``, ``on_options``, ``receive_data``, ``data_options``, ``ack_options``,
+``subflow_*``, ...) that ``Connection`` implements. The other way, the connection never
+writes a subflow's fields: it calls methods that say what happened (``restore_from_cookie``,
+``take_join_synack``, ``join_acknowledged``, ``request_ack``, ``announce_backup``, ...).
 
 Sequence numbers are kept relative to the initial ones (the SYN is 0, the first data byte 1,
 as RFC 8684 §3.3.1 numbers subflow bytes in a mapping) and grow without wrapping; they are
