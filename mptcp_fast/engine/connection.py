@@ -602,7 +602,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             self._fallback_ack(sf, seg, now)
             return
         if self.is_client and not self.fully_established and sf.join is None \
-                and sf._rel_ack(seg.ack) > 1:
+                and sf.rel_ack(seg.ack) > 1:
             if not _shows_full_establishment(seg.mptcp):
                 # RFC 8684 §3.7: our data was acknowledged without a DATA_ACK: the server (or
                 # a middlebox) does not speak MPTCP any more
@@ -735,7 +735,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             return -1
         rcv_nxt = sf.rcv_nxt
         start = rcv_nxt + _diff32(ssn32, rcv_nxt & MASK32)
-        first = sf._rel_seq(seg.seq)
+        first = sf.rel_seq(seg.seq)
         if start < 1 or first < start or first >= start + payload_length:
             return -1
         return start
@@ -798,7 +798,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         bytes from 1 at the peer's first DSN, when the segment carries them."""
         if self.is_client or sf.join is not None or mpc.data_len is None or self.receiver is None:
             return
-        if not mpc.data_len or not seg.payload or sf._rel_seq(seg.seq) != 1:
+        if not mpc.data_len or not seg.payload or sf.rel_seq(seg.seq) != 1:
             self.refused_mappings += 1
             return
         self._store_mapping(sf, seg, (self.keys.remote_idsn + 1) & MASK64, 1, mpc.data_len,

@@ -78,7 +78,7 @@ class Fallback:
         """After fallback the subflow's ACK is the DATA_ACK (our FIN is the DATA_FIN)."""
         if sf.join is not None:
             return
-        ack = sf._rel_ack(seg.ack)
+        ack = sf.rel_ack(seg.ack)
         if not 1 <= ack <= sf.snd_nxt:
             return
         data = ack - 1

@@ -337,10 +337,12 @@ class Subflow:
     def _wire_seq(self, rel: int) -> int:
         return (self.iss + rel) & MASK32
 
-    def _rel_seq(self, wire: int) -> int:
+    def rel_seq(self, wire: int) -> int:
+        """A received 32-bit sequence number as a relative one (nearest ``rcv_nxt``)."""
         return self.rcv_nxt + _diff32(wire, (self.irs + self.rcv_nxt) & MASK32)
 
-    def _rel_ack(self, wire: int) -> int:
+    def rel_ack(self, wire: int) -> int:
+        """A received 32-bit ACK number as a relative one (nearest ``snd_una``)."""
         return self.snd_una + _diff32(wire, (self.iss + self.snd_una) & MASK32)
 
     def _tsval(self, now: float) -> int:
@@ -663,7 +665,7 @@ class Subflow:
             return
         if state in (CLOSED, LISTEN):
             return
-        seq = self._rel_seq(seg.seq)
+        seq = self.rel_seq(seg.seq)
         payload = seg.payload
         length = len(payload) + (1 if flags & _FIN else 0)
         if not self._acceptable(seq, length):     # RFC 9293 §3.10.7.4, first check
@@ -671,7 +673,7 @@ class Subflow:
                 if state == TIME_WAIT and flags & _FIN:
                     self.timewait_at = now + self.config.time_wait
                 self._answer_invalid(length, flags, now)
-                if flags & _SYN and seq == 0 and flags & _ACK and self._rel_ack(seg.ack) == 1:
+                if flags & _SYN and seq == 0 and flags & _ACK and self.rel_ack(seg.ack) == 1:
                     # the peer's SYN/ACK again, exactly (it lies wholly below rcv_nxt): our
                     # third ACK was lost, so it goes again with its MP_CAPABLE / MP_JOIN
                     # (RFC 8684 §3.1, §3.2; Linux repeats the MP_CAPABLE ACK)
@@ -699,7 +701,7 @@ class Subflow:
             self.removal_at = None                # (RFC 8684 §3.4.2): it is kept
             self.conn.path_answered(self)
         if state == SYN_RCVD:
-            if self._rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
+            if self.rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
                 self.conn.reset_reply(seg)
                 return
             if not self.conn.on_handshake(self, seg, now):
@@ -735,7 +737,7 @@ class Subflow:
         """RFC 5961 §5.2: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT. A blind sender who
         knows the 4-tuple must also guess the ACK within that range (about MAX.SND.WND in 2**32
         values); Linux drops such a segment the same way (tcp_ack: old or invalid ACK)."""
-        ack = self._rel_ack(seg.ack)
+        ack = self.rel_ack(seg.ack)
         return self.snd_una - self.max_snd_wnd <= ack <= self.snd_nxt
 
     def _note_peer_window(self, seg) -> None:
@@ -814,7 +816,7 @@ class Subflow:
 
     # -- acknowledgments (RFC 9293 §3.10.7.4 fifth check; RFC 5681; RFC 6675)
     def _process_ack(self, seg, now: float) -> None:
-        ack = self._rel_ack(seg.ack)
+        ack = self.rel_ack(seg.ack)
         if ack > self.snd_nxt:
             self.ack_pending = True               # acknowledges what we never sent
             return
@@ -921,7 +923,7 @@ class Subflow:
         lo = self.sent_head
         changed = False
         for left, right in blocks:
-            start = self._rel_ack(left)
+            start = self.rel_ack(left)
             end = start + ((right - left) & MASK32)
             if end <= self.snd_una or end > self.snd_nxt:
                 continue                          # D-SACK or nonsense: ignored
