@@ -26,7 +26,8 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time
-from mptcp_fast import BACKEND, demo
+from mptcp_fast import BACKEND
+from mptcp_fast.sim import demo
 size = int(sys.argv[1])
 OFFLOAD = sys.argv[2] == "1"
 paths = [demo.PathSpec(10e9, 0.001), demo.PathSpec(10e9, 0.001)]

@@ -7,7 +7,7 @@ import hashlib
 
 from mptcp_fast.wire import options as opt
 from mptcp_fast.wire import packet as pk
-from mptcp_fast.engine import Config, Endpoint, events as ev
+from mptcp_fast.engine import Config, Endpoint, RandomSource, events as ev
 from mptcp_fast.sim.apps import BulkApp
 from mptcp_fast.sim.netem import Network
 
@@ -45,12 +45,18 @@ class Run:
 
 
 def make(paths, *, up=0, down=0, client_addresses=(C0, C1), server_addresses=(S0,),
-         config=None, server_config=None, seed=1, pcap=None, **fast):
+         config=None, server_config=None, seed=1, pcap=None, seeded_endpoints=False, **fast):
+    """The emulated network with a client and a server; with ``seeded_endpoints`` their keys,
+    ISN secrets, nonces and ports come from RandomSource.seeded(seed) and (seed + 1): every
+    run of a seed is the same to the bit."""
     cfg = config or Config(**{**FAST, **fast})
     net = Network(seed=seed, pcap=pcap)
-    client = BulkApp(Endpoint(list(client_addresses), cfg), send_bytes=up, seed=seed)
-    server = BulkApp(Endpoint(list(server_addresses), server_config or cfg), send_bytes=down,
-                     seed=seed + 1)
+    client_random = RandomSource.seeded(seed) if seeded_endpoints else None
+    server_random = RandomSource.seeded(seed + 1) if seeded_endpoints else None
+    client = BulkApp(Endpoint(list(client_addresses), cfg, random=client_random),
+                     send_bytes=up, seed=seed)
+    server = BulkApp(Endpoint(list(server_addresses), server_config or cfg,
+                              random=server_random), send_bytes=down, seed=seed + 1)
     server.endpoint.listen(PORT)
     net.add_host(client, client_addresses)
     net.add_host(server, server_addresses)

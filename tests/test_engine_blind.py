@@ -46,13 +46,6 @@ def paths_for(subflows: int) -> dict:
     return paths
 
 
-def same_ports(client, server, seed: int) -> None:
-    """Seed the endpoints' ephemeral-port choice (a private Random; the engine has no option
-    for it): with the fixed ISN secret, every run of a seed sees the same sequence numbers."""
-    client.endpoint._ports.seed(seed)
-    server.endpoint._ports.seed(seed + 1)
-
-
 def attacked_transfer(*, subflows: int, checksums: bool, seed: int, kinds=blind.KINDS,
                       rounds: int = 1, up: int = UP, down: int = DOWN, every: float = 0.01,
                       window: int = WINDOW, until: float = 3.0):
@@ -62,8 +55,7 @@ def attacked_transfer(*, subflows: int, checksums: bool, seed: int, kinds=blind.
     net, client, server, _ = make(paths_for(subflows), up=up, down=down,
                                   client_addresses=addresses, checksums=checksums,
                                   receive_window=window, seed=seed,
-                                  isn_secret=seed.to_bytes(16, "big"))
-    same_ports(client, server, seed)
+                                  isn_secret=seed.to_bytes(16, "big"), seeded_endpoints=True)
     conn = client.open((S0, PORT), 0.0)
     attacker = blind.BlindAttacker(net, [client, server], seed=seed, kinds=kinds,
                                    rounds=rounds, step=window)

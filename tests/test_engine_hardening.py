@@ -385,6 +385,7 @@ def test_close_reasons_are_one_documented_enum(backend):
         ends = [e for e in events if type(e) in (ev.ConnectionTerminated, ev.SubflowClosed)]
         assert ends and all(type(e.reason) is ev.CloseReason for e in ends)
         assert [str(e.reason) for e in ends if type(e) is ev.ConnectionTerminated] == [reason]
+    assert conn.terminated is server_conn.terminated is ev.CloseReason.CLOSED   # not a str
     client, server, conn, server_conn = _pair()
     conn.abort(1.0)
     pump(client, server, 1.0, until=3.0)

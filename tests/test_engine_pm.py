@@ -148,7 +148,7 @@ def test_announcements_go_one_at_a_time(backend):
     def watch(net, client, server, made, conn):
         def sample():
             for t in server.transfers.values():
-                waiting = [e for e in t.conn.announcing.values() if e[2] <= 8]
+                waiting = [e for e in t.conn.announcing.values() if e.tries <= 8]
                 in_flight.append(len(waiting))
         for i in range(400):
             net.schedule(i * 0.005, sample)

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from mptcp_fast.wire import options as opt, packet as pk
-from mptcp_fast.engine import Config, Endpoint, events as ev
+from mptcp_fast.engine import Config, Endpoint, RandomSource, events as ev
 from mptcp_fast.engine.subflow import TIME_WAIT
 from mptcp_fast.errors import StateError
 
@@ -72,8 +72,7 @@ def _end_in_time_wait(client, server, n: int, now: float, mutate=None, lifetime=
 
 def test_the_last_free_port_is_found_then_the_error_names_the_destination(ports):
     ports(256)
-    client = Endpoint([C0, C1], Config())
-    client._ports.seed(1)
+    client = Endpoint([C0, C1], Config(), random=RandomSource.seeded(1))
     lports = {client.connect((S0, PORT), 0.0).subflows[0].lport for _ in range(256)}
     assert lports == set(range(LOW, LOW + 256))        # every one, the last ones included
     with pytest.raises(StateError, match=r"^no free local port to 198\.18\.0\.2:5000$"):

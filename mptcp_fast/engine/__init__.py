@@ -14,7 +14,8 @@ DATA_FIN, reinjection, the path manager, fallback, MP_FAIL, MP_PRIO, MP_FASTCLOS
 TIME-WAIT, keepalives), ``segment`` and ``wire`` (reading and writing packets: compiled
 twins for the common established segments), ``integrity`` (DSS checksums held until
 verified), ``cc`` (Reno, CUBIC, and the coupled LIA, OLIA and BALIA), ``scheduler`` (lowest
-RTT, round-robin, redundant, ECF), ``rtt`` (RFC 6298), ``isn`` (RFC 6528), ``events`` (what
+RTT, round-robin, redundant, ECF), ``rtt`` (RFC 6298), ``isn`` (RFC 6528), ``randomness``
+(the one source of random numbers: the OS CSPRNG, or seeded for tests), ``events`` (what
 the user reads), ``config`` (including the protocol profiles v1, v0, v0+add_addr2) and
 ``apps`` (a bulk-transfer application for the emulated network, ``mptcp_fast.sim.netem``).
 """
@@ -25,7 +26,8 @@ from .endpoint import Endpoint
 from .events import (CloseReason, ConnectionEstablished, ConnectionTerminated, DataReceived,
                      EndOfStream, Event, FellBackToTcp, SubflowClosed, SubflowEstablished,
                      SubflowPriority)
+from .randomness import RandomSource
 
 __all__ = ["CloseReason", "Config", "Connection", "ConnectionEstablished", "ConnectionTerminated",
-           "DataReceived", "EndOfStream", "Endpoint", "Event", "FellBackToTcp", "SubflowClosed",
-           "SubflowEstablished", "SubflowPriority"]
+           "DataReceived", "EndOfStream", "Endpoint", "Event", "FellBackToTcp", "RandomSource",
+           "SubflowClosed", "SubflowEstablished", "SubflowPriority"]

@@ -29,6 +29,7 @@ from ..wire import options as opt
 from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
+from mptcp_fast.engine.events import CloseReason
 from mptcp_fast.engine.fallback import Fallback
 from mptcp_fast.engine.integrity import ChecksumHold
 from mptcp_fast.engine.pathmanager import ANNOUNCE_TRIES, PathManagement, _text
@@ -38,7 +39,7 @@ from mptcp_fast.engine.pathmanager import ANNOUNCE_TRIES, PathManagement, _text
 from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 from .buffers import Retained, Unsent
-from .subflow import MAX_CHUNK, Chunk, Subflow, _ConnectionState
+from .subflow import MAX_CHUNK, Chunk, Subflow, SubflowOwner
 
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
     from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, _diff32
@@ -54,7 +55,7 @@ MAX_MAPPINGS_AHEAD = 1024               # mapping pieces a subflow stores (bound
 ANOMALIES_KEPT = 256                    # anomaly records kept for the user; the rest counted
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62
-_Dss, _MpCapable = opt.Dss, opt.MpCapable          # module globals: one cached lookup each
+_Dss = opt.Dss                                      # a module global: one cached lookup
 _DataReceived = ev.DataReceived
 if not cython.compiled:     # compiled: the same two calls of the C API (connection.pxd)
     _new_object, _set_field = object.__new__, object.__setattr__
@@ -92,7 +93,7 @@ def _shows_full_establishment(mptcp) -> bool:
     check_fully_established takes either as the sign, RFC 8684 §3.1)."""
     for o in mptcp:
         kind = type(o)
-        if kind is opt.Dss and o[0] is not None or kind is opt.AddAddr and not o.echo \
+        if kind is opt.Dss and o.data_ack is not None or kind is opt.AddAddr and not o.echo \
                 or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
             return True
     return False
@@ -100,11 +101,12 @@ def _shows_full_establishment(mptcp) -> bool:
 
 def _announcement_due(announcing: dict, now: float) -> bool:
     """An ADD_ADDR is due to be sent (again) and has tries left."""
-    return any(e[1] <= now and e[2] <= ANNOUNCE_TRIES for e in announcing.values())
+    return any(a.resend_at <= now and a.tries <= ANNOUNCE_TRIES for a in announcing.values())
 
 
-class Connection(_ConnectionState, PathManagement, Fallback):
-    """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN)."""
+class Connection(SubflowOwner, PathManagement, Fallback):
+    """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN).
+    Its subflows reach it only through ``SubflowOwner`` (subflow.py), which it implements."""
 
     def __init__(self, endpoint, cid: int, is_client: bool):
         self.endpoint, self.id, self.is_client = endpoint, cid, is_client
@@ -125,7 +127,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.established = False                    # the MP_CAPABLE handshake completed
         self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
         self.joins_due = False                      # the client's joins open at the next flush
-        self.terminated = None                      # the reason, once the connection is gone
+        self.terminated = None                      # its CloseReason, once it is gone
         self.fallback = None                        # why it fell back to TCP (RFC 8684 §3.7)
         self.fallback_reported = False
         self.event_established = False              # ConnectionEstablished was queued
@@ -152,7 +154,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.persist_backoff = 0
         self.pending_echo = []                      # ADD_ADDR echoes owed
         self.pending_remove = []                    # our address ids to REMOVE_ADDR
-        self.announcing = {}                        # address id -> [ADD_ADDR, resend at, tries]
+        self.announcing = {}                        # address id -> pathmanager.Announcement
         self.announced = set()                      # address ids the peer has (echoed)
         self.add_addr_accepted = 0
         # -- receiving
@@ -242,9 +244,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             extra.append(opt.MpFastclose(self.remote_key))
         if not self.fallback:
             extra.append(opt.MpTcpRst(opt.ResetReason.UNSPECIFIED))
-        self._terminate(now, "aborted")
+        self._terminate(now, CloseReason.ABORTED)
         for sf in list(self.subflows):
-            sf.close(now, "aborted", reset=True, mptcp=extra)
+            sf.close(now, CloseReason.ABORTED, reset=True, mptcp=extra)
         self.endpoint.touch(self)
 
     def stats(self) -> dict:
@@ -345,7 +347,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if left - self.advertised >= self.receive_window // 4:
             for sf in self.subflows:
                 if sf.can_carry():
-                    sf.ack_pending = True
+                    sf.request_ack()
                     break
             self.endpoint.touch(self)
 
@@ -382,7 +384,6 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         """Server side, under SYN cookies: the third ACK ``seg`` carried a valid cookie; the
         subflow is rebuilt from it (engine/cookies.py) and takes the ACK as usual. Our MPTCP
         key comes back in its MP_CAPABLE (Linux: mptcp_subflow_init_cookie_req)."""
-        from mptcp_fast.engine.cookies import SynCookies
         mpc = seg.first(opt.MpCapable)
         if mpc is None or mpc.receiver_key is None or mpc.sender_key is None \
                 or mpc.version != self.version:
@@ -400,22 +401,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now,
                                iss=(seg.ack - 1) & MASK32)
-        sf.irs, sf.rcv_nxt, sf.snd_nxt = (seg.seq - 1) & MASK32, 1, 1
-        sf.state, sf.syn_sent_count = SYN_RCVD, 1
-        if seg.tsval is not None and seg.tsecr is not None:
-            wscale, sack = SynCookies.options_from(seg.tsecr)
-            sf.ts_ok, sf.ts_recent, sf.sack_ok = True, seg.tsval, sack
-            sf.ts_recent_at = now
-            if wscale is not None:
-                sf.peer_wscale, sf.peer_wscale_offered = wscale, True
-            else:
-                sf.rcv_wscale = 0
-        else:
-            sf.rcv_wscale = 0
-        sf.peer_mss = mss
-        sf.max_snd_wnd = seg.window << sf.peer_wscale
-        sf.window.mss = sf._payload_size_for(min(mss, self.config.mss))
-        sf.window.cwnd = float(min(10 * sf.window.mss, max(2 * sf.window.mss, 14600)))
+        sf.restore_from_cookie(seg, mss, now)
         self._count_half_open(+1)
         sf.receive(seg, now)
         return True
@@ -430,17 +416,19 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self.endpoint.half_open -= 1
 
     def _new_subflow(self, local, lport, remote, rport, now, join=None, backup=False,
-                     iss=None) -> Subflow:
+                     iss=None, remote_address_id=0) -> Subflow:
+        isn = self.endpoint.isn
         if iss is None:
-            iss = self.endpoint.isn.isn(local, lport, remote, rport, now)
-        sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss, join=join,
-                     backup=backup)
+            iss = isn.isn(local, lport, remote, rport, now)
         # the 4-tuple's TSval clock (RFC 7323 §7.1, Linux's secure_tcp_ts_off): one per 4-tuple,
         # never offset by the ISN, whose clock runs 250 times faster (a cookie ISN's top bits
         # even carry the MSS index): the TSvals of a later incarnation, and the subflow rebuilt
         # from a cookie, never go back on the peer's PAWS check (RFC 7323 §5)
-        sf.ts_offset = self.endpoint.isn.ts_offset(local, lport, remote, rport)
-        sf.local_address_id = self.endpoint.address_id(self, local)
+        sf = Subflow(self, len(self.all_subflows), local, lport, remote, rport, iss,
+                     config=self.config, cc=self.cc, out=self.endpoint.outbox(),
+                     ts_offset=isn.ts_offset(local, lport, remote, rport),
+                     local_address_id=self.endpoint.address_id(self, local),
+                     remote_address_id=remote_address_id, join=join, backup=backup)
         self.subflows.append(sf)
         self.all_subflows.append(sf)
         self.endpoint.register(sf)
@@ -511,7 +499,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             return True
         if mpc.sender_key is None or mpc.receiver_key != self.local_key:
             self.endpoint.counts["refused_mp_capable"] += 1
-            sf.close(now, "reset", reset=True)
+            sf.close(now, CloseReason.RESET, reset=True)
             return False
         self._keys_known(mpc.sender_key, window)
         self.fully_established = True
@@ -547,7 +535,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         join = sf.join
         if self.keys is None or self.fallback:      # RFC 8684 §3.7: no subflow joins a
             self.bad_join += 1                      # connection that fell back (or has no
-            sf.close(now, "reset", reset=True,      # keys); accept_join refuses it first
+            sf.close(now, CloseReason.RESET, reset=True,      # keys); accept_join refuses it first
                      mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
             return False
         if self.is_client or sf.state == SYN_SENT:
@@ -555,26 +543,22 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             if synack is None or not self.keys.verify_synack(synack.hmac, join.local_nonce,
                                                              synack.nonce):
                 self.bad_join += 1          # RFC 8684 §3.2: a bad HMAC closes with a RST
-                sf.close(now, "reset", reset=True,
+                sf.close(now, CloseReason.RESET, reset=True,
                          mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
                 return False
-            join.remote_nonce = synack.nonce
-            join.peer_backup = synack.backup
-            if synack.backup:                       # the server wants it as a backup (§3.2)
-                sf.backup = True
-            sf.remote_address_id = synack.address_id
+            sf.take_join_synack(synack)
             return True
         ack = seg.first(opt.MpJoinAck)
         if ack is None or not self.keys.verify_ack(ack.hmac, join.local_nonce, join.remote_nonce):
             self.bad_join += 1
-            sf.close(now, "reset", reset=True, mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
+            sf.close(now, CloseReason.RESET, reset=True,
+                     mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
             return False
         return True
 
     def subflow_established(self, sf, now: float) -> None:
         """The subflow's TCP handshake completed (and its MPTCP part was valid)."""
-        if self.config.keepalive is not None:
-            sf.keepalive_at = now + self.config.keepalive
+        sf.start_keepalive(now)
         if sf.join is None:
             self._count_half_open(-1)
             if self.is_client:
@@ -588,11 +572,9 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self._report_fallback()
             return
         if self.is_client:                          # third ACK; data waits for the fourth
-            sf.send_ack(now, self.join_ack_options(sf))
-            sf.rto_at = now + sf.rtt.rto
+            sf.send_join_ack(now, self.join_ack_options(sf))
             return
-        sf.join.established = True                  # server: the fourth ACK (RFC 8684 §3.2)
-        sf.send_ack(now)
+        sf.complete_join(now)                       # server: the fourth ACK (RFC 8684 §3.2)
         self._subflow_event(sf)
 
     def _subflow_event(self, sf) -> None:
@@ -620,7 +602,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._fallback_ack(sf, seg, now)
             return
         if self.is_client and not self.fully_established and sf.join is None \
-                and sf._rel_ack(seg.ack) > 1:
+                and sf.rel_ack(seg.ack) > 1:
             if not _shows_full_establishment(seg.mptcp):
                 # RFC 8684 §3.7: our data was acknowledged without a DATA_ACK: the server (or
                 # a middlebox) does not speak MPTCP any more
@@ -630,57 +612,37 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._fully_established(now)            # (an ADD_ADDR without a DATA_ACK)
         if sf.join is not None and not sf.join.established and self.is_client \
                 and not seg.flags & 0x02:
-            sf.join.established = True              # the fourth ACK
-            if not sf.outstanding:
-                sf.rto_at = None
-            sf.timeouts = 0
+            sf.join_acknowledged()                  # the fourth ACK
             self._subflow_event(sf)
         data_ack = None
         window_usable = True
         for o in seg.mptcp:
-            kind = type(o)
-            if kind is _Dss:
-                # its fields as a plain tuple: compiled, a cast (indexing a subclass of tuple
-                # from C goes through its type's __getitem__, a tuple's items are read directly)
-                fields = cython.cast(tuple, o)
-                if fields[0] is not None:
-                    data_ack = self._on_data_ack(fields, now)
+            if type(o) is _Dss:                       # the fast path: every data segment's
+                # its fields by name, unpacked from a plain tuple: compiled, a cast (indexing a
+                # subclass of tuple from C goes through its type's __getitem__, a tuple's items
+                # are read directly; nothing is allocated)
+                ack, ack64, dsn, dsn64, ssn, length, checksum, data_fin = cython.cast(tuple, o)
+                if ack is not None:
+                    data_ack = self._on_data_ack(ack, ack64, now)
                     window_usable = data_ack is not None
-                if fields[2] is not None:
-                    self._on_mapping(sf, fields, seg)
-            elif kind is _MpCapable:
-                self._on_mpc(sf, o, seg)
-            elif kind is opt.AddAddr or kind is opt.AddAddrV0 or kind is opt.AddAddr2:
-                self._on_add_addr(sf, o, now)
-            elif kind is opt.MpFastclose:
-                if self._fastclosed(o, sf, now):      # Linux honours it on a plain ACK too
-                    return
-            elif kind is opt.MpFail:
-                self._on_fail(sf, o, now)
-                if self.fallback:
-                    self._fallback_ack(sf, seg, now)
-                    return
-            elif kind is opt.MpPrio:
-                self._on_prio(sf, o, now)
-            elif kind is opt.RemoveAddr:
-                self._on_remove_addr(sf, o, now)
-            elif kind is opt.MpJoinAck:
-                sf.ack_pending = True                 # our fourth ACK was lost: send it again
-            elif kind is opt.MpJoinSynAck:
-                pass                                  # a retransmitted SYN/ACK (handled by TCP)
-            else:
-                self.ignored_options += 1             # part 2: REMOVE_ADDR, MP_PRIO, ...
+                if dsn is not None:
+                    self._on_mapping(sf, dsn, dsn64, ssn, length, checksum, data_fin, seg)
+                continue
+            handler = _OPTION_HANDLERS.get(type(o))   # the others, by type (below the class)
+            if handler is None:
+                self.ignored_options += 1             # one the engine does not act upon here
+            elif handler(self, sf, o, seg, now):
+                return                                # the segment's processing ends there
         if self.allocator is not None and window_usable:
             self._update_window(seg.window << sf.peer_wscale, data_ack)
 
-    def _on_data_ack(self, dss_option, now: float):
-        """A DATA_ACK (RFC 8684 §3.3.2): what it acknowledges is released. Returns it, or None
-        when it lies behind the current one or beyond what was sent (ignored, as Linux does;
-        the window of that segment is then ignored too)."""
+    def _on_data_ack(self, ack, ack64, now: float):
+        """A DATA_ACK (RFC 8684 §3.3.2; 32 bits unless ``ack64``): what it acknowledges is
+        released. Returns it, or None when it lies behind the current one or beyond what was
+        sent (ignored, as Linux does; the window of that segment is then ignored too)."""
         if self.allocator is None:
             return None
-        ack = dss_option[0]
-        if not dss_option[1]:
+        if not ack64:
             ack = dss.expand_seq(self.allocator.next_dsn, ack)
         if self.is_client and not self.fully_established:
             self._fully_established(now)
@@ -730,14 +692,16 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self.persist_backoff = 0
             self.persist_at = None
 
-    def _on_mapping(self, sf, o, seg) -> None:
-        """A DSS mapping (RFC 8684 §3.3.1), acted upon only when it is consistent with what the
-        connection knows (docs/hardening.md, "Mappings and DATA_FINs"); anything else is
-        ignored, not stored, and counted in ``refused_mappings``."""
+    def _on_mapping(self, sf, dsn, dsn64, ssn: int, length: int, checksum, data_fin,
+                    seg) -> None:
+        """A DSS mapping (RFC 8684 §3.3.1): ``length`` data-level bytes (a DATA_FIN counted)
+        from DSN ``dsn`` (32 bits unless ``dsn64``) at relative subflow sequence ``ssn``. Acted
+        upon only when it is consistent with what the connection knows (docs/hardening.md,
+        "Mappings and DATA_FINs"); anything else is ignored, not stored, and counted in
+        ``refused_mappings``."""
         if self.receiver is None:
             return
-        dsn, length, checksum, data_fin = o[2], o[5], o[6], o[7]
-        if not o[3]:                                  # a 32-bit DSN: the 64-bit value next
+        if not dsn64:                                 # a 32-bit DSN: the 64-bit value next
             dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
         if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
             if len(self.all_subflows) == 1 and sf.join is None and self._dsn_acceptable(dsn):
@@ -746,19 +710,18 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 self.ignored_options += 1
             return
         payload_length = length - 1 if data_fin else length
-        if payload_length > 0 and sf.map_length == payload_length and sf.map_ssn == o[4] \
-                and sf.map_dsn == dsn:
+        if payload_length > 0 and sf.last_mapping_is(ssn, dsn, payload_length):
             pass                                      # the one stored last, on every segment
                                                       # cut from its chunk: checked already
         elif payload_length > 0:
-            start = self._mapped_start(sf, o[4], seg, payload_length)
+            start = self._mapped_start(sf, ssn, seg, payload_length)
             if start < 0 or not self._dsn_acceptable(dsn):
                 self.refused_mappings += 1
                 return
             if start + payload_length > sf.rcv_nxt:  # (all received before: nothing to store)
                 if not self._store_mapping(sf, seg, dsn, start, payload_length, length, checksum):
                     return
-                sf.map_ssn, sf.map_dsn, sf.map_length = o[4], dsn, payload_length
+                sf.remember_mapping(ssn, dsn, payload_length)
         if data_fin:
             self._on_data_fin(sf, (dsn + payload_length) & MASK64)
 
@@ -772,7 +735,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             return -1
         rcv_nxt = sf.rcv_nxt
         start = rcv_nxt + _diff32(ssn32, rcv_nxt & MASK32)
-        first = sf._rel_seq(seg.seq)
+        first = sf.rel_seq(seg.seq)
         if start < 1 or first < start or first >= start + payload_length:
             return -1
         return start
@@ -827,15 +790,15 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if not acceptable:
             self.refused_data_fins += 1
             return
-        sf.ack_pending = True
+        sf.request_ack()
         self._check_eof()
 
-    def _on_mpc(self, sf, mpc, seg) -> None:
+    def _on_mpc(self, sf, mpc, seg, now: float) -> None:
         """Server: MP_CAPABLE with data maps the first data bytes (RFC 8684 §3.1): subflow
         bytes from 1 at the peer's first DSN, when the segment carries them."""
         if self.is_client or sf.join is not None or mpc.data_len is None or self.receiver is None:
             return
-        if not mpc.data_len or not seg.payload or sf._rel_seq(seg.seq) != 1:
+        if not mpc.data_len or not seg.payload or sf.rel_seq(seg.seq) != 1:
             self.refused_mappings += 1
             return
         self._store_mapping(sf, seg, (self.keys.remote_idsn + 1) & MASK64, 1, mpc.data_len,
@@ -891,7 +854,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
                 or seq != sf.rcv_nxt or (self.checksums and self.checksums_verified):
             return False
         for o in seg.mptcp:
-            if type(o) is opt.Dss and o[2] is not None or type(o) is opt.MpCapable:
+            if type(o) is opt.Dss and o.dsn is not None or type(o) is opt.MpCapable:
                 return False
         return True
 
@@ -926,6 +889,16 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         return [opt.Dss(self.queue.data_ack, True, chunk.dsn, True, chunk.seq & MASK32,
                         len(chunk.data), chunk.checksum)]
 
+    def dss_data_ack(self):
+        """The DATA_ACK of the usual data segment, or None: after fallback (no MPTCP option)
+        and while the answer to an MP_FAIL is owed (data_options sends it first)."""
+        if self.fallback or self.pending_fail is not None:
+            return None
+        return self.queue.data_ack
+
+    def fell_back(self) -> bool:
+        return bool(self.fallback)
+
     def plain_data_ack(self):
         """The DATA_ACK when a pure ACK carries nothing else (no echo, announcement or
         DATA_FIN due), else None."""
@@ -945,8 +918,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.pending_remove and sf.usable:         # REMOVE_ADDR, once, on a live subflow
             extra.append(opt.RemoveAddr(self.pending_remove[:8]))
             del self.pending_remove[:8]
-        if sf.prio_pending:                           # MP_PRIO on the subflow it is about
-            sf.prio_pending = False
+        if sf.take_pending_prio():                    # MP_PRIO on the subflow it is about
             extra.append(opt.MpPrio(sf.backup) if self.version == 1
                          else opt.MpPrio(sf.backup, sf.local_address_id))   # RFC 6824 §3.3.8
         if extra and self.queue is not None:
@@ -954,16 +926,16 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         now = self.endpoint.now
         given_up = False
         for entry in self.announcing.values():
-            if entry[1] <= now and sf.usable:         # due: send it, and again after an RTO
-                entry[2] += 1
-                entry[1] = now + min(sf.rtt.rto * (2 ** entry[2]), 60.0)
-                if entry[2] > (ANNOUNCE_TRIES if self.version == 1 else 2):
+            if entry.resend_at <= now and sf.usable:  # due: send it, and again after an RTO
+                entry.tries += 1
+                entry.resend_at = now + min(sf.rtt.rto * (2 ** entry.tries), 60.0)
+                if entry.tries > (ANNOUNCE_TRIES if self.version == 1 else 2):
                     given_up = True                   # never echoed (v0 has no echo): done
                     continue
-                return [entry[0]]
+                return [entry.option]
         if given_up and self.version == 1:
             self.signal(now)                          # the next address may go
-        if self.queue is None or self.terminated == "aborted" or self.fallback:
+        if self.queue is None or self.terminated is CloseReason.ABORTED or self.fallback:
             return []
         if self.fin_dsn is not None and not self.fin_acked:
             return [opt.Dss(self.queue.data_ack, True, self.fin_dsn, True, 0, 1,
@@ -983,7 +955,7 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if self.announcing and _announcement_due(self.announcing, now):
             usable = self._usable()
             if usable:
-                usable[0].ack_pending = True
+                usable[0].request_ack()
         for sf in self.subflows:
             if sf.ack_pending and sf.state != CLOSED:
                 if sf.join is not None and not sf.join.established and self.is_client:
@@ -1126,8 +1098,8 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             if t is not None and (best is None or t < best):
                 best = t
         for entry in self.announcing.values():
-            if entry[2] <= ANNOUNCE_TRIES and (best is None or entry[1] < best):
-                best = entry[1]
+            if entry.tries <= ANNOUNCE_TRIES and (best is None or entry.resend_at < best):
+                best = entry.resend_at
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -1140,14 +1112,14 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._send_data_fin(now)
         if self.announcing and not self._usable():
             for entry in self.announcing.values():  # nothing to carry them: try again later
-                entry[1] = max(entry[1], now + 1.0)
+                entry.resend_at = max(entry.resend_at, now + 1.0)
         if self.persist_at is not None and now >= self.persist_at:
             self.persist_at = None
             self.persist_backoff += 1
             usable = self._usable()
             if usable:                                # Linux's tcp_xmit_probe_skb: an old
                 probe = usable[0]                     # sequence number draws an ACK
-                probe._emit(now, 0x10, probe.snd_una - 1, mptcp=self.ack_options(probe))
+                probe.send_probe(now, self.ack_options(probe))
                 self.window_probes += 1
             if self.unsent:
                 self._arm_persist(now)
@@ -1159,13 +1131,31 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         reason = seg.first(opt.MpTcpRst)
         if seg.first(opt.MpFail) is not None:
             self.mp_fail_received += 1
-        sf.closed_reason = "reset"
-        sf.reset_reason = None if reason is None else int(reason.reason)
+        sf.record_peer_reset(None if reason is None else int(reason.reason))
         fastclose = seg.first(opt.MpFastclose)
         if fastclose is not None and not self.fallback:
             if self._fastclosed(fastclose, sf, now):
                 return
-        sf.close(now, "reset")
+        sf.close(now, CloseReason.RESET)
+
+    def _on_fastclose(self, sf, option, seg, now: float) -> bool:
+        return self._fastclosed(option, sf, now)    # Linux honours it on a plain ACK too
+
+    def _on_mp_fail(self, sf, option, seg, now: float) -> bool:
+        """MP_FAIL (RFC 8684 §3.7); after the fallback it may start, the segment's ACK is read
+        as plain TCP's."""
+        self._on_fail(sf, option, now)
+        if not self.fallback:
+            return False
+        self._fallback_ack(sf, seg, now)
+        return True
+
+    def _on_join_ack(self, sf, option, seg, now: float) -> bool:
+        sf.request_ack()                            # our fourth ACK was lost: send it again
+        return False
+
+    def _on_join_synack(self, sf, option, seg, now: float) -> bool:
+        return False                                # a retransmitted SYN/ACK (TCP answers it)
 
     def _fastclosed(self, option, sf, now: float) -> bool:
         """MP_FASTCLOSE: with our key the peer ends everything now; otherwise it is a forgery,
@@ -1173,10 +1163,10 @@ class Connection(_ConnectionState, PathManagement, Fallback):
         if option.receiver_key != self.local_key:
             self.bad_fastclose += 1
             return False
-        self._terminate(now, "fastclose")
+        self._terminate(now, CloseReason.FASTCLOSE)
         for other in list(self.subflows):
             # Linux answers a fast close by resetting every subflow (MP_TCPRST, no reason)
-            other.close(now, "fastclose", reset=other is not sf,
+            other.close(now, CloseReason.FASTCLOSE, reset=other is not sf,
                         mptcp=[opt.MpTcpRst(opt.ResetReason.UNSPECIFIED)])
         return True
 
@@ -1210,10 +1200,10 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._queue_reinjection(sf)
         sf.send_fin(now)
 
-    def subflow_closing(self, sf, now: float, reason: str) -> None:
+    def subflow_closing(self, sf, now: float, reason: CloseReason) -> None:
         self._subflow_gone_event(sf, reason)
 
-    def subflow_closed(self, sf, now: float, reason: str) -> None:
+    def subflow_closed(self, sf, now: float, reason: CloseReason) -> None:
         self.hold.drop(sf.sid)
         if sf in self.subflows:
             self.subflows.remove(sf)
@@ -1224,34 +1214,61 @@ class Connection(_ConnectionState, PathManagement, Fallback):
             self._queue_reinjection(sf)
             alive = [s for s in self.subflows if s.state not in (CLOSED, TIME_WAIT)]
             if not alive:
-                self._terminate(now, "reset" if reason in ("reset", "aborted") else reason)
+                self._terminate(now, CloseReason.RESET
+                                if reason in (CloseReason.RESET, CloseReason.ABORTED) else reason)
         if not self.subflows:
             self.endpoint.forget(self)
 
-    def _subflow_gone_event(self, sf, reason: str) -> None:
-        if sf.reported:
+    def path_answered(self, sf) -> None:
+        self.removal_refuted += 1                     # the REMOVE_ADDR was stale or forged
+
+    def path_silent(self, sf) -> None:
+        self.remote_addresses.pop(sf.remote_address_id, None)
+
+    def reset_reply(self, seg) -> None:
+        self.endpoint.reset_reply(seg)
+
+    def _subflow_gone_event(self, sf, reason: CloseReason) -> None:
+        if not sf.report_once():
             return
-        sf.reported = True
-        self._event(ev.SubflowClosed(self.id, sf.sid, ev.CloseReason(reason), sf.reset_reason,
+        self._event(ev.SubflowClosed(self.id, sf.sid, reason, sf.reset_reason,
                                      (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
 
     def _check_closed(self, now: float) -> None:
         """Both DATA_FINs acknowledged: the connection is closed; the subflows end with FINs."""
         if self.terminated or not self.fin_acked or self.queue is None or not self.queue.eof:
             return
-        self._terminate(now, "closed")
+        self._terminate(now, CloseReason.CLOSED)
         for sf in list(self.subflows):
             if sf.state in (ESTABLISHED, SYN_RCVD, CLOSE_WAIT):
                 sf.send_fin(now)
 
-    def _terminate(self, now: float, reason: str) -> None:
+    def _terminate(self, now: float, reason: CloseReason) -> None:
         if self.terminated:
             return
-        self.terminated = reason
+        self.terminated = reason = CloseReason(reason)
         self._space_opened()                        # a writer waiting for space: it is over
         self._count_half_open(-1)
         self.fin_at = self.persist_at = None
         self.endpoint.tokens.remove(self.local_token)
-        if reason != "closed":
+        if reason is not CloseReason.CLOSED:
             self._check_eof()
-        self._event(ev.ConnectionTerminated(self.id, ev.CloseReason(reason)))
+        self._event(ev.ConnectionTerminated(self.id, reason))
+
+
+# The MPTCP options of an established segment other than the DSS, by type, as aioquic
+# dispatches QUIC frames: handler(connection, subflow, option, segment, now), true when the
+# segment's processing ends there (the connection ended or fell back). A type not listed is
+# counted in ``ignored_options``.
+_OPTION_HANDLERS = {
+    opt.MpCapable: Connection._on_mpc,              # the server's first data (RFC 8684 §3.1)
+    opt.AddAddr: Connection._on_add_addr,           # RFC 8684 §3.4.1 (pathmanager.py)
+    opt.AddAddrV0: Connection._on_add_addr,         # RFC 6824 §3.4.1
+    opt.AddAddr2: Connection._on_add_addr,          # draft-ietf-mptcp-rfc6824bis-00
+    opt.RemoveAddr: Connection._on_remove_addr,     # RFC 8684 §3.4.2
+    opt.MpPrio: Connection._on_prio,                # RFC 8684 §3.3.8
+    opt.MpFastclose: Connection._on_fastclose,      # RFC 8684 §3.5
+    opt.MpFail: Connection._on_mp_fail,             # RFC 8684 §3.7 (fallback.py)
+    opt.MpJoinAck: Connection._on_join_ack,         # RFC 8684 §3.2
+    opt.MpJoinSynAck: Connection._on_join_synack,
+}

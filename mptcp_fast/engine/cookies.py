@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
+
+from .randomness import RandomSource
 
 __all__ = ["SynCookies", "MSS_TABLE"]
 
@@ -24,7 +25,8 @@ MASK32 = 0xFFFFFFFF
 
 class SynCookies:
     def __init__(self, secret: bytes | None = None):
-        self._secret = secrets.token_bytes(32) if secret is None else bytes(secret)
+        # 32 bytes from the OS CSPRNG unless given (the Endpoint gives its RandomSource's)
+        self._secret = RandomSource().secret() if secret is None else bytes(secret)
         self.made = self.accepted = self.refused = 0
 
     def _hash(self, local: bytes, lport: int, remote: bytes, rport: int, peer_isn: int,

@@ -18,8 +18,6 @@ Nothing from the network raises: bad packets are counted in ``stats`` and droppe
 from __future__ import annotations
 
 import heapq
-import random
-import secrets
 from collections import Counter
 
 import cython
@@ -31,8 +29,10 @@ from ..wire import packet as pk
 from ..errors import StateError
 from mptcp_fast.engine.config import Config
 from mptcp_fast.engine.cookies import SynCookies
+from mptcp_fast.engine.events import CloseReason
 from mptcp_fast.engine.isn import IsnGenerator
 from mptcp_fast.engine.pathmanager import _text
+from mptcp_fast.engine.randomness import RandomSource
 from mptcp_fast.wire import segment
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
@@ -53,10 +53,16 @@ TW_REUSE_DELAY = 1.0                       # Linux's tcp_tw_reuse_delay (1,000 m
 class Endpoint:
     """See the module text."""
 
-    def __init__(self, addresses, config: Config | None = None):
+    def __init__(self, addresses, config: Config | None = None,
+                 random: RandomSource | None = None):
         self.config = config if config is not None else Config()
         if not isinstance(self.config, Config):
             raise TypeError("config must be a mptcp_fast.engine.Config")
+        # every random number the endpoint and its connections draw (engine/randomness.py):
+        # the OS CSPRNG unless a test gives a seeded source
+        self.random = RandomSource() if random is None else random
+        if not isinstance(self.random, RandomSource):
+            raise TypeError("random must be a mptcp_fast.engine.RandomSource")
         self.addresses = [_check.address("address", a) for a in addresses]
         if not self.addresses:
             raise ValueError("an endpoint needs at least one address")
@@ -65,9 +71,10 @@ class Endpoint:
         self.listening: set[int] = set()
         self.connections: dict[int, Connection] = {}
         self.tokens = crypto.TokenTable(self.config.max_connections,
-                                        version=self.config.version)
-        self.isn = IsnGenerator(self.config.isn_secret)
-        self.cookies = SynCookies()
+                                        version=self.config.version, key_source=self.random.key)
+        isn_secret = self.config.isn_secret
+        self.isn = IsnGenerator(self.random.secret() if isn_secret is None else isn_secret)
+        self.cookies = SynCookies(self.random.secret())
         self.half_open = 0                  # server handshakes waiting for their third ACK
         self.counts = Counter()             # drops and refusals by reason (see ``stats``)
         self.packets_received = self.packets_sent = 0
@@ -84,7 +91,6 @@ class Endpoint:
         self._timers = []                   # (time, order, connection) heap, stale entries skipped
         self._timer_of = {}                 # connection id -> time in the heap
         self._order = 0
-        self._ports = random.Random()
         self._number = 0
         self._read = segment.reader()       # the twin bound now: an engine keeps its reader
 
@@ -206,7 +212,7 @@ class Endpoint:
         sf = self._subflows.get(seg.flow)       # a subflow's destination is one of ours
         if sf is not None:
             sf.receive(seg, now)
-            self.touch(sf.conn)
+            self.touch(cython.cast(Connection, sf.conn))    # its owner is a Connection
             return
         if seg.dst not in self._own:
             self.counts["dropped_not_ours"] += 1
@@ -260,6 +266,11 @@ class Endpoint:
     # ================================================================ for the connections
     def output(self, packet: bytes) -> None:
         self._out.append(packet)
+
+    def outbox(self) -> list:
+        """The list every packet to send goes to: a subflow is handed it when it is made and
+        appends its segments to it (packets_to_send empties it, the list stays)."""
+        return self._out
 
     def touch(self, conn) -> None:
         """``conn`` has something to send or a timer to re-arm."""
@@ -319,7 +330,7 @@ class Endpoint:
         old = self._reusable_port(local, remote, rport, now)
         if old is None:
             raise StateError(f"no free local port to {_where(remote, rport)}")
-        old.close(now, "fin")               # its TIME_WAIT cut short, as Linux's tw_reuse does
+        old.close(now, CloseReason.FIN)     # its TIME_WAIT cut short, as Linux's tw_reuse does
         return old.lport
 
     def _free_port(self, local: bytes, remote: bytes, rport: int) -> int:
@@ -327,7 +338,7 @@ class Endpoint:
         from a random start, as Linux's __inet_hash_connect walks it."""
         low, high = self._port_range
         for _ in range(RANDOM_PORT_TRIES):
-            port = self._ports.randint(low, high)
+            port = self.random.port(low, high)
             if segment.flow_key(local, port, remote, rport) not in self._subflows:
                 return port
         for port in self._walk_ports():
@@ -348,7 +359,7 @@ class Endpoint:
         """Every port of the range once, from a random start."""
         low, high = self._port_range
         size = high - low + 1
-        start = self._ports.randrange(size)
+        start = self.random.below(size)
         for i in range(size):
             yield low + (start + i) % size
 
@@ -441,7 +452,7 @@ class Endpoint:
             if config.version == 1 and config.deny_join_initial:
                 flags |= opt.MPC_DENY_JOIN_TO_SOURCE  # C (RFC 8684 §3.1), as the SYN/ACK
                                                       # with state would carry it
-            area.append(opt.MpCapable(config.version, flags, secrets.randbits(64) or 1))
+            area.append(opt.MpCapable(config.version, flags, self.random.key()))
         data = opt.encode_tcp_options(area, align=False)
         data += b"\x01" * (-len(data) % 4)
         self.counts["syn_cookies_sent"] += 1

@@ -10,6 +10,7 @@ from ..wire import receiver
 from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError
 from . import events as ev
+from .events import CloseReason
 from .subflow import CLOSED
 
 __all__ = ["Fallback"]
@@ -47,7 +48,7 @@ class Fallback:
             self._mark_data()
         for other in list(self.subflows):
             if other is not sf:
-                other.close(now, "reset", reset=True)
+                other.close(now, CloseReason.RESET, reset=True)
         if self.fin_dsn is not None and not self.fin_acked:
             # our DATA_FIN went out as a DSS but was not acknowledged: the peer reads no DSS
             # any more, so it goes again as what a DATA_FIN is after fallback, the TCP FIN
@@ -77,7 +78,7 @@ class Fallback:
         """After fallback the subflow's ACK is the DATA_ACK (our FIN is the DATA_FIN)."""
         if sf.join is not None:
             return
-        ack = sf._rel_ack(seg.ack)
+        ack = sf.rel_ack(seg.ack)
         if not 1 <= ack <= sf.snd_nxt:
             return
         data = ack - 1
@@ -134,7 +135,7 @@ class Fallback:
         self._bound_anomalies()
         if len(self.all_subflows) == 1 and sf.join is None:
             self.pending_fail = held.dsn
-            sf.ack_pending = True
+            sf.request_ack()
             self._start_fallback(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
             for start, data in held.runs():           # now plain TCP: what the path delivered
                 self.receiver.deliver(0, self._side(sf), start, len(data), data)
@@ -142,7 +143,7 @@ class Fallback:
             self._check_eof()
             return
         self.hold.drop(sf.sid)
-        sf.close(now, "checksum failure", reset=True,
+        sf.close(now, CloseReason.CHECKSUM_FAILURE, reset=True,
                  mptcp=[opt.MpFail(held.dsn),
                         opt.MpTcpRst(opt.ResetReason.MIDDLEBOX_INTERFERENCE)])
 
@@ -157,5 +158,5 @@ class Fallback:
             return
         self.pending_fail = o.dsn
         self.send_infinite_mapping = True
-        sf.ack_pending = True
+        sf.request_ack()
         self._start_fallback(now, f"MP_FAIL from the peer at DSN {o.dsn}", sf)

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 
 from .. import _check
+from .randomness import RandomSource
 
 __all__ = ["IsnGenerator"]
 
 
 class IsnGenerator:
     """One per endpoint: ``isn(local, local_port, remote, remote_port, now)``, ``now`` in
-    seconds on the caller's clock. ``secret`` defaults to 32 random bytes."""
+    seconds on the caller's clock. ``secret`` defaults to 32 bytes from the OS CSPRNG (the
+    Endpoint gives one from its RandomSource)."""
 
     def __init__(self, secret: bytes | None = None):
-        self._secret = secrets.token_bytes(32) if secret is None else bytes(secret)
+        self._secret = RandomSource().secret() if secret is None else bytes(secret)
         if len(self._secret) < 16:
             raise ValueError("the ISN secret must be at least 16 bytes (RFC 6528 §3)")
 

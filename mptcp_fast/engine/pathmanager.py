@@ -9,15 +9,15 @@ own path manager makes at run time (``join``, ``announce``, ``set_backup``). A m
 from __future__ import annotations
 
 import ipaddress
-import secrets
 
 from ..wire import crypto
 from ..wire import options as opt
 from ..errors import StateError
 from . import events as ev
+from .events import CloseReason
 from .subflow import CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT
 
-__all__ = ["PathManagement"]
+__all__ = ["PathManagement", "Announcement"]
 
 _LIVE = (SYN_SENT, SYN_RCVD, ESTABLISHED)
 
@@ -31,6 +31,15 @@ class _Join:
         self.established = False
         self.peer_backup = False          # the peer's B flag (its SYN or SYN/ACK)
         self.local_backup = local_backup  # ours: the local address is a backup address
+
+
+class Announcement:
+    """One of our ADD_ADDRs on its way (RFC 8684 §3.4.1): sent (again) once ``resend_at`` is
+    reached, ``tries`` times so far, until the peer echoes it (v1) or the tries run out."""
+    __slots__ = ("option", "resend_at", "tries")
+
+    def __init__(self, option, resend_at: float):
+        self.option, self.resend_at, self.tries = option, resend_at, 0
 
 
 def _text(address: bytes) -> str:
@@ -67,7 +76,7 @@ ANNOUNCE_TRIES = 8      # ADD_ADDR sent at most this often (v1) before it is giv
 def _in_flight(announcing: dict) -> bool:
     """Whether one of our ADD_ADDRs still waits for its echo (tries left)."""
     for entry in announcing.values():
-        if entry[2] <= ANNOUNCE_TRIES:
+        if entry.tries <= ANNOUNCE_TRIES:
             return True
     return False
 
@@ -128,7 +137,7 @@ class PathManagement:
         else:                                        # RFC 6824 §3.4.1: no HMAC at all
             option = opt.AddAddrV0(address_id, packed, port)
         now = self.endpoint.now if now is None else now
-        self.announcing[address_id] = [option, now, 0]
+        self.announcing[address_id] = Announcement(option, now)
         self.endpoint.touch(self)
         return address_id
 
@@ -138,7 +147,7 @@ class PathManagement:
             return None                               # full, or across address families
         if backup is None:
             backup = local in self.config.backup_addresses
-        join = _Join(secrets.randbits(32), local_backup=bool(backup))
+        join = _Join(self.endpoint.random.nonce(), local_backup=bool(backup))
         lport = self.endpoint.new_port(local, remote, port, now)
         sf = self._new_subflow(local, lport, remote, port, now, join=join, backup=backup)
         sf.send_syn(now)
@@ -216,15 +225,15 @@ class PathManagement:
         # Config.backup_addresses, as Linux's backup endpoint flag applies to subflows both
         # ways); the subflow is a backup to our scheduler when either side asked for it
         local_backup = seg.dst in self.config.backup_addresses
-        join = _Join(secrets.randbits(32), join_syn.nonce, local_backup)
+        join = _Join(self.endpoint.random.nonce(), join_syn.nonce, local_backup)
         join.peer_backup = join_syn.backup
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now, join=join,
-                               backup=join_syn.backup or local_backup)
-        sf.remote_address_id = join_syn.address_id
+                               backup=join_syn.backup or local_backup,
+                               remote_address_id=join_syn.address_id)
         sf.accept_syn(seg, now)
         return True
 
-    def _on_prio(self, sf, o, now: float) -> None:
+    def _on_prio(self, sf, o, seg, now: float) -> None:
         """MP_PRIO (RFC 8684 §3.3.8): the peer asks us to treat the subflow it came on as a
         backup (or no longer); the v0 form with an address id is ignored as Linux does."""
         if o.address_id is not None and self.version == 1:
@@ -234,10 +243,10 @@ class PathManagement:
             [s for s in self.subflows if s.remote_address_id == o.address_id]
         for target in targets:
             if target.backup != o.backup:
-                target.backup = o.backup
+                target.set_backup_by_peer(o.backup)
                 self._event(ev.SubflowPriority(self.id, target.sid, o.backup, True))
 
-    def _on_remove_addr(self, sf, o, now: float) -> None:
+    def _on_remove_addr(self, sf, o, seg, now: float) -> None:
         """REMOVE_ADDR (RFC 8684 §3.4.2): each subflow to those peer addresses is probed with a
         keepalive first and reset only when the path does not answer (what it held is then
         sent again on the others); a path that answers is kept. Passing TCP's checks (RFC 5961)
@@ -257,9 +266,7 @@ class PathManagement:
         sf = next((s for s in self.subflows if s.sid == subflow_id), None)
         if sf is None or self.fallback or self.terminated:
             raise StateError(f"no live MPTCP subflow {subflow_id}")
-        sf.backup = bool(backup)
-        sf.prio_pending = True
-        sf.ack_pending = True
+        sf.announce_backup(bool(backup))
         self.endpoint.touch(self)
 
     def address_removed(self, address: bytes, address_id: int, now: float) -> None:
@@ -267,17 +274,17 @@ class PathManagement:
         others (RFC 8684 §3.4.2)."""
         for sf in list(self.subflows):
             if sf.local == address:
-                sf.close(now, "address removed", reset=True)
+                sf.close(now, CloseReason.ADDRESS_REMOVED, reset=True)
         self.announcing.pop(address_id, None)
         self.announced.discard(address_id)
         if not self.fallback and not self.terminated:
             self.pending_remove.append(address_id)
             for sf in self.subflows:
                 if sf.usable:
-                    sf.ack_pending = True
+                    sf.request_ack()
                     break
 
-    def _on_add_addr(self, sf, o, now: float) -> None:
+    def _on_add_addr(self, sf, o, seg, now: float) -> None:
         """RFC 8684 §3.4.1: an ADD_ADDR whose HMAC fails is dropped silently; a valid one is
         echoed and, if allowed, joined."""
         if self.keys is None:
@@ -298,7 +305,7 @@ class PathManagement:
             return
         if o.echo:                                    # the peer has our announcement
             mine = self.announcing.get(o.address_id)
-            if mine is not None and mine[0].address_packed == o.address_packed:
+            if mine is not None and mine.option.address_packed == o.address_packed:
                 del self.announcing[o.address_id]
                 self.announced.add(o.address_id)
                 self.signal(now)                      # the next address, if any
@@ -308,7 +315,7 @@ class PathManagement:
             return
         if len(self.pending_echo) < 16:              # bounded: an ADD_ADDR storm costs nothing
             self.pending_echo.append(opt.AddAddr(o.address_id, o.address_packed, o.port))
-        sf.ack_pending = True
+        sf.request_ack()
         self._accept_address(sf, o, now)
 
     def _accept_address(self, sf, o, now: float) -> None:

@@ -5,8 +5,11 @@ and SACK-permitted (RFC 7323, RFC 2018), sequence numbers, the retransmission qu
 SACK scoreboard and loss recovery (RFC 6675, NewReno-style without SACK), the retransmission
 timer (RFC 6298), delayed ACKs (RFC 9293 §3.8.6.3), FIN, RST and TIME-WAIT. What MPTCP adds
 — the options on the handshake, DSS mappings, data ACKs, the shared receive window — is asked
-of its ``Connection`` through a handful of calls (``syn_options``, ``on_handshake``,
-``on_options``, ``receive_data``, ``data_options``, ``ack_options``, ``subflow_*``).
+of its connection through ``SubflowOwner``, one documented interface (``syn_options``,
+``on_handshake``, ``on_options``, ``receive_data``, ``data_options``, ``ack_options``,
+``subflow_*``, ...) that ``Connection`` implements. The other way, the connection never
+writes a subflow's fields: it calls methods that say what happened (``restore_from_cookie``,
+``take_join_synack``, ``join_acknowledged``, ``request_ack``, ``announce_backup``, ...).
 
 Sequence numbers are kept relative to the initial ones (the SYN is 0, the first data byte 1,
 as RFC 8684 §3.3.1 numbers subflow bytes in a mapping) and grow without wrapping; they are
@@ -22,6 +25,8 @@ import cython
 
 from ..wire import options as opt
 from ..wire import packet as pk
+from mptcp_fast.engine.cookies import SynCookies
+from mptcp_fast.engine.events import CloseReason
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
     from mptcp_fast._pure._segment import ack_packet, data_packet
@@ -30,7 +35,7 @@ if not cython.compiled:     # compiled: the C writers, cimported from _segment b
 # mptcp_fast._cengine.subflow (docs/design.md, "Two backends, one API").
 from .rtt import RttEstimator
 
-__all__ = ["Subflow", "Chunk", "STATE_NAMES"]
+__all__ = ["Subflow", "SubflowOwner", "Chunk", "STATE_NAMES"]
 
 MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000                     # typed in the .pxd (a literal this large is an object)
@@ -79,23 +84,104 @@ class _Sent:
         return not self.sacked and (not self.lost or self.retransmitted)
 
 
-class _ConnectionState:
-    """What a subflow calls on its connection for every segment; ``Connection`` (connection.py)
-    is built on it. It is a class of its own so that the compiled build can declare the
-    connection's state and these calls next to the subflow (pyx/mptcp_fast/_cengine/subflow.pxd)
-    and make them C calls; a compiled class's first base must be compiled, and Connection's
-    path-manager and fallback mixins follow it."""
+class SubflowOwner:
+    """Everything a subflow asks of its connection: the MPTCP half of each TCP event. A
+    subflow knows nothing else of the connection (``Connection``, connection.py, implements
+    this); what it needs besides comes in through its constructor: the Config, its congestion
+    controller, and the endpoint's list of packets to send. A class of its own so that the
+    compiled build declares these calls next to the subflow (pyx/mptcp_fast/_cengine/
+    subflow.pxd) and makes the per-segment ones C calls."""
 
+    # -- the handshake (RFC 8684 §3.1 MP_CAPABLE, §3.2 MP_JOIN)
+    def syn_options(self, sf) -> list:
+        """The MPTCP options of our SYN or SYN/ACK on ``sf``."""
+        raise NotImplementedError
+
+    def on_handshake(self, sf, seg, now: float) -> bool:
+        """The SYN/ACK (client) or third ACK (server) arrived: check its MPTCP part; False
+        when that closed the subflow."""
+        raise NotImplementedError
+
+    def subflow_established(self, sf, now: float) -> None:
+        """The TCP handshake completed (and its MPTCP part was valid)."""
+        raise NotImplementedError
+
+    def on_duplicate_syn(self, sf, now: float) -> None:
+        """The peer's SYN or SYN/ACK came again: our last handshake ACK may have been lost."""
+        raise NotImplementedError
+
+    def join_ack_options(self, sf) -> list:
+        """The MP_JOIN third ACK's option (its HMAC), sent again until the fourth ACK."""
+        raise NotImplementedError
+
+    # -- every segment (RFC 8684 §3.3)
     def on_options(self, sf, seg, now: float) -> None:
+        """The MPTCP options of an acceptable segment on an established subflow."""
         raise NotImplementedError
 
     def receive_data(self, sf, seq: int, payload, seg, now: float) -> bool:
-        raise NotImplementedError
-
-    def plain_data_ack(self):
+        """In-window subflow bytes [seq, seq + len(payload)): False when none were taken
+        (the subflow then does not acknowledge them)."""
         raise NotImplementedError
 
     def receive_window_left(self) -> int:
+        """The window every subflow advertises (RFC 8684 §3.3.4: one, relative to the
+        DATA_ACK)."""
+        raise NotImplementedError
+
+    def plain_data_ack(self):
+        """The DATA_ACK of a pure ACK that carries nothing else, else None (see ack_options)."""
+        raise NotImplementedError
+
+    def ack_options(self, sf) -> list:
+        """The MPTCP options of a pure ACK (or FIN, or probe) on ``sf``."""
+        raise NotImplementedError
+
+    def dss_data_ack(self):
+        """The DATA_ACK a data segment carries in the usual DSS (the segment writer's fast
+        layout), or None when its options must come from ``data_options``."""
+        raise NotImplementedError
+
+    def data_options(self, sf, chunk) -> list:
+        """The MPTCP options of a data segment cut from ``chunk``."""
+        raise NotImplementedError
+
+    def fell_back(self) -> bool:
+        """The connection is plain TCP now (RFC 8684 §3.7): a FIN is its DATA_FIN."""
+        raise NotImplementedError
+
+    # -- the subflow's life
+    def subflow_reset(self, sf, now: float, seg) -> None:
+        """An acceptable RST (RFC 5961 §3.2) arrived on ``sf``."""
+        raise NotImplementedError
+
+    def subflow_fin(self, sf, now: float) -> None:
+        """The peer's FIN arrived in order on ``sf``."""
+        raise NotImplementedError
+
+    def subflow_stale(self, sf, now: float) -> None:
+        """``sf``'s RTO fired ``Config.stale_after`` times in a row."""
+        raise NotImplementedError
+
+    def subflow_closing(self, sf, now: float, reason: CloseReason) -> None:
+        """``sf`` entered TIME-WAIT: it carries nothing more."""
+        raise NotImplementedError
+
+    def subflow_closed(self, sf, now: float, reason: CloseReason) -> None:
+        """``sf`` is CLOSED (once)."""
+        raise NotImplementedError
+
+    def path_answered(self, sf) -> None:
+        """The path of ``sf`` answered the probe after the peer's REMOVE_ADDR: it is kept."""
+        raise NotImplementedError
+
+    def path_silent(self, sf) -> None:
+        """The path of ``sf`` never answered the REMOVE_ADDR probe: its address is gone."""
+        raise NotImplementedError
+
+    def reset_reply(self, seg) -> None:
+        """Answer ``seg`` with the RST of RFC 9293 §3.10.7 (an unacceptable ACK in a
+        handshake); no subflow state is involved."""
         raise NotImplementedError
 
 
@@ -117,18 +203,21 @@ class Subflow:
     """See the module text. ``sid`` is the connection's number for it; ``join`` holds the
     MP_JOIN state of an additional subflow (None for the initial one)."""
 
-    def __init__(self, conn, sid: int, local: bytes, lport: int, remote: bytes, rport: int,
-                 iss: int, *, join=None, backup: bool = False):
-        config = conn.endpoint.config
+    def __init__(self, conn: SubflowOwner, sid: int, local: bytes, lport: int, remote: bytes,
+                 rport: int, iss: int, *, config, cc, out: list, ts_offset: int,
+                 local_address_id: int = 0, remote_address_id: int = 0, join=None,
+                 backup: bool = False):
         self.conn, self.sid, self.join = conn, sid, join
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.config = config
-        self._out = conn.endpoint._out       # the endpoint's list of packets to send
+        self.cc = cc                         # the connection's controller (coupled: RFC 6356)
+        self._out = out                      # where every segment goes: the endpoint's list
         self.state = CLOSED
         self.backup = backup                 # the scheduler's "use only when nothing else"
         self.prio_pending = False            # an MP_PRIO to send on this subflow
-        self.local_address_id = self.remote_address_id = 0
-        self.closed_reason = None
+        self.local_address_id = local_address_id
+        self.remote_address_id = remote_address_id
+        self.closed_reason = None            # a CloseReason once it is CLOSED
         self.reset_reason = None             # the MP_TCPRST reason of a RST received
         self.reported = False                # SubflowClosed was queued
         # -- send side (RFC 9293 §3.3.1)
@@ -145,7 +234,7 @@ class Subflow:
         self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
         self.ts_recent_at = 0.0              # when ts_recent was taken (Linux's ts_recent_stamp)
-        self.ts_offset = iss                 # the connection sets the 4-tuple's (RFC 7323 §7.1)
+        self.ts_offset = ts_offset           # the 4-tuple's TSval clock (RFC 7323 §7.1)
         self.rcv_rtt = 0.0                   # the round trip the receiver sees (0: not yet)
         self.rcv_rtt_echo = 0                # the timestamp echo it was last measured from
         # -- receive side
@@ -170,7 +259,8 @@ class Subflow:
         self.rto_at = None
         self.timeouts = 0                    # RTOs in a row without progress
         self.stale = False
-        self.timed = None                    # (end, sent at): the one segment being timed
+        self.timed_end = 0                   # the one segment being timed: its end (0: none)
+        self.timed_at = 0.0                  # and when it was sent
         self.dupacks = 0
         self.in_recovery = False
         self.recovery_point = 0              # snd_nxt when the last loss episode began
@@ -184,7 +274,7 @@ class Subflow:
         self.removal_at = None               # a REMOVE_ADDR's probe awaits an answer until then
         self.removal_probes = 0
         self.last_invalid_ack = -INVALID_ACK_INTERVAL   # when a throttled ACK last went out
-        self.window = conn.cc.add_subflow(self._payload_size_for(self.own_mss))
+        self.window = cc.add_subflow(self._payload_size_for(self.own_mss))
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
 
@@ -247,15 +337,122 @@ class Subflow:
     def _wire_seq(self, rel: int) -> int:
         return (self.iss + rel) & MASK32
 
-    def _rel_seq(self, wire: int) -> int:
+    def rel_seq(self, wire: int) -> int:
+        """A received 32-bit sequence number as a relative one (nearest ``rcv_nxt``)."""
         return self.rcv_nxt + _diff32(wire, (self.irs + self.rcv_nxt) & MASK32)
 
-    def _rel_ack(self, wire: int) -> int:
+    def rel_ack(self, wire: int) -> int:
+        """A received 32-bit ACK number as a relative one (nearest ``snd_una``)."""
         return self.snd_una + _diff32(wire, (self.iss + self.snd_una) & MASK32)
 
     def _tsval(self, now: float) -> int:
         # a 1 ms clock (RFC 7323 §5.4); the cast truncates as int() does, in C when compiled
         return (cython.cast(cython.longlong, now * 1000) + self.ts_offset) & MASK32
+
+    # ---------------------------------------------------------------- what its connection decides
+    # The connection never writes a subflow's fields: it tells the subflow what happened.
+    def restore_from_cookie(self, seg, mss: int, now: float) -> None:
+        """Server side, under SYN cookies (engine/cookies.py): the third ACK ``seg`` carried a
+        valid cookie, so the state our SYN/ACK would have left is rebuilt from it: SYN-RECEIVED
+        with the SYN/ACK sent once, the peer's ISN from its sequence number, the peer's window
+        scale and SACK-permitted from its timestamp echo (Linux's cookie_timestamp_decode),
+        the MSS the cookie promised. The subflow then takes ``seg`` as any third ACK."""
+        self.irs, self.rcv_nxt, self.snd_nxt = (seg.seq - 1) & MASK32, 1, 1
+        self.state, self.syn_sent_count = SYN_RCVD, 1
+        if seg.tsval is not None and seg.tsecr is not None:
+            wscale, sack = SynCookies.options_from(seg.tsecr)
+            self.ts_ok, self.ts_recent, self.sack_ok = True, seg.tsval, sack
+            self.ts_recent_at = now
+            if wscale is not None:
+                self.peer_wscale, self.peer_wscale_offered = wscale, True
+            else:
+                self.rcv_wscale = 0               # scaling only when both sides offer it
+        else:
+            self.rcv_wscale = 0
+        self.peer_mss = mss
+        self.max_snd_wnd = seg.window << self.peer_wscale
+        self.window.mss = self._payload_size_for(min(mss, self.config.mss))
+        self.window.cwnd = float(min(10 * self.window.mss, max(2 * self.window.mss, 14600)))
+
+    def take_join_synack(self, synack) -> None:
+        """Client side of MP_JOIN (RFC 8684 §3.2): the SYN/ACK's MP_JOIN, its HMAC verified,
+        gives the server's nonce, its address id and its B flag (the server wants the subflow
+        as a backup: it is one to our scheduler too)."""
+        join = self.join
+        join.remote_nonce = synack.nonce
+        join.peer_backup = synack.backup
+        if synack.backup:
+            self.backup = True
+        self.remote_address_id = synack.address_id
+
+    def send_join_ack(self, now: float, mptcp) -> None:
+        """Client side of MP_JOIN: the third ACK, with the HMAC in ``mptcp``; the RTO sends it
+        again until the server's fourth ACK (RFC 8684 §3.2) says it arrived."""
+        self.send_ack(now, mptcp)
+        self.rto_at = now + self.rtt.rto
+
+    def join_acknowledged(self) -> None:
+        """Client: the server's fourth ACK came (RFC 8684 §3.2): the subflow may carry data,
+        and the timer that resent the third ACK stops."""
+        self.join.established = True
+        if not self.has_outstanding():
+            self.rto_at = None
+        self.timeouts = 0
+
+    def complete_join(self, now: float) -> None:
+        """Server: the third ACK's HMAC was right: the subflow is established, and the fourth
+        ACK tells the client so (RFC 8684 §3.2)."""
+        self.join.established = True
+        self.send_ack(now)
+
+    def start_keepalive(self, now: float) -> None:
+        """The handshake completed: probe the subflow once it is idle (Config.keepalive)."""
+        if self.keepalive is not None:
+            self.keepalive_at = now + self.keepalive
+
+    def request_ack(self) -> None:
+        """An ACK is owed: it goes with the next segment, else as a pure ACK at the next
+        flush (the connection has a DATA_ACK, an echo or a window update to tell)."""
+        self.ack_pending = True
+
+    def last_mapping_is(self, ssn: int, dsn, length: int) -> bool:
+        """Whether the connection stored this mapping last (every segment cut from one chunk
+        carries the whole mapping: it is checked once)."""
+        return self.map_length == length and self.map_ssn == ssn and self.map_dsn == dsn
+
+    def remember_mapping(self, ssn: int, dsn, length: int) -> None:
+        """The mapping the connection stored last (``last_mapping_is``)."""
+        self.map_ssn, self.map_dsn, self.map_length = ssn, dsn, length
+
+    def announce_backup(self, backup: bool) -> None:
+        """Our user made this subflow a backup (or a regular one again): the scheduler uses it
+        so at once, and the peer hears MP_PRIO on it with the next ACK (RFC 8684 §3.3.8)."""
+        self.backup = backup
+        self.prio_pending = True
+        self.ack_pending = True
+
+    def take_pending_prio(self) -> bool:
+        """Whether an MP_PRIO is owed on this subflow; the caller sends it now."""
+        if not self.prio_pending:
+            return False
+        self.prio_pending = False
+        return True
+
+    def set_backup_by_peer(self, backup: bool) -> None:
+        """The peer's MP_PRIO (RFC 8684 §3.3.8): a backup (or not) to our scheduler too."""
+        self.backup = backup
+
+    def record_peer_reset(self, reset_reason) -> None:
+        """The peer reset this subflow, with MP_TCPRST's reason (RFC 8684 §3.6) or None."""
+        self.closed_reason = CloseReason.RESET
+        self.reset_reason = reset_reason
+
+    def report_once(self) -> bool:
+        """True the first time only: the connection queues one SubflowClosed per subflow."""
+        if self.reported:
+            return False
+        self.reported = True
+        return True
 
     # ---------------------------------------------------------------- writing segments
     def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,
@@ -352,6 +549,12 @@ class Subflow:
             mptcp = self.conn.ack_options(self)
         self._emit(now, _ACK, self.snd_nxt, mptcp=mptcp)
 
+    def send_probe(self, now: float, mptcp=()) -> None:
+        """A segment with an old sequence number, which draws an ACK (RFC 9293 §3.8.4's
+        keepalive; Linux's tcp_xmit_probe_skb): keepalives, REMOVE_ADDR's path probes and
+        zero-window probes."""
+        self._emit(now, _ACK, self.snd_una - 1, mptcp=mptcp)
+
     def send_rst(self, now: float, mptcp=()) -> None:
         self._emit(now, _RST | _ACK, self.snd_nxt, mptcp=mptcp, sack=False)
 
@@ -361,12 +564,14 @@ class Subflow:
             self._emit(now, _FIN | _ACK, entry.seq, mptcp=self.conn.ack_options(self))
             return
         flags = _ACK | (_PSH if entry.end == chunk.end else 0)
-        conn = self.conn
-        if self.ts_ok and not chunk.mpc and not conn.fallback and conn.pending_fail is None:
+        # the usual layout (timestamps + DSS) is written directly, anything else through
+        # the option codec (wire/segment.py)
+        data_ack = self.conn.dss_data_ack() if self.ts_ok and not chunk.mpc else None
+        if data_ack is not None:
             self._out.append(data_packet(
                 self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
                 (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),
-                self._tsval(now), self.ts_recent, self.conn.queue.data_ack, chunk.dsn,
+                self._tsval(now), self.ts_recent, data_ack, chunk.dsn,
                 chunk.seq & MASK32, chunk.end - chunk.seq, chunk.checksum, chunk.data,
                 entry.seq - chunk.seq, entry.end - chunk.seq))
             self._acked()
@@ -388,8 +593,8 @@ class Subflow:
             self.sent.append(entry)
             self.pipe += end - pos
             self._transmit(entry, now)
-            if self.timed is None:
-                self.timed = (end, now)
+            if not self.timed_end:
+                self.timed_end, self.timed_at = end, now
             pos = end
         self.snd_nxt = chunk.end
         if self.rto_at is None:
@@ -418,7 +623,7 @@ class Subflow:
             entry.retransmitted = True
             self.pipe += size
             self.stats_retransmits += 1
-            self.timed = None                     # Karn: no sample across a retransmission
+            self.timed_end = 0                    # Karn: no sample across a retransmission
             self._transmit(entry, now)
         if self.rto_at is None and self.outstanding:
             self.rto_at = now + self.rtt.rto
@@ -460,7 +665,7 @@ class Subflow:
             return
         if state in (CLOSED, LISTEN):
             return
-        seq = self._rel_seq(seg.seq)
+        seq = self.rel_seq(seg.seq)
         payload = seg.payload
         length = len(payload) + (1 if flags & _FIN else 0)
         if not self._acceptable(seq, length):     # RFC 9293 §3.10.7.4, first check
@@ -468,7 +673,7 @@ class Subflow:
                 if state == TIME_WAIT and flags & _FIN:
                     self.timewait_at = now + self.config.time_wait
                 self._answer_invalid(length, flags, now)
-                if flags & _SYN and seq == 0 and flags & _ACK and self._rel_ack(seg.ack) == 1:
+                if flags & _SYN and seq == 0 and flags & _ACK and self.rel_ack(seg.ack) == 1:
                     # the peer's SYN/ACK again, exactly (it lies wholly below rcv_nxt): our
                     # third ACK was lost, so it goes again with its MP_CAPABLE / MP_JOIN
                     # (RFC 8684 §3.1, §3.2; Linux repeats the MP_CAPABLE ACK)
@@ -494,10 +699,10 @@ class Subflow:
             self.keepalive_at = now + self.keepalive
         if self.removal_at is not None:           # the path answered after a REMOVE_ADDR
             self.removal_at = None                # (RFC 8684 §3.4.2): it is kept
-            self.conn.removal_refuted += 1
+            self.conn.path_answered(self)
         if state == SYN_RCVD:
-            if self._rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
-                self.conn.endpoint.reset_reply(seg)
+            if self.rel_ack(seg.ack) != 1:       # RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><RST>
+                self.conn.reset_reply(seg)
                 return
             if not self.conn.on_handshake(self, seg, now):
                 return
@@ -532,7 +737,7 @@ class Subflow:
         """RFC 5961 §5.2: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT. A blind sender who
         knows the 4-tuple must also guess the ACK within that range (about MAX.SND.WND in 2**32
         values); Linux drops such a segment the same way (tcp_ack: old or invalid ACK)."""
-        ack = self._rel_ack(seg.ack)
+        ack = self.rel_ack(seg.ack)
         return self.snd_una - self.max_snd_wnd <= ack <= self.snd_nxt
 
     def _note_peer_window(self, seg) -> None:
@@ -553,7 +758,7 @@ class Subflow:
         flags = seg.flags
         if flags & _ACK and seg.ack != self._wire_seq(1):
             if not flags & _RST:                   # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
-                self.conn.endpoint.reset_reply(seg)
+                self.conn.reset_reply(seg)
             return
         if flags & _RST:
             if flags & _ACK:
@@ -611,7 +816,7 @@ class Subflow:
 
     # -- acknowledgments (RFC 9293 §3.10.7.4 fifth check; RFC 5681; RFC 6675)
     def _process_ack(self, seg, now: float) -> None:
-        ack = self._rel_ack(seg.ack)
+        ack = self.rel_ack(seg.ack)
         if ack > self.snd_nxt:
             self.ack_pending = True               # acknowledges what we never sent
             return
@@ -641,7 +846,7 @@ class Subflow:
             return
         elapsed = (self._tsval(now) - tsecr) & MASK32
         if elapsed < 60000:                       # not a stale or forged echo
-            self.conn.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
+            self.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
 
     def _receiver_rtt(self, seg, now: float) -> None:
         """The round trip a receiver sees (as Linux's tcp_rcv_rtt_measure_ts): an in-order
@@ -689,10 +894,10 @@ class Subflow:
         self.dupacks = 0
         self.timeouts = 0
         self.stale = False                        # it delivers again: usable again
-        if self.timed is not None and ack >= self.timed[0]:
-            self.rtt.sample(max(0.0, now - self.timed[1]))
+        if self.timed_end and ack >= self.timed_end:
+            self.rtt.sample(max(0.0, now - self.timed_at))
             self.window.srtt = self.rtt.srtt
-            self.timed = None
+            self.timed_end = 0
         fin_acked = self.fin_sent and ack == self.snd_nxt
         if self.in_recovery:
             if ack >= self.recovery_point:
@@ -704,7 +909,7 @@ class Subflow:
             if data_acked > 0:
                 # RFC 3465's limit is one MSS per ACK; with offload one ACK covers a whole
                 # offloaded segment, so the limit counts the MSS-sized segments it stands for
-                self.conn.cc.on_ack(self.window, data_acked, now,
+                self.cc.on_ack(self.window, data_acked, now,
                                     data_acked // self.window.mss or 1
                                     if self.offload else 1)
         self.rto_at = now + self.rtt.rto if self.has_outstanding() else None
@@ -718,7 +923,7 @@ class Subflow:
         lo = self.sent_head
         changed = False
         for left, right in blocks:
-            start = self._rel_ack(left)
+            start = self.rel_ack(left)
             end = start + ((right - left) & MASK32)
             if end <= self.snd_una or end > self.snd_nxt:
                 continue                          # D-SACK or nonsense: ignored
@@ -782,7 +987,7 @@ class Subflow:
         lost segment goes out at once."""
         self.in_recovery = True
         self.recovery_point = self.snd_nxt
-        self.conn.cc.on_loss(self.window, self.snd_nxt - self.snd_una, now)
+        self.cc.on_loss(self.window, self.snd_nxt - self.snd_una, now)
         self.retransmit_lost(now, force=True)
 
     # -- data (the connection places it at the data level)
@@ -859,19 +1064,19 @@ class Subflow:
             # Linux's tcp_fin_timeout: a peer that never closes its half does not hold the
             # subflow for ever. Not after fallback: this FIN is our DATA_FIN, a half-close, and
             # the peer's data still comes here (Linux times out only orphaned sockets)
-            if not self.conn.fallback:
+            if not self.conn.fell_back():
                 self.timewait_at = now + self.config.time_wait
         elif self.state == CLOSING:
             self._enter_time_wait(now)
         elif self.state == LAST_ACK:
-            self.close(now, "fin")
+            self.close(now, CloseReason.FIN)
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = TIME_WAIT
         self._release_queues()                    # all we sent was acknowledged, FIN and all
         self.rto_at = None
         self.timewait_at = now + self.config.time_wait
-        self.conn.subflow_closing(self, now, "fin")
+        self.conn.subflow_closing(self, now, CloseReason.FIN)
 
     def _ack_policy(self, now: float) -> None:
         """RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full segment, and
@@ -892,7 +1097,7 @@ class Subflow:
     def handle_timer(self, now: float) -> None:
         if self.timewait_at is not None and now >= self.timewait_at:
             self.timewait_at = None          # TIME-WAIT over, or FIN-WAIT-2 given up
-            self.close(now, "fin")
+            self.close(now, CloseReason.FIN)
             return
         if self.delack_at is not None and now >= self.delack_at:
             self.delack_at = None
@@ -911,7 +1116,7 @@ class Subflow:
         probe the path with a keepalive first; a path that answers is kept (the option may be
         forged or stale), one that stays silent for REMOVAL_PROBES RTOs is reset."""
         if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2):
-            self.close(now, "address removed", reset=True)     # not carrying data: at once
+            self.close(now, CloseReason.ADDRESS_REMOVED, reset=True)   # carries no data: at once
         elif self.removal_at is None:
             self.removal_probes = 0
             self._probe_removal(now)
@@ -919,11 +1124,11 @@ class Subflow:
     def _probe_removal(self, now: float) -> None:
         if self.removal_probes >= REMOVAL_PROBES:
             self.removal_at = None
-            self.conn.remote_addresses.pop(self.remote_address_id, None)
-            self.close(now, "address removed", reset=True)
+            self.conn.path_silent(self)
+            self.close(now, CloseReason.ADDRESS_REMOVED, reset=True)
             return
         self.removal_probes += 1
-        self._emit(now, _ACK, self.snd_una - 1)    # an old sequence number draws an ACK
+        self.send_probe(now)
         self.removal_at = now + self.rtt.rto
 
     def _keepalive(self, now: float) -> None:
@@ -935,10 +1140,10 @@ class Subflow:
             return
         if self.keepalive_probes >= config.keepalive_probes:
             self.keepalive_at = None
-            self.close(now, "timeout", reset=True)
+            self.close(now, CloseReason.TIMEOUT, reset=True)
             return
         self.keepalive_probes += 1
-        self._emit(now, _ACK, self.snd_una - 1, mptcp=self.conn.ack_options(self))
+        self.send_probe(now, self.conn.ack_options(self))
         self.keepalive_at = now + config.keepalive_interval
 
     def _retransmission_timeout(self, now: float) -> None:
@@ -946,7 +1151,7 @@ class Subflow:
         self.timeouts += 1
         if self.state in (SYN_SENT, SYN_RCVD):
             if self.syn_sent_count > self.config.syn_retries:
-                self.close(now, "timeout")
+                self.close(now, CloseReason.TIMEOUT)
                 return
             if self.state == SYN_SENT:
                 self.syn_sent_count += 1
@@ -957,7 +1162,7 @@ class Subflow:
             return
         if self.join is not None and not self.join.established and self.state == ESTABLISHED:
             if self.timeouts > self.config.syn_retries:  # the fourth ACK never came
-                self.close(now, "timeout", reset=True)
+                self.close(now, CloseReason.TIMEOUT, reset=True)
                 return
             self.send_ack(now, self.conn.join_ack_options(self))
             self.rto_at = now + self.rtt.rto
@@ -965,11 +1170,11 @@ class Subflow:
         if not self.outstanding:
             return
         if self.timeouts > self.config.max_retransmits:
-            self.close(now, "timeout", reset=True)
+            self.close(now, CloseReason.TIMEOUT, reset=True)
             return
         # RFC 6298 §5.4-5.6: start over from the first unacknowledged segment; RFC 2018 §8:
         # SACK information is ignored after a timeout (the receiver may have reneged)
-        self.conn.cc.on_timeout(self.window, self.snd_nxt - self.snd_una, now)
+        self.cc.on_timeout(self.window, self.snd_nxt - self.snd_una, now)
         self.in_recovery = False
         self.dupacks = 0
         self.recovery_point = self.snd_nxt
@@ -982,7 +1187,7 @@ class Subflow:
         self.pipe = 0
         self.high_sacked = self.snd_una
         self.loss_scan = self.snd_nxt
-        self.timed = None
+        self.timed_end = 0
         if self.timeouts >= self.config.stale_after and not self.stale:
             self.stale = True
             self.conn.subflow_stale(self, now)
@@ -990,10 +1195,12 @@ class Subflow:
         self.rto_at = now + self.rtt.rto
 
     # ---------------------------------------------------------------- ending
-    def close(self, now: float, reason: str, reset: bool = False, mptcp=()) -> None:
-        """The subflow is gone (RST sent when ``reset``); the connection hears of it once."""
+    def close(self, now: float, reason: CloseReason, reset: bool = False, mptcp=()) -> None:
+        """The subflow is gone (RST sent when ``reset``) for ``reason`` (a CloseReason, or its
+        value); the connection hears of it once."""
         if self.state == CLOSED:
             return
+        reason = CloseReason(reason)
         if reset and self.state != TIME_WAIT and (self.state != SYN_SENT or self.rcv_nxt):
             self.send_rst(now, mptcp)
         self.state = CLOSED

@@ -15,7 +15,7 @@ the attacker does not have: the client drops the forgery silently and no subflow
 
 from __future__ import annotations
 
-import secrets
+import random
 
 from ..wire import options as opt
 from ..wire import packet as pk
@@ -71,13 +71,14 @@ class Relay:
         pass
 
 
-def _forged_add_addr(profile: str, client_sf, server_sf) -> bytes:
+def _forged_add_addr(profile: str, client_sf, server_sf, rng: random.Random) -> bytes:
     """The attacker's packet: from the server's address and port to the client's, with the
-    sequence numbers the attacker knows, announcing its own address (id 7)."""
+    sequence numbers the attacker knows, announcing its own address (id 7); the HMAC, which
+    the attacker cannot compute, is guessed from ``rng``."""
     if profile == "v1":
-        option = opt.AddAddr(7, ATTACKER, None, secrets.token_bytes(8))     # cannot compute it
+        option = opt.AddAddr(7, ATTACKER, None, rng.randbytes(8))           # cannot compute it
     elif profile == "v0+add_addr2":
-        option = opt.AddAddr2(7, ATTACKER, None, secrets.token_bytes(8))
+        option = opt.AddAddr2(7, ATTACKER, None, rng.randbytes(8))
     else:
         option = opt.AddAddrV0(7, ATTACKER)                                 # nothing to forge
     return pk.build_packet(SERVER, CLIENT, PORT, client_sf.lport,
@@ -106,7 +107,8 @@ def add_addr_hijack(profile: str = "v0", size: int = 2 << 20, seed: int = 1,
 
     def inject():
         server_conn = next(iter(server.endpoint.connections.values()))
-        forged = _forged_add_addr(profile, conn.subflows[0], server_conn.subflows[0])
+        forged = _forged_add_addr(profile, conn.subflows[0], server_conn.subflows[0],
+                                  random.Random(seed))
         client.receive_packet(forged, net.now)      # off-path: it just arrives
         net.wake(client)
     net.schedule(inject_at, inject)

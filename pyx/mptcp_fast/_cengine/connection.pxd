@@ -1,15 +1,19 @@
 # Types for the compiled build of mptcp_fast/engine/connection.py (mptcp_fast._cengine.connection):
-# the connection's state is declared on its base, subflow.pxd's _ConnectionState.
+# the connection's state as C fields; its subflows see only its base, subflow.pxd's SubflowOwner.
 cimport cython
 from cpython.object cimport PyObject_GenericSetAttr as _set_field
 from cpython.type cimport PyType_GenericAlloc
 
+from mptcp_fast._cengine.buffers cimport Retained, Unsent
+from mptcp_fast._cengine.cc cimport Controller
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
-                                          TIME_WAIT, Chunk, Subflow, _ConnectionState, _diff32)
+                                          TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32)
 from mptcp_fast._segment cimport Incoming
+from mptcp_fast._sender cimport DsnAllocator
 
 
 cdef long long MASK32, _HALF32
+cdef dict _OPTION_HANDLERS
 
 
 cdef inline object _new_object(object cls):
@@ -23,7 +27,47 @@ cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
 
 
 # not final: Cython refuses a final class that overrides its base's methods
-cdef class Connection(_ConnectionState):
+cdef class Connection(SubflowOwner):
+    cdef public object endpoint, config, scheduler
+    cdef public Controller cc
+    cdef public long id, version
+    cdef public long long send_buffer, receive_window   # Config values read per segment
+    cdef public bint is_client, redundant
+    cdef public list subflows, all_subflows
+    cdef public object local_key, local_token, remote_key, keys
+    cdef public bint checksums, established, fully_established, fallback_reported, joins_due
+    cdef public bint event_established, half_open, peer_denies_initial
+    cdef public object terminated, fallback
+    cdef public object local_first_dsn, remote_first_dsn, syn_key, local, remote
+    cdef public dict remote_addresses
+    # sending
+    cdef public DsnAllocator allocator
+    cdef public Unsent unsent
+    cdef public Retained retained
+    cdef public object reinject, peer_edge
+    cdef public long long peer_window_max
+    cdef public dict redundant_sent
+    cdef public bint local_closed, fin_acked
+    cdef public object fin_dsn, fin_at, persist_at
+    cdef public long fin_backoff, persist_backoff
+    cdef public list pending_echo, pending_remove
+    cdef public dict announcing
+    cdef public set announced
+    cdef public long add_addr_accepted
+    # receiving
+    cdef public object queue, receiver, hold, pending_fail
+    cdef public list events
+    cdef public dict receiver_side
+    cdef public list anomalies
+    cdef public bint eof_reported, _queued, send_infinite_mapping, _space_queued
+    cdef public long long advertised, segments, reinjected_bytes
+    cdef public long long read_in_round
+    cdef public double round_started
+    cdef public long ignored_options, anomalies_dropped, bad_add_addr, bad_join, bad_fastclose
+    cdef public long checksum_failures, mp_fail_received, window_probes
+    cdef public long long refused_mappings, refused_data_fins, removal_refuted
+    cdef public long long checksums_verified
+
     @cython.locals(events=list)
     cpdef next_event(self, long long max_data=*)
     cpdef _event(self, object event)
@@ -37,14 +81,13 @@ cdef class Connection(_ConnectionState):
     cpdef double _round_trip(self)
     cpdef long long receive_window_left(self)
     cpdef long long _buffered(self)
-    @cython.locals(fields=tuple)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
-    cpdef _on_data_ack(self, tuple dss_option, double now)
+    cpdef _on_data_ack(self, object ack, bint ack64, double now)
     cpdef _update_window(self, long long window, object data_ack)
     cpdef _space_opened(self)
-    @cython.locals(length=cython.longlong, payload_length=cython.longlong,
-                   start=cython.longlong)
-    cpdef _on_mapping(self, Subflow sf, tuple o, Incoming seg)
+    @cython.locals(payload_length=cython.longlong, start=cython.longlong)
+    cpdef _on_mapping(self, Subflow sf, object dsn, bint dsn64, long long ssn, long long length,
+                      object checksum, bint data_fin, Incoming seg)
     cpdef bint _dsn_acceptable(self, object dsn)
     cpdef bint _store_mapping(self, Subflow sf, Incoming seg, object dsn, long long start,
                               long long payload_length, long long data_len, object checksum)
@@ -56,6 +99,7 @@ cdef class Connection(_ConnectionState):
                             double now)
     cpdef _check_eof(self)
     cpdef plain_data_ack(self)
+    cpdef object dss_data_ack(self)
     @cython.locals(sf=Subflow)
     cpdef flush(self, double now)
     @cython.locals(sf=Subflow, size=cython.longlong, n=cython.longlong, room=cython.longlong)

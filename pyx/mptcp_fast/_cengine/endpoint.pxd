@@ -8,7 +8,7 @@ from mptcp_fast._segment cimport Incoming, read as read_packet
 
 @cython.final
 cdef class Endpoint:
-    cdef public object config, tokens, isn, cookies, counts, _ports, _read
+    cdef public object config, random, tokens, isn, cookies, counts, _read
     cdef public list addresses, _out, _timers
     cdef public set _own, listening
     cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of, _ports_taken

@@ -48,60 +48,22 @@ cdef class _Sent:
 cdef class Subflow
 
 
-cdef class _ConnectionState:
-    # the whole state of a Connection (connection.py), declared here so that its subflows
-    # read it as C fields
-    cdef public object endpoint, config, scheduler
-    cdef public Controller cc
-    cdef public long id, version
-    cdef public long long send_buffer, receive_window   # Config values read per segment
-    cdef public bint is_client, redundant
-    cdef public list subflows, all_subflows
-    cdef public object local_key, local_token, remote_key, keys
-    cdef public bint checksums, established, fully_established, fallback_reported, joins_due
-    cdef public bint event_established, half_open, peer_denies_initial
-    cdef public object terminated, fallback
-    cdef public object local_first_dsn, remote_first_dsn, syn_key, local, remote
-    cdef public dict remote_addresses
-    # sending
-    cdef public DsnAllocator allocator
-    cdef public Unsent unsent
-    cdef public Retained retained
-    cdef public object reinject, peer_edge
-    cdef public long long peer_window_max
-    cdef public dict redundant_sent
-    cdef public bint local_closed, fin_acked
-    cdef public object fin_dsn, fin_at, persist_at
-    cdef public long fin_backoff, persist_backoff
-    cdef public list pending_echo, pending_remove
-    cdef public dict announcing
-    cdef public set announced
-    cdef public long add_addr_accepted
-    # receiving
-    cdef public object queue, receiver, hold, pending_fail
-    cdef public list events
-    cdef public dict receiver_side
-    cdef public list anomalies
-    cdef public bint eof_reported, _queued, send_infinite_mapping, _space_queued
-    cdef public long long advertised, segments, reinjected_bytes
-    cdef public long long read_in_round
-    cdef public double round_started
-    cdef public long ignored_options, anomalies_dropped, bad_add_addr, bad_join, bad_fastclose
-    cdef public long checksum_failures, mp_fail_received, window_probes
-    cdef public long long refused_mappings, refused_data_fins, removal_refuted
-    cdef public long long checksums_verified
-
-
+cdef class SubflowOwner:
+    # what a subflow asks of its connection (subflow.py's SubflowOwner, which Connection
+    # implements): the per-segment calls are C calls; the connection's state is its own
+    # (connection.pxd)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
     cpdef bint receive_data(self, Subflow sf, long long seq, object payload, Incoming seg,
                             double now)
     cpdef plain_data_ack(self)
     cpdef long long receive_window_left(self)
+    cpdef object dss_data_ack(self)
 
 
 @cython.final
 cdef class Subflow:
-    cdef public _ConnectionState conn
+    cdef public SubflowOwner conn
+    cdef public Controller cc
     cdef public object join, config, closed_reason, reset_reason
     cdef public list _out                # the endpoint's packets to send
     cdef public long sid
@@ -134,7 +96,9 @@ cdef class Subflow:
     # ACK policy, timers, recovery
     cdef public bint ack_pending, stale, in_recovery
     cdef public long unacked_segments, timeouts, dupacks, syn_sent_count, keepalive_probes
-    cdef public object delack_at, rto_at, timed, syn_time, timewait_at, keepalive_at
+    cdef public object delack_at, rto_at, syn_time, timewait_at, keepalive_at
+    cdef public long long timed_end
+    cdef public double timed_at
     cdef public object removal_at
     cdef public long removal_probes
     cdef public double last_invalid_ack
@@ -146,10 +110,13 @@ cdef class Subflow:
     cdef public long long stats_retransmits, bytes_sent, bytes_received
 
     cpdef bint can_carry(self)
+    cpdef request_ack(self)
+    cpdef bint last_mapping_is(self, long long ssn, object dsn, long long length)
+    cpdef remember_mapping(self, long long ssn, object dsn, long long length)
     cpdef bint has_outstanding(self)
     cpdef bint has_room(self, long long size=*)
-    cpdef long long _rel_seq(self, long long wire)
-    cpdef long long _rel_ack(self, long long wire)
+    cpdef long long rel_seq(self, long long wire)
+    cpdef long long rel_ack(self, long long wire)
     cpdef long long _tsval(self, double now)
     cpdef long _window_field(self)
     cpdef _acked(self)
