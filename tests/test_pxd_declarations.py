@@ -136,7 +136,7 @@ def undeclared(sources: dict[str, str], pxds: dict[str, str]) -> list[str]:
     declared field; a mixin's methods stay Python code, which reaches only ``public`` fields.
     ``sources``: module name -> .py text (mixins are looked up in all of them by class name);
     ``pxds``: module name -> .pxd text (bases are looked up in all of them:
-    ``cdef class Connection(_ConnectionState)`` names a class of subflow.pxd)."""
+    ``cdef class Connection(SubflowOwner)`` names a class of subflow.pxd)."""
     py_classes: dict[str, tuple[str, ast.ClassDef]] = {}
     for module, text in sources.items():
         for node in ast.parse(text).body:
@@ -203,7 +203,7 @@ def test_every_attribute_the_compiled_classes_set_is_declared():
     sources, pxds = _tree()
     assert set(pxds) <= set(sources), "a .pxd without its engine source"
     checked = [name for text in pxds.values() for name in parse_pxd(text)]
-    assert {"Subflow", "Connection", "_ConnectionState", "Endpoint", "Network",
+    assert {"Subflow", "Connection", "SubflowOwner", "Endpoint", "Network",
             "BulkApp"} <= set(checked)
     stores = [a for text in sources.values() for node in ast.parse(text).body
               if isinstance(node, ast.ClassDef) and node.name in checked
