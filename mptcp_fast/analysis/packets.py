@@ -129,16 +129,25 @@ class PacketTable:
             out[name] = self.columns[name]
         return out
 
-    def arrow(self):
+    def arrow(self, dictionaries: bool = False):
         """The table for Parquet (pyarrow): connection, subflow, direction, src, dst, then
-        ``PACKET_COLUMNS``; the text columns are built in Arrow from the codes."""
+        ``PACKET_COLUMNS``; the text columns are built in Arrow from the codes. With
+        ``dictionaries``, the text columns are dictionary arrays over the codes (no text is
+        copied per row; written to Parquet without the Arrow schema they read back as the
+        text columns: ``tables.write_tables``)."""
         import pyarrow as pa
         out = {"connection": self.columns["connection"], "subflow": self.columns["subflow"]}
-        out["direction"] = pa.array(list(DIRECTION_NAMES), pa.string()).take(
-            pa.array((~self.columns["up"]).astype(np.int8)))
+        direction = pa.array((~self.columns["up"]).astype(np.int8))
+        names = pa.array(list(DIRECTION_NAMES), pa.string())
         texts = pa.array(self.addresses, pa.string())
-        out["src"] = texts.take(pa.array(self.src_code))
-        out["dst"] = texts.take(pa.array(self.dst_code))
+        src, dst = pa.array(self.src_code), pa.array(self.dst_code)
+        if dictionaries:
+            out["direction"] = pa.DictionaryArray.from_arrays(direction, names)
+            out["src"] = pa.DictionaryArray.from_arrays(src, texts)
+            out["dst"] = pa.DictionaryArray.from_arrays(dst, texts)
+        else:
+            out["direction"], out["src"], out["dst"] = \
+                names.take(direction), texts.take(src), texts.take(dst)
         for name in PACKET_COLUMNS:
             out[name] = self.columns[name]
         return pa.table(out)

@@ -217,7 +217,7 @@ def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
         # time series and the figures are made from the same model
         from ..analysis import tables
         try:
-            writer = _Background(tables.write_arrow, tables.arrow_tables(model), parquet_dir)
+            writer = _Background(tables.write_arrow, tables.tables_to_write(model), parquet_dir)
         except ImportError as exc:
             return report, _no_pyarrow(exc)
     problem = None
