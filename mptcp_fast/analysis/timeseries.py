@@ -48,12 +48,24 @@ def _percentiles(values, weights=None) -> dict | None:
         p50, p90, p99 = (float(x) for x in chosen)
         return {"min": float(values.min()), "p50": p50, "p90": p90, "p99": p99,
                 "max": float(values.max())}
-    order = np.argsort(values)
-    v, w = values[order], np.asarray(weights, dtype=float)[order]
+    v, w = _sorted_with_lowest_merged(values, np.asarray(weights, dtype=float))
     cum = np.cumsum(w) / w.sum()
     pick = lambda q: float(v[min(np.searchsorted(cum, q), len(v) - 1)])     # noqa: E731
     return {"min": float(v[0]), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99),
             "max": float(v[-1])}
+
+
+def _sorted_with_lowest_merged(values, weights) -> tuple:
+    """``values`` in order with their ``weights``, the lowest value once with the sum of its
+    weights (most delivery delays are 0: only the others are sorted). The percentiles are
+    those of the full sort: the cumulative weights at the end of each run of equal values
+    are the same (sums of whole numbers of bytes, exact in a float)."""
+    lowest = values.min()
+    at_lowest = values == lowest
+    others = np.flatnonzero(~at_lowest)
+    others = others[np.argsort(values[others])]
+    return (np.concatenate(([lowest], values[others])),
+            np.concatenate(([weights[at_lowest].sum()], weights[others])))
 
 
 DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment
@@ -112,12 +124,16 @@ def _data_packets(facts, p) -> dict:
     rows = np.nonzero(p["payload_len"] > 0)[0]
     sub = p["subflow"][rows].astype(np.int64)
     up = p["up"][rows]
-    isn = np.full(len(rows), -1, np.int64)
     first_dsn = facts["first_dsn"]
+    # the ISN of each subflow direction (2 * subflow + down; -1: not known, as is the last
+    # entry, where subflows beyond the connection's would go), looked up
+    by_direction = np.full(2 * len(facts["isn"]) + 3, -1, np.int64)
     for i, s in enumerate(facts["isn"], 1):
-        for name, mask in (("up", up), ("down", ~up)):
+        for down, name in enumerate(("up", "down")):
             if s[name] is not None:
-                isn[(sub == i) & mask] = s[name]
+                by_direction[2 * i + down] = s[name]
+    isn = by_direction[np.minimum(2 * sub + ~up, len(by_direction) - 1)] if len(sub) else \
+        np.zeros(0, np.int64)
     keep = isn >= 0
     rows, sub, up, isn = rows[keep], sub[keep], up[keep], isn[keep]
     rel = (p["seq"][rows].astype(np.int64) - isn) & MASK32
@@ -130,7 +146,7 @@ def _data_packets(facts, p) -> dict:
     dsn = np.zeros(len(rows), np.uint64)
     has = np.zeros(len(rows), bool)
     group = sub * 2 + up                               # one subflow direction
-    for g in np.unique(group):
+    for g in np.flatnonzero(np.bincount(group)):
         at = np.nonzero(group == g)[0]
         # the last mapping seen on this subflow direction, carried forward (forward fill)
         last = np.where(mapped[at], np.arange(len(at)), -1)
@@ -187,7 +203,7 @@ def _series(facts, p, number: int, delivery_pairs: bool = True) -> dict:
     end = d["rel"] + d["length"]
     retransmitted = np.zeros(n, bool)
     group = d["sub"] * 2 + d["up"]
-    for g in np.unique(group):                         # a segment no byte of which is new
+    for g in np.flatnonzero(np.bincount(group)):       # a segment no byte of which is new
         at = np.nonzero(group == g)[0]
         before = np.concatenate([[-1], np.maximum.accumulate(end[at])[:-1]])
         retransmitted[at] = end[at] <= before
