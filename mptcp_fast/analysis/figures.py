@@ -8,6 +8,7 @@ file is read and draws while the parent finishes the other outputs.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -269,6 +270,44 @@ def _serve(connection) -> None:
         pass                              # said when figures are asked for
     try:
         while (job := connection.recv()) is not None:
-            connection.send(_draw_or_error(*job))
+            connection.send(_draw_in_two(*job))
     except EOFError:                      # the parent is gone
         pass
+
+
+def _draw_in_two(figures, directory) -> tuple:
+    """``_draw_or_error``, the first figure drawn by a fork of this process (matplotlib is
+    imported already: the copy starts drawing at once) while this one draws the others."""
+    if len(figures) < 2 or not hasattr(os, "fork"):
+        return _draw_or_error(figures, directory)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                       # the copy: one figure, then exit
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as out:
+                pickle.dump(_picklable(_draw_or_error(figures[:1], directory)), out)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    rest = _draw_or_error(figures[1:], directory)
+    with os.fdopen(read_end, "rb") as answer:
+        try:
+            first = pickle.load(answer)
+        except EOFError:
+            first = (False, PlotError("the process drawing a figure ended without it"))
+    os.waitpid(pid, 0)
+    for ok, value in (first, rest):
+        if not ok:
+            return ok, value
+    return True, first[1] + rest[1]
+
+
+def _picklable(outcome) -> tuple:
+    """``outcome``, its exception replaced by a PlotError saying it when it cannot be
+    pickled."""
+    try:
+        pickle.dumps(outcome)
+        return outcome
+    except Exception:
+        return False, PlotError(f"drawing failed: {outcome[1]!r}")
