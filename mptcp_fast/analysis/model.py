@@ -27,21 +27,15 @@ class CaptureModel:
     connections: list           # analyzer.Connection, in report order
     packets: object = None      # packets.PacketTable, or None
     reads: int = 1              # times the file was read (2: flows placed without handshakes)
-    packet_stream: object = None    # the stream given the packet table's rows, if any
 
 
 def build_model(path, dump_dir: str | None = None, progress=None, *,
-                packets: bool = False, packet_stream=None) -> CaptureModel:
+                packets: bool = False) -> CaptureModel:
     """Analyse a capture file (``analyzer.analyze``), keeping the per-packet table when
     ``packets``. A cut or corrupt file raises CaptureError after the packets before the
     damage were analysed: the partial report is on the exception as ``report``, the partial
-    model as ``model``. ``progress(byte_offset)`` is called after every batch when given.
-    ``packet_stream()``, when given (with ``packets``), makes an object whose ``add(table)``
-    is handed each batch's rows of the table as a pyarrow table while the file is read; one
-    per read: when the file is read again, the first one's ``abort()`` is called. The one
-    whose rows make the model's table is ``model.packet_stream``."""
-    stream = packet_stream() if packets and packet_stream is not None else None
-    analyzer = _analyze_pass(path, dump_dir, progress, None, packets, stream)
+    model as ``model``. ``progress(byte_offset)`` is called after every batch when given."""
+    analyzer = _analyze_pass(path, dump_dir, progress, None, packets)
     reads = 1
     if analyzer.unplaced:
         # MPTCP flows without handshakes, surveyed while the first pass read them. They are
@@ -54,23 +48,19 @@ def build_model(path, dump_dir: str | None = None, progress=None, *,
             found = _survey_file(path, set(analyzer.unplaced))
             reads += 1
         if found is not None and found.flows:
-            if stream is not None:
-                stream.abort()
-                stream = packet_stream()
-            analyzer = _analyze_pass(path, dump_dir, progress, found, packets, stream)
+            analyzer = _analyze_pass(path, dump_dir, progress, found, packets)
             reads += 1
-    return _model(analyzer, reads, stream)
+    return _model(analyzer, reads)
 
 
 def model_of_file(path, dump_dir: str | None = None, progress=None, *,
-                  packets: bool = False, packet_stream=None) -> CaptureModel:
+                  packets: bool = False) -> CaptureModel:
     """``build_model`` for one file among many: never raises for the file's own faults. A cut
     or corrupt file gives the model of what came before with ``"error"`` in its report; a
     file that cannot be read at all gives an empty model whose report is
     ``{"capture": path, "error": ...}``."""
     try:
-        model = build_model(path, dump_dir, progress, packets=packets,
-                            packet_stream=packet_stream)
+        model = build_model(path, dump_dir, progress, packets=packets)
     except capture.CaptureError as exc:
         model = getattr(exc, "model", None) or CaptureModel(
             dict(getattr(exc, "report", None) or {}), [])
@@ -93,15 +83,15 @@ def _survey_file(path, wanted):
             return None                  # the first pass reports the damage
 
 
-def _model(analyzer, reads: int, stream=None) -> CaptureModel:
+def _model(analyzer, reads: int) -> CaptureModel:
     table = analyzer.packet_table
     return CaptureModel(analyzer.report(), list(analyzer.connections),
-                        None if table is None else table.finish(), reads, stream)
+                        None if table is None else table.finish(), reads)
 
 
-def _analyze_pass(path, dump_dir, progress, survey, packets, stream=None):
+def _analyze_pass(path, dump_dir, progress, survey, packets):
     from .analyzer import BATCH_PACKETS, BATCH_PAYLOAD, Analyzer
-    analyzer = Analyzer(dump_dir, survey=survey, packets=packets, packet_stream=stream)
+    analyzer = Analyzer(dump_dir, survey=survey, packets=packets)
     with capture.open_capture(path) as reader:
         try:
             for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):
@@ -109,7 +99,7 @@ def _analyze_pass(path, dump_dir, progress, survey, packets, stream=None):
                 if progress is not None:
                     progress(int(cols["record_offset"][-1]))
         except capture.CaptureError as exc:
-            exc.model = _model(analyzer, 1, stream)
+            exc.model = _model(analyzer, 1)
             exc.report = exc.model.report
             raise
     return analyzer

@@ -24,18 +24,11 @@ DIRECTION_NAMES = ("up", "down")
 class PacketTableBuilder:
     """Collects, batch by batch, the rows the analyzer placed on a subflow of a connection."""
 
-    def __init__(self, stream=None):
+    def __init__(self):
         self._parts: list[dict] = []
         self._connection = np.zeros(0, np.int32)     # sid -> connection number (0: none)
         self._subflow = np.zeros(0, np.int32)        # sid -> subflow number in it
         self._labels: list = []                      # sid -> (client address, server address)
-        # ``stream.add(table)`` is given each batch's rows as a pyarrow table (the layout of
-        # ``PacketTable.arrow(dictionaries=True)``) as they come
-        self._stream = stream
-        self._texts, self._text_index = [], {}       # addresses seen, as text, and their codes
-        self._src_code = np.zeros(0, np.int32)       # 2 * sid + direction -> src, dst codes
-        self._dst_code = np.zeros(0, np.int32)
-        self._dictionary = None                      # pyarrow array of _texts, when current
 
     def subflow(self, sid: int, connection: int, subflow: int, client: bytes,
                 server: bytes) -> None:
@@ -49,25 +42,6 @@ class PacketTableBuilder:
             self._labels += [None] * (grow - len(self._labels))
         self._connection[sid], self._subflow[sid] = connection, subflow
         self._labels[sid] = (client, server)
-        if self._stream is not None:
-            self._code_addresses(sid, client, server)
-
-    def _code_addresses(self, sid: int, client: bytes, server: bytes) -> None:
-        """The codes of the source and destination of both directions of ``sid``."""
-        if 2 * sid + 1 >= len(self._src_code):
-            grow = max(128, 2 * len(self._src_code), 2 * sid + 2) - len(self._src_code)
-            self._src_code = np.concatenate([self._src_code, np.zeros(grow, np.int32)])
-            self._dst_code = np.concatenate([self._dst_code, np.zeros(grow, np.int32)])
-        codes = []
-        for address in (client, server):
-            if address not in self._text_index:
-                import ipaddress
-                self._text_index[address] = len(self._texts)
-                self._texts.append(str(ipaddress.ip_address(address)))
-                self._dictionary = None
-            codes.append(self._text_index[address])
-        self._src_code[2 * sid], self._dst_code[2 * sid] = codes
-        self._dst_code[2 * sid + 1], self._src_code[2 * sid + 1] = codes
 
     def add(self, cols, sides) -> None:
         """The rows of one batch: ``sides`` is the tracker's 2 * sid + direction per row (-1:
@@ -85,27 +59,6 @@ class PacketTableBuilder:
             np.zeros(0, np.int32)
         part["side"] = sides[rows]
         self._parts.append(part)
-        if self._stream is not None and len(part["side"]):
-            self._stream.add(self._arrow(part))
-
-    def _arrow(self, part):
-        """One batch's rows as a pyarrow table: the text columns are dictionaries over the
-        addresses seen so far."""
-        import pyarrow as pa
-        if self._dictionary is None:
-            self._dictionary = pa.array(self._texts, pa.string())
-        side = part["side"]
-        out = {"connection": part["connection"], "subflow": part["subflow"],
-               "direction": pa.DictionaryArray.from_arrays(
-                   pa.array((side & 1).astype(np.int8)),
-                   pa.array(list(DIRECTION_NAMES), pa.string())),
-               "src": pa.DictionaryArray.from_arrays(pa.array(self._src_code[side]),
-                                                     self._dictionary),
-               "dst": pa.DictionaryArray.from_arrays(pa.array(self._dst_code[side]),
-                                                     self._dictionary)}
-        for name in PACKET_COLUMNS:
-            out[name] = part[name]
-        return pa.table(out)
 
     def finish(self) -> "PacketTable":
         import ipaddress

@@ -108,27 +108,8 @@ PACKET_PARQUET = {"use_dictionary": list(TEXT_COLUMNS), "store_schema": False}
 def tables_to_write(model) -> list:
     """[(name, pyarrow.Table, options of pyarrow.parquet.write_table)] of ``model``."""
     return [("packets", model.packets.arrow(dictionaries=True), PACKET_PARQUET),
-            *report_tables(model.report)]
-
-
-def report_tables(report) -> list:
-    """[(name, pyarrow.Table, options)] of the subflow and connection tables."""
-    return [("subflows", subflow_table(report), {}),
-            ("connections", connection_table(report), {})]
-
-
-def finish_tables(model, out_dir, others=None) -> list:
-    """``write_tables`` for a model whose packet table may have been written as the file
-    was read (``model.packet_stream``: a ``PacketStream``): that file is finished, the
-    other tables (``others``: ``report_tables``, made now when not given) written; return
-    the paths. Without a stream, or one given no rows, the tables are written at once."""
-    stream = model.packet_stream
-    others = report_tables(model.report) if others is None else others
-    if stream is None or not stream.rows:
-        if stream is not None:
-            stream.abort()
-        return write_arrow([tables_to_write(model)[0], *others], out_dir)
-    return [stream.finish(), *write_arrow(others, out_dir)]
+            ("subflows", subflow_table(model.report), {}),
+            ("connections", connection_table(model.report), {})]
 
 
 def arrow_tables(model) -> list:
@@ -149,87 +130,6 @@ def write_arrow(named_tables, out_dir) -> list:
         pq.write_table(table, path, **(options[0] if options else {}))
         written.append(path)
     return written
-
-
-ROW_GROUP_ROWS = 1 << 17           # rows per row group of a packet table written as read
-
-
-class PacketStream:
-    """``out_dir/packets.parquet`` written while the capture is read (``build_model``'s
-    ``packet_stream``): each batch's rows (``add``) go to a thread that writes a row group
-    of ``ROW_GROUP_ROWS`` rows whenever it has that many (Arrow encodes and compresses
-    without Python's lock, so it works while the file is read). ``finish()`` writes the rest
-    and closes the file; ``abort()`` stops and removes it. Read back, the table is the one
-    ``write_tables`` writes at once (in row groups of ``ROW_GROUP_ROWS`` rows instead of
-    pyarrow's 1M)."""
-
-    _FINISH, _ABORT = object(), object()
-
-    def __init__(self, out_dir):
-        import queue
-        import threading
-        import pyarrow.parquet            # noqa: F401  (ImportError here: no pyarrow)
-        self.path = os.path.join(out_dir, "packets.parquet")
-        self.rows = 0                     # rows handed over
-        self._error = None
-        self._aborted = False
-        self._queue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="packets.parquet",
-                                        daemon=True)
-        self._thread.start()
-
-    def add(self, table) -> None:
-        if self._error is None:
-            self.rows += table.num_rows
-            self._queue.put(table)
-
-    def finish(self) -> str:
-        """Write what is left and close the file; return its path. Raises what writing
-        raised."""
-        self._queue.put(self._FINISH)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self.path
-
-    def abort(self) -> None:
-        """Stop writing, and remove the file (once: a later stream may write that path)."""
-        if self._aborted:
-            return
-        self._aborted = True
-        self._queue.put(self._ABORT)
-        self._thread.join()
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-
-    def _run(self) -> None:
-        writer, pending, count = None, [], 0
-        try:
-            while (item := self._queue.get()) is not self._ABORT:
-                if item is not self._FINISH:
-                    pending.append(item)
-                    count += item.num_rows
-                if count >= ROW_GROUP_ROWS or (item is self._FINISH and pending):
-                    writer = writer or self._open(pending[0].schema)
-                    writer.write_table(_concat(pending), row_group_size=max(count, 1))
-                    pending, count = [], 0
-                if item is self._FINISH:
-                    break
-        except BaseException as exc:      # raised by finish()
-            self._error = exc
-        finally:
-            if writer is not None:
-                writer.close()
-
-    def _open(self, schema):
-        import pyarrow.parquet as pq
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        return pq.ParquetWriter(self.path, schema, **PACKET_PARQUET)
-
-
-def _concat(tables):
-    import pyarrow as pa
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def write_parquet(report, capture_path, out_dir) -> list:

@@ -203,26 +203,21 @@ def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
     from ..analysis.model import model_of_file
     timing, plot_dir, parquet_dir = outputs
     packets = timing or parquet_dir is not None
-    # the packet table goes to Parquet on a thread while the file is read
-    streams = _PacketStreams(parquet_dir)
     if progress_bar:
         model = _with_progress_bar(path, lambda progress: model_of_file(
-            path, dump_dir, progress, packets=packets, packet_stream=streams.factory))
+            path, dump_dir, progress, packets=packets))
     else:
-        model = model_of_file(path, dump_dir, packets=packets, packet_stream=streams.factory)
+        model = model_of_file(path, dump_dir, packets=packets)
     report = model.report
     if "connections" not in report or model.packets is None:
-        streams.abort_all()
         return report, None
-    streams.abort_all(but=model.packet_stream)
     writer = None
     if parquet_dir is not None:
-        # the rest of the tables are written on a thread (Arrow works without Python's lock)
-        # while the time series and the figures are made from the same model
+        # the tables are written on a thread (Arrow works without Python's lock) while the
+        # time series and the figures are made from the same model
         from ..analysis import tables
         try:
-            writer = _Background(tables.finish_tables, model, parquet_dir,
-                                 tables.report_tables(report))
+            writer = _Background(tables.write_arrow, tables.tables_to_write(model), parquet_dir)
         except ImportError as exc:
             return report, _no_pyarrow(exc)
     problem = None
@@ -245,33 +240,6 @@ def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
         except ImportError as exc:
             problem = problem or _no_pyarrow(exc)
     return report, problem
-
-
-class _PacketStreams:
-    """The ``tables.PacketStream`` of each read of one file (``factory``), when Parquet is
-    wanted and pyarrow is there (otherwise the tables are written after the read, which
-    says what is missing)."""
-
-    def __init__(self, parquet_dir):
-        self.made: list = []
-        self.factory = None
-        if parquet_dir is not None:
-            try:
-                from ..analysis import tables
-                import pyarrow.parquet       # noqa: F401
-            except ImportError:
-                return
-            self.factory = lambda: self._made(tables.PacketStream(parquet_dir))
-
-    def _made(self, stream):
-        self.made.append(stream)
-        return stream
-
-    def abort_all(self, but=None) -> None:
-        """Stop the streams (but ``but``), removing their files."""
-        for stream in self.made:
-            if stream is not but:
-                stream.abort()
 
 
 def _no_pyarrow(exc) -> str:
