@@ -138,3 +138,27 @@ def test_the_worker_draws_the_figures(tmp_path, shipped_series):
             worker.results()
     finally:
         worker.close()
+
+
+def test_the_worker_takes_many_connections_without_waiting(tmp_path, shipped_series):
+    """Submitting returns at once, however many figures are waiting (their data are more
+    than a pipe holds)."""
+    pytest.importorskip("matplotlib")
+    import time
+    (series,) = shipped_series[1]
+    data = figures.figure_data(series)
+    line = np.linspace(0.0, 1.0, 200_000)
+    data[1]["axes"][0]["artists"].append({"kind": "plot", "x": line, "y": line, "style": "-",
+                                          "color": 0, "label": "a long line"})
+    assert len(pickle.dumps(data)) > 1 << 20
+    worker = figures.FigureWorker()
+    try:
+        started = time.perf_counter()
+        for k in range(4):
+            worker.submit(data, str(tmp_path / str(k)))
+        submitted = time.perf_counter() - started
+        paths = worker.results()
+        drawn = time.perf_counter() - started
+    finally:
+        worker.close()
+    assert len(paths) == 12 and submitted < drawn / 4

@@ -207,7 +207,7 @@ class FigureWorker:
     forked, the figures are drawn in this process when they are submitted."""
 
     def __init__(self):
-        self._process = self._connection = None
+        self._process = self._connection = self._sender = None
         self._outcomes: list = []            # (ok, paths or why) of figures drawn here
         self._pending = 0                    # submitted to the process, not yet answered
         try:
@@ -224,19 +224,38 @@ class FigureWorker:
             self._process = self._connection = None
 
     def submit(self, figures, directory) -> None:
-        """Ask for ``figures`` (``figure_data``) to be drawn into ``directory``."""
+        """Ask for ``figures`` (``figure_data``) to be drawn into ``directory``. Returns at
+        once: a thread hands them over (a pipe holds less than a figure's data, and the
+        process takes the next job only when it has drawn the one before)."""
         if self._connection is None:
             self._outcomes.append(_draw_or_error(figures, directory))
-        else:
-            self._connection.send((figures, directory))
-            self._pending += 1
+            return
+        if self._sender is None:
+            import queue
+            import threading
+            self._jobs = queue.SimpleQueue()
+            self._sender = threading.Thread(target=self._send_jobs, daemon=True)
+            self._sender.start()
+        self._jobs.put((figures, directory))
+        self._pending += 1
+
+    def _send_jobs(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                self._connection.send(job)
+        except OSError:                   # the process is gone: results() says so
+            pass
 
     def results(self) -> list:
         """Wait for every figure submitted; return their paths. Raises what drawing raised
         (PlotError when matplotlib is missing)."""
         outcomes, self._outcomes = self._outcomes, []
         for _ in range(self._pending):
-            outcomes.append(self._connection.recv())
+            try:
+                outcomes.append(self._connection.recv())
+            except EOFError:
+                outcomes.append((False, PlotError("the process drawing the figures ended")))
+                break
         self._pending = 0
         paths = []
         for ok, value in outcomes:
@@ -247,11 +266,18 @@ class FigureWorker:
 
     def close(self) -> None:
         """End the process (after the figures submitted are drawn)."""
-        if self._connection is not None:
+        if self._connection is None:
+            return
+        if self._sender is not None:
+            self._jobs.put(None)
+            self._sender.join()
+        try:
             self._connection.send(None)
-            self._connection.close()
-            self._process.join()
-            self._process = self._connection = None
+        except OSError:
+            pass
+        self._connection.close()
+        self._process.join()
+        self._process = self._connection = self._sender = None
 
 
 def _draw_or_error(figures, directory) -> tuple:

@@ -178,20 +178,24 @@ def model_series(model, delivery_pairs: bool = True) -> list:
     (``model.build_model``): from its typed connections and its per-packet table. Without
     ``delivery_pairs``, each ``delivery`` is a (times, bytes) pair of arrays instead of a list
     of (time, bytes) (what the figures read, without a million tuples)."""
+    return list(each_model_series(model, delivery_pairs))
+
+
+def each_model_series(model, delivery_pairs: bool = True):
+    """``model_series`` one connection at a time (a generator): what is made of a
+    connection's series can start before the next one's are computed."""
     packets = model.packets
     connection = packets["connection"]
     order = np.argsort(connection, kind="stable")      # each connection's rows, in order
     numbers = [c.number for c in model.connections]
     bounds = np.searchsorted(connection[order], numbers + [max(numbers, default=0) + 1])
-    out = []
     for k, conn in enumerate(model.connections):
         if bounds[k + 1] - bounds[k] == len(order):
             rows = slice(None)                         # one connection: every row
         else:
             rows = order[bounds[k]:bounds[k + 1]]
-        out.append(_series(_facts_of_model(conn), _take(packets, rows), conn.number,
-                           delivery_pairs))
-    return out
+        yield _series(_facts_of_model(conn), _take(packets, rows), conn.number,
+                      delivery_pairs)
 
 
 def _series(facts, p, number: int, delivery_pairs: bool = True) -> dict:

@@ -223,13 +223,14 @@ def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
     problem = None
     if timing:
         from ..analysis import timeseries
-        series = timeseries.model_series(model, delivery_pairs=False)
+        from ..analysis import figures
+        # each connection's figures are drawn while the next connection's series are made
+        series = timeseries.each_model_series(model, delivery_pairs=False)
         for conn, one in zip(report["connections"], series):
             conn["timing"] = timeseries.summary(one)
-        if worker is not None:
-            from ..analysis import figures
-            for one in series:
+            if worker is not None:
                 worker.submit(figures.figure_data(one), plot_dir)
+        if worker is not None:
             try:
                 worker.results()
             except figures.PlotError as exc:
