@@ -24,8 +24,15 @@ DIRECTION_NAMES = ("up", "down")
 class PacketTableBuilder:
     """Collects, batch by batch, the rows the analyzer placed on a subflow of a connection."""
 
-    def __init__(self):
-        self._parts: list[dict] = []
+    FIRST_ROOM = 1 << 16                # rows reserved at least
+
+    def __init__(self, rows_at_most: int = 0):
+        # the rows so far, in arrays with room for more: ``rows_at_most`` (e.g. what a file
+        # of its size can hold) rows are reserved at once, so that no row is copied twice;
+        # the pages never written are never given memory
+        self._columns: dict | None = None
+        self._rows = 0
+        self._rows_at_most = rows_at_most
         self._connection = np.zeros(0, np.int32)     # sid -> connection number (0: none)
         self._subflow = np.zeros(0, np.int32)        # sid -> subflow number in it
         self._labels: list = []                      # sid -> (client address, server address)
@@ -58,18 +65,39 @@ class PacketTableBuilder:
         part["subflow"] = self._subflow[sid[rows]] if len(self._subflow) else \
             np.zeros(0, np.int32)
         part["side"] = sides[rows]
-        self._parts.append(part)
+        self._append(part)
+
+    def _append(self, part: dict) -> None:
+        n = len(part["side"])
+        if self._columns is None:
+            try:
+                self._columns = self._reserve(part, max(self._rows_at_most, n, self.FIRST_ROOM))
+            except MemoryError:              # no room for that many at once: grow as needed
+                self._columns = self._reserve(part, max(n, self.FIRST_ROOM))
+        elif self._rows + n > len(self._columns["side"]):     # more than foreseen: grow
+            room = max(2 * len(self._columns["side"]), self._rows + n)
+            for name, values in self._columns.items():
+                grown = np.empty(room, values.dtype)
+                grown[:self._rows] = values[:self._rows]
+                self._columns[name] = grown
+        for name, values in part.items():
+            self._columns[name][self._rows:self._rows + n] = values
+        self._rows += n
+
+    @staticmethod
+    def _reserve(part: dict, rows: int) -> dict:
+        return {name: np.empty(rows, values.dtype) for name, values in part.items()}
 
     def finish(self) -> "PacketTable":
         import ipaddress
-        if not self._parts:              # no packet at all: the layout of an empty read
+        if self._columns is None:        # no packet at all: the layout of an empty read
             columns = {"connection": np.zeros(0, np.int32), "subflow": np.zeros(0, np.int32),
                        "side": np.zeros(0, np.int64)}
             columns.update({name: np.zeros(0) for name in PACKET_COLUMNS})
         else:
-            columns = {name: np.concatenate([p[name] for p in self._parts])
+            columns = {name: self._columns[name][:self._rows]
                        for name in ("connection", "subflow", "side", *PACKET_COLUMNS)}
-        self._parts = []
+        self._columns, self._rows = None, 0
         side = columns.pop("side")
         columns["up"] = (side & 1) == 0
         # src / dst addresses as text, one entry per subflow direction seen
