@@ -128,3 +128,21 @@ def test_the_model_series_are_the_report_series(midstream_capture):
                 for name, column in x["samples"][direction].items():
                     assert np.array_equal(column, y["samples"][direction][name])
         assert a["delivery"] == b["delivery"]
+
+
+def test_the_packet_table_is_the_same_however_much_room_was_reserved(monkeypatch):
+    """Rows are copied into arrays reserved for what the file can hold; a table that
+    outgrows them (here: 16 rows reserved, batches of 64) grows, and holds the same rows."""
+    from mptcp_fast.analysis import packets
+    reserved = model.build_model(SHIPPED_CAPTURE, packets=True).packets
+    monkeypatch.setattr(model, "ROWS_RESERVED_AT_MOST", 16)
+    monkeypatch.setattr(packets.PacketTableBuilder, "FIRST_ROOM", 16)
+    monkeypatch.setattr(analyzer, "BATCH_PACKETS", 64)
+    grown = model.build_model(SHIPPED_CAPTURE, packets=True).packets
+    assert len(grown) == len(reserved) > 64
+    for name, column in reserved.columns.items():
+        assert grown[name].dtype == column.dtype and np.array_equal(grown[name], column), name
+    assert (grown.addresses, grown.src_code.tolist(), grown.dst_code.tolist()) == \
+        (reserved.addresses, reserved.src_code.tolist(), reserved.dst_code.tolist())
+    assert model._rows_at_most(SHIPPED_CAPTURE) == 16
+    assert model._rows_at_most("/no/such/file") == 0

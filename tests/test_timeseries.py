@@ -117,3 +117,22 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
     (series,) = timeseries.all_series(report, SHIPPED_CAPTURE)
     with pytest.raises(timeseries.PlotError, match=r"pip install 'mptcp_fast\[plot\]'"):
         timeseries.plot_connection(series, str(tmp_path))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_weighted_percentiles_are_those_of_the_full_sort(seed):
+    """Most delivery delays are 0: the percentiles merge them before sorting the others,
+    and come out as a sort of every value would give them."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    values = np.where(rng.random(5000) < 0.9, 0.0, rng.integers(1, 50, 5000) / 8)
+    weights = rng.integers(1, 1500, 5000)
+    order = np.argsort(values, kind="stable")
+    v, cum = values[order], np.cumsum(weights[order].astype(float)) / weights.sum()
+    expected = {q: float(v[min(np.searchsorted(cum, q), len(v) - 1)]) for q in (0.5, 0.9, 0.99)}
+    stats = timeseries._percentiles(values, weights)
+    assert (stats["p50"], stats["p90"], stats["p99"]) == (expected[0.5], expected[0.9],
+                                                          expected[0.99])
+    assert (stats["min"], stats["max"]) == (values.min(), values.max())
+    assert timeseries._percentiles(np.zeros(3), [1, 2, 3]) == dict.fromkeys(
+        ("min", "p50", "p90", "p99", "max"), 0.0)

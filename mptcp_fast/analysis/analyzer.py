@@ -124,7 +124,7 @@ class Analyzer:
 
     def __init__(self, dump_dir: str | None = None, *, checksum_budget: int = CHECKSUM_BUDGET,
                  connection_checksum_budget: int = CONNECTION_CHECKSUM_BUDGET, survey=None,
-                 packets: bool = False):
+                 packets: bool = False, packet_rows_at_most: int = 0):
         self.dump_dir = dump_dir
         self.survey = survey                 # midstream.Survey: flows without handshakes
         self.unplaced: list = []             # MPTCP flows seen without a handshake (4-tuples)
@@ -139,8 +139,9 @@ class Analyzer:
         self.packets = 0
         self.mptcp_packets = 0
         self.malformed_options = 0
-        # the per-packet table, gathered as the batches go by (``packets=True``)
-        self.packet_table = PacketTableBuilder() if packets else None
+        # the per-packet table, gathered as the batches go by (``packets=True``), with room
+        # for ``packet_rows_at_most`` rows reserved at once
+        self.packet_table = PacketTableBuilder(packet_rows_at_most) if packets else None
         # the facts of flows without handshakes, gathered as the batches go by: the survey
         # (midstream) needs no read of its own (a pass that has its survey needs none)
         self.survey_collector = midstream.Collector() if survey is None else None

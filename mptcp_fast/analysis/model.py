@@ -71,6 +71,14 @@ def model_of_file(path, dump_dir: str | None = None, progress=None, *,
     return model
 
 
+def _rows_at_most(path) -> int:
+    """The most packets a capture file of this size can hold (0: not known)."""
+    try:
+        return min(os.path.getsize(path) // SMALLEST_RECORD, ROWS_RESERVED_AT_MOST)
+    except (OSError, TypeError, ValueError):
+        return 0
+
+
 def _survey_file(path, wanted):
     """The survey in a read of its own (the first pass could not gather it: a 4-tuple was in
     use before its flow turned out to be unplaced)."""
@@ -89,9 +97,16 @@ def _model(analyzer, reads: int) -> CaptureModel:
                         None if table is None else table.finish(), reads)
 
 
+# the fewest bytes a packet of the table takes in a file: a pcap record header (16) and the
+# IPv4 and TCP headers (40)
+SMALLEST_RECORD = 56
+ROWS_RESERVED_AT_MOST = 1 << 24     # beyond: the table grows as it fills
+
+
 def _analyze_pass(path, dump_dir, progress, survey, packets):
     from .analyzer import BATCH_PACKETS, BATCH_PAYLOAD, Analyzer
-    analyzer = Analyzer(dump_dir, survey=survey, packets=packets)
+    analyzer = Analyzer(dump_dir, survey=survey, packets=packets,
+                        packet_rows_at_most=_rows_at_most(path) if packets else 0)
     with capture.open_capture(path) as reader:
         try:
             for cols in reader.columns(BATCH_PACKETS, payloads=True, payload_bytes=BATCH_PAYLOAD):

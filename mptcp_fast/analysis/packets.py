@@ -24,8 +24,15 @@ DIRECTION_NAMES = ("up", "down")
 class PacketTableBuilder:
     """Collects, batch by batch, the rows the analyzer placed on a subflow of a connection."""
 
-    def __init__(self):
-        self._parts: list[dict] = []
+    FIRST_ROOM = 1 << 16                # rows reserved at least
+
+    def __init__(self, rows_at_most: int = 0):
+        # the rows so far, in arrays with room for more: ``rows_at_most`` (e.g. what a file
+        # of its size can hold) rows are reserved at once, so that no row is copied twice;
+        # the pages never written are never given memory
+        self._columns: dict | None = None
+        self._rows = 0
+        self._rows_at_most = rows_at_most
         self._connection = np.zeros(0, np.int32)     # sid -> connection number (0: none)
         self._subflow = np.zeros(0, np.int32)        # sid -> subflow number in it
         self._labels: list = []                      # sid -> (client address, server address)
@@ -58,18 +65,39 @@ class PacketTableBuilder:
         part["subflow"] = self._subflow[sid[rows]] if len(self._subflow) else \
             np.zeros(0, np.int32)
         part["side"] = sides[rows]
-        self._parts.append(part)
+        self._append(part)
+
+    def _append(self, part: dict) -> None:
+        n = len(part["side"])
+        if self._columns is None:
+            try:
+                self._columns = self._reserve(part, max(self._rows_at_most, n, self.FIRST_ROOM))
+            except MemoryError:              # no room for that many at once: grow as needed
+                self._columns = self._reserve(part, max(n, self.FIRST_ROOM))
+        elif self._rows + n > len(self._columns["side"]):     # more than foreseen: grow
+            room = max(2 * len(self._columns["side"]), self._rows + n)
+            for name, values in self._columns.items():
+                grown = np.empty(room, values.dtype)
+                grown[:self._rows] = values[:self._rows]
+                self._columns[name] = grown
+        for name, values in part.items():
+            self._columns[name][self._rows:self._rows + n] = values
+        self._rows += n
+
+    @staticmethod
+    def _reserve(part: dict, rows: int) -> dict:
+        return {name: np.empty(rows, values.dtype) for name, values in part.items()}
 
     def finish(self) -> "PacketTable":
         import ipaddress
-        if not self._parts:              # no packet at all: the layout of an empty read
+        if self._columns is None:        # no packet at all: the layout of an empty read
             columns = {"connection": np.zeros(0, np.int32), "subflow": np.zeros(0, np.int32),
                        "side": np.zeros(0, np.int64)}
             columns.update({name: np.zeros(0) for name in PACKET_COLUMNS})
         else:
-            columns = {name: np.concatenate([p[name] for p in self._parts])
+            columns = {name: self._columns[name][:self._rows]
                        for name in ("connection", "subflow", "side", *PACKET_COLUMNS)}
-        self._parts = []
+        self._columns, self._rows = None, 0
         side = columns.pop("side")
         columns["up"] = (side & 1) == 0
         # src / dst addresses as text, one entry per subflow direction seen
@@ -129,16 +157,25 @@ class PacketTable:
             out[name] = self.columns[name]
         return out
 
-    def arrow(self):
+    def arrow(self, dictionaries: bool = False):
         """The table for Parquet (pyarrow): connection, subflow, direction, src, dst, then
-        ``PACKET_COLUMNS``; the text columns are built in Arrow from the codes."""
+        ``PACKET_COLUMNS``; the text columns are built in Arrow from the codes. With
+        ``dictionaries``, the text columns are dictionary arrays over the codes (no text is
+        copied per row; written to Parquet without the Arrow schema they read back as the
+        text columns: ``tables.write_tables``)."""
         import pyarrow as pa
         out = {"connection": self.columns["connection"], "subflow": self.columns["subflow"]}
-        out["direction"] = pa.array(list(DIRECTION_NAMES), pa.string()).take(
-            pa.array((~self.columns["up"]).astype(np.int8)))
+        direction = pa.array((~self.columns["up"]).astype(np.int8))
+        names = pa.array(list(DIRECTION_NAMES), pa.string())
         texts = pa.array(self.addresses, pa.string())
-        out["src"] = texts.take(pa.array(self.src_code))
-        out["dst"] = texts.take(pa.array(self.dst_code))
+        src, dst = pa.array(self.src_code), pa.array(self.dst_code)
+        if dictionaries:
+            out["direction"] = pa.DictionaryArray.from_arrays(direction, names)
+            out["src"] = pa.DictionaryArray.from_arrays(src, texts)
+            out["dst"] = pa.DictionaryArray.from_arrays(dst, texts)
+        else:
+            out["direction"], out["src"], out["dst"] = \
+                names.take(direction), texts.take(src), texts.take(dst)
         for name in PACKET_COLUMNS:
             out[name] = self.columns[name]
         return pa.table(out)

@@ -94,7 +94,22 @@ def _table(rows):
 def write_tables(model, out_dir) -> list:
     """Write the three tables of ``model`` (built with ``packets=True``) into ``out_dir``;
     return their paths."""
-    return write_arrow(arrow_tables(model), out_dir)
+    return write_arrow(tables_to_write(model), out_dir)
+
+
+TEXT_COLUMNS = ("direction", "src", "dst")
+# the packet table's text columns go to Parquet as the dictionaries they are (a few distinct
+# texts): no text copied per row, no hashing of the numeric columns (whose values rarely
+# repeat). Without the Arrow schema in the file they read back as text, the table equal to
+# ``arrow_tables``' one.
+PACKET_PARQUET = {"use_dictionary": list(TEXT_COLUMNS), "store_schema": False}
+
+
+def tables_to_write(model) -> list:
+    """[(name, pyarrow.Table, options of pyarrow.parquet.write_table)] of ``model``."""
+    return [("packets", model.packets.arrow(dictionaries=True), PACKET_PARQUET),
+            ("subflows", subflow_table(model.report), {}),
+            ("connections", connection_table(model.report), {})]
 
 
 def arrow_tables(model) -> list:
@@ -104,14 +119,15 @@ def arrow_tables(model) -> list:
 
 
 def write_arrow(named_tables, out_dir) -> list:
-    """Write [(name, table)] as ``out_dir/name.parquet``; return the paths. Arrow encodes and
-    compresses without holding Python's lock, so this may run on a thread of its own."""
+    """Write [(name, table)] or [(name, table, options)] as ``out_dir/name.parquet``; return
+    the paths. Arrow encodes and compresses without holding Python's lock, so this may run
+    on a thread of its own."""
     import pyarrow.parquet as pq
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for name, table in named_tables:
+    for name, table, *options in named_tables:
         path = os.path.join(out_dir, f"{name}.parquet")
-        pq.write_table(table, path)
+        pq.write_table(table, path, **(options[0] if options else {}))
         written.append(path)
     return written
 

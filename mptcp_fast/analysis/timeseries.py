@@ -24,19 +24,14 @@ mapping are placed with the last mapping of their subflow direction when they fa
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..wire import crypto
+from .figures import PlotError
 
 __all__ = ["model_series", "connection_series", "all_series", "plot_connection", "PlotError"]
 
 MASK32 = (1 << 32) - 1
-
-
-class PlotError(RuntimeError):
-    """Plots were asked for without matplotlib."""
 
 
 def _percentiles(values, weights=None) -> dict | None:
@@ -53,12 +48,24 @@ def _percentiles(values, weights=None) -> dict | None:
         p50, p90, p99 = (float(x) for x in chosen)
         return {"min": float(values.min()), "p50": p50, "p90": p90, "p99": p99,
                 "max": float(values.max())}
-    order = np.argsort(values)
-    v, w = values[order], np.asarray(weights, dtype=float)[order]
+    v, w = _sorted_with_lowest_merged(values, np.asarray(weights, dtype=float))
     cum = np.cumsum(w) / w.sum()
     pick = lambda q: float(v[min(np.searchsorted(cum, q), len(v) - 1)])     # noqa: E731
     return {"min": float(v[0]), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99),
             "max": float(v[-1])}
+
+
+def _sorted_with_lowest_merged(values, weights) -> tuple:
+    """``values`` in order with their ``weights``, the lowest value once with the sum of its
+    weights (most delivery delays are 0: only the others are sorted). The percentiles are
+    those of the full sort: the cumulative weights at the end of each run of equal values
+    are the same (sums of whole numbers of bytes, exact in a float)."""
+    lowest = values.min()
+    at_lowest = values == lowest
+    others = np.flatnonzero(~at_lowest)
+    others = others[np.argsort(values[others])]
+    return (np.concatenate(([lowest], values[others])),
+            np.concatenate(([weights[at_lowest].sum()], weights[others])))
 
 
 DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment
@@ -117,12 +124,16 @@ def _data_packets(facts, p) -> dict:
     rows = np.nonzero(p["payload_len"] > 0)[0]
     sub = p["subflow"][rows].astype(np.int64)
     up = p["up"][rows]
-    isn = np.full(len(rows), -1, np.int64)
     first_dsn = facts["first_dsn"]
+    # the ISN of each subflow direction (2 * subflow + down; -1: not known, as is the last
+    # entry, where subflows beyond the connection's would go), looked up
+    by_direction = np.full(2 * len(facts["isn"]) + 3, -1, np.int64)
     for i, s in enumerate(facts["isn"], 1):
-        for name, mask in (("up", up), ("down", ~up)):
+        for down, name in enumerate(("up", "down")):
             if s[name] is not None:
-                isn[(sub == i) & mask] = s[name]
+                by_direction[2 * i + down] = s[name]
+    isn = by_direction[np.minimum(2 * sub + ~up, len(by_direction) - 1)] if len(sub) else \
+        np.zeros(0, np.int64)
     keep = isn >= 0
     rows, sub, up, isn = rows[keep], sub[keep], up[keep], isn[keep]
     rel = (p["seq"][rows].astype(np.int64) - isn) & MASK32
@@ -135,7 +146,7 @@ def _data_packets(facts, p) -> dict:
     dsn = np.zeros(len(rows), np.uint64)
     has = np.zeros(len(rows), bool)
     group = sub * 2 + up                               # one subflow direction
-    for g in np.unique(group):
+    for g in np.flatnonzero(np.bincount(group)):
         at = np.nonzero(group == g)[0]
         # the last mapping seen on this subflow direction, carried forward (forward fill)
         last = np.where(mapped[at], np.arange(len(at)), -1)
@@ -162,32 +173,41 @@ def connection_series(report, packets, number: int) -> dict:
     return _series(_facts_of_report(conn), _rows_of(packets, number), number)
 
 
-def model_series(model) -> list:
+def model_series(model, delivery_pairs: bool = True) -> list:
     """``connection_series`` of every connection of a model built with ``packets=True``
-    (``model.build_model``): from its typed connections and its per-packet table."""
+    (``model.build_model``): from its typed connections and its per-packet table. Without
+    ``delivery_pairs``, each ``delivery`` is a (times, bytes) pair of arrays instead of a list
+    of (time, bytes) (what the figures read, without a million tuples)."""
+    return list(each_model_series(model, delivery_pairs))
+
+
+def each_model_series(model, delivery_pairs: bool = True):
+    """``model_series`` one connection at a time (a generator): what is made of a
+    connection's series can start before the next one's are computed."""
     packets = model.packets
     connection = packets["connection"]
     order = np.argsort(connection, kind="stable")      # each connection's rows, in order
     numbers = [c.number for c in model.connections]
     bounds = np.searchsorted(connection[order], numbers + [max(numbers, default=0) + 1])
-    out = []
     for k, conn in enumerate(model.connections):
         if bounds[k + 1] - bounds[k] == len(order):
             rows = slice(None)                         # one connection: every row
         else:
             rows = order[bounds[k]:bounds[k + 1]]
-        out.append(_series(_facts_of_model(conn), _take(packets, rows), conn.number))
-    return out
+        yield _series(_facts_of_model(conn), _take(packets, rows), conn.number,
+                      delivery_pairs)
 
 
-def _series(facts, p, number: int) -> dict:
+def _series(facts, p, number: int, delivery_pairs: bool = True) -> dict:
+    """One connection's series; ``delivery`` as [(time, bytes)] lists, or (``delivery_pairs``
+    false, for the figures of ``analyze``) as (times, bytes) arrays."""
     d = _data_packets(facts, p)
     t0 = float(p["time"].min()) if len(d["time"]) else 0.0
     n = len(d["time"])
     end = d["rel"] + d["length"]
     retransmitted = np.zeros(n, bool)
     group = d["sub"] * 2 + d["up"]
-    for g in np.unique(group):                         # a segment no byte of which is new
+    for g in np.flatnonzero(np.bincount(group)):       # a segment no byte of which is new
         at = np.nonzero(group == g)[0]
         before = np.concatenate([[-1], np.maximum.accumulate(end[at])[:-1]])
         retransmitted[at] = end[at] <= before
@@ -222,7 +242,7 @@ def _series(facts, p, number: int) -> dict:
         "connection": number, "start_time": t0, "subflows": subflows,
         "delivery_delay_ms": {k: _percentiles(v[0], v[1]) for k, v in delivery.items()},
         "reinjection_delay_ms": reinjection_delays,
-        "delivery": {k: v[2] for k, v in delivery.items()},
+        "delivery": {k: _pairs(v[2]) if delivery_pairs else v[2] for k, v in delivery.items()},
         "delay_points": {k: (np.asarray(v[3]) - t0, np.asarray(v[0]))
                          for k, v in delivery.items()},      # (arrival time, delay ms)
     }
@@ -248,11 +268,11 @@ def _rtt(p, subflow, name, isn, sent_time, sent_end, retransmitted):
 
 
 def _delivery(dsn, time, length) -> tuple:
-    """(delays in ms, bytes, [(time, bytes delivered so far)], arrival times) of one
+    """(delays in ms, bytes, (times, bytes delivered so far), arrival times) of one
     direction, from each data-level piece's first arrival: in DSN order, a piece is delivered
     once every piece before it arrived (the running maximum of the arrival times)."""
     if not len(dsn):
-        return [], [], [], []
+        return [], [], (np.zeros(0), np.zeros(0, np.int64)), []
     if len(dsn) > 1 and np.all(dsn[1:] >= dsn[:-1]):
         order = np.arange(len(dsn))      # already in order (np.unique's values): no sort
     else:
@@ -267,18 +287,24 @@ def _delivery(dsn, time, length) -> tuple:
     fresh = end - np.maximum(dsn, before)
     frontier = np.maximum.accumulate(time)
     delays = (frontier - time) * 1000
-    # (time, bytes) pairs in order as they are: the frontier never decreases and every
-    # piece adds bytes (fresh > 0), so sorting them would leave them where they are
-    delivered = list(zip(frontier.tolist(), np.cumsum(fresh).astype(np.int64).tolist()))
-    return delays, fresh, delivered, time
+    # (time, bytes) in order as they are: the frontier never decreases and every piece adds
+    # bytes (fresh > 0), so sorting them would leave them where they are
+    return delays, fresh, (frontier, np.cumsum(fresh).astype(np.int64)), time
 
 
 def _delivery_delays(first_at) -> tuple:
     """(delays, bytes, delivered) of ``_delivery`` for a {dsn: (time, subflow, length)}."""
     items = sorted(first_at.items())
-    return _delivery(np.array([k for k, _ in items], np.uint64),
-                     np.array([v[0] for _, v in items], float),
-                     np.array([v[2] for _, v in items], np.int64))[:3]
+    delays, fresh, delivered, _ = _delivery(np.array([k for k, _ in items], np.uint64),
+                                            np.array([v[0] for _, v in items], float),
+                                            np.array([v[2] for _, v in items], np.int64))
+    return delays, fresh, _pairs(delivered)
+
+
+def _pairs(delivered) -> list:
+    """[(time, bytes delivered so far)] from the arrays of ``_delivery``."""
+    times, total = delivered
+    return list(zip(times.tolist(), total.tolist()))
 
 
 def all_series(report, capture_path) -> list:
@@ -304,101 +330,7 @@ def summary(series) -> dict:
 def plot_connection(series, directory) -> list:
     """Three PNGs for one connection into ``directory``: the sequence graph (data-level
     position against time per subflow, retransmissions and reinjections marked), throughput
-    per subflow over time, and the delivery delay over time. Returns their paths."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise PlotError("plots need matplotlib: pip install 'mptcp_fast[plot]'") from None
-    os.makedirs(directory, exist_ok=True)
-    number = series["connection"]
-    paths = []
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    # 1. the sequence graph (at most ~20k points per series: a figure, not a table)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
-    for ax, direction, label in ((axes[0][0], "up", "client -> server"),
-                                 (axes[0][1], "down", "server -> client")):
-        placed = [s["samples"][direction] for s in series["subflows"]]
-        starts = [x["dsn"][x["has_dsn"]].min() for x in placed if x["has_dsn"].any()]
-        base = min(starts) if starts else np.uint64(0)    # offsets: 64-bit DSNs are no floats
-        for k, (s, x) in enumerate(zip(series["subflows"], placed)):
-            color = colors[k % len(colors)]
-            for kind, marker, size, what in ((DATA, ".", 4, ""), (RETRANSMISSION, "x", 30,
-                                             " retransmission"), (REINJECTION, "^", 30,
-                                                                  " reinjection")):
-                chosen = np.nonzero(x["has_dsn"] & (x["kind"] == kind))[0]
-                if not len(chosen):
-                    continue
-                chosen = chosen[::max(1, len(chosen) // 20000)]
-                ax.scatter(x["time"][chosen], (x["dsn"][chosen] - base).astype(float) / 1e3,
-                           s=size, marker=marker, color=color,
-                           label=f"subflow {s['subflow']}{what}")
-        ax.set_title(f"connection {number}, {label}")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("data sequence (kB from the first byte seen)")
-    # the data-level position only grows with time: the upper left corner is empty (a fixed
-    # place: matplotlib's "best" tests every point of every series against each candidate)
-    _save(fig, axes[0], os.path.join(directory, f"connection{number}-sequence.png"), paths,
-          "upper left")
-    # 2. throughput per subflow
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for k, s in enumerate(series["subflows"]):
-        for direction, style in (("up", "-"), ("down", "--")):
-            x = s["samples"][direction]
-            if not len(x["time"]):
-                continue
-            span = max(float(x["time"].max()), 1e-3)
-            edges = np.linspace(0, span, min(50, max(2, len(x["time"]) // 4)) + 1)
-            sums, _ = np.histogram(x["time"], bins=edges, weights=x["length"].astype(float))
-            width = edges[1] - edges[0]
-            ax.plot(edges[:-1], sums * 8 / width / 1e6, style, color=colors[k % len(colors)],
-                    label=f"subflow {s['subflow']} {direction}")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("Mbit/s")
-    ax.set_title(f"connection {number}: throughput per subflow")
-    _save(fig, [ax], os.path.join(directory, f"connection{number}-throughput.png"), paths)
-    # 3. delivery (in-order bytes over time) and its delay per piece
-    fig, (ax, delay_ax) = plt.subplots(1, 2, figsize=(12, 4))
-    for k, direction in enumerate(("up", "down")):
-        arrival, delays = series["delay_points"][direction]
-        if len(arrival):
-            step = max(1, len(arrival) // 20000)
-            delay_ax.scatter(arrival[::step], delays[::step], s=4, color=colors[k],
-                             label=f"{direction}")
-    delay_ax.set_xlabel("first arrival (s)")
-    delay_ax.set_ylabel("wait for in-order delivery (ms)")
-    delay_ax.set_title("head-of-line blocking per data-level piece")
-    for direction, style in (("up", "-"), ("down", "--")):
-        points = series["delivery"][direction]
-        points = points[::max(1, len(points) // 20000)] + points[-1:]
-        if points:
-            ax.step([p[0] - series["start_time"] for p in points],
-                    [p[1] / 1e3 for p in points], style, where="post",
-                    label=f"{direction}: delivered in order")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("kB delivered in order")
-    delay = series["delivery_delay_ms"]
-    ax.set_title(f"connection {number}: delivered in order (delay p99 up "
-                 f"{_ms(delay['up'])}, down {_ms(delay['down'])})")
-    _save(fig, [ax, delay_ax], os.path.join(directory, f"connection{number}-delivery.png"),
-          paths, ("upper left", "upper right"))    # bytes in order only grow, like the sequence
-    return paths
-
-
-def _save(fig, axes, path: str, paths: list, where="best") -> None:
-    """Legends where there is something to name (``where``: one place, or one per axes),
-    then the PNG."""
-    places = [where] * len(axes) if isinstance(where, str) else where
-    for ax, place in zip(axes, places):
-        if ax.has_data():
-            ax.legend(fontsize="small", loc=place)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    paths.append(path)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-
-
-def _ms(stats) -> str:
-    return "-" if stats is None else f"{stats['p99']:.1f} ms"
+    per subflow over time, and the delivery delay over time. Returns their paths. Each series
+    is reduced to what the figure's pixels can show first (``figures.figure_data``)."""
+    from . import figures
+    return figures.draw(figures.figure_data(series), directory)

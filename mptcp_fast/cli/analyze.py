@@ -185,6 +185,21 @@ def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
     """One capture, read once (twice when flows must be placed without handshakes): its
     report with ``"timing"`` when asked, its figures and tables written from the same model.
     Returns (report, None), or (report, why) when a library an output needs is missing."""
+    timing, plot_dir, parquet_dir = outputs
+    # the figures are drawn by a process forked now: it imports matplotlib while the file is
+    # read, and draws while this one finishes the other outputs
+    worker = None
+    if plot_dir is not None:
+        from ..analysis.figures import FigureWorker
+        worker = FigureWorker()
+    try:
+        return _outputs_of_file(path, dump_dir, outputs, progress_bar, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
     from ..analysis.model import model_of_file
     timing, plot_dir, parquet_dir = outputs
     packets = timing or parquet_dir is not None
@@ -202,20 +217,23 @@ def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
         # time series and the figures are made from the same model
         from ..analysis import tables
         try:
-            writer = _Background(tables.write_arrow, tables.arrow_tables(model), parquet_dir)
+            writer = _Background(tables.write_arrow, tables.tables_to_write(model), parquet_dir)
         except ImportError as exc:
             return report, _no_pyarrow(exc)
     problem = None
     if timing:
         from ..analysis import timeseries
-        series = timeseries.model_series(model)
+        from ..analysis import figures
+        # each connection's figures are drawn while the next connection's series are made
+        series = timeseries.each_model_series(model, delivery_pairs=False)
         for conn, one in zip(report["connections"], series):
             conn["timing"] = timeseries.summary(one)
-        if plot_dir is not None:
+            if worker is not None:
+                worker.submit(figures.figure_data(one), plot_dir)
+        if worker is not None:
             try:
-                for one in series:
-                    timeseries.plot_connection(one, plot_dir)
-            except timeseries.PlotError as exc:
+                worker.results()
+            except figures.PlotError as exc:
                 problem = str(exc)
     if writer is not None:
         try:

@@ -1,0 +1,339 @@
+"""The three figures of a connection's time series (``timeseries``), in two steps:
+``figure_data`` reduces the series to what the figure's pixels can show (``envelope``: numpy
+only, small and picklable), ``draw`` hands that to matplotlib. ``FigureWorker`` draws in a
+process of its own, forked before the capture is read, which imports matplotlib while the
+file is read and draws while the parent finishes the other outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+import numpy as np
+
+from . import envelope
+
+__all__ = ["PlotError", "figure_data", "draw", "FigureWorker"]
+
+DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment (timeseries)
+DPI = 100
+SEQUENCE_SIZE, THROUGHPUT_SIZE, DELIVERY_SIZE = (12, 4.5), (9, 4), (12, 4)
+MARKERS = ((DATA, ".", 4, ""), (RETRANSMISSION, "x", 30, " retransmission"),
+           (REINJECTION, "^", 30, " reinjection"))
+
+
+class PlotError(RuntimeError):
+    """Plots were asked for without matplotlib."""
+
+
+def _pixels(size) -> tuple:
+    """(columns, rows) of a figure of ``size`` inches: a grid no coarser than any of its
+    axes' pixels."""
+    return int(size[0] * DPI), int(size[1] * DPI)
+
+
+def figure_data(series) -> list:
+    """The three figures of one connection's series, as plain data (no matplotlib): a list
+    of {"file", "size", "grid", "axes": [{"title", "xlabel", "ylabel", "legend",
+    "artists": [{"kind": "scatter" | "plot" | "step", "x", "y", ...}]}]}."""
+    number = series["connection"]
+    return [_sequence_figure(series, number), _throughput_figure(series, number),
+            _delivery_figure(series, number)]
+
+
+def _sequence_figure(series, number) -> dict:
+    """The data-level position against time per subflow, retransmissions and reinjections
+    marked (one axes per direction)."""
+    axes = []
+    for direction, label in (("up", "client -> server"), ("down", "server -> client")):
+        placed = [s["samples"][direction] for s in series["subflows"]]
+        starts = [x["dsn"][x["has_dsn"]].min() for x in placed if x["has_dsn"].any()]
+        base = min(starts) if starts else np.uint64(0)    # offsets: 64-bit DSNs are no floats
+        artists = []
+        for k, (s, x) in enumerate(zip(series["subflows"], placed)):
+            for kind, marker, size, what in MARKERS:
+                chosen = np.nonzero(x["has_dsn"] & (x["kind"] == kind))[0]
+                if not len(chosen):
+                    continue
+                artists.append({"kind": "scatter", "x": x["time"][chosen],
+                                "y": (x["dsn"][chosen] - base).astype(float) / 1e3,
+                                "s": size, "marker": marker, "color": k,
+                                "label": f"subflow {s['subflow']}{what}"})
+        axes.append({"title": f"connection {number}, {label}", "xlabel": "time (s)",
+                     "ylabel": "data sequence (kB from the first byte seen)",
+                     # the data-level position only grows with time: the upper left corner
+                     # is empty (a fixed place: "best" tests every point against each place)
+                     "legend": "upper left", "artists": _reduced(artists, SEQUENCE_SIZE)})
+    return {"file": f"connection{number}-sequence.png", "size": SEQUENCE_SIZE,
+            "layout": (1, 2), "axes": axes}
+
+
+def _throughput_figure(series, number) -> dict:
+    """Throughput per subflow and direction, in at most 50 bins over time."""
+    artists = []
+    for k, s in enumerate(series["subflows"]):
+        for direction, style in (("up", "-"), ("down", "--")):
+            x = s["samples"][direction]
+            if not len(x["time"]):
+                continue
+            span = max(float(x["time"].max()), 1e-3)
+            edges = np.linspace(0, span, min(50, max(2, len(x["time"]) // 4)) + 1)
+            sums, _ = np.histogram(x["time"], bins=edges, weights=x["length"].astype(float))
+            width = edges[1] - edges[0]
+            artists.append({"kind": "plot", "x": edges[:-1], "y": sums * 8 / width / 1e6,
+                            "style": style, "color": k,
+                            "label": f"subflow {s['subflow']} {direction}"})
+    return {"file": f"connection{number}-throughput.png", "size": THROUGHPUT_SIZE,
+            "layout": (1, 1),
+            "axes": [{"title": f"connection {number}: throughput per subflow",
+                      "xlabel": "time (s)", "ylabel": "Mbit/s", "legend": "best",
+                      "artists": artists}]}
+
+
+def _delivery_figure(series, number) -> dict:
+    """Bytes delivered in order over time, and each data-level piece's wait for earlier
+    bytes (head-of-line blocking)."""
+    lines, dots = [], []
+    for k, direction in enumerate(("up", "down")):
+        arrival, delays = series["delay_points"][direction]
+        if len(arrival):
+            dots.append({"kind": "scatter", "x": arrival, "y": delays, "s": 4, "marker": None,
+                         "color": k, "label": direction})
+    for direction, style in (("up", "-"), ("down", "--")):
+        times, total = _delivered(series["delivery"][direction])
+        if len(times):
+            lines.append({"kind": "step", "x": times - series["start_time"], "y": total / 1e3,
+                          "style": style, "color": None,
+                          "label": f"{direction}: delivered in order"})
+    delay = series["delivery_delay_ms"]
+    in_order = {"title": f"connection {number}: delivered in order (delay p99 up "
+                         f"{_ms(delay['up'])}, down {_ms(delay['down'])})",
+                "xlabel": "time (s)", "ylabel": "kB delivered in order",
+                "legend": "upper left",          # bytes in order only grow, like the sequence
+                "artists": _reduced(lines, DELIVERY_SIZE)}
+    waits = {"title": "head-of-line blocking per data-level piece",
+             "xlabel": "first arrival (s)", "ylabel": "wait for in-order delivery (ms)",
+             "legend": "upper right", "artists": _reduced(dots, DELIVERY_SIZE)}
+    return {"file": f"connection{number}-delivery.png", "size": DELIVERY_SIZE,
+            "layout": (1, 2), "axes": [in_order, waits]}
+
+
+def _delivered(points) -> tuple:
+    """(times, bytes delivered so far) as arrays, from the series' list of (time, bytes)
+    pairs or a pair of arrays."""
+    if isinstance(points, tuple):
+        return np.asarray(points[0], float), np.asarray(points[1], float)
+    if not points:
+        return np.zeros(0), np.zeros(0)
+    pairs = np.asarray(points, float)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _reduced(artists, size) -> list:
+    """The artists of one axes, each series reduced to the points its pixels can show (the
+    grid spans the limits of all of them, as the axes' own autoscaling does)."""
+    if not artists:
+        return artists
+    xlim = envelope.limits([a["x"] for a in artists])
+    ylim = envelope.limits([a["y"] for a in artists])
+    grid = _pixels(size)
+    out = []
+    for a in artists:
+        if a["kind"] == "scatter":
+            keep = envelope.scatter_cells(a["x"], a["y"], xlim, ylim, grid)
+        else:
+            keep = envelope.line_envelope(a["x"], a["y"], xlim, grid[0])
+        out.append({**a, "x": np.ascontiguousarray(a["x"][keep]),
+                    "y": np.ascontiguousarray(a["y"][keep])})
+    return out
+
+
+def _ms(stats) -> str:
+    return "-" if stats is None else f"{stats['p99']:.1f} ms"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotError("plots need matplotlib: pip install 'mptcp_fast[plot]'") from None
+    return plt
+
+
+def draw(figures, directory) -> list:
+    """Draw ``figure_data``'s figures as PNGs into ``directory``; return their paths."""
+    plt = _pyplot()
+    os.makedirs(directory, exist_ok=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    paths = []
+    for figure in figures:
+        rows, columns = figure["layout"]
+        fig, grid = plt.subplots(rows, columns, figsize=figure["size"], squeeze=False)
+        for ax, spec in zip(grid.reshape(-1), figure["axes"]):
+            _draw_axes(ax, spec, colors)
+        fig.tight_layout()
+        path = os.path.join(directory, figure["file"])
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _draw_axes(ax, spec, colors) -> None:
+    for a in spec["artists"]:
+        color = None if a["color"] is None else colors[a["color"] % len(colors)]
+        if a["kind"] == "scatter":
+            ax.scatter(a["x"], a["y"], s=a["s"], marker=a["marker"], color=color,
+                       label=a["label"])
+        elif a["kind"] == "step":
+            ax.step(a["x"], a["y"], a["style"], where="post", label=a["label"],
+                    **({} if color is None else {"color": color}))
+        else:
+            ax.plot(a["x"], a["y"], a["style"], color=color, label=a["label"])
+    ax.set_title(spec["title"])
+    ax.set_xlabel(spec["xlabel"])
+    ax.set_ylabel(spec["ylabel"])
+    if ax.has_data():
+        ax.legend(fontsize="small", loc=spec["legend"])
+
+
+class FigureWorker:
+    """A process that draws figures (``draw``) while its parent works on: forked at once,
+    it imports matplotlib while the parent reads the capture. Where no process can be
+    forked, the figures are drawn in this process when they are submitted."""
+
+    def __init__(self):
+        self._process = self._connection = self._sender = None
+        self._outcomes: list = []            # (ok, paths or why) of figures drawn here
+        self._pending = 0                    # submitted to the process, not yet answered
+        try:
+            import multiprocessing
+            context = multiprocessing.get_context("fork")
+            for stream in (sys.stdout, sys.stderr):      # the child must not write them again
+                stream.flush()
+            parent, child = context.Pipe()
+            self._process = context.Process(target=_serve, args=(child,), daemon=True)
+            self._process.start()
+            child.close()
+            self._connection = parent
+        except (ValueError, OSError, AssertionError):   # no fork, or a daemon's child
+            self._process = self._connection = None
+
+    def submit(self, figures, directory) -> None:
+        """Ask for ``figures`` (``figure_data``) to be drawn into ``directory``. Returns at
+        once: a thread hands them over (a pipe holds less than a figure's data, and the
+        process takes the next job only when it has drawn the one before)."""
+        if self._connection is None:
+            self._outcomes.append(_draw_or_error(figures, directory))
+            return
+        if self._sender is None:
+            import queue
+            import threading
+            self._jobs = queue.SimpleQueue()
+            self._sender = threading.Thread(target=self._send_jobs, daemon=True)
+            self._sender.start()
+        self._jobs.put((figures, directory))
+        self._pending += 1
+
+    def _send_jobs(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                self._connection.send(job)
+        except OSError:                   # the process is gone: results() says so
+            pass
+
+    def results(self) -> list:
+        """Wait for every figure submitted; return their paths. Raises what drawing raised
+        (PlotError when matplotlib is missing)."""
+        outcomes, self._outcomes = self._outcomes, []
+        for _ in range(self._pending):
+            try:
+                outcomes.append(self._connection.recv())
+            except EOFError:
+                outcomes.append((False, PlotError("the process drawing the figures ended")))
+                break
+        self._pending = 0
+        paths = []
+        for ok, value in outcomes:
+            if not ok:
+                raise value
+            paths += value
+        return paths
+
+    def close(self) -> None:
+        """End the process (after the figures submitted are drawn)."""
+        if self._connection is None:
+            return
+        if self._sender is not None:
+            self._jobs.put(None)
+            self._sender.join()
+        try:
+            self._connection.send(None)
+        except OSError:
+            pass
+        self._connection.close()
+        self._process.join()
+        self._process = self._connection = self._sender = None
+
+
+def _draw_or_error(figures, directory) -> tuple:
+    """(True, paths), or (False, the exception drawing raised)."""
+    try:
+        return True, draw(figures, directory)
+    except Exception as exc:              # raised in the parent by results()
+        return False, exc
+
+
+def _serve(connection) -> None:
+    """The worker: import matplotlib at once, then draw what comes until None."""
+    try:
+        _pyplot()
+    except PlotError:
+        pass                              # said when figures are asked for
+    try:
+        while (job := connection.recv()) is not None:
+            connection.send(_draw_in_two(*job))
+    except EOFError:                      # the parent is gone
+        pass
+
+
+def _draw_in_two(figures, directory) -> tuple:
+    """``_draw_or_error``, the first figure drawn by a fork of this process (matplotlib is
+    imported already: the copy starts drawing at once) while this one draws the others."""
+    if len(figures) < 2 or not hasattr(os, "fork"):
+        return _draw_or_error(figures, directory)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                       # the copy: one figure, then exit
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as out:
+                pickle.dump(_picklable(_draw_or_error(figures[:1], directory)), out)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    rest = _draw_or_error(figures[1:], directory)
+    with os.fdopen(read_end, "rb") as answer:
+        try:
+            first = pickle.load(answer)
+        except EOFError:
+            first = (False, PlotError("the process drawing a figure ended without it"))
+    os.waitpid(pid, 0)
+    for ok, value in (first, rest):
+        if not ok:
+            return ok, value
+    return True, first[1] + rest[1]
+
+
+def _picklable(outcome) -> tuple:
+    """``outcome``, its exception replaced by a PlotError saying it when it cannot be
+    pickled."""
+    try:
+        pickle.dumps(outcome)
+        return outcome
+    except Exception:
+        return False, PlotError(f"drawing failed: {outcome[1]!r}")
