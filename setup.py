@@ -135,6 +135,8 @@ def extensions():
 class OptionalBuildExt(build_ext):
     """Keep installing (pure) when the C toolchain fails, unless REQUIRE is set."""
 
+    failed = False                        # an extension did not build: record no manifest
+
     def run(self):
         try:
             super().run()
@@ -149,8 +151,6 @@ class OptionalBuildExt(build_ext):
             package_dir = os.path.dirname(self.get_ext_fullpath("mptcp_fast._options"))
             with open(os.path.join(package_dir, MANIFEST), "w") as f:
                 json.dump(build_manifest(), f, indent=1, sort_keys=True)
-
-    failed = False                        # an extension did not build: record no manifest
 
     def build_extension(self, ext):
         try:
