@@ -102,3 +102,48 @@ def test_progress_callback_and_silence_off_a_terminal(tmp_path):
     assert len(seen) == 3 and 0 < seen[0] < seen[1] < seen[2] < path.stat().st_size
     proc = run_cli("analyze")             # stderr is a pipe here: no progress bar at all
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_a_port_out_of_range_is_an_argument_error_not_a_traceback(capsys):
+    for argv, where in [(["connect", "198.18.0.77", "70000", "--engine", "kernel"], "port"),
+                        (["serve", "--port", "-1"], "--port"),
+                        (["proxy", "--listen", "9999999", "--to", "198.18.0.1:80"], "--listen"),
+                        (["proxy", "--listen", "5000", "--to", "host:x"], "--to")]:
+        try:
+            cli.main(argv)
+        except SystemExit as exc:
+            assert exc.code == 2
+        else:
+            raise AssertionError(f"{argv} was accepted")
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(f"mptcp-fast {argv[0]}: error: argument {where}: ")
+        assert err.endswith(("a port is 0-65535, not 70000", "a port is 0-65535, not -1",
+                             "a port is 0-65535, not 9999999", "not a port: 'x'"))
+
+
+class _NobodyAnswers:
+    """An engine whose connections are never answered (nobody at the address)."""
+
+    def __init__(self, args):
+        pass
+
+    async def start(self):
+        pass
+
+    async def open(self, host, port):
+        import asyncio
+        await asyncio.Event().wait()
+
+    def close(self):
+        pass
+
+
+def test_connect_to_nobody_says_how_long_it_waited(monkeypatch, capsys):
+    from mptcp_fast.cli import net
+    monkeypatch.setattr(net, "_Engine", _NobodyAnswers)
+    assert cli.main(["connect", "198.18.0.77", "5000", "--timeout", "0.2"]) == 1
+    assert capsys.readouterr().err == \
+        "mptcp-fast connect: 198.18.0.77:5000: no answer within 0.2 s\n"
+    assert cli.main(["connect", "2001:2::77", "5000", "--timeout", "0.1"]) == 1
+    assert capsys.readouterr().err == \
+        "mptcp-fast connect: [2001:2::77]:5000: no answer within 0.1 s\n"

@@ -400,8 +400,10 @@ async def _connect(args) -> int:
             reader, writer = await asyncio.wait_for(engine.open(args.host, args.port),
                                                     args.timeout)
         except (OSError, asyncio.TimeoutError) as exc:
-            print(f"mptcp-fast connect: {args.host}:{args.port}: "
-                  f"{exc or 'timed out'}", file=sys.stderr)
+            # asyncio's timeout says nothing of itself: say what happened
+            reason = str(exc) or f"no answer within {args.timeout:g} s"
+            print(f"mptcp-fast connect: {_endpoint((args.host, args.port))}: {reason}",
+                  file=sys.stderr)
             return 1
         size = os.path.getsize(args.send_file) if args.send_file else args.bytes
         report = _Report(args, f"{args.host}:{args.port}", size)
@@ -535,9 +537,20 @@ async def _proxy(args) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0-65535 (argparse type): a clear error, not an OverflowError from bind()."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, not {port}")
+    return port
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return (host.strip("[]") or "0.0.0.0"), int(port)
+    return (host.strip("[]") or "0.0.0.0"), _port(port)
 
 
 # ====================================================================== the parsers
@@ -563,8 +576,8 @@ def _run(coroutine_function):
 def _host_port_arg(text: str) -> str:
     try:
         _host_port(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}") from None
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}: {exc}") from None
     return text
 
 
@@ -605,7 +618,7 @@ def add_parsers(sub, size_type) -> None:
     srv = sub.add_parser("serve", help="an MPTCP server: sink, echo, or send N bytes",
                          description="An MPTCP server on the userspace engine (TUN) or the "
                                      "kernel; one report per connection.")
-    srv.add_argument("--port", type=int, default=5000)
+    srv.add_argument("--port", type=_port, default=5000)
     srv.add_argument("--mode", choices=["sink", "echo", "send"], default="sink")
     srv.add_argument("--bytes", type=size_type, default=100 << 20,
                      help="--mode send: how much (e.g. 100M)")
@@ -619,7 +632,7 @@ def add_parsers(sub, size_type) -> None:
                                      "until the server closes, report SHA-256s, subflows and "
                                      "throughput.")
     con.add_argument("host")
-    con.add_argument("port", type=int)
+    con.add_argument("port", type=_port)
     what = con.add_mutually_exclusive_group()
     what.add_argument("--bytes", type=size_type, default=10 << 20, help="send this many bytes")
     what.add_argument("--send-file", metavar="FILE", help="send this file")
