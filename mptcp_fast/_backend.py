@@ -183,7 +183,7 @@ class PublicClass(type):
         return any(issubclass(cls, loaded) for loaded in face._loaded.values())
 
     def __getattr__(face, name):
-        if name.startswith("__") or name in ("_loaded", "_compiled_module"):
+        if name.startswith("__"):
             raise AttributeError(name)
         return getattr(face._loaded["python"], name)
 
@@ -203,9 +203,7 @@ def public_class(pure: type, module: str) -> PublicClass:
     """The public face of the pure engine class ``pure`` of ``mptcp_fast.<...>.<module>``: what
     its module exports under the class's name (called by the pure modules only)."""
     import inspect
-    face = PublicClass(pure.__name__, (), {
+    return PublicClass(pure.__name__, (), {
         "__doc__": pure.__doc__, "__module__": pure.__module__, "__qualname__": pure.__qualname__,
-        "__signature__": inspect.signature(pure)})
-    face._loaded = {"python": pure}
-    face._compiled_module = "mptcp_fast._cengine." + module.rsplit(".", 1)[-1]
-    return face
+        "__signature__": inspect.signature(pure), "_loaded": {"python": pure},
+        "_compiled_module": "mptcp_fast._cengine." + module.rsplit(".", 1)[-1]})
