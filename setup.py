@@ -1,4 +1,9 @@
-"""Build the compiled hot paths: every pyx/*.pyx becomes mptcp_fast.<name>.
+"""Build the compiled hot paths. pyx/ mirrors the package by the compiled modules' dotted names:
+pyx/mptcp_fast/<layer>/<name>_c.pyx (hand-written) becomes mptcp_fast.<layer>.<name>_c; a twin
+without one is compiled from its pure source, mptcp_fast/<layer>/<name>_py.py, in Cython's
+pure-Python mode, typed by pyx/mptcp_fast/<layer>/<name>_c.pxd; the engine's modules become
+mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd. pyx/mf_*.pxd and .h are
+the C helpers the compiled modules share.
 
 MPTCP_FAST_NO_EXT=1, a missing Cython, or a failing C compiler all give a
 pure-Python install (mptcp_fast warns once at import and runs the pure twins).
@@ -18,24 +23,24 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SINGLE_SOURCE = ("_sender",)          # mptcp_fast/_pure/<name>.py + pyx/mptcp_fast/<name>.pxd
 REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
 SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
 EXTRA_CFLAGS = shlex.split(os.environ.get("MPTCP_FAST_CFLAGS", ""))
 EXTRA_LDFLAGS = shlex.split(os.environ.get("MPTCP_FAST_LDFLAGS", ""))
 
 
-def _engine_modules() -> tuple:
-    """mptcp_fast/_backend.py's ENGINE_MODULES, read without importing the package."""
+def _backend_constant(name: str):
+    """A constant of mptcp_fast/_backend.py (TWINS, ENGINE_MODULES), read without importing
+    the package."""
     with open(os.path.join("mptcp_fast", "_backend.py")) as f:
         for node in ast.parse(f.read()).body:
-            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == \
-                    "ENGINE_MODULES":
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
                 return ast.literal_eval(node.value)
-    raise RuntimeError("mptcp_fast/_backend.py has no ENGINE_MODULES")
+    raise RuntimeError(f"mptcp_fast/_backend.py has no {name}")
 
 
-ENGINE = _engine_modules()
+TWINS = _backend_constant("TWINS")              # {"_options": "wire", ...}
+ENGINE = _backend_constant("ENGINE_MODULES")
 SIMULATION = ("netem", "apps")        # compiled with the engine, but from mptcp_fast/sim/
 
 
@@ -91,13 +96,19 @@ def extensions():
         return []
     import numpy
 
-    sources = {f"mptcp_fast.{os.path.splitext(os.path.basename(path))[0]}": path
-               for path in sorted(glob.glob("pyx/*.pyx"))}
-    # Single-source modules: the pure twin itself, compiled in Cython's pure-Python mode. The
-    # augmenting .pxd is named after the compiled module, pyx/mptcp_fast/<name>.pxd (Cython
-    # looks it up by the extension's name on the include path); so are the .pxd files that
-    # let other compiled modules cimport a module's classes (pyx/mptcp_fast/_receiver.pxd).
-    sources.update({f"mptcp_fast.{name}": f"mptcp_fast/_pure/{name}.py" for name in SINGLE_SOURCE})
+    sources = {}
+    for name, layer in TWINS.items():
+        # hand-written: pyx/mptcp_fast/<layer>/<name>_c.pyx. Otherwise one source: the pure twin
+        # compiled in Cython's pure-Python mode; its augmenting .pxd is named after the compiled
+        # module, pyx/mptcp_fast/<layer>/<name>_c.pxd (Cython looks it up by the extension's
+        # name on the include path, not beside the .py), as are the .pxd files that let other
+        # compiled modules cimport a module's classes (pyx/mptcp_fast/wire/_receiver_c.pxd).
+        written = f"pyx/mptcp_fast/{layer}/{name}_c.pyx"
+        one_source = f"mptcp_fast/{layer}/{name}_py.py"
+        sources[f"mptcp_fast.{layer}.{name}_c"] = written if os.path.exists(written) else one_source
+    stray = set(glob.glob("pyx/**/*.pyx", recursive=True)) - set(sources.values())
+    if stray:
+        raise RuntimeError(f"{sorted(stray)}: not a twin named in mptcp_fast/_backend.py TWINS")
     # The engine's per-packet modules, the same way: mptcp_fast/engine/<name>.py (and the
     # emulator's, mptcp_fast/sim/netem.py and apps.py) compiled as mptcp_fast._cengine.<name>,
     # typed by pyx/mptcp_fast/_cengine/<name>.pxd.
@@ -148,7 +159,7 @@ class OptionalBuildExt(build_ext):
             return
         if SOURCES and not self.failed:
             # beside the compiled modules: the source tree (in place, editable) or build_lib
-            package_dir = os.path.dirname(self.get_ext_fullpath("mptcp_fast._options"))
+            package_dir = os.path.dirname(self.get_ext_fullpath("mptcp_fast._x"))
             with open(os.path.join(package_dir, MANIFEST), "w") as f:
                 json.dump(build_manifest(), f, indent=1, sort_keys=True)
 

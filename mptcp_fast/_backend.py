@@ -6,9 +6,11 @@ sources present (``stale_sources``), unless ``MPTCP_FAST_PURE=1`` (like aiohttp'
 
 What a user sees follows from that choice:
 - an API module's functions (``options.parse_option``, ...) are the active twin's, bound when
-  the module is imported: ``mptcp_fast.wire.options`` with ``mptcp_fast._options`` (compiled
-  from ``pyx/_options.pyx``) or ``mptcp_fast._pure._options``. The API module registers with
-  :func:`register`; its bind callback hands the twin the API's classes;
+  the module is imported: ``mptcp_fast.wire.options`` with ``mptcp_fast.wire._options_c``
+  (compiled from ``pyx/mptcp_fast/wire/_options_c.pyx``) or ``mptcp_fast.wire._options_py``.
+  The API module registers with :func:`register`, whose bind callback takes the twin's
+  functions and classes; the twins take the API's value types from modules below them both
+  (``wire/_option_types.py``, ...), never from the API module;
 - the engine's public classes (``Endpoint``, ``Network``, ``BulkApp``) are :class:`PublicClass`
   faces: calling one builds the active backend's object, and ``isinstance`` holds for either's.
 
@@ -28,9 +30,14 @@ import json
 import os
 import warnings
 
-# Every compiled module the package expects; the compiled backend is all or nothing.
-EXTENSIONS = ("_options", "_crypto", "_dss", "_pcap", "_receiver", "_tracking", "_sender", "_packet",
-              "_segment")
+# The hot paths with two implementations, by name and the layer (subpackage) they sit in:
+# mptcp_fast.<layer>.<name>_py is the pure one, mptcp_fast.<layer>.<name>_c the compiled one
+# (from pyx/mptcp_fast/<layer>/<name>_c.pyx, or from <name>_py.py itself in Cython's pure
+# mode, typed by pyx/mptcp_fast/<layer>/<name>_c.pxd). The compiled backend is all or nothing.
+TWINS = {"_options": "wire", "_crypto": "wire", "_dss": "wire", "_packet": "wire",
+         "_receiver": "wire", "_segment": "wire", "_sender": "wire",
+         "_pcap": "analysis", "_tracking": "analysis"}
+EXTENSIONS = tuple(f"{layer}.{name}_c" for name, layer in TWINS.items())
 # The compiled engine, mptcp_fast._cengine.<name>: the modules compiled from the engine's
 # sources (and the emulator's), in import order (setup.py reads this list). Found, not
 # imported, here (they import the API modules, which register with this one).
@@ -121,12 +128,11 @@ def available() -> tuple[str, ...]:
 
 
 def implementation(name: str, backend: str):
-    """The twin module ``name`` (e.g. ``"_options"``) of ``backend``."""
-    if backend == "cython":
-        return importlib.import_module(f"mptcp_fast.{name}")
-    if backend == "python":
-        return importlib.import_module(f"mptcp_fast._pure.{name}")
-    raise ValueError(f"backend must be 'cython' or 'python', not {backend!r}")
+    """The twin module ``name`` (e.g. ``"_options"``, one of :data:`TWINS`) of ``backend``."""
+    suffix = {"cython": "_c", "python": "_py"}.get(backend)
+    if suffix is None:
+        raise ValueError(f"backend must be 'cython' or 'python', not {backend!r}")
+    return importlib.import_module(f"mptcp_fast.{TWINS[name]}.{name}{suffix}")
 
 
 def register(api_module: str, impl_name: str, bind) -> None:

@@ -2,7 +2,7 @@
 # (RFC 9293 §3.1, pseudo-headers of RFC 791 and RFC 8200 §8.1) and the IPv4 header checksum
 # (RFC 791), and writing a whole packet. Shared by _packet.pyx (the packet API), _pcap.pyx (the
 # capture reader) and _segment.pyx (the engine's segments); the pure twin is
-# mptcp_fast/_pure/_packet.py. Nothing here allocates or reads outside [0, n).
+# mptcp_fast/wire/_packet_py.py. Nothing here allocates or reads outside [0, n).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -16,7 +16,7 @@ cdef enum:
     PK_FRAGMENT = 3            # an IP fragment (not reassembled)
     PK_IPPROTO_TCP = 6
     # pk_write_check / pk_write refusals (negative: a length is never negative). The pure
-    # twin's write_error (mptcp_fast/_pure/_packet.py) turns them into the PacketError text.
+    # twin's write_error (mptcp_fast/wire/_packet_py.py) turns them into the PacketError text.
     PK_W_FAMILY = -1           # source and destination not both 4 or both 16 bytes
     PK_W_OPTIONS = -2          # an options area that is not a multiple of 4 bytes up to 40
     PK_W_TOO_LONG = -3         # more than one IP packet's 16-bit length field can say

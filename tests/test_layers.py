@@ -8,28 +8,32 @@ points to its own layer or one below it, never up.
     wire       options, packets, crypto, sequence numbers, DSS, the receive pipeline, segments
     ground     errors, argument checks, the backend switch
 
-Layers on one line are side by side: neither imports the other. A module's twins (the pure
-ones in mptcp_fast/_pure, the compiled engine in mptcp_fast/_cengine) belong to its layer.
-Imports are read from the source (ast), including the ones inside functions.
+Layers on one line are side by side: neither imports the other. A module's twins sit in its
+layer's package (mptcp_fast/wire/_options_py.py, compiled from pyx/mptcp_fast/wire/_options_c.pyx
+as mptcp_fast.wire._options_c); the compiled engine, mptcp_fast._cengine, belongs to the layer
+of the source each of its modules is compiled from (engine/, or sim/ for netem and apps).
+Imports are read from the source (ast), including the ones inside functions; the compiled
+sources under pyx/ are read for their imports and cimports too.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 
 import pytest
 
 import mptcp_fast
-from mptcp_fast import _backend
 
 PACKAGE = os.path.dirname(os.path.abspath(mptcp_fast.__file__))
 
 RANK = {"ground": 0, "wire": 1, "engine": 2, "analysis": 2, "net": 3, "sim": 3, "testing": 4,
         "cli": 5, "face": 6}
 GROUND = {"errors", "_check", "_bytes", "_backend", "_version"}
-# The twins of mptcp_fast/_pure and mptcp_fast._cengine, by the layer of the module they serve.
-TWINS = {"_pcap": "analysis", "_tracking": "analysis", "netem": "sim", "apps": "sim"}
+PYX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyx")
+# The compiled engine's modules compiled from the emulator's sources (setup.py's SIMULATION).
+SIMULATION = {"netem": "sim", "apps": "sim"}
 
 
 def layer(module: str) -> str:
@@ -40,12 +44,10 @@ def layer(module: str) -> str:
     head = parts[0]
     if head in GROUND:
         return "ground"
-    if head in ("_pure", "_cengine"):
+    if head == "_cengine":
         if len(parts) == 1:
-            return "ground"              # the packages themselves hold no code
-        return TWINS.get(parts[1], "engine" if head == "_cengine" else "wire")
-    if head in _backend.EXTENSIONS:
-        return TWINS.get(head, "wire")   # a compiled twin: mptcp_fast._options, ...
+            return "ground"              # the package itself holds no code
+        return SIMULATION.get(parts[1], "engine")
     return head
 
 
@@ -85,18 +87,58 @@ def imports(path: str, package: str):
                 yield node.lineno, alias.name
 
 
+# ``from mptcp_fast.x import y`` / ``cimport`` / ``import mptcp_fast.x`` in a .pyx or .pxd
+_PYX_IMPORT = re.compile(r"^\s*(?:from\s+(mptcp_fast[\w.]*)\s+c?import\s+([\w, ()]+)"
+                         r"|c?import\s+(mptcp_fast[\w.]*))", re.M)
+
+
+def _compiled_sources():
+    """(path, dotted, package) for every .pyx/.pxd under pyx/mptcp_fast: pyx/ mirrors the
+    package by the compiled modules' dotted names."""
+    for folder, _, files in os.walk(os.path.join(PYX, "mptcp_fast")):
+        for name in files:
+            if name.endswith((".pyx", ".pxd")) and not name.startswith("__init__"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, PYX).rsplit(".", 1)[0].replace(os.sep, ".")
+                yield path, dotted, dotted.rsplit(".", 1)[0]
+
+
+def compiled_imports(path: str):
+    """(line, module) for every mptcp_fast module a .pyx/.pxd file imports or cimports."""
+    with open(path) as f:
+        text = f.read()
+    for match in _PYX_IMPORT.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        if match.group(3):
+            yield line, match.group(3)
+            continue
+        source = match.group(1)
+        for name in match.group(2).replace("(", " ").replace(")", " ").split(","):
+            name = name.split()[0] if name.split() else ""
+            full = f"{source}.{name}"
+            yield line, full if name and _is_module(full) else source
+
+
 def upward_imports() -> list[str]:
     found = []
-    for path, dotted, package in _modules():
+    sources = [(path, dotted, imports(path, package)) for path, dotted, package in _modules()]
+    sources += [(path, dotted, compiled_imports(path)) for path, dotted, _ in _compiled_sources()]
+    for path, dotted, found_imports in sources:
         here = layer(dotted)
-        for line, target in imports(path, package):
+        for line, target in found_imports:
             if target != "mptcp_fast" and not target.startswith("mptcp_fast."):
                 continue
             there = layer(target)
             if RANK[there] > RANK[here] or (RANK[there] == RANK[here] and there != here):
-                found.append(f"{os.path.relpath(path, PACKAGE)}:{line} ({here}) imports "
+                found.append(f"{_shown(path)}:{line} ({here}) imports "
                              f"{target} ({there})")
     return found
+
+
+def _shown(path: str) -> str:
+    """A path relative to the package, or for a compiled source to pyx/."""
+    inside_pyx = os.path.commonpath([path, PYX]) == PYX
+    return os.path.relpath(path, os.path.dirname(PYX) if inside_pyx else PACKAGE)
 
 
 def test_every_import_points_to_its_own_layer_or_below():
@@ -104,7 +146,8 @@ def test_every_import_points_to_its_own_layer_or_below():
 
 
 def test_the_checker_sees_an_upward_and_a_sideways_import(tmp_path, monkeypatch):
-    """The check can fail: a wire module importing the engine, an engine module the analyzer."""
+    """The check can fail: a wire module importing the engine (in Python and in a compiled
+    source), an engine module the analyzer."""
     fake = tmp_path / "mptcp_fast"
     for folder, text in [("wire", "from ..engine import Endpoint\n"),
                          ("engine", "from mptcp_fast.analysis import capture\n"),
@@ -113,17 +156,23 @@ def test_the_checker_sees_an_upward_and_a_sideways_import(tmp_path, monkeypatch)
         (fake / folder / "__init__.py").write_text("")
         (fake / folder / "x.py").write_text(text)
     (fake / "__init__.py").write_text("")
+    compiled = tmp_path / "pyx" / "mptcp_fast" / "wire"
+    compiled.mkdir(parents=True)
+    (compiled / "_x_c.pyx").write_text("from libc.stdint cimport uint8_t\n"
+                                       "from mptcp_fast.engine cimport subflow\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", str(fake))
+    monkeypatch.setattr(__import__(__name__), "PYX", str(tmp_path / "pyx"))
     found = upward_imports()
     assert sorted(found) == [
         "engine/x.py:1 (engine) imports mptcp_fast.analysis (analysis)",
+        "pyx/mptcp_fast/wire/_x_c.pyx:2 (wire) imports mptcp_fast.engine (engine)",
         "wire/x.py:1 (wire) imports mptcp_fast.engine (engine)"]
 
 
 @pytest.mark.parametrize("module, expected", [
-    ("mptcp_fast.wire.options", "wire"), ("mptcp_fast._pure._options", "wire"),
-    ("mptcp_fast._pure._pcap", "analysis"), ("mptcp_fast._options", "wire"),
-    ("mptcp_fast._tracking", "analysis"), ("mptcp_fast._cengine.connection", "engine"),
+    ("mptcp_fast.wire.options", "wire"), ("mptcp_fast.wire._options_py", "wire"),
+    ("mptcp_fast.analysis._pcap_py", "analysis"), ("mptcp_fast.wire._options_c", "wire"),
+    ("mptcp_fast.analysis._tracking_c", "analysis"), ("mptcp_fast._cengine.connection", "engine"),
     ("mptcp_fast._cengine.netem", "sim"), ("mptcp_fast.errors", "ground"),
     ("mptcp_fast._backend", "ground"), ("mptcp_fast.cli.net", "cli"), ("mptcp_fast", "face")])
 def test_each_module_has_its_layer(module, expected):

@@ -7,7 +7,7 @@ mapping and reassembly rules.
 
 The capture is decoded into numpy columns (mptcp_fast.analysis.capture); the per-packet work of data
 packets (subflow lookup, DSS mappings, coverage, reassembly, checksums) is the hot module
-_tracking (pyx/_tracking.pyx, _pure/_tracking.py). It hands back the packets that need more
+_tracking (pyx/mptcp_fast/analysis/_tracking_c.pyx, analysis/_tracking_py.py). It hands back the packets that need more
 than that — handshakes, resets, MPTCP options other than the DSS, malformed options, infinite
 mappings, unknown MPTCP flows — and this module handles their options.
 

@@ -8,7 +8,7 @@
 
 A truncated or corrupt file raises CaptureError naming the byte offset, after
 every packet before it has been yielded. The reading and decoding is a hot path
-with two twins (pyx/_pcap.pyx, _pure/_pcap.py).
+with two twins (pyx/mptcp_fast/analysis/_pcap_c.pyx, analysis/_pcap_py.py).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def check_columns(cols) -> int:
     dimension (``src``/``dst``: (n, 16)), C-contiguous, n rows; the blobs are bytes; every
     options and captured payload range lies inside its blob. Anything else is a
     CaptureError naming the column, so no reader reads outside a buffer whatever it is given."""
-    from .._pure._pcap import _COLUMN_TYPES      # the layout both backends write
+    from ._pcap_py import _COLUMN_TYPES      # the layout both backends write
     if not hasattr(cols, "get"):
         raise CaptureError(f"columns must be a dict of arrays, not {type(cols).__name__}")
     number = cols.get("number")

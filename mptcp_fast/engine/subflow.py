@@ -29,7 +29,7 @@ from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.events import CloseReason
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
-    from mptcp_fast._pure._segment import ack_packet, data_packet
+    from mptcp_fast.wire._segment_py import ack_packet, data_packet
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.subflow (docs/design.md, "Two backends, one API").

@@ -14,7 +14,7 @@ leftmost 64 bits of HMAC-SHA1 keyed with the sender's key alone, over
 id||address, with the port appended only when present. No draft text was
 available to confirm it; treat this profile as implementation-derived.
 
-The hashing is a hot path with two twins (pyx/_crypto.pyx, _pure/_crypto.py);
+The hashing is a hot path with two twins (pyx/mptcp_fast/wire/_crypto_c.pyx, wire/_crypto_py.py);
 this module validates arguments and holds the public types.
 """
 

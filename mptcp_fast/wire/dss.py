@@ -9,11 +9,11 @@ copies are duplicates), Linux's __mptcp_expand_seq (how 32-bit values are promot
 the candidate nearest the last 64-bit value), and RFC 1982 serial arithmetic with the
 boundary at 2**63 decided once in mptcp_fast.wire.serial.
 
-Hot paths have two twins (pyx/_dss.pyx, _pure/_dss.py): ``expand_seq``,
+Hot paths have two twins (pyx/mptcp_fast/wire/_dss_c.pyx, wire/_dss_py.py): ``expand_seq``,
 ``DssChecksum`` / ``dss_checksum`` and ``ReassemblyQueue`` below are the active
 backend's, and so is ``SubflowMappings``. ``expand_seq_array`` is numpy (one vectorised
 implementation); the sender's ``DsnAllocator`` has one source compiled for the compiled
-backend (mptcp_fast/_pure/_sender.py).
+backend (mptcp_fast/wire/_sender_py.py).
 """
 
 from __future__ import annotations
@@ -240,8 +240,8 @@ def _bind(impl) -> None:
 
 
 def _bind_sender(impl) -> None:
-    """``DsnAllocator(initial_dsn)`` is the active backend's (one source, mptcp_fast/_pure/
-    _sender.py, compiled by Cython for the compiled backend): ``allocate(subflow,
+    """``DsnAllocator(initial_dsn)`` is the active backend's (one source, mptcp_fast/wire/
+    _sender_py.py, compiled by Cython for the compiled backend): ``allocate(subflow,
     subflow_seq, length) -> Mapping`` (``allocate_dsn`` -> the first DSN) hands out the next
     DSNs; ``resend(dsn, length, subflow, subflow_seq)`` records a reinjection;
     ``acknowledge(data_ack)`` takes a DATA_ACK (one behind or beyond what was sent is

@@ -6,7 +6,7 @@ RFC 9293/7323/2018 for the plain TCP options.
 
 The classes are defined here, once, in Python. Parsing and encoding are hot
 paths with two implementations that share this API (docs/design.md):
-``pyx/_options.pyx`` (compiled) and ``mptcp_fast/_pure/_options.py``.
+``pyx/mptcp_fast/wire/_options_c.pyx`` (compiled) and ``mptcp_fast/wire/_options_py.py``.
 ``mptcp_fast.BACKEND`` tells which one the functions below are bound to.
 
 Every option is a tuple subclass: cheap to build from the compiled parser,

@@ -12,7 +12,7 @@ RFC 791 for the IPv4 header). The layer under the engine and the capture reader.
 
 Parsing accepts what the capture reader accepts: IPv4 with options (not fragments), IPv6
 with hop-by-hop, routing, destination-options and AH headers and an atomic fragment header;
-anything else is a PacketError naming why. The hot paths are compiled (pyx/_packet.pyx,
+anything else is a PacketError naming why. The hot paths are compiled (pyx/mptcp_fast/wire/_packet_c.pyx,
 with the C in pyx/mf_packet.pxd shared with the capture reader) with a pure twin.
 """
 

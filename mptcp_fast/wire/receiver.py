@@ -22,7 +22,7 @@ pushed into the stream's ReassemblyQueue, and checked against their mapping's ch
 every byte of it was seen; a mapping that contradicts an earlier one, unmapped bytes, a
 DATA_FIN that moves and a failed checksum become ``Event``s. ``ChecksumBudget`` bounds the
 payload bytes that checksummed mappings may hold while they collect. The capture analyzer
-feeds it from packet columns; the engine will feed it segments. Compiled (pyx/_receiver.pyx,
+feeds it from packet columns; the engine will feed it segments. Compiled (pyx/mptcp_fast/wire/_receiver_c.pyx,
 cimportable through pyx/mptcp_fast/_receiver.pxd) with a pure twin.
 """
 

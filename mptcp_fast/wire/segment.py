@@ -4,8 +4,8 @@ short, not TCP, a fragment, or a bad IPv4 header or TCP checksum); malformed opt
 counted in ``malformed_options`` and otherwise ignored, as Linux ignores them (RFC 9293 §3.1
 lets a receiver skip what it does not understand).
 
-The reading is a byte-level hot path with two twins (pyx/_segment.pyx, compiled, and
-mptcp_fast/_pure/_segment.py): the usual established layout (timestamps + DSS) is decoded
+The reading is a byte-level hot path with two twins (pyx/mptcp_fast/wire/_segment_c.pyx, compiled, and
+mptcp_fast/wire/_segment_py.py): the usual established layout (timestamps + DSS) is decoded
 directly, anything else through the option codec. So is writing the two segments an
 established subflow sends most (``data_packet``, ``ack_packet``). The compiled twin reads into
 its own typed ``Incoming`` (the same fields), which the compiled engine reads as C fields.
@@ -14,7 +14,7 @@ its own typed ``Incoming`` (the same fields), which the compiled engine reads as
 from __future__ import annotations
 
 from . import packet as pk
-from .._pure import _segment as _pure_segment
+from . import _segment_py
 from ..errors import PARSE_STATUS, PacketError
 from .established import read_common
 
@@ -64,7 +64,7 @@ def read_segment(data, number: int = 0) -> Incoming:
 def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
     """A subflow's key in its endpoint's table (local address and port, remote address and
     port, as one bytes object): what ``Incoming.flow`` holds for a segment it receives."""
-    return _pure_segment.flow_key(local, lport, remote, rport)
+    return _segment_py.flow_key(local, lport, remote, rport)
 
 
 def reader():

@@ -8,8 +8,8 @@ from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
                                           TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32)
-from mptcp_fast._segment cimport Incoming
-from mptcp_fast._sender cimport DsnAllocator
+from mptcp_fast.wire._segment_c cimport Incoming
+from mptcp_fast.wire._sender_c cimport DsnAllocator
 
 
 cdef long long MASK32, _HALF32

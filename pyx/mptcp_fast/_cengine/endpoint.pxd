@@ -3,7 +3,7 @@ cimport cython
 
 from mptcp_fast._cengine.connection cimport Connection
 from mptcp_fast._cengine.subflow cimport Subflow, TIME_WAIT
-from mptcp_fast._segment cimport Incoming, read as read_packet
+from mptcp_fast.wire._segment_c cimport Incoming, read as read_packet
 
 
 @cython.final

@@ -5,8 +5,8 @@ cimport cython
 from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller, Window
 from mptcp_fast._cengine.rtt cimport RttEstimator
-from mptcp_fast._segment cimport Incoming, ack_packet, data_packet
-from mptcp_fast._sender cimport DsnAllocator
+from mptcp_fast.wire._segment_c cimport Incoming, ack_packet, data_packet
+from mptcp_fast.wire._sender_c cimport DsnAllocator
 
 
 cdef long long MASK32, _HALF32

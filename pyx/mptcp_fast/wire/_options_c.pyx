@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_options.py: the TCP/MPTCP option codec.
+"""Compiled twin of mptcp_fast/wire/_options_py.py: the TCP/MPTCP option codec.
 
 Same functions, results and errors as the pure module. Input is read through a
 raw pointer; every read is preceded by an explicit length check (the checks
@@ -23,7 +23,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 
 from mptcp_fast._bytes import as_bytes
 from mptcp_fast.errors import OptionError, option_error
-from mptcp_fast._pure._options import (field_counts, field_count_error,   # one rule, one text
+from mptcp_fast.wire._options_py import (field_counts, field_count_error,   # one rule, one text
                                        field_type_error)
 
 cdef extern from *:

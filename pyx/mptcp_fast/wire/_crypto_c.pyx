@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_crypto.py: MPTCP keys, tokens, IDSNs and HMACs.
+"""Compiled twin of mptcp_fast/wire/_crypto_py.py: MPTCP keys, tokens, IDSNs and HMACs.
 
 SHA-256/SHA-1 and HMAC come from pyx/mf_sha.h (FIPS 180-4, RFC 2104), with
 SHA-NI on CPUs that have it. Arguments were validated by mptcp_fast.wire.crypto;
@@ -15,7 +15,7 @@ import numpy as np
 cimport numpy as cnp
 
 from mptcp_fast import _check
-from mptcp_fast._pure._crypto import need_bytes, address_bytes   # the checks' one text
+from mptcp_fast.wire._crypto_py import need_bytes, address_bytes   # the checks' one text
 
 cnp.import_array()
 

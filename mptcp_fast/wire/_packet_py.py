@@ -1,4 +1,4 @@
-"""Pure-Python twin of pyx/_packet.pyx (with pyx/mf_packet.pxd): where the IP and TCP parts
+"""Pure-Python twin of pyx/mptcp_fast/wire/_packet_c.pyx (with pyx/mf_packet.pxd): where the IP and TCP parts
 of a packet are, building a packet into a buffer, and its TCP and IPv4 header checksums.
 
 Same functions, results and errors as the compiled module; ``locate`` is the pure form of
@@ -11,7 +11,7 @@ import struct
 
 from .. import _check
 from ..errors import PacketError
-from ._csum import add16, sum16
+from ._csum_py import add16, sum16
 
 PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT = 0, 1, 2, 3
 # why a packet cannot be written (mf_packet.pxd's pk_write_check codes)

@@ -1,9 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_tracking.py: the capture analyzer's per-packet fast path.
+"""Compiled twin of mptcp_fast/analysis/_tracking_py.py: the capture analyzer's per-packet fast path.
 
 Reads the numpy columns of mptcp_fast.analysis.capture through typed memoryviews: which subflow a
 4-tuple is, relative subflow sequence numbers, the DSS fields; and hands mappings, data ACKs
-and payload to the receive pipeline (mptcp_fast._receiver, cimported: no Python calls on
+and payload to the receive pipeline (mptcp_fast.wire._receiver_c, cimported: no Python calls on
 the way). Python objects are touched only for reassembly (queue.push of captured payload),
 DSS checksums of captured mappings, and rare events. Same results, counters and event texts
 as the pure twin.
@@ -16,8 +16,8 @@ cimport numpy as cnp
 from numpy cimport npy_bool as cnp_bool
 
 from mf_serial cimport expand_seq
-from mptcp_fast._receiver cimport ChecksumBudget, DataReceiver, SubflowReceiver
-from mptcp_fast import _receiver as _receiver_module
+from mptcp_fast.wire._receiver_c cimport ChecksumBudget, DataReceiver, SubflowReceiver
+from mptcp_fast.wire import _receiver_c as _receiver_module
 import numpy as _np
 
 cnp.import_array()

@@ -1,8 +1,7 @@
-# Declarations of the compiled receive pipeline (pyx/_receiver.pyx, built as
-# mptcp_fast._receiver; this directory mirrors the package so that Cython names the module
-# right), so that other compiled modules (the capture tracker today, the
-# engine next) can cimport it and call it without Python calls. The pure twin is
-# mptcp_fast/_pure/_receiver.py.
+# Declarations of the compiled receive pipeline (pyx/mptcp_fast/wire/_receiver_c.pyx, built as
+# mptcp_fast.wire._receiver_c; pyx/ mirrors the package so that Cython names the module right),
+# so that other compiled modules (the capture tracker) can cimport it and call it without
+# Python calls. The pure twin is mptcp_fast/wire/_receiver_py.py.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t
 
 from mf_mapstore cimport MapStore

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_segment.py: read one received packet for the engine.
+"""Compiled twin of mptcp_fast/wire/_segment_py.py: read one received packet for the engine.
 Same results and status codes; the packet layout and checksums are the C of mf_packet.pxd,
 the usual established options area (timestamps + DSS, mptcp_fast.wire.established) is decoded
 here, any other area by the pure twin's ``general_options`` (the option codec).
@@ -16,7 +16,7 @@ from cpython.type cimport PyType_GenericAlloc
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
 from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write, pk_write_check
-from mptcp_fast._pure._packet import write_error, _check_bytes   # the packet layer's errors
+from mptcp_fast.wire._packet_py import write_error, _check_bytes   # the packet layer's errors
 
 cdef object general_options = None   # the pure twin's (any options area but the usual one)
 
@@ -53,7 +53,7 @@ def bind_types(incoming_class, read_common):
     """Called when the engine binds this twin (the package is importable by then); the
     segments read are this module's own Incoming, the compiled twin of ``incoming_class``."""
     global general_options, _Dss
-    from mptcp_fast._pure import _segment as pure
+    from mptcp_fast.wire import _segment_py as pure
     from mptcp_fast.wire import options
     general_options = pure.general_options
     _Dss = options.Dss

@@ -1,4 +1,4 @@
-"""Pure-Python twin of pyx/_receiver.pyx: the data-level receive pipeline.
+"""Pure-Python twin of pyx/mptcp_fast/wire/_receiver_c.pyx: the data-level receive pipeline.
 
 A ``DataReceiver`` is one direction of one connection's data (RFC 8684 §3.3): the
 ``SubflowReceiver`` of each subflow holds that subflow's mappings (the mapping store) and
@@ -16,9 +16,9 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from .. import _check
-from ..wire.serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
+from .serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, MptcpError, UnmappedData
-from ._dss import SubflowMappings
+from ._dss_py import SubflowMappings
 
 HISTORY = 1 << 24               # DSN bytes behind the contiguous edge whose carrier is kept
 MAX_INTERVALS = 1 << 16         # coverage intervals per stream (memory bound on hostile input)

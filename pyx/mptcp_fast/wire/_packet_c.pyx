@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_packet.py: where the IP and TCP parts of a packet are,
+"""Compiled twin of mptcp_fast/wire/_packet_py.py: where the IP and TCP parts of a packet are,
 building a packet into a buffer, and its TCP and IPv4 header checksums (the C is in
 mf_packet.pxd, shared with the capture reader). Same functions, results and errors.
 """
@@ -15,7 +15,7 @@ from mptcp_fast import _check                  # mf_check.pxd calls it on its sl
 from mf_csum cimport sum16, add16
 from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum, pk_write,
                         pk_write_check, PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
-from mptcp_fast._pure._packet import write_error, _check_bytes   # one text for both backends
+from mptcp_fast.wire._packet_py import write_error, _check_bytes   # one text for both backends
 
 cdef object _Packet = None          # mptcp_fast.wire.packet.Packet, set by bind_types()
 cdef object _tuple_new = tuple.__new__

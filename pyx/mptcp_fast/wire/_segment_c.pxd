@@ -1,6 +1,7 @@
-# Declarations of the compiled segment reader (pyx/_segment.pyx, built as mptcp_fast._segment),
-# so that the compiled engine (mptcp_fast._cengine) reads a received segment's fields as C
-# fields. The pure twin is mptcp_fast/_pure/_segment.py (with engine.segment.Incoming).
+# Declarations of the compiled segment reader (pyx/mptcp_fast/wire/_segment_c.pyx, built as
+# mptcp_fast.wire._segment_c), so that the compiled engine (mptcp_fast._cengine) reads a
+# received segment's fields as C fields. The pure twin is mptcp_fast/wire/_segment_py.py (with
+# wire.segment.Incoming).
 
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t

@@ -1,4 +1,4 @@
-"""Pure-Python twin of pyx/_tracking.pyx: the capture analyzer's per-packet fast path.
+"""Pure-Python twin of pyx/mptcp_fast/analysis/_tracking_c.pyx: the capture analyzer's per-packet fast path.
 
 The analyzer (mptcp_fast.analysis.analyzer) keeps connections, handshakes, HMACs and events; this
 module walks the columns of mptcp_fast.analysis.capture for what every data packet touches: which
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..wire.serial import MASK32 as _MASK32, MASK64 as _MASK64, expand_seq
-from . import _receiver
-from ._receiver import ChecksumBudget, DataReceiver
+from ..wire import _receiver_py as _receiver
+from ..wire._receiver_py import ChecksumBudget, DataReceiver
 
 SYN, RST = 0x02, 0x04
 DSS_BIT = 1 << 2

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_receiver.py: the data-level receive pipeline.
+"""Compiled twin of mptcp_fast/wire/_receiver_py.py: the data-level receive pipeline.
 
 A DataReceiver is one direction of one connection's data (RFC 8684 §3.3); each subflow's
 SubflowReceiver holds its mappings (mf_mapstore.pxd) and its DSS checksums still collecting.

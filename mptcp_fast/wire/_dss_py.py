@@ -1,4 +1,4 @@
-"""Pure-Python twin of pyx/_dss.pyx: sequence expansion, the DSS checksum, reassembly.
+"""Pure-Python twin of pyx/mptcp_fast/wire/_dss_c.pyx: sequence expansion, the DSS checksum, reassembly.
 
 Same functions, classes, results and errors as the compiled module. Arguments are checked
 with mptcp_fast._check (the compiled twin uses the same functions on its slow path), and
@@ -10,9 +10,9 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from .. import _check
-from ..wire.serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
+from .serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
-from ._csum import add16 as _add16, sum16 as _sum16
+from ._csum_py import add16 as _add16, sum16 as _sum16
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
            "MAX_WINDOW", "bind_types"]

@@ -1,4 +1,4 @@
-"""Pure-Python twin of pyx/_segment.pyx: read one received packet for the engine.
+"""Pure-Python twin of pyx/mptcp_fast/wire/_segment_c.pyx: read one received packet for the engine.
 
 ``read(data, number)`` returns an ``Incoming`` (mptcp_fast.wire.segment's) or a status code
 (``STATUS`` there names them): the packet is parsed, must be whole, and both its checksums
@@ -9,10 +9,10 @@ option codec (malformed options counted, not raised).
 
 from __future__ import annotations
 
-from ..wire import options as opt
-from ..wire import packet as pk
+from . import options as opt
+from . import packet as pk
 from ..errors import PARSE_STATUS, OptionError, PacketError
-from ._packet import _check_bytes
+from ._packet_py import _check_bytes
 
 _Incoming = None                          # set by bind_types()
 _read_common = None
@@ -26,7 +26,7 @@ def bind_types(incoming_class, read_common) -> None:
 def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
                 ssn, length, checksum, payload, start, end) -> bytes:
     """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
-    from ..wire import established
+    from . import established
     _check_bytes("src", src)              # as the compiled twin, before anything else
     _check_bytes("dst", dst)
     if not 0 <= start <= end <= len(payload):
@@ -38,7 +38,7 @@ def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, d
 
 def ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
-    from ..wire import established
+    from . import established
     _check_bytes("src", src)
     _check_bytes("dst", dst)
     return pk.build_segment(src, dst, sport, dport, seq, ack, pk.ACK, window,

@@ -1,4 +1,4 @@
-"""Pure-Python twin of pyx/_crypto.pyx: MPTCP keys, tokens, IDSNs and HMACs.
+"""Pure-Python twin of pyx/mptcp_fast/wire/_crypto_c.pyx: MPTCP keys, tokens, IDSNs and HMACs.
 
 The reference implementation: hashlib and hmac (RFC 2104) from the standard
 library. Same functions, results and errors as the compiled module.

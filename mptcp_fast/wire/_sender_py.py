@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import cython
 
-from mptcp_fast import _check        # absolute: the compiled build is mptcp_fast._sender
+from mptcp_fast import _check        # absolute: the compiled build is mptcp_fast.wire._sender_c
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _MAX_MAPPING = 0xFFFF            # a mapping's Data-Level Length is 16 bits (RFC 8684 §3.3)

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_pcap.py: pcap/pcapng records to TCP segments.
+"""Compiled twin of mptcp_fast/analysis/_pcap_py.py: pcap/pcapng records to TCP segments.
 
 The file is read in 1 MiB chunks; records, link-layer, IP and TCP headers are
 decoded through a raw pointer after explicit length checks. Same results,
@@ -18,7 +18,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from mf_bytes cimport be16, be32
 from mf_tcpopt cimport DssFields, dss_decode, opt_step, OPT_EOL, OPT_NOP, OPT_TLV
 from mf_packet cimport PacketLayout, pk_locate, PK_OK, PK_TRUNCATED, PK_FRAGMENT
-from mptcp_fast._pure._pcap import Stats                      # one definition of the counters
+from mptcp_fast.analysis._pcap_py import Stats                      # one definition of the counters
 from mptcp_fast.errors import CaptureError
 
 cdef enum:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import struct
 
 from ..errors import CaptureError
-from ._options import OPT_EOL, OPT_NOP, OPT_TLV, dss_fields, opt_step
-from ._packet import PK_FRAGMENT, PK_OK, PK_TRUNCATED, locate
+from ..wire._options_py import OPT_EOL, OPT_NOP, OPT_TLV, dss_fields, opt_step
+from ..wire._packet_py import PK_FRAGMENT, PK_OK, PK_TRUNCATED, locate
 
 # link-layer header types (tcpdump.org/linktypes.html)
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
@@ -243,7 +243,7 @@ def decode_tcp(data: bytes, ip: int, version: int, stats: Stats):
 
 
 # ------------------------------------------------------------------------------------------------
-# columns in batches (the layout of pyx/_pcap.pyx _ColumnSink)
+# columns in batches (the layout of pyx/mptcp_fast/analysis/_pcap_c.pyx _ColumnSink)
 
 _COLUMN_TYPES = {
     "number": "int64", "time": "float64", "interface": "uint32", "family": "uint8",

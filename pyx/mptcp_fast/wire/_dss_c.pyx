@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled twin of mptcp_fast/_pure/_dss.py: sequence expansion, DSS checksum, reassembly.
+"""Compiled twin of mptcp_fast/wire/_dss_py.py: sequence expansion, DSS checksum, reassembly.
 
 Same functions, classes, results and errors as the pure module. Arguments go through
 mf_check.pxd (the pure twin's checks on the slow path); 64-bit sequence arithmetic follows

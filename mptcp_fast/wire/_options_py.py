@@ -1,4 +1,4 @@
-"""Pure-Python twin of pyx/_options.pyx: the TCP/MPTCP option codec.
+"""Pure-Python twin of pyx/mptcp_fast/wire/_options_c.pyx: the TCP/MPTCP option codec.
 
 Same functions, same results and same errors as the compiled module. The
 option classes come from mptcp_fast.wire.options through bind_types(); objects are
