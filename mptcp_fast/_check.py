@@ -83,3 +83,20 @@ def address(name: str, value, sizes=(4, 16)) -> bytes:
         return ipaddress.ip_address(value).packed
     except ValueError:
         raise ValueError(f"{name} must be an IPv4 or IPv6 address, got {value!r}") from None
+
+
+def exact_bytes(name: str, value) -> bytes:
+    """A ``bytes`` argument, exactly (a compiled twin reads its pointer: None, bytearray and
+    memoryview are refused there, so here too)."""
+    if type(value) is not bytes:
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+    return value
+
+
+def packed_address(name: str, value) -> bytes:
+    """A packed IPv4 or IPv6 address given as ``bytes`` of 4 or 16 (a compiled twin copies it
+    into a fixed-size buffer, so any other length is refused before that)."""
+    exact_bytes(name, value)
+    if len(value) not in (4, 16):
+        raise ValueError(f"{name} must be 4 or 16 bytes, got {len(value)}")
+    return value

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import CaptureError
+from ._pcap_common import COLUMN_TYPES, Stats
 from ..wire._options_py import OPT_EOL, OPT_NOP, OPT_TLV, dss_fields, opt_step
 from ..wire._packet_py import PK_FRAGMENT, PK_OK, PK_TRUNCATED, locate
 
@@ -27,19 +28,6 @@ _PCAP_MAGICS = {
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 _PCAPNG_SHB = 0x0A0D0D0A
-
-
-class Stats:
-    """What the reader skipped or could use only in part."""
-    __slots__ = ("records", "tcp", "non_tcp", "fragments", "truncated_headers",
-                 "truncated_payloads", "unknown_link")
-
-    def __init__(self):
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-    def as_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def _read_exact(f, n: int, offset: int, what: str) -> bytes:
@@ -245,16 +233,6 @@ def decode_tcp(data: bytes, ip: int, version: int, stats: Stats):
 # ------------------------------------------------------------------------------------------------
 # columns in batches (the layout of pyx/mptcp_fast/analysis/_pcap_c.pyx _ColumnSink)
 
-_COLUMN_TYPES = {
-    "number": "int64", "time": "float64", "interface": "uint32", "family": "uint8",
-    "sport": "uint16", "dport": "uint16", "seq": "uint32", "ack": "uint32", "flags": "uint8",
-    "window": "uint16", "payload_len": "uint32", "captured_len": "uint32", "truncated": "bool",
-    "record_offset": "int64", "options_start": "uint32", "options_len": "uint8",
-    "payload_start": "int64", "mptcp_subtypes": "uint16", "options_malformed": "bool",
-    "dss_flags": "uint8",
-    "data_ack": "uint64", "dsn": "uint64", "dss_ssn": "uint32", "dss_len": "uint16",
-    "dss_checksum": "int32",
-}
 
 
 # Lengths the option codec accepts for the plain TCP options it knows (RFC 9293 §3.2, RFC 7323,
@@ -308,7 +286,7 @@ def iter_columns(f, stats: Stats, batch: int, payloads: bool, payload_bytes: int
 
     def flush():
         out = {name: np.array([row[i] for row in rows], dtype=kind)
-               for i, (name, kind) in enumerate(_COLUMN_TYPES.items())}
+               for i, (name, kind) in enumerate(COLUMN_TYPES.items())}
         for name, i in (("src", -2), ("dst", -1)):
             out[name] = np.array([list(row[i].ljust(16, b"\0")) for row in rows],
                                  dtype=np.uint8).reshape(-1, 16)

@@ -25,9 +25,10 @@ SYN, RST = 0x02, 0x04
 DSS_BIT = 1 << 2
 
 
-def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+def either_way_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
     """The same key for both directions of a 4-tuple: the family (4 or 6), then the lower
-    (address zero-padded to 16 bytes, port) side, then the other."""
+    (address zero-padded to 16 bytes, port) side, then the other. (The engine's
+    wire.segment.flow_key is directional: a subflow's own side first.)"""
     a = src.ljust(16, b"\0") + sport.to_bytes(2, "big")
     b = dst.ljust(16, b"\0") + dport.to_bytes(2, "big")
     return bytes([4 if len(src) == 4 else 6]) + (a + b if a <= b else b + a)
@@ -40,7 +41,7 @@ class Tracker:
     def __init__(self, verify_checksum, checksum_budget: int, connection_checksum_budget: int):
         self._verify = verify_checksum
         self._budget = ChecksumBudget(checksum_budget, connection_checksum_budget)
-        self._flows = {}              # flow_key -> sid
+        self._flows = {}              # either_way_key -> sid
         self._clients = []            # sid -> (client address padded, client port)
         self._sides = []              # sid -> (SubflowReceiver up, down) or None when not analysed
         self._streams = []            # DataReceiver, in (up, down) pairs per connection
@@ -69,14 +70,14 @@ class Tracker:
         """Register a 4-tuple (a later SYN on the same 4-tuple replaces it); streams -1: the
         flow is known but not analysed."""
         sid = len(self._sides)
-        self._flows[flow_key(client, client_port, server, server_port)] = sid
+        self._flows[either_way_key(client, client_port, server, server_port)] = sid
         self._clients.append((client.ljust(16, b"\0"), client_port))
         self._sides.append(None if up_stream < 0 else (self._streams[up_stream].subflow(sid),
                                                        self._streams[down_stream].subflow(sid)))
         return sid
 
     def lookup(self, src: bytes, sport: int, dst: bytes, dport: int):
-        sid = self._flows.get(flow_key(src, sport, dst, dport))
+        sid = self._flows.get(either_way_key(src, sport, dst, dport))
         if sid is None:
             return None
         return sid, 0 if (src.ljust(16, b"\0"), sport) == self._clients[sid] else 1

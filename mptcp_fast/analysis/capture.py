@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _check
 from ..errors import CaptureError
+from ._pcap_common import COLUMN_TYPES, Stats
 
 __all__ = ["TcpSegment", "CaptureReader", "open_capture", "CaptureError", "check_columns",
            "MAX_BATCH"]
@@ -63,7 +64,7 @@ class CaptureReader:
     def __init__(self, file):
         self._file = file
         self._impl = _impl
-        self.stats = _impl.Stats()
+        self.stats = Stats()
 
     def __iter__(self):
         return self._impl.iter_segments(self._file, self.stats, TcpSegment)
@@ -107,9 +108,11 @@ def open_capture(path) -> CaptureReader:
     return CaptureReader(open(path, "rb"))
 
 
-def flow_keys(cols, rows=None) -> np.ndarray:
+def direction_keys(cols, rows=None) -> np.ndarray:
     """One row of 36 bytes per packet (source and destination address, 16 bytes each, and
-    the two ports big-endian), for grouping the packets of a batch by flow with np.unique."""
+    the two ports big-endian), for grouping the packets of a batch by direction of a flow with
+    np.unique (the tracker's key is the same for both directions of a 4-tuple, the engine's
+    wire.segment.flow_key puts the subflow's own side first)."""
     pick = (lambda a: a) if rows is None else (lambda a: a[rows])
     ports = [pick(cols[name]).astype(">u2").view(np.uint8).reshape(-1, 2)
              for name in ("sport", "dport")]
@@ -122,16 +125,15 @@ def check_columns(cols) -> int:
     dimension (``src``/``dst``: (n, 16)), C-contiguous, n rows; the blobs are bytes; every
     options and captured payload range lies inside its blob. Anything else is a
     CaptureError naming the column, so no reader reads outside a buffer whatever it is given."""
-    from ._pcap_py import _COLUMN_TYPES      # the layout both backends write
     if not hasattr(cols, "get"):
         raise CaptureError(f"columns must be a dict of arrays, not {type(cols).__name__}")
     number = cols.get("number")
     if not isinstance(number, np.ndarray) or number.ndim != 1:
         raise CaptureError("column 'number' must be a one-dimensional numpy array")
     n = len(number)
-    shapes = {name: (n,) for name in _COLUMN_TYPES}
+    shapes = {name: (n,) for name in COLUMN_TYPES}
     shapes.update(src=(n, 16), dst=(n, 16))
-    types = dict(_COLUMN_TYPES, src="uint8", dst="uint8")
+    types = dict(COLUMN_TYPES, src="uint8", dst="uint8")
     for name, shape in shapes.items():
         arr = cols.get(name)
         if not isinstance(arr, np.ndarray):

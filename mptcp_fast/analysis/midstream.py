@@ -162,7 +162,7 @@ def _feed(cols, sides, wanted, among=None) -> None:
     width = np.where(cols["family"][rows] == 4, 4, 16)
     src, dst = cols["src"][rows], cols["dst"][rows]
     sport, dport = cols["sport"][rows], cols["dport"][rows]
-    _, first, inverse = np.unique(capture.flow_keys(cols, rows), axis=0, return_index=True,
+    _, first, inverse = np.unique(capture.direction_keys(cols, rows), axis=0, return_index=True,
                                   return_inverse=True)
     inverse = inverse.reshape(-1)
     f = flags[rows]

@@ -32,26 +32,10 @@ def _be(value: int, size: int) -> bytes:
     return value.to_bytes(size, "big")   # OverflowError when out of range, like the C twin
 
 
-def need_bytes(name: str, value) -> bytes:
-    """A bytes argument (the compiled twin reads its pointer: None is refused there too)."""
-    if type(value) is not bytes:
-        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
-    return value
-
-
-def address_bytes(address) -> bytes:
-    """A packed IPv4 or IPv6 address: the compiled twin copies it into a 19-byte message
-    buffer (id || address || port), so any other length is refused before that."""
-    need_bytes("address", address)
-    if len(address) not in (4, 16):
-        raise ValueError(f"address must be 4 or 16 bytes, got {len(address)}")
-    return address
-
-
 def hmac_short(digest_size: int, key: bytes, msg: bytes) -> bytes:
     """The primitive: HMAC-SHA256 (32) or HMAC-SHA1 (20), key <= 64 bytes, message <= 55."""
-    need_bytes("key", key)
-    need_bytes("msg", msg)
+    _check.exact_bytes("key", key)
+    _check.exact_bytes("msg", msg)
     if digest_size not in (32, 20):
         raise ValueError(f"digest_size must be 32 or 20, not {digest_size}")
     if len(key) > 64 or len(msg) > 55:
@@ -76,7 +60,7 @@ def join_hmac(key1: int, key2: int, nonce1: int, nonce2: int, version: int, leng
 
 
 def _add_addr_message(address_id: int, address: bytes, port: int) -> bytes:
-    address_bytes(address)
+    _check.packed_address("address", address)
     return _be(address_id, 1) + address + (b"" if port < 0 else _be(port, 2))
 
 
@@ -132,7 +116,7 @@ def context_join(state, local_first, nonce1, nonce2, length) -> bytes:
 def context_verify_join(state, local_first, nonce1, nonce2, received: bytes) -> bool:
     """Constant-time check of a received (truncated) MP_JOIN HMAC."""
     _check.instance("state", state, ContextState)
-    need_bytes("received", received)
+    _check.exact_bytes("received", received)
     prepared = state.local_remote if local_first else state.remote_local
     if not 0 < len(received) <= prepared.digest_size:
         return False

@@ -1,4 +1,5 @@
-"""Pure-Python twin of pyx/mptcp_fast/wire/_dss_c.pyx: sequence expansion, the DSS checksum, reassembly.
+"""Pure-Python twin of pyx/mptcp_fast/wire/_dss_c.pyx: sequence expansion, the DSS checksum,
+reassembly.
 
 Same functions, classes, results and errors as the compiled module. Arguments are checked
 with mptcp_fast._check (the compiled twin uses the same functions on its slow path), and
@@ -10,21 +11,16 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from .. import _check
+from ._dss_common import Mapping as _Mapping
 from .serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 from ._csum_py import add16 as _add16, sum16 as _sum16
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
-           "MAX_WINDOW", "bind_types"]
+           "MAX_WINDOW"]
 
 MAX_WINDOW = 1 << 62         # the largest reassembly window (far above any real one)
 RELEASES_GIL = False
-_Mapping = None              # mptcp_fast.wire.dss.Mapping, set by bind_types()
-
-
-def bind_types(mapping_class) -> None:
-    global _Mapping
-    _Mapping = mapping_class
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Pure-Python twin of pyx/mptcp_fast/wire/_options_c.pyx: the TCP/MPTCP option codec.
 
 Same functions, same results and same errors as the compiled module. The
-option classes come from mptcp_fast.wire.options through bind_types(); objects are
-built with tuple.__new__ (no constructor validation: parsed values are in
-range by construction).
+option classes come from mptcp_fast.wire._options_common (defined once, exported by
+mptcp_fast.wire.options); objects are built with tuple.__new__ (no constructor validation:
+parsed values are in range by construction).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import struct
 from .. import _check
 from .._bytes import as_bytes
 from ..errors import OptionError, option_error
+from . import _options_common
+from ._options_common import FIELD_COUNTS as _FIELD_COUNTS, field_count_error, field_type_error
 
 _new = tuple.__new__
 _U16 = struct.Struct(">H").unpack_from
@@ -25,13 +27,12 @@ _TCP_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 30: "MPTCP"
 _SUBTYPE_NAMES = ("MP_CAPABLE", "MP_JOIN", "DSS", "ADD_ADDR", "REMOVE_ADDR", "MP_PRIO", "MP_FAIL",
                   "MP_FASTCLOSE", "MP_TCPRST", "MPTCP_UNKNOWN", "MPTCP_UNKNOWN", "MPTCP_UNKNOWN",
                   "MPTCP_UNKNOWN", "MPTCP_UNKNOWN", "MPTCP_UNKNOWN", "MP_EXPERIMENTAL")
-_T = None  # the API module, set by bind_types()
+_T = _options_common     # the option classes: _T.Mss, ...
 
 
-def bind_types(api_module) -> None:
-    """Receive the option classes (defined once, in mptcp_fast.wire.options)."""
-    global _T, _ENCODERS, _PAD_BEFORE, _RESET_REASONS, _FIELD_COUNTS
-    _T = api_module
+def _take_types(api_module) -> None:
+    """The encoders and tables that follow the option classes (called once, below)."""
+    global _ENCODERS, _PAD_BEFORE, _RESET_REASONS
     _RESET_REASONS = api_module._RESET_REASONS
     _PAD_BEFORE = (api_module.Timestamps, api_module.Sack, api_module.SackPermitted,
                    api_module.WindowScale)
@@ -69,27 +70,6 @@ def bind_types(api_module) -> None:
         api_module.UnknownMptcpOption: lambda o: (bytes((30, 3 + len(_b(o, "data", o.data)),
                                                          (o.subtype << 4) | o.nibble)) + o.data),
     }
-    _FIELD_COUNTS = field_counts(api_module)
-
-
-def field_counts(api_module) -> dict:
-    """{option class: number of fields} of every class the encoders know (both backends)."""
-    return {cls: len(cls._fields) for cls in (
-        api_module.Eol, api_module.Nop, api_module.Mss, api_module.WindowScale,
-        api_module.SackPermitted, api_module.Sack, api_module.Timestamps,
-        api_module.UnknownTcpOption, api_module.MalformedOption, api_module.MpCapable,
-        api_module.MpJoinSyn, api_module.MpJoinSynAck, api_module.MpJoinAck, api_module.Dss,
-        api_module.AddAddr, api_module.AddAddrV0, api_module.AddAddr2, api_module.RemoveAddr,
-        api_module.MpPrio, api_module.MpFail, api_module.MpFastclose, api_module.MpTcpRst,
-        api_module.MpExperimental, api_module.UnknownMptcpOption)}
-
-
-def field_count_error(opt) -> OptionError:
-    """An option tuple built without its constructor (``tuple.__new__``) with the wrong
-    number of items: refused before any field is read (the compiled encoders index it
-    without bounds checks)."""
-    cls = type(opt)
-    return option_error(cls.name, "fields", None, f"{len(cls._fields)} items", len(opt))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,10 +422,6 @@ def _b(o, field: str, value) -> bytes:
     return value
 
 
-def field_type_error(cls, field: str, value) -> TypeError:
-    return TypeError(f"{cls.name} {field} must be bytes, not {type(value).__name__}")
-
-
 def _packed(o) -> bytes:
     """The packed address of an ADD_ADDR form (its ``address`` property gives an ip_address)."""
     return _b(o, "address", o[o._fields.index("address")])
@@ -521,3 +497,6 @@ def encode_tcp_options_into(options, buffer, offset=0, align=True) -> int:
     """``encode_tcp_options`` written into the writable ``buffer`` at ``offset``; returns
     the area's length (a multiple of 4, at most 40)."""
     return _write(encode_tcp_options(options, align), buffer, offset)
+
+
+_take_types(_options_common)

@@ -1,5 +1,5 @@
-"""Pure-Python twin of pyx/mptcp_fast/wire/_packet_c.pyx (with pyx/mf_packet.pxd): where the IP and TCP parts
-of a packet are, building a packet into a buffer, and its TCP and IPv4 header checksums.
+"""Pure-Python twin of pyx/mptcp_fast/wire/_packet_c.pyx (with pyx/mf_packet.pxd): where the IP
+and TCP parts of a packet are, building a packet into a buffer, and its TCP and IPv4 header checksums.
 
 Same functions, results and errors as the compiled module; ``locate`` is the pure form of
 mf_packet.pxd's ``pk_locate``, which the capture readers of both backends use.
@@ -10,19 +10,12 @@ from __future__ import annotations
 import struct
 
 from .. import _check
-from ..errors import PacketError
+from ._packet_common import (PK_W_FAMILY, PK_W_LAYOUT, PK_W_OPTIONS,  # noqa: F401
+                             PK_W_TOO_LONG, Packet as _Packet, max_payload, write_error)
 from ._csum_py import add16, sum16
 
 PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT = 0, 1, 2, 3
-# why a packet cannot be written (mf_packet.pxd's pk_write_check codes)
-PK_W_FAMILY, PK_W_OPTIONS, PK_W_TOO_LONG, PK_W_LAYOUT = -1, -2, -3, -4
 _IPV6_SKIPPED = (0, 43, 60, 51)      # hop-by-hop, routing, destination options, AH
-_Packet = None                       # mptcp_fast.wire.packet.Packet, set by bind_types()
-
-
-def bind_types(packet_class) -> None:
-    global _Packet
-    _Packet = packet_class
 
 
 def locate(d, n: int, ip: int, version: int):
@@ -84,12 +77,6 @@ def locate(d, n: int, ip: int, version: int):
 _MAX_OFFSET = (1 << 63) - 1
 
 
-def max_payload(addr_len: int, opt_len: int) -> int:
-    """The largest TCP payload one packet can carry: IPv4's total length and IPv6's payload
-    length are 16-bit fields (RFC 791, RFC 8200 §3; no jumbograms)."""
-    return 0xFFFF - (20 if addr_len == 4 else 0) - 20 - opt_len
-
-
 def write_check(src_len: int, dst_len: int, opt_len: int, body_len: int) -> int:
     """0 when the packet can be written, else the PK_W_ code of the first reason not (the
     order of mf_packet.pxd's pk_write_check)."""
@@ -100,21 +87,6 @@ def write_check(src_len: int, dst_len: int, opt_len: int, body_len: int) -> int:
     if not 0 <= body_len <= max_payload(src_len, opt_len):
         return PK_W_TOO_LONG
     return 0
-
-
-def write_error(code: int, src_len: int, dst_len: int, opt_len: int, body_len: int) -> PacketError:
-    """The PacketError both backends raise for a packet they refuse to write (the compiled
-    writers call this on their error path, so the text is one)."""
-    if code == PK_W_FAMILY:
-        return PacketError(f"src and dst must be of one family (4 or 16 bytes each), got "
-                           f"{src_len} and {dst_len} bytes", "family")
-    if code == PK_W_OPTIONS:
-        return PacketError(f"options must be a multiple of 4 bytes, at most 40, got {opt_len}",
-                           "options")
-    if code == PK_W_TOO_LONG:
-        return PacketError(f"payload of {body_len} bytes does not fit one packet (at most "
-                           f"{max_payload(src_len, opt_len)})", "too long")
-    return PacketError("the packet written does not parse back", "layout")
 
 
 def _view(data, offset, length, writable: bool = False):
@@ -215,13 +187,6 @@ def verify(data, offset, length):
     return sum16(bytes(view[offset:offset + ihl])) == 0xFFFF, tcp_ok
 
 
-def _check_bytes(name: str, value) -> bytes:
-    """The compiled twin's ``bytes name not None`` argument, with the pure message."""
-    if type(value) is not bytes:
-        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
-    return value
-
-
 def build_into(buffer, offset, src: bytes, dst: bytes, sport, dport, seq, ack, flags, window,
                options: bytes, payload, ttl, tos, ip_id, dont_fragment, urgent) -> int:
     """Write an IPv4 (4-byte addresses) or IPv6 packet with one TCP segment at ``offset``,
@@ -237,8 +202,8 @@ def build_into(buffer, offset, src: bytes, dst: bytes, sport, dport, seq, ack, f
         u("tos", tos, 8)
     ip_id, urgent = u("ip_id", ip_id, 16), u("urgent", urgent, 16)
     dont_fragment = _check.flag("dont_fragment", dont_fragment)
-    src, dst = _check_bytes("src", src), _check_bytes("dst", dst)
-    options = _check_bytes("options", options)
+    src, dst = _check.exact_bytes("src", src), _check.exact_bytes("dst", dst)
+    options = _check.exact_bytes("options", options)
     if type(payload) is not bytes:
         _check.byte_length("payload", payload)
     body = memoryview(payload).cast("B")

@@ -18,6 +18,8 @@ from bisect import bisect_right
 from .. import _check
 from .serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, MptcpError, UnmappedData
+from ._receiver_common import (DirectionCounters as _DirectionCounters, Event as _Event,
+                               StreamCounters as _StreamCounters)
 from ._dss_py import SubflowMappings
 
 HISTORY = 1 << 24               # DSN bytes behind the contiguous edge whose carrier is kept
@@ -39,12 +41,6 @@ def _int(name: str, value, low: int, high: int) -> int:
         return value
     return _check.in_range(name, value, low, high)
 
-_Event = _DirectionCounters = _StreamCounters = None   # mptcp_fast.wire.receiver's, by bind_types()
-
-
-def bind_types(event, direction_counters, stream_counters) -> None:
-    global _Event, _DirectionCounters, _StreamCounters
-    _Event, _DirectionCounters, _StreamCounters = event, direction_counters, stream_counters
 
 
 def no_counters():

@@ -18,18 +18,11 @@ from __future__ import annotations
 import cython
 
 from mptcp_fast import _check        # absolute: the compiled build is mptcp_fast.wire._sender_c
+from mptcp_fast.wire._dss_common import Mapping as _Mapping, SentRange as _SentRange
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _MAX_MAPPING = 0xFFFF            # a mapping's Data-Level Length is 16 bits (RFC 8684 §3.3)
 
-_Mapping = None                  # mptcp_fast.wire.dss.Mapping and SentRange, set by bind_types()
-_SentRange = None
-
-
-def bind_types(mapping_class, sent_range_class) -> None:
-    global _Mapping, _SentRange
-    _Mapping = mapping_class
-    _SentRange = sent_range_class
 
 
 class _SubflowSent:

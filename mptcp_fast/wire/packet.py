@@ -12,16 +12,17 @@ RFC 791 for the IPv4 header). The layer under the engine and the capture reader.
 
 Parsing accepts what the capture reader accepts: IPv4 with options (not fragments), IPv6
 with hop-by-hop, routing, destination-options and AH headers and an atomic fragment header;
-anything else is a PacketError naming why. The hot paths are compiled (pyx/mptcp_fast/wire/_packet_c.pyx,
-with the C in pyx/mf_packet.pxd shared with the capture reader) with a pure twin.
+anything else is a PacketError naming why. The hot paths are compiled
+(pyx/mptcp_fast/wire/_packet_c.pyx, with the C in pyx/mf_packet.pxd shared with the capture
+reader) with a pure twin (_packet_py.py); the Packet layout is defined once, in
+_packet_common.py.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from .. import _check
 from ..errors import PARSE_STATUS, PacketError
+from ._packet_common import Packet
 
 __all__ = ["Packet", "PacketError", "parse_packet", "build_packet", "build_packet_into",
            "build_segment",
@@ -36,47 +37,6 @@ def _error(status: int, offset: int, whole: bool = False) -> PacketError:
     if status == 1 and whole:
         message = "the bytes end before the packet does"
     return PacketError(f"packet at offset {offset}: {message}", reason)
-
-
-class Packet(NamedTuple):
-    """Where everything is in the buffer given to ``parse_packet`` (offsets from its start),
-    and the TCP header's values. ``payload_len`` is what the IP header says;
-    ``captured_len`` what the buffer holds (less when ``truncated``)."""
-    version: int
-    ip_offset: int
-    src_offset: int
-    dst_offset: int
-    addr_len: int
-    tcp_offset: int
-    sport: int
-    dport: int
-    seq: int
-    ack: int
-    flags: int
-    window: int
-    checksum: int
-    urgent: int
-    options_offset: int
-    options_len: int
-    payload_offset: int
-    payload_len: int
-    captured_len: int
-    truncated: bool
-    ttl: int
-
-    def src_address(self, buffer) -> bytes:
-        return bytes(memoryview(buffer)[self.src_offset:self.src_offset + self.addr_len])
-
-    def dst_address(self, buffer) -> bytes:
-        return bytes(memoryview(buffer)[self.dst_offset:self.dst_offset + self.addr_len])
-
-    def options(self, buffer) -> memoryview:
-        """The TCP options area, a view into ``buffer`` (no copy)."""
-        return memoryview(buffer)[self.options_offset:self.options_offset + self.options_len]
-
-    def payload(self, buffer) -> memoryview:
-        """The captured payload, a view into ``buffer`` (no copy)."""
-        return memoryview(buffer)[self.payload_offset:self.payload_offset + self.captured_len]
 
 
 def parse_packet(buffer, offset: int = 0, length: int | None = None) -> Packet:
@@ -165,7 +125,6 @@ _impl = None
 
 def _bind(impl) -> None:
     global _impl
-    impl.bind_types(Packet)
     _impl = impl
 
 

@@ -22,47 +22,18 @@ pushed into the stream's ReassemblyQueue, and checked against their mapping's ch
 every byte of it was seen; a mapping that contradicts an earlier one, unmapped bytes, a
 DATA_FIN that moves and a failed checksum become ``Event``s. ``ChecksumBudget`` bounds the
 payload bytes that checksummed mappings may hold while they collect. The capture analyzer
-feeds it from packet columns; the engine will feed it segments. Compiled (pyx/mptcp_fast/wire/_receiver_c.pyx,
-cimportable through pyx/mptcp_fast/_receiver.pxd) with a pure twin.
+feeds it from packet columns, the engine from segments. Compiled
+(pyx/mptcp_fast/wire/_receiver_c.pyx, cimportable through pyx/mptcp_fast/wire/_receiver_c.pxd)
+with a pure twin (_receiver_py.py); the value types above are defined once, in
+_receiver_common.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ._receiver_common import (DirectionCounters, Event,  # noqa: F401  (exported; defined once there)
+                               StreamCounters)
 
 __all__ = ["Event", "DirectionCounters", "StreamCounters", "ChecksumBudget", "DataReceiver"]
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An anomaly at packet (or segment) ``packet`` on subflow ``subflow``; ``packets`` lists
-    the packets of a mapping whose DSS checksum failed (else None)."""
-    packet: int
-    subflow: int
-    text: str
-    packets: tuple | None
-
-
-@dataclass(frozen=True, slots=True)
-class DirectionCounters:
-    """One direction of one subflow."""
-    bytes: int
-    reinjected_bytes: int
-    unverified_checksums: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCounters:
-    """One direction of a connection's data-level stream."""
-    data_bytes: int
-    not_captured_bytes: int
-    out_of_order_bytes: int
-    duplicate_bytes: int
-    reinjected_bytes: int
-    outside_window_bytes: int
-    data_acked: int | None
-    data_fin: int | None
-    all_seen: bool
 
 
 ChecksumBudget = DataReceiver = None
@@ -70,7 +41,6 @@ ChecksumBudget = DataReceiver = None
 
 def _bind(impl) -> None:
     global ChecksumBudget, DataReceiver
-    impl.bind_types(Event, DirectionCounters, StreamCounters)
     ChecksumBudget, DataReceiver = impl.ChecksumBudget, impl.DataReceiver
 
 

@@ -4,52 +4,23 @@ short, not TCP, a fragment, or a bad IPv4 header or TCP checksum); malformed opt
 counted in ``malformed_options`` and otherwise ignored, as Linux ignores them (RFC 9293 §3.1
 lets a receiver skip what it does not understand).
 
-The reading is a byte-level hot path with two twins (pyx/mptcp_fast/wire/_segment_c.pyx, compiled, and
-mptcp_fast/wire/_segment_py.py): the usual established layout (timestamps + DSS) is decoded
+The reading is a byte-level hot path with two twins (pyx/mptcp_fast/wire/_segment_c.pyx,
+compiled, and mptcp_fast/wire/_segment_py.py): the usual established layout (timestamps + DSS) is decoded
 directly, anything else through the option codec. So is writing the two segments an
 established subflow sends most (``data_packet``, ``ack_packet``). The compiled twin reads into
-its own typed ``Incoming`` (the same fields), which the compiled engine reads as C fields.
+its own typed ``Incoming`` (the same fields), which the compiled engine reads as C fields;
+the pure ``Incoming`` is defined in _segment_common.py.
 """
 
 from __future__ import annotations
 
-from . import packet as pk
-from . import _segment_py
+from ._segment_common import Incoming, flow_key  # noqa: F401  (exported; defined once there)
 from ..errors import PARSE_STATUS, PacketError
-from .established import read_common
 
 __all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
 STATUS = PARSE_STATUS
-
-
-class Incoming:
-    """The parts of a received segment that the subflow and the connection read; ``flow`` is
-    the key of the subflow it belongs to (``flow_key(dst, dport, src, sport)``)."""
-    __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
-                 "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
-                 "malformed_options", "number", "flow")
-
-    def __init__(self):
-        self.flow = None
-        self.mss = self.wscale = self.tsval = self.tsecr = None
-        self.sack_permitted = False
-        self.sack = ()
-        self.mptcp = []
-        self.malformed_options = 0
-
-    @property
-    def length(self) -> int:
-        """Sequence space the segment occupies: payload, plus one each for SYN and FIN."""
-        return len(self.payload) + (self.flags & pk.SYN and 1) + (self.flags & pk.FIN and 1)
-
-    def first(self, cls):
-        """The first MPTCP option of class ``cls``, or None."""
-        for option in self.mptcp:
-            if type(option) is cls:
-                return option
-        return None
 
 
 def read_segment(data, number: int = 0) -> Incoming:
@@ -59,12 +30,6 @@ def read_segment(data, number: int = 0) -> Incoming:
         reason, message = STATUS[found]
         raise PacketError(message, reason)
     return found
-
-
-def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
-    """A subflow's key in its endpoint's table (local address and port, remote address and
-    port, as one bytes object): what ``Incoming.flow`` holds for a segment it receives."""
-    return _segment_py.flow_key(local, lport, remote, rport)
 
 
 def reader():
@@ -83,7 +48,6 @@ data_packet = ack_packet = None
 
 def _bind(impl) -> None:
     global _impl, data_packet, ack_packet
-    impl.bind_types(Incoming, read_common)
     _impl = impl
     data_packet, ack_packet = impl.data_packet, impl.ack_packet
 

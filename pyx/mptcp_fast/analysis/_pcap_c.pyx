@@ -3,7 +3,7 @@
 
 The file is read in 1 MiB chunks; records, link-layer, IP and TCP headers are
 decoded through a raw pointer after explicit length checks. Same results,
-counters and errors as the pure twin (whose Stats class both use).
+counters and errors as the pure twin (the Stats class and column layout of _pcap_common).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
@@ -18,7 +18,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from mf_bytes cimport be16, be32
 from mf_tcpopt cimport DssFields, dss_decode, opt_step, OPT_EOL, OPT_NOP, OPT_TLV
 from mf_packet cimport PacketLayout, pk_locate, PK_OK, PK_TRUNCATED, PK_FRAGMENT
-from mptcp_fast.analysis._pcap_py import Stats                      # one definition of the counters
+from mptcp_fast.analysis._pcap_common import COLUMN_TYPES, Stats   # one definition of each
 from mptcp_fast.errors import CaptureError
 
 cdef enum:
@@ -372,22 +372,9 @@ cdef class _ColumnSink(_Sink):
     cdef void _fresh(self):
         import numpy as np
         n = self.capacity
-        c = self.cols = {
-            "number": np.empty(n, np.int64), "time": np.empty(n, np.float64),
-            "interface": np.empty(n, np.uint32), "family": np.empty(n, np.uint8),
-            "src": np.zeros((n, 16), np.uint8), "dst": np.zeros((n, 16), np.uint8),
-            "sport": np.empty(n, np.uint16), "dport": np.empty(n, np.uint16),
-            "seq": np.empty(n, np.uint32), "ack": np.empty(n, np.uint32),
-            "flags": np.empty(n, np.uint8), "window": np.empty(n, np.uint16),
-            "payload_len": np.empty(n, np.uint32), "captured_len": np.empty(n, np.uint32),
-            "truncated": np.empty(n, np.bool_), "record_offset": np.empty(n, np.int64),
-            "options_start": np.empty(n, np.uint32), "options_len": np.empty(n, np.uint8),
-            "payload_start": np.empty(n, np.int64), "mptcp_subtypes": np.empty(n, np.uint16),
-            "options_malformed": np.empty(n, np.bool_),
-            "dss_flags": np.empty(n, np.uint8), "data_ack": np.empty(n, np.uint64),
-            "dsn": np.empty(n, np.uint64), "dss_ssn": np.empty(n, np.uint32),
-            "dss_len": np.empty(n, np.uint16), "dss_checksum": np.empty(n, np.int32),
-        }
+        # the layout both twins write (a dtype that differs fails the typed views below)
+        c = self.cols = {name: np.empty(n, kind) for name, kind in COLUMN_TYPES.items()}
+        c["src"], c["dst"] = np.zeros((n, 16), np.uint8), np.zeros((n, 16), np.uint8)
         self.number, self.time, self.iface = c["number"], c["time"], c["interface"]
         self.family, self.src, self.dst = c["family"], c["src"], c["dst"]
         self.sport, self.dport, self.seq, self.ack = c["sport"], c["dport"], c["seq"], c["ack"]

@@ -28,10 +28,11 @@ cdef enum:
     DSS_BIT = 1 << 2
 
 
-cdef bytes flow_key(uint8_t family, const uint8_t* a, uint16_t aport, const uint8_t* b,
-                    uint16_t bport):
-    """The same 37-byte key for both directions of a 4-tuple (the twin's flow_key): the
-    family, then the lower (address, port) side, then the other."""
+cdef bytes either_way_key(uint8_t family, const uint8_t* a, uint16_t aport, const uint8_t* b,
+                          uint16_t bport):
+    """The same 37-byte key for both directions of a 4-tuple (the twin's either_way_key; the
+    engine's wire.segment.flow_key is directional): the family, then the lower (address, port)
+    side, then the other."""
     cdef uint8_t key[37]
     cdef uint8_t side_a[18]
     cdef uint8_t side_b[18]
@@ -114,7 +115,7 @@ cdef class Tracker:
         flow is known but not analysed."""
         cdef Py_ssize_t sid = len(self._clients)
         cdef bytes c = padded(client), s = padded(server)
-        self._flows[flow_key(4 if len(client) == 4 else 6,
+        self._flows[either_way_key(4 if len(client) == 4 else 6,
                              <const uint8_t*>PyBytes_AS_STRING(c), client_port,
                              <const uint8_t*>PyBytes_AS_STRING(s), server_port)] = sid
         self._clients.append(c + bytes([client_port >> 8, client_port & 0xFF]))
@@ -128,7 +129,7 @@ cdef class Tracker:
     def lookup(self, bytes src, int sport, bytes dst, int dport):
         cdef bytes a = padded(src), b = padded(dst)
         cdef int direction
-        sid = self._flows.get(flow_key(4 if len(src) == 4 else 6,
+        sid = self._flows.get(either_way_key(4 if len(src) == 4 else 6,
                                        <const uint8_t*>PyBytes_AS_STRING(a), sport,
                                        <const uint8_t*>PyBytes_AS_STRING(b), dport))
         if sid is None:
@@ -216,7 +217,7 @@ cdef class Tracker:
             if self._family[i] == 4:
                 memset(src + 4, 0, 12)
                 memset(dst + 4, 0, 12)
-            sid = self._flows.get(flow_key(self._family[i], src, self._sport[i], dst,
+            sid = self._flows.get(either_way_key(self._family[i], src, self._sport[i], dst,
                                            self._dport[i]))
             if sid is not None:
                 direction = self._direction(sid, src, self._sport[i])

@@ -15,7 +15,6 @@ import numpy as np
 cimport numpy as cnp
 
 from mptcp_fast import _check
-from mptcp_fast.wire._crypto_py import need_bytes, address_bytes   # the checks' one text
 
 cnp.import_array()
 
@@ -70,9 +69,9 @@ cdef inline void key_pair(uint8_t* out, uint64_t key1, uint64_t key2) noexcept n
 
 cdef inline int check_address(bytes address) except -1:
     """The address is copied into a 19-byte message (id || address || port): 4 or 16 bytes
-    only, never None (its pointer is read). The pure twin's address_bytes raises."""
+    only, never None (its pointer is read). _check.packed_address raises."""
     if address is None or (PyBytes_GET_SIZE(address) != 4 and PyBytes_GET_SIZE(address) != 16):
-        address_bytes(address)
+        _check.packed_address("address", address)
     return 0
 
 
@@ -104,8 +103,8 @@ def hmac_short(int digest_size, bytes key, bytes msg):
     cdef mf_hmac_key k
     cdef uint8_t digest[32]
     if key is None or msg is None:
-        need_bytes("key", key)
-        need_bytes("msg", msg)
+        _check.exact_bytes("key", key)
+        _check.exact_bytes("msg", msg)
     if digest_size != 32 and digest_size != 20:
         raise ValueError(f"digest_size must be 32 or 20, not {digest_size}")
     if PyBytes_GET_SIZE(key) > 64 or PyBytes_GET_SIZE(msg) > 55:
@@ -224,7 +223,7 @@ def context_verify_join(ContextState state, bint local_first, uint32_t nonce1, u
     cdef uint8_t digest[32]
     if state is None or received is None:  # both are read through their pointers
         _check.instance("state", state, ContextState)
-        need_bytes("received", received)
+        _check.exact_bytes("received", received)
     cdef const mf_hmac_key* k = &state.local_remote if local_first else &state.remote_local
     cdef Py_ssize_t n = PyBytes_GET_SIZE(received)
     if n == 0 or n > k.digest_size:

@@ -22,7 +22,7 @@ from mptcp_fast import _check                  # mf_check.pxd calls it on its sl
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
-           "MAX_WINDOW", "bind_types"]
+           "MAX_WINDOW"]
 
 MAX_WINDOW = 1 << 62         # the largest reassembly window (far above any real one)
 RELEASES_GIL = True
@@ -407,12 +407,7 @@ cdef class ReassemblyQueue:
 # ------------------------------------------------------------------------------------------------
 # mappings of one subflow (RFC 8684 §3.3.1)
 
-cdef object _Mapping = None   # mptcp_fast.wire.dss.Mapping, set by bind_types()
-
-
-def bind_types(mapping_class):
-    global _Mapping
-    _Mapping = mapping_class
+from mptcp_fast.wire._dss_common import Mapping as _Mapping   # the one Mapping class
 
 
 cdef int fill_entry(MapEntry* e, object mapping) except -1:

@@ -23,8 +23,9 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 
 from mptcp_fast._bytes import as_bytes
 from mptcp_fast.errors import OptionError, option_error
-from mptcp_fast.wire._options_py import (field_counts, field_count_error,   # one rule, one text
-                                       field_type_error)
+from mptcp_fast.wire import _options_common                # the option classes, defined once
+from mptcp_fast.wire._options_common import (FIELD_COUNTS, field_count_error,   # one rule, one text
+                                             field_type_error)
 
 cdef extern from *:
     """
@@ -90,19 +91,20 @@ cdef inline object new8(object cls, object a, object b, object c, object d, obje
     return mf_new(cls, 8, a, b, c, d, e, f, g, h)
 
 
-# The option classes, received from mptcp_fast.wire.options by bind_types().
+# The option classes (mptcp_fast.wire._options_common), taken by _take_types() at import.
 cdef object _T = None
 cdef object Eol_, Nop_, EOL_, NOP_, Mss_, WindowScale_, SackPermitted_, Sack_, Timestamps_
 cdef object UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinSynAck_, MpJoinAck_
 cdef object Dss_, AddAddr_, AddAddrV0_, AddAddr2_, RemoveAddr_, MpPrio_, MpFail_, MpFastclose_
 cdef object MpTcpRst_, MpExperimental_, UnknownMptcpOption_, check_segment_
 cdef tuple _RESET_REASONS = ()
-cdef dict _FIELD_COUNTS = {}          # option class -> len(_fields), set by bind_types()
+cdef dict _FIELD_COUNTS = {}          # option class -> len(_fields), set by _take_types()
 cdef dict _TCP_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 30: "MPTCP"}
 
 
-def bind_types(api_module):
-    """Receive the option classes (defined once, in mptcp_fast.wire.options)."""
+def _take_types(api_module):
+    """Take the option classes (defined once, in mptcp_fast.wire._options_common): called once,
+    at the end of this module."""
     global _T, Eol_, Nop_, EOL_, NOP_, Mss_, WindowScale_, SackPermitted_, Sack_, Timestamps_
     global UnknownTcpOption_, MalformedOption_, MpCapable_, MpJoinSyn_, MpJoinSynAck_, MpJoinAck_
     global Dss_, AddAddr_, AddAddrV0_, AddAddr2_, RemoveAddr_, MpPrio_, MpFail_, MpFastclose_
@@ -123,7 +125,7 @@ def bind_types(api_module):
     check_segment_ = api_module.check_segment
     _RESET_REASONS = tuple(api_module._RESET_REASONS)
     bind_field_positions(api_module)
-    _FIELD_COUNTS = field_counts(api_module)
+    _FIELD_COUNTS = dict(FIELD_COUNTS)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -414,7 +416,7 @@ cdef inline Py_ssize_t put_bytes(uint8_t* out, Py_ssize_t at, object b, type cls
 
 
 # Field positions inside the option tuples, taken from each class's ``_fields`` when the API
-# module binds its classes (bind_types): the encoders below read fields by these names, so a
+# module takes its classes (_take_types): the encoders below read fields by these names, so a
 # class that reorders or renames a field cannot be misread.
 cdef Py_ssize_t F_MSS, F_WS_SHIFT, F_SACK_BLOCKS, F_TSVAL, F_TSECR, F_UNKNOWN_KIND, F_UNKNOWN_DATA
 cdef Py_ssize_t F_MALFORMED_DATA, F_MPC_VERSION, F_MPC_FLAGS, F_MPC_SENDER, F_MPC_RECEIVER
@@ -758,3 +760,6 @@ def encode_tcp_options_into(options, buffer, offset=0, align=True):
     memcpy(out, area, n)
     PyBuffer_Release(&view)
     return n
+
+
+_take_types(_options_common)

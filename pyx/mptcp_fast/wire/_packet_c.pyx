@@ -15,15 +15,9 @@ from mptcp_fast import _check                  # mf_check.pxd calls it on its sl
 from mf_csum cimport sum16, add16
 from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_ipv4_header_checksum, pk_write,
                         pk_write_check, PK_OK, PK_TRUNCATED, PK_NOT_TCP, PK_FRAGMENT)
-from mptcp_fast.wire._packet_py import write_error, _check_bytes   # one text for both backends
+from mptcp_fast.wire._packet_common import Packet as _Packet, write_error   # one text
 
-cdef object _Packet = None          # mptcp_fast.wire.packet.Packet, set by bind_types()
 cdef object _tuple_new = tuple.__new__
-
-
-def bind_types(packet_class):
-    global _Packet
-    _Packet = packet_class
 
 
 cdef Py_ssize_t MAX_OFFSET = 0x7FFFFFFFFFFFFFFF
@@ -160,9 +154,9 @@ def build_into(buffer, offset_, src, dst, sport_, dport_, seq_, ack_, flags_,
     if type(dont_fragment) is not bool:
         dont_fragment = _check.flag("dont_fragment", dont_fragment)
     # bytes, never None: their pointers are read below (the pure twin's messages)
-    cdef bytes src_b = src if type(src) is bytes else _check_bytes("src", src)
-    cdef bytes dst_b = dst if type(dst) is bytes else _check_bytes("dst", dst)
-    cdef bytes opt_b = options if type(options) is bytes else _check_bytes("options", options)
+    cdef bytes src_b = src if type(src) is bytes else _check.exact_bytes("src", src)
+    cdef bytes dst_b = dst if type(dst) is bytes else _check.exact_bytes("dst", dst)
+    cdef bytes opt_b = options if type(options) is bytes else _check.exact_bytes("options", options)
     if type(payload) is not bytes:
         _check.byte_length("payload", payload)
     cdef Py_buffer out, body

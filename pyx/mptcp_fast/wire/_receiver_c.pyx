@@ -37,14 +37,8 @@ cdef enum:
     PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
     DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
-cdef object _Event = None             # mptcp_fast.wire.receiver's types, set by bind_types()
-cdef object _DirectionCounters = None
-cdef object _StreamCounters = None
-
-
-def bind_types(event, direction_counters, stream_counters):
-    global _Event, _DirectionCounters, _StreamCounters
-    _Event, _DirectionCounters, _StreamCounters = event, direction_counters, stream_counters
+from mptcp_fast.wire._receiver_common import (DirectionCounters as _DirectionCounters,
+                                              Event as _Event, StreamCounters as _StreamCounters)
 
 
 def no_counters():

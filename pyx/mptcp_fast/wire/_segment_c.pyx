@@ -2,7 +2,7 @@
 """Compiled twin of mptcp_fast/wire/_segment_py.py: read one received packet for the engine.
 Same results and status codes; the packet layout and checksums are the C of mf_packet.pxd,
 the usual established options area (timestamps + DSS, mptcp_fast.wire.established) is decoded
-here, any other area by the pure twin's ``general_options`` (the option codec).
+here, any other area by ``_segment_common.general_options`` (the option codec).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -16,14 +16,18 @@ from cpython.type cimport PyType_GenericAlloc
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
 from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write, pk_write_check
-from mptcp_fast.wire._packet_py import write_error, _check_bytes   # the packet layer's errors
-
-cdef object general_options = None   # the pure twin's (any options area but the usual one)
+from mptcp_fast import _check
+from mptcp_fast.wire._packet_common import write_error             # the packet layer's errors
+from mptcp_fast.wire._options_common import Dss as _DssClass
+# any options area but the usual one: the codec's reading, shared with the pure twin
+from mptcp_fast.wire._segment_common import general_options
+from mptcp_fast.wire._options_c import parse_tcp_options   # this backend's codec
 
 
 cdef class Incoming:
-    """mptcp_fast.wire.segment.Incoming's compiled twin: the same fields and calls, typed
-    (pyx/mptcp_fast/_segment.pxd), so that the compiled engine reads them as C fields."""
+    """mptcp_fast.wire._segment_common.Incoming's compiled twin: the same fields and calls,
+    typed (pyx/mptcp_fast/wire/_segment_c.pxd), so that the compiled engine reads them as C
+    fields."""
 
     def __init__(self):
         self.flow = None
@@ -46,17 +50,7 @@ cdef class Incoming:
         return None
 
 
-cdef object _Dss = None               # mptcp_fast.wire.options.Dss (a tuple subclass)
-
-
-def bind_types(incoming_class, read_common):
-    """Called when the engine binds this twin (the package is importable by then); the
-    segments read are this module's own Incoming, the compiled twin of ``incoming_class``."""
-    global general_options, _Dss
-    from mptcp_fast.wire import _segment_py as pure
-    from mptcp_fast.wire import options
-    general_options = pure.general_options
-    _Dss = options.Dss
+cdef object _Dss = _DssClass          # the option class Dss (a tuple subclass)
 
 
 cdef inline void _put(object fields, Py_ssize_t i, object value):
@@ -149,7 +143,7 @@ cpdef object read(object data, long long number):
                 seg.mptcp.append(_dss(be64(o + 16), be64(o + 24), be32(o + 32), be16(o + 36),
                                       checksum))
             else:
-                general_options(seg, data, f.tcp + 20, olen)
+                general_options(seg, data, f.tcp + 20, olen, parse_tcp_options)
         return seg
     finally:
         PyBuffer_Release(&view)
@@ -196,8 +190,8 @@ cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, ui
     cdef uint8_t area[40]
     cdef Py_buffer body
     if src is None or dst is None:        # their pointers are read (the pure twin's message)
-        _check_bytes("src", src)
-        _check_bytes("dst", dst)
+        _check.exact_bytes("src", src)
+        _check.exact_bytes("dst", dst)
     _timestamps(area, tsval, tsecr)
     area[12], area[14], area[15] = 30, 0x20, 0x0F
     put64(area + 16, data_ack)
@@ -225,8 +219,8 @@ cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uin
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
     cdef uint8_t area[24]
     if src is None or dst is None:        # their pointers are read (the pure twin's message)
-        _check_bytes("src", src)
-        _check_bytes("dst", dst)
+        _check.exact_bytes("src", src)
+        _check.exact_bytes("dst", dst)
     _timestamps(area, tsval, tsecr)
     area[12], area[13], area[14], area[15] = 30, 12, 0x20, 0x03
     put64(area + 16, data_ack)

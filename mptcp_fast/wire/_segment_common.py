@@ -1,0 +1,75 @@
+"""What the segment reader's API (``mptcp_fast.wire.segment``) and both its twins
+(``_segment_py``, ``_segment_c``) share, defined once: the pure ``Incoming`` (the compiled twin
+has a typed class with the same fields, pyx/mptcp_fast/wire/_segment_c.pxd), a subflow's flow
+key, and the codec's reading of an options area that is not the usual established one.
+"""
+
+from __future__ import annotations
+
+from . import _options_common as opt
+from ..errors import OptionError
+
+_SYN, _FIN = 0x02, 0x01                   # TCP header flags (RFC 9293 §3.1)
+
+__all__ = ["Incoming", "flow_key", "general_options"]
+
+
+class Incoming:
+    """The parts of a received segment that the subflow and the connection read; ``flow`` is
+    the key of the subflow it belongs to (``flow_key(dst, dport, src, sport)``). The pure
+    reader's; the compiled reader's class has the same fields and calls."""
+    __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
+                 "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
+                 "malformed_options", "number", "flow")
+
+    def __init__(self):
+        self.flow = None
+        self.mss = self.wscale = self.tsval = self.tsecr = None
+        self.sack_permitted = False
+        self.sack = ()
+        self.mptcp = []
+        self.malformed_options = 0
+
+    @property
+    def length(self) -> int:
+        """Sequence space the segment occupies: payload, plus one each for SYN and FIN."""
+        return len(self.payload) + (self.flags & _SYN and 1) + (self.flags & _FIN and 1)
+
+    def first(self, cls):
+        """The first MPTCP option of class ``cls``, or None."""
+        for option in self.mptcp:
+            if type(option) is cls:
+                return option
+        return None
+
+
+def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
+    """A subflow's key in its endpoint's table: local address and port, remote address and
+    port, as one bytes object (one hash per lookup)."""
+    return local + lport.to_bytes(2, "big") + remote + rport.to_bytes(2, "big")
+
+
+def general_options(seg, data, offset: int, length: int, parse_tcp_options) -> None:
+    """Sort the options of any area into ``seg``, as ``parse_tcp_options`` (the option codec of
+    the caller's own backend) reads them."""
+    try:
+        found = parse_tcp_options(data, keep_malformed=True, offset=offset, length=length)
+    except OptionError:                   # the options area itself is broken: ignore it all
+        seg.malformed_options += 1
+        return
+    for o in found:
+        kind = type(o)
+        if kind is opt.Timestamps:
+            seg.tsval, seg.tsecr = o.tsval, o.tsecr
+        elif kind is opt.Sack:
+            seg.sack = o.blocks
+        elif kind is opt.Mss:
+            seg.mss = o.mss
+        elif kind is opt.WindowScale:
+            seg.wscale = o.shift
+        elif kind is opt.SackPermitted:
+            seg.sack_permitted = True
+        elif kind is opt.MalformedOption:
+            seg.malformed_options += 1
+        elif isinstance(o, opt._MptcpOption):
+            seg.mptcp.append(o)
