@@ -31,6 +31,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 IPPROTO_MPTCP = 262
@@ -644,6 +645,9 @@ def main() -> None:
         proxy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         proxy.stdout.readline()
+        # the proxy prints a line per finished connection: keep reading them, or a full pipe
+        # would stop it
+        threading.Thread(target=proxy.stdout.read, daemon=True).start()
         rss_start = _rss_kib(proxy.pid, "VmRSS:") // 1024
         capture = None
         if args.capture:

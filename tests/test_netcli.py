@@ -6,6 +6,7 @@ except the error messages."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import re
 import signal
@@ -70,8 +71,11 @@ def _wait_proxy_listening(proxy, port: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def _json_lines(text: str) -> list:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+def _json_lines(text: str, event: str = "connection") -> list:
+    """The JSON records of ``event`` ("connection": one per finished connection; "listening":
+    the start-up record) a --json run printed."""
+    return [record for line in text.splitlines() if line.startswith("{")
+            if (record := json.loads(line))["event"] == event]
 
 
 def _serve_and_connect(server_arguments, client_arguments, when_ready):
@@ -128,6 +132,57 @@ def test_userspace_client_and_kernel_server(ns):
 
 
 @root_only
+def test_a_download_alone_with_bytes_0(ns):
+    """connect --bytes 0 against serve --mode send: nothing sent, 8 MB received, the
+    SHA-256 the server reports for what it sent (both on the kernel's MPTCP, in the
+    namespace)."""
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    c, s = _serve_and_connect(
+        ["serve", "--engine", "kernel", "--netns", ns.name, "--mode", "send", "--bytes", "8M",
+         "--count", "1", "--json"],
+        ["connect", "198.18.0.1", "5000", "--engine", "kernel", "--netns", ns.name,
+         "--bytes", "0", "--json"],
+        lambda: _wait_listening(ns, 5000))
+    assert c["sent"] == s["received"] == 0 and c["received"] == s["sent"] == 8 << 20
+    assert c["received_sha256"] == s["sent_sha256"]
+    assert c["sent_sha256"] == hashlib.sha256(b"").hexdigest()
+
+
+@root_only
+def test_the_proxy_prints_a_line_per_connection(ns):
+    """Without --json: the start-up line, then one line per finished connection naming the
+    client, the bytes each way, the subflows and the duration."""
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    server = KernelPeer(ns, send_bytes=3 << 20, seed=11).listen("0.0.0.0", 5000)
+    proxy = _start(["proxy", "--engine", "kernel", "--netns", ns.name, "--listen",
+                    "127.0.0.1:7101", "--to", "198.18.0.1:5000", "--count", "1"])
+    try:
+        _wait_proxy_listening(proxy, 7101)
+        client = KernelPeer(None, send_bytes=1 << 20, seed=12, mptcp=False)
+        client.connect("127.0.0.1", 7101)
+        client.join(60)
+        server.join(30)
+        out, err = proxy.communicate(timeout=30)
+    finally:
+        proxy.kill()
+    assert err == "" and client.received == 3 << 20
+    banner, line = out.splitlines()
+    assert banner == "proxy (tcp-to-mptcp, kernel): 127.0.0.1:7101 -> 198.18.0.1:5000"
+    assert re.fullmatch(r"127\.0\.0\.1:\d+: 1,048,576 B up, 3,145,728 B down, 1 subflow\(s\), "
+                        r"\d+\.\d\d s", line), line
+
+
+def test_a_missing_file_to_send_is_named_before_connecting(tmp_path):
+    """connect --send-file with no such file: one line naming it, exit status 2, and nothing
+    opened (no engine, no TUN device: this runs without root)."""
+    missing = tmp_path / "nothing.bin"
+    done = subprocess.run([*CLI, "connect", "198.18.0.1", "5000", "--send-file", str(missing)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr == f"mptcp-fast connect: No such file or directory: {missing}\n"
+
+
+@root_only
 @pytest.mark.parametrize("engine", ["userspace", "kernel"])
 def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
     """A plain TCP client -> proxy (tcp-to-mptcp) -> a kernel MPTCP server, 20 MB each way
@@ -157,9 +212,13 @@ def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
     assert client.received == server.received == 20 << 20
     assert client.received_sha256 == server.sent_sha256
     assert server.received_sha256 == client.sent_sha256
+    (started,) = _json_lines(out, "listening")
+    assert started == {"event": "listening", "command": "proxy", "listen": "127.0.0.1:7100",
+                       "to": "198.18.0.1:5000", "direction": "tcp-to-mptcp", "engine": engine}
     (report,) = _json_lines(out)
     assert report["upstream"] == report["downstream"] == 20 << 20
     assert len(report["subflows"]) == 2
+    assert report["client"].startswith("127.0.0.1:") and 0 < report["seconds"] < 90
     moved = ns.counters_since(before)
     assert moved.get("MPTcpExtMPCapableSYNRX") == 1 and moved.get("MPTcpExtMPJoinSynRx") == 1
     assert moved.get("MPTcpExtMPJoinAckRx") == 1
@@ -433,9 +492,12 @@ def test_a_server_that_closes_early_resets_the_client_and_ends_the_connection(ns
         reset = isinstance(outcome, (ConnectionResetError, BrokenPipeError)) or (
             type(outcome) is OSError and outcome.errno == errno.ENOTCONN)
         assert reset, outcome
+        line = _line_within(proxy.stdout, 15)            # the start-up record
+        assert json.loads(line)["event"] == "listening", line
         line = _line_within(proxy.stdout, 15)            # the handler ended
         assert line, f"the proxy's handler never ended: {_stderr_of(proxy)}"
-        assert json.loads(line)["upstream"] < 4 << 20
+        record = json.loads(line)
+        assert record["event"] == "connection" and record["upstream"] < 4 << 20
     finally:
         proxy.kill()
         proxy.communicate()

@@ -192,7 +192,9 @@ class _Report:
         self.bar = None
         if not args.json and sys.stderr.isatty() and total:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False)
+            # sizes are given in binary units (16M = 16 MiB): shown in the same ones
+            self.bar = tqdm(total=total, unit="iB", unit_scale=True, unit_divisor=1024,
+                            desc=label, leave=False)
 
     def moved(self, sent: bytes = b"", received: bytes = b"") -> None:
         if sent:
@@ -208,7 +210,7 @@ class _Report:
         if self.bar is not None:
             self.bar.close()
         seconds = max(time.monotonic() - self.start, 1e-9)
-        result = {"connection": self.label, "sent": self.sent,
+        result = {"event": "connection", "connection": self.label, "sent": self.sent,
                   "sent_sha256": self.sent_hash.hexdigest(), "received": self.received,
                   "received_sha256": self.received_hash.hexdigest(), "seconds": seconds,
                   "goodput_bps": (self.sent + self.received) * 8 / seconds,
@@ -371,7 +373,7 @@ async def _serve(args) -> int:
             writer.close()
             await writer.wait_closed()
         except (ConnectionError, OSError) as exc:
-            error, subflows = str(exc), []
+            error, subflows = str(exc), watch.best          # the subflows it had until then
         served.append(report.finish(subflows, error))
         if args.count and len(served) >= args.count:
             done.set()
@@ -380,7 +382,10 @@ async def _serve(args) -> int:
     try:
         host = args.address[0] if args.address else "0.0.0.0"
         server = await engine.serve(handlers.wrap(handle), host, args.port)
-        if not args.json:
+        if args.json:
+            print(json.dumps({"event": "listening", "command": "serve", "port": args.port,
+                              "mode": args.mode, "engine": args.engine}), flush=True)
+        else:
             print(f"serving ({args.engine}, {args.mode}) on port {args.port}", flush=True)
         try:
             await done.wait()
@@ -393,6 +398,8 @@ async def _serve(args) -> int:
 
 
 async def _connect(args) -> int:
+    # the file's size first: a missing file is an error before anything is opened
+    size = os.path.getsize(args.send_file) if args.send_file else args.bytes
     engine = _Engine(args)
     await engine.start()
     try:
@@ -405,7 +412,6 @@ async def _connect(args) -> int:
             print(f"mptcp-fast connect: {_endpoint((args.host, args.port))}: {reason}",
                   file=sys.stderr)
             return 1
-        size = os.path.getsize(args.send_file) if args.send_file else args.bytes
         report = _Report(args, f"{args.host}:{args.port}", size)
         watch = _SubflowWatch(writer)
         await asyncio.gather(_send_stream(writer, report, size, args.send_file),
@@ -476,6 +482,18 @@ async def _close_both(*writers) -> None:
             _abort(writer)
 
 
+def _report_proxied(args, client: str, up: int, down: int, subflows, seconds: float) -> None:
+    """One line per finished proxied connection (a JSON record under --json): the client,
+    the bytes carried each way, the MPTCP side's subflows, how long it lasted."""
+    if args.json:
+        print(json.dumps({"event": "connection", "client": client, "upstream": up,
+                          "downstream": down, "subflows": subflows, "seconds": seconds,
+                          "engine": args.engine}), flush=True)
+    else:
+        print(f"{client}: {up:,} B up, {down:,} B down, {len(subflows)} subflow(s), "
+              f"{seconds:.2f} s", flush=True)
+
+
 async def _proxy(args) -> int:
     """TCP in, MPTCP out (tcp-to-mptcp), or MPTCP in, TCP out (mptcp-to-tcp)."""
     engine = _Engine(args)
@@ -501,6 +519,8 @@ async def _proxy(args) -> int:
                   f"{reason}", file=sys.stderr, flush=True)
             _abort(client_writer)
             return
+        started = time.monotonic()
+        client = _endpoint(client_writer.get_extra_info("peername") or ("?", 0))
         for writer in (client_writer, out_writer):
             _bound_unsent(writer)
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
@@ -510,9 +530,7 @@ async def _proxy(args) -> int:
         watch.sample(force=True)
         subflows = watch.best
         await _close_both(out_writer, client_writer)
-        if args.json:
-            print(json.dumps({"upstream": up, "downstream": down, "subflows": subflows,
-                              "engine": args.engine}), flush=True)
+        _report_proxied(args, client, up, down, subflows, time.monotonic() - started)
         count += 1
         if args.count and count >= args.count:
             done.set()
@@ -524,7 +542,11 @@ async def _proxy(args) -> int:
                                                 backlog=_backlog(args))
         else:
             server = await engine.serve(handlers.wrap(handle), listen_host, listen_port)
-        if not args.json:
+        if args.json:
+            print(json.dumps({"event": "listening", "command": "proxy", "listen": args.listen,
+                              "to": args.to, "direction": args.direction,
+                              "engine": args.engine}), flush=True)
+        else:
             print(f"proxy ({args.direction}, {args.engine}): {args.listen} -> {args.to}",
                   flush=True)
         try:
@@ -554,6 +576,14 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 # ====================================================================== the parsers
+def _error_text(exc: BaseException) -> str:
+    """An error in one line: an OSError's reason and the file it is about, if any
+    ("No such file or directory: x.bin"), anything else as it prints."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
 def _run(coroutine_function):
     def command(args) -> int:
         try:
@@ -565,8 +595,7 @@ def _run(coroutine_function):
             print(f"mptcp-fast {args.command}: {exc} (pip install 'mptcp_fast[uvloop]')",
                   file=sys.stderr)
         except (MptcpError, OSError) as exc:
-            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            print(f"mptcp-fast {args.command}: {message}", file=sys.stderr)
+            print(f"mptcp-fast {args.command}: {_error_text(exc)}", file=sys.stderr)
         except KeyboardInterrupt:
             return 130
         return 2
@@ -634,7 +663,10 @@ def add_parsers(sub, size_type) -> None:
     con.add_argument("host")
     con.add_argument("port", type=_port)
     what = con.add_mutually_exclusive_group()
-    what.add_argument("--bytes", type=size_type, default=10 << 20, help="send this many bytes")
+    what.add_argument("--bytes", type=lambda text: 0 if text.strip() == "0" else size_type(text),
+                      default=10 << 20,
+                      help="send this many bytes (0: send nothing, only receive, e.g. from "
+                           "serve --mode send)")
     what.add_argument("--send-file", metavar="FILE", help="send this file")
     con.add_argument("--timeout", type=float, default=15.0, help="seconds to connect")
     _engine_options(con, size_type)
