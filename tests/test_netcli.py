@@ -5,6 +5,7 @@ except the error messages."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -129,6 +130,80 @@ def test_userspace_client_and_kernel_server(ns):
     assert c["received"] == s["sent"] == 30 << 20 and c["sent"] == s["received"] == 30 << 20
     assert c["received_sha256"] == s["sent_sha256"] and s["received_sha256"] == c["sent_sha256"]
     assert len(c["subflows"]) == 2
+
+
+@root_only
+def test_a_persistent_device_is_taken_over_as_it_was(ns):
+    """TunDevice(persist=True) in a namespace outlives its descriptor with its interface index,
+    addresses and routes; the next one of that name takes it over (configuring it again is no
+    error); remove() deletes it."""
+    from mptcp_fast.net.netns import NamespaceError
+    from mptcp_fast.net.tun import TunDevice
+    first = TunDevice("mfp0", persist=True, netns=ns.name)
+    try:
+        assert first.reused is False
+        first.configure(["198.18.0.1/24"], ["198.18.5.0/24"], netns=ns.name)
+        index = json.loads(ns.ip("-j", "link", "show", "mfp0"))[0]["ifindex"]
+        first.close()                                   # still there (no carrier), same index
+        assert json.loads(ns.ip("-j", "link", "show", "mfp0"))[0]["ifindex"] == index
+        second = TunDevice("mfp0", persist=True, netns=ns.name)
+        assert second.reused is True
+        second.configure(["198.18.0.1/24"], ["198.18.5.0/24"], netns=ns.name)
+        assert json.loads(ns.ip("-j", "link", "show", "mfp0"))[0]["ifindex"] == index
+        assert "198.18.5.0/24 dev mfp0" in ns.ip("route")
+        second.close()
+    finally:
+        TunDevice.remove("mfp0", ns.name)
+    with pytest.raises(NamespaceError):                     # gone
+        ns.ip("link", "show", "mfp0")
+    with pytest.raises(ValueError, match="fixed name"):
+        TunDevice("mfp%d", persist=True)
+
+
+def _echo_run(ns, *extra) -> tuple[dict, str]:
+    """serve --mode echo on the engine (device mfp1 in the namespace) and a kernel client in
+    the namespace that joins from its endpoint on mfp1: the client's record and what serve
+    wrote to stderr."""
+    server = _start(["serve", "--mode", "echo", "--count", "1", "--json", "--tun", "mfp1",
+                     *TUN, "--netns", ns.name, "--address", "198.18.0.2", *extra])
+    try:
+        line = server.stdout.readline()
+        assert line, _stderr_of(server)
+        assert json.loads(line)["event"] == "listening"
+        if "198.18.2.1" not in ns.ip("mptcp", "endpoint", "show"):
+            ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "mfp1", "subflow")
+        client = subprocess.run(CLI + ["connect", "198.18.0.2", "5000", "--engine", "kernel",
+                                       "--netns", ns.name, "--bytes", "20M", "--json"],
+                                capture_output=True, text=True, timeout=60)
+        _, err = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert client.returncode == 0 and server.returncode == 0, (client.stderr, err)
+    (record,) = _json_lines(client.stdout)
+    assert record["received"] == record["sent"] == 20 << 20
+    return record, err
+
+
+@root_only
+def test_a_persistent_device_keeps_the_kernels_endpoints_joining(ns):
+    """The kernel's endpoint bound to the engine's device follows its interface index: with
+    --persist-tun a second serve takes the same device over and the kernel client joins
+    again (two subflows both times); without it serve warns, as it ends, that the endpoint
+    dies with the device."""
+    from mptcp_fast.net.tun import TunDevice
+    try:
+        for _ in range(2):
+            record, err = _echo_run(ns, "--persist-tun")
+            assert len(record["subflows"]) == 2 and err == ""
+        TunDevice.remove("mfp1", ns.name)       # (the endpoint stays, bound to a dead index)
+        ns.ip("mptcp", "endpoint", "flush")
+        record, err = _echo_run(ns)
+        assert len(record["subflows"]) == 2
+        assert err.startswith("mptcp-fast serve: warning: the kernel's MPTCP endpoint(s) "
+                              "198.18.2.1 on mfp1 stop working"), err
+    finally:
+        with contextlib.suppress(Exception):
+            TunDevice.remove("mfp1", ns.name)
 
 
 @root_only
@@ -476,7 +551,10 @@ def test_a_server_that_closes_early_resets_the_client_and_ends_the_connection(ns
     proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7123",
                     "--to", "198.18.0.1:5000", "--json", *extra])
     try:
-        client = _connect_when_listening(("127.0.0.1", 7123))   # --json prints no banner
+        # the start-up record first, before anything else can follow it into the pipe's
+        # buffer (_line_within selects on the descriptor, which a buffered line escapes)
+        assert json.loads(proxy.stdout.readline())["event"] == "listening"
+        client = _connect_when_listening(("127.0.0.1", 7123))
         client.settimeout(20)
         outcome = None
         try:
@@ -492,8 +570,6 @@ def test_a_server_that_closes_early_resets_the_client_and_ends_the_connection(ns
         reset = isinstance(outcome, (ConnectionResetError, BrokenPipeError)) or (
             type(outcome) is OSError and outcome.errno == errno.ENOTCONN)
         assert reset, outcome
-        line = _line_within(proxy.stdout, 15)            # the start-up record
-        assert json.loads(line)["event"] == "listening", line
         line = _line_within(proxy.stdout, 15)            # the handler ended
         assert line, f"the proxy's handler never ended: {_stderr_of(proxy)}"
         record = json.loads(line)

@@ -61,7 +61,13 @@ class _Engine:
         if not args.address:
             raise SystemExit("mptcp-fast: the userspace engine needs --address (its own "
                              "addresses behind the TUN device)")
-        self.device = TunDevice(args.tun, offload=not args.no_offload, mtu=args.mtu)
+        if args.persist_tun and "%" in args.tun:
+            raise MptcpError("--persist-tun needs a fixed device name (--tun NAME), not the "
+                             f"template {args.tun!r}")
+        # a persistent device is made (or found again) where it lives: in --netns if given
+        self.device = TunDevice(args.tun, offload=not args.no_offload, mtu=args.mtu,
+                                persist=args.persist_tun,
+                                netns=args.netns if args.persist_tun else None)
         kernel_side = args.tun_address or [_kernel_side(a) for a in args.address]
         self.device.configure(kernel_side, args.route or (), netns=args.netns)
         self.device.check_routed(args.address, netns=args.netns)
@@ -112,7 +118,22 @@ class _Engine:
         if self.stack is not None:
             self.stack.close()
         if self.device is not None:
+            if not self.device.persist:
+                self._warn_about_endpoints()
             self.device.close()
+
+    def _warn_about_endpoints(self) -> None:
+        """The kernel's MPTCP endpoints bound to the device stop working when it goes away,
+        and stay dead when a later run makes a device of the same name (a new interface
+        index): say so once, with the way out."""
+        from ..net.tun import kernel_endpoints_on
+        endpoints = kernel_endpoints_on(self.device.name, self.args.netns)
+        if endpoints:
+            print(f"mptcp-fast {self.args.command}: warning: the kernel's MPTCP endpoint(s) "
+                  f"{', '.join(endpoints)} on {self.device.name} stop working as the device "
+                  f"goes away, also for a later run's {self.device.name}; --persist-tun "
+                  f"keeps the device (ip link del {self.device.name} removes it)",
+                  file=sys.stderr, flush=True)
 
 
 def system_backlog() -> int:
@@ -630,6 +651,10 @@ def _engine_options(p, size_type) -> None:
                    help="the kernel's side in this network namespace (the TUN device, or the "
                         "kernel socket)")
     p.add_argument("--mtu", type=int, default=1500, help="userspace: the device's MTU")
+    p.add_argument("--persist-tun", action="store_true",
+                   help="userspace: keep the TUN device (with its addresses and routes) when "
+                        "the command ends and take it over when it starts again, so kernel "
+                        "MPTCP endpoints bound to it keep working; needs a fixed --tun NAME")
     p.add_argument("--no-offload", action="store_true",
                    help="userspace: no GSO/checksum offload on the device (1500-byte packets)")
     p.add_argument("--checksums", action="store_true", help="userspace: ask for DSS checksums")

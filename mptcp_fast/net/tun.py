@@ -18,24 +18,34 @@ larger than the device's MTU go out as GSO (gso_type TCPV4/TCPV6, gso_size cut f
 the kernel takes them as one segment, as from a NIC with GRO, and cuts them only if it
 forwards them. One TSO segment costs one read or write where 44 packets would cost 44.
 
-A TUN device disappears when its descriptor closes. Errors are :class:`TunError` with the
-reason in words (no root, no /dev/net/tun, the name in use).
+A TUN device disappears when its descriptor closes, unless it is made persistent
+(``persist=True``: TUNSETPERSIST): then it stays, with its addresses, routes and interface
+index, and the next ``TunDevice`` of that name takes it over. That matters to the kernel's
+MPTCP endpoints bound to the device (``ip mptcp endpoint add ... dev mft0``): they follow the
+interface index, so a device made anew under the same name leaves them dead
+(MPJoinSynTxConnectErr) while a persistent one keeps them working. ``TunDevice.remove(name)``
+deletes a persistent device; ``kernel_endpoints_on(name)`` lists the endpoints bound to one.
+Errors are :class:`TunError` with the reason in words (no root, no /dev/net/tun, the name in
+use).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import socket
 import struct
 import subprocess
 
 from ..wire import packet as pk
 from ..errors import MptcpError, PacketError
 
-__all__ = ["TunDevice", "TunError", "VNET_HDR_LEN"]
+__all__ = ["TunDevice", "TunError", "VNET_HDR_LEN", "kernel_endpoints_on"]
 
 TUNSETIFF = 0x400454CA                   # _IOW('T', 202, int)
+TUNSETPERSIST = 0x400454CB               # _IOW('T', 203, int)
 TUNSETOFFLOAD = 0x400454D0               # _IOW('T', 208, unsigned int)
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
@@ -68,12 +78,18 @@ class TunError(MptcpError, OSError):
 
 class TunDevice:
     """See the module text. ``name`` may be a template such as ``"mft%d"``; ``self.name`` is
-    the name the kernel gave."""
+    the name the kernel gave. ``persist``: the device outlives this object and is taken over
+    by the next one of its name (``self.reused`` says whether this one found it); it needs a
+    fixed name. ``netns``: make (or find) the device inside that namespace rather than here
+    (``configure`` then has nothing to move)."""
 
     def __init__(self, name: str = "mft%d", offload: bool = False, mtu: int = 1500,
-                 queue_length: int = QUEUE_LENGTH):
+                 queue_length: int = QUEUE_LENGTH, persist: bool = False,
+                 netns: str | None = None):
         if not isinstance(name, str) or not 0 < len(name.encode()) < 16:
             raise ValueError(f"a device name is 1..15 bytes, got {name!r}")
+        if persist and "%" in name:
+            raise ValueError(f"a persistent device needs a fixed name, not the template {name!r}")
         if not isinstance(mtu, int) or not 576 <= mtu <= 65535:
             raise ValueError(f"mtu must be an int in 576..65535, got {mtu!r}")
         if not isinstance(queue_length, int) or not 1 <= queue_length <= 1 << 20:
@@ -82,8 +98,23 @@ class TunDevice:
         self.offload = bool(offload)
         self.mtu = mtu
         self.queue_length = queue_length
+        self.persist = bool(persist)
+        self.netns = netns
         self.stats = {"read": 0, "written": 0, "gso_read": 0, "gso_written": 0,
                       "checksums_completed": 0, "dropped_write": 0}
+        if netns is None:
+            self._open(name)
+        else:
+            from .netns import Namespace         # the device is made where the thread is
+            with Namespace(netns).entered():
+                self._open(name)
+
+    def _open(self, name: str) -> None:
+        offload, persist = self.offload, self.persist
+        self.reused = False
+        if persist:
+            with contextlib.suppress(OSError):
+                self.reused = socket.if_nametoindex(name) > 0
         try:
             fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -99,6 +130,8 @@ class TunDevice:
             answer = fcntl.ioctl(fd, TUNSETIFF, request)
             if offload:
                 fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+            if persist:
+                fcntl.ioctl(fd, TUNSETPERSIST, 1)
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.EPERM:
@@ -120,15 +153,17 @@ class TunDevice:
         the rest of the subnet to this process), extra ``routes`` ("198.18.5.0/24") through
         it, the MTU and the queue length, and bring it up. ``netns``: move it into that
         namespace first (the descriptor keeps working there). Uses iproute2's ``ip``."""
-        if netns is not None:
+        if netns is not None and netns != self.netns:
             self._ip(["link", "set", "dev", self.name, "netns", netns])
         prefix = ["-n", netns] if netns is not None else []
         self._ip(prefix + ["link", "set", "dev", self.name, "mtu", str(self.mtu),
                            "txqueuelen", str(self.queue_length), "up"])
+        # a device taken over keeps what it had: "replace" adds or keeps, never fails on it
+        verb = "replace" if self.reused else "add"
         for address in addresses:
-            self._ip(prefix + ["addr", "add", str(address), "dev", self.name])
+            self._ip(prefix + ["addr", verb, str(address), "dev", self.name])
         for route in routes:
-            self._ip(prefix + ["route", "add", str(route), "dev", self.name])
+            self._ip(prefix + ["route", verb, str(route), "dev", self.name])
 
     def check_routed(self, addresses, netns: str | None = None) -> None:
         """Each of the engine's ``addresses`` must be routed into this device, or the kernel
@@ -242,12 +277,33 @@ class TunDevice:
         return _VNET.pack(0, gso_type, headers, self.mtu - headers, 0, 0)
 
     def close(self) -> None:
+        """Close the descriptor: the device goes away with it, unless it is persistent."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    @classmethod
+    def remove(cls, name: str, netns: str | None = None) -> None:
+        """Delete the persistent device ``name`` (in ``netns``); TunError if there is none."""
+        cls._ip((["-n", netns] if netns is not None else []) + ["link", "del", "dev", name])
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def kernel_endpoints_on(device: str, netns: str | None = None) -> list[str]:
+    """The addresses of the kernel's MPTCP endpoints bound to ``device`` (``ip mptcp endpoint
+    show``), in ``netns``: what stops working when a device of that name goes away and comes
+    back as another (the endpoint keeps the old interface index). [] when there are none or
+    iproute2 cannot say."""
+    command = ["ip"] + (["-n", netns] if netns is not None else []) + ["mptcp", "endpoint",
+                                                                       "show"]
+    try:
+        shown = subprocess.run(command, capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [line.split()[0] for line in shown.splitlines()
+            if f" dev {device} " in f" {line} " and line.split()]
