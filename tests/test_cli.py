@@ -147,3 +147,31 @@ def test_connect_to_nobody_says_how_long_it_waited(monkeypatch, capsys):
     assert cli.main(["connect", "2001:2::77", "5000", "--timeout", "0.1"]) == 1
     assert capsys.readouterr().err == \
         "mptcp-fast connect: [2001:2::77]:5000: no answer within 0.1 s\n"
+
+
+def test_an_mp_capable_of_the_wrong_length_names_the_length_it_wanted():
+    proc = run_cli("decode", "--segment", "syn", "--json", "1e0c0181aaaaaaaaaaaaaaaa")
+    assert proc.returncode == 1
+    (result,) = json.loads(proc.stdout)
+    assert result["options"][0]["reason"] == ("MP_CAPABLE: length at offset 0: expected 4 "
+                                              "bytes on a syn segment, got 12")
+    proc = run_cli("decode", "--segment", "data", "--json", "1e0c0181aaaaaaaaaaaaaaaa")
+    (result,) = json.loads(proc.stdout)
+    assert "expected 22 or 24 bytes on a data segment, got 12" in result["options"][0]["reason"]
+
+
+def test_nothing_to_decode_is_an_error_not_an_empty_table():
+    for empty in ("", " ", "::"):
+        proc = run_cli("decode", empty)
+        assert (proc.returncode, proc.stdout) == (1, "")
+        assert proc.stderr == "mptcp-fast decode: nothing to decode: the hex is empty\n"
+
+
+def test_a_path_that_is_not_a_number_says_which_part():
+    proc = run_cli("demo", "--path", "foo,10ms")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-1] == (
+        "mptcp-fast demo: error: argument --path: a path is RATE,DELAY[,LOSS] (e.g. "
+        "100M,10ms,0.5%): the rate 'foo' is not a number (e.g. 100M), in 'foo,10ms'")
+    proc = run_cli("demo", "--path", "100M,soon")
+    assert "the delay 'soon' is not a number (e.g. 10ms)" in proc.stderr

@@ -418,3 +418,28 @@ def test_the_packet_layer_agrees_with_the_kernels_checksums(backend, reinjection
         checked += 1
         pos += 16 + incl
     assert checked > 1000 and wrong == []
+
+
+def test_a_prefix_names_the_namespaces_and_veths(tmp_path, monkeypatch):
+    """make_capture(prefix=...): every namespace and veth it makes begins with the prefix
+    (and a tag of the run's own), the capture still holds the transfer; a bad prefix is a
+    ValueError before anything is made."""
+    made = []
+    run = kernel_capture._run
+
+    def recording(*command):
+        if command[:3] == ("ip", "netns", "add") or "veth" in command:
+            made.append(command)
+        return run(*command)
+    monkeypatch.setattr(kernel_capture, "_run", recording)
+    result = kernel_capture.make_capture(str(tmp_path / "p.pcap"), upload=40_000,
+                                         download=20_000, paths=2, prefix="zq7")
+    assert result.upload_bytes == 40_000
+    namespaces = [c[3] for c in made if c[:3] == ("ip", "netns", "add")]
+    assert len(namespaces) == 2 and namespaces[0][:4] == "zq7A" and namespaces[1][:4] == "zq7B"
+    veths = [c[3] for c in made if "veth" in c] + [c[c.index("name") + 1] for c in made
+                                                    if "veth" in c]
+    assert len(veths) == 4 and all(v.startswith(("zq7a", "zq7b")) for v in veths)
+    for bad in ("", "toolong", "a-b"):
+        with pytest.raises(ValueError, match="prefix"):
+            kernel_capture.make_capture(str(tmp_path / "x.pcap"), prefix=bad)

@@ -86,6 +86,8 @@ def cmd_decode(args, out=None) -> int:
     out = out or sys.stdout
     segment = _SEGMENTS[args.segment] if args.segment else None
     if args.hex:
+        if not "".join(args.hex).strip(" :"):
+            raise SystemExit("mptcp-fast decode: nothing to decode: the hex is empty")
         jobs = [("", "".join(args.hex), segment)]
     else:
         jobs = [(title, hex_text, segment or seg) for title, hex_text, seg in EXAMPLES]

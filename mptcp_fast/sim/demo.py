@@ -49,16 +49,23 @@ def parse_path(text: str) -> PathSpec:
     if not 2 <= len(parts) <= 3:
         raise ValueError(f"a path is RATE,DELAY[,LOSS], got {text!r}")
 
-    def number(value: str, units: dict) -> float:
+    def number(what: str, value: str, units: dict, example: str) -> float:
         lowered = value.lower()
-        for suffix, scale in units.items():
+        scale = 1.0
+        for suffix, factor in units.items():
             if lowered.endswith(suffix):
-                return float(lowered[:-len(suffix)]) * scale
-        return float(lowered)
-    rate = number(parts[0], {"gbit/s": 1e9, "mbit/s": 1e6, "kbit/s": 1e3, "gbit": 1e9,
-                             "mbit": 1e6, "kbit": 1e3, "g": 1e9, "m": 1e6, "k": 1e3})
-    delay = number(parts[1], {"ms": 1e-3, "us": 1e-6, "s": 1.0})
-    loss = number(parts[2], {"%": 0.01}) if len(parts) == 3 else 0.0
+                lowered, scale = lowered[:-len(suffix)], factor
+                break
+        try:
+            return float(lowered) * scale
+        except ValueError:
+            raise ValueError(f"a path is RATE,DELAY[,LOSS] (e.g. 100M,10ms,0.5%): the {what} "
+                             f"{value!r} is not a number (e.g. {example}), in {text!r}") from None
+    rate = number("rate", parts[0], {"gbit/s": 1e9, "mbit/s": 1e6, "kbit/s": 1e3, "gbit": 1e9,
+                                     "mbit": 1e6, "kbit": 1e3, "g": 1e9, "m": 1e6, "k": 1e3},
+                  "100M")
+    delay = number("delay", parts[1], {"ms": 1e-3, "us": 1e-6, "s": 1.0}, "10ms")
+    loss = number("loss", parts[2], {"%": 0.01}, "0.5%") if len(parts) == 3 else 0.0
     if rate <= 0 or delay < 0 or not 0 <= loss < 1:
         raise ValueError(f"a path needs rate > 0, delay >= 0 and loss in [0, 1): {text!r}")
     return PathSpec(rate, delay, loss)

@@ -161,8 +161,13 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  fail_path: bool = False, seed: int = 8684, timeout: float = 120.0,
                  attempts: int = 3, start_after: int = 0,
                  first_path_rate: str | None = None, connections: int = 1,
-                 ipv6: bool = False) -> CaptureResult:
+                 ipv6: bool = False, prefix: str = "mf") -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
+
+    The namespaces are ``{prefix}A<tag>`` (server) and ``{prefix}B<tag>`` (client), their veths
+    ``{prefix}a<i>x<tag>`` / ``{prefix}b<i>x<tag>``, ``<tag>`` drawn from the process id and
+    a random number, so runs at once on one machine do not collide; ``prefix`` is 1-3 letters
+    and digits.
 
     ``start_after`` > 0: tcpdump starts only once the connection and its subflows are up and
     that many bytes of the upload were sent and acknowledged: a capture that begins
@@ -181,7 +186,10 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
                     snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
                     timeout=timeout, start_after=start_after, first_path_rate=first_path_rate,
-                    connections=connections, ipv6=ipv6)
+                    connections=connections, ipv6=ipv6, prefix=prefix)
+    if not (isinstance(prefix, str) and 1 <= len(prefix) <= 3 and prefix.isascii()
+            and prefix.isalnum()):
+        raise ValueError(f"prefix must be 1-3 ASCII letters or digits, got {prefix!r}")
     for _ in range(attempts - 1):
         try:
             return _make_capture_once(path, **settings)
@@ -194,7 +202,7 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                        snaplen: int, offload: bool, fail_path: bool, seed: int,
                        timeout: float, start_after: int = 0,
                        first_path_rate: str | None = None, connections: int = 1,
-                       ipv6: bool = False) -> CaptureResult:
+                       ipv6: bool = False, prefix: str = "mf") -> CaptureResult:
     reason = available()
     if reason:
         raise RuntimeError(f"cannot make a kernel capture: {reason}")
@@ -209,10 +217,10 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
 
     def address(i: int, side: int) -> str:
         return f"2001:2:0:{i}::{side}" if ipv6 else f"198.18.{i}.{side}"
-    prefix = "/64" if ipv6 else "/24"
+    netmask = "/64" if ipv6 else "/24"
     dad = ["nodad"] if ipv6 else []
     tag = f"{os.getpid() % 100000}{random.randrange(100)}"
-    server_ns, client_ns = f"mfA{tag}", f"mfB{tag}"
+    server_ns, client_ns = f"{prefix}A{tag}", f"{prefix}B{tag}"
     procs: list[subprocess.Popen] = []
     try:
         _run("ip", "netns", "add", server_ns)
@@ -226,11 +234,11 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                 _run("ip", "netns", "exec", ns, "sysctl", "-q", f"{key}={value}")
             _run("ip", "-n", ns, "mptcp", "limits", "set", "subflows", "4", "add_addr_accepted", "4")
         for i in range(1, paths + 1):
-            a, b = f"mfa{i}x{tag}"[:15], f"mfb{i}x{tag}"[:15]
+            a, b = f"{prefix}a{i}x{tag}"[:15], f"{prefix}b{i}x{tag}"[:15]
             _run("ip", "link", "add", a, "netns", server_ns, "type", "veth", "peer", "name", b,
                  "netns", client_ns)
-            _run("ip", "-n", server_ns, "addr", "add", address(i, 1) + prefix, "dev", a, *dad)
-            _run("ip", "-n", client_ns, "addr", "add", address(i, 2) + prefix, "dev", b, *dad)
+            _run("ip", "-n", server_ns, "addr", "add", address(i, 1) + netmask, "dev", a, *dad)
+            _run("ip", "-n", client_ns, "addr", "add", address(i, 2) + netmask, "dev", b, *dad)
             _run("ip", "-n", server_ns, "link", "set", a, "up")
             _run("ip", "-n", client_ns, "link", "set", b, "up")
             if i == 1 and first_path_rate:     # a slower initial path: the scheduler
@@ -245,10 +253,10 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                          "gro", "off", "tx", "off")
         # ADD_ADDR from the server, MP_JOIN from the client (the selftests' recipe)
         _run("ip", "-n", server_ns, "mptcp", "endpoint", "add", address(2, 1), "dev",
-             f"mfa2x{tag}"[:15], "signal")
+             f"{prefix}a2x{tag}"[:15], "signal")
         if paths == 3:
             _run("ip", "-n", client_ns, "mptcp", "endpoint", "add", address(3, 2), "dev",
-                 f"mfb3x{tag}"[:15], "subflow")
+                 f"{prefix}b3x{tag}"[:15], "subflow")
 
         def start_tcpdump():
             dump = subprocess.Popen(["ip", "netns", "exec", client_ns, "tcpdump", "-i", "any",
@@ -367,11 +375,16 @@ def main(argv=None) -> int:
                         help="switch TSO/GSO/GRO and checksum offload off (MSS-sized segments with "
                              "final checksums; needs ethtool)")
     parser.add_argument("--fail-path", action="store_true",
-                        help="path 3 stops acknowledging once the subflows are up: reinjection")
+                        help="3 paths: once the subflows are up, the server loses the client's "
+                             "path-3 address (blackhole route), so the kernel reinjects that "
+                             "subflow's data on the others")
     parser.add_argument("--start-after", type=int, default=0, metavar="BYTES",
                         help="start tcpdump mid-connection, after this much of the upload")
     parser.add_argument("--connections", type=int, default=1, help="connections at once")
     parser.add_argument("--ipv6", action="store_true", help="paths in 2001:2::/48")
+    parser.add_argument("--prefix", default="mf",
+                        help="1-3 letters or digits that begin the namespace and veth names "
+                             "(each run adds a tag of its own)")
     parser.add_argument("--first-path-rate", metavar="RATE",
                         help="limit path 1 (tc tbf, e.g. 8mbit) so data spreads over subflows")
     args = parser.parse_args(argv)
@@ -379,7 +392,7 @@ def main(argv=None) -> int:
                           checksum=args.checksum, paths=args.paths, snaplen=args.snaplen,
                           offload=not args.no_offload, fail_path=args.fail_path,
                           start_after=args.start_after, first_path_rate=args.first_path_rate,
-                          connections=args.connections, ipv6=args.ipv6)
+                          connections=args.connections, ipv6=args.ipv6, prefix=args.prefix)
     print(f"{result.path}: upload {result.upload_bytes} bytes sha256 {result.upload_sha256}; "
           f"download {result.download_bytes} bytes sha256 {result.download_sha256}")
     return 0

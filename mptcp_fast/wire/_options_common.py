@@ -658,7 +658,9 @@ def check_segment(opt, segment: Segment, offset: int = 0):
     if cls is MpCapable:
         length = _mpc_length(opt)
         if length not in _MPC_LENGTHS.get(segment, ()):
-            reject("length", f"{_MPC_LENGTHS.get(segment, 'no MP_CAPABLE')}", length)
+            allowed = _MPC_LENGTHS.get(segment)
+            reject("length", " or ".join(map(str, allowed)) + " bytes" if allowed
+                   else "no MP_CAPABLE", length)
         # "try to be gentle vs future versions on the initial syn"
         if (segment is Segment.SYN and opt.version < 1) or (segment is not Segment.SYN and opt.version != 1):
             reject("version", "version 1 (>= 1 on a SYN)", opt.version)
