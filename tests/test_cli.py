@@ -1,6 +1,8 @@
 """The mptcp-fast command line: decode tables, JSON, examples, malformed input."""
 
 import json
+import re
+import time
 import os
 import subprocess
 import sys
@@ -175,3 +177,55 @@ def test_a_path_that_is_not_a_number_says_which_part():
         "100M,10ms,0.5%): the rate 'foo' is not a number (e.g. 100M), in 'foo,10ms'")
     proc = run_cli("demo", "--path", "100M,soon")
     assert "the delay 'soon' is not a number (e.g. 10ms)" in proc.stderr
+
+
+def _read_pty(master: int, seconds: float) -> bytes:
+    """What a pseudo-terminal's other side wrote within ``seconds`` (until it closes)."""
+    import select
+    got, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end and select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:                          # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_demo_shows_progress_on_a_terminal_and_ctrl_c_says_where_it_was():
+    """On a terminal the demo draws a bar per run; Ctrl-C ends it with one line saying which
+    run it was in and how far it got, exit status 130, no traceback."""
+    import fcntl
+    import pty
+    import signal
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    # a terminal of 24 x 100 (a pseudo-terminal starts at 0 x 0, where tqdm draws nothing)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "mptcp_fast", "demo", "--size", "4G"],
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    try:
+        seen, deadline = b"", time.monotonic() + 60
+        while b"multipath:" not in seen:             # the bar is up: the transfer runs
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            seen += _read_pty(master, 1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        seen += _read_pty(master, 2)
+    finally:
+        proc.kill()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert proc.returncode == 130 and out == "", text
+    assert re.search(r"mptcp-fast demo: interrupted during the multipath run, [\d,]+ of "
+                     r"4,294,967,296 bytes delivered", text), text
+    assert "Traceback" not in text
+
+
+def test_demo_shows_no_bar_off_a_terminal():
+    proc = run_cli("demo", "--size", "1M", "--no-alone")
+    assert proc.returncode == 0 and proc.stderr == ""

@@ -17,6 +17,43 @@ def _path(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _Progress:
+    """The demo's progress: a bar per run on a terminal (tqdm, on stderr; none when not shown),
+    and where it stood, for a Ctrl-C."""
+
+    def __init__(self, size: int, shown: bool):
+        self.size, self.shown = size, shown
+        self.run, self.delivered, self.finished = None, 0, []
+        self.bar = None
+
+    def __call__(self, run: str, delivered: int) -> None:
+        if run != self.run:
+            if self.run is not None:
+                self.finished.append(self.run)
+            self.close()
+            self.run = run
+            if self.shown:
+                from tqdm import tqdm
+                self.bar = tqdm(total=self.size, unit="iB", unit_scale=True, unit_divisor=1024,
+                                desc=run, leave=False)
+        self.delivered = delivered
+        if self.bar is not None:
+            self.bar.update(delivered - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def where(self) -> str:
+        """Where the demo stood: the run and its bytes delivered, the runs done before."""
+        if self.run is None:
+            return "before the first transfer started"
+        done = f" (done: {', '.join(self.finished)})" if self.finished else ""
+        return (f"during the {self.run} run, {self.delivered:,} of {self.size:,} bytes "
+                f"delivered{done}")
+
+
 def _mbit(bps: float) -> str:
     return f"{bps / 1e6:,.1f} Mbit/s"
 
@@ -53,15 +90,23 @@ def cmd_demo(args, out=None) -> int:
     if args.attack:
         return _attack(args, out)
     paths = args.path or list(demo.DEFAULT_PATHS)
+    progress = _Progress(args.size, shown=not args.json and sys.stderr.isatty())
     try:
         result = demo.run_demo(args.size, paths, scheduler=args.scheduler, cc=args.cc,
                                seed=args.seed, checksums=args.checksums, pcap=args.pcap,
-                               alone=not args.no_alone, profile=args.profile or "v1")
+                               alone=not args.no_alone, profile=args.profile or "v1",
+                               progress=progress)
         if args.plot:
             demo.plot(result, args.plot)
     except (RuntimeError, OSError) as exc:
+        progress.close()
         print(f"mptcp-fast demo: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:                 # Ctrl-C: what was done so far, and 130
+        progress.close()
+        print(f"mptcp-fast demo: interrupted {progress.where()}", file=sys.stderr)
+        return 130
+    progress.close()
     if args.json:
         slim = {**result, "multipath": {k: v for k, v in result["multipath"].items()
                                          if k != "samples"},

@@ -77,10 +77,12 @@ def _client_address(i: int) -> str:
 
 def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
                  checksums=False, pcap=None, hash_data=True, until=3600.0,
-                 queue: int = 256 * 1024, profile: str = "v1", offload: bool = False) -> dict:
+                 queue: int = 256 * 1024, profile: str = "v1", offload: bool = False,
+                 progress=None) -> dict:
     """One connection moves ``size`` bytes from the client to the server over ``paths`` (one
     client address per path, one server address; ``queue`` bytes of drop-tail queue per path
-    direction); returns what happened."""
+    direction); returns what happened. ``progress(delivered)``, if given, is called with the
+    bytes the server has received every SAMPLE_EVERY seconds of virtual time."""
     config = Config(scheduler=scheduler, congestion_control=cc, checksums=checksums,
                     time_wait=1.0, profile=profile, offload=offload)
     addresses = [_client_address(i) for i in range(len(paths))]
@@ -104,6 +106,8 @@ def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
                 key = _text(sf.remote)
                 got[key] = got.get(key, 0) + sf.bytes_received
         samples.append((net.now, got))
+        if progress is not None:
+            progress(sum(got.values()))
         if not any(t.eof for t in server.transfers.values()):
             net.schedule(net.now + SAMPLE_EVERY, sample)
     net.schedule(0.0, sample)
@@ -147,16 +151,23 @@ def _text(address: bytes) -> str:
 
 
 def run_demo(size: int = 16 << 20, paths=DEFAULT_PATHS, *, scheduler="lowest-rtt", cc="lia",
-             seed=1, checksums=False, pcap=None, alone=True, profile="v1") -> dict:
-    """The multipath transfer, and (``alone``) the same transfer over each path by itself."""
+             seed=1, checksums=False, pcap=None, alone=True, profile="v1",
+             progress=None) -> dict:
+    """The multipath transfer, and (``alone``) the same transfer over each path by itself.
+    ``progress(run, delivered)``: ``run`` is "multipath" or "path N alone", ``delivered`` the
+    bytes its server has received so far (of ``size``)."""
+    def reporter(run: str):
+        return None if progress is None else (lambda delivered: progress(run, delivered))
     multipath = run_transfer(size, paths, scheduler=scheduler, cc=cc, seed=seed,
-                             checksums=checksums, pcap=pcap, profile=profile)
+                             checksums=checksums, pcap=pcap, profile=profile,
+                             progress=reporter("multipath"))
     result = {"paths": [str(p) for p in paths], "scheduler": scheduler, "cc": cc, "seed": seed,
               "multipath": multipath, "alone": []}
     if alone:
-        for spec in paths:
+        for i, spec in enumerate(paths):
             result["alone"].append(run_transfer(size, [spec], scheduler=scheduler, cc=cc,
-                                                seed=seed, checksums=checksums, profile=profile))
+                                                seed=seed, checksums=checksums, profile=profile,
+                                                progress=reporter(f"path {i} alone")))
     return result
 
 
