@@ -170,7 +170,8 @@ class PublicClass(type):
     come from the active backend. Calling it builds the active backend's object (the compiled
     twin, ``mptcp_fast._cengine.<module>``'s class of the same name, or the pure class), and
     every object that one makes comes from the same backend. ``isinstance(obj, Endpoint)``
-    holds for the objects of either backend; class attributes and docs are the pure class's.
+    holds for the objects of either backend; class attributes, methods (as functions) and docs
+    are the pure class's.
     It cannot be subclassed: the backends' classes are final (wrap an object instead)."""
 
     def __new__(meta, name, bases, namespace):
@@ -207,9 +208,18 @@ class PublicClass(type):
 
 def public_class(pure: type, module: str) -> PublicClass:
     """The public face of the pure engine class ``pure`` of ``mptcp_fast.<...>.<module>``: what
-    its module exports under the class's name (called by the pure modules only)."""
+    its module exports under the class's name (called by the pure modules only).
+
+    The face carries the pure class's docstring, signature and public methods and properties
+    (the same objects its attribute lookup returns), so that ``help(Endpoint)`` and other
+    documentation tools show the real parameters and methods; calling it still builds the
+    active backend's object."""
     import inspect
-    return PublicClass(pure.__name__, (), {
+    namespace = {name: value for name, value in vars(pure).items()
+                 if not name.startswith("_") and (inspect.isfunction(value)
+                                                  or isinstance(value, property))}
+    namespace.update({
         "__doc__": pure.__doc__, "__module__": pure.__module__, "__qualname__": pure.__qualname__,
         "__signature__": inspect.signature(pure), "_loaded": {"python": pure},
         "_compiled_module": "mptcp_fast._cengine." + module.rsplit(".", 1)[-1]})
+    return PublicClass(pure.__name__, (), namespace)

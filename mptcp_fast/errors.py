@@ -34,7 +34,8 @@ class OptionError(MptcpError, ValueError):
 
 
 class CaptureError(MptcpError, ValueError):
-    """A capture file is truncated or corrupt."""
+    """A capture file is truncated or corrupt (the message names the byte offset), or
+    columns handed to the analyzer do not have the capture reader's layout."""
 
 
 class PacketError(MptcpError, ValueError):
@@ -72,7 +73,8 @@ class MappingConflict(ProtocolError):
 
 
 class UnmappedData(ProtocolError):
-    """Subflow bytes that no mapping covers."""
+    """Subflow bytes that no mapping covers (``SubflowMappings.resolve``): RFC 8684 §3.3.1
+    gives them no place in the data stream."""
 
 
 class StateError(MptcpError):

@@ -55,6 +55,7 @@ class Direction:
     dump: object = None                      # an open file when dumping streams
 
     def drain(self) -> None:
+        """Hash (and dump) the bytes rebuilt in order so far."""
         if self.queue is None:
             return
         for piece in self.queue.read_pieces():
@@ -66,6 +67,8 @@ class Direction:
 
 @dataclass
 class Subflow:
+    """One subflow of an analysed connection: its ends (``client`` sent the SYN), address
+    ids, backup flag, ISNs per direction and MP_JOIN HMAC verdicts."""
     sid: int                                 # the tracker's subflow number
     client: tuple[bytes, int]                # who sent the SYN
     server: tuple[bytes, int]
@@ -85,6 +88,8 @@ class Subflow:
 
 @dataclass
 class Connection:
+    """One analysed MPTCP connection, typed (keys as integers, addresses as bytes): what its
+    entry in the report is made from. ``streams`` holds each direction's ``Direction``."""
     number: int
     streams_id: int                          # the tracker's up stream; down is streams_id + 1
     client_key: int | None = None
@@ -447,6 +452,9 @@ class Analyzer:
 
     # -- output
     def report(self) -> dict:
+        """The report of everything fed so far: ``packets``, ``mptcp_packets``,
+        ``malformed_options`` and ``connections`` (the schema of ``mptcp-fast analyze
+        --json`` without ``capture``)."""
         self._take_tracker_events()
         out = {"packets": self.packets, "mptcp_packets": self.mptcp_packets,
                "malformed_options": self.malformed_options, "connections": []}
@@ -524,7 +532,22 @@ def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
     """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
     before the damage were analysed (the partial report is on the exception as ``report``).
     ``progress(byte_offset)`` is called after every batch when given. The report of
-    ``model.build_model``, which also keeps the per-packet table on request."""
+    ``model.build_model``, which also keeps the per-packet table on request.
+
+    Args:
+        path: the pcap or pcapng file.
+        dump_dir: write each connection's rebuilt streams there
+            (``connectionN-up.bin``, ``connectionN-down.bin``).
+        progress: called with the byte offset reached after every batch.
+
+    Returns:
+        The report: the dict ``mptcp-fast analyze --json`` prints for one file.
+
+    Raises:
+        CaptureError: the file is cut, corrupt or not a capture (``exc.report`` holds the
+            report of what came before).
+        OSError: the file cannot be read.
+    """
     from .model import build_model
     return build_model(path, dump_dir, progress).report
 

@@ -51,15 +51,30 @@ class TcpSegment:
 
     @property
     def src_ip(self):
+        """The source address as an ``ipaddress.IPv4Address`` or ``IPv6Address``."""
         return ipaddress.ip_address(self.src)
 
     @property
     def dst_ip(self):
+        """The destination address as an ``ipaddress.IPv4Address`` or ``IPv6Address``."""
         return ipaddress.ip_address(self.dst)
 
 
 class CaptureReader:
-    """Iterate a capture's TCP segments; ``stats`` counts what was skipped."""
+    """A pcap or pcapng capture, read as a stream: iterate it for its ``TcpSegment``s, or
+    call ``columns()`` for numpy batches (one pass; iterate or take columns, not both).
+    ``stats`` counts what was read and skipped (``stats.as_dict()``: records, tcp, non_tcp,
+    fragments, truncated ones, ...).
+
+    Link types: Ethernet (VLAN/QinQ), Linux SLL and SLL2, raw IP/IPv4/IPv6, BSD loopback.
+
+    Args:
+        file: a binary file object open for reading (it need not seek: standard input
+            works); the reader closes it with ``close()`` or at the end of a ``with`` block.
+
+    Iterating raises ``CaptureError`` (naming the byte offset) at a cut or corrupt record or
+    a file that is no pcap or pcapng, after yielding every segment before it.
+    """
 
     def __init__(self, file):
         self._file = file
@@ -95,6 +110,7 @@ class CaptureReader:
                                        payload_bytes)
 
     def close(self) -> None:
+        """Close the file."""
         self._file.close()
 
     def __enter__(self):
@@ -105,6 +121,21 @@ class CaptureReader:
 
 
 def open_capture(path) -> CaptureReader:
+    """Open the pcap or pcapng file at ``path`` for reading: a ``CaptureReader``, to use in a
+    ``with`` block (which closes the file).
+
+        with open_capture("trace.pcapng") as reader:
+            for seg in reader:                  # TcpSegment
+                print(seg.number, seg.src_ip, seg.sport, seg.dst_ip, seg.dport, seg.seq)
+
+    Args:
+        path: the file's path (str, bytes or os.PathLike).
+
+    Raises:
+        OSError: the file cannot be opened (FileNotFoundError, PermissionError, ...).
+
+    A file that is not a capture raises ``CaptureError`` when it is read, not here.
+    """
     return CaptureReader(open(path, "rb"))
 
 

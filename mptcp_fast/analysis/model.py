@@ -23,6 +23,10 @@ __all__ = ["CaptureModel", "build_model", "model_of_file"]
 
 @dataclass
 class CaptureModel:
+    """One analysed capture (see the module text): ``report`` (the dict of
+    ``analyzer.analyze``), ``connections`` (the analyzer's typed connections, in report
+    order), ``packets`` (the per-packet table, or None) and ``reads`` (how many times the
+    file was read: 2 when flows without handshakes were placed)."""
     report: dict
     connections: list           # analyzer.Connection, in report order
     packets: object = None      # packets.PacketTable, or None

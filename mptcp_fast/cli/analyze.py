@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from . import HelpFormatter
+
 # A small capture of Linux kernel MPTCP, shipped as package data (mptcp_fast/data/).
 SHIPPED_CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                                "kernel-mptcp.pcap")
@@ -283,7 +285,8 @@ def _with_progress_bar(path, run):
 
 def add_parser(sub) -> None:
     """The ``analyze`` subcommand."""
-    ana = sub.add_parser("analyze", help="analyse the MPTCP connections of a capture",
+    ana = sub.add_parser("analyze", formatter_class=HelpFormatter,
+                         help="analyse the MPTCP connections of a capture",
                          description="Connections, subflows, HMAC verdicts, DSS checksums and the "
                                      "rebuilt data stream of each direction. With no CAPTURE, a "
                                      "small capture of Linux kernel MPTCP shipped with the "
@@ -291,12 +294,13 @@ def add_parser(sub) -> None:
                                      "(the report covers what came before).")
     ana.add_argument("capture", nargs="*",
                      help="pcap or pcapng files; '-' reads one from standard input "
-                          "(e.g. tcpdump -w - | mptcp-fast analyze -)")
+                          "(e.g. tcpdump -w - | mptcp-fast analyze -) (default: the capture "
+                          "of Linux kernel MPTCP shipped with the package)")
     ana.add_argument("--json", action="store_true",
                      help="print the report as JSON (several files: {\"captures\": [...]})")
     ana.add_argument("--dump-stream", metavar="DIR",
                      help="write each connection's rebuilt bytes per direction to DIR "
-                          "(several files: DIR/<file name>/)")
+                          "(several files: DIR/<file name>/) (default: not written)")
     ana.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="analyse several files on N processes")
     ana.add_argument("--timing", action="store_true",
@@ -305,8 +309,8 @@ def add_parser(sub) -> None:
     ana.add_argument("--plot", metavar="DIR",
                      help="PNG figures per connection (sequence graph, throughput per subflow, "
                           "delivery): needs matplotlib, pip install 'mptcp_fast[plot]'; implies "
-                          "--timing")
+                          "--timing (default: no figures)")
     ana.add_argument("--parquet", metavar="DIR",
                      help="write per-packet, per-subflow and per-connection tables (Parquet, "
-                          "needs pyarrow: pip install 'mptcp_fast[parquet]')")
+                          "needs pyarrow: pip install 'mptcp_fast[parquet]') (default: no tables)")
     ana.set_defaults(func=cmd_analyze)

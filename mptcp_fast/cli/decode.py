@@ -9,6 +9,7 @@ import json
 import sys
 
 from ..wire import options
+from . import HelpFormatter
 
 # Option areas seen on the wire from Linux 6.18 (docs/kernel-behaviour.md).
 EXAMPLES = [
@@ -109,12 +110,15 @@ def cmd_decode(args, out=None) -> int:
 
 def add_parser(sub) -> None:
     """The ``decode`` subcommand."""
-    dec = sub.add_parser("decode", help="decode MPTCP / TCP options from hex",
+    dec = sub.add_parser("decode", formatter_class=HelpFormatter,
+                         help="decode MPTCP / TCP options from hex",
                          description="Decode one option or a whole TCP options area. "
                                      "With no HEX, decode built-in examples captured from Linux. "
                                      "Exit status 1 if an option was malformed.")
-    dec.add_argument("hex", nargs="*", help="hex bytes (spaces and colons allowed)")
+    dec.add_argument("hex", nargs="*", help="hex bytes (spaces and colons allowed) (default: built-in "
+                          "examples captured from Linux)")
     dec.add_argument("--segment", choices=sorted(_SEGMENTS),
-                     help="apply the Linux acceptance rules for this kind of segment")
+                     help="apply the Linux acceptance rules for this kind of segment "
+                          "(default: none, decode context-free)")
     dec.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dec.set_defaults(func=cmd_decode)

@@ -8,6 +8,7 @@ import json
 import sys
 
 from .. import _backend
+from . import HelpFormatter
 
 def _path(text: str):
     from ..sim.demo import parse_path
@@ -145,33 +146,38 @@ def add_parser(sub, size_type) -> None:
     """The ``demo`` subcommand; ``size_type`` parses ``--size``."""
     from ..engine.cc import CONTROLLERS
     from ..engine.scheduler import SCHEDULERS
-    dem = sub.add_parser("demo", help="two userspace MPTCP engines over emulated paths",
+    dem = sub.add_parser("demo", formatter_class=HelpFormatter,
+                         help="two userspace MPTCP engines over emulated paths",
                          description="A client and a server engine transfer data over emulated "
                                      "paths (virtual time, deterministic from the seed), then the "
                                      "same transfer over each path alone. Prints per-subflow "
                                      "bytes and throughput, the goodput against each path alone, "
                                      "and how fast this machine ran it.")
-    dem.add_argument("--size", type=size_type, default=16 << 20,
-                     help="bytes to send (16M by default; k, M, G suffixes)")
+    dem.add_argument("--size", type=size_type, default="16M",
+                     help="bytes to send (k, M, G suffixes)")
     dem.add_argument("--path", type=_path, action="append", metavar="RATE,DELAY[,LOSS]",
                      help="a path: rate, one-way delay and random loss, e.g. 100M,10ms or "
-                          "50M,40ms,0.05%% (repeat for more; default: 100M,10ms and "
+                          "50M,40ms,0.05%% (repeat for more) (default: 100M,10ms and "
                           "50M,40ms,0.05%%)")
-    dem.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt")
+    dem.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt",
+                     help="which subflow sends next")
     dem.add_argument("--cc", choices=sorted(CONTROLLERS), default="lia",
                      help="congestion control per subflow (lia is coupled, RFC 6356)")
     dem.add_argument("--seed", type=int, default=1, help="the emulated network's random seed")
     dem.add_argument("--checksums", action="store_true", help="negotiate DSS checksums")
-    dem.add_argument("--pcap", metavar="FILE", help="write the multipath run's packets here")
+    dem.add_argument("--pcap", metavar="FILE", help="write the multipath run's packets here "
+                                                          "(default: not written)")
     dem.add_argument("--plot", metavar="FILE.png",
-                     help="plot throughput per subflow over time (needs matplotlib)")
+                     help="plot throughput per subflow over time (needs matplotlib) "
+                          "(default: no plot)")
     dem.add_argument("--json", action="store_true", help="print the results as JSON")
     dem.add_argument("--no-alone", action="store_true",
                      help="skip the runs over each path alone")
     from ..engine.config import PROFILES
     dem.add_argument("--profile", choices=PROFILES,
-                     help="MPTCP version: v1 (RFC 8684, default), v0 (RFC 6824), v0+add_addr2")
+                     help="MPTCP version: v1 (RFC 8684), v0 (RFC 6824), v0+add_addr2 "
+                          "(default: v1; with --attack, all three)")
     dem.add_argument("--attack", choices=["add-addr-hijack"],
                      help="play an attack instead: the forged ADD_ADDR of the IETF-87 slides, "
-                          "against v0, v1 and v0+add_addr2 (or --profile)")
+                          "against v0, v1 and v0+add_addr2 (or --profile) (default: no attack)")
     dem.set_defaults(func=cmd_demo)

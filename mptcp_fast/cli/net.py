@@ -37,6 +37,7 @@ from ..net import kernel
 from ..engine import Config
 from ..sim.apps import pattern
 from ..errors import MptcpError
+from . import HelpFormatter
 
 __all__ = ["add_parsers"]
 
@@ -635,21 +636,23 @@ def _engine_options(p, size_type) -> None:
     from ..engine.cc import CONTROLLERS
     from ..engine.scheduler import SCHEDULERS
     p.add_argument("--engine", choices=["userspace", "kernel"], default="userspace",
-                   help="userspace: this project's engine over a TUN device (default); kernel: "
+                   help="userspace: this project's engine over a TUN device; kernel: "
                         "Linux MPTCP sockets (IPPROTO_MPTCP)")
     p.add_argument("--address", action="append", metavar="ADDR",
                    help="userspace: the engine's own address (repeat for more subflows); "
-                        "kernel: the address to bind")
+                        "kernel: the address to bind (default: none; required by userspace, "
+                        "kernel binds to any)")
     p.add_argument("--tun", default="mft%d", metavar="NAME",
-                   help="userspace: the TUN device's name (default mft%%d: the next free)")
+                   help="userspace: the TUN device's name (mft%%d: the next free one)")
     p.add_argument("--tun-address", action="append", metavar="CIDR",
-                   help="userspace: the kernel's address on the device (repeatable; default "
+                   help="userspace: the kernel's address on the device (repeatable) (default: "
                         "x.x.x.1/24 beside each --address)")
     p.add_argument("--route", action="append", metavar="CIDR",
-                   help="userspace: another network routed into the device")
+                   help="userspace: another network routed into the device (repeatable) "
+                        "(default: none)")
     p.add_argument("--netns", metavar="NAME",
                    help="the kernel's side in this network namespace (the TUN device, or the "
-                        "kernel socket)")
+                        "kernel socket) (default: this process's namespace)")
     p.add_argument("--mtu", type=int, default=1500, help="userspace: the device's MTU")
     p.add_argument("--persist-tun", action="store_true",
                    help="userspace: keep the TUN device (with its addresses and routes) when "
@@ -658,53 +661,67 @@ def _engine_options(p, size_type) -> None:
     p.add_argument("--no-offload", action="store_true",
                    help="userspace: no GSO/checksum offload on the device (1500-byte packets)")
     p.add_argument("--checksums", action="store_true", help="userspace: ask for DSS checksums")
-    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt")
-    p.add_argument("--cc", choices=sorted(CONTROLLERS), default="lia")
+    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt",
+                   help="userspace: which subflow sends next")
+    p.add_argument("--cc", choices=sorted(CONTROLLERS), default="lia",
+                   help="userspace: congestion control per subflow (lia is coupled, RFC 6356)")
     p.add_argument("--backlog", type=int, default=0, metavar="N",
-                   help="the accept queue of a kernel listener (plain TCP or MPTCP; default: "
-                        "net.core.somaxconn); the userspace engine takes every completed "
-                        "handshake, half-open ones up to its syn_backlog, SYN cookies beyond")
+                   help="the accept queue of a kernel listener (plain TCP or MPTCP); the "
+                        "userspace engine takes every completed handshake, half-open ones up "
+                        "to its syn_backlog, SYN cookies beyond (default: 0, the system's "
+                        "net.core.somaxconn)")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop")
     p.add_argument("--json", action="store_true", help="one JSON object per connection")
 
 
 def add_parsers(sub, size_type) -> None:
-    srv = sub.add_parser("serve", help="an MPTCP server: sink, echo, or send N bytes",
+    srv = sub.add_parser("serve", formatter_class=HelpFormatter,
+                         help="an MPTCP server: sink, echo, or send N bytes",
                          description="An MPTCP server on the userspace engine (TUN) or the "
                                      "kernel; one report per connection.")
-    srv.add_argument("--port", type=_port, default=5000)
-    srv.add_argument("--mode", choices=["sink", "echo", "send"], default="sink")
-    srv.add_argument("--bytes", type=size_type, default=100 << 20,
-                     help="--mode send: how much (e.g. 100M)")
+    srv.add_argument("--port", type=_port, default=5000, help="the port to listen on")
+    srv.add_argument("--mode", choices=["sink", "echo", "send"], default="sink",
+                     help="sink: read and discard; echo: send back what comes; send: send "
+                          "--bytes and close")
+    srv.add_argument("--bytes", type=size_type, default="100M",
+                     help="--mode send: how much (k, M, G suffixes)")
     srv.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: serve until Ctrl-C)")
     _engine_options(srv, size_type)
     srv.set_defaults(func=_run(_serve))
 
-    con = sub.add_parser("connect", help="an MPTCP client: send a file or N bytes, receive",
+    con = sub.add_parser("connect", formatter_class=HelpFormatter,
+                         help="an MPTCP client: send a file or N bytes, receive",
                          description="Connect, send (a file or N pseudo-random bytes), read "
                                      "until the server closes, report SHA-256s, subflows and "
                                      "throughput.")
-    con.add_argument("host")
-    con.add_argument("port", type=_port)
+    con.add_argument("host", help="the server's address")
+    con.add_argument("port", type=_port, help="the server's port")
     what = con.add_mutually_exclusive_group()
     what.add_argument("--bytes", type=lambda text: 0 if text.strip() == "0" else size_type(text),
-                      default=10 << 20,
-                      help="send this many bytes (0: send nothing, only receive, e.g. from "
-                           "serve --mode send)")
-    what.add_argument("--send-file", metavar="FILE", help="send this file")
-    con.add_argument("--timeout", type=float, default=15.0, help="seconds to connect")
+                      default="10M",
+                      help="send this many pseudo-random bytes (k, M, G suffixes; 0: send "
+                           "nothing, only receive, e.g. from serve --mode send)")
+    what.add_argument("--send-file", metavar="FILE",
+                      help="send this file instead (default: none, send --bytes)")
+    con.add_argument("--timeout", type=float, default=15.0,
+                     help="seconds to wait for the connection")
     _engine_options(con, size_type)
     con.set_defaults(func=_run(_connect))
 
-    pro = sub.add_parser("proxy", help="a TCP-to-MPTCP proxy (or MPTCP-to-TCP)",
+    pro = sub.add_parser("proxy", formatter_class=HelpFormatter,
+                         help="a TCP-to-MPTCP proxy (or MPTCP-to-TCP)",
                          description="Accept connections on --listen and carry each to --to: "
                                      "plain TCP in and MPTCP out (tcp-to-mptcp, the client "
                                      "side), or MPTCP in and plain TCP out (mptcp-to-tcp).")
-    pro.add_argument("--listen", type=_host_port_arg, required=True, metavar="[HOST:]PORT")
-    pro.add_argument("--to", type=_host_port_arg, required=True, metavar="HOST:PORT")
+    pro.add_argument("--listen", type=_host_port_arg, required=True, metavar="[HOST:]PORT",
+                     help="where to accept connections (HOST: every address when left out)")
+    pro.add_argument("--to", type=_host_port_arg, required=True, metavar="HOST:PORT",
+                     help="where to carry each connection")
     pro.add_argument("--direction", choices=["tcp-to-mptcp", "mptcp-to-tcp"],
-                     default="tcp-to-mptcp")
+                     default="tcp-to-mptcp",
+                     help="tcp-to-mptcp: accept plain TCP, connect over MPTCP (the client "
+                          "side); mptcp-to-tcp: accept MPTCP, connect over plain TCP")
     pro.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: until Ctrl-C)")
     _engine_options(pro, size_type)

@@ -18,6 +18,58 @@ PROFILES = ("v1", "v0", "v0+add_addr2")
 
 @dataclass(frozen=True)
 class Config:
+    """What an ``Endpoint`` and its connections do: a frozen dataclass, every field checked
+    when it is made. Defaults follow Linux where Linux has one.
+
+        Config()                                            # MPTCP v1, as Linux by default
+        Config(congestion_control="olia", scheduler="ecf", checksums=True)
+        Config(profile="v0")                                # RFC 6824
+        dataclasses.replace(config, offload=True)           # a changed copy
+
+    Attributes:
+        profile: "v1" (RFC 8684), "v0" (RFC 6824) or "v0+add_addr2" (v0 with the
+            HMAC-protected ADD_ADDR2 of the rfc6824bis-00 era).
+        checksums: ask for DSS checksums (either side asking turns them on).
+        congestion_control: "lia" (coupled, RFC 6356), "olia", "balia", "reno" or "cubic".
+        hystart: leave slow start when the queue grows (RFC 9406, as Linux's CUBIC).
+        scheduler: "lowest-rtt", "round-robin", "redundant" or "ecf".
+        max_subflows: subflows per connection, the initial one included (1..256).
+        join_announced: open subflows to the addresses the peer announces (ADD_ADDR).
+        deny_join_initial: server: set flag C in the MP_CAPABLE SYN/ACK and accept no
+            MP_JOIN to the initial address and port.
+        max_add_addr_accepted: announced addresses joined per connection (0..255).
+        subflow_addresses: client: open subflows from these of the endpoint's addresses
+            (None: from every other address).
+        signal_addresses: announce these addresses with ADD_ADDR once established.
+        backup_addresses: subflows from these addresses are backups (MP_JOIN B flag): they
+            carry data only when nothing else can.
+        receive_window: the largest data-level receive window, in bytes (1 KiB..1 GiB);
+            memory per connection is bounded by it.
+        initial_receive_window: a connection's first window, grown towards
+            ``receive_window`` as its application reads.
+        send_buffer: the most ``Connection.send`` holds beyond what the peer acknowledged.
+        mss: the MSS offered (536..65495): the MTU less 40 bytes.
+        offload: send one segment per mapping chunk (up to 64 KiB), as to a NIC with TSO.
+        delayed_ack: seconds before a lone segment is acknowledged.
+        min_rto: the smallest retransmission timeout, in seconds.
+        max_rto: the largest retransmission timeout, in seconds.
+        syn_retries: SYN retransmissions before a connection attempt times out (0..20).
+        stale_after: RTOs in a row before a subflow's data is reinjected on the others.
+        max_retransmits: RTOs in a row before a subflow is given up.
+        time_wait: seconds in TIME-WAIT (2 MSL).
+        keepalive: idle seconds before a subflow is probed (None: no keepalives).
+        keepalive_interval: seconds between keepalive probes.
+        keepalive_probes: unanswered probes before the subflow is given up.
+        max_connections: the size of the token table: connections per endpoint.
+        syn_backlog: half-open handshakes kept per endpoint; beyond, SYN cookies.
+        isn_secret: the RFC 6528 key of initial sequence numbers (random by default).
+
+    Raises:
+        ValueError: a field out of its range or not one of its choices (the message names
+            the field).
+        TypeError: an address set given as one address.
+    """
+
     # -- MPTCP (RFC 8684)
     profile: str = "v1"                # "v1" (RFC 8684), "v0" (RFC 6824), "v0+add_addr2" (v0 with
                                        # the HMAC'd ADD_ADDR2 of draft-ietf-mptcp-rfc6824bis-00)
@@ -76,6 +128,7 @@ class Config:
 
     @property
     def add_addr2(self) -> bool:
+        """Whether ADD_ADDR is sent and read as the HMAC-protected ADD_ADDR2."""
         return self.profile == "v0+add_addr2"
 
     def __post_init__(self):

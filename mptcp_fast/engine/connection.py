@@ -105,8 +105,23 @@ def _announcement_due(announcing: dict, now: float) -> bool:
 
 
 class Connection(SubflowOwner, PathManagement, Fallback):
-    """See the module text. Made by the Endpoint (``connect`` or an incoming MP_CAPABLE SYN).
-    Its subflows reach it only through ``SubflowOwner`` (subflow.py), which it implements."""
+    """One MPTCP connection: made by its ``Endpoint`` (``Endpoint.connect``, or an incoming
+    MP_CAPABLE SYN on a listening port, reported by ``ConnectionEstablished``); never built
+    by the user.
+
+    The user's calls: ``send`` and ``send_space``, ``close`` (DATA_FIN), ``abort``
+    (MP_FASTCLOSE), ``join`` (one more subflow), ``announce`` (ADD_ADDR), ``set_backup``
+    (MP_PRIO), ``next_event`` (this connection's events only) and ``stats``. Its packets go
+    out through the endpoint's ``packets_to_send``.
+
+    Its subflows reach it only through ``SubflowOwner`` (subflow.py), which it implements.
+
+    Attributes:
+        id (int): the connection's id, as events carry it.
+        is_client (bool): whether this side opened it.
+        terminated (CloseReason | None): why it ended, once it has.
+        fallback (str | None): why it fell back to plain TCP, if it did.
+    """
 
     def __init__(self, endpoint, cid: int, is_client: bool):
         self.endpoint, self.id, self.is_client = endpoint, cid, is_client
@@ -196,7 +211,20 @@ class Connection(SubflowOwner, PathManagement, Fallback):
     def send(self, data, end_stream: bool = False) -> int:
         """Queue ``data`` for sending; return how many bytes were taken (the rest does not fit
         ``Config.send_buffer`` now: offer it again after the peer acknowledged some). With
-        ``end_stream`` the DATA_FIN follows once every byte was taken."""
+        ``end_stream`` the DATA_FIN follows once every byte was taken.
+
+        Args:
+            data: any bytes-like object.
+            end_stream: close the stream after ``data`` (as ``close()``), when all of it was
+                taken.
+
+        Returns:
+            The number of bytes taken, from the start of ``data``.
+
+        Raises:
+            StateError: the stream was closed (``close``, ``end_stream``), aborted, or the
+                connection has ended.
+        """
         if self.local_closed or self.terminated:
             raise StateError("send() after close(), abort() or the end of the connection")
         view = memoryview(data).cast("B")

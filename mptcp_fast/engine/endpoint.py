@@ -51,7 +51,36 @@ TW_REUSE_DELAY = 1.0                       # Linux's tcp_tw_reuse_delay (1,000 m
 
 
 class Endpoint:
-    """See the module text."""
+    """One host's MPTCP engine, sans-IO: whole IP packets in and out as bytes, time passed in.
+
+    An Endpoint owns its addresses, its listening ports, the token table and every
+    connection. Feed it every packet addressed to it (``receive_packet``), put what
+    ``packets_to_send`` returns on the wire, call ``handle_timer`` when ``get_timer`` says,
+    and read what happened with ``next_event``. Nothing from the network raises: damaged or
+    unplaceable packets are counted in ``stats`` and dropped (or answered with a RST).
+
+    Calling ``Endpoint(...)`` builds the active backend's object (compiled or pure, see
+    ``mptcp_fast.BACKEND``); ``isinstance(obj, Endpoint)`` holds for either.
+
+    Args:
+        addresses: the host's own addresses, text ("198.18.0.1", "2001:2::1") or packed
+            bytes; one subflow may start from each. At least one.
+        config: what the endpoint and its connections do (``Config()`` by default).
+        random: where every random number comes from (keys, nonces, ISN and cookie
+            secrets, ports): the OS CSPRNG by default; ``RandomSource.seeded(seed)``
+            replays a run, for tests and simulations only.
+
+    Raises:
+        TypeError: ``config`` is not a ``Config`` or ``random`` not a ``RandomSource``.
+        ValueError: no address, or one that is not an IPv4 or IPv6 address.
+
+    Attributes:
+        addresses (list[bytes]): the local addresses, packed, in order.
+        connections (dict[int, Connection]): the live connections by id.
+        config (Config): the endpoint's configuration.
+        watch_send_space (bool): when True, ``connections_with_send_space`` lists the
+            connections whose send space grew.
+    """
 
     def __init__(self, addresses, config: Config | None = None,
                  random: RandomSource | None = None):
@@ -96,6 +125,13 @@ class Endpoint:
 
     # ================================================================ set-up and the user's calls
     def listen(self, port: int) -> None:
+        """Accept MPTCP connections (and plain TCP ones, as fallback) on ``port``, on every
+        address of the endpoint. Each new connection is reported by ``ConnectionEstablished``.
+
+        Raises:
+            TypeError: ``port`` is not an int.
+            ValueError: ``port`` is not in 1..65535.
+        """
         self.listening.add(_check.in_range("port", port, 1, 65535))
 
     def add_address(self, address) -> None:
@@ -114,7 +150,15 @@ class Endpoint:
     def remove_address(self, address, now: float | None = None) -> None:
         """An address went away: its subflows are reset (SubflowClosed "address removed"), the
         data they held is reinjected on the others, the peer hears REMOVE_ADDR on a remaining
-        subflow (RFC 8684 §3.4.2), and no new subflow will use it."""
+        subflow (RFC 8684 §3.4.2), and no new subflow will use it.
+
+        Args:
+            address: one of the endpoint's addresses (text or packed).
+            now: the current time (the last time the endpoint was given by default).
+
+        Raises:
+            ValueError: ``address`` is not one of the endpoint's addresses.
+        """
         packed = self.own_address(address)
         now = self.now if now is None else now
         for conn in list(self.connections.values()):
@@ -124,14 +168,35 @@ class Endpoint:
         self._own.discard(packed)
 
     def own_address(self, address) -> bytes:
+        """``address`` packed, when it is one of the endpoint's addresses.
+
+        Raises:
+            ValueError: it is not (or is not an address at all).
+        """
         packed = _check.address("address", address)
         if packed not in self._own:
             raise ValueError(f"{address} is not an address of this endpoint")
         return packed
 
     def connect(self, remote, now: float, local_address=None) -> Connection:
-        """Open an MPTCP connection to ``remote`` = (address, port) from ``local_address``
-        (the first address of the remote's family by default)."""
+        """Open an MPTCP connection: its SYN with MP_CAPABLE is in the next
+        ``packets_to_send``; ``ConnectionEstablished`` follows when the handshake completes.
+
+        Args:
+            remote: the server's (address, port).
+            now: the current time.
+            local_address: the address the initial subflow starts from (by default the
+                first of the endpoint's addresses of the remote's family); the others join
+                as ``Config.subflow_addresses`` says once the connection is established.
+
+        Returns:
+            The new ``Connection``: ``send`` may be called at once (the data waits for the
+            handshake).
+
+        Raises:
+            ValueError: a bad address or port, no local address of the remote's family,
+                or ``local_address`` not one of the endpoint's.
+        """
         address, port = remote
         remote_address = _check.address("remote address", address)
         port = _check.in_range("port", port, 1, 65535)
@@ -148,10 +213,17 @@ class Endpoint:
         return conn
 
     def connection(self, cid: int) -> Connection:
+        """The live connection whose id is ``cid`` (an event's ``connection``).
+
+        Raises:
+            KeyError: no such connection (it never was, or it has ended and been forgotten).
+        """
         return self.connections[cid]
 
     def next_event(self):
-        """The next event of any connection, or None."""
+        """The next event of any connection (``ConnectionEstablished``, ``SubflowEstablished``,
+        ``DataReceived``, ``EndOfStream``, ``SubflowClosed``, ``ConnectionTerminated``, ...),
+        in the order they happened per connection, or None when there is none."""
         queue = self._with_events
         while queue:
             conn = queue[0]
@@ -195,7 +267,17 @@ class Endpoint:
         return stats
 
     def receive_packet(self, data, now: float) -> None:
-        """One whole IP packet from the network."""
+        """Take one whole IP packet (IPv4 or IPv6, from the IP header on) from the network.
+
+        Never raises for the packet's content: a damaged packet (bad checksum, truncated,
+        not TCP) or one for no subflow or listener is counted in ``stats`` and dropped, or
+        answered with a RST as TCP does.
+
+        Args:
+            data: the packet, any bytes-like object.
+            now: the current time, in seconds (any monotonic clock; the same one for
+                every call).
+        """
         self.now = now
         self._number += 1
         if cython.compiled:
@@ -225,7 +307,9 @@ class Endpoint:
             self.receive_packet(data, now)
 
     def packets_to_send(self, now: float) -> list:
-        """Every packet the engine has to send now."""
+        """Every packet the engine has to send now, as a list of whole IP packets (bytes):
+        handshakes, data, ACKs, retransmissions. Call it after every ``receive_packet``,
+        ``handle_timer`` and call on a connection (``send``, ``close``, ...)."""
         self.now = now
         while self._dirty:
             dirty, self._dirty = self._dirty, {}
@@ -249,6 +333,8 @@ class Endpoint:
         return None
 
     def handle_timer(self, now: float) -> None:
+        """Run the timers due at ``now`` (retransmissions, delayed ACKs, keepalives,
+        TIME-WAIT, ADD_ADDR resends); their packets are in the next ``packets_to_send``."""
         self.now = now
         timers = self._timers
         while timers and timers[0][0] <= now:

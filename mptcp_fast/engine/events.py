@@ -64,6 +64,9 @@ class ConnectionEstablished(Event):
 
 @dataclass(frozen=True, slots=True)
 class SubflowEstablished(Event):
+    """A subflow completed its handshake: the initial one, or an MP_JOIN either side opened
+    (RFC 8684 §3.2). ``local`` and ``remote`` are its (address, port) pairs, the address ids
+    those of RFC 8684 §3.2, and ``backup`` whether it carries data only when no other can."""
     subflow_id: int
     local: tuple[str, int]
     remote: tuple[str, int]

@@ -97,7 +97,21 @@ class PathManagement:
     def join(self, local_address, remote=None, *, backup: bool | None = None,
              now: float | None = None) -> int:
         """Open one more subflow from ``local_address`` (an address of the endpoint) to ``remote``
-        ((address, port); the initial subflow's by default); returns its subflow id."""
+        ((address, port); the initial subflow's by default); returns its subflow id.
+
+        Args:
+            local_address: one of the endpoint's addresses, text or packed.
+            remote: the peer's (address, port); the initial subflow's by default.
+            backup: open it as a backup subflow (MP_JOIN B flag); by default as
+                ``Config.backup_addresses`` says for ``local_address``.
+            now: the current time (the endpoint's last one by default).
+
+        Raises:
+            StateError: the connection is not established, is ending, fell back to TCP, has
+                ``Config.max_subflows`` subflows, or the server refuses joins to ``remote``.
+            ValueError: ``local_address`` is not the endpoint's, or the two addresses are of
+                different families.
+        """
         if not self.established or self.keys is None or self.terminated:
             raise StateError("join() needs an established connection")
         ending = self._no_join()
@@ -123,7 +137,17 @@ class PathManagement:
 
     def announce(self, address, port: int | None = None, now: float | None = None) -> int:
         """Announce one of our addresses to the peer with ADD_ADDR (RFC 8684 §3.4.1, HMAC'd
-        with our key), resent until the peer echoes it; returns its address id."""
+        with our key), resent until the peer echoes it; returns its address id.
+
+        Args:
+            address: one of the endpoint's addresses, text or packed.
+            port: a port to announce with it (none by default).
+            now: the current time (the endpoint's last one by default).
+
+        Raises:
+            StateError: the connection is not established or has ended.
+            ValueError: ``address`` is not one of the endpoint's.
+        """
         if self.keys is None or self.terminated:
             raise StateError("announce() needs an established connection")
         packed = self.endpoint.own_address(address)
@@ -262,7 +286,11 @@ class PathManagement:
 
     def set_backup(self, subflow_id: int, backup: bool, now: float | None = None) -> None:
         """Ask the peer to use subflow ``subflow_id`` as a backup (or not) with MP_PRIO, and use
-        it so ourselves (RFC 8684 §3.3.8)."""
+        it so ourselves (RFC 8684 §3.3.8).
+
+        Raises:
+            StateError: no live MPTCP subflow has that id (or the connection fell back).
+        """
         sf = next((s for s in self.subflows if s.sid == subflow_id), None)
         if sf is None or self.fallback or self.terminated:
             raise StateError(f"no live MPTCP subflow {subflow_id}")

@@ -25,7 +25,12 @@ __all__ = ["RandomSource"]
 
 class RandomSource:
     """One endpoint's random numbers (see the module text); ``RandomSource()`` is the
-    secure default, ``RandomSource.seeded(seed)`` the reproducible one for tests."""
+    secure default, ``RandomSource.seeded(seed)`` the reproducible one for tests.
+
+    Args:
+        rng: where to draw from, a ``random.Random`` (the operating system's CSPRNG,
+            ``secrets.SystemRandom()``, by default).
+    """
     __slots__ = ("_rng",)
 
     def __init__(self, rng: _random.Random | None = None):

@@ -68,7 +68,12 @@ class _ReadTransport:
 
 
 class MptcpStreamWriter:
-    """The writing half of an MPTCP connection (the methods of asyncio.StreamWriter)."""
+    """The writing half of an MPTCP connection (the methods of asyncio.StreamWriter), made by
+    ``Stack.open_connection`` and ``Stack.start_server``; never built by the user.
+
+    ``write`` raises ``RuntimeError`` after ``close()`` or ``write_eof()``; once the connection
+    was reset or aborted, ``write`` and ``drain`` raise ``ConnectionResetError``.
+    """
 
     def __init__(self, stack: "Stack", conn):
         self._stack = stack
@@ -83,6 +88,13 @@ class MptcpStreamWriter:
 
     # -- writing
     def write(self, data) -> None:
+        """Queue ``data`` (bytes-like) for the connection; ``drain()`` waits while much is
+        queued.
+
+        Raises:
+            RuntimeError: after ``close()`` or ``write_eof()``.
+            ConnectionResetError: the connection was reset or aborted.
+        """
         if self._closing or self._eof_requested:
             raise RuntimeError("write() after close() or write_eof()")
         if self._error is not None:
@@ -93,10 +105,17 @@ class MptcpStreamWriter:
             self._stack._push(self)
 
     def writelines(self, lines) -> None:
+        """``write`` each of ``lines``."""
         for line in lines:
             self.write(line)
 
     async def drain(self) -> None:
+        """Wait until what was written and not yet taken by the connection is at most
+        ``WRITE_LIMIT`` (1 MiB) bytes.
+
+        Raises:
+            ConnectionResetError: the connection was reset or aborted.
+        """
         if self._error is not None:
             raise self._error
         while self._pending_bytes > WRITE_LIMIT:
@@ -106,6 +125,7 @@ class MptcpStreamWriter:
                 raise self._error
 
     def can_write_eof(self) -> bool:
+        """True: an MPTCP connection can end one direction (DATA_FIN)."""
         return True
 
     def write_eof(self) -> None:
@@ -115,12 +135,15 @@ class MptcpStreamWriter:
 
     # -- closing
     def close(self) -> None:
+        """Close the writing half once everything written went out (DATA_FIN); the peer
+        may still send. ``wait_closed()`` waits for the DATA_FIN's acknowledgement."""
         if not self._closing:
             self._closing = True
             self._eof_requested = True
             self._stack._push(self)
 
     def is_closing(self) -> bool:
+        """Whether ``close()`` or ``abort()`` was called."""
         return self._closing
 
     async def wait_closed(self) -> None:
@@ -136,9 +159,13 @@ class MptcpStreamWriter:
     # -- information
     @property
     def transport(self):
+        """The writer itself (code written for asyncio reads ``writer.transport``)."""
         return self
 
     def get_extra_info(self, name: str, default=None):
+        """``"peername"`` and ``"sockname"`` (the initial subflow's (address, port)),
+        ``"subflows"`` (a list of (local, remote) pairs of the live subflows),
+        ``"connection"`` (the engine's ``Connection``); ``default`` for anything else."""
         conn = self._conn
         if name == "connection":
             return conn
@@ -218,7 +245,21 @@ def _address(packed: bytes, port: int):
 
 class Stack:
     """An Endpoint driven by a TUN device on an asyncio loop (see the module text). The stack
-    does not own the device: close it after ``stack.close()``."""
+    does not own the device: close it after ``stack.close()``.
+
+    Args:
+        addresses: the engine's own addresses (routed into ``device``, not the kernel's).
+        device: a configured ``TunDevice``.
+        config: the endpoint's ``Config``.
+        loop: the event loop (the running one by default).
+
+    Raises:
+        RuntimeError: no ``loop`` and none running.
+        ValueError, TypeError: as ``Endpoint`` raises them for the addresses and config.
+
+    Attributes:
+        endpoint (Endpoint): the engine: its ``stats`` and connections.
+    """
 
     def __init__(self, addresses, device, config: Config | None = None, loop=None):
         self.endpoint = Endpoint(addresses, config)
@@ -244,7 +285,15 @@ class Stack:
     # ------------------------------------------------------------------ the user's calls
     async def open_connection(self, host: str, port: int, local_address=None,
                               limit: int = READ_LIMIT):
-        """Open an MPTCP connection; return (reader, writer) once it is established."""
+        """Open an MPTCP connection to ``host``:``port`` from ``local_address`` (the
+        stack's first address of that family by default); return (reader, writer) once it is
+        established. ``limit`` is the reader's buffer limit in bytes.
+
+        Raises:
+            ConnectionRefusedError: the connection failed before it was established
+                (refused, reset or timed out).
+            ValueError: a bad address or port.
+        """
         conn = self.endpoint.connect((host, port), self._loop.time(), local_address)
         opened = self._opening[conn.id] = self._loop.create_future()
         self._streams(conn, limit)
@@ -257,7 +306,11 @@ class Stack:
 
     async def start_server(self, handler, port: int) -> "Server":
         """Call ``handler(reader, writer)`` (a coroutine function) for every connection to
-        ``port`` on any of the stack's addresses."""
+        ``port`` on any of the stack's addresses; returns the ``Server``.
+
+        Raises:
+            OSError: ``port`` is already served by this stack (errno 98, EADDRINUSE).
+        """
         if port in self._handlers:
             raise OSError(98, f"port {port} is already served by this stack")
         self._handlers[port] = handler
@@ -437,15 +490,18 @@ class Server:
         self._closed = stack._loop.create_future()
 
     def close(self) -> None:
+        """Stop accepting connections (those accepted go on)."""
         self._stack._handlers.pop(self.port, None)
         self._stack.endpoint.listening.discard(self.port)
         if not self._closed.done():
             self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
+        """Until ``close()`` was called."""
         await asyncio.shield(self._closed)
 
     async def serve_forever(self) -> None:
+        """Serve until ``close()`` (as ``asyncio.Server.serve_forever``)."""
         await self.wait_closed()
 
     async def __aenter__(self):
@@ -459,7 +515,22 @@ async def open_connection(host: str, port: int, *, local_addresses, device,
                           config: Config | None = None):
     """``asyncio.open_connection`` over the engine: a Stack of its own on ``device`` with
     ``local_addresses`` (the first one opens the connection, the others join). The stack
-    closes with the writer (after ``wait_closed``); the caller closes the device."""
+    closes with the writer (after ``wait_closed``); the caller closes the device.
+
+    Args:
+        host: the server's address.
+        port: the server's port.
+        local_addresses: the engine's own addresses, routed into ``device``.
+        device: a configured ``TunDevice``.
+        config: the endpoint's ``Config``.
+
+    Returns:
+        A (reader, writer) pair: an ``asyncio.StreamReader`` and an ``MptcpStreamWriter``
+        whose ``stack`` attribute is the ``Stack``.
+
+    Raises:
+        ConnectionRefusedError: the connection failed before it was established.
+    """
     stack = Stack(local_addresses, device, config)
     try:
         reader, writer = await stack.open_connection(host, port)
@@ -473,7 +544,9 @@ async def open_connection(host: str, port: int, *, local_addresses, device,
 async def start_server(handler, port: int, *, local_addresses, device,
                        config: Config | None = None) -> Server:
     """``asyncio.start_server`` over the engine: a Stack of its own on ``device``; its
-    ``stack`` attribute reaches the engine."""
+    ``stack`` attribute reaches the engine. ``handler(reader, writer)`` is a coroutine
+    function called for every connection to ``port``; the other arguments are those of
+    ``open_connection``."""
     stack = Stack(local_addresses, device, config)
     server = await stack.start_server(handler, port)
     server.stack = stack

@@ -305,10 +305,20 @@ def add_endpoint(address: str, *, flags=("subflow",), id: int | None = None,
 
 
 def remove_endpoint(id: int) -> None:
+    """``ip mptcp endpoint delete id ID``.
+
+    Raises:
+        KernelMptcpError: no such endpoint, no pyroute2, or no MPTCP path manager.
+    """
     _call(lambda pm: pm.endpoint, "del", id=id)
 
 
 def flush_endpoints() -> None:
+    """``ip mptcp endpoint flush``: remove every endpoint of this namespace's PM.
+
+    Raises:
+        KernelMptcpError: no pyroute2, or no MPTCP path manager.
+    """
     _call(lambda pm: pm.endpoint, "flush")
 
 
@@ -319,6 +329,13 @@ def limits() -> tuple[int, int]:
 
 
 def set_limits(subflows: int | None = None, add_addr_accepted: int | None = None) -> None:
+    """``ip mptcp limits set [subflows N] [add_addr_accepted N]``: the limits given change,
+    the others stay.
+
+    Raises:
+        KernelMptcpError: the kernel refused a value (above 8), no pyroute2, or no MPTCP
+            path manager.
+    """
     kwargs = {k: v for k, v in (("subflows", subflows), ("add_addr_accepted", add_addr_accepted))
               if v is not None}
     if kwargs:

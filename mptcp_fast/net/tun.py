@@ -77,11 +77,27 @@ class TunError(MptcpError, OSError):
 
 
 class TunDevice:
-    """See the module text. ``name`` may be a template such as ``"mft%d"``; ``self.name`` is
-    the name the kernel gave. ``persist``: the device outlives this object and is taken over
-    by the next one of its name (``self.reused`` says whether this one found it); it needs a
-    fixed name. ``netns``: make (or find) the device inside that namespace rather than here
-    (``configure`` then has nothing to move)."""
+    """A Linux TUN device (IFF_TUN, IFF_NO_PI), non-blocking, read and written in batches
+    (see the module text). Needs root (CAP_NET_ADMIN) and /dev/net/tun.
+
+    Args:
+        name: the device's name, or a template such as ``"mft%d"`` (the kernel picks the
+            number; ``self.name`` is the name it gave).
+        offload: add IFF_VNET_HDR with checksum and TSO offload: the kernel hands over
+            segments up to 64 KiB and takes larger ones as GSO.
+        mtu: the device's MTU (576..65535), set by ``configure``.
+        queue_length: the device's transmit queue length, set by ``configure``.
+        persist: the device outlives this object and is taken over by the next one of its
+            name (``self.reused`` says whether this one found it); needs a fixed name.
+        netns: make (or find) the device inside that namespace rather than here
+            (``configure`` then has nothing to move).
+
+    Raises:
+        ValueError: a bad name, MTU or queue length, or ``persist`` with a template name.
+        TunError: no /dev/net/tun, not root, or the name is in use.
+
+    Use it as a context manager, or call ``close()``.
+    """
 
     def __init__(self, name: str = "mft%d", offload: bool = False, mtu: int = 1500,
                  queue_length: int = QUEUE_LENGTH, persist: bool = False,
@@ -194,6 +210,7 @@ class TunDevice:
 
     # ------------------------------------------------------------------ packets
     def fileno(self) -> int:
+        """The device's file descriptor (for a selector or an event loop)."""
         return self.fd
 
     def read_batch(self, limit: int = 256) -> list:
@@ -261,6 +278,7 @@ class TunDevice:
         self.stats["written"] += 1
 
     def write_batch(self, packets) -> None:
+        """``write`` each of ``packets``."""
         for packet in packets:
             self.write(packet)
 
@@ -277,7 +295,8 @@ class TunDevice:
         return _VNET.pack(0, gso_type, headers, self.mtu - headers, 0, 0)
 
     def close(self) -> None:
-        """Close the descriptor: the device goes away with it, unless it is persistent."""
+        """Close the descriptor: the device goes away with it, unless it is persistent
+        (idempotent)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -45,11 +45,32 @@ class Transfer:
 
     @property
     def done(self) -> bool:
+        """Everything was sent and the peer's stream ended."""
         return self.eof and self.sent == self.to_send
 
 
 class BulkApp:
-    """See the module text. ``hash_data=False`` skips the SHA-256 (for benchmarks)."""
+    """An Endpoint wrapped as a ``netem`` host that runs a bulk transfer (see the module
+    text): the demo, the tests and the benchmarks use it.
+
+    Calling ``BulkApp(...)`` builds the active backend's object (compiled or pure), as
+    ``Endpoint`` does.
+
+    Args:
+        endpoint: the ``Endpoint`` it drives.
+        send_bytes: what it sends on each connection, from the seeded pattern.
+        seed: the seed of the pattern sent.
+        hash_data: keep the SHA-256 of what is received (False for benchmarks).
+        close_when_done: close each connection once its bytes were sent (and, with nothing
+            to send, once the peer's stream ended).
+        wait_for_peer: with nothing to send, wait for the peer's stream to end before
+            closing.
+
+    Attributes:
+        transfers (dict[int, Transfer]): per connection id, what was sent and received.
+        events (list): every event other than data, in order.
+        paused (bool): set it to stop the application reading and writing.
+    """
 
     def __init__(self, endpoint, send_bytes: int = 0, seed: int = 1, hash_data: bool = True,
                  close_when_done: bool = True, wait_for_peer: bool = True):
@@ -66,6 +87,7 @@ class BulkApp:
 
     # -- the host face netem calls
     def receive_packet(self, data, now: float) -> None:
+        """Give the endpoint a packet, then run the application."""
         self.endpoint.receive_packet(data, now)
         self.run(now)
 
@@ -75,22 +97,29 @@ class BulkApp:
         self.run(now)
 
     def packets_to_send(self, now: float):
+        """The endpoint's packets to send (the host face ``netem`` calls)."""
         return self.endpoint.packets_to_send(now)
 
     def get_timer(self):
+        """The endpoint's next timer (the host face ``netem`` calls)."""
         return self.endpoint.get_timer()
 
     def handle_timer(self, now: float) -> None:
+        """Run the endpoint's timers, then the application."""
         self.endpoint.handle_timer(now)
         self.run(now)
 
     # -- the application
     def open(self, remote, now: float, **kwargs):
+        """Connect to ``remote`` = (address, port) and start its transfer; ``kwargs`` go to
+        ``Endpoint.connect``. Returns the ``Connection``."""
         conn = self.endpoint.connect(remote, now, **kwargs)
         self.transfers[conn.id] = Transfer(conn, self.send_bytes, self.source)
         return conn
 
     def run(self, now: float) -> None:
+        """The application's turn: read every event, hash the data, send what fits, close
+        when done (the host face calls it after every input)."""
         if self.paused:
             return
         ep = self.endpoint

@@ -373,6 +373,7 @@ class Path:
         self.network._schedule(self.network.now if at is None else at, self._set, (False,))
 
     def up(self, at: float | None = None) -> None:
+        """Bring the path back (now, or at virtual time ``at``)."""
         self.network._schedule(self.network.now if at is None else at, self._set, (True,))
 
     def _set(self, state: bool) -> None:
@@ -465,7 +466,22 @@ class Path:
 
 
 class Network:
-    """The event loop and its hosts and paths; ``now`` is the virtual time in seconds."""
+    """An emulated network: a discrete-event loop on a virtual clock that moves whole IP
+    packets between sans-IO hosts over paths (see the module text); ``now`` is the virtual
+    time in seconds. The same seed gives the same run.
+
+    Calling ``Network(...)`` builds the active backend's object (compiled or pure), as
+    ``Endpoint`` does.
+
+    Args:
+        seed: the seed of the paths' random loss, jitter, reordering and duplication.
+        pcap: record every packet sent (nanosecond pcap, raw IP): a file name (opened here,
+            closed by ``close``) or a binary file object (left open); None records nothing.
+
+    Attributes:
+        now (float): the virtual time reached.
+        unroutable (int): packets dropped because no path joins their addresses.
+    """
 
     def __init__(self, seed: int = 0, pcap=None):
         self.now = 0.0
@@ -487,7 +503,13 @@ class Network:
 
     # -- set-up
     def add_host(self, host, addresses) -> None:
-        """Attach a sans-IO host that owns ``addresses``."""
+        """Attach a sans-IO host (an ``Endpoint``, a ``BulkApp``, anything with
+        ``receive_packet(data, now)``, ``packets_to_send(now)``, ``get_timer()`` and
+        ``handle_timer(now)``) that owns ``addresses`` (text or packed).
+
+        Raises:
+            ValueError: an address is not an IPv4 or IPv6 address.
+        """
         entry = self._entry(host)
         for address in addresses:
             self._hosts[_check.address("address", address)] = entry
@@ -507,7 +529,32 @@ class Network:
                  loss: float = 0.0, burst=None, reorder: float = 0.0,
                  reorder_delay: float = 0.005, duplicate: float = 0.0, mtu: int = 1500,
                  queue: int = 256 * 1024, offload: bool = False) -> Path:
-        """Join addresses ``a`` and ``b`` (IPv4 or IPv6, one family) with a path."""
+        """Join addresses ``a`` and ``b`` (IPv4 or IPv6, one family) with a path: one
+        drop-tail queue per direction, then the link.
+
+        Args:
+            a: one end's address.
+            b: the other end's address.
+            rate: the link's rate in bits per second.
+            delay: the one-way delay in seconds.
+            jitter: up to this many seconds more, at random, per packet.
+            loss: the chance that a packet is lost (0..1).
+            burst: bursty loss instead: (p_good_to_bad, p_bad_to_good, loss_in_bad), a
+                Gilbert-Elliott channel.
+            reorder: the chance that a packet takes ``reorder_delay`` longer.
+            reorder_delay: seconds a reordered packet is held back.
+            duplicate: the chance that a packet arrives twice.
+            mtu: packets longer than this are dropped (or cut, with ``offload``).
+            queue: the bytes a direction's queue holds before it drops.
+            offload: the ends may hand over segments longer than the MTU, as to a NIC
+                with TSO.
+
+        Returns:
+            The ``Path``: ``down(at)``, ``up(at)``, ``stats(sender)``, ``middlebox``.
+
+        Raises:
+            ValueError: addresses of two families, or a value out of its range.
+        """
         a, b = _check.address("a", a), _check.address("b", b)
         if len(a) != len(b):
             raise ValueError("a path joins two addresses of one family")
@@ -545,6 +592,8 @@ class Network:
 
     # -- the loop
     def schedule(self, when: float, callback, *args) -> None:
+        """Call ``callback(*args)`` at virtual time ``when`` (an address going down, an
+        application acting); call ``wake(host)`` from it when it acted on a host."""
         self._schedule(when, callback, args)
 
     def _schedule(self, when: float, callback, args) -> None:

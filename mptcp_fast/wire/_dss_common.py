@@ -67,9 +67,11 @@ class Mapping:
         return (self.dsn + self.length - 1) & _MASK64 if self.data_fin else None
 
     def covers(self, subflow_seq: int) -> bool:
+        """Whether the relative subflow byte ``subflow_seq`` lies in this mapping."""
         return self.subflow_seq <= subflow_seq and (self.infinite or subflow_seq < self.subflow_end)
 
     def dsn_of(self, subflow_seq: int) -> int:
+        """The DSN this mapping gives the relative subflow byte ``subflow_seq``."""
         return (self.dsn + subflow_seq - self.subflow_seq) & _MASK64
 
 

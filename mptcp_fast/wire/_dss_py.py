@@ -33,7 +33,20 @@ def _contiguous_bytes(data) -> bytes:
 
 
 class DssChecksum:
-    """Incremental DSS checksum: update() with payload pieces of any length, then finish()."""
+    """The DSS checksum of one mapping (RFC 8684 §3.3.1), computed incrementally: ``update``
+    with the mapped payload in pieces of any length (odd ones included; any C-contiguous
+    buffer, counted in bytes), then ``finish(dsn, subflow_seq, data_len)`` adds the
+    pseudo-header and returns the 16-bit checksum. ``length`` is the bytes given so far.
+
+    The class is the active backend's (compiled or pure twin):
+    ``mptcp_fast.wire.dss.DssChecksum``.
+
+    Raises:
+        TypeError: ``update`` of something that is not a buffer, or a ``finish`` argument
+            that is not an integer.
+        ValueError: a ``finish`` argument out of its range (dsn 64 bits, subflow_seq 32,
+            data_len 16).
+    """
     __slots__ = ("_sum", "_length")
 
     def __init__(self):
@@ -81,7 +94,41 @@ def _stable(data):
 
 
 class ReassemblyQueue:
-    """Data-level receive queue; see mptcp_fast.wire.dss.ReassemblyQueue for the contract."""
+    """The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4, §3.3.6):
+    pieces of the stream pushed in any order at their 64-bit DSNs come out in order.
+
+        queue = ReassemblyQueue(idsn + 1, window=1 << 20)
+        queue.push(dsn, payload)            # -> new bytes accepted; any order
+        queue.data_fin(fin_dsn)             # the DATA_FIN's DSN
+        queue.read()                        # in-order bytes not read yet
+        queue.data_ack, queue.eof           # the DATA_ACK to send; whole up to the DATA_FIN
+
+    Duplicate and overlapping pieces are trimmed; bytes that differ where they overlap are
+    counted in ``conflict_bytes`` and listed in ``conflicts`` ((dsn, length), the first 64;
+    the first copy wins). Data beyond the window (counted from the first unread byte) or
+    beyond the DATA_FIN is refused and counted in ``refused_bytes``, and so is a piece that
+    would end 2**63 or more past the initial DSN (outside every window); once the stream is
+    whole up to its DATA_FIN, bytes below it are duplicates. Counters: ``out_of_order_bytes``,
+    ``duplicate_bytes``, ``conflict_bytes``, ``refused_bytes``, ``peak_queued_bytes``; state:
+    ``data_ack``, ``eof``, ``queued_bytes``, ``window_left``, ``window``.
+
+    Methods: ``push(dsn, data)``, ``push_many(dsns, pieces)`` (many in one call),
+    ``data_fin(dsn)``, ``read(max_bytes=-1)`` (joined once), ``read_pieces()`` (the pieces,
+    without copying), ``grow_window(window)`` (larger only).
+
+    The class is the active backend's (the compiled or the pure twin, same API, results and
+    errors): ``mptcp_fast.wire.dss.ReassemblyQueue``.
+
+    Args:
+        initial_dsn: the DSN of the stream's first byte (the peer's IDSN + 1), 0..2**64-1.
+        window: the most bytes held beyond the first unread one, 1..2**62.
+
+    Raises:
+        TypeError: an argument is not an integer (floats and bools included).
+        ValueError: an argument out of its range; ``grow_window`` with a smaller window.
+        ProtocolError: ``data_fin`` at a DSN that moves, lies below data received, or is
+            2**63 away.
+    """
 
     def __init__(self, initial_dsn: int, window: int = 1 << 20):
         self._base = _check.uint("initial_dsn", initial_dsn, 64)   # DSN of relative offset 0
@@ -326,7 +373,31 @@ def _check_span(subflow_seq, length) -> tuple[int, int]:
 
 
 class SubflowMappings:
-    """The mappings received on one subflow; see mptcp_fast.wire.dss for the contract.
+    """The DSS mappings received on one subflow (RFC 8684 §3.3.1): which data-level bytes (DSNs)
+    its subflow bytes carry.
+
+        maps = SubflowMappings()
+        maps.declare(Mapping(dsn, subflow_seq, data_len))   # -> True if it mapped new bytes
+        maps.resolve(subflow_seq, length)                   # -> [(dsn, length), ...]
+        maps.release(upto)                                  # forget bytes at or before upto
+
+    ``declare(mapping)`` (or ``declare_fields(dsn, subflow_seq, length, data_fin=False,
+    checksum=None)``) records a mapping and returns whether it mapped a subflow byte no
+    mapping had mapped before (False for retransmissions, TSO splits and sub-ranges of what is
+    known); sending a mapping again with a DATA_FIN added, as Linux does, is not a
+    contradiction. ``resolve`` merges contiguous DSN runs. ``infinite`` is the infinite
+    mapping once declared; ``len()`` counts the stored pieces (consistent mappings that touch
+    on one DSN line are stored as one, so a lookup is one bisection). Subflow sequence numbers
+    are relative (first payload byte 1), already expanded beyond 32 bits, and below 2**63.
+
+    The class is the active backend's (compiled or pure twin, same API, results and errors):
+    ``mptcp_fast.wire.dss.SubflowMappings``.
+
+    Raises:
+        MappingConflict: ``declare`` of a mapping that puts known bytes at other DSNs.
+        UnmappedData: ``resolve`` of bytes no mapping covers.
+        TypeError: an argument is not an integer (floats and bools included).
+        ValueError: an argument out of its range.
 
     Stored as disjoint pieces [start, end) of subflow bytes, each on one line of the data
     sequence space (``dsn`` of its first byte): a declaration is checked against the pieces
@@ -343,6 +414,13 @@ class SubflowMappings:
         return len(self._starts) + (self.infinite is not None)
 
     def declare(self, mapping) -> bool:
+        """Record ``mapping`` (a ``Mapping``); return whether it mapped a subflow byte that no
+        mapping had mapped before.
+
+        Raises:
+            TypeError: ``mapping`` is not a ``Mapping``.
+            MappingConflict: it puts bytes already mapped at other DSNs.
+        """
         if not isinstance(mapping, _Mapping):
             raise TypeError(f"declare() takes a Mapping, not {type(mapping).__name__}")
         return self._declare(mapping.dsn, mapping.subflow_seq, mapping.length, mapping.data_fin,
@@ -421,6 +499,12 @@ class SubflowMappings:
         return None
 
     def resolve(self, subflow_seq: int, length: int) -> list:
+        """The DSNs of ``length`` subflow bytes from ``subflow_seq``: a list of (dsn, length)
+        runs, contiguous runs merged.
+
+        Raises:
+            UnmappedData: a byte no mapping covers.
+        """
         subflow_seq, length = _check_span(subflow_seq, length)
         out = []
         pos, end = subflow_seq, subflow_seq + length
@@ -439,6 +523,8 @@ class SubflowMappings:
         return out
 
     def release(self, upto: int) -> None:
+        """Forget the bytes mapped at or before relative subflow byte ``upto``, so memory
+        follows the receive window."""
         upto = _check.in_range("upto", upto, -MAX_SUBFLOW_SEQ - 1, MAX_SUBFLOW_SEQ)
         k = bisect_right(self._ends, upto)
         del self._starts[:k], self._ends[:k], self._dsns[:k]

@@ -229,6 +229,7 @@ NOP = tuple.__new__(Nop, ())
 
 
 class Mss(_Option):
+    """Maximum segment size (kind 2, RFC 9293 §3.2): ``mss`` in 0..65535, on SYNs."""
     __slots__ = ()
     _fields = ("mss",)
     name = "MSS"
@@ -239,6 +240,7 @@ class Mss(_Option):
 
 
 class WindowScale(_Option):
+    """Window scale (kind 3, RFC 7323 §2): ``shift`` in 0..255 (Linux uses at most 14)."""
     __slots__ = ()
     _fields = ("shift",)
     name = "WS"
@@ -249,6 +251,7 @@ class WindowScale(_Option):
 
 
 class SackPermitted(_Option):
+    """SACK permitted (kind 4, RFC 2018 §2), on SYNs; no fields."""
     __slots__ = ()
     name = "SACK_PERM"
     kind = 4
@@ -273,6 +276,7 @@ class Sack(_Option):
 
 
 class Timestamps(_Option):
+    """Timestamps (kind 8, RFC 7323 §3): ``tsval`` and ``tsecr``, 32 bits each."""
     __slots__ = ()
     _fields = ("tsval", "tsecr")
     name = "TS"

@@ -44,9 +44,11 @@ class Packet(NamedTuple):
     ttl: int
 
     def src_address(self, buffer) -> bytes:
+        """The source address, packed (4 or 16 bytes), read from ``buffer``."""
         return bytes(memoryview(buffer)[self.src_offset:self.src_offset + self.addr_len])
 
     def dst_address(self, buffer) -> bytes:
+        """The destination address, packed (4 or 16 bytes), read from ``buffer``."""
         return bytes(memoryview(buffer)[self.dst_offset:self.dst_offset + self.addr_len])
 
     def options(self, buffer) -> memoryview:

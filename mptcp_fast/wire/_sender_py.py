@@ -57,8 +57,25 @@ class _SubflowSent:
 
 
 class DsnAllocator:
-    """Hands out DSN ranges for new data and remembers where each went, so that data not yet
-    DATA_ACKed can be reinjected on another subflow (RFC 8684 §3.3.6)."""
+    """``DsnAllocator(initial_dsn)``: the sender's side of the data sequence. Hands out DSN
+    ranges for new data and remembers where each went, so that data not yet DATA_ACKed can be
+    reinjected on another subflow (RFC 8684 §3.3.6).
+
+        alloc = DsnAllocator(idsn + 1)
+        mapping = alloc.allocate(subflow, subflow_seq, length)   # the next DSNs, as a Mapping
+        alloc.acknowledge(data_ack)        # False when behind or beyond what was sent
+        alloc.to_reinject(failed_subflow)  # [(dsn, length)] still unacknowledged there
+
+    The class is the active backend's (one source, compiled for the compiled backend):
+    ``mptcp_fast.wire.dss.DsnAllocator``.
+
+    Args:
+        initial_dsn: the DSN of the first byte (the local IDSN + 1), 0..2**64-1.
+
+    Raises:
+        TypeError: an argument is not an integer (floats and bools included).
+        ValueError: an argument out of its range.
+    """
 
     def __init__(self, initial_dsn):
         self._base = _check.uint("initial_dsn", initial_dsn, 64)   # IDSN + 1 for the first data
@@ -69,10 +86,12 @@ class DsnAllocator:
 
     @property
     def next_dsn(self) -> int:
+        """The DSN the next new byte gets."""
         return self._dsn_at(self._next)
 
     @property
     def data_ack(self) -> int:
+        """The highest DATA_ACK taken: every byte below it was acknowledged."""
         return self._dsn_at(self._acked)
 
     def _dsn_at(self, offset) -> int:

@@ -279,6 +279,13 @@ class TokenTable:
         return token in self._by_token
 
     def new_key(self, connection) -> tuple[int, int]:
+        """A new local key whose token no live connection has, and that token, with
+        ``connection`` entered under it: returns (key, token).
+
+        Raises:
+            TokenTableError: the table holds ``max_size`` connections, or no unique token
+                was found in ``max_retries`` draws.
+        """
         if len(self._by_token) >= self.max_size:
             raise TokenTableError(f"token table full: {self.max_size} live connections")
         for _ in range(self.max_retries):

@@ -40,10 +40,12 @@ _MASK64 = (1 << 64) - 1
 # seq32_diff and seq64_diff come from mptcp_fast.wire.serial, which states the rule at 2**63.
 
 def seq32_before(a: int, b: int) -> bool:
+    """Whether the 32-bit sequence number ``a`` comes before ``b`` (RFC 1982)."""
     return seq32_diff(a, b) < 0
 
 
 def seq32_after(a: int, b: int) -> bool:
+    """Whether the 32-bit sequence number ``a`` comes after ``b`` (RFC 1982)."""
     return seq32_diff(a, b) > 0
 
 
@@ -108,6 +110,8 @@ def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload) -> int:
 
 
 def verify_dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload, checksum: int) -> bool:
+    """Whether ``checksum`` is the DSS checksum of the mapping (``dss_checksum``'s
+    arguments)."""
     return dss_checksum(dsn, subflow_seq, data_len, payload) == checksum
 
 

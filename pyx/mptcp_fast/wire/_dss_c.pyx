@@ -40,7 +40,23 @@ def expand_seq(uint64_t reference, uint32_t value32):
 # the DSS checksum (RFC 8684 §3.3.1)
 
 cdef class DssChecksum:
-    """Incremental DSS checksum: update() with payload pieces of any length, then finish()."""
+    """DssChecksum()
+--
+
+The DSS checksum of one mapping (RFC 8684 §3.3.1), computed incrementally: ``update``
+    with the mapped payload in pieces of any length (odd ones included; any C-contiguous
+    buffer, counted in bytes), then ``finish(dsn, subflow_seq, data_len)`` adds the
+    pseudo-header and returns the 16-bit checksum. ``length`` is the bytes given so far.
+
+    The class is the active backend's (compiled or pure twin):
+    ``mptcp_fast.wire.dss.DssChecksum``.
+
+    Raises:
+        TypeError: ``update`` of something that is not a buffer, or a ``finish`` argument
+            that is not an integer.
+        ValueError: a ``finish`` argument out of its range (dsn 64 bits, subflow_seq 32,
+            data_len 16).
+    """
     cdef uint32_t _sum
     cdef Py_ssize_t _length
 
@@ -102,7 +118,44 @@ cdef object _stable(object data):
 
 
 cdef class ReassemblyQueue:
-    """Data-level receive queue; see mptcp_fast.wire.dss.ReassemblyQueue for the contract."""
+    """ReassemblyQueue(initial_dsn, window=1048576)
+--
+
+The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4, §3.3.6):
+    pieces of the stream pushed in any order at their 64-bit DSNs come out in order.
+
+        queue = ReassemblyQueue(idsn + 1, window=1 << 20)
+        queue.push(dsn, payload)            # -> new bytes accepted; any order
+        queue.data_fin(fin_dsn)             # the DATA_FIN's DSN
+        queue.read()                        # in-order bytes not read yet
+        queue.data_ack, queue.eof           # the DATA_ACK to send; whole up to the DATA_FIN
+
+    Duplicate and overlapping pieces are trimmed; bytes that differ where they overlap are
+    counted in ``conflict_bytes`` and listed in ``conflicts`` ((dsn, length), the first 64;
+    the first copy wins). Data beyond the window (counted from the first unread byte) or
+    beyond the DATA_FIN is refused and counted in ``refused_bytes``, and so is a piece that
+    would end 2**63 or more past the initial DSN (outside every window); once the stream is
+    whole up to its DATA_FIN, bytes below it are duplicates. Counters: ``out_of_order_bytes``,
+    ``duplicate_bytes``, ``conflict_bytes``, ``refused_bytes``, ``peak_queued_bytes``; state:
+    ``data_ack``, ``eof``, ``queued_bytes``, ``window_left``, ``window``.
+
+    Methods: ``push(dsn, data)``, ``push_many(dsns, pieces)`` (many in one call),
+    ``data_fin(dsn)``, ``read(max_bytes=-1)`` (joined once), ``read_pieces()`` (the pieces,
+    without copying), ``grow_window(window)`` (larger only).
+
+    The class is the active backend's (the compiled or the pure twin, same API, results and
+    errors): ``mptcp_fast.wire.dss.ReassemblyQueue``.
+
+    Args:
+        initial_dsn: the DSN of the stream's first byte (the peer's IDSN + 1), 0..2**64-1.
+        window: the most bytes held beyond the first unread one, 1..2**62.
+
+    Raises:
+        TypeError: an argument is not an integer (floats and bools included).
+        ValueError: an argument out of its range; ``grow_window`` with a smaller window.
+        ProtocolError: ``data_fin`` at a DSN that moves, lies below data received, or is
+            2**63 away.
+    """
     cdef uint64_t _base
     cdef int64_t _window, _ack, _read, _queued_ooo, _fin
     cdef bint _eof
@@ -425,8 +478,37 @@ cdef int64_t MAX_SUBFLOW_SEQ = 0x7FFFFFFFFFFFFFFF   # relative subflow sequence 
 
 
 cdef class SubflowMappings:
-    """The mappings received on one subflow; see mptcp_fast.wire.dss for the contract.
-    The rules live in mf_mapstore.pxd, shared with the capture analyzer."""
+    """SubflowMappings()
+--
+
+The DSS mappings received on one subflow (RFC 8684 §3.3.1): which data-level bytes (DSNs)
+    its subflow bytes carry.
+
+        maps = SubflowMappings()
+        maps.declare(Mapping(dsn, subflow_seq, data_len))   # -> True if it mapped new bytes
+        maps.resolve(subflow_seq, length)                   # -> [(dsn, length), ...]
+        maps.release(upto)                                  # forget bytes at or before upto
+
+    ``declare(mapping)`` (or ``declare_fields(dsn, subflow_seq, length, data_fin=False,
+    checksum=None)``) records a mapping and returns whether it mapped a subflow byte no
+    mapping had mapped before (False for retransmissions, TSO splits and sub-ranges of what is
+    known); sending a mapping again with a DATA_FIN added, as Linux does, is not a
+    contradiction. ``resolve`` merges contiguous DSN runs. ``infinite`` is the infinite
+    mapping once declared; ``len()`` counts the stored pieces (consistent mappings that touch
+    on one DSN line are stored as one, so a lookup is one bisection). Subflow sequence numbers
+    are relative (first payload byte 1), already expanded beyond 32 bits, and below 2**63.
+
+    The class is the active backend's (compiled or pure twin, same API, results and errors):
+    ``mptcp_fast.wire.dss.SubflowMappings``.
+
+    Raises:
+        MappingConflict: ``declare`` of a mapping that puts known bytes at other DSNs.
+        UnmappedData: ``resolve`` of bytes no mapping covers.
+        TypeError: an argument is not an integer (floats and bools included).
+        ValueError: an argument out of its range.
+
+    The rules live in mf_mapstore.pxd, shared with the capture analyzer.
+    """
     cdef MapStore _store
     cdef public object infinite
 
