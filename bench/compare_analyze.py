@@ -68,7 +68,7 @@ def main() -> int:
     print("| run | seconds | packets/s | vs compiled | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|")
     for name, seconds, rss in rows:
-        print(f"| {name} | {seconds:.1f} | {n / seconds:,.0f} | {seconds / base:.1f}x | {rss} |")
+        print(f"| {name} | {seconds:.2f} | {n / seconds:,.0f} | {seconds / base:.2f}x | {rss} |")
     return 0
 
 

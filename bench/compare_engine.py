@@ -6,6 +6,7 @@ by side in one invocation, each in a fresh process (so peak memory is its own).
 
     python bench/compare_engine.py                 # 256 MiB, one round per backend
     python bench/compare_engine.py --size 64M --rounds 3
+    python bench/compare_engine.py --backend cython     # one backend (trees set side by side)
 
 ``--offload`` runs the engines with Config(offload=True) over paths with offload=True: the
 sender hands the network one segment per mapping chunk (up to 64 KiB), as a stack hands a NIC
@@ -65,10 +66,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--offload", action="store_true",
                         help="segmentation offload: 64 KiB segments handed to TSO paths")
+    parser.add_argument("--backend", choices=("cython", "python"), action="append",
+                        help="run only this backend (repeatable; default both)")
     args = parser.parse_args()
     best = {}
     for _ in range(args.rounds):
-        for backend in ("cython", "python"):
+        for backend in args.backend or ("cython", "python"):
             r = run(backend, args.size, args.offload)
             if backend not in best or r["wall"] < best[backend]["wall"]:
                 best[backend] = r
