@@ -590,7 +590,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self._keys_known(mpc.sender_key, seg.window)   # a SYN's window is never scaled
             return True
         window = seg.window << sf.peer_wscale
-        if self.fb.reason:                           # a plain TCP SYN: nothing to check
+        if self.fb.reason:                          # a plain TCP SYN: nothing to check
             self.fb.start(now, self.fb.reason, sf, window)
             return True
         if mpc is None and self.version == 0 and self.syn_key is not None \
@@ -640,7 +640,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
 
     def _join_handshake(self, sf, seg, now: float) -> bool:
         join = sf.join
-        if self.keys is None or self.fb.reason:      # RFC 8684 §3.7: no subflow joins a
+        if self.keys is None or self.fb.reason:     # RFC 8684 §3.7: no subflow joins a
             self.bad_join += 1                      # connection that fell back (or has no
             sf.close(now, CloseReason.RESET, reset=True,      # keys); accept_join refuses it first
                      mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
@@ -1132,7 +1132,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
 
     # ================================================================ writing
     def data_options(self, sf, chunk) -> list:
-        if self.fb.pending_fail is not None:             # the answer to the peer's MP_FAIL goes
+        if self.fb.pending_fail is not None:          # the answer to the peer's MP_FAIL goes
             sf.send_ack(self.endpoint.now)            # first, on a pure ACK as Linux sends it:
                                                       # data without a mapping would be read
                                                       # as a fallback of its own (DssFallback)
