@@ -227,7 +227,7 @@ def test_checksummed_mappings_cost_nothing_until_their_bytes_arrive(backend):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     print(f"checksummed mappings on pure ACKs: peak {peak:,} bytes traced")
-    assert peak < 2_000_000 and server_conn.fb.hold.held_bytes() == 0       # was ~33 MB
+    assert peak < 2_000_000 and server_conn.fb.hold.held_bytes() == 0    # was ~33 MB
     data = bytes(range(256)) * 100
     events = _transfer_after(client, server, conn, data)
     assert _received(events) == data

@@ -24,7 +24,7 @@ def test_signal_addresses_are_announced_and_joined(backend):
     to_s1 = [sf for sf in run.conn.all_subflows if sf.remote == S1_PACKED]
     assert len(to_s1) == 1 and to_s1[0].bytes_sent > 100_000
     server_conn = run.up[1].conn
-    assert server_conn.pm.announcing == {} and server_conn.pm.announced == {2}   # echoed
+    assert server_conn.pm.announcing == {} and server_conn.pm.announced == {2}  # echoed
     assert run.conn.pm.remote_addresses == {2: (S1_PACKED, PORT)}
 
 
@@ -35,7 +35,7 @@ def test_no_join_beyond_the_accepted_announcements(backend):
                    server_config=Config(signal_addresses={S1}, time_wait=0.5))
     run.check_exact(MB, 0)
     assert len(run.conn.all_subflows) == 1
-    assert run.up[1].conn.pm.announced == {2}                          # echoed all the same
+    assert run.up[1].conn.pm.announced == {2}                       # echoed all the same
 
 
 def test_only_the_subflow_addresses_are_joined_from(backend):
@@ -245,7 +245,7 @@ def test_no_join_to_an_address_announced_after_a_data_fin(backend, ended_by):
     assert conn.fin_dsn is not None if ended_by == "us" else conn.queue.eof
     peer.announce(S1, now=0.8)
     sent = _client_packets(client, server, now=0.8, until=2.0)
-    assert peer.pm.announced == {2}                      # echoed
+    assert peer.pm.announced == {2}                   # echoed
     assert conn.pm.remote_addresses[2] == (S1_PACKED, PORT)
     assert _join_syns(sent) == 0 and len(conn.all_subflows) == 1
 
