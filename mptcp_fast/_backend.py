@@ -41,8 +41,8 @@ EXTENSIONS = tuple(f"{layer}.{name}_c" for name, layer in TWINS.items())
 # The compiled engine, mptcp_fast._cengine.<name>: the modules compiled from the engine's
 # sources (and the emulator's), in import order (setup.py reads this list). Found, not
 # imported, here (they import the API modules, which register with this one).
-ENGINE_MODULES = ("rtt", "cc", "buffers", "scheduler", "subflow", "connection", "endpoint", "apps",
-                  "netem")
+ENGINE_MODULES = ("rtt", "cc", "buffers", "scheduler", "subflow", "pathmanager", "fallback",
+                  "connection", "endpoint", "apps", "netem")
 ENGINE_EXTENSIONS = tuple(f"_cengine.{name}" for name in ENGINE_MODULES)
 
 _registry: dict[str, tuple[str, object]] = {}

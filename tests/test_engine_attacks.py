@@ -83,7 +83,7 @@ def test_an_add_addr_storm_is_bounded(backend):
         address = f"198.18.{100 + i % 100}.{1 + i // 100}"
         option = opt.AddAddr(i % 256, address, None,
                              server_conn.keys.add_addr_hmac(i % 256, address))
-        server_conn.announcing.clear()
+        server_conn.pm.announcing.clear()
         client.receive_packet(pk.build_packet(S0, C0, PORT, sf.lport,
                                               (ssf.iss + ssf.snd_nxt) & 0xFFFFFFFF,
                                               (sf.iss + sf.snd_nxt) & 0xFFFFFFFF, pk.ACK, 1000,
@@ -92,7 +92,7 @@ def test_an_add_addr_storm_is_bounded(backend):
     tracemalloc.stop()
     print(f"ADD_ADDR storm: peak {peak:,} bytes traced over 2,000 announcements")
     assert peak < 1_000_000
-    assert len(conn.pending_echo) <= 16 and len(conn.remote_addresses) <= 256
+    assert len(conn.pm.pending_echo) <= 16 and len(conn.pm.remote_addresses) <= 256
     assert len(conn.subflows) <= Config().max_subflows
     client.packets_to_send(1.0)
     conn.send(b"still fine")

@@ -155,7 +155,7 @@ def held_bytes(held) -> int:
 def check_bounds(conn, before) -> None:
     """Every structure of the receiving connection within its bound (the module text)."""
     assert len(conn.anomalies) <= ANOMALIES_KEPT, f"{len(conn.anomalies)} anomalies kept"
-    held = getattr(conn.hold, "_held", {})
+    held = getattr(conn.fb.hold, "_held", {})
     for sid, mappings in held.items():
         assert len(mappings) <= HELD_PER_SUBFLOW, f"{len(mappings)} mappings held on {sid}"
         allocated = sum(held_bytes(h) for h in mappings)
@@ -167,8 +167,8 @@ def check_bounds(conn, before) -> None:
     for sf in conn.all_subflows:
         assert len(sf.ooo) <= MAX_OOO_BLOCKS, f"{len(sf.ooo)} out-of-order blocks"
     assert conn.queue.queued_bytes <= WINDOW, f"{conn.queue.queued_bytes:,} bytes queued"
-    assert len(conn.pending_echo) <= ECHOES_OWED
-    assert conn.remote_addresses == before, "an address without a valid HMAC was kept"
+    assert len(conn.pm.pending_echo) <= ECHOES_OWED
+    assert conn.pm.remote_addresses == before, "an address without a valid HMAC was kept"
 
 
 def check_mapping_ignored_outside_windows(conn, sf, mapping, rcv_nxt: int, data_ack: int):
@@ -206,12 +206,12 @@ def check_mapping_ignored_outside_windows(conn, sf, mapping, rcv_nxt: int, data_
 def test_any_bytes_never_raise(backend, checksums, data):
     client, server, conn, server_conn = pair(checksums)
     server.receive_packet(data, 2.0)
-    check_bounds(server_conn, dict(server_conn.remote_addresses))
+    check_bounds(server_conn, dict(server_conn.pm.remote_addresses))
 
 
 def play_segments(checksums: bool, drawn) -> None:
     client, server, conn, server_conn = pair(checksums)
-    addresses = dict(server_conn.remote_addresses)
+    addresses = dict(server_conn.pm.remote_addresses)
     for options, offset, ack_back, size, other in drawn:
         if server_conn.terminated or server_conn.fallback:
             break

@@ -25,18 +25,20 @@ def test_constructors_build_the_active_backends_twin():
         ep = Endpoint(["198.18.0.1"], Config())
         net, app = Network(), BulkApp(ep)
         conn = ep.connect(("198.18.0.2", 80), 0.0)
-        made = [ep, net, app, conn, conn.subflows[0], conn.subflows[0].window]
+        made = [ep, net, app, conn, conn.pm, conn.fb, conn.subflows[0], conn.subflows[0].window]
         assert {type(o).__module__ for o in made} == {
             "mptcp_fast._cengine.endpoint", "mptcp_fast._cengine.netem",
             "mptcp_fast._cengine.apps", "mptcp_fast._cengine.connection",
+            "mptcp_fast._cengine.pathmanager", "mptcp_fast._cengine.fallback",
             "mptcp_fast._cengine.subflow", "mptcp_fast._cengine.cc"}
     with _backend.use("python"):
         ep = Endpoint(["198.18.0.1"], Config())
         conn = ep.connect(("198.18.0.2", 80), 0.0)
-        made = [ep, Network(), BulkApp(ep), conn, conn.subflows[0]]
+        made = [ep, Network(), BulkApp(ep), conn, conn.pm, conn.fb, conn.subflows[0]]
         assert [type(o).__module__ for o in made] == [
             "mptcp_fast.engine.endpoint", "mptcp_fast.sim.netem", "mptcp_fast.sim.apps",
-            "mptcp_fast.engine.connection", "mptcp_fast.engine.subflow"]
+            "mptcp_fast.engine.connection", "mptcp_fast.engine.pathmanager",
+            "mptcp_fast.engine.fallback", "mptcp_fast.engine.subflow"]
 
 
 def test_the_public_classes_recognise_the_objects_of_either_backend():

@@ -178,7 +178,7 @@ def test_a_removed_address_that_stays_silent_is_torn_down(backend):
     events = drain(server)
     closed = [e for e in events if type(e) is ev.SubflowClosed]
     assert [e.reason for e in closed] == ["address removed"]
-    assert second.remote_address_id not in server_conn.remote_addresses
+    assert second.remote_address_id not in server_conn.pm.remote_addresses
     conn.send(b"on the other path", end_stream=True)
     pump(client, server, 3.0, until=10.0, mutate=blackhole)
     assert _received(drain(server)) == b"on the other path"
@@ -227,7 +227,7 @@ def test_checksummed_mappings_cost_nothing_until_their_bytes_arrive(backend):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     print(f"checksummed mappings on pure ACKs: peak {peak:,} bytes traced")
-    assert peak < 2_000_000 and server_conn.hold.held_bytes() == 0       # was ~33 MB
+    assert peak < 2_000_000 and server_conn.fb.hold.held_bytes() == 0    # was ~33 MB
     data = bytes(range(256)) * 100
     events = _transfer_after(client, server, conn, data)
     assert _received(events) == data
@@ -244,7 +244,7 @@ def test_each_held_byte_is_held_once(backend):
         m = opt.Dss(None, None, (server_conn.queue.data_ack + 100 + i * 200) & MASK64, True,
                     (sf.snd_nxt + 100 + i * 200) & MASK32, 65_000, 0x1234)
         server.receive_packet(_forge(sf, ssf, [m], payload=b"?", seq_offset=100 + i * 200), 0.9)
-    assert server_conn.hold.held_bytes() == 256 and server_conn.refused_mappings == 299
+    assert server_conn.fb.hold.held_bytes() == 256 and server_conn.refused_mappings == 299
 
 
 def test_the_anomaly_list_is_bounded_on_every_path(backend):

@@ -24,8 +24,8 @@ def test_signal_addresses_are_announced_and_joined(backend):
     to_s1 = [sf for sf in run.conn.all_subflows if sf.remote == S1_PACKED]
     assert len(to_s1) == 1 and to_s1[0].bytes_sent > 100_000
     server_conn = run.up[1].conn
-    assert server_conn.announcing == {} and server_conn.announced == {2}   # echoed
-    assert run.conn.remote_addresses == {2: (S1_PACKED, PORT)}
+    assert server_conn.pm.announcing == {} and server_conn.pm.announced == {2}  # echoed
+    assert run.conn.pm.remote_addresses == {2: (S1_PACKED, PORT)}
 
 
 def test_no_join_beyond_the_accepted_announcements(backend):
@@ -35,7 +35,7 @@ def test_no_join_beyond_the_accepted_announcements(backend):
                    server_config=Config(signal_addresses={S1}, time_wait=0.5))
     run.check_exact(MB, 0)
     assert len(run.conn.all_subflows) == 1
-    assert run.up[1].conn.announced == {2}                          # echoed all the same
+    assert run.up[1].conn.pm.announced == {2}                       # echoed all the same
 
 
 def test_only_the_subflow_addresses_are_joined_from(backend):
@@ -78,7 +78,7 @@ def test_an_announced_port_is_joined(backend):
     run.check_exact(2 * MB, 0)
     joined = [sf for sf in run.conn.all_subflows if sf.remote == S1_PACKED]
     assert [(sf.rport, sf.bytes_sent > 0) for sf in joined] == [(6000, True)]
-    assert run.conn.remote_addresses[2] == (S1_PACKED, 6000)
+    assert run.conn.pm.remote_addresses[2] == (S1_PACKED, 6000)
 
 
 def test_a_join_to_a_backup_address_is_a_backup_on_both_ends(backend):
@@ -107,7 +107,7 @@ def test_flag_c_both_ways_between_engines(backend):
                    server_config=Config(deny_join_initial=True, signal_addresses={S1},
                                         time_wait=0.5))
     run.check_exact(MB, 0)
-    assert run.conn.peer_denies_initial
+    assert run.conn.pm.peer_denies_initial
     remotes = [sf.remote for sf in run.conn.all_subflows[1:]]
     assert remotes and all(r == S1_PACKED for r in remotes)
 
@@ -148,7 +148,7 @@ def test_announcements_go_one_at_a_time(backend):
     def watch(net, client, server, made, conn):
         def sample():
             for t in server.transfers.values():
-                waiting = [e for e in t.conn.announcing.values() if e.tries <= 8]
+                waiting = [e for e in t.conn.pm.announcing.values() if e.tries <= 8]
                 in_flight.append(len(waiting))
         for i in range(400):
             net.schedule(i * 0.005, sample)
@@ -157,7 +157,7 @@ def test_announcements_go_one_at_a_time(backend):
                    before_run=watch)
     run.check_exact(2 * MB, 0)
     assert max(in_flight) == 1 and in_flight.count(1) >= 2
-    assert run.up[1].conn.announced == {2, 3} and run.up[1].conn.announcing == {}
+    assert run.up[1].conn.pm.announced == {2, 3} and run.up[1].conn.pm.announcing == {}
     assert {sf.remote for sf in run.conn.all_subflows} == \
         {bytes([198, 18, 0, 2]), S1_PACKED, bytes([198, 18, 3, 2])}
 
@@ -245,8 +245,8 @@ def test_no_join_to_an_address_announced_after_a_data_fin(backend, ended_by):
     assert conn.fin_dsn is not None if ended_by == "us" else conn.queue.eof
     peer.announce(S1, now=0.8)
     sent = _client_packets(client, server, now=0.8, until=2.0)
-    assert peer.announced == {2}                      # echoed
-    assert conn.remote_addresses[2] == (S1_PACKED, PORT)
+    assert peer.pm.announced == {2}                   # echoed
+    assert conn.pm.remote_addresses[2] == (S1_PACKED, PORT)
     assert _join_syns(sent) == 0 and len(conn.all_subflows) == 1
 
 

@@ -202,7 +202,7 @@ def test_announced_address_is_verified_echoed_and_joined(backend):
     joined = [sf for sf in run.conn.all_subflows if sf.remote == bytes([198, 18, 1, 2])]
     assert len(joined) == 1 and joined[0].bytes_sent > 100_000
     server_conn = next(iter(run.server.transfers.values())).conn
-    assert server_conn.announcing == {}                             # the echo arrived
+    assert server_conn.pm.announcing == {}                          # the echo arrived
     assert run.conn.bad_add_addr == 0
 
 

@@ -203,8 +203,8 @@ def test_every_attribute_the_compiled_classes_set_is_declared():
     sources, pxds = _tree()
     assert set(pxds) <= set(sources), "a .pxd without its engine source"
     checked = [name for text in pxds.values() for name in parse_pxd(text)]
-    assert {"Subflow", "Connection", "SubflowOwner", "Endpoint", "Network",
-            "BulkApp"} <= set(checked)
+    assert {"Subflow", "Connection", "SubflowOwner", "PathManager", "Fallback", "Endpoint",
+            "Network", "BulkApp"} <= set(checked)
     stores = [a for text in sources.values() for node in ast.parse(text).body
               if isinstance(node, ast.ClassDef) and node.name in checked
               for a in stored_attributes(node)]

@@ -9,7 +9,8 @@ threads inside; whole IP packets in and out; time passed in by the caller.
 
 The layers, one module each: ``endpoint`` (addresses, listeners, demultiplexing, RSTs, SYN
 cookies from ``cookies``), ``connection`` (MPTCP: MP_CAPABLE, MP_JOIN, DSS, data ACKs,
-DATA_FIN, reinjection, the path manager, fallback, MP_FAIL, MP_PRIO, MP_FASTCLOSE),
+DATA_FIN, reinjection, MP_FASTCLOSE) with its components ``pathmanager`` (joins, ADD_ADDR,
+REMOVE_ADDR, MP_PRIO) and ``fallback`` (fallback to TCP, DSS checksums, MP_FAIL),
 ``subflow`` (one TCP connection: handshake, SACK, loss recovery, RTO, delayed ACKs, FIN,
 TIME-WAIT, keepalives), ``segment`` and ``wire`` (reading and writing packets: compiled
 twins for the common established segments), ``integrity`` (DSS checksums held until

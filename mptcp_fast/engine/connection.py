@@ -14,8 +14,12 @@ Received data is handed out by ``Endpoint.next_event()`` as ``DataReceived`` eve
 the data-level ReassemblyQueue only when the user asks: the receive window opens as the user
 reads, so memory stays bounded by ``Config.receive_window`` however slow the reader.
 
-Two mixins hold the rest of a connection's behaviour: ``pathmanager.PathManagement`` (extra
-subflows, ADD_ADDR, REMOVE_ADDR, MP_PRIO) and ``fallback.Fallback`` (plain TCP, MP_FAIL).
+Two components, each with its own state, hold the rest of a connection's behaviour:
+``pm``, a ``pathmanager.PathManager`` (extra subflows, ADD_ADDR, REMOVE_ADDR, MP_PRIO), and
+``fb``, a ``fallback.Fallback`` (plain TCP, DSS checksums, MP_FAIL). Each asks the connection
+for what it needs through a small interface the connection implements (``PathOwner``,
+``FallbackOwner``), as a subflow does through ``SubflowOwner``; the user's path-manager calls
+(``join``, ``announce``, ``set_backup``) are the connection's and hand on to ``pm``.
 """
 
 from __future__ import annotations
@@ -30,9 +34,6 @@ from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
 from mptcp_fast.engine.events import CloseReason
-from mptcp_fast.engine.fallback import Fallback
-from mptcp_fast.engine.integrity import ChecksumHold
-from mptcp_fast.engine.pathmanager import ANNOUNCE_TRIES, PathManagement, _text
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.connection (docs/design.md, "Two backends, one API").
@@ -40,6 +41,8 @@ from .cc import CONTROLLERS
 from .scheduler import SCHEDULERS
 from .buffers import Retained, Unsent
 from .subflow import MAX_CHUNK, Chunk, Subflow, SubflowOwner
+from .pathmanager import PathManager, PathOwner, _text
+from .fallback import Fallback, FallbackOwner
 
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
     from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, _diff32
@@ -88,6 +91,14 @@ def _add64(a: int, b: int) -> int:
     return (a + b) & MASK64
 
 
+def _beyond(ranges, limit) -> bool:
+    """One of the (dsn, length) ``ranges`` ends beyond the DSN ``limit`` (the window's edge)."""
+    for dsn, n in ranges:
+        if seq64_diff((dsn + n) & MASK64, limit) > 0:
+            return True
+    return False
+
+
 def _shows_full_establishment(mptcp) -> bool:
     """A DATA_ACK, or an ADD_ADDR that is not an echo: the server has our key (Linux's
     check_fully_established takes either as the sign, RFC 8684 §3.1)."""
@@ -99,12 +110,7 @@ def _shows_full_establishment(mptcp) -> bool:
     return False
 
 
-def _announcement_due(announcing: dict, now: float) -> bool:
-    """An ADD_ADDR is due to be sent (again) and has tries left."""
-    return any(a.resend_at <= now and a.tries <= ANNOUNCE_TRIES for a in announcing.values())
-
-
-class Connection(SubflowOwner, PathManagement, Fallback):
+class Connection(SubflowOwner, PathOwner, FallbackOwner):
     """One MPTCP connection: made by its ``Endpoint`` (``Endpoint.connect``, or an incoming
     MP_CAPABLE SYN on a listening port, reported by ``ConnectionEstablished``); never built
     by the user.
@@ -114,7 +120,9 @@ class Connection(SubflowOwner, PathManagement, Fallback):
     (MP_PRIO), ``next_event`` (this connection's events only) and ``stats``. Its packets go
     out through the endpoint's ``packets_to_send``.
 
-    Its subflows reach it only through ``SubflowOwner`` (subflow.py), which it implements.
+    Its subflows reach it only through ``SubflowOwner`` (subflow.py), its path manager
+    (``pm``) through ``PathOwner`` (pathmanager.py), its fallback (``fb``) through
+    ``FallbackOwner`` (fallback.py): it implements all three.
 
     Attributes:
         id (int): the connection's id, as events carry it.
@@ -138,20 +146,15 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         self.local_key, self.local_token = endpoint.tokens.new_key(self)
         self.remote_key = None
         self.keys = None                            # crypto.KeyContext once both keys are known
-        self.checksums = False
         self.established = False                    # the MP_CAPABLE handshake completed
         self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
-        self.joins_due = False                      # the client's joins open at the next flush
         self.terminated = None                      # its CloseReason, once it is gone
-        self.fallback = None                        # why it fell back to TCP (RFC 8684 §3.7)
-        self.fallback_reported = False
-        self.event_established = False              # ConnectionEstablished was queued
         self.local_first_dsn = self.remote_first_dsn = None
         self.syn_key = None
         self.half_open = False
-        self.peer_denies_initial = False            # the SYN/ACK's C flag (RFC 8684 §3.1)
         self.local = self.remote = None             # the initial subflow's (address, port)
-        self.remote_addresses = {}                  # peer address id -> (address, port) announced
+        self.pm = PathManager(self, endpoint, cid, is_client, self.subflows)
+        self.fb = Fallback(self, cid)               # fallback, DSS checksums, MP_FAIL
         # -- sending (RFC 8684 §3.3)
         self.allocator = None                       # dss.DsnAllocator
         self.unsent = Unsent()                      # taken by send(), not yet given DSNs
@@ -167,11 +170,6 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         self.fin_backoff = 0
         self.persist_at = None
         self.persist_backoff = 0
-        self.pending_echo = []                      # ADD_ADDR echoes owed
-        self.pending_remove = []                    # our address ids to REMOVE_ADDR
-        self.announcing = {}                        # address id -> pathmanager.Announcement
-        self.announced = set()                      # address ids the peer has (echoed)
-        self.add_addr_accepted = 0
         # -- receiving
         self.queue = None
         self.receiver = None
@@ -188,18 +186,10 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         # -- counters
         self.ignored_options = 0
         self.anomalies_dropped = 0
-        self.bad_add_addr = 0
         self.bad_join = 0
         self.bad_fastclose = 0
-        self.checksum_failures = 0
-        self.checksums_verified = 0                 # mappings whose DSS checksum was right
         self.refused_mappings = 0                   # inconsistent with what we know: ignored
         self.refused_data_fins = 0
-        self.removal_refuted = 0                    # REMOVE_ADDRs whose path answered its probe
-        self.mp_fail_received = 0
-        self.pending_fail = None                    # an MP_FAIL to send (its DSN)
-        self.send_infinite_mapping = False          # the one DSS of length 0 after MP_FAIL
-        self.hold = ChecksumHold()
         self.reinjected_bytes = 0
         self.window_probes = 0
 
@@ -266,16 +256,106 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             return
         now = self.endpoint.now if now is None else now
         extra = []
-        if self.fallback:
+        if self.fb.reason:
             pass                                      # plain TCP: a bare RST
         elif self.remote_key is not None:
             extra.append(opt.MpFastclose(self.remote_key))
-        if not self.fallback:
+        if not self.fb.reason:
             extra.append(opt.MpTcpRst(opt.ResetReason.UNSPECIFIED))
         self._terminate(now, CloseReason.ABORTED)
         for sf in list(self.subflows):
             sf.close(now, CloseReason.ABORTED, reset=True, mptcp=extra)
         self.endpoint.touch(self)
+
+    # -- the user's path manager (RFC 8684 §3.4): pathmanager.PathManager does the work
+    def join(self, local_address, remote=None, *, backup: bool | None = None,
+             now: float | None = None) -> int:
+        """Open one more subflow from ``local_address`` (an address of the endpoint) to ``remote``
+        ((address, port); the initial subflow's by default); returns its subflow id.
+
+        Args:
+            local_address: one of the endpoint's addresses, text or packed.
+            remote: the peer's (address, port); the initial subflow's by default.
+            backup: open it as a backup subflow (MP_JOIN B flag); by default as
+                ``Config.backup_addresses`` says for ``local_address``.
+            now: the current time (the endpoint's last one by default).
+
+        Raises:
+            StateError: the connection is not established, is ending, fell back to TCP, has
+                ``Config.max_subflows`` subflows, or the server refuses joins to ``remote``.
+            ValueError: ``local_address`` is not the endpoint's, or the two addresses are of
+                different families.
+        """
+        return self.pm.join(local_address, remote, backup, now)
+
+    def announce(self, address, port: int | None = None, now: float | None = None) -> int:
+        """Announce one of our addresses to the peer with ADD_ADDR (RFC 8684 §3.4.1, HMAC'd
+        with our key), resent until the peer echoes it; returns its address id.
+
+        Args:
+            address: one of the endpoint's addresses, text or packed.
+            port: a port to announce with it (none by default).
+            now: the current time (the endpoint's last one by default).
+
+        Raises:
+            StateError: the connection is not established or has ended.
+            ValueError: ``address`` is not one of the endpoint's.
+        """
+        return self.pm.announce(address, port, now)
+
+    def set_backup(self, subflow_id: int, backup: bool, now: float | None = None) -> None:
+        """Ask the peer to use subflow ``subflow_id`` as a backup (or not) with MP_PRIO, and use
+        it so ourselves (RFC 8684 §3.3.8).
+
+        Raises:
+            StateError: no live MPTCP subflow has that id (or the connection fell back).
+        """
+        self.pm.set_backup(subflow_id, backup)
+
+    # -- the endpoint's calls to the path manager
+    def join_from(self, address: bytes, now: float) -> bool:
+        """The path manager's rule for one local address of a client (False: no room left)."""
+        return self.pm.join_from(address, now)
+
+    def signal(self, now: float) -> None:
+        """Announce the "signal" addresses (Config.signal_addresses) that the endpoint has."""
+        self.pm.signal(now)
+
+    def accept_join(self, seg, join_syn, now: float) -> bool:
+        """Server side: an MP_JOIN SYN for this connection (token already matched)."""
+        return self.pm.accept_join(seg, join_syn, now)
+
+    def address_removed(self, address: bytes, address_id: int, now: float) -> None:
+        """Our ``address`` is gone: its subflows are reset and REMOVE_ADDR tells the peer on the
+        others (RFC 8684 §3.4.2)."""
+        self.pm.address_removed(address, address_id, now)
+
+    # -- what the components hold, read as before
+    @property
+    def fallback(self):
+        """Why the connection fell back to TCP (RFC 8684 §3.7), or None."""
+        return self.fb.reason
+
+    @property
+    def checksums(self) -> bool:
+        """DSS checksums were negotiated (and the connection did not fall back since)."""
+        return self.fb.checksums
+
+    @property
+    def checksum_failures(self) -> int:
+        return self.fb.checksum_failures
+
+    @property
+    def mp_fail_received(self) -> int:
+        return self.fb.mp_fail_received
+
+    @property
+    def bad_add_addr(self) -> int:
+        return self.pm.bad_add_addr
+
+    @property
+    def removal_refuted(self) -> int:
+        return self.pm.removal_refuted
 
     def stats(self) -> dict:
         """Counters of the connection and each subflow (bytes, retransmissions, RTT, cwnd)."""
@@ -288,15 +368,15 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 for sf in self.all_subflows],
             "reinjected_bytes": self.reinjected_bytes,
             "anomalies": [a.text for a in self.anomalies[:16]],
-            "ignored_options": self.ignored_options, "bad_add_addr": self.bad_add_addr,
+            "ignored_options": self.ignored_options, "bad_add_addr": self.pm.bad_add_addr,
             "bad_join": self.bad_join, "bad_fastclose": self.bad_fastclose,
-            "checksum_failures": self.checksum_failures,
+            "checksum_failures": self.fb.checksum_failures,
             "refused_mappings": self.refused_mappings,
             "refused_data_fins": self.refused_data_fins,
             "anomalies_dropped": self.anomalies_dropped,
-            "removal_refuted": self.removal_refuted,
-            "mp_fail_received": self.mp_fail_received, "window_probes": self.window_probes,
-            "fallback": self.fallback, "version": self.version,
+            "removal_refuted": self.pm.removal_refuted,
+            "mp_fail_received": self.fb.mp_fail_received, "window_probes": self.window_probes,
+            "fallback": self.fb.reason, "version": self.version,
         }
 
     # ================================================================ events
@@ -398,10 +478,10 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         8684 §3.1), plain TCP without a usable one (§3.7: the connection falls back)."""
         mpc = seg.first(opt.MpCapable)
         if not mptcp:
-            self.fallback = "the SYN had no usable MP_CAPABLE"
+            self.fb.without_mptcp("the SYN had no usable MP_CAPABLE")
             self._forget_token()                      # plain TCP: nothing may join it (§3.7)
         else:
-            self.checksums = self.config.checksums or mpc.checksum_required
+            self.fb.negotiate(self.config.checksums or mpc.checksum_required)
             self.syn_key = mpc.sender_key             # v0: the client's key is in its SYN
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now)
@@ -415,7 +495,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         mpc = seg.first(opt.MpCapable)
         if mpc is None or mpc.receiver_key is None or mpc.sender_key is None \
                 or mpc.version != self.version:
-            self.fallback = "the third ACK had no MP_CAPABLE"
+            self.fb.without_mptcp("the third ACK had no MP_CAPABLE")
         else:
             tokens = self.endpoint.tokens
             tokens.remove(self.local_token)
@@ -425,7 +505,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 return False
             self.local_key = mpc.receiver_key
             self.syn_key = mpc.sender_key
-            self.checksums = self.config.checksums or mpc.checksum_required
+            self.fb.negotiate(self.config.checksums or mpc.checksum_required)
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now,
                                iss=(seg.ack - 1) & MASK32)
@@ -464,12 +544,12 @@ class Connection(SubflowOwner, PathManagement, Fallback):
 
     def _mpc_flags(self) -> int:
         flags = opt.MPC_HMAC
-        if self.checksums or (self.is_client and self.config.checksums):
+        if self.fb.checksums or (self.is_client and self.config.checksums):
             flags |= opt.MPC_CHECKSUM_REQUIRED
         return flags
 
     def syn_options(self, sf) -> list:
-        if self.fallback:
+        if self.fb.reason:
             return []
         if sf.join is None:
             if self.is_client and self.version == 1:
@@ -501,18 +581,17 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             if mpc is None or mpc.sender_key is None or mpc.receiver_key is not None \
                     or mpc.version != self.version:
                 # RFC 8684 §3.7 (Linux's MPCapableActiveFallback): plain TCP from here on
-                self._start_fallback(now, "the SYN/ACK had no MP_CAPABLE", sf, seg.window)
+                self.fb.start(now, "the SYN/ACK had no MP_CAPABLE", sf, seg.window)
                 return True
-            self.checksums = self.config.checksums or mpc.checksum_required
+            self.fb.negotiate(self.config.checksums or mpc.checksum_required)
             # RFC 8684 §3.1, flag C: the server takes no new subflow to the address and port
             # of this one (Linux: net.mptcp.allow_join_initial_addr_port=0)
-            self.peer_denies_initial = self.version == 1 and \
-                bool(mpc.flags & opt.MPC_DENY_JOIN_TO_SOURCE)
+            self.pm.peer_flags(self.version == 1 and bool(mpc.flags & opt.MPC_DENY_JOIN_TO_SOURCE))
             self._keys_known(mpc.sender_key, seg.window)   # a SYN's window is never scaled
             return True
         window = seg.window << sf.peer_wscale
-        if self.fallback:                           # a plain TCP SYN: nothing to check
-            self._start_fallback(now, self.fallback, sf, window)
+        if self.fb.reason:                          # a plain TCP SYN: nothing to check
+            self.fb.start(now, self.fb.reason, sf, window)
             return True
         if mpc is None and self.version == 0 and self.syn_key is not None \
                 and seg.first(opt.Dss) is not None:
@@ -520,10 +599,10 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             # first data segment's DSS
             self._keys_known(self.syn_key, window)
             self.fully_established = True
-            self.signal(now)
+            self.pm.signal(now)
             return True
         if mpc is None:                             # Linux's MPCapableFallbackACK
-            self._start_fallback(now, "the third ACK had no MP_CAPABLE", sf, window)
+            self.fb.start(now, "the third ACK had no MP_CAPABLE", sf, window)
             return True
         if mpc.sender_key is None or mpc.receiver_key != self.local_key:
             self.endpoint.counts["refused_mp_capable"] += 1
@@ -531,7 +610,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             return False
         self._keys_known(mpc.sender_key, window)
         self.fully_established = True
-        self.signal(now)
+        self.pm.signal(now)
         return True
 
     def _keys_known(self, remote_key: int, window: int) -> None:
@@ -561,7 +640,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
 
     def _join_handshake(self, sf, seg, now: float) -> bool:
         join = sf.join
-        if self.keys is None or self.fallback:      # RFC 8684 §3.7: no subflow joins a
+        if self.keys is None or self.fb.reason:     # RFC 8684 §3.7: no subflow joins a
             self.bad_join += 1                      # connection that fell back (or has no
             sf.close(now, CloseReason.RESET, reset=True,      # keys); accept_join refuses it first
                      mptcp=[opt.MpTcpRst(opt.ResetReason.MPTCP_ERROR)])
@@ -590,14 +669,12 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if sf.join is None:
             self._count_half_open(-1)
             if self.is_client:
-                sf.send_ack(now, [] if self.fallback else self.mpc_ack_options())
+                sf.send_ack(now, [] if self.fb.reason else self.mpc_ack_options())
             self._event(ev.ConnectionEstablished(self.id, (_text(self.local[0]), self.local[1]),
                                                  (_text(self.remote[0]), self.remote[1]),
-                                                 self.checksums))
-            self.event_established = True
+                                                 self.fb.checksums))
             self._subflow_event(sf)
-            if self.fallback:
-                self._report_fallback()
+            self.fb.established()                   # reported from now on (RFC 8684 §3.7)
             return
         if self.is_client:                          # third ACK; data waits for the fourth
             sf.send_join_ack(now, self.join_ack_options(sf))
@@ -617,16 +694,143 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         elif sf.join is not None and self.is_client and not sf.join.established:
             sf.send_ack(now, self.join_ack_options(sf))
 
-    # ================================================================ joins
+    # ================================================================ PathOwner
+    # what the path manager asks (pathmanager.PathOwner)
+    def mptcp_keys(self):
+        return self.keys
+
+    def ended(self):
+        return self.terminated
+
+    def is_fully_established(self) -> bool:
+        return self.fully_established
+
+    def join_refusal(self):
+        """Why no subflow may join now, or None. Linux accepts a join only while its MPTCP
+        socket is ESTABLISHED and fully established (mptcp_can_accept_new_subflow), else a RST
+        with MP_TCPRST "administratively prohibited": not once it has our DATA_FIN in order
+        (CLOSE_WAIT) or has closed its own side. So none once our DATA_FIN is sent or next to
+        go (close() with nothing left before it), or the peer's has arrived in order. Data still
+        waiting behind a close() may yet be carried by a join, which the peer, not having our
+        DATA_FIN, accepts; Linux's client opens none from FIN_WAIT_1 (mptcp_is_fully_established
+        in __mptcp_subflow_connect)."""
+        if self.terminated:
+            return f"the connection has ended ({self.terminated})"
+        if self.fb.reason:
+            return "the connection fell back to TCP (RFC 8684 §3.7)"
+        if self.local_closed and not self.unsent:
+            return "our DATA_FIN is sent or next to go (close() or end_stream)"
+        if self.queue is not None and self.queue.eof:
+            return "the peer's DATA_FIN has arrived"
+        return None
+
+    def initial_path(self) -> tuple:
+        return self.local, self.remote
+
+    def open_subflow(self, local: bytes, lport: int, remote: bytes, rport: int, now: float,
+                     join, backup: bool, remote_address_id: int):
+        return self._new_subflow(local, lport, remote, rport, now, join=join, backup=backup,
+                                 remote_address_id=remote_address_id)
+
+    def usable_subflows(self) -> list:
+        return self._usable()
+
+    def emit(self, event) -> None:
+        self._event(event)
+
+    def option_ignored(self) -> None:
+        self.ignored_options += 1
+
+    # ================================================================ FallbackOwner
+    # what the fallback asks (fallback.FallbackOwner)
+    def has_data_level(self) -> bool:
+        return self.allocator is not None
+
+    def only_subflow(self, sf) -> bool:
+        return len(self.all_subflows) == 1 and sf.join is None
+
+    def continue_as_tcp(self, sf, window, held: list, now: float) -> None:
+        """RFC 8684 §3.7, the data level's side of a fallback (fallback.Fallback.start)."""
+        self.endpoint.counts["fallbacks"] += 1
+        self._forget_token()
+        if self.allocator is None:                  # no keys: number the data from 1 each way
+            self._data_level(1, 1, 0xFFFF if window is None else window)
+            self.established = True
+        self.fully_established = True
+        # RFC 8684 §3.7: from now on only TCP resends, at the original subflow positions;
+        # nothing queued for reinjection before the fallback may go out after it
+        self.reinject.clear()
+        side = self._side(sf)
+        self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
+        self._deliver_held(sf, held)                # TCP took them: now plain TCP's bytes
+        for other in list(self.subflows):
+            if other is not sf:
+                other.close(now, CloseReason.RESET, reset=True)
+        if self.fin_dsn is not None and not self.fin_acked:
+            # our DATA_FIN went out as a DSS but was not acknowledged: the peer reads no DSS
+            # any more, so it goes again as what a DATA_FIN is after fallback, the TCP FIN
+            # (RFC 8684 §3.7; §3.3.3: it takes the stream's next sequence number); TCP
+            # resends it, and its ACK is the DATA_ACK (_fallback_ack)
+            self.fin_at = None
+            if self.fb.pending_fail is not None:
+                sf.send_ack(now)                      # the MP_FAIL answer first, on a pure
+            sf.send_fin(now)                          # ACK (as data_options sends it)
+
+    def deliver_as_tcp(self, sf, held: list) -> None:
+        self._deliver_held(sf, held)
+        self._check_eof()
+
+    def _deliver_held(self, sf, held: list) -> None:
+        """The bytes of checksum-held mappings, delivered as plain TCP's (after fallback)."""
+        for mapping in held:
+            for start, data in mapping.runs():
+                self.receiver.deliver(0, self._side(sf), start, len(data), data)
+        if held:
+            self._mark_data()
+
+    def note_anomaly(self, sid: int, text: str) -> None:
+        self.anomalies.append(receiver.Event(0, sid, text, None))
+        self._bound_anomalies()
+
+    def _forget_token(self) -> None:
+        """RFC 8684 §3.7: no subflow may join a connection that fell back (or never spoke
+        MPTCP), so its token leaves the endpoint's table: an MP_JOIN SYN naming it is then an
+        unknown token (RST with MP_TCPRST, §3.2). The token is forgotten here too, so that the
+        connection's end cannot remove another connection that drew the same token since."""
+        self.endpoint.tokens.remove(self.local_token)
+        self.local_token = None
+
+    def _fallback_ack(self, sf, seg, now: float) -> None:
+        """After fallback the subflow's ACK is the DATA_ACK (our FIN is the DATA_FIN)."""
+        if sf.join is not None:
+            return
+        ack = sf.rel_ack(seg.ack)
+        if not 1 <= ack <= sf.snd_nxt:
+            return
+        data = ack - 1
+        if sf.fin_sent and ack == sf.snd_nxt:
+            data -= 1
+            if not self.fin_acked:
+                self.fin_acked = True
+                self.fin_at = None
+        data_ack = (self.local_first_dsn + data) & MASK64
+        before = self.allocator.data_ack
+        if self.allocator.acknowledge(data_ack):
+            self.retained.release(self.allocator.data_ack)
+            if self.allocator.data_ack != before:
+                self._space_opened()
+            self._update_window(seg.window << sf.peer_wscale, data_ack)
+        if self.fin_acked:
+            self._check_closed(now)
 
     # ================================================================ established segments
     def on_options(self, sf, seg, now: float) -> None:
         """The MPTCP options of a segment on an established subflow (RFC 8684 §3.3-3.4)."""
         self.segments += 1
-        if self.fallback:
+        if self.fb.reason:
             for o in seg.mptcp:                       # only the answer to our MP_FAIL counts
                 if type(o) is opt.MpFail:
-                    self.mp_fail_received += 1
+                    self.fb.mp_fail_seen()
             self._fallback_ack(sf, seg, now)
             return
         if self.is_client and not self.fully_established and sf.join is None \
@@ -634,7 +838,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             if not _shows_full_establishment(seg.mptcp):
                 # RFC 8684 §3.7: our data was acknowledged without a DATA_ACK: the server (or
                 # a middlebox) does not speak MPTCP any more
-                self._start_fallback(now, "data acknowledged without a DATA_ACK", sf)
+                self.fb.start(now, "data acknowledged without a DATA_ACK", sf)
                 self._fallback_ack(sf, seg, now)
                 return
             self._fully_established(now)            # (an ADD_ADDR without a DATA_ACK)
@@ -703,9 +907,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         """Client: the server has our key (RFC 8684 §3.1): joins and announcements may start,
         the joins once this segment was taken whole (``flush``)."""
         self.fully_established = True
-        self.joins_due = True
-        self.endpoint.touch(self)
-        self.signal(now)
+        self.pm.fully_established(now)
 
     def _update_window(self, window: int, data_ack) -> None:
         """RFC 8684 §3.3.4: the window is relative to the DATA_ACK; the right edge never moves
@@ -733,7 +935,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
         if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
             if len(self.all_subflows) == 1 and sf.join is None and self._dsn_acceptable(dsn):
-                self._start_fallback(self.endpoint.now, "an infinite mapping from the peer", sf)
+                self.fb.start(self.endpoint.now, "an infinite mapping from the peer", sf)
             else:
                 self.ignored_options += 1
             return
@@ -785,7 +987,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if len(side) >= MAX_MAPPINGS_AHEAD and start > sf.rcv_nxt:
             self.refused_mappings += 1                # the next in-order one always has room
             return False
-        if self.checksums and (checksum is None or not self.hold.can_hold(
+        if self.fb.checksums and (checksum is None or not self.fb.hold.can_hold(
                 sf.sid, start, payload_length, sf.rcv_nxt)):
             # RFC 8684 §3.3: every mapping carries the checksum once it was negotiated; the
             # hold is full or holds another mapping of these bytes: refused until they come again
@@ -796,8 +998,8 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if len(self.anomalies) != before:             # it contradicts a stored mapping: the
             self._bound_anomalies()                   # first declaration stands
             return False
-        if self.checksums:
-            self.hold.expect(sf.sid, dsn, start, payload_length, data_len, checksum)
+        if self.fb.checksums:
+            self.fb.hold.expect(sf.sid, dsn, start, payload_length, data_len, checksum)
         return True
 
     def _on_data_fin(self, sf, fin: int) -> None:
@@ -844,7 +1046,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         acknowledge them and the peer sends them again."""
         if self.receiver is None:
             return False
-        if self.checksums and not self.fallback:
+        if self.fb.checksums and not self.fb.reason:
             return self._receive_checksummed(sf, seq, payload, seg, now)
         queue = self.queue
         refused, before = queue.refused_bytes, len(self.anomalies)
@@ -862,12 +1064,41 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         unmapped = any(a.text.endswith("have no mapping") for a in self.anomalies[before:])
         if unmapped and self._unmapped_means_fallback(sf, seq, seg):
             del self.anomalies[before:]
-            self._start_fallback(now, "data without a DSS mapping", sf)
+            self.fb.start(now, "data without a DSS mapping", sf)
             return self.receive_data(sf, seq, payload, seg, now)
         self._bound_anomalies()
         if unmapped:
             return False
         self._mark_data()
+        self._check_eof()
+        return True
+
+    def _receive_checksummed(self, sf, seq: int, payload, seg, now: float) -> bool:
+        """With DSS checksums: the bytes wait in the hold until their mapping is whole and
+        verified (mptcp_fast.engine.integrity); a failure is RFC 8684 §3.7's MP_FAIL
+        (fallback.Fallback.checksum_failed)."""
+        fb = self.fb
+        if not fb.hold.covers(sf.sid, seq, len(payload)):
+            if self._unmapped_means_fallback(sf, seq, seg):     # the peer fell back
+                fb.start(now, "data without a DSS mapping", sf)
+                return self.receive_data(sf, seq, payload, seg, now)
+            return False                              # no checksummed mapping (yet): not ACKed
+        try:
+            ranges = self._side(sf).resolve(seq, len(payload))
+        except MptcpError:
+            return False
+        queue = self.queue
+        limit = (queue.data_ack + queue.window_left) & MASK64
+        if _beyond(ranges, limit):
+            return False                              # beyond the window: not taken
+        for held in fb.hold.take(sf.sid, seq, payload):
+            if held.ok:
+                fb.count_verified()
+                queue.push(held.dsn, bytes(held.data))
+                self._mark_data()
+            else:
+                fb.checksum_failed(sf, held, now)
+                return sf.state != CLOSED
         self._check_eof()
         return True
 
@@ -878,8 +1109,8 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         plain TCP; with checksums, only before any mapping's checksum was verified (Linux's
         valid_csum_seen), so that both ends decide it together. A segment whose mapping was
         refused, e.g. one that lies, is only refused."""
-        if self.fallback or len(self.all_subflows) != 1 or sf.join is not None \
-                or seq != sf.rcv_nxt or (self.checksums and self.checksums_verified):
+        if self.fb.reason or len(self.all_subflows) != 1 or sf.join is not None \
+                or seq != sf.rcv_nxt or (self.fb.checksums and self.fb.checksums_verified):
             return False
         for o in seg.mptcp:
             if type(o) is opt.Dss and o.dsn is not None or type(o) is opt.MpCapable:
@@ -901,15 +1132,14 @@ class Connection(SubflowOwner, PathManagement, Fallback):
 
     # ================================================================ writing
     def data_options(self, sf, chunk) -> list:
-        if self.pending_fail is not None:             # the answer to the peer's MP_FAIL goes
+        if self.fb.pending_fail is not None:          # the answer to the peer's MP_FAIL goes
             sf.send_ack(self.endpoint.now)            # first, on a pure ACK as Linux sends it:
                                                       # data without a mapping would be read
                                                       # as a fallback of its own (DssFallback)
-        if self.send_infinite_mapping:                # RFC 8684 §3.7: one DSS of length 0
-            self.send_infinite_mapping = False
+        if self.fb.take_infinite_mapping():           # RFC 8684 §3.7: one DSS of length 0
             return [opt.Dss(None, None, chunk.dsn, True, chunk.seq & MASK32, 0,
-                            0 if self.checksums or self.fallback else None)]
-        if self.fallback:
+                            0 if self.fb.checksums or self.fb.reason else None)]
+        if self.fb.reason:
             return []
         if chunk.mpc:
             return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key, self.remote_key,
@@ -920,54 +1150,34 @@ class Connection(SubflowOwner, PathManagement, Fallback):
     def dss_data_ack(self):
         """The DATA_ACK of the usual data segment, or None: after fallback (no MPTCP option)
         and while the answer to an MP_FAIL is owed (data_options sends it first)."""
-        if self.fallback or self.pending_fail is not None:
+        if self.fb.reason or self.fb.pending_fail is not None:
             return None
         return self.queue.data_ack
 
     def fell_back(self) -> bool:
-        return bool(self.fallback)
+        return bool(self.fb.reason)
 
     def plain_data_ack(self):
         """The DATA_ACK when a pure ACK carries nothing else (no echo, announcement or
         DATA_FIN due), else None."""
-        if self.pending_echo or self.announcing or self.queue is None or self.terminated \
-                or self.fallback or self.pending_remove or self.pending_fail is not None \
+        fb = self.fb
+        if self.queue is None or self.terminated or fb.reason or fb.pending_fail is not None \
+                or self.pm.signals_owed() \
                 or (self.fin_dsn is not None and not self.fin_acked):
             return None
         return self.queue.data_ack
 
     def ack_options(self, sf) -> list:
-        if self.pending_fail is not None and self.queue is not None:   # RFC 8684 §3.7
-            dsn, self.pending_fail = self.pending_fail, None
-            return [opt.Dss(self.queue.data_ack, True), opt.MpFail(dsn)]
-        if self.pending_echo:                         # Linux: ADD_ADDR alone on a pure ACK
-            return [self.pending_echo.pop(0)]
-        extra = []
-        if self.pending_remove and sf.usable:         # REMOVE_ADDR, once, on a live subflow
-            extra.append(opt.RemoveAddr(self.pending_remove[:8]))
-            del self.pending_remove[:8]
-        if sf.take_pending_prio():                    # MP_PRIO on the subflow it is about
-            extra.append(opt.MpPrio(sf.backup) if self.version == 1
-                         else opt.MpPrio(sf.backup, sf.local_address_id))   # RFC 6824 §3.3.8
-        if extra and self.queue is not None:
-            return extra + [opt.Dss(self.queue.data_ack, True)]
-        now = self.endpoint.now
-        given_up = False
-        for entry in self.announcing.values():
-            if entry.resend_at <= now and sf.usable:  # due: send it, and again after an RTO
-                entry.tries += 1
-                entry.resend_at = now + min(sf.rtt.rto * (2 ** entry.tries), 60.0)
-                if entry.tries > (ANNOUNCE_TRIES if self.version == 1 else 2):
-                    given_up = True                   # never echoed (v0 has no echo): done
-                    continue
-                return [entry.option]
-        if given_up and self.version == 1:
-            self.signal(now)                          # the next address may go
-        if self.queue is None or self.terminated is CloseReason.ABORTED or self.fallback:
+        if self.fb.pending_fail is not None and self.queue is not None:   # RFC 8684 §3.7
+            return [opt.Dss(self.queue.data_ack, True), opt.MpFail(self.fb.take_fail())]
+        signals = self.pm.ack_options(sf, None if self.queue is None else self.queue.data_ack)
+        if signals is not None:                       # an echo, REMOVE_ADDR, MP_PRIO, ADD_ADDR
+            return signals
+        if self.queue is None or self.terminated is CloseReason.ABORTED or self.fb.reason:
             return []
         if self.fin_dsn is not None and not self.fin_acked:
             return [opt.Dss(self.queue.data_ack, True, self.fin_dsn, True, 0, 1,
-                            0 if self.checksums else None, True)]
+                            0 if self.fb.checksums else None, True)]
         return [opt.Dss(self.queue.data_ack, True)]
 
     def flush(self, now: float) -> None:
@@ -977,13 +1187,8 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 sf.retransmit_lost(now)
         if self.allocator is not None and not self.terminated:
             self._push(now)
-        if self.joins_due:                            # the path manager's turn, once what can
-            self.joins_due = False                    # be sent was (a DATA_FIN among it)
-            self._start_joins(now)
-        if self.announcing and _announcement_due(self.announcing, now):
-            usable = self._usable()
-            if usable:
-                usable[0].request_ack()
+        self.pm.flush(now)                            # the path manager's turn: joins due,
+                                                      # an ADD_ADDR due
         for sf in self.subflows:
             if sf.ack_pending and sf.state != CLOSED:
                 if sf.join is not None and not sf.join.established and self.is_client:
@@ -994,7 +1199,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         return [sf for sf in self.subflows if sf.usable]
 
     def _push(self, now: float) -> None:
-        redundant = self.redundant and not self.fallback
+        redundant = self.redundant and not self.fb.reason
         if not self.unsent and not self.reinject and (not self.local_closed
                                                       or self.fin_dsn is not None) \
                 and not redundant:
@@ -1021,7 +1226,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             size = sf.window.mss                   # its payload_size, read as a C field
             n = min(len(self.unsent), room, sf.room(), MAX_CHUNK // size * size)
             first = self.is_client and not self.fully_established and sf.join is None \
-                and not self.fallback and self.version == 1     # v0 has no such form
+                and not self.fb.reason and self.version == 1     # v0 has no such form
             if first:
                 if allocator.next_dsn != (self.keys.local_idsn + 1) & MASK64:
                     break                             # one MP_CAPABLE data segment at a time
@@ -1036,7 +1241,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
                 self._catch_up(ready, now)
         if not self.unsent and not self.reinject and self.local_closed and self.fin_dsn is None:
             self.fin_dsn = allocator.next_dsn         # RFC 8684 §3.3.3: one DSN of its own
-            if self.fallback:
+            if self.fb.reason:
                 for sf in self.subflows:              # plain TCP: the FIN is the DATA_FIN
                     sf.send_fin(now)
             else:
@@ -1066,7 +1271,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             self.redundant_sent[sf.sid] = cursor
 
     def _checksum(self, dsn: int, seq: int, data: bytes):
-        if not self.checksums:
+        if not self.fb.checksums:
             return None
         return dss.dss_checksum(dsn, seq & MASK32, len(data), data)
 
@@ -1075,7 +1280,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         subflow; False when none can take it now. Never after fallback (RFC 8684 §3.7): with
         no DSS mapping a subflow byte is the next stream byte, so a copy sent at the current
         position would be delivered as new data; TCP resends at the original positions."""
-        if self.fallback:
+        if self.fb.reason:
             self.reinject.clear()
             return False
         dsn, length = self.reinject[0]
@@ -1125,9 +1330,9 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         for t in (self.fin_at, self.persist_at):
             if t is not None and (best is None or t < best):
                 best = t
-        for entry in self.announcing.values():
-            if entry.tries <= ANNOUNCE_TRIES and (best is None or entry.resend_at < best):
-                best = entry.resend_at
+        t = self.pm.next_timer()                      # an ADD_ADDR due
+        if t is not None and (best is None or t < best):
+            best = t
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -1138,9 +1343,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         if self.fin_at is not None and now >= self.fin_at and not self.fin_acked:
             self.fin_backoff += 1
             self._send_data_fin(now)
-        if self.announcing and not self._usable():
-            for entry in self.announcing.values():  # nothing to carry them: try again later
-                entry.resend_at = max(entry.resend_at, now + 1.0)
+        self.pm.handle_timer(now)                     # ADD_ADDRs due with no subflow usable
         if self.persist_at is not None and now >= self.persist_at:
             self.persist_at = None
             self.persist_backoff += 1
@@ -1158,10 +1361,10 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         with MP_FASTCLOSE and our key ends the whole connection (RFC 8684 §3.5)."""
         reason = seg.first(opt.MpTcpRst)
         if seg.first(opt.MpFail) is not None:
-            self.mp_fail_received += 1
+            self.fb.mp_fail_seen()
         sf.record_peer_reset(None if reason is None else int(reason.reason))
         fastclose = seg.first(opt.MpFastclose)
-        if fastclose is not None and not self.fallback:
+        if fastclose is not None and not self.fb.reason:
             if self._fastclosed(fastclose, sf, now):
                 return
         sf.close(now, CloseReason.RESET)
@@ -1172,11 +1375,23 @@ class Connection(SubflowOwner, PathManagement, Fallback):
     def _on_mp_fail(self, sf, option, seg, now: float) -> bool:
         """MP_FAIL (RFC 8684 §3.7); after the fallback it may start, the segment's ACK is read
         as plain TCP's."""
-        self._on_fail(sf, option, now)
-        if not self.fallback:
+        self.fb.on_fail(sf, option, now)
+        if not self.fb.reason:
             return False
         self._fallback_ack(sf, seg, now)
         return True
+
+    def _on_add_addr(self, sf, option, seg, now: float) -> bool:
+        self.pm.on_add_addr(sf, option, now)        # pathmanager.py
+        return False
+
+    def _on_remove_addr(self, sf, option, seg, now: float) -> bool:
+        self.pm.on_remove_addr(option, now)
+        return False
+
+    def _on_prio(self, sf, option, seg, now: float) -> bool:
+        self.pm.on_prio(sf, option)
+        return False
 
     def _on_join_ack(self, sf, option, seg, now: float) -> bool:
         sf.request_ack()                            # our fourth ACK was lost: send it again
@@ -1205,7 +1420,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         self._queue_reinjection(sf)
 
     def _queue_reinjection(self, sf) -> None:
-        if self.allocator is None or self.fallback:
+        if self.allocator is None or self.fb.reason:
             return                                    # RFC 8684 §3.7: plain TCP reinjects
                                                       # nothing (no mapping to place a copy)
         for dsn, length in self.allocator.to_reinject(sf):
@@ -1215,7 +1430,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
     def subflow_fin(self, sf, now: float) -> None:
         """The peer closed this subflow: its data goes elsewhere and we close our half. After
         fallback the FIN is the peer's DATA_FIN, and our half stays open for our data."""
-        if self.fallback and sf.join is None:
+        if self.fb.reason and sf.join is None:
             fin_dsn = (self.remote_first_dsn + sf.rcv_nxt - 2) & MASK64
             try:
                 self.queue.data_fin(fin_dsn)
@@ -1232,7 +1447,7 @@ class Connection(SubflowOwner, PathManagement, Fallback):
         self._subflow_gone_event(sf, reason)
 
     def subflow_closed(self, sf, now: float, reason: CloseReason) -> None:
-        self.hold.drop(sf.sid)
+        self.fb.hold.drop(sf.sid)
         if sf in self.subflows:
             self.subflows.remove(sf)
         self.cc.remove_subflow(sf.window) if sf.window in self.cc.windows else None
@@ -1248,10 +1463,10 @@ class Connection(SubflowOwner, PathManagement, Fallback):
             self.endpoint.forget(self)
 
     def path_answered(self, sf) -> None:
-        self.removal_refuted += 1                     # the REMOVE_ADDR was stale or forged
+        self.pm.path_answered(sf)                     # the REMOVE_ADDR was stale or forged
 
     def path_silent(self, sf) -> None:
-        self.remote_addresses.pop(sf.remote_address_id, None)
+        self.pm.path_silent(sf)
 
     def reset_reply(self, seg) -> None:
         self.endpoint.reset_reply(seg)

@@ -31,13 +31,13 @@ from mptcp_fast.engine.config import Config
 from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.events import CloseReason
 from mptcp_fast.engine.isn import IsnGenerator
-from mptcp_fast.engine.pathmanager import _text
 from mptcp_fast.engine.randomness import RandomSource
 from mptcp_fast.wire import segment
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.endpoint (docs/design.md, "Two backends, one API").
 from .connection import Connection
+from .pathmanager import _text
 from .subflow import Subflow
 
 if not cython.compiled:     # compiled: the C enum, cimported by endpoint.pxd

@@ -1,162 +1,172 @@
 """When MPTCP cannot go on as MPTCP (RFC 8684 §3.7): fallback to TCP on the initial subflow,
-and DSS checksum failures (the held mapping, MP_FAIL both ways, the reset of a failing subflow).
-A mixin of ``Connection``: it reads and writes the connection's state.
+and the integrity of the data on the way (DSS checksums: whether they were negotiated, the
+mappings held until verified, a failure's MP_FAIL both ways, the reset of a failing subflow).
+
+A component of ``Connection``: a ``Fallback`` holds that state (why the connection fell back,
+the MP_FAIL owed and the infinite mapping after it, the checksum hold and its counters) and asks
+its connection for the rest only through ``FallbackOwner``, which Connection implements: the
+data level itself (the allocator, the receive pipeline, the token, the other subflows) stays
+the connection's, which ``continue_as_tcp`` switches to plain TCP. Compiled with the engine
+(mptcp_fast._cengine.fallback, typed by its .pxd): the connection reads its fields per segment
+as C fields.
+
+    fb = Fallback(connection, cid)
+    fb.negotiate(checksums)                 # the handshake's outcome (RFC 8684 §3.1)
+    fb.start(now, why, sf)                  # plain TCP from here on
+    fb.on_fail(sf, option, now)             # the peer's MP_FAIL
+    fb.checksum_failed(sf, held, now)       # a held mapping's checksum was wrong
 """
 
 from __future__ import annotations
 
-from ..wire import options as opt
-from ..wire import receiver
-from ..wire.serial import MASK64, seq64_diff
-from ..errors import MptcpError
-from . import events as ev
-from .events import CloseReason
-from .subflow import CLOSED
+import cython
 
-__all__ = ["Fallback"]
+from ..wire import options as opt
+from mptcp_fast.engine import events as ev
+from mptcp_fast.engine.events import CloseReason
+from mptcp_fast.engine.integrity import ChecksumHold
+
+__all__ = ["Fallback", "FallbackOwner"]
+
+
+class FallbackOwner:
+    """Everything the fallback asks of its connection (``Connection`` implements this): the
+    connection's data level, its subflows' history and its events."""
+    __slots__ = ()        # an interface: methods only
+
+    def has_data_level(self) -> bool:
+        """The data sequence is set up (both keys were known, or the connection fell back)."""
+        raise NotImplementedError
+
+    def only_subflow(self, sf) -> bool:
+        """``sf`` is the initial subflow and the only one there has ever been (RFC 8684 §3.7:
+        only then may the connection fall back)."""
+        raise NotImplementedError
+
+    def continue_as_tcp(self, sf, window, held: list, now: float) -> None:
+        """Switch the data level to plain TCP on ``sf``: numbered from 1 each way when no keys
+        were known (``window``: the peer's first), nothing reinjected, the subflow's bytes
+        mapped one to one from its first byte, ``held`` (checksum-held mappings of ``sf``,
+        taken by TCP) delivered, every other subflow reset, an unacknowledged DATA_FIN sent
+        again as the TCP FIN."""
+        raise NotImplementedError
+
+    def deliver_as_tcp(self, sf, held: list) -> None:
+        """Deliver the bytes of ``held`` as plain TCP's (what the path delivered)."""
+        raise NotImplementedError
+
+    def note_anomaly(self, sid: int, text: str) -> None:
+        """Record an anomaly for the user (bounded)."""
+        raise NotImplementedError
+
+    def emit(self, event) -> None:
+        """Queue ``event`` for the user."""
+        raise NotImplementedError
 
 
 class Fallback:
-    """The fallback and MP_FAIL methods of Connection (see the module text)."""
-    __slots__ = ()        # methods only: the state is the Connection's (a compiled class)
+    """See the module text. Made by the Connection, which it serves."""
 
-    def _start_fallback(self, now: float, why: str, sf, window: int | None = None) -> None:
+    def __init__(self, owner, cid: int):
+        self.owner, self.id = owner, cid
+        self.reason = None                          # why it fell back to TCP (RFC 8684 §3.7)
+        self.reported = False                       # FellBackToTcp was queued
+        self.reportable = False                     # ConnectionEstablished was queued
+        self.checksums = False                      # DSS checksums negotiated (RFC 8684 §3.3.1)
+        self.pending_fail = None                    # an MP_FAIL to send (its DSN)
+        self.send_infinite_mapping = False          # the one DSS of length 0 after MP_FAIL
+        self.hold = ChecksumHold()                  # checksummed mappings collecting their bytes
+        self.checksums_verified = 0                 # mappings whose DSS checksum was right
+        self.checksum_failures = 0
+        self.mp_fail_received = 0
+
+    # ============================================================ what the connection says
+    def negotiate(self, checksums: bool) -> None:
+        """The handshake's outcome: every mapping carries a DSS checksum (RFC 8684 §3.1)."""
+        self.checksums = checksums
+
+    def without_mptcp(self, why: str) -> None:
+        """Server side: the handshake spoke no MPTCP (why); the fallback itself starts with the
+        handshake's last segment (``start``)."""
+        self.reason = why
+
+    def established(self) -> None:
+        """ConnectionEstablished was queued: a fallback is reported from now on (at once when
+        the connection already fell back)."""
+        self.reportable = True
+        if self.reason:
+            self.report()
+
+    def report(self) -> None:
+        if not self.reported:
+            self.reported = True
+            self.owner.emit(ev.FellBackToTcp(self.id, self.reason))
+
+    def count_verified(self) -> None:
+        """A held mapping's checksum was right."""
+        self.checksums_verified += 1
+
+    def mp_fail_seen(self) -> None:
+        """An MP_FAIL arrived that is not acted upon (after fallback: the answer to ours; on a
+        RST)."""
+        self.mp_fail_received += 1
+
+    def take_infinite_mapping(self) -> bool:
+        """Whether the next data segment carries the infinite mapping (once, after MP_FAIL)."""
+        if self.send_infinite_mapping:
+            self.send_infinite_mapping = False
+            return True
+        return False
+
+    def take_fail(self):
+        """The DSN of the MP_FAIL owed (now sent), or None."""
+        dsn, self.pending_fail = self.pending_fail, None
+        return dsn
+
+    # ============================================================ RFC 8684 §3.7
+    def start(self, now: float, why: str, sf, window=None) -> None:
         """Continue as plain TCP on the initial subflow (RFC 8684 §3.7): no MPTCP option is
         sent or read from now on; the subflow's bytes map one to one onto the data sequence
         (an infinite mapping from its first byte), its ACKs are the DATA_ACKs and its FIN the
         DATA_FIN. Only while the initial subflow is the only one that ever carried data."""
-        if self.fallback and self.allocator is not None:
+        owner = self.owner
+        if self.reason and owner.has_data_level():
             return
-        self.fallback = why
-        self.endpoint.counts["fallbacks"] += 1
-        self._forget_token()
-        if self.allocator is None:                  # no keys: number the data from 1 each way
-            self._data_level(1, 1, 0xFFFF if window is None else window)
-            self.established = True
-        self.fully_established = True
+        self.reason = why
         self.checksums = False
-        # RFC 8684 §3.7: from now on only TCP resends, at the original subflow positions;
-        # nothing queued for reinjection before the fallback may go out after it
-        self.reinject.clear()
-        side = self._side(sf)
-        self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
-        waiting = self.hold.drop(sf.sid)              # bytes TCP took that waited for their
-        for held in waiting:                          # checksum: now plain TCP, deliver them
-            for start, data in held.runs():
-                self.receiver.deliver(0, side, start, len(data), data)
-        if waiting:
-            self._mark_data()
-        for other in list(self.subflows):
-            if other is not sf:
-                other.close(now, CloseReason.RESET, reset=True)
-        if self.fin_dsn is not None and not self.fin_acked:
-            # our DATA_FIN went out as a DSS but was not acknowledged: the peer reads no DSS
-            # any more, so it goes again as what a DATA_FIN is after fallback, the TCP FIN
-            # (RFC 8684 §3.7; §3.3.3: it takes the stream's next sequence number); TCP
-            # resends it, and its ACK is the DATA_ACK (_fallback_ack)
-            self.fin_at = None
-            if self.pending_fail is not None:
-                sf.send_ack(now)                      # the MP_FAIL answer first, on a pure
-            sf.send_fin(now)                          # ACK (as data_options sends it)
-        if self.event_established:
-            self._report_fallback()
+        # bytes TCP took that waited for their checksum: now plain TCP, delivered
+        owner.continue_as_tcp(sf, window, self.hold.drop(sf.sid), now)
+        if self.reportable:
+            self.report()
 
-    def _forget_token(self) -> None:
-        """RFC 8684 §3.7: no subflow may join a connection that fell back (or never spoke
-        MPTCP), so its token leaves the endpoint's table: an MP_JOIN SYN naming it is then an
-        unknown token (RST with MP_TCPRST, §3.2). The token is forgotten here too, so that the
-        connection's end cannot remove another connection that drew the same token since."""
-        self.endpoint.tokens.remove(self.local_token)
-        self.local_token = None
-
-    def _report_fallback(self) -> None:
-        if not self.fallback_reported:
-            self.fallback_reported = True
-            self._event(ev.FellBackToTcp(self.id, self.fallback))
-
-    def _fallback_ack(self, sf, seg, now: float) -> None:
-        """After fallback the subflow's ACK is the DATA_ACK (our FIN is the DATA_FIN)."""
-        if sf.join is not None:
-            return
-        ack = sf.rel_ack(seg.ack)
-        if not 1 <= ack <= sf.snd_nxt:
-            return
-        data = ack - 1
-        if sf.fin_sent and ack == sf.snd_nxt:
-            data -= 1
-            if not self.fin_acked:
-                self.fin_acked = True
-                self.fin_at = None
-        data_ack = (self.local_first_dsn + data) & MASK64
-        before = self.allocator.data_ack
-        if self.allocator.acknowledge(data_ack):
-            self.retained.release(self.allocator.data_ack)
-            if self.allocator.data_ack != before:
-                self._space_opened()
-            self._update_window(seg.window << sf.peer_wscale, data_ack)
-        if self.fin_acked:
-            self._check_closed(now)
-
-    def _receive_checksummed(self, sf, seq: int, payload, seg, now: float) -> bool:
-        """With DSS checksums: the bytes wait in the hold until their mapping is whole and
-        verified (mptcp_fast.engine.integrity); a failure is RFC 8684 §3.7's MP_FAIL."""
-        if not self.hold.covers(sf.sid, seq, len(payload)):
-            if self._unmapped_means_fallback(sf, seq, seg):     # the peer fell back
-                self._start_fallback(now, "data without a DSS mapping", sf)
-                return self.receive_data(sf, seq, payload, seg, now)
-            return False                              # no checksummed mapping (yet): not ACKed
-        try:
-            ranges = self._side(sf).resolve(seq, len(payload))
-        except MptcpError:
-            return False
-        queue = self.queue
-        limit = (queue.data_ack + queue.window_left) & MASK64
-        if any(seq64_diff((dsn + n) & MASK64, limit) > 0 for dsn, n in ranges):
-            return False                              # beyond the window: not taken
-        for held in self.hold.take(sf.sid, seq, payload):
-            if held.ok:
-                self.checksums_verified += 1
-                queue.push(held.dsn, bytes(held.data))
-                self._mark_data()
-            else:
-                self._checksum_failed(sf, held, now)
-                return sf.state != CLOSED
-        self._check_eof()
-        return True
-
-    def _checksum_failed(self, sf, held, now: float) -> None:
+    def checksum_failed(self, sf, held, now: float) -> None:
         """RFC 8684 §3.7. On the only subflow there has ever been: MP_FAIL on an ACK and plain
         TCP from the failed mapping on (its bytes are what the path delivered). Otherwise the
         subflow is reset with MP_FAIL and MP_TCPRST "middlebox interference"; the data was
         never DATA_ACKed, so the peer sends it again on another subflow."""
+        owner = self.owner
         self.checksum_failures += 1
-        self.anomalies.append(receiver.Event(0, sf.sid, f"DSS checksum failure for the mapping "
-                                             f"at DSN {held.dsn}", None))
-        self._bound_anomalies()
-        if len(self.all_subflows) == 1 and sf.join is None:
+        owner.note_anomaly(sf.sid, f"DSS checksum failure for the mapping at DSN {held.dsn}")
+        if owner.only_subflow(sf):
             self.pending_fail = held.dsn
             sf.request_ack()
-            self._start_fallback(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
-            for start, data in held.runs():           # now plain TCP: what the path delivered
-                self.receiver.deliver(0, self._side(sf), start, len(data), data)
-            self._mark_data()
-            self._check_eof()
+            self.start(now, f"DSS checksum failure at DSN {held.dsn} (MP_FAIL)", sf)
+            owner.deliver_as_tcp(sf, [held])          # now plain TCP: what the path delivered
             return
         self.hold.drop(sf.sid)
         sf.close(now, CloseReason.CHECKSUM_FAILURE, reset=True,
                  mptcp=[opt.MpFail(held.dsn),
                         opt.MpTcpRst(opt.ResetReason.MIDDLEBOX_INTERFERENCE)])
 
-    def _on_fail(self, sf, o, now: float) -> None:
+    def on_fail(self, sf, o, now: float) -> None:
         """MP_FAIL on an ACK (RFC 8684 §3.7): the peer's checksum failed on our only subflow;
         answer with MP_FAIL and continue as plain TCP (an infinite mapping first). Without
         negotiated checksums no checksum can have failed: ignored (stricter than Linux,
         docs/hardening.md)."""
         self.mp_fail_received += 1
-        if not self.checksums or self.fallback or len(self.all_subflows) != 1 \
-                or sf.join is not None:
+        if not self.checksums or self.reason or not self.owner.only_subflow(sf):
             return
         self.pending_fail = o.dsn
         self.send_infinite_mapping = True
         sf.request_ack()
-        self._start_fallback(now, f"MP_FAIL from the peer at DSN {o.dsn}", sf)
+        self.start(now, f"MP_FAIL from the peer at DSN {o.dsn}", sf)

@@ -183,7 +183,7 @@ class BulkApp:
                 return
         # with nothing to send, the stream ends once the peer's did (a reader with nothing to
         # say): ended at once, it would leave no joins, which follow only while neither side
-        # has closed (engine/pathmanager.py, _no_join)
+        # has closed (engine/connection.py, join_refusal)
         if self.close_when_done and (t.to_send or t.eof or not self.wait_for_peer):
             conn.close()
 

@@ -265,7 +265,7 @@ def deny_join_initial_kernel(judge, announce):
         before = bed.counters()
         engine.open(bed.kernel_addresses[0])
         judge_exact(judge, engine, peer, engine.exchange(peer, timeout=60))
-        judge.check("we saw flag C", engine.transfer.conn.peer_denies_initial)
+        judge.check("we saw flag C", engine.transfer.conn.pm.peer_denies_initial)
         judge.equal("addresses we reached", {e.remote[0] for e in established(engine.transfer)},
                     set(bed.kernel_addresses[:2] if announce else bed.kernel_addresses[:1]))
         judge.kernel(bed.ns, before, {"MPJoinSynRx": 1 if announce else 0})

@@ -1,11 +1,15 @@
 # Types for the compiled build of mptcp_fast/engine/connection.py (mptcp_fast._cengine.connection):
 # the connection's state as C fields; its subflows see only its base, subflow.pxd's SubflowOwner.
+# Its two components are typed (pathmanager.pxd, fallback.pxd): the fields it reads of them per
+# segment are C fields, their per-segment methods C calls.
 cimport cython
 from cpython.object cimport PyObject_GenericSetAttr as _set_field
 from cpython.type cimport PyType_GenericAlloc
 
 from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller
+from mptcp_fast._cengine.fallback cimport Fallback
+from mptcp_fast._cengine.pathmanager cimport PathManager
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
                                           TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32)
 from mptcp_fast.wire._segment_c cimport Incoming
@@ -22,6 +26,7 @@ cdef inline object _new_object(object cls):
 
 
 cdef object _data_received(long long connection, object data)
+cdef bint _beyond(object ranges, object limit)
 cdef long long _diff64(unsigned long long a, unsigned long long b)
 cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
 
@@ -35,11 +40,11 @@ cdef class Connection(SubflowOwner):
     cdef public bint is_client, redundant
     cdef public list subflows, all_subflows
     cdef public object local_key, local_token, remote_key, keys
-    cdef public bint checksums, established, fully_established, fallback_reported, joins_due
-    cdef public bint event_established, half_open, peer_denies_initial
-    cdef public object terminated, fallback
+    cdef public bint established, fully_established, half_open
+    cdef public object terminated
     cdef public object local_first_dsn, remote_first_dsn, syn_key, local, remote
-    cdef public dict remote_addresses
+    cdef public PathManager pm               # joins, ADD_ADDR, REMOVE_ADDR, MP_PRIO
+    cdef public Fallback fb                  # fallback, DSS checksums, MP_FAIL
     # sending
     cdef public DsnAllocator allocator
     cdef public Unsent unsent
@@ -50,23 +55,18 @@ cdef class Connection(SubflowOwner):
     cdef public bint local_closed, fin_acked
     cdef public object fin_dsn, fin_at, persist_at
     cdef public long fin_backoff, persist_backoff
-    cdef public list pending_echo, pending_remove
-    cdef public dict announcing
-    cdef public set announced
-    cdef public long add_addr_accepted
     # receiving
-    cdef public object queue, receiver, hold, pending_fail
+    cdef public object queue, receiver
     cdef public list events
     cdef public dict receiver_side
     cdef public list anomalies
-    cdef public bint eof_reported, _queued, send_infinite_mapping, _space_queued
+    cdef public bint eof_reported, _queued, _space_queued
     cdef public long long advertised, segments, reinjected_bytes
     cdef public long long read_in_round
     cdef public double round_started
-    cdef public long ignored_options, anomalies_dropped, bad_add_addr, bad_join, bad_fastclose
-    cdef public long checksum_failures, mp_fail_received, window_probes
-    cdef public long long refused_mappings, refused_data_fins, removal_refuted
-    cdef public long long checksums_verified
+    cdef public long ignored_options, anomalies_dropped, bad_join, bad_fastclose
+    cdef public long window_probes
+    cdef public long long refused_mappings, refused_data_fins
 
     @cython.locals(events=list)
     cpdef next_event(self, long long max_data=*)
