@@ -187,18 +187,20 @@ def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
     """One capture, read once (twice when flows must be placed without handshakes): its
     report with ``"timing"`` when asked, its figures and tables written from the same model.
     Returns (report, None), or (report, why) when a library an output needs is missing."""
+    from ..analysis.model import small_pages
     timing, plot_dir, parquet_dir = outputs
-    # the figures are drawn by a process forked now: it imports matplotlib while the file is
-    # read, and draws while this one finishes the other outputs
-    worker = None
-    if plot_dir is not None:
-        from ..analysis.figures import FigureWorker
-        worker = FigureWorker()
-    try:
-        return _outputs_of_file(path, dump_dir, outputs, progress_bar, worker)
-    finally:
-        if worker is not None:
-            worker.close()
+    with small_pages():                   # the table and the series: big arrays, used once
+        # the figures are drawn by a process forked now: it imports matplotlib while the
+        # file is read, and draws while this one finishes the other outputs
+        worker = None
+        if plot_dir is not None:
+            from ..analysis.figures import FigureWorker
+            worker = FigureWorker()
+        try:
+            return _outputs_of_file(path, dump_dir, outputs, progress_bar, worker)
+        finally:
+            if worker is not None:
+                worker.close()
 
 
 def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
