@@ -249,9 +249,12 @@ def model_series(model, delivery_pairs: bool = True) -> list:
     return list(each_model_series(model, delivery_pairs))
 
 
-def each_model_series(model, delivery_pairs: bool = True):
+def each_model_series(model, delivery_pairs: bool = True, ready=None):
     """``model_series`` one connection at a time (a generator): what is made of a
-    connection's series can start before the next one's are computed."""
+    connection's series can start before the next one's are computed. ``ready(figure,
+    series)`` is called as each figure's part of a connection's series is made (the
+    ``figures.FIGURES``, in the order "throughput", "sequence", "delivery"; ``series`` holds
+    what ``figures.figure_data`` reads for it), before the rest is computed."""
     packets = model.packets
     connection = packets["connection"]
     order = np.argsort(connection, kind="stable")      # each connection's rows, in order
@@ -263,12 +266,13 @@ def each_model_series(model, delivery_pairs: bool = True):
         else:
             rows = order[bounds[k]:bounds[k + 1]]
         yield _series(_facts_of_model(conn), _take(packets, rows), conn.number,
-                      delivery_pairs)
+                      delivery_pairs, ready)
 
 
-def _series(facts, p, number: int, delivery_pairs: bool = True) -> dict:
+def _series(facts, p, number: int, delivery_pairs: bool = True, ready=None) -> dict:
     """One connection's series; ``delivery`` as [(time, bytes)] lists, or (``delivery_pairs``
-    false, for the figures of ``analyze``) as (times, bytes) arrays."""
+    false, for the figures of ``analyze``) as (times, bytes) arrays. ``ready``: see
+    ``each_model_series`` (the RTTs, which no figure shows, come last)."""
     layout = _Layout(facts, p)
     d = _data_packets(facts, layout)
     t0 = float(p["time"].min()) if len(d["time"]) else 0.0
@@ -279,31 +283,41 @@ def _series(facts, p, number: int, delivery_pairs: bool = True) -> dict:
         before = np.maximum.accumulate(end[part])
         retransmitted[part.start + 1:part.stop] = end[part][1:] <= before[:-1]
     kind = retransmitted.astype(np.int8)               # DATA (0) or RETRANSMISSION (1)
+    subflows = []
+    for i, (client, server) in enumerate(facts["endpoints"], 1):
+        entry = {"subflow": i, "client": client, "server": server,
+                 "retransmitted_segments": {}, "rtt_ms": {}, "samples": {}}
+        for name in ("up", "down"):
+            part = d["parts"].get((i, name), slice(0, 0))
+            entry["retransmitted_segments"][name] = int(np.count_nonzero(retransmitted[part]))
+            # views: the reinjections are marked in ``kind`` below
+            entry["samples"][name] = {"time": d["time"][part] - t0, "dsn": d["dsn"][part],
+                                      "has_dsn": d["has_dsn"][part],
+                                      "length": d["length"][part], "kind": kind[part]}
+        subflows.append(entry)
+    series = {"connection": number, "start_time": t0, "subflows": subflows}
+    if ready is not None:
+        ready("throughput", series)
     reinjection_delays, delivery = {}, {}
     for name, block in d["blocks"].items():
         reinjection_delays[name], delivery[name] = _reinjections(d, block, retransmitted, kind)
-    subflows = []
-    for i, (isn, (client, server)) in enumerate(zip(facts["isn"], facts["endpoints"]), 1):
-        entry = {"subflow": i, "client": client, "server": server,
-                 "retransmitted_segments": {}, "rtt_ms": {}, "samples": {}}
+    if ready is not None:
+        ready("sequence", series)
+    series["delivery_delay_ms"] = {k: _percentiles(v[0], v[1]) for k, v in delivery.items()}
+    series["reinjection_delay_ms"] = reinjection_delays
+    series["delivery"] = {k: _pairs(v[2]) if delivery_pairs else v[2]
+                          for k, v in delivery.items()}
+    series["delay_points"] = {k: (np.asarray(v[3]) - t0, np.asarray(v[0]))
+                              for k, v in delivery.items()}      # (arrival time, delay ms)
+    if ready is not None:
+        ready("delivery", series)
+    for i, (isn, entry) in enumerate(zip(facts["isn"], subflows), 1):
         for down, name in enumerate(("up", "down")):
             part = d["parts"].get((i, name), slice(0, 0))
-            time, sent_end, resent = d["time"][part], end[part], retransmitted[part]
-            entry["retransmitted_segments"][name] = int(np.count_nonzero(resent))
-            entry["samples"][name] = {"time": time - t0, "dsn": d["dsn"][part],
-                                      "has_dsn": d["has_dsn"][part],
-                                      "length": d["length"][part], "kind": kind[part]}
             acks = (i - 1) + (1 - down) * layout.subflows    # from the other side
-            entry["rtt_ms"][name] = _rtt(layout, acks, isn[name], time, sent_end, resent)
-        subflows.append(entry)
-    return {
-        "connection": number, "start_time": t0, "subflows": subflows,
-        "delivery_delay_ms": {k: _percentiles(v[0], v[1]) for k, v in delivery.items()},
-        "reinjection_delay_ms": reinjection_delays,
-        "delivery": {k: _pairs(v[2]) if delivery_pairs else v[2] for k, v in delivery.items()},
-        "delay_points": {k: (np.asarray(v[3]) - t0, np.asarray(v[0]))
-                         for k, v in delivery.items()},      # (arrival time, delay ms)
-    }
+            entry["rtt_ms"][name] = _rtt(layout, acks, isn[name], d["time"][part], end[part],
+                                         retransmitted[part])
+    return series
 
 
 def _reinjections(d, block, retransmitted, kind) -> tuple:
