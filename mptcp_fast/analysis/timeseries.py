@@ -344,8 +344,9 @@ def _reinjections(d, block, retransmitted, kind) -> tuple:
     # the packets of DSNs carried more than once (few): the rows are in capture order within
     # each subflow direction only, so each such DSN's first packet is the one earliest in the
     # capture (``index``: the packet's row in the connection, unique and in capture order)
-    repeats = np.flatnonzero(~new)
-    members = np.union1d(repeats - 1, repeats)         # positions in DSN order, by run
+    repeated = ~new                                    # positions in DSN order, by run:
+    repeated[:-1] |= repeated[1:]                      # each repeat and the one before it
+    members = np.flatnonzero(repeated)
     run = np.searchsorted(starts, members, side="right") - 1
     row = by_row[members]
     capture_row = d["index"][row]
