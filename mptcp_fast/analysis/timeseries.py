@@ -147,9 +147,10 @@ class _Layout:
         self.subflows = n = len(facts["isn"])
         self.p = p
         sub = p["subflow"]
-        self.up = _up(p)
-        valid = (sub >= 1) & (sub <= n)
-        self.key = np.where(valid, sub.astype(np.int64) - 1 + (~self.up) * n, -1)
+        key = sub.astype(np.int32 if n < (1 << 30) else np.int64) - 1
+        np.add(key, n, out=key, where=~_up(p))
+        key[(sub < 1) | (sub > n)] = -1
+        self.key = key
         self._acks = None
 
     def directions(self):
@@ -199,11 +200,12 @@ def _data_packets(facts, layout) -> dict:
     index = np.concatenate([r for r, _ in chosen]) if chosen else np.zeros(0, np.int64)
     time, seq = p["time"][index], p["seq"][index]
     length = p["payload_len"][index].astype(np.int64)
-    flags, m_len = p["dss_flags"][index], p["dss_len"][index].astype(np.int64)
-    m_dsn, m_ssn = p["dsn"][index], p["dss_ssn"][index].astype(np.int64)
-    rel = np.empty(len(index), np.int64)
+    flags, m_len = p["dss_flags"][index], p["dss_len"][index]
+    m_dsn, m_ssn = p["dsn"][index], p["dss_ssn"][index]
+    rel = seq.astype(np.int64)
     for (r, isn), part in zip(chosen, parts.values()):
-        rel[part] = (seq[part].astype(np.int64) - isn) & MASK32
+        rel[part] -= isn
+    rel &= MASK32
     mapped = (flags != 0xFF) & ((flags & 12) == 12) & (m_len > 0)
     if not mapped.all():
         # the last mapping seen on the row's subflow direction, carried forward: rows as
@@ -217,10 +219,14 @@ def _data_packets(facts, layout) -> dict:
         ok = (last & 1) == 1
         source = last >> 1
         m_dsn, m_ssn, m_len = m_dsn[source], m_ssn[source], m_len[source]
-        inside = ok & (m_ssn <= rel) & (rel < m_ssn + m_len)
+        offset = rel - m_ssn                           # into the mapping (int64: exact)
+        inside = ok & (offset >= 0) & (offset < m_len)
     else:                                # every row carries its own mapping
-        inside = (m_ssn <= rel) & (rel < m_ssn + m_len)
-    dsn = np.where(inside, m_dsn + (rel - m_ssn).astype(np.uint64), np.uint64(0))
+        offset = rel - m_ssn
+        inside = (offset >= 0) & (offset < m_len)
+    dsn = offset.view(np.uint64)                       # the offsets become the DSNs
+    np.add(dsn, m_dsn, out=dsn)
+    dsn[~inside] = 0
     has = inside
     first_dsn = facts["first_dsn"]
     maybe = np.flatnonzero(~has & (rel == 1))          # MP_CAPABLE with data: no DSS
