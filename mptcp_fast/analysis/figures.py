@@ -346,6 +346,7 @@ def _serve(connection) -> None:
     from multiprocessing.connection import wait
     jobs: deque = deque()                 # [outcomes by figure, figures left], in order
     drawing: dict = {}                    # a fork's answer pipe -> (job, figure, pid)
+    answered: list = []                   # forks that answered, waited for once it is told
     listening = True
     while listening or drawing:
         for ready in wait(([connection] if listening else []) + list(drawing)):
@@ -375,13 +376,16 @@ def _serve(connection) -> None:
                     except EOFError:
                         entry[0][k] = (False, PlotError("the process drawing a figure ended "
                                                         "without it"))
-                os.waitpid(pid, 0)
+                answered.append(pid)
                 entry[1] -= 1
         while jobs and jobs[0][1] == 0:
             try:
                 connection.send(_joined(jobs.popleft()[0]))
             except OSError:               # the parent is gone
                 listening = False
+        for pid in answered:              # their exits overlap the answer
+            os.waitpid(pid, 0)
+        answered.clear()
 
 
 def _draw_in_fork(figure, directory):
