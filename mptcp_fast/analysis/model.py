@@ -133,10 +133,11 @@ def small_pages():
     where the kernel grants them on request each first touch clears a whole 2 MiB page.
     The per-packet table and the time series are such arrays, written once and soon freed;
     in a virtual machine whose memory the host supplies as the guest first touches it, those
-    clears cost more than anything else the outputs do (``analyze --plot --parquet`` of a
-    capture of 1.3M packets: 130 huge pages, 0.44-0.60 s of system time in the analysing
-    process; 0.25-0.29 s with small pages, whose faults are more but each cheap). Does
-    nothing where numpy has no such switch."""
+    clears are dear and their cost swings (``analyze --plot --parquet`` of a capture of 1.3M
+    packets, under load: 130 huge pages, 0.44-0.60 s of system time in the analysing
+    process, 0.25-0.29 s with small pages, whose faults are more but each cheap; on a quiet
+    machine huge pages were as fast at best and slower in the median). Does nothing where
+    numpy has no such switch."""
     from numpy._core import multiarray
     switch = getattr(multiarray, "_set_madvise_hugepage", None)
     before = switch(False) if switch is not None else None
