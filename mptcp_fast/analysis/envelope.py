@@ -47,10 +47,9 @@ def scatter_cells(x, y, xlim, ylim, shape) -> np.ndarray:
     columns, rows = shape
     cell = _bins(x, *xlim, columns) * rows + _bins(y, *ylim, rows)
     # runs of points in one cell first (a series in time order mostly stays in its cell),
-    # so that the sort behind np.unique sees few points
+    # so that the sort sees few points
     starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
-    _, first = np.unique(cell[starts], return_index=True)
-    return np.sort(starts[first])
+    return np.sort(starts[_first_of_each(cell[starts])])
 
 
 def line_envelope(x, y, xlim, columns: int) -> np.ndarray:
@@ -65,8 +64,17 @@ def line_envelope(x, y, xlim, columns: int) -> np.ndarray:
     y = np.asarray(y)
     lowest = _position_in_run(y, starts, np.minimum.reduceat(y, starts))
     highest = _position_in_run(y, starts, np.maximum.reduceat(y, starts))
-    keep = np.concatenate((starts, ends, lowest, highest))
-    return np.unique(keep)
+    keep = np.sort(np.concatenate((starts, ends, lowest, highest)))
+    return keep[np.concatenate(([True], keep[1:] != keep[:-1]))]
+
+
+def _first_of_each(values) -> np.ndarray:
+    """The index of the first occurrence of each distinct value, in the values' order
+    (``np.unique(values, return_index=True)[1]``, without np.unique: its first call in a
+    process imports numpy.ma)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    return order[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def _position_in_run(y, starts, extremes) -> np.ndarray:

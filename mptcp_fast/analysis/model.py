@@ -14,11 +14,12 @@ the Parquet tables (``tables.write_tables``).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import capture
 
-__all__ = ["CaptureModel", "build_model", "model_of_file"]
+__all__ = ["CaptureModel", "build_model", "model_of_file", "small_pages"]
 
 
 @dataclass
@@ -122,3 +123,26 @@ def _analyze_pass(path, dump_dir, progress, survey, packets):
             exc.report = exc.model.report
             raise
     return analyzer
+
+
+@contextmanager
+def small_pages():
+    """numpy's arrays of 4 MiB and more in ordinary (4 KiB) pages while in the block.
+
+    numpy asks the kernel for transparent huge pages for every such array (madvise), and
+    where the kernel grants them on request each first touch clears a whole 2 MiB page.
+    The per-packet table and the time series are such arrays, written once and soon freed;
+    in a virtual machine whose memory the host supplies as the guest first touches it, those
+    clears are dear and their cost swings (``analyze --plot --parquet`` of a capture of 1.3M
+    packets, under load: 130 huge pages, 0.44-0.60 s of system time in the analysing
+    process, 0.25-0.29 s with small pages, whose faults are more but each cheap; on a quiet
+    machine huge pages were as fast at best and slower in the median). Does nothing where
+    numpy has no such switch."""
+    from numpy._core import multiarray
+    switch = getattr(multiarray, "_set_madvise_hugepage", None)
+    before = switch(False) if switch is not None else None
+    try:
+        yield
+    finally:
+        if switch is not None:
+            switch(before)

@@ -42,8 +42,7 @@ def _percentiles(values, weights=None) -> dict | None:
     if weights is None:
         # equal weights: the cumulative shares do not depend on the order, so each
         # percentile is one order statistic (np.partition: no full sort)
-        cum = np.cumsum(np.ones(len(values))) / len(values)
-        ks = [min(int(np.searchsorted(cum, q)), len(values) - 1) for q in quantiles]
+        ks = [_rank(q, len(values)) for q in quantiles]
         chosen = np.partition(values, ks)[ks]
         p50, p90, p99 = (float(x) for x in chosen)
         return {"min": float(values.min()), "p50": p50, "p90": p90, "p99": p99,
@@ -53,6 +52,17 @@ def _percentiles(values, weights=None) -> dict | None:
     pick = lambda q: float(v[min(np.searchsorted(cum, q), len(v) - 1)])     # noqa: E731
     return {"min": float(v[0]), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99),
             "max": float(v[-1])}
+
+
+def _rank(q: float, n: int) -> int:
+    """The order statistic of quantile ``q`` of ``n`` equally weighted values: the first
+    i whose cumulative share (i + 1) / n, a float division, reaches ``q`` (the searchsorted
+    of the cumulative shares, without making them); n - 1 when none does."""
+    count = np.float64(n)
+    for i in range(max(int(q * n) - 2, 0), n):
+        if np.float64(i + 1) / count >= q:
+            return i
+    return n - 1
 
 
 def _sorted_with_lowest_merged(values, weights) -> tuple:
@@ -117,53 +127,117 @@ def _take(packets, rows) -> dict:
     return out
 
 
-def _data_packets(facts, p) -> dict:
-    """The data packets of one connection (``p``: its rows) in capture order, as arrays: time,
-    subflow, up (bool), rel (subflow byte of the first payload byte), length, dsn and
-    has_dsn."""
-    rows = np.nonzero(p["payload_len"] > 0)[0]
-    sub = p["subflow"][rows].astype(np.int64)
-    up = p["up"][rows]
-    first_dsn = facts["first_dsn"]
-    # the ISN of each subflow direction (2 * subflow + down; -1: not known, as is the last
-    # entry, where subflows beyond the connection's would go), looked up
-    by_direction = np.full(2 * len(facts["isn"]) + 3, -1, np.int64)
-    for i, s in enumerate(facts["isn"], 1):
-        for down, name in enumerate(("up", "down")):
-            if s[name] is not None:
-                by_direction[2 * i + down] = s[name]
-    isn = by_direction[np.minimum(2 * sub + ~up, len(by_direction) - 1)] if len(sub) else \
-        np.zeros(0, np.int64)
-    keep = isn >= 0
-    rows, sub, up, isn = rows[keep], sub[keep], up[keep], isn[keep]
-    rel = (p["seq"][rows].astype(np.int64) - isn) & MASK32
-    length = p["payload_len"][rows].astype(np.int64)
-    flags = p["dss_flags"][rows]
-    mapped = (flags != 0xFF) & ((flags & 12) == 12) & (p["dss_len"][rows] > 0)
-    m_dsn = p["dsn"][rows]
-    m_ssn = p["dss_ssn"][rows].astype(np.int64)
-    m_len = p["dss_len"][rows].astype(np.int64)
-    dsn = np.zeros(len(rows), np.uint64)
-    has = np.zeros(len(rows), bool)
-    group = sub * 2 + up                               # one subflow direction
-    for g in np.flatnonzero(np.bincount(group)):
-        at = np.nonzero(group == g)[0]
-        # the last mapping seen on this subflow direction, carried forward (forward fill)
-        last = np.where(mapped[at], np.arange(len(at)), -1)
+def _groups(key, count: int) -> list:
+    """The rows (ascending) of each key 0 .. ``count`` - 1; rows with other keys are in none."""
+    if count <= 8:                       # a few subflow directions: one pass per key
+        return [np.flatnonzero(key == g) for g in range(count)]
+    key = np.where((key >= 0) & (key < count), key, count).astype(
+        np.int16 if count < (1 << 15) else np.int64)      # 16 bits: a radix sort
+    order = np.argsort(key, kind="stable")
+    bounds = np.cumsum(np.bincount(key, minlength=count + 1))
+    return np.split(order, bounds[:count])[:count]
+
+
+class _Layout:
+    """The rows of one connection (``p``: its columns, capture order) by subflow direction:
+    ``key`` of a row is ``subflow - 1 + down * subflows`` (direction first: each direction's
+    rows are one block of the data arrays), -1 for rows of no subflow of the connection."""
+
+    def __init__(self, facts, p):
+        self.subflows = n = len(facts["isn"])
+        self.p = p
+        sub = p["subflow"]
+        key = sub.astype(np.int32 if n < (1 << 30) else np.int64) - 1
+        np.add(key, n, out=key, where=~_up(p))
+        key[(sub < 1) | (sub > n)] = -1
+        self.key = key
+        self._acks = None
+
+    def directions(self):
+        """(key, subflow number, direction name) of every subflow direction, directions
+        first (the order of the data arrays)."""
+        n = self.subflows
+        return [(down * n + i - 1, i, name) for down, name in enumerate(("up", "down"))
+                for i in range(1, n + 1)]
+
+    def data_rows(self) -> list:
+        """The rows with payload of each subflow direction (by key)."""
+        return _groups(np.where(self.p["payload_len"] > 0, self.key, -1), 2 * self.subflows)
+
+    def acks(self, key: int):
+        """(times, ack numbers) of the ACKs of the subflow direction ``key``."""
+        if self._acks is None:
+            self._acks = _groups(np.where((self.p["flags"] & 0x10) != 0, self.key, -1),
+                                 2 * self.subflows)
+        rows = self._acks[key]
+        return self.p["time"][rows], self.p["ack"][rows]
+
+
+def _data_packets(facts, layout) -> dict:
+    """The data packets of one connection whose subflow direction's ISN is known, as arrays
+    ordered by subflow direction (``layout.directions()``; capture order within each):
+    time, rel (subflow byte of the first payload byte), length, end, dsn, has_dsn, with
+    ``parts`` {(subflow, name): slice of the arrays} and ``blocks`` {name: slice} (each
+    direction's rows, one block).
+
+    Per data packet the data-level position of its first byte is its subflow direction's
+    last mapping's DSN plus its offset in that mapping, when it falls inside it."""
+    p = layout.p
+    rows = layout.data_rows()
+    chosen, parts, blocks, at = [], {}, {}, 0
+    for name in ("up", "down"):
+        begin = at
+        for key, i, direction in layout.directions():
+            if direction != name:
+                continue
+            isn = facts["isn"][i - 1][name]
+            if isn is None or not len(rows[key]):
+                continue
+            chosen.append((rows[key], isn))
+            parts[(i, name)] = slice(at, at + len(rows[key]))
+            at += len(rows[key])
+        blocks[name] = slice(begin, at)
+    index = np.concatenate([r for r, _ in chosen]) if chosen else np.zeros(0, np.int64)
+    time, seq = p["time"][index], p["seq"][index]
+    length = p["payload_len"][index].astype(np.int64)
+    flags, m_len = p["dss_flags"][index], p["dss_len"][index]
+    m_dsn, m_ssn = p["dsn"][index], p["dss_ssn"][index]
+    rel = seq.astype(np.int64)
+    for (r, isn), part in zip(chosen, parts.values()):
+        rel[part] -= isn
+    rel &= MASK32
+    mapped = (flags != 0xFF) & ((flags & 12) == 12) & (m_len > 0)
+    if not mapped.all():
+        # the last mapping seen on the row's subflow direction, carried forward: rows as
+        # 2 * row + 1 where mapped, a direction's first row as 2 * row when not (a running
+        # maximum then never carries a mapping past the start of the next direction)
+        last = np.where(mapped, 2 * np.arange(len(index)) + 1, -1)
+        for part in parts.values():
+            if not mapped[part.start]:
+                last[part.start] = 2 * part.start
         last = np.maximum.accumulate(last)
-        ok = last >= 0
-        src = at[np.where(ok, last, 0)]
-        inside = ok & (m_ssn[src] <= rel[at]) & (rel[at] < m_ssn[src] + m_len[src])
-        dsn[at[inside]] = m_dsn[src[inside]] + (rel[at[inside]] - m_ssn[src[inside]]).astype(
-            np.uint64)
-        has[at[inside]] = True
-    subtypes = p["mptcp_subtypes"][rows]
-    for name, mask in (("up", up), ("down", ~up)):     # MP_CAPABLE with data: no DSS
-        if name in first_dsn:
-            mpc = mask & ~has & (rel == 1) & ((subtypes & 1) != 0)
-            dsn[mpc], has[mpc] = first_dsn[name], True
-    return {"time": p["time"][rows], "sub": sub, "up": up, "rel": rel, "length": length,
-            "dsn": dsn, "has_dsn": has}
+        ok = (last & 1) == 1
+        source = last >> 1
+        m_dsn, m_ssn, m_len = m_dsn[source], m_ssn[source], m_len[source]
+        offset = rel - m_ssn                           # into the mapping (int64: exact)
+        inside = ok & (offset >= 0) & (offset < m_len)
+    else:                                # every row carries its own mapping
+        offset = rel - m_ssn
+        inside = (offset >= 0) & (offset < m_len)
+    dsn = offset.view(np.uint64)                       # the offsets become the DSNs
+    np.add(dsn, m_dsn, out=dsn)
+    dsn[~inside] = 0
+    has = inside
+    first_dsn = facts["first_dsn"]
+    maybe = np.flatnonzero(~has & (rel == 1))          # MP_CAPABLE with data: no DSS
+    if len(maybe):
+        mpc = maybe[(p["mptcp_subtypes"][index[maybe]] & 1) != 0]
+        for name, block in blocks.items():
+            if name in first_dsn:
+                here = mpc[(mpc >= block.start) & (mpc < block.stop)]
+                dsn[here], has[here] = first_dsn[name], True
+    return {"time": time, "rel": rel, "length": length, "end": rel + length, "dsn": dsn,
+            "has_dsn": has, "index": index, "parts": parts, "blocks": blocks}
 
 
 def connection_series(report, packets, number: int) -> dict:
@@ -181,9 +255,12 @@ def model_series(model, delivery_pairs: bool = True) -> list:
     return list(each_model_series(model, delivery_pairs))
 
 
-def each_model_series(model, delivery_pairs: bool = True):
+def each_model_series(model, delivery_pairs: bool = True, ready=None):
     """``model_series`` one connection at a time (a generator): what is made of a
-    connection's series can start before the next one's are computed."""
+    connection's series can start before the next one's are computed. ``ready(figure,
+    series)`` is called as each figure's part of a connection's series is made (the
+    ``figures.FIGURES``, in the order "throughput", "sequence", "delivery"; ``series`` holds
+    what ``figures.figure_data`` reads for it), before the rest is computed."""
     packets = model.packets
     connection = packets["connection"]
     order = np.argsort(connection, kind="stable")      # each connection's rows, in order
@@ -195,75 +272,131 @@ def each_model_series(model, delivery_pairs: bool = True):
         else:
             rows = order[bounds[k]:bounds[k + 1]]
         yield _series(_facts_of_model(conn), _take(packets, rows), conn.number,
-                      delivery_pairs)
+                      delivery_pairs, ready)
 
 
-def _series(facts, p, number: int, delivery_pairs: bool = True) -> dict:
+def _series(facts, p, number: int, delivery_pairs: bool = True, ready=None) -> dict:
     """One connection's series; ``delivery`` as [(time, bytes)] lists, or (``delivery_pairs``
-    false, for the figures of ``analyze``) as (times, bytes) arrays."""
-    d = _data_packets(facts, p)
+    false, for the figures of ``analyze``) as (times, bytes) arrays. ``ready``: see
+    ``each_model_series`` (the RTTs, which no figure shows, come last)."""
+    layout = _Layout(facts, p)
+    d = _data_packets(facts, layout)
     t0 = float(p["time"].min()) if len(d["time"]) else 0.0
-    n = len(d["time"])
-    end = d["rel"] + d["length"]
-    retransmitted = np.zeros(n, bool)
-    group = d["sub"] * 2 + d["up"]
-    for g in np.flatnonzero(np.bincount(group)):       # a segment no byte of which is new
-        at = np.nonzero(group == g)[0]
-        before = np.concatenate([[-1], np.maximum.accumulate(end[at])[:-1]])
-        retransmitted[at] = end[at] <= before
-    kind = np.where(retransmitted, RETRANSMISSION, DATA).astype(np.int8)
-    reinjection_delays, delivery = {}, {}
-    for name, mask in (("up", d["up"]), ("down", ~d["up"])):
-        at = np.nonzero(mask & d["has_dsn"])[0]
-        values, first, index = np.unique(d["dsn"][at], return_index=True,
-                                         return_inverse=True)
-        first_row = at[first]
-        # a DSN carried again on another subflow, not a TCP retransmission: a reinjection
-        origin = first_row[index.reshape(-1)]
-        again = (origin != at) & (d["sub"][origin] != d["sub"][at]) & ~retransmitted[at]
-        kind[at[again]] = REINJECTION
-        reinjection_delays[name] = _percentiles((d["time"][at[again]] - d["time"][origin[again]])
-                                                * 1000)
-        delivery[name] = _delivery(values, d["time"][first_row], d["length"][first_row])
+    end = d["end"]
+    # a segment no byte of which is new on its subflow direction: a retransmission
+    retransmitted = np.zeros(len(end), bool)
+    for part in d["parts"].values():
+        before = np.maximum.accumulate(end[part])
+        retransmitted[part.start + 1:part.stop] = end[part][1:] <= before[:-1]
+    kind = retransmitted.astype(np.int8)               # DATA (0) or RETRANSMISSION (1)
     subflows = []
-    for i, (isn, (client, server)) in enumerate(zip(facts["isn"], facts["endpoints"]), 1):
+    for i, (client, server) in enumerate(facts["endpoints"], 1):
         entry = {"subflow": i, "client": client, "server": server,
                  "retransmitted_segments": {}, "rtt_ms": {}, "samples": {}}
-        for name, mask in (("up", d["up"]), ("down", ~d["up"])):
-            at = np.nonzero(mask & (d["sub"] == i))[0]
-            entry["retransmitted_segments"][name] = int(retransmitted[at].sum())
-            entry["samples"][name] = {"time": d["time"][at] - t0, "dsn": d["dsn"][at],
-                                      "has_dsn": d["has_dsn"][at], "length": d["length"][at],
-                                      "kind": kind[at]}
-            entry["rtt_ms"][name] = _rtt(p, i, name, isn[name],
-                                         d["time"][at], end[at], retransmitted[at])
+        for name in ("up", "down"):
+            part = d["parts"].get((i, name), slice(0, 0))
+            entry["retransmitted_segments"][name] = int(np.count_nonzero(retransmitted[part]))
+            # views: the reinjections are marked in ``kind`` below
+            entry["samples"][name] = {"time": d["time"][part] - t0, "dsn": d["dsn"][part],
+                                      "has_dsn": d["has_dsn"][part],
+                                      "length": d["length"][part], "kind": kind[part]}
         subflows.append(entry)
-    return {
-        "connection": number, "start_time": t0, "subflows": subflows,
-        "delivery_delay_ms": {k: _percentiles(v[0], v[1]) for k, v in delivery.items()},
-        "reinjection_delay_ms": reinjection_delays,
-        "delivery": {k: _pairs(v[2]) if delivery_pairs else v[2] for k, v in delivery.items()},
-        "delay_points": {k: (np.asarray(v[3]) - t0, np.asarray(v[0]))
-                         for k, v in delivery.items()},      # (arrival time, delay ms)
-    }
+    series = {"connection": number, "start_time": t0, "subflows": subflows}
+    if ready is not None:
+        ready("throughput", series)
+    reinjection_delays, delivery = {}, {}
+    for name, block in d["blocks"].items():
+        reinjection_delays[name], delivery[name] = _reinjections(d, block, retransmitted, kind)
+    if ready is not None:
+        ready("sequence", series)
+    series["delivery_delay_ms"] = {k: _percentiles(v[0], v[1]) for k, v in delivery.items()}
+    series["reinjection_delay_ms"] = reinjection_delays
+    series["delivery"] = {k: _pairs(v[2]) if delivery_pairs else v[2]
+                          for k, v in delivery.items()}
+    series["delay_points"] = {k: (np.asarray(v[3]) - t0, np.asarray(v[0]))
+                              for k, v in delivery.items()}      # (arrival time, delay ms)
+    if ready is not None:
+        ready("delivery", series)
+    for i, (isn, entry) in enumerate(zip(facts["isn"], subflows), 1):
+        for down, name in enumerate(("up", "down")):
+            part = d["parts"].get((i, name), slice(0, 0))
+            acks = (i - 1) + (1 - down) * layout.subflows    # from the other side
+            entry["rtt_ms"][name] = _rtt(layout, acks, isn[name], d["time"][part], end[part],
+                                         retransmitted[part])
+    return series
 
 
-def _rtt(p, subflow, name, isn, sent_time, sent_end, retransmitted):
+def _reinjections(d, block, retransmitted, kind) -> tuple:
+    """(reinjection delays, ``_delivery``) of one direction (``block`` of the data arrays);
+    marks its reinjections in ``kind``. A DSN carried again on another subflow, not a TCP
+    retransmission, is a reinjection of the first packet that carried it (in capture order);
+    each DSN's first packet is its data-level piece's first arrival."""
+    has = d["has_dsn"][block]
+    if has.all():
+        rows, dsn = None, d["dsn"][block]
+    else:
+        rows = np.flatnonzero(has) + block.start
+        dsn = d["dsn"][rows]
+    order = np.argsort(dsn, kind="stable")             # few runs: one per subflow
+    ordered = dsn[order]
+    by_row = order + block.start if rows is None else rows[order]    # data rows, DSN order
+    new = np.empty(len(ordered), bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    if new.all():                                      # no DSN carried twice
+        return None, _delivery(ordered, d["time"][by_row], d["length"][by_row])
+    starts = np.flatnonzero(new)
+    first = by_row[starts]
+    # the packets of DSNs carried more than once (few): the rows are in capture order within
+    # each subflow direction only, so each such DSN's first packet is the one earliest in the
+    # capture (``index``: the packet's row in the connection, unique and in capture order)
+    repeated = ~new                                    # positions in DSN order, by run:
+    repeated[:-1] |= repeated[1:]                      # each repeat and the one before it
+    members = np.flatnonzero(repeated)
+    run = np.searchsorted(starts, members, side="right") - 1
+    row = by_row[members]
+    capture_row = d["index"][row]
+    bounds = np.flatnonzero(new[members])
+    earliest = np.minimum.reduceat(capture_row, bounds)
+    sizes = np.diff(np.append(bounds, len(members)))
+    runs = run[bounds]
+    first[runs] = row[capture_row == np.repeat(earliest, sizes)]
+    origin = first[run]
+    subflow_of = _subflow_of(d["parts"])
+    carried = (origin != row) & ~retransmitted[row]
+    carried[carried] = subflow_of(origin[carried]) != subflow_of(row[carried])
+    kind[row[carried]] = REINJECTION
+    delays = (d["time"][row[carried]] - d["time"][origin[carried]]) * 1000
+    return (_percentiles(delays),
+            _delivery(ordered[new], d["time"][first], d["length"][first]))
+
+
+def _subflow_of(parts):
+    """A function: the subflow of rows of the data arrays."""
+    ordered = sorted((part.start, i) for (i, _), part in parts.items())
+    starts = np.array([s for s, _ in ordered], np.int64)
+    numbers = np.array([i for _, i in ordered], np.int64)
+    return lambda rows: numbers[np.searchsorted(starts, rows, side="right") - 1]
+
+
+def _rtt(layout, acks, isn, sent_time, sent_end, retransmitted):
     """Seq/ack RTT samples of one subflow direction: from each data segment to the first ACK
-    from the other side at or after it that covers it (Karn: retransmitted ones skipped)."""
+    from the other side (subflow direction ``acks``) at or after it that covers it (Karn:
+    retransmitted ones skipped)."""
     if isn is None or not len(sent_time):
         return None
-    from_other = ~p["up"] if name == "up" else p["up"]
-    acks = (p["subflow"] == subflow) & from_other & ((p["flags"] & 0x10) != 0)
-    ack_time = p["time"][acks]
+    ack_time, ack = layout.acks(acks)
     if not len(ack_time):
         return None
-    ack_rel = (p["ack"][acks].astype(np.int64) - isn - 1) & MASK32
+    ack_rel = (ack.astype(np.int64) - isn - 1) & MASK32
     highest = np.maximum.accumulate(ack_rel)            # an ACK covers everything below it
     after = np.searchsorted(ack_time, sent_time, side="left")
     covering = np.searchsorted(highest, sent_end - 1, side="left")
-    k = np.maximum(after, covering)
-    ok = ~retransmitted & (k < len(ack_time))
+    k = np.maximum(after, covering, out=after)
+    ok = k < len(ack_time)
+    ok &= ~retransmitted
+    if ok.all():
+        return _percentiles((ack_time[k] - sent_time) * 1000)
     return _percentiles((ack_time[k[ok]] - sent_time[ok]) * 1000)
 
 
@@ -273,23 +406,24 @@ def _delivery(dsn, time, length) -> tuple:
     once every piece before it arrived (the running maximum of the arrival times)."""
     if not len(dsn):
         return [], [], (np.zeros(0), np.zeros(0, np.int64)), []
-    if len(dsn) > 1 and np.all(dsn[1:] >= dsn[:-1]):
-        order = np.arange(len(dsn))      # already in order (np.unique's values): no sort
-    else:
+    if len(dsn) > 1 and not np.all(dsn[1:] >= dsn[:-1]):
         order = np.argsort(dsn, kind="stable")
+        dsn, time, length = dsn[order], time[order], length[order]
     # relative to the first: 64-bit DSNs do not fit a float, their differences fit an int64
-    dsn = (dsn[order] - dsn[order][0]).astype(np.int64)
-    time, length = time[order], length[order]
+    dsn = (dsn - dsn[0]).view(np.int64)
     end = dsn + length
-    before = np.concatenate([[dsn[0]], np.maximum.accumulate(end)[:-1]])
+    before = np.empty_like(end)
+    before[0] = dsn[0]
+    np.maximum.accumulate(end[:-1], out=before[1:])
     new = end > before                                  # pieces not covered by earlier ones
-    dsn, time, end, before = dsn[new], time[new], end[new], before[new]
+    if not new.all():
+        dsn, time, end, before = dsn[new], time[new], end[new], before[new]
     fresh = end - np.maximum(dsn, before)
     frontier = np.maximum.accumulate(time)
     delays = (frontier - time) * 1000
     # (time, bytes) in order as they are: the frontier never decreases and every piece adds
     # bytes (fresh > 0), so sorting them would leave them where they are
-    return delays, fresh, (frontier, np.cumsum(fresh).astype(np.int64)), time
+    return delays, fresh, (frontier, np.cumsum(fresh, dtype=np.int64)), time
 
 
 def _delivery_delays(first_at) -> tuple:

@@ -187,18 +187,20 @@ def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
     """One capture, read once (twice when flows must be placed without handshakes): its
     report with ``"timing"`` when asked, its figures and tables written from the same model.
     Returns (report, None), or (report, why) when a library an output needs is missing."""
+    from ..analysis.model import small_pages
     timing, plot_dir, parquet_dir = outputs
-    # the figures are drawn by a process forked now: it imports matplotlib while the file is
-    # read, and draws while this one finishes the other outputs
-    worker = None
-    if plot_dir is not None:
-        from ..analysis.figures import FigureWorker
-        worker = FigureWorker()
-    try:
-        return _outputs_of_file(path, dump_dir, outputs, progress_bar, worker)
-    finally:
-        if worker is not None:
-            worker.close()
+    with small_pages():                   # the table and the series: big arrays, used once
+        # the figures are drawn by a process forked now: it imports matplotlib while the
+        # file is read, and draws while this one finishes the other outputs
+        worker = None
+        if plot_dir is not None:
+            from ..analysis.figures import FigureWorker
+            worker = FigureWorker()
+        try:
+            return _outputs_of_file(path, dump_dir, outputs, progress_bar, worker)
+        finally:
+            if worker is not None:
+                worker.close()
 
 
 def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
@@ -215,23 +217,27 @@ def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
         return report, None
     writer = None
     if parquet_dir is not None:
-        # the tables are written on a thread (Arrow works without Python's lock) while the
-        # time series and the figures are made from the same model
+        # the tables are made and written on a thread (pyarrow is imported there, and Arrow
+        # works without Python's lock) while the time series and the figures are made from
+        # the same model
+        import importlib.util
         from ..analysis import tables
-        try:
-            writer = _Background(tables.write_arrow, tables.tables_to_write(model), parquet_dir)
-        except ImportError as exc:
-            return report, _no_pyarrow(exc)
+        if importlib.util.find_spec("pyarrow") is None:
+            return report, _no_pyarrow(ImportError("No module named 'pyarrow'"))
+        writer = _Background(tables.write_tables, model, parquet_dir)
     problem = None
     if timing:
         from ..analysis import timeseries
         from ..analysis import figures
-        # each connection's figures are drawn while the next connection's series are made
-        series = timeseries.each_model_series(model, delivery_pairs=False)
+        ready = None
+        if worker is not None:
+            # each figure is handed to the worker as soon as its part of the series is made:
+            # it is drawn while the rest of the series (and the next connection's) are made
+            def ready(name, partial):
+                worker.submit(figures.figure_data(partial, (name,)), plot_dir)
+        series = timeseries.each_model_series(model, delivery_pairs=False, ready=ready)
         for conn, one in zip(report["connections"], series):
             conn["timing"] = timeseries.summary(one)
-            if worker is not None:
-                worker.submit(figures.figure_data(one), plot_dir)
         if worker is not None:
             try:
                 worker.results()
