@@ -15,3 +15,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if "(default" in text or action.required:
             return text
         return super()._get_help_string(action)
+
+
+def size_bar(total: int, desc: str):
+    """A progress bar on stderr for ``total`` bytes (tqdm; gone once closed), in binary units:
+    sizes are given in them (16M = 16 MiB), so they are shown in the same ones."""
+    from tqdm import tqdm
+    return tqdm(total=total, unit="iB", unit_scale=True, unit_divisor=1024, desc=desc,
+                leave=False)

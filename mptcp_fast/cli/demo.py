@@ -8,7 +8,7 @@ import json
 import sys
 
 from .. import _backend
-from . import HelpFormatter
+from . import HelpFormatter, size_bar
 
 def _path(text: str):
     from ..sim.demo import parse_path
@@ -34,9 +34,7 @@ class _Progress:
             self.close()
             self.run = run
             if self.shown:
-                from tqdm import tqdm
-                self.bar = tqdm(total=self.size, unit="iB", unit_scale=True, unit_divisor=1024,
-                                desc=run, leave=False)
+                self.bar = size_bar(self.size, run)
         self.delivered = delivered
         if self.bar is not None:
             self.bar.update(delivered - self.bar.n)

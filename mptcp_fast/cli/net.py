@@ -37,7 +37,7 @@ from ..net import kernel
 from ..engine import Config
 from ..sim.apps import pattern
 from ..errors import MptcpError
-from . import HelpFormatter
+from . import HelpFormatter, size_bar
 
 __all__ = ["add_parsers"]
 
@@ -213,10 +213,7 @@ class _Report:
         self.received_hash = hashlib.sha256()
         self.bar = None
         if not args.json and sys.stderr.isatty() and total:
-            from tqdm import tqdm
-            # sizes are given in binary units (16M = 16 MiB): shown in the same ones
-            self.bar = tqdm(total=total, unit="iB", unit_scale=True, unit_divisor=1024,
-                            desc=label, leave=False)
+            self.bar = size_bar(total, label)
 
     def moved(self, sent: bytes = b"", received: bytes = b"") -> None:
         if sent:
@@ -535,10 +532,9 @@ async def _proxy(args) -> int:
         except (OSError, MptcpError) as exc:
             # one line per refused client, and a reset: an empty stream that ends cleanly
             # would look like an answer (no free local port, refused, unreachable, ...)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             client = client_writer.get_extra_info("peername") or ("?", 0)
             print(f"mptcp-fast proxy: {_endpoint(client)}: refused, {to_host}:{to_port}: "
-                  f"{reason}", file=sys.stderr, flush=True)
+                  f"{_error_text(exc)}", file=sys.stderr, flush=True)
             _abort(client_writer)
             return
         started = time.monotonic()
