@@ -18,7 +18,7 @@ time). The calls go through the public API, so trees of other layouts compare to
   1448 bytes;
 * ``receiver.DataReceiver`` ``declare`` + ``deliver`` of one 1448-byte segment with its queue,
   as the engine calls them;
-* with ``--capture``: ``analysis.analyzer.analyze`` of each file in the process (best of
+* with ``--capture``: ``analysis.analyze`` of each file in the process (best of
   ``--runs`` after one warm-up), which is the tracker's walk, the receive pipeline and the
   capture decode, without the interpreter's start.
 """
@@ -95,13 +95,13 @@ with _backend.use("cython"):
     res["DataReceiver declare + deliver, one 1448-byte segment"] = best(segments, 20, 2000)
 
     if captures:
-        from mptcp_fast.analysis import analyzer
+        from mptcp_fast import analysis
         for path in captures:
-            analyzer.analyze(path)
+            analysis.analyze(path)
             times = []
             for _ in range(runs):
                 start = time.perf_counter()
-                analyzer.analyze(path)
+                analysis.analyze(path)
                 times.append(time.perf_counter() - start)
             res[f"analyze {path.rsplit('/', 1)[-1]} in the process (ms)"] = min(times) * 1e9 / 1e6
 print(json.dumps(res))

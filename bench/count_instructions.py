@@ -38,9 +38,9 @@ ENGINE_RUN = ["__pyx_pw_10mptcp_fast_8_cengine_5netem_7Network_*run"]
 ANALYZE = """
 import sys
 from mptcp_fast import BACKEND
-from mptcp_fast.analysis import analyzer
+from mptcp_fast import analysis
 assert BACKEND == "cython", BACKEND
-analyzer.analyze(sys.argv[1])
+analysis.analyze(sys.argv[1])
 """
 # the tracker's Python-callable run() and packet(), whatever module name and layout it has
 TRACKER_WALK = ["__pyx_pw_*_tracking*Tracker_*run", "__pyx_pw_*_tracking*Tracker_*packet"]

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from mptcp_fast import analysis
 from mptcp_fast.analysis import analyzer as analyze_module
 from mptcp_fast.wire.options import Dss
 from mptcp_trace import Trace, blob, random_trace
@@ -20,7 +21,7 @@ C2, S2 = ("198.18.1.1", 40001), ("198.18.1.2", 10000)
 def run(trace, tmp_path, name="t.pcap"):
     path = tmp_path / name
     path.write_bytes(trace.pcap())
-    return analyze_module.analyze(str(path))
+    return analysis.analyze(str(path))
 
 
 def two_subflows(addresses=(C1, S1, C2, S2)):
@@ -205,7 +206,7 @@ def test_connection_of_finds_a_four_tuple(backend, tmp_path):
 def test_backends_give_the_same_report_on_random_traffic(on_both, tmp_path_factory, drawn):
     path = tmp_path_factory.mktemp("parity") / "r.pcap"
     path.write_bytes(random_trace(drawn).pcap())
-    compiled, pure = on_both(lambda: analyze_module.analyze(str(path)))
+    compiled, pure = on_both(lambda: analysis.analyze(str(path)))
     assert compiled == pure
     assert not (isinstance(compiled, tuple) and compiled[0] == "error"), compiled
 

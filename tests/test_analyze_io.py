@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mptcp_fast.analysis import analyzer
+from mptcp_fast import analysis
 from mptcp_fast.cli.analyze import SHIPPED_CAPTURE
 
 CLI = [sys.executable, "-m", "mptcp_fast", "analyze"]
@@ -49,10 +49,10 @@ def test_analyze_file_reports_damage_instead_of_raising(tmp_path):
     with open(SHIPPED_CAPTURE, "rb") as f:
         data = f.read()
     cut.write_bytes(data[:len(data) // 2 + 7])
-    report = analyzer.analyze_file(str(cut))
+    report = analysis.analyze_file(str(cut))
     assert report["capture"] == str(cut) and "error" in report
     assert report["packets"] > 0                              # what came before the damage
-    missing = analyzer.analyze_file(str(tmp_path / "none.pcap"))
+    missing = analysis.analyze_file(str(tmp_path / "none.pcap"))
     assert set(missing) == {"capture", "error"}
 
 

@@ -15,7 +15,7 @@ import pytest
 from mptcp_fast.cli import main as cli
 from mptcp_fast.sim import demo
 from mptcp_fast.wire import options as opt
-from mptcp_fast.analysis.analyzer import analyze
+from mptcp_fast.analysis import analyze
 from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.sim.apps import pattern
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from mptcp_fast import CaptureError, MptcpError, OptionError, _backend
 from mptcp_fast.wire import crypto, dss, options
+from mptcp_fast import analysis
 from mptcp_fast.analysis import analyzer as analyze_module
 from mptcp_fast.wire.dss import Mapping
 from mptcp_trace import random_trace
@@ -65,7 +66,7 @@ def test_fuzz_analyzer_on_random_and_damaged_traffic(tmp_path_factory, drawn, cu
 
     def call():
         try:
-            return analyze_module.analyze(str(path))
+            return analysis.analyze(str(path))
         except CaptureError as exc:
             return ("CaptureError", str(exc), exc.report)
     results = [outcome_on(name, call) for name in _backend.available()]

@@ -17,6 +17,7 @@ from mptcp_fast import CaptureError, OptionError, _backend
 from mptcp_fast.analysis import capture
 from mptcp_fast.cli import analyze as cli_analyze
 from mptcp_fast.wire import crypto, dss, options
+from mptcp_fast import analysis
 from mptcp_fast.analysis import analyzer as analyze_module
 from mptcp_fast.wire.dss import Mapping
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData
@@ -122,7 +123,7 @@ def test_the_issue_capture_at_idsn_plus_2_63_agrees(on_both, tmp_path):
     t.send(flow, "up", bytes(100), dsn=t.next_dsn["up"] + 2**63 - 50)
     path = tmp_path / "far.pcap"
     path.write_bytes(t.pcap())
-    compiled, pure = on_both(lambda: analyze_module.analyze(str(path)))
+    compiled, pure = on_both(lambda: analysis.analyze(str(path)))
     assert compiled == pure
     up = compiled["connections"][0]["streams"]["up"]
     assert (up["data_bytes"], up["outside_window_bytes"], up["bytes"]) == (0, 100, 0)
@@ -289,7 +290,7 @@ def test_one_byte_mapping_capture_is_exact(on_both, tmp_path):
         t.send(flow, "up", bytes([i & 0xFF]))
     path = tmp_path / "fine.pcap"
     path.write_bytes(t.pcap())
-    compiled, pure = on_both(lambda: analyze_module.analyze(str(path)))
+    compiled, pure = on_both(lambda: analysis.analyze(str(path)))
     assert compiled == pure
     up = compiled["connections"][0]["streams"]["up"]
     assert up["data_bytes"] == up["bytes"] == 3000 and up["out_of_order_bytes"] == 0

@@ -167,12 +167,13 @@ def test_columns_match_the_codec_on_kernel_traffic(backend, kernel_pcap):
 
 # ---------------------------------------------------------------- the analyzer on kernel traffic
 
+from mptcp_fast import analysis
 from mptcp_fast.analysis import analyzer as analyze_module  # noqa: E402
 from mptcp_fast.cli import main as cli  # noqa: E402
 
 
 def test_analyzer_rebuilds_both_directions(backend, kernel_pcap):
-    report = analyze_module.analyze(kernel_pcap.path)
+    report = analysis.analyze(kernel_pcap.path)
     (conn,) = report["connections"]
     assert conn["checksums"] == kernel_pcap.checksum
     up, down = conn["streams"]["up"], conn["streams"]["down"]
@@ -203,7 +204,7 @@ def test_a_flipped_hmac_byte_is_reported_at_its_packet(backend, kernel_pcap, tmp
     hmac = next(o.hmac for o in options.parse_tcp_options(join_ack.options)
                 if isinstance(o, options.MpJoinAck))
     bad = _flip(kernel_pcap.path, hmac, tmp_path / "bad-hmac.pcap", index=7)
-    (conn,) = analyze_module.analyze(str(bad))["connections"]
+    (conn,) = analysis.analyze(str(bad))["connections"]
     assert f"packet {join_ack.number}: MP_JOIN third-ACK HMAC invalid" in conn["anomalies"]
     assert sorted(s["join_ack_hmac"] for s in conn["subflows"] if not s["initial"]) == [
         "invalid", "valid"]
@@ -215,7 +216,7 @@ def test_a_flipped_payload_byte_is_a_checksum_failure(backend, kernel_pcap, tmp_
     segs, _ = segments(kernel_pcap.path)
     victim = [s for s in segs if len(s.payload) > 1000][5]
     bad = _flip(kernel_pcap.path, victim.payload[:64], tmp_path / "bad-payload.pcap", index=10)
-    (conn,) = analyze_module.analyze(str(bad))["connections"]
+    (conn,) = analysis.analyze(str(bad))["connections"]
     assert len(conn["checksum_failures"]) == 1 and victim.number in conn["checksum_failures"][0]
     direction = "up" if victim.dport == kernel_capture.PORT else "down"
     assert conn["streams"][direction]["sha256"] != getattr(kernel_pcap, f"{direction}load_sha256")
@@ -292,7 +293,7 @@ def test_joins_are_grouped_by_token_without_the_handshake(backend, kernel_pcap, 
             out += raw[start:end]
     path = tmp_path / "no-handshake.pcap"
     path.write_bytes(bytes(out))
-    report = analyze_module.analyze(str(path))
+    report = analysis.analyze(str(path))
     (conn,) = report["connections"]
     assert len(conn["subflows"]) == 2 and conn["client_key"] is None
     assert {s["join_ack_hmac"] for s in conn["subflows"]} == {"cannot verify"}
@@ -311,7 +312,7 @@ def test_headers_only_capture_is_accounted_not_rebuilt(backend, kernel_pcap, tmp
         pos += 16 + incl
     path = tmp_path / "headers.pcap"
     path.write_bytes(bytes(out))
-    (conn,) = analyze_module.analyze(str(path))["connections"]
+    (conn,) = analysis.analyze(str(path))["connections"]
     assert [s["join_ack_hmac"] for s in conn["subflows"] if not s["initial"]] == ["valid"] * 2
     up = conn["streams"]["up"]
     assert up["bytes"] == 0 and up["not_captured_bytes"] >= kernel_pcap.upload_bytes - 2000
@@ -322,7 +323,7 @@ def test_headers_only_capture_is_accounted_not_rebuilt(backend, kernel_pcap, tmp
 
 
 def test_backends_give_the_same_report(on_both, kernel_pcap):
-    compiled, pure = on_both(lambda: analyze_module.analyze(kernel_pcap.path))
+    compiled, pure = on_both(lambda: analysis.analyze(kernel_pcap.path))
     assert compiled == pure
     (conn,) = compiled["connections"]
     assert conn["anomalies"] == [] and conn["fallback"] is None
@@ -342,7 +343,7 @@ def test_reinjection_after_a_path_fails(backend, reinjection_pcap):
     """Both streams still byte-exact; the lost subflow's data is counted as reinjected on the
     subflows that carried it again; every subflow byte is new or duplicate at the data level;
     and tshark (intersubflows_retransmission) marks the same reinjected upload bytes."""
-    (conn,) = analyze_module.analyze(reinjection_pcap.path)["connections"]
+    (conn,) = analysis.analyze(reinjection_pcap.path)["connections"]
     up, down = conn["streams"]["up"], conn["streams"]["down"]
     assert (up["bytes"], up["sha256"]) == (reinjection_pcap.upload_bytes,
                                            reinjection_pcap.upload_sha256)

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from enginenet import C0, C1, PORT, S0
-from mptcp_fast.analysis import analyzer
+from mptcp_fast import analysis
 from mptcp_fast.cli.analyze import SHIPPED_CAPTURE
 from mptcp_fast.testing import kernel_capture
 from mptcp_fast.engine import Config, Endpoint
@@ -76,7 +76,7 @@ def test_engine_capture_cut_after_the_handshakes(tmp_path, backend, family):
         (["2001:2::1", "2001:2:0:1::1"], "2001:2::2")
     conns = _two_connections(full, clients, server_address)
     _cut(full, cut, 2000)
-    report = analyzer.analyze(str(cut), dump_dir=str(tmp_path))
+    report = analysis.analyze(str(cut), dump_dir=str(tmp_path))
     assert len(report["connections"]) == 2
     up_stream, down_stream = _stream(1, 3 * MB), _stream(2, MB)
     for c in report["connections"]:
@@ -127,8 +127,8 @@ def test_32_bit_dsns_are_expanded_against_the_data_acks(tmp_path):
     with open(short, "wb") as f:
         f.write(header)
         f.writelines(_dsn_to_32_bits(r) for r in records)
-    before = analyzer.analyze(str(cut))
-    after = analyzer.analyze(str(short))
+    before = analysis.analyze(str(cut))
+    after = analysis.analyze(str(short))
     assert len(after["connections"]) == 2
     for a, b in zip(before["connections"], after["connections"]):
         for name in ("up", "down"):
@@ -149,7 +149,7 @@ def test_packets_lost_by_the_capturing_host_leave_holes_not_inventions(tmp_path)
     with open(cut, "wb") as f:
         f.write(header)
         f.writelines(r for i, r in enumerate(records[2000:]) if i % 40 != 39)
-    report = analyzer.analyze(str(cut), dump_dir=str(tmp_path))
+    report = analysis.analyze(str(cut), dump_dir=str(tmp_path))
     assert len(report["connections"]) == 2
     up_stream = _stream(1, 3 * MB)
     for c in report["connections"]:
@@ -164,7 +164,7 @@ def test_packets_lost_by_the_capturing_host_leave_holes_not_inventions(tmp_path)
 
 def test_a_capture_with_handshakes_is_placed_as_before(tmp_path):
     """The survey pass runs only for flows the first pass could not place."""
-    report = analyzer.analyze(SHIPPED_CAPTURE)
+    report = analysis.analyze(SHIPPED_CAPTURE)
     assert len(report["connections"]) == 1
     assert all(c["placed"] == "handshake" for c in report["connections"])
     assert all(not c["streams"][d]["start_missing"] for c in report["connections"]
@@ -180,7 +180,7 @@ def test_kernel_capture_started_mid_transfer(tmp_path):
     path = str(tmp_path / "mid.pcap")
     result = kernel_capture.make_capture(path, upload=2_000_000, download=500_000,
                                          checksum=True, offload=False, start_after=600_000)
-    report = analyzer.analyze(path, dump_dir=str(tmp_path))
+    report = analysis.analyze(path, dump_dir=str(tmp_path))
     (c,) = report["connections"]
     assert c["placed"].startswith("without handshakes") and c["checksums"]
     assert len(c["subflows"]) == 3
@@ -198,7 +198,7 @@ def test_kernel_capture_started_mid_transfer(tmp_path):
         piped = subprocess.run([sys.executable, "-m", "mptcp_fast", "analyze", "-", "--json"],
                                stdin=f, capture_output=True, timeout=120)
     assert piped.returncode == 0, piped.stderr
-    direct = analyzer.analyze(path)
+    direct = analysis.analyze(path)
     assert json.loads(piped.stdout)["connections"] == json.loads(json.dumps(
         direct["connections"]))
 
@@ -226,7 +226,7 @@ def test_mp_fastclose_reveals_the_key_in_a_capture_without_handshakes(tmp_path, 
     net.run(until=net.now + 2.0)
     net.close()
     _cut(full, cut, 300)
-    (c,) = analyzer.analyze(str(cut))["connections"]
+    (c,) = analysis.analyze(str(cut))["connections"]
     assert c["placed"].startswith("without handshakes")
     assert c["server_key"] == f"{server_conn.local_key:016x}"
     assert c["server_token"] == f"{server_conn.local_token:08x}"
@@ -243,7 +243,7 @@ def test_kernel_capture_of_two_connections_started_mid_transfer(tmp_path, ipv6):
     result = kernel_capture.make_capture(path, upload=1_500_000, download=400_000,
                                          checksum=True, offload=False, start_after=400_000,
                                          connections=2, ipv6=ipv6)
-    report = analyzer.analyze(path, dump_dir=str(tmp_path))
+    report = analysis.analyze(path, dump_dir=str(tmp_path))
     assert len(report["connections"]) == 2
     by_port = {t.port: t for t in result.transfers}
     seen_ports = set()

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from enginenet import C0, C1, PORT, S0
-from mptcp_fast.analysis import analyzer, timeseries
+from mptcp_fast import analysis
+from mptcp_fast.analysis import timeseries
 from mptcp_fast.cli.analyze import SHIPPED_CAPTURE
 from mptcp_fast.engine import Config, Endpoint
 from mptcp_fast.sim.apps import BulkApp
@@ -44,7 +45,7 @@ def capture(tmp_path_factory):
 
 def test_rtts_retransmissions_and_delays_follow_the_paths(capture):
     capture, engine_retransmits = capture
-    report = analyzer.analyze(capture)
+    report = analysis.analyze(capture)
     (series,) = timeseries.all_series(report, capture)
     numbers = timeseries.summary(series)
     by_address = {s["client"].split(":")[0]: s for s in numbers["subflows"]}
@@ -77,7 +78,7 @@ def test_head_of_line_blocking_in_the_kernel_capture():
     """The shipped kernel capture was taken at the client: the server's data (reinjected
     over a second subflow while the first path was throttled) waits for earlier bytes there,
     the client's own data, captured as sent, never does."""
-    report = analyzer.analyze(SHIPPED_CAPTURE)
+    report = analysis.analyze(SHIPPED_CAPTURE)
     (series,) = timeseries.all_series(report, SHIPPED_CAPTURE)
     delay = series["delivery_delay_ms"]
     assert delay["up"]["max"] == 0 and delay["down"]["p99"] > 50
@@ -113,7 +114,7 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
             raise ImportError("No module named 'matplotlib'")
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    report = analyzer.analyze(SHIPPED_CAPTURE)
+    report = analysis.analyze(SHIPPED_CAPTURE)
     (series,) = timeseries.all_series(report, SHIPPED_CAPTURE)
     with pytest.raises(timeseries.PlotError, match=r"pip install 'mptcp_fast\[plot\]'"):
         timeseries.plot_connection(series, str(tmp_path))

@@ -2,10 +2,12 @@
 fallback, events, and each direction's data-level byte stream rebuilt with the project's own
 mapping and reassembly rules.
 
-    from mptcp_fast.analysis.analyzer import analyze
-    report = analyze("trace.pcap")            # a JSON-ready dict (schema in the README)
+    from mptcp_fast.analysis.analyzer import Analyzer
+    analyzer = Analyzer()
+    analyzer.feed_columns(columns)            # batches of capture.CaptureReader.columns()
+    report = analyzer.report()                # a JSON-ready dict (schema in docs/analysis.md)
 
-The capture is decoded into numpy columns (mptcp_fast.analysis.capture); the per-packet work of data
+``mptcp_fast.analysis.analyze(path)`` does this for a file (analysis/model.py). The capture is decoded into numpy columns (mptcp_fast.analysis.capture); the per-packet work of data
 packets (subflow lookup, DSS mappings, coverage, reassembly, checksums) is the hot module
 _tracking (pyx/mptcp_fast/analysis/_tracking_c.pyx, analysis/_tracking_py.py). It hands back the packets that need more
 than that — handshakes, resets, MPTCP options other than the DSS, malformed options, infinite
@@ -527,38 +529,6 @@ class Analyzer:
 def _hex(value, width=16):
     return None if value is None else f"{value:0{width}x}"
 
-
-def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
-    """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
-    before the damage were analysed (the partial report is on the exception as ``report``).
-    ``progress(byte_offset)`` is called after every batch when given. The report of
-    ``model.build_model``, which also keeps the per-packet table on request.
-
-    Args:
-        path: the pcap or pcapng file.
-        dump_dir: write each connection's rebuilt streams there
-            (``connectionN-up.bin``, ``connectionN-down.bin``).
-        progress: called with the byte offset reached after every batch.
-
-    Returns:
-        The report: the dict ``mptcp-fast analyze --json`` prints for one file.
-
-    Raises:
-        CaptureError: the file is cut, corrupt or not a capture (``exc.report`` holds the
-            report of what came before).
-        OSError: the file cannot be read.
-    """
-    from .model import build_model
-    return build_model(path, dump_dir, progress).report
-
-
-def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
-    """``analyze`` for one file among many (a process pool, or a cluster scheduler such as
-    Dask: ``dask.bag.from_sequence(paths).map(analyze_file)``): never raises for the file's
-    own faults. A cut or corrupt file gives the report of what came before with ``"error"``
-    set; a file that cannot be read at all gives ``{"capture": path, "error": ...}``."""
-    from .model import model_of_file
-    return model_of_file(path, dump_dir, progress).report
 
 
 _impl = None

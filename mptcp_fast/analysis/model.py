@@ -6,7 +6,7 @@ the Parquet tables (``tables.write_tables``).
 
     from mptcp_fast.analysis.model import build_model
     model = build_model("trace.pcap", packets=True)
-    model.report              # the dict of analyzer.analyze
+    model.report              # the dict of analyze()
     model.connections         # analyzer.Connection objects
     model.packets             # packets.PacketTable (None unless packets=True)
 """
@@ -17,15 +17,17 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import capture
+from . import capture, midstream
+from .analyzer import BATCH_PACKETS, BATCH_PAYLOAD, Analyzer
 
-__all__ = ["CaptureModel", "build_model", "model_of_file", "small_pages"]
+__all__ = ["CaptureModel", "analyze", "analyze_file", "build_model", "model_of_file",
+           "small_pages"]
 
 
 @dataclass
 class CaptureModel:
     """One analysed capture (see the module text): ``report`` (the dict of
-    ``analyzer.analyze``), ``connections`` (the analyzer's typed connections, in report
+    ``analyze``), ``connections`` (the analyzer's typed connections, in report
     order), ``packets`` (the per-packet table, or None) and ``reads`` (how many times the
     file was read: 2 when flows without handshakes were placed)."""
     report: dict
@@ -34,9 +36,40 @@ class CaptureModel:
     reads: int = 1              # times the file was read (2: flows placed without handshakes)
 
 
+def analyze(path, dump_dir: str | None = None, progress=None) -> dict:
+    """Analyse a capture file; a cut or corrupt file raises CaptureError after the packets
+    before the damage were analysed (the partial report is on the exception as ``report``).
+    ``progress(byte_offset)`` is called after every batch when given. The report of
+    ``build_model``, which also keeps the per-packet table on request.
+
+    Args:
+        path: the pcap or pcapng file.
+        dump_dir: write each connection's rebuilt streams there
+            (``connectionN-up.bin``, ``connectionN-down.bin``).
+        progress: called with the byte offset reached after every batch.
+
+    Returns:
+        The report: the dict ``mptcp-fast analyze --json`` prints for one file.
+
+    Raises:
+        CaptureError: the file is cut, corrupt or not a capture (``exc.report`` holds the
+            report of what came before).
+        OSError: the file cannot be read.
+    """
+    return build_model(path, dump_dir, progress).report
+
+
+def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
+    """``analyze`` for one file among many (a process pool, or a cluster scheduler such as
+    Dask: ``dask.bag.from_sequence(paths).map(analyze_file)``): never raises for the file's
+    own faults. A cut or corrupt file gives the report of what came before with ``"error"``
+    set; a file that cannot be read at all gives ``{"capture": path, "error": ...}``."""
+    return model_of_file(path, dump_dir, progress).report
+
+
 def build_model(path, dump_dir: str | None = None, progress=None, *,
                 packets: bool = False) -> CaptureModel:
-    """Analyse a capture file (``analyzer.analyze``), keeping the per-packet table when
+    """Analyse a capture file (``analyze``), keeping the per-packet table when
     ``packets``. A cut or corrupt file raises CaptureError after the packets before the
     damage were analysed: the partial report is on the exception as ``report``, the partial
     model as ``model``. ``progress(byte_offset)`` is called after every batch when given."""
@@ -87,8 +120,6 @@ def _rows_at_most(path) -> int:
 def _survey_file(path, wanted):
     """The survey in a read of its own (the first pass could not gather it: a 4-tuple was in
     use before its flow turned out to be unplaced)."""
-    from . import midstream
-    from .analyzer import BATCH_PACKETS
     with capture.open_capture(path) as reader:
         try:
             return midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
@@ -109,7 +140,6 @@ ROWS_RESERVED_AT_MOST = 1 << 24     # beyond: the table grows as it fills
 
 
 def _analyze_pass(path, dump_dir, progress, survey, packets):
-    from .analyzer import BATCH_PACKETS, BATCH_PAYLOAD, Analyzer
     analyzer = Analyzer(dump_dir, survey=survey, packets=packets,
                         packet_rows_at_most=_rows_at_most(path) if packets else 0)
     with capture.open_capture(path) as reader:
