@@ -27,7 +27,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mptcp_fast.testing.testbed import kernel_namespace  # noqa: E402
+from mptcp_fast.testing.testbed import kernel_namespace, run_name  # noqa: E402
 
 CLI = [sys.executable, "-m", "mptcp_fast"]
 PROXY_PORT = 7200
@@ -68,7 +68,7 @@ def _proxy(engine: str, ns) -> subprocess.Popen:
     if engine == "kernel":
         extra = ["--netns", ns.name]
     else:
-        extra = ["--tun", "mfq0", "--tun-address", "198.18.0.1/24", "--tun-address",
+        extra = ["--tun", run_name("mfq", "0"), "--tun-address", "198.18.0.1/24", "--tun-address",
                  "198.18.2.1/24", "--netns", ns.name, "--address", "198.18.0.2",
                  "--address", "198.18.2.2"]
     proxy = subprocess.Popen(CLI + ["proxy", "--engine", engine, "--listen",

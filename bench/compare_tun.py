@@ -41,7 +41,7 @@ from mptcp_fast.net.tun import TunDevice
 from mptcp_fast.net.tunhost import TunHost
 size, subflows, upload, offload = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "up", sys.argv[4] == "1"
 netns = sys.argv[5]
-device = TunDevice("mfb0", offload=offload)
+device = TunDevice(sys.argv[6], offload=offload)
 kernel_side = ["198.18.0.1/24", "198.18.2.1/24"]
 device.configure(kernel_side, netns=netns)
 addresses = ["198.18.0.2", "198.18.2.2"][:subflows]
@@ -134,7 +134,7 @@ def _kernel_server(ns, mode: str, size: int) -> subprocess.Popen:
 
 def userspace_case(backend: str, size: int, subflows: int, upload: bool, offload: bool) -> dict:
     with TunBed(name="mfb", paths=2, offload=offload) as bed:
-        bed.device.close()                       # the child makes its own device
+        bed.device.close()                       # the child makes its own, of that name
         server = _kernel_server(bed.ns, "sink" if upload else "send", size)
         env = dict(os.environ)
         env.pop("MPTCP_FAST_PURE", None)
@@ -142,7 +142,8 @@ def userspace_case(backend: str, size: int, subflows: int, upload: bool, offload
             env["MPTCP_FAST_PURE"] = "1"
         child = subprocess.Popen([sys.executable, "-c", ENGINE_CHILD, str(size), str(subflows),
                                   "up" if upload else "down", "1" if offload else "0",
-                                  bed.ns.name], env=env, stdin=subprocess.PIPE,
+                                  bed.ns.name, bed.device.name], env=env,
+                                 stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
         child.stdin.write("go\n")

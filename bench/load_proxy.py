@@ -4,8 +4,8 @@ each sending SIZE bytes of its own seeded stream and reading the echo back.
 
     python bench/load_proxy.py --engine kernel --clients 1000 --size 256K
 
-Topology: a VethBed (two namespaces over two veth pairs): the echo server in ``mfl-a``
-(198.18.0.1), the proxy's MPTCP sockets in ``mfl-b`` (198.18.0.2 and a "subflow" endpoint on
+Topology: a VethBed (two namespaces over two veth pairs): the echo server in ``mfl-a<tag>``
+(198.18.0.1), the proxy's MPTCP sockets in ``mfl-b<tag>`` (198.18.0.2 and a "subflow" endpoint on
 198.18.2.2, so each connection has two subflows); the proxy's TCP listener and the clients in
 this namespace. The echo server is a plain selectors loop (``--echo-server``), independent of
 the project's code, which checks every word on arrival (each 8-byte word of a client's stream

@@ -11,6 +11,7 @@ import pytest
 
 from mptcp_fast.net import kernel_pm
 from mptcp_fast.net.netns import Namespace
+from mptcp_fast.testing.testbed import run_name
 
 
 def test_an_address_is_a_nested_set_of_padded_attributes():
@@ -29,7 +30,7 @@ def test_an_address_is_a_nested_set_of_padded_attributes():
 
 @pytest.mark.requires("testbed")
 def test_the_kernels_refusal_is_one_error_with_its_reason():
-    with Namespace.create("mfpm") as ns:
+    with Namespace.create(run_name("mfpm")) as ns:
         ns.sysctl("net.mptcp.pm_type", 1)
         with ns.entered():
             pm = kernel_pm.UserspacePM()

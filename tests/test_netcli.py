@@ -9,6 +9,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import os
 import re
 import signal
 import socket
@@ -20,11 +21,15 @@ import time
 import pytest
 
 from mptcp_fast.cli.net import system_backlog
-from mptcp_fast.testing.testbed import KernelPeer, kernel_namespace
+from mptcp_fast.testing.testbed import KernelPeer, kernel_namespace, run_name
 
 root_only = pytest.mark.requires("testbed")
 CLI = [sys.executable, "-m", "mptcp_fast"]
 TUN = ["--tun-address", "198.18.0.1/24", "--tun-address", "198.18.2.1/24"]
+# the TUN devices' names, with this run's tag (testbed.run_name): two runs at once on one
+# machine do not take each other's devices
+MFN0, MFN1, MFN2, MFN3 = (run_name("mfn", str(i)) for i in range(4))
+MFP0, MFP1 = run_name("mfp", "0"), run_name("mfp", "1")
 
 
 @pytest.fixture
@@ -103,11 +108,11 @@ def test_userspace_echo_server_and_kernel_client(ns):
     --engine kernel from the namespace, which also joins from its second address."""
     def device_up():
         end = time.monotonic() + 10
-        while "mfn0" not in ns.ip("link") and time.monotonic() < end:
+        while MFN0 not in ns.ip("link") and time.monotonic() < end:
             time.sleep(0.05)
-        ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "mfn0", "subflow")
+        ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", MFN0, "subflow")
     c, s = _serve_and_connect(
-        ["serve", "--mode", "echo", "--count", "1", "--json", "--tun", "mfn0", *TUN,
+        ["serve", "--mode", "echo", "--count", "1", "--json", "--tun", MFN0, *TUN,
          "--netns", ns.name, "--address", "198.18.0.2"],
         ["connect", "198.18.0.2", "5000", "--engine", "kernel", "--netns", ns.name,
          "--bytes", "20M", "--json"], device_up)
@@ -124,7 +129,7 @@ def test_userspace_client_and_kernel_server(ns):
     c, s = _serve_and_connect(
         ["serve", "--engine", "kernel", "--netns", ns.name, "--mode", "send", "--bytes", "30M",
          "--count", "1", "--json"],
-        ["connect", "198.18.0.1", "5000", "--tun", "mfn1", *TUN, "--netns", ns.name,
+        ["connect", "198.18.0.1", "5000", "--tun", MFN1, *TUN, "--netns", ns.name,
          "--address", "198.18.0.2", "--address", "198.18.2.2", "--bytes", "30M", "--json"],
         lambda: _wait_listening(ns, 5000))
     assert c["received"] == s["sent"] == 30 << 20 and c["sent"] == s["received"] == 30 << 20
@@ -139,39 +144,39 @@ def test_a_persistent_device_is_taken_over_as_it_was(ns):
     error); remove() deletes it."""
     from mptcp_fast.net.netns import NamespaceError
     from mptcp_fast.net.tun import TunDevice
-    first = TunDevice("mfp0", persist=True, netns=ns.name)
+    first = TunDevice(MFP0, persist=True, netns=ns.name)
     try:
         assert first.reused is False
         first.configure(["198.18.0.1/24"], ["198.18.5.0/24"], netns=ns.name)
-        index = json.loads(ns.ip("-j", "link", "show", "mfp0"))[0]["ifindex"]
+        index = json.loads(ns.ip("-j", "link", "show", MFP0))[0]["ifindex"]
         first.close()                                   # still there (no carrier), same index
-        assert json.loads(ns.ip("-j", "link", "show", "mfp0"))[0]["ifindex"] == index
-        second = TunDevice("mfp0", persist=True, netns=ns.name)
+        assert json.loads(ns.ip("-j", "link", "show", MFP0))[0]["ifindex"] == index
+        second = TunDevice(MFP0, persist=True, netns=ns.name)
         assert second.reused is True
         second.configure(["198.18.0.1/24"], ["198.18.5.0/24"], netns=ns.name)
-        assert json.loads(ns.ip("-j", "link", "show", "mfp0"))[0]["ifindex"] == index
-        assert "198.18.5.0/24 dev mfp0" in ns.ip("route")
+        assert json.loads(ns.ip("-j", "link", "show", MFP0))[0]["ifindex"] == index
+        assert f"198.18.5.0/24 dev {MFP0}" in ns.ip("route")
         second.close()
     finally:
-        TunDevice.remove("mfp0", ns.name)
+        TunDevice.remove(MFP0, ns.name)
     with pytest.raises(NamespaceError):                     # gone
-        ns.ip("link", "show", "mfp0")
+        ns.ip("link", "show", MFP0)
     with pytest.raises(ValueError, match="fixed name"):
         TunDevice("mfp%d", persist=True)
 
 
 def _echo_run(ns, *extra) -> tuple[dict, str]:
-    """serve --mode echo on the engine (device mfp1 in the namespace) and a kernel client in
-    the namespace that joins from its endpoint on mfp1: the client's record and what serve
+    """serve --mode echo on the engine (device MFP1 in the namespace) and a kernel client in
+    the namespace that joins from its endpoint on MFP1: the client's record and what serve
     wrote to stderr."""
-    server = _start(["serve", "--mode", "echo", "--count", "1", "--json", "--tun", "mfp1",
+    server = _start(["serve", "--mode", "echo", "--count", "1", "--json", "--tun", MFP1,
                      *TUN, "--netns", ns.name, "--address", "198.18.0.2", *extra])
     try:
         line = server.stdout.readline()
         assert line, _stderr_of(server)
         assert json.loads(line)["event"] == "listening"
         if "198.18.2.1" not in ns.ip("mptcp", "endpoint", "show"):
-            ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "mfp1", "subflow")
+            ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", MFP1, "subflow")
         client = subprocess.run(CLI + ["connect", "198.18.0.2", "5000", "--engine", "kernel",
                                        "--netns", ns.name, "--bytes", "20M", "--json"],
                                 capture_output=True, text=True, timeout=60)
@@ -195,15 +200,15 @@ def test_a_persistent_device_keeps_the_kernels_endpoints_joining(ns):
         for _ in range(2):
             record, err = _echo_run(ns, "--persist-tun")
             assert len(record["subflows"]) == 2 and err == ""
-        TunDevice.remove("mfp1", ns.name)       # (the endpoint stays, bound to a dead index)
+        TunDevice.remove(MFP1, ns.name)       # (the endpoint stays, bound to a dead index)
         ns.ip("mptcp", "endpoint", "flush")
         record, err = _echo_run(ns)
         assert len(record["subflows"]) == 2
         assert err.startswith("mptcp-fast serve: warning: the kernel's MPTCP endpoint(s) "
-                              "198.18.2.1 on mfp1 stop working"), err
+                              f"198.18.2.1 on {MFP1} stop working"), err
     finally:
         with contextlib.suppress(Exception):
-            TunDevice.remove("mfp1", ns.name)
+            TunDevice.remove(MFP1, ns.name)
 
 
 @root_only
@@ -268,7 +273,7 @@ def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
         ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "lo", "subflow")
         extra = ["--netns", ns.name]
     else:
-        extra = ["--tun", "mfn2", *TUN, "--netns", ns.name, "--address", "198.18.0.2",
+        extra = ["--tun", MFN2, *TUN, "--netns", ns.name, "--address", "198.18.0.2",
                  "--address", "198.18.2.2"]
     server = KernelPeer(ns, send_bytes=20 << 20, seed=11).listen("0.0.0.0", 5000)
     before = ns.counters()
@@ -321,7 +326,7 @@ def test_clear_errors_for_a_name_or_address_in_use(ns):
     assert done.returncode == 2
     assert done.stderr.strip() == ("mptcp-fast serve: the device name 'lo' is in use by another "
                                    "device or process")
-    done = subprocess.run(CLI + ["serve", "--tun", "mfn3", "--tun-address", "198.18.4.1/24",
+    done = subprocess.run(CLI + ["serve", "--tun", MFN3, "--tun-address", "198.18.4.1/24",
                                  "--netns", ns.name, "--address", "198.18.0.1"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
@@ -459,7 +464,7 @@ def _proxy_to_namespace(ns, engine: str) -> tuple[list, str]:
     if engine == "kernel":
         ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
         return ["--netns", ns.name], "198.18.0.1"
-    return ["--tun", "mfn3", "--tun-address", "198.18.0.1/24", "--netns", ns.name,
+    return ["--tun", MFN3, "--tun-address", "198.18.0.1/24", "--netns", ns.name,
             "--address", "198.18.0.2"], "0.0.0.0"
 
 
@@ -600,7 +605,7 @@ def test_the_proxy_holds_little_unsent_for_a_client_that_does_not_read(ns, engin
         ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
         extra = ["--netns", ns.name]
     else:
-        extra = ["--tun", "mfn2", *TUN, "--netns", ns.name, "--address", "198.18.0.2"]
+        extra = ["--tun", MFN2, *TUN, "--netns", ns.name, "--address", "198.18.0.2"]
     KernelPeer(ns, send_bytes=20 << 20, seed=11).listen("0.0.0.0", 5000)   # sends 20 MB
     proxy = _start(["proxy", "--engine", engine, "--listen", "127.0.0.1:7100",
                     "--to", "198.18.0.1:5000", "--count", "1", *extra])
@@ -622,3 +627,19 @@ def test_the_proxy_holds_little_unsent_for_a_client_that_does_not_read(ns, engin
         client.close()
         proxy.kill()
         proxy.wait()
+
+
+def test_two_runs_name_their_namespaces_and_devices_apart():
+    """Every namespace and TUN device a testbed makes carries its run's tag: two test runs at
+    once on one machine (each process its own tag) never share a name; MPTCP_FAST_RUN_TAG
+    fixes the tag; a name too long for a device is refused."""
+    code = "from mptcp_fast.testing.testbed import run_name; print(run_name('mfn', '0'))"
+    names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip() for _ in range(3)}
+    assert len(names) == 3
+    assert all(re.fullmatch(r"mfn[0-9a-z]{4}0", name) for name in names), names
+    fixed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ, "MPTCP_FAST_RUN_TAG": "zz9"})
+    assert fixed.stdout.strip() == "mfnzz90"
+    with pytest.raises(ValueError, match="at most 15"):
+        run_name("a-long-base", "-k")

@@ -4,11 +4,12 @@ benchmarks and anyone checking the engine against the kernel build on. Root only
 ``TunBed``: the kernel in a namespace of its own, and this process's engine behind a TUN
 device in that namespace::
 
-    namespace "<name>-k" (the kernel)                      this process (the engine)
-      device <name>0: 198.18.0.1/24, 198.18.2.1/24, ...  <->  fd: 198.18.0.2, 198.18.2.2, ...
+    namespace "<name>-k<tag>" (the kernel)                 this process (the engine)
+      device <name><tag>0: 198.18.0.1/24, ...             <->  fd: 198.18.0.2, 198.18.2.2, ...
 
 Path ``i`` is the pair (198.18.{2i}.1 kernel, 198.18.{2i}.2 engine); the /24 on the device
-routes the engine's addresses to the descriptor. ``VethBed``: the same addresses between two
+routes the engine's addresses to the descriptor. ``<tag>`` is this run's ``RUN_TAG``: two runs
+at once on one machine do not collide. ``VethBed``: the same addresses between two
 kernel namespaces over one veth pair per path, the kernel<->kernel reference.
 
 ``KernelPeer``: a kernel MPTCP socket in the namespace, run in a thread, that sends a seeded
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import random
 import socket
 import threading
 import time
@@ -30,11 +33,32 @@ from ..net.netns import Namespace, veth_pair
 from ..net.tun import TunDevice
 
 __all__ = ["TunBed", "TunPairBed", "VethBed", "KernelPeer", "kernel_namespace", "path_addresses",
-           "stream", "fix_tcp_checksum",
-           "find_mptcp_option"]
+           "stream", "fix_tcp_checksum", "find_mptcp_option", "run_name", "RUN_TAG"]
 
 JOIN_WAIT = 3.0        # seconds a side may wait for the joins a test expects before it ends
 TCP_ESTABLISHED = 1    # tcpi_state of an established subflow (include/net/tcp_states.h)
+
+
+# This process's tag, put into the name of every namespace and TUN device a testbed makes:
+# two runs at once on one machine (two test suites, a benchmark beside the tests) never
+# share a name, so neither replaces nor deletes the other's. Four letters or digits drawn
+# from the process id and a random number; MPTCP_FAST_RUN_TAG sets it (for a run whose
+# names must be known in advance).
+_TAG_LETTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
+RUN_TAG = os.environ.get("MPTCP_FAST_RUN_TAG") or "".join(
+    _TAG_LETTERS[n % 36] for n in (os.getpid(), os.getpid() // 36,
+                                   random.randrange(36), random.randrange(36)))
+IFNAMSIZ = 16          # a device name is at most 15 characters (include/uapi/linux/if.h)
+
+
+def run_name(base: str, suffix: str = "") -> str:
+    """``base``, this run's tag (``RUN_TAG``) and ``suffix``: the name of a namespace or a
+    device a test makes. Raises ValueError when it would be too long for a device name."""
+    name = f"{base}{RUN_TAG}{suffix}"
+    if len(name) >= IFNAMSIZ or not RUN_TAG.isalnum():
+        raise ValueError(f"{name!r}: a namespace or device name of at most "
+                         f"{IFNAMSIZ - 1} letters and digits")
+    return name
 
 
 def path_addresses(i: int, ipv6: bool = False) -> tuple[str, str]:
@@ -96,8 +120,9 @@ def _prepare(ns: Namespace, checksums: bool) -> None:
 
 def kernel_namespace(name: str, checksums: bool = False) -> Namespace:
     """A fresh namespace ready to be an MPTCP peer: MPTCP on (checksums as asked), no reverse
-    path filter, the path manager's limits raised to 8 subflows and 8 accepted ADD_ADDRs."""
-    ns = Namespace.create(name)
+    path filter, the path manager's limits raised to 8 subflows and 8 accepted ADD_ADDRs.
+    Named ``name`` with this run's tag (``run_name``): ``ns.name`` says the whole name."""
+    ns = Namespace.create(run_name(name))
     try:
         _prepare(ns, checksums)
     except BaseException:
@@ -126,7 +151,7 @@ class TunBed(_Bed):
         self.ns = kernel_namespace(f"{name}-k", checksums)
         self.device = None
         try:
-            self.device = TunDevice(f"{name}0", offload=offload, mtu=mtu)
+            self.device = TunDevice(run_name(name, "0"), offload=offload, mtu=mtu)
             self.kernel_addresses = [path_addresses(i, ipv6)[0] for i in range(paths)]
             self.engine_addresses = [path_addresses(i, ipv6)[1] for i in range(paths)]
             self.device.configure([], netns=self.ns.name)
@@ -151,7 +176,7 @@ class TunBed(_Bed):
 
 
 class TunPairBed(_Bed):
-    """Two kernels, ``<name>-a`` (198.18.{2i}.1) and ``<name>-b`` (198.18.{2i}.2), each behind
+    """Two kernels, ``<name>-a<tag>`` (198.18.{2i}.1) and ``<name>-b<tag>`` (198.18.{2i}.2), each behind
     a TUN device whose /24s route the other's addresses into this process, joined by a
     ``TunBridge`` (``bed.bridge``): the kernel<->kernel reference over the impairments the
     engine's TunBed runs on."""
@@ -166,7 +191,7 @@ class TunPairBed(_Bed):
             self.b_addresses = [path_addresses(i)[1] for i in range(paths)]
             for ns, addresses, tag in ((self.a, self.a_addresses, "a"),
                                        (self.b, self.b_addresses, "b")):
-                device = TunDevice(f"{name}{tag}0", offload=False)
+                device = TunDevice(run_name(f"{name}{tag}", "0"), offload=False)
                 self.devices.append(device)
                 device.configure([a + "/24" for a in addresses], netns=ns.name)
             self.bridge = TunBridge(*self.devices)
@@ -187,12 +212,12 @@ class TunPairBed(_Bed):
 
 
 class VethBed(_Bed):
-    """Two kernel namespaces, ``<name>-a`` (198.18.{2i}.1) and ``<name>-b`` (198.18.{2i}.2),
+    """Two kernel namespaces, ``<name>-a<tag>`` (198.18.{2i}.1) and ``<name>-b<tag>`` (198.18.{2i}.2),
     joined by one veth pair per path."""
 
     def __init__(self, name: str = "mfv", paths: int = 2, checksums: bool = False):
-        self.a = Namespace.create(f"{name}-a")
-        self.b = Namespace.create(f"{name}-b")
+        self.a = Namespace.create(run_name(f"{name}-a"))
+        self.b = Namespace.create(run_name(f"{name}-b"))
         try:
             for ns in (self.a, self.b):
                 _prepare(ns, checksums)
