@@ -20,6 +20,15 @@ def test_case(case, backend):
     assert outcome.passed, "\n".join(outcome.failures())
 
 
+@pytest.mark.parametrize("attempt", range(3))
+def test_six_subflows_again(backend, attempt):
+    """The fullmesh case (six joins, both ways at once) again: it once stalled under load
+    when the kernel dropped one of our mappings (NoDSSInWindow) and nothing sent it again."""
+    (case,) = conformance.cases("fullmesh/two-endpoints-to-three-addresses")
+    outcome = conformance.run_case(case)
+    assert outcome.passed, "\n".join(outcome.failures())
+
+
 def test_the_command_prints_a_table_and_its_verdict():
     """What a user runs: one case by name, a row with its verdict and counters, exit 0."""
     done = subprocess.run([sys.executable, "-m", "mptcp_fast.testing.conformance",

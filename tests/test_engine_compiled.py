@@ -116,3 +116,29 @@ def test_the_compiled_subflow_states_are_the_pure_ones():
     for number, text in enumerate(pure.STATE_NAMES):
         name = text.replace("-", "_").replace("RECEIVED", "RCVD")
         assert getattr(pure, name) == getattr(compiled, name) == number
+
+
+def _dropped_mapping_course(backend: str) -> tuple:
+    """A transfer whose receiver acknowledges one mapping and drops its bytes (the data-level
+    retransmission timer sends them again, on the other subflow): everything that happened."""
+    import enginenet
+    from mptcp_fast.sim.netem import remap_to_past
+
+    def install(net, client, server, made, conn):
+        made[(enginenet.C1, enginenet.S0)].middlebox = remap_to_past(nth=3)
+    paths = {(enginenet.C0, enginenet.S0): dict(rate=20e6, delay=0.005, loss=0.002),
+             (enginenet.C1, enginenet.S0): dict(rate=20e6, delay=0.010)}
+    with _backend.use(backend):
+        run = enginenet.transfer(paths, up=1 << 20, down=256 << 10, before_run=install,
+                                 seeded_endpoints=True)
+        run.check_exact(1 << 20, 256 << 10)
+    conn = run.conn
+    return (run.end, run.client.endpoint.packets_sent, run.server.endpoint.packets_sent,
+            conn.data_retransmits, conn.reinjected_bytes,
+            [(sf.bytes_sent, sf.stats_retransmits) for sf in conn.all_subflows])
+
+
+def test_a_dropped_mapping_takes_the_same_course_on_both_engines():
+    compiled = _dropped_mapping_course("cython")
+    assert compiled == _dropped_mapping_course("python")
+    assert compiled[3] >= 1                              # the data-level timer fired

@@ -1,6 +1,7 @@
 """One MPTCP connection (RFC 8684): the MP_CAPABLE and MP_JOIN handshakes, DSS mappings out and
-data ACKs in, the data-level receive window shared by every subflow, DATA_FIN, and the
-reinjection of what a failed subflow held.
+data ACKs in, the data-level receive window shared by every subflow, DATA_FIN, the
+reinjection of what a failed subflow held, and the data-level retransmission timer (what the
+peer acknowledged on a subflow but not at the data level goes again, RFC 8684 §3.3.6).
 
 The user's side of it:
 
@@ -56,6 +57,8 @@ SEND_BUFFER_FLOOR = 64 << 10            # the smallest send buffer (before the p
 DEFAULT_ROUND_TRIP = 0.1                # autotuning's round trip while no subflow measured one
 MAX_MAPPINGS_AHEAD = 1024               # mapping pieces a subflow stores (bounded memory)
 ANOMALIES_KEPT = 256                    # anomaly records kept for the user; the rest counted
+RETRANS_BACKOFF_MAX = 16                # the data-level timer doubles at most this many times
+_NEVER = float("inf")                   # the rank of a subflow without an RTT sample
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62
 _Dss = opt.Dss                                      # a module global: one cached lookup
@@ -97,6 +100,15 @@ def _beyond(ranges, limit) -> bool:
         if seq64_diff((dsn + n) & MASK64, limit) > 0:
             return True
     return False
+
+
+def _carriers(sent, dsn) -> list:
+    """The subflows of the SentRange records ``sent`` that carried the byte at ``dsn``."""
+    out = []
+    for r in sent:
+        if 0 <= seq64_diff(dsn, r.dsn) < r.length and r.subflow not in out:
+            out.append(r.subflow)
+    return out
 
 
 def _shows_full_establishment(mptcp) -> bool:
@@ -170,6 +182,11 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.fin_backoff = 0
         self.persist_at = None
         self.persist_backoff = 0
+        # the data-level retransmission timer (RFC 8684 §3.3.6, Linux's mptcp_retransmit_timer):
+        # armed while sent data waits for its DATA_ACK; three numbers whatever the peer does
+        self.retrans_at = None                      # when it fires (None: disarmed)
+        self.progress_at = 0.0                      # the DATA_ACK last moved (or the wait began)
+        self.retrans_backoff = 0                    # expiries since, at most RETRANS_BACKOFF_MAX
         # -- receiving
         self.queue = None
         self.receiver = None
@@ -191,6 +208,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.refused_mappings = 0                   # inconsistent with what we know: ignored
         self.refused_data_fins = 0
         self.reinjected_bytes = 0
+        self.data_retransmits = 0                   # chunks the data-level timer sent again
         self.window_probes = 0
 
     def __repr__(self):
@@ -367,6 +385,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                  "retransmits": sf.stats_retransmits, "srtt": sf.srtt, "cwnd": sf.window.cwnd}
                 for sf in self.all_subflows],
             "reinjected_bytes": self.reinjected_bytes,
+            "data_retransmits": self.data_retransmits,
             "anomalies": [a.text for a in self.anomalies[:16]],
             "ignored_options": self.ignored_options, "bad_add_addr": self.pm.bad_add_addr,
             "bad_join": self.bad_join, "bad_fastclose": self.bad_fastclose,
@@ -760,6 +779,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         # RFC 8684 §3.7: from now on only TCP resends, at the original subflow positions;
         # nothing queued for reinjection before the fallback may go out after it
         self.reinject.clear()
+        self.retrans_at = None                      # nor the data-level timer
         side = self._side(sf)
         self.receiver.declare(0, side, self.remote_first_dsn, 1, 0, False, None, False)
         self._deliver_held(sf, held)                # TCP took them: now plain TCP's bytes
@@ -892,7 +912,18 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             return None
         if self.allocator.data_ack != before:
             self._space_opened()
+            self._data_acked(now)
         return ack
+
+    def _data_acked(self, now: float) -> None:
+        """The DATA_ACK moved: the data-level retransmission timer waits anew from now, without
+        backoff (Linux's __mptcp_clean_una resets it on every advance), or stops when nothing
+        sent waits any more. The timer keeps its deadline: handle_timer pushes it on from
+        ``progress_at`` when it fires early (a per-ACK move costs two stores)."""
+        self.progress_at = now
+        self.retrans_backoff = 0
+        if self.allocator.next_dsn == self.allocator.data_ack:
+            self.retrans_at = None
 
     def _space_opened(self) -> None:
         """Acknowledged bytes left the send buffer, the peer offered a larger window, or the
@@ -1239,6 +1270,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             if redundant:                             # and on every other subflow with room
                 self.redundant_sent[sf.sid] = allocator.next_dsn
                 self._catch_up(ready, now)
+        if self.retrans_at is None:
+            self._arm_retransmission(now)
         if not self.unsent and not self.reinject and self.local_closed and self.fin_dsn is None:
             self.fin_dsn = allocator.next_dsn         # RFC 8684 §3.3.3: one DSN of its own
             if self.fb.reason:
@@ -1320,6 +1353,92 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             rto = min((sf.rtt.rto for sf in self.subflows), default=1.0)
             self.persist_at = now + min(rto * (2 ** self.persist_backoff), 60.0)
 
+    # ================================================================ data-level retransmission
+    # RFC 8684 §3.3.6: data not DATA_ACKed in time is sent again at the data level, on another
+    # subflow, even when its own subflow did not time out: the peer may have acknowledged a
+    # segment at the subflow level and dropped its mapping (Linux's NoDSSInWindow: the mapping
+    # lies beyond the window it announced), and then no subflow ever sends those bytes again.
+    # After Linux (net/mptcp/protocol.c: mptcp_retransmit_timer, __mptcp_retrans): a timer
+    # armed while data waits for its DATA_ACK, pushed on by every DATA_ACK that moves, which
+    # resends the oldest unacknowledged chunk when it fires.
+
+    def _data_waiting(self) -> bool:
+        """Sent data waits for its DATA_ACK, and the data level may still send it again (not
+        after fallback, RFC 8684 §3.7, nor before the server has our key: the initial subflow's
+        own retransmission carries the MP_CAPABLE data)."""
+        return self.allocator is not None and not self.terminated and not self.fb.reason \
+            and self.allocator.next_dsn != self.allocator.data_ack \
+            and (self.fully_established or not self.is_client)
+
+    def _arm_retransmission(self, now: float) -> None:
+        """Start the timer when data was sent and none was waiting before."""
+        if self._data_waiting():
+            self.progress_at = now
+            self.retrans_at = now + self._retransmission_interval()
+
+    def _retransmission_interval(self) -> float:
+        """How long the DATA_ACK may stand still: the longest RTO of the subflows that can carry
+        data (Linux's mptcp_set_timeout waits for the last of their retransmission timers, and
+        leaves stale subflows out), at least Config.min_rto, doubled for each expiry since the
+        DATA_ACK last moved, at most Config.max_rto."""
+        longest = self.config.min_rto
+        for sf in self.subflows:
+            if sf.can_carry() and sf.rtt.rto > longest:
+                longest = sf.rtt.rto
+        return min(longest * (1 << self.retrans_backoff), self.config.max_rto)
+
+    def _retransmission_timeout(self, now: float) -> None:
+        """The timer's deadline came: pushed on when the DATA_ACK moved since it was armed, else
+        the oldest unacknowledged chunk goes again and the timer backs off."""
+        self.retrans_at = None
+        if not self._data_waiting():
+            return
+        due = self.progress_at + self._retransmission_interval()
+        if due > now:
+            self.retrans_at = due
+            return
+        if self._resend_oldest(now):
+            self.data_retransmits += 1
+        if self.retrans_backoff < RETRANS_BACKOFF_MAX:
+            self.retrans_backoff += 1
+        self.progress_at = now
+        self.retrans_at = now + self._retransmission_interval()
+
+    def _resend_oldest(self, now: float) -> bool:
+        """Send the bytes from the DATA_ACK on (one chunk, what the chosen subflow's window
+        takes) again, under a new mapping; False when no subflow can take them now."""
+        allocator = self.allocator
+        head = allocator.data_ack
+        sf = self._retransmission_subflow(head)
+        if sf is None:
+            return False
+        size = sf.window.mss                   # its payload_size, read as a C field
+        n = min(_diff64(allocator.next_dsn, head), sf.room(), MAX_CHUNK // size * size)
+        if n <= 0:
+            return False
+        data = self.retained.slice(head, n)
+        allocator.resend(head, n, sf, sf.snd_nxt)
+        sf.send_chunk(Chunk(sf.snd_nxt, data, head, self._checksum(head, sf.snd_nxt, data)), now)
+        self.reinjected_bytes += n
+        return True
+
+    def _retransmission_subflow(self, head: int):
+        """The subflow to send the bytes at DSN ``head`` again: one that can carry data and has
+        room, best one that did not carry them yet (their own subflow acknowledged them, so its
+        path may be the one that loses them), then a non-backup one, then an idle one (Linux's
+        mptcp_subflow_get_retrans takes only subflows with nothing in flight), then the lowest
+        RTT; their own subflow when it is the only one. None when none has room."""
+        carriers = _carriers(self.allocator.outstanding(), head)
+        best = best_rank = None
+        for sf in self.subflows:
+            if not sf.can_carry() or not sf.has_room(0):
+                continue
+            rank = (sf in carriers, sf.backup, sf.has_outstanding(),
+                    _NEVER if sf.rtt.srtt is None else sf.rtt.srtt)
+            if best is None or rank < best_rank:
+                best, best_rank = sf, rank
+        return best
+
     # ================================================================ timers
     def next_timer(self):
         best = None
@@ -1327,7 +1446,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             t = sf.next_timer()
             if t is not None and (best is None or t < best):
                 best = t
-        for t in (self.fin_at, self.persist_at):
+        for t in (self.fin_at, self.persist_at, self.retrans_at):
             if t is not None and (best is None or t < best):
                 best = t
         t = self.pm.next_timer()                      # an ADD_ADDR due
@@ -1343,6 +1462,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.fin_at is not None and now >= self.fin_at and not self.fin_acked:
             self.fin_backoff += 1
             self._send_data_fin(now)
+        if self.retrans_at is not None and now >= self.retrans_at:
+            self._retransmission_timeout(now)
         self.pm.handle_timer(now)                     # ADD_ADDRs due with no subflow usable
         if self.persist_at is not None and now >= self.persist_at:
             self.persist_at = None
@@ -1492,7 +1613,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.terminated = reason = CloseReason(reason)
         self._space_opened()                        # a writer waiting for space: it is over
         self._count_half_open(-1)
-        self.fin_at = self.persist_at = None
+        self.fin_at = self.persist_at = self.retrans_at = None
         self.endpoint.tokens.remove(self.local_token)
         if reason is not CloseReason.CLOSED:
             self._check_eof()

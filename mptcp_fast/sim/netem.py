@@ -53,9 +53,11 @@ from heapq import heappop, heappush
 from mptcp_fast import _check
 
 __all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload", "shift_sequence",
-           "nat", "split_segments", "coalesce_segments"]
+           "nat", "split_segments", "coalesce_segments", "remap_to_past"]
 
 _LINKTYPE_RAW = 101
+_MASK64 = (1 << 64) - 1
+_HALF64 = 1 << 63
 
 
 def _route_key(packet: bytes):
@@ -186,6 +188,67 @@ def nat(inside, outside):
         if not from_a and p.dst_address(packet) == outside:
             return _rebuild(p, packet, dst=inside)
         return packet
+    return middlebox
+
+
+def remap_to_past(nth: int = 1, count: int | None = 1, from_a: bool = True):
+    """A middlebox that moves DSS mappings going from a to b (from b to a when ``from_a`` is
+    False) onto data-level bytes the receiver already has: the ``nth`` mapping it could move
+    and ``count - 1`` after it (every one from there when ``count`` is None) get, in every
+    segment that carries them (retransmissions too), a DSN that ends at or before the highest
+    DATA_ACK seen coming back. The receiver acknowledges those segments at the subflow level
+    and drops their bytes as duplicates, so those bytes never arrive and only the sender's
+    data level can notice: what Linux does to a mapping that lies beyond the window it
+    announced (its NoDSSInWindow counter), and what a proxy that acknowledges data it then
+    loses does. Mappings are counted as they first pass; one that cannot be moved yet (less
+    than its length acknowledged) is not counted. Without DSS checksums only (the checksum
+    covers the DSN)."""
+    from mptcp_fast.wire import dss as dsslib
+    from mptcp_fast.wire import options as opt
+    from mptcp_fast.wire import packet as pk
+    data_direction = from_a
+    state = {"counted": 0, "decided": None, "lowest": None, "highest": None, "acked": None}
+    moved = {}                        # subflow sequence number -> the DSN it was given
+
+    def middlebox(packet, from_a):
+        try:
+            p = pk.parse_packet(packet)
+            found = opt.parse_tcp_options(bytes(p.options(packet)))
+        except ValueError:
+            return packet
+        dss = [o for o in found if type(o) is opt.Dss]
+        if not dss:
+            return packet
+        m = dss[0]
+        if from_a != data_direction:                  # the receiver's DATA_ACKs
+            if m.data_ack is not None and (m.ack64 or state["highest"] is not None):
+                ack = m.data_ack if m.ack64 else dsslib.expand_seq(state["highest"], m.data_ack)
+                if state["acked"] is None or (ack - state["acked"]) & _MASK64 < _HALF64:
+                    state["acked"] = ack
+            return packet
+        if m.dsn is None or not m.data_len or not p.payload_len:
+            return packet
+        if state["lowest"] is None:
+            state["lowest"] = m.dsn                   # the bytes from here on the receiver has
+        state["highest"] = m.dsn                      # up to its DATA_ACK
+        decided = state["decided"]                    # a subflow sequence number beyond every
+        if decided is None or (m.subflow_seq - decided) & 0xFFFFFFFF < 0x80000000 \
+                and m.subflow_seq != decided:         # one before: a new mapping, judged once
+            state["decided"] = m.subflow_seq
+            behind = None if state["acked"] is None else (state["acked"] - state["lowest"]) & _MASK64
+            if behind is not None and m.data_len <= behind < _HALF64:
+                state["counted"] += 1                 # a mapping that can be moved
+                if nth <= state["counted"] and (count is None or state["counted"] < nth + count):
+                    if len(moved) >= 1024:            # the oldest forgotten: bounded
+                        del moved[next(iter(moved))]
+                    moved[m.subflow_seq] = (state["acked"] - m.data_len) & _MASK64
+        if m.subflow_seq not in moved:
+            return packet
+        new = opt.Dss(m.data_ack, m.ack64, moved[m.subflow_seq], True, m.subflow_seq,
+                      m.data_len, m.checksum, m.data_fin)
+        area = opt.encode_tcp_options([new if o is m else o for o in found], align=False)
+        area += b"\x00" * (-len(area) % 4)
+        return _rebuild(p, packet, options=area)
     return middlebox
 
 

@@ -1,8 +1,8 @@
 """Joins and addresses with the kernel's in-kernel path manager (after the kernel's
 mptcp_join.sh): ADD_ADDR both ways and again after a removal, add_addr_timeout both ways,
 fullmesh and signal+subflow endpoints toward three addresses of ours, backup joins, flag C
-(deny_join_id0) both ways, SYN cookies both ways, and IPv4-mapped IPv6 sockets on the
-kernel's side.
+(deny_join_id0) both ways, SYN cookies both ways, IPv4-mapped IPv6 sockets on the kernel's
+side, and a mapping on a joined subflow that the kernel acknowledges and drops.
 
 Linux counts an ADD_ADDR it sends in AddAddrTx and one it receives in AddAddr, an echo it
 receives in EchoAdd and one it sends in EchoAddTx; MPJoinSynTx / MPJoinSynAckRx are the joins
@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 
 from ...engine import events as ev
+from ...sim.netem import remap_to_past
 from ..testbed import KernelPeer, TunBed, find_mptcp_option, fix_tcp_checksum
 from . import case
 from .scenario import MIB, PORT, Engine, established, judge_exact
@@ -37,6 +38,39 @@ def strip_first_echo():
         return fix_tcp_checksum(edited)
     rewrite.stripped = 0
     return rewrite
+
+
+def on_address(address: str, middlebox):
+    """The (outbound, inbound) rewrites of a TunHost that hand the IPv4 packets from and to our
+    ``address`` to a netem middlebox (outbound as its a-to-b direction), the others unchanged."""
+    packed = socket.inet_aton(address)
+
+    def outbound(packet):
+        return middlebox(packet, True) if packet[12:16] == packed else packet
+
+    def inbound(packet):
+        return middlebox(packet, False) if packet[16:20] == packed else packet
+    return outbound, inbound
+
+
+@case("data-level", "data-level/a-mapping-the-kernel-drops-is-sent-again",
+      "our third mapping on the joined subflow is moved onto bytes the kernel has: it "
+      "acknowledges the segment and drops the bytes; our data-level timer sends them again")
+def dropped_mapping_sent_again(judge):
+    with TunBed("mfj", paths=2) as bed:
+        engine = Engine(bed, bed.engine_addresses, 4 * MIB, subflows=2)
+        remap = remap_to_past(nth=3)
+        engine.host.rewrite_outbound, engine.host.rewrite_inbound = on_address(
+            bed.engine_addresses[1], remap)
+        peer = KernelPeer(bed.ns, send_bytes=MIB, subflows=2).listen("0.0.0.0", PORT)
+        before = bed.counters()
+        engine.open(bed.kernel_addresses[0])
+        judge_exact(judge, engine, peer, engine.exchange(peer, timeout=30))
+        judge.equal("subflows", len(established(engine.transfer)), 2)
+        judge.at_least("our data-level retransmissions",
+                       engine.transfer.conn.data_retransmits, 1)
+        moved = judge.kernel(bed.ns, before, {"MPJoinSynRx": 1, "MPJoinAckRx": 1})
+        judge.counter_at_least(moved, "DuplicateData", 1)       # the kernel dropped the bytes
 
 
 @case("add_addr_timeout", "add_addr_timeout/the-kernel-announces-again",

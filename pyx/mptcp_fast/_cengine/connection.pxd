@@ -55,6 +55,10 @@ cdef class Connection(SubflowOwner):
     cdef public bint local_closed, fin_acked
     cdef public object fin_dsn, fin_at, persist_at
     cdef public long fin_backoff, persist_backoff
+    cdef public object retrans_at            # the data-level retransmission timer
+    cdef public double progress_at
+    cdef public long retrans_backoff
+    cdef public long long data_retransmits
     # receiving
     cdef public object queue, receiver
     cdef public list events
@@ -85,6 +89,7 @@ cdef class Connection(SubflowOwner):
     cpdef _on_data_ack(self, object ack, bint ack64, double now)
     cpdef _update_window(self, long long window, object data_ack)
     cpdef _space_opened(self)
+    cpdef _data_acked(self, double now)
     @cython.locals(payload_length=cython.longlong, start=cython.longlong)
     cpdef _on_mapping(self, Subflow sf, object dsn, bint dsn64, long long ssn, long long length,
                       object checksum, bint data_fin, Incoming seg)
@@ -105,5 +110,15 @@ cdef class Connection(SubflowOwner):
     @cython.locals(sf=Subflow, size=cython.longlong, n=cython.longlong, room=cython.longlong)
     cpdef _push(self, double now)
     cpdef _checksum(self, object dsn, long long seq, object data)
+    cpdef bint _data_waiting(self)
+    cpdef _arm_retransmission(self, double now)
+    @cython.locals(sf=Subflow, longest=double)
+    cpdef double _retransmission_interval(self)
+    @cython.locals(due=double)
+    cpdef _retransmission_timeout(self, double now)
+    @cython.locals(sf=Subflow, size=cython.longlong, n=cython.longlong)
+    cpdef bint _resend_oldest(self, double now)
+    @cython.locals(sf=Subflow)
+    cpdef _retransmission_subflow(self, object head)
     @cython.locals(sf=Subflow)
     cpdef next_timer(self)
