@@ -276,8 +276,15 @@ class FigureWorker:
             for stream in (sys.stdout, sys.stderr):      # the child must not write them again
                 stream.flush()
             parent, child = context.Pipe()
-            self._process = context.Process(target=_serve, args=(child,), daemon=True)
-            self._process.start()
+            self._process = context.Process(target=_serve, args=(child, parent), daemon=True)
+            try:
+                with _held(signal.SIGINT, signal.SIGTERM):   # until the worker has its own
+                    self._process.start()
+            except BaseException:             # Ctrl-C as it started: it ends as well
+                if self._process.pid is not None:
+                    self._process.terminate()
+                    self._process.join()
+                raise
             child.close()
             self._connection = parent
         except (ValueError, OSError, AssertionError):   # no fork, or a daemon's child
@@ -405,11 +412,12 @@ def _draw_or_error(figures, directory) -> tuple:
         return False, exc
 
 
-def _serve(connection) -> None:
+def _serve(connection, parent_end) -> None:
     """The worker: import matplotlib and make the empty figures at once, then draw what
     comes until None, each figure in a fork of its own (matplotlib imported, the figure made:
     the fork starts drawing at once), so that the figures of a job and of the next jobs are
     drawn side by side. Answers each job, in order, when its figures are drawn."""
+    parent_end.close()                    # inherited: once closed, the parent's end is an EOF
     drawing: dict = {}                    # a fork's answer pipe -> (job, figure, pid)
     _take_signals(drawing)
     try:
@@ -435,7 +443,7 @@ def _serve(connection) -> None:
                 entry = [[None] * len(figures), len(figures)]
                 jobs.append(entry)
                 for k, figure in enumerate(figures):
-                    with _sigterm_held():     # a fork is in ``drawing`` before SIGTERM's end
+                    with _held(signal.SIGTERM):   # a fork is in ``drawing`` before SIGTERM ends
                         answer = _draw_in_fork(figure, directory)
                         if isinstance(answer, tuple):        # drawn here: no fork
                             entry[0][k] = answer
@@ -478,16 +486,18 @@ def _take_signals(drawing: dict) -> None:
         os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, end_now)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # held at fork
 
 
 @contextmanager
-def _sigterm_held():
-    """SIGTERM held back in the block (delivered at its end, if it came)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+def _held(*signals):
+    """``signals`` held back in the block (delivered at its end, if they came); a process
+    forked in it starts with them held."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
 
 def _draw_in_fork(figure, directory):
