@@ -93,7 +93,8 @@ def test_analyze_table_and_missing_file(capsys):
 
 
 def test_progress_callback_and_silence_off_a_terminal(tmp_path):
-    from mptcp_fast.analysis.analyzer import BATCH_PACKETS, analyze
+    from mptcp_fast.analysis import analyze
+    from mptcp_fast.analysis.analyzer import BATCH_PACKETS
     from pcapwriter import tcp_packet, write_pcap
     path = tmp_path / "many.pcap"
     count = 2 * BATCH_PACKETS + 7

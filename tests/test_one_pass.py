@@ -99,7 +99,8 @@ def test_a_capture_without_handshakes_is_read_twice(reads, midstream_capture, ba
     """The survey is gathered during the first read (no read of its own), and it is what a
     survey of the whole file finds."""
     one_read = _batches(midstream_capture)
-    first = model._analyze_pass(midstream_capture, None, None, None, False)
+    first, damage = model._analyze_pass(midstream_capture, None, None, None, False)
+    assert damage is None
     gathered = first.survey_collector.survey()
     with capture.open_capture(midstream_capture) as reader:
         whole = midstream.survey(reader.columns(analyzer.BATCH_PACKETS, payloads=False),

@@ -11,13 +11,16 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import signal
 import sys
+from collections import deque
+from contextlib import contextmanager
 
 import numpy as np
 
 from . import envelope
 
-__all__ = ["PlotError", "figure_data", "draw", "FigureWorker"]
+__all__ = ["PlotError", "figure_data", "draw", "FigureWorker", "missing_library"]
 
 DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment (timeseries)
 DPI = 100
@@ -172,13 +175,23 @@ def _ms(stats) -> str:
     return "-" if stats is None else f"{stats['p99']:.1f} ms"
 
 
+NEEDS_MATPLOTLIB = "plots need matplotlib: pip install 'mptcp_fast[plot]'"
+
+
+def missing_library() -> str | None:
+    """Why no figure can be drawn here (the library that draws them is not installed), or
+    None. Imports nothing: a command asks before it reads a capture."""
+    import importlib.util
+    return NEEDS_MATPLOTLIB if importlib.util.find_spec("matplotlib") is None else None
+
+
 def _pyplot():
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PlotError("plots need matplotlib: pip install 'mptcp_fast[plot]'") from None
+        raise PlotError(NEEDS_MATPLOTLIB) from None
     return plt
 
 
@@ -248,20 +261,30 @@ def _draw_axes(ax, spec, colors) -> None:
 class FigureWorker:
     """A process that draws figures (``draw``) while its parent works on: forked at once,
     it imports matplotlib while the parent reads the capture. Where no process can be
-    forked, the figures are drawn in this process when they are submitted."""
+    forked, the figures are drawn in this process when they are submitted. ``written``: the
+    paths of the figures drawn so far (as their answers were taken)."""
 
     def __init__(self):
         self._process = self._connection = self._sender = None
-        self._outcomes: list = []            # (ok, paths or why) of figures drawn here
-        self._pending = 0                    # submitted to the process, not yet answered
+        self._outcomes: list = []            # ((ok, paths or why), figures) drawn here
+        self._asked = deque()                # the paths of each job sent, not yet answered
+        self._receiving = False              # inside recv (an answer may be half read)
+        self.written: list = []
         try:
             import multiprocessing
             context = multiprocessing.get_context("fork")
             for stream in (sys.stdout, sys.stderr):      # the child must not write them again
                 stream.flush()
             parent, child = context.Pipe()
-            self._process = context.Process(target=_serve, args=(child,), daemon=True)
-            self._process.start()
+            self._process = context.Process(target=_serve, args=(child, parent), daemon=True)
+            try:
+                with _held(signal.SIGINT, signal.SIGTERM):   # until the worker has its own
+                    self._process.start()
+            except BaseException:             # Ctrl-C as it started: it ends as well
+                if self._process.pid is not None:
+                    self._process.terminate()
+                    self._process.join()
+                raise
             child.close()
             self._connection = parent
         except (ValueError, OSError, AssertionError):   # no fork, or a daemon's child
@@ -272,7 +295,7 @@ class FigureWorker:
         once: a thread hands them over (a pipe holds less than a figure's data, and the
         process takes the next job only when it has drawn the one before)."""
         if self._connection is None:
-            self._outcomes.append(_draw_or_error(figures, directory))
+            self._outcomes.append((_draw_or_error(figures, directory), len(figures)))
             return
         if self._sender is None:
             import queue
@@ -281,7 +304,7 @@ class FigureWorker:
             self._sender = threading.Thread(target=self._send_jobs, daemon=True)
             self._sender.start()
         self._jobs.put((figures, directory))
-        self._pending += 1
+        self._asked.append([os.path.join(directory, figure["file"]) for figure in figures])
 
     def _send_jobs(self) -> None:
         try:
@@ -290,23 +313,45 @@ class FigureWorker:
         except OSError:                   # the process is gone: results() says so
             pass
 
-    def results(self) -> list:
-        """Wait for every figure submitted; return their paths. Raises what drawing raised
+    def results(self, progress=None) -> list:
+        """Wait for every figure submitted; return their paths. ``progress(n)`` is called
+        as the figures of each job are answered (n of them). Raises what drawing raised
         (PlotError when matplotlib is missing)."""
-        outcomes, self._outcomes = self._outcomes, []
-        for _ in range(self._pending):
-            try:
-                outcomes.append(self._connection.recv())
-            except EOFError:
-                outcomes.append((False, PlotError("the process drawing the figures ended")))
+        outcomes = []
+        for outcome, figures in self._outcomes:
+            outcomes.append(outcome)
+            self._taken(outcome, figures, progress)
+        self._outcomes = []
+        while self._asked:
+            outcome = self._receive()
+            outcomes.append(outcome)
+            if outcome[0] is None:            # the process ended: no more answers
                 break
-        self._pending = 0
+            self._taken(outcome, len(self._asked.popleft()), progress)
         paths = []
         for ok, value in outcomes:
             if not ok:
                 raise value
             paths += value
         return paths
+
+    def _receive(self) -> tuple:
+        """The next answer of the process: (True, paths), (False, exception), or (None, a
+        PlotError) when the process is gone."""
+        self._receiving = True
+        try:
+            outcome = self._connection.recv()
+        except EOFError:
+            self._asked.clear()
+            outcome = (None, PlotError("the process drawing the figures ended"))
+        self._receiving = False
+        return outcome
+
+    def _taken(self, outcome, figures: int, progress) -> None:
+        if outcome[0]:
+            self.written += outcome[1]
+        if progress is not None:
+            progress(figures)
 
     def close(self) -> None:
         """End the process (after the figures submitted are drawn)."""
@@ -323,6 +368,41 @@ class FigureWorker:
         self._process.join()
         self._process = self._connection = self._sender = None
 
+    def stop(self) -> list:
+        """End the process now, with the figures it is drawing (Ctrl-C): the answers
+        already sent are taken first, then the process ends its forks and itself (SIGTERM,
+        ``_serve``), and the files of the figures not answered are removed (one cut off
+        while written is no figure). Returns ``written``."""
+        if self._connection is None:
+            return self.written
+        if not self._receiving:           # else an answer may be half read: take no more
+            while self._asked and self._connection.poll():
+                outcome = self._receive()
+                if outcome[0] is None:
+                    break
+                self._taken(outcome, len(self._asked.popleft()), None)
+        self._process.terminate()
+        self._process.join()
+        if self._sender is not None:      # it leaves at None, or at the closed pipe
+            self._jobs.put(None)
+            self._sender.join()
+        self._connection.close()
+        self._process = self._connection = self._sender = None
+        _remove_files(path for job in self._asked for path in job)
+        self._asked.clear()
+        return self.written
+
+
+def _remove_files(paths) -> None:
+    """Remove the regular files among ``paths`` (a figure cut off; not a FIFO or a device
+    someone put there)."""
+    for path in paths:
+        try:
+            if os.path.isfile(path):
+                os.remove(path)
+        except OSError:
+            pass
+
 
 def _draw_or_error(figures, directory) -> tuple:
     """(True, paths), or (False, the exception drawing raised)."""
@@ -332,20 +412,21 @@ def _draw_or_error(figures, directory) -> tuple:
         return False, exc
 
 
-def _serve(connection) -> None:
+def _serve(connection, parent_end) -> None:
     """The worker: import matplotlib and make the empty figures at once, then draw what
     comes until None, each figure in a fork of its own (matplotlib imported, the figure made:
     the fork starts drawing at once), so that the figures of a job and of the next jobs are
     drawn side by side. Answers each job, in order, when its figures are drawn."""
+    parent_end.close()                    # inherited: once closed, the parent's end is an EOF
+    drawing: dict = {}                    # a fork's answer pipe -> (job, figure, pid)
+    _take_signals(drawing)
     try:
         _make_empty_figures()
     except PlotError:
         pass                              # said when figures are asked for
     gc.freeze()                           # the forks' collections leave these pages alone
-    from collections import deque
     from multiprocessing.connection import wait
     jobs: deque = deque()                 # [outcomes by figure, figures left], in order
-    drawing: dict = {}                    # a fork's answer pipe -> (job, figure, pid)
     answered: list = []                   # forks that answered, waited for once it is told
     listening = True
     while listening or drawing:
@@ -362,12 +443,13 @@ def _serve(connection) -> None:
                 entry = [[None] * len(figures), len(figures)]
                 jobs.append(entry)
                 for k, figure in enumerate(figures):
-                    answer = _draw_in_fork(figure, directory)
-                    if isinstance(answer, tuple):        # drawn here: no fork
-                        entry[0][k] = answer
-                        entry[1] -= 1
-                    else:
-                        drawing[answer[0]] = (entry, k, answer[1])
+                    with _held(signal.SIGTERM):   # a fork is in ``drawing`` before SIGTERM ends
+                        answer = _draw_in_fork(figure, directory)
+                        if isinstance(answer, tuple):        # drawn here: no fork
+                            entry[0][k] = answer
+                            entry[1] -= 1
+                        else:
+                            drawing[answer[0]] = (entry, k, answer[1])
             else:
                 entry, k, pid = drawing.pop(ready)
                 with ready:
@@ -388,6 +470,36 @@ def _serve(connection) -> None:
         answered.clear()
 
 
+def _take_signals(drawing: dict) -> None:
+    """The worker's signals. Ctrl-C on a terminal reaches every process of the foreground
+    group: the worker and its forks leave it to the parent, which decides what ends.
+    SIGTERM is the parent's word to stop now (``FigureWorker.stop``, or the end of a
+    daemon's parent): the forks drawing (``drawing``'s pids) are killed and reaped first,
+    so that none is left drawing for no one."""
+    def end_now(signum, frame):
+        for _, _, pid in list(drawing.values()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:               # gone already
+                pass
+        os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, end_now)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # held at fork
+
+
+@contextmanager
+def _held(*signals):
+    """``signals`` held back in the block (delivered at its end, if they came); a process
+    forked in it starts with them held."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
 def _draw_in_fork(figure, directory):
     """Draw one figure in a fork of this process: [answer pipe, pid], or the outcome when
     no fork could be made (drawn here)."""
@@ -398,6 +510,8 @@ def _draw_in_fork(figure, directory):
         return _draw_or_error([figure], directory)
     if pid == 0:                                       # the copy: one figure, then exit
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the worker's: it has no forks
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             gc.disable()                               # it lives for one figure
             os.close(read_end)
             with os.fdopen(write_end, "wb") as out:

@@ -63,7 +63,8 @@ def analyze_file(path, dump_dir: str | None = None, progress=None) -> dict:
     """``analyze`` for one file among many (a process pool, or a cluster scheduler such as
     Dask: ``dask.bag.from_sequence(paths).map(analyze_file)``): never raises for the file's
     own faults. A cut or corrupt file gives the report of what came before with ``"error"``
-    set; a file that cannot be read at all gives ``{"capture": path, "error": ...}``."""
+    set; a file that cannot be read at all, is not a capture or is cut before its first
+    record gives ``{"capture": path, "error": ...}``."""
     return model_of_file(path, dump_dir, progress).report
 
 
@@ -73,40 +74,54 @@ def build_model(path, dump_dir: str | None = None, progress=None, *,
     ``packets``. A cut or corrupt file raises CaptureError after the packets before the
     damage were analysed: the partial report is on the exception as ``report``, the partial
     model as ``model``. ``progress(byte_offset)`` is called after every batch when given."""
-    analyzer = _analyze_pass(path, dump_dir, progress, None, packets)
+    analyzer, damage = _analyze_pass(path, dump_dir, progress, None, packets)
     reads = 1
     if analyzer.unplaced:
         # MPTCP flows without handshakes, surveyed while the first pass read them. They are
         # analysed in a second read: their ISNs and the first data-level byte of each stream
         # are minima over the whole capture, needed before the first byte can be placed, and
         # holding their packets (payload included) until the end would make memory follow the
-        # capture's size instead of its live connections.
+        # capture's size instead of its live connections. A damaged file is read again too:
+        # up to its damage, which the second read meets where the first did (tcpdump killed
+        # mid-write, after it was started mid-transfer: such flows are all the file has).
         found = analyzer.survey_collector.survey()
         if found is None:            # rows of those 4-tuples came before they were unplaced
             found = _survey_file(path, set(analyzer.unplaced))
             reads += 1
         if found is not None and found.flows:
-            analyzer = _analyze_pass(path, dump_dir, progress, found, packets)
+            analyzer, damage = _analyze_pass(path, dump_dir, progress, found, packets)
             reads += 1
-    return _model(analyzer, reads)
+    model = _model(analyzer, reads)
+    if damage is not None:
+        damage.model, damage.report = model, model.report
+        raise damage
+    return model
 
 
 def model_of_file(path, dump_dir: str | None = None, progress=None, *,
                   packets: bool = False) -> CaptureModel:
     """``build_model`` for one file among many: never raises for the file's own faults. A cut
     or corrupt file gives the model of what came before with ``"error"`` in its report; a
-    file that cannot be read at all gives an empty model whose report is
-    ``{"capture": path, "error": ...}``."""
+    file that cannot be read at all, is not a capture (a text file) or is cut before its
+    first record gives an empty model whose report is ``{"capture": path, "error": ...}``:
+    it holds nothing to report."""
     try:
         model = build_model(path, dump_dir, progress, packets=packets)
     except capture.CaptureError as exc:
+        if getattr(exc, "records", None) == 0:     # not a capture, or cut before its first
+            return _error_only(path, exc)          # record: nothing to report
         model = getattr(exc, "model", None) or CaptureModel(
             dict(getattr(exc, "report", None) or {}), [])
         model.report["error"] = str(exc)
     except OSError as exc:
-        return CaptureModel({"capture": os.fspath(path), "error": str(exc)}, [])
+        return _error_only(path, exc)
     model.report = {"capture": os.fspath(path), **model.report}
     return model
+
+
+def _error_only(path, exc) -> CaptureModel:
+    """The model of a file nothing could be read from: its report is the error alone."""
+    return CaptureModel({"capture": os.fspath(path), "error": str(exc)}, [])
 
 
 def _rows_at_most(path) -> int:
@@ -119,12 +134,19 @@ def _rows_at_most(path) -> int:
 
 def _survey_file(path, wanted):
     """The survey in a read of its own (the first pass could not gather it: a 4-tuple was in
-    use before its flow turned out to be unplaced)."""
+    use before its flow turned out to be unplaced), of the packets before any damage (the
+    first pass reports the damage)."""
     with capture.open_capture(path) as reader:
-        try:
-            return midstream.survey(reader.columns(BATCH_PACKETS, payloads=False), wanted)
-        except capture.CaptureError:
-            return None                  # the first pass reports the damage
+        return midstream.survey(_until_damage(reader.columns(BATCH_PACKETS, payloads=False)),
+                                wanted)
+
+
+def _until_damage(batches):
+    """The batches of a capture reader before a cut or corrupt record, if any."""
+    try:
+        yield from batches
+    except capture.CaptureError:
+        return
 
 
 def _model(analyzer, reads: int) -> CaptureModel:
@@ -139,7 +161,10 @@ SMALLEST_RECORD = 56
 ROWS_RESERVED_AT_MOST = 1 << 24     # beyond: the table grows as it fills
 
 
-def _analyze_pass(path, dump_dir, progress, survey, packets):
+def _analyze_pass(path, dump_dir, progress, survey, packets) -> tuple:
+    """One read of the file: (the analyzer fed every packet before any damage, the
+    CaptureError of the damage or None). The error's ``records`` says how many records were
+    read before it (0: the file is not a capture, or is cut before its first record)."""
     analyzer = Analyzer(dump_dir, survey=survey, packets=packets,
                         packet_rows_at_most=_rows_at_most(path) if packets else 0)
     with capture.open_capture(path) as reader:
@@ -149,10 +174,9 @@ def _analyze_pass(path, dump_dir, progress, survey, packets):
                 if progress is not None:
                     progress(int(cols["record_offset"][-1]))
         except capture.CaptureError as exc:
-            exc.model = _model(analyzer, 1)
-            exc.report = exc.model.report
-            raise
-    return analyzer
+            exc.records = reader.stats.records
+            return analyzer, exc
+    return analyzer, None
 
 
 @contextmanager

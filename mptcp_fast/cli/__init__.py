@@ -23,3 +23,10 @@ def size_bar(total: int, desc: str):
     from tqdm import tqdm
     return tqdm(total=total, unit="iB", unit_scale=True, unit_divisor=1024, desc=desc,
                 leave=False)
+
+
+def count_bar(total: int, desc: str, unit: str):
+    """A progress bar on stderr for ``total`` things done one by one (figures drawn: tqdm;
+    gone once closed)."""
+    from tqdm import tqdm
+    return tqdm(total=total, unit=f" {unit}", desc=desc, leave=False)

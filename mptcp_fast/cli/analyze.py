@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+from typing import NamedTuple
 
-from . import HelpFormatter
+from . import HelpFormatter, count_bar, size_bar
 
 # A small capture of Linux kernel MPTCP, shipped as package data (mptcp_fast/data/).
 SHIPPED_CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
@@ -99,14 +101,6 @@ def _spool_stdin() -> tuple[str, bool]:
     return spool.name, interrupted
 
 
-def _dump_dir(base: str | None, path: str, several: bool) -> str | None:
-    if base is None:
-        return None
-    where = os.path.join(base, os.path.basename(path) or "stdin") if several else base
-    os.makedirs(where, exist_ok=True)
-    return where
-
-
 def _pair(stats) -> str:
     return "-" if stats is None else f"{stats['p50']:.2f}/{stats['p90']:.2f}"
 
@@ -117,176 +111,542 @@ def _triple(stats) -> str:
 
 def cmd_analyze(args, out=None) -> int:
     out = out or sys.stdout
-    paths = list(args.capture) or [SHIPPED_CAPTURE]
-    if paths.count("-") > 1:
+    names = list(args.capture) or [SHIPPED_CAPTURE]
+    if names.count("-") > 1:
         print("mptcp-fast analyze: standard input ('-') can be read once", file=sys.stderr)
         return 2
-    several = len(paths) > 1
-    spooled, interrupted = None, False
-    if "-" in paths:
-        spooled, interrupted = _spool_stdin()
-    names = [p if p != "-" else "-" for p in paths]
-    files = [spooled if p == "-" else p for p in paths]
-    dumps = [_dump_dir(args.dump_stream, n if n != "-" else "stdin", several) for n in names]
-    outputs = Outputs(timing=bool(args.timing or args.plot),
-                      plot=[_dump_dir(args.plot, n, several) for n in names],
-                      parquet=[_dump_dir(args.parquet, n, several) for n in names])
+    several = len(names) > 1
+    outputs = [FileOutputs.of(args, name, several) for name in names]
+    made: list = []                       # the directories made for the outputs
+    unusable = _unusable_outputs(args, outputs, made)     # before any capture is read
+    if unusable is not None:
+        print(f"mptcp-fast analyze: {unusable}", file=sys.stderr)
+        return 2
+    spooled, interrupted = _spool_stdin() if "-" in names else (None, False)
+    files = [spooled if name == "-" else name for name in names]
+    run = _Run(args, out, len(names), stdin_interrupted=interrupted)
     try:
         if args.jobs > 1 and several:
-            from concurrent.futures import ProcessPoolExecutor
-            with ProcessPoolExecutor(args.jobs) as pool:
-                done = list(pool.map(_analyze_with_outputs, files, dumps, outputs.per_file(),
-                                     [False] * len(files)))
+            _analyze_on_processes(run, names, files, outputs, args.jobs)
         else:
-            done = [_analyze_with_outputs(f, d, o, not several)
-                    for f, d, o in zip(files, dumps, outputs.per_file())]
+            for name, path, wanted in zip(names, files, outputs):
+                run.analyze(name, path, wanted)
+    except KeyboardInterrupt as exc:          # Ctrl-C: what was done so far, and 130
+        _ending_on(exc)
+        run.progress.close()
+        print(f"mptcp-fast analyze: interrupted {run.progress.where()}", file=sys.stderr)
+        return 130
     finally:
         if spooled is not None:
             os.unlink(spooled)
-    reports = [report for report, _ in done]
-    problems = [problem for _, problem in done if problem is not None]
-    if problems:                          # a library --plot or --parquet needs is missing
-        print(f"mptcp-fast analyze: {problems[0]}", file=sys.stderr)
-        return 2
-    status = 0
-    for name, report in zip(names, reports):
+        if several:
+            _remove_empty(made)
+    run.finish()
+    return run.status
+
+
+# -- what is written besides the report, and where
+
+class FileOutputs(NamedTuple):
+    """Where one file's outputs go (None: not asked for): figures, Parquet tables, dumped
+    streams. With several files each has a directory of its own, named after the file
+    (standard input: "stdin")."""
+    plot: str | None
+    tables: str | None
+    streams: str | None
+
+    @classmethod
+    def of(cls, args, name: str, several: bool) -> "FileOutputs":
+        mine = (os.path.basename(name) or name) if name != "-" else "stdin"
+        return cls(*(None if base is None else os.path.join(base, mine) if several else base
+                     for base in (args.plot, args.parquet, args.dump_stream)))
+
+    def asked(self) -> list:
+        """[(what, directory)] of the outputs asked for."""
+        return [(what, directory) for what, directory in zip(OUTPUT_NAMES, self)
+                if directory is not None]
+
+
+OUTPUT_NAMES = ("figures", "tables", "streams")
+OPTIONS = {"figures": "--plot", "tables": "--parquet", "streams": "--dump-stream"}
+
+
+def _unusable_outputs(args, outputs, made: list) -> str | None:
+    """Why the outputs asked for cannot be made (one line), or None: a library they need is
+    missing, or a directory cannot be made or written into. Checked before any capture is
+    read, so that nobody waits for a report whose outputs then fail; the directories are
+    made here (those that were not there are added to ``made``)."""
+    import importlib.util
+    from ..analysis import figures
+    if args.plot is not None and (missing := figures.missing_library()):
+        return f"--plot: {missing}"
+    if args.parquet is not None and importlib.util.find_spec("pyarrow") is None:
+        return "--parquet needs pyarrow: pip install 'mptcp_fast[parquet]'"
+    for wanted in outputs:
+        for what, directory in wanted.asked():
+            if not os.path.isdir(directory):
+                made.append(directory)
+            why = _unwritable(directory)
+            if why is not None:
+                return f"{OPTIONS[what]} {directory}: {why}"
+    return None
+
+
+def _unwritable(directory: str) -> str | None:
+    """Why no file can be written into ``directory`` (made when missing), or None."""
+    import tempfile
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return "not a directory"
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the directory: {exc.strerror}"
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror}"
+    return None
+
+
+def _remove_empty(made: list) -> None:
+    """The directories made for the files' own outputs (several files) and left empty:
+    nothing was written for that file (not a capture, or not reached before a Ctrl-C), so
+    its directory goes."""
+    for directory in made:
+        try:
+            if not os.listdir(directory):
+                os.rmdir(directory)
+        except OSError:
+            pass
+
+
+def _output_lines(result: dict, wanted: FileOutputs) -> list:
+    """One line per output asked for: what was written where (e.g. "figures: 7 PNG files in
+    out/plots"), or why nothing was."""
+    report = result["report"]
+    if "connections" not in report:
+        return []                         # nothing read: the error line says it
+    kinds = {"figures": "PNG ", "tables": "Parquet ", "streams": ""}
+    damaged = "error" in report
+    partial = ", of the packets before the damage" if damaged else ""
+    lines = []
+    for what, directory in wanted.asked():
+        paths = result[what]
+        if not paths and not report["connections"] and what != "tables":
+            seen = "before the damage" if damaged else "in the capture"
+            lines.append(f"{what}: none, no MPTCP connection {seen}")
+            continue
+        count = f"{len(paths)} {kinds[what]}file{'' if len(paths) == 1 else 's'}"
+        lines.append(f"{what}: {count} in {directory}{partial}")
+    return lines
+
+
+def _nothing_written(wanted: FileOutputs) -> str:
+    """"; no figures, tables or streams written" for the outputs asked for ("" for none)."""
+    names = [what for what, _ in wanted.asked()]
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"; no {listed} written"
+
+
+# -- the files, one after the other or on processes
+
+class _Run:
+    """The files' reports as they are done: the error line of a damaged file, the text
+    report printed at once (the JSON document waits for every file), the lines saying what
+    was written where, and the exit status."""
+
+    def __init__(self, args, out, files: int, stdin_interrupted: bool):
+        self.out, self.json = out, args.json
+        self.timing = bool(args.timing or args.plot)
+        self.several = files > 1
+        self.stdin_interrupted = stdin_interrupted
+        self.reports: list = []
+        self.status = 0
+        self.progress = _Progress(files, shown=not args.json and sys.stderr.isatty())
+        self.notes = sys.stderr if args.json else out     # where the outputs' lines go
+
+    def analyze(self, name: str, path: str, wanted: FileOutputs) -> None:
+        """One file in this process: its report printed as soon as it is made, before its
+        figures and tables are done."""
+        self.progress.start(name, path)
+        result = _analyze_file(path, wanted, self.timing, self.progress,
+                               on_report=lambda report: self.report(name, report, wanted))
+        self.file_done(name, result, wanted)
+
+    def report(self, name: str, report: dict, wanted: FileOutputs) -> None:
         report["capture"] = name
         error = report.pop("error", None)
-        cut_by_ctrl_c = name == "-" and interrupted and error is not None and \
-            ("truncated" in error or "cut" in error)
-        if error is not None and not cut_by_ctrl_c:
-            print(f"mptcp-fast analyze: {name}: {error}", file=sys.stderr)
-            status = 2
-        if name == "-" and interrupted:
+        if name == "-" and self.stdin_interrupted:
             report["interrupted"] = True
-    if args.json:
-        json.dump({"captures": reports} if several else reports[0], out, indent=2)
-        print(file=out)
-    else:
-        for report in reports:
-            if "connections" not in report:
-                continue
-            print(f"{report['capture']}:" + (" (interrupted)" if report.get("interrupted")
-                                              else ""), file=out)
-            _print_report(report, out)
-    return status
+            if error is not None and ("truncated" in error or "cut" in error):
+                error = None              # Ctrl-C ended the input: its last record is cut
+        if error is not None:
+            nothing = "" if "connections" in report else _nothing_written(wanted)
+            print(f"mptcp-fast analyze: {name}: {error}{nothing}", file=sys.stderr)
+            report["error"] = error
+            self.status = 2
+        self.reports.append(report)
+        if not self.json and "connections" in report:
+            print(f"{name}:" + (" (interrupted)" if report.get("interrupted") else ""),
+                  file=self.out)
+            _print_report(report, self.out)
+            self.out.flush()              # seen now, also in a pipe: the outputs come later
+            self.progress.reported = True
+
+    def file_done(self, name: str, result: dict, wanted: FileOutputs,
+                  reported: bool = True) -> None:
+        if not reported:
+            self.report(name, result["report"], wanted)
+        for failure in result["failures"]:
+            print(f"mptcp-fast analyze: {name}: {failure}", file=sys.stderr)
+            self.status = 2
+        for line in _output_lines(result, wanted):
+            print(line, file=self.notes)
+        self.progress.file_done(name)
+
+    def finish(self) -> None:
+        if self.json:
+            json.dump({"captures": self.reports} if self.several else self.reports[0],
+                      self.out, indent=2)
+            print(file=self.out)
 
 
-class Outputs:
-    """What is made of each file besides the report: ``timing`` (also for plots), the plot
-    and Parquet directories per file (None: not wanted)."""
+def _analyze_on_processes(run: _Run, names, files, outputs, jobs: int) -> None:
+    """The files on ``jobs`` processes; each report is taken, in order, as it is done. On
+    Ctrl-C the workers are ended (each ends its own figures first: ``_pool_worker``)."""
+    from concurrent.futures import ProcessPoolExecutor
+    pool = ProcessPoolExecutor(jobs, initializer=_pool_worker)
+    run.progress.on_processes()
+    try:
+        futures = [pool.submit(_pool_job, path, wanted, run.timing)
+                   for path, wanted in zip(files, outputs)]
+        for name, wanted, future in zip(names, outputs, futures):
+            run.file_done(name, future.result(), wanted, reported=False)
+    except KeyboardInterrupt as exc:
+        _ending_on(exc)
+        _end_pool(pool)
+        raise
+    pool.shutdown()
 
-    def __init__(self, timing: bool, plot: list, parquet: list):
-        self.timing, self.plot, self.parquet = timing, plot, parquet
 
-    def per_file(self) -> list:
-        return [(self.timing, plot, parquet) for plot, parquet in zip(self.plot, self.parquet)]
+def _end_pool(pool) -> None:
+    """End the pool's processes now (SIGTERM, each ending its job: ``_pool_worker``) and
+    wait for them, so that nothing of the command runs on after it."""
+    # the pool has no public way to end its processes and wait for them (Python 3.14's
+    # terminate_workers does not wait): its own list of them
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
 
 
-def _analyze_with_outputs(path, dump_dir, outputs, progress_bar: bool) -> tuple:
+_IN_JOB = False                          # a pool worker: analysing a file now
+
+
+def _pool_worker() -> None:
+    """A pool worker's signals. Ctrl-C on a terminal reaches every process of the
+    foreground group: the workers leave it to the parent, which ends them with SIGTERM. A
+    worker analysing a file ends it as Ctrl-C ends one in a single process (its figure
+    worker stopped, a table cut off removed: ``_analyze_file``), then itself; a second
+    SIGTERM (the pool ends its other workers once one has left) must not cut that short."""
+    def end(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if _IN_JOB:
+            raise KeyboardInterrupt
+        os._exit(130)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, end)
+
+
+def _pool_job(path: str, wanted: FileOutputs, timing: bool) -> dict:
+    global _IN_JOB
+    _IN_JOB = True
+    try:
+        progress = _Progress(1, shown=False)
+        progress.start(path, path)
+        return _analyze_file(path, wanted, timing, progress)
+    except KeyboardInterrupt:            # SIGTERM from the parent: the job was ended
+        os._exit(130)
+    finally:
+        _IN_JOB = False
+
+
+# -- one file
+
+def _analyze_file(path: str, wanted: FileOutputs, timing: bool, progress, on_report=None) -> dict:
     """One capture, read once (twice when flows must be placed without handshakes): its
-    report with ``"timing"`` when asked, its figures and tables written from the same model.
-    Returns (report, None), or (report, why) when a library an output needs is missing."""
+    report with ``"timing"`` when asked, its figures and tables written from the same model,
+    its streams dumped while it is read. ``on_report(report)`` is called once the report is
+    made, before the figures and tables are done. Returns {"report", "figures", "tables",
+    "streams": the paths written (None: not asked for, or failed), "failures": [lines]}.
+
+    A damaged file's outputs are those of what came before the damage; a file with nothing
+    read (not a capture) has none."""
     from ..analysis.model import small_pages
-    timing, plot_dir, parquet_dir = outputs
     with small_pages():                   # the table and the series: big arrays, used once
         # the figures are drawn by a process forked now: it imports matplotlib while the
         # file is read, and draws while this one finishes the other outputs
         worker = None
-        if plot_dir is not None:
+        if wanted.plot is not None:
             from ..analysis.figures import FigureWorker
             worker = FigureWorker()
         try:
-            return _outputs_of_file(path, dump_dir, outputs, progress_bar, worker)
-        finally:
+            result = _outputs_of_file(path, wanted, timing, progress, worker, on_report)
+        except BaseException as exc:      # Ctrl-C: the figures being drawn end with it
+            _ending_on(exc)
             if worker is not None:
-                worker.close()
+                worker.stop()
+            raise
+        if worker is not None:
+            worker.close()
+    return result
 
 
-def _outputs_of_file(path, dump_dir, outputs, progress_bar, worker) -> tuple:
+def _outputs_of_file(path, wanted: FileOutputs, timing, progress, worker, on_report) -> dict:
     from ..analysis.model import model_of_file
-    timing, plot_dir, parquet_dir = outputs
-    packets = timing or parquet_dir is not None
-    if progress_bar:
-        model = _with_progress_bar(path, lambda progress: model_of_file(
-            path, dump_dir, progress, packets=packets))
-    else:
-        model = model_of_file(path, dump_dir, packets=packets)
+    model = model_of_file(path, wanted.streams, progress.read_to,
+                          packets=timing or wanted.tables is not None)
+    progress.read_done()
     report = model.report
-    if "connections" not in report or model.packets is None:
-        return report, None
-    writer = None
-    if parquet_dir is not None:
-        # the tables are made and written on a thread (pyarrow is imported there, and Arrow
-        # works without Python's lock) while the time series and the figures are made from
-        # the same model
-        import importlib.util
-        from ..analysis import tables
-        if importlib.util.find_spec("pyarrow") is None:
-            return report, _no_pyarrow(ImportError("No module named 'pyarrow'"))
-        writer = _Background(tables.write_tables, model, parquet_dir)
-    problem = None
-    if timing:
-        from ..analysis import timeseries
-        from ..analysis import figures
-        ready = None
+    result = {"report": report, "figures": None, "tables": None, "streams": None,
+              "failures": []}
+    if "connections" not in report:       # nothing read (not a capture): nothing written
+        if on_report is not None:
+            on_report(report)
+        return result
+    # the tables are made and written on a thread while the time series and the figures
+    # are made from the same model
+    writer = _TableWriter(model, wanted.tables) if wanted.tables is not None else None
+    progress.outputs(worker, wanted.plot, writer, timing)
+    try:
+        if timing:
+            _add_timing(model, worker, wanted.plot)
+            progress.series_done()
+        if on_report is not None:
+            on_report(report)
         if worker is not None:
-            # each figure is handed to the worker as soon as its part of the series is made:
-            # it is drawn while the rest of the series (and the next connection's) are made
-            def ready(name, partial):
-                worker.submit(figures.figure_data(partial, (name,)), plot_dir)
-        series = timeseries.each_model_series(model, delivery_pairs=False, ready=ready)
-        for conn, one in zip(report["connections"], series):
-            conn["timing"] = timeseries.summary(one)
-        if worker is not None:
+            result["figures"] = _figures_drawn(worker, len(report["connections"]), progress,
+                                               result["failures"])
+        if writer is not None:
             try:
-                worker.results()
-            except figures.PlotError as exc:
-                problem = str(exc)
-    if writer is not None:
-        try:
-            writer.result()
-        except ImportError as exc:
-            problem = problem or _no_pyarrow(exc)
-    return report, problem
+                result["tables"] = writer.result()
+            except (ImportError, OSError) as exc:
+                result["failures"].append(f"tables: {exc}")
+                result["tables"] = writer.written
+    except BaseException as exc:          # Ctrl-C: no table is left cut off
+        _ending_on(exc)
+        if writer is not None:
+            writer.stop()
+        raise
+    if wanted.streams is not None:
+        result["streams"] = _dumped_streams(report, wanted.streams)
+    return result
 
 
-def _no_pyarrow(exc) -> str:
-    return f"--parquet needs pyarrow ({exc}): pip install 'mptcp_fast[parquet]'"
+def _ending_on(exc: BaseException) -> None:
+    """After a Ctrl-C (``exc``), a second one (people press it twice) must not cut short
+    what ends the work nor the line that says where it stood: it is ignored from now on."""
+    import threading
+    if isinstance(exc, KeyboardInterrupt) and \
+            threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class _Background:
-    """``function(*args)`` on a thread; ``result()`` waits and raises what it raised."""
+def _add_timing(model, worker, plot_dir) -> None:
+    """Each connection's ``"timing"`` in the report, from its time series; each figure is
+    handed to the worker as soon as its part of the series is made: it is drawn while the
+    rest of the series (and the next connection's) are made."""
+    from ..analysis import figures, timeseries
+    ready = None
+    if worker is not None:
+        def ready(name, partial):
+            worker.submit(figures.figure_data(partial, (name,)), plot_dir)
+    series = timeseries.each_model_series(model, delivery_pairs=False, ready=ready)
+    for conn, one in zip(model.report["connections"], series):
+        conn["timing"] = timeseries.summary(one)
 
-    def __init__(self, function, *args):
+
+def _figures_drawn(worker, connections: int, progress, failures: list) -> list:
+    """Wait for the figures (a bar on a terminal); the paths of those drawn (a failure is
+    added to ``failures``)."""
+    from ..analysis import figures
+    progress.drawing(len(figures.FIGURES) * connections)
+    try:
+        return worker.results(progress.figures_drawn)
+    except (figures.PlotError, OSError) as exc:
+        failures.append(f"figures: {exc}")
+        return worker.written
+    finally:
+        progress.close()
+
+
+def _dumped_streams(report: dict, directory: str) -> list:
+    """The stream files the analyzer wrote (connectionN-up.bin, connectionN-down.bin)."""
+    paths = [os.path.join(directory, f"connection{c['connection']}-{name}.bin")
+             for c in report["connections"] for name in ("up", "down")]
+    return [path for path in paths if os.path.exists(path)]
+
+
+class _TableWriter:
+    """The Parquet tables of a model, made and written on a thread (pyarrow is imported
+    there, and Arrow works without Python's lock). ``written``: the tables done so far.
+    ``stop()`` (Ctrl-C) lets no further table begin and removes the one being written: the
+    thread cannot be stopped, and a table cut off is no table (it dies with the process)."""
+
+    TABLES = 3                            # packets, subflows, connections
+
+    def __init__(self, model, directory: str):
         import threading
-        self._outcome = None
-        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self.directory = directory
+        self.written: list = []
+        self._stopped = False
+        self._current = None              # the table being written
+        self._failure = None
+        self._thread = threading.Thread(target=self._write, args=(model,), daemon=True)
         self._thread.start()
 
-    def _run(self, function, args):
+    def _write(self, model) -> None:
+        from ..analysis import tables
         try:
-            self._outcome = (True, function(*args))
+            for name, table, options in tables.tables_to_write(model):
+                if self._stopped:
+                    return
+                self._current = os.path.join(self.directory, f"{name}.parquet")
+                tables.write_arrow([(name, table, options)], self.directory)
+                self.written.append(self._current)
+                self._current = None
         except BaseException as exc:      # handed to the caller by result()
-            self._outcome = (False, exc)
+            self._failure = exc
 
-    def result(self):
+    def result(self) -> list:
+        """Wait for the tables; their paths. Raises what writing them raised."""
         self._thread.join()
-        ok, value = self._outcome
-        if not ok:
-            raise value
-        return value
+        if self._failure is not None:
+            raise self._failure
+        return self.written
+
+    def stop(self) -> None:
+        self._stopped = True
+        current = self._current
+        if current is not None and current not in self.written and os.path.isfile(current):
+            os.remove(current)
 
 
-def _with_progress_bar(path, run):
-    """``run(progress)`` with a progress bar on a terminal (big files only)."""
-    # tqdm: a maintained progress bar that handles terminal widths and rates, shown only
-    # when stderr is a terminal (silent in pipes, CI and tests).
-    from tqdm import tqdm
-    size = os.path.getsize(path) if os.path.exists(path) else 0
-    with tqdm(total=size, unit="B", unit_scale=True, desc="analyze", leave=False,
-              disable=not sys.stderr.isatty() or size < (16 << 20)) as bar:
-        return run(lambda offset: bar.update(offset - bar.n))
+class _Progress:
+    """Where the analysis stands, for a Ctrl-C (``where``), and its bars on a terminal
+    (tqdm on stderr, as the demo's; none when not shown): the bytes read of a big file, the
+    figures drawn."""
+
+    BIG = 16 << 20                        # a smaller file is read before a bar would show
+
+    def __init__(self, files: int, shown: bool):
+        self.files, self.shown = files, shown
+        self.done: list = []              # the names of the files finished
+        self.bar = None
+        self.stage = None                 # "reading", "series", "outputs" or "processes"
+        self.name, self.reported, self.figures, self.tables = None, False, None, None
+
+    def start(self, name: str, path: str) -> None:
+        self.name, self.stage, self.reported = name, "reading", False
+        self.offset, self.reads = 0, 1
+        self.size = os.path.getsize(path) if os.path.isfile(path) else None
+        self.figures = self.tables = None
+        if self.shown and self.size is not None and self.size >= self.BIG:
+            self.bar = size_bar(self.size, "analyze")
+
+    def read_to(self, offset: int) -> None:
+        """The model's progress: the byte offset a read reached."""
+        if offset < self.offset:          # the second read: flows without handshakes
+            self.reads += 1
+            if self.bar is not None:
+                self.bar.reset()
+        self.offset = offset
+        if self.bar is not None:
+            self.bar.update(offset - self.bar.n)
+
+    def read_done(self) -> None:
+        self.close()
+        self.stage = "outputs"
+
+    def outputs(self, worker, plot_dir, writer, timing: bool) -> None:
+        """What is made of the model: the time series (``timing``), figures drawn by
+        ``worker`` into ``plot_dir``, tables written by ``writer``."""
+        self.figures = None if worker is None else [worker, None, plot_dir]
+        self.tables = writer
+        self.stage = "series" if timing else "outputs"
+
+    def series_done(self) -> None:
+        self.stage = "outputs"
+
+    def drawing(self, total: int) -> None:
+        """The figures are waited for (``total`` of them)."""
+        self.figures[1] = total
+        if self.shown:
+            self.bar = count_bar(total, "figures", "figure")
+
+    def figures_drawn(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def file_done(self, name: str) -> None:
+        self.close()
+        self.done.append(name)
+        self.stage = "processes" if self.stage == "processes" else None
+
+    def on_processes(self) -> None:
+        self.stage = "processes"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def where(self) -> str:
+        """Where the analysis stood: the file and how far it got, the files done before."""
+        if self.stage == "processes":
+            done = f" ({', '.join(self.done)})" if self.done else ""
+            return f"with {len(self.done)} of {self.files} files analysed{done}"
+        if self.stage is None:
+            text = "between files" if self.done else "before the first file was read"
+        elif self.stage == "reading":
+            text = self._reading()
+        else:
+            text = self._after_reading()
+        return text + (f" (done: {', '.join(self.done)})" if self.done else "")
+
+    def _reading(self) -> str:
+        which = "reading" if self.reads == 1 else \
+            "reading a second time (to place flows without handshakes)"
+        if not self.size:
+            return f"while {which} {self.name} after {self.offset:,} bytes"
+        return f"while {which} {self.name} at {100 * self.offset // self.size} %"
+
+    def _after_reading(self) -> str:
+        text = f"after the report of {self.name}" if self.reported else \
+            f"after reading {self.name}"
+        if self.stage == "series":
+            return text + ", while making its time series"
+        busy = []                         # (doing what, written, of how many, where)
+        if self.figures is not None and self.figures[1] is not None:
+            worker, total, directory = self.figures
+            if len(worker.written) < total:
+                busy.append(("drawing figures", len(worker.written), total, directory))
+        if self.tables is not None and len(self.tables.written) < _TableWriter.TABLES:
+            busy.append(("writing tables", len(self.tables.written), _TableWriter.TABLES,
+                         self.tables.directory))
+        if len(busy) == 1:
+            doing, written, total, directory = busy[0]
+            text += f", while {doing}: {written} of {total} written to {directory}"
+        elif busy:
+            text += ", while " + " and ".join(f"{doing} ({written} of {total} written to "
+                                              f"{directory})"
+                                              for doing, written, total, directory in busy)
+        return text
 
 
 def add_parser(sub) -> None:
@@ -296,8 +656,10 @@ def add_parser(sub) -> None:
                          description="Connections, subflows, HMAC verdicts, DSS checksums and the "
                                      "rebuilt data stream of each direction. With no CAPTURE, a "
                                      "small capture of Linux kernel MPTCP shipped with the "
-                                     "package. Exit status 2 when the file is cut or corrupt "
-                                     "(the report covers what came before).")
+                                     "package. Exit status 2 when a file is cut, corrupt or "
+                                     "not a capture (its report, figures, tables and streams "
+                                     "cover what came before the damage; the other files are "
+                                     "still done), 130 on Ctrl-C.")
     ana.add_argument("capture", nargs="*",
                      help="pcap or pcapng files; '-' reads one from standard input "
                           "(e.g. tcpdump -w - | mptcp-fast analyze -) (default: the capture "
