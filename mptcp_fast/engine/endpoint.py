@@ -175,7 +175,7 @@ class Endpoint:
         """
         packed = _check.address("address", address)
         if packed not in self._own:
-            raise ValueError(f"{address} is not an address of this endpoint")
+            raise ValueError(f"{_text(packed)} is not an address of this endpoint")
         return packed
 
     def connect(self, remote, now: float, local_address=None) -> Connection:
