@@ -47,7 +47,7 @@ def _int(name: str, value, low: int, high: int) -> int:
 
 
 
-def no_counters():
+def no_counters() -> _DirectionCounters:
     """The DirectionCounters of a subflow direction that is not analysed."""
     return _DirectionCounters(0, 0, 0)
 
@@ -134,7 +134,7 @@ class SubflowReceiver:
         mappings, contiguous DSN runs merged; UnmappedData where no mapping covers a byte."""
         return self.maps.resolve(rel, length)
 
-    def counters(self):
+    def counters(self) -> _DirectionCounters:
         return _DirectionCounters(self.bytes, self.reinjected, self.unverified + len(self.pending))
 
     def __len__(self) -> int:
@@ -183,7 +183,7 @@ class DataReceiver:
     def subflow(self, sid: int) -> SubflowReceiver:
         return SubflowReceiver(self, sid)
 
-    def counters(self):
+    def counters(self) -> _StreamCounters:
         fin_reached = self.data_fin is not None and self.origin is not None and \
             self.edge >= seq64_diff(self.data_fin, self.origin)
         return _StreamCounters(self.new_bytes, self.not_captured, self.out_of_order,

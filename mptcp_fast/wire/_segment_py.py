@@ -9,6 +9,8 @@ option codec (malformed options counted, not raised).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import _check
 from . import established
 from . import options as opt
@@ -17,6 +19,9 @@ from ..errors import PARSE_STATUS, PacketError
 from ._segment_common import Incoming as _Incoming, flow_key, general_options
 from .established import read_common as _read_common
 from ._options_py import parse_tcp_options as _parse_tcp_options
+
+if TYPE_CHECKING:
+    from .._typing import BytesLike
 
 
 def data_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
@@ -55,7 +60,7 @@ def dss_map(data_ack, dsn, ssn, length, checksum):
     return tuple.__new__(opt.Dss, (data_ack, True, dsn, True, ssn, length, checksum, False))
 
 
-def read(data: bytes, number: int) -> _Incoming | int:
+def read(data: BytesLike, number: int) -> _Incoming | int:
     try:
         p = pk.parse_packet(data)
     except PacketError as exc:

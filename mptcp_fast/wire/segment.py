@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any, Callable
 from ._segment_common import Incoming, flow_key  # noqa: F401  (exported; defined once there)
 from ..errors import PARSE_STATUS, PacketError
 
+if TYPE_CHECKING:
+    from .._typing import BytesLike
+
 __all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
 STATUS = PARSE_STATUS
 
 
-def read_segment(data: bytes, number: int = 0) -> Incoming:
+def read_segment(data: BytesLike, number: int = 0) -> Incoming:
     """Parse ``data`` (one whole IPv4 or IPv6 packet) and check its checksums."""
     found = _impl.read(data, number)
     if type(found) is int:
@@ -34,7 +37,7 @@ def read_segment(data: bytes, number: int = 0) -> Incoming:
     return found
 
 
-def reader() -> Callable[[bytes, int], Incoming | int]:
+def reader() -> Callable[[BytesLike, int], Incoming | int]:
     """The active twin's ``read(data, number)``: an Incoming, or a STATUS code (an int)."""
     return _impl.read
 
