@@ -12,6 +12,7 @@ import gc
 import os
 import pickle
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -277,7 +278,7 @@ class FigureWorker:
         if self._sender is None:
             import queue
             import threading
-            self._jobs = queue.SimpleQueue()
+            self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
             self._sender = threading.Thread(target=self._send_jobs, daemon=True)
             self._sender.start()
         self._jobs.put((figures, directory))
@@ -347,6 +348,8 @@ def _serve(connection) -> None:
     jobs: deque = deque()                 # [outcomes by figure, figures left], in order
     drawing: dict = {}                    # a fork's answer pipe -> (job, figure, pid)
     answered: list = []                   # forks that answered, waited for once it is told
+    ready: Any                            # what wait() gives: our pipe or a fork's, told apart
+    entry: list[Any]                      # by identity
     listening = True
     while listening or drawing:
         for ready in wait(([connection] if listening else []) + list(drawing)):
