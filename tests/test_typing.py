@@ -19,6 +19,9 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Iterator
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "tests", "typing")
@@ -26,9 +29,37 @@ MARK = re.compile(r"#\s*error:\s*\[([a-z-]+)\]")
 REPORTED = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): error: .*\[(?P<code>[a-z-]+)\]$")
 
 
-def _run(args: list[str], cwd: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+def _start(args: list[str], cwd: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory) -> Iterator[dict[str, subprocess.Popen]]:
+    """The checks, started together (the two mypy runs take a core each); a test reads its
+    own with ``_finish``."""
+    scripts = tmp_path_factory.mktemp("scripts")
+    # a directory of its own: mypy must find mptcp_fast where the interpreter does (the
+    # install), not in the working directory
+    for name in ("user_script.py", "wrong_script.py"):
+        shutil.copy(os.path.join(SCRIPTS, name), scripts / name)
+    cache = tmp_path_factory.mktemp("mypy-cache")
+    started = {
+        "scripts": _start(["mypy", "--strict", "--cache-dir", str(cache / "scripts"),
+                           "user_script.py", "wrong_script.py"], cwd=str(scripts)),
+        "package": _start(["mypy", "--cache-dir", str(cache / "package")], cwd=ROOT),
+        "ruff": _start(["ruff", "check", "--no-cache", "mptcp_fast"], cwd=ROOT),
+    }
+    yield started
+    for process in started.values():       # the checks no test read (a -k selection)
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def _finish(process: subprocess.Popen) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=600)
+    return process.returncode, output
 
 
 def _marked_errors(path: str) -> set[tuple[int, str]]:
@@ -46,29 +77,23 @@ def _reported_errors(output: str, name: str) -> set[tuple[int, str]]:
     return found
 
 
-def test_a_users_script_passes_mypy_strict_and_a_wrong_one_fails_where_marked(tmp_path):
-    # run from a directory of its own: mypy must find mptcp_fast where the interpreter does
-    # (the install), not in the working directory
-    for name in ("user_script.py", "wrong_script.py"):
-        shutil.copy(os.path.join(SCRIPTS, name), tmp_path / name)
-    done = _run(["mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "--no-incremental",
-                 "user_script.py", "wrong_script.py"], cwd=str(tmp_path))
-    output = done.stdout + done.stderr
+def test_a_users_script_passes_mypy_strict_and_a_wrong_one_fails_where_marked(checks):
+    returncode, output = _finish(checks["scripts"])
     assert "import-not-found" not in output and "import-untyped" not in output, output
     assert _reported_errors(output, "user_script.py") == set(), output
     expected = _marked_errors(os.path.join(SCRIPTS, "wrong_script.py"))
     assert len(expected) >= 15
     assert _reported_errors(output, "wrong_script.py") == expected, output
-    assert done.returncode == 1
+    assert returncode == 1
 
 
-def test_the_package_passes_its_mypy_configuration(tmp_path):
-    done = _run(["mypy", "--cache-dir", str(tmp_path / "cache")], cwd=ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"Success: no issues found in \d+ source files", done.stdout), done.stdout
+def test_the_package_passes_its_mypy_configuration(checks):
+    returncode, output = _finish(checks["package"])
+    assert returncode == 0, output
+    assert re.search(r"Success: no issues found in \d+ source files", output), output
 
 
-def test_the_package_passes_ruff():
-    done = _run(["ruff", "check", "--no-cache", "mptcp_fast"], cwd=ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "All checks passed!" in done.stdout
+def test_the_package_passes_ruff(checks):
+    returncode, output = _finish(checks["ruff"])
+    assert returncode == 0, output
+    assert "All checks passed!" in output

@@ -15,9 +15,7 @@ import numpy as np
 
 import mptcp_fast
 from mptcp_fast import OptionError, options
-from mptcp_fast.analysis import capture, timeseries
-from mptcp_fast.analysis.analyzer import analyze
-from mptcp_fast.analysis.model import CaptureModel, build_model
+from mptcp_fast.analysis import CaptureModel, analyze, build_model, capture, timeseries
 from mptcp_fast.engine import (CloseReason, Config, Connection, ConnectionTerminated,
                                DataReceived, Endpoint, Event, RandomSource)
 from mptcp_fast.net import aio, kernel
