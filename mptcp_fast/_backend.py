@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import warnings
+from typing import Any, Callable
 
 # The hot paths with two implementations, by name and the layer (subpackage) they sit in:
 # mptcp_fast.<layer>.<name>_py is the pure one, mptcp_fast.<layer>.<name>_c the compiled one
@@ -45,7 +46,7 @@ ENGINE_MODULES = ("rtt", "cc", "buffers", "scheduler", "subflow", "pathmanager",
                   "connection", "endpoint", "apps", "netem")
 ENGINE_EXTENSIONS = tuple(f"_cengine.{name}" for name in ENGINE_MODULES)
 
-_registry: dict[str, tuple[str, object]] = {}
+_registry: dict[str, tuple[str, Callable[[Any], None]]] = {}
 
 
 def _compiled_available() -> bool:
@@ -135,7 +136,7 @@ def implementation(name: str, backend: str):
     return importlib.import_module(f"mptcp_fast.{TWINS[name]}.{name}{suffix}")
 
 
-def register(api_module: str, impl_name: str, bind) -> None:
+def register(api_module: str, impl_name: str, bind: Callable[[Any], None]) -> None:
     """Called once by each API module: bind it to the active twin now and on every switch."""
     _registry[api_module] = (impl_name, bind)
     bind(implementation(impl_name, _active))
@@ -215,7 +216,7 @@ def public_class(pure: type, module: str) -> PublicClass:
     documentation tools show the real parameters and methods; calling it still builds the
     active backend's object."""
     import inspect
-    namespace = {name: value for name, value in vars(pure).items()
+    namespace: dict[str, Any] = {name: value for name, value in vars(pure).items()
                  if not name.startswith("_") and (inspect.isfunction(value)
                                                   or isinstance(value, property))}
     namespace.update({

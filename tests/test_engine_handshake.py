@@ -387,6 +387,15 @@ def test_remove_addr_closes_the_subflows_to_that_address(pair):
     assert b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived) == b"after"
 
 
+@pytest.mark.parametrize("address", ["198.18.0.9", bytes([198, 18, 0, 9])])
+def test_an_address_not_the_endpoints_is_named_as_text(backend, address):
+    """The error names the address as text however it was given (packed bytes included)."""
+    endpoint = Endpoint(["198.18.0.1"], Config())
+    with pytest.raises(ValueError) as raised:
+        endpoint.remove_address(address)
+    assert str(raised.value) == "198.18.0.9 is not an address of this endpoint"
+
+
 def test_forged_remove_addr_and_fastclose_are_refused(pair):
     """Off-path forgeries fail TCP's sequence check; an in-window MP_FASTCLOSE with the wrong
     key is counted and ignored (RFC 8684 §3.5, RFC 7430 §3)."""

@@ -6,7 +6,7 @@ points to its own layer or one below it, never up.
     net  sim   the real network (TUN, asyncio, kernel sockets) | virtual time (netem, apps, ...)
     engine  analysis   the sans-IO MPTCP engine | the capture analyzer
     wire       options, packets, crypto, sequence numbers, DSS, the receive pipeline, segments
-    ground     errors, argument checks, the backend switch
+    ground     errors, argument checks, the backend switch, the types the API takes
 
 Layers on one line are side by side: neither imports the other. A module's twins sit in its
 layer's package (mptcp_fast/wire/_options_py.py, compiled from pyx/mptcp_fast/wire/_options_c.pyx
@@ -30,7 +30,7 @@ PACKAGE = os.path.dirname(os.path.abspath(mptcp_fast.__file__))
 
 RANK = {"ground": 0, "wire": 1, "engine": 2, "analysis": 2, "net": 3, "sim": 3, "testing": 4,
         "cli": 5, "face": 6}
-GROUND = {"errors", "_check", "_bytes", "_backend", "_version"}
+GROUND = {"errors", "_check", "_bytes", "_backend", "_version", "_typing"}
 PYX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyx")
 # The compiled engine's modules compiled from the emulator's sources (setup.py's SIMULATION).
 SIMULATION = {"netem": "sim", "apps": "sim"}

@@ -13,12 +13,19 @@ class Stats:
     """What the reader skipped or could use only in part."""
     __slots__ = ("records", "tcp", "non_tcp", "fragments", "truncated_headers",
                  "truncated_payloads", "unknown_link")
+    records: int
+    tcp: int
+    non_tcp: int
+    fragments: int
+    truncated_headers: int
+    truncated_payloads: int
+    unknown_link: int
 
-    def __init__(self):
+    def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
 
 

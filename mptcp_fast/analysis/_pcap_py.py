@@ -107,9 +107,10 @@ def _pcapng_records(f, first: bytes, stats: Stats):
         block_type_le = struct.unpack("<I", head[:4])[0]
         if block_type_le == _PCAPNG_SHB:
             magic = _read_exact(f, 4, offset + 8, "the section byte-order magic")
-            order = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">" if magic == b"\x1a\x2b\x3c\x4d" else None
-            if order is None:
+            found = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">" if magic == b"\x1a\x2b\x3c\x4d" else None
+            if found is None:
                 raise CaptureError(f"corrupt section header at byte {offset}: magic {magic.hex()}")
+            order = found
             length = struct.unpack(order + "I", head[4:8])[0]
             if length < 28 or length % 4 or length > _MAX_RECORD:
                 raise CaptureError(f"corrupt section header at byte {offset}: length {length}")
@@ -282,7 +283,8 @@ def iter_columns(f, stats: Stats, batch: int, payloads: bool, payload_bytes: int
     import numpy as np
 
     batch = max(batch, 1)
-    rows, options_blob, payload_blob = [], bytearray(), bytearray()
+    rows: list[tuple] = []
+    options_blob, payload_blob = bytearray(), bytearray()
 
     def flush():
         out = {name: np.array([row[i] for row in rows], dtype=kind)

@@ -15,6 +15,8 @@ Same results, counters and event texts as the compiled twin.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..wire.serial import MASK32 as _MASK32, MASK64 as _MASK64, expand_seq
@@ -41,12 +43,14 @@ class Tracker:
     def __init__(self, verify_checksum, checksum_budget: int, connection_checksum_budget: int):
         self._verify = verify_checksum
         self._budget = ChecksumBudget(checksum_budget, connection_checksum_budget)
-        self._flows = {}              # either_way_key -> sid
-        self._clients = []            # sid -> (client address padded, client port)
-        self._sides = []              # sid -> (SubflowReceiver up, down) or None when not analysed
-        self._streams = []            # DataReceiver, in (up, down) pairs per connection
-        self.events = []              # TrackerEvent
-        self.row_sides = None         # 2 * sid + direction per row of the batch, or -1
+        self._flows: dict[bytes, int] = {}    # either_way_key -> sid
+        self._clients: list[tuple[bytes, int]] = []   # sid -> (client address padded, port)
+        # sid -> (SubflowReceiver up, down) or None when not analysed
+        self._sides: list[Any] = []
+        self._streams: list[DataReceiver] = []   # in (up, down) pairs per connection
+        self.events: list[Any] = []          # TrackerEvent
+        # 2 * sid + direction per row of the batch, or -1
+        self.row_sides: np.ndarray | None = None
         self.stopped = None           # (sid, direction) of the row run() stopped at, or None
 
     # -- set-up, from the analyzer

@@ -27,6 +27,7 @@ import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class Direction:
     queue: dss.ReassemblyQueue | None = None
     sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     delivered: int = 0
-    dump: object = None                      # an open file when dumping streams
+    dump: BinaryIO | None = None             # an open file when dumping streams
 
     def drain(self) -> None:
         """Hash (and dump) the bytes rebuilt in order so far."""
@@ -458,7 +459,7 @@ class Analyzer:
         ``malformed_options`` and ``connections`` (the schema of ``mptcp-fast analyze
         --json`` without ``capture``)."""
         self._take_tracker_events()
-        out = {"packets": self.packets, "mptcp_packets": self.mptcp_packets,
+        out: dict[str, Any] = {"packets": self.packets, "mptcp_packets": self.mptcp_packets,
                "malformed_options": self.malformed_options, "connections": []}
         for conn in self.connections:
             out["connections"].append(self._connection_dict(conn))
@@ -531,10 +532,10 @@ def _hex(value, width=16):
 
 
 
-_impl = None
+_impl: Any = None      # the active twin, _tracking_c or _tracking_py
 
 
-def _bind(impl) -> None:
+def _bind(impl: Any) -> None:
     global _impl
     _impl = impl
 

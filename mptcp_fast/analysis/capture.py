@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -50,12 +51,12 @@ class TcpSegment:
     offset: int                 # byte offset of the record in the file
 
     @property
-    def src_ip(self):
+    def src_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         """The source address as an ``ipaddress.IPv4Address`` or ``IPv6Address``."""
         return ipaddress.ip_address(self.src)
 
     @property
-    def dst_ip(self):
+    def dst_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         """The destination address as an ``ipaddress.IPv4Address`` or ``IPv6Address``."""
         return ipaddress.ip_address(self.dst)
 
@@ -76,15 +77,16 @@ class CaptureReader:
     a file that is no pcap or pcapng, after yielding every segment before it.
     """
 
-    def __init__(self, file):
+    def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self._impl = _impl
         self.stats = Stats()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[TcpSegment]:
         return self._impl.iter_segments(self._file, self.stats, TcpSegment)
 
-    def columns(self, batch: int = 65536, payloads: bool = True, payload_bytes: int = 1 << 24):
+    def columns(self, batch: int = 65536, payloads: bool = True,
+                payload_bytes: int = 1 << 24) -> Iterator[dict[str, np.ndarray]]:
         """Decode the file into batches of numpy columns, in one compiled pass per batch.
 
         Each batch is a dict: ``number`` (int64), ``time`` (float64), ``interface``,
@@ -113,10 +115,10 @@ class CaptureReader:
         """Close the file."""
         self._file.close()
 
-    def __enter__(self):
+    def __enter__(self) -> CaptureReader:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -162,7 +164,7 @@ def check_columns(cols) -> int:
     if not isinstance(number, np.ndarray) or number.ndim != 1:
         raise CaptureError("column 'number' must be a one-dimensional numpy array")
     n = len(number)
-    shapes = {name: (n,) for name in COLUMN_TYPES}
+    shapes: dict[str, tuple[int, ...]] = {name: (n,) for name in COLUMN_TYPES}
     shapes.update(src=(n, 16), dst=(n, 16))
     types = dict(COLUMN_TYPES, src="uint8", dst="uint8")
     for name, shape in shapes.items():
@@ -199,10 +201,10 @@ def _check_ranges(what: str, starts, lengths, blob_length: int, used) -> None:
                            f"({blob_length} bytes)")
 
 
-_impl = None
+_impl: Any = None      # the active twin, _pcap_c or _pcap_py
 
 
-def _bind(impl) -> None:
+def _bind(impl: Any) -> None:
     global _impl
     _impl = impl
 

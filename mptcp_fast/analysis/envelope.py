@@ -36,7 +36,8 @@ def _bins(values, low: float, high: float, count: int):
     return np.clip(scaled.astype(np.int64), 0, count - 1)
 
 
-def scatter_cells(x, y, xlim, ylim, shape) -> np.ndarray:
+def scatter_cells(x, y, xlim: tuple[float, float], ylim: tuple[float, float],
+                  shape) -> np.ndarray:
     """Indices of the first point of each occupied cell of a ``shape`` = (columns, rows) grid
     over ``xlim`` x ``ylim``. With at least as many columns and rows as the figure has pixels
     across and down, no two kept points share a pixel-sized cell and every occupied one is
@@ -52,7 +53,7 @@ def scatter_cells(x, y, xlim, ylim, shape) -> np.ndarray:
     return np.sort(starts[_first_of_each(cell[starts])])
 
 
-def line_envelope(x, y, xlim, columns: int) -> np.ndarray:
+def line_envelope(x, y, xlim: tuple[float, float], columns: int) -> np.ndarray:
     """Indices of the first, last, lowest and highest point of each of ``columns`` equal
     columns over ``xlim``, for a line whose ``x`` never decreases."""
     n = len(x)

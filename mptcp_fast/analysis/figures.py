@@ -15,6 +15,7 @@ import signal
 import sys
 from collections import deque
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -300,7 +301,7 @@ class FigureWorker:
         if self._sender is None:
             import queue
             import threading
-            self._jobs = queue.SimpleQueue()
+            self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
             self._sender = threading.Thread(target=self._send_jobs, daemon=True)
             self._sender.start()
         self._jobs.put((figures, directory))
@@ -428,6 +429,8 @@ def _serve(connection, parent_end) -> None:
     from multiprocessing.connection import wait
     jobs: deque = deque()                 # [outcomes by figure, figures left], in order
     answered: list = []                   # forks that answered, waited for once it is told
+    ready: Any                            # what wait() gives: our pipe or a fork's, told apart
+    entry: list[Any]                      # by identity
     listening = True
     while listening or drawing:
         for ready in wait(([connection] if listening else []) + list(drawing)):

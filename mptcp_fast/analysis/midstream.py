@@ -262,7 +262,7 @@ def _place(sides) -> Survey:
             intervals.append((side.acked_lo, side.acked_hi, (key, "acked")))
     intervals.sort(key=lambda item: item[0])
     space_of = {}
-    spaces = []                              # [lo, hi]
+    spaces: list[list[int]] = []             # [lo, hi]
     for lo, hi, tag in intervals:
         if spaces and lo - spaces[-1][1] <= GAP:
             spaces[-1][1] = max(spaces[-1][1], hi)

@@ -91,8 +91,9 @@ class PacketTableBuilder:
     def finish(self) -> "PacketTable":
         import ipaddress
         if self._columns is None:        # no packet at all: the layout of an empty read
-            columns = {"connection": np.zeros(0, np.int32), "subflow": np.zeros(0, np.int32),
-                       "side": np.zeros(0, np.int64)}
+            columns: dict[str, np.ndarray] = {
+                "connection": np.zeros(0, np.int32), "subflow": np.zeros(0, np.int32),
+                "side": np.zeros(0, np.int64)}
             columns.update({name: np.zeros(0) for name in PACKET_COLUMNS})
         else:
             columns = {name: self._columns[name][:self._rows]
@@ -109,7 +110,9 @@ class PacketTableBuilder:
         lookup = np.zeros(len(present), np.int64)
         lookup[sides] = np.arange(len(sides))
         code = lookup[side]
-        texts, src_code, dst_code = [], [], []
+        texts: list[str] = []
+        src_code: list[int] = []
+        dst_code: list[int] = []
         index = {}
         for s in sides.tolist():
             client, server = self._labels[s >> 1]

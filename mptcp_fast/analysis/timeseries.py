@@ -268,7 +268,7 @@ def each_model_series(model, delivery_pairs: bool = True, ready=None):
     bounds = np.searchsorted(connection[order], numbers + [max(numbers, default=0) + 1])
     for k, conn in enumerate(model.connections):
         if bounds[k + 1] - bounds[k] == len(order):
-            rows = slice(None)                         # one connection: every row
+            rows: slice | np.ndarray = slice(None)     # one connection: every row
         else:
             rows = order[bounds[k]:bounds[k + 1]]
         yield _series(_facts_of_model(conn), _take(packets, rows), conn.number,

@@ -94,7 +94,8 @@ def _spool_stdin() -> tuple[str, bool]:
     interrupted = False
     with spool:
         try:                              # read1: what the pipe has now, so that Ctrl-C
-            while chunk := sys.stdin.buffer.read1(1 << 20):      # loses nothing read
+            while chunk := sys.stdin.buffer.read1(1 << 20):  # type: ignore[union-attr]  # (a
+                # BufferedReader, as the interpreter opens it) loses nothing read
                 spool.write(chunk)
         except KeyboardInterrupt:
             interrupted = True

@@ -24,7 +24,9 @@ class _Progress:
 
     def __init__(self, size: int, shown: bool):
         self.size, self.shown = size, shown
-        self.run, self.delivered, self.finished = None, 0, []
+        self.run: str | None = None
+        self.delivered = 0
+        self.finished: list[str] = []
         self.bar = None
 
     def __call__(self, run: str, delivered: int) -> None:

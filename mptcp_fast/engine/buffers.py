@@ -31,7 +31,7 @@ def _diff64(a: int, b: int) -> int:
 
 class Unsent:
     def __init__(self):
-        self._pieces = deque()
+        self._pieces: deque[memoryview] = deque()
         self.size = 0
 
     def __len__(self) -> int:
@@ -79,8 +79,8 @@ class Retained:
 
     def __init__(self, base: int):
         self.base = base
-        self._starts = []                         # offsets from base, increasing
-        self._pieces = []
+        self._starts: list[int] = []              # offsets from base, increasing
+        self._pieces: list[bytes] = []
         self._head = 0
         self._end = 0                             # offset one past the last byte
         self.size = 0

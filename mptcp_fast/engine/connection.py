@@ -26,6 +26,7 @@ for what it needs through a small interface the connection implements (``PathOwn
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
 
 import cython
 
@@ -44,6 +45,10 @@ from .buffers import Retained, Unsent
 from .subflow import MAX_CHUNK, Chunk, Subflow, SubflowOwner
 from .pathmanager import PathManager, PathOwner, _text
 from .fallback import Fallback, FallbackOwner
+
+if TYPE_CHECKING:
+    from mptcp_fast._typing import Address, BytesLike
+    from mptcp_fast.wire._receiver_py import SubflowReceiver
 
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
     from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, _diff32
@@ -156,43 +161,48 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.subflows: list[Subflow] = []           # live ones (CLOSED ones leave the list)
         self.all_subflows: list[Subflow] = []
         self.local_key, self.local_token = endpoint.tokens.new_key(self)
-        self.remote_key = None
-        self.keys = None                            # crypto.KeyContext once both keys are known
+        self.remote_key: int | None = None
+        self.keys: crypto.KeyContext | None = None  # once both keys are known
         self.established = False                    # the MP_CAPABLE handshake completed
         self.fully_established = False              # RFC 8684 §3.1: the peer has our key too
-        self.terminated = None                      # its CloseReason, once it is gone
-        self.local_first_dsn = self.remote_first_dsn = None
-        self.syn_key = None
+        self.terminated: CloseReason | None = None  # once it is gone
+        self.local_first_dsn: int | None = None
+        self.remote_first_dsn: int | None = None
+        self.syn_key: int | None = None
         self.half_open = False
-        self.local = self.remote = None             # the initial subflow's (address, port)
+        # the initial subflow's (address, port)
+        self.local: tuple[bytes, int] | None = None
+        self.remote: tuple[bytes, int] | None = None
         self.pm = PathManager(self, endpoint, cid, is_client, self.subflows)
         self.fb = Fallback(self, cid)               # fallback, DSS checksums, MP_FAIL
         # -- sending (RFC 8684 §3.3)
-        self.allocator = None                       # dss.DsnAllocator
+        self.allocator: dss.DsnAllocator | None = None
         self.unsent = Unsent()                      # taken by send(), not yet given DSNs
-        self.retained = None                        # Retained: sent, not yet DATA_ACKed
-        self.reinject = deque()                     # (dsn, length) to send again elsewhere
-        self.redundant_sent = {}                    # subflow id -> DSN sent up to (redundant)
-        self.peer_edge = None                       # right edge of the peer's window (a DSN)
+        self.retained: Retained | None = None       # sent, not yet DATA_ACKed
+        self.reinject: deque[tuple[int, int]] = deque()   # (dsn, length) to send again
+        self.redundant_sent: dict[int, int] = {}    # subflow id -> DSN sent up to (redundant)
+        self.peer_edge: int | None = None           # right edge of the peer's window (a DSN)
         self.peer_window_max = 0                    # the largest window the peer offered
         self.local_closed = False                   # close() was called
-        self.fin_dsn = None                         # our DATA_FIN's DSN once it is sent
+        self.fin_dsn: int | None = None             # our DATA_FIN's DSN once it is sent
         self.fin_acked = False
-        self.fin_at = None
+        self.fin_at: float | None = None
         self.fin_backoff = 0
-        self.persist_at = None
+        self.persist_at: float | None = None
         self.persist_backoff = 0
         # the data-level retransmission timer (RFC 8684 §3.3.6, Linux's mptcp_retransmit_timer):
         # armed while sent data waits for its DATA_ACK; three numbers whatever the peer does
-        self.retrans_at = None                      # when it fires (None: disarmed)
+        self.retrans_at: float | None = None        # when it fires (None: disarmed)
         self.progress_at = 0.0                      # the DATA_ACK last moved (or the wait began)
         self.retrans_backoff = 0                    # expiries since, at most RETRANS_BACKOFF_MAX
         # -- receiving
-        self.queue = None
-        self.receiver = None
-        self.receiver_side = {}                     # subflow id -> receiver.SubflowReceiver
-        self.anomalies = []                         # receiver.Event: conflicts, unmapped data...
-        self.events = []                            # a few at a time: a list (C calls compiled)
+        self.queue: dss.ReassemblyQueue | None = None
+        self.receiver: receiver.DataReceiver | None = None
+        self.receiver_side: dict[int, SubflowReceiver] = {}   # by subflow id
+        self.anomalies: list[receiver.Event] = []   # conflicts, unmapped data...
+        # a few at a time: a list (C calls compiled); Events, and _DATA and _EOF that mark
+        # data and the end of the stream to read from the queue
+        self.events: list[Any] = []
         self.eof_reported = False
         self.advertised = self.receive_window
         self.read_in_round = 0                      # bytes read since round_started (autotuning)
@@ -216,7 +226,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 f"subflows={len(self.subflows)} terminated={self.terminated}>")
 
     # ================================================================ the user's calls
-    def send(self, data, end_stream: bool = False) -> int:
+    def send(self, data: BytesLike, end_stream: bool = False) -> int:
         """Queue ``data`` for sending; return how many bytes were taken (the rest does not fit
         ``Config.send_buffer`` now: offer it again after the peer acknowledged some). With
         ``end_stream`` the DATA_FIN follows once every byte was taken.
@@ -273,7 +283,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.terminated:
             return
         now = self.endpoint.now if now is None else now
-        extra = []
+        extra: list[opt.Option] = []
         if self.fb.reason:
             pass                                      # plain TCP: a bare RST
         elif self.remote_key is not None:
@@ -286,7 +296,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.endpoint.touch(self)
 
     # -- the user's path manager (RFC 8684 §3.4): pathmanager.PathManager does the work
-    def join(self, local_address, remote=None, *, backup: bool | None = None,
+    def join(self, local_address: Address, remote: tuple[Address, int] | None = None, *,
+             backup: bool | None = None,
              now: float | None = None) -> int:
         """Open one more subflow from ``local_address`` (an address of the endpoint) to ``remote``
         ((address, port); the initial subflow's by default); returns its subflow id.
@@ -306,7 +317,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         """
         return self.pm.join(local_address, remote, backup, now)
 
-    def announce(self, address, port: int | None = None, now: float | None = None) -> int:
+    def announce(self, address: Address, port: int | None = None,
+                 now: float | None = None) -> int:
         """Announce one of our addresses to the peer with ADD_ADDR (RFC 8684 §3.4.1, HMAC'd
         with our key), resent until the peer echoes it; returns its address id.
 
@@ -350,7 +362,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
 
     # -- what the components hold, read as before
     @property
-    def fallback(self):
+    def fallback(self) -> str | None:
         """Why the connection fell back to TCP (RFC 8684 §3.7), or None."""
         return self.fb.reason
 
@@ -375,7 +387,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def removal_refuted(self) -> int:
         return self.pm.removal_refuted
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Counters of the connection and each subflow (bytes, retransmissions, RTT, cwnd)."""
         return {
             "id": self.id, "subflows": [
@@ -399,7 +411,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         }
 
     # ================================================================ events
-    def next_event(self, max_data: int = MAX_READ):
+    def next_event(self, max_data: int = MAX_READ) -> ev.Event | None:
         """The next event of this connection, or None. Data is read from the queue here, at
         most ``max_data`` bytes per event (a reader that buffers little asks for little: a
         larger piece would sit in its buffer, copied again each time the buffer grows)."""
@@ -1624,7 +1636,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
 # dispatches QUIC frames: handler(connection, subflow, option, segment, now), true when the
 # segment's processing ends there (the connection ended or fell back). A type not listed is
 # counted in ``ignored_options``.
-_OPTION_HANDLERS = {
+_OPTION_HANDLERS: dict[type, Callable[..., object]] = {
     opt.MpCapable: Connection._on_mpc,              # the server's first data (RFC 8684 §3.1)
     opt.AddAddr: Connection._on_add_addr,           # RFC 8684 §3.4.1 (pathmanager.py)
     opt.AddAddrV0: Connection._on_add_addr,         # RFC 6824 §3.4.1

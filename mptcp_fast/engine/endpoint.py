@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from typing import TYPE_CHECKING, Iterable
 
 import cython
 
@@ -42,6 +43,13 @@ from .subflow import Subflow
 
 if not cython.compiled:     # compiled: the C enum, cimported by endpoint.pxd
     from .subflow import TIME_WAIT
+    # the C reader's name in the compiled branch of receive_packet (endpoint.pxd cimports it);
+    # the pure run reads through the active twin's reader instead
+    from mptcp_fast.wire._segment_py import read as read_packet  # noqa: F401
+
+if TYPE_CHECKING:
+    from mptcp_fast._typing import Address, BytesLike
+    from mptcp_fast.engine.events import Event
 
 __all__ = ["Endpoint"]
 
@@ -82,8 +90,8 @@ class Endpoint:
             connections whose send space grew.
     """
 
-    def __init__(self, addresses, config: Config | None = None,
-                 random: RandomSource | None = None):
+    def __init__(self, addresses: Iterable[Address], config: Config | None = None,
+                 random: RandomSource | None = None) -> None:
         self.config = config if config is not None else Config()
         if not isinstance(self.config, Config):
             raise TypeError("config must be a mptcp_fast.engine.Config")
@@ -99,26 +107,29 @@ class Endpoint:
         self._address_ids = {a: i + 1 for i, a in enumerate(self.addresses)}   # stable ids
         self.listening: set[int] = set()
         self.connections: dict[int, Connection] = {}
-        self.tokens = crypto.TokenTable(self.config.max_connections,
+        self.tokens: crypto.TokenTable[Connection] = crypto.TokenTable(
+            self.config.max_connections,
                                         version=self.config.version, key_source=self.random.key)
         isn_secret = self.config.isn_secret
         self.isn = IsnGenerator(self.random.secret() if isn_secret is None else isn_secret)
         self.cookies = SynCookies(self.random.secret())
         self.half_open = 0                  # server handshakes waiting for their third ACK
-        self.counts = Counter()             # drops and refusals by reason (see ``stats``)
+        self.counts: Counter[str] = Counter()   # drops and refusals by reason (see ``stats``)
         self.packets_received = self.packets_sent = 0
         self.now = 0.0
-        self._subflows = {}                 # flow_key(local, lport, remote, rport) -> Subflow
+        self._subflows: dict[bytes, Subflow] = {}   # by flow_key(local, lport, remote, rport)
         self._port_range = EPHEMERAL_PORTS  # read once: the counts below stay consistent
-        self._ports_taken = {}              # (local, remote, rport) -> subflows in the range
+        self._ports_taken: dict[tuple[bytes, bytes, int], int] = {}
+        #                                     (local, remote, rport) -> subflows in the range
         self._next_id = 0
-        self._out = []
-        self._dirty = {}                    # connections to flush (insertion-ordered)
-        self._with_events = []              # connections with events, in order (a short list)
+        self._out: list[bytes] = []
+        self._dirty: dict[Connection, None] = {}  # connections to flush (insertion-ordered)
+        self._with_events: list[Connection] = []  # connections with events, in order (a few)
         self.watch_send_space = False       # list connections whose send space grew
-        self._with_space = []               # (connections_with_send_space)
-        self._timers = []                   # (time, order, connection) heap, stale entries skipped
-        self._timer_of = {}                 # connection id -> time in the heap
+        self._with_space: list[Connection] = []   # (connections_with_send_space)
+        # (time, order, connection) heap, stale entries skipped
+        self._timers: list[tuple[float, int, Connection]] = []
+        self._timer_of: dict[int, float] = {}     # connection id -> time in the heap
         self._order = 0
         self._number = 0
         self._read = segment.reader()       # the twin bound now: an engine keeps its reader
@@ -134,7 +145,7 @@ class Endpoint:
         """
         self.listening.add(_check.in_range("port", port, 1, 65535))
 
-    def add_address(self, address) -> None:
+    def add_address(self, address: Address) -> None:
         """One more local address (an interface comes up, or comes back): connections join
         from it or announce it as ``Config.subflow_addresses`` / ``signal_addresses`` say."""
         packed = _check.address("address", address)
@@ -147,7 +158,7 @@ class Endpoint:
                 conn.signal(self.now)                      # a "signal" one is announced
                 self.touch(conn)
 
-    def remove_address(self, address, now: float | None = None) -> None:
+    def remove_address(self, address: Address, now: float | None = None) -> None:
         """An address went away: its subflows are reset (SubflowClosed "address removed"), the
         data they held is reinjected on the others, the peer hears REMOVE_ADDR on a remaining
         subflow (RFC 8684 §3.4.2), and no new subflow will use it.
@@ -167,7 +178,7 @@ class Endpoint:
         self.addresses.remove(packed)
         self._own.discard(packed)
 
-    def own_address(self, address) -> bytes:
+    def own_address(self, address: Address) -> bytes:
         """``address`` packed, when it is one of the endpoint's addresses.
 
         Raises:
@@ -175,10 +186,11 @@ class Endpoint:
         """
         packed = _check.address("address", address)
         if packed not in self._own:
-            raise ValueError(f"{address} is not an address of this endpoint")
+            raise ValueError(f"{_text(packed)} is not an address of this endpoint")
         return packed
 
-    def connect(self, remote, now: float, local_address=None) -> Connection:
+    def connect(self, remote: tuple[Address, int], now: float,
+                local_address: Address | None = None) -> Connection:
         """Open an MPTCP connection: its SYN with MP_CAPABLE is in the next
         ``packets_to_send``; ``ConnectionEstablished`` follows when the handshake completes.
 
@@ -220,7 +232,7 @@ class Endpoint:
         """
         return self.connections[cid]
 
-    def next_event(self):
+    def next_event(self) -> Event | None:
         """The next event of any connection (``ConnectionEstablished``, ``SubflowEstablished``,
         ``DataReceived``, ``EndOfStream``, ``SubflowClosed``, ``ConnectionTerminated``, ...),
         in the order they happened per connection, or None when there is none."""
@@ -234,7 +246,7 @@ class Endpoint:
             conn._queued = False
         return None
 
-    def connections_with_events(self) -> list:
+    def connections_with_events(self) -> list[Connection]:
         """The connections with events waiting, each once, for a caller that reads events per
         connection (``conn.next_event()``) so that it can stop reading one whose application
         does not keep up (its receive window then closes). Such a connection comes back here
@@ -245,7 +257,7 @@ class Endpoint:
             conn._queued = False
         return queued
 
-    def connections_with_send_space(self) -> list:
+    def connections_with_send_space(self) -> list[Connection]:
         """With ``watch_send_space`` set: the connections whose send space may have grown
         since the last call (the peer acknowledged data or offered a larger window), each
         once. An application that stops feeding a connection whose ``send_space`` is 0 feeds
@@ -258,7 +270,7 @@ class Endpoint:
 
     # ================================================================ sans-IO face
     @property
-    def stats(self) -> Counter:
+    def stats(self) -> Counter[str]:
         """What the endpoint counted, by name (a snapshot): ``packets_received``,
         ``packets_sent``, and every packet dropped or refused, by reason."""
         stats = Counter(self.counts)
@@ -266,7 +278,7 @@ class Endpoint:
         stats["packets_sent"] = self.packets_sent
         return stats
 
-    def receive_packet(self, data, now: float) -> None:
+    def receive_packet(self, data: BytesLike, now: float) -> None:
         """Take one whole IP packet (IPv4 or IPv6, from the IP header on) from the network.
 
         Never raises for the packet's content: a damaged packet (bad checksum, truncated,
@@ -287,7 +299,7 @@ class Endpoint:
         if type(found) is int:                  # a status: the packet is dropped
             self.counts["dropped_" + segment.STATUS[found][0].replace(" ", "_")] += 1
             return
-        seg = found
+        seg: segment.Incoming = found  # type: ignore[assignment]  # (an Incoming: not a status)
         self.packets_received += 1
         if seg.malformed_options:
             self.counts["malformed_options"] += seg.malformed_options
@@ -301,12 +313,12 @@ class Endpoint:
             return
         self._unplaced(seg, now)
 
-    def receive_packets(self, packets, now: float) -> None:
+    def receive_packets(self, packets: Iterable[bytes], now: float) -> None:
         """A batch of packets that arrived together."""
         for data in packets:
             self.receive_packet(data, now)
 
-    def packets_to_send(self, now: float) -> list:
+    def packets_to_send(self, now: float) -> list[bytes]:
         """Every packet the engine has to send now, as a list of whole IP packets (bytes):
         handshakes, data, ACKs, retransmissions. Call it after every ``receive_packet``,
         ``handle_timer`` and call on a connection (``send``, ``close``, ...)."""
@@ -321,7 +333,7 @@ class Endpoint:
         self.packets_sent += len(out)
         return out
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         """The earliest time ``handle_timer`` must be called, or None (it may be a little
         early: a connection whose timer moved later is then simply re-armed)."""
         timers = self._timers
@@ -523,7 +535,7 @@ class Endpoint:
         with_ts = seg.tsval is not None
         isn, _ = self.cookies.make(seg.dst, seg.dport, seg.src, seg.sport, seg.seq,
                                    seg.mss or 536, now)
-        area = [opt.Mss(config.mss)]
+        area: list[opt.Option] = [opt.Mss(config.mss)]
         if with_ts:
             if seg.sack_permitted:
                 area.append(opt.SackPermitted())

@@ -19,8 +19,6 @@ as C fields.
 
 from __future__ import annotations
 
-import cython
-
 from ..wire import options as opt
 from mptcp_fast.engine import events as ev
 from mptcp_fast.engine.events import CloseReason
@@ -69,11 +67,11 @@ class Fallback:
 
     def __init__(self, owner, cid: int):
         self.owner, self.id = owner, cid
-        self.reason = None                          # why it fell back to TCP (RFC 8684 §3.7)
+        self.reason: str | None = None              # why it fell back to TCP (RFC 8684 §3.7)
         self.reported = False                       # FellBackToTcp was queued
         self.reportable = False                     # ConnectionEstablished was queued
         self.checksums = False                      # DSS checksums negotiated (RFC 8684 §3.3.1)
-        self.pending_fail = None                    # an MP_FAIL to send (its DSN)
+        self.pending_fail: int | None = None        # an MP_FAIL to send (its DSN)
         self.send_infinite_mapping = False          # the one DSS of length 0 after MP_FAIL
         self.hold = ChecksumHold()                  # checksummed mappings collecting their bytes
         self.checksums_verified = 0                 # mappings whose DSS checksum was right

@@ -32,9 +32,9 @@ class Held:
     def __init__(self, dsn: int, start: int, payload_length: int, data_len: int, checksum: int):
         self.dsn, self.start, self.end = dsn, start, start + payload_length
         self.data_len, self.checksum = data_len, checksum
-        self.pieces = []
+        self.pieces: list[tuple[int, bytes]] = []
         self.missing = payload_length
-        self.ok = None
+        self.ok: bool | None = None
 
     def add(self, seq: int, payload, lo: int, hi: int) -> None:
         """Keep subflow bytes [lo, hi) of ``payload`` (which starts at ``seq``) that are not

@@ -193,11 +193,12 @@ class PathManager:
         self.config = endpoint.config
         self.version = self.config.version
         self.subflows = subflows                    # the connection's live subflows (read only)
-        self.remote_addresses = {}                  # peer address id -> (address, port) announced
-        self.pending_echo = []                      # ADD_ADDR echoes owed
-        self.pending_remove = []                    # our address ids to REMOVE_ADDR
-        self.announcing = {}                        # address id -> Announcement
-        self.announced = set()                      # address ids the peer has (echoed)
+        # peer address id -> (address, port) announced
+        self.remote_addresses: dict[int, tuple[bytes, int]] = {}
+        self.pending_echo: list[opt.Option] = []    # ADD_ADDR echoes owed
+        self.pending_remove: list[int] = []         # our address ids to REMOVE_ADDR
+        self.announcing: dict[int, Announcement] = {}   # address id -> Announcement
+        self.announced: set[int] = set()            # address ids the peer has (echoed)
         self.add_addr_accepted = 0                  # announced addresses joined (the limit's)
         self.peer_denies_initial = False            # the SYN/ACK's C flag (RFC 8684 §3.1)
         self.joins_due = False                      # the client's joins open at the next flush
@@ -242,8 +243,8 @@ class PathManager:
         packed = self.endpoint.own_address(address)
         address_id = self.endpoint.address_id(owner, packed)
         if self.version == 1:                        # RFC 8684 §3.4.1: HMAC'd, echoed
-            option = opt.AddAddr(address_id, packed, port,
-                                 keys.add_addr_hmac(address_id, packed, port))
+            option: opt.Option = opt.AddAddr(address_id, packed, port,
+                                             keys.add_addr_hmac(address_id, packed, port))
         elif self.config.add_addr2:                  # the rfc6824bis-00 ADD_ADDR2: HMAC'd
             option = opt.AddAddr2(address_id, packed, port,
                                   keys.add_addr_hmac(address_id, packed, port, addaddr2=True))

@@ -78,7 +78,7 @@ class Redundant(Scheduler):
     name = "redundant"
 
     def pick(self, subflows, size: int, backlog: int = 0) -> list:
-        return LowestRtt.pick(self, subflows, size, backlog)
+        return LowestRtt.pick(self, subflows, size, backlog)  # type: ignore[arg-type]  # its rule
 
 
 class Ecf(Scheduler):
@@ -99,7 +99,7 @@ class Ecf(Scheduler):
         pool = [s for s in _candidates(subflows)]
         measured = [s for s in pool if s.srtt]
         if not measured:
-            return LowestRtt.pick(self, subflows, size, backlog)
+            return LowestRtt.pick(self, subflows, size, backlog)  # type: ignore[arg-type]
         fastest = min(measured, key=lambda s: s.srtt)
         if fastest.has_room(size):
             self.waiting = False

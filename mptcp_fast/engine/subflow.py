@@ -217,13 +217,13 @@ class Subflow:
         self.prio_pending = False            # an MP_PRIO to send on this subflow
         self.local_address_id = local_address_id
         self.remote_address_id = remote_address_id
-        self.closed_reason = None            # a CloseReason once it is CLOSED
-        self.reset_reason = None             # the MP_TCPRST reason of a RST received
+        self.closed_reason: CloseReason | None = None   # once it is CLOSED
+        self.reset_reason: int | None = None   # the MP_TCPRST reason of a RST received
         self.reported = False                # SubflowClosed was queued
         # -- send side (RFC 9293 §3.3.1)
         self.iss = iss
         self.snd_una = self.snd_nxt = 0      # relative: the SYN is 0
-        self.sent = []                       # _Sent, from index sent_head on
+        self.sent: list[_Sent] = []          # from index sent_head on
         self.sent_head = 0
         self.pipe = 0                        # RFC 6675 §4, bytes
         self.fin_sent = False
@@ -240,8 +240,9 @@ class Subflow:
         # -- receive side
         self.irs = 0
         self.rcv_nxt = 0
-        self.ooo = []                        # [start, end] received above rcv_nxt, merged
-        self.recent_block = None             # the block holding the latest out-of-order data
+        self.ooo: list[list[int]] = []       # [start, end] received above rcv_nxt, merged
+        # the block holding the latest out-of-order data
+        self.recent_block: tuple[int, int] | None = None
         self.rcv_wscale = _window_shift(config.receive_window)
         self.map_ssn = self.map_dsn = self.map_length = -1    # the mapping stored last
         # the per-segment Config values, read once (Config is frozen): C fields when compiled
@@ -253,10 +254,10 @@ class Subflow:
         # -- ACK policy
         self.ack_pending = False             # an ACK is owed: the next segment or a pure ACK
         self.unacked_segments = 0            # full segments received since the last ACK sent
-        self.delack_at = None
+        self.delack_at: float | None = None
         # -- timers and recovery
         self.rtt = RttEstimator(config.min_rto, config.max_rto)
-        self.rto_at = None
+        self.rto_at: float | None = None
         self.timeouts = 0                    # RTOs in a row without progress
         self.stale = False
         self.timed_end = 0                   # the one segment being timed: its end (0: none)
@@ -267,11 +268,11 @@ class Subflow:
         self.high_sacked = 0                 # highest SACKed sequence end seen
         self.loss_scan = 0                   # below this, unSACKed segments were examined
         self.syn_sent_count = 0
-        self.syn_time = None
-        self.timewait_at = None
-        self.keepalive_at = None             # when to probe an idle subflow (Config.keepalive)
+        self.syn_time: float | None = None
+        self.timewait_at: float | None = None
+        self.keepalive_at: float | None = None   # when to probe an idle one (Config.keepalive)
         self.keepalive_probes = 0
-        self.removal_at = None               # a REMOVE_ADDR's probe awaits an answer until then
+        self.removal_at: float | None = None   # a REMOVE_ADDR's probe awaits an answer until
         self.removal_probes = 0
         self.last_invalid_ack = -INVALID_ACK_INTERVAL   # when a throttled ACK last went out
         self.window = cc.add_subflow(self._payload_size_for(self.own_mss))
@@ -509,7 +510,7 @@ class Subflow:
 
     def _sack_blocks(self, room: int) -> list:
         """At most ``room`` blocks, the one holding the latest arrival first (RFC 2018 §4)."""
-        blocks = []
+        blocks: list[tuple[int, ...]] = []
         if self.recent_block is not None:
             blocks.append(self.recent_block)
         for block in reversed(self.ooo):

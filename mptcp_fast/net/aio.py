@@ -29,9 +29,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable
 
 from ..engine import Config, Endpoint
 from ..engine import events as ev
+
+if TYPE_CHECKING:
+    from .._typing import Address
+    from ..engine.connection import Connection
+    from .tun import TunDevice
 
 __all__ = ["Stack", "MptcpStreamWriter", "open_connection", "start_server"]
 
@@ -41,6 +47,9 @@ __all__ = ["Stack", "MptcpStreamWriter", "open_connection", "start_server"]
 # drain() waits (with 64 KiB, 2,000 proxied echoes took a fifth longer).
 READ_LIMIT = 1 << 16              # bytes a reader buffers before the engine stops feeding it
 WRITE_LIMIT = 1 << 20             # bytes waiting beyond the send space before drain() waits
+
+# what start_server calls for every connection: a coroutine function of (reader, writer)
+Handler = Callable[[asyncio.StreamReader, "MptcpStreamWriter"], Coroutine[Any, Any, object]]
 
 
 DEVICE_POLL = 0.001               # seconds: the device is read at least this often while
@@ -75,19 +84,21 @@ class MptcpStreamWriter:
     was reset or aborted, ``write`` and ``drain`` raise ``ConnectionResetError``.
     """
 
-    def __init__(self, stack: "Stack", conn):
+    stack: Stack          # set by the module's open_connection (its own Stack, closed with it)
+
+    def __init__(self, stack: Stack, conn: Connection) -> None:
         self._stack = stack
         self._conn = conn
-        self._pending = collections.deque()          # bytes the connection did not take yet
+        self._pending: collections.deque[bytes] = collections.deque()   # not taken yet
         self._pending_bytes = 0
         self._closing = False
         self._eof_requested = False
-        self._drained = None                         # a Future while drain() waits
+        self._drained: asyncio.Future[None] | None = None   # a Future while drain() waits
         self._closed = stack._loop.create_future()
-        self._error = None
+        self._error: Exception | None = None
 
     # -- writing
-    def write(self, data) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` (bytes-like) for the connection; ``drain()`` waits while much is
         queued.
 
@@ -104,7 +115,7 @@ class MptcpStreamWriter:
             self._pending_bytes += len(data)
             self._stack._push(self)
 
-    def writelines(self, lines) -> None:
+    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
         """``write`` each of ``lines``."""
         for line in lines:
             self.write(line)
@@ -162,7 +173,7 @@ class MptcpStreamWriter:
         """The writer itself (code written for asyncio reads ``writer.transport``)."""
         return self
 
-    def get_extra_info(self, name: str, default=None):
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``"peername"`` and ``"sockname"`` (the initial subflow's (address, port)),
         ``"subflows"`` (a list of (local, remote) pairs of the live subflows),
         ``"connection"`` (the engine's ``Connection``); ``default`` for anything else."""
@@ -261,7 +272,9 @@ class Stack:
         endpoint (Endpoint): the engine: its ``stats`` and connections.
     """
 
-    def __init__(self, addresses, device, config: Config | None = None, loop=None):
+    def __init__(self, addresses: Iterable[Address], device: TunDevice,
+                 config: Config | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.endpoint = Endpoint(addresses, config)
         self.endpoint.watch_send_space = True           # (connections_with_send_space)
         self.device = device
@@ -269,22 +282,23 @@ class Stack:
         self._readers: dict[int, asyncio.StreamReader] = {}
         self._transports: dict[int, _ReadTransport] = {}
         self._writers: dict[int, MptcpStreamWriter] = {}
-        self._opening: dict[int, asyncio.Future] = {}
-        self._wanting = set()                            # writers _turn must feed
-        self._blocked = {}                               # connection id -> writer waiting
+        self._opening: dict[int, asyncio.Future[None]] = {}
+        self._wanting: set[MptcpStreamWriter] = set()    # writers _turn must feed
+        self._blocked: dict[int, MptcpStreamWriter] = {}   # connection id -> writer waiting
                                                          # for send space (not fed until
                                                          # the engine says it has some)
-        self._handlers: dict[int, object] = {}          # port -> handler
-        self._tasks = set()
-        self._timer = None
-        self._timer_at = None
+        self._handlers: dict[int | None, Handler] = {}  # port -> handler
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._received_at = 0.0                          # when the device was last read
         self._closed = False
         self._loop.add_reader(device.fileno(), self._on_readable)
 
     # ------------------------------------------------------------------ the user's calls
-    async def open_connection(self, host: str, port: int, local_address=None,
-                              limit: int = READ_LIMIT):
+    async def open_connection(self, host: str, port: int, local_address: Address | None = None,
+                              limit: int = READ_LIMIT
+                              ) -> tuple[asyncio.StreamReader, MptcpStreamWriter]:
         """Open an MPTCP connection to ``host``:``port`` from ``local_address`` (the
         stack's first address of that family by default); return (reader, writer) once it is
         established. ``limit`` is the reader's buffer limit in bytes.
@@ -304,7 +318,7 @@ class Stack:
             self._opening.pop(conn.id, None)
         return self._readers[conn.id], self._writers[conn.id]
 
-    async def start_server(self, handler, port: int) -> "Server":
+    async def start_server(self, handler: Handler, port: int) -> Server:
         """Call ``handler(reader, writer)`` (a coroutine function) for every connection to
         ``port`` on any of the stack's addresses; returns the ``Server``.
 
@@ -427,7 +441,7 @@ class Stack:
     def _streams(self, conn, limit: int = READ_LIMIT):
         reader = asyncio.StreamReader(limit=limit, loop=self._loop)
         transport = _ReadTransport(self, conn.id, limit)
-        reader.set_transport(transport)
+        reader.set_transport(transport)  # type: ignore[arg-type]  # (it calls pause/resume only)
         self._readers[conn.id] = reader
         self._transports[conn.id] = transport
         self._writers[conn.id] = writer = MptcpStreamWriter(self, conn)
@@ -485,7 +499,9 @@ class Stack:
 class Server:
     """What ``start_server`` returns (the useful part of asyncio.Server)."""
 
-    def __init__(self, stack: Stack, port: int):
+    stack: Stack          # set by the module's start_server (its own Stack)
+
+    def __init__(self, stack: Stack, port: int) -> None:
         self._stack, self.port = stack, port
         self._closed = stack._loop.create_future()
 
@@ -511,8 +527,9 @@ class Server:
         self.close()
 
 
-async def open_connection(host: str, port: int, *, local_addresses, device,
-                          config: Config | None = None):
+async def open_connection(host: str, port: int, *, local_addresses: Iterable[Address],
+                          device: TunDevice, config: Config | None = None
+                          ) -> tuple[asyncio.StreamReader, MptcpStreamWriter]:
     """``asyncio.open_connection`` over the engine: a Stack of its own on ``device`` with
     ``local_addresses`` (the first one opens the connection, the others join). The stack
     closes with the writer (after ``wait_closed``); the caller closes the device.
@@ -541,8 +558,8 @@ async def open_connection(host: str, port: int, *, local_addresses, device,
     return reader, writer
 
 
-async def start_server(handler, port: int, *, local_addresses, device,
-                       config: Config | None = None) -> Server:
+async def start_server(handler: Handler, port: int, *, local_addresses: Iterable[Address],
+                       device: TunDevice, config: Config | None = None) -> Server:
     """``asyncio.start_server`` over the engine: a Stack of its own on ``device``; its
     ``stack`` attribute reaches the engine. ``handler(reader, writer)`` is a coroutine
     function called for every connection to ``port``; the other arguments are those of

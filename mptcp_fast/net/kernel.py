@@ -164,11 +164,12 @@ def mptcp_info(sock: socket.socket) -> MptcpInfo:
     try:
         raw = sock.getsockopt(SOL_MPTCP, MPTCP_INFO, _INFO.size)
     except OSError as exc:
-        raise KernelMptcpError(exc.errno, f"MPTCP_INFO: {os.strerror(exc.errno)} "
+        raise KernelMptcpError(exc.errno, f"MPTCP_INFO: {os.strerror(exc.errno)} "  # type: ignore[arg-type]  # (set by a getsockopt)
                                "(a plain TCP socket, or one that fell back?)") from None
     values = _INFO.unpack(raw.ljust(_INFO.size, b"\0"))
     known = sum(1 for end in _INFO_ENDS if end <= len(raw))
-    return MptcpInfo(*[v if i < known else None for i, v in enumerate(values)])
+    # (the fields before local_addr_used are in every kernel's struct: never None)
+    return MptcpInfo(*[v if i < known else None for i, v in enumerate(values)])  # type: ignore[arg-type]
 
 
 _libc = None
@@ -202,7 +203,7 @@ def subflow_tcp_info(sock: socket.socket) -> list[TcpInfo]:
         u32 = v[8:32]                        # tcpi_rto .. tcpi_total_retrans
         u32 = u32[:8] + u32[9:]              # without tcpi_fackets (unused since 4.15)
         pacing, _max_pacing, acked, received = v[32:36]
-        out.append(TcpInfo(*flags8, *scales, *u32, pacing, acked, received))
+        out.append(TcpInfo(*flags8, *scales, *u32, pacing, acked, received))  # type: ignore[call-arg]
     return out
 
 

@@ -38,6 +38,7 @@ import os
 import socket
 import struct
 import subprocess
+from typing import Iterable
 
 from ..wire import packet as pk
 from ..errors import MptcpError, PacketError
@@ -164,7 +165,8 @@ class TunDevice:
         self._read_size = MAX_PACKET + self._header
 
     # ------------------------------------------------------------------ set-up
-    def configure(self, addresses=(), routes=(), netns: str | None = None) -> None:
+    def configure(self, addresses: Iterable[str] = (), routes: Iterable[str] = (),
+                  netns: str | None = None) -> None:
         """Give the device the kernel side's ``addresses`` ("198.18.0.1/24": the prefix routes
         the rest of the subnet to this process), extra ``routes`` ("198.18.5.0/24") through
         it, the MTU and the queue length, and bring it up. ``netns``: move it into that
@@ -213,9 +215,9 @@ class TunDevice:
         """The device's file descriptor (for a selector or an event loop)."""
         return self.fd
 
-    def read_batch(self, limit: int = 256) -> list:
+    def read_batch(self, limit: int = 256) -> list[bytes]:
         """Up to ``limit`` packets waiting on the device (an empty list when none are)."""
-        out = []
+        out: list[bytes] = []
         fd, size, header = self.fd, self._read_size, self._header
         read = os.read
         while len(out) < limit:
@@ -306,10 +308,10 @@ class TunDevice:
         """Delete the persistent device ``name`` (in ``netns``); TunError if there is none."""
         cls._ip((["-n", netns] if netns is not None else []) + ["link", "del", "dev", name])
 
-    def __enter__(self):
+    def __enter__(self) -> TunDevice:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

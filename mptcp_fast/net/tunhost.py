@@ -58,7 +58,8 @@ class TunHost:
         self.clock = clock
         self._rng = random.Random(seed)
         self._impairments: dict[bytes, Impairment] = {}
-        self._held = []                     # (release time, order, direction, packet)
+        self._held: list[tuple[float, int, bool, bytes]] = []   # (release time, order,
+        #                                                           direction, packet)
         self._order = 0
         self._batch = getattr(app, "receive_packets", None)
         self.rewrite_inbound = None         # packet -> packet or None (see the module text)
@@ -161,7 +162,8 @@ class TunHost:
 
     def _release(self, now: float) -> tuple:
         """The held packets whose time has come: (inbound, outbound)."""
-        inbound, outbound = [], []
+        inbound: list[bytes] = []
+        outbound: list[bytes] = []
         held = self._held
         while held and held[0][0] <= now:
             _, _, is_inbound, packet = heapq.heappop(held)

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import TYPE_CHECKING, Any, Iterable
 
 from mptcp_fast.engine import events as ev
+
+if TYPE_CHECKING:
+    # the modules, not their classes: in the compiled build these names are apps.pxd's cimports
+    from mptcp_fast._typing import Address
+    from mptcp_fast.engine import connection as _connection, endpoint as _endpoint
 
 __all__ = ["BulkApp", "pattern"]
 
@@ -28,7 +34,7 @@ def pattern(seed: int) -> bytes:
 class Transfer:
     """What one connection of a BulkApp sent and received."""
 
-    def __init__(self, conn, send_bytes: int, source: bytes):
+    def __init__(self, conn: _connection.Connection, send_bytes: int, source: bytes) -> None:
         self.conn = conn
         self.to_send = send_bytes
         self.sent = 0
@@ -37,11 +43,11 @@ class Transfer:
         self.received = 0
         self.received_hash = hashlib.sha256()
         self.eof = False
-        self.terminated = None
-        self.established_at = None
-        self.eof_at = None
-        self.subflow_events = []
-        self.timeline = []                 # (time, total bytes received), every ~1 %
+        self.terminated: ev.CloseReason | None = None
+        self.established_at: float | None = None
+        self.eof_at: float | None = None
+        self.subflow_events: list[tuple[float, ev.Event]] = []
+        self.timeline: list[tuple[float, int]] = []   # (time, bytes received), every ~1 %
 
     @property
     def done(self) -> bool:
@@ -72,8 +78,9 @@ class BulkApp:
         paused (bool): set it to stop the application reading and writing.
     """
 
-    def __init__(self, endpoint, send_bytes: int = 0, seed: int = 1, hash_data: bool = True,
-                 close_when_done: bool = True, wait_for_peer: bool = True):
+    def __init__(self, endpoint: _endpoint.Endpoint, send_bytes: int = 0, seed: int = 1,
+                 hash_data: bool = True, close_when_done: bool = True,
+                 wait_for_peer: bool = True) -> None:
         self.endpoint = endpoint
         self.send_bytes = send_bytes
         self.source = pattern(seed)
@@ -81,26 +88,26 @@ class BulkApp:
         self.close_when_done = close_when_done
         self.wait_for_peer = wait_for_peer  # nothing to send: close once the peer's stream ends
         self.transfers: dict[int, Transfer] = {}
-        self.events = []                   # every non-data event, in order
+        self.events: list[ev.Event] = []   # every non-data event, in order
         self.paused = False                # an application that neither reads nor writes
         self.ended = 0                     # connections whose peer ended its stream
 
     # -- the host face netem calls
-    def receive_packet(self, data, now: float) -> None:
+    def receive_packet(self, data: bytes, now: float) -> None:
         """Give the endpoint a packet, then run the application."""
         self.endpoint.receive_packet(data, now)
         self.run(now)
 
-    def receive_packets(self, packets, now: float) -> None:
+    def receive_packets(self, packets: Iterable[bytes], now: float) -> None:
         """A batch that arrived together (a TUN read): the application runs once after it."""
         self.endpoint.receive_packets(packets, now)
         self.run(now)
 
-    def packets_to_send(self, now: float):
+    def packets_to_send(self, now: float) -> list[bytes]:
         """The endpoint's packets to send (the host face ``netem`` calls)."""
         return self.endpoint.packets_to_send(now)
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         """The endpoint's next timer (the host face ``netem`` calls)."""
         return self.endpoint.get_timer()
 
@@ -110,7 +117,8 @@ class BulkApp:
         self.run(now)
 
     # -- the application
-    def open(self, remote, now: float, **kwargs):
+    def open(self, remote: tuple[Address, int], now: float,
+             **kwargs: Any) -> _connection.Connection:
         """Connect to ``remote`` = (address, port) and start its transfer; ``kwargs`` go to
         ``Endpoint.connect``. Returns the ``Connection``."""
         conn = self.endpoint.connect(remote, now, **kwargs)
@@ -152,7 +160,7 @@ class BulkApp:
                 self.ended += 1
                 t.timeline.append((now, t.received))
             elif kind is ev.ConnectionTerminated:
-                t.terminated = event.reason
+                t.terminated = event.reason  # type: ignore[attr-defined]  # (of that kind)
             elif kind in (ev.SubflowEstablished, ev.SubflowClosed):
                 t.subflow_events.append((now, event))
         for t in self.transfers.values():

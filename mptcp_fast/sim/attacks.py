@@ -37,8 +37,8 @@ class Relay:
         self.address = bytes(int(x) for x in address.split("."))
         self.server = bytes(int(x) for x in server.split("."))
         self.port = port
-        self.out = []
-        self.clients = {}                   # our port -> client (address, port)
+        self.out: list[bytes] = []
+        self.clients: dict[int, tuple[bytes, int]] = {}   # our port -> client (address, port)
         self.syns_seen = 0
         self.bytes_relayed = 0
 
@@ -76,7 +76,7 @@ def _forged_add_addr(profile: str, client_sf, server_sf, rng: random.Random) -> 
     sequence numbers the attacker knows, announcing its own address (id 7); the HMAC, which
     the attacker cannot compute, is guessed from ``rng``."""
     if profile == "v1":
-        option = opt.AddAddr(7, ATTACKER, None, rng.randbytes(8))           # cannot compute it
+        option: opt.Option = opt.AddAddr(7, ATTACKER, None, rng.randbytes(8))   # cannot compute
     elif profile == "v0+add_addr2":
         option = opt.AddAddr2(7, ATTACKER, None, rng.randbytes(8))
     else:

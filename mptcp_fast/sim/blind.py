@@ -171,8 +171,8 @@ class BlindAttacker:
         self.rng = random.Random(seed)
         self.plan = [k for _ in range(rounds) for k in kinds]
         self.step = step
-        self.sent = {}                              # kind -> packets injected
-        self.errors = []                            # (kind, packet, exception)
+        self.sent: dict[str, int] = {}              # kind -> packets injected
+        self.errors: list[tuple[str, bytes, Exception]] = []   # (kind, packet, exception)
         self.finished_at = None
 
     def start(self, at: float, every: float) -> None:

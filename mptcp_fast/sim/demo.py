@@ -173,7 +173,7 @@ def run_demo(size: int = 16 << 20, paths=DEFAULT_PATHS, *, scheduler="lowest-rtt
 
 def throughput_series(samples) -> dict:
     """{client address: [(time, bits per second received over the interval ending then)]}."""
-    series = {}
+    series: dict[str, list[tuple[float, float]]] = {}
     for (t0, before), (t1, after) in zip(samples, samples[1:]):
         if t1 <= t0:
             continue

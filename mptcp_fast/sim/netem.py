@@ -49,6 +49,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 from heapq import heappop, heappush
+from typing import Any
 
 from mptcp_fast import _check
 
@@ -208,7 +209,7 @@ def remap_to_past(nth: int = 1, count: int | None = 1, from_a: bool = True):
     from mptcp_fast.wire import packet as pk
     data_direction = from_a
     state = {"counted": 0, "decided": None, "lowest": None, "highest": None, "acked": None}
-    moved = {}                        # subflow sequence number -> the DSN it was given
+    moved: dict[int, int] = {}        # subflow sequence number -> the DSN it was given
 
     def middlebox(packet, from_a):
         try:
@@ -280,7 +281,7 @@ def coalesce_segments(max_payload: int = 1400):
     the first one's options) when they are contiguous and fit ``max_payload``; it holds at
     most one segment and lets it go with the next packet that passes."""
     from mptcp_fast.wire import packet as pk
-    held = {}                                        # direction -> (parsed, packet)
+    held: dict[bool, tuple[Any, bytes]] = {}         # direction -> (parsed, packet)
 
     def middlebox(packet, from_a):
         p = pk.parse_packet(packet)
@@ -361,9 +362,9 @@ class _Direction:
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
-        self.in_flight = deque()
+        self.in_flight: deque[tuple[float, int, _Direction, bytes]] = deque()   # arrival events
         self.link_free_at = 0.0       # when the link finishes sending what is queued
-        self.queued = deque()         # (time the packet is on the wire, size)
+        self.queued: deque[tuple[float, int]] = deque()   # (time it is on the wire, size)
         self.queued_bytes = 0
         self.bad_state = False        # the Gilbert-Elliott channel's state
         self.sent = self.delivered = self.bytes_delivered = self.lost = 0
@@ -549,13 +550,13 @@ class Network:
     def __init__(self, seed: int = 0, pcap=None):
         self.now = 0.0
         self.random = random.Random(seed)
-        self._events = []                  # (time, order, callback, args), a heap; an arrival
-                                           # is (time, order, _Direction, packet)
+        # (time, order, callback, args), a heap; an arrival is (time, order, _Direction, packet)
+        self._events: list[tuple[float, int, Any, Any]] = []
         self._order = 0
-        self._hosts = {}                   # address -> _Host
-        self._entries = []                 # the _Host of every host attached or woken
-        self._paths = {}                   # (sender address, receiver address) -> Path
-        self._routes = {}                  # sender + receiver address -> its path's _Direction
+        self._hosts: dict[bytes, _Host] = {}       # address -> _Host
+        self._entries: list[_Host] = []    # the _Host of every host attached or woken
+        self._paths: dict[tuple[bytes, bytes], Path] = {}   # (sender, receiver address) -> Path
+        self._routes: dict[bytes, _Direction] = {}  # sender + receiver address -> its direction
         self.unroutable = 0                # packets with no path between their addresses
         self._pcap = None
         self._owns_pcap = isinstance(pcap, (str, bytes)) or hasattr(pcap, "__fspath__")

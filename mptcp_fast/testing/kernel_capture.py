@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 from dataclasses import dataclass
 
 PORT = 10000
@@ -183,7 +184,7 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     (ethtool), so the capture holds MSS-sized segments with their final TCP checksums, as on a
     real wire, instead of 64 KB super-packets with partial checksums.
     A capture in which tcpdump lost packets is made again (``attempts`` times at most)."""
-    settings = dict(upload=upload, download=download, checksum=checksum, paths=paths,
+    settings: dict[str, Any] = dict(upload=upload, download=download, checksum=checksum, paths=paths,
                     snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
                     timeout=timeout, start_after=start_after, first_path_rate=first_path_rate,
                     connections=connections, ipv6=ipv6, prefix=prefix)

@@ -194,7 +194,7 @@ class TunPairBed(_Bed):
                 device = TunDevice(run_name(f"{name}{tag}", "0"), offload=False)
                 self.devices.append(device)
                 device.configure([a + "/24" for a in addresses], netns=ns.name)
-            self.bridge = TunBridge(*self.devices)
+            self.bridge = TunBridge(*self.devices)  # type: ignore[arg-type]  # (the two devices)
         except BaseException:
             self.close()
             raise
@@ -269,22 +269,22 @@ class KernelPeer:
         self.congestion = congestion
         self.hold = hold
         self.family = family
-        self.opened_at = None
-        self.finished_at = None           # when reading met the end of the stream
+        self.opened_at: float | None = None
+        self.finished_at: float | None = None   # when reading met the end of the stream
         self.send_bytes = send_bytes
         self.seed = seed
         self.mptcp = mptcp
         self.close_after_read = close_after_read
         self.received = 0
-        self.received_sha256 = None
-        self.sent_sha256 = None
-        self.info = None
-        self.subflows = []
-        self.error = None
-        self.sock = None
+        self.received_sha256: str | None = None
+        self.sent_sha256: str | None = None
+        self.info: kernel.MptcpInfo | None = None
+        self.subflows: list[tuple] = []
+        self.error: BaseException | None = None
+        self.sock: socket.socket | None = None
         self.connected = threading.Event()
-        self._listener = None
-        self._thread = None
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
 
     def _socket(self) -> socket.socket:
         with self.ns.entered() if self.ns is not None else contextlib.nullcontext():

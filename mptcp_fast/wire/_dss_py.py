@@ -9,12 +9,16 @@ with mptcp_fast._check (the compiled twin uses the same functions on its slow pa
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import TYPE_CHECKING, Sequence
 
 from .. import _check
 from ._dss_common import Mapping as _Mapping
 from .serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 from ._csum_py import add16 as _add16, sum16 as _sum16
+
+if TYPE_CHECKING:
+    from .._typing import BytesLike
 
 __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "SubflowMappings",
            "MAX_WINDOW"]
@@ -49,7 +53,7 @@ class DssChecksum:
     """
     __slots__ = ("_sum", "_length")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._sum = 0
         self._length = 0
 
@@ -57,7 +61,7 @@ class DssChecksum:
     def length(self) -> int:
         return self._length
 
-    def update(self, data) -> None:
+    def update(self, data: BytesLike) -> None:
         """Add payload bytes: any C-contiguous buffer, counted in bytes whatever its item
         size or shape."""
         raw = data if type(data) is bytes else _contiguous_bytes(data)
@@ -76,7 +80,7 @@ class DssChecksum:
         return ~total & 0xFFFF
 
 
-def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload) -> int:
+def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload: BytesLike) -> int:
     acc = DssChecksum()
     acc.update(payload)
     return acc.finish(dsn, subflow_seq, data_len)
@@ -85,7 +89,7 @@ def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload) -> int:
 # ------------------------------------------------------------------------------------------------
 # connection-level reassembly (RFC 8684 §3.3.4, §3.3.6)
 
-def _stable(data):
+def _stable(data: BytesLike) -> bytes | memoryview:
     """``data`` itself when it cannot change under us (bytes, read-only views), else a copy."""
     if type(data) is bytes:
         return data
@@ -130,14 +134,14 @@ class ReassemblyQueue:
             2**63 away.
     """
 
-    def __init__(self, initial_dsn: int, window: int = 1 << 20):
+    def __init__(self, initial_dsn: int, window: int = 1 << 20) -> None:
         self._base = _check.uint("initial_dsn", initial_dsn, 64)   # DSN of relative offset 0
         self._window = _check.in_range("window", window, 1, MAX_WINDOW)
         self._ack = 0                          # next expected offset
         self._read = 0                         # offset of the first unread byte
-        self._ready = []                       # in-order pieces not yet read
-        self._starts = []                      # out-of-order piece offsets, sorted
-        self._pieces = []                      # their bytes
+        self._ready: list[bytes | memoryview] = []   # in-order pieces not yet read
+        self._starts: list[int] = []           # out-of-order piece offsets, sorted
+        self._pieces: list[bytes | memoryview] = []  # their bytes
         self._queued_ooo = 0
         self._fin = -1                         # offset of the DATA_FIN, -1 if none yet
         self._eof = False
@@ -146,7 +150,7 @@ class ReassemblyQueue:
         self.refused_bytes = 0
         self.conflict_bytes = 0
         self.peak_queued_bytes = 0
-        self.conflicts = []                    # (dsn, length) of the first 64 conflicts
+        self.conflicts: list[tuple[int, int]] = []   # (dsn, length) of the first 64 conflicts
 
     # -- positions
     def _distance(self, dsn: int) -> int:
@@ -182,7 +186,7 @@ class ReassemblyQueue:
         self._window = window
 
     # -- input
-    def push(self, dsn: int, data) -> int:
+    def push(self, dsn: int, data: BytesLike) -> int:
         """Queue payload ``data`` at ``dsn``; return how many new bytes were accepted."""
         distance = self._distance(_check.uint("dsn", dsn, 64))
         view = _stable(data)
@@ -236,7 +240,7 @@ class ReassemblyQueue:
         if end > ack:
             self.refused_bytes += end - max(start, ack)
 
-    def push_many(self, dsns, pieces) -> int:
+    def push_many(self, dsns: Sequence[int], pieces: Sequence[BytesLike]) -> int:
         """push() each piece at its DSN, in order, in one call; return the bytes accepted."""
         if len(dsns) != len(pieces):
             raise ValueError(f"{len(dsns)} DSNs for {len(pieces)} pieces")
@@ -315,7 +319,7 @@ class ReassemblyQueue:
             self._eof = True
 
     # -- output
-    def read_pieces(self) -> list:
+    def read_pieces(self) -> list[bytes | memoryview]:
         """The in-order data not read yet as a list of bytes-like pieces, without copying
         (for os.writev, socket.sendmsg or a join of your own)."""
         pieces, self._ready = self._ready, []
@@ -404,16 +408,16 @@ class SubflowMappings:
     it overlaps and merged with them and with touching pieces on its line, so lookups are
     one bisection (pyx/mf_mapstore.pxd explains the choice)."""
 
-    def __init__(self):
-        self._starts = []
-        self._ends = []
-        self._dsns = []
-        self.infinite = None
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._dsns: list[int] = []
+        self.infinite: _Mapping | None = None
 
     def __len__(self) -> int:
         return len(self._starts) + (self.infinite is not None)
 
-    def declare(self, mapping) -> bool:
+    def declare(self, mapping: _Mapping) -> bool:
         """Record ``mapping`` (a ``Mapping``); return whether it mapped a subflow byte that no
         mapping had mapped before.
 
@@ -498,7 +502,7 @@ class SubflowMappings:
             return inf.subflow_seq, None, inf.dsn
         return None
 
-    def resolve(self, subflow_seq: int, length: int) -> list:
+    def resolve(self, subflow_seq: int, length: int) -> list[tuple[int, int]]:
         """The DSNs of ``length`` subflow bytes from ``subflow_seq``: a list of (dsn, length)
         runs, contiguous runs merged.
 
@@ -506,7 +510,7 @@ class SubflowMappings:
             UnmappedData: a byte no mapping covers.
         """
         subflow_seq, length = _check_span(subflow_seq, length)
-        out = []
+        out: list[tuple[int, int]] = []
         pos, end = subflow_seq, subflow_seq + length
         while pos < end:
             found = self._covering(pos)

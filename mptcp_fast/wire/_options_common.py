@@ -17,7 +17,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 from operator import itemgetter
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .._typing import Address, BytesLike
 
 from .. import _check
 from ..errors import option_error
@@ -148,10 +153,16 @@ class _FieldProperty(property):
     """The generated read accessor of one tuple field."""
 
 class _Option(tuple):
-    """Base of every option: a tuple of its fields, in ``_fields`` order."""
+    """Base of every option: a tuple of its fields, in ``_fields`` order.
+
+    Each class declares its fields' types for type checkers only (not at run time, where
+    annotations would change what tools that read them, such as hypothesis, infer): the read
+    accessors themselves are made from ``_fields`` below (an option is immutable)."""
     __slots__ = ()
-    _fields: tuple = ()
+    _fields: tuple[str, ...] = ()
     name = "?"
+    if TYPE_CHECKING:
+        kind: int                         # a class attribute, or a field (UnknownTcpOption)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -177,7 +188,7 @@ class _Option(tuple):
         parts = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({parts})"
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed, validated like a new option."""
         values = {f: tuple.__getitem__(self, i) for i, f in enumerate(self._fields)}
         values.update(changes)
@@ -193,7 +204,15 @@ class _Option(tuple):
     # encode(self) -> bytes: the option's bytes on the wire, Kind and Length included.
     # encode_into(self, buffer, offset=0) -> int: the same bytes written into a writable
     # buffer in place, returning their length. Both are the active backend's own functions,
-    # set by _bind() (no extra frame).
+    # set by _bind() (no extra frame); declared here for type checkers only.
+    if TYPE_CHECKING:
+        def encode(self) -> bytes: ...
+        def encode_into(self, buffer: BytesLike, offset: int = 0) -> int: ...
+
+
+# The type every option is (the base class of each option class), for annotations:
+# ``parse_tcp_options`` returns a ``list[Option]``.
+Option = _Option
 
 
 def _make(cls, *values):
@@ -232,6 +251,8 @@ class Mss(_Option):
     """Maximum segment size (kind 2, RFC 9293 §3.2): ``mss`` in 0..65535, on SYNs."""
     __slots__ = ()
     _fields = ("mss",)
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        mss: int
     name = "MSS"
     kind = 2
 
@@ -243,6 +264,8 @@ class WindowScale(_Option):
     """Window scale (kind 3, RFC 7323 §2): ``shift`` in 0..255 (Linux uses at most 14)."""
     __slots__ = ()
     _fields = ("shift",)
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        shift: int
     name = "WS"
     kind = 3
 
@@ -264,6 +287,8 @@ class Sack(_Option):
     """SACK blocks: a tuple of (left edge, right edge) pairs, 1 to 4 of them."""
     __slots__ = ()
     _fields = ("blocks",)
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        blocks: tuple[tuple[int, int], ...]
     name = "SACK"
     kind = 5
 
@@ -279,6 +304,9 @@ class Timestamps(_Option):
     """Timestamps (kind 8, RFC 7323 §3): ``tsval`` and ``tsecr``, 32 bits each."""
     __slots__ = ()
     _fields = ("tsval", "tsecr")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        tsval: int
+        tsecr: int
     name = "TS"
     kind = 8
 
@@ -290,6 +318,8 @@ class UnknownTcpOption(_Option):
     """Any other TCP option, kept raw: ``data`` is what follows Kind and Length."""
     __slots__ = ()
     _fields = ("kind", "data")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        data: bytes
     name = "TCP_OPTION"
 
     def __new__(cls, kind: int, data: bytes = b""):
@@ -310,6 +340,9 @@ class MalformedOption(_Option):
     """
     __slots__ = ()
     _fields = ("kind", "data", "reason")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        data: bytes
+        reason: str
     name = "MALFORMED"
 
     def __new__(cls, kind: int, data: bytes, reason: str):
@@ -338,6 +371,13 @@ class MpCapable(_MptcpOption):
     """
     __slots__ = ()
     _fields = ("version", "flags", "sender_key", "receiver_key", "data_len", "checksum")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        version: int
+        flags: int
+        sender_key: int | None
+        receiver_key: int | None
+        data_len: int | None
+        checksum: int | None
     name = "MP_CAPABLE"
     subtype = Subtype.MP_CAPABLE
 
@@ -387,6 +427,11 @@ class MpJoinSyn(_MptcpOption):
     """MP_JOIN on a SYN, 12 bytes (RFC 8684 §3.2, Figure 5)."""
     __slots__ = ()
     _fields = ("address_id", "token", "nonce", "backup")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        address_id: int
+        token: int
+        nonce: int
+        backup: bool
     name = "MP_JOIN"
     subtype = Subtype.MP_JOIN
 
@@ -400,6 +445,11 @@ class MpJoinSynAck(_MptcpOption):
     """MP_JOIN on a SYN/ACK, 16 bytes: leftmost 64 bits of the HMAC (RFC 8684 §3.2, Figure 6)."""
     __slots__ = ()
     _fields = ("address_id", "hmac", "nonce", "backup")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        address_id: int
+        hmac: bytes
+        nonce: int
+        backup: bool
     name = "MP_JOIN"
     subtype = Subtype.MP_JOIN
 
@@ -413,6 +463,8 @@ class MpJoinAck(_MptcpOption):
     """MP_JOIN on the third ACK, 24 bytes: 160 bits of HMAC (RFC 8684 §3.2, Figure 7)."""
     __slots__ = ()
     _fields = ("hmac",)
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        hmac: bytes
     name = "MP_JOIN"
     subtype = Subtype.MP_JOIN
 
@@ -432,6 +484,15 @@ class Dss(_MptcpOption):
     """
     __slots__ = ()
     _fields = ("data_ack", "ack64", "dsn", "dsn64", "subflow_seq", "data_len", "checksum", "data_fin")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        data_ack: int | None
+        ack64: bool
+        dsn: int | None
+        dsn64: bool
+        subflow_seq: int | None
+        data_len: int | None
+        checksum: int | None
+        data_fin: bool
     name = "DSS"
     subtype = Subtype.DSS
 
@@ -491,10 +552,15 @@ class AddAddr(_AddressOption):
     """ADD_ADDR of RFC 8684 §3.4.1: an HMAC when fresh, none when echoed (E=1)."""
     __slots__ = ()
     _fields = ("address_id", "address", "port", "hmac")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        address_id: int
+        port: int | None
+        hmac: bytes | None
     name = "ADD_ADDR"
     subtype = Subtype.ADD_ADDR
 
-    def __new__(cls, address_id: int, address, port: int | None = None, hmac: bytes | None = None):
+    def __new__(cls, address_id: int, address: Address, port: int | None = None,
+                hmac: bytes | None = None):
         n = "ADD_ADDR"
         return _make(cls, _uint(n, "address_id", address_id, 8), _packed_address(n, address),
                      _opt_uint(n, "port", port, 16),
@@ -510,10 +576,13 @@ class AddAddrV0(_AddressOption):
     """ADD_ADDR of RFC 6824 §3.4.1: IPVer nibble, no HMAC."""
     __slots__ = ()
     _fields = ("address_id", "address", "port")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        address_id: int
+        port: int | None
     name = "ADD_ADDR"
     subtype = Subtype.ADD_ADDR
 
-    def __new__(cls, address_id: int, address, port: int | None = None):
+    def __new__(cls, address_id: int, address: Address, port: int | None = None):
         n = "ADD_ADDR"
         return _make(cls, _uint(n, "address_id", address_id, 8), _packed_address(n, address),
                      _opt_uint(n, "port", port, 16))
@@ -528,10 +597,15 @@ class AddAddr2(_AddressOption):
     """
     __slots__ = ()
     _fields = ("address_id", "address", "port", "hmac")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        address_id: int
+        port: int | None
+        hmac: bytes
     name = "ADD_ADDR2"
     subtype = Subtype.ADD_ADDR
 
-    def __new__(cls, address_id: int, address, port: int | None = None, hmac: bytes = bytes(8)):
+    def __new__(cls, address_id: int, address: Address, port: int | None = None,
+                hmac: bytes = bytes(8)):
         n = "ADD_ADDR2"
         return _make(cls, _uint(n, "address_id", address_id, 8), _packed_address(n, address),
                      _opt_uint(n, "port", port, 16), _fixed_bytes(n, "hmac", hmac, 8))
@@ -541,6 +615,8 @@ class RemoveAddr(_MptcpOption):
     """REMOVE_ADDR (RFC 8684 §3.4.2): one or more address IDs."""
     __slots__ = ()
     _fields = ("address_ids",)
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        address_ids: tuple[int, ...]
     name = "REMOVE_ADDR"
     subtype = Subtype.REMOVE_ADDR
 
@@ -555,6 +631,9 @@ class MpPrio(_MptcpOption):
     """MP_PRIO (RFC 8684 §3.3.8): 3 bytes; v0's 4-byte form adds an address ID."""
     __slots__ = ()
     _fields = ("backup", "address_id")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        backup: bool
+        address_id: int | None
     name = "MP_PRIO"
     subtype = Subtype.MP_PRIO
 
@@ -566,6 +645,8 @@ class MpFail(_MptcpOption):
     """MP_FAIL (RFC 8684 §3.7): the 64-bit DSN where the failed mapping starts."""
     __slots__ = ()
     _fields = ("dsn",)
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        dsn: int
     name = "MP_FAIL"
     subtype = Subtype.MP_FAIL
 
@@ -577,6 +658,8 @@ class MpFastclose(_MptcpOption):
     """MP_FASTCLOSE (RFC 8684 §3.5): the option receiver's key."""
     __slots__ = ()
     _fields = ("receiver_key",)
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        receiver_key: int
     name = "MP_FASTCLOSE"
     subtype = Subtype.MP_FASTCLOSE
 
@@ -588,6 +671,9 @@ class MpTcpRst(_MptcpOption):
     """MP_TCPRST (RFC 8684 §3.6): reason code (a ResetReason when known) and T flag."""
     __slots__ = ()
     _fields = ("reason", "transient")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        reason: ResetReason | int
+        transient: bool
     name = "MP_TCPRST"
     subtype = Subtype.MP_TCPRST
 
@@ -604,6 +690,9 @@ class MpExperimental(_MptcpOption):
     """Subtype 0xf, reserved for private use (RFC 8684 §7.2): kept raw."""
     __slots__ = ()
     _fields = ("nibble", "data")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        nibble: int
+        data: bytes
     name = "MP_EXPERIMENTAL"
     subtype = Subtype.MP_EXPERIMENTAL
 
@@ -618,6 +707,9 @@ class UnknownMptcpOption(_MptcpOption):
     """An unassigned subtype (0x9-0xe), kept raw: ``data`` follows the subtype octet."""
     __slots__ = ()
     _fields = ("subtype", "nibble", "data")
+    if TYPE_CHECKING:   # the fields' types (their accessors come from _fields)
+        nibble: int
+        data: bytes
     name = "MPTCP_UNKNOWN"
 
     def __new__(cls, subtype: int, nibble: int = 0, data: bytes = b""):
@@ -688,7 +780,7 @@ def check_segment(opt, segment: Segment, offset: int = 0):
 # rules both codec twins apply to an option they are given, with one text
 
 # {option class: number of fields} of every class the encoders know
-FIELD_COUNTS = {cls: len(cls._fields) for cls in (
+FIELD_COUNTS: dict[type[_Option], int] = {cls: len(cls._fields) for cls in (
     Eol, Nop, Mss, WindowScale, SackPermitted, Sack, Timestamps, UnknownTcpOption,
     MalformedOption, MpCapable, MpJoinSyn, MpJoinSynAck, MpJoinAck, Dss, AddAddr, AddAddrV0,
     AddAddr2, RemoveAddr, MpPrio, MpFail, MpFastclose, MpTcpRst, MpExperimental,

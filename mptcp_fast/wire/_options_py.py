@@ -9,6 +9,7 @@ parsed values are in range by construction).
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .. import _check
 from .._bytes import as_bytes
@@ -28,6 +29,15 @@ _SUBTYPE_NAMES = ("MP_CAPABLE", "MP_JOIN", "DSS", "ADD_ADDR", "REMOVE_ADDR", "MP
                   "MP_FASTCLOSE", "MP_TCPRST", "MPTCP_UNKNOWN", "MPTCP_UNKNOWN", "MPTCP_UNKNOWN",
                   "MPTCP_UNKNOWN", "MPTCP_UNKNOWN", "MPTCP_UNKNOWN", "MP_EXPERIMENTAL")
 _T = _options_common     # the option classes: _T.Mss, ...
+
+if TYPE_CHECKING:
+    from .._typing import BytesLike
+    from ._options_common import Option, ResetReason, Segment
+
+# set once by _take_types()
+_ENCODERS: dict[type[Option], Callable[[Any], bytes]]    # the encoder of each option class
+_PAD_BEFORE: tuple[type[Option], ...]                    # the classes padded before, not after
+_RESET_REASONS: tuple[ResetReason, ...]
 
 
 def _take_types(api_module) -> None:
@@ -298,7 +308,8 @@ def _area(data, offset, length) -> bytes:
     return d[start:start + n]
 
 
-def parse_option(data, segment=None, offset=None, length=None):
+def parse_option(data: BytesLike, segment: Segment | None = None, offset: int | None = None,
+                 length: int | None = None) -> Option:
     """Decode exactly one TCP option (MPTCP or not) from ``data`` (or from
     ``data[offset:offset + length]``).
 
@@ -326,7 +337,9 @@ def parse_option(data, segment=None, offset=None, length=None):
     return opt
 
 
-def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, length=None):
+def parse_tcp_options(data: BytesLike, segment: Segment | None = None,
+                      keep_malformed: bool = False, offset: int | None = None,
+                      length: int | None = None) -> list[Option]:
     """Decode a whole TCP options area (the bytes after the 20-byte TCP header), or the
     area ``data[offset:offset + length]``.
 
@@ -337,7 +350,7 @@ def parse_tcp_options(data, segment=None, keep_malformed=False, offset=None, len
     """
     d = _area(data, offset, length)
     n = len(d)
-    out = []
+    out: list[Option] = []
     pos = 0
     while pos < n:
         kind = d[pos]
@@ -439,7 +452,7 @@ def _encode_address(o, nibble: int, hmac) -> bytes:
     return bytes(out)
 
 
-def encode_option(opt) -> bytes:
+def encode_option(opt: Option) -> bytes:
     """The bytes of one option object, Kind and Length included."""
     try:
         encoder = _ENCODERS[type(opt)]
@@ -450,7 +463,7 @@ def encode_option(opt) -> bytes:
     return encoder(opt)
 
 
-def encode_tcp_options(options, align=True) -> bytes:
+def encode_tcp_options(options: Iterable[Option], align: bool = True) -> bytes:
     """Encode a TCP options area from option objects, in the order given.
 
     With ``align`` (the default) each option is padded with NOPs to a 32-bit
@@ -488,12 +501,13 @@ def _write(raw: bytes, buffer, offset) -> int:
     return len(raw)
 
 
-def encode_option_into(opt, buffer, offset=0) -> int:
+def encode_option_into(opt: Option, buffer: BytesLike, offset: int = 0) -> int:
     """Write one option into the writable ``buffer`` at ``offset``; return its length."""
     return _write(encode_option(opt), buffer, offset)
 
 
-def encode_tcp_options_into(options, buffer, offset=0, align=True) -> int:
+def encode_tcp_options_into(options: Iterable[Option], buffer: BytesLike, offset: int = 0,
+                            align: bool = True) -> int:
     """``encode_tcp_options`` written into the writable ``buffer`` at ``offset``; returns
     the area's length (a multiple of 4, at most 40)."""
     return _write(encode_tcp_options(options, align), buffer, offset)

@@ -6,9 +6,12 @@ PacketError text both backends raise for it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import PacketError
+
+if TYPE_CHECKING:
+    from .._typing import BytesLike
 
 __all__ = ["Packet", "max_payload", "write_error", "PK_W_FAMILY", "PK_W_OPTIONS",
            "PK_W_TOO_LONG", "PK_W_LAYOUT"]
@@ -43,19 +46,19 @@ class Packet(NamedTuple):
     truncated: bool
     ttl: int
 
-    def src_address(self, buffer) -> bytes:
+    def src_address(self, buffer: BytesLike) -> bytes:
         """The source address, packed (4 or 16 bytes), read from ``buffer``."""
         return bytes(memoryview(buffer)[self.src_offset:self.src_offset + self.addr_len])
 
-    def dst_address(self, buffer) -> bytes:
+    def dst_address(self, buffer: BytesLike) -> bytes:
         """The destination address, packed (4 or 16 bytes), read from ``buffer``."""
         return bytes(memoryview(buffer)[self.dst_offset:self.dst_offset + self.addr_len])
 
-    def options(self, buffer) -> memoryview:
+    def options(self, buffer: BytesLike) -> memoryview:
         """The TCP options area, a view into ``buffer`` (no copy)."""
         return memoryview(buffer)[self.options_offset:self.options_offset + self.options_len]
 
-    def payload(self, buffer) -> memoryview:
+    def payload(self, buffer: BytesLike) -> memoryview:
         """The captured payload, a view into ``buffer`` (no copy)."""
         return memoryview(buffer)[self.payload_offset:self.payload_offset + self.captured_len]
 

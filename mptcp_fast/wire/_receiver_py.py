@@ -14,6 +14,7 @@ texts as the compiled twin.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import TYPE_CHECKING, Callable
 
 from .. import _check
 from .serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
@@ -21,6 +22,9 @@ from ..errors import MappingConflict, MptcpError, UnmappedData
 from ._receiver_common import (DirectionCounters as _DirectionCounters, Event as _Event,
                                StreamCounters as _StreamCounters)
 from ._dss_py import SubflowMappings
+
+if TYPE_CHECKING:
+    from ._dss_py import ReassemblyQueue
 
 HISTORY = 1 << 24               # DSN bytes behind the contiguous edge whose carrier is kept
 MAX_INTERVALS = 1 << 16         # coverage intervals per stream (memory bound on hostile input)
@@ -43,7 +47,7 @@ def _int(name: str, value, low: int, high: int) -> int:
 
 
 
-def no_counters():
+def no_counters() -> _DirectionCounters:
     """The DirectionCounters of a subflow direction that is not analysed."""
     return _DirectionCounters(0, 0, 0)
 
@@ -61,7 +65,7 @@ class ChecksumBudget:
         self.total = _int("total", total, 0, _I64_MAX)
         self.per_connection = _int("per_connection", per_connection, 0, _I64_MAX)
         self.claimed = 0
-        self._by_connection = {}
+        self._by_connection: dict[int, int] = {}
 
     def claim(self, connection: int, size: int) -> bool:
         connection = _int("connection", connection, _I64_MIN, _I64_MAX)
@@ -122,7 +126,7 @@ class SubflowReceiver:
         self.probed = False           # a mapping was declared or a payload was looked at
         self.bytes = 0
         self.reinjected = 0
-        self.pending = []             # _Pending, oldest first
+        self.pending: list[_Pending] = []   # oldest first
         self.unverified = 0
 
     def resolve(self, rel: int, length: int) -> list:
@@ -130,7 +134,7 @@ class SubflowReceiver:
         mappings, contiguous DSN runs merged; UnmappedData where no mapping covers a byte."""
         return self.maps.resolve(rel, length)
 
-    def counters(self):
+    def counters(self) -> _DirectionCounters:
         return _DirectionCounters(self.bytes, self.reinjected, self.unverified + len(self.pending))
 
     def __len__(self) -> int:
@@ -147,26 +151,30 @@ class DataReceiver:
     are appended to, ``connection`` the key of its checksum budget, ``verify_checksum(dsn,
     subflow_seq, data_len, payload, checksum) -> bool`` checks a whole mapping."""
 
-    def __init__(self, events: list, budget: ChecksumBudget, connection: int, verify_checksum):
+    def __init__(self, events: list[_Event], budget: ChecksumBudget, connection: int,
+                 verify_checksum: Callable[[int, int, int, bytes, int], bool]) -> None:
         self.events = _check.instance("events", events, list)
         self.budget = _check.instance("budget", budget, ChecksumBudget)
         self.connection = _int("connection", connection, _I64_MIN, _I64_MAX)
         self._verify = verify_checksum
-        self.peer = None              # the other direction, when the feeder pairs them
-        self.origin = None            # DSN of coverage offset 0 (IDSN + 1 once keys are known)
-        self.dsn_ref = None           # reference for expanding 32-bit DSNs and data ACKs
-        self.queue = None
-        self.drain = None
+        self.peer: DataReceiver | None = None   # the other direction, when the feeder pairs them
+        self.origin: int | None = None  # DSN of coverage offset 0 (IDSN + 1 once keys are known)
+        self.dsn_ref: int | None = None   # reference for expanding 32-bit DSNs and data ACKs
+        self.queue: ReassemblyQueue | None = None
+        self.drain: Callable[[], object] | None = None
         self.pushed = 0
         self.checksums = False
-        self.data_acked = None        # highest data ACK the peer sent for this stream
-        self.data_fin = None
-        self.starts, self.ends, self.carriers = [], [], []
+        self.data_acked: int | None = None   # highest data ACK the peer sent for this stream
+        self.data_fin: int | None = None
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.carriers: list[int] = []
         self.floor = self.edge = 0
         self.new_bytes = self.out_of_order = self.duplicate = self.reinjected = 0
         self.not_captured = self.outside_window = 0
 
-    def start(self, initial_dsn: int, queue, drain) -> None:
+    def start(self, initial_dsn: int, queue: ReassemblyQueue,
+              drain: Callable[[], object]) -> None:
         """Keys are known: coverage counts from ``initial_dsn`` and payload goes to ``queue``
         (``drain()`` is called every few MiB pushed)."""
         self.origin = self.dsn_ref = initial_dsn & _MASK64
@@ -175,7 +183,7 @@ class DataReceiver:
     def subflow(self, sid: int) -> SubflowReceiver:
         return SubflowReceiver(self, sid)
 
-    def counters(self):
+    def counters(self) -> _StreamCounters:
         fin_reached = self.data_fin is not None and self.origin is not None and \
             self.edge >= seq64_diff(self.data_fin, self.origin)
         return _StreamCounters(self.new_bytes, self.not_captured, self.out_of_order,
@@ -271,7 +279,7 @@ class DataReceiver:
             pos += n
         if self.pushed >= DRAIN_EVERY:
             self.pushed = 0
-            self.drain()
+            self.drain()  # type: ignore[misc]  # (set by start() with the queue pushed to)
         if side.pending and payload is not None:
             self._collect(number, side, rel, payload)
         if not number & 1023:                        # memory follows the window, not the file

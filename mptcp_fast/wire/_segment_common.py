@@ -6,8 +6,13 @@ key, and the codec's reading of an options area that is not the usual establishe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import _options_common as opt
 from ..errors import OptionError
+
+if TYPE_CHECKING:
+    from ._options_common import Option
 
 _SYN, _FIN = 0x02, 0x01                   # TCP header flags (RFC 9293 §3.1)
 
@@ -21,8 +26,27 @@ class Incoming:
     __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
                  "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
                  "malformed_options", "number", "flow")
+    src: bytes                            # packed addresses, 4 or 16 bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    payload: bytes
+    mss: int | None                       # None: the option was absent
+    wscale: int | None
+    sack_permitted: bool
+    tsval: int | None
+    tsecr: int | None
+    sack: tuple[tuple[int, int], ...]
+    mptcp: list[Option]                   # the MPTCP options, in order
+    malformed_options: int
+    number: int
+    flow: bytes | None
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.flow = None
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False

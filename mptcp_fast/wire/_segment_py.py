@@ -9,6 +9,8 @@ option codec (malformed options counted, not raised).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import _check
 from . import established
 from . import options as opt
@@ -18,9 +20,14 @@ from ._segment_common import Incoming as _Incoming, flow_key, general_options
 from .established import read_common as _read_common
 from ._options_py import parse_tcp_options as _parse_tcp_options
 
+if TYPE_CHECKING:
+    from .._typing import BytesLike
 
-def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
-                ssn, length, checksum, payload, start, end) -> bytes:
+
+def data_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
+                window: int, tsval: int, tsecr: int, data_ack: int, dsn: int, ssn: int,
+                length: int, checksum: int | None, payload: bytes, start: int,
+                end: int) -> bytes:
     """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
     _check.exact_bytes("src", src)        # as the compiled twin, before anything else
     _check.exact_bytes("dst", dst)
@@ -31,7 +38,8 @@ def data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, d
                             payload[start:end])
 
 
-def ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
+def ack_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, window: int,
+               tsval: int, tsecr: int, data_ack: int) -> bytes:
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""
     _check.exact_bytes("src", src)
     _check.exact_bytes("dst", dst)
@@ -52,7 +60,7 @@ def dss_map(data_ack, dsn, ssn, length, checksum):
     return tuple.__new__(opt.Dss, (data_ack, True, dsn, True, ssn, length, checksum, False))
 
 
-def read(data, number: int):
+def read(data: BytesLike, number: int) -> _Incoming | int:
     try:
         p = pk.parse_packet(data)
     except PacketError as exc:

@@ -15,10 +15,19 @@ records.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cython
 
 from mptcp_fast import _check        # absolute: the compiled build is mptcp_fast.wire._sender_c
 from mptcp_fast.wire._dss_common import Mapping as _Mapping, SentRange as _SentRange
+
+if TYPE_CHECKING:
+    from typing import Hashable  # noqa: F401  (in the type comments)
+
+# Parameters are typed for type checkers by type comments (``# type: (...) -> ...``), which
+# Cython does not read: it compiles this source, and a parameter's annotation would become a
+# C type or an exact-type check (an ``int`` annotation would refuse numpy integers).
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _MAX_MAPPING = 0xFFFF            # a mapping's Data-Level Length is 16 bits (RFC 8684 §3.3)
@@ -78,11 +87,12 @@ class DsnAllocator:
     """
 
     def __init__(self, initial_dsn):
+        # type: (int) -> None
         self._base = _check.uint("initial_dsn", initial_dsn, 64)   # IDSN + 1 for the first data
         self._next = 0                    # offset of the next new byte
         self._acked = 0                   # offset the peer's DATA_ACK has reached
-        self._subflows = {}               # subflow -> _SubflowSent
-        self._order = []                  # the _SubflowSent in first-use order
+        self._subflows = {}               # type: dict[Hashable, _SubflowSent]  # by subflow
+        self._order = []                  # type: list[_SubflowSent]  # in first-use order
 
     @property
     def next_dsn(self) -> int:
@@ -121,10 +131,12 @@ class DsnAllocator:
         return self._dsn_at(start)
 
     def allocate(self, subflow, subflow_seq, length):
+        # type: (Hashable, int, int) -> _Mapping
         """``allocate_dsn`` as a Mapping(dsn, subflow_seq, length)."""
         return _Mapping(self.allocate_dsn(subflow, subflow_seq, length), subflow_seq, length)
 
     def resend(self, dsn, length, subflow, subflow_seq):
+        # type: (int, int, Hashable, int) -> _Mapping
         """Record that already-allocated bytes [dsn, dsn + length) were sent again
         (reinjection) on ``subflow``; return their Mapping there."""
         n: cython.longlong = _check.in_range("length", length, 1, _MAX_MAPPING)
@@ -158,7 +170,7 @@ class DsnAllocator:
             sent.retire(offset)
         return True
 
-    def outstanding(self, subflow=None) -> list:
+    def outstanding(self, subflow=None) -> list[_SentRange]:
         """SentRange(dsn, length, subflow, subflow_seq) for every range sent (on ``subflow``,
         or anywhere) that the DATA_ACK has not wholly covered, in the order they were sent."""
         out = []
@@ -175,7 +187,7 @@ class DsnAllocator:
                                           sent.subflow, sent.seqs[i]))
         return out
 
-    def to_reinject(self, failed_subflow) -> list:
+    def to_reinject(self, failed_subflow) -> list[tuple[int, int]]:
         """Data-level ranges sent on ``failed_subflow`` and still unacknowledged, trimmed to
         the DATA_ACK: what another subflow must carry again, as [(dsn, length)]."""
         sent = self._subflows.get(failed_subflow)

@@ -24,13 +24,16 @@ import hmac as _hmac
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, TypeVar
 
 import numpy as np
 
 from .. import _check
 from ..errors import MptcpError
 from .options import AddAddr, AddAddr2
+
+if TYPE_CHECKING:
+    from .._typing import Address
 
 __all__ = [
     "generate_key", "key_token", "key_idsn", "key_token_idsn", "join_hmac",
@@ -146,7 +149,7 @@ def verify_join_ack(hmac160: bytes, initiator_key: int, responder_key: int, init
 # ------------------------------------------------------------------------------------------------
 # ADD_ADDR
 
-def add_addr_hmac(sender_key: int, receiver_key: int, address_id: int, address,
+def add_addr_hmac(sender_key: int, receiver_key: int, address_id: int, address: Address,
                   port: int | None = None) -> bytes:
     """RFC 8684 ADD_ADDR HMAC (8 bytes): rightmost 64 bits; no port hashes as 0x0000."""
     return _impl.add_addr_hmac(_u("sender_key", sender_key, 64), _u("receiver_key", receiver_key, 64),
@@ -154,25 +157,28 @@ def add_addr_hmac(sender_key: int, receiver_key: int, address_id: int, address,
                                max(_port(port), 0))
 
 
-def add_addr2_hmac(sender_key: int, address_id: int, address, port: int | None = None) -> bytes:
+def add_addr2_hmac(sender_key: int, address_id: int, address: Address,
+                   port: int | None = None) -> bytes:
     """ADD_ADDR2 HMAC (8 bytes) of the rfc6824bis-00 era, as the out-of-tree kernel computes it."""
     return _impl.add_addr2_hmac(_u("sender_key", sender_key, 64), _u("address_id", address_id, 8),
                                 _packed(address), _port(port))
 
 
-def verify_add_addr(option, sender_key: int, receiver_key: int) -> bool:
+def verify_add_addr(option: AddAddr | AddAddr2, sender_key: int, receiver_key: int) -> bool:
     """Check the HMAC of a decoded AddAddr (RFC 8684) or AddAddr2 option (constant time).
 
     An echo (E=1) and a v0 ADD_ADDR carry no HMAC: ValueError, since there is nothing to check.
     """
     if isinstance(option, AddAddr2):
         expected = add_addr2_hmac(sender_key, option.address_id, option.address_packed, option.port)
+        received = option.hmac
     elif isinstance(option, AddAddr) and option.hmac is not None:
         expected = add_addr_hmac(sender_key, receiver_key, option.address_id, option.address_packed,
                                  option.port)
+        received = option.hmac
     else:
         raise ValueError(f"{option!r} carries no HMAC to verify")
-    return _hmac.compare_digest(expected, option.hmac)
+    return _hmac.compare_digest(expected, received)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,7 +197,7 @@ class KeyContext:
     __slots__ = ("local_key", "remote_key", "version", "local_token", "local_idsn",
                  "remote_token", "remote_idsn", "_impl", "_state")
 
-    def __init__(self, local_key: int, remote_key: int, version: int = 1):
+    def __init__(self, local_key: int, remote_key: int, version: int = 1) -> None:
         self.local_key = _u("local_key", local_key, 64)
         self.remote_key = _u("remote_key", remote_key, 64)
         self.version = _version(version)
@@ -230,13 +236,13 @@ class KeyContext:
                 self._impl.context_verify_join(self._state, False, remote_nonce, local_nonce,
                                                bytes(hmac160)))
 
-    def add_addr_hmac(self, address_id: int, address, port: int | None = None, *,
+    def add_addr_hmac(self, address_id: int, address: Address, port: int | None = None, *,
                       addaddr2: bool = False) -> bytes:
         """The HMAC of an ADD_ADDR (or ADD_ADDR2) that we send."""
         return self._impl.context_add_addr(self._state, True, _u("address_id", address_id, 8),
                                            _packed(address), _port(port), addaddr2)
 
-    def verify_add_addr(self, option) -> bool:
+    def verify_add_addr(self, option: AddAddr | AddAddr2) -> bool:
         """Check an AddAddr / AddAddr2 option received from the peer (constant time)."""
         cls = type(option)
         # fields: address_id, packed address, port, hmac. Validated when the option was built
@@ -253,7 +259,11 @@ class KeyContext:
 # ------------------------------------------------------------------------------------------------
 # token table
 
-class TokenTable:
+# what a TokenTable holds under each token (the engine's: its Connection objects)
+_Entry = TypeVar("_Entry", bound=Hashable)
+
+
+class TokenTable(Generic[_Entry]):
     """Live connections by local token, for finding the connection of an incoming MP_JOIN.
 
     ``new_key(connection)`` draws keys until one's token is unique and non-zero
@@ -263,14 +273,14 @@ class TokenTable:
     """
 
     def __init__(self, max_size: int = 65536, *, version: int = 1, max_retries: int = 4,
-                 key_source: Callable[[], int] = generate_key):
+                 key_source: Callable[[], int] = generate_key) -> None:
         if max_size < 1 or max_retries < 1:
             raise ValueError("max_size and max_retries must be at least 1")
         self.max_size = max_size
         self.version = _version(version)
         self.max_retries = max_retries
         self._key_source = key_source
-        self._by_token: dict[int, Hashable] = {}
+        self._by_token: dict[int, _Entry] = {}
 
     def __len__(self) -> int:
         return len(self._by_token)
@@ -278,7 +288,7 @@ class TokenTable:
     def __contains__(self, token: int) -> bool:
         return token in self._by_token
 
-    def new_key(self, connection) -> tuple[int, int]:
+    def new_key(self, connection: _Entry) -> tuple[int, int]:
         """A new local key whose token no live connection has, and that token, with
         ``connection`` entered under it: returns (key, token).
 
@@ -297,7 +307,7 @@ class TokenTable:
         raise TokenTableError(f"no unique token after {self.max_retries} keys "
                               f"({len(self._by_token)} live connections)")
 
-    def adopt(self, key: int, connection) -> int:
+    def adopt(self, key: int, connection: _Entry) -> int:
         """Register ``connection`` under the token of a key chosen elsewhere (a SYN cookie's
         key, returned by the peer in its third ACK); TokenTableError when the token is 0 or
         already in use, or the table is full. Returns the token."""
@@ -310,7 +320,7 @@ class TokenTable:
         self._by_token[token] = connection
         return token
 
-    def lookup(self, token: int):
+    def lookup(self, token: int) -> _Entry | None:
         """The connection registered under ``token``, or None (then: RST, RFC 8684 §3.2)."""
         return self._by_token.get(token)
 
@@ -444,10 +454,10 @@ def acceleration() -> str:
     return _impl.acceleration()
 
 
-_impl = None
+_impl: Any = None      # the active twin, _crypto_c or _crypto_py
 
 
-def _bind(impl) -> None:
+def _bind(impl: Any) -> None:
     global _impl
     _impl = impl
 

@@ -18,12 +18,17 @@ backend (mptcp_fast/wire/_sender_py.py).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import _check
 from ._dss_common import Mapping, SentRange  # noqa: F401  (exported; defined once there)
 from .serial import seq32_diff, seq64_diff
 from ..errors import MappingConflict, UnmappedData
+
+if TYPE_CHECKING:
+    from .._typing import BytesLike
 
 __all__ = [
     "seq32_before", "seq32_after", "seq32_diff", "seq64_diff", "expand_seq", "expand_seq_array",
@@ -64,7 +69,7 @@ def expand_seq(reference: int, value32: int) -> int:
     return _impl.expand_seq(reference, value32)
 
 
-def _u64_array(name: str, values) -> np.ndarray:
+def _u64_array(name: str, values: Any) -> np.ndarray:
     """Unsigned 64-bit values as an array: TypeError for non-integers, ValueError for a value
     below 0 or at or above 2**64 (never numpy's OverflowError or a silent wrap)."""
     arr = np.asarray(values)
@@ -80,7 +85,7 @@ def _u64_array(name: str, values) -> np.ndarray:
     return arr.astype(np.uint64, copy=False)
 
 
-def expand_seq_array(reference, values) -> np.ndarray:
+def expand_seq_array(reference: Any, values: Any) -> np.ndarray:
     """``expand_seq`` over numpy arrays: ``reference`` a scalar or an array like ``values``
     (only the low 32 bits of ``values`` are read)."""
     ref = _u64_array("reference", reference)
@@ -97,7 +102,7 @@ def expand_seq_array(reference, values) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # DSS checksum
 
-def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload) -> int:
+def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload: BytesLike) -> int:
     """The DSS checksum of a mapping (RFC 8684 §3.3.1).
 
     ``dsn`` is always the 64-bit value; ``data_len`` is the option's Data-Level
@@ -109,7 +114,8 @@ def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload) -> int:
     return _impl.dss_checksum(dsn, subflow_seq, data_len, payload)
 
 
-def verify_dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload, checksum: int) -> bool:
+def verify_dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload: BytesLike,
+                        checksum: int) -> bool:
     """Whether ``checksum`` is the DSS checksum of the mapping (``dss_checksum``'s
     arguments)."""
     return dss_checksum(dsn, subflow_seq, data_len, payload) == checksum
@@ -118,14 +124,17 @@ def verify_dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload, chec
 # ------------------------------------------------------------------------------------------------
 # backend binding
 
-_impl = None
-DssChecksum = None
-ReassemblyQueue = None
-SubflowMappings = None
-DsnAllocator = None
+if TYPE_CHECKING:
+    # For type checkers: the classes are the pure twins' (the compiled twins have the same
+    # methods, results and errors: the parity tests hold it).
+    from ._dss_py import DssChecksum, ReassemblyQueue, SubflowMappings
+    from ._sender_py import DsnAllocator
+else:
+    DssChecksum = ReassemblyQueue = SubflowMappings = DsnAllocator = None
+_impl: Any = None
 
 
-def _bind(impl) -> None:
+def _bind(impl: Any) -> None:
     """DssChecksum, ReassemblyQueue and SubflowMappings are the active backend's classes
     (same API, results and errors on both):
 
@@ -167,14 +176,14 @@ def _bind(impl) -> None:
     (floats and bools included) and a value out of range ValueError, with the same message
     on both backends (mptcp_fast._check).
     """
-    global _impl, DssChecksum, ReassemblyQueue, SubflowMappings
+    global _impl
     _impl = impl
-    DssChecksum = impl.DssChecksum
-    ReassemblyQueue = impl.ReassemblyQueue
-    SubflowMappings = impl.SubflowMappings
+    # through globals(): to a type checker these names are the pure classes, not variables
+    globals().update(DssChecksum=impl.DssChecksum, ReassemblyQueue=impl.ReassemblyQueue,
+                     SubflowMappings=impl.SubflowMappings)
 
 
-def _bind_sender(impl) -> None:
+def _bind_sender(impl: Any) -> None:
     """``DsnAllocator(initial_dsn)`` is the active backend's (one source, mptcp_fast/wire/
     _sender_py.py, compiled by Cython for the compiled backend): ``allocate(subflow,
     subflow_seq, length) -> Mapping`` (``allocate_dsn`` -> the first DSN) hands out the next
@@ -183,8 +192,7 @@ def _bind_sender(impl) -> None:
     ignored, as Linux does) in O(1) plus the records it retires; ``outstanding(subflow=None)``
     lists the unacknowledged SentRanges; ``to_reinject(subflow)`` what a failed subflow leaves
     to send again; ``next_dsn``, ``data_ack``, ``outstanding_bytes()``."""
-    global DsnAllocator
-    DsnAllocator = impl.DsnAllocator
+    globals()["DsnAllocator"] = impl.DsnAllocator
 
 
 from .. import _backend as _backend_module  # noqa: E402

@@ -22,17 +22,19 @@ the stricter acceptance rules of Linux (docs/kernel-behaviour.md §1) on top.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._options_common import (  # noqa: F401  (exported)
     EOL, MAX_TCP_OPTIONS_LEN, MPC_CHECKSUM_REQUIRED, MPC_DENY_JOIN_TO_SOURCE, MPC_EXTENSIBILITY,
     MPC_HMAC, NOP, TCPOPT_MPTCP, AddAddr, AddAddr2, AddAddrV0, Dss, Eol, MalformedOption, MpCapable,
     MpExperimental, MpFail, MpFastclose, MpJoinAck, MpJoinSyn, MpJoinSynAck, MpPrio, MpTcpRst, Mss,
-    Nop, RemoveAddr, ResetReason, Sack, SackPermitted, Segment, Subtype, Timestamps,
+    Nop, Option, RemoveAddr, ResetReason, Sack, SackPermitted, Segment, Subtype, Timestamps,
     UnknownMptcpOption, UnknownTcpOption, WindowScale, _MptcpOption, _Option, check_segment)
 
 __all__ = [
     "TCPOPT_MPTCP", "Subtype", "Segment", "ResetReason",
     "MPC_CHECKSUM_REQUIRED", "MPC_EXTENSIBILITY", "MPC_DENY_JOIN_TO_SOURCE", "MPC_HMAC",
-    "Eol", "Nop", "Mss", "WindowScale", "SackPermitted", "Sack", "Timestamps", "UnknownTcpOption",
+    "Option", "Eol", "Nop", "Mss", "WindowScale", "SackPermitted", "Sack", "Timestamps", "UnknownTcpOption",
     "MpCapable", "MpJoinSyn", "MpJoinSynAck", "MpJoinAck", "Dss", "AddAddr", "AddAddrV0", "AddAddr2",
     "RemoveAddr", "MpPrio", "MpFail", "MpFastclose", "MpTcpRst", "MpExperimental",
     "UnknownMptcpOption", "MalformedOption", "EOL", "NOP", "check_segment",
@@ -51,17 +53,23 @@ __all__ = [
 #   encode_tcp_options(options, align=True) -> bytes
 #   encode_tcp_options_into(options, buffer, offset=0, align=True) -> int (bytes written)
 
-_impl = None
-parse_option = parse_tcp_options = encode_tcp_options = encode_tcp_options_into = None
+if TYPE_CHECKING:
+    # For type checkers: the entry points' signatures are the pure twin's (the compiled twin
+    # takes the same arguments and gives the same results: the parity tests hold it).
+    from ._options_py import (encode_tcp_options, encode_tcp_options_into, parse_option,
+                              parse_tcp_options)
+else:
+    parse_option = parse_tcp_options = encode_tcp_options = encode_tcp_options_into = None
+_impl: Any = None
 
 
-def _bind(impl) -> None:
+def _bind(impl: Any) -> None:
     """Point this module at a backend implementation (mptcp_fast._backend)."""
     global _impl, parse_option, parse_tcp_options, encode_tcp_options, encode_tcp_options_into
     _impl = impl
     # The hot entry points are the backend's own functions: no extra Python frame.
-    _Option.encode = impl.encode_option
-    _Option.encode_into = impl.encode_option_into
+    _Option.encode = impl.encode_option  # type: ignore[method-assign]  # (set, not declared)
+    _Option.encode_into = impl.encode_option_into  # type: ignore[method-assign]
     parse_option = impl.parse_option
     parse_tcp_options = impl.parse_tcp_options
     encode_tcp_options = impl.encode_tcp_options

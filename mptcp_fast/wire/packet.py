@@ -20,9 +20,14 @@ _packet_common.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .. import _check
 from ..errors import PARSE_STATUS, PacketError
 from ._packet_common import Packet
+
+if TYPE_CHECKING:
+    from .._typing import Address, BytesLike
 
 __all__ = ["Packet", "PacketError", "parse_packet", "build_packet", "build_packet_into",
            "build_segment",
@@ -39,7 +44,7 @@ def _error(status: int, offset: int, whole: bool = False) -> PacketError:
     return PacketError(f"packet at offset {offset}: {message}", reason)
 
 
-def parse_packet(buffer, offset: int = 0, length: int | None = None) -> Packet:
+def parse_packet(buffer: BytesLike, offset: int = 0, length: int | None = None) -> Packet:
     """The packet at ``buffer[offset:offset + length]`` (to the end by default), parsed in
     place. A truncated payload is allowed (``truncated``); headers must be whole."""
     found = _impl.parse(buffer, offset, length)         # offset and length checked there
@@ -48,7 +53,7 @@ def parse_packet(buffer, offset: int = 0, length: int | None = None) -> Packet:
     return found
 
 
-def tcp_checksum(buffer, offset: int = 0, length: int | None = None) -> int:
+def tcp_checksum(buffer: BytesLike, offset: int = 0, length: int | None = None) -> int:
     """The TCP checksum the packet at ``offset`` should carry (its own field read as zero)."""
     value = _impl.tcp_checksum(buffer, offset, length)
     if value < 0:
@@ -56,7 +61,7 @@ def tcp_checksum(buffer, offset: int = 0, length: int | None = None) -> int:
     return value
 
 
-def ipv4_header_checksum(buffer, offset: int = 0, length: int | None = None) -> int:
+def ipv4_header_checksum(buffer: BytesLike, offset: int = 0, length: int | None = None) -> int:
     """The IPv4 header checksum the packet at ``offset`` should carry."""
     value = _impl.ipv4_header_checksum(buffer, offset, length)
     if value < 0:
@@ -67,7 +72,8 @@ def ipv4_header_checksum(buffer, offset: int = 0, length: int | None = None) -> 
     return value
 
 
-def verify_checksums(buffer, offset: int = 0, length: int | None = None):
+def verify_checksums(buffer: BytesLike, offset: int = 0,
+                     length: int | None = None) -> tuple[bool | None, bool]:
     """(IPv4 header checksum correct, or None for IPv6; TCP checksum correct)."""
     found = _impl.verify(buffer, offset, length)
     if type(found) is int:
@@ -75,9 +81,9 @@ def verify_checksums(buffer, offset: int = 0, length: int | None = None):
     return found
 
 
-def build_packet_into(buffer, offset: int, src, dst, sport: int, dport: int, seq: int,
-                      ack: int, flags: int, window: int, *, options: bytes = b"",
-                      payload=b"", ttl: int = 64, tos: int = 0, ip_id: int = 0,
+def build_packet_into(buffer: BytesLike, offset: int, src: Address, dst: Address, sport: int,
+                      dport: int, seq: int, ack: int, flags: int, window: int, *,
+                      options: bytes = b"", payload: BytesLike = b"", ttl: int = 64, tos: int = 0, ip_id: int = 0,
                       dont_fragment: bool = True, urgent: int = 0) -> int:
     """Write one IPv4 or IPv6 packet (by the addresses' family) carrying one TCP segment into
     the writable ``buffer`` at ``offset``, with its TCP checksum and IPv4 header checksum;
@@ -98,8 +104,8 @@ def build_packet_into(buffer, offset: int, src, dst, sport: int, dport: int, seq
                             options, payload, ttl, tos, ip_id, dont_fragment, urgent)
 
 
-def build_packet(src, dst, sport: int, dport: int, seq: int, ack: int, flags: int,
-                 window: int, **kwargs) -> bytes:
+def build_packet(src: Address, dst: Address, sport: int, dport: int, seq: int, ack: int,
+                 flags: int, window: int, **kwargs: Any) -> bytes:
     """``build_packet_into`` a new buffer of the right size; the packet as bytes."""
     size = (20 if len(_check.address("src", src)) == 4 else 40) + 20 + len(kwargs.get("options", b"")) \
         + _check.byte_length("payload", kwargs.get("payload", b""))
@@ -120,10 +126,10 @@ def build_segment(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack:
     return bytes(out)
 
 
-_impl = None
+_impl: Any = None      # the active twin, _packet_c or _packet_py
 
 
-def _bind(impl) -> None:
+def _bind(impl: Any) -> None:
     global _impl
     _impl = impl
 

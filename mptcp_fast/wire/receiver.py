@@ -30,18 +30,23 @@ _receiver_common.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._receiver_common import (DirectionCounters, Event,  # noqa: F401  (exported; defined once there)
                                StreamCounters)
 
 __all__ = ["Event", "DirectionCounters", "StreamCounters", "ChecksumBudget", "DataReceiver"]
 
 
-ChecksumBudget = DataReceiver = None
+if TYPE_CHECKING:    # for type checkers: the pure twin's classes (the compiled ones are alike)
+    from ._receiver_py import ChecksumBudget, DataReceiver
+else:
+    ChecksumBudget = DataReceiver = None
 
 
-def _bind(impl) -> None:
-    global ChecksumBudget, DataReceiver
-    ChecksumBudget, DataReceiver = impl.ChecksumBudget, impl.DataReceiver
+def _bind(impl: Any) -> None:
+    # through globals(): to a type checker these names are the pure classes, not variables
+    globals().update(ChecksumBudget=impl.ChecksumBudget, DataReceiver=impl.DataReceiver)
 
 
 from .. import _backend as _backend_module  # noqa: E402

@@ -14,8 +14,13 @@ the pure ``Incoming`` is defined in _segment_common.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable
+
 from ._segment_common import Incoming, flow_key  # noqa: F401  (exported; defined once there)
 from ..errors import PARSE_STATUS, PacketError
+
+if TYPE_CHECKING:
+    from .._typing import BytesLike
 
 __all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet"]
 
@@ -23,7 +28,7 @@ __all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_pac
 STATUS = PARSE_STATUS
 
 
-def read_segment(data, number: int = 0) -> Incoming:
+def read_segment(data: BytesLike, number: int = 0) -> Incoming:
     """Parse ``data`` (one whole IPv4 or IPv6 packet) and check its checksums."""
     found = _impl.read(data, number)
     if type(found) is int:
@@ -32,21 +37,24 @@ def read_segment(data, number: int = 0) -> Incoming:
     return found
 
 
-def reader():
+def reader() -> Callable[[BytesLike, int], Incoming | int]:
     """The active twin's ``read(data, number)``: an Incoming, or a STATUS code (an int)."""
     return _impl.read
 
 
-_impl = None
+_impl: Any = None      # the active twin, _segment_c or _segment_py
 # data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
 #             ssn, length, checksum, payload, start, end) -> bytes: a data segment with
 #             TS + DSS (ack and mapping) carrying payload[start:end], checksums written;
 # ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
 #             a pure ACK with TS + a DSS data ACK. The active twin's, set by _bind().
-data_packet = ack_packet = None
+if TYPE_CHECKING:    # for type checkers: the pure twin's signatures (the compiled ones are alike)
+    from ._segment_py import ack_packet, data_packet
+else:
+    data_packet = ack_packet = None
 
 
-def _bind(impl) -> None:
+def _bind(impl: Any) -> None:
     global _impl, data_packet, ack_packet
     _impl = impl
     data_packet, ack_packet = impl.data_packet, impl.ack_packet

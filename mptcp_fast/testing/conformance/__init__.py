@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 __all__ = ["Case", "Outcome", "Judge", "CASES", "cases", "run_case", "why_unavailable"]
 
@@ -71,7 +72,7 @@ class Judge:
         self.counter_at_least(moved, sent, at_least)
         self.equal(f"{echoes} = {sent}", _moved(moved, echoes), _moved(moved, sent))
 
-    def kernel(self, ns, before: dict, expected: dict = (), absent=()) -> dict:
+    def kernel(self, ns, before: dict, expected: dict | tuple = (), absent=()) -> dict:
         """The kernel's MPTcpExt counters in ``ns`` that moved since ``before``: recorded for
         the report, each of ``expected`` checked to have moved by its value and each of
         ``absent`` not to have moved. Returns them."""
@@ -103,7 +104,7 @@ class Case:
     group: str
     name: str
     expects: str
-    run: object
+    run: Callable[..., None]
     params: tuple = ()
 
     def __call__(self, judge: Judge) -> None:

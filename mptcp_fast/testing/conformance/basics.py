@@ -156,7 +156,7 @@ def flip_payload_byte(after: int):
         edited[ip_len + tcp_len + 500] ^= 0xFF
         state["flipped_seq"] = seq + 500
         return fix_tcp_checksum(edited)
-    rewrite.state = state
+    rewrite.state = state  # type: ignore[attr-defined]  # (the test reads it)
     return rewrite
 
 

@@ -12,6 +12,7 @@ nothing of MPTCP, we report the fallback.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from ..testbed import KernelPeer, TunBed
 from . import case
@@ -22,7 +23,7 @@ FALLBACK_COUNTERS = ("InfiniteMapTx", "DSSCorruptionFallback", "MPCapableFallbac
                      "MPCapableFallbackSYNACK", "MPCapableDataFallback", "DssFallback")
 
 # (name, the impairment of each path, bytes each way, the engine opens)
-IMPAIRED = (
+IMPAIRED: tuple[tuple[str, dict[str, Any], int, bool], ...] = (
     ("clean", {}, 8 * MIB, True),
     ("loss-0.5%", {"loss": 0.005}, 1 * MIB, False),
     ("loss-1%-delay-25ms", {"loss": 0.01, "delay": 0.025}, 1 * MIB, True),
