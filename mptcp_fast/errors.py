@@ -37,6 +37,10 @@ class CaptureError(MptcpError, ValueError):
     """A capture file is truncated or corrupt (the message names the byte offset), or
     columns handed to the analyzer do not have the capture reader's layout."""
 
+    # set by the analysis as it reads a file: the records read before the damage (None: not
+    # known); 0 means nothing of the file was a capture
+    records: int | None = None
+
 
 class PacketError(MptcpError, ValueError):
     """Bytes that are not a whole IPv4/IPv6 TCP packet; ``reason`` is ``"truncated"``,

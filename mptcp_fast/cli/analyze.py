@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import HelpFormatter, count_bar, size_bar
 
@@ -123,7 +123,7 @@ def cmd_analyze(args, out=None) -> int:
     if unusable is not None:
         print(f"mptcp-fast analyze: {unusable}", file=sys.stderr)
         return 2
-    spooled, interrupted = _spool_stdin() if "-" in names else (None, False)
+    spooled, interrupted = _spool_stdin() if "-" in names else ("", False)
     files = [spooled if name == "-" else name for name in names]
     run = _Run(args, out, len(names), stdin_interrupted=interrupted)
     try:
@@ -138,7 +138,7 @@ def cmd_analyze(args, out=None) -> int:
         print(f"mptcp-fast analyze: interrupted {run.progress.where()}", file=sys.stderr)
         return 130
     finally:
-        if spooled is not None:
+        if spooled:
             os.unlink(spooled)
         if several:
             _remove_empty(made)
@@ -414,8 +414,9 @@ def _outputs_of_file(path, wanted: FileOutputs, timing, progress, worker, on_rep
                           packets=timing or wanted.tables is not None)
     progress.read_done()
     report = model.report
-    result = {"report": report, "figures": None, "tables": None, "streams": None,
-              "failures": []}
+    failures: list[str] = []
+    result: dict[str, Any] = {"report": report, "figures": None, "tables": None,
+                              "streams": None, "failures": failures}
     if "connections" not in report:       # nothing read (not a capture): nothing written
         if on_report is not None:
             on_report(report)
@@ -432,12 +433,12 @@ def _outputs_of_file(path, wanted: FileOutputs, timing, progress, worker, on_rep
             on_report(report)
         if worker is not None:
             result["figures"] = _figures_drawn(worker, len(report["connections"]), progress,
-                                               result["failures"])
+                                               failures)
         if writer is not None:
             try:
                 result["tables"] = writer.result()
             except (ImportError, OSError) as exc:
-                result["failures"].append(f"tables: {exc}")
+                failures.append(f"tables: {exc}")
                 result["tables"] = writer.written
     except BaseException as exc:          # Ctrl-C: no table is left cut off
         _ending_on(exc)
@@ -506,8 +507,8 @@ class _TableWriter:
         self.directory = directory
         self.written: list = []
         self._stopped = False
-        self._current = None              # the table being written
-        self._failure = None
+        self._current: str | None = None  # the table being written
+        self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._write, args=(model,), daemon=True)
         self._thread.start()
 
@@ -548,9 +549,13 @@ class _Progress:
     def __init__(self, files: int, shown: bool):
         self.files, self.shown = files, shown
         self.done: list = []              # the names of the files finished
-        self.bar = None
-        self.stage = None                 # "reading", "series", "outputs" or "processes"
-        self.name, self.reported, self.figures, self.tables = None, False, None, None
+        self.bar: Any = None
+        self.stage: str | None = None     # "reading", "series", "outputs" or "processes"
+        self.name: str | None = None
+        self.reported = False
+        self.figures: list[Any] | None = None   # [worker, figures in all, directory]
+        self.tables: Any = None
+        self.size: int | None = None
 
     def start(self, name: str, path: str) -> None:
         self.name, self.stage, self.reported = name, "reading", False
@@ -586,6 +591,7 @@ class _Progress:
 
     def drawing(self, total: int) -> None:
         """The figures are waited for (``total`` of them)."""
+        assert self.figures is not None   # outputs() came first
         self.figures[1] = total
         if self.shown:
             self.bar = count_bar(total, "figures", "figure")
@@ -632,7 +638,7 @@ class _Progress:
             f"after reading {self.name}"
         if self.stage == "series":
             return text + ", while making its time series"
-        busy = []                         # (doing what, written, of how many, where)
+        busy: list[tuple] = []            # (doing what, written, of how many, where)
         if self.figures is not None and self.figures[1] is not None:
             worker, total, directory = self.figures
             if len(worker.written) < total:
