@@ -230,3 +230,26 @@ def test_demo_shows_progress_on_a_terminal_and_ctrl_c_says_where_it_was():
 def test_demo_shows_no_bar_off_a_terminal():
     proc = run_cli("demo", "--size", "1M", "--no-alone")
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_demo_preset_schedulers_sets_every_scheduler_side_by_side(capsys):
+    """The preset's paths (50M,5ms and 10M,15ms) under a 192 KiB window, 4 MiB: lowest-rtt
+    finishes after the fast path alone (head-of-line blocking behind the slow path),
+    round-robin last, ECF first; BLEST keeps off the slow path (docs/engine.md)."""
+    assert cli.main(["demo", "--preset", "schedulers", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["size"], result["receive_window"]) == (4 << 20, 192 << 10)
+    runs, alone = result["runs"], result["alone"]["completion_seconds"]
+    assert list(runs) == ["lowest-rtt", "round-robin", "redundant", "ecf", "blest"]
+    assert all(r["exact"] for r in runs.values())
+    seconds = {name: r["completion_seconds"] for name, r in runs.items()}
+    assert seconds["ecf"] < alone - 0.02 < seconds["lowest-rtt"] - 0.1
+    assert seconds["round-robin"] > seconds["lowest-rtt"] + 0.5
+    assert [s["bytes"] for s in runs["blest"]["subflows"]] == [4 << 20, 0]
+    redundant = [s["bytes"] for s in runs["redundant"]["subflows"]]
+    assert redundant[0] == 4 << 20 and redundant[1] > 0
+    assert cli.main(["demo", "--preset", "schedulers", "--size", "256k"]) == 0
+    text = capsys.readouterr().out
+    for name in runs:
+        assert re.search(rf"^{name} +[\d.]+ s ", text, re.M), text
+    assert "path 0 alone" in text and "every transfer byte-exact: yes" in text

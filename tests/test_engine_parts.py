@@ -195,42 +195,84 @@ def test_isn_is_a_keyed_hash_plus_a_4_microsecond_clock():
 # ------------------------------------------------------------------------- schedulers
 
 class FakeSubflow:
-    def __init__(self, name, srtt, room=True, backup=False, usable=True):
-        self.name, self.srtt, self.room, self.backup, self.usable = name, srtt, room, backup, usable
+    """What a scheduler reads of a subflow: ``pipe`` bytes in flight of a ``cwnd``-segment
+    window; room while one more segment fits."""
+
+    def __init__(self, name, srtt, cwnd_segments=10, pipe_segments=0, backup=False,
+                 usable=True, rttvar=None, sid=0):
+        self.name, self.srtt, self.backup, self.usable, self.sid = name, srtt, backup, usable, sid
+        self.rttvar = srtt / 2 if rttvar is None and srtt else rttvar
+        self.window = cc.Window(MSS)
+        self.window.cwnd = float(cwnd_segments * MSS)
+        self.pipe = pipe_segments * MSS
+        self.snd_una, self.snd_nxt = 1, 1 + self.pipe
 
     def has_room(self, size):
-        return self.room
+        return self.pipe + max(size, MSS) <= self.window.cwnd
+
+    def fill(self, segments):
+        self.pipe = segments * MSS
+        self.snd_nxt = self.snd_una + self.pipe
 
 
-def names(picked):
-    return [s.name for s in picked]
+def name_of(picked):
+    return None if picked is None else picked.name
 
 
-def test_lowest_rtt_prefers_the_fastest_with_room_and_backups_last():
+def test_lowest_rtt_is_linux_default_the_shortest_linger_time_with_room():
+    """mptcp_subflow_get_send: in flight / pacing rate, the rate cwnd / srtt times 2 in slow
+    start (below half of ssthresh) and 1.2 after; an idle subflow lingers 0 s."""
+    from mptcp_fast.engine.scheduler import LowestRtt, linger_time
+    s = LowestRtt()
+    fast, slow = FakeSubflow("fast", 0.010), FakeSubflow("slow", 0.050, sid=1)
+    assert name_of(s.pick([slow, fast])) == "fast"          # both idle: the lowest RTT
+    assert s.burst == 0xFFFF - 80                           # a whole burst per pick
+    fast.fill(2)                                            # 2 of 10 segments in flight
+    assert linger_time(fast) == pytest.approx(2 * MSS * 0.010 / (10 * MSS * 2.0))
+    assert name_of(s.pick([slow, fast])) == "slow"          # idle lingers less than busy
+    slow.fill(1)                                            # 0.1 * 50 ms / 2 = 2.5 ms
+    assert linger_time(slow) == pytest.approx(0.0025)       # against fast's 1 ms
+    assert name_of(s.pick([slow, fast])) == "fast"
+    fast.window.ssthresh = 4 * MSS                          # congestion avoidance: * 1.2
+    assert linger_time(fast) == pytest.approx(2 * MSS * 0.010 / (10 * MSS * 1.2))
+    fast.fill(10)                                           # no room: the other one
+    assert name_of(s.pick([slow, fast])) == "slow"
+    slow.fill(10)
+    assert s.pick([slow, fast]) is None                     # wait for room
+
+
+def test_lowest_rtt_uses_backups_only_when_nothing_else_is_usable():
     from mptcp_fast.engine.scheduler import LowestRtt
     s = LowestRtt()
-    fast, slow = FakeSubflow("fast", 0.01), FakeSubflow("slow", 0.05)
+    regular = FakeSubflow("regular", 0.050, pipe_segments=10)        # usable, no room
     backup = FakeSubflow("backup", 0.001, backup=True)
-    assert names(s.pick([slow, fast, backup], 1000)) == ["fast"]
-    fast.room = False
-    assert names(s.pick([slow, fast, backup], 1000)) == ["slow"]     # backup not while others live
-    slow.room = False
-    assert s.pick([slow, fast, backup], 1000) == []                  # wait for room
-    fast.usable = slow.usable = False
-    assert names(s.pick([slow, fast, backup], 1000)) == ["backup"]   # only backups are left
-    fresh = FakeSubflow("fresh", None)
-    assert names(s.pick([fresh, FakeSubflow("measured", 0.2)], 1)) == ["measured"]
-    assert names(s.pick([fresh], 1)) == ["fresh"]
+    assert s.pick([regular, backup]) is None                # backup not while others live
+    regular.usable = False
+    assert name_of(s.pick([regular, backup])) == "backup"   # only backups are left
+    fresh, measured = FakeSubflow("fresh", None), FakeSubflow("measured", 0.2)
+    assert name_of(s.pick([fresh, measured])) == "measured"  # unmeasured go last
+    assert name_of(s.pick([fresh])) == "fresh"
 
 
-def test_round_robin_and_redundant():
-    from mptcp_fast.engine.scheduler import SCHEDULERS, Redundant, RoundRobin
-    a, b, c = FakeSubflow("a", 0.01), FakeSubflow("b", 0.02), FakeSubflow("c", 0.03, room=False)
+def test_round_robin_gives_one_segment_per_subflow_in_turn_and_waits_for_the_turn():
+    from mptcp_fast.engine.scheduler import RoundRobin
+    a, b, c = FakeSubflow("a", 0.01), FakeSubflow("b", 0.02), FakeSubflow("c", 0.03)
     rr = RoundRobin()
-    assert [names(rr.pick([a, b, c], 1))[0] for _ in range(4)] == ["a", "b", "a", "b"]
-    # redundant: new data where lowest-RTT says; the connection copies it to the others
-    assert names(Redundant().pick([a, b, c], 1)) == ["a"]
-    assert set(SCHEDULERS) == {"lowest-rtt", "round-robin", "redundant", "ecf"}
+    assert [name_of(rr.pick([a, b, c])) for _ in range(4)] == ["a", "b", "c", "a"]
+    assert rr.burst == MSS                                  # one segment each
+    b.fill(10)                                              # b's turn, b's window is full:
+    assert rr.pick([a, b, c]) is None and rr.pick([a, b, c]) is None    # wait for b
+    b.fill(9)
+    assert [name_of(rr.pick([a, b, c])) for _ in range(2)] == ["b", "c"]
+    b.usable = False                                        # a subflow that cannot carry
+    assert [name_of(rr.pick([a, b, c])) for _ in range(3)] == ["a", "c", "a"]   # is skipped
+
+
+def test_redundant_sends_new_data_where_lowest_rtt_says():
+    from mptcp_fast.engine.scheduler import SCHEDULERS, Redundant
+    a, b = FakeSubflow("a", 0.01), FakeSubflow("b", 0.02)
+    assert name_of(Redundant().pick([b, a])) == "a"         # the connection copies it to b
+    assert set(SCHEDULERS) == {"lowest-rtt", "round-robin", "redundant", "ecf", "blest"}
 
 
 # ------------------------------------------------------------------------ OLIA and BALIA
@@ -284,29 +326,63 @@ def test_balia_increase_and_decrease_follow_their_formulas():
 
 # ------------------------------------------------------------------------------ ECF
 
-class _FakeSubflow:
-    def __init__(self, srtt, rttvar, cwnd_segments, room, backup=False):
-        self.srtt, self.rttvar, self.backup, self.usable = srtt, rttvar, backup, True
-        self.window = cc.Window(MSS)
-        self.window.cwnd = cwnd_segments * MSS
-        self._room = room
-
-    def has_room(self, size):
-        return self._room
-
-
 def test_ecf_waits_for_the_fast_subflow_when_that_finishes_first():
+    """Algorithm 1 of the paper, with k the backlog, n = 1 + k / cwnd_f, delta = max(rttvar)."""
     from mptcp_fast.engine.scheduler import Ecf
-    fast = _FakeSubflow(0.010, 0.001, cwnd_segments=10, room=False)
-    slow = _FakeSubflow(0.100, 0.005, cwnd_segments=10, room=True)
+    fast = FakeSubflow("fast", 0.010, rttvar=0.001, pipe_segments=10)       # no room
+    slow = FakeSubflow("slow", 0.100, rttvar=0.005, sid=1)
     ecf = Ecf()
-    # 20 segments waiting: n = 1 + 20/10 = 3 fast RTTs (30 ms) < the slow RTT (105 ms), and
-    # on the slow subflow they would take 2 slow RTTs >= 2 fast RTTs: wait
-    assert ecf.pick([fast, slow], 0, backlog=20 * MSS) == [] and ecf.waiting
-    # 2000 segments: n = 201 fast RTTs (2 s) is not below 105 ms * 1.25: use the slow one too
-    assert ecf.pick([fast, slow], 0, backlog=2000 * MSS) == [slow] and not ecf.waiting
-    fast._room = True                                      # room on the fast one: take it
-    assert ecf.pick([fast, slow], 0, backlog=20 * MSS) == [fast]
-    # 2 segments waiting: the slow subflow needs only 0.2 of its RTT = 20 ms < 2 * 10 ms + 1 ms
-    fast._room = False
-    assert Ecf().pick([fast, slow], 0, backlog=2 * MSS) == [slow]
+    # 20 segments waiting: n = 3 fast RTTs (30 ms) < the slow RTT + delta (105 ms), and on
+    # the slow subflow they would take 2 slow RTTs >= 2 fast RTTs + delta: wait
+    assert ecf.pick([fast, slow], 20 * MSS) is None and ecf.waiting
+    # 2000 segments: n = 201 fast RTTs (2 s) is not below 105 ms * 1.25: use the slow one,
+    # one segment at a time (each is decided on its own, as the kernel decides per segment)
+    assert name_of(ecf.pick([fast, slow], 2000 * MSS)) == "slow" and not ecf.waiting
+    assert ecf.burst == MSS
+    # hysteresis: waiting raises the bar by beta = 1/4. n = 1.7 fast RTTs (17 ms) against
+    # 15 ms when not waiting (use the slow one), 1.25 * 15 = 18.75 ms while waiting (wait:
+    # 7 / 2 slow windows take 52.5 ms); n = 1.9 (19 ms) passes either bar
+    fast2 = FakeSubflow("fast", 0.010, rttvar=0.0, pipe_segments=10)
+    slow2 = FakeSubflow("slow", 0.015, rttvar=0.0, cwnd_segments=2, sid=1)
+    ecf2 = Ecf()
+    assert name_of(ecf2.pick([fast2, slow2], 7 * MSS)) == "slow" and not ecf2.waiting
+    ecf2.waiting = True
+    assert ecf2.pick([fast2, slow2], 7 * MSS) is None and ecf2.waiting
+    assert name_of(ecf2.pick([fast2, slow2], 9 * MSS)) == "slow" and not ecf2.waiting
+    fast.fill(5)                                            # room on the fast one: take it
+    assert name_of(ecf.pick([fast, slow], 20 * MSS)) == "fast" and ecf.burst == 0xFFFF - 80
+    # 2 segments waiting: the slow subflow needs only 0.2 of its RTT = 20 ms < 2 * 10 ms + 5 ms
+    fast.fill(10)
+    assert name_of(Ecf().pick([fast, slow], 2 * MSS)) == "slow"
+
+
+# ----------------------------------------------------------------------------- BLEST
+
+def test_blest_waits_when_the_fast_subflow_would_be_blocked_by_the_window():
+    """What the fast subflow sends during the slow one's linger time, times lambda = 1.2,
+    against the peer's window less the slow subflow's bytes in flight."""
+    from mptcp_fast.engine.scheduler import Blest
+    fast = FakeSubflow("fast", 0.010, pipe_segments=10)                  # no room
+    slow = FakeSubflow("slow", 0.040, cwnd_segments=10, pipe_segments=4, sid=1)
+    blest = Blest()
+    assert blest.pick([fast, slow], 100 * MSS, 10**9) is not None        # ranges seen
+    # the slow subflow's linger: its RTT seen so far is 40 ms (smallest = largest)
+    assert blest.slow_linger(slow) == pytest.approx(0.040)
+    # fast in its first slow start: 40 ms / 10 ms + 1 = 5 rounds of doubling from 10
+    # segments: 10 * (2**5 - 1) = 310 segments
+    assert blest.fast_bytes(fast, 0.040) == pytest.approx(310 * MSS)
+    # in congestion avoidance: (max(cwnd, ssthresh + 1) + (rounds - 1) / 2) * rounds
+    fast.window.ssthresh = 8 * MSS
+    assert blest.fast_bytes(fast, 0.040) == pytest.approx((10 + 2) * 5 * MSS)
+    needed = 1.2 * 60 * MSS + 4 * MSS                       # what fast sends, and slow's flight
+    assert name_of(blest.pick([fast, slow], 100 * MSS, int(needed) + MSS)) == "slow"
+    assert blest.burst == MSS
+    assert blest.pick([fast, slow], 100 * MSS, int(needed) - MSS) is None
+    # the slow subflow's RTT range: a full window lingers its largest RTT seen
+    slow.srtt = 0.080
+    blest.pick([fast, slow], 100 * MSS, 10**9)
+    slow.srtt = 0.060
+    slow.fill(9)                                            # 9 + 1 in flight: the window full
+    assert blest.slow_linger(slow) == pytest.approx(0.080)
+    slow.fill(4)                                            # 5 of 10: halfway from 40 to 80 ms
+    assert blest.slow_linger(slow) == pytest.approx(0.060)

@@ -85,18 +85,30 @@ def _attack(args, out) -> int:
     return 0
 
 
+def _without_samples(run: dict) -> dict:
+    return {k: v for k, v in run.items() if k != "samples"}
+
+
+def _window_text(window) -> str:
+    return "Config's (512 KiB, growing to 4 MiB)" if window is None else f"{window >> 10:,} KiB"
+
+
 def cmd_demo(args, out=None) -> int:
     from ..sim import demo
     out = out or sys.stdout
+    if args.size is None:
+        args.size = demo.SCHEDULER_SIZE if args.preset == "schedulers" else 16 << 20
     if args.attack:
         return _attack(args, out)
+    if args.preset == "schedulers":
+        return _schedulers(args, out)
     paths = args.path or list(demo.DEFAULT_PATHS)
     progress = _Progress(args.size, shown=not args.json and sys.stderr.isatty())
     try:
         result = demo.run_demo(args.size, paths, scheduler=args.scheduler, cc=args.cc,
                                seed=args.seed, checksums=args.checksums, pcap=args.pcap,
                                alone=not args.no_alone, profile=args.profile or "v1",
-                               progress=progress)
+                               progress=progress, receive_window=args.receive_window)
         if args.plot:
             demo.plot(result, args.plot)
     except (RuntimeError, OSError) as exc:
@@ -109,15 +121,16 @@ def cmd_demo(args, out=None) -> int:
         return 130
     progress.close()
     if args.json:
-        slim = {**result, "multipath": {k: v for k, v in result["multipath"].items()
-                                         if k != "samples"},
-                "alone": [{k: v for k, v in a.items() if k != "samples"} for a in result["alone"]]}
+        slim = {**result, "multipath": _without_samples(result["multipath"]),
+                "alone": [_without_samples(a) for a in result["alone"]]}
         json.dump(slim, out, indent=2)
         print(file=out)
         return 0
     m = result["multipath"]
     print(f"MPTCP demo: {args.size:,} bytes client -> server, scheduler {args.scheduler}, "
           f"congestion control {args.cc}, seed {args.seed} (backend {_backend.active()})", file=out)
+    if args.receive_window is not None:
+        print(f"  receive window: {_window_text(args.receive_window)}", file=out)
     for i, spec in enumerate(paths):
         print(f"  path {i}: {spec}", file=out)
     print(f"\nmultipath: {m['completion_seconds']:.3f} s of virtual time, goodput "
@@ -142,6 +155,54 @@ def cmd_demo(args, out=None) -> int:
     return 0 if m["exact"] else 1
 
 
+def _schedulers(args, out) -> int:
+    """``demo --preset schedulers``: the same transfer with every scheduler, side by side."""
+    from ..sim import demo
+    paths = args.path or list(demo.SCHEDULER_PATHS)
+    window = args.receive_window if args.receive_window is not None else demo.SCHEDULER_WINDOW
+    progress = _Progress(args.size, shown=not args.json and sys.stderr.isatty())
+    try:
+        result = demo.run_schedulers(args.size, paths, receive_window=window, cc=args.cc,
+                                     seed=args.seed, profile=args.profile or "v1",
+                                     progress=progress)
+    except RuntimeError as exc:
+        progress.close()
+        print(f"mptcp-fast demo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"mptcp-fast demo: interrupted {progress.where()}", file=sys.stderr)
+        return 130
+    progress.close()
+    runs = result["runs"]
+    if args.json:
+        slim = {**result, "runs": {name: _without_samples(r) for name, r in runs.items()},
+                "alone": _without_samples(result["alone"])}
+        json.dump(slim, out, indent=2)
+        print(file=out)
+        return 0
+    print(f"MPTCP schedulers: {args.size:,} bytes client -> server with each scheduler, "
+          f"receive window {_window_text(window)}, congestion control {args.cc}, seed "
+          f"{args.seed} (backend {_backend.active()})", file=out)
+    for i, spec in enumerate(paths):
+        print(f"  path {i}: {spec}", file=out)
+    # the bytes each subflow sent, and that as a share of the data (redundant: above 100 %)
+    header = "".join(f"{f'path {i} bytes':>20}" for i in range(len(paths)))
+    print(f"\n{'scheduler':12} {'completion':>10} {'goodput':>13}{header}  reinjected",
+          file=out)
+    for name, run in runs.items():
+        carried = "".join(f"{s['bytes']:>13,} ({s['bytes'] / args.size:4.0%})"
+                          for s in run["subflows"])
+        print(f"{name:12} {run['completion_seconds']:8.3f} s {_mbit(run['goodput_bps']):>13}"
+              f"{carried}  {run['reinjected_bytes']:>10,}", file=out)
+    alone = result["alone"]
+    print(f"{'path 0 alone':12} {alone['completion_seconds']:8.3f} s "
+          f"{_mbit(alone['goodput_bps']):>13}", file=out)
+    exact = all(r["exact"] for r in runs.values()) and alone["exact"]
+    print(f"\nevery transfer byte-exact: {'yes' if exact else 'NO'}", file=out)
+    return 0 if exact else 1
+
+
 def add_parser(sub, size_type) -> None:
     """The ``demo`` subcommand; ``size_type`` parses ``--size``."""
     from ..engine.cc import CONTROLLERS
@@ -153,14 +214,23 @@ def add_parser(sub, size_type) -> None:
                                      "same transfer over each path alone. Prints per-subflow "
                                      "bytes and throughput, the goodput against each path alone, "
                                      "and how fast this machine ran it.")
-    dem.add_argument("--size", type=size_type, default="16M",
-                     help="bytes to send (k, M, G suffixes)")
+    dem.add_argument("--size", type=size_type, default=None,
+                     help="bytes to send (k, M, G suffixes) (default: 16M; 4M with "
+                          "--preset schedulers)")
     dem.add_argument("--path", type=_path, action="append", metavar="RATE,DELAY[,LOSS]",
                      help="a path: rate, one-way delay and random loss, e.g. 100M,10ms or "
                           "50M,40ms,0.05%% (repeat for more) (default: 100M,10ms and "
                           "50M,40ms,0.05%%)")
     dem.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="lowest-rtt",
-                     help="which subflow sends next")
+                     help="which subflow sends next (lowest-rtt is Linux's default)")
+    dem.add_argument("--receive-window", type=size_type, metavar="SIZE",
+                     help="the server's receive window, fixed (default: Config's, 512 KiB "
+                          "growing to 4 MiB as the server reads; 192K with --preset "
+                          "schedulers)")
+    dem.add_argument("--preset", choices=["schedulers"],
+                     help="schedulers: the same transfer with every scheduler, side by side, "
+                          "over a fast path and a slower one (50M,5ms and 10M,15ms unless "
+                          "--path) under a small receive window (default: no preset)")
     dem.add_argument("--cc", choices=sorted(CONTROLLERS), default="lia",
                      help="congestion control per subflow (lia is coupled, RFC 6356)")
     dem.add_argument("--seed", type=int, default=1, help="the emulated network's random seed")

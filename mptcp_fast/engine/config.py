@@ -32,7 +32,8 @@ class Config:
         checksums: ask for DSS checksums (either side asking turns them on).
         congestion_control: "lia" (coupled, RFC 6356), "olia", "balia", "reno" or "cubic".
         hystart: leave slow start when the queue grows (RFC 9406, as Linux's CUBIC).
-        scheduler: "lowest-rtt", "round-robin", "redundant" or "ecf".
+        scheduler: "lowest-rtt" (Linux's default), "round-robin", "redundant", "ecf" or
+            "blest" (mptcp_fast.engine.scheduler; docs/engine.md, "Schedulers").
         max_subflows: subflows per connection, the initial one included (1..256).
         join_announced: open subflows to the addresses the peer announces (ADD_ADDR).
         deny_join_initial: server: set flag C in the MP_CAPABLE SYN/ACK and accept no
@@ -77,7 +78,8 @@ class Config:
     congestion_control: str = "lia"    # "lia" (RFC 6356, coupled), "reno", "cubic"
     hystart: bool = True               # leave slow start when the queue grows (RFC 9406 §4.2,
                                        # as Linux's CUBIC; mptcp_fast.engine.cc)
-    scheduler: str = "lowest-rtt"      # "lowest-rtt", "round-robin", "redundant"
+    scheduler: str = "lowest-rtt"      # "lowest-rtt", "round-robin", "redundant", "ecf",
+                                       # "blest"
     max_subflows: int = 8              # subflows per connection, the initial one included
     # -- the path manager (RFC 8684 §3.4; the model of Linux's in-kernel PM and `ip mptcp`).
     # Addresses are text or packed bytes of the endpoint's own addresses.

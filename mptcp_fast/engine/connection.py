@@ -1248,6 +1248,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 and not redundant:
             return                                    # nothing to send: the common ACK case
         allocator = self.allocator
+        scheduler = self.scheduler
         if self.is_client and not self.fully_established:
             ready = [sf for sf in self.subflows if sf.join is None and sf.usable]
         else:
@@ -1262,12 +1263,13 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             if room <= 0:
                 self._arm_persist(now)
                 break
-            chosen = self.scheduler.pick(ready, 0, len(self.unsent))
-            if not chosen:
+            sf = scheduler.pick(ready, len(self.unsent), _diff64(self.peer_edge,
+                                                                 allocator.data_ack))
+            if sf is None:
                 break
-            sf = chosen[0]
             size = sf.window.mss                   # its payload_size, read as a C field
-            n = min(len(self.unsent), room, sf.room(), MAX_CHUNK // size * size)
+            burst = scheduler.burst                # the most the scheduler gives it at once
+            n = min(len(self.unsent), room, sf.room(), MAX_CHUNK // size * size, burst)
             first = self.is_client and not self.fully_established and sf.join is None \
                 and not self.fb.reason and self.version == 1     # v0 has no such form
             if first:
@@ -1335,12 +1337,12 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 self.reinject.popleft()
                 return True
             dsn, length = (dsn + behind) & MASK64, length - behind
-        chosen = self.scheduler.pick(ready, 0, length)
-        if not chosen:
+        scheduler = self.scheduler
+        sf = scheduler.pick(ready, length, _diff64(self.peer_edge, self.allocator.data_ack))
+        if sf is None:
             return False
-        sf = chosen[0]
         size = sf.payload_size
-        n = min(length, sf.room(), MAX_CHUNK // size * size)
+        n = min(length, sf.room(), MAX_CHUNK // size * size, scheduler.burst)
         data = self.retained.slice(dsn, n)
         self.allocator.resend(dsn, n, sf, sf.snd_nxt)
         sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data)), now)

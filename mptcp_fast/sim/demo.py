@@ -12,6 +12,7 @@ machine ran the engines.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ from ..engine import Config, Endpoint
 from .apps import BulkApp
 from .netem import Network
 
-__all__ = ["PathSpec", "DEFAULT_PATHS", "parse_path", "run_transfer", "run_demo"]
+__all__ = ["PathSpec", "DEFAULT_PATHS", "parse_path", "run_transfer", "run_demo",
+           "run_schedulers", "SCHEDULER_PATHS", "SCHEDULER_WINDOW", "SCHEDULER_SIZE"]
 
 SERVER = "198.18.0.2"
 PORT = 5000
@@ -78,18 +80,22 @@ def _client_address(i: int) -> str:
 def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
                  checksums=False, pcap=None, hash_data=True, until=3600.0,
                  queue: int = 256 * 1024, profile: str = "v1", offload: bool = False,
-                 progress=None) -> dict:
+                 progress=None, receive_window: int | None = None) -> dict:
     """One connection moves ``size`` bytes from the client to the server over ``paths`` (one
     client address per path, one server address; ``queue`` bytes of drop-tail queue per path
     direction); returns what happened. ``progress(delivered)``, if given, is called with the
-    bytes the server has received every SAMPLE_EVERY seconds of virtual time."""
+    bytes the server has received every SAMPLE_EVERY seconds of virtual time.
+    ``receive_window`` fixes the server's receive window (bytes; default: Config's, which
+    starts at 512 KiB and grows to 4 MiB as the server reads)."""
     config = Config(scheduler=scheduler, congestion_control=cc, checksums=checksums,
                     time_wait=1.0, profile=profile, offload=offload)
+    server_config = config if receive_window is None else dataclasses.replace(
+        config, receive_window=receive_window, initial_receive_window=receive_window)
     addresses = [_client_address(i) for i in range(len(paths))]
     net = Network(seed=seed, pcap=pcap)
     client = BulkApp(Endpoint(addresses, config), send_bytes=size, seed=seed,
                      hash_data=hash_data)
-    server = BulkApp(Endpoint([SERVER], config), hash_data=hash_data)
+    server = BulkApp(Endpoint([SERVER], server_config), hash_data=hash_data)
     server.endpoint.listen(PORT)
     net.add_host(client, addresses)
     net.add_host(server, [SERVER])
@@ -152,7 +158,7 @@ def _text(address: bytes) -> str:
 
 def run_demo(size: int = 16 << 20, paths=DEFAULT_PATHS, *, scheduler="lowest-rtt", cc="lia",
              seed=1, checksums=False, pcap=None, alone=True, profile="v1",
-             progress=None) -> dict:
+             progress=None, receive_window: int | None = None) -> dict:
     """The multipath transfer, and (``alone``) the same transfer over each path by itself.
     ``progress(run, delivered)``: ``run`` is "multipath" or "path N alone", ``delivered`` the
     bytes its server has received so far (of ``size``)."""
@@ -160,15 +166,46 @@ def run_demo(size: int = 16 << 20, paths=DEFAULT_PATHS, *, scheduler="lowest-rtt
         return None if progress is None else (lambda delivered: progress(run, delivered))
     multipath = run_transfer(size, paths, scheduler=scheduler, cc=cc, seed=seed,
                              checksums=checksums, pcap=pcap, profile=profile,
-                             progress=reporter("multipath"))
+                             progress=reporter("multipath"), receive_window=receive_window)
     result = {"paths": [str(p) for p in paths], "scheduler": scheduler, "cc": cc, "seed": seed,
-              "multipath": multipath, "alone": []}
+              "receive_window": receive_window, "multipath": multipath, "alone": []}
     if alone:
         for i, spec in enumerate(paths):
             result["alone"].append(run_transfer(size, [spec], scheduler=scheduler, cc=cc,
                                                 seed=seed, checksums=checksums, profile=profile,
-                                                progress=reporter(f"path {i} alone")))
+                                                progress=reporter(f"path {i} alone"),
+                                                receive_window=receive_window))
     return result
+
+
+# ``mptcp-fast demo --preset schedulers``: a fast path and a slower one under a receive window
+# (192 KiB) that the slow path's segments can block: lowest-rtt gives the slow subflow data
+# whenever it is idle and finishes later than the fast path alone (head-of-line blocking),
+# round-robin gives it every other segment and goes at its pace, ECF uses it only while the
+# backlog is done sooner with it (and wins), BLEST's estimate keeps it off the slow path,
+# redundant sends everything on both (the fast copy arrives first).
+SCHEDULER_PATHS = (PathSpec(50e6, 0.005), PathSpec(10e6, 0.015))
+SCHEDULER_WINDOW = 192 << 10
+SCHEDULER_SIZE = 4 << 20
+SCHEDULER_ORDER = ("lowest-rtt", "round-robin", "redundant", "ecf", "blest")
+
+
+def run_schedulers(size: int = SCHEDULER_SIZE, paths=SCHEDULER_PATHS, *,
+                   receive_window: int | None = SCHEDULER_WINDOW, cc="lia", seed=1,
+                   profile="v1", progress=None) -> dict:
+    """The same transfer with each scheduler (SCHEDULER_ORDER), then over the first path
+    alone. ``progress(run, delivered)``: ``run`` is the scheduler's name or "path 0 alone"."""
+    def reporter(run: str):
+        return None if progress is None else (lambda delivered: progress(run, delivered))
+    runs = {}
+    for name in SCHEDULER_ORDER:
+        runs[name] = run_transfer(size, paths, scheduler=name, cc=cc, seed=seed,
+                                  profile=profile, receive_window=receive_window,
+                                  progress=reporter(name))
+    alone = run_transfer(size, paths[:1], cc=cc, seed=seed, profile=profile,
+                         receive_window=receive_window, progress=reporter("path 0 alone"))
+    return {"paths": [str(p) for p in paths], "receive_window": receive_window, "size": size,
+            "cc": cc, "seed": seed, "runs": runs, "alone": alone}
 
 
 def throughput_series(samples) -> dict:

@@ -107,7 +107,8 @@ cdef class Connection(SubflowOwner):
     cpdef object dss_data_ack(self)
     @cython.locals(sf=Subflow)
     cpdef flush(self, double now)
-    @cython.locals(sf=Subflow, size=cython.longlong, n=cython.longlong, room=cython.longlong)
+    @cython.locals(sf=Subflow, size=cython.longlong, n=cython.longlong, room=cython.longlong,
+                   burst=cython.longlong)
     cpdef _push(self, double now)
     cpdef _checksum(self, object dsn, long long seq, object data)
     cpdef bint _data_waiting(self)
