@@ -20,7 +20,10 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 
-import cython
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
 
 from .. import _check
 from ..wire import crypto

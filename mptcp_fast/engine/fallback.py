@@ -19,8 +19,6 @@ as C fields.
 
 from __future__ import annotations
 
-import cython
-
 from ..wire import options as opt
 from mptcp_fast.engine import events as ev
 from mptcp_fast.engine.events import CloseReason
