@@ -5,20 +5,36 @@ pure-Python mode, typed by pyx/mptcp_fast/<layer>/<name>_c.pxd; the engine's mod
 mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd. pyx/mf_*.pxd and .h are
 the C helpers the compiled modules share.
 
+Cython and numpy are needed to build (pyproject.toml's build-system), not to run: the pure
+backend imports neither Cython nor anything compiled.
+
+The build is parallel and, in place, incremental:
+- Cython translates the modules in build_ext (not each time pip reads this file), in one
+  process per core, and the C compiles run on as many threads, the largest module first.
+  The number of jobs: ``build_ext -j N``, else MPTCP_FAST_BUILD_JOBS, else every core this
+  process may run on (pip passes no -j).
+- Built in place (``pip install -e .``, ``python setup.py build_ext --inplace``), a module whose
+  last build is current is neither translated nor compiled again: the manifest written beside
+  the compiled modules (mptcp_fast/_manifest.py) says it was built with the same settings
+  (Python ABI, Cython, numpy, compiler and flags) from the same source, every declaration
+  under pyx/ is unchanged, and its built file is there. A second ``pip install -e '.[test]'``
+  compiles nothing; an edited source is compiled again.
+
 MPTCP_FAST_NO_EXT=1, a missing Cython, or a failing C compiler all give a
 pure-Python install (mptcp_fast warns once at import and runs the pure twins).
 MPTCP_FAST_REQUIRE_EXT=1 turns those fallbacks into build errors (CI uses it).
 MPTCP_FAST_CFLAGS / MPTCP_FAST_LDFLAGS are appended to every extension's compile and link
-flags, after the -O3 (bench/sanitize.sh builds with AddressSanitizer and UBSan this way).
+flags, after the project's (bench/sanitize.sh builds with AddressSanitizer and UBSan this way).
 """
 
 import ast
 import glob
-import hashlib
-import json
+import importlib.util
 import os
 import shlex
+import shutil
 import sys
+import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -27,6 +43,25 @@ REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
 SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
 EXTRA_CFLAGS = shlex.split(os.environ.get("MPTCP_FAST_CFLAGS", ""))
 EXTRA_LDFLAGS = shlex.split(os.environ.get("MPTCP_FAST_LDFLAGS", ""))
+# -g0: Python's own CFLAGS carry -g, and the debug information cost a third of the compile
+# time (bench/RESULTS.md, "Installing"); MPTCP_FAST_CFLAGS=-g brings it back.
+COMPILE_ARGS = ["-O3", "-g0", *EXTRA_CFLAGS]
+MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+DIRECTIVES = {"language_level": "3"}
+# The engine's annotations document (``now: float`` may be an int); its .pxd files type.
+ENGINE_DIRECTIVES = {"language_level": "3", "annotation_typing": False}
+
+
+def _load(path: str, name: str):
+    """A module of the package loaded from its file: the package itself cannot be imported
+    here (its dependencies need not be installed in pip's build environment)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+manifest = _load(os.path.join("mptcp_fast", "_manifest.py"), "_mptcp_fast_manifest")
 
 
 def _backend_constant(name: str):
@@ -48,54 +83,8 @@ def _engine_source(name: str) -> str:
     return f"mptcp_fast/sim/{name}.py" if name in SIMULATION else f"mptcp_fast/engine/{name}.py"
 
 
-def _drop_stale_c(sources: dict) -> None:
-    """Delete a generated .c file older than any declaration file (.pxd, .h) under pyx/:
-    Cython does not see every cimport of the engine's pure-mode sources, and a module compiled
-    against an old class layout crashes at run time (a struct size or method table that no
-    longer matches)."""
-    declarations = [os.path.getmtime(p) for pattern in ("pyx/**/*.pxd", "pyx/**/*.h")
-                    for p in glob.glob(pattern, recursive=True)]
-    newest = max(declarations, default=0.0)
-    for source in sources.values():
-        generated = os.path.splitext(source)[0] + ".c"
-        if os.path.exists(generated) and os.path.getmtime(generated) < newest:
-            os.remove(generated)
-
-
-# What each compiled module was built from: {module name: source path}, filled by extensions().
-SOURCES: dict = {}
-# Written beside the compiled modules; mptcp_fast._backend compares it with the sources it finds
-# and refuses a compiled module whose source changed after the build (a stale build).
-MANIFEST = "_compiled_sources.json"
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def build_manifest() -> dict:
-    """The SHA-256 of every file the compiled modules were built from: each module's source, its
-    own .pxd, and every shared declaration under pyx/ (any of them can change a module's
-    layout); and which module came from which source."""
-    files = set(SOURCES.values())
-    files.update(p for pattern in ("pyx/**/*.pxd", "pyx/**/*.h")
-                 for p in glob.glob(pattern, recursive=True))
-    return {"modules": dict(SOURCES), "sha256": {path: _sha256(path) for path in sorted(files)}}
-
-
-def extensions():
-    if SKIP:
-        return []
-    try:
-        from Cython.Build import cythonize
-    except ImportError:
-        if REQUIRE:
-            raise
-        print("mptcp_fast: Cython not found, installing the pure-Python backend only", file=sys.stderr)
-        return []
-    import numpy
-
+def compiled_sources() -> dict:
+    """{compiled module name: the source it is compiled from}."""
     sources = {}
     for name, layer in TWINS.items():
         # hand-written: pyx/mptcp_fast/<layer>/<name>_c.pyx. Otherwise one source: the pure twin
@@ -113,55 +102,168 @@ def extensions():
     # emulator's, mptcp_fast/sim/netem.py and apps.py) compiled as mptcp_fast._cengine.<name>,
     # typed by pyx/mptcp_fast/_cengine/<name>.pxd.
     sources.update({f"mptcp_fast._cengine.{name}": _engine_source(name) for name in ENGINE})
-    _drop_stale_c(sources)
-    modules = [
-        Extension(
-            name,
-            [path],
-            include_dirs=[numpy.get_include(), "pyx"],
-            extra_compile_args=["-O3", *EXTRA_CFLAGS],
-            extra_link_args=EXTRA_LDFLAGS,
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        )
-        for name, path in sources.items()
-    ]
+    return sources
+
+
+def _directives(module: str) -> dict:
+    return ENGINE_DIRECTIVES if module.startswith("mptcp_fast._cengine.") else DIRECTIVES
+
+
+def build_settings() -> dict:
+    """What a compiled module depends on besides its sources: a change to any of these makes
+    every module's last build stale."""
+    import Cython
+    import numpy
+    return {"python": sysconfig.get_config_var("EXT_SUFFIX"), "cython": Cython.__version__,
+            "numpy": numpy.__version__, "compile_args": COMPILE_ARGS, "link_args": EXTRA_LDFLAGS,
+            "macros": MACROS, "directives": {"modules": DIRECTIVES, "engine": ENGINE_DIRECTIVES},
+            "environment": {name: os.environ.get(name)
+                            for name in ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED")}}
+
+
+def build_jobs() -> int:
+    """How many modules to translate and compile at once when build_ext is given no -j."""
+    asked = os.environ.get("MPTCP_FAST_BUILD_JOBS", "")
+    if asked:
+        return max(1, int(asked))
     try:
-        engine = [m for m in modules if m.name.startswith("mptcp_fast._cengine.")]
-        rest = [m for m in modules if m not in engine]
-        # the engine's annotations document (``now: float`` may be an int); its .pxd files type
-        built = (cythonize(rest, compiler_directives={"language_level": "3"}, quiet=True,
-                           include_path=["pyx"])
-                 + cythonize(engine, compiler_directives={"language_level": "3",
-                                                          "annotation_typing": False},
-                             quiet=True, include_path=["pyx"]))
-        SOURCES.update(sources)           # what the manifest records, once Cython took them all
-        return built
-    except Exception as exc:  # Cython rejected a module: install pure unless asked not to
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                # not Linux
+        return os.cpu_count() or 1
+
+
+def _drop_stale_c(sources: list) -> None:
+    """Delete a generated .c file older than any declaration file (.pxd, .h) under pyx/:
+    Cython does not see every cimport of the engine's pure-mode sources, and a module compiled
+    against an old class layout crashes at run time (a struct size or method table that no
+    longer matches)."""
+    newest = max((os.path.getmtime(p) for p in manifest.declarations(".")), default=0.0)
+    for source in sources:
+        generated = os.path.splitext(source)[0] + ".c"
+        if os.path.exists(generated) and os.path.getmtime(generated) < newest:
+            os.remove(generated)
+
+
+def extensions():
+    """The compiled modules, from their sources (build_ext translates them): none when the
+    build is skipped or cannot happen."""
+    if SKIP:
+        return []
+    try:
+        import Cython  # noqa: F401  (build_ext translates with it)
+    except ImportError:
         if REQUIRE:
             raise
-        print(f"mptcp_fast: cythonize failed ({exc}); pure-Python backend only", file=sys.stderr)
+        print("mptcp_fast: Cython not found, installing the pure-Python backend only", file=sys.stderr)
         return []
+    import numpy
+
+    return [Extension(name, [path], include_dirs=[numpy.get_include(), "pyx"],
+                      extra_compile_args=COMPILE_ARGS, extra_link_args=EXTRA_LDFLAGS,
+                      define_macros=MACROS)
+            for name, path in compiled_sources().items()]
 
 
-class OptionalBuildExt(build_ext):
-    """Keep installing (pure) when the C toolchain fails, unless REQUIRE is set."""
+class BuildExt(build_ext):
+    """Translate and compile in parallel; in place, only the modules that are not current; keep
+    installing (pure) when the C toolchain fails, unless REQUIRE is set."""
 
     failed = False                        # an extension did not build: record no manifest
 
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:             # pip install passes no -j
+            self.parallel = build_jobs()
+
     def run(self):
-        try:
-            super().run()
-        except Exception as exc:  # a compiler missing or failing is reported, then skipped
-            if REQUIRE:
-                raise
-            print(f"mptcp_fast: building the extensions failed ({exc}); pure-Python backend only",
-                  file=sys.stderr)
+        if not self.extensions:
             return
-        if SOURCES and not self.failed:
-            # beside the compiled modules: the source tree (in place, editable) or build_lib
-            package_dir = os.path.dirname(self.get_ext_fullpath("mptcp_fast._x"))
-            with open(os.path.join(package_dir, MANIFEST), "w") as f:
-                json.dump(build_manifest(), f, indent=1, sort_keys=True)
+        everything = list(self.extensions)
+        sources = {ext.name: ext.sources[0] for ext in everything}
+        settings = build_settings()
+        # beside the compiled modules: the source tree (in place, editable) or build_lib
+        record = os.path.join(os.path.dirname(self.get_ext_fullpath("mptcp_fast._x")),
+                              manifest.FILENAME)
+        current = self._current(record, sources, settings)
+        to_build = [ext for ext in everything if ext.name not in current]
+        print(f"mptcp_fast: {len(everything)} compiled modules, {len(current)} current, "
+              f"{len(to_build)} to build ({self.parallel} jobs)", file=sys.stderr)
+        for ext in everything:
+            if ext.name in current:       # the build directory holds every module, as after a
+                built, in_place = self._paths(ext)                          # full build
+                self._copy(in_place, built)
+        if to_build:
+            # no record while modules are replaced: a build that stops half-way is not current
+            if os.path.exists(record):
+                os.remove(record)
+            try:
+                self.extensions = self._translate(to_build)
+                super().run()
+            except Exception as exc:  # a compiler missing or failing is reported, then skipped
+                if REQUIRE:
+                    raise
+                print(f"mptcp_fast: building the extensions failed ({exc}); pure-Python backend "
+                      f"only", file=sys.stderr)
+                return
+            finally:
+                self.extensions = everything
+        if not self.failed:
+            manifest.write(record, manifest.record(sources, settings, "."))
+
+    def _current(self, record: str, sources: dict, settings: dict) -> set:
+        """The modules whose in-place build is current (none when not building in place, or
+        when told to build everything: build_ext --force)."""
+        if not self.inplace or self.force:
+            return set()
+        current = manifest.current_modules(record, ".", sources, settings)
+        return {ext.name for ext in self.extensions
+                if ext.name in current and os.path.exists(self._paths(ext)[1])}
+
+    def _translate(self, extensions: list) -> list:
+        """Cython's C for ``extensions``, one process per job, largest module first."""
+        from Cython.Build import cythonize
+        _drop_stale_c([ext.sources[0] for ext in extensions])
+        jobs = os.cpu_count() if self.parallel is True else int(self.parallel)
+        for directives in (DIRECTIVES, ENGINE_DIRECTIVES):
+            group = [ext for ext in extensions if _directives(ext.name) is directives]
+            if group:
+                translated = cythonize(group, compiler_directives=directives, quiet=True,
+                                       include_path=["pyx"], nthreads=jobs if jobs > 1 else 0,
+                                       force=bool(self.force))
+                c_sources = {ext.name: ext.sources for ext in translated}
+                for ext in group:         # setuptools keeps its own notes on these objects
+                    ext.sources = c_sources[ext.name]
+        # the thread pool takes them in this order: the longest compiles first, so no long one
+        # is left to run alone at the end
+        return sorted(extensions, key=lambda ext: -os.path.getsize(ext.sources[0]))
+
+    def _paths(self, ext) -> tuple:
+        """(where the build writes ``ext``, where it goes in place)."""
+        inplace = self.inplace
+        try:
+            self.inplace = 0
+            built = self.get_ext_fullpath(ext.name)
+            self.inplace = 1
+            return built, self.get_ext_fullpath(ext.name)
+        finally:
+            self.inplace = inplace
+
+    @staticmethod
+    def _copy(source: str, target: str) -> None:
+        """Copy, then rename over ``target``: a process that has the old file loaded keeps it
+        whole (rewriting a loaded shared object in place can crash that process)."""
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        partial = target + ".partial"
+        shutil.copyfile(source, partial)
+        shutil.copymode(source, partial)
+        os.replace(partial, target)
+
+    def copy_extensions_to_source(self):
+        """Put the modules built now in place (setuptools' own copy rewrites the file)."""
+        for ext in self.extensions:
+            built, in_place = self._paths(ext)
+            if os.path.exists(built):     # one that failed (not REQUIRE) stays as it was
+                self._copy(built, in_place)
 
     def build_extension(self, ext):
         try:
@@ -174,4 +276,7 @@ class OptionalBuildExt(build_ext):
                   file=sys.stderr)
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+# pip (setuptools.build_meta) runs this file as __main__; tests/test_build.py imports it for
+# build_settings().
+if __name__ == "__main__":
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

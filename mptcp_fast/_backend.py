@@ -22,14 +22,14 @@ modules' functions: code that follows it calls through the module (``options.par
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
-import json
 import os
 import warnings
 from typing import Any, Callable
+
+from . import _manifest
 
 # The hot paths with two implementations, by name and the layer (subpackage) they sit in:
 # mptcp_fast.<layer>.<name>_py is the pure one, mptcp_fast.<layer>.<name>_c the compiled one
@@ -62,8 +62,9 @@ def _compiled_available() -> bool:
     return True
 
 
-# setup.py writes this beside the compiled modules: each one's source files and their SHA-256.
-MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_compiled_sources.json")
+# setup.py writes this beside the compiled modules: each one's source files and their SHA-256
+# (mptcp_fast/_manifest.py, which setup.py also reads to skip the modules that are current).
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), _manifest.FILENAME)
 # Paths in the manifest are relative to the project root (the package's parent folder).
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REBUILD = "pip install -e . (or python setup.py build_ext --inplace)"
@@ -71,22 +72,8 @@ REBUILD = "pip install -e . (or python setup.py build_ext --inplace)"
 
 def stale_sources(manifest_path: str = MANIFEST, root: str = _ROOT) -> list[str] | None:
     """The source files that changed since the compiled modules were built from them, [] if none
-    did, None if the build left no manifest. Files absent here (an installed wheel carries no
-    pyx/) are not compared: only a source that is present can disagree with its build."""
-    try:
-        with open(manifest_path) as f:
-            recorded = json.load(f)["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    changed = []
-    for path, digest in recorded.items():
-        try:
-            with open(os.path.join(root, path), "rb") as f:
-                if hashlib.sha256(f.read()).hexdigest() != digest:
-                    changed.append(path)
-        except FileNotFoundError:
-            continue
-    return changed
+    did, None if the build left no manifest (:func:`mptcp_fast._manifest.stale_sources`)."""
+    return _manifest.stale_sources(manifest_path, root)
 
 
 def _compiled_usable() -> tuple[bool, str | None]:

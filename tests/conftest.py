@@ -41,6 +41,13 @@ def _program(*names: str, package: str):
     return missing
 
 
+def _c_compiler() -> str | None:
+    """None when the C compiler setuptools builds with (CC, else Python's own) is installed."""
+    import sysconfig
+    command = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    return None if shutil.which(command) else f"no C compiler ({command} not installed)"
+
+
 def _module(name: str):
     def missing() -> str | None:
         return None if importlib.util.find_spec(name) else f"Python package {name} not installed"
@@ -60,6 +67,8 @@ CAPABILITIES = {
     "pyroute2": _module("pyroute2"),
     "pyarrow": _module("pyarrow"),
     "uvloop": _module("uvloop"),
+    "cython": _module("Cython"),          # building: the test extra installs it
+    "c_compiler": _c_compiler,
     "compiled": lambda: None if _backend.COMPILED_AVAILABLE else
     "compiled backend not built (pure-only install)",
 }

@@ -14,7 +14,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 
-import cython
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
 
 from ..wire.serial import seq64_diff
 

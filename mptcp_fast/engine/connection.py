@@ -28,7 +28,10 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
-import cython
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
 
 from ..wire import crypto, dss, receiver
 from ..wire import options as opt

@@ -21,7 +21,10 @@ import heapq
 from collections import Counter
 from typing import TYPE_CHECKING, Iterable
 
-import cython
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
 
 from .. import _check
 from ..wire import crypto

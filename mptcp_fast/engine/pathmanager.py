@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import ipaddress
 
-import cython
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
 
 from ..wire import crypto
 from ..wire import options as opt

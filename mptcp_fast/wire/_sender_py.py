@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import cython
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
 
 from mptcp_fast import _check        # absolute: the compiled build is mptcp_fast.wire._sender_c
 from mptcp_fast.wire._dss_common import Mapping as _Mapping, SentRange as _SentRange
