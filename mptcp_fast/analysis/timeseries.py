@@ -4,7 +4,7 @@ behind the pictures, and the pictures.
     series = model_series(model)     # model: model.build_model(path, packets=True)
     series[k]["subflows"][i]["rtt_ms"], ["retransmitted_segments"], ...
     series["delivery_delay_ms"]["up"]      # {"p50", "p90", "p99", "max"}: head-of-line blocking
-    plot_connection(series, directory)     # PNGs (matplotlib)
+    plot_connection(series, directory)     # PNGs (figures.draw)
 
 Per data packet the data-level position of its first byte is its mapping's DSN plus its
 offset in the mapping (seq - ISN - SSN; RFC 8684 §3.3.1); packets whose DSS carries no
@@ -461,10 +461,11 @@ def summary(series) -> dict:
             "reinjection_delay_ms": series["reinjection_delay_ms"]}
 
 
-def plot_connection(series, directory) -> list:
+def plot_connection(series, directory, style: str = "builtin") -> list:
     """Three PNGs for one connection into ``directory``: the sequence graph (data-level
     position against time per subflow, retransmissions and reinjections marked), throughput
     per subflow over time, and the delivery delay over time. Returns their paths. Each series
-    is reduced to what the figure's pixels can show first (``figures.figure_data``)."""
+    is reduced to what the figure's pixels can show first (``figures.figure_data``), then
+    drawn in ``style`` ("builtin", or "matplotlib": ``figures.draw``)."""
     from . import figures
-    return figures.draw(figures.figure_data(series), directory)
+    return figures.draw(figures.figure_data(series), directory, style)
