@@ -214,3 +214,43 @@ def test_the_worker_takes_many_connections_without_waiting(tmp_path, shipped_ser
     finally:
         worker.close()
     assert len(paths) == 12 and submitted < drawn / 4
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bin_sums_are_the_histograms(seed):
+    """The throughput's bins: numpy's weighted histogram, with times in order (runs found by
+    their edges) or not (numpy's own), values on the edges included."""
+    rng = np.random.default_rng(seed)
+    time = np.sort(rng.uniform(0, 7.3, 20_000))
+    time[::97] = np.round(time[::97], 1)                     # some exactly on edges
+    time.sort()
+    length = rng.integers(0, 1500, len(time)).astype(np.int64)
+    for times in (time, rng.permutation(time)):
+        for span, bins in ((float(times.max()), 50), (7.3, 73), (1e-3, 2)):
+            edges = np.linspace(0, span, bins + 1)
+            expected, _ = np.histogram(times, bins=bins, range=(0, span),
+                                       weights=length.astype(float))
+            assert figures._bin_sums(times, length, edges).tolist() == expected.tolist()
+
+
+def test_the_worker_makes_the_figure_data_of_series_itself(tmp_path, shipped_series):
+    """submit_series: the figure data made on the worker's thread, drawn by its process, are
+    the figures figure_data and draw make here; a series that cannot be read fails results."""
+    (series,) = shipped_series[1]
+    worker = figures.FigureWorker()
+    try:
+        for name in ("throughput", "sequence", "delivery"):
+            worker.submit_series(series, (name,), str(tmp_path / "worker"))
+        paths = worker.results()
+        worker.submit_series({"connection": 1}, ("sequence",), str(tmp_path / "broken"))
+        with pytest.raises(KeyError):
+            worker.results()
+    finally:
+        worker.close()
+    here = figures.draw(figures.figure_data(series), str(tmp_path / "here"))
+    assert [p.rsplit("/", 1)[1] for p in paths] == [f"connection1-{n}.png" for n in
+                                                     ("throughput", "sequence", "delivery")]
+    for path in paths:
+        same = next(p for p in here if p.endswith(path.rsplit("/", 1)[1]))
+        with open(path, "rb") as a, open(same, "rb") as b:
+            assert a.read() == b.read()

@@ -64,6 +64,11 @@ def figure_data(series, names=FIGURES) -> list:
     return [makers[name](series, number) for name in names]
 
 
+def figure_file(connection: int, name: str) -> str:
+    """The file of figure ``name`` (one of ``FIGURES``) of a connection."""
+    return f"connection{connection}-{name}.png"
+
+
 def _sequence_figure(series, number) -> dict:
     """The data-level position against time per subflow, retransmissions and reinjections
     marked (one axes per direction)."""
@@ -88,7 +93,7 @@ def _sequence_figure(series, number) -> dict:
                      # the data-level position only grows with time: the upper left corner
                      # is empty (a fixed place: "best" tests every point against each place)
                      "legend": "upper left", "artists": artists})
-    return {"file": f"connection{number}-sequence.png", "size": SEQUENCE_SIZE,
+    return {"file": figure_file(number, "sequence"), "size": SEQUENCE_SIZE,
             "layout": (1, 2), "axes": axes}
 
 
@@ -103,19 +108,32 @@ def _throughput_figure(series, number) -> dict:
             span = max(float(x["time"].max()), 1e-3)
             bins = min(50, max(2, len(x["time"]) // 4))
             edges = np.linspace(0, span, bins + 1)
-            # equal bins given by their count and range: numpy's path for equal bins (no sort),
-            # the same edges and sums (whole numbers of bytes: exact in floats either way)
-            sums, _ = np.histogram(x["time"], bins=bins, range=(0, span),
-                                   weights=x["length"].astype(float))
+            sums = _bin_sums(x["time"], x["length"], edges)
             width = edges[1] - edges[0]
             artists.append({"kind": "plot", "x": edges[:-1], "y": sums * 8 / width / 1e6,
                             "style": style, "color": k,
                             "label": f"subflow {s['subflow']} {direction}"})
-    return {"file": f"connection{number}-throughput.png", "size": THROUGHPUT_SIZE,
+    return {"file": figure_file(number, "throughput"), "size": THROUGHPUT_SIZE,
             "layout": (1, 1),
             "axes": [{"title": f"connection {number}: throughput per subflow",
                       "xlabel": "time (s)", "ylabel": "Mbit/s", "legend": "best",
                       "artists": artists}]}
+
+
+def _bin_sums(time, length, edges) -> np.ndarray:
+    """The sums of ``length`` by ``time`` in the bins between ``edges`` (equal bins from 0,
+    the last one closed): what ``np.histogram(time, edges.size - 1, (0, edges[-1]),
+    weights=length)`` gives. A subflow direction's times are in capture order: each bin's
+    rows are then one run, bounded by where its edges fall (whole numbers of bytes: the
+    sums are exact either way)."""
+    if len(time) > 1 and not (time[1:] >= time[:-1]).all():     # out of order in the file
+        sums, _ = np.histogram(time, bins=len(edges) - 1, range=(0, edges[-1]),
+                               weights=length.astype(float))
+        return sums
+    bounds = np.searchsorted(time, edges, side="left")
+    bounds[-1] = np.searchsorted(time, edges[-1], side="right")
+    total = np.concatenate(([0], np.cumsum(length, dtype=np.int64)))
+    return (total[bounds[1:]] - total[bounds[:-1]]).astype(float)
 
 
 def _delivery_figure(series, number) -> dict:
@@ -143,7 +161,7 @@ def _delivery_figure(series, number) -> dict:
     waits = {"title": "head-of-line blocking per data-level piece",
              "xlabel": "first arrival (s)", "ylabel": "wait for in-order delivery (ms)",
              "legend": "upper right", "artists": _reduced(dots, DELIVERY_SIZE)}
-    return {"file": f"connection{number}-delivery.png", "size": DELIVERY_SIZE,
+    return {"file": figure_file(number, "delivery"), "size": DELIVERY_SIZE,
             "layout": (1, 2), "axes": [in_order, waits]}
 
 
@@ -329,9 +347,21 @@ class FigureWorker:
         """Ask for ``figures`` (``figure_data``) to be drawn into ``directory``. Returns at
         once: a thread hands them over (a pipe holds less than a figure's data, and the
         process takes the next job only when it has drawn the one before)."""
+        self._hand_over(lambda: figures, [figure["file"] for figure in figures], directory)
+
+    def submit_series(self, series, names, directory) -> None:
+        """Ask for the figures ``names`` of a connection's ``series`` to be drawn into
+        ``directory``: their data (``figure_data``) are made on the thread that hands them
+        over, mostly in numpy without Python's lock, while the caller goes on (the parts of
+        ``series`` those figures read must not change any more)."""
+        files = [figure_file(series["connection"], name) for name in names]
+        self._hand_over(lambda: figure_data(series, names), files, directory)
+
+    def _hand_over(self, make, files: list, directory) -> None:
+        """``make()``'s figures (``files``) drawn into ``directory``: here and now when
+        there is no process, else by the process, handed over by a thread."""
         if self._connection is None:
-            self._outcomes.append((_draw_or_error(figures, directory, self.style),
-                                   len(figures)))
+            self._outcomes.append((_made_and_drawn(make, directory, self.style), len(files)))
             return
         if self._sender is None:
             import queue
@@ -339,13 +369,20 @@ class FigureWorker:
             self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
             self._sender = threading.Thread(target=self._send_jobs, daemon=True)
             self._sender.start()
-        self._jobs.put((figures, directory))
-        self._asked.append([os.path.join(directory, figure["file"]) for figure in figures])
+        self._jobs.put((make, directory))
+        self._asked.append([os.path.join(directory, name) for name in files])
 
     def _send_jobs(self) -> None:
+        """Make each job's figures and send them; a job whose figures could not be made is
+        sent as the exception, which the process answers in its turn."""
         try:
             while (job := self._jobs.get()) is not None:
-                self._connection.send(job)
+                make, directory = job
+                try:
+                    figures = make()
+                except Exception as exc:      # raised by results(), in the job's turn
+                    figures = _picklable((False, exc))[1]
+                self._connection.send((figures, directory))
         except OSError:                   # the process is gone: results() says so
             pass
 
@@ -440,6 +477,15 @@ def _remove_files(paths) -> None:
             pass
 
 
+def _made_and_drawn(make, directory, style: str) -> tuple:
+    """``make()``'s figures drawn: (True, paths), or (False, the exception raised)."""
+    try:
+        figures = make()
+    except Exception as exc:              # raised by results()
+        return False, exc
+    return _draw_or_error(figures, directory, style)
+
+
 def _draw_or_error(figures, directory, style: str) -> tuple:
     """(True, paths), or (False, the exception drawing raised)."""
     try:
@@ -486,6 +532,9 @@ def _serve(connection, parent_end, style: str) -> None:
                     listening = False
                     continue
                 figures, directory = job
+                if isinstance(figures, Exception):    # its figures could not be made
+                    jobs.append([[(False, figures)], 0])
+                    continue
                 entry = [[None] * len(figures), len(figures)]
                 jobs.append(entry)
                 for k, figure in enumerate(figures):

@@ -464,13 +464,14 @@ def _ending_on(exc: BaseException) -> None:
 
 def _add_timing(model, worker, plot_dir) -> None:
     """Each connection's ``"timing"`` in the report, from its time series; each figure is
-    handed to the worker as soon as its part of the series is made: it is drawn while the
-    rest of the series (and the next connection's) are made."""
-    from ..analysis import figures, timeseries
+    handed to the worker as soon as its part of the series is made: its data are made on the
+    worker's thread and it is drawn in the worker's process while the rest of the series
+    (and the next connection's) are made."""
+    from ..analysis import timeseries
     ready = None
     if worker is not None:
         def ready(name, partial):
-            worker.submit(figures.figure_data(partial, (name,)), plot_dir)
+            worker.submit_series(partial, (name,), plot_dir)
     series = timeseries.each_model_series(model, delivery_pairs=False, ready=ready)
     for conn, one in zip(model.report["connections"], series):
         conn["timing"] = timeseries.summary(one)
