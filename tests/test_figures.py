@@ -78,6 +78,19 @@ def test_line_envelope_keeps_each_columns_first_last_lowest_and_highest_point():
     assert len(keep) <= 4 * 300
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_line_envelope_of_a_growing_line_is_the_general_one(seed, monkeypatch):
+    """A line that never decreases (bytes delivered so far, with flat stretches) takes a
+    shorter way to the same points."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(0, 10, 30_000))
+    y = np.cumsum(rng.integers(0, 3, len(x)) * (rng.random(len(x)) < 0.3)).astype(float)
+    xlim = envelope.limits([x])
+    fast = envelope.line_envelope(x, y, xlim, 300)
+    monkeypatch.setattr(envelope, "_never_decreases", lambda values: False)   # the general way
+    assert fast.tolist() == envelope.line_envelope(x, y, xlim, 300).tolist()
+
+
 def test_envelopes_of_short_or_flat_series_keep_everything_they_must():
     one = np.array([1.0])
     assert envelope.scatter_cells(one, one, (1.0, 1.0), (1.0, 1.0), GRID).tolist() == [0]

@@ -67,10 +67,20 @@ def line_envelope(x, y, xlim: tuple[float, float], columns: int) -> np.ndarray:
     starts = np.flatnonzero(np.concatenate(([True], column[1:] != column[:-1])))
     ends = np.concatenate((starts[1:], [n])) - 1
     y = np.asarray(y)
-    lowest = _position_in_run(y, starts, np.minimum.reduceat(y, starts))
-    highest = _position_in_run(y, starts, np.maximum.reduceat(y, starts))
+    if _never_decreases(y):
+        # y never decreases (bytes delivered so far): a column's lowest point is its first,
+        # its highest the first point with its last value
+        lowest = starts
+        highest = np.maximum(np.searchsorted(y, y[ends], side="left"), starts)
+    else:
+        lowest = _position_in_run(y, starts, np.minimum.reduceat(y, starts))
+        highest = _position_in_run(y, starts, np.maximum.reduceat(y, starts))
     keep = np.sort(np.concatenate((starts, ends, lowest, highest)))
     return keep[np.concatenate(([True], keep[1:] != keep[:-1]))]
+
+
+def _never_decreases(values) -> bool:
+    return bool(np.all(values[1:] >= values[:-1]))
 
 
 def _first_of_each(values) -> np.ndarray:
