@@ -15,6 +15,7 @@ glyphs rendered once (``glyphs``). The PNG: 8-bit palette, rows unfiltered, zlib
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -27,7 +28,8 @@ from . import glyphs
 __all__ = ["DPI", "draw", "render", "png", "PALETTE", "COLORS"]
 
 DPI = 100
-ZLIB_LEVEL = 6
+ZLIB_LEVEL = 1                 # mostly white rows: level 6 took three times as long for files
+#                               half the size (20-30 KB)
 
 # palette: 0 .. 15 white to black (text coverage), then the series' colours (matplotlib's
 # "tab10", in its order), then the grid and the legend's frame
@@ -276,14 +278,23 @@ def _text(canvas, text: str, face, x: int, y: int, horizontal: str, vertical: st
     """``text`` at (x, y) of the canvas, anchored there by its ``horizontal`` ("left",
     "center", "right") and ``vertical`` ("top", "center") side; ``rotated``: turned a
     quarter counter-clockwise (read upwards), anchored by its box as it is drawn."""
+    levels = _levels(face, text, rotated)
+    height, width = levels.shape
+    column = x - {"left": 0, "center": width // 2, "right": width}[horizontal]
+    row = y - {"top": 0, "center": height // 2}[vertical]
+    _overlay(canvas, levels, row, column)
+
+
+@functools.lru_cache(maxsize=1024)
+def _levels(face, text: str, rotated: bool) -> np.ndarray:
+    """The grey levels (``WHITE`` .. ``BLACK``) of a line of text: tick labels come again
+    and again."""
     coverage = face.render(text)
     if rotated:
         coverage = np.rot90(coverage)
-    height, width = coverage.shape
-    column = x - {"left": 0, "center": width // 2, "right": width}[horizontal]
-    row = y - {"top": 0, "center": height // 2}[vertical]
     levels = ((coverage.astype(np.uint16) * BLACK + 127) // 255).astype(np.uint8)
-    _overlay(canvas, levels, row, column)
+    levels.flags.writeable = False
+    return levels
 
 
 def _overlay(canvas, levels, row: int, column: int) -> None:
@@ -379,18 +390,17 @@ def _brush_points(px, py) -> tuple:
     return column, low, high
 
 
-def _runs(shape, columns, low, high) -> np.ndarray:
+def _runs(shape, columns, low, high) -> tuple:
     """The pixels of vertical runs (rows ``low`` to ``high`` of each column), clipped to
-    ``shape``, as a boolean mask: +1 where a run starts, -1 below its end, summed down each
-    column."""
+    ``shape``: (rows, columns) index arrays, each run's rows one after another."""
     rows, width = shape
     low, high = np.maximum(low, 0), np.minimum(high, rows - 1)
     ok = (columns >= 0) & (columns < width) & (low <= high)
     columns, low, high = columns[ok], low[ok], high[ok]
-    size = (rows + 1) * width
-    edges = np.bincount(low * width + columns, minlength=size).astype(np.int32)
-    edges -= np.bincount((high + 1) * width + columns, minlength=size).astype(np.int32)
-    return np.cumsum(edges.reshape(rows + 1, width), axis=0)[:rows] > 0
+    lengths = high - low + 1
+    first = np.cumsum(lengths) - lengths              # where each run's pixels begin
+    along = np.arange(int(lengths.sum())) - np.repeat(first, lengths)
+    return np.repeat(low, lengths) + along, np.repeat(columns, lengths)
 
 
 # --- markers ---------------------------------------------------------------------------
@@ -415,17 +425,23 @@ def _stamp(marker, size: float) -> tuple:
 
 
 def _stamp_points(plot, px, py, stamp, color: int) -> None:
-    ok = np.isfinite(px) & np.isfinite(py)
-    row = np.floor(py[ok]).astype(np.int64)
-    column = np.floor(px[ok]).astype(np.int64)
-    # one point per pixel is enough
+    """The marker ``stamp`` at the pixel of each point, clipped to the plot."""
     rows, width = plot.shape
-    inside = (row >= -8) & (row < rows + 8) & (column >= -8) & (column < width + 8)
-    row, column = row[inside], column[inside]
-    for dr, dc in zip(*stamp):
-        r, c = row + dr, column + dc
-        keep = (r >= 0) & (r < rows) & (c >= 0) & (c < width)
-        plot[r[keep], c[keep]] = color
+    reach = int(max(np.abs(stamp[0]).max(), np.abs(stamp[1]).max())) if len(stamp[0]) else 0
+    ok = np.isfinite(px) & np.isfinite(py)
+    row = np.floor(py[ok]).astype(np.int64) + reach
+    column = np.floor(px[ok]).astype(np.int64) + reach
+    inside = (row >= 0) & (row < rows + 2 * reach) & (column >= 0) & \
+        (column < width + 2 * reach)
+    # one stamp per pixel (points a pixel apart in the data's grid share the plot's pixels)
+    span = width + 2 * reach
+    pixel = np.sort(row[inside] * span + column[inside])
+    pixel = pixel[np.concatenate(([True], pixel[1:] != pixel[:-1]))] if len(pixel) else pixel
+    row, column = pixel // span - reach, pixel % span - reach
+    r = (row[:, None] + stamp[0][None, :]).reshape(-1)     # every point's every offset
+    c = (column[:, None] + stamp[1][None, :]).reshape(-1)
+    keep = (r >= 0) & (r < rows) & (c >= 0) & (c < width)
+    plot[r[keep], c[keep]] = color
 
 
 # --- the legend -------------------------------------------------------------------------
