@@ -213,6 +213,12 @@ def test_the_legend_goes_where_it_is_asked_or_where_the_data_are_not(legend, whe
     inside = pixels[top:bottom, left:right]
     for k in (0, 1):
         assert np.all(inside == colour_of(k), axis=-1).any()
+    # the lines it covers show through, faded: in the upper left corner both, in the upper
+    # right the top one, in the lower right none
+    faded = [rgb(raster.FIRST_FADED + k) for k in (0, 1)]
+    covered = {"upper left": [True, True], "upper right": [True, False], "best": [False, False]}
+    assert [bool(np.all(inside == f, axis=-1).any()) for f in faded] == covered[legend]
+    assert all(v > c for f, k in zip(faded, (0, 1)) for v, c in zip(f, colour_of(k)) if c < 255)
 
 
 def test_the_glyph_table_has_every_printable_character():

@@ -32,7 +32,8 @@ ZLIB_LEVEL = 1                 # mostly white rows: level 6 took three times as 
 #                               half the size (20-30 KB)
 
 # palette: 0 .. 15 white to black (text coverage), then the series' colours (matplotlib's
-# "tab10", in its order), then the grid and the legend's frame
+# "tab10", in its order), the grid, the legend's frame, and the series' colours seen through
+# the legend's box (80 % white over them, as matplotlib's legend covers what it hides)
 GREYS = 16
 WHITE, BLACK = 0, GREYS - 1
 COLORS = ((0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e), (0x2c, 0xa0, 0x2c), (0xd6, 0x27, 0x28),
@@ -41,8 +42,14 @@ COLORS = ((0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e), (0x2c, 0xa0, 0x2c), (0xd6, 0x2
 FIRST_COLOR = GREYS
 GRID = FIRST_COLOR + len(COLORS)
 FRAME = GRID + 1
+FIRST_FADED = FRAME + 1
+BOX_OPACITY = 0.8
 PALETTE = tuple((255 - 17 * k,) * 3 for k in range(GREYS)) + COLORS + \
-    ((0xeb, 0xeb, 0xeb), (0xcc, 0xcc, 0xcc))
+    ((0xeb, 0xeb, 0xeb), (0xcc, 0xcc, 0xcc)) + \
+    tuple(tuple(round(BOX_OPACITY * 255 + (1 - BOX_OPACITY) * v) for v in rgb) for rgb in COLORS)
+# what each palette index looks like under the legend's box: colours faded, the rest white
+UNDER_BOX = np.zeros(256, np.uint8)
+UNDER_BOX[FIRST_COLOR:FIRST_COLOR + len(COLORS)] = np.arange(len(COLORS)) + FIRST_FADED
 
 # text sizes (glyphs.SIZES) and lengths in pixels at 100 dpi (matplotlib's defaults in points
 # times 100 / 72)
@@ -474,7 +481,7 @@ def _legend(plot, entries, where: str, face) -> None:
             drawn[places[k][0]:places[k][0] + height, places[k][1]:places[k][1] + width])))
     top, left = places[where]
     box = plot[top:top + height, left:left + width]
-    box[:] = WHITE
+    box[:] = UNDER_BOX[box]                    # what it covers shows through, faded
     box[[0, -1], :] = FRAME
     box[:, [0, -1]] = FRAME
     for k, (label, (kind, how), color) in enumerate(entries):
