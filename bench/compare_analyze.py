@@ -7,7 +7,8 @@ analysis over the same capture, one after the other in one run, nothing else run
 ``--plot`` adds a run of the compiled backend with ``--plot DIR`` (the time series and the
 figures of each connection). ``--outputs`` measures, on the compiled backend, plain ``analyze`` and
 ``analyze --plot DIR --parquet DIR`` of the same file in alternation (best of ``--runs``) and
-prints the ratio: what the outputs cost on top of the analysis (the file is read once for all).
+prints the ratio: what the outputs cost on top of the analysis (the file is read once for all),
+in wall time and in CPU time (user + system, the figure process included).
 
 Wall time and peak RSS of each as a separate process (GNU time -v).
 """
@@ -22,6 +23,13 @@ import sys
 
 
 def measure(cmd: list[str], env=None) -> tuple[float, int]:
+    """(wall seconds, peak RSS MiB) of ``cmd`` as a process of its own."""
+    wall, rss, _ = measure_with_cpu(cmd, env)
+    return wall, rss
+
+
+def measure_with_cpu(cmd: list[str], env=None) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS MiB, CPU seconds: user + system, its children included)."""
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, env=env)
     if proc.returncode not in (0,):
@@ -30,7 +38,9 @@ def measure(cmd: list[str], env=None) -> tuple[float, int]:
                      proc.stderr)
     hours, minutes, seconds = (float(x) if x else 0.0 for x in wall.groups())
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    return hours * 3600 + minutes * 60 + seconds, rss // 1024
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr).group(1))
+              for kind in ("User", "System"))
+    return hours * 3600 + minutes * 60 + seconds, rss // 1024, cpu
 
 
 def main() -> int:
@@ -73,26 +83,30 @@ def main() -> int:
 
 
 def outputs_ratio(capture: str, runs: int) -> int:
-    """Plain analyze against analyze --plot DIR --parquet DIR, alternating, best of ``runs``."""
+    """Plain analyze against analyze --plot DIR --parquet DIR, alternating, best of ``runs``
+    (wall time), with the CPU time (user + system) of each run and the load average."""
     import tempfile
     analyze = [sys.executable, "-m", "mptcp_fast", "analyze", capture]
     plain, everything = [], []
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as where:
         outputs = ["--plot", os.path.join(where, "plots"), "--parquet",
                    os.path.join(where, "tables")]
         for _ in range(runs):
-            plain.append(measure(analyze))
-            everything.append(measure(analyze + outputs))
-    print(f"# {capture}, compiled backend, best of {runs} alternating runs\n")
-    print("| run | seconds (each run) | best | peak RSS MiB (best run) |")
-    print("|---|---|---:|---:|")
+            plain.append(measure_with_cpu(analyze))
+            everything.append(measure_with_cpu(analyze + outputs))
+    print(f"# {capture}, compiled backend, best of {runs} alternating runs, load average "
+          f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n")
+    print("| run | seconds (each run) | best | CPU s (each run) | peak RSS MiB (best run) |")
+    print("|---|---|---:|---|---:|")
     for name, results in (("mptcp-fast analyze", plain),
                           ("mptcp-fast analyze --plot DIR --parquet DIR", everything)):
         best = min(results)
-        print(f"| {name} | {', '.join(f'{s:.2f}' for s, _ in results)} | {best[0]:.2f} | "
-              f"{best[1]} |")
+        print(f"| {name} | {', '.join(f'{s:.2f}' for s, _, _ in results)} | {best[0]:.2f} | "
+              f"{', '.join(f'{c:.2f}' for _, _, c in results)} | {best[1]} |")
     print(f"\nratio (best --plot --parquet / best plain): "
-          f"{min(everything)[0] / min(plain)[0]:.2f}x")
+          f"{min(everything)[0] / min(plain)[0]:.2f}x; CPU (least / least): "
+          f"{min(c for _, _, c in everything) / min(c for _, _, c in plain):.2f}x")
     return 0
 
 

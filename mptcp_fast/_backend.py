@@ -37,7 +37,7 @@ from . import _manifest
 # mode, typed by pyx/mptcp_fast/<layer>/<name>_c.pxd). The compiled backend is all or nothing.
 TWINS = {"_options": "wire", "_crypto": "wire", "_dss": "wire", "_packet": "wire",
          "_receiver": "wire", "_segment": "wire", "_sender": "wire",
-         "_pcap": "analysis", "_tracking": "analysis"}
+         "_pcap": "analysis", "_tracking": "analysis", "_series": "analysis"}
 EXTENSIONS = tuple(f"{layer}.{name}_c" for name, layer in TWINS.items())
 # The compiled engine, mptcp_fast._cengine.<name>: the modules compiled from the engine's
 # sources (and the emulator's), in import order (setup.py reads this list). Found, not

@@ -1,5 +1,6 @@
 """The figures' data reduced to what their pixels can show (``envelope``), the figure data of
-a connection, and the process that draws them (``figures.FigureWorker``)."""
+a connection, and the process that draws them (``figures.FigureWorker``, in either style;
+the built-in drawing's pixels: tests/test_raster.py)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,19 @@ def test_line_envelope_keeps_each_columns_first_last_lowest_and_highest_point():
     assert len(keep) <= 4 * 300
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_line_envelope_of_a_growing_line_is_the_general_one(seed, monkeypatch):
+    """A line that never decreases (bytes delivered so far, with flat stretches) takes a
+    shorter way to the same points."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(0, 10, 30_000))
+    y = np.cumsum(rng.integers(0, 3, len(x)) * (rng.random(len(x)) < 0.3)).astype(float)
+    xlim = envelope.limits([x])
+    fast = envelope.line_envelope(x, y, xlim, 300)
+    monkeypatch.setattr(envelope, "_never_decreases", lambda values: False)   # the general way
+    assert fast.tolist() == envelope.line_envelope(x, y, xlim, 300).tolist()
+
+
 def test_envelopes_of_short_or_flat_series_keep_everything_they_must():
     one = np.array([1.0])
     assert envelope.scatter_cells(one, one, (1.0, 1.0), (1.0, 1.0), GRID).tolist() == [0]
@@ -115,23 +129,47 @@ def test_figure_data_are_points_of_the_series_and_small(shipped_series):
     assert len(pickle.dumps(data)) < 2_000_000
 
 
-def test_the_worker_draws_the_figures(tmp_path, shipped_series):
-    pytest.importorskip("matplotlib")
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """matplotlib cannot be imported (in this process and the worker forked from it)."""
+    import builtins
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", refuse)
+
+
+def _png_size(path) -> tuple:
+    with open(path, "rb") as f:
+        data = f.read(24)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.parametrize("style", figures.STYLES)
+def test_the_worker_draws_the_figures(tmp_path, shipped_series, style):
+    if style == "matplotlib":
+        pytest.importorskip("matplotlib")
     (series,) = shipped_series[1]
-    worker = figures.FigureWorker()
+    worker = figures.FigureWorker(style)
     try:
         worker.submit(figures.figure_data(series), str(tmp_path / "a"))
         worker.submit(figures.figure_data(series), str(tmp_path / "b"))
         paths = worker.results()
     finally:
         worker.close()
-    assert len(paths) == 6
-    for path in paths:
-        with open(path, "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert [p.split("/")[-2:] for p in paths] == [
+        [d, f"connection1-{n}.png"] for d in "ab" for n in figures.FIGURES]
+    # each the size of its figure: 100 pixels per inch
+    for path, size in zip(paths, 2 * [figures.SEQUENCE_SIZE, figures.THROUGHPUT_SIZE,
+                                       figures.DELIVERY_SIZE]):
+        assert _png_size(path) == (int(size[0] * 100), int(size[1] * 100))
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "connection1-sequence.png").mkdir()             # cannot be written
-    worker = figures.FigureWorker()
+    worker = figures.FigureWorker(style)
     try:
         worker.submit(figures.figure_data(series), str(tmp_path / "c"))
         with pytest.raises(OSError):
@@ -140,10 +178,37 @@ def test_the_worker_draws_the_figures(tmp_path, shipped_series):
         worker.close()
 
 
+def test_the_builtin_figures_need_no_matplotlib(tmp_path, shipped_series, no_matplotlib):
+    (series,) = shipped_series[1]
+    worker = figures.FigureWorker()
+    try:
+        worker.submit(figures.figure_data(series), str(tmp_path))
+        assert len(worker.results()) == 3
+    finally:
+        worker.close()
+    worker = figures.FigureWorker("matplotlib")
+    try:
+        worker.submit(figures.figure_data(series), str(tmp_path))
+        with pytest.raises(figures.PlotError, match=r"pip install 'mptcp_fast\[plot\]'"):
+            worker.results()
+    finally:
+        worker.close()
+    with pytest.raises(ValueError, match="style"):
+        figures.FigureWorker("svg")
+
+
+def test_figure_data_put_bytes_in_a_unit_of_a_few_digits():
+    artists = [{"y": np.array([0.0, 2.5e6])}, {"y": np.array([1.2e9])}]
+    scaled, unit = figures._in_byte_unit(artists)
+    assert unit == "MB" and scaled[1]["y"].tolist() == [1200.0]
+    assert figures._in_byte_unit([{"y": np.array([45_000.0])}])[1] == "kB"
+    assert figures._in_byte_unit([{"y": np.array([4.5e10])}])[1] == "GB"
+    assert figures._in_byte_unit([])[1] == "kB"
+
+
 def test_the_worker_takes_many_connections_without_waiting(tmp_path, shipped_series):
     """Submitting returns at once, however many figures are waiting (their data are more
     than a pipe holds)."""
-    pytest.importorskip("matplotlib")
     import time
     (series,) = shipped_series[1]
     data = figures.figure_data(series)
@@ -162,3 +227,43 @@ def test_the_worker_takes_many_connections_without_waiting(tmp_path, shipped_ser
     finally:
         worker.close()
     assert len(paths) == 12 and submitted < drawn / 4
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bin_sums_are_the_histograms(seed):
+    """The throughput's bins: numpy's weighted histogram, with times in order (runs found by
+    their edges) or not (numpy's own), values on the edges included."""
+    rng = np.random.default_rng(seed)
+    time = np.sort(rng.uniform(0, 7.3, 20_000))
+    time[::97] = np.round(time[::97], 1)                     # some exactly on edges
+    time.sort()
+    length = rng.integers(0, 1500, len(time)).astype(np.int64)
+    for times in (time, rng.permutation(time)):
+        for span, bins in ((float(times.max()), 50), (7.3, 73), (1e-3, 2)):
+            edges = np.linspace(0, span, bins + 1)
+            expected, _ = np.histogram(times, bins=bins, range=(0, span),
+                                       weights=length.astype(float))
+            assert figures._bin_sums(times, length, edges).tolist() == expected.tolist()
+
+
+def test_the_worker_makes_the_figure_data_of_series_itself(tmp_path, shipped_series):
+    """submit_series: the figure data made on the worker's thread, drawn by its process, are
+    the figures figure_data and draw make here; a series that cannot be read fails results."""
+    (series,) = shipped_series[1]
+    worker = figures.FigureWorker()
+    try:
+        for name in ("throughput", "sequence", "delivery"):
+            worker.submit_series(series, (name,), str(tmp_path / "worker"))
+        paths = worker.results()
+        worker.submit_series({"connection": 1}, ("sequence",), str(tmp_path / "broken"))
+        with pytest.raises(KeyError):
+            worker.results()
+    finally:
+        worker.close()
+    here = figures.draw(figures.figure_data(series), str(tmp_path / "here"))
+    assert [p.rsplit("/", 1)[1] for p in paths] == [f"connection1-{n}.png" for n in
+                                                     ("throughput", "sequence", "delivery")]
+    for path in paths:
+        same = next(p for p in here if p.endswith(path.rsplit("/", 1)[1]))
+        with open(path, "rb") as a, open(same, "rb") as b:
+            assert a.read() == b.read()

@@ -35,3 +35,17 @@ def test_an_empty_packet_table_is_written_as_one(tmp_path):
     report = {"packets": 0, "connections": []}
     model = CaptureModel(report, [], PacketTableBuilder().finish())
     assert _read_back_equal(model, tmp_path).num_rows == 0
+
+
+def test_packet_columns_are_required_and_the_selecting_ones_have_statistics(tmp_path):
+    model = build_model(SHIPPED_CAPTURE, packets=True)
+    path = tables.write_tables(model, tmp_path)[0]
+    back = pq.read_table(path)
+    assert not any(field.nullable for field in back.schema)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    with_statistics = {group.column(k).path_in_schema for k in range(group.num_columns)
+                       if group.column(k).is_stats_set}
+    assert with_statistics == set(tables.STATISTICS_COLUMNS)
+    number = group.column(back.column_names.index("number")).statistics
+    assert (number.min, number.max) == (min(back["number"].to_pylist()),
+                                         max(back["number"].to_pylist()))

@@ -8,9 +8,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from enginenet import C0, C1, PORT, S0
+from test_raster import colour_of, read_png
 from mptcp_fast import analysis
 from mptcp_fast.analysis import timeseries
 from mptcp_fast.cli.analyze import SHIPPED_CAPTURE
@@ -85,10 +87,14 @@ def test_head_of_line_blocking_in_the_kernel_capture():
     assert series["reinjection_delay_ms"]["down"]["min"] > 0
 
 
-def test_plots_and_timing_from_the_command_line(tmp_path, capture):
+@pytest.mark.parametrize("style", ["builtin", "matplotlib"])
+def test_plots_and_timing_from_the_command_line(tmp_path, capture, style):
+    if style == "matplotlib":
+        pytest.importorskip("matplotlib")
     capture, _ = capture
     done = subprocess.run([sys.executable, "-m", "mptcp_fast", "analyze", capture,
-                           SHIPPED_CAPTURE, "--plot", str(tmp_path), "--json"],
+                           SHIPPED_CAPTURE, "--plot", str(tmp_path), "--json",
+                           "--plot-style", style],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     reports = json.loads(done.stdout)["captures"]
@@ -99,13 +105,24 @@ def test_plots_and_timing_from_the_command_line(tmp_path, capture):
                 list(range(1, len(conn["subflows"]) + 1))
             assert timing["delivery_delay_ms"]["up"] is not None
     for name in ("run.pcap", "kernel-mptcp.pcap"):
-        for figure in ("sequence", "throughput", "delivery"):
+        for figure, size in (("sequence", (450, 1200)), ("throughput", (400, 900)),
+                             ("delivery", (400, 1200))):
             png = tmp_path / name / f"connection1-{figure}.png"
-            data = png.read_bytes()
-            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+            pixels = read_png(png.read_bytes()) if style == "builtin" else _decoded(png)
+            assert pixels.shape == (*size, 3)
+            # the first two subflows' colours (both captures have two subflows with data)
+            for k in (0, 1):
+                assert np.all(pixels == colour_of(k), axis=-1).sum() > 50, (name, figure, k)
+
+
+def _decoded(path):
+    image = pytest.importorskip("PIL.Image")
+    with image.open(path) as png:
+        return np.asarray(png.convert("RGB"))
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
+    """The built-in figures need no matplotlib; matplotlib's style says how to get it."""
     import builtins
     real_import = builtins.__import__
 
@@ -116,15 +133,15 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     report = analysis.analyze(SHIPPED_CAPTURE)
     (series,) = timeseries.all_series(report, SHIPPED_CAPTURE)
+    assert len(timeseries.plot_connection(series, str(tmp_path))) == 3
     with pytest.raises(timeseries.PlotError, match=r"pip install 'mptcp_fast\[plot\]'"):
-        timeseries.plot_connection(series, str(tmp_path))
+        timeseries.plot_connection(series, str(tmp_path), style="matplotlib")
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_weighted_percentiles_are_those_of_the_full_sort(seed):
     """Most delivery delays are 0: the percentiles merge them before sorting the others,
     and come out as a sort of every value would give them."""
-    import numpy as np
     rng = np.random.default_rng(seed)
     values = np.where(rng.random(5000) < 0.9, 0.0, rng.integers(1, 50, 5000) / 8)
     weights = rng.integers(1, 1500, 5000)

@@ -1,6 +1,6 @@
-"""Series reduced to what a figure's pixels can show, before they are handed to matplotlib:
-a million points per series draw the same picture as the few thousand that differ by at
-least a pixel, at a fraction of the cost.
+"""Series reduced to what a figure's pixels can show, before they are drawn (``raster``, or
+matplotlib): a million points per series draw the same picture as the few thousand that
+differ by at least a pixel, at a fraction of the cost.
 
 * ``scatter_cells``: for markers, one point (the first) of every occupied cell of a grid at
   least as fine as the figure's pixels. Every pixel a marker covered is still covered.
@@ -32,8 +32,12 @@ def _bins(values, low: float, high: float, count: int):
     span = high - low
     if not span > 0:                     # one value, or none: one bin
         return np.zeros(len(values), np.int64)
-    scaled = (np.asarray(values, dtype=float) - low) * (count / span)
-    return np.clip(scaled.astype(np.int64), 0, count - 1)
+    scaled = np.subtract(values, low, dtype=float)
+    scaled *= count / span
+    bins = scaled.astype(np.int64)
+    np.maximum(bins, 0, out=bins)        # np.clip's result, in place (clip is slower)
+    np.minimum(bins, count - 1, out=bins)
+    return bins
 
 
 def scatter_cells(x, y, xlim: tuple[float, float], ylim: tuple[float, float],
@@ -63,10 +67,20 @@ def line_envelope(x, y, xlim: tuple[float, float], columns: int) -> np.ndarray:
     starts = np.flatnonzero(np.concatenate(([True], column[1:] != column[:-1])))
     ends = np.concatenate((starts[1:], [n])) - 1
     y = np.asarray(y)
-    lowest = _position_in_run(y, starts, np.minimum.reduceat(y, starts))
-    highest = _position_in_run(y, starts, np.maximum.reduceat(y, starts))
+    if _never_decreases(y):
+        # y never decreases (bytes delivered so far): a column's lowest point is its first,
+        # its highest the first point with its last value
+        lowest = starts
+        highest = np.maximum(np.searchsorted(y, y[ends], side="left"), starts)
+    else:
+        lowest = _position_in_run(y, starts, np.minimum.reduceat(y, starts))
+        highest = _position_in_run(y, starts, np.maximum.reduceat(y, starts))
     keep = np.sort(np.concatenate((starts, ends, lowest, highest)))
     return keep[np.concatenate(([True], keep[1:] != keep[:-1]))]
+
+
+def _never_decreases(values) -> bool:
+    return bool(np.all(values[1:] >= values[:-1]))
 
 
 def _first_of_each(values) -> np.ndarray:

@@ -1,9 +1,11 @@
 """The three figures of a connection's time series (``timeseries``), in two steps:
 ``figure_data`` reduces the series to what the figure's pixels can show (``envelope``: numpy
-only, small and picklable), ``draw`` hands that to matplotlib. ``FigureWorker`` draws in a
-process of its own, forked before the capture is read, which imports matplotlib and makes
-each figure's empty axes while the file is read, then draws each figure in a fork of itself
-as soon as its data comes, while the parent finishes the other outputs.
+only, small and picklable), ``draw`` draws that: by default into pixels with numpy
+(``raster``: no plotting library), or with matplotlib (``style="matplotlib"``).
+``FigureWorker`` draws in a process of its own, forked before the capture is read, as each
+figure's data comes, while its parent finishes the other outputs (with matplotlib it
+imports matplotlib and makes each figure's empty axes while the file is read, and draws
+each figure in a fork of itself).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from . import envelope
+from . import envelope, raster
 
-__all__ = ["PlotError", "figure_data", "draw", "FigureWorker", "missing_library"]
+__all__ = ["PlotError", "figure_data", "draw", "FigureWorker", "missing_library", "STYLES"]
 
 DATA, RETRANSMISSION, REINJECTION = 0, 1, 2          # kinds of data segment (timeseries)
-DPI = 100
+DPI = raster.DPI
+STYLES = ("builtin", "matplotlib")         # how figures are drawn: raster, or matplotlib
 # zlib's level for the PNGs: the same pixels as the default 6 in two thirds of the time,
 # files about 4 % larger
 PNG_COMPRESSION = 3
@@ -34,7 +37,7 @@ MARKERS = ((DATA, ".", 4, ""), (RETRANSMISSION, "x", 30, " retransmission"),
 
 
 class PlotError(RuntimeError):
-    """Plots were asked for without matplotlib."""
+    """Plots in matplotlib's style were asked for without matplotlib."""
 
 
 def _pixels(size) -> tuple:
@@ -61,6 +64,11 @@ def figure_data(series, names=FIGURES) -> list:
     return [makers[name](series, number) for name in names]
 
 
+def figure_file(connection: int, name: str) -> str:
+    """The file of figure ``name`` (one of ``FIGURES``) of a connection."""
+    return f"connection{connection}-{name}.png"
+
+
 def _sequence_figure(series, number) -> dict:
     """The data-level position against time per subflow, retransmissions and reinjections
     marked (one axes per direction)."""
@@ -76,15 +84,16 @@ def _sequence_figure(series, number) -> dict:
                 if not len(chosen):
                     continue
                 artists.append({"kind": "scatter", "x": x["time"][chosen],
-                                "y": (x["dsn"][chosen] - base).astype(float) / 1e3,
+                                "y": (x["dsn"][chosen] - base).astype(float),
                                 "s": size, "marker": marker, "color": k,
                                 "label": f"subflow {s['subflow']}{what}"})
+        artists, unit = _in_byte_unit(_reduced(artists, SEQUENCE_SIZE))
         axes.append({"title": f"connection {number}, {label}", "xlabel": "time (s)",
-                     "ylabel": "data sequence (kB from the first byte seen)",
+                     "ylabel": f"data sequence ({unit} from the first byte seen)",
                      # the data-level position only grows with time: the upper left corner
                      # is empty (a fixed place: "best" tests every point against each place)
-                     "legend": "upper left", "artists": _reduced(artists, SEQUENCE_SIZE)})
-    return {"file": f"connection{number}-sequence.png", "size": SEQUENCE_SIZE,
+                     "legend": "upper left", "artists": artists})
+    return {"file": figure_file(number, "sequence"), "size": SEQUENCE_SIZE,
             "layout": (1, 2), "axes": axes}
 
 
@@ -99,19 +108,32 @@ def _throughput_figure(series, number) -> dict:
             span = max(float(x["time"].max()), 1e-3)
             bins = min(50, max(2, len(x["time"]) // 4))
             edges = np.linspace(0, span, bins + 1)
-            # equal bins given by their count and range: numpy's path for equal bins (no sort),
-            # the same edges and sums (whole numbers of bytes: exact in floats either way)
-            sums, _ = np.histogram(x["time"], bins=bins, range=(0, span),
-                                   weights=x["length"].astype(float))
+            sums = _bin_sums(x["time"], x["length"], edges)
             width = edges[1] - edges[0]
             artists.append({"kind": "plot", "x": edges[:-1], "y": sums * 8 / width / 1e6,
                             "style": style, "color": k,
                             "label": f"subflow {s['subflow']} {direction}"})
-    return {"file": f"connection{number}-throughput.png", "size": THROUGHPUT_SIZE,
+    return {"file": figure_file(number, "throughput"), "size": THROUGHPUT_SIZE,
             "layout": (1, 1),
             "axes": [{"title": f"connection {number}: throughput per subflow",
                       "xlabel": "time (s)", "ylabel": "Mbit/s", "legend": "best",
                       "artists": artists}]}
+
+
+def _bin_sums(time, length, edges) -> np.ndarray:
+    """The sums of ``length`` by ``time`` in the bins between ``edges`` (equal bins from 0,
+    the last one closed): what ``np.histogram(time, edges.size - 1, (0, edges[-1]),
+    weights=length)`` gives. A subflow direction's times are in capture order: each bin's
+    rows are then one run, bounded by where its edges fall (whole numbers of bytes: the
+    sums are exact either way)."""
+    if len(time) > 1 and not (time[1:] >= time[:-1]).all():     # out of order in the file
+        sums, _ = np.histogram(time, bins=len(edges) - 1, range=(0, edges[-1]),
+                               weights=length.astype(float))
+        return sums
+    bounds = np.searchsorted(time, edges, side="left")
+    bounds[-1] = np.searchsorted(time, edges[-1], side="right")
+    total = np.concatenate(([0], np.cumsum(length, dtype=np.int64)))
+    return (total[bounds[1:]] - total[bounds[:-1]]).astype(float)
 
 
 def _delivery_figure(series, number) -> dict:
@@ -126,19 +148,20 @@ def _delivery_figure(series, number) -> dict:
     for direction, style in (("up", "-"), ("down", "--")):
         times, total = _delivered(series["delivery"][direction])
         if len(times):
-            lines.append({"kind": "step", "x": times - series["start_time"], "y": total / 1e3,
+            lines.append({"kind": "step", "x": times - series["start_time"], "y": total,
                           "style": style, "color": None,
                           "label": f"{direction}: delivered in order"})
     delay = series["delivery_delay_ms"]
+    lines, unit = _in_byte_unit(_reduced(lines, DELIVERY_SIZE))
     in_order = {"title": f"connection {number}: delivered in order (delay p99 up "
                          f"{_ms(delay['up'])}, down {_ms(delay['down'])})",
-                "xlabel": "time (s)", "ylabel": "kB delivered in order",
+                "xlabel": "time (s)", "ylabel": f"{unit} delivered in order",
                 "legend": "upper left",          # bytes in order only grow, like the sequence
-                "artists": _reduced(lines, DELIVERY_SIZE)}
+                "artists": lines}
     waits = {"title": "head-of-line blocking per data-level piece",
              "xlabel": "first arrival (s)", "ylabel": "wait for in-order delivery (ms)",
              "legend": "upper right", "artists": _reduced(dots, DELIVERY_SIZE)}
-    return {"file": f"connection{number}-delivery.png", "size": DELIVERY_SIZE,
+    return {"file": figure_file(number, "delivery"), "size": DELIVERY_SIZE,
             "layout": (1, 2), "axes": [in_order, waits]}
 
 
@@ -172,17 +195,32 @@ def _reduced(artists, size) -> list:
     return out
 
 
+BYTE_UNITS = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
+
+
+def _in_byte_unit(artists) -> tuple:
+    """(``artists`` with their y, in bytes, in the largest unit that leaves the largest
+    value at least 10 of it (kB at least), the unit's name): ticks of a few digits."""
+    largest = max((float(a["y"].max()) for a in artists if len(a["y"])), default=0.0)
+    divisor, name = next(((d, n) for d, n in BYTE_UNITS if largest >= 10 * d),
+                         BYTE_UNITS[-1])
+    return [{**a, "y": a["y"] / divisor} for a in artists], name
+
+
 def _ms(stats) -> str:
     return "-" if stats is None else f"{stats['p99']:.1f} ms"
 
 
-NEEDS_MATPLOTLIB = "plots need matplotlib: pip install 'mptcp_fast[plot]'"
+NEEDS_MATPLOTLIB = "plots in matplotlib's style need matplotlib: pip install 'mptcp_fast[plot]'"
 
 
-def missing_library() -> str | None:
-    """Why no figure can be drawn here (the library that draws them is not installed), or
-    None. Imports nothing: a command asks before it reads a capture."""
+def missing_library(style: str = "builtin") -> str | None:
+    """Why no figure can be drawn here in ``style`` (the library that draws them is not
+    installed), or None. Imports nothing: a command asks before it reads a capture. The
+    built-in style needs numpy alone."""
     import importlib.util
+    if style != "matplotlib":
+        return None
     return NEEDS_MATPLOTLIB if importlib.util.find_spec("matplotlib") is None else None
 
 
@@ -196,8 +234,17 @@ def _pyplot():
     return plt
 
 
-def draw(figures, directory) -> list:
-    """Draw ``figure_data``'s figures as PNGs into ``directory``; return their paths."""
+def draw(figures, directory, style: str = "builtin") -> list:
+    """Draw ``figure_data``'s figures as PNGs into ``directory``; return their paths.
+    ``style``: "builtin" (``raster``: numpy only) or "matplotlib"."""
+    if style == "builtin":
+        return raster.draw(figures, directory)
+    if style != "matplotlib":
+        raise ValueError(f"style: {style!r} is none of {', '.join(STYLES)}")
+    return _draw_with_matplotlib(figures, directory)
+
+
+def _draw_with_matplotlib(figures, directory) -> list:
     plt = _pyplot()
     os.makedirs(directory, exist_ok=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -260,12 +307,16 @@ def _draw_axes(ax, spec, colors) -> None:
 
 
 class FigureWorker:
-    """A process that draws figures (``draw``) while its parent works on: forked at once,
-    it imports matplotlib while the parent reads the capture. Where no process can be
-    forked, the figures are drawn in this process when they are submitted. ``written``: the
-    paths of the figures drawn so far (as their answers were taken)."""
+    """A process that draws figures (``draw``, in ``style``) while its parent works on:
+    forked at once (with matplotlib it imports matplotlib while the parent reads the
+    capture). Where no process can be forked, the figures are drawn in this process when
+    they are submitted. ``written``: the paths of the figures drawn so far (as their answers
+    were taken)."""
 
-    def __init__(self):
+    def __init__(self, style: str = "builtin"):
+        if style not in STYLES:
+            raise ValueError(f"style: {style!r} is none of {', '.join(STYLES)}")
+        self.style = style
         self._process = self._connection = self._sender = None
         self._outcomes: list = []            # ((ok, paths or why), figures) drawn here
         self._asked = deque()                # the paths of each job sent, not yet answered
@@ -277,7 +328,8 @@ class FigureWorker:
             for stream in (sys.stdout, sys.stderr):      # the child must not write them again
                 stream.flush()
             parent, child = context.Pipe()
-            self._process = context.Process(target=_serve, args=(child, parent), daemon=True)
+            self._process = context.Process(target=_serve, args=(child, parent, style),
+                                            daemon=True)
             try:
                 with _held(signal.SIGINT, signal.SIGTERM):   # until the worker has its own
                     self._process.start()
@@ -295,8 +347,21 @@ class FigureWorker:
         """Ask for ``figures`` (``figure_data``) to be drawn into ``directory``. Returns at
         once: a thread hands them over (a pipe holds less than a figure's data, and the
         process takes the next job only when it has drawn the one before)."""
+        self._hand_over(lambda: figures, [figure["file"] for figure in figures], directory)
+
+    def submit_series(self, series, names, directory) -> None:
+        """Ask for the figures ``names`` of a connection's ``series`` to be drawn into
+        ``directory``: their data (``figure_data``) are made on the thread that hands them
+        over, mostly in numpy without Python's lock, while the caller goes on (the parts of
+        ``series`` those figures read must not change any more)."""
+        files = [figure_file(series["connection"], name) for name in names]
+        self._hand_over(lambda: figure_data(series, names), files, directory)
+
+    def _hand_over(self, make, files: list, directory) -> None:
+        """``make()``'s figures (``files``) drawn into ``directory``: here and now when
+        there is no process, else by the process, handed over by a thread."""
         if self._connection is None:
-            self._outcomes.append((_draw_or_error(figures, directory), len(figures)))
+            self._outcomes.append((_made_and_drawn(make, directory, self.style), len(files)))
             return
         if self._sender is None:
             import queue
@@ -304,13 +369,20 @@ class FigureWorker:
             self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
             self._sender = threading.Thread(target=self._send_jobs, daemon=True)
             self._sender.start()
-        self._jobs.put((figures, directory))
-        self._asked.append([os.path.join(directory, figure["file"]) for figure in figures])
+        self._jobs.put((make, directory))
+        self._asked.append([os.path.join(directory, name) for name in files])
 
     def _send_jobs(self) -> None:
+        """Make each job's figures and send them; a job whose figures could not be made is
+        sent as the exception, which the process answers in its turn."""
         try:
             while (job := self._jobs.get()) is not None:
-                self._connection.send(job)
+                make, directory = job
+                try:
+                    figures = make()
+                except Exception as exc:      # raised by results(), in the job's turn
+                    figures = _picklable((False, exc))[1]
+                self._connection.send((figures, directory))
         except OSError:                   # the process is gone: results() says so
             pass
 
@@ -405,27 +477,44 @@ def _remove_files(paths) -> None:
             pass
 
 
-def _draw_or_error(figures, directory) -> tuple:
+def _made_and_drawn(make, directory, style: str) -> tuple:
+    """``make()``'s figures drawn: (True, paths), or (False, the exception raised)."""
+    try:
+        figures = make()
+    except Exception as exc:              # raised by results()
+        return False, exc
+    return _draw_or_error(figures, directory, style)
+
+
+def _draw_or_error(figures, directory, style: str) -> tuple:
     """(True, paths), or (False, the exception drawing raised)."""
     try:
-        return True, draw(figures, directory)
+        return True, draw(figures, directory, style)
     except Exception as exc:              # raised in the parent by results()
         return False, exc
 
 
-def _serve(connection, parent_end) -> None:
-    """The worker: import matplotlib and make the empty figures at once, then draw what
-    comes until None, each figure in a fork of its own (matplotlib imported, the figure made:
-    the fork starts drawing at once), so that the figures of a job and of the next jobs are
-    drawn side by side. Answers each job, in order, when its figures are drawn."""
+def _serve(connection, parent_end, style: str) -> None:
+    """The worker: draw what comes until None, answering each job, in order, when its
+    figures are drawn. The built-in style draws here, figure after figure (a few
+    milliseconds each). Matplotlib's is imported at once, the empty figures made, and each
+    figure drawn in a fork of this process (matplotlib imported, the figure made: the fork
+    starts drawing at once), so that the figures of a job and of the next jobs are drawn
+    side by side."""
     parent_end.close()                    # inherited: once closed, the parent's end is an EOF
     drawing: dict = {}                    # a fork's answer pipe -> (job, figure, pid)
     _take_signals(drawing)
-    try:
-        _make_empty_figures()
-    except PlotError:
-        pass                              # said when figures are asked for
-    gc.freeze()                           # the forks' collections leave these pages alone
+    draw_one: Any
+    if style == "matplotlib":
+        try:
+            _make_empty_figures()
+        except PlotError:
+            pass                          # said when figures are asked for
+        gc.freeze()                       # the forks' collections leave these pages alone
+        draw_one = _draw_in_fork
+    else:
+        def draw_one(figure, directory):
+            return _draw_or_error([figure], directory, style)
     from multiprocessing.connection import wait
     jobs: deque = deque()                 # [outcomes by figure, figures left], in order
     answered: list = []                   # forks that answered, waited for once it is told
@@ -443,11 +532,14 @@ def _serve(connection, parent_end) -> None:
                     listening = False
                     continue
                 figures, directory = job
+                if isinstance(figures, Exception):    # its figures could not be made
+                    jobs.append([[(False, figures)], 0])
+                    continue
                 entry = [[None] * len(figures), len(figures)]
                 jobs.append(entry)
                 for k, figure in enumerate(figures):
                     with _held(signal.SIGTERM):   # a fork is in ``drawing`` before SIGTERM ends
-                        answer = _draw_in_fork(figure, directory)
+                        answer = draw_one(figure, directory)
                         if isinstance(answer, tuple):        # drawn here: no fork
                             entry[0][k] = answer
                             entry[1] -= 1
@@ -504,13 +596,13 @@ def _held(*signals):
 
 
 def _draw_in_fork(figure, directory):
-    """Draw one figure in a fork of this process: [answer pipe, pid], or the outcome when
-    no fork could be made (drawn here)."""
+    """Draw one figure with matplotlib in a fork of this process: [answer pipe, pid], or the
+    outcome when no fork could be made (drawn here)."""
     try:
         read_end, write_end = os.pipe()
         pid = os.fork()
     except (AttributeError, OSError):
-        return _draw_or_error([figure], directory)
+        return _draw_or_error([figure], directory, "matplotlib")
     if pid == 0:                                       # the copy: one figure, then exit
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the worker's: it has no forks
@@ -518,7 +610,8 @@ def _draw_in_fork(figure, directory):
             gc.disable()                               # it lives for one figure
             os.close(read_end)
             with os.fdopen(write_end, "wb") as out:
-                pickle.dump(_picklable(_draw_or_error([figure], directory)), out)
+                pickle.dump(_picklable(_draw_or_error([figure], directory, "matplotlib")),
+                            out)
         finally:
             os._exit(0)
     os.close(write_end)

@@ -162,12 +162,14 @@ class PacketTable:
 
     def arrow(self, dictionaries: bool = False):
         """The table for Parquet (pyarrow): connection, subflow, direction, src, dst, then
-        ``PACKET_COLUMNS``; the text columns are built in Arrow from the codes. With
+        ``PACKET_COLUMNS``, none of them nullable; the text columns are built in Arrow from
+        the codes. With
         ``dictionaries``, the text columns are dictionary arrays over the codes (no text is
         copied per row; written to Parquet without the Arrow schema they read back as the
         text columns: ``tables.write_tables``)."""
         import pyarrow as pa
-        out = {"connection": self.columns["connection"], "subflow": self.columns["subflow"]}
+        out = {"connection": pa.array(self.columns["connection"]),
+               "subflow": pa.array(self.columns["subflow"])}
         direction = pa.array((~self.columns["up"]).astype(np.int8))
         names = pa.array(list(DIRECTION_NAMES), pa.string())
         texts = pa.array(self.addresses, pa.string())
@@ -180,5 +182,8 @@ class PacketTable:
             out["direction"], out["src"], out["dst"] = \
                 names.take(direction), texts.take(src), texts.take(dst)
         for name in PACKET_COLUMNS:
-            out[name] = self.columns[name]
-        return pa.table(out)
+            out[name] = pa.array(self.columns[name])
+        # every column has a value in every row: declared so (no validity levels to write)
+        schema = pa.schema([pa.field(name, column.type, nullable=False)
+                            for name, column in out.items()])
+        return pa.Table.from_arrays(list(out.values()), schema=schema)

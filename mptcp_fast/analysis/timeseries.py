@@ -4,7 +4,7 @@ behind the pictures, and the pictures.
     series = model_series(model)     # model: model.build_model(path, packets=True)
     series[k]["subflows"][i]["rtt_ms"], ["retransmitted_segments"], ...
     series["delivery_delay_ms"]["up"]      # {"p50", "p90", "p99", "max"}: head-of-line blocking
-    plot_connection(series, directory)     # PNGs (matplotlib)
+    plot_connection(series, directory)     # PNGs (figures.draw)
 
 Per data packet the data-level position of its first byte is its mapping's DSN plus its
 offset in the mapping (seq - ISN - SSN; RFC 8684 §3.3.1); packets whose DSS carries no
@@ -20,6 +20,9 @@ mapping are placed with the last mapping of their subflow direction when they fa
 * Delivery delay: from a byte's first arrival on any subflow to its in-order delivery at the
   data level, i.e. when every byte before it has arrived (the head-of-line blocking that
   multipath adds), per direction, weighted by bytes.
+
+The passes over each packet (placing data packets, matching them with ACKs, following the
+delivery) are the twins ``_series_py`` (numpy) and ``_series_c`` (C loops).
 """
 
 from __future__ import annotations
@@ -30,8 +33,6 @@ from ..wire import crypto
 from .figures import PlotError
 
 __all__ = ["model_series", "connection_series", "all_series", "plot_connection", "PlotError"]
-
-MASK32 = (1 << 32) - 1
 
 
 def _percentiles(values, weights=None) -> dict | None:
@@ -127,117 +128,24 @@ def _take(packets, rows) -> dict:
     return out
 
 
-def _groups(key, count: int) -> list:
-    """The rows (ascending) of each key 0 .. ``count`` - 1; rows with other keys are in none."""
-    if count <= 8:                       # a few subflow directions: one pass per key
-        return [np.flatnonzero(key == g) for g in range(count)]
-    key = np.where((key >= 0) & (key < count), key, count).astype(
-        np.int16 if count < (1 << 15) else np.int64)      # 16 bits: a radix sort
-    order = np.argsort(key, kind="stable")
-    bounds = np.cumsum(np.bincount(key, minlength=count + 1))
-    return np.split(order, bounds[:count])[:count]
-
-
-class _Layout:
-    """The rows of one connection (``p``: its columns, capture order) by subflow direction:
-    ``key`` of a row is ``subflow - 1 + down * subflows`` (direction first: each direction's
-    rows are one block of the data arrays), -1 for rows of no subflow of the connection."""
-
-    def __init__(self, facts, p):
-        self.subflows = n = len(facts["isn"])
-        self.p = p
-        sub = p["subflow"]
-        key = sub.astype(np.int32 if n < (1 << 30) else np.int64) - 1
-        np.add(key, n, out=key, where=~_up(p))
-        key[(sub < 1) | (sub > n)] = -1
-        self.key = key
-        self._acks = None
-
-    def directions(self):
-        """(key, subflow number, direction name) of every subflow direction, directions
-        first (the order of the data arrays)."""
-        n = self.subflows
-        return [(down * n + i - 1, i, name) for down, name in enumerate(("up", "down"))
-                for i in range(1, n + 1)]
-
-    def data_rows(self) -> list:
-        """The rows with payload of each subflow direction (by key)."""
-        return _groups(np.where(self.p["payload_len"] > 0, self.key, -1), 2 * self.subflows)
-
-    def acks(self, key: int):
-        """(times, ack numbers) of the ACKs of the subflow direction ``key``."""
-        if self._acks is None:
-            self._acks = _groups(np.where((self.p["flags"] & 0x10) != 0, self.key, -1),
-                                 2 * self.subflows)
-        rows = self._acks[key]
-        return self.p["time"][rows], self.p["ack"][rows]
-
-
-def _data_packets(facts, layout) -> dict:
-    """The data packets of one connection whose subflow direction's ISN is known, as arrays
-    ordered by subflow direction (``layout.directions()``; capture order within each):
-    time, rel (subflow byte of the first payload byte), length, end, dsn, has_dsn, with
-    ``parts`` {(subflow, name): slice of the arrays} and ``blocks`` {name: slice} (each
-    direction's rows, one block).
-
-    Per data packet the data-level position of its first byte is its subflow direction's
-    last mapping's DSN plus its offset in that mapping, when it falls inside it."""
-    p = layout.p
-    rows = layout.data_rows()
-    chosen, parts, blocks, at = [], {}, {}, 0
-    for name in ("up", "down"):
-        begin = at
-        for key, i, direction in layout.directions():
-            if direction != name:
-                continue
-            isn = facts["isn"][i - 1][name]
-            if isn is None or not len(rows[key]):
-                continue
-            chosen.append((rows[key], isn))
-            parts[(i, name)] = slice(at, at + len(rows[key]))
-            at += len(rows[key])
-        blocks[name] = slice(begin, at)
-    index = np.concatenate([r for r, _ in chosen]) if chosen else np.zeros(0, np.int64)
-    time, seq = p["time"][index], p["seq"][index]
-    length = p["payload_len"][index].astype(np.int64)
-    flags, m_len = p["dss_flags"][index], p["dss_len"][index]
-    m_dsn, m_ssn = p["dsn"][index], p["dss_ssn"][index]
-    rel = seq.astype(np.int64)
-    for (r, isn), part in zip(chosen, parts.values()):
-        rel[part] -= isn
-    rel &= MASK32
-    mapped = (flags != 0xFF) & ((flags & 12) == 12) & (m_len > 0)
-    if not mapped.all():
-        # the last mapping seen on the row's subflow direction, carried forward: rows as
-        # 2 * row + 1 where mapped, a direction's first row as 2 * row when not (a running
-        # maximum then never carries a mapping past the start of the next direction)
-        last = np.where(mapped, 2 * np.arange(len(index)) + 1, -1)
-        for part in parts.values():
-            if not mapped[part.start]:
-                last[part.start] = 2 * part.start
-        last = np.maximum.accumulate(last)
-        ok = (last & 1) == 1
-        source = last >> 1
-        m_dsn, m_ssn, m_len = m_dsn[source], m_ssn[source], m_len[source]
-        offset = rel - m_ssn                           # into the mapping (int64: exact)
-        inside = ok & (offset >= 0) & (offset < m_len)
-    else:                                # every row carries its own mapping
-        offset = rel - m_ssn
-        inside = (offset >= 0) & (offset < m_len)
-    dsn = offset.view(np.uint64)                       # the offsets become the DSNs
-    np.add(dsn, m_dsn, out=dsn)
-    dsn[~inside] = 0
-    has = inside
-    first_dsn = facts["first_dsn"]
-    maybe = np.flatnonzero(~has & (rel == 1))          # MP_CAPABLE with data: no DSS
-    if len(maybe):
-        mpc = maybe[(p["mptcp_subtypes"][index[maybe]] & 1) != 0]
-        for name, block in blocks.items():
-            if name in first_dsn:
-                here = mpc[(mpc >= block.start) & (mpc < block.stop)]
-                dsn[here], has[here] = first_dsn[name], True
-    return {"time": time, "rel": rel, "length": length, "end": rel + length, "dsn": dsn,
-            "has_dsn": has, "index": index, "parts": parts, "blocks": blocks}
+def _data_packets(facts, p) -> dict:
+    """The data packets of one connection (``p``: its columns, capture order) whose subflow
+    direction's ISN is known, and its ACKs, by subflow direction (``_series_*.data_packets``:
+    directions first, capture order within each), with ``parts`` {(subflow, name): slice of
+    the data arrays} and ``blocks`` {name: slice} (each direction's rows, one block)."""
+    subflows = len(facts["isn"])
+    names = ("up", "down")
+    isn = [facts["isn"][i][name] for name in names for i in range(subflows)]
+    d = _impl.data_packets(p, subflows, isn, [facts["first_dsn"].get(name) for name in names])
+    starts, parts, blocks = d["starts"].tolist(), {}, {}
+    for down, name in enumerate(names):
+        for i in range(1, subflows + 1):
+            key = down * subflows + i - 1
+            if starts[key + 1] > starts[key]:
+                parts[(i, name)] = slice(starts[key], starts[key + 1])
+        blocks[name] = slice(starts[down * subflows], starts[(down + 1) * subflows])
+    d["parts"], d["blocks"] = parts, blocks
+    return d
 
 
 def connection_series(report, packets, number: int) -> dict:
@@ -279,15 +187,9 @@ def _series(facts, p, number: int, delivery_pairs: bool = True, ready=None) -> d
     """One connection's series; ``delivery`` as [(time, bytes)] lists, or (``delivery_pairs``
     false, for the figures of ``analyze``) as (times, bytes) arrays. ``ready``: see
     ``each_model_series`` (the RTTs, which no figure shows, come last)."""
-    layout = _Layout(facts, p)
-    d = _data_packets(facts, layout)
+    d = _data_packets(facts, p)
     t0 = float(p["time"].min()) if len(d["time"]) else 0.0
-    end = d["end"]
-    # a segment no byte of which is new on its subflow direction: a retransmission
-    retransmitted = np.zeros(len(end), bool)
-    for part in d["parts"].values():
-        before = np.maximum.accumulate(end[part])
-        retransmitted[part.start + 1:part.stop] = end[part][1:] <= before[:-1]
+    retransmitted = d["retransmitted"]
     kind = retransmitted.astype(np.int8)               # DATA (0) or RETRANSMISSION (1)
     subflows = []
     for i, (client, server) in enumerate(facts["endpoints"], 1):
@@ -319,10 +221,7 @@ def _series(facts, p, number: int, delivery_pairs: bool = True, ready=None) -> d
         ready("delivery", series)
     for i, (isn, entry) in enumerate(zip(facts["isn"], subflows), 1):
         for down, name in enumerate(("up", "down")):
-            part = d["parts"].get((i, name), slice(0, 0))
-            acks = (i - 1) + (1 - down) * layout.subflows    # from the other side
-            entry["rtt_ms"][name] = _rtt(layout, acks, isn[name], d["time"][part], end[part],
-                                         retransmitted[part])
+            entry["rtt_ms"][name] = _rtt(d, i, down, isn[name], len(subflows))
     return series
 
 
@@ -379,51 +278,24 @@ def _subflow_of(parts):
     return lambda rows: numbers[np.searchsorted(starts, rows, side="right") - 1]
 
 
-def _rtt(layout, acks, isn, sent_time, sent_end, retransmitted):
-    """Seq/ack RTT samples of one subflow direction: from each data segment to the first ACK
-    from the other side (subflow direction ``acks``) at or after it that covers it (Karn:
-    retransmitted ones skipped)."""
-    if isn is None or not len(sent_time):
+def _rtt(d, subflow: int, down: int, isn, subflows: int):
+    """Seq/ack RTT percentiles of one subflow direction (``_series_*.rtt_samples``): from each
+    data segment to the first ACK from the other side at or after it that covers it (Karn:
+    retransmitted ones skipped); None without samples."""
+    part = d["parts"].get((subflow, ("up", "down")[down]))
+    if isn is None or part is None:
         return None
-    ack_time, ack = layout.acks(acks)
-    if not len(ack_time):
-        return None
-    ack_rel = (ack.astype(np.int64) - isn - 1) & MASK32
-    highest = np.maximum.accumulate(ack_rel)            # an ACK covers everything below it
-    after = np.searchsorted(ack_time, sent_time, side="left")
-    covering = np.searchsorted(highest, sent_end - 1, side="left")
-    k = np.maximum(after, covering, out=after)
-    ok = k < len(ack_time)
-    ok &= ~retransmitted
-    if ok.all():
-        return _percentiles((ack_time[k] - sent_time) * 1000)
-    return _percentiles((ack_time[k[ok]] - sent_time[ok]) * 1000)
+    acks = (subflow - 1) + (1 - down) * subflows         # from the other side
+    replies = slice(d["ack_starts"][acks], d["ack_starts"][acks + 1])
+    return _percentiles(_impl.rtt_samples(d["ack_time"][replies], d["ack"][replies], isn,
+                                          d["time"][part], d["end"][part],
+                                          d["retransmitted"][part]))
 
 
 def _delivery(dsn, time, length) -> tuple:
     """(delays in ms, bytes, (times, bytes delivered so far), arrival times) of one
-    direction, from each data-level piece's first arrival: in DSN order, a piece is delivered
-    once every piece before it arrived (the running maximum of the arrival times)."""
-    if not len(dsn):
-        return [], [], (np.zeros(0), np.zeros(0, np.int64)), []
-    if len(dsn) > 1 and not np.all(dsn[1:] >= dsn[:-1]):
-        order = np.argsort(dsn, kind="stable")
-        dsn, time, length = dsn[order], time[order], length[order]
-    # relative to the first: 64-bit DSNs do not fit a float, their differences fit an int64
-    dsn = (dsn - dsn[0]).view(np.int64)
-    end = dsn + length
-    before = np.empty_like(end)
-    before[0] = dsn[0]
-    np.maximum.accumulate(end[:-1], out=before[1:])
-    new = end > before                                  # pieces not covered by earlier ones
-    if not new.all():
-        dsn, time, end, before = dsn[new], time[new], end[new], before[new]
-    fresh = end - np.maximum(dsn, before)
-    frontier = np.maximum.accumulate(time)
-    delays = (frontier - time) * 1000
-    # (time, bytes) in order as they are: the frontier never decreases and every piece adds
-    # bytes (fresh > 0), so sorting them would leave them where they are
-    return delays, fresh, (frontier, np.cumsum(fresh, dtype=np.int64)), time
+    direction, from each data-level piece's first arrival (``_series_*.delivery``)."""
+    return _impl.delivery(dsn, time, length)
 
 
 def _delivery_delays(first_at) -> tuple:
@@ -461,10 +333,24 @@ def summary(series) -> dict:
             "reinjection_delay_ms": series["reinjection_delay_ms"]}
 
 
-def plot_connection(series, directory) -> list:
+def plot_connection(series, directory, style: str = "builtin") -> list:
     """Three PNGs for one connection into ``directory``: the sequence graph (data-level
     position against time per subflow, retransmissions and reinjections marked), throughput
     per subflow over time, and the delivery delay over time. Returns their paths. Each series
-    is reduced to what the figure's pixels can show first (``figures.figure_data``)."""
+    is reduced to what the figure's pixels can show first (``figures.figure_data``), then
+    drawn in ``style`` ("builtin", or "matplotlib": ``figures.draw``)."""
     from . import figures
-    return figures.draw(figures.figure_data(series), directory)
+    return figures.draw(figures.figure_data(series), directory, style)
+
+
+_impl = None
+
+
+def _bind(impl) -> None:
+    global _impl
+    _impl = impl
+
+
+from .. import _backend as _backend_module  # noqa: E402
+
+_backend_module.register(__name__, "_series", _bind)

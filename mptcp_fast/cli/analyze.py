@@ -151,20 +151,23 @@ def cmd_analyze(args, out=None) -> int:
 class FileOutputs(NamedTuple):
     """Where one file's outputs go (None: not asked for): figures, Parquet tables, dumped
     streams. With several files each has a directory of its own, named after the file
-    (standard input: "stdin")."""
+    (standard input: "stdin"). ``plot_style``: how the figures are drawn."""
     plot: str | None
     tables: str | None
     streams: str | None
+    plot_style: str = "builtin"
 
     @classmethod
     def of(cls, args, name: str, several: bool) -> "FileOutputs":
         mine = (os.path.basename(name) or name) if name != "-" else "stdin"
         return cls(*(None if base is None else os.path.join(base, mine) if several else base
-                     for base in (args.plot, args.parquet, args.dump_stream)))
+                     for base in (args.plot, args.parquet, args.dump_stream)),
+                   plot_style=args.plot_style)
 
     def asked(self) -> list:
         """[(what, directory)] of the outputs asked for."""
-        return [(what, directory) for what, directory in zip(OUTPUT_NAMES, self)
+        return [(what, directory) for what, directory in
+                zip(OUTPUT_NAMES, (self.plot, self.tables, self.streams))
                 if directory is not None]
 
 
@@ -179,7 +182,7 @@ def _unusable_outputs(args, outputs, made: list) -> str | None:
     made here (those that were not there are added to ``made``)."""
     import importlib.util
     from ..analysis import figures
-    if args.plot is not None and (missing := figures.missing_library()):
+    if args.plot is not None and (missing := figures.missing_library(args.plot_style)):
         return f"--plot: {missing}"
     if args.parquet is not None and importlib.util.find_spec("pyarrow") is None:
         return "--parquet needs pyarrow: pip install 'mptcp_fast[parquet]'"
@@ -390,12 +393,12 @@ def _analyze_file(path: str, wanted: FileOutputs, timing: bool, progress, on_rep
     read (not a capture) has none."""
     from ..analysis.model import small_pages
     with small_pages():                   # the table and the series: big arrays, used once
-        # the figures are drawn by a process forked now: it imports matplotlib while the
-        # file is read, and draws while this one finishes the other outputs
+        # the figures are drawn by a process forked now (in matplotlib's style it imports
+        # matplotlib while the file is read), while this one finishes the other outputs
         worker = None
         if wanted.plot is not None:
             from ..analysis.figures import FigureWorker
-            worker = FigureWorker()
+            worker = FigureWorker(wanted.plot_style)
         try:
             result = _outputs_of_file(path, wanted, timing, progress, worker, on_report)
         except BaseException as exc:      # Ctrl-C: the figures being drawn end with it
@@ -461,13 +464,14 @@ def _ending_on(exc: BaseException) -> None:
 
 def _add_timing(model, worker, plot_dir) -> None:
     """Each connection's ``"timing"`` in the report, from its time series; each figure is
-    handed to the worker as soon as its part of the series is made: it is drawn while the
-    rest of the series (and the next connection's) are made."""
-    from ..analysis import figures, timeseries
+    handed to the worker as soon as its part of the series is made: its data are made on the
+    worker's thread and it is drawn in the worker's process while the rest of the series
+    (and the next connection's) are made."""
+    from ..analysis import timeseries
     ready = None
     if worker is not None:
         def ready(name, partial):
-            worker.submit(figures.figure_data(partial, (name,)), plot_dir)
+            worker.submit_series(partial, (name,), plot_dir)
     series = timeseries.each_model_series(model, delivery_pairs=False, ready=ready)
     for conn, one in zip(model.report["connections"], series):
         conn["timing"] = timeseries.summary(one)
@@ -683,8 +687,10 @@ def add_parser(sub) -> None:
                           "delivery and reinjection delays (percentiles) to the report")
     ana.add_argument("--plot", metavar="DIR",
                      help="PNG figures per connection (sequence graph, throughput per subflow, "
-                          "delivery): needs matplotlib, pip install 'mptcp_fast[plot]'; implies "
-                          "--timing (default: no figures)")
+                          "delivery); implies --timing (default: no figures)")
+    ana.add_argument("--plot-style", choices=("builtin", "matplotlib"), default="builtin",
+                     help="how --plot draws: 'builtin' (numpy only, quick) or 'matplotlib' "
+                          "(antialiased; needs matplotlib: pip install 'mptcp_fast[plot]')")
     ana.add_argument("--parquet", metavar="DIR",
                      help="write per-packet, per-subflow and per-connection tables (Parquet, "
                           "needs pyarrow: pip install 'mptcp_fast[parquet]') (default: no tables)")
