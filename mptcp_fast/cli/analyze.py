@@ -297,8 +297,8 @@ class _Run:
             print(f"{name}:" + (" (interrupted)" if report.get("interrupted") else ""),
                   file=self.out)
             _print_report(report, self.out)
+            self.progress.reported = True     # before it can be seen: a Ctrl-C at the sight
             self.out.flush()              # seen now, also in a pipe: the outputs come later
-            self.progress.reported = True
 
     def file_done(self, name: str, result: dict, wanted: FileOutputs,
                   reported: bool = True) -> None:
