@@ -135,7 +135,10 @@ def cmd_analyze(args, out=None) -> int:
     except KeyboardInterrupt as exc:          # Ctrl-C: what was done so far, and 130
         _ending_on(exc)
         run.progress.close()
-        print(f"mptcp-fast analyze: interrupted {run.progress.where()}", file=sys.stderr)
+        # on a terminal, from the line's start: a bar cut off as it was cleared (a second
+        # Ctrl-C) may have left the cursor after its blanks
+        start = "\r" if sys.stderr.isatty() else ""
+        print(f"{start}mptcp-fast analyze: interrupted {run.progress.where()}", file=sys.stderr)
         return 130
     finally:
         if spooled:
