@@ -56,8 +56,8 @@ def run_name(base: str, suffix: str = "") -> str:
     device a test makes. Raises ValueError when it would be too long for a device name."""
     name = f"{base}{RUN_TAG}{suffix}"
     if len(name) >= IFNAMSIZ or not RUN_TAG.isalnum():
-        raise ValueError(f"{name!r}: a namespace or device name of at most "
-                         f"{IFNAMSIZ - 1} letters and digits")
+        raise ValueError(f"{name!r}: a namespace or device name is at most "
+                         f"{IFNAMSIZ - 1} characters (and the run's tag letters and digits)")
     return name
 
 
