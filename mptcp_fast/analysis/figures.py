@@ -319,7 +319,7 @@ class FigureWorker:
         self.style = style
         self._process = self._connection = self._sender = None
         self._outcomes: list = []            # ((ok, paths or why), figures) drawn here
-        self._asked = deque()                # the paths of each job sent, not yet answered
+        self._asked: deque = deque()         # the paths of each job sent, not yet answered
         self._receiving = False              # inside recv (an answer may be half read)
         self.written: list = []
         try:
