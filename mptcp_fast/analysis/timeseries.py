@@ -20,6 +20,9 @@ mapping are placed with the last mapping of their subflow direction when they fa
 * Delivery delay: from a byte's first arrival on any subflow to its in-order delivery at the
   data level, i.e. when every byte before it has arrived (the head-of-line blocking that
   multipath adds), per direction, weighted by bytes.
+* Gaps: bytes of a stream the capture never had (the analyzer's, ``series["gaps"]``: their
+  count, the bytes missing and the first ones listed). The delivery goes on past them, as the
+  rebuilt stream does: its last value is the report's rebuilt bytes.
 
 The passes over each packet (placing data packets, matching them with ACKs, following the
 delivery) are the twins ``_series_py`` (numpy) and ``_series_c`` (C loops).
@@ -90,7 +93,9 @@ def _facts_of_report(conn) -> dict:
             first_dsn[name] = (crypto.key_idsn(int(key, 16), conn["version"]) + 1) \
                 & ((1 << 64) - 1)
     return {"first_dsn": first_dsn, "isn": [s["isn"] for s in conn["subflows"]],
-            "endpoints": [(s["client"], s["server"]) for s in conn["subflows"]]}
+            "endpoints": [(s["client"], s["server"]) for s in conn["subflows"]],
+            "gaps": {name: {"count": st["gap_count"], "missing_bytes": st["missing_bytes"],
+                            "listed": st["gaps"]} for name, st in conn["streams"].items()}}
 
 
 def _facts_of_model(conn) -> dict:
@@ -102,7 +107,9 @@ def _facts_of_model(conn) -> dict:
             first_dsn[name] = (crypto.key_idsn(key, conn.version) + 1) & ((1 << 64) - 1)
     return {"first_dsn": first_dsn,
             "isn": [{d: s.isn.get(d) for d in DIRECTIONS} for s in conn.subflows],
-            "endpoints": [(_endpoint(*s.client), _endpoint(*s.server)) for s in conn.subflows]}
+            "endpoints": [(_endpoint(*s.client), _endpoint(*s.server)) for s in conn.subflows],
+            "gaps": {name: {"count": d.gap_count, "missing_bytes": d.missing_bytes,
+                            "listed": d.gaps} for name, d in conn.streams.items()}}
 
 
 def _up(packets):
@@ -203,7 +210,8 @@ def _series(facts, p, number: int, delivery_pairs: bool = True, ready=None) -> d
                                       "has_dsn": d["has_dsn"][part],
                                       "length": d["length"][part], "kind": kind[part]}
         subflows.append(entry)
-    series = {"connection": number, "start_time": t0, "subflows": subflows}
+    series = {"connection": number, "start_time": t0, "subflows": subflows,
+              "gaps": facts["gaps"]}
     if ready is not None:
         ready("throughput", series)
     reinjection_delays, delivery = {}, {}
