@@ -49,8 +49,8 @@ SYN, ACK = 0x02, 0x10
 BATCH_PACKETS = 16384               # packets decoded per column batch
 BATCH_PAYLOAD = 1 << 24             # ... or payload bytes, whichever fills first
 WINDOW = 1 << 26                    # reassembly window per stream (RFC 8684 §3.3.4 scale)
-# A hole with more than this seen beyond it is passed: no receive window reaches that far
-# (Linux's largest is net.ipv4.tcp_rmem[2], 32 MiB by default since 6.x), so the bytes were
+# A hole with more than this seen beyond it is passed: with Linux's defaults no receive window
+# reaches that far (the largest is net.ipv4.tcp_rmem[2], 32 MiB), so its bytes were
 # acknowledged and will not be sent again; and the queue (WINDOW) never has to refuse bytes
 # while it waits for them.
 GAP_HORIZON = 48 << 20
@@ -81,6 +81,7 @@ class Direction:
     piece_count: int = 0
     gap_count: int = 0                       # every gap, listed or not ...
     missing_bytes: int = 0                   # ... and the bytes in them
+    probe_packets: list = field(default_factory=list)   # zero-window probes set aside
     piece_dsn: int | None = None             # where the piece being rebuilt begins ...
     piece_offset: int = 0                    # ... in the stream and in the rebuilt bytes
     piece_sha256: "hashlib._Hash | None" = None  # None before the first gap: sha256 is it
@@ -561,6 +562,7 @@ class Analyzer:
             self.tracker.finish_stream(conn.streams_id + k)     # the holes left are gaps
             stream.drain()
             stream.finish()
+            stream.probe_packets = self.tracker.zero_window_probes(conn.streams_id + k)
         counters = {s.sid: self.tracker.subflow_counters(s.sid) for s in conn.subflows}
         total = {d: sum(counters[s.sid][k].bytes for s in conn.subflows) or 1
                  for k, d in enumerate(DIRECTIONS)}
@@ -635,6 +637,7 @@ class Analyzer:
             "complete": (q.eof if rebuilt else c.all_seen) and not c.gaps,
             "gaps": stream.gaps, "gap_count": c.gaps, "missing_bytes": c.missing_bytes,
             "late_bytes": c.late_bytes, "zero_window_probes": c.zero_window_probes,
+            "zero_window_probe_packets": stream.probe_packets,
             "data_bytes": c.data_bytes, "not_captured_bytes": c.not_captured_bytes,
             "out_of_order_bytes": c.out_of_order_bytes, "duplicate_bytes": c.duplicate_bytes,
             "reinjected_bytes": c.reinjected_bytes,

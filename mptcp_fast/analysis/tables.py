@@ -80,7 +80,8 @@ def connection_table(report):
     return _table(rows)
 
 
-LISTS = ("gaps", "pieces")          # a stream's lists: the gaps table, and the JSON
+LISTS = ("gaps", "pieces", "zero_window_probe_packets")   # a stream's lists: the gaps
+                                                         # table, and the JSON
 
 
 def gap_table(report):

@@ -39,6 +39,7 @@ MAX_INTERVALS = 1 << 16         # coverage intervals per stream (memory bound on
 MAPPINGS_KEPT_BEHIND = 1 << 24  # subflow bytes of mappings kept behind the newest segment
 PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
 PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
+PROBES_NAMED_MAX = 1024         # packet numbers kept of zero-window probes set aside
 DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
 # Argument ranges at the API, the compiled twin's (where they keep its int64 arithmetic from
@@ -184,6 +185,7 @@ class DataReceiver:
         self.gap_horizon = 0          # 0: holes are waited for (watch_gaps)
         self.on_gap: Callable[[int, int], object] | None = None
         self.gaps = self.missing = self.late = self.probes = 0
+        self.probe_packets = []       # the first PROBES_NAMED_MAX probes' packet numbers
 
     def start(self, initial_dsn: int, queue: ReassemblyQueue,
               drain: Callable[[], object]) -> None:
@@ -303,6 +305,8 @@ class DataReceiver:
             return
         if length == 1 and rel == side.probe_at:
             self.probes += 1                 # a zero-window probe (declare): not stream data
+            if len(self.probe_packets) < PROBES_NAMED_MAX:
+                self.probe_packets.append(number)
             ranges = []
         pos = 0
         for dsn, n in ranges:
@@ -412,7 +416,7 @@ class DataReceiver:
         if self.origin is None:
             return
         acked = seq64_diff(self.data_acked, self.origin)
-        while self.ends and self.ends[-1] > self.edge:
+        while acked > self.edge and self.ends and self.ends[-1] > self.edge:
             end = self.starts[bisect_right(self.ends, self.edge)]
             if end > acked:
                 return

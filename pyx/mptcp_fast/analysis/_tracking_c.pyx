@@ -118,6 +118,11 @@ cdef class Tracker:
         """The capture is over: that stream passes the holes left (DataReceiver.finish)."""
         (<DataReceiver>self._streams[stream]).finish()
 
+    def zero_window_probes(self, int stream):
+        """The packet numbers of the zero-window probes that stream set aside (the first
+        ones: DataReceiver.probes counts them all)."""
+        return list((<DataReceiver>self._streams[stream]).probe_packets)
+
     def add_subflow(self, bytes client, int client_port, bytes server, int server_port,
                     int up_stream, int down_stream):
         """Register a 4-tuple (a later SYN on the same 4-tuple replaces it); streams -1: the

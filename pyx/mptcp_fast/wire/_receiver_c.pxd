@@ -50,6 +50,7 @@ cdef class DataReceiver:
     cdef readonly int64_t gap_horizon   # 0: holes are waited for (watch_gaps)
     cdef object on_gap
     cdef public int64_t gaps, missing, late, probes
+    cdef readonly list probe_packets    # the first probes' packet numbers
 
     cdef uint64_t expand_dsn_(self, uint64_t dsn32) noexcept
     cdef int acknowledged_(self, uint64_t ack, bint is64) except -1

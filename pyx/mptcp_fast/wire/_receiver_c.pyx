@@ -37,6 +37,7 @@ cdef enum:
     MAPPINGS_KEPT_BEHIND = 1 << 24  # subflow bytes of mappings kept behind the newest segment
     PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
     PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
+    PROBES_NAMED_MAX = 1024         # packet numbers kept of zero-window probes set aside
     DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
 from mptcp_fast.wire._receiver_common import (DirectionCounters as _DirectionCounters,
@@ -217,6 +218,7 @@ cdef class DataReceiver:
         self.carriers = <int32_t*>malloc(self.capacity * sizeof(int32_t))
         if self.starts == NULL or self.ends == NULL or self.carriers == NULL:
             raise MemoryError()
+        self.probe_packets = []
 
     def __init__(self, events, budget, connection, verify_checksum):
         # never None: declare_ and deliver_ use both without a check
@@ -394,6 +396,8 @@ cdef class DataReceiver:
             pos = rel + length if m.length == 0 else min(rel + length, m.end)
         if length == 1 and rel == side.probe_at:
             self.probes += 1                  # a zero-window probe (declare_): not stream data
+            if len(self.probe_packets) < PROBES_NAMED_MAX:
+                self.probe_packets.append(number)
         else:
             self.place(side, rel, length, payload)
         if self.pushed >= DRAIN_EVERY:
@@ -568,7 +572,7 @@ cdef class DataReceiver:
         if not self.origin_known:
             return 0
         acked = seq64_diff(self.data_acked, self.origin)
-        while self.count and self.ends[self.count - 1] > self.edge:
+        while acked > self.edge and self.count and self.ends[self.count - 1] > self.edge:
             end = self.starts[self.first_ending_after(self.edge)]
             if end > acked:
                 return 0
