@@ -4,8 +4,8 @@ written with pyarrow (the optional extra ``pip install 'mptcp_fast[parquet]'``).
     write_tables(model, out_dir)        # model: model.build_model(path, packets=True)
         out_dir/packets.parquet      one row per TCP packet of an MPTCP connection
         out_dir/subflows.parquet     one row per subflow (the report's fields)
-        out_dir/connections.parquet  one row per connection (streams flattened: up_*, down_*)
-        out_dir/gaps.parquet         one row per gap: bytes of a stream the capture never had
+        out_dir/connections.parquet  one row per connection (streams flattened: up_*, down_*;
+                                     up_gaps, up_pieces: lists of structs, as in the JSON)
 
 The packet table holds the columns the capture decoder computes (number, time, addresses,
 ports, seq, ack, flags, window, payload_len, the first DSS: dss_flags, data_ack, dsn, dss_ssn,
@@ -74,46 +74,42 @@ def connection_table(report):
         row["anomalies"] = len(c["anomalies"])
         for name in ("up", "down"):
             for key, value in c["streams"][name].items():
-                if key not in LISTS:
-                    row[f"{name}_{key}"] = value
+                row[f"{name}_{key}"] = value
         rows.append(row)
     return _table(rows)
-
-
-LISTS = ("gaps", "pieces", "zero_window_probe_packets")   # a stream's lists: the gaps
-                                                         # table, and the JSON
-
-
-def gap_table(report):
-    """One row per gap the report lists (the first ``analyzer.LISTED`` of each stream; its
-    ``gap_count`` counts them all): where the stream misses bytes and how many."""
-    import pyarrow as pa
-    rows = [{"connection": c["connection"], "direction": name, "dsn": gap["dsn"],
-             "stream_offset": gap["stream_offset"], "bytes": gap["bytes"]}
-            for c in report["connections"] for name in ("up", "down")
-            for gap in c["streams"][name]["gaps"]]
-    return pa.table({"connection": pa.array([r["connection"] for r in rows], pa.int64()),
-                     "direction": pa.array([r["direction"] for r in rows], pa.string()),
-                     "dsn": pa.array([r["dsn"] for r in rows], pa.uint64()),
-                     "stream_offset": pa.array([r["stream_offset"] for r in rows], pa.uint64()),
-                     "bytes": pa.array([r["bytes"] for r in rows], pa.int64())})
 
 
 _UINT64 = ("up_data_fin", "up_data_acked", "up_start_dsn", "down_data_fin", "down_data_acked",
            "down_start_dsn")                   # 64-bit DSNs: beyond int64
 
 
+def _list_types(pa) -> dict:
+    """The Arrow types of a stream's lists (the JSON's; DSNs are 64 bits, beyond int64)."""
+    gap = pa.struct([("dsn", pa.uint64()), ("stream_offset", pa.uint64()),
+                     ("bytes", pa.int64())])
+    piece = pa.struct([("dsn", pa.uint64()), ("stream_offset", pa.uint64()),
+                       ("file_offset", pa.int64()), ("bytes", pa.int64()),
+                       ("sha256", pa.string())])
+    return {"gaps": pa.list_(gap), "pieces": pa.list_(piece),
+            "zero_window_probe_packets": pa.list_(pa.int64())}
+
+
 def _table(rows):
     import pyarrow as pa
     if not rows:
         return pa.table({})
-    return pa.table({key: pa.array([row.get(key) for row in rows],
-                                   type=pa.uint64() if key in _UINT64 else None)
+    lists = _list_types(pa)
+
+    def column_type(key):
+        if key in _UINT64:
+            return pa.uint64()
+        return lists.get(key.partition("_")[2]) if key.startswith(("up_", "down_")) else None
+    return pa.table({key: pa.array([row.get(key) for row in rows], type=column_type(key))
                      for key in rows[0]})
 
 
 def write_tables(model, out_dir) -> list:
-    """Write the four tables of ``model`` (built with ``packets=True``) into ``out_dir``;
+    """Write the three tables of ``model`` (built with ``packets=True``) into ``out_dir``;
     return their paths."""
     return write_arrow(tables_to_write(model), out_dir)
 
@@ -134,14 +130,13 @@ def tables_to_write(model) -> list:
     """[(name, pyarrow.Table, options of pyarrow.parquet.write_table)] of ``model``."""
     return [("packets", model.packets.arrow(dictionaries=True), PACKET_PARQUET),
             ("subflows", subflow_table(model.report), {}),
-            ("connections", connection_table(model.report), {}),
-            ("gaps", gap_table(model.report), {})]
+            ("connections", connection_table(model.report), {})]
 
 
 def arrow_tables(model) -> list:
-    """[(name, pyarrow.Table)] of ``model``: packets, subflows, connections, gaps."""
+    """[(name, pyarrow.Table)] of ``model``: packets, subflows, connections."""
     return [("packets", model.packets.arrow()), ("subflows", subflow_table(model.report)),
-            ("connections", connection_table(model.report)), ("gaps", gap_table(model.report))]
+            ("connections", connection_table(model.report))]
 
 
 def write_arrow(named_tables, out_dir) -> list:
@@ -159,12 +154,11 @@ def write_arrow(named_tables, out_dir) -> list:
 
 
 def write_parquet(report, capture_path, out_dir) -> list:
-    """Write the four tables of ``report`` (the analysis of ``capture_path``, analysed again
+    """Write the three tables of ``report`` (the analysis of ``capture_path``, analysed again
     for its per-packet table: with a model at hand, ``write_tables``) into ``out_dir``."""
     return _write(packet_table(report, capture_path), report, out_dir)
 
 
 def _write(packets, report, out_dir) -> list:
     return write_arrow([("packets", packets), ("subflows", subflow_table(report)),
-                        ("connections", connection_table(report)),
-                        ("gaps", gap_table(report))], out_dir)
+                        ("connections", connection_table(report))], out_dir)
