@@ -185,7 +185,7 @@ class DataReceiver:
         self.gap_horizon = 0          # 0: holes are waited for (watch_gaps)
         self.on_gap: Callable[[int, int], object] | None = None
         self.gaps = self.missing = self.late = self.probes = 0
-        self.probe_packets = []       # the first PROBES_NAMED_MAX probes' packet numbers
+        self.probe_packets: list[int] = []  # the first PROBES_NAMED_MAX probes' packets
 
     def start(self, initial_dsn: int, queue: ReassemblyQueue,
               drain: Callable[[], object]) -> None:
@@ -413,7 +413,7 @@ class DataReceiver:
 
     def _pass_acknowledged_holes(self) -> None:
         """Holes the peer's DATA_ACK went beyond: the receiver had those bytes."""
-        if self.origin is None:
+        if self.origin is None or self.data_acked is None:
             return
         acked = seq64_diff(self.data_acked, self.origin)
         while acked > self.edge and self.ends and self.ends[-1] > self.edge:
@@ -431,13 +431,14 @@ class DataReceiver:
         """Bytes [edge, end) will not come: a gap. The bytes before it are drained, the queue
         goes on after it (when it holds every byte before it: otherwise payload was not
         captured and there is no rebuilt stream to keep right), the edge moves past it."""
-        start = self.edge
-        dsn = (self.origin + start) & _MASK64
-        if self.queue is not None:
+        start, origin = self.edge, self.origin
+        assert origin is not None             # a hole is measured from the stream's origin
+        dsn = (origin + start) & _MASK64
+        if self.queue is not None and self.drain is not None:
             self.drain()
             if self.queue.data_ack == dsn and (self.data_fin is None
-                                               or end <= seq64_diff(self.data_fin, self.origin)):
-                self.queue.skip_to((self.origin + end) & _MASK64)
+                                               or end <= seq64_diff(self.data_fin, origin)):
+                self.queue.skip_to((origin + end) & _MASK64)
         self.gaps += 1
         self.missing += end - start
         self.edge = end
