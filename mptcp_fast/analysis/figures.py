@@ -170,8 +170,8 @@ def _gaps_passed(gaps) -> str:
     """What the delivery went past: the bytes the capture never had (timeseries' gaps)."""
     if not gaps or not gaps["count"]:
         return ""
-    return f" past {gaps['count']:,} gap{'s' if gaps['count'] != 1 else ''} " \
-           f"({gaps['missing_bytes']:,} bytes never captured)"
+    return f", past {gaps['count']:,} gap{'s' if gaps['count'] != 1 else ''} " \
+           f"({gaps['missing_bytes']:,} bytes missing)"
 
 
 def _delivered(points) -> tuple:
