@@ -119,6 +119,18 @@ class Trace:
         flow.sent[direction] += len(data)
         return number
 
+    def skip(self, direction: str, n: int) -> int:
+        """``n`` bytes of that direction's stream the capture never sees (sent elsewhere, or
+        dropped before it): the next send maps the DSNs after them. Returns their first DSN."""
+        dsn = self.next_dsn[direction]
+        self.next_dsn[direction] += n
+        return dsn
+
+    def data_ack(self, flow: Flow, direction: str, ack: int) -> int:
+        """A pure ACK in ``direction`` whose DATA_ACK ``ack`` acknowledges the other
+        direction's data (RFC 8684 §3.3.2)."""
+        return self.packet(flow, direction, [Dss(data_ack=ack & (2**64 - 1))])
+
 
 # -- random conversations (analyzer parity and fuzz tests)
 
@@ -152,6 +164,11 @@ def random_trace(draw_ops: dict) -> Trace:
             t.send(flow, direction, data, mapping=False)
         elif kind == "rewind":
             flow.sent[direction] = max(0, flow.sent[direction] - back)
+        elif kind == "skip":                                  # bytes the capture never has
+            t.skip(direction, n)
+        elif kind == "ack":                                   # a DATA_ACK back, n bytes ahead
+            other = "down" if direction == "up" else "up"
+            t.data_ack(flow, other, t.next_dsn[direction] - back + n)
         elif kind == "garbage":                               # any option bytes, any flags
             area = draw_ops["garbage"][n % len(draw_ops["garbage"])]
             t.packet(flow, direction, raw_options=area, payload=data[:back % 64], flags=back & 0x3F)

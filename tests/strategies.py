@@ -86,6 +86,6 @@ trace_ops = st.fixed_dictionaries({
                         min_size=1, max_size=4),
     "ops": st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["up", "down"]),
                               st.sampled_from(["send", "send", "reinject", "cut", "plain",
-                                               "rewind", "bad", "garbage"]),
+                                               "rewind", "bad", "garbage", "skip", "ack"]),
                               st.integers(0, 300), st.integers(0, 400), st.booleans()),
                     max_size=25)})

@@ -4,6 +4,7 @@ reinjection, out-of-order and duplicate data-level bytes, fallback to TCP, infin
 traffic. Real kernel traffic is in test_kernel_capture.py."""
 
 import hashlib
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -296,3 +297,130 @@ def test_tracker_counters_and_events_are_named(backend, tmp_path):
     assert isinstance(event, analyze_module.TrackerEvent)
     assert (event.packet, event.subflow, event.packets) == (bad, 0, (bad,))
     assert event.text.startswith("DSS checksum failure for the mapping at DSN")
+
+
+# -- bytes the capture never had: gaps ---------------------------------------------------------
+
+def _pieces_of(data: bytes, ranges) -> list:
+    return [data[a:b] for a, b in ranges]
+
+
+def test_holes_at_the_start_and_in_the_middle_are_gaps_and_the_stream_goes_on(
+        backend, tmp_path, capsys):
+    """The capture misses the stream's first 1,000 bytes (keys known: the stream starts at
+    IDSN + 1) and 500 in the middle: both are gaps with their DSNs and lengths, the stream is
+    rebuilt past them (holes left out), hashed whole and piece by piece, and dumped with an
+    index of its pieces and gaps; the text says the same, and lists them as anomalies."""
+    from mptcp_fast.cli import main as cli
+    t, a, b = two_subflows()
+    data = blob(5000, 3)
+    first = t.next_dsn["up"]
+    t.skip("up", 1000)                                  # never captured
+    t.send(a, "up", data[1000:3000])
+    t.skip("up", 500)
+    t.send(b, "up", data[3500:])
+    t.send(a, "up", b"", data_fin=True)
+    path = tmp_path / "gaps.pcap"
+    path.write_bytes(t.pcap())
+    report = analysis.analyze(str(path), dump_dir=str(tmp_path))
+    (conn,) = report["connections"]
+    up = conn["streams"]["up"]
+    pieces = _pieces_of(data, [(1000, 3000), (3500, 5000)])
+    assert up["gaps"] == [{"dsn": first, "stream_offset": 0, "bytes": 1000},
+                          {"dsn": first + 3000, "stream_offset": 3000, "bytes": 500}]
+    assert (up["gap_count"], up["missing_bytes"], up["bytes"], up["data_bytes"]) == (
+        2, 1500, 3500, 3500)
+    assert up["pieces"] == [
+        {"dsn": first + 1000, "stream_offset": 1000, "file_offset": 0, "bytes": 2000,
+         "sha256": hashlib.sha256(pieces[0]).hexdigest()},
+        {"dsn": first + 3500, "stream_offset": 3500, "file_offset": 2000, "bytes": 1500,
+         "sha256": hashlib.sha256(pieces[1]).hexdigest()}]
+    assert up["sha256"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+    assert not up["complete"] and up["data_fin"] == first + 5000
+    assert up["out_of_order_bytes"] == 3500             # as they came (passed at the end)
+    assert (tmp_path / "connection1-up.bin").read_bytes() == b"".join(pieces)
+    index = [json.loads(line) for line in
+             (tmp_path / "connection1-up.index.jsonl").read_text().splitlines()]
+    assert index == [{"kind": "gap", **up["gaps"][0]}, {"kind": "piece", **up["pieces"][0]},
+                     {"kind": "gap", **up["gaps"][1]}, {"kind": "piece", **up["pieces"][1]}]
+    assert conn["anomalies"] == [
+        f"stream up (client -> server): 1,500 bytes in 2 gaps never seen in the capture, the "
+        f"first at DSN {first}"]
+    down = conn["streams"]["down"]
+    assert down["gaps"] == [] and down["pieces"] == [] and down["gap_count"] == 0
+    assert cli.main(["analyze", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("stream client -> server: 3,500 data-level bytes seen, INCOMPLETE; 1,500 bytes "
+            "MISSING in 2 gaps (never in the capture); rebuilt 3,500 bytes in 2 pieces, the "
+            "gaps left out (sha256 of the pieces joined; each piece's in the JSON), sha256 "
+            f"{up['sha256']}; out of order 3,500") in out
+    assert f"      gap at DSN {first} (0 bytes after the stream's first byte): 1,000 bytes\n" in out
+    assert (f"      gap at DSN {first + 3000} (3,000 bytes after the stream's first byte): "
+            "500 bytes\n") in out
+    assert "  anomalies: \n    stream up (client -> server): 1,500 bytes in 2 gaps" in out
+
+
+def test_a_hole_waits_for_a_retransmission_until_the_data_ack_passes_it(backend, tmp_path):
+    """A byte missing at one point may come later (a retransmission): the hole is not a gap
+    while nothing says it is. Once the receiver's DATA_ACK went past it, it is one: bytes that
+    still come are late, counted, and not put into the rebuilt stream."""
+    data = blob(3000, 5)
+    reports, base = [], Trace().next_dsn["up"]
+    for ack_first in (False, True):
+        t, a, b = two_subflows()
+        t.skip("up", 1000)
+        t.send(a, "up", data[1000:2000])
+        if ack_first:
+            t.data_ack(a, "down", base + 2000)          # the server had [0, 2000)
+        t.send(b, "up", data[:1000], dsn=base)          # ... and here they come
+        t.send(b, "up", data[2000:], dsn=base + 2000)
+        reports.append(run(t, tmp_path, f"r{ack_first}.pcap")["connections"][0]["streams"]["up"])
+    filled, passed = reports
+    assert filled["gaps"] == [] and filled["bytes"] == 3000 and filled["late_bytes"] == 0
+    assert filled["sha256"] == hashlib.sha256(data).hexdigest()
+    assert passed["gaps"] == [{"dsn": base, "stream_offset": 0, "bytes": 1000}]
+    assert (passed["late_bytes"], passed["bytes"], passed["data_bytes"]) == (1000, 2000, 3000)
+    assert passed["sha256"] == hashlib.sha256(data[1000:]).hexdigest()
+
+
+def test_conflicting_bytes_are_anomalies(backend, tmp_path):
+    """Bytes that differ from an earlier copy at the same DSNs: flagged on the stream's line
+    (CONFLICTING) and listed with the anomalies."""
+    t, a, b = two_subflows()
+    data = blob(2000, 1)
+    base = t.next_dsn["up"]
+    t.send(a, "up", data[1000:], dsn=base + 1000)              # ahead of a hole: queued
+    t.send(b, "up", bytes(1000), dsn=base + 1000)              # the same DSNs, other bytes
+    t.send(a, "up", data[:1000], dsn=base)
+    (conn,) = run(t, tmp_path)["connections"]
+    up = conn["streams"]["up"]
+    assert up["conflict_bytes"] == 1000 and up["sha256"] == hashlib.sha256(data).hexdigest()
+    assert conn["anomalies"] == [
+        "stream up (client -> server): 1,000 bytes differ from an earlier copy at the same "
+        f"DSNs (CONFLICTING), the first at DSN {base + 1000}"]
+
+
+def test_what_the_capture_did_not_show_prints_as_not_seen(backend, tmp_path, capsys):
+    """A connection found without its handshakes: its keys, tokens and address ids print as
+    "not seen" (null in the JSON), never as None."""
+    from mptcp_fast.cli import main as cli
+    from mptcp_trace import Flow
+    t = Trace()
+    flow = Flow(C1, S1, {"up": 1000, "down": 5000})       # no SYN, no MP_CAPABLE
+    t.send(flow, "up", blob(500))
+    t.send(flow, "down", blob(300))
+    t.data_ack(flow, "up", t.next_dsn["down"])
+    t.data_ack(flow, "down", t.next_dsn["up"])
+    path = tmp_path / "mid.pcap"
+    path.write_bytes(t.pcap())
+    (conn,) = analysis.analyze(str(path))["connections"]
+    assert conn["placed"].startswith("without handshakes")
+    assert [conn[k] for k in ("client_key", "server_key", "client_token", "server_token")] == \
+        [None] * 4
+    (sub,) = conn["subflows"]
+    assert (sub["client_address_id"], sub["server_address_id"]) == (None, None)
+    assert cli.main(["analyze", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "  client key not seen, server key not seen\n" in out
+    assert f"  subflow 1: {C1[0]}:{C1[1]} -> {S1[0]}:{S1[1]}  address ids not seen/not seen" in out
+    assert "None" not in out

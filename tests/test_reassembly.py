@@ -239,3 +239,26 @@ def test_push_many_and_read_pieces(backend):
         many.push_many([1, 2], [b"x"])
     with pytest.raises(ValueError):                          # a DSN is 64 bits unsigned
         many.push(2**64, b"x")
+
+
+def test_skip_to_passes_a_hole_that_will_never_be_filled(backend):
+    """A capture's analysis passes the bytes it never saw: the queue goes on after the hole,
+    once the reader has taken the bytes before it (so it knows where the hole is)."""
+    queue = dss.ReassemblyQueue(1000, window=1 << 20)
+    queue.push(1000, b"abc")
+    queue.push(1010, b"xyz")
+    queue.push(1020, b"!")
+    with pytest.raises(ValueError, match="3 in-order bytes are not read"):
+        queue.skip_to(1010)
+    assert queue.read() == b"abc"
+    with pytest.raises(ValueError, match="bytes are queued below DSN 1015"):
+        queue.skip_to(1015)                          # past queued bytes: not a hole's end
+    assert queue.skip_to(1010) == 7 and queue.read() == b"xyz" and queue.data_ack == 1013
+    assert queue.skip_to(1000) == 0 and queue.data_ack == 1013      # behind: nothing passed
+    queue.data_fin(1021)
+    with pytest.raises(ValueError, match="DSN 1022 lies beyond the DATA_FIN"):
+        queue.skip_to(1022)
+    assert queue.skip_to(1020) == 7 and queue.read() == b"!"
+    assert queue.eof and queue.data_ack == 1022 and queue.queued_bytes == 0
+    assert queue.duplicate_bytes == 0 and queue.push(1012, b"z") == 0   # below: a duplicate
+    assert queue.duplicate_bytes == 1

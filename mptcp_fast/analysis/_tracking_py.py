@@ -69,6 +69,20 @@ class Tracker:
     def set_checksums(self, stream: int, on: bool) -> None:
         self._streams[stream].checksums = bool(on)
 
+    def watch_gaps(self, stream: int, horizon: int, on_gap) -> None:
+        """Let one direction's stream pass the holes the capture never fills
+        (DataReceiver.watch_gaps: ``on_gap(dsn, length)`` for each)."""
+        self._streams[stream].watch_gaps(horizon, on_gap)
+
+    def finish_stream(self, stream: int) -> None:
+        """The capture is over: that stream passes the holes left (DataReceiver.finish)."""
+        self._streams[stream].finish()
+
+    def zero_window_probes(self, stream: int):
+        """The packet numbers of the zero-window probes that stream set aside (the first
+        ones: DataReceiver.probes counts them all)."""
+        return list(self._streams[stream].probe_packets)
+
     def add_subflow(self, client: bytes, client_port: int, server: bytes, server_port: int,
                     up_stream: int, down_stream: int) -> int:
         """Register a 4-tuple (a later SYN on the same 4-tuple replaces it); streams -1: the

@@ -19,15 +19,23 @@ token; SYN/ACK and third-ACK HMACs), §3.3 (DSS mappings, checksums, DATA_FIN), 
 HMAC, REMOVE_ADDR), §3.3.8 (MP_PRIO), §3.5-3.7 (MP_FASTCLOSE, MP_TCPRST, MP_FAIL, fallback).
 Memory follows the live connections: streams are hashed (or written with ``dump_dir``) as
 they are rebuilt, never kept whole.
+
+A capture can miss bytes of a stream: packets it dropped, or bytes that were in flight on
+another subflow when it began. Such a hole is passed (a gap: its DSN and length reported)
+once the receiver's DATA_ACK went beyond it, once the stream was seen ``GAP_HORIZON`` bytes
+beyond it, or at the end, and the stream is rebuilt on past it: the rebuilt bytes leave the
+holes out, and are hashed whole (``sha256``) and piece by piece (``pieces``: where each
+piece lies in the stream and in the dump, and its own SHA-256).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
@@ -41,7 +49,14 @@ SYN, ACK = 0x02, 0x10
 BATCH_PACKETS = 16384               # packets decoded per column batch
 BATCH_PAYLOAD = 1 << 24             # ... or payload bytes, whichever fills first
 WINDOW = 1 << 26                    # reassembly window per stream (RFC 8684 §3.3.4 scale)
+# A hole with more than this seen beyond it is passed: with Linux's defaults no receive window
+# reaches that far (the largest is net.ipv4.tcp_rmem[2], 32 MiB), so its bytes were
+# acknowledged and will not be sent again; and the queue (WINDOW) never has to refuse bytes
+# while it waits for them.
+GAP_HORIZON = 48 << 20
+LISTED = 1000                       # gaps and pieces listed per stream in the report
 DIRECTIONS = ("up", "down")         # up: from the client (who sent the SYN)
+MASK64 = (1 << 64) - 1
 
 
 def _endpoint(addr: bytes, port: int) -> str:
@@ -51,11 +66,32 @@ def _endpoint(addr: bytes, port: int) -> str:
 
 @dataclass
 class Direction:
-    """One direction of a connection's data-level stream, as far as it was rebuilt."""
+    """One direction of a connection's data-level stream, as far as it was rebuilt: the
+    bytes in order with the holes left out (hashed whole, and written to ``dump``), the
+    gaps passed, and the pieces between them (each with its own SHA-256; ``index`` lists
+    them when dumping)."""
     queue: dss.ReassemblyQueue | None = None
     sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     delivered: int = 0
     dump: BinaryIO | None = None             # an open file when dumping streams
+    index: TextIO | None = None              # ... and its index of pieces and gaps
+    start_dsn: int | None = None             # DSN of the first byte (of the first piece)
+    gaps: list[dict[str, Any]] = field(default_factory=list)     # the first LISTED
+    pieces: list[dict[str, Any]] = field(default_factory=list)   # the first LISTED finished
+    piece_count: int = 0
+    gap_count: int = 0                       # every gap, listed or not ...
+    missing_bytes: int = 0                   # ... and the bytes in them
+    probe_packets: list = field(default_factory=list)   # zero-window probes set aside
+    piece_dsn: int | None = None             # where the piece being rebuilt begins ...
+    piece_offset: int = 0                    # ... in the stream and in the rebuilt bytes
+    piece_sha256: "hashlib._Hash | None" = None  # None before the first gap: sha256 is it
+
+    def start(self, first_dsn: int, queue: dss.ReassemblyQueue, dump: BinaryIO | None = None,
+              index: TextIO | None = None) -> None:
+        """The stream is rebuilt from ``first_dsn`` on, through ``queue`` (and written to
+        ``dump``, its pieces and gaps listed in ``index``, when given)."""
+        self.queue, self.dump, self.index = queue, dump, index
+        self.start_dsn = self.piece_dsn = first_dsn
 
     def drain(self) -> None:
         """Hash (and dump) the bytes rebuilt in order so far."""
@@ -63,9 +99,57 @@ class Direction:
             return
         for piece in self.queue.read_pieces():
             self.sha256.update(piece)
+            if self.piece_sha256 is not None:
+                self.piece_sha256.update(piece)
             self.delivered += len(piece)
             if self.dump is not None:
                 self.dump.write(piece)
+
+    def gap(self, dsn: int, length: int) -> None:
+        """The receiver passed a hole (after draining the bytes before it): the piece
+        before it ends, the next begins after it."""
+        self._end_piece()
+        entry = {"dsn": dsn, "stream_offset": self._offset(dsn), "bytes": length}
+        if len(self.gaps) < LISTED:
+            self.gaps.append(entry)
+        self.gap_count += 1
+        self.missing_bytes += length
+        self._note({"kind": "gap", **entry})
+        self.piece_dsn = (dsn + length) & MASK64
+        self.piece_offset = self.delivered
+        self.piece_sha256 = hashlib.sha256()
+
+    def finish(self) -> None:
+        """The last piece, and the files closed."""
+        self._end_piece()
+        self.piece_offset = self.delivered
+        if self.dump is not None:
+            self.dump.close()
+            self.dump = None
+        if self.index is not None:
+            self.index.close()
+            self.index = None
+
+    def _end_piece(self) -> None:
+        length = self.delivered - self.piece_offset
+        if length == 0 or self.piece_dsn is None:
+            return
+        digest = (self.piece_sha256 or self.sha256).hexdigest()
+        entry = {"dsn": self.piece_dsn, "stream_offset": self._offset(self.piece_dsn),
+                 "file_offset": self.piece_offset, "bytes": length, "sha256": digest}
+        if len(self.pieces) < LISTED:
+            self.pieces.append(entry)
+        self.piece_count += 1
+        self._note({"kind": "piece", **entry})
+        self.piece_offset = self.delivered
+
+    def _offset(self, dsn: int) -> int | None:
+        """Where ``dsn`` lies from the stream's first byte, holes counted."""
+        return None if self.start_dsn is None else (dsn - self.start_dsn) & MASK64
+
+    def _note(self, entry: dict) -> None:
+        if self.index is not None:
+            self.index.write(json.dumps(entry) + "\n")
 
 
 @dataclass
@@ -251,9 +335,7 @@ class Analyzer:
             if syn or not seg.flags & SYN else ((seg.dst, seg.dport), (seg.src, seg.sport))
         for opt in mptcp:
             if isinstance(opt, options.MpCapable):
-                conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
-                                  version=1 if opt.version else 0)
-                self.connections.append(conn)
+                conn = self._connection(version=1 if opt.version else 0)
                 return self._attach(conn, seg, client, server, True)
             if isinstance(opt, options.MpJoinSyn):
                 conn = self._by_token.get(opt.token)
@@ -263,11 +345,9 @@ class Analyzer:
                     conn.server_token = opt.token
                     self._by_token[opt.token] = conn
                 if conn is None:                    # handshake not captured: group by token
-                    conn = Connection(len(self.connections) + 1, self.tracker.add_streams(),
-                                      server_token=opt.token)
+                    conn = self._connection(server_token=opt.token)
                     conn.anomalies.append((seg.number, f"MP_JOIN for token 0x{opt.token:08x} "
                                                        "whose MP_CAPABLE is not in the capture"))
-                    self.connections.append(conn)
                     self._by_token[opt.token] = conn
                 return self._attach(conn, seg, client, server, False)
         if not mptcp:
@@ -310,10 +390,9 @@ class Analyzer:
         conn = self._placed.get(placed.connection)
         if conn is not None:
             return conn
-        conn = Connection(len(self.connections) + 1, self.tracker.add_streams())
+        conn = self._connection()
         conn.placed = ("without handshakes: subflows grouped by their shared data sequence "
                        "space, ISNs placed from the DSS mappings, roles guessed from the ports")
-        self.connections.append(conn)
         self._placed[placed.connection] = conn
         first = self.survey.connections[placed.connection]["first_dsn"]
         if placed.checksums:
@@ -324,6 +403,15 @@ class Analyzer:
             if name in first:
                 conn.start_dsn[name] = first[name]
                 self._start_stream(conn, name, first[name])
+        return conn
+
+    def _connection(self, **fields) -> Connection:
+        """A new Connection and its two streams, which pass the holes the capture never fills
+        (module text)."""
+        conn = Connection(len(self.connections) + 1, self.tracker.add_streams(), **fields)
+        for k, name in enumerate(DIRECTIONS):
+            self.tracker.watch_gaps(conn.streams_id + k, GAP_HORIZON, conn.streams[name].gap)
+        self.connections.append(conn)
         return conn
 
     def _attach(self, conn, seg, client, server, initial):
@@ -425,10 +513,14 @@ class Analyzer:
 
     def _start_stream(self, conn, name, first_dsn):
         stream = conn.streams[name]
-        stream.queue = dss.ReassemblyQueue(first_dsn & (2**64 - 1), window=WINDOW)
+        first_dsn &= MASK64
+        dump = index = None
         if self.dump_dir is not None:
-            path = os.path.join(self.dump_dir, f"connection{conn.number}-{name}.bin")
-            stream.dump = open(path, "wb")
+            # the rebuilt bytes with the holes left out, and the index of their pieces and
+            # of the gaps between them (JSON lines, in stream order)
+            base = os.path.join(self.dump_dir, f"connection{conn.number}-{name}")
+            dump, index = open(base + ".bin", "wb"), open(base + ".index.jsonl", "w")
+        stream.start(first_dsn, dss.ReassemblyQueue(first_dsn, window=WINDOW), dump, index)
         self.tracker.start_stream(conn.streams_id + DIRECTIONS.index(name), first_dsn,
                                   stream.queue, stream.drain)
 
@@ -466,11 +558,11 @@ class Analyzer:
         return out
 
     def _connection_dict(self, conn) -> dict:
-        for stream in conn.streams.values():
+        for k, stream in enumerate(conn.streams.values()):
+            self.tracker.finish_stream(conn.streams_id + k)     # the holes left are gaps
             stream.drain()
-            if stream.dump is not None:
-                stream.dump.close()
-                stream.dump = None
+            stream.finish()
+            stream.probe_packets = self.tracker.zero_window_probes(conn.streams_id + k)
         counters = {s.sid: self.tracker.subflow_counters(s.sid) for s in conn.subflows}
         total = {d: sum(counters[s.sid][k].bytes for s in conn.subflows) or 1
                  for k, d in enumerate(DIRECTIONS)}
@@ -502,8 +594,33 @@ class Analyzer:
             "streams": {d: self._stream_dict(conn, k, d) for k, d in enumerate(DIRECTIONS)},
             "events": [{"packet": n, "event": text} for n, text in sorted(conn.events)],
             "checksum_failures": conn.checksum_failures,
-            "anomalies": [f"packet {n}: {text}" for n, text in sorted(conn.anomalies)],
+            "anomalies": [f"packet {n}: {text}" for n, text in sorted(conn.anomalies)]
+            + [text for k, name in enumerate(DIRECTIONS)
+               for text in self._stream_anomalies(conn, k, name)],
         }
+
+    def _stream_anomalies(self, conn, k, name) -> list:
+        """What a stream's line flags, as anomalies: bytes that contradict an earlier copy,
+        bytes outside any window, gaps (bytes the capture never had) and late bytes."""
+        c = self.tracker.stream_counters(conn.streams_id + k)
+        q = conn.streams[name].queue
+        where = f"stream {name} ({'client -> server' if name == 'up' else 'server -> client'})"
+        out = []
+        if q is not None and q.conflict_bytes:
+            out.append(f"{where}: {q.conflict_bytes:,} bytes differ from an earlier copy at "
+                       f"the same DSNs (CONFLICTING), the first at DSN {q.conflicts[0][0]}")
+        if c.outside_window_bytes:
+            out.append(f"{where}: {c.outside_window_bytes:,} bytes 2**63 or more ahead "
+                       "(outside any window)")
+        if c.gaps:
+            first = conn.streams[name].gaps[0]["dsn"]
+            out.append(f"{where}: {c.missing_bytes:,} bytes in {c.gaps:,} "
+                       f"gap{'s' if c.gaps != 1 else ''} never seen in the capture, the "
+                       f"first at DSN {first}")
+        if c.late_bytes:
+            out.append(f"{where}: {c.late_bytes:,} bytes came after their gap was passed "
+                       "(not in the rebuilt stream)")
+        return out
 
     def _stream_dict(self, conn, k, name) -> dict:
         """``bytes``/``sha256``: what was rebuilt from captured payload (keys known);
@@ -513,9 +630,14 @@ class Analyzer:
         q = stream.queue
         rebuilt = q is not None and not c.not_captured_bytes
         return {
-            "bytes": stream.delivered,
+            "bytes": stream.delivered,                   # rebuilt, the holes left out
             "sha256": stream.sha256.hexdigest() if q is not None else None,
-            "complete": q.eof if rebuilt else c.all_seen,
+            "pieces": stream.pieces if q is not None else None,
+            "piece_count": stream.piece_count,
+            "complete": (q.eof if rebuilt else c.all_seen) and not c.gaps,
+            "gaps": stream.gaps, "gap_count": c.gaps, "missing_bytes": c.missing_bytes,
+            "late_bytes": c.late_bytes, "zero_window_probes": c.zero_window_probes,
+            "zero_window_probe_packets": stream.probe_packets,
             "data_bytes": c.data_bytes, "not_captured_bytes": c.not_captured_bytes,
             "out_of_order_bytes": c.out_of_order_bytes, "duplicate_bytes": c.duplicate_bytes,
             "reinjected_bytes": c.reinjected_bytes,

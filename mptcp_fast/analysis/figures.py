@@ -57,7 +57,7 @@ def figure_data(series, names=FIGURES) -> list:
     Each reads part of the series only (``timeseries`` hands a connection's series over as
     each figure's part is made): "throughput" the subflows' samples' time and length,
     "sequence" their time, dsn, has_dsn and kind, "delivery" start_time, delivery,
-    delay_points and delivery_delay_ms."""
+    delay_points, delivery_delay_ms and gaps."""
     number = series["connection"]
     makers = {"sequence": _sequence_figure, "throughput": _throughput_figure,
               "delivery": _delivery_figure}
@@ -150,7 +150,8 @@ def _delivery_figure(series, number) -> dict:
         if len(times):
             lines.append({"kind": "step", "x": times - series["start_time"], "y": total,
                           "style": style, "color": None,
-                          "label": f"{direction}: delivered in order"})
+                          "label": f"{direction}: delivered in order"
+                                   + _gaps_passed(series.get("gaps", {}).get(direction))})
     delay = series["delivery_delay_ms"]
     lines, unit = _in_byte_unit(_reduced(lines, DELIVERY_SIZE))
     in_order = {"title": f"connection {number}: delivered in order (delay p99 up "
@@ -163,6 +164,14 @@ def _delivery_figure(series, number) -> dict:
              "legend": "upper right", "artists": _reduced(dots, DELIVERY_SIZE)}
     return {"file": figure_file(number, "delivery"), "size": DELIVERY_SIZE,
             "layout": (1, 2), "axes": [in_order, waits]}
+
+
+def _gaps_passed(gaps) -> str:
+    """What the delivery went past: the bytes the capture never had (timeseries' gaps)."""
+    if not gaps or not gaps["count"]:
+        return ""
+    return f", past {gaps['count']:,} gap{'s' if gaps['count'] != 1 else ''} " \
+           f"({gaps['missing_bytes']:,} bytes missing)"
 
 
 def _delivered(points) -> tuple:

@@ -4,7 +4,8 @@ written with pyarrow (the optional extra ``pip install 'mptcp_fast[parquet]'``).
     write_tables(model, out_dir)        # model: model.build_model(path, packets=True)
         out_dir/packets.parquet      one row per TCP packet of an MPTCP connection
         out_dir/subflows.parquet     one row per subflow (the report's fields)
-        out_dir/connections.parquet  one row per connection (streams flattened: up_*, down_*)
+        out_dir/connections.parquet  one row per connection (streams flattened: up_*, down_*;
+                                     up_gaps, up_pieces: lists of structs, as in the JSON)
 
 The packet table holds the columns the capture decoder computes (number, time, addresses,
 ports, seq, ack, flags, window, payload_len, the first DSS: dss_flags, data_ack, dsn, dss_ssn,
@@ -82,12 +83,28 @@ _UINT64 = ("up_data_fin", "up_data_acked", "up_start_dsn", "down_data_fin", "dow
            "down_start_dsn")                   # 64-bit DSNs: beyond int64
 
 
+def _list_types(pa) -> dict:
+    """The Arrow types of a stream's lists (the JSON's; DSNs are 64 bits, beyond int64)."""
+    gap = pa.struct([("dsn", pa.uint64()), ("stream_offset", pa.uint64()),
+                     ("bytes", pa.int64())])
+    piece = pa.struct([("dsn", pa.uint64()), ("stream_offset", pa.uint64()),
+                       ("file_offset", pa.int64()), ("bytes", pa.int64()),
+                       ("sha256", pa.string())])
+    return {"gaps": pa.list_(gap), "pieces": pa.list_(piece),
+            "zero_window_probe_packets": pa.list_(pa.int64())}
+
+
 def _table(rows):
     import pyarrow as pa
     if not rows:
         return pa.table({})
-    return pa.table({key: pa.array([row.get(key) for row in rows],
-                                   type=pa.uint64() if key in _UINT64 else None)
+    lists = _list_types(pa)
+
+    def column_type(key):
+        if key in _UINT64:
+            return pa.uint64()
+        return lists.get(key.partition("_")[2]) if key.startswith(("up_", "down_")) else None
+    return pa.table({key: pa.array([row.get(key) for row in rows], type=column_type(key))
                      for key in rows[0]})
 
 

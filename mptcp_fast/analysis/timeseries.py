@@ -20,6 +20,11 @@ mapping are placed with the last mapping of their subflow direction when they fa
 * Delivery delay: from a byte's first arrival on any subflow to its in-order delivery at the
   data level, i.e. when every byte before it has arrived (the head-of-line blocking that
   multipath adds), per direction, weighted by bytes.
+* Gaps: bytes of a stream the capture never had (the analyzer's, ``series["gaps"]``: their
+  count, the bytes missing and the first ones listed). The delivery goes on past them, as the
+  rebuilt stream does: its last value is the report's rebuilt bytes. Linux's zero-window
+  probes (one byte mapped at a DSN already acknowledged, carrying another byte: the analyzer
+  names their packets) are no data there.
 
 The passes over each packet (placing data packets, matching them with ACKs, following the
 delivery) are the twins ``_series_py`` (numpy) and ``_series_c`` (C loops).
@@ -90,7 +95,11 @@ def _facts_of_report(conn) -> dict:
             first_dsn[name] = (crypto.key_idsn(int(key, 16), conn["version"]) + 1) \
                 & ((1 << 64) - 1)
     return {"first_dsn": first_dsn, "isn": [s["isn"] for s in conn["subflows"]],
-            "endpoints": [(s["client"], s["server"]) for s in conn["subflows"]]}
+            "endpoints": [(s["client"], s["server"]) for s in conn["subflows"]],
+            "gaps": {name: {"count": st["gap_count"], "missing_bytes": st["missing_bytes"],
+                            "listed": st["gaps"]} for name, st in conn["streams"].items()},
+            "probes": [n for st in conn["streams"].values()
+                       for n in st["zero_window_probe_packets"]]}
 
 
 def _facts_of_model(conn) -> dict:
@@ -102,7 +111,10 @@ def _facts_of_model(conn) -> dict:
             first_dsn[name] = (crypto.key_idsn(key, conn.version) + 1) & ((1 << 64) - 1)
     return {"first_dsn": first_dsn,
             "isn": [{d: s.isn.get(d) for d in DIRECTIONS} for s in conn.subflows],
-            "endpoints": [(_endpoint(*s.client), _endpoint(*s.server)) for s in conn.subflows]}
+            "endpoints": [(_endpoint(*s.client), _endpoint(*s.server)) for s in conn.subflows],
+            "gaps": {name: {"count": d.gap_count, "missing_bytes": d.missing_bytes,
+                            "listed": d.gaps} for name, d in conn.streams.items()},
+            "probes": [n for d in conn.streams.values() for n in d.probe_packets]}
 
 
 def _up(packets):
@@ -112,19 +124,23 @@ def _up(packets):
     return packets["direction"] == "up"
 
 
-def _rows_of(packets, number) -> dict:
+def _rows_of(packets, number, probes=()) -> dict:
     """The columns the series use, for connection ``number``'s rows only (capture order)."""
     rows = np.nonzero(packets["connection"] == number)[0]
-    return _take(packets, rows)
+    return _take(packets, rows, probes)
 
 
 _SERIES_COLUMNS = ("time", "subflow", "seq", "ack", "flags", "payload_len", "dss_flags", "dsn",
                    "dss_ssn", "dss_len", "mptcp_subtypes")
 
 
-def _take(packets, rows) -> dict:
+def _take(packets, rows, probes=()) -> dict:
+    """The series' columns of ``rows``; ``probe``: whether each is one of the zero-window
+    probes the analyzer set aside (packet numbers ``probes``), when there are any."""
     out = {name: packets[name][rows] for name in _SERIES_COLUMNS}
     out["up"] = _up(packets)[rows]
+    if len(probes):
+        out["probe"] = np.isin(packets["number"][rows], np.asarray(probes, np.int64))
     return out
 
 
@@ -145,6 +161,10 @@ def _data_packets(facts, p) -> dict:
                 parts[(i, name)] = slice(starts[key], starts[key + 1])
         blocks[name] = slice(starts[down * subflows], starts[(down + 1) * subflows])
     d["parts"], d["blocks"] = parts, blocks
+    if "probe" in p:                       # a zero-window probe: no data at its DSN
+        probe = p["probe"][d["index"]]
+        d["has_dsn"][probe] = False
+        d["dsn"][probe] = 0
     return d
 
 
@@ -152,7 +172,8 @@ def connection_series(report, packets, number: int) -> dict:
     """The time series and figures of connection ``number`` (see the module text), from the
     report and the per-packet columns (``tables.packet_arrays``, or a ``PacketTable``)."""
     conn = next(c for c in report["connections"] if c["connection"] == number)
-    return _series(_facts_of_report(conn), _rows_of(packets, number), number)
+    facts = _facts_of_report(conn)
+    return _series(facts, _rows_of(packets, number, facts["probes"]), number)
 
 
 def model_series(model, delivery_pairs: bool = True) -> list:
@@ -179,7 +200,8 @@ def each_model_series(model, delivery_pairs: bool = True, ready=None):
             rows: slice | np.ndarray = slice(None)     # one connection: every row
         else:
             rows = order[bounds[k]:bounds[k + 1]]
-        yield _series(_facts_of_model(conn), _take(packets, rows), conn.number,
+        facts = _facts_of_model(conn)
+        yield _series(facts, _take(packets, rows, facts["probes"]), conn.number,
                       delivery_pairs, ready)
 
 
@@ -203,7 +225,8 @@ def _series(facts, p, number: int, delivery_pairs: bool = True, ready=None) -> d
                                       "has_dsn": d["has_dsn"][part],
                                       "length": d["length"][part], "kind": kind[part]}
         subflows.append(entry)
-    series = {"connection": number, "start_time": t0, "subflows": subflows}
+    series = {"connection": number, "start_time": t0, "subflows": subflows,
+              "gaps": facts["gaps"]}
     if ready is not None:
         ready("throughput", series)
     reinjection_delays, delivery = {}, {}

@@ -17,13 +17,22 @@ SHIPPED_CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 def _print_report(report: dict, out) -> None:
+    gaps_printed = 10                  # per stream (--json lists more)
+
+    def seen(value) -> str:
+        """A value, or "not seen" when the capture did not show it (null in the JSON)."""
+        return "not seen" if value is None else str(value)
+
+    def key_and_token(key, token) -> str:
+        return "not seen" if key is None and token is None else f"{seen(key)} (token {seen(token)})"
+
     print(f"{report['packets']} TCP packets, {report['mptcp_packets']} with MPTCP options, "
           f"{len(report['connections'])} MPTCP connection(s)", file=out)
     for c in report["connections"]:
         print(f"\nconnection {c['connection']}: MPTCP v{c['version']}, checksums "
               f"{'on' if c['checksums'] else 'off'}", file=out)
-        print(f"  client key {c['client_key']} (token {c['client_token']}), server key "
-              f"{c['server_key']} (token {c['server_token']})", file=out)
+        print(f"  client key {key_and_token(c['client_key'], c['client_token'])}, server key "
+              f"{key_and_token(c['server_key'], c['server_token'])}", file=out)
         if c["placed"] != "handshake":
             print(f"  placed {c['placed']}", file=out)
         if c["fallback"]:
@@ -35,7 +44,7 @@ def _print_report(report: dict, out) -> None:
                 join = "handshake not in the capture"
             backup = "  backup" if s["backup"] else ""
             print(f"  subflow {i}: {s['client']} -> {s['server']}  address ids "
-                  f"{s['client_address_id']}/{s['server_address_id']}{backup}"
+                  f"{seen(s['client_address_id'])}/{seen(s['server_address_id'])}{backup}"
                   f"  ({join})", file=out)
             reinjected = s["reinjected_bytes"]
             print(f"      bytes up {s['bytes']['up']:,} ({s['share']['up']:.1%}), down "
@@ -53,18 +62,36 @@ def _print_report(report: dict, out) -> None:
             if st["start_missing"]:
                 line += (f" from DSN {st['start_dsn']} (the first byte seen: the connection's "
                          f"start is not in the capture)")
+            if st["gap_count"]:
+                line += (f"; {st['missing_bytes']:,} bytes MISSING in {st['gap_count']:,} "
+                         f"gap{'s' if st['gap_count'] != 1 else ''} (never in the capture)")
             if st["not_captured_bytes"]:
                 line += (f"; payload of {st['not_captured_bytes']:,} bytes not captured "
                          "(snap length)")
             elif st["sha256"] is not None:
-                line += f"; rebuilt {st['bytes']:,} bytes, sha256 {st['sha256']}"
+                line += f"; rebuilt {st['bytes']:,} bytes"
+                if st["gap_count"]:
+                    line += (f" in {st['piece_count']:,} pieces, the gaps left out (sha256 of "
+                             "the pieces joined; each piece's in the JSON)")
+                line += f", sha256 {st['sha256']}"
             line += (f"; out of order {st['out_of_order_bytes']:,}, duplicate "
                      f"{st['duplicate_bytes']:,}, reinjected {st['reinjected_bytes']:,}")
             if st["conflict_bytes"]:
                 line += f", CONFLICTING {st['conflict_bytes']:,}"
             if st["outside_window_bytes"]:
                 line += f", outside any window {st['outside_window_bytes']:,} (2**63 or more ahead)"
+            if st["late_bytes"]:
+                line += f", LATE {st['late_bytes']:,} (came after their gap was passed)"
+            if st["zero_window_probes"]:
+                line += f", zero-window probes {st['zero_window_probes']:,} (set aside)"
             print(line, file=out)
+            for gap in st["gaps"][:gaps_printed]:
+                where = "" if gap["stream_offset"] is None else \
+                    f" ({gap['stream_offset']:,} bytes after the stream's first byte)"
+                print(f"      gap at DSN {gap['dsn']}{where}: {gap['bytes']:,} bytes", file=out)
+            if st["gap_count"] > gaps_printed:
+                print(f"      ... and {st['gap_count'] - gaps_printed:,} more gaps (--json "
+                      f"lists the first {len(st['gaps']):,})", file=out)
         for e in c["events"]:
             print(f"  event packet {e['packet']}: {e['event']}", file=out)
         timing = c.get("timing")

@@ -6,7 +6,8 @@ paths in the RFC 2544 benchmarking range 198.18.0.0/15 (path i: 198.18.i.1 and
 server announces one more address (``ip mptcp endpoint ... signal`` → ADD_ADDR)
 and the client opens a subflow from another (``... subflow`` → MP_JOIN). The
 client sends ``upload`` random bytes and half-closes (DATA_FIN); the server reads
-them all, sends ``download`` random bytes back and closes. tcpdump in the
+them all, sends ``download`` random bytes back and closes (with ``both_ways``, it sends them
+while it reads; the client reads them once its upload is sent). tcpdump in the
 client's namespace records every segment; the SHA-256 of each direction is
 returned so that an analyzer's reconstruction can be checked byte for byte.
 
@@ -40,8 +41,9 @@ PORT = 10000
 # Run inside a namespace with `ip netns exec NS python -c ...`: plain Python with no package
 # (262 is IPPROTO_MPTCP, mptcp_fast.net.kernel's).
 _SERVER = r"""
-import hashlib, random, socket, sys
+import hashlib, random, socket, sys, threading
 host, port, download, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+both_ways = sys.argv[5] == "both"
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
 s = socket.socket(family, socket.SOCK_STREAM, 262)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,16 +52,23 @@ s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port)); s.listen(1)
 print("listening", flush=True)
 c, _ = s.accept()
 h, n = hashlib.sha256(), 0
+def send():
+    rng = random.Random(seed)
+    left = download
+    while left:
+        block = rng.randbytes(min(left, 1 << 16)); c.sendall(block); left -= len(block)
+    c.shutdown(socket.SHUT_WR)
+if both_ways:                   # the download goes while the upload comes in
+    sender = threading.Thread(target=send); sender.start()
 while True:
     chunk = c.recv(1 << 16)
     if not chunk:
         break
     h.update(chunk); n += len(chunk)
-rng = random.Random(seed)
-left = download
-while left:
-    block = rng.randbytes(min(left, 1 << 16)); c.sendall(block); left -= len(block)
-c.shutdown(socket.SHUT_WR)
+if both_ways:
+    sender.join()
+else:
+    send()
 c.recv(1)                       # wait for the client's close
 c.close(); s.close()
 print(n, h.hexdigest(), flush=True)
@@ -68,6 +77,7 @@ print(n, h.hexdigest(), flush=True)
 _CLIENT = r"""
 import hashlib, random, socket, sys, time
 host, port, upload, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pause = float(sys.argv[6])
 s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, 262)
 s.connect((host, port))
 rng = random.Random(seed)
@@ -88,6 +98,7 @@ if sys.argv[5].startswith("split:"):    # some data first, then the parent start
 while left:
     block = rng.randbytes(min(left, 1 << 16)); s.sendall(block); left -= len(block)
 s.shutdown(socket.SHUT_WR)
+time.sleep(pause)               # a slow reader: the download waits (a zero window)
 h, n = hashlib.sha256(), 0
 while True:
     chunk = s.recv(1 << 16)
@@ -109,6 +120,11 @@ class Transfer:
     download_bytes: int
     download_sha256: str
 
+    @property
+    def download_seed(self) -> int:
+        """upload_stream(download_seed, download_bytes) is what the server sent."""
+        return self.upload_seed + 1
+
 
 @dataclass(frozen=True)
 class CaptureResult:
@@ -124,7 +140,8 @@ class CaptureResult:
 
 
 def upload_stream(seed: int, upload: int) -> bytes:
-    """The bytes the capture's client sent (its generator, replayed)."""
+    """The bytes the capture's client sent (its generator, replayed); the server's download
+    is made by the same generator from its own seed (``Transfer.download_seed``)."""
     rng, out, left = random.Random(seed), bytearray(), upload
     while left:
         block = rng.randbytes(min(left, 1 << 16))
@@ -162,7 +179,8 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
                  fail_path: bool = False, seed: int = 8684, timeout: float = 120.0,
                  attempts: int = 3, start_after: int = 0,
                  first_path_rate: str | None = None, connections: int = 1,
-                 ipv6: bool = False, prefix: str = "mf") -> CaptureResult:
+                 ipv6: bool = False, prefix: str = "mf", both_ways: bool = False,
+                 client_pause: float = 0.0) -> CaptureResult:
     """Run one kernel MPTCP transfer in fresh namespaces and capture it into ``path``.
 
     The namespaces are ``{prefix}A<tag>`` (server) and ``{prefix}B<tag>`` (client), their veths
@@ -178,7 +196,12 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     small transfer spreads over the subflows (on equal veths the kernel keeps to the first).
     ``connections``: that many connections at once (connection k on port 10000 + k, its upload
     from seed + 2k, its download from seed + 2k + 1). ``ipv6``: the paths in 2001:2::/48
-    (path i: 2001:2:0:i::1 server, ::2 client) instead of 198.18.i.0/24.
+    (path i: 2001:2:0:i::1 server, ::2 client) instead of 198.18.i.0/24. ``both_ways``: the
+    server sends its download while the upload comes in (both directions' data in flight at
+    once) instead of after it; the client reads it only once its upload is sent, and
+    ``client_pause`` seconds later: a download larger than the client's receive buffer then
+    meets a zero window, which Linux probes (one byte mapped at the last DSN acknowledged,
+    carrying the next byte: docs/analysis.md).
 
     With ``offload=False`` TSO/GSO/GRO and checksum offload are switched off on the veths
     (ethtool), so the capture holds MSS-sized segments with their final TCP checksums, as on a
@@ -187,7 +210,8 @@ def make_capture(path: str, *, upload: int = 300_000, download: int = 200_000,
     settings: dict[str, Any] = dict(upload=upload, download=download, checksum=checksum, paths=paths,
                     snaplen=snaplen, offload=offload, fail_path=fail_path, seed=seed,
                     timeout=timeout, start_after=start_after, first_path_rate=first_path_rate,
-                    connections=connections, ipv6=ipv6, prefix=prefix)
+                    connections=connections, ipv6=ipv6, prefix=prefix, both_ways=both_ways,
+                    client_pause=client_pause)
     if not (isinstance(prefix, str) and 1 <= len(prefix) <= 3 and prefix.isascii()
             and prefix.isalnum()):
         raise ValueError(f"prefix must be 1-3 ASCII letters or digits, got {prefix!r}")
@@ -203,7 +227,8 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
                        snaplen: int, offload: bool, fail_path: bool, seed: int,
                        timeout: float, start_after: int = 0,
                        first_path_rate: str | None = None, connections: int = 1,
-                       ipv6: bool = False, prefix: str = "mf") -> CaptureResult:
+                       ipv6: bool = False, prefix: str = "mf", both_ways: bool = False,
+                       client_pause: float = 0.0) -> CaptureResult:
     reason = available()
     if reason:
         raise RuntimeError(f"cannot make a kernel capture: {reason}")
@@ -273,7 +298,7 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
         for k in range(connections):
             server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c",
                                        _SERVER, address(1, 1), str(PORT + k), str(download),
-                                       str(seed + 2 * k + 1)],
+                                       str(seed + 2 * k + 1), "both" if both_ways else "after"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             procs.append(server)
             servers.append(server)
@@ -282,7 +307,8 @@ def _make_capture_once(path: str, *, upload: int, download: int, checksum: bool,
             client = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c",
                                        _CLIENT, address(1, 1), str(PORT + k), str(upload),
                                        str(seed + 2 * k), "wait" if fail_path else
-                                       f"split:{start_after}" if start_after else "sleep"],
+                                       f"split:{start_after}" if start_after else "sleep",
+                                       str(client_pause)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
             procs.append(client)
@@ -383,6 +409,10 @@ def main(argv=None) -> int:
                         help="start tcpdump mid-connection, after this much of the upload")
     parser.add_argument("--connections", type=int, default=1, help="connections at once")
     parser.add_argument("--ipv6", action="store_true", help="paths in 2001:2::/48")
+    parser.add_argument("--both-ways", action="store_true",
+                        help="the server sends its download while the upload comes in")
+    parser.add_argument("--client-pause", type=float, default=0.0, metavar="SECONDS",
+                        help="the client waits this long after its upload before it reads")
     parser.add_argument("--prefix", default="mf",
                         help="1-3 letters or digits that begin the namespace and veth names "
                              "(each run adds a tag of its own)")
@@ -393,7 +423,8 @@ def main(argv=None) -> int:
                           checksum=args.checksum, paths=args.paths, snaplen=args.snaplen,
                           offload=not args.no_offload, fail_path=args.fail_path,
                           start_after=args.start_after, first_path_rate=args.first_path_rate,
-                          connections=args.connections, ipv6=args.ipv6, prefix=args.prefix)
+                          connections=args.connections, ipv6=args.ipv6, prefix=args.prefix,
+                          both_ways=args.both_ways, client_pause=args.client_pause)
     print(f"{result.path}: upload {result.upload_bytes} bytes sha256 {result.upload_sha256}; "
           f"download {result.download_bytes} bytes sha256 {result.download_sha256}")
     return 0

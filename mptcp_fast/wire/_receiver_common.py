@@ -39,3 +39,7 @@ class StreamCounters:
     data_acked: int | None
     data_fin: int | None
     all_seen: bool
+    gaps: int = 0                 # holes passed (DataReceiver.watch_gaps)
+    missing_bytes: int = 0        # ... and the bytes in them
+    late_bytes: int = 0           # bytes that arrived in a gap after it was passed
+    zero_window_probes: int = 0   # Linux's one-byte probes, set aside (DataReceiver.declare)

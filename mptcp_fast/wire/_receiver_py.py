@@ -7,8 +7,16 @@ are resolved through the mappings into DSN ranges, counted as new, out-of-order,
 duplicate or reinjected data (data carried again on another subflow than its first
 carrier), pushed into the stream's ReassemblyQueue, and checked against the DSS checksum
 of their mapping once every byte of it was seen. The capture analyzer's tracker feeds it
-from packet columns; the engine will feed it segments. Same results, counters and event
-texts as the compiled twin.
+from packet columns; the engine feeds it segments. Same results, counters and event texts as
+the compiled twin.
+
+A capture can miss packets, or begin after bytes that were in flight on another subflow:
+``watch_gaps`` (the analyzer's, never the engine's) lets a stream pass such holes instead of
+waiting for them for ever. A hole is passed once the receiver's DATA_ACK went beyond it (it
+had those bytes: the sender never sends them again), once the stream has been seen more than
+``horizon`` bytes beyond it (further than any receive window reaches), or at ``finish()``;
+each passed hole (a gap) is counted, reported to the watcher, and the reassembly goes on after
+it. Bytes that arrive in a gap after it was passed are counted as late.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ MAX_INTERVALS = 1 << 16         # coverage intervals per stream (memory bound on
 MAPPINGS_KEPT_BEHIND = 1 << 24  # subflow bytes of mappings kept behind the newest segment
 PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
 PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
+PROBES_NAMED_MAX = 1024         # packet numbers kept of zero-window probes set aside
 DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
 # Argument ranges at the API, the compiled twin's (where they keep its int64 arithmetic from
@@ -128,6 +137,7 @@ class SubflowReceiver:
         self.reinjected = 0
         self.pending: list[_Pending] = []   # oldest first
         self.unverified = 0
+        self.probe_at = -1            # subflow byte of the last zero-window probe (declare)
 
     def resolve(self, rel: int, length: int) -> list:
         """[(dsn, length), ...] of subflow bytes [rel, rel + length) through this subflow's
@@ -172,6 +182,10 @@ class DataReceiver:
         self.floor = self.edge = 0
         self.new_bytes = self.out_of_order = self.duplicate = self.reinjected = 0
         self.not_captured = self.outside_window = 0
+        self.gap_horizon = 0          # 0: holes are waited for (watch_gaps)
+        self.on_gap: Callable[[int, int], object] | None = None
+        self.gaps = self.missing = self.late = self.probes = 0
+        self.probe_packets: list[int] = []  # the first PROBES_NAMED_MAX probes' packets
 
     def start(self, initial_dsn: int, queue: ReassemblyQueue,
               drain: Callable[[], object]) -> None:
@@ -183,12 +197,22 @@ class DataReceiver:
     def subflow(self, sid: int) -> SubflowReceiver:
         return SubflowReceiver(self, sid)
 
+    def watch_gaps(self, horizon: int, on_gap: Callable[[int, int], object]) -> None:
+        """Pass holes in the stream (bytes a capture never saw) instead of waiting for them:
+        once the peer's DATA_ACK is beyond a hole, or bytes were seen more than ``horizon``
+        (> 0) bytes beyond it, or at ``finish()``. ``on_gap(dsn, length)`` is called for each,
+        after ``drain()`` (the bytes before it have been handed over) and before any byte
+        after it is: the queue's in-order bytes must be read by ``drain``."""
+        self.gap_horizon = _int("horizon", horizon, 1, _I64_MAX)
+        self.on_gap = on_gap
+
     def counters(self) -> _StreamCounters:
         fin_reached = self.data_fin is not None and self.origin is not None and \
             self.edge >= seq64_diff(self.data_fin, self.origin)
         return _StreamCounters(self.new_bytes, self.not_captured, self.out_of_order,
                                self.duplicate, self.reinjected, self.outside_window,
-                               self.data_acked, self.data_fin, fin_reached)
+                               self.data_acked, self.data_fin, fin_reached, self.gaps,
+                               self.missing, self.late, self.probes)
 
     # -- DSNs and data ACKs (RFC 8684 §3.3.1-3.3.2; Linux's __mptcp_expand_seq)
     def expand_dsn(self, dsn32: int) -> int:
@@ -205,6 +229,8 @@ class DataReceiver:
             ack = expand_seq(self.dsn_ref, ack & _MASK32)
         if self.data_acked is None or ((ack - self.data_acked) & _MASK64) < (1 << 63):
             self.data_acked = ack
+            if self.gap_horizon and self.ends and self.ends[-1] > self.edge:
+                self._pass_acknowledged_holes()
 
     # -- mappings
     def declare(self, number, side, dsn, start, length, data_fin, checksum, truncated) -> None:
@@ -227,6 +253,13 @@ class DataReceiver:
             self.events.append(_Event(number, side.sid, str(exc), None))
             return
         side.probed = True
+        if (length == 1 and not data_fin and self.data_acked is not None
+                and seq64_diff(dsn, self.data_acked) < 0):
+            # Linux's MPTCP zero-window probe (protocol.c, mptcp_sendmsg_frag): one byte
+            # mapped at DSN snd_una - 1, a byte the receiver already acknowledged, but carrying
+            # the first byte not yet sent. Its payload is not the byte at that DSN (the
+            # receiver drops it as old data): it is set aside, not placed in the stream.
+            side.probe_at = start
         if self.dsn_ref is None or ((dsn - self.dsn_ref) & _MASK64) < (1 << 63):
             self.dsn_ref = dsn
         if data_fin:
@@ -270,6 +303,11 @@ class DataReceiver:
         except UnmappedData as exc:
             self.events.append(_Event(number, side.sid, str(exc), None))
             return
+        if length == 1 and rel == side.probe_at:
+            self.probes += 1                 # a zero-window probe (declare): not stream data
+            if len(self.probe_packets) < PROBES_NAMED_MAX:
+                self.probe_packets.append(number)
+            ranges = []
         pos = 0
         for dsn, n in ranges:
             self._cover(side, dsn, n)
@@ -314,7 +352,9 @@ class DataReceiver:
                 continue
             stop = min(e, starts[i]) if i < len(starts) else e
             self.new_bytes += stop - pos
-            if pos != self.edge:
+            if pos < self.edge:              # below the edge and never seen: in a passed gap
+                self.late += stop - pos
+            elif pos != self.edge:
                 self.out_of_order += stop - pos
             i = self._insert(i, pos, stop, sid) + 1
             if pos == self.edge:
@@ -324,6 +364,8 @@ class DataReceiver:
                     self.edge = ends[j]
                     j += 1
             pos = stop
+        if self.gap_horizon and ends and ends[-1] - self.edge > self.gap_horizon:
+            self._pass_holes_below(ends[-1] - self.gap_horizon)
         self._prune()
 
     def _insert(self, i, start, end, sid) -> int:
@@ -345,6 +387,8 @@ class DataReceiver:
             k = bisect_right(ends, self.edge - HISTORY)
         elif n > MAX_INTERVALS:
             k = n - MAX_INTERVALS
+            if self.gap_horizon:              # holes the bound would forget are passed first
+                self._pass_holes_below(ends[k - 1])
         else:
             return
         self.floor = ends[k - 1]
@@ -355,6 +399,55 @@ class DataReceiver:
             while j < len(self.starts) and self.starts[j] == self.edge:
                 self.edge = self.ends[j]
                 j += 1
+
+    # -- gaps: holes a capture will never fill (watch_gaps)
+    def finish(self) -> None:
+        """The capture is over: pass every hole left, and the bytes missing before the
+        DATA_FIN (when it was seen), when gaps are watched."""
+        if not self.gap_horizon or self.origin is None:
+            return
+        if self.ends:
+            self._pass_holes_below(self.ends[-1])
+        if self.data_fin is not None and self.edge < seq64_diff(self.data_fin, self.origin):
+            self._pass(seq64_diff(self.data_fin, self.origin))
+
+    def _pass_acknowledged_holes(self) -> None:
+        """Holes the peer's DATA_ACK went beyond: the receiver had those bytes."""
+        if self.origin is None or self.data_acked is None:
+            return
+        acked = seq64_diff(self.data_acked, self.origin)
+        while acked > self.edge and self.ends and self.ends[-1] > self.edge:
+            end = self.starts[bisect_right(self.ends, self.edge)]
+            if end > acked:
+                return
+            self._pass(end)
+
+    def _pass_holes_below(self, limit: int) -> None:
+        """Pass the holes that begin below ``limit``."""
+        while self.edge < limit and self.ends and self.ends[-1] > self.edge:
+            self._pass(self.starts[bisect_right(self.ends, self.edge)])
+
+    def _pass(self, end: int) -> None:
+        """Bytes [edge, end) will not come: a gap. The bytes before it are drained, the queue
+        goes on after it (when it holds every byte before it: otherwise payload was not
+        captured and there is no rebuilt stream to keep right), the edge moves past it."""
+        start, origin = self.edge, self.origin
+        assert origin is not None             # a hole is measured from the stream's origin
+        dsn = (origin + start) & _MASK64
+        if self.queue is not None and self.drain is not None:
+            self.drain()
+            if self.queue.data_ack == dsn and (self.data_fin is None
+                                               or end <= seq64_diff(self.data_fin, origin)):
+                self.queue.skip_to((origin + end) & _MASK64)
+        self.gaps += 1
+        self.missing += end - start
+        self.edge = end
+        j = bisect_right(self.ends, end)
+        while j < len(self.starts) and self.starts[j] == self.edge:
+            self.edge = self.ends[j]
+            j += 1
+        if self.on_gap is not None:
+            self.on_gap(dsn, end - start)
 
     # -- DSS checksums over whole mappings (RFC 8684 §3.3.1)
     def _collect(self, number, side, rel, payload):

@@ -157,6 +157,10 @@ def _bind(impl: Any) -> None:
     ``out_of_order_bytes``, ``duplicate_bytes``, ``peak_queued_bytes``.
     ``push_many(dsns, pieces)`` pushes many in one call;
     ``read_pieces()`` hands the in-order data back as a list of pieces without copying.
+    ``skip_to(dsn) -> bytes passed over``: a hole that will never be filled (a capture's
+    analysis: bytes the capture missed): the queue goes on from ``dsn``; the in-order bytes
+    must have been read first (ValueError), and ``dsn`` must not lie beyond the DATA_FIN,
+    outside any window or past queued bytes (ValueError).
     ``window`` is 1..2**62.
 
     ``SubflowMappings()``: the mappings received on one subflow. ``declare(Mapping)`` (or

@@ -14,13 +14,18 @@ connection's byte stream, DSS checksum verdicts and counters out.
     up.acknowledged(data_ack, is64)           # a DATA_ACK for this direction's data
     up.counters(), sub.counters(), events     # StreamCounters, DirectionCounters, Events
 
+    up.watch_gaps(horizon, on_gap)            # a capture's analysis: pass holes it never fills
+    up.finish()                               # ... and, at its end, the holes left
+
 A ``DataReceiver`` is one direction of one connection; each subflow's ``SubflowReceiver``
 holds that subflow's mappings (``dss.SubflowMappings``' rules) and the DSS checksums still
 collecting. Delivered segments are resolved through the mappings into DSN ranges, counted
 (new, out of order, duplicate, reinjected = carried again on another subflow than the first),
 pushed into the stream's ReassemblyQueue, and checked against their mapping's checksum once
 every byte of it was seen; a mapping that contradicts an earlier one, unmapped bytes, a
-DATA_FIN that moves and a failed checksum become ``Event``s. ``ChecksumBudget`` bounds the
+DATA_FIN that moves and a failed checksum become ``Event``s. Linux's one-byte zero-window
+probe (mapped at a DSN already acknowledged, carrying the next byte instead) is counted and
+set aside, never placed in the stream. ``ChecksumBudget`` bounds the
 payload bytes that checksummed mappings may hold while they collect. The capture analyzer
 feeds it from packet columns, the engine from segments. Compiled
 (pyx/mptcp_fast/wire/_receiver_c.pyx, cimportable through pyx/mptcp_fast/wire/_receiver_c.pxd)

@@ -109,6 +109,20 @@ cdef class Tracker:
     def set_checksums(self, int stream, on):
         (<DataReceiver>self._streams[stream]).checksums = bool(on)
 
+    def watch_gaps(self, int stream, horizon, on_gap):
+        """Let one direction's stream pass the holes the capture never fills
+        (DataReceiver.watch_gaps: ``on_gap(dsn, length)`` for each)."""
+        (<DataReceiver>self._streams[stream]).watch_gaps(horizon, on_gap)
+
+    def finish_stream(self, int stream):
+        """The capture is over: that stream passes the holes left (DataReceiver.finish)."""
+        (<DataReceiver>self._streams[stream]).finish()
+
+    def zero_window_probes(self, int stream):
+        """The packet numbers of the zero-window probes that stream set aside (the first
+        ones: DataReceiver.probes counts them all)."""
+        return list((<DataReceiver>self._streams[stream]).probe_packets)
+
     def add_subflow(self, bytes client, int client_port, bytes server, int server_port,
                     int up_stream, int down_stream):
         """Register a 4-tuple (a later SYN on the same 4-tuple replaces it); streams -1: the

@@ -141,7 +141,8 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
 
     Methods: ``push(dsn, data)``, ``push_many(dsns, pieces)`` (many in one call),
     ``data_fin(dsn)``, ``read(max_bytes=-1)`` (joined once), ``read_pieces()`` (the pieces,
-    without copying), ``grow_window(window)`` (larger only).
+    without copying), ``grow_window(window)`` (larger only), ``skip_to(dsn)`` (a hole that
+    will never be filled, for a capture's analysis: the in-order bytes read first).
 
     The class is the active backend's (the compiled or the pure twin, same API, results and
     errors): ``mptcp_fast.wire.dss.ReassemblyQueue``.
@@ -152,7 +153,9 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
 
     Raises:
         TypeError: an argument is not an integer (floats and bools included).
-        ValueError: an argument out of its range; ``grow_window`` with a smaller window.
+        ValueError: an argument out of its range; ``grow_window`` with a smaller window;
+            ``skip_to`` with in-order bytes unread, to a DSN outside any window, beyond the
+            DATA_FIN or past queued bytes.
         ProtocolError: ``data_fin`` at a DSN that moves, lies below data received, or is
             2**63 away.
     """
@@ -408,6 +411,34 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
         self._fin = offset
         if self._ack == self._fin:
             self._eof = True
+
+    def skip_to(self, dsn_):
+        """Go on from ``dsn``: the bytes from the next expected one up to it will never come
+        (a capture that missed them); return how many were passed over (0 when ``dsn`` is not
+        ahead). The in-order bytes must all have been read first, so that the reader knows
+        where the hole is; the pieces queued beyond ``dsn`` follow it in order."""
+        cdef uint64_t dsn = u64_arg(dsn_, "dsn")
+        cdef int64_t distance = self._distance(dsn)
+        cdef int64_t offset
+        if distance <= 0:
+            return 0
+        if self._ready:
+            raise ValueError(f"{self._ack - self._read} in-order bytes are not read: read them "
+                             "before passing a hole")
+        if beyond_reach(distance, self._ack):
+            raise ValueError(f"DSN {dsn} is outside any window")
+        offset = self._ack + distance
+        if self._fin >= 0 and offset > self._fin:
+            raise ValueError(f"DSN {dsn} lies beyond the DATA_FIN")
+        if self._count and self._starts[0] < offset:
+            raise ValueError(f"bytes are queued below DSN {dsn}: it does not end a hole")
+        self._ack = self._read = offset
+        if self._count and self._starts[0] == self._ack:
+            self._drain()
+        self._note_peak()
+        if self._fin >= 0 and self._ack == self._fin:
+            self._eof = True
+        return distance
 
     # -- output
     def read_pieces(self):

@@ -26,6 +26,7 @@ cdef class SubflowReceiver:
     cdef MapStore maps
     cdef public int64_t bytes, reinjected, unverified
     cdef list pending                 # _Pending, oldest first
+    cdef public int64_t probe_at      # subflow byte of the last zero-window probe, or -1
 
 
 cdef class DataReceiver:
@@ -46,6 +47,10 @@ cdef class DataReceiver:
     cdef int64_t floor, edge
     cdef public int64_t new_bytes, out_of_order, duplicate, reinjected, not_captured
     cdef public int64_t outside_window
+    cdef readonly int64_t gap_horizon   # 0: holes are waited for (watch_gaps)
+    cdef object on_gap
+    cdef public int64_t gaps, missing, late, probes
+    cdef readonly list probe_packets    # the first probes' packet numbers
 
     cdef uint64_t expand_dsn_(self, uint64_t dsn32) noexcept
     cdef int acknowledged_(self, uint64_t ack, bint is64) except -1
@@ -53,6 +58,8 @@ cdef class DataReceiver:
                       int64_t length, bint data_fin, int64_t checksum, bint truncated) except -1
     cdef int deliver_(self, int64_t number, SubflowReceiver side, int64_t rel, int64_t length,
                       const uint8_t* payload) except -1
+    cdef int place(self, SubflowReceiver side, int64_t rel, int64_t length,
+                   const uint8_t* payload) except -1
     cdef int cover(self, SubflowReceiver side, uint64_t dsn, int64_t length) except -1
     cdef int push(self, uint64_t dsn, const uint8_t* payload, int64_t length) except -1
     cdef int release_pending(self, int64_t size) except -1
@@ -61,4 +68,7 @@ cdef class DataReceiver:
     cdef Py_ssize_t first_ending_after(self, int64_t value) noexcept
     cdef Py_ssize_t insert(self, Py_ssize_t i, int64_t start, int64_t end, int32_t sid) except -1
     cdef int grow(self) except -1
-    cdef void prune(self) noexcept
+    cdef int prune(self) except -1
+    cdef int pass_acknowledged_holes(self) except -1
+    cdef int pass_holes_below(self, int64_t limit) except -1
+    cdef int pass_gap(self, int64_t end) except -1

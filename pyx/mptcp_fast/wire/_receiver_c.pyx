@@ -7,7 +7,9 @@ Segments are resolved through the mappings into DSN ranges, counted as new, out-
 duplicate or reinjected data, pushed into the stream's ReassemblyQueue, and checked against
 the DSS checksum of their mapping once all its bytes were seen. The declarations are in
 pyx/mptcp_fast/_receiver.pxd, so the capture tracker (and the engine) cimport it and call the
-``*_`` methods directly. Same results, counters and event texts as the pure twin.
+``*_`` methods directly. Holes a capture never fills are passed when the analyzer watches for
+them (``watch_gaps``: the pure twin says when). Same results, counters and event texts as the
+pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t, INT64_MIN, INT64_MAX
@@ -35,6 +37,7 @@ cdef enum:
     MAPPINGS_KEPT_BEHIND = 1 << 24  # subflow bytes of mappings kept behind the newest segment
     PENDING_CHECKSUMS_MAX = 256     # checksummed mappings per subflow direction still collecting
     PACKETS_NAMED_MAX = 64          # packet numbers kept per checksummed mapping
+    PROBES_NAMED_MAX = 1024         # packet numbers kept of zero-window probes set aside
     DRAIN_EVERY = 1 << 22           # bytes pushed into a stream's queue between two drains
 
 from mptcp_fast.wire._receiver_common import (DirectionCounters as _DirectionCounters,
@@ -163,6 +166,7 @@ cdef class SubflowReceiver:
             raise MemoryError()
         self.rel_ref = 1
         self.pending = []
+        self.probe_at = -1
 
     def __dealloc__(self):
         ms_free(&self.maps)
@@ -214,6 +218,7 @@ cdef class DataReceiver:
         self.carriers = <int32_t*>malloc(self.capacity * sizeof(int32_t))
         if self.starts == NULL or self.ends == NULL or self.carriers == NULL:
             raise MemoryError()
+        self.probe_packets = []
 
     def __init__(self, events, budget, connection, verify_checksum):
         # never None: declare_ and deliver_ use both without a check
@@ -239,13 +244,20 @@ cdef class DataReceiver:
     def subflow(self, sid):
         return SubflowReceiver(self, sid)    # it checks sid (int32)
 
+    def watch_gaps(self, horizon, on_gap):
+        """Pass holes in the stream (bytes a capture never saw) instead of waiting for them;
+        ``on_gap(dsn, length)`` for each (the pure twin says when)."""
+        self.gap_horizon = int_arg(horizon, "horizon", 1, I64_MAX)
+        self.on_gap = on_gap
+
     def counters(self):
         fin_reached = self.fin_known and self.origin_known and \
             self.edge >= seq64_diff(self.data_fin, self.origin)
         return _StreamCounters(self.new_bytes, self.not_captured, self.out_of_order,
                                self.duplicate, self.reinjected, self.outside_window,
                                self.data_acked if self.acked_known else None,
-                               self.data_fin if self.fin_known else None, fin_reached)
+                               self.data_fin if self.fin_known else None, fin_reached,
+                               self.gaps, self.missing, self.late, self.probes)
 
     def expand_dsn(self, dsn32):
         return self.expand_dsn_(u64_arg(dsn32, "dsn32"))
@@ -305,6 +317,8 @@ cdef class DataReceiver:
             ack = expand_seq(self.dsn_ref, <uint32_t>ack)
         if not self.acked_known or seq64_diff(ack, self.data_acked) >= 0:
             self.data_acked, self.acked_known = ack, True
+            if self.gap_horizon and self.count and self.ends[self.count - 1] > self.edge:
+                self.pass_acknowledged_holes()
         return 0
 
     # -- mappings
@@ -327,6 +341,9 @@ cdef class DataReceiver:
             self.events.append(_Event(number, side.sid, mapping_conflict(&e, &old), None))
             return 0
         side.probed = True
+        if length == 1 and not data_fin and self.acked_known and \
+                seq64_diff(dsn, self.data_acked) < 0:
+            side.probe_at = start             # Linux's zero-window probe (the pure twin's note)
         if not self.ref_known or seq64_diff(dsn, self.dsn_ref) >= 0:
             self.dsn_ref, self.ref_known = dsn, True
         if data_fin:
@@ -362,8 +379,7 @@ cdef class DataReceiver:
     cdef int deliver_(self, int64_t number, SubflowReceiver side, int64_t rel, int64_t length,
                       const uint8_t* payload) except -1:
         """Subflow bytes [rel, rel + length); ``payload`` NULL when they were not captured."""
-        cdef int64_t pos, stop, run_start
-        cdef uint64_t dsn, run_dsn = 0
+        cdef int64_t pos
         cdef const MapEntry* m
         if rel < 0 or length < 0 or length > MAX_SUBFLOW_SEQ - rel:
             # rel + length is summed below: the pure twin's deliver() error (the compiled
@@ -378,7 +394,29 @@ cdef class DataReceiver:
                                           f"subflow bytes from {pos} have no mapping", None))
                 return 0
             pos = rel + length if m.length == 0 else min(rel + length, m.end)
-        pos = run_start = rel                 # runs of contiguous DSNs, as resolve() merges them
+        if length == 1 and rel == side.probe_at:
+            self.probes += 1                  # a zero-window probe (declare_): not stream data
+            if len(self.probe_packets) < PROBES_NAMED_MAX:
+                self.probe_packets.append(number)
+        else:
+            self.place(side, rel, length, payload)
+        if self.pushed >= DRAIN_EVERY:
+            self.pushed = 0
+            self.drain()
+        if side.pending and payload:
+            self.collect(number, side, rel, payload, length)
+        if not number & 1023:                 # memory follows the window, not the file
+            ms_release(&side.maps, rel - MAPPINGS_KEPT_BEHIND)
+        return 0
+
+    cdef int place(self, SubflowReceiver side, int64_t rel, int64_t length,
+                   const uint8_t* payload) except -1:
+        """Mapped subflow bytes [rel, rel + length) into coverage and the queue, in runs of
+        contiguous DSNs (as resolve() merges them)."""
+        cdef int64_t pos, stop, run_start
+        cdef uint64_t dsn, run_dsn = 0
+        cdef const MapEntry* m
+        pos = run_start = rel
         while pos < rel + length:
             m = ms_covering(&side.maps, pos)
             stop = rel + length if m.length == 0 else min(rel + length, m.end)
@@ -392,13 +430,6 @@ cdef class DataReceiver:
             pos = stop
         self.cover(side, run_dsn, pos - run_start)
         self.push(run_dsn, payload + (run_start - rel) if payload else NULL, pos - run_start)
-        if self.pushed >= DRAIN_EVERY:
-            self.pushed = 0
-            self.drain()
-        if side.pending and payload:
-            self.collect(number, side, rel, payload, length)
-        if not number & 1023:                 # memory follows the window, not the file
-            ms_release(&side.maps, rel - MAPPINGS_KEPT_BEHIND)
         return 0
 
     cdef int push(self, uint64_t dsn, const uint8_t* payload, int64_t length) except -1:
@@ -438,7 +469,9 @@ cdef class DataReceiver:
                 continue
             stop = min(e, self.starts[i]) if i < self.count else e
             self.new_bytes += stop - pos
-            if pos != self.edge:
+            if pos < self.edge:              # below the edge and never seen: in a passed gap
+                self.late += stop - pos
+            elif pos != self.edge:
                 self.out_of_order += stop - pos
             i = self.insert(i, pos, stop, sid) + 1
             if pos == self.edge:
@@ -448,6 +481,9 @@ cdef class DataReceiver:
                     self.edge = self.ends[j]
                     j += 1
             pos = stop
+        if self.gap_horizon and self.count and \
+                self.ends[self.count - 1] - self.edge > self.gap_horizon:
+            self.pass_holes_below(self.ends[self.count - 1] - self.gap_horizon)
         self.prune()
         return 0
 
@@ -495,15 +531,17 @@ cdef class DataReceiver:
         self.capacity = n
         return 0
 
-    cdef void prune(self) noexcept:
+    cdef int prune(self) except -1:
         """Forget carriers HISTORY bytes behind the edge, and bound the list on hostile input."""
         cdef Py_ssize_t k, j
         if self.count > 64 and self.ends[63] <= self.edge - HISTORY:
             k = self.first_ending_after(self.edge - HISTORY)
         elif self.count > MAX_INTERVALS:
             k = self.count - MAX_INTERVALS
+            if self.gap_horizon:              # holes the bound would forget are passed first
+                self.pass_holes_below(self.ends[k - 1])
         else:
-            return
+            return 0
         self.floor = self.ends[k - 1]
         self.count -= k
         memmove(self.starts, self.starts + k, self.count * sizeof(int64_t))
@@ -515,6 +553,58 @@ cdef class DataReceiver:
             while j < self.count and self.starts[j] == self.edge:
                 self.edge = self.ends[j]
                 j += 1
+        return 0
+
+    # -- gaps: holes a capture will never fill (watch_gaps; the pure twin's rules)
+    def finish(self):
+        """The capture is over: pass every hole left, and the bytes missing before the
+        DATA_FIN (when it was seen), when gaps are watched."""
+        if not self.gap_horizon or not self.origin_known:
+            return
+        if self.count:
+            self.pass_holes_below(self.ends[self.count - 1])
+        if self.fin_known and self.edge < seq64_diff(self.data_fin, self.origin):
+            self.pass_gap(seq64_diff(self.data_fin, self.origin))
+
+    cdef int pass_acknowledged_holes(self) except -1:
+        """Holes the peer's DATA_ACK went beyond: the receiver had those bytes."""
+        cdef int64_t acked, end
+        if not self.origin_known:
+            return 0
+        acked = seq64_diff(self.data_acked, self.origin)
+        while acked > self.edge and self.count and self.ends[self.count - 1] > self.edge:
+            end = self.starts[self.first_ending_after(self.edge)]
+            if end > acked:
+                return 0
+            self.pass_gap(end)
+        return 0
+
+    cdef int pass_holes_below(self, int64_t limit) except -1:
+        """Pass the holes that begin below ``limit``."""
+        while self.edge < limit and self.count and self.ends[self.count - 1] > self.edge:
+            self.pass_gap(self.starts[self.first_ending_after(self.edge)])
+        return 0
+
+    cdef int pass_gap(self, int64_t end) except -1:
+        """Bytes [edge, end) will not come: a gap (the pure twin's _pass)."""
+        cdef int64_t start = self.edge
+        cdef uint64_t dsn = self.origin + <uint64_t>start
+        cdef Py_ssize_t j
+        if self.queue is not None:
+            self.drain()
+            if self.queue.data_ack == dsn and (not self.fin_known or
+                                               end <= seq64_diff(self.data_fin, self.origin)):
+                self.queue.skip_to(self.origin + <uint64_t>end)
+        self.gaps += 1
+        self.missing += end - start
+        self.edge = end
+        j = self.first_ending_after(end)
+        while j < self.count and self.starts[j] == self.edge:
+            self.edge = self.ends[j]
+            j += 1
+        if self.on_gap is not None:
+            self.on_gap(dsn, end - start)
+        return 0
 
     # -- DSS checksums over whole mappings (RFC 8684 §3.3.1)
     cdef int collect(self, int64_t number, SubflowReceiver side, int64_t rel,
