@@ -185,6 +185,9 @@ class BuildExt(build_ext):
         record = os.path.join(os.path.dirname(self.get_ext_fullpath("mptcp_fast._x")),
                               manifest.FILENAME)
         current = self._current(record, sources, settings)
+        # the sources' hashes as they are before any is read: a file edited while the build
+        # runs then disagrees with the record, and the build counts as stale, not current
+        built_from = manifest.record(sources, settings, ".")
         to_build = [ext for ext in everything if ext.name not in current]
         print(f"mptcp_fast: {len(everything)} compiled modules, {len(current)} current, "
               f"{len(to_build)} to build ({self.parallel} jobs)", file=sys.stderr)
@@ -208,7 +211,7 @@ class BuildExt(build_ext):
             finally:
                 self.extensions = everything
         if not self.failed:
-            manifest.write(record, manifest.record(sources, settings, "."))
+            manifest.write(record, built_from)
 
     def _current(self, record: str, sources: dict, settings: dict) -> set:
         """The modules whose in-place build is current (none when not building in place, or

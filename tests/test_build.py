@@ -191,13 +191,35 @@ def _tree_to_build(tmp_path):
     return root
 
 
-def _build_in_place(root, **environment):
+# setup.py run with an edit of RTT_SOURCE made while the build runs: once Cython has
+# translated the modules to build, before the compiler runs.
+EDIT_DURING_THE_BUILD = """
+import runpy, sys
+import Cython.Build
+edited = sys.argv.pop()
+translate = Cython.Build.cythonize
+def cythonize(*args, **kwargs):
+    translated = translate(*args, **kwargs)
+    with open(edited, "a") as f:
+        f.write("\\n# an edit made while the build ran\\n")
+    return translated
+Cython.Build.cythonize = cythonize
+sys.argv[0] = "setup.py"
+runpy.run_path("setup.py", run_name="__main__")
+"""
+
+
+def _build_in_place(root, edit_during_the_build=None, **environment):
     env = {**os.environ, "MPTCP_FAST_BUILD_JOBS": "2", **environment}
     for name in ("MPTCP_FAST_REQUIRE_EXT", "MPTCP_FAST_NO_EXT"):
         if name not in environment:
             env.pop(name, None)
-    return subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=str(root),
-                          env=env, capture_output=True, text=True, timeout=1200)
+    command = [sys.executable, "setup.py", "build_ext", "--inplace"]
+    if edit_during_the_build is not None:
+        command[1:2] = ["-c", EDIT_DURING_THE_BUILD]
+        command.append(edit_during_the_build)
+    return subprocess.run(command, cwd=str(root), env=env, capture_output=True, text=True,
+                          timeout=1200)
 
 
 def _summary(stderr: str) -> str:
@@ -248,6 +270,15 @@ def test_a_current_build_compiles_nothing_and_an_edit_recompiles_only_its_module
 
     with open(root / RTT_SOURCE, "a") as f:
         f.write("\n# an edit made after the build\n")
+    # edited again while it is rebuilt: the module was compiled from the first edit, so the
+    # record keeps the hash read before the build, and the build is stale, not current
+    done = _build_in_place(root, edit_during_the_build=RTT_SOURCE)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done.stderr) == \
+        f"mptcp_fast: {MODULES} compiled modules, {MODULES - 1} current, 1 to build (2 jobs)"
+    backend, warning = _import_backend(root)
+    assert backend == "python" and RTT_SOURCE in warning
+
     done = _build_in_place(root)
     assert done.returncode == 0, done.stderr
     assert _summary(done.stderr) == \
