@@ -326,7 +326,10 @@ class FigureWorker:
         if style not in STYLES:
             raise ValueError(f"style: {style!r} is none of {', '.join(STYLES)}")
         self.style = style
-        self._process = self._connection = self._sender = None
+        # the drawing process, the pipe to it, the thread that sends it jobs (None: none)
+        self._process: Any = None
+        self._connection: Any = None
+        self._sender: Any = None
         self._outcomes: list = []            # ((ok, paths or why), figures) drawn here
         self._asked: deque = deque()         # the paths of each job sent, not yet answered
         self._receiving = False              # inside recv (an answer may be half read)

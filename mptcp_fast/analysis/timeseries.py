@@ -32,6 +32,8 @@ delivery) are the twins ``_series_py`` (numpy) and ``_series_c`` (C loops).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..wire import crypto
@@ -366,7 +368,7 @@ def plot_connection(series, directory, style: str = "builtin") -> list:
     return figures.draw(figures.figure_data(series), directory, style)
 
 
-_impl = None
+_impl: Any = None
 
 
 def _bind(impl) -> None:

@@ -190,8 +190,9 @@ class FileOutputs(NamedTuple):
     @classmethod
     def of(cls, args, name: str, several: bool) -> "FileOutputs":
         mine = (os.path.basename(name) or name) if name != "-" else "stdin"
-        return cls(*(None if base is None else os.path.join(base, mine) if several else base
-                     for base in (args.plot, args.parquet, args.dump_stream)),
+        def where(base: str | None) -> str | None:
+            return None if base is None else os.path.join(base, mine) if several else base
+        return cls(where(args.plot), where(args.parquet), where(args.dump_stream),
                    plot_style=args.plot_style)
 
     def asked(self) -> list:
