@@ -195,3 +195,29 @@ def test_text_json_series_and_tables_agree_on_the_gaps(both_ways, tmp_path, caps
         times, delivered = series["delivery"][name][-1]
         assert delivered == st["bytes"] == st["data_bytes"]
     assert model.report["connections"][0]["streams"] == conn["streams"]
+
+
+def test_a_capture_begun_at_a_zero_window_probe_starts_after_it(backend, both_ways, tmp_path):
+    """The capture begins while the client's window is closed: the first download packet is
+    Linux's one-byte probe, mapped at the byte before the first one not acknowledged. That
+    byte was acknowledged before the capture began and the probe does not carry it, so the
+    stream is rebuilt from the first byte sent after it: no one-byte gap at its start."""
+    header, records = _records(both_ways.path)
+    data = _data_packets(both_ways.path)
+    first_probe = next(i for i, d, n in data if d == "down" and n == 1)
+    cut = tmp_path / "probe-first.pcap"
+    _write(cut, header, records[first_probe:])
+    report = analysis.analyze(str(cut), dump_dir=str(tmp_path))
+    (conn,) = report["connections"]
+    down = conn["streams"]["down"]
+    seen = capture_oracle.dsn_ranges(cut, capture_oracle.isns(both_ways.path))
+    first_real = min(a for (_, _, name), ranges in seen.items() if name == "down"
+                     for a, _ in ranges)
+    assert down["start_dsn"] == first_real
+    assert (down["gap_count"], down["missing_bytes"], down["complete"]) == (0, 0, True)
+    assert down["zero_window_probes"] >= 1 and conn["anomalies"] == []
+    sent = _sent(both_ways)["down"]                 # the DATA_FIN ends what was sent
+    origin = len(sent) - (down["data_fin"] - first_real) % 2**64
+    ranges = [r for s in conn["subflows"] for r in seen.get((s["client"], s["server"], "down"))]
+    capture_oracle.check_stream(down, ranges, first_real, sent, origin,
+                                tmp_path / f"connection{conn['connection']}-down.bin")

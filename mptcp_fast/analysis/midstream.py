@@ -44,8 +44,10 @@ MASK32, MASK64 = (1 << 32) - 1, (1 << 64) - 1
 class _Side:
     """What one direction of one flow showed: flow (src, sport) -> (dst, dport)."""
     isn_candidate: int | None = None        # the smallest seq - SSN (serial), if any mapping
-    first_dsn: int | None = None            # the lowest mapping DSN...
+    first_dsn: int | None = None            # the lowest DSN of a mapping longer than a byte...
     first_u: int | None = None              # ... and the smallest seq - SSN within it
+    one_byte_dsn: int | None = None         # the lowest one-byte mapping's (_place: a probe?)
+    one_byte_u: int | None = None
     lo: int | None = None                   # DSNs this direction's data spans (its mappings)
     hi: int | None = None
     acked_lo: int | None = None             # DATA_ACKs this direction sent (the other's DSNs)
@@ -211,17 +213,43 @@ def _feed(cols, sides, wanted, among=None) -> None:
         for value in np.unique(u):
             side.candidate(int(value))
         if with_data.any():
+            one_byte = dlen[maps][with_data] == 1
             d, uu = dsn[maps][with_data], u[with_data]
-            low = int(d.min())
-            candidates = [int(x) for x in uu[d == low]]
-            best = candidates[0]
-            for x in candidates[1:]:
-                if _serial_less(x, best):
-                    best = x
-            if side.first_dsn is None or low < side.first_dsn or (
-                    low == side.first_dsn and _serial_less(best, side.first_u)):
-                side.first_dsn, side.first_u = low, best
+            _lowest(side, "first", d[~one_byte], uu[~one_byte])
+            _lowest(side, "one_byte", d[one_byte], uu[one_byte])
         del fg
+
+
+def _lowest(side: _Side, name: str, d, u) -> None:
+    """Keep in ``side``'s ``{name}_dsn``/``{name}_u`` the lowest of the mapping DSNs ``d``
+    (and the smallest seq - SSN among the rows at it, serial order) if below what it has."""
+    if not len(d):
+        return
+    low = int(d.min())
+    candidates = [int(x) for x in u[d == low]]
+    best = candidates[0]
+    for x in candidates[1:]:
+        if _serial_less(x, best):
+            best = x
+    known, known_u = getattr(side, name + "_dsn"), getattr(side, name + "_u")
+    if known is None or low < known or (low == known and _serial_less(best, known_u)):
+        setattr(side, name + "_dsn", low)
+        setattr(side, name + "_u", best)
+
+
+def _first_byte(side: _Side, back: _Side) -> tuple:
+    """(DSN, seq - SSN) where ``side``'s stream is rebuilt from: its lowest mapping, but a
+    one-byte mapping below every DATA_ACK the peer (``back``) sent for it is left out: it
+    maps a byte acknowledged before the capture began, which is how Linux maps a zero-window
+    probe (one byte at the DSN before snd_una, carrying the next byte to send: protocol.c,
+    mptcp_sendmsg_frag). Its payload is not the byte at that DSN: a stream started there
+    would begin with a one-byte hole. (DSN None: no mapping with data.)"""
+    probe, first = side.one_byte_dsn, side.first_dsn
+    if probe is None or (first is not None and first <= probe):
+        return first, side.first_u
+    if first is not None and back.acked_lo is not None and probe < back.acked_lo:
+        return first, side.first_u
+    return probe, side.one_byte_u
 
 
 def _expand(value32: int, reference: int) -> int:
@@ -305,8 +333,10 @@ def _place(sides) -> Survey:
                 continue
             if s.isn_candidate is not None:
                 isn[name] = s.isn_candidate
-                if s.first_dsn is not None:
-                    first = (s.first_dsn + ((s.first_u - s.isn_candidate) & MASK32)) & MASK64
+                first_dsn, first_u = _first_byte(s, sides.get((dst[0], dst[1], src[0], src[1]),
+                                                             _Side()))
+                if first_dsn is not None:
+                    first = (first_dsn + ((first_u - s.isn_candidate) & MASK32)) & MASK64
                     known = conn["first_dsn"].get(name)
                     if known is None or first < known:
                         conn["first_dsn"][name] = first

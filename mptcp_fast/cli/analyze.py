@@ -71,8 +71,9 @@ def _print_report(report: dict, out) -> None:
             elif st["sha256"] is not None:
                 line += f"; rebuilt {st['bytes']:,} bytes"
                 if st["gap_count"]:
-                    line += (f" in {st['piece_count']:,} pieces, the gaps left out (sha256 of "
-                             "the pieces joined; each piece's in the JSON)")
+                    pieces = st["piece_count"]
+                    line += (f" in {pieces:,} piece{'s' if pieces != 1 else ''}, the gaps left "
+                             "out (sha256 of the pieces joined; each piece's in the JSON)")
                 line += f", sha256 {st['sha256']}"
             line += (f"; out of order {st['out_of_order_bytes']:,}, duplicate "
                      f"{st['duplicate_bytes']:,}, reinjected {st['reinjected_bytes']:,}")
