@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies
 
 import capture_oracle
 from enginenet import C0, C1, PORT, S0
@@ -266,3 +268,37 @@ def test_kernel_capture_of_two_connections_started_mid_transfer(tmp_path, ipv6):
         if ipv6:
             assert all(s["client"].startswith("[2001:2:") for s in c["subflows"])
     assert seen_ports == {10000, 10001}
+
+
+@settings(max_examples=200, deadline=None)
+@given(strategies.data())
+def test_packets_are_grouped_by_direction_as_unique_rows_would_be(data):
+    """capture.group_directions against np.unique over the 36-byte keys (addresses, then
+    ports big-endian): the same groups, in the same order, with the same first packets."""
+    import numpy as np
+    from mptcp_fast.analysis import capture
+    flows = data.draw(strategies.integers(1, 8))
+    # addresses from a small alphabet, so that flows share prefixes and suffixes
+    address = strategies.lists(strategies.sampled_from([0, 1, 255]), min_size=16, max_size=16)
+    ends = [[data.draw(address), data.draw(address)] for _ in range(flows)]
+    ports = [[data.draw(strategies.sampled_from([0, 1, 256, 65535])) for _ in range(2)]
+             for _ in range(flows)]
+    which = data.draw(strategies.lists(strategies.integers(0, flows - 1), max_size=200))
+    picked = data.draw(strategies.lists(strategies.booleans(), min_size=len(which), max_size=len(which)))
+    cols = {"src": np.array([ends[w][0] for w in which], dtype=np.uint8).reshape(-1, 16),
+            "dst": np.array([ends[w][1] for w in which], dtype=np.uint8).reshape(-1, 16),
+            "sport": np.array([ports[w][0] for w in which], dtype=np.uint16),
+            "dport": np.array([ports[w][1] for w in which], dtype=np.uint16)}
+    rows = np.nonzero(np.array(picked, dtype=bool))[0]
+    first, inverse = capture.group_directions(cols, rows)
+    if not len(rows):
+        assert len(first) == len(inverse) == 0
+        return
+    keys = np.concatenate([cols["src"][rows], cols["dst"][rows],
+                           cols["sport"][rows].astype(">u2").view(np.uint8).reshape(-1, 2),
+                           cols["dport"][rows].astype(">u2").view(np.uint8).reshape(-1, 2)],
+                          axis=1)
+    _, want_first, want_inverse = np.unique(keys, axis=0, return_index=True,
+                                            return_inverse=True)
+    assert first.tolist() == want_first.tolist()
+    assert inverse.tolist() == want_inverse.reshape(-1).tolist()

@@ -164,9 +164,7 @@ def _feed(cols, sides, wanted, among=None) -> None:
     width = np.where(cols["family"][rows] == 4, 4, 16)
     src, dst = cols["src"][rows], cols["dst"][rows]
     sport, dport = cols["sport"][rows], cols["dport"][rows]
-    _, first, inverse = np.unique(capture.direction_keys(cols, rows), axis=0, return_index=True,
-                                  return_inverse=True)
-    inverse = inverse.reshape(-1)
+    first, inverse = capture.group_directions(cols, rows)
     f = flags[rows]
     seq = cols["seq"][rows].astype(np.int64)
     ssn = cols["dss_ssn"][rows].astype(np.int64)
