@@ -158,3 +158,60 @@ def test_slow_start_into_a_deep_buffer(hystart, backend):
         assert drops == 0 and window.hystart_exit
     else:
         assert drops > 100 and not window.hystart_exit
+
+
+# ------------------------------------------ an application-limited sender (cwnd validation)
+def _paced_then_bulk(backend_name: str):
+    """Two 100 Mbit/s paths, 10 ms round trip, a 256 KiB queue each. The application writes
+    32 KiB every 10 ms for 2 s (26 Mbit/s: application-limited, as a proxy that reads a
+    little at a time), then 16 MiB at once. Returns each subflow's window and the most it
+    had outstanding in the paced phase (sampled every millisecond), and the queue drops of
+    each path in the first 0.3 s of the bulk phase."""
+    from enginenet import FAST, StreamApp, StreamLedger
+    from mptcp_fast.engine import RandomSource
+    config = Config(**FAST)
+    net = Network(seed=3)
+    ledger = StreamLedger()
+    client = StreamApp(Endpoint([C0, C1], config, random=RandomSource.seeded(3)), ledger)
+    server = StreamApp(Endpoint([S0], config, random=RandomSource.seeded(4)), ledger)
+    server.endpoint.listen(PORT)
+    net.add_host(client, [C0, C1])
+    net.add_host(server, [S0])
+    paths = [net.add_path(a, S0, rate=100e6, delay=0.005, queue=256 << 10, offload=True)
+             for a in (C0, C1)]
+    conn = client.open((S0, PORT), 0.0)
+
+    def write(size, every, until):
+        client.write(conn, bytes(size))
+        net.wake(client)
+        if net.now + every < until:
+            net.schedule(net.now + every, write, size, every, until)
+    net.schedule(0.05, write, 32 << 10, 0.010, 2.0)
+    most = {}
+    while net.now < 2.0:
+        net.run(until=net.now + 0.001)
+        for sf in conn.subflows:
+            most[sf.sid] = max(most.get(sf.sid, 0), sf.snd_nxt - sf.snd_una)
+    windows = {sf.sid: sf.window.cwnd for sf in conn.subflows}
+    before = [p.stats(a).queue_drops for p, a in zip(paths, (C0, C1))]
+    client.write(conn, bytes(16 << 20))
+    net.wake(client)
+    net.run(until=2.3)
+    drops = [p.stats(a).queue_drops - b for p, a, b in zip(paths, (C0, C1), before)]
+    return windows, most, drops, len(conn.subflows)
+
+
+def test_an_application_limited_window_does_not_grow_and_then_burst(backend):
+    """ACKs of a sender that never fills its congestion window do not grow it (Linux's
+    tcp_is_cwnd_limited, asked by tcp_cong_avoid; RFC 7661's aim): in slow start it grows
+    to twice what was outstanding, no further. Grown on every ACK instead, the window of a
+    sender with 32 KiB in flight reached megabytes (the proxy's subflows: hundreds of
+    megabytes with 1 MB in flight); such a window wins every linger-time comparison of the
+    scheduler, and when the application then sends more, it goes out as one burst that
+    overflows the path's queue."""
+    windows, most, drops, subflows = _paced_then_bulk(backend)
+    assert subflows == 2
+    for sid, cwnd in windows.items():
+        assert 0 < most[sid] <= 128 << 10
+        assert cwnd <= 2 * most[sid] + (64 << 10), (sid, cwnd, most[sid])
+    assert drops == [0, 0]

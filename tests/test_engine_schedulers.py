@@ -162,13 +162,16 @@ def test_ecf_uses_a_moderately_slower_path_for_a_backlog_where_blest_sees_the_wi
     (the send buffer, twice the window) is done sooner with the slow path's help, so it sends
     there; BLEST's estimate of what the fast subflow (in its first slow start, doubling each
     round trip) sends during 30 ms does not fit the window beside it, so it waits. Here the
-    slow path helps: ECF finishes first."""
+    slow path helps: ECF finishes first. (The slow subflow's window grows only as far as it
+    is used, as Linux's does (Subflow.is_cwnd_limited), and ECF weighs the backlog against
+    that window: it sends about 100 KB there, 0.41 s against BLEST's 0.43 s. With windows
+    grown by every ACK it sent 366 KB and took 0.37 s.)"""
     window = 256 << 10
     slow = demo.PathSpec(30e6, 0.015)
     ecf = completion("ecf", [FAST_PATH, slow], window)
     blest = completion("blest", [FAST_PATH, slow], window)
-    assert ecf["bytes"][1] > 300_000 and blest["bytes"][1] == 0
-    assert ecf["seconds"] < blest["seconds"] - 0.05
+    assert ecf["bytes"][1] > 100_000 and blest["bytes"][1] == 0
+    assert ecf["seconds"] < blest["seconds"] - 0.015
 
 
 # ----------------------------------------------- a stale RTT estimate must not idle a subflow

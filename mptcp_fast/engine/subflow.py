@@ -265,6 +265,11 @@ class Subflow:
         self.stale = False
         self.timed_end = 0                   # the one segment being timed: its end (0: none)
         self.timed_at = 0.0                  # and when it was sent
+        # congestion window validation (Linux's tcp_cwnd_validate, RFC 7661's aim): whether
+        # the window was filled in the current round, else the most bytes outstanding in it
+        self.cwnd_limited = False
+        self.max_flight = 0
+        self.cwnd_usage_end = 0              # the round ends when snd_una reaches this
         self.dupacks = 0
         self.in_recovery = False
         self.recovery_point = 0              # snd_nxt when the last loss episode began
@@ -603,6 +608,35 @@ class Subflow:
         self.snd_nxt = chunk.end
         if self.rto_at is None:
             self.rto_at = now + self.rtt.rto
+        self._cwnd_validate()
+
+    def _cwnd_validate(self) -> None:
+        """After a transmission: note whether the congestion window is now full, and the most
+        bytes outstanding in this round (Linux's tcp_cwnd_validate, called by tcp_write_xmit
+        with is_cwnd_limited = packets in flight >= cwnd). A new round starts once what was
+        outstanding at the start of the last one is acknowledged."""
+        limited = not self.window.can_send(self.pipe, self.window.mss)
+        flight = self.snd_nxt - self.snd_una
+        if self.snd_una >= self.cwnd_usage_end or limited or \
+                (not self.cwnd_limited and flight > self.max_flight):
+            self.cwnd_limited = limited
+            self.max_flight = flight
+            self.cwnd_usage_end = self.snd_nxt
+
+    def is_cwnd_limited(self) -> bool:
+        """Whether an ACK may grow the congestion window (Linux's tcp_is_cwnd_limited, which
+        tcp_cong_avoid asks before any increase): the window was filled in this round, or,
+        in slow start, it is below twice the most bytes outstanding. A sender that does not
+        fill its window (application-limited: a proxy reading 256 KiB at a time) does not
+        grow it on ACKs: a window it never used says nothing about the path (RFC 7661 §1,
+        RFC 5681 §4.1), and left to grow it reaches hundreds of megabytes at a few hundred
+        kilobytes in flight. Such a window wins every linger-time comparison (scheduler.py),
+        and, coupled (LIA, RFC 6356 §3: the increase is divided by the total window), holds
+        the other subflows at the window a loss left them for the rest of the connection."""
+        if self.cwnd_limited:
+            return True
+        window = self.window
+        return window.cwnd < window.ssthresh and window.cwnd < 2 * self.max_flight
 
     def room(self) -> int:
         """Bytes the congestion window lets out now, in whole segments."""
@@ -631,6 +665,7 @@ class Subflow:
             self._transmit(entry, now)
         if self.rto_at is None and self.outstanding:
             self.rto_at = now + self.rtt.rto
+        self._cwnd_validate()
 
     def has_lost(self) -> bool:
         sent = self.sent
@@ -910,7 +945,7 @@ class Subflow:
                 self._mark_lost_first()           # a partial ACK (RFC 6582 §3.2 step 3)
         else:
             data_acked = acked - (1 if fin_acked else 0)
-            if data_acked > 0:
+            if data_acked > 0 and self.is_cwnd_limited():
                 # RFC 3465's limit is one MSS per ACK; with offload one ACK covers a whole
                 # offloaded segment, so the limit counts the MSS-sized segments it stands for
                 self.cc.on_ack(self.window, data_acked, now,

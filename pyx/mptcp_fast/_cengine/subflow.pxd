@@ -99,6 +99,8 @@ cdef class Subflow:
     cdef public object delack_at, rto_at, syn_time, timewait_at, keepalive_at
     cdef public long long timed_end
     cdef public double timed_at
+    cdef public bint cwnd_limited                 # congestion window validation
+    cdef public long long max_flight, cwnd_usage_end
     cdef public object removal_at
     cdef public long removal_probes
     cdef public double last_invalid_ack
@@ -124,6 +126,10 @@ cdef class Subflow:
     cpdef _transmit(self, _Sent entry, double now)
     @cython.locals(size=cython.longlong, pos=cython.longlong, end=cython.longlong, entry=_Sent)
     cpdef send_chunk(self, Chunk chunk, double now)
+    @cython.locals(limited=bint, flight=cython.longlong)
+    cpdef _cwnd_validate(self)
+    @cython.locals(window=Window)
+    cpdef bint is_cwnd_limited(self)
     @cython.locals(free=cython.longlong, size=cython.longlong)
     cpdef long long room(self)
     @cython.locals(entry=_Sent, i=Py_ssize_t)
