@@ -56,9 +56,9 @@ def _network(n: int, client_host, server_host):
 
 def transfer(n: int, total: int, hash_data: bool) -> dict:
     """N connections move ``total`` bytes together; the figures of the run."""
+    import hashlib
     from mptcp_fast.engine import Endpoint
     from mptcp_fast.sim.apps import BulkApp, pattern
-    import hashlib
     per = total // n
     client = BulkApp(Endpoint([C0, C1], _config(n)), send_bytes=per, hash_data=hash_data)
     server = BulkApp(Endpoint([S0], _config(n)), hash_data=hash_data)
@@ -75,7 +75,8 @@ def transfer(n: int, total: int, hash_data: bool) -> dict:
         raise RuntimeError(f"N={n}: {sum(t.eof for t in got)} of {n} transfers complete")
     if hash_data:
         # every connection sends the same stream from its start: one expected digest
-        source, block = pattern(1), len(pattern(1)) // 2
+        source = pattern(1)
+        block = len(source) // 2
         expected, done = hashlib.sha256(), 0
         while done < per:
             size = min(per - done, block)
