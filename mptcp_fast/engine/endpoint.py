@@ -128,6 +128,7 @@ class Endpoint:
         self._out: list[bytes] = []
         self._dirty: dict[Connection, None] = {}  # connections to flush (insertion-ordered)
         self._with_events: list[Connection] = []  # connections with events, in order (a few)
+        self._events_at = 0                 # next_event's place in it (those before: read)
         self.watch_send_space = False       # list connections whose send space grew
         self._with_space: list[Connection] = []   # (connections_with_send_space)
         # (time, order, connection) heap, stale entries skipped
@@ -240,13 +241,17 @@ class Endpoint:
         ``DataReceived``, ``EndOfStream``, ``SubflowClosed``, ``ConnectionTerminated``, ...),
         in the order they happened per connection, or None when there is none."""
         queue = self._with_events
-        while queue:
-            conn = queue[0]
+        at = self._events_at                 # the ones before it have no events left: a
+        while at < len(queue):               # cursor, so that reading the events of many
+            conn = queue[at]                 # connections costs no move of the list
             event = conn.next_event()
             if event is not None:
+                self._events_at = at
                 return event
-            queue.pop(0)
+            at += 1
             conn._queued = False
+        self._events_at = 0
+        del queue[:]
         return None
 
     def connections_with_events(self) -> list[Connection]:
@@ -254,8 +259,9 @@ class Endpoint:
         connection (``conn.next_event()``) so that it can stop reading one whose application
         does not keep up (its receive window then closes). Such a connection comes back here
         when it gets a new event; the caller remembers the ones it left unread."""
-        queued = list(self._with_events)
-        self._with_events.clear()
+        queued = self._with_events[self._events_at:]
+        del self._with_events[:]
+        self._events_at = 0
         for conn in queued:
             conn._queued = False
         return queued

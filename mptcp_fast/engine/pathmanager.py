@@ -64,9 +64,18 @@ class Announcement:
         self.option, self.resend_at, self.tries = option, resend_at, 0
 
 
+_TEXTS: dict[bytes, str] = {}             # the addresses seen, as text (a host has a few)
+
+
 def _text(address: bytes) -> str:
-    """A packed address as text (events, stats, messages)."""
-    return str(ipaddress.ip_address(address))
+    """A packed address as text (events, stats, messages): a connection's events name its
+    addresses a dozen times, so the texts of the first 256 addresses seen are kept."""
+    text = _TEXTS.get(address)
+    if text is None:
+        text = str(ipaddress.ip_address(address))
+        if len(_TEXTS) < 256:
+            _TEXTS[address] = text
+    return text
 
 
 def _local_for(initial: bytes, addresses, remote: bytes):

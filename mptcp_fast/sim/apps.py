@@ -4,6 +4,11 @@ and after every input runs a bulk-transfer application: send ``send_bytes`` of a
 pseudo-random stream on each connection, read (and SHA-256) everything received, and close
 when done (with nothing to send, once the peer's stream ended, unless ``wait_for_peer`` is
 False). ``paused = True`` stops it reading and writing (a stalled application).
+
+Its work per input follows the connections that have something to do, not the number open:
+it reads the events of the connections that have some and feeds only those, and the ones the
+endpoint names as having more send space (``Endpoint.connections_with_send_space``). A
+connection it fed is then done, or waits with a send space of 0 until the endpoint names it.
 """
 
 from __future__ import annotations
@@ -34,8 +39,12 @@ def pattern(seed: int) -> bytes:
 class Transfer:
     """What one connection of a BulkApp sent and received."""
 
-    def __init__(self, conn: _connection.Connection, send_bytes: int, source: bytes) -> None:
+    def __init__(self, conn: _connection.Connection, send_bytes: int, source: bytes,
+                 order: int = 0) -> None:
         self.conn = conn
+        self.order = order                 # made in this order: the order transfers are fed
+        self.ready = False                 # in the application's list of transfers to feed
+        self.fed = 0                       # times the application fed it (sent or closed)
         self.to_send = send_bytes
         self.sent = 0
         self.source = source
@@ -53,6 +62,10 @@ class Transfer:
     def done(self) -> bool:
         """Everything was sent and the peer's stream ended."""
         return self.eof and self.sent == self.to_send
+
+
+def _made_order(t: Transfer) -> int:
+    return t.order
 
 
 class BulkApp:
@@ -91,6 +104,8 @@ class BulkApp:
         self.events: list[ev.Event] = []   # every non-data event, in order
         self.paused = False                # an application that neither reads nor writes
         self.ended = 0                     # connections whose peer ended its stream
+        self._made = 0                     # transfers made (each one's ``order``)
+        endpoint.watch_send_space = True   # (connections_with_send_space: whom to feed)
 
     # -- the host face netem calls
     def receive_packet(self, data: bytes, now: float) -> None:
@@ -122,15 +137,22 @@ class BulkApp:
         """Connect to ``remote`` = (address, port) and start its transfer; ``kwargs`` go to
         ``Endpoint.connect``. Returns the ``Connection``."""
         conn = self.endpoint.connect(remote, now, **kwargs)
-        self.transfers[conn.id] = Transfer(conn, self.send_bytes, self.source)
+        self.transfers[conn.id] = self._transfer(conn)
         return conn
+
+    def _transfer(self, conn: _connection.Connection) -> Transfer:
+        self._made += 1
+        return Transfer(conn, self.send_bytes, self.source, self._made)
 
     def run(self, now: float) -> None:
         """The application's turn: read every event, hash the data, send what fits, close
-        when done (the host face calls it after every input)."""
+        when done (the host face calls it after every input). Only the transfers with an
+        event or with more send space are fed, in the order they were made: a transfer fed
+        is done or has no send space left, and only an event or more space changes that."""
         if self.paused:
             return
         ep = self.endpoint
+        ready: list[Transfer] = []
         while True:
             event = ep.next_event()
             if event is None:
@@ -141,8 +163,10 @@ class BulkApp:
                 if conn is None:                   # born and gone between two calls
                     self.events.append(event)
                     continue
-                t = self.transfers[event.connection] = Transfer(conn, self.send_bytes,
-                                                                self.source)
+                t = self.transfers[event.connection] = self._transfer(conn)
+            if not t.ready:
+                t.ready = True
+                ready.append(t)
             if type(event) is _DataReceived:
                 data = event.data
                 if self.hash_data:
@@ -163,7 +187,15 @@ class BulkApp:
                 t.terminated = event.reason  # type: ignore[attr-defined]  # (of that kind)
             elif kind in (ev.SubflowEstablished, ev.SubflowClosed):
                 t.subflow_events.append((now, event))
-        for t in self.transfers.values():
+        for conn in ep.connections_with_send_space():
+            t = self.transfers.get(conn.id)
+            if t is not None and not t.ready:
+                t.ready = True
+                ready.append(t)
+        if len(ready) > 1:
+            ready.sort(key=_made_order)
+        for t in ready:
+            t.ready = False
             self._feed(t)
 
     def peer_ended(self) -> bool:
@@ -172,6 +204,7 @@ class BulkApp:
         return self.ended > 0
 
     def _feed(self, t: Transfer) -> None:
+        t.fed += 1
         conn = t.conn
         if conn.terminated or conn.local_closed or t.established_at is None:
             return

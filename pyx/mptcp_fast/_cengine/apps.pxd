@@ -10,8 +10,8 @@ cdef class Transfer:
     cdef public Connection conn
     cdef public object source, sent_hash, received_hash, terminated
     cdef public object established_at, eof_at
-    cdef public long long to_send, sent, received
-    cdef public bint eof
+    cdef public long long to_send, sent, received, order, fed
+    cdef public bint eof, ready
     cdef public list subflow_events, timeline
 
 
@@ -19,7 +19,7 @@ cdef class Transfer:
 cdef class BulkApp:
     cdef dict __dict__                 # a test may wrap the host face netem calls on it
     cdef public Endpoint endpoint
-    cdef public long long send_bytes, ended
+    cdef public long long send_bytes, ended, _made
     cdef public object source
     cdef public bint hash_data, close_when_done, wait_for_peer, paused
     cdef public dict transfers
@@ -32,5 +32,6 @@ cdef class BulkApp:
     @cython.locals(t=Transfer)
     cpdef run(self, double now)
     cpdef bint peer_ended(self)
+    cdef Transfer _transfer(self, Connection conn)
     @cython.locals(conn=Connection)
     cpdef _feed(self, Transfer t)

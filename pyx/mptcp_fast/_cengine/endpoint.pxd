@@ -17,6 +17,7 @@ cdef class Endpoint:
     cdef public double now
     cdef public long long _next_id, _order, _number, packets_received, packets_sent
     cdef public list _with_events, _with_space
+    cdef Py_ssize_t _events_at
     cdef public bint watch_send_space
 
     @cython.locals(sf=Subflow, seg=Incoming)
@@ -26,7 +27,7 @@ cdef class Endpoint:
     @cython.locals(timers=list, conn=Connection)
     cpdef get_timer(self)
     cpdef handle_timer(self, double now)
-    @cython.locals(conn=Connection, queue=list)
+    @cython.locals(conn=Connection, queue=list, at=Py_ssize_t)
     cpdef next_event(self)
     cpdef output(self, object packet)
     cpdef touch(self, Connection conn)
