@@ -235,7 +235,8 @@ def test_demo_shows_no_bar_off_a_terminal():
 def test_demo_preset_schedulers_sets_every_scheduler_side_by_side(capsys):
     """The preset's paths (50M,5ms and 10M,15ms) under a 192 KiB window, 4 MiB: lowest-rtt
     finishes after the fast path alone (head-of-line blocking behind the slow path),
-    round-robin last, ECF first; BLEST keeps off the slow path (docs/engine.md)."""
+    round-robin last; ECF and BLEST use the slow path only while the fast subflow's window
+    is small, and finish no later than the fast path alone (docs/engine.md)."""
     assert cli.main(["demo", "--preset", "schedulers", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["size"], result["receive_window"]) == (4 << 20, 192 << 10)
@@ -243,9 +244,13 @@ def test_demo_preset_schedulers_sets_every_scheduler_side_by_side(capsys):
     assert list(runs) == ["lowest-rtt", "round-robin", "redundant", "ecf", "blest"]
     assert all(r["exact"] for r in runs.values())
     seconds = {name: r["completion_seconds"] for name, r in runs.items()}
-    assert seconds["ecf"] < alone - 0.02 < seconds["lowest-rtt"] - 0.1
+    assert max(seconds["ecf"], seconds["blest"]) <= alone < seconds["lowest-rtt"] - 0.1
     assert seconds["round-robin"] > seconds["lowest-rtt"] + 0.5
-    assert [s["bytes"] for s in runs["blest"]["subflows"]] == [4 << 20, 0]
+    for name in ("ecf", "blest"):                  # the slow path: a start, at most 2 %
+        fast, slow = (s["bytes"] for s in runs[name]["subflows"])
+        assert fast + slow == 4 << 20 and 0 < slow < (4 << 20) // 50
+    lowest_slow = runs["lowest-rtt"]["subflows"][1]["bytes"]
+    assert lowest_slow > (4 << 20) // 10             # lowest-rtt: whatever the window allows
     redundant = [s["bytes"] for s in runs["redundant"]["subflows"]]
     assert redundant[0] == 4 << 20 and redundant[1] > 0
     assert cli.main(["demo", "--preset", "schedulers", "--size", "256k"]) == 0
