@@ -140,3 +140,32 @@ def test_many_transfers_at_once_are_exact_and_take_one_course_on_both_backends()
     assert all(course == courses[0] for course in courses)
     if "cython" not in _backend.available():
         pytest.skip("compiled backend not built: the pure course only")
+
+
+@pytest.mark.parametrize("backend_name", _backend.available())
+def test_a_setting_changed_between_inputs_reaches_every_transfer(backend_name):
+    """The application feeds only transfers with something new, but a setting it feeds by is
+    new for all of them: a scenario that holds its connections open and then sets
+    ``close_when_done`` (as the conformance scenarios do once their hold is over) closes every
+    one at its next turn, with no event in between; so does a server told once its peer's
+    streams have ended."""
+    with _backend.use(backend_name):
+        net, client, server = _pair(50_000)
+        conns = [client.open((S0, PORT), 0.0) for _ in range(3)]
+        net.wake(client)
+        net.run(until=2.0, stop=lambda: all(t.received == 50_000
+                                            for t in server.transfers.values())
+                and len(server.transfers) == 3)
+        net.run(until=net.now + 0.5)                   # quiet: every byte acknowledged
+        assert not any(c.local_closed for c in conns)
+        client.close_when_done = True
+        client.run(net.now)                            # no event since: the setting alone
+        assert all(c.local_closed for c in conns)
+        net.wake(client)                               # its DATA_FINs go out
+        net.run(until=net.now + 1.0, stop=lambda: server.ended == 3)
+        net.run(until=net.now + 0.5)
+        assert server.ended == 3 and not any(t.conn.local_closed
+                                             for t in server.transfers.values())
+        server.close_when_done = True
+        server.run(net.now)
+        assert all(t.conn.local_closed for t in server.transfers.values())

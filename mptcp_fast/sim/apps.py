@@ -106,6 +106,10 @@ class BulkApp:
         self.ended = 0                     # connections whose peer ended its stream
         self._made = 0                     # transfers made (each one's ``order``)
         endpoint.watch_send_space = True   # (connections_with_send_space: whom to feed)
+        # the settings the transfers were last fed under: when one changes (a scenario closes
+        # once its hold is over), every transfer is fed once
+        self._fed_settings = (close_when_done, wait_for_peer)
+        self._feed_all = False
 
     # -- the host face netem calls
     def receive_packet(self, data: bytes, now: float) -> None:
@@ -148,11 +152,21 @@ class BulkApp:
         """The application's turn: read every event, hash the data, send what fits, close
         when done (the host face calls it after every input). Only the transfers with an
         event or with more send space are fed, in the order they were made: a transfer fed
-        is done or has no send space left, and only an event or more space changes that."""
-        if self.paused:
+        is done or has no send space left, and only an event, more space, or a change of
+        ``close_when_done``/``wait_for_peer`` changes that."""
+        if self.paused:                    # the events and the send space wait in the endpoint
             return
         ep = self.endpoint
         ready: list[Transfer] = []
+        settings = (self.close_when_done, self.wait_for_peer)
+        if settings != self._fed_settings:
+            self._fed_settings = settings
+            self._feed_all = True
+        if self._feed_all:                 # rare: a setting changed
+            self._feed_all = False
+            for t in self.transfers.values():
+                t.ready = True
+                ready.append(t)
         while True:
             event = ep.next_event()
             if event is None:
