@@ -302,3 +302,60 @@ def test_packets_are_grouped_by_direction_as_unique_rows_would_be(data):
                                             return_inverse=True)
     assert first.tolist() == want_first.tolist()
     assert inverse.tolist() == want_inverse.reshape(-1).tolist()
+
+
+def _dss_batch(rows):
+    """A batch of capture columns (as CaptureReader.columns gives them) of one flow,
+    198.18.0.1:40000 (the client) <-> 198.18.0.2:80, from rows of (direction, DSN of a
+    mapping or None, its length, DATA_ACK or None); every mapping's first byte at subflow
+    byte 1000 + its DSN's offset, the client's ISN 5000, the server's 9000."""
+    import numpy as np
+    n = len(rows)
+    cols = {"family": np.full(n, 4, np.uint8), "flags": np.full(n, 0x10, np.uint8),
+            "src": np.zeros((n, 16), np.uint8), "dst": np.zeros((n, 16), np.uint8),
+            "sport": np.zeros(n, np.uint16), "dport": np.zeros(n, np.uint16),
+            "seq": np.zeros(n, np.uint32), "dss_ssn": np.zeros(n, np.uint32),
+            "dsn": np.zeros(n, np.uint64), "data_ack": np.zeros(n, np.uint64),
+            "dss_flags": np.zeros(n, np.uint8), "dss_checksum": np.full(n, -1, np.int32),
+            "dss_len": np.zeros(n, np.uint16), "payload_len": np.zeros(n, np.uint32)}
+    client, server = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    for i, (up, dsn, length, ack) in enumerate(rows):
+        cols["src"][i, :4] = list(client if up else server)
+        cols["dst"][i, :4] = list(server if up else client)
+        cols["sport"][i], cols["dport"][i] = (40000, 80) if up else (80, 40000)
+        if dsn is not None:
+            ssn = 1000 + dsn % 100_000
+            cols["dsn"][i], cols["dss_len"][i], cols["payload_len"][i] = dsn, length, length
+            cols["dss_ssn"][i], cols["seq"][i] = ssn, (5000 if up else 9000) + ssn
+            cols["dss_flags"][i] |= 4 | 8                   # a 64-bit mapping
+        if ack is not None:
+            cols["data_ack"][i] = ack
+            cols["dss_flags"][i] |= 1 | 2                   # a 64-bit DATA_ACK
+    return cols
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_one_byte_mapping_below_every_data_ack_does_not_start_the_stream(split):
+    """Where the survey starts a stream without handshakes: a one-byte mapping below every
+    DATA_ACK the capture holds for it is left out, the stream begins after it. That is
+    Linux's zero-window probe (one byte at snd_una - 1 carrying the next byte): whether the
+    capture caught an ACK before it or began at it, with more probes or one. Headers alone do
+    not tell it from a one-byte write acknowledged after it (a keystroke): that byte is left
+    before the stream's start too, the one error of the two that puts no wrong byte in the
+    stream (a probe taken as the first byte would). Whether or not the DATA_ACK and the
+    mapping fall in one batch (``split``)."""
+    from mptcp_fast.analysis import midstream
+    X, Y = 7 << 40, 3 << 50                  # the client's and the server's data sequence
+    ack_then_probe = [(False, None, 0, X + 1), (True, X, 1, Y), (True, X + 1, 1400, Y),
+                      (False, None, 0, X + 1401)]
+    probes_from_the_start = [(True, X, 1, Y), (False, None, 0, X + 1), (True, X, 1, Y),
+                             (True, X + 1, 1400, Y), (False, None, 0, X + 1401)]
+    one_probe_first = [(True, X, 1, Y), (False, None, 0, X + 1), (True, X + 1, 1400, Y),
+                       (False, None, 0, X + 1401)]        # or a keystroke: the same headers
+    earlier_ack = [(False, None, 0, X), (True, X, 1, Y), (False, None, 0, X + 1),
+                   (True, X + 1, 1400, Y)]                # acknowledged from X: a real byte
+    for rows, start in ((ack_then_probe, X + 1), (probes_from_the_start, X + 1),
+                        (one_probe_first, X + 1), (earlier_ack, X)):
+        batches = [_dss_batch(rows[:2]), _dss_batch(rows[2:])] if split else [_dss_batch(rows)]
+        (conn,) = midstream.survey(batches).connections
+        assert conn["first_dsn"]["up"] == start
