@@ -109,7 +109,6 @@ class BulkApp:
         # the settings the transfers were last fed under: when one changes (a scenario closes
         # once its hold is over), every transfer is fed once
         self._fed_settings = (close_when_done, wait_for_peer)
-        self._feed_all = False
 
     # -- the host face netem calls
     def receive_packet(self, data: bytes, now: float) -> None:
@@ -159,11 +158,8 @@ class BulkApp:
         ep = self.endpoint
         ready: list[Transfer] = []
         settings = (self.close_when_done, self.wait_for_peer)
-        if settings != self._fed_settings:
+        if settings != self._fed_settings:  # rare: any transfer may now have something to do
             self._fed_settings = settings
-            self._feed_all = True
-        if self._feed_all:                 # rare: a setting changed
-            self._feed_all = False
             for t in self.transfers.values():
                 t.ready = True
                 ready.append(t)

@@ -21,7 +21,7 @@ cdef class BulkApp:
     cdef public Endpoint endpoint
     cdef public long long send_bytes, ended, _made
     cdef public object source
-    cdef public bint hash_data, close_when_done, wait_for_peer, paused, _feed_all
+    cdef public bint hash_data, close_when_done, wait_for_peer, paused
     cdef public tuple _fed_settings
     cdef public dict transfers
     cdef public list events
