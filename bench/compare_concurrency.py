@@ -28,13 +28,10 @@ import subprocess
 import sys
 import time
 
+from mptcp_fast.cli.main import _size  # the CLI's sizes: 128M, 1GiB, ...
+
 C0, C1, S0, PORT = "198.18.0.1", "198.18.1.1", "198.18.0.2", 5000
 RATE, DELAY, QUEUE = 10e9, 0.001, 256 << 20
-
-
-def _size(text: str) -> int:
-    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
-    return int(float(text[:-1] if scale != 1 else text) * scale)
 
 
 def _config(n: int):

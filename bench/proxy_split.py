@@ -38,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from mptcp_fast.testing.testbed import kernel_namespace, run_name  # noqa: E402
+from mptcp_fast.cli.main import _size  # noqa: E402  (the CLI's sizes: 400M, 1GiB, ...)
 
 CLI = [sys.executable, "-m", "mptcp_fast"]
 PROXY_PORT = 7210
@@ -107,11 +108,6 @@ sys.argv[0] = "mptcp-fast"
 sys.exit(main())
 """
 SUBFLOW_LINE = re.compile(r"198\.18\.\d+\.1:5000\s+(\S+):\d+")
-
-
-def _size(text: str) -> int:
-    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
-    return int(float(text[:-1] if scale != 1 else text) * scale)
 
 
 def _wait(check, what: str, process) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import struct
 
 from mptcp_fast.analysis import capture
 from mptcp_fast.wire import options
@@ -26,6 +27,19 @@ def endpoint(address: bytes, port: int) -> str:
     """An endpoint as the report writes it."""
     ip = ipaddress.ip_address(address)
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def pcap_records(path) -> tuple:
+    """The pcap file's header and its records (16-byte record header and packet), in order:
+    to cut a capture into another (the header, then any of the records)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    header, at, records = data[:24], 24, []
+    while at + 16 <= len(data):
+        length = struct.unpack_from("<I", data, at + 8)[0]
+        records.append(data[at:at + 16 + length])
+        at += 16 + length
+    return header, records
 
 
 def isns(path) -> tuple:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 
 import pytest
 
@@ -42,18 +41,6 @@ def _sent(result):
     (t,) = result.transfers
     return {"up": kernel_capture.upload_stream(t.upload_seed, t.upload_bytes),
             "down": kernel_capture.upload_stream(t.download_seed, t.download_bytes)}
-
-
-def _records(path):
-    """The pcap file's header and its records (16-byte record header and packet), in order."""
-    with open(path, "rb") as f:
-        data = f.read()
-    header, at, records = data[:24], 24, []
-    while at + 16 <= len(data):
-        length = struct.unpack_from("<I", data, at + 8)[0]
-        records.append(data[at:at + 16 + length])
-        at += 16 + length
-    return header, records
 
 
 def _write(path, header, records) -> None:
@@ -110,7 +97,7 @@ def test_a_hole_before_the_probes_is_a_gap_not_a_conflict(backend, both_ways, tm
     waited for it, and the zero-window probes (one byte mapped at a DSN already
     acknowledged) used to be compared with the bytes waiting there, CONFLICTING. The hole
     is a gap now, the probes are set aside, and the rest is what the server sent."""
-    header, records = _records(both_ways.path)
+    header, records = capture_oracle.pcap_records(both_ways.path)
     down = [i for i, d, n in _data_packets(both_ways.path) if d == "down" and n > 1]
     dropped = set(down[2:4])                           # early in the download
     cut = tmp_path / "hole.pcap"
@@ -130,7 +117,7 @@ def test_a_hole_before_the_probes_is_a_gap_not_a_conflict(backend, both_ways, tm
 def _mid_transfer_with_holes(both_ways, path) -> None:
     """The capture begun at the 40th percent of the upload's packets, then three upload
     packets and two download packets missed."""
-    header, records = _records(both_ways.path)
+    header, records = capture_oracle.pcap_records(both_ways.path)
     data = _data_packets(both_ways.path)
     up = [i for i, d, n in data if d == "up" and n > 1]
     down = [i for i, d, n in data if d == "down" and n > 1]
@@ -202,7 +189,7 @@ def test_a_capture_begun_at_a_zero_window_probe_starts_after_it(backend, both_wa
     Linux's one-byte probe, mapped at the byte before the first one not acknowledged. That
     byte was acknowledged before the capture began and the probe does not carry it, so the
     stream is rebuilt from the first byte sent after it: no one-byte gap at its start."""
-    header, records = _records(both_ways.path)
+    header, records = capture_oracle.pcap_records(both_ways.path)
     data = _data_packets(both_ways.path)
     first_probe = next(i for i, d, n in data if d == "down" and n == 1)
     cut = tmp_path / "probe-first.pcap"

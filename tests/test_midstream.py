@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import subprocess
 import sys
 
@@ -27,20 +26,9 @@ from mptcp_fast.sim.netem import Network
 MB = 1 << 20
 
 
-def _records(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    header, offset, records = data[:24], 24, []
-    while offset + 16 <= len(data):
-        length = struct.unpack_from("<I", data, offset + 8)[0]
-        records.append(data[offset:offset + 16 + length])
-        offset += 16 + length
-    return header, records
-
-
 def _cut(src, dst, first_kept: int) -> None:
     """``src`` without its first ``first_kept`` packets."""
-    header, records = _records(src)
+    header, records = capture_oracle.pcap_records(src)
     with open(dst, "wb") as f:
         f.write(header)
         f.writelines(records[first_kept:])
@@ -126,7 +114,7 @@ def test_32_bit_dsns_are_expanded_against_the_data_acks(tmp_path):
     full, cut, short = tmp_path / "full.pcap", tmp_path / "cut.pcap", tmp_path / "short.pcap"
     _two_connections(full, [C0, C1], S0)
     _cut(full, cut, 2000)
-    header, records = _records(cut)
+    header, records = capture_oracle.pcap_records(cut)
     with open(short, "wb") as f:
         f.write(header)
         f.writelines(_dsn_to_32_bits(r) for r in records)
@@ -150,7 +138,7 @@ def test_packets_lost_by_the_capturing_host_are_gaps_and_the_rest_is_rebuilt(tmp
     bytes add up to the stream from its first byte seen to its DATA_FIN."""
     full, cut = tmp_path / "full.pcap", tmp_path / "cut.pcap"
     _two_connections(full, [C0, C1], S0)
-    header, records = _records(full)
+    header, records = capture_oracle.pcap_records(full)
     with open(cut, "wb") as f:
         f.write(header)
         f.writelines(r for i, r in enumerate(records[2000:]) if i % 40 != 39)
@@ -284,7 +272,8 @@ def test_packets_are_grouped_by_direction_as_unique_rows_would_be(data):
     ports = [[data.draw(strategies.sampled_from([0, 1, 256, 65535])) for _ in range(2)]
              for _ in range(flows)]
     which = data.draw(strategies.lists(strategies.integers(0, flows - 1), max_size=200))
-    picked = data.draw(strategies.lists(strategies.booleans(), min_size=len(which), max_size=len(which)))
+    picked = data.draw(strategies.lists(strategies.booleans(), min_size=len(which),
+                                        max_size=len(which)))
     cols = {"src": np.array([ends[w][0] for w in which], dtype=np.uint8).reshape(-1, 16),
             "dst": np.array([ends[w][1] for w in which], dtype=np.uint8).reshape(-1, 16),
             "sport": np.array([ports[w][0] for w in which], dtype=np.uint16),

@@ -140,25 +140,15 @@ def data_packets(dict p, int subflows, list isn, list first_dsn):
             "ack": out_ack, "ack_starts": ack_starts}
 
 
-cdef Py_ssize_t _first_at_least_double(const double[::1] values, double key, Py_ssize_t low):
+ctypedef fused _sorted_value:           # the arrays searched: times and ACK numbers
+    double
+    int64_t
+
+
+cdef Py_ssize_t _first_at_least(const _sorted_value[::1] values, _sorted_value key,
+                                Py_ssize_t low):
     """The first index from ``low`` whose (sorted) value is at least ``key``: a search that
     gallops from ``low`` (the answer for a smaller key), then halves."""
-    cdef Py_ssize_t n = values.shape[0], step = 1, high
-    while low + step < n and values[low + step - 1] < key:
-        low += step
-        step *= 2
-    high = min(low + step, n)
-    while low < high:
-        step = (low + high) // 2
-        if values[step] < key:
-            low = step + 1
-        else:
-            high = step
-    return low
-
-
-cdef Py_ssize_t _first_at_least_int(const int64_t[::1] values, int64_t key, Py_ssize_t low):
-    """``_first_at_least_double`` for integers."""
     cdef Py_ssize_t n = values.shape[0], step = 1, high
     while low + step < n and values[low + step - 1] < key:
         low += step
@@ -213,9 +203,9 @@ cdef _rtt_fill(out, const double[::1] replies, const double[::1] sent,
     for i in range(n):
         if again[i]:
             continue
-        after = _first_at_least_double(
+        after = _first_at_least(
             replies, sent[i], after if searched and sent[i] >= previous_time else 0)
-        covering = _first_at_least_int(
+        covering = _first_at_least(
             highest, ends[i] - 1, covering if searched and ends[i] >= previous_end else 0)
         previous_time, previous_end, searched = sent[i], ends[i], True
         k = after if after > covering else covering
