@@ -577,6 +577,14 @@ async def _proxy(args) -> int:
     return 0
 
 
+def _proxy_kernel(args) -> int:
+    """``proxy --engine kernel``: both ends kernel sockets, carried by threads (relay.py)."""
+    from .relay import run_proxy
+    return run_proxy(args, report=_report_proxied, error_text=_error_text, endpoint=_endpoint,
+                     backlog=_backlog(args), unsent_limit=UNSENT_LIMIT, host_port=_host_port,
+                     trim=_trim_heap)
+
+
 def _port(text: str) -> int:
     """A TCP port, 0-65535 (argparse type): a clear error, not an OverflowError from bind()."""
     try:
@@ -602,9 +610,14 @@ def _error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def _run(coroutine_function):
+def _run(coroutine_function, threaded=None):
+    """The command: ``coroutine_function(args)`` on an asyncio loop, or where
+    ``threaded(args)`` says so (not None) the function it returns, without a loop."""
     def command(args) -> int:
         try:
+            plain = threaded(args) if threaded is not None else None
+            if plain is not None:
+                return plain(args)
             if args.uvloop:
                 import uvloop
                 return uvloop.run(coroutine_function(args))
@@ -721,4 +734,5 @@ def add_parsers(sub, size_type) -> None:
     pro.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: until Ctrl-C)")
     _engine_options(pro, size_type)
-    pro.set_defaults(func=_run(_proxy))
+    pro.set_defaults(func=_run(_proxy, lambda args: _proxy_kernel if args.engine == "kernel"
+                               and not args.uvloop else None))
