@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import fcntl
 import gc
 import json
@@ -80,20 +81,19 @@ class _Workers:
         thread = threading.Thread(target=self._work, args=(job,), daemon=True)
         thread.start()
 
-    def _work(self, job: Callable[[], object]) -> None:
+    def _work(self, first: Callable[[], object]) -> None:
         wake = threading.Event()
-        slot: list = []
+        slot: list = [first]
+        del first                                   # (a job's sockets go when it ends)
         while True:
-            with contextlib.suppress(Exception):   # a job reports its own failures
-                job()
-            job = None                              # (its sockets go now, not at the next)
+            with contextlib.suppress(Exception):    # a job reports its own failures
+                slot.pop()()
             wake.clear()
             with self._lock:
                 if len(self._idle) >= IDLE_WORKERS:
                     return
                 self._idle.append((wake, slot))
             wake.wait()
-            job = slot.pop()
 
 
 class _Buffers(threading.local):
@@ -430,7 +430,7 @@ class _Proxy:
                         if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                             continue
                         raise
-                    submit(lambda c=client, p=peer: connection(c, p))
+                    submit(functools.partial(connection, client, peer))
                 now = time.monotonic()
                 if now >= next_trim:
                     next_trim = now + TRIM_EVERY
