@@ -304,6 +304,41 @@ def test_proxy_carries_plain_tcp_to_a_kernel_mptcp_server(ns, engine):
     assert moved.get("MPTcpExtMPJoinAckRx") == 1
 
 
+@root_only
+@pytest.mark.parametrize("relay", ["splice", "copy"])
+def test_the_kernel_proxy_carries_mptcp_to_plain_tcp(ns, relay):
+    """proxy --engine kernel --direction mptcp-to-tcp, its threads splicing (or copying with
+    MPTCP_FAST_RELAY=copy): a kernel MPTCP client with two subflows -> the proxy's MPTCP
+    listener in the namespace -> a plain TCP server here. The client ends its side first and
+    the server still sends for a while (a half-close carried, the other way going on): every
+    byte exact both ways, and the record counts them and the client's two subflows."""
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    ns.ip("addr", "add", "198.18.2.1/24", "dev", "lo")
+    ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "lo", "subflow")
+    server = KernelPeer(None, send_bytes=24 << 20, seed=21, mptcp=False).listen("127.0.0.1",
+                                                                                7131)
+    proxy = _start(["proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp", "--netns",
+                    ns.name, "--listen", "198.18.0.1:5000", "--to", "127.0.0.1:7131",
+                    "--count", "1", "--json"], env={**os.environ, "MPTCP_FAST_RELAY": relay})
+    try:
+        _wait_listening(ns, 5000)
+        client = KernelPeer(ns, send_bytes=3 << 20, seed=22, hold=0.2, subflows=2)
+        client.connect("198.18.0.1", 5000)
+        client.join(60)
+        server.join(30)
+        out, err = proxy.communicate(timeout=30)
+    finally:
+        proxy.kill()
+    assert client.error is None and server.error is None, (client.error, server.error)
+    assert (client.received, server.received) == (24 << 20, 3 << 20)
+    assert client.received_sha256 == server.sent_sha256
+    assert server.received_sha256 == client.sent_sha256
+    assert err == ""
+    (report,) = _json_lines(out)
+    assert (report["upstream"], report["downstream"]) == (3 << 20, 24 << 20)
+    assert report["engine"] == "kernel" and len(report["subflows"]) == 2
+
+
 @pytest.mark.requires("root", "setpriv")
 def test_clear_errors_without_root(tmp_path):
     """Without CAP_NET_ADMIN (root's capability dropped with setpriv) the userspace engine says

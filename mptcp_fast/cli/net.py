@@ -32,6 +32,7 @@ import socket
 import struct
 import sys
 import time
+from typing import Any
 
 from ..net import kernel
 from ..engine import Config
@@ -461,6 +462,158 @@ async def _pipe(reader, writer, watch: _SubflowWatch) -> int:
     return moved
 
 
+FEED_LIMIT = 1 << 20        # bytes the MPTCP writer may hold not yet taken before the plain
+                            # TCP side stops being read (aio.WRITE_LIMIT: what drain() allows)
+
+
+class _TcpSide(asyncio.BufferedProtocol):
+    """The proxy's plain TCP connection, without a StreamReader: what arrives is read into one
+    buffer (``recv_into``) and written from there to the MPTCP writer, which keeps its own
+    copy. With a StreamReader each chunk was copied three times more (a fresh bytes per recv,
+    into the reader's buffer, out of it) and woke a task per read. Reading pauses while the
+    MPTCP writer holds more than FEED_LIMIT bytes the connection has not taken (its receive
+    window then closes on the client, as with drain()). It is also the writing half (the
+    methods of asyncio.StreamWriter that the proxy uses) for the other direction."""
+
+    _view = memoryview(bytearray(CHUNK))    # one for every connection: a chunk is handed on
+                                            # before the loop reads anything else
+
+    transport: Any                          # asyncio's socket transport, once connected
+    _target: Any                            # the MPTCP writer fed
+    _watch: Any
+
+    def __init__(self, started) -> None:
+        self._started = started             # called with the side once connected
+        self.transport = self._target = self._watch = None
+        self._moved = 0
+        self._fed: asyncio.Future[int] | None = None   # the bytes moved, once this side ended
+        self._paused = False                # writing paused by the transport
+        self._writable: asyncio.Future[None] | None = None   # while drain() waits
+        self._lost = asyncio.get_running_loop().create_future()
+        self._error = None
+
+    # -- asyncio's calls
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.pause_reading()           # until the other side is open (pipe_to)
+        self._started(self)
+
+    def get_buffer(self, sizehint: int):
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        target = self._target
+        try:
+            target.write(self._view[:nbytes])
+        except (ConnectionError, RuntimeError):
+            self._end(reset=True)           # the other side is gone: so is this one
+            return
+        self._moved += nbytes
+        self._watch.sample()
+        if target.get_write_buffer_size() > FEED_LIMIT:
+            self.transport.pause_reading()
+            asyncio.get_running_loop().create_task(self._resume_when_taken(target))
+
+    async def _resume_when_taken(self, target) -> None:
+        try:
+            await target.drain()
+        except (ConnectionError, OSError):
+            self._end(reset=True)
+            return
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        if self._target is not None and not self._target.is_closing():
+            with contextlib.suppress(RuntimeError, ConnectionError):
+                self._target.write_eof()
+        self._finish()
+        return True                         # half-closed: the other direction goes on
+
+    def connection_lost(self, exc) -> None:
+        if exc is not None:
+            self._error = exc
+        if not self._lost.done():
+            self._lost.set_result(None)
+        if self._fed is not None and not self._fed.done():
+            _abort(self._target)            # a reset (or a close) before the end of stream
+        self._finish()
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    # -- the proxy's calls
+    def pipe_to(self, target, watch) -> "asyncio.Future[int]":
+        """Feed ``target`` (the MPTCP writer) until this side ends; the future's result is
+        the bytes moved."""
+        self._target, self._watch = target, watch
+        self._fed = asyncio.get_running_loop().create_future()
+        if self._lost.done():
+            self._finish()
+        else:
+            self.transport.resume_reading()
+        return self._fed
+
+    def _finish(self) -> None:
+        if self._fed is not None and not self._fed.done():
+            self._fed.set_result(self._moved)
+
+    def _end(self, reset: bool) -> None:
+        if reset:
+            self.abort()
+        self._finish()
+
+    def _wake(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # -- the writing half (asyncio.StreamWriter's methods the proxy uses)
+    def write(self, data) -> None:
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        while True:
+            if self._lost.done():
+                raise ConnectionResetError("Connection lost") from self._error
+            if not self._paused:
+                return
+            self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write_eof()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._lost)
+
+    def abort(self) -> None:
+        """A RST (SO_LINGER 0), now."""
+        sock = self.transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+    def get_extra_info(self, name: str, default=None):
+        return self.transport.get_extra_info(name, default)
+
+
 CLOSE_TIMEOUT = 10.0        # seconds a proxied connection may take to deliver its last bytes
 UNSENT_LIMIT = 128 << 10    # bytes a proxied TCP socket may hold not yet sent (TCP_NOTSENT_LOWAT)
 
@@ -543,8 +696,9 @@ async def _proxy(args) -> int:
             _bound_unsent(writer)
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
         watch = _SubflowWatch(mptcp_writer)
-        up, down = await asyncio.gather(_pipe(client_reader, out_writer, watch),
-                                        _pipe(out_reader, client_writer, watch))
+        upward = client_reader.pipe_to(out_writer, watch) if isinstance(client_reader, _TcpSide) \
+            else _pipe(client_reader, out_writer, watch)
+        up, down = await asyncio.gather(upward, _pipe(out_reader, client_writer, watch))
         watch.sample(force=True)
         subflows = watch.best
         await _close_both(out_writer, client_writer)
@@ -556,8 +710,11 @@ async def _proxy(args) -> int:
     handlers = _Handlers()
     try:
         if args.direction == "tcp-to-mptcp":
-            server = await asyncio.start_server(handlers.wrap(handle), listen_host, listen_port,
-                                                backlog=_backlog(args))
+            run = handlers.wrap(handle)
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                lambda: _TcpSide(lambda side: loop.create_task(run(side, side))),
+                listen_host, listen_port, backlog=_backlog(args))
         else:
             server = await engine.serve(handlers.wrap(handle), listen_host, listen_port)
         if args.json:
@@ -575,6 +732,14 @@ async def _proxy(args) -> int:
     finally:
         engine.close()
     return 0
+
+
+def _proxy_kernel(args) -> int:
+    """``proxy --engine kernel``: both ends kernel sockets, carried by threads (relay.py)."""
+    from .relay import run_proxy
+    return run_proxy(args, report=_report_proxied, error_text=_error_text, endpoint=_endpoint,
+                     backlog=_backlog(args), unsent_limit=UNSENT_LIMIT, host_port=_host_port,
+                     trim=_trim_heap)
 
 
 def _port(text: str) -> int:
@@ -602,9 +767,14 @@ def _error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def _run(coroutine_function):
+def _run(coroutine_function, threaded=None):
+    """The command: ``coroutine_function(args)`` on an asyncio loop, or where
+    ``threaded(args)`` says so (not None) the function it returns, without a loop."""
     def command(args) -> int:
         try:
+            plain = threaded(args) if threaded is not None else None
+            if plain is not None:
+                return plain(args)
             if args.uvloop:
                 import uvloop
                 return uvloop.run(coroutine_function(args))
@@ -666,7 +836,9 @@ def _engine_options(p, size_type) -> None:
                         "userspace engine takes every completed handshake, half-open ones up "
                         "to its syn_backlog, SYN cookies beyond (default: 0, the system's "
                         "net.core.somaxconn)")
-    p.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    p.add_argument("--uvloop", action="store_true",
+                   help="run on uvloop (proxy --engine kernel: its asyncio streams on uvloop, "
+                        "not its threads)")
     p.add_argument("--json", action="store_true", help="one JSON object per connection")
 
 
@@ -721,4 +893,5 @@ def add_parsers(sub, size_type) -> None:
     pro.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: until Ctrl-C)")
     _engine_options(pro, size_type)
-    pro.set_defaults(func=_run(_proxy))
+    pro.set_defaults(func=_run(_proxy, lambda args: _proxy_kernel if args.engine == "kernel"
+                               and not args.uvloop else None))

@@ -135,6 +135,11 @@ class MptcpStreamWriter:
             if self._error is not None:
                 raise self._error
 
+    def get_write_buffer_size(self) -> int:
+        """Bytes written and not yet taken by the connection (as asyncio's transports say):
+        over ``WRITE_LIMIT``, ``drain()`` waits."""
+        return self._pending_bytes
+
     def can_write_eof(self) -> bool:
         """True: an MPTCP connection can end one direction (DATA_FIN)."""
         return True
