@@ -5,8 +5,14 @@ pure-Python mode, typed by pyx/mptcp_fast/<layer>/<name>_c.pxd; the engine's mod
 mptcp_fast._cengine.<name>, typed by pyx/mptcp_fast/_cengine/<name>.pxd. pyx/mf_*.pxd and .h are
 the C helpers the compiled modules share.
 
-Cython and numpy are needed to build (pyproject.toml's build-system), not to run: the pure
-backend imports neither Cython nor anything compiled.
+Cython is needed to build (pyproject.toml's build-system), not to run: the pure backend
+imports neither Cython nor anything compiled. numpy is not needed to build: the compiled
+modules take numpy's arrays through typed memoryviews (the buffer protocol), not its C API.
+
+The C is compiled at -O1 (bench/RESULTS.md, "Installing"): the generated code is calls into
+the Python C API, and -O1 executes the same instructions per packet as -O3 in the engine and
+the same per packet in the capture walk, the byte kernels included (the internet checksum,
+SHA-256/HMAC), at about half the compile time; MPTCP_FAST_CFLAGS=-O3 asks for the slower build.
 
 The build is parallel and, in place, incremental:
 - Cython translates the modules in build_ext (not each time pip reads this file), in one
@@ -16,7 +22,7 @@ The build is parallel and, in place, incremental:
 - Built in place (``pip install -e .``, ``python setup.py build_ext --inplace``), a module whose
   last build is current is neither translated nor compiled again: the manifest written beside
   the compiled modules (mptcp_fast/_manifest.py) says it was built with the same settings
-  (Python ABI, Cython, numpy, compiler and flags) from the same source, every declaration
+  (Python ABI, Cython, compiler and flags) from the same source, every declaration
   under pyx/ is unchanged, and its built file is there. A second ``pip install -e '.[test]'``
   compiles nothing; an edited source is compiled again.
 
@@ -43,10 +49,9 @@ REQUIRE = os.environ.get("MPTCP_FAST_REQUIRE_EXT", "") not in ("", "0")
 SKIP = os.environ.get("MPTCP_FAST_NO_EXT", "") not in ("", "0")
 EXTRA_CFLAGS = shlex.split(os.environ.get("MPTCP_FAST_CFLAGS", ""))
 EXTRA_LDFLAGS = shlex.split(os.environ.get("MPTCP_FAST_LDFLAGS", ""))
-# -g0: Python's own CFLAGS carry -g, and the debug information cost a third of the compile
-# time (bench/RESULTS.md, "Installing"); MPTCP_FAST_CFLAGS=-g brings it back.
-COMPILE_ARGS = ["-O3", "-g0", *EXTRA_CFLAGS]
-MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+# After Python's own CFLAGS (-O3 -g): -O1 (the docstring above) and -g0 (the debug
+# information cost a third of the compile time); MPTCP_FAST_CFLAGS=-O3 or -g bring them back.
+COMPILE_ARGS = ["-O1", "-g0", *EXTRA_CFLAGS]
 DIRECTIVES = {"language_level": "3"}
 # The engine's annotations document (``now: float`` may be an int); its .pxd files type.
 ENGINE_DIRECTIVES = {"language_level": "3", "annotation_typing": False}
@@ -113,10 +118,8 @@ def build_settings() -> dict:
     """What a compiled module depends on besides its sources: a change to any of these makes
     every module's last build stale."""
     import Cython
-    import numpy
     return {"python": sysconfig.get_config_var("EXT_SUFFIX"), "cython": Cython.__version__,
-            "numpy": numpy.__version__, "compile_args": COMPILE_ARGS, "link_args": EXTRA_LDFLAGS,
-            "macros": MACROS, "directives": {"modules": DIRECTIVES, "engine": ENGINE_DIRECTIVES},
+            "compile_args": COMPILE_ARGS, "link_args": EXTRA_LDFLAGS, "directives": {"modules": DIRECTIVES, "engine": ENGINE_DIRECTIVES},
             "environment": {name: os.environ.get(name)
                             for name in ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED")}}
 
@@ -156,11 +159,8 @@ def extensions():
             raise
         print("mptcp_fast: Cython not found, installing the pure-Python backend only", file=sys.stderr)
         return []
-    import numpy
-
-    return [Extension(name, [path], include_dirs=[numpy.get_include(), "pyx"],
-                      extra_compile_args=COMPILE_ARGS, extra_link_args=EXTRA_LDFLAGS,
-                      define_macros=MACROS)
+    return [Extension(name, [path], include_dirs=["pyx"],
+                      extra_compile_args=COMPILE_ARGS, extra_link_args=EXTRA_LDFLAGS)
             for name, path in compiled_sources().items()]
 
 

@@ -3,7 +3,7 @@
 setup.py writes ``_compiled_sources.json`` beside the compiled modules: which source each
 module was compiled from, the SHA-256 of every file the build read (each module's source,
 and every declaration under pyx/, .pxd and .h, since any of them can change a module's
-layout), and the settings it was built with (the Python ABI, Cython's and numpy's versions,
+layout), and the settings it was built with (the Python ABI, Cython's version,
 the compiler and its flags). Two readers, one notion of "current":
 
 - at import, ``_backend`` refuses compiled modules whose sources changed after the build

@@ -240,7 +240,7 @@ def _compiled_files(root) -> dict:
 
 def _require_settings_of_this_build(root):
     """Skip when this tree was built with other settings than this environment's (another
-    Cython or numpy, other flags): setup.py here would rightly rebuild every module."""
+    Cython, other flags): setup.py here would rightly rebuild every module."""
     here = subprocess.run([sys.executable, "-c", "import json, setup; "
                            "print(json.dumps(setup.build_settings(), sort_keys=True))"],
                           cwd=str(root), capture_output=True, text=True, timeout=120)
