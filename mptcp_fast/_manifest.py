@@ -107,6 +107,13 @@ def current_modules(manifest_path: str, root: str, modules: dict[str, str],
             if built_from.get(name) == source and _unchanged(source, recorded, root)}
 
 
+def settings_current(manifest_path: str, settings: dict) -> bool:
+    """Whether the last build used ``settings``: what decides alone for a module built from no
+    source of ours (Cython's shared utility module, generated from Cython itself)."""
+    manifest = read(manifest_path)
+    return manifest is not None and manifest.get("settings") == _plain(settings)
+
+
 def _unchanged(path: str, recorded: dict, root: str) -> bool:
     try:
         return recorded.get(path) == sha256(os.path.join(root, path))
