@@ -1,6 +1,6 @@
 """What the C compiler's flags cost at install: the CPU seconds gcc takes to compile generated
 modules with each set of flags, the rest of the command line as setup.py's build gives it
-(Python's own CFLAGS, the include folders, the project's macros).
+(Python's own CFLAGS and the include folders).
 
     python bench/compile_flags.py                                  # three modules, small to large
     python bench/compile_flags.py mptcp_fast/engine/subflow.c      # any generated .c file
@@ -20,13 +20,11 @@ import subprocess
 import sysconfig
 import tempfile
 
-import numpy
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = ["mptcp_fast/engine/rtt.c", "pyx/mptcp_fast/wire/_options_c.c",
            "mptcp_fast/engine/connection.c"]
-FLAGS = {"-O3 -g (before)": ["-O3", "-g"], "-O3 -g0 (setup.py)": ["-O3", "-g0"],
-         "-O2 -g0": ["-O2", "-g0"]}
+FLAGS = {"-O3 -g (Python's)": ["-O3", "-g"], "-O3 -g0": ["-O3", "-g0"],
+         "-O2 -g0": ["-O2", "-g0"], "-O1 -g0 (setup.py)": ["-O1", "-g0"]}
 
 
 def _children_cpu() -> float:
@@ -38,11 +36,10 @@ def compile_seconds(source: str, flags: list[str]) -> float:
     """CPU seconds of one compile of ``source`` (relative to the tree) with ``flags`` last."""
     base = shlex.split(sysconfig.get_config_var("CC")) + shlex.split(
         sysconfig.get_config_var("CFLAGS")) + sysconfig.get_config_var("CCSHARED").split()
-    includes = [f"-I{numpy.get_include()}", "-Ipyx", f"-I{sysconfig.get_paths()['include']}"]
+    includes = ["-Ipyx", f"-I{sysconfig.get_paths()['include']}"]
     with tempfile.TemporaryDirectory() as folder:
         before = _children_cpu()
-        subprocess.run(base + includes + ["-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION", "-w",
-                                          "-c", source, "-o", os.path.join(folder, "x.o")]
+        subprocess.run(base + includes + ["-w", "-c", source, "-o", os.path.join(folder, "x.o")]
                        + flags, cwd=ROOT, check=True)
         return _children_cpu() - before
 

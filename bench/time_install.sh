@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README's Quick start install, timed as a new user meets it: a clean clone of a revision, a
 # fresh venv (python -m venv) and an empty pip cache, so pip downloads the build dependencies
-# (setuptools, Cython, numpy) and the package's own from the index. Three steps, in order:
+# (setuptools, Cython) and the package's own from the index. Three steps, in order:
 #
 #   1. pip install -e .            the Quick start's first command: every module compiled
 #   2. pip install -e '.[test]'    its second: the test extras, over that build

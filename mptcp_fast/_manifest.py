@@ -3,7 +3,7 @@
 setup.py writes ``_compiled_sources.json`` beside the compiled modules: which source each
 module was compiled from, the SHA-256 of every file the build read (each module's source,
 and every declaration under pyx/, .pxd and .h, since any of them can change a module's
-layout), and the settings it was built with (the Python ABI, Cython's and numpy's versions,
+layout), and the settings it was built with (the Python ABI, Cython's version,
 the compiler and its flags). Two readers, one notion of "current":
 
 - at import, ``_backend`` refuses compiled modules whose sources changed after the build
@@ -105,6 +105,13 @@ def current_modules(manifest_path: str, root: str, modules: dict[str, str],
     built_from = manifest.get("modules", {})
     return {name for name, source in modules.items()
             if built_from.get(name) == source and _unchanged(source, recorded, root)}
+
+
+def settings_current(manifest_path: str, settings: dict) -> bool:
+    """Whether the last build used ``settings``: what decides alone for a module built from no
+    source of ours (Cython's shared utility module, generated from Cython itself)."""
+    manifest = read(manifest_path)
+    return manifest is not None and manifest.get("settings") == _plain(settings)
 
 
 def _unchanged(path: str, recorded: dict, root: str) -> bool:

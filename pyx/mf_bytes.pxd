@@ -2,6 +2,11 @@
 # RFC 1700). Callers check lengths first; these never bounds-check.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
+# numpy's bool_ as a typed memoryview sees it: one byte, 0 or 1 (buffer format '?', which
+# Cython matches with an unsigned byte). The compiled modules take numpy arrays through
+# memoryviews only, so they need neither numpy's headers nor its C API to build.
+ctypedef unsigned char bool8
+
 
 cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
     return (<uint16_t>p[0] << 8) | p[1]

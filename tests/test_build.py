@@ -240,7 +240,7 @@ def _compiled_files(root) -> dict:
 
 def _require_settings_of_this_build(root):
     """Skip when this tree was built with other settings than this environment's (another
-    Cython or numpy, other flags): setup.py here would rightly rebuild every module."""
+    Cython, other flags): setup.py here would rightly rebuild every module."""
     here = subprocess.run([sys.executable, "-c", "import json, setup; "
                            "print(json.dumps(setup.build_settings(), sort_keys=True))"],
                           cwd=str(root), capture_output=True, text=True, timeout=120)
@@ -252,7 +252,7 @@ def _require_settings_of_this_build(root):
                     f"with {here.stdout.strip()}: every module would be rebuilt")
 
 
-MODULES = len(_backend.TWINS) + len(_backend.ENGINE_MODULES)
+MODULES = len(_backend.TWINS) + len(_backend.ENGINE_MODULES) + 1   # and Cython's shared utility
 RTT_SOURCE = os.path.join("mptcp_fast", "engine", "rtt.py")
 
 
@@ -291,6 +291,51 @@ def test_a_current_build_compiles_nothing_and_an_edit_recompiles_only_its_module
         recorded = json.load(f)["sha256"][RTT_SOURCE]
     assert recorded == _manifest.sha256(str(root / RTT_SOURCE))
     assert _import_backend(root) == ("cython", "")             # current again: compiled
+
+
+# setup.py with Cython's translation and the compiler replaced by recorders: which modules
+# would be translated and compiled, and whether forced past the files' times (an empty .c
+# stands for each translation).
+RECORDED_BUILD = """
+import json, runpy, sys
+import Cython.Build
+from setuptools.command import build_ext
+seen = {"translated": [], "compiled": []}
+def cythonize(extensions, **options):
+    for ext in extensions:
+        generated = ext.sources[0].rsplit(".", 1)[0] + ".c"
+        open(generated, "w").close()
+        ext.sources = [generated]
+        seen["translated"].append([ext.name, options.get("force")])
+    return extensions
+def build_extension(self, ext):
+    seen["compiled"].append([ext.name, bool(self.force)])
+Cython.Build.cythonize = cythonize
+build_ext.build_ext.build_extension = build_extension
+sys.argv[0] = "setup.py"
+runpy.run_path("setup.py", run_name="__main__")
+print("SEEN", json.dumps(seen))
+"""
+
+
+@pytest.mark.requires("compiled", "cython")
+def test_new_build_settings_rebuild_every_module_whatever_the_file_times_say(tmp_path):
+    """Built files newer than their sources, but other flags: every module is translated and
+    compiled again (setuptools' own check compares times, and would have called them current)."""
+    root = _tree_to_build(tmp_path)
+    _require_settings_of_this_build(root)
+    env = {**os.environ, "MPTCP_FAST_BUILD_JOBS": "2", "MPTCP_FAST_CFLAGS": "-DMPTCP_FAST_NEW"}
+    done = subprocess.run([sys.executable, "-c", RECORDED_BUILD, "build_ext", "--inplace"],
+                          cwd=str(root), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done.stderr) == \
+        f"mptcp_fast: {MODULES} compiled modules, 0 current, {MODULES} to build (2 jobs)"
+    seen = json.loads(done.stdout.split("SEEN ", 1)[1])
+    compiled = dict(seen["compiled"])
+    assert len(seen["compiled"]) == len(compiled) == MODULES and all(compiled.values())
+    translated = dict(seen["translated"])              # all but the shared utility module
+    assert set(translated) == set(compiled) - {"mptcp_fast._cyutility"}
+    assert all(translated.values())
 
 
 @pytest.mark.requires("compiled", "cython")

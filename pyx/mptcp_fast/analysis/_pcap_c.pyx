@@ -9,10 +9,8 @@ counters and errors as the pure twin (the Stats class and column layout of _pcap
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.math cimport pow
 from libc.stdint cimport int32_t as int32_t_
-cimport numpy as cnp
-from numpy cimport npy_bool as cnp_bool
+from mf_bytes cimport bool8
 
-cnp.import_array()
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
 from mf_bytes cimport be16, be32
@@ -360,7 +358,7 @@ cdef class _ColumnSink(_Sink):
     cdef uint16_t[::1] sport, dport, window, mptcp_subtypes, dss_len
     cdef uint64_t[::1] data_ack, dsn
     cdef int32_t_[::1] dss_checksum
-    cdef cnp_bool[::1] truncated, options_malformed
+    cdef bool8[::1] truncated, options_malformed
     cdef Py_ssize_t payload_bytes
 
     def __cinit__(self, Py_ssize_t capacity, bint payloads, Py_ssize_t payload_bytes):
@@ -446,7 +444,7 @@ cdef inline bint _bad_tcp_length(int kind, Py_ssize_t length) noexcept:
     return False
 
 
-cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, cnp_bool* malformed,
+cdef void _mptcp_columns(const uint8_t* p, Py_ssize_t n, uint16_t* subtypes, bool8* malformed,
                          uint8_t* dss_flags, uint64_t* data_ack, uint64_t* dsn, uint32_t* ssn,
                          uint16_t* dll, int32_t_* csum) noexcept:
     """Which MPTCP subtypes the options area holds (bit per subtype); whether its TLV structure,

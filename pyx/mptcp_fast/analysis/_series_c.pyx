@@ -11,12 +11,10 @@ values, as the pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-cimport numpy as cnp
 import numpy as np
 
 from mptcp_fast.analysis import _series_py
 
-cnp.import_array()
 
 cdef int64_t MASK32 = 0xFFFFFFFF
 cdef uint8_t ACK = 0x10

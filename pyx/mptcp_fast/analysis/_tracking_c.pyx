@@ -12,15 +12,13 @@ as the pure twin.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.string cimport memcpy, memcmp, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-cimport numpy as cnp
-from numpy cimport npy_bool as cnp_bool
+from mf_bytes cimport bool8
 
 from mf_serial cimport expand_seq
 from mptcp_fast.wire._receiver_c cimport ChecksumBudget, DataReceiver, SubflowReceiver
 from mptcp_fast.wire import _receiver_c as _receiver_module
 import numpy as _np
 
-cnp.import_array()
 
 cdef enum:
     SYN = 0x02
@@ -73,7 +71,7 @@ cdef class Tracker:
     cdef uint8_t[:, ::1] _src, _dst
     cdef uint16_t[::1] _sport, _dport, _subtypes, _dll
     cdef uint32_t[::1] _seq, _payload_len, _ssn
-    cdef cnp_bool[::1] _truncated, _malformed
+    cdef bool8[::1] _truncated, _malformed
     cdef uint64_t[::1] _data_ack, _dsn
     cdef int32_t[::1] _csum
     cdef bytes _blob

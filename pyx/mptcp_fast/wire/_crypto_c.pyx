@@ -7,16 +7,14 @@ integers out of range raise OverflowError here, as in the pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from mf_bytes cimport be64, put32, put64
+from mf_bytes cimport be64, bool8, put32, put64
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 import numpy as np
-cimport numpy as cnp
 
 from mptcp_fast import _check
 
-cnp.import_array()
 
 cdef extern from "mf_sha.h" nogil:
     ctypedef struct mf_hmac_key:
@@ -339,7 +337,7 @@ def verify_join_batch(const uint8_t[:, ::1] received not None, const uint64_t[::
     if not 0 <= width <= n:                # compared with a digest of n bytes
         raise ValueError(f"received HMACs must be 0..{n} bytes wide, not {width}")
     result = np.empty(count, dtype=np.bool_)
-    cdef cnp.npy_bool[::1] r = result
+    cdef bool8[::1] r = result
     with nogil:
         i = 0
         while i < count:
