@@ -5,7 +5,7 @@ cimport cython
 from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller, Window
 from mptcp_fast._cengine.rtt cimport RttEstimator
-from mptcp_fast.wire._segment_c cimport Incoming, ack_packet, data_packet
+from mptcp_fast.wire._segment_c cimport Incoming, ack_packet, data_packet, segment_packet
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 
 
