@@ -106,6 +106,22 @@ def _dss(data_ack, dsn=None, ssn=None, length=None, checksum=None,
                              data_fin))
 
 
+def _new_event(cls, *values):
+    """An event of ``cls`` (a frozen dataclass with slots) with its fields ``values``, in
+    their order: made as its __init__ makes it (object.__setattr__ on each field) without
+    running that Python-level __init__, as ``_data_received``. A connection pair's set-up and
+    teardown report a dozen events."""
+    event = _new_object(cls)
+    for name, value in zip(cls.__match_args__, values):
+        _set_field(event, name, value)
+    return event
+
+
+def _no_drain() -> None:
+    """The receiver's drain: the engine reads its queue when the user asks (one function for
+    every connection, not a closure each: one object fewer for the collector to track)."""
+
+
 def _diff64(a: int, b: int) -> int:
     """seq64_diff (mptcp_fast.wire.serial): a - b on the 64-bit circle, as C arithmetic when
     compiled (two's complement of the unsigned difference: the same rule at 2**63). buffers.py
@@ -450,7 +466,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 events.pop(0)
                 if head is _EOF and not self.eof_reported:
                     self.eof_reported = True
-                    return ev.EndOfStream(self.id)
+                    return _new_event(ev.EndOfStream, self.id)
                 continue
             return events.pop(0)
         return None
@@ -688,7 +704,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                                               receiver.ChecksumBudget(_NO_BUDGET_LIMIT,
                                                                       _NO_BUDGET_LIMIT),
                                               self.id, dss.verify_dss_checksum)
-        self.receiver.start(start, self.queue, lambda: None)
+        self.receiver.start(start, self.queue, _no_drain)
         self.receiver.checksums = False             # the engine's ChecksumHold verifies them
         self.established = True
 
@@ -724,9 +740,9 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self._count_half_open(-1)
             if self.is_client:
                 sf.send_ack(now, [] if self.fb.reason else self.mpc_ack_options())
-            self._event(ev.ConnectionEstablished(self.id, (_text(self.local[0]), self.local[1]),
-                                                 (_text(self.remote[0]), self.remote[1]),
-                                                 self.fb.checksums))
+            self._event(_new_event(ev.ConnectionEstablished, self.id,
+                                   (_text(self.local[0]), self.local[1]),
+                                   (_text(self.remote[0]), self.remote[1]), self.fb.checksums))
             self._subflow_event(sf)
             self.fb.established()                   # reported from now on (RFC 8684 §3.7)
             return
@@ -737,9 +753,9 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self._subflow_event(sf)
 
     def _subflow_event(self, sf) -> None:
-        self._event(ev.SubflowEstablished(self.id, sf.sid, (_text(sf.local), sf.lport),
-                                          (_text(sf.remote), sf.rport), sf.local_address_id,
-                                          sf.remote_address_id, sf.backup))
+        self._event(_new_event(ev.SubflowEstablished, self.id, sf.sid,
+                               (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport),
+                               sf.local_address_id, sf.remote_address_id, sf.backup))
 
     def on_duplicate_syn(self, sf, now: float) -> None:
         """A SYN or SYN/ACK again on an established subflow: our last handshake ACK was lost."""
@@ -1632,8 +1648,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def _subflow_gone_event(self, sf, reason: CloseReason) -> None:
         if not sf.report_once():
             return
-        self._event(ev.SubflowClosed(self.id, sf.sid, reason, sf.reset_reason,
-                                     (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
+        self._event(_new_event(ev.SubflowClosed, self.id, sf.sid, reason, sf.reset_reason,
+                               (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
 
     def _check_closed(self, now: float) -> None:
         """Both DATA_FINs acknowledged: the connection is closed; the subflows end with FINs."""
@@ -1654,7 +1670,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.endpoint.tokens.remove(self.local_token)
         if reason is not CloseReason.CLOSED:
             self._check_eof()
-        self._event(ev.ConnectionTerminated(self.id, reason))
+        self._event(_new_event(ev.ConnectionTerminated, self.id, reason))
 
 
 # The MPTCP options of an established segment other than the DSS, by type, as aioquic

@@ -41,6 +41,11 @@ from .rtt import RttEstimator
 
 __all__ = ["Subflow", "SubflowOwner", "Chunk", "STATE_NAMES"]
 
+if not cython.compiled:     # compiled: pyx/mf_gc.pxd's C call, cimported by subflow.pxd
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (numbers and bytes only: never in a
+        reference cycle); the pure run has nothing to do."""
+
 MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000                     # typed in the .pxd (a literal this large is an object)
 _FIN, _SYN, _RST, _PSH, _ACK = pk.FIN, pk.SYN, pk.RST, pk.PSH, pk.ACK   # C constants when compiled
@@ -83,7 +88,6 @@ def _sack_option(blocks) -> bytes:
     return out
 
 
-
 class Chunk:
     """Data-level bytes handed to one subflow as one DSS mapping (RFC 8684 §3.3.1): subflow
     bytes [seq, end) carry DSNs [dsn, dsn + end - seq). Every segment cut from it carries the
@@ -94,6 +98,8 @@ class Chunk:
     def __init__(self, seq: int, data: bytes, dsn: int, checksum, mpc: bool = False):
         self.seq, self.end, self.data, self.dsn = seq, seq + len(data), data, dsn
         self.checksum, self.mpc = checksum, mpc
+        if cython.compiled:                 # one per mapping sent: never tracked
+            _untrack(self)
 
 
 class _Sent:
@@ -103,6 +109,8 @@ class _Sent:
     def __init__(self, seq: int, end: int, chunk, fin: bool = False):
         self.seq, self.end, self.chunk, self.fin = seq, end, chunk, fin
         self.sacked = self.lost = self.retransmitted = False
+        if cython.compiled:                 # one per segment sent: never tracked
+            _untrack(self)
 
     def in_pipe(self) -> bool:
         """RFC 6675 §4 "pipe": not SACKed, and not lost unless retransmitted."""
