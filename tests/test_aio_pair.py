@@ -164,3 +164,76 @@ def test_a_reader_that_does_not_read_buffers_at_most_three_times_its_limit(backe
             assert len(got) == 4 << 20
 
     asyncio.run(main())
+
+
+def test_a_turn_of_the_stack_visits_only_the_connections_with_something_to_do(monkeypatch):
+    """Thirty connections open and idle while one moves a MiB: neither stack's turns feed the
+    idle ones' writers or read their events, and the engine neither flushes, times nor reads
+    them (the pure engine's methods counted, as tests/test_concurrency.py counts them for
+    the emulator's application): the stacks work from connections_with_events and
+    connections_with_send_space."""
+    from mptcp_fast import _backend
+    from mptcp_fast.engine import connection
+
+    idle_count, size = 30, 1 << 20
+    visits: dict[int, int] = {}
+    for name in ("flush", "next_timer", "handle_timer", "next_event"):
+        method = getattr(connection.Connection, name)
+
+        def counted(self, *args, _method=method, **kwargs):
+            visits[id(self)] = visits.get(id(self), 0) + 1
+            return _method(self, *args, **kwargs)
+        monkeypatch.setattr(connection.Connection, name, counted)
+    fed: dict[int, int] = {}
+    feed = aio.MptcpStreamWriter._feed
+
+    def counted_feed(writer):
+        fed[id(writer._conn)] = fed.get(id(writer._conn), 0) + 1
+        return feed(writer)
+    monkeypatch.setattr(aio.MptcpStreamWriter, "_feed", counted_feed)
+
+    async def main():
+        a, b = _pair()
+        client, server = aio.Stack([A], a), aio.Stack([B], b)
+        moved = asyncio.get_running_loop().create_future()
+
+        async def handler(reader, writer):
+            got = 0
+            while chunk := await reader.read(1 << 16):
+                got += len(chunk)
+            if got and not moved.done():
+                moved.set_result(got)
+            writer.close()
+
+        try:
+            await server.start_server(handler, 5000)
+            idle = [await client.open_connection(B, 5000) for _ in range(idle_count)]
+            quiet = list(client.endpoint.connections.values())
+            for _ in range(100):                       # the handshakes and their timers settle
+                await asyncio.sleep(0.05)
+                quiet = list(client.endpoint.connections.values()) + \
+                    list(server.endpoint.connections.values())
+                if len(quiet) == 2 * idle_count and all(c.next_timer() is None for c in quiet):
+                    break
+            assert len(quiet) == 2 * idle_count
+            assert all(c.next_timer() is None for c in quiet)
+            visits.clear()
+            fed.clear()
+            _, writer = await client.open_connection(B, 5000)
+            writer.write(bytes(size))
+            writer.write_eof()
+            assert await asyncio.wait_for(moved, 20) == size
+            active = client.endpoint.connection(writer._conn.id)
+            assert visits.get(id(active), 0) > 10 and fed.get(id(active), 0) > 0
+            assert [visits[id(c)] for c in quiet if id(c) in visits] == []
+            assert [fed[id(c)] for c in quiet if id(c) in fed] == []
+            for _, idle_writer in idle:
+                idle_writer.close()
+        finally:
+            client.close()
+            server.close()
+            a.close()
+            b.close()
+
+    with _backend.use("python"):
+        asyncio.run(main())

@@ -228,6 +228,16 @@ def test_segment_writers_are_build_packet_with_the_codecs_options(on_both, seq, 
     got = on_both(lambda: segment.ack_packet(src_b, dst_b, 1000, 2000, seq, ack, window, tsval,
                                              tsecr, data_ack))
     assert got == (expect_ack, expect_ack)
+    # any other segment: its options area given as bytes (a SYN/ACK's, unaligned)
+    area = opt.encode_tcp_options([opt.Mss(1460), opt.SackPermitted(),
+                                   opt.Timestamps(tsval, tsecr), opt.NOP, opt.WindowScale(7),
+                                   opt.MpCapable(1, opt.MPC_HMAC, data_ack)], align=False)
+    syn_flags = pk.SYN | pk.ACK
+    expect_syn = pk.build_packet(src, dst, 1000, 2000, seq, ack, syn_flags, window,
+                                 options=area, payload=payload[start:end])
+    got = on_both(lambda: segment.segment_packet(src_b, dst_b, 1000, 2000, seq, ack, syn_flags,
+                                                 window, area, payload[start:end]))
+    assert got == (expect_syn, expect_syn)
 
 
 def test_ipv6_subflows_offer_an_mss_that_fits_the_mtu(backend):

@@ -52,6 +52,8 @@ def test_14_the_engines_compiled_writers_refuse_mismatched_families(backend):
         data_packet(V6_A, V4_B, b"data")
     with pytest.raises(PacketError, match="one family"):
         segment.ack_packet(V6_A, V4_B, 1000, 2000, 1, 1, 100, 5, 6, 7)
+    with pytest.raises(PacketError, match="one family"):
+        segment.segment_packet(V6_A, V4_B, 1000, 2000, 1, 1, packet.SYN, 100, b"", b"")
 
 
 def test_14_addresses_of_other_sizes_are_refused(backend):
@@ -62,6 +64,8 @@ def test_14_addresses_of_other_sizes_are_refused(backend):
 def test_14_none_addresses_are_a_type_error(backend):
     with pytest.raises(TypeError, match="src must be bytes, not NoneType"):
         segment.ack_packet(None, V4_B, 1000, 2000, 1, 1, 100, 5, 6, 7)
+    with pytest.raises(TypeError, match="src must be bytes, not NoneType"):
+        segment.segment_packet(None, V4_B, 1000, 2000, 1, 1, packet.SYN, 100, b"", b"")
     with pytest.raises(TypeError, match="dst must be bytes, not NoneType"):
         data_packet(V4_A, None, b"")
 

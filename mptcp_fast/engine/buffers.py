@@ -23,6 +23,11 @@ from ..wire.serial import seq64_diff
 
 __all__ = ["Unsent", "Retained"]
 
+if not cython.compiled:     # compiled: pyx/mf_gc.pxd's C call, cimported by buffers.pxd
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (numbers and bytes only: never in a
+        reference cycle); the pure run has nothing to do."""
+
 
 def _diff64(a: int, b: int) -> int:
     """seq64_diff (mptcp_fast.wire.serial), as C arithmetic when compiled (two's complement of the
@@ -36,6 +41,8 @@ class Unsent:
     def __init__(self):
         self._pieces: deque[memoryview] = deque()
         self.size = 0
+        if cython.compiled:                 # bytes in a deque: the collector need not track it
+            _untrack(self)
 
     def __len__(self) -> int:
         return self.size
@@ -87,6 +94,8 @@ class Retained:
         self._head = 0
         self._end = 0                             # offset one past the last byte
         self.size = 0
+        if cython.compiled:                 # numbers and bytes: the collector need not track it
+            _untrack(self)
 
     def __len__(self) -> int:
         return self.size

@@ -36,7 +36,17 @@ from __future__ import annotations
 
 import math
 
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
+
 __all__ = ["Window", "Controller", "Reno", "Lia", "Olia", "Balia", "Cubic", "CONTROLLERS"]
+
+if not cython.compiled:     # compiled: pyx/mf_gc.pxd's C call, cimported by cc.pxd
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (numbers and bytes only: never in a
+        reference cycle); the pure run has nothing to do."""
 
 HYSTART_SAMPLES = 8              # RTT samples a round's smallest is taken from (N_RTT_SAMPLE)
 HYSTART_LOW_WINDOW = 16          # segments below which slow start always goes on (Linux)
@@ -72,6 +82,8 @@ class Window:
         self.last_round_min = math.inf           # ... and of the last one
         self.round_samples = 0
         self.hystart_exit = False                # slow start was left on a delay increase
+        if cython.compiled:                 # numbers only: the collector need not track it
+            _untrack(self)
 
     @property
     def in_slow_start(self) -> bool:

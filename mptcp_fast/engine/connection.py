@@ -70,6 +70,8 @@ _NEVER = float("inf")                   # the rank of a subflow without an RTT s
 _DATA, _EOF = object(), object()        # markers in the event queue: read data / end of stream
 _NO_BUDGET_LIMIT = 1 << 62
 _Dss = opt.Dss                                      # a module global: one cached lookup
+_MpCapable = opt.MpCapable
+_new_tuple = tuple.__new__
 _DataReceived = ev.DataReceived
 if not cython.compiled:     # compiled: the same two calls of the C API (connection.pxd)
     _new_object, _set_field = object.__new__, object.__setattr__
@@ -84,6 +86,40 @@ def _data_received(connection: int, data) -> ev.DataReceived:
     _set_field(event, "connection", connection)
     _set_field(event, "data", data)
     return event
+
+
+def _mp_capable(version: int, flags: int, sender_key=None, receiver_key=None, data_len=None,
+                checksum=None) -> opt.MpCapable:
+    """``opt.MpCapable(...)`` built as the codec's parser builds it, without the constructor's
+    checks: the engine's own fields (a version, 8 bits of flags, 64-bit keys, a 16-bit length
+    and checksum), in one of the forms RFC 8684 §3.1 (RFC 6824 §3.1 for v0) defines. A
+    handshake writes several: checked, each one cost microseconds of Python."""
+    return _new_tuple(_MpCapable, (version, flags, sender_key, receiver_key, data_len, checksum))
+
+
+def _dss(data_ack, dsn=None, ssn=None, length=None, checksum=None,
+         data_fin: bool = False) -> opt.Dss:
+    """``opt.Dss(data_ack, True, dsn, True, ssn, length, checksum, data_fin)`` (a 64-bit data
+    ACK, and a mapping with a 64-bit DSN when ``dsn`` is given), built without the
+    constructor's checks, as ``_mp_capable``."""
+    return _new_tuple(_Dss, (data_ack, True, dsn, dsn is not None, ssn, length, checksum,
+                             data_fin))
+
+
+def _new_event(cls, *values):
+    """An event of ``cls`` (a frozen dataclass with slots) with its fields ``values``, in
+    their order: made as its __init__ makes it (object.__setattr__ on each field) without
+    running that Python-level __init__, as ``_data_received``. A connection pair's set-up and
+    teardown report a dozen events."""
+    event = _new_object(cls)
+    for name, value in zip(cls.__match_args__, values):
+        _set_field(event, name, value)
+    return event
+
+
+def _no_drain() -> None:
+    """The receiver's drain: the engine reads its queue when the user asks (one function for
+    every connection, not a closure each: one object fewer for the collector to track)."""
 
 
 def _diff64(a: int, b: int) -> int:
@@ -430,7 +466,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 events.pop(0)
                 if head is _EOF and not self.eof_reported:
                     self.eof_reported = True
-                    return ev.EndOfStream(self.id)
+                    return _new_event(ev.EndOfStream, self.id)
                 continue
             return events.pop(0)
         return None
@@ -587,12 +623,12 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             return []
         if sf.join is None:
             if self.is_client and self.version == 1:
-                return [opt.MpCapable(1, self._mpc_flags())]
+                return [_mp_capable(1, self._mpc_flags())]
             # the v1 SYN/ACK, and both v0 forms: the sender's key (RFC 6824 §3.1)
             flags = self._mpc_flags()
             if self.version == 1 and self.config.deny_join_initial:
                 flags |= opt.MPC_DENY_JOIN_TO_SOURCE  # C: no subflow to this address/port
-            return [opt.MpCapable(self.version, flags, self.local_key)]
+            return [_mp_capable(self.version, flags, self.local_key)]
         if self.is_client or sf.state == SYN_SENT:
             return [opt.MpJoinSyn(sf.local_address_id, self.keys.remote_token, sf.join.local_nonce,
                                   sf.backup)]
@@ -601,7 +637,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                                  sf.join.local_nonce, sf.join.local_backup)]
 
     def mpc_ack_options(self) -> list:
-        return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key, self.remote_key)]
+        return [_mp_capable(self.version, self._mpc_flags(), self.local_key, self.remote_key)]
 
     def join_ack_options(self, sf) -> list:
         return [opt.MpJoinAck(self.keys.ack_hmac(sf.join.local_nonce, sf.join.remote_nonce))]
@@ -668,7 +704,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                                               receiver.ChecksumBudget(_NO_BUDGET_LIMIT,
                                                                       _NO_BUDGET_LIMIT),
                                               self.id, dss.verify_dss_checksum)
-        self.receiver.start(start, self.queue, lambda: None)
+        self.receiver.start(start, self.queue, _no_drain)
         self.receiver.checksums = False             # the engine's ChecksumHold verifies them
         self.established = True
 
@@ -704,9 +740,9 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self._count_half_open(-1)
             if self.is_client:
                 sf.send_ack(now, [] if self.fb.reason else self.mpc_ack_options())
-            self._event(ev.ConnectionEstablished(self.id, (_text(self.local[0]), self.local[1]),
-                                                 (_text(self.remote[0]), self.remote[1]),
-                                                 self.fb.checksums))
+            self._event(_new_event(ev.ConnectionEstablished, self.id,
+                                   (_text(self.local[0]), self.local[1]),
+                                   (_text(self.remote[0]), self.remote[1]), self.fb.checksums))
             self._subflow_event(sf)
             self.fb.established()                   # reported from now on (RFC 8684 §3.7)
             return
@@ -717,9 +753,9 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self._subflow_event(sf)
 
     def _subflow_event(self, sf) -> None:
-        self._event(ev.SubflowEstablished(self.id, sf.sid, (_text(sf.local), sf.lport),
-                                          (_text(sf.remote), sf.rport), sf.local_address_id,
-                                          sf.remote_address_id, sf.backup))
+        self._event(_new_event(ev.SubflowEstablished, self.id, sf.sid,
+                               (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport),
+                               sf.local_address_id, sf.remote_address_id, sf.backup))
 
     def on_duplicate_syn(self, sf, now: float) -> None:
         """A SYN or SYN/ACK again on an established subflow: our last handshake ACK was lost."""
@@ -1188,10 +1224,10 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.fb.reason:
             return []
         if chunk.mpc:
-            return [opt.MpCapable(self.version, self._mpc_flags(), self.local_key, self.remote_key,
-                                  len(chunk.data), chunk.checksum)]
-        return [opt.Dss(self.queue.data_ack, True, chunk.dsn, True, chunk.seq & MASK32,
-                        len(chunk.data), chunk.checksum)]
+            return [_mp_capable(self.version, self._mpc_flags(), self.local_key, self.remote_key,
+                                len(chunk.data), chunk.checksum)]
+        return [_dss(self.queue.data_ack, chunk.dsn, chunk.seq & MASK32, len(chunk.data),
+                     chunk.checksum)]
 
     def dss_data_ack(self):
         """The DATA_ACK of the usual data segment, or None: after fallback (no MPTCP option)
@@ -1222,9 +1258,9 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.queue is None or self.terminated is CloseReason.ABORTED or self.fb.reason:
             return []
         if self.fin_dsn is not None and not self.fin_acked:
-            return [opt.Dss(self.queue.data_ack, True, self.fin_dsn, True, 0, 1,
-                            0 if self.fb.checksums else None, True)]
-        return [opt.Dss(self.queue.data_ack, True)]
+            return [_dss(self.queue.data_ack, self.fin_dsn, 0, 1,
+                         0 if self.fb.checksums else None, True)]
+        return [_dss(self.queue.data_ack)]
 
     def flush(self, now: float) -> None:
         """Send what can be sent now: lost segments, reinjections, new data, DATA_FIN, ACKs."""
@@ -1612,8 +1648,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def _subflow_gone_event(self, sf, reason: CloseReason) -> None:
         if not sf.report_once():
             return
-        self._event(ev.SubflowClosed(self.id, sf.sid, reason, sf.reset_reason,
-                                     (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
+        self._event(_new_event(ev.SubflowClosed, self.id, sf.sid, reason, sf.reset_reason,
+                               (_text(sf.local), sf.lport), (_text(sf.remote), sf.rport)))
 
     def _check_closed(self, now: float) -> None:
         """Both DATA_FINs acknowledged: the connection is closed; the subflows end with FINs."""
@@ -1634,7 +1670,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.endpoint.tokens.remove(self.local_token)
         if reason is not CloseReason.CLOSED:
             self._check_eof()
-        self._event(ev.ConnectionTerminated(self.id, reason))
+        self._event(_new_event(ev.ConnectionTerminated, self.id, reason))
 
 
 # The MPTCP options of an established segment other than the DSS, by type, as aioquic

@@ -131,9 +131,12 @@ class Endpoint:
         self._events_at = 0                 # next_event's place in it (those before: read)
         self.watch_send_space = False       # list connections whose send space grew
         self._with_space: list[Connection] = []   # (connections_with_send_space)
-        # (time, order, connection) heap, stale entries skipped
-        self._timers: list[tuple[float, int, Connection]] = []
+        # (time, order, connection id) heap, stale entries skipped: an entry holds no tracked
+        # object (the collector stops tracking it at its first pass; thousands of connections
+        # keep thousands waiting)
+        self._timers: list[tuple[float, int, int]] = []
         self._timer_of: dict[int, float] = {}     # connection id -> time in the heap
+        self._timed: dict[int, Connection] = {}   # connection id -> connection, while armed
         self._order = 0
         self._number = 0
         self._read = segment.reader()       # the twin bound now: an engine keeps its reader
@@ -347,8 +350,8 @@ class Endpoint:
         early: a connection whose timer moved later is then simply re-armed)."""
         timers = self._timers
         while timers:
-            when, _, conn = timers[0]
-            if self._timer_of.get(conn.id) == when:
+            when, _, cid = timers[0]
+            if self._timer_of.get(cid) == when:
                 return when
             heapq.heappop(timers)
         return None
@@ -359,10 +362,11 @@ class Endpoint:
         self.now = now
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, _, conn = heapq.heappop(timers)
-            if self._timer_of.get(conn.id) != when:
+            when, _, cid = heapq.heappop(timers)
+            if self._timer_of.get(cid) != when:
                 continue
-            del self._timer_of[conn.id]
+            del self._timer_of[cid]
+            conn = self._timed.pop(cid)
             due = conn.next_timer()
             if due is not None and due > now:
                 self._arm(conn, due)               # moved later since it was armed
@@ -416,6 +420,7 @@ class Endpoint:
         """A connection whose subflows have all ended."""
         self.connections.pop(conn.id, None)
         self._timer_of.pop(conn.id, None)
+        self._timed.pop(conn.id, None)
         self.tokens.remove(conn.local_token)
 
     def address_id(self, conn, address: bytes) -> int:
@@ -482,8 +487,9 @@ class Endpoint:
 
     def _arm(self, conn, when: float) -> None:
         self._timer_of[conn.id] = when
+        self._timed[conn.id] = conn
         self._order += 1
-        heapq.heappush(self._timers, (when, self._order, conn))
+        heapq.heappush(self._timers, (when, self._order, conn.id))
 
     def _new_connection(self, is_client: bool) -> Connection:
         if len(self.connections) >= self.config.max_connections:

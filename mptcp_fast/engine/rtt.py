@@ -8,7 +8,17 @@
 
 from __future__ import annotations
 
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from .. import _cython_shim as cython
+
 __all__ = ["RttEstimator"]
+
+if not cython.compiled:     # compiled: pyx/mf_gc.pxd's C call, cimported by rtt.pxd
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (numbers and bytes only: never in a
+        reference cycle); the pure run has nothing to do."""
 
 ALPHA, BETA, K = 1 / 8, 1 / 4, 4          # RFC 6298 §2.3
 G = 0.001                                 # clock granularity: the virtual clock's millisecond
@@ -30,6 +40,8 @@ class RttEstimator:
         self.min_rtt: float | None = None
         self.rto = initial_rto              # the timeout to arm (read it; set by the calls)
         self.backoffs = 0
+        if cython.compiled:                 # numbers only: the collector need not track it
+            _untrack(self)
 
     def sample(self, rtt: float) -> None:
         """A round-trip measurement (§2.2-2.3); it also ends any backoff (§5.7 leaves keeping

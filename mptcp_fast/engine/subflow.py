@@ -28,17 +28,23 @@ except ImportError:             # no Cython: the pure backend runs without it
 
 from ..wire import options as opt
 from ..wire import packet as pk
+from ..errors import option_error
 from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.events import CloseReason
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
-    from mptcp_fast.wire._segment_py import ack_packet, data_packet
+    from mptcp_fast.wire._segment_py import ack_packet, data_packet, segment_packet
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.subflow (docs/design.md, "Two backends, one API").
 from .rtt import RttEstimator
 
 __all__ = ["Subflow", "SubflowOwner", "Chunk", "STATE_NAMES"]
+
+if not cython.compiled:     # compiled: pyx/mf_gc.pxd's C call, cimported by subflow.pxd
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (numbers and bytes only: never in a
+        reference cycle); the pure run has nothing to do."""
 
 MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000                     # typed in the .pxd (a literal this large is an object)
@@ -60,6 +66,26 @@ MIN_PEER_MSS = 88                        # Linux's TCP_MIN_MSS: the smallest MSS
 # (an IPv6 header lies outside its 16-bit payload length).
 MAX_CHUNK = 0xFFFF - 80
 _seq_of = attrgetter("seq")
+# TCP options written as bytes (RFC 9293 §3.2, RFC 7323 §2-3, RFC 2018 §2-3): kind and length
+_NOP = b"\x01"
+_MSS_KIND = b"\x02\x04"
+_WSCALE_KIND = b"\x03\x03"
+_SACK_PERMITTED = b"\x04\x02"
+
+
+def _timestamps_option(tsval: int, tsecr: int) -> bytes:
+    """The timestamps option aligned as on every segment but a handshake: two NOPs first."""
+    return b"\x01\x01\x08\x0a" + tsval.to_bytes(4, "big") + tsecr.to_bytes(4, "big")
+
+
+def _sack_option(blocks) -> bytes:
+    """The SACK option (RFC 2018 §3) after two NOPs, of 1 to 4 (left, right) blocks."""
+    if not 1 <= len(blocks) <= 4:
+        raise option_error("SACK", "blocks", None, "1 to 4 blocks", len(blocks))
+    out = b"\x01\x01\x05" + bytes((2 + 8 * len(blocks),))
+    for left, right in blocks:
+        out += left.to_bytes(4, "big") + right.to_bytes(4, "big")
+    return out
 
 
 class Chunk:
@@ -72,6 +98,8 @@ class Chunk:
     def __init__(self, seq: int, data: bytes, dsn: int, checksum, mpc: bool = False):
         self.seq, self.end, self.data, self.dsn = seq, seq + len(data), data, dsn
         self.checksum, self.mpc = checksum, mpc
+        if cython.compiled:                 # one per mapping sent: never tracked
+            _untrack(self)
 
 
 class _Sent:
@@ -81,6 +109,8 @@ class _Sent:
     def __init__(self, seq: int, end: int, chunk, fin: bool = False):
         self.seq, self.end, self.chunk, self.fin = seq, end, chunk, fin
         self.sacked = self.lost = self.retransmitted = False
+        if cython.compiled:                 # one per segment sent: never tracked
+            _untrack(self)
 
     def in_pipe(self) -> bool:
         """RFC 6675 §4 "pipe": not SACKed, and not lost unless retransmitted."""
@@ -466,33 +496,48 @@ class Subflow:
     # ---------------------------------------------------------------- writing segments
     def _emit(self, now: float, flags: int, seq: int, payload=b"", mptcp=(), *, syn=False,
               sack=True) -> None:
-        """Write one segment with the TCP options it needs and the MPTCP options ``mptcp``."""
-        area = []
-        if syn and not flags & _ACK:              # Linux's layout, byte for byte: MSS,
-            area += [opt.Mss(self.own_mss), opt.SackPermitted(),      # SACK-permitted + TS,
-                     opt.Timestamps(self._tsval(now), 0),
-                     opt.NOP, opt.WindowScale(self.rcv_wscale)]     # NOP + WS, then MPTCP
-        elif syn:                                 # a SYN/ACK offers only what the SYN did
-            area.append(opt.Mss(self.own_mss))     # (RFC 7323 §1.3, §2.2; RFC 2018 §2)
-            if self.sack_ok:
-                area.append(opt.SackPermitted())
+        """Write one segment with the TCP options it needs and the MPTCP options ``mptcp``,
+        laid out as the option codec lays them out (Linux's layout, byte for byte): written
+        here as bytes, without an option object for the TCP options. A handshake's area is
+        not aligned option by option but padded at its end (``_syn_area``); any other area
+        aligns each option to 32 bits (timestamps and SACK after two NOPs, MPTCP options
+        padded after), so its pieces are written one after the other."""
+        if syn:
+            area = self._syn_area(now, flags, mptcp)
+        else:
+            area = _timestamps_option(self._tsval(now), self.ts_recent) if self.ts_ok else b""
+            if mptcp:
+                area += opt.encode_tcp_options(mptcp)
+            if sack and self.sack_ok and self.ooo and not flags & (_SYN | _RST):
+                room = (opt.MAX_TCP_OPTIONS_LEN - len(area) - 2) // 8
+                if room > 0:
+                    area += _sack_option(self._sack_blocks(room))
+        if len(area) > opt.MAX_TCP_OPTIONS_LEN:
+            raise option_error("TCP options", "length", None, "at most 40 bytes", len(area))
+        self._write(flags, seq, area, payload)
+
+    def _syn_area(self, now: float, flags: int, mptcp) -> bytes:
+        """The options area of our SYN or SYN/ACK, unaligned as Linux writes it and padded with
+        NOPs at its end: MSS, SACK-permitted, timestamps, NOP + window scale, then the MPTCP
+        option. A SYN/ACK offers only what the SYN did (RFC 7323 §1.3, §2.2; RFC 2018 §2),
+        with one or two NOPs after the MSS when that keeps the area a multiple of 4 bytes."""
+        mp = b"".join([o.encode() for o in mptcp])
+        head = _MSS_KIND + self.own_mss.to_bytes(2, "big")
+        if not flags & _ACK:
+            rest = _SACK_PERMITTED + _timestamps_option(self._tsval(now), 0)[2:] + \
+                _NOP + _WSCALE_KIND + bytes((self.rcv_wscale,))
+        else:
+            rest = _SACK_PERMITTED if self.sack_ok else b""
             if self.ts_ok:
-                area.append(opt.Timestamps(self._tsval(now), self.ts_recent))
+                rest += _timestamps_option(self._tsval(now), self.ts_recent)[2:]
             if self.peer_wscale_offered:
-                area += [opt.NOP, opt.WindowScale(self.rcv_wscale)]
-            if len(opt.encode_tcp_options(area + list(mptcp), align=False)) % 4:
-                area.insert(1, opt.NOP)           # keep the area a multiple of 4 bytes
-                if len(opt.encode_tcp_options(area + list(mptcp), align=False)) % 4:
-                    area.insert(1, opt.NOP)
-        elif self.ts_ok:
-            area.append(opt.Timestamps(self._tsval(now), self.ts_recent))
-        area.extend(mptcp)
-        if sack and self.sack_ok and self.ooo and not flags & (_SYN | _RST):
-            used = len(opt.encode_tcp_options(area))
-            room = (opt.MAX_TCP_OPTIONS_LEN - used - 2) // 8
-            if room > 0:
-                area.append(opt.Sack(self._sack_blocks(room)))
-        self._write(flags, seq, opt.encode_tcp_options(area, align=not syn), payload)
+                rest += _NOP + _WSCALE_KIND + bytes((self.rcv_wscale,))
+            if (len(head) + len(rest) + len(mp)) % 4:
+                head += _NOP
+                if (len(head) + len(rest) + len(mp)) % 4:
+                    head += _NOP
+        area = head + rest + mp
+        return area + _NOP * (-len(area) % 4)
 
     def _window_field(self) -> int:
         """The window to advertise, scaled (RFC 7323 §2.3)."""
@@ -510,8 +555,8 @@ class Subflow:
         else:
             window = self._window_field()
         ack = (self.irs + self.rcv_nxt) & MASK32 if flags & _ACK else 0
-        data = pk.build_segment(self.local, self.remote, self.lport, self.rport,
-                                (self.iss + seq) & MASK32, ack, flags, window, area, payload)
+        data = segment_packet(self.local, self.remote, self.lport, self.rport,
+                              (self.iss + seq) & MASK32, ack, flags, window, area, payload)
         if flags & _ACK:
             self._acked()
         self._out.append(data)

@@ -354,15 +354,18 @@ class PathStats:
 class _Direction:
     """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
     where its packets arrive. Packets in flight mostly arrive in the order they were sent:
-    their events (arrival time, event order, this direction, packet) wait in ``in_flight``,
-    and only the first is in the network's heap (so the heap stays as small as the number of
-    paths and timers); a packet that would overtake the last one (jitter, reordering) is an
-    event in the heap of its own. Either way each packet arrives at its (time, order) place
-    among all events."""
+    they wait in ``in_flight`` as (arrival time, event order, packet), and only the first
+    one's event, (time, order, this direction), is in the network's heap (so the heap stays
+    as small as the number of paths and timers); a packet that would overtake the last one
+    (jitter, reordering) is an event in the heap of its own, (time, order, this direction,
+    packet). Either way each packet arrives at its (time, order) place among all events. A
+    packet in flight holds no reference to a tracked object: the collector stops tracking its
+    tuple at its first pass, instead of walking the tens of thousands in flight when thousands
+    of connections fill the paths' queues at every pass until they arrive."""
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
-        self.in_flight: deque[tuple[float, int, _Direction, bytes]] = deque()   # arrival events
+        self.in_flight: deque[tuple[float, int, bytes]] = deque()   # (arrival, order, packet)
         self.link_free_at = 0.0       # when the link finishes sending what is queued
         self.queued: deque[tuple[float, int]] = deque()   # (time it is on the wire, size)
         self.queued_bytes = 0
@@ -377,14 +380,17 @@ class _Direction:
                          self.reordered, self.duplicated)
 
     def arrive_event(self, event: tuple) -> None:
-        """The event of a packet arriving: when it was the first in flight, the next one
-        becomes the heap's event."""
+        """The event of a packet arriving: the first in flight (whose place the next one
+        then takes in the heap), or one that overtook them, which carries its packet."""
+        if len(event) == 4:
+            self.arrive(event[3])
+            return
         flight = self.in_flight
-        if flight and flight[0] is event:
-            flight.popleft()
-            if flight:
-                heappush(self.path.network._events, flight[0])
-        self.arrive(event[3])
+        packet = flight.popleft()[2]
+        if flight:
+            head = flight[0]
+            heappush(self.path.network._events, (head[0], head[1], self))
+        self.arrive(packet)
 
     def arrive(self, packet: bytes) -> None:
         """The packet reached the end of the path (unless it was cut meanwhile)."""
@@ -551,7 +557,7 @@ class Network:
         self.now = 0.0
         self.random = random.Random(seed)
         # (time, order, callback, args), a heap; an arrival is (time, order, _Direction, packet)
-        self._events: list[tuple[float, int, Any, Any]] = []
+        self._events: list[tuple[Any, ...]] = []   # (time, order, callback, args), see _Direction
         self._order = 0
         self._hosts: dict[bytes, _Host] = {}       # address -> _Host
         self._entries: list[_Host] = []    # the _Host of every host attached or woken
@@ -668,14 +674,14 @@ class Network:
     def _in_flight(self, direction: _Direction, when: float, packet: bytes) -> None:
         """``packet`` arrives at the end of ``direction`` at ``when`` (see _Direction)."""
         self._order += 1
-        event = (when, self._order, direction, packet)
+        order = self._order
         flight = direction.in_flight
         if flight and when < flight[-1][0]:       # it overtakes: an event of its own
-            heappush(self._events, event)
+            heappush(self._events, (when, order, direction, packet))
             return
-        flight.append(event)
-        if len(flight) == 1:
-            heappush(self._events, event)
+        flight.append((when, order, packet))
+        if len(flight) == 1:                      # the first in flight: its event
+            heappush(self._events, (when, order, direction))
 
     def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
         """Process events in time order until none are left, virtual time passes ``until``,

@@ -47,6 +47,17 @@ def ack_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: in
                             established.ack_area(tsval, tsecr, data_ack), b"")
 
 
+def segment_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
+                   window: int, area: bytes, payload: bytes) -> bytes:
+    """Any other segment the engine writes (handshakes, FINs, RSTs, ACKs with other options):
+    its options area already encoded (a multiple of 4 bytes, at most 40), ``build_segment``'s
+    checks and defaults."""
+    _check.exact_bytes("src", src)        # as the compiled twin, before anything else
+    _check.exact_bytes("dst", dst)
+    _check.exact_bytes("area", area)
+    return pk.build_segment(src, dst, sport, dport, seq, ack, flags, window, area, payload)
+
+
 # a header parse's PacketError reason -> its status code (codes 1-3 of errors.PARSE_STATUS)
 _PARSE_STATUS = {PARSE_STATUS[code][0]: code for code in (1, 2, 3)}
 

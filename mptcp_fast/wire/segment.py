@@ -7,7 +7,8 @@ lets a receiver skip what it does not understand).
 The reading is a byte-level hot path with two twins (pyx/mptcp_fast/wire/_segment_c.pyx,
 compiled, and mptcp_fast/wire/_segment_py.py): the usual established layout (timestamps + DSS) is decoded
 directly, anything else through the option codec. So is writing the two segments an
-established subflow sends most (``data_packet``, ``ack_packet``). The compiled twin reads into
+established subflow sends most (``data_packet``, ``ack_packet``), and any other with its
+options area given as bytes (``segment_packet``). The compiled twin reads into
 its own typed ``Incoming`` (the same fields), which the compiled engine reads as C fields;
 the pure ``Incoming`` is defined in _segment_common.py.
 """
@@ -22,7 +23,8 @@ from ..errors import PARSE_STATUS, PacketError
 if TYPE_CHECKING:
     from .._typing import BytesLike
 
-__all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet"]
+__all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet",
+           "segment_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
 STATUS = PARSE_STATUS
@@ -47,17 +49,21 @@ _impl: Any = None      # the active twin, _segment_c or _segment_py
 #             ssn, length, checksum, payload, start, end) -> bytes: a data segment with
 #             TS + DSS (ack and mapping) carrying payload[start:end], checksums written;
 # ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
-#             a pure ACK with TS + a DSS data ACK. The active twin's, set by _bind().
+#             a pure ACK with TS + a DSS data ACK;
+# segment_packet(src, dst, sport, dport, seq, ack, flags, window, area, payload) -> bytes:
+#             any other segment, its options area given as bytes. The active twin's, set by
+#             _bind().
 if TYPE_CHECKING:    # for type checkers: the pure twin's signatures (the compiled ones are alike)
-    from ._segment_py import ack_packet, data_packet
+    from ._segment_py import ack_packet, data_packet, segment_packet
 else:
-    data_packet = ack_packet = None
+    data_packet = ack_packet = segment_packet = None
 
 
 def _bind(impl: Any) -> None:
-    global _impl, data_packet, ack_packet
+    global _impl, data_packet, ack_packet, segment_packet
     _impl = impl
-    data_packet, ack_packet = impl.data_packet, impl.ack_packet
+    data_packet, ack_packet, segment_packet = impl.data_packet, impl.ack_packet, \
+        impl.segment_packet
 
 
 from .. import _backend as _backend_module  # noqa: E402

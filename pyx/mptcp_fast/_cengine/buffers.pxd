@@ -1,5 +1,6 @@
 # Types for the compiled build of mptcp_fast/engine/buffers.py (mptcp_fast._cengine.buffers).
 cimport cython
+from mf_gc cimport untrack as _untrack
 
 cdef long long _diff64(unsigned long long a, unsigned long long b)
 

@@ -11,7 +11,7 @@ cdef class Endpoint:
     cdef public object config, random, tokens, isn, cookies, counts, _read
     cdef public list addresses, _out, _timers
     cdef public set _own, listening
-    cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of, _ports_taken
+    cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of, _timed, _ports_taken
     cdef public tuple _port_range
     cdef public long half_open
     cdef public double now
@@ -26,6 +26,7 @@ cdef class Endpoint:
     cpdef list packets_to_send(self, double now)
     @cython.locals(timers=list, conn=Connection)
     cpdef get_timer(self)
+    @cython.locals(conn=Connection)
     cpdef handle_timer(self, double now)
     @cython.locals(conn=Connection, queue=list, at=Py_ssize_t)
     cpdef next_event(self)

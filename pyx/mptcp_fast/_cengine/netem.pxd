@@ -26,6 +26,7 @@ cdef class _Direction:
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
     cpdef arrive(self, object packet)
+    @cython.locals(head=tuple)
     cpdef arrive_event(self, tuple event)
 
 
@@ -39,7 +40,7 @@ cdef class Network:
     cdef public bint _owns_pcap
 
     cpdef _schedule(self, double when, object callback, object args)
-    @cython.locals(event=tuple)
+    @cython.locals(flight=object, order=cython.longlong)
     cpdef _in_flight(self, _Direction direction, double when, object packet)
     @cython.locals(events=list, event=tuple, when=double, horizon=double, processed=cython.longlong)
     cpdef double run(self, object until=*, object stop=*, object max_events=*)

@@ -1,5 +1,6 @@
 # Types for the compiled build of mptcp_fast/engine/rtt.py (mptcp_fast._cengine.rtt).
 cimport cython
+from mf_gc cimport untrack as _untrack
 
 @cython.final
 cdef class RttEstimator:

@@ -5,8 +5,9 @@ cimport cython
 from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller, Window
 from mptcp_fast._cengine.rtt cimport RttEstimator
-from mptcp_fast.wire._segment_c cimport Incoming, ack_packet, data_packet
+from mptcp_fast.wire._segment_c cimport Incoming, ack_packet, data_packet, segment_packet
 from mptcp_fast.wire._sender_c cimport DsnAllocator
+from mf_gc cimport untrack as _untrack
 
 
 cdef long long MASK32, _HALF32
@@ -29,7 +30,8 @@ cdef long long _diff32(long long a, long long b)
 
 
 @cython.final
-@cython.no_gc                         # leaves: bytes and numbers, never in a cycle
+@cython.no_gc                         # leaves: bytes and numbers, never in a cycle (ignored
+                                      # for a pure-mode class: its __init__ untracks it)
 cdef class Chunk:
     cdef public long long seq, end
     cdef public object data, dsn, checksum

@@ -19,7 +19,7 @@ cdef class Incoming:
     cdef public long malformed_options
 
 
-# the reader and the two writers, C calls from the compiled engine
+# the reader and the writers, C calls from the compiled engine
 cpdef object read(object data, long long number)
 cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
                         uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval,
@@ -29,3 +29,6 @@ cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, ui
 cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
                        uint32_t ack, uint16_t window, uint32_t tsval, uint32_t tsecr,
                        uint64_t data_ack)
+cpdef bytes segment_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                           uint32_t ack, uint8_t flags, uint16_t window, bytes area,
+                           object payload)

@@ -2,7 +2,7 @@
 """Compiled twin of mptcp_fast/wire/_segment_py.py: read one received packet for the engine.
 Same results and status codes; the packet layout and checksums are the C of mf_packet.pxd,
 the usual established options area (timestamps + DSS, mptcp_fast.wire.established) is decoded
-here, any other area by ``_segment_common.general_options`` (the option codec).
+here, any other area as ``_segment_common.general_options`` reads it (the option codec).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -18,9 +18,9 @@ from mf_csum cimport sum16, add16
 from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write, pk_write_check
 from mptcp_fast import _check
 from mptcp_fast.wire._packet_common import write_error             # the packet layer's errors
+from mptcp_fast.wire import _options_common as _opt
 from mptcp_fast.wire._options_common import Dss as _DssClass
-# any options area but the usual one: the codec's reading, shared with the pure twin
-from mptcp_fast.wire._segment_common import general_options
+from mptcp_fast.errors import OptionError
 from mptcp_fast.wire._options_c import parse_tcp_options   # this backend's codec
 
 
@@ -73,6 +73,39 @@ cdef object _dss(object data_ack, object dsn, object ssn, object length, object 
     _put(d, 6, checksum)
     _put(d, 7, False)
     return d
+
+
+cdef object _Timestamps = _opt.Timestamps, _Sack = _opt.Sack, _Mss = _opt.Mss
+cdef object _WindowScale = _opt.WindowScale, _SackPermitted = _opt.SackPermitted
+cdef object _Malformed = _opt.MalformedOption, _MptcpOption = _opt._MptcpOption
+
+
+cdef void _general_options(Incoming seg, object data, Py_ssize_t offset, Py_ssize_t length) except *:
+    """Any options area but the usual one, sorted into ``seg`` as the codec reads it: the pure
+    twin's ``_segment_common.general_options`` (handshakes, FINs, joins, SACKs), with the
+    option classes compared in C."""
+    cdef object o, kind
+    try:
+        found = parse_tcp_options(data, keep_malformed=True, offset=offset, length=length)
+    except OptionError:                   # the options area itself is broken: ignore it all
+        seg.malformed_options += 1
+        return
+    for o in found:
+        kind = type(o)
+        if kind is _Timestamps:
+            seg.tsval, seg.tsecr = o[0], o[1]
+        elif kind is _Sack:
+            seg.sack = o[0]
+        elif kind is _Mss:
+            seg.mss = o[0]
+        elif kind is _WindowScale:
+            seg.wscale = o[0]
+        elif kind is _SackPermitted:
+            seg.sack_permitted = True
+        elif kind is _Malformed:
+            seg.malformed_options += 1
+        elif isinstance(o, _MptcpOption):
+            seg.mptcp.append(o)
 
 
 cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remote,
@@ -143,7 +176,7 @@ cpdef object read(object data, long long number):
                 seg.mptcp.append(_dss(be64(o + 16), be64(o + 24), be32(o + 32), be16(o + 36),
                                       checksum))
             else:
-                general_options(seg, data, f.tcp + 20, olen, parse_tcp_options)
+                _general_options(seg, data, f.tcp + 20, olen)
         return seg
     finally:
         PyBuffer_Release(&view)
@@ -151,7 +184,8 @@ cpdef object read(object data, long long number):
 
 # ------------------------------------------------------------------------------------------
 # writing: the two segments an established subflow sends most, each one call from fields to a
-# checksummed packet (the pure twin composes wire.data_area / ack_area and build_segment)
+# checksummed packet (the pure twin composes wire.data_area / ack_area and build_segment), and
+# any other segment from its options area
 
 cdef object _packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
                     uint32_t ack, uint8_t flags, uint16_t window, const uint8_t* area,
@@ -225,3 +259,24 @@ cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uin
     area[12], area[13], area[14], area[15] = 30, 12, 0x20, 0x03
     put64(area + 16, data_ack)
     return _packet(src, dst, sport, dport, seq, ack, 0x10, window, area, 24, NULL, 0)
+
+
+cpdef bytes segment_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                           uint32_t ack, uint8_t flags, uint16_t window, bytes area,
+                           object payload):
+    """Any other segment the engine writes (handshakes, FINs, RSTs, ACKs with other options):
+    its options area already encoded (a multiple of 4 bytes, at most 40), the checks and
+    defaults of the pure twin's ``build_segment``."""
+    cdef Py_buffer body
+    if src is None or dst is None:        # their pointers are read (the pure twin's message)
+        _check.exact_bytes("src", src)
+        _check.exact_bytes("dst", dst)
+    if area is None:
+        _check.exact_bytes("area", area)
+    PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
+    try:
+        return _packet(src, dst, sport, dport, seq, ack, flags, window,
+                       <const uint8_t*><const char*>area, len(area),
+                       <const uint8_t*>body.buf, body.len)
+    finally:
+        PyBuffer_Release(&body)
