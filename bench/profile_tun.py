@@ -82,8 +82,9 @@ def main() -> int:
                        args.profile, "--"] + command
         child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if child.stdout.readline().strip() != "ready":
-            raise RuntimeError(child.stderr.read())
+        while (line := child.stdout.readline()).strip() != "ready":   # (py-spy says hello)
+            if not line:
+                raise RuntimeError(child.stderr.read())
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         child.stdin.write("go\n")
         child.stdin.flush()

@@ -73,6 +73,33 @@ MAX_PACKET = 65535 + 40                  # the largest IPv4 packet, or an IPv6 p
 QUEUE_LENGTH = 65536
 
 
+_HEAP_KEPT = False
+
+
+def _keep_heap() -> None:
+    """Stop glibc from giving the top of its heap back to the kernel after every 64 KiB.
+
+    With offload every read is a 64 KiB bytes object and the engine makes one per segment
+    it sends or takes: below glibc's mmap threshold (128 KiB) they come from the top of the
+    heap, and freeing them leaves more than M_TRIM_THRESHOLD (128 KiB) free there, so glibc
+    shrinks the heap with brk and grows it again for the next one: two system calls per
+    segment (brk was 5-9 % of the engine's loop in py-spy). A trim threshold of 64 MiB and a
+    top pad of 16 MiB keep those pages; the process keeps at most that much more memory.
+    Once per process, glibc only (mallopt; nothing elsewhere)."""
+    global _HEAP_KEPT
+    if _HEAP_KEPT:
+        return
+    _HEAP_KEPT = True
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad = -1, -2          # malloc.h
+    mallopt(m_trim_threshold, 64 << 20)
+    mallopt(m_top_pad, 16 << 20)
+
+
 class TunError(MptcpError, OSError):
     """The TUN device could not be made or configured; ``errno`` is the system's."""
 
@@ -161,8 +188,15 @@ class TunDevice:
             raise TunError(exc.errno, f"TUNSETIFF {name!r}: {exc.strerror}") from None
         self.fd = fd
         self.name = answer[:16].rstrip(b"\0").decode()
+        if offload:
+            _keep_heap()
         self._header = VNET_HDR_LEN if offload else 0
-        self._read_size = MAX_PACKET + self._header
+        # Without offload the kernel hands the device nothing larger than its MTU (it has no
+        # TSO to advertise, so it segments and fragments to the MTU first), and a read that
+        # asks for 64 KiB makes Python allocate 64 KiB for every 1500-byte packet (a malloc
+        # beyond pymalloc's, often a brk, then a shrink): ask for what can come. A packet
+        # larger than a read would be cut, so read_batch follows ``self.mtu`` (configure's).
+        self._read_size = MAX_PACKET + VNET_HDR_LEN
 
     # ------------------------------------------------------------------ set-up
     def configure(self, addresses: Iterable[str] = (), routes: Iterable[str] = (),
@@ -229,6 +263,7 @@ class TunDevice:
         fd, size, header = self.fd, self._read_size, self._header
         read = os.read
         if not header:
+            size = max(self.mtu, 1500)          # (see _open: no more can come)
             while len(out) < limit:
                 try:
                     out.append(read(fd, size))
