@@ -213,6 +213,28 @@ def test_an_endpoint_answers_a_verified_syn_with_a_partial_checksum(backend):
             assert endpoint.stats["dropped_checksum"] == 1
 
 
+@pytest.mark.parametrize("area", [
+    # Linux's data segment: TS + DSS, 32-bit data ACK, 64-bit DSN, no checksum, NOP NOP
+    "0101080a00000001000000021e16200d112233440102030405060708" "0a0b0c0d01000101",
+    "0101080a00000001000000021e16200dffffffffffffffffffffffff" "ffffffffffff0101",
+    "0101080a00000001000000021e16200d112233440102030405060708" "0a0b0c0d01000100",  # not NOPs
+    "0101080a00000001000000021e16201d112233440102030405060708" "0a0b0c0d01000101",  # DATA_FIN
+    # Linux's pure ACK: TS + DSS with a 32-bit data ACK
+    "0101080a00000001000000021e08200111223344",
+    "0101080a00000001000000021e08200311223344",                                    # ack64 bit
+])
+def test_read_segment_reads_linuxs_layouts_as_the_codec(on_both, area):
+    """The layouts the kernel sends most (read by the compiled reader's fast path) give
+    what the codec reads, on both twins."""
+    area = bytes.fromhex(area)
+    packet = pk.build_packet("198.18.0.1", "198.18.0.2", 1, 2, 3, 4, pk.ACK, 5, options=area,
+                             payload=b"x" * 256)
+    compiled, pure = on_both(lambda: read_segment(packet, 7))
+    assert _fields(compiled) == _fields(pure)
+    found = opt.parse_tcp_options(area, keep_malformed=True)
+    assert compiled.mptcp == [o for o in found if isinstance(o, opt._MptcpOption)]
+
+
 def _fields(seg):
     return {name: getattr(seg, name) for name in Incoming.__slots__}   # either twin's
 
