@@ -171,6 +171,70 @@ def test_read_segment_fast_path_agrees_with_the_codec(backend, area):
     assert (seg.tsval, seg.tsecr) == ((ts[0].tsval, ts[0].tsecr) if ts else (None, None))
 
 
+@pytest.mark.parametrize("v6", [False, True])
+def test_a_verified_read_takes_the_kernels_partial_checksum(backend, v6):
+    """A packet the local kernel made with its TCP checksum left to the device
+    (CHECKSUM_PARTIAL: the field holds the pseudo-header sum, not the checksum) reads as it is
+    when the host vouches for it; without that it is a bad checksum, and a damaged IPv4 header
+    is refused either way."""
+    from mptcp_fast.wire import segment
+    src, dst = ("2001:2::1", "2001:2::2") if v6 else ("198.18.0.1", "198.18.0.2")
+    payload = bytes(range(256)) * 6
+    packet = bytearray(pk.build_packet(src, dst, 1, 2, 3, 4, pk.ACK, 5, payload=payload))
+    where = (40 if v6 else 20) + 16
+    packet[where:where + 2] = (int.from_bytes(packet[where:where + 2], "big") ^ 0x5A5A) \
+        .to_bytes(2, "big")
+    read = segment.reader()
+    assert read(bytes(packet), 1) == 6                        # a bad TCP checksum
+    seg = read(memoryview(bytes(packet)), 1, True)
+    assert not isinstance(seg, int) and seg.payload == payload and seg.seq == 3
+    if not v6:
+        packet[8] ^= 1                                        # the TTL: the header's sum is off
+        assert read(bytes(packet), 1, True) == 5
+
+
+def test_an_endpoint_answers_a_verified_syn_with_a_partial_checksum(backend):
+    """Endpoint.receive_packet(verified=True): the listener answers the kernel's SYN whose
+    checksum field holds only the pseudo-header sum; unverified, the SYN is dropped."""
+    from mptcp_fast.engine import Endpoint
+    syn = bytearray(pk.build_packet("198.18.0.1", "198.18.0.2", 40000, 80, 1000, 0, pk.SYN,
+                                    64240, options=opt.encode_tcp_options([opt.Mss(1460)])))
+    syn[36:38] = b"\x12\x34"
+    for verified, answered in ((False, 0), (True, 1)):
+        endpoint = Endpoint(["198.18.0.2"])
+        endpoint.listen(80)
+        endpoint.receive_packets([bytes(syn)], 0.0, [verified])
+        out = endpoint.packets_to_send(0.0)
+        assert len(out) == answered
+        if answered:
+            reply = pk.parse_packet(out[0])
+            assert reply.flags == pk.SYN | pk.ACK and reply.ack == 1001
+        else:
+            assert endpoint.stats["dropped_checksum"] == 1
+
+
+@pytest.mark.parametrize("area", [
+    # Linux's data segment: TS + DSS, 32-bit data ACK, 64-bit DSN, no checksum, NOP NOP
+    "0101080a00000001000000021e16200d112233440102030405060708" "0a0b0c0d01000101",
+    "0101080a00000001000000021e16200dffffffffffffffffffffffff" "ffffffffffff0101",
+    "0101080a00000001000000021e16200d112233440102030405060708" "0a0b0c0d01000100",  # not NOPs
+    "0101080a00000001000000021e16201d112233440102030405060708" "0a0b0c0d01000101",  # DATA_FIN
+    # Linux's pure ACK: TS + DSS with a 32-bit data ACK
+    "0101080a00000001000000021e08200111223344",
+    "0101080a00000001000000021e08200311223344",                                    # ack64 bit
+])
+def test_read_segment_reads_linuxs_layouts_as_the_codec(on_both, area):
+    """The layouts the kernel sends most (read by the compiled reader's fast path) give
+    what the codec reads, on both twins."""
+    area = bytes.fromhex(area)
+    packet = pk.build_packet("198.18.0.1", "198.18.0.2", 1, 2, 3, 4, pk.ACK, 5, options=area,
+                             payload=b"x" * 256)
+    compiled, pure = on_both(lambda: read_segment(packet, 7))
+    assert _fields(compiled) == _fields(pure)
+    found = opt.parse_tcp_options(area, keep_malformed=True)
+    assert compiled.mptcp == [o for o in found if isinstance(o, opt._MptcpOption)]
+
+
 def _fields(seg):
     return {name: getattr(seg, name) for name in Incoming.__slots__}   # either twin's
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 try:
     import cython
@@ -290,7 +290,7 @@ class Endpoint:
         stats["packets_sent"] = self.packets_sent
         return stats
 
-    def receive_packet(self, data: BytesLike, now: float) -> None:
+    def receive_packet(self, data: BytesLike, now: float, verified: bool = False) -> None:
         """Take one whole IP packet (IPv4 or IPv6, from the IP header on) from the network.
 
         Never raises for the packet's content: a damaged packet (bad checksum, truncated,
@@ -301,13 +301,18 @@ class Endpoint:
             data: the packet, any bytes-like object.
             now: the current time, in seconds (any monotonic clock; the same one for
                 every call).
+            verified: the host vouches for the TCP checksum, which is then not summed (and
+                may hold the pseudo-header sum only): a packet the local kernel made and
+                handed over with its checksum left to the device (CHECKSUM_PARTIAL, which
+                Linux itself never verifies: skb_csum_unnecessary). Never for a packet that
+                crossed a wire.
         """
         self.now = now
         self._number += 1
         if cython.compiled:
-            found = read_packet(data, self._number)   # the C reader (endpoint.pxd cimports it)
-        else:
-            found = self._read(data, self._number)
+            found = read_packet(data, self._number, verified)   # the C reader (endpoint.pxd
+        else:                                                    # cimports it)
+            found = self._read(data, self._number, verified)
         if type(found) is int:                  # a status: the packet is dropped
             self.counts["dropped_" + segment.STATUS[found][0].replace(" ", "_")] += 1
             return
@@ -325,10 +330,16 @@ class Endpoint:
             return
         self._unplaced(seg, now)
 
-    def receive_packets(self, packets: Iterable[bytes], now: float) -> None:
-        """A batch of packets that arrived together."""
-        for data in packets:
-            self.receive_packet(data, now)
+    def receive_packets(self, packets: Iterable[BytesLike], now: float,
+                        verified: Sequence[bool] | None = None) -> None:
+        """A batch of packets that arrived together; ``verified``, when given, says per packet
+        what ``receive_packet``'s ``verified`` does (one flag for each packet, in order)."""
+        if verified is None:
+            for data in packets:
+                self.receive_packet(data, now, False)
+        else:
+            for data, good in zip(packets, verified):
+                self.receive_packet(data, now, good)
 
     def packets_to_send(self, now: float) -> list[bytes]:
         """Every packet the engine has to send now, as a list of whole IP packets (bytes):

@@ -32,12 +32,12 @@ import ipaddress
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable
 
 from ..engine import Config, Endpoint
+from .tun import TunDevice
 from ..engine import events as ev
 
 if TYPE_CHECKING:
     from .._typing import Address
     from ..engine.connection import Connection
-    from .tun import TunDevice
 
 __all__ = ["Stack", "MptcpStreamWriter", "open_connection", "start_server"]
 
@@ -298,6 +298,9 @@ class Stack:
         self._timer_at: float | None = None
         self._received_at = 0.0                          # when the device was last read
         self._closed = False
+        # a TunDevice reads with checksum flags and writes a batch in one call; any other
+        # object with read_batch() and write() will do too (a test's pipe)
+        self._tun = isinstance(device, TunDevice)
         self._loop.add_reader(device.fileno(), self._on_readable)
 
     # ------------------------------------------------------------------ the user's calls
@@ -363,9 +366,15 @@ class Stack:
 
     def _receive(self, now: float) -> None:
         self._received_at = now
-        packets = self.device.read_batch()
-        if packets:
-            self.endpoint.receive_packets(packets, now)
+        if self._tun:          # the kernel's own checksums are not summed again (read_batch)
+            verified: list[bool] = []
+            packets = self.device.read_batch(verified=verified)
+            if packets:
+                self.endpoint.receive_packets(packets, now, verified)
+        else:
+            packets = self.device.read_batch()
+            if packets:
+                self.endpoint.receive_packets(packets, now)
 
     def _poll(self) -> None:
         """The device and the timer, from inside any turn a millisecond after the last read.
@@ -414,9 +423,13 @@ class Stack:
             self._timer = self._loop.call_at(timer, self._on_timer) if timer is not None else None
 
     def _flush(self, now: float) -> None:
-        write = self.device.write
-        for packet in self.endpoint.packets_to_send(now):
-            write(packet)
+        packets = self.endpoint.packets_to_send(now)
+        if self._tun:
+            self.device.write_batch(packets)
+        else:
+            write = self.device.write
+            for packet in packets:
+                write(packet)
 
     def _push(self, writer: MptcpStreamWriter) -> None:
         self._wanting.add(writer)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from mptcp_fast.engine import events as ev
 
 if TYPE_CHECKING:
     # the modules, not their classes: in the compiled build these names are apps.pxd's cimports
-    from mptcp_fast._typing import Address
+    from mptcp_fast._typing import Address, BytesLike
     from mptcp_fast.engine import connection as _connection, endpoint as _endpoint
 
 __all__ = ["BulkApp", "pattern"]
@@ -116,9 +116,11 @@ class BulkApp:
         self.endpoint.receive_packet(data, now)
         self.run(now)
 
-    def receive_packets(self, packets: Iterable[bytes], now: float) -> None:
-        """A batch that arrived together (a TUN read): the application runs once after it."""
-        self.endpoint.receive_packets(packets, now)
+    def receive_packets(self, packets: Iterable[BytesLike], now: float,
+                        verified: Sequence[bool] | None = None) -> None:
+        """A batch that arrived together (a TUN read): the application runs once after it
+        (``verified``: Endpoint.receive_packets')."""
+        self.endpoint.receive_packets(packets, now, verified)
         self.run(now)
 
     def packets_to_send(self, now: float) -> list[bytes]:

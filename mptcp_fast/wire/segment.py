@@ -39,8 +39,9 @@ def read_segment(data: BytesLike, number: int = 0) -> Incoming:
     return found
 
 
-def reader() -> Callable[[BytesLike, int], Incoming | int]:
-    """The active twin's ``read(data, number)``: an Incoming, or a STATUS code (an int)."""
+def reader() -> Callable[..., Incoming | int]:
+    """The active twin's ``read(data, number, verified=False)``: an Incoming, or a STATUS code
+    (an int); ``verified`` skips the TCP checksum (the local stack vouched for the packet)."""
     return _impl.read
 
 

@@ -21,7 +21,7 @@ cdef class Endpoint:
     cdef public bint watch_send_space
 
     @cython.locals(sf=Subflow, seg=Incoming)
-    cpdef receive_packet(self, object data, double now)
+    cpdef receive_packet(self, object data, double now, bint verified=*)
     @cython.locals(conn=Connection, out=list)
     cpdef list packets_to_send(self, double now)
     @cython.locals(timers=list, conn=Connection)

@@ -58,14 +58,15 @@ cdef inline void _put(object fields, Py_ssize_t i, object value):
     PyTuple_SET_ITEM(fields, i, value)
 
 
-cdef object _dss(object data_ack, object dsn, object ssn, object length, object checksum):
-    """The Dss the codec returns for these fields (64-bit ack and DSN, no DATA_FIN), built
+cdef object _dss(object data_ack, object dsn, object ssn, object length, object checksum,
+                 bint ack64=True):
+    """The Dss the codec returns for these fields (a 64-bit DSN, no DATA_FIN), built
     without validation, as the pure twin's dss_ack / dss_map build it with tuple.__new__; here
     the tuple subclass's own allocator and the items set in place (tuple.__new__ called from C
     costs an argument tuple and a slice)."""
     cdef object d = PyType_GenericAlloc(_Dss, 8)
     _put(d, 0, data_ack)
-    _put(d, 1, True)
+    _put(d, 1, True if ack64 else False)
     _put(d, 2, dsn)
     _put(d, 3, dsn is not None)
     _put(d, 4, ssn)
@@ -125,7 +126,7 @@ cdef inline bint _is_ts(const uint8_t* p) noexcept nogil:
     return p[0] == 1 and p[1] == 1 and p[2] == 8 and p[3] == 10
 
 
-cpdef object read(object data, long long number):
+cpdef object read(object data, long long number, bint verified=False):
     cdef Py_buffer view
     cdef PacketLayout f
     cdef const uint8_t* d
@@ -148,7 +149,7 @@ cpdef object read(object data, long long number):
             if sum16(d, ihl, False) != 0xFFFF:
                 return 5
         t = d + f.tcp
-        if add16(~pk_tcp_checksum(d, &f) & 0xFFFF, be16(t + 16)) != 0xFFFF:
+        if not verified and add16(~pk_tcp_checksum(d, &f) & 0xFFFF, be16(t + 16)) != 0xFFFF:
             return 6
         seg = Incoming()
         seg.number = number
@@ -175,6 +176,18 @@ cpdef object read(object data, long long number):
                 seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
                 seg.mptcp.append(_dss(be64(o + 16), be64(o + 24), be32(o + 32), be16(o + 36),
                                       checksum))
+            elif olen == 36 and _is_ts(o) and o[12] == 30 and o[13] == 22 and o[14] == 0x20 \
+                    and o[15] == 0x0D and o[34] == 1 and o[35] == 1:
+                # Linux's data segment: TS + DSS with a 32-bit data ACK and a 64-bit DSN
+                # (flags A, M, m), no checksum, NOP NOP (net/mptcp/options.c)
+                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
+                seg.mptcp.append(_dss(be32(o + 16), be64(o + 20), be32(o + 28), be16(o + 32),
+                                      None, False))
+            elif olen == 20 and _is_ts(o) and o[12] == 30 and o[13] == 8 and o[14] == 0x20 \
+                    and o[15] == 0x01:
+                # Linux's pure ACK: TS + DSS with a 32-bit data ACK only
+                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
+                seg.mptcp.append(_dss(be32(o + 16), None, None, None, None, False))
             else:
                 _general_options(seg, data, f.tcp + 20, olen)
         return seg
