@@ -40,6 +40,16 @@ def test_live_checksums(backend, dsn, ssn, dll, payload, csum):
     assert not dss.verify_dss_checksum(dsn + 1, ssn, dll, payload, csum)
 
 
+@pytest.mark.parametrize("length", [10, 12, 14, 18, 20, 22, 1030, 65534])
+def test_a_run_of_ones_with_a_short_tail_keeps_its_carry(backend, length):
+    """0xFF bytes hold a 64-bit running sum at its largest: the last 2 to 6 bytes after the
+    wide words must still carry into it (a compiled sum once lost that carry: one low)."""
+    payload = b"\xff" * length
+    dsn, ssn = 2**64 - 1, 2**32 - 1
+    assert dss.dss_checksum(dsn, ssn, length, payload) == reference_checksum(dsn, ssn, length,
+                                                                              payload)
+
+
 def test_infinite_mapping_has_checksum_zero(backend):
     assert dss.dss_checksum(5, 1, 0, b"anything") == 0
 
