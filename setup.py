@@ -16,7 +16,8 @@ SHA-256/HMAC), at about half the compile time; MPTCP_FAST_CFLAGS=-O3 asks for th
 
 The build is parallel and, in place, incremental:
 - Cython translates the modules in build_ext (not each time pip reads this file), in one
-  process per core, and the C compiles run on as many threads, the largest module first.
+  process per core, and each module's C goes to one of as many compiler threads as soon as
+  it is written, the largest module first.
   The number of jobs: ``build_ext -j N``, else MPTCP_FAST_BUILD_JOBS, else every core this
   process may run on (pip passes no -j).
 - Built in place (``pip install -e .``, ``python setup.py build_ext --inplace``), a module whose
@@ -36,12 +37,16 @@ flags, after the project's (bench/sanitize.sh builds with AddressSanitizer and U
 import ast
 import glob
 import importlib.util
+import multiprocessing
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import sysconfig
+import threading
+
+from concurrent.futures import ThreadPoolExecutor
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -146,6 +151,85 @@ def build_jobs() -> int:
         return os.cpu_count() or 1
 
 
+class _Translations:
+    """Cython's translation of ``extensions``, in order, by ``jobs`` forked worker processes
+    (Cython is not thread-safe); ``wait(name)`` gives a module's C file once it is written.
+    Forked, a worker finds the extensions and ``translate`` (cythonize, or whatever wraps it)
+    in the memory it was forked from: only names, paths and error texts cross between the
+    processes, nothing is pickled that could not be. Where fork is not available, all are
+    translated here, one after another, before the compiles start."""
+
+    def __init__(self, extensions: list, jobs: int, translate) -> None:
+        self._done: dict = {}                 # name: (C file, None) or (None, error text)
+        self._ready = threading.Condition()
+        self._workers: list = []
+        names = {ext.name: ext for ext in extensions}
+
+        def one(name):
+            ext = names[name]
+            try:
+                (translated,) = translate(
+                    [ext], compiler_directives=_directives(name), quiet=True,
+                    include_path=["pyx"], shared_utility_qualified_name=SHARED_UTILITY,
+                    # stale by the record, whatever the times say (a new Cython or new
+                    # directives leave the .c newer than its source)
+                    force=True)
+                return translated.sources[0], None
+            except BaseException as exc:      # reported where the module is waited for
+                return None, f"{type(exc).__name__}: {exc}"
+
+        if "fork" not in multiprocessing.get_all_start_methods():
+            self._done = {name: one(name) for name in names}
+            return
+        context = multiprocessing.get_context("fork")
+        tasks, results = context.SimpleQueue(), context.SimpleQueue()
+
+        def work():
+            for name in iter(tasks.get, None):
+                results.put((name, *one(name)))
+
+        for name in names:
+            tasks.put(name)
+        for _ in range(jobs):
+            tasks.put(None)
+        # every worker forked before this process starts a thread
+        self._workers = [context.Process(target=work, daemon=True) for _ in range(jobs)]
+        for worker in self._workers:
+            worker.start()
+        self._results, self._expected = results, len(names)
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        for _ in range(self._expected):
+            name, generated, error = self._results.get()
+            with self._ready:
+                self._done[name] = (generated, error)
+                self._ready.notify_all()
+
+    def wait(self, name: str) -> str:
+        """The C file of module ``name``, once written; its error if Cython refused it."""
+        idle = 0                              # half-seconds since the last worker ended
+        with self._ready:
+            while name not in self._done:
+                if self._workers and not any(worker.is_alive() for worker in self._workers):
+                    idle += 1                 # (its last result may still be on its way)
+                    if idle > 10:
+                        raise RuntimeError(f"{name}: Cython's worker processes ended without it")
+                self._ready.wait(0.5)
+            generated, error = self._done[name]
+        if error is not None:
+            raise RuntimeError(f"{name}: {error}")
+        return generated
+
+    def close(self) -> None:
+        """End the workers: done by now, or stopped where the build failed half-way."""
+        for worker in self._workers:
+            worker.join(timeout=1)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+
+
 def _drop_stale_c(sources: list) -> None:
     """Delete a generated .c file older than any declaration file (.pxd, .h) under pyx/:
     Cython does not see every cimport of the engine's pure-mode sources, and a module compiled
@@ -213,7 +297,7 @@ class BuildExt(build_ext):
             if os.path.exists(record):
                 os.remove(record)
             try:
-                self.extensions = self._translate(to_build)
+                self.extensions = to_build    # translated and compiled in build_extensions
                 # every module here is stale by the record: compiled even where its files'
                 # times say current (setuptools compares the .so with the .c, which misses
                 # a change of flags, of Cython, or of the shared utility module)
@@ -241,30 +325,34 @@ class BuildExt(build_ext):
         return {ext.name for ext in self.extensions
                 if ext.name in current and os.path.exists(self._paths(ext)[1])}
 
-    def _translate(self, extensions: list) -> list:
-        """Cython's C for ``extensions``, one process per job, largest module first."""
+    def build_extensions(self):
+        """Translate and compile at once (setuptools' run() calls this once the compiler is
+        set up): Cython translates in ``jobs`` processes, the largest source first, and each
+        module's C goes to one of ``jobs`` compiler threads as soon as it is written, so no
+        core waits for the last translation before the compiles start."""
         from Cython.Build import cythonize
-        ours = [ext for ext in extensions if ext.name != SHARED_UTILITY]
+        self.check_extensions_list(self.extensions)
+        ours = [ext for ext in self.extensions if ext.name != SHARED_UTILITY]
         _drop_stale_c([ext.sources[0] for ext in ours])
-        if len(ours) < len(extensions):
+        if len(ours) < len(self.extensions):
             subprocess.run([sys.executable, "-m", "cython", f"--generate-shared={SHARED_UTILITY_C}"],
                            check=True)
-        jobs = os.cpu_count() if self.parallel is True else int(self.parallel)
-        for directives in (DIRECTIVES, ENGINE_DIRECTIVES):
-            group = [ext for ext in ours if _directives(ext.name) is directives]
-            if group:
-                translated = cythonize(group, compiler_directives=directives, quiet=True,
-                                       include_path=["pyx"], nthreads=jobs if jobs > 1 else 0,
-                                       force=True,    # stale by the record, whatever the
-                                       # times say (a new Cython or new directives leave the
-                                       # .c newer than its source)
-                                       shared_utility_qualified_name=SHARED_UTILITY)
-                c_sources = {ext.name: ext.sources for ext in translated}
-                for ext in group:         # setuptools keeps its own notes on these objects
-                    ext.sources = c_sources[ext.name]
-        # the thread pool takes them in this order: the longest compiles first, so no long one
-        # is left to run alone at the end
-        return sorted(extensions, key=lambda ext: -os.path.getsize(ext.sources[0]))
+        jobs = os.cpu_count() if self.parallel is True else max(1, int(self.parallel or 1))
+        # the longest first, so no long one is left to run alone at the end
+        order = sorted(self.extensions, key=lambda ext: -os.path.getsize(ext.sources[0]))
+        translations = _Translations([ext for ext in order if ext.name != SHARED_UTILITY], jobs,
+                                     cythonize)
+        try:
+            with ThreadPoolExecutor(jobs) as compilers:
+                def build(ext):
+                    if ext.name != SHARED_UTILITY:
+                        ext.sources = [translations.wait(ext.name)]
+                    self.build_extension(ext)
+
+                for done in [compilers.submit(build, ext) for ext in order]:
+                    done.result()
+        finally:
+            translations.close()
 
     def _paths(self, ext) -> tuple:
         """(where the build writes ``ext``, where it goes in place)."""

@@ -295,26 +295,28 @@ def test_a_current_build_compiles_nothing_and_an_edit_recompiles_only_its_module
 
 # setup.py with Cython's translation and the compiler replaced by recorders: which modules
 # would be translated and compiled, and whether forced past the files' times (an empty .c
-# stands for each translation).
+# stands for each translation; translations run in the build's worker processes, so they
+# are recorded in a file, a line each).
 RECORDED_BUILD = """
-import json, runpy, sys
+import json, os, runpy, sys
 import Cython.Build
 from setuptools.command import build_ext
-seen = {"translated": [], "compiled": []}
+compiled = []
 def cythonize(extensions, **options):
     for ext in extensions:
         generated = ext.sources[0].rsplit(".", 1)[0] + ".c"
         open(generated, "w").close()
         ext.sources = [generated]
-        seen["translated"].append([ext.name, options.get("force")])
+        with open(os.environ["TRANSLATIONS"], "a") as f:
+            f.write(json.dumps([ext.name, options.get("force")]) + chr(10))
     return extensions
 def build_extension(self, ext):
-    seen["compiled"].append([ext.name, bool(self.force)])
+    compiled.append([ext.name, bool(self.force)])
 Cython.Build.cythonize = cythonize
 build_ext.build_ext.build_extension = build_extension
 sys.argv[0] = "setup.py"
 runpy.run_path("setup.py", run_name="__main__")
-print("SEEN", json.dumps(seen))
+print("COMPILED", json.dumps(compiled))
 """
 
 
@@ -324,16 +326,20 @@ def test_new_build_settings_rebuild_every_module_whatever_the_file_times_say(tmp
     compiled again (setuptools' own check compares times, and would have called them current)."""
     root = _tree_to_build(tmp_path)
     _require_settings_of_this_build(root)
-    env = {**os.environ, "MPTCP_FAST_BUILD_JOBS": "2", "MPTCP_FAST_CFLAGS": "-DMPTCP_FAST_NEW"}
+    translations = tmp_path / "translations"
+    env = {**os.environ, "MPTCP_FAST_BUILD_JOBS": "2", "MPTCP_FAST_CFLAGS": "-DMPTCP_FAST_NEW",
+           "TRANSLATIONS": str(translations)}
     done = subprocess.run([sys.executable, "-c", RECORDED_BUILD, "build_ext", "--inplace"],
                           cwd=str(root), env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _summary(done.stderr) == \
         f"mptcp_fast: {MODULES} compiled modules, 0 current, {MODULES} to build (2 jobs)"
-    seen = json.loads(done.stdout.split("SEEN ", 1)[1])
-    compiled = dict(seen["compiled"])
-    assert len(seen["compiled"]) == len(compiled) == MODULES and all(compiled.values())
-    translated = dict(seen["translated"])              # all but the shared utility module
+    seen = json.loads(done.stdout.split("COMPILED ", 1)[1])
+    compiled = dict(seen)
+    assert len(seen) == len(compiled) == MODULES and all(compiled.values())
+    lines = [json.loads(line) for line in translations.read_text().splitlines()]
+    translated = dict(lines)                           # all but the shared utility module
+    assert len(lines) == len(translated)
     assert set(translated) == set(compiled) - {"mptcp_fast._cyutility"}
     assert all(translated.values())
 
