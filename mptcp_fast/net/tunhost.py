@@ -21,14 +21,13 @@ of a packet that returns the packet to deliver instead (edited) or None (dropped
 from __future__ import annotations
 
 import heapq
+import inspect
 import random
 import select
 import time
 from dataclasses import dataclass
 
 from .. import _check
-from ..engine import Endpoint
-from ..sim.apps import BulkApp
 from ..wire import packet as pk
 from .tun import TunDevice
 
@@ -52,6 +51,14 @@ class Impairment:
     busy_until: tuple = (0.0, 0.0)   # when the link is free again: (outbound, inbound)
 
 
+def _takes_checksum_flags(app) -> bool:
+    """Whether ``app.receive_packets`` takes the device's checksum flags (``verified``)."""
+    try:
+        return "verified" in inspect.signature(app.receive_packets).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 class TunHost:
     """See the module text."""
 
@@ -65,10 +72,11 @@ class TunHost:
         #                                                           direction, packet)
         self._order = 0
         self._batch = getattr(app, "receive_packets", None)
-        # the engine's own faces take a TunDevice's checksum flags (TunDevice.read_batch);
-        # any other device with read_batch() and write() will do too (a test's pipe)
+        # an application whose receive_packets takes a TunDevice's checksum flags
+        # (TunDevice.read_batch: an Endpoint, the emulator's BulkApp) gets them; any other
+        # device with read_batch() and write() will do too (a test's pipe)
         self._tun = isinstance(device, TunDevice)
-        self._flags = self._tun and isinstance(app, (Endpoint, BulkApp))
+        self._flags = self._tun and _takes_checksum_flags(app)
         self.rewrite_inbound = None         # packet -> packet or None (see the module text)
         self.rewrite_outbound = None
         self._poll = select.poll()
