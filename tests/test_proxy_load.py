@@ -47,13 +47,15 @@ def test_connections_that_end_early_leave_no_memory_behind():
     """The server reads 64 KiB of each of 100 connections (1 MiB each) and closes: once the
     proxy gave them up (10 s) and collected them (every 10 s), its RSS is back within a few
     MiB of where it started (it kept ~1.3 MB per connection for ever). At the peak it holds
-    about a third of a MiB per connection (the MPTCP writers' and the engine's buffers; 34 MiB
-    above the start measured, 52 when each client also had a StreamReader)."""
+    a fifth to a third of a MiB per connection (the MPTCP writers' and the engine's buffers: 19
+    MiB above the start measured once the TUN path stopped copying the kernel's packets, 34
+    before, 52 when each client also had a StreamReader); the peak check only shows that the
+    bytes went through it."""
     rounds, printed = _load("--engine", "userspace", "--clients", "100", "--size", "1M",
                             "--close-after", "65536", "--settle", "24")
     result = rounds[0]
     assert result["exact"] == 0 and result["short"] + result["failed"] == 100
-    assert result["peak_rss_mib"] > result["rss_start_mib"] + 20     # it did hold the bytes
+    assert result["peak_rss_mib"] > result["rss_start_mib"] + 10     # it did hold the bytes
     assert result["rss_after_mib"] <= result["rss_start_mib"] + 12, printed
     assert "traceback" not in printed
 
