@@ -328,3 +328,18 @@ class StreamApp:
         if conn.id in self.closing and not backlog:
             conn.close()
             self.ledger.record_close(conn)
+
+
+def count_connection_visits(monkeypatch) -> dict:
+    """{id(connection): calls} of the pure engine's per-connection work (flush, next_timer,
+    handle_timer, next_event), counted from now on: who the endpoint visited."""
+    from mptcp_fast.engine import connection
+    visits: dict[int, int] = {}
+    for name in ("flush", "next_timer", "handle_timer", "next_event"):
+        method = getattr(connection.Connection, name)
+
+        def counted(self, *args, _method=method, **kwargs):
+            visits[id(self)] = visits.get(id(self), 0) + 1
+            return _method(self, *args, **kwargs)
+        monkeypatch.setattr(connection.Connection, name, counted)
+    return visits

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 
+from enginenet import count_connection_visits
 from mptcp_fast.net import aio
 
 A, B = "198.18.0.1", "198.18.0.2"
@@ -173,17 +174,9 @@ def test_a_turn_of_the_stack_visits_only_the_connections_with_something_to_do(mo
     the emulator's application): the stacks work from connections_with_events and
     connections_with_send_space."""
     from mptcp_fast import _backend
-    from mptcp_fast.engine import connection
 
     idle_count, size = 30, 1 << 20
-    visits: dict[int, int] = {}
-    for name in ("flush", "next_timer", "handle_timer", "next_event"):
-        method = getattr(connection.Connection, name)
-
-        def counted(self, *args, _method=method, **kwargs):
-            visits[id(self)] = visits.get(id(self), 0) + 1
-            return _method(self, *args, **kwargs)
-        monkeypatch.setattr(connection.Connection, name, counted)
+    visits = count_connection_visits(monkeypatch)
     fed: dict[int, int] = {}
     feed = aio.MptcpStreamWriter._feed
 

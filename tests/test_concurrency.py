@@ -12,7 +12,7 @@ from mptcp_fast.engine import Config, Endpoint, RandomSource, events as ev
 from mptcp_fast.sim.apps import BulkApp
 from mptcp_fast.sim.netem import Network
 
-from enginenet import C0, C1, PORT, S0
+from enginenet import C0, C1, PORT, S0, count_connection_visits
 
 IDLE = 30
 SIZE = 1 << 20
@@ -61,15 +61,7 @@ def test_the_engine_does_not_visit_idle_connections(monkeypatch):
     that had input or a timer due: while one connection moves a MiB, none of the idle ones
     is flushed, asked for its timer, has a timer run or is asked for an event (the pure
     engine's methods counted; the compiled one takes the same course)."""
-    from mptcp_fast.engine import connection
-    visits: dict[int, int] = {}
-    for name in ("flush", "next_timer", "handle_timer", "next_event"):
-        method = getattr(connection.Connection, name)
-
-        def counted(self, *args, _method=method, **kwargs):
-            visits[id(self)] = visits.get(id(self), 0) + 1
-            return _method(self, *args, **kwargs)
-        monkeypatch.setattr(connection.Connection, name, counted)
+    visits = count_connection_visits(monkeypatch)
     with _backend.use("python"):
         net, client, server = _pair()
         idle = [client.open((S0, PORT), 0.0) for _ in range(IDLE)]

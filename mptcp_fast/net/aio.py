@@ -32,7 +32,7 @@ import ipaddress
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable
 
 from ..engine import Config, Endpoint
-from .tun import TunDevice
+from .tun import TunDevice, write_packets
 from ..engine import events as ev
 
 if TYPE_CHECKING:
@@ -423,13 +423,7 @@ class Stack:
             self._timer = self._loop.call_at(timer, self._on_timer) if timer is not None else None
 
     def _flush(self, now: float) -> None:
-        packets = self.endpoint.packets_to_send(now)
-        if self._tun:
-            self.device.write_batch(packets)
-        else:
-            write = self.device.write
-            for packet in packets:
-                write(packet)
+        write_packets(self.device, self.endpoint.packets_to_send(now))
 
     def _push(self, writer: MptcpStreamWriter) -> None:
         self._wanting.add(writer)

@@ -419,3 +419,14 @@ def kernel_endpoints_on(device: str, netns: str | None = None) -> list[str]:
         return []
     return [line.split()[0] for line in shown.splitlines()
             if f" dev {device} " in f" {line} " and line.split()]
+
+
+def write_packets(device, packets) -> None:
+    """``packets`` to ``device``: a TunDevice's write_batch, else its write() once each (any
+    device with write(), a test's pipe)."""
+    if isinstance(device, TunDevice):
+        device.write_batch(packets)
+    else:
+        write = device.write
+        for packet in packets:
+            write(packet)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from .. import _check
 from ..wire import packet as pk
-from .tun import TunDevice
+from .tun import TunDevice, write_packets
 
 __all__ = ["TunHost", "TunBridge", "Impairment"]
 
@@ -215,12 +215,7 @@ class TunHost:
             outbound = self._filter(outbound, False, now)
         if outbound_late:
             outbound = outbound_late + outbound
-        if self._tun:
-            self.device.write_batch(outbound)
-        else:
-            write = self.device.write
-            for packet in outbound:
-                write(packet)
+        write_packets(self.device, outbound)
 
     def run(self, until=None, timeout: float | None = None) -> bool:
         """Turn until ``until()`` is true (True) or ``timeout`` seconds pass (False)."""
