@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from mptcp_fast.wire._receiver_py import SubflowReceiver
 
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
-    from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, _diff32
+    from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT,
+                          _diff32, _earlier)
 
 __all__ = ["Connection"]
 
@@ -1496,16 +1497,11 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def next_timer(self):
         best = None
         for sf in self.subflows:
-            t = sf.next_timer()
-            if t is not None and (best is None or t < best):
-                best = t
-        for t in (self.fin_at, self.persist_at, self.retrans_at):
-            if t is not None and (best is None or t < best):
-                best = t
-        t = self.pm.next_timer()                      # an ADD_ADDR due
-        if t is not None and (best is None or t < best):
-            best = t
-        return best
+            best = _earlier(best, sf.next_timer())
+        best = _earlier(best, self.fin_at)
+        best = _earlier(best, self.persist_at)
+        best = _earlier(best, self.retrans_at)
+        return _earlier(best, self.pm.next_timer())   # an ADD_ADDR due
 
     def handle_timer(self, now: float) -> None:
         for sf in list(self.subflows):

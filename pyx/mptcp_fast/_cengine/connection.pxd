@@ -11,7 +11,8 @@ from mptcp_fast._cengine.cc cimport Controller
 from mptcp_fast._cengine.fallback cimport Fallback
 from mptcp_fast._cengine.pathmanager cimport PathManager
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
-                                          TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32)
+                                          TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32,
+                                          _earlier)
 from mptcp_fast.wire._segment_c cimport Incoming
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 

@@ -27,6 +27,7 @@ cpdef enum:                           # the TCP states: subflow.py's names, its 
 
 cdef long _FIN, _SYN, _RST, _PSH, _ACK
 cdef long long _diff32(long long a, long long b)
+cdef object _earlier(object a, object b)
 
 
 @cython.final
