@@ -530,6 +530,10 @@ class _Proxy:
         args = self.args
         listener = self._listener()
         try:
+            listener.setblocking(False)
+            self.loops = [_Loop(self, listener) for _ in range(_loops())]
+            for loop in self.loops:
+                loop.start()
             if args.json:
                 print(json.dumps({"event": "listening", "command": "proxy",
                                   "listen": args.listen, "to": args.to,
@@ -538,10 +542,6 @@ class _Proxy:
             else:
                 print(f"proxy ({args.direction}, {args.engine}): {args.listen} -> {args.to}",
                       flush=True)
-            listener.setblocking(False)
-            self.loops = [_Loop(self, listener) for _ in range(_loops())]
-            for loop in self.loops:
-                loop.start()
             poller = select.poll()
             poller.register(self.done, select.POLLIN)
             while not poller.poll(TRIM_EVERY * 1000):
