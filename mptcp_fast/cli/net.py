@@ -466,17 +466,15 @@ FEED_LIMIT = 1 << 20        # bytes the MPTCP writer may hold not yet taken befo
                             # TCP side stops being read (aio.WRITE_LIMIT: what drain() allows)
 
 
-class _TcpSide(asyncio.BufferedProtocol):
-    """The proxy's plain TCP connection, without a StreamReader: what arrives is read into one
-    buffer (``recv_into``) and written from there to the MPTCP writer, which keeps its own
-    copy. With a StreamReader each chunk was copied three times more (a fresh bytes per recv,
-    into the reader's buffer, out of it) and woke a task per read. Reading pauses while the
+class _TcpSide(asyncio.Protocol):
+    """The proxy's plain TCP connection, without a StreamReader: each chunk asyncio reads
+    (a bytes object, up to 256 KiB per ``recv``) is handed to the MPTCP writer as it is,
+    which keeps that object rather than a copy. With a StreamReader each chunk was copied
+    twice more (into the reader's buffer, out of it) and woke a task per read; reading into
+    one reused buffer (BufferedProtocol) made the writer copy every chunk out of it. Reading pauses while the
     MPTCP writer holds more than FEED_LIMIT bytes the connection has not taken (its receive
     window then closes on the client, as with drain()). It is also the writing half (the
     methods of asyncio.StreamWriter that the proxy uses) for the other direction."""
-
-    _view = memoryview(bytearray(CHUNK))    # one for every connection: a chunk is handed on
-                                            # before the loop reads anything else
 
     transport: Any                          # asyncio's socket transport, once connected
     _target: Any                            # the MPTCP writer fed
@@ -498,17 +496,14 @@ class _TcpSide(asyncio.BufferedProtocol):
         transport.pause_reading()           # until the other side is open (pipe_to)
         self._started(self)
 
-    def get_buffer(self, sizehint: int):
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
         target = self._target
         try:
-            target.write(self._view[:nbytes])
+            target.write(data)              # (bytes: the writer keeps them, no copy)
         except (ConnectionError, RuntimeError):
             self._end(reset=True)           # the other side is gone: so is this one
             return
-        self._moved += nbytes
+        self._moved += len(data)
         self._watch.sample()
         if target.get_write_buffer_size() > FEED_LIMIT:
             self.transport.pause_reading()
