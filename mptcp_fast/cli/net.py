@@ -187,12 +187,14 @@ def _subflows(writer) -> list:
 
 class _SubflowWatch:
     """The most subflows a connection had, sampled while data moves (at most every 50 ms):
-    by the end the kernel may have closed them already."""
+    by the end the kernel may have closed them already. ``first_after``: seconds before the
+    first look (the proxy's 50 ms: a short connection is looked at once, as it ends, by
+    ``sample(force=True)``, not also at its first bytes)."""
 
-    def __init__(self, writer):
+    def __init__(self, writer, first_after: float = 0.0):
         self.writer = writer
         self.best = []
-        self._next = 0.0
+        self._next = time.monotonic() + first_after if first_after else 0.0
 
     def sample(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -690,7 +692,7 @@ async def _proxy(args) -> int:
         for writer in (client_writer, out_writer):
             _bound_unsent(writer)
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
-        watch = _SubflowWatch(mptcp_writer)
+        watch = _SubflowWatch(mptcp_writer, first_after=0.05)
         upward = client_reader.pipe_to(out_writer, watch) if isinstance(client_reader, _TcpSide) \
             else _pipe(client_reader, out_writer, watch)
         up, down = await asyncio.gather(upward, _pipe(out_reader, client_writer, watch))
