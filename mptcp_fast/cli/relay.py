@@ -19,8 +19,10 @@ and Linux wakes the epoll entry again when that changes (new data, a FIN, room f
 send buffer after a send was refused), so no ``epoll_ctl`` is made after the registration.
 
 A direction starts by copying (``recv_into`` one buffer the loop keeps, ``send``): a 64-byte
-request costs two system calls and no pipe. A direction that fills the whole buffer in one
-read is a bulk transfer and moves on to ``os.splice`` through a pipe of its own (Linux: the
+request costs two system calls and no pipe. A direction that has carried ``SPLICE_AFTER``
+bytes is a bulk transfer and moves on to ``os.splice`` through a pipe of its own (whether one
+read fills the buffer is no test: a loop that keeps up reads each of loopback's 64 KB
+segments as it comes, a little less than 64 KiB, and stayed copying; Linux: the
 pages of the received segments handed to the other socket without a copy into the process;
 MPTCP sockets take part as any TCP socket does), unless ``MPTCP_FAST_RELAY=copy``. Pipes are
 kept by the loop for the next bulk direction.
@@ -58,7 +60,8 @@ from ..net import kernel
 
 __all__ = ["run_proxy"]
 
-COPY_CHUNK = 1 << 16        # a copying direction's read; one that fills it moves to splice
+COPY_CHUNK = 1 << 16        # a copying direction's read at most
+SPLICE_AFTER = 1 << 16      # bytes a direction copies before it moves on to splice
 CHUNK = 1 << 18             # bytes one splice moves at most (the pipe's size)
 SPARE_PIPES = 16            # empty pipes a loop keeps for its next bulk directions
 ACCEPTS_PER_WAKE = 32       # clients one loop accepts before it looks at its connections
@@ -147,7 +150,7 @@ class _Pump:
             return
         self.moved += n
         src.relay.sample()
-        if n == COPY_CHUNK and _SPLICE:             # a bulk transfer: splice from now on
+        if self.moved >= SPLICE_AFTER and _SPLICE:  # a bulk transfer: splice from now on
             self.pipe = loop.take_pipe()
         data = loop.view[:n]
         sent = 0
