@@ -193,7 +193,7 @@ class _SubflowWatch:
 
     def __init__(self, writer, first_after: float = 0.0):
         self.writer = writer
-        self.best = []
+        self.best: list = []
         self._next = time.monotonic() + first_after if first_after else 0.0
 
     def sample(self, force: bool = False) -> None:
