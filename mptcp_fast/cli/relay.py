@@ -7,7 +7,8 @@ module's first form) moved bytes fast but paid for every short connection in thr
 the accept loop handed each connection to a worker, which handed the other direction to a
 second one, and the kernel spent its time switching between them.
 
-Here a small fixed number of loop threads (``LOOPS``, one per core by default) each run an
+Here a small fixed number of loop threads (one per core, at most 4;
+``MPTCP_FAST_RELAY_LOOPS`` sets it) each run an
 ``epoll`` loop over non-blocking sockets, and every step of a connection happens on the loop
 that accepted it: the accept, the non-blocking ``connect`` of the other side, the bytes, the
 close. No thread is started or woken per connection. The loops share the listener with
@@ -20,12 +21,12 @@ send buffer after a send was refused), so no ``epoll_ctl`` is made after the reg
 
 A direction starts by copying (``recv_into`` one buffer the loop keeps, ``send``): a 64-byte
 request costs two system calls and no pipe. A direction that has carried ``SPLICE_AFTER``
-bytes is a bulk transfer and moves on to ``os.splice`` through a pipe of its own (whether one
-read fills the buffer is no test: a loop that keeps up reads each of loopback's 64 KB
-segments as it comes, a little less than 64 KiB, and stayed copying; Linux: the
+bytes is a bulk transfer and moves on to ``os.splice`` through a pipe of its own (Linux: the
 pages of the received segments handed to the other socket without a copy into the process;
 MPTCP sockets take part as any TCP socket does), unless ``MPTCP_FAST_RELAY=copy``. Pipes are
-kept by the loop for the next bulk direction.
+kept by the loop for the next bulk direction. (Whether one read fills the buffer is no test
+of a bulk transfer: a loop that keeps up reads each of loopback's 64 KB segments as it
+arrives, a little less than 64 KiB, and such a transfer stayed copying.)
 
 What the proxy does is the asyncio proxy's (``net._proxy``), which still runs the userspace
 engine: a half-close is carried over (``shutdown(SHUT_WR)``: a FIN, or a DATA_FIN on MPTCP,
