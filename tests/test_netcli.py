@@ -652,7 +652,11 @@ def _line_within(stream, seconds: float):
 
 def _early_closing_server(ns, address: str, port: int, read: int, connections: int):
     """A kernel MPTCP server in ``ns`` that reads ``read`` bytes of each connection and then
-    closes it, unread bytes and all (as a server that has seen enough of a request does)."""
+    closes it, unread bytes and all (as a server that has seen enough of a request does). It
+    closes once more bytes wait unread: Linux answers a close with unread data with a reset
+    (MP_FASTCLOSE on MPTCP), a close with an empty receive queue with a clean DATA_FIN, and
+    which one a close at an arbitrary moment meets is a race with the arriving segments."""
+    import select
     import threading
     with ns.entered():
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
@@ -668,6 +672,7 @@ def _early_closing_server(ns, address: str, port: int, read: int, connections: i
                     got = 0
                     while got < read and (chunk := sock.recv(min(1 << 16, read - got))):
                         got += len(chunk)
+                    select.select([sock], [], [], 5)         # more bytes wait, unread
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return thread
