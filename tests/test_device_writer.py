@@ -51,3 +51,18 @@ def test_small_batches_are_written_at_once_without_a_thread():
     writer.write_batch([])
     assert device.threads == {threading.current_thread().name}
     writer.close()
+
+
+def test_a_caller_waits_while_the_queue_holds_its_limit():
+    """A device slower than the engine: the queue holds at most MAX_QUEUED_BYTES and one batch
+    more (the caller then waits for the thread), not everything the caller ever handed over."""
+    device = SlowDevice()
+    writer = DeviceWriter(device)             # type: ignore[arg-type]
+    batch_size = sum(map(len, _batch(0, large=True)))
+    most = 0
+    for i in range(3 * DeviceWriter.MAX_QUEUED_BYTES // batch_size):
+        writer.write_batch(_batch(i, large=True))
+        most = max(most, writer._queued_bytes)
+    writer.close()
+    assert DeviceWriter.MAX_QUEUED_BYTES < most <= DeviceWriter.MAX_QUEUED_BYTES + batch_size
+    assert len(device.written) == 2 * (3 * DeviceWriter.MAX_QUEUED_BYTES // batch_size)

@@ -425,10 +425,15 @@ class DeviceWriter:
     """
 
     INLINE_BYTES = 16 << 10
+    # the most bytes queued for the thread: a caller that would queue more waits for it (the
+    # engine holds what it sends until acknowledged anyway; packets queued without a bound
+    # were that much again, and a proxy with many slow readers grew by 100 MiB)
+    MAX_QUEUED_BYTES = 1 << 20
 
     def __init__(self, device: TunDevice) -> None:
         self.device = device
         self._queue: collections.deque = collections.deque()
+        self._queued_bytes = 0
         self._busy = False                     # the thread is writing a batch
         self._closing = False
         self._wake = threading.Condition(threading.Lock())
@@ -437,15 +442,19 @@ class DeviceWriter:
     def write_batch(self, packets) -> None:
         if not packets:
             return
+        size = sum(map(len, packets))
         with self._wake:
             idle = not self._busy and not self._queue
-            if not (idle and sum(map(len, packets)) < self.INLINE_BYTES):
+            if not (idle and size < self.INLINE_BYTES):
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, daemon=True,
                                                     name="tun-writer")
                     self._thread.start()
-                self._queue.append(packets)
-                self._wake.notify()
+                while self._queued_bytes > self.MAX_QUEUED_BYTES and self._queue:
+                    self._wake.wait()          # the thread notifies as it takes a batch
+                self._queue.append((packets, size))
+                self._queued_bytes += size
+                self._wake.notify_all()
                 return
         self.device.write_batch(packets)       # (the thread is idle: nothing overtaken)
 
@@ -467,12 +476,17 @@ class DeviceWriter:
                     if self._closing:
                         return
                     wake.wait()
-                batch = queue.popleft()
+                batch, size = queue.popleft()
+                self._queued_bytes -= size
                 self._busy = True
+                wake.notify_all()              # a caller waiting for room
             try:
                 self.device.write_batch(batch)
             except OSError:                    # (the device went away under us: what is
-                queue.clear()                  # left has nowhere to go)
+                with wake:                     # left has nowhere to go)
+                    queue.clear()
+                    self._queued_bytes = 0
+                    wake.notify_all()
 
 
 def kernel_endpoints_on(device: str, netns: str | None = None) -> list[str]:
