@@ -742,6 +742,50 @@ def _proxy_kernel(args) -> int:
                      trim=_trim_heap)
 
 
+def _proxy_convert(args) -> int:
+    """``proxy --convert`` / ``--front socks5|transparent`` (kernel engine only): the halves of
+    convert_proxy.py, on the relay's threads."""
+    from .convert_proxy import run_convert_proxy
+    return run_convert_proxy(args, report=_report_proxied, error_text=_error_text,
+                             endpoint=_endpoint, backlog=_backlog(args),
+                             unsent_limit=UNSENT_LIMIT,
+                             host_port=_host_port, trim=_trim_heap)
+
+
+def _proxy_mode(args):
+    """Which proxy runs (``_run``'s ``threaded``): the conversation proxies (--convert, a
+    --front other than tcp), the kernel relay, or None for the asyncio proxy. Refuses the
+    combinations that mean nothing, before anything is opened."""
+    converting = args.convert or args.front != "tcp"
+    if not converting:
+        if args.to is None:
+            raise MptcpError("proxy needs --to HOST:PORT (or --convert on the server half)")
+        return _proxy_kernel if args.engine == "kernel" and not args.uvloop else None
+    if args.engine != "kernel" or args.uvloop:
+        raise MptcpError("--convert and --front socks5|transparent run on --engine kernel "
+                         "(its threads, without --uvloop) for now")
+    if args.direction == "tcp-to-mptcp":
+        if args.front == "tcp":
+            raise MptcpError("the client half's destination comes from its front: --front "
+                             "socks5 or transparent")
+        if not args.convert:
+            raise MptcpError(f"--front {args.front} tells the server half where to connect "
+                             "with --convert (RFC 8803); give --convert, and the server half "
+                             "too")
+        if args.to is None:
+            raise MptcpError("the client half needs --to SERVER_HALF_HOST:PORT")
+    else:
+        if args.front != "tcp":
+            raise MptcpError(f"--front {args.front} is the client half's "
+                             "(--direction tcp-to-mptcp)")
+        if args.to is not None:
+            raise MptcpError("with --convert the server half connects where each Connect TLV "
+                             "says: no --to")
+    if args.socks_auth == "password" and not args.socks_users:
+        raise MptcpError("--socks-auth password needs --socks-users FILE")
+    return _proxy_convert
+
+
 def _port(text: str) -> int:
     """A TCP port, 0-65535 (argparse type): a clear error, not an OverflowError from bind()."""
     try:
@@ -884,14 +928,44 @@ def add_parsers(sub, size_type) -> None:
                                      "side), or MPTCP in and plain TCP out (mptcp-to-tcp).")
     pro.add_argument("--listen", type=_host_port_arg, required=True, metavar="[HOST:]PORT",
                      help="where to accept connections (HOST: every address when left out)")
-    pro.add_argument("--to", type=_host_port_arg, required=True, metavar="HOST:PORT",
-                     help="where to carry each connection")
+    pro.add_argument("--to", type=_host_port_arg, metavar="HOST:PORT",
+                     help="where to carry each connection: the server, or with --convert on "
+                          "the client half the server half (default: none; required except "
+                          "on a --convert server half, which connects where each client asks)")
     pro.add_argument("--direction", choices=["tcp-to-mptcp", "mptcp-to-tcp"],
                      default="tcp-to-mptcp",
                      help="tcp-to-mptcp: accept plain TCP, connect over MPTCP (the client "
                           "side); mptcp-to-tcp: accept MPTCP, connect over plain TCP")
     pro.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: until Ctrl-C)")
+    pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
+                     help="the client half's side: tcp: every connection goes to --to; "
+                          "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "
+                          "transparent: connections an nftables redirect sent here, to their "
+                          "original destination (SO_ORIGINAL_DST); socks5 and transparent need "
+                          "--convert (kernel engine)")
+    pro.add_argument("--convert", action="store_true",
+                     help="speak the 0-RTT TCP Convert Protocol (RFC 8803) on the MPTCP side: "
+                          "the client half sends each destination in a Connect TLV (in the "
+                          "SYN, with TCP Fast Open), the server half (no --to) connects there "
+                          "and answers (kernel engine)")
+    pro.add_argument("--socks-auth", choices=["none", "password"], default="none",
+                     help="--front socks5: the one method offered: none (no authentication) or "
+                          "password (username/password, RFC 1929, from --socks-users)")
+    pro.add_argument("--socks-users", metavar="FILE",
+                     help="--socks-auth password: a file of user:password lines (default: "
+                          "none)")
+    pro.add_argument("--allow-to", action="append", metavar="CIDR",
+                     help="--convert server half: connect only to these networks (repeatable); "
+                          "others get Convert error 32, Not Authorized (default: anywhere)")
+    pro.add_argument("--convert-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="--convert: how long each conversation may take (a SOCKS5 "
+                          "negotiation, a Convert message, a connect to the destination or "
+                          "the server half)")
+    pro.add_argument("--no-fastopen", action="store_true",
+                     help="--convert: no TCP Fast Open on the MPTCP side (by default the "
+                          "client half connects with TCP_FASTOPEN_CONNECT and the server "
+                          "half's listener takes TFO; the kernel needs net.ipv4.tcp_fastopen=3 "
+                          "on the server half's side, bit 1 on the client's)")
     _engine_options(pro, size_type)
-    pro.set_defaults(func=_run(_proxy, lambda args: _proxy_kernel if args.engine == "kernel"
-                               and not args.uvloop else None))
+    pro.set_defaults(func=_run(_proxy, _proxy_mode))

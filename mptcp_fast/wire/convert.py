@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from ..errors import ConvertError
 
@@ -302,13 +302,13 @@ def _error(body: bytes, at: int) -> Error:
     return Error(body[0], body[1:])
 
 
-_PARSERS = {INFO: _info, CONNECT: _connect, EXTENDED_TCP_HEADER: _extended,
+_PARSERS: dict[int, Callable[[bytes, int], Tlv]] = {INFO: _info, CONNECT: _connect, EXTENDED_TCP_HEADER: _extended,
             SUPPORTED_TCP_EXTENSIONS: _supported, COOKIE: _cookie, ERROR: _error}
 
 
 def _parse(message: bytes) -> Message:
     """A whole message (its Total Length's bytes, the header checked): its TLVs."""
-    tlvs = []
+    tlvs: list[Tlv] = []
     at = 4
     while at < len(message):
         kind, words = message[at], message[at + 1]      # (a TLV starts on a word: 4 bytes)

@@ -1,0 +1,345 @@
+"""``mptcp-fast proxy --convert --engine kernel``: the two halves of a link-aggregation proxy,
+joined by RFC 8803's 0-RTT TCP Convert Protocol over Linux MPTCP sockets.
+
+The client half (``--direction tcp-to-mptcp``) takes a local TCP connection, learns where it
+was going (``--front socks5``: RFC 1928 CONNECT; ``--front transparent``: the original
+destination of a connection that nftables REDIRECTed, SO_ORIGINAL_DST), opens an MPTCP
+connection to the server half (``--to``) with TCP Fast Open (TCP_FASTOPEN_CONNECT: once the
+kernel holds the server half's TFO cookie the Convert message travels in the SYN) and sends
+the Convert fixed header with a Connect TLV. The server half (``--direction mptcp-to-tcp``,
+no ``--to``) reads that message (at most 1,020 bytes, within ``--convert-timeout``),
+connects to the destination over plain TCP and answers with the Convert fixed header, or with
+an Error TLV and a close (Connection Reset for a refusal, Destination Unreachable with the
+ICMP code for an unreachable host or network, Network Failure for a timeout, Not Authorized
+outside ``--allow-to``). The client half maps the answer to its SOCKS5 reply (REP 5, 3/4, 1,
+2) and, once both ends are up, the bytes are carried by the kernel engine's relay
+(``relay.py``: a pump thread per direction).
+
+Domain names (SOCKS5 ATYP 3) are resolved by the client half: the Connect TLV carries an
+address (RFC 8803 has no name in it). Each conversation runs on one of the relay's worker
+threads, blocking with a timeout; nothing the peer sends is read beyond one Convert message,
+so the application's bytes after it stay in the kernel for the relay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import socket
+import struct
+import sys
+
+from ..errors import ConvertError
+from ..wire import convert
+from . import relay, socks5
+
+__all__ = ["run_convert_proxy", "original_destination", "error_for", "socks_reply_for"]
+
+TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)   # linux/tcp.h
+FASTOPEN_QUEUE = 256        # the server half's queue of TFO connections not yet accepted
+SO_ORIGINAL_DST = 80        # linux/netfilter_ipv4.h (IP6T_SO_ORIGINAL_DST is the same number)
+DRAIN_LIMIT = 64 << 10      # bytes read and dropped after an Error, so the close is a FIN
+MPTCP_KIND = 30             # the TCP option kind the server half supports (RFC 8684)
+
+
+def error_for(exc: BaseException) -> convert.Error:
+    """The Error TLV (RFC 8803) for a failed connect to the destination."""
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, (socket.timeout, TimeoutError)) or code == errno.ETIMEDOUT:
+        return convert.Error(convert.NETWORK_FAILURE)
+    if code in (errno.ECONNREFUSED, errno.ECONNRESET):
+        return convert.Error(convert.CONNECTION_RESET)
+    if code == errno.ENETUNREACH:                        # ICMP code 0: net unreachable
+        return convert.Error(convert.DESTINATION_UNREACHABLE, b"\x00")
+    if code == errno.EHOSTUNREACH:                       # code 1: host unreachable
+        return convert.Error(convert.DESTINATION_UNREACHABLE, b"\x01")
+    if code in (errno.EACCES, errno.EPERM):              # code 13: administratively prohibited
+        return convert.Error(convert.DESTINATION_UNREACHABLE, b"\x0d")
+    return convert.Error(convert.NETWORK_FAILURE)
+
+
+def socks_reply_for(error: convert.Error) -> int:
+    """The SOCKS5 REP (RFC 1928 §6) for the server half's Error TLV."""
+    if error.code == convert.CONNECTION_RESET:
+        return socks5.CONNECTION_REFUSED
+    if error.code == convert.DESTINATION_UNREACHABLE:
+        return socks5.NETWORK_UNREACHABLE if error.value[:1] == b"\x00" else \
+            socks5.HOST_UNREACHABLE
+    if error.code == convert.NOT_AUTHORIZED:
+        return socks5.NOT_ALLOWED
+    return socks5.GENERAL_FAILURE
+
+
+def original_destination(sock: socket.socket) -> tuple[str, int]:
+    """Where a connection redirected by netfilter (nftables ``redirect``, iptables
+    REDIRECT/DNAT) was going: SO_ORIGINAL_DST (IPv4) or IP6T_SO_ORIGINAL_DST (IPv6)."""
+    if sock.family == socket.AF_INET6:
+        raw = sock.getsockopt(socket.IPPROTO_IPV6, SO_ORIGINAL_DST, 28)    # sockaddr_in6
+        port, address = struct.unpack_from("!H", raw, 2)[0], raw[8:24]
+        return str(ipaddress.IPv6Address(address)), port
+    raw = sock.getsockopt(socket.IPPROTO_IP, SO_ORIGINAL_DST, 16)          # sockaddr_in
+    port, address = struct.unpack_from("!H", raw, 2)[0], raw[4:8]
+    return str(ipaddress.IPv4Address(address)), port
+
+
+def _read_message(sock: socket.socket) -> convert.Message | None:
+    """One Convert message from ``sock`` (its timeout applies to each read), read exactly:
+    the bytes after it stay in the socket. None when the peer closed first."""
+    reader = convert.Reader()
+    while True:
+        data = sock.recv(reader.wanted)
+        if not data:
+            return None
+        message = reader.feed(data)
+        if message is not None:
+            return message
+
+
+def _hang_up(sock: socket.socket) -> None:
+    """Close after an answer so that the answer arrives: a FIN, after reading (and dropping)
+    what the peer still sends, up to DRAIN_LIMIT and one second (closing with unread bytes
+    would send a RST, which can destroy the answer before the peer reads it)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(1.0)
+        drained = 0
+        while drained < DRAIN_LIMIT:
+            data = sock.recv(DRAIN_LIMIT)
+            if not data:
+                break
+            drained += len(data)
+    sock.close()
+
+
+class _ConvertProxy(relay._Proxy):
+    """The kernel engine's proxy (relay._Proxy: its listener, workers and relay) with a
+    conversation before the relay, on the worker thread of each connection."""
+
+    def __init__(self, args, **helpers) -> None:
+        host_port = helpers["host_port"]
+        helpers["host_port"] = lambda text: host_port(text) if text else ("", 0)
+        super().__init__(args, **helpers)
+        self.server_half = args.direction == "mptcp-to-tcp"
+        self.timeout = args.convert_timeout
+        self.users = socks5.load_users(args.socks_users) if args.socks_auth == "password" \
+            else None
+        self.allowed = [ipaddress.ip_network(n, strict=False) for n in args.allow_to or ()]
+
+    # ------------------------------------------------------------------ sockets
+    def _listener(self) -> socket.socket:
+        sock = super()._listener()
+        if self.server_half and not self.args.no_fastopen:
+            with contextlib.suppress(OSError):      # a kernel without TFO on MPTCP
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, FASTOPEN_QUEUE)
+        return sock
+
+    def _carry(self, client: socket.socket, upstream: socket.socket, mptcp: socket.socket,
+               peer) -> None:
+        """Both ends up: hand them to the relay (what relay._Proxy._connection does after
+        opening its upstream)."""
+        for sock in (client, upstream):
+            self._prepare(sock)
+        carried = relay._Relay(self, client, upstream, mptcp)
+        carried.peer = self.endpoint(peer)
+        with self.lock:
+            if self.stopping:
+                carried.abort()
+            self.live.add(carried)
+        carried.run()
+
+    def _say(self, peer, destination: str, why: str) -> None:
+        print(f"mptcp-fast proxy: {self.endpoint(peer)}: refused, {destination}: {why}",
+              file=sys.stderr, flush=True)
+
+    def _connection(self, client: socket.socket, peer) -> None:
+        try:
+            client.settimeout(self.timeout)
+            if self.server_half:
+                self._server_half(client, peer)
+            else:
+                self._client_half(client, peer)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, relay._LINGER_ZERO)
+            client.close()
+            raise
+
+    # ------------------------------------------------------------------ the server half
+    def _server_half(self, client: socket.socket, peer) -> None:
+        try:
+            message = _read_message(client)
+        except ConvertError as exc:
+            value = bytes((convert.VERSION,)) if exc.code == convert.UNSUPPORTED_VERSION \
+                else b"\x00"
+            self._answer_error(client, peer, "?", convert.Error(exc.code, value), str(exc))
+            return
+        except OSError as exc:
+            self._say(peer, "?", f"no Convert message: {self.error_text(exc) or 'timeout'}")
+            client.close()
+            return
+        if message is None:
+            client.close()
+            return
+        unknown = message.first(convert.Unknown)
+        if isinstance(unknown, convert.Unknown):
+            self._answer_error(client, peer, "?", convert.Error(convert.UNSUPPORTED_MESSAGE),
+                               f"TLV type {unknown.type}")
+            return
+        target = message.first(convert.Connect)
+        if not isinstance(target, convert.Connect):
+            if message.first(convert.Info) is not None:    # what this converter supports
+                client.sendall(convert.encode([convert.SupportedTcpExtensions((MPTCP_KIND,))]))
+                _hang_up(client)
+            else:
+                self._answer_error(client, peer, "?", convert.Error(convert.MALFORMED_MESSAGE),
+                                   "no Connect TLV")
+            return
+        where = self.endpoint((str(target.address), target.port))
+        if target.options:
+            value = bytes(_option_kinds(target.options)) or b"\x00"    # the kinds refused
+            value += b"\x00" * ((1 - len(value)) % 4)
+            self._answer_error(client, peer, where, convert.Error(
+                convert.UNSUPPORTED_TCP_OPTION, value),
+                "TCP options in the Connect TLV are not supported")
+            return
+        if self.allowed and not any(target.address in n for n in self.allowed):
+            self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
+                               "outside --allow-to")
+            return
+        try:
+            upstream = socket.create_connection((str(target.address), target.port),
+                                                timeout=self.timeout)
+        except OSError as exc:
+            self._answer_error(client, peer, where, error_for(exc),
+                               self.error_text(exc) or "timeout")
+            return
+        try:
+            client.sendall(convert.encode([]))        # §3: the converter's answer
+        except OSError:
+            upstream.close()
+            raise
+        self._carry(client, upstream, client, peer)
+
+    def _answer_error(self, client: socket.socket, peer, where: str, error: convert.Error,
+                      why: str) -> None:
+        self._say(peer, where, f"{why} (Convert error {error.code}, {error.name})")
+        with contextlib.suppress(OSError):
+            client.sendall(convert.encode([error]))
+        _hang_up(client)
+
+    # ------------------------------------------------------------------ the client half
+    def _client_half(self, client: socket.socket, peer) -> None:
+        socks = self.args.front == "socks5"
+        if socks:
+            try:
+                request = socks5.negotiate(client, self.users)
+            except (socks5.SocksError, OSError) as exc:
+                self._say(peer, "?", f"SOCKS5: {self.error_text(exc) or 'timeout'}")
+                client.close()
+                return
+            host, port = request.host, request.port
+        else:
+            host, port = original_destination(client)
+            if (host, port) == client.getsockname()[:2]:
+                self._say(peer, self.endpoint((host, port)), "not redirected to this proxy "
+                          "(a direct connection would loop)")
+                client.close()
+                return
+        where = self.endpoint((host, port))
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            address = ipaddress.ip_address(infos[0][4][0])
+        except (OSError, IndexError, ValueError) as exc:
+            self._refuse(client, peer, where, socks5.HOST_UNREACHABLE,
+                         f"cannot resolve: {self.error_text(exc)}")
+            return
+        try:
+            mptcp = self._open_converter(convert.encode([convert.Connect(address, port)]))
+        except OSError as exc:
+            self._refuse(client, peer, where, socks5.GENERAL_FAILURE,
+                         f"server half {self.to_host}:{self.to_port}: "
+                         f"{self.error_text(exc) or 'timeout'}")
+            return
+        try:
+            answer = _read_message(mptcp)
+        except (ConvertError, OSError) as exc:
+            mptcp.close()
+            self._refuse(client, peer, where, socks5.GENERAL_FAILURE,
+                         f"server half's answer: {self.error_text(exc) or 'timeout'}")
+            return
+        failure = answer.first(convert.Error) if answer is not None else None
+        if answer is None or failure is not None:
+            mptcp.close()
+            if isinstance(failure, convert.Error):
+                self._refuse(client, peer, where, socks_reply_for(failure),
+                             f"Convert error {failure.code}, {failure.name}")
+            else:
+                self._refuse(client, peer, where, socks5.GENERAL_FAILURE,
+                             "the server half closed")
+            return
+        if socks:
+            try:
+                socks5.reply(client, socks5.SUCCEEDED, mptcp.getsockname())
+            except OSError:
+                mptcp.close()
+                raise
+        self._carry(client, mptcp, mptcp, peer)
+
+    def _refuse(self, client: socket.socket, peer, where: str, code: int, why: str) -> None:
+        self._say(peer, where, f"{why} (SOCKS5 REP {code})" if self.args.front == "socks5"
+                  else why)
+        if self.args.front == "socks5":
+            with contextlib.suppress(OSError):
+                socks5.reply(client, code)
+            client.close()
+        else:           # transparent: the application sees a reset, as from a refusal
+            with contextlib.suppress(OSError):
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, relay._LINGER_ZERO)
+            client.close()
+
+    def _open_converter(self, first: bytes) -> socket.socket:
+        """An MPTCP connection to the server half whose first bytes are ``first``: with
+        TCP_FASTOPEN_CONNECT (unless --no-fastopen) connect() returns at once and the write
+        sends the SYN, carrying ``first`` when the kernel holds a TFO cookie for the server
+        half (the first connection fetches it; the kernel then sends the bytes after the
+        handshake)."""
+        host, port = self.to_host, self.to_port
+        sock = self._mptcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            sock.settimeout(self.timeout)
+            if not self.args.no_fastopen:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+            if self.args.address:
+                sock.bind((self.args.address[0], 0))
+            sock.connect((host, port))
+            sock.sendall(first)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def _option_kinds(options: bytes) -> list[int]:
+    """The kinds of the TCP options in ``options`` (RFC 9293 §3.1: EOL and NOP are one byte,
+    every other kind has a length byte), without EOL and NOP; a malformed area ends the walk."""
+    kinds: list[int] = []
+    at = 0
+    while at < len(options):
+        kind = options[at]
+        if kind == 0:
+            break
+        if kind == 1:
+            at += 1
+            continue
+        kinds.append(kind)
+        if at + 1 >= len(options) or options[at + 1] < 2:
+            break
+        at += options[at + 1]
+    return kinds
+
+
+def run_convert_proxy(args, **helpers) -> int:
+    """The two halves (see the module text); ``helpers`` as relay.run_proxy takes them."""
+    return _ConvertProxy(args, **helpers).serve()
