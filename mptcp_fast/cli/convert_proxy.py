@@ -4,9 +4,12 @@ joined by RFC 8803's 0-RTT TCP Convert Protocol over Linux MPTCP sockets.
 The client half (``--direction tcp-to-mptcp``) takes a local TCP connection, learns where it
 was going (``--front socks5``: RFC 1928 CONNECT; ``--front transparent``: the original
 destination of a connection that nftables REDIRECTed, SO_ORIGINAL_DST), opens an MPTCP
-connection to the server half (``--to``) with TCP Fast Open (TCP_FASTOPEN_CONNECT: once the
-kernel holds the server half's TFO cookie the Convert message travels in the SYN) and sends
-the Convert fixed header with a Connect TLV. The server half (``--direction mptcp-to-tcp``,
+connection to the server half (``--to``), with ``--fastopen`` through TCP Fast Open
+(TCP_FASTOPEN_CONNECT: once the kernel holds the server half's TFO cookie the Convert message
+travels in the SYN), and sends the Convert fixed header with a Connect TLV. TFO is not the
+default: Linux 6.18's server side of a TFO-accepted MPTCP connection sends beyond the
+client's data-level window once a second subflow is up, and the transfer then crawls on
+data-level retransmissions (docs/kernel-behaviour.md). The server half (``--direction mptcp-to-tcp``,
 no ``--to``) reads that message (at most 1,020 bytes, within ``--convert-timeout``),
 connects to the destination over plain TCP and answers with the Convert fixed header, or with
 an Error TLV and a close (Connection Reset for a refusal, Destination Unreachable with the
@@ -73,8 +76,10 @@ def socks_reply_for(error: convert.Error) -> int:
 
 def original_destination(sock: socket.socket) -> tuple[str, int]:
     """Where a connection redirected by netfilter (nftables ``redirect``, iptables
-    REDIRECT/DNAT) was going: SO_ORIGINAL_DST (IPv4) or IP6T_SO_ORIGINAL_DST (IPv6)."""
-    if sock.family == socket.AF_INET6:
+    REDIRECT/DNAT) was going: SO_ORIGINAL_DST (IPv4, also on a dual-stack listener's
+    IPv4-mapped connection) or IP6T_SO_ORIGINAL_DST (IPv6)."""
+    peer = sock.getpeername()
+    if sock.family == socket.AF_INET6 and not ipaddress.IPv6Address(peer[0]).ipv4_mapped:
         raw = sock.getsockopt(socket.IPPROTO_IPV6, SO_ORIGINAL_DST, 28)    # sockaddr_in6
         port, address = struct.unpack_from("!H", raw, 2)[0], raw[8:24]
         return str(ipaddress.IPv6Address(address)), port
@@ -129,7 +134,7 @@ class _ConvertProxy(relay._Proxy):
     # ------------------------------------------------------------------ sockets
     def _listener(self) -> socket.socket:
         sock = super()._listener()
-        if self.server_half and not self.args.no_fastopen:
+        if self.server_half and self.args.fastopen:
             with contextlib.suppress(OSError):      # a kernel without TFO on MPTCP
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, FASTOPEN_QUEUE)
         return sock
@@ -300,7 +305,7 @@ class _ConvertProxy(relay._Proxy):
 
     def _open_converter(self, first: bytes) -> socket.socket:
         """An MPTCP connection to the server half whose first bytes are ``first``: with
-        TCP_FASTOPEN_CONNECT (unless --no-fastopen) connect() returns at once and the write
+        TCP_FASTOPEN_CONNECT (--fastopen) connect() returns at once and the write
         sends the SYN, carrying ``first`` when the kernel holds a TFO cookie for the server
         half (the first connection fetches it; the kernel then sends the bytes after the
         handshake)."""
@@ -308,7 +313,7 @@ class _ConvertProxy(relay._Proxy):
         sock = self._mptcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         try:
             sock.settimeout(self.timeout)
-            if not self.args.no_fastopen:
+            if self.args.fastopen:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
             if self.args.address:

@@ -947,7 +947,7 @@ def add_parsers(sub, size_type) -> None:
     pro.add_argument("--convert", action="store_true",
                      help="speak the 0-RTT TCP Convert Protocol (RFC 8803) on the MPTCP side: "
                           "the client half sends each destination in a Connect TLV (in the "
-                          "SYN, with TCP Fast Open), the server half (no --to) connects there "
+                          "SYN with --fastopen), the server half (no --to) connects there "
                           "and answers (kernel engine)")
     pro.add_argument("--socks-auth", choices=["none", "password"], default="none",
                      help="--front socks5: the one method offered: none (no authentication) or "
@@ -962,10 +962,13 @@ def add_parsers(sub, size_type) -> None:
                      help="--convert: how long each conversation may take (a SOCKS5 "
                           "negotiation, a Convert message, a connect to the destination or "
                           "the server half)")
-    pro.add_argument("--no-fastopen", action="store_true",
-                     help="--convert: no TCP Fast Open on the MPTCP side (by default the "
-                          "client half connects with TCP_FASTOPEN_CONNECT and the server "
-                          "half's listener takes TFO; the kernel needs net.ipv4.tcp_fastopen=3 "
-                          "on the server half's side, bit 1 on the client's)")
+    pro.add_argument("--fastopen", action="store_true",
+                     help="--convert: TCP Fast Open on the MPTCP side: the client half "
+                          "connects with TCP_FASTOPEN_CONNECT (the Convert message rides in "
+                          "the SYN once the kernel holds the server half's cookie), the server "
+                          "half's listener takes TFO; needs net.ipv4.tcp_fastopen=3 on the "
+                          "server half's side. Off by default: Linux 6.18 overruns the "
+                          "data-level window of a TFO-accepted connection that has a second "
+                          "subflow and then crawls (docs/kernel-behaviour.md)")
     _engine_options(pro, size_type)
     pro.set_defaults(func=_run(_proxy, _proxy_mode))
