@@ -22,7 +22,7 @@ Layouts (RFC 8803 §4; all fields in network byte order, every length in 32-bit 
     Extended TCP Header (type 20):   Type | Length | Unassigned (16)
                                      Returned Extended TCP Header (whole words)
     Supported TCP Extensions (21):   Type | Length | Unassigned (16)
-                                     Kind #1 (8) | Kind #2 (8) | ... padded with zeros
+                                     Kind (8) | Kind (8) | ... padded with zeros
     Cookie (type 22):                Type | Length | Zero (16) | Opaque Cookie (whole words)
     Error (type 30):                 Type | Length | Error Code (8) | Value (8 + whole words)
 
@@ -48,7 +48,7 @@ from typing import Callable, Union
 
 from ..errors import ConvertError
 
-__all__ = ["VERSION", "MAX_MESSAGE", "INFO", "CONNECT", "EXTENDED_TCP_HEADER",
+__all__ = ["ConvertError", "VERSION", "MAX_MESSAGE", "INFO", "CONNECT", "EXTENDED_TCP_HEADER",
            "SUPPORTED_TCP_EXTENSIONS", "COOKIE", "ERROR", "ERROR_NAMES",
            "UNSUPPORTED_VERSION", "MALFORMED_MESSAGE", "UNSUPPORTED_MESSAGE", "MISSING_COOKIE",
            "NOT_AUTHORIZED", "UNSUPPORTED_TCP_OPTION", "RESOURCE_EXCEEDED", "NETWORK_FAILURE",
@@ -99,6 +99,7 @@ class Info:
     """The Info TLV: asks the converter which TCP extensions it supports."""
 
     def encode(self) -> bytes:
+        """The TLV's bytes, Type and Length included."""
         return bytes((INFO, 1, 0, 0))
 
 
@@ -122,6 +123,7 @@ class Connect:
             raise ConvertError("Connect: TCP options too long for one message", offset=None)
 
     def encode(self) -> bytes:
+        """The TLV's bytes, Type and Length included."""
         if isinstance(self.address, ipaddress.IPv4Address):
             packed = _V4_MAPPED + self.address.packed
         else:
@@ -142,6 +144,7 @@ class ExtendedTcpHeader:
             raise ConvertError("Extended TCP Header: too long for one message", offset=None)
 
     def encode(self) -> bytes:
+        """The TLV's bytes, Type and Length included."""
         return bytes((EXTENDED_TCP_HEADER, 1 + len(self.header) // 4, 0, 0)) + self.header
 
 
@@ -164,6 +167,7 @@ class SupportedTcpExtensions:
         object.__setattr__(self, "kinds", kinds)
 
     def encode(self) -> bytes:
+        """The TLV's bytes, Type and Length included."""
         body = bytes(self.kinds)
         body += b"\x00" * (-len(body) % 4)
         return bytes((SUPPORTED_TCP_EXTENSIONS, 1 + len(body) // 4, 0, 0)) + body
@@ -181,6 +185,7 @@ class Cookie:
             raise ConvertError("Cookie: too long for one message", offset=None)
 
     def encode(self) -> bytes:
+        """The TLV's bytes, Type and Length included."""
         return bytes((COOKIE, 1 + len(self.cookie) // 4, 0, 0)) + self.cookie
 
 
@@ -209,6 +214,7 @@ class Error:
         return ERROR_NAMES.get(self.code, f"error {self.code}")
 
     def encode(self) -> bytes:
+        """The TLV's bytes, Type and Length included."""
         return bytes((ERROR, (3 + len(self.value)) // 4, self.code)) + self.value
 
 
@@ -230,6 +236,7 @@ class Unknown:
         object.__setattr__(self, "body", body)
 
     def encode(self) -> bytes:
+        """The TLV's bytes, Type and Length included."""
         return bytes((self.type, (2 + len(self.body)) // 4)) + self.body
 
 
@@ -369,6 +376,7 @@ class Reader:
         return (self._need or 4) - len(self._buffer)
 
     def feed(self, data: bytes) -> Message | None:
+        """Take the next bytes of the stream: the message once it is whole, else None."""
         if self.message is not None:
             raise ConvertError("the Convert message was read already", offset=None)
         if not isinstance(data, (bytes, bytearray, memoryview)):
