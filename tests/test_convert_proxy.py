@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -260,6 +261,18 @@ def test_the_transparent_front_carries_redirected_connections(bed, url):
     code, body, err = bed.curl(url)
     assert code == 0, err
     assert _sha(body) == _sha(bed.data)
+
+
+def test_a_connection_not_redirected_to_the_transparent_front_is_refused(bed):
+    """Straight to the transparent listener: its original destination is the listener itself,
+    which it does not carry anywhere (a loop), so it closes the connection at once."""
+    with bed.c.entered():
+        sock = socket.create_connection(("127.0.0.1", PORTS["transparent"]), timeout=10)
+    with sock:
+        try:
+            assert sock.recv(10) == b""
+        except ConnectionResetError:
+            pass
 
 
 def test_with_fastopen_the_convert_message_rides_in_the_second_syn(bed, tmp_path):

@@ -159,3 +159,9 @@ def test_a_server_half_conversation_on_a_socket_pair():
     assert ours.recv(10) == b"GET /"
     ours.close()
     theirs.close()
+
+
+def test_an_ipv4_mapped_address_is_the_same_endpoint_as_its_ipv4_address():
+    assert convert_proxy._same_endpoint(("127.0.0.1", 1083), ("::ffff:127.0.0.1", 1083, 0, 0))
+    assert not convert_proxy._same_endpoint(("127.0.0.1", 1083), ("127.0.0.1", 1084))
+    assert not convert_proxy._same_endpoint(("198.18.4.1", 80), ("::1", 80, 0, 0))

@@ -245,8 +245,14 @@ class _ConvertProxy(relay._Proxy):
                 return
             host, port = request.host, request.port
         else:
-            host, port = original_destination(client)
-            if (host, port) == client.getsockname()[:2]:
+            try:
+                host, port = original_destination(client)
+            except OSError as exc:              # no conntrack entry: not redirected here
+                self._say(peer, "?", f"no original destination ({self.error_text(exc)}): "
+                          "was it redirected here?")
+                client.close()
+                return
+            if _same_endpoint((host, port), client.getsockname()):
                 self._say(peer, self.endpoint((host, port)), "not redirected to this proxy "
                           "(a direct connection would loop)")
                 client.close()
@@ -324,6 +330,16 @@ class _ConvertProxy(relay._Proxy):
             sock.close()
             raise
         return sock
+
+
+def _same_endpoint(a, b) -> bool:
+    """Whether two (address, port, ...) name one endpoint (an IPv4-mapped IPv6 address is the
+    IPv4 address it maps)."""
+    def plain(address):
+        ip = ipaddress.ip_address(address.split("%")[0])
+        return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped \
+            else ip
+    return a[1] == b[1] and plain(a[0]) == plain(b[0])
 
 
 def _option_kinds(options: bytes) -> list[int]:
