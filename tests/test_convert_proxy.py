@@ -232,8 +232,9 @@ def test_the_server_half_answers_with_an_error_tlv_and_closes(bed, destination, 
 def test_the_server_half_answers_a_bad_message_and_a_silent_client(bed):
     assert _converse(bed, b"\x02\x01\x00\x00") == convert.encode(
         [convert.Error(convert.UNSUPPORTED_VERSION, b"\x01")])
-    assert _converse(bed, bytes.fromhex("01020000" "0a000000")) == convert.encode(
-        [convert.Error(convert.MALFORMED_MESSAGE)])
+    for malformed in ("01022263" "0a000000", "01010000"):    # a TLV of length 0; no magic
+        assert _converse(bed, bytes.fromhex(malformed)) == convert.encode(
+            [convert.Error(convert.MALFORMED_MESSAGE)])
     assert _converse(bed, convert.encode([convert.Info()])) == convert.encode(
         [convert.SupportedTcpExtensions((30,))])
     started = time.monotonic()                 # half a header, then nothing: --convert-timeout

@@ -35,16 +35,16 @@ tlvs = st.one_of(
 
 # ---------------------------------------------------------------------- the figures' bytes
 def test_the_fixed_header_alone():
-    """§4.1: Version 1, Total Length 1 word (the header itself), Unassigned zero."""
-    assert c.encode([]) == bytes.fromhex("01010000")
-    message, rest = c.decode(bytes.fromhex("01010000") + b"GET")
+    """§4.1: Version 1, Total Length 1 word (the header itself), Magic Number 0x2263."""
+    assert c.encode([]) == bytes.fromhex("01012263")
+    message, rest = c.decode(bytes.fromhex("01012263") + b"GET")
     assert message == c.Message(()) and rest == b"GET"
 
 
 def test_a_connect_tlv_for_an_ipv4_destination():
     """The Connect TLV: Type 10, Length 5 words, the port, the IPv4-mapped IPv6 address; the
     header's Total Length counts 6 words."""
-    wire = bytes.fromhex("01060000" "0a050050" "00000000000000000000ffff" "c6120401")
+    wire = bytes.fromhex("01062263" "0a050050" "00000000000000000000ffff" "c6120401")
     assert c.encode([c.Connect(ipaddress.ip_address("198.18.4.1"), 80)]) == wire
     message, rest = c.decode(wire)
     assert message.tlvs == (c.Connect(ipaddress.IPv4Address("198.18.4.1"), 80),) and rest == b""
@@ -52,7 +52,7 @@ def test_a_connect_tlv_for_an_ipv4_destination():
 
 def test_a_connect_tlv_for_ipv6_with_tcp_options():
     """An IPv6 destination and one word of TCP options (MSS 1460): Length 6."""
-    wire = bytes.fromhex("01070000" "0a0601bb" "20010002000000040000000000000001" "020405b4")
+    wire = bytes.fromhex("01072263" "0a0601bb" "20010002000000040000000000000001" "020405b4")
     tlv = c.Connect(ipaddress.ip_address("2001:2:0:4::1"), 443, bytes.fromhex("020405b4"))
     assert c.encode([tlv]) == wire
     assert c.decode(wire)[0].tlvs == (tlv,)
@@ -109,23 +109,25 @@ def test_the_reader_takes_any_split(items, cuts, after):
     assert reader.rest + wire[at:] == after
 
 
-@given(st.binary(max_size=1100))
+@given(st.binary(max_size=1100), st.booleans())
 @settings(max_examples=1000)
-def test_arbitrary_bytes_raise_only_convert_error(data):
+def test_arbitrary_bytes_raise_only_convert_error(data, headed):
+    if headed and len(data) >= 4:      # a valid header's first fields: the TLVs get read
+        data = b"\x01" + data[1:2] + b"\x22\x63" + data[4:]
     try:
         message, rest = c.decode(data)
     except ConvertError as exc:
         assert exc.code in (c.UNSUPPORTED_VERSION, c.MALFORMED_MESSAGE)
         return
     assert len(data) - len(rest) == data[1] * 4
-    assert c.encode(message.tlvs) == bytes(data[:2]) + b"\x00\x00" + b"".join(
+    assert c.encode(message.tlvs) == bytes(data[:4]) + b"".join(
         t.encode() for t in message.tlvs)
 
 
 @given(st.binary(min_size=4, max_size=1100), st.integers(1, 7))
 def test_arbitrary_bytes_fed_in_pieces_raise_only_convert_error(data, step):
     reader = c.Reader()
-    data = b"\x01" + data[1:]           # version 1: get past the header more often
+    data = b"\x01" + data[1:2] + b"\x22\x63" + data[4:]     # get past the header more often
     try:
         for i in range(0, len(data), step):
             if reader.feed(data[i:i + step]) is not None:
@@ -137,13 +139,14 @@ def test_arbitrary_bytes_fed_in_pieces_raise_only_convert_error(data, step):
 
 # ---------------------------------------------------------------------- strictness
 @pytest.mark.parametrize("wire, code, offset", [
-    ("02010000", c.UNSUPPORTED_VERSION, 0),          # version 2
-    ("01000000", c.MALFORMED_MESSAGE, 1),            # Total Length 0
-    ("01020000" "0a000000", c.MALFORMED_MESSAGE, 5),  # a TLV of length 0
-    ("01020000" "0a050050", c.MALFORMED_MESSAGE, 5),  # Connect running past the message
-    ("01020000" "0a010050", c.MALFORMED_MESSAGE, 5),  # Connect shorter than its fields
-    ("01030000" "01020000" "00000000", c.MALFORMED_MESSAGE, 5),   # Info of 2 words
-    ("01030000" "15020000" "02000300", c.MALFORMED_MESSAGE, 9),   # kind 0 inside the list
+    ("02012263", c.UNSUPPORTED_VERSION, 0),          # version 2
+    ("01002263", c.MALFORMED_MESSAGE, 1),            # Total Length 0
+    ("01010000", c.MALFORMED_MESSAGE, 2),            # no Magic Number
+    ("01022263" "0a000000", c.MALFORMED_MESSAGE, 5),  # a TLV of length 0
+    ("01022263" "0a050050", c.MALFORMED_MESSAGE, 5),  # Connect running past the message
+    ("01022263" "0a010050", c.MALFORMED_MESSAGE, 5),  # Connect shorter than its fields
+    ("01032263" "01020000" "00000000", c.MALFORMED_MESSAGE, 5),   # Info of 2 words
+    ("01032263" "15020000" "02000300", c.MALFORMED_MESSAGE, 9),   # kind 0 inside the list
 ])
 def test_malformed_messages_name_the_code_and_offset(wire, code, offset):
     with pytest.raises(ConvertError) as caught:
@@ -155,9 +158,9 @@ def test_malformed_messages_name_the_code_and_offset(wire, code, offset):
 def test_a_truncated_message_is_not_a_message():
     reader = c.Reader()
     assert reader.feed(bytes.fromhex("0106")) is None and reader.wanted == 2
-    assert reader.feed(bytes.fromhex("0000")) is None and reader.wanted == 20
+    assert reader.feed(bytes.fromhex("2263")) is None and reader.wanted == 20
     with pytest.raises(ConvertError):
-        c.decode(bytes.fromhex("01060000"))
+        c.decode(bytes.fromhex("01062263"))
 
 
 def test_feeding_after_the_message_is_refused():

@@ -10,7 +10,7 @@ exchange at the start of the byte stream, before the application's bytes.
 Layouts (RFC 8803 §4; all fields in network byte order, every length in 32-bit words):
 
     the Convert fixed header (§4.1), 4 bytes:
-        Version (8) = 1 | Total Length (8) | Unassigned (16)
+        Version (8) = 1 | Total Length (8) | Magic Number (16) = 0x2263
     Total Length counts the 32-bit words of the whole message, this header included, so a
     message is at most 255 words (1,020 bytes). Each TLV after it (§4.2):
         Type (8) | Length (8, the TLV's words, Type and Length included) | Value ...
@@ -34,7 +34,9 @@ Unreachable (its Value: the Code of the ICMP message received).
 Parsing is strict and incremental: the reader takes the bytes as they arrive (the header may
 come in any number of pieces), holds at most one message (1,020 bytes), and raises only
 :class:`~mptcp_fast.errors.ConvertError`, whose ``code`` is what a converter answers with
-(0 for a version it does not speak, 1 for anything malformed). Unassigned and Zero fields
+(0 for a version it does not speak, 1 for anything malformed, a wrong Magic Number included:
+0x2263 is 8803, as the RFC authors' own implementation, Tessares' libconvert, writes and checks
+it). Unassigned and Zero fields
 are sent as zero and ignored on receipt. A TLV of a type this module does not know is
 returned as :class:`Unknown` (a converter answers Unsupported Message). Pure Python: not a
 hot path (one message per connection).
@@ -48,7 +50,7 @@ from typing import Callable, Union
 
 from ..errors import ConvertError
 
-__all__ = ["ConvertError", "VERSION", "MAX_MESSAGE", "INFO", "CONNECT", "EXTENDED_TCP_HEADER",
+__all__ = ["ConvertError", "VERSION", "MAGIC", "MAX_MESSAGE", "INFO", "CONNECT", "EXTENDED_TCP_HEADER",
            "SUPPORTED_TCP_EXTENSIONS", "COOKIE", "ERROR", "ERROR_NAMES",
            "UNSUPPORTED_VERSION", "MALFORMED_MESSAGE", "UNSUPPORTED_MESSAGE", "MISSING_COOKIE",
            "NOT_AUTHORIZED", "UNSUPPORTED_TCP_OPTION", "RESOURCE_EXCEEDED", "NETWORK_FAILURE",
@@ -57,6 +59,7 @@ __all__ = ["ConvertError", "VERSION", "MAX_MESSAGE", "INFO", "CONNECT", "EXTENDE
            "Unknown", "Tlv", "Message", "encode", "decode", "Reader"]
 
 VERSION = 1                         # §4.1: the only version
+MAGIC = 0x2263                      # §4.1: the fixed header's Magic Number (8803)
 MAX_MESSAGE = 255 * 4               # Total Length is 8 bits of 32-bit words
 
 # TLV types (§4.2, IANA "Convert TLVs")
@@ -265,7 +268,7 @@ def encode(tlvs=(), version: int = VERSION) -> bytes:
     if words > 255:
         raise ConvertError(f"a Convert message is at most {MAX_MESSAGE} bytes, not {words * 4}",
                            offset=None)
-    return bytes((version, words, 0, 0)) + body
+    return bytes((version, words)) + MAGIC.to_bytes(2, "big") + body
 
 
 # ---------------------------------------------------------------------- parsing
@@ -338,6 +341,9 @@ def _check_header(header: bytes) -> int:
     if header[0] != VERSION:
         raise ConvertError(f"Convert version {header[0]}, this converter speaks {VERSION}",
                            code=UNSUPPORTED_VERSION, offset=0)
+    if int.from_bytes(header[2:4], "big") != MAGIC:
+        raise ConvertError(f"Convert header: Magic Number {header[2:4].hex()}, expected "
+                           f"{MAGIC:04x}", offset=2)
     if header[1] == 0:
         raise ConvertError("Convert header: Total Length 0 (the header alone is 1 word)",
                            offset=1)
