@@ -229,6 +229,11 @@ def test_the_server_half_answers_with_an_error_tlv_and_closes(bed, destination, 
     assert answer == convert.encode([error])
 
 
+def test_the_server_half_does_not_connect_to_itself(bed):
+    assert _converse(bed, convert.encode([convert.Connect("198.18.0.1", 5000)])) == \
+        convert.encode([convert.Error(convert.NOT_AUTHORIZED)])
+
+
 def test_the_server_half_answers_a_bad_message_and_a_silent_client(bed):
     assert _converse(bed, b"\x02\x01\x00\x00") == convert.encode(
         [convert.Error(convert.UNSUPPORTED_VERSION, b"\x01")])

@@ -165,3 +165,9 @@ def test_an_ipv4_mapped_address_is_the_same_endpoint_as_its_ipv4_address():
     assert convert_proxy._same_endpoint(("127.0.0.1", 1083), ("::ffff:127.0.0.1", 1083, 0, 0))
     assert not convert_proxy._same_endpoint(("127.0.0.1", 1083), ("127.0.0.1", 1084))
     assert not convert_proxy._same_endpoint(("198.18.4.1", 80), ("::1", 80, 0, 0))
+
+
+def test_a_local_address_is_told_from_another():
+    import ipaddress
+    assert convert_proxy._is_local(ipaddress.ip_address("127.0.0.1"))
+    assert not convert_proxy._is_local(ipaddress.ip_address("192.0.2.77"))

@@ -208,6 +208,10 @@ class _ConvertProxy(relay._Proxy):
                 convert.UNSUPPORTED_TCP_OPTION, value),
                 "TCP options in the Connect TLV are not supported")
             return
+        if target.port == self.listen_port and _is_local(target.address):
+            self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
+                               "this server half itself (a loop)")
+            return
         if self.allowed and not any(target.address in n for n in self.allowed):
             self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
                                "outside --allow-to")
@@ -330,6 +334,17 @@ class _ConvertProxy(relay._Proxy):
             sock.close()
             raise
         return sock
+
+
+def _is_local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` is one of this host's (in this namespace): one can bind to it."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
 
 
 def _same_endpoint(a, b) -> bool:

@@ -137,8 +137,9 @@ class Connect:
 
 @dataclass(frozen=True)
 class ExtendedTcpHeader:
-    """The Extended TCP Header TLV: the converter returns the TCP header (with its options)
-    of the SYN+ACK it received from the server (``header``, whole 32-bit words)."""
+    """The Extended TCP Header TLV: what the converter returns of the SYN+ACK it received
+    from the server (the extended TCP header, i.e. its options), as bytes in whole 32-bit
+    words."""
     header: bytes = b""
 
     def __post_init__(self) -> None:
