@@ -179,11 +179,14 @@ def _sha(data: bytes) -> str:
 def test_socks5_hostname_carries_a_file_over_two_subflows(bed):
     """curl --socks5-hostname: the client half resolves web.test, the Connect TLV carries
     198.18.4.1, the file comes back byte-exact, and the server half's kernel took a join."""
-    before = bed.s.counters()
+    before, before_client = bed.s.counters(), bed.c.counters()
     code, body, err = bed.curl("--socks5-hostname", f"127.0.0.1:{PORTS['socks']}",
                                "http://web.test:8000/file.bin")
     assert code == 0, err
     assert len(body) == FILE_SIZE and _sha(body) == _sha(bed.data)
+    # without TFO the server half's kernel keeps to the client half's data-level window
+    # (with it, Linux 6.18 does not: docs/kernel-behaviour.md §9)
+    assert bed.c.counters_since(before_client).get("MPTcpExtNoDSSInWindow", 0) == 0
     moved = bed.s.counters_since(before)
     assert moved.get("MPTcpExtMPCapableSYNRX") == 1
     assert moved.get("MPTcpExtMPJoinSynRx", 0) >= 1 and moved.get("MPTcpExtMPJoinAckRx", 0) >= 1
