@@ -171,3 +171,33 @@ def test_a_local_address_is_told_from_another():
     import ipaddress
     assert convert_proxy._is_local(ipaddress.ip_address("127.0.0.1"))
     assert not convert_proxy._is_local(ipaddress.ip_address("192.0.2.77"))
+
+
+def _trickle(sock, data: bytes, every: float) -> None:
+    import time
+    for byte in data:
+        try:
+            sock.sendall(bytes((byte,)))
+        except OSError:
+            return
+        time.sleep(every)
+
+
+@pytest.mark.parametrize("talk", ["socks5", "convert"])
+def test_a_client_that_trickles_is_cut_off_at_the_deadline(talk):
+    """One byte every 0.2 s (each read would be on time): the whole conversation still ends
+    at its deadline, 1 s here."""
+    import time
+    ours, theirs = socket.socketpair()
+    message = (b"\x05\x01\x00" + b"\x05\x01\x00\x03\x08web.test\x1f\x40" if talk == "socks5"
+               else convert.encode([convert.Connect("198.18.4.1", 80)]))
+    threading.Thread(target=_trickle, args=(theirs, message, 0.2), daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(socket.timeout):
+        if talk == "socks5":
+            socks5.negotiate(ours, None, started + 1.0)
+        else:
+            convert_proxy._read_message(ours, started + 1.0)
+    assert time.monotonic() - started < 1.5
+    ours.close()
+    theirs.close()

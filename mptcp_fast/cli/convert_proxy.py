@@ -32,6 +32,7 @@ import ipaddress
 import socket
 import struct
 import sys
+import time
 
 from ..errors import ConvertError
 from ..wire import convert
@@ -88,11 +89,13 @@ def original_destination(sock: socket.socket) -> tuple[str, int]:
     return str(ipaddress.IPv4Address(address)), port
 
 
-def _read_message(sock: socket.socket) -> convert.Message | None:
-    """One Convert message from ``sock`` (its timeout applies to each read), read exactly:
-    the bytes after it stay in the socket. None when the peer closed first."""
+def _read_message(sock: socket.socket, deadline: float | None = None) -> convert.Message | None:
+    """One Convert message from ``sock`` before ``deadline`` (time.monotonic(); None: the
+    socket's timeout per read), read exactly: the bytes after it stay in the socket. None
+    when the peer closed first."""
     reader = convert.Reader()
     while True:
+        socks5.remaining(sock, deadline)
         data = sock.recv(reader.wanted)
         if not data:
             return None
@@ -105,11 +108,12 @@ def _hang_up(sock: socket.socket) -> None:
     """Close after an answer so that the answer arrives: a FIN, after reading (and dropping)
     what the peer still sends, up to DRAIN_LIMIT and one second (closing with unread bytes
     would send a RST, which can destroy the answer before the peer reads it)."""
+    deadline = time.monotonic() + 1.0
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(1.0)
         drained = 0
         while drained < DRAIN_LIMIT:
+            socks5.remaining(sock, deadline)
             data = sock.recv(DRAIN_LIMIT)
             if not data:
                 break
@@ -173,7 +177,7 @@ class _ConvertProxy(relay._Proxy):
     # ------------------------------------------------------------------ the server half
     def _server_half(self, client: socket.socket, peer) -> None:
         try:
-            message = _read_message(client)
+            message = _read_message(client, time.monotonic() + self.timeout)
         except ConvertError as exc:
             value = bytes((convert.VERSION,)) if exc.code == convert.UNSUPPORTED_VERSION \
                 else b"\x00"
@@ -242,7 +246,7 @@ class _ConvertProxy(relay._Proxy):
         socks = self.args.front == "socks5"
         if socks:
             try:
-                request = socks5.negotiate(client, self.users)
+                request = socks5.negotiate(client, self.users, time.monotonic() + self.timeout)
             except (socks5.SocksError, OSError) as exc:
                 self._say(peer, "?", f"SOCKS5: {self.error_text(exc) or 'timeout'}")
                 client.close()
@@ -277,7 +281,7 @@ class _ConvertProxy(relay._Proxy):
                          f"{self.error_text(exc) or 'timeout'}")
             return
         try:
-            answer = _read_message(mptcp)
+            answer = _read_message(mptcp, time.monotonic() + self.timeout)
         except (ConvertError, OSError) as exc:
             mptcp.close()
             self._refuse(client, peer, where, socks5.GENERAL_FAILURE,

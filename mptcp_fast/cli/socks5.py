@@ -19,11 +19,12 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 
 from ..errors import MptcpError
 
-__all__ = ["SocksError", "Request", "negotiate", "reply", "load_users", "SUCCEEDED",
+__all__ = ["SocksError", "Request", "negotiate", "reply", "load_users", "remaining", "SUCCEEDED",
            "GENERAL_FAILURE", "NOT_ALLOWED", "NETWORK_UNREACHABLE", "HOST_UNREACHABLE",
            "CONNECTION_REFUSED", "TTL_EXPIRED", "COMMAND_NOT_SUPPORTED",
            "ADDRESS_TYPE_NOT_SUPPORTED"]
@@ -60,10 +61,21 @@ class Request:
     port: int
 
 
-def _exactly(sock: socket.socket, n: int) -> bytes:
-    """``n`` bytes from ``sock`` (its timeout applies to each read), or SocksError at EOF."""
+def remaining(sock: socket.socket, deadline: float | None) -> None:
+    """Give ``sock``'s next blocking call what is left until ``deadline`` (time.monotonic();
+    None: leave its timeout as it is); socket.timeout once nothing is left."""
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("timed out")
+        sock.settimeout(left)
+
+
+def _exactly(sock: socket.socket, n: int, deadline: float | None = None) -> bytes:
+    """``n`` bytes from ``sock`` before ``deadline``, or SocksError at EOF."""
     data = bytearray()
     while len(data) < n:
+        remaining(sock, deadline)
         piece = sock.recv(n - len(data))
         if not piece:
             raise SocksError(f"the client closed after {len(data)} of {n} bytes")
@@ -89,14 +101,14 @@ def load_users(path: str) -> dict[str, str]:
     return users
 
 
-def _authenticate(sock: socket.socket, users: dict[str, str]) -> None:
+def _authenticate(sock: socket.socket, users: dict[str, str], deadline: float | None) -> None:
     """RFC 1929: VER 1, ULEN, UNAME, PLEN, PASSWD; answered VER 1, STATUS (0: success)."""
-    version, length = _exactly(sock, 2)
+    version, length = _exactly(sock, 2, deadline)
     if version != 1:
         raise SocksError(f"username/password version {version}, expected 1")
-    user = _exactly(sock, length)
-    (length,) = _exactly(sock, 1)
-    password = _exactly(sock, length)
+    user = _exactly(sock, length, deadline)
+    (length,) = _exactly(sock, 1, deadline)
+    password = _exactly(sock, length, deadline)
     expected = users.get(user.decode("utf-8", "replace"))
     good = expected is not None and hmac.compare_digest(expected.encode(), password)
     sock.sendall(bytes((1, 0 if good else 1)))
@@ -104,12 +116,14 @@ def _authenticate(sock: socket.socket, users: dict[str, str]) -> None:
         raise SocksError(f"authentication failed for user {user[:64]!r}", replied=True)
 
 
-def negotiate(sock: socket.socket, users: dict[str, str] | None) -> Request:
-    """The method selection, authentication when ``users`` is given, and the request."""
-    version, count = _exactly(sock, 2)
+def negotiate(sock: socket.socket, users: dict[str, str] | None,
+              deadline: float | None = None) -> Request:
+    """The method selection, authentication when ``users`` is given, and the request, all
+    before ``deadline`` (time.monotonic(); None: only the socket's timeout per read)."""
+    version, count = _exactly(sock, 2, deadline)
     if version != VERSION:
         raise SocksError(f"SOCKS version {version}, expected 5")
-    methods = _exactly(sock, count)
+    methods = _exactly(sock, count, deadline)
     wanted = USERNAME_PASSWORD if users is not None else NO_AUTHENTICATION
     if wanted not in methods:
         sock.sendall(bytes((VERSION, NO_ACCEPTABLE_METHOD)))
@@ -117,17 +131,17 @@ def negotiate(sock: socket.socket, users: dict[str, str] | None) -> Request:
                          f"{wanted:#04x})", replied=True)
     sock.sendall(bytes((VERSION, wanted)))
     if users is not None:
-        _authenticate(sock, users)
-    version, command, _, kind = _exactly(sock, 4)
+        _authenticate(sock, users, deadline)
+    version, command, _, kind = _exactly(sock, 4, deadline)
     if version != VERSION:
         raise SocksError(f"SOCKS version {version} in the request, expected 5")
     if kind == ATYP_IPV4:
-        request = Request("ipv4", str(ipaddress.IPv4Address(_exactly(sock, 4))), 0)
+        request = Request("ipv4", str(ipaddress.IPv4Address(_exactly(sock, 4, deadline))), 0)
     elif kind == ATYP_IPV6:
-        request = Request("ipv6", str(ipaddress.IPv6Address(_exactly(sock, 16))), 0)
+        request = Request("ipv6", str(ipaddress.IPv6Address(_exactly(sock, 16, deadline))), 0)
     elif kind == ATYP_DOMAIN:
-        (length,) = _exactly(sock, 1)
-        name = _exactly(sock, length)
+        (length,) = _exactly(sock, 1, deadline)
+        name = _exactly(sock, length, deadline)
         try:
             text = name.decode("ascii")
         except UnicodeDecodeError:
@@ -139,7 +153,7 @@ def negotiate(sock: socket.socket, users: dict[str, str] | None) -> Request:
     else:
         reply(sock, ADDRESS_TYPE_NOT_SUPPORTED)
         raise SocksError(f"address type {kind}", replied=True)
-    port = int.from_bytes(_exactly(sock, 2), "big")
+    port = int.from_bytes(_exactly(sock, 2, deadline), "big")
     if command != CONNECT:
         reply(sock, COMMAND_NOT_SUPPORTED)
         raise SocksError(f"command {command} (only CONNECT)", replied=True)
