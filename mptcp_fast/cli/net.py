@@ -925,7 +925,12 @@ def add_parsers(sub, size_type) -> None:
                          help="a TCP-to-MPTCP proxy (or MPTCP-to-TCP)",
                          description="Accept connections on --listen and carry each to --to: "
                                      "plain TCP in and MPTCP out (tcp-to-mptcp, the client "
-                                     "side), or MPTCP in and plain TCP out (mptcp-to-tcp).")
+                                     "side), or MPTCP in and plain TCP out (mptcp-to-tcp). "
+                                     "With --convert (kernel engine) the two halves of a "
+                                     "link-aggregation proxy: the client half takes SOCKS5 "
+                                     "clients or redirected connections (--front) and tells "
+                                     "the server half each destination in RFC 8803's Convert "
+                                     "protocol; the server half (no --to) connects there.")
     pro.add_argument("--listen", type=_host_port_arg, required=True, metavar="[HOST:]PORT",
                      help="where to accept connections (HOST: every address when left out)")
     pro.add_argument("--to", type=_host_port_arg, metavar="HOST:PORT",
