@@ -36,10 +36,10 @@ come in any number of pieces), holds at most one message (1,020 bytes), and rais
 :class:`~mptcp_fast.errors.ConvertError`, whose ``code`` is what a converter answers with
 (0 for a version it does not speak, 1 for anything malformed, a wrong Magic Number included:
 0x2263 is 8803, as the RFC authors' own implementation, Tessares' libconvert, writes and checks
-it). Unassigned and Zero fields
-are sent as zero and ignored on receipt. A TLV of a type this module does not know is
-returned as :class:`Unknown` (a converter answers Unsupported Message). Pure Python: not a
-hot path (one message per connection).
+it). Unassigned and Zero fields are sent as zero and ignored on receipt. A TLV of a type this
+module does not know is returned as :class:`Unknown` (a converter answers Unsupported
+Message). The TLVs are named here rather than by their subsections of §4.2. Pure Python: not
+a hot path (one message per connection).
 """
 
 from __future__ import annotations
