@@ -313,3 +313,29 @@ def test_with_fastopen_the_convert_message_rides_in_the_second_syn(bed, tmp_path
                                capture_output=True, text=True, check=True).stdout.split()
     expected = convert.encode([convert.Connect("198.18.4.1", 8000)])
     assert [bytes.fromhex(p.replace(":", "")) for p in with_data] == [expected]
+
+
+def test_each_connection_is_reported_with_its_destination(bed):
+    """A client half of its own with --count 1: its JSON record names the client, where the
+    connection went, the bytes each way and the MPTCP side's two subflows."""
+    import json
+    proxy = bed.c.popen(CLI + ["proxy", "--engine", "kernel", "--convert", "--json", "--front",
+                               "socks5", "--listen", "127.0.0.1:1089", "--to", SERVER,
+                               "--count", "1"],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        env=bed.env, cwd=ROOT)
+    try:
+        _wait_listening(bed.c, [1089], [proxy])
+        code, body, err = bed.curl("--socks5", "127.0.0.1:1089",
+                                   "http://198.18.4.1:8000/small.bin")
+        assert code == 0 and body == bed.data[:SMALL_SIZE], err
+        out, err = proxy.communicate(timeout=30)
+    finally:
+        proxy.kill()
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["event"] for r in records] == ["listening", "connection"], (out, err)
+    report = records[1]
+    assert report["destination"] == "198.18.4.1:8000"
+    assert report["client"].startswith("127.0.0.1:")
+    assert report["downstream"] > SMALL_SIZE and report["upstream"] > 0
+    assert len(report["subflows"]) == 2

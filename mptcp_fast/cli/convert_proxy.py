@@ -32,6 +32,7 @@ import ipaddress
 import socket
 import struct
 import sys
+import threading
 import time
 
 from ..errors import ConvertError
@@ -128,6 +129,12 @@ class _ConvertProxy(relay._Proxy):
     def __init__(self, args, **helpers) -> None:
         host_port = helpers["host_port"]
         helpers["host_port"] = lambda text: host_port(text) if text else ("", 0)
+        report = helpers["report"]
+        # each finished connection's record also says where it went: finished() runs on the
+        # connection's own thread, which leaves its destination here for the report
+        self._finishing = threading.local()
+        helpers["report"] = lambda *fields: report(
+            *fields, destination=getattr(self._finishing, "destination", None))
         super().__init__(args, **helpers)
         self.server_half = args.direction == "mptcp-to-tcp"
         self.timeout = args.convert_timeout
@@ -144,18 +151,23 @@ class _ConvertProxy(relay._Proxy):
         return sock
 
     def _carry(self, client: socket.socket, upstream: socket.socket, mptcp: socket.socket,
-               peer) -> None:
+               peer, destination: str) -> None:
         """Both ends up: hand them to the relay (what relay._Proxy._connection does after
         opening its upstream)."""
         for sock in (client, upstream):
             self._prepare(sock)
         carried = relay._Relay(self, client, upstream, mptcp)
         carried.peer = self.endpoint(peer)
+        carried.destination = destination       # type: ignore[attr-defined]
         with self.lock:
             if self.stopping:
                 carried.abort()
             self.live.add(carried)
         carried.run()
+
+    def finished(self, carried: relay._Relay, up: int, down: int, seconds: float) -> None:
+        self._finishing.destination = getattr(carried, "destination", None)
+        super().finished(carried, up, down, seconds)
 
     def _say(self, peer, destination: str, why: str) -> None:
         print(f"mptcp-fast proxy: {self.endpoint(peer)}: refused, {destination}: {why}",
@@ -232,7 +244,7 @@ class _ConvertProxy(relay._Proxy):
         except OSError:
             upstream.close()
             raise
-        self._carry(client, upstream, client, peer)
+        self._carry(client, upstream, client, peer, where)
 
     def _answer_error(self, client: socket.socket, peer, where: str, error: convert.Error,
                       why: str) -> None:
@@ -303,7 +315,7 @@ class _ConvertProxy(relay._Proxy):
             except OSError:
                 mptcp.close()
                 raise
-        self._carry(client, mptcp, mptcp, peer)
+        self._carry(client, mptcp, mptcp, peer, where)
 
     def _refuse(self, client: socket.socket, peer, where: str, code: int, why: str) -> None:
         self._say(peer, where, f"{why} (SOCKS5 REP {code})" if self.args.front == "socks5"

@@ -654,15 +654,21 @@ async def _close_both(*writers) -> None:
             _abort(writer)
 
 
-def _report_proxied(args, client: str, up: int, down: int, subflows, seconds: float) -> None:
+def _report_proxied(args, client: str, up: int, down: int, subflows, seconds: float,
+                    destination: str | None = None) -> None:
     """One line per finished proxied connection (a JSON record under --json): the client,
-    the bytes carried each way, the MPTCP side's subflows, how long it lasted."""
+    the bytes carried each way, the MPTCP side's subflows, how long it lasted; and where it
+    went (``destination``) when each connection says so (--convert)."""
     if args.json:
-        print(json.dumps({"event": "connection", "client": client, "upstream": up,
-                          "downstream": down, "subflows": subflows, "seconds": seconds,
-                          "engine": args.engine}), flush=True)
+        record = {"event": "connection", "client": client, "upstream": up,
+                  "downstream": down, "subflows": subflows, "seconds": seconds,
+                  "engine": args.engine}
+        if destination is not None:
+            record["destination"] = destination
+        print(json.dumps(record), flush=True)
     else:
-        print(f"{client}: {up:,} B up, {down:,} B down, {len(subflows)} subflow(s), "
+        where = f" -> {destination}" if destination is not None else ""
+        print(f"{client}{where}: {up:,} B up, {down:,} B down, {len(subflows)} subflow(s), "
               f"{seconds:.2f} s", flush=True)
 
 
