@@ -232,8 +232,10 @@ def test_the_server_half_answers_with_an_error_tlv_and_closes(bed, destination, 
     assert answer == convert.encode([error])
 
 
-def test_the_server_half_does_not_connect_to_itself(bed):
-    assert _converse(bed, convert.encode([convert.Connect("198.18.0.1", 5000)])) == \
+@pytest.mark.parametrize("destination", [("198.18.0.1", 5000),     # its own listener
+                                         ("127.0.0.1", 8000), ("::1", 8000), ("0.0.0.0", 8000)])
+def test_the_server_half_does_not_connect_to_itself_or_its_loopback(bed, destination):
+    assert _converse(bed, convert.encode([convert.Connect(*destination)])) == \
         convert.encode([convert.Error(convert.NOT_AUTHORIZED)])
 
 

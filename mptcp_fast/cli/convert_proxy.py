@@ -232,6 +232,12 @@ class _ConvertProxy(relay._Proxy):
             self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
                                "outside --allow-to")
             return
+        if not self.allowed and (target.address.is_loopback or target.address.is_unspecified):
+            # this host's own services are not for whoever reaches the server half, unless
+            # --allow-to names them
+            self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
+                               "this host's loopback (allow it with --allow-to)")
+            return
         try:
             upstream = socket.create_connection((str(target.address), target.port),
                                                 timeout=self.timeout)

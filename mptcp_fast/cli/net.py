@@ -968,7 +968,8 @@ def add_parsers(sub, size_type) -> None:
                           "none)")
     pro.add_argument("--allow-to", action="append", metavar="CIDR",
                      help="--convert server half: connect only to these networks (repeatable); "
-                          "others get Convert error 32, Not Authorized (default: anywhere)")
+                          "others get Convert error 32, Not Authorized (default: anywhere but "
+                          "this host's loopback and unspecified addresses)")
     pro.add_argument("--convert-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="--convert: how long each conversation may take (a SOCKS5 "
                           "negotiation, a Convert message, a connect to the destination or "
