@@ -40,7 +40,7 @@ CLI = [sys.executable, "-m", "mptcp_fast"]
 FILE_SIZE = 3 << 20
 SMALL_SIZE = 4096
 USERS = "alice:s3cret\n"
-SERVER, SERVER_TFO = "198.18.0.1:5000", "198.18.0.1:5001"
+SERVER, SERVER_TFO, SERVER_ONE = "198.18.0.1:5000", "198.18.0.1:5001", "198.18.0.1:5003"
 PORTS = {"socks": 1080, "auth": 1081, "tfo": 1082, "transparent": 1083}
 NFT = """
 table ip {table} {{
@@ -118,6 +118,7 @@ class Bed:
                   "--convert-timeout", "3"]
         self._start(s, CLI + server + ["--listen", SERVER])
         self._start(s, CLI + server + ["--listen", SERVER_TFO, "--fastopen"])
+        self._start(s, CLI + server + ["--listen", SERVER_ONE, "--max-conversations", "1"])
         client = ["proxy", "--engine", "kernel", "--convert", "--json"]
         self._start(c, CLI + client + ["--front", "socks5", "--listen",
                                        f"127.0.0.1:{PORTS['socks']}", "--to", SERVER])
@@ -131,7 +132,7 @@ class Bed:
         self._start(c, CLI + client + ["--front", "transparent", "--listen",
                                        f"[::]:{PORTS['transparent']}", "--to", SERVER])
         c.run("nft", "-f", self._nft_file())
-        _wait_listening(s, [8000, 5000, 5001], self.processes)
+        _wait_listening(s, [8000, 5000, 5001, 5003], self.processes)
         _wait_listening(c, list(PORTS.values()), self.processes)
 
     def _nft_file(self) -> str:
@@ -250,6 +251,29 @@ def test_the_server_half_answers_a_bad_message_and_a_silent_client(bed):
     started = time.monotonic()                 # half a header, then nothing: --convert-timeout
     assert _converse(bed, b"\x01\x06") == b""
     assert time.monotonic() - started < 9
+
+
+def test_beyond_max_conversations_the_server_half_answers_resource_exceeded(bed):
+    """--max-conversations 1: while one client says nothing, the next is answered Resource
+    Exceeded at once; once the first has gone, a Connect is answered again."""
+    server = ("198.18.0.1", 5003)
+    with bed.c.entered():
+        silent = kernel.mptcp_socket()
+    with silent:
+        silent.settimeout(10)
+        silent.connect(server)
+        silent.sendall(b"\x01\x06")                      # half a header, then nothing
+        time.sleep(0.5)
+        assert _converse(bed, convert.encode([convert.Connect("198.18.4.1", 8000)]), server) \
+            == convert.encode([convert.Error(convert.RESOURCE_EXCEEDED)])
+    time.sleep(0.5)                                        # (the server half sees it close)
+    with bed.c.entered():
+        again = kernel.mptcp_socket()
+    with again:
+        again.settimeout(10)
+        again.connect(server)
+        again.sendall(convert.encode([convert.Connect("198.18.4.1", 8000)]))
+        assert again.recv(4) == convert.encode([])
 
 
 def test_username_and_password(bed):

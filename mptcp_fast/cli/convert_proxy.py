@@ -141,6 +141,9 @@ class _ConvertProxy(relay._Proxy):
         self.users = socks5.load_users(args.socks_users) if args.socks_auth == "password" \
             else None
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in args.allow_to or ()]
+        self.conversations = 0              # under way now (each holds a worker thread)
+        self.conversations_lock = threading.Lock()
+        self._conversing = threading.local()    # .counted: this thread's is among them
 
     # ------------------------------------------------------------------ sockets
     def _listener(self) -> socket.socket:
@@ -154,6 +157,7 @@ class _ConvertProxy(relay._Proxy):
                peer, destination: str) -> None:
         """Both ends up: hand them to the relay (what relay._Proxy._connection does after
         opening its upstream)."""
+        self._conversation_over()
         for sock in (client, upstream):
             self._prepare(sock)
         carried = relay._Relay(self, client, upstream, mptcp)
@@ -174,9 +178,16 @@ class _ConvertProxy(relay._Proxy):
               file=sys.stderr, flush=True)
 
     def _connection(self, client: socket.socket, peer) -> None:
+        with self.conversations_lock:
+            busy = self.conversations >= self.args.max_conversations
+            if not busy:
+                self.conversations += 1
+        self._conversing.counted = not busy
         try:
             client.settimeout(self.timeout)
-            if self.server_half:
+            if busy:
+                self._too_many(client, peer)
+            elif self.server_half:
                 self._server_half(client, peer)
             else:
                 self._client_half(client, peer)
@@ -185,6 +196,28 @@ class _ConvertProxy(relay._Proxy):
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, relay._LINGER_ZERO)
             client.close()
             raise
+        finally:
+            self._conversation_over()
+
+    def _conversation_over(self) -> None:
+        """This thread's conversation ended (its relay may go on): one fewer under way."""
+        if getattr(self._conversing, "counted", False):
+            self._conversing.counted = False
+            with self.conversations_lock:
+                self.conversations -= 1
+
+    def _too_many(self, client: socket.socket, peer) -> None:
+        """More than --max-conversations at once: answered at once, without reading what the
+        client says (Resource Exceeded on the server half, a SOCKS5 general failure or a reset
+        on the client half)."""
+        why = f"{self.args.max_conversations} conversations under way (--max-conversations)"
+        if self.server_half:
+            self._answer_error(client, peer, "?", convert.Error(convert.RESOURCE_EXCEEDED), why)
+        elif self.args.front == "socks5":
+            self._say(peer, "?", why)
+            client.close()                  # (no reply: RFC 1928 answers a request, not a hello)
+        else:
+            self._refuse(client, peer, "?", socks5.GENERAL_FAILURE, why)
 
     # ------------------------------------------------------------------ the server half
     def _server_half(self, client: socket.socket, peer) -> None:

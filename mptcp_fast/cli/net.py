@@ -787,6 +787,8 @@ def _proxy_mode(args):
         if args.to is not None:
             raise MptcpError("with --convert the server half connects where each Connect TLV "
                              "says: no --to")
+    if args.max_conversations < 1:
+        raise MptcpError("--max-conversations must be at least 1")
     if args.socks_auth == "password" and not args.socks_users:
         raise MptcpError("--socks-auth password needs --socks-users FILE")
     return _proxy_convert
@@ -974,6 +976,11 @@ def add_parsers(sub, size_type) -> None:
                      help="--convert: how long each conversation may take (a SOCKS5 "
                           "negotiation, a Convert message, a connect to the destination or "
                           "the server half)")
+    pro.add_argument("--max-conversations", type=int, default=1024, metavar="N",
+                     help="--convert: at most this many conversations (SOCKS5 negotiation, "
+                          "Convert message, connect) under way at once, each on a thread of "
+                          "its own; beyond, a client is answered at once (Convert error 64, "
+                          "Resource Exceeded, on the server half)")
     pro.add_argument("--fastopen", action="store_true",
                      help="--convert: TCP Fast Open on the MPTCP side: the client half "
                           "connects with TCP_FASTOPEN_CONNECT (the Convert message rides in "
