@@ -132,6 +132,8 @@ def test_option_kinds_of_a_connect_tlv():
     (["--front", "socks5", "--convert", "--listen", "1080", "--to", "198.18.0.1:5000",
       "--engine", "kernel", "--socks-auth", "password"], "--socks-users"),
     (["--listen", "1080"], "--to"),
+    (["--convert", "--direction", "mptcp-to-tcp", "--listen", "5000", "--engine", "kernel",
+      "--max-conversations", "0"], "--max-conversations"),
 ])
 def test_proxy_options_that_mean_nothing_are_refused_in_one_line(argv, says, capsys):
     assert cli.main(["proxy", *argv]) == 2
@@ -144,7 +146,7 @@ def test_the_proxys_help_names_every_new_option(capsys):
         cli.main(["proxy", "--help"])
     out = capsys.readouterr().out
     for option in ("--front", "--convert", "--socks-auth", "--socks-users", "--allow-to",
-                   "--convert-timeout", "--fastopen"):
+                   "--convert-timeout", "--max-conversations", "--fastopen"):
         assert option in out
 
 
