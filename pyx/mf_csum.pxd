@@ -12,8 +12,38 @@ cdef extern from *:
     #else
     #define MF_LITTLE_ENDIAN 1
     #endif
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    /* 32 bytes a step as eight 32-bit words, each widened to 64 bits (unpacked against
+       zero) and added into two 64-bit lanes per register: no carries to fold (as
+       sum_words), eight words in a dozen instructions. Returns the sum of the first
+       *done bytes (a multiple of 32). */
+    static inline uint64_t mf_sum_blocks(const uint8_t* p, Py_ssize_t n, Py_ssize_t* done) {
+        __m128i zero = _mm_setzero_si128(), low = zero, high = zero;
+        uint64_t lanes[2];
+        Py_ssize_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            __m128i a = _mm_loadu_si128((const __m128i*)(p + i));
+            __m128i b = _mm_loadu_si128((const __m128i*)(p + i + 16));
+            low = _mm_add_epi64(low, _mm_unpacklo_epi32(a, zero));
+            high = _mm_add_epi64(high, _mm_unpackhi_epi32(a, zero));
+            low = _mm_add_epi64(low, _mm_unpacklo_epi32(b, zero));
+            high = _mm_add_epi64(high, _mm_unpackhi_epi32(b, zero));
+        }
+        _mm_storeu_si128((__m128i*)lanes, _mm_add_epi64(low, high));
+        *done = i;
+        return lanes[0] + lanes[1];
+    }
+    #else
+    static inline uint64_t mf_sum_blocks(const uint8_t* p, Py_ssize_t n, Py_ssize_t* done) {
+        (void)p; (void)n;
+        *done = 0;
+        return 0;
+    }
+    #endif
     """
     int MF_LITTLE_ENDIAN
+    uint64_t mf_sum_blocks(const uint8_t* p, Py_ssize_t n, Py_ssize_t* done) nogil
 
 
 cdef inline uint64_t sum_words(const uint8_t* p, Py_ssize_t n) noexcept nogil:
@@ -25,10 +55,12 @@ cdef inline uint64_t sum_words(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     words with an end-around carry per add (3.2 against 6.7 us for 64 KiB). Folded, it is
     the ones'-complement sum of the byte-swapped words, since 2**16 = 1 modulo 0xFFFF; the
     caller swaps the folded result back (RFC 1071 §2: the sum is byte-order independent and
-    may be taken in wider words)."""
+    may be taken in wider words). Where SSE2 is there (every x86-64), mf_sum_blocks adds
+    the 32-byte blocks first, the same words into the same kind of sum."""
     cdef uint64_t a = 0, b = 0, c = 0, d = 0
     cdef uint32_t w0, w1, w2, w3
     cdef Py_ssize_t i = 0
+    a = mf_sum_blocks(p, n, &i)           # SSE2 (every x86-64): most of it, 32 bytes a step
     while i + 16 <= n:
         memcpy(&w0, p + i, 4)
         memcpy(&w1, p + i + 4, 4)

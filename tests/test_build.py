@@ -422,7 +422,7 @@ def test_the_package_imports_and_moves_data_without_cython(backend_name):
     backend, uses_shim, imported = done.stdout.split()
     assert backend == backend_name and imported == "[]"
     with_import = sorted(name for name in PURE_MODE if _imports_cython(name))
-    assert uses_shim.split(",") == with_import and len(with_import) == 8
+    assert uses_shim.split(",") == with_import and len(with_import) == 9
 
 
 def _imports_cython(module: str) -> bool:

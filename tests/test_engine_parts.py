@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import types
+
 import pytest
 
 from mptcp_fast.engine import cc, events
@@ -206,6 +208,13 @@ class FakeSubflow:
         self.window.cwnd = float(cwnd_segments * MSS)
         self.pipe = pipe_segments * MSS
         self.snd_una, self.snd_nxt = 1, 1 + self.pipe
+
+    @property
+    def rtt(self):                   # the RTT estimator's srtt, as the schedulers read it
+        return types.SimpleNamespace(srtt=self.srtt)
+
+    def can_carry(self):             # ``usable`` as a method, as the schedulers call it
+        return self.usable
 
     def has_room(self, size):
         return self.pipe + max(size, MSS) <= self.window.cwnd

@@ -339,6 +339,100 @@ def test_the_kernel_proxy_carries_mptcp_to_plain_tcp(ns, relay):
     assert report["engine"] == "kernel" and len(report["subflows"]) == 2
 
 
+def _echo_server(ns, address: str, port: int):
+    """A kernel MPTCP echo server in ``ns``, a thread per connection; returns its listener
+    (closing it ends the server)."""
+    import threading
+    with ns.entered():
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, port))
+    listener.listen(256)
+
+    def echo(sock):
+        with sock:
+            while data := sock.recv(1 << 16):
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def _echo_through(port: int, data: bytes) -> bytes:
+    """Send ``data`` to 127.0.0.1:port (a thread writes, then half-closes) and read until the
+    end of stream: what came back."""
+    import threading
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        def send():
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        writer = threading.Thread(target=send)
+        writer.start()
+        got = bytearray()
+        while chunk := sock.recv(1 << 16):
+            got += chunk
+        writer.join()
+    return bytes(got)
+
+
+def _sockets_and_threads(pid: int) -> tuple[int, int]:
+    fds = os.listdir(f"/proc/{pid}/fd")
+    sockets = sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:") for fd in fds
+                  if os.path.exists(f"/proc/{pid}/fd/{fd}"))
+    return sockets, len(os.listdir(f"/proc/{pid}/task"))
+
+
+@root_only
+@pytest.mark.parametrize("relay", ["splice", "copy"])
+def test_the_kernel_proxy_carries_many_connections_at_once_and_keeps_nothing(ns, relay):
+    """proxy --engine kernel with two loops: 48 clients at once, short echoes (copied) and
+    3 MiB ones (spliced once a read fills the copy buffer), every echo byte-exact, one record
+    per connection with its bytes, and afterwards the proxy holds no socket and no thread
+    more than it did before the first client (no thread is started per connection)."""
+    import concurrent.futures
+    import threading
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    listener = _echo_server(ns, "198.18.0.1", 5000)
+    proxy = _start(["proxy", "--engine", "kernel", "--netns", ns.name, "--listen",
+                    "127.0.0.1:7140", "--to", "198.18.0.1:5000", "--json"],
+                   env={**os.environ, "MPTCP_FAST_RELAY": relay,
+                        "MPTCP_FAST_RELAY_LOOPS": "2"})
+    try:
+        assert json.loads(proxy.stdout.readline())["event"] == "listening"
+        before = _sockets_and_threads(proxy.pid)
+        lines: list = []                                  # the proxy's records, as they come
+        reader = threading.Thread(target=lambda: lines.extend(proxy.stdout), daemon=True)
+        reader.start()
+        sizes = [64 + i if i % 4 else (3 << 20) + i for i in range(48)]
+        streams = [hashlib.sha256(str(i).encode()).digest() * (size // 32 + 1)
+                   for i, size in enumerate(sizes)]
+        streams = [stream[:size] for stream, size in zip(streams, sizes)]
+        with concurrent.futures.ThreadPoolExecutor(48) as pool:
+            echoes = list(pool.map(lambda data: _echo_through(7140, data), streams))
+        assert [echo == data for echo, data in zip(echoes, streams)] == [True] * 48
+        end = time.monotonic() + 15
+        while len(lines) < 48 and time.monotonic() < end:
+            time.sleep(0.1)
+        records = [json.loads(line) for line in list(lines)]
+        assert sorted((r["upstream"], r["downstream"]) for r in records) == \
+            sorted((size, size) for size in sizes)
+        end = time.monotonic() + 10
+        while _sockets_and_threads(proxy.pid) != before and time.monotonic() < end:
+            time.sleep(0.1)
+        assert _sockets_and_threads(proxy.pid) == before
+        proxy.send_signal(signal.SIGINT)
+        assert proxy.wait(30) == 130 and proxy.stderr.read() == ""
+    finally:
+        listener.close()
+        proxy.kill()
+        proxy.communicate()
+
+
 @pytest.mark.requires("root", "setpriv")
 def test_clear_errors_without_root(tmp_path):
     """Without CAP_NET_ADMIN (root's capability dropped with setpriv) the userspace engine says

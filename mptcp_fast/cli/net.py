@@ -187,12 +187,14 @@ def _subflows(writer) -> list:
 
 class _SubflowWatch:
     """The most subflows a connection had, sampled while data moves (at most every 50 ms):
-    by the end the kernel may have closed them already."""
+    by the end the kernel may have closed them already. ``first_after``: seconds before the
+    first look (the proxy's 50 ms: a short connection is looked at once, as it ends, by
+    ``sample(force=True)``, not also at its first bytes)."""
 
-    def __init__(self, writer):
+    def __init__(self, writer, first_after: float = 0.0):
         self.writer = writer
-        self.best = []
-        self._next = 0.0
+        self.best: list = []
+        self._next = time.monotonic() + first_after if first_after else 0.0
 
     def sample(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -466,17 +468,15 @@ FEED_LIMIT = 1 << 20        # bytes the MPTCP writer may hold not yet taken befo
                             # TCP side stops being read (aio.WRITE_LIMIT: what drain() allows)
 
 
-class _TcpSide(asyncio.BufferedProtocol):
-    """The proxy's plain TCP connection, without a StreamReader: what arrives is read into one
-    buffer (``recv_into``) and written from there to the MPTCP writer, which keeps its own
-    copy. With a StreamReader each chunk was copied three times more (a fresh bytes per recv,
-    into the reader's buffer, out of it) and woke a task per read. Reading pauses while the
+class _TcpSide(asyncio.Protocol):
+    """The proxy's plain TCP connection, without a StreamReader: each chunk asyncio reads
+    (a bytes object, up to 256 KiB per ``recv``) is handed to the MPTCP writer as it is,
+    which keeps that object rather than a copy. With a StreamReader each chunk was copied
+    twice more (into the reader's buffer, out of it) and woke a task per read; reading into
+    one reused buffer (BufferedProtocol) made the writer copy every chunk out of it. Reading pauses while the
     MPTCP writer holds more than FEED_LIMIT bytes the connection has not taken (its receive
     window then closes on the client, as with drain()). It is also the writing half (the
     methods of asyncio.StreamWriter that the proxy uses) for the other direction."""
-
-    _view = memoryview(bytearray(CHUNK))    # one for every connection: a chunk is handed on
-                                            # before the loop reads anything else
 
     transport: Any                          # asyncio's socket transport, once connected
     _target: Any                            # the MPTCP writer fed
@@ -498,17 +498,14 @@ class _TcpSide(asyncio.BufferedProtocol):
         transport.pause_reading()           # until the other side is open (pipe_to)
         self._started(self)
 
-    def get_buffer(self, sizehint: int):
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
         target = self._target
         try:
-            target.write(self._view[:nbytes])
+            target.write(data)              # (bytes: the writer keeps them, no copy)
         except (ConnectionError, RuntimeError):
             self._end(reset=True)           # the other side is gone: so is this one
             return
-        self._moved += nbytes
+        self._moved += len(data)
         self._watch.sample()
         if target.get_write_buffer_size() > FEED_LIMIT:
             self.transport.pause_reading()
@@ -701,7 +698,7 @@ async def _proxy(args) -> int:
         for writer in (client_writer, out_writer):
             _bound_unsent(writer)
         mptcp_writer = out_writer if args.direction == "tcp-to-mptcp" else client_writer
-        watch = _SubflowWatch(mptcp_writer)
+        watch = _SubflowWatch(mptcp_writer, first_after=0.05)
         upward = client_reader.pipe_to(out_writer, watch) if isinstance(client_reader, _TcpSide) \
             else _pipe(client_reader, out_writer, watch)
         up, down = await asyncio.gather(upward, _pipe(out_reader, client_writer, watch))

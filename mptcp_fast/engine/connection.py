@@ -53,8 +53,25 @@ if TYPE_CHECKING:
     from mptcp_fast._typing import Address, BytesLike
     from mptcp_fast.wire._receiver_py import SubflowReceiver
 
+if not cython.compiled:     # compiled: C reads of their fields (connection.pxd, _dss_c.pxd)
+    def _queue_data_ack(queue) -> int:
+        return queue.data_ack
+
+    def _queue_window_left(queue) -> int:
+        return queue.window_left
+
+    def _queue_eof(queue) -> bool:
+        return queue.eof
+
+    def _allocator_next_dsn(allocator) -> int:
+        return allocator.next_dsn
+
+    def _allocator_data_ack(allocator) -> int:
+        return allocator.data_ack
+
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
-    from .subflow import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT, _diff32
+    from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT,
+                          _diff32, _earlier)
 
 __all__ = ["Connection"]
 
@@ -521,7 +538,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def _window_opened(self) -> None:
         """Reading freed window: tell the peer when it grew by a quarter of the maximum
         (Linux's receive-window update, tcp_cleanup_rbuf, in spirit)."""
-        left = self.queue.window_left
+        left = _queue_window_left(self.queue)
         if left - self.advertised >= self.receive_window // 4:
             for sf in self.subflows:
                 if sf.can_carry():
@@ -532,7 +549,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def receive_window_left(self) -> int:
         """The window every subflow advertises (RFC 8684 §3.3.4: one window, relative to the
         DATA_ACK)."""
-        left = self.queue.window_left if self.queue is not None else self.receive_window
+        left = _queue_window_left(self.queue) if self.queue is not None else self.receive_window
         self.advertised = left
         return left
 
@@ -695,8 +712,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         """The sending and receiving state of the data sequence, from the first DSN each way."""
         self.local_first_dsn, self.remote_first_dsn = local_first, remote_first
         self.allocator = dss.DsnAllocator(local_first)
-        self.retained = Retained(self.allocator.next_dsn)
-        self.peer_edge = (self.allocator.next_dsn + window) & MASK64
+        self.retained = Retained(_allocator_next_dsn(self.allocator))
+        self.peer_edge = (_allocator_next_dsn(self.allocator) + window) & MASK64
         self.peer_window_max = window
         start = remote_first
         self.queue = dss.ReassemblyQueue(start, window=self.receive_window)
@@ -790,7 +807,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             return "the connection fell back to TCP (RFC 8684 §3.7)"
         if self.local_closed and not self.unsent:
             return "our DATA_FIN is sent or next to go (close() or end_stream)"
-        if self.queue is not None and self.queue.eof:
+        if self.queue is not None and _queue_eof(self.queue):
             return "the peer's DATA_FIN has arrived"
         return None
 
@@ -885,10 +902,10 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 self.fin_acked = True
                 self.fin_at = None
         data_ack = (self.local_first_dsn + data) & MASK64
-        before = self.allocator.data_ack
+        before = _allocator_data_ack(self.allocator)
         if self.allocator.acknowledge(data_ack):
-            self.retained.release(self.allocator.data_ack)
-            if self.allocator.data_ack != before:
+            self.retained.release(_allocator_data_ack(self.allocator))
+            if _allocator_data_ack(self.allocator) != before:
                 self._space_opened()
             self._update_window(seg.window << sf.peer_wscale, data_ack)
         if self.fin_acked:
@@ -946,22 +963,22 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.allocator is None:
             return None
         if not ack64:
-            ack = dss.expand_seq(self.allocator.next_dsn, ack)
+            ack = dss.expand_seq(_allocator_next_dsn(self.allocator), ack)
         if self.is_client and not self.fully_established:
             self._fully_established(now)
-        before = self.allocator.data_ack
+        before = _allocator_data_ack(self.allocator)
         if self.fin_dsn is not None and ack == (self.fin_dsn + 1) & MASK64:
             self.allocator.acknowledge(self.fin_dsn)
             if not self.fin_acked:
                 self.fin_acked = True
                 self.fin_at = None
                 self._check_closed(now)
-            self.retained.release(self.allocator.data_ack)
+            self.retained.release(_allocator_data_ack(self.allocator))
         elif self.allocator.acknowledge(ack):
             self.retained.release(ack)              # the allocator's DATA_ACK is now ``ack``
         else:
             return None
-        if self.allocator.data_ack != before:
+        if _allocator_data_ack(self.allocator) != before:
             self._space_opened()
             self._data_acked(now)
         return ack
@@ -973,7 +990,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         ``progress_at`` when it fires early (a per-ACK move costs two stores)."""
         self.progress_at = now
         self.retrans_backoff = 0
-        if self.allocator.next_dsn == self.allocator.data_ack:
+        if _allocator_next_dsn(self.allocator) == _allocator_data_ack(self.allocator):
             self.retrans_at = None
 
     def _space_opened(self) -> None:
@@ -994,7 +1011,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def _update_window(self, window: int, data_ack) -> None:
         """RFC 8684 §3.3.4: the window is relative to the DATA_ACK; the right edge never moves
         back."""
-        base = data_ack if data_ack is not None else self.allocator.data_ack
+        base = data_ack if data_ack is not None else _allocator_data_ack(self.allocator)
         edge = _add64(base, window)
         if window > self.peer_window_max:
             self.peer_window_max = window
@@ -1014,7 +1031,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.receiver is None:
             return
         if not dsn64:                                 # a 32-bit DSN: the 64-bit value next
-            dsn = dss.expand_seq(self.queue.data_ack, dsn)    # to the one we expect (§3.3.1)
+            # to the 64-bit value next to the one we expect (§3.3.1)
+            dsn = dss.expand_seq(_queue_data_ack(self.queue), dsn)
         if length == 0:                               # the infinite mapping (RFC 8684 §3.7)
             if len(self.all_subflows) == 1 and sf.join is None and self._dsn_acceptable(dsn):
                 self.fb.start(self.endpoint.now, "an infinite mapping from the peer", sf)
@@ -1057,7 +1075,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         the peer's first DSN (a retransmission of bytes that came on another subflow: they are
         acknowledged and dropped as duplicates, as Linux does)."""
         return _diff64(dsn, self.remote_first_dsn) >= 0 and \
-            _diff64(dsn, self.queue.data_ack) < self.receive_window
+            _diff64(dsn, _queue_data_ack(self.queue)) < self.receive_window
 
     def _store_mapping(self, sf, seg, dsn: int, start: int, payload_length: int,
                        data_len: int, checksum) -> bool:
@@ -1089,8 +1107,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         and where it agrees with the stream (the same DSN as one taken before, not below data
         received); a refused one leaves no trace, so the genuine one is still taken later."""
         queue = self.queue
-        ahead = _diff64(fin, queue.data_ack)
-        if queue.eof:
+        ahead = _diff64(fin, _queue_data_ack(queue))
+        if _queue_eof(queue):
             acceptable = ahead == -1                  # the same DATA_FIN again
         else:
             acceptable = 0 <= ahead <= self.receive_window
@@ -1170,7 +1188,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         except MptcpError:
             return False
         queue = self.queue
-        limit = (queue.data_ack + queue.window_left) & MASK64
+        limit = (_queue_data_ack(queue) + _queue_window_left(queue)) & MASK64
         if _beyond(ranges, limit):
             return False                              # beyond the window: not taken
         for held in fb.hold.take(sf.sid, seq, payload):
@@ -1206,7 +1224,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             del self.anomalies[ANOMALIES_KEPT:]
 
     def _check_eof(self) -> None:
-        if self.queue is not None and self.queue.eof and not self.eof_reported:
+        if self.queue is not None and _queue_eof(self.queue) and not self.eof_reported:
             if not self.events or self.events[-1] is not _EOF:
                 if _EOF not in self.events:
                     self._event(_EOF)
@@ -1226,7 +1244,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if chunk.mpc:
             return [_mp_capable(self.version, self._mpc_flags(), self.local_key, self.remote_key,
                                 len(chunk.data), chunk.checksum)]
-        return [_dss(self.queue.data_ack, chunk.dsn, chunk.seq & MASK32, len(chunk.data),
+        return [_dss(_queue_data_ack(self.queue), chunk.dsn, chunk.seq & MASK32, len(chunk.data),
                      chunk.checksum)]
 
     def dss_data_ack(self):
@@ -1234,7 +1252,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         and while the answer to an MP_FAIL is owed (data_options sends it first)."""
         if self.fb.reason or self.fb.pending_fail is not None:
             return None
-        return self.queue.data_ack
+        return _queue_data_ack(self.queue)
 
     def fell_back(self) -> bool:
         return bool(self.fb.reason)
@@ -1247,20 +1265,21 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 or self.pm.signals_owed() \
                 or (self.fin_dsn is not None and not self.fin_acked):
             return None
-        return self.queue.data_ack
+        return _queue_data_ack(self.queue)
 
     def ack_options(self, sf) -> list:
         if self.fb.pending_fail is not None and self.queue is not None:   # RFC 8684 §3.7
-            return [opt.Dss(self.queue.data_ack, True), opt.MpFail(self.fb.take_fail())]
-        signals = self.pm.ack_options(sf, None if self.queue is None else self.queue.data_ack)
+            return [opt.Dss(_queue_data_ack(self.queue), True), opt.MpFail(self.fb.take_fail())]
+        data_ack = None if self.queue is None else _queue_data_ack(self.queue)
+        signals = self.pm.ack_options(sf, data_ack)
         if signals is not None:                       # an echo, REMOVE_ADDR, MP_PRIO, ADD_ADDR
             return signals
         if self.queue is None or self.terminated is CloseReason.ABORTED or self.fb.reason:
             return []
         if self.fin_dsn is not None and not self.fin_acked:
-            return [_dss(self.queue.data_ack, self.fin_dsn, 0, 1,
+            return [_dss(_queue_data_ack(self.queue), self.fin_dsn, 0, 1,
                          0 if self.fb.checksums else None, True)]
-        return [_dss(self.queue.data_ack)]
+        return [_dss(_queue_data_ack(self.queue))]
 
     def flush(self, now: float) -> None:
         """Send what can be sent now: lost segments, reinjections, new data, DATA_FIN, ACKs."""
@@ -1298,12 +1317,12 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if redundant:
             self._catch_up(ready, now)
         while self.unsent:
-            room = _diff64(self.peer_edge, allocator.next_dsn)
+            room = _diff64(self.peer_edge, _allocator_next_dsn(allocator))
             if room <= 0:
                 self._arm_persist(now)
                 break
             sf = scheduler.pick(ready, len(self.unsent), _diff64(self.peer_edge,
-                                                                 allocator.data_ack))
+                                                                 _allocator_data_ack(allocator)))
             if sf is None:
                 break
             size = sf.window.mss                   # its payload_size, read as a C field
@@ -1312,7 +1331,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             first = self.is_client and not self.fully_established and sf.join is None \
                 and not self.fb.reason and self.version == 1     # v0 has no such form
             if first:
-                if allocator.next_dsn != (self.keys.local_idsn + 1) & MASK64:
+                if _allocator_next_dsn(allocator) != (self.keys.local_idsn + 1) & MASK64:
                     break                             # one MP_CAPABLE data segment at a time
                 n = min(n, size)
             data = self.unsent.take(n)
@@ -1321,12 +1340,12 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data),
                                 mpc=first), now)
             if redundant:                             # and on every other subflow with room
-                self.redundant_sent[sf.sid] = allocator.next_dsn
+                self.redundant_sent[sf.sid] = _allocator_next_dsn(allocator)
                 self._catch_up(ready, now)
         if self.retrans_at is None:
             self._arm_retransmission(now)
         if not self.unsent and not self.reinject and self.local_closed and self.fin_dsn is None:
-            self.fin_dsn = allocator.next_dsn         # RFC 8684 §3.3.3: one DSN of its own
+            self.fin_dsn = _allocator_next_dsn(allocator)   # RFC 8684 §3.3.3: a DSN of its own
             if self.fb.reason:
                 for sf in self.subflows:              # plain TCP: the FIN is the DATA_FIN
                     sf.send_fin(now)
@@ -1341,12 +1360,13 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         for sf in ready:
             if not sf.usable or not sf.has_room(0):
                 continue
-            cursor = self.redundant_sent.get(sf.sid, allocator.data_ack)
-            if seq64_diff(allocator.data_ack, cursor) > 0:
-                cursor = allocator.data_ack           # acknowledged meanwhile: skip it
+            cursor = self.redundant_sent.get(sf.sid, _allocator_data_ack(allocator))
+            if seq64_diff(_allocator_data_ack(allocator), cursor) > 0:
+                cursor = _allocator_data_ack(allocator)           # acknowledged meanwhile: skip it
             size = sf.payload_size
-            while seq64_diff(allocator.next_dsn, cursor) > 0 and sf.has_room(0):
-                n = min(seq64_diff(allocator.next_dsn, cursor), sf.room(), MAX_CHUNK // size * size)
+            while seq64_diff(_allocator_next_dsn(allocator), cursor) > 0 and sf.has_room(0):
+                n = min(seq64_diff(_allocator_next_dsn(allocator), cursor), sf.room(),
+                        MAX_CHUNK // size * size)
                 if n <= 0:
                     break
                 data = self.retained.slice(cursor, n)
@@ -1370,14 +1390,15 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self.reinject.clear()
             return False
         dsn, length = self.reinject[0]
-        behind = seq64_diff(self.allocator.data_ack, dsn)
+        behind = seq64_diff(_allocator_data_ack(self.allocator), dsn)
         if behind > 0:                                # acknowledged meanwhile
             if behind >= length:
                 self.reinject.popleft()
                 return True
             dsn, length = (dsn + behind) & MASK64, length - behind
         scheduler = self.scheduler
-        sf = scheduler.pick(ready, length, _diff64(self.peer_edge, self.allocator.data_ack))
+        sf = scheduler.pick(ready, length,
+                            _diff64(self.peer_edge, _allocator_data_ack(self.allocator)))
         if sf is None:
             return False
         size = sf.payload_size
@@ -1420,7 +1441,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         after fallback, RFC 8684 §3.7, nor before the server has our key: the initial subflow's
         own retransmission carries the MP_CAPABLE data)."""
         return self.allocator is not None and not self.terminated and not self.fb.reason \
-            and self.allocator.next_dsn != self.allocator.data_ack \
+            and _allocator_next_dsn(self.allocator) != _allocator_data_ack(self.allocator) \
             and (self.fully_established or not self.is_client)
 
     def _arm_retransmission(self, now: float) -> None:
@@ -1461,12 +1482,12 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         """Send the bytes from the DATA_ACK on (one chunk, what the chosen subflow's window
         takes) again, under a new mapping; False when no subflow can take them now."""
         allocator = self.allocator
-        head = allocator.data_ack
+        head = _allocator_data_ack(allocator)
         sf = self._retransmission_subflow(head)
         if sf is None:
             return False
         size = sf.window.mss                   # its payload_size, read as a C field
-        n = min(_diff64(allocator.next_dsn, head), sf.room(), MAX_CHUNK // size * size)
+        n = min(_diff64(_allocator_next_dsn(allocator), head), sf.room(), MAX_CHUNK // size * size)
         if n <= 0:
             return False
         data = self.retained.slice(head, n)
@@ -1496,16 +1517,11 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def next_timer(self):
         best = None
         for sf in self.subflows:
-            t = sf.next_timer()
-            if t is not None and (best is None or t < best):
-                best = t
-        for t in (self.fin_at, self.persist_at, self.retrans_at):
-            if t is not None and (best is None or t < best):
-                best = t
-        t = self.pm.next_timer()                      # an ADD_ADDR due
-        if t is not None and (best is None or t < best):
-            best = t
-        return best
+            best = _earlier(best, sf.next_timer())
+        best = _earlier(best, self.fin_at)
+        best = _earlier(best, self.persist_at)
+        best = _earlier(best, self.retrans_at)
+        return _earlier(best, self.pm.next_timer())   # an ADD_ADDR due
 
     def handle_timer(self, now: float) -> None:
         for sf in list(self.subflows):
@@ -1653,7 +1669,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
 
     def _check_closed(self, now: float) -> None:
         """Both DATA_FINs acknowledged: the connection is closed; the subflows end with FINs."""
-        if self.terminated or not self.fin_acked or self.queue is None or not self.queue.eof:
+        if self.terminated or not self.fin_acked or self.queue is None \
+                or not _queue_eof(self.queue):
             return
         self._terminate(now, CloseReason.CLOSED)
         for sf in list(self.subflows):

@@ -32,11 +32,12 @@ ECF and BLEST decide one segment at a time on a slower subflow (as the out-of-tr
 decides per segment), and send as ``LowestRtt``'s out-of-tree ancestor did otherwise: on the
 lowest-RTT subflow with room.
 
-A scheduler sees the subflows as objects with ``usable`` (established, not closing, not stale),
-``backup`` (MP_PRIO / MP_JOIN backup flag), ``srtt`` and ``rttvar`` (seconds, None before the
-first sample), ``has_room(0)`` (the congestion window takes one more segment), ``pipe`` (bytes
+A scheduler sees the subflows as objects with ``usable`` (established, not closing, not stale;
+``can_carry()`` the same as a method), ``backup`` (MP_PRIO / MP_JOIN backup flag), ``srtt``
+and ``rttvar`` (seconds, None before the first sample; ``rtt.srtt`` the same), ``has_room(0)`` (the congestion window takes one more segment), ``pipe`` (bytes
 in flight, RFC 6675), ``snd_nxt - snd_una`` (bytes sent and not acknowledged) and ``window``
-(``cwnd``, ``ssthresh``, ``mss``: bytes).
+(``cwnd``, ``ssthresh``, ``mss``: bytes). The built-in schedulers' per-pick helpers read
+``can_carry()`` and ``rtt.srtt``: compiled, those are C calls and C fields of the subflow.
 
 ``pick(subflows, backlog, window)`` returns the subflow the next bytes go to, or None (wait for
 an acknowledgment); ``backlog`` is the bytes waiting to be sent, ``window`` the peer's receive
@@ -59,7 +60,7 @@ UNMEASURED = float("inf")    # the linger time of a subflow without an RTT sampl
 def _candidates(subflows):
     """Non-backup usable subflows, or the backup ones when no other is usable (Linux: backups
     only when no non-backup subflow is active)."""
-    usable = [s for s in subflows if s.usable]
+    usable = [s for s in subflows if s.can_carry()]      # ``usable``, a C call when compiled
     if len(usable) < 2:
         return usable
     regular = [s for s in usable if not s.backup]
@@ -84,9 +85,10 @@ def linger_time(s) -> float:
     ``sk_wmem_queued / avg_pacing_rate``): 0 when nothing is in flight."""
     if not s.pipe:
         return 0.0
-    srtt = s.srtt
-    if not srtt:
+    measured = s.rtt.srtt                 # ``srtt``: a C field when compiled
+    if not measured:
         return UNMEASURED
+    srtt = measured
     window = s.window
     # tcp_update_pacing_rate: cwnd / srtt, times ss_ratio below half of ssthresh, else ca_ratio
     ratio = PACING_SS_RATIO if window.cwnd < window.ssthresh / 2 else PACING_CA_RATIO
@@ -107,17 +109,22 @@ class LowestRtt(Scheduler):
     name = "lowest-rtt"
 
     def pick(self, subflows, backlog: int = 0, window: int = 0):
-        best = None
-        best_linger = best_rtt = 0.0
-        for s in _candidates(subflows):
-            if not s.has_room(0):
-                continue
-            linger = linger_time(s)
-            rtt = s.srtt
-            rtt = UNMEASURED if rtt is None else rtt
-            if best is None or linger < best_linger or (linger == best_linger and rtt < best_rtt):
-                best, best_linger, best_rtt = s, linger, rtt
-        return best
+        return _shortest_linger(subflows)
+
+
+def _shortest_linger(subflows):
+    """LowestRtt's pick (a C loop over the subflows' C fields when compiled)."""
+    best = None
+    best_linger = best_rtt = 0.0
+    for s in _candidates(subflows):
+        if not s.has_room(0):
+            continue
+        linger = linger_time(s)
+        measured = s.rtt.srtt
+        rtt = UNMEASURED if measured is None else measured
+        if best is None or linger < best_linger or (linger == best_linger and rtt < best_rtt):
+            best, best_linger, best_rtt = s, linger, rtt
+    return best
 
 
 class RoundRobin(Scheduler):

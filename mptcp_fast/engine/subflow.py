@@ -218,6 +218,16 @@ class SubflowOwner:
         raise NotImplementedError
 
 
+def _earlier(a, b):
+    """The earlier of two timer deadlines, either of which may be None (no timer): the first
+    one on a tie. Compiled, the times are compared as C doubles."""
+    if a is None:
+        return b
+    if b is not None and cython.cast(cython.double, b) < cython.cast(cython.double, a):
+        return b
+    return a
+
+
 def _diff32(a: int, b: int) -> int:
     """Signed distance a - b on the 32-bit circle (mptcp_fast.wire.serial.seq32_diff, here so that
     the compiled build makes it C arithmetic)."""
@@ -1172,11 +1182,10 @@ class Subflow:
 
     # ---------------------------------------------------------------- timers
     def next_timer(self):
-        best = self.rto_at
-        for t in (self.delack_at, self.timewait_at, self.keepalive_at, self.removal_at):
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        best = _earlier(self.rto_at, self.delack_at)
+        best = _earlier(best, self.timewait_at)
+        best = _earlier(best, self.keepalive_at)
+        return _earlier(best, self.removal_at)
 
     def handle_timer(self, now: float) -> None:
         if self.timewait_at is not None and now >= self.timewait_at:

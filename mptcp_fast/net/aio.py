@@ -32,7 +32,7 @@ import ipaddress
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable
 
 from ..engine import Config, Endpoint
-from .tun import TunDevice, write_packets
+from .tun import DeviceWriter, TunDevice, write_packets
 from ..engine import events as ev
 
 if TYPE_CHECKING:
@@ -301,6 +301,8 @@ class Stack:
         # a TunDevice reads with checksum flags and writes a batch in one call; any other
         # object with read_batch() and write() will do too (a test's pipe)
         self._tun = isinstance(device, TunDevice)
+        # large batches go to the device from a thread of its own (tun.DeviceWriter)
+        self._out = DeviceWriter(device) if self._tun else None
         self._loop.add_reader(device.fileno(), self._on_readable)
 
     # ------------------------------------------------------------------ the user's calls
@@ -348,6 +350,8 @@ class Stack:
         for conn in list(self.endpoint.connections.values()):
             conn.abort(now)
         self._flush(now)
+        if self._out is not None:
+            self._out.close()                           # (what it holds goes out first)
         self._loop.remove_reader(self.device.fileno())
         if self._timer is not None:
             self._timer.cancel()
@@ -423,7 +427,11 @@ class Stack:
             self._timer = self._loop.call_at(timer, self._on_timer) if timer is not None else None
 
     def _flush(self, now: float) -> None:
-        write_packets(self.device, self.endpoint.packets_to_send(now))
+        packets = self.endpoint.packets_to_send(now)
+        if self._out is not None:
+            self._out.write_batch(packets)
+        else:
+            write_packets(self.device, packets)
 
     def _push(self, writer: MptcpStreamWriter) -> None:
         self._wanting.add(writer)

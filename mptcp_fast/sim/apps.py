@@ -108,7 +108,7 @@ class BulkApp:
         endpoint.watch_send_space = True   # (connections_with_send_space: whom to feed)
         # the settings the transfers were last fed under: when one changes (a scenario closes
         # once its hold is over), every transfer is fed once
-        self._fed_settings = (close_when_done, wait_for_peer)
+        self._fed_close, self._fed_wait = close_when_done, wait_for_peer
 
     # -- the host face netem calls
     def receive_packet(self, data: bytes, now: float) -> None:
@@ -159,9 +159,9 @@ class BulkApp:
             return
         ep = self.endpoint
         ready: list[Transfer] = []
-        settings = (self.close_when_done, self.wait_for_peer)
-        if settings != self._fed_settings:  # rare: any transfer may now have something to do
-            self._fed_settings = settings
+        if self.close_when_done != self._fed_close or self.wait_for_peer != self._fed_wait:
+            # rare: any transfer may now have something to do
+            self._fed_close, self._fed_wait = self.close_when_done, self.wait_for_peer
             for t in self.transfers.values():
                 t.ready = True
                 ready.append(t)
@@ -199,7 +199,8 @@ class BulkApp:
                 t.terminated = event.reason  # type: ignore[attr-defined]  # (of that kind)
             elif kind in (ev.SubflowEstablished, ev.SubflowClosed):
                 t.subflow_events.append((now, event))
-        for conn in ep.connections_with_send_space():
+        # (connections_with_send_space makes a list: not when none waits)
+        for conn in ep.connections_with_send_space() if ep._with_space else ():
             t = self.transfers.get(conn.id)
             if t is not None and not t.ready:
                 t.ready = True

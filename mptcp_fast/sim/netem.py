@@ -51,10 +51,22 @@ from dataclasses import dataclass
 from heapq import heappop, heappush
 from typing import Any
 
+try:
+    import cython
+except ImportError:             # no Cython: the pure backend runs without it
+    from mptcp_fast import _cython_shim as cython
+
 from mptcp_fast import _check
 
 __all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload", "shift_sequence",
            "nat", "split_segments", "coalesce_segments", "remap_to_past"]
+
+if not cython.compiled:     # compiled: netem.pxd's C checks, which let the network call the
+    def _is_app(host) -> bool:          # compiled BulkApp's host face as C calls
+        return False
+
+    def _has_no_attributes(obj) -> bool:
+        return False
 
 _LINKTYPE_RAW = 101
 _MASK64 = (1 << 64) - 1
@@ -354,14 +366,15 @@ class PathStats:
 class _Direction:
     """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
     where its packets arrive. Packets in flight mostly arrive in the order they were sent:
-    they wait in ``in_flight`` as (arrival time, event order, packet), and only the first
-    one's event, (time, order, this direction), is in the network's heap (so the heap stays
-    as small as the number of paths and timers); a packet that would overtake the last one
-    (jitter, reordering) is an event in the heap of its own, (time, order, this direction,
-    packet). Either way each packet arrives at its (time, order) place among all events. A
-    packet in flight holds no reference to a tracked object: the collector stops tracking its
-    tuple at its first pass, instead of walking the tens of thousands in flight when thousands
-    of connections fill the paths' queues at every pass until they arrive."""
+    they wait in ``in_flight`` as (arrival time, event order, packet), outside the network's
+    heap of events: the loop compares the first packet in flight of each direction that has
+    one (``Network._busy``, as few as the paths) with the heap's first event, so a packet
+    costs no heap push or pop. A packet that would overtake the last one (jitter,
+    reordering) is an event in the heap of its own, (time, order, this direction, packet).
+    Either way each packet arrives at its (time, order) place among all events. A packet in
+    flight holds no reference to a tracked object: the collector stops tracking its tuple at
+    its first pass, instead of walking the tens of thousands in flight when thousands of
+    connections fill the paths' queues at every pass until they arrive."""
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
@@ -379,17 +392,12 @@ class _Direction:
                          self.queue_drops, self.middlebox_drops, self.mtu_drops,
                          self.reordered, self.duplicated)
 
-    def arrive_event(self, event: tuple) -> None:
-        """The event of a packet arriving: the first in flight (whose place the next one
-        then takes in the heap), or one that overtook them, which carries its packet."""
-        if len(event) == 4:
-            self.arrive(event[3])
-            return
+    def arrive_first(self) -> None:
+        """The first packet in flight arrives (the loop found it the earliest event)."""
         flight = self.in_flight
         packet = flight.popleft()[2]
-        if flight:
-            head = flight[0]
-            heappush(self.path.network._events, (head[0], head[1], self))
+        if not flight:
+            self.path.network._busy.remove(self)
         self.arrive(packet)
 
     def arrive(self, packet: bytes) -> None:
@@ -407,11 +415,19 @@ class _Direction:
 
 class _Host:
     """A sans-IO host attached to the network, and the time its timer event is scheduled for
-    (infinity: none is)."""
+    (infinity: none is). Compiled, ``app`` is the host again when it is the compiled engine's
+    ``BulkApp`` (``_face``: its host face is then called as C calls), else None."""
 
     def __init__(self, host):
         self.host = host
         self.timer = math.inf
+        self.app = host if _is_app(host) else None
+
+    def direct(self) -> bool:
+        """Whether the host face is called on ``app`` (C calls): not when a test replaced one
+        of its methods on the instance (which then has attributes of its own, that a C call
+        would pass by)."""
+        return self.app is not None and _has_no_attributes(self.app)
 
 
 class Path:
@@ -558,6 +574,7 @@ class Network:
         self.random = random.Random(seed)
         # (time, order, callback, args), a heap; an arrival is (time, order, _Direction, packet)
         self._events: list[tuple[Any, ...]] = []   # (time, order, callback, args), see _Direction
+        self._busy: list[_Direction] = []  # the directions with packets in flight
         self._order = 0
         self._hosts: dict[bytes, _Host] = {}       # address -> _Host
         self._entries: list[_Host] = []    # the _Host of every host attached or woken
@@ -679,30 +696,44 @@ class Network:
         if flight and when < flight[-1][0]:       # it overtakes: an event of its own
             heappush(self._events, (when, order, direction, packet))
             return
+        if not flight:                            # the loop looks at its first packet now
+            self._busy.append(direction)
         flight.append((when, order, packet))
-        if len(flight) == 1:                      # the first in flight: its event
-            heappush(self._events, (when, order, direction))
 
     def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
         """Process events in time order until none are left, virtual time passes ``until``,
         ``stop()`` returns true, or ``max_events`` were processed; returns the time reached."""
         processed = 0
         events = self._events
+        busy = self._busy
         horizon = math.inf if until is None else until
-        while events:
-            event = events[0]
-            when = event[0]
+        while events or busy:
+            # the earliest (time, order): the heap's first event, or the first packet in
+            # flight of a direction (see _Direction)
+            arriving = None
+            if events:
+                event = events[0]
+                when, order = event[0], event[1]
+            else:
+                when, order = math.inf, 0
+            for direction in busy:
+                head = direction.in_flight[0]
+                if head[0] < when or (head[0] == when and head[1] < order):
+                    when, order, arriving = head[0], head[1], direction
             if when > horizon:
                 self.now = until
                 break
-            heappop(events)
             if when > self.now:
                 self.now = when
-            callback = event[2]
-            if type(callback) is _Direction:       # a packet arrives (see _Direction)
-                callback.arrive_event(event)
+            if arriving is not None:
+                arriving.arrive_first()
             else:
-                callback(*event[3])
+                heappop(events)
+                callback = event[2]
+                if type(callback) is _Direction:   # a packet that overtook others arrives
+                    callback.arrive(event[3])
+                else:
+                    callback(*event[3])
             processed += 1
             if stop is not None and stop():
                 break
@@ -732,15 +763,24 @@ class Network:
         if entry is None:
             self.unroutable += 1
             return
-        entry.host.receive_packet(packet, self.now)
+        if entry.direct():
+            entry.app.receive_packet(packet, self.now)    # compiled: a C call (_Host)
+        else:
+            entry.host.receive_packet(packet, self.now)
         self._poll(entry)
 
     def _poll(self, entry: _Host) -> None:
         """Send what the host has to send, and (re)arm its timer."""
-        host = entry.host
-        for packet in host.packets_to_send(self.now):
-            self._transmit(packet)
-        when = host.get_timer()
+        if entry.direct():                                 # compiled: C calls (_Host)
+            app = entry.app
+            for packet in app.packets_to_send(self.now):
+                self._transmit(packet)
+            when = app.get_timer()
+        else:
+            host = entry.host
+            for packet in host.packets_to_send(self.now):
+                self._transmit(packet)
+            when = host.get_timer()
         if when is None:
             return
         if when < entry.timer:

@@ -22,7 +22,7 @@ cdef class BulkApp:
     cdef public long long send_bytes, ended, _made
     cdef public object source
     cdef public bint hash_data, close_when_done, wait_for_peer, paused
-    cdef public tuple _fed_settings
+    cdef public bint _fed_close, _fed_wait
     cdef public dict transfers
     cdef public list events
 
@@ -30,7 +30,7 @@ cdef class BulkApp:
     cpdef packets_to_send(self, double now)
     cpdef get_timer(self)
     cpdef handle_timer(self, double now)
-    @cython.locals(t=Transfer)
+    @cython.locals(t=Transfer, ready=list, conn=Connection)
     cpdef run(self, double now)
     cpdef bint peer_ended(self)
     cdef Transfer _transfer(self, Connection conn)

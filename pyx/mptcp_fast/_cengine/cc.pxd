@@ -27,4 +27,8 @@ cdef class Reno(Controller):
 
 
 cdef class Lia(Controller):
+    @cython.locals(x=Window, total=double, best=double, rate_sum=double, rtt=double,
+                   measured=bint)
     cpdef double alpha(self)
+    @cython.locals(x=Window, total=double, coupled=double, increase=double)
+    cpdef _avoid(self, Window w, long long acked, double now)

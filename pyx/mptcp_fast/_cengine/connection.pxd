@@ -11,7 +11,11 @@ from mptcp_fast._cengine.cc cimport Controller
 from mptcp_fast._cengine.fallback cimport Fallback
 from mptcp_fast._cengine.pathmanager cimport PathManager
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
-                                          TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32)
+                                          TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32,
+                                          _earlier)
+from mptcp_fast.wire._dss_c cimport (ReassemblyQueue, queue_data_ack as _queue_data_ack,
+                                     queue_eof as _queue_eof,
+                                     queue_window_left as _queue_window_left)
 from mptcp_fast.wire._segment_c cimport Incoming
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 
@@ -23,6 +27,20 @@ cdef dict _OPTION_HANDLERS
 cdef inline object _new_object(object cls):
     # object.__new__(cls), as the C API does it: with _set_field, _data_received's two calls
     return PyType_GenericAlloc(cls, 0)
+
+
+cdef inline unsigned long long _allocator_next_dsn(DsnAllocator a) except? 0:
+    # a.next_dsn: the DSN the next new byte gets (None raises as the attribute would)
+    if a is None:
+        raise AttributeError("'NoneType' object has no attribute 'next_dsn'")
+    return a._dsn_at(a._next)
+
+
+cdef inline unsigned long long _allocator_data_ack(DsnAllocator a) except? 0:
+    # a.data_ack: the highest DATA_ACK taken
+    if a is None:
+        raise AttributeError("'NoneType' object has no attribute 'data_ack'")
+    return a._dsn_at(a._acked)
 
 
 cdef object _data_received(long long connection, object data)
@@ -60,7 +78,8 @@ cdef class Connection(SubflowOwner):
     cdef public long retrans_backoff
     cdef public long long data_retransmits
     # receiving
-    cdef public object queue, receiver
+    cdef public ReassemblyQueue queue
+    cdef public object receiver
     cdef public list events
     cdef public dict receiver_side
     cdef public list anomalies
@@ -86,6 +105,7 @@ cdef class Connection(SubflowOwner):
     cpdef long long receive_window_left(self)
     cpdef long long _buffered(self)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
+    @cython.locals(before=cython.ulonglong)
     cpdef _on_data_ack(self, object ack, bint ack64, double now)
     cpdef _update_window(self, long long window, object data_ack)
     cpdef _space_opened(self)

@@ -1,6 +1,25 @@
 # Types for the compiled build of mptcp_fast/sim/netem.py (mptcp_fast._cengine.netem): the event
 # loop, the paths and their queues as C fields and calls.
 cimport cython
+from cpython.object cimport PyObject
+
+from mptcp_fast._cengine.apps cimport BulkApp
+
+
+cdef extern from "Python.h":
+    PyObject** _PyObject_GetDictPtr(object obj)
+    Py_ssize_t PyDict_GET_SIZE(PyObject* d)
+
+
+cdef inline bint _is_app(object host):
+    return type(host) is BulkApp
+
+
+cdef inline bint _has_no_attributes(object obj):
+    # the instance dict of a class that has one (BulkApp's cdef dict __dict__): none made yet,
+    # or empty
+    cdef PyObject** d = _PyObject_GetDictPtr(obj)
+    return d == NULL or d[0] == NULL or PyDict_GET_SIZE(d[0]) == 0
 
 
 cdef object _route_key(bytes packet)
@@ -13,6 +32,8 @@ cdef class Path
 cdef class _Host:
     cdef public object host
     cdef public double timer
+    cdef public BulkApp app
+    cpdef bint direct(self)
 
 
 @cython.final
@@ -26,15 +47,14 @@ cdef class _Direction:
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
     cpdef arrive(self, object packet)
-    @cython.locals(head=tuple)
-    cpdef arrive_event(self, tuple event)
+    cpdef arrive_first(self)
 
 
 @cython.final
 cdef class Network:
     cdef public double now
     cdef public object random, _pcap
-    cdef public list _events, _entries
+    cdef public list _events, _entries, _busy
     cdef public long long _order, unroutable
     cdef public dict _hosts, _paths, _routes
     cdef public bint _owns_pcap
@@ -42,10 +62,13 @@ cdef class Network:
     cpdef _schedule(self, double when, object callback, object args)
     @cython.locals(flight=object, order=cython.longlong)
     cpdef _in_flight(self, _Direction direction, double when, object packet)
-    @cython.locals(events=list, event=tuple, when=double, horizon=double, processed=cython.longlong)
+    @cython.locals(events=list, busy=list, event=tuple, when=double, order=cython.longlong,
+                   horizon=double, processed=cython.longlong, arriving=_Direction,
+                   direction=_Direction, head=tuple)
     cpdef double run(self, object until=*, object stop=*, object max_events=*)
     @cython.locals(entry=_Host)
     cpdef _deliver(self, bytes address, object packet)
+    @cython.locals(app=BulkApp)
     cpdef _poll(self, _Host entry)
     cpdef _timer(self, _Host entry, double when)
     @cython.locals(direction=_Direction)

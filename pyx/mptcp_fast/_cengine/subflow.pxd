@@ -27,6 +27,7 @@ cpdef enum:                           # the TCP states: subflow.py's names, its 
 
 cdef long _FIN, _SYN, _RST, _PSH, _ACK
 cdef long long _diff32(long long a, long long b)
+cdef object _earlier(object a, object b)
 
 
 @cython.final
@@ -145,11 +146,14 @@ cdef class Subflow:
     cpdef bint _ack_acceptable(self, Incoming seg)
     @cython.locals(window=cython.longlong)
     cpdef _note_peer_window(self, Incoming seg)
+    @cython.locals(ack=cython.longlong)
     cpdef _process_ack(self, Incoming seg, double now)
-    @cython.locals(entry=_Sent, head=Py_ssize_t, n=Py_ssize_t, acked=cython.longlong,
-                   data_acked=cython.longlong, fin_acked=bint)
+    @cython.locals(elapsed=cython.longlong)
     cpdef _slow_start_delay(self, Incoming seg, long long ack, double now)
+    @cython.locals(entry=_Sent, sent=list, head=Py_ssize_t, acked=cython.longlong,
+                   data_acked=cython.longlong, fin_acked=bint)
     cpdef _cumulative_ack(self, long long ack, double now)
+    @cython.locals(elapsed=cython.longlong, sample=double)
     cpdef _receiver_rtt(self, Incoming seg, double now)
     @cython.locals(nxt=cython.longlong, end=cython.longlong, filled=bint)
     cpdef _receive_payload(self, long long seq, object payload, Incoming seg, double now)

@@ -159,16 +159,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
         ProtocolError: ``data_fin`` at a DSN that moves, lies below data received, or is
             2**63 away.
     """
-    cdef uint64_t _base
-    cdef int64_t _window, _ack, _read, _queued_ooo, _fin
-    cdef bint _eof
-    cdef list _ready
-    cdef list _pieces                 # out-of-order pieces (bytes), sorted by offset
-    cdef int64_t* _starts             # their offsets
-    cdef Py_ssize_t _count, _capacity
-    cdef public int64_t out_of_order_bytes, duplicate_bytes, refused_bytes, conflict_bytes
-    cdef public int64_t peak_queued_bytes
-    cdef public list conflicts
+    # its fields and C methods: _dss_c.pxd (the compiled engine reads them)
 
     def __cinit__(self, initial_dsn, window=1 << 20):
         # the offsets array exists from allocation on: a queue made with __new__ alone (no
@@ -202,7 +193,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
         free(self._starts)
 
     # -- positions
-    cdef inline int64_t _distance(self, uint64_t dsn) noexcept:
+    cdef int64_t _distance(self, uint64_t dsn) noexcept:
         """How far ``dsn`` is ahead of the next expected byte (negative: behind)."""
         return seq64_diff(dsn, self._base + <uint64_t>self._ack)
 
@@ -390,7 +381,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
             memmove(self._starts, self._starts + taken, (self._count - taken) * sizeof(int64_t))
             self._count -= taken
 
-    cdef inline void _note_peak(self):
+    cdef void _note_peak(self):
         cdef int64_t queued = (self._ack - self._read) + self._queued_ooo
         if queued > self.peak_queued_bytes:
             self.peak_queued_bytes = queued
