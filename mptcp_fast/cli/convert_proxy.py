@@ -16,12 +16,17 @@ an Error TLV and a close (Connection Reset for a refusal, Destination Unreachabl
 ICMP code for an unreachable host or network, Network Failure for a timeout, Not Authorized
 outside ``--allow-to``). The client half maps the answer to its SOCKS5 reply (REP 5, 3/4, 1,
 2) and, once both ends are up, the bytes are carried by the kernel engine's relay
-(``relay.py``: a pump thread per direction).
+(``relay.py``: its epoll loops, as any kernel proxy's connection, with the same half-close and
+reset, reported with where it went).
 
 Domain names (SOCKS5 ATYP 3) are resolved by the client half: the Connect TLV carries an
-address (RFC 8803 has no name in it). Each conversation runs on one of the relay's worker
-threads, blocking with a timeout; nothing the peer sends is read beyond one Convert message,
-so the application's bytes after it stay in the kernel for the relay.
+address (RFC 8803 has no name in it). A conversation blocks (with a timeout) for an RTT or
+more, so it does not run on a relay loop: the loop that accepts a client hands it to a thread
+of its own (``relay._Proxy.accepted``), at most ``--max-conversations`` at once, and that
+thread hands the connected pair back to the loops (``relay._Proxy.adopt``) and ends. Nothing
+the peer sends is read beyond one Convert message (or the SOCKS5 request), so the
+application's bytes after it stay in the kernel for the relay. Stopping shuts down the
+sockets of the conversations under way, which ends them at once.
 """
 
 from __future__ import annotations
@@ -122,28 +127,43 @@ def _hang_up(sock: socket.socket) -> None:
     sock.close()
 
 
+class _Conversation:
+    """One conversation under way: its thread, and the sockets stop() shuts down to end it
+    (a blocked recv, send or connect returns at once)."""
+    __slots__ = ("thread", "socks", "counted")
+
+    def __init__(self, client: socket.socket, counted: bool) -> None:
+        self.thread: threading.Thread | None = None
+        self.socks = [client]
+        self.counted = counted          # among --max-conversations (else: answered "too many")
+
+
 class _ConvertProxy(relay._Proxy):
-    """The kernel engine's proxy (relay._Proxy: its listener, workers and relay) with a
-    conversation before the relay, on the worker thread of each connection."""
+    """The kernel engine's proxy (relay._Proxy: its listener and loops) with a conversation
+    before the relay, on a thread of its own for each connection."""
+
+    takes_clients = True
 
     def __init__(self, args, **helpers) -> None:
         host_port = helpers["host_port"]
         helpers["host_port"] = lambda text: host_port(text) if text else ("", 0)
-        report = helpers["report"]
-        # each finished connection's record also says where it went: finished() runs on the
-        # connection's own thread, which leaves its destination here for the report
-        self._finishing = threading.local()
-        helpers["report"] = lambda *fields: report(
-            *fields, destination=getattr(self._finishing, "destination", None))
         super().__init__(args, **helpers)
         self.server_half = args.direction == "mptcp-to-tcp"
         self.timeout = args.convert_timeout
         self.users = socks5.load_users(args.socks_users) if args.socks_auth == "password" \
             else None
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in args.allow_to or ()]
-        self.conversations = 0              # under way now (each holds a worker thread)
+        self.conversations = 0              # counted ones under way now (each a thread)
+        self.refusals = 0                   # "too many" answers under way (each a thread)
+        self.under_way: set[_Conversation] = set()
         self.conversations_lock = threading.Lock()
-        self._conversing = threading.local()    # .counted: this thread's is among them
+        self._here = threading.local()      # .conversation: this thread's
+
+    @staticmethod
+    def _resolve(host: str, port: int, family: int) -> tuple:
+        """The server half has no --to (each Connect TLV says where); the client half opens
+        its MPTCP connections itself (blocking, on the conversation's thread)."""
+        return (host, port)
 
     # ------------------------------------------------------------------ sockets
     def _listener(self) -> socket.socket:
@@ -153,58 +173,98 @@ class _ConvertProxy(relay._Proxy):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, FASTOPEN_QUEUE)
         return sock
 
-    def _carry(self, client: socket.socket, upstream: socket.socket, mptcp: socket.socket,
-               peer, destination: str) -> None:
-        """Both ends up: hand them to the relay (what relay._Proxy._connection does after
-        opening its upstream)."""
-        self._conversation_over()
-        for sock in (client, upstream):
-            self._prepare(sock)
-        carried = relay._Relay(self, client, upstream, mptcp)
-        carried.peer = self.endpoint(peer)
-        carried.destination = destination       # type: ignore[attr-defined]
-        with self.lock:
-            if self.stopping:
-                carried.abort()
-            self.live.add(carried)
-        carried.run()
+    def _hold(self, sock: socket.socket) -> None:
+        """``sock`` belongs to this thread's conversation: stop() shuts it down too."""
+        self._here.conversation.socks.append(sock)
+        if self.stopping:                           # (stop() may have looked already)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
-    def finished(self, carried: relay._Relay, up: int, down: int, seconds: float) -> None:
-        self._finishing.destination = getattr(carried, "destination", None)
-        super().finished(carried, up, down, seconds)
+    def _carry(self, client: socket.socket, upstream: socket.socket, peer,
+               destination: str) -> None:
+        """Both ends up: hand them to the relay's loops, which carry, report and close."""
+        self.adopt(client, upstream, peer, destination=destination)
 
     def _say(self, peer, destination: str, why: str) -> None:
         print(f"mptcp-fast proxy: {self.endpoint(peer)}: refused, {destination}: {why}",
               file=sys.stderr, flush=True)
 
-    def _connection(self, client: socket.socket, peer) -> None:
+    # ------------------------------------------------------------------ conversations
+    def accepted(self, client: socket.socket, peer) -> bool:
+        """On a relay loop: start the client's conversation on a thread of its own. Beyond
+        --max-conversations the answer ("too many") also needs a thread (it waits for the
+        peer to read it), at most as many again; beyond that the client is reset at once."""
+        limit = self.args.max_conversations
         with self.conversations_lock:
-            busy = self.conversations >= self.args.max_conversations
-            if not busy:
+            counted = self.conversations < limit
+            answered = counted or self.refusals < limit
+            if counted:
                 self.conversations += 1
-        self._conversing.counted = not busy
+            elif answered:
+                self.refusals += 1
+            conversation = _Conversation(client, counted)
+            if answered:
+                self.under_way.add(conversation)
+        if not answered:
+            self._say(peer, "?", f"{limit} conversations under way and as many answers "
+                      "(--max-conversations)")
+            relay.reset(client)
+            return True
+        conversation.thread = threading.Thread(target=self._converse, args=(conversation, peer),
+                                               name="convert-conversation", daemon=True)
         try:
-            client.settimeout(self.timeout)
-            if busy:
+            conversation.thread.start()
+        except RuntimeError as exc:                 # no more threads
+            self._over(conversation)
+            self._say(peer, "?", str(exc))
+            relay.reset(client)
+        return True
+
+    def _converse(self, conversation: _Conversation, peer) -> None:
+        """A conversation's thread: from the accepted client to the pair handed to the
+        loops (adopt), or to a refusal."""
+        client = conversation.socks[0]
+        self._here.conversation = conversation
+        try:
+            client.settimeout(self.timeout)         # (the loop made it non-blocking)
+            if not conversation.counted:
                 self._too_many(client, peer)
             elif self.server_half:
                 self._server_half(client, peer)
             else:
                 self._client_half(client, peer)
+        except OSError:                             # the client went, or stop() shut it
+            relay.reset(client)
         except BaseException:
-            with contextlib.suppress(OSError):
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, relay._LINGER_ZERO)
-            client.close()
+            relay.reset(client)
             raise
         finally:
-            self._conversation_over()
+            self._here.conversation = None
+            self._over(conversation)
 
-    def _conversation_over(self) -> None:
-        """This thread's conversation ended (its relay may go on): one fewer under way."""
-        if getattr(self._conversing, "counted", False):
-            self._conversing.counted = False
-            with self.conversations_lock:
+    def _over(self, conversation: _Conversation) -> None:
+        with self.conversations_lock:
+            self.under_way.discard(conversation)
+            if conversation.counted:
                 self.conversations -= 1
+            else:
+                self.refusals -= 1
+
+    def stop(self) -> None:
+        """The relay's stop (its loops reset what they carry; adopt() resets what comes
+        later), then the conversations under way: their sockets shut down, each ends at
+        once (one blocked in a name lookup is waited for, two seconds at most)."""
+        super().stop()
+        with self.conversations_lock:
+            under_way = list(self.under_way)
+        for conversation in under_way:
+            for sock in list(conversation.socks):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        end = time.monotonic() + 2.0
+        for conversation in under_way:
+            if conversation.thread is not None:
+                conversation.thread.join(max(0.0, end - time.monotonic()))
 
     def _too_many(self, client: socket.socket, peer) -> None:
         """More than --max-conversations at once: answered at once, without reading what the
@@ -272,8 +332,7 @@ class _ConvertProxy(relay._Proxy):
                                "this host's loopback (allow it with --allow-to)")
             return
         try:
-            upstream = socket.create_connection((str(target.address), target.port),
-                                                timeout=self.timeout)
+            upstream = self._connect_to(target.address, target.port)
         except OSError as exc:
             self._answer_error(client, peer, where, error_for(exc),
                                self.error_text(exc) or "timeout")
@@ -283,7 +342,7 @@ class _ConvertProxy(relay._Proxy):
         except OSError:
             upstream.close()
             raise
-        self._carry(client, upstream, client, peer, where)
+        self._carry(client, upstream, peer, where)
 
     def _answer_error(self, client: socket.socket, peer, where: str, error: convert.Error,
                       why: str) -> None:
@@ -354,7 +413,7 @@ class _ConvertProxy(relay._Proxy):
             except OSError:
                 mptcp.close()
                 raise
-        self._carry(client, mptcp, mptcp, peer, where)
+        self._carry(client, mptcp, peer, where)
 
     def _refuse(self, client: socket.socket, peer, where: str, code: int, why: str) -> None:
         self._say(peer, where, f"{why} (SOCKS5 REP {code})" if self.args.front == "socks5"
@@ -368,6 +427,21 @@ class _ConvertProxy(relay._Proxy):
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, relay._LINGER_ZERO)
             client.close()
 
+    def _connect_to(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                    port: int) -> socket.socket:
+        """The server half's plain TCP connection to the destination, within the timeout
+        (held by the conversation: stop() aborts the connect)."""
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._hold(sock)
+            sock.settimeout(self.timeout)
+            sock.connect((str(address), port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     def _open_converter(self, first: bytes) -> socket.socket:
         """An MPTCP connection to the server half whose first bytes are ``first``: with
         TCP_FASTOPEN_CONNECT (--fastopen) connect() returns at once and the write
@@ -377,6 +451,7 @@ class _ConvertProxy(relay._Proxy):
         host, port = self.to_host, self.to_port
         sock = self._mptcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         try:
+            self._hold(sock)
             sock.settimeout(self.timeout)
             if self.args.fastopen:
                 with contextlib.suppress(OSError):

@@ -738,7 +738,7 @@ async def _proxy(args) -> int:
 
 
 def _proxy_kernel(args) -> int:
-    """``proxy --engine kernel``: both ends kernel sockets, carried by threads (relay.py)."""
+    """``proxy --engine kernel``: both ends kernel sockets, carried by epoll loops (relay.py)."""
     from .relay import run_proxy
     return run_proxy(args, report=_report_proxied, error_text=_error_text, endpoint=_endpoint,
                      backlog=_backlog(args), unsent_limit=UNSENT_LIMIT, host_port=_host_port,
@@ -747,7 +747,7 @@ def _proxy_kernel(args) -> int:
 
 def _proxy_convert(args) -> int:
     """``proxy --convert`` / ``--front socks5|transparent`` (kernel engine only): the halves of
-    convert_proxy.py, on the relay's threads."""
+    convert_proxy.py: each conversation on a thread of its own, then the relay's loops."""
     from .convert_proxy import run_convert_proxy
     return run_convert_proxy(args, report=_report_proxied, error_text=_error_text,
                              endpoint=_endpoint, backlog=_backlog(args),
