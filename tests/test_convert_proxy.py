@@ -10,7 +10,8 @@ Checked: every file byte-exact (SHA-256); the server half's MPTcpExtMPJoinSynRx 
 with a domain name, an IPv4 and an IPv6 address; username/password accepted and refused; a
 refused and an unreachable destination: the Convert Error TLV on the wire and curl's SOCKS5
 REP; the transparent front for IPv4 and IPv6; and with --fastopen, a capture showing the
-Convert message in the payload of the client half's second SYN (the first fetched the cookie).
+Convert message in the payload of the client half's second SYN (the first fetched the cookie);
+Ctrl-C ending a conversation under way and resetting a connection carried.
 """
 
 from __future__ import annotations
@@ -365,3 +366,37 @@ def test_each_connection_is_reported_with_its_destination(bed):
     assert report["client"].startswith("127.0.0.1:")
     assert report["downstream"] > SMALL_SIZE and report["upstream"] > 0
     assert len(report["subflows"]) == 2
+
+
+def test_stopping_ends_the_conversations_under_way_and_the_connections_carried(bed):
+    """Ctrl-C on a server half (--convert-timeout 30) with one client silent mid-conversation
+    (on its conversation thread) and one carried (on a relay loop, handed over by adopt): the
+    proxy ends at once, the silent client's connection ends, the carried one is reset."""
+    proxy = bed.s.popen(CLI + ["proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp",
+                               "--convert", "--convert-timeout", "30", "--listen",
+                               "198.18.0.1:5004"],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        env=bed.env, cwd=ROOT)
+    try:
+        _wait_listening(bed.s, [5004], [proxy])
+        with bed.c.entered():
+            silent, carried = kernel.mptcp_socket(), kernel.mptcp_socket()
+        with silent, carried:
+            for sock in (silent, carried):
+                sock.settimeout(10)
+                sock.connect(("198.18.0.1", 5004))
+            silent.sendall(b"\x01\x06")                  # half a header, then nothing
+            carried.sendall(convert.encode([convert.Connect("198.18.4.1", 8000)]))
+            assert carried.recv(4) == convert.encode([])
+            carried.sendall(b"GET /small.bin HTTP/1.0\r\n")   # (the server waits for more)
+            time.sleep(0.3)
+            started = time.monotonic()
+            proxy.send_signal(signal.SIGINT)
+            proxy.communicate(timeout=10)
+            assert time.monotonic() - started < 3
+            assert silent.recv(16) == b""                # its conversation was ended
+            with pytest.raises(ConnectionResetError):    # MP_FASTCLOSE: aborted, not ended
+                carried.recv(16)
+    finally:
+        proxy.kill()
+        proxy.communicate()
