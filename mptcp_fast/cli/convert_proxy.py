@@ -423,9 +423,7 @@ class _ConvertProxy(relay._Proxy):
                 socks5.reply(client, code)
             client.close()
         else:           # transparent: the application sees a reset, as from a refusal
-            with contextlib.suppress(OSError):
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, relay._LINGER_ZERO)
-            client.close()
+            relay.reset(client)
 
     def _connect_to(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
                     port: int) -> socket.socket:

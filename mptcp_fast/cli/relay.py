@@ -54,13 +54,13 @@ import contextlib
 import errno
 import fcntl
 import gc
+import itertools
 import json
 import os
 import select
 import socket
 import struct
 import sys
-import itertools
 import threading
 import time
 from typing import Any, Callable
@@ -587,9 +587,7 @@ class _Proxy:
         name = peer if isinstance(peer, str) else self.endpoint(peer)
         print(f"mptcp-fast proxy: {name}: refused, {self.to_host}:{self.to_port}: "
               f"{self.error_text(exc)}", file=sys.stderr, flush=True)
-        with contextlib.suppress(OSError):
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
-        client.close()
+        reset(client)
 
     def accepted(self, client: socket.socket, peer) -> bool:
         """With ``takes_clients``: an accepted client (non-blocking, prepared) offered to
