@@ -8,7 +8,7 @@ that already catch ``ValueError`` keep working.
 from __future__ import annotations
 
 __all__ = ["MptcpError", "OptionError", "CaptureError", "PacketError", "ProtocolError",
-           "MappingConflict", "UnmappedData", "option_error", "conflict_text"]
+           "MappingConflict", "UnmappedData", "ConvertError", "option_error", "conflict_text"]
 
 
 class MptcpError(Exception):
@@ -79,6 +79,19 @@ class MappingConflict(ProtocolError):
 class UnmappedData(ProtocolError):
     """Subflow bytes that no mapping covers (``SubflowMappings.resolve``): RFC 8684 §3.3.1
     gives them no place in the data stream."""
+
+
+class ConvertError(MptcpError, ValueError):
+    """Bytes that are not a well-formed 0-RTT TCP Convert message (RFC 8803), or a Convert
+    value that cannot be encoded. ``code`` is the Convert error code (RFC 8803's Error TLV)
+    a Transport Converter answers with: 0 (Unsupported Version) or 1 (Malformed Message) for
+    what was received; ``offset`` the byte of the message where the problem is (None when
+    encoding)."""
+
+    def __init__(self, message: str, code: int = 1, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.offset = offset
 
 
 class StateError(MptcpError):

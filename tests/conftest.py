@@ -63,6 +63,8 @@ CAPABILITIES = {
     "tcpdump": _program("tcpdump", package="tcpdump"),
     "tshark": _program("tshark", "editcap", package="tshark"),
     "ethtool": _program("ethtool", package="ethtool"),
+    "curl": _program("curl", package="curl"),
+    "nftables": _program("nft", package="nftables"),
     "setpriv": _program("setpriv", package="util-linux"),
     "pyroute2": _module("pyroute2"),
     "pyarrow": _module("pyarrow"),

@@ -651,15 +651,21 @@ async def _close_both(*writers) -> None:
             _abort(writer)
 
 
-def _report_proxied(args, client: str, up: int, down: int, subflows, seconds: float) -> None:
+def _report_proxied(args, client: str, up: int, down: int, subflows, seconds: float,
+                    destination: str | None = None) -> None:
     """One line per finished proxied connection (a JSON record under --json): the client,
-    the bytes carried each way, the MPTCP side's subflows, how long it lasted."""
+    the bytes carried each way, the MPTCP side's subflows, how long it lasted; and where it
+    went (``destination``) when each connection says so (--convert)."""
     if args.json:
-        print(json.dumps({"event": "connection", "client": client, "upstream": up,
-                          "downstream": down, "subflows": subflows, "seconds": seconds,
-                          "engine": args.engine}), flush=True)
+        record = {"event": "connection", "client": client, "upstream": up,
+                  "downstream": down, "subflows": subflows, "seconds": seconds,
+                  "engine": args.engine}
+        if destination is not None:
+            record["destination"] = destination
+        print(json.dumps(record), flush=True)
     else:
-        print(f"{client}: {up:,} B up, {down:,} B down, {len(subflows)} subflow(s), "
+        where = f" -> {destination}" if destination is not None else ""
+        print(f"{client}{where}: {up:,} B up, {down:,} B down, {len(subflows)} subflow(s), "
               f"{seconds:.2f} s", flush=True)
 
 
@@ -732,11 +738,57 @@ async def _proxy(args) -> int:
 
 
 def _proxy_kernel(args) -> int:
-    """``proxy --engine kernel``: both ends kernel sockets, carried by threads (relay.py)."""
+    """``proxy --engine kernel``: both ends kernel sockets, carried by epoll loops (relay.py)."""
     from .relay import run_proxy
     return run_proxy(args, report=_report_proxied, error_text=_error_text, endpoint=_endpoint,
                      backlog=_backlog(args), unsent_limit=UNSENT_LIMIT, host_port=_host_port,
                      trim=_trim_heap)
+
+
+def _proxy_convert(args) -> int:
+    """``proxy --convert`` / ``--front socks5|transparent`` (kernel engine only): the halves of
+    convert_proxy.py: each conversation on a thread of its own, then the relay's loops."""
+    from .convert_proxy import run_convert_proxy
+    return run_convert_proxy(args, report=_report_proxied, error_text=_error_text,
+                             endpoint=_endpoint, backlog=_backlog(args),
+                             unsent_limit=UNSENT_LIMIT,
+                             host_port=_host_port, trim=_trim_heap)
+
+
+def _proxy_mode(args):
+    """Which proxy runs (``_run``'s ``threaded``): the conversation proxies (--convert, a
+    --front other than tcp), the kernel relay, or None for the asyncio proxy. Refuses the
+    combinations that mean nothing, before anything is opened."""
+    converting = args.convert or args.front != "tcp"
+    if not converting:
+        if args.to is None:
+            raise MptcpError("proxy needs --to HOST:PORT (or --convert on the server half)")
+        return _proxy_kernel if args.engine == "kernel" and not args.uvloop else None
+    if args.engine != "kernel" or args.uvloop:
+        raise MptcpError("--convert and --front socks5|transparent run on --engine kernel "
+                         "(its threads, without --uvloop) for now")
+    if args.direction == "tcp-to-mptcp":
+        if args.front == "tcp":
+            raise MptcpError("the client half's destination comes from its front: --front "
+                             "socks5 or transparent")
+        if not args.convert:
+            raise MptcpError(f"--front {args.front} tells the server half where to connect "
+                             "with --convert (RFC 8803); give --convert, and the server half "
+                             "too")
+        if args.to is None:
+            raise MptcpError("the client half needs --to SERVER_HALF_HOST:PORT")
+    else:
+        if args.front != "tcp":
+            raise MptcpError(f"--front {args.front} is the client half's "
+                             "(--direction tcp-to-mptcp)")
+        if args.to is not None:
+            raise MptcpError("with --convert the server half connects where each Connect TLV "
+                             "says: no --to")
+    if args.max_conversations < 1:
+        raise MptcpError("--max-conversations must be at least 1")
+    if args.socks_auth == "password" and not args.socks_users:
+        raise MptcpError("--socks-auth password needs --socks-users FILE")
+    return _proxy_convert
 
 
 def _port(text: str) -> int:
@@ -878,17 +930,61 @@ def add_parsers(sub, size_type) -> None:
                          help="a TCP-to-MPTCP proxy (or MPTCP-to-TCP)",
                          description="Accept connections on --listen and carry each to --to: "
                                      "plain TCP in and MPTCP out (tcp-to-mptcp, the client "
-                                     "side), or MPTCP in and plain TCP out (mptcp-to-tcp).")
+                                     "side), or MPTCP in and plain TCP out (mptcp-to-tcp). "
+                                     "With --convert (kernel engine) the two halves of a "
+                                     "link-aggregation proxy: the client half takes SOCKS5 "
+                                     "clients or redirected connections (--front) and tells "
+                                     "the server half each destination in RFC 8803's Convert "
+                                     "protocol; the server half (no --to) connects there.")
     pro.add_argument("--listen", type=_host_port_arg, required=True, metavar="[HOST:]PORT",
                      help="where to accept connections (HOST: every address when left out)")
-    pro.add_argument("--to", type=_host_port_arg, required=True, metavar="HOST:PORT",
-                     help="where to carry each connection")
+    pro.add_argument("--to", type=_host_port_arg, metavar="HOST:PORT",
+                     help="where to carry each connection: the server, or with --convert on "
+                          "the client half the server half (default: none; required except "
+                          "on a --convert server half, which connects where each client asks)")
     pro.add_argument("--direction", choices=["tcp-to-mptcp", "mptcp-to-tcp"],
                      default="tcp-to-mptcp",
                      help="tcp-to-mptcp: accept plain TCP, connect over MPTCP (the client "
                           "side); mptcp-to-tcp: accept MPTCP, connect over plain TCP")
     pro.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: until Ctrl-C)")
+    pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
+                     help="the client half's side: tcp: every connection goes to --to; "
+                          "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "
+                          "transparent: connections an nftables redirect sent here, to their "
+                          "original destination (SO_ORIGINAL_DST); socks5 and transparent need "
+                          "--convert (kernel engine)")
+    pro.add_argument("--convert", action="store_true",
+                     help="speak the 0-RTT TCP Convert Protocol (RFC 8803) on the MPTCP side: "
+                          "the client half sends each destination in a Connect TLV (in the "
+                          "SYN with --fastopen), the server half (no --to) connects there "
+                          "and answers (kernel engine)")
+    pro.add_argument("--socks-auth", choices=["none", "password"], default="none",
+                     help="--front socks5: the one method offered: none (no authentication) or "
+                          "password (username/password, RFC 1929, from --socks-users)")
+    pro.add_argument("--socks-users", metavar="FILE",
+                     help="--socks-auth password: a file of user:password lines (default: "
+                          "none)")
+    pro.add_argument("--allow-to", action="append", metavar="CIDR",
+                     help="--convert server half: connect only to these networks (repeatable); "
+                          "others get Convert error 32, Not Authorized (default: anywhere but "
+                          "this host's loopback and unspecified addresses)")
+    pro.add_argument("--convert-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="--convert: how long each conversation may take (a SOCKS5 "
+                          "negotiation, a Convert message, a connect to the destination or "
+                          "the server half)")
+    pro.add_argument("--max-conversations", type=int, default=1024, metavar="N",
+                     help="--convert: at most this many conversations (SOCKS5 negotiation, "
+                          "Convert message, connect) under way at once, each on a thread of "
+                          "its own; beyond, a client is answered at once (Convert error 64, "
+                          "Resource Exceeded, on the server half)")
+    pro.add_argument("--fastopen", action="store_true",
+                     help="--convert: TCP Fast Open on the MPTCP side: the client half "
+                          "connects with TCP_FASTOPEN_CONNECT (the Convert message rides in "
+                          "the SYN once the kernel holds the server half's cookie), the server "
+                          "half's listener takes TFO; needs net.ipv4.tcp_fastopen=3 on the "
+                          "server half's side. Off by default: Linux 6.18 overruns the "
+                          "data-level window of a TFO-accepted connection that has a second "
+                          "subflow and then crawls (docs/kernel-behaviour.md)")
     _engine_options(pro, size_type)
-    pro.set_defaults(func=_run(_proxy, lambda args: _proxy_kernel if args.engine == "kernel"
-                               and not args.uvloop else None))
+    pro.set_defaults(func=_run(_proxy, _proxy_mode))

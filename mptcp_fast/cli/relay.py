@@ -38,14 +38,23 @@ with the bytes carried each way and the MPTCP side's subflows, each socket holds
 
 The main thread only waits (for ``--count``, Ctrl-C, and the heap trim every ``TRIM_EVERY``
 seconds); stopping aborts every connection still carried.
+
+A subclass may talk with a client before carrying it (``convert_proxy.py``: a SOCKS5 or
+Convert conversation, blocking, an RTT or more, so not on a loop): with ``takes_clients`` set
+the loops offer it each accepted client (``accepted``), and once it holds the pair of
+connected sockets it hands them back from its own thread with ``adopt``; a loop then carries,
+reports and closes them as its own. A plain proxy leaves ``takes_clients`` unset and pays
+nothing for it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
 import gc
+import itertools
 import json
 import os
 import select
@@ -54,7 +63,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import MptcpError
 from ..net import kernel
@@ -71,6 +80,7 @@ SAMPLE_EVERY = 0.05         # seconds between two looks at the MPTCP side's subf
 F_SETPIPE_SZ = 1031         # fcntl.h (Python >= 3.10 names it, but not every build)
 SPLICE_FLAGS = (getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2))
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+_NO_FIELDS: dict[str, Any] = {}     # a relay's extra report fields: none (never changed)
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _OUT = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
@@ -79,6 +89,13 @@ _WATCH = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 # Splice where Linux has it; MPTCP_FAST_RELAY=copy keeps every direction copying (a check,
 # and the way to compare the two).
 _SPLICE = hasattr(os, "splice") and os.environ.get("MPTCP_FAST_RELAY", "splice") == "splice"
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: a RST on plain TCP, MP_FASTCLOSE on MPTCP (RFC 8684 §3.5)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    sock.close()
 
 
 def _loops() -> int:
@@ -197,11 +214,12 @@ class _Relay:
     """One proxied connection on one loop: two ends, a pump per direction."""
 
     def __init__(self, loop: "_Loop", client: socket.socket, upstream: socket.socket,
-                 mptcp: socket.socket, peer: str) -> None:
+                 mptcp: socket.socket, peer: str, fields: dict[str, Any] = _NO_FIELDS) -> None:
         self.loop = loop
         self.client, self.upstream = _End(client, self), _End(upstream, self)
         self.mptcp = mptcp
         self.peer = peer
+        self.fields = fields                        # more for the report (adopt's)
         self.connecting = True                      # upstream's connect still under way
         self.up = _Pump(self.client, self.upstream)
         self.down = _Pump(self.upstream, self.client)
@@ -291,6 +309,10 @@ class _Loop(threading.Thread):
         self.listener = listener
         self.epoll = select.epoll()
         self.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # pairs handed over by other threads (adopt): queued here, and the loop woken by
+        # `handoff`, so that every relay is made and touched on its own loop only
+        self.handed: collections.deque = collections.deque()
+        self.handoff = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.ends: dict[int, _End] = {}             # fd -> end, for every live relay
         self.buffer = bytearray(COPY_CHUNK)
         self.view = memoryview(self.buffer)
@@ -321,6 +343,7 @@ class _Loop(threading.Thread):
 
     def _accept(self) -> None:
         accept, proxy = self.listener.accept, self.proxy
+        take = proxy.accepted if proxy.takes_clients else None
         for _ in range(ACCEPTS_PER_WAKE):
             try:
                 client, peer = accept()
@@ -336,6 +359,8 @@ class _Loop(threading.Thread):
             client.setblocking(False)
             if proxy.accepted_needs_options:
                 proxy.prepare(client)
+            if take is not None and take(client, peer):
+                continue                            # the subclass's now (see adopt)
             self._connect(client, peer)
 
     def _connect(self, client: socket.socket, peer) -> None:
@@ -353,9 +378,49 @@ class _Loop(threading.Thread):
             upstream.close()
             proxy.refuse(client, peer, OSError(error, os.strerror(error)))
             return
+        self._register(relay)
+
+    def _register(self, relay: _Relay) -> None:
         for end in (relay.client, relay.upstream):
             self.ends[end.fd] = end
             self.epoll.register(end.fd, _WATCH)
+
+    def hand(self, client: socket.socket, upstream: socket.socket, peer: str,
+             fields: dict[str, Any]) -> None:
+        """From another thread (the proxy's adopt): queue a connected pair, wake the loop."""
+        self.handed.append((client, upstream, peer, fields))
+        os.eventfd_write(self.handoff, 1)
+
+    def _take_handed(self) -> None:
+        """Carry the pairs handed over: both ends are connected already. Registering them
+        reports what is readable now (epoll looks at a file as it is added), so bytes that
+        arrived during the conversation are carried at once."""
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self.handoff)
+        mptcp_upstream = self.proxy.args.direction == "tcp-to-mptcp"
+        while True:
+            try:
+                client, upstream, peer, fields = self.handed.popleft()
+            except IndexError:
+                return
+            relay = _Relay(self, client, upstream, upstream if mptcp_upstream else client,
+                           peer, fields)
+            relay.connecting = False
+            # the MPTCP side's subflows looked at now, not only at the end: after a
+            # conversation (an RTT or more) the other subflows may be up already, and gone
+            # again by the end of a short transfer
+            relay.sample(force=True)
+            self._register(relay)
+
+    def drop_handed(self) -> None:
+        """Reset the pairs handed over and not yet carried (the loop ended first)."""
+        while True:
+            try:
+                client, upstream, _, _ = self.handed.popleft()
+            except IndexError:
+                return
+            reset(client)
+            reset(upstream)
 
     def refused(self, relay: _Relay, exc: OSError) -> None:
         self.forget(relay)
@@ -374,6 +439,7 @@ class _Loop(threading.Thread):
         finally:
             for end in list(self.ends.values()):
                 end.relay.abort()
+            self.drop_handed()
             self.epoll.close()
             for pipe in self.pipes:
                 for fd in pipe:
@@ -383,7 +449,8 @@ class _Loop(threading.Thread):
         listen_fd = self.listener.fileno()
         self.epoll.register(listen_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         self.epoll.register(self.wake, select.EPOLLIN)
-        poll, ends, wake = self.epoll.poll, self.ends, self.wake
+        self.epoll.register(self.handoff, select.EPOLLIN)
+        poll, ends, wake, handoff = self.epoll.poll, self.ends, self.wake, self.handoff
         while True:
             for fd, events in poll():
                 end = ends.get(fd)
@@ -392,11 +459,17 @@ class _Loop(threading.Thread):
                         end.relay.event(end, events)
                 elif fd == listen_fd:
                     self._accept()
+                elif fd == handoff:
+                    self._take_handed()
                 elif fd == wake:
                     return                          # stopping
 
 
 class _Proxy:
+    # A subclass that talks with its clients before carrying them sets takes_clients and
+    # overrides accepted(); the plain proxy's loops never call it.
+    takes_clients = False
+
     def __init__(self, args, report: Callable[..., None], error_text: Callable[..., str],
                  endpoint: Callable[..., str], backlog: int, unsent_limit: int,
                  host_port: Callable[[str], tuple[str, int]],
@@ -417,6 +490,7 @@ class _Proxy:
         self.done = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.stopping = False
         self.loops: list[_Loop] = []
+        self._turn = itertools.count()              # adopt's next loop (round robin)
         self._netns_fds: tuple[int, int] | None = None
         if args.netns:
             home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -513,9 +587,29 @@ class _Proxy:
         name = peer if isinstance(peer, str) else self.endpoint(peer)
         print(f"mptcp-fast proxy: {name}: refused, {self.to_host}:{self.to_port}: "
               f"{self.error_text(exc)}", file=sys.stderr, flush=True)
-        with contextlib.suppress(OSError):
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
-        client.close()
+        reset(client)
+
+    def accepted(self, client: socket.socket, peer) -> bool:
+        """With ``takes_clients``: an accepted client (non-blocking, prepared) offered to
+        the subclass, on a loop thread (so it must not block). True: the subclass took it,
+        and closes it or hands it back through adopt(); False: the loop connects upstream."""
+        return False
+
+    def adopt(self, client: socket.socket, upstream: socket.socket, peer,
+              **fields: Any) -> None:
+        """From any thread: carry a connected pair (a client taken by accepted(), and the
+        upstream the subclass connected) on one of the loops, as the loops' own connections
+        are carried, reported (``fields`` added to the report) and closed. Once the proxy
+        is stopping both are reset instead."""
+        for sock in (client, upstream):
+            self.prepare(sock)
+        loop = self.loops[next(self._turn) % len(self.loops)]
+        with self.lock:                             # (stop() sets stopping under it)
+            if not self.stopping:
+                loop.hand(client, upstream, self.endpoint(peer), fields)
+                return
+        reset(client)
+        reset(upstream)
 
     def finished(self, relay: _Relay, up: int, down: int, seconds: float) -> None:
         subflows = [[f"{local[0]}:{local[1]}", f"{remote[0]}:{remote[1]}"]
@@ -523,7 +617,7 @@ class _Proxy:
         with self.lock:
             if self.stopping:
                 return
-            self.report(self.args, relay.peer, up, down, subflows, seconds)
+            self.report(self.args, relay.peer, up, down, subflows, seconds, **relay.fields)
             self.count += 1
             if self.args.count and self.count >= self.args.count:
                 self.wake_main()
@@ -572,8 +666,10 @@ class _Proxy:
         end = time.monotonic() + 2.0
         for loop in self.loops:
             loop.join(max(0.0, end - time.monotonic()))
-            if not loop.is_alive():                 # (a loop still running keeps it)
+            if not loop.is_alive():                 # (a loop still running keeps them)
+                loop.drop_handed()                  # (a loop that failed left them there)
                 os.close(loop.wake)
+                os.close(loop.handoff)
 
 
 def run_proxy(args, **helpers) -> int:
