@@ -416,7 +416,7 @@ class _Direction:
 class _Host:
     """A sans-IO host attached to the network, and the time its timer event is scheduled for
     (infinity: none is). Compiled, ``app`` is the host again when it is the compiled engine's
-    ``BulkApp`` (``_face``: its host face is then called as C calls), else None."""
+    ``BulkApp`` (its host face is then called as C calls while ``direct()``), else None."""
 
     def __init__(self, host):
         self.host = host
