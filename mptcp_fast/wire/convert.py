@@ -89,6 +89,13 @@ def _words(what: str, data: bytes) -> bytes:
     return data
 
 
+def _padded_tlv(kind: int, body: bytes) -> bytes:
+    """A TLV whose Value starts after two reserved bytes (Extended TCP Header, Supported TCP
+    Extensions, Cookie): Type, Length in 32-bit words, two zero bytes, then ``body`` (whole
+    words)."""
+    return bytes((kind, 1 + len(body) // 4, 0, 0)) + body
+
+
 def _u(what: str, value: int, bits: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what}: expected an int, got {type(value).__name__}")
@@ -149,7 +156,7 @@ class ExtendedTcpHeader:
 
     def encode(self) -> bytes:
         """The TLV's bytes, Type and Length included."""
-        return bytes((EXTENDED_TCP_HEADER, 1 + len(self.header) // 4, 0, 0)) + self.header
+        return _padded_tlv(EXTENDED_TCP_HEADER, self.header)
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,7 @@ class SupportedTcpExtensions:
         """The TLV's bytes, Type and Length included."""
         body = bytes(self.kinds)
         body += b"\x00" * (-len(body) % 4)
-        return bytes((SUPPORTED_TCP_EXTENSIONS, 1 + len(body) // 4, 0, 0)) + body
+        return _padded_tlv(SUPPORTED_TCP_EXTENSIONS, body)
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ class Cookie:
 
     def encode(self) -> bytes:
         """The TLV's bytes, Type and Length included."""
-        return bytes((COOKIE, 1 + len(self.cookie) // 4, 0, 0)) + self.cookie
+        return _padded_tlv(COOKIE, self.cookie)
 
 
 @dataclass(frozen=True)
