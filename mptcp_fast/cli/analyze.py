@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -326,10 +327,15 @@ class _Run:
             self.status = 2
         self.reports.append(report)
         if not self.json and "connections" in report:
+            text = io.StringIO()
             print(f"{name}:" + (" (interrupted)" if report.get("interrupted") else ""),
-                  file=self.out)
-            _print_report(report, self.out)
-            self.progress.reported = True     # before it can be seen: a Ctrl-C at the sight
+                  file=text)
+            _print_report(report, text)
+            # Marked before any of it can be seen: a Ctrl-C at the sight of its last line
+            # (which a large report's full buffer could send out inside the writing) must
+            # say "after the report".
+            self.progress.reported = True
+            self.out.write(text.getvalue())
             self.out.flush()              # seen now, also in a pipe: the outputs come later
 
     def file_done(self, name: str, result: dict, wanted: FileOutputs,
