@@ -174,14 +174,14 @@ def test_a_connection_reset_mid_write_lets_go_of_the_unsent_bytes(bed):
         stack = writer.stack
         writer.write(bytes(8 << 20))                 # more than window and send buffer take
         await asyncio.sleep(0.5)
-        held = writer._pending_bytes
+        held = writer.transport._pending_bytes
         accepted[0].close()                          # unread bytes: a fastclose
         with pytest.raises(ConnectionResetError):
             await reader.read()
         with pytest.raises(ConnectionResetError):
             await writer.drain()
-        left = writer._pending_bytes, writer in stack._wanting or writer in \
-            stack._blocked.values()
+        left = writer.transport._pending_bytes, writer.transport in stack._wanting or \
+            writer.transport in stack._blocked.values()
         stack.close()
         return held, left
 
@@ -229,9 +229,10 @@ def test_a_writer_whose_peer_does_not_read_waits_outside_the_work_list(bed):
         stack, conn = writer.stack, writer.get_extra_info("connection")
         writer.write(data)
         await asyncio.sleep(0.5)
-        seen = dict(blocked=writer in stack._blocked.values(), wanting=writer in stack._wanting,
+        seen = dict(blocked=writer.transport in stack._blocked.values(),
+                    wanting=writer.transport in stack._wanting,
                     held=conn._buffered(), window=conn.peer_window_max,
-                    pending=writer._pending_bytes)
+                    pending=writer.transport._pending_bytes)
         writer.write_eof()
         await writer.drain()
         await reader.read()

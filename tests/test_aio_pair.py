@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 
+import pytest
 from enginenet import count_connection_visits
 from mptcp_fast.net import aio
 
@@ -68,7 +69,7 @@ def test_a_writer_waiting_for_space_learns_that_its_connection_was_reset(backend
                 outcome.set_result("hung")
             except ConnectionResetError:
                 outcome.set_result("reset")
-            outcome.parked = writer in server._blocked.values()
+            outcome.parked = writer.transport in server._blocked.values()
 
         await server.start_server(handler, 5000)
         reader, writer = await client.open_connection(B, 5000)
@@ -178,12 +179,12 @@ def test_a_turn_of_the_stack_visits_only_the_connections_with_something_to_do(mo
     idle_count, size = 30, 1 << 20
     visits = count_connection_visits(monkeypatch)
     fed: dict[int, int] = {}
-    feed = aio.MptcpStreamWriter._feed
+    feed = aio.MptcpTransport._feed
 
-    def counted_feed(writer):
-        fed[id(writer._conn)] = fed.get(id(writer._conn), 0) + 1
-        return feed(writer)
-    monkeypatch.setattr(aio.MptcpStreamWriter, "_feed", counted_feed)
+    def counted_feed(transport):
+        fed[id(transport._conn)] = fed.get(id(transport._conn), 0) + 1
+        return feed(transport)
+    monkeypatch.setattr(aio.MptcpTransport, "_feed", counted_feed)
 
     async def main():
         a, b = _pair()
@@ -216,7 +217,7 @@ def test_a_turn_of_the_stack_visits_only_the_connections_with_something_to_do(mo
             writer.write(bytes(size))
             writer.write_eof()
             assert await asyncio.wait_for(moved, 20) == size
-            active = client.endpoint.connection(writer._conn.id)
+            active = client.endpoint.connection(writer.get_extra_info("connection").id)
             assert visits.get(id(active), 0) > 10 and fed.get(id(active), 0) > 0
             assert [visits[id(c)] for c in quiet if id(c) in visits] == []
             assert [fed[id(c)] for c in quiet if id(c) in fed] == []
@@ -230,3 +231,214 @@ def test_a_turn_of_the_stack_visits_only_the_connections_with_something_to_do(mo
 
     with _backend.use("python"):
         asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------- TLS on the streams
+
+def _certificate(name: str = "mptcp.test"):
+    """A self-signed certificate for ``name`` and its key, as PEM (bytes, bytes)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def _contexts(tmp_path, trusted: bytes | None = None):
+    """(server context with a fresh certificate, client context trusting ``trusted``, by
+    default that certificate)."""
+    import ssl
+    cert, key = _certificate()
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    client = ssl.create_default_context(cadata=(trusted or cert).decode())
+    return server, client
+
+
+class _Tap(PipeDevice):
+    """A PipeDevice that keeps every packet it carries (to look for plaintext in them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.carried: list = []
+
+    def write(self, packet) -> None:
+        self.carried.append(bytes(packet))
+        super().write(packet)
+
+
+def test_tls_over_an_mptcp_connection_carries_a_mebibyte_both_ways_and_nothing_in_clear(
+        tmp_path, backend):
+    """start_server(ssl=) and open_connection(ssl=, server_hostname=): the client's
+    certificate check passes, the handler gets plaintext streams, 1 MiB goes up and comes
+    back byte-exact, and no packet between the stacks holds a 64-byte piece of it; the
+    writer still answers what the engine knows ("connection", "subflows") beside TLS's
+    own ("ssl_object", "peercert")."""
+    import ssl
+    server_context, client_context = _contexts(tmp_path)
+    data = os.urandom(1 << 20)
+
+    async def main():
+        a, b = _Tap(), _Tap()
+        a.peer, b.peer = b, a
+        client, server = aio.Stack([A], a), aio.Stack([B], b)
+
+        async def echo(reader, writer):
+            while chunk := await reader.read(1 << 16):
+                writer.write(chunk)
+                await writer.drain()
+            writer.close()
+
+        try:
+            await server.start_server(echo, 5443, ssl=server_context)
+            reader, writer = await client.open_connection(B, 5443, ssl=client_context,
+                                                          server_hostname="mptcp.test")
+            info = (writer.get_extra_info("ssl_object").version(),
+                    writer.get_extra_info("peercert")["subject"],
+                    writer.get_extra_info("connection").id,
+                    writer.get_extra_info("subflows"), writer.can_write_eof())
+
+            async def send():
+                for i in range(0, len(data), 50_000):
+                    writer.write(data[i:i + 50_000])
+                    await writer.drain()
+            sender = asyncio.ensure_future(send())
+            back = await asyncio.wait_for(reader.readexactly(len(data)), 30)
+            await sender
+            writer.close()
+            end = await asyncio.wait_for(reader.read(), 10)
+            await asyncio.wait_for(writer.wait_closed(), 10)
+            return info, back, end, a.carried + b.carried
+        finally:
+            client.close()
+            server.close()
+            a.close()
+            b.close()
+
+    info, back, end, carried = asyncio.run(main())
+    version, subject, cid, subflows, eof = info
+    assert version in ("TLSv1.2", "TLSv1.3") and subject == ((("commonName", "mptcp.test"),),)
+    assert isinstance(cid, int) and subflows == [((A, subflows[0][0][1]), (B, 5443))]
+    assert eof is False                                   # TLS ends only whole
+    assert back == data and end == b""
+    wire = b"".join(carried)
+    assert len(wire) > 2 * len(data)                      # both ways went through the tap
+    pieces = [data[i:i + 64] for i in range(0, len(data), 64 * 1024)]
+    assert not [p for p in pieces if p in wire]
+    assert ssl.OPENSSL_VERSION                            # (the module is what ran it)
+
+
+def test_a_tls_handshake_that_fails_raises_for_the_client_and_never_calls_the_handler(
+        tmp_path, backend):
+    """The client trusts another certificate than the server's: open_connection raises
+    ssl.SSLCertVerificationError, the server's handler is never called, and both stacks
+    are left without the connection (aborted on the client, reset on the server)."""
+    import ssl
+    other, _ = _certificate("other.test")
+    server_context, client_context = _contexts(tmp_path, trusted=other)
+    called = []
+
+    async def main():
+        a, b = _pair()
+        client, server = aio.Stack([A], a), aio.Stack([B], b)
+
+        async def handler(reader, writer):
+            called.append(writer)
+
+        try:
+            await server.start_server(handler, 5443, ssl=server_context)
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await client.open_connection(B, 5443, ssl=client_context,
+                                             server_hostname="mptcp.test")
+            for _ in range(100):
+                if not client.endpoint.connections and not server.endpoint.connections:
+                    break
+                await asyncio.sleep(0.05)
+            return len(client.endpoint.connections), len(server.endpoint.connections)
+        finally:
+            client.close()
+            server.close()
+            a.close()
+            b.close()
+
+    assert asyncio.run(main()) == (0, 0)
+    assert called == []
+
+
+def test_starttls_upgrades_an_open_connection(tmp_path, backend):
+    """A plaintext line, then writer.start_tls on both sides (the server side is the side
+    that accepted), then lines over TLS: each side reads what the other wrote, in order."""
+    server_context, client_context = _contexts(tmp_path)
+
+    async def main():
+        a, b = _pair()
+        client, server = aio.Stack([A], a), aio.Stack([B], b)
+        served = asyncio.get_running_loop().create_future()
+
+        async def handler(reader, writer):
+            first = await reader.readline()
+            writer.write(b"go ahead\n")
+            await writer.start_tls(server_context)
+            second = await reader.readline()
+            writer.write(b"secret received\n")
+            await writer.drain()
+            served.set_result((first, second, writer.get_extra_info("ssl_object") is not None))
+
+        try:
+            await server.start_server(handler, 5025)
+            reader, writer = await client.open_connection(B, 5025)
+            plain = writer.get_extra_info("ssl_object")
+            writer.write(b"STARTTLS\n")
+            answer = await reader.readline()
+            await writer.start_tls(client_context, server_hostname="mptcp.test")
+            writer.write(b"a secret\n")
+            reply = await asyncio.wait_for(reader.readline(), 10)
+            return plain, answer, reply, await asyncio.wait_for(served, 10)
+        finally:
+            client.close()
+            server.close()
+            a.close()
+            b.close()
+
+    plain, answer, reply, served = asyncio.run(main())
+    assert plain is None and answer == b"go ahead\n" and reply == b"secret received\n"
+    assert served == (b"STARTTLS\n", b"a secret\n", True)
+
+
+def test_ssl_arguments_that_cannot_work_are_refused_at_once(tmp_path):
+    """A server without a context, a context of the wrong kind, server_hostname without
+    ssl: the errors asyncio's own calls give, before anything is sent."""
+    async def main():
+        a, b = _pair()
+        stack = aio.Stack([A], a)
+        try:
+            with pytest.raises(TypeError, match="SSLContext"):
+                await stack.start_server(lambda r, w: None, 5443, ssl=True)  # type: ignore
+            with pytest.raises(TypeError, match="SSLContext"):
+                await stack.open_connection(B, 5443, ssl="yes")              # type: ignore
+            with pytest.raises(ValueError, match="server_hostname"):
+                await stack.open_connection(B, 5443, server_hostname="mptcp.test")
+            return len(stack.endpoint.connections), a.peer.queue if a.peer else None
+        finally:
+            stack.close()
+            a.close()
+            b.close()
+
+    assert asyncio.run(main()) == (0, [])
