@@ -4,7 +4,8 @@ two network namespaces this module makes (and deletes):
     curl (SOCKS5, or nothing: nftables redirects it) -> client half (namespace C)
         -> MPTCP over two veth pairs (198.18.0.0/24 and, by a subflow endpoint with a route of
            its own, 198.18.2.0/24) -> server half (namespace S) -> python -m http.server on
-           198.18.4.1 / 2001:2:0:4::1 in S (C has no route there)
+           198.18.4.1 / 2001:2:0:4::1 in S (C has no route there), and an HTTPS server on
+           198.18.4.1:8443 with a certificate for web.test (TLS end to end through both halves)
 
 Checked: every file byte-exact (SHA-256); the server half's MPTcpExtMPJoinSynRx moving; SOCKS5
 with a domain name, an IPv4 and an IPv6 address; username/password accepted and refused; a
@@ -43,6 +44,18 @@ SMALL_SIZE = 4096
 USERS = "alice:s3cret\n"
 SERVER, SERVER_TFO, SERVER_ONE = "198.18.0.1:5000", "198.18.0.1:5001", "198.18.0.1:5003"
 PORTS = {"socks": 1080, "auth": 1081, "tfo": 1082, "transparent": 1083}
+# an HTTPS file server (the web directory, a certificate for web.test), as python -m
+# http.server is an HTTP one
+HTTPS_SERVER = """
+import functools, http.server, ssl, sys
+directory, cert, key = sys.argv[1:4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+server = http.server.ThreadingHTTPServer(("198.18.4.1", 8443), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
 NFT = """
 table ip {table} {{
   chain output {{
@@ -115,6 +128,12 @@ class Bed:
             [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
         self._start(s, [sys.executable, "-m", "http.server", "8000", "--bind", "::",
                         "--directory", str(web)])
+        self.cert = tmp / "web.pem"
+        cert, key = _certificate("web.test")
+        self.cert.write_bytes(cert)
+        (tmp / "web.key").write_bytes(key)
+        self._start(s, [sys.executable, "-c", HTTPS_SERVER, str(web), str(self.cert),
+                        str(tmp / "web.key")])
         server = ["proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp", "--convert",
                   "--convert-timeout", "3"]
         self._start(s, CLI + server + ["--listen", SERVER])
@@ -133,7 +152,7 @@ class Bed:
         self._start(c, CLI + client + ["--front", "transparent", "--listen",
                                        f"[::]:{PORTS['transparent']}", "--to", SERVER])
         c.run("nft", "-f", self._nft_file())
-        _wait_listening(s, [8000, 5000, 5001, 5003], self.processes)
+        _wait_listening(s, [8000, 8443, 5000, 5001, 5003], self.processes)
         _wait_listening(c, list(PORTS.values()), self.processes)
 
     def _nft_file(self) -> str:
@@ -174,6 +193,30 @@ def bed(tmp_path_factory):
     made.close()
 
 
+def _certificate(name: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate for ``name`` and its key, as PEM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -192,6 +235,18 @@ def test_socks5_hostname_carries_a_file_over_two_subflows(bed):
     moved = bed.s.counters_since(before)
     assert moved.get("MPTcpExtMPCapableSYNRX") == 1
     assert moved.get("MPTcpExtMPJoinSynRx", 0) >= 1 and moved.get("MPTcpExtMPJoinAckRx", 0) >= 1
+
+
+def test_https_through_both_halves_is_tls_end_to_end(bed):
+    """curl --socks5-hostname to https://web.test:8443 checking the server's certificate
+    (--cacert): the TLS session runs between curl and the web server, the halves carry its
+    bytes over MPTCP, and the file comes back byte-exact."""
+    before = bed.s.counters()
+    code, body, err = bed.curl("--socks5-hostname", f"127.0.0.1:{PORTS['socks']}",
+                               "--cacert", str(bed.cert), "https://web.test:8443/file.bin")
+    assert code == 0, err
+    assert len(body) == FILE_SIZE and _sha(body) == _sha(bed.data)
+    assert bed.s.counters_since(before).get("MPTcpExtMPCapableSYNRX") == 1
 
 
 @pytest.mark.parametrize("url", ["http://198.18.4.1:8000/file.bin",
