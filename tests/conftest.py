@@ -65,6 +65,7 @@ CAPABILITIES = {
     "ethtool": _program("ethtool", package="ethtool"),
     "curl": _program("curl", package="curl"),
     "nftables": _program("nft", package="nftables"),
+    "iperf3": _program("iperf3", package="iperf3"),
     "setpriv": _program("setpriv", package="util-linux"),
     "pyroute2": _module("pyroute2"),
     "pyarrow": _module("pyarrow"),
