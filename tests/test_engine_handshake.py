@@ -222,6 +222,27 @@ def test_send_is_bounded_and_refused_after_close(backend):
         Config(receive_window=10)
 
 
+def test_send_keeps_whole_bytes_and_copies_what_the_caller_may_change(pair):
+    """A bytes object that fits is queued as it is (no copy: the segments' payloads are
+    views of it); a bytearray is copied, so that changing it after send() changes nothing
+    the peer receives; end_stream closes after a bytes object taken whole."""
+    client, server = pair
+    conn = client.connect((S0, PORT), 0.0)
+    pump(client, server, 0.0)
+    drain(server)
+    whole = bytes(range(256)) * 16
+    mutable = bytearray(b"x" * 1000)
+    assert conn.send(whole) == len(whole)
+    assert conn.send(mutable) == 1000
+    mutable[:] = b"y" * 1000
+    assert conn.send(memoryview(b"tail"), end_stream=True) == 4 and conn.local_closed
+    queued = list(conn.unsent._pieces)
+    assert queued[0].obj is whole and queued[1].obj is not mutable
+    pump(client, server, 0.1)
+    got = b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
+    assert got == whole + b"x" * 1000 + b"tail"
+
+
 def test_abort_sends_fastclose_and_ends_both_sides(pair):
     client, server = pair
     conn = client.connect((S0, PORT), 0.0)

@@ -301,11 +301,16 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         """
         if self.local_closed or self.terminated:
             raise StateError("send() after close(), abort() or the end of the connection")
-        view = memoryview(data).cast("B")
         room = max(0, self.send_buffer - self._buffered())
-        taken = min(room, len(view))
-        self.unsent.push(bytes(view[:taken]))
-        if end_stream and taken == len(view):
+        if type(data) is bytes and len(data) <= room:
+            size = taken = len(data)         # immutable and whole: kept as it is, no copy
+            self.unsent.push(data)
+        else:
+            view = memoryview(data).cast("B")
+            size = len(view)
+            taken = min(room, size)
+            self.unsent.push(bytes(view[:taken]))    # a copy: the caller may reuse its buffer
+        if end_stream and taken == size:
             self.local_closed = True
         self.endpoint.touch(self)
         return taken

@@ -39,6 +39,11 @@ cdef class DataReceiver:
     cdef uint64_t origin, dsn_ref, data_acked, data_fin
     cdef object queue, drain
     cdef int64_t pushed
+    # the bytes object deliver() was given, while deliver_ runs: a run of it that is all
+    # of it goes into the queue as it is, not copied (push)
+    cdef object _whole
+    cdef const uint8_t* _whole_at
+    cdef int64_t _whole_len
     cdef public bint checksums
     cdef int64_t* starts
     cdef int64_t* ends

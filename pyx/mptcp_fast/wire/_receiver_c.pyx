@@ -300,8 +300,12 @@ cdef class DataReceiver:
         try:
             if view.len != length:
                 raise ValueError(f"payload holds {view.len} bytes, not {length}")
+            if type(payload) is bytes:        # immutable: queued as it is when whole (push)
+                self._whole, self._whole_at, self._whole_len = \
+                    payload, <const uint8_t*>view.buf, length
             self.deliver_(number, sub, rel, length, <const uint8_t*>view.buf)
         finally:
+            self._whole, self._whole_at, self._whole_len = None, NULL, 0
             PyBuffer_Release(&view)
 
     # -- DSNs and data ACKs (RFC 8684 §3.3.1-3.3.2; Linux's __mptcp_expand_seq)
@@ -435,7 +439,10 @@ cdef class DataReceiver:
     cdef int push(self, uint64_t dsn, const uint8_t* payload, int64_t length) except -1:
         """Captured payload into the stream's queue."""
         if payload != NULL and self.queue is not None:
-            self.queue.push(dsn, PyBytes_FromStringAndSize(<const char*>payload, length))
+            if payload == self._whole_at and length == self._whole_len:
+                self.queue.push(dsn, self._whole)    # (the pure twin's whole slice: the same)
+            else:
+                self.queue.push(dsn, PyBytes_FromStringAndSize(<const char*>payload, length))
             self.pushed += length
         return 0
 
