@@ -5,6 +5,7 @@ except the error messages."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import hashlib
@@ -777,3 +778,108 @@ def test_two_runs_name_their_namespaces_and_devices_apart():
     assert fixed.stdout.strip() == "mfnzz90"
     with pytest.raises(ValueError, match="at most 15"):
         run_name("a-long-base", "-k")
+
+
+def _sink_echo(port: int):
+    """A plain TCP echo server on 127.0.0.1:``port`` (a thread per connection); returns its
+    listener (closing it ends the server)."""
+    import threading
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(512)
+
+    def echo(sock):
+        with sock:
+            while data := sock.recv(1 << 16):
+                sock.sendall(data)
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+@root_only
+def test_the_kernel_proxy_in_two_workers_carries_every_connection_once(ns):
+    """proxy --engine kernel --workers 2 (mptcp-to-tcp, SO_REUSEPORT listeners): 200
+    connections from kernel MPTCP clients with a second subflow, eight at a time, each
+    echoing 16 KiB through the proxy: every echo byte-exact, 200 records, each with the
+    worker that carried it, both workers carrying a share, and the joins taken by the
+    proxy's kernel (which routes each to the socket that holds its connection). One
+    listening line, and the workers gone with the supervisor."""
+    from concurrent.futures import ThreadPoolExecutor
+    ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
+    ns.ip("addr", "add", "198.18.2.1/24", "dev", "lo")
+    ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "lo", "subflow")
+    sink = _sink_echo(7141)
+    before = ns.counters()
+    proxy = _start(["proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp", "--netns",
+                    ns.name, "--listen", "198.18.0.1:5000", "--to", "127.0.0.1:7141",
+                    "--workers", "2", "--count", "200", "--json"])
+
+    def echo(i: int) -> bool:
+        data = i.to_bytes(4, "big") * 4096
+        with ns.entered():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+        with sock:
+            sock.settimeout(30)
+            sock.connect(("198.18.0.1", 5000))
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            got = bytearray()
+            while chunk := sock.recv(1 << 16):
+                got += chunk
+        return bytes(got) == data
+
+    try:
+        _wait_listening(ns, 5000)
+        with ThreadPoolExecutor(8) as pool:
+            exact = list(pool.map(echo, range(200)))
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert all(exact) and proxy.returncode == 0 and err == ""
+    (listening,) = _json_lines(out, "listening")
+    assert listening["workers"] == 2
+    records = _json_lines(out)
+    assert len(records) == 200
+    assert all(r["upstream"] == r["downstream"] == 16384 for r in records)
+    shares = collections.Counter(r["worker"] for r in records)
+    assert set(shares) == {0, 1} and min(shares.values()) >= 20, shares
+    moved = ns.counters_since(before)
+    assert moved.get("MPTcpExtMPCapableSYNRX", 0) >= 200
+    assert moved.get("MPTcpExtMPJoinSynRx", 0) >= 1
+    assert "--workers" not in ns.run("ps", "-eo", "args")   # no worker left behind
+
+
+def test_workers_need_the_kernel_engine():
+    done = subprocess.run(CLI + ["proxy", "--listen", "5000", "--to", "127.0.0.1:1",
+                                 "--address", "198.18.0.2", "--workers", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("mptcp-fast proxy: --workers runs "
+                                                           "on --engine kernel")
+
+
+def test_ctrl_c_ends_the_supervisor_and_every_worker():
+    """--workers 3 in text mode: one listening line naming the workers; SIGINT to the
+    supervisor alone: exit status 130, nothing printed, and no worker left."""
+    proxy = _start(["proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp", "--listen",
+                    "127.0.0.1:5317", "--to", "127.0.0.1:7317", "--workers", "3"])
+    try:
+        first = proxy.stdout.readline()
+        running = subprocess.run(["pgrep", "-fc", "listen 127.0.0.1:5317"],
+                                 capture_output=True, text=True).stdout.split()
+        proxy.send_signal(signal.SIGINT)
+        out, err = proxy.communicate(timeout=20)
+    finally:
+        proxy.kill()
+    assert first == ("proxy (mptcp-to-tcp, kernel): 127.0.0.1:5317 -> 127.0.0.1:7317 "
+                     "(3 workers)\n")
+    assert running == ["4"]                      # the supervisor and its three workers
+    assert (proxy.returncode, out, err) == (130, "", "")
+    left = subprocess.run(["pgrep", "-f", "listen 127.0.0.1:5317"], capture_output=True)
+    assert left.returncode == 1                  # none

@@ -655,18 +655,23 @@ def _report_proxied(args, client: str, up: int, down: int, subflows, seconds: fl
                     destination: str | None = None) -> None:
     """One line per finished proxied connection (a JSON record under --json): the client,
     the bytes carried each way, the MPTCP side's subflows, how long it lasted; and where it
-    went (``destination``) when each connection says so (--convert)."""
+    went (``destination``) when each connection says so (--convert), and which worker
+    carried it (--workers)."""
+    worker = getattr(args, "worker", None)
     if args.json:
         record = {"event": "connection", "client": client, "upstream": up,
                   "downstream": down, "subflows": subflows, "seconds": seconds,
                   "engine": args.engine}
         if destination is not None:
             record["destination"] = destination
+        if worker is not None:
+            record["worker"] = worker
         print(json.dumps(record), flush=True)
     else:
         where = f" -> {destination}" if destination is not None else ""
+        by = f", worker {worker}" if worker is not None else ""
         print(f"{client}{where}: {up:,} B up, {down:,} B down, {len(subflows)} subflow(s), "
-              f"{seconds:.2f} s", flush=True)
+              f"{seconds:.2f} s{by}", flush=True)
 
 
 async def _proxy(args) -> int:
@@ -738,21 +743,35 @@ async def _proxy(args) -> int:
 
 
 def _proxy_kernel(args) -> int:
-    """``proxy --engine kernel``: both ends kernel sockets, carried by epoll loops (relay.py)."""
+    """``proxy --engine kernel``: both ends kernel sockets, carried by epoll loops (relay.py),
+    in ``--workers`` processes (workers.py)."""
     from .relay import run_proxy
-    return run_proxy(args, report=_report_proxied, error_text=_error_text, endpoint=_endpoint,
-                     backlog=_backlog(args), unsent_limit=UNSENT_LIMIT, host_port=_host_port,
-                     trim=_trim_heap)
+
+    def serve(args) -> int:
+        return run_proxy(args, report=_report_proxied, error_text=_error_text,
+                         endpoint=_endpoint, backlog=_backlog(args), unsent_limit=UNSENT_LIMIT,
+                         host_port=_host_port, trim=_trim_heap)
+    return _in_workers(args, serve)
+
+
+def _in_workers(args, serve) -> int:
+    if args.workers > 1:
+        from .workers import serve_workers
+        return serve_workers(args, serve)
+    return serve(args)
 
 
 def _proxy_convert(args) -> int:
     """``proxy --convert`` / ``--front socks5|transparent`` (kernel engine only): the halves of
     convert_proxy.py: each conversation on a thread of its own, then the relay's loops."""
     from .convert_proxy import run_convert_proxy
-    return run_convert_proxy(args, report=_report_proxied, error_text=_error_text,
-                             endpoint=_endpoint, backlog=_backlog(args),
-                             unsent_limit=UNSENT_LIMIT,
-                             host_port=_host_port, trim=_trim_heap)
+
+    def serve(args) -> int:
+        return run_convert_proxy(args, report=_report_proxied, error_text=_error_text,
+                                 endpoint=_endpoint, backlog=_backlog(args),
+                                 unsent_limit=UNSENT_LIMIT,
+                                 host_port=_host_port, trim=_trim_heap)
+    return _in_workers(args, serve)
 
 
 def _proxy_mode(args):
@@ -760,6 +779,11 @@ def _proxy_mode(args):
     --front other than tcp), the kernel relay, or None for the asyncio proxy. Refuses the
     combinations that mean nothing, before anything is opened."""
     converting = args.convert or args.front != "tcp"
+    if args.workers < 1:
+        raise MptcpError("--workers must be at least 1")
+    if args.workers > 1 and (args.engine != "kernel" or args.uvloop):
+        raise MptcpError("--workers runs on --engine kernel (SO_REUSEPORT listeners; the "
+                         "kernel routes each join to the worker that holds its connection)")
     if not converting:
         if args.to is None:
             raise MptcpError("proxy needs --to HOST:PORT (or --convert on the server half)")
@@ -948,6 +972,11 @@ def add_parsers(sub, size_type) -> None:
                           "side); mptcp-to-tcp: accept MPTCP, connect over plain TCP")
     pro.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: until Ctrl-C)")
+    pro.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="kernel engine: N processes, each with its own listener on --listen "
+                          "(SO_REUSEPORT): the kernel spreads the connections over them and "
+                          "routes every join to the worker that holds its connection; the "
+                          "records say which worker carried each (default: 1)")
     pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
                      help="the client half's side: tcp: every connection goes to --to; "
                           "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "

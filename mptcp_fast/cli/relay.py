@@ -545,6 +545,8 @@ class _Proxy:
             sock = self._mptcp_socket(family)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if getattr(self.args, "workers", 1) > 1:   # one listener per worker (workers.py)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             self.prepare(sock)                      # (inherited by plain TCP's accepted)
             sock.listen(self.backlog)
