@@ -22,6 +22,7 @@ The candidates, each started fresh for each measurement:
   preload;
 - ``userspace``: ``mptcp-fast proxy --engine userspace`` (TUN, as above);
 - ``kernel``: ``mptcp-fast proxy --engine kernel``.
+- ``kernel-2w``: the same with ``--workers 2`` (two processes, SO_REUSEPORT listeners).
 
 socat runs with its defaults (``fork``, an 8 KiB buffer: ``-b``) as users run it;
 ``--socat-buffer N`` adds ``-b N``.
@@ -57,7 +58,7 @@ LOCK = "/tmp/mptcp-netns.lock"       # taken by every run that makes namespaces 
 PROXY_PORT = 7300
 SERVER = ("198.18.0.1", 5000)
 USERSPACE_SERVER = ("198.18.4.1", 5000)
-CANDIDATES = ("socat", "socat-generic", "userspace", "kernel", "direct")
+CANDIDATES = ("socat", "socat-generic", "userspace", "kernel", "kernel-2w", "direct")
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 SERVER_CHILD = r"""
@@ -225,10 +226,13 @@ def proxy_command(candidate: str, bed: Bed, socat_buffer: int) -> list:
         return ["mptcpize", "run", "socat", *buffer, listen, f"TCP:{SERVER[0]}:{SERVER[1]}"]
     if candidate == "socat-generic":
         return ["socat", *buffer, listen, f"SOCKET-CONNECT:2:262:{_sockaddr_hex(*SERVER)}"]
-    cli = [sys.executable, "-m", "mptcp_fast", "proxy", "--engine", candidate,
+    engine = "kernel" if candidate.startswith("kernel") else candidate
+    cli = [sys.executable, "-m", "mptcp_fast", "proxy", "--engine", engine,
            "--listen", f"127.0.0.1:{PROXY_PORT}"]
     if candidate == "kernel":
         return cli + ["--to", f"{SERVER[0]}:{SERVER[1]}"]
+    if candidate == "kernel-2w":
+        return cli + ["--to", f"{SERVER[0]}:{SERVER[1]}", "--workers", "2"]
     return cli + ["--to", f"{USERSPACE_SERVER[0]}:{USERSPACE_SERVER[1]}", "--tun", bed.tun,
                   "--tun-address", "198.18.4.1/24", "--tun-address", "198.18.6.1/24",
                   "--address", "198.18.4.2", "--address", "198.18.6.2", "--netns", bed.s.name]

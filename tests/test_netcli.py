@@ -864,22 +864,28 @@ def test_workers_need_the_kernel_engine():
                                                            "on --engine kernel")
 
 
-def test_ctrl_c_ends_the_supervisor_and_every_worker():
-    """--workers 3 in text mode: one listening line naming the workers; SIGINT to the
-    supervisor alone: exit status 130, nothing printed, and no worker left."""
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                         (signal.SIGKILL, -9)])
+def test_ending_the_supervisor_ends_every_worker(sig, status):
+    """--workers 3 in text mode: one listening line naming the workers. Ctrl-C (SIGINT to
+    the supervisor alone) or SIGTERM: its exit status, nothing printed, and no worker left;
+    SIGKILL: the workers follow it (the kernel's parent-death signal), the port is free."""
     proxy = _start(["proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp", "--listen",
                     "127.0.0.1:5317", "--to", "127.0.0.1:7317", "--workers", "3"])
     try:
         first = proxy.stdout.readline()
         running = subprocess.run(["pgrep", "-fc", "listen 127.0.0.1:5317"],
                                  capture_output=True, text=True).stdout.split()
-        proxy.send_signal(signal.SIGINT)
+        proxy.send_signal(sig)
         out, err = proxy.communicate(timeout=20)
     finally:
         proxy.kill()
     assert first == ("proxy (mptcp-to-tcp, kernel): 127.0.0.1:5317 -> 127.0.0.1:7317 "
                      "(3 workers)\n")
     assert running == ["4"]                      # the supervisor and its three workers
-    assert (proxy.returncode, out, err) == (130, "", "")
-    left = subprocess.run(["pgrep", "-f", "listen 127.0.0.1:5317"], capture_output=True)
-    assert left.returncode == 1                  # none
+    assert (proxy.returncode, out, err) == (status, "", "")
+    end = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-f", "listen 127.0.0.1:5317"],
+                         capture_output=True).returncode != 1:   # 1: none
+        assert time.monotonic() < end, "a worker outlived its supervisor"
+        time.sleep(0.05)

@@ -11,7 +11,9 @@ The first process is the supervisor: it forks the workers before it starts any t
 what each prints (one line per connection carried, a JSON record under ``--json`` with the
 worker's number), prints it, counts the connections for ``--count`` and ends the workers
 with SIGINT when the count is reached, on Ctrl-C (the workers get the terminal's SIGINT
-too) or when one of them fails, whose exit status it then returns.
+too), on SIGTERM (exit status 143), or when one of them fails, whose exit status it then
+returns. A worker whose supervisor dies anyhow gets SIGTERM from the kernel
+(PR_SET_PDEATHSIG): no worker outlives it holding the port.
 """
 
 from __future__ import annotations
@@ -28,12 +30,22 @@ from typing import Callable
 __all__ = ["serve_workers"]
 
 STOP_WAIT = 5.0               # seconds the workers have to end after SIGINT, then SIGKILL
+PR_SET_PDEATHSIG = 1          # prctl(2): the signal a process gets when its parent dies
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the supervisor."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated
 
 
 def serve_workers(args, serve: Callable[[object], int]) -> int:
     """``serve(args)`` in ``args.workers`` processes (each with ``args.worker`` set to its
     number, 0 to N - 1); returns the exit status: 0 when all ended cleanly."""
     workers: dict[int, tuple[int, int]] = {}     # pid -> (worker number, its stdout pipe)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         for number in range(args.workers):
             read_end, write_end = os.pipe()
@@ -44,8 +56,11 @@ def serve_workers(args, serve: Callable[[object], int]) -> int:
             os.close(write_end)
             workers[pid] = (number, read_end)
         return _supervise(args, workers)
+    except _Terminated:
+        return 143
     finally:
         _end(workers)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_worker(args, number: int, stdout: int, serve) -> None:
@@ -53,6 +68,8 @@ def _run_worker(args, number: int, stdout: int, serve) -> None:
     (os._exit: the supervisor's stack and atexit handlers are not the child's to run)."""
     status = 2
     try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _die_with_parent()
         os.dup2(stdout, 1)
         os.close(stdout)
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
@@ -69,6 +86,15 @@ def _run_worker(args, number: int, stdout: int, serve) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(status)
+
+
+def _die_with_parent() -> None:
+    """SIGTERM to this worker when the supervisor ends (Linux's prctl; elsewhere nothing)."""
+    import ctypes
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:                     # the supervisor died before prctl took
+        os._exit(143)
 
 
 def _supervise(args, workers: dict[int, tuple[int, int]]) -> int:
