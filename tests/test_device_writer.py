@@ -70,6 +70,44 @@ def test_a_caller_waits_while_the_queue_holds_its_limit():
     assert len(device.written) == 2 * (3 * DeviceWriter.MAX_QUEUED_BYTES // batch_size)
 
 
+class BrokenDevice(SlowDevice):
+    """Its third large batch raises what no device should (a bug, not an OSError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.large = 0
+
+    def write_batch(self, packets) -> None:
+        if sum(map(len, packets)) >= DeviceWriter.INLINE_BYTES:
+            self.large += 1
+            if self.large == 3:
+                raise ValueError("a bug in the device")
+        super().write_batch(packets)
+
+
+def test_a_writer_thread_that_fails_says_so_and_leaves_nobody_waiting():
+    """The thread fails on a batch: a caller waiting for room (the queue full behind it) is
+    released, that call or the next raises RuntimeError from the failure, so does close(),
+    and what was queued behind the failure is not written later out of order."""
+    device = BrokenDevice()
+    writer = DeviceWriter(device)             # type: ignore[arg-type]
+    batch_size = sum(map(len, _batch(0, large=True)))
+    failed_at = None
+    for i in range(3 * DeviceWriter.MAX_QUEUED_BYTES // batch_size):
+        try:
+            writer.write_batch(_batch(i, large=True))
+        except RuntimeError as exc:
+            assert isinstance(exc.__cause__, ValueError)
+            failed_at = i
+            break
+    assert failed_at is not None              # (the loop would otherwise have waited forever)
+    with pytest.raises(RuntimeError):
+        writer.close()
+    written = len(device.written) // 2
+    assert device.written == [p for i in range(written) for p in _batch(i, large=True)]
+    assert written == 2                       # the two before the failure, nothing after
+
+
 # ------------------------------------------------------- partial checksums (no device needed)
 
 def _nic_completes(vectors) -> bytes:

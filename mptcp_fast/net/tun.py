@@ -465,7 +465,10 @@ class DeviceWriter:
     once by the caller when the thread has nothing queued: no hand-off, no latency added to
     short exchanges. A batch is never written before one queued ahead of it (one thread, one
     queue: the kernel sees the packets in the engine's order). ``close()`` writes what is
-    queued and ends the thread; the device stays open (its owner closes it).
+    queued and ends the thread; the device stays open (its owner closes it). Should the
+    thread fail otherwise than by the device's OSError (a bug), what was queued is dropped,
+    nobody is left waiting for room, and the next ``write_batch`` or ``close`` raises
+    RuntimeError from that failure.
     """
 
     INLINE_BYTES = 16 << 10
@@ -482,12 +485,14 @@ class DeviceWriter:
         self._closing = False
         self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None     # started at the first large batch
+        self._failure: BaseException | None = None       # what ended the thread, if not close
 
     def write_batch(self, packets) -> None:
         if not packets:
             return
         size = sum(map(len, packets))
         with self._wake:
+            self._raise_failure()
             idle = not self._busy and not self._queue
             if not (idle and size < self.INLINE_BYTES):
                 if self._thread is None:
@@ -496,6 +501,7 @@ class DeviceWriter:
                     self._thread.start()
                 while self._queued_bytes > self.MAX_QUEUED_BYTES and self._queue:
                     self._wake.wait()          # the thread notifies as it takes a batch
+                self._raise_failure()          # (or as it fails)
                 self._queue.append((packets, size))
                 self._queued_bytes += size
                 self._wake.notify_all()
@@ -510,6 +516,12 @@ class DeviceWriter:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        with self._wake:
+            self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError("the TUN device's writer thread failed") from self._failure
 
     def _run(self) -> None:
         wake, queue = self._wake, self._queue
@@ -531,6 +543,14 @@ class DeviceWriter:
                     queue.clear()
                     self._queued_bytes = 0
                     wake.notify_all()
+            except BaseException as exc:       # a bug: said to the callers, none left waiting
+                with wake:
+                    self._failure = exc
+                    queue.clear()
+                    self._queued_bytes = 0
+                    self._busy = False
+                    wake.notify_all()
+                return
 
 
 def kernel_endpoints_on(device: str, netns: str | None = None) -> list[str]:
