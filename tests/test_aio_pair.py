@@ -345,6 +345,51 @@ def test_tls_over_an_mptcp_connection_carries_a_mebibyte_both_ways_and_nothing_i
     assert ssl.OPENSSL_VERSION                            # (the module is what ran it)
 
 
+class _LazyPipe(PipeDevice):
+    """A PipeDevice whose peer is woken 20 ms after the first packet of a burst: what one
+    side sends within those 20 ms arrives in one batch (a third ACK and the first data)."""
+
+    def write(self, packet) -> None:
+        self.peer.queue.append(bytes(packet))
+        if not getattr(self, "_waking", False):
+            self._waking = True
+            asyncio.get_running_loop().call_later(0.02, self._wake)
+
+    def _wake(self) -> None:
+        self._waking = False
+        os.write(self.peer._w, b"x")
+
+
+def test_a_tls_client_hello_in_the_batch_of_the_third_ack_reaches_tls(tmp_path, backend):
+    """The client's first TLS bytes arrive with the ACK that establishes the connection
+    (one batch: both events in one turn of the server's stack): they wait in the engine
+    for the server's TLS, not in the plaintext reader, and the handshake completes."""
+    server_context, client_context = _contexts(tmp_path)
+
+    async def main():
+        a, b = _LazyPipe(), _LazyPipe()
+        a.peer, b.peer = b, a
+        client, server = aio.Stack([A], a), aio.Stack([B], b)
+        got = asyncio.get_running_loop().create_future()
+
+        async def handler(reader, writer):
+            got.set_result(await reader.readexactly(5))
+
+        try:
+            await server.start_server(handler, 5443, ssl=server_context)
+            reader, writer = await asyncio.wait_for(client.open_connection(
+                B, 5443, ssl=client_context, server_hostname="mptcp.test"), 20)
+            writer.write(b"hello")
+            return await asyncio.wait_for(got, 10)
+        finally:
+            client.close()
+            server.close()
+            a.close()
+            b.close()
+
+    assert asyncio.run(main()) == b"hello"
+
+
 def test_a_tls_handshake_that_fails_raises_for_the_client_and_never_calls_the_handler(
         tmp_path, backend):
     """The client trusts another certificate than the server's: open_connection raises

@@ -764,6 +764,10 @@ class Stack:
                 reader, writer = self._streams(conn)
                 if served is not None:
                     handler, context = served
+                    if context is not None:
+                        # the client's first TLS bytes may be among these very events:
+                        # they wait in the engine until start_tls reads them (TLS's protocol)
+                        writer.transport.pause_reading()
                     call = handler(reader, writer) if context is None else \
                         _after_tls(handler, reader, writer, context)
                     task = self._loop.create_task(call)
