@@ -256,6 +256,10 @@ class KernelPeer:
     until that many subflows are established, for at most ``JOIN_WAIT`` seconds (a join still
     in SYN-SENT when the socket shuts down is abandoned, never sent again). ``family``:
     AF_INET6 for an IPv6 socket (IPv4 peers are then reached as v4-mapped addresses).
+    ``joined_first``: send nothing before those ``subflows`` are established (for at most
+    ``JOIN_WAIT`` seconds). A receiving Linux 6.18 can misplace a join's first data when it
+    arrives while the receiving application holds its socket (docs/kernel-behaviour.md §8):
+    a test of the application on a kernel receiver that must not meet that avoids it so.
 
     After ``join()``: ``received``, ``received_sha256``, ``sent_sha256``, ``info`` (MptcpInfo
     or None), ``subflows`` (their addresses), ``error`` (an exception, or None)."""
@@ -263,9 +267,10 @@ class KernelPeer:
     def __init__(self, ns: Namespace, send_bytes: int = 0, seed: int = 1, mptcp: bool = True,
                  close_after_read: bool = True, hold: float = 0.0,
                  family: int = socket.AF_INET, congestion: str | None = None,
-                 subflows: int = 1):
+                 subflows: int = 1, joined_first: bool = False):
         self.ns = ns
         self.subflows_wanted = subflows
+        self.joined_first = joined_first
         self.congestion = congestion
         self.hold = hold
         self.family = family
@@ -352,6 +357,8 @@ class KernelPeer:
         digest = hashlib.sha256()
         sent = 0
         try:
+            if self.joined_first:
+                self._wait_for_subflows(sock)
             while sent < self.send_bytes:
                 start = sent % block
                 piece = view[start:start + min(block, self.send_bytes - sent, 1 << 20)]
