@@ -682,14 +682,24 @@ async def _proxy(args) -> int:
     engine = _Engine(args)
     await engine.start()
     listen_host, listen_port = _host_port(args.listen)
-    to_host, to_port = _host_port(args.to)
+    to_host, to_port = _host_port(args.to) if args.to else ("", 0)
     done = asyncio.Event()
     count = 0
+    halves = None
+    if args.convert or args.front != "tcp":         # the Convert halves (convert_aio.py)
+        from .convert_aio import Halves
+        halves = Halves(args, engine, endpoint=_endpoint, error_text=_error_text)
 
     async def handle(client_reader, client_writer):
         nonlocal count
+        destination = None
         try:
-            if args.direction == "tcp-to-mptcp":
+            if halves is not None:
+                opened = await halves.converse(client_reader, client_writer)
+                if opened is None:                  # answered and closed: nothing to carry
+                    return
+                out_reader, out_writer, destination = opened
+            elif args.direction == "tcp-to-mptcp":
                 out_reader, out_writer = await engine.open(to_host, to_port)
             else:
                 out_reader, out_writer = await asyncio.open_connection(to_host, to_port)
@@ -713,14 +723,21 @@ async def _proxy(args) -> int:
         watch.sample(force=True)
         subflows = watch.best
         await _close_both(out_writer, client_writer)
-        _report_proxied(args, client, up, down, subflows, time.monotonic() - started)
+        _report_proxied(args, client, up, down, subflows, time.monotonic() - started,
+                        destination)
         count += 1
         if args.count and count >= args.count:
             done.set()
 
     handlers = _Handlers()
     try:
-        if args.direction == "tcp-to-mptcp":
+        if halves is not None and args.direction == "tcp-to-mptcp":
+            # a conversation reads the client first: asyncio's streams, on a listener made
+            # as the kernel engine's (dual-stack for [::])
+            server = await asyncio.start_server(
+                handlers.wrap(handle), sock=halves.listener(listen_host, listen_port),
+                backlog=_backlog(args))
+        elif args.direction == "tcp-to-mptcp":
             run = handlers.wrap(handle)
             loop = asyncio.get_running_loop()
             server = await loop.create_server(
@@ -765,7 +782,7 @@ def _in_workers(args, serve) -> int:
 
 
 def _proxy_convert(args) -> int:
-    """``proxy --convert`` / ``--front socks5|transparent`` (kernel engine only): the halves of
+    """``proxy --convert`` / ``--front socks5|transparent`` on the kernel engine: the halves of
     convert_proxy.py: each conversation on a thread of its own, then the relay's loops."""
     from .convert_proxy import run_convert_proxy
 
@@ -778,9 +795,10 @@ def _proxy_convert(args) -> int:
 
 
 def _proxy_mode(args):
-    """Which proxy runs (``_run``'s ``threaded``): the conversation proxies (--convert, a
-    --front other than tcp), the kernel relay, or None for the asyncio proxy. Refuses the
-    combinations that mean nothing, before anything is opened."""
+    """Which proxy runs (``_run``'s ``threaded``): the kernel engine's conversation proxies
+    (--convert, a --front other than tcp), the kernel relay, or None for the asyncio proxy
+    (on the userspace engine with the Convert halves of convert_aio.py when converting).
+    Refuses the combinations that mean nothing, before anything is opened."""
     converting = args.convert or args.front != "tcp"
     if args.workers < 1:
         raise MptcpError("--workers must be at least 1")
@@ -791,9 +809,12 @@ def _proxy_mode(args):
         if args.to is None:
             raise MptcpError("proxy needs --to HOST:PORT (or --convert on the server half)")
         return _proxy_kernel if args.engine == "kernel" and not args.uvloop else None
-    if args.engine != "kernel" or args.uvloop:
-        raise MptcpError("--convert and --front socks5|transparent run on --engine kernel "
-                         "(its threads, without --uvloop) for now")
+    if args.engine == "kernel" and args.uvloop:
+        raise MptcpError("--convert and --front socks5|transparent on --engine kernel run on "
+                         "its threads, without --uvloop")
+    if args.engine == "userspace" and args.fastopen:
+        raise MptcpError("--fastopen is the kernel engine's: the userspace engine has no TCP "
+                         "Fast Open yet")
     if args.direction == "tcp-to-mptcp":
         if args.front == "tcp":
             raise MptcpError("the client half's destination comes from its front: --front "
@@ -815,7 +836,7 @@ def _proxy_mode(args):
         raise MptcpError("--max-conversations must be at least 1")
     if args.socks_auth == "password" and not args.socks_users:
         raise MptcpError("--socks-auth password needs --socks-users FILE")
-    return _proxy_convert
+    return _proxy_convert if args.engine == "kernel" else None
 
 
 def _port(text: str) -> int:
