@@ -14,7 +14,8 @@ name, an IPv4 and an IPv6 address; a refused and an unreachable destination: cur
 and the Error TLV the userspace server half sends, as the kernel half's; its answers to a
 loop, a loopback, a bad version, a malformed message, an Info TLV, a silent client and one
 beyond --max-conversations; the --json records with their destinations; the transparent
-front of the userspace client half. The userspace halves run on the compiled and on the pure
+front of the userspace client half; Ctrl-C ending a userspace server half with a conversation
+under way and a connection carried. The userspace halves run on the compiled and on the pure
 backend (MPTCP_FAST_PURE=1).
 """
 
@@ -334,3 +335,43 @@ def test_the_userspace_transparent_front_carries_a_redirected_connection(bed):
     code, body, err = bed.curl("http://198.18.4.1:8000/file.bin")
     assert code == 0, err
     assert _sha(body) == _sha(bed.data)
+
+
+def test_stopping_the_userspace_server_half_ends_what_is_under_way(bed):
+    """Ctrl-C on a userspace server half (--convert-timeout 30) with one client silent
+    mid-conversation and one carried: it ends at once, both clients' connections end, the
+    carried one reset (MP_FASTCLOSE)."""
+    server = ("198.18.13.130", 5002)     # (a /25 of its own beside the other devices' /24)
+    proxy = _Process(bed.s, CLI + [
+        "proxy", "--engine", "userspace", "--direction", "mptcp-to-tcp", "--convert",
+        "--convert-timeout", "30", "--json", "--listen", f"{server[0]}:{server[1]}",
+        "--tun", run_name("cut", "x"), "--tun-address", "198.18.13.129/25",
+        "--address", server[0]], bed.userspace_env)
+    try:
+        end = time.monotonic() + 30
+        while not proxy.records("listening"):
+            assert proxy.popen.poll() is None and time.monotonic() < end, \
+                proxy.popen.communicate()[1]
+            time.sleep(0.1)
+        with bed.c.entered():
+            silent, carried = kernel.mptcp_socket(), kernel.mptcp_socket()
+        with silent, carried:
+            for sock in (silent, carried):
+                sock.settimeout(10)
+                sock.connect(server)
+            silent.sendall(b"\x01\x06")                  # half a header, then nothing
+            carried.sendall(convert.encode([convert.Connect("198.18.4.1", 8000)]))
+            assert carried.recv(4) == convert.encode([])
+            carried.sendall(b"GET /small.bin HTTP/1.0\r\n")   # (the server waits for more)
+            time.sleep(0.3)
+            started = time.monotonic()
+            proxy.popen.send_signal(signal.SIGINT)
+            assert proxy.popen.wait(10) == 130
+            assert time.monotonic() - started < 3
+            with contextlib.suppress(ConnectionResetError):   # (its task cancelled: a reset)
+                assert silent.recv(16) == b""
+            with pytest.raises(ConnectionResetError):    # MP_FASTCLOSE: aborted, not ended
+                carried.recv(16)
+    finally:
+        proxy.popen.kill()
+        proxy.popen.wait()

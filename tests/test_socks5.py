@@ -242,3 +242,84 @@ def test_a_client_that_trickles_is_cut_off_at_the_deadline(talk):
     assert time.monotonic() - started < 1.5
     ours.close()
     theirs.close()
+
+
+# ---------------------------------------------------------------------- the userspace halves
+class _Writer:
+    """What convert_aio's halves use of a stream writer, recording what they wrote."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = self.aborted = self.eof = False
+
+    def write(self, data) -> None:
+        self.written += bytes(data)
+
+    async def drain(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name, default=None):
+        return ("198.18.0.2", 40000) if name == "peername" else default
+
+
+def _server_half(sent: bytes, **options):
+    """The userspace server half's conversation with a peer that sent ``sent`` and then
+    closed: (what converse returned, what it wrote, how it ended)."""
+    import argparse
+    import asyncio
+
+    from mptcp_fast.cli import convert_aio
+    from mptcp_fast.cli.net import _endpoint, _error_text
+
+    args = argparse.Namespace(direction="mptcp-to-tcp", convert_timeout=0.5, socks_auth="none",
+                              socks_users=None, allow_to=["192.0.2.0/24"],
+                              listen="198.18.12.2:5000", to=None, address=["198.18.12.2"],
+                              max_conversations=4, front="tcp")
+    vars(args).update(options)
+
+    async def run():
+        halves = convert_aio.Halves(args, None, endpoint=_endpoint, error_text=_error_text)
+        reader = asyncio.StreamReader()
+        reader.feed_data(sent)
+        reader.feed_eof()
+        writer = _Writer()
+        opened = await halves.converse(reader, writer)
+        return opened, writer
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("sent, answer", [
+    (b"\x02\x01\x00\x00", [convert.Error(convert.UNSUPPORTED_VERSION, b"\x01")]),
+    (bytes.fromhex("01010000"), [convert.Error(convert.MALFORMED_MESSAGE)]),
+    (convert.encode([convert.Info()]), [convert.SupportedTcpExtensions((30,))]),
+    (convert.encode([convert.Connect("198.18.4.1", 80)]), [convert.Error(32)]),  # --allow-to
+    (convert.encode([convert.Connect("198.18.12.2", 5000)]), [convert.Error(32)]),  # a loop
+])
+def test_the_userspace_server_half_answers_as_the_kernel_half(sent, answer, capsys):
+    opened, writer = _server_half(sent)
+    assert opened is None and writer.written == convert.encode(answer)
+    assert writer.eof and (writer.closed or writer.aborted)
+
+
+@given(data=st.binary(max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_arbitrary_bytes_to_the_userspace_server_half_raise_nothing(data):
+    """Whatever a peer sends, the conversation ends in an answer or a close (a Connect into
+    --allow-to's TEST-NET would time out: 0.5 s here)."""
+    opened, writer = _server_half(data)
+    assert opened is None and (writer.closed or writer.aborted)

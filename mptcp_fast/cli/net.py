@@ -979,7 +979,7 @@ def add_parsers(sub, size_type) -> None:
                          description="Accept connections on --listen and carry each to --to: "
                                      "plain TCP in and MPTCP out (tcp-to-mptcp, the client "
                                      "side), or MPTCP in and plain TCP out (mptcp-to-tcp). "
-                                     "With --convert (kernel engine) the two halves of a "
+                                     "With --convert the two halves of a "
                                      "link-aggregation proxy: the client half takes SOCKS5 "
                                      "clients or redirected connections (--front) and tells "
                                      "the server half each destination in RFC 8803's Convert "
@@ -1006,12 +1006,12 @@ def add_parsers(sub, size_type) -> None:
                           "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "
                           "transparent: connections an nftables redirect sent here, to their "
                           "original destination (SO_ORIGINAL_DST); socks5 and transparent need "
-                          "--convert (kernel engine)")
+                          "--convert")
     pro.add_argument("--convert", action="store_true",
                      help="speak the 0-RTT TCP Convert Protocol (RFC 8803) on the MPTCP side: "
                           "the client half sends each destination in a Connect TLV (in the "
                           "SYN with --fastopen), the server half (no --to) connects there "
-                          "and answers (kernel engine)")
+                          "and answers (either engine; each accepts the other's half)")
     pro.add_argument("--socks-auth", choices=["none", "password"], default="none",
                      help="--front socks5: the one method offered: none (no authentication) or "
                           "password (username/password, RFC 1929, from --socks-users)")
@@ -1028,16 +1028,17 @@ def add_parsers(sub, size_type) -> None:
                           "the server half)")
     pro.add_argument("--max-conversations", type=int, default=1024, metavar="N",
                      help="--convert: at most this many conversations (SOCKS5 negotiation, "
-                          "Convert message, connect) under way at once, each on a thread of "
-                          "its own; beyond, a client is answered at once (Convert error 64, "
-                          "Resource Exceeded, on the server half)")
+                          "Convert message, connect) under way at once (on the kernel engine "
+                          "each on a thread of its own); beyond, a client is answered at once "
+                          "(Convert error 64, Resource Exceeded, on the server half)")
     pro.add_argument("--fastopen", action="store_true",
-                     help="--convert: TCP Fast Open on the MPTCP side: the client half "
-                          "connects with TCP_FASTOPEN_CONNECT (the Convert message rides in "
-                          "the SYN once the kernel holds the server half's cookie), the server "
-                          "half's listener takes TFO; needs net.ipv4.tcp_fastopen=3 on the "
-                          "server half's side. Off by default: Linux 6.18 overruns the "
-                          "data-level window of a TFO-accepted connection that has a second "
-                          "subflow and then crawls (docs/kernel-behaviour.md)")
+                     help="--convert, kernel engine: TCP Fast Open on the MPTCP side: the "
+                          "client half connects with TCP_FASTOPEN_CONNECT (the Convert message "
+                          "rides in the SYN once the kernel holds the server half's cookie), "
+                          "the server half's listener takes TFO; needs "
+                          "net.ipv4.tcp_fastopen=3 on the server half's side. Off by default: "
+                          "Linux 6.18 overruns the data-level window of a TFO-accepted "
+                          "connection that has a second subflow and then crawls "
+                          "(docs/kernel-behaviour.md)")
     _engine_options(pro, size_type)
     pro.set_defaults(func=_run(_proxy, _proxy_mode))
