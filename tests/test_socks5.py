@@ -288,12 +288,13 @@ def _server_half(sent: bytes, **options):
 
     args = argparse.Namespace(direction="mptcp-to-tcp", convert_timeout=0.5, socks_auth="none",
                               socks_users=None, allow_to=["192.0.2.0/24"],
-                              listen="198.18.12.2:5000", to=None, address=["198.18.12.2"],
+                              to=None, address=["198.18.12.2"],
                               max_conversations=4, front="tcp")
     vars(args).update(options)
 
     async def run():
-        halves = convert_aio.Halves(args, None, endpoint=_endpoint, error_text=_error_text)
+        halves = convert_aio.Halves(args, None, endpoint=_endpoint, error_text=_error_text,
+                                    listen_port=5000, to=("", 0))
         reader = asyncio.StreamReader()
         reader.feed_data(sent)
         reader.feed_eof()

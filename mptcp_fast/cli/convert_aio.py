@@ -75,7 +75,8 @@ class Halves:
     """The conversations of one proxy: ``converse`` turns an accepted connection into the
     pair of connected streams and the destination, or answers and closes it."""
 
-    def __init__(self, args, engine, *, endpoint, error_text) -> None:
+    def __init__(self, args, engine, *, endpoint, error_text, listen_port: int,
+                 to: tuple[str, int]) -> None:
         self.args = args
         self.engine = engine
         self.endpoint = endpoint
@@ -85,13 +86,8 @@ class Halves:
         self.users = socks5.load_users(args.socks_users) if args.socks_auth == "password" \
             else None
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in args.allow_to or ()]
-        listen = args.listen.rpartition(":")
-        self.listen_port = int(listen[2])
-        if args.to:
-            host, _, port = args.to.rpartition(":")
-            self.to_host, self.to_port = host.strip("[]"), int(port)
-        else:
-            self.to_host, self.to_port = "", 0
+        self.listen_port = listen_port
+        self.to_host, self.to_port = to          # the server half (the client half's --to)
         # the userspace engine's own addresses are this server half too (a connect to one of
         # them goes through the TUN device into the engine)
         self.own = {ipaddress.ip_address(a) for a in args.address or ()}

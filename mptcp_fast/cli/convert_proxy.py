@@ -19,6 +19,10 @@ outside ``--allow-to``). The client half maps the answer to its SOCKS5 reply (RE
 (``relay.py``: its epoll loops, as any kernel proxy's connection, with the same half-close and
 reset, reported with where it went).
 
+What a half decides (the server half's verdict on a message, the Error TLV for a failed connect,
+the SOCKS5 reply for an Error TLV) is ``conversion.py``'s, which the userspace engine's halves
+(``convert_aio.py``) share.
+
 Domain names (SOCKS5 ATYP 3) are resolved by the client half: the Connect TLV carries an
 address (RFC 8803 has no name in it). A conversation blocks (with a timeout) for an RTT or
 more, so it does not run on a relay loop: the loop that accepts a client hands it to a thread

@@ -688,7 +688,8 @@ async def _proxy(args) -> int:
     halves = None
     if args.convert or args.front != "tcp":         # the Convert halves (convert_aio.py)
         from .convert_aio import Halves
-        halves = Halves(args, engine, endpoint=_endpoint, error_text=_error_text)
+        halves = Halves(args, engine, endpoint=_endpoint, error_text=_error_text,
+                        listen_port=listen_port, to=(to_host, to_port))
 
     async def handle(client_reader, client_writer):
         nonlocal count
