@@ -7,9 +7,11 @@ half, run as a user deploys them, in two network namespaces this module makes (a
     curl (SOCKS5) -> kernel client half (C, a subflow endpoint on the second veth pair)
         -> userspace server half (in S; its TUN device in S, the engine's 198.18.12.2, which S
         forwards to) -> web server
+    curl (SOCKS5) -> userspace client half (C; 198.18.16.2, 198.18.18.2) -> userspace server
+        half -> web server
 
 The web server is python -m http.server on 198.18.4.1 / 2001:2:0:4::1 in S (C has no route
-there). Checked: a file byte-exact (SHA-256) over two subflows each way round, with a domain
+there). Checked: a file byte-exact (SHA-256) over two subflows for each pairing, with a domain
 name, an IPv4 and an IPv6 address; a refused and an unreachable destination: curl's SOCKS5 REP
 and the Error TLV the userspace server half sends, as the kernel half's; its answers to a
 loop, a loopback, a bad version, a malformed message, an Info TLV, a silent client and one
@@ -47,7 +49,7 @@ SMALL_SIZE = 4096
 KERNEL_SERVER = "198.18.0.1:5000"        # the kernel server half
 USERSPACE_SERVER = ("198.18.12.2", 5000)     # the userspace server half (its engine's address)
 USERSPACE_ONE = ("198.18.13.2", 5001)        # another, with --max-conversations 1
-PORTS = {"userspace": 1090, "kernel": 1091, "transparent": 1092}
+PORTS = {"userspace": 1090, "kernel": 1091, "transparent": 1092, "both": 1093}
 NFT = """
 table ip {table} {{
   chain output {{
@@ -136,6 +138,16 @@ class Bed:
             "--tun", run_name("cut", "c"), "--tun-address", "198.18.8.1/24",
             "--tun-address", "198.18.10.1/24", "--address", "198.18.8.2",
             "--address", "198.18.10.2"], userspace=True)
+        self.both_client = self._start(c, CLI + [              # to the userspace server half
+            "proxy", "--engine", "userspace", "--front", "socks5", "--convert", "--json",
+            "--listen", f"127.0.0.1:{PORTS['both']}",
+            "--to", f"{USERSPACE_SERVER[0]}:{USERSPACE_SERVER[1]}",
+            "--tun", run_name("cut", "b"), "--tun-address", "198.18.16.1/24",
+            "--tun-address", "198.18.18.1/24", "--address", "198.18.16.2",
+            "--address", "198.18.18.2"], userspace=True)
+        c.ip("rule", "add", "from", "198.18.18.2", "table", "101")
+        s.ip("route", "add", "198.18.16.0/24", "via", "198.18.0.2")
+        s.ip("route", "add", "198.18.18.0/24", "via", "198.18.2.2")
         self.kernel_client = self._start(c, CLI + [
             "proxy", "--engine", "kernel", "--front", "socks5", "--convert", "--json",
             "--listen", f"127.0.0.1:{PORTS['kernel']}",
@@ -154,7 +166,7 @@ class Bed:
         _wait_listening(c, list(PORTS.values()), popens)
         # the userspace server halves listen in their engines, not in S's kernel: each says so
         end = time.monotonic() + 30
-        while len([p for p in self.processes if p.records("listening")]) < 5:
+        while len([p for p in self.processes if p.records("listening")]) < 6:
             for p in popens:
                 assert p.poll() is None, p.communicate()[1]
             assert time.monotonic() < end
@@ -211,8 +223,9 @@ def _wait_record(process: _Process, destination: str, before: int,
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("client", ["userspace", "kernel"],
-                         ids=["userspace-client-kernel-server", "kernel-client-userspace-server"])
+@pytest.mark.parametrize("client", ["userspace", "kernel", "both"],
+                         ids=["userspace-client-kernel-server", "kernel-client-userspace-server",
+                              "userspace-client-userspace-server"])
 @pytest.mark.parametrize("option, url", [
     ("--socks5-hostname", "http://web.test:8000/file.bin"),
     ("--socks5", "http://198.18.4.1:8000/file.bin"),
@@ -221,7 +234,8 @@ def _wait_record(process: _Process, destination: str, before: int,
 def test_a_file_comes_byte_exact_over_two_subflows(bed, client, option, url):
     """Each engine's half accepts the other's: the file byte-exact, the record of the
     userspace half (its --json) naming the destination and two subflows."""
-    userspace = bed.userspace_client if client == "userspace" else bed.userspace_server
+    userspace = {"userspace": bed.userspace_client, "kernel": bed.userspace_server,
+                 "both": bed.both_client}[client]
     before = len(userspace.records())
     kernel_side = bed.s if client == "userspace" else bed.c
     counters = kernel_side.counters()
@@ -236,17 +250,17 @@ def test_a_file_comes_byte_exact_over_two_subflows(bed, client, option, url):
     moved = kernel_side.counters_since(counters)
     if client == "userspace":           # the kernel server half took the engine's join
         assert moved.get("MPTcpExtMPJoinSynRx", 0) >= 1, moved
-    else:                               # the engine took the kernel client half's join
+    elif client == "kernel":            # the engine took the kernel client half's join
         assert moved.get("MPTcpExtMPJoinSynAckRx", 0) >= 1, moved
     # (the client half names the destination as its client did, the server half as the
     # Connect TLV does: an address)
     destination = "[2001:2:0:4::1]:8000" if "2001" in url else \
-        "web.test:8000" if "web.test" in url and client == "userspace" else "198.18.4.1:8000"
+        "web.test:8000" if "web.test" in url and client != "kernel" else "198.18.4.1:8000"
     record = _wait_record(userspace, destination, before)
     assert record["engine"] == "userspace"
     assert len(record["subflows"]) == 2, record
     assert record["downstream"] > FILE_SIZE and record["upstream"] > 0   # (toward the client)
-    if client == "userspace":
+    if client != "kernel":
         assert record["client"].startswith("127.0.0.1:")
     else:
         assert {local.split(":")[0] for local, _ in record["subflows"]} == {"198.18.12.2"}
@@ -254,7 +268,7 @@ def test_a_file_comes_byte_exact_over_two_subflows(bed, client, option, url):
             {"198.18.0.2", "198.18.2.2"}
 
 
-@pytest.mark.parametrize("client", ["userspace", "kernel"])
+@pytest.mark.parametrize("client", ["userspace", "kernel", "both"])
 @pytest.mark.parametrize("url, rep", [("http://198.18.4.1:8001/", 5),      # nobody listens
                                       ("http://198.18.6.1:80/", 4),        # no route there
                                       ("http://127.0.0.1:8000/", 2)])      # S's loopback
