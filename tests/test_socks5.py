@@ -38,8 +38,41 @@ def _talk(sent: bytes, users=None):
     return outcome, answer
 
 
-def test_a_connect_to_a_domain_name_without_authentication():
-    outcome, answer = _talk(b"\x05\x01\x00" + b"\x05\x01\x00\x03\x08web.test\x1f\x40")
+def _talk_stream(sent: bytes, users=None):
+    """_talk with negotiate_stream() on asyncio streams (the userspace engine's client half)."""
+    import asyncio
+
+    async def run():
+        ours, theirs = socket.socketpair()
+        theirs.sendall(sent)
+        theirs.shutdown(socket.SHUT_WR)
+        reader, writer = await asyncio.open_connection(sock=ours)
+        try:
+            try:
+                outcome = await asyncio.wait_for(socks5.negotiate_stream(reader, writer, users),
+                                                 2)
+            except (socks5.SocksError, OSError) as exc:
+                outcome = exc
+            writer.close()
+            await writer.wait_closed()
+            theirs.settimeout(2)
+            answer = b""
+            while data := theirs.recv(4096):
+                answer += data
+        finally:
+            theirs.close()
+        return outcome, answer
+    return asyncio.run(run())
+
+
+# each conversation through both drivers of the one parser: a blocking socket (the kernel
+# engine's halves) and asyncio streams (the userspace engine's)
+both = pytest.mark.parametrize("talk", [_talk, _talk_stream], ids=["socket", "stream"])
+
+
+@both
+def test_a_connect_to_a_domain_name_without_authentication(talk):
+    outcome, answer = talk(b"\x05\x01\x00" + b"\x05\x01\x00\x03\x08web.test\x1f\x40")
     assert outcome == socks5.Request("domain", "web.test", 8000)
     assert answer == b"\x05\x00"
 
@@ -48,22 +81,24 @@ def test_a_connect_to_a_domain_name_without_authentication():
     (1, bytes((198, 18, 4, 1)), "198.18.4.1"),
     (4, bytes.fromhex("20010002000000040000000000000001"), "2001:2:0:4::1"),
 ])
-def test_ipv4_and_ipv6_addresses(atyp, raw, host):
-    outcome, _ = _talk(b"\x05\x02\x02\x00" + bytes((5, 1, 0, atyp)) + raw + b"\x00\x50")
+@both
+def test_ipv4_and_ipv6_addresses(atyp, raw, host, talk):
+    outcome, _ = talk(b"\x05\x02\x02\x00" + bytes((5, 1, 0, atyp)) + raw + b"\x00\x50")
     assert outcome == socks5.Request("ipv4" if atyp == 1 else "ipv6", host, 80)
 
 
-def test_username_and_password_accepted_and_refused():
+@both
+def test_username_and_password_accepted_and_refused(talk):
     users = {"alice": "s3cret"}
     hello = b"\x05\x02\x00\x02"
     good = b"\x01\x05alice\x06s3cret"
     request = b"\x05\x01\x00\x01\xc6\x12\x04\x01\x00\x50"
-    outcome, answer = _talk(hello + good + request, users)
+    outcome, answer = talk(hello + good + request, users)
     assert outcome == socks5.Request("ipv4", "198.18.4.1", 80)
     assert answer == b"\x05\x02" + b"\x01\x00"
-    outcome, answer = _talk(hello + b"\x01\x05alice\x05wrong" + request, users)
+    outcome, answer = talk(hello + b"\x01\x05alice\x05wrong" + request, users)
     assert isinstance(outcome, socks5.SocksError) and answer == b"\x05\x02" + b"\x01\x01"
-    outcome, answer = _talk(b"\x05\x01\x00" + request, users)      # no-auth only: refused
+    outcome, answer = talk(b"\x05\x01\x00" + request, users)      # no-auth only: refused
     assert isinstance(outcome, socks5.SocksError) and answer == b"\x05\xff"
 
 
@@ -73,16 +108,18 @@ def test_username_and_password_accepted_and_refused():
     (b"\x05\x01\x00\x05\x00\x00", socks5.ADDRESS_TYPE_NOT_SUPPORTED),
     (b"\x05\x01\x00\x03\x03a b\x00\x50", socks5.HOST_UNREACHABLE),                   # not a name
 ])
-def test_requests_refused_with_the_right_reply(request_bytes, rep):
-    outcome, answer = _talk(b"\x05\x01\x00" + request_bytes)
+@both
+def test_requests_refused_with_the_right_reply(request_bytes, rep, talk):
+    outcome, answer = talk(b"\x05\x01\x00" + request_bytes)
     assert isinstance(outcome, socks5.SocksError) and outcome.replied
     assert answer[2:4] == bytes((5, rep))
 
 
-@given(st.binary(max_size=300))
+@both
+@given(data=st.binary(max_size=300))
 @settings(max_examples=300, deadline=None)
-def test_arbitrary_bytes_raise_only_socks_errors(data):
-    outcome, _ = _talk(data)
+def test_arbitrary_bytes_raise_only_socks_errors(data, talk):
+    outcome, _ = talk(data)
     assert isinstance(outcome, (socks5.Request, socks5.SocksError, OSError))
 
 
@@ -123,8 +160,10 @@ def test_option_kinds_of_a_connect_tlv():
 @pytest.mark.parametrize("argv, says", [
     (["--front", "socks5", "--listen", "1080", "--to", "198.18.0.1:5000", "--engine",
       "kernel"], "--convert"),
-    (["--front", "socks5", "--convert", "--listen", "1080", "--to", "198.18.0.1:5000"],
-     "--engine kernel"),
+    (["--front", "socks5", "--convert", "--fastopen", "--listen", "1080", "--to",
+      "198.18.0.1:5000"], "--fastopen"),          # (the userspace engine has no TFO)
+    (["--convert", "--direction", "mptcp-to-tcp", "--listen", "5000", "--engine", "kernel",
+      "--uvloop"], "--uvloop"),
     (["--convert", "--direction", "mptcp-to-tcp", "--listen", "5000", "--to",
       "198.18.4.1:80", "--engine", "kernel"], "no --to"),
     (["--front", "socks5", "--convert", "--listen", "1080", "--engine", "kernel"],
@@ -203,3 +242,85 @@ def test_a_client_that_trickles_is_cut_off_at_the_deadline(talk):
     assert time.monotonic() - started < 1.5
     ours.close()
     theirs.close()
+
+
+# ---------------------------------------------------------------------- the userspace halves
+class _Writer:
+    """What convert_aio's halves use of a stream writer, recording what they wrote."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = self.aborted = self.eof = False
+
+    def write(self, data) -> None:
+        self.written += bytes(data)
+
+    async def drain(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name, default=None):
+        return ("198.18.0.2", 40000) if name == "peername" else default
+
+
+def _server_half(sent: bytes, **options):
+    """The userspace server half's conversation with a peer that sent ``sent`` and then
+    closed: (what converse returned, what it wrote, how it ended)."""
+    import argparse
+    import asyncio
+
+    from mptcp_fast.cli import convert_aio
+    from mptcp_fast.cli.net import _endpoint, _error_text
+
+    args = argparse.Namespace(direction="mptcp-to-tcp", convert_timeout=0.5, socks_auth="none",
+                              socks_users=None, allow_to=["192.0.2.0/24"],
+                              to=None, address=["198.18.12.2"],
+                              max_conversations=4, front="tcp")
+    vars(args).update(options)
+
+    async def run():
+        halves = convert_aio.Halves(args, None, endpoint=_endpoint, error_text=_error_text,
+                                    listen_port=5000, to=("", 0))
+        reader = asyncio.StreamReader()
+        reader.feed_data(sent)
+        reader.feed_eof()
+        writer = _Writer()
+        opened = await halves.converse(reader, writer)
+        return opened, writer
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("sent, answer", [
+    (b"\x02\x01\x00\x00", [convert.Error(convert.UNSUPPORTED_VERSION, b"\x01")]),
+    (bytes.fromhex("01010000"), [convert.Error(convert.MALFORMED_MESSAGE)]),
+    (convert.encode([convert.Info()]), [convert.SupportedTcpExtensions((30,))]),
+    (convert.encode([convert.Connect("198.18.4.1", 80)]), [convert.Error(32)]),  # --allow-to
+    (convert.encode([convert.Connect("198.18.12.2", 5000)]), [convert.Error(32)]),  # a loop
+])
+def test_the_userspace_server_half_answers_as_the_kernel_half(sent, answer, capsys):
+    opened, writer = _server_half(sent)
+    assert opened is None and writer.written == convert.encode(answer)
+    assert writer.eof and (writer.closed or writer.aborted)
+
+
+@given(data=st.binary(max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_arbitrary_bytes_to_the_userspace_server_half_raise_nothing(data):
+    """Whatever a peer sends, the conversation ends in an answer or a close (a Connect into
+    --allow-to's TEST-NET would time out: 0.5 s here)."""
+    opened, writer = _server_half(data)
+    assert opened is None and (writer.closed or writer.aborted)

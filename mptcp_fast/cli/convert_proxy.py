@@ -19,6 +19,10 @@ outside ``--allow-to``). The client half maps the answer to its SOCKS5 reply (RE
 (``relay.py``: its epoll loops, as any kernel proxy's connection, with the same half-close and
 reset, reported with where it went).
 
+What a half decides (the server half's verdict on a message, the Error TLV for a failed connect,
+the SOCKS5 reply for an Error TLV) is ``conversion.py``'s, which the userspace engine's halves
+(``convert_aio.py``) share.
+
 Domain names (SOCKS5 ATYP 3) are resolved by the client half: the Connect TLV carries an
 address (RFC 8803 has no name in it). A conversation blocks (with a timeout) for an RTT or
 more, so it does not run on a relay loop: the loop that accepts a client hands it to a thread
@@ -32,67 +36,26 @@ sockets of the conversations under way, which ends them at once.
 from __future__ import annotations
 
 import contextlib
-import errno
 import ipaddress
 import socket
-import struct
 import sys
 import threading
 import time
 
 from ..errors import ConvertError
 from ..wire import convert
-from . import relay, socks5
+from . import conversion, relay, socks5
 
 __all__ = ["run_convert_proxy", "original_destination", "error_for", "socks_reply_for"]
 
 TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)   # linux/tcp.h
 FASTOPEN_QUEUE = 256        # the server half's queue of TFO connections not yet accepted
-SO_ORIGINAL_DST = 80        # linux/netfilter_ipv4.h (IP6T_SO_ORIGINAL_DST is the same number)
-DRAIN_LIMIT = 64 << 10      # bytes read and dropped after an Error, so the close is a FIN
-MPTCP_KIND = 30             # the TCP option kind the server half supports (RFC 8684)
-
-
-def error_for(exc: BaseException) -> convert.Error:
-    """The Error TLV (RFC 8803) for a failed connect to the destination."""
-    code = getattr(exc, "errno", None)
-    if isinstance(exc, (socket.timeout, TimeoutError)) or code == errno.ETIMEDOUT:
-        return convert.Error(convert.NETWORK_FAILURE)
-    if code in (errno.ECONNREFUSED, errno.ECONNRESET):
-        return convert.Error(convert.CONNECTION_RESET)
-    if code == errno.ENETUNREACH:                        # ICMP code 0: net unreachable
-        return convert.Error(convert.DESTINATION_UNREACHABLE, b"\x00")
-    if code == errno.EHOSTUNREACH:                       # code 1: host unreachable
-        return convert.Error(convert.DESTINATION_UNREACHABLE, b"\x01")
-    if code in (errno.EACCES, errno.EPERM):              # code 13: administratively prohibited
-        return convert.Error(convert.DESTINATION_UNREACHABLE, b"\x0d")
-    return convert.Error(convert.NETWORK_FAILURE)
-
-
-def socks_reply_for(error: convert.Error) -> int:
-    """The SOCKS5 REP (RFC 1928 §6) for the server half's Error TLV."""
-    if error.code == convert.CONNECTION_RESET:
-        return socks5.CONNECTION_REFUSED
-    if error.code == convert.DESTINATION_UNREACHABLE:
-        return socks5.NETWORK_UNREACHABLE if error.value[:1] == b"\x00" else \
-            socks5.HOST_UNREACHABLE
-    if error.code == convert.NOT_AUTHORIZED:
-        return socks5.NOT_ALLOWED
-    return socks5.GENERAL_FAILURE
-
-
-def original_destination(sock: socket.socket) -> tuple[str, int]:
-    """Where a connection redirected by netfilter (nftables ``redirect``, iptables
-    REDIRECT/DNAT) was going: SO_ORIGINAL_DST (IPv4, also on a dual-stack listener's
-    IPv4-mapped connection) or IP6T_SO_ORIGINAL_DST (IPv6)."""
-    peer = sock.getpeername()
-    if sock.family == socket.AF_INET6 and not ipaddress.IPv6Address(peer[0]).ipv4_mapped:
-        raw = sock.getsockopt(socket.IPPROTO_IPV6, SO_ORIGINAL_DST, 28)    # sockaddr_in6
-        port, address = struct.unpack_from("!H", raw, 2)[0], raw[8:24]
-        return str(ipaddress.IPv6Address(address)), port
-    raw = sock.getsockopt(socket.IPPROTO_IP, SO_ORIGINAL_DST, 16)          # sockaddr_in
-    port, address = struct.unpack_from("!H", raw, 2)[0], raw[4:8]
-    return str(ipaddress.IPv4Address(address)), port
+# what both engines' halves decide alike (conversion.py), under the names this module had
+MPTCP_KIND, DRAIN_LIMIT = conversion.MPTCP_KIND, conversion.DRAIN_LIMIT
+error_for, socks_reply_for = conversion.error_for, conversion.socks_reply_for
+original_destination = conversion.original_destination
+_is_local, _same_endpoint = conversion.is_local, conversion.same_endpoint
+_option_kinds = conversion.option_kinds
 
 
 def _read_message(sock: socket.socket, deadline: float | None = None) -> convert.Message | None:
@@ -284,9 +247,7 @@ class _ConvertProxy(relay._Proxy):
         try:
             message = _read_message(client, time.monotonic() + self.timeout)
         except ConvertError as exc:
-            value = bytes((convert.VERSION,)) if exc.code == convert.UNSUPPORTED_VERSION \
-                else b"\x00"
-            self._answer_error(client, peer, "?", convert.Error(exc.code, value), str(exc))
+            self._answer_error(client, peer, "?", conversion.bad_message_error(exc), str(exc))
             return
         except OSError as exc:
             self._say(peer, "?", f"no Convert message: {self.error_text(exc) or 'timeout'}")
@@ -295,42 +256,19 @@ class _ConvertProxy(relay._Proxy):
         if message is None:
             client.close()
             return
-        unknown = message.first(convert.Unknown)
-        if isinstance(unknown, convert.Unknown):
-            self._answer_error(client, peer, "?", convert.Error(convert.UNSUPPORTED_MESSAGE),
-                               f"TLV type {unknown.type}")
+        verdict = conversion.judge(message, listen_port=self.listen_port,
+                                   allowed=self.allowed, is_self=_is_local,
+                                   endpoint=self.endpoint)
+        if verdict.error is not None:
+            self._answer_error(client, peer, verdict.where, verdict.error, verdict.why)
             return
-        target = message.first(convert.Connect)
-        if not isinstance(target, convert.Connect):
-            if message.first(convert.Info) is not None:    # what this converter supports
-                client.sendall(convert.encode([convert.SupportedTcpExtensions((MPTCP_KIND,))]))
-                _hang_up(client)
-            else:
-                self._answer_error(client, peer, "?", convert.Error(convert.MALFORMED_MESSAGE),
-                                   "no Connect TLV")
+        if verdict.answer is not None:              # (an Info TLV's answer)
+            client.sendall(verdict.answer)
+            _hang_up(client)
             return
-        where = self.endpoint((str(target.address), target.port))
-        if target.options:
-            value = bytes(_option_kinds(target.options)) or b"\x00"    # the kinds refused
-            value += b"\x00" * ((1 - len(value)) % 4)
-            self._answer_error(client, peer, where, convert.Error(
-                convert.UNSUPPORTED_TCP_OPTION, value),
-                "TCP options in the Connect TLV are not supported")
-            return
-        if target.port == self.listen_port and _is_local(target.address):
-            self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
-                               "this server half itself (a loop)")
-            return
-        if self.allowed and not any(target.address in n for n in self.allowed):
-            self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
-                               "outside --allow-to")
-            return
-        if not self.allowed and (target.address.is_loopback or target.address.is_unspecified):
-            # this host's own services are not for whoever reaches the server half, unless
-            # --allow-to names them
-            self._answer_error(client, peer, where, convert.Error(convert.NOT_AUTHORIZED),
-                               "this host's loopback (allow it with --allow-to)")
-            return
+        target = verdict.target
+        assert target is not None
+        where = verdict.where
         try:
             upstream = self._connect_to(target.address, target.port)
         except OSError as exc:
@@ -397,15 +335,10 @@ class _ConvertProxy(relay._Proxy):
             self._refuse(client, peer, where, socks5.GENERAL_FAILURE,
                          f"server half's answer: {self.error_text(exc) or 'timeout'}")
             return
-        failure = answer.first(convert.Error) if answer is not None else None
-        if answer is None or failure is not None:
+        refusal = conversion.refusal_for_answer(answer)
+        if refusal is not None:
             mptcp.close()
-            if isinstance(failure, convert.Error):
-                self._refuse(client, peer, where, socks_reply_for(failure),
-                             f"Convert error {failure.code}, {failure.name}")
-            else:
-                self._refuse(client, peer, where, socks5.GENERAL_FAILURE,
-                             "the server half closed")
+            self._refuse(client, peer, where, *refusal)
             return
         if socks:
             try:
@@ -462,46 +395,6 @@ class _ConvertProxy(relay._Proxy):
             sock.close()
             raise
         return sock
-
-
-def _is_local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether ``address`` is one of this host's (in this namespace): one can bind to it."""
-    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((str(address), 0))
-    except OSError:
-        return False
-    return True
-
-
-def _same_endpoint(a, b) -> bool:
-    """Whether two (address, port, ...) name one endpoint (an IPv4-mapped IPv6 address is the
-    IPv4 address it maps)."""
-    def plain(address):
-        ip = ipaddress.ip_address(address.split("%")[0])
-        return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped \
-            else ip
-    return a[1] == b[1] and plain(a[0]) == plain(b[0])
-
-
-def _option_kinds(options: bytes) -> list[int]:
-    """The kinds of the TCP options in ``options`` (RFC 9293 §3.1: EOL and NOP are one byte,
-    every other kind has a length byte), without EOL and NOP; a malformed area ends the walk."""
-    kinds: list[int] = []
-    at = 0
-    while at < len(options):
-        kind = options[at]
-        if kind == 0:
-            break
-        if kind == 1:
-            at += 1
-            continue
-        kinds.append(kind)
-        if at + 1 >= len(options) or options[at + 1] < 2:
-            break
-        at += options[at + 1]
-    return kinds
 
 
 def run_convert_proxy(args, **helpers) -> int:

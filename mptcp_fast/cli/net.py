@@ -682,14 +682,25 @@ async def _proxy(args) -> int:
     engine = _Engine(args)
     await engine.start()
     listen_host, listen_port = _host_port(args.listen)
-    to_host, to_port = _host_port(args.to)
+    to_host, to_port = _host_port(args.to) if args.to else ("", 0)
     done = asyncio.Event()
     count = 0
+    halves = None
+    if args.convert or args.front != "tcp":         # the Convert halves (convert_aio.py)
+        from .convert_aio import Halves
+        halves = Halves(args, engine, endpoint=_endpoint, error_text=_error_text,
+                        listen_port=listen_port, to=(to_host, to_port))
 
     async def handle(client_reader, client_writer):
         nonlocal count
+        destination = None
         try:
-            if args.direction == "tcp-to-mptcp":
+            if halves is not None:
+                opened = await halves.converse(client_reader, client_writer)
+                if opened is None:                  # answered and closed: nothing to carry
+                    return
+                out_reader, out_writer, destination = opened
+            elif args.direction == "tcp-to-mptcp":
                 out_reader, out_writer = await engine.open(to_host, to_port)
             else:
                 out_reader, out_writer = await asyncio.open_connection(to_host, to_port)
@@ -713,14 +724,21 @@ async def _proxy(args) -> int:
         watch.sample(force=True)
         subflows = watch.best
         await _close_both(out_writer, client_writer)
-        _report_proxied(args, client, up, down, subflows, time.monotonic() - started)
+        _report_proxied(args, client, up, down, subflows, time.monotonic() - started,
+                        destination)
         count += 1
         if args.count and count >= args.count:
             done.set()
 
     handlers = _Handlers()
     try:
-        if args.direction == "tcp-to-mptcp":
+        if halves is not None and args.direction == "tcp-to-mptcp":
+            # a conversation reads the client first: asyncio's streams, on a listener made
+            # as the kernel engine's (dual-stack for [::])
+            server = await asyncio.start_server(
+                handlers.wrap(handle), sock=halves.listener(listen_host, listen_port),
+                backlog=_backlog(args))
+        elif args.direction == "tcp-to-mptcp":
             run = handlers.wrap(handle)
             loop = asyncio.get_running_loop()
             server = await loop.create_server(
@@ -765,7 +783,7 @@ def _in_workers(args, serve) -> int:
 
 
 def _proxy_convert(args) -> int:
-    """``proxy --convert`` / ``--front socks5|transparent`` (kernel engine only): the halves of
+    """``proxy --convert`` / ``--front socks5|transparent`` on the kernel engine: the halves of
     convert_proxy.py: each conversation on a thread of its own, then the relay's loops."""
     from .convert_proxy import run_convert_proxy
 
@@ -778,9 +796,10 @@ def _proxy_convert(args) -> int:
 
 
 def _proxy_mode(args):
-    """Which proxy runs (``_run``'s ``threaded``): the conversation proxies (--convert, a
-    --front other than tcp), the kernel relay, or None for the asyncio proxy. Refuses the
-    combinations that mean nothing, before anything is opened."""
+    """Which proxy runs (``_run``'s ``threaded``): the kernel engine's conversation proxies
+    (--convert, a --front other than tcp), the kernel relay, or None for the asyncio proxy
+    (on the userspace engine with the Convert halves of convert_aio.py when converting).
+    Refuses the combinations that mean nothing, before anything is opened."""
     converting = args.convert or args.front != "tcp"
     if args.workers < 1:
         raise MptcpError("--workers must be at least 1")
@@ -791,9 +810,12 @@ def _proxy_mode(args):
         if args.to is None:
             raise MptcpError("proxy needs --to HOST:PORT (or --convert on the server half)")
         return _proxy_kernel if args.engine == "kernel" and not args.uvloop else None
-    if args.engine != "kernel" or args.uvloop:
-        raise MptcpError("--convert and --front socks5|transparent run on --engine kernel "
-                         "(its threads, without --uvloop) for now")
+    if args.engine == "kernel" and args.uvloop:
+        raise MptcpError("--convert and --front socks5|transparent on --engine kernel run on "
+                         "its threads, without --uvloop")
+    if args.engine == "userspace" and args.fastopen:
+        raise MptcpError("--fastopen is the kernel engine's: the userspace engine has no TCP "
+                         "Fast Open yet")
     if args.direction == "tcp-to-mptcp":
         if args.front == "tcp":
             raise MptcpError("the client half's destination comes from its front: --front "
@@ -815,7 +837,7 @@ def _proxy_mode(args):
         raise MptcpError("--max-conversations must be at least 1")
     if args.socks_auth == "password" and not args.socks_users:
         raise MptcpError("--socks-auth password needs --socks-users FILE")
-    return _proxy_convert
+    return _proxy_convert if args.engine == "kernel" else None
 
 
 def _port(text: str) -> int:
@@ -958,7 +980,7 @@ def add_parsers(sub, size_type) -> None:
                          description="Accept connections on --listen and carry each to --to: "
                                      "plain TCP in and MPTCP out (tcp-to-mptcp, the client "
                                      "side), or MPTCP in and plain TCP out (mptcp-to-tcp). "
-                                     "With --convert (kernel engine) the two halves of a "
+                                     "With --convert the two halves of a "
                                      "link-aggregation proxy: the client half takes SOCKS5 "
                                      "clients or redirected connections (--front) and tells "
                                      "the server half each destination in RFC 8803's Convert "
@@ -985,12 +1007,12 @@ def add_parsers(sub, size_type) -> None:
                           "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "
                           "transparent: connections an nftables redirect sent here, to their "
                           "original destination (SO_ORIGINAL_DST); socks5 and transparent need "
-                          "--convert (kernel engine)")
+                          "--convert")
     pro.add_argument("--convert", action="store_true",
                      help="speak the 0-RTT TCP Convert Protocol (RFC 8803) on the MPTCP side: "
                           "the client half sends each destination in a Connect TLV (in the "
                           "SYN with --fastopen), the server half (no --to) connects there "
-                          "and answers (kernel engine)")
+                          "and answers (either engine; each accepts the other's half)")
     pro.add_argument("--socks-auth", choices=["none", "password"], default="none",
                      help="--front socks5: the one method offered: none (no authentication) or "
                           "password (username/password, RFC 1929, from --socks-users)")
@@ -1007,16 +1029,17 @@ def add_parsers(sub, size_type) -> None:
                           "the server half)")
     pro.add_argument("--max-conversations", type=int, default=1024, metavar="N",
                      help="--convert: at most this many conversations (SOCKS5 negotiation, "
-                          "Convert message, connect) under way at once, each on a thread of "
-                          "its own; beyond, a client is answered at once (Convert error 64, "
-                          "Resource Exceeded, on the server half)")
+                          "Convert message, connect) under way at once (on the kernel engine "
+                          "each on a thread of its own); beyond, a client is answered at once "
+                          "(Convert error 64, Resource Exceeded, on the server half)")
     pro.add_argument("--fastopen", action="store_true",
-                     help="--convert: TCP Fast Open on the MPTCP side: the client half "
-                          "connects with TCP_FASTOPEN_CONNECT (the Convert message rides in "
-                          "the SYN once the kernel holds the server half's cookie), the server "
-                          "half's listener takes TFO; needs net.ipv4.tcp_fastopen=3 on the "
-                          "server half's side. Off by default: Linux 6.18 overruns the "
-                          "data-level window of a TFO-accepted connection that has a second "
-                          "subflow and then crawls (docs/kernel-behaviour.md)")
+                     help="--convert, kernel engine: TCP Fast Open on the MPTCP side: the "
+                          "client half connects with TCP_FASTOPEN_CONNECT (the Convert message "
+                          "rides in the SYN once the kernel holds the server half's cookie), "
+                          "the server half's listener takes TFO; needs "
+                          "net.ipv4.tcp_fastopen=3 on the server half's side. Off by default: "
+                          "Linux 6.18 overruns the data-level window of a TFO-accepted "
+                          "connection that has a second subflow and then crawls "
+                          "(docs/kernel-behaviour.md)")
     _engine_options(pro, size_type)
     pro.set_defaults(func=_run(_proxy, _proxy_mode))

@@ -1,5 +1,6 @@
 """The SOCKS5 front end of the client half (``mptcp-fast proxy --front socks5``): the
-conversation of RFC 1928 with a local client, on a blocking socket with a timeout.
+conversation of RFC 1928 with a local client, on a blocking socket with a timeout
+(``negotiate``) or on asyncio streams (``negotiate_stream``): one parser drives both.
 
     users = load_users("socks-users.txt")       # user:password lines (RFC 1929), or None
     request = negotiate(sock, users)            # Request(kind, host, port): CONNECT only
@@ -16,15 +17,18 @@ comes out; the client is answered first where RFC 1928 has an answer for it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from typing import Generator
 
 from ..errors import MptcpError
 
-__all__ = ["SocksError", "Request", "negotiate", "reply", "load_users", "remaining", "SUCCEEDED",
+__all__ = ["SocksError", "Request", "negotiate", "negotiate_stream", "reply", "reply_bytes",
+           "load_users", "remaining", "SUCCEEDED",
            "GENERAL_FAILURE", "NOT_ALLOWED", "NETWORK_UNREACHABLE", "HOST_UNREACHABLE",
            "CONNECTION_REFUSED", "TTL_EXPIRED", "COMMAND_NOT_SUPPORTED",
            "ADDRESS_TYPE_NOT_SUPPORTED"]
@@ -101,69 +105,125 @@ def load_users(path: str) -> dict[str, str]:
     return users
 
 
-def _authenticate(sock: socket.socket, users: dict[str, str], deadline: float | None) -> None:
+# The conversation itself, as a generator both drivers (negotiate: a blocking socket;
+# negotiate_stream: asyncio streams) run: it yields an int n ("read exactly n bytes", sent
+# back in) or bytes ("send these"), and returns the Request.
+Steps = Generator["int | bytes", "bytes | None", Request]
+
+
+def _read(n: int) -> Generator[int, "bytes | None", bytes]:
+    data = yield n
+    assert data is not None
+    return data
+
+
+def _authenticate(users: dict[str, str]) -> Generator["int | bytes", "bytes | None", None]:
     """RFC 1929: VER 1, ULEN, UNAME, PLEN, PASSWD; answered VER 1, STATUS (0: success)."""
-    version, length = _exactly(sock, 2, deadline)
+    version, length = yield from _read(2)
     if version != 1:
         raise SocksError(f"username/password version {version}, expected 1")
-    user = _exactly(sock, length, deadline)
-    (length,) = _exactly(sock, 1, deadline)
-    password = _exactly(sock, length, deadline)
+    user = yield from _read(length)
+    (length,) = yield from _read(1)
+    password = yield from _read(length)
     expected = users.get(user.decode("utf-8", "replace"))
     good = expected is not None and hmac.compare_digest(expected.encode(), password)
-    sock.sendall(bytes((1, 0 if good else 1)))
+    yield bytes((1, 0 if good else 1))
     if not good:
         raise SocksError(f"authentication failed for user {user[:64]!r}", replied=True)
+
+
+def _conversation(users: dict[str, str] | None) -> Steps:
+    """The method selection, authentication when ``users`` is given, and the request."""
+    version, count = yield from _read(2)
+    if version != VERSION:
+        raise SocksError(f"SOCKS version {version}, expected 5")
+    methods = yield from _read(count)
+    wanted = USERNAME_PASSWORD if users is not None else NO_AUTHENTICATION
+    if wanted not in methods:
+        yield bytes((VERSION, NO_ACCEPTABLE_METHOD))
+        raise SocksError(f"no acceptable method among {list(methods)} (this proxy takes "
+                         f"{wanted:#04x})", replied=True)
+    yield bytes((VERSION, wanted))
+    if users is not None:
+        yield from _authenticate(users)
+    version, command, _, kind = yield from _read(4)
+    if version != VERSION:
+        raise SocksError(f"SOCKS version {version} in the request, expected 5")
+    if kind == ATYP_IPV4:
+        request = Request("ipv4", str(ipaddress.IPv4Address((yield from _read(4)))), 0)
+    elif kind == ATYP_IPV6:
+        request = Request("ipv6", str(ipaddress.IPv6Address((yield from _read(16)))), 0)
+    elif kind == ATYP_DOMAIN:
+        (length,) = yield from _read(1)
+        name = yield from _read(length)
+        try:
+            text = name.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if not text or not all(c.isalnum() or c in "-._" for c in text):
+            yield reply_bytes(HOST_UNREACHABLE)
+            raise SocksError(f"not a host name: {name[:64]!r}", replied=True)
+        request = Request("domain", text, 0)
+    else:
+        yield reply_bytes(ADDRESS_TYPE_NOT_SUPPORTED)
+        raise SocksError(f"address type {kind}", replied=True)
+    port = int.from_bytes((yield from _read(2)), "big")
+    if command != CONNECT:
+        yield reply_bytes(COMMAND_NOT_SUPPORTED)
+        raise SocksError(f"command {command} (only CONNECT)", replied=True)
+    return Request(request.kind, request.host, port)
 
 
 def negotiate(sock: socket.socket, users: dict[str, str] | None,
               deadline: float | None = None) -> Request:
     """The method selection, authentication when ``users`` is given, and the request, all
     before ``deadline`` (time.monotonic(); None: only the socket's timeout per read)."""
-    version, count = _exactly(sock, 2, deadline)
-    if version != VERSION:
-        raise SocksError(f"SOCKS version {version}, expected 5")
-    methods = _exactly(sock, count, deadline)
-    wanted = USERNAME_PASSWORD if users is not None else NO_AUTHENTICATION
-    if wanted not in methods:
-        sock.sendall(bytes((VERSION, NO_ACCEPTABLE_METHOD)))
-        raise SocksError(f"no acceptable method among {list(methods)} (this proxy takes "
-                         f"{wanted:#04x})", replied=True)
-    sock.sendall(bytes((VERSION, wanted)))
-    if users is not None:
-        _authenticate(sock, users, deadline)
-    version, command, _, kind = _exactly(sock, 4, deadline)
-    if version != VERSION:
-        raise SocksError(f"SOCKS version {version} in the request, expected 5")
-    if kind == ATYP_IPV4:
-        request = Request("ipv4", str(ipaddress.IPv4Address(_exactly(sock, 4, deadline))), 0)
-    elif kind == ATYP_IPV6:
-        request = Request("ipv6", str(ipaddress.IPv6Address(_exactly(sock, 16, deadline))), 0)
-    elif kind == ATYP_DOMAIN:
-        (length,) = _exactly(sock, 1, deadline)
-        name = _exactly(sock, length, deadline)
-        try:
-            text = name.decode("ascii")
-        except UnicodeDecodeError:
-            text = ""
-        if not text or not all(c.isalnum() or c in "-._" for c in text):
-            reply(sock, HOST_UNREACHABLE)
-            raise SocksError(f"not a host name: {name[:64]!r}", replied=True)
-        request = Request("domain", text, 0)
-    else:
-        reply(sock, ADDRESS_TYPE_NOT_SUPPORTED)
-        raise SocksError(f"address type {kind}", replied=True)
-    port = int.from_bytes(_exactly(sock, 2, deadline), "big")
-    if command != CONNECT:
-        reply(sock, COMMAND_NOT_SUPPORTED)
-        raise SocksError(f"command {command} (only CONNECT)", replied=True)
-    return Request(request.kind, request.host, port)
+    steps = _conversation(users)
+    received: bytes | None = None
+    try:
+        while True:
+            step = steps.send(received)
+            if isinstance(step, int):
+                received = _exactly(sock, step, deadline)
+            else:
+                sock.sendall(step)
+                received = None
+    except StopIteration as done:
+        return done.value
 
 
-def reply(sock: socket.socket, code: int, bound: tuple | None = None) -> None:
+async def negotiate_stream(reader: asyncio.StreamReader, writer,
+                           users: dict[str, str] | None) -> Request:
+    """``negotiate`` on asyncio streams (the caller bounds it in time: asyncio.wait_for).
+    Only SocksError or the stream's OSError comes out."""
+    steps = _conversation(users)
+    received: bytes | None = None
+    try:
+        while True:
+            step = steps.send(received)
+            if isinstance(step, int):
+                try:
+                    received = await reader.readexactly(step)
+                except asyncio.IncompleteReadError as exc:
+                    raise SocksError(f"the client closed after {len(exc.partial)} of {step} "
+                                     "bytes") from None
+            else:
+                writer.write(step)
+                await writer.drain()
+                received = None
+    except StopIteration as done:
+        return done.value
+
+
+def reply_bytes(code: int, bound: tuple | None = None) -> bytes:
     """The reply (RFC 1928 §6): REP ``code`` and BND.ADDR/BND.PORT (``bound``, an address and
     port of the proxy; 0.0.0.0:0 when None)."""
     host, port = (bound[0], bound[1]) if bound else ("0.0.0.0", 0)
     address = ipaddress.ip_address(host)
     kind = ATYP_IPV4 if address.version == 4 else ATYP_IPV6
-    sock.sendall(bytes((VERSION, code, 0, kind)) + address.packed + port.to_bytes(2, "big"))
+    return bytes((VERSION, code, 0, kind)) + address.packed + port.to_bytes(2, "big")
+
+
+def reply(sock: socket.socket, code: int, bound: tuple | None = None) -> None:
+    """Send the reply (``reply_bytes``) on ``sock``."""
+    sock.sendall(reply_bytes(code, bound))
