@@ -4,7 +4,6 @@ directions, with 1 and 2 subflows; the engine on the compiled and on the pure ba
 
     python bench/compare_tun.py                      # 256 MiB per transfer (root)
     python bench/compare_tun.py --size 64M --no-offload --rounds 3
-    python bench/compare_tun.py --partial-compare 5  # engine->kernel: NEEDS_CSUM or not
 
 Userspace<->kernel: a lean kernel MPTCP server (sink, or send SIZE bytes; recv_into and
 sendall on a 1 MiB buffer, no hashing) in the namespace of a ``testbed.TunBed``; the engine, in a fresh process per backend, connects from 1 or 2 of its
@@ -16,12 +15,6 @@ The kernel client is the same kind of lean loop, so the kernel's own speed is wh
 measured; the kernel server is the same in both cases.
 
 Printed per case: Mbit/s of goodput, the engine's ratio to the kernel, and compiled/pure.
-
-``--partial-compare N``: engine -> kernel only (compiled, offload), 1 and 2 subflows, the
-device writing whole checksums and partial ones (``TunDevice.partial_checksums``: the
-pseudo-header sum and NEEDS_CSUM, so the kernel skips summing each 64 KiB segment) in
-alternation, N rounds each, with kernel<->kernel once per round: the medians of goodput and
-of the engine process's CPU per MiB sent (the kernel's receive runs in its TUN writes).
 """
 
 from __future__ import annotations
@@ -48,8 +41,7 @@ from mptcp_fast.net.tun import TunDevice
 from mptcp_fast.net.tunhost import TunHost
 size, subflows, upload, offload = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "up", sys.argv[4] == "1"
 netns = sys.argv[5]
-partial = len(sys.argv) > 7 and sys.argv[7] == "1"
-device = TunDevice(sys.argv[6], offload=offload, partial_checksums=partial)
+device = TunDevice(sys.argv[6], offload=offload)
 kernel_side = ["198.18.0.1/24", "198.18.2.1/24"]
 device.configure(kernel_side, netns=netns)
 addresses = ["198.18.0.2", "198.18.2.2"][:subflows]
@@ -59,7 +51,7 @@ app = BulkApp(endpoint, send_bytes=size if upload else 0, hash_data=False)
 host = TunHost(app, device)
 print("ready", flush=True)
 sys.stdin.readline()
-start, cpu = time.monotonic(), time.process_time()
+start = time.monotonic()
 conn = app.open(("198.18.0.1", 5000), host.clock())
 t = app.transfers[conn.id]
 if upload:
@@ -67,8 +59,8 @@ if upload:
 else:
     done = lambda: t.eof
 ok = host.run(until=done, timeout=600)
-wall, cpu = time.monotonic() - start, time.process_time() - cpu
-print(json.dumps({"backend": BACKEND, "ok": ok, "wall": wall, "bytes": size, "cpu": cpu,
+wall = time.monotonic() - start
+print(json.dumps({"backend": BACKEND, "ok": ok, "wall": wall, "bytes": size,
                   "mbit": size * 8 / wall / 1e6,
                   "subflows": sum(1 for s in conn.all_subflows)}), flush=True)
 """
@@ -140,8 +132,7 @@ def _kernel_server(ns, mode: str, size: int) -> subprocess.Popen:
     return server
 
 
-def userspace_case(backend: str, size: int, subflows: int, upload: bool, offload: bool,
-                   partial: bool = False) -> dict:
+def userspace_case(backend: str, size: int, subflows: int, upload: bool, offload: bool) -> dict:
     with TunBed(name="mfb", paths=2, offload=offload) as bed:
         bed.device.close()                       # the child makes its own, of that name
         server = _kernel_server(bed.ns, "sink" if upload else "send", size)
@@ -151,8 +142,7 @@ def userspace_case(backend: str, size: int, subflows: int, upload: bool, offload
             env["MPTCP_FAST_PURE"] = "1"
         child = subprocess.Popen([sys.executable, "-c", ENGINE_CHILD, str(size), str(subflows),
                                   "up" if upload else "down", "1" if offload else "0",
-                                  bed.ns.name, bed.device.name, "1" if partial else "0"],
-                                 env=env,
+                                  bed.ns.name, bed.device.name], env=env,
                                  stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
@@ -182,44 +172,14 @@ def kernel_case(size: int, subflows: int, upload: bool) -> dict:
                 "subflows": subflows}
 
 
-def partial_compare(size: int, rounds: int) -> int:
-    """See the module text: whole and partial checksums alternating, the same run."""
-    import statistics
-    for subflows in (1, 2):
-        found: dict[str, list] = {"kernel": [], "whole": [], "partial": [],
-                                  "whole_cpu": [], "partial_cpu": []}
-        for _ in range(rounds):
-            found["kernel"].append(kernel_case(size, subflows, True)["mbit"])
-            for name, partial in (("whole", False), ("partial", True)):
-                result = userspace_case("cython", size, subflows, True, True, partial)
-                if not result["ok"]:
-                    raise RuntimeError(f"{name} {subflows} did not finish: {result}")
-                found[name].append(result["mbit"])
-                found[f"{name}_cpu"].append(result["cpu"] / (size / (1 << 20)) * 1e6)
-        median = {k: statistics.median(v) for k, v in found.items()}
-        print(f"engine->kernel {subflows} subflow(s), {rounds} rounds, medians: kernel<->kernel "
-              f"{median['kernel']:8,.0f} Mbit/s | whole {median['whole']:7,.0f} "
-              f"({median['whole'] / median['kernel']:.2f}), {median['whole_cpu']:.0f} us CPU/MiB"
-              f" | partial {median['partial']:7,.0f} ({median['partial'] / median['kernel']:.2f})"
-              f", {median['partial_cpu']:.0f} us CPU/MiB | partial/whole "
-              f"{median['partial'] / median['whole']:.2f}x goodput, "
-              f"{median['whole_cpu'] / median['partial_cpu']:.2f}x less CPU", flush=True)
-        print("  rounds:", {k: [round(x) for x in v] for k, v in found.items()}, flush=True)
-    return 0
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=_size, default=256 << 20)
     parser.add_argument("--no-offload", action="store_true",
                         help="the TUN device and the engine without GSO/TSO (1500-byte packets)")
     parser.add_argument("--rounds", type=int, default=1, help="best of this many runs per case")
-    parser.add_argument("--partial-compare", type=int, default=0, metavar="N",
-                        help="engine->kernel with whole against partial checksums, N rounds")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.partial_compare:
-        return partial_compare(args.size, args.partial_compare)
     offload = not args.no_offload
     rows = []
     for upload in (True, False):

@@ -112,39 +112,6 @@ def test_engine_client_of_a_kernel_server(bed, loop_kind):
     assert joined == 2
 
 
-def test_partial_checksums_leave_the_kernel_its_checksum_to_skip(bed):
-    """TunDevice.partial_checksums: the engine's large segments go to the kernel with the
-    pseudo-header sum in the checksum field and NEEDS_CSUM (as a NIC with checksum offload
-    takes them): 16 MB arrive byte-exact and the kernel counted no checksum error. (Were
-    the flag not set, every such segment would carry a wrong checksum and be dropped.)"""
-    size = 16 * MB
-    bed.device.partial_checksums = True
-    peer = KernelPeer(bed.ns, send_bytes=0, seed=6).listen("0.0.0.0", 5000)
-    before = bed.counters()
-
-    async def main():
-        reader, writer = await aio.open_connection(
-            bed.kernel_addresses[0], 5000, local_addresses=bed.engine_addresses,
-            device=bed.device, config=Config(offload=True))
-        source = _stream(9, size)
-        for i in range(0, size, 1 << 20):
-            writer.write(source[i:i + (1 << 20)])
-            await writer.drain()
-        writer.write_eof()
-        assert await reader.read() == b""
-        writer.close()
-        await asyncio.wait_for(writer.wait_closed(), 10)
-        writer.stack.close()
-        return source
-
-    source = _run("asyncio", main())
-    peer.join()
-    assert peer.error is None and peer.received == size
-    assert peer.received_sha256 == hashlib.sha256(source).hexdigest()
-    moved = bed.ns.counters_since(before)
-    assert moved.get("TcpInCsumErrors", 0) == 0 and bed.device.stats["gso_written"] > 0
-
-
 def test_a_reader_that_does_not_read_closes_the_window(bed):
     """Flow control: the application reads nothing for a while, so the engine stops taking
     the connection's data out (the reader's buffer stays near its limit and the kernel is

@@ -67,12 +67,9 @@ class _Engine:
             raise MptcpError("--persist-tun needs a fixed device name (--tun NAME), not the "
                              f"template {args.tun!r}")
         # a persistent device is made (or found again) where it lives: in --netns if given
-        # the device carries only the engine's packets, whose checksums are right: with
-        # offload the kernel is left its checksum of each large segment to skip
         self.device = TunDevice(args.tun, offload=not args.no_offload, mtu=args.mtu,
                                 persist=args.persist_tun,
-                                netns=args.netns if args.persist_tun else None,
-                                partial_checksums=not args.no_offload)
+                                netns=args.netns if args.persist_tun else None)
         kernel_side = args.tun_address or [_kernel_side(a) for a in args.address]
         self.device.configure(kernel_side, args.route or (), netns=args.netns)
         self.device.check_routed(args.address, netns=args.netns)

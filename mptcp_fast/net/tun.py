@@ -62,8 +62,6 @@ VNET_HDR_LEN = _VNET.size                 # 10
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_TCPV6 = 0, 1, 4
 _PLAIN = _VNET.pack(0, GSO_NONE, 0, 0, 0, 0)
-PARTIAL_FROM = 1024                      # bytes: smaller packets keep their whole checksum
-                                         # (summing 40 bytes costs the kernel nothing)
 
 MAX_PACKET = 65535 + 40                  # the largest IPv4 packet, or an IPv6 payload + header
 
@@ -104,18 +102,6 @@ def _keep_heap() -> None:
     mallopt(m_top_pad, 16 << 20)
 
 
-def _pseudo_header_sum(addresses, tcp_length: int) -> int:
-    """The folded ones'-complement sum (not complemented) of a TCP pseudo-header: source and
-    destination addresses, protocol 6, TCP length (RFC 9293 §3.1; RFC 8200 §8.1), as a
-    stack leaves it in the checksum field for the NIC to complete."""
-    total = 6 + tcp_length
-    for i in range(0, len(addresses), 2):
-        total += addresses[i] << 8 | addresses[i + 1]
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
 class TunError(MptcpError, OSError):
     """The TUN device could not be made or configured; ``errno`` is the system's."""
 
@@ -135,12 +121,6 @@ class TunDevice:
             name (``self.reused`` says whether this one found it); needs a fixed name.
         netns: make (or find) the device inside that namespace rather than here
             (``configure`` then has nothing to move).
-        partial_checksums: with ``offload``, write TCP packets of PARTIAL_FROM bytes or more
-            as a stack hands them to a NIC with checksum offload: the checksum field holds
-            the pseudo-header sum, VIRTIO_NET_HDR_F_NEEDS_CSUM is set, and the kernel takes
-            the segment as CHECKSUM_PARTIAL, so it does not sum a 64 KiB segment again (in
-            the writer's thread: a TUN write runs the kernel's receive). Only for packets
-            whose checksums are right (the engine's): the kernel does not check them.
 
     Raises:
         ValueError: a bad name, MTU or queue length, or ``persist`` with a template name.
@@ -151,7 +131,7 @@ class TunDevice:
 
     def __init__(self, name: str = "mft%d", offload: bool = False, mtu: int = 1500,
                  queue_length: int = QUEUE_LENGTH, persist: bool = False,
-                 netns: str | None = None, partial_checksums: bool = False):
+                 netns: str | None = None):
         if not isinstance(name, str) or not 0 < len(name.encode()) < 16:
             raise ValueError(f"a device name is 1..15 bytes, got {name!r}")
         if persist and "%" in name:
@@ -161,10 +141,7 @@ class TunDevice:
         if not isinstance(queue_length, int) or not 1 <= queue_length <= 1 << 20:
             raise ValueError(f"queue_length must be an int in 1..{1 << 20}, got "
                              f"{queue_length!r}")
-        if partial_checksums and not offload:
-            raise ValueError("partial_checksums needs offload (the virtio header says so)")
         self.offload = bool(offload)
-        self.partial_checksums = bool(partial_checksums)
         self.mtu = mtu
         self.queue_length = queue_length
         self.persist = bool(persist)
@@ -350,9 +327,11 @@ class TunDevice:
         """One packet to the kernel (a GSO segment when larger than the MTU, with offload)."""
         try:
             if self._header:                       # header and packet in one writev: no copy
-                os.writev(self.fd, self._vectors(packet))
                 if len(packet) > self.mtu:
+                    os.writev(self.fd, (self._gso_header(packet), packet))
                     self.stats["gso_written"] += 1
+                else:
+                    os.writev(self.fd, (_PLAIN, packet))
             else:
                 os.write(self.fd, packet)
         except BlockingIOError:
@@ -372,17 +351,14 @@ class TunDevice:
             return
         fd, mtu, header = self.fd, self.mtu, self._header
         writev, write, plain = os.writev, os.write, _PLAIN
-        vectors, partial = self._vectors, self.partial_checksums
         written = gso = dropped = 0
         for packet in packets:
             try:
                 if not header:
                     write(fd, packet)
                 elif len(packet) > mtu:
-                    writev(fd, vectors(packet))
+                    writev(fd, (self._gso_header(packet), packet))
                     gso += 1
-                elif partial and len(packet) >= PARTIAL_FROM:
-                    writev(fd, vectors(packet))
                 else:
                     writev(fd, (plain, packet))
                 written += 1
@@ -401,37 +377,17 @@ class TunDevice:
         stats["gso_written"] += gso
         stats["dropped_write"] += dropped
 
-    def _vectors(self, packet) -> tuple:
-        """What one writev takes for ``packet``: its virtio_net_hdr and the packet. Larger
-        than the MTU: a GSO segment the kernel may cut at ``gso_size`` bytes of payload.
-        With ``partial_checksums`` (PARTIAL_FROM bytes or more): the checksum field replaced,
-        in the vector and not in the packet, by the pseudo-header sum, and NEEDS_CSUM from
-        the TCP header on (csum_start, csum_offset 16: include/uapi/linux/virtio_net.h).
-        Otherwise the checksum is whole, so no NEEDS_CSUM: the kernel verifies it (or
+    def _gso_header(self, packet) -> bytes:
+        """virtio_net_hdr for a TCP segment the kernel may cut at ``gso_size`` bytes of
+        payload (the checksum is complete, so no NEEDS_CSUM: the kernel verifies it, or
         recomputes it per piece when it segments)."""
-        size = len(packet)
-        gso = size > self.mtu
-        partial = self.partial_checksums and size >= PARTIAL_FROM
-        if not gso and not partial:
-            return (_PLAIN, packet)
         if packet[0] >> 4 == 4:
             ip_len, gso_type = (packet[0] & 0x0F) * 4, GSO_TCPV4
-            protocol, addresses = packet[9], memoryview(packet)[12:20]
         else:
             ip_len, gso_type = 40, GSO_TCPV6
-            protocol, addresses = packet[6], memoryview(packet)[8:40]
-        if size < ip_len + 20 or protocol != 6:   # not TCP (the engine writes only TCP)
-            return (_PLAIN, packet)
-        headers = ip_len + (packet[ip_len + 12] >> 4) * 4
-        gso_size = self.mtu - headers if gso else 0
-        if not partial:
-            return (_VNET.pack(0, gso_type if gso else GSO_NONE, headers, gso_size, 0, 0),
-                    packet)
-        view = memoryview(packet)
-        pseudo = _pseudo_header_sum(addresses, size - ip_len)
-        return (_VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type if gso else GSO_NONE, headers,
-                           gso_size, ip_len, 16),
-                view[:ip_len + 16], pseudo.to_bytes(2, "big"), view[ip_len + 18:])
+        tcp_len = (packet[ip_len + 12] >> 4) * 4
+        headers = ip_len + tcp_len
+        return _VNET.pack(0, gso_type, headers, self.mtu - headers, 0, 0)
 
     def close(self) -> None:
         """Close the descriptor: the device goes away with it, unless it is persistent
