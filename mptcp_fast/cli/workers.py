@@ -51,6 +51,8 @@ def serve_workers(args, serve: Callable[[object], int]) -> int:
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:                          # the worker
+                for _, other in workers.values():  # (the earlier workers' pipes are not its)
+                    os.close(other)
                 os.close(read_end)
                 _run_worker(args, number, write_end, serve)   # (never returns)
             os.close(write_end)
