@@ -487,3 +487,29 @@ def test_ssl_arguments_that_cannot_work_are_refused_at_once(tmp_path):
             b.close()
 
     assert asyncio.run(main()) == (0, [])
+
+
+def test_a_protocol_that_fails_on_its_data_ends_its_connection_alone(backend):
+    """A protocol whose data_received raises (as asyncio's transports treat it): that
+    connection is aborted and its protocol told with the exception; the stack goes on, and
+    the server's side learns of the abort."""
+    class Failing(asyncio.Protocol):
+        lost: list = []
+
+        def data_received(self, data):
+            raise ValueError("not for me")
+
+        def connection_lost(self, exc):
+            self.lost.append(exc)
+
+    async def main():
+        async with _connection() as (client, server, (c_reader, c_writer), (s_reader, s_writer)):
+            protocol = Failing()
+            c_writer.transport.set_protocol(protocol)
+            s_writer.write(b"data")
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(s_reader.read(), 10)
+            return protocol.lost, c_writer.get_extra_info("connection").terminated
+
+    lost, terminated = asyncio.run(main())
+    assert [type(e) for e in lost] == [ValueError] and terminated

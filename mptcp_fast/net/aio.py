@@ -224,24 +224,34 @@ class MptcpTransport(asyncio.Transport):
 
     # -- called by the stack
     def _deliver(self, data: bytes) -> None:
-        """Bytes the engine delivered, to the protocol."""
+        """Bytes the engine delivered, to the protocol. A protocol that fails on them (TLS
+        on bytes that are no TLS) ends this connection, as asyncio's transports end theirs,
+        and no other."""
         protocol = self._protocol
-        if isinstance(protocol, asyncio.BufferedProtocol):
-            view = memoryview(data)
-            while view:
-                buffer = memoryview(protocol.get_buffer(len(view))).cast("B")
-                n = min(len(buffer), len(view))
-                if not n:
-                    raise RuntimeError("get_buffer() returned an empty buffer")
-                buffer[:n] = view[:n]
-                protocol.buffer_updated(n)
-                view = view[n:]
-        else:
-            protocol.data_received(data)       # type: ignore[attr-defined]
+        try:
+            if isinstance(protocol, asyncio.BufferedProtocol):
+                view = memoryview(data)
+                while view:
+                    buffer = memoryview(protocol.get_buffer(len(view))).cast("B")
+                    n = min(len(buffer), len(view))
+                    if not n:
+                        raise RuntimeError("get_buffer() returned an empty buffer")
+                    buffer[:n] = view[:n]
+                    protocol.buffer_updated(n)
+                    view = view[n:]
+            else:
+                protocol.data_received(data)   # type: ignore[attr-defined]
+        except Exception as exc:
+            self._force_close(exc)
 
     def _end_of_stream(self) -> None:
         """The peer's DATA_FIN: as asyncio's transports, close when the protocol says so."""
-        if not self._protocol.eof_received():  # type: ignore[attr-defined]
+        try:
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._force_close(exc)
+            return
+        if not keep_open:
             self.close()
 
     def _feed(self) -> None:
