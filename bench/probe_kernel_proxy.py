@@ -57,45 +57,14 @@ PORT, SERVER_PORT = 5000, 7131
 
 class StoringPeer(KernelPeer):
     """KernelPeer that keeps the bytes it received (the test's hashes say only that they
-    differ); ``wait_join``: its sender waits for its subflows before the first byte."""
+    differ)."""
 
-    def __init__(self, *args, wait_join: bool = False, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.data = bytearray()
-        self.wait_join = wait_join
-        self.join_waited: float | None = None
 
-    def _run(self, make) -> None:                   # KernelPeer._run, keeping the bytes
-        try:
-            self.sock = sock = make()
-            self.opened_at = time.monotonic()
-            self.connected.set()
-            sender = threading.Thread(target=self._send, args=(sock,), daemon=True)
-            sender.start()
-            buffer = bytearray(1 << 20)
-            view = memoryview(buffer)
-            while True:
-                n = sock.recv_into(buffer)
-                if not n:
-                    break
-                self.data += view[:n]
-                self.received += n
-            self.finished_at = time.monotonic()
-            sender.join()
-            self.received_sha256 = hashlib.sha256(self.data).hexdigest()
-            self._record(sock)
-            if self.close_after_read:
-                sock.close()
-        except BaseException as exc:
-            self.error = exc
-            self.connected.set()
-
-    def _send(self, sock) -> None:
-        if self.wait_join:
-            start = time.monotonic()
-            self._wait_for_subflows(sock)
-            self.join_waited = time.monotonic() - start
-        super()._send(sock)
+    def _received(self, chunk: memoryview) -> None:
+        self.data += chunk
 
 
 # ---------------------------------------------------------------- the receivers
@@ -233,7 +202,7 @@ def one_run(i: int, args, expected_up: bytes, expected_down_sha: str) -> dict:
         try:
             wait_listening(ns, PORT)
             client = StoringPeer(ns, send_bytes=UP, seed=UP_SEED, hold=0.2, subflows=2,
-                                 wait_join=args.wait_join)
+                                 joined_first=args.wait_join)
             client.connect("198.18.0.1", PORT)
             client.join(60)
             server.join(30)

@@ -9,6 +9,7 @@ import contextlib
 import os
 
 import pytest
+from certificates import self_signed
 from enginenet import count_connection_visits
 from mptcp_fast.net import aio
 
@@ -235,35 +236,11 @@ def test_a_turn_of_the_stack_visits_only_the_connections_with_something_to_do(mo
 
 # ---------------------------------------------------------------------------- TLS on the streams
 
-def _certificate(name: str = "mptcp.test"):
-    """A self-signed certificate for ``name`` and its key, as PEM (bytes, bytes)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
 def _contexts(tmp_path, trusted: bytes | None = None):
     """(server context with a fresh certificate, client context trusting ``trusted``, by
     default that certificate)."""
     import ssl
-    cert, key = _certificate()
+    cert, key = self_signed("mptcp.test")
     (tmp_path / "cert.pem").write_bytes(cert)
     (tmp_path / "key.pem").write_bytes(key)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -396,7 +373,7 @@ def test_a_tls_handshake_that_fails_raises_for_the_client_and_never_calls_the_ha
     ssl.SSLCertVerificationError, the server's handler is never called, and both stacks
     are left without the connection (aborted on the client, reset on the server)."""
     import ssl
-    other, _ = _certificate("other.test")
+    other, _ = self_signed("other.test")
     server_context, client_context = _contexts(tmp_path, trusted=other)
     called = []
 

@@ -36,6 +36,8 @@ from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
 from mptcp_fast.wire import convert
 
+from certificates import self_signed
+
 pytestmark = [pytest.mark.requires("testbed", "tcpdump", "tshark", "curl", "nftables")]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mptcp_fast.__file__)))
 
@@ -130,7 +132,7 @@ class Bed:
         self._start(s, [sys.executable, "-m", "http.server", "8000", "--bind", "::",
                         "--directory", str(web)])
         self.cert = tmp / "web.pem"
-        cert, key = _certificate("web.test")
+        cert, key = self_signed("web.test")
         self.cert.write_bytes(cert)
         (tmp / "web.key").write_bytes(key)
         self._start(s, [sys.executable, "-c", HTTPS_SERVER, str(web), str(self.cert),
@@ -192,30 +194,6 @@ def bed(tmp_path_factory):
     made = Bed(tmp_path_factory.mktemp("convert"))
     yield made
     made.close()
-
-
-def _certificate(name: str) -> tuple[bytes, bytes]:
-    """A self-signed certificate for ``name`` and its key, as PEM."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
 
 
 def _sha(data: bytes) -> str:
@@ -313,7 +291,12 @@ def test_the_server_half_answers_a_bad_message_and_a_silent_client(bed):
 def test_beyond_max_conversations_the_server_half_answers_resource_exceeded(bed):
     """--max-conversations 1: while one client says nothing, the next is answered Resource
     Exceeded at once; once the first has gone, a Connect is answered again."""
-    server = ("198.18.0.1", 5003)
+    check_beyond_max_conversations(bed, ("198.18.0.1", 5003))
+
+
+def check_beyond_max_conversations(bed, server) -> None:
+    """The test above against ``server`` (a server half with --max-conversations 1), on
+    either engine."""
     with bed.c.entered():
         silent = kernel.mptcp_socket()
     with silent:

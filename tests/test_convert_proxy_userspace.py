@@ -40,7 +40,8 @@ from mptcp_fast.net import kernel
 from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
 from mptcp_fast.wire import convert
-from test_convert_proxy import CLI, ROOT, _sha, _wait_listening
+from test_convert_proxy import CLI, ROOT, _sha, _wait_listening, check_beyond_max_conversations
+from test_convert_proxy import _converse as _converse_with
 
 pytestmark = [pytest.mark.requires("testbed", "curl", "nftables")]
 
@@ -280,17 +281,7 @@ def test_a_refused_destination_is_the_right_socks_reply(bed, client, url, rep):
 
 def _converse(bed, message: bytes, server=USERSPACE_SERVER) -> bytes:
     """``message`` to a userspace server half from a kernel MPTCP socket in C: all it says."""
-    with bed.c.entered():
-        sock = kernel.mptcp_socket()
-    with sock:
-        sock.settimeout(10)
-        sock.connect(server)
-        sock.sendall(message)
-        answer = b""
-        with contextlib.suppress(ConnectionResetError):
-            while data := sock.recv(4096):
-                answer += data
-    return answer
+    return _converse_with(bed, message, server)
 
 
 @pytest.mark.parametrize("destination, error", [
@@ -325,24 +316,7 @@ def test_the_userspace_server_half_answers_a_bad_message_and_a_silent_client(bed
 
 
 def test_beyond_max_conversations_the_userspace_server_half_answers_resource_exceeded(bed):
-    with bed.c.entered():
-        silent = kernel.mptcp_socket()
-    with silent:
-        silent.settimeout(10)
-        silent.connect(USERSPACE_ONE)
-        silent.sendall(b"\x01\x06")                      # half a header, then nothing
-        time.sleep(0.5)
-        assert _converse(bed, convert.encode([convert.Connect("198.18.4.1", 8000)]),
-                         USERSPACE_ONE) == convert.encode(
-                             [convert.Error(convert.RESOURCE_EXCEEDED)])
-    time.sleep(0.5)                                        # (the server half sees it close)
-    with bed.c.entered():
-        again = kernel.mptcp_socket()
-    with again:
-        again.settimeout(10)
-        again.connect(USERSPACE_ONE)
-        again.sendall(convert.encode([convert.Connect("198.18.4.1", 8000)]))
-        assert again.recv(4) == convert.encode([])
+    check_beyond_max_conversations(bed, USERSPACE_ONE)
 
 
 def test_the_userspace_transparent_front_carries_a_redirected_connection(bed):

@@ -343,12 +343,12 @@ def test_the_kernel_proxy_carries_mptcp_to_plain_tcp(ns, relay):
     assert report["engine"] == "kernel" and len(report["subflows"]) == 2
 
 
-def _echo_server(ns, address: str, port: int):
-    """A kernel MPTCP echo server in ``ns``, a thread per connection; returns its listener
-    (closing it ends the server)."""
+def _echo_server(ns, address: str, port: int, mptcp: bool = True):
+    """A kernel MPTCP echo server in ``ns`` (plain TCP with ``mptcp=False``; here when ``ns``
+    is None), a thread per connection; returns its listener (closing it ends the server)."""
     import threading
-    with ns.entered():
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    with ns.entered() if ns is not None else contextlib.nullcontext():
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262 if mptcp else 0)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((address, port))
     listener.listen(256)
@@ -783,28 +783,6 @@ def test_two_runs_name_their_namespaces_and_devices_apart():
         run_name("a-long-base", "-k")
 
 
-def _sink_echo(port: int):
-    """A plain TCP echo server on 127.0.0.1:``port`` (a thread per connection); returns its
-    listener (closing it ends the server)."""
-    import threading
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(512)
-
-    def echo(sock):
-        with sock:
-            while data := sock.recv(1 << 16):
-                sock.sendall(data)
-
-    def serve():
-        with contextlib.suppress(OSError):
-            while True:
-                threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
-
-
 @root_only
 def test_the_kernel_proxy_in_two_workers_carries_every_connection_once(ns):
     """proxy --engine kernel --workers 2 (mptcp-to-tcp, SO_REUSEPORT listeners): 200
@@ -817,7 +795,7 @@ def test_the_kernel_proxy_in_two_workers_carries_every_connection_once(ns):
     ns.ip("addr", "add", "198.18.0.1/24", "dev", "lo")
     ns.ip("addr", "add", "198.18.2.1/24", "dev", "lo")
     ns.ip("mptcp", "endpoint", "add", "198.18.2.1", "dev", "lo", "subflow")
-    sink = _sink_echo(7141)
+    sink = _echo_server(None, "127.0.0.1", 7141, mptcp=False)
     before = ns.counters()
     proxy = _start(["proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp", "--netns",
                     ns.name, "--listen", "198.18.0.1:5000", "--to", "127.0.0.1:7141",

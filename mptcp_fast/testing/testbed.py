@@ -271,6 +271,7 @@ class KernelPeer:
         self.ns = ns
         self.subflows_wanted = subflows
         self.joined_first = joined_first
+        self.join_waited: float | None = None     # seconds joined_first waited
         self.congestion = congestion
         self.hold = hold
         self.family = family
@@ -339,6 +340,7 @@ class KernelPeer:
                 if not n:
                     break
                 digest.update(view[:n])
+                self._received(view[:n])
                 self.received += n
             self.finished_at = time.monotonic()
             sender.join()
@@ -350,6 +352,9 @@ class KernelPeer:
             self.error = exc
             self.connected.set()
 
+    def _received(self, chunk: memoryview) -> None:
+        """Each piece read, as it comes (a subclass that keeps the bytes overrides it)."""
+
     def _send(self, sock) -> None:
         source = pattern(self.seed)
         block = len(source) // 2
@@ -358,7 +363,9 @@ class KernelPeer:
         sent = 0
         try:
             if self.joined_first:
+                start = time.monotonic()
                 self._wait_for_subflows(sock)
+                self.join_waited = time.monotonic() - start
             while sent < self.send_bytes:
                 start = sent % block
                 piece = view[start:start + min(block, self.send_bytes - sent, 1 << 20)]
