@@ -69,6 +69,9 @@ if not cython.compiled:     # compiled: C reads of their fields (connection.pxd,
     def _allocator_data_ack(allocator) -> int:
         return allocator.data_ack
 
+    def _receiver_deliver(receiver, number: int, side, rel: int, payload) -> None:
+        receiver.deliver(number, side, rel, len(payload), payload)
+
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
     from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT,
                           _diff32, _earlier)
@@ -1155,7 +1158,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             return self._receive_checksummed(sf, seq, payload, seg, now)
         queue = self.queue
         refused, before = queue.refused_bytes, len(self.anomalies)
-        self.receiver.deliver(seg.number, self._side(sf), seq, len(payload), payload)
+        _receiver_deliver(self.receiver, seg.number, self._side(sf), seq, payload)
         if queue.refused_bytes != refused:
             return False
         if len(self.anomalies) != before:

@@ -16,6 +16,8 @@ from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_R
 from mptcp_fast.wire._dss_c cimport (ReassemblyQueue, queue_data_ack as _queue_data_ack,
                                      queue_eof as _queue_eof,
                                      queue_window_left as _queue_window_left)
+from mptcp_fast.wire._receiver_c cimport (DataReceiver as _CReceiver,
+                                         SubflowReceiver as _CSubflowReceiver)
 from mptcp_fast.wire._segment_c cimport Incoming
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 
@@ -41,6 +43,19 @@ cdef inline unsigned long long _allocator_data_ack(DsnAllocator a) except? 0:
     if a is None:
         raise AttributeError("'NoneType' object has no attribute 'data_ack'")
     return a._dsn_at(a._acked)
+
+
+cdef inline int _receiver_deliver(object receiver, long long number, object side,
+                                  long long rel, object payload) except -1:
+    # receiver.deliver(number, side, rel, len(payload), payload): a C call when the receive
+    # pipeline, the side and the payload are the compiled pipeline's own types
+    if type(receiver) is _CReceiver and type(side) is _CSubflowReceiver \
+            and type(payload) is bytes:
+        (<_CReceiver>receiver).deliver_bytes(number, <_CSubflowReceiver>side, rel,
+                                             <bytes>payload)
+    else:
+        receiver.deliver(number, side, rel, len(payload), payload)
+    return 0
 
 
 cdef object _data_received(long long connection, object data)
@@ -91,6 +106,7 @@ cdef class Connection(SubflowOwner):
     cdef public long window_probes
     cdef public long long refused_mappings, refused_data_fins
 
+    cpdef send(self, object data, object end_stream=*)   # a C call from the emulator's apps
     @cython.locals(events=list)
     cpdef next_event(self, long long max_data=*)
     cpdef _event(self, object event)

@@ -26,6 +26,7 @@ cdef class ReassemblyQueue:
     cdef void _drain(self)
     cdef void _note_peak(self)
     cdef bytes _take(self, Py_ssize_t count)
+    cpdef read(self, object max_bytes=*)   # a C call from the compiled engine (next_event)
 
 
 cdef inline int _no_queue(str name) except -1:

@@ -441,7 +441,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
             self._read += len(piece)
         return pieces
 
-    def read(self, max_bytes=-1):
+    cpdef read(self, object max_bytes=-1):
         """In-order bytes not read yet (all of them, or at most ``max_bytes``; -1: all)."""
         if type(max_bytes) is not int:                   # the per-read path skips the call
             max_bytes = _check.integer("max_bytes", max_bytes)

@@ -61,6 +61,8 @@ cdef class DataReceiver:
     cdef int acknowledged_(self, uint64_t ack, bint is64) except -1
     cdef int declare_(self, int64_t number, SubflowReceiver side, uint64_t dsn, int64_t start,
                       int64_t length, bint data_fin, int64_t checksum, bint truncated) except -1
+    cdef int deliver_bytes(self, int64_t number, SubflowReceiver side, int64_t rel,
+                           bytes payload) except -1
     cdef int deliver_(self, int64_t number, SubflowReceiver side, int64_t rel, int64_t length,
                       const uint8_t* payload) except -1
     cdef int place(self, SubflowReceiver side, int64_t rel, int64_t length,

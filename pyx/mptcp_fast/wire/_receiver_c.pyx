@@ -15,11 +15,12 @@ pure twin.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t, INT64_MIN, INT64_MAX
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
 from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn_at, ms_declare,
                           ms_covering, ms_release, MS_NEW, MS_CONFLICT, MS_NO_MEMORY)
+from mptcp_fast.wire._dss_c cimport ReassemblyQueue
 from mf_serial cimport expand_seq, seq64_diff, beyond_reach
 from mf_check cimport int_arg, u64_arg
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
@@ -308,6 +309,23 @@ cdef class DataReceiver:
             self._whole, self._whole_at, self._whole_len = None, NULL, 0
             PyBuffer_Release(&view)
 
+    cdef int deliver_bytes(self, int64_t number, SubflowReceiver side, int64_t rel,
+                           bytes payload) except -1:
+        """deliver(number, side, rel, len(payload), payload) as a C call, for the compiled
+        engine (connection.pxd's _receiver_deliver): the same course, the bytes object queued
+        as it is when a run of it is all of it."""
+        cdef int64_t length = len(payload)
+        if rel < 0 or rel > MAX_SUBFLOW_SEQ - length:
+            self.deliver(number, side, rel, length, payload)    # its error, as deliver says it
+            return 0
+        self._whole, self._whole_at, self._whole_len = \
+            payload, <const uint8_t*>PyBytes_AS_STRING(payload), length
+        try:
+            self.deliver_(number, side, rel, length, self._whole_at)
+        finally:
+            self._whole, self._whole_at, self._whole_len = None, NULL, 0
+        return 0
+
     # -- DSNs and data ACKs (RFC 8684 §3.3.1-3.3.2; Linux's __mptcp_expand_seq)
     cdef uint64_t expand_dsn_(self, uint64_t dsn32) noexcept:
         """A 32-bit DSN promoted next to the newest mapping seen (itself when none was)."""
@@ -440,9 +458,13 @@ cdef class DataReceiver:
         """Captured payload into the stream's queue."""
         if payload != NULL and self.queue is not None:
             if payload == self._whole_at and length == self._whole_len:
-                self.queue.push(dsn, self._whole)    # (the pure twin's whole slice: the same)
+                data = self._whole                   # (the pure twin's whole slice: the same)
             else:
-                self.queue.push(dsn, PyBytes_FromStringAndSize(<const char*>payload, length))
+                data = PyBytes_FromStringAndSize(<const char*>payload, length)
+            if type(self.queue) is ReassemblyQueue:  # the engine's queue: a C call
+                (<ReassemblyQueue>self.queue)._push(dsn, data)
+            else:
+                self.queue.push(dsn, data)
             self.pushed += length
         return 0
 

@@ -5,6 +5,7 @@ the usual established options area (timestamps + DSS, mptcp_fast.wire.establishe
 here, any other area as ``_segment_common.general_options`` reads it (the option codec).
 """
 
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
@@ -24,10 +25,12 @@ from mptcp_fast.errors import OptionError
 from mptcp_fast.wire._options_c import parse_tcp_options   # this backend's codec
 
 
+@cython.freelist(64)
 cdef class Incoming:
     """mptcp_fast.wire._segment_common.Incoming's compiled twin: the same fields and calls,
     typed (pyx/mptcp_fast/wire/_segment_c.pxd), so that the compiled engine reads them as C
-    fields."""
+    fields. ``read`` makes one per packet without the ``__init__`` call (_new_incoming), from a
+    free list of recently freed ones."""
 
     def __init__(self):
         self.flow = None
@@ -48,6 +51,15 @@ cdef class Incoming:
             if type(option) is cls:
                 return option
         return None
+
+
+cdef inline Incoming _new_incoming():
+    """Incoming() without the Python call of ``__init__``: the object fields start as None,
+    the C ones as 0, and the two that start otherwise are set here."""
+    cdef Incoming seg = Incoming.__new__(Incoming)
+    seg.sack = ()
+    seg.mptcp = []
+    return seg
 
 
 cdef object _Dss = _DssClass          # the option class Dss (a tuple subclass)
@@ -151,7 +163,7 @@ cpdef object read(object data, long long number, bint verified=False):
         t = d + f.tcp
         if not verified and add16(~pk_tcp_checksum(d, &f) & 0xFFFF, be16(t + 16)) != 0xFFFF:
             return 6
-        seg = Incoming()
+        seg = _new_incoming()
         seg.number = number
         seg.src = PyBytes_FromStringAndSize(<const char*>(d + f.src), f.addr_len)
         seg.dst = PyBytes_FromStringAndSize(<const char*>(d + f.src + f.addr_len), f.addr_len)
