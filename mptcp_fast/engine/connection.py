@@ -43,7 +43,7 @@ from mptcp_fast.engine.events import CloseReason
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.connection (docs/design.md, "Two backends, one API").
 from .cc import CONTROLLERS
-from .scheduler import SCHEDULERS
+from .scheduler import SCHEDULERS, LowestRtt
 from .buffers import Retained, Unsent
 from .subflow import MAX_CHUNK, Chunk, Subflow, SubflowOwner
 from .pathmanager import PathManager, PathOwner, _text
@@ -72,9 +72,17 @@ if not cython.compiled:     # compiled: C reads of their fields (connection.pxd,
     def _receiver_deliver(receiver, number: int, side, rel: int, payload) -> None:
         receiver.deliver(number, side, rel, len(payload), payload)
 
+    def _receiver_declare(receiver, number: int, side, dsn: int, start: int,
+                          length: int) -> None:
+        receiver.declare(number, side, dsn, start, length, False, None, False)
+
+    def _side_release(side, upto: int) -> None:
+        side.release(upto)
+
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
     from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT,
                           _diff32, _earlier)
+    from .scheduler import _shortest_linger      # LowestRtt's pick
 
 __all__ = ["Connection"]
 
@@ -488,12 +496,13 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                     self._autotune(len(data))
                     self._window_opened()
                     return _data_received(self.id, data)
-                events.pop(0)
-                if head is _EOF and not self.eof_reported:
+                del events[0]                        # (compiled, a C call: pop(0) is a
+                if head is _EOF and not self.eof_reported:    # method call when others follow)
                     self.eof_reported = True
                     return _new_event(ev.EndOfStream, self.id)
                 continue
-            return events.pop(0)
+            del events[0]
+            return head
         return None
 
     def _event(self, event) -> None:
@@ -1091,7 +1100,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         the hold that verifies it). False when it is not stored: it contradicts one stored
         before (an anomaly), or the store or hold has no room for one more mapping ahead."""
         side = self._side(sf)
-        side.release(sf.rcv_nxt - 0x10000)            # no acceptable mapping reaches back there
+        _side_release(side, sf.rcv_nxt - 0x10000)     # no acceptable mapping reaches back there
         if len(side) >= MAX_MAPPINGS_AHEAD and start > sf.rcv_nxt:
             self.refused_mappings += 1                # the next in-order one always has room
             return False
@@ -1102,7 +1111,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self.refused_mappings += 1
             return False
         before = len(self.anomalies)
-        self.receiver.declare(seg.number, side, dsn, start, payload_length, False, None, False)
+        _receiver_declare(self.receiver, seg.number, side, dsn, start, payload_length)
         if len(self.anomalies) != before:             # it contradicts a stored mapping: the
             self._bound_anomalies()                   # first declaration stands
             return False
@@ -1329,8 +1338,11 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             if room <= 0:
                 self._arm_persist(now)
                 break
-            sf = scheduler.pick(ready, len(self.unsent), _diff64(self.peer_edge,
-                                                                 _allocator_data_ack(allocator)))
+            if type(scheduler) is LowestRtt:          # the default's pick, as a C call
+                sf = _shortest_linger(ready)
+            else:
+                sf = scheduler.pick(ready, len(self.unsent),
+                                    _diff64(self.peer_edge, _allocator_data_ack(allocator)))
             if sf is None:
                 break
             size = sf.window.mss                   # its payload_size, read as a C field

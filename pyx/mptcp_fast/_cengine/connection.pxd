@@ -10,6 +10,7 @@ from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller
 from mptcp_fast._cengine.fallback cimport Fallback
 from mptcp_fast._cengine.pathmanager cimport PathManager
+from mptcp_fast._cengine.scheduler cimport _shortest_linger
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
                                           TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32,
                                           _earlier)
@@ -19,6 +20,7 @@ from mptcp_fast.wire._dss_c cimport (ReassemblyQueue, queue_data_ack as _queue_d
 from mptcp_fast.wire._receiver_c cimport (DataReceiver as _CReceiver,
                                          SubflowReceiver as _CSubflowReceiver)
 from mptcp_fast.wire._segment_c cimport Incoming
+from mf_mapstore cimport ms_release
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 
 
@@ -55,6 +57,31 @@ cdef inline int _receiver_deliver(object receiver, long long number, object side
                                              <bytes>payload)
     else:
         receiver.deliver(number, side, rel, len(payload), payload)
+    return 0
+
+
+cdef inline int _receiver_declare(object receiver, long long number, object side,
+                                  object dsn, long long start, long long length) except -1:
+    # receiver.declare(number, side, dsn, start, length, False, None, False): a C call for the
+    # compiled pipeline's types and the ranges its declare() accepts (else that call, which
+    # says what is wrong)
+    if type(receiver) is _CReceiver and type(side) is _CSubflowReceiver and type(dsn) is int \
+            and 0 <= dsn <= 0xFFFFFFFFFFFFFFFF and 0 <= length <= 0xFFFF \
+            and 0 <= start <= 0x7FFFFFFFFFFFFFFF - length:
+        (<_CReceiver>receiver).declare_(number, <_CSubflowReceiver>side,
+                                        <unsigned long long>dsn, start, length, False, -1,
+                                        False)
+    else:
+        receiver.declare(number, side, dsn, start, length, False, None, False)
+    return 0
+
+
+cdef inline int _side_release(object side, long long upto) except -1:
+    # side.release(upto): the mapping pieces ending at or before ``upto`` forgotten, in C
+    if type(side) is _CSubflowReceiver:
+        ms_release(&(<_CSubflowReceiver>side).maps, upto)
+    else:
+        side.release(upto)
     return 0
 
 
