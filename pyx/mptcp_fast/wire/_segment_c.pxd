@@ -10,7 +10,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 # never part of a reference cycle (bytes, a list of option tuples): not tracked by the GC
 @cython.no_gc
 cdef class Incoming:
-    cdef public bytes src, dst, flow
+    cdef public bytes flow
+    cdef bytes _src, _dst             # src and dst, cut from flow when first asked for
     cdef public long sport, dport, flags, window
     cdef public long long seq, ack, number
     cdef public object payload, mss, wscale, tsval, tsecr, sack

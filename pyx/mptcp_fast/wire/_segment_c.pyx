@@ -40,6 +40,32 @@ cdef class Incoming:
         self.mptcp = []
         self.malformed_options = 0
 
+    # The addresses are read on the slow paths only (handshakes, joins, packets for no
+    # subflow): cut from ``flow`` (local address, port, remote address, port) when asked for,
+    # not made for every packet.
+    @property
+    def src(self):
+        """The sender's address (the remote one)."""
+        if self._src is None and self.flow is not None:
+            alen = (len(self.flow) - 4) // 2
+            self._src = self.flow[alen + 2:2 * alen + 2]
+        return self._src
+
+    @src.setter
+    def src(self, bytes value):
+        self._src = value
+
+    @property
+    def dst(self):
+        """The receiver's address (the local one)."""
+        if self._dst is None and self.flow is not None:
+            self._dst = self.flow[:(len(self.flow) - 4) // 2]
+        return self._dst
+
+    @dst.setter
+    def dst(self, bytes value):
+        self._dst = value
+
     @property
     def length(self):
         """Sequence space the segment occupies: payload, plus one each for SYN and FIN."""
@@ -165,8 +191,6 @@ cpdef object read(object data, long long number, bint verified=False):
             return 6
         seg = _new_incoming()
         seg.number = number
-        seg.src = PyBytes_FromStringAndSize(<const char*>(d + f.src), f.addr_len)
-        seg.dst = PyBytes_FromStringAndSize(<const char*>(d + f.src + f.addr_len), f.addr_len)
         seg.sport = be16(t)
         seg.dport = be16(t + 2)
         seg.seq = be32(t + 4)
