@@ -46,7 +46,6 @@ import ipaddress
 import math
 import random
 import struct
-from collections import deque
 from dataclasses import dataclass
 from heapq import heappop, heappush
 from typing import Any
@@ -73,15 +72,16 @@ _MASK64 = (1 << 64) - 1
 _HALF64 = 1 << 63
 
 
-def _route_key(packet: bytes):
-    """The source and destination addresses of an IPv4 or IPv6 packet as one bytes object (the
-    network's routing key: one slice, one hash), or None."""
-    size = len(packet)
-    if size >= 20 and packet[0] >> 4 == 4:
-        return packet[12:20]
-    if size >= 40 and packet[0] >> 4 == 6:
-        return packet[8:40]
-    return None
+if not cython.compiled:     # compiled: the same in C (netem.pxd)
+    def _route_key(packet: bytes):
+        """The source and destination addresses of an IPv4 or IPv6 packet as one bytes
+        object (the network's routing key: one slice, one hash), or None."""
+        size = len(packet)
+        if size >= 20 and packet[0] >> 4 == 4:
+            return packet[12:20]
+        if size >= 40 and packet[0] >> 4 == 6:
+            return packet[8:40]
+        return None
 
 
 def strip_mptcp(kinds, limit: int | None = None):
@@ -363,6 +363,49 @@ class PathStats:
     duplicated: int = 0
 
 
+class _Fifo:
+    """A first-in first-out queue of a path direction's packets: a list read from a moving
+    head, cut when the head has passed half of it. (A deque's methods are Python calls from
+    compiled code; these are C calls: netem.pxd.)"""
+
+    def __init__(self):
+        self.items: list = []
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.items) - self.head
+
+    def empty(self) -> bool:
+        return self.head == len(self.items)
+
+    def push(self, item) -> None:
+        self.items.append(item)
+
+    def first(self):
+        return self.items[self.head]
+
+    def last(self):
+        return self.items[len(self.items) - 1]
+
+    def pop(self):
+        """The first item, taken off the queue."""
+        items = self.items
+        item = items[self.head]
+        items[self.head] = None
+        self.head += 1
+        if self.head == len(items):
+            del items[:]
+            self.head = 0
+        elif self.head >= 64 and 2 * self.head >= len(items):
+            del items[:self.head]
+            self.head = 0
+        return item
+
+    def clear(self) -> None:
+        del self.items[:]
+        self.head = 0
+
+
 class _Direction:
     """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
     where its packets arrive. Packets in flight mostly arrive in the order they were sent:
@@ -378,9 +421,9 @@ class _Direction:
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
-        self.in_flight: deque[tuple[float, int, bytes]] = deque()   # (arrival, order, packet)
+        self.in_flight = _Fifo()      # (arrival, order, packet) tuples
         self.link_free_at = 0.0       # when the link finishes sending what is queued
-        self.queued: deque[tuple[float, int]] = deque()   # (time it is on the wire, size)
+        self.queued = _Fifo()         # (time it is all on the wire, size) tuples
         self.queued_bytes = 0
         self.bad_state = False        # the Gilbert-Elliott channel's state
         self.sent = self.delivered = self.bytes_delivered = self.lost = 0
@@ -395,8 +438,8 @@ class _Direction:
     def arrive_first(self) -> None:
         """The first packet in flight arrives (the loop found it the earliest event)."""
         flight = self.in_flight
-        packet = flight.popleft()[2]
-        if not flight:
+        packet = flight.pop()[2]
+        if flight.empty():
             self.path.network._busy.remove(self)
         self.arrive(packet)
 
@@ -523,11 +566,11 @@ class Path:
                 queued.clear()
                 direction.queued_bytes = 0
         else:
-            while queued:                                    # what the link has sent since
-                head = queued[0]
+            while not queued.empty():                        # what the link has sent since
+                head = queued.first()
                 if head[0] > now:
                     break
-                queued.popleft()
+                queued.pop()
                 direction.queued_bytes -= head[1]
         if direction.queued_bytes + size > self.queue:
             direction.queue_drops += 1
@@ -535,7 +578,7 @@ class Path:
         start = max(now, direction.link_free_at)
         done = start + size * 8 / self.rate
         direction.link_free_at = done
-        queued.append((done, size))
+        queued.push((done, size))
         direction.queued_bytes += size
         if not self.is_up or self._lost(direction):
             direction.lost += 1
@@ -693,12 +736,12 @@ class Network:
         self._order += 1
         order = self._order
         flight = direction.in_flight
-        if flight and when < flight[-1][0]:       # it overtakes: an event of its own
-            heappush(self._events, (when, order, direction, packet))
+        if not flight.empty() and when < flight.last()[0]:   # it overtakes: an event of
+            heappush(self._events, (when, order, direction, packet))   # its own
             return
-        if not flight:                            # the loop looks at its first packet now
+        if flight.empty():                        # the loop looks at its first packet now
             self._busy.append(direction)
-        flight.append((when, order, packet))
+        flight.push((when, order, packet))
 
     def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
         """Process events in time order until none are left, virtual time passes ``until``,
@@ -717,7 +760,7 @@ class Network:
             else:
                 when, order = math.inf, 0
             for direction in busy:
-                head = direction.in_flight[0]
+                head = direction.in_flight.first()
                 if head[0] < when or (head[0] == when and head[1] < order):
                     when, order, arriving = head[0], head[1], direction
             if when > horizon:

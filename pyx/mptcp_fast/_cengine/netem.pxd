@@ -1,6 +1,7 @@
 # Types for the compiled build of mptcp_fast/sim/netem.py (mptcp_fast._cengine.netem): the event
 # loop, the paths and their queues as C fields and calls.
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
 
 from mptcp_fast._cengine.apps cimport BulkApp
@@ -22,7 +23,16 @@ cdef inline bint _has_no_attributes(object obj):
     return d == NULL or d[0] == NULL or PyDict_GET_SIZE(d[0]) == 0
 
 
-cdef object _route_key(bytes packet)
+cdef inline object _route_key(bytes packet):
+    # netem.py's _route_key: the source and destination addresses as one bytes object,
+    # copied from the packet (a slice of it costs a slice object and the generic path)
+    cdef Py_ssize_t size = len(packet)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(packet)
+    if size >= 20 and p[0] >> 4 == 4:
+        return PyBytes_FromStringAndSize(<const char*>p + 12, 8)
+    if size >= 40 and p[0] >> 4 == 6:
+        return PyBytes_FromStringAndSize(<const char*>p + 8, 32)
+    return None
 
 
 cdef class Path
@@ -37,16 +47,31 @@ cdef class _Host:
 
 
 @cython.final
+@cython.no_gc                         # its items are tuples of numbers and bytes
+cdef class _Fifo:
+    cdef public list items
+    cdef public Py_ssize_t head
+    cpdef bint empty(self)
+    cpdef push(self, object item)
+    cpdef tuple first(self)
+    cpdef tuple last(self)
+    @cython.locals(items=list)
+    cpdef tuple pop(self)
+    cpdef clear(self)
+
+
+@cython.final
 cdef class _Direction:
     cdef public Path path
     cdef public bytes receiver
-    cdef public object queued, in_flight
+    cdef public _Fifo queued, in_flight
     cdef public double link_free_at
     cdef public long long queued_bytes
     cdef public bint bad_state
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
     cpdef arrive(self, object packet)
+    @cython.locals(flight=_Fifo)
     cpdef arrive_first(self)
 
 
@@ -60,7 +85,7 @@ cdef class Network:
     cdef public bint _owns_pcap
 
     cpdef _schedule(self, double when, object callback, object args)
-    @cython.locals(flight=object, order=cython.longlong)
+    @cython.locals(flight=_Fifo, order=cython.longlong)
     cpdef _in_flight(self, _Direction direction, double when, object packet)
     @cython.locals(events=list, busy=list, event=tuple, when=double, order=cython.longlong,
                    horizon=double, processed=cython.longlong, arriving=_Direction,
@@ -91,5 +116,5 @@ cdef class Path:
     cpdef bint _clean(self)
     cpdef bint _lost(self, _Direction direction)
     @cython.locals(size=cython.longlong, start=cython.double, done=cython.double,
-                   arrival=cython.double, head=tuple)
+                   arrival=cython.double, head=tuple, queued=_Fifo)
     cpdef _enter(self, _Direction direction, object packet, double now, object pieces=*)
