@@ -81,7 +81,7 @@ if not cython.compiled:     # compiled: C reads of their fields (connection.pxd,
 
 if not cython.compiled:     # compiled: the C enum and _diff32, cimported by connection.pxd
     from .subflow import (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT, TIME_WAIT,
-                          _diff32, _earlier)
+                          _diff32, _earlier, _new_chunk)
     from .scheduler import _shortest_linger      # LowestRtt's pick
 
 __all__ = ["Connection"]
@@ -984,6 +984,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.is_client and not self.fully_established:
             self._fully_established(now)
         before = _allocator_data_ack(self.allocator)
+        if ack == before:                           # the same DATA_ACK again (every segment
+            return ack                              # of a one-way transfer's receiver)
         if self.fin_dsn is not None and ack == (self.fin_dsn + 1) & MASK64:
             self.allocator.acknowledge(self.fin_dsn)
             if not self.fin_acked:
@@ -1357,8 +1359,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             data = self.unsent.take(n)
             dsn = allocator.allocate_dsn(sf, sf.snd_nxt, n)
             self.retained.append(dsn, data)
-            sf.send_chunk(Chunk(sf.snd_nxt, data, dsn, self._checksum(dsn, sf.snd_nxt, data),
-                                mpc=first), now)
+            sf.send_chunk(_new_chunk(sf.snd_nxt, data, dsn,
+                                     self._checksum(dsn, sf.snd_nxt, data), first), now)
             if redundant:                             # and on every other subflow with room
                 self.redundant_sent[sf.sid] = _allocator_next_dsn(allocator)
                 self._catch_up(ready, now)

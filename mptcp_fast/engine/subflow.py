@@ -117,6 +117,24 @@ class _Sent:
         return not self.sacked and (not self.lost or self.retransmitted)
 
 
+def _new_chunk(seq: int, data: bytes, dsn: int, checksum, mpc: bool) -> Chunk:
+    """``Chunk(seq, data, dsn, checksum, mpc)`` without the call of ``__init__`` (one per
+    mapping sent: compiled, a C function, subflow.pxd)."""
+    chunk = Chunk.__new__(Chunk)
+    chunk.seq, chunk.end, chunk.data, chunk.dsn = seq, seq + len(data), data, dsn
+    chunk.checksum, chunk.mpc = checksum, mpc
+    return chunk
+
+
+def _new_sent(seq: int, end: int, chunk, fin: bool = False) -> _Sent:
+    """``_Sent(seq, end, chunk, fin)`` without the call of ``__init__`` (one per segment sent:
+    compiled, a C function, subflow.pxd)."""
+    entry = _Sent.__new__(_Sent)
+    entry.seq, entry.end, entry.chunk, entry.fin = seq, end, chunk, fin
+    entry.sacked = entry.lost = entry.retransmitted = False
+    return entry
+
+
 class SubflowOwner:
     """Everything a subflow asks of its connection: the MPTCP half of each TCP event. A
     subflow knows nothing else of the connection (``Connection``, connection.py, implements
@@ -653,7 +671,7 @@ class Subflow:
         pos = chunk.seq
         while pos < chunk.end:
             end = min(pos + size, chunk.end)
-            entry = _Sent(pos, end, chunk)
+            entry = _new_sent(pos, end, chunk)
             self.sent.append(entry)
             self.pipe += end - pos
             self._transmit(entry, now)
@@ -935,9 +953,9 @@ class Subflow:
     def _slow_start_delay(self, seg, ack: int, now: float) -> None:
         """In slow start, the RTT the ACK's timestamp echo measures (RFC 7323 §4.1; 1 ms
         resolution) goes to the congestion controller's HyStart test (engine.cc)."""
-        tsecr = seg.tsecr
-        if tsecr is None or tsecr == 0:
+        if seg.tsecr is None or seg.tsecr == 0:
             return
+        tsecr = seg.tsecr                         # (compiled, a C number: subflow.pxd)
         elapsed = (self._tsval(now) - tsecr) & MASK32
         if elapsed < 60000:                       # not a stale or forged echo
             self.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
@@ -949,10 +967,10 @@ class Subflow:
         smoothed by 1/8). As Linux, once per echo and from full-sized segments only (the
         segments behind the first of a burst echo the same, older TSval). Receive-window
         autotuning runs once per it (Connection._autotune)."""
-        tsecr = seg.tsecr
-        if not self.ts_ok or tsecr is None or tsecr == 0 or tsecr == self.rcv_rtt_echo \
-                or len(seg.payload) < self.window.mss:
+        if not self.ts_ok or seg.tsecr is None or seg.tsecr == 0 \
+                or seg.tsecr == self.rcv_rtt_echo or len(seg.payload) < self.window.mss:
             return
+        tsecr = seg.tsecr                         # (compiled, a C number: subflow.pxd)
         self.rcv_rtt_echo = tsecr
         elapsed = (self._tsval(now) - tsecr) & MASK32
         if elapsed >= 60000:                      # a stale or forged echo
@@ -967,17 +985,18 @@ class Subflow:
         acked = ack - self.snd_una
         sent = self.sent
         head = self.sent_head
-        while head < len(sent) and sent[head].end <= ack:
-            entry = sent[head]
+        while head < len(sent):
+            entry = sent[head]           # (a typed local: its fields read in C)
+            if entry.end > ack:
+                if entry.seq < ack:      # a segment acked in part
+                    if entry.in_pipe():
+                        self.pipe -= ack - entry.seq
+                    entry.seq = ack
+                break
             if entry.in_pipe():
                 self.pipe -= entry.end - entry.seq
             entry.chunk = None           # acked: its bytes go now, not when the list is cut
             head += 1
-        if head < len(sent) and sent[head].seq < ack:     # a segment acked in part
-            entry = sent[head]
-            if entry.in_pipe():
-                self.pipe -= ack - entry.seq
-            entry.seq = ack
         if head > 256 and head * 2 > len(sent):
             del sent[:head]
             head = 0

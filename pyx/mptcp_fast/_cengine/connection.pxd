@@ -13,6 +13,7 @@ from mptcp_fast._cengine.pathmanager cimport PathManager
 from mptcp_fast._cengine.scheduler cimport _shortest_linger
 from mptcp_fast._cengine.subflow cimport (CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT,
                                           TIME_WAIT, Chunk, Subflow, SubflowOwner, _diff32,
+                                          _new_chunk,
                                           _earlier)
 from mptcp_fast.wire._dss_c cimport (ReassemblyQueue, queue_data_ack as _queue_data_ack,
                                      queue_eof as _queue_eof,

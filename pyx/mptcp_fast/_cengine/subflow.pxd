@@ -51,6 +51,12 @@ cdef class _Sent:
 cdef class Subflow
 
 
+@cython.locals(chunk=Chunk)
+cdef Chunk _new_chunk(long long seq, object data, object dsn, object checksum, bint mpc)
+@cython.locals(entry=_Sent)
+cdef _Sent _new_sent(long long seq, long long end, Chunk chunk, bint fin=*)
+
+
 cdef class SubflowOwner:
     # what a subflow asks of its connection (subflow.py's SubflowOwner, which Connection
     # implements): the per-segment calls are C calls; the connection's state is its own
@@ -148,12 +154,12 @@ cdef class Subflow:
     cpdef _note_peer_window(self, Incoming seg)
     @cython.locals(ack=cython.longlong)
     cpdef _process_ack(self, Incoming seg, double now)
-    @cython.locals(elapsed=cython.longlong)
+    @cython.locals(elapsed=cython.longlong, tsecr=cython.longlong)
     cpdef _slow_start_delay(self, Incoming seg, long long ack, double now)
     @cython.locals(entry=_Sent, sent=list, head=Py_ssize_t, acked=cython.longlong,
                    data_acked=cython.longlong, fin_acked=bint)
     cpdef _cumulative_ack(self, long long ack, double now)
-    @cython.locals(elapsed=cython.longlong, sample=double)
+    @cython.locals(elapsed=cython.longlong, sample=double, tsecr=cython.longlong)
     cpdef _receiver_rtt(self, Incoming seg, double now)
     @cython.locals(nxt=cython.longlong, end=cython.longlong, filled=bint)
     cpdef _receive_payload(self, long long seq, object payload, Incoming seg, double now)
