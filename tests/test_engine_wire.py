@@ -236,7 +236,7 @@ def test_read_segment_reads_linuxs_layouts_as_the_codec(on_both, area):
 
 
 def _fields(seg):
-    return {name: getattr(seg, name) for name in Incoming.__slots__}   # either twin's
+    return {name: getattr(seg, name) for name in Incoming.FIELDS}   # either twin's
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -277,6 +277,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.segments = 0
         self._queued = False                        # in the endpoint's queue of event sources
         self._space_queued = False                  # in its list of connections with more space
+        self._touched = False                       # in its list of connections to flush
         # -- counters
         self.ignored_options = 0
         self.anomalies_dropped = 0
@@ -953,6 +954,15 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self._subflow_event(sf)
         data_ack = None
         window_usable = True
+        if seg.dss_only:                              # the usual layout: one DSS, read into
+            data_ack = self._on_data_ack(seg.dss_ack, seg.dss_ack64, now)   # the segment's
+            window_usable = data_ack is not None      # fields (wire.established.read_usual)
+            if seg.dss_mapped:
+                self._on_mapping(sf, seg.dss_dsn, True, seg.dss_ssn, seg.dss_length,
+                                 seg.dss_checksum, False, seg)
+            if self.allocator is not None and window_usable:
+                self._update_window(seg.window << sf.peer_wscale, data_ack)
+            return
         for o in seg.mptcp:
             if type(o) is _Dss:                       # the fast path: every data segment's
                 # its fields by name, unpacked from a plain tuple: compiled, a cast (indexing a

@@ -126,7 +126,7 @@ class Endpoint:
         #                                     (local, remote, rport) -> subflows in the range
         self._next_id = 0
         self._out: list[bytes] = []
-        self._dirty: dict[Connection, None] = {}  # connections to flush (insertion-ordered)
+        self._dirty: list[Connection] = []        # connections to flush, each once (_touched)
         self._with_events: list[Connection] = []  # connections with events, in order (a few)
         self._events_at = 0                 # next_event's place in it (those before: read)
         self.watch_send_space = False       # list connections whose send space grew
@@ -347,8 +347,9 @@ class Endpoint:
         ``handle_timer`` and call on a connection (``send``, ``close``, ...)."""
         self.now = now
         while self._dirty:
-            dirty, self._dirty = self._dirty, {}
+            dirty, self._dirty = self._dirty, []
             for conn in dirty:
+                conn._touched = False         # (a flush that touches it lists it again)
                 conn.flush(now)
                 self._rearm(conn)
         out = self._out[:]                  # the list itself stays: subflows append to it
@@ -396,7 +397,9 @@ class Endpoint:
 
     def touch(self, conn) -> None:
         """``conn`` has something to send or a timer to re-arm."""
-        self._dirty[conn] = None
+        if not conn._touched:
+            conn._touched = True
+            self._dirty.append(conn)
 
     def has_events(self, conn) -> None:
         if not conn._queued:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _SYN, _FIN = 0x02, 0x01                   # TCP header flags (RFC 9293 §3.1)
 
-__all__ = ["Incoming", "flow_key", "general_options"]
+__all__ = ["Incoming", "flow_key", "general_options", "usual_dss"]
 
 
 class Incoming:
@@ -24,8 +24,14 @@ class Incoming:
     the key of the subflow it belongs to (``flow_key(dst, dport, src, sport)``). The pure
     reader's; the compiled reader's class has the same fields and calls."""
     __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
-                 "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
-                 "malformed_options", "number", "flow")
+                 "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "_mptcp",
+                 "malformed_options", "number", "flow", "dss_only", "dss_ack", "dss_ack64",
+                 "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum")
+    # the fields both twins have (the compiled twin's are C fields and properties)
+    FIELDS = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
+              "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
+              "malformed_options", "number", "flow", "dss_only", "dss_ack", "dss_ack64",
+              "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum")
     src: bytes                            # packed addresses, 4 or 16 bytes
     dst: bytes
     sport: int
@@ -41,18 +47,44 @@ class Incoming:
     tsval: int | None
     tsecr: int | None
     sack: tuple[tuple[int, int], ...]
-    mptcp: list[Option]                   # the MPTCP options, in order
+    _mptcp: list[Option]
     malformed_options: int
     number: int
     flow: bytes | None
+    # The usual established layout (timestamps and one DSS: ours, or Linux's, whose data ACK
+    # has 32 bits) is read into these fields, without option objects: ``dss_only`` says the
+    # options were that DSS alone, ``mptcp`` then makes its Dss when asked for.
+    dss_only: bool
+    dss_ack: int
+    dss_ack64: bool
+    dss_mapped: bool                      # a mapping follows: dss_dsn (64 bits), ssn, length
+    dss_dsn: int
+    dss_ssn: int
+    dss_length: int
+    dss_checksum: int | None
 
     def __init__(self) -> None:
         self.flow = None
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False
         self.sack = ()
-        self.mptcp = []
+        self._mptcp = []
         self.malformed_options = 0
+        self.dss_only = self.dss_ack64 = self.dss_mapped = False
+        self.dss_ack = self.dss_dsn = self.dss_ssn = self.dss_length = 0
+        self.dss_checksum = None
+
+    @property
+    def mptcp(self) -> list[Option]:
+        """The MPTCP options, in order (the usual layout's one DSS as an option object)."""
+        if self.dss_only and not self._mptcp:
+            self._mptcp.append(usual_dss(self))
+        return self._mptcp
+
+    @mptcp.setter
+    def mptcp(self, options: list[Option]) -> None:
+        self._mptcp = options
+        self.dss_only = False
 
     @property
     def length(self) -> int:
@@ -71,6 +103,16 @@ def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
     """A subflow's key in its endpoint's table: local address and port, remote address and
     port, as one bytes object (one hash per lookup)."""
     return local + lport.to_bytes(2, "big") + remote + rport.to_bytes(2, "big")
+
+
+def usual_dss(seg) -> opt.Dss:
+    """The Dss option a segment's usual-layout fields stand for, as the codec reads it."""
+    if seg.dss_mapped:
+        fields = (seg.dss_ack, seg.dss_ack64, seg.dss_dsn, True, seg.dss_ssn, seg.dss_length,
+                  seg.dss_checksum, False)
+    else:
+        fields = (seg.dss_ack, seg.dss_ack64, None, False, None, None, None, False)
+    return tuple.__new__(opt.Dss, fields)
 
 
 def general_options(seg, data, offset: int, length: int, parse_tcp_options) -> None:

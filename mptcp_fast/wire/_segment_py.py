@@ -2,9 +2,9 @@
 
 ``read(data, number)`` returns an ``Incoming`` (mptcp_fast.wire._segment_common's) or a status code
 (``STATUS`` there names them): the packet is parsed, must be whole, and both its checksums
-must be good; the usual established layout (timestamps + a DSS with a 64-bit data ACK and
-maybe a mapping, mptcp_fast.wire.established) is read directly, any other options area with the
-option codec (malformed options counted, not raised).
+must be good; the usual established layouts (timestamps + one DSS, ours or Linux's:
+mptcp_fast.wire.established.read_usual) are read directly into the ``dss_`` fields, any other
+options area with the option codec (malformed options counted, not raised).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 
 from .. import _check
 from . import established
-from . import options as opt
 from . import packet as pk
 from ..errors import PARSE_STATUS, PacketError
 from ._segment_common import Incoming as _Incoming, flow_key, general_options
-from .established import read_common as _read_common
+from .established import read_usual as _read_usual
 from ._options_py import parse_tcp_options as _parse_tcp_options
 
 if TYPE_CHECKING:
@@ -62,15 +61,6 @@ def segment_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack
 _PARSE_STATUS = {PARSE_STATUS[code][0]: code for code in (1, 2, 3)}
 
 
-def dss_ack(data_ack):
-    """The Dss the codec returns for a data ACK alone, built without validation."""
-    return tuple.__new__(opt.Dss, (data_ack, True, None, False, None, None, None, False))
-
-
-def dss_map(data_ack, dsn, ssn, length, checksum):
-    return tuple.__new__(opt.Dss, (data_ack, True, dsn, True, ssn, length, checksum, False))
-
-
 def read(data: BytesLike, number: int, verified: bool = False) -> _Incoming | int:
     """``data`` as an Incoming, or a STATUS code. ``verified``: the TCP checksum is taken as
     good without summing the segment (a packet the local stack made and vouched for, whose
@@ -99,10 +89,13 @@ def read(data: BytesLike, number: int, verified: bool = False) -> _Incoming | in
     seg.flow = flow_key(seg.dst, seg.dport, seg.src, seg.sport)
     seg.payload = bytes(p.payload(data))
     if p.options_len:
-        common = _read_common(data, p.options_offset, p.options_len)
-        if common is not None:            # the usual established segment: TS + DSS
-            seg.tsval, seg.tsecr, data_ack, mapping = common
-            seg.mptcp.append(dss_ack(data_ack) if mapping is None else dss_map(data_ack, *mapping))
+        usual = _read_usual(data, p.options_offset, p.options_len)
+        if usual is not None:             # the usual established segment: TS + DSS
+            seg.tsval, seg.tsecr, seg.dss_ack, seg.dss_ack64, mapping = usual
+            seg.dss_only = True
+            if mapping is not None:
+                seg.dss_mapped = True
+                seg.dss_dsn, seg.dss_ssn, seg.dss_length, seg.dss_checksum = mapping
         else:
             general_options(seg, data, p.options_offset, p.options_len, _parse_tcp_options)
     return seg

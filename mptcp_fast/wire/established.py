@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["data_area", "ack_area", "read_common"]
+__all__ = ["data_area", "ack_area", "read_common", "read_usual"]
 
 _TS = b"\x01\x01\x08\x0a"
 _DATA = struct.Struct(">4sIIBBBBQQIH")           # NOP NOP TS + DSS with ack and mapping
@@ -43,6 +43,44 @@ def read_common(buffer, offset: int, length: int):
     """(tsval, tsecr, data_ack, mapping or None) when the area at ``buffer[offset:offset +
     length]`` is exactly one of the two layouts above (mapping = (dsn, ssn, length,
     checksum or None)); None for anything else."""
+    usual = read_usual(buffer, offset, length)
+    if usual is None or not usual[3]:
+        return None
+    tsval, tsecr, data_ack, _, mapping = usual
+    return tsval, tsecr, data_ack, mapping
+
+
+def read_usual(buffer, offset: int, length: int):
+    """(tsval, tsecr, data_ack, ack64, mapping or None) when the area is one of the layouts
+    established subflows send again and again: the two above, or Linux's own two (a DSS
+    with a 32-bit data ACK, and on data a 64-bit DSN, no checksum, then NOP NOP:
+    net/mptcp/options.c). None for anything else."""
+    if length == 36 or length == 20:
+        return _read_linux(buffer, offset, length)
+    common = _read_ours(buffer, offset, length)
+    return None if common is None else (common[0], common[1], common[2], True, common[3])
+
+
+_LINUX_DATA_HEAD, _LINUX_ACK_HEAD = b"\x1e\x16\x20\x0d", b"\x1e\x08\x20\x01"
+_LINUX_MAP = struct.Struct(">IQIH")              # 32-bit ack, 64-bit DSN, SSN, length
+
+
+def _read_linux(buffer, offset: int, length: int):
+    if buffer[offset:offset + 4] != _TS:
+        return None
+    head = buffer[offset + 12:offset + 16]
+    tsval, tsecr = _TSVAL.unpack_from(buffer, offset + 4)
+    if length == 36:
+        if head != _LINUX_DATA_HEAD or buffer[offset + 34:offset + 36] != _NOPS:
+            return None
+        data_ack, dsn, ssn, size = _LINUX_MAP.unpack_from(buffer, offset + 16)
+        return tsval, tsecr, data_ack, False, (dsn, ssn, size, None)
+    if head != _LINUX_ACK_HEAD:
+        return None
+    return tsval, tsecr, int.from_bytes(buffer[offset + 16:offset + 20], "big"), False, None
+
+
+def _read_ours(buffer, offset: int, length: int):
     if length == 24:
         if buffer[offset:offset + 4] != _TS or buffer[offset + 12:offset + 16] != b"\x1e\x0c\x20\x03":
             return None

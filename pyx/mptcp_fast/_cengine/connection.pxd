@@ -126,7 +126,7 @@ cdef class Connection(SubflowOwner):
     cdef public list events
     cdef public dict receiver_side
     cdef public list anomalies
-    cdef public bint eof_reported, _queued, _space_queued
+    cdef public bint eof_reported, _queued, _space_queued, _touched
     cdef public long long advertised, segments, reinjected_bytes
     cdef public long long read_in_round
     cdef public double round_started

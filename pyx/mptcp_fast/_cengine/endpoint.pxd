@@ -11,7 +11,8 @@ cdef class Endpoint:
     cdef public object config, random, tokens, isn, cookies, counts, _read
     cdef public list addresses, _out, _timers
     cdef public set _own, listening
-    cdef public dict _address_ids, connections, _subflows, _dirty, _timer_of, _timed, _ports_taken
+    cdef public dict _address_ids, connections, _subflows, _timer_of, _timed, _ports_taken
+    cdef public list _dirty
     cdef public tuple _port_range
     cdef public long half_open
     cdef public double now
@@ -22,7 +23,7 @@ cdef class Endpoint:
 
     @cython.locals(sf=Subflow, seg=Incoming)
     cpdef receive_packet(self, object data, double now, bint verified=*)
-    @cython.locals(conn=Connection, out=list)
+    @cython.locals(conn=Connection, out=list, dirty=list)
     cpdef list packets_to_send(self, double now)
     @cython.locals(timers=list, conn=Connection)
     cpdef get_timer(self)

@@ -16,8 +16,13 @@ cdef class Incoming:
     cdef public long long seq, ack, number
     cdef public object payload, mss, wscale, tsval, tsecr, sack
     cdef public bint sack_permitted
-    cdef public list mptcp
+    cdef list _mptcp                  # (mptcp, a property)
     cdef public long malformed_options
+    # the usual established layout's one DSS (_segment_common.Incoming)
+    cdef public bint dss_only, dss_ack64, dss_mapped
+    cdef public unsigned long long dss_ack, dss_dsn
+    cdef public long long dss_ssn, dss_length
+    cdef public object dss_checksum
 
 
 # the reader and the writers, C calls from the compiled engine

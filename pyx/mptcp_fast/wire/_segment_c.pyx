@@ -37,8 +37,21 @@ cdef class Incoming:
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False
         self.sack = ()
-        self.mptcp = []
+        self._mptcp = []
         self.malformed_options = 0
+        self.dss_checksum = None
+
+    @property
+    def mptcp(self):
+        """The MPTCP options, in order (the usual layout's one DSS as an option object)."""
+        if self.dss_only and not self._mptcp:
+            self._mptcp.append(_usual_dss(self))
+        return self._mptcp
+
+    @mptcp.setter
+    def mptcp(self, list options):
+        self._mptcp = options
+        self.dss_only = False
 
     # The addresses are read on the slow paths only (handshakes, joins, packets for no
     # subflow): cut from ``flow`` (local address, port, remote address, port) when asked for,
@@ -84,7 +97,7 @@ cdef inline Incoming _new_incoming():
     the C ones as 0, and the two that start otherwise are set here."""
     cdef Incoming seg = Incoming.__new__(Incoming)
     seg.sack = ()
-    seg.mptcp = []
+    seg._mptcp = []
     return seg
 
 
@@ -96,22 +109,35 @@ cdef inline void _put(object fields, Py_ssize_t i, object value):
     PyTuple_SET_ITEM(fields, i, value)
 
 
-cdef object _dss(object data_ack, object dsn, object ssn, object length, object checksum,
-                 bint ack64=True):
-    """The Dss the codec returns for these fields (a 64-bit DSN, no DATA_FIN), built
-    without validation, as the pure twin's dss_ack / dss_map build it with tuple.__new__; here
-    the tuple subclass's own allocator and the items set in place (tuple.__new__ called from C
-    costs an argument tuple and a slice)."""
+cdef object _usual_dss(Incoming seg):
+    """The Dss the usual layout's fields stand for, as the codec reads it (the pure twin's
+    _segment_common.usual_dss): built without validation, the tuple subclass's own allocator
+    and the items set in place."""
     cdef object d = PyType_GenericAlloc(_Dss, 8)
-    _put(d, 0, data_ack)
-    _put(d, 1, True if ack64 else False)
-    _put(d, 2, dsn)
-    _put(d, 3, dsn is not None)
-    _put(d, 4, ssn)
-    _put(d, 5, length)
-    _put(d, 6, checksum)
+    cdef bint mapped = seg.dss_mapped
+    _put(d, 0, seg.dss_ack)
+    _put(d, 1, True if seg.dss_ack64 else False)
+    _put(d, 2, seg.dss_dsn if mapped else None)
+    _put(d, 3, True if mapped else False)
+    _put(d, 4, seg.dss_ssn if mapped else None)
+    _put(d, 5, seg.dss_length if mapped else None)
+    _put(d, 6, seg.dss_checksum if mapped else None)
     _put(d, 7, False)
     return d
+
+
+cdef inline void _usual(Incoming seg, const uint8_t* o, uint64_t data_ack, bint ack64):
+    seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
+    seg.dss_only = True
+    seg.dss_ack, seg.dss_ack64 = data_ack, ack64
+
+
+cdef inline void _usual_map(Incoming seg, uint64_t dsn, uint32_t ssn, uint16_t length,
+                            int checksum):
+    seg.dss_mapped = True
+    seg.dss_dsn, seg.dss_ssn, seg.dss_length = dsn, ssn, length
+    if checksum >= 0:
+        seg.dss_checksum = checksum
 
 
 cdef object _Timestamps = _opt.Timestamps, _Sack = _opt.Sack, _Mss = _opt.Mss
@@ -172,7 +198,6 @@ cpdef object read(object data, long long number, bint verified=False):
     cdef const uint8_t* o
     cdef Py_ssize_t olen, ihl
     cdef int status
-    cdef object checksum
     cdef Incoming seg
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
@@ -202,28 +227,25 @@ cpdef object read(object data, long long number, bint verified=False):
         olen = f.doff - 20
         if olen:
             o = t + 20
+            # the usual layouts (established.read_usual): TS + one DSS, into the dss_ fields
             if olen == 24 and _is_ts(o) and o[12] == 30 and o[13] == 12 and o[14] == 0x20 \
                     and o[15] == 0x03:
-                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(_dss(be64(o + 16), None, None, None, None))
+                _usual(seg, o, be64(o + 16), True)
             elif olen == 40 and _is_ts(o) and o[12] == 30 and o[14] == 0x20 and o[15] == 0x0F \
                     and ((o[13] == 26 and o[38] == 1 and o[39] == 1) or o[13] == 28):
-                checksum = be16(o + 38) if o[13] == 28 else None
-                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(_dss(be64(o + 16), be64(o + 24), be32(o + 32), be16(o + 36),
-                                      checksum))
+                _usual(seg, o, be64(o + 16), True)
+                _usual_map(seg, be64(o + 24), be32(o + 32), be16(o + 36),
+                           be16(o + 38) if o[13] == 28 else -1)
             elif olen == 36 and _is_ts(o) and o[12] == 30 and o[13] == 22 and o[14] == 0x20 \
                     and o[15] == 0x0D and o[34] == 1 and o[35] == 1:
                 # Linux's data segment: TS + DSS with a 32-bit data ACK and a 64-bit DSN
                 # (flags A, M, m), no checksum, NOP NOP (net/mptcp/options.c)
-                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(_dss(be32(o + 16), be64(o + 20), be32(o + 28), be16(o + 32),
-                                      None, False))
+                _usual(seg, o, be32(o + 16), False)
+                _usual_map(seg, be64(o + 20), be32(o + 28), be16(o + 32), -1)
             elif olen == 20 and _is_ts(o) and o[12] == 30 and o[13] == 8 and o[14] == 0x20 \
                     and o[15] == 0x01:
                 # Linux's pure ACK: TS + DSS with a 32-bit data ACK only
-                seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
-                seg.mptcp.append(_dss(be32(o + 16), None, None, None, None, False))
+                _usual(seg, o, be32(o + 16), False)
             else:
                 _general_options(seg, data, f.tcp + 20, olen)
         return seg
