@@ -1,0 +1,290 @@
+"""``proxy --engine userspace --workers N`` (cli/balanced.py): the userspace engine in N
+processes behind one public address, every subflow of a connection on the worker that took
+it. Kernel MPTCP clients in a namespace of their own (a second subflow endpoint configured)
+reach the public address through a balancer namespace:
+
+    namespace C (clients)                    namespace B (the balancer)
+      c0: 198.18.0.2/24, 198.18.2.2/24  <->   b0: 198.18.0.1/24, 198.18.2.1/24, forwarding
+      default via 198.18.0.1                  nft: SYN to 198.18.10.1:5000 -> DNAT, jhash map
+
+and either the workers' TUN devices in B (one machine: the proxy installs the table), or two
+"machines", namespaces M1 and M2 behind B over veths, each with one worker behind its own TUN
+device (``--balancer none``; the test installs B's table, the one the proxy would write).
+Each worker announces its own address (198.18.2w.2 here, 198.18.4m.2 on the machines) and its
+balanced address is the next one. The TCP side goes to an echo server on this host's
+loopback. Root only."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from mptcp_fast.cli.balanced import TABLE_PREFIX, ruleset
+from mptcp_fast.net import kernel
+from mptcp_fast.net.netns import veth_pair
+from mptcp_fast.testing.testbed import kernel_namespace, run_name
+
+pytestmark = pytest.mark.requires("testbed", "nftables")
+
+CLI = [sys.executable, "-m", "mptcp_fast"]
+PUBLIC, PORT = "198.18.10.1", 5000
+CLIENT, CLIENT_SECOND = "198.18.0.2", "198.18.2.2"
+TCP_ESTABLISHED = 1    # tcpi_state (include/net/tcp_states.h)
+
+
+def _json_lines(text: str, event: str) -> list:
+    return [record for line in text.splitlines() if line.startswith("{")
+            if (record := json.loads(line))["event"] == event]
+
+
+class _EchoServer:
+    """A plain TCP echo server on 127.0.0.1 (the proxies' --to), a thread per connection, on
+    a port of the kernel's choosing (``port``)."""
+
+    def __init__(self):
+        self.listener = _echo_listener()
+        self.port = self.listener.getsockname()[1]
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)       # (wakes the accepting thread)
+        self.listener.close()
+
+
+def _echo_listener():
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+
+    def echo(sock):
+        with sock:
+            while data := sock.recv(1 << 16):
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+
+    def serve():
+        try:
+            while True:
+                threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+        except OSError:
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+class Site:
+    """Namespaces C and B joined by a veth pair (see the module text); ``close`` deletes
+    every namespace made (and with them their devices and nftables tables)."""
+
+    def __init__(self):
+        self.spaces = []
+        self.clients = self._space("mfw-c")
+        self.balancer = self._space("mfw-b")
+        c, b = self.clients, self.balancer
+        veth_pair(c, "c0", b, "b0")
+        for address in (CLIENT, CLIENT_SECOND):
+            c.ip("addr", "add", f"{address}/24", "dev", "c0")
+            b.ip("addr", "add", f"{address[:-1]}1/24", "dev", "b0")
+        c.ip("route", "add", "default", "via", "198.18.0.1")
+        b.sysctl("net.ipv4.ip_forward", 1)
+        # the second subflow endpoint of RFC 8684 §3.2's client (Linux: a "subflow"
+        # endpoint); flag C keeps it from joining the public address
+        c.ip("mptcp", "endpoint", "add", CLIENT_SECOND, "dev", "c0", "subflow")
+
+    def _space(self, base: str):
+        space = kernel_namespace(base)
+        self.spaces.append(space)
+        return space
+
+    def machine(self, m: int):
+        """Namespace M<m> behind B: veth 198.18.3m.0/24, its worker's prefix 198.18.4m.0/24
+        routed there by B; forwarding on (B's packets go on into the worker's TUN device)."""
+        space = self._space(f"mfw-m{m}")
+        veth_pair(self.balancer, f"bm{m}", space, "e0")
+        self.balancer.ip("addr", "add", f"198.18.3{m}.1/24", "dev", f"bm{m}")
+        space.ip("addr", "add", f"198.18.3{m}.2/24", "dev", "e0")
+        space.ip("route", "add", "default", "via", f"198.18.3{m}.1")
+        self.balancer.ip("route", "add", f"198.18.4{m}.0/24", "via", f"198.18.3{m}.2")
+        space.sysctl("net.ipv4.ip_forward", 1)
+        return space
+
+    def close(self):
+        for space in self.spaces:
+            space.delete()
+
+
+@pytest.fixture
+def site():
+    made = Site()
+    yield made
+    made.close()
+
+
+def _echo_via_public(site: Site, i: int, size: int = 16384):
+    """One kernel MPTCP client: connect to the public address, wait (up to 5 s) for the join
+    to the announced address, echo ``size`` bytes. (exact, its initial subflow's local port,
+    its subflows as the client's kernel saw them with both up)."""
+    data = i.to_bytes(4, "big") * (size // 4)
+    with site.clients.entered():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    with sock:
+        sock.settimeout(30)
+        sock.connect((PUBLIC, PORT))
+        end = time.monotonic() + 5
+        while _established(sock) < 2 and time.monotonic() < end:
+            time.sleep(0.005)
+        subflows = kernel.subflow_addresses(sock)
+        port = sock.getsockname()[1]
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while chunk := sock.recv(1 << 16):
+            got += chunk
+    return bytes(got) == data, port, subflows
+
+
+def _established(sock) -> int:
+    """The subflows of a kernel MPTCP socket that completed their handshake."""
+    return sum(1 for info in kernel.subflow_tcp_info(sock) if info.state == TCP_ESTABLISHED)
+
+
+def _start_proxy(arguments, netns: str, echo_port: int, env=None):
+    return subprocess.Popen(
+        CLI + ["proxy", "--engine", "userspace", "--direction", "mptcp-to-tcp", "--netns",
+               netns, "--listen", f"{PUBLIC}:{PORT}", "--to", f"127.0.0.1:{echo_port}",
+               "--json", *arguments],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _first_line(proxy, timeout: float = 30.0) -> str:
+    """The proxy's listening line (every worker listening, the balancer in place)."""
+    import selectors
+    with selectors.DefaultSelector() as sel:
+        sel.register(proxy.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout), "no listening line"
+    line = proxy.stdout.readline()
+    assert line, proxy.stderr.read()
+    return line
+
+
+def _tables(space) -> list[str]:
+    return [line.split()[-1] for line in space.run("nft", "list", "tables", "inet").splitlines()
+            if TABLE_PREFIX in line]
+
+
+def _check_connections(clients, records, workers: dict[int, tuple[str, str]]) -> None:
+    """Every connection on exactly one worker, seen from both ends: the worker's record
+    names the client's port, its subflows all end at that worker's addresses (initial at the
+    balanced one, joins at the own one), and the client's kernel joined that worker's own
+    address (its initial subflow: the public address)."""
+    by_port = {int(r["client"].rsplit(":", 1)[1]): r for r in records}
+    assert len(by_port) == len(records) == len(clients)
+    for exact, port, subflows in clients:
+        assert exact
+        record = by_port[port]
+        own, balanced = workers[record["worker"]]
+        assert record["upstream"] == record["downstream"] == 16384
+        locals_ = [local.rsplit(":", 1)[0] for local, _ in record["subflows"]]
+        assert locals_[0] == balanced and set(locals_[1:]) == {own}, record
+        remotes = {remote[0] for _, remote in subflows}
+        assert remotes == {PUBLIC, own}, (record, subflows)
+
+
+@pytest.mark.parametrize("backend", ["cython", "python"])
+def test_two_workers_keep_every_subflow_of_a_connection(site, backend):
+    """proxy --engine userspace --workers 2 (its TUN devices and nftables table in B): 200
+    kernel MPTCP connections, eight at a time, each echoing 16 KiB through the proxy to a TCP
+    echo server: every echo byte-exact and carried by one worker, which the client joined
+    at that worker's announced address and nowhere else (C flag: no join to the public
+    address); both workers carry a share; no join refused by either engine (a join that
+    reached the worker without its token would be); the clients' kernel counted 200
+    ADD_ADDRs and 200 good MP_JOIN SYN/ACKs. One listening line naming the table, removed
+    when the count is reached, and no worker left."""
+    count = 200
+    sink = _EchoServer()
+    tun = run_name("mfw", "%d")
+    env = {**os.environ, "MPTCP_FAST_PURE": "1" if backend == "python" else "0"}
+    before = site.clients.counters()
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "198.18.20.2",
+                          "--worker-address", "198.18.21.2", "--tun", tun,
+                          "--count", str(count)], site.balancer.name, sink.port, env)
+    try:
+        listening = json.loads(_first_line(proxy))
+        assert _tables(site.balancer) == [listening["table"].split()[-1]]
+        with ThreadPoolExecutor(8) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i), range(count)))
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == 0 and "Traceback" not in err, err
+    assert listening["workers"] == 2 and listening["public"] == PUBLIC
+    workers = {0: ("198.18.20.2", "198.18.20.3"), 1: ("198.18.21.2", "198.18.21.3")}
+    records = _json_lines(out, "connection")
+    _check_connections(clients, records, workers)
+    shares = collections.Counter(r["worker"] for r in records)
+    assert min(shares[0], shares[1]) >= count // 5, shares
+    closing = {r["worker"]: r for r in _json_lines(out, "worker")}
+    assert set(closing) == {0, 1}
+    for w, record in closing.items():
+        assert (record["own"], record["balanced"]) == workers[w]
+        assert record["connections"] == record["joins"] == shares[w]
+        assert record["refused_joins"] == 0
+    moved = site.clients.counters_since(before)
+    assert moved.get("MPTcpExtAddAddr", 0) == count
+    assert moved.get("MPTcpExtMPJoinSynAckRx", 0) == count
+    assert moved.get("MPTcpExtMPJoinSynAckHMacFailure", 0) == 0
+    assert moved.get("MPTcpExtMPCapableFallbackSYNACK", 0) == 0
+    assert _tables(site.balancer) == []                  # removed on the way out
+    assert tun[:-2] not in site.balancer.ip("link")      # the devices went with the workers
+
+
+def test_two_machines_behind_one_balancer(site):
+    """The deployment of docs/proxy.md across machines: M1 and M2 each run one worker
+    (--workers 1 --balancer none) behind their own TUN device; B is the L4 balancer, with
+    the DNAT table the proxy would install (balanced.ruleset) spreading the SYNs to the
+    public address over the machines' balanced addresses, and plain routes to their own
+    addresses. 60 connections: each on one machine, joined there, exact, both machines
+    carrying a share, no join refused."""
+    sink = _EchoServer()
+    machines = {m: site.machine(m) for m in (1, 2)}
+    workers = {m: (f"198.18.4{m}.2", f"198.18.4{m}.3") for m in machines}
+    proxies = {m: _start_proxy(["--workers", "1", "--worker-address", workers[m][0],
+                                "--balancer", "none", "--tun", run_name("mfw", f"m{m}")],
+                               machines[m].name, sink.port)
+               for m in machines}
+    try:
+        for proxy in proxies.values():
+            _first_line(proxy)
+        subprocess.run(["ip", "netns", "exec", site.balancer.name, "nft", "-f", "-"],
+                       input=ruleset("mfw_lb", PUBLIC, PORT, [workers[1][1], workers[2][1]]),
+                       text=True, check=True)
+        with ThreadPoolExecutor(8) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i), range(60)))
+    finally:
+        outputs = {}
+        for m, proxy in proxies.items():
+            proxy.send_signal(signal.SIGINT)
+            outputs[m] = proxy.communicate(timeout=30)
+            proxy.kill()
+        sink.close()
+    records = []
+    for m, (out, err) in outputs.items():
+        assert "Traceback" not in err, err
+        mine = _json_lines(out, "connection")
+        assert mine, f"machine {m} carried nothing"
+        for record in mine:
+            record["worker"] = m                # (each machine's one worker is its worker 0)
+        records += mine
+        (closing,) = _json_lines(out, "worker")
+        assert closing["refused_joins"] == 0 and closing["joins"] == len(mine)
+    _check_connections(clients, records, workers)
