@@ -288,3 +288,51 @@ def test_two_machines_behind_one_balancer(site):
         (closing,) = _json_lines(out, "worker")
         assert closing["refused_joins"] == 0 and closing["joins"] == len(mine)
     _check_connections(clients, records, workers)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+@pytest.mark.parametrize("how, status", [("sigint", 130), ("sigterm", 143),
+                                         ("a worker fails", 128 + 9)])
+def test_the_balancer_table_goes_with_the_proxy(site, how, status):
+    """The table is there once the proxy listens (and a table left by a SIGKILLed run, whose
+    process is gone, is deleted as it starts), and gone when it ends: on Ctrl-C, on SIGTERM,
+    and when a worker dies (SIGKILL: the supervisor ends the other and exits 128 + 9); no
+    worker left behind."""
+    sink = _EchoServer()
+    orphan = f"{TABLE_PREFIX}{_dead_pid()}"
+    site.balancer.run("nft", "add", "table", "inet", orphan)
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "198.18.20.2",
+                          "--worker-address", "198.18.21.2", "--tun", run_name("mfw", "%d")],
+                         site.balancer.name, sink.port)
+    try:
+        listening = json.loads(_first_line(proxy))
+        assert _tables(site.balancer) == [listening["table"].split()[-1]]
+        workers = _children(proxy.pid)
+        assert len(workers) == 2
+        if how == "sigint":
+            proxy.send_signal(signal.SIGINT)
+        elif how == "sigterm":
+            proxy.send_signal(signal.SIGTERM)
+        else:
+            os.kill(workers[1], signal.SIGKILL)
+        out, err = proxy.communicate(timeout=30)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == status, err
+    assert "Traceback" not in err
+    assert _tables(site.balancer) == []
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def _dead_pid() -> int:
+    """A process id no process holds now (that of a child that ended)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
