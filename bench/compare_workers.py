@@ -22,6 +22,9 @@ process). The candidates, each started fresh for each measurement:
   address (the DNAT, flag C and the join to the announced address, in one process);
 - ``workers-2``: the same with two workers.
 
+The workers' balancer deals the connections round robin (``--spread``, here by default: the
+four goodput connections two and two; a hash of four 4-tuples may give one worker three).
+
 Connections per second: CONNECTIONS clients, 8 in flight, each connects, sends 64 bytes, reads
 the 64-byte echo and closes (bench/compare_socat.py's client). Goodput: STREAMS connections at
 once, each uploading SIZE / STREAMS bytes to the sink; one connection is one worker's, so a
@@ -42,6 +45,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -126,7 +130,8 @@ class Bed:
         self.b.delete()
 
 
-def proxy_command(candidate: str, bed: Bed, to_port: int) -> tuple[list, str]:
+def proxy_command(candidate: str, bed: Bed, to_port: int,
+                  spread: str = "round-robin") -> tuple[list, str]:
     """The proxy's command line and the address the clients connect to."""
     cli = [sys.executable, "-m", "mptcp_fast", "proxy", "--engine", "userspace", "--direction",
            "mptcp-to-tcp", "--netns", bed.b.name, "--to", f"127.0.0.1:{to_port}",
@@ -136,7 +141,8 @@ def proxy_command(candidate: str, bed: Bed, to_port: int) -> tuple[list, str]:
                       "--tun-address", "198.18.20.1/24"], "198.18.20.2"
     workers = int(candidate.rsplit("-", 1)[1])
     addresses = [a for w in range(workers) for a in ("--worker-address", f"198.18.2{w}.2")]
-    return cli + ["--listen", f"{PUBLIC}:{PORT}", "--workers", str(workers), *addresses], PUBLIC
+    return cli + ["--listen", f"{PUBLIC}:{PORT}", "--workers", str(workers), *addresses,
+                  "--spread", spread], PUBLIC
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -171,7 +177,8 @@ def _first_line(process: subprocess.Popen, what: str, timeout: float = 30) -> st
     return line
 
 
-def measure(bed: Bed, candidate: str, mode: str, amount: int, streams: int) -> dict:
+def measure(bed: Bed, candidate: str, mode: str, amount: int, streams: int,
+            spread: str) -> dict:
     """One measurement: a fresh server and a fresh proxy, the clients in C."""
     server = subprocess.Popen([sys.executable, "-c", SERVER_CHILD,
                                "echo" if mode == "echo" else "sink"],
@@ -179,10 +186,13 @@ def measure(bed: Bed, candidate: str, mode: str, amount: int, streams: int) -> d
     proxy = None
     try:
         to_port = int(_first_line(server, "the server"))
-        command, target = proxy_command(candidate, bed, to_port)
+        command, target = proxy_command(candidate, bed, to_port, spread)
         proxy = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
         _first_line(proxy, candidate)
+        lines: list[str] = []                 # a line per connection: read, or it blocks
+        reader = threading.Thread(target=lambda: lines.extend(proxy.stdout), daemon=True)
+        reader.start()
         workers = _children(proxy.pid) if candidate != "single" else []
         processes = {"proxy" if candidate == "single" else "supervisor": proxy.pid,
                      **{f"worker {w}": pid for w, pid in enumerate(workers)},
@@ -233,6 +243,11 @@ def _cpu_text(cpu: dict, seconds: float) -> str:
     return ", ".join(f"{name} {value / seconds:.0%}" for name, value in cpu.items())
 
 
+def _proxy_cpu(found: dict) -> float:
+    """CPU seconds of the proxy's processes (the supervisor and its workers, or the one)."""
+    return sum(v for name, v in found["cpu"].items() if name not in ("server", "clients"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=2000)
@@ -241,6 +256,9 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=4,
                         help="goodput: connections at once")
     parser.add_argument("--rounds", type=int, default=2, help="best of this many")
+    parser.add_argument("--spread", choices=["hash", "round-robin"], default="round-robin",
+                        help="the workers' --spread (round-robin: the STREAMS connections "
+                             "in even shares; a hash of 4 may give one worker all of them)")
     parser.add_argument("--only", default=",".join(CANDIDATES),
                         help="comma-separated candidates (default: all)")
     parser.add_argument("--json", action="store_true")
@@ -258,7 +276,7 @@ def main() -> int:
                 for c in chosen:
                     for mode, key, amount in (("echo", "per_s", args.connections),
                                               ("goodput", "mbit", args.size)):
-                        found = measure(bed, c, mode, amount, args.streams)
+                        found = measure(bed, c, mode, amount, args.streams, args.spread)
                         if found[key] > best[c].get(mode, {}).get(key, 0):
                             best[c][mode] = found
         finally:
@@ -277,7 +295,8 @@ def main() -> int:
         print(f"{c:10} {echo['per_s']:7,.0f} connections/s  {goodput['mbit']:7,.0f} Mbit/s"
               f"{ratio}", flush=True)
         print(f"{'':10} CPU, echoes:  {_cpu_text(echo['cpu'], echo['seconds'])}; machine "
-              f"{echo['machine_busy']:.0%} busy", flush=True)
+              f"{echo['machine_busy']:.0%} busy; the proxy's processes "
+              f"{_proxy_cpu(echo) / args.connections * 1e3:.2f} ms per connection", flush=True)
         print(f"{'':10} CPU, goodput: {_cpu_text(goodput['cpu'], goodput['seconds'])}; "
               f"machine {goodput['machine_busy']:.0%} busy", flush=True)
     if args.json:

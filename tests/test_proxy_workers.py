@@ -199,8 +199,8 @@ def _check_connections(clients, records, workers: dict[int, tuple[str, str]]) ->
         assert remotes == {PUBLIC, own}, (record, subflows)
 
 
-@pytest.mark.parametrize("backend", ["cython", "python"])
-def test_two_workers_keep_every_subflow_of_a_connection(site, backend):
+@pytest.mark.parametrize("backend, spread", [("cython", "hash"), ("python", "round-robin")])
+def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
     """proxy --engine userspace --workers 2 (its TUN devices and nftables table in B): 200
     kernel MPTCP connections, eight at a time, each echoing 16 KiB through the proxy to a TCP
     echo server: every echo byte-exact and carried by one worker, which the client joined
@@ -208,7 +208,8 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend):
     address); both workers carry a share; no join refused by either engine (a join that
     reached the worker without its token would be); the clients' kernel counted 200
     ADD_ADDRs and 200 good MP_JOIN SYN/ACKs. One listening line naming the table, removed
-    when the count is reached, and no worker left."""
+    when the count is reached, and no worker left. Both backends, one spread each: a hash
+    of the 4-tuple, and round robin (exactly half each)."""
     count = 200
     sink = _EchoServer()
     tun = run_name("mfw", "%d")
@@ -216,7 +217,8 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend):
     before = site.clients.counters()
     proxy = _start_proxy(["--workers", "2", "--worker-address", "198.18.20.2",
                           "--worker-address", "198.18.21.2", "--tun", tun,
-                          "--count", str(count)], site.balancer.name, sink.port, env)
+                          "--count", str(count), "--spread", spread],
+                         site.balancer.name, sink.port, env)
     try:
         listening = json.loads(_first_line(proxy))
         assert _tables(site.balancer) == [listening["table"].split()[-1]]
@@ -233,6 +235,9 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend):
     _check_connections(clients, records, workers)
     shares = collections.Counter(r["worker"] for r in records)
     assert min(shares[0], shares[1]) >= count // 5, shares
+    if spread == "round-robin":
+        assert shares[0] == shares[1] == count // 2
+    assert listening["spread"] == spread
     closing = {r["worker"]: r for r in _json_lines(out, "worker")}
     assert set(closing) == {0, 1}
     for w, record in closing.items():

@@ -144,9 +144,15 @@ def apply_plan(args, plan: WorkerPlan) -> None:
 
 
 # ====================================================================== nftables
-def ruleset(table: str, public: str, port: int, targets: list[str]) -> str:
+SPREADS = ("hash", "round-robin")
+
+
+def ruleset(table: str, public: str, port: int, targets: list[str],
+            spread: str = "hash") -> str:
     """The nftables table that spreads the SYNs to ``public``:``port`` over ``targets`` (the
-    workers' balanced addresses) by a hash of the 4-tuple.
+    workers' balanced addresses): by a hash of the 4-tuple (``spread="hash"``: stateless, the
+    same worker for the same 4-tuple, as a router's ECMP), or in turn (``"round-robin"``:
+    even shares however few the connections).
 
     Only a SYN without ACK opens a mapping: a later packet of a subflow follows its conntrack
     entry (NAT is decided once per connection, on its first packet, and replies are
@@ -154,11 +160,14 @@ def ruleset(table: str, public: str, port: int, targets: list[str]) -> str:
     no connection's (conntrack's loose pick-up of a mid-stream packet) goes nowhere. Two
     hooks: prerouting for clients elsewhere, output for clients on this host."""
     family = "ip" if ipaddress.ip_address(public).version == 4 else "ip6"
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
     entries = ", ".join(f"{i} : {address}" for i, address in enumerate(targets))
+    pick = f"jhash {family} saddr . tcp sport . {family} daddr . tcp dport" \
+        if spread == "hash" else "numgen inc"
     rule = (f"{family} daddr {public} tcp dport {port} "
             f"tcp flags & (fin | syn | rst | ack) == syn "
-            f"dnat {family} to jhash {family} saddr . tcp sport . {family} daddr . tcp dport "
-            f"mod {len(targets)} map {{ {entries} }}")
+            f"dnat {family} to {pick} mod {len(targets)} map {{ {entries} }}")
     chains = []
     for hook in ("prerouting", "output"):       # -100: NF_IP_PRI_NAT_DST, "dstnat" (which
         chains.append(f"\tchain {hook} {{\n"    # nft 1.0.6 takes by name in prerouting only)
@@ -195,7 +204,8 @@ class Balancer:
         self.table = f"{TABLE_PREFIX}{os.getpid()}"
         self.public = host.strip("[]")
         self.script = ruleset(self.table, self.public, int(port),
-                              [plan.balanced for plan in plans])
+                              [plan.balanced for plan in plans], args.spread)
+        self.spread = args.spread
         self.installed = False
 
     def install(self) -> dict:
@@ -204,7 +214,8 @@ class Balancer:
         self._delete_orphans()
         _nft(["-f", "-"], self.netns, self.script)
         self.installed = True
-        return {"balancer": "nftables", "table": f"inet {self.table}", "public": self.public}
+        return {"balancer": "nftables", "table": f"inet {self.table}", "public": self.public,
+                "spread": self.spread}
 
     def remove(self) -> None:
         if self.installed:

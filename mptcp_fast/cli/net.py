@@ -1069,8 +1069,13 @@ def add_parsers(sub, size_type) -> None:
     pro.add_argument("--balancer", choices=["nftables", "none"], default="nftables",
                      help="--worker-address: nftables: install a table (inet "
                           "mptcp_fast_<pid>, removed on exit) that DNATs the SYNs to --listen's "
-                          "address over the workers' balanced addresses by a hash of the "
-                          "4-tuple; none: another L4 balancer does that")
+                          "address over the workers' balanced addresses (as --spread says); "
+                          "none: another L4 balancer does that")
+    pro.add_argument("--spread", choices=["hash", "round-robin"], default="hash",
+                     help="--balancer nftables: how the SYNs are dealt to the workers: hash: "
+                          "by a hash of the 4-tuple (nftables jhash, stateless like a "
+                          "router's ECMP); round-robin: in turn (numgen inc), even shares "
+                          "however few the connections")
     pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
                      help="the client half's side: tcp: every connection goes to --to; "
                           "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "
