@@ -11,8 +11,8 @@ and either the workers' TUN devices in B (one machine: the proxy installs the ta
 "machines", namespaces M1 and M2 behind B over veths, each with one worker behind its own TUN
 device (``--balancer none``; the test installs B's table, the one the proxy would write).
 Each worker announces its own address (198.18.2w.2 here, 198.18.4m.2 on the machines) and its
-balanced address is the next one. The TCP side goes to an echo server on this host's
-loopback. Root only."""
+balanced address is the next one (IPv6 too: 2001:2::/48). The TCP side goes to an echo
+server on this host's loopback. Root only."""
 
 from __future__ import annotations
 
@@ -129,16 +129,17 @@ def site():
     made.close()
 
 
-def _echo_via_public(site: Site, i: int, size: int = 16384):
+def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC):
     """One kernel MPTCP client: connect to the public address, wait (up to 5 s) for the join
     to the announced address, echo ``size`` bytes. (exact, its initial subflow's local port,
     its subflows as the client's kernel saw them with both up)."""
     data = i.to_bytes(4, "big") * (size // 4)
+    family = socket.AF_INET6 if ":" in public else socket.AF_INET
     with site.clients.entered():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+        sock = socket.socket(family, socket.SOCK_STREAM, 262)
     with sock:
         sock.settimeout(30)
-        sock.connect((PUBLIC, PORT))
+        sock.connect((public, PORT))
         end = time.monotonic() + 5
         while _established(sock) < 2 and time.monotonic() < end:
             time.sleep(0.005)
@@ -157,10 +158,10 @@ def _established(sock) -> int:
     return sum(1 for info in kernel.subflow_tcp_info(sock) if info.state == TCP_ESTABLISHED)
 
 
-def _start_proxy(arguments, netns: str, echo_port: int, env=None):
+def _start_proxy(arguments, netns: str, echo_port: int, env=None, listen=f"{PUBLIC}:{PORT}"):
     return subprocess.Popen(
         CLI + ["proxy", "--engine", "userspace", "--direction", "mptcp-to-tcp", "--netns",
-               netns, "--listen", f"{PUBLIC}:{PORT}", "--to", f"127.0.0.1:{echo_port}",
+               netns, "--listen", listen, "--to", f"127.0.0.1:{echo_port}",
                "--json", *arguments],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -181,7 +182,8 @@ def _tables(space) -> list[str]:
             if TABLE_PREFIX in line]
 
 
-def _check_connections(clients, records, workers: dict[int, tuple[str, str]]) -> None:
+def _check_connections(clients, records, workers: dict[int, tuple[str, str]],
+                       public: str = PUBLIC) -> None:
     """Every connection on exactly one worker, seen from both ends: the worker's record
     names the client's port, its subflows all end at that worker's addresses (initial at the
     balanced one, joins at the own one), and the client's kernel joined that worker's own
@@ -193,10 +195,10 @@ def _check_connections(clients, records, workers: dict[int, tuple[str, str]]) ->
         record = by_port[port]
         own, balanced = workers[record["worker"]]
         assert record["upstream"] == record["downstream"] == 16384
-        locals_ = [local.rsplit(":", 1)[0] for local, _ in record["subflows"]]
+        locals_ = [local.rsplit(":", 1)[0].strip("[]") for local, _ in record["subflows"]]
         assert locals_[0] == balanced and set(locals_[1:]) == {own}, record
         remotes = {remote[0] for _, remote in subflows}
-        assert remotes == {PUBLIC, own}, (record, subflows)
+        assert remotes == {public, own}, (record, subflows)
 
 
 @pytest.mark.parametrize("backend, spread", [("cython", "hash"), ("python", "round-robin")])
@@ -253,6 +255,37 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
     assert tun[:-2] not in site.balancer.ip("link")      # the devices went with the workers
 
 
+def test_two_workers_over_ipv6(site):
+    """The same over IPv6 (2001:2::/48): an ip6 DNAT map, workers in /64s of their own (own
+    ::2, balanced ::3); 20 connections, round robin: ten each, every one joined at its
+    worker's own address, none refused."""
+    site.clients.ip("-6", "addr", "add", "2001:2::2/64", "dev", "c0", "nodad")
+    site.balancer.ip("-6", "addr", "add", "2001:2::1/64", "dev", "b0", "nodad")
+    site.clients.ip("-6", "route", "add", "default", "via", "2001:2::1")
+    site.balancer.sysctl("net.ipv6.conf.all.forwarding", 1)
+    public = "2001:2:0:10::1"
+    sink = _EchoServer()
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "2001:2:0:20::2",
+                          "--worker-address", "2001:2:0:21::2", "--tun", run_name("mfw", "%d"),
+                          "--count", "20", "--spread", "round-robin"],
+                         site.balancer.name, sink.port, listen=f"[{public}]:{PORT}")
+    try:
+        _first_line(proxy)
+        with ThreadPoolExecutor(4) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i, public=public),
+                                    range(20)))
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == 0 and "Traceback" not in err, err
+    workers = {0: ("2001:2:0:20::2", "2001:2:0:20::3"), 1: ("2001:2:0:21::2", "2001:2:0:21::3")}
+    records = _json_lines(out, "connection")
+    _check_connections(clients, records, workers, public)
+    assert collections.Counter(r["worker"] for r in records) == {0: 10, 1: 10}
+    assert all(r["refused_joins"] == 0 for r in _json_lines(out, "worker"))
+
+
 def test_two_machines_behind_one_balancer(site):
     """The deployment of docs/proxy.md across machines: M1 and M2 each run one worker
     (--workers 1 --balancer none) behind their own TUN device; B is the L4 balancer, with
@@ -279,8 +312,10 @@ def test_two_machines_behind_one_balancer(site):
         outputs = {}
         for m, proxy in proxies.items():
             proxy.send_signal(signal.SIGINT)
-            outputs[m] = proxy.communicate(timeout=30)
-            proxy.kill()
+            try:
+                outputs[m] = proxy.communicate(timeout=30)
+            finally:
+                proxy.kill()
         sink.close()
     records = []
     for m, (out, err) in outputs.items():
