@@ -129,10 +129,12 @@ def site():
     made.close()
 
 
-def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC):
+def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC,
+                     joined: bool = True):
     """One kernel MPTCP client: connect to the public address, wait (up to 5 s) for the join
-    to the announced address, echo ``size`` bytes. (exact, its initial subflow's local port,
-    its subflows as the client's kernel saw them with both up)."""
+    to the announced address (with ``joined`` False: 0.2 s, for a join that will not come up
+    to be tried), echo ``size`` bytes. (exact, its initial subflow's local port, its subflows
+    as the client's kernel saw them with both up)."""
     data = i.to_bytes(4, "big") * (size // 4)
     family = socket.AF_INET6 if ":" in public else socket.AF_INET
     with site.clients.entered():
@@ -141,8 +143,10 @@ def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC
         sock.settimeout(30)
         sock.connect((public, PORT))
         end = time.monotonic() + 5
-        while _established(sock) < 2 and time.monotonic() < end:
+        while joined and _established(sock) < 2 and time.monotonic() < end:
             time.sleep(0.005)
+        if not joined:
+            time.sleep(0.2)
         subflows = kernel.subflow_addresses(sock)
         port = sock.getsockname()[1]
         sock.sendall(data)
@@ -245,7 +249,7 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
     for w, record in closing.items():
         assert (record["own"], record["balanced"]) == workers[w]
         assert record["connections"] == record["joins"] == shares[w]
-        assert record["refused_joins"] == 0
+        assert record["refused_joins"] == record["not_ours"] == 0
     moved = site.clients.counters_since(before)
     assert moved.get("MPTcpExtAddAddr", 0) == count
     assert moved.get("MPTcpExtMPJoinSynAckRx", 0) == count
@@ -253,6 +257,43 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
     assert moved.get("MPTcpExtMPCapableFallbackSYNACK", 0) == 0
     assert _tables(site.balancer) == []                  # removed on the way out
     assert tun[:-2] not in site.balancer.ip("link")      # the devices went with the workers
+
+
+def test_a_join_by_way_of_the_balancer_is_refused_and_counted(site):
+    """The counter the proof rests on, made to move: the client's namespace rewrites its
+    joins to the announced addresses into joins to the public address (what a client that
+    ignored flag C would send). The balancer then deals each join to a worker like a new
+    connection: to the wrong one (which does not know the token) or to the right one's
+    balanced address (refused there after flag C, RFC 8684 §3.1); either way refused with a
+    reset, counted in the workers' refused joins, and the connections carry on, exact, on
+    their initial subflows."""
+    subprocess.run(["ip", "netns", "exec", site.clients.name, "nft", "-f", "-"], text=True,
+                   check=True, input=(
+                       "table ip mfw_ignore_c {\n chain output {\n"
+                       "  type nat hook output priority -100; policy accept;\n"
+                       f"  ip daddr {{ 198.18.20.2, 198.18.21.2 }} tcp dport {PORT} "
+                       f"dnat ip to {PUBLIC}\n }}\n}}\n"))
+    sink = _EchoServer()
+    before = site.clients.counters()
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "198.18.20.2",
+                          "--worker-address", "198.18.21.2", "--tun", run_name("mfw", "%d"),
+                          "--count", "10"], site.balancer.name, sink.port)
+    try:
+        _first_line(proxy)
+        clients = [_echo_via_public(site, i, joined=False) for i in range(10)]
+        time.sleep(0.5)                                  # the last joins' resets
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == 0 and all(exact for exact, _, _ in clients), err
+    moved = site.clients.counters_since(before)
+    tried = moved.get("MPTcpExtMPJoinSynTx", 0)
+    assert tried >= 10 and moved.get("MPTcpExtMPJoinSynAckRx", 0) == 0, moved
+    assert all(len(r["subflows"]) == 1 for r in _json_lines(out, "connection"))
+    closing = _json_lines(out, "worker")
+    assert sum(r["refused_joins"] for r in closing) == tried
+    assert sum(r["joins"] for r in closing) == 0
 
 
 def test_two_workers_over_ipv6(site):

@@ -776,17 +776,20 @@ async def _proxy(args) -> int:
 
 def _report_worker(args, stats, carried: int, joins: int) -> None:
     """A balanced worker's closing line (balanced.py): its addresses, the connections it
-    carried and their joins, and the joins its engine refused (an MP_JOIN whose token it does
-    not hold, or one to its balanced address: a join that reached the wrong worker)."""
+    carried and their joins, the joins its engine refused (an MP_JOIN whose token it does not
+    hold, or one to its balanced address: a join that reached the wrong worker, or came by
+    way of the balancer), and the packets that came for an address not its own (routed to
+    the wrong worker's device)."""
     plan = args.worker_plan
-    refused = stats["refused_join"]
+    refused, not_ours = stats["refused_join"], stats["dropped_not_ours"]
     if args.json:
         print(json.dumps({"event": "worker", "worker": plan.number, "own": plan.own,
                           "balanced": plan.balanced, "connections": carried, "joins": joins,
-                          "refused_joins": refused}), flush=True)
+                          "refused_joins": refused, "not_ours": not_ours}), flush=True)
     else:
         print(f"worker {plan.number} ({plan.own}, balanced {plan.balanced}): {carried} "
-              f"connection(s), {joins} join(s), {refused} join(s) refused", flush=True)
+              f"connection(s), {joins} join(s), {refused} join(s) refused, {not_ours} "
+              "packet(s) for another address", flush=True)
 
 
 def _proxy_kernel(args) -> int:
