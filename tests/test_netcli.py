@@ -876,6 +876,21 @@ def test_workers_on_an_unsupported_combination_are_refused_clearly(arguments, me
     assert len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--engine", "kernel", "--workers", "2"],
+     "serve --workers and --worker-address are the userspace engine's"),
+    (["--workers", "2", *BALANCED],
+     "--balancer nftables spreads the connections to one public address: --public ADDRESS"),
+    (["--workers", "2", *BALANCED, "--public", "2001:2::1"],
+     "the public address 2001:2::1 and --worker-address are of two families"),
+])
+def test_serve_workers_are_refused_clearly_where_they_cannot_work(arguments, message):
+    done = subprocess.run(CLI + ["serve", *arguments], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"mptcp-fast serve: {message}"), \
+        done.stderr
+
+
 def test_the_nftables_balancer_needs_one_public_address():
     done = subprocess.run(CLI + ["proxy", "--listen", "5000", "--to", "127.0.0.1:1",
                                  "--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED],

@@ -296,6 +296,42 @@ def test_a_join_by_way_of_the_balancer_is_refused_and_counted(site):
     assert sum(r["joins"] for r in closing) == 0
 
 
+def test_serve_in_two_workers(site):
+    """serve --mode echo --workers 2 --public ADDR: the same behind the same table, with no
+    TCP side: 20 connections, round robin, ten each; each record names its worker, its
+    subflows are that worker's (the initial one at the balanced address, the join at the own
+    one), the echo is exact, and each worker's closing line counts them."""
+    proxy = subprocess.Popen(
+        CLI + ["serve", "--mode", "echo", "--netns", site.balancer.name, "--public", PUBLIC,
+               "--port", str(PORT), "--workers", "2", "--worker-address", "198.18.20.2",
+               "--worker-address", "198.18.21.2", "--tun", run_name("mfw", "%d"),
+               "--count", "20", "--spread", "round-robin", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listening = json.loads(_first_line(proxy))
+        with ThreadPoolExecutor(4) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i), range(20)))
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+    assert proxy.returncode == 0 and "Traceback" not in err, err
+    assert (listening["command"], listening["workers"]) == ("serve", 2)
+    assert all(exact for exact, _, _ in clients)
+    workers = {0: ("198.18.20.2", "198.18.20.3"), 1: ("198.18.21.2", "198.18.21.3")}
+    records = _json_lines(out, "connection")
+    assert collections.Counter(r["worker"] for r in records) == {0: 10, 1: 10}
+    ports = {port for _, port, _ in clients}
+    for record in records:
+        own, balanced = workers[record["worker"]]
+        assert int(record["connection"].rsplit(":", 1)[1]) in ports
+        assert record["sent"] == record["received"] == 16384
+        assert record["sent_sha256"] == record["received_sha256"]
+        assert [local.rsplit(":", 1)[0] for local, _ in record["subflows"]] == [balanced, own]
+    for closing in _json_lines(out, "worker"):
+        assert (closing["connections"], closing["joins"], closing["refused_joins"]) == \
+            (10, 10, 0)
+
+
 def test_two_workers_over_ipv6(site):
     """The same over IPv6 (2001:2::/48): an ip6 DNAT map, workers in /64s of their own (own
     ::2, balanced ::3); 20 connections, round robin: ten each, every one joined at its

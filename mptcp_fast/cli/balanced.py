@@ -1,5 +1,6 @@
-"""``proxy --engine userspace --direction mptcp-to-tcp --workers N --worker-address ADDR ...``:
-the userspace engine in N processes (one core each) behind one public address.
+"""``proxy --engine userspace --direction mptcp-to-tcp --workers N --worker-address ADDR ...``
+(and ``serve --workers N --worker-address ADDR ... --public ADDR``): the userspace engine in N
+processes (one core each) behind one public address.
 
 One engine cannot hand a connection to another, and the kernel cannot route a subflow to the
 right one by its token as it does for its own sockets (SO_REUSEPORT, workers.py): it sees
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from ..errors import MptcpError
 
 __all__ = ["WorkerPlan", "plan_workers", "ruleset", "Balancer", "check_arguments",
-           "apply_plan", "TABLE_PREFIX"]
+           "apply_plan", "public_address", "TABLE_PREFIX"]
 
 TABLE_PREFIX = "mptcp_fast_"     # nftables table names: this prefix and the supervisor's pid
 
@@ -95,20 +96,21 @@ def plan_workers(addresses: list[str], workers: int) -> list[WorkerPlan]:
     return plans
 
 
+def public_address(args) -> tuple[str, int]:
+    """(host, port) the clients connect to: ``proxy --listen HOST:PORT``, ``serve --public
+    HOST --port PORT`` (host "" when not given)."""
+    if args.command == "serve":
+        return args.public or "", args.port
+    host, _, port = args.listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def check_arguments(args) -> None:
     """Refuse, with what to do instead, what ``--worker-address`` / ``--workers`` on the
     userspace engine cannot do (before anything is opened)."""
     where = "--workers on the userspace engine" if args.workers > 1 else "--worker-address"
-    if args.direction != "mptcp-to-tcp" or args.convert or args.front != "tcp":
-        raise MptcpError(f"{where} is the MPTCP-facing server side (--direction mptcp-to-tcp, "
-                         "no --convert): its workers take MPTCP connections behind one "
-                         "public address; a client side of N processes needs no balancer, "
-                         "run N proxies")
-    if args.to is None:
-        raise MptcpError("proxy needs --to HOST:PORT: where the workers carry each connection")
-    if args.fastopen:
-        raise MptcpError("--fastopen is the kernel engine's: the userspace engine has no TCP "
-                         "Fast Open yet")
+    if args.command == "proxy":
+        _check_proxy(args, where)
     if not args.worker_address:
         raise MptcpError(f"{where} needs --worker-address ADDR, once per worker: each worker's "
                          "own address, announced to its clients (ADD_ADDR) for their joins")
@@ -120,16 +122,33 @@ def check_arguments(args) -> None:
                          "with %d (default mft%d), and no --persist-tun")
     plans = plan_workers(args.worker_address, args.workers)
     if args.balancer == "nftables":
-        host = args.listen.rpartition(":")[0].strip("[]")
+        host = public_address(args)[0]
+        option = "--public ADDRESS" if args.command == "serve" else \
+            "--listen ADDRESS:PORT (not every address)"
         try:
             public = ipaddress.ip_address(host)
         except ValueError:
             public = None
         if public is None or public.is_unspecified:
             raise MptcpError("--balancer nftables spreads the connections to one public "
-                             "address: --listen ADDRESS:PORT (not every address)")
+                             f"address: {option}")
         if public.version != ipaddress.ip_address(plans[0].own).version:
-            raise MptcpError(f"--listen {host} and --worker-address are of two families")
+            raise MptcpError(f"the public address {host} and --worker-address are of two "
+                             "families")
+
+
+def _check_proxy(args, where: str) -> None:
+    """What only the proxy's workers refuse."""
+    if args.direction != "mptcp-to-tcp" or args.convert or args.front != "tcp":
+        raise MptcpError(f"{where} is the MPTCP-facing server side (--direction mptcp-to-tcp, "
+                         "no --convert): its workers take MPTCP connections behind one "
+                         "public address; a client side of N processes needs no balancer, "
+                         "run N proxies")
+    if args.to is None:
+        raise MptcpError("proxy needs --to HOST:PORT: where the workers carry each connection")
+    if args.fastopen:
+        raise MptcpError("--fastopen is the kernel engine's: the userspace engine has no TCP "
+                         "Fast Open yet")
 
 
 def apply_plan(args, plan: WorkerPlan) -> None:
@@ -199,11 +218,10 @@ class Balancer:
     the command ends (idempotent)."""
 
     def __init__(self, args, plans: list[WorkerPlan]):
-        host, _, port = args.listen.rpartition(":")
+        self.public, port = public_address(args)
         self.netns = args.netns
         self.table = f"{TABLE_PREFIX}{os.getpid()}"
-        self.public = host.strip("[]")
-        self.script = ruleset(self.table, self.public, int(port),
+        self.script = ruleset(self.table, self.public, port,
                               [plan.balanced for plan in plans], args.spread)
         self.spread = args.spread
         self.installed = False

@@ -248,6 +248,8 @@ class _Report:
                   "received_sha256": self.received_hash.hexdigest(), "seconds": seconds,
                   "goodput_bps": (self.sent + self.received) * 8 / seconds,
                   "subflows": subflows, "engine": self.args.engine}
+        if getattr(self.args, "worker", None) is not None:
+            result["worker"] = self.args.worker
         if error:
             result["error"] = error
         if self.args.json:
@@ -426,8 +428,27 @@ async def _serve(args) -> int:
             server.close()
             await handlers.cancel()
     finally:
+        if getattr(args, "worker_plan", None) is not None and engine.stack is not None:
+            _report_worker(args, engine.stack.endpoint.stats, len(served),
+                           sum(max(len(s["subflows"]) - 1, 0) for s in served))
         engine.close()
     return 0 if all("error" not in s for s in served) else 1
+
+
+def _serve_mode(args):
+    """``serve``'s ``_run`` ``threaded``: the balanced workers (--workers on the userspace
+    engine, --worker-address), or None for the one asyncio server."""
+    if args.workers < 1:
+        raise MptcpError("--workers must be at least 1")
+    if args.engine == "kernel" and (args.workers > 1 or args.worker_address):
+        raise MptcpError("serve --workers and --worker-address are the userspace engine's "
+                         "(proxy --engine kernel --workers shares one port among kernel "
+                         "listeners)")
+    if args.workers > 1 or args.worker_address:
+        from .balanced import check_arguments
+        check_arguments(args)
+        return lambda args: _balanced(args, _serve)
+    return None
 
 
 async def _connect(args) -> int:
@@ -812,9 +833,14 @@ def _in_workers(args, serve) -> int:
 
 
 def _proxy_balanced(args) -> int:
-    """``proxy --engine userspace --worker-address ...``: the asyncio proxy in ``--workers``
-    processes, each its own engine, device and addresses, behind one public address
-    (balanced.py), the nftables balancer in place while they serve."""
+    """``proxy --engine userspace --worker-address ...``: the asyncio proxy in workers."""
+    return _balanced(args, _proxy)
+
+
+def _balanced(args, coroutine_function) -> int:
+    """``coroutine_function(args)`` (the asyncio proxy or server) in ``--workers`` processes,
+    each its own engine, device and addresses, behind one public address (balanced.py), the
+    nftables balancer in place while they serve."""
     from .balanced import Balancer, apply_plan, plan_workers
     from .workers import serve_workers
     plans = plan_workers(args.worker_address, args.workers)
@@ -824,8 +850,8 @@ def _proxy_balanced(args) -> int:
         apply_plan(args, plans[args.worker])
         if args.uvloop:
             import uvloop
-            return uvloop.run(_proxy(args))
-        return asyncio.run(_proxy(args))
+            return uvloop.run(coroutine_function(args))
+        return asyncio.run(coroutine_function(args))
     try:
         return serve_workers(args, serve, ready=balancer.install if balancer else None)
     finally:
@@ -998,6 +1024,26 @@ def _engine_options(p, size_type) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per connection")
 
 
+def _balanced_options(p, public: str) -> None:
+    """The options of the userspace engine's workers behind one address (balanced.py)."""
+    p.add_argument("--worker-address", action="append", metavar="ADDR",
+                   help="userspace --workers: one per worker, its own address: announced "
+                        f"to its clients (ADD_ADDR) for their joins, with flag C (no join to "
+                        f"{public}); the next address (ADDR + 1) takes the initial "
+                        "subflows the balancer gives the worker; each in a /24 (/64) of its "
+                        "own (default: none; docs/proxy.md)")
+    p.add_argument("--balancer", choices=["nftables", "none"], default="nftables",
+                   help="--worker-address: nftables: install a table (inet "
+                        f"mptcp_fast_<pid>, removed on exit) that DNATs the SYNs to {public} "
+                        "over the workers' balanced addresses (as --spread says); "
+                        "none: another L4 balancer does that")
+    p.add_argument("--spread", choices=["hash", "round-robin"], default="hash",
+                   help="--balancer nftables: how the SYNs are dealt to the workers: hash: "
+                        "by a hash of the 4-tuple (nftables jhash, stateless like a "
+                        "router's ECMP); round-robin: in turn (numgen inc), even shares "
+                        "however few the connections")
+
+
 def add_parsers(sub, size_type) -> None:
     srv = sub.add_parser("serve", formatter_class=HelpFormatter,
                          help="an MPTCP server: sink, echo, or send N bytes",
@@ -1011,8 +1057,17 @@ def add_parsers(sub, size_type) -> None:
                      help="--mode send: how much (k, M, G suffixes)")
     srv.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: serve until Ctrl-C)")
+    srv.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="userspace engine: N processes, each its own engine and TUN device "
+                          "with a --worker-address, behind --public's address (--balancer); "
+                          "the records say which worker served each connection")
+    srv.add_argument("--public", metavar="ADDR",
+                     help="--worker-address: the address the clients connect to, which the "
+                          "--balancer spreads over the workers (default: none; needed by "
+                          "--balancer nftables)")
+    _balanced_options(srv, "--public's address")
     _engine_options(srv, size_type)
-    srv.set_defaults(func=_run(_serve))
+    srv.set_defaults(func=_run(_serve, _serve_mode))
 
     con = sub.add_parser("connect", formatter_class=HelpFormatter,
                          help="an MPTCP client: send a file or N bytes, receive",
@@ -1063,22 +1118,7 @@ def add_parsers(sub, size_type) -> None:
                           "Userspace engine (mptcp-to-tcp): each its own engine and TUN device "
                           "with a --worker-address, behind --listen's address (--balancer) "
                           "(default: 1)")
-    pro.add_argument("--worker-address", action="append", metavar="ADDR",
-                     help="userspace --workers: one per worker, its own address: announced "
-                          "to its clients (ADD_ADDR) for their joins, with flag C (no join to "
-                          "--listen's address); the next address (ADDR + 1) takes the initial "
-                          "subflows the balancer gives the worker; each in a /24 (/64) of its "
-                          "own (default: none; docs/proxy.md)")
-    pro.add_argument("--balancer", choices=["nftables", "none"], default="nftables",
-                     help="--worker-address: nftables: install a table (inet "
-                          "mptcp_fast_<pid>, removed on exit) that DNATs the SYNs to --listen's "
-                          "address over the workers' balanced addresses (as --spread says); "
-                          "none: another L4 balancer does that")
-    pro.add_argument("--spread", choices=["hash", "round-robin"], default="hash",
-                     help="--balancer nftables: how the SYNs are dealt to the workers: hash: "
-                          "by a hash of the 4-tuple (nftables jhash, stateless like a "
-                          "router's ECMP); round-robin: in turn (numgen inc), even shares "
-                          "however few the connections")
+    _balanced_options(pro, "--listen's address")
     pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
                      help="the client half's side: tcp: every connection goes to --to; "
                           "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "

@@ -149,10 +149,10 @@ def _kind(args, line: bytes) -> str:
         with contextlib.suppress(ValueError):
             return str(json.loads(line).get("event", "other"))
         return "other"
-    if line.startswith(b"proxy ("):               # the worker's first line
+    if line.startswith((b"proxy (", b"serving (")):   # the worker's first line
         return "listening"
-    if line.startswith(b"worker "):               # a userspace worker's closing line
-        return "other"
+    if line.startswith((b"worker ", b" ")):       # a userspace worker's closing line, or
+        return "other"                            # serve's lines of a connection's subflows
     return "connection"
 
 
