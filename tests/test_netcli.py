@@ -864,6 +864,9 @@ BALANCED = ["--worker-address", "198.18.20.2", "--worker-address", "198.18.21.2"
      "--worker-address: the workers' addresses are of one family"),
     (["--engine", "kernel", "--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED],
      "--worker-address is the userspace engine's"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED, "--listen",
+      "198.18.21.9:5000"],
+     "the public address 198.18.21.9 is in worker 1's prefix 198.18.21.0/24"),
 ])
 def test_workers_on_an_unsupported_combination_are_refused_clearly(arguments, message):
     """--workers with the userspace engine where it cannot work: one line saying why (and

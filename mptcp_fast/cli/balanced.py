@@ -135,6 +135,15 @@ def check_arguments(args) -> None:
         if public.version != ipaddress.ip_address(plans[0].own).version:
             raise MptcpError(f"the public address {host} and --worker-address are of two "
                              "families")
+        for plan in plans:
+            # the public address as a worker's own would have that worker's joins balanced
+            # (a join is a SYN too), as its balanced one would be announced nowhere; anywhere
+            # in its prefix, what no mapping takes (a stray segment, a ping) would be routed
+            # into that worker's device instead of going nowhere
+            prefix = ipaddress.ip_interface(plan.kernel_side).network
+            if public in prefix:
+                raise MptcpError(f"the public address {host} is in worker {plan.number}'s "
+                                 f"prefix {prefix}: give the workers addresses elsewhere")
 
 
 def _check_proxy(args, where: str) -> None:
