@@ -490,3 +490,48 @@ def test_a_protocol_that_fails_on_its_data_ends_its_connection_alone(backend):
 
     lost, terminated = asyncio.run(main())
     assert [type(e) for e in lost] == [ValueError] and terminated
+
+
+def test_subflows_ever_keeps_a_join_that_closed_before_its_connection(backend):
+    """The client joins from its second address, then loses that address (its subflow reset,
+    REMOVE_ADDR to the server, RFC 8684 §3.4.2): the server's live "subflows" are back to one,
+    and "subflows_ever" still lists both, in order (what the CLI's records report)."""
+    A2 = "198.18.2.1"
+
+    async def main():
+        a, b = _pair()
+        client, server = aio.Stack([A, A2], a), aio.Stack([B], b)
+        served = asyncio.get_running_loop().create_future()
+
+        async def handler(reader, writer):
+            await reader.readexactly(1)             # (its DATA_ACK: the client may join)
+            served.set_result(writer)
+            await asyncio.sleep(3600)
+
+        try:
+            await server.start_server(handler, 5000)
+            _, client_writer = await client.open_connection(B, 5000)
+            client_writer.write(b"x")
+            writer = await asyncio.wait_for(served, 5)
+            for _ in range(200):
+                if len(writer.get_extra_info("subflows")) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            both = writer.get_extra_info("subflows")
+            client.endpoint.remove_address(A2)
+            client._turn()
+            for _ in range(200):
+                if len(writer.get_extra_info("subflows")) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            return both, writer.get_extra_info("subflows"), writer.get_extra_info("subflows_ever")
+        finally:
+            client.close()
+            server.close()
+            a.close()
+            b.close()
+
+    both, live, ever = asyncio.run(main())
+    assert [local[0] for local, _ in both] == [B, B]
+    assert [remote[0] for _, remote in both] == [A, A2]
+    assert len(live) == 1 and ever == both

@@ -837,12 +837,70 @@ def test_the_kernel_proxy_in_two_workers_carries_every_connection_once(ns):
     assert "--workers" not in ns.run("ps", "-eo", "args")   # no worker left behind
 
 
-def test_workers_need_the_kernel_engine():
+BALANCED = ["--worker-address", "198.18.20.2", "--worker-address", "198.18.21.2"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    # the client side (tcp-to-mptcp, the default) of the userspace engine has no workers
+    (["--workers", "2", "--address", "198.18.0.2"],
+     "--workers on the userspace engine is the MPTCP-facing server side (--direction "
+     "mptcp-to-tcp, no --convert)"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2"],
+     "--workers on the userspace engine needs --worker-address ADDR, once per worker"),
+    (["--direction", "mptcp-to-tcp", "--workers", "3", *BALANCED],
+     "--workers 3 needs one --worker-address per worker, got 2"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2", "--worker-address", "198.18.20.2",
+      "--worker-address", "198.18.20.7"],
+     "--worker-address 198.18.20.7 and 198.18.20.2 share 198.18.20.0/24"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2", "--worker-address", "198.18.20.254",
+      "--worker-address", "198.18.21.2"],
+     "--worker-address 198.18.20.254: its balanced address (the next one, 198.18.20.255)"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED, "--address", "198.18.0.2"],
+     "--worker-address makes each worker's addresses and routes"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED, "--tun", "mfx0"],
+     "each worker makes a TUN device of its own: --tun takes a template with %d"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2", "--worker-address", "2001:2:0:20::2",
+      "--worker-address", "198.18.21.2", "--balancer", "none"],
+     "--worker-address: the workers' addresses are of one family"),
+    (["--engine", "kernel", "--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED],
+     "--worker-address is the userspace engine's"),
+    (["--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED, "--listen",
+      "198.18.21.9:5000"],
+     "the public address 198.18.21.9 is in worker 1's prefix 198.18.21.0/24"),
+])
+def test_workers_on_an_unsupported_combination_are_refused_clearly(arguments, message):
+    """--workers with the userspace engine where it cannot work: one line saying why (and
+    what to do instead), exit status 2, no traceback, nothing opened."""
     done = subprocess.run(CLI + ["proxy", "--listen", "5000", "--to", "127.0.0.1:1",
-                                 "--address", "198.18.0.2", "--workers", "2"],
+                                 *arguments],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.startswith("mptcp-fast proxy: --workers runs "
-                                                           "on --engine kernel")
+    assert done.returncode == 2 and done.stderr.startswith(f"mptcp-fast proxy: {message}"), \
+        done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--engine", "kernel", "--workers", "2"],
+     "serve --workers and --worker-address are the userspace engine's"),
+    (["--workers", "2", *BALANCED],
+     "--balancer nftables spreads the connections to one public address: --public ADDRESS"),
+    (["--workers", "2", *BALANCED, "--public", "2001:2::1"],
+     "the public address 2001:2::1 and --worker-address are of two families"),
+])
+def test_serve_workers_are_refused_clearly_where_they_cannot_work(arguments, message):
+    done = subprocess.run(CLI + ["serve", *arguments], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"mptcp-fast serve: {message}"), \
+        done.stderr
+
+
+def test_the_nftables_balancer_needs_one_public_address():
+    done = subprocess.run(CLI + ["proxy", "--listen", "5000", "--to", "127.0.0.1:1",
+                                 "--direction", "mptcp-to-tcp", "--workers", "2", *BALANCED],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == (
+        "mptcp-fast proxy: --balancer nftables spreads the connections to one public address: "
+        "--listen ADDRESS:PORT (not every address)\n")
 
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143),

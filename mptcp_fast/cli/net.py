@@ -66,15 +66,22 @@ class _Engine:
         if args.persist_tun and "%" in args.tun:
             raise MptcpError("--persist-tun needs a fixed device name (--tun NAME), not the "
                              f"template {args.tun!r}")
-        # a persistent device is made (or found again) where it lives: in --netns if given
+        # a persistent device is made (or found again) where it lives: in --netns if given;
+        # so is a worker's, whose template name (mft%d) is then numbered among the devices
+        # there, not here, where the workers' devices made and moved away would look free
+        here = args.persist_tun or getattr(args, "worker_plan", None) is not None
         self.device = TunDevice(args.tun, offload=not args.no_offload, mtu=args.mtu,
                                 persist=args.persist_tun,
-                                netns=args.netns if args.persist_tun else None)
+                                netns=args.netns if here else None)
         kernel_side = args.tun_address or [_kernel_side(a) for a in args.address]
         self.device.configure(kernel_side, args.route or (), netns=args.netns)
         self.device.check_routed(args.address, netns=args.netns)
+        # a balanced worker (balanced.py): flag C in its SYN/ACKs and its own address
+        # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it
         config = Config(offload=not args.no_offload, checksums=args.checksums,
-                        scheduler=args.scheduler, congestion_control=args.cc)
+                        scheduler=args.scheduler, congestion_control=args.cc,
+                        deny_join_initial=getattr(args, "deny_join_initial", False),
+                        signal_addresses=frozenset(getattr(args, "signal", None) or ()))
         self.stack = aio.Stack(args.address, self.device, config)
 
     async def open(self, host: str, port: int):
@@ -201,6 +208,10 @@ class _SubflowWatch:
         if force or now >= self._next:
             self._next = now + 0.05
             found = _subflows(self.writer)
+            if force:                   # the engine remembers the subflows already closed
+                ever = self.writer.get_extra_info("subflows_ever")
+                if ever and len(ever) > len(found):
+                    found = [[f"{l[0]}:{l[1]}", f"{r[0]}:{r[1]}"] for l, r in ever]
             if len(found) > len(self.best):
                 self.best = found
 
@@ -237,6 +248,8 @@ class _Report:
                   "received_sha256": self.received_hash.hexdigest(), "seconds": seconds,
                   "goodput_bps": (self.sent + self.received) * 8 / seconds,
                   "subflows": subflows, "engine": self.args.engine}
+        if getattr(self.args, "worker", None) is not None:
+            result["worker"] = self.args.worker
         if error:
             result["error"] = error
         if self.args.json:
@@ -415,8 +428,27 @@ async def _serve(args) -> int:
             server.close()
             await handlers.cancel()
     finally:
+        if getattr(args, "worker_plan", None) is not None and engine.stack is not None:
+            _report_worker(args, engine.stack.endpoint.stats, len(served),
+                           sum(max(len(s["subflows"]) - 1, 0) for s in served))
         engine.close()
     return 0 if all("error" not in s for s in served) else 1
+
+
+def _serve_mode(args):
+    """``serve``'s ``_run`` ``threaded``: the balanced workers (--workers on the userspace
+    engine, --worker-address), or None for the one asyncio server."""
+    if args.workers < 1:
+        raise MptcpError("--workers must be at least 1")
+    if args.engine == "kernel" and (args.workers > 1 or args.worker_address):
+        raise MptcpError("serve --workers and --worker-address are the userspace engine's "
+                         "(proxy --engine kernel --workers shares one port among kernel "
+                         "listeners)")
+    if args.workers > 1 or args.worker_address:
+        from .balanced import check_arguments
+        check_arguments(args)
+        return lambda args: _balanced(args, _serve)
+    return None
 
 
 async def _connect(args) -> int:
@@ -681,7 +713,7 @@ async def _proxy(args) -> int:
     listen_host, listen_port = _host_port(args.listen)
     to_host, to_port = _host_port(args.to) if args.to else ("", 0)
     done = asyncio.Event()
-    count = 0
+    count = joins = 0                   # connections carried, subflows they had beyond the first
     halves = None
     if args.convert or args.front != "tcp":         # the Convert halves (convert_aio.py)
         from .convert_aio import Halves
@@ -689,7 +721,7 @@ async def _proxy(args) -> int:
                         listen_port=listen_port, to=(to_host, to_port))
 
     async def handle(client_reader, client_writer):
-        nonlocal count
+        nonlocal count, joins
         destination = None
         try:
             if halves is not None:
@@ -724,6 +756,7 @@ async def _proxy(args) -> int:
         _report_proxied(args, client, up, down, subflows, time.monotonic() - started,
                         destination)
         count += 1
+        joins += max(len(subflows) - 1, 0)
         if args.count and count >= args.count:
             done.set()
 
@@ -756,8 +789,28 @@ async def _proxy(args) -> int:
             server.close()
             await handlers.cancel()
     finally:
+        if getattr(args, "worker_plan", None) is not None and engine.stack is not None:
+            _report_worker(args, engine.stack.endpoint.stats, count, joins)
         engine.close()
     return 0
+
+
+def _report_worker(args, stats, carried: int, joins: int) -> None:
+    """A balanced worker's closing line (balanced.py): its addresses, the connections it
+    carried and their joins, the joins its engine refused (an MP_JOIN whose token it does not
+    hold, or one to its balanced address: a join that reached the wrong worker, or came by
+    way of the balancer), and the packets that came for an address not its own (routed to
+    the wrong worker's device)."""
+    plan = args.worker_plan
+    refused, not_ours = stats["refused_join"], stats["dropped_not_ours"]
+    if args.json:
+        print(json.dumps({"event": "worker", "worker": plan.number, "own": plan.own,
+                          "balanced": plan.balanced, "connections": carried, "joins": joins,
+                          "refused_joins": refused, "not_ours": not_ours}), flush=True)
+    else:
+        print(f"worker {plan.number} ({plan.own}, balanced {plan.balanced}): {carried} "
+              f"connection(s), {joins} join(s), {refused} join(s) refused, {not_ours} "
+              "packet(s) for another address", flush=True)
 
 
 def _proxy_kernel(args) -> int:
@@ -777,6 +830,33 @@ def _in_workers(args, serve) -> int:
         from .workers import serve_workers
         return serve_workers(args, serve)
     return serve(args)
+
+
+def _proxy_balanced(args) -> int:
+    """``proxy --engine userspace --worker-address ...``: the asyncio proxy in workers."""
+    return _balanced(args, _proxy)
+
+
+def _balanced(args, coroutine_function) -> int:
+    """``coroutine_function(args)`` (the asyncio proxy or server) in ``--workers`` processes,
+    each its own engine, device and addresses, behind one public address (balanced.py), the
+    nftables balancer in place while they serve."""
+    from .balanced import Balancer, apply_plan, plan_workers
+    from .workers import serve_workers
+    plans = plan_workers(args.worker_address, args.workers)
+    balancer = Balancer(args, plans) if args.balancer == "nftables" else None
+
+    def serve(args) -> int:
+        apply_plan(args, plans[args.worker])
+        if args.uvloop:
+            import uvloop
+            return uvloop.run(coroutine_function(args))
+        return asyncio.run(coroutine_function(args))
+    try:
+        return serve_workers(args, serve, ready=balancer.install if balancer else None)
+    finally:
+        if balancer is not None:
+            balancer.remove()
 
 
 def _proxy_convert(args) -> int:
@@ -800,9 +880,16 @@ def _proxy_mode(args):
     converting = args.convert or args.front != "tcp"
     if args.workers < 1:
         raise MptcpError("--workers must be at least 1")
-    if args.workers > 1 and (args.engine != "kernel" or args.uvloop):
-        raise MptcpError("--workers runs on --engine kernel (SO_REUSEPORT listeners; the "
-                         "kernel routes each join to the worker that holds its connection)")
+    if args.engine == "userspace" and (args.workers > 1 or args.worker_address):
+        from .balanced import check_arguments
+        check_arguments(args)
+        return _proxy_balanced
+    if args.worker_address:
+        raise MptcpError("--worker-address is the userspace engine's (the kernel engine's "
+                         "workers share one listener, SO_REUSEPORT)")
+    if args.workers > 1 and args.uvloop:
+        raise MptcpError("--workers on --engine kernel runs the relay's epoll loops, "
+                         "without --uvloop")
     if not converting:
         if args.to is None:
             raise MptcpError("proxy needs --to HOST:PORT (or --convert on the server half)")
@@ -937,6 +1024,26 @@ def _engine_options(p, size_type) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per connection")
 
 
+def _balanced_options(p, public: str) -> None:
+    """The options of the userspace engine's workers behind one address (balanced.py)."""
+    p.add_argument("--worker-address", action="append", metavar="ADDR",
+                   help="userspace --workers: one per worker, its own address: announced "
+                        f"to its clients (ADD_ADDR) for their joins, with flag C (no join to "
+                        f"{public}); the next address (ADDR + 1) takes the initial "
+                        "subflows the balancer gives the worker; each in a /24 (/64) of its "
+                        "own (default: none; docs/proxy.md)")
+    p.add_argument("--balancer", choices=["nftables", "none"], default="nftables",
+                   help="--worker-address: nftables: install a table (inet "
+                        f"mptcp_fast_<pid>, removed on exit) that DNATs the SYNs to {public} "
+                        "over the workers' balanced addresses (as --spread says); "
+                        "none: another L4 balancer does that")
+    p.add_argument("--spread", choices=["hash", "round-robin"], default="hash",
+                   help="--balancer nftables: how the SYNs are dealt to the workers: hash: "
+                        "by a hash of the 4-tuple (nftables jhash, stateless like a "
+                        "router's ECMP); round-robin: in turn (numgen inc), even shares "
+                        "however few the connections")
+
+
 def add_parsers(sub, size_type) -> None:
     srv = sub.add_parser("serve", formatter_class=HelpFormatter,
                          help="an MPTCP server: sink, echo, or send N bytes",
@@ -950,8 +1057,17 @@ def add_parsers(sub, size_type) -> None:
                      help="--mode send: how much (k, M, G suffixes)")
     srv.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: serve until Ctrl-C)")
+    srv.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="userspace engine: N processes, each its own engine and TUN device "
+                          "with a --worker-address, behind --public's address (--balancer); "
+                          "the records say which worker served each connection")
+    srv.add_argument("--public", metavar="ADDR",
+                     help="--worker-address: the address the clients connect to, which the "
+                          "--balancer spreads over the workers (default: none; needed by "
+                          "--balancer nftables)")
+    _balanced_options(srv, "--public's address")
     _engine_options(srv, size_type)
-    srv.set_defaults(func=_run(_serve))
+    srv.set_defaults(func=_run(_serve, _serve_mode))
 
     con = sub.add_parser("connect", formatter_class=HelpFormatter,
                          help="an MPTCP client: send a file or N bytes, receive",
@@ -995,10 +1111,14 @@ def add_parsers(sub, size_type) -> None:
     pro.add_argument("--count", type=int, default=0,
                      help="exit after this many connections (default: until Ctrl-C)")
     pro.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="kernel engine: N processes, each with its own listener on --listen "
+                     help="N processes; the records say which worker carried each connection. "
+                          "Kernel engine: each with its own listener on --listen "
                           "(SO_REUSEPORT): the kernel spreads the connections over them and "
-                          "routes every join to the worker that holds its connection; the "
-                          "records say which worker carried each (default: 1)")
+                          "routes every join to the worker that holds its connection. "
+                          "Userspace engine (mptcp-to-tcp): each its own engine and TUN device "
+                          "with a --worker-address, behind --listen's address (--balancer) "
+                          "(default: 1)")
+    _balanced_options(pro, "--listen's address")
     pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
                      help="the client half's side: tcp: every connection goes to --to; "
                           "socks5: a SOCKS5 server (RFC 1928 CONNECT), each client says where; "

@@ -4,15 +4,17 @@
 Linux spreads the connections over the listeners by a hash of each connection's 4-tuple,
 and routes every MP_JOIN of a connection to the MPTCP socket that accepted it, by the token
 in the join (RFC 8684 §3.2): all the subflows of a connection end in the worker that
-carries it, with nothing to configure. (The userspace engine would need the C flag and an
-address per worker for the same; it is not built.)
+carries it, with nothing to configure. The userspace engine's workers need the C flag and an
+address per worker for the same (balanced.py), and this supervisor.
 
 The first process is the supervisor: it forks the workers before it starts any thread, reads
 what each prints (one line per connection carried, a JSON record under ``--json`` with the
 worker's number), prints it, counts the connections for ``--count`` and ends the workers
 with SIGINT when the count is reached, on Ctrl-C (the workers get the terminal's SIGINT
 too), on SIGTERM (exit status 143), or when one of them fails, whose exit status it then
-returns. A worker whose supervisor dies anyhow gets SIGTERM from the kernel
+returns; what the workers print as they end (a worker's closing record) is relayed too.
+``ready`` (optional) runs once every worker listens, before the one listening line: the
+userspace workers' balancer goes in place there. A worker whose supervisor dies anyhow gets SIGTERM from the kernel
 (PR_SET_PDEATHSIG): no worker outlives it holding the port.
 """
 
@@ -41,10 +43,13 @@ def _on_sigterm(signum, frame) -> None:
     raise _Terminated
 
 
-def serve_workers(args, serve: Callable[[object], int]) -> int:
+def serve_workers(args, serve: Callable[[object], int],
+                  ready: Callable[[], dict] | None = None) -> int:
     """``serve(args)`` in ``args.workers`` processes (each with ``args.worker`` set to its
-    number, 0 to N - 1); returns the exit status: 0 when all ended cleanly."""
+    number, 0 to N - 1); returns the exit status: 0 when all ended cleanly. ``ready()``, once
+    every worker listens, returns what to add to the JSON listening record."""
     workers: dict[int, tuple[int, int]] = {}     # pid -> (worker number, its stdout pipe)
+    partial: dict[int, bytes] = {}               # pipe -> the start of a line not yet ended
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         for number in range(args.workers):
@@ -57,11 +62,11 @@ def serve_workers(args, serve: Callable[[object], int]) -> int:
                 _run_worker(args, number, write_end, serve)   # (never returns)
             os.close(write_end)
             workers[pid] = (number, read_end)
-        return _supervise(args, workers)
+        return _supervise(args, workers, partial, ready)
     except _Terminated:
         return 143
     finally:
-        _end(workers)
+        _end(args, workers, partial)
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -99,10 +104,11 @@ def _die_with_parent() -> None:
         os._exit(143)
 
 
-def _supervise(args, workers: dict[int, tuple[int, int]]) -> int:
+def _supervise(args, workers: dict[int, tuple[int, int]], partial: dict[int, bytes],
+               ready: Callable[[], dict] | None) -> int:
     """Relay the workers' lines; the status once they are done or told to end."""
     pipes = {fd: number for number, fd in workers.values()}
-    partial = {fd: b"" for fd in pipes}
+    partial.update({fd: b"" for fd in pipes})
     listening: set[int] = set()
     carried = 0
     poller = select.poll()
@@ -126,7 +132,7 @@ def _supervise(args, workers: dict[int, tuple[int, int]]) -> int:
                 if kind == "listening":
                     listening.add(pipes[fd])
                     if len(listening) == args.workers:
-                        _print_listening(args, line)
+                        _print_listening(args, line, ready() if ready is not None else {})
                     continue
                 sys.stdout.buffer.write(line + b"\n")
                 sys.stdout.flush()
@@ -143,16 +149,19 @@ def _kind(args, line: bytes) -> str:
         with contextlib.suppress(ValueError):
             return str(json.loads(line).get("event", "other"))
         return "other"
-    if line.startswith(b"proxy ("):               # the worker's first line
+    if line.startswith((b"proxy (", b"serving (")):   # the worker's first line
         return "listening"
+    if line.startswith((b"worker ", b" ")):       # a userspace worker's closing line, or
+        return "other"                            # serve's lines of a connection's subflows
     return "connection"
 
 
-def _print_listening(args, line: bytes) -> None:
+def _print_listening(args, line: bytes, extra: dict) -> None:
     """One listening line for all the workers, once the last one listens."""
     if args.json:
         record = json.loads(line)
         record["workers"] = args.workers
+        record.update(extra)
         print(json.dumps(record), flush=True)
     else:
         print(f"{line.decode(errors='replace')} ({args.workers} workers)", flush=True)
@@ -170,6 +179,34 @@ def _reap(workers: dict[int, tuple[int, int]], fd: int) -> int:
     return 0
 
 
+def _relay_until_closed(args, pipes: list[int], partial: dict[int, bytes],
+                        end: float) -> None:
+    """Print the whole lines the workers write until each closes its end (it exited) or
+    ``end``; what it had begun before (``partial``) comes first. A listening line not read
+    yet (the others failed first) is not printed: they do not all listen."""
+    poller = select.poll()
+    for fd in pipes:
+        poller.register(fd, select.POLLIN)
+    open_pipes = set(pipes)
+    while open_pipes and (left := end - time.monotonic()) > 0:
+        for fd, _ in poller.poll(int(left * 1000) + 1):
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                poller.unregister(fd)
+                open_pipes.discard(fd)
+                continue
+            *lines, partial[fd] = (partial.get(fd, b"") + data).split(b"\n")
+            for line in lines:
+                if _kind(args, line) == "listening":
+                    continue
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.buffer.write(line + b"\n")
+                    sys.stdout.flush()
+
+
 def _exited(pid: int) -> bool:
     """Whether the worker ``pid`` has ended (reaping it)."""
     try:
@@ -178,12 +215,14 @@ def _exited(pid: int) -> bool:
         return True
 
 
-def _end(workers: dict[int, tuple[int, int]]) -> None:
-    """SIGINT to the workers still running, then wait for them (SIGKILL after STOP_WAIT)."""
+def _end(args, workers: dict[int, tuple[int, int]], partial: dict[int, bytes]) -> None:
+    """SIGINT to the workers still running, relay what they print as they end, then wait for
+    them (SIGKILL after STOP_WAIT)."""
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
     end = time.monotonic() + STOP_WAIT
+    _relay_until_closed(args, [pipe for _, pipe in workers.values()], partial, end)
     for pid, (_, pipe) in workers.items():
         while not _exited(pid):
             if time.monotonic() >= end:

@@ -104,15 +104,22 @@ class MptcpTransport(asyncio.Transport):
         self._closed = stack._loop.create_future()   # DATA_FIN acknowledged, or the end
         self._error: Exception | None = None
         self._lost = False               # connection_lost was called
+        # every subflow the connection had since its streams opened, closed ones too
+        # ("subflows_ever"): a join that ended before the connection still counts
+        self._ever = {sf.sid: (_address(sf.local, sf.lport), _address(sf.remote, sf.rport))
+                      for sf in conn.subflows}
 
     # -- asyncio.BaseTransport
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``"peername"`` and ``"sockname"`` (the initial subflow's (address, port)),
         ``"subflows"`` (a list of (local, remote) pairs of the live subflows),
+        ``"subflows_ever"`` (the same of every subflow it had, in order, closed ones too),
         ``"connection"`` (the engine's ``Connection``); ``default`` for anything else."""
         conn = self._conn
         if name == "connection":
             return conn
+        if name == "subflows_ever":
+            return list(self._ever.values())
         if name == "subflows":
             return [(_address(sf.local, sf.lport), _address(sf.remote, sf.rport))
                     for sf in conn.subflows]
@@ -787,6 +794,10 @@ class Stack:
             transport = self._transports.get(cid)
             if transport is not None:
                 transport._end_of_stream()
+        elif kind is ev.SubflowEstablished:
+            transport = self._transports.get(cid)
+            if transport is not None:
+                transport._ever.setdefault(event.subflow_id, (event.local, event.remote))
         elif kind is ev.ConnectionTerminated:
             self._terminated(cid, event.reason)
         transport = self._transports.get(cid)

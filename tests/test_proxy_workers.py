@@ -1,0 +1,455 @@
+"""``proxy --engine userspace --workers N`` (cli/balanced.py): the userspace engine in N
+processes behind one public address, every subflow of a connection on the worker that took
+it. Kernel MPTCP clients in a namespace of their own (a second subflow endpoint configured)
+reach the public address through a balancer namespace:
+
+    namespace C (clients)                    namespace B (the balancer)
+      c0: 198.18.0.2/24, 198.18.2.2/24  <->   b0: 198.18.0.1/24, 198.18.2.1/24, forwarding
+      default via 198.18.0.1                  nft: SYN to 198.18.10.1:5000 -> DNAT, jhash map
+
+and either the workers' TUN devices in B (one machine: the proxy installs the table), or two
+"machines", namespaces M1 and M2 behind B over veths, each with one worker behind its own TUN
+device (``--balancer none``; the test installs B's table, the one the proxy would write).
+Each worker announces its own address (198.18.2w.2 here, 198.18.4m.2 on the machines) and its
+balanced address is the next one (IPv6 too: 2001:2::/48). The TCP side goes to an echo
+server on this host's loopback. Root only."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from mptcp_fast.cli.balanced import TABLE_PREFIX, ruleset
+from mptcp_fast.net import kernel
+from mptcp_fast.net.netns import veth_pair
+from mptcp_fast.testing.testbed import kernel_namespace, run_name
+
+pytestmark = pytest.mark.requires("testbed", "nftables")
+
+CLI = [sys.executable, "-m", "mptcp_fast"]
+PUBLIC, PORT = "198.18.10.1", 5000
+CLIENT, CLIENT_SECOND = "198.18.0.2", "198.18.2.2"
+TCP_ESTABLISHED = 1    # tcpi_state (include/net/tcp_states.h)
+
+
+def _json_lines(text: str, event: str) -> list:
+    return [record for line in text.splitlines() if line.startswith("{")
+            if (record := json.loads(line))["event"] == event]
+
+
+class _EchoServer:
+    """A plain TCP echo server on 127.0.0.1 (the proxies' --to), a thread per connection, on
+    a port of the kernel's choosing (``port``)."""
+
+    def __init__(self):
+        self.listener = _echo_listener()
+        self.port = self.listener.getsockname()[1]
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)       # (wakes the accepting thread)
+        self.listener.close()
+
+
+def _echo_listener():
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+
+    def echo(sock):
+        with sock:
+            while data := sock.recv(1 << 16):
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+
+    def serve():
+        try:
+            while True:
+                threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+        except OSError:
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+class Site:
+    """Namespaces C and B joined by a veth pair (see the module text); ``close`` deletes
+    every namespace made (and with them their devices and nftables tables)."""
+
+    def __init__(self):
+        self.spaces = []
+        self.clients = self._space("mfw-c")
+        self.balancer = self._space("mfw-b")
+        c, b = self.clients, self.balancer
+        veth_pair(c, "c0", b, "b0")
+        for address in (CLIENT, CLIENT_SECOND):
+            c.ip("addr", "add", f"{address}/24", "dev", "c0")
+            b.ip("addr", "add", f"{address[:-1]}1/24", "dev", "b0")
+        c.ip("route", "add", "default", "via", "198.18.0.1")
+        b.sysctl("net.ipv4.ip_forward", 1)
+        # the second subflow endpoint of RFC 8684 §3.2's client (Linux: a "subflow"
+        # endpoint); flag C keeps it from joining the public address
+        c.ip("mptcp", "endpoint", "add", CLIENT_SECOND, "dev", "c0", "subflow")
+
+    def _space(self, base: str):
+        space = kernel_namespace(base)
+        self.spaces.append(space)
+        return space
+
+    def machine(self, m: int):
+        """Namespace M<m> behind B: veth 198.18.3m.0/24, its worker's prefix 198.18.4m.0/24
+        routed there by B; forwarding on (B's packets go on into the worker's TUN device)."""
+        space = self._space(f"mfw-m{m}")
+        veth_pair(self.balancer, f"bm{m}", space, "e0")
+        self.balancer.ip("addr", "add", f"198.18.3{m}.1/24", "dev", f"bm{m}")
+        space.ip("addr", "add", f"198.18.3{m}.2/24", "dev", "e0")
+        space.ip("route", "add", "default", "via", f"198.18.3{m}.1")
+        self.balancer.ip("route", "add", f"198.18.4{m}.0/24", "via", f"198.18.3{m}.2")
+        space.sysctl("net.ipv4.ip_forward", 1)
+        return space
+
+    def close(self):
+        for space in self.spaces:
+            space.delete()
+
+
+@pytest.fixture
+def site():
+    made = Site()
+    yield made
+    made.close()
+
+
+def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC,
+                     joined: bool = True):
+    """One kernel MPTCP client: connect to the public address, wait (up to 5 s) for the join
+    to the announced address (with ``joined`` False: 0.2 s, for a join that will not come up
+    to be tried), echo ``size`` bytes. (exact, its initial subflow's local port, its subflows
+    as the client's kernel saw them with both up)."""
+    data = i.to_bytes(4, "big") * (size // 4)
+    family = socket.AF_INET6 if ":" in public else socket.AF_INET
+    with site.clients.entered():
+        sock = socket.socket(family, socket.SOCK_STREAM, 262)
+    with sock:
+        sock.settimeout(30)
+        sock.connect((public, PORT))
+        end = time.monotonic() + 5
+        while joined and _established(sock) < 2 and time.monotonic() < end:
+            time.sleep(0.005)
+        if not joined:
+            time.sleep(0.2)
+        subflows = kernel.subflow_addresses(sock)
+        port = sock.getsockname()[1]
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while chunk := sock.recv(1 << 16):
+            got += chunk
+    return bytes(got) == data, port, subflows
+
+
+def _established(sock) -> int:
+    """The subflows of a kernel MPTCP socket that completed their handshake."""
+    return sum(1 for info in kernel.subflow_tcp_info(sock) if info.state == TCP_ESTABLISHED)
+
+
+def _start_proxy(arguments, netns: str, echo_port: int, env=None, listen=f"{PUBLIC}:{PORT}"):
+    return subprocess.Popen(
+        CLI + ["proxy", "--engine", "userspace", "--direction", "mptcp-to-tcp", "--netns",
+               netns, "--listen", listen, "--to", f"127.0.0.1:{echo_port}",
+               "--json", *arguments],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _first_line(proxy, timeout: float = 30.0) -> str:
+    """The proxy's listening line (every worker listening, the balancer in place)."""
+    import selectors
+    with selectors.DefaultSelector() as sel:
+        sel.register(proxy.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout), "no listening line"
+    line = proxy.stdout.readline()
+    assert line, proxy.stderr.read()
+    return line
+
+
+def _tables(space) -> list[str]:
+    return [line.split()[-1] for line in space.run("nft", "list", "tables", "inet").splitlines()
+            if TABLE_PREFIX in line]
+
+
+def _check_connections(clients, records, workers: dict[int, tuple[str, str]],
+                       public: str = PUBLIC) -> None:
+    """Every connection on exactly one worker, seen from both ends: the worker's record
+    names the client's port, its subflows all end at that worker's addresses (initial at the
+    balanced one, joins at the own one), and the client's kernel joined that worker's own
+    address (its initial subflow: the public address)."""
+    by_port = {int(r["client"].rsplit(":", 1)[1]): r for r in records}
+    assert len(by_port) == len(records) == len(clients)
+    for exact, port, subflows in clients:
+        assert exact
+        record = by_port[port]
+        own, balanced = workers[record["worker"]]
+        assert record["upstream"] == record["downstream"] == 16384
+        locals_ = [local.rsplit(":", 1)[0].strip("[]") for local, _ in record["subflows"]]
+        assert locals_[0] == balanced and set(locals_[1:]) == {own}, record
+        remotes = {remote[0] for _, remote in subflows}
+        assert remotes == {public, own}, (record, subflows)
+
+
+@pytest.mark.parametrize("backend, spread", [("cython", "hash"), ("python", "round-robin")])
+def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
+    """proxy --engine userspace --workers 2 (its TUN devices and nftables table in B): 200
+    kernel MPTCP connections, eight at a time, each echoing 16 KiB through the proxy to a TCP
+    echo server: every echo byte-exact and carried by one worker, which the client joined
+    at that worker's announced address and nowhere else (C flag: no join to the public
+    address); both workers carry a share; no join refused by either engine (a join that
+    reached the worker without its token would be); the clients' kernel counted 200
+    ADD_ADDRs and 200 good MP_JOIN SYN/ACKs. One listening line naming the table, removed
+    when the count is reached, and no worker left. Both backends, one spread each: a hash
+    of the 4-tuple, and round robin (exactly half each)."""
+    count = 200
+    sink = _EchoServer()
+    tun = run_name("mfw", "%d")
+    env = {**os.environ, "MPTCP_FAST_PURE": "1" if backend == "python" else "0"}
+    before = site.clients.counters()
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "198.18.20.2",
+                          "--worker-address", "198.18.21.2", "--tun", tun,
+                          "--count", str(count), "--spread", spread],
+                         site.balancer.name, sink.port, env)
+    try:
+        listening = json.loads(_first_line(proxy))
+        assert _tables(site.balancer) == [listening["table"].split()[-1]]
+        with ThreadPoolExecutor(8) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i), range(count)))
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == 0 and "Traceback" not in err, err
+    assert listening["workers"] == 2 and listening["public"] == PUBLIC
+    workers = {0: ("198.18.20.2", "198.18.20.3"), 1: ("198.18.21.2", "198.18.21.3")}
+    records = _json_lines(out, "connection")
+    _check_connections(clients, records, workers)
+    shares = collections.Counter(r["worker"] for r in records)
+    assert min(shares[0], shares[1]) >= count // 5, shares
+    if spread == "round-robin":
+        assert shares[0] == shares[1] == count // 2
+    assert listening["spread"] == spread
+    closing = {r["worker"]: r for r in _json_lines(out, "worker")}
+    assert set(closing) == {0, 1}
+    for w, record in closing.items():
+        assert (record["own"], record["balanced"]) == workers[w]
+        assert record["connections"] == record["joins"] == shares[w]
+        assert record["refused_joins"] == record["not_ours"] == 0
+    moved = site.clients.counters_since(before)
+    assert moved.get("MPTcpExtAddAddr", 0) == count
+    assert moved.get("MPTcpExtMPJoinSynAckRx", 0) == count
+    assert moved.get("MPTcpExtMPJoinSynAckHMacFailure", 0) == 0
+    assert moved.get("MPTcpExtMPCapableFallbackSYNACK", 0) == 0
+    assert _tables(site.balancer) == []                  # removed on the way out
+    assert tun[:-2] not in site.balancer.ip("link")      # the devices went with the workers
+
+
+def test_a_join_by_way_of_the_balancer_is_refused_and_counted(site):
+    """The counter the proof rests on, made to move: the client's namespace rewrites its
+    joins to the announced addresses into joins to the public address (what a client that
+    ignored flag C would send). The balancer then deals each join to a worker like a new
+    connection: to the wrong one (which does not know the token) or to the right one's
+    balanced address (refused there after flag C, RFC 8684 §3.1); either way refused with a
+    reset, counted in the workers' refused joins, and the connections carry on, exact, on
+    their initial subflows."""
+    subprocess.run(["ip", "netns", "exec", site.clients.name, "nft", "-f", "-"], text=True,
+                   check=True, input=(
+                       "table ip mfw_ignore_c {\n chain output {\n"
+                       "  type nat hook output priority -100; policy accept;\n"
+                       f"  ip daddr {{ 198.18.20.2, 198.18.21.2 }} tcp dport {PORT} "
+                       f"dnat ip to {PUBLIC}\n }}\n}}\n"))
+    sink = _EchoServer()
+    before = site.clients.counters()
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "198.18.20.2",
+                          "--worker-address", "198.18.21.2", "--tun", run_name("mfw", "%d"),
+                          "--count", "10"], site.balancer.name, sink.port)
+    try:
+        _first_line(proxy)
+        clients = [_echo_via_public(site, i, joined=False) for i in range(10)]
+        time.sleep(0.5)                                  # the last joins' resets
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == 0 and all(exact for exact, _, _ in clients), err
+    moved = site.clients.counters_since(before)
+    tried = moved.get("MPTcpExtMPJoinSynTx", 0)
+    assert tried >= 10 and moved.get("MPTcpExtMPJoinSynAckRx", 0) == 0, moved
+    assert all(len(r["subflows"]) == 1 for r in _json_lines(out, "connection"))
+    closing = _json_lines(out, "worker")
+    assert sum(r["refused_joins"] for r in closing) == tried
+    assert sum(r["joins"] for r in closing) == 0
+
+
+def test_serve_in_two_workers(site):
+    """serve --mode echo --workers 2 --public ADDR: the same behind the same table, with no
+    TCP side: 20 connections, round robin, ten each; each record names its worker, its
+    subflows are that worker's (the initial one at the balanced address, the join at the own
+    one), the echo is exact, and each worker's closing line counts them."""
+    proxy = subprocess.Popen(
+        CLI + ["serve", "--mode", "echo", "--netns", site.balancer.name, "--public", PUBLIC,
+               "--port", str(PORT), "--workers", "2", "--worker-address", "198.18.20.2",
+               "--worker-address", "198.18.21.2", "--tun", run_name("mfw", "%d"),
+               "--count", "20", "--spread", "round-robin", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listening = json.loads(_first_line(proxy))
+        with ThreadPoolExecutor(4) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i), range(20)))
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+    assert proxy.returncode == 0 and "Traceback" not in err, err
+    assert (listening["command"], listening["workers"]) == ("serve", 2)
+    assert all(exact for exact, _, _ in clients)
+    workers = {0: ("198.18.20.2", "198.18.20.3"), 1: ("198.18.21.2", "198.18.21.3")}
+    records = _json_lines(out, "connection")
+    assert collections.Counter(r["worker"] for r in records) == {0: 10, 1: 10}
+    ports = {port for _, port, _ in clients}
+    for record in records:
+        own, balanced = workers[record["worker"]]
+        assert int(record["connection"].rsplit(":", 1)[1]) in ports
+        assert record["sent"] == record["received"] == 16384
+        assert record["sent_sha256"] == record["received_sha256"]
+        assert [local.rsplit(":", 1)[0] for local, _ in record["subflows"]] == [balanced, own]
+    for closing in _json_lines(out, "worker"):
+        assert (closing["connections"], closing["joins"], closing["refused_joins"]) == \
+            (10, 10, 0)
+
+
+def test_two_workers_over_ipv6(site):
+    """The same over IPv6 (2001:2::/48): an ip6 DNAT map, workers in /64s of their own (own
+    ::2, balanced ::3); 20 connections, round robin: ten each, every one joined at its
+    worker's own address, none refused."""
+    site.clients.ip("-6", "addr", "add", "2001:2::2/64", "dev", "c0", "nodad")
+    site.balancer.ip("-6", "addr", "add", "2001:2::1/64", "dev", "b0", "nodad")
+    site.clients.ip("-6", "route", "add", "default", "via", "2001:2::1")
+    site.balancer.sysctl("net.ipv6.conf.all.forwarding", 1)
+    public = "2001:2:0:10::1"
+    sink = _EchoServer()
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "2001:2:0:20::2",
+                          "--worker-address", "2001:2:0:21::2", "--tun", run_name("mfw", "%d"),
+                          "--count", "20", "--spread", "round-robin"],
+                         site.balancer.name, sink.port, listen=f"[{public}]:{PORT}")
+    try:
+        _first_line(proxy)
+        with ThreadPoolExecutor(4) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i, public=public),
+                                    range(20)))
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == 0 and "Traceback" not in err, err
+    workers = {0: ("2001:2:0:20::2", "2001:2:0:20::3"), 1: ("2001:2:0:21::2", "2001:2:0:21::3")}
+    records = _json_lines(out, "connection")
+    _check_connections(clients, records, workers, public)
+    assert collections.Counter(r["worker"] for r in records) == {0: 10, 1: 10}
+    assert all(r["refused_joins"] == 0 for r in _json_lines(out, "worker"))
+
+
+def test_two_machines_behind_one_balancer(site):
+    """The deployment of docs/proxy.md across machines: M1 and M2 each run one worker
+    (--workers 1 --balancer none) behind their own TUN device; B is the L4 balancer, with
+    the DNAT table the proxy would install (balanced.ruleset) spreading the SYNs to the
+    public address over the machines' balanced addresses, and plain routes to their own
+    addresses. 60 connections: each on one machine, joined there, exact, both machines
+    carrying a share, no join refused."""
+    sink = _EchoServer()
+    machines = {m: site.machine(m) for m in (1, 2)}
+    workers = {m: (f"198.18.4{m}.2", f"198.18.4{m}.3") for m in machines}
+    proxies = {m: _start_proxy(["--workers", "1", "--worker-address", workers[m][0],
+                                "--balancer", "none", "--tun", run_name("mfw", f"m{m}")],
+                               machines[m].name, sink.port)
+               for m in machines}
+    try:
+        for proxy in proxies.values():
+            _first_line(proxy)
+        subprocess.run(["ip", "netns", "exec", site.balancer.name, "nft", "-f", "-"],
+                       input=ruleset("mfw_lb", PUBLIC, PORT, [workers[1][1], workers[2][1]]),
+                       text=True, check=True)
+        with ThreadPoolExecutor(8) as pool:
+            clients = list(pool.map(lambda i: _echo_via_public(site, i), range(60)))
+    finally:
+        outputs = {}
+        for m, proxy in proxies.items():
+            proxy.send_signal(signal.SIGINT)
+            try:
+                outputs[m] = proxy.communicate(timeout=30)
+            finally:
+                proxy.kill()
+        sink.close()
+    records = []
+    for m, (out, err) in outputs.items():
+        assert "Traceback" not in err, err
+        mine = _json_lines(out, "connection")
+        assert mine, f"machine {m} carried nothing"
+        for record in mine:
+            record["worker"] = m                # (each machine's one worker is its worker 0)
+        records += mine
+        (closing,) = _json_lines(out, "worker")
+        assert closing["refused_joins"] == 0 and closing["joins"] == len(mine)
+    _check_connections(clients, records, workers)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+@pytest.mark.parametrize("how, status", [("sigint", 130), ("sigterm", 143),
+                                         ("a worker fails", 128 + 9)])
+def test_the_balancer_table_goes_with_the_proxy(site, how, status):
+    """The table is there once the proxy listens (and a table left by a SIGKILLed run, whose
+    process is gone, is deleted as it starts), and gone when it ends: on Ctrl-C, on SIGTERM,
+    and when a worker dies (SIGKILL: the supervisor ends the other and exits 128 + 9); no
+    worker left behind."""
+    sink = _EchoServer()
+    orphan = f"{TABLE_PREFIX}{_dead_pid()}"
+    site.balancer.run("nft", "add", "table", "inet", orphan)
+    proxy = _start_proxy(["--workers", "2", "--worker-address", "198.18.20.2",
+                          "--worker-address", "198.18.21.2", "--tun", run_name("mfw", "%d")],
+                         site.balancer.name, sink.port)
+    try:
+        listening = json.loads(_first_line(proxy))
+        assert _tables(site.balancer) == [listening["table"].split()[-1]]
+        workers = _children(proxy.pid)
+        assert len(workers) == 2
+        if how == "sigint":
+            proxy.send_signal(signal.SIGINT)
+        elif how == "sigterm":
+            proxy.send_signal(signal.SIGTERM)
+        else:
+            os.kill(workers[1], signal.SIGKILL)
+        out, err = proxy.communicate(timeout=30)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == status, err
+    assert "Traceback" not in err
+    assert _tables(site.balancer) == []
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def _dead_pid() -> int:
+    """A process id no process holds now (that of a child that ended)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
