@@ -181,6 +181,32 @@ def _first_line(proxy, timeout: float = 30.0) -> str:
     return line
 
 
+def _lines_until(proxies: dict, records: int, timeout: float = 30.0) -> dict:
+    """What each proxy printed until they printed ``records`` connection records between
+    them (a record follows its connection's end: an echo the client has is not yet a record),
+    as text per proxy."""
+    import selectors
+    seen = {m: b"" for m in proxies}
+    deadline = time.monotonic() + timeout
+
+    def count() -> int:            # (whole lines only: a record may come in two reads)
+        return sum(len(_json_lines(text[:text.rfind(b"\n") + 1].decode(), "connection"))
+                   for text in seen.values())
+
+    with selectors.DefaultSelector() as sel:
+        for m, proxy in proxies.items():   # (the pipes' own descriptors: what the file
+            sel.register(proxy.stdout.fileno(), selectors.EVENT_READ, m)   # objects buffer
+        while count() < records:                                           # is not seen)
+            ready = sel.select(max(0.0, deadline - time.monotonic()))
+            assert ready, f"only these records in {timeout} s: {seen}"
+            for key, _ in ready:
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fd)
+                seen[key.data] += chunk
+    return {m: text.decode() for m, text in seen.items()}
+
+
 def _tables(space) -> list[str]:
     return [line.split()[-1] for line in space.run("nft", "list", "tables", "inet").splitlines()
             if TABLE_PREFIX in line]
@@ -377,6 +403,7 @@ def test_two_machines_behind_one_balancer(site):
                                 "--balancer", "none", "--tun", run_name("mfw", f"m{m}")],
                                machines[m].name, sink.port)
                for m in machines}
+    printed: dict[int, str] = {}
     try:
         for proxy in proxies.values():
             _first_line(proxy)
@@ -385,12 +412,14 @@ def test_two_machines_behind_one_balancer(site):
                        text=True, check=True)
         with ThreadPoolExecutor(8) as pool:
             clients = list(pool.map(lambda i: _echo_via_public(site, i), range(60)))
+        printed = _lines_until(proxies, len(clients))
     finally:
         outputs = {}
         for m, proxy in proxies.items():
             proxy.send_signal(signal.SIGINT)
             try:
-                outputs[m] = proxy.communicate(timeout=30)
+                out, err = proxy.communicate(timeout=30)
+                outputs[m] = (printed.get(m, "") + out, err)
             finally:
                 proxy.kill()
         sink.close()
