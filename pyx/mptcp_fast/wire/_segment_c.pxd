@@ -17,6 +17,7 @@ cdef class Incoming:
     cdef public bint sack_permitted
     cdef public list mptcp
     cdef public long malformed_options
+    cdef public object fastopen           # RFC 7413: cookie, b"" (request) or None
 
 
 # the reader and the writers, C calls from the compiled engine

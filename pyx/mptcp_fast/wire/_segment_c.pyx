@@ -20,6 +20,7 @@ from mptcp_fast import _check
 from mptcp_fast.wire._packet_common import write_error             # the packet layer's errors
 from mptcp_fast.wire import _options_common as _opt
 from mptcp_fast.wire._options_common import Dss as _DssClass
+from mptcp_fast.wire._segment_common import TCPOPT_FASTOPEN, fastopen_cookie
 from mptcp_fast.errors import OptionError
 from mptcp_fast.wire._options_c import parse_tcp_options   # this backend's codec
 
@@ -30,7 +31,7 @@ cdef class Incoming:
     fields."""
 
     def __init__(self):
-        self.flow = None
+        self.flow = self.fastopen = None
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False
         self.sack = ()
@@ -79,6 +80,7 @@ cdef object _dss(object data_ack, object dsn, object ssn, object length, object 
 cdef object _Timestamps = _opt.Timestamps, _Sack = _opt.Sack, _Mss = _opt.Mss
 cdef object _WindowScale = _opt.WindowScale, _SackPermitted = _opt.SackPermitted
 cdef object _Malformed = _opt.MalformedOption, _MptcpOption = _opt._MptcpOption
+cdef object _Unknown = _opt.UnknownTcpOption
 
 
 cdef void _general_options(Incoming seg, object data, Py_ssize_t offset, Py_ssize_t length) except *:
@@ -107,6 +109,8 @@ cdef void _general_options(Incoming seg, object data, Py_ssize_t offset, Py_ssiz
             seg.malformed_options += 1
         elif isinstance(o, _MptcpOption):
             seg.mptcp.append(o)
+        elif kind is _Unknown and o[0] == TCPOPT_FASTOPEN:    # RFC 7413 (handshakes only)
+            seg.fastopen = fastopen_cookie(o[1])
 
 
 cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remote,
