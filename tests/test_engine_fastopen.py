@@ -132,6 +132,23 @@ def test_the_data_after_the_syns_are_mapped_from_idsn_plus_one(pair):
     assert server_conn.remote_first_dsn == (server_conn.keys.remote_idsn + 1) & ((1 << 64) - 1)
 
 
+def test_fastopen_over_ipv6(backend):
+    config = Config(fastopen=True)
+    client, server = Endpoint(["2001:2::1"], config), Endpoint(["2001:2::2"], config)
+    server.listen(PORT)
+    client.connect(("2001:2::2", PORT), 0.0, data=b"v6 first")
+    pump(client, server, 0.0, until=1.0)
+    assert _received(drain(server)) == b"v6 first"
+    message = b"v6 in the SYN" * 200
+    client.connect(("2001:2::2", PORT), 2.0, data=message)
+    syn = client.packets_to_send(2.0)[0]
+    assert len(_payload(syn)) == 1440 - 40          # the IPv6 MSS less a full options area
+    server.receive_packet(syn, 2.0)
+    assert _received(drain(server)) == message[:1400]
+    pump(client, server, 2.0, until=3.0)
+    assert _received(drain(server)) == message[1400:]
+
+
 # ---------------------------------------------------------------- cookies that are not good
 def test_a_forged_cookie_gets_no_data_taken_and_the_data_come_once(pair):
     client, server = pair

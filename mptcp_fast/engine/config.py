@@ -69,8 +69,9 @@ class Config:
             data of a SYN with a valid one; a client asks servers for cookies and sends the
             first bytes of ``Endpoint.connect(..., data=...)`` in the SYN once it has one
             (docs/engine.md, "TCP Fast Open").
-        fastopen_backlog: server: a SYN's data are taken only while fewer handshakes than
-            this are half open (RFC 7413 §5.1; Linux: the listener's TCP_FASTOPEN queue).
+        fastopen_backlog: server: a SYN's data are taken only while at most this many
+            handshakes (its own included) are half open (RFC 7413 §5.1; Linux: the
+            listener's TCP_FASTOPEN queue, which counts TFO handshakes only).
 
     Raises:
         ValueError: a field out of its range or not one of its choices (the message names
@@ -132,7 +133,8 @@ class Config:
     # -- TCP Fast Open (RFC 7413; RFC 8684 Appendix B; engine/fastopen.py)
     fastopen: bool = False             # both sides: cookies, data in the SYN (Linux:
                                        # net.ipv4.tcp_fastopen=3 and TCP_FASTOPEN)
-    fastopen_backlog: int = 256        # server: SYN data taken while fewer are half open
+    fastopen_backlog: int = 256        # server: SYN data taken while at most this many
+                                       # handshakes are half open
 
     @property
     def version(self) -> int:

@@ -614,7 +614,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
     def _fastopen_accept(self, sf, seg, now: float) -> int:
         """Server, TFO (RFC 7413 §4.1.2, §4.2.2): how many bytes of the SYN's data to take:
         its data when its cookie is valid for its source address (at most our MSS, and only
-        while fewer than Config.fastopen_backlog handshakes are half open, §5.1), else none;
+        while at most Config.fastopen_backlog handshakes, this one included, are half open:
+        §5.1), else none;
         the SYN/ACK carries a fresh cookie for a request, a forged or an expired cookie, or
         one of the period before (engine/cookies.py)."""
         jar = self.endpoint.fastopen.cookies
@@ -757,6 +758,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             state.taken = taken
             servers.data_taken(self.remote[0])
             self.endpoint.counts["fastopen_syn_data_acked"] += 1
+        state.data = b""                              # (a copy: the queue holds the rest)
         if state.option is not None:
             servers.learned(self.remote[0], seg.fastopen, seg.mss)
             if seg.fastopen:

@@ -121,7 +121,8 @@ class Handshake:
     Attributes:
         option: the cookie our SYN (client) or SYN/ACK (server) carries in the option, b""
             for a cookie request, None for no option.
-        data: client: the bytes our SYN carries (they stay queued until the SYN/ACK says).
+        data: client: a copy of the bytes our SYN carries, until its SYN/ACK (they stay
+            queued until it says how many the server took).
         taken: bytes of the SYN's data the server took.
         early: server: the application was told of the connection at the SYN.
     """
