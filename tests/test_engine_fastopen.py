@@ -352,6 +352,29 @@ def test_the_server_takes_syn_data_only_below_its_backlog(backend):
     assert server.stats["fastopen_backlog_full"] == 1
 
 
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(options=st.lists(st.one_of(
+           st.binary(max_size=18).map(lambda b: bytes((TFO, len(b) + 2)) + b),
+           st.binary(max_size=12)), max_size=4),
+       flags=st.sampled_from([pk.SYN, pk.SYN | pk.ACK, pk.SYN | pk.FIN, pk.SYN | pk.RST]),
+       payload=st.binary(max_size=2000), seq=st.integers(0, 0xFFFFFFFF))
+def test_whatever_a_syn_carries_nothing_raises_and_no_data_are_taken(pair, options, flags,
+                                                                      payload, seq):
+    """Forged SYNs with TFO options of any length and content (a cookie the server never
+    made), any flags, any payload: nothing raises out of the engine, no data are taken."""
+    client, server = pair
+    head = opt.encode_tcp_options([opt.Mss(1460), opt.MpCapable(1, opt.MPC_HMAC)])
+    area = (head + b"".join(options))[:40]
+    area += b"\x00" * (-len(area) % 4)
+    syn = pk.build_packet(C0, S0, 40000, PORT, seq, 0, flags, 65535, options=area,
+                          payload=payload)
+    server.receive_packet(syn, 0.0)
+    server.packets_to_send(0.0)
+    assert _received(drain(server)) == b""
+    assert not server.stats["fastopen_accepted"]
+
+
 # ---------------------------------------------------------------- a property over the space
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -615,9 +615,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         """Server, TFO (RFC 7413 §4.1.2, §4.2.2): how many bytes of the SYN's data to take:
         its data when its cookie is valid for its source address (at most our MSS, and only
         while at most Config.fastopen_backlog handshakes, this one included, are half open:
-        §5.1), else none;
-        the SYN/ACK carries a fresh cookie for a request, a forged or an expired cookie, or
-        one of the period before (engine/cookies.py)."""
+        §5.1), else none. The SYN/ACK carries a fresh cookie for a request, a forged or an
+        expired cookie, or one of the period before (engine/cookies.py)."""
         jar = self.endpoint.fastopen.cookies
         counts = self.endpoint.counts
         cookie = seg.fastopen
