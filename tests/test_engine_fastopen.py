@@ -109,6 +109,8 @@ def test_cookie_request_then_data_in_the_syn(pair):
     assert _received(later) == b" and more"
     assert server.stats["fastopen_accepted"] == 1
     assert client.stats["fastopen_syn_data_acked"] == 1
+    assert conn.stats()["fastopen_taken"] == len(message) + 4
+    assert next(iter(server.connections.values())).stats()["fastopen_taken"] == 0  # (the 1st)
 
 
 def test_the_data_after_the_syns_are_mapped_from_idsn_plus_one(pair):

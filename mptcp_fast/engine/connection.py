@@ -471,6 +471,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             "removal_refuted": self.pm.removal_refuted,
             "mp_fail_received": self.fb.mp_fail_received, "window_probes": self.window_probes,
             "fallback": self.fb.reason, "version": self.version,
+            # TCP Fast Open: bytes of the SYN's data the server took (None: TFO not tried)
+            "fastopen_taken": None if self.fastopen is None else self.fastopen.taken,
         }
 
     # ================================================================ events
