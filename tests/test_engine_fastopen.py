@@ -151,6 +151,25 @@ def test_fastopen_over_ipv6(backend):
     assert _received(drain(server)) == message[1400:]
 
 
+def test_a_server_that_takes_part_of_the_syns_data_gets_the_rest_mapped(backend):
+    """The SYN/ACK may acknowledge a prefix of the SYN's data (RFC 7413 §4.2.2): here a server
+    whose MSS (600) is below what the client's SYN carried takes 600 bytes; the client sends
+    the rest after the handshake from DSN IDSN + 1, subflow sequence 1 after the 600."""
+    client, server = _endpoints(server_config=Config(fastopen=True, mss=600))
+    _with_cookie(client, server)
+    cookie = client.fastopen.servers.plan(S0_PACKED, 1.0)[0]
+    client.fastopen.servers.learned(S0_PACKED, cookie, 1460)    # (as if it said 1460)
+    message = bytes(range(251)) * 8
+    conn = client.connect((S0, PORT), 2.0, data=message)
+    syn = client.packets_to_send(2.0)[0]
+    assert len(_payload(syn)) == 1420
+    server.receive_packet(syn, 2.0)
+    assert _received(drain(server)) == message[:600]
+    pump(client, server, 2.0, until=3.0)
+    assert _received(drain(server)) == message[600:]
+    assert conn.stats()["fastopen_taken"] == 600
+
+
 # ---------------------------------------------------------------- cookies that are not good
 def test_a_forged_cookie_gets_no_data_taken_and_the_data_come_once(pair):
     client, server = pair
