@@ -31,7 +31,7 @@ cdef class Incoming:
     fields."""
 
     def __init__(self):
-        self.flow = None                  # (fastopen, an object field, starts as None)
+        self.flow = None
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False
         self.sack = ()
