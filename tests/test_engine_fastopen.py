@@ -353,6 +353,22 @@ def test_odd_options_in_a_syn_are_no_cookie(pair, length):
         assert len(_tfo(answer[0])) == 8
 
 
+def test_servers_that_share_a_fastopen_key_take_each_others_cookies(backend):
+    """Config.fastopen_key: a cookie one endpoint gave is good at another with the same key
+    (workers of one server, a restart); without it, each draws its own."""
+    shared = Config(fastopen=True, fastopen_key=b"k" * 16)
+    client, first = _endpoints(server_config=shared)
+    _with_cookie(client, first)
+    for config, taken in ((shared, True), (Config(fastopen=True), False)):
+        second = Endpoint([S0], config)
+        second.listen(PORT)
+        client.connect((S0, PORT), 2.0, data=b"to another")
+        second.receive_packet(client.packets_to_send(2.0)[0], 2.0)
+        assert bool(second.stats["fastopen_accepted"]) is taken
+    with pytest.raises(ValueError, match="fastopen_key"):
+        Config(fastopen_key=b"short")
+
+
 def test_the_client_remembers_a_bounded_number_of_servers():
     cache = ServerCache()
     for i in range(MAX_SERVERS + 50):

@@ -72,6 +72,9 @@ class Config:
         fastopen_backlog: server: a SYN's data are taken only while at most this many
             handshakes (its own included) are half open (RFC 7413 §5.1; Linux: the
             listener's TCP_FASTOPEN queue, which counts TFO handshakes only).
+        fastopen_key: server: the secret TFO cookies are made with (random by default): the
+            same on every endpoint that serves one address (workers, restarts), so that the
+            cookie one gave is good at the others (Linux: net.ipv4.tcp_fastopen_key).
 
     Raises:
         ValueError: a field out of its range or not one of its choices (the message names
@@ -135,6 +138,8 @@ class Config:
                                        # net.ipv4.tcp_fastopen=3 and TCP_FASTOPEN)
     fastopen_backlog: int = 256        # server: SYN data taken while at most this many
                                        # handshakes are half open
+    fastopen_key: bytes | None = None  # server: the cookies' secret (16+ bytes); random by
+                                       # default (Linux: net.ipv4.tcp_fastopen_key)
 
     @property
     def version(self) -> int:
@@ -172,6 +177,9 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if self.fastopen_key is not None and (not isinstance(self.fastopen_key, bytes)
+                                              or len(self.fastopen_key) < 16):
+            raise ValueError("fastopen_key must be None or bytes of at least 16")
         if not 0 < self.min_rto <= self.max_rto:
             raise ValueError("need 0 < min_rto <= max_rto")
         if type(self.max_add_addr_accepted) is not int or not 0 <= self.max_add_addr_accepted <= 255:

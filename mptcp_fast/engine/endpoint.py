@@ -117,9 +117,13 @@ class Endpoint:
         isn_secret = self.config.isn_secret
         self.isn = IsnGenerator(self.random.secret() if isn_secret is None else isn_secret)
         self.cookies = SynCookies(self.random.secret())
-        # TCP Fast Open (engine/fastopen.py): the server's cookie secret and the client's
-        # cache of servers; drawn only when asked for, so that other runs draw as before
-        self.fastopen = FastOpen(self.random.secret()) if self.config.fastopen else None
+        # TCP Fast Open (engine/fastopen.py): the server's cookie secret (Config.fastopen_key,
+        # else drawn: only when asked for, so that other runs draw as before) and the
+        # client's cache of servers
+        self.fastopen = None
+        if self.config.fastopen:
+            key = self.config.fastopen_key
+            self.fastopen = FastOpen(self.random.secret() if key is None else key)
         self.half_open = 0                  # server handshakes waiting for their third ACK
         self.counts: Counter[str] = Counter()   # drops and refusals by reason (see ``stats``)
         self.packets_received = self.packets_sent = 0
