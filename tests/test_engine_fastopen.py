@@ -119,7 +119,6 @@ def test_the_data_after_the_syns_are_mapped_from_idsn_plus_one(pair):
     client, server = pair
     _with_cookie(client, server)
     conn = client.connect((S0, PORT), 2.0, data=b"x" * 100)
-    seen = []
     pump(client, server, 2.0, until=2.1)
     conn.send(b"y" * 50)
     seen = pump(client, server, 2.1, until=3.0)
