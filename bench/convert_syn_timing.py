@@ -1,11 +1,13 @@
 """When does the destination's SYN leave the Convert proxy's server half? (root)
 
-    python bench/convert_syn_timing.py --delay 10 --connections 6
+    python bench/convert_syn_timing.py --delay 10 --connections 6 [--engine userspace]
 
 RFC 8803's point is 0-RTT: with TCP Fast Open the Convert message rides in the client half's
 SYN, so the server half can open the connection to the destination as soon as that SYN
 arrives, one way after it left; without TFO it learns the destination only after the
-handshake, a round trip later. Measured here with the kernel engine's halves:
+handshake, a round trip later. Measured here with the kernel engine's halves (or, with
+``--engine userspace``, the userspace engine's: each half's engine behind a TUN device in its
+namespace, whose kernel forwards to the path):
 
     SOCKS5 client -> client half (namespace B) -> one path through this process (TunBridge,
     --delay ms each way) -> server half (namespace A) -> a TCP listener on 198.18.4.1 in A
@@ -34,7 +36,9 @@ sys.path.insert(0, ROOT)
 from mptcp_fast.testing.testbed import TunPairBed  # noqa: E402
 
 SERVER_HALF, SOCKS, DESTINATION = ("198.18.0.1", 5000), ("127.0.0.1", 1080), ("198.18.4.1", 8000)
-CLI = [sys.executable, "-m", "mptcp_fast", "proxy", "--engine", "kernel", "--convert"]
+CLI = [sys.executable, "-m", "mptcp_fast", "proxy", "--convert"]
+# --engine userspace: the engines' own addresses, behind a TUN device in each namespace
+USERSPACE_SERVER, USERSPACE_CLIENT = "198.18.12.2", "198.18.8.2"
 
 
 def _socks_connect(ns) -> float:
@@ -55,11 +59,13 @@ def _socks_connect(ns) -> float:
     return time.monotonic()
 
 
-def _wait_ready(a, b, captures, processes, timeout: float = 30.0) -> None:
+def _wait_ready(a, b, captures, processes, engine: str = "kernel",
+                timeout: float = 30.0) -> None:
     """Until both halves listen and both captures run (tcpdump wrote its file header), and a
-    moment more for the captures' filters."""
+    moment more for the captures' filters (a userspace server half listens in its engine,
+    not in A's kernel: it is given time instead)."""
     end = time.monotonic() + timeout
-    while not (f":{SERVER_HALF[1]} " in a.run("ss", "-Hltn")
+    while not ((engine != "kernel" or f":{SERVER_HALF[1]} " in a.run("ss", "-Hltn"))
                and f":{SOCKS[1]} " in b.run("ss", "-Hltn")
                and all(os.path.exists(c) and os.path.getsize(c) >= 24 for c in captures)):
         for process in processes:
@@ -68,7 +74,7 @@ def _wait_ready(a, b, captures, processes, timeout: float = 30.0) -> None:
         if time.monotonic() > end:
             raise RuntimeError("the halves or the captures did not start")
         time.sleep(0.1)
-    time.sleep(1.0)
+    time.sleep(1.0 if engine == "kernel" else 3.0)
 
 
 def _syn_times(capture: str) -> list[float]:
@@ -79,7 +85,34 @@ def _syn_times(capture: str) -> list[float]:
     return [float(line.split()[0]) for line in out.splitlines() if line.strip()]
 
 
-def measure(delay_ms: float, connections: int, fastopen: bool) -> list[float]:
+def _halves(engine: str, bed) -> tuple[list, list, tuple]:
+    """The server half's and the client half's command lines for ``engine``, and the server
+    half's (address, port). The userspace halves' TUN devices sit in A and B, whose kernels
+    forward between them and the path."""
+    if engine == "kernel":
+        return (["--engine", "kernel", "--direction", "mptcp-to-tcp", "--listen",
+                 f"{SERVER_HALF[0]}:{SERVER_HALF[1]}"],
+                ["--engine", "kernel", "--front", "socks5", "--listen",
+                 f"{SOCKS[0]}:{SOCKS[1]}", "--to", f"{SERVER_HALF[0]}:{SERVER_HALF[1]}"],
+                SERVER_HALF)
+    a, b = bed.a, bed.b
+    for ns in (a, b):
+        ns.sysctl("net.ipv4.ip_forward", 1)
+    a.ip("route", "add", "198.18.8.0/24", "via", bed.b_addresses[0])
+    b.ip("route", "add", "198.18.12.0/24", "via", bed.a_addresses[0])
+    server = (USERSPACE_SERVER, SERVER_HALF[1])
+    bed.bridge.impair(USERSPACE_CLIENT, delay=bed.delay)     # the path's delay for them too
+    return (["--engine", "userspace", "--direction", "mptcp-to-tcp", "--listen",
+             f"{server[0]}:{server[1]}", "--tun", "mfzs%d", "--tun-address", "198.18.12.1/24",
+             "--address", USERSPACE_SERVER],
+            ["--engine", "userspace", "--front", "socks5", "--listen", f"{SOCKS[0]}:{SOCKS[1]}",
+             "--to", f"{server[0]}:{server[1]}", "--tun", "mfzc%d", "--tun-address",
+             "198.18.8.1/24", "--address", USERSPACE_CLIENT],
+            server)
+
+
+def measure(delay_ms: float, connections: int, fastopen: bool,
+            engine: str = "kernel") -> list[float]:
     """Gaps in milliseconds, one per connection (the cookie's connection left out)."""
     with TunPairBed("mfz", paths=1) as bed:
         a, b = bed.a, bed.b
@@ -87,6 +120,7 @@ def measure(delay_ms: float, connections: int, fastopen: bool) -> list[float]:
         b.sysctl("net.ipv4.tcp_fastopen", 1)
         a.ip("addr", "add", DESTINATION[0] + "/32", "dev", "lo")
         bed.bridge.impair(bed.b_addresses[0], delay=delay_ms / 1000)
+        bed.delay = delay_ms / 1000
         stop = threading.Event()
         bridge = threading.Thread(target=bed.bridge.run, kwargs={"until": stop.is_set,
                                                                   "timeout": 600})
@@ -98,12 +132,11 @@ def measure(delay_ms: float, connections: int, fastopen: bool) -> list[float]:
         destination.listen(64)
         env = {**os.environ, "PYTHONPATH": ROOT}
         tfo = ["--fastopen"] if fastopen else []
+        server_half, client_half, _ = _halves(engine, bed)
         processes = [
-            a.popen(CLI + ["--direction", "mptcp-to-tcp", "--listen",
-                           f"{SERVER_HALF[0]}:{SERVER_HALF[1]}", *tfo], env=env,
+            a.popen(CLI + server_half + tfo, env=env,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
-            b.popen(CLI + ["--front", "socks5", "--listen", f"{SOCKS[0]}:{SOCKS[1]}", "--to",
-                           f"{SERVER_HALF[0]}:{SERVER_HALF[1]}", *tfo], env=env,
+            b.popen(CLI + client_half + tfo, env=env,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
         folder = f"/tmp/convert-syn-{os.getpid()}"
         os.makedirs(folder, exist_ok=True)
@@ -113,7 +146,7 @@ def measure(delay_ms: float, connections: int, fastopen: bool) -> list[float]:
                  a.popen(["tcpdump", "-i", "lo", "-w", arrived, "-U", "-n",
                           f"tcp dst port {DESTINATION[1]}"], stderr=subprocess.DEVNULL)]
         try:
-            _wait_ready(a, b, [sent, arrived], processes)
+            _wait_ready(a, b, [sent, arrived], processes, engine)
             accepted = []
             for _ in range(connections + (1 if fastopen else 0)):
                 _socks_connect(b)
@@ -143,11 +176,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--delay", type=float, default=10.0, help="ms each way on the path")
     parser.add_argument("--connections", type=int, default=6)
+    parser.add_argument("--engine", choices=["kernel", "userspace"], default="kernel",
+                        help="the halves' engine (default: kernel)")
     args = parser.parse_args()
     for fastopen in (False, True):
-        gaps = measure(args.delay, args.connections, fastopen)
+        gaps = measure(args.delay, args.connections, fastopen, args.engine)
         median = statistics.median(gaps)
-        print(f"{'TFO   ' if fastopen else 'no TFO'} path {args.delay:g} ms each way: client "
+        print(f"{args.engine} {'TFO   ' if fastopen else 'no TFO'} path {args.delay:g} ms each "
+              f"way: client "
               f"half's SYN -> destination's SYN {median:6.1f} ms median "
               f"({median / args.delay:.2f} one-way delays); each: "
               f"{', '.join(f'{g:.1f}' for g in gaps)}", flush=True)

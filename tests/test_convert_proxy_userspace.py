@@ -9,6 +9,9 @@ half, run as a user deploys them, in two network namespaces this module makes (a
         forwards to) -> web server
     curl (SOCKS5) -> userspace client half (C; 198.18.16.2, 198.18.18.2) -> userspace server
         half -> web server
+    with --fastopen: curl (SOCKS5) -> userspace client half (C; 198.18.20.2) -> kernel server
+        half (S, 198.18.0.1:5001, net.ipv4.tcp_fastopen=3), and curl (SOCKS5) -> kernel
+        client half (C) -> userspace server half (S; 198.18.14.2:5003) -> web server
 
 The web server is python -m http.server on 198.18.4.1 / 2001:2:0:4::1 in S (C has no route
 there). Checked: a file byte-exact (SHA-256) over two subflows for each pairing, with a domain
@@ -16,7 +19,8 @@ name, an IPv4 and an IPv6 address; a refused and an unreachable destination: cur
 and the Error TLV the userspace server half sends, as the kernel half's; its answers to a
 loop, a loopback, a bad version, a malformed message, an Info TLV, a silent client and one
 beyond --max-conversations; the --json records with their destinations; the transparent
-front of the userspace client half; Ctrl-C ending a userspace server half with a conversation
+front of the userspace client half; with --fastopen, the Connect TLV in the second SYN both
+ways (a capture, and the kernel's TCPFastOpen counters); Ctrl-C ending a userspace server half with a conversation
 under way and a connection carried. The userspace halves run on the compiled and on the pure
 backend (MPTCP_FAST_PURE=1).
 """
@@ -48,9 +52,12 @@ pytestmark = [pytest.mark.requires("testbed", "curl", "nftables")]
 FILE_SIZE = 24 << 20       # what a transfer needs to last the join's time, on a loaded machine
 SMALL_SIZE = 4096
 KERNEL_SERVER = "198.18.0.1:5000"        # the kernel server half
+KERNEL_TFO_SERVER = ("198.18.0.1", 5001)     # the kernel server half with --fastopen
+USERSPACE_TFO_SERVER = ("198.18.14.2", 5003)     # the userspace server half with --fastopen
 USERSPACE_SERVER = ("198.18.12.2", 5000)     # the userspace server half (its engine's address)
 USERSPACE_ONE = ("198.18.13.2", 5001)        # another, with --max-conversations 1
-PORTS = {"userspace": 1090, "kernel": 1091, "transparent": 1092, "both": 1093}
+PORTS = {"userspace": 1090, "kernel": 1091, "transparent": 1092, "both": 1093,
+         "userspace-tfo": 1094, "kernel-tfo": 1095}
 NFT = """
 table ip {table} {{
   chain output {{
@@ -91,6 +98,7 @@ class Bed:
             s.ip("addr", "add", f"198.18.{i}.1/24", "dev", run_name("cus", str(i)))
         for ns in (c, s):
             ns.sysctl("net.ipv4.ip_forward", 1)     # to and from the engines' TUN devices
+        s.sysctl("net.ipv4.tcp_fastopen", 3)        # the kernel server half takes TFO
         # the second path: the kernel client half's subflow endpoint and the userspace client
         # half's second address each take the second veth pair
         c.ip("rule", "add", "from", "198.18.2.2", "table", "100")
@@ -101,6 +109,8 @@ class Bed:
              "table", "101")
         c.ip("mptcp", "endpoint", "add", "198.18.2.2", "dev", run_name("cuc", "2"), "subflow")
         c.ip("route", "add", "198.18.12.0/23", "via", "198.18.0.1")    # the userspace servers
+        c.ip("route", "add", "198.18.14.0/24", "via", "198.18.0.1")
+        s.ip("route", "add", "198.18.20.0/24", "via", "198.18.0.2")    # the TFO client half
         s.ip("route", "add", "198.18.8.0/24", "via", "198.18.0.2")       # the userspace client
         s.ip("route", "add", "198.18.10.0/24", "via", "198.18.2.2")
         s.ip("addr", "add", "198.18.4.1/32", "dev", "lo")
@@ -133,6 +143,24 @@ class Bed:
             "--listen", f"{USERSPACE_ONE[0]}:{USERSPACE_ONE[1]}", "--max-conversations", "1",
             "--tun", run_name("cut", "1"), "--tun-address", "198.18.13.1/24",
             "--address", USERSPACE_ONE[0]], userspace=True)
+        # --fastopen: each engine's half beside the other's (the kernel's in S and C)
+        self._start(s, CLI + [
+            "proxy", "--engine", "kernel", "--direction", "mptcp-to-tcp", "--convert",
+            "--fastopen", "--listen", f"{KERNEL_TFO_SERVER[0]}:{KERNEL_TFO_SERVER[1]}"])
+        self._start(s, CLI + userspace_server + [
+            "--fastopen", "--listen", f"{USERSPACE_TFO_SERVER[0]}:{USERSPACE_TFO_SERVER[1]}",
+            "--tun", run_name("cut", "f"), "--tun-address", "198.18.14.1/24",
+            "--address", USERSPACE_TFO_SERVER[0]], userspace=True)
+        self.userspace_tfo_client = self._start(c, CLI + [
+            "proxy", "--engine", "userspace", "--front", "socks5", "--convert", "--fastopen",
+            "--json", "--listen", f"127.0.0.1:{PORTS['userspace-tfo']}",
+            "--to", f"{KERNEL_TFO_SERVER[0]}:{KERNEL_TFO_SERVER[1]}",
+            "--tun", run_name("cut", "o"), "--tun-address", "198.18.20.1/24",
+            "--address", "198.18.20.2"], userspace=True)
+        self._start(c, CLI + [
+            "proxy", "--engine", "kernel", "--front", "socks5", "--convert", "--fastopen",
+            "--listen", f"127.0.0.1:{PORTS['kernel-tfo']}",
+            "--to", f"{USERSPACE_TFO_SERVER[0]}:{USERSPACE_TFO_SERVER[1]}"])
         self.userspace_client = self._start(c, CLI + [
             "proxy", "--engine", "userspace", "--front", "socks5", "--convert", "--json",
             "--listen", f"127.0.0.1:{PORTS['userspace']}", "--to", KERNEL_SERVER,
@@ -163,11 +191,11 @@ class Bed:
         rules.write_text(NFT.format(table=run_name("mfu")))
         c.run("nft", "-f", str(rules))
         popens = [p.popen for p in self.processes]
-        _wait_listening(s, [8000, 5000], popens)
+        _wait_listening(s, [8000, 5000, KERNEL_TFO_SERVER[1]], popens)
         _wait_listening(c, list(PORTS.values()), popens)
         # the userspace server halves listen in their engines, not in S's kernel: each says so
         end = time.monotonic() + 30
-        while len([p for p in self.processes if p.records("listening")]) < 6:
+        while len([p for p in self.processes if p.records("listening")]) < 8:
             for p in popens:
                 assert p.poll() is None, p.communicate()[1]
             assert time.monotonic() < end
@@ -323,6 +351,46 @@ def test_the_userspace_transparent_front_carries_a_redirected_connection(bed):
     code, body, err = bed.curl("http://198.18.4.1:8000/file.bin")
     assert code == 0, err
     assert _sha(body) == _sha(bed.data)
+
+
+@pytest.mark.requires("tcpdump", "tshark")
+@pytest.mark.parametrize("client, port, counter", [
+    ("userspace-tfo", KERNEL_TFO_SERVER[1], "TcpExtTCPFastOpenPassive"),
+    ("kernel-tfo", USERSPACE_TFO_SERVER[1], "TcpExtTCPFastOpenActive"),
+], ids=["userspace-client-kernel-server", "kernel-client-userspace-server"])
+def test_with_fastopen_the_connect_tlv_rides_in_the_second_syn(bed, tmp_path, client, port,
+                                                                counter):
+    """--fastopen, each engine's half against the other's: the first connection asks for a
+    TFO cookie (a SYN without data), the second sends the Convert header and its Connect TLV
+    in the SYN (a capture on C's first veth), which the other half takes (the kernel's
+    counter on its side: the kernel server's passive open, the kernel client's active one);
+    the file byte-exact both times."""
+    capture = tmp_path / f"{client}.pcap"
+    kernel_side = bed.s if client == "userspace-tfo" else bed.c
+    before = kernel_side.counters("TcpExtTCPFastOpen")
+    dump = bed.c.popen(["tcpdump", "-i", run_name("cuc", "0"), "-n", "-U", "--immediate-mode",
+                        "-Z", "root", "-w", str(capture), f"tcp port {port}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in dump.stderr.readline()   # (it says so once it captures)
+        for _ in range(2):
+            code, body, err = bed.curl("--socks5", f"127.0.0.1:{PORTS[client]}",
+                                       "http://198.18.4.1:8000/small.bin")
+            assert code == 0 and body == bed.data[:SMALL_SIZE], err
+        time.sleep(0.5)
+    finally:
+        dump.send_signal(signal.SIGINT)
+        dump.communicate(timeout=10)
+    syns = subprocess.run(["tshark", "-r", str(capture), "-Y",
+                           "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.option_kind==34",
+                           "-T", "fields", "-e", "tcp.len", "-e", "tcp.payload"],
+                          capture_output=True, text=True, check=True).stdout.split("\n")
+    syns = [line.split("\t") for line in syns if line]
+    expected = convert.encode([convert.Connect("198.18.4.1", 8000)])
+    assert [int(length) for length, _ in syns] == [0, len(expected)], syns
+    assert bytes.fromhex(syns[1][1].replace(":", "")) == expected
+    moved = kernel_side.counters_since(before, "TcpExtTCPFastOpen")
+    assert moved.get(counter) == 1, moved
 
 
 def test_stopping_the_userspace_server_half_ends_what_is_under_way(bed):

@@ -160,8 +160,6 @@ def test_option_kinds_of_a_connect_tlv():
 @pytest.mark.parametrize("argv, says", [
     (["--front", "socks5", "--listen", "1080", "--to", "198.18.0.1:5000", "--engine",
       "kernel"], "--convert"),
-    (["--front", "socks5", "--convert", "--fastopen", "--listen", "1080", "--to",
-      "198.18.0.1:5000"], "--fastopen"),          # (the userspace engine has no TFO)
     (["--convert", "--direction", "mptcp-to-tcp", "--listen", "5000", "--engine", "kernel",
       "--uvloop"], "--uvloop"),
     (["--convert", "--direction", "mptcp-to-tcp", "--listen", "5000", "--to",

@@ -231,16 +231,21 @@ class Halves:
             await self._refuse(writer, peer, where, socks5.HOST_UNREACHABLE,
                                f"cannot resolve: {self.error_text(exc) or 'timeout'}")
             return None
+        # RFC 8803 sends the Convert message in the SYN (TCP Fast Open): with --fastopen it rides
+        # there once the engine holds the server half's TFO cookie (sent first, either way)
+        message = convert.encode([convert.Connect(address, port)])
         try:
             mptcp_reader, mptcp_writer = await asyncio.wait_for(
-                self.engine.open(self.to_host, self.to_port), self.timeout)
+                self.engine.open(self.to_host, self.to_port,
+                                 data=message if self.args.fastopen else None), self.timeout)
         except (OSError, MptcpError, asyncio.TimeoutError) as exc:
             await self._refuse(writer, peer, where, socks5.GENERAL_FAILURE,
                                f"server half {self.to_host}:{self.to_port}: "
                                f"{self.error_text(exc) or 'timeout'}")
             return None
         try:
-            mptcp_writer.write(convert.encode([convert.Connect(address, port)]))
+            if not self.args.fastopen:
+                mptcp_writer.write(message)
             await mptcp_writer.drain()
             answer = await asyncio.wait_for(read_message(mptcp_reader), self.timeout)
         except (ConvertError, OSError, ConnectionError, RuntimeError,

@@ -77,16 +77,20 @@ class _Engine:
         self.device.configure(kernel_side, args.route or (), netns=args.netns)
         self.device.check_routed(args.address, netns=args.netns)
         # a balanced worker (balanced.py): flag C in its SYN/ACKs and its own address
-        # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it
+        # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it; --fastopen (proxy
+        # --convert): TCP Fast Open both ways (engine/fastopen.py)
         config = Config(offload=not args.no_offload, checksums=args.checksums,
                         scheduler=args.scheduler, congestion_control=args.cc,
                         deny_join_initial=getattr(args, "deny_join_initial", False),
-                        signal_addresses=frozenset(getattr(args, "signal", None) or ()))
+                        signal_addresses=frozenset(getattr(args, "signal", None) or ()),
+                        fastopen=bool(getattr(args, "fastopen", False)))
         self.stack = aio.Stack(args.address, self.device, config)
 
-    async def open(self, host: str, port: int):
+    async def open(self, host: str, port: int, data: bytes | None = None):
+        """(reader, writer) of a new MPTCP connection, ``data`` sent first: in its SYN on the
+        userspace engine with --fastopen, once it holds the server's TFO cookie."""
         if self.stack is not None:
-            return await self.stack.open_connection(host, port)
+            return await self.stack.open_connection(host, port, data=data)
         sock = self._kernel_socket(_family(host))
         if self.args.address:
             sock.bind((self.args.address[0], 0))
@@ -98,7 +102,10 @@ class _Engine:
             raise
         sock.setblocking(False)
         # asyncio's default reader limit: the kernel's socket buffers hold the rest
-        return await asyncio.open_connection(sock=sock)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        if data:
+            writer.write(data)
+        return reader, writer
 
     async def serve(self, handler, host: str, port: int):
         if self.stack is not None:
@@ -897,9 +904,6 @@ def _proxy_mode(args):
     if args.engine == "kernel" and args.uvloop:
         raise MptcpError("--convert and --front socks5|transparent on --engine kernel run on "
                          "its threads, without --uvloop")
-    if args.engine == "userspace" and args.fastopen:
-        raise MptcpError("--fastopen is the kernel engine's: the userspace engine has no TCP "
-                         "Fast Open yet")
     if args.direction == "tcp-to-mptcp":
         if args.front == "tcp":
             raise MptcpError("the client half's destination comes from its front: --front "
@@ -1150,11 +1154,12 @@ def add_parsers(sub, size_type) -> None:
                           "each on a thread of its own); beyond, a client is answered at once "
                           "(Convert error 64, Resource Exceeded, on the server half)")
     pro.add_argument("--fastopen", action="store_true",
-                     help="--convert, kernel engine: TCP Fast Open on the MPTCP side: the "
-                          "client half connects with TCP_FASTOPEN_CONNECT (the Convert message "
-                          "rides in the SYN once the kernel holds the server half's cookie), "
-                          "the server half's listener takes TFO; needs "
-                          "net.ipv4.tcp_fastopen=3 on the server half's side. Off by default: "
+                     help="--convert: TCP Fast Open on the MPTCP side: the client half's "
+                          "Convert message rides in the SYN once it holds the server half's "
+                          "cookie, the server half takes TFO (kernel engine: "
+                          "TCP_FASTOPEN_CONNECT and TCP_FASTOPEN, needs "
+                          "net.ipv4.tcp_fastopen=3 on the server half's side; userspace "
+                          "engine: its own TFO, docs/engine.md). Off by default: "
                           "Linux 6.18 overruns the data-level window of a TFO-accepted "
                           "connection that has a second subflow and then crawls "
                           "(docs/kernel-behaviour.md)")

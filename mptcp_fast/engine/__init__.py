@@ -8,7 +8,7 @@ threads inside; whole IP packets in and out; time passed in by the caller.
     ep.next_event()          # ConnectionEstablished, SubflowEstablished, DataReceived, ...
 
 The layers, one module each: ``endpoint`` (addresses, listeners, demultiplexing, RSTs, SYN
-cookies from ``cookies``), ``connection`` (MPTCP: MP_CAPABLE, MP_JOIN, DSS, data ACKs,
+cookies from ``cookies``, TCP Fast Open from ``fastopen``), ``connection`` (MPTCP: MP_CAPABLE, MP_JOIN, DSS, data ACKs,
 DATA_FIN, reinjection, MP_FASTCLOSE) with its components ``pathmanager`` (joins, ADD_ADDR,
 REMOVE_ADDR, MP_PRIO) and ``fallback`` (fallback to TCP, DSS checksums, MP_FAIL),
 ``subflow`` (one TCP connection: handshake, SACK, loss recovery, RTO, delayed ACKs, FIN,

@@ -56,6 +56,18 @@ class Unsent:
             self._pieces.append(memoryview(data))
             self.size += len(data)
 
+    def peek(self, n: int) -> bytes:
+        """A copy of the next ``n`` bytes (fewer when fewer wait), left queued (a TCP Fast
+        Open SYN carries them until its SYN/ACK says whether they were taken)."""
+        out = []
+        left = n
+        for piece in self._pieces:
+            if left <= 0:
+                break
+            out.append(piece[:left])
+            left -= len(out[-1])
+        return b"".join(out)
+
     def take(self, n: int):
         """The next ``n`` bytes (fewer when fewer wait), removed: a memoryview of one piece,
         or bytes joined from several."""

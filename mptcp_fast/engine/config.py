@@ -64,6 +64,17 @@ class Config:
         max_connections: the size of the token table: connections per endpoint.
         syn_backlog: half-open handshakes kept per endpoint; beyond, SYN cookies.
         isn_secret: the RFC 6528 key of initial sequence numbers (random by default).
+        fastopen: TCP Fast Open (RFC 7413, as RFC 8684 Appendix B and Linux do it with
+            MPTCP v1; v0 connections never use it): a server hands out cookies and takes the
+            data of a SYN with a valid one; a client asks servers for cookies and sends the
+            first bytes of ``Endpoint.connect(..., data=...)`` in the SYN once it has one
+            (docs/engine.md, "TCP Fast Open").
+        fastopen_backlog: server: a SYN's data are taken only while at most this many
+            handshakes (its own included) are half open (RFC 7413 §5.1; Linux: the
+            listener's TCP_FASTOPEN queue, which counts TFO handshakes only).
+        fastopen_key: server: the secret TFO cookies are made with (random by default): the
+            same on every endpoint that serves one address (workers, restarts), so that the
+            cookie one gave is good at the others (Linux: net.ipv4.tcp_fastopen_key).
 
     Raises:
         ValueError: a field out of its range or not one of its choices (the message names
@@ -122,6 +133,13 @@ class Config:
     syn_backlog: int = 256             # half-open handshakes kept; beyond, SYN cookies
                                        # (Linux: tcp_max_syn_backlog, tcp_syncookies=1)
     isn_secret: bytes | None = None    # RFC 6528 key; random by default
+    # -- TCP Fast Open (RFC 7413; RFC 8684 Appendix B; engine/fastopen.py)
+    fastopen: bool = False             # both sides: cookies, data in the SYN (Linux:
+                                       # net.ipv4.tcp_fastopen=3 and TCP_FASTOPEN)
+    fastopen_backlog: int = 256        # server: SYN data taken while at most this many
+                                       # handshakes are half open
+    fastopen_key: bytes | None = None  # server: the cookies' secret (16+ bytes); random by
+                                       # default (Linux: net.ipv4.tcp_fastopen_key)
 
     @property
     def version(self) -> int:
@@ -146,7 +164,7 @@ class Config:
                   ("send_buffer", 1024, 1 << 34), ("mss", 536, 65495), ("syn_retries", 0, 20),
                   ("stale_after", 1, 100), ("max_retransmits", 1, 100),
                   ("max_connections", 1, 1 << 24), ("keepalive_probes", 1, 100),
-                  ("syn_backlog", 0, 1 << 20))
+                  ("syn_backlog", 0, 1 << 20), ("fastopen_backlog", 0, 1 << 20))
         for name, low, high in checks:
             value = getattr(self, name)
             if type(value) is not int or not low <= value <= high:
@@ -159,6 +177,9 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if self.fastopen_key is not None and (not isinstance(self.fastopen_key, bytes)
+                                              or len(self.fastopen_key) < 16):
+            raise ValueError("fastopen_key must be None or bytes of at least 16")
         if not 0 < self.min_rto <= self.max_rto:
             raise ValueError("need 0 < min_rto <= max_rto")
         if type(self.max_add_addr_accepted) is not int or not 0 <= self.max_add_addr_accepted <= 255:

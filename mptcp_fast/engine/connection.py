@@ -38,6 +38,7 @@ from ..wire import options as opt
 from ..wire.serial import MASK64, seq64_diff
 from ..errors import MptcpError, StateError
 from mptcp_fast.engine import events as ev
+from mptcp_fast.engine import fastopen
 from mptcp_fast.engine.events import CloseReason
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
@@ -237,6 +238,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.remote_first_dsn: int | None = None
         self.syn_key: int | None = None
         self.half_open = False
+        self.fastopen: fastopen.Handshake | None = None   # TCP Fast Open, when tried
         # the initial subflow's (address, port)
         self.local: tuple[bytes, int] | None = None
         self.remote: tuple[bytes, int] | None = None
@@ -481,6 +483,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             "removal_refuted": self.pm.removal_refuted,
             "mp_fail_received": self.fb.mp_fail_received, "window_probes": self.window_probes,
             "fallback": self.fb.reason, "version": self.version,
+            # TCP Fast Open: bytes of the SYN's data the server took (None: TFO not tried)
+            "fastopen_taken": None if self.fastopen is None else self.fastopen.taken,
         }
 
     # ================================================================ events
@@ -576,7 +580,30 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         lport = self.endpoint.new_port(local, remote, rport, now)
         self.local, self.remote = (local, lport), (remote, rport)
         sf = self._new_subflow(local, lport, remote, rport, now)
-        sf.send_syn(now)
+        payload = b""
+        if self.config.fastopen and self.version == 1:    # never with v0, as Linux
+            payload = self._fastopen_connect(sf, remote, now)
+        sf.send_syn(now, payload)
+
+    def _fastopen_connect(self, sf, server: bytes, now: float) -> bytes:
+        """Client, TFO (RFC 7413 §4.2): the option our SYN carries, and its data: a cookie
+        request to a server we have no cookie of; with a cookie, up to an MSS of what the
+        application queued (it stays queued until the SYN/ACK says what was taken). None of
+        it to a server whose SYNs with data went unanswered lately (§4.1.3)."""
+        plan = self.endpoint.fastopen.servers.plan(server, now)
+        if plan is None:
+            self.endpoint.counts["fastopen_server_avoided"] += 1
+            return b""
+        cookie, server_mss = plan
+        state = self.fastopen = fastopen.Handshake(cookie)
+        if not cookie:
+            self.endpoint.counts["fastopen_cookie_requests_sent"] += 1
+            return b""
+        room = state.syn_data_room(sf.own_mss, server_mss)
+        state.data = self.unsent.peek(room) if self.unsent else b""
+        if state.data:
+            self.endpoint.counts["fastopen_syn_data_sent"] += 1
+        return state.data
 
     def accept(self, seg, now: float, mptcp: bool = True) -> None:
         """Server side: the SYN ``seg`` opens this connection: MPTCP with its MP_CAPABLE (RFC
@@ -591,7 +618,51 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.local, self.remote = (seg.dst, seg.dport), (seg.src, seg.sport)
         sf = self._new_subflow(seg.dst, seg.dport, seg.src, seg.sport, now)
         self._count_half_open(+1)
+        if mptcp and self.version == 1 and self.config.fastopen and seg.fastopen is not None:
+            taken = self._fastopen_accept(sf, seg, now)
+            sf.accept_syn(seg, now, taken, timestamps=self.fastopen.option is None)
+            if taken:
+                self._fastopen_deliver(bytes(seg.payload[:taken]))
+            return
         sf.accept_syn(seg, now)
+
+    def _fastopen_accept(self, sf, seg, now: float) -> int:
+        """Server, TFO (RFC 7413 §4.1.2, §4.2.2): how many bytes of the SYN's data to take:
+        its data when its cookie is valid for its source address (at most our MSS, and only
+        while at most Config.fastopen_backlog handshakes, this one included, are half open:
+        §5.1), else none. The SYN/ACK carries a fresh cookie for a request, a forged or an
+        expired cookie, or one of the period before (engine/cookies.py)."""
+        jar = self.endpoint.fastopen.cookies
+        counts = self.endpoint.counts
+        cookie = seg.fastopen
+        verdict = jar.check(seg.src, seg.dst, cookie, now) if cookie else None
+        state = self.fastopen = fastopen.Handshake()
+        if not cookie:
+            counts["fastopen_cookie_requests"] += 1
+        elif verdict is None:
+            counts["fastopen_cookies_refused"] += 1     # its data are not taken
+        if verdict != jar.VALID:
+            state.option = jar.make(seg.src, seg.dst, now)
+            counts["fastopen_cookies_sent"] += 1
+        if verdict is None or not seg.payload:
+            return 0
+        if self.endpoint.half_open > self.config.fastopen_backlog:
+            counts["fastopen_backlog_full"] += 1
+            return 0
+        state.taken = min(len(seg.payload), sf.own_mss)
+        counts["fastopen_accepted"] += 1
+        return state.taken
+
+    def _fastopen_deliver(self, data: bytes) -> None:
+        """Server, TFO: the application hears of the connection at the SYN and reads its data
+        at once (RFC 7413 §4.2.2; Linux's listener hands out a TFO child at the SYN): they are
+        the stream's first bytes, before the one of DSN IDSN + 1 (RFC 8684 App. B.2). What it
+        sends waits for the third ACK, which brings the client's key (RFC 8684 §3.1)."""
+        self.fastopen.early = True
+        self._event(_new_event(ev.ConnectionEstablished, self.id,
+                               (_text(self.local[0]), self.local[1]),
+                               (_text(self.remote[0]), self.remote[1]), self.fb.checksums))
+        self._event(_data_received(self.id, data))
 
     def accept_cookie(self, seg, now: float, mss: int) -> bool:
         """Server side, under SYN cookies: the third ACK ``seg`` carried a valid cookie; the
@@ -658,18 +729,54 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             return []
         if sf.join is None:
             if self.is_client and self.version == 1:
-                return [_mp_capable(1, self._mpc_flags())]
+                return [_mp_capable(1, self._mpc_flags())] + self._fastopen_option(sf)
             # the v1 SYN/ACK, and both v0 forms: the sender's key (RFC 6824 §3.1)
             flags = self._mpc_flags()
             if self.version == 1 and self.config.deny_join_initial:
                 flags |= opt.MPC_DENY_JOIN_TO_SOURCE  # C: no subflow to this address/port
-            return [_mp_capable(self.version, flags, self.local_key)]
+            return [_mp_capable(self.version, flags, self.local_key)] + self._fastopen_option(sf)
         if self.is_client or sf.state == SYN_SENT:
             return [opt.MpJoinSyn(sf.local_address_id, self.keys.remote_token, sf.join.local_nonce,
                                   sf.backup)]
         return [opt.MpJoinSynAck(sf.local_address_id,
                                  self.keys.synack_hmac(sf.join.local_nonce, sf.join.remote_nonce),
                                  sf.join.local_nonce, sf.join.local_backup)]
+
+    def _fastopen_option(self, sf) -> list:
+        """The TCP Fast Open option (RFC 7413 §4.1.1, kind 34) after the MP_CAPABLE: the
+        client's cookie or request in its first SYN only (Linux: "Exclude Fast Open option
+        for SYN retries"), the server's fresh cookie in its SYN/ACK."""
+        state = self.fastopen
+        if state is None or state.option is None or (self.is_client and sf.syn_sent_count > 1):
+            return []
+        return [opt.UnknownTcpOption(fastopen.TCPOPT_FASTOPEN, state.option)]
+
+    def syn_retransmitted(self, sf, now: float) -> None:
+        """Client: our SYN goes again. When the first one carried data, a middlebox may drop
+        SYNs with data: that server gets none for a while (RFC 7413 §4.1.3)."""
+        state = self.fastopen
+        if state is not None and state.data and sf.join is None and sf.syn_sent_count == 2:
+            self.endpoint.fastopen.servers.syn_lost(self.remote[0], now)
+            self.endpoint.counts["fastopen_syn_lost"] += 1
+
+    def _fastopen_synack(self, sf, seg) -> None:
+        """Client, TFO: the SYN/ACK took ``sf.syn_data_taken`` bytes of our SYN's data (they
+        leave the send queue: delivered, outside the data sequence space, RFC 8684 App. B.2;
+        the rest goes after the handshake, mapped from IDSN + 1), and may bring a cookie and
+        the server's MSS to remember (an unsolicited cookie is ignored, as Linux does)."""
+        state = self.fastopen
+        servers = self.endpoint.fastopen.servers
+        taken = sf.syn_data_taken
+        if taken:
+            self.unsent.take(taken)
+            state.taken = taken
+            servers.data_taken(self.remote[0])
+            self.endpoint.counts["fastopen_syn_data_acked"] += 1
+        state.data = b""                              # (a copy: the queue holds the rest)
+        if state.option is not None:
+            servers.learned(self.remote[0], seg.fastopen, seg.mss)
+            if seg.fastopen:
+                self.endpoint.counts["fastopen_cookies_received"] += 1
 
     def mpc_ack_options(self) -> list:
         return [_mp_capable(self.version, self._mpc_flags(), self.local_key, self.remote_key)]
@@ -683,6 +790,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             return self._join_handshake(sf, seg, now)
         mpc = seg.first(opt.MpCapable)
         if self.is_client:
+            if self.fastopen is not None:
+                self._fastopen_synack(sf, seg)
             if mpc is None or mpc.sender_key is None or mpc.receiver_key is not None \
                     or mpc.version != self.version:
                 # RFC 8684 §3.7 (Linux's MPCapableActiveFallback): plain TCP from here on
@@ -775,9 +884,11 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self._count_half_open(-1)
             if self.is_client:
                 sf.send_ack(now, [] if self.fb.reason else self.mpc_ack_options())
-            self._event(_new_event(ev.ConnectionEstablished, self.id,
-                                   (_text(self.local[0]), self.local[1]),
-                                   (_text(self.remote[0]), self.remote[1]), self.fb.checksums))
+            if self.fastopen is None or not self.fastopen.early:   # (TFO: told at the SYN)
+                self._event(_new_event(ev.ConnectionEstablished, self.id,
+                                       (_text(self.local[0]), self.local[1]),
+                                       (_text(self.remote[0]), self.remote[1]),
+                                       self.fb.checksums))
             self._subflow_event(sf)
             self.fb.established()                   # reported from now on (RFC 8684 §3.7)
             return

@@ -1,4 +1,6 @@
-"""SYN cookies (RFC 4987 §3.6), carrying the MP_CAPABLE state as Linux does with v1.
+"""SYN cookies (RFC 4987 §3.6), carrying the MP_CAPABLE state as Linux does with v1, and the
+server's TCP Fast Open cookies (RFC 7413 §4.1.2): two values a server derives from a secret
+and the peer's address, so that it keeps nothing until the peer proves it owns that address.
 
 When too many handshakes are half open (``Config.syn_backlog``), a listening endpoint answers
 a SYN without keeping anything: the SYN/ACK's initial sequence number is a cookie (a keyed
@@ -16,7 +18,7 @@ import hmac
 
 from .randomness import RandomSource
 
-__all__ = ["SynCookies", "MSS_TABLE"]
+__all__ = ["SynCookies", "FastOpenCookies", "MSS_TABLE"]
 
 MSS_TABLE = (536, 1220, 1440, 1460)       # the MSS values a cookie can carry (2 bits)
 SLOT = 64.0                               # seconds per time slot; a cookie lives two slots
@@ -80,3 +82,41 @@ class SynCookies:
         """(peer window scale or None, SACK-permitted) from the echoed timestamp."""
         wscale = tsecr & 0x0F
         return (None if wscale == 15 else wscale), bool(tsecr & 0x10)
+
+
+FASTOPEN_COOKIE_SIZE = 8                  # bytes, as Linux's (TCP_FASTOPEN_COOKIE_SIZE)
+FASTOPEN_PERIOD = 3600.0                  # seconds per secret period; a cookie lives two
+
+
+class FastOpenCookies:
+    """A server's TCP Fast Open cookies (RFC 7413 §4.1.2): a MAC of the client's and the
+    server's addresses (as Linux's tcp_fastopen_cookie_gen_cipher takes both) under a secret
+    and the current period, HMAC-SHA256 truncated to 8 bytes. Nothing is stored per client:
+    a cookie is checked by making it again. A cookie made in the period before is still
+    taken, and answered with a fresh one (as Linux answers a cookie of its backup key), so
+    that cookies expire after one to two periods without a flag day."""
+
+    VALID, RENEW = "valid", "renew"
+
+    def __init__(self, secret: bytes | None = None):
+        self._secret = RandomSource().secret() if secret is None else bytes(secret)
+
+    def _mac(self, client: bytes, server: bytes, period: int) -> bytes:
+        message = b"".join((period.to_bytes(8, "big", signed=True), bytes((len(client),)),
+                            client, server))
+        return hmac.new(self._secret, message, hashlib.sha256).digest()[:FASTOPEN_COOKIE_SIZE]
+
+    def make(self, client: bytes, server: bytes, now: float) -> bytes:
+        """The cookie for ``client`` (its packed address) talking to ``server``."""
+        return self._mac(client, server, int(now // FASTOPEN_PERIOD))
+
+    def check(self, client: bytes, server: bytes, cookie: bytes, now: float) -> str | None:
+        """VALID (made this period), RENEW (made the period before: take it, send a fresh
+        one), or None (forged, expired, or for another address), in constant time."""
+        period = int(now // FASTOPEN_PERIOD)
+        if len(cookie) == FASTOPEN_COOKIE_SIZE:
+            if hmac.compare_digest(self._mac(client, server, period), cookie):
+                return self.VALID
+            if hmac.compare_digest(self._mac(client, server, period - 1), cookie):
+                return self.RENEW
+        return None

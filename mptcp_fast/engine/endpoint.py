@@ -33,6 +33,7 @@ from ..wire import packet as pk
 from ..errors import StateError
 from mptcp_fast.engine.config import Config
 from mptcp_fast.engine.cookies import SynCookies
+from mptcp_fast.engine.fastopen import FastOpen
 from mptcp_fast.engine.events import CloseReason
 from mptcp_fast.engine.isn import IsnGenerator
 from mptcp_fast.engine.randomness import RandomSource
@@ -116,6 +117,13 @@ class Endpoint:
         isn_secret = self.config.isn_secret
         self.isn = IsnGenerator(self.random.secret() if isn_secret is None else isn_secret)
         self.cookies = SynCookies(self.random.secret())
+        # TCP Fast Open (engine/fastopen.py): the server's cookie secret (Config.fastopen_key,
+        # else drawn: only when asked for, so that other runs draw as before) and the
+        # client's cache of servers
+        self.fastopen = None
+        if self.config.fastopen:
+            key = self.config.fastopen_key
+            self.fastopen = FastOpen(self.random.secret() if key is None else key)
         self.half_open = 0                  # server handshakes waiting for their third ACK
         self.counts: Counter[str] = Counter()   # drops and refusals by reason (see ``stats``)
         self.packets_received = self.packets_sent = 0
@@ -197,9 +205,13 @@ class Endpoint:
         return packed
 
     def connect(self, remote: tuple[Address, int], now: float,
-                local_address: Address | None = None) -> Connection:
+                local_address: Address | None = None, data: BytesLike | None = None
+                ) -> Connection:
         """Open an MPTCP connection: its SYN with MP_CAPABLE is in the next
         ``packets_to_send``; ``ConnectionEstablished`` follows when the handshake completes.
+        With ``Config.fastopen`` the SYN asks the server for a TCP Fast Open cookie, or, once
+        the endpoint holds one for that server, carries the first bytes of ``data`` (RFC
+        7413; docs/engine.md, "TCP Fast Open").
 
         Args:
             remote: the server's (address, port).
@@ -207,6 +219,10 @@ class Endpoint:
             local_address: the address the initial subflow starts from (by default the
                 first of the endpoint's addresses of the remote's family); the others join
                 as ``Config.subflow_addresses`` says once the connection is established.
+            data: bytes to send first, as ``send(data)`` before the SYN is made (at most
+                ``Config.send_buffer``): with TCP Fast Open its first bytes ride in the SYN.
+                Only data that may arrive twice belong there (RFC 7413 §6: a SYN may be
+                replayed to a new connection).
 
         Returns:
             The new ``Connection``: ``send`` may be called at once (the data waits for the
@@ -214,8 +230,11 @@ class Endpoint:
 
         Raises:
             ValueError: a bad address or port, no local address of the remote's family,
-                or ``local_address`` not one of the endpoint's.
+                ``local_address`` not one of the endpoint's, or ``data`` larger than
+                ``Config.send_buffer``.
         """
+        if data is not None and len(memoryview(data).cast("B")) > self.config.send_buffer:
+            raise ValueError("connect's data is larger than Config.send_buffer")
         address, port = remote
         remote_address = _check.address("remote address", address)
         port = _check.in_range("port", port, 1, 65535)
@@ -227,6 +246,8 @@ class Endpoint:
             local = self.own_address(local_address)
         self.now = now
         conn = self._new_connection(is_client=True)
+        if data is not None:
+            conn.send(data)                 # queued before the SYN: TFO may carry it
         conn.open(local, remote_address, port, now)
         self.touch(conn)
         return conn

@@ -157,6 +157,10 @@ class SubflowOwner:
         """The TCP handshake completed (and its MPTCP part was valid)."""
         raise NotImplementedError
 
+    def syn_retransmitted(self, sf, now: float) -> None:
+        """Our SYN went unanswered and goes again (without data: RFC 7413's SYN data and
+        option are for the first transmission only)."""
+
     def on_duplicate_syn(self, sf, now: float) -> None:
         """The peer's SYN or SYN/ACK came again: our last handshake ACK may have been lost."""
         raise NotImplementedError
@@ -344,6 +348,10 @@ class Subflow:
         self.window = cc.add_subflow(self._payload_size_for(self.own_mss))
         self.stats_retransmits = 0
         self.bytes_sent = self.bytes_received = 0
+        # TCP Fast Open (RFC 7413; engine/fastopen.py): bytes of the SYN's data the receiving
+        # end took; the relative sequence numbers (ours as client, the peer's as server) start
+        # after them, as the DSS mappings count (RFC 8684 App. B.2, Linux's ssn_offset)
+        self.syn_data_taken = 0
 
     window_shift = staticmethod(_window_shift)
 
@@ -601,13 +609,16 @@ class Subflow:
                 blocks.append(tuple(block))
         return [((self.irs + a) & MASK32, (self.irs + b) & MASK32) for a, b in blocks[:room]]
 
-    def send_syn(self, now: float) -> None:
-        """Open (client side): SYN with our options and the connection's MPTCP option."""
+    def send_syn(self, now: float, payload=b"") -> None:
+        """Open (client side): SYN with our options and the connection's MPTCP option (and
+        its TCP Fast Open option), carrying ``payload`` with TFO (RFC 7413 §4.2.2): the SYN
+        then covers 1 + len(payload) sequence numbers, and its SYN/ACK may acknowledge any
+        prefix of the payload. Only this first transmission carries it."""
         self.state = SYN_SENT
-        self.snd_nxt = 1
+        self.snd_nxt = 1 + len(payload)
         self.syn_sent_count += 1
         self.syn_time = now
-        self._emit(now, _SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
+        self._emit(now, _SYN, 0, payload, mptcp=self.conn.syn_options(self), syn=True)
         self.rto_at = now + self.rtt.rto
 
     def send_syn_ack(self, now: float) -> None:
@@ -772,9 +783,9 @@ class Subflow:
             return
         flags = seg.flags
         if state == SYN_RCVD and flags & _SYN and not flags & _ACK:
-            if seg.seq == self.irs:
+            if (seg.seq + self.syn_data_taken) & MASK32 == self.irs:
                 self.send_syn_ack(now)            # our SYN/ACK was lost: the SYN came again
-            return
+            return                                # (its data, if any, were taken once)
         if state in (CLOSED, LISTEN):
             return
         seq = self.rel_seq(seg.seq)
@@ -868,7 +879,9 @@ class Subflow:
 
     def _receive_in_syn_sent(self, seg, now: float) -> None:
         flags = seg.flags
-        if flags & _ACK and seg.ack != self._wire_seq(1):
+        # the SYN/ACK acknowledges our SYN and any prefix of the data it carried (snd_nxt is
+        # 1 + those bytes: RFC 7413 §4.2.2), and nothing else
+        if flags & _ACK and not 0 <= _diff32(seg.ack, self._wire_seq(1)) < self.snd_nxt:
             if not flags & _RST:                   # RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><RST>
                 self.conn.reset_reply(seg)
             return
@@ -881,12 +894,23 @@ class Subflow:
         self.irs = seg.seq
         self.rcv_nxt = 1
         self._take_syn_options(seg, now)
+        if self.snd_nxt > 1:                      # our SYN carried data (TFO)
+            self._syn_data_acknowledged(seg)
         self.snd_una = 1
         self._handshake_rtt(now)
         if not self.conn.on_handshake(self, seg, now):
             return
         self.state = ESTABLISHED
         self.conn.subflow_established(self, now)
+
+    def _syn_data_acknowledged(self, seg) -> None:
+        """Client, TFO: the SYN/ACK took ``syn_data_taken`` bytes of our SYN's data (0 when
+        the server dropped them: they go again after the handshake, mapped). Our relative
+        sequence numbers start after them (RFC 8684 App. B.2): the next byte is 1 again."""
+        taken = _diff32(seg.ack, self._wire_seq(1))
+        self.syn_data_taken = taken
+        self.iss = (self.iss + taken) & MASK32
+        self.snd_nxt = 1
 
     def _handshake_rtt(self, now: float) -> None:
         """The handshake's round trip is the first RTT sample when the SYN (or SYN/ACK) went
@@ -897,11 +921,19 @@ class Subflow:
             self.window.srtt = self.rtt.srtt
         self.timeouts = 0
 
-    def accept_syn(self, seg, now: float) -> None:
-        """Server side: a SYN for us; remember its options and answer with a SYN/ACK."""
-        self.irs = seg.seq
+    def accept_syn(self, seg, now: float, syn_data: int = 0, timestamps: bool = True) -> None:
+        """Server side: a SYN for us; remember its options and answer with a SYN/ACK. With
+        TFO, ``syn_data`` bytes of its data were taken (the SYN/ACK acknowledges them; our
+        relative numbering of the peer's bytes starts after them, RFC 8684 App. B.2), and
+        ``timestamps`` is False when the SYN/ACK carries a cookie: the options would not fit
+        with timestamps, which are then not used (RFC 8684 App. B.1; Linux clears tstamp_ok
+        when it sends a cookie)."""
+        self.irs = (seg.seq + syn_data) & MASK32
+        self.syn_data_taken = syn_data
         self.rcv_nxt = 1
         self._take_syn_options(seg, now)
+        if not timestamps:
+            self.ts_ok = False
         self.state = SYN_RCVD
         self.snd_nxt = 1
         self.send_syn_ack(now)
@@ -1267,6 +1299,7 @@ class Subflow:
                 return
             if self.state == SYN_SENT:
                 self.syn_sent_count += 1
+                self.conn.syn_retransmitted(self, now)
                 self._emit(now, _SYN, 0, mptcp=self.conn.syn_options(self), syn=True)
             else:
                 self.send_syn_ack(now)

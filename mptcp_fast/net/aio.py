@@ -582,7 +582,8 @@ class Stack:
     async def open_connection(self, host: str, port: int, local_address: Address | None = None,
                               limit: int = READ_LIMIT, *, ssl: SslArgument = None,
                               server_hostname: str | None = None,
-                              ssl_handshake_timeout: float | None = None
+                              ssl_handshake_timeout: float | None = None,
+                              data: bytes | None = None
                               ) -> tuple[asyncio.StreamReader, MptcpStreamWriter]:
         """Open an MPTCP connection to ``host``:``port`` from ``local_address`` (the
         stack's first address of that family by default); return (reader, writer) once it is
@@ -594,6 +595,10 @@ class Stack:
         ``host`` by default) the streams carry TLS over the MPTCP connection, once its
         handshake is done.
 
+        ``data`` is sent first (``Endpoint.connect``'s): with ``Config.fastopen`` its first
+        bytes ride in the SYN once the stack holds the server's TCP Fast Open cookie. Only
+        bytes that may be replayed belong there (RFC 7413 §6), and not with ``ssl``.
+
         Raises:
             ConnectionRefusedError: the connection failed before it was established
                 (refused, reset or timed out).
@@ -603,7 +608,9 @@ class Stack:
         context = _ssl_context(ssl, server_side=False)
         if context is None and server_hostname is not None:
             raise ValueError("server_hostname is only meaningful with ssl")
-        conn = self.endpoint.connect((host, port), self._loop.time(), local_address)
+        if data is not None and context is not None:
+            raise ValueError("data is sent before the TLS handshake: not with ssl")
+        conn = self.endpoint.connect((host, port), self._loop.time(), local_address, data)
         opened = self._opening[conn.id] = self._loop.create_future()
         self._streams(conn, limit, server_side=False)
         self._turn()

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from ._options_common import Option
 
 _SYN, _FIN = 0x02, 0x01                   # TCP header flags (RFC 9293 §3.1)
+TCPOPT_FASTOPEN = 34                      # RFC 7413 §4.1.1
 
-__all__ = ["Incoming", "flow_key", "general_options", "usual_dss"]
+__all__ = ["Incoming", "flow_key", "general_options", "usual_dss", "fastopen_cookie",
+           "TCPOPT_FASTOPEN"]
 
 
 class Incoming:
@@ -26,12 +28,13 @@ class Incoming:
     __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
                  "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "_mptcp",
                  "malformed_options", "number", "flow", "dss_only", "dss_ack", "dss_ack64",
-                 "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum")
+                 "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum",
+                 "fastopen")
     # the fields both twins have (the compiled twin's are C fields and properties)
     FIELDS = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
               "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
               "malformed_options", "number", "flow", "dss_only", "dss_ack", "dss_ack64",
-              "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum")
+              "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum", "fastopen")
     src: bytes                            # packed addresses, 4 or 16 bytes
     dst: bytes
     sport: int
@@ -62,9 +65,11 @@ class Incoming:
     dss_ssn: int
     dss_length: int
     dss_checksum: int | None
+    fastopen: bytes | None                # TCP Fast Open (RFC 7413 §4.1.1): the cookie, b""
+                                          # for a cookie request, None: no (usable) option
 
     def __init__(self) -> None:
-        self.flow = None
+        self.flow = self.fastopen = None
         self.mss = self.wscale = self.tsval = self.tsecr = None
         self.sack_permitted = False
         self.sack = ()
@@ -139,3 +144,14 @@ def general_options(seg, data, offset: int, length: int, parse_tcp_options) -> N
             seg.malformed_options += 1
         elif isinstance(o, opt._MptcpOption):
             seg.mptcp.append(o)
+        elif kind is opt.UnknownTcpOption and o.kind == TCPOPT_FASTOPEN:
+            seg.fastopen = fastopen_cookie(o.data)
+
+
+def fastopen_cookie(data: bytes) -> bytes | None:
+    """The TCP Fast Open option's cookie as the engine takes it (RFC 7413 §4.1.1 with errata
+    4238): b"" for a cookie request, 4 to 16 bytes of even length for a cookie; any other
+    length is no usable option (None), as Linux's tcp_parse_fastopen_option ignores it."""
+    if not data or (4 <= len(data) <= 16 and not len(data) & 1):
+        return bytes(data)
+    return None

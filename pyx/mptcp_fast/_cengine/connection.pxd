@@ -133,6 +133,7 @@ cdef class Connection(SubflowOwner):
     cdef public long ignored_options, anomalies_dropped, bad_join, bad_fastclose
     cdef public long window_probes
     cdef public long long refused_mappings, refused_data_fins
+    cdef public object fastopen              # TCP Fast Open (engine/fastopen.py), or None
 
     cpdef send(self, object data, object end_stream=*)   # a C call from the emulator's apps
     @cython.locals(events=list)

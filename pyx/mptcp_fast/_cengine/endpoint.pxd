@@ -9,6 +9,7 @@ from mptcp_fast.wire._segment_c cimport Incoming, read as read_packet
 @cython.final
 cdef class Endpoint:
     cdef public object config, random, tokens, isn, cookies, counts, _read
+    cdef public object fastopen              # TCP Fast Open (engine/fastopen.py), or None
     cdef public list addresses, _out, _timers
     cdef public set _own, listening
     cdef public dict _address_ids, connections, _subflows, _timer_of, _timed, _ports_taken

@@ -119,6 +119,7 @@ cdef class Subflow:
     cdef public long long recovery_point, high_sacked, loss_scan
     cdef public Window window
     cdef public long long stats_retransmits, bytes_sent, bytes_received
+    cdef public long long syn_data_taken          # TFO: the SYN's data the other end took
 
     cpdef bint can_carry(self)
     cpdef request_ack(self)

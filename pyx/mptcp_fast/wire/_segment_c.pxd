@@ -23,6 +23,7 @@ cdef class Incoming:
     cdef public unsigned long long dss_ack, dss_dsn
     cdef public long long dss_ssn, dss_length
     cdef public object dss_checksum
+    cdef public object fastopen           # RFC 7413: cookie, b"" (request) or None
 
 
 # the reader and the writers, C calls from the compiled engine

@@ -21,6 +21,7 @@ from mptcp_fast import _check
 from mptcp_fast.wire._packet_common import write_error             # the packet layer's errors
 from mptcp_fast.wire import _options_common as _opt
 from mptcp_fast.wire._options_common import Dss as _DssClass
+from mptcp_fast.wire._segment_common import TCPOPT_FASTOPEN, fastopen_cookie
 from mptcp_fast.errors import OptionError
 from mptcp_fast.wire._options_c import parse_tcp_options   # this backend's codec
 
@@ -143,6 +144,7 @@ cdef inline void _usual_map(Incoming seg, uint64_t dsn, uint32_t ssn, uint16_t l
 cdef object _Timestamps = _opt.Timestamps, _Sack = _opt.Sack, _Mss = _opt.Mss
 cdef object _WindowScale = _opt.WindowScale, _SackPermitted = _opt.SackPermitted
 cdef object _Malformed = _opt.MalformedOption, _MptcpOption = _opt._MptcpOption
+cdef object _Unknown = _opt.UnknownTcpOption
 
 
 cdef void _general_options(Incoming seg, object data, Py_ssize_t offset, Py_ssize_t length) except *:
@@ -170,7 +172,9 @@ cdef void _general_options(Incoming seg, object data, Py_ssize_t offset, Py_ssiz
         elif kind is _Malformed:
             seg.malformed_options += 1
         elif isinstance(o, _MptcpOption):
-            seg.mptcp.append(o)
+            seg._mptcp.append(o)
+        elif kind is _Unknown and o[0] == TCPOPT_FASTOPEN:    # RFC 7413 (handshakes only)
+            seg.fastopen = fastopen_cookie(o[1])
 
 
 cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remote,
