@@ -57,7 +57,10 @@ def count(tree: str | None, child: str, toggles: list, args: list) -> int:
         done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                *(f"--toggle-collect={name}" for name in toggles), python,
                                "-c", child, *args],
-                              env=env, capture_output=True, text=True, check=True)
+                              env=env, capture_output=True, text=True, check=True,
+                              # the tree itself as the working directory: ``-c`` puts the
+                              # working directory first on sys.path, before PYTHONPATH
+                              cwd=os.path.abspath(tree) if tree else None)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise SystemExit(f"no callgrind total in:\n{done.stderr[-2000:]}")
