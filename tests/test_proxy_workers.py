@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -133,14 +134,16 @@ def site():
 
 def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC,
                      joined: bool = True, convert_to: int | None = None,
-                     fastopen: bool = False):
+                     fastopen: bool = False, fallback_ok: bool = False):
     """One kernel MPTCP client: connect to the public address, wait (up to 5 s) for the join
     to the announced address (with ``joined`` False: 0.2 s, for a join that will not come up
     to be tried), echo ``size`` bytes. (exact, its initial subflow's local port, its subflows
     as the client's kernel saw them with both up). With ``convert_to`` (a port on this
     host's loopback), the client of a Convert server half: a Connect TLV there first, then
     the echo after the converter's answer (RFC 8803 §3); with ``fastopen`` the Connect TLV
-    rides in the SYN once the client's kernel holds a cookie (TCP_FASTOPEN_CONNECT)."""
+    rides in the SYN once the client's kernel holds a cookie (TCP_FASTOPEN_CONNECT). With
+    ``fallback_ok``, a connection that fell back to TCP (its kernel then has no subflows to
+    tell) has its subflows as None."""
     data = i.to_bytes(4, "big") * (size // 4)
     family = socket.AF_INET6 if ":" in public else socket.AF_INET
     with site.clients.entered():
@@ -156,11 +159,16 @@ def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC
         else:
             data_back = data
         end = time.monotonic() + 5
-        while joined and _established(sock) < 2 and time.monotonic() < end:
-            time.sleep(0.005)
-        if not joined:
-            time.sleep(0.2)
-        subflows = kernel.subflow_addresses(sock)
+        try:
+            while joined and _established(sock) < 2 and time.monotonic() < end:
+                time.sleep(0.005)
+            if not joined:
+                time.sleep(0.2)
+            subflows = kernel.subflow_addresses(sock)
+        except kernel.KernelMptcpError as exc:
+            if not (fallback_ok and exc.errno == errno.EOPNOTSUPP):
+                raise
+            subflows = None
         port = sock.getsockname()[1]
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
@@ -499,6 +507,65 @@ def test_two_machines_behind_one_balancer(site):
         (closing,) = _json_lines(out, "worker")
         assert closing["refused_joins"] == 0 and closing["joins"] == len(mine)
     _check_connections(clients, records, workers)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-key", "own-keys"])
+def test_two_machines_take_each_others_fastopen_cookies_with_one_key(site, tmp_path, shared):
+    """The Convert server half with --fastopen on two machines behind B's balancer (round
+    robin), --balancer none each: with one --fastopen-key (@FILE) on both, the cookie the
+    first machine gave the client is taken by the second: five of six SYNs bring their
+    Connect TLV with a cookie that is taken, one cookie handed out in all. Without it (each
+    machine its own random key) every later SYN's cookie is the other machine's: refused,
+    its data not taken, and a fresh cookie handed out each time; the client's kernel then
+    sends the data after the handshake, without a DSS mapping nor MP_CAPABLE in its third
+    ACK (Linux 6.18), so such a connection falls back to TCP (RFC 8684 §3.7) and still
+    gets its echo."""
+    sink = _EchoServer()
+    site.clients.sysctl("net.ipv4.tcp_fastopen", 1)
+    key = tmp_path / "tfo.key"
+    key.write_text(os.urandom(16).hex() + "\n")
+    machines = {m: site.machine(m) for m in (1, 2)}
+    workers = {m: (f"198.18.4{m}.2", f"198.18.4{m}.3") for m in machines}
+    proxies = {m: _start_proxy(["--convert", "--allow-to", "127.0.0.1/32", "--fastopen",
+                                *(["--fastopen-key", f"@{key}"] if shared else []),
+                                "--workers", "1", "--worker-address", workers[m][0],
+                                "--balancer", "none", "--tun", run_name("mfw", f"m{m}"),
+                                "--count", "3"],
+                               machines[m].name, None)
+               for m in machines}
+    outputs = {}
+    try:
+        for proxy in proxies.values():
+            _first_line(proxy)
+        subprocess.run(["ip", "netns", "exec", site.balancer.name, "nft", "-f", "-"],
+                       input=ruleset("mfw_lb", PUBLIC, PORT, [workers[1][1], workers[2][1]],
+                                     "round-robin"),
+                       text=True, check=True)
+        clients = [_echo_via_public(site, i, convert_to=sink.port, fastopen=True,
+                                    fallback_ok=not shared) for i in range(6)]
+        for m, proxy in proxies.items():
+            outputs[m] = proxy.communicate(timeout=30)
+    finally:
+        for proxy in proxies.values():
+            proxy.kill()
+        sink.close()
+    assert all(exact for exact, _, _ in clients)
+    tfo = {}
+    for m, (out, err) in outputs.items():
+        assert proxies[m].returncode == 0 and "Traceback" not in err, err
+        assert len(_json_lines(out, "connection")) == 3
+        (closing,) = _json_lines(out, "worker")
+        assert closing["refused_joins"] == 0
+        if shared:                                  # (a fallen-back connection joins none)
+            assert closing["joins"] == 3
+        tfo[m] = closing["fastopen"]
+    if shared:
+        assert sorted((t["cookies_sent"], t["accepted"], t["cookies_refused"])
+                      for t in tfo.values()) == [(0, 3, 0), (1, 2, 0)], tfo
+    else:
+        assert sum(t["accepted"] for t in tfo.values()) == 0, tfo
+        assert sum(t["cookies_refused"] for t in tfo.values()) == 5, tfo
+        assert sum(t["cookies_sent"] for t in tfo.values()) == 6, tfo
 
 
 def _children(pid: int) -> list[int]:
