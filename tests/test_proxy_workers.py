@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -35,6 +36,7 @@ from mptcp_fast.net import kernel
 from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
 from mptcp_fast.wire import convert
+from test_convert_proxy import _converse
 
 pytestmark = pytest.mark.requires("testbed", "nftables")
 
@@ -311,7 +313,8 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
 
 @pytest.mark.parametrize("fastopen", [False, True], ids=["plain", "fastopen"])
 def test_the_convert_server_half_in_two_workers(site, fastopen):
-    """proxy --convert --workers 2 (the RFC 8803 server half, round robin): six kernel MPTCP
+    """proxy --convert --workers 2 (the RFC 8803 server half, round robin): a Connect TLV to
+    the public address itself answered Not Authorized (a loop); then six kernel MPTCP
     clients one after the other, each a Connect TLV to the echo server and 16 KiB echoed:
     byte-exact after the converter's answer, three connections per worker, every join at the
     owning worker's own address, none refused. With --fastopen (one key drawn by the
@@ -322,13 +325,19 @@ def test_the_convert_server_half_in_two_workers(site, fastopen):
     count = 6
     sink = _EchoServer()
     site.clients.sysctl("net.ipv4.tcp_fastopen", 1)          # the clients' kernel: TFO client
-    proxy = _start_proxy(["--convert", "--allow-to", "127.0.0.1/32", "--workers", "2",
+    proxy = _start_proxy(["--convert", "--allow-to", "127.0.0.1/32", "--allow-to",
+                          f"{PUBLIC}/32", "--workers", "2",
                           "--worker-address", "198.18.20.2", "--worker-address", "198.18.21.2",
                           "--tun", run_name("mfw", "%d"), "--count", str(count),
                           "--spread", "round-robin", *(["--fastopen"] if fastopen else [])],
                          site.balancer.name, None)
     try:
         listening = json.loads(_first_line(proxy))
+        # the public address is the server half itself, even where --allow-to allows it: a
+        # loop, refused (not a record)
+        loop = convert.encode([convert.Connect(PUBLIC, PORT)])
+        assert _converse(types.SimpleNamespace(c=site.clients), loop, (PUBLIC, PORT)) == \
+            convert.encode([convert.Error(convert.NOT_AUTHORIZED)])
         clients = [_echo_via_public(site, i, convert_to=sink.port, fastopen=fastopen)
                    for i in range(count)]
         out, err = proxy.communicate(timeout=60)
