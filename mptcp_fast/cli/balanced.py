@@ -30,6 +30,13 @@ Behind another L4 balancer (IPVS in NAT mode, a cloud NLB, another machine's nft
 same worker runs with ``--balancer none``: the balancer sends each machine's share of SYNs to
 that machine's balanced address, and installs nothing here (docs/proxy.md).
 
+The RFC 8803 Convert server half (``--convert``) runs in the same workers, each reading the
+Convert messages of the connections it took. With ``--fastopen`` a client's next SYN, its
+Connect TLV inside, may be balanced to another worker than the one that gave its cookie: the
+supervisor draws one cookie key for all the workers (``--fastopen-key`` gives it, for machines
+behind one balancer), and ``BalancedCookies`` lets a cookie at the balanced address cover the
+client's address alone, so that every worker with the key takes it (RFC 7413 §4.1.2).
+
 The table is this command's own (``inet mptcp_fast_<supervisor pid>``), installed once every
 worker listens and deleted when the command ends, however it ends but SIGKILL; a table whose
 process is gone (a SIGKILL) is deleted by the next run in that namespace.

@@ -1161,9 +1161,10 @@ def add_parsers(sub, size_type) -> None:
                           "Kernel engine: each with its own listener on --listen "
                           "(SO_REUSEPORT): the kernel spreads the connections over them and "
                           "routes every join to the worker that holds its connection. "
-                          "Userspace engine (mptcp-to-tcp): each its own engine and TUN device "
-                          "with a --worker-address, behind --listen's address (--balancer) "
-                          "(default: 1)")
+                          "Userspace engine (mptcp-to-tcp, the --convert server half too): "
+                          "each its own engine and TUN device with a --worker-address, behind "
+                          "--listen's address (--balancer); with --fastopen one TFO key for "
+                          "all (default: 1)")
     _balanced_options(pro, "--listen's address")
     pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
                      help="the client half's side: tcp: every connection goes to --to; "
