@@ -311,8 +311,9 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
     assert tun[:-2] not in site.balancer.ip("link")      # the devices went with the workers
 
 
-@pytest.mark.parametrize("fastopen", [False, True], ids=["plain", "fastopen"])
-def test_the_convert_server_half_in_two_workers(site, fastopen):
+@pytest.mark.parametrize("fastopen, backend", [(False, "cython"), (True, "cython"),
+                                               (True, "python")])
+def test_the_convert_server_half_in_two_workers(site, fastopen, backend):
     """proxy --convert --workers 2 (the RFC 8803 server half, round robin): a Connect TLV to
     the public address itself answered Not Authorized (a loop); then six kernel MPTCP
     clients one after the other, each a Connect TLV to the echo server and 16 KiB echoed:
@@ -321,16 +322,17 @@ def test_the_convert_server_half_in_two_workers(site, fastopen):
     supervisor for both workers): the first client asks for a cookie, which one worker
     gives; every later client sends its Connect TLV in the SYN with that cookie, and the
     other worker, which never gave one, takes it: five SYNs' data taken, one cookie sent in
-    all, none refused."""
+    all, none refused. Both backends take each other's cookies the same way."""
     count = 6
     sink = _EchoServer()
+    env = {**os.environ, "MPTCP_FAST_PURE": "1" if backend == "python" else "0"}
     site.clients.sysctl("net.ipv4.tcp_fastopen", 1)          # the clients' kernel: TFO client
     proxy = _start_proxy(["--convert", "--allow-to", "127.0.0.1/32", "--allow-to",
                           f"{PUBLIC}/32", "--workers", "2",
                           "--worker-address", "198.18.20.2", "--worker-address", "198.18.21.2",
                           "--tun", run_name("mfw", "%d"), "--count", str(count),
                           "--spread", "round-robin", *(["--fastopen"] if fastopen else [])],
-                         site.balancer.name, None)
+                         site.balancer.name, None, env)
     try:
         listening = json.loads(_first_line(proxy))
         # the public address is the server half itself, even where --allow-to allows it: a
