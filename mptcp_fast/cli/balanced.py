@@ -190,7 +190,8 @@ def apply_plan(args, plan: WorkerPlan) -> None:
 
 
 # ====================================================================== TCP Fast Open
-FASTOPEN_KEY_SIZES = (16, 32)       # bytes (as the kernel's tcp_fastopen_key: 16, a pair 32)
+FASTOPEN_KEY_SIZES = (16, 32)       # bytes: one HMAC-SHA256 key (engine/cookies.py), also
+                                    # at 32, where the kernel's sysctl takes a key pair
 
 
 def fastopen_key(text: str) -> bytes:
