@@ -844,7 +844,12 @@ BALANCED = ["--worker-address", "198.18.20.2", "--worker-address", "198.18.21.2"
     # the client side (tcp-to-mptcp, the default) of the userspace engine has no workers
     (["--workers", "2", "--address", "198.18.0.2"],
      "--workers on the userspace engine is the MPTCP-facing server side (--direction "
-     "mptcp-to-tcp, no --convert)"),
+     "mptcp-to-tcp, the plain proxy or the --convert server half)"),
+    # the Convert server half in workers connects where each Connect TLV says
+    (["--direction", "mptcp-to-tcp", "--convert", "--workers", "2", *BALANCED],
+     "with --convert the server half connects where each Connect TLV says: no --to"),
+    (["--direction", "mptcp-to-tcp", "--fastopen", "--workers", "2", *BALANCED],
+     "--fastopen is the Convert halves' (--convert)"),
     (["--direction", "mptcp-to-tcp", "--workers", "2"],
      "--workers on the userspace engine needs --worker-address ADDR, once per worker"),
     (["--direction", "mptcp-to-tcp", "--workers", "3", *BALANCED],
@@ -877,6 +882,77 @@ def test_workers_on_an_unsupported_combination_are_refused_clearly(arguments, me
     assert done.returncode == 2 and done.stderr.startswith(f"mptcp-fast proxy: {message}"), \
         done.stderr
     assert len(done.stderr.splitlines()) == 1
+
+
+SERVER_HALF = ["--direction", "mptcp-to-tcp", "--convert", "--fastopen", "--workers", "2",
+               *BALANCED, "--listen", "198.18.10.1:5000"]
+
+
+@pytest.mark.parametrize("key, message", [
+    ("00" * 15, "--fastopen-key: 15 bytes; a key is 16 or 32 bytes (32 or 64 hex digits)"),
+    ("00" * 24, "--fastopen-key: 24 bytes; a key is 16 or 32 bytes"),
+    ("5ec7e7" + "g" * 26, "--fastopen-key: not hex (16 or 32 bytes as 32 or 64 hex digits)"),
+    ("", "--fastopen-key: 0 bytes"),
+    ("@/nonexistent/key", "--fastopen-key @/nonexistent/key: No such file or directory"),
+])
+def test_a_bad_fastopen_key_is_refused_clearly_without_showing_it(key, message):
+    """--fastopen-key on the userspace Convert server half (in workers): a wrong length, not
+    hex, a file that is not there: one line, exit status 2, no traceback, nothing opened,
+    and not the key (not even part of it)."""
+    done = subprocess.run(CLI + ["proxy", *SERVER_HALF, "--fastopen-key", key],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"mptcp-fast proxy: {message}"), \
+        done.stderr
+    assert len(done.stderr.splitlines()) == 1 and done.stdout == ""
+    if key and not key.startswith("@"):
+        assert key[:6] not in done.stderr
+
+
+def test_a_fastopen_key_file_that_is_not_a_key_is_not_shown(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("5ec7e7" * 5 + "\n")           # 15 bytes: one short
+    done = subprocess.run(CLI + ["proxy", *SERVER_HALF, "--fastopen-key", f"@{secret}"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == (
+        f"mptcp-fast proxy: --fastopen-key @{secret}: 15 bytes; a key is 16 or 32 bytes "
+        "(32 or 64 hex digits)\n")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--engine", "kernel", "--direction", "mptcp-to-tcp", "--convert", "--fastopen"],
+     "--fastopen-key is the userspace engine's (the kernel's TFO key: sysctl "
+     "net.ipv4.tcp_fastopen_key)"),
+    (["--direction", "mptcp-to-tcp", "--convert"],
+     "--fastopen-key is the key of the server half's TFO cookies: with --fastopen"),
+    (["--direction", "tcp-to-mptcp", "--front", "socks5", "--convert", "--fastopen", "--to",
+      "198.18.0.1:5000"],
+     "--fastopen-key is the key of the server half's TFO cookies"),
+])
+def test_a_fastopen_key_where_no_cookie_is_made_is_refused(arguments, message):
+    done = subprocess.run(CLI + ["proxy", "--listen", "5000", *arguments,
+                                 "--fastopen-key", "00" * 16],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"mptcp-fast proxy: {message}"), \
+        done.stderr
+
+
+def test_workers_cookies_are_good_at_each_other_and_only_for_their_client():
+    """balanced.BalancedCookies: a cookie made at one worker's balanced address (with the
+    key they share) is taken at another's, not for another client, not under another key;
+    at a worker's other addresses the engine's own cookies (client and server address)."""
+    from mptcp_fast.cli.balanced import BalancedCookies
+    from mptcp_fast.engine.cookies import FastOpenCookies
+    packed = socket.inet_aton
+    key, client, now = b"k" * 16, packed("198.18.0.2"), 1000.0
+    one = BalancedCookies(key, "198.18.20.3")
+    other = BalancedCookies(key, "198.18.21.3")
+    cookie = one.make(client, packed("198.18.20.3"), now)
+    assert other.check(client, packed("198.18.21.3"), cookie, now) == other.VALID
+    assert other.check(packed("198.18.0.9"), packed("198.18.21.3"), cookie, now) is None
+    assert BalancedCookies(b"x" * 16, "198.18.21.3").check(
+        client, packed("198.18.21.3"), cookie, now) is None
+    own = packed("198.18.21.2")                        # not the balanced address
+    assert other.make(client, own, now) == FastOpenCookies(key).make(client, own, now)
 
 
 @pytest.mark.parametrize("arguments, message", [

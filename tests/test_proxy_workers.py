@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -33,6 +35,8 @@ from mptcp_fast.cli.balanced import TABLE_PREFIX, ruleset
 from mptcp_fast.net import kernel
 from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
+from mptcp_fast.wire import convert
+from test_convert_proxy import _converse
 
 pytestmark = pytest.mark.requires("testbed", "nftables")
 
@@ -40,6 +44,7 @@ CLI = [sys.executable, "-m", "mptcp_fast"]
 PUBLIC, PORT = "198.18.10.1", 5000
 CLIENT, CLIENT_SECOND = "198.18.0.2", "198.18.2.2"
 TCP_ESTABLISHED = 1    # tcpi_state (include/net/tcp_states.h)
+TCP_FASTOPEN_CONNECT = 30    # include/uapi/linux/tcp.h
 
 
 def _json_lines(text: str, event: str) -> list:
@@ -130,31 +135,49 @@ def site():
 
 
 def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC,
-                     joined: bool = True):
+                     joined: bool = True, convert_to: int | None = None,
+                     fastopen: bool = False, fallback_ok: bool = False):
     """One kernel MPTCP client: connect to the public address, wait (up to 5 s) for the join
     to the announced address (with ``joined`` False: 0.2 s, for a join that will not come up
     to be tried), echo ``size`` bytes. (exact, its initial subflow's local port, its subflows
-    as the client's kernel saw them with both up)."""
+    as the client's kernel saw them with both up). With ``convert_to`` (a port on this
+    host's loopback), the client of a Convert server half: a Connect TLV there first, then
+    the echo after the converter's answer (RFC 8803 §3); with ``fastopen`` the Connect TLV
+    rides in the SYN once the client's kernel holds a cookie (TCP_FASTOPEN_CONNECT). With
+    ``fallback_ok``, a connection that fell back to TCP (its kernel then has no subflows to
+    tell) has its subflows as None."""
     data = i.to_bytes(4, "big") * (size // 4)
     family = socket.AF_INET6 if ":" in public else socket.AF_INET
     with site.clients.entered():
         sock = socket.socket(family, socket.SOCK_STREAM, 262)
     with sock:
         sock.settimeout(30)
+        if fastopen:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
         sock.connect((public, PORT))
+        if convert_to is not None:
+            sock.sendall(convert.encode([convert.Connect("127.0.0.1", convert_to)]))
+            data_back = convert.encode([]) + data
+        else:
+            data_back = data
         end = time.monotonic() + 5
-        while joined and _established(sock) < 2 and time.monotonic() < end:
-            time.sleep(0.005)
-        if not joined:
-            time.sleep(0.2)
-        subflows = kernel.subflow_addresses(sock)
+        try:
+            while joined and _established(sock) < 2 and time.monotonic() < end:
+                time.sleep(0.005)
+            if not joined:
+                time.sleep(0.2)
+            subflows = kernel.subflow_addresses(sock)
+        except kernel.KernelMptcpError as exc:
+            if not (fallback_ok and exc.errno == errno.EOPNOTSUPP):
+                raise
+            subflows = None
         port = sock.getsockname()[1]
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
         got = bytearray()
         while chunk := sock.recv(1 << 16):
             got += chunk
-    return bytes(got) == data, port, subflows
+    return bytes(got) == data_back, port, subflows
 
 
 def _established(sock) -> int:
@@ -162,11 +185,14 @@ def _established(sock) -> int:
     return sum(1 for info in kernel.subflow_tcp_info(sock) if info.state == TCP_ESTABLISHED)
 
 
-def _start_proxy(arguments, netns: str, echo_port: int, env=None, listen=f"{PUBLIC}:{PORT}"):
+def _start_proxy(arguments, netns: str, echo_port: int | None, env=None,
+                 listen=f"{PUBLIC}:{PORT}"):
+    """The proxy to the echo server on ``echo_port``, or without it (None) a Convert server
+    half (which connects where each client says)."""
+    to = ["--to", f"127.0.0.1:{echo_port}"] if echo_port is not None else []
     return subprocess.Popen(
         CLI + ["proxy", "--engine", "userspace", "--direction", "mptcp-to-tcp", "--netns",
-               netns, "--listen", listen, "--to", f"127.0.0.1:{echo_port}",
-               "--json", *arguments],
+               netns, "--listen", listen, *to, "--json", *arguments],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -283,6 +309,64 @@ def test_two_workers_keep_every_subflow_of_a_connection(site, backend, spread):
     assert moved.get("MPTcpExtMPCapableFallbackSYNACK", 0) == 0
     assert _tables(site.balancer) == []                  # removed on the way out
     assert tun[:-2] not in site.balancer.ip("link")      # the devices went with the workers
+
+
+@pytest.mark.parametrize("fastopen, backend", [(False, "cython"), (True, "cython"),
+                                               (True, "python")])
+def test_the_convert_server_half_in_two_workers(site, fastopen, backend):
+    """proxy --convert --workers 2 (the RFC 8803 server half, round robin): a Connect TLV to
+    the public address itself answered Not Authorized (a loop); then six kernel MPTCP
+    clients one after the other, each a Connect TLV to the echo server and 16 KiB echoed:
+    byte-exact after the converter's answer, three connections per worker, every join at the
+    owning worker's own address, none refused. With --fastopen (one key drawn by the
+    supervisor for both workers): the first client asks for a cookie, which one worker
+    gives; every later client sends its Connect TLV in the SYN with that cookie, and the
+    other worker, which never gave one, takes it: five SYNs' data taken, one cookie sent in
+    all, none refused. Both backends take each other's cookies the same way."""
+    count = 6
+    sink = _EchoServer()
+    env = {**os.environ, "MPTCP_FAST_PURE": "1" if backend == "python" else "0"}
+    site.clients.sysctl("net.ipv4.tcp_fastopen", 1)          # the clients' kernel: TFO client
+    proxy = _start_proxy(["--convert", "--allow-to", "127.0.0.1/32", "--allow-to",
+                          f"{PUBLIC}/32", "--workers", "2",
+                          "--worker-address", "198.18.20.2", "--worker-address", "198.18.21.2",
+                          "--tun", run_name("mfw", "%d"), "--count", str(count),
+                          "--spread", "round-robin", *(["--fastopen"] if fastopen else [])],
+                         site.balancer.name, None, env)
+    try:
+        listening = json.loads(_first_line(proxy))
+        # the public address is the server half itself, even where --allow-to allows it: a
+        # loop, refused (not a record)
+        loop = convert.encode([convert.Connect(PUBLIC, PORT)])
+        assert _converse(types.SimpleNamespace(c=site.clients), loop, (PUBLIC, PORT)) == \
+            convert.encode([convert.Error(convert.NOT_AUTHORIZED)])
+        clients = [_echo_via_public(site, i, convert_to=sink.port, fastopen=fastopen)
+                   for i in range(count)]
+        out, err = proxy.communicate(timeout=60)
+    finally:
+        proxy.kill()
+        sink.close()
+    assert proxy.returncode == 0 and "Traceback" not in err, err
+    assert listening["workers"] == 2 and listening["to"] is None
+    workers = {0: ("198.18.20.2", "198.18.20.3"), 1: ("198.18.21.2", "198.18.21.3")}
+    records = _json_lines(out, "connection")
+    _check_connections(clients, records, workers)
+    assert {r["destination"] for r in records} == {f"127.0.0.1:{sink.port}"}
+    assert collections.Counter(r["worker"] for r in records) == {0: 3, 1: 3}
+    closing = {r["worker"]: r for r in _json_lines(out, "worker")}
+    assert set(closing) == {0, 1}
+    for record in closing.values():
+        assert record["connections"] == record["joins"] == 3
+        assert record["refused_joins"] == record["not_ours"] == 0
+        assert ("fastopen" in record) == fastopen
+    if fastopen:
+        tfo = {w: record["fastopen"] for w, record in closing.items()}
+        assert sum(t["cookies_sent"] for t in tfo.values()) == 1, tfo
+        assert sum(t["accepted"] for t in tfo.values()) == count - 1, tfo
+        assert all(t["cookies_refused"] == 0 for t in tfo.values()), tfo
+        # the worker that gave no cookie took the other's in each of its three SYNs
+        assert sorted((t["cookies_sent"], t["accepted"]) for t in tfo.values()) == \
+            [(0, 3), (1, 2)], tfo
 
 
 def test_a_join_by_way_of_the_balancer_is_refused_and_counted(site):
@@ -434,6 +518,65 @@ def test_two_machines_behind_one_balancer(site):
         (closing,) = _json_lines(out, "worker")
         assert closing["refused_joins"] == 0 and closing["joins"] == len(mine)
     _check_connections(clients, records, workers)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-key", "own-keys"])
+def test_two_machines_take_each_others_fastopen_cookies_with_one_key(site, tmp_path, shared):
+    """The Convert server half with --fastopen on two machines behind B's balancer (round
+    robin), --balancer none each: with one --fastopen-key (@FILE) on both, the cookie the
+    first machine gave the client is taken by the second: five of six SYNs bring their
+    Connect TLV with a cookie that is taken, one cookie handed out in all. Without it (each
+    machine its own random key) every later SYN's cookie is the other machine's: refused,
+    its data not taken, and a fresh cookie handed out each time; the client's kernel then
+    sends the data after the handshake, without a DSS mapping nor MP_CAPABLE in its third
+    ACK (Linux 6.18), so such a connection falls back to TCP (RFC 8684 §3.7) and still
+    gets its echo."""
+    sink = _EchoServer()
+    site.clients.sysctl("net.ipv4.tcp_fastopen", 1)
+    key = tmp_path / "tfo.key"
+    key.write_text(os.urandom(16).hex() + "\n")
+    machines = {m: site.machine(m) for m in (1, 2)}
+    workers = {m: (f"198.18.4{m}.2", f"198.18.4{m}.3") for m in machines}
+    proxies = {m: _start_proxy(["--convert", "--allow-to", "127.0.0.1/32", "--fastopen",
+                                *(["--fastopen-key", f"@{key}"] if shared else []),
+                                "--workers", "1", "--worker-address", workers[m][0],
+                                "--balancer", "none", "--tun", run_name("mfw", f"m{m}"),
+                                "--count", "3"],
+                               machines[m].name, None)
+               for m in machines}
+    outputs = {}
+    try:
+        for proxy in proxies.values():
+            _first_line(proxy)
+        subprocess.run(["ip", "netns", "exec", site.balancer.name, "nft", "-f", "-"],
+                       input=ruleset("mfw_lb", PUBLIC, PORT, [workers[1][1], workers[2][1]],
+                                     "round-robin"),
+                       text=True, check=True)
+        clients = [_echo_via_public(site, i, convert_to=sink.port, fastopen=True,
+                                    fallback_ok=not shared) for i in range(6)]
+        for m, proxy in proxies.items():
+            outputs[m] = proxy.communicate(timeout=30)
+    finally:
+        for proxy in proxies.values():
+            proxy.kill()
+        sink.close()
+    assert all(exact for exact, _, _ in clients)
+    tfo = {}
+    for m, (out, err) in outputs.items():
+        assert proxies[m].returncode == 0 and "Traceback" not in err, err
+        assert len(_json_lines(out, "connection")) == 3
+        (closing,) = _json_lines(out, "worker")
+        assert closing["refused_joins"] == 0
+        if shared:                                  # (a fallen-back connection joins none)
+            assert closing["joins"] == 3
+        tfo[m] = closing["fastopen"]
+    if shared:
+        assert sorted((t["cookies_sent"], t["accepted"], t["cookies_refused"])
+                      for t in tfo.values()) == [(0, 3, 0), (1, 2, 0)], tfo
+    else:
+        assert sum(t["accepted"] for t in tfo.values()) == 0, tfo
+        assert sum(t["cookies_refused"] for t in tfo.values()) == 5, tfo
+        assert sum(t["cookies_sent"] for t in tfo.values()) == 6, tfo
 
 
 def _children(pid: int) -> list[int]:

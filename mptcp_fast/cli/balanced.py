@@ -30,6 +30,13 @@ Behind another L4 balancer (IPVS in NAT mode, a cloud NLB, another machine's nft
 same worker runs with ``--balancer none``: the balancer sends each machine's share of SYNs to
 that machine's balanced address, and installs nothing here (docs/proxy.md).
 
+The RFC 8803 Convert server half (``--convert``) runs in the same workers, each reading the
+Convert messages of the connections it took. With ``--fastopen`` a client's next SYN, its
+Connect TLV inside, may be balanced to another worker than the one that gave its cookie: the
+supervisor draws one cookie key for all the workers (``--fastopen-key`` gives it, for machines
+behind one balancer), and ``BalancedCookies`` lets a cookie at the balanced address cover the
+client's address alone, so that every worker with the key takes it (RFC 7413 §4.1.2).
+
 The table is this command's own (``inet mptcp_fast_<supervisor pid>``), installed once every
 worker listens and deleted when the command ends, however it ends but SIGKILL; a table whose
 process is gone (a SIGKILL) is deleted by the next run in that namespace.
@@ -44,10 +51,12 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from ..engine.cookies import FastOpenCookies
 from ..errors import MptcpError
 
 __all__ = ["WorkerPlan", "plan_workers", "ruleset", "Balancer", "check_arguments",
-           "apply_plan", "public_address", "TABLE_PREFIX"]
+           "apply_plan", "public_address", "TABLE_PREFIX", "BalancedCookies",
+           "fastopen_key", "FASTOPEN_KEY_SIZES"]
 
 TABLE_PREFIX = "mptcp_fast_"     # nftables table names: this prefix and the supervisor's pid
 
@@ -148,16 +157,25 @@ def check_arguments(args) -> None:
 
 def _check_proxy(args, where: str) -> None:
     """What only the proxy's workers refuse."""
-    if args.direction != "mptcp-to-tcp" or args.convert or args.front != "tcp":
+    if args.direction != "mptcp-to-tcp" or args.front != "tcp":
         raise MptcpError(f"{where} is the MPTCP-facing server side (--direction mptcp-to-tcp, "
-                         "no --convert): its workers take MPTCP connections behind one "
-                         "public address; a client side of N processes needs no balancer, "
-                         "run N proxies")
-    if args.to is None:
-        raise MptcpError("proxy needs --to HOST:PORT: where the workers carry each connection")
-    if args.fastopen:
-        raise MptcpError("--fastopen is the kernel engine's: the userspace engine has no TCP "
-                         "Fast Open yet")
+                         "the plain proxy or the --convert server half): its workers take "
+                         "MPTCP connections behind one public address; a client side of N "
+                         "processes needs no balancer, run N proxies")
+    if args.convert:
+        # the RFC 8803 server half: each worker reads the Convert message of the connections
+        # it took and connects where it says, as one process does (convert_aio.py)
+        if args.to is not None:
+            raise MptcpError("with --convert the server half connects where each Connect TLV "
+                             "says: no --to")
+        if args.max_conversations < 1:
+            raise MptcpError("--max-conversations must be at least 1")
+    elif args.to is None:
+        raise MptcpError("proxy needs --to HOST:PORT (or --convert on the server half): "
+                         "where the workers carry each connection")
+    if args.fastopen and not args.convert:
+        raise MptcpError("--fastopen is the Convert halves' (--convert): their Convert "
+                         "message rides in the SYN")
 
 
 def apply_plan(args, plan: WorkerPlan) -> None:
@@ -169,6 +187,60 @@ def apply_plan(args, plan: WorkerPlan) -> None:
     args.deny_join_initial = True
     args.signal = [plan.own]
     args.worker_plan = plan
+
+
+# ====================================================================== TCP Fast Open
+FASTOPEN_KEY_SIZES = (16, 32)       # bytes: one HMAC-SHA256 key (engine/cookies.py), also
+                                    # at 32, where the kernel's sysctl takes a key pair
+
+
+def fastopen_key(text: str) -> bytes:
+    """``--fastopen-key``: HEX (16 or 32 bytes; ``-`` and ``,`` between groups are allowed, as
+    net.ipv4.tcp_fastopen_key prints them) or ``@FILE`` holding it (so that the key is not in
+    the process list). The messages never show the key, even a wrong one."""
+    source = "--fastopen-key"
+    if text.startswith("@"):
+        source = f"--fastopen-key {text}"
+        try:
+            with open(text[1:]) as f:
+                text = f.read()
+        except OSError as exc:
+            raise MptcpError(f"{source}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise MptcpError(f"{source}: not hex text") from None
+    digits = re.sub(r"[\s,-]", "", text)
+    try:
+        key = bytes.fromhex(digits)
+    except ValueError:
+        raise MptcpError(f"{source}: not hex (16 or 32 bytes as 32 or 64 hex digits)") from None
+    if len(key) not in FASTOPEN_KEY_SIZES:
+        raise MptcpError(f"{source}: {len(key)} bytes; a key is 16 or 32 bytes (32 or 64 hex "
+                         "digits)")
+    return key
+
+
+class BalancedCookies(FastOpenCookies):
+    """A worker's TCP Fast Open cookies, good at every worker (and machine) that shares its
+    key (RFC 7413 §4.1.2: the cookie authenticates the client's address; what else it
+    covers is the server's choice). The engine's cookie covers the server's address too, and
+    a worker sees the initial SYNs at its *balanced* address, which the balancer chose: a
+    client's next SYN, DNATed to another worker's balanced address, would carry a cookie made
+    for an address that is not that worker's, and be refused. So for the balanced address
+    the cookie covers the client's address alone (its MAC input has an empty server part);
+    a SYN to any other address of the worker is handled as the engine's own cookies are."""
+
+    def __init__(self, secret: bytes, balanced: str):
+        super().__init__(secret)
+        self._balanced = ipaddress.ip_address(balanced).packed
+
+    def _server(self, server: bytes) -> bytes:
+        return b"" if bytes(server) == self._balanced else server
+
+    def make(self, client: bytes, server: bytes, now: float) -> bytes:
+        return super().make(client, self._server(server), now)
+
+    def check(self, client: bytes, server: bytes, cookie: bytes, now: float) -> str | None:
+        return super().check(client, self._server(server), cookie, now)
 
 
 # ====================================================================== nftables

@@ -91,6 +91,8 @@ class Halves:
         # the userspace engine's own addresses are this server half too (a connect to one of
         # them goes through the TUN device into the engine)
         self.own = {ipaddress.ip_address(a) for a in args.address or ()}
+        with contextlib.suppress(ValueError):       # a worker's public address (balanced.py)
+            self.own.add(ipaddress.ip_address(args.listen.rpartition(":")[0].strip("[]")))
         self.under_way = 0
 
     def is_self(self, address) -> bool:

@@ -79,12 +79,20 @@ class _Engine:
         # a balanced worker (balanced.py): flag C in its SYN/ACKs and its own address
         # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it; --fastopen (proxy
         # --convert): TCP Fast Open both ways (engine/fastopen.py)
+        key = getattr(args, "fastopen_secret", None)    # --fastopen-key, or the workers' own
         config = Config(offload=not args.no_offload, checksums=args.checksums,
                         scheduler=args.scheduler, congestion_control=args.cc,
                         deny_join_initial=getattr(args, "deny_join_initial", False),
                         signal_addresses=frozenset(getattr(args, "signal", None) or ()),
-                        fastopen=bool(getattr(args, "fastopen", False)))
+                        fastopen=bool(getattr(args, "fastopen", False)),
+                        **({"fastopen_key": key} if key is not None else {}))
         self.stack = aio.Stack(args.address, self.device, config)
+        plan = getattr(args, "worker_plan", None)
+        if plan is not None and config.fastopen and config.fastopen_key is not None:
+            # a balanced worker's cookies are good at the other workers (balanced.py)
+            from .balanced import BalancedCookies
+            self.stack.endpoint.fastopen.cookies = BalancedCookies(config.fastopen_key,
+                                                                   plan.balanced)
 
     async def open(self, host: str, port: int, data: bytes | None = None):
         """(reader, writer) of a new MPTCP connection, ``data`` sent first: in its SYN on the
@@ -810,14 +818,26 @@ def _report_worker(args, stats, carried: int, joins: int) -> None:
     the wrong worker's device)."""
     plan = args.worker_plan
     refused, not_ours = stats["refused_join"], stats["dropped_not_ours"]
+    # --fastopen: the SYNs whose data it took (a valid cookie, maybe another worker's), the
+    # cookies it handed out, and the ones it refused (forged, expired, or another key's)
+    fastopen = None
+    if getattr(args, "fastopen", False):
+        fastopen = {name: stats[f"fastopen_{name}"]
+                    for name in ("accepted", "cookies_sent", "cookies_refused")}
     if args.json:
-        print(json.dumps({"event": "worker", "worker": plan.number, "own": plan.own,
-                          "balanced": plan.balanced, "connections": carried, "joins": joins,
-                          "refused_joins": refused, "not_ours": not_ours}), flush=True)
+        record = {"event": "worker", "worker": plan.number, "own": plan.own,
+                  "balanced": plan.balanced, "connections": carried, "joins": joins,
+                  "refused_joins": refused, "not_ours": not_ours}
+        if fastopen is not None:
+            record["fastopen"] = fastopen
+        print(json.dumps(record), flush=True)
     else:
+        tfo = "" if fastopen is None else (
+            f", TFO: {fastopen['accepted']} SYN(s) with data taken, "
+            f"{fastopen['cookies_sent']} cookie(s) sent, {fastopen['cookies_refused']} refused")
         print(f"worker {plan.number} ({plan.own}, balanced {plan.balanced}): {carried} "
               f"connection(s), {joins} join(s), {refused} join(s) refused, {not_ours} "
-              "packet(s) for another address", flush=True)
+              f"packet(s) for another address{tfo}", flush=True)
 
 
 def _proxy_kernel(args) -> int:
@@ -852,6 +872,11 @@ def _balanced(args, coroutine_function) -> int:
     from .workers import serve_workers
     plans = plan_workers(args.worker_address, args.workers)
     balancer = Balancer(args, plans) if args.balancer == "nftables" else None
+    if getattr(args, "fastopen", False) and args.fastopen_secret is None:
+        # one TFO key for every worker, drawn before they fork: a client's next SYN may be
+        # balanced to another worker, which must take the cookie this one gave (RFC 7413
+        # §4.1.2: the server alone makes and checks its cookies, with a secret of its own)
+        args.fastopen_secret = os.urandom(16)
 
     def serve(args) -> int:
         apply_plan(args, plans[args.worker])
@@ -887,6 +912,7 @@ def _proxy_mode(args):
     converting = args.convert or args.front != "tcp"
     if args.workers < 1:
         raise MptcpError("--workers must be at least 1")
+    _check_fastopen_key(args)
     if args.engine == "userspace" and (args.workers > 1 or args.worker_address):
         from .balanced import check_arguments
         check_arguments(args)
@@ -926,6 +952,22 @@ def _proxy_mode(args):
     if args.socks_auth == "password" and not args.socks_users:
         raise MptcpError("--socks-auth password needs --socks-users FILE")
     return _proxy_convert if args.engine == "kernel" else None
+
+
+def _check_fastopen_key(args) -> None:
+    """``--fastopen-key``: read and checked here (one line and exit status 2 for a bad one,
+    the key never shown); kept as ``args.fastopen_secret`` (None: each engine draws one)."""
+    args.fastopen_secret = None
+    if args.fastopen_key is None:
+        return
+    if args.engine != "userspace":
+        raise MptcpError("--fastopen-key is the userspace engine's (the kernel's TFO key: "
+                         "sysctl net.ipv4.tcp_fastopen_key)")
+    if not args.fastopen or args.direction != "mptcp-to-tcp":
+        raise MptcpError("--fastopen-key is the key of the server half's TFO cookies: with "
+                         "--fastopen on --direction mptcp-to-tcp")
+    from .balanced import fastopen_key
+    args.fastopen_secret = fastopen_key(args.fastopen_key)
 
 
 def _port(text: str) -> int:
@@ -1119,9 +1161,10 @@ def add_parsers(sub, size_type) -> None:
                           "Kernel engine: each with its own listener on --listen "
                           "(SO_REUSEPORT): the kernel spreads the connections over them and "
                           "routes every join to the worker that holds its connection. "
-                          "Userspace engine (mptcp-to-tcp): each its own engine and TUN device "
-                          "with a --worker-address, behind --listen's address (--balancer) "
-                          "(default: 1)")
+                          "Userspace engine (mptcp-to-tcp, the --convert server half too): "
+                          "each its own engine and TUN device with a --worker-address, behind "
+                          "--listen's address (--balancer); with --fastopen one TFO key for "
+                          "all (default: 1)")
     _balanced_options(pro, "--listen's address")
     pro.add_argument("--front", choices=["tcp", "socks5", "transparent"], default="tcp",
                      help="the client half's side: tcp: every connection goes to --to; "
@@ -1163,5 +1206,10 @@ def add_parsers(sub, size_type) -> None:
                           "Linux 6.18 overruns the data-level window of a TFO-accepted "
                           "connection that has a second subflow and then crawls "
                           "(docs/kernel-behaviour.md)")
+    pro.add_argument("--fastopen-key", metavar="HEX|@FILE",
+                     help="userspace server half with --fastopen: the secret of its TFO "
+                          "cookies, 16 or 32 bytes as hex (or @FILE holding it), so that "
+                          "several machines (or restarts) take each other's cookies "
+                          "(default: random; --workers share one drawn at start)")
     _engine_options(pro, size_type)
     pro.set_defaults(func=_run(_proxy, _proxy_mode))
