@@ -964,8 +964,8 @@ class Subflow:
         if ack > self.snd_nxt:
             self.ack_pending = True               # acknowledges what we never sent
             return
-        if seg.tsval is not None and self.ts_ok:
-            self.ts_recent = seg.tsval
+        if seg.has_ts and self.ts_ok:
+            self.ts_recent = seg.ts_val
             self.ts_recent_at = now
         if ack > self.snd_una:
             if self.window.cwnd < self.window.ssthresh and self.ts_ok:
@@ -985,9 +985,9 @@ class Subflow:
     def _slow_start_delay(self, seg, ack: int, now: float) -> None:
         """In slow start, the RTT the ACK's timestamp echo measures (RFC 7323 §4.1; 1 ms
         resolution) goes to the congestion controller's HyStart test (engine.cc)."""
-        if seg.tsecr is None or seg.tsecr == 0:
+        if not seg.has_ts or seg.ts_ecr == 0:
             return
-        tsecr = seg.tsecr                         # (compiled, a C number: subflow.pxd)
+        tsecr = seg.ts_ecr
         elapsed = (self._tsval(now) - tsecr) & MASK32
         if elapsed < 60000:                       # not a stale or forged echo
             self.cc.rtt_sample(self.window, elapsed / 1000.0, ack, self.snd_nxt)
@@ -999,10 +999,10 @@ class Subflow:
         smoothed by 1/8). As Linux, once per echo and from full-sized segments only (the
         segments behind the first of a burst echo the same, older TSval). Receive-window
         autotuning runs once per it (Connection._autotune)."""
-        if not self.ts_ok or seg.tsecr is None or seg.tsecr == 0 \
-                or seg.tsecr == self.rcv_rtt_echo or len(seg.payload) < self.window.mss:
+        tsecr = seg.ts_ecr
+        if not self.ts_ok or not seg.has_ts or tsecr == 0 or tsecr == self.rcv_rtt_echo \
+                or len(seg.payload) < self.window.mss:
             return
-        tsecr = seg.tsecr                         # (compiled, a C number: subflow.pxd)
         self.rcv_rtt_echo = tsecr
         elapsed = (self._tsval(now) - tsecr) & MASK32
         if elapsed >= 60000:                      # a stale or forged echo

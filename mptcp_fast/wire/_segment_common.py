@@ -26,13 +26,14 @@ class Incoming:
     the key of the subflow it belongs to (``flow_key(dst, dport, src, sport)``). The pure
     reader's; the compiled reader's class has the same fields and calls."""
     __slots__ = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
-                 "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "_mptcp",
+                 "mss", "wscale", "sack_permitted", "has_ts", "ts_val", "ts_ecr", "sack", "_mptcp",
                  "malformed_options", "number", "flow", "dss_only", "dss_ack", "dss_ack64",
                  "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum",
                  "fastopen")
     # the fields both twins have (the compiled twin's are C fields and properties)
     FIELDS = ("src", "dst", "sport", "dport", "seq", "ack", "flags", "window", "payload",
-              "mss", "wscale", "sack_permitted", "tsval", "tsecr", "sack", "mptcp",
+              "mss", "wscale", "sack_permitted", "tsval", "tsecr", "has_ts", "ts_val", "ts_ecr",
+              "sack", "mptcp",
               "malformed_options", "number", "flow", "dss_only", "dss_ack", "dss_ack64",
               "dss_mapped", "dss_dsn", "dss_ssn", "dss_length", "dss_checksum", "fastopen")
     src: bytes                            # packed addresses, 4 or 16 bytes
@@ -47,8 +48,9 @@ class Incoming:
     mss: int | None                       # None: the option was absent
     wscale: int | None
     sack_permitted: bool
-    tsval: int | None
-    tsecr: int | None
+    has_ts: bool                          # the timestamps option (RFC 7323 §3) came:
+    ts_val: int                           # its TSval and TSecr (0 when it did not; tsval and
+    ts_ecr: int                           # tsecr say None then)
     sack: tuple[tuple[int, int], ...]
     _mptcp: list[Option]
     malformed_options: int
@@ -70,7 +72,9 @@ class Incoming:
 
     def __init__(self) -> None:
         self.flow = self.fastopen = None
-        self.mss = self.wscale = self.tsval = self.tsecr = None
+        self.mss = self.wscale = None
+        self.has_ts = False
+        self.ts_val = self.ts_ecr = 0
         self.sack_permitted = False
         self.sack = ()
         self._mptcp = []
@@ -78,6 +82,25 @@ class Incoming:
         self.dss_only = self.dss_ack64 = self.dss_mapped = False
         self.dss_ack = self.dss_dsn = self.dss_ssn = self.dss_length = 0
         self.dss_checksum = None
+
+    @property
+    def tsval(self) -> int | None:
+        """The timestamps option's TSval, or None when the segment had none."""
+        return self.ts_val if self.has_ts else None
+
+    @tsval.setter
+    def tsval(self, value: int | None) -> None:
+        self.has_ts = value is not None
+        self.ts_val = 0 if value is None else value
+
+    @property
+    def tsecr(self) -> int | None:
+        """The timestamps option's TSecr, or None when the segment had none."""
+        return self.ts_ecr if self.has_ts else None
+
+    @tsecr.setter
+    def tsecr(self, value: int | None) -> None:
+        self.ts_ecr = 0 if value is None else value
 
     @property
     def mptcp(self) -> list[Option]:

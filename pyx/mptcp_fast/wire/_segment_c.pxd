@@ -14,7 +14,9 @@ cdef class Incoming:
     cdef bytes _src, _dst             # src and dst, cut from flow when first asked for
     cdef public long sport, dport, flags, window
     cdef public long long seq, ack, number
-    cdef public object payload, mss, wscale, tsval, tsecr, sack
+    cdef public object payload, mss, wscale, sack
+    cdef public bint has_ts           # the timestamps (tsval and tsecr, properties: None
+    cdef public unsigned int ts_val, ts_ecr    # without them)
     cdef public bint sack_permitted
     cdef list _mptcp                  # (mptcp, a property)
     cdef public long malformed_options

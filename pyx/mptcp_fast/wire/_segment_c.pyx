@@ -35,12 +35,31 @@ cdef class Incoming:
 
     def __init__(self):
         self.flow = None
-        self.mss = self.wscale = self.tsval = self.tsecr = None
+        self.mss = self.wscale = None
         self.sack_permitted = False
         self.sack = ()
         self._mptcp = []
         self.malformed_options = 0
         self.dss_checksum = None
+
+    @property
+    def tsval(self):
+        """The timestamps option's TSval, or None when the segment had none."""
+        return self.ts_val if self.has_ts else None
+
+    @tsval.setter
+    def tsval(self, value):
+        self.has_ts = value is not None
+        self.ts_val = 0 if value is None else value
+
+    @property
+    def tsecr(self):
+        """The timestamps option's TSecr, or None when the segment had none."""
+        return self.ts_ecr if self.has_ts else None
+
+    @tsecr.setter
+    def tsecr(self, value):
+        self.ts_ecr = 0 if value is None else value
 
     @property
     def mptcp(self):
@@ -128,7 +147,8 @@ cdef object _usual_dss(Incoming seg):
 
 
 cdef inline void _usual(Incoming seg, const uint8_t* o, uint64_t data_ack, bint ack64):
-    seg.tsval, seg.tsecr = be32(o + 4), be32(o + 8)
+    seg.has_ts = True
+    seg.ts_val, seg.ts_ecr = be32(o + 4), be32(o + 8)
     seg.dss_only = True
     seg.dss_ack, seg.dss_ack64 = data_ack, ack64
 
@@ -160,7 +180,8 @@ cdef void _general_options(Incoming seg, object data, Py_ssize_t offset, Py_ssiz
     for o in found:
         kind = type(o)
         if kind is _Timestamps:
-            seg.tsval, seg.tsecr = o[0], o[1]
+            seg.has_ts = True
+            seg.ts_val, seg.ts_ecr = o[0], o[1]
         elif kind is _Sack:
             seg.sack = o[0]
         elif kind is _Mss:
