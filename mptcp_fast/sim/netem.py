@@ -363,6 +363,36 @@ class PathStats:
     duplicated: int = 0
 
 
+class _Arrival:
+    """A packet in flight on a path direction: when it arrives, its place among the events
+    of that time (the network's event order), and the packet."""
+    __slots__ = ("when", "order", "packet")
+    when: float
+    order: int
+    packet: bytes
+
+
+class _OnWire:
+    """A packet in a direction's link queue: when its last bit is on the wire, and its size."""
+    __slots__ = ("done", "size")
+    done: float
+    size: int
+
+
+def _new_arrival(when: float, order: int, packet: bytes) -> _Arrival:
+    """One per packet sent (compiled: a C function of typed fields, netem.pxd)."""
+    arrival = _Arrival.__new__(_Arrival)
+    arrival.when, arrival.order, arrival.packet = when, order, packet
+    return arrival
+
+
+def _new_on_wire(done: float, size: int) -> _OnWire:
+    """One per packet queued (compiled: a C function of typed fields, netem.pxd)."""
+    entry = _OnWire.__new__(_OnWire)
+    entry.done, entry.size = done, size
+    return entry
+
+
 class _Fifo:
     """A first-in first-out queue of a path direction's packets: a list read from a moving
     head, cut when the head has passed half of it. (A deque's methods are Python calls from
@@ -409,15 +439,15 @@ class _Fifo:
 class _Direction:
     """One direction of a path: its link, its queue, its counters (``PathStats``' fields) and
     where its packets arrive. Packets in flight mostly arrive in the order they were sent:
-    they wait in ``in_flight`` as (arrival time, event order, packet), outside the network's
+    they wait in ``in_flight`` as ``_Arrival`` (arrival time, event order, packet), outside the network's
     heap of events: the loop compares the first packet in flight of each direction that has
     one (``Network._busy``, as few as the paths) with the heap's first event, so a packet
     costs no heap push or pop. A packet that would overtake the last one (jitter,
     reordering) is an event in the heap of its own, (time, order, this direction, packet).
-    Either way each packet arrives at its (time, order) place among all events. A packet in
-    flight holds no reference to a tracked object: the collector stops tracking its tuple at
-    its first pass, instead of walking the tens of thousands in flight when thousands of
-    connections fill the paths' queues at every pass until they arrive."""
+    Either way each packet arrives at its (time, order) place among all events. Compiled, a
+    packet in flight (``_Arrival``) and a queued one (``_OnWire``) are C structs the cyclic
+    collector does not track (netem.pxd), so that its passes do not walk the tens of
+    thousands in flight when thousands of connections fill the paths' queues."""
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
@@ -438,7 +468,8 @@ class _Direction:
     def arrive_first(self) -> None:
         """The first packet in flight arrives (the loop found it the earliest event)."""
         flight = self.in_flight
-        packet = flight.pop()[2]
+        arrival = flight.pop()
+        packet = arrival.packet
         if flight.empty():
             self.path.network._busy.remove(self)
         self.arrive(packet)
@@ -568,17 +599,17 @@ class Path:
         else:
             while not queued.empty():                        # what the link has sent since
                 head = queued.first()
-                if head[0] > now:
+                if head.done > now:
                     break
                 queued.pop()
-                direction.queued_bytes -= head[1]
+                direction.queued_bytes -= head.size
         if direction.queued_bytes + size > self.queue:
             direction.queue_drops += 1
             return
         start = max(now, direction.link_free_at)
         done = start + size * 8 / self.rate
         direction.link_free_at = done
-        queued.push((done, size))
+        queued.push(_new_on_wire(done, size))
         direction.queued_bytes += size
         if not self.is_up or self._lost(direction):
             direction.lost += 1
@@ -736,12 +767,14 @@ class Network:
         self._order += 1
         order = self._order
         flight = direction.in_flight
-        if not flight.empty() and when < flight.last()[0]:   # it overtakes: an event of
-            heappush(self._events, (when, order, direction, packet))   # its own
-            return
         if flight.empty():                        # the loop looks at its first packet now
             self._busy.append(direction)
-        flight.push((when, order, packet))
+        else:
+            last = flight.last()
+            if when < last.when:                  # it overtakes: an event of its own
+                heappush(self._events, (when, order, direction, packet))
+                return
+        flight.push(_new_arrival(when, order, packet))
 
     def run(self, until: float | None = None, stop=None, max_events: int | None = None) -> float:
         """Process events in time order until none are left, virtual time passes ``until``,
@@ -761,8 +794,8 @@ class Network:
                 when, order = math.inf, 0
             for direction in busy:
                 head = direction.in_flight.first()
-                if head[0] < when or (head[0] == when and head[1] < order):
-                    when, order, arriving = head[0], head[1], direction
+                if head.when < when or (head.when == when and head.order < order):
+                    when, order, arriving = head.when, head.order, direction
             if when > horizon:
                 self.now = until
                 break

@@ -47,16 +47,37 @@ cdef class _Host:
 
 
 @cython.final
-@cython.no_gc                         # its items are tuples of numbers and bytes
+@cython.no_gc                         # a number and bytes: never in a cycle
+cdef class _Arrival:
+    cdef public double when
+    cdef public long long order
+    cdef public object packet
+
+
+@cython.final
+@cython.no_gc
+cdef class _OnWire:
+    cdef public double done
+    cdef public long long size
+
+
+@cython.locals(arrival=_Arrival)
+cdef _Arrival _new_arrival(double when, long long order, object packet)
+@cython.locals(entry=_OnWire)
+cdef _OnWire _new_on_wire(double done, long long size)
+
+
+@cython.final
+@cython.no_gc                         # its items are _Arrival or _OnWire: never in a cycle
 cdef class _Fifo:
     cdef public list items
     cdef public Py_ssize_t head
     cpdef bint empty(self)
     cpdef push(self, object item)
-    cpdef tuple first(self)
-    cpdef tuple last(self)
+    cpdef object first(self)
+    cpdef object last(self)
     @cython.locals(items=list)
-    cpdef tuple pop(self)
+    cpdef object pop(self)
     cpdef clear(self)
 
 
@@ -71,7 +92,7 @@ cdef class _Direction:
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
     cpdef arrive(self, object packet)
-    @cython.locals(flight=_Fifo)
+    @cython.locals(flight=_Fifo, arrival=_Arrival)
     cpdef arrive_first(self)
 
 
@@ -85,11 +106,11 @@ cdef class Network:
     cdef public bint _owns_pcap
 
     cpdef _schedule(self, double when, object callback, object args)
-    @cython.locals(flight=_Fifo, order=cython.longlong)
+    @cython.locals(flight=_Fifo, order=cython.longlong, last=_Arrival)
     cpdef _in_flight(self, _Direction direction, double when, object packet)
     @cython.locals(events=list, busy=list, event=tuple, when=double, order=cython.longlong,
                    horizon=double, processed=cython.longlong, arriving=_Direction,
-                   direction=_Direction, head=tuple)
+                   direction=_Direction, head=_Arrival)
     cpdef double run(self, object until=*, object stop=*, object max_events=*)
     @cython.locals(entry=_Host)
     cpdef _deliver(self, bytes address, object packet)
@@ -116,5 +137,5 @@ cdef class Path:
     cpdef bint _clean(self)
     cpdef bint _lost(self, _Direction direction)
     @cython.locals(size=cython.longlong, start=cython.double, done=cython.double,
-                   arrival=cython.double, head=tuple, queued=_Fifo)
+                   arrival=cython.double, head=_OnWire, queued=_Fifo)
     cpdef _enter(self, _Direction direction, object packet, double now, object pieces=*)
