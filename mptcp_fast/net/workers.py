@@ -87,7 +87,8 @@ def serve_workers(handler: Callable[..., Awaitable[None]], *, public: tuple[str,
     Blocks until SIGINT or SIGTERM reaches this process or a worker fails: ``on_ready()``
     runs here once every worker listens (and the table is in place); the table is removed
     before it returns. What the workers print goes to this process's stdout. Returns the exit
-    status: 0 when all ended cleanly, 143 on SIGTERM, a failed worker's status otherwise.
+    status: 0 when all ended cleanly, 130 on SIGINT, 143 on SIGTERM, a failed worker's status
+    otherwise.
     Call it from a process without threads (it forks), outside any event loop.
 
     Raises:
@@ -119,8 +120,12 @@ def serve_workers(handler: Callable[..., Awaitable[None]], *, public: tuple[str,
     def ready(line: bytes, balancing: dict) -> None:
         if on_ready is not None:
             on_ready()
-    return run_balanced(work, plans, public=(host, port), balancer=balancer, spread=spread,
-                        netns=netns, is_listening=lambda line: line == READY, ready=ready)
+    try:
+        return run_balanced(work, plans, public=(host, port), balancer=balancer,
+                            spread=spread, netns=netns, is_listening=lambda line: line == READY,
+                            ready=ready)
+    except KeyboardInterrupt:               # Ctrl-C, or SIGINT: the workers ended (supervise)
+        return 130
 
 
 async def _serve_one(handler, plan: WorkerPlan, port: int, config: Config, tun: str,
@@ -140,7 +145,14 @@ async def _serve_one(handler, plan: WorkerPlan, port: int, config: Config, tun: 
         try:
             await asyncio.Event().wait()
         finally:
+            # SIGINT (asyncio.run cancels this task): the connections' handlers end before
+            # the stack does, cancelled, rather than fail on a stack closed under them
             server.close()
+            handlers = [task for task in asyncio.all_tasks()
+                        if task is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
     finally:
         if stack is not None:
             stack.close()
