@@ -76,7 +76,7 @@ class _Engine:
         sides = args.tun_address or [kernel_side(a) for a in args.address]
         self.device.configure(sides, args.route or (), netns=args.netns)
         self.device.check_routed(args.address, netns=args.netns)
-        # a balanced worker (balanced.py): flag C in its SYN/ACKs and its own address
+        # a balanced worker (net/workers.py): flag C in its SYN/ACKs and its own address
         # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it; --fastopen (proxy
         # --convert): TCP Fast Open both ways (engine/fastopen.py)
         key = getattr(args, "fastopen_secret", None)    # --fastopen-key, or the workers' own
@@ -854,7 +854,7 @@ def _proxy_balanced(args) -> int:
 
 def _balanced(args, coroutine_function) -> int:
     """``coroutine_function(args)`` (the asyncio proxy or server) in ``--workers`` processes,
-    each its own engine, device and addresses, behind one public address (balanced.py), the
+    each its own engine, device and addresses, behind one public address (net/workers.py), the
     nftables balancer in place while they serve."""
     from functools import partial
 
