@@ -98,12 +98,10 @@ def _check_proxy(args, where: str) -> None:
 
 def apply_plan(args, plan: WorkerPlan) -> None:
     """In worker ``plan.number``: its engine's addresses (the balanced one first: the initial
-    subflows arrive there), its device's, and what the engine is told: flag C, and announce
-    the own address (read by net._Engine)."""
+    subflows arrive there), its device's, and the plan (net._Engine gives the engine flag C
+    and the own address to announce: net/workers.py's ``worker_config``)."""
     args.address = [plan.balanced, plan.own]
     args.tun_address = [plan.kernel_side]
-    args.deny_join_initial = True
-    args.signal = [plan.own]
     args.worker_plan = plan
 
 

@@ -76,21 +76,21 @@ class _Engine:
         sides = args.tun_address or [kernel_side(a) for a in args.address]
         self.device.configure(sides, args.route or (), netns=args.netns)
         self.device.check_routed(args.address, netns=args.netns)
-        # a balanced worker (net/workers.py): flag C in its SYN/ACKs and its own address
-        # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it; --fastopen (proxy
-        # --convert): TCP Fast Open both ways (engine/fastopen.py)
+        # --fastopen (proxy --convert): TCP Fast Open both ways (engine/fastopen.py)
         key = getattr(args, "fastopen_secret", None)    # --fastopen-key, or the workers' own
         config = Config(offload=not args.no_offload, checksums=args.checksums,
                         scheduler=args.scheduler, congestion_control=args.cc,
-                        deny_join_initial=getattr(args, "deny_join_initial", False),
-                        signal_addresses=frozenset(getattr(args, "signal", None) or ()),
                         fastopen=bool(getattr(args, "fastopen", False)),
                         **({"fastopen_key": key} if key is not None else {}))
-        self.stack = aio.Stack(args.address, self.device, config)
         plan = getattr(args, "worker_plan", None)
         if plan is not None:
-            # a balanced worker's cookies are good at the other workers (net/workers.py)
-            from ..net.workers import balanced_cookies
+            # a balanced worker (net/workers.py): flag C in its SYN/ACKs and its own address
+            # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it; its cookies
+            # are good at the other workers
+            from ..net.workers import balanced_cookies, worker_config
+            config = worker_config(config, plan)
+        self.stack = aio.Stack(args.address, self.device, config)
+        if plan is not None:
             balanced_cookies(self.stack, plan)
 
     async def open(self, host: str, port: int, data: bytes | None = None):

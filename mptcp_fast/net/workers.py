@@ -133,7 +133,7 @@ async def _serve_one(handler, plan: WorkerPlan, port: int, config: Config, tun: 
     """One worker of ``serve_workers``: its device, its engine, the handler, until SIGINT."""
     from .aio import Stack
     from .tun import TunDevice
-    device = TunDevice(tun, netns=netns)
+    device = TunDevice(tun, offload=config.offload, netns=netns)
     stack = None
     try:
         device.configure([plan.kernel_side], netns=netns)
@@ -160,7 +160,8 @@ async def _serve_one(handler, plan: WorkerPlan, port: int, config: Config, tun: 
 
 
 def worker_config(config: Config, plan: WorkerPlan) -> Config:
-    """``config`` for worker ``plan``: flag C and its own address announced."""
+    """``config`` for worker ``plan``: flag C in its MP_CAPABLE SYN/ACKs (RFC 8684 §3.1) and
+    its own address announced (RFC 8684 §3.4.1)."""
     return dataclasses.replace(config, deny_join_initial=True,
                                signal_addresses=frozenset({plan.own}))
 
