@@ -96,6 +96,8 @@ def test_serve_workers_runs_a_handler_in_two_workers(site):  # noqa: F811
     (dict(tun="mfa0"), "tun takes a template with %d"),
     (dict(spread="random"), "spread must be one of"),
     (dict(balancer="ipvs"), "balancer must be one of"),
+    (dict(public=(PUBLIC, 0)), "the public port must be an int in 1..65535, got 0"),
+    (dict(worker_addresses="198.18.20.2"), "worker_addresses is a list of addresses"),
 ])
 def test_serve_workers_refuses_what_cannot_work_before_it_forks(arguments, message):
     """A clear MptcpError, before a worker, device or table is made."""

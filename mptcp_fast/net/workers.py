@@ -54,7 +54,8 @@ from ..engine.cookies import FastOpenCookies
 from ..errors import MptcpError
 
 __all__ = ["serve_workers", "run_balanced", "supervise", "WorkerPlan", "plan_workers",
-           "check_public", "kernel_side", "ruleset", "Balancer", "BalancedCookies",
+           "check_public", "kernel_side", "worker_config", "balanced_cookies", "ruleset",
+           "Balancer", "BalancedCookies",
            "TABLE_PREFIX", "SPREADS", "BALANCERS"]
 
 TABLE_PREFIX = "mptcp_fast_"     # nftables table names: this prefix and the supervisor's pid
@@ -93,10 +94,15 @@ def serve_workers(handler: Callable[..., Awaitable[None]], *, public: tuple[str,
 
     Raises:
         MptcpError: an argument that cannot work (a bad or shared worker prefix, a public
-            address that is not one address of the workers' family, no ``%d`` in ``tun``),
-            or nft failing.
+            address that is not one address of the workers' family, a bad port, no ``%d``
+            in ``tun``), or nft failing.
     """
     host, port = public
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise MptcpError(f"the public port must be an int in 1..65535, got {port!r}")
+    if isinstance(worker_addresses, str):
+        raise MptcpError("worker_addresses is a list of addresses, one per worker, not "
+                         f"{worker_addresses!r}")
     plans = plan_workers(worker_addresses)
     if balancer not in BALANCERS:
         raise MptcpError(f"balancer must be one of {BALANCERS}, got {balancer!r}")
