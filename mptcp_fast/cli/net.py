@@ -25,7 +25,6 @@ import contextlib
 import ctypes
 import gc
 import hashlib
-import ipaddress
 import json
 import os
 import socket
@@ -35,6 +34,7 @@ import time
 from typing import Any
 
 from ..net import kernel
+from ..net.workers import kernel_side
 from ..engine import Config
 from ..sim.apps import pattern
 from ..errors import MptcpError
@@ -73,26 +73,25 @@ class _Engine:
         self.device = TunDevice(args.tun, offload=not args.no_offload, mtu=args.mtu,
                                 persist=args.persist_tun,
                                 netns=args.netns if here else None)
-        kernel_side = args.tun_address or [_kernel_side(a) for a in args.address]
-        self.device.configure(kernel_side, args.route or (), netns=args.netns)
+        sides = args.tun_address or [kernel_side(a) for a in args.address]
+        self.device.configure(sides, args.route or (), netns=args.netns)
         self.device.check_routed(args.address, netns=args.netns)
-        # a balanced worker (balanced.py): flag C in its SYN/ACKs and its own address
-        # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it; --fastopen (proxy
-        # --convert): TCP Fast Open both ways (engine/fastopen.py)
+        # --fastopen (proxy --convert): TCP Fast Open both ways (engine/fastopen.py)
         key = getattr(args, "fastopen_secret", None)    # --fastopen-key, or the workers' own
         config = Config(offload=not args.no_offload, checksums=args.checksums,
                         scheduler=args.scheduler, congestion_control=args.cc,
-                        deny_join_initial=getattr(args, "deny_join_initial", False),
-                        signal_addresses=frozenset(getattr(args, "signal", None) or ()),
                         fastopen=bool(getattr(args, "fastopen", False)),
                         **({"fastopen_key": key} if key is not None else {}))
-        self.stack = aio.Stack(args.address, self.device, config)
         plan = getattr(args, "worker_plan", None)
-        if plan is not None and config.fastopen and config.fastopen_key is not None:
-            # a balanced worker's cookies are good at the other workers (balanced.py)
-            from .balanced import BalancedCookies
-            self.stack.endpoint.fastopen.cookies = BalancedCookies(config.fastopen_key,
-                                                                   plan.balanced)
+        if plan is not None:
+            # a balanced worker (net/workers.py): flag C in its SYN/ACKs and its own address
+            # announced (RFC 8684 §3.1, §3.4.1), so that its joins come to it; its cookies
+            # are good at the other workers
+            from ..net.workers import balanced_cookies, worker_config
+            config = worker_config(config, plan)
+        self.stack = aio.Stack(args.address, self.device, config)
+        if plan is not None:
+            balanced_cookies(self.stack, plan)
 
     async def open(self, host: str, port: int, data: bytes | None = None):
         """(reader, writer) of a new MPTCP connection, ``data`` sent first: in its SYN on the
@@ -174,17 +173,6 @@ def _backlog(args) -> int:
     """--backlog, else the system's limit: asyncio's default of 100 overflows at a few
     hundred clients at once (the kernel then answers with SYN cookies and resets some)."""
     return args.backlog or system_backlog()
-
-
-def _kernel_side(address: str) -> str:
-    """The kernel's address on the TUN device for one of the engine's: .1 of its /24 (or
-    ::1 of its /64), unless the engine's is that one, then .254 / ::fffe."""
-    ip = ipaddress.ip_address(address)
-    prefix = 24 if ip.version == 4 else 64
-    net = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-    first = net.network_address + 1
-    other = first if first != ip else net.broadcast_address - 1
-    return f"{other}/{prefix}"
 
 
 def _family(host: str) -> int:
@@ -866,12 +854,14 @@ def _proxy_balanced(args) -> int:
 
 def _balanced(args, coroutine_function) -> int:
     """``coroutine_function(args)`` (the asyncio proxy or server) in ``--workers`` processes,
-    each its own engine, device and addresses, behind one public address (balanced.py), the
+    each its own engine, device and addresses, behind one public address (net/workers.py), the
     nftables balancer in place while they serve."""
-    from .balanced import Balancer, apply_plan, plan_workers
+    from functools import partial
+
+    from ..net.workers import run_balanced
+    from .balanced import apply_plan, plan_workers, public_address
     from .workers import serve_workers
     plans = plan_workers(args.worker_address, args.workers)
-    balancer = Balancer(args, plans) if args.balancer == "nftables" else None
     if getattr(args, "fastopen", False) and args.fastopen_secret is None:
         # one TFO key for every worker, drawn before they fork: a client's next SYN may be
         # balanced to another worker, which must take the cookie this one gave (RFC 7413
@@ -884,11 +874,13 @@ def _balanced(args, coroutine_function) -> int:
             import uvloop
             return uvloop.run(coroutine_function(args))
         return asyncio.run(coroutine_function(args))
-    try:
-        return serve_workers(args, serve, ready=balancer.install if balancer else None)
-    finally:
-        if balancer is not None:
-            balancer.remove()
+
+    def work(plan) -> int:
+        args.worker = plan.number
+        return serve(args)
+    return serve_workers(args, serve, run=partial(
+        run_balanced, work, plans, public=public_address(args), balancer=args.balancer,
+        spread=args.spread, netns=args.netns))
 
 
 def _proxy_convert(args) -> int:

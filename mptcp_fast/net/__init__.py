@@ -2,6 +2,6 @@
 
 ``tun`` (a Linux TUN device), ``tunhost`` (an engine served over one), ``aio`` (asyncio streams
 over the userspace engine), ``kernel`` (kernel MPTCP sockets and their subflow counters),
-``kernel_pm`` (the kernel's path manager over netlink) and ``netns`` (network namespaces and
-veth pairs).
+``kernel_pm`` (the kernel's path manager over netlink), ``netns`` (network namespaces and
+veth pairs) and ``workers`` (an asyncio server's handler in N processes behind one address).
 """
