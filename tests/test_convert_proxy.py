@@ -73,6 +73,44 @@ table ip6 {table}6 {{
   }}
 }}
 """
+# L's connections, routed through C, diverted to the same transparent front by tproxy (its
+# listener is IP_TRANSPARENT): marked, and the mark routes them to C itself (ip rule below)
+TPROXY = """
+table inet {table} {{
+  chain prerouting {{
+    type filter hook prerouting priority mangle; policy accept;
+    iifname "{lan}" ip daddr 198.18.4.0/24 tcp dport 8000 tproxy ip to :{port} meta mark set 1 accept
+    iifname "{lan}" ip6 daddr 2001:2:0:4::/64 tcp dport 8000 tproxy ip6 to :{port} meta mark set 1 accept
+  }}
+}}
+"""
+
+
+def tproxy_lan(c, tmp, port: int):
+    """L, a host of C's LAN whose default route is C: its connections cross C, where tproxy
+    diverts those to the web server to the transparent front on ``port`` (no NAT: the
+    front's socket has the destination's address as its own, and answers L from it)."""
+    lan, dev = kernel_namespace("cvL"), run_name("cvl", "c")
+    try:
+        veth_pair(lan, run_name("cvl", "l"), c, dev)
+        lan.ip("addr", "add", "198.18.30.2/24", "dev", run_name("cvl", "l"))
+        c.ip("addr", "add", "198.18.30.1/24", "dev", dev)
+        lan.ip("route", "add", "default", "via", "198.18.30.1")
+        lan.ip("-6", "addr", "add", "2001:2:0:30::2/64", "dev", run_name("cvl", "l"), "nodad")
+        c.ip("-6", "addr", "add", "2001:2:0:30::1/64", "dev", dev, "nodad")
+        lan.ip("-6", "route", "add", "default", "via", "2001:2:0:30::1")
+        for family in ("-4", "-6"):              # the marked ones are for C itself
+            c.ip(family, "rule", "add", "fwmark", "1", "lookup", "111")
+            c.ip(family, "route", "add", "local", "default", "dev", "lo", "table", "111")
+        c.sysctl("net.ipv4.ip_forward", 1)
+        c.sysctl("net.ipv6.conf.all.forwarding", 1)
+        path = tmp / "tproxy.nft"
+        path.write_text(TPROXY.format(table=run_name("mftp"), lan=dev, port=port))
+        c.run("nft", "-f", str(path))
+    except BaseException:
+        lan.delete()
+        raise
+    return lan
 
 
 def _wait_listening(ns, ports, processes, timeout: float = 30.0) -> None:
@@ -95,6 +133,7 @@ class Bed:
         self.tmp = tmp
         self.c = kernel_namespace("cvC")
         self.s = kernel_namespace("cvS")
+        self.lan = None
         self.processes: list[subprocess.Popen] = []
         self.hosts_dir = f"/etc/netns/{self.c.name}"
         c, s = self.c, self.s
@@ -155,6 +194,7 @@ class Bed:
         self._start(c, CLI + client + ["--front", "transparent", "--listen",
                                        f"[::]:{PORTS['transparent']}", "--to", SERVER])
         c.run("nft", "-f", self._nft_file())
+        self.lan = tproxy_lan(c, tmp, PORTS["transparent"])
         _wait_listening(s, [8000, 8443, 5000, 5001, 5003], self.processes)
         _wait_listening(c, list(PORTS.values()), self.processes)
 
@@ -167,8 +207,9 @@ class Bed:
         self.processes.append(ns.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True, env=self.env, cwd=ROOT))
 
-    def curl(self, *arguments, timeout: float = 30.0) -> tuple[int, bytes, str]:
-        done = subprocess.run(["ip", "netns", "exec", self.c.name, "curl", "-sS",
+    def curl(self, *arguments, timeout: float = 30.0, ns=None) -> tuple[int, bytes, str]:
+        """curl in C (or in ``ns``): (its exit status, what it printed, its errors)."""
+        done = subprocess.run(["ip", "netns", "exec", (ns or self.c).name, "curl", "-sS",
                                "--max-time", str(timeout), *arguments],
                               capture_output=True, timeout=timeout + 10)
         return done.returncode, done.stdout, done.stderr.decode(errors="replace")
@@ -184,6 +225,8 @@ class Bed:
                 process.kill()
                 process.communicate()
         shutil.rmtree(self.hosts_dir, ignore_errors=True)
+        if self.lan is not None:
+            self.lan.delete()
         self.c.delete()
         self.s.delete()
 
@@ -336,6 +379,20 @@ def test_the_transparent_front_carries_redirected_connections(bed, url):
     code, body, err = bed.curl(url)
     assert code == 0, err
     assert _sha(body) == _sha(bed.data)
+
+
+@pytest.mark.parametrize("url", ["http://198.18.4.1:8000/file.bin",
+                                 "http://[2001:2:0:4::1]:8000/file.bin"])
+def test_the_transparent_front_carries_connections_diverted_by_tproxy(bed, url):
+    """From L, a host whose connections are routed through C: nftables' tproxy diverts them
+    to the same transparent front without rewriting them (its listener is IP_TRANSPARENT),
+    which takes the destination from the connection's own local address, carries the whole
+    file, and answers L from the web server's address."""
+    before = bed.s.counters()
+    code, body, err = bed.curl(url, ns=bed.lan)
+    assert code == 0, err
+    assert _sha(body) == _sha(bed.data)
+    assert bed.s.counters_since(before).get("MPTcpExtMPCapableSYNRX") == 1   # over MPTCP
 
 
 @pytest.mark.requires("iperf3")

@@ -44,7 +44,8 @@ from mptcp_fast.net import kernel
 from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
 from mptcp_fast.wire import convert
-from test_convert_proxy import CLI, ROOT, _sha, _wait_listening, check_beyond_max_conversations
+from test_convert_proxy import (CLI, ROOT, _sha, _wait_listening, check_beyond_max_conversations,
+                                tproxy_lan)
 from test_convert_proxy import _converse as _converse_with
 
 pytestmark = [pytest.mark.requires("testbed", "curl", "nftables")]
@@ -89,6 +90,7 @@ class Bed:
         self.tmp = tmp
         self.c = kernel_namespace("cuC")
         self.s = kernel_namespace("cuS")
+        self.lan = None
         self.processes: list[_Process] = []
         self.hosts_dir = f"/etc/netns/{self.c.name}"
         c, s = self.c, self.s
@@ -190,6 +192,7 @@ class Bed:
         rules = tmp / "rules.nft"
         rules.write_text(NFT.format(table=run_name("mfu")))
         c.run("nft", "-f", str(rules))
+        self.lan = tproxy_lan(c, tmp, PORTS["transparent"])
         popens = [p.popen for p in self.processes]
         _wait_listening(s, [8000, 5000, KERNEL_TFO_SERVER[1]], popens)
         _wait_listening(c, list(PORTS.values()), popens)
@@ -206,8 +209,8 @@ class Bed:
         self.processes.append(process)
         return process
 
-    def curl(self, *arguments, timeout: float = 60.0) -> tuple[int, bytes, str]:
-        done = subprocess.run(["ip", "netns", "exec", self.c.name, "curl", "-sS",
+    def curl(self, *arguments, timeout: float = 60.0, ns=None) -> tuple[int, bytes, str]:
+        done = subprocess.run(["ip", "netns", "exec", (ns or self.c).name, "curl", "-sS",
                                "--max-time", str(timeout), *arguments],
                               capture_output=True, timeout=timeout + 10)
         return done.returncode, done.stdout, done.stderr.decode(errors="replace")
@@ -223,6 +226,8 @@ class Bed:
                 process.popen.kill()
                 process.popen.wait()
         shutil.rmtree(self.hosts_dir, ignore_errors=True)
+        if self.lan is not None:
+            self.lan.delete()
         self.c.delete()
         self.s.delete()
 
@@ -349,6 +354,16 @@ def test_beyond_max_conversations_the_userspace_server_half_answers_resource_exc
 
 def test_the_userspace_transparent_front_carries_a_redirected_connection(bed):
     code, body, err = bed.curl("http://198.18.4.1:8000/file.bin")
+    assert code == 0, err
+    assert _sha(body) == _sha(bed.data)
+
+
+@pytest.mark.parametrize("url", ["http://198.18.4.1:8000/file.bin",
+                                 "http://[2001:2:0:4::1]:8000/file.bin"])
+def test_the_userspace_transparent_front_carries_a_connection_diverted_by_tproxy(bed, url):
+    """From L, through C: tproxy (test_convert_proxy.tproxy_lan) diverts the connection to the
+    userspace engine's transparent front, which finds the destination in its own address."""
+    code, body, err = bed.curl(url, ns=bed.lan)
     assert code == 0, err
     assert _sha(body) == _sha(bed.data)
 

@@ -1,7 +1,8 @@
 """What the Convert proxy's halves (RFC 8803) decide the same way on either engine: the
 server half's verdict on a Convert message (where to connect, or which Error TLV to answer),
-the Error TLV for a failed connect, the SOCKS5 reply for an Error TLV, and the original
-destination of a redirected connection. No sockets are read or written here: the kernel
+the Error TLV for a failed connect, the SOCKS5 reply for an Error TLV, the original
+destination of a redirected or diverted connection (and the transparent listener's socket
+option that lets ``tproxy`` divert to it). No data are read or written here: the kernel
 engine's halves (``convert_proxy.py``, blocking sockets on threads) and the userspace
 engine's (``convert_aio.py``, asyncio streams) each talk to the network their own way and
 ask this module what to say.
@@ -21,12 +22,15 @@ from ..wire import convert
 from . import socks5
 
 __all__ = ["MPTCP_KIND", "DRAIN_LIMIT", "Verdict", "judge", "error_for", "bad_message_error",
-           "socks_reply_for", "refusal_for_answer", "original_destination", "is_local",
+           "socks_reply_for", "refusal_for_answer", "original_destination", "make_transparent",
+           "made_straight_here", "is_local",
            "same_endpoint", "option_kinds"]
 
 MPTCP_KIND = 30             # the TCP option kind the server half supports (RFC 8684)
 DRAIN_LIMIT = 64 << 10      # bytes read and dropped after an Error, so the close is a FIN
 SO_ORIGINAL_DST = 80        # linux/netfilter_ipv4.h (IP6T_SO_ORIGINAL_DST is the same number)
+IP_TRANSPARENT = 19         # linux/in.h
+IPV6_TRANSPARENT = 75       # linux/in6.h
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -133,10 +137,42 @@ def judge(message: convert.Message, *, listen_port: int,
 
 
 def original_destination(sock) -> tuple[str, int]:
-    """Where a connection redirected by netfilter (nftables ``redirect``, iptables
-    REDIRECT/DNAT) was going: SO_ORIGINAL_DST (IPv4, also on a dual-stack listener's
-    IPv4-mapped connection) or IP6T_SO_ORIGINAL_DST (IPv6). ``sock``: a socket (or asyncio's
-    TransportSocket)."""
+    """Where a connection sent to the transparent front was going. Redirected by netfilter
+    (nftables ``redirect``, iptables REDIRECT/DNAT): SO_ORIGINAL_DST (IPv4, also on a
+    dual-stack listener's IPv4-mapped connection) or IP6T_SO_ORIGINAL_DST (IPv6), the
+    destination conntrack saw before the rewrite. Diverted by ``tproxy`` (nftables, iptables
+    TPROXY, with the listener transparent: ``make_transparent``): nothing was rewritten, so
+    the connection's own local address is where it was going; conntrack knows it too where it
+    tracks the connection, and where it does not (ENOENT) the local address is taken. A
+    connection made straight to the listener gives the listener itself (the caller refuses
+    that loop). ``sock``: a socket (or asyncio's TransportSocket)."""
+    try:
+        return _conntrack_destination(sock)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+    host, port = sock.getsockname()[:2]
+    address = ipaddress.ip_address(host)
+    if address.version == 6 and address.ipv4_mapped:
+        return str(address.ipv4_mapped), port
+    return str(address), port
+
+
+def make_transparent(sock) -> bool:
+    """Let a listener take connections ``tproxy`` diverts to it, addressed to anyone
+    (IP_TRANSPARENT / IPV6_TRANSPARENT, which need CAP_NET_ADMIN): False where it may not
+    (``redirect`` still works then)."""
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_TRANSPARENT, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _conntrack_destination(sock) -> tuple[str, int]:
     peer = sock.getpeername()
     if sock.family == socket.AF_INET6 and not ipaddress.IPv6Address(peer[0]).ipv4_mapped:
         raw = sock.getsockopt(socket.IPPROTO_IPV6, SO_ORIGINAL_DST, 28)    # sockaddr_in6
@@ -166,6 +202,15 @@ def same_endpoint(a, b) -> bool:
         return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped \
             else ip
     return a[1] == b[1] and plain(a[0]) == plain(b[0])
+
+
+def made_straight_here(destination, local) -> bool:
+    """Whether a connection to the transparent front, of original ``destination`` and with
+    ``local`` as its own address, was made straight to the front: it would loop if carried.
+    Redirected, its destination is elsewhere; diverted by tproxy, its own address is its
+    destination but not one of this host's."""
+    return same_endpoint(destination, local) and \
+        is_local(ipaddress.ip_address(str(destination[0]).split("%")[0]))
 
 
 def option_kinds(options: bytes) -> list[int]:

@@ -91,8 +91,9 @@ class Halves:
         # the userspace engine's own addresses are this server half too (a connect to one of
         # them goes through the TUN device into the engine)
         self.own = {ipaddress.ip_address(a) for a in args.address or ()}
+        listen = getattr(args, "listen", None) or ""
         with contextlib.suppress(ValueError):       # a worker's public address (balanced.py)
-            self.own.add(ipaddress.ip_address(args.listen.rpartition(":")[0].strip("[]")))
+            self.own.add(ipaddress.ip_address(listen.rpartition(":")[0].strip("[]")))
         self.under_way = 0
 
     def is_self(self, address) -> bool:
@@ -109,6 +110,8 @@ class Halves:
                              socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.args.front == "transparent":    # tproxy too, not only redirect
+                conversion.make_transparent(sock)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -219,7 +222,7 @@ class Halves:
                          "was it redirected here?")
                 writer.close()
                 return None
-            if conversion.same_endpoint((host, port), sock.getsockname()):
+            if conversion.made_straight_here((host, port), sock.getsockname()):
                 self.say(peer, self.endpoint((host, port)), "not redirected to this proxy "
                          "(a direct connection would loop)")
                 writer.close()

@@ -131,6 +131,8 @@ class _ConvertProxy(relay._Proxy):
     # ------------------------------------------------------------------ sockets
     def _listener(self) -> socket.socket:
         sock = super()._listener()
+        if self.args.front == "transparent":        # tproxy too, not only redirect
+            conversion.make_transparent(sock)
         if self.server_half and self.args.fastopen:
             with contextlib.suppress(OSError):      # a kernel without TFO on MPTCP
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, FASTOPEN_QUEUE)
@@ -308,7 +310,7 @@ class _ConvertProxy(relay._Proxy):
                           "was it redirected here?")
                 client.close()
                 return
-            if _same_endpoint((host, port), client.getsockname()):
+            if conversion.made_straight_here((host, port), client.getsockname()):
                 self._say(peer, self.endpoint((host, port)), "not redirected to this proxy "
                           "(a direct connection would loop)")
                 client.close()
