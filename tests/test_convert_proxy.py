@@ -437,23 +437,29 @@ def test_a_connection_not_redirected_to_the_transparent_front_is_refused(bed):
             pass
 
 
-def test_with_fastopen_the_convert_message_rides_in_the_second_syn(bed, tmp_path):
-    """--fastopen: the first connection to the server half asks for a TFO cookie (a SYN
-    without data), the second sends the Convert header and its Connect TLV in the SYN."""
-    capture = tmp_path / "tfo.pcap"
-    dump = bed.c.popen(["tcpdump", "-i", run_name("cvc", "0"), "-n", "-U", "--immediate-mode",
-                        "-Z", "root", "-w", str(capture), "tcp port 5001"],
+def fetch_twice_captured(bed, interface: str, port: int, socks_port: int, capture) -> None:
+    """small.bin fetched twice by curl through the SOCKS5 front on ``socks_port``, byte-exact,
+    while tcpdump on C's ``interface`` writes the segments of TCP ``port`` to ``capture``."""
+    dump = bed.c.popen(["tcpdump", "-i", interface, "-n", "-U", "--immediate-mode",
+                        "-Z", "root", "-w", str(capture), f"tcp port {port}"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert "listening on" in dump.stderr.readline()   # (it says so once it captures)
         for _ in range(2):
-            code, body, err = bed.curl("--socks5", f"127.0.0.1:{PORTS['tfo']}",
+            code, body, err = bed.curl("--socks5", f"127.0.0.1:{socks_port}",
                                        "http://198.18.4.1:8000/small.bin")
             assert code == 0 and body == bed.data[:SMALL_SIZE], err
         time.sleep(0.5)
     finally:
         dump.send_signal(signal.SIGINT)
         dump.communicate(timeout=10)
+
+
+def test_with_fastopen_the_convert_message_rides_in_the_second_syn(bed, tmp_path):
+    """--fastopen: the first connection to the server half asks for a TFO cookie (a SYN
+    without data), the second sends the Convert header and its Connect TLV in the SYN."""
+    capture = tmp_path / "tfo.pcap"
+    fetch_twice_captured(bed, run_name("cvc", "0"), 5001, PORTS["tfo"], capture)
     syns = subprocess.run(["tshark", "-r", str(capture), "-Y",
                            "tcp.flags.syn==1 && tcp.flags.ack==0", "-T", "fields",
                            "-e", "tcp.len", "-e", "tcp.payload"],

@@ -45,7 +45,7 @@ from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
 from mptcp_fast.wire import convert
 from test_convert_proxy import (CLI, ROOT, _sha, _wait_listening, check_beyond_max_conversations,
-                                tproxy_lan)
+                                fetch_twice_captured, tproxy_lan)
 from test_convert_proxy import _converse as _converse_with
 
 pytestmark = [pytest.mark.requires("testbed", "curl", "nftables")]
@@ -383,19 +383,7 @@ def test_with_fastopen_the_connect_tlv_rides_in_the_second_syn(bed, tmp_path, cl
     capture = tmp_path / f"{client}.pcap"
     kernel_side = bed.s if client == "userspace-tfo" else bed.c
     before = kernel_side.counters("TcpExtTCPFastOpen")
-    dump = bed.c.popen(["tcpdump", "-i", run_name("cuc", "0"), "-n", "-U", "--immediate-mode",
-                        "-Z", "root", "-w", str(capture), f"tcp port {port}"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "listening on" in dump.stderr.readline()   # (it says so once it captures)
-        for _ in range(2):
-            code, body, err = bed.curl("--socks5", f"127.0.0.1:{PORTS[client]}",
-                                       "http://198.18.4.1:8000/small.bin")
-            assert code == 0 and body == bed.data[:SMALL_SIZE], err
-        time.sleep(0.5)
-    finally:
-        dump.send_signal(signal.SIGINT)
-        dump.communicate(timeout=10)
+    fetch_twice_captured(bed, run_name("cuc", "0"), port, PORTS[client], capture)
     syns = subprocess.run(["tshark", "-r", str(capture), "-Y",
                            "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.option_kind==34",
                            "-T", "fields", "-e", "tcp.len", "-e", "tcp.payload"],

@@ -37,6 +37,7 @@ from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
 from mptcp_fast.wire import convert
 from test_convert_proxy import _converse
+from test_netcli import _echo_server
 
 pytestmark = pytest.mark.requires("testbed", "nftables")
 
@@ -57,33 +58,13 @@ class _EchoServer:
     a port of the kernel's choosing (``port``)."""
 
     def __init__(self):
-        self.listener = _echo_listener()
+        self.listener = _echo_server(None, "127.0.0.1", 0, mptcp=False)
         self.port = self.listener.getsockname()[1]
 
     def close(self):
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)       # (wakes the accepting thread)
         self.listener.close()
-
-
-def _echo_listener():
-    import threading
-    listener = socket.create_server(("127.0.0.1", 0), backlog=256)
-
-    def echo(sock):
-        with sock:
-            while data := sock.recv(1 << 16):
-                sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-
-    def serve():
-        try:
-            while True:
-                threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
-        except OSError:
-            pass
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
 
 
 class Site:
