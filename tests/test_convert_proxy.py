@@ -11,9 +11,11 @@ Checked: every file byte-exact (SHA-256); the server half's MPTcpExtMPJoinSynRx 
 with a domain name, an IPv4 and an IPv6 address; username/password accepted and refused; a
 refused and an unreachable destination: the Convert Error TLV on the wire and curl's SOCKS5
 REP; the transparent front for IPv4 and IPv6, and iperf3 through it both ways; HTTPS with
-the web server's certificate checked by curl; and with --fastopen, a capture showing the
-Convert message in the payload of the client half's second SYN (the first fetched the cookie);
-Ctrl-C ending a conversation under way and resetting a connection carried.
+the web server's certificate checked by curl; the answer's Extended TCP Header TLV against a
+capture of the SYN+ACK of a destination of its own (a third namespace, D, behind S, whose
+sysctls and MSS differ from S's); with --fastopen, a capture showing the Convert message in
+the payload of the client half's second SYN (the first fetched the cookie); Ctrl-C ending a
+conversation under way and resetting a connection carried.
 """
 
 from __future__ import annotations

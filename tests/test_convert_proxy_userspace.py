@@ -16,7 +16,8 @@ half, run as a user deploys them, in two network namespaces this module makes (a
 The web server is python -m http.server on 198.18.4.1 / 2001:2:0:4::1 in S (C has no route
 there). Checked: a file byte-exact (SHA-256) over two subflows for each pairing, with a domain
 name, an IPv4 and an IPv6 address; a refused and an unreachable destination: curl's SOCKS5 REP
-and the Error TLV the userspace server half sends, as the kernel half's; its answers to a
+and the Error TLV the userspace server half sends, as the kernel half's; its Extended TCP
+Header TLV against a capture of the destination's SYN+ACK; its answers to a
 loop, a loopback, a bad version, a malformed message, an Info TLV, a silent client and one
 beyond --max-conversations; the --json records with their destinations; the transparent
 front of the userspace client half; with --fastopen, the Connect TLV in the second SYN both

@@ -296,8 +296,9 @@ def synack(sock) -> SynAck | None:
 
     The MSS option: in repair mode (TCP_REPAIR, which needs CAP_NET_ADMIN), TCP_MAXSEG
     returns the destination's MSS option as received (``rx_opt.mss_clamp``, lowered only by
-    a TCP_MAXSEG set on this socket before connecting, which the halves do not set; 536,
-    TCP's default, when the SYN+ACK had none). The socket goes into repair mode and out of
+    a TCP_MAXSEG set on this socket before connecting, which the halves do not set; when the
+    SYN+ACK had none, the kernel's default, 536, as if it had said 536). The socket goes into
+    repair mode and out of
     it (without the window probe) before anything is sent on it, SO_REUSEADDR as it was.
     Where repair mode is refused: ``tcpi_snd_mss`` (what TCP_MAXSEG says out of repair mode)
     with the Timestamps option's 12 bytes added back when timestamps are on, the MSS this
