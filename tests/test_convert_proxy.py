@@ -11,9 +11,11 @@ Checked: every file byte-exact (SHA-256); the server half's MPTcpExtMPJoinSynRx 
 with a domain name, an IPv4 and an IPv6 address; username/password accepted and refused; a
 refused and an unreachable destination: the Convert Error TLV on the wire and curl's SOCKS5
 REP; the transparent front for IPv4 and IPv6, and iperf3 through it both ways; HTTPS with
-the web server's certificate checked by curl; and with --fastopen, a capture showing the
-Convert message in the payload of the client half's second SYN (the first fetched the cookie);
-Ctrl-C ending a conversation under way and resetting a connection carried.
+the web server's certificate checked by curl; the answer's Extended TCP Header TLV against a
+capture of the SYN+ACK of a destination of its own (a third namespace, D, behind S, whose
+sysctls and MSS differ from S's); with --fastopen, a capture showing the Convert message in
+the payload of the client half's second SYN (the first fetched the cookie); Ctrl-C ending a
+conversation under way and resetting a connection carried.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -31,6 +34,7 @@ import time
 import pytest
 
 import mptcp_fast
+from mptcp_fast.cli import conversion
 from mptcp_fast.net import kernel
 from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
@@ -302,6 +306,128 @@ def _converse(bed, message: bytes, server=("198.18.0.1", 5000)) -> bytes:
     return answer
 
 
+def read_answer(sock) -> convert.Message:
+    """One Convert message from ``sock``, read exactly (the bytes after it stay there)."""
+    reader = convert.Reader()
+    while True:
+        data = sock.recv(reader.wanted)
+        assert data, "the server half closed before its answer"
+        if (message := reader.feed(data)) is not None:
+            return message
+
+
+def assert_connected_answer(answer: convert.Message) -> None:
+    """The answer to a Connect TLV once the server half has connected: no Error TLV, one
+    Extended TCP Header TLV whose options start with an MSS option."""
+    assert [type(tlv) for tlv in answer.tlvs] == [convert.ExtendedTcpHeader], answer
+    assert answer.tlvs[0].header[:2] == b"\x02\x04", answer
+
+
+# a destination of its own, in D behind S (198.18.40.1, S's side 198.18.40.2), whose kernel
+# answers SYNs as its sysctls say, with an MSS option of 1300 (its route's advmss) where the
+# path's MTU (1280) gives 1240: what the server half's answer says of its SYN+ACK, against a
+# capture
+SYNACK_DESTINATION = ("198.18.40.1", 9000)
+SYNACK_VARIANTS = {
+    "defaults": {"net.ipv4.tcp_rmem": "4096 131072 1048576"},     # a shift below S's
+    "no-sack-wscale-timestamps": {"net.ipv4.tcp_sack": 0, "net.ipv4.tcp_window_scaling": 0,
+                                  "net.ipv4.tcp_timestamps": 0},
+}
+
+
+def _capture_syns(s, interface: str, capture, converse) -> list[tuple[int, list[int], int, int]]:
+    """``converse()`` while tcpdump in ``s`` captures on ``interface``: the SYNs and SYN+ACKs
+    (their ACK flag, option kinds, MSS option, Window Scale shift or -1)."""
+    dump = s.popen(["tcpdump", "-i", interface, "-n", "-U", "--immediate-mode", "-Z", "root",
+                    "-w", str(capture), f"tcp port {SYNACK_DESTINATION[1]}"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in dump.stderr.readline()
+        converse()
+        time.sleep(0.3)
+    finally:
+        dump.send_signal(signal.SIGINT)
+        dump.communicate(timeout=10)
+    lines = subprocess.run(["tshark", "-r", str(capture), "-Y", "tcp.flags.syn==1",
+                            "-T", "fields", "-e", "tcp.flags.ack", "-e", "tcp.option_kind",
+                            "-e", "tcp.options.mss_val", "-e", "tcp.options.wscale.shift"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    found = []
+    for line in lines:
+        ack, kinds, mss, shift = line.split("\t")
+        found.append((int(ack, 0), [int(k) for k in kinds.split(",") if k], int(mss or 0),
+                      int(shift) if shift else -1))
+    return found
+
+
+def check_answer_carries_the_synack_options(bed, server, sysctls: dict, tmp_path) -> None:
+    """A Connect TLV to the server half at ``server`` (in ``bed.s``) for a destination in a
+    namespace D of its own with ``sysctls``: the answer's Extended TCP Header TLV holds the
+    option kinds of the SYN+ACK D sent (capture on S's side), the Timestamps option (8) and
+    the NOPs aside, with its MSS option (1300, not the path's 1460) and its Window Scale
+    shift (the MSS this socket sends with is the path's, 1240 or 1228: not the option); the
+    connection then carries bytes both ways. For either engine's server half."""
+    d = kernel_namespace("cvD")
+    interface = run_name("cvd", "s")
+    try:
+        veth_pair(bed.s, interface, d, run_name("cvd", "d"))
+        bed.s.ip("link", "set", interface, "mtu", "1280")
+        d.ip("link", "set", run_name("cvd", "d"), "mtu", "1280")
+        bed.s.ip("addr", "add", "198.18.40.2/24", "dev", interface)
+        d.ip("addr", "add", "198.18.40.1/24", "dev", run_name("cvd", "d"))
+        d.ip("route", "change", "198.18.40.0/24", "dev", run_name("cvd", "d"), "advmss",
+             "1300")
+        for key, value in sysctls.items():
+            d.sysctl(key, value)
+        with d.entered():
+            listener = socket.create_server(SYNACK_DESTINATION)
+        answers = []
+
+        def converse() -> None:
+            with bed.c.entered():
+                sock = kernel.mptcp_socket()
+            with sock:
+                sock.settimeout(10)
+                sock.connect(server)
+                sock.sendall(convert.encode([convert.Connect(*SYNACK_DESTINATION)]) + b"ping")
+                answers.append(read_answer(sock))
+                listener.settimeout(10)
+                accepted, _ = listener.accept()
+                with accepted:
+                    accepted.settimeout(10)
+                    assert accepted.recv(4) == b"ping"
+                    accepted.sendall(b"pong")
+                    assert sock.recv(4) == b"pong"
+
+        with listener:
+            syns = _capture_syns(bed.s, interface, tmp_path / "synack.pcap", converse)
+    finally:
+        d.delete()
+    synacks = [syn[1:] for syn in syns if syn[0]]
+    assert len(syns) == 2 and len(synacks) == 1, syns
+    kinds, mss, shift = synacks[0]
+    syn_shift = [syn[3] for syn in syns if not syn[0]][0]      # S's own shift, in its SYN
+    (answer,) = answers
+    assert_connected_answer(answer)
+    options = answer.tlvs[0].header
+    assert len(options) % 4 == 0
+    assert conversion.option_kinds(options) == [k for k in kinds if k not in (1, 8)]
+    assert options[:4] == struct.pack("!BBH", 2, 4, mss) and mss == 1300
+    at = options.find(b"\x03\x03")
+    assert (options[at + 2] if at >= 0 else -1) == shift
+    if sysctls.get("net.ipv4.tcp_sack", 1):              # what D's sysctls let it send
+        assert 4 in kinds and 8 in kinds
+        assert 0 <= shift != syn_shift            # (D's shift is not S's: the peer's is read)
+    else:
+        assert kinds == [2] and options == struct.pack("!BBH", 2, 4, 1300)
+
+
+@pytest.mark.parametrize("variant", list(SYNACK_VARIANTS))
+def test_the_answer_carries_the_destinations_synack_options(bed, variant, tmp_path):
+    check_answer_carries_the_synack_options(bed, ("198.18.0.1", 5000), SYNACK_VARIANTS[variant],
+                                            tmp_path)
+
+
 @pytest.mark.parametrize("destination, error", [
     (("198.18.4.1", 8001), convert.Error(convert.CONNECTION_RESET)),
     (("198.18.6.1", 80), convert.Error(convert.DESTINATION_UNREACHABLE, b"\x01")),
@@ -356,7 +482,7 @@ def check_beyond_max_conversations(bed, server) -> None:
         again.settimeout(10)
         again.connect(server)
         again.sendall(convert.encode([convert.Connect("198.18.4.1", 8000)]))
-        assert again.recv(4) == convert.encode([])
+        assert_connected_answer(read_answer(again))
 
 
 def test_username_and_password(bed):
@@ -519,7 +645,7 @@ def test_stopping_ends_the_conversations_under_way_and_the_connections_carried(b
                 sock.connect(("198.18.0.1", 5004))
             silent.sendall(b"\x01\x06")                  # half a header, then nothing
             carried.sendall(convert.encode([convert.Connect("198.18.4.1", 8000)]))
-            assert carried.recv(4) == convert.encode([])
+            assert_connected_answer(read_answer(carried))
             carried.sendall(b"GET /small.bin HTTP/1.0\r\n")   # (the server waits for more)
             time.sleep(0.3)
             started = time.monotonic()

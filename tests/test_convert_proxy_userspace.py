@@ -16,7 +16,8 @@ half, run as a user deploys them, in two network namespaces this module makes (a
 The web server is python -m http.server on 198.18.4.1 / 2001:2:0:4::1 in S (C has no route
 there). Checked: a file byte-exact (SHA-256) over two subflows for each pairing, with a domain
 name, an IPv4 and an IPv6 address; a refused and an unreachable destination: curl's SOCKS5 REP
-and the Error TLV the userspace server half sends, as the kernel half's; its answers to a
+and the Error TLV the userspace server half sends, as the kernel half's; its Extended TCP
+Header TLV against a capture of the destination's SYN+ACK; its answers to a
 loop, a loopback, a bad version, a malformed message, an Info TLV, a silent client and one
 beyond --max-conversations; the --json records with their destinations; the transparent
 front of the userspace client half; with --fastopen, the Connect TLV in the second SYN both
@@ -44,8 +45,10 @@ from mptcp_fast.net import kernel
 from mptcp_fast.net.netns import veth_pair
 from mptcp_fast.testing.testbed import kernel_namespace, run_name
 from mptcp_fast.wire import convert
-from test_convert_proxy import (CLI, ROOT, _sha, _wait_listening, check_beyond_max_conversations,
-                                fetch_twice_captured, tproxy_lan)
+from test_convert_proxy import (CLI, ROOT, SYNACK_VARIANTS, _sha, _wait_listening,
+                                assert_connected_answer, check_answer_carries_the_synack_options,
+                                check_beyond_max_conversations, fetch_twice_captured,
+                                read_answer, tproxy_lan)
 from test_convert_proxy import _converse as _converse_with
 
 pytestmark = [pytest.mark.requires("testbed", "curl", "nftables")]
@@ -331,6 +334,17 @@ def test_the_userspace_server_half_answers_with_the_kernel_halfs_error_tlv(bed, 
         convert.encode([error])
 
 
+@pytest.mark.requires("tcpdump", "tshark")
+@pytest.mark.parametrize("variant", list(SYNACK_VARIANTS))
+def test_the_userspace_server_halfs_answer_carries_the_destinations_synack_options(
+        bed, variant, tmp_path):
+    """The userspace server half's connection to the destination is a kernel TCP socket
+    (asyncio's): its answer says what that socket saw of the SYN+ACK, as the kernel half's
+    (the check and its capture: test_convert_proxy)."""
+    check_answer_carries_the_synack_options(bed, USERSPACE_SERVER, SYNACK_VARIANTS[variant],
+                                            tmp_path)
+
+
 def test_the_userspace_server_half_answers_a_bad_message_and_a_silent_client(bed):
     assert _converse(bed, b"\x02\x01\x00\x00") == convert.encode(
         [convert.Error(convert.UNSUPPORTED_VERSION, b"\x01")])
@@ -420,7 +434,7 @@ def test_stopping_the_userspace_server_half_ends_what_is_under_way(bed):
                 sock.connect(server)
             silent.sendall(b"\x01\x06")                  # half a header, then nothing
             carried.sendall(convert.encode([convert.Connect("198.18.4.1", 8000)]))
-            assert carried.recv(4) == convert.encode([])
+            assert_connected_answer(read_answer(carried))
             carried.sendall(b"GET /small.bin HTTP/1.0\r\n")   # (the server waits for more)
             time.sleep(0.3)
             started = time.monotonic()

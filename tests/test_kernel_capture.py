@@ -167,7 +167,7 @@ def test_columns_match_the_codec_on_kernel_traffic(backend, kernel_pcap):
 
 # ---------------------------------------------------------------- the analyzer on kernel traffic
 
-from mptcp_fast import analysis
+from mptcp_fast import analysis  # noqa: E402
 from mptcp_fast.analysis import analyzer as analyze_module  # noqa: E402
 from mptcp_fast.cli import main as cli  # noqa: E402
 

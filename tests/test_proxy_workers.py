@@ -123,8 +123,9 @@ def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC
     to be tried), echo ``size`` bytes. (exact, its initial subflow's local port, its subflows
     as the client's kernel saw them with both up). With ``convert_to`` (a port on this
     host's loopback), the client of a Convert server half: a Connect TLV there first, then
-    the echo after the converter's answer (RFC 8803 §3); with ``fastopen`` the Connect TLV
-    rides in the SYN once the client's kernel holds a cookie (TCP_FASTOPEN_CONNECT). With
+    the echo after the converter's answer (RFC 8803 §3; an Extended TCP Header TLV, §4.2);
+    with ``fastopen`` the Connect TLV rides in the SYN once the client's kernel holds a
+    cookie (TCP_FASTOPEN_CONNECT). With
     ``fallback_ok``, a connection that fell back to TCP (its kernel then has no subflows to
     tell) has its subflows as None."""
     data = i.to_bytes(4, "big") * (size // 4)
@@ -138,9 +139,6 @@ def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC
         sock.connect((public, PORT))
         if convert_to is not None:
             sock.sendall(convert.encode([convert.Connect("127.0.0.1", convert_to)]))
-            data_back = convert.encode([]) + data
-        else:
-            data_back = data
         end = time.monotonic() + 5
         try:
             while joined and _established(sock) < 2 and time.monotonic() < end:
@@ -158,7 +156,13 @@ def _echo_via_public(site: Site, i: int, size: int = 16384, public: str = PUBLIC
         got = bytearray()
         while chunk := sock.recv(1 << 16):
             got += chunk
-    return bytes(got) == data_back, port, subflows
+    if convert_to is None:
+        return bytes(got) == data, port, subflows
+    reader = convert.Reader()               # the converter's answer, then the echo
+    answer = reader.feed(bytes(got))
+    exact = answer is not None and reader.rest == data and \
+        [type(tlv) for tlv in answer.tlvs] == [convert.ExtendedTcpHeader]
+    return exact, port, subflows
 
 
 def _established(sock) -> int:

@@ -2,7 +2,9 @@
 server half's verdict on a Convert message (where to connect, or which Error TLV to answer),
 the Error TLV for a failed connect, the SOCKS5 reply for an Error TLV, the original
 destination of a redirected or diverted connection (and the transparent listener's socket
-option that lets ``tproxy`` divert to it). No data are read or written here: the kernel
+option that lets ``tproxy`` divert to it), and the answer to a Connect TLV once the server
+half has connected: the Extended TCP Header TLV with the destination's SYN+ACK options, as far
+as Linux lets a socket see them (``synack_options``). No data are read or written here: the kernel
 engine's halves (``convert_proxy.py``, blocking sockets on threads) and the userspace
 engine's (``convert_aio.py``, asyncio streams) each talk to the network their own way and
 ask this module what to say.
@@ -14,6 +16,7 @@ import errno
 import ipaddress
 import socket
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,13 +27,18 @@ from . import socks5
 __all__ = ["MPTCP_KIND", "DRAIN_LIMIT", "Verdict", "judge", "error_for", "bad_message_error",
            "socks_reply_for", "refusal_for_answer", "original_destination", "make_transparent",
            "made_straight_here", "is_local",
-           "same_endpoint", "option_kinds"]
+           "same_endpoint", "option_kinds", "SynAck", "synack", "synack_options",
+           "connected_answer"]
 
 MPTCP_KIND = 30             # the TCP option kind the server half supports (RFC 8684)
 DRAIN_LIMIT = 64 << 10      # bytes read and dropped after an Error, so the close is a FIN
 SO_ORIGINAL_DST = 80        # linux/netfilter_ipv4.h (IP6T_SO_ORIGINAL_DST is the same number)
 IP_TRANSPARENT = 19         # linux/in.h
 IPV6_TRANSPARENT = 75       # linux/in6.h
+TCP_REPAIR = 19             # linux/tcp.h, with its values TCP_REPAIR_ON and TCP_REPAIR_OFF_NO_WP
+TCP_REPAIR_ON, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP = 1, 0, -1
+TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE = 1, 2, 4     # struct tcp_info's options
+TIMESTAMPS_SPACE = 12       # what Linux takes off the MSS for the Timestamps option (NOPs in)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -230,3 +238,126 @@ def option_kinds(options: bytes) -> list[int]:
             break
         at += options[at + 1]
     return kinds
+
+
+# ------------------------------------------------------------- the answer to a Connect TLV
+#
+# RFC 8803 §4.2 (the Extended TCP Header TLV): the converter gives the client the TCP options
+# of the SYN+ACK the destination answered its SYN with, after two reserved bytes, and only in
+# answer to a Connect TLV. No socket API returns a received SYN+ACK's options: what follows
+# is a reconstruction from what Linux keeps of them on the connected socket, not a copy of the
+# segment. (A copy would need the segment itself: a packet capture, or a BPF sock_ops program
+# parsing the SYN+ACK's header options, neither of which a proxy's socket has.)
+
+
+@dataclass(frozen=True)
+class SynAck:
+    """What the server half's socket says of the destination's SYN+ACK options: ``mss``, its
+    MSS option, ``mss_exact`` whether that is the option's own value (read in repair mode)
+    or the MSS this socket sends with, the timestamp option's bytes added back; ``sack``,
+    SACK-permitted; ``window_scale``, its Window Scale shift (None: no Window Scale option);
+    ``timestamps``, whether it carried a Timestamps option (not reconstructed: see
+    ``options``)."""
+    mss: int
+    mss_exact: bool
+    sack: bool
+    window_scale: int | None
+    timestamps: bool
+
+    def options(self) -> bytes:
+        """A well-formed TCP option area, in whole 32-bit words, laid out as Linux lays its
+        own SYN+ACK without timestamps: MSS (kind 2), NOP NOP SACK-permitted (kind 4), NOP
+        Window Scale (kind 3). The Timestamps option (kind 8) is left out even when the
+        destination sent one: its TSval is the destination's clock and its TSecr echoes the
+        SYN's, values the kernel keeps but no socket option returns, and made-up ones would
+        misstate the segment."""
+        out = b""
+        if self.mss:
+            out += struct.pack("!BBH", 2, 4, min(self.mss, 0xFFFF))
+        if self.sack:
+            out += bytes((1, 1, 4, 2))
+        if self.window_scale is not None:
+            out += bytes((1, 3, 3, self.window_scale))
+        return out
+
+
+def synack(sock) -> SynAck | None:
+    """What the connected kernel TCP socket ``sock`` (a socket, or asyncio's TransportSocket:
+    the server half's connection to the destination on either engine) says of the
+    destination's SYN+ACK, None when it says nothing (not a connected TCP socket).
+
+    From TCP_INFO (struct tcp_info, linux/tcp.h): ``tcpi_options`` TCPI_OPT_SACK (the
+    SYN+ACK was SACK-permitted, and our SYN too), TCPI_OPT_WSCALE (both sent Window Scale),
+    TCPI_OPT_TIMESTAMPS (both sent Timestamps); ``tcpi_snd_wscale``, the destination's shift
+    (the low 4 bits of the byte it shares with ``tcpi_rcv_wscale`` where bit fields start at
+    the low end, as on little-endian Linux; the high 4 on big-endian). An option the SYN
+    carried and the SYN+ACK did not, or the other way round, is off: Linux keeps only what
+    both agreed, so an option this host did not offer (its own sysctls) never shows.
+
+    The MSS option: in repair mode (TCP_REPAIR, which needs CAP_NET_ADMIN), TCP_MAXSEG
+    returns the destination's MSS option as received (``rx_opt.mss_clamp``, lowered only by
+    a TCP_MAXSEG set on this socket before connecting, which the halves do not set; when the
+    SYN+ACK had none, the kernel's default, 536, as if it had said 536). The socket goes into
+    repair mode and out of
+    it (without the window probe) before anything is sent on it, SO_REUSEADDR as it was.
+    Where repair mode is refused: ``tcpi_snd_mss`` (what TCP_MAXSEG says out of repair mode)
+    with the Timestamps option's 12 bytes added back when timestamps are on, the MSS this
+    socket sends with: the destination's option unless the path's MTU, or half the largest
+    window it announced, is smaller (``mss_exact`` False)."""
+    if sock is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    except OSError:
+        return None
+    if len(info) < 20:
+        return None
+    options, scales = info[5], info[6]
+    snd_mss = struct.unpack_from("=I", info, 16)[0]
+    snd_wscale = scales & 0x0F if sys.byteorder == "little" else scales >> 4
+    timestamps = bool(options & TCPI_OPT_TIMESTAMPS)
+    mss = _mss_option(sock)
+    exact = mss is not None
+    if mss is None:
+        mss = snd_mss + (TIMESTAMPS_SPACE if timestamps and snd_mss else 0)
+    return SynAck(mss=mss, mss_exact=exact, sack=bool(options & TCPI_OPT_SACK),
+                  window_scale=snd_wscale if options & TCPI_OPT_WSCALE else None,
+                  timestamps=timestamps)
+
+
+def _mss_option(sock) -> int | None:
+    """The destination's MSS option as the socket received it (repair mode's TCP_MAXSEG),
+    None where repair mode is refused (no CAP_NET_ADMIN)."""
+    try:
+        reuse = sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON)
+    except OSError:
+        return None
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+    except OSError:
+        return None
+    finally:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP)
+        except OSError:             # (a kernel without it: out, with a window probe)
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF)
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
+
+
+def synack_options(sock) -> bytes:
+    """The destination's SYN+ACK options as a TCP option area (``SynAck.options``), as far as
+    the connected socket ``sock`` shows them; empty when it shows nothing."""
+    seen = synack(sock)
+    return seen.options() if seen is not None else b""
+
+
+def connected_answer(sock) -> bytes:
+    """The server half's answer to a Connect TLV once it has connected to the destination
+    (``sock``, its kernel TCP socket there): the Convert fixed header with an Extended TCP
+    Header TLV carrying ``synack_options`` (RFC 8803 §4.2); the fixed header alone when the
+    socket shows nothing (an empty TLV would say the SYN+ACK had no options, which is not
+    known then)."""
+    options = synack_options(sock)
+    return convert.encode([convert.ExtendedTcpHeader(options)] if options else [])

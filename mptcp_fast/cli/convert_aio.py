@@ -4,8 +4,10 @@ TUN device), as ``convert_proxy.py`` runs them on the kernel engine's sockets an
 
 The server half (``--direction mptcp-to-tcp``) reads the Convert message at the start of each
 MPTCP connection the engine accepts (within ``--convert-timeout``), asks ``conversion.judge``
-what to do with it, connects over plain TCP (asyncio) and answers with the Convert fixed
-header, or with the Error TLV the kernel engine's half gives, and a close. The client half
+what to do with it, connects over plain TCP (asyncio: a kernel TCP socket) and answers with
+the Convert fixed header and the Extended TCP Header TLV that socket's SYN+ACK gives
+(``conversion.connected_answer``, as the kernel engine's half), or with the Error TLV the
+kernel engine's half gives, and a close. The client half
 (``--direction tcp-to-mptcp``) learns the destination from its front (``--front socks5``:
 ``socks5.negotiate_stream``; ``--front transparent``: SO_ORIGINAL_DST), opens an MPTCP
 connection to ``--to`` through the engine, sends the Connect TLV and maps the answer to its
@@ -185,8 +187,8 @@ class Halves:
                                      conversion.error_for(exc),
                                      self.error_text(exc) or "timeout")
             return None
-        try:
-            writer.write(convert.encode([]))            # §3: the converter's answer
+        try:        # the answer: the destination's SYN+ACK options (RFC 8803 §4.2)
+            writer.write(conversion.connected_answer(up_writer.get_extra_info("socket")))
             await writer.drain()
         except BaseException:
             abort(up_writer)

@@ -11,8 +11,9 @@ default: Linux 6.18's server side of a TFO-accepted MPTCP connection sends beyon
 client's data-level window once a second subflow is up, and the transfer then crawls on
 data-level retransmissions (docs/kernel-behaviour.md). The server half (``--direction mptcp-to-tcp``,
 no ``--to``) reads that message (at most 1,020 bytes, within ``--convert-timeout``),
-connects to the destination over plain TCP and answers with the Convert fixed header, or with
-an Error TLV and a close (Connection Reset for a refusal, Destination Unreachable with the
+connects to the destination over plain TCP and answers with the Convert fixed header and an
+Extended TCP Header TLV (the destination's SYN+ACK options, as far as Linux shows them:
+``conversion.synack``), or with an Error TLV and a close (Connection Reset for a refusal, Destination Unreachable with the
 ICMP code for an unreachable host or network, Network Failure for a timeout, Not Authorized
 outside ``--allow-to``). The client half maps the answer to its SOCKS5 reply (REP 5, 3/4, 1,
 2) and, once both ends are up, the bytes are carried by the kernel engine's relay
@@ -277,8 +278,8 @@ class _ConvertProxy(relay._Proxy):
             self._answer_error(client, peer, where, error_for(exc),
                                self.error_text(exc) or "timeout")
             return
-        try:
-            client.sendall(convert.encode([]))        # §3: the converter's answer
+        try:        # the answer: the destination's SYN+ACK options (RFC 8803 §4.2)
+            client.sendall(conversion.connected_answer(upstream))
         except OSError:
             upstream.close()
             raise
