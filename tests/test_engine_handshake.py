@@ -223,24 +223,35 @@ def test_send_is_bounded_and_refused_after_close(backend):
 
 
 def test_send_keeps_whole_bytes_and_copies_what_the_caller_may_change(pair):
-    """A bytes object that fits is queued as it is (no copy: the segments' payloads are
-    views of it); a bytearray is copied, so that changing it after send() changes nothing
-    the peer receives; end_stream closes after a bytes object taken whole."""
+    """A bytes object that fits is queued as it is, and a flat view of bytes as a view of it
+    (no copy: the segments' payloads are views of them, and the caller's own view may be
+    released); a bytearray, a view of one and a strided view are copied, so that changing
+    the buffer after send() changes nothing the peer receives; end_stream closes after data
+    taken whole."""
     client, server = pair
     conn = client.connect((S0, PORT), 0.0)
     pump(client, server, 0.0)
     drain(server)
     whole = bytes(range(256)) * 16
     mutable = bytearray(b"x" * 1000)
+    source = bytes(range(100, 200))
+    caller_view = memoryview(source)[10:60]
     assert conn.send(whole) == len(whole)
     assert conn.send(mutable) == 1000
+    assert conn.send(memoryview(mutable)[:500]) == 500
     mutable[:] = b"y" * 1000
+    assert conn.send(caller_view) == 50
+    caller_view.release()
+    assert conn.send(memoryview(source)[::2]) == 50
     assert conn.send(memoryview(b"tail"), end_stream=True) == 4 and conn.local_closed
     queued = list(conn.unsent._pieces)
-    assert queued[0].obj is whole and queued[1].obj is not mutable
+    assert queued[0].obj is whole
+    assert queued[1].obj is not mutable and queued[2].obj is not mutable
+    assert queued[3].obj is source and bytes(queued[3]) == source[10:60]
+    assert queued[4].obj is not source
     pump(client, server, 0.1)
     got = b"".join(e.data for e in drain(server) if type(e) is ev.DataReceived)
-    assert got == whole + b"x" * 1000 + b"tail"
+    assert got == whole + b"x" * 1500 + source[10:60] + source[::2] + b"tail"
 
 
 def test_abort_sends_fastclose_and_ends_both_sides(pair):

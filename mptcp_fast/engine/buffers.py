@@ -3,7 +3,7 @@ byte is moved again once stored (a bytearray trimmed at the front and grown at t
 its whole content now and then; at 64 KiB a chunk that dominated the send path).
 
 * ``Unsent``: what ``send()`` took and no subflow carries yet (a FIFO of pieces). The pieces
-  are immutable bytes, handed on as memoryviews: a chunk of them costs no copy until the
+  are immutable bytes (or views of them), handed on as memoryviews: a chunk of them costs no copy until the
   packet is written.
 * ``Retained``: what was sent and the peer has not DATA_ACKed, by DSN, for reinjection and the
   redundant scheduler (RFC 8684 §3.3.6: kept until acknowledged at the data level).
@@ -50,10 +50,11 @@ class Unsent:
     def __bool__(self) -> bool:
         return self.size > 0
 
-    def push(self, data: bytes) -> None:
-        """Queue ``data`` (immutable bytes: it is referenced, not copied)."""
+    def push(self, data) -> None:
+        """Queue ``data`` (immutable bytes, or a flat memoryview of bytes: it is referenced,
+        not copied)."""
         if data:
-            self._pieces.append(memoryview(data))
+            self._pieces.append(data if type(data) is memoryview else memoryview(data))
             self.size += len(data)
 
     def peek(self, n: int) -> bytes:

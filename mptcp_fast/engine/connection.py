@@ -167,6 +167,14 @@ def _add64(a: int, b: int) -> int:
     return (a + b) & MASK64
 
 
+def _immutable_view(data) -> bool:
+    """``data`` is a flat memoryview of bytes (one byte per item, contiguous): its content can
+    never change, so ``send`` may keep a view of it instead of a copy (the view holds the
+    bytes alive, whatever the caller does with its own view afterwards)."""
+    return type(data) is memoryview and type(data.obj) is bytes and data.c_contiguous \
+        and data.itemsize == 1 and data.ndim == 1
+
+
 def _beyond(ranges, limit) -> bool:
     """One of the (dsn, length) ``ranges`` ends beyond the DSN ``limit`` (the window's edge)."""
     for dsn, n in ranges:
@@ -319,8 +327,15 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if type(data) is bytes and len(data) <= room:
             size = taken = len(data)         # immutable and whole: kept as it is, no copy
             self.unsent.push(data)
+        elif _immutable_view(data):
+            size = len(data)                 # a view of bytes: they cannot change under it,
+            taken = min(room, size)          # so a view of its part is kept, no copy
+            self.unsent.push(data[:taken])
         else:
-            view = memoryview(data).cast("B")
+            view = memoryview(data)
+            if not view.c_contiguous:        # (a strided view: its bytes, in order)
+                view = memoryview(view.tobytes())
+            view = view.cast("B")
             size = len(view)
             taken = min(room, size)
             self.unsent.push(bytes(view[:taken]))    # a copy: the caller may reuse its buffer

@@ -88,6 +88,7 @@ cdef inline int _side_release(object side, long long upto) except -1:
 
 cdef object _data_received(long long connection, object data)
 cdef bint _beyond(object ranges, object limit)
+cdef bint _immutable_view(object data) except -1
 cdef long long _diff64(unsigned long long a, unsigned long long b)
 cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
 
