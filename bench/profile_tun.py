@@ -34,7 +34,8 @@ from mptcp_fast.testing.testbed import TunBed  # noqa: E402
 PARTS = {"device write": ("TunDevice.write_batch", "TunDevice.write"),
          "device read": ("TunDevice.read_batch",),
          "engine receive": ("Endpoint_receive_packet", "Endpoint.receive_packet"),
-         "engine send": ("Endpoint_packets_to_send", "Endpoint.packets_to_send"),
+         "engine send": ("Endpoint_packets_to_send", "Endpoint.packets_to_send",
+                 "Endpoint_packets_to_write", "Endpoint.packets_to_write"),
          "timers": ("Endpoint_handle_timer", "Endpoint.handle_timer"),
          "application": ("BulkApp_run", "BulkApp.run")}
 PART_OF = {name: part for part, names in PARTS.items() for name in names}

@@ -147,26 +147,16 @@ cdef inline Py_ssize_t pk_write_check(Py_ssize_t src_len, Py_ssize_t dst_len, Py
     return 0
 
 
-cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, Py_ssize_t src_len,
-                                const uint8_t* dst, Py_ssize_t dst_len,
-                                uint16_t sport, uint16_t dport,
-                                uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
-                                const uint8_t* options, Py_ssize_t opt_len,
-                                const uint8_t* body, Py_ssize_t body_len, uint8_t ttl,
-                                uint8_t tos, uint16_t ip_id, bint dont_fragment,
-                                uint16_t urgent) noexcept nogil:
-    """Write an IPv4 (4-byte addresses) or IPv6 packet carrying one TCP segment at ``d`` (room
-    for all of it is the caller's), both checksums included; return its length, or a
-    negative PK_W_ code with nothing written (pk_write_check's), or PK_W_LAYOUT when the
-    packet written does not parse back (the checksums are then not computed)."""
-    cdef Py_ssize_t refused = pk_write_check(src_len, dst_len, opt_len, body_len)
-    if refused:
-        return refused
-    cdef Py_ssize_t addr_len = src_len
+cdef inline void _pk_headers(uint8_t* d, const uint8_t* src, Py_ssize_t addr_len,
+                             const uint8_t* dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                             uint32_t ack, uint8_t flags, uint16_t window,
+                             const uint8_t* options, Py_ssize_t opt_len, Py_ssize_t total,
+                             uint8_t ttl, uint8_t tos, uint16_t ip_id, bint dont_fragment,
+                             uint16_t urgent) noexcept nogil:
+    """The IP header, the TCP header and its options of a packet of ``total`` bytes at ``d``
+    (pk_write_check passed), both checksum fields zero."""
     cdef Py_ssize_t ip_len = 20 if addr_len == 4 else 40
-    cdef Py_ssize_t total = ip_len + 20 + opt_len + body_len
     cdef uint8_t* t = d + ip_len
-    cdef PacketLayout f
     if ip_len == 20:
         d[0], d[1] = 0x45, tos
         put16(d + 2, <uint16_t>total)
@@ -192,6 +182,29 @@ cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, Py_ssize_t src_l
     put16(t + 18, urgent)
     if opt_len:
         memcpy(t + 20, options, opt_len)
+
+
+cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, Py_ssize_t src_len,
+                                const uint8_t* dst, Py_ssize_t dst_len,
+                                uint16_t sport, uint16_t dport,
+                                uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                                const uint8_t* options, Py_ssize_t opt_len,
+                                const uint8_t* body, Py_ssize_t body_len, uint8_t ttl,
+                                uint8_t tos, uint16_t ip_id, bint dont_fragment,
+                                uint16_t urgent) noexcept nogil:
+    """Write an IPv4 (4-byte addresses) or IPv6 packet carrying one TCP segment at ``d`` (room
+    for all of it is the caller's), both checksums included; return its length, or a
+    negative PK_W_ code with nothing written (pk_write_check's), or PK_W_LAYOUT when the
+    packet written does not parse back (the checksums are then not computed)."""
+    cdef Py_ssize_t refused = pk_write_check(src_len, dst_len, opt_len, body_len)
+    if refused:
+        return refused
+    cdef Py_ssize_t ip_len = 20 if src_len == 4 else 40
+    cdef Py_ssize_t total = ip_len + 20 + opt_len + body_len
+    cdef uint8_t* t = d + ip_len
+    cdef PacketLayout f
+    _pk_headers(d, src, src_len, dst, sport, dport, seq, ack, flags, window, options, opt_len,
+                total, ttl, tos, ip_id, dont_fragment, urgent)
     if body_len:
         memcpy(t + 20 + opt_len, body, body_len)
     if pk_locate(d, total, 0, 0, &f) != PK_OK or f.ip_end != total:
@@ -200,3 +213,35 @@ cdef inline Py_ssize_t pk_write(uint8_t* d, const uint8_t* src, Py_ssize_t src_l
     if ip_len == 20:
         put16(d + 10, pk_ipv4_header_checksum(d, 0))
     return total
+
+
+cdef inline Py_ssize_t pk_write_head(uint8_t* d, const uint8_t* src, Py_ssize_t src_len,
+                                     const uint8_t* dst, Py_ssize_t dst_len,
+                                     uint16_t sport, uint16_t dport,
+                                     uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                                     const uint8_t* options, Py_ssize_t opt_len,
+                                     const uint8_t* body, Py_ssize_t body_len, uint8_t ttl,
+                                     uint8_t tos, uint16_t ip_id, bint dont_fragment,
+                                     uint16_t urgent) noexcept nogil:
+    """pk_write's packet without its body: the headers (IP, TCP, options) at ``d``, their
+    lengths and both checksums covering the ``body_len`` bytes at ``body`` that follow them
+    on the wire (a writev's next vector), which are read and not copied; return the headers'
+    length, or pk_write_check's refusal with nothing written. The TCP header's length is a
+    multiple of 4, so the body's sum starts on a 16-bit word."""
+    cdef Py_ssize_t refused = pk_write_check(src_len, dst_len, opt_len, body_len)
+    if refused:
+        return refused
+    cdef Py_ssize_t ip_len = 20 if src_len == 4 else 40
+    cdef Py_ssize_t head = ip_len + 20 + opt_len
+    cdef uint8_t* t = d + ip_len
+    cdef uint32_t total
+    _pk_headers(d, src, src_len, dst, sport, dport, seq, ack, flags, window, options, opt_len,
+                head + body_len, ttl, tos, ip_id, dont_fragment, urgent)
+    total = pk_pseudo_sum(src, dst, src_len, 20 + opt_len + body_len)
+    total = add16(total, sum16(t, 16, False))                  # up to the checksum field
+    total = add16(total, sum16(t + 18, 2 + opt_len, False))
+    total = add16(total, sum16(body, body_len, False))
+    put16(t + 16, <uint16_t>(~total & 0xFFFF))
+    if ip_len == 20:
+        put16(d + 10, pk_ipv4_header_checksum(d, 0))
+    return head

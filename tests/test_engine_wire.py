@@ -286,6 +286,14 @@ def test_segment_writers_are_build_packet_with_the_codecs_options(on_both, seq, 
                                               tsval, tsecr, data_ack, dsn, ssn, length, checksum,
                                               payload, start, end))
     assert got == (expect, expect)
+    # the same segment in two parts, for a writev: the headers alone, the payload as a view of
+    # the caller's bytes (not a copy); joined, the same bytes, checksums included
+    parts = on_both(lambda: segment.data_packet_parts(src_b, dst_b, 1000, 2000, seq, ack, flags,
+                                                      window, tsval, tsecr, data_ack, dsn, ssn,
+                                                      length, checksum, payload, start, end))
+    for head, body in parts:
+        assert type(head) is bytes and type(body) is memoryview and body.obj is payload
+        assert head + bytes(body) == expect and len(head) == len(expect) - (end - start)
     expect_ack = pk.build_packet(src, dst, 1000, 2000, seq, ack, pk.ACK, window, options=
                                  opt.encode_tcp_options([opt.Timestamps(tsval, tsecr),
                                                          opt.Dss(data_ack, True)]))

@@ -366,6 +366,19 @@ class Endpoint:
         """Every packet the engine has to send now, as a list of whole IP packets (bytes):
         handshakes, data, ACKs, retransmissions. Call it after every ``receive_packet``,
         ``handle_timer`` and call on a connection (``send``, ``close``, ...)."""
+        out = self.packets_to_write(now)
+        for i, packet in enumerate(out):
+            if type(packet) is tuple:           # (headers, payload): joined, one copy
+                out[i] = b"".join(packet)
+        return out
+
+    def packets_to_write(self, now: float) -> list:
+        """``packets_to_send``'s packets for a host that writes with writev: each one either
+        bytes, or a tuple (headers: bytes, payload: a memoryview) whose parts, written one
+        after the other, are the packet. Data segments of ``subflow.VECTORED_PAYLOAD`` bytes
+        or more (those ``Config.offload`` makes) come as tuples, so that their payload is
+        never copied in this process: the kernel copies it once, from the application's
+        own bytes, in the writev (TunDevice.write_batch takes both forms)."""
         self.now = now
         while self._dirty:
             dirty, self._dirty = self._dirty, []

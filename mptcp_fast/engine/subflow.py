@@ -33,7 +33,8 @@ from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.events import CloseReason
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
-    from mptcp_fast.wire._segment_py import ack_packet, data_packet, segment_packet
+    from mptcp_fast.wire._segment_py import (ack_packet, data_packet, data_packet_parts,
+                                              segment_packet)
 
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.subflow (docs/design.md, "Two backends, one API").
@@ -65,6 +66,10 @@ MIN_PEER_MSS = 88                        # Linux's TCP_MIN_MSS: the smallest MSS
 # and with offload one IP packet: 65,535 bytes less 20 of IPv4 header and 60 of TCP header
 # (an IPv6 header lies outside its 16-bit payload length).
 MAX_CHUNK = 0xFFFF - 80
+# a data segment carrying at least this much goes out as (headers, a view of its payload), for
+# the host's writev: an offloaded 64 KiB segment is then never copied in this process
+# (Endpoint.packets_to_write); one of an MSS is built whole, as every other segment
+VECTORED_PAYLOAD = 8192
 _seq_of = attrgetter("seq")
 # TCP options written as bytes (RFC 9293 §3.2, RFC 7323 §2-3, RFC 2018 §2-3): kind and length
 _NOP = b"\x01"
@@ -661,12 +666,19 @@ class Subflow:
         # the option codec (wire/segment.py)
         data_ack = self.conn.dss_data_ack() if self.ts_ok and not chunk.mpc else None
         if data_ack is not None:
-            self._out.append(data_packet(
-                self.local, self.remote, self.lport, self.rport, (self.iss + entry.seq) & MASK32,
-                (self.irs + self.rcv_nxt) & MASK32, flags, self._window_field(),
-                self._tsval(now), self.ts_recent, data_ack, chunk.dsn,
-                chunk.seq & MASK32, chunk.end - chunk.seq, chunk.checksum, chunk.data,
-                entry.seq - chunk.seq, entry.end - chunk.seq))
+            seq, ack = (self.iss + entry.seq) & MASK32, (self.irs + self.rcv_nxt) & MASK32
+            window, tsval = self._window_field(), self._tsval(now)
+            start, end = entry.seq - chunk.seq, entry.end - chunk.seq
+            if end - start < VECTORED_PAYLOAD:
+                self._out.append(data_packet(
+                    self.local, self.remote, self.lport, self.rport, seq, ack, flags, window,
+                    tsval, self.ts_recent, data_ack, chunk.dsn, chunk.seq & MASK32,
+                    chunk.end - chunk.seq, chunk.checksum, chunk.data, start, end))
+            else:
+                self._out.append(data_packet_parts(
+                    self.local, self.remote, self.lport, self.rport, seq, ack, flags, window,
+                    tsval, self.ts_recent, data_ack, chunk.dsn, chunk.seq & MASK32,
+                    chunk.end - chunk.seq, chunk.checksum, chunk.data, start, end))
             self._acked()
         else:
             payload = chunk.data[entry.seq - chunk.seq:entry.end - chunk.seq]

@@ -731,7 +731,9 @@ class Stack:
             self._timer = self._loop.call_at(timer, self._on_timer) if timer is not None else None
 
     def _flush(self, now: float) -> None:
-        packets = self.endpoint.packets_to_send(now)
+        # large segments as (headers, payload) tuples, written with one writev each (a
+        # TunDevice, its DeviceWriter), or joined for any other device (write_packets)
+        packets = self.endpoint.packets_to_write(now)
         if self._out is not None:
             self._out.write_batch(packets)
         else:

@@ -324,25 +324,10 @@ class TunDevice:
         return packet
 
     def write(self, packet) -> None:
-        """One packet to the kernel (a GSO segment when larger than the MTU, with offload)."""
-        try:
-            if self._header:                       # header and packet in one writev: no copy
-                if len(packet) > self.mtu:
-                    os.writev(self.fd, (self._gso_header(packet), packet))
-                    self.stats["gso_written"] += 1
-                else:
-                    os.writev(self.fd, (_PLAIN, packet))
-            else:
-                os.write(self.fd, packet)
-        except BlockingIOError:
-            self.stats["dropped_write"] += 1       # as a full NIC queue drops: TCP recovers
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.EIO, errno.EMSGSIZE):
-                self.stats["dropped_write"] += 1   # the kernel refused this one packet
-                return
-            raise
-        self.stats["written"] += 1
+        """One packet to the kernel (a GSO segment when larger than the MTU, with offload):
+        bytes, or a (headers, payload) tuple as ``Endpoint.packets_to_write`` gives, written
+        with one writev (the payload is not copied here)."""
+        self.write_batch((packet,))
 
     def write_batch(self, packets) -> None:
         """``write`` each of ``packets`` (one loop: a TUN write takes one packet, so the
@@ -354,7 +339,16 @@ class TunDevice:
         written = gso = dropped = 0
         for packet in packets:
             try:
-                if not header:
+                if type(packet) is tuple:              # (headers, payload): one writev
+                    head, body = packet
+                    if not header:
+                        writev(fd, packet)
+                    elif len(head) + len(body) > mtu:
+                        writev(fd, (self._gso_header(head), head, body))
+                        gso += 1
+                    else:
+                        writev(fd, (plain, head, body))
+                elif not header:
                     write(fd, packet)
                 elif len(packet) > mtu:
                     writev(fd, (self._gso_header(packet), packet))
@@ -380,7 +374,7 @@ class TunDevice:
     def _gso_header(self, packet) -> bytes:
         """virtio_net_hdr for a TCP segment the kernel may cut at ``gso_size`` bytes of
         payload (the checksum is complete, so no NEEDS_CSUM: the kernel verifies it, or
-        recomputes it per piece when it segments)."""
+        recomputes it per piece when it segments). ``packet``: the segment, or its headers."""
         if packet[0] >> 4 == 4:
             ip_len, gso_type = (packet[0] & 0x0F) * 4, GSO_TCPV4
         else:
@@ -446,7 +440,7 @@ class DeviceWriter:
     def write_batch(self, packets) -> None:
         if not packets:
             return
-        size = sum(map(len, packets))
+        size = sum(map(packet_size, packets))
         with self._wake:
             self._raise_failure()
             idle = not self._busy and not self._queue
@@ -532,4 +526,10 @@ def write_packets(device, packets) -> None:
     else:
         write = device.write
         for packet in packets:
-            write(packet)
+            write(packet if type(packet) is not tuple else b"".join(packet))
+
+
+def packet_size(packet) -> int:
+    """The length of a packet as ``Endpoint.packets_to_write`` gives it: bytes, or a
+    (headers, payload) tuple."""
+    return len(packet) if type(packet) is not tuple else len(packet[0]) + len(packet[1])

@@ -77,6 +77,10 @@ class TunHost:
         # device with read_batch() and write() will do too (a test's pipe)
         self._tun = isinstance(device, TunDevice)
         self._flags = self._tun and _takes_checksum_flags(app)
+        # a TunDevice writes (headers, payload) tuples with one writev each: an application
+        # that gives them (Endpoint.packets_to_write, the emulator's BulkApp) is asked for
+        # them, any other for bytes
+        self._vectored = self._tun and hasattr(app, "packets_to_write")
         self.rewrite_inbound = None         # packet -> packet or None (see the module text)
         self.rewrite_outbound = None
         self._poll = select.poll()
@@ -210,9 +214,12 @@ class TunHost:
         timer = app.get_timer()
         if timer is not None and timer <= now:
             app.handle_timer(now)
-        outbound = app.packets_to_send(now)
         if self.rewrite_outbound is not None or self._impairments:
-            outbound = self._filter(outbound, False, now)
+            outbound = self._filter(app.packets_to_send(now), False, now)   # (bytes to look at)
+        elif self._vectored:
+            outbound = app.packets_to_write(now)   # large segments as (headers, payload)
+        else:
+            outbound = app.packets_to_send(now)
         if outbound_late:
             outbound = outbound_late + outbound
         write_packets(self.device, outbound)

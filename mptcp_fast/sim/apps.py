@@ -127,6 +127,11 @@ class BulkApp:
         """The endpoint's packets to send (the host face ``netem`` calls)."""
         return self.endpoint.packets_to_send(now)
 
+    def packets_to_write(self, now: float) -> list:
+        """The endpoint's packets for a writev host (``Endpoint.packets_to_write``: bytes, or
+        (headers, payload) tuples; TunHost calls it)."""
+        return self.endpoint.packets_to_write(now)
+
     def get_timer(self) -> float | None:
         """The endpoint's next timer (the host face ``netem`` calls)."""
         return self.endpoint.get_timer()

@@ -37,6 +37,18 @@ def data_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: i
                             payload[start:end])
 
 
+def data_packet_parts(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
+                      flags: int, window: int, tsval: int, tsecr: int, data_ack: int, dsn: int,
+                      ssn: int, length: int, checksum: int | None, payload: bytes, start: int,
+                      end: int) -> tuple[bytes, memoryview]:
+    """``data_packet``'s segment as (its headers, a memoryview of ``payload[start:end]``):
+    joined, they are data_packet's bytes (the compiled twin writes the headers alone and
+    never copies the payload; a writev of the two sends the segment)."""
+    whole = data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack,
+                        dsn, ssn, length, checksum, payload, start, end)
+    return whole[:len(whole) - (end - start)], memoryview(payload)[start:end]
+
+
 def ack_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, window: int,
                tsval: int, tsecr: int, data_ack: int) -> bytes:
     """A pure ACK with TS + a DSS carrying the 64-bit data ACK."""

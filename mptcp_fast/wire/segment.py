@@ -23,7 +23,8 @@ from ..errors import PARSE_STATUS, PacketError
 if TYPE_CHECKING:
     from .._typing import BytesLike
 
-__all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet", "ack_packet",
+__all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet",
+           "data_packet_parts", "ack_packet",
            "segment_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
@@ -49,22 +50,24 @@ _impl: Any = None      # the active twin, _segment_c or _segment_py
 # data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack, dsn,
 #             ssn, length, checksum, payload, start, end) -> bytes: a data segment with
 #             TS + DSS (ack and mapping) carrying payload[start:end], checksums written;
+# data_packet_parts(...data_packet's...) -> (headers, payload view): the same segment in two
+#             parts, for a writev (joined, they are data_packet's bytes);
 # ack_packet(src, dst, sport, dport, seq, ack, window, tsval, tsecr, data_ack) -> bytes:
 #             a pure ACK with TS + a DSS data ACK;
 # segment_packet(src, dst, sport, dport, seq, ack, flags, window, area, payload) -> bytes:
 #             any other segment, its options area given as bytes. The active twin's, set by
 #             _bind().
 if TYPE_CHECKING:    # for type checkers: the pure twin's signatures (the compiled ones are alike)
-    from ._segment_py import ack_packet, data_packet, segment_packet
+    from ._segment_py import ack_packet, data_packet, data_packet_parts, segment_packet
 else:
-    data_packet = ack_packet = segment_packet = None
+    data_packet = data_packet_parts = ack_packet = segment_packet = None
 
 
 def _bind(impl: Any) -> None:
-    global _impl, data_packet, ack_packet, segment_packet
+    global _impl, data_packet, data_packet_parts, ack_packet, segment_packet
     _impl = impl
-    data_packet, ack_packet, segment_packet = impl.data_packet, impl.ack_packet, \
-        impl.segment_packet
+    data_packet, data_packet_parts, ack_packet, segment_packet = impl.data_packet, \
+        impl.data_packet_parts, impl.ack_packet, impl.segment_packet
 
 
 from .. import _backend as _backend_module  # noqa: E402

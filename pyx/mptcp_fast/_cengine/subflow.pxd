@@ -5,12 +5,13 @@ cimport cython
 from mptcp_fast._cengine.buffers cimport Retained, Unsent
 from mptcp_fast._cengine.cc cimport Controller, Window
 from mptcp_fast._cengine.rtt cimport RttEstimator
-from mptcp_fast.wire._segment_c cimport Incoming, ack_packet, data_packet, segment_packet
+from mptcp_fast.wire._segment_c cimport (Incoming, ack_packet, data_packet, data_packet_parts,
+                                         segment_packet)
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 from mf_gc cimport untrack as _untrack
 
 
-cdef long long MASK32, _HALF32
+cdef long long MASK32, _HALF32, VECTORED_PAYLOAD
 
 cpdef enum:                           # the TCP states: subflow.py's names, its values
     CLOSED = 0
@@ -133,6 +134,8 @@ cdef class Subflow:
     cpdef long _window_field(self)
     cpdef _acked(self)
     cpdef send_ack(self, double now, object mptcp=*)
+    @cython.locals(seq=cython.longlong, ack=cython.longlong, window=cython.long,
+                   tsval=cython.longlong, start=cython.longlong, end=cython.longlong)
     cpdef _transmit(self, _Sent entry, double now)
     @cython.locals(size=cython.longlong, pos=cython.longlong, end=cython.longlong, entry=_Sent)
     cpdef send_chunk(self, Chunk chunk, double now)

@@ -10,13 +10,15 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.memoryview cimport PyMemoryView_FromObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 from cpython.type cimport PyType_GenericAlloc
 
 from mf_bytes cimport be16, be32, be64, put16, put32, put64
 from mf_csum cimport sum16, add16
-from mf_packet cimport PacketLayout, pk_locate, pk_tcp_checksum, pk_write, pk_write_check
+from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_write, pk_write_check,
+                       pk_write_head)
 from mptcp_fast import _check
 from mptcp_fast.wire._packet_common import write_error             # the packet layer's errors
 from mptcp_fast.wire import _options_common as _opt
@@ -311,17 +313,9 @@ cdef inline void _timestamps(uint8_t* a, uint32_t tsval, uint32_t tsecr) noexcep
     put32(a + 8, tsecr)
 
 
-cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
-                        uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval,
-                        uint32_t tsecr, uint64_t data_ack, uint64_t dsn, uint32_t ssn,
-                        uint16_t length, object checksum, object payload, Py_ssize_t start,
-                        Py_ssize_t end):
-    """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
-    cdef uint8_t area[40]
-    cdef Py_buffer body
-    if src is None or dst is None:        # their pointers are read (the pure twin's message)
-        _check.exact_bytes("src", src)
-        _check.exact_bytes("dst", dst)
+cdef inline void _data_area(uint8_t* area, uint32_t tsval, uint32_t tsecr, uint64_t data_ack,
+                            uint64_t dsn, uint32_t ssn, uint16_t length, object checksum):
+    # TS + a DSS with the 64-bit data ACK and a mapping: 40 bytes
     _timestamps(area, tsval, tsecr)
     area[12], area[14], area[15] = 30, 0x20, 0x0F
     put64(area + 16, data_ack)
@@ -333,6 +327,20 @@ cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, ui
     else:
         area[13] = 28
         put16(area + 38, <uint16_t>checksum)
+
+
+cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                        uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval,
+                        uint32_t tsecr, uint64_t data_ack, uint64_t dsn, uint32_t ssn,
+                        uint16_t length, object checksum, object payload, Py_ssize_t start,
+                        Py_ssize_t end):
+    """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
+    cdef uint8_t area[40]
+    cdef Py_buffer body
+    if src is None or dst is None:        # their pointers are read (the pure twin's message)
+        _check.exact_bytes("src", src)
+        _check.exact_bytes("dst", dst)
+    _data_area(area, tsval, tsecr, data_ack, dsn, ssn, length, checksum)
     PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
     try:
         if not 0 <= start <= end <= body.len:    # then end - start cannot overflow
@@ -341,6 +349,38 @@ cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, ui
                        <const uint8_t*>body.buf + start, end - start)
     finally:
         PyBuffer_Release(&body)
+
+
+cpdef tuple data_packet_parts(bytes src, bytes dst, uint16_t sport, uint16_t dport,
+                              uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                              uint32_t tsval, uint32_t tsecr, uint64_t data_ack, uint64_t dsn,
+                              uint32_t ssn, uint16_t length, object checksum, object payload,
+                              Py_ssize_t start, Py_ssize_t end):
+    """``data_packet``'s segment as (its headers: bytes, its payload: a memoryview of
+    ``payload[start:end]``): joined, they are data_packet's bytes; written with one writev,
+    the payload is never copied in this process (a 64 KiB offloaded segment's copy)."""
+    cdef uint8_t area[40]
+    cdef uint8_t head[100]                # IPv6 40 + TCP 20 + this area 40
+    cdef Py_buffer body
+    cdef Py_ssize_t written
+    if src is None or dst is None:        # their pointers are read (the pure twin's message)
+        _check.exact_bytes("src", src)
+        _check.exact_bytes("dst", dst)
+    _data_area(area, tsval, tsecr, data_ack, dsn, ssn, length, checksum)
+    PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
+    try:
+        if not 0 <= start <= end <= body.len:    # then end - start cannot overflow
+            raise ValueError(f"payload range {start}..{end} is outside {body.len} bytes")
+        written = pk_write_head(head, <const uint8_t*><const char*>src, len(src),
+                                <const uint8_t*><const char*>dst, len(dst), sport, dport, seq,
+                                ack, flags, window, area, 40, <const uint8_t*>body.buf + start,
+                                end - start, 64, 0, 0, True, 0)
+    finally:
+        PyBuffer_Release(&body)
+    if written < 0:
+        raise write_error(written, len(src), len(dst), 40, end - start)
+    return (PyBytes_FromStringAndSize(<char*>head, written),
+            PyMemoryView_FromObject(payload)[start:end])
 
 
 cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
