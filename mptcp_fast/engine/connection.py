@@ -328,9 +328,10 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             size = taken = len(data)         # immutable and whole: kept as it is, no copy
             self.unsent.push(data)
         elif _immutable_view(data):
-            size = len(data)                 # a view of bytes: they cannot change under it,
+            flat: memoryview = data          # type: ignore[assignment]  # (checked)
+            size = len(flat)                 # a view of bytes: they cannot change under it,
             taken = min(room, size)          # so a view of its part is kept, no copy
-            self.unsent.push(data[:taken])
+            self.unsent.push(flat[:taken])
         else:
             view = memoryview(data)
             if not view.c_contiguous:        # (a strided view: its bytes, in order)
