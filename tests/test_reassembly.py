@@ -214,6 +214,30 @@ def test_a_short_read_leaves_the_other_pieces_as_they_were(backend):
     assert len(rest) == 8 and all(a is b for a, b in zip(rest, pieces[2:]))
 
 
+def test_read_some_hands_a_large_first_piece_alone_and_uncopied(backend):
+    """read_some(n): a first piece of WHOLE_PIECE bytes or more that fits in n comes alone, the
+    same object (an offloaded segment's payload reaches the reader uncopied); else what
+    read(n) gives: small pieces joined up to n, a large one cut when it does not fit."""
+    queue = dss.ReassemblyQueue(0, window=1 << 20)
+    big, small = b"B" * 65000, b"s" * 1000
+    for dsn, piece in ((0, big), (65000, big), (130000, small), (131000, small)):
+        queue.push(dsn, piece)
+    assert queue.read_some(1 << 20) is big
+    assert queue.read_some(65000) is big                     # (it fits exactly)
+    assert queue.read_some(1 << 20) == small + small         # small ones: joined
+    queue.push(132000, big)
+    assert queue.read_some(64999) == big[:64999]             # too large: read(n)'s cut
+    assert queue.read_some(1 << 20) == big[64999:]
+    assert queue.read_some(1 << 20) == b""
+    below, at = b"z" * (dss.WHOLE_PIECE - 1), bytes(dss.WHOLE_PIECE)   # (both twins' limit)
+    queue.push(197000, below)
+    queue.push(197000 + len(below), b"y")
+    assert queue.read_some(1 << 20) == below + b"y"
+    queue.push(197000 + len(below) + 1, at)
+    queue.push(197000 + len(below) + 1 + len(at), b"y")
+    assert queue.read_some(1 << 20) is at and queue.read_some(1 << 20) == b"y"
+
+
 def test_counters_and_peak(backend):
     queue = dss.ReassemblyQueue(0, window=100)
     queue.push(50, b"b" * 10)

@@ -512,7 +512,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         while events:
             head = events[0]
             if head is _DATA or head is _EOF:
-                data = self.queue.read(max_data) if self.queue is not None else b""
+                # (a large segment's payload alone and uncopied, smaller ones joined)
+                data = self.queue.read_some(max_data) if self.queue is not None else b""
                 if data:
                     self._autotune(len(data))
                     self._window_opened()

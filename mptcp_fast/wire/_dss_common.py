@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 from .. import _check
 
-__all__ = ["Mapping", "SentRange"]
+__all__ = ["Mapping", "SentRange", "WHOLE_PIECE"]
 
 _MASK64 = (1 << 64) - 1
+# ReassemblyQueue.read_some hands a first piece this large alone, uncopied (the compiled twin
+# has the same number as a C constant)
+WHOLE_PIECE = 8192
 
 
 # ------------------------------------------------------------------------------------------------

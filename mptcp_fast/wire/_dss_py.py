@@ -12,7 +12,7 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING, Sequence
 
 from .. import _check
-from ._dss_common import Mapping as _Mapping
+from ._dss_common import WHOLE_PIECE, Mapping as _Mapping
 from .serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 from ._csum_py import add16 as _add16, sum16 as _sum16
@@ -369,6 +369,20 @@ class ReassemblyQueue:
             out = self._take(max_bytes)
         self._read += len(out)
         return out
+
+    def read_some(self, max_bytes: int) -> bytes:
+        """At most ``max_bytes`` (1 or more) in-order bytes not read yet, as ``read`` gives
+        them, except that a first piece of ``WHOLE_PIECE`` bytes or more that fits comes
+        alone and as it is: a large segment's payload (an offloaded one's 64 KiB) reaches the
+        reader uncopied, where joining it with the next ones would copy them all."""
+        ready = self._ready
+        if ready:
+            first = ready[0]
+            if type(first) is bytes and WHOLE_PIECE <= len(first) <= max_bytes:
+                del ready[0]
+                self._read += len(first)
+                return first
+        return self.read(max_bytes)
 
     def _take(self, count):
         """The first ``count`` bytes of the ready pieces (fewer than they hold): whole pieces

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import _check
-from ._dss_common import Mapping, SentRange  # noqa: F401  (exported; defined once there)
+from ._dss_common import WHOLE_PIECE, Mapping, SentRange  # noqa: F401  (exported; defined once there)
 from .serial import seq32_diff, seq64_diff
 from ..errors import MappingConflict, UnmappedData
 
@@ -34,6 +34,7 @@ __all__ = [
     "seq32_before", "seq32_after", "seq32_diff", "seq64_diff", "expand_seq", "expand_seq_array",
     "dss_checksum", "verify_dss_checksum", "DssChecksum", "ReassemblyQueue",
     "Mapping", "MappingConflict", "UnmappedData", "SubflowMappings", "DsnAllocator",
+    "WHOLE_PIECE",
 ]
 
 _MASK32 = 0xFFFFFFFF

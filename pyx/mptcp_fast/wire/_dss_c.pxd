@@ -27,6 +27,7 @@ cdef class ReassemblyQueue:
     cdef void _note_peak(self)
     cdef bytes _take(self, Py_ssize_t count)
     cpdef read(self, object max_bytes=*)   # a C call from the compiled engine (next_event)
+    cpdef read_some(self, Py_ssize_t max_bytes)
 
 
 cdef inline int _no_queue(str name) except -1:

@@ -26,6 +26,7 @@ __all__ = ["expand_seq", "DssChecksum", "dss_checksum", "ReassemblyQueue", "Subf
 
 MAX_WINDOW = 1 << 62         # the largest reassembly window (far above any real one)
 RELEASES_GIL = True
+cdef Py_ssize_t WHOLE_PIECE = 8192    # _dss_common.WHOLE_PIECE, as a C constant
 
 
 # ------------------------------------------------------------------------------------------------
@@ -457,6 +458,20 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
             out = self._take(max_bytes)
         self._read += len(out)
         return out
+
+    cpdef read_some(self, Py_ssize_t max_bytes):
+        """At most ``max_bytes`` (1 or more) in-order bytes not read yet, as ``read`` gives
+        them, except that a first piece of ``WHOLE_PIECE`` bytes or more that fits comes
+        alone and as it is: a large segment's payload (an offloaded one's 64 KiB) reaches the
+        reader uncopied, where joining it with the next ones would copy them all."""
+        cdef list ready = self._ready
+        if ready:
+            first = ready[0]
+            if type(first) is bytes and WHOLE_PIECE <= len(first) <= max_bytes:
+                del ready[0]
+                self._read += len(first)
+                return first
+        return self.read(max_bytes)
 
     cdef bytes _take(self, Py_ssize_t count):
         """The first ``count`` bytes of the ready pieces (fewer than they hold): whole pieces
