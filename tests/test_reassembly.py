@@ -216,8 +216,8 @@ def test_a_short_read_leaves_the_other_pieces_as_they_were(backend):
 
 def test_read_some_hands_a_large_first_piece_alone_and_uncopied(backend):
     """read_some(n): a first piece of WHOLE_PIECE bytes or more that fits in n comes alone, the
-    same object (an offloaded segment's payload reaches the reader uncopied); else what
-    read(n) gives: small pieces joined up to n, a large one cut when it does not fit."""
+    same object (an offloaded segment's payload reaches the reader uncopied), cut when it does
+    not fit; small pieces are joined up to n or up to the first large one, never with it."""
     queue = dss.ReassemblyQueue(0, window=1 << 20)
     big, small = b"B" * 65000, b"s" * 1000
     for dsn, piece in ((0, big), (65000, big), (130000, small), (131000, small)):
@@ -229,13 +229,18 @@ def test_read_some_hands_a_large_first_piece_alone_and_uncopied(backend):
     assert queue.read_some(64999) == big[:64999]             # too large: read(n)'s cut
     assert queue.read_some(1 << 20) == big[64999:]
     assert queue.read_some(1 << 20) == b""
-    below, at = b"z" * (dss.WHOLE_PIECE - 1), bytes(dss.WHOLE_PIECE)   # (both twins' limit)
-    queue.push(197000, below)
-    queue.push(197000 + len(below), b"y")
+    at = 197000
+    for piece in (small, small, small, big, small):          # small ones up to a large one:
+        queue.push(at, piece)                                # the large one is not joined
+        at += len(piece)
+    assert queue.read_some(1 << 20) == small * 3 and queue.read_some(1 << 20) is big
+    assert queue.read_some(1 << 20) == small
+    below, edge = b"z" * (dss.WHOLE_PIECE - 1), bytes(dss.WHOLE_PIECE)   # (both twins' limit)
+    for piece in (below, b"y", edge, b"y"):
+        queue.push(at, piece)
+        at += len(piece)
     assert queue.read_some(1 << 20) == below + b"y"
-    queue.push(197000 + len(below) + 1, at)
-    queue.push(197000 + len(below) + 1 + len(at), b"y")
-    assert queue.read_some(1 << 20) is at and queue.read_some(1 << 20) == b"y"
+    assert queue.read_some(1 << 20) is edge and queue.read_some(1 << 20) == b"y"
 
 
 def test_counters_and_peak(backend):

@@ -372,17 +372,26 @@ class ReassemblyQueue:
 
     def read_some(self, max_bytes: int) -> bytes:
         """At most ``max_bytes`` (1 or more) in-order bytes not read yet, as ``read`` gives
-        them, except that a first piece of ``WHOLE_PIECE`` bytes or more that fits comes
-        alone and as it is: a large segment's payload (an offloaded one's 64 KiB) reaches the
-        reader uncopied, where joining it with the next ones would copy them all."""
+        them, but never a large piece (``WHOLE_PIECE`` bytes or more: an offloaded segment's
+        payload) joined with others: a first large piece comes alone, as it is when it is
+        bytes that fit (uncopied), and small pieces are joined up to the first large one.
+        Joining them all would copy every large piece once more."""
         ready = self._ready
-        if ready:
-            first = ready[0]
-            if type(first) is bytes and WHOLE_PIECE <= len(first) <= max_bytes:
+        if not ready:
+            return b""
+        first = ready[0]
+        if len(first) >= WHOLE_PIECE:
+            if type(first) is bytes and len(first) <= max_bytes:
                 del ready[0]
                 self._read += len(first)
                 return first
-        return self.read(max_bytes)
+            return self.read(min(max_bytes, len(first)))     # that piece alone (a copy)
+        count = 0
+        for piece in ready:
+            if len(piece) >= WHOLE_PIECE or count + len(piece) > max_bytes:
+                break
+            count += len(piece)
+        return self.read(count if count else max_bytes)
 
     def _take(self, count):
         """The first ``count`` bytes of the ready pieces (fewer than they hold): whole pieces

@@ -461,17 +461,28 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
 
     cpdef read_some(self, Py_ssize_t max_bytes):
         """At most ``max_bytes`` (1 or more) in-order bytes not read yet, as ``read`` gives
-        them, except that a first piece of ``WHOLE_PIECE`` bytes or more that fits comes
-        alone and as it is: a large segment's payload (an offloaded one's 64 KiB) reaches the
-        reader uncopied, where joining it with the next ones would copy them all."""
+        them, but never a large piece (``WHOLE_PIECE`` bytes or more: an offloaded segment's
+        payload) joined with others: a first large piece comes alone, as it is when it is
+        bytes that fit (uncopied), and small pieces are joined up to the first large one.
+        Joining them all would copy every large piece once more."""
         cdef list ready = self._ready
-        if ready:
-            first = ready[0]
-            if type(first) is bytes and WHOLE_PIECE <= len(first) <= max_bytes:
+        cdef Py_ssize_t count = 0, size
+        if not ready:
+            return b""
+        first = ready[0]
+        size = len(first)
+        if size >= WHOLE_PIECE:
+            if type(first) is bytes and size <= max_bytes:
                 del ready[0]
-                self._read += len(first)
+                self._read += size
                 return first
-        return self.read(max_bytes)
+            return self.read(min(max_bytes, size))         # that piece alone (a copy)
+        for piece in ready:
+            size = len(piece)
+            if size >= WHOLE_PIECE or count + size > max_bytes:
+                break
+            count += size
+        return self.read(count if count else max_bytes)
 
     cdef bytes _take(self, Py_ssize_t count):
         """The first ``count`` bytes of the ready pieces (fewer than they hold): whole pieces
