@@ -386,6 +386,8 @@ class ReassemblyQueue:
                 self._read += len(first)
                 return first
             return self.read(min(max_bytes, len(first)))     # that piece alone (a copy)
+        if len(ready) == 1:
+            return self.read(max_bytes)
         count = 0
         for piece in ready:
             if len(piece) >= WHOLE_PIECE or count + len(piece) > max_bytes:

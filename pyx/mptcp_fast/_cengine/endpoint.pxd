@@ -24,9 +24,9 @@ cdef class Endpoint:
 
     @cython.locals(sf=Subflow, seg=Incoming)
     cpdef receive_packet(self, object data, double now, bint verified=*)
-    @cython.locals(conn=Connection, out=list, dirty=list)
     @cython.locals(out=list, i=Py_ssize_t)
     cpdef list packets_to_send(self, double now)
+    @cython.locals(conn=Connection, out=list, dirty=list)
     cpdef list packets_to_write(self, double now)
     @cython.locals(timers=list, conn=Connection)
     cpdef get_timer(self)

@@ -477,6 +477,8 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
                 self._read += size
                 return first
             return self.read(min(max_bytes, size))         # that piece alone (a copy)
+        if len(ready) == 1:
+            return self.read(max_bytes)
         for piece in ready:
             size = len(piece)
             if size >= WHOLE_PIECE or count + size > max_bytes:
