@@ -129,6 +129,11 @@ class Endpoint:
         self.packets_received = self.packets_sent = 0
         self.now = 0.0
         self._subflows: dict[bytes, Subflow] = {}   # by flow_key(local, lport, remote, rport)
+        # receive_packet's two recent subflows and their keys (_forget_recent)
+        self._recent_flow: bytes | None = None
+        self._other_flow: bytes | None = None
+        self._recent_sf: Subflow | None = None
+        self._other_sf: Subflow | None = None
         self._port_range = EPHEMERAL_PORTS  # read once: the counts below stay consistent
         self._ports_taken: dict[tuple[bytes, bytes, int], int] = {}
         #                                     (local, remote, rport) -> subflows in the range
@@ -341,7 +346,18 @@ class Endpoint:
         self.packets_received += 1
         if seg.malformed_options:
             self.counts["malformed_options"] += seg.malformed_options
-        sf = self._subflows.get(seg.flow)       # a subflow's destination is one of ours
+        # the subflows of the last two packets: most packets belong to one of them, found
+        # by comparing keys, without hashing a new key for the dictionary
+        flow = seg.flow
+        if flow == self._recent_flow:
+            sf = self._recent_sf
+        elif flow == self._other_flow:
+            sf = self._other_sf
+        else:
+            sf = self._subflows.get(flow)       # a subflow's destination is one of ours
+            if sf is not None:
+                self._other_flow, self._other_sf = self._recent_flow, self._recent_sf
+                self._recent_flow, self._recent_sf = flow, sf
         if sf is not None:
             sf.receive(seg, now)
             self.touch(cython.cast(Connection, sf.conn))    # its owner is a Connection
@@ -445,12 +461,19 @@ class Endpoint:
         if key not in self._subflows:
             self._count_port(sf, 1)
         self._subflows[key] = sf
+        self._forget_recent()
 
     def unregister(self, sf) -> None:
         key = segment.flow_key(sf.local, sf.lport, sf.remote, sf.rport)
         if self._subflows.get(key) is sf:
             del self._subflows[key]
             self._count_port(sf, -1)
+        self._forget_recent()
+
+    def _forget_recent(self) -> None:
+        """receive_packet's two recent subflows, forgotten whenever the table changes."""
+        self._recent_flow = self._other_flow = None
+        self._recent_sf = self._other_sf = None
 
     def _count_port(self, sf, step: int) -> None:
         """How many ports of the range toward one destination are taken, so that ``new_port``

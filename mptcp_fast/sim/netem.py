@@ -451,6 +451,8 @@ class _Direction:
 
     def __init__(self, path, receiver: bytes):
         self.path, self.receiver = path, receiver
+        self.host_entry = None        # the receiver's _Host, as of the network's hosts_version
+        self.hosts_version = -1
         self.in_flight = _Fifo()      # (arrival, order, packet) tuples
         self.link_free_at = 0.0       # when the link finishes sending what is queued
         self.queued = _Fifo()         # (time it is all on the wire, size) tuples
@@ -484,7 +486,11 @@ class _Direction:
             self.delivered += _segmentation(packet, path.mtu)[0] - 1
         self.delivered += 1
         self.bytes_delivered += len(packet)
-        path.network._deliver(self.receiver, packet)
+        network = path.network
+        if self.hosts_version != network.hosts_version:      # (a host was added: look again)
+            self.host_entry = network._hosts.get(self.receiver)
+            self.hosts_version = network.hosts_version
+        network._deliver_to(self.host_entry, packet)
 
 
 class _Host:
@@ -651,6 +657,7 @@ class Network:
         self._busy: list[_Direction] = []  # the directions with packets in flight
         self._order = 0
         self._hosts: dict[bytes, _Host] = {}       # address -> _Host
+        self.hosts_version = 0                     # counts add_host's changes to _hosts
         self._entries: list[_Host] = []    # the _Host of every host attached or woken
         self._paths: dict[tuple[bytes, bytes], Path] = {}   # (sender, receiver address) -> Path
         self._routes: dict[bytes, _Direction] = {}  # sender + receiver address -> its direction
@@ -674,6 +681,7 @@ class Network:
         entry = self._entry(host)
         for address in addresses:
             self._hosts[_check.address("address", address)] = entry
+        self.hosts_version += 1                 # (the paths' cached receivers look again)
         self._schedule(self.now, self._poll, (entry,))
 
     def _entry(self, host) -> _Host:
@@ -835,7 +843,10 @@ class Network:
 
     # -- hosts
     def _deliver(self, address: bytes, packet: bytes) -> None:
-        entry = self._hosts.get(address)
+        self._deliver_to(self._hosts.get(address), packet)
+
+    def _deliver_to(self, entry, packet: bytes) -> None:
+        """``packet`` to the host ``entry`` (None: nobody has its address)."""
         if entry is None:
             self.unroutable += 1
             return

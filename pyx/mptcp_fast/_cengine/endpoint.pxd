@@ -21,8 +21,10 @@ cdef class Endpoint:
     cdef public list _with_events, _with_space
     cdef Py_ssize_t _events_at
     cdef public bint watch_send_space
+    cdef bytes _recent_flow, _other_flow       # receive_packet's two recent subflows' keys
+    cdef Subflow _recent_sf, _other_sf
 
-    @cython.locals(sf=Subflow, seg=Incoming)
+    @cython.locals(sf=Subflow, seg=Incoming, flow=bytes)
     cpdef receive_packet(self, object data, double now, bint verified=*)
     @cython.locals(out=list, i=Py_ssize_t)
     cpdef list packets_to_send(self, double now)
@@ -38,4 +40,5 @@ cdef class Endpoint:
     cpdef touch(self, Connection conn)
     cpdef has_events(self, Connection conn)
     cpdef _rearm(self, Connection conn)
+    cpdef _forget_recent(self)
     cpdef _arm(self, Connection conn, double when)

@@ -36,6 +36,7 @@ cdef inline object _route_key(bytes packet):
 
 
 cdef class Path
+cdef class Network
 
 
 @cython.final
@@ -91,6 +92,9 @@ cdef class _Direction:
     cdef public bint bad_state
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
+    cdef public _Host host_entry
+    cdef public long long hosts_version
+    @cython.locals(network=Network)
     cpdef arrive(self, object packet)
     @cython.locals(flight=_Fifo, arrival=_Arrival)
     cpdef arrive_first(self)
@@ -101,7 +105,7 @@ cdef class Network:
     cdef public double now
     cdef public object random, _pcap
     cdef public list _events, _entries, _busy
-    cdef public long long _order, unroutable
+    cdef public long long _order, unroutable, hosts_version
     cdef public dict _hosts, _paths, _routes
     cdef public bint _owns_pcap
 
@@ -112,8 +116,8 @@ cdef class Network:
                    horizon=double, processed=cython.longlong, arriving=_Direction,
                    direction=_Direction, head=_Arrival)
     cpdef double run(self, object until=*, object stop=*, object max_events=*)
-    @cython.locals(entry=_Host)
     cpdef _deliver(self, bytes address, object packet)
+    cpdef _deliver_to(self, _Host entry, object packet)
     @cython.locals(app=BulkApp)
     cpdef _poll(self, _Host entry)
     cpdef _timer(self, _Host entry, double when)
