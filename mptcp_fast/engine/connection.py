@@ -226,6 +226,7 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
 
     def __init__(self, endpoint, cid: int, is_client: bool):
         self.endpoint, self.id, self.is_client = endpoint, cid, is_client
+        self._with_events: list = endpoint._with_events   # (_event appends to it)
         config = self.config = endpoint.config
         self.version = config.version               # 1: RFC 8684; 0: RFC 6824
         self.send_buffer = config.send_buffer       # read per send() and ACK (Config is frozen)
@@ -354,6 +355,10 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         carries (tcp_sndbuf_expand), an application that gives what this says holds little
         for a peer that stops reading. ``send()`` itself takes up to ``Config.send_buffer``
         (a message handed over at once)."""
+        return self._send_space()
+
+    def _send_space(self) -> int:
+        """``send_space`` (a C call from the emulator's apps)."""
         limit = self.send_buffer
         if self.peer_window_max:
             limit = min(limit, max(SEND_BUFFER_FLOOR, 2 * self.peer_window_max))
@@ -529,7 +534,9 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
 
     def _event(self, event) -> None:
         self.events.append(event)
-        self.endpoint.has_events(self)
+        if not self._queued:                 # Endpoint.has_events, without the method call:
+            self._queued = True              # the endpoint's list of connections with events
+            self._with_events.append(self)   # (it is never replaced, only emptied)
 
     def _mark_data(self) -> None:
         if not self.events or self.events[-1] is not _DATA:
@@ -1292,9 +1299,13 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                             mpc.data_len, mpc.checksum)
 
     def _side(self, sf):
-        side = self.receiver_side.get(sf.sid)
+        """The receive pipeline's side of subflow ``sf`` (kept on the subflow once made)."""
+        side = sf.data_side
         if side is None:
-            side = self.receiver_side[sf.sid] = self.receiver.subflow(sf.sid)
+            side = self.receiver_side.get(sf.sid)
+            if side is None:
+                side = self.receiver_side[sf.sid] = self.receiver.subflow(sf.sid)
+            sf.data_side = side
         return side
 
     def receive_data(self, sf, seq: int, payload, seg, now: float) -> bool:

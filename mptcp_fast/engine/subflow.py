@@ -278,6 +278,7 @@ class Subflow:
                  local_address_id: int = 0, remote_address_id: int = 0, join=None,
                  backup: bool = False):
         self.conn, self.sid, self.join = conn, sid, join
+        self.data_side = None                # the receive pipeline's side of it (Connection._side)
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.config = config
         self.cc = cc                         # the connection's controller (coupled: RFC 6356)

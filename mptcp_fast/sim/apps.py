@@ -228,7 +228,7 @@ class BulkApp:
             return
         source, n = t.source, len(t.source) // 2
         while t.sent < t.to_send:
-            space = conn.send_space
+            space = conn._send_space()      # (send_space: a C call when compiled)
             if space <= 0:
                 return
             start = t.sent % n

@@ -125,6 +125,7 @@ cdef class Connection(SubflowOwner):
     cdef public ReassemblyQueue queue
     cdef public object receiver
     cdef public list events
+    cdef public list _with_events        # the endpoint's (_event appends to it)
     cdef public dict receiver_side
     cdef public list anomalies
     cdef public bint eof_reported, _queued, _space_queued, _touched
@@ -150,6 +151,7 @@ cdef class Connection(SubflowOwner):
     cpdef double _round_trip(self)
     cpdef long long receive_window_left(self)
     cpdef long long _buffered(self)
+    cpdef long long _send_space(self)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
     @cython.locals(before=cython.ulonglong)
     cpdef _on_data_ack(self, object ack, bint ack64, double now)

@@ -76,6 +76,7 @@ cdef class Subflow:
     cdef public Controller cc
     cdef public object join, config, closed_reason, reset_reason
     cdef public list _out                # the endpoint's packets to send
+    cdef public object data_side         # Connection._side's, kept
     cdef public long sid
     cdef public bytes local, remote
     cdef public long lport, rport
