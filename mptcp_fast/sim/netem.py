@@ -661,6 +661,12 @@ class Network:
         self._entries: list[_Host] = []    # the _Host of every host attached or woken
         self._paths: dict[tuple[bytes, bytes], Path] = {}   # (sender, receiver address) -> Path
         self._routes: dict[bytes, _Direction] = {}  # sender + receiver address -> its direction
+        # _transmit's two recent routes: most packets take one of them, found by comparing
+        # keys before hashing a new one (forgotten when a route is added)
+        self._recent_key: bytes | None = None
+        self._other_key: bytes | None = None
+        self._recent_route: _Direction | None = None
+        self._other_route: _Direction | None = None
         self.unroutable = 0                # packets with no path between their addresses
         self._pcap = None
         self._owns_pcap = isinstance(pcap, (str, bytes)) or hasattr(pcap, "__fspath__")
@@ -752,6 +758,8 @@ class Network:
             direction = path._directions.get(sender)    # route(): one end may be a NAT's
             if direction is not None:                   # address, which never sends itself
                 self._routes[sender + receiver] = direction
+        self._recent_key = self._other_key = None
+        self._recent_route = self._other_route = None
 
     def route(self, a, b, path: Path) -> None:
         """Packets between addresses ``a`` and ``b`` take ``path`` too (an address a NAT on the
@@ -894,7 +902,17 @@ class Network:
         if type(packet) is not bytes:
             packet = bytes(packet)
         key = _route_key(packet)
-        direction = self._routes.get(key) if key is not None else None
+        if key is None:
+            direction = None
+        elif key == self._recent_key:
+            direction = self._recent_route
+        elif key == self._other_key:
+            direction = self._other_route
+        else:
+            direction = self._routes.get(key)
+            if direction is not None:
+                self._other_key, self._other_route = self._recent_key, self._recent_route
+                self._recent_key, self._recent_route = key, direction
         if self._pcap is not None:
             ns = int(round(self.now * 1e9))
             self._pcap.write(struct.pack("<IIII", ns // 10**9, ns % 10**9, len(packet),

@@ -108,6 +108,8 @@ cdef class Network:
     cdef public long long _order, unroutable, hosts_version
     cdef public dict _hosts, _paths, _routes
     cdef public bint _owns_pcap
+    cdef bytes _recent_key, _other_key          # _transmit's two recent routes
+    cdef _Direction _recent_route, _other_route
 
     cpdef _schedule(self, double when, object callback, object args)
     @cython.locals(flight=_Fifo, order=cython.longlong, last=_Arrival)
@@ -121,7 +123,7 @@ cdef class Network:
     @cython.locals(app=BulkApp)
     cpdef _poll(self, _Host entry)
     cpdef _timer(self, _Host entry, double when)
-    @cython.locals(direction=_Direction)
+    @cython.locals(direction=_Direction, key=bytes)
     cpdef _transmit(self, object packet)
     cpdef _join(self, bytes a, bytes b, Path path)
 
