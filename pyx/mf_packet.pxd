@@ -222,12 +222,14 @@ cdef inline Py_ssize_t pk_write_head(uint8_t* d, const uint8_t* src, Py_ssize_t 
                                      const uint8_t* options, Py_ssize_t opt_len,
                                      const uint8_t* body, Py_ssize_t body_len, uint8_t ttl,
                                      uint8_t tos, uint16_t ip_id, bint dont_fragment,
-                                     uint16_t urgent) noexcept nogil:
+                                     uint16_t urgent, bint partial) noexcept nogil:
     """pk_write's packet without its body: the headers (IP, TCP, options) at ``d``, their
     lengths and both checksums covering the ``body_len`` bytes at ``body`` that follow them
     on the wire (a writev's next vector), which are read and not copied; return the headers'
     length, or pk_write_check's refusal with nothing written. The TCP header's length is a
-    multiple of 4, so the body's sum starts on a 16-bit word."""
+    multiple of 4, so the body's sum starts on a 16-bit word. ``partial``: the TCP checksum
+    field holds the pseudo-header's folded sum only, for a device to complete over the TCP
+    header and the body (Linux's CHECKSUM_PARTIAL; virtio's NEEDS_CSUM): nothing is summed."""
     cdef Py_ssize_t refused = pk_write_check(src_len, dst_len, opt_len, body_len)
     if refused:
         return refused
@@ -238,10 +240,13 @@ cdef inline Py_ssize_t pk_write_head(uint8_t* d, const uint8_t* src, Py_ssize_t 
     _pk_headers(d, src, src_len, dst, sport, dport, seq, ack, flags, window, options, opt_len,
                 head + body_len, ttl, tos, ip_id, dont_fragment, urgent)
     total = pk_pseudo_sum(src, dst, src_len, 20 + opt_len + body_len)
-    total = add16(total, sum16(t, 16, False))                  # up to the checksum field
-    total = add16(total, sum16(t + 18, 2 + opt_len, False))
-    total = add16(total, sum16(body, body_len, False))
-    put16(t + 16, <uint16_t>(~total & 0xFFFF))
+    if partial:
+        put16(t + 16, <uint16_t>(total & 0xFFFF))
+    else:
+        total = add16(total, sum16(t, 16, False))              # up to the checksum field
+        total = add16(total, sum16(t + 18, 2 + opt_len, False))
+        total = add16(total, sum16(body, body_len, False))
+        put16(t + 16, <uint16_t>(~total & 0xFFFF))
     if ip_len == 20:
         put16(d + 10, pk_ipv4_header_checksum(d, 0))
     return head

@@ -294,6 +294,23 @@ def test_segment_writers_are_build_packet_with_the_codecs_options(on_both, seq, 
     for head, body in parts:
         assert type(head) is bytes and type(body) is memoryview and body.obj is payload
         assert head + bytes(body) == expect and len(head) == len(expect) - (end - start)
+    # with the checksum left to the device (CHECKSUM_PARTIAL): the field holds the folded sum
+    # of the pseudo-header (RFC 9293 §3.1) alone; completed in software, the same packet
+    tcp_at = 20 if not v6 else 40
+    tcp_length = len(expect) - tcp_at
+    pseudo = sum(int.from_bytes(src_b[i:i + 2], "big") + int.from_bytes(dst_b[i:i + 2], "big")
+                 for i in range(0, len(src_b), 2)) + 6 + tcp_length
+    while pseudo >> 16:
+        pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
+    partial = on_both(lambda: segment.data_packet_parts(src_b, dst_b, 1000, 2000, seq, ack,
+                                                        flags, window, tsval, tsecr, data_ack,
+                                                        dsn, ssn, length, checksum, payload,
+                                                        start, end, True))
+    for head, body in partial:
+        assert head[:tcp_at + 16] == expect[:tcp_at + 16]
+        assert head[tcp_at + 18:] == expect[tcp_at + 18:len(head)]
+        assert int.from_bytes(head[tcp_at + 16:tcp_at + 18], "big") == pseudo
+        assert segment.complete_checksum((head, body)) == expect
     expect_ack = pk.build_packet(src, dst, 1000, 2000, seq, ack, pk.ACK, window, options=
                                  opt.encode_tcp_options([opt.Timestamps(tsval, tsecr),
                                                          opt.Dss(data_ack, True)]))

@@ -1399,6 +1399,9 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             self._check_closed(self.endpoint.now)
 
     # ================================================================ writing
+    def checksum_offload(self) -> bool:
+        return self.endpoint.checksum_offload
+
     def data_options(self, sf, chunk) -> list:
         if self.fb.pending_fail is not None:          # the answer to the peer's MP_FAIL goes
             sf.send_ack(self.endpoint.now)            # first, on a pure ACK as Linux sends it:

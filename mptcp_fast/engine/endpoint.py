@@ -143,6 +143,11 @@ class Endpoint:
         self._with_events: list[Connection] = []  # connections with events, in order (a few)
         self._events_at = 0                 # next_event's place in it (those before: read)
         self.watch_send_space = False       # list connections whose send space grew
+        # set by a host whose device completes TCP checksums (a TUN device with offload:
+        # virtio's NEEDS_CSUM, Linux's CHECKSUM_PARTIAL): the (headers, payload) segments of
+        # packets_to_write then carry the pseudo-header sum only, and neither this process
+        # nor the kernel sums their payload; packets_to_send completes them itself
+        self.checksum_offload = False
         self._with_space: list[Connection] = []   # (connections_with_send_space)
         # (time, order, connection id) heap, stale entries skipped: an entry holds no tracked
         # object (the collector stops tracking it at its first pass; thousands of connections
@@ -385,7 +390,8 @@ class Endpoint:
         out = self.packets_to_write(now)
         for i, packet in enumerate(out):
             if type(packet) is tuple:           # (headers, payload): joined, one copy
-                out[i] = b"".join(packet)
+                out[i] = segment.complete_checksum(packet) if self.checksum_offload \
+                    else b"".join(packet)
         return out
 
     def packets_to_write(self, now: float) -> list:
@@ -394,7 +400,9 @@ class Endpoint:
         after the other, are the packet. Data segments of ``subflow.VECTORED_PAYLOAD`` bytes
         or more (those ``Config.offload`` makes) come as tuples, so that their payload is
         never copied in this process: the kernel copies it once, from the application's
-        own bytes, in the writev (TunDevice.write_batch takes both forms)."""
+        own bytes, in the writev (TunDevice.write_batch takes both forms). With
+        ``checksum_offload`` set, their TCP checksum field holds the pseudo-header sum only,
+        for the device to complete (``TunDevice.write_batch(partial=True)``)."""
         self.now = now
         while self._dirty:
             dirty, self._dirty = self._dirty, []

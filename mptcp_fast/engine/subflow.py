@@ -202,6 +202,11 @@ class SubflowOwner:
         layout), or None when its options must come from ``data_options``."""
         raise NotImplementedError
 
+    def checksum_offload(self) -> bool:
+        """Whether a large data segment's TCP checksum is left to the device
+        (Endpoint.checksum_offload)."""
+        raise NotImplementedError
+
     def data_options(self, sf, chunk) -> list:
         """The MPTCP options of a data segment cut from ``chunk``."""
         raise NotImplementedError
@@ -679,7 +684,8 @@ class Subflow:
                 self._out.append(data_packet_parts(
                     self.local, self.remote, self.lport, self.rport, seq, ack, flags, window,
                     tsval, self.ts_recent, data_ack, chunk.dsn, chunk.seq & MASK32,
-                    chunk.end - chunk.seq, chunk.checksum, chunk.data, start, end))
+                    chunk.end - chunk.seq, chunk.checksum, chunk.data, start, end,
+                    self.conn.checksum_offload()))
             self._acked()
         else:
             payload = chunk.data[entry.seq - chunk.seq:entry.end - chunk.seq]

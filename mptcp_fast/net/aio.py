@@ -574,8 +574,13 @@ class Stack:
         # a TunDevice reads with checksum flags and writes a batch in one call; any other
         # object with read_batch() and write() will do too (a test's pipe)
         self._tun = isinstance(device, TunDevice)
-        # large batches go to the device from a thread of its own (tun.DeviceWriter)
-        self._out = DeviceWriter(device) if self._tun else None
+        # large batches go to the device from a thread of its own (tun.DeviceWriter); with
+        # offload the large segments' TCP checksums are left to the device
+        # (Endpoint.checksum_offload)
+        partial = self._tun and device.completes_checksums
+        if partial:
+            self.endpoint.checksum_offload = True
+        self._out = DeviceWriter(device, partial) if self._tun else None
         self._loop.add_reader(device.fileno(), self._on_readable)
 
     # ------------------------------------------------------------------ the user's calls

@@ -323,18 +323,31 @@ class TunDevice:
         self.stats["checksums_completed"] += 1
         return packet
 
-    def write(self, packet) -> None:
+    def write(self, packet, partial: bool = False) -> None:
         """One packet to the kernel (a GSO segment when larger than the MTU, with offload):
         bytes, or a (headers, payload) tuple as ``Endpoint.packets_to_write`` gives, written
-        with one writev (the payload is not copied here)."""
-        self.write_batch((packet,))
+        with one writev (the payload is not copied here); ``partial``: write_batch's."""
+        self.write_batch((packet,), partial)
 
-    def write_batch(self, packets) -> None:
+    @property
+    def completes_checksums(self) -> bool:
+        """Whether the device takes segments whose TCP checksum it must complete (offload:
+        ``write_batch(partial=True)``), so that an engine need not sum them
+        (``Endpoint.checksum_offload``)."""
+        return bool(self._header)
+
+    def write_batch(self, packets, partial: bool = False) -> None:
         """``write`` each of ``packets`` (one loop: a TUN write takes one packet, so the
-        saving is Python's per call; the kernel's own receive path runs in each write)."""
+        saving is Python's per call; the kernel's own receive path runs in each write).
+        ``partial``: the (headers, payload) tuples' TCP checksum fields hold the
+        pseudo-header sum only (``Endpoint.checksum_offload``); they go with
+        VIRTIO_NET_HDR_F_NEEDS_CSUM, for the kernel to complete or, delivering them locally,
+        to take as CHECKSUM_PARTIAL, unverified as its own (only with offload)."""
         if not packets:
             return
         fd, mtu, header = self.fd, self.mtu, self._header
+        if partial and not header:
+            raise ValueError("partial checksums need a device with offload (its virtio header)")
         writev, write, plain = os.writev, os.write, _PLAIN
         written = gso = dropped = 0
         for packet in packets:
@@ -343,6 +356,10 @@ class TunDevice:
                     head, body = packet
                     if not header:
                         writev(fd, packet)
+                    elif partial:
+                        writev(fd, (self._partial_header(head, len(head) + len(body)), head,
+                                    body))
+                        gso += len(head) + len(body) > mtu
                     elif len(head) + len(body) > mtu:
                         writev(fd, (self._gso_header(head), head, body))
                         gso += 1
@@ -382,6 +399,20 @@ class TunDevice:
         tcp_len = (packet[ip_len + 12] >> 4) * 4
         headers = ip_len + tcp_len
         return _VNET.pack(0, gso_type, headers, self.mtu - headers, 0, 0)
+
+    def _partial_header(self, head, size: int) -> bytes:
+        """virtio_net_hdr for a TCP segment of ``size`` bytes whose checksum the kernel
+        completes from ``csum_start`` (the TCP header) over the rest, the field at
+        ``csum_offset`` holding the pseudo-header sum (NEEDS_CSUM); a GSO one beyond the MTU."""
+        if head[0] >> 4 == 4:
+            ip_len, gso_type = (head[0] & 0x0F) * 4, GSO_TCPV4
+        else:
+            ip_len, gso_type = 40, GSO_TCPV6
+        if size <= self.mtu:
+            return _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, GSO_NONE, 0, 0, ip_len, 16)
+        headers = ip_len + (head[ip_len + 12] >> 4) * 4
+        return _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, headers, self.mtu - headers,
+                          ip_len, 16)
 
     def close(self) -> None:
         """Close the descriptor: the device goes away with it, unless it is persistent
@@ -427,8 +458,9 @@ class DeviceWriter:
     # were that much again, and a proxy with many slow readers grew by 100 MiB)
     MAX_QUEUED_BYTES = 1 << 20
 
-    def __init__(self, device: TunDevice) -> None:
+    def __init__(self, device: TunDevice, partial: bool = False) -> None:
         self.device = device
+        self.partial = partial                 # write_batch's, for every batch
         self._queue: collections.deque = collections.deque()
         self._queued_bytes = 0
         self._busy = False                     # the thread is writing a batch
@@ -456,7 +488,7 @@ class DeviceWriter:
                 self._queued_bytes += size
                 self._wake.notify_all()
                 return
-        self.device.write_batch(packets)       # (the thread is idle: nothing overtaken)
+        self.device.write_batch(packets, self.partial)   # (the thread is idle: nothing overtaken)
 
     def close(self) -> None:
         """Write what is queued, then end the thread (idempotent)."""
@@ -487,7 +519,7 @@ class DeviceWriter:
                 self._busy = True
                 wake.notify_all()              # a caller waiting for room
             try:
-                self.device.write_batch(batch)
+                self.device.write_batch(batch, self.partial)
             except OSError:                    # (the device went away under us: what is
                 with wake:                     # left has nowhere to go)
                     queue.clear()

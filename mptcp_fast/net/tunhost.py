@@ -81,6 +81,13 @@ class TunHost:
         # that gives them (Endpoint.packets_to_write, the emulator's BulkApp) is asked for
         # them, any other for bytes
         self._vectored = self._tun and hasattr(app, "packets_to_write")
+        # ... and with offload their TCP checksums are left to the device (the engine's
+        # Endpoint.checksum_offload: neither this process nor the kernel sums their payload)
+        endpoint = getattr(app, "endpoint", app)
+        self._partial = self._vectored and device.completes_checksums \
+            and hasattr(endpoint, "checksum_offload")
+        if self._partial:
+            endpoint.checksum_offload = True
         self.rewrite_inbound = None         # packet -> packet or None (see the module text)
         self.rewrite_outbound = None
         self._poll = select.poll()
@@ -222,7 +229,10 @@ class TunHost:
             outbound = app.packets_to_send(now)
         if outbound_late:
             outbound = outbound_late + outbound
-        write_packets(self.device, outbound)
+        if self._partial:
+            self.device.write_batch(outbound, True)
+        else:
+            write_packets(self.device, outbound)
 
     def run(self, until=None, timeout: float | None = None) -> bool:
         """Turn until ``until()`` is true (True) or ``timeout`` seconds pass (False)."""

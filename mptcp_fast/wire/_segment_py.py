@@ -18,6 +18,7 @@ from ..errors import PARSE_STATUS, PacketError
 from ._segment_common import Incoming as _Incoming, flow_key, general_options
 from .established import read_usual as _read_usual
 from ._options_py import parse_tcp_options as _parse_tcp_options
+from ._csum_py import add16, sum16
 
 if TYPE_CHECKING:
     from .._typing import BytesLike
@@ -40,13 +41,21 @@ def data_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: i
 def data_packet_parts(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                       flags: int, window: int, tsval: int, tsecr: int, data_ack: int, dsn: int,
                       ssn: int, length: int, checksum: int | None, payload: bytes, start: int,
-                      end: int) -> tuple[bytes, memoryview]:
+                      end: int, partial: bool = False) -> tuple[bytes, memoryview]:
     """``data_packet``'s segment as (its headers, a memoryview of ``payload[start:end]``):
     joined, they are data_packet's bytes (the compiled twin writes the headers alone and
-    never copies the payload; a writev of the two sends the segment)."""
+    never copies the payload; a writev of the two sends the segment). ``partial``: the TCP
+    checksum field holds the pseudo-header sum only, for the device to complete."""
     whole = data_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, data_ack,
                         dsn, ssn, length, checksum, payload, start, end)
-    return whole[:len(whole) - (end - start)], memoryview(payload)[start:end]
+    head = whole[:len(whole) - (end - start)]
+    if partial:
+        at = 20 if len(src) == 4 else 40                # the TCP header
+        tcp_length = len(whole) - at
+        total = add16(add16(sum16(src + dst), 6), (tcp_length >> 16) & 0xFFFF)
+        total = add16(total, tcp_length & 0xFFFF)
+        head = head[:at + 16] + total.to_bytes(2, "big") + head[at + 18:]
+    return head, memoryview(payload)[start:end]
 
 
 def ack_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, window: int,

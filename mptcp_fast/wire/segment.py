@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import packet as _packet
 from ._segment_common import Incoming, flow_key  # noqa: F401  (exported; defined once there)
 from ..errors import PARSE_STATUS, PacketError
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from .._typing import BytesLike
 
 __all__ = ["Incoming", "read_segment", "reader", "flow_key", "STATUS", "data_packet",
-           "data_packet_parts", "ack_packet",
+           "data_packet_parts", "complete_checksum", "ack_packet",
            "segment_packet"]
 
 # read()'s status codes -> (PacketError reason, message)
@@ -61,6 +62,16 @@ if TYPE_CHECKING:    # for type checkers: the pure twin's signatures (the compil
     from ._segment_py import ack_packet, data_packet, data_packet_parts, segment_packet
 else:
     data_packet = data_packet_parts = ack_packet = segment_packet = None
+
+
+def complete_checksum(parts) -> bytes:
+    """The packet of a (headers, payload) tuple made with ``partial`` (its TCP checksum field
+    holding the pseudo-header sum only), joined and its checksum completed in software: what
+    a device with checksum offload does."""
+    packet = bytearray(b"".join(parts))
+    at = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else 40
+    packet[at + 16:at + 18] = _packet.tcp_checksum(packet).to_bytes(2, "big")
+    return bytes(packet)
 
 
 def _bind(impl: Any) -> None:

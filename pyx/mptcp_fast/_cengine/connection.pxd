@@ -173,6 +173,7 @@ cdef class Connection(SubflowOwner):
     cpdef _check_eof(self)
     cpdef plain_data_ack(self)
     cpdef object dss_data_ack(self)
+    cpdef bint checksum_offload(self)
     @cython.locals(sf=Subflow)
     cpdef flush(self, double now)
     @cython.locals(sf=Subflow, size=cython.longlong, n=cython.longlong, room=cython.longlong,

@@ -68,6 +68,7 @@ cdef class SubflowOwner:
     cpdef plain_data_ack(self)
     cpdef long long receive_window_left(self)
     cpdef object dss_data_ack(self)
+    cpdef bint checksum_offload(self)
 
 
 @cython.final

@@ -39,7 +39,7 @@ cpdef tuple data_packet_parts(bytes src, bytes dst, uint16_t sport, uint16_t dpo
                               uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                               uint32_t tsval, uint32_t tsecr, uint64_t data_ack, uint64_t dsn,
                               uint32_t ssn, uint16_t length, object checksum, object payload,
-                              Py_ssize_t start, Py_ssize_t end)
+                              Py_ssize_t start, Py_ssize_t end, bint partial=*)
 cpdef bytes ack_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
                        uint32_t ack, uint16_t window, uint32_t tsval, uint32_t tsecr,
                        uint64_t data_ack)

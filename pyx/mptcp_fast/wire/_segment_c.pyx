@@ -355,10 +355,12 @@ cpdef tuple data_packet_parts(bytes src, bytes dst, uint16_t sport, uint16_t dpo
                               uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                               uint32_t tsval, uint32_t tsecr, uint64_t data_ack, uint64_t dsn,
                               uint32_t ssn, uint16_t length, object checksum, object payload,
-                              Py_ssize_t start, Py_ssize_t end):
+                              Py_ssize_t start, Py_ssize_t end, bint partial=False):
     """``data_packet``'s segment as (its headers: bytes, its payload: a memoryview of
     ``payload[start:end]``): joined, they are data_packet's bytes; written with one writev,
-    the payload is never copied in this process (a 64 KiB offloaded segment's copy)."""
+    the payload is never copied in this process (a 64 KiB offloaded segment's copy).
+    ``partial``: the TCP checksum field holds the pseudo-header sum only (the device
+    completes it: ``complete_checksum``), and the payload is not summed."""
     cdef uint8_t area[40]
     cdef uint8_t head[100]                # IPv6 40 + TCP 20 + this area 40
     cdef Py_buffer body
@@ -374,7 +376,7 @@ cpdef tuple data_packet_parts(bytes src, bytes dst, uint16_t sport, uint16_t dpo
         written = pk_write_head(head, <const uint8_t*><const char*>src, len(src),
                                 <const uint8_t*><const char*>dst, len(dst), sport, dport, seq,
                                 ack, flags, window, area, 40, <const uint8_t*>body.buf + start,
-                                end - start, 64, 0, 0, True, 0)
+                                end - start, 64, 0, 0, True, 0, partial)
     finally:
         PyBuffer_Release(&body)
     if written < 0:
