@@ -534,6 +534,8 @@ class PathManager:
 
     def next_timer(self):
         """When an ADD_ADDR is next due (tries left), or None."""
+        if not self.announcing:              # (asked after every flush: mostly none)
+            return None
         best = None
         for entry in self.announcing.values():
             if entry.tries <= ANNOUNCE_TRIES and (best is None or entry.resend_at < best):
