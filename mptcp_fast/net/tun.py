@@ -488,7 +488,13 @@ class DeviceWriter:
                 self._queued_bytes += size
                 self._wake.notify_all()
                 return
-        self.device.write_batch(packets, self.partial)   # (the thread is idle: nothing overtaken)
+        self._write(packets)                   # (the thread is idle: nothing overtaken)
+
+    def _write(self, packets) -> None:
+        if self.partial:                       # (partial only for a TunDevice with offload)
+            self.device.write_batch(packets, True)
+        else:
+            self.device.write_batch(packets)
 
     def close(self) -> None:
         """Write what is queued, then end the thread (idempotent)."""
@@ -519,7 +525,7 @@ class DeviceWriter:
                 self._busy = True
                 wake.notify_all()              # a caller waiting for room
             try:
-                self.device.write_batch(batch, self.partial)
+                self._write(batch)
             except OSError:                    # (the device went away under us: what is
                 with wake:                     # left has nowhere to go)
                     queue.clear()
