@@ -254,6 +254,31 @@ def test_send_keeps_whole_bytes_and_copies_what_the_caller_may_change(pair):
     assert got == whole + b"x" * 1500 + source[10:60] + source[::2] + b"tail"
 
 
+def test_the_same_syn_after_the_connection_closed_opens_a_new_one(backend):
+    """A closed subflow leaves the endpoint's table and its shortcut to the last subflows
+    with it: the very SYN that opened a connection, arriving again once that connection is
+    gone on the server, reaches the listener and is answered with a SYN/ACK (the 4-tuple is
+    free again), not taken by the old subflow."""
+    client = Endpoint([C0], Config(time_wait=0.1))
+    server = Endpoint([S0], Config(time_wait=0.1))
+    server.listen(PORT)
+    conn = client.connect((S0, PORT), 0.0)
+    syn = client.packets_to_send(0.0)[0]
+    server.receive_packet(syn, 0.0)
+    pump(client, server, 0.0)
+    server_conn = next(iter(server.connections.values()))
+    conn.send(b"x", end_stream=True)
+    pump(client, server, 0.1)
+    assert ev.EndOfStream in [type(e) for e in drain(server)]
+    server_conn.close()
+    pump(client, server, 0.2, until=2.0)
+    assert server.connections == {}
+    server.receive_packet(syn, 3.0)
+    answer = server.packets_to_send(3.0)
+    assert [pk.parse_packet(p).flags for p in answer] == [pk.SYN | pk.ACK]
+    assert len(server.connections) == 1
+
+
 def test_abort_sends_fastclose_and_ends_both_sides(pair):
     client, server = pair
     conn = client.connect((S0, PORT), 0.0)
