@@ -128,6 +128,8 @@ def _new_chunk(seq: int, data: bytes, dsn: int, checksum, mpc: bool) -> Chunk:
     chunk = Chunk.__new__(Chunk)
     chunk.seq, chunk.end, chunk.data, chunk.dsn = seq, seq + len(data), data, dsn
     chunk.checksum, chunk.mpc = checksum, mpc
+    if cython.compiled:                     # as __init__ does: never tracked
+        _untrack(chunk)
     return chunk
 
 
@@ -137,6 +139,8 @@ def _new_sent(seq: int, end: int, chunk, fin: bool = False) -> _Sent:
     entry = _Sent.__new__(_Sent)
     entry.seq, entry.end, entry.chunk, entry.fin = seq, end, chunk, fin
     entry.sacked = entry.lost = entry.retransmitted = False
+    if cython.compiled:                     # as __init__ does: never tracked
+        _untrack(entry)
     return entry
 
 

@@ -61,6 +61,9 @@ __all__ = ["Network", "Path", "PathStats", "strip_mptcp", "rewrite_payload", "sh
            "nat", "split_segments", "coalesce_segments", "remap_to_past"]
 
 if not cython.compiled:     # compiled: netem.pxd's C checks, which let the network call the
+    def _untrack(obj) -> None:          # compiled: pyx/mf_gc.pxd's C call (an _Arrival is
+        pass                            # never tracked); the pure run has nothing to do
+
     def _is_app(host) -> bool:          # compiled BulkApp's host face as C calls
         return False
 
@@ -383,6 +386,8 @@ def _new_arrival(when: float, order: int, packet: bytes) -> _Arrival:
     """One per packet sent (compiled: a C function of typed fields, netem.pxd)."""
     arrival = _Arrival.__new__(_Arrival)
     arrival.when, arrival.order, arrival.packet = when, order, packet
+    if cython.compiled:                     # a number and bytes: never in a cycle
+        _untrack(arrival)
     return arrival
 
 

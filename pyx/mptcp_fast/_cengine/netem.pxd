@@ -5,6 +5,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
 
 from mptcp_fast._cengine.apps cimport BulkApp
+from mf_gc cimport untrack as _untrack
 
 
 cdef extern from "Python.h":
@@ -48,7 +49,8 @@ cdef class _Host:
 
 
 @cython.final
-@cython.no_gc                         # a number and bytes: never in a cycle
+@cython.no_gc                         # a number and bytes: never in a cycle (ignored for a
+                                      # pure-mode class: _new_arrival untracks each one)
 cdef class _Arrival:
     cdef public double when
     cdef public long long order
