@@ -30,3 +30,21 @@ cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
 cdef inline void put64(uint8_t* p, uint64_t v) noexcept nogil:
     put32(p, <uint32_t>(v >> 32))
     put32(p + 4, <uint32_t>v)
+
+
+# _segment_common.immutable_buffer in C: bytes, or a flat read-only memoryview of bytes (one
+# byte per item, contiguous). Its content can never change, so a view of it may be kept.
+from cpython.buffer cimport PyBuffer_IsContiguous
+from cpython.bytes cimport PyBytes_CheckExact
+from cpython.memoryview cimport PyMemoryView_GET_BUFFER
+
+
+cdef inline bint immutable_buffer(object data) noexcept:
+    cdef Py_buffer* b
+    if PyBytes_CheckExact(data):
+        return True
+    if type(data) is not memoryview:
+        return False
+    b = PyMemoryView_GET_BUFFER(data)
+    return <void*>b.obj != NULL and PyBytes_CheckExact(b.obj) and b.readonly \
+        and b.itemsize == 1 and b.ndim == 1 and PyBuffer_IsContiguous(b, b'C')

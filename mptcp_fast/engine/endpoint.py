@@ -148,6 +148,12 @@ class Endpoint:
         # packets_to_write then carry the pseudo-header sum only, and neither this process
         # nor the kernel sums their payload; packets_to_send completes them itself
         self.checksum_offload = False
+        # set by a host whose application takes DataReceived.data as any bytes-like object:
+        # the payload of a received segment of VIEW_PAYLOAD (8 KiB) bytes or more, when the
+        # packet is bytes (or a read-only view of bytes), is then never copied in this
+        # process: the event's data is a read-only memoryview of the packet (it holds the
+        # packet alive, and its bytes never change). Without it, data is always bytes.
+        self.receive_views = False
         self._with_space: list[Connection] = []   # (connections_with_send_space)
         # (time, order, connection id) heap, stale entries skipped: an entry holds no tracked
         # object (the collector stops tracking it at its first pass; thousands of connections
@@ -340,10 +346,10 @@ class Endpoint:
         """
         self.now = now
         self._number += 1
-        if cython.compiled:
-            found = read_packet(data, self._number, verified)   # the C reader (endpoint.pxd
-        else:                                                    # cimports it)
-            found = self._read(data, self._number, verified)
+        if cython.compiled:                     # the C reader (endpoint.pxd cimports it)
+            found = read_packet(data, self._number, verified, self.receive_views)
+        else:
+            found = self._read(data, self._number, verified, self.receive_views)
         if type(found) is int:                  # a status: the packet is dropped
             self.counts["dropped_" + segment.STATUS[found][0].replace(" ", "_")] += 1
             return

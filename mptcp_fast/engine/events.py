@@ -97,8 +97,11 @@ class SubflowPriority(Event):
 
 @dataclass(frozen=True, slots=True)
 class DataReceived(Event):
-    """In-order data-level bytes (RFC 8684 §3.3), ready to read."""
-    data: bytes
+    """In-order data-level bytes (RFC 8684 §3.3), ready to read: ``bytes``, or, when the
+    endpoint's ``receive_views`` is set, a read-only ``memoryview`` of the received packet
+    for a segment that carried 8 KiB or more (its bytes never change; ``bytes(data)`` makes
+    a copy where bytes are needed)."""
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)

@@ -580,6 +580,9 @@ class Stack:
         partial = self._tun and device.completes_checksums
         if partial:
             self.endpoint.checksum_offload = True
+        # the streams take any bytes-like data (StreamReader.feed_data extends its buffer, TLS
+        # writes into its MemoryBIO): an offloaded segment's payload reaches them uncopied
+        self.endpoint.receive_views = True
         self._out = DeviceWriter(device, partial) if self._tun else None
         self._loop.add_reader(device.fileno(), self._on_readable)
 

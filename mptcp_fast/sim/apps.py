@@ -106,6 +106,7 @@ class BulkApp:
         self.ended = 0                     # connections whose peer ended its stream
         self._made = 0                     # transfers made (each one's ``order``)
         endpoint.watch_send_space = True   # (connections_with_send_space: whom to feed)
+        endpoint.receive_views = True      # data is hashed and counted: any bytes-like will do
         # the settings the transfers were last fed under: when one changes (a scenario closes
         # once its hold is over), every transfer is fed once
         self._fed_close, self._fed_wait = close_when_done, wait_for_peer

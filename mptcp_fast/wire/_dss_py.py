@@ -370,18 +370,19 @@ class ReassemblyQueue:
         self._read += len(out)
         return out
 
-    def read_some(self, max_bytes: int) -> bytes:
+    def read_some(self, max_bytes: int) -> bytes | memoryview:
         """At most ``max_bytes`` (1 or more) in-order bytes not read yet, as ``read`` gives
         them, but never a large piece (``WHOLE_PIECE`` bytes or more: an offloaded segment's
-        payload) joined with others: a first large piece comes alone, as it is when it is
-        bytes that fit (uncopied), and small pieces are joined up to the first large one.
+        payload) joined with others: a first large piece comes alone, as it is when it fits
+        (uncopied: bytes, or a read-only view when one was pushed, as ``push`` keeps it), and
+        small pieces are joined up to the first large one.
         Joining them all would copy every large piece once more."""
         ready = self._ready
         if not ready:
             return b""
         first = ready[0]
         if len(first) >= WHOLE_PIECE:
-            if type(first) is bytes and len(first) <= max_bytes:
+            if (type(first) is bytes or type(first) is memoryview) and len(first) <= max_bytes:
                 del ready[0]
                 self._read += len(first)
                 return first

@@ -16,6 +16,20 @@ if TYPE_CHECKING:
 
 _SYN, _FIN = 0x02, 0x01                   # TCP header flags (RFC 9293 §3.1)
 TCPOPT_FASTOPEN = 34                      # RFC 7413 §4.1.1
+# read(view=True): a payload of this many bytes or more (an offloaded segment's) is handed on
+# as a view of the packet, not copied, when the packet's buffer can never change (bytes, or a
+# read-only view of bytes); the reassembly queue keeps such a piece whole (WHOLE_PIECE, the
+# same size) and the application gets it as it is
+VIEW_PAYLOAD = 8192
+
+
+def immutable_buffer(data) -> bool:
+    """``data`` is bytes, or a flat read-only memoryview of bytes: its content can never
+    change, so a view of it may be kept past the call that received it."""
+    if type(data) is bytes:
+        return True
+    return type(data) is memoryview and type(data.obj) is bytes and data.readonly \
+        and data.c_contiguous and data.itemsize == 1 and data.ndim == 1
 
 __all__ = ["Incoming", "flow_key", "general_options", "usual_dss", "fastopen_cookie",
            "TCPOPT_FASTOPEN"]
@@ -44,7 +58,7 @@ class Incoming:
     ack: int
     flags: int
     window: int
-    payload: bytes
+    payload: bytes | memoryview     # a view only from read(view=True), of 8 KiB or more
     mss: int | None                       # None: the option was absent
     wscale: int | None
     sack_permitted: bool

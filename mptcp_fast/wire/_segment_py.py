@@ -15,7 +15,8 @@ from .. import _check
 from . import established
 from . import packet as pk
 from ..errors import PARSE_STATUS, PacketError
-from ._segment_common import Incoming as _Incoming, flow_key, general_options
+from ._segment_common import (VIEW_PAYLOAD, Incoming as _Incoming, flow_key, general_options,
+                              immutable_buffer)
 from .established import read_usual as _read_usual
 from ._options_py import parse_tcp_options as _parse_tcp_options
 from ._csum_py import add16, sum16
@@ -82,10 +83,13 @@ def segment_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack
 _PARSE_STATUS = {PARSE_STATUS[code][0]: code for code in (1, 2, 3)}
 
 
-def read(data: BytesLike, number: int, verified: bool = False) -> _Incoming | int:
+def read(data: BytesLike, number: int, verified: bool = False,
+         view: bool = False) -> _Incoming | int:
     """``data`` as an Incoming, or a STATUS code. ``verified``: the TCP checksum is taken as
     good without summing the segment (a packet the local stack made and vouched for, whose
-    checksum field may hold the pseudo-header sum only: see TunDevice.read_batch)."""
+    checksum field may hold the pseudo-header sum only: see TunDevice.read_batch). ``view``:
+    a payload of ``VIEW_PAYLOAD`` bytes or more is a memoryview of ``data`` instead of a copy,
+    when ``data`` can never change (``immutable_buffer``); any other payload is bytes."""
     try:
         p = pk.parse_packet(data)
     except PacketError as exc:
@@ -108,7 +112,9 @@ def read(data: BytesLike, number: int, verified: bool = False) -> _Incoming | in
     seg.sport, seg.dport, seg.seq, seg.ack = p.sport, p.dport, p.seq, p.ack
     seg.flags, seg.window = p.flags, p.window
     seg.flow = flow_key(seg.dst, seg.dport, seg.src, seg.sport)
-    seg.payload = bytes(p.payload(data))
+    payload = p.payload(data)
+    seg.payload = payload if view and len(payload) >= VIEW_PAYLOAD and immutable_buffer(data) \
+        else bytes(payload)
     if p.options_len:
         usual = _read_usual(data, p.options_offset, p.options_len)
         if usual is not None:             # the usual established segment: TS + DSS

@@ -42,8 +42,10 @@ def read_segment(data: BytesLike, number: int = 0) -> Incoming:
 
 
 def reader() -> Callable[..., Incoming | int]:
-    """The active twin's ``read(data, number, verified=False)``: an Incoming, or a STATUS code
-    (an int); ``verified`` skips the TCP checksum (the local stack vouched for the packet)."""
+    """The active twin's ``read(data, number, verified=False, view=False)``: an Incoming, or a
+    STATUS code (an int); ``verified`` skips the TCP checksum (the local stack vouched for the
+    packet); ``view`` leaves a payload of ``VIEW_PAYLOAD`` bytes or more uncopied, a view of
+    ``data``, when ``data`` can never change (bytes, or a read-only view of bytes)."""
     return _impl.read
 
 

@@ -20,7 +20,7 @@ cdef class Endpoint:
     cdef public long long _next_id, _order, _number, packets_received, packets_sent
     cdef public list _with_events, _with_space
     cdef Py_ssize_t _events_at
-    cdef public bint watch_send_space, checksum_offload
+    cdef public bint watch_send_space, checksum_offload, receive_views
     cdef bytes _recent_flow, _other_flow       # receive_packet's two recent subflows' keys
     cdef Subflow _recent_sf, _other_sf
 

@@ -462,8 +462,9 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
     cpdef read_some(self, Py_ssize_t max_bytes):
         """At most ``max_bytes`` (1 or more) in-order bytes not read yet, as ``read`` gives
         them, but never a large piece (``WHOLE_PIECE`` bytes or more: an offloaded segment's
-        payload) joined with others: a first large piece comes alone, as it is when it is
-        bytes that fit (uncopied), and small pieces are joined up to the first large one.
+        payload) joined with others: a first large piece comes alone, as it is when it fits
+        (uncopied: bytes, or a read-only view when one was pushed, as ``push`` keeps it), and
+        small pieces are joined up to the first large one.
         Joining them all would copy every large piece once more."""
         cdef list ready = self._ready
         cdef Py_ssize_t count = 0, size
@@ -472,7 +473,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
         first = ready[0]
         size = len(first)
         if size >= WHOLE_PIECE:
-            if type(first) is bytes and size <= max_bytes:
+            if (type(first) is bytes or type(first) is memoryview) and size <= max_bytes:
                 del ready[0]
                 self._read += size
                 return first

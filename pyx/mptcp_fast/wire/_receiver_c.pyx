@@ -25,6 +25,7 @@ from mf_serial cimport expand_seq, seq64_diff, beyond_reach
 from mf_check cimport int_arg, u64_arg
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mptcp_fast.errors import MptcpError, UnmappedData, conflict_text
+from mf_bytes cimport immutable_buffer           # (segment.read(view=True)'s payloads)
 
 # Argument ranges at the Python face (the pure twin checks the same, with the same messages):
 # with them no C arithmetic below can overflow int64 (signed overflow is undefined in C).
@@ -301,7 +302,9 @@ cdef class DataReceiver:
         try:
             if view.len != length:
                 raise ValueError(f"payload holds {view.len} bytes, not {length}")
-            if type(payload) is bytes:        # immutable: queued as it is when whole (push)
+            if type(payload) is bytes or immutable_buffer(payload):
+                # immutable (bytes, or a read-only view of bytes: segment.read(view=True)):
+                # queued as it is when whole (push)
                 self._whole, self._whole_at, self._whole_len = \
                     payload, <const uint8_t*>view.buf, length
             self.deliver_(number, sub, rel, length, <const uint8_t*>view.buf)

@@ -29,7 +29,7 @@ cdef class Incoming:
 
 
 # the reader and the writers, C calls from the compiled engine
-cpdef object read(object data, long long number, bint verified=*)
+cpdef object read(object data, long long number, bint verified=*, bint view=*)
 cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
                         uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval,
                         uint32_t tsecr, uint64_t data_ack, uint64_t dsn, uint32_t ssn,

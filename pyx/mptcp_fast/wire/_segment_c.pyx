@@ -15,7 +15,7 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 from cpython.type cimport PyType_GenericAlloc
 
-from mf_bytes cimport be16, be32, be64, put16, put32, put64
+from mf_bytes cimport be16, be32, be64, put16, put32, put64, immutable_buffer
 from mf_csum cimport sum16, add16
 from mf_packet cimport (PacketLayout, pk_locate, pk_tcp_checksum, pk_write, pk_write_check,
                        pk_write_head)
@@ -217,8 +217,13 @@ cdef inline bint _is_ts(const uint8_t* p) noexcept nogil:
     return p[0] == 1 and p[1] == 1 and p[2] == 8 and p[3] == 10
 
 
-cpdef object read(object data, long long number, bint verified=False):
-    cdef Py_buffer view
+cdef Py_ssize_t VIEW_PAYLOAD = 8192     # _segment_common.VIEW_PAYLOAD, as a C constant
+
+
+cpdef object read(object data, long long number, bint verified=False, bint view=False):
+    # (the pure twin's docstring: _segment_py.read)
+    cdef Py_buffer buf
+    cdef Py_ssize_t plen
     cdef PacketLayout f
     cdef const uint8_t* d
     cdef const uint8_t* t
@@ -226,10 +231,10 @@ cpdef object read(object data, long long number, bint verified=False):
     cdef Py_ssize_t olen, ihl
     cdef int status
     cdef Incoming seg
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
     try:
-        d = <const uint8_t*>view.buf
-        status = pk_locate(d, view.len, 0, 0, &f)
+        d = <const uint8_t*>buf.buf
+        status = pk_locate(d, buf.len, 0, 0, &f)
         if status:
             return status
         if f.cap_end != f.ip_end:
@@ -250,7 +255,12 @@ cpdef object read(object data, long long number, bint verified=False):
         seg.flags = t[13]
         seg.window = be16(t + 14)
         seg.flow = _flow(d + f.src + f.addr_len, t + 2, d + f.src, t, f.addr_len)
-        seg.payload = PyBytes_FromStringAndSize(<const char*>(t + f.doff), f.ip_end - f.tcp - f.doff)
+        plen = f.ip_end - f.tcp - f.doff
+        if view and plen >= VIEW_PAYLOAD and immutable_buffer(data):
+            # an offloaded segment's payload, uncopied (the pure twin's p.payload(data))
+            seg.payload = PyMemoryView_FromObject(data)[f.tcp + f.doff:f.ip_end]
+        else:
+            seg.payload = PyBytes_FromStringAndSize(<const char*>(t + f.doff), plen)
         olen = f.doff - 20
         if olen:
             o = t + 20
@@ -277,7 +287,7 @@ cpdef object read(object data, long long number, bint verified=False):
                 _general_options(seg, data, f.tcp + 20, olen)
         return seg
     finally:
-        PyBuffer_Release(&view)
+        PyBuffer_Release(&buf)
 
 
 # ------------------------------------------------------------------------------------------
