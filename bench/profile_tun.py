@@ -5,6 +5,7 @@ the device's counters and, with ``--profile``, where py-spy found the engine's l
 
     python bench/profile_tun.py --size 1G --subflows 1 --direction up
     python bench/profile_tun.py --direction down --no-offload --profile /tmp/down.txt
+    python bench/profile_tun.py --direction down --copy-payloads   # as before receive_views
 
 The profile (``py-spy record --native -r 500 -f raw``, ``pip install py-spy``) is split by
 the part of the loop each sample is in: reading the device, writing it, the engine taking
@@ -65,6 +66,9 @@ def main() -> int:
     parser.add_argument("--no-offload", action="store_true")
     parser.add_argument("--pure", action="store_true", help="the pure-Python backend")
     parser.add_argument("--profile", metavar="OUT", help="record with py-spy into OUT")
+    parser.add_argument("--copy-payloads", action="store_true",
+                        help="the engine copies every received payload (receive_views off, "
+                             "as before it existed): the comparison for that change")
     args = parser.parse_args()
     offload, upload = not args.no_offload, args.direction == "up"
     env = dict(os.environ)
@@ -74,7 +78,12 @@ def main() -> int:
     with TunBed(name="mfr", paths=2, offload=offload) as bed:
         bed.device.close()                        # the child makes its own, of that name
         server = compare_tun._kernel_server(bed.ns, "sink" if upload else "send", args.size)
-        command = [sys.executable, "-c", compare_tun.ENGINE_CHILD
+        child_code = compare_tun.ENGINE_CHILD
+        if args.copy_payloads:
+            marker = "host = TunHost(app, device)"
+            assert marker in child_code
+            child_code = child_code.replace(marker, "endpoint.receive_views = False\n" + marker)
+        command = [sys.executable, "-c", child_code
                    + "\nprint(json.dumps(device.stats), flush=True)\n",
                    str(args.size), str(args.subflows), args.direction, "1" if offload else "0",
                    bed.ns.name, bed.device.name]
