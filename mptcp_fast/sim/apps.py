@@ -75,6 +75,10 @@ class BulkApp:
     Calling ``BulkApp(...)`` builds the active backend's object (compiled or pure), as
     ``Endpoint`` does.
 
+    It sets the endpoint's ``watch_send_space`` (it feeds only the connections the endpoint
+    names) and ``receive_views`` (it only hashes and counts what it receives, so a large
+    segment's payload may come as a view of the packet).
+
     Args:
         endpoint: the ``Endpoint`` it drives.
         send_bytes: what it sends on each connection, from the seeded pattern.
