@@ -339,6 +339,24 @@ cdef inline void _data_area(uint8_t* area, uint32_t tsval, uint32_t tsecr, uint6
         put16(area + 38, <uint16_t>checksum)
 
 
+cdef int _data_segment_begin(bytes src, bytes dst, uint8_t* area, uint32_t tsval,
+                             uint32_t tsecr, uint64_t data_ack, uint64_t dsn, uint32_t ssn,
+                             uint16_t length, object checksum, object payload,
+                             Py_ssize_t start, Py_ssize_t end, Py_buffer* body) except -1:
+    """What both data segment writers do first: the addresses checked, the 40-byte options
+    area written, the payload's buffer taken and ``start..end`` checked within it. On success
+    the caller owns ``body`` and releases it; a refused range releases it here."""
+    if src is None or dst is None:        # their pointers are read (the pure twin's message)
+        _check.exact_bytes("src", src)
+        _check.exact_bytes("dst", dst)
+    _data_area(area, tsval, tsecr, data_ack, dsn, ssn, length, checksum)
+    PyObject_GetBuffer(payload, body, PyBUF_SIMPLE)
+    if not 0 <= start <= end <= body.len:    # then end - start cannot overflow
+        PyBuffer_Release(body)
+        raise ValueError(f"payload range {start}..{end} is outside {body.len} bytes")
+    return 0
+
+
 cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, uint32_t seq,
                         uint32_t ack, uint8_t flags, uint16_t window, uint32_t tsval,
                         uint32_t tsecr, uint64_t data_ack, uint64_t dsn, uint32_t ssn,
@@ -347,14 +365,9 @@ cpdef bytes data_packet(bytes src, bytes dst, uint16_t sport, uint16_t dport, ui
     """A data segment carrying ``payload[start:end]`` with TS + a DSS (ack and mapping)."""
     cdef uint8_t area[40]
     cdef Py_buffer body
-    if src is None or dst is None:        # their pointers are read (the pure twin's message)
-        _check.exact_bytes("src", src)
-        _check.exact_bytes("dst", dst)
-    _data_area(area, tsval, tsecr, data_ack, dsn, ssn, length, checksum)
-    PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
+    _data_segment_begin(src, dst, area, tsval, tsecr, data_ack, dsn, ssn, length, checksum,
+                        payload, start, end, &body)
     try:
-        if not 0 <= start <= end <= body.len:    # then end - start cannot overflow
-            raise ValueError(f"payload range {start}..{end} is outside {body.len} bytes")
         return _packet(src, dst, sport, dport, seq, ack, flags, window, area, 40,
                        <const uint8_t*>body.buf + start, end - start)
     finally:
@@ -375,14 +388,9 @@ cpdef tuple data_packet_parts(bytes src, bytes dst, uint16_t sport, uint16_t dpo
     cdef uint8_t head[100]                # IPv6 40 + TCP 20 + this area 40
     cdef Py_buffer body
     cdef Py_ssize_t written
-    if src is None or dst is None:        # their pointers are read (the pure twin's message)
-        _check.exact_bytes("src", src)
-        _check.exact_bytes("dst", dst)
-    _data_area(area, tsval, tsecr, data_ack, dsn, ssn, length, checksum)
-    PyObject_GetBuffer(payload, &body, PyBUF_SIMPLE)
+    _data_segment_begin(src, dst, area, tsval, tsecr, data_ack, dsn, ssn, length, checksum,
+                        payload, start, end, &body)
     try:
-        if not 0 <= start <= end <= body.len:    # then end - start cannot overflow
-            raise ValueError(f"payload range {start}..{end} is outside {body.len} bytes")
         written = pk_write_head(head, <const uint8_t*><const char*>src, len(src),
                                 <const uint8_t*><const char*>dst, len(dst), sport, dport, seq,
                                 ack, flags, window, area, 40, <const uint8_t*>body.buf + start,
