@@ -105,6 +105,11 @@ _DataReceived = ev.DataReceived
 if not cython.compiled:     # compiled: the same two calls of the C API (connection.pxd)
     _new_object, _set_field = object.__new__, object.__setattr__
 
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (pyx/mf_gc.pxd: a container of
+        numbers, bytes and events, never in a reference cycle); the pure run has nothing
+        to do."""
+
 
 def _data_received(connection: int, data) -> ev.DataReceived:
     """``ev.DataReceived(connection, data)``, one per segment read: made as its frozen
@@ -281,6 +286,10 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         # a few at a time: a list (C calls compiled); Events, and _DATA and _EOF that mark
         # data and the end of the stream to read from the queue
         self.events: list[Any] = []
+        if cython.compiled:     # events and numbers only: never in a cycle (a thousand
+            _untrack(self.reinject)     # connections' empty containers are not walked by
+            _untrack(self.anomalies)    # every full pass of the collector)
+            _untrack(self.events)
         self.eof_reported = False
         self.advertised = self.receive_window
         self.read_in_round = 0                      # bytes read since round_started (autotuning)

@@ -38,6 +38,10 @@ from mptcp_fast.engine.events import CloseReason
 if not cython.compiled:     # compiled: the C enum, cimported by pathmanager.pxd
     from .subflow import CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT
 
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (pyx/mf_gc.pxd: numbers and
+        options only, never in a cycle); the pure run has nothing to do."""
+
 __all__ = ["PathManager", "PathOwner", "Announcement", "ANNOUNCE_TRIES"]
 
 ANNOUNCE_TRIES = 8      # ADD_ADDR sent at most this often (v1) before it is given up
@@ -211,6 +215,10 @@ class PathManager:
         self.pending_remove: list[int] = []         # our address ids to REMOVE_ADDR
         self.announcing: dict[int, Announcement] = {}   # address id -> Announcement
         self.announced: set[int] = set()            # address ids the peer has (echoed)
+        if cython.compiled:                         # options and numbers: never in a cycle
+            _untrack(self.pending_echo)
+            _untrack(self.pending_remove)
+            _untrack(self.announced)
         self.add_addr_accepted = 0                  # announced addresses joined (the limit's)
         self.peer_denies_initial = False            # the SYN/ACK's C flag (RFC 8684 §3.1)
         self.joins_due = False                      # the client's joins open at the next flush

@@ -324,6 +324,9 @@ class Subflow:
         # the block holding the latest out-of-order data
         self.recent_block: tuple[int, int] | None = None
         self.rcv_wscale = _window_shift(config.receive_window)
+        if cython.compiled:      # numbers and untracked entries only: never in a cycle
+            _untrack(self.sent)
+            _untrack(self.ooo)
         self.map_ssn = self.map_dsn = self.map_length = -1    # the mapping stored last
         # the per-segment Config values, read once (Config is frozen): C fields when compiled
         self.receive_window = config.receive_window
@@ -1385,3 +1388,6 @@ class Subflow:
         self.sent = []
         self.sent_head = 0
         self.ooo = []
+        if cython.compiled:
+            _untrack(self.sent)
+            _untrack(self.ooo)

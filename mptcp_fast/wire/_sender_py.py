@@ -25,6 +25,11 @@ except ImportError:             # no Cython: the pure backend runs without it
 from mptcp_fast import _check        # absolute: the compiled build is mptcp_fast.wire._sender_c
 from mptcp_fast.wire._dss_common import Mapping as _Mapping, SentRange as _SentRange
 
+if not cython.compiled:     # compiled: pyx/mf_gc.pxd's C call, cimported by _sender_c.pxd
+    def _untrack(obj) -> None:
+        """Compiled, the collector stops tracking ``obj`` (a list of numbers, never in a
+        reference cycle); the pure run has nothing to do."""
+
 if TYPE_CHECKING:
     from typing import Hashable  # noqa: F401  (in the type comments)
 
@@ -46,6 +51,10 @@ class _SubflowSent:
         self.starts = []
         self.ends = []
         self.seqs = []
+        if cython.compiled:               # numbers: not walked by the collector
+            _untrack(self.starts)
+            _untrack(self.ends)
+            _untrack(self.seqs)
         self.head = 0
 
     def add(self, start: cython.longlong, end: cython.longlong, seq) -> None:

@@ -22,6 +22,7 @@ from mptcp_fast.wire._receiver_c cimport (DataReceiver as _CReceiver,
                                          SubflowReceiver as _CSubflowReceiver)
 from mptcp_fast.wire._segment_c cimport Incoming
 from mf_mapstore cimport ms_release
+from mf_gc cimport untrack as _untrack
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 
 

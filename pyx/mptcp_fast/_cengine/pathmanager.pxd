@@ -5,6 +5,7 @@
 cimport cython
 
 from mptcp_fast._cengine.subflow cimport CLOSED, ESTABLISHED, SYN_RCVD, SYN_SENT
+from mf_gc cimport untrack as _untrack
 
 
 @cython.final

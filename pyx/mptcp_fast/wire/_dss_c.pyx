@@ -18,6 +18,7 @@ from mf_serial cimport seq64_diff, beyond_reach
 from mf_csum cimport sum16, add16
 cimport mf_serial
 from mf_check cimport u64_arg, int_arg
+from mf_gc cimport untrack
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
@@ -118,6 +119,15 @@ cdef object _stable(object data):
     return view if view.readonly else bytes(view)
 
 
+cdef inline void _untrack_queue_lists(ReassemblyQueue queue) noexcept:
+    # the queue's lists hold payload pieces (bytes, read-only views) and (dsn, length)
+    # tuples of numbers: never part of a reference cycle, so the collector need not walk
+    # them (a thousand connections' queues, empty most of their life)
+    untrack(queue._ready)
+    untrack(queue._pieces)
+    untrack(queue.conflicts)
+
+
 cdef class ReassemblyQueue:
     """ReassemblyQueue(initial_dsn, window=1048576)
 --
@@ -172,6 +182,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
         self._ready = []
         self._pieces = []
         self.conflicts = []
+        _untrack_queue_lists(self)
         self._window = 1
         self._fin = -1
 
@@ -189,6 +200,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
         self.out_of_order_bytes = self.duplicate_bytes = self.refused_bytes = 0
         self.conflict_bytes = self.peak_queued_bytes = 0
         self.conflicts = []
+        _untrack_queue_lists(self)
 
     def __dealloc__(self):
         free(self._starts)

@@ -23,6 +23,7 @@ from mf_mapstore cimport (MapEntry, MapStore, ms_entry, ms_init, ms_free, ms_dsn
 from mptcp_fast.wire._dss_c cimport ReassemblyQueue
 from mf_serial cimport expand_seq, seq64_diff, beyond_reach
 from mf_check cimport int_arg, u64_arg
+from mf_gc cimport untrack
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mptcp_fast.errors import MptcpError, UnmappedData, conflict_text
 from mf_bytes cimport immutable_buffer           # (segment.read(view=True)'s payloads)
@@ -167,7 +168,8 @@ cdef class SubflowReceiver:
         if ms_init(&self.maps) < 0:
             raise MemoryError()
         self.rel_ref = 1
-        self.pending = []
+        self.pending = []                 # _Pending entries (numbers, a byte buffer): never
+        untrack(self.pending)             # in a cycle, so not walked by the collector
         self.probe_at = -1
 
     def __dealloc__(self):
@@ -220,7 +222,8 @@ cdef class DataReceiver:
         self.carriers = <int32_t*>malloc(self.capacity * sizeof(int32_t))
         if self.starts == NULL or self.ends == NULL or self.carriers == NULL:
             raise MemoryError()
-        self.probe_packets = []
+        self.probe_packets = []           # packet numbers: not walked by the collector
+        untrack(self.probe_packets)
 
     def __init__(self, events, budget, connection, verify_checksum):
         # never None: declare_ and deliver_ use both without a check

@@ -1,6 +1,7 @@
 # Types for the compiled build of mptcp_fast/wire/_sender_py.py (Cython pure-Python mode): the
 # same source runs as the pure backend; setup.py compiles it with these declarations as
 # mptcp_fast.wire._sender_c (Cython finds this file by the extension's name on the include path).
+from mf_gc cimport untrack as _untrack
 
 cdef class _SubflowSent:
     cdef public object subflow
