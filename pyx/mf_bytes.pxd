@@ -33,7 +33,8 @@ cdef inline void put64(uint8_t* p, uint64_t v) noexcept nogil:
 
 
 # _segment_common.immutable_buffer in C: bytes, or a flat read-only memoryview of bytes (one
-# byte per item, contiguous). Its content can never change, so a view of it may be kept.
+# unsigned byte per item, format "B", contiguous). Its content can never change, so a view of
+# it may be kept.
 from cpython.buffer cimport PyBuffer_IsContiguous
 from cpython.bytes cimport PyBytes_CheckExact
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
@@ -47,4 +48,5 @@ cdef inline bint immutable_buffer(object data) noexcept:
         return False
     b = PyMemoryView_GET_BUFFER(data)
     return <void*>b.obj != NULL and PyBytes_CheckExact(b.obj) and b.readonly \
-        and b.itemsize == 1 and b.ndim == 1 and PyBuffer_IsContiguous(b, b'C')
+        and b.itemsize == 1 and b.ndim == 1 and PyBuffer_IsContiguous(b, b'C') \
+        and (b.format == NULL or (b.format[0] == b'B' and b.format[1] == 0))

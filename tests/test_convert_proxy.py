@@ -402,6 +402,10 @@ def check_answer_carries_the_synack_options(bed, server, sysctls: dict, tmp_path
         with listener:
             syns = _capture_syns(bed.s, interface, tmp_path / "synack.pcap", converse)
     finally:
+        # the pair goes now: deleting D alone removes it later, in the background, and the
+        # next case would find the name still taken in bed.s ("File exists")
+        subprocess.run(["ip", "-n", bed.s.name, "link", "del", interface],
+                       capture_output=True, check=False)
         d.delete()
     synacks = [syn[1:] for syn in syns if syn[0]]
     assert len(syns) == 2 and len(synacks) == 1, syns

@@ -13,7 +13,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 
 from enginenet import C0, C1, PORT, S0, make
-from mptcp_fast.engine import Config, Endpoint, events as ev
+from mptcp_fast.engine import Config, Endpoint, RandomSource, events as ev
 from mptcp_fast.wire import segment
 
 A, B = b"\xc6\x12\x00\x01", b"\xc6\x12\x00\x02"
@@ -89,17 +89,21 @@ def test_read_gives_the_same_bytes_either_way(size, flag, kind):
 PATHS = {(C0, S0): dict(rate=10e9, delay=0.001), (C1, S0): dict(rate=10e9, delay=0.001)}
 
 
-def _transfer(views: bool, size: int = 4 << 20):
+def _transfer(views: bool, size: int = 4 << 20, max_data: int | None = None):
     """An offloaded transfer (64 KiB segments) from the client to the server's endpoint,
-    read by the test itself: the server's events' data, and the packets both sent."""
+    read by the test itself (``max_data``: at most that much per event, read per
+    connection): the server's events' data, and the SHA-256 of every packet sent, in order."""
+    import hashlib
     config = Config(offload=True, delayed_ack=0.04, time_wait=0.5)
-    client, server = Endpoint([C0, C1], config), Endpoint([S0], config)
+    # seeded keys, ISNs and ports: every run is the same to the bit
+    client = Endpoint([C0, C1], config, random=RandomSource.seeded(1))
+    server = Endpoint([S0], config, random=RandomSource.seeded(2))
     server.listen(PORT)
     server.receive_views = views
     conn = client.connect((S0, PORT), 0.0)
     source = bytes(i * 13 % 256 for i in range(size))
     sent, datas, now = 0, [], 0.0
-    seen = 0
+    wire = hashlib.sha256()
     while now < 5.0:
         if sent < size and conn.send_space > 0:
             sent += conn.send(source[sent:sent + min(conn.send_space, 1 << 20)])
@@ -107,13 +111,15 @@ def _transfer(views: bool, size: int = 4 << 20):
                 conn.close()
         for src, dst in ((client, server), (server, client)):
             for packet in src.packets_to_send(now):
-                seen += 1
+                wire.update(packet)
                 dst.receive_packet(packet, now)
-        while (event := server.next_event()) is not None:
-            if type(event) is ev.DataReceived:
-                datas.append(event.data)
-            elif type(event) is ev.EndOfStream:
-                return source, datas, seen
+        for server_conn in server.connections_with_events():
+            while (event := server_conn.next_event(*([max_data] if max_data else []))) \
+                    is not None:
+                if type(event) is ev.DataReceived:
+                    datas.append(event.data)
+                elif type(event) is ev.EndOfStream:
+                    return source, datas, wire.hexdigest()
         while client.next_event() is not None:
             pass
         now += 0.0005
@@ -124,18 +130,72 @@ def _transfer(views: bool, size: int = 4 << 20):
 
 
 def test_the_application_gets_large_segments_as_views_of_the_packets(backend):
-    source, datas, packets = _transfer(True)
+    source, datas, wire = _transfer(True)
     assert b"".join(datas) == source
     views = [d for d in datas if type(d) is memoryview]
     # most of the stream came in 64 KiB segments, each its own event, uncopied
     assert sum(len(v) for v in views) > len(source) // 2
     assert all(v.readonly and type(v.obj) is bytes and len(v) >= 8192 for v in views)
     assert all(type(d) is bytes for d in datas if type(d) is not memoryview)
-    # the same course without the flag: the same packets, the same cuts, all of it bytes
-    source_b, datas_b, packets_b = _transfer(False)
-    assert packets_b == packets
+    # the same course without the flag: the very same packets, the same cuts, all bytes
+    source_b, datas_b, wire_b = _transfer(False)
+    assert wire_b == wire
     assert [len(d) for d in datas_b] == [len(d) for d in datas]
     assert all(type(d) is bytes for d in datas_b)
+
+
+def test_without_the_flag_data_is_bytes_even_in_cuts_of_large_pieces(backend):
+    """Read in events smaller than a segment, the queue cuts its pieces (views of what it
+    holds): without the flag each event is still bytes; with it, the cuts may be views."""
+    source, datas, _ = _transfer(False, 2 << 20, max_data=20000)
+    assert b"".join(datas) == source and max(len(d) for d in datas) <= 20000
+    assert all(type(d) is bytes for d in datas)
+    source, datas_v, _ = _transfer(True, 2 << 20, max_data=20000)
+    assert b"".join(datas_v) == source
+    assert [len(d) for d in datas_v] == [len(d) for d in datas]
+
+
+def test_both_backends_take_the_same_course_with_the_flag():
+    """The same run on the compiled and the pure engine: the same packets, the same event
+    cuts and the same kinds of data (view or bytes) for each event."""
+    from mptcp_fast import _backend
+    from conftest import require
+    require("compiled")
+    runs = []
+    for name in ("cython", "python"):
+        with _backend.use(name):
+            source, datas, wire = _transfer(True, 2 << 20)
+        runs.append((wire, [(len(d), type(d).__name__) for d in datas]))
+    assert runs[0] == runs[1]
+
+
+def test_a_kept_cut_of_a_view_holds_at_most_twice_its_size(backend):
+    """A segment that overlaps what was received carries few new bytes: the rest of its
+    view is copied when kept, so a peer's overlapping 64 KiB segments cannot make each
+    queued byte hold a whole packet (the receive window bounds the memory held)."""
+    from mptcp_fast.wire import dss
+    queue = dss.ReassemblyQueue(0, window=1 << 20)
+    packet = bytes(range(256)) * 256                      # 64 KiB under the views
+    assert queue.push(0, memoryview(packet)[:1000]) == 1000    # a small view: copied
+    queue.push(0, memoryview(packet)[:1001])             # one new byte at 1000: copied
+    queue.push(100, memoryview(packet)[100:40000])       # 38,999 new bytes: kept as a view
+    kept = list(queue.read_pieces())
+    assert b"".join(bytes(p) for p in kept) == packet[:40000]
+    assert [type(p) for p in kept] == [bytes, bytes, memoryview]
+    for piece in kept:
+        if type(piece) is memoryview:
+            assert 2 * len(piece) >= len(piece.obj), (len(piece), len(piece.obj))
+
+
+def test_the_queue_copies_a_read_only_view_of_a_buffer_that_may_change(backend):
+    """Only views of bytes are kept as they are: a read-only view of a bytearray may still
+    change through the bytearray, so the queue copies it."""
+    from mptcp_fast.wire import dss
+    queue = dss.ReassemblyQueue(0, window=1 << 20)
+    buffer = bytearray(b"a" * 10000)
+    queue.push(0, memoryview(buffer).toreadonly())
+    buffer[:] = b"b" * 10000
+    assert queue.read() == b"a" * 10000
 
 
 def test_the_emulator_s_bulk_app_takes_views_and_the_streams_stay_exact(backend):

@@ -528,6 +528,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
             if head is _DATA or head is _EOF:
                 # (a large segment's payload alone and uncopied, smaller ones joined)
                 data = self.queue.read_some(max_data) if self.queue is not None else b""
+                if type(data) is not bytes and not self.endpoint.receive_views:
+                    data = bytes(data)               # a view left by the queue's own cuts
                 if data:
                     self._autotune(len(data))
                     self._window_opened()

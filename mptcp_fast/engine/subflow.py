@@ -31,6 +31,7 @@ from ..wire import packet as pk
 from ..errors import option_error
 from mptcp_fast.engine.cookies import SynCookies
 from mptcp_fast.engine.events import CloseReason
+from mptcp_fast._bytes import compact
 
 if not cython.compiled:     # compiled: the C writers, cimported from _segment by subflow.pxd
     from mptcp_fast.wire._segment_py import (ack_packet, data_packet, data_packet_parts,
@@ -1169,7 +1170,8 @@ class Subflow:
             self.ack_pending = True                # all duplicate: tell the sender at once
             return
         if seq < nxt:
-            payload = payload[nxt - seq:]
+            # (a received packet's view keeps no more than twice what is left of it)
+            payload = compact(payload[nxt - seq:])
             seq = nxt
         if self.state not in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
             return                                 # after the peer's FIN: no more data

@@ -230,7 +230,7 @@ class MptcpTransport(asyncio.Transport):
         follows the path, is the real one."""
 
     # -- called by the stack
-    def _deliver(self, data: bytes) -> None:
+    def _deliver(self, data: bytes | memoryview) -> None:
         """Bytes the engine delivered, to the protocol. A protocol that fails on them (TLS
         on bytes that are no TLS) ends this connection, as asyncio's transports end theirs,
         and no other."""
@@ -247,6 +247,8 @@ class MptcpTransport(asyncio.Transport):
                     protocol.buffer_updated(n)
                     view = view[n:]
             else:
+                if type(data) is not bytes and type(protocol) is not _StreamProtocol:
+                    data = bytes(data)         # asyncio's contract: data_received gets bytes
                 protocol.data_received(data)   # type: ignore[attr-defined]
         except Exception as exc:
             self._force_close(exc)

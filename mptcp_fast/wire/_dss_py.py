@@ -12,6 +12,7 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING, Sequence
 
 from .. import _check
+from .._bytes import compact, immutable_buffer
 from ._dss_common import WHOLE_PIECE, Mapping as _Mapping
 from .serial import MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
@@ -90,11 +91,13 @@ def dss_checksum(dsn: int, subflow_seq: int, data_len: int, payload: BytesLike) 
 # connection-level reassembly (RFC 8684 §3.3.4, §3.3.6)
 
 def _stable(data: BytesLike) -> bytes | memoryview:
-    """``data`` itself when it cannot change under us (bytes, read-only views), else a copy."""
+    """``data`` itself when it cannot change under us (bytes, and read-only views of bytes
+    that hold at least half of the bytes under them), else a copy: a read-only view of some
+    other buffer may still change through it, and a small view would keep a large buffer."""
     if type(data) is bytes:
         return data
     view = memoryview(data).cast("B")
-    return view if view.readonly else bytes(view)
+    return compact(view) if immutable_buffer(view) else bytes(view)   # (at most twice it)
 
 
 class ReassemblyQueue:
@@ -209,7 +212,7 @@ class ReassemblyQueue:
             return 0
         if start < self._ack:
             self.duplicate_bytes += self._ack - start
-            view = memoryview(view)[self._ack - start:]
+            view = compact(memoryview(view)[self._ack - start:])   # (holds no more than twice it)
             start = self._ack
         limit = self._read + self._window
         if self._fin >= 0 and limit > self._fin:
@@ -219,7 +222,7 @@ class ReassemblyQueue:
             end = max(limit, start)
             if end == start:
                 return 0
-            view = memoryview(view)[:end - start]
+            view = compact(memoryview(view)[:end - start])
         if start == self._ack and (not self._starts or self._starts[0] >= end):
             self._ready.append(view)            # in order, nothing queued in the way: no copy
             self._ack = end

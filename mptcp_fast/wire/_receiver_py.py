@@ -25,6 +25,7 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING, Callable
 
 from .. import _check
+from .._bytes import immutable_buffer
 from .serial import MASK32 as _MASK32, MASK64 as _MASK64, beyond_reach, expand_seq, seq64_diff
 from ..errors import MappingConflict, MptcpError, UnmappedData
 from ._receiver_common import (DirectionCounters as _DirectionCounters, Event as _Event,
@@ -312,7 +313,10 @@ class DataReceiver:
         for dsn, n in ranges:
             self._cover(side, dsn, n)
             if payload is not None and self.queue is not None:
-                self.queue.push(dsn, payload[pos:pos + n])
+                # as the compiled twin: an immutable payload queued as it is when this run is
+                # all of it, any other run (or a buffer that may change) copied
+                whole = pos == 0 and n == length and immutable_buffer(payload)
+                self.queue.push(dsn, payload if whole else bytes(payload[pos:pos + n]))
                 self.pushed += n
             pos += n
         if self.pushed >= DRAIN_EVERY:

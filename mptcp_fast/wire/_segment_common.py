@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import _options_common as opt
 from ..errors import OptionError
+from .._bytes import compact, immutable_buffer  # noqa: F401  (the twins' and the engine's)
 
 if TYPE_CHECKING:
     from ._options_common import Option
@@ -21,15 +22,6 @@ TCPOPT_FASTOPEN = 34                      # RFC 7413 §4.1.1
 # read-only view of bytes); the reassembly queue keeps such a piece whole (WHOLE_PIECE, the
 # same size) and the application gets it as it is
 VIEW_PAYLOAD = 8192
-
-
-def immutable_buffer(data) -> bool:
-    """``data`` is bytes, or a flat read-only memoryview of bytes: its content can never
-    change, so a view of it may be kept past the call that received it."""
-    if type(data) is bytes:
-        return True
-    return type(data) is memoryview and type(data.obj) is bytes and data.readonly \
-        and data.c_contiguous and data.itemsize == 1 and data.ndim == 1
 
 __all__ = ["Incoming", "flow_key", "general_options", "usual_dss", "fastopen_cookie",
            "TCPOPT_FASTOPEN"]

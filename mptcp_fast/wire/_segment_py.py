@@ -15,8 +15,8 @@ from .. import _check
 from . import established
 from . import packet as pk
 from ..errors import PARSE_STATUS, PacketError
-from ._segment_common import (VIEW_PAYLOAD, Incoming as _Incoming, flow_key, general_options,
-                              immutable_buffer)
+from .._bytes import immutable_buffer
+from ._segment_common import VIEW_PAYLOAD, Incoming as _Incoming, flow_key, general_options
 from .established import read_usual as _read_usual
 from ._options_py import parse_tcp_options as _parse_tcp_options
 from ._csum_py import add16, sum16

@@ -51,10 +51,9 @@ class _SubflowSent:
         self.starts = []
         self.ends = []
         self.seqs = []
-        if cython.compiled:               # numbers: not walked by the collector
-            _untrack(self.starts)
-            _untrack(self.ends)
-            _untrack(self.seqs)
+        if cython.compiled:               # C numbers (add): not walked by the collector;
+            _untrack(self.starts)         # seqs stays tracked, it holds what the caller of
+            _untrack(self.ends)           # allocate_dsn passed
         self.head = 0
 
     def add(self, start: cython.longlong, end: cython.longlong, seq) -> None:

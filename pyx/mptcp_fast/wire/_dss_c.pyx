@@ -19,6 +19,8 @@ from mf_csum cimport sum16, add16
 cimport mf_serial
 from mf_check cimport u64_arg, int_arg
 from mf_gc cimport untrack
+from mf_bytes cimport immutable_buffer
+from mptcp_fast._bytes import compact           # (a kept cut of a view: _push)
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
@@ -112,11 +114,13 @@ def dss_checksum(dsn, subflow_seq, data_len, payload):
 # connection-level reassembly (RFC 8684 §3.3.4, §3.3.6)
 
 cdef object _stable(object data):
-    """``data`` itself when it cannot change under us (bytes, read-only views), else a copy."""
+    """``data`` itself when it cannot change under us (bytes, and read-only views of bytes
+    that hold at least half of the bytes under them), else a copy: a read-only view of some
+    other buffer may still change through it, and a small view would keep a large buffer."""
     if type(data) is bytes:
         return data
     view = memoryview(data).cast("B")
-    return view if view.readonly else bytes(view)
+    return compact(view) if immutable_buffer(view) else bytes(view)   # (at most twice it)
 
 
 cdef inline void _untrack_queue_lists(ReassemblyQueue queue) noexcept:
@@ -283,7 +287,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
             return 0
         if start < self._ack:
             self.duplicate_bytes += self._ack - start
-            view = memoryview(view)[self._ack - start:]
+            view = compact(memoryview(view)[self._ack - start:])   # (holds no more than twice it)
             start = self._ack
         limit = self._read + self._window
         if self._fin >= 0 and limit > self._fin:
@@ -293,7 +297,7 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
             end = max(limit, start)
             if end == start:
                 return 0
-            view = memoryview(view)[:end - start]
+            view = compact(memoryview(view)[:end - start])
         if start == self._ack and (self._count == 0 or self._starts[0] >= end):
             self._ready.append(view)            # in order, nothing queued in the way: no copy
             self._ack = end
@@ -448,8 +452,8 @@ The data-level receive queue of one direction of a connection (RFC 8684 §3.3.4,
     def read_pieces(self):
         """The in-order data not read yet as a list of bytes-like pieces, without copying
         (for os.writev, socket.sendmsg or a join of your own)."""
-        pieces = self._ready
-        self._ready = []
+        pieces = self._ready[:]           # a list of the caller's own: _ready is untracked
+        del self._ready[:]
         for piece in pieces:
             self._read += len(piece)
         return pieces
