@@ -36,7 +36,7 @@ cdef inline void put64(uint8_t* p, uint64_t v) noexcept nogil:
 # unsigned byte per item, format "B", contiguous). Its content can never change, so a view of
 # it may be kept.
 from cpython.buffer cimport PyBuffer_IsContiguous
-from cpython.bytes cimport PyBytes_CheckExact
+from cpython.bytes cimport PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
 
 
@@ -50,3 +50,17 @@ cdef inline bint immutable_buffer(object data) noexcept:
     return <void*>b.obj != NULL and PyBytes_CheckExact(b.obj) and b.readonly \
         and b.itemsize == 1 and b.ndim == 1 and PyBuffer_IsContiguous(b, b'C') \
         and (b.format == NULL or (b.format[0] == b'B' and b.format[1] == 0))
+
+
+# mptcp_fast._bytes.compact in C: ``piece`` itself, or a copy when it is a view holding less
+# than half of the bytes object under it (a kept cut of a packet's view holds at most twice
+# its size).
+cdef inline object compact(object piece):
+    cdef Py_buffer* b
+    if type(piece) is not memoryview:
+        return piece
+    b = PyMemoryView_GET_BUFFER(piece)
+    if <void*>b.obj != NULL and PyBytes_CheckExact(b.obj) \
+            and 2 * b.len < PyBytes_GET_SIZE(b.obj):
+        return bytes(piece)               # (rare: the common piece keeps its packet whole)
+    return piece

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from . import _options_common as opt
 from ..errors import OptionError
-from .._bytes import compact, immutable_buffer  # noqa: F401  (the twins' and the engine's)
 
 if TYPE_CHECKING:
     from ._options_common import Option

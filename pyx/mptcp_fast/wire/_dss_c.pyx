@@ -19,8 +19,7 @@ from mf_csum cimport sum16, add16
 cimport mf_serial
 from mf_check cimport u64_arg, int_arg
 from mf_gc cimport untrack
-from mf_bytes cimport immutable_buffer
-from mptcp_fast._bytes import compact           # (a kept cut of a view: _push)
+from mf_bytes cimport compact, immutable_buffer
 from mptcp_fast import _check                  # mf_check.pxd calls it on its slow path
 from mptcp_fast.errors import MappingConflict, ProtocolError, UnmappedData, conflict_text
 
