@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import _options_common as opt
 from ..errors import OptionError
+from ._dss_common import WHOLE_PIECE
 
 if TYPE_CHECKING:
     from ._options_common import Option
@@ -18,9 +19,9 @@ _SYN, _FIN = 0x02, 0x01                   # TCP header flags (RFC 9293 §3.1)
 TCPOPT_FASTOPEN = 34                      # RFC 7413 §4.1.1
 # read(view=True): a payload of this many bytes or more (an offloaded segment's) is handed on
 # as a view of the packet, not copied, when the packet's buffer can never change (bytes, or a
-# read-only view of bytes); the reassembly queue keeps such a piece whole (WHOLE_PIECE, the
-# same size) and the application gets it as it is
-VIEW_PAYLOAD = 8192
+# read-only view of bytes); it is the size the reassembly queue keeps a piece whole from, so
+# the application gets such a piece as it is
+VIEW_PAYLOAD = WHOLE_PIECE
 
 __all__ = ["Incoming", "flow_key", "general_options", "usual_dss", "fastopen_cookie",
            "TCPOPT_FASTOPEN"]

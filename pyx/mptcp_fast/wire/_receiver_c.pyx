@@ -305,7 +305,7 @@ cdef class DataReceiver:
         try:
             if view.len != length:
                 raise ValueError(f"payload holds {view.len} bytes, not {length}")
-            if type(payload) is bytes or immutable_buffer(payload):
+            if immutable_buffer(payload):
                 # immutable (bytes, or a read-only view of bytes: segment.read(view=True)):
                 # queued as it is when whole (push)
                 self._whole, self._whole_at, self._whole_len = \

@@ -217,7 +217,7 @@ cdef inline bint _is_ts(const uint8_t* p) noexcept nogil:
     return p[0] == 1 and p[1] == 1 and p[2] == 8 and p[3] == 10
 
 
-cdef Py_ssize_t VIEW_PAYLOAD = 8192     # _segment_common.VIEW_PAYLOAD, as a C constant
+cdef Py_ssize_t VIEW_PAYLOAD = 8192     # _segment_common.VIEW_PAYLOAD (WHOLE_PIECE), in C
 
 
 cpdef object read(object data, long long number, bint verified=False, bint view=False):
