@@ -479,6 +479,41 @@ def test_ctrl_c_on_processes_ends_every_one(tmp_path, backend):
         time.sleep(0.05)
 
 
+_DROPPED_INTERRUPT = """
+import os, signal, time
+from mptcp_fast.cli import analyze
+analyze._pool_worker()
+analyze._IN_JOB = True
+
+class Dropping:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)    # the handler runs in here...
+        sum(range(1000))                        # ...and Python drops what it raises
+
+try:
+    Dropping()
+    time.sleep(30)                              # a read that waits for a writer
+    print("slept on")
+except KeyboardInterrupt:
+    analyze._interrupt_taken()
+    time.sleep(3 * analyze._AGAIN_EVERY)        # taken: no more of them
+    print("ended")
+"""
+
+
+def test_a_pool_workers_interrupt_dropped_in_a_del_is_raised_again():
+    """The cause of a hang once seen in CI: the parent's SIGTERM landed while a
+    multiprocessing object's ``__del__`` ran, Python printed "Exception ignored" and dropped
+    the interrupt, and the worker went on waiting on its FIFO. The interrupt is raised
+    again until the job takes it, and not after."""
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _DROPPED_INTERRUPT], capture_output=True,
+                          timeout=60, env=_env("python"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Exception ignored" in proc.stderr.decode()
+    assert (proc.stdout, time.monotonic() - start < 20) == (b"ended\n", True)
+
+
 def test_the_figure_worker_ends_with_the_command_even_killed(tmp_path):
     """SIGKILL leaves the command no word: the figure worker sees its pipe end and leaves
     (it holds no copy of the command's end of it)."""

@@ -388,6 +388,8 @@ def _end_pool(pool) -> None:
 
 
 _IN_JOB = False                          # a pool worker: analysing a file now
+_ENDED = False                           # ... and its job has taken the interrupt
+_AGAIN_EVERY = 0.2                       # seconds: the interrupt raised again until taken
 
 
 def _pool_worker() -> None:
@@ -395,14 +397,33 @@ def _pool_worker() -> None:
     foreground group: the workers leave it to the parent, which ends them with SIGTERM. A
     worker analysing a file ends it as Ctrl-C ends one in a single process (its figure
     worker stopped, a table cut off removed: ``_analyze_file``), then itself; a second
-    SIGTERM (the pool ends its other workers once one has left) must not cut that short."""
+    SIGTERM (the pool ends its other workers once one has left) must not cut that short.
+
+    Python drops an exception raised while a ``__del__`` runs ("Exception ignored in"), so
+    the interrupt may never reach the job: it is raised again every ``_AGAIN_EVERY``
+    seconds (SIGALRM) until the job has taken it (``_interrupt_taken``)."""
     def end(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if _IN_JOB:
+        if not _IN_JOB:
+            os._exit(130)
+        signal.signal(signal.SIGALRM, again)
+        signal.setitimer(signal.ITIMER_REAL, _AGAIN_EVERY, _AGAIN_EVERY)
+        raise KeyboardInterrupt
+
+    def again(signum, frame):
+        if not _IN_JOB:
+            os._exit(130)
+        if not _ENDED:
             raise KeyboardInterrupt
-        os._exit(130)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, end)
+
+
+def _interrupt_taken() -> None:
+    """The job is ending on its interrupt: no more of them (``_pool_worker``)."""
+    global _ENDED
+    _ENDED = True
+    signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _pool_job(path: str, wanted: FileOutputs, timing: bool) -> dict:
@@ -440,6 +461,8 @@ def _analyze_file(path: str, wanted: FileOutputs, timing: bool, progress, on_rep
         try:
             result = _outputs_of_file(path, wanted, timing, progress, worker, on_report)
         except BaseException as exc:      # Ctrl-C: the figures being drawn end with it
+            if _IN_JOB:
+                _interrupt_taken()
             _ending_on(exc)
             if worker is not None:
                 worker.stop()
