@@ -124,7 +124,10 @@ class Retained:
     def release(self, data_ack: int) -> None:
         acked = _diff64(data_ack, self.base)
         head, starts, pieces = self._head, self._starts, self._pieces
-        while head < len(starts) and starts[head] + len(pieces[head]) <= acked:
+        while head < len(starts):
+            start = starts[head]
+            if start + len(pieces[head]) > acked:
+                break
             self.size -= len(pieces[head])
             pieces[head] = None          # its bytes go now, not when the list is cut
             head += 1

@@ -65,7 +65,11 @@ class _SubflowSent:
         """Drop the leading ranges wholly below ``acked``; compact once half is dead."""
         head: cython.Py_ssize_t = self.head
         n: cython.Py_ssize_t = len(self.ends)
-        while head < n and self.ends[head] <= acked:
+        end: cython.longlong
+        while head < n:
+            end = self.ends[head]
+            if end > acked:
+                break
             head += 1
         if head > 64 and head * 2 > n:
             del self.starts[:head], self.ends[:head], self.seqs[:head]

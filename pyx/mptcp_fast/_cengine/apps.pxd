@@ -34,5 +34,6 @@ cdef class BulkApp:
     cpdef run(self, double now)
     cpdef bint peer_ended(self)
     cdef Transfer _transfer(self, Connection conn)
-    @cython.locals(conn=Connection)
+    @cython.locals(conn=Connection, n=cython.longlong, space=cython.longlong,
+                   start=cython.longlong, size=cython.longlong, taken=cython.longlong)
     cpdef _feed(self, Transfer t)

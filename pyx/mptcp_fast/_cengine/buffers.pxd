@@ -10,6 +10,7 @@ cdef class Unsent:
     cdef public object _pieces
     cdef public long long size
     cpdef push(self, object data)
+    @cython.locals(left=cython.longlong)
     cpdef take(self, long long n)
 
 
@@ -19,7 +20,8 @@ cdef class Retained:
     cdef public list _starts, _pieces
     cdef public Py_ssize_t _head
     cdef public long long _end, size
+    @cython.locals(offset=cython.longlong)
     cpdef append(self, object dsn, object data)
-    @cython.locals(acked=cython.longlong, head=Py_ssize_t, n=Py_ssize_t)
+    @cython.locals(acked=cython.longlong, head=Py_ssize_t, n=Py_ssize_t, start=cython.longlong)
     cpdef release(self, object data_ack)
     cpdef slice(self, object dsn, long long n)

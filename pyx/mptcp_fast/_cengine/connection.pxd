@@ -26,7 +26,7 @@ from mf_gc cimport untrack as _untrack
 from mptcp_fast.wire._sender_c cimport DsnAllocator
 
 
-cdef long long MASK32, _HALF32
+cdef long long MASK32, _HALF32, SEND_BUFFER_FLOOR, MAX_CHUNK
 cdef dict _OPTION_HANDLERS
 
 
@@ -143,7 +143,7 @@ cdef class Connection(SubflowOwner):
     cpdef next_event(self, long long max_data=*)
     cpdef _event(self, object event)
     cpdef _mark_data(self)
-    @cython.locals(sf=Subflow)
+    @cython.locals(sf=Subflow, left=cython.longlong)
     cpdef _window_opened(self)
     @cython.locals(now=double, target=cython.longlong, round_trip=double, elapsed=double,
                    per_round_trip=double)
@@ -152,6 +152,7 @@ cdef class Connection(SubflowOwner):
     cpdef double _round_trip(self)
     cpdef long long receive_window_left(self)
     cpdef long long _buffered(self)
+    @cython.locals(limit=cython.longlong)
     cpdef long long _send_space(self)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
     @cython.locals(before=cython.ulonglong)
