@@ -52,6 +52,7 @@ HYSTART_SAMPLES = 8              # RTT samples a round's smallest is taken from 
 HYSTART_LOW_WINDOW = 16          # segments below which slow start always goes on (Linux)
 HYSTART_MIN_DELAY = 0.004        # the delay increase that counts, clamped (MIN_RTT_THRESH)
 HYSTART_MAX_DELAY = 0.016        # (MAX_RTT_THRESH)
+_INF = math.inf                  # (a C double where compiled: read per ACK)
 
 
 class Window:
@@ -114,19 +115,19 @@ class Controller:
     def rtt_sample(self, w: Window, rtt: float, ack: int, snd_nxt: int) -> None:
         """HyStart's delay test (see the module text) on one RTT sample (seconds) of an ACK
         for ``ack``, ``snd_nxt`` being the next sequence number to send, both relative."""
-        if not self.hystart or not w.in_slow_start:
+        if not self.hystart or not w.cwnd < w.ssthresh:     # (in_slow_start, as C fields)
             return
         if ack >= w.round_end:                   # a new round: what was sent is the next
             w.round_end = snd_nxt
             w.last_round_min = w.round_min
-            w.round_min = math.inf
+            w.round_min = _INF
             w.round_samples = 0
         w.round_samples += 1
         if w.round_samples > HYSTART_SAMPLES:
             return
         if rtt < w.round_min:
             w.round_min = rtt
-        if w.round_samples == HYSTART_SAMPLES and w.last_round_min != math.inf \
+        if w.round_samples == HYSTART_SAMPLES and w.last_round_min != _INF \
                 and w.cwnd >= HYSTART_LOW_WINDOW * w.mss:
             threshold = min(max(w.last_round_min / 8, HYSTART_MIN_DELAY), HYSTART_MAX_DELAY)
             if w.round_min >= w.last_round_min + threshold:
@@ -139,7 +140,7 @@ class Controller:
         one MSS per segment covered; with segmentation offload one ACK covers many)."""
         if acked <= 0:
             return
-        if w.in_slow_start:                                  # RFC 5681 §3.1, RFC 3465
+        if w.cwnd < w.ssthresh:               # in slow start: RFC 5681 §3.1, RFC 3465
             w.cwnd += min(acked, max(1, segments) * w.mss)
             return
         self._avoid(w, acked, now)

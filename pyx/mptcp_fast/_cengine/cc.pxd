@@ -2,6 +2,11 @@
 cimport cython
 from mf_gc cimport untrack as _untrack
 
+# module constants read per ACK: C values
+cdef long HYSTART_SAMPLES, HYSTART_LOW_WINDOW
+cdef double HYSTART_MIN_DELAY, HYSTART_MAX_DELAY, _INF
+
+
 @cython.final
 cdef class Window:
     cdef public long mss
