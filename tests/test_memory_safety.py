@@ -175,7 +175,7 @@ def test_16_verify_add_addr_with_a_forged_200_byte_address(backend, form):
 
 def test_16_the_hmac_backends_refuse_an_address_that_does_not_fit_their_buffer(backend):
     impl = crypto._impl
-    state = impl.new_context(1, 2, 1)
+    state = impl.new_context(1, 2, 1)[0]          # (state, tokens and IDSNs)
     for call in (lambda: impl.add_addr_hmac(1, 2, 1, b"\x01" * 200, 80),
                  lambda: impl.add_addr2_hmac(1, 1, b"\x01" * 200, 80),
                  lambda: impl.context_add_addr(state, False, 1, b"\x01" * 200, -1, False)):

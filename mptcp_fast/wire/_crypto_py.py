@@ -76,6 +76,57 @@ def add_addr2_hmac(key: int, address_id: int, address: bytes, port: int) -> byte
 
 
 # ------------------------------------------------------------------------------------------------
+# the keyed hash of a connection's addresses and ports (RFC 6528 §3's F)
+
+MAX_PURPOSE = 8     # purpose || 16 || 2 || 16 || 2 bytes: within one HMAC block's 55 (C twin)
+_IPAD = bytes(b ^ 0x36 for b in range(256))     # RFC 2104: the key XOR ipad, XOR opad
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
+def _port16(name: str, port) -> int:
+    if type(port) is int and 0 <= port <= 0xFFFF:
+        return port
+    return _check.uint(name, port, 16)
+
+
+def _packed(name: str, address) -> bytes:
+    if type(address) is bytes and len(address) in (4, 16):
+        return address
+    return _check.packed_address(name, address)
+
+
+class TupleHash:
+    """HMAC-SHA-256 (RFC 2104) under one secret of at most 64 bytes, its pads hashed once:
+    each hash32 costs two compressions and two copies, not a new HMAC object."""
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes):
+        _check.exact_bytes("secret", secret)
+        if len(secret) > 64:
+            raise ValueError(f"the secret must be at most 64 bytes, got {len(secret)}")
+        key = secret.ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def hash32(self, purpose: bytes, local: bytes, local_port: int, remote: bytes,
+               remote_port: int) -> int:
+        """Leftmost 32 bits of HMAC(secret, purpose || local || local_port || remote ||
+        remote_port), ports as 16 big-endian bits; addresses packed (4 or 16 bytes)."""
+        _check.exact_bytes("purpose", purpose)
+        if len(purpose) > MAX_PURPOSE:
+            raise ValueError(f"purpose must be at most {MAX_PURPOSE} bytes, got {len(purpose)}")
+        message = (purpose + _packed("local", local)
+                   + _port16("local_port", local_port).to_bytes(2, "big")
+                   + _packed("remote", remote)
+                   + _port16("remote_port", remote_port).to_bytes(2, "big"))
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return int.from_bytes(outer.digest()[:4], "big")
+
+
+# ------------------------------------------------------------------------------------------------
 # per-connection key context: pre-keyed hmac objects, copied for each message
 
 class ContextState:
@@ -94,8 +145,11 @@ class ContextState:
         self.add_addr_remote = hmac.new(remote + local, digestmod="sha256")
 
 
-def new_context(local_key: int, remote_key: int, version: int) -> ContextState:
-    return ContextState(local_key, remote_key, version)
+def new_context(local_key: int, remote_key: int, version: int):
+    """(state, local token, local IDSN, remote token, remote IDSN): all that a KeyContext
+    needs, in one call."""
+    return (ContextState(local_key, remote_key, version), *key_token_idsn(local_key, version),
+            *key_token_idsn(remote_key, version))
 
 
 def _mac(prepared, msg: bytes) -> bytes:

@@ -20,6 +20,7 @@ this module validates arguments and holds the public types.
 
 from __future__ import annotations
 
+import hashlib
 import hmac as _hmac
 import os
 import secrets
@@ -40,7 +41,7 @@ __all__ = [
     "join_synack_hmac", "join_ack_hmac", "verify_join_synack", "verify_join_ack",
     "add_addr_hmac", "add_addr2_hmac", "verify_add_addr", "KeyContext", "TokenTable",
     "TokenTableError", "token_idsn_batch", "join_hmac_batch", "verify_join_synack_batch",
-    "verify_join_ack_batch", "add_addr_hmac_batch", "acceleration",
+    "verify_join_ack_batch", "add_addr_hmac_batch", "acceleration", "tuple_hasher",
 ]
 
 SYNACK_HMAC_LEN = 8     # leftmost 64 bits (RFC 8684 §3.2)
@@ -65,7 +66,20 @@ def _nonce(name: str, value) -> int:
     return _check.uint(name, value, 32)
 
 
+_U64_MAX = (1 << 64) - 1
+
+
+def _key(name: str, value) -> int:
+    """A 64-bit key; the common case (a Python int in range, as the engine's keys are)
+    without a call."""
+    if type(value) is int and 0 <= value <= _U64_MAX:
+        return value
+    return _check.uint(name, value, 64)
+
+
 def _version(version) -> int:
+    if type(version) is int and (version == 1 or version == 0):
+        return version
     if version not in (0, 1):
         raise ValueError(f"version must be 0 (RFC 6824) or 1 (RFC 8684), not {version!r}")
     return int(version)
@@ -94,7 +108,7 @@ def generate_key(random_bits: Callable[[int], int] = secrets.randbits) -> int:
 
 def key_token_idsn(key: int, version: int = 1) -> tuple[int, int]:
     """(token, IDSN) of ``key``; the first data sequence number sent is IDSN + 1."""
-    return _impl.key_token_idsn(_u("key", key, 64), _version(version))
+    return _impl.key_token_idsn(_key("key", key), _version(version))
 
 
 def key_token(key: int, version: int = 1) -> int:
@@ -182,6 +196,24 @@ def verify_add_addr(option: AddAddr | AddAddr2, sender_key: int, receiver_key: i
 
 
 # ------------------------------------------------------------------------------------------------
+# the keyed hash of a connection's addresses and ports (RFC 6528 §3's F)
+
+def tuple_hasher(secret: bytes) -> Callable[[bytes, bytes, int, bytes, int], int]:
+    """F of RFC 6528 §3 under ``secret``: a function
+    ``(purpose, local, local_port, remote, remote_port) -> int``, the leftmost 32 bits of
+    HMAC-SHA-256(secret, purpose || local || local_port || remote || remote_port) with the
+    ports as 16 big-endian bits. ``purpose`` (at most 8 bytes) keeps the hashes made for
+    different uses apart. The function takes packed addresses (bytes of 4 or 16) and
+    raises TypeError or ValueError for anything else; it is the active backend's, and its
+    secret's HMAC pads are hashed here, once, so a call costs two compressions.
+    """
+    _check.exact_bytes("secret", secret)
+    if len(secret) > 64:            # RFC 2104 §2: a key longer than a block is hashed first
+        secret = hashlib.sha256(secret).digest()
+    return _impl.TupleHash(secret).hash32
+
+
+# ------------------------------------------------------------------------------------------------
 # per-connection context
 
 class KeyContext:
@@ -198,13 +230,13 @@ class KeyContext:
                  "remote_token", "remote_idsn", "_impl", "_state")
 
     def __init__(self, local_key: int, remote_key: int, version: int = 1) -> None:
-        self.local_key = _u("local_key", local_key, 64)
-        self.remote_key = _u("remote_key", remote_key, 64)
+        self.local_key = _key("local_key", local_key)
+        self.remote_key = _key("remote_key", remote_key)
         self.version = _version(version)
         self._impl = _impl          # a context keeps the backend it was built with
-        self._state = _impl.new_context(self.local_key, self.remote_key, self.version)
-        self.local_token, self.local_idsn = _impl.key_token_idsn(self.local_key, self.version)
-        self.remote_token, self.remote_idsn = _impl.key_token_idsn(self.remote_key, self.version)
+        # the prepared HMAC keys, and both keys' tokens and IDSNs (RFC 8684 §3.1): one call
+        (self._state, self.local_token, self.local_idsn, self.remote_token,
+         self.remote_idsn) = _impl.new_context(self.local_key, self.remote_key, self.version)
 
     def __repr__(self):
         return (f"KeyContext(local_token=0x{self.local_token:08x}, "
@@ -299,8 +331,8 @@ class TokenTable(Generic[_Entry]):
         if len(self._by_token) >= self.max_size:
             raise TokenTableError(f"token table full: {self.max_size} live connections")
         for _ in range(self.max_retries):
-            key = self._key_source()
-            token = key_token(key, self.version)
+            key = _key("key", self._key_source())
+            token = _impl.key_token_idsn(key, self.version)[0]      # RFC 8684 §3.1
             if token != 0 and token not in self._by_token:
                 self._by_token[token] = connection
                 return key, token

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import packet as _packet
-from ._segment_common import Incoming, flow_key  # noqa: F401  (exported; defined once there)
+from ._segment_common import Incoming  # noqa: F401  (exported; defined once there)
 from ..errors import PARSE_STATUS, PacketError
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ _impl: Any = None      # the active twin, _segment_c or _segment_py
 # segment_packet(src, dst, sport, dport, seq, ack, flags, window, area, payload) -> bytes:
 #             any other segment, its options area given as bytes. The active twin's, set by
 #             _bind().
+# flow_key(local, lport, remote, rport) -> bytes: a subflow's key in its endpoint's table
+#             (_segment_common.flow_key; the compiled twin builds it in C).
 if TYPE_CHECKING:    # for type checkers: the pure twin's signatures (the compiled ones are alike)
-    from ._segment_py import ack_packet, data_packet, data_packet_parts, segment_packet
+    from ._segment_py import ack_packet, data_packet, data_packet_parts, flow_key, segment_packet
 else:
-    data_packet = data_packet_parts = ack_packet = segment_packet = None
+    data_packet = data_packet_parts = ack_packet = segment_packet = flow_key = None
 
 
 def complete_checksum(parts) -> bytes:
@@ -77,10 +79,11 @@ def complete_checksum(parts) -> bytes:
 
 
 def _bind(impl: Any) -> None:
-    global _impl, data_packet, data_packet_parts, ack_packet, segment_packet
+    global _impl, data_packet, data_packet_parts, ack_packet, segment_packet, flow_key
     _impl = impl
     data_packet, data_packet_parts, ack_packet, segment_packet = impl.data_packet, \
         impl.data_packet_parts, impl.ack_packet, impl.segment_packet
+    flow_key = impl.flow_key
 
 
 from .. import _backend as _backend_module  # noqa: E402

@@ -7,7 +7,7 @@ integers out of range raise OverflowError here, as in the pure twin.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from mf_bytes cimport be64, bool8, put32, put64
+from mf_bytes cimport be32, be64, bool8, put16, put32, put64
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
@@ -114,12 +114,7 @@ def hmac_short(int digest_size, bytes key, bytes msg):
 
 def key_token_idsn(uint64_t key, int version):
     """(token, IDSN) of a key: first 32 / last 64 bits of its hash (RFC 8684 §3.1)."""
-    cdef uint8_t msg[8]
-    cdef uint8_t digest[32]
-    cdef int n = digest_size_of(version)
-    put64(msg, key)
-    mf_hash_short(n, msg, 8, digest)
-    return be64(digest) >> 32, be64(digest + n - 8)
+    return token_idsn(key, digest_size_of(version))
 
 
 def join_hmac(uint64_t key1, uint64_t key2, uint32_t nonce1, uint32_t nonce2, int version,
@@ -171,31 +166,119 @@ def add_addr2_hmac(uint64_t key, uint8_t address_id, bytes address, int port):
 
 
 # ------------------------------------------------------------------------------------------------
+# the keyed hash of a connection's addresses and ports (RFC 6528 §3's F)
+
+cdef enum:
+    MAX_PURPOSE = 8     # purpose || 16 || 2 || 16 || 2 bytes: within one HMAC block's 55
+
+cdef inline int port16(str name, object port) except -1:
+    """A port as the pure twin takes it: a Python int in 0..65535, or what _check.uint takes
+    (a numpy integer); anything else raises there, with the pure twin's message."""
+    if type(port) is int and 0 <= port <= 0xFFFF:
+        return port
+    return _check.uint(name, port, 16)
+
+cdef inline Py_ssize_t put_address(uint8_t* out, str name, object address) except -1:
+    """A packed address (bytes of 4 or 16: it is copied into a fixed-size buffer)."""
+    if type(address) is not bytes or (PyBytes_GET_SIZE(address) != 4
+                                      and PyBytes_GET_SIZE(address) != 16):
+        _check.packed_address(name, address)
+    memcpy(out, PyBytes_AS_STRING(address), PyBytes_GET_SIZE(address))
+    return PyBytes_GET_SIZE(address)
+
+
+cdef class TupleHash:
+    """HMAC-SHA-256 (RFC 2104) under one secret of at most 64 bytes, its pads hashed once:
+    each hash32 costs two compressions."""
+    cdef mf_hmac_key key
+
+    def __cinit__(self, secret):
+        _check.exact_bytes("secret", secret)
+        if PyBytes_GET_SIZE(secret) > 64:
+            raise ValueError(f"the secret must be at most 64 bytes, got {len(secret)}")
+        mf_hmac_init(&self.key, 32, <const uint8_t*>PyBytes_AS_STRING(secret),
+                     PyBytes_GET_SIZE(secret))
+
+    def hash32(self, purpose, local, local_port, remote, remote_port):
+        """Leftmost 32 bits of HMAC(secret, purpose || local || local_port || remote ||
+        remote_port), ports as 16 big-endian bits; addresses packed (4 or 16 bytes)."""
+        cdef uint8_t msg[MAX_PURPOSE + 36]
+        cdef uint8_t digest[32]
+        cdef Py_ssize_t n
+        if type(purpose) is not bytes:
+            _check.exact_bytes("purpose", purpose)
+        n = PyBytes_GET_SIZE(purpose)
+        if n > MAX_PURPOSE:
+            raise ValueError(f"purpose must be at most {MAX_PURPOSE} bytes, got {n}")
+        memcpy(msg, PyBytes_AS_STRING(purpose), n)
+        n += put_address(msg + n, "local", local)
+        put16(msg + n, port16("local_port", local_port))
+        n += 2
+        n += put_address(msg + n, "remote", remote)
+        put16(msg + n, port16("remote_port", remote_port))
+        mf_hmac(&self.key, msg, n + 2, digest)
+        return be32(digest)
+
+
+# ------------------------------------------------------------------------------------------------
 # per-connection key context: the key pads are hashed once
 
 cdef class ContextState:
-    """Prepared HMAC keys of one connection: both key orders, and each key alone (ADD_ADDR2)."""
+    """Prepared HMAC keys of one connection: both key orders, and each key alone (ADD_ADDR2).
+    The ADD_ADDR2 keys are prepared on first use: only that profile's connections need them."""
     cdef mf_hmac_key local_remote
     cdef mf_hmac_key remote_local
-    cdef mf_hmac_key local_only
-    cdef mf_hmac_key remote_only
     cdef mf_hmac_key add_addr_local      # SHA-256 pair keys for ADD_ADDR (v1 only)
     cdef mf_hmac_key add_addr_remote
+    cdef mf_hmac_key local_only          # SHA-1, each key alone: ADD_ADDR2
+    cdef mf_hmac_key remote_only
+    cdef bint single_keys_ready
+    cdef uint64_t local_key, remote_key
+
+
+cdef inline tuple token_idsn(uint64_t key, int n):
+    """(token, IDSN) of a key: first 32 / last 64 bits of its hash (RFC 8684 §3.1)."""
+    cdef uint8_t msg[8]
+    cdef uint8_t digest[32]
+    put64(msg, key)
+    mf_hash_short(n, msg, 8, digest)
+    return be32(digest), be64(digest + n - 8)
 
 
 def new_context(uint64_t local_key, uint64_t remote_key, int version):
+    """(state, local token, local IDSN, remote token, remote IDSN): all that a KeyContext
+    needs, in one call."""
     cdef ContextState s = ContextState.__new__(ContextState)
     cdef int n = digest_size_of(version)
     cdef uint8_t key[16]
+    s.local_key = local_key
+    s.remote_key = remote_key
     key_pair(key, local_key, remote_key)
     mf_hmac_init(&s.local_remote, n, key, 16)
-    mf_hmac_init(&s.add_addr_local, 32, key, 16)
     key_pair(key, remote_key, local_key)
     mf_hmac_init(&s.remote_local, n, key, 16)
-    mf_hmac_init(&s.add_addr_remote, 32, key, 16)
-    mf_hmac_init(&s.local_only, 20, key + 8, 8)
-    mf_hmac_init(&s.remote_only, 20, key, 8)
-    return s
+    if n == 32:            # v1: ADD_ADDR is keyed as MP_JOIN is (RFC 8684 §3.4.1, §3.2)
+        s.add_addr_local = s.local_remote
+        s.add_addr_remote = s.remote_local
+    else:                  # v0 joins with SHA-1; ADD_ADDR's HMAC stays SHA-256
+        mf_hmac_init(&s.add_addr_remote, 32, key, 16)
+        key_pair(key, local_key, remote_key)
+        mf_hmac_init(&s.add_addr_local, 32, key, 16)
+    local_token, local_idsn = token_idsn(local_key, n)
+    remote_token, remote_idsn = token_idsn(remote_key, n)
+    return s, local_token, local_idsn, remote_token, remote_idsn
+
+
+cdef const mf_hmac_key* single_key(ContextState state, bint local) noexcept:
+    """The SHA-1 key of ADD_ADDR2 (one side's key alone), prepared the first time it is asked."""
+    cdef uint8_t key[8]
+    if not state.single_keys_ready:
+        put64(key, state.local_key)
+        mf_hmac_init(&state.local_only, 20, key, 8)
+        put64(key, state.remote_key)
+        mf_hmac_init(&state.remote_only, 20, key, 8)
+        state.single_keys_ready = True
+    return &state.local_only if local else &state.remote_only
 
 
 def context_join(ContextState state, bint local_first, uint32_t nonce1, uint32_t nonce2,
@@ -244,7 +327,7 @@ def context_add_addr(ContextState state, bint local_sender, uint8_t address_id, 
     if addaddr2:
         mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
                                 PyBytes_GET_SIZE(address), port)
-        mf_hmac(&state.local_only if local_sender else &state.remote_only, msg, mlen, digest)
+        mf_hmac(single_key(state, local_sender), msg, mlen, digest)
         return PyBytes_FromStringAndSize(<char*>digest, 8)
     mlen = add_addr_message(msg, address_id, <const uint8_t*>PyBytes_AS_STRING(address),
                             PyBytes_GET_SIZE(address), port if port >= 0 else 0)

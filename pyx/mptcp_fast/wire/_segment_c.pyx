@@ -9,7 +9,7 @@ cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
@@ -23,6 +23,7 @@ from mptcp_fast import _check
 from mptcp_fast.wire._packet_common import write_error             # the packet layer's errors
 from mptcp_fast.wire import _options_common as _opt
 from mptcp_fast.wire._options_common import Dss as _DssClass
+from mptcp_fast.wire import _segment_common
 from mptcp_fast.wire._segment_common import TCPOPT_FASTOPEN, fastopen_cookie
 from mptcp_fast.errors import OptionError
 from mptcp_fast.wire._options_c import parse_tcp_options   # this backend's codec
@@ -212,6 +213,18 @@ cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remo
     memcpy(o + 2 * alen + 2, rport, 2)
     return out
 
+
+
+def flow_key(bytes local not None, uint16_t lport, bytes remote not None, uint16_t rport):
+    """_segment_common.flow_key in C: a subflow's key in its endpoint's table (the engine
+    builds one per lookup when it picks or registers a 4-tuple)."""
+    cdef uint8_t ports[4]
+    if PyBytes_GET_SIZE(local) != PyBytes_GET_SIZE(remote):    # not one family: not the engine's
+        return _segment_common.flow_key(local, lport, remote, rport)
+    put16(ports, lport)
+    put16(ports + 2, rport)
+    return _flow(<const uint8_t*>PyBytes_AS_STRING(local), ports,
+                 <const uint8_t*>PyBytes_AS_STRING(remote), ports + 2, PyBytes_GET_SIZE(local))
 
 cdef inline bint _is_ts(const uint8_t* p) noexcept nogil:
     return p[0] == 1 and p[1] == 1 and p[2] == 8 and p[3] == 10
