@@ -21,7 +21,9 @@ run: ``--no-hash`` leaves it out) and every transfer is checked byte-exact after
 wall time runs from the first ``connect`` to the last byte's arrival: set-up included.
 
 Printed per N: wall seconds, goodput (Mbit/s per wall second), its ratio to N = 1's, packets
-sent (both engines), and the memory per idle connection: what tracemalloc sees the two engines
+sent (both engines), the most bytes the paths' queues held at once (client to server, both
+paths: with N connections in slow start they hold the whole transfer, whose every byte is then
+out of the processor's caches when it arrives), and the memory per idle connection: what tracemalloc sees the two engines
 hold (both endpoints' share) after N connections were established with both subflows (one byte
 sent on each, for the DATA_ACK that lets the client join) and their events read, over N (``--idle-max`` caps the N of that measure).
 """
@@ -53,9 +55,9 @@ def _network(n: int, client_host, server_host):
     net = Network(seed=1)
     net.add_host(client_host, [C0, C1])
     net.add_host(server_host, [S0])
-    for address in (C0, C1):
-        net.add_path(address, S0, rate=RATE, delay=DELAY, queue=QUEUE)
-    return net
+    paths = [net.add_path(address, S0, rate=RATE, delay=DELAY, queue=QUEUE)
+             for address in (C0, C1)]
+    return net, paths
 
 
 def transfer(n: int, total: int, hash_data: bool) -> dict:
@@ -67,7 +69,7 @@ def transfer(n: int, total: int, hash_data: bool) -> dict:
     client = BulkApp(Endpoint([C0, C1], _config(n)), send_bytes=per, hash_data=hash_data)
     server = BulkApp(Endpoint([S0], _config(n)), hash_data=hash_data)
     server.endpoint.listen(PORT)
-    net = _network(n, client, server)
+    net, paths = _network(n, client, server)
     started = time.perf_counter()
     conns = [client.open((S0, PORT), 0.0) for _ in range(n)]
     net.run(until=600.0, stop=lambda: server.ended >= n)
@@ -94,10 +96,13 @@ def transfer(n: int, total: int, hash_data: bool) -> dict:
             if t.received_hash.hexdigest() != digest:
                 raise RuntimeError(f"N={n}: a connection received other bytes than were sent")
     subflows = sum(len(c.all_subflows) for c in conns)
+    # the most the network held waiting for its links, client to server (both paths): with
+    # N connections in slow start and queues deeper than every window, the whole transfer
+    queued = sum(path.stats(address).peak_queue_bytes for path, address in zip(paths, (C0, C1)))
     return {"n": n, "per": per, "wall": wall, "virtual": virtual,
             "goodput_bps": per * n * 8 / wall,
             "packets": client.endpoint.packets_sent + server.endpoint.packets_sent,
-            "subflows": subflows, "exact": hash_data}
+            "subflows": subflows, "exact": hash_data, "peak_queued": queued}
 
 
 def idle(n: int) -> dict:
@@ -107,7 +112,7 @@ def idle(n: int) -> dict:
     client = Endpoint([C0, C1], _config(n))
     server = Endpoint([S0], _config(n))
     server.listen(PORT)
-    net = _network(n, client, server)
+    net, _ = _network(n, client, server)
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     conns = [client.connect((S0, PORT), 0.0) for _ in range(n)]
@@ -160,13 +165,15 @@ def show(result: dict, total: int) -> None:
     idle_of = {r["n"]: r for r in result["idle"]}
     base = result["runs"][0]["goodput_bps"] if result["runs"] else 1.0
     print(f"  {'N':>6} {'wall s':>8} {'Mbit/s':>9} {'ratio':>6} {'packets':>10} "
-          f"{'idle B/conn':>12}" + (f" {'walls of the rounds':>20}" if rounds > 1 else ""))
+          f"{'idle B/conn':>12} {'queued MB':>10}"
+          + (f" {'walls of the rounds':>20}" if rounds > 1 else ""))
     for r in result["runs"]:
         mem = idle_of.get(r["n"])
         walls = "  " + " ".join(f"{w:.2f}" for w in r["walls"]) if rounds > 1 else ""
         print(f"  {r['n']:>6} {r['wall']:8.2f} {r['goodput_bps'] / 1e6:9.0f} "
               f"{r['goodput_bps'] / base:6.2f} {r['packets']:>10,} "
-              f"{'' if mem is None else format(mem['per_connection'], ',.0f'):>12}{walls}")
+              f"{'' if mem is None else format(mem['per_connection'], ',.0f'):>12} "
+              f"{r['peak_queued'] / 1e6:10.1f}{walls}")
     print("  every transfer byte-exact (SHA-256 of each connection's stream, both sides)"
           if result["runs"] and result["runs"][0]["exact"] else
           "  byte counts checked (--no-hash: not hashed)")

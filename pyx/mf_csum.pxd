@@ -12,16 +12,57 @@ cdef extern from *:
     #else
     #define MF_LITTLE_ENDIAN 1
     #endif
+    #if defined(__GNUC__) && defined(__x86_64__)
+    #include <immintrin.h>
+    /* The same sum, 64 bytes a step in 256-bit registers, where the CPU has AVX2 (asked
+       once, at the first long sum: the compiler checks that the OS saves the registers
+       too). The same words into the same kind of 64-bit sum: the same checksum, in about
+       a third of the instructions of the SSE2 loop below. */
+    __attribute__((target("avx2")))
+    static uint64_t mf_sum_blocks_avx2(const uint8_t* p, Py_ssize_t n, Py_ssize_t* done) {
+        __m256i zero = _mm256_setzero_si256(), low = zero, high = zero;
+        uint64_t lanes[4];
+        Py_ssize_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            __m256i a = _mm256_loadu_si256((const __m256i*)(p + i));
+            __m256i b = _mm256_loadu_si256((const __m256i*)(p + i + 32));
+            low = _mm256_add_epi64(low, _mm256_unpacklo_epi32(a, zero));
+            high = _mm256_add_epi64(high, _mm256_unpackhi_epi32(a, zero));
+            low = _mm256_add_epi64(low, _mm256_unpacklo_epi32(b, zero));
+            high = _mm256_add_epi64(high, _mm256_unpackhi_epi32(b, zero));
+        }
+        _mm256_storeu_si256((__m256i*)lanes, _mm256_add_epi64(low, high));
+        *done = i;
+        return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
+    static int mf_avx2 = -1;              /* not asked yet */
+    static inline int mf_has_avx2(void) {
+        if (mf_avx2 < 0) {
+            __builtin_cpu_init();
+            mf_avx2 = __builtin_cpu_supports("avx2") != 0;
+        }
+        return mf_avx2;
+    }
+    #define MF_WIDE_SUMS 1
+    #else
+    #define MF_WIDE_SUMS 0
+    #endif
     #if defined(__SSE2__)
     #include <emmintrin.h>
     /* 32 bytes a step as eight 32-bit words, each widened to 64 bits (unpacked against
        zero) and added into two 64-bit lanes per register: no carries to fold (as
        sum_words), eight words in a dozen instructions. Returns the sum of the first
-       *done bytes (a multiple of 32). */
+       *done bytes (a multiple of 32). Runs of 64 bytes and more go to the AVX2 loop
+       first, where there is one. */
     static inline uint64_t mf_sum_blocks(const uint8_t* p, Py_ssize_t n, Py_ssize_t* done) {
         __m128i zero = _mm_setzero_si128(), low = zero, high = zero;
         uint64_t lanes[2];
+        uint64_t wide = 0;
         Py_ssize_t i = 0;
+    #if MF_WIDE_SUMS
+        if (n >= 64 && mf_has_avx2())
+            wide = mf_sum_blocks_avx2(p, n, &i);
+    #endif
         for (; i + 32 <= n; i += 32) {
             __m128i a = _mm_loadu_si128((const __m128i*)(p + i));
             __m128i b = _mm_loadu_si128((const __m128i*)(p + i + 16));
@@ -32,7 +73,7 @@ cdef extern from *:
         }
         _mm_storeu_si128((__m128i*)lanes, _mm_add_epi64(low, high));
         *done = i;
-        return lanes[0] + lanes[1];
+        return wide + lanes[0] + lanes[1];
     }
     #else
     static inline uint64_t mf_sum_blocks(const uint8_t* p, Py_ssize_t n, Py_ssize_t* done) {

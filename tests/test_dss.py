@@ -50,6 +50,21 @@ def test_a_run_of_ones_with_a_short_tail_keeps_its_carry(backend, length):
                                                                               payload)
 
 
+@relaxed
+@given(payload=st.binary(min_size=60, max_size=4200), offset=st.integers(0, 3),
+       ones=st.booleans())
+def test_long_payloads_at_any_alignment_sum_as_the_reference(backend, payload, offset, ones):
+    """Runs of 64 bytes and more take the compiled sum's widest loop (AVX2 where the CPU has
+    it), then its 32-byte loop and the word tails: any length, any alignment of the buffer,
+    and 0xFF runs (the largest lane sums) give RFC 1071's checksum."""
+    if ones:
+        payload = b"\xff" * len(payload)
+    view = memoryview(bytes(offset) + payload)[offset:]
+    dsn, ssn = 2**64 - 1, 2**32 - 1
+    assert dss.dss_checksum(dsn, ssn, len(payload), view) == reference_checksum(
+        dsn, ssn, len(payload), payload)
+
+
 def test_infinite_mapping_has_checksum_zero(backend):
     assert dss.dss_checksum(5, 1, 0, b"anything") == 0
 

@@ -77,6 +77,22 @@ def test_the_drop_tail_queue_drops_what_does_not_fit():
     assert [seq for _, seq in b.received] == list(range(10))
 
 
+def test_the_peak_of_the_queue_is_the_most_it_held_at_once():
+    """50 packets of 1500 bytes at once into a 1 Mbit/s link: the first goes straight to the
+    wire (it is counted while it is sent) and the queue holds them all; spaced wider than a
+    packet's time on the wire, it never holds more than one. Drops do not count."""
+    net, a, b, link = pair(rate=1e6, delay=0.001, a={"count": 50, "size": 1500})
+    net.run()
+    assert link.stats(A).peak_queue_bytes == 50 * 1500
+    net, a, b, link = pair(rate=1e6, delay=0.001, a={"count": 50, "size": 1500, "gap": 0.02})
+    net.run()
+    assert link.stats(A).peak_queue_bytes == 1500
+    net, a, b, link = pair(rate=1e6, delay=0.001, queue=10 * 1500,
+                           a={"count": 50, "size": 1500})
+    net.run()
+    assert link.stats(A).peak_queue_bytes == 10 * 1500
+
+
 def test_random_loss_at_its_rate_and_deterministic_from_the_seed():
     def lost(seed):
         net, a, b, link = pair(seed=seed, loss=0.02, rate=1e9, a={"count": 20000, "size": 100,

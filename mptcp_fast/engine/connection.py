@@ -264,7 +264,8 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.retained: Retained | None = None       # sent, not yet DATA_ACKed
         self.reinject: deque[tuple[int, int]] = deque()   # (dsn, length) to send again
         self.redundant_sent: dict[int, int] = {}    # subflow id -> DSN sent up to (redundant)
-        self.peer_edge: int | None = None           # right edge of the peer's window (a DSN)
+        self.peer_edge = 0                          # right edge of the peer's window (a DSN,
+                                                    # once the data level exists)
         self.peer_window_max = 0                    # the largest window the peer offered
         self.local_closed = False                   # close() was called
         self.fin_dsn: int | None = None             # our DATA_FIN's DSN once it is sent
@@ -1098,26 +1099,34 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
                 and not seg.flags & 0x02:
             sf.join_acknowledged()                  # the fourth ACK
             self._subflow_event(sf)
-        data_ack = None
-        window_usable = True
         if seg.dss_only:                              # the usual layout: one DSS, read into
-            data_ack = self._on_data_ack(seg.dss_ack, seg.dss_ack64, now)   # the segment's
-            window_usable = data_ack is not None      # fields (wire.established.read_usual)
+            # the segment's fields (wire.established.read_usual); the DATA_ACK in C
+            usual_ack = 0
+            window_usable = False                     # (no data level: no DATA_ACK to take)
+            if self.allocator is not None:
+                usual_ack = self._full_data_ack(seg.dss_ack, seg.dss_ack64)
+                window_usable = self._on_data_ack(usual_ack, now)
             if seg.dss_mapped:
                 self._on_mapping(sf, seg.dss_dsn, True, seg.dss_ssn, seg.dss_length,
                                  seg.dss_checksum, False, seg)
             if self.allocator is not None and window_usable:
-                self._update_window(seg.window << sf.peer_wscale, data_ack)
+                self._move_edge(seg.window << sf.peer_wscale, usual_ack)
             return
+        data_ack = None
+        window_usable = True
         for o in seg.mptcp:
             if type(o) is _Dss:                       # the fast path: every data segment's
                 # its fields by name, unpacked from a plain tuple: compiled, a cast (indexing a
                 # subclass of tuple from C goes through its type's __getitem__, a tuple's items
                 # are read directly; nothing is allocated)
                 ack, ack64, dsn, dsn64, ssn, length, checksum, data_fin = cython.cast(tuple, o)
-                if ack is not None:
-                    data_ack = self._on_data_ack(ack, ack64, now)
-                    window_usable = data_ack is not None
+                if ack is not None and self.allocator is None:
+                    data_ack, window_usable = None, False
+                elif ack is not None:
+                    data_ack = self._full_data_ack(ack, ack64)
+                    window_usable = self._on_data_ack(data_ack, now)
+                    if not window_usable:
+                        data_ack = None
                 if dsn is not None:
                     self._on_mapping(sf, dsn, dsn64, ssn, length, checksum, data_fin, seg)
                 continue
@@ -1129,19 +1138,23 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         if self.allocator is not None and window_usable:
             self._update_window(seg.window << sf.peer_wscale, data_ack)
 
-    def _on_data_ack(self, ack, ack64, now: float):
-        """A DATA_ACK (RFC 8684 §3.3.2; 32 bits unless ``ack64``): what it acknowledges is
-        released. Returns it, or None when it lies behind the current one or beyond what was
-        sent (ignored, as Linux does; the window of that segment is then ignored too)."""
-        if self.allocator is None:
-            return None
-        if not ack64:
-            ack = dss.expand_seq(_allocator_next_dsn(self.allocator), ack)
+    def _full_data_ack(self, ack: int, ack64: bool) -> int:
+        """A DATA_ACK as 64 bits: one of 32 bits (RFC 8684 §3.3.2) is placed next to the
+        next DSN to send (Linux's __mptcp_expand_seq). The data level must exist."""
+        if ack64:
+            return ack
+        return dss.expand_seq(_allocator_next_dsn(self.allocator), ack)
+
+    def _on_data_ack(self, ack: int, now: float) -> bool:
+        """A DATA_ACK (RFC 8684 §3.3.2), as 64 bits (``_full_data_ack``), on a connection
+        with a data level: what it acknowledges is released. Returns whether it was taken:
+        not when it lies behind the current one or beyond what was sent (ignored, as Linux
+        does; the window of that segment is then ignored too)."""
         if self.is_client and not self.fully_established:
             self._fully_established(now)
         before = _allocator_data_ack(self.allocator)
         if ack == before:                           # the same DATA_ACK again (every segment
-            return ack                              # of a one-way transfer's receiver)
+            return True                             # of a one-way transfer's receiver)
         if self.fin_dsn is not None and ack == (self.fin_dsn + 1) & MASK64:
             self.allocator.acknowledge(self.fin_dsn)
             if not self.fin_acked:
@@ -1152,11 +1165,11 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         elif self.allocator.acknowledge(ack):
             self.retained.release(ack)              # the allocator's DATA_ACK is now ``ack``
         else:
-            return None
+            return False
         if _allocator_data_ack(self.allocator) != before:
             self._space_opened()
             self._data_acked(now)
-        return ack
+        return True
 
     def _data_acked(self, now: float) -> None:
         """The DATA_ACK moved: the data-level retransmission timer waits anew from now, without
@@ -1183,11 +1196,17 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         self.fully_established = True
         self.pm.fully_established(now)
 
-    def _update_window(self, window: int, data_ack) -> None:
-        """RFC 8684 §3.3.4: the window is relative to the DATA_ACK; the right edge never moves
-        back."""
-        base = data_ack if data_ack is not None else _allocator_data_ack(self.allocator)
-        edge = _add64(base, window)
+    def _update_window(self, window: int, data_ack: int | None) -> None:
+        """RFC 8684 §3.3.4: the window is relative to the DATA_ACK (of this segment, else
+        the last one taken); the right edge never moves back."""
+        if data_ack is None:
+            self._move_edge(window, _allocator_data_ack(self.allocator))
+        else:
+            self._move_edge(window, data_ack)
+
+    def _move_edge(self, window: int, data_ack: int) -> None:
+        """``_update_window`` with the DATA_ACK known (a C call where compiled)."""
+        edge = _add64(data_ack, window)
         if window > self.peer_window_max:
             self.peer_window_max = window
             self._space_opened()

@@ -291,7 +291,7 @@ class Endpoint:
             at += 1
             conn._queued = False
         self._events_at = 0
-        del queue[:]
+        queue.clear()
         return None
 
     def connections_with_events(self) -> list[Connection]:
@@ -300,7 +300,7 @@ class Endpoint:
         does not keep up (its receive window then closes). Such a connection comes back here
         when it gets a new event; the caller remembers the ones it left unread."""
         queued = self._with_events[self._events_at:]
-        del self._with_events[:]
+        self._with_events.clear()
         self._events_at = 0
         for conn in queued:
             conn._queued = False
@@ -417,7 +417,7 @@ class Endpoint:
                 conn.flush(now)
                 self._rearm(conn)
         out = self._out[:]                  # the list itself stays: subflows append to it
-        del self._out[:]
+        self._out.clear()
         self.packets_sent += len(out)
         return out
 

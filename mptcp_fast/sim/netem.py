@@ -86,6 +86,10 @@ if not cython.compiled:     # compiled: the same in C (netem.pxd)
             return packet[8:40]
         return None
 
+    def _routed_by(packet: bytes, key) -> bool:
+        """Whether the packet's addresses are ``key`` (a routing key, or None)."""
+        return key is not None and _route_key(packet) == key
+
 
 def strip_mptcp(kinds, limit: int | None = None):
     """A middlebox that removes every MPTCP option (kind 30) from the segments named in
@@ -364,6 +368,7 @@ class PathStats:
     mtu_drops: int = 0
     reordered: int = 0
     duplicated: int = 0
+    peak_queue_bytes: int = 0     # the most bytes its queue held (waiting for the link)
 
 
 class _Arrival:
@@ -429,7 +434,7 @@ class _Fifo:
         items[self.head] = None
         self.head += 1
         if self.head == len(items):
-            del items[:]
+            items.clear()
             self.head = 0
         elif self.head >= 64 and 2 * self.head >= len(items):
             del items[:self.head]
@@ -437,7 +442,7 @@ class _Fifo:
         return item
 
     def clear(self) -> None:
-        del self.items[:]
+        self.items.clear()
         self.head = 0
 
 
@@ -462,6 +467,7 @@ class _Direction:
         self.link_free_at = 0.0       # when the link finishes sending what is queued
         self.queued = _Fifo()         # (time it is all on the wire, size) tuples
         self.queued_bytes = 0
+        self.peak_queued_bytes = 0
         self.bad_state = False        # the Gilbert-Elliott channel's state
         self.sent = self.delivered = self.bytes_delivered = self.lost = 0
         self.queue_drops = self.middlebox_drops = self.mtu_drops = 0
@@ -470,7 +476,7 @@ class _Direction:
     def stats(self) -> PathStats:
         return PathStats(self.sent, self.delivered, self.bytes_delivered, self.lost,
                          self.queue_drops, self.middlebox_drops, self.mtu_drops,
-                         self.reordered, self.duplicated)
+                         self.reordered, self.duplicated, self.peak_queued_bytes)
 
     def arrive_first(self) -> None:
         """The first packet in flight arrives (the loop found it the earliest event)."""
@@ -622,6 +628,8 @@ class Path:
         direction.link_free_at = done
         queued.push(_new_on_wire(done, size))
         direction.queued_bytes += size
+        if direction.queued_bytes > direction.peak_queued_bytes:
+            direction.peak_queued_bytes = direction.queued_bytes
         if not self.is_up or self._lost(direction):
             direction.lost += 1
             return
@@ -906,13 +914,14 @@ class Network:
     def _transmit(self, packet) -> None:
         if type(packet) is not bytes:
             packet = bytes(packet)
-        key = _route_key(packet)
-        if key is None:
-            direction = None
-        elif key == self._recent_key:
+        # the two recent routes, tried on the packet's addresses as they are (compiled, no key
+        # is made for them)
+        if _routed_by(packet, self._recent_key):
             direction = self._recent_route
-        elif key == self._other_key:
+        elif _routed_by(packet, self._other_key):
             direction = self._other_route
+        elif (key := _route_key(packet)) is None:
+            direction = None
         else:
             direction = self._routes.get(key)
             if direction is not None:

@@ -23,5 +23,5 @@ cdef class Retained:
     @cython.locals(offset=cython.longlong)
     cpdef append(self, object dsn, object data)
     @cython.locals(acked=cython.longlong, head=Py_ssize_t, n=Py_ssize_t, start=cython.longlong)
-    cpdef release(self, object data_ack)
+    cpdef release(self, unsigned long long data_ack)
     cpdef slice(self, object dsn, long long n)

@@ -112,7 +112,8 @@ cdef class Connection(SubflowOwner):
     cdef public DsnAllocator allocator
     cdef public Unsent unsent
     cdef public Retained retained
-    cdef public object reinject, peer_edge
+    cdef public object reinject
+    cdef public unsigned long long peer_edge
     cdef public long long peer_window_max
     cdef public dict redundant_sent
     cdef public bint local_closed, fin_acked
@@ -154,10 +155,13 @@ cdef class Connection(SubflowOwner):
     cpdef long long _buffered(self)
     @cython.locals(limit=cython.longlong)
     cpdef long long _send_space(self)
+    @cython.locals(usual_ack=cython.ulonglong, window_usable=bint)
     cpdef on_options(self, Subflow sf, Incoming seg, double now)
+    cpdef unsigned long long _full_data_ack(self, unsigned long long ack, bint ack64) except? 0
     @cython.locals(before=cython.ulonglong)
-    cpdef _on_data_ack(self, object ack, bint ack64, double now)
+    cpdef bint _on_data_ack(self, unsigned long long ack, double now) except -1
     cpdef _update_window(self, long long window, object data_ack)
+    cpdef _move_edge(self, long long window, unsigned long long data_ack)
     cpdef _space_opened(self)
     cpdef _data_acked(self, double now)
     @cython.locals(payload_length=cython.longlong, start=cython.longlong)

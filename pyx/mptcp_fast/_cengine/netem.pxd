@@ -3,6 +3,7 @@
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
+from libc.string cimport memcmp
 
 from mptcp_fast._cengine.apps cimport BulkApp
 from mf_gc cimport untrack as _untrack
@@ -34,6 +35,19 @@ cdef inline object _route_key(bytes packet):
     if size >= 40 and p[0] >> 4 == 6:
         return PyBytes_FromStringAndSize(<const char*>p + 8, 32)
     return None
+
+
+cdef inline bint _routed_by(bytes packet, object key):
+    # netem.py's _routed_by: the packet's addresses compared with the key where they lie
+    cdef Py_ssize_t size = len(packet)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(packet)
+    if key is None:
+        return False
+    if size >= 20 and p[0] >> 4 == 4:
+        return len(<bytes>key) == 8 and memcmp(p + 12, PyBytes_AS_STRING(key), 8) == 0
+    if size >= 40 and p[0] >> 4 == 6:
+        return len(<bytes>key) == 32 and memcmp(p + 8, PyBytes_AS_STRING(key), 32) == 0
+    return False
 
 
 cdef class Path
@@ -90,7 +104,7 @@ cdef class _Direction:
     cdef public bytes receiver
     cdef public _Fifo queued, in_flight
     cdef public double link_free_at
-    cdef public long long queued_bytes
+    cdef public long long queued_bytes, peak_queued_bytes
     cdef public bint bad_state
     cdef public long long sent, delivered, bytes_delivered, lost, queue_drops
     cdef public long long middlebox_drops, mtu_drops, reordered, duplicated
