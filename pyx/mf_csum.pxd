@@ -32,6 +32,9 @@ cdef extern from *:
             high = _mm256_add_epi64(high, _mm256_unpackhi_epi32(b, zero));
         }
         _mm256_storeu_si256((__m256i*)lanes, _mm256_add_epi64(low, high));
+        /* the SSE2 code that follows must not pay for the upper halves left in use (the
+           compiler adds this only from -O2; the build is -O1) */
+        _mm256_zeroupper();
         *done = i;
         return lanes[0] + lanes[1] + lanes[2] + lanes[3];
     }

@@ -206,6 +206,21 @@ def test_flow_key_is_the_same_on_both_backends(local, lport, remote, rport):
         == [expected, expected]
 
 
+@pytest.mark.parametrize("args", [
+    (b"\x01" * 4, 1.0, b"\x02" * 4, 2),             # a float port
+    (bytearray(4), 1, b"\x02" * 4, 2),              # a bytearray address
+    (None, 1, b"\x02" * 4, 2),
+    (b"\x01" * 4, 1, b"\x02" * 4, 70000),           # a port out of range
+    (b"\x01" * 4, -1, b"\x02" * 4, 2),
+    (b"\x01" * 4, True, b"\x02" * 4, 2),            # a bool is no port
+    (b"\x01" * 4, 1, b"\x02" * 16, 2),              # two families: joined as given
+])
+def test_flow_key_takes_and_refuses_the_same_arguments_on_both_backends(args):
+    results = on_each_backend(lambda: outcome(segment.flow_key, *args))
+    assert results[0] == results[1]
+    assert args[2] == b"\x02" * 16 or results[0][0] == "error"
+
+
 # ------------------------------------------------------------------------- text addresses
 
 def test_a_text_address_is_parsed_once_and_a_bad_one_raises_every_time():

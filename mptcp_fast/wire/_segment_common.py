@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import _check
 from . import _options_common as opt
 from ..errors import OptionError
 from ._dss_common import WHOLE_PIECE
@@ -135,7 +136,14 @@ class Incoming:
 
 def flow_key(local: bytes, lport: int, remote: bytes, rport: int) -> bytes:
     """A subflow's key in its endpoint's table: local address and port, remote address and
-    port, as one bytes object (one hash per lookup)."""
+    port, as one bytes object (one hash per lookup). The addresses are bytes, the ports
+    16-bit integers: anything else raises (TypeError, ValueError) as the argument checks do."""
+    if type(local) is not bytes or type(remote) is not bytes:
+        local = _check.exact_bytes("local", local)
+        remote = _check.exact_bytes("remote", remote)
+    if type(lport) is not int or type(rport) is not int or not 0 <= lport <= 0xFFFF \
+            or not 0 <= rport <= 0xFFFF:
+        lport, rport = _check.uint("lport", lport, 16), _check.uint("rport", rport, 16)
     return local + lport.to_bytes(2, "big") + remote + rport.to_bytes(2, "big")
 
 

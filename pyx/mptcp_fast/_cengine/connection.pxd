@@ -28,6 +28,7 @@ from mptcp_fast.wire._sender_c cimport DsnAllocator
 
 cdef long long MASK32, _HALF32, SEND_BUFFER_FLOOR, MAX_CHUNK
 cdef dict _OPTION_HANDLERS
+cdef object _DATA, _EOF                 # the event queue's markers: C globals, read per segment
 
 
 cdef inline object _new_object(object cls):

@@ -36,6 +36,8 @@ cdef class Endpoint:
     cpdef handle_timer(self, double now)
     @cython.locals(conn=Connection, queue=list, at=Py_ssize_t)
     cpdef next_event(self)
+    @cython.locals(queued=list, conn=Connection)
+    cpdef list connections_with_events(self)
     cpdef output(self, object packet)
     cpdef touch(self, Connection conn)
     cpdef has_events(self, Connection conn)

@@ -215,11 +215,15 @@ cdef bytes _flow(const uint8_t* local, const uint8_t* lport, const uint8_t* remo
 
 
 
-def flow_key(bytes local not None, uint16_t lport, bytes remote not None, uint16_t rport):
+def flow_key(local, lport, remote, rport):
     """_segment_common.flow_key in C: a subflow's key in its endpoint's table (the engine
-    builds one per lookup when it picks or registers a 4-tuple)."""
+    builds one per lookup when it picks or registers a 4-tuple). Anything but the engine's
+    own values (bytes of one family, ints of 16 bits) goes to the pure function, which
+    checks them as the pure twin does."""
     cdef uint8_t ports[4]
-    if PyBytes_GET_SIZE(local) != PyBytes_GET_SIZE(remote):    # not one family: not the engine's
+    if type(local) is not bytes or type(remote) is not bytes or type(lport) is not int \
+            or type(rport) is not int or not 0 <= lport <= 0xFFFF or not 0 <= rport <= 0xFFFF \
+            or PyBytes_GET_SIZE(local) != PyBytes_GET_SIZE(remote):
         return _segment_common.flow_key(local, lport, remote, rport)
     put16(ports, lport)
     put16(ports + 2, rport)
