@@ -47,6 +47,9 @@ from .subflow import Subflow
 
 if not cython.compiled:     # compiled: the C enum, cimported by endpoint.pxd
     from .subflow import TIME_WAIT
+
+    def _clear(items: list) -> None:    # compiled: pyx/mf_list.pxd's one C call
+        items.clear()
     # the C reader's name in the compiled branch of receive_packet (endpoint.pxd cimports it);
     # the pure run reads through the active twin's reader instead
     from mptcp_fast.wire._segment_py import read as read_packet  # noqa: F401
@@ -291,7 +294,7 @@ class Endpoint:
             at += 1
             conn._queued = False
         self._events_at = 0
-        queue.clear()
+        _clear(queue)
         return None
 
     def connections_with_events(self) -> list[Connection]:
@@ -300,7 +303,7 @@ class Endpoint:
         does not keep up (its receive window then closes). Such a connection comes back here
         when it gets a new event; the caller remembers the ones it left unread."""
         queued = self._with_events[self._events_at:]
-        self._with_events.clear()
+        _clear(self._with_events)
         self._events_at = 0
         for conn in queued:
             conn._queued = False
@@ -417,7 +420,7 @@ class Endpoint:
                 conn.flush(now)
                 self._rearm(conn)
         out = self._out[:]                  # the list itself stays: subflows append to it
-        self._out.clear()
+        _clear(self._out)
         self.packets_sent += len(out)
         return out
 

@@ -64,6 +64,9 @@ if not cython.compiled:     # compiled: netem.pxd's C checks, which let the netw
     def _untrack(obj) -> None:          # compiled: pyx/mf_gc.pxd's C call (an _Arrival is
         pass                            # never tracked); the pure run has nothing to do
 
+    def _clear(items: list) -> None:    # compiled: pyx/mf_list.pxd's one C call
+        items.clear()
+
     def _is_app(host) -> bool:          # compiled BulkApp's host face as C calls
         return False
 
@@ -434,7 +437,7 @@ class _Fifo:
         items[self.head] = None
         self.head += 1
         if self.head == len(items):
-            items.clear()
+            _clear(items)
             self.head = 0
         elif self.head >= 64 and 2 * self.head >= len(items):
             del items[:self.head]
@@ -442,7 +445,7 @@ class _Fifo:
         return item
 
     def clear(self) -> None:
-        self.items.clear()
+        _clear(self.items)
         self.head = 0
 
 

@@ -1,5 +1,6 @@
 # Types for the compiled build of mptcp_fast/engine/endpoint.py (mptcp_fast._cengine.endpoint).
 cimport cython
+from mf_list cimport clear as _clear
 
 from mptcp_fast._cengine.connection cimport Connection
 from mptcp_fast._cengine.subflow cimport Subflow, TIME_WAIT

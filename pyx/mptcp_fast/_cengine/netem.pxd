@@ -7,6 +7,7 @@ from libc.string cimport memcmp
 
 from mptcp_fast._cengine.apps cimport BulkApp
 from mf_gc cimport untrack as _untrack
+from mf_list cimport clear as _clear
 
 
 cdef extern from "Python.h":
