@@ -8,6 +8,7 @@ deeper than every window: no loss), so the machine, not the network, sets the pa
     python bench/compare_concurrency.py --backend both        # each backend in its own process
     python bench/compare_concurrency.py --profile 1000        # cProfile of one N (the top 30)
     python bench/compare_concurrency.py --rounds 5            # each N in a fresh process, 5 times
+    python bench/compare_concurrency.py --n 1,1000 --instructions   # callgrind's count per N
 
 With ``--rounds R`` every N runs R times, each time in a process of its own (the order N = 1,
 10, ... repeated R times, so that a slow minute of the machine falls on every N alike), and
@@ -32,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -70,9 +73,15 @@ def transfer(n: int, total: int, hash_data: bool) -> dict:
     server = BulkApp(Endpoint([S0], _config(n)), hash_data=hash_data)
     server.endpoint.listen(PORT)
     net, paths = _network(n, client, server)
+    conns: list = []
+
+    def timed():
+        conns.extend(client.open((S0, PORT), 0.0) for _ in range(n))
+        net.run(until=600.0, stop=lambda: server.ended >= n)
+        yield 0.0
+
     started = time.perf_counter()
-    conns = [client.open((S0, PORT), 0.0) for _ in range(n)]
-    net.run(until=600.0, stop=lambda: server.ended >= n)
+    math.fsum(timed())          # the timed part inside math.fsum: what --instructions counts
     wall = time.perf_counter() - started
     virtual = net.now
     net.run(until=net.now + 5.0)                         # the closing handshakes
@@ -179,6 +188,29 @@ def show(result: dict, total: int) -> None:
           "  byte counts checked (--no-hash: not hashed)")
 
 
+def count_instructions(args) -> None:
+    """Each N's timed part (set-up and transfer) counted by callgrind in a process of its
+    own: a count the machine's load does not move, against which the wall clock's ratio
+    shows what the instructions do not (the caches, the collector's walks)."""
+    from mptcp_fast import BACKEND
+    print(f"backend {BACKEND}: instructions of the timed part (callgrind), "
+          f"{args.total / 2**20:g} MiB in total")
+    print(f"  {'N':>6} {'instructions':>16} {'/ N = 1':>8} {'packets':>10} {'per packet':>11}")
+    base = None
+    for n in args.n:
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                   "--toggle-collect=math_fsum", sys.executable, __file__, "--json",
+                   "--n", str(n), "--total", str(args.total), "--idle-max", "0"]
+        if args.no_hash:
+            command.append("--no-hash")
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        count = int(re.search(r"Collected : (\d+)", done.stderr).group(1))
+        run = json.loads(done.stdout.strip().splitlines()[-1])["runs"][0]
+        base = base or count
+        print(f"  {n:>6} {count:>16,} {count / base:8.2f} {run['packets']:>10,} "
+              f"{count / run['packets']:11,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", default="1,10,100,1000",
@@ -196,6 +228,9 @@ def main() -> None:
                              "the fastest (default 1: all N in one process)")
     parser.add_argument("--profile", type=int, metavar="N",
                         help="run N once under cProfile and print the top 30 (cumulative)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the instructions of each N's timed part (callgrind; "
+                             "minutes per N)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args()
     if args.profile:
@@ -211,6 +246,9 @@ def main() -> None:
         return
     if args.json:
         print(json.dumps(child(args)))
+        return
+    if args.instructions:
+        count_instructions(args)
         return
     if args.backend == "active" and args.rounds <= 1:
         show(child(args), args.total)
