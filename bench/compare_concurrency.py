@@ -23,10 +23,11 @@ wall time runs from the first ``connect`` to the last byte's arrival: set-up inc
 
 Printed per N: wall seconds, goodput (Mbit/s per wall second), its ratio to N = 1's, packets
 sent (both engines), the most bytes the paths' queues held at once (client to server, both
-paths: with N connections in slow start they hold the whole transfer, whose every byte is then
-out of the processor's caches when it arrives), and the memory per idle connection: what tracemalloc sees the two engines
-hold (both endpoints' share) after N connections were established with both subflows (one byte
-sent on each, for the DATA_ACK that lets the client join) and their events read, over N (``--idle-max`` caps the N of that measure).
+paths: with N connections in slow start they hold most of the transfer, whose every byte is
+then out of the processor's caches when it arrives), and the memory per idle connection: what
+tracemalloc sees the two engines hold (both endpoints' share) after N connections were
+established with both subflows (one byte sent on each, for the DATA_ACK that lets the client
+join) and their events read, over N (``--idle-max`` caps the N of that measure).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -188,24 +188,21 @@ def show(result: dict, total: int) -> None:
           "  byte counts checked (--no-hash: not hashed)")
 
 
-def count_instructions(args) -> None:
+def show_instructions(args) -> None:
     """Each N's timed part (set-up and transfer) counted by callgrind in a process of its
     own: a count the machine's load does not move, against which the wall clock's ratio
     shows what the instructions do not (the caches, the collector's walks)."""
+    from count_instructions import callgrind    # (bench/: this script's directory)
     from mptcp_fast import BACKEND
     print(f"backend {BACKEND}: instructions of the timed part (callgrind), "
           f"{args.total / 2**20:g} MiB in total")
     print(f"  {'N':>6} {'instructions':>16} {'/ N = 1':>8} {'packets':>10} {'per packet':>11}")
     base = None
     for n in args.n:
-        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                   "--toggle-collect=math_fsum", sys.executable, __file__, "--json",
-                   "--n", str(n), "--total", str(args.total), "--idle-max", "0"]
-        if args.no_hash:
-            command.append("--no-hash")
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        count = int(re.search(r"Collected : (\d+)", done.stderr).group(1))
-        run = json.loads(done.stdout.strip().splitlines()[-1])["runs"][0]
+        command = [os.path.abspath(__file__), "--json", "--n", str(n), "--total",
+                   str(args.total), "--idle-max", "0"] + (["--no-hash"] if args.no_hash else [])
+        count, out = callgrind(None, command, ["math_fsum"])
+        run = json.loads(out.strip().splitlines()[-1])["runs"][0]
         base = base or count
         print(f"  {n:>6} {count:>16,} {count / base:8.2f} {run['packets']:>10,} "
               f"{count / run['packets']:11,.0f}")
@@ -248,7 +245,7 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     if args.instructions:
-        count_instructions(args)
+        show_instructions(args)
         return
     if args.backend == "active" and args.rounds <= 1:
         show(child(args), args.total)

@@ -47,6 +47,13 @@ TRACKER_WALK = ["__pyx_pw_*_tracking*Tracker_*run", "__pyx_pw_*_tracking*Tracker
 
 
 def count(tree: str | None, child: str, toggles: list, args: list) -> int:
+    """The instructions ``python -c child *args`` executes inside ``toggles``."""
+    return callgrind(tree, ["-c", child, *args], toggles)[0]
+
+
+def callgrind(tree: str | None, python_args: list, toggles: list) -> tuple[int, str]:
+    """Run ``python *python_args`` under callgrind (``tree`` first on the path), collecting
+    only inside the functions ``toggles`` names: (instructions counted, its stdout)."""
     env = dict(os.environ)
     if tree:
         env["PYTHONPATH"] = os.path.abspath(tree)
@@ -56,7 +63,7 @@ def count(tree: str | None, child: str, toggles: list, args: list) -> int:
         python = os.path.realpath(sys.executable)
         done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                *(f"--toggle-collect={name}" for name in toggles), python,
-                               "-c", child, *args],
+                               *python_args],
                               env=env, capture_output=True, text=True, check=True,
                               # the tree itself as the working directory: ``-c`` puts the
                               # working directory first on sys.path, before PYTHONPATH
@@ -64,7 +71,7 @@ def count(tree: str | None, child: str, toggles: list, args: list) -> int:
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise SystemExit(f"no callgrind total in:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return int(found.group(1)), done.stdout
 
 
 def packets_in(path: str) -> int:

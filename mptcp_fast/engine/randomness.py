@@ -18,6 +18,7 @@ from __future__ import annotations
 import random as _random
 import secrets
 
+from ..wire import crypto
 
 __all__ = ["RandomSource"]
 
@@ -46,12 +47,8 @@ class RandomSource:
         return isinstance(self._rng, _random.SystemRandom)
 
     def key(self) -> int:
-        """A 64-bit MPTCP key, never zero (RFC 8684 §3.1): crypto.generate_key's draws,
-        without its call (one key per connection)."""
-        key = self._rng.getrandbits(64)
-        while not key:
-            key = self._rng.getrandbits(64)
-        return key
+        """A 64-bit MPTCP key, never zero (RFC 8684 §3.1)."""
+        return crypto.generate_key(self._rng.getrandbits)
 
     def nonce(self) -> int:
         """A 32-bit MP_JOIN nonce (RFC 8684 §3.2)."""
