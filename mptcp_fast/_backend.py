@@ -50,12 +50,16 @@ _registry: dict[str, tuple[str, Callable[[Any], None]]] = {}
 
 
 def _compiled_available() -> bool:
+    # the wire layer's twins are imported (the engine needs them at once); the analysis
+    # layer's only found, like the engine's modules: they import numpy, which a program
+    # that only runs the engine never needs (mptcp_fast/_lazy.py)
     try:
         for name in EXTENSIONS:
-            importlib.import_module(f"mptcp_fast.{name}")
+            if name.startswith("wire."):
+                importlib.import_module(f"mptcp_fast.{name}")
     except ImportError:
         return False
-    for name in ENGINE_EXTENSIONS:
+    for name in ENGINE_EXTENSIONS + tuple(n for n in EXTENSIONS if not n.startswith("wire.")):
         spec = importlib.util.find_spec(f"mptcp_fast.{name}")
         if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
             return False

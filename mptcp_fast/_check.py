@@ -5,6 +5,11 @@ Integers may be Python ints or numpy integers; ``bool`` and floats are refused, 
 ``push(1.0, ...)`` or ``data_fin(1.5)`` fail the same way everywhere instead of being
 truncated by one backend. The compiled twins call these functions on their slow path (when
 the fast C conversion does not apply), so the messages are the same text on both.
+
+numpy is never imported here: a value can only be a numpy scalar once numpy was imported
+(by the caller, or by the batch functions that need it), so the checks look for it in
+``sys.modules``. Importing the engine then costs no numpy import (a tenth of a second, and
+the BLAS threads it starts).
 """
 
 from __future__ import annotations
@@ -12,18 +17,23 @@ from __future__ import annotations
 import functools
 import ipaddress
 import operator
-
-import numpy as np
+import sys
 
 U64_MAX = (1 << 64) - 1
 I64_MAX = (1 << 63) - 1
+
+
+def _is_numpy(value, kind: str) -> bool:
+    """Whether ``value`` is an instance of numpy's ``kind`` (numpy imported, else it cannot be)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, getattr(np, kind))
 
 
 def integer(name: str, value) -> int:
     """``value`` as a Python int; TypeError for anything that is not an integer."""
     if type(value) is int:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if isinstance(value, bool) or not (isinstance(value, int) or _is_numpy(value, "integer")):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     return operator.index(value)
 
@@ -53,7 +63,7 @@ def flag(name: str, value) -> bool:
     """A bool (numpy bools included); TypeError for anything else, None included."""
     if type(value) is bool:
         return value
-    if isinstance(value, np.bool_):
+    if _is_numpy(value, "bool_"):
         return bool(value)
     raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
 

@@ -6,10 +6,17 @@ library. Same functions, results and errors as the compiled module.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import hmac
 
-import numpy as np
+from mptcp_fast._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")        # imported by the first batch over arrays (_lazy.py)
 
 from .. import _check
 

@@ -27,7 +27,12 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, TypeVar
 
-import numpy as np
+from mptcp_fast._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")        # imported by the first batch over arrays (_lazy.py)
 
 from .. import _check
 from ..errors import MptcpError

@@ -20,7 +20,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from mptcp_fast._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")        # imported by the first batch over arrays (_lazy.py)
 
 from .. import _check
 from ._dss_common import WHOLE_PIECE, Mapping, SentRange  # noqa: F401  (exported; defined once there)

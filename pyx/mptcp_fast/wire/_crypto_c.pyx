@@ -11,7 +11,9 @@ from mf_bytes cimport be32, be64, bool8, put16, put32, put64
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
-import numpy as np
+from mptcp_fast._lazy import lazy_module
+
+np = lazy_module("numpy")           # imported by the first batch over arrays (_lazy.py)
 
 from mptcp_fast import _check
 
