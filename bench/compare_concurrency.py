@@ -9,6 +9,7 @@ deeper than every window: no loss), so the machine, not the network, sets the pa
     python bench/compare_concurrency.py --profile 1000        # cProfile of one N (the top 30)
     python bench/compare_concurrency.py --rounds 5            # each N in a fresh process, 5 times
     python bench/compare_concurrency.py --n 1,1000 --instructions   # callgrind's count per N
+    python bench/compare_concurrency.py --rx-coalesce 20e-6   # NICs coalescing 20 us
 
 With ``--rounds R`` every N runs R times, each time in a process of its own (the order N = 1,
 10, ... repeated R times, so that a slow minute of the machine falls on every N alike), and
@@ -44,6 +45,7 @@ from mptcp_fast.cli.main import _size  # the CLI's sizes: 128M, 1GiB, ...
 
 C0, C1, S0, PORT = "198.18.0.1", "198.18.1.1", "198.18.0.2", 5000
 RATE, DELAY, QUEUE = 10e9, 0.001, 256 << 20
+RX_COALESCE = 0.0          # --rx-coalesce: both hosts' NICs (Network.add_host's rx_coalesce)
 
 
 def _config(n: int):
@@ -56,8 +58,8 @@ def _config(n: int):
 def _network(n: int, client_host, server_host):
     from mptcp_fast.sim.netem import Network
     net = Network(seed=1)
-    net.add_host(client_host, [C0, C1])
-    net.add_host(server_host, [S0])
+    net.add_host(client_host, [C0, C1], rx_coalesce=RX_COALESCE)
+    net.add_host(server_host, [S0], rx_coalesce=RX_COALESCE)
     paths = [net.add_path(address, S0, rate=RATE, delay=DELAY, queue=QUEUE)
              for address in (C0, C1)]
     return net, paths
@@ -168,7 +170,9 @@ def best_of(results: list) -> dict:
 def show(result: dict, total: int) -> None:
     rounds = result.get("rounds", 1)
     print(f"backend {result['backend']}: {total / 2**20:g} MiB in total, two subflows per "
-          f"connection, two 10 Gbit/s 1 ms paths; load average {result['load']:.2f} at the start"
+          f"connection, two 10 Gbit/s 1 ms paths"
+          + (f", NICs coalescing {RX_COALESCE * 1e6:g} us" if RX_COALESCE else "")
+          + f"; load average {result['load']:.2f} at the start"
           + (f"; the fastest of {rounds} rounds, each N in a process of its own"
              if rounds > 1 else ""))
     idle_of = {r["n"]: r for r in result["idle"]}
@@ -200,7 +204,8 @@ def show_instructions(args) -> None:
     base = None
     for n in args.n:
         command = [os.path.abspath(__file__), "--json", "--n", str(n), "--total",
-                   str(args.total), "--idle-max", "0"] + (["--no-hash"] if args.no_hash else [])
+                   str(args.total), "--idle-max", "0", "--rx-coalesce", repr(args.rx_coalesce)] \
+            + (["--no-hash"] if args.no_hash else [])
         count, out = callgrind(None, command, ["math_fsum"])
         run = json.loads(out.strip().splitlines()[-1])["runs"][0]
         base = base or count
@@ -228,8 +233,12 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true",
                         help="count the instructions of each N's timed part (callgrind; "
                              "minutes per N)")
+    parser.add_argument("--rx-coalesce", type=float, default=0.0, metavar="SECONDS",
+                        help="both hosts' NICs coalesce received packets this long (0: none)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args()
+    global RX_COALESCE
+    RX_COALESCE = args.rx_coalesce
     if args.profile:
         import cProfile
         import pstats
@@ -263,7 +272,8 @@ def main() -> None:
 
         def run_child(ns: list, idle_max: int) -> dict:
             command = [sys.executable, __file__, "--json", "--n", ",".join(map(str, ns)),
-                       "--total", str(args.total), "--idle-max", str(idle_max)]
+                       "--total", str(args.total), "--idle-max", str(idle_max),
+                       "--rx-coalesce", repr(args.rx_coalesce)]
             if args.no_hash:
                 command.append("--no-hash")
             out = subprocess.run(command, env=env, check=True, capture_output=True,

@@ -7,10 +7,16 @@ by side in one invocation, each in a fresh process (so peak memory is its own).
     python bench/compare_engine.py                 # 256 MiB, one round per backend
     python bench/compare_engine.py --size 64M --rounds 3
     python bench/compare_engine.py --backend cython     # one backend (trees set side by side)
+    python bench/compare_engine.py --rx-coalesce 20e-6  # NICs that coalesce 20 us of packets
 
 ``--offload`` runs the engines with Config(offload=True) over paths with offload=True: the
 sender hands the network one segment per mapping chunk (up to 64 KiB), as a stack hands a NIC
 with TSO; the clean paths carry them whole, timed as their 1500-byte wire packets.
+
+``--rx-coalesce SECONDS`` gives both hosts NICs that coalesce received packets for that long
+(``Network.add_host(rx_coalesce=...)``, as ``ethtool -C rx-usecs`` does): each engine takes
+the packets of a batch at once and acknowledges them with one ACK per subflow, as Linux does
+for what GRO merged; every data segment is still its own 1500-byte packet.
 
 Printed per backend: wall seconds, goodput per wall-clock second, CPU microseconds per data
 segment sent and per segment received (all packets of both engines counted), peak RSS; then
@@ -31,9 +37,11 @@ from mptcp_fast import BACKEND
 from mptcp_fast.sim import demo
 size = int(sys.argv[1])
 OFFLOAD = sys.argv[2] == "1"
+COALESCE = float(sys.argv[3])
 paths = [demo.PathSpec(10e9, 0.001), demo.PathSpec(10e9, 0.001)]
 cpu = time.process_time()
-result = demo.run_transfer(size, paths, hash_data=False, queue=64 << 20, offload=OFFLOAD)
+result = demo.run_transfer(size, paths, hash_data=False, queue=64 << 20, offload=OFFLOAD,
+                           rx_coalesce=COALESCE)
 cpu = time.process_time() - cpu
 data_segments = -(-size // 1420)
 print(json.dumps({"backend": BACKEND, "wall": result["wall_seconds"], "cpu": cpu,
@@ -49,12 +57,13 @@ def _size(text: str) -> int:
     return int(float(text[:-1] if scale != 1 else text) * scale)
 
 
-def run(backend: str, size: int, offload: bool) -> dict:
+def run(backend: str, size: int, offload: bool, coalesce: float = 0.0) -> dict:
     env = dict(os.environ)
     env.pop("MPTCP_FAST_PURE", None)
     if backend == "python":
         env["MPTCP_FAST_PURE"] = "1"
-    out = subprocess.run([sys.executable, "-c", CHILD, str(size), "1" if offload else "0"],
+    out = subprocess.run([sys.executable, "-c", CHILD, str(size), "1" if offload else "0",
+                          repr(coalesce)],
                          env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -66,17 +75,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--offload", action="store_true",
                         help="segmentation offload: 64 KiB segments handed to TSO paths")
+    parser.add_argument("--rx-coalesce", type=float, default=0.0, metavar="SECONDS",
+                        help="both NICs coalesce received packets this long (0: none)")
     parser.add_argument("--backend", choices=("cython", "python"), action="append",
                         help="run only this backend (repeatable; default both)")
     args = parser.parse_args()
     best = {}
     for _ in range(args.rounds):
         for backend in args.backend or ("cython", "python"):
-            r = run(backend, args.size, args.offload)
+            r = run(backend, args.size, args.offload, args.rx_coalesce)
             if backend not in best or r["wall"] < best[backend]["wall"]:
                 best[backend] = r
     print(f"{args.size / 2**20:g} MiB over two unimpaired emulated paths "
-          f"({'with' if args.offload else 'without'} segmentation offload), best of "
+          f"({'with' if args.offload else 'without'} segmentation offload, "
+          + (f"receive coalescing {args.rx_coalesce * 1e6:g} us" if args.rx_coalesce
+             else "no receive coalescing") + "), best of "
           f"{args.rounds} round(s), client and server engines in one process")
     for backend, r in best.items():
         per_packet = r["cpu"] / r["packets"] * 1e6

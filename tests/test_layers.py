@@ -31,7 +31,7 @@ PACKAGE = os.path.dirname(os.path.abspath(mptcp_fast.__file__))
 RANK = {"ground": 0, "wire": 1, "engine": 2, "analysis": 2, "net": 3, "sim": 3, "testing": 4,
         "cli": 5, "face": 6}
 GROUND = {"errors", "_check", "_bytes", "_backend", "_version", "_typing", "_manifest",
-          "_cython_shim"}
+          "_cython_shim", "_lazy"}
 PYX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyx")
 # The compiled engine's modules compiled from the emulator's sources (setup.py's SIMULATION).
 SIMULATION = {"netem": "sim", "apps": "sim"}

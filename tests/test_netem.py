@@ -244,3 +244,75 @@ def test_offloaded_segments_are_carried_whole_on_a_clean_path_and_cut_on_another
             assert [p.seq for p in pieces] == [7 + i * per for i in range(count)]
             assert [bool(p.flags & packet.PSH) for p in pieces] == [False] * (count - 1) + [True]
         assert link.stats(A).sent == count and link.stats(A).delivered == count
+
+
+class BatchSink(Sender):
+    """A host that takes batches (``receive_packets``), recording each one."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.batches = []                  # (time, [seq, ...])
+
+    def receive_packets(self, packets, now):
+        self.batches.append((now, [packet.parse_packet(p).seq for p in packets]))
+
+
+def test_rx_coalescing_hands_over_what_arrived_within_its_time_at_once():
+    """1,500-byte packets 1 ms apart on the wire (12 Mbit/s), 10 ms of delay: the first
+    arrives at 11 ms and starts the NIC's 2.5 ms clock; the second and third (12, 13 ms)
+    join it and all three are handed over at 13.5 ms; the fourth (14 ms) starts the next
+    batch, with the fifth (15 ms), at 16.5 ms."""
+    net = Network()
+    a, b = Sender(count=5, size=1500), BatchSink(src=B, dst=A)
+    net.add_host(a, [A])
+    net.add_host(b, [B], rx_coalesce=0.0025)
+    net.add_path(A, B, rate=12e6, delay=0.010)
+    net.run()
+    assert [(round(t, 9), seqs) for t, seqs in b.batches] == [(0.0135, [0, 1, 2]),
+                                                                (0.0165, [3, 4])]
+    assert b.received == []
+
+
+def test_a_coalescing_host_without_batches_takes_them_one_by_one():
+    net, a, b, link = pair(rate=12e6, delay=0.010, a={"count": 3, "size": 1500})
+    net.add_host(b, [B], rx_coalesce=0.005)        # (attached again: the setting changes)
+    net.run()
+    assert [(round(t, 9), seq) for t, seq in b.received] == [(0.016, 0), (0.016, 1), (0.016, 2)]
+
+
+@pytest.mark.parametrize("bad", [-1e-6, 1.5, True, "0.01", None])
+def test_rx_coalesce_is_checked(bad):
+    with pytest.raises(ValueError, match="rx_coalesce must be seconds in 0..1"):
+        Network().add_host(Sender(), [A], rx_coalesce=bad)
+
+
+def test_an_engine_behind_a_coalescing_nic_acknowledges_each_batch_once(backend):
+    """A bulk transfer between two engines whose NICs coalesce 20 us, on 10 Gbit/s paths
+    (about 16 packets a batch): every byte arrives, byte-exact, without a retransmission,
+    and the receiver sends a tenth of the ACKs, since it acknowledges each batch once (as
+    Linux acknowledges what GRO merged in one poll), not every second segment."""
+    from mptcp_fast.sim import demo
+    paths = [demo.PathSpec(10e9, 0.001), demo.PathSpec(10e9, 0.001)]
+    size = 8 << 20
+    acks = {}
+    for coalesce in (0.0, 20e-6):
+        r = demo.run_transfer(size, paths, rx_coalesce=coalesce, queue=64 << 20)
+        assert r["exact"] and r["reinjected_bytes"] == 0
+        assert all(sf["retransmits"] == 0 for sf in r["subflows"])
+        data_segments = -(-size // 1420)            # (the sender's full segments)
+        acks[coalesce] = r["packets"] - data_segments
+    assert acks[0.0] > 0.45 * data_segments          # one ACK per two segments
+    assert acks[20e-6] < 0.1 * data_segments         # one per batch
+
+
+def test_both_backends_take_the_same_course_behind_coalescing_nics(on_both):
+    from mptcp_fast.sim import demo
+    paths = [demo.PathSpec(10e9, 0.001), demo.PathSpec(2e9, 0.003)]
+
+    def course():
+        r = demo.run_transfer(2 << 20, paths, rx_coalesce=30e-6, queue=64 << 20)
+        return (r["packets"], r["completion_seconds"], r["sha256"],
+                [(sf["bytes"], sf["retransmits"]) for sf in r["subflows"]])
+
+    compiled, pure = on_both(course)
+    assert compiled == pure and compiled[0] > 1500

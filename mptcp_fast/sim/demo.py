@@ -80,13 +80,15 @@ def _client_address(i: int) -> str:
 def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
                  checksums=False, pcap=None, hash_data=True, until=3600.0,
                  queue: int = 256 * 1024, profile: str = "v1", offload: bool = False,
-                 progress=None, receive_window: int | None = None) -> dict:
+                 progress=None, receive_window: int | None = None,
+                 rx_coalesce: float = 0.0) -> dict:
     """One connection moves ``size`` bytes from the client to the server over ``paths`` (one
     client address per path, one server address; ``queue`` bytes of drop-tail queue per path
     direction); returns what happened. ``progress(delivered)``, if given, is called with the
     bytes the server has received every SAMPLE_EVERY seconds of virtual time.
     ``receive_window`` fixes the server's receive window (bytes; default: Config's, which
-    starts at 512 KiB and grows to 4 MiB as the server reads)."""
+    starts at 512 KiB and grows to 4 MiB as the server reads). ``rx_coalesce``: the seconds
+    both hosts' NICs coalesce received packets for (``Network.add_host``; 0: none)."""
     config = Config(scheduler=scheduler, congestion_control=cc, checksums=checksums,
                     time_wait=1.0, profile=profile, offload=offload)
     server_config = config if receive_window is None else dataclasses.replace(
@@ -97,8 +99,8 @@ def run_transfer(size: int, paths, *, scheduler="lowest-rtt", cc="lia", seed=1,
                      hash_data=hash_data)
     server = BulkApp(Endpoint([SERVER], server_config), hash_data=hash_data)
     server.endpoint.listen(PORT)
-    net.add_host(client, addresses)
-    net.add_host(server, [SERVER])
+    net.add_host(client, addresses, rx_coalesce=rx_coalesce)
+    net.add_host(server, [SERVER], rx_coalesce=rx_coalesce)
     for address, spec in zip(addresses, paths):
         net.add_path(address, SERVER, rate=spec.rate, delay=spec.delay, loss=spec.loss,
                      queue=queue, offload=offload)

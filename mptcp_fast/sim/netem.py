@@ -38,6 +38,14 @@ NIC with segmentation offload (TSO) takes them (without it they are MTU drops): 
 changes nothing (no loss, jitter, reordering, duplication or
 middlebox) carries such a segment whole, timed, queued and counted as the MTU-sized packets it
 stands for; any other path cuts it into those packets first.
+
+``add_host(..., rx_coalesce=seconds)`` gives a host a NIC that coalesces its receive
+interrupts, as ``ethtool -C rx-usecs`` sets one: a packet that reaches the host while none
+waits starts the clock, and every packet arriving within ``rx_coalesce`` seconds joins it;
+then the host takes them all at once (``receive_packets``, which ``Endpoint`` and ``BulkApp``
+have, else ``receive_packet`` one by one) and is asked for its packets once. An engine then
+acknowledges a batch with one ACK per subflow, as Linux does for what GRO merged in one
+NAPI poll. Each packet arrives up to ``rx_coalesce`` later than without it.
 """
 
 from __future__ import annotations
@@ -516,6 +524,9 @@ class _Host:
         self.host = host
         self.timer = math.inf
         self.app = host if _is_app(host) else None
+        self.coalesce = 0.0          # add_host's rx_coalesce (seconds; 0: none)
+        self.batch: list = []        # packets that arrived while coalescing, in order
+        self.takes_batches = hasattr(host, "receive_packets")
 
     def direct(self) -> bool:
         """Whether the host face is called on ``app`` (C calls): not when a test replaced one
@@ -692,15 +703,22 @@ class Network:
                                          _LINKTYPE_RAW))   # nanosecond timestamps
 
     # -- set-up
-    def add_host(self, host, addresses) -> None:
+    def add_host(self, host, addresses, *, rx_coalesce: float = 0.0) -> None:
         """Attach a sans-IO host (an ``Endpoint``, a ``BulkApp``, anything with
         ``receive_packet(data, now)``, ``packets_to_send(now)``, ``get_timer()`` and
-        ``handle_timer(now)``) that owns ``addresses`` (text or packed).
+        ``handle_timer(now)``) that owns ``addresses`` (text or packed). ``rx_coalesce``:
+        seconds its NIC coalesces received packets for (see the module text; 0, the
+        default: each packet is handed over as it arrives).
 
         Raises:
-            ValueError: an address is not an IPv4 or IPv6 address.
+            ValueError: an address is not an IPv4 or IPv6 address, or ``rx_coalesce`` is
+                not a number of seconds in 0..1.
         """
+        if not isinstance(rx_coalesce, (int, float)) or isinstance(rx_coalesce, bool) \
+                or not 0 <= rx_coalesce <= 1:
+            raise ValueError(f"rx_coalesce must be seconds in 0..1, got {rx_coalesce!r}")
         entry = self._entry(host)
+        entry.coalesce = float(rx_coalesce)
         for address in addresses:
             self._hosts[_check.address("address", address)] = entry
         self.hosts_version += 1                 # (the paths' cached receivers look again)
@@ -874,10 +892,30 @@ class Network:
         if entry is None:
             self.unroutable += 1
             return
+        if entry.coalesce > 0.0:                         # the NIC holds it (module text)
+            entry.batch.append(packet)
+            if len(entry.batch) == 1:
+                self._schedule(self.now + entry.coalesce, self._deliver_batch, (entry,))
+            return
         if entry.direct():
             entry.app.receive_packet(packet, self.now)    # compiled: a C call (_Host)
         else:
             entry.host.receive_packet(packet, self.now)
+        self._poll(entry)
+
+    def _deliver_batch(self, entry: _Host) -> None:
+        """The coalescing time is over: the host takes what arrived, then is polled once."""
+        batch = entry.batch
+        if not batch:
+            return
+        entry.batch = []
+        if entry.direct():
+            entry.app.receive_packets(batch, self.now)
+        elif entry.takes_batches:
+            entry.host.receive_packets(batch, self.now)
+        else:
+            for packet in batch:
+                entry.host.receive_packet(packet, self.now)
         self._poll(entry)
 
     def _poll(self, entry: _Host) -> None:

@@ -27,6 +27,7 @@ cdef class BulkApp:
     cdef public list events
 
     cpdef receive_packet(self, object data, double now)
+    cpdef receive_packets(self, object packets, double now, object verified=*)
     cpdef packets_to_send(self, double now)
     cpdef get_timer(self)
     cpdef handle_timer(self, double now)

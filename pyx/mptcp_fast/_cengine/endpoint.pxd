@@ -27,6 +27,7 @@ cdef class Endpoint:
 
     @cython.locals(sf=Subflow, seg=Incoming, flow=bytes)
     cpdef receive_packet(self, object data, double now, bint verified=*)
+    cpdef receive_packets(self, object packets, double now, object verified=*)
     @cython.locals(out=list, i=Py_ssize_t)
     cpdef list packets_to_send(self, double now)
     @cython.locals(conn=Connection, out=list, dirty=list)

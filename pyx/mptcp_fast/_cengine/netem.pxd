@@ -60,6 +60,9 @@ cdef class _Host:
     cdef public object host
     cdef public double timer
     cdef public BulkApp app
+    cdef public double coalesce
+    cdef public list batch
+    cdef public bint takes_batches
     cpdef bint direct(self)
 
 
@@ -137,6 +140,7 @@ cdef class Network:
     cpdef double run(self, object until=*, object stop=*, object max_events=*)
     cpdef _deliver(self, bytes address, object packet)
     cpdef _deliver_to(self, _Host entry, object packet)
+    cpdef _deliver_batch(self, _Host entry)
     @cython.locals(app=BulkApp)
     cpdef _poll(self, _Host entry)
     cpdef _timer(self, _Host entry, double when)
