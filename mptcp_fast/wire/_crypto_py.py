@@ -6,10 +6,9 @@ library. Same functions, results and errors as the compiled module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 
 from mptcp_fast._lazy import lazy_module
 
