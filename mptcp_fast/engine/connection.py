@@ -1622,13 +1622,13 @@ class Connection(SubflowOwner, PathOwner, FallbackOwner):
         it is acknowledged."""
         for sf in self._usable():
             sf.send_ack(now)
-        rto = max((sf.rtt.rto for sf in self.subflows), default=1.0)
+        rto = max([sf.rtt.rto for sf in self.subflows]) if self.subflows else 1.0
         self.fin_at = now + rto * (2 ** self.fin_backoff)
 
     def _arm_persist(self, now: float) -> None:
         """The peer's window is closed: probe it when nothing is in flight (RFC 9293 §3.8.6.1)."""
         if self.persist_at is None and not any(sf.outstanding for sf in self.subflows):
-            rto = min((sf.rtt.rto for sf in self.subflows), default=1.0)
+            rto = min([sf.rtt.rto for sf in self.subflows]) if self.subflows else 1.0
             self.persist_at = now + min(rto * (2 ** self.persist_backoff), 60.0)
 
     # ================================================================ data-level retransmission

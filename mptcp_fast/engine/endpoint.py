@@ -65,6 +65,15 @@ RANDOM_PORT_TRIES = 8                      # random picks before the range is wa
 TW_REUSE_DELAY = 1.0                       # Linux's tcp_tw_reuse_delay (1,000 ms)
 
 
+def _first_of_length(addresses: list, length: int):
+    """The first of ``addresses`` of ``length`` bytes (4: IPv4, 16: IPv6), or None. (A loop:
+    compiled, a generator expression costs a generator object and its close per call.)"""
+    for address in addresses:
+        if len(address) == length:
+            return address
+    return None
+
+
 class Endpoint:
     """One host's MPTCP engine, sans-IO: whole IP packets in and out as bytes, time passed in.
 
@@ -258,7 +267,7 @@ class Endpoint:
         remote_address = _check.address("remote address", address)
         port = _check.in_range("port", port, 1, 65535)
         if local_address is None:
-            local = next((a for a in self.addresses if len(a) == len(remote_address)), None)
+            local = _first_of_length(self.addresses, len(remote_address))
             if local is None:
                 raise ValueError("no local address of the remote address's family")
         else:
