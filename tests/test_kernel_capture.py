@@ -414,7 +414,12 @@ def test_the_packet_layer_agrees_with_the_kernels_checksums(backend, reinjection
         frame = raw[pos + 16:pos + 16 + incl]
         p = packet.parse_packet(frame, ip_offset)
         verdict = packet.verify_checksums(frame, ip_offset)
-        if verdict != (True, True) or packet.tcp_checksum(frame, ip_offset) != p.checksum:
+        ours = packet.tcp_checksum(frame, ip_offset)
+        # the kernel completes the checksum in skb_checksum_help, which writes a sum that
+        # folds to 0 as 0xFFFF (CSUM_MANGLED_0): one's complement's other zero, the same
+        # checksum (about one packet in 65,536 of a random capture)
+        same = ours == p.checksum or (ours == 0 and p.checksum == 0xFFFF)
+        if verdict != (True, True) or not same:
             wrong.append((checked + 1, verdict, frame[:ip_offset + 60].hex()))
         checked += 1
         pos += 16 + incl
