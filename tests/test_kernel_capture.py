@@ -362,6 +362,7 @@ def test_reinjection_after_a_path_fails(backend, reinjection_pcap):
     segs, _ = segments(reinjection_pcap.path)
     first = np.zeros(reinjection_pcap.upload_bytes, np.uint8)
     isn, maps, subflow_ids, base, reinjected = {}, {}, {}, None, 0
+    reinjecting = set()         # (source port, raw sequence number) of each packet counted
     for s in segs:
         if s.dport != kernel_capture.PORT:
             continue
@@ -381,22 +382,28 @@ def test_reinjection_after_a_path_fails(backend, reinjection_pcap):
             sid = subflow_ids.setdefault(flow, len(subflow_ids) + 1)
             for dsn, n in maps[flow].resolve((s.seq - isn[flow]) & 0xFFFFFFFF, s.payload_len):
                 carriers = first[dsn - base:dsn - base + n]
-                reinjected += int(np.count_nonzero((carriers != 0) & (carriers != sid)))
+                again = int(np.count_nonzero((carriers != 0) & (carriers != sid)))
+                if again:
+                    reinjected += again
+                    reinjecting.add((s.sport, s.seq))
                 carriers[carriers == 0] = sid
     assert np.all(first) and reinjected == up["reinjected_bytes"]
-    # tshark marks whole packets whose data went out on another subflow before: at least our
-    # bytes (a reinjected packet may also carry new data). It also marks the failed subflow's
-    # own late retransmissions (its data had meanwhile been reinjected), which are duplicates of
-    # that subflow's first copy to us, not reinjections.
+    # tshark marks the packets whose data went out on another subflow before: each of them is
+    # one our model counts. It does not mark them all: a packet whose bytes an earlier
+    # subflow carried in two packets (the reinjection cut at other boundaries) can go
+    # unmarked, as 11 of 81 did in one loaded run. It also marks the failed subflow's own late
+    # retransmissions (its data had meanwhile been reinjected), which are duplicates of that
+    # subflow's first copy to us, not reinjections: left out here.
+    failed_port = int(failed["client"].rsplit(":", 1)[1])
     rows = subprocess.run(
         ["tshark", "-r", reinjection_pcap.path, "-o", "mptcp.analyze_mptcp:TRUE", "-o",
          "mptcp.analyze_mappings:TRUE", "-o", "mptcp.intersubflows_retransmission:TRUE",
-         "-Y", f"mptcp.reinjection_of and tcp.dstport == {kernel_capture.PORT}",
-         "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.len"],
+         "-Y", f"mptcp.reinjection_of and tcp.dstport == {kernel_capture.PORT}"
+               f" and tcp.srcport != {failed_port}",
+         "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.seq_raw"],
         capture_output=True, text=True, check=True).stdout.splitlines()
-    failed_port = int(failed["client"].rsplit(":", 1)[1])
-    marked = [tuple(map(int, row.split("\t"))) for row in rows]
-    assert 0 < up["reinjected_bytes"] <= sum(n for port, n in marked if port != failed_port)
+    marked = {tuple(map(int, row.split("\t"))) for row in rows}
+    assert marked and marked <= reinjecting, sorted(marked - reinjecting)[:5]
 
 
 @pytest.mark.requires("ethtool")                 # to switch checksum offload off
