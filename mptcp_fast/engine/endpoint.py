@@ -42,7 +42,7 @@ from mptcp_fast.wire import segment
 # Shared modules absolutely, the compiled siblings relatively: this source also builds
 # mptcp_fast._cengine.endpoint (docs/design.md, "Two backends, one API").
 from .connection import Connection
-from .pathmanager import _text
+from .pathmanager import _text, first_of_family
 from .subflow import Subflow
 
 if not cython.compiled:     # compiled: the C enum, cimported by endpoint.pxd
@@ -63,15 +63,6 @@ __all__ = ["Endpoint"]
 EPHEMERAL_PORTS = (32768, 60999)           # Linux's ip_local_port_range
 RANDOM_PORT_TRIES = 8                      # random picks before the range is walked
 TW_REUSE_DELAY = 1.0                       # Linux's tcp_tw_reuse_delay (1,000 ms)
-
-
-def _first_of_length(addresses: list, length: int):
-    """The first of ``addresses`` of ``length`` bytes (4: IPv4, 16: IPv6), or None. (A loop:
-    compiled, a generator expression costs a generator object and its close per call.)"""
-    for address in addresses:
-        if len(address) == length:
-            return address
-    return None
 
 
 class Endpoint:
@@ -267,7 +258,7 @@ class Endpoint:
         remote_address = _check.address("remote address", address)
         port = _check.in_range("port", port, 1, 65535)
         if local_address is None:
-            local = _first_of_length(self.addresses, len(remote_address))
+            local = first_of_family(self.addresses, remote_address)
             if local is None:
                 raise ValueError("no local address of the remote address's family")
         else:

@@ -82,16 +82,22 @@ def _text(address: bytes) -> str:
     return text
 
 
-def _local_for(initial: bytes, addresses, remote: bytes):
-    """The local address a join to ``remote`` starts from: the initial subflow's, else the
-    first of the endpoint's ``addresses`` of the same family (a subflow never mixes IPv4 and
-    IPv6); None when there is none."""
-    if len(initial) == len(remote):
-        return initial
+def first_of_family(addresses, remote: bytes):
+    """The first of ``addresses`` of ``remote``'s family (a subflow never mixes IPv4 and
+    IPv6), or None. (A loop: compiled, a generator expression costs a generator object and
+    its close per call.)"""
     for address in addresses:
         if len(address) == len(remote):
             return address
     return None
+
+
+def _local_for(initial: bytes, addresses, remote: bytes):
+    """The local address a join to ``remote`` starts from: the initial subflow's, else the
+    first of the endpoint's ``addresses`` of the same family; None when there is none."""
+    if len(initial) == len(remote):
+        return initial
+    return first_of_family(addresses, remote)
 
 
 def _live(state: int) -> bool:
