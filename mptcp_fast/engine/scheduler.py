@@ -113,11 +113,21 @@ class LowestRtt(Scheduler):
 
 
 def _shortest_linger(subflows):
-    """LowestRtt's pick (a C loop over the subflows' C fields when compiled)."""
+    """LowestRtt's pick (a C loop over the subflows' C fields when compiled). The candidates
+    are ``_candidates``' without its lists (a pick per chunk, and a chunk per ACK or two):
+    counted first, then read in place."""
+    usable = regular = 0
+    for s in subflows:
+        if s.can_carry():
+            usable += 1
+            if not s.backup:
+                regular += 1
+    # _candidates: all the usable ones when fewer than two or none regular, else the regular
+    backups_too = usable < 2 or regular == 0
     best = None
     best_linger = best_rtt = 0.0
-    for s in _candidates(subflows):
-        if not s.has_room(0):
+    for s in subflows:
+        if not s.can_carry() or (s.backup and not backups_too) or not s.has_room(0):
             continue
         linger = linger_time(s)
         measured = s.rtt.srtt

@@ -99,7 +99,10 @@ cdef unsigned long long _add64(unsigned long long a, unsigned long long b)
 cdef class Connection(SubflowOwner):
     cdef public object endpoint, config, scheduler
     cdef public Controller cc
-    cdef public long id, version
+    # the id as one int object, the key of every dictionary of connections (a C long would
+    # make a new int per read, which a dictionary then compares by value, not identity)
+    cdef public object id
+    cdef public long version
     cdef public long long send_buffer, receive_window   # Config values read per segment
     cdef public bint is_client, redundant
     cdef public list subflows, all_subflows

@@ -16,5 +16,5 @@ cpdef object _lowest_rtt(list pool, bint with_room)
 @cython.locals(measured=object, srtt=double, ratio=double, window=Window)
 cpdef double linger_time(Subflow s)
 @cython.locals(s=Subflow, best=Subflow, best_linger=double, best_rtt=double, linger=double,
-               measured=object, rtt=double)
+               measured=object, rtt=double, usable=long, regular=long, backups_too=bint)
 cpdef object _shortest_linger(list subflows)
