@@ -88,12 +88,13 @@ def test_a_reader_that_does_not_keep_up_holds_one_small_window(backend):
                 break
             if type(event) is ev.DataReceived:
                 got += event.data
-    assert bytes(got) == data[:len(got)] and len(got) >= 1024 * 1024
+    # the reader kept its pace (8 KiB per 100 ms, 9.9 s of reading): the data was always there
+    assert bytes(got) == data[:len(got)] and len(got) >= 99 * 8 * 1024
     assert server_conn.receive_window == 512 * 1024
     assert conn.peer_window_max <= 512 * 1024
     assert conn.send_space == 0 and conn._buffered() > 2 * conn.peer_window_max
     edges = _right_edges(seen, server)          # (a scaled window is rounded down, by less
-    assert len(edges) > 20                      # than its unit of 128 bytes: RFC 7323 App. F)
+    assert len(edges) > 10                      # than its unit of 128 bytes: RFC 7323 App. F)
     assert all(b > a - 128 for a, b in zip(edges, edges[1:]))
 
 

@@ -108,10 +108,11 @@ def test_ecf_waits_for_the_fast_subflow_while_it_finishes_first():
     (30 ms: the first write's delayed ACK is in the fast subflow's estimate), before the slow
     path's RTT (100 ms) + delta, and on the slow path they would take a whole window's round
     trip there (100 ms), more than 2 fast RTTs + delta (80 ms): ECF waits. The fast subflow's
-    first ACKs let 3 more go; the last 7 would take 7/10 of the slow window's round trip (70
-    ms), under 80 ms: ECF sends them there (the kernel module, which counts at least a whole
-    window, would wait)."""
-    assert burst_placement("ecf") == {0: list(range(13)), 1: list(range(13, 20))}
+    first ACK (for two segments: a delayed ACK) lets 4 more go, the 2 it acknowledged and the
+    2 slow start adds for them; the last 6 would take 6/10 of the slow window's round trip
+    (60 ms), under 80 ms: ECF sends them there (the kernel module, which counts at least a
+    whole window, would wait)."""
+    assert burst_placement("ecf") == {0: list(range(14)), 1: list(range(14, 20))}
 
 
 def test_blest_waits_for_the_fast_subflow_whose_sending_the_window_would_block():
@@ -208,4 +209,6 @@ def test_a_subflow_with_a_stale_rtt_estimate_is_used_again_once_it_is_idle():
     (received,) = server.transfers.values()
     assert received.received == 24 << 20
     after = {sf.sid: sf.bytes_sent - before[sf.sid] for sf in conn.subflows}
-    assert after[joined.sid] > sum(after.values()) // 4
+    # its share follows the linger times of the two windows (about a fifth here, the
+    # other subflow's window being the larger); left idle, it carried nothing
+    assert after[joined.sid] > sum(after.values()) // 8

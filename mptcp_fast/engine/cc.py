@@ -135,9 +135,11 @@ class Controller:
                 w.hystart_exit = True
 
     def on_ack(self, w: Window, acked: int, now: float, segments: int = 1) -> None:
-        """``acked`` new bytes acknowledged by one ACK that covered ``segments`` full-sized
-        segments' worth (RFC 3465: slow start grows by the bytes acknowledged, at most L =
-        one MSS per segment covered; with segmentation offload one ACK covers many)."""
+        """``acked`` new bytes acknowledged by one ACK that newly delivered ``segments``
+        full-sized segments (not SACKed before: Subflow._cumulative_ack). Slow start grows by
+        the bytes acknowledged, at most one MSS per segment delivered: as Linux's
+        tcp_slow_start, an ACK for N segments (a delayed ACK, a coalescing NIC, an offloaded
+        segment) counts as N ACKs for one (RFC 3465 would cap N at 2)."""
         if acked <= 0:
             return
         if w.cwnd < w.ssthresh:               # in slow start: RFC 5681 §3.1, RFC 3465

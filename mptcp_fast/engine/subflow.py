@@ -1043,6 +1043,12 @@ class Subflow:
 
     def _cumulative_ack(self, ack: int, now: float) -> None:
         acked = ack - self.snd_una
+        # the bytes this ACK delivers that no SACK had reported (RFC 6937's DeliveredData
+        # without its SACKed part): what slow start counts. After a timeout the cumulative
+        # ACK may jump over a whole window the receiver had SACKed; those bytes were
+        # delivered before and open no window now (Linux counts a segment once, when it is
+        # first (s)acked; this engine counts SACKed segments never, the stricter choice).
+        delivered = 0
         sent = self.sent
         head = self.sent_head
         while head < len(sent):
@@ -1051,10 +1057,14 @@ class Subflow:
                 if entry.seq < ack:      # a segment acked in part
                     if entry.in_pipe():
                         self.pipe -= ack - entry.seq
+                    if not entry.sacked:
+                        delivered += ack - entry.seq
                     entry.seq = ack
                 break
             if entry.in_pipe():
                 self.pipe -= entry.end - entry.seq
+            if not entry.sacked:
+                delivered += entry.end - entry.seq
             entry.chunk = None           # acked: its bytes go now, not when the list is cut
             head += 1
         if head > 256 and head * 2 > len(sent):
@@ -1080,11 +1090,13 @@ class Subflow:
         else:
             data_acked = acked - (1 if fin_acked else 0)
             if data_acked > 0 and self.is_cwnd_limited():
-                # RFC 3465's limit is one MSS per ACK; with offload one ACK covers a whole
-                # offloaded segment, so the limit counts the MSS-sized segments it stands for
+                # slow start grows by one MSS per full-sized segment the ACK newly
+                # delivered, one at least: Linux's tcp_slow_start takes a stretch ACK for N
+                # segments as N ACKs for one (RFC 3465 caps N at L = 2; Linux does not). So
+                # a delayed ACK, a receiver's coalescing NIC or an offloaded segment of ours
+                # grows the window as the ACKs of each segment would
                 self.cc.on_ack(self.window, data_acked, now,
-                                    data_acked // self.window.mss or 1
-                                    if self.offload else 1)
+                               delivered // self.window.mss or 1)
         self.rto_at = now + self.rtt.rto if self.has_outstanding() else None
         if fin_acked:
             self._our_fin_acked(now)              # last: it may close the subflow

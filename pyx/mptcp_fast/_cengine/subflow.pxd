@@ -172,7 +172,7 @@ cdef class Subflow:
     @cython.locals(elapsed=cython.longlong, tsecr=cython.longlong)
     cpdef _slow_start_delay(self, Incoming seg, long long ack, double now)
     @cython.locals(entry=_Sent, sent=list, head=Py_ssize_t, acked=cython.longlong,
-                   data_acked=cython.longlong, fin_acked=bint)
+                   data_acked=cython.longlong, delivered=cython.longlong, fin_acked=bint)
     cpdef _cumulative_ack(self, long long ack, double now)
     @cython.locals(elapsed=cython.longlong, sample=double, tsecr=cython.longlong)
     cpdef _receiver_rtt(self, Incoming seg, double now)
