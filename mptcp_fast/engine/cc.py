@@ -9,7 +9,8 @@
     w.can_send(bytes_in_flight, size)
 
 * Reno: RFC 5681 — slow start with appropriate byte counting (cwnd grows by the bytes
-  acknowledged, at most one MSS per ACK: RFC 3465 with L = 1), congestion avoidance by
+  acknowledged, at most one MSS per full-sized segment the ACK newly delivers: Linux's
+  tcp_slow_start, where RFC 3465 would cap it at L = 2 MSS per ACK), congestion avoidance by
   acked * MSS / cwnd per ACK, ssthresh = max(FlightSize / 2, 2 MSS) on a loss and cwnd = 1 MSS
   after a timeout (the loss window, §3.1).
 * LIA: RFC 6356, the default of MPTCP: Reno on each subflow except the increase in congestion
