@@ -138,6 +138,8 @@ def userspace_case(backend: str, size: int, subflows: int, upload: bool, offload
         server = _kernel_server(bed.ns, "sink" if upload else "send", size)
         env = dict(os.environ)
         env.pop("MPTCP_FAST_PURE", None)
+        # the engine of this tree, as the parent's testbed (not whichever one is installed)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
         if backend == "python":
             env["MPTCP_FAST_PURE"] = "1"
         child = subprocess.Popen([sys.executable, "-c", ENGINE_CHILD, str(size), str(subflows),
