@@ -582,8 +582,9 @@ class Endpoint:
     def _new_connection(self, is_client: bool) -> Connection:
         if len(self.connections) >= self.config.max_connections:
             raise StateError(f"{self.config.max_connections} connections already open")
+        cid = self._next_id
         self._next_id += 1
-        conn = Connection(self, self._next_id - 1, is_client)
+        conn = Connection(self, cid, is_client)
         self.connections[conn.id] = conn      # (its own int object: the key it is found by)
         return conn
 

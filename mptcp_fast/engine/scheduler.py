@@ -57,14 +57,28 @@ PACING_CA_RATIO = 1.2        # net.ipv4.tcp_pacing_ca_ratio (120 %): after it
 UNMEASURED = float("inf")    # the linger time of a subflow without an RTT sample: last
 
 
+def _backups_too(subflows) -> bool:
+    """Whether the usable backup subflows are candidates too: when fewer than two subflows
+    are usable, or none of them is a regular one (Linux: backups only when no non-backup
+    subflow is active). Counted without a list (LowestRtt asks it per chunk)."""
+    usable = regular = 0
+    for s in subflows:
+        if s.can_carry():                    # ``usable``, a C call when compiled
+            usable += 1
+            if not s.backup:
+                regular += 1
+    return usable < 2 or regular == 0
+
+
 def _candidates(subflows):
-    """Non-backup usable subflows, or the backup ones when no other is usable (Linux: backups
-    only when no non-backup subflow is active)."""
-    usable = [s for s in subflows if s.can_carry()]      # ``usable``, a C call when compiled
-    if len(usable) < 2:
-        return usable
-    regular = [s for s in usable if not s.backup]
-    return regular if regular else usable
+    """The usable subflows a pick chooses from, in order: the non-backup ones, or the backup
+    ones too when ``_backups_too``."""
+    backups_too = _backups_too(subflows)
+    out = []
+    for s in subflows:
+        if s.can_carry() and (backups_too or not s.backup):
+            out.append(s)
+    return out
 
 
 def _lowest_rtt(pool, with_room: bool):
@@ -113,17 +127,10 @@ class LowestRtt(Scheduler):
 
 
 def _shortest_linger(subflows):
-    """LowestRtt's pick (a C loop over the subflows' C fields when compiled). The candidates
-    are ``_candidates``' without its lists (a pick per chunk, and a chunk per ACK or two):
-    counted first, then read in place."""
-    usable = regular = 0
-    for s in subflows:
-        if s.can_carry():
-            usable += 1
-            if not s.backup:
-                regular += 1
-    # _candidates: all the usable ones when fewer than two or none regular, else the regular
-    backups_too = usable < 2 or regular == 0
+    """LowestRtt's pick (a C loop over the subflows' C fields when compiled), among
+    ``_candidates``' subflows read in place, without its list (a pick per chunk, and a chunk
+    per ACK or two)."""
+    backups_too = _backups_too(subflows)
     best = None
     best_linger = best_rtt = 0.0
     for s in subflows:

@@ -9,12 +9,14 @@ from mptcp_fast._cengine.subflow cimport Subflow
 
 cdef double PACING_SS_RATIO, PACING_CA_RATIO, UNMEASURED
 
-@cython.locals(s=Subflow, usable=list, regular=list)
+@cython.locals(s=Subflow, usable=long, regular=long)
+cpdef bint _backups_too(list subflows)
+@cython.locals(s=Subflow, backups_too=bint, out=list)
 cpdef list _candidates(list subflows)
 @cython.locals(s=Subflow, best=Subflow, best_rtt=object)
 cpdef object _lowest_rtt(list pool, bint with_room)
 @cython.locals(measured=object, srtt=double, ratio=double, window=Window)
 cpdef double linger_time(Subflow s)
 @cython.locals(s=Subflow, best=Subflow, best_linger=double, best_rtt=double, linger=double,
-               measured=object, rtt=double, usable=long, regular=long, backups_too=bint)
+               measured=object, rtt=double, backups_too=bint)
 cpdef object _shortest_linger(list subflows)
